@@ -1,1 +1,126 @@
-fn main(){}
+//! ringway command line: `ringway [--config FILE] [--workers N]` runs the gateway,
+//! `ringway check --config FILE` validates a config. See README.md for exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ringway::{config, control, log, worker};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const DEFAULT_CONFIG: &str = "config/ringway.toml";
+
+/// Exit codes (documented in README.md).
+const EXIT_CONFIG: u8 = 1;
+const EXIT_STARTUP: u8 = 3;
+
+#[derive(Parser)]
+#[command(
+    name = "ringway",
+    version,
+    about = "Thread-per-core io_uring API gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    /// Config file (TOML).
+    #[arg(long, short, global = true, default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+    /// Worker threads (default: server.workers, or one per available core).
+    #[arg(long, short)]
+    workers: Option<usize>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the gateway (the default).
+    Run,
+    /// Validate a config file and print a summary; non-zero exit on error.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Some(Cmd::Check) => check(&cli.config),
+        Some(Cmd::Run) | None => run(&cli.config, cli.workers),
+    }
+}
+
+fn check(path: &PathBuf) -> ExitCode {
+    match config::load(path, 1) {
+        Ok(cfg) => {
+            print!("{}", config::summary::render(&cfg));
+            println!("{}: OK", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(errs) => {
+            for e in &errs {
+                eprintln!("error: {e}");
+            }
+            eprintln!(
+                "{}: {} error{}",
+                path.display(),
+                errs.len(),
+                if errs.len() == 1 { "" } else { "s" }
+            );
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn run(path: &PathBuf, workers_flag: Option<usize>) -> ExitCode {
+    let cfg = match config::load(path, 1) {
+        Ok(c) => c,
+        Err(errs) => {
+            for e in &errs {
+                log::error(&format!("config: {e}"));
+            }
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let cores = worker::allowed_cpus().len().max(1);
+    let n = match workers_flag.filter(|&w| w > 0) {
+        Some(w) => w,
+        None if cfg.workers > 0 => cfg.workers,
+        None => cores,
+    };
+    let listeners: Vec<String> = cfg
+        .listeners
+        .iter()
+        .map(|l| format!("{} ({})", l.addr, l.name))
+        .collect();
+    log::info(&format!(
+        "ringway {} starting: config {} (generation 1, {} routes, {} upstreams), {n} workers on {cores} available cores",
+        env!("CARGO_PKG_VERSION"),
+        path.display(),
+        cfg.routes.len(),
+        cfg.upstreams.len(),
+    ));
+    let signals = match control::register_signals() {
+        Ok(s) => s,
+        Err(e) => {
+            log::error(&format!("cannot install signal handlers: {e}"));
+            return ExitCode::from(EXIT_STARTUP);
+        }
+    };
+    let shared = worker::Shared::new(cfg);
+    let handles = match worker::spawn_workers(&shared, n) {
+        Ok(h) => h,
+        Err(e) => {
+            log::error(&e.to_string());
+            return ExitCode::from(EXIT_STARTUP);
+        }
+    };
+    for l in &listeners {
+        log::info(&format!("listening on http://{l}"));
+    }
+    log::info(&format!(
+        "pid {}; SIGHUP reloads, SIGTERM drains",
+        std::process::id()
+    ));
+    let code = control::run(shared, path.clone(), signals, handles);
+    ExitCode::from(code as u8)
+}

@@ -1,0 +1,173 @@
+//! Configuration: `raw` mirrors the TOML file, `compile` validates it into `Compiled`, the
+//! immutable table every worker reads through the control thread's `ArcSwap`.
+//!
+//! `Compiled` is `Send + Sync` and never mutated after `compile()` returns. Ids are dense
+//! indexes into its vectors, so workers keep per-core state (pools, cursors) in plain `Vec`s.
+
+pub mod compile;
+pub mod raw;
+pub mod summary;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::http1::Limits;
+use crate::route::{RouteId, RouteSpec, RouteTable};
+
+pub use compile::load;
+
+/// Dense index into `Compiled::upstreams`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UpstreamId(pub u32);
+
+/// A config problem, positioned in the source file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based; 0 when the error is about the file as a whole.
+    pub line: usize,
+    pub col: usize,
+    /// Dotted field path, e.g. `routes[2].proxy.upstream`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}: {}",
+                self.file.display(),
+                self.line,
+                self.col,
+                self.field,
+                self.message
+            )
+        }
+    }
+}
+
+/// The whole compiled configuration of one generation.
+pub struct Compiled {
+    pub generation: u64,
+    pub source: PathBuf,
+    /// 0 = one worker per available core.
+    pub workers: usize,
+    pub drain_timeout: Duration,
+    pub listeners: Vec<Listener>,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    pub upstreams: Vec<Upstream>,
+    /// Indexed by `RouteId`.
+    pub routes: Vec<Route>,
+    pub table: RouteTable,
+}
+
+impl Compiled {
+    pub fn route(&self, id: RouteId) -> &Route {
+        &self.routes[id.0 as usize]
+    }
+    pub fn upstream(&self, id: UpstreamId) -> &Upstream {
+        &self.upstreams[id.0 as usize]
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listener {
+    pub name: String,
+    pub addr: SocketAddr,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// Time allowed to receive a complete request head (→ 408).
+    pub client_header: Duration,
+    /// Max gap between body reads from the client (→ 408 / close).
+    pub client_body: Duration,
+    /// Idle keep-alive connections are closed after this.
+    pub keepalive: Duration,
+    /// Default upstream connect timeout (→ 504).
+    pub upstream_connect: Duration,
+    /// Default time from request sent to response head received (→ 504).
+    pub upstream_response: Duration,
+    /// Max gap between upstream body reads once the response started.
+    pub upstream_idle: Duration,
+}
+
+#[derive(Debug)]
+pub struct Upstream {
+    pub name: String,
+    pub targets: Vec<Target>,
+    /// Idle pooled connections kept per worker per target.
+    pub max_idle: usize,
+    pub idle_timeout: Duration,
+    /// How long a target that refused a connection is skipped.
+    pub backoff: Duration,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub addr: SocketAddr,
+    /// As written in the config (for logs and `check`).
+    pub label: String,
+    pub weight: u32,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub id: RouteId,
+    pub name: String,
+    /// What the route matches (kept for `check` and the admin API).
+    pub spec: RouteSpec,
+    pub action: Action,
+    /// Largest request body accepted (→ 413).
+    pub max_body: u64,
+}
+
+#[derive(Debug)]
+pub enum Action {
+    Proxy(ProxyAction),
+    Static(StaticResponse),
+    Echo,
+    Redirect(Redirect),
+}
+
+#[derive(Debug)]
+pub struct ProxyAction {
+    pub upstream: UpstreamId,
+    pub rewrite: Rewrite,
+    /// Send the client's Host upstream (default) instead of the target's address.
+    pub preserve_host: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rewrite {
+    None,
+    /// Replace the route's `prefix` with `with` ("" = strip). An empty result becomes "/".
+    ReplacePrefix {
+        prefix: String,
+        with: String,
+    },
+}
+
+#[derive(Debug)]
+pub struct StaticResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub struct Redirect {
+    pub status: u16,
+    pub location: String,
+    /// Append the request path and query to `location`.
+    pub append_path: bool,
+}

@@ -1,0 +1,297 @@
+//! Raw config: serde types that mirror `ringway.toml` one to one, with spans for error messages.
+//!
+//! No logic and no defaults beyond "absent" lives here; `compile.rs` validates and derives.
+//! Every struct denies unknown fields so a typo is an error that names the line, not a silently
+//! ignored setting.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Config format version; only 1 exists.
+    pub version: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub listeners: Vec<RawListener>,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+    #[serde(default)]
+    pub upstreams: BTreeMap<Spanned<String>, RawUpstream>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub workers: Option<Spanned<i64>>,
+    pub drain_timeout: Option<Spanned<RawDuration>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub name: Option<Spanned<String>>,
+    pub address: Spanned<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_header_bytes: Option<Spanned<RawSize>>,
+    pub max_headers: Option<Spanned<i64>>,
+    pub max_uri_bytes: Option<Spanned<RawSize>>,
+    pub max_body_bytes: Option<Spanned<RawSize>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    pub client_header: Option<Spanned<RawDuration>>,
+    pub client_body: Option<Spanned<RawDuration>>,
+    pub keepalive: Option<Spanned<RawDuration>>,
+    pub upstream_connect: Option<Spanned<RawDuration>>,
+    pub upstream_response: Option<Spanned<RawDuration>>,
+    pub upstream_idle: Option<Spanned<RawDuration>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub targets: Spanned<Vec<RawTarget>>,
+    pub max_idle: Option<Spanned<i64>>,
+    pub idle_timeout: Option<Spanned<RawDuration>>,
+    pub backoff: Option<Spanned<RawDuration>>,
+    pub connect_timeout: Option<Spanned<RawDuration>>,
+    pub response_timeout: Option<Spanned<RawDuration>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    pub address: Spanned<String>,
+    pub weight: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: Spanned<String>,
+    pub hosts: Option<Vec<Spanned<String>>>,
+    pub path: Option<Spanned<String>>,
+    pub prefix: Option<Spanned<String>>,
+    pub methods: Option<Vec<Spanned<String>>>,
+    pub headers: Option<BTreeMap<Spanned<String>, Spanned<RawCond>>>,
+    pub query: Option<BTreeMap<Spanned<String>, Spanned<RawCond>>>,
+    pub max_body_bytes: Option<Spanned<RawSize>>,
+    pub proxy: Option<Spanned<RawProxy>>,
+    #[serde(rename = "static")]
+    pub static_: Option<Spanned<RawStatic>>,
+    pub echo: Option<Spanned<RawEcho>>,
+    pub redirect: Option<Spanned<RawRedirect>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProxy {
+    pub upstream: Spanned<String>,
+    pub strip_prefix: Option<Spanned<bool>>,
+    pub replace_prefix: Option<Spanned<String>>,
+    pub preserve_host: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStatic {
+    pub status: Option<Spanned<i64>>,
+    pub body: Option<String>,
+    pub headers: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEcho {}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedirect {
+    pub location: Spanned<String>,
+    pub status: Option<Spanned<i64>>,
+    pub append_path: Option<bool>,
+}
+
+/// A header/query condition: a string means "equals", `true` means "present".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawCond {
+    Equals(String),
+    Present,
+}
+
+impl<'de> Deserialize<'de> for RawCond {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawCond;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string (must equal) or `true` (must be present)")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawCond, E> {
+                Ok(RawCond::Equals(v.to_owned()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawCond, E> {
+                if v {
+                    Ok(RawCond::Present)
+                } else {
+                    Err(E::custom(
+                        "`false` is not a condition: use `true` (must be present) or a string",
+                    ))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A duration written as `250ms`, `10s`, `5m`, `1h` or `1d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawDuration(pub std::time::Duration);
+
+/// Parses `250ms` / `10s` / `5m` / `1h` / `1d`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("invalid duration {s:?}: missing unit (ms, s, m, h, d)"))?;
+    let (num, unit) = s.split_at(split);
+    if num.is_empty() || num.len() > 12 {
+        return Err(format!(
+            "invalid duration {s:?}: expected a whole number then a unit, like \"10s\""
+        ));
+    }
+    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n * 1000,
+        "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        "d" => n * 86_400_000,
+        _ => {
+            return Err(format!(
+                "invalid duration {s:?}: unknown unit {unit:?} (use ms, s, m, h or d)"
+            ))
+        }
+    };
+    Ok(std::time::Duration::from_millis(ms))
+}
+
+impl<'de> Deserialize<'de> for RawDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RawDuration;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration string like \"250ms\", \"10s\", \"5m\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawDuration, E> {
+                parse_duration(v).map(RawDuration).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A byte size: an integer, or a string like `16KiB`, `10MiB`, `1GiB`, `512B`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawSize(pub u64);
+
+/// Parses `512`, `512B`, `16KiB`, `10MiB`, `1GiB` (also KB/MB/GB as powers of 1000).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    if num.is_empty() || num.len() > 15 {
+        return Err(format!(
+            "invalid size {s:?}: expected a number like \"10MiB\""
+        ));
+    }
+    let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}"))?;
+    let mult: u64 = match unit {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" => 1000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => {
+            return Err(format!(
+                "invalid size {s:?}: unknown unit {unit:?} (use B, KiB, MiB, GiB, KB, MB, GB)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("invalid size {s:?}: too large"))
+}
+
+impl<'de> Deserialize<'de> for RawSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RawSize;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size: an integer number of bytes or a string like \"10MiB\"")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawSize, E> {
+                u64::try_from(v)
+                    .map(RawSize)
+                    .map_err(|_| E::custom("a size cannot be negative"))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawSize, E> {
+                Ok(RawSize(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawSize, E> {
+                parse_size(v).map(RawSize).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("1.5s").is_err());
+        assert!(parse_duration("10 parsecs").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("16KiB"), Ok(16384));
+        assert_eq!(parse_size("10MiB"), Ok(10 << 20));
+        assert_eq!(parse_size("1GB"), Ok(1_000_000_000));
+        assert!(parse_size("10 furlongs").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("999999999999999GiB").is_err());
+    }
+}

@@ -1,0 +1,96 @@
+//! Human-readable summary of a compiled config, printed by `ringway check`.
+
+use std::fmt::Write;
+
+use super::{Action, Compiled, Rewrite};
+use crate::http1::allow_header_value;
+use crate::route::{Cond, HostPattern, PathPattern};
+
+pub fn render(c: &Compiled) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "listeners:");
+    for l in &c.listeners {
+        let _ = writeln!(s, "  {:<12} {}", l.name, l.addr);
+    }
+    let _ = writeln!(s, "upstreams:");
+    if c.upstreams.is_empty() {
+        let _ = writeln!(s, "  (none)");
+    }
+    for u in &c.upstreams {
+        let targets: Vec<String> = u
+            .targets
+            .iter()
+            .map(|t| format!("{} -> {} (weight {})", t.label, t.addr, t.weight))
+            .collect();
+        let _ = writeln!(s, "  {:<12} {}", u.name, targets.join(", "));
+    }
+    let _ = writeln!(s, "routes (match order):");
+    for (i, id) in c.table.match_order().iter().enumerate() {
+        let r = c.route(*id);
+        let hosts = if r.spec.hosts.is_empty() {
+            "*".to_string()
+        } else {
+            r.spec
+                .hosts
+                .iter()
+                .map(|h| match h {
+                    HostPattern::Exact(h) => h.clone(),
+                    HostPattern::Wildcard(sfx) => format!("*{sfx}"),
+                    HostPattern::Any => "*".into(),
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let path = match &r.spec.path {
+            PathPattern::Exact(p) => format!("= {p}"),
+            PathPattern::Prefix(p) => format!("^ {p}"),
+            PathPattern::Template(p) => format!("~ {p}"),
+        };
+        let methods = if r.spec.methods == 0 {
+            "ANY".to_string()
+        } else {
+            allow_header_value(r.spec.methods).replace(", ", ",")
+        };
+        let mut conds = String::new();
+        for (k, v) in &r.spec.headers {
+            let _ = match v {
+                Cond::Equals(x) => write!(conds, " header:{k}={x}"),
+                Cond::Present => write!(conds, " header:{k}"),
+            };
+        }
+        for (k, v) in &r.spec.query {
+            let _ = match v {
+                Cond::Equals(x) => write!(conds, " query:{k}={x}"),
+                Cond::Present => write!(conds, " query:{k}"),
+            };
+        }
+        let action = match &r.action {
+            Action::Proxy(p) => {
+                let mut a = format!("proxy {}", c.upstream(p.upstream).name);
+                if let Rewrite::ReplacePrefix { prefix, with } = &p.rewrite {
+                    let _ = write!(
+                        a,
+                        " (rewrite {prefix} -> {})",
+                        if with.is_empty() { "/" } else { with }
+                    );
+                }
+                a
+            }
+            Action::Static(st) => format!("static {}", st.status),
+            Action::Echo => "echo".into(),
+            Action::Redirect(rd) => format!("redirect {} {}", rd.status, rd.location),
+        };
+        let _ = writeln!(
+            s,
+            "  {:>3}. {:<16} {:<14} {:<10} {:<24}{} -> {}",
+            i + 1,
+            r.name,
+            hosts,
+            methods,
+            path,
+            conds,
+            action
+        );
+    }
+    s
+}

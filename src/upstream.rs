@@ -1,0 +1,206 @@
+//! Per-worker upstream state: smooth weighted round-robin over targets, passive back-off for
+//! targets that refuse connections, and keep-alive connection pools.
+//!
+//! Everything here is `!Send` and owned by one worker (Cell/RefCell, no locks). A new config
+//! generation builds fresh `UpstreamState`s but carries idle connections and back-off over by
+//! (upstream name, target address), so a reload does not drop warm connections.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use monoio::net::TcpStream;
+
+use crate::config::Upstream;
+
+/// A connection to one target, with its reusable read buffer.
+pub struct UpConn {
+    pub stream: TcpStream,
+    /// Read buffer; empty whenever the connection sits in the pool.
+    pub buf: Vec<u8>,
+    pub target: usize,
+    /// Came out of the pool (so it may have been closed by the upstream meanwhile).
+    pub reused: bool,
+}
+
+struct Idle {
+    conn: UpConn,
+    since: Instant,
+}
+
+pub struct TargetState {
+    pub addr: SocketAddr,
+    weight: i64,
+    current: Cell<i64>,
+    down_until: Cell<Option<Instant>>,
+    idle: RefCell<VecDeque<Idle>>,
+}
+
+pub struct UpstreamState {
+    pub name: String,
+    pub targets: Vec<TargetState>,
+    max_idle: usize,
+    idle_timeout: Duration,
+    backoff: Duration,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+}
+
+impl UpstreamState {
+    /// Builds state for `u`, taking idle connections and back-off from `old` where the
+    /// upstream name and target address are unchanged.
+    pub fn new(u: &Upstream, old: Option<&UpstreamState>) -> UpstreamState {
+        let targets = u
+            .targets
+            .iter()
+            .map(|t| {
+                let prev = old.and_then(|o| o.targets.iter().find(|p| p.addr == t.addr));
+                TargetState {
+                    addr: t.addr,
+                    weight: i64::from(t.weight),
+                    current: Cell::new(0),
+                    down_until: Cell::new(prev.and_then(|p| p.down_until.get())),
+                    idle: RefCell::new(prev.map(|p| p.idle.take()).unwrap_or_default()),
+                }
+            })
+            .collect();
+        UpstreamState {
+            name: u.name.clone(),
+            targets,
+            max_idle: u.max_idle,
+            idle_timeout: u.idle_timeout,
+            backoff: u.backoff,
+            connect_timeout: u.connect_timeout,
+            response_timeout: u.response_timeout,
+        }
+    }
+
+    /// Smooth weighted round-robin (each pick adds every weight to its counter, takes the
+    /// largest, subtracts the total) over targets that are not backing off and not in
+    /// `tried` (bit i = target i already failed for this request).
+    pub fn pick(&self, now: Instant, tried: u64) -> Option<usize> {
+        let mut total = 0i64;
+        let mut best: Option<usize> = None;
+        for (i, t) in self.targets.iter().enumerate() {
+            if i < 64 && tried & (1 << i) != 0 {
+                continue;
+            }
+            if let Some(until) = t.down_until.get() {
+                if until > now {
+                    continue;
+                }
+                t.down_until.set(None);
+            }
+            total += t.weight;
+            t.current.set(t.current.get() + t.weight);
+            if best.is_none_or(|b| t.current.get() > self.targets[b].current.get()) {
+                best = Some(i);
+            }
+        }
+        let b = best?;
+        let t = &self.targets[b];
+        t.current.set(t.current.get() - total);
+        Some(b)
+    }
+
+    /// Marks a target as refusing connections for the back-off period and drops its idle pool.
+    pub fn mark_down(&self, target: usize, now: Instant) {
+        if let Some(t) = self.targets.get(target) {
+            t.down_until.set(Some(now + self.backoff));
+            t.idle.borrow_mut().clear();
+        }
+    }
+
+    /// Newest idle connection to `target` that has not outlived the idle timeout.
+    pub fn take_idle(&self, target: usize, now: Instant) -> Option<UpConn> {
+        let t = self.targets.get(target)?;
+        let mut idle = t.idle.borrow_mut();
+        while let Some(entry) = idle.pop_back() {
+            if now.duration_since(entry.since) < self.idle_timeout {
+                let mut conn = entry.conn;
+                conn.reused = true;
+                return Some(conn);
+            }
+            // Everything older is staler still.
+            idle.clear();
+        }
+        None
+    }
+
+    /// Returns a connection whose last exchange completed cleanly.
+    pub fn put_idle(&self, conn: UpConn, now: Instant) {
+        if self.max_idle == 0 || !conn.buf.is_empty() {
+            return;
+        }
+        if let Some(t) = self.targets.get(conn.target) {
+            let mut idle = t.idle.borrow_mut();
+            if idle.len() >= self.max_idle {
+                idle.pop_front();
+            }
+            idle.push_back(Idle { conn, since: now });
+        }
+    }
+
+    /// Count of idle pooled connections (for tests and metrics).
+    pub fn idle_count(&self) -> usize {
+        self.targets.iter().map(|t| t.idle.borrow().len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Target;
+
+    fn upstream(weights: &[u32]) -> Upstream {
+        Upstream {
+            name: "u".into(),
+            targets: weights
+                .iter()
+                .enumerate()
+                .map(|(i, &w)| Target {
+                    addr: format!("127.0.0.1:{}", 1000 + i).parse().unwrap(),
+                    label: String::new(),
+                    weight: w,
+                })
+                .collect(),
+            max_idle: 4,
+            idle_timeout: Duration::from_secs(60),
+            backoff: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn round_robin_is_even() {
+        let s = UpstreamState::new(&upstream(&[1, 1, 1]), None);
+        let now = Instant::now();
+        let picks: Vec<_> = (0..6).map(|_| s.pick(now, 0).unwrap()).collect();
+        assert_eq!(picks, vec![0, 1, 2, 0, 1, 2]);
+    }
+
+    #[test]
+    fn weighted_round_robin_is_smooth_and_proportional() {
+        let s = UpstreamState::new(&upstream(&[5, 1, 1]), None);
+        let now = Instant::now();
+        let picks: Vec<_> = (0..7).map(|_| s.pick(now, 0).unwrap()).collect();
+        assert_eq!(picks.iter().filter(|&&p| p == 0).count(), 5);
+        assert_eq!(picks, vec![0, 0, 1, 0, 2, 0, 0]);
+    }
+
+    #[test]
+    fn backoff_skips_then_recovers() {
+        let s = UpstreamState::new(&upstream(&[1, 1]), None);
+        let now = Instant::now();
+        s.mark_down(0, now);
+        for _ in 0..4 {
+            assert_eq!(s.pick(now, 0), Some(1));
+        }
+        assert_eq!(s.pick(now, 0b10), None);
+        let later = now + Duration::from_secs(6);
+        let picks: Vec<_> = (0..4).map(|_| s.pick(later, 0).unwrap()).collect();
+        assert!(picks.contains(&0));
+    }
+}

@@ -1,0 +1,395 @@
+//! Worker threads: one per core, pinned, each with its own monoio runtime (io_uring, or the
+//! legacy epoll driver only when io_uring is unavailable), its own SO_REUSEPORT listeners and
+//! its own per-core state (`Core`): config snapshot, upstream pools, id generator, open
+//! connections.
+//!
+//! The only cross-thread state is `Shared`: the `ArcSwap` of the compiled config (read once per
+//! request, via a generation counter so the common case is one relaxed atomic load) and the
+//! drain signal. Nothing on the request path takes a lock.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use monoio::net::TcpListener;
+
+use crate::config::Compiled;
+use crate::request_id::IdGen;
+use crate::upstream::UpstreamState;
+
+/// State shared by the control thread and all workers.
+pub struct Shared {
+    pub config: ArcSwap<Compiled>,
+    /// Mirrors `config.load().generation`; bumped after each store so workers notice cheaply.
+    pub generation: AtomicU64,
+    pub draining: AtomicBool,
+    pub drain_event: event_listener::Event,
+    /// Workers whose runtime has exited.
+    pub workers_done: AtomicUsize,
+    /// Which I/O driver each worker ended up with ("io_uring" or "legacy").
+    pub driver: std::sync::OnceLock<&'static str>,
+}
+
+impl Shared {
+    pub fn new(cfg: Compiled) -> Arc<Shared> {
+        let generation = cfg.generation;
+        Arc::new(Shared {
+            config: ArcSwap::from_pointee(cfg),
+            generation: AtomicU64::new(generation),
+            draining: AtomicBool::new(false),
+            drain_event: event_listener::Event::new(),
+            workers_done: AtomicUsize::new(0),
+            driver: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Publishes a new compiled config (control thread only).
+    pub fn publish(&self, cfg: Compiled) {
+        let generation = cfg.generation;
+        self.config.store(Arc::new(cfg));
+        self.generation.store(generation, Ordering::Release);
+    }
+
+    /// Starts the graceful drain on every worker.
+    pub fn start_drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        self.drain_event.notify(usize::MAX);
+    }
+}
+
+/// One config generation as seen by a worker: the immutable table plus this core's mutable
+/// upstream state for it.
+pub struct Generation {
+    pub cfg: Arc<Compiled>,
+    pub upstreams: Vec<UpstreamState>,
+}
+
+/// Per-core state, shared by the connection tasks of one worker through `Rc`.
+pub struct Core {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    current: RefCell<Rc<Generation>>,
+    current_gen: Cell<u64>,
+    pub ids: IdGen,
+    pub conns: ConnRegistry,
+}
+
+impl Core {
+    fn new(id: usize, shared: Arc<Shared>) -> Core {
+        let cfg = shared.config.load_full();
+        let upstreams = cfg
+            .upstreams
+            .iter()
+            .map(|u| UpstreamState::new(u, None))
+            .collect();
+        let gen = cfg.generation;
+        Core {
+            id,
+            shared,
+            current: RefCell::new(Rc::new(Generation { cfg, upstreams })),
+            current_gen: Cell::new(gen),
+            ids: IdGen::new(),
+            conns: ConnRegistry::default(),
+        }
+    }
+
+    /// The generation a new request should use. Cheap unless the config just changed, in which
+    /// case this core's upstream state is rebuilt, carrying pools over by name.
+    pub fn generation(&self) -> Rc<Generation> {
+        let g = self.shared.generation.load(Ordering::Acquire);
+        if g != self.current_gen.get() {
+            let cfg = self.shared.config.load_full();
+            let old = self.current.borrow().clone();
+            let upstreams = cfg
+                .upstreams
+                .iter()
+                .map(|u| {
+                    let prev = old.upstreams.iter().find(|o| o.name == u.name);
+                    UpstreamState::new(u, prev)
+                })
+                .collect();
+            self.current_gen.set(cfg.generation);
+            *self.current.borrow_mut() = Rc::new(Generation { cfg, upstreams });
+        }
+        self.current.borrow().clone()
+    }
+
+    pub fn draining(&self) -> bool {
+        self.shared.draining.load(Ordering::Relaxed)
+    }
+}
+
+/// Open client connections of one worker, so a drain can close the idle ones.
+#[derive(Default)]
+pub struct ConnRegistry {
+    slots: RefCell<Vec<Option<ConnSlot>>>,
+    free: RefCell<Vec<usize>>,
+    open: Cell<usize>,
+}
+
+struct ConnSlot {
+    fd: RawFd,
+    idle: bool,
+}
+
+impl ConnRegistry {
+    pub fn register(&self, fd: RawFd) -> usize {
+        let slot = Some(ConnSlot { fd, idle: true });
+        self.open.set(self.open.get() + 1);
+        let mut slots = self.slots.borrow_mut();
+        match self.free.borrow_mut().pop() {
+            Some(i) => {
+                slots[i] = slot;
+                i
+            }
+            None => {
+                slots.push(slot);
+                slots.len() - 1
+            }
+        }
+    }
+
+    pub fn unregister(&self, key: usize) {
+        let mut slots = self.slots.borrow_mut();
+        if let Some(s) = slots.get_mut(key) {
+            if s.take().is_some() {
+                self.open.set(self.open.get() - 1);
+                self.free.borrow_mut().push(key);
+            }
+        }
+    }
+
+    /// Idle = waiting for the next request head on a keep-alive connection.
+    pub fn set_idle(&self, key: usize, idle: bool) {
+        if let Some(Some(s)) = self.slots.borrow_mut().get_mut(key) {
+            s.idle = idle;
+        }
+    }
+
+    pub fn open(&self) -> usize {
+        self.open.get()
+    }
+
+    /// Shuts down the read side of idle connections so their pending read returns EOF and the
+    /// connection task ends; busy ones finish their request and close because of the drain.
+    pub fn close_idle(&self) {
+        for s in self.slots.borrow().iter().flatten() {
+            if s.idle {
+                // SAFETY: the fd belongs to a live connection task of this worker (it is removed
+                // from the registry before the stream is dropped); shutdown does not close it.
+                unsafe {
+                    libc::shutdown(s.fd, libc::SHUT_RD);
+                }
+            }
+        }
+    }
+}
+
+/// Binds one SO_REUSEPORT listening socket for `addr` (one per worker per listener).
+pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(4096)?;
+    Ok(s.into())
+}
+
+/// Pins the calling thread to `cpu` (best effort: logs and continues on failure).
+fn pin_to_cpu(cpu: usize) -> bool {
+    // SAFETY: cpu_set_t is plain data; CPU_SET and sched_setaffinity only read/write it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+/// CPUs this process may run on, in order (respects taskset / cgroup cpusets).
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: as above; sched_getaffinity fills the set.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
+/// Starts `n` workers, each with its own listening socket per configured listener. Binding
+/// happens here, before any thread starts, so an address in use fails startup immediately.
+pub fn spawn_workers(
+    shared: &Arc<Shared>,
+    n: usize,
+) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+    let cfg = shared.config.load_full();
+    let cpus = allowed_cpus();
+    let mut sockets = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut per = Vec::new();
+        for l in &cfg.listeners {
+            let s = bind_reuseport(l.addr).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", l.addr))
+            })?;
+            per.push(s);
+        }
+        sockets.push(per);
+    }
+    let mut handles = Vec::with_capacity(n);
+    for (id, listeners) in sockets.into_iter().enumerate() {
+        let shared = shared.clone();
+        let cpu = cpus.get(id % cpus.len().max(1)).copied();
+        let h = std::thread::Builder::new()
+            .name(format!("ringway-w{id}"))
+            .spawn(move || {
+                let pinned = cpu.map(pin_to_cpu).unwrap_or(false);
+                run_worker(id, cpu, pinned, shared, listeners);
+            })?;
+        handles.push(h);
+    }
+    Ok(handles)
+}
+
+fn run_worker(
+    id: usize,
+    cpu: Option<usize>,
+    pinned: bool,
+    shared: Arc<Shared>,
+    listeners: Vec<std::net::TcpListener>,
+) {
+    let where_ = match (cpu, pinned) {
+        (Some(c), true) => format!("pinned to cpu {c}"),
+        _ => "not pinned".to_string(),
+    };
+    let force_legacy = std::env::var_os("RINGWAY_FORCE_EPOLL").is_some();
+    let uring = if force_legacy {
+        Err(std::io::Error::other("RINGWAY_FORCE_EPOLL is set"))
+    } else {
+        monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .with_entries(1024)
+            .enable_timer()
+            .build()
+    };
+    match uring {
+        Ok(mut rt) => {
+            let _ = shared.driver.set("io_uring");
+            crate::log::info(&format!("worker {id}: io_uring driver, {where_}"));
+            rt.block_on(worker_main(id, shared.clone(), listeners));
+        }
+        Err(e) => {
+            crate::log::warn(&format!(
+                "worker {id}: io_uring unavailable ({e}); FALLING BACK to the legacy epoll driver, {where_}"
+            ));
+            let _ = shared.driver.set("legacy");
+            match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+                .enable_timer()
+                .build()
+            {
+                Ok(mut rt) => rt.block_on(worker_main(id, shared.clone(), listeners)),
+                Err(e) => crate::log::error(&format!("worker {id}: cannot build runtime: {e}")),
+            }
+        }
+    }
+    shared.workers_done.fetch_add(1, Ordering::SeqCst);
+}
+
+async fn worker_main(id: usize, shared: Arc<Shared>, listeners: Vec<std::net::TcpListener>) {
+    let core = Rc::new(Core::new(id, shared.clone()));
+    let mut listener_fds = Vec::new();
+    let accepting = Rc::new(Cell::new(0usize));
+    for l in listeners {
+        let local = l.local_addr().ok();
+        let listener = match TcpListener::from_std(l) {
+            Ok(l) => l,
+            Err(e) => {
+                crate::log::error(&format!("worker {id}: listener {local:?}: {e}"));
+                continue;
+            }
+        };
+        listener_fds.push(listener.as_raw_fd());
+        accepting.set(accepting.get() + 1);
+        let core = core.clone();
+        let accepting = accepting.clone();
+        monoio::spawn(async move {
+            accept_loop(core, listener).await;
+            accepting.set(accepting.get() - 1);
+        });
+    }
+
+    // Wait for the drain signal (woken from the control thread).
+    loop {
+        if shared.draining.load(Ordering::SeqCst) {
+            break;
+        }
+        let listener = shared.drain_event.listen();
+        if shared.draining.load(Ordering::SeqCst) {
+            break;
+        }
+        listener.await;
+    }
+
+    // Stop accepting: shutting a listening socket down fails its pending accept.
+    for fd in &listener_fds {
+        // SAFETY: the listener is owned by its accept loop, alive until that loop sees the
+        // error we cause here; shutdown does not close the fd.
+        unsafe {
+            libc::shutdown(*fd, libc::SHUT_RDWR);
+        }
+    }
+    let deadline = Instant::now() + shared.config.load().drain_timeout;
+    loop {
+        core.conns.close_idle();
+        if core.conns.open() == 0 && accepting.get() == 0 {
+            break;
+        }
+        if Instant::now() >= deadline {
+            crate::log::warn(&format!(
+                "worker {id}: drain timeout with {} connections still open",
+                core.conns.open()
+            ));
+            break;
+        }
+        monoio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn accept_loop(core: Rc<Core>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                if core.draining() {
+                    break;
+                }
+                let _ = stream.set_nodelay(true);
+                let core = core.clone();
+                monoio::spawn(crate::proxy::serve_connection(core, stream, peer));
+            }
+            Err(e) => {
+                if core.draining() {
+                    break;
+                }
+                // EMFILE and friends: back off briefly instead of spinning.
+                crate::log::warn(&format!("worker {}: accept: {e}", core.id));
+                monoio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
