@@ -178,8 +178,8 @@ pub enum HeadError {
     TooManyHeaders,
     /// 414: request-target longer than `max_uri_bytes`.
     UriTooLong,
-    /// 501: a transfer-coding other than chunked (e.g. `gzip, chunked` is fine, `gzip` alone is 400,
-    /// `foo, chunked` with unknown `foo` is 501).
+    /// 501: a transfer-coding we do not implement (anything but a lone `chunked`, e.g.
+    /// `gzip, chunked`), or the CONNECT method.
     NotImplemented(&'static str),
     /// 505: an HTTP version other than 1.0/1.1.
     VersionNotSupported,
@@ -2521,11 +2521,11 @@ mod tests {
         assert!(!dec.is_done());
 
         let mut line = b"1;".to_vec();
-        line.extend(std::iter::repeat_n(b'a', MAX_CHUNK_LINE - 4));
+        line.extend_from_slice(&vec![b'a'; MAX_CHUNK_LINE - 4]);
         line.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
         assert_eq!(decode_all(&line).unwrap().0, b"x");
         let mut line = b"1;".to_vec();
-        line.extend(std::iter::repeat_n(b'a', MAX_CHUNK_LINE - 3));
+        line.extend_from_slice(&vec![b'a'; MAX_CHUNK_LINE - 3]);
         line.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
         assert_eq!(
             decode_all(&line).unwrap_err(),

@@ -1,0 +1,714 @@
+//! Test harness: starts the real `ringway` binary on an ephemeral loopback port with a config
+//! written to a temp dir, real upstream servers on std threads, and raw HTTP/1.1 clients.
+//!
+//! Everything is bounded: every socket has read/write timeouts, every wait has a deadline, and
+//! processes are killed on drop.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Picks a free loopback port (bind :0, read it, release it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running gateway process.
+pub struct Gateway {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub config_path: PathBuf,
+    _dir: tempfile::TempDir,
+    logs: Arc<Mutex<String>>,
+}
+
+/// The listener section the harness prepends; `body` supplies everything else.
+fn with_listener(port: u16, body: &str) -> String {
+    format!("[[listeners]]\nname = \"test\"\naddress = \"127.0.0.1:{port}\"\n\n{body}\n")
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ringway")
+}
+
+impl Gateway {
+    /// Starts ringway with `body` (config without listeners) and 2 workers.
+    pub fn start(body: &str) -> Gateway {
+        Gateway::start_workers(body, 2)
+    }
+
+    pub fn start_workers(body: &str, workers: usize) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config_path = dir.path().join("ringway.toml");
+        std::fs::write(&config_path, with_listener(port, body)).unwrap();
+        let mut child = Command::new(bin())
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--workers")
+            .arg(workers.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ringway");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let gw = Gateway {
+            child: Some(child),
+            addr,
+            config_path,
+            _dir: dir,
+            logs,
+        };
+        gw.wait_ready();
+        gw
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if TcpStream::connect(self.addr).is_ok() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        panic!("gateway did not start listening; logs:\n{}", self.logs());
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Waits until the logs contain `needle` (or panics after `timeout`).
+    pub fn wait_log(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.logs().contains(needle) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        panic!("log line {needle:?} not seen; logs:\n{}", self.logs());
+    }
+
+    /// Counts occurrences of `needle` in the logs.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.logs().matches(needle).count()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+    }
+
+    /// Rewrites the config (listener kept) and sends SIGHUP.
+    pub fn write_config(&self, body: &str) {
+        std::fs::write(&self.config_path, with_listener(self.addr.port(), body)).unwrap();
+    }
+
+    /// Writes `body` as the config, sends SIGHUP and waits for the outcome in the logs.
+    /// Returns true when the new generation was accepted.
+    pub fn reload(&self, body: &str) -> bool {
+        let ok_before = self.log_count("config reloaded");
+        let bad_before = self.log_count("reload failed");
+        self.write_config(body);
+        self.signal(libc::SIGHUP);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.log_count("config reloaded") > ok_before {
+                return true;
+            }
+            if self.log_count("reload failed") > bad_before {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        panic!("no reload outcome logged; logs:\n{}", self.logs());
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut().unwrap();
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = child.try_wait() {
+                return Some(st);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs `ringway check --config <file with text>`; returns (exit code, stdout, stderr).
+pub fn check_config(text: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("check.toml");
+    std::fs::write(&p, text).unwrap();
+    let out = Command::new(bin())
+        .arg("check")
+        .arg("--config")
+        .arg(&p)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Client side
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub version: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Body framing the gateway used: "length", "chunked", "close" or "none".
+    pub framing: &'static str,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// A client connection with its own read buffer (keep-alive, pipelining).
+pub struct Conn {
+    pub stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Conn {
+    pub fn open(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect(addr).expect("connect to gateway");
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        Conn { stream, reader }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write to gateway");
+    }
+
+    /// Sends a simple request with Host: test and optional extra header lines.
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        self.send(&build_request(method, path, extra, body));
+        self.read_response(method == "HEAD").expect("response")
+    }
+
+    /// Reads one response. `head_request` = the request was HEAD (no body follows).
+    pub fn read_response(&mut self, head_request: bool) -> std::io::Result<Response> {
+        read_response(&mut self.reader, head_request)
+    }
+
+    /// True if the server closed the connection (EOF) within `timeout` with no more bytes.
+    pub fn is_closed(&mut self, timeout: Duration) -> bool {
+        self.stream.set_read_timeout(Some(timeout)).unwrap();
+        let mut b = [0u8; 1];
+        let r = matches!(self.reader.read(&mut b), Ok(0))
+            || matches!(self.reader.read(&mut b), Err(ref e) if e.kind() == std::io::ErrorKind::ConnectionReset);
+        self.stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        r
+    }
+
+    /// Reads everything until EOF (bounded by IO_TIMEOUT).
+    pub fn read_to_end(&mut self) -> Vec<u8> {
+        let mut v = Vec::new();
+        let _ = self.reader.read_to_end(&mut v);
+        v
+    }
+}
+
+pub fn build_request(method: &str, path: &str, extra: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut r = format!("{method} {path} HTTP/1.1\r\n");
+    if !extra.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        r.push_str("Host: test\r\n");
+    }
+    for (n, v) in extra {
+        r.push_str(&format!("{n}: {v}\r\n"));
+    }
+    let chunked = extra
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if !body.is_empty()
+        && !chunked
+        && !extra
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+    {
+        r.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    r.push_str("\r\n");
+    let mut v = r.into_bytes();
+    v.extend_from_slice(body);
+    v
+}
+
+/// One-shot request on a fresh connection.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    Conn::open(addr).request(method, path, extra, body)
+}
+
+pub fn get(addr: SocketAddr, path: &str) -> Response {
+    request(addr, "GET", path, &[], b"")
+}
+
+/// Sends raw bytes on a fresh connection and returns everything received until EOF/timeout.
+pub fn raw(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut c = Conn::open(addr);
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    c.send(bytes);
+    c.read_to_end()
+}
+
+/// Status code of the first response in `raw` bytes (0 if none).
+pub fn first_status(raw: &[u8]) -> u16 {
+    let s = String::from_utf8_lossy(raw);
+    s.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+fn read_line<R: BufRead>(r: &mut R) -> std::io::Result<String> {
+    let mut line = String::new();
+    let n = r.read_line(&mut line)?;
+    if n == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "eof",
+        ));
+    }
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+/// Minimal strict-enough HTTP/1.1 response reader (skips 1xx other than 101).
+pub fn read_response<R: BufRead>(r: &mut R, head_request: bool) -> std::io::Result<Response> {
+    loop {
+        let status_line = read_line(r)?;
+        let mut parts = status_line.splitn(3, ' ');
+        let version = parts.next().unwrap_or("").to_string();
+        let status: u16 = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("bad status line {status_line:?}")))?;
+        let mut headers = Vec::new();
+        loop {
+            let line = read_line(r)?;
+            if line.is_empty() {
+                break;
+            }
+            let (n, v) = line
+                .split_once(':')
+                .ok_or_else(|| std::io::Error::other(format!("bad header {line:?}")))?;
+            headers.push((n.trim().to_string(), v.trim().to_string()));
+        }
+        if (100..200).contains(&status) && status != 101 {
+            continue;
+        }
+        let find = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _): &&(String, String)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        let mut body = Vec::new();
+        let framing;
+        if head_request || status == 204 || status == 304 || status == 101 {
+            framing = "none";
+        } else if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+            framing = "chunked";
+            loop {
+                let size_line = read_line(r)?;
+                let size =
+                    usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
+                        .map_err(|_| {
+                            std::io::Error::other(format!("bad chunk size {size_line:?}"))
+                        })?;
+                if size == 0 {
+                    loop {
+                        if read_line(r)?.is_empty() {
+                            break;
+                        }
+                    }
+                    break;
+                }
+                let start = body.len();
+                body.resize(start + size, 0);
+                r.read_exact(&mut body[start..])?;
+                let crlf = read_line(r)?;
+                if !crlf.is_empty() {
+                    return Err(std::io::Error::other("missing CRLF after chunk"));
+                }
+            }
+        } else if let Some(cl) = find("content-length") {
+            framing = "length";
+            let n: usize = cl
+                .parse()
+                .map_err(|_| std::io::Error::other("bad content-length"))?;
+            body.resize(n, 0);
+            r.read_exact(&mut body)?;
+        } else {
+            framing = "close";
+            r.read_to_end(&mut body)?;
+        }
+        return Ok(Response {
+            status,
+            version,
+            headers,
+            body,
+            framing,
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Upstream servers
+// ---------------------------------------------------------------------------------------
+
+/// A request as an upstream test server received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub target: String,
+    pub version: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Raw head bytes exactly as they arrived (to check fresh serialization).
+    pub raw_head: String,
+    /// How the body was framed on the wire: "length", "chunked" or "none".
+    pub framing: &'static str,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// What the upstream answers. The handler sees the parsed request and the raw stream.
+pub type Handler = Arc<dyn Fn(&Received, &mut TcpStream) -> Reply + Send + Sync>;
+
+/// What happens to the connection after the handler ran.
+pub enum Reply {
+    /// Handler wrote a complete response; keep the connection for the next request.
+    KeepAlive,
+    /// Close the connection after the handler's writes.
+    Close,
+}
+
+/// A threaded HTTP/1.1 upstream on an ephemeral loopback port.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub received: Arc<Mutex<Vec<Received>>>,
+    /// Connections accepted so far.
+    pub connections: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Upstream {
+    /// Starts a server running `handler` for each request.
+    pub fn start(handler: Handler) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (rec, conns, st) = (received.clone(), connections.clone(), stop.clone());
+        thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        conns.fetch_add(1, Ordering::SeqCst);
+                        let (h, rec) = (handler.clone(), rec.clone());
+                        thread::spawn(move || serve_upstream_conn(s, h, rec));
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        Upstream {
+            addr,
+            received,
+            connections,
+            stop,
+        }
+    }
+
+    /// Echo server: answers 200 with a JSON description of the request.
+    pub fn echo() -> Upstream {
+        Upstream::start(Arc::new(|req, s| {
+            let body = echo_body(req);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Upstream: echo\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(&body);
+            Reply::KeepAlive
+        }))
+    }
+
+    /// Answers every request with `status` and `body`, labelled with `name` in X-Upstream.
+    pub fn fixed(status: u16, body: &'static str, name: &'static str) -> Upstream {
+        Upstream::start(Arc::new(move |_req, s| {
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nX-Upstream: {name}\r\n\r\n{body}",
+                body.len()
+            );
+            Reply::KeepAlive
+        }))
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+
+    pub fn last(&self) -> Received {
+        self.received
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("upstream received no request")
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// JSON the echo upstream returns.
+pub fn echo_body(req: &Received) -> Vec<u8> {
+    let headers: Vec<serde_json::Value> = req
+        .headers
+        .iter()
+        .map(|(n, v)| serde_json::json!([n, v]))
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "method": req.method,
+        "target": req.target,
+        "headers": headers,
+        "body": String::from_utf8_lossy(&req.body),
+        "body_len": req.body.len(),
+        "framing": req.framing,
+    }))
+    .unwrap()
+}
+
+fn serve_upstream_conn(s: TcpStream, handler: Handler, rec: Arc<Mutex<Vec<Received>>>) {
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    s.set_write_timeout(Some(Duration::from_secs(30))).ok();
+    let mut writer = s.try_clone().unwrap();
+    let mut reader = BufReader::new(s);
+    loop {
+        let req = match read_request(&mut reader) {
+            Ok(Some(r)) => r,
+            _ => return,
+        };
+        rec.lock().unwrap().push(req.clone());
+        match handler(&req, &mut writer) {
+            Reply::KeepAlive => {
+                let _ = writer.flush();
+            }
+            Reply::Close => {
+                let _ = writer.flush();
+                let _ = writer.shutdown(Shutdown::Both);
+                return;
+            }
+        }
+    }
+}
+
+/// Reads one request (head + body) as a server. Ok(None) on clean EOF before a request.
+pub fn read_request<R: BufRead>(r: &mut R) -> std::io::Result<Option<Received>> {
+    let mut raw_head = String::new();
+    let first = match read_line(r) {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    raw_head.push_str(&first);
+    raw_head.push_str("\r\n");
+    let mut parts = first.split(' ');
+    let method = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("").to_string();
+    let version = parts.next().unwrap_or("").to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "eof in head",
+            ));
+        }
+        raw_head.push_str(&line);
+        let l = line.trim_end_matches(['\r', '\n']);
+        if l.is_empty() {
+            break;
+        }
+        if let Some((n, v)) = l.split_once(':') {
+            headers.push((n.to_string(), v.trim().to_string()));
+        }
+    }
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _): &&(String, String)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let mut body = Vec::new();
+    let framing;
+    if find("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
+        framing = "chunked";
+        loop {
+            let size_line = read_line(r)?;
+            let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| std::io::Error::other("bad chunk"))?;
+            if size == 0 {
+                while !read_line(r)?.is_empty() {}
+                break;
+            }
+            let start = body.len();
+            body.resize(start + size, 0);
+            r.read_exact(&mut body[start..])?;
+            read_line(r)?;
+        }
+    } else if let Some(cl) = find("content-length") {
+        framing = "length";
+        let n: usize = cl
+            .trim()
+            .parse()
+            .map_err(|_| std::io::Error::other("bad cl"))?;
+        body.resize(n, 0);
+        r.read_exact(&mut body)?;
+    } else {
+        framing = "none";
+    }
+    Ok(Some(Received {
+        method,
+        target,
+        version,
+        headers,
+        body,
+        raw_head,
+        framing,
+    }))
+}
+
+/// Config for one upstream named `name` with the given target addresses (weight 1).
+pub fn upstream_toml(name: &str, addrs: &[SocketAddr]) -> String {
+    let targets: Vec<String> = addrs
+        .iter()
+        .map(|a| format!("{{ address = \"{a}\" }}"))
+        .collect();
+    format!("[upstreams.{name}]\ntargets = [{}]\n", targets.join(", "))
+}
+
+/// Current resident set size of a process in KiB (from /proc).
+pub fn rss_kib(pid: i32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
