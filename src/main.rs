@@ -1,7 +1,7 @@
 //! ringway command line: `ringway [--config FILE] [--workers N]` runs the gateway,
 //! `ringway check --config FILE` validates a config. See README.md for exit codes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -49,7 +49,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(path: &PathBuf) -> ExitCode {
+fn check(path: &Path) -> ExitCode {
     match config::load(path, 1) {
         Ok(cfg) => {
             print!("{}", config::summary::render(&cfg));
@@ -71,7 +71,7 @@ fn check(path: &PathBuf) -> ExitCode {
     }
 }
 
-fn run(path: &PathBuf, workers_flag: Option<usize>) -> ExitCode {
+fn run(path: &Path, workers_flag: Option<usize>) -> ExitCode {
     let cfg = match config::load(path, 1) {
         Ok(c) => c,
         Err(errs) => {
@@ -121,6 +121,6 @@ fn run(path: &PathBuf, workers_flag: Option<usize>) -> ExitCode {
         "pid {}; SIGHUP reloads, SIGTERM drains",
         std::process::id()
     ));
-    let code = control::run(shared, path.clone(), signals, handles);
+    let code = control::run(shared, path.to_path_buf(), signals, handles);
     ExitCode::from(code as u8)
 }

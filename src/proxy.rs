@@ -701,37 +701,6 @@ struct SendFail {
     stale: bool,
 }
 
-/// Sends head (+ buffered body) and streams any remaining body to the upstream.
-async fn send_request(
-    core: &Core,
-    c: &mut Client,
-    req: &Req<'_>,
-    route: &Route,
-    up: &mut UpConn,
-    wire: &mut Vec<u8>,
-    body_in_wire: bool,
-    us: &UpstreamState,
-) -> Result<(), SendFail> {
-    let stale = up.reused;
-    let deadline = Instant::now() + us.response_timeout;
-    if let Err(e) = write_all(&mut up.stream, wire, deadline).await {
-        let kind = match e {
-            IoFail::Timeout => ErrorKind::UpstreamTimeout,
-            _ => ErrorKind::UpstreamClosed,
-        };
-        return Err(SendFail {
-            err: ProxyError::new(kind),
-            stale,
-        });
-    }
-    if body_in_wire {
-        return Ok(());
-    }
-    stream_request_body(core, c, req, route, up, us)
-        .await
-        .map_err(|err| SendFail { err, stale: false })
-}
-
 /// Streams the request body (beyond what was sent with the head) client → upstream.
 async fn stream_request_body(
     core: &Core,
@@ -896,17 +865,20 @@ async fn proxy(
         if let Some(n) = buffered_body {
             wire.extend_from_slice(&c.buf[c.pos..c.pos + n]);
         }
-        let sent = send_request(
-            core,
-            c,
-            req,
-            route,
-            &mut up,
-            &mut wire,
-            buffered_body.is_some(),
-            us,
-        )
-        .await;
+        let deadline = Instant::now() + us.response_timeout;
+        let sent = match write_all(&mut up.stream, &mut wire, deadline).await {
+            Err(e) => Err(SendFail {
+                err: ProxyError::new(match e {
+                    IoFail::Timeout => ErrorKind::UpstreamTimeout,
+                    _ => ErrorKind::UpstreamClosed,
+                }),
+                stale: up.reused,
+            }),
+            Ok(()) if buffered_body.is_some() => Ok(()),
+            Ok(()) => stream_request_body(core, c, req, route, &mut up, us)
+                .await
+                .map_err(|err| SendFail { err, stale: false }),
+        };
         let res = match sent {
             Ok(()) => {
                 let deadline = Instant::now() + us.response_timeout;

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The test command (see README.md): sets up what the tests need and runs every test.
+# Integration tests start the real gateway binary on loopback ports with real upstreams.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo not found: install Rust (https://rustup.rs) first" >&2
+  exit 2
+fi
+
+# Release build: the streaming tests move hundreds of MiB through the gateway.
+cargo test --release --all-targets "$@"

@@ -1,0 +1,214 @@
+//! `ringway check`: exit codes and error positions (file:line:col plus the field) for the
+//! config mistakes a user actually makes.
+mod common;
+use common::*;
+
+/// Exit code `ringway check` documents for config errors.
+const EXIT_CONFIG: i32 = 1;
+
+const LISTENER: &str = "[[listeners]]\naddress = \"127.0.0.1:8080\"\n";
+
+/// Asserts `check` rejects `text` with exactly one error at `line:col` naming `field`, and that
+/// the message contains every string in `needles`. Returns stderr.
+fn expect_error(text: &str, line: usize, col: Option<usize>, field: &str, needles: &[&str]) -> String {
+    let (code, stdout, stderr) = check_config(text);
+    assert_eq!(
+        code, EXIT_CONFIG,
+        "expected exit {EXIT_CONFIG}; stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        !stdout.contains(": OK"),
+        "a rejected config must not print OK; stdout:\n{stdout}"
+    );
+    let pos = match col {
+        Some(c) => format!("check.toml:{line}:{c}: "),
+        None => format!("check.toml:{line}:"),
+    };
+    let err_line = stderr
+        .lines()
+        .find(|l| l.contains(&pos))
+        .unwrap_or_else(|| panic!("no error at {pos} in stderr:\n{stderr}"));
+    assert!(
+        err_line.contains(field),
+        "error line does not name field {field:?}: {err_line}"
+    );
+    for n in needles {
+        assert!(err_line.contains(n), "error line lacks {n:?}: {err_line}");
+    }
+    stderr
+}
+
+#[test]
+fn bundled_config_is_valid_and_summarized() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/ringway.toml");
+    let out = std::process::Command::new(bin())
+        .args(["check", "--config", path])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("listeners:"), "{stdout}");
+    assert!(stdout.contains("127.0.0.1:8080"), "{stdout}");
+    assert!(stdout.contains("routes"), "{stdout}");
+    for route in ["welcome", "health", "echo", "moved"] {
+        assert!(stdout.contains(route), "route {route} missing:\n{stdout}");
+    }
+    assert!(stdout.contains("OK"), "{stdout}");
+}
+
+#[test]
+fn summary_lists_every_route_of_a_custom_config() {
+    let text = format!(
+        "{LISTENER}[upstreams.users]\ntargets = [{{ address = \"127.0.0.1:9001\", weight = 3 }}]\n\
+         [[routes]]\nname = \"users-api\"\nprefix = \"/users\"\nproxy = {{ upstream = \"users\" }}\n\
+         [[routes]]\nname = \"ping\"\npath = \"/ping\"\nstatic = {{ body = \"pong\" }}\n"
+    );
+    let (code, stdout, stderr) = check_config(&text);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("users-api"), "{stdout}");
+    assert!(stdout.contains("ping"), "{stdout}");
+    assert!(stdout.contains("127.0.0.1:9001"), "{stdout}");
+    assert!(stdout.contains("weight 3"), "{stdout}");
+}
+
+#[test]
+fn unknown_field_typo() {
+    let text = format!(
+        "{LISTENER}\n[[routes]]\nname = \"a\"\npath = \"/\"\necho = {{}}\nmethod = [\"GET\"]\n"
+    );
+    // line 1-2 listener, 3 blank, 4 [[routes]], 5 name, 6 path, 7 echo, 8 method
+    let stderr = expect_error(&text, 8, Some(1), "method", &["unknown field"]);
+    // The message should hint at the real name.
+    assert!(stderr.contains("methods"), "{stderr}");
+}
+
+#[test]
+fn unknown_field_in_timeouts() {
+    let text = format!("{LISTENER}[timeouts]\nclient_headers = \"5s\"\n");
+    expect_error(&text, 4, Some(1), "client_headers", &["unknown field"]);
+}
+
+#[test]
+fn unknown_upstream_name() {
+    let text = format!(
+        "{LISTENER}[upstreams.users]\ntargets = [{{ address = \"127.0.0.1:9001\" }}]\n\n\
+         [[routes]]\nname = \"api\"\nprefix = \"/api\"\n[routes.proxy]\nupstream = \"userz\"\n"
+    );
+    // 3 [upstreams.users], 4 targets, 5 blank, 6 [[routes]], 7 name, 8 prefix, 9 [routes.proxy], 10 upstream
+    expect_error(
+        &text,
+        10,
+        Some(12),
+        "routes[0].proxy.upstream",
+        &["userz", "users"],
+    );
+}
+
+#[test]
+fn duplicate_route_name() {
+    let text = format!(
+        "{LISTENER}[[routes]]\nname = \"a\"\npath = \"/x\"\necho = {{}}\n\n\
+         [[routes]]\nname = \"a\"\npath = \"/y\"\necho = {{}}\n"
+    );
+    // 3 [[routes]], 4 name, 5 path, 6 echo, 7 blank, 8 [[routes]], 9 name = "a"
+    expect_error(&text, 9, Some(8), "routes[1].name", &["duplicate route name"]);
+}
+
+#[test]
+fn bad_duration() {
+    let text = format!("{LISTENER}\n[timeouts]\nclient_header = \"5s\"\nkeepalive = \"10 parsecs\"\n");
+    // 3 blank, 4 [timeouts], 5 client_header, 6 keepalive
+    expect_error(&text, 6, Some(13), "timeouts.keepalive", &["10 parsecs"]);
+}
+
+#[test]
+fn zero_duration_is_rejected() {
+    let text = format!("{LISTENER}[server]\ndrain_timeout = \"5s\"\n[timeouts]\nupstream_idle = \"0s\"\n");
+    expect_error(&text, 6, None, "timeouts.upstream_idle", &["greater than zero"]);
+}
+
+#[test]
+fn bad_listener_address() {
+    let text = "version = 1\n\n[[listeners]]\nname = \"pub\"\naddress = \"localhost:80\"\n";
+    expect_error(text, 5, Some(11), "listeners[0].address", &["localhost:80"]);
+    let text = "[[listeners]]\naddress = \"127.0.0.1\"\n";
+    expect_error(text, 2, Some(11), "listeners[0].address", &["127.0.0.1"]);
+}
+
+#[test]
+fn conflicting_routes() {
+    let text = format!(
+        "{LISTENER}[[routes]]\nname = \"first\"\npath = \"/x\"\necho = {{}}\n\
+         [[routes]]\nname = \"second\"\npath = \"/x\"\necho = {{}}\n"
+    );
+    // 7 [[routes]], 8 name = "second"
+    expect_error(
+        &text,
+        8,
+        Some(8),
+        "routes[1]",
+        &["conflicts", "first", "second"],
+    );
+}
+
+#[test]
+fn conflicting_routes_resolved_by_methods_is_fine() {
+    let text = format!(
+        "{LISTENER}[[routes]]\nname = \"r\"\npath = \"/x\"\nmethods = [\"GET\"]\necho = {{}}\n\
+         [[routes]]\nname = \"w\"\npath = \"/x\"\nmethods = [\"POST\"]\necho = {{}}\n"
+    );
+    let (code, stdout, stderr) = check_config(&text);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+}
+
+#[test]
+fn bad_path_template() {
+    let text = format!(
+        "{LISTENER}[[routes]]\nname = \"files\"\npath = \"/u/{{id}}/x{{name}}\"\necho = {{}}\n"
+    );
+    expect_error(&text, 5, Some(8), "routes[0].path", &["template"]);
+    let text = format!(
+        "{LISTENER}[[routes]]\nname = \"files\"\npath = \"/u/{{id}}/{{id}}\"\necho = {{}}\n"
+    );
+    expect_error(&text, 5, Some(8), "routes[0].path", &["duplicate parameter"]);
+    let text = format!(
+        "{LISTENER}[[routes]]\nname = \"files\"\npath = \"/u/{{*rest}}/x\"\necho = {{}}\n"
+    );
+    expect_error(&text, 5, Some(8), "routes[0].path", &["last segment"]);
+}
+
+#[test]
+fn toml_syntax_error() {
+    let text = format!("{LISTENER}[[routes]]\nname = \"a\"\npath = \"/x\necho = {{}}\n");
+    // unterminated string on line 5
+    expect_error(&text, 5, None, "routes", &[]);
+    let text = format!("{LISTENER}[limits\nmax_headers = 10\n");
+    expect_error(&text, 3, None, "limits", &[]);
+}
+
+#[test]
+fn multiple_errors_are_all_reported() {
+    let text = format!(
+        "{LISTENER}[[routes]]\nname = \"a\"\npath = \"/a\"\nproxy = {{ upstream = \"nope\" }}\n\
+         [[routes]]\nname = \"b\"\npath = \"/b\"\nredirect = {{ location = \"/x\", status = 299 }}\n"
+    );
+    let (code, _stdout, stderr) = check_config(&text);
+    assert_eq!(code, EXIT_CONFIG, "{stderr}");
+    assert!(stderr.contains("check.toml:6:"), "{stderr}");
+    assert!(stderr.contains("routes[0].proxy.upstream"), "{stderr}");
+    assert!(stderr.contains("check.toml:10:"), "{stderr}");
+    assert!(stderr.contains("routes[1].redirect.status"), "{stderr}");
+    assert!(stderr.contains("2 errors"), "{stderr}");
+}
+
+#[test]
+fn missing_file_is_a_config_error() {
+    let out = std::process::Command::new(bin())
+        .args(["check", "--config", "/nonexistent/ringway-test/missing.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(EXIT_CONFIG));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("missing.toml"), "{stderr}");
+}
