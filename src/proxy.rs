@@ -889,7 +889,9 @@ async fn proxy(
         match res {
             Ok(resp) => break (up, resp),
             Err(f) if f.stale && retryable && attempt == 1 => {
-                // The pooled connection was closed under us before any reply: retry fresh.
+                // The pooled connection was closed under us before any reply: retry on a
+                // fresh connection (the target's other idle connections are suspect too).
+                us.drop_idle(up.target);
                 if up.target < 64 {
                     tried &= !(1 << up.target);
                 }

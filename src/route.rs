@@ -260,8 +260,6 @@ impl RouteTable {
     pub fn lookup<H: HeaderSource>(&self, req: &RouteRequest<'_>, headers: &H) -> Lookup {
         let (path, empty_path) = match req.path {
             [] => (&b"/"[..], true),
-            // Capture offsets are u32; HTTP URI limits are far below this.
-            p if p.len() > u32::MAX as usize => return Lookup::NotFound,
             [b'/', ..] => (req.path, false),
             _ => return Lookup::NotFound,
         };
@@ -901,7 +899,7 @@ impl Trie {
             && n.param != NO_NODE
             && has_depth(self.nodes[n.param as usize].full_mask, ctx.nsegs)
         {
-            ctx.caps[ncaps] = (pos as u32, end as u32);
+            ctx.caps[ncaps] = (pos, end);
             return self.full_walk(n.param, end + 1, depth + 1, ncaps + 1, ctx);
         }
         None
@@ -946,7 +944,7 @@ impl Trie {
             && n.param != NO_NODE
             && has_depth(self.nodes[n.param as usize].catch_mask, target)
         {
-            ctx.caps[ncaps] = (pos as u32, end as u32);
+            ctx.caps[ncaps] = (pos, end);
             return self.catch_walk(n.param, end + 1, depth + 1, target, ncaps + 1, ctx);
         }
         None
@@ -966,7 +964,7 @@ struct Ctx<'a, H> {
     query: Option<&'a [u8]>,
     headers: &'a H,
     /// Param captures along the current DFS path (start, end).
-    caps: [(u32, u32); MAX_SEGMENTS],
+    caps: [(usize, usize); MAX_SEGMENTS],
     /// Methods of candidates that matched everything but the method.
     allow: u16,
 }
@@ -1013,7 +1011,7 @@ impl<H: HeaderSource> Ctx<'_, H> {
         if route.params > 0 {
             captures.reserve_exact(usize::from(route.params));
             for (i, &(s, e)) in self.caps[..ncaps].iter().enumerate() {
-                captures.push((i as u16, s as usize..e as usize));
+                captures.push((i as u16, s..e));
             }
             if let Some(rest) = rest {
                 captures.push((ncaps as u16, rest));

@@ -142,6 +142,14 @@ impl UpstreamState {
         }
     }
 
+    /// Drops every idle connection to `target` (after one turned out to be stale, its
+    /// siblings probably are too: the upstream likely restarted).
+    pub fn drop_idle(&self, target: usize) {
+        if let Some(t) = self.targets.get(target) {
+            t.idle.borrow_mut().clear();
+        }
+    }
+
     /// Count of idle pooled connections (for tests and metrics).
     pub fn idle_count(&self) -> usize {
         self.targets.iter().map(|t| t.idle.borrow().len()).sum()
