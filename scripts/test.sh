@@ -10,4 +10,4 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 # Release build: the streaming tests move hundreds of MiB through the gateway.
-cargo test --release --all-targets "$@"
+cargo test --release --workspace --all-targets "$@"
