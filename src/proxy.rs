@@ -39,6 +39,9 @@ struct Client {
     buf: Vec<u8>,
     pos: usize,
     peer: SocketAddr,
+    /// The current request's body is being streamed upstream (partly consumed from `buf`),
+    /// so it can no longer be skipped to reach the next pipelined request.
+    body_streamed: bool,
 }
 
 impl Client {
@@ -83,6 +86,7 @@ async fn connection_loop(core: &Core, stream: TcpStream, peer: SocketAddr, key: 
         buf: Vec::with_capacity(8 * 1024),
         pos: 0,
         peer,
+        body_streamed: false,
     };
     let mut first = true;
     loop {
@@ -194,6 +198,7 @@ async fn handle_request(
         _ => core.ids.generate(&mut rid),
     }
     let close = head.close || core.draining();
+    c.body_streamed = false;
 
     let path = match http1::normalize_path(head.path()) {
         Some(p) if p.is_empty() => b"/".to_vec(),
@@ -271,7 +276,10 @@ async fn handle_request(
             for (k, v) in &s.headers {
                 http1::write_header(&mut out, k.as_bytes(), v.as_bytes());
             }
-            finish_local(core, c, &req, &mut out, &s.body).await
+            // 204 and 304 carry neither a body nor a length (RFC 9110 §8.6, §15.3.5, §15.4.5);
+            // config compile refuses a body for them.
+            let body = (!matches!(s.status, 204 | 304)).then_some(&s.body[..]);
+            finish_local(core, c, &req, &mut out, body).await
         }
         Action::Redirect(r) => {
             if let Err(e) = discard_body(core, c, &req, route).await {
@@ -291,7 +299,7 @@ async fn handle_request(
             let mut out = Vec::with_capacity(256);
             http1::write_status_line(&mut out, r.status);
             http1::write_header(&mut out, b"location", &location);
-            finish_local(core, c, &req, &mut out, b"").await
+            finish_local(core, c, &req, &mut out, Some(b"")).await
         }
         Action::Echo => match read_body_bounded(core, c, &req, route).await {
             Ok(body) => {
@@ -299,7 +307,7 @@ async fn handle_request(
                 let mut out = Vec::with_capacity(256 + json.len());
                 http1::write_status_line(&mut out, 200);
                 http1::write_header(&mut out, b"content-type", b"application/json");
-                finish_local(core, c, &req, &mut out, &json).await
+                finish_local(core, c, &req, &mut out, Some(&json)).await
             }
             Err(e) => respond_error(core, c, &head, &req.rid, e).await,
         },
@@ -312,18 +320,21 @@ async fn finish_local(
     c: &mut Client,
     req: &Req<'_>,
     out: &mut Vec<u8>,
-    body: &[u8],
+    body: Option<&[u8]>,
 ) -> Outcome {
-    http1::write_header(out, b"content-length", body.len().to_string().as_bytes());
+    if let Some(body) = body {
+        http1::write_header(out, b"content-length", body.len().to_string().as_bytes());
+    }
     http1::write_header(out, b"x-request-id", req.rid.as_bytes());
-    let keep = !req.close;
+    // A drain that started while this request ran still gets announced on its response.
+    let keep = !req.close && !core.draining();
     if !keep {
         http1::write_header(out, b"connection", b"close");
     } else if req.head.version == Version::Http10 {
         http1::write_header(out, b"connection", b"keep-alive");
     }
     out.extend_from_slice(b"\r\n");
-    if req.head.method != Method::Head {
+    if let (Some(body), false) = (body, req.head.method == Method::Head) {
         out.extend_from_slice(body);
     }
     let deadline = Instant::now() + core.generation().cfg.timeouts.client_body;
@@ -344,7 +355,7 @@ async fn respond_error(
 ) -> Outcome {
     let body_skippable = match head.body {
         BodyFraming::None | BodyFraming::Length(0) => true,
-        BodyFraming::Length(n) => (c.pending() as u64) >= n,
+        BodyFraming::Length(n) => !c.body_streamed && (c.pending() as u64) >= n,
         _ => false,
     };
     let keep = !err.must_close() && !head.close && body_skippable && !core.draining();
@@ -355,6 +366,15 @@ async fn respond_error(
     }
     let mut out = Vec::with_capacity(384);
     error::render(&err, rid, !keep, head.method == Method::Head, &mut out);
+    if keep && head.version == Version::Http10 {
+        // Like `finish_local`: an HTTP/1.0 client only keeps the connection when told so.
+        if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+            out.splice(
+                end + 2..end + 2,
+                b"connection: keep-alive\r\n".iter().copied(),
+            );
+        }
+    }
     let deadline = Instant::now() + core.generation().cfg.timeouts.client_body;
     match write_all(&mut c.stream, &mut out, deadline).await {
         Ok(()) => Outcome::Done(keep),
@@ -836,7 +856,12 @@ async fn proxy(
     let cfg = &gen.cfg;
     let us = &gen.upstreams[p.upstream.0 as usize];
     let h = req.head;
-    let tunnel_req = h.upgrade && h.body == BodyFraming::None;
+    // Only WebSocket is tunnelled: tunnelling e.g. h2c would hand the client a raw HTTP/2
+    // connection to the upstream that bypasses routing and policies ("h2c smuggling").
+    let tunnel_req = h.upgrade
+        && h.body == BodyFraming::None
+        && h.header("upgrade")
+            .is_some_and(|u| u.trim_ascii().eq_ignore_ascii_case(b"websocket"));
 
     maybe_continue(core, c, h).await?;
 
@@ -875,9 +900,12 @@ async fn proxy(
                 stale: up.reused,
             }),
             Ok(()) if buffered_body.is_some() => Ok(()),
-            Ok(()) => stream_request_body(core, c, req, route, &mut up, us)
-                .await
-                .map_err(|err| SendFail { err, stale: false }),
+            Ok(()) => {
+                c.body_streamed = true;
+                stream_request_body(core, c, req, route, &mut up, us)
+                    .await
+                    .map_err(|err| SendFail { err, stale: false })
+            }
         };
         let res = match sent {
             Ok(()) => {
@@ -929,12 +957,14 @@ async fn proxy(
         return Ok(Outcome::Tunnel(up));
     }
 
-    // Response head for the client.
+    // Response head for the client. A drain that began while the upstream worked is
+    // announced here, so the client does not reuse a connection about to close.
     let client_11 = h.version == Version::Http11;
+    let close = req.close || core.draining();
     let (client_framing, mut keep) = match resp.body {
-        BodyFraming::None | BodyFraming::Length(_) => (resp.body, !req.close),
+        BodyFraming::None | BodyFraming::Length(_) => (resp.body, !close),
         BodyFraming::Chunked | BodyFraming::CloseDelimited if client_11 => {
-            (BodyFraming::Chunked, !req.close)
+            (BodyFraming::Chunked, !close)
         }
         _ => (BodyFraming::CloseDelimited, false),
     };

@@ -118,6 +118,11 @@ impl UpstreamState {
         let mut idle = t.idle.borrow_mut();
         while let Some(entry) = idle.pop_back() {
             if now.duration_since(entry.since) < self.idle_timeout {
+                // An upstream that closed the idle connection meanwhile (its FIN is already
+                // here) is skipped: a non-idempotent request on it would fail with no retry.
+                if !idle_conn_open(&entry.conn.stream) {
+                    continue;
+                }
                 let mut conn = entry.conn;
                 conn.reused = true;
                 return Some(conn);
@@ -154,6 +159,25 @@ impl UpstreamState {
     pub fn idle_count(&self) -> usize {
         self.targets.iter().map(|t| t.idle.borrow().len()).sum()
     }
+}
+
+/// True if an idle pooled connection still looks open: nothing to read (no EOF, no error, no
+/// unsolicited bytes). One non-blocking `recv(MSG_PEEK)`; pooled connections have no I/O in
+/// flight, so this never races the runtime.
+fn idle_conn_open(s: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut b = [0u8; 1];
+    // SAFETY: recv into a 1-byte stack buffer on a live socket fd owned by `s`; MSG_PEEK
+    // leaves any data queued and MSG_DONTWAIT keeps the call non-blocking.
+    let n = unsafe {
+        libc::recv(
+            s.as_raw_fd(),
+            b.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
 }
 
 #[cfg(test)]

@@ -10,7 +10,13 @@ const LISTENER: &str = "[[listeners]]\naddress = \"127.0.0.1:8080\"\n";
 
 /// Asserts `check` rejects `text` with exactly one error at `line:col` naming `field`, and that
 /// the message contains every string in `needles`. Returns stderr.
-fn expect_error(text: &str, line: usize, col: Option<usize>, field: &str, needles: &[&str]) -> String {
+fn expect_error(
+    text: &str,
+    line: usize,
+    col: Option<usize>,
+    field: &str,
+    needles: &[&str],
+) -> String {
     let (code, stdout, stderr) = check_config(text);
     assert_eq!(
         code, EXIT_CONFIG,
@@ -47,7 +53,11 @@ fn bundled_config_is_valid_and_summarized() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     assert!(stdout.contains("listeners:"), "{stdout}");
     assert!(stdout.contains("127.0.0.1:8080"), "{stdout}");
     assert!(stdout.contains("routes"), "{stdout}");
@@ -112,20 +122,34 @@ fn duplicate_route_name() {
          [[routes]]\nname = \"a\"\npath = \"/y\"\necho = {{}}\n"
     );
     // 3 [[routes]], 4 name, 5 path, 6 echo, 7 blank, 8 [[routes]], 9 name = "a"
-    expect_error(&text, 9, Some(8), "routes[1].name", &["duplicate route name"]);
+    expect_error(
+        &text,
+        9,
+        Some(8),
+        "routes[1].name",
+        &["duplicate route name"],
+    );
 }
 
 #[test]
 fn bad_duration() {
-    let text = format!("{LISTENER}\n[timeouts]\nclient_header = \"5s\"\nkeepalive = \"10 parsecs\"\n");
+    let text =
+        format!("{LISTENER}\n[timeouts]\nclient_header = \"5s\"\nkeepalive = \"10 parsecs\"\n");
     // 3 blank, 4 [timeouts], 5 client_header, 6 keepalive
     expect_error(&text, 6, Some(13), "timeouts.keepalive", &["10 parsecs"]);
 }
 
 #[test]
 fn zero_duration_is_rejected() {
-    let text = format!("{LISTENER}[server]\ndrain_timeout = \"5s\"\n[timeouts]\nupstream_idle = \"0s\"\n");
-    expect_error(&text, 6, None, "timeouts.upstream_idle", &["greater than zero"]);
+    let text =
+        format!("{LISTENER}[server]\ndrain_timeout = \"5s\"\n[timeouts]\nupstream_idle = \"0s\"\n");
+    expect_error(
+        &text,
+        6,
+        None,
+        "timeouts.upstream_idle",
+        &["greater than zero"],
+    );
 }
 
 #[test]
@@ -171,10 +195,15 @@ fn bad_path_template() {
     let text = format!(
         "{LISTENER}[[routes]]\nname = \"files\"\npath = \"/u/{{id}}/{{id}}\"\necho = {{}}\n"
     );
-    expect_error(&text, 5, Some(8), "routes[0].path", &["duplicate parameter"]);
-    let text = format!(
-        "{LISTENER}[[routes]]\nname = \"files\"\npath = \"/u/{{*rest}}/x\"\necho = {{}}\n"
+    expect_error(
+        &text,
+        5,
+        Some(8),
+        "routes[0].path",
+        &["duplicate parameter"],
     );
+    let text =
+        format!("{LISTENER}[[routes]]\nname = \"files\"\npath = \"/u/{{*rest}}/x\"\necho = {{}}\n");
     expect_error(&text, 5, Some(8), "routes[0].path", &["last segment"]);
 }
 
@@ -205,7 +234,11 @@ fn multiple_errors_are_all_reported() {
 #[test]
 fn missing_file_is_a_config_error() {
     let out = std::process::Command::new(bin())
-        .args(["check", "--config", "/nonexistent/ringway-test/missing.toml"])
+        .args([
+            "check",
+            "--config",
+            "/nonexistent/ringway-test/missing.toml",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(EXIT_CONFIG));

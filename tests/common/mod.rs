@@ -17,12 +17,22 @@ use std::time::{Duration, Instant};
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Picks a free loopback port (bind :0, read it, release it).
+/// Ports are never handed out twice within one test process: with SO_REUSEPORT two gateways
+/// could otherwise bind the same released port and silently split connections.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A running gateway process.
@@ -273,13 +283,9 @@ impl Conn {
     }
 
     /// True if the server closed the connection (EOF) within `timeout` with no more bytes.
+    /// A reset counts as closed (the gateway resets when it closes with unread request bytes).
     pub fn is_closed(&mut self, timeout: Duration) -> bool {
-        self.stream.set_read_timeout(Some(timeout)).unwrap();
-        let mut b = [0u8; 1];
-        let r = matches!(self.reader.read(&mut b), Ok(0))
-            || matches!(self.reader.read(&mut b), Err(ref e) if e.kind() == std::io::ErrorKind::ConnectionReset);
-        self.stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        r
+        conn_ended(self, timeout)
     }
 
     /// Reads everything until EOF (bounded by IO_TIMEOUT).
@@ -594,6 +600,9 @@ pub fn echo_body(req: &Received) -> Vec<u8> {
 }
 
 fn serve_upstream_conn(s: TcpStream, handler: Handler, rec: Arc<Mutex<Vec<Received>>>) {
+    // Handlers write head and body separately; without NODELAY each response can wait ~40 ms
+    // for a delayed ACK.
+    s.set_nodelay(true).ok();
     s.set_read_timeout(Some(Duration::from_secs(30))).ok();
     s.set_write_timeout(Some(Duration::from_secs(30))).ok();
     let mut writer = s.try_clone().unwrap();
@@ -711,4 +720,22 @@ pub fn rss_kib(pid: i32) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// True if the gateway ended the connection (EOF or reset) within `timeout` without sending
+/// more bytes. Unlike `Conn::is_closed`, a reset seen by the first read counts as closed (the
+/// gateway resets when it closes with unread request bytes, e.g. after a 431 or 413).
+pub fn conn_ended(c: &mut Conn, timeout: Duration) -> bool {
+    c.stream.set_read_timeout(Some(timeout)).unwrap();
+    let mut b = [0u8; 1];
+    let ended = match c.reader.read(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    };
+    c.stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    ended
 }

@@ -1,0 +1,363 @@
+//! Request smuggling defences: every ambiguous or malformed framing is answered with 400 (501
+//! for unsupported transfer-codings), the connection is closed, and the upstream never receives
+//! a request.
+mod common;
+use common::*;
+
+use std::time::Duration;
+
+fn setup() -> (Upstream, Gateway) {
+    let up = Upstream::echo();
+    let gw = Gateway::start(&format!(
+        "{}\n[[routes]]\nname = \"p\"\nprefix = \"/\"\nproxy = {{ upstream = \"be\" }}\n",
+        upstream_toml("be", &[up.addr])
+    ));
+    (up, gw)
+}
+
+/// Sends `bytes` on a fresh connection and checks: status `want`, `Connection: close`, the
+/// gateway closes the connection, and the upstream got no (complete) request.
+fn expect_rejected(gw: &Gateway, up: &Upstream, label: &str, bytes: &[u8], want: u16) {
+    let mut c = Conn::open(gw.addr);
+    c.send(bytes);
+    let r = c
+        .read_response(false)
+        .unwrap_or_else(|e| panic!("{label}: no response: {e}"));
+    assert_eq!(r.status, want, "{label}: {}", r.text());
+    assert_eq!(r.header("connection"), Some("close"), "{label}");
+    assert!(
+        conn_ended(&mut c, Duration::from_secs(2)),
+        "{label}: connection left open"
+    );
+    std::thread::sleep(Duration::from_millis(30));
+    assert_eq!(
+        up.count(),
+        0,
+        "{label}: upstream received {:?}",
+        up.requests()
+    );
+}
+
+fn post_with(headers: &str, body: &str) -> Vec<u8> {
+    format!("POST /x HTTP/1.1\r\nHost: test\r\n{headers}\r\n{body}").into_bytes()
+}
+
+#[test]
+fn content_length_with_transfer_encoding() {
+    let (up, gw) = setup();
+    expect_rejected(
+        &gw,
+        &up,
+        "CL then TE",
+        &post_with(
+            "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+            "0\r\n\r\n",
+        ),
+        400,
+    );
+    expect_rejected(
+        &gw,
+        &up,
+        "TE then CL",
+        &post_with(
+            "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+            "0\r\n\r\n",
+        ),
+        400,
+    );
+    expect_rejected(
+        &gw,
+        &up,
+        "CL 0 with TE, odd case",
+        &post_with(
+            "content-LENGTH: 0\r\ntransfer-encoding: CHUNKED\r\n",
+            "0\r\n\r\n",
+        ),
+        400,
+    );
+}
+
+#[test]
+fn invalid_or_conflicting_content_length() {
+    let (up, gw) = setup();
+    let cases: &[(&str, &str)] = &[
+        ("differing", "Content-Length: 5\r\nContent-Length: 6\r\n"),
+        ("plus sign", "Content-Length: +5\r\n"),
+        ("hex", "Content-Length: 0x5\r\n"),
+        ("negative zero", "Content-Length: -0\r\n"),
+        ("negative", "Content-Length: -5\r\n"),
+        ("empty", "Content-Length: \r\n"),
+        ("inner space", "Content-Length:  5 5\r\n"),
+        ("list", "Content-Length: 5,5\r\n"),
+        ("list with space", "Content-Length: 5, 5\r\n"),
+        ("overflow", "Content-Length: 99999999999999999999999\r\n"),
+        ("u64 max + 1", "Content-Length: 18446744073709551616\r\n"),
+        ("decimal", "Content-Length: 5.0\r\n"),
+        ("letters", "Content-Length: five\r\n"),
+    ];
+    for (label, h) in cases {
+        expect_rejected(&gw, &up, label, &post_with(h, "hello"), 400);
+    }
+}
+
+#[test]
+fn transfer_encoding_codings() {
+    let (up, gw) = setup();
+    let body = "5\r\nhello\r\n0\r\n\r\n";
+    let cases: &[(&str, &str, u16)] = &[
+        ("chunked, gzip", "Transfer-Encoding: chunked, gzip\r\n", 400),
+        ("gzip, chunked", "Transfer-Encoding: gzip, chunked\r\n", 501),
+        (
+            "gzip then chunked fields",
+            "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+            501,
+        ),
+        ("unknown alone", "Transfer-Encoding: foo\r\n", 400),
+        ("identity", "Transfer-Encoding: identity\r\n", 400),
+        (
+            "chunked twice",
+            "Transfer-Encoding: chunked, chunked\r\n",
+            400,
+        ),
+        (
+            "chunked then other field",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n",
+            400,
+        ),
+        ("xchunked", "Transfer-Encoding: xchunked\r\n", 400),
+        ("chunked-ish", "Transfer-Encoding: chunked;q=1\r\n", 400),
+        ("empty", "Transfer-Encoding: \r\n", 400),
+    ];
+    for (label, h, want) in cases {
+        expect_rejected(&gw, &up, label, &post_with(h, body), *want);
+    }
+    expect_rejected(
+        &gw,
+        &up,
+        "TE in HTTP/1.0",
+        format!("POST /x HTTP/1.0\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n{body}")
+            .as_bytes(),
+        400,
+    );
+}
+
+#[test]
+fn bad_chunk_sizes() {
+    let (up, gw) = setup();
+    let cases: &[(&str, &str)] = &[
+        ("non-hex", "zz\r\nhello\r\n0\r\n\r\n"),
+        ("negative", "-1\r\nhello\r\n0\r\n\r\n"),
+        ("0x prefix", "0x10\r\n0123456789abcdef\r\n0\r\n\r\n"),
+        ("17 hex digits", "10000000000000000\r\nx\r\n0\r\n\r\n"),
+        (
+            "17 digits leading zeros",
+            "00000000000000005\r\nhello\r\n0\r\n\r\n",
+        ),
+        ("huge", "ffffffffffffffffffff\r\nx\r\n0\r\n\r\n"),
+        ("empty size", "\r\nhello\r\n0\r\n\r\n"),
+        ("leading space", " 5\r\nhello\r\n0\r\n\r\n"),
+        ("data longer than size", "3\r\nhello\r\n0\r\n\r\n"),
+        ("bare LF after size", "5\nhello\r\n0\r\n\r\n"),
+        ("bad second chunk", "5\r\nhello\r\nzz\r\nworld\r\n0\r\n\r\n"),
+        (
+            "control char in extension",
+            "5;a=\x01\r\nhello\r\n0\r\n\r\n",
+        ),
+    ];
+    for (label, body) in cases {
+        expect_rejected(
+            &gw,
+            &up,
+            label,
+            &post_with("Transfer-Encoding: chunked\r\n", body),
+            400,
+        );
+    }
+}
+
+#[test]
+fn malformed_header_lines() {
+    let (up, gw) = setup();
+    let cases: &[(&str, &[u8])] = &[
+        (
+            "space before colon on Host",
+            b"GET /x HTTP/1.1\r\nHost : test\r\n\r\n",
+        ),
+        (
+            "space before colon on CL",
+            b"POST /x HTTP/1.1\r\nHost: test\r\nContent-Length : 5\r\n\r\nhello",
+        ),
+        (
+            "tab before colon on TE",
+            b"POST /x HTTP/1.1\r\nHost: test\r\nTransfer-Encoding\t: chunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "control char in value",
+            b"GET /x HTTP/1.1\r\nHost: test\r\nX-A: a\x01b\r\n\r\n",
+        ),
+        (
+            "NUL in value",
+            b"GET /x HTTP/1.1\r\nHost: test\r\nX-A: a\x00b\r\n\r\n",
+        ),
+        (
+            "DEL in value",
+            b"GET /x HTTP/1.1\r\nHost: test\r\nX-A: a\x7fb\r\n\r\n",
+        ),
+        (
+            "control char in name",
+            b"GET /x HTTP/1.1\r\nHost: test\r\nX\x01A: b\r\n\r\n",
+        ),
+        (
+            "vertical tab before TE value",
+            b"POST /x HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: \x0bchunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "obs-fold with space",
+            b"GET /x HTTP/1.1\r\nHost: test\r\nX-A: a\r\n  continued\r\n\r\n",
+        ),
+        (
+            "obs-fold with tab",
+            b"GET /x HTTP/1.1\r\nHost: test\r\nX-A: a\r\n\tcontinued\r\n\r\n",
+        ),
+        (
+            "obs-fold hiding TE",
+            b"POST /x HTTP/1.1\r\nHost: test\r\nX-A: a\r\n Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\nhello",
+        ),
+        (
+            "first header line folded",
+            b"GET /x HTTP/1.1\r\n Host: test\r\n\r\n",
+        ),
+        ("bare LF line endings", b"GET /x HTTP/1.1\nHost: test\n\n"),
+        (
+            "bare LF on one header",
+            b"GET /x HTTP/1.1\r\nHost: test\nX-A: b\r\n\r\n",
+        ),
+        ("bare CR", b"GET /x HTTP/1.1\r\nHost: test\rX-A: b\r\n\r\n"),
+        ("missing colon", b"GET /x HTTP/1.1\r\nHost: test\r\nNoColon\r\n\r\n"),
+        (
+            "space in target",
+            b"GET /a b HTTP/1.1\r\nHost: test\r\n\r\n",
+        ),
+    ];
+    for (label, bytes) in cases {
+        expect_rejected(&gw, &up, label, bytes, 400);
+    }
+}
+
+#[test]
+fn missing_duplicate_or_invalid_host() {
+    let (up, gw) = setup();
+    let cases: &[(&str, &[u8])] = &[
+        ("missing", b"GET /x HTTP/1.1\r\nX-A: b\r\n\r\n"),
+        (
+            "duplicate",
+            b"GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        ),
+        (
+            "duplicate same value different case",
+            b"GET /x HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n",
+        ),
+        ("empty on 1.1", b"GET /x HTTP/1.1\r\nHost: \r\n\r\n"),
+        ("userinfo", b"GET /x HTTP/1.1\r\nHost: user@evil\r\n\r\n"),
+        ("slash", b"GET /x HTTP/1.1\r\nHost: a/b\r\n\r\n"),
+        ("non-digit port", b"GET /x HTTP/1.1\r\nHost: a:8x\r\n\r\n"),
+    ];
+    for (label, bytes) in cases {
+        expect_rejected(&gw, &up, label, bytes, 400);
+    }
+}
+
+#[test]
+fn cl_te_smuggling_attempt_never_reaches_upstream() {
+    let (up, gw) = setup();
+    // A CL-framing front end would forward everything; a TE-framing back end would see the
+    // empty chunked body and then a second request, "GET /admin".
+    let hidden = "GET /admin HTTP/1.1\r\nHost: test\r\n\r\n";
+    let body = format!("0\r\n\r\n{hidden}");
+    let attack = format!(
+        "POST /x HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n{body}",
+        body.len()
+    );
+    expect_rejected(&gw, &up, "CL.TE", attack.as_bytes(), 400);
+    // Same with an obfuscated TE that some parsers ignore.
+    let attack = format!(
+        "POST /x HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\nTransfer-Encoding: xchunked\r\nTransfer-Encoding: chunked\r\n\r\n{body}",
+        body.len()
+    );
+    expect_rejected(&gw, &up, "CL.TE obfuscated", attack.as_bytes(), 400);
+}
+
+#[test]
+fn te_cl_smuggling_attempt_never_reaches_upstream() {
+    let (up, gw) = setup();
+    // A TE-framing front end forwards the whole chunked body; a CL-framing back end reads 4
+    // bytes and then parses "GET /admin ..." (inside the chunk) as the next request.
+    let hidden = "GET /admin HTTP/1.1\r\nHost: test\r\n\r\n";
+    let chunk = format!("{:x}\r\n{hidden}\r\n0\r\n\r\n", hidden.len());
+    let attack = format!(
+        "POST /x HTTP/1.1\r\nHost: test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n{chunk}"
+    );
+    expect_rejected(&gw, &up, "TE.CL", attack.as_bytes(), 400);
+}
+
+#[test]
+fn request_inside_a_valid_body_stays_body() {
+    // Framing the gateway accepts is re-serialized, so a request hidden in a body reaches the
+    // upstream only as body bytes, never as a request of its own.
+    let (up, gw) = setup();
+    let hidden = "GET /admin HTTP/1.1\r\nHost: test\r\n\r\n";
+    let r = request(gw.addr, "POST", "/x", &[], hidden.as_bytes());
+    assert_eq!(r.status, 200);
+    let chunked = format!("{:x}\r\n{hidden}\r\n0\r\n\r\n", hidden.len());
+    let r = request(
+        gw.addr,
+        "POST",
+        "/y",
+        &[("Transfer-Encoding", "chunked")],
+        chunked.as_bytes(),
+    );
+    assert_eq!(r.status, 200);
+    std::thread::sleep(Duration::from_millis(50));
+    let reqs = up.requests();
+    let targets: Vec<&str> = reqs.iter().map(|r| r.target.as_str()).collect();
+    assert_eq!(targets, ["/x", "/y"]);
+    assert_eq!(reqs[0].body, hidden.as_bytes());
+    assert_eq!(reqs[1].body, hidden.as_bytes());
+    assert_eq!(reqs[1].framing, "chunked");
+    assert!(reqs[1].header("content-length").is_none());
+}
+
+#[test]
+fn pipelined_request_after_rejected_one_is_not_processed() {
+    let (up, gw) = setup();
+    // The second request would be valid on its own; it must die with the first.
+    let attack = b"POST /x HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\nContent-Length: 1\r\n\r\nGET /admin HTTP/1.1\r\nHost: test\r\n\r\n";
+    let out = raw(gw.addr, attack);
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!(first_status(&out), 400, "{text}");
+    assert_eq!(
+        text.matches("HTTP/1.1 ").count(),
+        1,
+        "one response only: {text}"
+    );
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(up.count(), 0);
+}
+
+#[test]
+fn bad_chunk_after_part_of_the_body_was_forwarded() {
+    let (up, gw) = setup();
+    let mut c = Conn::open(gw.addr);
+    c.send(&post_with(
+        "Transfer-Encoding: chunked\r\n",
+        "5\r\nhello\r\n",
+    ));
+    // Let the gateway forward the head and the first chunk before the bad one arrives.
+    std::thread::sleep(Duration::from_millis(150));
+    c.send(b"-1\r\nGET /admin HTTP/1.1\r\nHost: test\r\n\r\n0\r\n\r\n");
+    let r = c.read_response(false).expect("response");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(conn_ended(&mut c, Duration::from_secs(2)));
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(up.count(), 0, "upstream received {:?}", up.requests());
+}

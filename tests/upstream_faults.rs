@@ -1,0 +1,589 @@
+//! Upstream failures and balancing as a client sees them: refused, closed, reset and garbage
+//! responses become 502s; bad targets are backed off; round-robin and weights split traffic;
+//! keep-alive pools reuse connections and survive upstreams that close them.
+mod common;
+use common::*;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+
+/// A raw upstream: `handler` gets each accepted connection (timeouts set) in its own thread.
+struct RawServer {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for RawServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn raw_server_on<F>(l: TcpListener, handler: F) -> RawServer
+where
+    F: Fn(TcpStream) + Send + Sync + 'static,
+{
+    let addr = l.local_addr().unwrap();
+    l.set_nonblocking(true).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let (st, acc) = (stop.clone(), accepted.clone());
+    let handler = Arc::new(handler);
+    thread::spawn(move || {
+        while !st.load(Ordering::Relaxed) {
+            match l.accept() {
+                Ok((s, _)) => {
+                    acc.fetch_add(1, Ordering::SeqCst);
+                    s.set_nonblocking(false).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+                    let h = handler.clone();
+                    thread::spawn(move || h(s));
+                }
+                Err(_) => thread::sleep(Duration::from_millis(2)),
+            }
+        }
+    });
+    RawServer {
+        addr,
+        accepted,
+        stop,
+    }
+}
+
+fn raw_server<F>(handler: F) -> RawServer
+where
+    F: Fn(TcpStream) + Send + Sync + 'static,
+{
+    raw_server_on(TcpListener::bind("127.0.0.1:0").unwrap(), handler)
+}
+
+/// Reads a request head (the gateway only sends bodies we do not care about here).
+fn read_req_head(s: &TcpStream) -> Option<String> {
+    let mut r = BufReader::new(s);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        match r.read_line(&mut line) {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            return Some(head);
+        }
+    }
+}
+
+/// Closes `s` with an RST instead of a FIN (SO_LINGER on, zero timeout).
+fn reset(s: TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a socket we own with a correctly sized `linger` value.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &linger as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "setsockopt(SO_LINGER)");
+    drop(s);
+}
+
+fn gateway(upstreams: &str, extra: &str) -> Gateway {
+    Gateway::start(&format!(
+        "{upstreams}{extra}\n[[routes]]\nname = \"p\"\nprefix = \"/p\"\nproxy = {{ upstream = \"be\" }}\n\n\
+         [[routes]]\nname = \"s\"\npath = \"/s\"\nstatic = {{ body = \"static-ok\" }}\n"
+    ))
+}
+
+fn assert_502(r: &Response, code: &str) {
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(
+        r.text().contains(code),
+        "expected code {code}: {}",
+        r.text()
+    );
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/problem+json"),
+        "{:?}",
+        r.headers
+    );
+}
+
+/// Counts requests per X-Upstream label across `n` fresh-connection GETs.
+fn tally(addr: SocketAddr, n: usize) -> std::collections::HashMap<String, usize> {
+    let mut m = std::collections::HashMap::new();
+    for _ in 0..n {
+        let r = get(addr, "/p");
+        assert_eq!(r.status, 200, "{}", r.text());
+        *m.entry(r.header("x-upstream").unwrap_or("?").to_string())
+            .or_insert(0) += 1;
+    }
+    m
+}
+
+// ---------------------------------------------------------------------------------------
+// Failures
+
+#[test]
+fn refused_connection_is_502_fast() {
+    let port = free_port(); // bound then released: nothing listens there
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let gw = gateway(&upstream_toml("be", &[addr]), "");
+    let t = Instant::now();
+    let r = get(gw.addr, "/p");
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_502(&r, "upstream_connect_failed");
+    // The error response keeps the client connection usable.
+    let mut c = Conn::open(gw.addr);
+    let r = c.request("GET", "/p", &[], b"");
+    assert!(r.status == 502 || r.status == 503, "{}", r.status);
+    assert_eq!(c.request("GET", "/s", &[], b"").text(), "static-ok");
+    assert!(gw.logs().contains("connect failed"), "{}", gw.logs());
+}
+
+#[test]
+fn backed_off_target_recovers_when_it_comes_back() {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let gw = gateway(
+        &format!("{}backoff = \"300ms\"\n", upstream_toml("be", &[addr])),
+        "",
+    );
+    // Hit both workers a few times while nothing listens.
+    for _ in 0..4 {
+        let r = get(gw.addr, "/p");
+        assert!(
+            r.status == 502 || r.status == 503,
+            "{} {}",
+            r.status,
+            r.text()
+        );
+    }
+    let Ok(l) = TcpListener::bind(addr) else {
+        eprintln!("port {port} was taken meanwhile; skipping the recovery half");
+        return;
+    };
+    let up = raw_server_on(l, |s| {
+        while read_req_head(&s).is_some() {
+            if (&s)
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nback")
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    thread::sleep(Duration::from_millis(400));
+    for i in 0..6 {
+        let r = get(gw.addr, "/p");
+        assert_eq!(r.status, 200, "request {i} after recovery: {}", r.text());
+        assert_eq!(r.text(), "back");
+    }
+    assert!(up.accepted.load(Ordering::SeqCst) >= 1);
+}
+
+#[test]
+fn upstream_closing_without_response_is_502() {
+    let up = Upstream::start(Arc::new(|_req, _s| Reply::Close));
+    let gw = gateway(&upstream_toml("be", &[up.addr]), "");
+    let r = get(gw.addr, "/p/x");
+    assert_502(&r, "upstream_closed");
+    assert!(up.count() >= 1, "upstream never got the request");
+}
+
+#[test]
+fn upstream_reset_is_502() {
+    let up = raw_server(|s| {
+        if read_req_head(&s).is_some() {
+            reset(s);
+        }
+    });
+    let gw = gateway(&upstream_toml("be", &[up.addr]), "");
+    let r = get(gw.addr, "/p");
+    assert_eq!(r.status, 502, "{}", r.text());
+    // Gateway still healthy.
+    assert_eq!(get(gw.addr, "/s").status, 200);
+}
+
+#[test]
+fn upstream_reset_mid_body_truncates_client_response() {
+    let up = raw_server(|mut s| {
+        if read_req_head(&s).is_some() {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n");
+            let _ = s.write_all(&[b'x'; 1000]);
+            let _ = s.flush();
+            thread::sleep(Duration::from_millis(100));
+            reset(s);
+        }
+    });
+    let gw = gateway(&upstream_toml("be", &[up.addr]), "");
+    let mut c = Conn::open(gw.addr);
+    c.send(b"GET /p HTTP/1.1\r\nHost: t\r\n\r\n");
+    let t = Instant::now();
+    let res = c.read_response(false);
+    assert!(res.is_err(), "a truncated body was delivered as complete");
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "client hung {:?}",
+        t.elapsed()
+    );
+    assert!(c.is_closed(Duration::from_secs(2)));
+}
+
+#[test]
+fn garbage_responses_are_502() {
+    let cases: Vec<&'static [u8]> = vec![
+        b"HELLO THERE\r\n\r\n",
+        b"HTTP/1.1 2OO OK\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nBad Header: x\r\nContent-Length: 0\r\n\r\n",
+        b"\x00\x01\x02\x03 binary junk\r\n\r\n",
+    ];
+    for case in cases {
+        let up = raw_server(move |mut s| {
+            if read_req_head(&s).is_some() {
+                let _ = s.write_all(case);
+                let _ = s.flush();
+                thread::sleep(Duration::from_millis(300));
+            }
+        });
+        let gw = gateway(&upstream_toml("be", &[up.addr]), "");
+        let r = get(gw.addr, "/p");
+        assert_eq!(
+            r.status,
+            502,
+            "upstream sent {:?}; client got {} {}",
+            String::from_utf8_lossy(case),
+            r.status,
+            r.text()
+        );
+        assert!(r.text().contains("upstream_bad_response"), "{}", r.text());
+    }
+}
+
+#[test]
+fn non_chunked_response_transfer_coding_is_not_silently_dropped() {
+    // RFC 9112 6.3: a response whose final coding is not chunked runs to close. The gateway may
+    // reject it (502) or pass the coding on, but must not strip `gzip` and hand the client
+    // compressed bytes labelled as plain.
+    let up = raw_server(|mut s| {
+        if read_req_head(&s).is_some() {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n\x1f\x8bzz");
+        }
+    });
+    let gw = gateway(&upstream_toml("be", &[up.addr]), "");
+    let r = get(gw.addr, "/p");
+    // ringway refuses such a response (502) rather than stripping or passing on the coding.
+    assert_eq!(r.status, 502, "{:?}", r.headers);
+}
+
+#[test]
+fn bad_chunk_in_upstream_body_truncates_client_response() {
+    let up = raw_server(|mut s| {
+        if read_req_head(&s).is_some() {
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\nbroken\r\n0\r\n\r\n",
+            );
+            thread::sleep(Duration::from_millis(500));
+        }
+    });
+    let gw = gateway(&upstream_toml("be", &[up.addr]), "");
+    let mut c = Conn::open(gw.addr);
+    c.send(b"GET /p HTTP/1.1\r\nHost: t\r\n\r\n");
+    let res = c.read_response(false);
+    assert!(
+        res.is_err(),
+        "broken upstream framing delivered as complete: {res:?}"
+    );
+    assert!(c.is_closed(Duration::from_secs(2)));
+}
+
+#[test]
+fn upstream_failure_after_streamed_body_does_not_desync_pipelined_request() {
+    // The request body arrives in a separate segment together with a pipelined GET. The
+    // upstream reads the body and closes without answering: the client must get a 502 and
+    // then either the pipelined GET's answer or a closed connection, never a parse of the
+    // middle of the second request.
+    let up = Upstream::start(Arc::new(|_req, _s| Reply::Close));
+    let gw = gateway(&upstream_toml("be", &[up.addr]), "");
+    let mut c = Conn::open(gw.addr);
+    let body = "b".repeat(40);
+    c.send(
+        format!(
+            "POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    thread::sleep(Duration::from_millis(150));
+    c.send(
+        format!(
+            "{body}GET /s HTTP/1.1\r\nHost: t\r\nX-Pad: {}\r\n\r\n",
+            "p".repeat(40)
+        )
+        .as_bytes(),
+    );
+    let r = c.read_response(false).expect("502 for the POST");
+    assert_eq!(r.status, 502, "{}", r.text());
+    match c.read_response(false) {
+        Ok(r2) => assert_eq!(
+            (r2.status, r2.text()),
+            (200, "static-ok".to_string()),
+            "pipelined request after a failed streamed body was misparsed"
+        ),
+        Err(_) => {
+            // Closing is acceptable; but it must then be announced or at least be a close.
+            assert_eq!(r.header("connection"), Some("close"), "{:?}", r.headers);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Balancing and back-off
+
+#[test]
+fn refusing_target_is_backed_off_and_good_one_serves_everything() {
+    let good = Upstream::fixed(200, "good", "good");
+    let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let gw = gateway(&upstream_toml("be", &[dead, good.addr]), "");
+    for i in 0..20 {
+        let r = get(gw.addr, "/p");
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        assert_eq!(r.text(), "good");
+    }
+    assert_eq!(good.count(), 20);
+    // One refused connect per worker at most, then the target is skipped.
+    let warns = gw.log_count("connect failed");
+    assert!(
+        (1..=2).contains(&warns),
+        "{warns} connect failures logged:\n{}",
+        gw.logs()
+    );
+}
+
+#[test]
+fn round_robin_splits_evenly() {
+    let a = Upstream::fixed(200, "a", "a");
+    let b = Upstream::fixed(200, "b", "b");
+    let gw = gateway(&upstream_toml("be", &[a.addr, b.addr]), "");
+    let t = tally(gw.addr, 40);
+    let (na, nb) = (
+        t.get("a").copied().unwrap_or(0),
+        t.get("b").copied().unwrap_or(0),
+    );
+    assert_eq!(na + nb, 40, "{t:?}");
+    // Each of the 2 workers alternates strictly, so the totals differ by at most 2.
+    assert!(na.abs_diff(nb) <= 2, "uneven split {t:?}");
+    assert_eq!((a.count(), b.count()), (na, nb));
+}
+
+#[test]
+fn round_robin_on_one_keepalive_connection_alternates_exactly() {
+    let a = Upstream::fixed(200, "a", "a");
+    let b = Upstream::fixed(200, "b", "b");
+    let gw = gateway(&upstream_toml("be", &[a.addr, b.addr]), "");
+    let mut c = Conn::open(gw.addr);
+    let labels: Vec<String> = (0..10)
+        .map(|_| c.request("GET", "/p", &[], b"").text())
+        .collect();
+    for w in labels.windows(2) {
+        assert_ne!(w[0], w[1], "one worker must alternate: {labels:?}");
+    }
+}
+
+#[test]
+fn weighted_targets_split_three_to_one() {
+    let a = Upstream::fixed(200, "heavy", "heavy");
+    let b = Upstream::fixed(200, "light", "light");
+    let gw = gateway(
+        &format!(
+            "[upstreams.be]\ntargets = [{{ address = \"{}\", weight = 3 }}, {{ address = \"{}\", weight = 1 }}]\n",
+            a.addr, b.addr
+        ),
+        "",
+    );
+    let t = tally(gw.addr, 40);
+    let heavy = t.get("heavy").copied().unwrap_or(0);
+    let light = t.get("light").copied().unwrap_or(0);
+    assert_eq!(heavy + light, 40, "{t:?}");
+    // Smooth WRR per worker: any prefix is within one pick of 3:1, so 2 workers give 28..=32.
+    assert!((28..=32).contains(&heavy), "weighted split off: {t:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Pooling
+
+#[test]
+fn keepalive_pool_reuses_upstream_connections() {
+    let up = Upstream::echo();
+    let gw = gateway(&upstream_toml("be", &[up.addr]), "");
+    let mut c = Conn::open(gw.addr);
+    for i in 0..20 {
+        let r = c.request("GET", &format!("/p/{i}"), &[], b"");
+        assert_eq!(r.status, 200);
+    }
+    let conns = up.connections.load(Ordering::SeqCst);
+    assert!(conns <= 2, "20 requests used {conns} upstream connections");
+    // Fresh client connections share the pool too (at most one upstream conn per worker).
+    for _ in 0..20 {
+        assert_eq!(get(gw.addr, "/p").status, 200);
+    }
+    let conns = up.connections.load(Ordering::SeqCst);
+    assert!(conns <= 4, "40 requests used {conns} upstream connections");
+}
+
+#[test]
+fn max_idle_zero_disables_pooling() {
+    let up = Upstream::echo();
+    let gw = gateway(
+        &format!("{}max_idle = 0\n", upstream_toml("be", &[up.addr])),
+        "",
+    );
+    let mut c = Conn::open(gw.addr);
+    for _ in 0..5 {
+        assert_eq!(c.request("GET", "/p", &[], b"").status, 200);
+    }
+    // Give the accept thread a moment to count.
+    thread::sleep(Duration::from_millis(50));
+    assert_eq!(up.connections.load(Ordering::SeqCst), 5);
+}
+
+#[test]
+fn upstream_connection_close_responses_are_not_pooled() {
+    let up = Upstream::start(Arc::new(|_req, s| {
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok");
+        Reply::Close
+    }));
+    let gw = gateway(&upstream_toml("be", &[up.addr]), "");
+    let mut c = Conn::open(gw.addr);
+    for i in 0..20 {
+        let r = c.request("GET", "/p", &[], b"");
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        assert_eq!(r.text(), "ok");
+        // The upstream's Connection: close is hop-by-hop: the client connection stays open.
+        assert_ne!(r.header("connection"), Some("close"));
+    }
+    assert_eq!(up.count(), 20);
+}
+
+#[test]
+fn upstream_silently_closing_pooled_connections_is_retried_for_gets() {
+    // Responds keep-alive style but closes right after: every pooled connection goes stale.
+    let up = Upstream::start(Arc::new(|_req, s| {
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        Reply::Close
+    }));
+    let gw = gateway(&upstream_toml("be", &[up.addr]), "");
+    let mut c = Conn::open(gw.addr);
+    let mut failures = Vec::new();
+    for i in 0..30 {
+        if i % 3 == 0 {
+            // Let the FIN arrive before reuse on some requests; race it on others.
+            thread::sleep(Duration::from_millis(20));
+        }
+        let method = if i % 2 == 0 { "GET" } else { "HEAD" };
+        let r = c.request(method, "/p", &[], b"");
+        if r.status != 200 {
+            failures.push((i, r.status, r.text()));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "stale pooled connections leaked errors: {failures:?}"
+    );
+    assert_eq!(up.count(), 30);
+}
+
+#[test]
+fn upstream_idle_closing_pool_with_fresh_client_connections() {
+    // Same, but each request on its own client connection and spaced out, like real traffic.
+    let up = Upstream::start(Arc::new(|_req, s| {
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        Reply::Close
+    }));
+    let gw = gateway(&upstream_toml("be", &[up.addr]), "");
+    for i in 0..20 {
+        let r = get(gw.addr, "/p");
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn slow_upstream_on_one_connection_does_not_block_others() {
+    let up = Upstream::start(Arc::new(|req, s| {
+        if req.target.contains("slow") {
+            thread::sleep(Duration::from_millis(1500));
+        }
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        Reply::KeepAlive
+    }));
+    let gw = Gateway::start_workers(
+        &format!(
+            "{}\n[[routes]]\nname = \"p\"\nprefix = \"/p\"\nproxy = {{ upstream = \"be\" }}\n",
+            upstream_toml("be", &[up.addr])
+        ),
+        1,
+    );
+    let addr = gw.addr;
+    let slow = thread::spawn(move || get(addr, "/p/slow").status);
+    thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    for _ in 0..5 {
+        assert_eq!(get(gw.addr, "/p/fast").status, 200);
+    }
+    assert!(
+        t.elapsed() < Duration::from_millis(1000),
+        "fast requests waited for the slow one: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(slow.join().unwrap(), 200);
+}
+
+#[test]
+fn post_after_upstream_closed_idle_connection_succeeds() {
+    // The upstream closes each connection right after answering (without saying so). By the
+    // time the next POST comes, the FIN has long arrived: a pooled connection known to be
+    // closed must not be used for a request that cannot be retried.
+    let up = Upstream::start(Arc::new(|_req, s| {
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        Reply::Close
+    }));
+    let gw = gateway(&upstream_toml("be", &[up.addr]), "");
+    let mut c = Conn::open(gw.addr);
+    let mut failures = Vec::new();
+    for i in 0..10 {
+        thread::sleep(Duration::from_millis(50));
+        let r = c.request("POST", "/p", &[], b"payload");
+        if r.status != 200 {
+            failures.push((i, r.status));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "POSTs failed on dead pooled connections: {failures:?}"
+    );
+}
