@@ -1,0 +1,429 @@
+//! Forwarding to an upstream: serialize a fresh request head, get a pooled or new connection
+//! (balancing, back-off, one retry on a stale pooled connection), send the body, read the
+//! response head and stream the response back.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use monoio::net::TcpStream;
+
+use crate::config::{ProxyAction, Rewrite, Route};
+use crate::error::{ErrorKind, ProxyError};
+use crate::http1::{self, BodyFraming, Method, Version};
+use crate::io::{read_more, write_all, IoFail};
+use crate::upstream::{UpConn, UpstreamState};
+use crate::worker::{Core, Generation};
+
+use super::body::{maybe_continue, stream_request_body, stream_response_body};
+use super::{Client, Outcome, Req, STREAM_CHUNK};
+
+// ---------------------------------------------------------------------------------------
+// Proxying
+// ---------------------------------------------------------------------------------------
+
+/// Headers the proxy always writes itself, so client copies are not forwarded.
+fn managed_request_header(name: &[u8]) -> bool {
+    const MANAGED: [&[u8]; 8] = [
+        b"host",
+        b"content-length",
+        b"expect",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"forwarded",
+        b"x-request-id",
+    ];
+    MANAGED.iter().any(|m| m.eq_ignore_ascii_case(name))
+}
+
+/// Serializes the upstream request head.
+fn upstream_head(
+    req: &Req<'_>,
+    c: &Client,
+    p: &ProxyAction,
+    target_label: &str,
+    tunnel: bool,
+) -> Vec<u8> {
+    let h = req.head;
+    let mut out = Vec::with_capacity(h.buf.len() + 256);
+    out.extend_from_slice(h.method_bytes());
+    out.push(b' ');
+    match &p.rewrite {
+        Rewrite::None => out.extend_from_slice(&req.path),
+        Rewrite::ReplacePrefix { prefix, with } => {
+            let rest = req
+                .path
+                .get(prefix.trim_end_matches('/').len()..)
+                .unwrap_or(b"");
+            let start = out.len();
+            out.extend_from_slice(with.as_bytes());
+            if with.ends_with('/') && rest.starts_with(b"/") {
+                out.pop();
+            }
+            out.extend_from_slice(rest);
+            if out.len() == start {
+                out.push(b'/');
+            } else if out[start] != b'/' {
+                out.insert(start, b'/');
+            }
+        }
+    }
+    if let Some(q) = h.query() {
+        out.push(b'?');
+        out.extend_from_slice(q);
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+
+    let host_raw = h.host.get(&h.buf);
+    if p.preserve_host && !host_raw.is_empty() {
+        http1::write_header(&mut out, b"host", host_raw);
+    } else {
+        http1::write_header(&mut out, b"host", target_label.as_bytes());
+    }
+    let mut xff: Vec<u8> = Vec::new();
+    let mut fwd: Vec<u8> = Vec::new();
+    for (name, value) in h.headers() {
+        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            if !xff.is_empty() {
+                xff.extend_from_slice(b", ");
+            }
+            xff.extend_from_slice(value);
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"forwarded") {
+            if !fwd.is_empty() {
+                fwd.extend_from_slice(b", ");
+            }
+            fwd.extend_from_slice(value);
+            continue;
+        }
+        if http1::is_hop_by_hop(name)
+            || managed_request_header(name)
+            || http1::named_in_connection(h.headers(), name)
+        {
+            continue;
+        }
+        http1::write_header(&mut out, name, value);
+    }
+    match h.body {
+        BodyFraming::Length(n) => {
+            http1::write_header(&mut out, b"content-length", n.to_string().as_bytes())
+        }
+        BodyFraming::Chunked => http1::write_header(&mut out, b"transfer-encoding", b"chunked"),
+        _ => {}
+    }
+    if tunnel {
+        if let Some(u) = h.header("upgrade") {
+            http1::write_header(&mut out, b"connection", b"upgrade");
+            http1::write_header(&mut out, b"upgrade", u);
+        }
+    }
+    let ip = c.peer.ip().to_canonical();
+    if !xff.is_empty() {
+        xff.extend_from_slice(b", ");
+    }
+    xff.extend_from_slice(ip.to_string().as_bytes());
+    http1::write_header(&mut out, b"x-forwarded-for", &xff);
+    http1::write_header(&mut out, b"x-forwarded-proto", b"http");
+    if !host_raw.is_empty() {
+        http1::write_header(&mut out, b"x-forwarded-host", host_raw);
+    }
+    if !fwd.is_empty() {
+        fwd.extend_from_slice(b", ");
+    }
+    match ip {
+        std::net::IpAddr::V4(v4) => fwd.extend_from_slice(format!("for={v4}").as_bytes()),
+        std::net::IpAddr::V6(v6) => fwd.extend_from_slice(format!("for=\"[{v6}]\"").as_bytes()),
+    }
+    fwd.extend_from_slice(b";proto=http");
+    if !host_raw.is_empty() && host_raw.iter().all(|b| b.is_ascii_graphic() && *b != b'"') {
+        fwd.extend_from_slice(b";host=\"");
+        fwd.extend_from_slice(host_raw);
+        fwd.push(b'"');
+    }
+    http1::write_header(&mut out, b"forwarded", &fwd);
+    http1::write_header(&mut out, b"x-request-id", req.rid.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// A pooled connection to the balancer's pick, or a fresh one; targets that refuse are
+/// backed off and the next one is tried. A connect timeout ends the attempt (504).
+async fn acquire(us: &UpstreamState, tried: &mut u64) -> Result<UpConn, ProxyError> {
+    let mut last = ProxyError::new(ErrorKind::NoHealthyUpstream);
+    let mut first = true;
+    loop {
+        let now = Instant::now();
+        let Some(t) = us.pick(now, *tried) else {
+            return Err(last);
+        };
+        if first {
+            first = false;
+            if let Some(conn) = us.take_idle(t, now) {
+                return Ok(conn);
+            }
+        }
+        match connect_one(us, t).await {
+            Ok(conn) => return Ok(conn),
+            Err(e) if e.kind == ErrorKind::UpstreamConnectTimeout => return Err(e),
+            Err(e) => {
+                last = e;
+                if t < 64 {
+                    *tried |= 1 << t;
+                } else {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+async fn connect_one(us: &UpstreamState, t: usize) -> Result<UpConn, ProxyError> {
+    let addr = us.targets[t].addr;
+    match monoio::time::timeout(us.connect_timeout, TcpStream::connect_addr(addr)).await {
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            Ok(UpConn {
+                stream,
+                buf: Vec::with_capacity(16 * 1024),
+                target: t,
+                reused: false,
+            })
+        }
+        Ok(Err(e)) => {
+            crate::log::warn(&format!(
+                "upstream {} target {addr}: connect failed: {e}; backing off",
+                us.name
+            ));
+            us.mark_down(t, Instant::now());
+            Err(ProxyError::new(ErrorKind::UpstreamConnect))
+        }
+        Err(_) => {
+            us.mark_down(t, Instant::now());
+            Err(ProxyError::new(ErrorKind::UpstreamConnectTimeout))
+        }
+    }
+}
+
+/// What went wrong while sending the request / awaiting the head, and whether it is safe to
+/// try again on a fresh connection.
+struct SendFail {
+    err: ProxyError,
+    /// Failed on a reused connection before any response byte arrived.
+    stale: bool,
+}
+
+/// Reads the upstream response head, skipping interim 1xx responses other than 101.
+async fn read_response_head(
+    up: &mut UpConn,
+    cfg_limits: &http1::Limits,
+    method: Method,
+    deadline: Instant,
+) -> Result<http1::ResponseHead, SendFail> {
+    let stale = up.reused;
+    let mut got_any = false;
+    loop {
+        if !up.buf.is_empty() {
+            match http1::parse_response_head(
+                &up.buf,
+                cfg_limits.max_header_bytes.max(64 * 1024),
+                cfg_limits.max_headers.max(200),
+                method,
+            ) {
+                Ok(Some((head, n))) => {
+                    up.buf.drain(..n);
+                    if (100..200).contains(&head.status) && head.status != 101 {
+                        continue;
+                    }
+                    return Ok(head);
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    return Err(SendFail {
+                        err: ProxyError::new(ErrorKind::UpstreamBadResponse),
+                        stale: false,
+                    })
+                }
+            }
+        }
+        match read_more(&mut up.stream, &mut up.buf, deadline, 64 * 1024).await {
+            Ok(_) => got_any = true,
+            Err(IoFail::Timeout) => {
+                return Err(SendFail {
+                    err: ProxyError::new(ErrorKind::UpstreamTimeout),
+                    stale: false,
+                })
+            }
+            Err(_) => {
+                return Err(SendFail {
+                    err: ProxyError::new(ErrorKind::UpstreamClosed),
+                    stale: stale && !got_any,
+                })
+            }
+        }
+    }
+}
+
+pub(super) async fn proxy(
+    core: &Core,
+    gen: &Rc<Generation>,
+    c: &mut Client,
+    req: &Req<'_>,
+    route: &Route,
+    p: &ProxyAction,
+) -> Result<Outcome, ProxyError> {
+    let cfg = &gen.cfg;
+    let us = &gen.upstreams[p.upstream.0 as usize];
+    let h = req.head;
+    // Only WebSocket is tunnelled: tunnelling e.g. h2c would hand the client a raw HTTP/2
+    // connection to the upstream that bypasses routing and policies ("h2c smuggling").
+    let tunnel_req = h.upgrade
+        && h.body == BodyFraming::None
+        && h.header("upgrade")
+            .is_some_and(|u| u.trim_ascii().eq_ignore_ascii_case(b"websocket"));
+
+    maybe_continue(core, c, h).await?;
+
+    // A body that is already fully buffered and small rides with the head in one write and
+    // can be re-sent if a pooled connection turns out to be stale.
+    let buffered_body = match h.body {
+        BodyFraming::None => Some(0usize),
+        BodyFraming::Length(n) if n <= STREAM_CHUNK as u64 && (c.pending() as u64) >= n => {
+            Some(n as usize)
+        }
+        _ => None,
+    };
+    let retryable = buffered_body.is_some() && h.method.is_idempotent();
+
+    let mut tried = 0u64;
+    let mut attempt = 0;
+    let (mut up, resp) = loop {
+        attempt += 1;
+        let mut up = acquire(us, &mut tried).await?;
+        let label = us
+            .targets
+            .get(up.target)
+            .map(|t| t.addr.to_string())
+            .unwrap_or_default();
+        let mut wire = upstream_head(req, c, p, &label, tunnel_req);
+        if let Some(n) = buffered_body {
+            wire.extend_from_slice(&c.buf[c.pos..c.pos + n]);
+        }
+        let deadline = Instant::now() + us.response_timeout;
+        let sent = match write_all(&mut up.stream, &mut wire, deadline).await {
+            Err(e) => Err(SendFail {
+                err: ProxyError::new(match e {
+                    IoFail::Timeout => ErrorKind::UpstreamTimeout,
+                    _ => ErrorKind::UpstreamClosed,
+                }),
+                stale: up.reused,
+            }),
+            Ok(()) if buffered_body.is_some() => Ok(()),
+            Ok(()) => {
+                c.body_streamed = true;
+                stream_request_body(core, c, req, route, &mut up, us)
+                    .await
+                    .map_err(|err| SendFail { err, stale: false })
+            }
+        };
+        let res = match sent {
+            Ok(()) => {
+                let deadline = Instant::now() + us.response_timeout;
+                read_response_head(&mut up, &cfg.limits, h.method, deadline).await
+            }
+            Err(f) => Err(f),
+        };
+        match res {
+            Ok(resp) => break (up, resp),
+            Err(f) if f.stale && retryable && attempt == 1 => {
+                // The pooled connection was closed under us before any reply: retry on a
+                // fresh connection (the target's other idle connections are suspect too).
+                us.drop_idle(up.target);
+                if up.target < 64 {
+                    tried &= !(1 << up.target);
+                }
+                continue;
+            }
+            Err(f) => return Err(f.err),
+        }
+    };
+    if let Some(n) = buffered_body {
+        c.pos += n;
+    }
+
+    if resp.status == 101 {
+        if !tunnel_req {
+            return Err(ProxyError::new(ErrorKind::UpstreamBadResponse));
+        }
+        let mut out = Vec::with_capacity(resp.buf.len() + 64);
+        http1::write_status_line(&mut out, 101);
+        for (n, v) in resp.headers() {
+            if n.eq_ignore_ascii_case(b"connection") || n.eq_ignore_ascii_case(b"upgrade") {
+                continue;
+            }
+            http1::write_header(&mut out, n, v);
+        }
+        http1::write_header(&mut out, b"connection", b"upgrade");
+        if let Some(u) = resp.header("upgrade") {
+            http1::write_header(&mut out, b"upgrade", u);
+        }
+        out.extend_from_slice(b"\r\n");
+        out.append(&mut up.buf);
+        let deadline = Instant::now() + cfg.timeouts.client_body;
+        if write_all(&mut c.stream, &mut out, deadline).await.is_err() {
+            return Ok(Outcome::Done(false));
+        }
+        return Ok(Outcome::Tunnel(up));
+    }
+
+    // Response head for the client. A drain that began while the upstream worked is
+    // announced here, so the client does not reuse a connection about to close.
+    let client_11 = h.version == Version::Http11;
+    let close = req.close || core.draining();
+    let (client_framing, mut keep) = match resp.body {
+        BodyFraming::None | BodyFraming::Length(_) => (resp.body, !close),
+        BodyFraming::Chunked | BodyFraming::CloseDelimited if client_11 => {
+            (BodyFraming::Chunked, !close)
+        }
+        _ => (BodyFraming::CloseDelimited, false),
+    };
+    let mut out = Vec::with_capacity(resp.buf.len() + 128);
+    http1::write_status_line(&mut out, resp.status);
+    for (n, v) in resp.headers() {
+        if http1::is_hop_by_hop(n)
+            || http1::named_in_connection(resp.headers(), n)
+            || n.eq_ignore_ascii_case(b"x-request-id")
+            || (n.eq_ignore_ascii_case(b"content-length") && resp.body != BodyFraming::None)
+        {
+            continue;
+        }
+        http1::write_header(&mut out, n, v);
+    }
+    match client_framing {
+        BodyFraming::Length(n) => {
+            http1::write_header(&mut out, b"content-length", n.to_string().as_bytes())
+        }
+        BodyFraming::Chunked => http1::write_header(&mut out, b"transfer-encoding", b"chunked"),
+        _ => {}
+    }
+    http1::write_header(&mut out, b"x-request-id", req.rid.as_bytes());
+    if !keep {
+        http1::write_header(&mut out, b"connection", b"close");
+    } else if !client_11 {
+        http1::write_header(&mut out, b"connection", b"keep-alive");
+    }
+    out.extend_from_slice(b"\r\n");
+
+    let upstream_done =
+        stream_response_body(core, c, &mut up, resp.body, client_framing, &mut out).await;
+    match upstream_done {
+        Ok(()) => {
+            if !resp.close && up.buf.is_empty() {
+                up.reused = false;
+                us.put_idle(up, Instant::now());
+            }
+        }
+        Err(_) => keep = false,
+    }
+    Ok(Outcome::Done(keep))
+}

@@ -1,0 +1,410 @@
+//! The request path, top to bottom: read a head, pick the config generation, route, run the
+//! route's action (proxy / static / echo / redirect), write the response, repeat on keep-alive.
+//!
+//! Invariants:
+//! - One config generation per request, loaded once the head is complete.
+//! - Requests on a connection are handled strictly in order, so pipelined responses go back in
+//!   request order; a rejected request ends the connection and nothing after it is read.
+//! - Upstream heads are serialized fresh (never the client's bytes); hop-by-hop headers and
+//!   headers named in `Connection` are dropped in both directions.
+//! - Bodies stream through fixed buffers in both directions (no whole-body buffering except
+//!   the echo action, which is bounded by the route's body limit).
+//! - Errors become responses only in `error::render`; once a response head has been sent, a
+//!   failure can only close the connection.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::Instant;
+
+use monoio::net::TcpStream;
+
+use crate::config::Action;
+use crate::error::{self, ErrorKind, ProxyError};
+use crate::http1::{self, BodyFraming, Method, RequestHead, Version};
+use crate::io::{read_more, write_all, IoFail};
+use crate::request_id;
+use crate::route::{HeaderSource, Lookup, RouteRequest};
+use crate::upstream::UpConn;
+use crate::worker::{Core, Generation};
+
+mod body;
+mod forward;
+mod local;
+mod tunnel;
+
+use body::{discard_body, read_body_bounded};
+use forward::proxy;
+use local::echo_json;
+use tunnel::tunnel;
+
+/// Bytes we try to move per read while streaming bodies.
+const STREAM_CHUNK: usize = 64 * 1024;
+
+/// The client side of one connection.
+struct Client {
+    stream: TcpStream,
+    /// Bytes read but not yet consumed start at `pos` (pipelined requests, body bytes).
+    buf: Vec<u8>,
+    pos: usize,
+    peer: SocketAddr,
+    /// The current request's body is being streamed upstream (partly consumed from `buf`),
+    /// so it can no longer be skipped to reach the next pipelined request.
+    body_streamed: bool,
+}
+
+impl Client {
+    fn pending(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// Drops consumed bytes so reads append after what is still pending.
+    fn compact(&mut self) {
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+    }
+}
+
+/// How a request ended, for the connection loop.
+enum Outcome {
+    /// Response complete; keep the connection if `true`.
+    Done(bool),
+    /// Upstream agreed to switch protocols; the loop hands both sockets to the tunnel.
+    Tunnel(UpConn),
+}
+
+/// Serves one accepted connection until it closes. Panics are caught here so one bad request
+/// can never take down the worker.
+pub async fn serve_connection(core: Rc<Core>, stream: TcpStream, peer: SocketAddr) {
+    let key = core.conns.register(stream.as_raw_fd());
+    let res = CatchUnwind(Box::pin(connection_loop(&core, stream, peer, key))).await;
+    if res.is_err() {
+        crate::log::error(&format!(
+            "worker {}: panic while serving {peer}; connection closed",
+            core.id
+        ));
+    }
+    core.conns.unregister(key);
+}
+
+async fn connection_loop(core: &Core, stream: TcpStream, peer: SocketAddr, key: usize) {
+    let mut c = Client {
+        stream,
+        buf: Vec::with_capacity(8 * 1024),
+        pos: 0,
+        peer,
+        body_streamed: false,
+    };
+    let mut first = true;
+    loop {
+        if c.pending() == 0 && core.draining() {
+            return;
+        }
+        core.conns.set_idle(key, c.pending() == 0);
+        let head = match read_head(core, &mut c, first).await {
+            Ok(h) => h,
+            Err(None) => return,
+            Err(Some(err)) => {
+                let mut out = Vec::with_capacity(256);
+                let mut rid = String::new();
+                core.ids.generate(&mut rid);
+                error::render(&err, &rid, true, false, &mut out);
+                let deadline = Instant::now() + core.generation().cfg.timeouts.client_body;
+                let _ = write_all(&mut c.stream, &mut out, deadline).await;
+                return;
+            }
+        };
+        core.conns.set_idle(key, false);
+        first = false;
+        let gen = core.generation();
+        match handle_request(core, &gen, &mut c, head).await {
+            Outcome::Done(true) if !core.draining() => {}
+            Outcome::Done(_) => return,
+            Outcome::Tunnel(up) => {
+                tunnel(c, up).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Reads until a complete head is parsed. `Err(None)`: close quietly (EOF, idle timeout);
+/// `Err(Some(e))`: answer `e` and close.
+async fn read_head(
+    core: &Core,
+    c: &mut Client,
+    first: bool,
+) -> Result<RequestHead, Option<ProxyError>> {
+    let cfg = core.generation().cfg.clone();
+    let limits = cfg.limits;
+    let mut head_deadline = if c.pending() > 0 || first {
+        Some(Instant::now() + cfg.timeouts.client_header)
+    } else {
+        None
+    };
+    loop {
+        if c.pending() > 0 {
+            match http1::parse_request_head(&c.buf[c.pos..], &limits) {
+                Ok(Some((head, n))) => {
+                    c.pos += n;
+                    return Ok(head);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(Some(ProxyError::new(ErrorKind::BadHead(e)))),
+            }
+        }
+        c.compact();
+        let deadline = match head_deadline {
+            Some(d) => d,
+            None => Instant::now() + cfg.timeouts.keepalive,
+        };
+        let grow = limits.max_header_bytes + 1024;
+        match read_more(&mut c.stream, &mut c.buf, deadline, grow).await {
+            Ok(_) => {
+                if head_deadline.is_none() {
+                    head_deadline = Some(Instant::now() + cfg.timeouts.client_header);
+                }
+            }
+            Err(IoFail::Timeout) if c.pending() > 0 || first => {
+                return Err(Some(ProxyError::new(ErrorKind::RequestTimeout)))
+            }
+            Err(_) => return Err(None),
+        }
+    }
+}
+
+/// Header access for the router.
+struct HeadHeaders<'a>(&'a RequestHead);
+
+impl HeaderSource for HeadHeaders<'_> {
+    fn header(&self, lowercase_name: &str) -> Option<&[u8]> {
+        self.0.header(lowercase_name)
+    }
+}
+
+/// Per-request facts every action needs.
+struct Req<'a> {
+    head: &'a RequestHead,
+    rid: String,
+    /// Normalized path (dot segments removed; "/" for an empty absolute-form path).
+    path: Vec<u8>,
+    /// Client asked to close, or we are draining.
+    close: bool,
+}
+
+async fn handle_request(
+    core: &Core,
+    gen: &Rc<Generation>,
+    c: &mut Client,
+    head: RequestHead,
+) -> Outcome {
+    let cfg = &gen.cfg;
+    let mut rid = String::new();
+    match head.header("x-request-id") {
+        Some(v) if request_id::is_sane(v) => rid.push_str(&String::from_utf8_lossy(v)),
+        _ => core.ids.generate(&mut rid),
+    }
+    let close = head.close || core.draining();
+    c.body_streamed = false;
+
+    let path = match http1::normalize_path(head.path()) {
+        Some(p) if p.is_empty() => b"/".to_vec(),
+        Some(p) => p.into_owned(),
+        None => {
+            let e = ProxyError::new(ErrorKind::BadBody("encoded dot segment in path"));
+            return respond_error(core, c, &head, &rid, e).await;
+        }
+    };
+    let req = Req {
+        head: &head,
+        rid,
+        path,
+        close,
+    };
+
+    if head.expect_other {
+        return respond_error(
+            core,
+            c,
+            &head,
+            &req.rid,
+            ProxyError::new(ErrorKind::ExpectationFailed),
+        )
+        .await;
+    }
+
+    let mut host = String::new();
+    head.host_for_routing(&mut host);
+    let lookup = cfg.table.lookup(
+        &RouteRequest {
+            host: &host,
+            method: head.method,
+            path: &req.path,
+            query: head.query(),
+        },
+        &HeadHeaders(&head),
+    );
+    let route = match lookup {
+        Lookup::Found { route, .. } => cfg.route(route),
+        Lookup::MethodNotAllowed { allow } => {
+            let e = ProxyError::new(ErrorKind::MethodNotAllowed(allow));
+            return respond_error(core, c, &head, &req.rid, e).await;
+        }
+        Lookup::NotFound => {
+            return respond_error(
+                core,
+                c,
+                &head,
+                &req.rid,
+                ProxyError::new(ErrorKind::NoRoute),
+            )
+            .await
+        }
+    };
+
+    if let BodyFraming::Length(n) = head.body {
+        if n > route.max_body {
+            let e = ProxyError::new(ErrorKind::BodyTooLarge);
+            return respond_error(core, c, &head, &req.rid, e).await;
+        }
+    }
+
+    match &route.action {
+        Action::Proxy(p) => match proxy(core, gen, c, &req, route, p).await {
+            Ok(o) => o,
+            Err(e) => respond_error(core, c, &head, &req.rid, e).await,
+        },
+        Action::Static(s) => {
+            if let Err(e) = discard_body(core, c, &req, route).await {
+                return respond_error(core, c, &head, &req.rid, e).await;
+            }
+            let mut out = Vec::with_capacity(256 + s.body.len());
+            http1::write_status_line(&mut out, s.status);
+            for (k, v) in &s.headers {
+                http1::write_header(&mut out, k.as_bytes(), v.as_bytes());
+            }
+            // 204 and 304 carry neither a body nor a length (RFC 9110 §8.6, §15.3.5, §15.4.5);
+            // config compile refuses a body for them.
+            let body = (!matches!(s.status, 204 | 304)).then_some(&s.body[..]);
+            finish_local(core, c, &req, &mut out, body).await
+        }
+        Action::Redirect(r) => {
+            if let Err(e) = discard_body(core, c, &req, route).await {
+                return respond_error(core, c, &head, &req.rid, e).await;
+            }
+            let mut location = r.location.clone().into_bytes();
+            if r.append_path {
+                if location.ends_with(b"/") && req.path.starts_with(b"/") {
+                    location.pop();
+                }
+                location.extend_from_slice(&req.path);
+                if let Some(q) = head.query() {
+                    location.push(b'?');
+                    location.extend_from_slice(q);
+                }
+            }
+            let mut out = Vec::with_capacity(256);
+            http1::write_status_line(&mut out, r.status);
+            http1::write_header(&mut out, b"location", &location);
+            finish_local(core, c, &req, &mut out, Some(b"")).await
+        }
+        Action::Echo => match read_body_bounded(core, c, &req, route).await {
+            Ok(body) => {
+                let json = echo_json(&req, c.peer, route, &body);
+                let mut out = Vec::with_capacity(256 + json.len());
+                http1::write_status_line(&mut out, 200);
+                http1::write_header(&mut out, b"content-type", b"application/json");
+                finish_local(core, c, &req, &mut out, Some(&json)).await
+            }
+            Err(e) => respond_error(core, c, &head, &req.rid, e).await,
+        },
+    }
+}
+
+/// Completes a gateway-generated response whose status line and own headers are in `out`.
+async fn finish_local(
+    core: &Core,
+    c: &mut Client,
+    req: &Req<'_>,
+    out: &mut Vec<u8>,
+    body: Option<&[u8]>,
+) -> Outcome {
+    if let Some(body) = body {
+        http1::write_header(out, b"content-length", body.len().to_string().as_bytes());
+    }
+    http1::write_header(out, b"x-request-id", req.rid.as_bytes());
+    // A drain that started while this request ran still gets announced on its response.
+    let keep = !req.close && !core.draining();
+    if !keep {
+        http1::write_header(out, b"connection", b"close");
+    } else if req.head.version == Version::Http10 {
+        http1::write_header(out, b"connection", b"keep-alive");
+    }
+    out.extend_from_slice(b"\r\n");
+    if let (Some(body), false) = (body, req.head.method == Method::Head) {
+        out.extend_from_slice(body);
+    }
+    let deadline = Instant::now() + core.generation().cfg.timeouts.client_body;
+    match write_all(&mut c.stream, out, deadline).await {
+        Ok(()) => Outcome::Done(keep),
+        Err(_) => Outcome::Done(false),
+    }
+}
+
+/// Answers with an error. The connection stays open only if the error allows it and the
+/// request body (if any) is already fully buffered and can be skipped.
+async fn respond_error(
+    core: &Core,
+    c: &mut Client,
+    head: &RequestHead,
+    rid: &str,
+    err: ProxyError,
+) -> Outcome {
+    let body_skippable = match head.body {
+        BodyFraming::None | BodyFraming::Length(0) => true,
+        BodyFraming::Length(n) => !c.body_streamed && (c.pending() as u64) >= n,
+        _ => false,
+    };
+    let keep = !err.must_close() && !head.close && body_skippable && !core.draining();
+    if keep {
+        if let BodyFraming::Length(n) = head.body {
+            c.pos += n as usize;
+        }
+    }
+    let mut out = Vec::with_capacity(384);
+    error::render(&err, rid, !keep, head.method == Method::Head, &mut out);
+    if keep && head.version == Version::Http10 {
+        // Like `finish_local`: an HTTP/1.0 client only keeps the connection when told so.
+        if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+            out.splice(
+                end + 2..end + 2,
+                b"connection: keep-alive\r\n".iter().copied(),
+            );
+        }
+    }
+    let deadline = Instant::now() + core.generation().cfg.timeouts.client_body;
+    match write_all(&mut c.stream, &mut out, deadline).await {
+        Ok(()) => Outcome::Done(keep),
+        Err(_) => Outcome::Done(false),
+    }
+}
+
+/// Catches a panic in the wrapped future (the connection task boundary).
+struct CatchUnwind<F>(std::pin::Pin<Box<F>>);
+
+impl<F: std::future::Future> std::future::Future for CatchUnwind<F> {
+    type Output = Result<F::Output, ()>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let fut = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Err(_) => std::task::Poll::Ready(Err(())),
+        }
+    }
+}
