@@ -113,14 +113,21 @@ impl UpstreamState {
     }
 
     /// Newest idle connection to `target` that has not outlived the idle timeout.
-    pub fn take_idle(&self, target: usize, now: Instant) -> Option<UpConn> {
+    ///
+    /// `must_be_fresh`: the request cannot be retried (not idempotent, or its body streams), so
+    /// the connection is first checked for a FIN that already arrived (one `recv(MSG_PEEK)`).
+    /// Retryable requests skip that syscall, and so do connections idle for under
+    /// `PEEK_AFTER`: a stale one is then caught by the retry on a fresh connection.
+    pub fn take_idle(&self, target: usize, now: Instant, must_be_fresh: bool) -> Option<UpConn> {
         let t = self.targets.get(target)?;
         let mut idle = t.idle.borrow_mut();
         while let Some(entry) = idle.pop_back() {
-            if now.duration_since(entry.since) < self.idle_timeout {
+            let idle_for = now.duration_since(entry.since);
+            if idle_for < self.idle_timeout {
                 // An upstream that closed the idle connection meanwhile (its FIN is already
                 // here) is skipped: a non-idempotent request on it would fail with no retry.
-                if !idle_conn_open(&entry.conn.stream) {
+                let check = must_be_fresh || idle_for >= PEEK_AFTER;
+                if check && !idle_conn_open(&entry.conn.stream) {
                     continue;
                 }
                 let mut conn = entry.conn;
@@ -160,6 +167,9 @@ impl UpstreamState {
         self.targets.iter().map(|t| t.idle.borrow().len()).sum()
     }
 }
+
+/// Idle time after which even a retryable request's pooled connection is checked first.
+const PEEK_AFTER: Duration = Duration::from_secs(1);
 
 /// True if an idle pooled connection still looks open: nothing to read (no EOF, no error, no
 /// unsolicited bytes). One non-blocking `recv(MSG_PEEK)`; pooled connections have no I/O in

@@ -283,15 +283,14 @@ fn run_worker(
     let uring = if force_legacy {
         Err(std::io::Error::other("RINGWAY_FORCE_EPOLL is set"))
     } else {
-        monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-            .with_entries(1024)
-            .enable_timer()
-            .build()
+        build_uring(std::env::var("RINGWAY_URING").ok().as_deref())
     };
     match uring {
-        Ok(mut rt) => {
+        Ok((mut rt, ring_mode)) => {
             let _ = shared.driver.set("io_uring");
-            crate::log::info(&format!("worker {id}: io_uring driver, {where_}"));
+            crate::log::info(&format!(
+                "worker {id}: io_uring driver ({ring_mode} ring), {where_}"
+            ));
             rt.block_on(worker_main(id, shared.clone(), listeners));
         }
         Err(e) => {
@@ -309,6 +308,38 @@ fn run_worker(
         }
     }
     shared.workers_done.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Builds the io_uring runtime. By default the ring is set up for one issuer thread with
+/// deferred task running (completions are processed in batches when the worker waits instead
+/// of interrupting it), falling back to a plain ring on kernels without those flags.
+/// `RINGWAY_URING=plain|coop|defer` picks one explicitly (for measurements).
+type UringRuntime = monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>;
+
+fn build_uring(mode: Option<&str>) -> std::io::Result<(UringRuntime, String)> {
+    let build = |mode: &str| {
+        let mut urb = io_uring::IoUring::builder();
+        match mode {
+            "defer" => {
+                urb.setup_single_issuer().setup_defer_taskrun();
+            }
+            "coop" => {
+                urb.setup_coop_taskrun();
+            }
+            _ => {}
+        }
+        monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .uring_builder(urb)
+            .with_entries(1024)
+            .enable_timer()
+            .build()
+    };
+    match mode {
+        Some(m) => build(m).map(|rt| (rt, m.to_string())),
+        None => build("defer")
+            .map(|rt| (rt, "defer".to_string()))
+            .or_else(|_| build("plain").map(|rt| (rt, "plain".to_string()))),
+    }
 }
 
 async fn worker_main(id: usize, shared: Arc<Shared>, listeners: Vec<std::net::TcpListener>) {

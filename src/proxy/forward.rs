@@ -149,7 +149,11 @@ fn upstream_head(
 
 /// A pooled connection to the balancer's pick, or a fresh one; targets that refuse are
 /// backed off and the next one is tried. A connect timeout ends the attempt (504).
-async fn acquire(us: &UpstreamState, tried: &mut u64) -> Result<UpConn, ProxyError> {
+async fn acquire(
+    us: &UpstreamState,
+    tried: &mut u64,
+    retryable: bool,
+) -> Result<UpConn, ProxyError> {
     let mut last = ProxyError::new(ErrorKind::NoHealthyUpstream);
     let mut first = true;
     loop {
@@ -159,7 +163,7 @@ async fn acquire(us: &UpstreamState, tried: &mut u64) -> Result<UpConn, ProxyErr
         };
         if first {
             first = false;
-            if let Some(conn) = us.take_idle(t, now) {
+            if let Some(conn) = us.take_idle(t, now, !retryable) {
                 return Ok(conn);
             }
         }
@@ -299,7 +303,7 @@ pub(super) async fn proxy(
     let mut attempt = 0;
     let (mut up, resp) = loop {
         attempt += 1;
-        let mut up = acquire(us, &mut tried).await?;
+        let mut up = acquire(us, &mut tried, retryable).await?;
         let label = us
             .targets
             .get(up.target)
