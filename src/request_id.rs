@@ -14,6 +14,37 @@ pub fn is_sane(v: &[u8]) -> bool {
             .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
+/// A request id held inline (no allocation): a kept client id or a generated one.
+#[derive(Clone, Copy)]
+pub struct RequestId {
+    bytes: [u8; MAX_LEN],
+    len: u8,
+}
+
+impl RequestId {
+    /// Keeps a client-supplied id if it is sane.
+    pub fn from_client(v: &[u8]) -> Option<RequestId> {
+        if !is_sane(v) {
+            return None;
+        }
+        let mut id = RequestId {
+            bytes: [0; MAX_LEN],
+            len: v.len() as u8,
+        };
+        id.bytes[..v.len()].copy_from_slice(v);
+        Some(id)
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is ever stored (sane client ids, or hex and dashes).
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
 /// Per-worker generator (xorshift128+); not cryptographic, only unique in practice.
 pub struct IdGen {
     s0: Cell<u64>,
@@ -48,8 +79,8 @@ impl IdGen {
         n.wrapping_add(s0)
     }
 
-    /// Writes a fresh UUIDv4-shaped id (36 chars) into `out`.
-    pub fn generate(&self, out: &mut String) {
+    /// A fresh UUIDv4-shaped id (36 chars).
+    pub fn next_id(&self) -> RequestId {
         let hi = self.next_u64();
         let lo = self.next_u64();
         let mut bytes = [0u8; 16];
@@ -58,14 +89,27 @@ impl IdGen {
         bytes[6] = (bytes[6] & 0x0f) | 0x40;
         bytes[8] = (bytes[8] & 0x3f) | 0x80;
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        out.clear();
+        let mut id = RequestId {
+            bytes: [0; MAX_LEN],
+            len: 36,
+        };
+        let mut o = 0;
         for (i, b) in bytes.iter().enumerate() {
             if matches!(i, 4 | 6 | 8 | 10) {
-                out.push('-');
+                id.bytes[o] = b'-';
+                o += 1;
             }
-            out.push(HEX[(b >> 4) as usize] as char);
-            out.push(HEX[(b & 15) as usize] as char);
+            id.bytes[o] = HEX[(b >> 4) as usize];
+            id.bytes[o + 1] = HEX[(b & 15) as usize];
+            o += 2;
         }
+        id
+    }
+
+    /// Writes a fresh UUIDv4-shaped id (36 chars) into `out`.
+    pub fn generate(&self, out: &mut String) {
+        out.clear();
+        out.push_str(self.next_id().as_str());
     }
 }
 

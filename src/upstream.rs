@@ -31,6 +31,8 @@ struct Idle {
 
 pub struct TargetState {
     pub addr: SocketAddr,
+    /// `addr` as text, for the Host header when the client's is not preserved.
+    pub label: String,
     weight: i64,
     current: Cell<i64>,
     down_until: Cell<Option<Instant>>,
@@ -58,6 +60,7 @@ impl UpstreamState {
                 let prev = old.and_then(|o| o.targets.iter().find(|p| p.addr == t.addr));
                 TargetState {
                     addr: t.addr,
+                    label: t.addr.to_string(),
                     weight: i64::from(t.weight),
                     current: Cell::new(0),
                     down_until: Cell::new(prev.and_then(|p| p.down_until.get())),

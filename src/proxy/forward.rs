@@ -36,16 +36,18 @@ fn managed_request_header(name: &[u8]) -> bool {
     MANAGED.iter().any(|m| m.eq_ignore_ascii_case(name))
 }
 
-/// Serializes the upstream request head.
+/// Serializes the upstream request head into `out` (cleared first).
 fn upstream_head(
+    out: &mut Vec<u8>,
     req: &Req<'_>,
     c: &Client,
     p: &ProxyAction,
     target_label: &str,
     tunnel: bool,
-) -> Vec<u8> {
+) {
     let h = req.head;
-    let mut out = Vec::with_capacity(h.buf.len() + 256);
+    out.clear();
+    out.reserve(h.buf.len() + 256);
     out.extend_from_slice(h.method_bytes());
     out.push(b' ');
     match &p.rewrite {
@@ -76,25 +78,19 @@ fn upstream_head(
 
     let host_raw = h.host.get(&h.buf);
     if p.preserve_host && !host_raw.is_empty() {
-        http1::write_header(&mut out, b"host", host_raw);
+        http1::write_header(out, b"host", host_raw);
     } else {
-        http1::write_header(&mut out, b"host", target_label.as_bytes());
+        http1::write_header(out, b"host", target_label.as_bytes());
     }
-    let mut xff: Vec<u8> = Vec::new();
-    let mut fwd: Vec<u8> = Vec::new();
+    let mut has_xff = false;
+    let mut has_fwd = false;
     for (name, value) in h.headers() {
         if name.eq_ignore_ascii_case(b"x-forwarded-for") {
-            if !xff.is_empty() {
-                xff.extend_from_slice(b", ");
-            }
-            xff.extend_from_slice(value);
+            has_xff = true;
             continue;
         }
         if name.eq_ignore_ascii_case(b"forwarded") {
-            if !fwd.is_empty() {
-                fwd.extend_from_slice(b", ");
-            }
-            fwd.extend_from_slice(value);
+            has_fwd = true;
             continue;
         }
         if http1::is_hop_by_hop(name)
@@ -103,48 +99,57 @@ fn upstream_head(
         {
             continue;
         }
-        http1::write_header(&mut out, name, value);
+        http1::write_header(out, name, value);
     }
     match h.body {
         BodyFraming::Length(n) => {
-            http1::write_header(&mut out, b"content-length", n.to_string().as_bytes())
+            out.extend_from_slice(b"content-length: ");
+            super::push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
         }
-        BodyFraming::Chunked => http1::write_header(&mut out, b"transfer-encoding", b"chunked"),
+        BodyFraming::Chunked => http1::write_header(out, b"transfer-encoding", b"chunked"),
         _ => {}
     }
     if tunnel {
         if let Some(u) = h.header("upgrade") {
-            http1::write_header(&mut out, b"connection", b"upgrade");
-            http1::write_header(&mut out, b"upgrade", u);
+            http1::write_header(out, b"connection", b"upgrade");
+            http1::write_header(out, b"upgrade", u);
         }
     }
-    let ip = c.peer.ip().to_canonical();
-    if !xff.is_empty() {
-        xff.extend_from_slice(b", ");
+    // Appended lists: earlier hops' values (all occurrences, in order), then this hop.
+    out.extend_from_slice(b"x-forwarded-for: ");
+    if has_xff {
+        append_all(out, h, b"x-forwarded-for");
     }
-    xff.extend_from_slice(ip.to_string().as_bytes());
-    http1::write_header(&mut out, b"x-forwarded-for", &xff);
-    http1::write_header(&mut out, b"x-forwarded-proto", b"http");
+    out.extend_from_slice(c.peer_ip.as_bytes());
+    out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
     if !host_raw.is_empty() {
-        http1::write_header(&mut out, b"x-forwarded-host", host_raw);
+        http1::write_header(out, b"x-forwarded-host", host_raw);
     }
-    if !fwd.is_empty() {
-        fwd.extend_from_slice(b", ");
+    out.extend_from_slice(b"forwarded: ");
+    if has_fwd {
+        append_all(out, h, b"forwarded");
     }
-    match ip {
-        std::net::IpAddr::V4(v4) => fwd.extend_from_slice(format!("for={v4}").as_bytes()),
-        std::net::IpAddr::V6(v6) => fwd.extend_from_slice(format!("for=\"[{v6}]\"").as_bytes()),
-    }
-    fwd.extend_from_slice(b";proto=http");
+    out.extend_from_slice(c.forwarded_for.as_bytes());
+    out.extend_from_slice(b";proto=http");
     if !host_raw.is_empty() && host_raw.iter().all(|b| b.is_ascii_graphic() && *b != b'"') {
-        fwd.extend_from_slice(b";host=\"");
-        fwd.extend_from_slice(host_raw);
-        fwd.push(b'"');
+        out.extend_from_slice(b";host=\"");
+        out.extend_from_slice(host_raw);
+        out.push(b'"');
     }
-    http1::write_header(&mut out, b"forwarded", &fwd);
-    http1::write_header(&mut out, b"x-request-id", req.rid.as_bytes());
     out.extend_from_slice(b"\r\n");
-    out
+    http1::write_header(out, b"x-request-id", req.rid.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends every value of header `name`, each followed by ", ".
+fn append_all(out: &mut Vec<u8>, h: &http1::RequestHead, name: &[u8]) {
+    for (n, v) in h.headers() {
+        if n.eq_ignore_ascii_case(name) {
+            out.extend_from_slice(v);
+            out.extend_from_slice(b", ");
+        }
+    }
 }
 
 /// A pooled connection to the balancer's pick, or a fresh one; targets that refuse are
@@ -304,17 +309,16 @@ pub(super) async fn proxy(
     let (mut up, resp) = loop {
         attempt += 1;
         let mut up = acquire(us, &mut tried, retryable).await?;
-        let label = us
-            .targets
-            .get(up.target)
-            .map(|t| t.addr.to_string())
-            .unwrap_or_default();
-        let mut wire = upstream_head(req, c, p, &label, tunnel_req);
+        let label = us.targets.get(up.target).map_or("", |t| t.label.as_str());
+        let mut wire = std::mem::take(&mut c.wire);
+        upstream_head(&mut wire, req, c, p, label, tunnel_req);
         if let Some(n) = buffered_body {
             wire.extend_from_slice(&c.buf[c.pos..c.pos + n]);
         }
         let deadline = Instant::now() + us.response_timeout;
-        let sent = match write_all(&mut up.stream, &mut wire, deadline).await {
+        let wrote = write_all(&mut up.stream, &mut wire, deadline).await;
+        c.wire = wire;
+        let sent = match wrote {
             Err(e) => Err(SendFail {
                 err: ProxyError::new(match e {
                     IoFail::Timeout => ErrorKind::UpstreamTimeout,
@@ -391,7 +395,8 @@ pub(super) async fn proxy(
         }
         _ => (BodyFraming::CloseDelimited, false),
     };
-    let mut out = Vec::with_capacity(resp.buf.len() + 128);
+    let mut out = std::mem::take(&mut c.wire);
+    out.clear();
     http1::write_status_line(&mut out, resp.status);
     for (n, v) in resp.headers() {
         if http1::is_hop_by_hop(n)
@@ -405,7 +410,9 @@ pub(super) async fn proxy(
     }
     match client_framing {
         BodyFraming::Length(n) => {
-            http1::write_header(&mut out, b"content-length", n.to_string().as_bytes())
+            out.extend_from_slice(b"content-length: ");
+            super::push_decimal(&mut out, n);
+            out.extend_from_slice(b"\r\n");
         }
         BodyFraming::Chunked => http1::write_header(&mut out, b"transfer-encoding", b"chunked"),
         _ => {}
@@ -420,6 +427,10 @@ pub(super) async fn proxy(
 
     let upstream_done =
         stream_response_body(core, c, &mut up, resp.body, client_framing, &mut out).await;
+    // Keep the buffer for the next request unless a large body grew it.
+    if out.capacity() <= 16 * 1024 {
+        c.wire = out;
+    }
     match upstream_done {
         Ok(()) => {
             if !resp.close && up.buf.is_empty() {

@@ -23,7 +23,7 @@ use crate::config::Action;
 use crate::error::{self, ErrorKind, ProxyError};
 use crate::http1::{self, BodyFraming, Method, RequestHead, Version};
 use crate::io::{read_more, write_all, IoFail};
-use crate::request_id;
+use crate::request_id::RequestId;
 use crate::route::{HeaderSource, Lookup, RouteRequest};
 use crate::upstream::UpConn;
 use crate::worker::{Core, Generation};
@@ -38,6 +38,21 @@ use forward::proxy;
 use local::echo_json;
 use tunnel::tunnel;
 
+/// Appends `n` in decimal without going through `fmt`.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
 /// Bytes we try to move per read while streaming bodies.
 const STREAM_CHUNK: usize = 64 * 1024;
 
@@ -51,6 +66,14 @@ struct Client {
     /// The current request's body is being streamed upstream (partly consumed from `buf`),
     /// so it can no longer be skipped to reach the next pipelined request.
     body_streamed: bool,
+    /// The client address as written into `X-Forwarded-For` (computed once per connection).
+    peer_ip: String,
+    /// `for=...` element of `Forwarded` (IPv6 quoted and bracketed).
+    forwarded_for: String,
+    /// Reused buffer for serialized upstream request heads.
+    wire: Vec<u8>,
+    /// Reused buffer for the routing host (lowercase, no port).
+    host: String,
 }
 
 impl Client {
@@ -96,6 +119,16 @@ async fn connection_loop(core: &Core, stream: TcpStream, peer: SocketAddr, key: 
         pos: 0,
         peer,
         body_streamed: false,
+        peer_ip: String::new(),
+        forwarded_for: String::new(),
+        wire: Vec::new(),
+        host: String::new(),
+    };
+    let ip = peer.ip().to_canonical();
+    c.peer_ip = ip.to_string();
+    c.forwarded_for = match ip {
+        std::net::IpAddr::V4(v4) => format!("for={v4}"),
+        std::net::IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
     };
     let mut first = true;
     loop {
@@ -187,9 +220,9 @@ impl HeaderSource for HeadHeaders<'_> {
 /// Per-request facts every action needs.
 struct Req<'a> {
     head: &'a RequestHead,
-    rid: String,
+    rid: RequestId,
     /// Normalized path (dot segments removed; "/" for an empty absolute-form path).
-    path: Vec<u8>,
+    path: std::borrow::Cow<'a, [u8]>,
     /// Client asked to close, or we are draining.
     close: bool,
 }
@@ -201,20 +234,19 @@ async fn handle_request(
     head: RequestHead,
 ) -> Outcome {
     let cfg = &gen.cfg;
-    let mut rid = String::new();
-    match head.header("x-request-id") {
-        Some(v) if request_id::is_sane(v) => rid.push_str(&String::from_utf8_lossy(v)),
-        _ => core.ids.generate(&mut rid),
-    }
+    let rid = head
+        .header("x-request-id")
+        .and_then(RequestId::from_client)
+        .unwrap_or_else(|| core.ids.next_id());
     let close = head.close || core.draining();
     c.body_streamed = false;
 
     let path = match http1::normalize_path(head.path()) {
-        Some(p) if p.is_empty() => b"/".to_vec(),
-        Some(p) => p.into_owned(),
+        Some(p) if p.is_empty() => std::borrow::Cow::Borrowed(&b"/"[..]),
+        Some(p) => p,
         None => {
             let e = ProxyError::new(ErrorKind::BadBody("encoded dot segment in path"));
-            return respond_error(core, c, &head, &rid, e).await;
+            return respond_error(core, c, &head, rid.as_str(), e).await;
         }
     };
     let req = Req {
@@ -229,13 +261,13 @@ async fn handle_request(
             core,
             c,
             &head,
-            &req.rid,
+            req.rid.as_str(),
             ProxyError::new(ErrorKind::ExpectationFailed),
         )
         .await;
     }
 
-    let mut host = String::new();
+    let mut host = std::mem::take(&mut c.host);
     head.host_for_routing(&mut host);
     let lookup = cfg.table.lookup(
         &RouteRequest {
@@ -246,18 +278,19 @@ async fn handle_request(
         },
         &HeadHeaders(&head),
     );
+    c.host = host;
     let route = match lookup {
         Lookup::Found { route, .. } => cfg.route(route),
         Lookup::MethodNotAllowed { allow } => {
             let e = ProxyError::new(ErrorKind::MethodNotAllowed(allow));
-            return respond_error(core, c, &head, &req.rid, e).await;
+            return respond_error(core, c, &head, req.rid.as_str(), e).await;
         }
         Lookup::NotFound => {
             return respond_error(
                 core,
                 c,
                 &head,
-                &req.rid,
+                req.rid.as_str(),
                 ProxyError::new(ErrorKind::NoRoute),
             )
             .await
@@ -267,18 +300,18 @@ async fn handle_request(
     if let BodyFraming::Length(n) = head.body {
         if n > route.max_body {
             let e = ProxyError::new(ErrorKind::BodyTooLarge);
-            return respond_error(core, c, &head, &req.rid, e).await;
+            return respond_error(core, c, &head, req.rid.as_str(), e).await;
         }
     }
 
     match &route.action {
         Action::Proxy(p) => match proxy(core, gen, c, &req, route, p).await {
             Ok(o) => o,
-            Err(e) => respond_error(core, c, &head, &req.rid, e).await,
+            Err(e) => respond_error(core, c, &head, req.rid.as_str(), e).await,
         },
         Action::Static(s) => {
             if let Err(e) = discard_body(core, c, &req, route).await {
-                return respond_error(core, c, &head, &req.rid, e).await;
+                return respond_error(core, c, &head, req.rid.as_str(), e).await;
             }
             let mut out = Vec::with_capacity(256 + s.body.len());
             http1::write_status_line(&mut out, s.status);
@@ -292,7 +325,7 @@ async fn handle_request(
         }
         Action::Redirect(r) => {
             if let Err(e) = discard_body(core, c, &req, route).await {
-                return respond_error(core, c, &head, &req.rid, e).await;
+                return respond_error(core, c, &head, req.rid.as_str(), e).await;
             }
             let mut location = r.location.clone().into_bytes();
             if r.append_path {
@@ -318,7 +351,7 @@ async fn handle_request(
                 http1::write_header(&mut out, b"content-type", b"application/json");
                 finish_local(core, c, &req, &mut out, Some(&json)).await
             }
-            Err(e) => respond_error(core, c, &head, &req.rid, e).await,
+            Err(e) => respond_error(core, c, &head, req.rid.as_str(), e).await,
         },
     }
 }
@@ -332,7 +365,9 @@ async fn finish_local(
     body: Option<&[u8]>,
 ) -> Outcome {
     if let Some(body) = body {
-        http1::write_header(out, b"content-length", body.len().to_string().as_bytes());
+        out.extend_from_slice(b"content-length: ");
+        push_decimal(out, body.len() as u64);
+        out.extend_from_slice(b"\r\n");
     }
     http1::write_header(out, b"x-request-id", req.rid.as_bytes());
     // A drain that started while this request ran still gets announced on its response.
