@@ -1,0 +1,222 @@
+//! Fresh head serialization (status line, header lines, reason phrases) and the hop-by-hop
+//! rules that decide which received headers a proxy may forward.
+//!
+//! Invariants: everything written ends lines in CRLF; nothing here validates names or values,
+//! callers pass ones taken from a validated head or from the compiled config.
+
+use super::trim_ows;
+
+/// True for hop-by-hop headers that a proxy never forwards (RFC 9110 §7.6.1), compared
+/// case-insensitively: connection, keep-alive, proxy-connection, te, trailer, transfer-encoding,
+/// upgrade, proxy-authenticate, proxy-authorization.
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    const HOP_BY_HOP: [&[u8]; 9] = [
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+    ];
+    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// True if `name` is listed as a token in any `Connection` header value of `headers`
+/// (case-insensitive), meaning it must not be forwarded.
+pub fn named_in_connection<'a>(
+    mut headers: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    name: &[u8],
+) -> bool {
+    headers.any(|(n, v)| {
+        n.eq_ignore_ascii_case(b"connection")
+            && v.split(|&b| b == b',')
+                .any(|token| trim_ows(token).eq_ignore_ascii_case(name))
+    })
+}
+
+/// Appends `name: value\r\n`.
+pub fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `HTTP/1.1 {status} {reason}\r\n` (reason from `reason_phrase`).
+pub fn write_status_line(out: &mut Vec<u8>, status: u16) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    let mut digits = [0u8; 5];
+    let mut i = digits.len();
+    let mut v = status;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+    out.push(b' ');
+    out.extend_from_slice(reason_phrase(status).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Canonical reason phrase for a status code ("" for unknown codes).
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        102 => "Processing",
+        103 => "Early Hints",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
+        204 => "No Content",
+        205 => "Reset Content",
+        206 => "Partial Content",
+        207 => "Multi-Status",
+        208 => "Already Reported",
+        226 => "IM Used",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        305 => "Use Proxy",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Content",
+        423 => "Locked",
+        424 => "Failed Dependency",
+        425 => "Too Early",
+        426 => "Upgrade Required",
+        428 => "Precondition Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        451 => "Unavailable For Legal Reasons",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        506 => "Variant Also Negotiates",
+        507 => "Insufficient Storage",
+        508 => "Loop Detected",
+        510 => "Not Extended",
+        511 => "Network Authentication Required",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http1::write_chunk_header;
+
+    // ---- small helpers ----
+
+    #[test]
+    fn hop_by_hop() {
+        for n in [
+            "Connection",
+            "keep-alive",
+            "Proxy-Connection",
+            "TE",
+            "Trailer",
+            "transfer-encoding",
+            "UPGRADE",
+            "proxy-authenticate",
+            "Proxy-Authorization",
+        ] {
+            assert!(is_hop_by_hop(n.as_bytes()), "{n}");
+        }
+        for n in ["content-length", "trailers", "x-connection", "host", ""] {
+            assert!(!is_hop_by_hop(n.as_bytes()), "{n}");
+        }
+    }
+
+    #[test]
+    fn connection_named_headers() {
+        let headers: Vec<(&[u8], &[u8])> = vec![
+            (b"Host", b"h"),
+            (b"Connection", b"keep-alive, X-Secret"),
+            (b"connection", b" x-other ,"),
+        ];
+        assert!(named_in_connection(headers.iter().copied(), b"x-secret"));
+        assert!(named_in_connection(headers.iter().copied(), b"X-Other"));
+        assert!(named_in_connection(headers.iter().copied(), b"KEEP-ALIVE"));
+        assert!(!named_in_connection(headers.iter().copied(), b"host"));
+        assert!(!named_in_connection(headers.iter().copied(), b"x-secre"));
+    }
+
+    #[test]
+    fn serialization_helpers() {
+        let mut out = Vec::new();
+        write_chunk_header(&mut out, 0);
+        write_chunk_header(&mut out, 255);
+        write_chunk_header(&mut out, 4096);
+        assert_eq!(out, b"0\r\nff\r\n1000\r\n");
+        out.clear();
+        write_chunk_header(&mut out, usize::MAX);
+        assert_eq!(out, format!("{:x}\r\n", usize::MAX).into_bytes());
+
+        out.clear();
+        write_status_line(&mut out, 200);
+        assert_eq!(out, b"HTTP/1.1 200 OK\r\n");
+        out.clear();
+        write_status_line(&mut out, 599);
+        assert_eq!(out, b"HTTP/1.1 599 \r\n");
+        out.clear();
+        write_status_line(&mut out, 431);
+        assert_eq!(out, b"HTTP/1.1 431 Request Header Fields Too Large\r\n");
+
+        out.clear();
+        write_header(&mut out, b"X-A", b"b");
+        assert_eq!(out, b"X-A: b\r\n");
+    }
+
+    #[test]
+    fn reason_phrases() {
+        let codes = [
+            100, 101, 300, 301, 302, 303, 304, 305, 307, 308, 451, 500, 501, 502, 503, 504, 505,
+        ];
+        for code in codes
+            .into_iter()
+            .chain(200..=206)
+            .chain(400..=417)
+            .chain(421..=426)
+        {
+            assert!(!reason_phrase(code).is_empty(), "{code}");
+        }
+        assert_eq!(reason_phrase(429), "Too Many Requests");
+        assert_eq!(reason_phrase(431), "Request Header Fields Too Large");
+        assert_eq!(reason_phrase(404), "Not Found");
+        assert_eq!(reason_phrase(599), "");
+        assert_eq!(reason_phrase(0), "");
+    }
+}

@@ -1,0 +1,186 @@
+//! Compiled per-route data (`RouteData`: methods, header and query conditions, capture count)
+//! and the allocation-free query-string matching the lookup uses for query conditions.
+//!
+//! Query rules: the query splits on `&`, the first `=` splits name from value, names and values
+//! are percent-decoded while comparing, malformed `%` escapes stay literal, `+` stays `+`, `a`
+//! alone is present with an empty value, and the first occurrence of a name decides.
+
+use super::template::{SegKey, Shape, ShapeKind};
+use super::{Cond, RouteId, RouteSpec};
+
+#[derive(Debug)]
+pub(super) enum CondValue {
+    Equals(Box<[u8]>),
+    Present,
+}
+
+impl CondValue {
+    fn new(c: &Cond) -> CondValue {
+        match c {
+            Cond::Equals(v) => CondValue::Equals(v.as_bytes().into()),
+            Cond::Present => CondValue::Present,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct RouteData {
+    pub(super) id: RouteId,
+    pub(super) methods: u16,
+    pub(super) headers: Box<[(Box<str>, CondValue)]>,
+    pub(super) query: Box<[(Box<[u8]>, CondValue)]>,
+    /// Header + query condition count: more conditions sort first.
+    pub(super) conds: usize,
+    /// Number of captures a match produces (params incl. catch-all).
+    pub(super) params: u16,
+    /// Prefix ending in '/': needs at least one more request segment after its own.
+    pub(super) needs_more: bool,
+}
+
+impl RouteData {
+    pub(super) fn new(spec: &RouteSpec, shape: &Shape) -> RouteData {
+        let params = shape
+            .segs
+            .iter()
+            .filter(|s| matches!(s, SegKey::Param))
+            .count()
+            + usize::from(shape.kind == ShapeKind::CatchAll);
+        RouteData {
+            id: spec.id,
+            methods: spec.methods,
+            headers: spec
+                .headers
+                .iter()
+                .map(|(n, c)| (n.to_ascii_lowercase().into_boxed_str(), CondValue::new(c)))
+                .collect(),
+            query: spec
+                .query
+                .iter()
+                .map(|(n, c)| (n.as_bytes().into(), CondValue::new(c)))
+                .collect(),
+            conds: spec.headers.len() + spec.query.len(),
+            params: u16::try_from(params).unwrap_or(u16::MAX),
+            needs_more: shape.kind == ShapeKind::PrefixDir,
+        }
+    }
+}
+
+/// Raw value of the first query parameter whose decoded name is `name` (`a` alone → empty).
+pub(super) fn query_param<'q>(query: Option<&'q [u8]>, name: &[u8]) -> Option<&'q [u8]> {
+    query?
+        .split(|&b| b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .find_map(|pair| {
+            let (n, v) = match pair.iter().position(|&b| b == b'=') {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => (pair, &pair[pair.len()..]),
+            };
+            decoded_eq(n, name).then_some(v)
+        })
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Whether percent-decoding `raw` yields `want`, without allocating. Malformed escapes stay
+/// literal; `+` is not a space.
+pub(super) fn decoded_eq(raw: &[u8], want: &[u8]) -> bool {
+    let mut i = 0;
+    let mut j = 0;
+    while i < raw.len() {
+        let mut b = raw[i];
+        i += 1;
+        if b == b'%' {
+            if let (Some(h), Some(l)) = (
+                raw.get(i).copied().and_then(hex),
+                raw.get(i + 1).copied().and_then(hex),
+            ) {
+                b = h << 4 | l;
+                i += 2;
+            }
+        }
+        if want.get(j) != Some(&b) {
+            return false;
+        }
+        j += 1;
+    }
+    j == want.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{
+        eq, exact, full, header, hit, query, route, table, Headers, NO_HEADERS,
+    };
+    use super::super::{Cond, Lookup, RouteTable};
+    use crate::http1::Method;
+
+    fn hit_q(t: &RouteTable, path: &str, q: &str) -> Option<u32> {
+        match full(
+            t,
+            "h",
+            Method::Get,
+            path.as_bytes(),
+            Some(q.as_bytes()),
+            &NO_HEADERS,
+        ) {
+            Lookup::Found { route, .. } => Some(route.0),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn query_conditions_are_percent_decoded() {
+        let t = table(vec![
+            query(route(0, exact("/q")), "na me", eq("a/b")),
+            query(route(1, exact("/p")), "flag", Cond::Present),
+            query(route(2, exact("/e")), "flag", eq("")),
+            query(route(3, exact("/plus")), "v", eq("a+b")),
+            query(route(4, exact("/bad")), "v", eq("%zz%4")),
+        ]);
+        assert_eq!(hit_q(&t, "/q", "na%20me=a%2Fb"), Some(0));
+        assert_eq!(hit_q(&t, "/q", "x=1&na%20me=a%2fb&y"), Some(0));
+        assert_eq!(hit_q(&t, "/q", "na+me=a/b"), None);
+        assert_eq!(hit_q(&t, "/q", "na%20me=a/bc"), None);
+        // The first occurrence of a name decides.
+        assert_eq!(hit_q(&t, "/q", "na%20me=x&na%20me=a/b"), None);
+        assert_eq!(hit_q(&t, "/p", "flag"), Some(1));
+        assert_eq!(hit_q(&t, "/p", "a=1&&flag="), Some(1));
+        assert_eq!(hit_q(&t, "/p", "flags=1"), None);
+        assert_eq!(hit(&t, "/p"), None);
+        assert_eq!(hit_q(&t, "/e", "flag"), Some(2));
+        assert_eq!(hit_q(&t, "/e", "flag=1"), None);
+        assert_eq!(hit_q(&t, "/plus", "v=a+b"), Some(3));
+        assert_eq!(hit_q(&t, "/plus", "v=a%2Bb"), Some(3));
+        assert_eq!(hit_q(&t, "/plus", "v=a%20b"), None);
+        assert_eq!(hit_q(&t, "/bad", "v=%zz%4"), Some(4));
+    }
+
+    #[test]
+    fn header_conditions_compare_bytes() {
+        let t = table(vec![
+            header(route(0, exact("/h")), "x-env", eq("Prod")),
+            header(route(1, exact("/p")), "x-key", Cond::Present),
+        ]);
+        let get = |path: &[u8], h: Headers| full(&t, "h", Method::Get, path, None, &h);
+        assert!(matches!(
+            get(b"/h", Headers(vec![("x-env", b"Prod")])),
+            Lookup::Found { .. }
+        ));
+        assert_eq!(
+            get(b"/h", Headers(vec![("x-env", b"prod")])),
+            Lookup::NotFound
+        );
+        assert!(matches!(
+            get(b"/p", Headers(vec![("x-key", b"")])),
+            Lookup::Found { .. }
+        ));
+        assert_eq!(get(b"/p", Headers(vec![])), Lookup::NotFound);
+    }
+}
