@@ -81,6 +81,66 @@ pub async fn write_all<S: AsyncWriteRentExt>(
     write_range(s, buf, 0, end, deadline).await
 }
 
-/// Keeps the compiler honest that `IoBuf` is used for slicing above.
-#[allow(dead_code)]
-fn _assert_iobuf<T: IoBuf>() {}
+/// Outcome of waiting on an idle keep-alive connection.
+pub enum IdleWake {
+    /// Bytes were read into the buffer.
+    Data,
+    /// The socket is readable but nothing was read yet (the buffer was released meanwhile).
+    Readable,
+}
+
+/// Waits for the next request on an idle connection without pinning a buffer for long.
+///
+/// For up to `grace` a read with `buf` is posted (the fast path for busy keep-alive clients:
+/// one operation per request). If nothing arrived by then, the read is cancelled through
+/// `canceller` (no bytes are lost: a read that completed anyway is returned), `buf` is released,
+/// and the wait continues as a readiness poll that holds no buffer until `deadline`. Idle
+/// connections therefore cost no read buffer.
+pub async fn idle_wait(
+    s: &mut monoio::net::TcpStream,
+    buf: &mut Vec<u8>,
+    canceller: &mut monoio::io::Canceller,
+    grace: std::time::Duration,
+    deadline: Instant,
+) -> Result<IdleWake, IoFail> {
+    use monoio::io::CancelableAsyncReadRent;
+    if buf.capacity() - buf.len() < MIN_READ {
+        buf.reserve(MIN_READ);
+    }
+    let owned = std::mem::take(buf);
+    let (len, cap) = (owned.len(), owned.capacity());
+    let grace_end = (Instant::now() + grace).min(deadline);
+    let (res, slice) = {
+        let read = s.cancelable_read(owned.slice_mut(len..cap), canceller.handle());
+        let mut read = std::pin::pin!(read);
+        let early = monoio::select! {
+            r = &mut read => Some(r),
+            _ = monoio::time::sleep_until(grace_end.into()) => None,
+        };
+        match early {
+            Some(r) => r,
+            None => {
+                *canceller = std::mem::take(canceller).cancel();
+                read.await
+            }
+        }
+    };
+    *buf = slice.into_inner();
+    match res {
+        Ok(0) => return Err(IoFail::Closed),
+        Ok(_) => return Ok(IdleWake::Data),
+        // Cancelled before anything arrived (monoio reports ECANCELED, as the kernel does).
+        Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => {}
+        Err(e) => return Err(IoFail::Error(e)),
+    }
+    if Instant::now() >= deadline {
+        return Err(IoFail::Timeout);
+    }
+    // Idle for a while: give the buffer back and wait for readiness without one.
+    *buf = Vec::new();
+    match monoio::time::timeout_at(deadline.into(), s.readable(false)).await {
+        Err(_) => Err(IoFail::Timeout),
+        Ok(Err(e)) => Err(IoFail::Error(e)),
+        Ok(Ok(())) => Ok(IdleWake::Readable),
+    }
+}

@@ -381,3 +381,25 @@ fn hundreds_of_pipelined_requests_in_one_write() {
     writer.join().unwrap();
     assert_eq!(up.count(), 200);
 }
+
+/// A keep-alive connection that sat idle long enough to give up its read buffer (the idle
+/// wait switches to a buffer-less readiness poll after a short grace) still serves requests,
+/// including one whose head arrives in pieces after the wake-up.
+#[test]
+fn idle_keep_alive_connection_serves_after_buffer_release() {
+    let gw = Gateway::start(
+        "[[routes]]\nname = \"s\"\npath = \"/s\"\nstatic = { body = \"still here\" }\n",
+    );
+    let mut c = Conn::open(gw.addr);
+    for _ in 0..2 {
+        let r = c.request("GET", "/s", &[], b"");
+        assert_eq!(r.text(), "still here");
+        std::thread::sleep(std::time::Duration::from_millis(400));
+    }
+    c.send(b"GET /s HTTP/1.1\r\n");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    c.send(b"Host: t\r\n\r\n");
+    let r = c.read_response(false).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "still here");
+}

@@ -22,7 +22,7 @@ use monoio::net::TcpStream;
 use crate::config::Action;
 use crate::error::{self, ErrorKind, ProxyError};
 use crate::http1::{self, BodyFraming, Method, RequestHead, Version};
-use crate::io::{read_more, write_all, IoFail};
+use crate::io::{idle_wait, read_more, write_all, IdleWake, IoFail};
 use crate::request_id::RequestId;
 use crate::route::{HeaderSource, Lookup, RouteRequest};
 use crate::upstream::UpConn;
@@ -53,6 +53,10 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[i..]);
 }
 
+/// How long an idle keep-alive connection keeps a read buffer posted before it switches to a
+/// buffer-less readiness wait.
+const IDLE_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Bytes we try to move per read while streaming bodies.
 const STREAM_CHUNK: usize = 64 * 1024;
 
@@ -74,6 +78,8 @@ struct Client {
     wire: Vec<u8>,
     /// Reused buffer for the routing host (lowercase, no port).
     host: String,
+    /// Cancels the idle read once the grace period is over (reused while nothing is cancelled).
+    canceller: monoio::io::Canceller,
 }
 
 impl Client {
@@ -123,6 +129,7 @@ async fn connection_loop(core: &Core, stream: TcpStream, peer: SocketAddr, key: 
         forwarded_for: String::new(),
         wire: Vec::new(),
         host: String::new(),
+        canceller: monoio::io::Canceller::new(),
     };
     let ip = peer.ip().to_canonical();
     c.peer_ip = ip.to_string();
@@ -193,6 +200,39 @@ async fn read_head(
             Some(d) => d,
             None => Instant::now() + cfg.timeouts.keepalive,
         };
+        if c.pending() == 0 {
+            // Between requests: the idle wait releases the buffers of connections that stay
+            // quiet, so an idle keep-alive connection costs little more than its task.
+            if c.wire.capacity() > 0 {
+                c.wire = Vec::new();
+            }
+            match idle_wait(
+                &mut c.stream,
+                &mut c.buf,
+                &mut c.canceller,
+                IDLE_GRACE,
+                deadline,
+            )
+            .await
+            {
+                Ok(IdleWake::Data) => {
+                    if head_deadline.is_none() {
+                        head_deadline = Some(Instant::now() + cfg.timeouts.client_header);
+                    }
+                    continue;
+                }
+                Ok(IdleWake::Readable) => {
+                    if head_deadline.is_none() {
+                        head_deadline = Some(Instant::now() + cfg.timeouts.client_header);
+                    }
+                }
+                Err(IoFail::Timeout) if first => {
+                    return Err(Some(ProxyError::new(ErrorKind::RequestTimeout)))
+                }
+                Err(_) => return Err(None),
+            }
+        }
+        let deadline = head_deadline.unwrap_or(deadline);
         let grow = limits.max_header_bytes + 1024;
         match read_more(&mut c.stream, &mut c.buf, deadline, grow).await {
             Ok(_) => {
