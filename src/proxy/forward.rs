@@ -21,6 +21,10 @@ use super::{Client, Outcome, Req, STREAM_CHUNK};
 // Proxying
 // ---------------------------------------------------------------------------------------
 
+/// Most header fields accepted in an upstream response head (fits the parser's stack slots, so
+/// parsing a response allocates no slot array).
+const RESPONSE_MAX_HEADERS: usize = 128;
+
 /// Headers the proxy always writes itself, so client copies are not forwarded.
 fn managed_request_header(name: &[u8]) -> bool {
     const MANAGED: [&[u8]; 8] = [
@@ -236,7 +240,7 @@ async fn read_response_head(
             match http1::parse_response_head(
                 &up.buf,
                 cfg_limits.max_header_bytes.max(64 * 1024),
-                cfg_limits.max_headers.max(200),
+                RESPONSE_MAX_HEADERS,
                 method,
             ) {
                 Ok(Some((head, n))) => {
