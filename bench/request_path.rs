@@ -405,7 +405,7 @@ fn request_path(
         let resp = match http1::parse_response_head(
             UPSTREAM_RESPONSE,
             cfg.limits.max_header_bytes.max(64 * 1024),
-            cfg.limits.max_headers.max(200),
+            128, // RESPONSE_MAX_HEADERS in src/proxy/forward.rs
             head.method,
         ) {
             Ok(Some((r, _))) => r,

@@ -17,6 +17,7 @@
 mod chunked;
 mod head;
 mod path;
+mod recycle;
 mod request;
 mod response;
 mod serialize;

@@ -163,7 +163,8 @@ pub fn parse_request_head(
         }
     };
 
-    let mut headers = Vec::with_capacity(req.headers.len());
+    let (spare_bytes, mut headers) = super::recycle::take();
+    headers.reserve(req.headers.len());
     let scan = scan_headers(head, req.headers, &mut headers)?;
 
     // Host (RFC 9112 §3.2): exactly one in HTTP/1.1, at most one in HTTP/1.0.
@@ -187,7 +188,11 @@ pub fn parse_request_head(
     let v10 = version == Version::Http10;
     Ok(Some((
         RequestHead {
-            buf: head.to_vec(),
+            buf: {
+                let mut b = spare_bytes;
+                b.extend_from_slice(head);
+                b
+            },
             method,
             method_span,
             target,
@@ -262,6 +267,15 @@ fn request_framing(scan: &HeaderScan, version: Version) -> Result<BodyFraming, H
     }
     scan.te.check_common()?;
     Ok(BodyFraming::Chunked)
+}
+
+impl Drop for RequestHead {
+    fn drop(&mut self) {
+        super::recycle::give(
+            std::mem::take(&mut self.buf),
+            std::mem::take(&mut self.headers),
+        );
+    }
 }
 
 #[cfg(test)]

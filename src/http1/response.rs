@@ -96,7 +96,8 @@ pub fn parse_response_head(
         Span::default()
     };
 
-    let mut headers = Vec::with_capacity(res.headers.len());
+    let (spare_bytes, mut headers) = super::recycle::take();
+    headers.reserve(res.headers.len());
     let scan = scan_headers(head, res.headers, &mut headers)?;
 
     if scan.content_length.is_some() && scan.te.present {
@@ -138,7 +139,11 @@ pub fn parse_response_head(
         || body == BodyFraming::CloseDelimited;
     Ok(Some((
         ResponseHead {
-            buf: head.to_vec(),
+            buf: {
+                let mut b = spare_bytes;
+                b.extend_from_slice(head);
+                b
+            },
             version,
             status,
             reason,
@@ -148,6 +153,15 @@ pub fn parse_response_head(
         },
         consumed,
     )))
+}
+
+impl Drop for ResponseHead {
+    fn drop(&mut self) {
+        super::recycle::give(
+            std::mem::take(&mut self.buf),
+            std::mem::take(&mut self.headers),
+        );
+    }
 }
 
 #[cfg(test)]
