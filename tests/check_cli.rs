@@ -245,3 +245,38 @@ fn missing_file_is_a_config_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("missing.toml"), "{stderr}");
 }
+
+/// Every documented example under config/examples passes `check`, and the summary lists the
+/// routes in match order (exact host before wildcard, more conditions first).
+#[test]
+fn documented_examples_are_valid() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config/examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        seen += 1;
+        let out = std::process::Command::new(bin())
+            .arg("check")
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if path.ends_with("hosts.toml") {
+            let pos = |name: &str| stdout.find(name).unwrap_or(usize::MAX);
+            assert!(pos("admin") < pos("tenant"), "{stdout}");
+            assert!(pos("status-canary") < pos(" status "), "{stdout}");
+        }
+    }
+    assert!(seen >= 2, "expected documented examples in {dir}");
+}
