@@ -1,0 +1,462 @@
+//! `rwcompare`: runs one named scenario (`loadtest/scenarios/NAME.toml`) against ringway,
+//! nginx (when installed) and the upstream directly, in one run, and prints one table (or one
+//! JSON object with `--json`): req/s, p50/p99/p99.9, gateway CPU seconds from /proc, requests
+//! per gateway CPU-second, peak RSS, errors and the ringway/nginx ratios; for the `idle`
+//! kind, gateway memory per idle keep-alive connection.
+//!
+//! Pinning: the gateway (ringway's N workers, or N nginx workers) on the first N allowed CPUs,
+//! rwload and the upstream on the others (all CPUs shared, with a warning, when none are
+//! left). Every child runs in its own process group and is stopped on exit, error or
+//! Ctrl-C; every wait has a deadline.
+//!
+//! The modules live in `src/bin/rwcompare/` (`#[path]`: a binary root's modules would
+//! otherwise sit next to it in `src/bin/`, where Cargo would take them for binaries).
+//!
+//! Exit codes: 0 every selected target ran, 1 a target failed or setup failed, 2 bad command
+//! line or scenario, 130 interrupted.
+
+#[path = "rwcompare/idle.rs"]
+mod idle;
+#[path = "rwcompare/load.rs"]
+mod load;
+#[path = "rwcompare/procfs.rs"]
+mod procfs;
+#[path = "rwcompare/procs.rs"]
+mod procs;
+#[path = "rwcompare/report.rs"]
+mod report;
+#[path = "rwcompare/scenario.rs"]
+mod scenario;
+#[path = "rwcompare/targets.rs"]
+mod targets;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::report::{Calibration, Outcome, Report, Row};
+use crate::scenario::{Kind, Load, Scenario};
+use crate::targets::{Env, Probe, Running, Target};
+
+const NGINX_HINT: &str = "nginx not found (looked at /usr/sbin/nginx and on PATH): install it with `apt-get install nginx-light` (or pass --nginx-bin)";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rwcompare",
+    version,
+    about = "Run a load scenario against ringway, nginx and the upstream directly, side by side"
+)]
+struct Cli {
+    /// Scenario name (a file in loadtest/scenarios/) or path to a scenario .toml file.
+    #[arg(required_unless_present = "list")]
+    scenario: Option<String>,
+    /// List the scenarios and exit.
+    #[arg(long)]
+    list: bool,
+    /// Measured window per target (`10s`, `500ms`) [default: the scenario's, else 10s].
+    #[arg(long, short = 'd', value_parser = scenario::parse_duration)]
+    duration: Option<Duration>,
+    /// Load before each measured window [default: the scenario's, else 1s].
+    #[arg(long, value_parser = scenario::parse_duration)]
+    warmup: Option<Duration>,
+    /// Gateway workers: ringway `--workers N`, nginx `worker_processes N`, on CPUs 0..N-1.
+    #[arg(long, short = 'w', default_value_t = 1)]
+    workers: usize,
+    /// Print all results as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Targets to run, comma-separated: ringway,nginx,direct.
+    #[arg(long, value_delimiter = ',', default_value = "ringway,nginx,direct")]
+    only: Vec<String>,
+    /// Open loop at R requests per second in total, for every target.
+    #[arg(long, short = 'R', conflicts_with = "rate_from_nginx")]
+    rate: Option<f64>,
+    /// Measure nginx's closed-loop maximum first, then run every target open loop at this
+    /// fraction of it (`0.5`).
+    #[arg(long)]
+    rate_from_nginx: Option<f64>,
+    /// The ringway binary [default: <workspace>/target/release/ringway].
+    #[arg(long)]
+    gateway_bin: Option<PathBuf>,
+    /// The rwload binary [default: <workspace>/target/release/rwload].
+    #[arg(long)]
+    rwload_bin: Option<PathBuf>,
+    /// The nginx binary [default: /usr/sbin/nginx, else nginx on PATH].
+    #[arg(long)]
+    nginx_bin: Option<PathBuf>,
+    /// Directory of named scenarios [default: loadtest/scenarios of this source tree].
+    #[arg(long)]
+    scenarios_dir: Option<PathBuf>,
+    /// Keep the temp dir (configs, logs, rwload outputs) and print its path.
+    #[arg(long)]
+    keep_temp: bool,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) if e == procs::INTERRUPTED => {
+            eprintln!("rwcompare: interrupted; every process it started was stopped");
+            130
+        }
+        Err(e) => {
+            eprintln!("rwcompare: {e}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+fn release_bin(given: Option<PathBuf>, name: &str, flag: &str) -> Result<PathBuf, String> {
+    let p = given.unwrap_or_else(|| workspace_root().join("target/release").join(name));
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "missing {name} binary at {}: run `cargo build --release --workspace` first (or pass {flag} PATH)",
+            p.display()
+        ))
+    }
+}
+
+fn usage(msg: &str) -> Result<i32, String> {
+    eprintln!("rwcompare: {msg}");
+    Ok(2)
+}
+
+/// Progress goes to stderr; stdout carries only the table or the JSON.
+fn progress(msg: &str) {
+    eprintln!("rwcompare: {msg}");
+}
+
+fn commit() -> Option<String> {
+    let root = workspace_root();
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(&root)
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let mut c = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let dirty = Command::new("git")
+        .arg("-C")
+        .arg(&root)
+        .args(["diff", "--quiet", "HEAD"])
+        .status()
+        .map(|s| !s.success())
+        .unwrap_or(false);
+    if dirty {
+        c.push_str(" (uncommitted changes)");
+    }
+    Some(format!("commit {c}"))
+}
+
+fn run(cli: Cli) -> Result<i32, String> {
+    let dir = cli
+        .scenarios_dir
+        .clone()
+        .unwrap_or_else(scenario::default_dir);
+    if cli.list {
+        for name in scenario::list(&dir) {
+            match scenario::load(&name, &dir) {
+                Ok(s) => println!("{name:<16}{}", s.description.lines().next().unwrap_or("")),
+                Err(e) => println!("{name:<16}(invalid: {e})"),
+            }
+        }
+        return Ok(0);
+    }
+    let Some(name) = cli.scenario.as_deref() else {
+        return usage("a scenario name is needed (see --list)");
+    };
+    let scn = match scenario::load(name, &dir) {
+        Ok(s) => s,
+        Err(e) => return usage(&e),
+    };
+    let mut selected = Vec::new();
+    for t in &cli.only {
+        match Target::parse(t.trim()) {
+            Some(t) if !selected.contains(&t) => selected.push(t),
+            Some(_) => {}
+            None => {
+                return usage(&format!(
+                    "--only: unknown target `{t}` (ringway, nginx, direct)"
+                ))
+            }
+        }
+    }
+    let selected: Vec<Target> = Target::ALL
+        .into_iter()
+        .filter(|t| selected.contains(t))
+        .collect();
+    if cli.workers == 0 {
+        return usage("--workers must be at least 1");
+    }
+    if let Some(r) = cli.rate {
+        if !(r.is_finite() && r > 0.0) {
+            return usage("--rate must be a positive number of requests per second");
+        }
+    }
+    if let Some(f) = cli.rate_from_nginx {
+        if !(f.is_finite() && f > 0.0 && f <= 10.0) {
+            return usage("--rate-from-nginx must be a fraction such as 0.5");
+        }
+        if !selected.contains(&Target::Nginx) {
+            return usage("--rate-from-nginx needs nginx among the --only targets");
+        }
+    }
+    let load: Option<Load> = scn.load.clone().map(|mut l| {
+        if let Some(d) = cli.duration {
+            l.duration = d;
+        }
+        if let Some(w) = cli.warmup {
+            l.warmup = w;
+        }
+        if cli.rate.is_some() {
+            l.rate = cli.rate;
+        }
+        l
+    });
+    if scn.kind == Kind::Idle && (cli.rate.is_some() || cli.rate_from_nginx.is_some()) {
+        return usage("--rate and --rate-from-nginx apply to load scenarios only");
+    }
+    if load.as_ref().is_some_and(|l| l.duration.is_zero()) {
+        return usage("--duration must be more than 0");
+    }
+
+    let rwload_bin = release_bin(cli.rwload_bin.clone(), "rwload", "--rwload-bin")?;
+    let gateway_bin = if selected.contains(&Target::Ringway) {
+        release_bin(cli.gateway_bin.clone(), "ringway", "--gateway-bin")?
+    } else {
+        cli.gateway_bin.clone().unwrap_or_default()
+    };
+    let nginx_bin = match &cli.nginx_bin {
+        Some(p) if p.is_file() => Some(p.clone()),
+        Some(p) => return Err(format!("--nginx-bin {}: no such file", p.display())),
+        None => targets::find_nginx(),
+    };
+    if selected.contains(&Target::Nginx) && nginx_bin.is_none() {
+        if cli.rate_from_nginx.is_some() {
+            return Err(format!("--rate-from-nginx: {NGINX_HINT}"));
+        }
+        eprintln!("rwcompare: {NGINX_HINT}; continuing with the other targets");
+    }
+
+    let allowed = procfs::allowed_cpus();
+    if cli.workers > allowed.len() {
+        return usage(&format!(
+            "--workers {} but only {} CPUs are available",
+            cli.workers,
+            allowed.len()
+        ));
+    }
+    let gateway_cpus = allowed[..cli.workers].to_vec();
+    let mut load_cpus = allowed[cli.workers..].to_vec();
+    let shared_cpus = load_cpus.is_empty();
+    if shared_cpus {
+        eprintln!(
+            "rwcompare: warning: {} CPUs for {} gateway workers leaves none for the load side; \
+             everything shares all CPUs, so the numbers are not a fair comparison",
+            allowed.len(),
+            cli.workers
+        );
+        load_cpus = allowed.clone();
+    }
+    let nofile = procs::raise_nofile();
+    if let Some(i) = &scn.idle {
+        if (i.connections as u64) + 256 > nofile {
+            eprintln!(
+                "rwcompare: warning: {} connections but only {nofile} open files allowed (raise the hard limit: ulimit -Hn)",
+                i.connections
+            );
+        }
+    }
+    procs::install_signal_handlers()?;
+    procs::pin_self(&load_cpus);
+    let tmp = tempfile::Builder::new()
+        .prefix("rwcompare-")
+        .tempdir()
+        .map_err(|e| format!("cannot create a temp dir: {e}"))?;
+    let env = Env {
+        gateway_bin,
+        rwload_bin,
+        nginx_bin,
+        workers: cli.workers,
+        gateway_cpus: gateway_cpus.clone(),
+        load_cpus: load_cpus.clone(),
+        dir: tmp.path().to_path_buf(),
+        nofile,
+    };
+
+    let result = run_targets(&cli, &env, &scn, load.as_ref(), &selected);
+    if cli.keep_temp {
+        eprintln!(
+            "rwcompare: configs and logs kept in {}",
+            tmp.keep().display()
+        );
+    }
+    let (rows, calibration, effective_load) = result?;
+    let failed = rows.iter().any(|r| matches!(r.outcome, Outcome::Failed(_)));
+    let report = Report {
+        scn: &scn,
+        load: effective_load.as_ref(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        machine: procfs::machine(),
+        commit: commit(),
+        workers: cli.workers,
+        gateway_cpus,
+        load_cpus,
+        shared_cpus,
+        calibration,
+        rows,
+    };
+    if cli.json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+type RunResult = (Vec<Row>, Option<Calibration>, Option<Load>);
+
+/// Starts the upstream, then each target in turn (started, measured, stopped).
+fn run_targets(
+    cli: &Cli,
+    env: &Env,
+    scn: &Scenario,
+    load: Option<&Load>,
+    selected: &[Target],
+) -> Result<RunResult, String> {
+    progress(&format!(
+        "starting the upstream on {}",
+        cpus_text(&env.load_cpus)
+    ));
+    let (upstream, up_addr) = targets::start_upstream(env, scn)?;
+    let (method, path, body_len) = match (load, &scn.idle) {
+        (Some(l), _) => (l.method.clone(), l.paths[0].clone(), l.body_size),
+        (None, Some(i)) => ("GET".to_string(), i.path.clone(), 0),
+        (None, None) => return Err("scenario has neither [load] nor [idle]".into()),
+    };
+    let probe = Probe {
+        method: &method,
+        path: &path,
+        body_len,
+    };
+    procs::wait_http_ok(
+        Some(&upstream),
+        up_addr,
+        &method,
+        &path,
+        body_len,
+        Duration::from_secs(10),
+    )?;
+
+    let mut load = load.cloned();
+    let mut calibration = None;
+    if let (Some(f), Some(l)) = (cli.rate_from_nginx, load.as_mut()) {
+        let mut closed = l.clone();
+        closed.rate = None;
+        progress(&format!(
+            "nginx: measuring its closed-loop maximum ({:?} after {:?} warmup)",
+            closed.duration, closed.warmup
+        ));
+        let t = targets::start_nginx(env, scn, up_addr, &probe)?;
+        let o = load::measure(env, &t, &closed, "nginx-max")?;
+        drop(t);
+        if o.rps <= 0.0 {
+            return Err("nginx served nothing in the calibration run".into());
+        }
+        let rate = f * o.rps;
+        l.rate = Some(rate);
+        calibration = Some(Calibration {
+            fraction: f,
+            nginx_rps: o.rps,
+            rate,
+        });
+        progress(&format!(
+            "nginx max {:.0} req/s: running every target at {rate:.0} req/s",
+            o.rps
+        ));
+    }
+
+    let mut rows = Vec::new();
+    for &target in selected {
+        if target == Target::Nginx && env.nginx_bin.is_none() {
+            rows.push(Row {
+                target,
+                note: String::new(),
+                outcome: Outcome::Skipped(NGINX_HINT.into()),
+            });
+            continue;
+        }
+        progress(&format!("{}: starting", target.name()));
+        let started: Result<Running, String> = match target {
+            Target::Ringway => targets::start_ringway(env, scn, up_addr, &probe),
+            Target::Nginx => targets::start_nginx(env, scn, up_addr, &probe),
+            Target::Direct => Ok(targets::direct(&upstream, up_addr)),
+        };
+        let outcome = match started {
+            Err(e) if e == procs::INTERRUPTED => return Err(e),
+            Err(e) => {
+                rows.push(Row {
+                    target,
+                    note: String::new(),
+                    outcome: Outcome::Failed(e),
+                });
+                continue;
+            }
+            Ok(t) => {
+                let measured = match (&load, &scn.idle) {
+                    (Some(l), _) => {
+                        progress(&format!(
+                            "{}: measuring {:?} after {:?} warmup",
+                            target.name(),
+                            l.duration,
+                            l.warmup
+                        ));
+                        load::measure(env, &t, l, target.name()).map(|o| Outcome::Load(Box::new(o)))
+                    }
+                    (None, Some(i)) => {
+                        progress(&format!(
+                            "{}: opening {} idle connections",
+                            target.name(),
+                            i.connections
+                        ));
+                        idle::measure(&t, i).map(Outcome::Idle)
+                    }
+                    (None, None) => unreachable!("checked above"),
+                };
+                let note = t.note.clone();
+                drop(t);
+                match measured {
+                    Err(e) if e == procs::INTERRUPTED => return Err(e),
+                    Err(e) => (String::new(), Outcome::Failed(e)),
+                    Ok(o) => (note, o),
+                }
+            }
+        };
+        rows.push(Row {
+            target,
+            note: outcome.0,
+            outcome: outcome.1,
+        });
+    }
+    drop(upstream);
+    Ok((rows, calibration, load))
+}
+
+fn cpus_text(c: &[usize]) -> String {
+    format!("CPUs {}", targets::cpu_list(c))
+}

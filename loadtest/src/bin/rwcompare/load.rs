@@ -1,0 +1,212 @@
+//! Measuring one target under load: one `rwload run` per scenario path (rwload takes a
+//! single URL; connections and rate are split evenly), and the gateway's CPU time sampled
+//! over the measured window.
+//!
+//! The CPU window is `[spawn + warmup, spawn + warmup + duration]`, which lies inside rwload's
+//! loaded period (its clock starts after its connections are open, a few ms after spawn). The
+//! gateway's utilisation over that window (CPU seconds / wall seconds) converts rwload's
+//! figures: CPU seconds = utilisation × measured duration, requests per CPU-second = req/s ÷
+//! utilisation. With several instances, latency percentiles are the highest instance's: an
+//! upper bound of the merged percentile.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::procfs;
+use crate::procs::{self, Proc};
+use crate::scenario::Load;
+use crate::targets::{cpu_list, duration_arg, Env, Running};
+
+/// What one target did under load.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub requests: u64,
+    pub rps: f64,
+    pub duration_s: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+    pub errors: u64,
+    pub errors_by_kind: BTreeMap<String, u64>,
+    pub driver: String,
+    /// Gateway CPU seconds in the measured window (None for `direct`).
+    pub gateway_cpu_s: Option<f64>,
+    pub req_per_cpu_s: Option<f64>,
+    /// Busy share of the gateway CPUs from /proc/stat (all tasks, softirq included), 0..1.
+    pub gateway_cores_busy: Option<f64>,
+    /// VmHWM after the run (summed over nginx workers; the gateway only).
+    pub peak_rss_kib: Option<u64>,
+    /// rwload's own JSON reports.
+    pub raw: Vec<Value>,
+}
+
+/// Runs the load against `t` and measures it; `label` names the rwload output files.
+pub fn measure(env: &Env, t: &Running, load: &Load, label: &str) -> Result<Outcome, String> {
+    let n = load.paths.len();
+    let mut procs_ = Vec::with_capacity(n);
+    for (i, path) in load.paths.iter().enumerate() {
+        let conns = load.connections / n + usize::from(i < load.connections % n);
+        let mut cmd = Command::new(&env.rwload_bin);
+        cmd.arg("run")
+            .args(["--url", &format!("http://{}{path}", t.addr)])
+            .args(["-c", &conns.to_string()])
+            .args(["-t", &env.load_cpus.len().max(1).to_string()])
+            .args(["--cpus", &cpu_list(&env.load_cpus)])
+            .args(["-d", &duration_arg(load.duration)])
+            .args(["--warmup", &duration_arg(load.warmup)])
+            .args(["--timeout", &duration_arg(load.timeout)])
+            .args(["-m", &load.method])
+            .args(["--body-size", &load.body_size.to_string()])
+            .args(["--json", "-q"]);
+        if let Some(r) = load.rate {
+            cmd.args([
+                "--rate",
+                &format!("{:.3}", r * conns as f64 / load.connections as f64),
+            ]);
+        }
+        let name = format!("rwload-{label}-{i}");
+        procs_.push(Proc::spawn(
+            &name,
+            cmd,
+            &env.load_cpus,
+            &env.dir,
+            Duration::from_secs(2),
+        )?);
+    }
+    let start = Instant::now();
+    let tck = procfs::clk_tck();
+    let sample = || {
+        (
+            Instant::now(),
+            procfs::cpu_ticks_sum(&t.cpu_pids),
+            procfs::cpus_busy_ticks(&env.gateway_cpus),
+        )
+    };
+    watch_until(&procs_, start + load.warmup)?;
+    let s0 = sample();
+    watch_until(&procs_, start + load.warmup + load.duration)?;
+    let s1 = sample();
+    let deadline = start + load.warmup + load.duration + load.timeout + Duration::from_secs(15);
+    let mut reports = Vec::with_capacity(n);
+    for p in &procs_ {
+        let code = p.wait_exit(deadline)?;
+        let out = p.stdout();
+        let v: Value = serde_json::from_str(out.trim()).map_err(|e| {
+            format!(
+                "{}: exit status {code}, no JSON report ({e}): {}",
+                p.name,
+                p.stderr_tail(10)
+            )
+        })?;
+        reports.push(v);
+    }
+    if let Some(p) = &t.proc_ {
+        if let Some(code) = p.exit_status() {
+            return Err(format!(
+                "{} exited during the run (status {code}):\n{}",
+                p.name,
+                p.stderr_tail(15)
+            ));
+        }
+    }
+    let mut o = merge(&reports);
+    let wall = (s1.0 - s0.0).as_secs_f64();
+    if !t.cpu_pids.is_empty() && wall > 0.0 {
+        let util = s1.1.saturating_sub(s0.1) as f64 / tck / wall;
+        o.gateway_cpu_s = Some(util * o.duration_s);
+        o.req_per_cpu_s = (util > 0.0).then(|| o.rps / util);
+        if let (Some(b0), Some(b1)) = (s0.2, s1.2) {
+            let cores = env.gateway_cpus.len().max(1) as f64;
+            o.gateway_cores_busy = Some(b1.saturating_sub(b0) as f64 / tck / wall / cores);
+        }
+        o.peak_rss_kib = procfs::status_kib_sum(&t.rss_pids, "VmHWM");
+    }
+    Ok(o)
+}
+
+/// Sleeps until `t`; an rwload instance that exits before its window ended failed.
+fn watch_until(procs_: &[Proc], t: Instant) -> Result<(), String> {
+    while Instant::now() < t {
+        for p in procs_ {
+            if let Some(code) = p.exit_status() {
+                return Err(format!(
+                    "{} exited early (status {code}):\n{}",
+                    p.name,
+                    p.stderr_tail(10)
+                ));
+            }
+        }
+        procs::sleep((t - Instant::now()).min(Duration::from_millis(50)))?;
+    }
+    Ok(())
+}
+
+fn num(v: &Value, path: &[&str]) -> f64 {
+    let mut cur = v;
+    for k in path {
+        cur = &cur[*k];
+    }
+    cur.as_f64().unwrap_or(0.0)
+}
+
+/// Sums counts and throughput over rwload reports; percentiles are the highest.
+pub fn merge(reports: &[Value]) -> Outcome {
+    let mut o = Outcome::default();
+    for r in reports {
+        o.requests += r["requests"].as_u64().unwrap_or(0);
+        o.rps += num(r, &["rps"]);
+        o.duration_s = o.duration_s.max(num(r, &["duration_s"]));
+        o.p50_us = o.p50_us.max(num(r, &["latency_us", "p50"]));
+        o.p99_us = o.p99_us.max(num(r, &["latency_us", "p99"]));
+        o.p999_us = o.p999_us.max(num(r, &["latency_us", "p999"]));
+        o.max_us = o.max_us.max(num(r, &["latency_us", "max"]));
+        if let Some(errs) = r["errors"].as_object() {
+            for (k, v) in errs {
+                let n = v.as_u64().unwrap_or(0);
+                *o.errors_by_kind.entry(k.clone()).or_default() += n;
+                o.errors += n;
+            }
+        }
+        if o.driver.is_empty() {
+            o.driver = r["driver"].as_str().unwrap_or("").to_string();
+        }
+    }
+    o.raw = reports.to_vec();
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_sums_counts_and_takes_worst_percentiles() {
+        let a: Value = serde_json::from_str(
+            r#"{"requests":100,"rps":10.0,"duration_s":10.0,"driver":"io_uring",
+                "latency_us":{"p50":5,"p99":50,"p999":90,"max":100},
+                "errors":{"connect":1,"timeout":0,"parse":0,"status_4xx":2,"status_5xx":0}}"#,
+        )
+        .unwrap();
+        let b: Value = serde_json::from_str(
+            r#"{"requests":300,"rps":30.0,"duration_s":10.01,"driver":"io_uring",
+                "latency_us":{"p50":7,"p99":40,"p999":95,"max":80},
+                "errors":{"connect":0,"timeout":1,"parse":0,"status_4xx":0,"status_5xx":0}}"#,
+        )
+        .unwrap();
+        let o = merge(&[a, b]);
+        assert_eq!(o.requests, 400);
+        assert_eq!(o.rps, 40.0);
+        assert_eq!(o.duration_s, 10.01);
+        assert_eq!(
+            (o.p50_us, o.p99_us, o.p999_us, o.max_us),
+            (7.0, 50.0, 95.0, 100.0)
+        );
+        assert_eq!(o.errors, 4);
+        assert_eq!(o.errors_by_kind["status_4xx"], 2);
+        assert_eq!(o.driver, "io_uring");
+    }
+}

@@ -1,0 +1,409 @@
+//! Scenario files (`loadtest/scenarios/NAME.toml`): the upstream's response, the gateway's
+//! routes and the load shape. Parsed with serde (`deny_unknown_fields`, so a typo is an error)
+//! and checked once here; everything downstream works on the validated [`Scenario`].
+//!
+//! Routes are written in ringway's terms (`path` exact or template, or `prefix`), optionally
+//! `repeat`ed with `{i}` replaced by 0..repeat; the nginx config is derived from the same list.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// What a scenario measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// rwload against every target: throughput, latency, gateway CPU and RSS.
+    #[default]
+    Load,
+    /// Many idle keep-alive connections: gateway RSS per connection.
+    Idle,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    description: String,
+    #[serde(default)]
+    kind: Kind,
+    #[serde(default)]
+    upstream: RawUpstream,
+    routes: Vec<RawRoute>,
+    load: Option<RawLoad>,
+    idle: Option<RawIdle>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    body_size: Option<String>,
+    delay: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    path: Option<String>,
+    prefix: Option<String>,
+    repeat: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLoad {
+    method: Option<String>,
+    body_size: Option<String>,
+    connections: Option<usize>,
+    paths: Vec<String>,
+    duration: Option<String>,
+    warmup: Option<String>,
+    rate: Option<f64>,
+    timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdle {
+    connections: Option<usize>,
+    path: Option<String>,
+    settle: Option<String>,
+}
+
+/// How the gateway matches a route; `{name}` segments make a `Path` a template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteMatch {
+    /// Exact path or template (`/svc1/items/{id}`).
+    Path(String),
+    /// Segment-aware prefix (`/api` matches `/api`, `/api/x`, not `/apix`).
+    Prefix(String),
+}
+
+/// The load shape of a `load` scenario.
+#[derive(Debug, Clone)]
+pub struct Load {
+    pub method: String,
+    pub body_size: usize,
+    pub connections: usize,
+    /// One rwload instance per path (rwload takes a single URL), connections split evenly.
+    pub paths: Vec<String>,
+    pub duration: Duration,
+    pub warmup: Duration,
+    /// Open loop at this total rate; `None` is closed loop.
+    pub rate: Option<f64>,
+    pub timeout: Duration,
+}
+
+/// The shape of an `idle` scenario.
+#[derive(Debug, Clone)]
+pub struct Idle {
+    pub connections: usize,
+    pub path: String,
+    /// Wait after the last response before reading RSS (buffers of idle connections are
+    /// released after a grace period).
+    pub settle: Duration,
+}
+
+/// A validated scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub file: PathBuf,
+    pub description: String,
+    pub kind: Kind,
+    pub response_body: usize,
+    pub upstream_delay: Duration,
+    /// Expanded route list, in file order.
+    pub routes: Vec<RouteMatch>,
+    pub load: Option<Load>,
+    pub idle: Option<Idle>,
+}
+
+/// Where the scenario files live: `loadtest/scenarios/` of this source tree.
+pub fn default_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
+}
+
+/// Names of the scenarios in `dir`, sorted.
+pub fn list(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let p = e.path();
+                    (p.extension()? == "toml")
+                        .then(|| p.file_stem().map(|s| s.to_string_lossy().into_owned()))?
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Loads a scenario by name (a file `NAME.toml` in `dir`) or by path to a `.toml` file.
+pub fn load(name_or_path: &str, dir: &Path) -> Result<Scenario, String> {
+    let direct = Path::new(name_or_path);
+    let file = if name_or_path.ends_with(".toml") || name_or_path.contains('/') {
+        direct.to_path_buf()
+    } else {
+        dir.join(format!("{name_or_path}.toml"))
+    };
+    let text = std::fs::read_to_string(&file).map_err(|e| {
+        format!(
+            "cannot read scenario {}: {e} (known scenarios: {})",
+            file.display(),
+            list(dir).join(", ")
+        )
+    })?;
+    let name = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| name_or_path.to_string());
+    parse(&name, &file, &text).map_err(|e| format!("{}: {e}", file.display()))
+}
+
+/// Parses and validates scenario text.
+pub fn parse(name: &str, file: &Path, text: &str) -> Result<Scenario, String> {
+    let raw: RawScenario = toml::from_str(text).map_err(|e| e.to_string())?;
+    let response_body = parse_size(raw.upstream.body_size.as_deref().unwrap_or("20"))
+        .map_err(|e| format!("upstream.body_size: {e}"))?;
+    let upstream_delay = parse_duration(raw.upstream.delay.as_deref().unwrap_or("0"))
+        .map_err(|e| format!("upstream.delay: {e}"))?;
+    let routes = expand_routes(&raw.routes)?;
+    let load = match (raw.kind, raw.load) {
+        (Kind::Load, Some(l)) => Some(validate_load(l)?),
+        (Kind::Load, None) => return Err("kind = \"load\" needs a [load] table".into()),
+        (Kind::Idle, Some(_)) => return Err("kind = \"idle\" takes no [load] table".into()),
+        (Kind::Idle, None) => None,
+    };
+    let idle = match (raw.kind, raw.idle) {
+        (Kind::Idle, Some(i)) => Some(validate_idle(i)?),
+        (Kind::Idle, None) => return Err("kind = \"idle\" needs an [idle] table".into()),
+        (Kind::Load, Some(_)) => return Err("kind = \"load\" takes no [idle] table".into()),
+        (Kind::Load, None) => None,
+    };
+    Ok(Scenario {
+        name: name.to_string(),
+        file: file.to_path_buf(),
+        description: raw.description.trim().to_string(),
+        kind: raw.kind,
+        response_body,
+        upstream_delay,
+        routes,
+        load,
+        idle,
+    })
+}
+
+fn expand_routes(raw: &[RawRoute]) -> Result<Vec<RouteMatch>, String> {
+    if raw.is_empty() {
+        return Err("at least one [[routes]] entry is needed".into());
+    }
+    let mut out = Vec::new();
+    for (n, r) in raw.iter().enumerate() {
+        let (text, is_prefix) = match (&r.path, &r.prefix) {
+            (Some(p), None) => (p, false),
+            (None, Some(p)) => (p, true),
+            _ => return Err(format!("routes[{n}]: exactly one of `path` or `prefix`")),
+        };
+        if !text.starts_with('/') {
+            return Err(format!("routes[{n}]: `{text}` must start with /"));
+        }
+        let count = r.repeat.unwrap_or(1);
+        if count == 0 || count > 1_000_000 {
+            return Err(format!("routes[{n}]: repeat must be 1..=1000000"));
+        }
+        if count > 1 && !text.contains("{i}") {
+            return Err(format!("routes[{n}]: repeat needs `{{i}}` in the path"));
+        }
+        for i in 0..count {
+            let p = text.replace("{i}", &i.to_string());
+            out.push(if is_prefix {
+                RouteMatch::Prefix(p)
+            } else {
+                RouteMatch::Path(p)
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn validate_load(l: RawLoad) -> Result<Load, String> {
+    let method = l
+        .method
+        .unwrap_or_else(|| "GET".into())
+        .to_ascii_uppercase();
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(format!("load.method: `{method}` is not a method"));
+    }
+    let connections = l.connections.unwrap_or(50);
+    if l.paths.is_empty() {
+        return Err("load.paths: at least one path".into());
+    }
+    if let Some(p) = l.paths.iter().find(|p| !p.starts_with('/')) {
+        return Err(format!("load.paths: `{p}` must start with /"));
+    }
+    if connections < l.paths.len() {
+        return Err("load.connections: at least one connection per path".into());
+    }
+    if let Some(r) = l.rate {
+        if !(r.is_finite() && r > 0.0) {
+            return Err("load.rate: a positive number of requests per second".into());
+        }
+    }
+    let d = |v: Option<String>, default: &str, field: &str| {
+        parse_duration(v.as_deref().unwrap_or(default)).map_err(|e| format!("load.{field}: {e}"))
+    };
+    Ok(Load {
+        method,
+        body_size: parse_size(l.body_size.as_deref().unwrap_or("0"))
+            .map_err(|e| format!("load.body_size: {e}"))?,
+        connections,
+        paths: l.paths,
+        duration: d(l.duration, "10s", "duration")?,
+        warmup: d(l.warmup, "1s", "warmup")?,
+        rate: l.rate,
+        timeout: d(l.timeout, "5s", "timeout")?,
+    })
+}
+
+fn validate_idle(i: RawIdle) -> Result<Idle, String> {
+    let connections = i.connections.unwrap_or(10_000);
+    if connections == 0 {
+        return Err("idle.connections: at least 1".into());
+    }
+    let path = i.path.unwrap_or_else(|| "/idle".into());
+    if !path.starts_with('/') {
+        return Err(format!("idle.path: `{path}` must start with /"));
+    }
+    Ok(Idle {
+        connections,
+        path,
+        settle: parse_duration(i.settle.as_deref().unwrap_or("1s"))
+            .map_err(|e| format!("idle.settle: {e}"))?,
+    })
+}
+
+/// `250ms`, `10s`, `2m`, `500us`, `1.5s` or `0`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .ok_or_else(|| format!("`{s}` needs a unit: us, ms, s, m or h"))?;
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` must start with a number"))?;
+    let secs = match unit {
+        "us" => value / 1e6,
+        "ms" => value / 1e3,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("unknown unit `{unit}` (use us, ms, s, m or h)")),
+    };
+    if !secs.is_finite() || secs > 86_400.0 {
+        return Err(format!("`{s}` is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `20`, `20B`, `1KiB`, `1MiB`, `1KB` (powers of 1000 for KB/MB).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: usize = num
+        .parse()
+        .map_err(|_| format!("`{s}` must start with digits"))?;
+    let mult = match unit {
+        "" | "B" => 1,
+        "KB" => 1000,
+        "MB" => 1_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        _ => return Err(format!("unknown size unit `{unit}` (B, KB, MB, KiB, MiB)")),
+    };
+    value
+        .checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_scenarios_parse() {
+        let dir = default_dir();
+        let names = list(&dir);
+        for want in [
+            "proxy-small",
+            "proxy-1k-post",
+            "many-routes",
+            "idle-conns",
+            "policies",
+        ] {
+            assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");
+        }
+        for n in &names {
+            let s = load(n, &dir).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(&s.name, n);
+        }
+        let many = load("many-routes", &dir).unwrap();
+        assert_eq!(many.routes.len(), 10_000);
+        let post = load("proxy-1k-post", &dir).unwrap();
+        let l = post.load.unwrap();
+        assert_eq!((l.method.as_str(), l.body_size), ("POST", 1024));
+        assert_eq!(post.response_body, 1024);
+        assert_eq!(load("idle-conns", &dir).unwrap().kind, Kind::Idle);
+    }
+
+    #[test]
+    fn repeat_expands_and_errors_name_the_field() {
+        let s = parse(
+            "t",
+            Path::new("t.toml"),
+            "description = \"x\"\n[[routes]]\npath = \"/s{i}/a/{id}\"\nrepeat = 3\n\
+             [[routes]]\nprefix = \"/\"\n[load]\npaths = [\"/s2/a/9\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.routes,
+            vec![
+                RouteMatch::Path("/s0/a/{id}".into()),
+                RouteMatch::Path("/s1/a/{id}".into()),
+                RouteMatch::Path("/s2/a/{id}".into()),
+                RouteMatch::Prefix("/".into()),
+            ]
+        );
+        let e = parse(
+            "t",
+            Path::new("t.toml"),
+            "description = \"x\"\n[[routes]]\nprefix = \"/\"\n[load]\npaths = [\"/\"]\nrate = -1\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("load.rate"), "{e}");
+        let e = parse(
+            "t",
+            Path::new("t.toml"),
+            "description = \"x\"\n[[routes]]\nprefix = \"/\"\n[load]\npaths = [\"/\"]\nbogus = 1\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn units() {
+        assert_eq!(parse_size("1KiB"), Ok(1024));
+        assert_eq!(parse_size("20"), Ok(20));
+        assert!(parse_size("1x").is_err());
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("10").is_err());
+    }
+}

@@ -1,0 +1,507 @@
+//! The things a scenario runs against: the bundled upstream, ringway and nginx with configs
+//! written for the scenario, or the upstream directly. Both gateway configs are derived from
+//! the same route list and do the same work per request (see `nginx_config`).
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::procfs;
+use crate::procs::{self, Proc};
+use crate::scenario::{RouteMatch, Scenario};
+
+/// Idle keep-alive connections each gateway keeps per worker to the upstream.
+pub const UPSTREAM_KEEPALIVE: usize = 256;
+
+/// What a run measures against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Ringway,
+    Nginx,
+    Direct,
+}
+
+impl Target {
+    pub const ALL: [Target; 3] = [Target::Ringway, Target::Nginx, Target::Direct];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Ringway => "ringway",
+            Target::Nginx => "nginx",
+            Target::Direct => "direct",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Target> {
+        Target::ALL.into_iter().find(|t| t.name() == s)
+    }
+}
+
+/// Binaries, CPUs and the temp dir shared by everything in one run.
+pub struct Env {
+    pub gateway_bin: PathBuf,
+    pub rwload_bin: PathBuf,
+    pub nginx_bin: Option<PathBuf>,
+    pub workers: usize,
+    pub gateway_cpus: Vec<usize>,
+    /// Load generator and upstream.
+    pub load_cpus: Vec<usize>,
+    pub dir: PathBuf,
+    /// Soft open-file limit the children inherit.
+    pub nofile: u64,
+}
+
+/// A started target, stopped on drop.
+pub struct Running {
+    pub target: Target,
+    pub addr: SocketAddr,
+    pub proc_: Option<Proc>,
+    /// Processes whose CPU time is the gateway's (ringway; nginx master + workers).
+    pub cpu_pids: Vec<i32>,
+    /// Processes whose memory is summed (ringway; nginx workers; the upstream for direct).
+    pub rss_pids: Vec<i32>,
+    /// Driver or worker facts from the logs.
+    pub note: String,
+}
+
+/// The bundled upstream (`rwload upstream`) on a free port, pinned to the load CPUs.
+pub fn start_upstream(env: &Env, scn: &Scenario) -> Result<(Proc, SocketAddr), String> {
+    let mut cmd = Command::new(&env.rwload_bin);
+    cmd.args(["upstream", "--listen", "127.0.0.1:0"])
+        .args(["--threads", &env.load_cpus.len().max(1).to_string()])
+        .args(["--cpus", &cpu_list(&env.load_cpus)])
+        .args(["--body-size", &scn.response_body.to_string()])
+        .args(["--delay", &duration_arg(scn.upstream_delay)]);
+    let p = Proc::spawn(
+        "upstream",
+        cmd,
+        &env.load_cpus,
+        &env.dir,
+        Duration::from_secs(3),
+    )?;
+    let addr = procs::wait_line(&p, "listening on ", Duration::from_secs(10))?;
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|_| format!("upstream printed an unexpected address `{addr}`"))?;
+    Ok((p, addr))
+}
+
+/// The upstream itself as a target.
+pub fn direct(upstream: &Proc, addr: SocketAddr) -> Running {
+    Running {
+        target: Target::Direct,
+        addr,
+        proc_: None,
+        cpu_pids: Vec::new(),
+        rss_pids: vec![upstream.pid()],
+        note: String::new(),
+    }
+}
+
+/// A request that must answer 200 before a gateway counts as ready.
+pub struct Probe<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub body_len: usize,
+}
+
+/// Starts ringway with a config for `scn`, pinned to the gateway CPUs (its workers pin
+/// themselves to the CPUs they are allowed, in order).
+pub fn start_ringway(
+    env: &Env,
+    scn: &Scenario,
+    upstream: SocketAddr,
+    probe: &Probe<'_>,
+) -> Result<Running, String> {
+    let port = procs::free_port()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let file = env.dir.join("ringway.toml");
+    std::fs::write(&file, ringway_config(scn, addr, upstream, env.workers))
+        .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    let mut cmd = Command::new(&env.gateway_bin);
+    cmd.arg("--config")
+        .arg(&file)
+        .args(["--workers", &env.workers.to_string()]);
+    let p = Proc::spawn(
+        "ringway",
+        cmd,
+        &env.gateway_cpus,
+        &env.dir,
+        Duration::from_secs(3),
+    )?;
+    procs::wait_http_ok(
+        Some(&p),
+        addr,
+        probe.method,
+        probe.path,
+        probe.body_len,
+        Duration::from_secs(15),
+    )?;
+    let logs = std::fs::read_to_string(&p.stderr_path).unwrap_or_default();
+    let note = logs
+        .lines()
+        .filter(|l| l.contains("driver"))
+        .filter_map(|l| l.split_once("worker ").map(|(_, w)| format!("worker {w}")))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let pid = p.pid();
+    Ok(Running {
+        target: Target::Ringway,
+        addr,
+        proc_: Some(p),
+        cpu_pids: vec![pid],
+        rss_pids: vec![pid],
+        note,
+    })
+}
+
+/// Starts nginx (master + `workers` workers) with a config for `scn`.
+pub fn start_nginx(
+    env: &Env,
+    scn: &Scenario,
+    upstream: SocketAddr,
+    probe: &Probe<'_>,
+) -> Result<Running, String> {
+    let bin = env
+        .nginx_bin
+        .as_ref()
+        .ok_or_else(|| "nginx is not installed".to_string())?;
+    let port = procs::free_port()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let dir = env.dir.join("nginx");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let conf = dir.join("nginx.conf");
+    // SAFETY: geteuid has no memory effects.
+    let root = unsafe { libc::geteuid() } == 0;
+    let text = nginx_config(&NginxParams {
+        scn,
+        addr,
+        upstream,
+        cpus: &env.gateway_cpus,
+        dir: &dir,
+        nofile: env.nofile,
+        root,
+    });
+    std::fs::write(&conf, text).map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
+    let mut cmd = Command::new(bin);
+    cmd.arg("-p").arg(&dir).arg("-c").arg(&conf);
+    if supports_error_log_flag(bin) {
+        // Otherwise nginx opens its compiled-in error log before reading the config.
+        cmd.arg("-e").arg(dir.join("error.log"));
+    }
+    let p = Proc::spawn(
+        "nginx",
+        cmd,
+        &env.gateway_cpus,
+        &env.dir,
+        Duration::from_secs(3),
+    )?;
+    if let Err(e) = procs::wait_http_ok(
+        Some(&p),
+        addr,
+        probe.method,
+        probe.path,
+        probe.body_len,
+        Duration::from_secs(15),
+    ) {
+        let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(10).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(format!("{e}\nnginx error.log:\n{}", tail.join("\n")));
+    }
+    let master = p.pid();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let workers = loop {
+        let w = procfs::children_of(master);
+        if w.len() >= env.workers || Instant::now() >= deadline {
+            break w;
+        }
+        procs::sleep(Duration::from_millis(20))?;
+    };
+    if workers.is_empty() {
+        return Err("nginx started but no worker process was found".into());
+    }
+    let mut cpu_pids = vec![master];
+    cpu_pids.extend(&workers);
+    let note = format!(
+        "master pid {master}, worker pids {workers:?}, worker_cpu_affinity on {}, worker_connections {}",
+        cpu_list(&env.gateway_cpus),
+        worker_connections(env.nofile)
+    );
+    Ok(Running {
+        target: Target::Nginx,
+        addr,
+        proc_: Some(p),
+        cpu_pids,
+        rss_pids: workers,
+        note,
+    })
+}
+
+/// `nginx -e` exists from 1.19.5 on.
+fn supports_error_log_flag(bin: &Path) -> bool {
+    let Ok(out) = Command::new(bin).arg("-v").output() else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&out.stderr);
+    let Some(v) = text.split("nginx/").nth(1) else {
+        return false;
+    };
+    let nums: Vec<u32> = v
+        .split(|c: char| !c.is_ascii_digit())
+        .take(3)
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    nums >= vec![1, 19, 5]
+}
+
+/// Where nginx is: `/usr/sbin/nginx`, else the first `nginx` on PATH.
+pub fn find_nginx() -> Option<PathBuf> {
+    let sbin = PathBuf::from("/usr/sbin/nginx");
+    if sbin.is_file() {
+        return Some(sbin);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("nginx"))
+        .find(|p| p.is_file())
+}
+
+/// `0,2,3` for rwload's `--cpus`.
+pub fn cpu_list(cpus: &[usize]) -> String {
+    cpus.iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A duration as rwload parses it.
+pub fn duration_arg(d: Duration) -> String {
+    if d.is_zero() {
+        "0".into()
+    } else {
+        format!("{}us", d.as_micros().max(1))
+    }
+}
+
+fn toml_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The ringway config: one listener, upstream `be`, the scenario's routes all proxied to it.
+pub fn ringway_config(
+    scn: &Scenario,
+    addr: SocketAddr,
+    upstream: SocketAddr,
+    workers: usize,
+) -> String {
+    let mut s = String::with_capacity(64 * scn.routes.len() + 512);
+    let _ = write!(
+        s,
+        "# Written by rwcompare for scenario {}.\nversion = 1\n\n[server]\nworkers = {workers}\n\
+         drain_timeout = \"1s\"\n\n[[listeners]]\nname = \"bench\"\naddress = \"{addr}\"\n\n\
+         [upstreams.be]\ntargets = [{{ address = \"{upstream}\" }}]\nmax_idle = {UPSTREAM_KEEPALIVE}\n",
+        scn.name
+    );
+    for (i, r) in scn.routes.iter().enumerate() {
+        let (key, p) = match r {
+            RouteMatch::Path(p) => ("path", p),
+            RouteMatch::Prefix(p) => ("prefix", p),
+        };
+        let _ = write!(
+            s,
+            "\n[[routes]]\nname = \"r{i}\"\n{key} = {}\nproxy = {{ upstream = \"be\" }}\n",
+            toml_str(p)
+        );
+    }
+    s
+}
+
+/// nginx `location` lines equivalent to the route list: exact paths become `location =`,
+/// prefixes `location = P` plus `location P/` (ringway prefixes are segment-aware), and
+/// templates a prefix location on their literal part before the first `{` (nginx's static
+/// location tree; regex locations would be tried one by one).
+pub fn nginx_locations(routes: &[RouteMatch]) -> Vec<String> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let mut push = |loc: String| {
+        if seen.insert(loc.clone()) {
+            out.push(loc);
+        }
+    };
+    for r in routes {
+        match r {
+            RouteMatch::Prefix(p) if p == "/" || p.ends_with('/') => push(p.clone()),
+            RouteMatch::Prefix(p) => {
+                push(format!("= {p}"));
+                push(format!("{p}/"));
+            }
+            RouteMatch::Path(p) => match p.find('{') {
+                None => push(format!("= {p}")),
+                Some(i) => push(p[..i].to_string()),
+            },
+        }
+    }
+    out
+}
+
+/// nginx `worker_connections` (client and upstream connections per worker) for an open-file
+/// limit: as many as the limit allows, within 1024..=65536.
+fn worker_connections(nofile: u64) -> u64 {
+    nofile.clamp(1024, 65536)
+}
+
+/// Inputs of [`nginx_config`].
+pub struct NginxParams<'a> {
+    pub scn: &'a Scenario,
+    pub addr: SocketAddr,
+    pub upstream: SocketAddr,
+    /// One worker per CPU, pinned with `worker_cpu_affinity`.
+    pub cpus: &'a [usize],
+    pub dir: &'a Path,
+    pub nofile: u64,
+    /// Running as root: `user root;` (otherwise workers would switch to nobody).
+    pub root: bool,
+}
+
+/// The nginx config: one worker per ringway worker on the same CPUs, access log off,
+/// upstream keep-alive, and the same request headers ringway adds (Host kept,
+/// X-Forwarded-*, Forwarded, X-Request-Id also on the response) so both do the same work.
+pub fn nginx_config(p: &NginxParams<'_>) -> String {
+    let d = p.dir.display();
+    let masks: Vec<String> = p
+        .cpus
+        .iter()
+        .map(|&c| {
+            let mut m = "0".repeat(c + 1);
+            m.replace_range(0..1, "1");
+            m
+        })
+        .collect();
+    let conns = worker_connections(p.nofile);
+    let mut s = String::with_capacity(48 * p.scn.routes.len() + 2048);
+    let _ = writeln!(
+        s,
+        "# Written by rwcompare for scenario {}: the equivalent of its ringway config.",
+        p.scn.name
+    );
+    let _ = writeln!(s, "worker_processes {};", p.cpus.len());
+    let _ = writeln!(s, "worker_cpu_affinity {};", masks.join(" "));
+    let _ = writeln!(s, "worker_rlimit_nofile {};", p.nofile);
+    s.push_str("daemon off;\nmaster_process on;\n");
+    if p.root {
+        s.push_str("user root;\n");
+    }
+    let _ = writeln!(s, "pid {d}/nginx.pid;\nerror_log {d}/error.log warn;");
+    let _ = writeln!(s, "events {{\n    worker_connections {conns};\n}}");
+    s.push_str("http {\n    access_log off;\n");
+    s.push_str("    keepalive_timeout 60s;\n    keepalive_requests 1000000;\n");
+    s.push_str("    client_max_body_size 10m;\n");
+    for (what, sub) in [
+        ("client_body_temp_path", "client_body"),
+        ("proxy_temp_path", "proxy"),
+        ("fastcgi_temp_path", "fastcgi"),
+        ("uwsgi_temp_path", "uwsgi"),
+        ("scgi_temp_path", "scgi"),
+    ] {
+        let _ = writeln!(s, "    {what} {d}/{sub};");
+    }
+    let _ = writeln!(
+        s,
+        "    upstream be {{\n        server {};\n        keepalive {UPSTREAM_KEEPALIVE};\n        \
+         keepalive_requests 1000000;\n        keepalive_timeout 60s;\n    }}",
+        p.upstream
+    );
+    s.push_str(
+        "    proxy_http_version 1.1;\n\
+         \x20   proxy_set_header Connection \"\";\n\
+         \x20   # The headers ringway sends upstream, so both gateways do the same work.\n\
+         \x20   proxy_set_header Host $http_host;\n\
+         \x20   proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
+         \x20   proxy_set_header X-Forwarded-Proto $scheme;\n\
+         \x20   proxy_set_header X-Forwarded-Host $http_host;\n\
+         \x20   proxy_set_header Forwarded \"for=$remote_addr;proto=$scheme;host=\\\"$http_host\\\"\";\n\
+         \x20   proxy_set_header X-Request-Id $request_id;\n\
+         \x20   add_header X-Request-Id $request_id always;\n",
+    );
+    let _ = writeln!(s, "    server {{\n        listen {} reuseport;", p.addr);
+    for loc in nginx_locations(&p.scn.routes) {
+        let _ = writeln!(s, "        location {loc} {{ proxy_pass http://be; }}");
+    }
+    s.push_str("    }\n}\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario;
+
+    fn scn(routes: &str) -> Scenario {
+        scenario::parse(
+            "t",
+            Path::new("t.toml"),
+            &format!("description = \"x\"\n{routes}\n[load]\npaths = [\"/\"]\n"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn locations_follow_route_kinds() {
+        let s = scn("[[routes]]\npath = \"/s{i}/items/{id}\"\nrepeat = 2\n\
+             [[routes]]\npath = \"/s{i}/items\"\nrepeat = 2\n[[routes]]\nprefix = \"/api\"\n\
+             [[routes]]\nprefix = \"/\"\n");
+        assert_eq!(
+            nginx_locations(&s.routes),
+            [
+                "/s0/items/",
+                "/s1/items/",
+                "= /s0/items",
+                "= /s1/items",
+                "= /api",
+                "/api/",
+                "/"
+            ]
+        );
+    }
+
+    #[test]
+    fn configs_name_ports_cpus_and_routes() {
+        let s = scn("[[routes]]\nprefix = \"/\"\n");
+        let a: SocketAddr = "127.0.0.1:8001".parse().unwrap();
+        let u: SocketAddr = "127.0.0.1:9001".parse().unwrap();
+        let r = ringway_config(&s, a, u, 2);
+        assert!(r.contains("address = \"127.0.0.1:8001\""));
+        assert!(r.contains("targets = [{ address = \"127.0.0.1:9001\" }]"));
+        assert!(r.contains("prefix = \"/\"\nproxy = { upstream = \"be\" }"));
+        let n = nginx_config(&NginxParams {
+            scn: &s,
+            addr: a,
+            upstream: u,
+            cpus: &[0, 2],
+            dir: Path::new("/tmp/x"),
+            nofile: 20000,
+            root: true,
+        });
+        assert!(n.contains("worker_processes 2;"));
+        assert!(n.contains("worker_cpu_affinity 1 100;"));
+        assert!(n.contains("listen 127.0.0.1:8001 reuseport;"));
+        assert!(n.contains("server 127.0.0.1:9001;"));
+        assert!(n.contains("keepalive 256;"));
+        assert!(n.contains("access_log off;"));
+        assert!(n.contains("user root;"));
+        assert!(n.contains("location / { proxy_pass http://be; }"));
+    }
+}

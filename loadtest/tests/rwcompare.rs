@@ -1,0 +1,136 @@
+//! Smoke test of `rwcompare`: a short `proxy-small` against ringway and the upstream directly
+//! (nginx is left out so the test does not depend on it), through the real binaries on
+//! loopback. Needs the `ringway` binary of the same profile (built by `cargo build
+//! --workspace` / `cargo test --workspace`); skipped with a message when it is missing.
+//! Bounded: rwcompare's own waits have deadlines and the run is killed after 60 s.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const RWCOMPARE: &str = env!("CARGO_BIN_EXE_rwcompare");
+const RWLOAD: &str = env!("CARGO_BIN_EXE_rwload");
+
+/// `target/<profile>/ringway`, next to this package's binaries.
+fn gateway_bin() -> Option<PathBuf> {
+    let p = PathBuf::from(RWCOMPARE).parent()?.join("ringway");
+    p.is_file().then_some(p)
+}
+
+/// Runs rwcompare with `args`; returns (exit code, stdout, stderr).
+fn rwcompare(args: &[&str]) -> Option<(i32, String, String)> {
+    let Some(gw) = gateway_bin() else {
+        eprintln!(
+            "SKIPPED: no ringway binary next to {RWCOMPARE}; build it with `cargo build --workspace` \
+             (or run `cargo test --workspace`)"
+        );
+        return None;
+    };
+    static RUN: AtomicUsize = AtomicUsize::new(0);
+    let n = RUN.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir();
+    let out = dir.join(format!("rwcompare-test-{}-{n}.out", std::process::id()));
+    let err = dir.join(format!("rwcompare-test-{}-{n}.err", std::process::id()));
+    let mut child = Command::new(RWCOMPARE)
+        .args(args)
+        .arg("--gateway-bin")
+        .arg(&gw)
+        .args(["--rwload-bin", RWLOAD])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn rwcompare");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            // SIGTERM lets rwcompare stop its own children; then make sure.
+            // SAFETY: kill(2) on our own unreaped child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            std::thread::sleep(Duration::from_secs(5));
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("rwcompare did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stdout = std::fs::read_to_string(&out).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+    let _ = std::fs::remove_file(out);
+    let _ = std::fs::remove_file(err);
+    Some((status.code().unwrap_or(-1), stdout, stderr))
+}
+
+#[test]
+fn proxy_small_against_ringway_and_direct() {
+    let Some((code, stdout, stderr)) = rwcompare(&[
+        "proxy-small",
+        "--duration",
+        "1s",
+        "--warmup",
+        "300ms",
+        "--only",
+        "ringway,direct",
+        "--json",
+    ]) else {
+        return;
+    };
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let v: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}\nstderr:\n{stderr}"));
+    assert_eq!(v["scenario"], "proxy-small");
+    assert_eq!(v["pinning"]["workers"], 1);
+    for t in ["ringway", "direct"] {
+        let r = &v["targets"][t];
+        assert_eq!(r["status"], "ok", "{t}: {r}");
+        assert!(r["requests"].as_u64().unwrap() > 0, "{t}: {r}");
+        assert!(r["rps"].as_f64().unwrap() > 0.0, "{t}: {r}");
+        assert_eq!(r["errors"], 0, "{t}: {r}");
+        assert!(r["latency_us"]["p99"].as_f64().unwrap() > 0.0, "{t}: {r}");
+    }
+    let rw = &v["targets"]["ringway"];
+    assert!(rw["gateway_cpu_s"].as_f64().unwrap() > 0.0, "{rw}");
+    assert!(rw["req_per_cpu_s"].as_f64().unwrap() > 0.0, "{rw}");
+    assert!(rw["peak_rss_kib"].as_u64().unwrap() > 0, "{rw}");
+    assert!(v["targets"]["direct"]["gateway_cpu_s"].is_null());
+    assert!(v["targets"].get("nginx").is_none());
+}
+
+#[test]
+fn table_and_bad_arguments() {
+    let Some((code, stdout, stderr)) = rwcompare(&[
+        "proxy-1k-post",
+        "--duration",
+        "500ms",
+        "--warmup",
+        "200ms",
+        "--only",
+        "ringway",
+    ]) else {
+        return;
+    };
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("ringway "))
+        .unwrap_or_else(|| panic!("no ringway row:\n{stdout}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert!(cols[1].parse::<f64>().unwrap() > 0.0, "{row}");
+    assert_eq!(cols.last(), Some(&"0"), "errors column: {row}");
+    assert!(stdout.contains("pinning"), "{stdout}");
+
+    let (code, _, stderr) = rwcompare(&["no-such-scenario"]).unwrap();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("proxy-small"),
+        "lists known scenarios: {stderr}"
+    );
+    let (code, _, stderr) = rwcompare(&["proxy-small", "--only", "haproxy"]).unwrap();
+    assert_eq!(code, 2, "{stderr}");
+}
