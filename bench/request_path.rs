@@ -3,8 +3,7 @@
 //! Mirrors `proxy::handle_request` → `proxy::forward`: parse the request head, pick the request
 //! id, normalize the path, lowercase the routing host, look the route up in a `Compiled` built
 //! from a ~20-route TOML config, then serialize the fresh upstream head into a reused buffer
-//! (a re-implementation of the private `forward::upstream_head` with the public `http1`
-//! functions). The `round_trip` cases go on: parse a canned upstream response head and
+//! with the proxy's own `proxy::upstream_head::write_upstream_head`. The `round_trip` cases go on: parse a canned upstream response head and
 //! serialize the client response head into the same reused buffer, as `forward::proxy` does.
 //!
 //! A counting `#[global_allocator]` (wrapping `System`, so timings here use the system
@@ -19,8 +18,10 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ringway::config::{compile, Action, Compiled, ProxyAction, Rewrite};
+use ringway::config::{compile, Action, Compiled};
 use ringway::http1::{self, BodyFraming, RequestHead, ResponseHead, Version};
+use ringway::proxy::push_decimal;
+use ringway::proxy::upstream_head::{write_upstream_head, UpstreamHead};
 use ringway::request_id::{IdGen, RequestId};
 use ringway::route::{HeaderSource, Lookup, RouteRequest};
 
@@ -397,7 +398,19 @@ fn request_path(
     let upstream = cfg.upstream(p.upstream);
     let label = upstream.targets.first().map_or("", |t| t.label.as_str());
     let mut wire = std::mem::take(&mut conn.wire);
-    upstream_head(&mut wire, &head, &path, &rid, conn, p, label);
+    write_upstream_head(
+        &mut wire,
+        &UpstreamHead {
+            head: &head,
+            path: &path,
+            request_id: rid.as_str(),
+            peer_ip: &conn.peer_ip,
+            forwarded_for: &conn.forwarded_for,
+            target_label: label,
+            tunnel: false,
+        },
+        p,
+    );
     let mut written = black_box(&wire).len();
     after(Step::UpstreamHead);
 
@@ -418,144 +431,6 @@ fn request_path(
     }
     conn.wire = wire;
     written
-}
-
-/// Appends `n` in decimal (`proxy::push_decimal`).
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-}
-
-/// Headers the proxy always writes itself (`forward::managed_request_header`).
-fn managed_request_header(name: &[u8]) -> bool {
-    const MANAGED: [&[u8]; 8] = [
-        b"host",
-        b"content-length",
-        b"expect",
-        b"x-forwarded-for",
-        b"x-forwarded-proto",
-        b"x-forwarded-host",
-        b"forwarded",
-        b"x-request-id",
-    ];
-    MANAGED.iter().any(|m| m.eq_ignore_ascii_case(name))
-}
-
-/// `forward::upstream_head` for a non-tunnel request: a fresh head into `out` (cleared first).
-fn upstream_head(
-    out: &mut Vec<u8>,
-    h: &RequestHead,
-    path: &[u8],
-    rid: &RequestId,
-    c: &Conn,
-    p: &ProxyAction,
-    target_label: &str,
-) {
-    out.clear();
-    out.reserve(h.buf.len() + 256);
-    out.extend_from_slice(h.method_bytes());
-    out.push(b' ');
-    match &p.rewrite {
-        Rewrite::None => out.extend_from_slice(path),
-        Rewrite::ReplacePrefix { prefix, with } => {
-            let rest = path
-                .get(prefix.trim_end_matches('/').len()..)
-                .unwrap_or(b"");
-            let start = out.len();
-            out.extend_from_slice(with.as_bytes());
-            if with.ends_with('/') && rest.starts_with(b"/") {
-                out.pop();
-            }
-            out.extend_from_slice(rest);
-            if out.len() == start {
-                out.push(b'/');
-            } else if out[start] != b'/' {
-                out.insert(start, b'/');
-            }
-        }
-    }
-    if let Some(q) = h.query() {
-        out.push(b'?');
-        out.extend_from_slice(q);
-    }
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-
-    let host_raw = h.host.get(&h.buf);
-    if p.preserve_host && !host_raw.is_empty() {
-        http1::write_header(out, b"host", host_raw);
-    } else {
-        http1::write_header(out, b"host", target_label.as_bytes());
-    }
-    let mut has_xff = false;
-    let mut has_fwd = false;
-    for (name, value) in h.headers() {
-        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
-            has_xff = true;
-            continue;
-        }
-        if name.eq_ignore_ascii_case(b"forwarded") {
-            has_fwd = true;
-            continue;
-        }
-        if http1::is_hop_by_hop(name)
-            || managed_request_header(name)
-            || http1::named_in_connection(h.headers(), name)
-        {
-            continue;
-        }
-        http1::write_header(out, name, value);
-    }
-    match h.body {
-        BodyFraming::Length(n) => {
-            out.extend_from_slice(b"content-length: ");
-            push_decimal(out, n);
-            out.extend_from_slice(b"\r\n");
-        }
-        BodyFraming::Chunked => http1::write_header(out, b"transfer-encoding", b"chunked"),
-        _ => {}
-    }
-    out.extend_from_slice(b"x-forwarded-for: ");
-    if has_xff {
-        append_all(out, h, b"x-forwarded-for");
-    }
-    out.extend_from_slice(c.peer_ip.as_bytes());
-    out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
-    if !host_raw.is_empty() {
-        http1::write_header(out, b"x-forwarded-host", host_raw);
-    }
-    out.extend_from_slice(b"forwarded: ");
-    if has_fwd {
-        append_all(out, h, b"forwarded");
-    }
-    out.extend_from_slice(c.forwarded_for.as_bytes());
-    out.extend_from_slice(b";proto=http");
-    if !host_raw.is_empty() && host_raw.iter().all(|b| b.is_ascii_graphic() && *b != b'"') {
-        out.extend_from_slice(b";host=\"");
-        out.extend_from_slice(host_raw);
-        out.push(b'"');
-    }
-    out.extend_from_slice(b"\r\n");
-    http1::write_header(out, b"x-request-id", rid.as_bytes());
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Appends every value of header `name`, each followed by ", " (`forward::append_all`).
-fn append_all(out: &mut Vec<u8>, h: &RequestHead, name: &[u8]) {
-    for (n, v) in h.headers() {
-        if n.eq_ignore_ascii_case(name) {
-            out.extend_from_slice(v);
-            out.extend_from_slice(b", ");
-        }
-    }
 }
 
 /// The client response head `forward::proxy` writes for a keep-alive client and a

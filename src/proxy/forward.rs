@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use monoio::net::TcpStream;
 
-use crate::config::{ProxyAction, Rewrite, Route};
+use crate::config::{ProxyAction, Route};
 use crate::error::{ErrorKind, ProxyError};
 use crate::http1::{self, BodyFraming, Method, Version};
 use crate::io::{read_more, write_all, IoFail};
@@ -15,6 +15,7 @@ use crate::upstream::{UpConn, UpstreamState};
 use crate::worker::{Core, Generation};
 
 use super::body::{maybe_continue, stream_request_body, stream_response_body};
+use super::upstream_head::{write_upstream_head, UpstreamHead};
 use super::{Client, Outcome, Req, STREAM_CHUNK};
 
 // ---------------------------------------------------------------------------------------
@@ -24,137 +25,6 @@ use super::{Client, Outcome, Req, STREAM_CHUNK};
 /// Most header fields accepted in an upstream response head (fits the parser's stack slots, so
 /// parsing a response allocates no slot array).
 const RESPONSE_MAX_HEADERS: usize = 128;
-
-/// Headers the proxy always writes itself, so client copies are not forwarded.
-fn managed_request_header(name: &[u8]) -> bool {
-    const MANAGED: [&[u8]; 8] = [
-        b"host",
-        b"content-length",
-        b"expect",
-        b"x-forwarded-for",
-        b"x-forwarded-proto",
-        b"x-forwarded-host",
-        b"forwarded",
-        b"x-request-id",
-    ];
-    MANAGED.iter().any(|m| m.eq_ignore_ascii_case(name))
-}
-
-/// Serializes the upstream request head into `out` (cleared first).
-fn upstream_head(
-    out: &mut Vec<u8>,
-    req: &Req<'_>,
-    c: &Client,
-    p: &ProxyAction,
-    target_label: &str,
-    tunnel: bool,
-) {
-    let h = req.head;
-    out.clear();
-    out.reserve(h.buf.len() + 256);
-    out.extend_from_slice(h.method_bytes());
-    out.push(b' ');
-    match &p.rewrite {
-        Rewrite::None => out.extend_from_slice(&req.path),
-        Rewrite::ReplacePrefix { prefix, with } => {
-            let rest = req
-                .path
-                .get(prefix.trim_end_matches('/').len()..)
-                .unwrap_or(b"");
-            let start = out.len();
-            out.extend_from_slice(with.as_bytes());
-            if with.ends_with('/') && rest.starts_with(b"/") {
-                out.pop();
-            }
-            out.extend_from_slice(rest);
-            if out.len() == start {
-                out.push(b'/');
-            } else if out[start] != b'/' {
-                out.insert(start, b'/');
-            }
-        }
-    }
-    if let Some(q) = h.query() {
-        out.push(b'?');
-        out.extend_from_slice(q);
-    }
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-
-    let host_raw = h.host.get(&h.buf);
-    if p.preserve_host && !host_raw.is_empty() {
-        http1::write_header(out, b"host", host_raw);
-    } else {
-        http1::write_header(out, b"host", target_label.as_bytes());
-    }
-    let mut has_xff = false;
-    let mut has_fwd = false;
-    for (name, value) in h.headers() {
-        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
-            has_xff = true;
-            continue;
-        }
-        if name.eq_ignore_ascii_case(b"forwarded") {
-            has_fwd = true;
-            continue;
-        }
-        if http1::is_hop_by_hop(name)
-            || managed_request_header(name)
-            || http1::named_in_connection(h.headers(), name)
-        {
-            continue;
-        }
-        http1::write_header(out, name, value);
-    }
-    match h.body {
-        BodyFraming::Length(n) => {
-            out.extend_from_slice(b"content-length: ");
-            super::push_decimal(out, n);
-            out.extend_from_slice(b"\r\n");
-        }
-        BodyFraming::Chunked => http1::write_header(out, b"transfer-encoding", b"chunked"),
-        _ => {}
-    }
-    if tunnel {
-        if let Some(u) = h.header("upgrade") {
-            http1::write_header(out, b"connection", b"upgrade");
-            http1::write_header(out, b"upgrade", u);
-        }
-    }
-    // Appended lists: earlier hops' values (all occurrences, in order), then this hop.
-    out.extend_from_slice(b"x-forwarded-for: ");
-    if has_xff {
-        append_all(out, h, b"x-forwarded-for");
-    }
-    out.extend_from_slice(c.peer_ip.as_bytes());
-    out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
-    if !host_raw.is_empty() {
-        http1::write_header(out, b"x-forwarded-host", host_raw);
-    }
-    out.extend_from_slice(b"forwarded: ");
-    if has_fwd {
-        append_all(out, h, b"forwarded");
-    }
-    out.extend_from_slice(c.forwarded_for.as_bytes());
-    out.extend_from_slice(b";proto=http");
-    if !host_raw.is_empty() && host_raw.iter().all(|b| b.is_ascii_graphic() && *b != b'"') {
-        out.extend_from_slice(b";host=\"");
-        out.extend_from_slice(host_raw);
-        out.push(b'"');
-    }
-    out.extend_from_slice(b"\r\n");
-    http1::write_header(out, b"x-request-id", req.rid.as_bytes());
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Appends every value of header `name`, each followed by ", ".
-fn append_all(out: &mut Vec<u8>, h: &http1::RequestHead, name: &[u8]) {
-    for (n, v) in h.headers() {
-        if n.eq_ignore_ascii_case(name) {
-            out.extend_from_slice(v);
-            out.extend_from_slice(b", ");
-        }
-    }
-}
 
 /// A pooled connection to the balancer's pick, or a fresh one; targets that refuse are
 /// backed off and the next one is tried. A connect timeout ends the attempt (504).
@@ -315,7 +185,19 @@ pub(super) async fn proxy(
         let mut up = acquire(us, &mut tried, retryable).await?;
         let label = us.targets.get(up.target).map_or("", |t| t.label.as_str());
         let mut wire = std::mem::take(&mut c.wire);
-        upstream_head(&mut wire, req, c, p, label, tunnel_req);
+        write_upstream_head(
+            &mut wire,
+            &UpstreamHead {
+                head: req.head,
+                path: &req.path,
+                request_id: req.rid.as_str(),
+                peer_ip: &c.peer_ip,
+                forwarded_for: &c.forwarded_for,
+                target_label: label,
+                tunnel: tunnel_req,
+            },
+            p,
+        );
         if let Some(n) = buffered_body {
             wire.extend_from_slice(&c.buf[c.pos..c.pos + n]);
         }

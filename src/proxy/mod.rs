@@ -32,6 +32,7 @@ mod body;
 mod forward;
 mod local;
 mod tunnel;
+pub mod upstream_head;
 
 use body::{discard_body, read_body_bounded};
 use forward::proxy;
@@ -39,7 +40,7 @@ use local::echo_json;
 use tunnel::tunnel;
 
 /// Appends `n` in decimal without going through `fmt`.
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {

@@ -1,0 +1,152 @@
+//! The head ringway sends upstream: always serialized fresh from the parsed request (never the
+//! client's bytes). Hop-by-hop headers, headers named in `Connection` and the headers the
+//! gateway manages (`Host`, framing, `Expect`, forwarding headers, `X-Request-Id`) are replaced;
+//! `X-Forwarded-For` and `Forwarded` append this hop to earlier ones. Public so the benches
+//! measure this exact code.
+
+use crate::config::{ProxyAction, Rewrite};
+use crate::http1::{self, BodyFraming, RequestHead};
+
+use super::push_decimal;
+
+/// Headers the proxy always writes itself, so client copies are not forwarded.
+fn managed_request_header(name: &[u8]) -> bool {
+    const MANAGED: [&[u8]; 8] = [
+        b"host",
+        b"content-length",
+        b"expect",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"forwarded",
+        b"x-request-id",
+    ];
+    MANAGED.iter().any(|m| m.eq_ignore_ascii_case(name))
+}
+
+/// What the upstream head is built from (all borrowed; nothing is allocated).
+pub struct UpstreamHead<'a> {
+    pub head: &'a RequestHead,
+    /// Normalized request path (before the route's rewrite).
+    pub path: &'a [u8],
+    pub request_id: &'a str,
+    /// Client address as written into `X-Forwarded-For`.
+    pub peer_ip: &'a str,
+    /// `for=...` element of `Forwarded`.
+    pub forwarded_for: &'a str,
+    /// Host header value when the client's is not preserved.
+    pub target_label: &'a str,
+    /// Forward `Connection: upgrade` + `Upgrade` (WebSocket tunnels).
+    pub tunnel: bool,
+}
+
+/// Serializes the upstream request head into `out` (cleared first): request line with the
+/// route's rewrite, the client's end-to-end headers, framing, and the forwarding headers.
+pub fn write_upstream_head(out: &mut Vec<u8>, u: &UpstreamHead<'_>, p: &ProxyAction) {
+    let h = u.head;
+    let (target_label, tunnel) = (u.target_label, u.tunnel);
+    out.clear();
+    out.reserve(h.buf.len() + 256);
+    out.extend_from_slice(h.method_bytes());
+    out.push(b' ');
+    match &p.rewrite {
+        Rewrite::None => out.extend_from_slice(u.path),
+        Rewrite::ReplacePrefix { prefix, with } => {
+            let rest = u
+                .path
+                .get(prefix.trim_end_matches('/').len()..)
+                .unwrap_or(b"");
+            let start = out.len();
+            out.extend_from_slice(with.as_bytes());
+            if with.ends_with('/') && rest.starts_with(b"/") {
+                out.pop();
+            }
+            out.extend_from_slice(rest);
+            if out.len() == start {
+                out.push(b'/');
+            } else if out[start] != b'/' {
+                out.insert(start, b'/');
+            }
+        }
+    }
+    if let Some(q) = h.query() {
+        out.push(b'?');
+        out.extend_from_slice(q);
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+
+    let host_raw = h.host.get(&h.buf);
+    if p.preserve_host && !host_raw.is_empty() {
+        http1::write_header(out, b"host", host_raw);
+    } else {
+        http1::write_header(out, b"host", target_label.as_bytes());
+    }
+    let mut has_xff = false;
+    let mut has_fwd = false;
+    for (name, value) in h.headers() {
+        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            has_xff = true;
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"forwarded") {
+            has_fwd = true;
+            continue;
+        }
+        if http1::is_hop_by_hop(name)
+            || managed_request_header(name)
+            || http1::named_in_connection(h.headers(), name)
+        {
+            continue;
+        }
+        http1::write_header(out, name, value);
+    }
+    match h.body {
+        BodyFraming::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        BodyFraming::Chunked => http1::write_header(out, b"transfer-encoding", b"chunked"),
+        _ => {}
+    }
+    if tunnel {
+        if let Some(u) = h.header("upgrade") {
+            http1::write_header(out, b"connection", b"upgrade");
+            http1::write_header(out, b"upgrade", u);
+        }
+    }
+    // Appended lists: earlier hops' values (all occurrences, in order), then this hop.
+    out.extend_from_slice(b"x-forwarded-for: ");
+    if has_xff {
+        append_all(out, h, b"x-forwarded-for");
+    }
+    out.extend_from_slice(u.peer_ip.as_bytes());
+    out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
+    if !host_raw.is_empty() {
+        http1::write_header(out, b"x-forwarded-host", host_raw);
+    }
+    out.extend_from_slice(b"forwarded: ");
+    if has_fwd {
+        append_all(out, h, b"forwarded");
+    }
+    out.extend_from_slice(u.forwarded_for.as_bytes());
+    out.extend_from_slice(b";proto=http");
+    if !host_raw.is_empty() && host_raw.iter().all(|b| b.is_ascii_graphic() && *b != b'"') {
+        out.extend_from_slice(b";host=\"");
+        out.extend_from_slice(host_raw);
+        out.push(b'"');
+    }
+    out.extend_from_slice(b"\r\n");
+    http1::write_header(out, b"x-request-id", u.request_id.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends every value of header `name`, each followed by ", ".
+fn append_all(out: &mut Vec<u8>, h: &http1::RequestHead, name: &[u8]) {
+    for (n, v) in h.headers() {
+        if n.eq_ignore_ascii_case(name) {
+            out.extend_from_slice(v);
+            out.extend_from_slice(b", ");
+        }
+    }
+}
