@@ -85,17 +85,17 @@ pub async fn write_all<S: AsyncWriteRentExt>(
 pub enum IdleWake {
     /// Bytes were read into the buffer.
     Data,
-    /// The socket is readable but nothing was read yet (the buffer was released meanwhile).
-    Readable,
+    /// Nothing arrived within the grace period; the read was cancelled and the buffer released.
+    /// The caller parks the connection in a buffer-less readiness wait.
+    Quiet,
 }
 
-/// Waits for the next request on an idle connection without pinning a buffer for long.
+/// Waits briefly for the next request on an idle connection.
 ///
 /// For up to `grace` a read with `buf` is posted (the fast path for busy keep-alive clients:
 /// one operation per request). If nothing arrived by then, the read is cancelled through
-/// `canceller` (no bytes are lost: a read that completed anyway is returned), `buf` is released,
-/// and the wait continues as a readiness poll that holds no buffer until `deadline`. Idle
-/// connections therefore cost no read buffer.
+/// `canceller` (no bytes are lost: a read that completed anyway is returned) and `buf` is
+/// released, so a quiet connection holds no read buffer.
 pub async fn idle_wait(
     s: &mut monoio::net::TcpStream,
     buf: &mut Vec<u8>,
@@ -104,6 +104,9 @@ pub async fn idle_wait(
     deadline: Instant,
 ) -> Result<IdleWake, IoFail> {
     use monoio::io::CancelableAsyncReadRent;
+    if Instant::now() >= deadline {
+        return Err(IoFail::Timeout);
+    }
     if buf.capacity() - buf.len() < MIN_READ {
         buf.reserve(MIN_READ);
     }
@@ -127,20 +130,16 @@ pub async fn idle_wait(
     };
     *buf = slice.into_inner();
     match res {
-        Ok(0) => return Err(IoFail::Closed),
-        Ok(_) => return Ok(IdleWake::Data),
+        Ok(0) => Err(IoFail::Closed),
+        Ok(_) => Ok(IdleWake::Data),
         // Cancelled before anything arrived (monoio reports ECANCELED, as the kernel does).
-        Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => {}
-        Err(e) => return Err(IoFail::Error(e)),
-    }
-    if Instant::now() >= deadline {
-        return Err(IoFail::Timeout);
-    }
-    // Idle for a while: give the buffer back and wait for readiness without one.
-    *buf = Vec::new();
-    match monoio::time::timeout_at(deadline.into(), s.readable(false)).await {
-        Err(_) => Err(IoFail::Timeout),
-        Ok(Err(e)) => Err(IoFail::Error(e)),
-        Ok(Ok(())) => Ok(IdleWake::Readable),
+        Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => {
+            if Instant::now() >= deadline {
+                return Err(IoFail::Timeout);
+            }
+            *buf = Vec::new();
+            Ok(IdleWake::Quiet)
+        }
+        Err(e) => Err(IoFail::Error(e)),
     }
 }

@@ -587,3 +587,31 @@ fn post_after_upstream_closed_idle_connection_succeeds() {
         "POSTs failed on dead pooled connections: {failures:?}"
     );
 }
+
+/// An upstream that (wrongly) sends a body after its HEAD response must not corrupt the next
+/// request: the connection is not pooled after HEAD, so the stray bytes die with it.
+#[test]
+fn stray_body_after_head_response_does_not_leak_into_the_next_request() {
+    let up = Upstream::start(std::sync::Arc::new(|req, s| {
+        use std::io::Write;
+        let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
+        let _ = s.flush();
+        if req.method == "HEAD" {
+            // The body a HEAD response must not have, arriving a little later.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = s.write_all(b"hello");
+        Reply::KeepAlive
+    }));
+    let gw = gateway(&upstream_toml("be", &[up.addr]), "");
+    let mut c = Conn::open(gw.addr);
+    let r = c.request("HEAD", "/p", &[], b"");
+    assert_eq!(r.status, 200);
+    std::thread::sleep(Duration::from_millis(100));
+    for _ in 0..3 {
+        // GET: retryable, so a recently pooled connection is reused without a liveness peek.
+        let r = c.request("GET", "/p", &[], b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.text(), "hello");
+    }
+}

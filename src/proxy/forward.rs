@@ -319,7 +319,9 @@ pub(super) async fn proxy(
     }
     match upstream_done {
         Ok(()) => {
-            if !resp.close && up.buf.is_empty() {
+            // After HEAD the connection is not reused: an upstream that wrongly sends a body
+            // anyway (its bytes may still be in flight) would corrupt the next exchange.
+            if !resp.close && up.buf.is_empty() && h.method != Method::Head {
                 up.reused = false;
                 us.put_idle(up, Instant::now());
             }

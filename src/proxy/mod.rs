@@ -107,54 +107,101 @@ enum Outcome {
 
 /// Serves one accepted connection until it closes. Panics are caught here so one bad request
 /// can never take down the worker.
+///
+/// The request path runs in a boxed future that exists only while the connection is active.
+/// When a keep-alive connection goes quiet (no bytes within `IDLE_GRACE`), that future ends and
+/// hands its `Client` back; this small task then waits for readability without any buffer, so
+/// an idle connection costs its socket, this task and the `Client` fields.
 pub async fn serve_connection(core: Rc<Core>, stream: TcpStream, peer: SocketAddr) {
     let key = core.conns.register(stream.as_raw_fd());
-    let res = CatchUnwind(Box::pin(connection_loop(&core, stream, peer, key))).await;
-    if res.is_err() {
-        crate::log::error(&format!(
-            "worker {}: panic while serving {peer}; connection closed",
-            core.id
-        ));
+    let mut client = Client::new(stream, peer);
+    let mut first = true;
+    let mut wait_until: Option<Instant> = None;
+    loop {
+        let active = connection_loop(&core, client, key, first, wait_until);
+        match CatchUnwind(Box::pin(active)).await {
+            Ok(Some(idle)) => {
+                client = idle.client;
+                first = idle.first;
+                wait_until = Some(idle.deadline);
+                // Readable, expired or failed: the request path sorts out which.
+                let _ =
+                    monoio::time::timeout_at(idle.deadline.into(), client.stream.readable(false))
+                        .await;
+            }
+            Ok(None) => break,
+            Err(()) => {
+                crate::log::error(&format!(
+                    "worker {}: panic while serving {peer}; connection closed",
+                    core.id
+                ));
+                break;
+            }
+        }
     }
     core.conns.unregister(key);
 }
 
-async fn connection_loop(core: &Core, stream: TcpStream, peer: SocketAddr, key: usize) {
-    let mut c = Client {
-        stream,
-        buf: Vec::with_capacity(8 * 1024),
-        pos: 0,
-        peer,
-        body_streamed: false,
-        peer_ip: String::new(),
-        forwarded_for: String::new(),
-        wire: Vec::new(),
-        host: String::new(),
-        canceller: monoio::io::Canceller::new(),
-    };
-    let ip = peer.ip().to_canonical();
-    c.peer_ip = ip.to_string();
-    c.forwarded_for = match ip {
-        std::net::IpAddr::V4(v4) => format!("for={v4}"),
-        std::net::IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
-    };
-    let mut first = true;
+/// A connection that went quiet between requests, handed back by the request path.
+struct Idle {
+    client: Client,
+    /// Still waiting for the first request (its timeout answers 408).
+    first: bool,
+    /// When the wait ends (keep-alive or first-request header timeout).
+    deadline: Instant,
+}
+
+impl Client {
+    fn new(stream: TcpStream, peer: SocketAddr) -> Client {
+        let ip = peer.ip().to_canonical();
+        Client {
+            stream,
+            buf: Vec::with_capacity(8 * 1024),
+            pos: 0,
+            peer,
+            body_streamed: false,
+            peer_ip: ip.to_string(),
+            forwarded_for: match ip {
+                std::net::IpAddr::V4(v4) => format!("for={v4}"),
+                std::net::IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
+            },
+            wire: Vec::new(),
+            host: String::new(),
+            canceller: monoio::io::Canceller::new(),
+        }
+    }
+}
+
+/// Runs requests on the connection until it closes (`None`) or goes quiet (`Some`).
+async fn connection_loop(
+    core: &Core,
+    mut c: Client,
+    key: usize,
+    mut first: bool,
+    mut wait_until: Option<Instant>,
+) -> Option<Idle> {
     loop {
         if c.pending() == 0 && core.draining() {
-            return;
+            return None;
         }
         core.conns.set_idle(key, c.pending() == 0);
-        let head = match read_head(core, &mut c, first).await {
+        let head = match read_head(core, &mut c, first, wait_until.take()).await {
             Ok(h) => h,
-            Err(None) => return,
-            Err(Some(err)) => {
+            Err(HeadFail::Quiet(deadline)) => {
+                return Some(Idle {
+                    client: c,
+                    first,
+                    deadline,
+                })
+            }
+            Err(HeadFail::Close) => return None,
+            Err(HeadFail::Reject(err)) => {
                 let mut out = Vec::with_capacity(256);
-                let mut rid = String::new();
-                core.ids.generate(&mut rid);
-                error::render(&err, &rid, true, false, &mut out);
+                let rid = core.ids.next_id();
+                error::render(&err, rid.as_str(), true, false, &mut out);
                 let deadline = Instant::now() + core.generation().cfg.timeouts.client_body;
                 let _ = write_all(&mut c.stream, &mut out, deadline).await;
-                return;
+                return None;
             }
         };
         core.conns.set_idle(key, false);
@@ -162,29 +209,41 @@ async fn connection_loop(core: &Core, stream: TcpStream, peer: SocketAddr, key: 
         let gen = core.generation();
         match handle_request(core, &gen, &mut c, head).await {
             Outcome::Done(true) if !core.draining() => {}
-            Outcome::Done(_) => return,
+            Outcome::Done(_) => return None,
             Outcome::Tunnel(up) => {
                 tunnel(c, up).await;
-                return;
+                return None;
             }
         }
     }
 }
 
-/// Reads until a complete head is parsed. `Err(None)`: close quietly (EOF, idle timeout);
-/// `Err(Some(e))`: answer `e` and close.
+/// Why no request head came.
+enum HeadFail {
+    /// EOF, reset or idle timeout: close without answering.
+    Close,
+    /// Answer this error and close.
+    Reject(ProxyError),
+    /// Nothing arrived within the grace period; park until this deadline.
+    Quiet(Instant),
+}
+
+/// Reads until a complete head is parsed. `wait_until` carries the deadline of a connection
+/// coming back from a quiet wait.
 async fn read_head(
     core: &Core,
     c: &mut Client,
     first: bool,
-) -> Result<RequestHead, Option<ProxyError>> {
+    wait_until: Option<Instant>,
+) -> Result<RequestHead, HeadFail> {
     let cfg = core.generation().cfg.clone();
     let limits = cfg.limits;
     let mut head_deadline = if c.pending() > 0 || first {
-        Some(Instant::now() + cfg.timeouts.client_header)
+        Some(wait_until.unwrap_or_else(|| Instant::now() + cfg.timeouts.client_header))
     } else {
         None
     };
+    let mut idle_deadline = wait_until;
     loop {
         if c.pending() > 0 {
             match http1::parse_request_head(&c.buf[c.pos..], &limits) {
@@ -193,13 +252,13 @@ async fn read_head(
                     return Ok(head);
                 }
                 Ok(None) => {}
-                Err(e) => return Err(Some(ProxyError::new(ErrorKind::BadHead(e)))),
+                Err(e) => return Err(HeadFail::Reject(ProxyError::new(ErrorKind::BadHead(e)))),
             }
         }
         c.compact();
         let deadline = match head_deadline {
             Some(d) => d,
-            None => Instant::now() + cfg.timeouts.keepalive,
+            None => *idle_deadline.get_or_insert_with(|| Instant::now() + cfg.timeouts.keepalive),
         };
         if c.pending() == 0 {
             // Between requests: the idle wait releases the buffers of connections that stay
@@ -222,15 +281,11 @@ async fn read_head(
                     }
                     continue;
                 }
-                Ok(IdleWake::Readable) => {
-                    if head_deadline.is_none() {
-                        head_deadline = Some(Instant::now() + cfg.timeouts.client_header);
-                    }
-                }
+                Ok(IdleWake::Quiet) => return Err(HeadFail::Quiet(deadline)),
                 Err(IoFail::Timeout) if first => {
-                    return Err(Some(ProxyError::new(ErrorKind::RequestTimeout)))
+                    return Err(HeadFail::Reject(ProxyError::new(ErrorKind::RequestTimeout)))
                 }
-                Err(_) => return Err(None),
+                Err(_) => return Err(HeadFail::Close),
             }
         }
         let deadline = head_deadline.unwrap_or(deadline);
@@ -242,9 +297,9 @@ async fn read_head(
                 }
             }
             Err(IoFail::Timeout) if c.pending() > 0 || first => {
-                return Err(Some(ProxyError::new(ErrorKind::RequestTimeout)))
+                return Err(HeadFail::Reject(ProxyError::new(ErrorKind::RequestTimeout)))
             }
-            Err(_) => return Err(None),
+            Err(_) => return Err(HeadFail::Close),
         }
     }
 }

@@ -540,7 +540,9 @@ impl Upstream {
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Upstream: echo\r\n\r\n",
                 body.len()
             );
-            let _ = s.write_all(&body);
+            if req.method != "HEAD" {
+                let _ = s.write_all(&body);
+            }
             Reply::KeepAlive
         }))
     }
