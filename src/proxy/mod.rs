@@ -118,8 +118,13 @@ pub async fn serve_connection(core: Rc<Core>, stream: TcpStream, peer: SocketAdd
     let mut first = true;
     let mut wait_until: Option<Instant> = None;
     loop {
-        let active = connection_loop(&core, client, key, first, wait_until);
-        match CatchUnwind(Box::pin(active)).await {
+        // Built inside `Box::pin(..)` directly: a named local would keep its (large) storage in
+        // this task's state across the await.
+        match CatchUnwind(Box::pin(connection_loop(
+            &core, client, key, first, wait_until,
+        )))
+        .await
+        {
             Ok(Some(idle)) => {
                 client = idle.client;
                 first = idle.first;
