@@ -68,7 +68,7 @@ async fn connect_one(us: &UpstreamState, t: usize) -> Result<UpConn, ProxyError>
             let _ = stream.set_nodelay(true);
             Ok(UpConn {
                 stream,
-                buf: Vec::with_capacity(16 * 1024),
+                buf: Vec::with_capacity(4 * 1024),
                 target: t,
                 reused: false,
             })
