@@ -39,6 +39,8 @@ up_port=$(free_port); gw_port=$(free_port)
   --duration "$((load_secs + 10))s" > "$tmp/upstream.out" &
 pids+=($!)
 cat > "$tmp/ringway.toml" <<TOML
+[admin]
+enabled = false
 [[listeners]]
 address = "127.0.0.1:$gw_port"
 [upstreams.be]

@@ -22,8 +22,13 @@ pub fn register_signals() -> std::io::Result<Signals> {
     Signals::new([SIGHUP, SIGTERM, SIGINT])
 }
 
-/// Reloads the config file; returns the new generation or the error text.
+/// Reloads the config file; returns the new generation or the error text. Reloads are
+/// serialized (SIGHUP and the admin API may ask at the same time).
 pub fn reload(shared: &Shared, path: &Path) -> Result<u64, String> {
+    let mut status = shared
+        .reload_lock
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let current = shared.config.load();
     let next = current.generation + 1;
     match config::load(path, next) {
@@ -34,7 +39,12 @@ pub fn reload(shared: &Shared, path: &Path) -> Result<u64, String> {
                 );
             }
             let routes = cfg.routes.len();
+            if cfg.admin != current.admin {
+                crate::log::warn("admin listener changes take effect on restart");
+            }
             shared.publish(cfg);
+            status.loaded_at = crate::worker::unix_now();
+            status.last_error = None;
             crate::log::info(&format!(
                 "config reloaded from {}: generation {next}, {routes} routes",
                 path.display()
@@ -54,6 +64,7 @@ pub fn reload(shared: &Shared, path: &Path) -> Result<u64, String> {
                 "reload failed; generation {} keeps serving",
                 current.generation
             ));
+            status.last_error = Some(text.clone());
             Err(text)
         }
     }

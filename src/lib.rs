@@ -4,6 +4,7 @@
 //! the compiled `config`, runs the action, forwards through `upstream` pools; `error` renders
 //! every failure. `control` owns signals and reloads.
 
+pub mod admin;
 pub mod config;
 pub mod control;
 pub mod error;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ringway::{config, control, log, worker};
+use ringway::{admin, config, control, log, worker};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -106,6 +106,16 @@ fn run(path: &Path, workers_flag: Option<usize>) -> ExitCode {
             return ExitCode::from(EXIT_STARTUP);
         }
     };
+    let admin = match &cfg.admin {
+        Some(a) => match admin::bind(a.addr) {
+            Ok(l) => Some((l, a.addr)),
+            Err(e) => {
+                log::error(&format!("cannot listen on admin address {}: {e}", a.addr));
+                return ExitCode::from(EXIT_STARTUP);
+            }
+        },
+        None => None,
+    };
     let shared = worker::Shared::new(cfg);
     let handles = match worker::spawn_workers(&shared, n) {
         Ok(h) => h,
@@ -116,6 +126,15 @@ fn run(path: &Path, workers_flag: Option<usize>) -> ExitCode {
     };
     for l in &listeners {
         log::info(&format!("listening on http://{l}"));
+    }
+    if let Some((listener, addr)) = admin {
+        if let Err(e) = admin::spawn(shared.clone(), path.to_path_buf(), listener, n) {
+            log::error(&format!("cannot start the admin thread: {e}"));
+            return ExitCode::from(EXIT_STARTUP);
+        }
+        log::info(&format!(
+            "admin API on http://{addr} (/health /ready /config /routes, POST /reload)"
+        ));
     }
     log::info(&format!(
         "pid {}; SIGHUP reloads, SIGTERM drains",

@@ -33,6 +33,19 @@ pub struct Shared {
     pub workers_done: AtomicUsize,
     /// Which I/O driver each worker ended up with ("io_uring" or "legacy").
     pub driver: std::sync::OnceLock<&'static str>,
+    /// Workers whose listeners are accepting (for `/ready`).
+    pub workers_accepting: AtomicUsize,
+    /// Serializes reloads (SIGHUP and `POST /reload`); control plane only, never on requests.
+    pub reload_lock: std::sync::Mutex<ReloadStatus>,
+}
+
+/// What the admin API reports about config loading.
+#[derive(Clone, Debug, Default)]
+pub struct ReloadStatus {
+    /// Unix time (seconds) the current generation was loaded.
+    pub loaded_at: u64,
+    /// The most recent failed reload's errors, cleared by a successful one.
+    pub last_error: Option<String>,
 }
 
 impl Shared {
@@ -45,6 +58,11 @@ impl Shared {
             drain_event: event_listener::Event::new(),
             workers_done: AtomicUsize::new(0),
             driver: std::sync::OnceLock::new(),
+            workers_accepting: AtomicUsize::new(0),
+            reload_lock: std::sync::Mutex::new(ReloadStatus {
+                loaded_at: unix_now(),
+                last_error: None,
+            }),
         })
     }
 
@@ -60,6 +78,14 @@ impl Shared {
         self.draining.store(true, Ordering::SeqCst);
         self.drain_event.notify(usize::MAX);
     }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// One config generation as seen by a worker: the immutable table plus this core's mutable
@@ -364,6 +390,8 @@ async fn worker_main(id: usize, shared: Arc<Shared>, listeners: Vec<std::net::Tc
             accepting.set(accepting.get() - 1);
         });
     }
+
+    shared.workers_accepting.fetch_add(1, Ordering::SeqCst);
 
     // Wait for the drain signal (woken from the control thread).
     loop {

@@ -13,8 +13,8 @@ use toml::Spanned;
 
 use super::raw::*;
 use super::{
-    Action, Compiled, ConfigError, Listener, ProxyAction, Redirect, Rewrite, Route, StaticResponse,
-    Target, Timeouts, Upstream, UpstreamId,
+    Action, Admin, Compiled, ConfigError, Listener, ProxyAction, Redirect, Rewrite, Route,
+    StaticResponse, Target, Timeouts, Upstream, UpstreamId,
 };
 use crate::http1::{self, Method};
 use crate::route::{self, Cond, HostPattern, PathPattern, RouteId, RouteSpec, RouteTable};
@@ -197,6 +197,7 @@ pub fn compile(
     };
 
     let (upstreams, upstream_ids) = compile_upstreams(&raw, &timeouts, &mut errs);
+    let admin = compile_admin(&raw, &listeners, &mut errs);
 
     let mut routes = Vec::with_capacity(raw.routes.len());
     let mut specs = Vec::with_capacity(raw.routes.len());
@@ -261,9 +262,70 @@ pub fn compile(
             upstreams,
             routes,
             table,
+            admin,
+            content_hash: content_hash(src),
         }),
         _ => Err(errs.list),
     }
+}
+
+/// Default admin address (loopback only unless configured otherwise).
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
+
+fn compile_admin(raw: &RawConfig, listeners: &[Listener], errs: &mut Errors) -> Option<Admin> {
+    let a = &raw.admin;
+    if a.enabled == Some(false) {
+        return None;
+    }
+    let (text, span) = match &a.address {
+        Some(s) => (s.get_ref().as_str(), s.span()),
+        None => (DEFAULT_ADMIN, 0..0),
+    };
+    let addr = match text.parse::<SocketAddr>() {
+        Ok(addr) => addr,
+        Err(_) => {
+            errs.at(
+                span,
+                "admin.address",
+                format!("bad admin address {text:?}: expected IP:PORT like \"127.0.0.1:9901\""),
+            );
+            return None;
+        }
+    };
+    if let Some(l) = listeners.iter().find(|l| l.addr == addr) {
+        errs.at(
+            span,
+            "admin.address",
+            format!(
+                "the admin listener cannot share {addr} with listener {:?}",
+                l.name
+            ),
+        );
+        return None;
+    }
+    let token = match &a.token {
+        Some(t) if t.get_ref().len() < 16 => {
+            errs.at(
+                t.span(),
+                "admin.token",
+                "token must be at least 16 characters",
+            );
+            None
+        }
+        Some(t) => Some(t.get_ref().clone()),
+        None => None,
+    };
+    Some(Admin { addr, token })
+}
+
+/// 64-bit FNV-1a of the config text, as 16 hex digits.
+fn content_hash(src: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in src.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 fn dur(v: &Option<Spanned<RawDuration>>, default: Duration) -> Duration {

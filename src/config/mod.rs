@@ -66,6 +66,17 @@ pub struct Compiled {
     /// Indexed by `RouteId`.
     pub routes: Vec<Route>,
     pub table: RouteTable,
+    /// The admin listener, if enabled.
+    pub admin: Option<Admin>,
+    /// Hash of the file content this generation was compiled from (hex, for `/config`).
+    pub content_hash: String,
+}
+
+/// The admin listener (never on a public listener; served by its own thread).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Admin {
+    pub addr: SocketAddr,
+    pub token: Option<String>,
 }
 
 impl Compiled {

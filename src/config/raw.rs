@@ -28,6 +28,18 @@ pub struct RawConfig {
     pub upstreams: BTreeMap<Spanned<String>, RawUpstream>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub admin: RawAdmin,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// `false` turns the admin listener off.
+    pub enabled: Option<bool>,
+    pub address: Option<Spanned<String>>,
+    /// Bearer token required by mutating endpoints (`POST /reload`).
+    pub token: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -6,6 +6,89 @@ use super::{Action, Compiled, Rewrite};
 use crate::http1::allow_header_value;
 use crate::route::{Cond, HostPattern, PathPattern};
 
+/// One route as `check` and the admin API show it.
+pub struct RouteRow {
+    pub name: String,
+    pub hosts: String,
+    pub methods: String,
+    /// `= /exact`, `~ /template/{id}` or `^ /prefix`.
+    pub path: String,
+    pub conditions: String,
+    pub action: String,
+}
+
+/// Routes in match order.
+pub fn route_rows(c: &Compiled) -> Vec<RouteRow> {
+    c.table
+        .match_order()
+        .iter()
+        .map(|id| {
+            let r = c.route(*id);
+            let hosts = if r.spec.hosts.is_empty() {
+                "*".to_string()
+            } else {
+                r.spec
+                    .hosts
+                    .iter()
+                    .map(|h| match h {
+                        HostPattern::Exact(h) => h.clone(),
+                        HostPattern::Wildcard(sfx) => format!("*{sfx}"),
+                        HostPattern::Any => "*".into(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let path = match &r.spec.path {
+                PathPattern::Exact(p) => format!("= {p}"),
+                PathPattern::Prefix(p) => format!("^ {p}"),
+                PathPattern::Template(p) => format!("~ {p}"),
+            };
+            let methods = if r.spec.methods == 0 {
+                "ANY".to_string()
+            } else {
+                allow_header_value(r.spec.methods).replace(", ", ",")
+            };
+            let mut conds = String::new();
+            for (k, v) in &r.spec.headers {
+                let _ = match v {
+                    Cond::Equals(x) => write!(conds, " header:{k}={x}"),
+                    Cond::Present => write!(conds, " header:{k}"),
+                };
+            }
+            for (k, v) in &r.spec.query {
+                let _ = match v {
+                    Cond::Equals(x) => write!(conds, " query:{k}={x}"),
+                    Cond::Present => write!(conds, " query:{k}"),
+                };
+            }
+            let action = match &r.action {
+                Action::Proxy(p) => {
+                    let mut a = format!("proxy {}", c.upstream(p.upstream).name);
+                    if let Rewrite::ReplacePrefix { prefix, with } = &p.rewrite {
+                        let _ = write!(
+                            a,
+                            " (rewrite {prefix} -> {})",
+                            if with.is_empty() { "/" } else { with }
+                        );
+                    }
+                    a
+                }
+                Action::Static(st) => format!("static {}", st.status),
+                Action::Echo => "echo".into(),
+                Action::Redirect(rd) => format!("redirect {} {}", rd.status, rd.location),
+            };
+            RouteRow {
+                name: r.name.clone(),
+                hosts,
+                methods,
+                path,
+                conditions: conds.trim_start().to_string(),
+                action,
+            }
+        })
+        .collect()
+}
+
 pub fn render(c: &Compiled) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "listeners:");
@@ -25,71 +108,22 @@ pub fn render(c: &Compiled) -> String {
         let _ = writeln!(s, "  {:<12} {}", u.name, targets.join(", "));
     }
     let _ = writeln!(s, "routes (match order):");
-    for (i, id) in c.table.match_order().iter().enumerate() {
-        let r = c.route(*id);
-        let hosts = if r.spec.hosts.is_empty() {
-            "*".to_string()
+    for (i, r) in route_rows(c).iter().enumerate() {
+        let conds = if r.conditions.is_empty() {
+            String::new()
         } else {
-            r.spec
-                .hosts
-                .iter()
-                .map(|h| match h {
-                    HostPattern::Exact(h) => h.clone(),
-                    HostPattern::Wildcard(sfx) => format!("*{sfx}"),
-                    HostPattern::Any => "*".into(),
-                })
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        let path = match &r.spec.path {
-            PathPattern::Exact(p) => format!("= {p}"),
-            PathPattern::Prefix(p) => format!("^ {p}"),
-            PathPattern::Template(p) => format!("~ {p}"),
-        };
-        let methods = if r.spec.methods == 0 {
-            "ANY".to_string()
-        } else {
-            allow_header_value(r.spec.methods).replace(", ", ",")
-        };
-        let mut conds = String::new();
-        for (k, v) in &r.spec.headers {
-            let _ = match v {
-                Cond::Equals(x) => write!(conds, " header:{k}={x}"),
-                Cond::Present => write!(conds, " header:{k}"),
-            };
-        }
-        for (k, v) in &r.spec.query {
-            let _ = match v {
-                Cond::Equals(x) => write!(conds, " query:{k}={x}"),
-                Cond::Present => write!(conds, " query:{k}"),
-            };
-        }
-        let action = match &r.action {
-            Action::Proxy(p) => {
-                let mut a = format!("proxy {}", c.upstream(p.upstream).name);
-                if let Rewrite::ReplacePrefix { prefix, with } = &p.rewrite {
-                    let _ = write!(
-                        a,
-                        " (rewrite {prefix} -> {})",
-                        if with.is_empty() { "/" } else { with }
-                    );
-                }
-                a
-            }
-            Action::Static(st) => format!("static {}", st.status),
-            Action::Echo => "echo".into(),
-            Action::Redirect(rd) => format!("redirect {} {}", rd.status, rd.location),
+            format!(" {}", r.conditions)
         };
         let _ = writeln!(
             s,
             "  {:>3}. {:<16} {:<14} {:<10} {:<24}{} -> {}",
             i + 1,
             r.name,
-            hosts,
-            methods,
-            path,
+            r.hosts,
+            r.methods,
+            r.path,
             conds,
-            action
+            r.action
         );
     }
     s

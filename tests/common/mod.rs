@@ -39,14 +39,22 @@ pub fn free_port() -> u16 {
 pub struct Gateway {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// The admin API address (unless the test's config set its own `[admin]`).
+    pub admin: SocketAddr,
     pub config_path: PathBuf,
     _dir: tempfile::TempDir,
     logs: Arc<Mutex<String>>,
 }
 
-/// The listener section the harness prepends; `body` supplies everything else.
-fn with_listener(port: u16, body: &str) -> String {
-    format!("[[listeners]]\nname = \"test\"\naddress = \"127.0.0.1:{port}\"\n\n{body}\n")
+/// The listener section the harness prepends; `body` supplies everything else. Unless the body
+/// has its own `[admin]` table, the admin API goes on `admin_port` (never the shared default).
+fn with_listener(port: u16, admin_port: u16, body: &str) -> String {
+    let admin = if body.contains("[admin]") {
+        String::new()
+    } else {
+        format!("[admin]\naddress = \"127.0.0.1:{admin_port}\"\n\n")
+    };
+    format!("[[listeners]]\nname = \"test\"\naddress = \"127.0.0.1:{port}\"\n\n{admin}{body}\n")
 }
 
 pub fn bin() -> &'static str {
@@ -62,8 +70,9 @@ impl Gateway {
     pub fn start_workers(body: &str, workers: usize) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
+        let admin_port = free_port();
         let config_path = dir.path().join("ringway.toml");
-        std::fs::write(&config_path, with_listener(port, body)).unwrap();
+        std::fs::write(&config_path, with_listener(port, admin_port, body)).unwrap();
         let mut child = Command::new(bin())
             .arg("--config")
             .arg(&config_path)
@@ -87,6 +96,7 @@ impl Gateway {
         let gw = Gateway {
             child: Some(child),
             addr,
+            admin: format!("127.0.0.1:{admin_port}").parse().unwrap(),
             config_path,
             _dir: dir,
             logs,
@@ -140,7 +150,11 @@ impl Gateway {
 
     /// Rewrites the config (listener kept) and sends SIGHUP.
     pub fn write_config(&self, body: &str) {
-        std::fs::write(&self.config_path, with_listener(self.addr.port(), body)).unwrap();
+        std::fs::write(
+            &self.config_path,
+            with_listener(self.addr.port(), self.admin.port(), body),
+        )
+        .unwrap();
     }
 
     /// Writes `body` as the config, sends SIGHUP and waits for the outcome in the logs.

@@ -311,7 +311,7 @@ pub fn ringway_config(
     let _ = write!(
         s,
         "# Written by rwcompare for scenario {}.\nversion = 1\n\n[server]\nworkers = {workers}\n\
-         drain_timeout = \"1s\"\n\n[[listeners]]\nname = \"bench\"\naddress = \"{addr}\"\n\n\
+         drain_timeout = \"1s\"\n\n[admin]\nenabled = false\n\n[[listeners]]\nname = \"bench\"\naddress = \"{addr}\"\n\n\
          [upstreams.be]\ntargets = [{{ address = \"{upstream}\" }}]\nmax_idle = {UPSTREAM_KEEPALIVE}\n",
         scn.name
     );
