@@ -207,18 +207,23 @@ fn routes(shared: &Shared) -> Reply {
         if i > 0 {
             b.push(b',');
         }
-        b.extend_from_slice(b"{\"name\":");
-        string_into(&mut b, r.name.as_bytes());
-        b.extend_from_slice(b",\"hosts\":");
-        string_into(&mut b, r.hosts.as_bytes());
-        b.extend_from_slice(b",\"methods\":");
-        string_into(&mut b, r.methods.as_bytes());
-        b.extend_from_slice(b",\"path\":");
-        string_into(&mut b, r.path.as_bytes());
-        b.extend_from_slice(b",\"conditions\":");
-        string_into(&mut b, r.conditions.as_bytes());
-        b.extend_from_slice(b",\"action\":");
-        string_into(&mut b, r.action.as_bytes());
+        let fields = [
+            ("name", &r.name),
+            ("hosts", &r.hosts),
+            ("methods", &r.methods),
+            ("path", &r.path),
+            ("conditions", &r.conditions),
+            ("action", &r.action),
+        ];
+        b.push(b'{');
+        for (j, (key, value)) in fields.iter().enumerate() {
+            if j > 0 {
+                b.push(b',');
+            }
+            string_into(&mut b, key.as_bytes());
+            b.push(b':');
+            string_into(&mut b, value.as_bytes());
+        }
         b.push(b'}');
     }
     b.extend_from_slice(b"]}\n");

@@ -115,6 +115,16 @@ fn reloads_under_continuous_traffic_lose_nothing() {
     assert_eq!(get(gw.addr, "/version").text(), "v2");
 }
 
+/// 1-based line of the first line starting with `prefix` in the config file as written.
+fn line_of(gw: &Gateway, prefix: &str) -> usize {
+    let written = std::fs::read_to_string(&gw.config_path).unwrap();
+    written
+        .lines()
+        .position(|l| l.starts_with(prefix))
+        .expect("line present")
+        + 1
+}
+
 #[test]
 fn broken_reload_keeps_old_config_and_names_the_error() {
     let gw = Gateway::start(&versioned("v1"));
@@ -123,12 +133,7 @@ fn broken_reload_keeps_old_config_and_names_the_error() {
     let logs = gw.logs();
     let path = gw.config_path.display().to_string();
     // The line of `bogus_field` in the file as written (the harness prepends its own tables).
-    let written = std::fs::read_to_string(&gw.config_path).unwrap();
-    let line = written
-        .lines()
-        .position(|l| l.starts_with("bogus_field"))
-        .unwrap()
-        + 1;
+    let line = line_of(&gw, "bogus_field");
     assert!(
         logs.contains(&format!("{path}:{line}:1")),
         "error does not name {path}:{line}:1:\n{logs}"
@@ -141,12 +146,7 @@ fn broken_reload_keeps_old_config_and_names_the_error() {
     let broken =
         "[[routes]]\nname = \"ver\"\npath = \"/version\"\nproxy = { upstream = \"ghost\" }\n";
     assert!(!gw.reload(broken));
-    let written = std::fs::read_to_string(&gw.config_path).unwrap();
-    let line = written
-        .lines()
-        .position(|l| l.starts_with("proxy = "))
-        .unwrap()
-        + 1;
+    let line = line_of(&gw, "proxy = ");
     assert!(
         gw.logs().contains(&format!("{path}:{line}:")),
         "{}",
