@@ -9,7 +9,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ringway::error::{self, ErrorKind, ProxyError};
-use ringway::http1::{self, BodyFraming, Method, ResponseHead};
+use ringway::http1::{self, BodyFraming, Method, ResponseHead, Version};
 
 const REQUEST_ID: &str = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
 
@@ -102,7 +102,7 @@ fn response_heads(c: &mut Criterion) {
 fn error_render(c: &mut Criterion) {
     let err = ProxyError::new(ErrorKind::NoRoute);
     let mut out = Vec::with_capacity(1024);
-    error::render(&err, REQUEST_ID, false, false, &mut out);
+    error::render(&err, REQUEST_ID, true, Version::Http11, false, &mut out);
     assert!(out.starts_with(b"HTTP/1.1 404 Not Found\r\n") && out.ends_with(b"}\n"));
 
     let mut group = c.benchmark_group("error_render");
@@ -112,7 +112,8 @@ fn error_render(c: &mut Criterion) {
             error::render(
                 black_box(&err),
                 black_box(REQUEST_ID),
-                false,
+                true,
+                Version::Http11,
                 false,
                 &mut out,
             );

@@ -143,8 +143,16 @@ impl ProxyError {
 }
 
 /// Renders `err` as a complete HTTP/1.1 response into `out` (head and problem+json body).
+/// `keep` = the connection stays open (decides the `Connection` header for `version`);
 /// `head_only` omits the body (HEAD requests) but keeps its Content-Length.
-pub fn render(err: &ProxyError, request_id: &str, close: bool, head_only: bool, out: &mut Vec<u8>) {
+pub fn render(
+    err: &ProxyError,
+    request_id: &str,
+    keep: bool,
+    version: http1::Version,
+    head_only: bool,
+    out: &mut Vec<u8>,
+) {
     let status = err.status();
     let mut body = Vec::with_capacity(160);
     body.extend_from_slice(b"{\"type\":\"about:blank\",\"title\":\"");
@@ -168,9 +176,7 @@ pub fn render(err: &ProxyError, request_id: &str, close: bool, head_only: bool, 
     if !request_id.is_empty() {
         http1::write_header(out, b"x-request-id", request_id.as_bytes());
     }
-    if close {
-        http1::write_header(out, b"connection", b"close");
-    }
+    http1::write_connection(out, keep, version);
     out.extend_from_slice(b"\r\n");
     if !head_only {
         out.extend_from_slice(&body);

@@ -105,12 +105,6 @@ impl IdGen {
         }
         id
     }
-
-    /// Writes a fresh UUIDv4-shaped id (36 chars) into `out`.
-    pub fn generate(&self, out: &mut String) {
-        out.clear();
-        out.push_str(self.next_id().as_str());
-    }
 }
 
 impl Default for IdGen {
@@ -135,9 +129,8 @@ mod tests {
     #[test]
     fn generated_ids_look_like_uuids_and_differ() {
         let g = IdGen::new();
-        let (mut a, mut b) = (String::new(), String::new());
-        g.generate(&mut a);
-        g.generate(&mut b);
+        let (a, b) = (g.next_id(), g.next_id());
+        let (a, b) = (a.as_str(), b.as_str());
         assert_eq!(a.len(), 36);
         assert_eq!(&a[14..15], "4");
         assert_ne!(a, b);

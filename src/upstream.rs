@@ -164,11 +164,6 @@ impl UpstreamState {
             t.idle.borrow_mut().clear();
         }
     }
-
-    /// Count of idle pooled connections (for tests and metrics).
-    pub fn idle_count(&self) -> usize {
-        self.targets.iter().map(|t| t.idle.borrow().len()).sum()
-    }
 }
 
 /// Idle time after which even a retryable request's pooled connection is checked first.

@@ -54,14 +54,7 @@ fn sigterm_finishes_in_flight_request_then_exits_zero() {
         (r, Instant::now())
     });
     // Make sure the request reached the upstream before the signal.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while up.count() == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "request never reached the upstream"
-        );
-        thread::sleep(Duration::from_millis(10));
-    }
+    wait_until_received(&up);
     let sig_at = Instant::now();
     gw.signal(libc::SIGTERM);
     gw.wait_log("draining", Duration::from_secs(3));
@@ -142,14 +135,7 @@ fn drain_timeout_bounds_a_stuck_request() {
         let res = s.read_to_end(&mut buf);
         (res.map(|_| buf), t.elapsed())
     });
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while up.count() == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "request never reached the upstream"
-        );
-        thread::sleep(Duration::from_millis(10));
-    }
+    wait_until_received(&up);
     let t = Instant::now();
     gw.signal(libc::SIGTERM);
     let status = gw
@@ -184,14 +170,7 @@ fn second_sigterm_exits_immediately() {
         let _ = s.write_all(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
         let _ = s.read_to_end(&mut Vec::new());
     });
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while up.count() == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "request never reached the upstream"
-        );
-        thread::sleep(Duration::from_millis(10));
-    }
+    wait_until_received(&up);
     gw.signal(libc::SIGTERM);
     gw.wait_log("draining", Duration::from_secs(3));
     assert!(
@@ -232,14 +211,7 @@ fn keepalive_connection_busy_during_drain_is_closed_after_its_response() {
     assert_eq!(c.request("GET", "/s", &[], b"").status, 200);
     // Pipeline a slow request and a second one behind it, then drain.
     c.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\nGET /s HTTP/1.1\r\nHost: t\r\n\r\n");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while up.count() == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "request never reached the upstream"
-        );
-        thread::sleep(Duration::from_millis(10));
-    }
+    wait_until_received(&up);
     gw.signal(libc::SIGTERM);
     let r = c.read_response(false).expect("in-flight response");
     assert_eq!((r.status, r.text()), (200, "done".to_string()));
@@ -253,4 +225,17 @@ fn keepalive_connection_busy_during_drain_is_closed_after_its_response() {
         .wait_exit(Duration::from_secs(3))
         .expect("exit after drain");
     assert_eq!(status.code(), Some(0));
+}
+
+/// Waits (up to 5 s) until the upstream has received a request, so a signal sent next finds it
+/// in flight.
+fn wait_until_received(up: &Upstream) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while up.count() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "request never reached the upstream"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
 }

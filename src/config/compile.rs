@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use toml::Spanned;
@@ -889,11 +889,6 @@ pub fn load(path: &Path, generation: u64) -> Result<Compiled, Vec<ConfigError>> 
     })?;
     let raw = parse(&src, path)?;
     compile(raw, &src, path, generation)
-}
-
-/// Canonical path used in messages (falls back to the given path).
-pub fn display_path(p: &Path) -> PathBuf {
-    p.to_path_buf()
 }
 
 #[cfg(test)]

@@ -29,7 +29,8 @@ pub use path::normalize_path;
 pub use request::{parse_request_head, RequestHead};
 pub use response::{parse_response_head, ResponseHead};
 pub use serialize::{
-    is_hop_by_hop, named_in_connection, reason_phrase, write_header, write_status_line,
+    is_hop_by_hop, named_in_connection, reason_phrase, write_connection, write_header,
+    write_status_line,
 };
 
 /// A byte range into a head's own buffer.

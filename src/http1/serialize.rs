@@ -37,6 +37,17 @@ pub fn named_in_connection<'a>(
     })
 }
 
+/// Appends the `Connection` header a response needs: `close` when the connection ends after
+/// it, `keep-alive` when an HTTP/1.0 client keeps it (1.0 closes unless told), nothing when an
+/// HTTP/1.1 connection simply stays open.
+pub fn write_connection(out: &mut Vec<u8>, keep: bool, version: super::Version) {
+    if !keep {
+        write_header(out, b"connection", b"close");
+    } else if version == super::Version::Http10 {
+        write_header(out, b"connection", b"keep-alive");
+    }
+}
+
 /// Appends `name: value\r\n`.
 pub fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);

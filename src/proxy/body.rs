@@ -9,20 +9,15 @@ use crate::error::{ErrorKind, ProxyError};
 use crate::http1::{self, BodyFraming, ChunkedDecoder, RequestHead, Version};
 use crate::io::{read_more, write_all, write_range, IoFail};
 use crate::upstream::{UpConn, UpstreamState};
-use crate::worker::Core;
 
 use super::{Client, Req, STREAM_CHUNK};
 
 /// Sends `100 Continue` if the client is waiting for it before sending a body.
-pub(super) async fn maybe_continue(
-    core: &Core,
-    c: &mut Client,
-    head: &RequestHead,
-) -> Result<(), ProxyError> {
+pub(super) async fn maybe_continue(c: &mut Client, head: &RequestHead) -> Result<(), ProxyError> {
     let has_body = !matches!(head.body, BodyFraming::None | BodyFraming::Length(0));
     if head.expect_continue && has_body && head.version == Version::Http11 && c.pending() == 0 {
         let mut msg = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
-        let deadline = Instant::now() + core.generation().cfg.timeouts.client_body;
+        let deadline = Instant::now() + c.timeouts.client_body;
         write_all(&mut c.stream, &mut msg, deadline)
             .await
             .map_err(|_| ProxyError::new(ErrorKind::RequestTimeout))?;
@@ -31,14 +26,14 @@ pub(super) async fn maybe_continue(
 }
 
 /// Reads the next body piece from the client into `c.buf` (appending).
-async fn read_client(core: &Core, c: &mut Client) -> Result<(), ProxyError> {
+async fn read_client(c: &mut Client) -> Result<(), ProxyError> {
     if c.pending() == 0 {
         c.buf.clear();
         c.pos = 0;
     } else if c.pos > STREAM_CHUNK {
         c.compact();
     }
-    let deadline = Instant::now() + core.generation().cfg.timeouts.client_body;
+    let deadline = Instant::now() + c.timeouts.client_body;
     match read_more(&mut c.stream, &mut c.buf, deadline, STREAM_CHUNK).await {
         Ok(_) => Ok(()),
         Err(IoFail::Timeout) => Err(ProxyError::new(ErrorKind::RequestTimeout)),
@@ -50,20 +45,19 @@ async fn read_client(core: &Core, c: &mut Client) -> Result<(), ProxyError> {
 
 /// Reads the whole request body into memory, bounded by the route limit (echo only).
 pub(super) async fn read_body_bounded(
-    core: &Core,
     c: &mut Client,
     req: &Req<'_>,
     route: &Route,
 ) -> Result<Vec<u8>, ProxyError> {
     let mut body = Vec::new();
-    maybe_continue(core, c, req.head).await?;
+    maybe_continue(c, req.head).await?;
     match req.head.body {
         BodyFraming::None | BodyFraming::CloseDelimited => {}
         BodyFraming::Length(n) => {
             let mut left = n;
             while left > 0 {
                 if c.pending() == 0 {
-                    read_client(core, c).await?;
+                    read_client(c).await?;
                 }
                 let take = (c.pending() as u64).min(left) as usize;
                 body.extend_from_slice(&c.buf[c.pos..c.pos + take]);
@@ -83,7 +77,7 @@ pub(super) async fn read_body_bounded(
                     return Err(ProxyError::new(ErrorKind::BodyTooLarge));
                 }
                 if used == 0 && !dec.is_done() {
-                    read_client(core, c).await?;
+                    read_client(c).await?;
                 }
             }
         }
@@ -93,7 +87,6 @@ pub(super) async fn read_body_bounded(
 
 /// Consumes and drops the request body (static and redirect routes), bounded by the limit.
 pub(super) async fn discard_body(
-    core: &Core,
     c: &mut Client,
     req: &Req<'_>,
     route: &Route,
@@ -101,12 +94,11 @@ pub(super) async fn discard_body(
     if matches!(req.head.body, BodyFraming::None | BodyFraming::Length(0)) {
         return Ok(());
     }
-    read_body_bounded(core, c, req, route).await.map(|_| ())
+    read_body_bounded(c, req, route).await.map(|_| ())
 }
 
 /// Streams the request body (beyond what was sent with the head) client → upstream.
 pub(super) async fn stream_request_body(
-    core: &Core,
     c: &mut Client,
     req: &Req<'_>,
     route: &Route,
@@ -125,7 +117,7 @@ pub(super) async fn stream_request_body(
             let mut left = n;
             while left > 0 {
                 if c.pending() == 0 {
-                    read_client(core, c).await?;
+                    read_client(c).await?;
                 }
                 let take = (c.pending() as u64).min(left) as usize;
                 let deadline = Instant::now() + us.response_timeout;
@@ -169,7 +161,7 @@ pub(super) async fn stream_request_body(
                     .await
                     .map_err(up_err)?;
                 if !dec.is_done() {
-                    read_client(core, c).await?;
+                    read_client(c).await?;
                 }
             }
             Ok(())
@@ -180,15 +172,14 @@ pub(super) async fn stream_request_body(
 /// Streams the upstream body to the client, re-framing as needed. `out` holds the client
 /// response head, which goes out together with the first body bytes.
 pub(super) async fn stream_response_body(
-    core: &Core,
     c: &mut Client,
     up: &mut UpConn,
     from: BodyFraming,
     to: BodyFraming,
     out: &mut Vec<u8>,
 ) -> Result<(), ()> {
-    let client_timeout = core.generation().cfg.timeouts.client_body;
-    let idle = core.generation().cfg.timeouts.upstream_idle;
+    let client_timeout = c.timeouts.client_body;
+    let idle = c.timeouts.upstream_idle;
     let chunked_out = to == BodyFraming::Chunked;
     match from {
         BodyFraming::None | BodyFraming::Length(0) => {

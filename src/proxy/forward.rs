@@ -165,7 +165,7 @@ pub(super) async fn proxy(
         && h.header("upgrade")
             .is_some_and(|u| u.trim_ascii().eq_ignore_ascii_case(b"websocket"));
 
-    maybe_continue(core, c, h).await?;
+    maybe_continue(c, h).await?;
 
     // A body that is already fully buffered and small rides with the head in one write and
     // can be re-sent if a pooled connection turns out to be stale.
@@ -215,7 +215,7 @@ pub(super) async fn proxy(
             Ok(()) if buffered_body.is_some() => Ok(()),
             Ok(()) => {
                 c.body_streamed = true;
-                stream_request_body(core, c, req, route, &mut up, us)
+                stream_request_body(c, req, route, &mut up, us)
                     .await
                     .map_err(|err| SendFail { err, stale: false })
             }
@@ -284,9 +284,10 @@ pub(super) async fn proxy(
     let mut out = std::mem::take(&mut c.wire);
     out.clear();
     http1::write_status_line(&mut out, resp.status);
+    let conn_lists_names = resp.header("connection").is_some();
     for (n, v) in resp.headers() {
         if http1::is_hop_by_hop(n)
-            || http1::named_in_connection(resp.headers(), n)
+            || (conn_lists_names && http1::named_in_connection(resp.headers(), n))
             || n.eq_ignore_ascii_case(b"x-request-id")
             || (n.eq_ignore_ascii_case(b"content-length") && resp.body != BodyFraming::None)
         {
@@ -304,15 +305,10 @@ pub(super) async fn proxy(
         _ => {}
     }
     http1::write_header(&mut out, b"x-request-id", req.rid.as_bytes());
-    if !keep {
-        http1::write_header(&mut out, b"connection", b"close");
-    } else if !client_11 {
-        http1::write_header(&mut out, b"connection", b"keep-alive");
-    }
+    http1::write_connection(&mut out, keep, h.version);
     out.extend_from_slice(b"\r\n");
 
-    let upstream_done =
-        stream_response_body(core, c, &mut up, resp.body, client_framing, &mut out).await;
+    let upstream_done = stream_response_body(c, &mut up, resp.body, client_framing, &mut out).await;
     // Keep the buffer for the next request unless a large body grew it.
     if out.capacity() <= 16 * 1024 {
         c.wire = out;

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use monoio::net::TcpStream;
 
-use crate::config::Action;
+use crate::config::{Action, Timeouts};
 use crate::error::{self, ErrorKind, ProxyError};
 use crate::http1::{self, BodyFraming, Method, RequestHead, Version};
 use crate::io::{idle_wait, read_more, write_all, IdleWake, IoFail};
@@ -81,6 +81,9 @@ struct Client {
     host: String,
     /// Cancels the idle read once the grace period is over (reused while nothing is cancelled).
     canceller: monoio::io::Canceller,
+    /// Timeouts of the config generation serving the current request (set once per request,
+    /// so a reload mid-request never changes them).
+    timeouts: Timeouts,
 }
 
 impl Client {
@@ -114,7 +117,7 @@ enum Outcome {
 /// an idle connection costs its socket, this task and the `Client` fields.
 pub async fn serve_connection(core: Rc<Core>, stream: TcpStream, peer: SocketAddr) {
     let key = core.conns.register(stream.as_raw_fd());
-    let mut client = Client::new(stream, peer);
+    let mut client = Client::new(stream, peer, core.generation().cfg.timeouts);
     let mut first = true;
     let mut wait_until: Option<Instant> = None;
     loop {
@@ -157,7 +160,7 @@ struct Idle {
 }
 
 impl Client {
-    fn new(stream: TcpStream, peer: SocketAddr) -> Client {
+    fn new(stream: TcpStream, peer: SocketAddr, timeouts: Timeouts) -> Client {
         let ip = peer.ip().to_canonical();
         Client {
             stream,
@@ -173,6 +176,7 @@ impl Client {
             wire: Vec::new(),
             host: String::new(),
             canceller: monoio::io::Canceller::new(),
+            timeouts,
         }
     }
 }
@@ -203,8 +207,8 @@ async fn connection_loop(
             Err(HeadFail::Reject(err)) => {
                 let mut out = Vec::with_capacity(256);
                 let rid = core.ids.next_id();
-                error::render(&err, rid.as_str(), true, false, &mut out);
-                let deadline = Instant::now() + core.generation().cfg.timeouts.client_body;
+                error::render(&err, rid.as_str(), false, Version::Http11, false, &mut out);
+                let deadline = Instant::now() + c.timeouts.client_body;
                 let _ = write_all(&mut c.stream, &mut out, deadline).await;
                 return None;
             }
@@ -212,6 +216,7 @@ async fn connection_loop(
         core.conns.set_idle(key, false);
         first = false;
         let gen = core.generation();
+        c.timeouts = gen.cfg.timeouts;
         match handle_request(core, &gen, &mut c, head).await {
             Outcome::Done(true) if !core.draining() => {}
             Outcome::Done(_) => return None,
@@ -411,7 +416,7 @@ async fn handle_request(
             Err(e) => respond_error(core, c, &head, req.rid.as_str(), e).await,
         },
         Action::Static(s) => {
-            if let Err(e) = discard_body(core, c, &req, route).await {
+            if let Err(e) = discard_body(c, &req, route).await {
                 return respond_error(core, c, &head, req.rid.as_str(), e).await;
             }
             let mut out = Vec::with_capacity(256 + s.body.len());
@@ -425,7 +430,7 @@ async fn handle_request(
             finish_local(core, c, &req, &mut out, body).await
         }
         Action::Redirect(r) => {
-            if let Err(e) = discard_body(core, c, &req, route).await {
+            if let Err(e) = discard_body(c, &req, route).await {
                 return respond_error(core, c, &head, req.rid.as_str(), e).await;
             }
             let mut location = r.location.clone().into_bytes();
@@ -444,7 +449,7 @@ async fn handle_request(
             http1::write_header(&mut out, b"location", &location);
             finish_local(core, c, &req, &mut out, Some(b"")).await
         }
-        Action::Echo => match read_body_bounded(core, c, &req, route).await {
+        Action::Echo => match read_body_bounded(c, &req, route).await {
             Ok(body) => {
                 let json = echo_json(&req, c.peer, route, &body);
                 let mut out = Vec::with_capacity(256 + json.len());
@@ -473,16 +478,12 @@ async fn finish_local(
     http1::write_header(out, b"x-request-id", req.rid.as_bytes());
     // A drain that started while this request ran still gets announced on its response.
     let keep = !req.close && !core.draining();
-    if !keep {
-        http1::write_header(out, b"connection", b"close");
-    } else if req.head.version == Version::Http10 {
-        http1::write_header(out, b"connection", b"keep-alive");
-    }
+    http1::write_connection(out, keep, req.head.version);
     out.extend_from_slice(b"\r\n");
     if let (Some(body), false) = (body, req.head.method == Method::Head) {
         out.extend_from_slice(body);
     }
-    let deadline = Instant::now() + core.generation().cfg.timeouts.client_body;
+    let deadline = Instant::now() + c.timeouts.client_body;
     match write_all(&mut c.stream, out, deadline).await {
         Ok(()) => Outcome::Done(keep),
         Err(_) => Outcome::Done(false),
@@ -510,17 +511,15 @@ async fn respond_error(
         }
     }
     let mut out = Vec::with_capacity(384);
-    error::render(&err, rid, !keep, head.method == Method::Head, &mut out);
-    if keep && head.version == Version::Http10 {
-        // Like `finish_local`: an HTTP/1.0 client only keeps the connection when told so.
-        if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
-            out.splice(
-                end + 2..end + 2,
-                b"connection: keep-alive\r\n".iter().copied(),
-            );
-        }
-    }
-    let deadline = Instant::now() + core.generation().cfg.timeouts.client_body;
+    error::render(
+        &err,
+        rid,
+        keep,
+        head.version,
+        head.method == Method::Head,
+        &mut out,
+    );
+    let deadline = Instant::now() + c.timeouts.client_body;
     match write_all(&mut c.stream, &mut out, deadline).await {
         Ok(()) => Outcome::Done(keep),
         Err(_) => Outcome::Done(false),

@@ -81,6 +81,8 @@ pub fn write_upstream_head(out: &mut Vec<u8>, u: &UpstreamHead<'_>, p: &ProxyAct
     } else {
         http1::write_header(out, b"host", target_label.as_bytes());
     }
+    // Scanning the Connection header per field only matters when there is one to scan.
+    let conn_lists_names = h.header("connection").is_some();
     let mut has_xff = false;
     let mut has_fwd = false;
     for (name, value) in h.headers() {
@@ -94,7 +96,7 @@ pub fn write_upstream_head(out: &mut Vec<u8>, u: &UpstreamHead<'_>, p: &ProxyAct
         }
         if http1::is_hop_by_hop(name)
             || managed_request_header(name)
-            || http1::named_in_connection(h.headers(), name)
+            || (conn_lists_names && http1::named_in_connection(h.headers(), name))
         {
             continue;
         }

@@ -226,6 +226,15 @@ pub fn check_config(text: &str) -> (i32, String, String) {
 // Client side
 // ---------------------------------------------------------------------------------------
 
+/// Values of header `name` (case-insensitive), in order.
+fn header_all<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
@@ -238,17 +247,10 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header_all(&self.headers, name).into_iter().next()
     }
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        header_all(&self.headers, name)
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -381,6 +383,25 @@ fn read_line<R: BufRead>(r: &mut R) -> std::io::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
+/// Reads a chunked body (CRLF required after each chunk), dropping trailers.
+fn read_chunked<R: BufRead>(r: &mut R, body: &mut Vec<u8>) -> std::io::Result<()> {
+    loop {
+        let size_line = read_line(r)?;
+        let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| std::io::Error::other(format!("bad chunk size {size_line:?}")))?;
+        if size == 0 {
+            while !read_line(r)?.is_empty() {}
+            return Ok(());
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        r.read_exact(&mut body[start..])?;
+        if !read_line(r)?.is_empty() {
+            return Err(std::io::Error::other("missing CRLF after chunk"));
+        }
+    }
+}
+
 /// Minimal strict-enough HTTP/1.1 response reader (skips 1xx other than 101).
 pub fn read_response<R: BufRead>(r: &mut R, head_request: bool) -> std::io::Result<Response> {
     loop {
@@ -417,29 +438,7 @@ pub fn read_response<R: BufRead>(r: &mut R, head_request: bool) -> std::io::Resu
             framing = "none";
         } else if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
             framing = "chunked";
-            loop {
-                let size_line = read_line(r)?;
-                let size =
-                    usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
-                        .map_err(|_| {
-                            std::io::Error::other(format!("bad chunk size {size_line:?}"))
-                        })?;
-                if size == 0 {
-                    loop {
-                        if read_line(r)?.is_empty() {
-                            break;
-                        }
-                    }
-                    break;
-                }
-                let start = body.len();
-                body.resize(start + size, 0);
-                r.read_exact(&mut body[start..])?;
-                let crlf = read_line(r)?;
-                if !crlf.is_empty() {
-                    return Err(std::io::Error::other("missing CRLF after chunk"));
-                }
-            }
+            read_chunked(r, &mut body)?;
         } else if let Some(cl) = find("content-length") {
             framing = "length";
             let n: usize = cl
@@ -481,17 +480,10 @@ pub struct Received {
 
 impl Received {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header_all(&self.headers, name).into_iter().next()
     }
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        header_all(&self.headers, name)
     }
 }
 
@@ -684,19 +676,7 @@ pub fn read_request<R: BufRead>(r: &mut R) -> std::io::Result<Option<Received>> 
     let framing;
     if find("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
         framing = "chunked";
-        loop {
-            let size_line = read_line(r)?;
-            let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
-                .map_err(|_| std::io::Error::other("bad chunk"))?;
-            if size == 0 {
-                while !read_line(r)?.is_empty() {}
-                break;
-            }
-            let start = body.len();
-            body.resize(start + size, 0);
-            r.read_exact(&mut body[start..])?;
-            read_line(r)?;
-        }
+        read_chunked(r, &mut body)?;
     } else if let Some(cl) = find("content-length") {
         framing = "length";
         let n: usize = cl

@@ -29,6 +29,10 @@ mod report;
 mod scenario;
 #[path = "rwcompare/targets.rs"]
 mod targets;
+/// rwload's value parsers, shared so both tools read durations and sizes the same way.
+#[path = "../units.rs"]
+#[allow(dead_code)]
+mod units;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

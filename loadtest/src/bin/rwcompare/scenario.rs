@@ -8,6 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::units::{parse_duration, parse_size};
+
 use serde::Deserialize;
 
 /// What a scenario measures.
@@ -283,54 +285,6 @@ fn validate_idle(i: RawIdle) -> Result<Idle, String> {
         settle: parse_duration(i.settle.as_deref().unwrap_or("1s"))
             .map_err(|e| format!("idle.settle: {e}"))?,
     })
-}
-
-/// `250ms`, `10s`, `2m`, `500us`, `1.5s` or `0`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .ok_or_else(|| format!("`{s}` needs a unit: us, ms, s, m or h"))?;
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` must start with a number"))?;
-    let secs = match unit {
-        "us" => value / 1e6,
-        "ms" => value / 1e3,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return Err(format!("unknown unit `{unit}` (use us, ms, s, m or h)")),
-    };
-    if !secs.is_finite() || secs > 86_400.0 {
-        return Err(format!("`{s}` is out of range"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// `20`, `20B`, `1KiB`, `1MiB`, `1KB` (powers of 1000 for KB/MB).
-pub fn parse_size(s: &str) -> Result<usize, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let value: usize = num
-        .parse()
-        .map_err(|_| format!("`{s}` must start with digits"))?;
-    let mult = match unit {
-        "" | "B" => 1,
-        "KB" => 1000,
-        "MB" => 1_000_000,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        _ => return Err(format!("unknown size unit `{unit}` (B, KB, MB, KiB, MiB)")),
-    };
-    value
-        .checked_mul(mult)
-        .ok_or_else(|| format!("`{s}` is too large"))
 }
 
 #[cfg(test)]
