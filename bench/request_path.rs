@@ -3,7 +3,8 @@
 //! Mirrors `proxy::handle_request` → `proxy::forward`: parse the request head, pick the request
 //! id, normalize the path, lowercase the routing host, look the route up in a `Compiled` built
 //! from a ~20-route TOML config, then serialize the fresh upstream head into a reused buffer
-//! with the proxy's own `proxy::upstream_head::write_upstream_head`. The `round_trip` cases go on: parse a canned upstream response head and
+//! with the proxy's own `proxy::upstream_head::write_upstream_head` (with a W3C trace context, as
+//! propagation is on by default), and record the request in core-local metrics. The `round_trip` cases go on: parse a canned upstream response head and
 //! serialize the client response head into the same reused buffer, as `forward::proxy` does.
 //!
 //! A counting `#[global_allocator]` (wrapping `System`, so timings here use the system
@@ -20,10 +21,12 @@ use std::path::Path;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ringway::config::{compile, Action, Compiled};
 use ringway::http1::{self, BodyFraming, RequestHead, ResponseHead, Version};
+use ringway::metrics::{CoreMetrics, RouteSlot};
 use ringway::proxy::push_decimal;
 use ringway::proxy::upstream_head::{write_upstream_head, UpstreamHead};
 use ringway::request_id::{IdGen, RequestId};
 use ringway::route::{HeaderSource, Lookup, RouteRequest};
+use ringway::trace::{IdRng, TraceContext};
 
 // ---------------------------------------------------------------------------------------
 // Counting allocator
@@ -294,6 +297,10 @@ struct Conn {
     wire: Vec<u8>,
     /// Reused buffer for the routing host.
     host: String,
+    /// The worker's trace-id generator and core-local metrics (`telemetry::CoreTelemetry`).
+    rng: IdRng,
+    metrics: CoreMetrics,
+    route_slots: Vec<RouteSlot>,
 }
 
 impl Conn {
@@ -304,6 +311,9 @@ impl Conn {
             forwarded_for: "for=127.0.0.1".to_string(),
             wire: Vec::new(),
             host: String::new(),
+            rng: IdRng::new(),
+            metrics: CoreMetrics::new(),
+            route_slots: Vec::new(),
         }
     }
 }
@@ -313,23 +323,27 @@ impl Conn {
 enum Step {
     Parse,
     RequestId,
+    Trace,
     Normalize,
     Host,
     Lookup,
     UpstreamHead,
     ParseResponse,
     ClientHead,
+    Metrics,
 }
 
-const STEPS: [(Step, &str); 8] = [
+const STEPS: [(Step, &str); 10] = [
     (Step::Parse, "parse_request_head"),
     (Step::RequestId, "request id"),
+    (Step::Trace, "trace context"),
     (Step::Normalize, "normalize_path"),
     (Step::Host, "host_for_routing"),
     (Step::Lookup, "route lookup"),
     (Step::UpstreamHead, "upstream head serialize"),
     (Step::ParseResponse, "parse_response_head"),
     (Step::ClientHead, "client response head serialize"),
+    (Step::Metrics, "record metrics"),
 ];
 
 /// Header access for the router (`proxy::HeadHeaders`).
@@ -361,6 +375,10 @@ fn request_path(
         .and_then(RequestId::from_client)
         .unwrap_or_else(|| conn.ids.next_id());
     after(Step::RequestId);
+    let start = std::time::Instant::now();
+
+    let trace = TraceContext::from_request(head.header("traceparent"), &mut conn.rng, 1.0);
+    after(Step::Trace);
 
     let path = match http1::normalize_path(head.path()) {
         Some(p) if p.is_empty() => Cow::Borrowed(&b"/"[..]),
@@ -408,6 +426,7 @@ fn request_path(
             forwarded_for: &conn.forwarded_for,
             target_label: label,
             tunnel: false,
+            trace: Some(&trace),
         },
         p,
     );
@@ -430,6 +449,23 @@ fn request_path(
         after(Step::ClientHead);
     }
     conn.wire = wire;
+    if conn.route_slots.len() != cfg.routes.len() {
+        conn.route_slots = cfg
+            .routes
+            .iter()
+            .map(|r| conn.metrics.route_slot(&r.name))
+            .collect();
+    }
+    let slot = conn.route_slots[route.id.0 as usize];
+    conn.metrics.record_request(
+        Some(slot),
+        0,
+        200,
+        start.elapsed(),
+        input.len() as u64,
+        written as u64,
+    );
+    after(Step::Metrics);
     written
 }
 

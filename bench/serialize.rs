@@ -102,7 +102,15 @@ fn response_heads(c: &mut Criterion) {
 fn error_render(c: &mut Criterion) {
     let err = ProxyError::new(ErrorKind::NoRoute);
     let mut out = Vec::with_capacity(1024);
-    error::render(&err, REQUEST_ID, true, Version::Http11, false, &mut out);
+    error::render(
+        &err,
+        REQUEST_ID,
+        true,
+        Version::Http11,
+        false,
+        &[],
+        &mut out,
+    );
     assert!(out.starts_with(b"HTTP/1.1 404 Not Found\r\n") && out.ends_with(b"}\n"));
 
     let mut group = c.benchmark_group("error_render");
@@ -115,6 +123,7 @@ fn error_render(c: &mut Criterion) {
                 true,
                 Version::Http11,
                 false,
+                &[],
                 &mut out,
             );
         })

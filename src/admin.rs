@@ -2,7 +2,8 @@
 //! public listener), one request per connection, JSON answers.
 //!
 //! `GET /health` (process alive), `GET /ready` (200 once every worker accepts; 503 while
-//! draining), `GET /config` (generation, source, content hash, loaded-at, last reload error),
+//! draining), `GET /metrics` (Prometheus text, merged from the workers' core-local metrics),
+//! `GET /stats` (latency percentiles per route and upstream, JSON), `GET /config` (generation, source, content hash, loaded-at, last reload error),
 //! `GET /routes` (the compiled table in match order) and `POST /reload` (same as SIGHUP, answers
 //! with the result). When `admin.token` is set, mutating endpoints need
 //! `Authorization: Bearer <token>`.
@@ -48,11 +49,71 @@ pub fn spawn(
 
 struct Reply {
     status: u16,
+    content_type: &'static str,
     body: Vec<u8>,
 }
 
 fn json(status: u16, body: Vec<u8>) -> Reply {
-    Reply { status, body }
+    Reply {
+        status,
+        content_type: "application/json",
+        body,
+    }
+}
+
+/// How long a scrape waits for busy workers to publish their snapshots.
+const SCRAPE_WAIT: Duration = Duration::from_millis(500);
+
+/// `GET /metrics`: every worker's core-local metrics merged, in Prometheus text format.
+fn metrics(shared: &Shared, workers: usize) -> Reply {
+    let merged = shared.metrics.collect(SCRAPE_WAIT);
+    let cfg = shared.config.load();
+    let (log_errors, spans_exported, spans_failed) = (
+        shared.access_log.get().map_or(0, |l| l.write_errors()),
+        shared.span_exporter.get().map_or(0, |e| e.exported()),
+        shared.span_exporter.get().map_or(0, |e| e.dropped()),
+    );
+    let extra = [
+        (
+            "ringway_access_log_write_errors_total",
+            "Access-log batches the writer thread failed to write.",
+            log_errors,
+        ),
+        (
+            "ringway_trace_spans_exported_total",
+            "Spans accepted by the OTLP collector.",
+            spans_exported,
+        ),
+        (
+            "ringway_trace_spans_export_failed_total",
+            "Spans dropped because the OTLP collector was unreachable or refused them.",
+            spans_failed,
+        ),
+    ];
+    let info = crate::metrics::ProcessInfo {
+        version: env!("CARGO_PKG_VERSION"),
+        driver: shared.driver.get().copied().unwrap_or("starting"),
+        workers,
+        generation: cfg.generation,
+        reloads_ok: shared.reloads_ok.load(Ordering::Relaxed),
+        reloads_failed: shared.reloads_failed.load(Ordering::Relaxed),
+        extra_counters: &extra,
+    };
+    let mut text = String::with_capacity(16 * 1024);
+    crate::metrics::render_prometheus(&merged, &info, &mut text);
+    Reply {
+        status: 200,
+        content_type: "text/plain; version=0.0.4; charset=utf-8",
+        body: text.into_bytes(),
+    }
+}
+
+/// `GET /stats`: exact latency percentiles per route and upstream from the merged histograms.
+fn stats(shared: &Shared) -> Reply {
+    let merged = shared.metrics.collect(SCRAPE_WAIT);
+    let mut text = String::with_capacity(4 * 1024);
+    crate::metrics::render_stats_json(&merged, &mut text);
+    json(200, text.into_bytes())
 }
 
 fn message(status: u16, key: &str, text: &str) -> Reply {
@@ -95,7 +156,7 @@ fn handle(shared: &Shared, config_path: &Path, workers: usize, mut s: TcpStream)
     };
     let mut out = Vec::with_capacity(reply.body.len() + 128);
     crate::http1::write_status_line(&mut out, reply.status);
-    crate::http1::write_header(&mut out, b"content-type", b"application/json");
+    crate::http1::write_header(&mut out, b"content-type", reply.content_type.as_bytes());
     crate::http1::write_header(
         &mut out,
         b"content-length",
@@ -128,6 +189,8 @@ fn route(
             }
         }
         ("GET", "/config") => config(shared),
+        ("GET", "/metrics") => metrics(shared, workers),
+        ("GET", "/stats") => stats(shared),
         ("GET", "/routes") => routes(shared),
         ("POST", "/reload") => {
             let cfg = shared.config.load();
@@ -149,7 +212,7 @@ fn route(
                 Err(text) => message(400, "error", &text),
             }
         }
-        (_, "/health" | "/ready" | "/config" | "/routes" | "/reload") => {
+        (_, "/health" | "/ready" | "/metrics" | "/stats" | "/config" | "/routes" | "/reload") => {
             message(405, "error", "method not allowed")
         }
         _ => message(404, "error", "no such admin endpoint"),

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
 use crate::config;
@@ -19,8 +19,60 @@ use crate::worker::Shared;
 /// Registers the signals the control thread handles. Call before workers start so an early
 /// SIGHUP cannot kill the process with the default action.
 pub fn register_signals() -> std::io::Result<Signals> {
-    Signals::new([SIGHUP, SIGTERM, SIGINT])
+    Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1])
 }
+
+/// Starts (or re-targets) the access-log writer and the span exporter a config asks for.
+/// Runs before the config is published, so workers never see a config whose sinks are
+/// missing; an access-log file that cannot be opened fails the load.
+pub fn prepare_sinks(shared: &Shared, cfg: &config::Compiled) -> Result<(), String> {
+    use crate::accesslog::{AccessLog, LogTarget};
+    if let Some(a) = &cfg.telemetry.access_log {
+        let target = match &a.path {
+            Some(p) => {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|e| format!("access_log.path {}: cannot open: {e}", p.display()))?;
+                LogTarget::File(p.clone())
+            }
+            None => LogTarget::Stdout,
+        };
+        match shared.access_log.get() {
+            Some(log) => log.set_target(target),
+            None => {
+                let log = AccessLog::start(target, ACCESS_LOG_QUEUE)
+                    .map_err(|e| format!("cannot start the access log: {e}"))?;
+                let _ = shared.access_log.set(log);
+            }
+        }
+    }
+    if let Some(o) = &cfg.telemetry.tracing.otlp {
+        let otlp = crate::trace::OtlpConfig {
+            endpoint: o.endpoint.clone(),
+            service_name: o.service_name.clone(),
+            batch_size: o.batch_size,
+            flush_interval: o.flush_interval,
+            timeout: o.timeout,
+            queue: SPAN_QUEUE,
+        };
+        match shared.span_exporter.get() {
+            Some(exp) => exp.set_config(otlp)?,
+            None => {
+                let exp = crate::trace::SpanExporter::start(otlp)
+                    .map_err(|e| format!("cannot start the OTLP exporter: {e}"))?;
+                let _ = shared.span_exporter.set(exp);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Batches of access-log lines that may wait for the writer before workers drop new ones.
+const ACCESS_LOG_QUEUE: usize = 256;
+/// Batches of spans that may wait for the exporter.
+const SPAN_QUEUE: usize = 64;
 
 /// Reloads the config file; returns the new generation or the error text. Reloads are
 /// serialized (SIGHUP and the admin API may ask at the same time).
@@ -31,7 +83,17 @@ pub fn reload(shared: &Shared, path: &Path) -> Result<u64, String> {
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let current = shared.config.load();
     let next = current.generation + 1;
-    match config::load(path, next) {
+    let loaded = config::load(path, next).and_then(|cfg| match prepare_sinks(shared, &cfg) {
+        Ok(()) => Ok(cfg),
+        Err(message) => Err(vec![config::ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            col: 0,
+            field: String::new(),
+            message,
+        }]),
+    });
+    match loaded {
         Ok(cfg) => {
             if cfg.listeners != current.listeners {
                 crate::log::warn(
@@ -44,6 +106,7 @@ pub fn reload(shared: &Shared, path: &Path) -> Result<u64, String> {
             }
             shared.publish(cfg);
             status.loaded_at = crate::worker::unix_now();
+            shared.reloads_ok.fetch_add(1, Ordering::Relaxed);
             status.last_error = None;
             crate::log::info(&format!(
                 "config reloaded from {}: generation {next}, {routes} routes",
@@ -65,6 +128,7 @@ pub fn reload(shared: &Shared, path: &Path) -> Result<u64, String> {
                 current.generation
             ));
             status.last_error = Some(text.clone());
+            shared.reloads_failed.fetch_add(1, Ordering::Relaxed);
             Err(text)
         }
     }
@@ -86,6 +150,13 @@ pub fn run(
                     crate::log::info("SIGHUP: reloading config");
                     let _ = reload(&shared, &config_path);
                 }
+                SIGUSR1 => match shared.access_log.get() {
+                    Some(log) => {
+                        crate::log::info("SIGUSR1: reopening the access log");
+                        log.reopen();
+                    }
+                    None => crate::log::info("SIGUSR1: no access log to reopen"),
+                },
                 SIGTERM | SIGINT => {
                     if draining_since.is_some() {
                         crate::log::warn("second stop signal: exiting now");
@@ -116,6 +187,13 @@ pub fn run(
     }
     for w in workers {
         let _ = w.join();
+    }
+    // Workers flushed their buffers on the way out; let the writer threads finish.
+    if let Some(log) = shared.access_log.get() {
+        log.flush_blocking(Duration::from_secs(2));
+    }
+    if let Some(exp) = shared.span_exporter.get() {
+        exp.flush_blocking(Duration::from_secs(2));
     }
     crate::log::info("all workers stopped; bye");
     0

@@ -151,6 +151,7 @@ pub fn render(
     keep: bool,
     version: http1::Version,
     head_only: bool,
+    extra_headers: &[u8],
     out: &mut Vec<u8>,
 ) {
     let status = err.status();
@@ -176,6 +177,7 @@ pub fn render(
     if !request_id.is_empty() {
         http1::write_header(out, b"x-request-id", request_id.as_bytes());
     }
+    out.extend_from_slice(extra_headers);
     http1::write_connection(out, keep, version);
     out.extend_from_slice(b"\r\n");
     if !head_only {

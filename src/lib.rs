@@ -3,7 +3,10 @@
 //! Request path: `worker` accepts → `proxy` reads the head (`http1`), routes (`route`) against
 //! the compiled `config`, runs the action, forwards through `upstream` pools; `error` renders
 //! every failure. `control` owns signals and reloads.
+//! `telemetry` records each finished request into core-local `metrics`, the `accesslog`
+//! buffer and `trace` spans; `admin` serves them off the workers.
 
+pub mod accesslog;
 pub mod admin;
 pub mod config;
 pub mod control;
@@ -12,8 +15,11 @@ pub mod http1;
 pub mod io;
 pub mod json;
 pub mod log;
+pub mod metrics;
 pub mod proxy;
 pub mod request_id;
 pub mod route;
+pub mod telemetry;
+pub mod trace;
 pub mod upstream;
 pub mod worker;

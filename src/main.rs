@@ -116,7 +116,11 @@ fn run(path: &Path, workers_flag: Option<usize>) -> ExitCode {
         },
         None => None,
     };
-    let shared = worker::Shared::new(cfg);
+    let shared = worker::Shared::new(cfg, n);
+    if let Err(e) = control::prepare_sinks(&shared, &shared.config.load()) {
+        log::error(&e);
+        return ExitCode::from(EXIT_STARTUP);
+    }
     let handles = match worker::spawn_workers(&shared, n) {
         Ok(h) => h,
         Err(e) => {
@@ -133,11 +137,11 @@ fn run(path: &Path, workers_flag: Option<usize>) -> ExitCode {
             return ExitCode::from(EXIT_STARTUP);
         }
         log::info(&format!(
-            "admin API on http://{addr} (/health /ready /config /routes, POST /reload)"
+            "admin API on http://{addr} (/health /ready /metrics /stats /config /routes, POST /reload)"
         ));
     }
     log::info(&format!(
-        "pid {}; SIGHUP reloads, SIGTERM drains",
+        "pid {}; SIGHUP reloads, SIGUSR1 reopens the access log, SIGTERM drains",
         std::process::id()
     ));
     let code = control::run(shared, path.to_path_buf(), signals, handles);

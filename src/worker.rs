@@ -20,6 +20,7 @@ use monoio::net::TcpListener;
 
 use crate::config::Compiled;
 use crate::request_id::IdGen;
+use crate::telemetry::{CoreTelemetry, Slots};
 use crate::upstream::UpstreamState;
 
 /// State shared by the control thread and all workers.
@@ -37,6 +38,14 @@ pub struct Shared {
     pub workers_accepting: AtomicUsize,
     /// Serializes reloads (SIGHUP and `POST /reload`); control plane only, never on requests.
     pub reload_lock: std::sync::Mutex<ReloadStatus>,
+    /// Where workers publish metric snapshots when the admin API scrapes.
+    pub metrics: crate::metrics::MetricsHub,
+    /// The access-log writer, started by the control thread the first time a config enables it.
+    pub access_log: std::sync::OnceLock<Arc<crate::accesslog::AccessLog>>,
+    /// The OTLP span exporter, started the first time a config sets `tracing.otlp`.
+    pub span_exporter: std::sync::OnceLock<Arc<crate::trace::SpanExporter>>,
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
 }
 
 /// What the admin API reports about config loading.
@@ -49,7 +58,7 @@ pub struct ReloadStatus {
 }
 
 impl Shared {
-    pub fn new(cfg: Compiled) -> Arc<Shared> {
+    pub fn new(cfg: Compiled, workers: usize) -> Arc<Shared> {
         let generation = cfg.generation;
         Arc::new(Shared {
             config: ArcSwap::from_pointee(cfg),
@@ -63,6 +72,11 @@ impl Shared {
                 loaded_at: unix_now(),
                 last_error: None,
             }),
+            metrics: crate::metrics::MetricsHub::new(workers),
+            access_log: std::sync::OnceLock::new(),
+            span_exporter: std::sync::OnceLock::new(),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
         })
     }
 
@@ -93,6 +107,8 @@ pub fn unix_now() -> u64 {
 pub struct Generation {
     pub cfg: Arc<Compiled>,
     pub upstreams: Vec<UpstreamState>,
+    /// This core's metric slots for the generation's routes and upstreams.
+    pub slots: Slots,
 }
 
 /// Per-core state, shared by the connection tasks of one worker through `Rc`.
@@ -103,6 +119,7 @@ pub struct Core {
     current_gen: Cell<u64>,
     pub ids: IdGen,
     pub conns: ConnRegistry,
+    pub telemetry: CoreTelemetry,
 }
 
 impl Core {
@@ -114,13 +131,20 @@ impl Core {
             .map(|u| UpstreamState::new(u, None))
             .collect();
         let gen = cfg.generation;
+        let telemetry = CoreTelemetry::new(id, shared.clone());
+        let slots = telemetry.slots(&cfg);
         Core {
             id,
             shared,
-            current: RefCell::new(Rc::new(Generation { cfg, upstreams })),
+            current: RefCell::new(Rc::new(Generation {
+                cfg,
+                upstreams,
+                slots,
+            })),
             current_gen: Cell::new(gen),
             ids: IdGen::new(),
             conns: ConnRegistry::default(),
+            telemetry,
         }
     }
 
@@ -140,7 +164,12 @@ impl Core {
                 })
                 .collect();
             self.current_gen.set(cfg.generation);
-            *self.current.borrow_mut() = Rc::new(Generation { cfg, upstreams });
+            let slots = self.telemetry.slots(&cfg);
+            *self.current.borrow_mut() = Rc::new(Generation {
+                cfg,
+                upstreams,
+                slots,
+            });
         }
         self.current.borrow().clone()
     }
@@ -392,6 +421,7 @@ async fn worker_main(id: usize, shared: Arc<Shared>, listeners: Vec<std::net::Tc
     }
 
     shared.workers_accepting.fetch_add(1, Ordering::SeqCst);
+    monoio::spawn(telemetry_loop(core.clone()));
 
     // Wait for the drain signal (woken from the control thread).
     loop {
@@ -427,6 +457,39 @@ async fn worker_main(id: usize, shared: Arc<Shared>, listeners: Vec<std::net::Tc
             break;
         }
         monoio::time::sleep(Duration::from_millis(20)).await;
+    }
+    core.telemetry.flush();
+}
+
+/// How often a worker hands buffered access-log lines and spans to their threads.
+const TELEMETRY_FLUSH: Duration = Duration::from_millis(200);
+
+/// Per worker: flushes log lines and spans every `TELEMETRY_FLUSH`, and publishes a metrics
+/// snapshot whenever the admin thread asks for one (it bumps the hub's epoch and wakes us).
+async fn telemetry_loop(core: Rc<Core>) {
+    let hub = &core.shared.metrics;
+    let mut served = 0u64;
+    let mut next_flush = Instant::now() + TELEMETRY_FLUSH;
+    loop {
+        // Listen before checking the epoch so a request made in between is not missed.
+        let wake = hub.listen();
+        let epoch = hub.requested_epoch();
+        if epoch > served {
+            core.telemetry.flush();
+            let snap = core.telemetry.snapshot(core.conns.open() as u64);
+            hub.publish(core.id, snap, epoch);
+            served = epoch;
+            continue;
+        }
+        let now = Instant::now();
+        if now >= next_flush {
+            core.telemetry.flush();
+            next_flush = now + TELEMETRY_FLUSH;
+        }
+        monoio::select! {
+            _ = wake => {}
+            _ = monoio::time::sleep_until(next_flush.into()) => {}
+        }
     }
 }
 

@@ -20,14 +20,19 @@ use crate::http1::{self, Method};
 use crate::route::{self, Cond, HostPattern, PathPattern, RouteId, RouteSpec, RouteTable};
 
 /// Collects errors with positions resolved against the source text.
-struct Errors<'a> {
+pub(super) struct Errors<'a> {
     file: &'a Path,
     src: &'a str,
     list: Vec<ConfigError>,
 }
 
 impl Errors<'_> {
-    fn at(&mut self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn at(
+        &mut self,
+        span: Range<usize>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         let (line, col) = line_col(self.src, span.start);
         self.list.push(ConfigError {
             file: self.file.to_path_buf(),
@@ -198,6 +203,7 @@ pub fn compile(
 
     let (upstreams, upstream_ids) = compile_upstreams(&raw, &timeouts, &mut errs);
     let admin = compile_admin(&raw, &listeners, &mut errs);
+    let telemetry = super::telemetry::compile_telemetry(&raw, &mut errs);
 
     let mut routes = Vec::with_capacity(raw.routes.len());
     let mut specs = Vec::with_capacity(raw.routes.len());
@@ -263,6 +269,7 @@ pub fn compile(
             routes,
             table,
             admin,
+            telemetry,
             content_hash: content_hash(src),
         }),
         _ => Err(errs.list),
@@ -818,6 +825,7 @@ fn compile_route(
             spec,
             action,
             max_body,
+            access_log: r.access_log.unwrap_or(true),
         },
     ))
 }

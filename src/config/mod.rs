@@ -7,6 +7,7 @@
 pub mod compile;
 pub mod raw;
 pub mod summary;
+pub mod telemetry;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use crate::http1::Limits;
 use crate::route::{RouteId, RouteSpec, RouteTable};
 
 pub use compile::load;
+pub use telemetry::{AccessLogFormat, AccessLogSettings, OtlpSettings, Telemetry, TracingSettings};
 
 /// Dense index into `Compiled::upstreams`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -68,6 +70,8 @@ pub struct Compiled {
     pub table: RouteTable,
     /// The admin listener, if enabled.
     pub admin: Option<Admin>,
+    /// Metrics, access log and trace settings.
+    pub telemetry: Telemetry,
     /// Hash of the file content this generation was compiled from (hex, for `/config`).
     pub content_hash: String,
 }
@@ -140,6 +144,8 @@ pub struct Route {
     pub action: Action,
     /// Largest request body accepted (→ 413).
     pub max_body: u64,
+    /// Requests on this route are written to the access log (when it is enabled).
+    pub access_log: bool,
 }
 
 #[derive(Debug)]

@@ -30,6 +30,54 @@ pub struct RawConfig {
     pub routes: Vec<RawRoute>,
     #[serde(default)]
     pub admin: RawAdmin,
+    #[serde(default)]
+    pub metrics: RawMetrics,
+    #[serde(default)]
+    pub access_log: RawAccessLog,
+    #[serde(default)]
+    pub tracing: RawTracing,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// `false` stops recording request metrics (the admin API keeps serving).
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccessLog {
+    pub enabled: Option<bool>,
+    /// `json` (default) or `combined`.
+    pub format: Option<Spanned<String>>,
+    /// A file path; absent or `"-"` means stdout.
+    pub path: Option<Spanned<String>>,
+    /// Fraction of requests logged, 0.0..=1.0.
+    pub sample: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    /// Continue / start W3C trace context and send `traceparent` upstream (default true).
+    pub propagate: Option<bool>,
+    /// Response header carrying the trace id (e.g. `x-trace-id`); absent = none.
+    pub response_header: Option<Spanned<String>>,
+    /// Fraction of new traces marked sampled, 0.0..=1.0 (incoming traces keep their flag).
+    pub sample_ratio: Option<Spanned<f64>>,
+    pub otlp: Option<RawOtlp>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOtlp {
+    /// `http://host:port/v1/traces`
+    pub endpoint: Spanned<String>,
+    pub service_name: Option<Spanned<String>>,
+    pub batch_size: Option<Spanned<i64>>,
+    pub flush_interval: Option<Spanned<RawDuration>>,
+    pub timeout: Option<Spanned<RawDuration>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -110,6 +158,8 @@ pub struct RawRoute {
     pub static_: Option<Spanned<RawStatic>>,
     pub echo: Option<Spanned<RawEcho>>,
     pub redirect: Option<Spanned<RawRedirect>>,
+    /// `false` leaves this route's requests out of the access log.
+    pub access_log: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -238,7 +238,7 @@ pub struct HeaderSpan {
     pub value: Span,
 }
 
-fn is_tchar(b: u8) -> bool {
+pub fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,

@@ -18,6 +18,7 @@ pub(super) async fn maybe_continue(c: &mut Client, head: &RequestHead) -> Result
     if head.expect_continue && has_body && head.version == Version::Http11 && c.pending() == 0 {
         let mut msg = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
         let deadline = Instant::now() + c.timeouts.client_body;
+        c.ex.bytes_out += msg.len() as u64;
         write_all(&mut c.stream, &mut msg, deadline)
             .await
             .map_err(|_| ProxyError::new(ErrorKind::RequestTimeout))?;
@@ -62,6 +63,7 @@ pub(super) async fn read_body_bounded(
                 let take = (c.pending() as u64).min(left) as usize;
                 body.extend_from_slice(&c.buf[c.pos..c.pos + take]);
                 c.pos += take;
+                c.ex.bytes_in += take as u64;
                 left -= take as u64;
             }
         }
@@ -73,6 +75,7 @@ pub(super) async fn read_body_bounded(
                     .map_err(|e| ProxyError::new(ErrorKind::BadBody(e.0)))?;
                 body.extend_from_slice(&c.buf[c.pos + data.start..c.pos + data.end]);
                 c.pos += used;
+                c.ex.bytes_in += used as u64;
                 if body.len() as u64 > route.max_body {
                     return Err(ProxyError::new(ErrorKind::BodyTooLarge));
                 }
@@ -125,6 +128,7 @@ pub(super) async fn stream_request_body(
                     .await
                     .map_err(up_err)?;
                 c.pos += take;
+                c.ex.bytes_in += take as u64;
                 left -= take as u64;
             }
             Ok(())
@@ -149,6 +153,7 @@ pub(super) async fn stream_request_body(
                         out.extend_from_slice(b"\r\n");
                     }
                     c.pos += used;
+                    c.ex.bytes_in += used as u64;
                     if used == 0 || dec.is_done() {
                         break;
                     }
@@ -183,6 +188,7 @@ pub(super) async fn stream_response_body(
     let chunked_out = to == BodyFraming::Chunked;
     match from {
         BodyFraming::None | BodyFraming::Length(0) => {
+            c.ex.bytes_out += out.len() as u64;
             write_all(&mut c.stream, out, Instant::now() + client_timeout)
                 .await
                 .map_err(|_| ())?;
@@ -195,6 +201,7 @@ pub(super) async fn stream_response_body(
             out.extend_from_slice(&up.buf[..take]);
             up.buf.drain(..take);
             left -= take as u64;
+            c.ex.bytes_out += out.len() as u64;
             write_all(&mut c.stream, out, Instant::now() + client_timeout)
                 .await
                 .map_err(|_| ())?;
@@ -209,6 +216,7 @@ pub(super) async fn stream_response_body(
                 .await
                 .map_err(|_| ())?;
                 let take = (up.buf.len() as u64).min(left) as usize;
+                c.ex.bytes_out += take as u64;
                 write_range(
                     &mut c.stream,
                     &mut up.buf,
@@ -246,6 +254,7 @@ pub(super) async fn stream_response_body(
                     out.extend_from_slice(http1::LAST_CHUNK);
                 }
                 if !out.is_empty() {
+                    c.ex.bytes_out += out.len() as u64;
                     write_all(&mut c.stream, out, Instant::now() + client_timeout)
                         .await
                         .map_err(|_| ())?;
@@ -277,6 +286,7 @@ pub(super) async fn stream_response_body(
                     up.buf.clear();
                 }
                 if !out.is_empty() {
+                    c.ex.bytes_out += out.len() as u64;
                     write_all(&mut c.stream, out, Instant::now() + client_timeout)
                         .await
                         .map_err(|_| ())?;
@@ -297,6 +307,7 @@ pub(super) async fn stream_response_body(
             }
             if chunked_out {
                 out.extend_from_slice(http1::LAST_CHUNK);
+                c.ex.bytes_out += out.len() as u64;
                 write_all(&mut c.stream, out, Instant::now() + client_timeout)
                     .await
                     .map_err(|_| ())?;

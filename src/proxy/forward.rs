@@ -16,7 +16,7 @@ use crate::worker::{Core, Generation};
 
 use super::body::{maybe_continue, stream_request_body, stream_response_body};
 use super::upstream_head::{write_upstream_head, UpstreamHead};
-use super::{Client, Outcome, Req, STREAM_CHUNK};
+use super::{Client, Outcome, Req, UpstreamFacts, STREAM_CHUNK};
 
 // ---------------------------------------------------------------------------------------
 // Proxying
@@ -32,6 +32,7 @@ async fn acquire(
     us: &UpstreamState,
     tried: &mut u64,
     retryable: bool,
+    connect_errors: &mut u32,
 ) -> Result<UpConn, ProxyError> {
     let mut last = ProxyError::new(ErrorKind::NoHealthyUpstream);
     let mut first = true;
@@ -46,7 +47,11 @@ async fn acquire(
                 return Ok(conn);
             }
         }
-        match connect_one(us, t).await {
+        let res = connect_one(us, t).await;
+        if res.is_err() {
+            *connect_errors += 1;
+        }
+        match res {
             Ok(conn) => return Ok(conn),
             Err(e) if e.kind == ErrorKind::UpstreamConnectTimeout => return Err(e),
             Err(e) => {
@@ -180,9 +185,23 @@ pub(super) async fn proxy(
 
     let mut tried = 0u64;
     let mut attempt = 0;
+    c.ex.upstream = Some(UpstreamFacts {
+        id: p.upstream,
+        addr: None,
+        reused: false,
+        connect_errors: 0,
+        duration: None,
+    });
     let (mut up, resp) = loop {
         attempt += 1;
-        let mut up = acquire(us, &mut tried, retryable).await?;
+        let mut connect_errors = 0;
+        let acquired = acquire(us, &mut tried, retryable, &mut connect_errors).await;
+        let facts = c.ex.upstream.as_mut().expect("set above");
+        facts.connect_errors += connect_errors;
+        let mut up = acquired?;
+        facts.addr = us.targets.get(up.target).map(|t| t.addr);
+        facts.reused = up.reused;
+        let sent_at = Instant::now();
         let label = us.targets.get(up.target).map_or("", |t| t.label.as_str());
         let mut wire = std::mem::take(&mut c.wire);
         write_upstream_head(
@@ -195,6 +214,7 @@ pub(super) async fn proxy(
                 forwarded_for: &c.forwarded_for,
                 target_label: label,
                 tunnel: tunnel_req,
+                trace: c.ex.trace.as_ref(),
             },
             p,
         );
@@ -228,7 +248,12 @@ pub(super) async fn proxy(
             Err(f) => Err(f),
         };
         match res {
-            Ok(resp) => break (up, resp),
+            Ok(resp) => {
+                if let Some(f) = c.ex.upstream.as_mut() {
+                    f.duration = Some(sent_at.elapsed());
+                }
+                break (up, resp);
+            }
             Err(f) if f.stale && retryable && attempt == 1 => {
                 // The pooled connection was closed under us before any reply: retry on a
                 // fresh connection (the target's other idle connections are suspect too).
@@ -243,7 +268,9 @@ pub(super) async fn proxy(
     };
     if let Some(n) = buffered_body {
         c.pos += n;
+        c.ex.bytes_in += n as u64;
     }
+    c.ex.status = resp.status;
 
     if resp.status == 101 {
         if !tunnel_req {
@@ -263,6 +290,7 @@ pub(super) async fn proxy(
         }
         out.extend_from_slice(b"\r\n");
         out.append(&mut up.buf);
+        c.ex.bytes_out += out.len() as u64;
         let deadline = Instant::now() + cfg.timeouts.client_body;
         if write_all(&mut c.stream, &mut out, deadline).await.is_err() {
             return Ok(Outcome::Done(false));
@@ -305,6 +333,7 @@ pub(super) async fn proxy(
         _ => {}
     }
     http1::write_header(&mut out, b"x-request-id", req.rid.as_bytes());
+    super::write_trace_header(&c.ex, &mut out);
     http1::write_connection(&mut out, keep, h.version);
     out.extend_from_slice(b"\r\n");
 

@@ -19,12 +19,13 @@ use std::time::Instant;
 
 use monoio::net::TcpStream;
 
-use crate::config::{Action, Timeouts};
+use crate::config::{Action, Timeouts, UpstreamId};
 use crate::error::{self, ErrorKind, ProxyError};
 use crate::http1::{self, BodyFraming, Method, RequestHead, Version};
 use crate::io::{idle_wait, read_more, write_all, IdleWake, IoFail};
 use crate::request_id::RequestId;
-use crate::route::{HeaderSource, Lookup, RouteRequest};
+use crate::route::{HeaderSource, Lookup, RouteId, RouteRequest};
+use crate::trace::TraceContext;
 use crate::upstream::UpConn;
 use crate::worker::{Core, Generation};
 
@@ -84,6 +85,39 @@ struct Client {
     /// Timeouts of the config generation serving the current request (set once per request,
     /// so a reload mid-request never changes them).
     timeouts: Timeouts,
+    /// What the current request did so far (for metrics, access log and spans).
+    ex: Exchange,
+}
+
+/// The facts telemetry needs about one request, filled in along the request path and reset
+/// when the next request starts.
+#[derive(Default)]
+pub struct Exchange {
+    /// Status sent to the client (0 = nothing was sent).
+    pub status: u16,
+    /// Request head bytes plus request body bytes read.
+    pub bytes_in: u64,
+    /// Bytes written to the client for this request (head and body).
+    pub bytes_out: u64,
+    pub route: Option<RouteId>,
+    pub upstream: Option<UpstreamFacts>,
+    /// The trace this request belongs to (when propagation is on).
+    pub trace: Option<TraceContext>,
+    /// Response header that carries the trace id (when configured).
+    pub trace_header: Option<std::sync::Arc<str>>,
+}
+
+/// The upstream side of a proxied request.
+pub struct UpstreamFacts {
+    pub id: UpstreamId,
+    /// The target that served the request (`None` when no connection was made).
+    pub addr: Option<SocketAddr>,
+    /// The request went out on a pooled connection.
+    pub reused: bool,
+    /// Failed connection attempts before the one used (or before giving up).
+    pub connect_errors: u32,
+    /// From sending the request to the complete response head.
+    pub duration: Option<std::time::Duration>,
 }
 
 impl Client {
@@ -177,6 +211,7 @@ impl Client {
             host: String::new(),
             canceller: monoio::io::Canceller::new(),
             timeouts,
+            ex: Exchange::default(),
         }
     }
 }
@@ -194,7 +229,7 @@ async fn connection_loop(
             return None;
         }
         core.conns.set_idle(key, c.pending() == 0);
-        let head = match read_head(core, &mut c, first, wait_until.take()).await {
+        let (head, head_len) = match read_head(core, &mut c, first, wait_until.take()).await {
             Ok(h) => h,
             Err(HeadFail::Quiet(deadline)) => {
                 return Some(Idle {
@@ -205,11 +240,28 @@ async fn connection_loop(
             }
             Err(HeadFail::Close) => return None,
             Err(HeadFail::Reject(err)) => {
+                let start = Instant::now();
                 let mut out = Vec::with_capacity(256);
                 let rid = core.ids.next_id();
-                error::render(&err, rid.as_str(), false, Version::Http11, false, &mut out);
+                error::render(
+                    &err,
+                    rid.as_str(),
+                    false,
+                    Version::Http11,
+                    false,
+                    &[],
+                    &mut out,
+                );
                 let deadline = Instant::now() + c.timeouts.client_body;
+                c.ex = Exchange {
+                    status: err.status(),
+                    bytes_in: c.pending() as u64,
+                    bytes_out: out.len() as u64,
+                    ..Exchange::default()
+                };
                 let _ = write_all(&mut c.stream, &mut out, deadline).await;
+                core.telemetry
+                    .on_rejected(&core.generation(), &c.ex, rid.as_str(), c.peer, start);
                 return None;
             }
         };
@@ -217,7 +269,7 @@ async fn connection_loop(
         first = false;
         let gen = core.generation();
         c.timeouts = gen.cfg.timeouts;
-        match handle_request(core, &gen, &mut c, head).await {
+        match handle_request(core, &gen, &mut c, head, head_len).await {
             Outcome::Done(true) if !core.draining() => {}
             Outcome::Done(_) => return None,
             Outcome::Tunnel(up) => {
@@ -245,7 +297,7 @@ async fn read_head(
     c: &mut Client,
     first: bool,
     wait_until: Option<Instant>,
-) -> Result<RequestHead, HeadFail> {
+) -> Result<(RequestHead, usize), HeadFail> {
     let cfg = core.generation().cfg.clone();
     let limits = cfg.limits;
     let mut head_deadline = if c.pending() > 0 || first {
@@ -259,7 +311,7 @@ async fn read_head(
             match http1::parse_request_head(&c.buf[c.pos..], &limits) {
                 Ok(Some((head, n))) => {
                     c.pos += n;
-                    return Ok(head);
+                    return Ok((head, n));
                 }
                 Ok(None) => {}
                 Err(e) => return Err(HeadFail::Reject(ProxyError::new(ErrorKind::BadHead(e)))),
@@ -333,17 +385,41 @@ struct Req<'a> {
     close: bool,
 }
 
+/// Runs one request and records its telemetry (metrics, access log, span) once it is done.
 async fn handle_request(
     core: &Core,
     gen: &Rc<Generation>,
     c: &mut Client,
     head: RequestHead,
+    head_len: usize,
 ) -> Outcome {
-    let cfg = &gen.cfg;
+    let start = Instant::now();
     let rid = head
         .header("x-request-id")
         .and_then(RequestId::from_client)
         .unwrap_or_else(|| core.ids.next_id());
+    c.ex = Exchange {
+        bytes_in: head_len as u64,
+        trace: core
+            .telemetry
+            .trace_context(&gen.cfg.telemetry.tracing, head.header("traceparent")),
+        trace_header: gen.cfg.telemetry.tracing.response_header.clone(),
+        ..Exchange::default()
+    };
+    let outcome = run_request(core, gen, c, &head, rid).await;
+    core.telemetry
+        .on_request(gen, &c.ex, &head, rid.as_str(), c.peer, start);
+    outcome
+}
+
+async fn run_request(
+    core: &Core,
+    gen: &Rc<Generation>,
+    c: &mut Client,
+    head: &RequestHead,
+    rid: RequestId,
+) -> Outcome {
+    let cfg = &gen.cfg;
     let close = head.close || core.draining();
     c.body_streamed = false;
 
@@ -352,11 +428,11 @@ async fn handle_request(
         Some(p) => p,
         None => {
             let e = ProxyError::new(ErrorKind::BadBody("encoded dot segment in path"));
-            return respond_error(core, c, &head, rid.as_str(), e).await;
+            return respond_error(core, c, head, rid.as_str(), e).await;
         }
     };
     let req = Req {
-        head: &head,
+        head,
         rid,
         path,
         close,
@@ -366,7 +442,7 @@ async fn handle_request(
         return respond_error(
             core,
             c,
-            &head,
+            head,
             req.rid.as_str(),
             ProxyError::new(ErrorKind::ExpectationFailed),
         )
@@ -382,20 +458,23 @@ async fn handle_request(
             path: &req.path,
             query: head.query(),
         },
-        &HeadHeaders(&head),
+        &HeadHeaders(head),
     );
     c.host = host;
     let route = match lookup {
-        Lookup::Found { route, .. } => cfg.route(route),
+        Lookup::Found { route, .. } => {
+            c.ex.route = Some(route);
+            cfg.route(route)
+        }
         Lookup::MethodNotAllowed { allow } => {
             let e = ProxyError::new(ErrorKind::MethodNotAllowed(allow));
-            return respond_error(core, c, &head, req.rid.as_str(), e).await;
+            return respond_error(core, c, head, req.rid.as_str(), e).await;
         }
         Lookup::NotFound => {
             return respond_error(
                 core,
                 c,
-                &head,
+                head,
                 req.rid.as_str(),
                 ProxyError::new(ErrorKind::NoRoute),
             )
@@ -406,18 +485,18 @@ async fn handle_request(
     if let BodyFraming::Length(n) = head.body {
         if n > route.max_body {
             let e = ProxyError::new(ErrorKind::BodyTooLarge);
-            return respond_error(core, c, &head, req.rid.as_str(), e).await;
+            return respond_error(core, c, head, req.rid.as_str(), e).await;
         }
     }
 
     match &route.action {
         Action::Proxy(p) => match proxy(core, gen, c, &req, route, p).await {
             Ok(o) => o,
-            Err(e) => respond_error(core, c, &head, req.rid.as_str(), e).await,
+            Err(e) => respond_error(core, c, head, req.rid.as_str(), e).await,
         },
         Action::Static(s) => {
             if let Err(e) = discard_body(c, &req, route).await {
-                return respond_error(core, c, &head, req.rid.as_str(), e).await;
+                return respond_error(core, c, head, req.rid.as_str(), e).await;
             }
             let mut out = Vec::with_capacity(256 + s.body.len());
             http1::write_status_line(&mut out, s.status);
@@ -427,11 +506,11 @@ async fn handle_request(
             // 204 and 304 carry neither a body nor a length (RFC 9110 §8.6, §15.3.5, §15.4.5);
             // config compile refuses a body for them.
             let body = (!matches!(s.status, 204 | 304)).then_some(&s.body[..]);
-            finish_local(core, c, &req, &mut out, body).await
+            finish_local(core, c, &req, s.status, &mut out, body).await
         }
         Action::Redirect(r) => {
             if let Err(e) = discard_body(c, &req, route).await {
-                return respond_error(core, c, &head, req.rid.as_str(), e).await;
+                return respond_error(core, c, head, req.rid.as_str(), e).await;
             }
             let mut location = r.location.clone().into_bytes();
             if r.append_path {
@@ -447,7 +526,7 @@ async fn handle_request(
             let mut out = Vec::with_capacity(256);
             http1::write_status_line(&mut out, r.status);
             http1::write_header(&mut out, b"location", &location);
-            finish_local(core, c, &req, &mut out, Some(b"")).await
+            finish_local(core, c, &req, r.status, &mut out, Some(b"")).await
         }
         Action::Echo => match read_body_bounded(c, &req, route).await {
             Ok(body) => {
@@ -455,9 +534,9 @@ async fn handle_request(
                 let mut out = Vec::with_capacity(256 + json.len());
                 http1::write_status_line(&mut out, 200);
                 http1::write_header(&mut out, b"content-type", b"application/json");
-                finish_local(core, c, &req, &mut out, Some(&json)).await
+                finish_local(core, c, &req, 200, &mut out, Some(&json)).await
             }
-            Err(e) => respond_error(core, c, &head, req.rid.as_str(), e).await,
+            Err(e) => respond_error(core, c, head, req.rid.as_str(), e).await,
         },
     }
 }
@@ -467,6 +546,7 @@ async fn finish_local(
     core: &Core,
     c: &mut Client,
     req: &Req<'_>,
+    status: u16,
     out: &mut Vec<u8>,
     body: Option<&[u8]>,
 ) -> Outcome {
@@ -476,6 +556,7 @@ async fn finish_local(
         out.extend_from_slice(b"\r\n");
     }
     http1::write_header(out, b"x-request-id", req.rid.as_bytes());
+    write_trace_header(&c.ex, out);
     // A drain that started while this request ran still gets announced on its response.
     let keep = !req.close && !core.draining();
     http1::write_connection(out, keep, req.head.version);
@@ -483,6 +564,8 @@ async fn finish_local(
     if let (Some(body), false) = (body, req.head.method == Method::Head) {
         out.extend_from_slice(body);
     }
+    c.ex.status = status;
+    c.ex.bytes_out += out.len() as u64;
     let deadline = Instant::now() + c.timeouts.client_body;
     match write_all(&mut c.stream, out, deadline).await {
         Ok(()) => Outcome::Done(keep),
@@ -511,18 +594,30 @@ async fn respond_error(
         }
     }
     let mut out = Vec::with_capacity(384);
+    let mut extra = Vec::new();
+    write_trace_header(&c.ex, &mut extra);
     error::render(
         &err,
         rid,
         keep,
         head.version,
         head.method == Method::Head,
+        &extra,
         &mut out,
     );
+    c.ex.status = err.status();
+    c.ex.bytes_out += out.len() as u64;
     let deadline = Instant::now() + c.timeouts.client_body;
     match write_all(&mut c.stream, &mut out, deadline).await {
         Ok(()) => Outcome::Done(keep),
         Err(_) => Outcome::Done(false),
+    }
+}
+
+/// Adds the configured trace-id response header (if any) to a response head being built.
+fn write_trace_header(ex: &Exchange, out: &mut Vec<u8>) {
+    if let (Some(t), Some(name)) = (&ex.trace, &ex.trace_header) {
+        http1::write_header(out, name.as_bytes(), &t.trace_id_hex());
     }
 }
 

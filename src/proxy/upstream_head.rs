@@ -8,6 +8,7 @@ use crate::config::{ProxyAction, Rewrite};
 use crate::http1::{self, BodyFraming, RequestHead};
 
 use super::push_decimal;
+use crate::trace::TraceContext;
 
 /// Headers the proxy always writes itself, so client copies are not forwarded.
 fn managed_request_header(name: &[u8]) -> bool {
@@ -38,6 +39,8 @@ pub struct UpstreamHead<'a> {
     pub target_label: &'a str,
     /// Forward `Connection: upgrade` + `Upgrade` (WebSocket tunnels).
     pub tunnel: bool,
+    /// The request's trace: replaces the client's `traceparent` with this hop's span.
+    pub trace: Option<&'a TraceContext>,
 }
 
 /// Serializes the upstream request head into `out` (cleared first): request line with the
@@ -96,6 +99,7 @@ pub fn write_upstream_head(out: &mut Vec<u8>, u: &UpstreamHead<'_>, p: &ProxyAct
         }
         if http1::is_hop_by_hop(name)
             || managed_request_header(name)
+            || (u.trace.is_some() && name.eq_ignore_ascii_case(b"traceparent"))
             || (conn_lists_names && http1::named_in_connection(h.headers(), name))
         {
             continue;
@@ -140,6 +144,11 @@ pub fn write_upstream_head(out: &mut Vec<u8>, u: &UpstreamHead<'_>, p: &ProxyAct
     }
     out.extend_from_slice(b"\r\n");
     http1::write_header(out, b"x-request-id", u.request_id.as_bytes());
+    if let Some(t) = u.trace {
+        out.extend_from_slice(b"traceparent: ");
+        t.write_traceparent(out);
+        out.extend_from_slice(b"\r\n");
+    }
     out.extend_from_slice(b"\r\n");
 }
 

@@ -735,3 +735,103 @@ pub fn conn_ended(c: &mut Conn, timeout: Duration) -> bool {
     c.stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     ended
 }
+
+/// One sample of a Prometheus text exposition: metric name, labels, value.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// Parses Prometheus text format (0.0.4) samples; comments are skipped.
+pub fn parse_prometheus(text: &str) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("sample has a value");
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            v => v
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in {line:?}")),
+        };
+        let (name, labels) = match series.split_once('{') {
+            None => (series.to_string(), Default::default()),
+            Some((n, rest)) => {
+                let body = rest.strip_suffix('}').expect("closing brace");
+                let mut labels = std::collections::BTreeMap::new();
+                let mut chars = body.chars().peekable();
+                while chars.peek().is_some() {
+                    let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+                    assert_eq!(chars.next(), Some('"'), "label value quoted in {line:?}");
+                    let mut val = String::new();
+                    while let Some(c) = chars.next() {
+                        match c {
+                            '\\' => match chars.next() {
+                                Some('n') => val.push('\n'),
+                                Some(o) => val.push(o),
+                                None => {}
+                            },
+                            '"' => break,
+                            o => val.push(o),
+                        }
+                    }
+                    labels.insert(key.trim_start_matches(',').to_string(), val);
+                    if chars.peek() == Some(&',') {
+                        chars.next();
+                    }
+                }
+                (n.to_string(), labels)
+            }
+        };
+        out.push(Sample {
+            name,
+            labels,
+            value,
+        });
+    }
+    out
+}
+
+/// The value of the sample `name` whose labels include all of `labels` (summed if several).
+pub fn metric(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let hits: Vec<f64> = samples
+        .iter()
+        .filter(|s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|s| s.value)
+        .collect();
+    (!hits.is_empty()).then(|| hits.iter().sum())
+}
+
+/// Scrapes the admin `/metrics` endpoint.
+pub fn scrape(admin: SocketAddr) -> Vec<Sample> {
+    let r = request(admin, "GET", "/metrics", &[("Connection", "close")], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    parse_prometheus(&r.text())
+}
+
+/// Scrapes until `name{labels}` reaches `want` (metrics are recorded just after the response
+/// is written), or returns the last value seen after 3 s.
+pub fn scrape_until(
+    admin: SocketAddr,
+    name: &str,
+    labels: &[(&str, &str)],
+    want: f64,
+) -> Vec<Sample> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let s = scrape(admin);
+        if metric(&s, name, labels) == Some(want) || Instant::now() > deadline {
+            return s;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}

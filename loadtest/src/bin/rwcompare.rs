@@ -96,6 +96,10 @@ struct Cli {
     /// Keep the temp dir (configs, logs, rwload outputs) and print its path.
     #[arg(long)]
     keep_temp: bool,
+    /// ringway's request metrics: `on` (the default, as shipped) or `off` — to measure what
+    /// recording metrics costs.
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    metrics: String,
 }
 
 fn main() {
@@ -301,6 +305,11 @@ fn run(cli: Cli) -> Result<i32, String> {
         load_cpus: load_cpus.clone(),
         dir: tmp.path().to_path_buf(),
         nofile,
+        ringway_extra: if cli.metrics == "off" {
+            "\n[metrics]\nenabled = false\n".to_string()
+        } else {
+            String::new()
+        },
     };
 
     let result = run_targets(&cli, &env, &scn, load.as_ref(), &selected);

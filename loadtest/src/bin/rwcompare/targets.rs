@@ -52,6 +52,8 @@ pub struct Env {
     pub dir: PathBuf,
     /// Soft open-file limit the children inherit.
     pub nofile: u64,
+    /// TOML appended to ringway's generated config (e.g. `[metrics] enabled = false`).
+    pub ringway_extra: String,
 }
 
 /// A started target, stopped on drop.
@@ -119,8 +121,9 @@ pub fn start_ringway(
     let port = procs::free_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let file = env.dir.join("ringway.toml");
-    std::fs::write(&file, ringway_config(scn, addr, upstream, env.workers))
-        .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    let mut config = ringway_config(scn, addr, upstream, env.workers);
+    config.push_str(&env.ringway_extra);
+    std::fs::write(&file, config).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
     let mut cmd = Command::new(&env.gateway_bin);
     cmd.arg("--config")
         .arg(&file)

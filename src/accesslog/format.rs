@@ -1,0 +1,484 @@
+//! Line formatting for access logs: JSON lines and nginx "combined". Pure functions that append
+//! to a caller-owned buffer; nothing allocates except the buffer growing. Every byte taken from
+//! the request is escaped, so a JSON line is always valid JSON (invalid UTF-8 becomes U+FFFD)
+//! and a combined line never contains a raw `"`, `\`, control or non-ASCII byte (nginx-style
+//! `\xHH`).
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::LogRecord;
+use crate::proxy::push_decimal;
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+const MONTHS: [&[u8; 3]; 12] = [
+    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
+];
+/// 9999-12-31T23:59:59Z: the last second a four-digit year can show.
+const MAX_SECS: i64 = 253_402_300_799;
+
+/// A UTC calendar time broken into fields (no time zone handling: logs are always UTC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CivilTime {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+    pub millis: u32,
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day); H. Hinnant's algorithm.
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if month <= 2 { y + 1 } else { y }, month, day)
+}
+
+/// Breaks `t` into UTC fields, clamped to 1970-01-01 .. 9999-12-31 so the output keeps its shape.
+pub(crate) fn civil_time(t: SystemTime) -> CivilTime {
+    let (secs, millis) = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) if d.as_secs() <= MAX_SECS as u64 => (d.as_secs() as i64, d.subsec_millis()),
+        Ok(_) => (MAX_SECS, 999),
+        Err(_) => (0, 0),
+    };
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400) as u32);
+    let (year, month, day) = civil_from_days(days);
+    CivilTime {
+        year,
+        month,
+        day,
+        hour: rem / 3600,
+        minute: (rem / 60) % 60,
+        second: rem % 60,
+        millis,
+    }
+}
+
+fn push_2(out: &mut Vec<u8>, n: u32) {
+    out.push(b'0' + (n / 10 % 10) as u8);
+    out.push(b'0' + (n % 10) as u8);
+}
+
+fn push_year(out: &mut Vec<u8>, y: i64) {
+    // civil_time clamps to 1970..=9999, so four digits always fit.
+    let y = y.clamp(0, 9999) as u32;
+    push_2(out, y / 100);
+    push_2(out, y % 100);
+}
+
+/// Appends RFC 3339 UTC with milliseconds: `2026-11-27T23:31:53.123Z`.
+pub(crate) fn push_rfc3339(out: &mut Vec<u8>, t: SystemTime) {
+    let c = civil_time(t);
+    push_year(out, c.year);
+    out.push(b'-');
+    push_2(out, c.month);
+    out.push(b'-');
+    push_2(out, c.day);
+    out.push(b'T');
+    push_2(out, c.hour);
+    out.push(b':');
+    push_2(out, c.minute);
+    out.push(b':');
+    push_2(out, c.second);
+    out.push(b'.');
+    out.push(b'0' + (c.millis / 100 % 10) as u8);
+    push_2(out, c.millis % 100);
+    out.push(b'Z');
+}
+
+/// Appends nginx `$time_local` in UTC: `27/Nov/2026:23:31:53 +0000`.
+fn push_time_local(out: &mut Vec<u8>, t: SystemTime) {
+    let c = civil_time(t);
+    push_2(out, c.day);
+    out.push(b'/');
+    let m = (c.month.clamp(1, 12) - 1) as usize;
+    out.extend_from_slice(MONTHS[m]);
+    out.push(b'/');
+    push_year(out, c.year);
+    out.push(b':');
+    push_2(out, c.hour);
+    out.push(b':');
+    push_2(out, c.minute);
+    out.push(b':');
+    push_2(out, c.second);
+    out.extend_from_slice(b" +0000");
+}
+
+/// Appends a duration in milliseconds with three decimals (microsecond resolution).
+fn push_millis(out: &mut Vec<u8>, d: Duration) {
+    let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    push_decimal(out, micros / 1000);
+    out.push(b'.');
+    let frac = (micros % 1000) as u32;
+    out.push(b'0' + (frac / 100) as u8);
+    push_2(out, frac % 100);
+}
+
+fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                push_decimal(out, u64::from(o));
+            }
+        }
+        // IPv6 text form (zero compression) is fiddly; Display writes into the Vec without
+        // allocating, and writing to a Vec cannot fail.
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+fn push_socket_addr(out: &mut Vec<u8>, a: SocketAddr) {
+    match a {
+        SocketAddr::V4(v4) => push_ip(out, IpAddr::V4(*v4.ip())),
+        SocketAddr::V6(v6) => {
+            out.push(b'[');
+            push_ip(out, IpAddr::V6(*v6.ip()));
+            out.push(b']');
+        }
+    }
+    out.push(b':');
+    push_decimal(out, u64::from(a.port()));
+}
+
+/// Appends `s` escaped for the inside of a JSON string. Invalid UTF-8 sequences become U+FFFD;
+/// controls and DEL become `\u00XX`.
+fn json_escape(out: &mut Vec<u8>, s: &[u8]) {
+    for chunk in s.utf8_chunks() {
+        let valid = chunk.valid().as_bytes();
+        let mut start = 0;
+        for (i, &b) in valid.iter().enumerate() {
+            let esc: &[u8] = match b {
+                b'"' => b"\\\"",
+                b'\\' => b"\\\\",
+                b'\n' => b"\\n",
+                b'\r' => b"\\r",
+                b'\t' => b"\\t",
+                0..=0x1f | 0x7f => b"",
+                _ => continue,
+            };
+            out.extend_from_slice(&valid[start..i]);
+            if esc.is_empty() {
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(b >> 4) as usize]);
+                out.push(HEX[(b & 0xf) as usize]);
+            } else {
+                out.extend_from_slice(esc);
+            }
+            start = i + 1;
+        }
+        out.extend_from_slice(&valid[start..]);
+        if !chunk.invalid().is_empty() {
+            out.extend_from_slice("\u{fffd}".as_bytes());
+        }
+    }
+}
+
+fn json_str(out: &mut Vec<u8>, s: &[u8]) {
+    out.push(b'"');
+    json_escape(out, s);
+    out.push(b'"');
+}
+
+fn json_opt_str(out: &mut Vec<u8>, s: Option<&[u8]>) {
+    match s {
+        Some(s) => json_str(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// Appends `s` the way nginx `escape=default` does: `"`, `\`, bytes below 0x20 and above 0x7e
+/// become `\xHH`.
+fn combined_escape(out: &mut Vec<u8>, s: &[u8]) {
+    let mut start = 0;
+    for (i, &b) in s.iter().enumerate() {
+        if b == b'"' || b == b'\\' || !(0x20..=0x7e).contains(&b) {
+            out.extend_from_slice(&s[start..i]);
+            out.extend_from_slice(b"\\x");
+            out.push(HEX_UPPER[(b >> 4) as usize]);
+            out.push(HEX_UPPER[(b & 0xf) as usize]);
+            start = i + 1;
+        }
+    }
+    out.extend_from_slice(&s[start..]);
+}
+
+/// `-` for a missing or empty value, as nginx does.
+fn combined_opt(out: &mut Vec<u8>, s: Option<&[u8]>) {
+    match s {
+        Some(s) if !s.is_empty() => combined_escape(out, s),
+        _ => out.push(b'-'),
+    }
+}
+
+/// Appends one JSON line (ending in `\n`) describing `r`.
+pub fn format_json(r: &LogRecord, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"time\":\"");
+    push_rfc3339(out, r.time);
+    out.extend_from_slice(b"\",\"request_id\":");
+    json_str(out, r.request_id.as_bytes());
+    out.extend_from_slice(b",\"trace_id\":");
+    json_opt_str(out, r.trace_id.map(str::as_bytes));
+    out.extend_from_slice(b",\"client\":\"");
+    push_ip(out, r.client.ip());
+    out.extend_from_slice(b"\",\"method\":");
+    json_str(out, r.method);
+    out.extend_from_slice(b",\"path\":");
+    json_str(out, r.target);
+    out.extend_from_slice(b",\"protocol\":");
+    json_str(out, r.version.as_bytes());
+    out.extend_from_slice(b",\"route\":");
+    json_opt_str(out, r.route.map(str::as_bytes));
+    out.extend_from_slice(b",\"status\":");
+    push_decimal(out, u64::from(r.status));
+    out.extend_from_slice(b",\"duration_ms\":");
+    push_millis(out, r.duration);
+    out.extend_from_slice(b",\"upstream\":");
+    match r.upstream_addr {
+        Some(a) => {
+            out.push(b'"');
+            push_socket_addr(out, a);
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"upstream_ms\":");
+    match r.upstream_duration {
+        Some(d) => push_millis(out, d),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"bytes_in\":");
+    push_decimal(out, r.bytes_in);
+    out.extend_from_slice(b",\"bytes_out\":");
+    push_decimal(out, r.bytes_out);
+    out.extend_from_slice(b",\"user_agent\":");
+    json_opt_str(out, r.user_agent);
+    out.extend_from_slice(b",\"referer\":");
+    json_opt_str(out, r.referer);
+    out.extend_from_slice(b",\"consumer\":");
+    json_opt_str(out, r.consumer.map(str::as_bytes));
+    out.extend_from_slice(b"}\n");
+}
+
+/// Appends one nginx "combined" line (ending in `\n`):
+/// `$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent
+/// "$http_referer" "$http_user_agent"`, with `$remote_user` = consumer, time in UTC and
+/// `$body_bytes_sent` = `bytes_out`.
+pub fn format_combined(r: &LogRecord, out: &mut Vec<u8>) {
+    push_ip(out, r.client.ip());
+    out.extend_from_slice(b" - ");
+    combined_opt(out, r.consumer.map(str::as_bytes));
+    out.extend_from_slice(b" [");
+    push_time_local(out, r.time);
+    out.extend_from_slice(b"] \"");
+    combined_escape(out, r.method);
+    out.push(b' ');
+    combined_escape(out, r.target);
+    out.push(b' ');
+    combined_escape(out, r.version.as_bytes());
+    out.extend_from_slice(b"\" ");
+    push_decimal(out, u64::from(r.status));
+    out.push(b' ');
+    push_decimal(out, r.bytes_out);
+    out.extend_from_slice(b" \"");
+    combined_opt(out, r.referer);
+    out.extend_from_slice(b"\" \"");
+    combined_opt(out, r.user_agent);
+    out.extend_from_slice(b"\"\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    fn at(secs: u64, millis: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(secs * 1000 + millis)
+    }
+
+    fn record<'a>(target: &'a [u8]) -> LogRecord<'a> {
+        LogRecord {
+            time: at(1_795_737_600 + 23 * 3600 + 31 * 60 + 53, 123),
+            request_id: "rid-1",
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+            client: SocketAddr::from((Ipv4Addr::new(203, 0, 113, 7), 51234)),
+            method: b"GET",
+            target,
+            version: "HTTP/1.1",
+            route: Some("users"),
+            status: 200,
+            duration: Duration::from_micros(12_345),
+            upstream_addr: Some(SocketAddr::from((Ipv4Addr::new(10, 0, 0, 2), 8080))),
+            upstream_duration: Some(Duration::from_micros(10_007)),
+            bytes_in: 321,
+            bytes_out: 4567,
+            user_agent: Some(b"curl/8.5.0"),
+            referer: None,
+            consumer: Some("acme"),
+        }
+    }
+
+    fn rfc(t: SystemTime) -> String {
+        let mut v = Vec::new();
+        push_rfc3339(&mut v, t);
+        String::from_utf8(v).expect("ascii")
+    }
+
+    #[test]
+    fn civil_dates_against_known_epochs() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(civil_from_days(951_782_400 / 86_400), (2000, 2, 29));
+        assert_eq!(civil_from_days(951_782_400 / 86_400 + 1), (2000, 3, 1));
+        assert_eq!(civil_from_days(1_709_164_800 / 86_400), (2024, 2, 29));
+        // 2100 is not a leap year: the day after Feb 28 is Mar 1.
+        assert_eq!(civil_from_days(4_107_542_400 / 86_400), (2100, 3, 1));
+        assert_eq!(civil_from_days(4_107_542_400 / 86_400 - 1), (2100, 2, 28));
+        assert_eq!(civil_from_days(1_795_737_600 / 86_400), (2026, 11, 27));
+
+        assert_eq!(rfc(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc(at(951_782_400 + 86_399, 999)),
+            "2000-02-29T23:59:59.999Z"
+        );
+        assert_eq!(rfc(at(4_107_542_400, 5)), "2100-03-01T00:00:00.005Z");
+        assert_eq!(
+            rfc(at(1_795_737_600 + 23 * 3600 + 31 * 60 + 53, 123)),
+            "2026-11-27T23:31:53.123Z"
+        );
+        // Out of range clamps instead of producing a malformed stamp.
+        assert_eq!(
+            rfc(UNIX_EPOCH - Duration::from_secs(5)),
+            "1970-01-01T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn civil_dates_are_contiguous() {
+        // Walk 1970..2400 day by day and check each date follows the previous one.
+        let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        let mut prev = civil_from_days(0);
+        for d in 1..(430 * 366) {
+            let (y, m, day) = civil_from_days(d);
+            let (py, pm, pd) = prev;
+            let month_len = match pm {
+                2 if leap(py) => 29,
+                2 => 28,
+                4 | 6 | 9 | 11 => 30,
+                _ => 31,
+            };
+            let expect = if pd < month_len {
+                (py, pm, pd + 1)
+            } else if pm < 12 {
+                (py, pm + 1, 1)
+            } else {
+                (py + 1, 1, 1)
+            };
+            assert_eq!((y, m, day), expect, "day {d}");
+            prev = (y, m, day);
+        }
+    }
+
+    #[test]
+    fn json_line_has_exact_fields_and_survives_nasty_bytes() {
+        let nasty: &[u8] = b"/a\"b\\c?q=\x01\x1f\x7f\n\t\xff\xfe\xc3(\xe2\x82\xac";
+        let mut r = record(nasty);
+        r.client = SocketAddr::from((Ipv6Addr::LOCALHOST, 1));
+        r.user_agent = Some(b"ua\"\x00\xc0");
+        let mut out = Vec::new();
+        format_json(&r, &mut out);
+        assert_eq!(out.last(), Some(&b'\n'));
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
+        let obj = v.as_object().expect("object");
+        assert_eq!(obj.len(), 17);
+        assert_eq!(v["time"], "2026-11-27T23:31:53.123Z");
+        assert_eq!(v["request_id"], "rid-1");
+        assert_eq!(v["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(v["client"], "::1");
+        assert_eq!(v["method"], "GET");
+        assert_eq!(
+            v["path"],
+            "/a\"b\\c?q=\u{1}\u{1f}\u{7f}\n\t\u{fffd}\u{fffd}\u{fffd}(\u{20ac}"
+        );
+        assert_eq!(v["protocol"], "HTTP/1.1");
+        assert_eq!(v["route"], "users");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["duration_ms"].as_f64(), Some(12.345));
+        assert_eq!(v["upstream"], "10.0.0.2:8080");
+        assert_eq!(v["upstream_ms"].as_f64(), Some(10.007));
+        assert_eq!(v["bytes_in"], 321);
+        assert_eq!(v["bytes_out"], 4567);
+        assert_eq!(v["user_agent"], "ua\"\u{0}\u{fffd}");
+        assert!(v["referer"].is_null());
+        assert_eq!(v["consumer"], "acme");
+        // Controls are written as \u00XX, never raw.
+        assert!(!out[..out.len() - 1].iter().any(|&b| b < 0x20));
+        assert!(out.windows(6).any(|w| w == b"\\u007f"));
+    }
+
+    #[test]
+    fn json_line_nulls_and_exact_text() {
+        let mut r = record(b"/");
+        r.trace_id = None;
+        r.route = None;
+        r.upstream_addr = Some("[2001:db8::1]:443".parse().expect("addr"));
+        r.upstream_duration = None;
+        r.user_agent = None;
+        r.consumer = None;
+        r.duration = Duration::from_nanos(999);
+        let mut out = Vec::new();
+        format_json(&r, &mut out);
+        assert_eq!(
+            std::str::from_utf8(&out).expect("utf8"),
+            "{\"time\":\"2026-11-27T23:31:53.123Z\",\"request_id\":\"rid-1\",\"trace_id\":null,\
+             \"client\":\"203.0.113.7\",\"method\":\"GET\",\"path\":\"/\",\"protocol\":\"HTTP/1.1\",\
+             \"route\":null,\"status\":200,\"duration_ms\":0.000,\"upstream\":\"[2001:db8::1]:443\",\
+             \"upstream_ms\":null,\"bytes_in\":321,\"bytes_out\":4567,\"user_agent\":null,\
+             \"referer\":null,\"consumer\":null}\n"
+        );
+        serde_json::from_slice::<serde_json::Value>(&out).expect("valid JSON");
+    }
+
+    #[test]
+    fn combined_line_exact() {
+        let mut r = record(b"/search?q=a b");
+        r.referer = Some(b"https://example.com/");
+        let mut out = Vec::new();
+        format_combined(&r, &mut out);
+        assert_eq!(
+            std::str::from_utf8(&out).expect("utf8"),
+            "203.0.113.7 - acme [27/Nov/2026:23:31:53 +0000] \"GET /search?q=a b HTTP/1.1\" \
+             200 4567 \"https://example.com/\" \"curl/8.5.0\"\n"
+        );
+
+        let mut r = record(b"/x\"y\\z\x01\xff");
+        r.consumer = None;
+        r.user_agent = None;
+        r.time = at(951_782_400, 0);
+        r.status = 404;
+        r.bytes_out = 0;
+        out.clear();
+        format_combined(&r, &mut out);
+        assert_eq!(
+            std::str::from_utf8(&out).expect("utf8"),
+            "203.0.113.7 - - [29/Feb/2000:00:00:00 +0000] \"GET /x\\x22y\\x5Cz\\x01\\xFF HTTP/1.1\" \
+             404 0 \"-\" \"-\"\n"
+        );
+    }
+}

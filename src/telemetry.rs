@@ -1,0 +1,329 @@
+//! Per-core telemetry: what a worker records when a request finishes. Metrics go into this
+//! core's own counters and histograms (`metrics::CoreMetrics`, merged only when the admin API
+//! scrapes), access-log lines into this core's buffer (`accesslog::CoreLog`, handed to the
+//! writer thread in batches) and sampled spans into this core's batch (`trace::CoreSpans`,
+//! handed to the OTLP exporter thread).
+//!
+//! Invariants: nothing here takes a lock or writes memory another core writes; the worker's
+//! periodic `flush` is the only hand-off point; a slow writer or a dead collector costs a
+//! counted drop, never a stalled request.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::accesslog::{CoreLog, LogFormat, LogRecord};
+use crate::config::{AccessLogFormat, Compiled, TracingSettings};
+use crate::http1::{Method, RequestHead, Version};
+use crate::metrics::{CoreCounter, CoreMetrics, CoreSnapshot, RouteSlot, UpstreamSlot};
+use crate::proxy::Exchange;
+use crate::trace::{CoreSpans, IdRng, SpanRecord, TraceContext};
+use crate::worker::{Generation, Shared};
+
+/// Status recorded for a request that ended before any response was sent (nginx's 499).
+pub const CLIENT_CLOSED: u16 = 499;
+
+/// One worker's telemetry state.
+pub struct CoreTelemetry {
+    worker: usize,
+    shared: Arc<Shared>,
+    metrics: RefCell<CoreMetrics>,
+    log: RefCell<Option<CoreLog>>,
+    spans: RefCell<Option<CoreSpans>>,
+    rng: RefCell<IdRng>,
+}
+
+/// Metric slots of one config generation's routes and upstreams (indexed by their ids).
+pub struct Slots {
+    pub routes: Vec<RouteSlot>,
+    pub upstreams: Vec<UpstreamSlot>,
+}
+
+/// Index into `metrics::METHOD_LABELS`.
+fn method_label(m: Method) -> u8 {
+    match m {
+        Method::Get => 0,
+        Method::Head => 1,
+        Method::Post => 2,
+        Method::Put => 3,
+        Method::Delete => 4,
+        Method::Connect => 5,
+        Method::Options => 6,
+        Method::Trace => 7,
+        Method::Patch => 8,
+        Method::Other => 9,
+    }
+}
+
+fn version_str(v: Version) -> &'static str {
+    match v {
+        Version::Http10 => "HTTP/1.0",
+        Version::Http11 => "HTTP/1.1",
+    }
+}
+
+impl CoreTelemetry {
+    pub fn new(worker: usize, shared: Arc<Shared>) -> CoreTelemetry {
+        CoreTelemetry {
+            worker,
+            shared,
+            metrics: RefCell::new(CoreMetrics::new()),
+            log: RefCell::new(None),
+            spans: RefCell::new(None),
+            rng: RefCell::new(IdRng::new()),
+        }
+    }
+
+    /// Stable metric slots for a new generation (called when the generation changes).
+    pub fn slots(&self, cfg: &Compiled) -> Slots {
+        let mut m = self.metrics.borrow_mut();
+        Slots {
+            routes: cfg.routes.iter().map(|r| m.route_slot(&r.name)).collect(),
+            upstreams: cfg
+                .upstreams
+                .iter()
+                .map(|u| m.upstream_slot(&u.name))
+                .collect(),
+        }
+    }
+
+    /// The request's trace: continues a valid incoming `traceparent`, else starts one.
+    pub fn trace_context(
+        &self,
+        t: &TracingSettings,
+        traceparent: Option<&[u8]>,
+    ) -> Option<TraceContext> {
+        t.propagate.then(|| {
+            TraceContext::from_request(traceparent, &mut self.rng.borrow_mut(), t.sample_ratio)
+        })
+    }
+
+    /// Records a finished request: metrics, access-log line, span.
+    pub fn on_request(
+        &self,
+        gen: &Generation,
+        ex: &Exchange,
+        head: &RequestHead,
+        request_id: &str,
+        peer: SocketAddr,
+        start: Instant,
+    ) {
+        let cfg = &gen.cfg;
+        let tel = &cfg.telemetry;
+        let duration = start.elapsed();
+        let status = if ex.status == 0 {
+            CLIENT_CLOSED
+        } else {
+            ex.status
+        };
+        if tel.metrics {
+            let mut m = self.metrics.borrow_mut();
+            let route = ex
+                .route
+                .and_then(|r| gen.slots.routes.get(r.0 as usize).copied());
+            m.record_request(
+                route,
+                method_label(head.method),
+                status,
+                duration,
+                ex.bytes_in,
+                ex.bytes_out,
+            );
+            if let Some(u) = &ex.upstream {
+                if let Some(&slot) = gen.slots.upstreams.get(u.id.0 as usize) {
+                    for _ in 0..u.connect_errors {
+                        m.upstream_connect_error(slot);
+                    }
+                    if u.addr.is_some() {
+                        m.upstream_connection(slot, u.reused);
+                    }
+                    if let Some(d) = u.duration {
+                        m.record_upstream(slot, d);
+                    }
+                }
+            }
+        }
+        let route = ex.route.map(|r| cfg.route(r));
+        let logged = tel
+            .access_log
+            .as_ref()
+            .filter(|_| route.is_none_or(|r| r.access_log));
+        let span = ex
+            .trace
+            .as_ref()
+            .filter(|t| t.sampled && tel.tracing.otlp.is_some());
+        if logged.is_none() && span.is_none() {
+            return;
+        }
+        let wall = SystemTime::now() - duration;
+        let trace_hex = ex.trace.as_ref().map(|t| t.trace_id_hex());
+        let trace_str = trace_hex.as_ref().and_then(|h| std::str::from_utf8(h).ok());
+        let route_name = route.map(|r| r.name.as_str());
+        let upstream_addr = ex.upstream.as_ref().and_then(|u| u.addr);
+        if let Some(settings) = logged {
+            self.with_log(|log| {
+                if log.sampled(settings.sample) {
+                    let rec = LogRecord {
+                        time: wall,
+                        request_id,
+                        trace_id: trace_str,
+                        client: peer,
+                        method: head.method_bytes(),
+                        target: head.target(),
+                        version: version_str(head.version),
+                        route: route_name,
+                        status,
+                        duration,
+                        upstream_addr,
+                        upstream_duration: ex.upstream.as_ref().and_then(|u| u.duration),
+                        bytes_in: ex.bytes_in,
+                        bytes_out: ex.bytes_out,
+                        user_agent: head.header("user-agent"),
+                        referer: head.header("referer"),
+                        consumer: None,
+                    };
+                    log.push(&rec, format(settings.format));
+                }
+            });
+        }
+        if let Some(t) = span {
+            let start_ns = wall
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            let method = String::from_utf8_lossy(head.method_bytes()).into_owned();
+            let rec = SpanRecord {
+                trace_id: t.trace_id,
+                span_id: t.span_id,
+                parent_span_id: t.parent_span_id,
+                name: match route_name {
+                    Some(r) => format!("{method} {r}"),
+                    None => method.clone(),
+                },
+                start_unix_nanos: start_ns,
+                end_unix_nanos: start_ns + duration.as_nanos() as u64,
+                method,
+                path: String::from_utf8_lossy(head.path()).into_owned(),
+                route: route_name.map(str::to_string),
+                status,
+                upstream: upstream_addr.map(|a| a.to_string()),
+                client: peer.ip().to_canonical().to_string(),
+                request_id: request_id.to_string(),
+            };
+            self.with_spans(|s| s.push(rec));
+        }
+    }
+
+    /// Records a request rejected before its head could be parsed (400, 408, 414, 431 …).
+    pub fn on_rejected(
+        &self,
+        gen: &Generation,
+        ex: &Exchange,
+        request_id: &str,
+        peer: SocketAddr,
+        start: Instant,
+    ) {
+        let tel = &gen.cfg.telemetry;
+        let duration = start.elapsed();
+        if tel.metrics {
+            self.metrics.borrow_mut().record_request(
+                None,
+                method_label(Method::Other),
+                ex.status,
+                duration,
+                ex.bytes_in,
+                ex.bytes_out,
+            );
+        }
+        if let Some(settings) = &tel.access_log {
+            self.with_log(|log| {
+                if log.sampled(settings.sample) {
+                    let rec = LogRecord {
+                        time: SystemTime::now() - duration,
+                        request_id,
+                        trace_id: None,
+                        client: peer,
+                        method: b"-",
+                        target: b"-",
+                        version: "-",
+                        route: None,
+                        status: ex.status,
+                        duration,
+                        upstream_addr: None,
+                        upstream_duration: None,
+                        bytes_in: ex.bytes_in,
+                        bytes_out: ex.bytes_out,
+                        user_agent: None,
+                        referer: None,
+                        consumer: None,
+                    };
+                    log.push(&rec, format(settings.format));
+                }
+            });
+        }
+    }
+
+    /// Runs `f` on this core's access-log buffer, creating it on first use (the control
+    /// thread starts the writer before it publishes a config that enables the log).
+    fn with_log(&self, f: impl FnOnce(&mut CoreLog)) {
+        let mut log = self.log.borrow_mut();
+        if log.is_none() {
+            match self.shared.access_log.get() {
+                Some(sink) => *log = Some(CoreLog::new(sink.clone())),
+                None => return,
+            }
+        }
+        if let Some(l) = log.as_mut() {
+            f(l);
+        }
+    }
+
+    fn with_spans(&self, f: impl FnOnce(&mut CoreSpans)) {
+        let mut spans = self.spans.borrow_mut();
+        if spans.is_none() {
+            match self.shared.span_exporter.get() {
+                Some(exp) => *spans = Some(CoreSpans::new(exp.clone())),
+                None => return,
+            }
+        }
+        if let Some(s) = spans.as_mut() {
+            f(s);
+        }
+    }
+
+    /// Hands buffered log lines and spans to their threads and counts what was dropped
+    /// (the worker calls this every flush tick and at shutdown).
+    pub fn flush(&self) {
+        let mut dropped_lines = 0;
+        if let Some(log) = self.log.borrow_mut().as_mut() {
+            log.flush();
+            dropped_lines = log.take_dropped();
+        }
+        let mut dropped_spans = 0;
+        if let Some(spans) = self.spans.borrow_mut().as_mut() {
+            spans.flush();
+            dropped_spans = spans.take_dropped();
+        }
+        let mut m = self.metrics.borrow_mut();
+        if dropped_lines > 0 {
+            m.add(CoreCounter::AccessLogDropped, dropped_lines);
+        }
+        if dropped_spans > 0 {
+            m.add(CoreCounter::SpansDropped, dropped_spans);
+        }
+    }
+
+    /// A copy of this core's metrics for the admin thread.
+    pub fn snapshot(&self, open_connections: u64) -> CoreSnapshot {
+        self.metrics
+            .borrow()
+            .snapshot(self.worker, open_connections)
+    }
+}
+
+fn format(f: AccessLogFormat) -> LogFormat {
+    match f {
+        AccessLogFormat::Json => LogFormat::Json,
+        AccessLogFormat::Combined => LogFormat::Combined,
+    }
+}

@@ -1,0 +1,259 @@
+//! W3C trace context and OTLP export: a valid incoming `traceparent` is continued with a new
+//! span id for the upstream hop, an absent or malformed one starts a new trace, the trace id
+//! can be echoed in a response header, spans reach a collector on loopback with the right ids,
+//! and a collector that is down costs only a counted drop.
+mod common;
+use common::*;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+fn config(up: SocketAddr, tracing: &str) -> String {
+    format!(
+        "{tracing}\n{}\n\
+         [[routes]]\nname = \"api\"\nprefix = \"/api\"\nproxy = {{ upstream = \"app\" }}\n",
+        upstream_toml("app", &[up])
+    )
+}
+
+/// Splits a traceparent value into (version, trace id, parent id, flags), checking its shape.
+fn parts(tp: &str) -> (String, String, String, String) {
+    let p: Vec<&str> = tp.split('-').collect();
+    assert_eq!(p.len(), 4, "{tp}");
+    assert_eq!(tp.len(), 55, "{tp}");
+    assert!(
+        p.iter().all(|x| x
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))),
+        "{tp}"
+    );
+    assert_ne!(p[1], "0".repeat(32));
+    assert_ne!(p[2], "0".repeat(16));
+    (p[0].into(), p[1].into(), p[2].into(), p[3].into())
+}
+
+#[test]
+fn a_valid_traceparent_is_continued_with_a_new_span() {
+    let up = Upstream::echo();
+    let gw = Gateway::start(&config(
+        up.addr,
+        "[tracing]\nresponse_header = \"X-Trace-Id\"\n",
+    ));
+    let r = request(
+        gw.addr,
+        "GET",
+        "/api/a",
+        &[("traceparent", TP), ("tracestate", "vendor=abc")],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let got = up.last();
+    let sent = got.header_all("traceparent");
+    assert_eq!(sent.len(), 1, "exactly one traceparent upstream: {sent:?}");
+    let (v, trace, parent, flags) = parts(sent[0]);
+    assert_eq!(v, "00");
+    assert_eq!(trace, "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_ne!(
+        parent, "00f067aa0ba902b7",
+        "the gateway's hop has its own span id"
+    );
+    assert_eq!(flags, "01");
+    assert_eq!(got.header("tracestate"), Some("vendor=abc"));
+    assert_eq!(
+        r.header("x-trace-id"),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736")
+    );
+
+    // Two requests with the same incoming parent get different hop span ids.
+    request(gw.addr, "GET", "/api/b", &[("traceparent", TP)], b"");
+    let (_, trace2, parent2, _) = parts(up.last().header("traceparent").unwrap());
+    assert_eq!(trace2, trace);
+    assert_ne!(parent2, parent);
+}
+
+#[test]
+fn absent_or_malformed_traceparent_starts_a_new_trace() {
+    let up = Upstream::echo();
+    let gw = Gateway::start(&config(
+        up.addr,
+        "[tracing]\nresponse_header = \"x-trace-id\"\n",
+    ));
+    let a = request(gw.addr, "GET", "/api/a", &[], b"");
+    let (_, t1, _, _) = parts(up.last().header("traceparent").unwrap());
+    assert_eq!(a.header("x-trace-id"), Some(t1.as_str()));
+    request(gw.addr, "GET", "/api/a", &[], b"");
+    let (_, t2, _, _) = parts(up.last().header("traceparent").unwrap());
+    assert_ne!(t1, t2, "each request starts its own trace");
+
+    for bad in [
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", // uppercase
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01", // zero trace id
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", // version ff
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",    // truncated
+        "garbage",
+    ] {
+        let r = request(gw.addr, "GET", "/api/a", &[("traceparent", bad)], b"");
+        assert_eq!(r.status, 200);
+        let sent = up.last();
+        assert_eq!(sent.header_all("traceparent").len(), 1);
+        let (_, t, _, _) = parts(sent.header("traceparent").unwrap());
+        assert_ne!(
+            t, "4bf92f3577b34da6a3ce929d0e0e4736",
+            "{bad} was not continued"
+        );
+        assert_eq!(r.header("x-trace-id"), Some(t.as_str()));
+    }
+    // Error responses carry the trace id too.
+    let nf = request(gw.addr, "GET", "/nope", &[("traceparent", TP)], b"");
+    assert_eq!(nf.status, 404);
+    assert_eq!(
+        nf.header("x-trace-id"),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736")
+    );
+}
+
+#[test]
+fn propagation_off_passes_the_header_through_untouched() {
+    let up = Upstream::echo();
+    let gw = Gateway::start(&config(up.addr, "[tracing]\npropagate = false\n"));
+    request(gw.addr, "GET", "/api/a", &[("traceparent", TP)], b"");
+    assert_eq!(up.last().header("traceparent"), Some(TP));
+    request(gw.addr, "GET", "/api/a", &[], b"");
+    assert_eq!(up.last().header("traceparent"), None);
+}
+
+/// A collector that accepts OTLP/HTTP JSON posts.
+fn collector(status: u16) -> Upstream {
+    Upstream::start(Arc::new(move |_req, s| {
+        let _ = write!(s, "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}");
+        Reply::KeepAlive
+    }))
+}
+
+/// Every span the collector received.
+fn spans(c: &Upstream) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for req in c.requests() {
+        assert_eq!(req.method, "POST");
+        assert_eq!(req.target, "/v1/traces");
+        assert!(req
+            .header("content-type")
+            .unwrap()
+            .starts_with("application/json"));
+        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+        for rs in body["resourceSpans"].as_array().unwrap() {
+            let attrs = rs["resource"]["attributes"].as_array().unwrap();
+            assert!(attrs
+                .iter()
+                .any(|a| a["key"] == "service.name" && a["value"]["stringValue"] == "edge"));
+            for ss in rs["scopeSpans"].as_array().unwrap() {
+                out.extend(ss["spans"].as_array().unwrap().iter().cloned());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn spans_reach_the_otlp_collector_with_the_right_ids() {
+    let up = Upstream::echo();
+    let col = collector(200);
+    let tracing = format!(
+        "[tracing]\n[tracing.otlp]\nendpoint = \"http://{}/v1/traces\"\nservice_name = \"edge\"\nflush_interval = \"100ms\"\n",
+        col.addr
+    );
+    let gw = Gateway::start(&config(up.addr, &tracing));
+    let mut hops = Vec::new();
+    for i in 0..5 {
+        let tp = format!("00-{:032x}-{:016x}-01", 0xabc000 + i, 0x5000 + i);
+        assert_eq!(
+            request(
+                gw.addr,
+                "GET",
+                &format!("/api/{i}"),
+                &[("traceparent", &tp)],
+                b""
+            )
+            .status,
+            200
+        );
+        let (_, _, hop, _) = parts(up.last().header("traceparent").unwrap());
+        hops.push(hop);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut got = spans(&col);
+    while got.len() < 5 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        got = spans(&col);
+    }
+    assert_eq!(got.len(), 5, "{got:?}");
+    for i in 0..5u64 {
+        let trace = format!("{:032x}", 0xabc000 + i);
+        let s = got
+            .iter()
+            .find(|s| s["traceId"] == trace.as_str())
+            .unwrap_or_else(|| panic!("no span for {trace}"));
+        assert_eq!(s["parentSpanId"], format!("{:016x}", 0x5000 + i).as_str());
+        assert_eq!(
+            s["spanId"],
+            hops[i as usize].as_str(),
+            "span id is the parent of the upstream hop"
+        );
+        assert_eq!(s["kind"], 2);
+        let start: u64 = s["startTimeUnixNano"].as_str().unwrap().parse().unwrap();
+        let end: u64 = s["endTimeUnixNano"].as_str().unwrap().parse().unwrap();
+        assert!(end >= start && start > 1_700_000_000_000_000_000);
+        let attrs = s["attributes"].as_array().unwrap();
+        assert!(attrs
+            .iter()
+            .any(|a| a["key"] == "http.route" && a["value"]["stringValue"] == "api"));
+    }
+    let s = scrape(gw.admin);
+    assert_eq!(
+        metric(&s, "ringway_trace_spans_exported_total", &[]),
+        Some(5.0)
+    );
+
+    // An unsampled incoming trace is propagated but not exported.
+    let unsampled = "00-0000000000000000000000000000beef-00000000000000aa-00";
+    request(gw.addr, "GET", "/api/u", &[("traceparent", unsampled)], b"");
+    assert!(up.last().header("traceparent").unwrap().ends_with("-00"));
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(spans(&col)
+        .iter()
+        .all(|s| s["traceId"] != "0000000000000000000000000000beef"));
+}
+
+#[test]
+fn a_collector_that_is_down_costs_only_a_counted_drop() {
+    let up = Upstream::echo();
+    let dead = free_port();
+    let tracing = format!(
+        "[tracing]\n[tracing.otlp]\nendpoint = \"http://127.0.0.1:{dead}/v1/traces\"\nflush_interval = \"100ms\"\ntimeout = \"500ms\"\n"
+    );
+    let gw = Gateway::start(&config(up.addr, &tracing));
+    let mut c = Conn::open(gw.addr);
+    for _ in 0..40 {
+        assert_eq!(c.request("GET", "/api/x", &[], b"").status, 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = scrape(gw.admin);
+        let failed = metric(&s, "ringway_trace_spans_export_failed_total", &[]).unwrap_or(0.0);
+        if failed >= 40.0 {
+            assert_eq!(failed, 40.0);
+            assert_eq!(
+                metric(&s, "ringway_trace_spans_exported_total", &[]),
+                Some(0.0)
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "drops not counted: {failed}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(c.request("GET", "/api/x", &[], b"").status, 200);
+}
