@@ -427,6 +427,9 @@ fn request_path(
             target_label: label,
             tunnel: false,
             trace: Some(&trace),
+            captures: &[],
+            edits: None,
+            query: None,
         },
         p,
     );

@@ -277,6 +277,7 @@ fn routes(shared: &Shared) -> Reply {
             ("path", &r.path),
             ("conditions", &r.conditions),
             ("action", &r.action),
+            ("policies", &r.policies),
         ];
         b.push(b'{');
         for (j, (key, value)) in fields.iter().enumerate() {

@@ -83,16 +83,19 @@ pub fn reload(shared: &Shared, path: &Path) -> Result<u64, String> {
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let current = shared.config.load();
     let next = current.generation + 1;
-    let loaded = config::load(path, next).and_then(|cfg| match prepare_sinks(shared, &cfg) {
-        Ok(()) => Ok(cfg),
-        Err(message) => Err(vec![config::ConfigError {
-            file: path.to_path_buf(),
-            line: 0,
-            col: 0,
-            field: String::new(),
-            message,
-        }]),
-    });
+    let loaded =
+        config::load_with(path, next, &shared.runtime).and_then(|cfg| {
+            match prepare_sinks(shared, &cfg) {
+                Ok(()) => Ok(cfg),
+                Err(message) => Err(vec![config::ConfigError {
+                    file: path.to_path_buf(),
+                    line: 0,
+                    col: 0,
+                    field: String::new(),
+                    message,
+                }]),
+            }
+        });
     match loaded {
         Ok(cfg) => {
             if cfg.listeners != current.listeners {

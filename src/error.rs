@@ -42,6 +42,12 @@ pub enum ErrorKind {
     UpstreamClosed,
     /// Upstream sent a head or framing we refuse → 502.
     UpstreamBadResponse,
+    /// A policy found no or bad credentials → 401 (the detail says which).
+    Unauthorized(&'static str),
+    /// A policy refused an authenticated caller or its address → 403.
+    Forbidden(&'static str),
+    /// A rate limit refused the request → 429.
+    TooManyRequests,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,7 +65,10 @@ impl ProxyError {
             | ErrorKind::BodyTooLarge
             | ErrorKind::ExpectationFailed
             | ErrorKind::NoRoute
-            | ErrorKind::MethodNotAllowed(_) => Side::Downstream,
+            | ErrorKind::MethodNotAllowed(_)
+            | ErrorKind::Unauthorized(_)
+            | ErrorKind::Forbidden(_)
+            | ErrorKind::TooManyRequests => Side::Downstream,
             ErrorKind::NoHealthyUpstream
             | ErrorKind::UpstreamConnect
             | ErrorKind::UpstreamConnectTimeout
@@ -83,6 +92,9 @@ impl ProxyError {
             ErrorKind::UpstreamConnect | ErrorKind::UpstreamClosed => 502,
             ErrorKind::UpstreamBadResponse => 502,
             ErrorKind::UpstreamConnectTimeout | ErrorKind::UpstreamTimeout => 504,
+            ErrorKind::Unauthorized(_) => 401,
+            ErrorKind::Forbidden(_) => 403,
+            ErrorKind::TooManyRequests => 429,
         }
     }
 
@@ -107,6 +119,9 @@ impl ProxyError {
             ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::UpstreamClosed => "upstream_closed",
             ErrorKind::UpstreamBadResponse => "upstream_bad_response",
+            ErrorKind::Unauthorized(_) => "unauthorized",
+            ErrorKind::Forbidden(_) => "forbidden",
+            ErrorKind::TooManyRequests => "rate_limited",
         }
     }
 
@@ -125,6 +140,8 @@ impl ProxyError {
             ErrorKind::UpstreamTimeout => "the upstream did not respond in time",
             ErrorKind::UpstreamClosed => "the upstream closed the connection",
             ErrorKind::UpstreamBadResponse => "the upstream sent an invalid response",
+            ErrorKind::Unauthorized(d) | ErrorKind::Forbidden(d) => d,
+            ErrorKind::TooManyRequests => "rate limit exceeded; see Retry-After",
         }
     }
 

@@ -8,15 +8,19 @@
 
 pub mod accesslog;
 pub mod admin;
+pub mod apikey;
 pub mod config;
 pub mod control;
 pub mod error;
 pub mod http1;
 pub mod io;
 pub mod json;
+pub mod jwt;
 pub mod log;
 pub mod metrics;
+pub mod policy;
 pub mod proxy;
+pub mod ratelimit;
 pub mod request_id;
 pub mod route;
 pub mod telemetry;

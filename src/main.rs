@@ -1,5 +1,6 @@
 //! ringway command line: `ringway [--config FILE] [--workers N]` runs the gateway,
-//! `ringway check --config FILE` validates a config. See README.md for exit codes.
+//! `ringway check --config FILE` validates a config, `ringway keys ...` manages API keys.
+//! See README.md for exit codes.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -39,12 +40,18 @@ enum Cmd {
     Run,
     /// Validate a config file and print a summary; non-zero exit on error.
     Check,
+    /// Manage API keys in the keys file named by the config's `[api_keys]` (reload with SIGHUP).
+    Keys {
+        #[command(subcommand)]
+        cmd: ringway::apikey::cli::KeysCmd,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Some(Cmd::Check) => check(&cli.config),
+        Some(Cmd::Keys { cmd }) => ringway::apikey::cli::run(&cmd, &cli.config),
         Some(Cmd::Run) | None => run(&cli.config, cli.workers),
     }
 }
@@ -72,7 +79,8 @@ fn check(path: &Path) -> ExitCode {
 }
 
 fn run(path: &Path, workers_flag: Option<usize>) -> ExitCode {
-    let cfg = match config::load(path, 1) {
+    let runtime = config::Runtime::default();
+    let cfg = match config::load_with(path, 1, &runtime) {
         Ok(c) => c,
         Err(errs) => {
             for e in &errs {
@@ -116,7 +124,7 @@ fn run(path: &Path, workers_flag: Option<usize>) -> ExitCode {
         },
         None => None,
     };
-    let shared = worker::Shared::new(cfg, n);
+    let shared = worker::Shared::new(cfg, n, runtime);
     if let Err(e) = control::prepare_sinks(&shared, &shared.config.load()) {
         log::error(&e);
         return ExitCode::from(EXIT_STARTUP);

@@ -130,6 +130,9 @@ impl CoreTelemetry {
                 ex.bytes_in,
                 ex.bytes_out,
             );
+            if ex.auth_failure.is_some() || ex.rate_limited.is_some() {
+                m.record_policy(route, ex.auth_failure, ex.rate_limited);
+            }
             if let Some(u) = &ex.upstream {
                 if let Some(&slot) = gen.slots.upstreams.get(u.id.0 as usize) {
                     for _ in 0..u.connect_errors {
@@ -181,7 +184,7 @@ impl CoreTelemetry {
                         bytes_out: ex.bytes_out,
                         user_agent: head.header("user-agent"),
                         referer: head.header("referer"),
-                        consumer: None,
+                        consumer: ex.consumer.as_deref(),
                     };
                     log.push(&rec, format(settings.format));
                 }

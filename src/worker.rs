@@ -46,6 +46,8 @@ pub struct Shared {
     pub span_exporter: std::sync::OnceLock<Arc<crate::trace::SpanExporter>>,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
+    /// State config compiles carry across reloads (rate limiters, JWKS fetchers).
+    pub runtime: crate::config::Runtime,
 }
 
 /// What the admin API reports about config loading.
@@ -58,7 +60,7 @@ pub struct ReloadStatus {
 }
 
 impl Shared {
-    pub fn new(cfg: Compiled, workers: usize) -> Arc<Shared> {
+    pub fn new(cfg: Compiled, workers: usize, runtime: crate::config::Runtime) -> Arc<Shared> {
         let generation = cfg.generation;
         Arc::new(Shared {
             config: ArcSwap::from_pointee(cfg),
@@ -77,6 +79,7 @@ impl Shared {
             span_exporter: std::sync::OnceLock::new(),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
+            runtime,
         })
     }
 
@@ -111,6 +114,9 @@ pub struct Generation {
     pub slots: Slots,
 }
 
+/// Verified tokens each worker remembers.
+const TOKEN_CACHE: usize = 4096;
+
 /// Per-core state, shared by the connection tasks of one worker through `Rc`.
 pub struct Core {
     pub id: usize,
@@ -120,6 +126,8 @@ pub struct Core {
     pub ids: IdGen,
     pub conns: ConnRegistry,
     pub telemetry: CoreTelemetry,
+    /// Verified JWTs, so a client reusing its token skips signature checks.
+    pub tokens: RefCell<crate::jwt::TokenCache>,
 }
 
 impl Core {
@@ -145,6 +153,7 @@ impl Core {
             ids: IdGen::new(),
             conns: ConnRegistry::default(),
             telemetry,
+            tokens: RefCell::new(crate::jwt::TokenCache::new(TOKEN_CACHE)),
         }
     }
 

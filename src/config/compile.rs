@@ -23,7 +23,7 @@ use crate::route::{self, Cond, HostPattern, PathPattern, RouteId, RouteSpec, Rou
 pub(super) struct Errors<'a> {
     file: &'a Path,
     src: &'a str,
-    list: Vec<ConfigError>,
+    pub(super) list: Vec<ConfigError>,
 }
 
 impl Errors<'_> {
@@ -104,12 +104,30 @@ fn field_at(src: &str, offset: usize) -> String {
 
 const DEFAULT_MAX_BODY: u64 = 10 << 20;
 
-/// Validates and derives. Either a complete `Compiled` or every error found.
+/// Validates and derives with a fresh `Runtime` (for `check` and tests: no state carried over).
 pub fn compile(
     raw: RawConfig,
     src: &str,
     file: &Path,
     generation: u64,
+) -> Result<Compiled, Vec<ConfigError>> {
+    compile_with(
+        raw,
+        src,
+        file,
+        generation,
+        &super::policies::Runtime::default(),
+    )
+}
+
+/// Validates and derives. Either a complete `Compiled` or every error found. Rate limiters and
+/// JWKS fetchers come from `rt`, so unchanged ones keep their state across reloads.
+pub fn compile_with(
+    raw: RawConfig,
+    src: &str,
+    file: &Path,
+    generation: u64,
+    rt: &super::policies::Runtime,
 ) -> Result<Compiled, Vec<ConfigError>> {
     let mut errs = Errors {
         file,
@@ -204,6 +222,7 @@ pub fn compile(
     let (upstreams, upstream_ids) = compile_upstreams(&raw, &timeouts, &mut errs);
     let admin = compile_admin(&raw, &listeners, &mut errs);
     let telemetry = super::telemetry::compile_telemetry(&raw, &mut errs);
+    let (policies, policy_ids) = super::policies::compile_policies(&raw, file, rt, &mut errs);
 
     let mut routes = Vec::with_capacity(raw.routes.len());
     let mut specs = Vec::with_capacity(raw.routes.len());
@@ -225,6 +244,19 @@ pub fn compile(
         if let Some((spec, route)) =
             compile_route(i, id, r, &upstream_ids, default_max_body, &mut errs)
         {
+            let (route_path, hosts) = route_scope(&spec);
+            let (ids, cors) = super::policies::route_policies(
+                &raw,
+                &policies,
+                &policy_ids,
+                r.policies.as_ref(),
+                (&route_path, &hosts),
+                &format!("routes[{i}]"),
+                &mut errs,
+            );
+            let mut route = route;
+            route.policies = ids;
+            route.cors = cors;
             specs.push(spec);
             routes.push(route);
         }
@@ -270,6 +302,7 @@ pub fn compile(
             table,
             admin,
             telemetry,
+            policies,
             content_hash: content_hash(src),
         }),
         _ => Err(errs.list),
@@ -682,6 +715,23 @@ fn compile_route(
             .map(|s| *s.get_ref())
             .unwrap_or(false);
         let rewrite = match (&p.replace_prefix, strip) {
+            _ if p.path.is_some() => {
+                let t = p.path.as_ref().expect("checked");
+                if p.replace_prefix.is_some() || strip {
+                    errs.at(
+                        t.span(),
+                        field("proxy.path"),
+                        "set either `path` or strip_prefix / replace_prefix, not both",
+                    );
+                }
+                match path_rewrite(r, t.get_ref()) {
+                    Ok(pieces) => Rewrite::Template(pieces),
+                    Err(m) => {
+                        errs.at(t.span(), field("proxy.path"), m);
+                        Rewrite::None
+                    }
+                }
+            }
             (None, false) => Rewrite::None,
             (with, _) if r.prefix.is_none() => {
                 let span = with
@@ -826,6 +876,8 @@ fn compile_route(
             action,
             max_body,
             access_log: r.access_log.unwrap_or(true),
+            policies: Vec::new(),
+            cors: None,
         },
     ))
 }
@@ -884,8 +936,73 @@ fn host_pattern(h: &str) -> Result<HostPattern, String> {
     ))
 }
 
-/// Reads, parses and compiles a config file.
+/// Compiles `proxy.path` (e.g. `/users/{id}`) against the route's own template: every
+/// `{name}` must be a parameter the route's `path` captures.
+fn path_rewrite(r: &RawRoute, target: &str) -> Result<Vec<super::PathPiece>, String> {
+    use super::PathPiece;
+    let names = match &r.path {
+        Some(p) if p.get_ref().contains('{') => route::validate_template(p.get_ref())?,
+        _ => Vec::new(),
+    };
+    route::validate_template(target).map_err(|m| format!("bad rewrite template: {m}"))?;
+    let mut pieces = Vec::new();
+    let mut lit = String::new();
+    for seg in target.split('/').skip(1) {
+        lit.push('/');
+        if let Some(inner) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            let name = inner.trim_start_matches('*');
+            let Some(idx) = names.iter().position(|n| n == name) else {
+                return Err(format!(
+                    "{{{name}}} is not captured by the route's path (captures: {})",
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ));
+            };
+            pieces.push(PathPiece::Literal(std::mem::take(&mut lit)));
+            pieces.push(PathPiece::Param(idx as u16));
+        } else {
+            lit.push_str(seg);
+        }
+    }
+    if !lit.is_empty() {
+        pieces.push(PathPiece::Literal(lit));
+    }
+    pieces.retain(|p| !matches!(p, PathPiece::Literal(l) if l.is_empty()));
+    Ok(pieces)
+}
+
+/// The literal path a route covers (for `[[defaults]]` prefixes) and its host names.
+fn route_scope(spec: &RouteSpec) -> (String, Vec<String>) {
+    let path = match &spec.path {
+        PathPattern::Exact(p) | PathPattern::Prefix(p) => p.clone(),
+        PathPattern::Template(t) => t.split('{').next().unwrap_or("/").to_string(),
+    };
+    let hosts = spec
+        .hosts
+        .iter()
+        .filter_map(|h| match h {
+            HostPattern::Exact(h) => Some(h.clone()),
+            HostPattern::Wildcard(s) => Some(format!("*{s}")),
+            HostPattern::Any => None,
+        })
+        .collect();
+    (path, hosts)
+}
+
+/// Reads, parses and compiles a config file with a fresh `Runtime`.
 pub fn load(path: &Path, generation: u64) -> Result<Compiled, Vec<ConfigError>> {
+    load_with(path, generation, &super::policies::Runtime::default())
+}
+
+/// Reads, parses and compiles a config file, drawing on `rt` for state kept across reloads.
+pub fn load_with(
+    path: &Path,
+    generation: u64,
+    rt: &super::policies::Runtime,
+) -> Result<Compiled, Vec<ConfigError>> {
     let src = std::fs::read_to_string(path).map_err(|e| {
         vec![ConfigError {
             file: path.to_path_buf(),
@@ -896,7 +1013,7 @@ pub fn load(path: &Path, generation: u64) -> Result<Compiled, Vec<ConfigError>> 
         }]
     })?;
     let raw = parse(&src, path)?;
-    compile(raw, &src, path, generation)
+    compile_with(raw, &src, path, generation, rt)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! indexes into its vectors, so workers keep per-core state (pools, cursors) in plain `Vec`s.
 
 pub mod compile;
+pub mod policies;
 pub mod raw;
 pub mod summary;
 pub mod telemetry;
@@ -17,7 +18,8 @@ use std::time::Duration;
 use crate::http1::Limits;
 use crate::route::{RouteId, RouteSpec, RouteTable};
 
-pub use compile::load;
+pub use compile::{load, load_with};
+pub use policies::Runtime;
 pub use telemetry::{AccessLogFormat, AccessLogSettings, OtlpSettings, Telemetry, TracingSettings};
 
 /// Dense index into `Compiled::upstreams`.
@@ -72,6 +74,8 @@ pub struct Compiled {
     pub admin: Option<Admin>,
     /// Metrics, access log and trace settings.
     pub telemetry: Telemetry,
+    /// Consumers, key store and named policies (routes refer to them by `PolicyId`).
+    pub policies: crate::policy::pipeline::Policies,
     /// Hash of the file content this generation was compiled from (hex, for `/config`).
     pub content_hash: String,
 }
@@ -146,6 +150,10 @@ pub struct Route {
     pub max_body: u64,
     /// Requests on this route are written to the access log (when it is enabled).
     pub access_log: bool,
+    /// Policies run in this order (matching `[[defaults]]` first, then the route's own).
+    pub policies: Vec<crate::policy::pipeline::PolicyId>,
+    /// The route's CORS policy (answers preflights before any other policy).
+    pub cors: Option<crate::policy::pipeline::PolicyId>,
 }
 
 #[derive(Debug)]
@@ -172,6 +180,16 @@ pub enum Rewrite {
         prefix: String,
         with: String,
     },
+    /// Build the path from literal pieces and the route template's captures.
+    Template(Vec<PathPiece>),
+}
+
+/// A piece of a `proxy.path` rewrite template.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PathPiece {
+    Literal(String),
+    /// Index of the route template's capture.
+    Param(u16),
 }
 
 #[derive(Debug)]

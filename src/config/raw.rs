@@ -36,6 +36,84 @@ pub struct RawConfig {
     pub access_log: RawAccessLog,
     #[serde(default)]
     pub tracing: RawTracing,
+    /// Named policies, listed by routes (and `[[defaults]]`) in the order they run.
+    #[serde(default)]
+    pub policies: BTreeMap<Spanned<String>, RawPolicy>,
+    /// Policies applied to every route under a path prefix and/or host.
+    #[serde(default)]
+    pub defaults: Vec<RawDefaults>,
+    #[serde(default)]
+    pub consumers: BTreeMap<Spanned<String>, RawConsumer>,
+    /// Where API keys live and how they are hashed.
+    pub api_keys: Option<crate::apikey::RawApiKeys>,
+}
+
+/// One named policy: exactly one of the kinds.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub api_key: Option<Spanned<RawApiKeyPolicy>>,
+    pub jwt: Option<Spanned<crate::jwt::RawJwt>>,
+    pub authorize: Option<Spanned<RawAuthorize>>,
+    pub ip: Option<Spanned<crate::policy::ip::RawIpFilter>>,
+    pub rate_limit: Option<Spanned<RawRateLimit>>,
+    pub cors: Option<Spanned<crate::policy::cors::RawCors>>,
+    pub transform: Option<Spanned<crate::policy::transform::RawTransform>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKeyPolicy {
+    /// Headers searched in order (default `authorization` (Bearer) then `x-api-key`).
+    pub headers: Option<Vec<Spanned<String>>>,
+    /// Query parameter searched after the headers (removed before forwarding).
+    pub query: Option<Spanned<String>>,
+    /// Header that carries the consumer name upstream (default `x-consumer`).
+    pub consumer_header: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuthorize {
+    pub consumers: Option<Vec<Spanned<String>>>,
+    pub groups: Option<Vec<Spanned<String>>>,
+    /// JWT scopes that must all be present.
+    pub scopes: Option<Vec<Spanned<String>>>,
+    /// JWT claims that must equal these values.
+    pub claims: Option<BTreeMap<String, Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    /// `consumer`, `api_key`, `ip`, `route` or `header:NAME`.
+    pub key: Spanned<String>,
+    pub limits: Spanned<Vec<RawLimit>>,
+    /// Most keys tracked at once (bounded memory).
+    pub max_keys: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimit {
+    pub requests: Spanned<i64>,
+    pub per: Spanned<RawDuration>,
+    pub burst: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    pub prefix: Option<Spanned<String>>,
+    pub host: Option<Spanned<String>>,
+    pub policies: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsumer {
+    pub groups: Option<Vec<String>>,
+    pub metadata: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -95,6 +173,8 @@ pub struct RawAdmin {
 pub struct RawServer {
     pub workers: Option<Spanned<i64>>,
     pub drain_timeout: Option<Spanned<RawDuration>>,
+    /// Proxies whose `X-Forwarded-For` entries are believed (CIDRs).
+    pub trusted_proxies: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,6 +240,8 @@ pub struct RawRoute {
     pub redirect: Option<Spanned<RawRedirect>>,
     /// `false` leaves this route's requests out of the access log.
     pub access_log: Option<bool>,
+    /// Named policies, in the order they run (after any `[[defaults]]` that cover the route).
+    pub policies: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,6 +250,8 @@ pub struct RawProxy {
     pub upstream: Spanned<String>,
     pub strip_prefix: Option<Spanned<bool>>,
     pub replace_prefix: Option<Spanned<String>>,
+    /// Upstream path built from the route's template captures, e.g. `/users/{id}`.
+    pub path: Option<Spanned<String>>,
     pub preserve_host: Option<bool>,
 }
 
@@ -240,18 +324,21 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         ));
     }
     let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-    let ms = match unit {
-        "ms" => n,
-        "s" => n * 1000,
-        "m" => n * 60_000,
-        "h" => n * 3_600_000,
-        "d" => n * 86_400_000,
+    let mult: u64 = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
         _ => {
             return Err(format!(
                 "invalid duration {s:?}: unknown unit {unit:?} (use ms, s, m, h or d)"
             ))
         }
     };
+    let ms = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("invalid duration {s:?}: too large"))?;
     Ok(std::time::Duration::from_millis(ms))
 }
 
@@ -344,6 +431,7 @@ mod tests {
         assert!(parse_duration("1.5s").is_err());
         assert!(parse_duration("10 parsecs").is_err());
         assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("999999999999d").is_err());
     }
 
     #[test]

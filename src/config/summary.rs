@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{Action, Compiled, Rewrite};
+use super::{Action, Compiled, PathPiece, Rewrite};
 use crate::http1::allow_header_value;
 use crate::route::{Cond, HostPattern, PathPattern};
 
@@ -15,6 +15,8 @@ pub struct RouteRow {
     pub path: String,
     pub conditions: String,
     pub action: String,
+    /// Policies in the order they run (CORS first, in brackets).
+    pub policies: String,
 }
 
 /// Routes in match order.
@@ -64,12 +66,34 @@ pub fn route_rows(c: &Compiled) -> Vec<RouteRow> {
             let action = match &r.action {
                 Action::Proxy(p) => {
                     let mut a = format!("proxy {}", c.upstream(p.upstream).name);
-                    if let Rewrite::ReplacePrefix { prefix, with } = &p.rewrite {
-                        let _ = write!(
-                            a,
-                            " (rewrite {prefix} -> {})",
-                            if with.is_empty() { "/" } else { with }
-                        );
+                    match &p.rewrite {
+                        Rewrite::ReplacePrefix { prefix, with } => {
+                            let _ = write!(
+                                a,
+                                " (rewrite {prefix} -> {})",
+                                if with.is_empty() { "/" } else { with }
+                            );
+                        }
+                        Rewrite::Template(pieces) => {
+                            let names = match &r.spec.path {
+                                PathPattern::Template(t) => {
+                                    crate::route::validate_template(t).unwrap_or_default()
+                                }
+                                _ => Vec::new(),
+                            };
+                            a.push_str(" (path ");
+                            for piece in pieces {
+                                match piece {
+                                    PathPiece::Literal(l) => a.push_str(l),
+                                    PathPiece::Param(i) => {
+                                        let n = names.get(usize::from(*i));
+                                        let _ = write!(a, "{{{}}}", n.map_or("?", |n| n.as_str()));
+                                    }
+                                }
+                            }
+                            a.push(')');
+                        }
+                        Rewrite::None => {}
                     }
                     a
                 }
@@ -77,7 +101,20 @@ pub fn route_rows(c: &Compiled) -> Vec<RouteRow> {
                 Action::Echo => "echo".into(),
                 Action::Redirect(rd) => format!("redirect {} {}", rd.status, rd.location),
             };
+            let name_of = |id: &crate::policy::pipeline::PolicyId| {
+                c.policies
+                    .list
+                    .get(id.0 as usize)
+                    .map_or("?".to_string(), |p| p.name.clone())
+            };
+            let mut policies: Vec<String> = r
+                .cors
+                .iter()
+                .map(|id| format!("[{}]", name_of(id)))
+                .collect();
+            policies.extend(r.policies.iter().map(name_of));
             RouteRow {
+                policies: policies.join(","),
                 name: r.name.clone(),
                 hosts,
                 methods,
@@ -114,16 +151,22 @@ pub fn render(c: &Compiled) -> String {
         } else {
             format!(" {}", r.conditions)
         };
+        let policies = if r.policies.is_empty() {
+            String::new()
+        } else {
+            format!(" [policies: {}]", r.policies)
+        };
         let _ = writeln!(
             s,
-            "  {:>3}. {:<16} {:<14} {:<10} {:<24}{} -> {}",
+            "  {:>3}. {:<16} {:<14} {:<10} {:<24}{} -> {}{}",
             i + 1,
             r.name,
             r.hosts,
             r.methods,
             r.path,
             conds,
-            r.action
+            r.action,
+            policies
         );
     }
     s

@@ -259,7 +259,8 @@ pub fn is_tchar(b: u8) -> bool {
         )
 }
 
-fn trim_ows(s: &[u8]) -> &[u8] {
+/// `s` without leading and trailing spaces and tabs (HTTP optional whitespace).
+pub fn trim_ows(s: &[u8]) -> &[u8] {
     let start = s
         .iter()
         .position(|&b| b != b' ' && b != b'\t')

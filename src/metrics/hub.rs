@@ -128,6 +128,10 @@ pub struct RouteTotals {
     pub latency: LatencyHistogram,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// Auth failures by reason.
+    pub auth_failures: BTreeMap<&'static str, u64>,
+    /// Rate-limit decisions: [admitted, limited].
+    pub ratelimit: [u64; 2],
 }
 
 /// Per-upstream totals across workers.
@@ -167,6 +171,11 @@ impl Merged {
             t.latency.merge(&r.latency);
             t.bytes_in = t.bytes_in.wrapping_add(r.bytes_in);
             t.bytes_out = t.bytes_out.wrapping_add(r.bytes_out);
+            for &(reason, n) in &r.auth_failures {
+                *t.auth_failures.entry(reason).or_insert(0) += n;
+            }
+            t.ratelimit[0] += r.ratelimit[0];
+            t.ratelimit[1] += r.ratelimit[1];
         }
         for u in &s.upstreams {
             let t = entry(&mut self.upstreams, &u.name);

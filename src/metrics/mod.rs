@@ -87,6 +87,10 @@ struct RouteStats {
     latency: LatencyHistogram,
     bytes_in: u64,
     bytes_out: u64,
+    /// Auth failures by reason (a handful of static labels: linear scan).
+    auth_failures: Vec<(&'static str, u64)>,
+    /// Rate-limit decisions: [admitted, limited].
+    ratelimit: [u64; 2],
 }
 
 struct UpstreamStats {
@@ -142,6 +146,8 @@ impl CoreMetrics {
             latency: LatencyHistogram::new(),
             bytes_in: 0,
             bytes_out: 0,
+            auth_failures: Vec::new(),
+            ratelimit: [0; 2],
         });
         RouteSlot(i)
     }
@@ -215,6 +221,29 @@ impl CoreMetrics {
         }
     }
 
+    /// Policy outcomes of one request: an auth failure's reason and / or a rate-limit decision.
+    #[inline]
+    pub fn record_policy(
+        &mut self,
+        route: Option<RouteSlot>,
+        auth_failure: Option<&'static str>,
+        rate_limited: Option<bool>,
+    ) {
+        let idx = route.map_or(0, |r| r.0 as usize);
+        let Some(r) = self.routes.get_mut(idx) else {
+            return;
+        };
+        if let Some(reason) = auth_failure {
+            match r.auth_failures.iter_mut().find(|(k, _)| *k == reason) {
+                Some((_, n)) => *n += 1,
+                None => r.auth_failures.push((reason, 1)),
+            }
+        }
+        if let Some(admitted) = rate_limited {
+            r.ratelimit[usize::from(!admitted)] += 1;
+        }
+    }
+
     /// Adds `n` to a generic worker-local counter.
     #[inline]
     pub fn add(&mut self, c: CoreCounter, n: u64) {
@@ -238,6 +267,8 @@ impl CoreMetrics {
                 latency: r.latency.clone(),
                 bytes_in: r.bytes_in,
                 bytes_out: r.bytes_out,
+                auth_failures: r.auth_failures.clone(),
+                ratelimit: r.ratelimit,
             })
             .collect();
         let upstreams = self
@@ -291,6 +322,8 @@ struct RouteSnapshot {
     latency: LatencyHistogram,
     bytes_in: u64,
     bytes_out: u64,
+    auth_failures: Vec<(&'static str, u64)>,
+    ratelimit: [u64; 2],
 }
 
 #[derive(Clone, Debug)]

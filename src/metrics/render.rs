@@ -49,7 +49,7 @@ pub fn render_prometheus(m: &Merged, p: &ProcessInfo, out: &mut String) {
     family(
         out,
         name,
-        "Time from the first byte of the request head to the last byte of the response.",
+        "Time from the complete request head to the last byte of the response.",
         "histogram",
     );
     for (route, t) in &m.routes {
@@ -96,6 +96,34 @@ pub fn render_prometheus(m: &Merged, p: &ProcessInfo, out: &mut String) {
     );
     for (up, t) in &m.upstreams {
         histogram(out, name, "upstream", up, &t.latency);
+    }
+    family(
+        out,
+        "ringway_auth_failures_total",
+        "Requests refused by an authentication or authorization policy, by route and reason.",
+        "counter",
+    );
+    for (route, t) in &m.routes {
+        for (reason, n) in &t.auth_failures {
+            out.push_str("ringway_auth_failures_total{route=\"");
+            push_label_value(out, route);
+            let _ = writeln!(out, "\",reason=\"{reason}\"}} {n}");
+        }
+    }
+    family(
+        out,
+        "ringway_ratelimit_decisions_total",
+        "Rate-limit decisions on limited routes, by route and decision.",
+        "counter",
+    );
+    for (route, t) in &m.routes {
+        for (decision, n) in [("allowed", t.ratelimit[0]), ("limited", t.ratelimit[1])] {
+            if t.ratelimit != [0, 0] {
+                out.push_str("ringway_ratelimit_decisions_total{route=\"");
+                push_label_value(out, route);
+                let _ = writeln!(out, "\",decision=\"{decision}\"}} {n}");
+            }
+        }
     }
     family(
         out,

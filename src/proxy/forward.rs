@@ -17,6 +17,7 @@ use crate::worker::{Core, Generation};
 use super::body::{maybe_continue, stream_request_body, stream_response_body};
 use super::upstream_head::{write_upstream_head, UpstreamHead};
 use super::{Client, Outcome, Req, UpstreamFacts, STREAM_CHUNK};
+use crate::policy::pipeline::Effects;
 
 // ---------------------------------------------------------------------------------------
 // Proxying
@@ -159,6 +160,7 @@ pub(super) async fn proxy(
     req: &Req<'_>,
     route: &Route,
     p: &ProxyAction,
+    fx: &Effects,
 ) -> Result<Outcome, ProxyError> {
     let cfg = &gen.cfg;
     let us = &gen.upstreams[p.upstream.0 as usize];
@@ -183,6 +185,20 @@ pub(super) async fn proxy(
     };
     let retryable = buffered_body.is_some() && h.method.is_idempotent();
 
+    // Policies that removed or added query parameters change the query sent upstream.
+    let mut query_buf = Vec::new();
+    let query = if fx.query_remove.is_empty() && fx.query_add.is_empty() {
+        None
+    } else {
+        crate::policy::transform::rewrite_query(
+            h.query(),
+            &fx.query_remove,
+            &fx.query_add,
+            &mut query_buf,
+        );
+        Some(&query_buf[..])
+    };
+    let edits = (!fx.upstream.is_empty()).then_some(&fx.upstream);
     let mut tried = 0u64;
     let mut attempt = 0;
     c.ex.upstream = Some(UpstreamFacts {
@@ -215,6 +231,9 @@ pub(super) async fn proxy(
                 target_label: label,
                 tunnel: tunnel_req,
                 trace: c.ex.trace.as_ref(),
+                captures: &req.captures,
+                edits,
+                query,
             },
             p,
         );
@@ -313,16 +332,38 @@ pub(super) async fn proxy(
     out.clear();
     http1::write_status_line(&mut out, resp.status);
     let conn_lists_names = resp.header("connection").is_some();
+    let edits = (!fx.response.is_empty()).then_some(&fx.response);
+    // With a CORS policy on the route the gateway owns the CORS headers.
+    let own_cors = route.cors.is_some();
     for (n, v) in resp.headers() {
         if http1::is_hop_by_hop(n)
             || (conn_lists_names && http1::named_in_connection(resp.headers(), n))
             || n.eq_ignore_ascii_case(b"x-request-id")
             || (n.eq_ignore_ascii_case(b"content-length") && resp.body != BodyFraming::None)
+            || (own_cors && n.len() > 15 && n[..15].eq_ignore_ascii_case(b"access-control-"))
         {
             continue;
         }
-        http1::write_header(&mut out, n, v);
+        match edits {
+            Some(e) => {
+                if let Some(name) = e.map_name(n) {
+                    http1::write_header(&mut out, name, v);
+                }
+            }
+            None => http1::write_header(&mut out, n, v),
+        }
     }
+    if let Some(e) = edits {
+        for (name, value) in &e.add {
+            if !http1::is_hop_by_hop(name)
+                && !name.eq_ignore_ascii_case(b"content-length")
+                && !name.eq_ignore_ascii_case(b"transfer-encoding")
+            {
+                http1::write_header(&mut out, name, value);
+            }
+        }
+    }
+    out.extend_from_slice(&c.ex.resp_lines);
     match client_framing {
         BodyFraming::Length(n) => {
             out.extend_from_slice(b"content-length: ");

@@ -23,6 +23,8 @@ use crate::config::{Action, Timeouts, UpstreamId};
 use crate::error::{self, ErrorKind, ProxyError};
 use crate::http1::{self, BodyFraming, Method, RequestHead, Version};
 use crate::io::{idle_wait, read_more, write_all, IdleWake, IoFail};
+use crate::policy::cors;
+use crate::policy::pipeline::{self, Caller, Denial, Effects, Facts, Policy, PolicyId};
 use crate::request_id::RequestId;
 use crate::route::{HeaderSource, Lookup, RouteId, RouteRequest};
 use crate::trace::TraceContext;
@@ -105,6 +107,15 @@ pub struct Exchange {
     pub trace: Option<TraceContext>,
     /// Response header that carries the trace id (when configured).
     pub trace_header: Option<std::sync::Arc<str>>,
+    /// Header lines (`name: value\r\n`) every response to this request carries: CORS,
+    /// RateLimit, and a denial's WWW-Authenticate / Retry-After.
+    pub resp_lines: Vec<u8>,
+    /// Why a policy refused the caller (auth failures by reason, for metrics).
+    pub auth_failure: Option<&'static str>,
+    /// Rate-limit outcome on a limited route (`Some(true)` = admitted).
+    pub rate_limited: Option<bool>,
+    /// The authenticated consumer (kept only when the access log or spans need it).
+    pub consumer: Option<std::sync::Arc<str>>,
 }
 
 /// The upstream side of a proxied request.
@@ -383,6 +394,8 @@ struct Req<'a> {
     path: std::borrow::Cow<'a, [u8]>,
     /// Client asked to close, or we are draining.
     close: bool,
+    /// The route template's captures (byte ranges in `path`).
+    captures: crate::route::Captures,
 }
 
 /// Runs one request and records its telemetry (metrics, access log, span) once it is done.
@@ -431,11 +444,12 @@ async fn run_request(
             return respond_error(core, c, head, rid.as_str(), e).await;
         }
     };
-    let req = Req {
+    let mut req = Req {
         head,
         rid,
         path,
         close,
+        captures: Vec::new(),
     };
 
     if head.expect_other {
@@ -461,9 +475,18 @@ async fn run_request(
         &HeadHeaders(head),
     );
     c.host = host;
+    // A CORS preflight is answered by the route that would serve the requested method, before
+    // any other policy runs (browsers send no credentials with it).
+    let acrm = head.header("access-control-request-method");
+    if cors::is_preflight(head.method, head.header("origin"), acrm) {
+        if let Some(outcome) = preflight(core, c, &req, cfg, acrm.unwrap_or(b"")).await {
+            return outcome;
+        }
+    }
     let route = match lookup {
-        Lookup::Found { route, .. } => {
+        Lookup::Found { route, captures } => {
             c.ex.route = Some(route);
+            req.captures = captures;
             cfg.route(route)
         }
         Lookup::MethodNotAllowed { allow } => {
@@ -489,8 +512,69 @@ async fn run_request(
         }
     }
 
+    let mut fx = Effects::default();
+    if let Some(Policy::Cors(cors)) = policy(cfg, route.cors) {
+        cors.actual(head.header("origin"), &mut c.ex.resp_lines);
+    }
+    if !route.policies.is_empty() {
+        let mut caller = Caller::default();
+        let peer = c.peer.ip().to_canonical();
+        let client_ip = match &cfg.policies.trusted_proxies {
+            Some(trusted) => {
+                let mut xff = head
+                    .headers()
+                    .filter(|(n, _)| n.eq_ignore_ascii_case(b"x-forwarded-for"))
+                    .map(|(_, v)| v);
+                crate::policy::ip::client_ip(peer, &mut xff, trusted)
+            }
+            None => peer,
+        };
+        let ip_text = if client_ip == peer {
+            std::borrow::Cow::Borrowed(c.peer_ip.as_str())
+        } else {
+            std::borrow::Cow::Owned(client_ip.to_string())
+        };
+        let facts = Facts {
+            head,
+            route: &route.name,
+            request_id: req.rid.as_str(),
+            client_ip,
+            client_ip_text: &ip_text,
+            unix_now: crate::worker::unix_now(),
+            mono_now: crate::ratelimit::now_ns(),
+        };
+        let res = pipeline::run(
+            &cfg.policies,
+            &route.policies,
+            &facts,
+            &mut caller,
+            &mut fx,
+            &mut core.tokens.borrow_mut(),
+        );
+        c.ex.resp_lines.append(&mut fx.response_lines);
+        c.ex.rate_limited = fx.rate_limited;
+        let tel = &cfg.telemetry;
+        if tel.access_log.is_some() || tel.tracing.otlp.is_some() {
+            c.ex.consumer = caller.consumer().map(std::sync::Arc::from);
+        }
+        if let Err(d) = res {
+            let kind = match d {
+                Denial::Unauthorized { reason, detail } => {
+                    c.ex.auth_failure = Some(reason);
+                    ErrorKind::Unauthorized(detail)
+                }
+                Denial::Forbidden { reason, detail } => {
+                    c.ex.auth_failure = Some(reason);
+                    ErrorKind::Forbidden(detail)
+                }
+                Denial::Limited => ErrorKind::TooManyRequests,
+            };
+            return respond_error(core, c, head, req.rid.as_str(), ProxyError::new(kind)).await;
+        }
+    }
+
     match &route.action {
-        Action::Proxy(p) => match proxy(core, gen, c, &req, route, p).await {
+        Action::Proxy(p) => match proxy(core, gen, c, &req, route, p, &fx).await {
             Ok(o) => o,
             Err(e) => respond_error(core, c, head, req.rid.as_str(), e).await,
         },
@@ -557,6 +641,7 @@ async fn finish_local(
     }
     http1::write_header(out, b"x-request-id", req.rid.as_bytes());
     write_trace_header(&c.ex, out);
+    out.extend_from_slice(&c.ex.resp_lines);
     // A drain that started while this request ran still gets announced on its response.
     let keep = !req.close && !core.draining();
     http1::write_connection(out, keep, req.head.version);
@@ -596,6 +681,7 @@ async fn respond_error(
     let mut out = Vec::with_capacity(384);
     let mut extra = Vec::new();
     write_trace_header(&c.ex, &mut extra);
+    extra.extend_from_slice(&c.ex.resp_lines);
     error::render(
         &err,
         rid,
@@ -612,6 +698,59 @@ async fn respond_error(
         Ok(()) => Outcome::Done(keep),
         Err(_) => Outcome::Done(false),
     }
+}
+
+/// The policy `id` names, if any.
+fn policy(cfg: &crate::config::Compiled, id: Option<PolicyId>) -> Option<&Policy> {
+    id.and_then(|id| cfg.policies.list.get(id.0 as usize))
+        .map(|p| &p.policy)
+}
+
+/// Answers a CORS preflight if the route serving the requested method has a CORS policy.
+/// `None` = not ours to answer (no such route, or it has no CORS policy): normal handling.
+async fn preflight(
+    core: &Core,
+    c: &mut Client,
+    req: &Req<'_>,
+    cfg: &crate::config::Compiled,
+    requested: &[u8],
+) -> Option<Outcome> {
+    let head = req.head;
+    // The route for the requested method; for a method no route serves, the route the path
+    // belongs to (its CORS policy then refuses the method: an answer without CORS headers).
+    let requested_method = Method::from_bytes(requested.trim_ascii());
+    let route = std::iter::once(requested_method)
+        .chain(Method::ALL)
+        .find_map(|method| {
+            match cfg.table.lookup(
+                &RouteRequest {
+                    host: &c.host,
+                    method,
+                    path: &req.path,
+                    query: head.query(),
+                },
+                &HeadHeaders(head),
+            ) {
+                Lookup::Found { route, .. } => Some(route),
+                _ => None,
+            }
+        })?;
+    let Some(Policy::Cors(cors)) = policy(cfg, cfg.route(route).cors) else {
+        return None;
+    };
+    c.ex.route = Some(route);
+    let status = cors.preflight_status();
+    let mut out = Vec::with_capacity(512);
+    http1::write_status_line(&mut out, status);
+    let origin = head.header("origin").unwrap_or(b"");
+    cors.preflight(
+        origin,
+        requested,
+        head.header("access-control-request-headers"),
+        &mut out,
+    );
+    let body = (status != 204).then_some(&b""[..]);
+    Some(finish_local(core, c, req, status, &mut out, body).await)
 }
 
 /// Adds the configured trace-id response header (if any) to a response head being built.

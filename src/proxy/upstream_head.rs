@@ -4,8 +4,9 @@
 //! `X-Forwarded-For` and `Forwarded` append this hop to earlier ones. Public so the benches
 //! measure this exact code.
 
-use crate::config::{ProxyAction, Rewrite};
+use crate::config::{PathPiece, ProxyAction, Rewrite};
 use crate::http1::{self, BodyFraming, RequestHead};
+use crate::policy::transform::HeaderEdits;
 
 use super::push_decimal;
 use crate::trace::TraceContext;
@@ -41,6 +42,13 @@ pub struct UpstreamHead<'a> {
     pub tunnel: bool,
     /// The request's trace: replaces the client's `traceparent` with this hop's span.
     pub trace: Option<&'a TraceContext>,
+    /// The route template's captures (byte ranges in `path`), for `Rewrite::Template`.
+    pub captures: &'a [(u16, std::ops::Range<usize>)],
+    /// Header edits from the route's policies (removals, renames, additions).
+    pub edits: Option<&'a HeaderEdits>,
+    /// The query string to send instead of the client's (policies removed or added
+    /// parameters); `Some(b"")` sends none.
+    pub query: Option<&'a [u8]>,
 }
 
 /// Serializes the upstream request head into `out` (cleared first): request line with the
@@ -71,10 +79,35 @@ pub fn write_upstream_head(out: &mut Vec<u8>, u: &UpstreamHead<'_>, p: &ProxyAct
                 out.insert(start, b'/');
             }
         }
+        Rewrite::Template(pieces) => {
+            let start = out.len();
+            for piece in pieces {
+                match piece {
+                    PathPiece::Literal(l) => out.extend_from_slice(l.as_bytes()),
+                    PathPiece::Param(i) => {
+                        if let Some((_, r)) = u.captures.iter().find(|(n, _)| n == i) {
+                            out.extend_from_slice(u.path.get(r.clone()).unwrap_or(b""));
+                        }
+                    }
+                }
+            }
+            if out.len() == start {
+                out.push(b'/');
+            }
+        }
     }
-    if let Some(q) = h.query() {
-        out.push(b'?');
-        out.extend_from_slice(q);
+    match u.query {
+        Some(q) if !q.is_empty() => {
+            out.push(b'?');
+            out.extend_from_slice(q);
+        }
+        Some(_) => {}
+        None => {
+            if let Some(q) = h.query() {
+                out.push(b'?');
+                out.extend_from_slice(q);
+            }
+        }
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
 
@@ -104,7 +137,21 @@ pub fn write_upstream_head(out: &mut Vec<u8>, u: &UpstreamHead<'_>, p: &ProxyAct
         {
             continue;
         }
-        http1::write_header(out, name, value);
+        match u.edits {
+            Some(e) => {
+                if let Some(n) = e.map_name(name) {
+                    http1::write_header(out, n, value);
+                }
+            }
+            None => http1::write_header(out, name, value),
+        }
+    }
+    if let Some(e) = u.edits {
+        for (name, value) in &e.add {
+            if !managed_request_header(name) && !http1::is_hop_by_hop(name) {
+                http1::write_header(out, name, value);
+            }
+        }
     }
     match h.body {
         BodyFraming::Length(n) => {

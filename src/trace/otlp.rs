@@ -4,6 +4,7 @@
 //! strings (not base64), enums are integers, 64-bit integers are decimal strings. Every string
 //! from the request goes through `json::escape_into`, so the output is always valid JSON.
 
+use crate::proxy::push_decimal;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::context::push_hex;
@@ -125,20 +126,6 @@ fn attr_int(out: &mut Vec<u8>, key: &str, value: u64) {
     out.extend_from_slice(b",\"value\":{\"intValue\":\"");
     push_decimal(out, value);
     out.extend_from_slice(b"\"}}");
-}
-
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
 }
 
 #[cfg(test)]

@@ -68,6 +68,11 @@ impl Gateway {
     }
 
     pub fn start_workers(body: &str, workers: usize) -> Gateway {
+        Gateway::start_env(body, workers, &[])
+    }
+
+    /// Starts ringway with extra environment variables (e.g. an API-key HMAC secret).
+    pub fn start_env(body: &str, workers: usize, env: &[(&str, &str)]) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let admin_port = free_port();
@@ -78,6 +83,7 @@ impl Gateway {
             .arg(&config_path)
             .arg("--workers")
             .arg(workers.to_string())
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -1,0 +1,153 @@
+//! API keys for consumers: the key format, the keys file, the compiled `KeyStore` the request
+//! path authenticates against, and the `ringway keys` CLI that manages the file.
+//!
+//! Invariants:
+//! - **No plaintext keys at rest.** The keys file holds a public key id and a hash of the full
+//!   key (`hmac-sha256:<hex>` keyed with a server secret, or plain `sha256:<hex>`); a key is
+//!   printed exactly once, by the CLI that generated it.
+//! - **Constant-time comparison** of the presented key's hash with the stored one (`subtle`).
+//! - `KeyStore` is immutable and `Send + Sync`; it is rebuilt from the file on every config load
+//!   (start, SIGHUP, admin reload), so CLI changes apply on reload. Expiry is checked against the
+//!   caller's clock on every request, so a rotation grace period ends on time without a reload.
+//!
+//! Key format (see `key.rs`): `rwk_<id>_<secret>`, 56 ASCII bytes, where `id` is 8 lowercase hex
+//! digits (32 random bits; public, stored in the file, fine to log) and `secret` is 32 random
+//! bytes in unpadded base64url (43 chars, alphabet `A-Z a-z 0-9 - _`). The hash covers the whole
+//! key string. Lookup: check the shape → id → entry (ahash map) → hash the presented key →
+//! constant-time compare → revoked? → expired?
+
+pub mod cli;
+pub mod file;
+pub mod key;
+pub mod settings;
+pub mod store;
+pub mod time;
+
+pub use key::{key_id, KeyId};
+pub use settings::{load_store, load_store_with_env, RawApiKeys, DEFAULT_SECRET_ENV};
+pub use store::{KeyMatch, KeyStore};
+
+use std::fmt;
+
+/// How key hashes are computed and stored (`api_keys.hash`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HashMode {
+    /// HMAC-SHA256 keyed with the server secret (the default): a leaked keys file alone does
+    /// not let anyone check guesses offline.
+    HmacSha256,
+    /// Plain SHA-256 of the key: no secret to manage; the 256-bit random secret part of a key
+    /// already makes offline guessing infeasible.
+    Sha256,
+}
+
+impl HashMode {
+    /// The name used in the config and as the prefix of a stored hash.
+    pub fn name(self) -> &'static str {
+        match self {
+            HashMode::HmacSha256 => "hmac-sha256",
+            HashMode::Sha256 => "sha256",
+        }
+    }
+
+    /// Parses a config / hash-prefix name.
+    pub fn parse(s: &str) -> Option<HashMode> {
+        match s {
+            "hmac-sha256" => Some(HashMode::HmacSha256),
+            "sha256" => Some(HashMode::Sha256),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for HashMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a presented key was not accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyError {
+    /// Not shaped like a ringway key (wrong length, prefix or alphabet).
+    Malformed,
+    /// Well-formed, but no key with this id and hash exists.
+    Unknown,
+    /// The key matched but was revoked.
+    Revoked,
+    /// The key matched but its `expires` time has passed.
+    Expired,
+}
+
+impl KeyError {
+    /// A snake_case label for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            KeyError::Malformed => "malformed",
+            KeyError::Unknown => "unknown",
+            KeyError::Revoked => "revoked",
+            KeyError::Expired => "expired",
+        }
+    }
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyError::Malformed => "malformed API key",
+            KeyError::Unknown => "unknown API key",
+            KeyError::Revoked => "revoked API key",
+            KeyError::Expired => "expired API key",
+        })
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+/// 1-based line and column (in characters) of a byte offset in `src`.
+pub(crate) fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let offset = src.floor_char_boundary(offset.min(src.len()));
+    let before = &src[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let col = before[line_start..].chars().count() + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_snake_case_and_distinct() {
+        let all = [
+            KeyError::Malformed,
+            KeyError::Unknown,
+            KeyError::Revoked,
+            KeyError::Expired,
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for e in all {
+            let r = e.reason();
+            assert!(
+                r.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{r}"
+            );
+            assert!(seen.insert(r));
+        }
+    }
+
+    #[test]
+    fn hash_mode_names_round_trip() {
+        for m in [HashMode::HmacSha256, HashMode::Sha256] {
+            assert_eq!(HashMode::parse(m.name()), Some(m));
+        }
+        assert_eq!(HashMode::parse("md5"), None);
+    }
+
+    #[test]
+    fn line_col_counts_chars() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(line_col("é\nx", 99), (2, 2));
+    }
+}

@@ -1,0 +1,379 @@
+//! The `[api_keys]` config table and `load_store`, which turns it plus the keys file into a
+//! `KeyStore` on every config load.
+//!
+//! ```toml
+//! [api_keys]
+//! file = "keys.toml"                 # relative to the config file's directory
+//! hash = "hmac-sha256"               # (default) or "sha256"
+//! secret_env = "RINGWAY_KEY_SECRET"  # (default) env var holding the HMAC secret
+//! ```
+//! Problems in the table are reported through a callback with spans in the main config;
+//! problems in the keys file come back as `ConfigError`s naming the keys file and line.
+//! The secret is read from the environment at load time and lives only inside the store.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::file::parse_keys;
+use super::{HashMode, KeyStore};
+use crate::config::ConfigError;
+
+/// Env var holding the HMAC secret unless `api_keys.secret_env` names another.
+pub const DEFAULT_SECRET_ENV: &str = "RINGWAY_KEY_SECRET";
+
+/// Shortest HMAC secret accepted, in bytes.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// The `[api_keys]` table of the main config, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKeys {
+    /// Keys file, relative to the config file's directory.
+    pub file: Spanned<String>,
+    /// `"hmac-sha256"` (default) or `"sha256"`.
+    pub hash: Option<Spanned<String>>,
+    /// Env var holding the HMAC secret (default `RINGWAY_KEY_SECRET`).
+    pub secret_env: Option<Spanned<String>>,
+}
+
+/// `[api_keys]` validated; the secret is not read yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeysSettings {
+    /// The keys file, resolved against the config file's directory.
+    pub file: PathBuf,
+    pub mode: HashMode,
+    pub secret_env: String,
+    /// Span of the setting that made HMAC mode apply (for "secret missing" errors).
+    secret_span: Range<usize>,
+}
+
+/// Callback for problems in the `[api_keys]` table: (span in the main config, dotted field,
+/// message).
+pub type TableErr<'a> = &'a mut dyn FnMut(Range<usize>, &str, String);
+
+/// Validates the table. `config_dir` is the main config file's directory.
+pub fn resolve(raw: &RawApiKeys, config_dir: &Path, err: TableErr<'_>) -> Option<KeysSettings> {
+    let mut ok = true;
+    let file = raw.file.get_ref();
+    if file.trim().is_empty() {
+        err(
+            raw.file.span(),
+            "api_keys.file",
+            "must name the keys file".into(),
+        );
+        ok = false;
+    }
+    let mode = match &raw.hash {
+        None => HashMode::HmacSha256,
+        Some(h) => HashMode::parse(h.get_ref()).unwrap_or_else(|| {
+            err(
+                h.span(),
+                "api_keys.hash",
+                format!(
+                    "unknown hash {:?}: use \"hmac-sha256\" (default) or \"sha256\"",
+                    h.get_ref()
+                ),
+            );
+            ok = false;
+            HashMode::HmacSha256
+        }),
+    };
+    let secret_env = match &raw.secret_env {
+        None => DEFAULT_SECRET_ENV.to_string(),
+        Some(s) => {
+            let name = s.get_ref();
+            let valid = !name.is_empty()
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && !name.as_bytes()[0].is_ascii_digit();
+            if !valid {
+                err(
+                    s.span(),
+                    "api_keys.secret_env",
+                    format!("invalid environment variable name {name:?}"),
+                );
+                ok = false;
+            }
+            name.clone()
+        }
+    };
+    let secret_span = raw
+        .secret_env
+        .as_ref()
+        .map(|s| s.span())
+        .or_else(|| raw.hash.as_ref().map(|h| h.span()))
+        .unwrap_or_else(|| raw.file.span());
+    ok.then(|| KeysSettings {
+        file: config_dir.join(file),
+        mode,
+        secret_env,
+        secret_span,
+    })
+}
+
+impl KeysSettings {
+    /// Reads the HMAC secret from the environment (`None` in sha256 mode). A missing, empty
+    /// or too short secret is an error positioned at the setting that asked for HMAC.
+    pub fn secret(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<Vec<u8>>, SettingError> {
+        if self.mode != HashMode::HmacSha256 {
+            return Ok(None);
+        }
+        let error = |message: String| SettingError {
+            span: self.secret_span.clone(),
+            field: "api_keys.secret_env",
+            message,
+        };
+        match env(&self.secret_env) {
+            None => Err(error(format!(
+                "hash mode hmac-sha256 needs a secret in the environment variable {} (unset); set it, e.g. to the output of `head -c 32 /dev/urandom | base64`, or use hash = \"sha256\"",
+                self.secret_env
+            ))),
+            Some(s) if s.len() < MIN_SECRET_LEN => Err(error(format!(
+                "the secret in {} is too short ({} bytes; at least {MIN_SECRET_LEN}, 32 or more recommended)",
+                self.secret_env,
+                s.len()
+            ))),
+            Some(s) => Ok(Some(s.into_bytes())),
+        }
+    }
+}
+
+/// A problem with a setting of the `[api_keys]` table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettingError {
+    /// Span in the main config.
+    pub span: Range<usize>,
+    /// Dotted field path.
+    pub field: &'static str,
+    pub message: String,
+}
+
+/// Reads an env var as UTF-8 (non-UTF-8 counts as unset).
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Builds the key store for `[api_keys]` on a config load: validates the table (problems go to
+/// `table_err`, spans in the main config), reads the HMAC secret from the process
+/// environment, reads and validates the keys file (problems are pushed to `file_errs`, naming
+/// the keys file). Returns `None` if anything was reported.
+pub fn load_store(
+    raw: &RawApiKeys,
+    config_dir: &Path,
+    table_err: TableErr<'_>,
+    file_errs: &mut Vec<ConfigError>,
+) -> Option<Arc<KeyStore>> {
+    load_store_with_env(raw, config_dir, &process_env, table_err, file_errs)
+}
+
+/// `load_store` with an explicit environment lookup (for tests).
+pub fn load_store_with_env(
+    raw: &RawApiKeys,
+    config_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    table_err: TableErr<'_>,
+    file_errs: &mut Vec<ConfigError>,
+) -> Option<Arc<KeyStore>> {
+    let settings = resolve(raw, config_dir, table_err)?;
+    let secret = match settings.secret(env) {
+        Ok(s) => s,
+        Err(e) => {
+            table_err(e.span, e.field, e.message);
+            return None;
+        }
+    };
+    let file_err = |message: String| ConfigError {
+        file: settings.file.clone(),
+        line: 0,
+        col: 0,
+        field: String::new(),
+        message,
+    };
+    let src = match std::fs::read_to_string(&settings.file) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            file_errs.push(file_err(
+                "keys file does not exist (create keys with `ringway keys create`)".into(),
+            ));
+            return None;
+        }
+        Err(e) => {
+            file_errs.push(file_err(format!("cannot read keys file: {e}")));
+            return None;
+        }
+    };
+    let entries = match parse_keys(&src, &settings.file, settings.mode) {
+        Ok(e) => e,
+        Err(errs) => {
+            file_errs.extend(errs);
+            return None;
+        }
+    };
+    match KeyStore::new(settings.mode, secret.as_deref(), &entries) {
+        Ok(s) => Some(Arc::new(s)),
+        Err(m) => {
+            // parse_keys already rejects what KeyStore::new checks; kept for safety.
+            file_errs.push(file_err(m));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apikey::file::{append, KeyEntry};
+    use crate::apikey::key;
+    use crate::apikey::store::Hasher;
+    use crate::apikey::KeyError;
+
+    #[derive(Deserialize)]
+    struct Main {
+        api_keys: RawApiKeys,
+    }
+
+    const SECRET: &str = "s3cret-s3cret-s3cret-s3cret-0123";
+
+    fn raw(table: &str) -> (String, RawApiKeys) {
+        let src = format!("[server]\nworkers = 1\n\n[api_keys]\n{table}");
+        let m: Main = toml::from_str(&src).unwrap();
+        (src, m.api_keys)
+    }
+
+    type Reported = Vec<(usize, String, String)>;
+
+    /// Loads with a fake env; returns the store, table errors as (line, field, message), and
+    /// keys-file errors.
+    fn load(
+        table: &str,
+        dir: &Path,
+        env: &[(&str, &str)],
+    ) -> (Option<Arc<KeyStore>>, Reported, Vec<ConfigError>) {
+        let (src, r) = raw(table);
+        let mut table_errs = Vec::new();
+        let mut file_errs = Vec::new();
+        let lookup = |k: &str| {
+            env.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        };
+        let store = load_store_with_env(
+            &r,
+            dir,
+            &lookup,
+            &mut |span, field, msg| {
+                let (line, _) = crate::apikey::line_col(&src, span.start);
+                table_errs.push((line, field.to_string(), msg));
+            },
+            &mut file_errs,
+        );
+        (store, table_errs, file_errs)
+    }
+
+    fn write_key(dir: &Path, mode: HashMode, secret: Option<&[u8]>) -> String {
+        let h = Hasher::new(mode, secret).unwrap();
+        let (id, k) = key::generate(|_| false).unwrap();
+        let e = KeyEntry {
+            id,
+            consumer: "acme".into(),
+            hash_mode: mode,
+            hash: h.hash(k.as_bytes()),
+            created: 0,
+            expires: None,
+            revoked: false,
+        };
+        std::fs::write(dir.join("keys.toml"), append("", &e)).unwrap();
+        k
+    }
+
+    #[test]
+    fn hmac_store_loads_with_the_env_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = write_key(dir.path(), HashMode::HmacSha256, Some(SECRET.as_bytes()));
+        let (store, t, f) = load(
+            "file = \"keys.toml\"\n",
+            dir.path(),
+            &[(DEFAULT_SECRET_ENV, SECRET)],
+        );
+        assert!(t.is_empty() && f.is_empty(), "{t:?} {f:?}");
+        let store = store.unwrap();
+        assert!(store.authenticate(k.as_bytes(), 1).is_ok());
+        // Another secret (custom env var): the same key no longer matches.
+        let (store, t, _) = load(
+            "file = \"keys.toml\"\nsecret_env = \"OTHER\"\n",
+            dir.path(),
+            &[("OTHER", "a-different-secret-0123456789")],
+        );
+        assert!(t.is_empty(), "{t:?}");
+        assert_eq!(
+            store.unwrap().authenticate(k.as_bytes(), 1),
+            Err(KeyError::Unknown)
+        );
+    }
+
+    #[test]
+    fn sha256_store_needs_no_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = write_key(dir.path(), HashMode::Sha256, None);
+        let (store, t, f) = load("file = \"keys.toml\"\nhash = \"sha256\"\n", dir.path(), &[]);
+        assert!(t.is_empty() && f.is_empty(), "{t:?} {f:?}");
+        assert!(store.unwrap().authenticate(k.as_bytes(), 1).is_ok());
+    }
+
+    #[test]
+    fn table_problems_are_reported_with_main_config_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        write_key(dir.path(), HashMode::HmacSha256, Some(SECRET.as_bytes()));
+        let (store, t, _) = load("file = \"keys.toml\"\n", dir.path(), &[]);
+        assert!(store.is_none());
+        assert_eq!(t.len(), 1, "{t:?}");
+        assert_eq!((t[0].0, t[0].1.as_str()), (5, "api_keys.secret_env"));
+        assert!(t[0].2.contains(DEFAULT_SECRET_ENV), "{}", t[0].2);
+
+        let (_, t, _) = load(
+            "file = \"keys.toml\"\nsecret_env = \"K\"\n",
+            dir.path(),
+            &[("K", "short")],
+        );
+        assert_eq!((t[0].0, t[0].1.as_str()), (6, "api_keys.secret_env"));
+        assert!(t[0].2.contains("too short"), "{}", t[0].2);
+
+        let (_, t, _) = load("file = \"keys.toml\"\nhash = \"md5\"\n", dir.path(), &[]);
+        assert_eq!((t[0].0, t[0].1.as_str()), (6, "api_keys.hash"));
+        let (_, t, _) = load("file = \"\"\nhash = \"sha256\"\n", dir.path(), &[]);
+        assert_eq!((t[0].0, t[0].1.as_str()), (5, "api_keys.file"));
+        let (_, t, _) = load("file = \"k\"\nsecret_env = \"1 BAD\"\n", dir.path(), &[]);
+        assert_eq!((t[0].0, t[0].1.as_str()), (6, "api_keys.secret_env"));
+    }
+
+    #[test]
+    fn keys_file_problems_name_the_keys_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, t, f) = load("file = \"nope.toml\"\nhash = \"sha256\"\n", dir.path(), &[]);
+        assert!(store.is_none() && t.is_empty());
+        assert_eq!(f[0].file, dir.path().join("nope.toml"));
+        assert!(f[0].message.contains("does not exist"), "{}", f[0]);
+
+        std::fs::write(
+            dir.path().join("bad.toml"),
+            "# c\n[[keys]]\nid = \"nothex!!\"\n",
+        )
+        .unwrap();
+        let (store, _, f) = load("file = \"bad.toml\"\nhash = \"sha256\"\n", dir.path(), &[]);
+        assert!(store.is_none());
+        assert_eq!(f[0].file, dir.path().join("bad.toml"));
+        assert_eq!(f[0].line, 2, "{}", f[0]); // missing fields: reported at the table header
+    }
+
+    #[test]
+    fn raw_table_denies_unknown_fields() {
+        let r: Result<Main, _> = toml::from_str("[api_keys]\nfile = \"k\"\nhsah = \"sha256\"\n");
+        assert!(r.is_err());
+    }
+}

@@ -1,0 +1,445 @@
+//! Compiles the policy sections — `[consumers.*]`, `[api_keys]`, `[policies.*]`,
+//! `[[defaults]]` and `server.trusted_proxies` — into `policy::Policies`, and resolves each
+//! route's effective policy list (matching defaults first, then the route's own, in order).
+//!
+//! Stateful pieces that must survive a reload come from `Runtime`: rate limiters with an
+//! unchanged identity keep their buckets (no fresh burst on SIGHUP), and JWKS fetchers keep
+//! running for an unchanged URL.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use toml::Spanned;
+
+use super::compile::Errors;
+use super::raw::{RawConfig, RawDefaults};
+use crate::policy::pipeline::{
+    ApiKeyCheck, Authorize, Consumer, JwtCheck, KeySource, LimitKey, NamedPolicy, Policies, Policy,
+    PolicyId, RateLimit,
+};
+use crate::ratelimit::LimitSpec;
+
+/// Long-lived state config compiles draw on (owned by the control thread's `Shared`).
+#[derive(Default)]
+pub struct Runtime {
+    pub limiters: crate::ratelimit::LimiterRegistry,
+    pub jwks: crate::jwt::JwksFetchers,
+}
+
+/// Default cap on keys tracked per rate-limit policy.
+const DEFAULT_MAX_KEYS: usize = 1_000_000;
+
+fn header_name(errs: &mut Errors, s: &Spanned<String>, field: &str) -> Option<String> {
+    let name = s.get_ref().to_ascii_lowercase();
+    if name.is_empty() || !name.bytes().all(crate::http1::is_tchar) {
+        errs.at(
+            s.span(),
+            field,
+            format!("{:?} is not a valid header name", s.get_ref()),
+        );
+        return None;
+    }
+    Some(name)
+}
+
+/// Compiles the policy sections. Returns the policies and their ids by name.
+pub(super) fn compile_policies(
+    raw: &RawConfig,
+    file: &Path,
+    rt: &Runtime,
+    errs: &mut Errors,
+) -> (Policies, HashMap<String, PolicyId>) {
+    let base_dir = file.parent().unwrap_or(Path::new("."));
+    let mut ps = Policies::default();
+
+    for (name, c) in &raw.consumers {
+        let n = name.get_ref();
+        if n.is_empty() {
+            errs.at(name.span(), "consumers", "consumer name must not be empty");
+            continue;
+        }
+        ps.consumers.insert(
+            n.clone(),
+            Consumer {
+                name: Arc::from(n.as_str()),
+                groups: c.groups.clone().unwrap_or_default(),
+                metadata: c.metadata.clone().unwrap_or_default().into_iter().collect(),
+            },
+        );
+    }
+
+    if let Some(a) = &raw.api_keys {
+        let mut file_errs = Vec::new();
+        ps.keys = crate::apikey::load_store(
+            a,
+            base_dir,
+            &mut |span, field, msg| errs.at(span, format!("api_keys.{field}"), msg),
+            &mut file_errs,
+        );
+        errs.list.extend(file_errs);
+    }
+
+    if let Some(list) = &raw.server.trusted_proxies {
+        let mut cidrs = Vec::new();
+        for (i, c) in list.iter().enumerate() {
+            match c.get_ref().parse::<crate::policy::ip::Cidr>() {
+                Ok(cidr) => cidrs.push(cidr),
+                Err(e) => errs.at(
+                    c.span(),
+                    format!("server.trusted_proxies[{i}]"),
+                    e.to_string(),
+                ),
+            }
+        }
+        ps.trusted_proxies = Some(cidrs.into_iter().collect());
+    }
+
+    let mut ids = HashMap::new();
+    let mut live_limiters = Vec::new();
+    for (name, p) in &raw.policies {
+        let n = name.get_ref().clone();
+        let field = |f: &str| format!("policies.{n}.{f}");
+        let mut kinds = 0;
+        macro_rules! err_cb {
+            ($kind:literal) => {
+                &mut |span: std::ops::Range<usize>, f: &str, m: String| {
+                    errs.at(span, format!("policies.{n}.{}.{f}", $kind), m)
+                }
+            };
+        }
+        let mut compiled: Option<Policy> = None;
+        if let Some(k) = &p.api_key {
+            kinds += 1;
+            compiled = compile_api_key(k.get_ref(), &field("api_key"), raw, k.span(), errs)
+                .map(Policy::ApiKey);
+        }
+        if let Some(j) = &p.jwt {
+            kinds += 1;
+            let consumer_header = "x-consumer".as_bytes().into();
+            compiled = crate::jwt::compile(
+                j.get_ref(),
+                j.span(),
+                base_dir,
+                &rt.jwks,
+                &mut |span, f: &str, m| {
+                    let at = if f.is_empty() {
+                        format!("policies.{n}.jwt")
+                    } else {
+                        format!("policies.{n}.jwt.{f}")
+                    };
+                    errs.at(span, at, m)
+                },
+            )
+            .map(|jwt| {
+                Policy::Jwt(JwtCheck {
+                    jwt,
+                    consumer_header,
+                })
+            });
+        }
+        if let Some(a) = &p.authorize {
+            kinds += 1;
+            compiled = Some(Policy::Authorize(compile_authorize(
+                a.get_ref(),
+                raw,
+                &field("authorize"),
+                errs,
+            )));
+        }
+        if let Some(i) = &p.ip {
+            kinds += 1;
+            compiled = crate::policy::ip::compile(i.get_ref(), err_cb!("ip")).map(Policy::Ip);
+        }
+        if let Some(r) = &p.rate_limit {
+            kinds += 1;
+            compiled = compile_rate_limit(
+                &n,
+                r.get_ref(),
+                rt,
+                &field("rate_limit"),
+                errs,
+                &mut live_limiters,
+            )
+            .map(Policy::RateLimit);
+        }
+        if let Some(c) = &p.cors {
+            kinds += 1;
+            compiled = crate::policy::cors::compile(c.get_ref(), err_cb!("cors")).map(Policy::Cors);
+        }
+        if let Some(t) = &p.transform {
+            kinds += 1;
+            compiled = crate::policy::transform::compile(t.get_ref(), err_cb!("transform"))
+                .map(Policy::Transform);
+        }
+        if kinds != 1 {
+            errs.at(
+                name.span(),
+                format!("policies.{n}"),
+                "a policy needs exactly one of: api_key, jwt, authorize, ip, rate_limit, cors, transform",
+            );
+            continue;
+        }
+        if let Some(policy) = compiled {
+            ids.insert(n.clone(), PolicyId(ps.list.len() as u32));
+            ps.list.push(NamedPolicy { name: n, policy });
+        }
+    }
+    rt.limiters.retain(&live_limiters);
+    (ps, ids)
+}
+
+fn compile_api_key(
+    k: &super::raw::RawApiKeyPolicy,
+    field: &str,
+    raw: &RawConfig,
+    span: std::ops::Range<usize>,
+    errs: &mut Errors,
+) -> Option<ApiKeyCheck> {
+    if raw.api_keys.is_none() {
+        errs.at(
+            span,
+            field,
+            "an api_key policy needs an [api_keys] section naming the keys file",
+        );
+        return None;
+    }
+    let mut sources = Vec::new();
+    match &k.headers {
+        None => {
+            sources.push(KeySource::Bearer);
+            sources.push(KeySource::Header("x-api-key".into()));
+        }
+        Some(hs) => {
+            for (i, h) in hs.iter().enumerate() {
+                let name = header_name(errs, h, &format!("{field}.headers[{i}]"))?;
+                sources.push(if name == "authorization" {
+                    KeySource::Bearer
+                } else {
+                    KeySource::Header(name)
+                });
+            }
+        }
+    }
+    if let Some(q) = &k.query {
+        if q.get_ref().is_empty() {
+            errs.at(q.span(), format!("{field}.query"), "must not be empty");
+            return None;
+        }
+        sources.push(KeySource::Query(q.get_ref().as_bytes().to_vec()));
+    }
+    let consumer_header = match &k.consumer_header {
+        None => "x-consumer".to_string(),
+        Some(h) => header_name(errs, h, &format!("{field}.consumer_header"))?,
+    };
+    Some(ApiKeyCheck {
+        sources,
+        consumer_header: consumer_header.into_bytes().into(),
+    })
+}
+
+fn compile_authorize(
+    a: &super::raw::RawAuthorize,
+    raw: &RawConfig,
+    field: &str,
+    errs: &mut Errors,
+) -> Authorize {
+    let list = |v: &Option<Vec<Spanned<String>>>| -> Vec<String> {
+        v.iter().flatten().map(|s| s.get_ref().clone()).collect()
+    };
+    for (i, c) in a.consumers.iter().flatten().enumerate() {
+        if !raw.consumers.keys().any(|k| k.get_ref() == c.get_ref()) {
+            errs.at(
+                c.span(),
+                format!("{field}.consumers[{i}]"),
+                format!(
+                    "unknown consumer {:?} (define it under [consumers])",
+                    c.get_ref()
+                ),
+            );
+        }
+    }
+    Authorize {
+        consumers: list(&a.consumers),
+        groups: list(&a.groups),
+        scopes: list(&a.scopes),
+        claims: a
+            .claims
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.get_ref().clone()))
+            .collect(),
+    }
+}
+
+fn compile_rate_limit(
+    policy: &str,
+    r: &super::raw::RawRateLimit,
+    rt: &Runtime,
+    field: &str,
+    errs: &mut Errors,
+    live: &mut Vec<String>,
+) -> Option<RateLimit> {
+    let k = r.key.get_ref();
+    let key = match k.as_str() {
+        "consumer" => LimitKey::Consumer,
+        "api_key" => LimitKey::ApiKey,
+        "ip" => LimitKey::Ip,
+        "route" => LimitKey::Route,
+        other => match other.strip_prefix("header:") {
+            Some(h) if !h.is_empty() && h.bytes().all(crate::http1::is_tchar) => {
+                LimitKey::Header(h.to_ascii_lowercase())
+            }
+            _ => {
+                errs.at(
+                    r.key.span(),
+                    format!("{field}.key"),
+                    format!("unknown key {k:?}: use consumer, api_key, ip, route or header:NAME"),
+                );
+                return None;
+            }
+        },
+    };
+    let max_keys = match &r.max_keys {
+        None => DEFAULT_MAX_KEYS,
+        Some(m) => match usize::try_from(*m.get_ref()) {
+            Ok(n) if (1..=100_000_000).contains(&n) => n,
+            _ => {
+                errs.at(
+                    m.span(),
+                    format!("{field}.max_keys"),
+                    "must be between 1 and 100000000",
+                );
+                return None;
+            }
+        },
+    };
+    let limits = r.limits.get_ref();
+    if limits.is_empty() || limits.len() > 4 {
+        errs.at(
+            r.limits.span(),
+            format!("{field}.limits"),
+            "give between 1 and 4 limits",
+        );
+        return None;
+    }
+    let mut specs = Vec::new();
+    let mut limiters = Vec::new();
+    for (i, l) in limits.iter().enumerate() {
+        let f = |x: &str| format!("{field}.limits[{i}].{x}");
+        let requests = match u64::try_from(*l.requests.get_ref()) {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                errs.at(l.requests.span(), f("requests"), "must be at least 1");
+                return None;
+            }
+        };
+        let period = l.per.get_ref().0;
+        if period.is_zero() {
+            errs.at(l.per.span(), f("per"), "must be greater than zero");
+            return None;
+        }
+        let burst = match &l.burst {
+            None => 0,
+            Some(b) => match u64::try_from(*b.get_ref()) {
+                Ok(n) => n,
+                Err(_) => {
+                    errs.at(b.span(), f("burst"), "cannot be negative");
+                    return None;
+                }
+            },
+        };
+        let spec = LimitSpec {
+            requests,
+            period,
+            burst,
+        };
+        // Same policy, key and spec → same limiter (and buckets) across reloads.
+        let identity = format!(
+            "policy={policy};key={k};limit={requests}/{}ms+{burst};max_keys={max_keys}",
+            period.as_millis()
+        );
+        limiters.push(rt.limiters.get_or_create(&identity, spec, max_keys));
+        live.push(identity);
+        specs.push(spec);
+    }
+    Some(RateLimit {
+        key,
+        limiters,
+        specs,
+    })
+}
+
+/// Does a `[[defaults]]` entry cover a route with this path pattern and these hosts?
+pub(super) fn defaults_cover(d: &RawDefaults, route_path: &str, route_hosts: &[String]) -> bool {
+    if let Some(p) = &d.prefix {
+        let p = p.get_ref().trim_end_matches('/');
+        let covered = route_path == p
+            || route_path
+                .strip_prefix(p)
+                .is_some_and(|rest| rest.starts_with('/'))
+            || p.is_empty();
+        if !covered {
+            return false;
+        }
+    }
+    if let Some(h) = &d.host {
+        let h = h.get_ref().to_ascii_lowercase();
+        if !route_hosts.contains(&h) {
+            return false;
+        }
+    }
+    true
+}
+
+/// The route's effective policies: matching defaults in file order, then its own; a name
+/// listed twice runs once (first position). CORS is split out (it runs before the loop).
+pub(super) fn route_policies(
+    raw: &RawConfig,
+    ps: &Policies,
+    ids: &HashMap<String, PolicyId>,
+    own: Option<&Vec<Spanned<String>>>,
+    (route_path, route_hosts): (&str, &[String]),
+    field: &str,
+    errs: &mut Errors,
+) -> (Vec<PolicyId>, Option<PolicyId>) {
+    let mut names: Vec<&Spanned<String>> = Vec::new();
+    for d in &raw.defaults {
+        if defaults_cover(d, route_path, route_hosts) {
+            names.extend(d.policies.iter());
+        }
+    }
+    names.extend(own.into_iter().flatten());
+    let mut out: Vec<PolicyId> = Vec::new();
+    let mut cors = None;
+    for (i, n) in names.iter().enumerate() {
+        let Some(&id) = ids.get(n.get_ref()) else {
+            if raw.policies.keys().any(|k| k.get_ref() == n.get_ref()) {
+                continue; // defined but failed to compile: already reported
+            }
+            errs.at(
+                n.span(),
+                format!("{field}.policies[{i}]"),
+                format!("unknown policy {:?}", n.get_ref()),
+            );
+            continue;
+        };
+        if out.contains(&id) || cors == Some(id) {
+            continue;
+        }
+        match ps.list.get(id.0 as usize).map(|p| &p.policy) {
+            Some(Policy::Cors(_)) => {
+                if cors.is_some() {
+                    errs.at(
+                        n.span(),
+                        format!("{field}.policies[{i}]"),
+                        "a route can have only one cors policy",
+                    );
+                }
+                cors = Some(id);
+            }
+            _ => out.push(id),
+        }
+    }
+    (out, cors)
+}

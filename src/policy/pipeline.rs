@@ -1,0 +1,540 @@
+//! The per-route policy pipeline: who is calling (API key, JWT), may they (authorization, IP
+//! filter), how often (rate limits), and what the upstream sees (transforms). Policies are an
+//! enum run by one `match` loop in the route's declared order; none of them awaits, so the
+//! whole pipeline is a plain function call on the worker.
+//!
+//! CORS is not in the loop: a route's CORS policy answers preflights before anything else and
+//! decorates every response (including denials) so browsers can read them.
+//!
+//! Invariants: a denial stops the loop and becomes exactly one error response (`error::render`);
+//! secrets the caller presented (API keys) never reach the upstream; headers the gateway asserts
+//! upstream (consumer, claims) replace any copy the client sent.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::apikey::{KeyMatch, KeyStore};
+use crate::http1::{self, RequestHead};
+use crate::jwt::{JwtPolicy, TokenCache, Verified};
+use crate::policy::cors::CorsPolicy;
+use crate::policy::ip::{CidrSet, IpFilter};
+use crate::policy::transform::{HeaderEdits, Transform, Vars};
+use crate::ratelimit::{LimitSpec, Limiter};
+
+/// Dense index into `Policies::list`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PolicyId(pub u32);
+
+/// Everything policy-related one config generation knows.
+#[derive(Default)]
+pub struct Policies {
+    pub list: Vec<NamedPolicy>,
+    pub consumers: ahash::AHashMap<String, Consumer>,
+    pub keys: Option<Arc<KeyStore>>,
+    /// Proxies whose `X-Forwarded-For` entries decide the client IP.
+    pub trusted_proxies: Option<CidrSet>,
+}
+
+impl std::fmt::Debug for Policies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policies")
+            .field(
+                "policies",
+                &self.list.iter().map(|p| &p.name).collect::<Vec<_>>(),
+            )
+            .field("consumers", &self.consumers.len())
+            .finish()
+    }
+}
+
+pub struct NamedPolicy {
+    pub name: String,
+    pub policy: Policy,
+}
+
+/// A consumer from `[consumers.NAME]`.
+#[derive(Debug)]
+pub struct Consumer {
+    pub name: Arc<str>,
+    pub groups: Vec<String>,
+    pub metadata: Vec<(String, String)>,
+}
+
+pub enum Policy {
+    ApiKey(ApiKeyCheck),
+    Jwt(JwtCheck),
+    Authorize(Authorize),
+    Ip(IpFilter),
+    RateLimit(RateLimit),
+    Transform(Transform),
+    /// Runs outside the loop (see the module header); kept here so routes name it like any other.
+    Cors(CorsPolicy),
+}
+
+impl Policy {
+    /// The kind, as written in the config (for `check` and `/routes`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Policy::ApiKey(_) => "api_key",
+            Policy::Jwt(_) => "jwt",
+            Policy::Authorize(_) => "authorize",
+            Policy::Ip(_) => "ip",
+            Policy::RateLimit(_) => "rate_limit",
+            Policy::Transform(_) => "transform",
+            Policy::Cors(_) => "cors",
+        }
+    }
+}
+
+/// Where an API key may be presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// `Authorization: Bearer <key>`.
+    Bearer,
+    /// The whole value of a header (lowercase name).
+    Header(String),
+    /// A query parameter (removed before forwarding).
+    Query(Vec<u8>),
+}
+
+pub struct ApiKeyCheck {
+    pub sources: Vec<KeySource>,
+    /// Lowercase header that carries the consumer name upstream.
+    pub consumer_header: Box<[u8]>,
+}
+
+pub struct JwtCheck {
+    pub jwt: Arc<JwtPolicy>,
+    pub consumer_header: Box<[u8]>,
+}
+
+#[derive(Default)]
+pub struct Authorize {
+    pub consumers: Vec<String>,
+    pub groups: Vec<String>,
+    pub scopes: Vec<String>,
+    pub claims: Vec<(String, String)>,
+}
+
+/// What a rate limit counts by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitKey {
+    Consumer,
+    ApiKey,
+    Ip,
+    Route,
+    /// A request header's value (lowercase name).
+    Header(String),
+}
+
+pub struct RateLimit {
+    pub key: LimitKey,
+    pub limiters: Vec<Arc<Limiter>>,
+    pub specs: Vec<LimitSpec>,
+}
+
+/// Who the pipeline established the caller to be. Borrows from the config generation, so
+/// identifying a caller touches no shared reference count.
+#[derive(Default)]
+pub struct Caller<'a> {
+    pub key: Option<KeyMatch<'a>>,
+    pub jwt: Option<Arc<Verified>>,
+}
+
+impl Caller<'_> {
+    /// The consumer name: from the API key, else from the JWT's consumer claim.
+    pub fn consumer(&self) -> Option<&str> {
+        match &self.key {
+            Some(k) => Some(&**k.consumer),
+            None => self.jwt.as_ref().and_then(|j| j.consumer.as_deref()),
+        }
+    }
+}
+
+/// What the pipeline asks the rest of the request path to do.
+#[derive(Default)]
+pub struct Effects {
+    /// Edits to the headers sent upstream.
+    pub upstream: HeaderEdits,
+    /// Edits to the upstream response's headers.
+    pub response: HeaderEdits,
+    /// Query parameters removed / added before forwarding.
+    pub query_remove: Vec<Vec<u8>>,
+    pub query_add: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Header lines (`name: value\r\n`) added to whatever response the client gets (CORS,
+    /// RateLimit, WWW-Authenticate, Retry-After).
+    pub response_lines: Vec<u8>,
+    /// The rate-limit outcome, for metrics (`Some(true)` = admitted).
+    pub rate_limited: Option<bool>,
+}
+
+/// Why a request was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Denial {
+    /// 401: no credentials or bad ones. `reason` is a metric label.
+    Unauthorized {
+        reason: &'static str,
+        detail: &'static str,
+    },
+    /// 403: authenticated but not allowed, or a blocked address.
+    Forbidden {
+        reason: &'static str,
+        detail: &'static str,
+    },
+    /// 429.
+    Limited,
+}
+
+/// The request facts policies read.
+pub struct Facts<'a> {
+    pub head: &'a RequestHead,
+    pub route: &'a str,
+    pub request_id: &'a str,
+    pub client_ip: IpAddr,
+    /// `client_ip` as text (for `${client_ip}`).
+    pub client_ip_text: &'a str,
+    /// Unix seconds (JWT times, key expiry).
+    pub unix_now: u64,
+    /// Monotonic nanoseconds (rate limits).
+    pub mono_now: u64,
+}
+
+/// Runs the route's policies in order. On `Err`, `fx.response_lines` already holds the headers
+/// the denial needs (`WWW-Authenticate`, `Retry-After`, `RateLimit*`).
+pub fn run<'a>(
+    ps: &'a Policies,
+    ids: &[PolicyId],
+    f: &Facts<'_>,
+    caller: &mut Caller<'a>,
+    fx: &mut Effects,
+    tokens: &mut TokenCache,
+) -> Result<(), Denial> {
+    for id in ids {
+        let Some(p) = ps.list.get(id.0 as usize) else {
+            continue;
+        };
+        match &p.policy {
+            Policy::ApiKey(k) => api_key(ps, k, f, caller, fx)?,
+            Policy::Jwt(j) => jwt(j, f, caller, fx, tokens)?,
+            Policy::Authorize(a) => authorize(ps, a, caller, fx)?,
+            Policy::Ip(filter) => {
+                if !filter.permits(f.client_ip) {
+                    return Err(Denial::Forbidden {
+                        reason: "ip_denied",
+                        detail: "requests from this address are not allowed",
+                    });
+                }
+            }
+            Policy::RateLimit(rl) => rate_limit(rl, f, caller, fx)?,
+            Policy::Transform(t) => {
+                let vars = RequestVars { f, caller };
+                t.request_edits(&vars, &mut fx.upstream);
+                t.response_edits(&vars, &mut fx.response);
+                if t.has_query_ops() {
+                    let ops = t.query_ops();
+                    fx.query_remove
+                        .extend(ops.remove_names().iter().map(|n| n.to_vec()));
+                    ops.render_adds(&vars, &mut fx.query_add);
+                }
+            }
+            Policy::Cors(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn challenge(fx: &mut Effects, scheme: &str) {
+    fx.response_lines.extend_from_slice(b"www-authenticate: ");
+    fx.response_lines.extend_from_slice(scheme.as_bytes());
+    fx.response_lines
+        .extend_from_slice(b" realm=\"ringway\"\r\n");
+}
+
+/// A claim as text: strings as-is, numbers and booleans printed, arrays joined with ",".
+pub fn claim_string(v: &Verified, name: &str) -> Option<String> {
+    use serde_json::Value;
+    let one = |x: &Value| match x {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    };
+    match v.claims.get(name)? {
+        Value::Array(items) => Some(items.iter().filter_map(one).collect::<Vec<_>>().join(",")),
+        other => one(other),
+    }
+}
+
+/// Sets the consumer header upstream, replacing any copy the client sent.
+fn assert_consumer(fx: &mut Effects, header: &[u8], consumer: &str) {
+    fx.upstream.push_remove(header);
+    fx.upstream.push_add(header, consumer.as_bytes().to_vec());
+}
+
+/// The value after `Bearer ` (scheme case-insensitive), trimmed.
+pub fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let v = value.trim_ascii();
+    if v.len() > 7 && v[..6].eq_ignore_ascii_case(b"bearer") && v[6] == b' ' {
+        Some(v[7..].trim_ascii())
+    } else {
+        None
+    }
+}
+
+fn api_key<'a>(
+    ps: &'a Policies,
+    k: &ApiKeyCheck,
+    f: &Facts<'_>,
+    caller: &mut Caller<'a>,
+    fx: &mut Effects,
+) -> Result<(), Denial> {
+    let mut found: Option<(&[u8], &KeySource)> = None;
+    for src in &k.sources {
+        let v = match src {
+            KeySource::Bearer => f.head.header("authorization").and_then(bearer),
+            KeySource::Header(h) => f.head.header(h).map(<[u8]>::trim_ascii),
+            KeySource::Query(name) => query_param(f.head.query(), name),
+        };
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
+            found = Some((v, src));
+            break;
+        }
+    }
+    let Some((presented, src)) = found else {
+        challenge(fx, "ApiKey");
+        return Err(Denial::Unauthorized {
+            reason: "missing_key",
+            detail: "an API key is required",
+        });
+    };
+    // The key is a secret: it never travels further than the gateway.
+    match src {
+        KeySource::Bearer => fx.upstream.push_remove(b"authorization"),
+        KeySource::Header(h) => fx.upstream.push_remove(h.as_bytes()),
+        KeySource::Query(name) => fx.query_remove.push(name.clone()),
+    }
+    let Some(store) = &ps.keys else {
+        challenge(fx, "ApiKey");
+        return Err(Denial::Unauthorized {
+            reason: "unknown_key",
+            detail: "the API key is not valid",
+        });
+    };
+    match store.authenticate(presented, f.unix_now) {
+        Ok(m) => {
+            assert_consumer(fx, &k.consumer_header, m.consumer);
+            caller.key = Some(m);
+            Ok(())
+        }
+        Err(e) => {
+            challenge(fx, "ApiKey");
+            Err(Denial::Unauthorized {
+                reason: e.reason(),
+                detail: "the API key is not valid",
+            })
+        }
+    }
+}
+
+fn jwt(
+    j: &JwtCheck,
+    f: &Facts<'_>,
+    caller: &mut Caller<'_>,
+    fx: &mut Effects,
+    tokens: &mut TokenCache,
+) -> Result<(), Denial> {
+    let token = f
+        .head
+        .header(j.jwt.header_name())
+        .and_then(|v| j.jwt.token_from_header(v));
+    // Headers the gateway derives from claims never come from the client.
+    for name in j.jwt.forwarded_header_names() {
+        fx.upstream.push_remove(name.as_bytes());
+    }
+    fx.upstream.push_remove(&j.consumer_header);
+    let Some(token) = token else {
+        challenge(fx, "Bearer");
+        return Err(Denial::Unauthorized {
+            reason: "missing_token",
+            detail: "a bearer token is required",
+        });
+    };
+    match j.jwt.verify(token, f.unix_now, tokens) {
+        Ok(v) => {
+            if let Some(c) = &v.consumer {
+                fx.upstream
+                    .push_add(&j.consumer_header, c.as_bytes().to_vec());
+            }
+            for (name, value) in &v.headers {
+                fx.upstream
+                    .push_add(name.as_bytes(), value.as_bytes().to_vec());
+            }
+            caller.jwt = Some(v);
+            Ok(())
+        }
+        Err(e) => {
+            http1::write_header(
+                &mut fx.response_lines,
+                b"www-authenticate",
+                e.www_authenticate().as_bytes(),
+            );
+            Err(Denial::Unauthorized {
+                reason: e.reason(),
+                detail: e.detail(),
+            })
+        }
+    }
+}
+
+fn authorize(
+    ps: &Policies,
+    a: &Authorize,
+    caller: &Caller<'_>,
+    fx: &mut Effects,
+) -> Result<(), Denial> {
+    if caller.key.is_none() && caller.jwt.is_none() {
+        challenge(fx, "Bearer");
+        return Err(Denial::Unauthorized {
+            reason: "unauthenticated",
+            detail: "this route needs an authenticated caller",
+        });
+    }
+    let forbidden = |reason| Denial::Forbidden {
+        reason,
+        detail: "the caller is not allowed to use this route",
+    };
+    if !a.consumers.is_empty() || !a.groups.is_empty() {
+        let name = caller.consumer();
+        let by_name = name.is_some_and(|n| a.consumers.iter().any(|c| c == n));
+        let by_group = name
+            .and_then(|n| ps.consumers.get(n))
+            .is_some_and(|c| c.groups.iter().any(|g| a.groups.contains(g)));
+        if !by_name && !by_group {
+            return Err(forbidden("consumer_not_allowed"));
+        }
+    }
+    if !a.scopes.is_empty() {
+        let have = caller.jwt.as_ref().map(|j| &j.scopes[..]).unwrap_or(&[]);
+        if !a.scopes.iter().all(|s| have.contains(s)) {
+            return Err(forbidden("missing_scope"));
+        }
+    }
+    for (name, want) in &a.claims {
+        let got = caller.jwt.as_ref().and_then(|j| claim_string(j, name));
+        if got.as_deref() != Some(want.as_str()) {
+            return Err(forbidden("claim_mismatch"));
+        }
+    }
+    Ok(())
+}
+
+fn rate_limit(
+    rl: &RateLimit,
+    f: &Facts<'_>,
+    caller: &Caller<'_>,
+    fx: &mut Effects,
+) -> Result<(), Denial> {
+    let ip_key = ip_bytes(f.client_ip);
+    let key: &[u8] = match &rl.key {
+        LimitKey::Consumer => caller.consumer().map(str::as_bytes),
+        LimitKey::ApiKey => caller.key.as_ref().map(|k| k.id.as_bytes()),
+        LimitKey::Route => Some(f.route.as_bytes()),
+        LimitKey::Header(h) => f.head.header(h),
+        LimitKey::Ip => None,
+    }
+    // No consumer / key / header: count by client address instead of one shared bucket.
+    .unwrap_or(&ip_key.0[..ip_key.1]);
+    let mut checks: [(&Limiter, &[u8]); 4] = [(&rl.limiters[0], key); 4];
+    let n = rl.limiters.len().min(checks.len());
+    for (slot, l) in checks.iter_mut().zip(&rl.limiters) {
+        *slot = (l, key);
+    }
+    let d = crate::ratelimit::check_all(&checks[..n], f.mono_now);
+    crate::ratelimit::write_headers(&d, &rl.specs, &mut fx.response_lines);
+    fx.rate_limited = Some(d.allowed && fx.rate_limited != Some(false));
+    if d.allowed {
+        Ok(())
+    } else {
+        Err(Denial::Limited)
+    }
+}
+
+/// An address as bytes, without allocating.
+fn ip_bytes(ip: IpAddr) -> ([u8; 17], usize) {
+    let mut out = [0u8; 17];
+    match ip {
+        IpAddr::V4(v4) => {
+            out[0] = 4;
+            out[1..5].copy_from_slice(&v4.octets());
+            (out, 5)
+        }
+        IpAddr::V6(v6) => {
+            out[0] = 6;
+            out[1..17].copy_from_slice(&v6.octets());
+            (out, 17)
+        }
+    }
+}
+
+/// The raw value of query parameter `name` (first occurrence; names compared raw).
+pub fn query_param<'a>(query: Option<&'a [u8]>, name: &[u8]) -> Option<&'a [u8]> {
+    query?.split(|&b| b == b'&').find_map(|pair| {
+        let (k, v) = match pair.iter().position(|&b| b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &b""[..]),
+        };
+        (k == name).then_some(v)
+    })
+}
+
+/// `${...}` values for transforms.
+struct RequestVars<'a> {
+    f: &'a Facts<'a>,
+    caller: &'a Caller<'a>,
+}
+
+impl Vars for RequestVars<'_> {
+    fn consumer(&self) -> Option<&str> {
+        self.caller.consumer()
+    }
+    fn request_id(&self) -> &str {
+        self.f.request_id
+    }
+    fn client_ip(&self) -> &str {
+        self.f.client_ip_text
+    }
+    fn route(&self) -> &str {
+        self.f.route
+    }
+    fn claim(&self, name: &str) -> Option<String> {
+        self.caller.jwt.as_ref().and_then(|j| claim_string(j, name))
+    }
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.f.head.header(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_values() {
+        assert_eq!(bearer(b"Bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"bearer   abc "), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"Basic abc"), None);
+        assert_eq!(bearer(b"Bearer"), None);
+        assert_eq!(bearer(b""), None);
+    }
+
+    #[test]
+    fn query_params() {
+        assert_eq!(
+            query_param(Some(b"a=1&api_key=xyz&b"), b"api_key"),
+            Some(&b"xyz"[..])
+        );
+        assert_eq!(query_param(Some(b"b&a"), b"b"), Some(&b""[..]));
+        assert_eq!(query_param(Some(b"xapi_key=1"), b"api_key"), None);
+        assert_eq!(query_param(None, b"a"), None);
+    }
+}

@@ -1,0 +1,230 @@
+//! API keys end to end: keys created, rotated and revoked with the `ringway keys` CLI against a
+//! running gateway reloaded by SIGHUP; keys from Authorization, X-Api-Key or a query parameter;
+//! 401 with WWW-Authenticate for missing / unknown / revoked keys; the key never reaches the
+//! upstream, the consumer name does (and a client cannot forge it).
+mod common;
+use common::*;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const SECRET: &str = "an-hmac-secret-of-sufficient-length";
+
+/// A config file for the CLI: only `[api_keys]` matters to it.
+fn cli_config(dir: &Path, keys: &Path) -> PathBuf {
+    let p = dir.join("cli.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[api_keys]\nfile = \"{}\"\nhash = \"hmac-sha256\"\n",
+            keys.display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// Runs `ringway keys ...`; returns (exit code, stdout, stderr).
+fn keys(config: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin())
+        .arg("keys")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("RINGWAY_KEY_SECRET", SECRET)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn create(config: &Path, consumer: &str) -> String {
+    let (code, out, err) = keys(config, &["create", "--consumer", consumer]);
+    assert_eq!(code, 0, "{err}");
+    let key = out.trim().to_string();
+    assert!(key.starts_with("rwk_"), "{out}");
+    key
+}
+
+fn gateway_config(up: std::net::SocketAddr, keys: &Path) -> String {
+    format!(
+        "[api_keys]\nfile = \"{}\"\nhash = \"hmac-sha256\"\n\n\
+         [policies.key]\napi_key = {{ query = \"api_key\" }}\n\n{}\n\
+         [[routes]]\nname = \"api\"\nprefix = \"/api\"\npolicies = [\"key\"]\nproxy = {{ upstream = \"app\" }}\n\n\
+         [[routes]]\nname = \"open\"\npath = \"/open\"\nstatic = {{ body = \"open\" }}\n",
+        keys.display(),
+        upstream_toml("app", &[up])
+    )
+}
+
+#[test]
+fn keys_authenticate_and_never_reach_the_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys_file = dir.path().join("keys.toml");
+    let cli = cli_config(dir.path(), &keys_file);
+    let alice = create(&cli, "alice");
+    let text = std::fs::read_to_string(&keys_file).unwrap();
+    let secret_part = &alice[alice.len() - 20..];
+    assert!(
+        !text.contains(secret_part),
+        "the keys file holds no plain key"
+    );
+
+    let up = Upstream::echo();
+    let gw = Gateway::start_env(
+        &gateway_config(up.addr, &keys_file),
+        2,
+        &[("RINGWAY_KEY_SECRET", SECRET)],
+    );
+
+    // Missing key: 401, challenge, problem body, nothing reaches the upstream.
+    let r = get(gw.addr, "/api/x");
+    assert_eq!(r.status, 401);
+    assert!(r.header("www-authenticate").is_some());
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    assert_eq!(r.json()["status"], 401);
+    // Unknown key (one character changed).
+    let mut bad = alice.clone().into_bytes();
+    let last = bad.len() - 1;
+    bad[last] = if bad[last] == b'A' { b'B' } else { b'A' };
+    let bad = String::from_utf8(bad).unwrap();
+    let r = request(
+        gw.addr,
+        "GET",
+        "/api/x",
+        &[("Authorization", &format!("Bearer {bad}"))],
+        b"",
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        request(gw.addr, "GET", "/api/x", &[("X-Api-Key", "garbage")], b"").status,
+        401
+    );
+    assert_eq!(up.count(), 0);
+    // The open route needs nothing.
+    assert_eq!(get(gw.addr, "/open").status, 200);
+
+    // Bearer: accepted; the upstream gets the consumer, not the key, and not a forged consumer.
+    let r = request(
+        gw.addr,
+        "GET",
+        "/api/x",
+        &[
+            ("Authorization", &format!("Bearer {alice}")),
+            ("X-Consumer", "mallory"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.last();
+    assert_eq!(seen.header_all("x-consumer"), vec!["alice"]);
+    assert!(seen.header("authorization").is_none());
+    assert!(!seen.raw_head.contains(&alice));
+
+    // X-Api-Key header.
+    let r = request(gw.addr, "GET", "/api/y", &[("X-Api-Key", &alice)], b"");
+    assert_eq!(r.status, 200);
+    assert!(up.last().header("x-api-key").is_none());
+
+    // Query parameter: removed before forwarding, other parameters kept.
+    let r = get(gw.addr, &format!("/api/z?a=1&api_key={alice}&b=2"));
+    assert_eq!(r.status, 200);
+    assert_eq!(up.last().target, "/api/z?a=1&b=2");
+
+    // Auth failures are counted by reason.
+    let s = scrape_until(
+        gw.admin,
+        "ringway_auth_failures_total",
+        &[("route", "api"), ("reason", "missing_key")],
+        1.0,
+    );
+    assert_eq!(
+        metric(
+            &s,
+            "ringway_auth_failures_total",
+            &[("route", "api"), ("reason", "missing_key")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &s,
+            "ringway_auth_failures_total",
+            &[("route", "api"), ("reason", "unknown")]
+        )
+        .unwrap_or(0.0)
+            + metric(
+                &s,
+                "ringway_auth_failures_total",
+                &[("route", "api"), ("reason", "malformed")]
+            )
+            .unwrap_or(0.0),
+        2.0
+    );
+}
+
+#[test]
+fn create_rotate_revoke_through_the_cli_with_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys_file = dir.path().join("keys.toml");
+    let cli = cli_config(dir.path(), &keys_file);
+    let first = create(&cli, "bob");
+    let up = Upstream::echo();
+    let body = gateway_config(up.addr, &keys_file);
+    let gw = Gateway::start_env(&body, 2, &[("RINGWAY_KEY_SECRET", SECRET)]);
+    let call = |key: &str| request(gw.addr, "GET", "/api/x", &[("X-Api-Key", key)], b"").status;
+    assert_eq!(call(&first), 200);
+
+    // A key created after start works once the gateway reloads.
+    let second = create(&cli, "carol");
+    assert_eq!(call(&second), 401);
+    assert!(gw.reload(&body));
+    assert_eq!(call(&second), 200);
+    assert_eq!(up.last().header("x-consumer"), Some("carol"));
+
+    // list: ids and consumers, never keys or hashes.
+    let (code, out, _) = keys(&cli, &["list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("bob") && out.contains("carol"), "{out}");
+    assert!(
+        !out.contains(&first) && !out.contains("hmac-sha256:"),
+        "{out}"
+    );
+    let id_of = |key: &str| key.split('_').nth(1).unwrap().to_string();
+    assert!(out.contains(&id_of(&first)));
+
+    // Rotate with a 2 s grace: both keys work until the grace ends, then only the new one.
+    let (code, out, err) = keys(&cli, &["rotate", &id_of(&first), "--grace", "2s"]);
+    assert_eq!(code, 0, "{err}");
+    let rotated = out.trim().to_string();
+    assert!(rotated.starts_with("rwk_") && rotated != first);
+    assert!(gw.reload(&body));
+    assert_eq!(call(&first), 200);
+    assert_eq!(call(&rotated), 200);
+    assert_eq!(up.last().header("x-consumer"), Some("bob"));
+    std::thread::sleep(Duration::from_millis(3100));
+    assert_eq!(
+        call(&first),
+        401,
+        "the old key expires when the grace ends, without a reload"
+    );
+    assert_eq!(call(&rotated), 200);
+
+    // Revoke.
+    let (code, _, err) = keys(&cli, &["revoke", &id_of(&second)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(gw.reload(&body));
+    assert_eq!(call(&second), 401);
+    let (code, _, _) = keys(&cli, &["revoke", "ffffffff"]);
+    assert_eq!(code, 1, "unknown id");
+
+    // A broken keys file is a reload error naming the file and line; the old keys keep working.
+    std::fs::write(&keys_file, "[[keys]]\nid = 5\n").unwrap();
+    assert!(!gw.reload(&body));
+    assert!(gw.logs().contains("keys.toml:2"), "{}", gw.logs());
+    assert_eq!(call(&rotated), 200);
+}

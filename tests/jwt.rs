@@ -1,0 +1,415 @@
+//! JWT policies against the running gateway, with keys generated here: every supported
+//! algorithm verifies and maps claims to the consumer and upstream headers; expired,
+//! not-yet-valid, wrong-audience, wrong-issuer, disallowed-alg, `alg: none` and tampered tokens
+//! get 401; JWKS rotation over a URL; scopes and claims enforced by `authorize` (403).
+mod common;
+use common::*;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ring::rand::SystemRandom;
+use ring::signature::{
+    EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
+    ECDSA_P384_SHA384_FIXED_SIGNING,
+};
+use rsa::signature::{RandomizedSigner, SignatureEncoding, Signer};
+use rsa::traits::PublicKeyParts;
+use rsa::RsaPrivateKey;
+use serde_json::{json, Value};
+
+const ALGS: [&str; 12] = [
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
+    "ES384", "EdDSA",
+];
+
+fn enc(b: impl AsRef<[u8]>) -> String {
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn rsa_key() -> &'static RsaPrivateKey {
+    static K: OnceLock<RsaPrivateKey> = OnceLock::new();
+    K.get_or_init(|| RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap())
+}
+
+enum Key {
+    Hmac(Vec<u8>),
+    Rsa,
+    Ec(EcdsaKeyPair),
+    Ed(Ed25519KeyPair),
+}
+
+impl Key {
+    fn for_alg(alg: &str) -> Key {
+        let rng = SystemRandom::new();
+        match alg {
+            a if a.starts_with("HS") => {
+                Key::Hmac(format!("secret-for-{a}-0123456789abcdef").into_bytes())
+            }
+            a if a.starts_with("RS") || a.starts_with("PS") => Key::Rsa,
+            "ES256" => {
+                let d =
+                    EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+                Key::Ec(
+                    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, d.as_ref(), &rng)
+                        .unwrap(),
+                )
+            }
+            "ES384" => {
+                let d =
+                    EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng).unwrap();
+                Key::Ec(
+                    EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, d.as_ref(), &rng)
+                        .unwrap(),
+                )
+            }
+            _ => {
+                let d = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+                Key::Ed(Ed25519KeyPair::from_pkcs8(d.as_ref()).unwrap())
+            }
+        }
+    }
+
+    fn sign(&self, alg: &str, msg: &[u8]) -> Vec<u8> {
+        use rsa::sha2::{Sha256, Sha384, Sha512};
+        match self {
+            Key::Hmac(s) => {
+                let d = match alg {
+                    "HS384" => ring::hmac::HMAC_SHA384,
+                    "HS512" => ring::hmac::HMAC_SHA512,
+                    _ => ring::hmac::HMAC_SHA256,
+                };
+                ring::hmac::sign(&ring::hmac::Key::new(d, s), msg)
+                    .as_ref()
+                    .to_vec()
+            }
+            Key::Rsa => {
+                let k = rsa_key().clone();
+                let mut r = rsa::rand_core::OsRng;
+                match alg {
+                    "RS256" => rsa::pkcs1v15::SigningKey::<Sha256>::new(k)
+                        .sign(msg)
+                        .to_vec(),
+                    "RS384" => rsa::pkcs1v15::SigningKey::<Sha384>::new(k)
+                        .sign(msg)
+                        .to_vec(),
+                    "RS512" => rsa::pkcs1v15::SigningKey::<Sha512>::new(k)
+                        .sign(msg)
+                        .to_vec(),
+                    "PS256" => rsa::pss::BlindedSigningKey::<Sha256>::new(k)
+                        .sign_with_rng(&mut r, msg)
+                        .to_vec(),
+                    "PS384" => rsa::pss::BlindedSigningKey::<Sha384>::new(k)
+                        .sign_with_rng(&mut r, msg)
+                        .to_vec(),
+                    _ => rsa::pss::BlindedSigningKey::<Sha512>::new(k)
+                        .sign_with_rng(&mut r, msg)
+                        .to_vec(),
+                }
+            }
+            Key::Ec(k) => k.sign(&SystemRandom::new(), msg).unwrap().as_ref().to_vec(),
+            Key::Ed(k) => k.sign(msg).as_ref().to_vec(),
+        }
+    }
+
+    fn jwk(&self, kid: &str, alg: &str) -> Value {
+        match self {
+            Key::Hmac(s) => json!({"kty": "oct", "kid": kid, "alg": alg, "k": enc(s)}),
+            Key::Rsa => json!({"kty": "RSA", "kid": kid, "alg": alg,
+                "n": enc(rsa_key().n().to_bytes_be()), "e": enc(rsa_key().e().to_bytes_be())}),
+            Key::Ec(k) => {
+                let p = k.public_key().as_ref();
+                let n = (p.len() - 1) / 2;
+                json!({"kty": "EC", "kid": kid, "alg": alg, "crv": if n == 32 { "P-256" } else { "P-384" },
+                       "x": enc(&p[1..1 + n]), "y": enc(&p[1 + n..])})
+            }
+            Key::Ed(k) => {
+                json!({"kty": "OKP", "kid": kid, "alg": alg, "crv": "Ed25519", "x": enc(k.public_key())})
+            }
+        }
+    }
+}
+
+fn token(key: &Key, alg: &str, kid: &str, claims: &Value) -> String {
+    let head = enc(json!({"alg": alg, "typ": "JWT", "kid": kid}).to_string());
+    let body = enc(claims.to_string());
+    let input = format!("{head}.{body}");
+    let sig = enc(key.sign(alg, input.as_bytes()));
+    format!("{input}.{sig}")
+}
+
+fn claims(extra: Value) -> Value {
+    let mut c = json!({"sub": "user-7", "iss": "https://issuer.test", "aud": "ringway-tests",
+                       "exp": now() + 300, "iat": now(), "email": "u7@example.com"});
+    if let (Some(o), Some(e)) = (c.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            o.insert(k.clone(), v.clone());
+        }
+    }
+    c
+}
+
+fn bearer(t: &str) -> String {
+    format!("Bearer {t}")
+}
+
+/// Keys for every algorithm in a JWKS file, the gateway with a JWT route on it.
+struct Setup {
+    keys: Vec<(String, Key)>,
+    up: Upstream,
+    gw: Gateway,
+    _dir: tempfile::TempDir,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let keys: Vec<(String, Key)> = ALGS[..12]
+        .iter()
+        .map(|a| (a.to_string(), Key::for_alg(a)))
+        .collect();
+    let jwks = json!({"keys": keys.iter().map(|(a, k)| k.jwk(&format!("kid-{a}"), a)).collect::<Vec<_>>()});
+    let jwks_path = dir.path().join("jwks.json");
+    std::fs::write(&jwks_path, jwks.to_string()).unwrap();
+    let up = Upstream::echo();
+    let algs: Vec<String> = ALGS[..12].iter().map(|a| format!("\"{a}\"")).collect();
+    let body = format!(
+        "[policies.jwt]\njwt = {{ jwks_file = \"{}\", algorithms = [{}], issuer = \"https://issuer.test\", \
+         audience = \"ringway-tests\", leeway = \"5s\", claims_to_headers = {{ email = \"x-user-email\" }} }}\n\n\
+         [policies.rs-only]\njwt = {{ jwks_file = \"{}\", algorithms = [\"RS256\"], audience = \"ringway-tests\" }}\n\n\
+         [policies.admin-scope]\nauthorize = {{ scopes = [\"admin\"], claims = {{ tier = \"gold\" }} }}\n\n{}\n\
+         [[routes]]\nname = \"api\"\nprefix = \"/api\"\npolicies = [\"jwt\"]\nproxy = {{ upstream = \"app\" }}\n\n\
+         [[routes]]\nname = \"rs\"\nprefix = \"/rs\"\npolicies = [\"rs-only\"]\nproxy = {{ upstream = \"app\" }}\n\n\
+         [[routes]]\nname = \"admin\"\nprefix = \"/admin\"\npolicies = [\"jwt\", \"admin-scope\"]\nproxy = {{ upstream = \"app\" }}\n",
+        jwks_path.display(),
+        algs.join(", "),
+        jwks_path.display(),
+        upstream_toml("app", &[up.addr])
+    );
+    let gw = Gateway::start(&body);
+    Setup {
+        keys,
+        up,
+        gw,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn every_algorithm_verifies_and_maps_claims() {
+    let s = setup();
+    for (alg, key) in &s.keys {
+        let t = token(key, alg, &format!("kid-{alg}"), &claims(json!({})));
+        let r = request(
+            s.gw.addr,
+            "GET",
+            "/api/x",
+            &[("Authorization", &bearer(&t)), ("X-User-Email", "forged")],
+            b"",
+        );
+        assert_eq!(r.status, 200, "{alg}: {}", r.text());
+        let seen = s.up.last();
+        assert_eq!(seen.header("x-consumer"), Some("user-7"), "{alg}");
+        assert_eq!(
+            seen.header_all("x-user-email"),
+            vec!["u7@example.com"],
+            "{alg}: claim header replaces the client's"
+        );
+        // Tampered payload: same signature, different claims.
+        let mut parts: Vec<String> = t.split('.').map(str::to_string).collect();
+        parts[1] = enc(claims(json!({"sub": "admin"})).to_string());
+        let tampered = parts.join(".");
+        let r = request(
+            s.gw.addr,
+            "GET",
+            "/api/x",
+            &[("Authorization", &bearer(&tampered))],
+            b"",
+        );
+        assert_eq!(r.status, 401, "{alg} tampered");
+    }
+}
+
+#[test]
+fn bad_tokens_get_401_and_never_reach_the_upstream() {
+    let s = setup();
+    let (alg, key) = &s.keys[9]; // ES256
+    assert_eq!(alg, "ES256");
+    let kid = "kid-ES256";
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "expired",
+            token(key, alg, kid, &claims(json!({"exp": now() - 60}))),
+        ),
+        (
+            "not yet valid",
+            token(key, alg, kid, &claims(json!({"nbf": now() + 120}))),
+        ),
+        (
+            "wrong audience",
+            token(key, alg, kid, &claims(json!({"aud": "someone-else"}))),
+        ),
+        (
+            "wrong issuer",
+            token(key, alg, kid, &claims(json!({"iss": "https://evil.test"}))),
+        ),
+        (
+            "unknown kid",
+            token(key, alg, "kid-nope", &claims(json!({}))),
+        ),
+        (
+            "alg none",
+            format!(
+                "{}.{}.",
+                enc(r#"{"alg":"none","typ":"JWT"}"#),
+                enc(claims(json!({})).to_string())
+            ),
+        ),
+        ("garbage", "not.a.jwt".to_string()),
+    ];
+    let before = s.up.count();
+    for (what, t) in &cases {
+        let r = request(
+            s.gw.addr,
+            "GET",
+            "/api/x",
+            &[("Authorization", &bearer(t))],
+            b"",
+        );
+        assert_eq!(r.status, 401, "{what}");
+        assert!(
+            r.header("www-authenticate").unwrap().starts_with("Bearer"),
+            "{what}"
+        );
+        assert_eq!(r.json()["status"], 401);
+    }
+    let r = get(s.gw.addr, "/api/x");
+    assert_eq!(r.status, 401, "missing token");
+    // Within leeway: expired 2 s ago with 5 s leeway is still accepted.
+    let t = token(key, alg, kid, &claims(json!({"exp": now() - 2})));
+    assert_eq!(
+        request(
+            s.gw.addr,
+            "GET",
+            "/api/x",
+            &[("Authorization", &bearer(&t))],
+            b""
+        )
+        .status,
+        200
+    );
+    assert_eq!(s.up.count(), before + 1);
+    // A route that allows only RS256 refuses an ES256 token even though its key is known.
+    let t = token(key, alg, kid, &claims(json!({})));
+    assert_eq!(
+        request(
+            s.gw.addr,
+            "GET",
+            "/rs/x",
+            &[("Authorization", &bearer(&t))],
+            b""
+        )
+        .status,
+        401
+    );
+    let (_, rsa) = &s.keys[3];
+    let t = token(rsa, "RS256", "kid-RS256", &claims(json!({})));
+    assert_eq!(
+        request(
+            s.gw.addr,
+            "GET",
+            "/rs/x",
+            &[("Authorization", &bearer(&t))],
+            b""
+        )
+        .status,
+        200
+    );
+}
+
+#[test]
+fn authorize_enforces_scopes_and_claims_with_403() {
+    let s = setup();
+    let (alg, key) = &s.keys[11]; // EdDSA
+    let call = |c: Value| {
+        let t = token(key, alg, "kid-EdDSA", &claims(c));
+        request(
+            s.gw.addr,
+            "GET",
+            "/admin/x",
+            &[("Authorization", &bearer(&t))],
+            b"",
+        )
+    };
+    assert_eq!(
+        call(json!({"scope": "read admin", "tier": "gold"})).status,
+        200
+    );
+    let r = call(json!({"scope": "read", "tier": "gold"}));
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["status"], 403);
+    assert_eq!(
+        call(json!({"scp": ["admin"], "tier": "silver"})).status,
+        403
+    );
+    assert_eq!(call(json!({"scp": ["admin"], "tier": "gold"})).status, 200);
+    assert_eq!(
+        get(s.gw.addr, "/admin/x").status,
+        401,
+        "unauthenticated is 401, not 403"
+    );
+}
+
+#[test]
+fn jwks_url_rotation_picks_up_a_new_key() {
+    let first = Key::for_alg("ES256");
+    let second = Key::for_alg("ES256");
+    let doc = Arc::new(Mutex::new(
+        json!({"keys": [first.jwk("k1", "ES256")]}).to_string(),
+    ));
+    let served = doc.clone();
+    let jwks = Upstream::start(Arc::new(move |_req, s| {
+        let body = served.lock().unwrap().clone();
+        let _ = write!(
+            s,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        Reply::KeepAlive
+    }));
+    let up = Upstream::echo();
+    let body = format!(
+        "[policies.jwt]\njwt = {{ jwks_url = \"http://{}/jwks.json\", algorithms = [\"ES256\"], refresh = \"1h\", min_refresh = \"1s\" }}\n\n{}\n\
+         [[routes]]\nname = \"api\"\nprefix = \"/\"\npolicies = [\"jwt\"]\nproxy = {{ upstream = \"app\" }}\n",
+        jwks.addr,
+        upstream_toml("app", &[up.addr])
+    );
+    let gw = Gateway::start(&body);
+    let call = |k: &Key, kid: &str| {
+        let t = token(k, "ES256", kid, &claims(json!({})));
+        request(gw.addr, "GET", "/x", &[("Authorization", &bearer(&t))], b"").status
+    };
+    // The first fetch happens off the workers; wait for it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while call(&first, "k1") != 200 {
+        assert!(Instant::now() < deadline, "initial JWKS fetch");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The issuer rotates: the new kid is unknown until the refresh it triggers completes.
+    *doc.lock().unwrap() = json!({"keys": [second.jwk("k2", "ES256")]}).to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while call(&second, "k2") != 200 {
+        assert!(Instant::now() < deadline, "refresh on unknown kid");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(call(&first, "k1"), 401, "the rotated-out key is gone");
+}
