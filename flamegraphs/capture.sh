@@ -3,6 +3,7 @@
 #
 #   flamegraphs/capture.sh proxy-small      # GET, 20 B upstream body, 50 connections
 #   flamegraphs/capture.sh proxy-1k-post    # POST 1 KiB body, 1 KiB response
+#   flamegraphs/capture.sh policies         # proxy-small + API key + JWT + rate limit
 #
 # Needs: perf (apt-get install linux-perf) and inferno (cargo install inferno), and release
 # builds (cargo build --release --workspace). Pinning on a 2-core machine: the gateway worker
@@ -24,7 +25,8 @@ command -v inferno-flamegraph >/dev/null || { echo "inferno missing: cargo insta
 case "$scenario" in
   proxy-small) body=20; method=GET; req_body=0 ;;
   proxy-1k-post) body=1024; method=POST; req_body=1024 ;;
-  *) echo "unknown scenario $scenario (proxy-small, proxy-1k-post)" >&2; exit 2 ;;
+  policies) body=20; method=GET; req_body=0 ;;
+  *) echo "unknown scenario $scenario (proxy-small, proxy-1k-post, policies)" >&2; exit 2 ;;
 esac
 
 tmp=$(mktemp -d)
@@ -50,6 +52,22 @@ name = "proxy"
 prefix = "/"
 proxy = { upstream = "be" }
 TOML
+headers=()
+if [ "$scenario" = policies ]; then
+  # The policy config, keys file, key and token of loadtest/scenarios/policies.toml.
+  python3 - loadtest/scenarios/policies.toml "$tmp" <<'PY'
+import sys, tomllib
+scn = tomllib.load(open(sys.argv[1], "rb"))
+tmp = sys.argv[2]
+open(f"{tmp}/keys.toml", "w").write(scn["ringway"]["files"]["keys.toml"])
+with open(f"{tmp}/ringway.toml", "a") as f:
+    f.write('policies = ["key", "token", "limit"]\n')
+    f.write(scn["ringway"]["config"].replace("{dir}", tmp))
+with open(f"{tmp}/headers", "w") as f:
+    f.write("\n".join(scn["load"]["headers"]))
+PY
+  while IFS= read -r h; do headers+=(-H "$h"); done < "$tmp/headers"
+fi
 taskset -c "$gw_cpu" "$bin/ringway" --config "$tmp/ringway.toml" --workers 1 2> "$tmp/ringway.log" &
 gw=$!
 pids+=($gw)
@@ -59,7 +77,7 @@ for _ in $(seq 100); do
 done
 
 "$bin/rwload" run --url "http://127.0.0.1:$gw_port/item" -c 50 --cpus "$load_cpu" \
-  -m "$method" --body-size "$req_body" -d "${load_secs}s" --warmup 2s -q > "$tmp/load.out" &
+  -m "$method" --body-size "$req_body" -d "${load_secs}s" --warmup 2s -q "${headers[@]}" > "$tmp/load.out" &
 load=$!
 sleep 3
 perf record -F 1999 -g -p "$gw" -o "$tmp/perf.data" -- sleep $((load_secs - 3)) 2> /dev/null

@@ -366,6 +366,7 @@ fn run_targets(
         method: &method,
         path: &path,
         body_len,
+        headers: load.map_or(&[][..], |l| &l.headers[..]),
     };
     procs::wait_http_ok(
         Some(&upstream),
@@ -373,6 +374,7 @@ fn run_targets(
         &method,
         &path,
         body_len,
+        &[],
         Duration::from_secs(10),
     )?;
 

@@ -62,6 +62,9 @@ pub fn measure(env: &Env, t: &Running, load: &Load, label: &str) -> Result<Outco
             .args(["-m", &load.method])
             .args(["--body-size", &load.body_size.to_string()])
             .args(["--json", "-q"]);
+        for h in &load.headers {
+            cmd.args(["-H", h]);
+        }
         if let Some(r) = load.rate {
             cmd.args([
                 "--rate",

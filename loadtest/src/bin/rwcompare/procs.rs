@@ -293,6 +293,7 @@ pub fn http_status(
     method: &str,
     path: &str,
     body_len: usize,
+    headers: &[String],
 ) -> Result<u16, String> {
     let t = Duration::from_secs(2);
     let mut s = TcpStream::connect_timeout(&addr, t).map_err(|e| e.to_string())?;
@@ -301,6 +302,10 @@ pub fn http_status(
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: rwcompare\r\nConnection: close\r\n"
     );
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
     if body_len > 0 || method == "POST" || method == "PUT" {
         req.push_str(&format!("Content-Length: {body_len}\r\n"));
     }
@@ -331,12 +336,13 @@ pub fn wait_http_ok(
     method: &str,
     path: &str,
     body_len: usize,
+    headers: &[String],
     timeout: Duration,
 ) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     let mut last: String;
     loop {
-        match http_status(addr, method, path, body_len) {
+        match http_status(addr, method, path, body_len, headers) {
             Ok(200) => return Ok(()),
             Ok(code) => last = format!("status {code}"),
             Err(e) => last = e,

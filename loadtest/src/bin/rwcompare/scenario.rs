@@ -34,6 +34,19 @@ struct RawScenario {
     routes: Vec<RawRoute>,
     load: Option<RawLoad>,
     idle: Option<RawIdle>,
+    #[serde(default)]
+    ringway: RawRingway,
+}
+
+/// ringway-only additions: policies on every route, config appended, files written beside it.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRingway {
+    #[serde(default)]
+    policies: Vec<String>,
+    config: Option<String>,
+    #[serde(default)]
+    files: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -62,6 +75,8 @@ struct RawLoad {
     warmup: Option<String>,
     rate: Option<f64>,
     timeout: Option<String>,
+    #[serde(default)]
+    headers: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,6 +109,19 @@ pub struct Load {
     /// Open loop at this total rate; `None` is closed loop.
     pub rate: Option<f64>,
     pub timeout: Duration,
+    /// Extra request headers (`Name: value`), sent to every target.
+    pub headers: Vec<String>,
+}
+
+/// What only the ringway target gets: route policies and the config (and files) they need.
+#[derive(Debug, Clone, Default)]
+pub struct RingwayExtra {
+    /// Policy names listed on every generated route.
+    pub policies: Vec<String>,
+    /// TOML appended to the generated config (`{dir}` = the directory it is written to).
+    pub config: String,
+    /// Files written into that directory first (name → content).
+    pub files: Vec<(String, String)>,
 }
 
 /// The shape of an `idle` scenario.
@@ -119,6 +147,7 @@ pub struct Scenario {
     pub routes: Vec<RouteMatch>,
     pub load: Option<Load>,
     pub idle: Option<Idle>,
+    pub ringway: RingwayExtra,
 }
 
 /// Where the scenario files live: `loadtest/scenarios/` of this source tree.
@@ -195,6 +224,11 @@ pub fn parse(name: &str, file: &Path, text: &str) -> Result<Scenario, String> {
         routes,
         load,
         idle,
+        ringway: RingwayExtra {
+            policies: raw.ringway.policies,
+            config: raw.ringway.config.unwrap_or_default(),
+            files: raw.ringway.files.into_iter().collect(),
+        },
     })
 }
 
@@ -246,6 +280,9 @@ fn validate_load(l: RawLoad) -> Result<Load, String> {
     if let Some(p) = l.paths.iter().find(|p| !p.starts_with('/')) {
         return Err(format!("load.paths: `{p}` must start with /"));
     }
+    if let Some(h) = l.headers.iter().find(|h| !h.contains(':')) {
+        return Err(format!("load.headers: `{h}` is not `Name: value`"));
+    }
     if connections < l.paths.len() {
         return Err("load.connections: at least one connection per path".into());
     }
@@ -267,6 +304,7 @@ fn validate_load(l: RawLoad) -> Result<Load, String> {
         warmup: d(l.warmup, "1s", "warmup")?,
         rate: l.rate,
         timeout: d(l.timeout, "5s", "timeout")?,
+        headers: l.headers,
     })
 }
 

@@ -108,6 +108,8 @@ pub struct Probe<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub body_len: usize,
+    /// Headers the load sends (API keys, tokens), so a policy route answers 200.
+    pub headers: &'a [String],
 }
 
 /// Starts ringway with a config for `scn`, pinned to the gateway CPUs (its workers pin
@@ -122,6 +124,14 @@ pub fn start_ringway(
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let file = env.dir.join("ringway.toml");
     let mut config = ringway_config(scn, addr, upstream, env.workers);
+    let dir = env.dir.display().to_string();
+    for (name, content) in &scn.ringway.files {
+        let path = env.dir.join(name);
+        std::fs::write(&path, content)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    config.push('\n');
+    config.push_str(&scn.ringway.config.replace("{dir}", &dir));
     config.push_str(&env.ringway_extra);
     std::fs::write(&file, config).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
     let mut cmd = Command::new(&env.gateway_bin);
@@ -141,6 +151,7 @@ pub fn start_ringway(
         probe.method,
         probe.path,
         probe.body_len,
+        probe.headers,
         Duration::from_secs(15),
     )?;
     let logs = std::fs::read_to_string(&p.stderr_path).unwrap_or_default();
@@ -208,6 +219,7 @@ pub fn start_nginx(
         probe.method,
         probe.path,
         probe.body_len,
+        probe.headers,
         Duration::from_secs(15),
     ) {
         let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
@@ -328,6 +340,10 @@ pub fn ringway_config(
             "\n[[routes]]\nname = \"r{i}\"\n{key} = {}\nproxy = {{ upstream = \"be\" }}\n",
             toml_str(p)
         );
+        if !scn.ringway.policies.is_empty() {
+            let names: Vec<String> = scn.ringway.policies.iter().map(|n| toml_str(n)).collect();
+            let _ = writeln!(s, "policies = [{}]", names.join(", "));
+        }
     }
     s
 }
