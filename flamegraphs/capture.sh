@@ -66,7 +66,7 @@ with open(f"{tmp}/ringway.toml", "a") as f:
 with open(f"{tmp}/headers", "w") as f:
     f.write("\n".join(scn["load"]["headers"]))
 PY
-  while IFS= read -r h; do headers+=(-H "$h"); done < "$tmp/headers"
+  while IFS= read -r h || [ -n "$h" ]; do headers+=(-H "$h"); done < "$tmp/headers"
 fi
 taskset -c "$gw_cpu" "$bin/ringway" --config "$tmp/ringway.toml" --workers 1 2> "$tmp/ringway.log" &
 gw=$!

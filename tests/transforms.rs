@@ -135,3 +135,37 @@ fn policy_config_errors_name_file_line_and_field() {
     assert_eq!(code, 1);
     assert!(err.contains("proxy.path") && err.contains("nope"), "{err}");
 }
+
+#[test]
+fn trusted_proxies_decide_the_client_ip_for_ip_filters_and_limits() {
+    let up = Upstream::echo();
+    let body = format!(
+        "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n\n\
+         [policies.office]\nip = {{ allow = [\"10.1.0.0/16\"] }}\n\n\
+         [policies.t]\ntransform = {{ request_headers = {{ set = {{ \"x-client\" = \"${{client_ip}}\" }} }} }}\n\n{}\n\
+         [[routes]]\nname = \"r\"\nprefix = \"/\"\npolicies = [\"office\", \"t\"]\nproxy = {{ upstream = \"app\" }}\n",
+        upstream_toml("app", &[up.addr])
+    );
+    let gw = Gateway::start(&body);
+    // The peer (127.0.0.1) is a trusted proxy, so the address it saw is the client.
+    let r = request(
+        gw.addr,
+        "GET",
+        "/a",
+        &[("X-Forwarded-For", "10.1.2.3")],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(up.last().header("x-client"), Some("10.1.2.3"));
+    // A client cannot prepend a fake entry: only the rightmost untrusted one counts.
+    let r = request(
+        gw.addr,
+        "GET",
+        "/a",
+        &[("X-Forwarded-For", "10.1.9.9, 192.0.2.7")],
+        b"",
+    );
+    assert_eq!(r.status, 403);
+    // Without the header the peer itself is the client (not in the allow list).
+    assert_eq!(get(gw.addr, "/a").status, 403);
+}

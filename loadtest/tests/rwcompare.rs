@@ -134,3 +134,26 @@ fn table_and_bad_arguments() {
     let (code, _, stderr) = rwcompare(&["proxy-small", "--only", "haproxy"]).unwrap();
     assert_eq!(code, 2, "{stderr}");
 }
+
+#[test]
+fn policies_scenario_runs_its_policy_chain_without_errors() {
+    // The fixtures (API key, keys file, JWT) must keep matching the gateway: a 401 would show
+    // up as status_4xx errors.
+    let Some((code, stdout, stderr)) = rwcompare(&[
+        "policies",
+        "--duration",
+        "500ms",
+        "--warmup",
+        "200ms",
+        "--only",
+        "ringway",
+        "--json",
+    ]) else {
+        return;
+    };
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let r = &v["targets"]["ringway"];
+    assert!(r["requests"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["errors"], 0, "{r}");
+}
