@@ -1,5 +1,6 @@
 //! The request path, top to bottom: read a head, pick the config generation, route, run the
-//! route's action (proxy / static / echo / redirect), write the response, repeat on keep-alive.
+//! route's policies (`guard`), run its action (proxy / static / echo / redirect), write the
+//! response, record telemetry, repeat on keep-alive.
 //!
 //! Invariants:
 //! - One config generation per request, loaded once the head is complete.
@@ -24,7 +25,6 @@ use crate::error::{self, ErrorKind, ProxyError};
 use crate::http1::{self, BodyFraming, Method, RequestHead, Version};
 use crate::io::{idle_wait, read_more, write_all, IdleWake, IoFail};
 use crate::policy::cors;
-use crate::policy::pipeline::{self, Caller, Denial, Effects, Facts, Policy, PolicyId};
 use crate::request_id::RequestId;
 use crate::route::{HeaderSource, Lookup, RouteId, RouteRequest};
 use crate::trace::TraceContext;
@@ -33,6 +33,7 @@ use crate::worker::{Core, Generation};
 
 mod body;
 mod forward;
+mod guard;
 mod local;
 mod tunnel;
 pub mod upstream_head;
@@ -479,8 +480,9 @@ async fn run_request(
     // any other policy runs (browsers send no credentials with it).
     let acrm = head.header("access-control-request-method");
     if cors::is_preflight(head.method, head.header("origin"), acrm) {
-        if let Some(outcome) = preflight(core, c, &req, cfg, acrm.unwrap_or(b"")).await {
-            return outcome;
+        if let Some((status, mut out)) = guard::preflight(c, &req, cfg, acrm.unwrap_or(b"")) {
+            let body = (status != 204).then_some(&b""[..]);
+            return finish_local(core, c, &req, status, &mut out, body).await;
         }
     }
     let route = match lookup {
@@ -512,66 +514,10 @@ async fn run_request(
         }
     }
 
-    let mut fx = Effects::default();
-    if let Some(Policy::Cors(cors)) = policy(cfg, route.cors) {
-        cors.actual(head.header("origin"), &mut c.ex.resp_lines);
-    }
-    if !route.policies.is_empty() {
-        let mut caller = Caller::default();
-        let peer = c.peer.ip().to_canonical();
-        let client_ip = match &cfg.policies.trusted_proxies {
-            Some(trusted) => {
-                let mut xff = head
-                    .headers()
-                    .filter(|(n, _)| n.eq_ignore_ascii_case(b"x-forwarded-for"))
-                    .map(|(_, v)| v);
-                crate::policy::ip::client_ip(peer, &mut xff, trusted)
-            }
-            None => peer,
-        };
-        let ip_text = if client_ip == peer {
-            std::borrow::Cow::Borrowed(c.peer_ip.as_str())
-        } else {
-            std::borrow::Cow::Owned(client_ip.to_string())
-        };
-        let facts = Facts {
-            head,
-            route: &route.name,
-            request_id: req.rid.as_str(),
-            client_ip,
-            client_ip_text: &ip_text,
-            unix_now: crate::worker::unix_now(),
-            mono_now: crate::ratelimit::now_ns(),
-        };
-        let res = pipeline::run(
-            &cfg.policies,
-            &route.policies,
-            &facts,
-            &mut caller,
-            &mut fx,
-            &mut core.tokens.borrow_mut(),
-        );
-        c.ex.resp_lines.append(&mut fx.response_lines);
-        c.ex.rate_limited = fx.rate_limited;
-        let tel = &cfg.telemetry;
-        if tel.access_log.is_some() || tel.tracing.otlp.is_some() {
-            c.ex.consumer = caller.consumer().map(std::sync::Arc::from);
-        }
-        if let Err(d) = res {
-            let kind = match d {
-                Denial::Unauthorized { reason, detail } => {
-                    c.ex.auth_failure = Some(reason);
-                    ErrorKind::Unauthorized(detail)
-                }
-                Denial::Forbidden { reason, detail } => {
-                    c.ex.auth_failure = Some(reason);
-                    ErrorKind::Forbidden(detail)
-                }
-                Denial::Limited => ErrorKind::TooManyRequests,
-            };
-            return respond_error(core, c, head, req.rid.as_str(), ProxyError::new(kind)).await;
-        }
-    }
+    let fx = match guard::run_policies(core, c, &req, cfg, route) {
+        Ok(fx) => fx,
+        Err(e) => return respond_error(core, c, head, req.rid.as_str(), e).await,
+    };
 
     match &route.action {
         Action::Proxy(p) => match proxy(core, gen, c, &req, route, p, &fx).await {
@@ -698,59 +644,6 @@ async fn respond_error(
         Ok(()) => Outcome::Done(keep),
         Err(_) => Outcome::Done(false),
     }
-}
-
-/// The policy `id` names, if any.
-fn policy(cfg: &crate::config::Compiled, id: Option<PolicyId>) -> Option<&Policy> {
-    id.and_then(|id| cfg.policies.list.get(id.0 as usize))
-        .map(|p| &p.policy)
-}
-
-/// Answers a CORS preflight if the route serving the requested method has a CORS policy.
-/// `None` = not ours to answer (no such route, or it has no CORS policy): normal handling.
-async fn preflight(
-    core: &Core,
-    c: &mut Client,
-    req: &Req<'_>,
-    cfg: &crate::config::Compiled,
-    requested: &[u8],
-) -> Option<Outcome> {
-    let head = req.head;
-    // The route for the requested method; for a method no route serves, the route the path
-    // belongs to (its CORS policy then refuses the method: an answer without CORS headers).
-    let requested_method = Method::from_bytes(requested.trim_ascii());
-    let route = std::iter::once(requested_method)
-        .chain(Method::ALL)
-        .find_map(|method| {
-            match cfg.table.lookup(
-                &RouteRequest {
-                    host: &c.host,
-                    method,
-                    path: &req.path,
-                    query: head.query(),
-                },
-                &HeadHeaders(head),
-            ) {
-                Lookup::Found { route, .. } => Some(route),
-                _ => None,
-            }
-        })?;
-    let Some(Policy::Cors(cors)) = policy(cfg, cfg.route(route).cors) else {
-        return None;
-    };
-    c.ex.route = Some(route);
-    let status = cors.preflight_status();
-    let mut out = Vec::with_capacity(512);
-    http1::write_status_line(&mut out, status);
-    let origin = head.header("origin").unwrap_or(b"");
-    cors.preflight(
-        origin,
-        requested,
-        head.header("access-control-request-headers"),
-        &mut out,
-    );
-    let body = (status != 204).then_some(&b""[..]);
-    Some(finish_local(core, c, req, status, &mut out, body).await)
 }
 
 /// Adds the configured trace-id response header (if any) to a response head being built.

@@ -1,0 +1,139 @@
+//! The policy side of a request, between routing and the action: CORS preflights answered
+//! before anything else, CORS headers for actual responses, then the route's policy pipeline
+//! (`policy::pipeline`). A refusal comes back as a `ProxyError` for `error::render`, with the
+//! headers it needs (WWW-Authenticate, Retry-After, RateLimit) already in `Exchange::resp_lines`.
+
+use crate::config::{Compiled, Route};
+use crate::error::{ErrorKind, ProxyError};
+use crate::http1::{self, Method};
+use crate::policy::pipeline::{self, Caller, Denial, Effects, Facts, Policy, PolicyId};
+use crate::route::{Lookup, RouteRequest};
+use crate::worker::Core;
+
+use super::{Client, HeadHeaders, Req};
+
+/// The policy `id` names, if any.
+fn policy(cfg: &Compiled, id: Option<PolicyId>) -> Option<&Policy> {
+    id.and_then(|id| cfg.policies.list.get(id.0 as usize))
+        .map(|p| &p.policy)
+}
+
+/// The answer to a CORS preflight (status and head so far) if the route serving the requested
+/// method has a CORS policy. `None` = not ours to answer (no such route, or it has no CORS
+/// policy): normal handling.
+pub(super) fn preflight(
+    c: &mut Client,
+    req: &Req<'_>,
+    cfg: &Compiled,
+    requested: &[u8],
+) -> Option<(u16, Vec<u8>)> {
+    let head = req.head;
+    // The route for the requested method; for a method no route serves, the route the path
+    // belongs to (its CORS policy then refuses the method: an answer without CORS headers).
+    let requested_method = Method::from_bytes(requested.trim_ascii());
+    let route = std::iter::once(requested_method)
+        .chain(Method::ALL)
+        .find_map(|method| {
+            match cfg.table.lookup(
+                &RouteRequest {
+                    host: &c.host,
+                    method,
+                    path: &req.path,
+                    query: head.query(),
+                },
+                &HeadHeaders(head),
+            ) {
+                Lookup::Found { route, .. } => Some(route),
+                _ => None,
+            }
+        })?;
+    let Some(Policy::Cors(cors)) = policy(cfg, cfg.route(route).cors) else {
+        return None;
+    };
+    c.ex.route = Some(route);
+    let status = cors.preflight_status();
+    let mut out = Vec::with_capacity(512);
+    http1::write_status_line(&mut out, status);
+    let origin = head.header("origin").unwrap_or(b"");
+    cors.preflight(
+        origin,
+        requested,
+        head.header("access-control-request-headers"),
+        &mut out,
+    );
+    Some((status, out))
+}
+
+/// Adds the route's CORS headers and runs its policies. `Ok` carries what the policies ask of
+/// the rest of the request (header and query edits); `Err` is the refusal to render.
+pub(super) fn run_policies(
+    core: &Core,
+    c: &mut Client,
+    req: &Req<'_>,
+    cfg: &Compiled,
+    route: &Route,
+) -> Result<Effects, ProxyError> {
+    let mut fx = Effects::default();
+    let head = req.head;
+    if let Some(Policy::Cors(cors)) = policy(cfg, route.cors) {
+        cors.actual(head.header("origin"), &mut c.ex.resp_lines);
+    }
+    if !route.policies.is_empty() {
+        let mut caller = Caller::default();
+        let peer = c.peer.ip().to_canonical();
+        let client_ip = match &cfg.policies.trusted_proxies {
+            Some(trusted) => {
+                let mut xff = head
+                    .headers()
+                    .filter(|(n, _)| n.eq_ignore_ascii_case(b"x-forwarded-for"))
+                    .map(|(_, v)| v);
+                crate::policy::ip::client_ip(peer, &mut xff, trusted)
+            }
+            None => peer,
+        };
+        let ip_text = if client_ip == peer {
+            std::borrow::Cow::Borrowed(c.peer_ip.as_str())
+        } else {
+            std::borrow::Cow::Owned(client_ip.to_string())
+        };
+        let facts = Facts {
+            head,
+            route: &route.name,
+            request_id: req.rid.as_str(),
+            client_ip,
+            client_ip_text: &ip_text,
+            unix_now: crate::worker::unix_now(),
+            mono_now: crate::ratelimit::now_ns(),
+        };
+        let res = pipeline::run(
+            &cfg.policies,
+            &route.policies,
+            &facts,
+            &mut caller,
+            &mut fx,
+            &mut core.tokens.borrow_mut(),
+        );
+        c.ex.resp_lines.append(&mut fx.response_lines);
+        c.ex.rate_limited = fx.rate_limited;
+        let tel = &cfg.telemetry;
+        if tel.access_log.is_some() || tel.tracing.otlp.is_some() {
+            c.ex.consumer = caller.consumer().map(std::sync::Arc::from);
+        }
+        if let Err(d) = res {
+            let kind = match d {
+                Denial::Unauthorized { reason, detail } => {
+                    c.ex.auth_failure = Some(reason);
+                    ErrorKind::Unauthorized(detail)
+                }
+                Denial::Forbidden { reason, detail } => {
+                    c.ex.auth_failure = Some(reason);
+                    ErrorKind::Forbidden(detail)
+                }
+                Denial::Limited => ErrorKind::TooManyRequests,
+            };
+            return Err(ProxyError::new(kind));
+        }
+    }
+
+    Ok(fx)
+}
