@@ -107,6 +107,12 @@ pub fn reload(shared: &Shared, path: &Path) -> Result<u64, String> {
             if cfg.admin != current.admin {
                 crate::log::warn("admin listener changes take effect on restart");
             }
+            // Only a published config decides which limiters stay: a rejected reload must not
+            // make the registry forget limiters the serving generation still uses.
+            shared
+                .runtime
+                .limiters
+                .retain(&cfg.policies.limiter_identities);
             shared.publish(cfg);
             status.loaded_at = crate::worker::unix_now();
             shared.reloads_ok.fetch_add(1, Ordering::Relaxed);

@@ -173,7 +173,7 @@ impl CoreTelemetry {
                         trace_id: trace_str,
                         client: peer,
                         method: head.method_bytes(),
-                        target: head.target(),
+                        target: ex.log_target.as_deref().unwrap_or(head.target()),
                         version: version_str(head.version),
                         route: route_name,
                         status,

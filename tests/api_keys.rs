@@ -228,3 +228,48 @@ fn create_rotate_revoke_through_the_cli_with_sighup() {
     assert!(gw.logs().contains("keys.toml:2"), "{}", gw.logs());
     assert_eq!(call(&rotated), 200);
 }
+
+#[test]
+fn the_access_log_names_the_consumer() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys_file = dir.path().join("keys.toml");
+    let cli = cli_config(dir.path(), &keys_file);
+    let key = create(&cli, "dora");
+    let log = dir.path().join("access.log");
+    let up = Upstream::echo();
+    let body = format!(
+        "[access_log]\nenabled = true\npath = \"{}\"\n\n{}",
+        log.display(),
+        gateway_config(up.addr, &keys_file)
+    );
+    let gw = Gateway::start_env(&body, 2, &[("RINGWAY_KEY_SECRET", SECRET)]);
+    assert_eq!(
+        request(gw.addr, "GET", "/api/x", &[("X-Api-Key", &key)], b"").status,
+        200
+    );
+    assert_eq!(get(gw.addr, "/api/x").status, 401);
+    assert_eq!(
+        get(gw.addr, &format!("/api/q?a=1&api_key={key}")).status,
+        200
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let lines = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.lines().count() >= 3 || std::time::Instant::now() > deadline {
+            break text.lines().map(str::to_string).collect::<Vec<_>>();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let recs: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ok = recs.iter().find(|r| r["status"] == 200).expect("200 line");
+    assert_eq!(ok["consumer"], "dora");
+    let denied = recs.iter().find(|r| r["status"] == 401).expect("401 line");
+    assert!(denied["consumer"].is_null());
+    assert!(
+        lines.iter().all(|l| !l.contains(&key)),
+        "the key never reaches the log"
+    );
+}

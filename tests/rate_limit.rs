@@ -174,6 +174,12 @@ fn limiter_state_survives_a_reload_of_an_unchanged_limit() {
         assert_eq!(c.request("GET", "/api/x", &[], b"").status, 200);
     }
     assert_eq!(c.request("GET", "/api/x", &[], b"").status, 429);
+    // A rejected reload that drops the limit does not make the gateway forget its state.
+    let broken = format!(
+        "{}\n[[routes]]\nname = \"api\"\nprefix = \"/api\"\nproxy = {{ upstream = \"nope\" }}\n",
+        upstream_toml("app", &[up.addr])
+    );
+    assert!(!gw.reload(&broken));
     // Reload with another route added: the limit is unchanged, so no fresh burst.
     let extra = "\n[[routes]]\nname = \"more\"\npath = \"/more\"\nstatic = { body = \"m\" }\n";
     assert!(gw.reload(&config(up.addr, limit, extra)));

@@ -222,7 +222,12 @@ pub fn compile_with(
     let (upstreams, upstream_ids) = compile_upstreams(&raw, &timeouts, &mut errs);
     let admin = compile_admin(&raw, &listeners, &mut errs);
     let telemetry = super::telemetry::compile_telemetry(&raw, &mut errs);
-    let (policies, policy_ids) = super::policies::compile_policies(&raw, file, rt, &mut errs);
+    let super::policies::CompiledPolicies {
+        mut policies,
+        ids: policy_ids,
+        live_limiters,
+    } = super::policies::compile_policies(&raw, file, rt, &mut errs);
+    policies.limiter_identities = live_limiters;
 
     let mut routes = Vec::with_capacity(raw.routes.len());
     let mut specs = Vec::with_capacity(raw.routes.len());

@@ -43,13 +43,21 @@ fn header_name(errs: &mut Errors, s: &Spanned<String>, field: &str) -> Option<St
     Some(name)
 }
 
-/// Compiles the policy sections. Returns the policies and their ids by name.
+/// What `compile_policies` produced: the policies, their ids by name, and the identities of
+/// the rate limiters they use (the registry keeps only those once the whole config compiled).
+pub(super) struct CompiledPolicies {
+    pub policies: Policies,
+    pub ids: HashMap<String, PolicyId>,
+    pub live_limiters: Vec<String>,
+}
+
+/// Compiles the policy sections.
 pub(super) fn compile_policies(
     raw: &RawConfig,
     file: &Path,
     rt: &Runtime,
     errs: &mut Errors,
-) -> (Policies, HashMap<String, PolicyId>) {
+) -> CompiledPolicies {
     let base_dir = file.parent().unwrap_or(Path::new("."));
     let mut ps = Policies::default();
 
@@ -185,8 +193,11 @@ pub(super) fn compile_policies(
             ps.list.push(NamedPolicy { name: n, policy });
         }
     }
-    rt.limiters.retain(&live_limiters);
-    (ps, ids)
+    CompiledPolicies {
+        policies: ps,
+        ids,
+        live_limiters,
+    }
 }
 
 fn compile_api_key(

@@ -33,6 +33,9 @@ pub struct Policies {
     pub keys: Option<Arc<KeyStore>>,
     /// Proxies whose `X-Forwarded-For` entries decide the client IP.
     pub trusted_proxies: Option<CidrSet>,
+    /// Identities of the rate limiters this generation uses; once it is published, the
+    /// control thread lets the registry drop every other limiter.
+    pub limiter_identities: Vec<String>,
 }
 
 impl std::fmt::Debug for Policies {
@@ -166,6 +169,8 @@ pub struct Effects {
     pub response_lines: Vec<u8>,
     /// The rate-limit outcome, for metrics (`Some(true)` = admitted).
     pub rate_limited: Option<bool>,
+    /// Query parameters that carried a secret (an API key): never written to the access log.
+    pub secret_query: Vec<Vec<u8>>,
 }
 
 /// Why a request was refused.
@@ -311,7 +316,10 @@ fn api_key<'a>(
     match src {
         KeySource::Bearer => fx.upstream.push_remove(b"authorization"),
         KeySource::Header(h) => fx.upstream.push_remove(h.as_bytes()),
-        KeySource::Query(name) => fx.query_remove.push(name.clone()),
+        KeySource::Query(name) => {
+            fx.query_remove.push(name.clone());
+            fx.secret_query.push(name.clone());
+        }
     }
     let Some(store) = &ps.keys else {
         challenge(fx, "ApiKey");

@@ -118,6 +118,22 @@ pub(super) fn run_policies(
         let tel = &cfg.telemetry;
         if tel.access_log.is_some() || tel.tracing.otlp.is_some() {
             c.ex.consumer = caller.consumer().map(std::sync::Arc::from);
+            if !fx.secret_query.is_empty() {
+                // The access log shows the target without the API key it carried.
+                let mut target = head.path().to_vec();
+                let mut query = Vec::new();
+                crate::policy::transform::rewrite_query(
+                    head.query(),
+                    &fx.secret_query,
+                    &[],
+                    &mut query,
+                );
+                if !query.is_empty() {
+                    target.push(b'?');
+                    target.extend_from_slice(&query);
+                }
+                c.ex.log_target = Some(target);
+            }
         }
         if let Err(d) = res {
             let kind = match d {

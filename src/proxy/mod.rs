@@ -117,6 +117,8 @@ pub struct Exchange {
     pub rate_limited: Option<bool>,
     /// The authenticated consumer (kept only when the access log or spans need it).
     pub consumer: Option<std::sync::Arc<str>>,
+    /// The target to log instead of the client's (a secret query parameter removed).
+    pub log_target: Option<Vec<u8>>,
 }
 
 /// The upstream side of a proxied request.
