@@ -273,3 +273,50 @@ fn the_access_log_names_the_consumer() {
         "the key never reaches the log"
     );
 }
+
+#[test]
+fn consumer_groups_authorize_and_metadata_reaches_the_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys_file = dir.path().join("keys.toml");
+    let cli = cli_config(dir.path(), &keys_file);
+    let admin = create(&cli, "erin");
+    let user = create(&cli, "frank");
+    let up = Upstream::echo();
+    let body = format!(
+        "[consumers.erin]\ngroups = [\"admins\", \"staff\"]\nmetadata = {{ tier = \"gold\" }}\n\n\
+         [consumers.frank]\ngroups = [\"customers\"]\n\n\
+         [api_keys]\nfile = \"{}\"\nhash = \"hmac-sha256\"\n\n\
+         [policies.key]\napi_key = {{}}\n\n\
+         [policies.admins]\nauthorize = {{ groups = [\"admins\"] }}\n\n\
+         [policies.tag]\ntransform = {{ request_headers = {{ set = {{ \"x-tier\" = \"${{consumer.meta.tier}}\", \"x-groups\" = \"${{consumer.groups}}\" }} }} }}\n\n{}\n\
+         [[routes]]\nname = \"admin\"\nprefix = \"/admin\"\npolicies = [\"key\", \"admins\", \"tag\"]\nproxy = {{ upstream = \"app\" }}\n",
+        keys_file.display(),
+        upstream_toml("app", &[up.addr])
+    );
+    let gw = Gateway::start_env(&body, 2, &[("RINGWAY_KEY_SECRET", SECRET)]);
+    let r = request(gw.addr, "GET", "/admin/x", &[("X-Api-Key", &admin)], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.last();
+    assert_eq!(seen.header("x-consumer"), Some("erin"));
+    assert_eq!(seen.header("x-tier"), Some("gold"));
+    assert_eq!(seen.header("x-groups"), Some("admins,staff"));
+    let before = up.count();
+    let r = request(gw.addr, "GET", "/admin/x", &[("X-Api-Key", &user)], b"");
+    assert_eq!(r.status, 403, "authenticated but not in the group");
+    assert_eq!(r.json()["code"], "forbidden");
+    assert_eq!(up.count(), before);
+    let s = scrape_until(
+        gw.admin,
+        "ringway_auth_failures_total",
+        &[("route", "admin"), ("reason", "consumer_not_allowed")],
+        1.0,
+    );
+    assert_eq!(
+        metric(
+            &s,
+            "ringway_auth_failures_total",
+            &[("route", "admin"), ("reason", "consumer_not_allowed")]
+        ),
+        Some(1.0)
+    );
+}

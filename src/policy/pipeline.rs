@@ -232,7 +232,7 @@ pub fn run<'a>(
             }
             Policy::RateLimit(rl) => rate_limit(rl, f, caller, fx)?,
             Policy::Transform(t) => {
-                let vars = RequestVars { f, caller };
+                let vars = RequestVars { ps, f, caller };
                 t.request_edits(&vars, &mut fx.upstream);
                 t.response_edits(&vars, &mut fx.response);
                 if t.has_query_ops() {
@@ -497,8 +497,17 @@ pub fn query_param<'a>(query: Option<&'a [u8]>, name: &[u8]) -> Option<&'a [u8]>
 
 /// `${...}` values for transforms.
 struct RequestVars<'a> {
+    ps: &'a Policies,
     f: &'a Facts<'a>,
     caller: &'a Caller<'a>,
+}
+
+impl RequestVars<'_> {
+    fn consumer_entry(&self) -> Option<&Consumer> {
+        self.caller
+            .consumer()
+            .and_then(|n| self.ps.consumers.get(n))
+    }
 }
 
 impl Vars for RequestVars<'_> {
@@ -519,6 +528,18 @@ impl Vars for RequestVars<'_> {
     }
     fn header(&self, name: &str) -> Option<&[u8]> {
         self.f.head.header(name)
+    }
+    fn consumer_meta(&self, name: &str) -> Option<&str> {
+        self.consumer_entry()?
+            .metadata
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    fn consumer_groups(&self) -> String {
+        self.consumer_entry()
+            .map(|c| c.groups.join(","))
+            .unwrap_or_default()
     }
 }
 

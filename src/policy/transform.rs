@@ -80,6 +80,14 @@ pub trait Vars {
     fn claim(&self, name: &str) -> Option<String>;
     /// A request header by lowercase name (first occurrence).
     fn header(&self, name: &str) -> Option<&[u8]>;
+    /// A metadata value of the consumer (`[consumers.NAME] metadata`), if any.
+    fn consumer_meta(&self, _name: &str) -> Option<&str> {
+        None
+    }
+    /// The consumer's groups, comma-separated (empty when none).
+    fn consumer_groups(&self) -> String {
+        String::new()
+    }
 }
 
 #[derive(Debug)]
@@ -91,6 +99,8 @@ enum Part {
     Route,
     Claim(Box<str>),
     Header(Box<str>),
+    ConsumerMeta(Box<str>),
+    ConsumerGroups,
 }
 
 /// A value with `${...}` variables, parsed at compile time.
@@ -99,8 +109,8 @@ struct Template {
     parts: Box<[Part]>,
 }
 
-const KNOWN_VARS: &str =
-    "${consumer}, ${request_id}, ${client_ip}, ${route}, ${claim.NAME}, ${header.NAME}";
+const KNOWN_VARS: &str = "${consumer}, ${consumer.groups}, ${consumer.meta.NAME}, \
+     ${request_id}, ${client_ip}, ${route}, ${claim.NAME}, ${header.NAME}";
 
 impl Template {
     fn parse(s: &str) -> Result<Template, String> {
@@ -146,6 +156,10 @@ impl Template {
                     }
                 }
                 Part::Header(n) => out.extend_from_slice(vars.header(n).unwrap_or(b"")),
+                Part::ConsumerMeta(n) => {
+                    out.extend_from_slice(vars.consumer_meta(n).unwrap_or("").as_bytes())
+                }
+                Part::ConsumerGroups => out.extend_from_slice(vars.consumer_groups().as_bytes()),
             }
         }
     }
@@ -175,7 +189,14 @@ fn parse_var(name: &str) -> Result<Part, String> {
         "request_id" => Part::RequestId,
         "client_ip" => Part::ClientIp,
         "route" => Part::Route,
+        "consumer.groups" => Part::ConsumerGroups,
         _ => {
+            if let Some(m) = name.strip_prefix("consumer.meta.") {
+                if m.is_empty() || m.contains(['$', '{', ' ']) {
+                    return Err(format!("`${{{name}}}`: invalid metadata key"));
+                }
+                return Ok(Part::ConsumerMeta(m.into()));
+            }
             if let Some(c) = name.strip_prefix("claim.") {
                 if c.is_empty() || c.contains(['$', '{', ' ']) {
                     return Err(format!("`${{{name}}}`: invalid claim name"));
