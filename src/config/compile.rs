@@ -719,9 +719,8 @@ fn compile_route(
             .as_ref()
             .map(|s| *s.get_ref())
             .unwrap_or(false);
-        let rewrite = match (&p.replace_prefix, strip) {
-            _ if p.path.is_some() => {
-                let t = p.path.as_ref().expect("checked");
+        let rewrite = match (&p.replace_prefix, strip, &p.path) {
+            (_, _, Some(t)) => {
                 if p.replace_prefix.is_some() || strip {
                     errs.at(
                         t.span(),
@@ -737,8 +736,8 @@ fn compile_route(
                     }
                 }
             }
-            (None, false) => Rewrite::None,
-            (with, _) if r.prefix.is_none() => {
+            (None, false, None) => Rewrite::None,
+            (with, _, None) if r.prefix.is_none() => {
                 let span = with
                     .as_ref()
                     .map(|w| w.span())
@@ -751,7 +750,7 @@ fn compile_route(
                 );
                 Rewrite::None
             }
-            (Some(with), _) => {
+            (Some(with), _, None) => {
                 if !with.get_ref().starts_with('/') {
                     errs.at(
                         with.span(),
@@ -768,7 +767,7 @@ fn compile_route(
                     with: with.get_ref().clone(),
                 }
             }
-            (None, true) => Rewrite::ReplacePrefix {
+            (None, true, None) => Rewrite::ReplacePrefix {
                 prefix: r
                     .prefix
                     .as_ref()

@@ -201,18 +201,18 @@ pub(super) async fn proxy(
     let edits = (!fx.upstream.is_empty()).then_some(&fx.upstream);
     let mut tried = 0u64;
     let mut attempt = 0;
-    c.ex.upstream = Some(UpstreamFacts {
-        id: p.upstream,
-        addr: None,
-        reused: false,
-        connect_errors: 0,
-        duration: None,
-    });
+    c.ex.upstream = None;
     let (mut up, resp) = loop {
         attempt += 1;
         let mut connect_errors = 0;
         let acquired = acquire(us, &mut tried, retryable, &mut connect_errors).await;
-        let facts = c.ex.upstream.as_mut().expect("set above");
+        let facts = c.ex.upstream.get_or_insert(UpstreamFacts {
+            id: p.upstream,
+            addr: None,
+            reused: false,
+            connect_errors: 0,
+            duration: None,
+        });
         facts.connect_errors += connect_errors;
         let mut up = acquired?;
         facts.addr = us.targets.get(up.target).map(|t| t.addr);
