@@ -107,6 +107,26 @@ fn absent_or_malformed_traceparent_starts_a_new_trace() {
         );
         assert_eq!(r.header("x-trace-id"), Some(t.as_str()));
     }
+    // Two traceparent headers: ambiguous, so treated as absent (a new trace, not either one).
+    let r = request(
+        gw.addr,
+        "GET",
+        "/api/a",
+        &[
+            ("traceparent", TP),
+            (
+                "traceparent",
+                "00-11111111111111111111111111111111-2222222222222222-01",
+            ),
+        ],
+        b"",
+    );
+    let (_, t, _, _) = parts(up.last().header("traceparent").unwrap());
+    assert!(
+        t != "4bf92f3577b34da6a3ce929d0e0e4736" && t != "1".repeat(32),
+        "{t}"
+    );
+    assert_eq!(r.header("x-trace-id"), Some(t.as_str()));
     // Error responses carry the trace id too.
     let nf = request(gw.addr, "GET", "/nope", &[("traceparent", TP)], b"");
     assert_eq!(nf.status, 404);

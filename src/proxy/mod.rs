@@ -414,12 +414,23 @@ async fn handle_request(
         .header("x-request-id")
         .and_then(RequestId::from_client)
         .unwrap_or_else(|| core.ids.next_id());
+    // W3C: a request with more than one traceparent is treated as having none.
+    let traceparent = head.header("traceparent").filter(|_| {
+        head.headers()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(b"traceparent"))
+            .count()
+            == 1
+    });
+    // The response-line buffer keeps its capacity from request to request.
+    let mut resp_lines = std::mem::take(&mut c.ex.resp_lines);
+    resp_lines.clear();
     c.ex = Exchange {
         bytes_in: head_len as u64,
         trace: core
             .telemetry
-            .trace_context(&gen.cfg.telemetry.tracing, head.header("traceparent")),
+            .trace_context(&gen.cfg.telemetry.tracing, traceparent),
         trace_header: gen.cfg.telemetry.tracing.response_header.clone(),
+        resp_lines,
         ..Exchange::default()
     };
     let outcome = run_request(core, gen, c, &head, rid).await;
