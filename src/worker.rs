@@ -112,6 +112,26 @@ pub struct Generation {
     pub upstreams: Vec<UpstreamState>,
     /// This core's metric slots for the generation's routes and upstreams.
     pub slots: Slots,
+    /// `tracing.response_header`, as a core-local `Rc` so requests can hold it without
+    /// touching a reference count other cores share.
+    pub trace_header: Option<Rc<str>>,
+}
+
+impl Generation {
+    fn new(cfg: Arc<Compiled>, upstreams: Vec<UpstreamState>, slots: Slots) -> Generation {
+        let trace_header = cfg
+            .telemetry
+            .tracing
+            .response_header
+            .as_deref()
+            .map(Rc::from);
+        Generation {
+            cfg,
+            upstreams,
+            slots,
+            trace_header,
+        }
+    }
 }
 
 /// Verified tokens each worker remembers.
@@ -144,11 +164,7 @@ impl Core {
         Core {
             id,
             shared,
-            current: RefCell::new(Rc::new(Generation {
-                cfg,
-                upstreams,
-                slots,
-            })),
+            current: RefCell::new(Rc::new(Generation::new(cfg, upstreams, slots))),
             current_gen: Cell::new(gen),
             ids: IdGen::new(),
             conns: ConnRegistry::default(),
@@ -174,11 +190,7 @@ impl Core {
                 .collect();
             self.current_gen.set(cfg.generation);
             let slots = self.telemetry.slots(&cfg);
-            *self.current.borrow_mut() = Rc::new(Generation {
-                cfg,
-                upstreams,
-                slots,
-            });
+            *self.current.borrow_mut() = Rc::new(Generation::new(cfg, upstreams, slots));
         }
         self.current.borrow().clone()
     }

@@ -107,7 +107,7 @@ pub struct Exchange {
     /// The trace this request belongs to (when propagation is on).
     pub trace: Option<TraceContext>,
     /// Response header that carries the trace id (when configured).
-    pub trace_header: Option<std::sync::Arc<str>>,
+    pub trace_header: Option<Rc<str>>,
     /// Header lines (`name: value\r\n`) every response to this request carries: CORS,
     /// RateLimit, and a denial's WWW-Authenticate / Retry-After.
     pub resp_lines: Vec<u8>,
@@ -312,7 +312,10 @@ async fn read_head(
     first: bool,
     wait_until: Option<Instant>,
 ) -> Result<(RequestHead, usize), HeadFail> {
-    let cfg = core.generation().cfg.clone();
+    // Holding the core-local `Rc<Generation>` (not a clone of the shared `Arc<Compiled>`)
+    // keeps the config's reference count, which every core shares, out of the request path.
+    let gen = core.generation();
+    let cfg = &gen.cfg;
     let limits = cfg.limits;
     let mut head_deadline = if c.pending() > 0 || first {
         Some(wait_until.unwrap_or_else(|| Instant::now() + cfg.timeouts.client_header))
@@ -429,7 +432,7 @@ async fn handle_request(
         trace: core
             .telemetry
             .trace_context(&gen.cfg.telemetry.tracing, traceparent),
-        trace_header: gen.cfg.telemetry.tracing.response_header.clone(),
+        trace_header: gen.trace_header.clone(),
         resp_lines,
         ..Exchange::default()
     };
