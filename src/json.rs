@@ -1,23 +1,37 @@
-//! Minimal JSON string escaping for the bodies the gateway writes itself (problem details,
-//! echo). Output only; parsing uses simd-json where a later feature needs it.
+//! JSON string escaping for everything the gateway writes itself (problem details, echo,
+//! access-log lines, OTLP spans, admin answers). Output only.
 
-/// Appends `s` escaped for use inside a JSON string. Invalid UTF-8 becomes U+FFFD.
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// Appends `s` escaped for the inside of a JSON string, without allocating. Invalid UTF-8
+/// sequences become U+FFFD; controls and DEL become `\u00XX`.
 pub fn escape_into(out: &mut Vec<u8>, s: &[u8]) {
-    let text = String::from_utf8_lossy(s);
-    for c in text.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes());
+    for chunk in s.utf8_chunks() {
+        let valid = chunk.valid().as_bytes();
+        let mut start = 0;
+        for (i, &b) in valid.iter().enumerate() {
+            let esc: &[u8] = match b {
+                b'"' => b"\\\"",
+                b'\\' => b"\\\\",
+                b'\n' => b"\\n",
+                b'\r' => b"\\r",
+                b'\t' => b"\\t",
+                0..=0x1f | 0x7f => b"",
+                _ => continue,
+            };
+            out.extend_from_slice(&valid[start..i]);
+            if esc.is_empty() {
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX_DIGITS[(b >> 4) as usize]);
+                out.push(HEX_DIGITS[(b & 0xf) as usize]);
+            } else {
+                out.extend_from_slice(esc);
             }
-            c => {
-                let mut b = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
-            }
+            start = i + 1;
+        }
+        out.extend_from_slice(&valid[start..]);
+        if !chunk.invalid().is_empty() {
+            out.extend_from_slice("\u{fffd}".as_bytes());
         }
     }
 }

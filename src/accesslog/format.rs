@@ -9,9 +9,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::LogRecord;
+use crate::json::string_into;
 use crate::proxy::push_decimal;
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 const MONTHS: [&[u8; 3]; 12] = [
     b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
@@ -156,48 +156,9 @@ fn push_socket_addr(out: &mut Vec<u8>, a: SocketAddr) {
     push_decimal(out, u64::from(a.port()));
 }
 
-/// Appends `s` escaped for the inside of a JSON string. Invalid UTF-8 sequences become U+FFFD;
-/// controls and DEL become `\u00XX`.
-fn json_escape(out: &mut Vec<u8>, s: &[u8]) {
-    for chunk in s.utf8_chunks() {
-        let valid = chunk.valid().as_bytes();
-        let mut start = 0;
-        for (i, &b) in valid.iter().enumerate() {
-            let esc: &[u8] = match b {
-                b'"' => b"\\\"",
-                b'\\' => b"\\\\",
-                b'\n' => b"\\n",
-                b'\r' => b"\\r",
-                b'\t' => b"\\t",
-                0..=0x1f | 0x7f => b"",
-                _ => continue,
-            };
-            out.extend_from_slice(&valid[start..i]);
-            if esc.is_empty() {
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[(b >> 4) as usize]);
-                out.push(HEX[(b & 0xf) as usize]);
-            } else {
-                out.extend_from_slice(esc);
-            }
-            start = i + 1;
-        }
-        out.extend_from_slice(&valid[start..]);
-        if !chunk.invalid().is_empty() {
-            out.extend_from_slice("\u{fffd}".as_bytes());
-        }
-    }
-}
-
-fn json_str(out: &mut Vec<u8>, s: &[u8]) {
-    out.push(b'"');
-    json_escape(out, s);
-    out.push(b'"');
-}
-
 fn json_opt_str(out: &mut Vec<u8>, s: Option<&[u8]>) {
     match s {
-        Some(s) => json_str(out, s),
+        Some(s) => string_into(out, s),
         None => out.extend_from_slice(b"null"),
     }
 }
@@ -231,17 +192,17 @@ pub fn format_json(r: &LogRecord, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"time\":\"");
     push_rfc3339(out, r.time);
     out.extend_from_slice(b"\",\"request_id\":");
-    json_str(out, r.request_id.as_bytes());
+    string_into(out, r.request_id.as_bytes());
     out.extend_from_slice(b",\"trace_id\":");
     json_opt_str(out, r.trace_id.map(str::as_bytes));
     out.extend_from_slice(b",\"client\":\"");
     push_ip(out, r.client.ip());
     out.extend_from_slice(b"\",\"method\":");
-    json_str(out, r.method);
+    string_into(out, r.method);
     out.extend_from_slice(b",\"path\":");
-    json_str(out, r.target);
+    string_into(out, r.target);
     out.extend_from_slice(b",\"protocol\":");
-    json_str(out, r.version.as_bytes());
+    string_into(out, r.version.as_bytes());
     out.extend_from_slice(b",\"route\":");
     json_opt_str(out, r.route.map(str::as_bytes));
     out.extend_from_slice(b",\"status\":");

@@ -344,21 +344,10 @@ fn valid_metric_name(name: &str) -> bool {
 
 /// Appends `s` as a quoted JSON string.
 fn json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    let mut v = Vec::with_capacity(s.len() + 2);
+    crate::json::string_into(&mut v, s.as_bytes());
+    // Escaping valid UTF-8 yields valid UTF-8.
+    out.push_str(&String::from_utf8_lossy(&v));
 }
 
 #[cfg(test)]
