@@ -10,6 +10,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion};
 use ringway::error::{self, ErrorKind, ProxyError};
 use ringway::http1::{self, BodyFraming, Method, ResponseHead, Version};
+use ringway::proxy::push_decimal;
 
 const REQUEST_ID: &str = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
 
@@ -22,21 +23,6 @@ Cache-Control: no-store\r\n\
 Connection: keep-alive\r\n\
 Keep-Alive: timeout=5\r\n\
 \r\n";
-
-/// Appends `n` in decimal (the proxy's private `push_decimal`).
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-}
 
 /// A 200 with a fixed handful of headers and a content-length.
 fn handful(out: &mut Vec<u8>, body_len: u64) {

@@ -9,6 +9,7 @@
 pub mod accesslog;
 pub mod admin;
 pub mod apikey;
+pub mod civil;
 pub mod config;
 pub mod control;
 pub mod error;

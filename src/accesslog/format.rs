@@ -9,6 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::LogRecord;
+use crate::civil::civil_from_days;
 use crate::json::string_into;
 use crate::proxy::push_decimal;
 
@@ -29,20 +30,6 @@ pub(crate) struct CivilTime {
     pub minute: u32,
     pub second: u32,
     pub millis: u32,
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day); H. Hinnant's algorithm.
-pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if month <= 2 { y + 1 } else { y }, month, day)
 }
 
 /// Breaks `t` into UTC fields, clamped to 1970-01-01 .. 9999-12-31 so the output keeps its shape.

@@ -103,15 +103,7 @@ impl fmt::Display for KeyError {
 
 impl std::error::Error for KeyError {}
 
-/// 1-based line and column (in characters) of a byte offset in `src`.
-pub(crate) fn line_col(src: &str, offset: usize) -> (usize, usize) {
-    let offset = src.floor_char_boundary(offset.min(src.len()));
-    let before = &src[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-    let col = before[line_start..].chars().count() + 1;
-    (line, col)
-}
+pub(crate) use crate::config::compile::line_col;
 
 #[cfg(test)]
 mod tests {

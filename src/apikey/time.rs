@@ -3,39 +3,9 @@
 //! Written as `YYYY-MM-DDTHH:MM:SSZ` (UTC). Read: the same, with optional fractional seconds
 //! (truncated) and any `±HH:MM` offset (converted to UTC). Years before 1970 are rejected.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+pub use crate::worker::unix_now as now_unix;
 
-/// Seconds since the Unix epoch, now (0 if the clock is before 1970).
-pub fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-// Howard Hinnant's days_from_civil / civil_from_days, restricted to years >= 1970.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
+use crate::civil::{civil_from_days, days_from_civil};
 
 fn days_in_month(y: i64, m: u32) -> u32 {
     match m {
