@@ -363,7 +363,6 @@ pub(super) async fn proxy(
             }
         }
     }
-    out.extend_from_slice(&c.ex.resp_lines);
     match client_framing {
         BodyFraming::Length(n) => {
             out.extend_from_slice(b"content-length: ");
@@ -374,7 +373,7 @@ pub(super) async fn proxy(
         _ => {}
     }
     http1::write_header(&mut out, b"x-request-id", req.rid.as_bytes());
-    super::write_trace_header(&c.ex, &mut out);
+    super::write_exchange_headers(&c.ex, &mut out);
     http1::write_connection(&mut out, keep, h.version);
     out.extend_from_slice(b"\r\n");
 

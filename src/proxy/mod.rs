@@ -602,8 +602,7 @@ async fn finish_local(
         out.extend_from_slice(b"\r\n");
     }
     http1::write_header(out, b"x-request-id", req.rid.as_bytes());
-    write_trace_header(&c.ex, out);
-    out.extend_from_slice(&c.ex.resp_lines);
+    write_exchange_headers(&c.ex, out);
     // A drain that started while this request ran still gets announced on its response.
     let keep = !req.close && !core.draining();
     http1::write_connection(out, keep, req.head.version);
@@ -642,8 +641,7 @@ async fn respond_error(
     }
     let mut out = Vec::with_capacity(384);
     let mut extra = Vec::new();
-    write_trace_header(&c.ex, &mut extra);
-    extra.extend_from_slice(&c.ex.resp_lines);
+    write_exchange_headers(&c.ex, &mut extra);
     error::render(
         &err,
         rid,
@@ -662,11 +660,14 @@ async fn respond_error(
     }
 }
 
-/// Adds the configured trace-id response header (if any) to a response head being built.
-fn write_trace_header(ex: &Exchange, out: &mut Vec<u8>) {
+/// The header lines every response to this request carries, whatever produced it (a local
+/// action, an error, the upstream): the trace-id header if configured, then the policies'
+/// lines (CORS, RateLimit, WWW-Authenticate, Retry-After).
+fn write_exchange_headers(ex: &Exchange, out: &mut Vec<u8>) {
     if let (Some(t), Some(name)) = (&ex.trace, &ex.trace_header) {
         http1::write_header(out, name.as_bytes(), &t.trace_id_hex());
     }
+    out.extend_from_slice(&ex.resp_lines);
 }
 
 /// Catches a panic in the wrapped future (the connection task boundary).
