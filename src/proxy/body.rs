@@ -18,8 +18,7 @@ pub(super) async fn maybe_continue(c: &mut Client, head: &RequestHead) -> Result
     if head.expect_continue && has_body && head.version == Version::Http11 && c.pending() == 0 {
         let mut msg = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
         let deadline = Instant::now() + c.timeouts.client_body;
-        c.ex.bytes_out += msg.len() as u64;
-        write_all(&mut c.stream, &mut msg, deadline)
+        c.send(&mut msg, deadline)
             .await
             .map_err(|_| ProxyError::new(ErrorKind::RequestTimeout))?;
     }
@@ -188,8 +187,7 @@ pub(super) async fn stream_response_body(
     let chunked_out = to == BodyFraming::Chunked;
     match from {
         BodyFraming::None | BodyFraming::Length(0) => {
-            c.ex.bytes_out += out.len() as u64;
-            write_all(&mut c.stream, out, Instant::now() + client_timeout)
+            c.send(out, Instant::now() + client_timeout)
                 .await
                 .map_err(|_| ())?;
             Ok(())
@@ -201,8 +199,7 @@ pub(super) async fn stream_response_body(
             out.extend_from_slice(&up.buf[..take]);
             up.buf.drain(..take);
             left -= take as u64;
-            c.ex.bytes_out += out.len() as u64;
-            write_all(&mut c.stream, out, Instant::now() + client_timeout)
+            c.send(out, Instant::now() + client_timeout)
                 .await
                 .map_err(|_| ())?;
             while left > 0 {
@@ -216,16 +213,9 @@ pub(super) async fn stream_response_body(
                 .await
                 .map_err(|_| ())?;
                 let take = (up.buf.len() as u64).min(left) as usize;
-                c.ex.bytes_out += take as u64;
-                write_range(
-                    &mut c.stream,
-                    &mut up.buf,
-                    0,
-                    take,
-                    Instant::now() + client_timeout,
-                )
-                .await
-                .map_err(|_| ())?;
+                c.send_range(&mut up.buf, 0, take, Instant::now() + client_timeout)
+                    .await
+                    .map_err(|_| ())?;
                 up.buf.drain(..take);
                 left -= take as u64;
             }
@@ -254,8 +244,7 @@ pub(super) async fn stream_response_body(
                     out.extend_from_slice(http1::LAST_CHUNK);
                 }
                 if !out.is_empty() {
-                    c.ex.bytes_out += out.len() as u64;
-                    write_all(&mut c.stream, out, Instant::now() + client_timeout)
+                    c.send(out, Instant::now() + client_timeout)
                         .await
                         .map_err(|_| ())?;
                     out.clear();
@@ -286,8 +275,7 @@ pub(super) async fn stream_response_body(
                     up.buf.clear();
                 }
                 if !out.is_empty() {
-                    c.ex.bytes_out += out.len() as u64;
-                    write_all(&mut c.stream, out, Instant::now() + client_timeout)
+                    c.send(out, Instant::now() + client_timeout)
                         .await
                         .map_err(|_| ())?;
                     out.clear();
@@ -307,8 +295,7 @@ pub(super) async fn stream_response_body(
             }
             if chunked_out {
                 out.extend_from_slice(http1::LAST_CHUNK);
-                c.ex.bytes_out += out.len() as u64;
-                write_all(&mut c.stream, out, Instant::now() + client_timeout)
+                c.send(out, Instant::now() + client_timeout)
                     .await
                     .map_err(|_| ())?;
             }

@@ -309,9 +309,8 @@ pub(super) async fn proxy(
         }
         out.extend_from_slice(b"\r\n");
         out.append(&mut up.buf);
-        c.ex.bytes_out += out.len() as u64;
         let deadline = Instant::now() + cfg.timeouts.client_body;
-        if write_all(&mut c.stream, &mut out, deadline).await.is_err() {
+        if c.send(&mut out, deadline).await.is_err() {
             return Ok(Outcome::Done(false));
         }
         return Ok(Outcome::Tunnel(up));

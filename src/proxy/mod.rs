@@ -139,6 +139,24 @@ impl Client {
         self.buf.len() - self.pos
     }
 
+    /// Writes `out` to the client, counting the bytes for this request's telemetry.
+    async fn send(&mut self, out: &mut Vec<u8>, deadline: Instant) -> Result<(), IoFail> {
+        self.ex.bytes_out += out.len() as u64;
+        write_all(&mut self.stream, out, deadline).await
+    }
+
+    /// Writes `buf[start..end]` to the client, counting the bytes (see `send`).
+    async fn send_range(
+        &mut self,
+        buf: &mut Vec<u8>,
+        start: usize,
+        end: usize,
+        deadline: Instant,
+    ) -> Result<(), IoFail> {
+        self.ex.bytes_out += (end - start) as u64;
+        crate::io::write_range(&mut self.stream, buf, start, end, deadline).await
+    }
+
     /// Drops consumed bytes so reads append after what is still pending.
     fn compact(&mut self) {
         if self.pos > 0 {
@@ -611,9 +629,8 @@ async fn finish_local(
         out.extend_from_slice(body);
     }
     c.ex.status = status;
-    c.ex.bytes_out += out.len() as u64;
     let deadline = Instant::now() + c.timeouts.client_body;
-    match write_all(&mut c.stream, out, deadline).await {
+    match c.send(out, deadline).await {
         Ok(()) => Outcome::Done(keep),
         Err(_) => Outcome::Done(false),
     }
@@ -652,9 +669,8 @@ async fn respond_error(
         &mut out,
     );
     c.ex.status = err.status();
-    c.ex.bytes_out += out.len() as u64;
     let deadline = Instant::now() + c.timeouts.client_body;
-    match write_all(&mut c.stream, &mut out, deadline).await {
+    match c.send(&mut out, deadline).await {
         Ok(()) => Outcome::Done(keep),
         Err(_) => Outcome::Done(false),
     }
