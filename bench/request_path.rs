@@ -424,6 +424,8 @@ fn request_path(
             request_id: rid.as_str(),
             peer_ip: &conn.peer_ip,
             forwarded_for: &conn.forwarded_for,
+            trusted_peer: false,
+            scheme: ringway::proxy::origin::Scheme::Http,
             target_label: label,
             tunnel: false,
             trace: Some(&trace),

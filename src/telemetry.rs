@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::accesslog::redact::redact_target;
 use crate::accesslog::{CoreLog, LogFormat, LogRecord};
 use crate::config::{AccessLogFormat, Compiled, TracingSettings};
 use crate::http1::{Method, RequestHead, Version};
@@ -106,7 +107,6 @@ impl CoreTelemetry {
         ex: &Exchange,
         head: &RequestHead,
         request_id: &str,
-        peer: SocketAddr,
         start: Instant,
     ) {
         let cfg = &gen.cfg;
@@ -167,13 +167,19 @@ impl CoreTelemetry {
         if let Some(settings) = logged {
             self.with_log(|log| {
                 if log.sampled(settings.sample) {
+                    // API keys sent as query parameters never reach the log, whatever the
+                    // outcome (a copy is made only when the target carries one).
+                    let secret = &cfg.policies.secret_query;
+                    let target = redact_target(head.target(), secret);
+                    let referer = head.header("referer");
+                    let referer_redacted = referer.and_then(|r| redact_target(r, secret));
                     let rec = LogRecord {
                         time: wall,
                         request_id,
                         trace_id: trace_str,
-                        client: peer,
+                        client: ex.origin.client,
                         method: head.method_bytes(),
-                        target: ex.log_target.as_deref().unwrap_or(head.target()),
+                        target: target.as_deref().unwrap_or(head.target()),
                         version: version_str(head.version),
                         route: route_name,
                         status,
@@ -183,7 +189,7 @@ impl CoreTelemetry {
                         bytes_in: ex.bytes_in,
                         bytes_out: ex.bytes_out,
                         user_agent: head.header("user-agent"),
-                        referer: head.header("referer"),
+                        referer: referer_redacted.as_deref().or(referer),
                         consumer: ex.consumer.as_deref(),
                     };
                     log.push(&rec, format(settings.format));
@@ -210,7 +216,7 @@ impl CoreTelemetry {
                 route: route_name.map(str::to_string),
                 status,
                 upstream: upstream_addr.map(|a| a.to_string()),
-                client: peer.ip().to_canonical().to_string(),
+                client: ex.origin.client.to_string(),
                 request_id: request_id.to_string(),
             };
             self.with_spans(|s| s.push(rec));
@@ -245,7 +251,7 @@ impl CoreTelemetry {
                         time: SystemTime::now() - duration,
                         request_id,
                         trace_id: None,
-                        client: peer,
+                        client: peer.ip().to_canonical(),
                         method: b"-",
                         target: b"-",
                         version: "-",

@@ -13,13 +13,14 @@
 //! - The writer exits once every [`AccessLog`] handle is gone, after writing what was queued.
 
 mod format;
+pub mod redact;
 
 pub(crate) use format::push_rfc3339;
 pub use format::{format_combined, format_json};
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -60,8 +61,9 @@ pub struct LogRecord<'a> {
     pub request_id: &'a str,
     /// W3C trace id, 32 lowercase hex digits.
     pub trace_id: Option<&'a str>,
-    /// Downstream peer; only the IP is logged.
-    pub client: SocketAddr,
+    /// The client address the gateway decided on (the peer, or behind trusted proxies the
+    /// forwarded client: `proxy::origin`).
+    pub client: IpAddr,
     /// Request method as received.
     pub method: &'a [u8],
     /// Path plus optional `?query`, as received.
@@ -412,7 +414,7 @@ mod tests {
             time: SystemTime::now(),
             request_id: "r",
             trace_id: None,
-            client: SocketAddr::from((Ipv4Addr::LOCALHOST, 1000)),
+            client: IpAddr::V4(Ipv4Addr::LOCALHOST),
             method: b"GET",
             target,
             version: "HTTP/1.1",

@@ -193,11 +193,29 @@ pub(super) fn compile_policies(
             ps.list.push(NamedPolicy { name: n, policy });
         }
     }
+    ps.secret_query = secret_query_names(&ps.list);
     CompiledPolicies {
         policies: ps,
         ids,
         live_limiters,
     }
+}
+
+/// The query parameter names any `api_key` policy reads a key from (redacted in logs).
+fn secret_query_names(list: &[NamedPolicy]) -> Vec<Box<[u8]>> {
+    let mut names: Vec<Box<[u8]>> = Vec::new();
+    for p in list {
+        if let Policy::ApiKey(k) = &p.policy {
+            for src in &k.sources {
+                if let KeySource::Query(q) = src {
+                    if !names.iter().any(|n| **n == **q) {
+                        names.push(q.as_slice().into());
+                    }
+                }
+            }
+        }
+    }
+    names
 }
 
 fn compile_api_key(

@@ -36,6 +36,9 @@ pub struct Policies {
     /// Identities of the rate limiters this generation uses; once it is published, the
     /// control thread lets the registry drop every other limiter.
     pub limiter_identities: Vec<String>,
+    /// Every `api_key` policy's `query` parameter name (deduplicated): their values are
+    /// redacted wherever a request target is logged or exported, whatever the outcome.
+    pub secret_query: Vec<Box<[u8]>>,
 }
 
 impl std::fmt::Debug for Policies {
@@ -169,8 +172,6 @@ pub struct Effects {
     pub response_lines: Vec<u8>,
     /// The rate-limit outcome, for metrics (`Some(true)` = admitted).
     pub rate_limited: Option<bool>,
-    /// Query parameters that carried a secret (an API key): never written to the access log.
-    pub secret_query: Vec<Vec<u8>>,
 }
 
 /// Why a request was refused.
@@ -318,7 +319,6 @@ fn api_key<'a>(
         KeySource::Header(h) => fx.upstream.push_remove(h.as_bytes()),
         KeySource::Query(name) => {
             fx.query_remove.push(name.clone());
-            fx.secret_query.push(name.clone());
         }
     }
     let Some(store) = &ps.keys else {

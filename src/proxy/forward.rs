@@ -228,6 +228,8 @@ pub(super) async fn proxy(
                 request_id: req.rid.as_str(),
                 peer_ip: &c.peer_ip,
                 forwarded_for: &c.forwarded_for,
+                trusted_peer: c.ex.origin.trusted_peer,
+                scheme: c.ex.origin.scheme,
                 target_label: label,
                 tunnel: tunnel_req,
                 trace: c.ex.trace.as_ref(),

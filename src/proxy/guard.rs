@@ -80,18 +80,9 @@ pub(super) fn run_policies(
     }
     if !route.policies.is_empty() {
         let mut caller = Caller::default();
-        let peer = c.peer.ip().to_canonical();
-        let client_ip = match &cfg.policies.trusted_proxies {
-            Some(trusted) => {
-                let mut xff = head
-                    .headers()
-                    .filter(|(n, _)| n.eq_ignore_ascii_case(b"x-forwarded-for"))
-                    .map(|(_, v)| v);
-                crate::policy::ip::client_ip(peer, &mut xff, trusted)
-            }
-            None => peer,
-        };
-        let ip_text = if client_ip == peer {
+        // Decided once per request (`origin`): the log and the upstream see the same client.
+        let client_ip = c.ex.origin.client;
+        let ip_text = if client_ip == c.ex.origin.peer {
             std::borrow::Cow::Borrowed(c.peer_ip.as_str())
         } else {
             std::borrow::Cow::Owned(client_ip.to_string())
@@ -118,22 +109,6 @@ pub(super) fn run_policies(
         let tel = &cfg.telemetry;
         if tel.access_log.is_some() || tel.tracing.otlp.is_some() {
             c.ex.consumer = caller.consumer().map(std::sync::Arc::from);
-            if !fx.secret_query.is_empty() {
-                // The access log shows the target without the API key it carried.
-                let mut target = head.path().to_vec();
-                let mut query = Vec::new();
-                crate::policy::transform::rewrite_query(
-                    head.query(),
-                    &fx.secret_query,
-                    &[],
-                    &mut query,
-                );
-                if !query.is_empty() {
-                    target.push(b'?');
-                    target.extend_from_slice(&query);
-                }
-                c.ex.log_target = Some(target);
-            }
         }
         if let Err(d) = res {
             let kind = match d {

@@ -35,6 +35,7 @@ mod body;
 mod forward;
 mod guard;
 mod local;
+pub mod origin;
 mod tunnel;
 pub mod upstream_head;
 
@@ -90,6 +91,8 @@ struct Client {
     timeouts: Timeouts,
     /// What the current request did so far (for metrics, access log and spans).
     ex: Exchange,
+    /// The scheme of the listener this connection came in on.
+    scheme: origin::Scheme,
 }
 
 /// The facts telemetry needs about one request, filled in along the request path and reset
@@ -117,8 +120,8 @@ pub struct Exchange {
     pub rate_limited: Option<bool>,
     /// The authenticated consumer (kept only when the access log or spans need it).
     pub consumer: Option<std::sync::Arc<str>>,
-    /// The target to log instead of the client's (a secret query parameter removed).
-    pub log_target: Option<Vec<u8>>,
+    /// Who sent the request (decided once, when its head is complete).
+    pub origin: origin::Origin,
 }
 
 /// The upstream side of a proxied request.
@@ -244,6 +247,8 @@ impl Client {
             canceller: monoio::io::Canceller::new(),
             timeouts,
             ex: Exchange::default(),
+            // Plain-TCP listeners only so far; a TLS listener sets `Https` here.
+            scheme: origin::Scheme::Http,
         }
     }
 }
@@ -452,11 +457,17 @@ async fn handle_request(
             .trace_context(&gen.cfg.telemetry.tracing, traceparent),
         trace_header: gen.trace_header.clone(),
         resp_lines,
+        origin: origin::Origin::decide(
+            c.peer.ip(),
+            c.scheme,
+            &head,
+            gen.cfg.policies.trusted_proxies.as_ref(),
+        ),
         ..Exchange::default()
     };
     let outcome = run_request(core, gen, c, &head, rid).await;
     core.telemetry
-        .on_request(gen, &c.ex, &head, rid.as_str(), c.peer, start);
+        .on_request(gen, &c.ex, &head, rid.as_str(), start);
     outcome
 }
 

@@ -1,13 +1,19 @@
 //! The head ringway sends upstream: always serialized fresh from the parsed request (never the
 //! client's bytes). Hop-by-hop headers, headers named in `Connection` and the headers the
-//! gateway manages (`Host`, framing, `Expect`, forwarding headers, `X-Request-Id`) are replaced;
-//! `X-Forwarded-For` and `Forwarded` append this hop to earlier ones. Public so the benches
+//! gateway manages (`Host`, framing, `Expect`, forwarding headers, `X-Request-Id`) are replaced.
+//!
+//! Forwarding headers follow the trust model of `proxy::origin`: from a peer in
+//! `server.trusted_proxies`, `X-Forwarded-For` and `Forwarded` get this hop appended to the
+//! received chain and its `X-Forwarded-Proto` / `X-Forwarded-Host` are kept (ours only when it
+//! sent none); from any other peer all four are replaced by this hop's own values (peer
+//! address, listener scheme, Host), so a client cannot forge them. Public so the benches
 //! measure this exact code.
 
 use crate::config::{PathPiece, ProxyAction, Rewrite};
 use crate::http1::{self, BodyFraming, RequestHead};
 use crate::policy::transform::HeaderEdits;
 
+use super::origin::Scheme;
 use super::push_decimal;
 use crate::trace::TraceContext;
 
@@ -36,6 +42,11 @@ pub struct UpstreamHead<'a> {
     pub peer_ip: &'a str,
     /// `for=...` element of `Forwarded`.
     pub forwarded_for: &'a str,
+    /// The peer is a trusted proxy: its forwarding headers are kept and appended to
+    /// (`proxy::origin::Origin::trusted_peer`); otherwise they are replaced.
+    pub trusted_peer: bool,
+    /// The scheme the client used (`X-Forwarded-Proto`, `Forwarded: proto=`).
+    pub scheme: Scheme,
     /// Host header value when the client's is not preserved.
     pub target_label: &'a str,
     /// Forward `Connection: upgrade` + `Upgrade` (WebSocket tunnels).
@@ -119,15 +130,10 @@ pub fn write_upstream_head(out: &mut Vec<u8>, u: &UpstreamHead<'_>, p: &ProxyAct
     }
     // Scanning the Connection header per field only matters when there is one to scan.
     let conn_lists_names = h.header("connection").is_some();
-    let mut has_xff = false;
-    let mut has_fwd = false;
+    // Which forwarding headers a trusted proxy sent (an untrusted peer's are dropped unread).
+    let mut got = Forwarding::default();
     for (name, value) in h.headers() {
-        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
-            has_xff = true;
-            continue;
-        }
-        if name.eq_ignore_ascii_case(b"forwarded") {
-            has_fwd = true;
+        if u.trusted_peer && got.note(name) {
             continue;
         }
         if http1::is_hop_by_hop(name)
@@ -168,22 +174,33 @@ pub fn write_upstream_head(out: &mut Vec<u8>, u: &UpstreamHead<'_>, p: &ProxyAct
             http1::write_header(out, b"upgrade", u);
         }
     }
-    // Appended lists: earlier hops' values (all occurrences, in order), then this hop.
+    // Appended lists: a trusted proxy's values (all occurrences, in order), then this hop.
     out.extend_from_slice(b"x-forwarded-for: ");
-    if has_xff {
+    if got.xff {
         append_all(out, h, b"x-forwarded-for");
     }
     out.extend_from_slice(u.peer_ip.as_bytes());
-    out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
-    if !host_raw.is_empty() {
+    out.extend_from_slice(b"\r\nx-forwarded-proto: ");
+    if got.proto {
+        join_all(out, h, b"x-forwarded-proto");
+    } else {
+        out.extend_from_slice(u.scheme.as_str().as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    if got.host {
+        out.extend_from_slice(b"x-forwarded-host: ");
+        join_all(out, h, b"x-forwarded-host");
+        out.extend_from_slice(b"\r\n");
+    } else if !host_raw.is_empty() {
         http1::write_header(out, b"x-forwarded-host", host_raw);
     }
     out.extend_from_slice(b"forwarded: ");
-    if has_fwd {
+    if got.fwd {
         append_all(out, h, b"forwarded");
     }
     out.extend_from_slice(u.forwarded_for.as_bytes());
-    out.extend_from_slice(b";proto=http");
+    out.extend_from_slice(b";proto=");
+    out.extend_from_slice(u.scheme.as_str().as_bytes());
     if !host_raw.is_empty() && host_raw.iter().all(|b| b.is_ascii_graphic() && *b != b'"') {
         out.extend_from_slice(b";host=\"");
         out.extend_from_slice(host_raw);
@@ -197,6 +214,48 @@ pub fn write_upstream_head(out: &mut Vec<u8>, u: &UpstreamHead<'_>, p: &ProxyAct
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// The forwarding headers present in a trusted proxy's request.
+#[derive(Default)]
+struct Forwarding {
+    xff: bool,
+    fwd: bool,
+    proto: bool,
+    host: bool,
+}
+
+impl Forwarding {
+    /// Notes `name` if it is a forwarding header; `true` = it is one (written later, not in
+    /// the pass-through loop).
+    fn note(&mut self, name: &[u8]) -> bool {
+        let flag = if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            &mut self.xff
+        } else if name.eq_ignore_ascii_case(b"forwarded") {
+            &mut self.fwd
+        } else if name.eq_ignore_ascii_case(b"x-forwarded-proto") {
+            &mut self.proto
+        } else if name.eq_ignore_ascii_case(b"x-forwarded-host") {
+            &mut self.host
+        } else {
+            return false;
+        };
+        *flag = true;
+        true
+    }
+}
+
+/// Appends every value of header `name`, joined with ", " (one field line, RFC 9110 §5.3).
+fn join_all(out: &mut Vec<u8>, h: &http1::RequestHead, name: &[u8]) {
+    let start = out.len();
+    for (n, v) in h.headers() {
+        if n.eq_ignore_ascii_case(name) {
+            if out.len() > start {
+                out.extend_from_slice(b", ");
+            }
+            out.extend_from_slice(v);
+        }
+    }
 }
 
 /// Appends every value of header `name`, each followed by ", ".

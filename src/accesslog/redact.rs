@@ -1,0 +1,126 @@
+//! Redaction of secrets in request data the gateway writes out (access-log `path` and
+//! `referer`, in every format, for every outcome).
+//!
+//! Rule: the value of every query parameter whose name is one some `api_key` policy reads a key
+//! from (`Policies::secret_query`, collected at compile time) becomes `REDACTED`; the name stays
+//! so operators can see a key was sent. Names match after form-decoding (`%XX`, `+`) and
+//! ignoring ASCII case, wider than the policy's own match, so a near miss is hidden too.
+//! Credential headers (Authorization, X-Api-Key, Cookie) are never logged at all.
+//!
+//! Cost: one scan of the query, no allocation, unless a configured name is present with a
+//! non-empty value; only then is a redacted copy built.
+
+/// What a secret value is replaced with.
+pub const REDACTED: &[u8] = b"REDACTED";
+
+/// `target` (`path?query`, or a whole URL) with the secret parameters' values replaced, or
+/// `None` when it carries none (log `target` as is).
+pub fn redact_target(target: &[u8], names: &[Box<[u8]>]) -> Option<Vec<u8>> {
+    if names.is_empty() {
+        return None;
+    }
+    let q = target.iter().position(|&b| b == b'?')? + 1;
+    let query = &target[q..];
+    if !pairs(query).any(|(name, value)| !value.is_empty() && is_secret(name, names)) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(target.len() + REDACTED.len());
+    out.extend_from_slice(&target[..q]);
+    for (i, pair) in query.split(|&b| b == b'&').enumerate() {
+        if i > 0 {
+            out.push(b'&');
+        }
+        match pair.iter().position(|&b| b == b'=') {
+            Some(eq) if eq + 1 < pair.len() && is_secret(&pair[..eq], names) => {
+                out.extend_from_slice(&pair[..=eq]);
+                out.extend_from_slice(REDACTED);
+            }
+            _ => out.extend_from_slice(pair),
+        }
+    }
+    Some(out)
+}
+
+/// `name=value` pairs of a query (`value` empty when there is no `=`).
+fn pairs(query: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    query
+        .split(|&b| b == b'&')
+        .map(|pair| match pair.iter().position(|&b| b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &b""[..]),
+        })
+}
+
+fn is_secret(encoded: &[u8], names: &[Box<[u8]>]) -> bool {
+    names.iter().any(|n| decoded_eq_ignore_case(encoded, n))
+}
+
+/// Compares the form-decoded `encoded` with `name`, ignoring ASCII case, without allocating.
+fn decoded_eq_ignore_case(encoded: &[u8], name: &[u8]) -> bool {
+    let hex = |b: Option<&u8>| b.and_then(|&b| (b as char).to_digit(16)).map(|d| d as u8);
+    let (mut i, mut j) = (0, 0);
+    while let Some(&b) = encoded.get(i) {
+        let decoded = match b {
+            b'%' => match (hex(encoded.get(i + 1)), hex(encoded.get(i + 2))) {
+                (Some(h), Some(l)) => {
+                    i += 2;
+                    h << 4 | l
+                }
+                _ => b'%',
+            },
+            b'+' => b' ',
+            b => b,
+        };
+        i += 1;
+        match name.get(j) {
+            Some(n) if n.eq_ignore_ascii_case(&decoded) => j += 1,
+            _ => return false,
+        }
+    }
+    j == name.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<Box<[u8]>> {
+        list.iter().map(|s| s.as_bytes().into()).collect()
+    }
+
+    fn redact(target: &str, list: &[&str]) -> Option<String> {
+        redact_target(target.as_bytes(), &names(list))
+            .map(|v| String::from_utf8(v).unwrap_or_default())
+    }
+
+    #[test]
+    fn secret_values_are_replaced_and_names_kept() {
+        let n = ["api_key", "token"];
+        assert_eq!(
+            redact("/a?x=1&api_key=rwk_secret&y=2", &n).as_deref(),
+            Some("/a?x=1&api_key=REDACTED&y=2")
+        );
+        assert_eq!(
+            redact("/a?token=t1&api_key=k&token=t2", &n).as_deref(),
+            Some("/a?token=REDACTED&api_key=REDACTED&token=REDACTED")
+        );
+        assert_eq!(
+            redact("http://h/a?API%5Fkey=k#f", &n).as_deref(),
+            Some("http://h/a?API%5Fkey=REDACTED")
+        );
+        assert_eq!(
+            redact("/a?x=1&&api_key=k&", &n).as_deref(),
+            Some("/a?x=1&&api_key=REDACTED&")
+        );
+    }
+
+    #[test]
+    fn nothing_to_redact_is_none() {
+        let n = ["api_key"];
+        assert_eq!(redact("/a", &n), None);
+        assert_eq!(redact("/a?x=1", &n), None);
+        assert_eq!(redact("/a?api_key=&api_key", &n), None);
+        assert_eq!(redact("/a?xapi_key=1&api_keyx=2", &n), None);
+        assert_eq!(redact("/a?api_key=1", &[]), None);
+    }
+}
