@@ -4,8 +4,10 @@
 mod common;
 use common::*;
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn config(up: SocketAddr, log: &str) -> String {
@@ -20,7 +22,7 @@ fn config(up: SocketAddr, log: &str) -> String {
 
 /// Waits until the file holds at least `n` lines (the writer flushes every ~200 ms).
 fn wait_lines(path: &Path, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let text = std::fs::read_to_string(path).unwrap_or_default();
         let lines: Vec<String> = text.lines().map(str::to_string).collect();
@@ -35,7 +37,20 @@ fn wait_lines(path: &Path, n: usize) -> Vec<String> {
 fn json_lines_have_the_fields_of_each_request() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("access.log");
-    let up = Upstream::echo();
+    // An upstream that takes 200 ms before answering, so upstream_ms has a floor.
+    let echo = Upstream::echo();
+    let up = Upstream::start(Arc::new(move |req, s| {
+        std::thread::sleep(Duration::from_millis(200));
+        let body = echo_body(req);
+        let _ = write!(
+            s,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let _ = s.write_all(&body);
+        Reply::KeepAlive
+    }));
+    drop(echo);
     let log = format!(
         "[access_log]\nenabled = true\npath = \"{}\"\n",
         path.display()
@@ -83,8 +98,12 @@ fn json_lines_have_the_fields_of_each_request() {
     assert_eq!(post["route"], "api");
     assert_eq!(post["status"], 200);
     assert_eq!(post["upstream"], up.addr.to_string().as_str());
-    assert!(post["upstream_ms"].as_f64().unwrap() >= 0.0);
-    assert!(post["duration_ms"].as_f64().unwrap() >= post["upstream_ms"].as_f64().unwrap());
+    let upstream_ms = post["upstream_ms"].as_f64().unwrap();
+    assert!(
+        upstream_ms >= 150.0,
+        "the upstream took 200 ms to answer: {upstream_ms}"
+    );
+    assert!(post["duration_ms"].as_f64().unwrap() >= upstream_ms);
     assert!(post["bytes_in"].as_u64().unwrap() > 5, "head + 5-byte body");
     assert!(post["bytes_out"].as_u64().unwrap() > r.body.len() as u64);
     assert_eq!(post["user_agent"], "test-agent/1.0");
@@ -107,7 +126,8 @@ fn combined_format_and_sampling() {
         "[access_log]\nenabled = true\nformat = \"combined\"\npath = \"{}\"\n",
         path.display()
     );
-    let gw = Gateway::start(&config(up.addr, &log));
+    // One worker: lines reach the file in the order the requests were made.
+    let gw = Gateway::start_workers(&config(up.addr, &log), 1);
     let r = request(
         gw.addr,
         "GET",
@@ -132,8 +152,13 @@ fn combined_format_and_sampling() {
     for _ in 0..20 {
         assert_eq!(get(gw.addr, "/hello").status, 200);
     }
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(wait_lines(&path, 2).len(), 1);
+    // Back to sample = 1.0: a marker request that is logged. Once its line is in the file,
+    // any line the 20 unsampled requests had produced would be there too (same core, earlier).
+    assert!(gw.reload(&config(up.addr, &log)));
+    assert_eq!(get(gw.addr, "/hello?marker=1").status, 200);
+    let lines = wait_lines(&path, 2);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[1].contains("/hello?marker=1"), "{lines:?}");
 }
 
 #[test]
@@ -202,4 +227,110 @@ fn an_unopenable_log_path_fails_the_reload_and_the_old_config_keeps_serving() {
     assert!(!gw.reload(&config(up.addr, bad)));
     assert!(gw.logs().contains("access_log.path"), "{}", gw.logs());
     assert_eq!(get(gw.addr, "/hello").status, 200);
+}
+
+#[test]
+fn the_logged_client_is_the_one_the_gateway_decided_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let up = Upstream::echo();
+    let log = format!(
+        "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n\n\
+         [access_log]\nenabled = true\npath = \"{}\"\n",
+        path.display()
+    );
+    let gw = Gateway::start(&config(up.addr, &log));
+    // The peer (127.0.0.1) is a trusted proxy: the client is the address it forwarded.
+    let r = request(
+        gw.addr,
+        "GET",
+        "/api/a",
+        &[("X-Forwarded-For", "1.2.3.4")],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        up.last().header_all("x-forwarded-for"),
+        ["1.2.3.4, 127.0.0.1"],
+        "the trusted proxy's chain is kept and our peer appended"
+    );
+    // Also for a request no route serves (decided before routing).
+    assert_eq!(
+        request(
+            gw.addr,
+            "GET",
+            "/nowhere",
+            &[("X-Forwarded-For", "5.6.7.8, 127.0.0.9")],
+            b""
+        )
+        .status,
+        404
+    );
+    let lines = wait_lines(&path, 2);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let recs: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let api = recs.iter().find(|r| r["status"] == 200).expect("200 line");
+    assert_eq!(api["client"], "1.2.3.4");
+    let nf = recs.iter().find(|r| r["status"] == 404).expect("404 line");
+    assert_eq!(nf["client"], "5.6.7.8");
+}
+
+#[test]
+fn api_keys_in_the_query_never_reach_the_log_whatever_the_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let keys = dir.path().join("keys.toml");
+    std::fs::write(&keys, "").unwrap();
+    let up = Upstream::echo();
+    let body = |format: &str| {
+        format!(
+            "[access_log]\nenabled = true\nformat = \"{format}\"\npath = \"{}\"\n\n\
+             [api_keys]\nfile = \"{}\"\nhash = \"hmac-sha256\"\n\n\
+             [policies.key]\napi_key = {{ query = \"api_key\" }}\n\n\
+             [policies.office]\nip = {{ allow = [\"10.0.0.0/8\"] }}\n\n{}\n\
+             [[routes]]\nname = \"api\"\nprefix = \"/api\"\nmethods = [\"GET\", \"POST\"]\n\
+             max_body_bytes = 10\npolicies = [\"key\"]\nproxy = {{ upstream = \"app\" }}\n\n\
+             [[routes]]\nname = \"office\"\nprefix = \"/office\"\npolicies = [\"office\", \"key\"]\n\
+             proxy = {{ upstream = \"app\" }}\n",
+            path.display(),
+            keys.display(),
+            upstream_toml("app", &[up.addr])
+        )
+    };
+    let secret = "rwk_live_5ecret5ecret";
+    let q = format!("x=1&api_key={secret}");
+    let gw = Gateway::start_env(&body("json"), 2, &[("RINGWAY_KEY_SECRET", "an-hmac-secret-of-32-bytes-or-so")]);
+    let cases = |gw: &Gateway| {
+        let cases = [
+            ("GET", format!("/missing?{q}"), 404, &b""[..]),
+            ("DELETE", format!("/api/x?{q}"), 405, &b""[..]),
+            ("POST", format!("/api/x?{q}"), 413, &b"far too long a body"[..]),
+            ("GET", format!("/office/x?{q}"), 403, &b""[..]),
+            ("GET", format!("/api/x?{q}"), 401, &b""[..]),
+        ];
+        for (method, target, status, body) in cases {
+            let r = request(gw.addr, method, &target, &[], body);
+            assert_eq!(r.status, status, "{method} {target}");
+        }
+    };
+    cases(&gw);
+    let lines = wait_lines(&path, 5);
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    for l in &lines {
+        assert!(!l.contains(secret), "key logged: {l}");
+        assert!(l.contains("x=1&api_key=REDACTED"), "{l}");
+    }
+
+    // The same in the combined format.
+    assert!(gw.reload(&body("combined")));
+    cases(&gw);
+    let lines = wait_lines(&path, 10);
+    assert_eq!(lines.len(), 10, "{lines:?}");
+    for l in &lines[5..] {
+        assert!(!l.contains(secret), "key logged: {l}");
+        assert!(l.contains("?x=1&api_key=REDACTED HTTP/1.1\""), "{l}");
+    }
 }

@@ -142,8 +142,9 @@ fn trusted_proxies_decide_the_client_ip_for_ip_filters_and_limits() {
     let body = format!(
         "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n\n\
          [policies.office]\nip = {{ allow = [\"10.1.0.0/16\"] }}\n\n\
-         [policies.t]\ntransform = {{ request_headers = {{ set = {{ \"x-client\" = \"${{client_ip}}\" }} }} }}\n\n{}\n\
-         [[routes]]\nname = \"r\"\nprefix = \"/\"\npolicies = [\"office\", \"t\"]\nproxy = {{ upstream = \"app\" }}\n",
+         [policies.t]\ntransform = {{ request_headers = {{ set = {{ \"x-client\" = \"${{client_ip}}\" }} }} }}\n\n\
+         [policies.limit]\nrate_limit = {{ key = \"ip\", limits = [{{ requests = 2, per = \"1h\" }}] }}\n\n{}\n\
+         [[routes]]\nname = \"r\"\nprefix = \"/\"\npolicies = [\"office\", \"limit\", \"t\"]\nproxy = {{ upstream = \"app\" }}\n",
         upstream_toml("app", &[up.addr])
     );
     let gw = Gateway::start(&body);
@@ -168,4 +169,14 @@ fn trusted_proxies_decide_the_client_ip_for_ip_filters_and_limits() {
     assert_eq!(r.status, 403);
     // Without the header the peer itself is the client (not in the allow list).
     assert_eq!(get(gw.addr, "/a").status, 403);
+
+    // The rate limit keys on the decided client: each forwarded client has its own quota of
+    // 2, although every request comes from the same peer. 10.1.2.3 has used one already.
+    let from = |ip: &str| request(gw.addr, "GET", "/a", &[("X-Forwarded-For", ip)], b"").status;
+    assert_eq!(from("10.1.2.3"), 200);
+    assert_eq!(from("10.1.2.3"), 429, "10.1.2.3's quota is spent");
+    assert_eq!(from("10.1.4.4"), 200, "another client has its own quota");
+    assert_eq!(from("10.1.4.4"), 200);
+    assert_eq!(from("10.1.4.4"), 429);
+    assert_eq!(from("10.1.2.3"), 429, "still limited");
 }
