@@ -302,12 +302,21 @@ fn api_keys_in_the_query_never_reach_the_log_whatever_the_outcome() {
     };
     let secret = "rwk_live_5ecret5ecret";
     let q = format!("x=1&api_key={secret}");
-    let gw = Gateway::start_env(&body("json"), 2, &[("RINGWAY_KEY_SECRET", "an-hmac-secret-of-32-bytes-or-so")]);
+    let gw = Gateway::start_env(
+        &body("json"),
+        2,
+        &[("RINGWAY_KEY_SECRET", "an-hmac-secret-of-32-bytes-or-so")],
+    );
     let cases = |gw: &Gateway| {
         let cases = [
             ("GET", format!("/missing?{q}"), 404, &b""[..]),
             ("DELETE", format!("/api/x?{q}"), 405, &b""[..]),
-            ("POST", format!("/api/x?{q}"), 413, &b"far too long a body"[..]),
+            (
+                "POST",
+                format!("/api/x?{q}"),
+                413,
+                &b"far too long a body"[..],
+            ),
             ("GET", format!("/office/x?{q}"), 403, &b""[..]),
             ("GET", format!("/api/x?{q}"), 401, &b""[..]),
         ];

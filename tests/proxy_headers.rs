@@ -472,7 +472,11 @@ fn unknown_expectation_is_417_and_not_forwarded() {
     // reached the upstream too (the 417 was already answered).
     assert_eq!(get(gw.addr, "/marker").status, 200);
     let seen: Vec<String> = up.requests().into_iter().map(|r| r.target).collect();
-    assert_eq!(seen, ["/marker"], "the rejected request was never forwarded");
+    assert_eq!(
+        seen,
+        ["/marker"],
+        "the rejected request was never forwarded"
+    );
 }
 
 #[test]
