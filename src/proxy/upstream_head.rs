@@ -267,3 +267,81 @@ fn append_all(out: &mut Vec<u8>, h: &http1::RequestHead, name: &[u8]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::UpstreamId;
+    use crate::http1::{parse_request_head, Limits};
+
+    fn upstream_head(extra: &str, trusted_peer: bool, scheme: Scheme) -> String {
+        let raw = format!("GET /a HTTP/1.1\r\nHost: h.example\r\n{extra}\r\n");
+        let head = match parse_request_head(raw.as_bytes(), &Limits::default()) {
+            Ok(Some((h, _))) => h,
+            other => panic!("bad test head: {other:?}"),
+        };
+        let p = ProxyAction {
+            upstream: UpstreamId(0),
+            rewrite: Rewrite::None,
+            preserve_host: true,
+        };
+        let mut out = Vec::new();
+        write_upstream_head(
+            &mut out,
+            &UpstreamHead {
+                head: &head,
+                path: b"/a",
+                request_id: "rid",
+                peer_ip: "192.0.2.1",
+                forwarded_for: "for=192.0.2.1",
+                trusted_peer,
+                scheme,
+                target_label: "up",
+                tunnel: false,
+                trace: None,
+                captures: &[],
+                edits: None,
+                query: None,
+            },
+            &p,
+        );
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    const FORGED: &str = "X-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Proto: https\r\n\
+                          X-Forwarded-Host: evil\r\nForwarded: for=1.2.3.4\r\n";
+
+    #[test]
+    fn the_listener_scheme_is_reported() {
+        let h = upstream_head("", false, Scheme::Https);
+        assert!(h.contains("\r\nx-forwarded-proto: https\r\n"), "{h}");
+        assert!(
+            h.contains("\r\nforwarded: for=192.0.2.1;proto=https;host=\"h.example\"\r\n"),
+            "{h}"
+        );
+    }
+
+    #[test]
+    fn an_untrusted_peer_cannot_forge_forwarding_headers() {
+        let h = upstream_head(FORGED, false, Scheme::Http);
+        assert!(!h.contains("1.2.3.4") && !h.contains("evil"), "{h}");
+        assert_eq!(h.matches("x-forwarded-proto: http\r\n").count(), 1, "{h}");
+        assert!(h.contains("\r\nx-forwarded-host: h.example\r\n"), "{h}");
+    }
+
+    #[test]
+    fn a_trusted_proxy_chain_is_kept_and_appended_to() {
+        let h = upstream_head(FORGED, true, Scheme::Http);
+        assert!(
+            h.contains("\r\nx-forwarded-for: 1.2.3.4, 192.0.2.1\r\n"),
+            "{h}"
+        );
+        assert!(h.contains("\r\nx-forwarded-proto: https\r\n"), "{h}");
+        assert!(h.contains("\r\nx-forwarded-host: evil\r\n"), "{h}");
+        assert!(
+            h.contains("\r\nforwarded: for=1.2.3.4, for=192.0.2.1;proto=http;"),
+            "{h}"
+        );
+        assert_eq!(h.to_ascii_lowercase().matches("x-forwarded-for").count(), 1);
+    }
+}
