@@ -84,6 +84,7 @@ impl Gateway {
             .arg("--workers")
             .arg(workers.to_string())
             .envs(env.iter().copied())
+            .envs(forced_epoll().then_some(("RINGWAY_FORCE_EPOLL", "1")))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -1030,4 +1031,94 @@ impl Gate {
         let (g, _) = self.0 .1.wait_timeout_while(g, timeout, |o| !*o).unwrap();
         *g
     }
+}
+
+/// True in the test binary of tests/epoll_fallback.rs, which re-runs other test files: every
+/// gateway it starts runs on the legacy epoll driver (`RINGWAY_FORCE_EPOLL=1`).
+pub fn forced_epoll() -> bool {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .is_some_and(|n| n.starts_with("epoll_fallback"))
+}
+
+impl Gateway {
+    /// Starts `program` (the ringway binary, or a wrapper such as `taskset -c 0 <bin>` with its
+    /// leading arguments already set) with `--config` pointing at `body` plus the harness's
+    /// listener and admin sections. Unlike `start_env` it passes no `--workers`, so the config's
+    /// and the default worker count apply.
+    pub fn start_with(body: &str, program: Command) -> Gateway {
+        let (port, admin_port) = (free_port(), free_port());
+        Gateway::start_full(
+            &with_listener(port, admin_port, body),
+            port,
+            admin_port,
+            program,
+        )
+    }
+
+    /// Like `start_with` for a complete config `text` that itself listens on 127.0.0.1:`port`
+    /// with the admin API on 127.0.0.1:`admin_port`.
+    pub fn start_full(text: &str, port: u16, admin_port: u16, mut program: Command) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("ringway.toml");
+        std::fs::write(&config_path, text).unwrap();
+        program
+            .arg("--config")
+            .arg(&config_path)
+            .envs(forced_epoll().then_some(("RINGWAY_FORCE_EPOLL", "1")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = program.spawn().expect("spawn ringway");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let gw = Gateway {
+            child: Some(child),
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            admin: format!("127.0.0.1:{admin_port}").parse().unwrap(),
+            config_path,
+            _dir: dir,
+            logs,
+        };
+        gw.wait_ready();
+        gw
+    }
+}
+
+/// Runs the ringway binary with `args` to completion (bounded: killed after `timeout`);
+/// returns (exit code, stderr). -1 when killed by a signal.
+pub fn run_to_exit(args: &[&str], timeout: Duration) -> (i32, String) {
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ringway");
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ringway {args:?} did not exit within {timeout:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    (status.code().unwrap_or(-1), reader.join().unwrap())
 }
