@@ -5,6 +5,9 @@
 //! in them runs here a second time; the harness (`common::forced_epoll`) starts every gateway of
 //! this binary with `RINGWAY_FORCE_EPOLL=1`. The test below checks that the switch really took
 //! effect, so the re-runs cannot pass on io_uring by accident.
+// Each included file declares its own `mod common;` (the harness): the copies are identical
+// and independent, which is what lets the files compile unchanged here.
+#![allow(clippy::duplicate_mod)]
 mod common;
 use common::*;
 
@@ -20,7 +23,8 @@ mod streaming;
 #[test]
 fn every_gateway_here_runs_the_legacy_driver() {
     assert!(forced_epoll(), "this binary must force the epoll driver");
-    let gw = Gateway::start("[[routes]]\nname = \"s\"\npath = \"/s\"\nstatic = { body = \"ok\" }\n");
+    let gw =
+        Gateway::start("[[routes]]\nname = \"s\"\npath = \"/s\"\nstatic = { body = \"ok\" }\n");
     assert_eq!(get(gw.addr, "/s").text(), "ok");
     let s = scrape(gw.admin);
     let info = s
@@ -33,6 +37,9 @@ fn every_gateway_here_runs_the_legacy_driver() {
         "{info:?}"
     );
     // Each worker says which driver it runs, and warns about the fallback.
-    gw.wait_log("FALLING BACK to the legacy epoll driver", std::time::Duration::from_secs(10));
+    gw.wait_log(
+        "FALLING BACK to the legacy epoll driver",
+        std::time::Duration::from_secs(10),
+    );
     assert!(!gw.logs().contains("io_uring driver ("), "{}", gw.logs());
 }

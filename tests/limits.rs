@@ -11,8 +11,9 @@ use std::time::Duration;
 /// One worker, so the marker request follows a rejected connection on the same event loop.
 fn setup(limits: &str) -> (Upstream, Gateway) {
     let up = Upstream::echo();
-    let gw = Gateway::start_workers(&format!(
-        r#"{limits}
+    let gw = Gateway::start_workers(
+        &format!(
+            r#"{limits}
 {}
 [[routes]]
 name = "small"
@@ -31,7 +32,7 @@ name = "p"
 prefix = "/"
 proxy = {{ upstream = "be" }}
 "#,
-        upstream_toml("be", &[up.addr])
+            upstream_toml("be", &[up.addr])
         ),
         1,
     );

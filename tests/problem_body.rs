@@ -16,7 +16,9 @@ fn check_problem(r: &Response, status: u16, title: &str, code: &str, label: &str
         "{label}"
     );
     let v = r.json();
-    let obj = v.as_object().unwrap_or_else(|| panic!("{label}: not an object: {v}"));
+    let obj = v
+        .as_object()
+        .unwrap_or_else(|| panic!("{label}: not an object: {v}"));
     let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
     keys.sort_unstable();
     assert_eq!(
@@ -61,13 +63,7 @@ fn not_found_bad_request_and_others_have_the_promised_fields() {
     check_problem(&r, 400, "Bad Request", "bad_request", "400 two lengths");
 
     let r = request(gw.addr, "POST", "/s", &[], b"");
-    check_problem(
-        &r,
-        405,
-        "Method Not Allowed",
-        "method_not_allowed",
-        "405",
-    );
+    check_problem(&r, 405, "Method Not Allowed", "method_not_allowed", "405");
     assert_eq!(r.header("allow").map(|a| a.contains("GET")), Some(true));
 
     let mut c = Conn::open(gw.addr);

@@ -47,9 +47,15 @@ fn listen_address_in_use_exits_3() {
     let port = taken.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_file(&dir, port, free_port());
-    let (code, stderr) = run_to_exit(&["--config", &cfg, "--workers", "1"], Duration::from_secs(30));
+    let (code, stderr) = run_to_exit(
+        &["--config", &cfg, "--workers", "1"],
+        Duration::from_secs(30),
+    );
     assert_eq!(code, 3, "{stderr}");
-    assert!(stderr.contains(&port.to_string()), "the log names the address: {stderr}");
+    assert!(
+        stderr.contains(&port.to_string()),
+        "the log names the address: {stderr}"
+    );
 }
 
 #[test]
@@ -58,7 +64,10 @@ fn admin_address_in_use_exits_3() {
     let admin = taken.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_file(&dir, free_port(), admin);
-    let (code, stderr) = run_to_exit(&["--config", &cfg, "--workers", "1"], Duration::from_secs(30));
+    let (code, stderr) = run_to_exit(
+        &["--config", &cfg, "--workers", "1"],
+        Duration::from_secs(30),
+    );
     assert_eq!(code, 3, "{stderr}");
     assert!(stderr.contains("admin"), "{stderr}");
 }
@@ -67,7 +76,11 @@ fn admin_address_in_use_exits_3() {
 fn invalid_config_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("bad.toml");
-    std::fs::write(&p, "[[routes]]\nname = \"x\"\nprefix = \"/\"\nno_such_field = 1\n").unwrap();
+    std::fs::write(
+        &p,
+        "[[routes]]\nname = \"x\"\nprefix = \"/\"\nno_such_field = 1\n",
+    )
+    .unwrap();
     let (code, stderr) = run_to_exit(
         &["--config", &p.to_string_lossy(), "--workers", "1"],
         Duration::from_secs(30),
@@ -112,10 +125,7 @@ fn default_workers_follow_taskset() {
     let gw = Gateway::start_with(STATIC, cmd);
     assert_eq!(get(gw.addr, "/s").text(), "ok");
     let (line, workers) = workers_of(&gw);
-    assert!(
-        line.contains(" 1 workers on 1 available cores"),
-        "{line}"
-    );
+    assert!(line.contains(" 1 workers on 1 available cores"), "{line}");
     assert_eq!(workers.as_deref(), Some("1"), "ringway_build_info workers");
 
     // An explicit `server.workers = 0` means the same.
@@ -124,10 +134,7 @@ fn default_workers_follow_taskset() {
     };
     let gw = Gateway::start_with(&format!("[server]\nworkers = 0\n\n{STATIC}"), cmd);
     let (line, workers) = workers_of(&gw);
-    assert!(
-        line.contains(" 1 workers on 1 available cores"),
-        "{line}"
-    );
+    assert!(line.contains(" 1 workers on 1 available cores"), "{line}");
     assert_eq!(workers.as_deref(), Some("1"));
 }
 
@@ -155,11 +162,7 @@ fn io_uring_is_the_default_driver() {
         .and_then(|i| i.labels.get("driver").cloned())
         .expect("ringway_build_info has a driver label");
     if driver == "io_uring" {
-        assert!(
-            !gw.logs().contains("FALLING BACK"),
-            "{}",
-            gw.logs()
-        );
+        assert!(!gw.logs().contains("FALLING BACK"), "{}", gw.logs());
         return;
     }
     assert_eq!(driver, "legacy");

@@ -261,7 +261,10 @@ fn in_flight_request_finishes_on_its_own_generation() {
     assert!(gw
         .reload("[[routes]]\nname = \"api\"\nprefix = \"/api\"\nstatic = { body = \"static\" }\n"));
     assert_eq!(get(gw.addr, "/api/now").text(), "static");
-    assert!(!inflight.is_finished(), "in-flight request ended before the gate opened");
+    assert!(
+        !inflight.is_finished(),
+        "in-flight request ended before the gate opened"
+    );
     gate.open();
     let r = inflight.join().unwrap();
     assert_eq!((r.status, r.text()), (200, "slow".to_string()));

@@ -14,9 +14,10 @@ use std::time::Duration;
 /// loop as the rejected connection.
 fn setup() -> (Upstream, Gateway) {
     let up = Upstream::echo();
-    let gw = Gateway::start_workers(&format!(
-        "{}\n[[routes]]\nname = \"p\"\nprefix = \"/\"\nproxy = {{ upstream = \"be\" }}\n",
-        upstream_toml("be", &[up.addr])
+    let gw = Gateway::start_workers(
+        &format!(
+            "{}\n[[routes]]\nname = \"p\"\nprefix = \"/\"\nproxy = {{ upstream = \"be\" }}\n",
+            upstream_toml("be", &[up.addr])
         ),
         1,
     );

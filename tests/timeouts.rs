@@ -322,7 +322,10 @@ fn stalled_request_body_gets_408_and_close() {
     assert_eq!(up.count(), 0, "{:?}", up.requests());
     let raw = up.raw_text();
     let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    assert!(body.len() <= 10, "upstream got body bytes never sent: {raw:?}");
+    assert!(
+        body.len() <= 10,
+        "upstream got body bytes never sent: {raw:?}"
+    );
 }
 
 #[test]

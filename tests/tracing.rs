@@ -260,7 +260,11 @@ fn spans_reach_the_otlp_collector_with_the_right_ids() {
             .iter()
             .any(|s| s["traceId"] == "0000000000000000000000000000cafe")
     });
-    assert!(seen.is_some(), "marker span never exported: {:?}", spans(&col));
+    assert!(
+        seen.is_some(),
+        "marker span never exported: {:?}",
+        spans(&col)
+    );
     assert!(spans(&col)
         .iter()
         .all(|s| s["traceId"] != "0000000000000000000000000000beef"));
@@ -295,7 +299,10 @@ fn sample_ratio_decides_the_flag_of_new_traces() {
             let tp = format!("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-{incoming}");
             request(gw.addr, "GET", "/api/in", &[("traceparent", &tp)], b"");
             let (_, _, _, flags) = parts(up.last().header("traceparent").unwrap());
-            assert_eq!(flags, incoming, "sample_ratio = {ratio}, incoming {incoming}");
+            assert_eq!(
+                flags, incoming,
+                "sample_ratio = {ratio}, incoming {incoming}"
+            );
         }
     }
 }

@@ -212,7 +212,10 @@ fn open_loop_sends_at_the_requested_rate() {
     // 200 req/s for 2 s is 400. Open loop never sends ahead of its schedule, so the upper
     // bound is exact (+5 %); a loaded machine can only make it fall behind, so the lower bound
     // is 5x below nominal (it still proves the run was paced at all).
-    assert!((80..=420).contains(&n), "sent {n}, expected 400 (at most +5 %)");
+    assert!(
+        (80..=420).contains(&n),
+        "sent {n}, expected 400 (at most +5 %)"
+    );
     assert_eq!(r["mode"], "open");
     // Warmup traffic is not in the byte counts either.
     assert_eq!(u(&r, &["bytes_read"]), n * http_get_len(&up));

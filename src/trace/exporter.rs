@@ -657,7 +657,10 @@ mod tests {
         slowest = slowest.max(t.elapsed());
         // Only gross blocking (a connect, a retry back-off on the worker) can fail this: 1 s
         // is orders of magnitude above the microseconds a push takes, so load cannot.
-        assert!(slowest < Duration::from_secs(1), "push/flush took {slowest:?}");
+        assert!(
+            slowest < Duration::from_secs(1),
+            "push/flush took {slowest:?}"
+        );
         assert!(exp.flush_blocking(Duration::from_secs(5)));
         let total = 3 * CORE_BATCH as u64 + 10;
         assert_eq!(exp.dropped() + core.take_dropped(), total);

@@ -967,7 +967,12 @@ pub const MARKER_PATH: &str = "/__ringway_test_marker";
 /// the check was not merely early: a marker request sent through `gw` afterwards must be the
 /// only thing the upstream received since `before`. `gw` must route `MARKER_PATH` to `up`; use
 /// one worker so the marker follows the rejected connection on the same event loop.
+/// Only the first MiB of raw bytes is kept, so `before` must lie within it.
 pub fn assert_nothing_reached(gw: &Gateway, up: &Upstream, before: UpstreamSeen, label: &str) {
+    assert!(
+        before.raw_bytes < RAW_KEEP,
+        "{label}: the upstream already received over {RAW_KEEP} bytes; use a fresh one"
+    );
     let now = up.snapshot();
     assert_eq!(
         now,
@@ -976,7 +981,12 @@ pub fn assert_nothing_reached(gw: &Gateway, up: &Upstream, before: UpstreamSeen,
         String::from_utf8_lossy(&up.raw_since(before.raw_bytes))
     );
     let r = get(gw.addr, MARKER_PATH);
-    assert_eq!(r.status, 200, "{label}: marker request failed: {}", r.text());
+    assert_eq!(
+        r.status,
+        200,
+        "{label}: marker request failed: {}",
+        r.text()
+    );
     up.wait_for_count(before.requests + 1, Duration::from_secs(10));
     let got = up.raw_since(before.raw_bytes);
     let mut rd = std::io::Cursor::new(&got[..]);
