@@ -1,15 +1,19 @@
 //! Size limits: header bytes / count → 431, URI → 414, route body limit → 413 (before the
 //! upstream is contacted when the length is known), and custom `[limits]` values.
+//!
+//! "The upstream never saw it" is checked on accepted connections and raw bytes, followed by
+//! a marker request (see `assert_nothing_reached`), never after a fixed sleep.
 mod common;
 use common::*;
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+/// One worker, so the marker request follows a rejected connection on the same event loop.
 fn setup(limits: &str) -> (Upstream, Gateway) {
     let up = Upstream::echo();
-    let gw = Gateway::start(&format!(
-        r#"{limits}
+    let gw = Gateway::start_workers(
+        &format!(
+            r#"{limits}
 {}
 [[routes]]
 name = "small"
@@ -28,8 +32,10 @@ name = "p"
 prefix = "/"
 proxy = {{ upstream = "be" }}
 "#,
-        upstream_toml("be", &[up.addr])
-    ));
+            upstream_toml("be", &[up.addr])
+        ),
+        1,
+    );
     (up, gw)
 }
 
@@ -67,6 +73,7 @@ fn n_headers(n: usize) -> Vec<(String, String)> {
 #[test]
 fn header_bytes_over_16k_is_431() {
     let (up, gw) = setup("");
+    let before = up.snapshot();
     // One huge header (a big cookie).
     let big = vec![("Cookie".to_string(), "c".repeat(17 * 1024))];
     let r = expect_status_and_close(&gw, &head_with_headers("/", &big), 431, "one big header");
@@ -76,8 +83,7 @@ fn header_bytes_over_16k_is_431() {
         .map(|i| (format!("X-Fill-{i}"), "f".repeat(900)))
         .collect();
     expect_status_and_close(&gw, &head_with_headers("/", &many), 431, "many headers");
-    std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(up.count(), 0);
+    assert_nothing_reached(&gw, &up, before, "431 heads");
 
     // Just under the limit is fine and arrives intact.
     let ok = vec![("Cookie".to_string(), "c".repeat(15 * 1024))];
@@ -91,10 +97,10 @@ fn header_bytes_over_16k_is_431() {
 #[test]
 fn more_than_100_headers_is_431() {
     let (up, gw) = setup("");
+    let before = up.snapshot();
     expect_status_and_close(&gw, &head_with_headers("/", &n_headers(101)), 431, "101");
     expect_status_and_close(&gw, &head_with_headers("/", &n_headers(150)), 431, "150");
-    std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(up.count(), 0);
+    assert_nothing_reached(&gw, &up, before, "too many headers");
     let r = Conn::open(gw.addr);
     drop(r);
     let mut c = Conn::open(gw.addr);
@@ -107,13 +113,13 @@ fn more_than_100_headers_is_431() {
 #[test]
 fn uri_over_8k_is_414() {
     let (up, gw) = setup("");
+    let before = up.snapshot();
     let long = format!("/{}", "a".repeat(9 * 1024));
     let r = expect_status_and_close(&gw, &head_with_headers(&long, &[]), 414, "long path");
     assert_eq!(r.json()["code"], "uri_too_long");
     let long_query = format!("/q?x={}", "b".repeat(8 * 1024));
     expect_status_and_close(&gw, &head_with_headers(&long_query, &[]), 414, "long query");
-    std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(up.count(), 0);
+    assert_nothing_reached(&gw, &up, before, "414");
 
     let fits = format!("/{}", "c".repeat(8 * 1024 - 1));
     let mut c = Conn::open(gw.addr);
@@ -126,6 +132,7 @@ fn uri_over_8k_is_414() {
 #[test]
 fn content_length_over_route_limit_is_413_without_contacting_upstream() {
     let (up, gw) = setup("");
+    let before = up.snapshot();
     let body = vec![b'x'; 200];
     let bytes = build_request("POST", "/small/upload", &[], &body);
     let r = expect_status_and_close(&gw, &bytes, 413, "CL 200 > 100");
@@ -138,13 +145,8 @@ fn content_length_over_route_limit_is_413_without_contacting_upstream() {
         b"",
     );
     expect_status_and_close(&gw, &bytes, 413, "CL announced only");
-    std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(up.count(), 0);
-    assert_eq!(
-        up.connections.load(Ordering::SeqCst),
-        0,
-        "the upstream must not even be connected to"
-    );
+    // Not even connected to: no connection, no byte.
+    assert_nothing_reached(&gw, &up, before, "413 by Content-Length");
 
     // Exactly the limit passes.
     let r = request(gw.addr, "POST", "/small/upload", &[], &[b'y'; 100]);
@@ -155,6 +157,7 @@ fn content_length_over_route_limit_is_413_without_contacting_upstream() {
 #[test]
 fn expect_continue_over_route_limit_gets_413_not_100() {
     let (up, gw) = setup("");
+    let before = up.snapshot();
     let mut c = Conn::open(gw.addr);
     c.send(b"PUT /small/x HTTP/1.1\r\nHost: test\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n");
     // read_response would skip a 100; read the first status line ourselves.
@@ -170,7 +173,7 @@ fn expect_continue_over_route_limit_gets_413_not_100() {
         "{}",
         String::from_utf8_lossy(&line)
     );
-    assert_eq!(up.connections.load(Ordering::SeqCst), 0);
+    assert_nothing_reached(&gw, &up, before, "413 instead of 100");
 }
 
 #[test]
@@ -209,14 +212,24 @@ fn chunked_body_over_route_limit_is_413() {
         &[("Transfer-Encoding", "chunked")],
         format!("3c\r\n{}\r\n", "a".repeat(60)).as_bytes(),
     ));
-    std::thread::sleep(Duration::from_millis(150));
+    // Wait until the first chunk really went upstream, so the over-limit chunk arrives late.
+    up.wait_for_raw(&"a".repeat(60), Duration::from_secs(10));
     c.send(format!("3c\r\n{}\r\n0\r\n\r\n", "b".repeat(60)).as_bytes());
     let r = c.read_response(false).expect("response");
     assert_eq!(r.status, 413, "{}", r.text());
     assert!(conn_ended(&mut c, Duration::from_secs(2)));
 
-    std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(up.count(), 0, "{:?}", up.requests());
+    // A marker through the same worker arrives after anything left of the rejected request.
+    assert_eq!(get(gw.addr, MARKER_PATH).status, 200);
+    up.wait_for_count(1, Duration::from_secs(10));
+    let reqs = up.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert_eq!(reqs[0].target, MARKER_PATH);
+    assert!(
+        !up.raw_text().contains("bbbb"),
+        "bytes over the limit reached the upstream: {:?}",
+        up.raw_text()
+    );
 
     // Chunked within the limit passes.
     let r = request(

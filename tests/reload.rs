@@ -244,19 +244,28 @@ fn reload_keeps_warm_upstream_connections() {
 
 #[test]
 fn in_flight_request_finishes_on_its_own_generation() {
-    let up = Upstream::start(Arc::new(|_req, s| {
-        thread::sleep(Duration::from_millis(700));
+    // The upstream holds its answer until the test opens the gate, so the request is in flight
+    // across the whole reload however slow the machine is.
+    let gate = Gate::new();
+    let held = gate.clone();
+    let up = Upstream::start(Arc::new(move |_req, s| {
+        held.wait(Duration::from_secs(60));
         let _ = std::io::Write::write_all(s, b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow");
         Reply::KeepAlive
     }));
     let gw = Gateway::start(&proxied(&upstream_toml("be", &[up.addr]), "be"));
     let addr = gw.addr;
     let inflight = thread::spawn(move || get(addr, "/api/slow"));
-    thread::sleep(Duration::from_millis(200));
+    up.wait_for_count(1, Duration::from_secs(10));
     // The route becomes static; the request already on its way finishes against the upstream.
     assert!(gw
         .reload("[[routes]]\nname = \"api\"\nprefix = \"/api\"\nstatic = { body = \"static\" }\n"));
     assert_eq!(get(gw.addr, "/api/now").text(), "static");
+    assert!(
+        !inflight.is_finished(),
+        "in-flight request ended before the gate opened"
+    );
+    gate.open();
     let r = inflight.join().unwrap();
     assert_eq!((r.status, r.text()), (200, "slow".to_string()));
 }
@@ -326,12 +335,9 @@ fn reloaded_timeouts_apply_to_new_requests() {
         "[timeouts]\nupstream_response = \"300ms\"\n{}",
         proxied(&upstreams, "be")
     )));
-    let t = Instant::now();
+    // 504 alone proves the new timeout applied: under the old one the same 1.2 s answer just
+    // came back as 200. No wall-clock bound (the machine may be loaded).
     let r = get(gw.addr, "/api/b");
     assert_eq!(r.status, 504, "{}", r.text());
-    assert!(
-        t.elapsed() < Duration::from_millis(1000),
-        "{:?}",
-        t.elapsed()
-    );
+    assert!(r.text().contains("upstream_timeout"), "{}", r.text());
 }

@@ -1,23 +1,33 @@
 //! Request smuggling defences: every ambiguous or malformed framing is answered with 400 (501
 //! for unsupported transfer-codings), the connection is closed, and the upstream never receives
 //! a request.
+//!
+//! "Never receives" is checked at the byte level: the test upstream counts accepted
+//! connections and raw bytes (not just parsed requests), and a marker request sent afterwards
+//! proves the check did not simply run too early.
 mod common;
 use common::*;
 
 use std::time::Duration;
 
+/// One worker: the marker request of `assert_nothing_reached` then runs on the same event
+/// loop as the rejected connection.
 fn setup() -> (Upstream, Gateway) {
     let up = Upstream::echo();
-    let gw = Gateway::start(&format!(
-        "{}\n[[routes]]\nname = \"p\"\nprefix = \"/\"\nproxy = {{ upstream = \"be\" }}\n",
-        upstream_toml("be", &[up.addr])
-    ));
+    let gw = Gateway::start_workers(
+        &format!(
+            "{}\n[[routes]]\nname = \"p\"\nprefix = \"/\"\nproxy = {{ upstream = \"be\" }}\n",
+            upstream_toml("be", &[up.addr])
+        ),
+        1,
+    );
     (up, gw)
 }
 
 /// Sends `bytes` on a fresh connection and checks: status `want`, `Connection: close`, the
-/// gateway closes the connection, and the upstream got no (complete) request.
+/// gateway closes the connection, and not one byte (nor a connection) reached the upstream.
 fn expect_rejected(gw: &Gateway, up: &Upstream, label: &str, bytes: &[u8], want: u16) {
+    let before = up.snapshot();
     let mut c = Conn::open(gw.addr);
     c.send(bytes);
     let r = c
@@ -29,12 +39,60 @@ fn expect_rejected(gw: &Gateway, up: &Upstream, label: &str, bytes: &[u8], want:
         conn_ended(&mut c, Duration::from_secs(2)),
         "{label}: connection left open"
     );
-    std::thread::sleep(Duration::from_millis(30));
+    assert_nothing_reached(gw, up, before, label);
+}
+
+/// Like `expect_rejected` for a request whose head is valid and whose body is not. The
+/// gateway streams bodies, so the head (and chunks decoded before the bad one) may already be
+/// upstream; what must never get there: any of `forbidden` (data at or after the bad chunk),
+/// a last-chunk that would complete the request, or a complete request at all.
+fn expect_rejected_mid_body(
+    gw: &Gateway,
+    up: &Upstream,
+    label: &str,
+    bytes: &[u8],
+    forbidden: &str,
+) {
+    let before = up.snapshot();
+    let mut c = Conn::open(gw.addr);
+    c.send(bytes);
+    let r = c
+        .read_response(false)
+        .unwrap_or_else(|e| panic!("{label}: no response: {e}"));
+    assert_eq!(r.status, 400, "{label}: {}", r.text());
+    assert_eq!(r.header("connection"), Some("close"), "{label}");
+    assert!(
+        conn_ended(&mut c, Duration::from_secs(2)),
+        "{label}: connection left open"
+    );
+    // A marker through the same (single) worker arrives after anything left of the rejected
+    // request would have.
+    let mid = up.snapshot();
+    assert_eq!(get(gw.addr, MARKER_PATH).status, 200, "{label}");
+    up.wait_for_count(before.requests + 1, Duration::from_secs(10));
     assert_eq!(
-        up.count(),
-        0,
-        "{label}: upstream received {:?}",
-        up.requests()
+        up.requests()[before.requests..]
+            .iter()
+            .map(|r| r.target.as_str())
+            .collect::<Vec<_>>(),
+        [MARKER_PATH],
+        "{label}: a complete request reached the upstream"
+    );
+    // Everything that arrived for the rejected request, including stragglers: all bytes
+    // since `before` minus the marker's own request.
+    let all = String::from_utf8_lossy(&up.raw_since(before.raw_bytes)).into_owned();
+    let rejected = match all.find(&format!("GET {MARKER_PATH} ")) {
+        Some(i) => &all[..i],
+        None => panic!("{label}: marker not in the raw bytes: {all:?}"),
+    };
+    assert!(
+        rejected.len() >= mid.raw_bytes - before.raw_bytes,
+        "{label}: marker bytes interleaved with the rejected request: {all:?}"
+    );
+    let body = rejected.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    assert!(
+        !body.contains(forbidden) && !body.contains("0\r\n\r\n"),
+        "{label}: body bytes from the bad chunk on reached the upstream: {rejected:?}"
     );
 }
 
@@ -144,33 +202,44 @@ fn transfer_encoding_codings() {
 #[test]
 fn bad_chunk_sizes() {
     let (up, gw) = setup();
-    let cases: &[(&str, &str)] = &[
-        ("non-hex", "zz\r\nhello\r\n0\r\n\r\n"),
-        ("negative", "-1\r\nhello\r\n0\r\n\r\n"),
-        ("0x prefix", "0x10\r\n0123456789abcdef\r\n0\r\n\r\n"),
-        ("17 hex digits", "10000000000000000\r\nx\r\n0\r\n\r\n"),
+    // (label, body, data at or after the bad chunk that must never go upstream)
+    let cases: &[(&str, &str, &str)] = &[
+        ("non-hex", "zz\r\nhello\r\n0\r\n\r\n", "hello"),
+        ("negative", "-1\r\nhello\r\n0\r\n\r\n", "hello"),
+        (
+            "0x prefix",
+            "0x10\r\n0123456789abcdef\r\n0\r\n\r\n",
+            "0123456789abcdef",
+        ),
+        ("17 hex digits", "10000000000000000\r\nx\r\n0\r\n\r\n", "x"),
         (
             "17 digits leading zeros",
             "00000000000000005\r\nhello\r\n0\r\n\r\n",
+            "hello",
         ),
-        ("huge", "ffffffffffffffffffff\r\nx\r\n0\r\n\r\n"),
-        ("empty size", "\r\nhello\r\n0\r\n\r\n"),
-        ("leading space", " 5\r\nhello\r\n0\r\n\r\n"),
-        ("data longer than size", "3\r\nhello\r\n0\r\n\r\n"),
-        ("bare LF after size", "5\nhello\r\n0\r\n\r\n"),
-        ("bad second chunk", "5\r\nhello\r\nzz\r\nworld\r\n0\r\n\r\n"),
+        ("huge", "ffffffffffffffffffff\r\nx\r\n0\r\n\r\n", "x"),
+        ("empty size", "\r\nhello\r\n0\r\n\r\n", "hello"),
+        ("leading space", " 5\r\nhello\r\n0\r\n\r\n", "hello"),
+        ("data longer than size", "3\r\nhello\r\n0\r\n\r\n", "lo"),
+        ("bare LF after size", "5\nhello\r\n0\r\n\r\n", "hello"),
+        (
+            "bad second chunk",
+            "5\r\nhello\r\nzz\r\nworld\r\n0\r\n\r\n",
+            "world",
+        ),
         (
             "control char in extension",
             "5;a=\x01\r\nhello\r\n0\r\n\r\n",
+            "hello",
         ),
     ];
-    for (label, body) in cases {
-        expect_rejected(
+    for (label, body, forbidden) in cases {
+        expect_rejected_mid_body(
             &gw,
             &up,
             label,
             &post_with("Transfer-Encoding: chunked\r\n", body),
-            400,
+            forbidden,
         );
     }
 }
@@ -317,7 +386,7 @@ fn request_inside_a_valid_body_stays_body() {
         chunked.as_bytes(),
     );
     assert_eq!(r.status, 200);
-    std::thread::sleep(Duration::from_millis(50));
+    // Each response came back through the upstream, so both requests are recorded already.
     let reqs = up.requests();
     let targets: Vec<&str> = reqs.iter().map(|r| r.target.as_str()).collect();
     assert_eq!(targets, ["/x", "/y"]);
@@ -330,6 +399,7 @@ fn request_inside_a_valid_body_stays_body() {
 #[test]
 fn pipelined_request_after_rejected_one_is_not_processed() {
     let (up, gw) = setup();
+    let before = up.snapshot();
     // The second request would be valid on its own; it must die with the first.
     let attack = b"POST /x HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\nContent-Length: 1\r\n\r\nGET /admin HTTP/1.1\r\nHost: test\r\n\r\n";
     let out = raw(gw.addr, attack);
@@ -340,8 +410,7 @@ fn pipelined_request_after_rejected_one_is_not_processed() {
         1,
         "one response only: {text}"
     );
-    std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(up.count(), 0);
+    assert_nothing_reached(&gw, &up, before, "pipelined after rejected");
 }
 
 #[test]
@@ -352,12 +421,22 @@ fn bad_chunk_after_part_of_the_body_was_forwarded() {
         "Transfer-Encoding: chunked\r\n",
         "5\r\nhello\r\n",
     ));
-    // Let the gateway forward the head and the first chunk before the bad one arrives.
-    std::thread::sleep(Duration::from_millis(150));
+    // Wait until the gateway forwarded the head and the first chunk before the bad one goes.
+    up.wait_for_raw("hello", Duration::from_secs(10));
     c.send(b"-1\r\nGET /admin HTTP/1.1\r\nHost: test\r\n\r\n0\r\n\r\n");
     let r = c.read_response(false).expect("response");
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(conn_ended(&mut c, Duration::from_secs(2)));
-    std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(up.count(), 0, "upstream received {:?}", up.requests());
+    // A later request through the same (single) worker reaches the upstream: by then any
+    // forwarding of the rejected request's rest would have arrived too.
+    assert_eq!(get(gw.addr, MARKER_PATH).status, 200);
+    up.wait_for_count(1, Duration::from_secs(10));
+    let raw = up.raw_text();
+    assert!(
+        !raw.contains("-1\r\n") && !raw.contains("/admin"),
+        "bytes after the bad chunk reached the upstream: {raw:?}"
+    );
+    let reqs = up.requests();
+    assert_eq!(reqs.len(), 1, "upstream received {reqs:?}");
+    assert_eq!(reqs[0].target, MARKER_PATH);
 }

@@ -1,6 +1,11 @@
 //! Timeouts a user notices: slow clients get 408 and are closed, idle keep-alive connections
 //! are reaped, silent upstreams yield 504, and a stalled upstream body ends the client
 //! connection instead of hanging it.
+//!
+//! Timeouts here are 500 ms. Lower bounds (a timeout must not fire early) are exact; upper
+//! bounds only prove a timeout fires at all and are >= 10x nominal, because the machine running
+//! the tests may be heavily loaded. Where the status or error code already proves which timer
+//! fired, there is no upper bound at all.
 mod common;
 use common::*;
 
@@ -11,6 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+
+/// How long a test waits for a 500 ms timeout to show: 20x nominal.
+const WAIT: Duration = Duration::from_secs(10);
 
 const TIMEOUTS: &str = "[timeouts]\nclient_header = \"500ms\"\nclient_body = \"500ms\"\nkeepalive = \"500ms\"\nupstream_connect = \"500ms\"\nupstream_response = \"500ms\"\nupstream_idle = \"500ms\"\n";
 
@@ -61,19 +69,21 @@ fn half_sent_head_gets_408_and_close() {
     let mut s = connect(gw.addr);
     s.write_all(b"GET /s HTTP/1.1\r\nHost: t\r\nX-Partial: ye")
         .unwrap();
-    let (bytes, eof, took) = read_until_close(&mut s, Duration::from_secs(5));
+    let (bytes, eof, took) = read_until_close(&mut s, WAIT);
     let text = String::from_utf8_lossy(&bytes);
     assert_eq!(first_status(&bytes), 408, "{text}");
-    assert!(eof, "connection not closed after 408");
+    assert!(eof, "connection not closed after 408 within {WAIT:?}");
     assert!(
-        took >= Duration::from_millis(400) && took < Duration::from_millis(2000),
-        "408 after {took:?} (client_header = 500ms)"
+        took >= Duration::from_millis(400),
+        "408 after {took:?}, before client_header = 500ms"
     );
 }
 
 #[test]
 fn trickled_head_is_bounded_by_client_header_not_per_read() {
-    // Slowloris: one byte every 100ms never completes a head; the head deadline is total.
+    // Slowloris: one byte every 100ms never completes a head; the head deadline is total. The
+    // head below takes ~30 s to trickle, so a per-read deadline would keep the connection open
+    // far beyond WAIT (10 s = 20x client_header).
     let gw = Gateway::start(&format!("{TIMEOUTS}\n{}", static_route()));
     let mut s = connect(gw.addr);
     let t = Instant::now();
@@ -81,7 +91,8 @@ fn trickled_head_is_bounded_by_client_header_not_per_read() {
     let mut w = s.try_clone().unwrap();
     let st = stop.clone();
     let trickler = thread::spawn(move || {
-        let head = b"GET /s HTTP/1.1\r\nHost: t\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        let mut head = b"GET /s HTTP/1.1\r\nHost: t\r\nX-Slow: ".to_vec();
+        head.extend_from_slice(&[b'a'; 270]);
         for b in head.iter() {
             if st.load(Ordering::Relaxed) || w.write_all(&[*b]).is_err() {
                 return;
@@ -89,7 +100,7 @@ fn trickled_head_is_bounded_by_client_header_not_per_read() {
             thread::sleep(Duration::from_millis(100));
         }
     });
-    let (bytes, eof, _) = read_until_close(&mut s, Duration::from_secs(5));
+    let (bytes, eof, _) = read_until_close(&mut s, WAIT);
     let took = t.elapsed();
     stop.store(true, Ordering::Relaxed);
     trickler.join().unwrap();
@@ -99,11 +110,7 @@ fn trickled_head_is_bounded_by_client_header_not_per_read() {
         "{}",
         String::from_utf8_lossy(&bytes)
     );
-    assert!(eof);
-    assert!(
-        took < Duration::from_millis(2000),
-        "trickling client held on for {took:?}"
-    );
+    assert!(eof, "trickling client held on for {took:?}");
 }
 
 #[test]
@@ -115,45 +122,50 @@ fn idle_keepalive_connection_is_closed() {
     assert_eq!(r.text(), "static-ok");
     let t = Instant::now();
     assert!(
-        c.is_closed(Duration::from_secs(3)),
-        "idle connection still open after 3s"
+        c.is_closed(WAIT),
+        "idle connection still open after {WAIT:?} (keepalive = 500ms)"
     );
     let took = t.elapsed();
     assert!(
-        took >= Duration::from_millis(300) && took < Duration::from_millis(2000),
-        "idle close after {took:?} (keepalive = 500ms)"
+        took >= Duration::from_millis(300),
+        "idle close after {took:?}, before keepalive = 500ms"
     );
 }
 
 #[test]
 fn keepalive_connection_in_use_survives_past_the_timeout() {
-    // Requests spaced under the keepalive timeout keep the connection alive well beyond it.
+    // Requests spaced well under the keepalive timeout (100 ms gaps, 500 ms timeout) keep one
+    // connection alive; once it goes idle the same connection is reaped. Each request on the
+    // same `Conn` would fail if the gateway had closed it in between.
     let gw = Gateway::start(&format!("{TIMEOUTS}\n{}", static_route()));
     let mut c = Conn::open(gw.addr);
-    let t = Instant::now();
-    for _ in 0..6 {
+    for i in 0..15 {
         let r = c.request("GET", "/s", &[], b"");
-        assert_eq!(r.status, 200);
-        thread::sleep(Duration::from_millis(250));
+        assert_eq!(r.status, 200, "request {i}");
+        assert_ne!(r.header("connection"), Some("close"), "request {i}");
+        thread::sleep(Duration::from_millis(100));
     }
-    assert!(t.elapsed() > Duration::from_millis(1400));
+    // The idle timeout is live on this very connection: it was activity that kept it open.
+    assert!(c.is_closed(WAIT), "connection never reaped once idle");
 }
 
 #[test]
 fn silent_upstream_gives_504() {
     let up = Upstream::start(Arc::new(|_req, _s| {
-        thread::sleep(Duration::from_secs(5));
+        thread::sleep(Duration::from_secs(30));
         Reply::Close
     }));
     let gw = proxy_gateway(up.addr);
     let t = Instant::now();
     let r = get(gw.addr, "/p/x");
     let took = t.elapsed();
+    // The code names the response timer; no upper time bound is needed (the upstream would
+    // only close after 30 s, which the client's IO_TIMEOUT of 10 s would not even wait for).
     assert_eq!(r.status, 504, "{}", r.text());
     assert!(r.text().contains("upstream_timeout"), "{}", r.text());
     assert!(
-        took >= Duration::from_millis(400) && took < Duration::from_millis(2000),
-        "504 after {took:?} (upstream_response = 500ms)"
+        took >= Duration::from_millis(400),
+        "504 after {took:?}, before upstream_response = 500ms"
     );
     // The gateway itself is fine afterwards.
     assert_eq!(get(gw.addr, "/s").status, 200);
@@ -222,9 +234,10 @@ fn upstream_connect_timeout_gives_504() {
         "{}",
         r.text()
     );
+    // The code names the connect timer, so no upper time bound is needed.
     assert!(
-        took >= Duration::from_millis(400) && took < Duration::from_millis(2500),
-        "504 after {took:?} (upstream_connect = 500ms)"
+        took >= Duration::from_millis(400),
+        "504 after {took:?}, before upstream_connect = 500ms"
     );
 }
 
@@ -235,22 +248,20 @@ fn stalled_upstream_body_truncates_and_closes_client() {
         let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
         let _ = s.write_all(&[b'a'; 100]);
         let _ = s.flush();
-        thread::sleep(Duration::from_secs(6));
+        thread::sleep(Duration::from_secs(30));
         Reply::Close
     }));
     let gw = proxy_gateway(up.addr);
     let mut s = connect(gw.addr);
     s.write_all(b"GET /p HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-    let (bytes, eof, took) = read_until_close(&mut s, Duration::from_secs(5));
+    // The upstream stays silent for 30 s: a close within WAIT (20x upstream_idle) is the
+    // gateway's doing.
+    let (bytes, eof, took) = read_until_close(&mut s, WAIT);
     let text = String::from_utf8_lossy(&bytes);
     assert_eq!(first_status(&bytes), 200, "{text}");
     assert!(
         eof,
         "client connection hangs on a stalled upstream body ({took:?})"
-    );
-    assert!(
-        took < Duration::from_millis(2500),
-        "closed only after {took:?}"
     );
     let body_start = text.find("\r\n\r\n").unwrap() + 4;
     assert!(
@@ -265,20 +276,19 @@ fn stalled_chunked_upstream_body_never_gets_a_last_chunk() {
     let up = Upstream::start(Arc::new(|_req, s| {
         let _ = s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
         let _ = s.flush();
-        thread::sleep(Duration::from_secs(6));
+        thread::sleep(Duration::from_secs(30));
         Reply::Close
     }));
     let gw = proxy_gateway(up.addr);
     let mut s = connect(gw.addr);
     s.write_all(b"GET /p HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-    let (bytes, eof, took) = read_until_close(&mut s, Duration::from_secs(5));
+    let (bytes, eof, took) = read_until_close(&mut s, WAIT);
     let text = String::from_utf8_lossy(&bytes);
     assert_eq!(first_status(&bytes), 200, "{text}");
     assert!(text.contains("hello"), "{text}");
-    assert!(eof, "client connection hangs on a stalled chunked body");
     assert!(
-        took < Duration::from_millis(2500),
-        "closed only after {took:?}"
+        eof,
+        "client connection hangs on a stalled chunked body ({took:?})"
     );
     // A terminating chunk would tell the client the truncated body is complete.
     assert!(
@@ -298,21 +308,24 @@ fn stalled_request_body_gets_408_and_close() {
                 .as_bytes(),
         )
         .unwrap();
-        let (bytes, eof, took) = read_until_close(&mut s, Duration::from_secs(5));
+        let (bytes, eof, took) = read_until_close(&mut s, WAIT);
         let text = String::from_utf8_lossy(&bytes);
-        assert!(eof, "{path}: connection not closed on a stalled body");
         assert!(
-            took < Duration::from_millis(2500),
-            "{path}: closed after {took:?}"
+            eof,
+            "{path}: connection not closed on a stalled body ({took:?})"
         );
-        // A response is optional once the upstream exchange started, but if one is sent it
-        // must be 408.
-        if !bytes.is_empty() {
-            assert_eq!(first_status(&bytes), 408, "{path}: {text}");
-        }
+        // Nothing of the response has been sent yet (the upstream waits for the body), so the
+        // client is told why: 408, then the close.
+        assert_eq!(first_status(&bytes), 408, "{path}: {text}");
     }
-    // The proxied upstream never saw a complete request.
-    assert!(up.requests().iter().all(|r| r.body.len() != 100));
+    // The proxied upstream never got a complete request, nor more than the 10 bytes sent.
+    assert_eq!(up.count(), 0, "{:?}", up.requests());
+    let raw = up.raw_text();
+    let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    assert!(
+        body.len() <= 10,
+        "upstream got body bytes never sent: {raw:?}"
+    );
 }
 
 #[test]

@@ -238,14 +238,73 @@ fn spans_reach_the_otlp_collector_with_the_right_ids() {
         Some(5.0)
     );
 
-    // An unsampled incoming trace is propagated but not exported.
+    // An unsampled incoming trace is propagated but not exported. To check the absence without
+    // a sleep, a sampled marker request follows on the same connection (so the same worker and
+    // its span buffer): once the marker's span arrived, the unsampled one would have too.
     let unsampled = "00-0000000000000000000000000000beef-00000000000000aa-00";
-    request(gw.addr, "GET", "/api/u", &[("traceparent", unsampled)], b"");
+    let marker = "00-0000000000000000000000000000cafe-00000000000000bb-01";
+    let mut c = Conn::open(gw.addr);
+    assert_eq!(
+        c.request("GET", "/api/u", &[("traceparent", unsampled)], b"")
+            .status,
+        200
+    );
     assert!(up.last().header("traceparent").unwrap().ends_with("-00"));
-    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        c.request("GET", "/api/m", &[("traceparent", marker)], b"")
+            .status,
+        200
+    );
+    let seen = wait_for(Duration::from_secs(10), || {
+        spans(&col)
+            .iter()
+            .any(|s| s["traceId"] == "0000000000000000000000000000cafe")
+    });
+    assert!(
+        seen.is_some(),
+        "marker span never exported: {:?}",
+        spans(&col)
+    );
     assert!(spans(&col)
         .iter()
         .all(|s| s["traceId"] != "0000000000000000000000000000beef"));
+    // The exporter counts a batch once the collector answered: wait for the marker's count.
+    let exported = || metric(&scrape(gw.admin), "ringway_trace_spans_exported_total", &[]);
+    let _ = wait_for(Duration::from_secs(10), || exported() >= Some(6.0));
+    assert_eq!(
+        exported(),
+        Some(6.0),
+        "5 spans + the marker, nothing for the unsampled trace"
+    );
+}
+
+#[test]
+fn sample_ratio_decides_the_flag_of_new_traces() {
+    // README: `tracing.sample_ratio` is the fraction of NEW traces sampled; incoming traces
+    // keep their flag.
+    let up = Upstream::echo();
+    for (ratio, want) in [("0.0", "00"), ("1.0", "01")] {
+        let gw = Gateway::start(&config(
+            up.addr,
+            &format!("[tracing]\nsample_ratio = {ratio}\n"),
+        ));
+        for i in 0..20 {
+            let r = request(gw.addr, "GET", &format!("/api/new{i}"), &[], b"");
+            assert_eq!(r.status, 200);
+            let (_, _, _, flags) = parts(up.last().header("traceparent").unwrap());
+            assert_eq!(flags, want, "sample_ratio = {ratio}, new trace {i}");
+        }
+        // An incoming trace keeps its own flag whatever the ratio.
+        for incoming in ["00", "01"] {
+            let tp = format!("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-{incoming}");
+            request(gw.addr, "GET", "/api/in", &[("traceparent", &tp)], b"");
+            let (_, _, _, flags) = parts(up.last().header("traceparent").unwrap());
+            assert_eq!(
+                flags, incoming,
+                "sample_ratio = {ratio}, incoming {incoming}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Smoke test of `rwcompare`: a short `proxy-small` against ringway and the upstream directly
 //! (nginx is left out so the test does not depend on it), through the real binaries on
 //! loopback. Needs the `ringway` binary of the same profile (built by `cargo build
-//! --workspace` / `cargo test --workspace`); skipped with a message when it is missing.
+//! --workspace` / `cargo test --workspace`); skipped with a message when it is missing, and a
+//! failure when env `CI` is set.
 //! Bounded: rwcompare's own waits have deadlines and the run is killed after 60 s.
 
 use std::path::PathBuf;
@@ -23,10 +24,15 @@ fn gateway_bin() -> Option<PathBuf> {
 /// Runs rwcompare with `args`; returns (exit code, stdout, stderr).
 fn rwcompare(args: &[&str]) -> Option<(i32, String, String)> {
     let Some(gw) = gateway_bin() else {
-        eprintln!(
-            "SKIPPED: no ringway binary next to {RWCOMPARE}; build it with `cargo build --workspace` \
+        let why = format!(
+            "no ringway binary next to {RWCOMPARE}; build it with `cargo build --workspace` \
              (or run `cargo test --workspace`)"
         );
+        // CI runs `cargo test --workspace`, which builds it: missing there is a failure.
+        if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false") {
+            panic!("{why} (CI is set: this is a failure, not a skip)");
+        }
+        eprintln!("SKIPPED: {why}");
         return None;
     };
     static RUN: AtomicUsize = AtomicUsize::new(0);

@@ -655,8 +655,10 @@ mod tests {
         let t = Instant::now();
         core.flush();
         slowest = slowest.max(t.elapsed());
+        // Only gross blocking (a connect, a retry back-off on the worker) can fail this: 1 s
+        // is orders of magnitude above the microseconds a push takes, so load cannot.
         assert!(
-            slowest < Duration::from_millis(10),
+            slowest < Duration::from_secs(1),
             "push/flush took {slowest:?}"
         );
         assert!(exp.flush_blocking(Duration::from_secs(5)));
@@ -679,11 +681,11 @@ mod tests {
         .unwrap();
         let mut core = CoreSpans::new(exp.clone());
         let batches = 6u64;
-        let t = Instant::now();
         for i in 0..batches * CORE_BATCH as u64 {
             core.push(span(i));
         }
-        assert!(t.elapsed() < Duration::from_millis(50), "{:?}", t.elapsed());
+        // No time bound: a worker that waited for room would never drop, so the drop count
+        // below is what proves pushing does not block.
         let dropped = core.take_dropped();
         // At most one batch in the channel and one on the (blocked) thread.
         assert!(dropped >= (batches - 2) * CORE_BATCH as u64, "{dropped}");

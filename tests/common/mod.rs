@@ -84,6 +84,7 @@ impl Gateway {
             .arg("--workers")
             .arg(workers.to_string())
             .envs(env.iter().copied())
+            .envs(forced_epoll().then_some(("RINGWAY_FORCE_EPOLL", "1")))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -511,6 +512,8 @@ pub struct Upstream {
     /// Connections accepted so far.
     pub connections: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
+    /// Every byte read from any accepted connection, parsed or not (see `raw_bytes`).
+    raw: Arc<RawLog>,
 }
 
 impl Upstream {
@@ -523,13 +526,15 @@ impl Upstream {
         let connections = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (rec, conns, st) = (received.clone(), connections.clone(), stop.clone());
+        let raw = Arc::new(RawLog::default());
+        let raw_log = raw.clone();
         thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((s, _)) => {
                         conns.fetch_add(1, Ordering::SeqCst);
-                        let (h, rec) = (handler.clone(), rec.clone());
-                        thread::spawn(move || serve_upstream_conn(s, h, rec));
+                        let (h, rec, raw) = (handler.clone(), rec.clone(), raw_log.clone());
+                        thread::spawn(move || serve_upstream_conn(s, h, rec, raw));
                     }
                     Err(_) => thread::sleep(Duration::from_millis(2)),
                 }
@@ -540,6 +545,7 @@ impl Upstream {
             received,
             connections,
             stop,
+            raw,
         }
     }
 
@@ -613,14 +619,19 @@ pub fn echo_body(req: &Received) -> Vec<u8> {
     .unwrap()
 }
 
-fn serve_upstream_conn(s: TcpStream, handler: Handler, rec: Arc<Mutex<Vec<Received>>>) {
+fn serve_upstream_conn(
+    s: TcpStream,
+    handler: Handler,
+    rec: Arc<Mutex<Vec<Received>>>,
+    raw: Arc<RawLog>,
+) {
     // Handlers write head and body separately; without NODELAY each response can wait ~40 ms
     // for a delayed ACK.
     s.set_nodelay(true).ok();
     s.set_read_timeout(Some(Duration::from_secs(30))).ok();
     s.set_write_timeout(Some(Duration::from_secs(30))).ok();
     let mut writer = s.try_clone().unwrap();
-    let mut reader = BufReader::new(s);
+    let mut reader = BufReader::new(CountingRead { inner: s, log: raw });
     loop {
         let req = match read_request(&mut reader) {
             Ok(Some(r)) => r,
@@ -840,4 +851,284 @@ pub fn scrape_until(
         }
         thread::sleep(Duration::from_millis(20));
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw upstream traffic, conditions instead of sleeps, skips
+// ---------------------------------------------------------------------------------------
+
+/// Most raw upstream bytes kept for inspection (the count goes on past it).
+const RAW_KEEP: usize = 1 << 20;
+
+/// Raw bytes an `Upstream` read, across all its connections in arrival order.
+#[derive(Default)]
+struct RawLog {
+    total: AtomicUsize,
+    kept: Mutex<Vec<u8>>,
+}
+
+/// A reader that records every byte it returns into a `RawLog` before any parsing.
+struct CountingRead {
+    inner: TcpStream,
+    log: Arc<RawLog>,
+}
+
+impl Read for CountingRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            let mut kept = self.log.kept.lock().unwrap();
+            let room = RAW_KEEP.saturating_sub(kept.len()).min(n);
+            kept.extend_from_slice(&buf[..room]);
+            self.log.total.fetch_add(n, Ordering::SeqCst);
+        }
+        Ok(n)
+    }
+}
+
+/// What an upstream had seen at one moment (see `Upstream::snapshot`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamSeen {
+    pub connections: usize,
+    pub raw_bytes: usize,
+    pub requests: usize,
+}
+
+impl Upstream {
+    /// Connections accepted so far (whether or not a request was ever parsed on them).
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Bytes received so far on all connections, including partial or unparsable requests.
+    pub fn raw_bytes(&self) -> usize {
+        self.raw.total.load(Ordering::SeqCst)
+    }
+
+    /// The raw bytes received from offset `from` on (the first MiB overall is kept).
+    pub fn raw_since(&self, from: usize) -> Vec<u8> {
+        let kept = self.raw.kept.lock().unwrap();
+        kept.get(from..).unwrap_or_default().to_vec()
+    }
+
+    /// The raw bytes received so far, lossily as text.
+    pub fn raw_text(&self) -> String {
+        String::from_utf8_lossy(&self.raw_since(0)).into_owned()
+    }
+
+    pub fn snapshot(&self) -> UpstreamSeen {
+        UpstreamSeen {
+            connections: self.connections(),
+            raw_bytes: self.raw_bytes(),
+            requests: self.count(),
+        }
+    }
+
+    /// Waits until the upstream has parsed at least `n` requests (panics after `timeout`).
+    pub fn wait_for_count(&self, n: usize, timeout: Duration) {
+        wait_for(timeout, || self.count() >= n).unwrap_or_else(|| {
+            panic!(
+                "upstream saw {} requests, wanted {n}; raw: {:?}",
+                self.count(),
+                self.raw_text()
+            )
+        })
+    }
+
+    /// Waits until the raw bytes received contain `needle` (panics after `timeout`).
+    pub fn wait_for_raw(&self, needle: &str, timeout: Duration) {
+        wait_for(timeout, || self.raw_text().contains(needle)).unwrap_or_else(|| {
+            panic!(
+                "upstream never received {needle:?}; raw: {:?}",
+                self.raw_text()
+            )
+        })
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds (Some) or `timeout` passes (None).
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> Option<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return Some(());
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Path of the marker request `assert_nothing_reached` sends; route it to the upstream.
+pub const MARKER_PATH: &str = "/__ringway_test_marker";
+
+/// Asserts that nothing (no connection, no byte) reached `up` since `before`, and then proves
+/// the check was not merely early: a marker request sent through `gw` afterwards must be the
+/// only thing the upstream received since `before`. `gw` must route `MARKER_PATH` to `up`; use
+/// one worker so the marker follows the rejected connection on the same event loop.
+/// Only the first MiB of raw bytes is kept, so `before` must lie within it.
+pub fn assert_nothing_reached(gw: &Gateway, up: &Upstream, before: UpstreamSeen, label: &str) {
+    assert!(
+        before.raw_bytes < RAW_KEEP,
+        "{label}: the upstream already received over {RAW_KEEP} bytes; use a fresh one"
+    );
+    let now = up.snapshot();
+    assert_eq!(
+        now,
+        before,
+        "{label}: the upstream was contacted: {:?}",
+        String::from_utf8_lossy(&up.raw_since(before.raw_bytes))
+    );
+    let r = get(gw.addr, MARKER_PATH);
+    assert_eq!(
+        r.status,
+        200,
+        "{label}: marker request failed: {}",
+        r.text()
+    );
+    up.wait_for_count(before.requests + 1, Duration::from_secs(10));
+    let got = up.raw_since(before.raw_bytes);
+    let mut rd = std::io::Cursor::new(&got[..]);
+    let first = read_request(&mut rd)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("{label}: unparsable upstream bytes: {got:?}"));
+    assert_eq!(
+        (first.target.as_str(), rd.position() as usize),
+        (MARKER_PATH, got.len()),
+        "{label}: the upstream got more than the marker: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(
+        up.connections() <= before.connections + 1,
+        "{label}: extra upstream connections"
+    );
+}
+
+/// True when running in CI (env `CI` set and not "0"/"false"), where every test prerequisite
+/// must be present: a skip there is a failure.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// Reports a missing prerequisite: prints why the test is skipped, and panics in CI.
+pub fn skip_or_fail(why: &str) {
+    if in_ci() {
+        panic!("prerequisite missing in CI: {why}");
+    }
+    eprintln!("SKIPPED: {why} (this is a failure when CI is set)");
+}
+
+/// A latch an upstream handler can wait on, so a test decides when a response is released
+/// instead of racing a sleep.
+#[derive(Clone, Default)]
+pub struct Gate(Arc<(Mutex<bool>, std::sync::Condvar)>);
+
+impl Gate {
+    pub fn new() -> Gate {
+        Gate::default()
+    }
+
+    pub fn open(&self) {
+        *self.0 .0.lock().unwrap() = true;
+        self.0 .1.notify_all();
+    }
+
+    /// Blocks until `open` was called or `timeout` passed; returns whether it was opened.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let g = self.0 .0.lock().unwrap();
+        let (g, _) = self.0 .1.wait_timeout_while(g, timeout, |o| !*o).unwrap();
+        *g
+    }
+}
+
+/// True in the test binary of tests/epoll_fallback.rs, which re-runs other test files: every
+/// gateway it starts runs on the legacy epoll driver (`RINGWAY_FORCE_EPOLL=1`).
+pub fn forced_epoll() -> bool {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .is_some_and(|n| n.starts_with("epoll_fallback"))
+}
+
+impl Gateway {
+    /// Starts `program` (the ringway binary, or a wrapper such as `taskset -c 0 <bin>` with its
+    /// leading arguments already set) with `--config` pointing at `body` plus the harness's
+    /// listener and admin sections. Unlike `start_env` it passes no `--workers`, so the config's
+    /// and the default worker count apply.
+    pub fn start_with(body: &str, program: Command) -> Gateway {
+        let (port, admin_port) = (free_port(), free_port());
+        Gateway::start_full(
+            &with_listener(port, admin_port, body),
+            port,
+            admin_port,
+            program,
+        )
+    }
+
+    /// Like `start_with` for a complete config `text` that itself listens on 127.0.0.1:`port`
+    /// with the admin API on 127.0.0.1:`admin_port`.
+    pub fn start_full(text: &str, port: u16, admin_port: u16, mut program: Command) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("ringway.toml");
+        std::fs::write(&config_path, text).unwrap();
+        program
+            .arg("--config")
+            .arg(&config_path)
+            .envs(forced_epoll().then_some(("RINGWAY_FORCE_EPOLL", "1")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = program.spawn().expect("spawn ringway");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let gw = Gateway {
+            child: Some(child),
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            admin: format!("127.0.0.1:{admin_port}").parse().unwrap(),
+            config_path,
+            _dir: dir,
+            logs,
+        };
+        gw.wait_ready();
+        gw
+    }
+}
+
+/// Runs the ringway binary with `args` to completion (bounded: killed after `timeout`);
+/// returns (exit code, stderr). -1 when killed by a signal.
+pub fn run_to_exit(args: &[&str], timeout: Duration) -> (i32, String) {
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ringway");
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ringway {args:?} did not exit within {timeout:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    (status.code().unwrap_or(-1), reader.join().unwrap())
 }
