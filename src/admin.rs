@@ -260,7 +260,11 @@ fn serialize(reply: &Reply) -> Vec<u8> {
         reply.body.len().to_string().as_bytes(),
     );
     if reply.status == 401 {
-        crate::http1::write_header(&mut out, b"www-authenticate", b"Bearer realm=\"ringway-admin\"");
+        crate::http1::write_header(
+            &mut out,
+            b"www-authenticate",
+            b"Bearer realm=\"ringway-admin\"",
+        );
     }
     crate::http1::write_header(&mut out, b"connection", b"close");
     out.extend_from_slice(b"\r\n");

@@ -102,9 +102,13 @@ mod tests {
             out.contains("ringway_ratelimit_evictions_total{policy=\"per\\\"ip\",limit=\"0\"} 4\n"),
             "{out}"
         );
-        assert!(out.contains("ringway_ratelimit_tracked_keys{policy=\"per\\\"ip\",limit=\"0\"} 16\n"));
+        assert!(
+            out.contains("ringway_ratelimit_tracked_keys{policy=\"per\\\"ip\",limit=\"0\"} 16\n")
+        );
         assert!(out.contains("ringway_ratelimit_max_keys{policy=\"per\\\"ip\",limit=\"0\"} 16\n"));
-        assert!(out.contains("ringway_ratelimit_fail_open_total{policy=\"per\\\"ip\",limit=\"0\"} 0\n"));
+        assert!(
+            out.contains("ringway_ratelimit_fail_open_total{policy=\"per\\\"ip\",limit=\"0\"} 0\n")
+        );
 
         let mut empty = String::new();
         render_limiters(&[], &mut empty);

@@ -24,8 +24,8 @@ use ahash::AHashMap;
 
 pub use histogram::{LatencyHistogram, BUCKETS, BUCKET_BOUNDS};
 pub use hub::{Merged, MetricsHub, RouteTotals, UpstreamTotals};
-pub use render::{render_prometheus, render_stats_json, ProcessInfo};
 pub use limiters::{render_limiters, LimiterRow};
+pub use render::{render_prometheus, render_stats_json, ProcessInfo};
 
 /// Method labels; `record_request`'s `method` indexes this (anything larger is `_OTHER`).
 pub const METHOD_LABELS: [&str; 10] = [
