@@ -103,9 +103,14 @@ pub fn spawn(
 fn dispatch(ctx: &Arc<Ctx>, s: TcpStream) {
     if ctx.open.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
         let _slot = Slot(ctx.clone());
-        // A fresh socket's send buffer takes this small reply at once; never block accepting.
+        // Best effort, never blocking the accept loop: a fresh socket's send buffer takes this
+        // small reply at once. Whatever request bytes already arrived are read first, so the
+        // close sends FIN rather than RST (bytes arriving later may still reset it).
         let _ = s.set_nonblocking(true);
+        let mut sink = [0u8; 2048];
+        while matches!((&s).read(&mut sink), Ok(n) if n > 0) {}
         let _ = (&s).write_all(&serialize(&message(503, "error", "admin API busy")));
+        let _ = s.shutdown(std::net::Shutdown::Write);
         return;
     }
     let slot = Slot(ctx.clone());

@@ -395,3 +395,44 @@ fn check_rejects_bad_admin_settings() {
     assert_eq!(code, 1);
     assert!(err.contains("admin.token"), "{err}");
 }
+
+#[test]
+fn connections_beyond_the_cap_get_503_and_slots_come_back() {
+    use std::io::Read;
+    // ringway::admin::MAX_CONNECTIONS: at most 64 admin connections are served at once.
+    const CAP: usize = 64;
+    let gw = Gateway::start(V1);
+    let idle: Vec<TcpStream> = (0..CAP)
+        .map(|_| TcpStream::connect(gw.admin).unwrap())
+        .collect();
+    // Accepting is sequential, so by the time the 65th is accepted all 64 hold a slot (they
+    // keep it for up to the 5 s head deadline). The 65th is answered at once without being
+    // read: connect and read, sending nothing.
+    let mut extra = TcpStream::connect(gw.admin).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut reply = Vec::new();
+    let _ = extra.read_to_end(&mut reply);
+    assert_eq!(
+        first_status(&reply),
+        503,
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    // Closing the idle clients frees their slots.
+    drop(idle);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut c = TcpStream::connect(gw.admin).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        std::io::Write::write_all(&mut c, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut r = Vec::new();
+        let _ = c.read_to_end(&mut r);
+        if first_status(&r) == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slots never came back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
