@@ -1,28 +1,66 @@
-//! The admin listener: a small HTTP/1.1 server on its own thread (never a worker, never a
-//! public listener), one request per connection, JSON answers.
+//! The admin listener: a small HTTP/1.1 server off the workers (never on a public listener),
+//! one request per connection, JSON answers.
 //!
 //! `GET /health` (process alive), `GET /ready` (200 once every worker accepts; 503 while
-//! draining), `GET /metrics` (Prometheus text, merged from the workers' core-local metrics),
-//! `GET /stats` (latency percentiles per route and upstream, JSON), `GET /config` (generation, source, content hash, loaded-at, last reload error),
-//! `GET /routes` (the compiled table in match order) and `POST /reload` (same as SIGHUP, answers
-//! with the result). When `admin.token` is set, mutating endpoints need
-//! `Authorization: Bearer <token>`.
+//! starting or draining), `GET /metrics` (Prometheus text, merged from the workers' core-local
+//! metrics), `GET /stats` (latency percentiles per route and upstream, JSON), `GET /config`
+//! (generation, source, keyed content hash, loaded-at, last reload error), `GET /routes` (the
+//! compiled table in match order) and `POST /reload` (same as SIGHUP, answers with the result).
+//!
+//! Concurrency: one accept thread hands each connection to its own short-lived thread, at most
+//! [`MAX_CONNECTIONS`] at once (beyond that a connection gets an immediate 503 and is closed), so
+//! an idle or slow client never delays `/ready` or `/metrics`. Each connection must deliver its
+//! request head (at most [`MAX_REQUEST`] bytes) within [`HEAD_DEADLINE`] in total, and writes
+//! time out after [`WRITE_TIMEOUT`]: a slot is never held longer than that plus the handler.
+//!
+//! Auth: with `admin.token` set, every endpoint except `/health` and `/ready` needs
+//! `Authorization: Bearer <token>`. The token is read when the listener starts (admin changes
+//! take effect on restart) and compared as HMAC-SHA256 digests under a per-process random key,
+//! in constant time, so neither the token's bytes nor its length show in the timing.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::json::string_into;
+use crate::keyed_hash;
 use crate::worker::Shared;
 
-const MAX_REQUEST: usize = 16 * 1024;
+/// Largest request head accepted (bytes); larger gets 400.
+pub const MAX_REQUEST: usize = 16 * 1024;
+/// Connections served at once; more are answered 503 and closed.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Time a connection has to deliver its whole request head.
+pub const HEAD_DEADLINE: Duration = Duration::from_secs(5);
+/// Write timeout for the response.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Binds the admin address (plain, no SO_REUSEPORT: only one process may own it).
 pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr)
+}
+
+/// What every connection thread needs.
+struct Ctx {
+    shared: Arc<Shared>,
+    config_path: PathBuf,
+    workers: usize,
+    /// Keyed digest of `admin.token`; `Some(None)` when a token is set but no digest key
+    /// could be made (every protected request is then refused).
+    token: Option<Option<[u8; keyed_hash::LEN]>>,
+    open: AtomicUsize,
+}
+
+/// Releases a connection slot when the connection thread ends (or never started).
+struct Slot(Arc<Ctx>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Serves the admin API on `listener` until the process exits.
@@ -32,12 +70,26 @@ pub fn spawn(
     listener: TcpListener,
     workers: usize,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let token = shared
+        .config
+        .load()
+        .admin
+        .as_ref()
+        .and_then(|a| a.token.as_deref())
+        .map(|t| keyed_hash::digest(t.as_bytes()));
+    let ctx = Arc::new(Ctx {
+        shared,
+        config_path,
+        workers,
+        token,
+        open: AtomicUsize::new(0),
+    });
     std::thread::Builder::new()
         .name("ringway-admin".into())
         .spawn(move || {
             for stream in listener.incoming() {
                 match stream {
-                    Ok(s) => handle(&shared, &config_path, workers, s),
+                    Ok(s) => dispatch(&ctx, s),
                     Err(e) => {
                         crate::log::warn(&format!("admin accept: {e}"));
                         std::thread::sleep(Duration::from_millis(10));
@@ -45,6 +97,34 @@ pub fn spawn(
                 }
             }
         })
+}
+
+/// Hands `s` to a connection thread, or answers 503 when [`MAX_CONNECTIONS`] are busy.
+fn dispatch(ctx: &Arc<Ctx>, s: TcpStream) {
+    if ctx.open.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+        let _slot = Slot(ctx.clone());
+        // Best effort, never blocking the accept loop: a fresh socket's send buffer takes this
+        // small reply at once. Whatever request bytes already arrived are read first, so the
+        // close sends FIN rather than RST (bytes arriving later may still reset it).
+        let _ = s.set_nonblocking(true);
+        let mut sink = [0u8; 2048];
+        while matches!((&s).read(&mut sink), Ok(n) if n > 0) {}
+        let _ = (&s).write_all(&serialize(&message(503, "error", "admin API busy")));
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        return;
+    }
+    let slot = Slot(ctx.clone());
+    let spawned = std::thread::Builder::new()
+        .name("ringway-admin-conn".into())
+        .spawn(move || {
+            let ctx = &*slot.0;
+            handle(ctx, s);
+            drop(slot);
+        });
+    if let Err(e) = spawned {
+        // The closure (and its slot) was dropped with the error: the count is already back.
+        crate::log::warn(&format!("admin: cannot start a connection thread: {e}"));
+    }
 }
 
 struct Reply {
@@ -101,6 +181,19 @@ fn metrics(shared: &Shared, workers: usize) -> Reply {
     };
     let mut text = String::with_capacity(16 * 1024);
     crate::metrics::render_prometheus(&merged, &info, &mut text);
+    let mut limiters = Vec::new();
+    for p in &cfg.policies.list {
+        if let crate::policy::pipeline::Policy::RateLimit(rl) = &p.policy {
+            for (limit, l) in rl.limiters.iter().enumerate() {
+                limiters.push(crate::metrics::LimiterRow {
+                    policy: &p.name,
+                    limit,
+                    limiter: l,
+                });
+            }
+        }
+    }
+    crate::metrics::render_limiters(&limiters, &mut text);
     Reply {
         status: 200,
         content_type: "text/plain; version=0.0.4; charset=utf-8",
@@ -126,12 +219,17 @@ fn message(status: u16, key: &str, text: &str) -> Reply {
     json(status, b)
 }
 
-fn handle(shared: &Shared, config_path: &Path, workers: usize, mut s: TcpStream) {
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+fn handle(ctx: &Ctx, mut s: TcpStream) {
+    let _ = s.set_write_timeout(Some(WRITE_TIMEOUT));
+    let deadline = Instant::now() + HEAD_DEADLINE;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
     let reply = loop {
+        // One deadline for the whole head: a client trickling bytes cannot hold the slot.
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || s.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
         let n = match s.read(&mut chunk) {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
@@ -148,12 +246,16 @@ fn handle(shared: &Shared, config_path: &Path, workers: usize, mut s: TcpStream)
                     .iter()
                     .find(|h| h.name.eq_ignore_ascii_case("authorization"))
                     .map(|h| h.value);
-                break route(shared, config_path, workers, method, path, auth);
+                break route(ctx, method, path, auth);
             }
             Ok(httparse::Status::Partial) if buf.len() < MAX_REQUEST => continue,
             _ => break message(400, "error", "malformed request"),
         }
     };
+    let _ = s.write_all(&serialize(&reply));
+}
+
+fn serialize(reply: &Reply) -> Vec<u8> {
     let mut out = Vec::with_capacity(reply.body.len() + 128);
     crate::http1::write_status_line(&mut out, reply.status);
     crate::http1::write_header(&mut out, b"content-type", reply.content_type.as_bytes());
@@ -162,46 +264,58 @@ fn handle(shared: &Shared, config_path: &Path, workers: usize, mut s: TcpStream)
         b"content-length",
         reply.body.len().to_string().as_bytes(),
     );
+    if reply.status == 401 {
+        crate::http1::write_header(
+            &mut out,
+            b"www-authenticate",
+            b"Bearer realm=\"ringway-admin\"",
+        );
+    }
     crate::http1::write_header(&mut out, b"connection", b"close");
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(&reply.body);
-    let _ = s.write_all(&out);
+    out
 }
 
-fn route(
-    shared: &Shared,
-    config_path: &Path,
-    workers: usize,
-    method: &str,
-    path: &str,
-    auth: Option<&[u8]>,
-) -> Reply {
+/// `/ready`'s answer: draining wins over everything; ready only once every worker accepts.
+fn readiness(draining: bool, accepting: usize, workers: usize) -> (u16, &'static str) {
+    if draining {
+        (503, "draining")
+    } else if accepting < workers {
+        (503, "starting")
+    } else {
+        (200, "ready")
+    }
+}
+
+fn route(ctx: &Ctx, method: &str, path: &str, auth: Option<&[u8]>) -> Reply {
+    let shared = &*ctx.shared;
+    let workers = ctx.workers;
     match (method, path) {
-        ("GET", "/health") => message(200, "status", "alive"),
+        ("GET", "/health") => return message(200, "status", "alive"),
         ("GET", "/ready") => {
-            let accepting = shared.workers_accepting.load(Ordering::SeqCst);
-            if shared.draining.load(Ordering::SeqCst) {
-                message(503, "status", "draining")
-            } else if accepting < workers {
-                message(503, "status", "starting")
-            } else {
-                message(200, "status", "ready")
-            }
+            let (status, text) = readiness(
+                shared.draining.load(Ordering::SeqCst),
+                shared.workers_accepting.load(Ordering::SeqCst),
+                workers,
+            );
+            return message(status, "status", text);
         }
+        _ => {}
+    }
+    if let Some(expected) = &ctx.token {
+        if !bearer_matches(auth, expected.as_ref()) {
+            return message(401, "error", "admin token required");
+        }
+    }
+    match (method, path) {
         ("GET", "/config") => config(shared),
         ("GET", "/metrics") => metrics(shared, workers),
         ("GET", "/stats") => stats(shared),
         ("GET", "/routes") => routes(shared),
         ("POST", "/reload") => {
-            let cfg = shared.config.load();
-            if let Some(token) = cfg.admin.as_ref().and_then(|a| a.token.as_deref()) {
-                if !bearer_matches(auth, token) {
-                    return message(401, "error", "admin token required");
-                }
-            }
-            drop(cfg);
             crate::log::info("admin: POST /reload");
-            match crate::control::reload(shared, config_path) {
+            match crate::control::reload(shared, &ctx.config_path) {
                 Ok(generation) => {
                     let mut b = Vec::new();
                     b.extend_from_slice(b"{\"result\":\"ok\",\"generation\":");
@@ -219,20 +333,25 @@ fn route(
     }
 }
 
-/// Constant-time comparison of `Authorization: Bearer <token>`.
-fn bearer_matches(auth: Option<&[u8]>, token: &str) -> bool {
-    let Some(value) = auth.and_then(|v| v.strip_prefix(b"Bearer ")) else {
+/// Does `Authorization: Bearer <token>` carry the token whose keyed digest is `expected`?
+/// Both sides are compared as fixed-length keyed digests in constant time, so the timing shows
+/// neither the token's bytes nor its length. No digest key (`None`): refuse.
+fn bearer_matches(auth: Option<&[u8]>, expected: Option<&[u8; keyed_hash::LEN]>) -> bool {
+    let Some(expected) = expected else {
         return false;
     };
-    let expected = token.as_bytes();
-    if value.len() != expected.len() {
+    let Some(value) = auth else {
         return false;
-    }
-    value
-        .iter()
-        .zip(expected)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-        == 0
+    };
+    // The scheme is case-insensitive (RFC 9110 §11.1).
+    let Some(presented) = value
+        .get(..7)
+        .filter(|p| p.eq_ignore_ascii_case(b"bearer "))
+        .map(|_| &value[7..])
+    else {
+        return false;
+    };
+    keyed_hash::digest(presented).is_some_and(|d| keyed_hash::equal(&d, expected))
 }
 
 fn config(shared: &Shared) -> Reply {
@@ -292,4 +411,35 @@ fn routes(shared: &Shared) -> Reply {
     }
     b.extend_from_slice(b"]}\n");
     json(200, b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_is_starting_until_every_worker_accepts_and_draining_wins() {
+        assert_eq!(readiness(false, 0, 2), (503, "starting"));
+        assert_eq!(readiness(false, 1, 2), (503, "starting"));
+        assert_eq!(readiness(false, 2, 2), (200, "ready"));
+        assert_eq!(readiness(true, 2, 2), (503, "draining"));
+        assert_eq!(readiness(true, 0, 2), (503, "draining"));
+    }
+
+    #[test]
+    fn bearer_needs_the_exact_token() {
+        let token = "s3cret-admin-token-0123";
+        let d = keyed_hash::digest(token.as_bytes());
+        let ok = |v: &[u8]| bearer_matches(Some(v), d.as_ref());
+        assert!(ok(b"Bearer s3cret-admin-token-0123"));
+        assert!(ok(b"bearer s3cret-admin-token-0123"));
+        assert!(!ok(b"Bearer s3cret-admin-token-012"));
+        assert!(!ok(b"Bearer s3cret-admin-token-01234"));
+        assert!(!ok(b"Bearer "));
+        assert!(!ok(b"Basic s3cret-admin-token-0123"));
+        assert!(!ok(b"s3cret-admin-token-0123"));
+        assert!(!ok(b""));
+        assert!(!bearer_matches(None, d.as_ref()));
+        assert!(!bearer_matches(Some(b"Bearer x"), None));
+    }
 }

@@ -17,6 +17,7 @@ pub mod http1;
 pub mod io;
 pub mod json;
 pub mod jwt;
+pub mod keyed_hash;
 pub mod log;
 pub mod metrics;
 pub mod policy;

@@ -18,6 +18,18 @@ fn config(up: SocketAddr, extra: &str) -> String {
     )
 }
 
+/// Scrapes until `read` gives `want` (10 s deadline); returns the last value read.
+fn wait_gauge(admin: SocketAddr, read: &dyn Fn(&[Sample]) -> f64, want: f64) -> f64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = read(&scrape(admin));
+        if v == want || std::time::Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Each request on its own connection, so SO_REUSEPORT spreads them over the workers.
 fn fresh(addr: SocketAddr, method: &str, path: &str) -> u16 {
     request(addr, method, path, &[("Connection", "close")], b"").status
@@ -165,18 +177,19 @@ fn exact_counts_per_route_method_status_across_workers() {
         "{info:?}"
     );
     assert_eq!(info.labels["workers"], "2");
-    assert!(metric(
-        &s,
-        "ringway_downstream_connections_open",
-        &[("worker", "0")]
-    )
-    .is_some());
-    assert!(metric(
-        &s,
-        "ringway_downstream_connections_open",
-        &[("worker", "1")]
-    )
-    .is_some());
+    // The open-connections gauge: every worker reports it; it counts a held keep-alive
+    // connection and drops back when it closes (the admin connection is not a client one).
+    let open = |s: &[Sample]| {
+        let w0 = metric(s, "ringway_downstream_connections_open", &[("worker", "0")]);
+        let w1 = metric(s, "ringway_downstream_connections_open", &[("worker", "1")]);
+        assert!(w0.is_some() && w1.is_some(), "one series per worker");
+        w0.unwrap_or(0.0) + w1.unwrap_or(0.0)
+    };
+    let mut held = Conn::open(gw.addr);
+    assert_eq!(held.request("GET", "/hello", &[], b"").status, 200);
+    assert_eq!(wait_gauge(gw.admin, &open, 1.0), 1.0, "one held connection");
+    drop(held);
+    assert_eq!(wait_gauge(gw.admin, &open, 0.0), 0.0, "closed again");
 
     // A second scrape with no traffic in between gives the same counts (nothing double-merged).
     let again = scrape(gw.admin);
@@ -187,6 +200,15 @@ fn exact_counts_per_route_method_status_across_workers() {
             &[("route", "api"), ("method", "GET"), ("status", "200")]
         ),
         Some(30.0)
+    );
+    assert_eq!(
+        metric(
+            &again,
+            "ringway_http_requests_total",
+            &[("route", "hello"), ("method", "GET"), ("status", "200")]
+        ),
+        Some(6.0),
+        "five plus the one on the held connection"
     );
 }
 
@@ -323,11 +345,15 @@ fn stats_gives_percentiles_from_merged_histograms() {
     assert_eq!(api["count"], 20, "{j}");
     let p50 = api["p50_ms"].as_f64().unwrap();
     let p99 = api["p99_ms"].as_f64().unwrap();
-    assert!((29.0..200.0).contains(&p50), "api p50 {p50} ms");
+    // The lower bounds follow from the upstream's 30 ms sleep and hold on any machine. The
+    // upper bound only catches a unit mix-up (µs as ms would read 30 000): 1 s is 33× nominal.
+    assert!((29.0..1000.0).contains(&p50), "api p50 {p50} ms");
     assert!(p99 >= p50, "{j}");
     let hello = &j["routes"]["hello"];
     assert_eq!(hello["count"], 20);
-    assert!(hello["p99_ms"].as_f64().unwrap() < 29.0, "{j}");
+    // The static route's median (not its p99: one scheduling stall on a loaded machine would
+    // move that) is far below the proxied one: nominal well under 1 ms, against 30 ms.
+    assert!(hello["p50_ms"].as_f64().unwrap() < 29.0, "{j}");
     let app = &j["upstreams"]["app"];
     assert_eq!(app["count"], 20);
     assert!(app["p50_ms"].as_f64().unwrap() >= 29.0, "{j}");
@@ -340,7 +366,13 @@ fn metrics_can_be_switched_off() {
     for _ in 0..5 {
         assert_eq!(fresh(gw.addr, "GET", "/hello"), 200);
     }
-    std::thread::sleep(Duration::from_millis(100));
+    // Positive marker first: a connection records its requests before it leaves the open
+    // count, so once every worker reports zero open connections, anything that would have
+    // been recorded is in the scrape.
+    let open = |s: &[Sample]| {
+        metric(s, "ringway_downstream_connections_open", &[]).expect("gauge still served")
+    };
+    assert_eq!(wait_gauge(gw.admin, &open, 0.0), 0.0);
     let s = scrape(gw.admin);
     assert_eq!(
         metric(&s, "ringway_http_requests_total", &[("route", "hello")]),
@@ -348,4 +380,68 @@ fn metrics_can_be_switched_off() {
     );
     // Process-level metrics are still served.
     assert_eq!(metric(&s, "ringway_config_generation", &[]), Some(1.0));
+}
+
+/// README promises 499 for a client that left before any response. Today the gateway does not
+/// watch the client socket while it waits for the upstream, and writing the late response into
+/// the closed socket succeeds (the kernel takes it; the peer answers RST afterwards), so this is
+/// counted 200. Un-ignore once the proxy notices the client's FIN while waiting upstream.
+#[test]
+#[ignore = "known defect: a client that leaves while the upstream works is counted 200, not 499"]
+fn a_client_that_leaves_before_the_response_is_counted_499() {
+    // The upstream holds its answer until the client has gone.
+    let release = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gate = release.clone();
+    let up = Upstream::start(Arc::new(move |_req, s| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !gate.load(std::sync::atomic::Ordering::SeqCst)
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        Reply::KeepAlive
+    }));
+    let gw = Gateway::start(&config(up.addr, ""));
+    let mut c = Conn::open(gw.addr);
+    c.send(&build_request("GET", "/api/slow", &[], b""));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while up.count() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reached upstream"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(c);
+    let labels = [("route", "api"), ("method", "GET"), ("status", "499")];
+    let mut s = scrape(gw.admin);
+    while metric(&s, "ringway_http_requests_total", &labels).is_none()
+        && std::time::Instant::now() < deadline
+    {
+        // Let the upstream answer once the gateway had time to see the close on its own; the
+        // count must be 499 either way (no response reached the client).
+        if std::time::Instant::now() + Duration::from_secs(7) > deadline {
+            release.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        s = scrape(gw.admin);
+    }
+    release.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        metric(&s, "ringway_http_requests_total", &labels),
+        Some(1.0),
+        "{:?}",
+        s.iter()
+            .filter(|x| x.name == "ringway_http_requests_total")
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        metric(
+            &s,
+            "ringway_http_requests_total",
+            &[("route", "api"), ("status", "200")]
+        ),
+        None
+    );
 }

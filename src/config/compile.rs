@@ -363,14 +363,11 @@ fn compile_admin(raw: &RawConfig, listeners: &[Listener], errs: &mut Errors) -> 
     Some(Admin { addr, token })
 }
 
-/// 64-bit FNV-1a of the config text, as 16 hex digits.
+/// Keyed digest of the config text (HMAC-SHA256 under a per-process random key), as 16 hex
+/// digits. Equal for equal files within one process lifetime (change detection); an unkeyed
+/// hash would let whoever reads `/config` confirm guesses of secrets written in the file.
 fn content_hash(src: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in src.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    crate::keyed_hash::hex_prefix(src.as_bytes(), 8)
 }
 
 fn dur(v: &Option<Spanned<RawDuration>>, default: Duration) -> Duration {

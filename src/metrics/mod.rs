@@ -14,6 +14,7 @@
 
 mod histogram;
 mod hub;
+mod limiters;
 mod render;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use ahash::AHashMap;
 
 pub use histogram::{LatencyHistogram, BUCKETS, BUCKET_BOUNDS};
 pub use hub::{Merged, MetricsHub, RouteTotals, UpstreamTotals};
+pub use limiters::{render_limiters, LimiterRow};
 pub use render::{render_prometheus, render_stats_json, ProcessInfo};
 
 /// Method labels; `record_request`'s `method` indexes this (anything larger is `_OTHER`).

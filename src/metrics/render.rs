@@ -284,7 +284,7 @@ fn micros_as_seconds(out: &mut String, us: u64) {
     let _ = write!(out, "{}.{:06}", us / 1_000_000, us % 1_000_000);
 }
 
-fn family(out: &mut String, name: &str, help: &str, kind: &str) {
+pub(super) fn family(out: &mut String, name: &str, help: &str, kind: &str) {
     let _ = write!(out, "# HELP {name} ");
     // HELP text escapes only backslash and newline.
     for c in help.chars() {
@@ -324,7 +324,7 @@ fn histogram(out: &mut String, name: &str, label: &str, value: &str, h: &Latency
 }
 
 /// Escapes a label value per the text format: backslash, double quote and newline.
-fn push_label_value(out: &mut String, v: &str) {
+pub(super) fn push_label_value(out: &mut String, v: &str) {
     for c in v.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
