@@ -291,7 +291,7 @@ fn jwks_url_transport(url: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "{url:?}: keys fetched over http:// could be replaced in transit; use https:// \
-             (http:// is allowed only for 127.0.0.0/8, ::1 and localhost)"
+             (http:// is allowed only for a loopback host: 127.0.0.0/8, ::1, localhost)"
         ))
     }
 }
@@ -572,4 +572,39 @@ fn toml_to_json(v: &toml::Value) -> Result<Value, String> {
                 .collect::<Result<_, String>>()?,
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_jwks_only_on_loopback() {
+        for ok in [
+            "https://idp.example.com/jwks",
+            "http://127.0.0.1:8080/jwks",
+            "http://127.9.9.9/jwks",
+            "http://[::1]:9000/jwks",
+            "http://localhost/jwks",
+            "http://LOCALHOST:1/jwks",
+        ] {
+            assert!(jwks_url_transport(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://idp.example.com/jwks",
+            "http://10.0.0.1/jwks",
+            "http://[::2]/jwks",
+            "http://localhost.evil.com/jwks",
+            "http://128.0.0.1/jwks",
+        ] {
+            assert!(jwks_url_transport(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hmac_secrets_need_32_bytes() {
+        assert!(hmac_secret(&[b'k'; 31], "secret").is_err());
+        assert!(hmac_secret(&[b'k'; 32], "secret").is_ok());
+        assert!(hmac_secret(b"", "secret").is_err(), "empty");
+    }
 }
