@@ -559,3 +559,32 @@ fn duplicate_authorization_headers_are_400_and_never_forwarded() {
     );
     assert_eq!(r.status, 200);
 }
+
+#[test]
+fn jwt_challenges_are_exact() {
+    let up = RawUpstream::start();
+    let gw = hs_gateway(&up);
+    let r = get(gw.addr, "/a/x");
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header_all("www-authenticate"),
+        vec!["Bearer realm=\"ringway\""],
+        "missing token"
+    );
+    for (what, t) in [
+        ("garbage", "not.a.jwt".to_string()),
+        (
+            "expired",
+            hs_token(&claims(json!({"exp": now() - 3600}))),
+        ),
+    ] {
+        let r = request(gw.addr, "GET", "/a/x", &[("Authorization", &bearer(&t))], b"");
+        assert_eq!(r.status, 401, "{what}");
+        assert_eq!(
+            r.header_all("www-authenticate"),
+            vec!["Bearer error=\"invalid_token\""],
+            "{what}"
+        );
+    }
+    assert_eq!(up.connection_count(), 0);
+}
