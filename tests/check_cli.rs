@@ -292,7 +292,10 @@ fn short_hmac_secret_is_rejected() {
         &["20 bytes", "at least 32"],
     );
     // 32 bytes pass.
-    let ok = format!("{LISTENER}[policies.j.jwt]\nsecret = \"{}\"\n", "k".repeat(32));
+    let ok = format!(
+        "{LISTENER}[policies.j.jwt]\nsecret = \"{}\"\n",
+        "k".repeat(32)
+    );
     let (code, _, stderr) = check_config(&ok);
     assert_eq!(code, 0, "{stderr}");
 }
@@ -334,7 +337,9 @@ fn credentialed_cors_wildcard_over_a_public_suffix_is_rejected() {
 
 #[test]
 fn consumer_metadata_with_a_control_character_is_rejected() {
-    let text = format!("{LISTENER}[consumers.alice]\nmetadata = {{ tier = \"gold\\r\\nX-Injected: 1\" }}\n");
+    let text = format!(
+        "{LISTENER}[consumers.alice]\nmetadata = {{ tier = \"gold\\r\\nX-Injected: 1\" }}\n"
+    );
     expect_error(
         &text,
         3,

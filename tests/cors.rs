@@ -221,7 +221,10 @@ fn the_upstreams_own_cors_headers_are_replaced_or_removed() {
         r.header_all("access-control-allow-origin"),
         vec!["https://app.example.com"]
     );
-    assert_eq!(r.header_all("access-control-allow-credentials"), vec!["true"]);
+    assert_eq!(
+        r.header_all("access-control-allow-credentials"),
+        vec!["true"]
+    );
     assert_eq!(
         r.header_all("access-control-expose-headers"),
         vec!["x-request-id"]

@@ -442,12 +442,28 @@ fn claims_that_would_inject_header_lines_are_refused_and_nothing_reaches_the_ups
     let gw = hs_gateway(&up);
     let smuggle = "alice\r\nContent-Length: 0\r\n\r\nGET /admin HTTP/1.1\r\nHost: x";
     let cases: Vec<(&str, &str, Value)> = vec![
-        ("/a/x", "sub with a header line", json!({"sub": "alice\r\nX-Injected: 1"})),
+        (
+            "/a/x",
+            "sub with a header line",
+            json!({"sub": "alice\r\nX-Injected: 1"}),
+        ),
         ("/a/x", "sub smuggling a request", json!({"sub": smuggle})),
-        ("/a/x", "sub with a bare LF", json!({"sub": "alice\nX-Injected: 1"})),
+        (
+            "/a/x",
+            "sub with a bare LF",
+            json!({"sub": "alice\nX-Injected: 1"}),
+        ),
         ("/a/x", "sub with NUL", json!({"sub": "alice\u{0}"})),
-        ("/a/x", "sub with a trailing blank", json!({"sub": "alice "})),
-        ("/t/x", "sub on the transform route", json!({"sub": smuggle})),
+        (
+            "/a/x",
+            "sub with a trailing blank",
+            json!({"sub": "alice "}),
+        ),
+        (
+            "/t/x",
+            "sub on the transform route",
+            json!({"sub": smuggle}),
+        ),
         (
             "/a/x",
             "claims_to_headers",
@@ -480,9 +496,21 @@ fn claims_that_would_inject_header_lines_are_refused_and_nothing_reaches_the_ups
 
     // Control: the same routes with clean claims reach the upstream.
     let t = hs_token(&claims(json!({"sub": "alice", "team": "blue"})));
-    let r = request(gw.addr, "GET", "/t/x", &[("Authorization", &bearer(&t))], b"");
+    let r = request(
+        gw.addr,
+        "GET",
+        "/t/x",
+        &[("Authorization", &bearer(&t))],
+        b"",
+    );
     assert_eq!(r.status, 200, "{}", r.text());
-    let r = request(gw.addr, "GET", "/a/x", &[("Authorization", &bearer(&t))], b"");
+    let r = request(
+        gw.addr,
+        "GET",
+        "/a/x",
+        &[("Authorization", &bearer(&t))],
+        b"",
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     let seen = up.text().to_ascii_lowercase();
     assert!(seen.contains("x-consumer: alice\r\n"), "{seen}");
@@ -503,19 +531,37 @@ fn a_token_without_exp_needs_the_opt_out() {
     );
     let gw = Gateway::start(&body);
     let no_exp = hs_token(&json!({"sub": "alice", "iat": now()}));
-    let r = request(gw.addr, "GET", "/a/x", &[("Authorization", &bearer(&no_exp))], b"");
+    let r = request(
+        gw.addr,
+        "GET",
+        "/a/x",
+        &[("Authorization", &bearer(&no_exp))],
+        b"",
+    );
     assert_eq!(r.status, 401, "exp is required by default");
     assert_eq!(
         r.header("www-authenticate"),
         Some("Bearer error=\"invalid_token\"")
     );
     assert_eq!(up.count(), 0);
-    let r = request(gw.addr, "GET", "/n/x", &[("Authorization", &bearer(&no_exp))], b"");
+    let r = request(
+        gw.addr,
+        "GET",
+        "/n/x",
+        &[("Authorization", &bearer(&no_exp))],
+        b"",
+    );
     assert_eq!(r.status, 200, "require_exp = false: {}", r.text());
     assert_eq!(up.last().header("x-consumer"), Some("alice"));
     // With exp, both accept.
     let with_exp = hs_token(&json!({"sub": "alice", "exp": now() + 60}));
-    let r = request(gw.addr, "GET", "/a/x", &[("Authorization", &bearer(&with_exp))], b"");
+    let r = request(
+        gw.addr,
+        "GET",
+        "/a/x",
+        &[("Authorization", &bearer(&with_exp))],
+        b"",
+    );
     assert_eq!(r.status, 200);
 }
 
@@ -533,7 +579,10 @@ fn duplicate_authorization_headers_are_400_and_never_forwarded() {
             "/a/x",
             format!("Authorization: Bearer {good}\r\nauthorization: Bearer {good}"),
         ),
-        ("/p/x", "Authorization: Basic YTpi\r\nAuthorization: Basic Yzpk".into()),
+        (
+            "/p/x",
+            "Authorization: Basic YTpi\r\nAuthorization: Basic Yzpk".into(),
+        ),
         (
             "/p/x",
             "Proxy-Authorization: Basic YTpi\r\nPROXY-AUTHORIZATION: Basic Yzpk".into(),
@@ -573,12 +622,15 @@ fn jwt_challenges_are_exact() {
     );
     for (what, t) in [
         ("garbage", "not.a.jwt".to_string()),
-        (
-            "expired",
-            hs_token(&claims(json!({"exp": now() - 3600}))),
-        ),
+        ("expired", hs_token(&claims(json!({"exp": now() - 3600})))),
     ] {
-        let r = request(gw.addr, "GET", "/a/x", &[("Authorization", &bearer(&t))], b"");
+        let r = request(
+            gw.addr,
+            "GET",
+            "/a/x",
+            &[("Authorization", &bearer(&t))],
+            b"",
+        );
         assert_eq!(r.status, 401, "{what}");
         assert_eq!(
             r.header_all("www-authenticate"),

@@ -73,16 +73,32 @@ pub(super) fn compile_policies(
         let rule = "not a safe header value: no control characters, no leading or trailing \
                     blanks, at most 4096 bytes";
         if unsafe_text(n) {
-            errs.at(name.span(), format!("consumers.{n:?}"), format!("name is {rule}"));
+            errs.at(
+                name.span(),
+                format!("consumers.{n:?}"),
+                format!("name is {rule}"),
+            );
         }
         for (i, g) in c.groups.iter().flatten().enumerate() {
             if unsafe_text(g) {
-                errs.at(name.span(), format!("consumers.{}.groups[{i}]", n.escape_debug()), format!("{g:?} is {rule}"));
+                errs.at(
+                    name.span(),
+                    format!("consumers.{}.groups[{i}]", n.escape_debug()),
+                    format!("{g:?} is {rule}"),
+                );
             }
         }
         for (k, v) in c.metadata.iter().flatten() {
             if unsafe_text(v) {
-                errs.at(name.span(), format!("consumers.{}.metadata.{}", n.escape_debug(), k.escape_debug()), format!("{v:?} is {rule}"));
+                errs.at(
+                    name.span(),
+                    format!(
+                        "consumers.{}.metadata.{}",
+                        n.escape_debug(),
+                        k.escape_debug()
+                    ),
+                    format!("{v:?} is {rule}"),
+                );
             }
         }
         ps.consumers.insert(

@@ -29,11 +29,11 @@ pub use head::parse_content_length;
 pub use path::normalize_path;
 pub use request::{parse_request_head, RequestHead};
 pub use response::{parse_response_head, ResponseHead};
-pub use value::{is_safe_header_value, MAX_DERIVED_VALUE_LEN};
 pub use serialize::{
     is_hop_by_hop, named_in_connection, reason_phrase, write_connection, write_header,
     write_status_line,
 };
+pub use value::{is_safe_header_value, MAX_DERIVED_VALUE_LEN};
 
 /// A byte range into a head's own buffer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -742,7 +742,11 @@ fn config_errors_name_the_field() {
         "not set",
     );
     has("secret = \"\"", "secret", "empty");
-    has("secret = \"0123456789abcdef0123456789abcde\"", "secret", "is 31 bytes; use at least 32");
+    has(
+        "secret = \"0123456789abcdef0123456789abcde\"",
+        "secret",
+        "is 31 bytes; use at least 32",
+    );
     has(
         "jwks_url = \"http://keys.example.com/jwks\"",
         "jwks_url",
@@ -831,7 +835,8 @@ fn config_errors_name_the_field() {
         "cannot read",
     );
     // Unknown fields are refused by serde.
-    let errs = compile_errors("secret = \"0123456789abcdef0123456789abcdef\"\nalgorithm = [\"HS256\"]");
+    let errs =
+        compile_errors("secret = \"0123456789abcdef0123456789abcdef\"\nalgorithm = [\"HS256\"]");
     assert!(errs[0].1.contains("unknown field"), "{errs:?}");
     // secret_env reads the environment (PATH is always set; no test mutates the environment).
     let p = policy("secret_env = \"PATH\"");

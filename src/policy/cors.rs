@@ -476,30 +476,26 @@ enum OriginSpec {
 
 /// Two-label public suffixes (ICANN second-level registries and common shared hosting
 /// domains) under which a credentialed wildcard is refused. Not the full public-suffix list.
+#[rustfmt::skip]
 const TWO_LABEL_PUBLIC_SUFFIXES: &[&str] = &[
-    // United Kingdom, Australia, New Zealand, Japan, Korea, ...
+    // Country-code second-level registries.
     "co.uk", "org.uk", "me.uk", "ltd.uk", "plc.uk", "net.uk", "ac.uk", "gov.uk", "sch.uk",
-    "com.au", "net.au", "org.au", "edu.au", "gov.au", "asn.au", "id.au",
-    "co.nz", "net.nz", "org.nz", "ac.nz", "govt.nz", "geek.nz",
-    "co.jp", "ne.jp", "or.jp", "ac.jp", "go.jp", "ad.jp", "ed.jp", "gr.jp", "lg.jp",
-    "co.kr", "or.kr", "ne.kr", "re.kr", "go.kr", "ac.kr",
-    "com.cn", "net.cn", "org.cn", "gov.cn", "edu.cn",
-    "com.hk", "org.hk", "net.hk", "edu.hk", "gov.hk",
-    "com.tw", "org.tw", "net.tw", "edu.tw", "gov.tw",
-    "com.sg", "org.sg", "net.sg", "edu.sg", "gov.sg",
-    "co.in", "net.in", "org.in", "firm.in", "gen.in", "ind.in", "ac.in", "gov.in",
-    "co.id", "or.id", "web.id", "ac.id", "go.id",
-    "com.my", "net.my", "org.my", "com.ph", "com.vn", "co.th", "in.th", "ac.th",
-    "com.br", "net.br", "org.br", "gov.br", "com.ar", "com.mx", "org.mx", "com.co",
-    "com.pe", "com.uy", "com.ve", "com.ec",
-    "co.za", "org.za", "net.za", "gov.za", "co.ke", "or.ke", "com.ng", "com.eg",
-    "co.il", "org.il", "ac.il", "com.tr", "org.tr", "net.tr", "com.sa", "com.pk",
-    "com.ua", "org.ua", "com.pl", "net.pl", "org.pl", "com.ru", "org.ru", "co.at", "or.at",
-    "com.es", "org.es", "com.gr", "com.pt", "co.hu",
+    "com.au", "net.au", "org.au", "edu.au", "gov.au", "asn.au", "id.au", "co.nz", "net.nz",
+    "org.nz", "ac.nz", "govt.nz", "geek.nz", "co.jp", "ne.jp", "or.jp", "ac.jp", "go.jp", "ad.jp",
+    "ed.jp", "gr.jp", "lg.jp", "co.kr", "or.kr", "ne.kr", "re.kr", "go.kr", "ac.kr", "com.cn",
+    "net.cn", "org.cn", "gov.cn", "edu.cn", "com.hk", "org.hk", "net.hk", "edu.hk", "gov.hk",
+    "com.tw", "org.tw", "net.tw", "edu.tw", "gov.tw", "com.sg", "org.sg", "net.sg", "edu.sg",
+    "gov.sg", "co.in", "net.in", "org.in", "firm.in", "gen.in", "ind.in", "ac.in", "gov.in",
+    "co.id", "or.id", "web.id", "ac.id", "go.id", "com.my", "net.my", "org.my", "com.ph", "com.vn",
+    "co.th", "in.th", "ac.th", "com.br", "net.br", "org.br", "gov.br", "com.ar", "com.mx",
+    "org.mx", "com.co", "com.pe", "com.uy", "com.ve", "com.ec", "co.za", "org.za", "net.za",
+    "gov.za", "co.ke", "or.ke", "com.ng", "com.eg", "co.il", "org.il", "ac.il", "com.tr", "org.tr",
+    "net.tr", "com.sa", "com.pk", "com.ua", "org.ua", "com.pl", "net.pl", "org.pl", "com.ru",
+    "org.ru", "co.at", "or.at", "com.es", "org.es", "com.gr", "com.pt", "co.hu",
     // Shared hosting: anyone gets a subdomain.
-    "github.io", "gitlab.io", "herokuapp.com", "appspot.com", "blogspot.com",
-    "azurewebsites.net", "cloudfront.net", "netlify.app", "vercel.app", "pages.dev",
-    "workers.dev", "web.app", "firebaseapp.com", "glitch.me", "onrender.com", "fly.dev",
+    "github.io", "gitlab.io", "herokuapp.com", "appspot.com", "blogspot.com", "azurewebsites.net",
+    "cloudfront.net", "netlify.app", "vercel.app", "pages.dev", "workers.dev", "web.app",
+    "firebaseapp.com", "glitch.me", "onrender.com", "fly.dev",
 ];
 
 /// Whether a wildcard's suffix (after `*.`, port ignored) is a public suffix: fewer than two
@@ -668,8 +664,7 @@ mod tests {
             "https://*.com.au:8443",
             "https://*.github.io",
         ] {
-            let (field, msg) =
-                first_err(&format!("origins = [{bad:?}]\ncredentials = true\n"));
+            let (field, msg) = first_err(&format!("origins = [{bad:?}]\ncredentials = true\n"));
             assert_eq!(field, "origins[0]", "{bad}");
             assert!(msg.contains("public suffix"), "{bad}: {msg}");
             // Without credentials they stay allowed.

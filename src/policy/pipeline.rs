@@ -299,7 +299,9 @@ fn unsafe_credential(caller: &Caller<'_>, fx: &mut Effects) {
         http1::write_header(
             &mut fx.response_lines,
             b"www-authenticate",
-            crate::jwt::JwtError::UnsafeClaim.www_authenticate().as_bytes(),
+            crate::jwt::JwtError::UnsafeClaim
+                .www_authenticate()
+                .as_bytes(),
         );
     } else if caller.key.is_some() {
         challenge(fx, "ApiKey");

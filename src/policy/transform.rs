@@ -414,13 +414,21 @@ pub struct Transform {
 impl Transform {
     /// Appends this transform's request-header edits to `edits`; `Err` if a value renders
     /// unsafe (the request must then be refused).
-    pub fn request_edits(&self, vars: &dyn Vars, edits: &mut HeaderEdits) -> Result<(), UnsafeValue> {
+    pub fn request_edits(
+        &self,
+        vars: &dyn Vars,
+        edits: &mut HeaderEdits,
+    ) -> Result<(), UnsafeValue> {
         self.request.edits(vars, edits)
     }
 
     /// Appends this transform's response-header edits to `edits`; `Err` as for
     /// `request_edits`.
-    pub fn response_edits(&self, vars: &dyn Vars, edits: &mut HeaderEdits) -> Result<(), UnsafeValue> {
+    pub fn response_edits(
+        &self,
+        vars: &dyn Vars,
+        edits: &mut HeaderEdits,
+    ) -> Result<(), UnsafeValue> {
         self.response.edits(vars, edits)
     }
 
@@ -838,8 +846,16 @@ mod tests {
                  [response_headers]\nadd = { x-echo = \"${header.x}\" }\n",
             );
             let mut edits = HeaderEdits::default();
-            assert_eq!(t.request_edits(&vars, &mut edits), Err(UnsafeValue), "{evil:?}");
-            assert_eq!(t.response_edits(&vars, &mut edits), Err(UnsafeValue), "{evil:?}");
+            assert_eq!(
+                t.request_edits(&vars, &mut edits),
+                Err(UnsafeValue),
+                "{evil:?}"
+            );
+            assert_eq!(
+                t.response_edits(&vars, &mut edits),
+                Err(UnsafeValue),
+                "{evil:?}"
+            );
             assert!(edits.add.is_empty(), "{evil:?}: {:?}", edits.add);
         }
         // Too long once rendered.
