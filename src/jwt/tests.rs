@@ -1109,9 +1109,8 @@ fn jwks_on_demand_refresh_is_rate_limited() {
         );
         std::thread::sleep(Duration::from_millis(2));
     }
-    assert!(eventually(Duration::from_millis(500), || jwks
-        .fetch_count()
-        == 2));
+    // Generous: the fetch thread may be descheduled for a while on a loaded machine.
+    assert!(eventually(Duration::from_secs(5), || jwks.fetch_count() >= 2));
     if burst_start.elapsed() < Duration::from_millis(900) {
         assert_eq!(jwks.fetch_count(), 2, "at most one fetch per min_refresh");
     }
