@@ -1203,6 +1203,8 @@ fn policy_and_errors_are_send_sync_and_labels_are_snake_case() {
         JwtError::BadAudience,
         JwtError::MissingClaim,
         JwtError::NoKeysYet,
+        JwtError::MissingExpiry,
+        JwtError::UnsafeClaim,
     ];
     for e in all {
         let r = e.reason();
