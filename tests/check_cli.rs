@@ -280,3 +280,71 @@ fn documented_examples_are_valid() {
     }
     assert!(seen >= 2, "expected documented examples in {dir}");
 }
+
+#[test]
+fn short_hmac_secret_is_rejected() {
+    let text = format!("{LISTENER}[policies.j.jwt]\nsecret = \"only-20-bytes-secret\"\n");
+    expect_error(
+        &text,
+        4,
+        Some(10),
+        "policies.j.jwt.secret",
+        &["20 bytes", "at least 32"],
+    );
+    // 32 bytes pass.
+    let ok = format!(
+        "{LISTENER}[policies.j.jwt]\nsecret = \"{}\"\n",
+        "k".repeat(32)
+    );
+    let (code, _, stderr) = check_config(&ok);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn plain_http_jwks_url_needs_a_loopback_host() {
+    let text = format!(
+        "{LISTENER}[policies.j.jwt]\nalgorithms = [\"RS256\"]\njwks_url = \"http://idp.example.com/jwks.json\"\n"
+    );
+    expect_error(
+        &text,
+        5,
+        Some(12),
+        "policies.j.jwt.jwks_url",
+        &["https://", "loopback"],
+    );
+}
+
+#[test]
+fn credentialed_cors_wildcard_over_a_public_suffix_is_rejected() {
+    for origin in ["https://*.com", "https://*.co.uk"] {
+        let text = format!(
+            "{LISTENER}[policies.c.cors]\ncredentials = true\norigins = [\"https://app.example.com\", \"{origin}\"]\n"
+        );
+        expect_error(
+            &text,
+            5,
+            None,
+            "policies.c.cors.origins[1]",
+            &["public suffix"],
+        );
+    }
+    let ok = format!(
+        "{LISTENER}[policies.c.cors]\ncredentials = true\norigins = [\"https://*.example.co.uk\"]\n"
+    );
+    let (code, _, stderr) = check_config(&ok);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn consumer_metadata_with_a_control_character_is_rejected() {
+    let text = format!(
+        "{LISTENER}[consumers.alice]\nmetadata = {{ tier = \"gold\\r\\nX-Injected: 1\" }}\n"
+    );
+    expect_error(
+        &text,
+        3,
+        None,
+        "consumers.alice.metadata.tier",
+        &["not a safe header value"],
+    );
+}

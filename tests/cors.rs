@@ -177,22 +177,75 @@ fn star_with_credentials_is_never_sent() {
          [[routes]]\nname = \"r\"\nprefix = \"/\"\npolicies = [\"c\"]\nproxy = {{ upstream = \"app\" }}\n",
         upstream_toml("app", &[up.addr])
     );
-    let (code, _, err) = check_config(&body);
-    if code == 0 {
-        // Accepted: the gateway must reflect the origin instead of sending `*`.
-        let gw = Gateway::start(&body);
-        let r = request(gw.addr, "GET", "/x", &[("Origin", "https://a.test")], b"");
-        assert_eq!(
-            r.header("access-control-allow-origin"),
-            Some("https://a.test")
+    // README: `*` with credentials is a config error (browsers refuse it, and reflecting every
+    // origin instead would let any site make credentialed calls).
+    let (code, out, err) = check_config(&body);
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("check.toml:2:"))
+        .unwrap_or_else(|| panic!("no error on line 2: {err}"));
+    assert!(line.contains("policies.c.cors.origins[0]"), "{line}");
+    assert!(line.contains("credentials"), "{line}");
+}
+
+#[test]
+fn the_upstreams_own_cors_headers_are_replaced_or_removed() {
+    let up = Upstream::start(std::sync::Arc::new(|_req, s| {
+        use std::io::Write;
+        let _ = s.write_all(
+            b"HTTP/1.1 200 OK\r\nAccess-Control-Allow-Origin: https://evil.example\r\n\
+              Access-Control-Allow-Methods: DELETE\r\nAccess-Control-Allow-Credentials: true\r\n\
+              Access-Control-Expose-Headers: x-internal\r\nContent-Length: 2\r\n\r\nok",
         );
-        assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
-        let p = preflight(gw.addr, "/x", "https://a.test", "GET", None);
-        assert_eq!(
-            p.header("access-control-allow-origin"),
-            Some("https://a.test")
-        );
-    } else {
-        assert!(err.contains("policies.c.cors"), "{err}");
+        Reply::KeepAlive
+    }));
+    let body = format!(
+        "[policies.web]\ncors = {{ origins = [\"https://app.example.com\"], methods = [\"GET\", \"PUT\"], \
+         expose_headers = [\"x-request-id\"], credentials = true }}\n\n{}\n\
+         [[routes]]\nname = \"web\"\nprefix = \"/\"\npolicies = [\"web\"]\nproxy = {{ upstream = \"app\" }}\n",
+        upstream_toml("app", &[up.addr])
+    );
+    let gw = Gateway::start(&body);
+    // Allowed origin: the gateway's values replace the upstream's, never sit beside them.
+    let r = request(
+        gw.addr,
+        "GET",
+        "/x",
+        &[("Origin", "https://app.example.com")],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(up.count(), 1, "proxied");
+    assert_eq!(
+        r.header_all("access-control-allow-origin"),
+        vec!["https://app.example.com"]
+    );
+    assert_eq!(
+        r.header_all("access-control-allow-credentials"),
+        vec!["true"]
+    );
+    assert_eq!(
+        r.header_all("access-control-expose-headers"),
+        vec!["x-request-id"]
+    );
+    assert!(
+        r.header_all("access-control-allow-methods").is_empty(),
+        "the upstream's DELETE is gone (methods belong to preflights)"
+    );
+    // Disallowed origin: none of the upstream's CORS headers survive.
+    for origin in [Some("https://evil.example"), None] {
+        let headers: Vec<(&str, &str)> = origin.iter().map(|o| ("Origin", *o)).collect();
+        let r = request(gw.addr, "GET", "/x", &headers, b"");
+        assert_eq!(r.status, 200);
+        for name in [
+            "access-control-allow-origin",
+            "access-control-allow-methods",
+            "access-control-allow-credentials",
+            "access-control-expose-headers",
+        ] {
+            assert!(r.header(name).is_none(), "{origin:?}: {name}");
+        }
     }
+    assert_eq!(up.count(), 3);
 }

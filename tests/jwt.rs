@@ -413,3 +413,230 @@ fn jwks_url_rotation_picks_up_a_new_key() {
     }
     assert_eq!(call(&first, "k1"), 401, "the rotated-out key is gone");
 }
+
+const HS_SECRET: &str = "smuggling-test-secret-0123456789abcdef";
+
+/// HS256 policies over a raw upstream that counts connections and bytes: `/a` maps `email` to
+/// a header, `/t` copies `${claim.team}` with a transform, `/p` has no policy at all.
+fn hs_gateway(up: &RawUpstream) -> Gateway {
+    let body = format!(
+        "[policies.jwt]\njwt = {{ secret = \"{HS_SECRET}\", algorithms = [\"HS256\"], \
+         claims_to_headers = {{ email = \"x-user-email\" }} }}\n\n\
+         [policies.plain]\njwt = {{ secret = \"{HS_SECRET}\", algorithms = [\"HS256\"] }}\n\n\
+         [policies.team]\ntransform = {{ request_headers = {{ set = {{ \"x-team\" = \"${{claim.team}}\" }} }} }}\n\n{}\n\
+         [[routes]]\nname = \"a\"\nprefix = \"/a\"\npolicies = [\"jwt\"]\nproxy = {{ upstream = \"app\" }}\n\n\
+         [[routes]]\nname = \"t\"\nprefix = \"/t\"\npolicies = [\"plain\", \"team\"]\nproxy = {{ upstream = \"app\" }}\n\n\
+         [[routes]]\nname = \"p\"\nprefix = \"/p\"\nproxy = {{ upstream = \"app\" }}\n",
+        upstream_toml("app", &[up.addr])
+    );
+    Gateway::start(&body)
+}
+
+fn hs_token(c: &Value) -> String {
+    token(&Key::Hmac(HS_SECRET.as_bytes().to_vec()), "HS256", "k", c)
+}
+
+#[test]
+fn claims_that_would_inject_header_lines_are_refused_and_nothing_reaches_the_upstream() {
+    let up = RawUpstream::start();
+    let gw = hs_gateway(&up);
+    let smuggle = "alice\r\nContent-Length: 0\r\n\r\nGET /admin HTTP/1.1\r\nHost: x";
+    let cases: Vec<(&str, &str, Value)> = vec![
+        (
+            "/a/x",
+            "sub with a header line",
+            json!({"sub": "alice\r\nX-Injected: 1"}),
+        ),
+        ("/a/x", "sub smuggling a request", json!({"sub": smuggle})),
+        (
+            "/a/x",
+            "sub with a bare LF",
+            json!({"sub": "alice\nX-Injected: 1"}),
+        ),
+        ("/a/x", "sub with NUL", json!({"sub": "alice\u{0}"})),
+        (
+            "/a/x",
+            "sub with a trailing blank",
+            json!({"sub": "alice "}),
+        ),
+        (
+            "/t/x",
+            "sub on the transform route",
+            json!({"sub": smuggle}),
+        ),
+        (
+            "/a/x",
+            "claims_to_headers",
+            json!({"sub": "alice", "email": "a@x.test\r\nX-Injected: 1"}),
+        ),
+        (
+            "/t/x",
+            "${claim.team}",
+            json!({"sub": "alice", "team": "blue\r\nX-Injected: 1"}),
+        ),
+        (
+            "/t/x",
+            "${claim.team} smuggling a request",
+            json!({"sub": "alice", "team": smuggle}),
+        ),
+    ];
+    for (path, what, extra) in &cases {
+        let t = hs_token(&claims(extra.clone()));
+        let r = request(gw.addr, "GET", path, &[("Authorization", &bearer(&t))], b"");
+        assert_eq!(r.status, 401, "{what}: {}", r.text());
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Bearer error=\"invalid_token\""),
+            "{what}"
+        );
+        assert_eq!(r.json()["status"], 401, "{what}");
+    }
+    assert_eq!(up.connection_count(), 0, "{}", up.text());
+    assert_eq!(up.byte_count(), 0, "{}", up.text());
+
+    // Control: the same routes with clean claims reach the upstream.
+    let t = hs_token(&claims(json!({"sub": "alice", "team": "blue"})));
+    let r = request(
+        gw.addr,
+        "GET",
+        "/t/x",
+        &[("Authorization", &bearer(&t))],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = request(
+        gw.addr,
+        "GET",
+        "/a/x",
+        &[("Authorization", &bearer(&t))],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.text().to_ascii_lowercase();
+    assert!(seen.contains("x-consumer: alice\r\n"), "{seen}");
+    assert!(seen.contains("x-team: blue\r\n"), "{seen}");
+    assert!(seen.contains("x-user-email: u7@example.com\r\n"), "{seen}");
+    assert!(!seen.contains("x-injected"), "{seen}");
+}
+
+#[test]
+fn a_token_without_exp_needs_the_opt_out() {
+    let up = Upstream::echo();
+    let body = format!(
+        "[policies.jwt]\njwt = {{ secret = \"{HS_SECRET}\" }}\n\n\
+         [policies.noexp]\njwt = {{ secret = \"{HS_SECRET}\", require_exp = false }}\n\n{}\n\
+         [[routes]]\nname = \"a\"\nprefix = \"/a\"\npolicies = [\"jwt\"]\nproxy = {{ upstream = \"app\" }}\n\n\
+         [[routes]]\nname = \"n\"\nprefix = \"/n\"\npolicies = [\"noexp\"]\nproxy = {{ upstream = \"app\" }}\n",
+        upstream_toml("app", &[up.addr])
+    );
+    let gw = Gateway::start(&body);
+    let no_exp = hs_token(&json!({"sub": "alice", "iat": now()}));
+    let r = request(
+        gw.addr,
+        "GET",
+        "/a/x",
+        &[("Authorization", &bearer(&no_exp))],
+        b"",
+    );
+    assert_eq!(r.status, 401, "exp is required by default");
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Bearer error=\"invalid_token\"")
+    );
+    assert_eq!(up.count(), 0);
+    let r = request(
+        gw.addr,
+        "GET",
+        "/n/x",
+        &[("Authorization", &bearer(&no_exp))],
+        b"",
+    );
+    assert_eq!(r.status, 200, "require_exp = false: {}", r.text());
+    assert_eq!(up.last().header("x-consumer"), Some("alice"));
+    // With exp, both accept.
+    let with_exp = hs_token(&json!({"sub": "alice", "exp": now() + 60}));
+    let r = request(
+        gw.addr,
+        "GET",
+        "/a/x",
+        &[("Authorization", &bearer(&with_exp))],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn duplicate_authorization_headers_are_400_and_never_forwarded() {
+    let up = RawUpstream::start();
+    let gw = hs_gateway(&up);
+    let good = hs_token(&claims(json!({"sub": "alice"})));
+    let cases = [
+        (
+            "/a/x",
+            format!("Authorization: Bearer {good}\r\nAuthorization: Bearer forged"),
+        ),
+        (
+            "/a/x",
+            format!("Authorization: Bearer {good}\r\nauthorization: Bearer {good}"),
+        ),
+        (
+            "/p/x",
+            "Authorization: Basic YTpi\r\nAuthorization: Basic Yzpk".into(),
+        ),
+        (
+            "/p/x",
+            "Proxy-Authorization: Basic YTpi\r\nPROXY-AUTHORIZATION: Basic Yzpk".into(),
+        ),
+    ];
+    for (path, headers) in &cases {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\n{headers}\r\n\r\n");
+        let resp = raw(gw.addr, req.as_bytes());
+        assert_eq!(first_status(&resp), 400, "{headers}");
+    }
+    assert_eq!(up.connection_count(), 0, "{}", up.text());
+    assert_eq!(up.byte_count(), 0);
+    // One of each is fine.
+    let r = request(
+        gw.addr,
+        "GET",
+        "/p/x",
+        &[
+            ("Authorization", "Basic YTpi"),
+            ("Proxy-Authorization", "Basic YTpi"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn jwt_challenges_are_exact() {
+    let up = RawUpstream::start();
+    let gw = hs_gateway(&up);
+    let r = get(gw.addr, "/a/x");
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header_all("www-authenticate"),
+        vec!["Bearer realm=\"ringway\""],
+        "missing token"
+    );
+    for (what, t) in [
+        ("garbage", "not.a.jwt".to_string()),
+        ("expired", hs_token(&claims(json!({"exp": now() - 3600})))),
+    ] {
+        let r = request(
+            gw.addr,
+            "GET",
+            "/a/x",
+            &[("Authorization", &bearer(&t))],
+            b"",
+        );
+        assert_eq!(r.status, 401, "{what}");
+        assert_eq!(
+            r.header_all("www-authenticate"),
+            vec!["Bearer error=\"invalid_token\""],
+            "{what}"
+        );
+    }
+    assert_eq!(up.connection_count(), 0);
+}

@@ -89,7 +89,9 @@ pub fn valid_consumer(name: &str) -> Result<(), String> {
         && name.as_bytes()[0].is_ascii_alphanumeric()
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        // Implied by the charset above; kept so the header-value rule has one definition.
+        && crate::http1::is_safe_header_value(name.as_bytes());
     if ok {
         Ok(())
     } else {

@@ -67,6 +67,40 @@ pub(super) fn compile_policies(
             errs.at(name.span(), "consumers", "consumer name must not be empty");
             continue;
         }
+        // Names, groups and metadata reach upstream headers (`${consumer...}`): same rule as
+        // every derived header value.
+        let unsafe_text = |v: &str| !crate::http1::is_safe_header_value(v.as_bytes());
+        let rule = "not a safe header value: no control characters, no leading or trailing \
+                    blanks, at most 4096 bytes";
+        if unsafe_text(n) {
+            errs.at(
+                name.span(),
+                format!("consumers.{n:?}"),
+                format!("name is {rule}"),
+            );
+        }
+        for (i, g) in c.groups.iter().flatten().enumerate() {
+            if unsafe_text(g) {
+                errs.at(
+                    name.span(),
+                    format!("consumers.{}.groups[{i}]", n.escape_debug()),
+                    format!("{g:?} is {rule}"),
+                );
+            }
+        }
+        for (k, v) in c.metadata.iter().flatten() {
+            if unsafe_text(v) {
+                errs.at(
+                    name.span(),
+                    format!(
+                        "consumers.{}.metadata.{}",
+                        n.escape_debug(),
+                        k.escape_debug()
+                    ),
+                    format!("{v:?} is {rule}"),
+                );
+            }
+        }
         ps.consumers.insert(
             n.clone(),
             Consumer {

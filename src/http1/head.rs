@@ -1,7 +1,8 @@
 //! Header-section scanning shared by request and response parsing: the `httparse` glue (header
 //! slots, leading empty lines, incomplete heads, error mapping), line-ending and header-field
 //! checks, and the single pass that collects what framing and connection handling need
-//! (Content-Length, Transfer-Encoding, Connection, Upgrade, Host, Expect).
+//! (Content-Length, Transfer-Encoding, Connection, Upgrade, Host, Expect, and how many
+//! `Authorization` / `Proxy-Authorization` fields there are).
 //!
 //! Invariants: header names are tokens, values hold no control characters but HTAB, lines end
 //! in CRLF, Content-Length is plain digits and agrees across fields, and Transfer-Encoding
@@ -213,6 +214,9 @@ pub(super) struct HeaderScan {
     pub(super) upgrade_header: bool,
     pub(super) host: Option<Span>,
     pub(super) host_count: usize,
+    /// `Authorization` plus `Proxy-Authorization` fields seen (each counted by its own name).
+    pub(super) authorization_count: usize,
+    pub(super) proxy_authorization_count: usize,
     pub(super) expect_continue: bool,
     pub(super) expect_other: bool,
 }
@@ -264,6 +268,10 @@ pub(super) fn scan_headers(
         } else if name.eq_ignore_ascii_case(b"host") {
             scan.host_count += 1;
             scan.host = Some(value_span);
+        } else if name.eq_ignore_ascii_case(b"authorization") {
+            scan.authorization_count += 1;
+        } else if name.eq_ignore_ascii_case(b"proxy-authorization") {
+            scan.proxy_authorization_count += 1;
         } else if name.eq_ignore_ascii_case(b"expect") {
             if value.eq_ignore_ascii_case(b"100-continue") {
                 scan.expect_continue = true;

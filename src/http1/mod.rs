@@ -22,6 +22,7 @@ mod request;
 mod response;
 mod serialize;
 mod target;
+mod value;
 
 pub use chunked::{write_chunk_header, ChunkError, ChunkedDecoder, LAST_CHUNK};
 pub use head::parse_content_length;
@@ -32,6 +33,7 @@ pub use serialize::{
     is_hop_by_hop, named_in_connection, reason_phrase, write_connection, write_header,
     write_status_line,
 };
+pub use value::{is_safe_header_value, MAX_DERIVED_VALUE_LEN};
 
 /// A byte range into a head's own buffer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

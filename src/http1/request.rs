@@ -1,7 +1,8 @@
 //! Request heads: [`RequestHead`] and [`parse_request_head`], with the request-only rules on top
 //! of the shared header scan: early 414/505 on the request line, the request-target (its syntax
 //! lives in `target`; CONNECT is 501), Host (exactly one in HTTP/1.1, at most one in HTTP/1.0,
-//! a plausible authority) and request body framing.
+//! a plausible authority), at most one `Authorization` and one `Proxy-Authorization`, and
+//! request body framing.
 //!
 //! Invariants: a returned head passed every smuggling rule (no Content-Length together with
 //! Transfer-Encoding, `chunked` last and only once, no Transfer-Encoding in HTTP/1.0) and owns a
@@ -170,6 +171,14 @@ pub fn parse_request_head(
     // Host (RFC 9112 §3.2): exactly one in HTTP/1.1, at most one in HTTP/1.0.
     if scan.host_count > 1 {
         return Err(HeadError::BadRequest("duplicate host"));
+    }
+    // Credentials: one field at most. With two, the gateway would verify one and the upstream
+    // might read the other (RFC 9110 §11.6.2 allows one value only).
+    if scan.authorization_count > 1 {
+        return Err(HeadError::BadRequest("duplicate authorization"));
+    }
+    if scan.proxy_authorization_count > 1 {
+        return Err(HeadError::BadRequest("duplicate proxy-authorization"));
     }
     if version == Version::Http11 && scan.host_count == 0 {
         return Err(HeadError::BadRequest("missing host"));
@@ -480,6 +489,21 @@ mod tests {
             err(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
             HeadError::BadRequest("transfer-encoding in http/1.0")
         );
+    }
+
+    // ---- Credentials ----
+
+    #[test]
+    fn one_authorization_at_most() {
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: a\r\nAuthorization: a\r\nauthorization: a\r\n\r\n"),
+            HeadError::BadRequest("duplicate authorization")
+        );
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: a\r\nProxy-Authorization: a\r\nPROXY-AUTHORIZATION: b\r\n\r\n"),
+            HeadError::BadRequest("duplicate proxy-authorization")
+        );
+        ok(b"GET / HTTP/1.1\r\nHost: a\r\nAuthorization: a\r\nProxy-Authorization: b\r\n\r\n");
     }
 
     // ---- Host ----

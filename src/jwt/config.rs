@@ -60,11 +60,16 @@ pub struct RawJwt {
     pub required_claims: Option<BTreeMap<String, Spanned<toml::Value>>>,
     /// Request header holding the token (default `authorization`, `Bearer` scheme).
     pub header: Option<Spanned<String>>,
+    /// Refuse tokens without an `exp` claim (default true).
+    pub require_exp: Option<Spanned<bool>>,
 }
 
 const DEFAULT_REFRESH: Duration = Duration::from_secs(300);
 const DEFAULT_MIN_REFRESH: Duration = Duration::from_secs(10);
 const DEFAULT_LEEWAY_SECS: u64 = 30;
+/// Shortest HMAC secret accepted from `secret`/`secret_env`: 256 bits, the HS256 output size
+/// (RFC 7518 §3.2 requires a key at least as long as the hash output).
+pub const MIN_HMAC_SECRET_BYTES: usize = 32;
 
 /// Headers a claim may never set: they frame or route the request.
 const FORBIDDEN_HEADERS: &[&str] = &[
@@ -133,8 +138,13 @@ pub fn compile(
                 "jwks_url",
                 format!("{:?} is not an http:// or https:// URL", u.get_ref()),
             );
+            return None;
         }
-        valid.then(|| u.get_ref().clone())
+        if let Err(why) = jwks_url_transport(u.get_ref()) {
+            errs.at(u.span(), "jwks_url", why);
+            return None;
+        }
+        Some(u.get_ref().clone())
     });
     if keys.is_empty() && jwks_url.is_none() && !errs.failed {
         errs.at(
@@ -254,7 +264,48 @@ pub fn compile(
         consumer_claim,
         claims_to_headers,
         required_claims,
+        require_exp: raw.require_exp.as_ref().is_none_or(|r| *r.get_ref()),
     }))
+}
+
+/// Keys fetched over plain `http://` can be swapped by anyone on the path, who could then sign
+/// any token: `http://` is accepted only for a loopback host (127.0.0.0/8, ::1, localhost).
+fn jwks_url_transport(url: &str) -> Result<(), String> {
+    let Ok(uri) = url.parse::<ureq::http::Uri>() else {
+        return Err(format!("{url:?} is not an http:// or https:// URL"));
+    };
+    if uri.scheme_str() != Some("http") {
+        return Ok(());
+    }
+    let host = uri.host().unwrap_or_default();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        Ok(())
+    } else {
+        Err(format!(
+            "{url:?}: keys fetched over http:// could be replaced in transit; use https:// \
+             (http:// is allowed only for a loopback host: 127.0.0.0/8, ::1, localhost)"
+        ))
+    }
+}
+
+/// The HMAC secret from `field`, refused when shorter than `MIN_HMAC_SECRET_BYTES`.
+fn hmac_secret(secret: &[u8], field: &str) -> Result<KeyMaterial, String> {
+    if !secret.is_empty() && secret.len() < MIN_HMAC_SECRET_BYTES {
+        return Err(format!(
+            "the HMAC secret in `{field}` is {} bytes; use at least {MIN_HMAC_SECRET_BYTES} \
+             random bytes (RFC 7518 §3.2), e.g. `openssl rand -base64 32`",
+            secret.len()
+        ));
+    }
+    KeyMaterial::hmac(secret)
 }
 
 /// Keys from `secret`/`secret_env`, `public_key`/`public_key_file` and `jwks_file`.
@@ -280,14 +331,14 @@ fn static_keys(raw: &RawJwt, base_dir: &Path, errs: &mut Errs) -> Vec<SourcedKey
             "set either `secret` or `secret_env`, not both",
         ),
         (Some(s), None) => single(
-            KeyMaterial::hmac(s.get_ref().as_bytes()),
+            hmac_secret(s.get_ref().as_bytes(), "secret"),
             "secret",
             s.span(),
             errs,
         ),
         (None, Some(env)) => {
             let material = match std::env::var(env.get_ref()) {
-                Ok(v) if !v.is_empty() => KeyMaterial::hmac(v.as_bytes()),
+                Ok(v) if !v.is_empty() => hmac_secret(v.as_bytes(), "secret_env"),
                 Ok(_) => Err(format!("environment variable {} is empty", env.get_ref())),
                 Err(_) => Err(format!(
                     "environment variable {} is not set (or not UTF-8)",
@@ -521,4 +572,39 @@ fn toml_to_json(v: &toml::Value) -> Result<Value, String> {
                 .collect::<Result<_, String>>()?,
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_jwks_only_on_loopback() {
+        for ok in [
+            "https://idp.example.com/jwks",
+            "http://127.0.0.1:8080/jwks",
+            "http://127.9.9.9/jwks",
+            "http://[::1]:9000/jwks",
+            "http://localhost/jwks",
+            "http://LOCALHOST:1/jwks",
+        ] {
+            assert!(jwks_url_transport(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://idp.example.com/jwks",
+            "http://10.0.0.1/jwks",
+            "http://[::2]/jwks",
+            "http://localhost.evil.com/jwks",
+            "http://128.0.0.1/jwks",
+        ] {
+            assert!(jwks_url_transport(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hmac_secrets_need_32_bytes() {
+        assert!(hmac_secret(&[b'k'; 31], "secret").is_err());
+        assert!(hmac_secret(&[b'k'; 32], "secret").is_ok());
+        assert!(hmac_secret(b"", "secret").is_err(), "empty");
+    }
 }

@@ -12,6 +12,9 @@
 //! - A key verifies only algorithms of its own kind (no HS256 with an RSA public key).
 //! - A cached verification never outlives the token: `exp`/`nbf` are re-checked on every hit.
 //! - Nothing derived from the token panics: every length and conversion is checked.
+//! - A token without `exp` is refused unless the policy sets `require_exp = false`.
+//! - The consumer and every claim mapped to a header pass `http1::is_safe_header_value`, or
+//!   the whole token is refused (`UnsafeClaim`): no claim can inject a header line upstream.
 
 mod alg;
 mod cache;
@@ -63,6 +66,11 @@ pub enum JwtError {
     MissingClaim,
     /// The policy's JWKS URL has not been fetched successfully yet.
     NoKeysYet,
+    /// The token has no `exp` and the policy requires one (`require_exp`, the default).
+    MissingExpiry,
+    /// The consumer claim, or a claim mapped to a header, is not a safe header value
+    /// (`http1::is_safe_header_value`): it could inject header lines upstream.
+    UnsafeClaim,
 }
 
 impl JwtError {
@@ -80,6 +88,8 @@ impl JwtError {
             JwtError::BadAudience => "bad_audience",
             JwtError::MissingClaim => "missing_claim",
             JwtError::NoKeysYet => "no_keys_yet",
+            JwtError::MissingExpiry => "missing_exp",
+            JwtError::UnsafeClaim => "unsafe_claim",
         }
     }
 
@@ -97,6 +107,8 @@ impl JwtError {
             JwtError::BadAudience => "The token is not meant for this audience.",
             JwtError::MissingClaim => "The token lacks a required claim.",
             JwtError::NoKeysYet => "Signing keys are not available yet; try again shortly.",
+            JwtError::MissingExpiry => "The token has no expiry time (exp).",
+            JwtError::UnsafeClaim => "The token carries a claim that cannot be forwarded.",
         }
     }
 
@@ -127,8 +139,8 @@ pub struct Verified {
     pub consumer: Option<String>,
     /// From `scope` (space-separated) and/or `scp` (array or string).
     pub scopes: Vec<String>,
-    /// `(lowercase header name, value)` for each configured claim present in the token. Values
-    /// with control characters are left out rather than forwarded.
+    /// `(lowercase header name, value)` for each configured claim present in the token. Every
+    /// value (and `consumer`) passed `http1::is_safe_header_value`, else the token is refused.
     pub headers: Vec<(String, String)>,
     /// The whole payload.
     pub claims: Map<String, Value>,
@@ -159,6 +171,8 @@ pub struct JwtPolicy {
     issuers: Vec<String>,
     audiences: Vec<String>,
     leeway: u64,
+    /// Refuse tokens without `exp` (default true).
+    require_exp: bool,
     consumer_claim: String,
     claims_to_headers: Vec<(String, String)>,
     required_claims: Vec<(String, Value)>,
@@ -321,6 +335,9 @@ impl JwtPolicy {
             serde_json::from_slice(&payload).map_err(|_| JwtError::Malformed)?;
         let exp = claims.get("exp").map(numeric_date).transpose()?;
         let nbf = claims.get("nbf").map(numeric_date).transpose()?;
+        if self.require_exp && exp.is_none() {
+            return Err(JwtError::MissingExpiry);
+        }
         check_time(exp, nbf, now, self.leeway)?;
         if !self.issuers.is_empty() {
             let iss = claims.get("iss").and_then(Value::as_str);
@@ -352,6 +369,14 @@ impl JwtPolicy {
             Some(Value::Number(n)) => Some(n.to_string()),
             _ => None,
         };
+        // The consumer and mapped claims become upstream header values: a token that would
+        // inject a header line (or a whole request) is a bad credential, not a header to drop.
+        if consumer
+            .as_deref()
+            .is_some_and(|c| !crate::http1::is_safe_header_value(c.as_bytes()))
+        {
+            return Err(JwtError::UnsafeClaim);
+        }
         let mut scopes = Vec::new();
         for name in ["scope", "scp"] {
             match claims.get(name) {
@@ -362,14 +387,16 @@ impl JwtPolicy {
                 _ => {}
             }
         }
-        let headers = self
-            .claims_to_headers
-            .iter()
-            .filter_map(|(claim, header)| {
-                let value = header_value(claims.get(claim)?)?;
-                Some((header.clone(), value))
-            })
-            .collect();
+        let mut headers = Vec::with_capacity(self.claims_to_headers.len());
+        for (claim, header) in &self.claims_to_headers {
+            let Some(value) = claims.get(claim).and_then(header_value) else {
+                continue;
+            };
+            if !crate::http1::is_safe_header_value(value.as_bytes()) {
+                return Err(JwtError::UnsafeClaim);
+            }
+            headers.push((header.clone(), value));
+        }
         Ok(Verified {
             consumer,
             scopes,
@@ -419,8 +446,8 @@ pub(crate) fn check_time(
 }
 
 /// A claim as a header value: strings as-is, numbers and booleans in JSON form, arrays joined
-/// with `,`, objects as compact JSON. `None` for null or anything with control characters (a
-/// claim must never be able to inject a header line).
+/// with `,`, objects as compact JSON. `None` for null. The caller checks the result with
+/// `http1::is_safe_header_value`.
 fn header_value(v: &Value) -> Option<String> {
     fn scalar(v: &Value) -> Option<String> {
         match v {
@@ -431,10 +458,8 @@ fn header_value(v: &Value) -> Option<String> {
             other => serde_json::to_string(other).ok(),
         }
     }
-    let s = match v {
-        Value::Array(list) => list.iter().filter_map(scalar).collect::<Vec<_>>().join(","),
-        other => scalar(other)?,
-    };
-    let safe = s.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
-    safe.then_some(s)
+    match v {
+        Value::Array(list) => Some(list.iter().filter_map(scalar).collect::<Vec<_>>().join(",")),
+        other => scalar(other),
+    }
 }

@@ -9,6 +9,11 @@
 //! - `"https://*.example.com"` matches one *or more* subdomain labels (`a.example.com`,
 //!   `a.b.example.com`) but never the apex `example.com`; each matched label is non-empty
 //!   letters, digits and `-`. The wildcard is only allowed as the whole first label.
+//! - With `credentials = true`, a wildcard must sit under a registrable domain: the part after
+//!   `*.` needs at least two labels and must not be one of `TWO_LABEL_PUBLIC_SUFFIXES` (co.uk,
+//!   com.au, github.io, ...). `https://*.com` or `https://*.co.uk` would hand credentialed
+//!   access to any site anyone can register. There is no full public-suffix list; the built-in
+//!   list covers the common two-label suffixes.
 //! - `origins = ["*"]` with `credentials = true` is a compile error: browsers refuse `*` with
 //!   credentials, and reflecting every origin instead would let any site make credentialed
 //!   calls. The same holds for `"*"` in `methods`, `headers` and `expose_headers`.
@@ -284,6 +289,16 @@ pub fn compile(
                     exact.push(e);
                 }
             }
+            Ok(OriginSpec::Wild(w)) if credentials && wildcard_over_public_suffix(&w) => fail(
+                o.span(),
+                &field,
+                format!(
+                    "{:?}: a wildcard over a public suffix cannot be combined with credentials = \
+                     true: anyone can register a site under it. Put at least a registrable \
+                     domain after `*.`, like \"https://*.example.co.uk\"",
+                    o.get_ref()
+                ),
+            ),
             Ok(OriginSpec::Wild(w)) => wild.push(w),
             Err(m) => fail(o.span(), &field, m),
         }
@@ -459,6 +474,45 @@ enum OriginSpec {
     Wild(WildOrigin),
 }
 
+/// Two-label public suffixes (ICANN second-level registries and common shared hosting
+/// domains) under which a credentialed wildcard is refused. Not the full public-suffix list.
+#[rustfmt::skip]
+const TWO_LABEL_PUBLIC_SUFFIXES: &[&str] = &[
+    // Country-code second-level registries.
+    "co.uk", "org.uk", "me.uk", "ltd.uk", "plc.uk", "net.uk", "ac.uk", "gov.uk", "sch.uk",
+    "com.au", "net.au", "org.au", "edu.au", "gov.au", "asn.au", "id.au", "co.nz", "net.nz",
+    "org.nz", "ac.nz", "govt.nz", "geek.nz", "co.jp", "ne.jp", "or.jp", "ac.jp", "go.jp", "ad.jp",
+    "ed.jp", "gr.jp", "lg.jp", "co.kr", "or.kr", "ne.kr", "re.kr", "go.kr", "ac.kr", "com.cn",
+    "net.cn", "org.cn", "gov.cn", "edu.cn", "com.hk", "org.hk", "net.hk", "edu.hk", "gov.hk",
+    "com.tw", "org.tw", "net.tw", "edu.tw", "gov.tw", "com.sg", "org.sg", "net.sg", "edu.sg",
+    "gov.sg", "co.in", "net.in", "org.in", "firm.in", "gen.in", "ind.in", "ac.in", "gov.in",
+    "co.id", "or.id", "web.id", "ac.id", "go.id", "com.my", "net.my", "org.my", "com.ph", "com.vn",
+    "co.th", "in.th", "ac.th", "com.br", "net.br", "org.br", "gov.br", "com.ar", "com.mx",
+    "org.mx", "com.co", "com.pe", "com.uy", "com.ve", "com.ec", "co.za", "org.za", "net.za",
+    "gov.za", "co.ke", "or.ke", "com.ng", "com.eg", "co.il", "org.il", "ac.il", "com.tr", "org.tr",
+    "net.tr", "com.sa", "com.pk", "com.ua", "org.ua", "com.pl", "net.pl", "org.pl", "com.ru",
+    "org.ru", "co.at", "or.at", "com.es", "org.es", "com.gr", "com.pt", "co.hu",
+    // Shared hosting: anyone gets a subdomain.
+    "github.io", "gitlab.io", "herokuapp.com", "appspot.com", "blogspot.com", "azurewebsites.net",
+    "cloudfront.net", "netlify.app", "vercel.app", "pages.dev", "workers.dev", "web.app",
+    "firebaseapp.com", "glitch.me", "onrender.com", "fly.dev",
+];
+
+/// Whether a wildcard's suffix (after `*.`, port ignored) is a public suffix: fewer than two
+/// labels, or a listed two-label suffix.
+fn wildcard_over_public_suffix(w: &WildOrigin) -> bool {
+    let suffix = w.suffix.strip_prefix(b".").unwrap_or(&w.suffix);
+    let host = match suffix.iter().position(|&b| b == b':') {
+        Some(i) => &suffix[..i],
+        None => suffix,
+    };
+    let labels = host.split(|&b| b == b'.').count();
+    labels < 2
+        || TWO_LABEL_PUBLIC_SUFFIXES
+            .iter()
+            .any(|p| p.as_bytes().eq_ignore_ascii_case(host))
+}
+
 /// Parses one configured origin: `*`, `scheme://host[:port]` or `scheme://*.host[:port]`.
 fn parse_origin(s: &str) -> Result<OriginSpec, String> {
     if s == "*" {
@@ -599,6 +653,30 @@ mod tests {
 
     fn has_cors(h: &[(String, String)]) -> bool {
         h.iter().any(|(n, _)| n.starts_with("access-control-"))
+    }
+
+    #[test]
+    fn credentialed_wildcards_need_a_registrable_domain() {
+        for bad in [
+            "https://*.com",
+            "https://*.co.uk",
+            "https://*.CO.UK",
+            "https://*.com.au:8443",
+            "https://*.github.io",
+        ] {
+            let (field, msg) = first_err(&format!("origins = [{bad:?}]\ncredentials = true\n"));
+            assert_eq!(field, "origins[0]", "{bad}");
+            assert!(msg.contains("public suffix"), "{bad}: {msg}");
+            // Without credentials they stay allowed.
+            policy(&format!("origins = [{bad:?}]\n"));
+        }
+        for good in [
+            "https://*.example.com",
+            "https://*.example.co.uk",
+            "https://*.app.github.io",
+        ] {
+            policy(&format!("origins = [{good:?}]\ncredentials = true\n"));
+        }
     }
 
     #[test]

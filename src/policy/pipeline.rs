@@ -8,7 +8,9 @@
 //!
 //! Invariants: a denial stops the loop and becomes exactly one error response (`error::render`);
 //! secrets the caller presented (API keys) never reach the upstream; headers the gateway asserts
-//! upstream (consumer, claims) replace any copy the client sent.
+//! upstream (consumer, claims) replace any copy the client sent; every value the gateway derives
+//! for a header (consumer names, claims, transform values) passed `http1::is_safe_header_value`,
+//! and a credential whose value fails it is refused with 401 before anything goes upstream.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -234,8 +236,18 @@ pub fn run<'a>(
             Policy::RateLimit(rl) => rate_limit(rl, f, caller, fx)?,
             Policy::Transform(t) => {
                 let vars = RequestVars { ps, f, caller };
-                t.request_edits(&vars, &mut fx.upstream);
-                t.response_edits(&vars, &mut fx.response);
+                let rendered = t
+                    .request_edits(&vars, &mut fx.upstream)
+                    .and_then(|()| t.response_edits(&vars, &mut fx.response));
+                if rendered.is_err() {
+                    // Client headers cannot fail the check (the parser refused their control
+                    // characters), so the value came from the caller's credential.
+                    unsafe_credential(caller, fx);
+                    return Err(Denial::Unauthorized {
+                        reason: "unsafe_value",
+                        detail: "the credential carries a value that cannot be forwarded",
+                    });
+                }
                 if t.has_query_ops() {
                     let ops = t.query_ops();
                     fx.query_remove
@@ -271,10 +283,32 @@ pub fn claim_string(v: &Verified, name: &str) -> Option<String> {
     }
 }
 
-/// Sets the consumer header upstream, replacing any copy the client sent.
-fn assert_consumer(fx: &mut Effects, header: &[u8], consumer: &str) {
+/// Sets the consumer header upstream, replacing any copy the client sent. `Err` (nothing
+/// added) if the name is not a safe header value.
+fn assert_consumer(fx: &mut Effects, header: &[u8], consumer: &str) -> Result<(), ()> {
     fx.upstream.push_remove(header);
+    if !http1::is_safe_header_value(consumer.as_bytes()) {
+        return Err(());
+    }
     fx.upstream.push_add(header, consumer.as_bytes().to_vec());
+    Ok(())
+}
+
+/// The challenge for a credential that verified but carries a value unfit for a header.
+fn unsafe_credential(caller: &Caller<'_>, fx: &mut Effects) {
+    if caller.jwt.is_some() {
+        http1::write_header(
+            &mut fx.response_lines,
+            b"www-authenticate",
+            crate::jwt::JwtError::UnsafeClaim
+                .www_authenticate()
+                .as_bytes(),
+        );
+    } else if caller.key.is_some() {
+        challenge(fx, "ApiKey");
+    } else {
+        challenge(fx, "Bearer");
+    }
 }
 
 /// The value after `Bearer ` (scheme case-insensitive), trimmed.
@@ -330,7 +364,14 @@ fn api_key<'a>(
     };
     match store.authenticate(presented, f.unix_now) {
         Ok(m) => {
-            assert_consumer(fx, &k.consumer_header, m.consumer);
+            // Key files refuse such names at load; checked again where the value is written.
+            if assert_consumer(fx, &k.consumer_header, m.consumer).is_err() {
+                challenge(fx, "ApiKey");
+                return Err(Denial::Unauthorized {
+                    reason: "unsafe_consumer",
+                    detail: "the API key is not valid",
+                });
+            }
             caller.key = Some(m);
             Ok(())
         }
@@ -369,6 +410,26 @@ fn jwt(
     };
     match j.jwt.verify(token, f.unix_now, tokens) {
         Ok(v) => {
+            // `verify` refuses tokens whose consumer or mapped claims fail
+            // `is_safe_header_value` (`JwtError::UnsafeClaim`, cached like any verdict); the
+            // check is repeated here, where the values are written, and costs a short scan.
+            let safe = v
+                .consumer
+                .iter()
+                .chain(v.headers.iter().map(|(_, value)| value))
+                .all(|value| http1::is_safe_header_value(value.as_bytes()));
+            if !safe {
+                let e = crate::jwt::JwtError::UnsafeClaim;
+                http1::write_header(
+                    &mut fx.response_lines,
+                    b"www-authenticate",
+                    e.www_authenticate().as_bytes(),
+                );
+                return Err(Denial::Unauthorized {
+                    reason: e.reason(),
+                    detail: e.detail(),
+                });
+            }
             if let Some(c) = &v.consumer {
                 fx.upstream
                     .push_add(&j.consumer_header, c.as_bytes().to_vec());

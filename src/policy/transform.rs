@@ -11,8 +11,11 @@
 //! After rendering a value is trimmed of surrounding blanks, and
 //! - if it is empty, the header is skipped (`set` still removes the existing headers, so a
 //!   client cannot supply a value the gateway meant to set, e.g. `x-consumer`);
-//! - if it contains a control character (CR, LF, NUL, ...), the header is dropped the same
-//!   way: nothing a client sends can inject a header line.
+//! - otherwise it must pass `http1::is_safe_header_value` (no control character but HTAB, at
+//!   most 4096 bytes). A value that fails makes the edit return `UnsafeValue` and the pipeline
+//!   refuses the request with 401: client headers cannot fail it (the parser already refused
+//!   control characters), so only a credential's claim or name can, and nothing it carries
+//!   may inject a header line.
 //!
 //! Names are lowercased tokens. Names the gateway owns (hop-by-hop headers, `content-length`,
 //! `host`) cannot be transformed, since changing them would break message framing.
@@ -30,7 +33,11 @@ use std::ops::Range;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::http1::{is_hop_by_hop, is_tchar};
+use crate::http1::{is_hop_by_hop, is_safe_header_value, is_tchar};
+
+/// A rendered header value failed `http1::is_safe_header_value`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnsafeValue;
 
 /// `transform = { ... }` inside a named policy table.
 #[derive(Debug, Default, Deserialize)]
@@ -117,6 +124,12 @@ impl Template {
         if s.bytes().any(is_ctl) {
             return Err("values cannot contain control characters".into());
         }
+        if s.len() > crate::http1::MAX_DERIVED_VALUE_LEN {
+            return Err(format!(
+                "values are at most {} bytes",
+                crate::http1::MAX_DERIVED_VALUE_LEN
+            ));
+        }
         let mut parts = Vec::new();
         let mut rest = s;
         while let Some(i) = rest.find("${") {
@@ -164,18 +177,21 @@ impl Template {
         }
     }
 
-    /// The rendered header value, or `None` if it is empty or unsafe (control characters).
-    fn header_value(&self, vars: &dyn Vars) -> Option<Vec<u8>> {
+    /// The rendered, trimmed header value; `Ok(None)` if it is empty, `Err` if it is unsafe.
+    fn header_value(&self, vars: &dyn Vars) -> Result<Option<Vec<u8>>, UnsafeValue> {
         let mut v = Vec::new();
         self.render(vars, &mut v);
-        if v.iter().any(|&b| is_ctl(b) && b != b'\t') {
-            return None;
-        }
-        let end = v.iter().rposition(|&b| b != b' ' && b != b'\t')? + 1;
+        let Some(end) = v.iter().rposition(|&b| b != b' ' && b != b'\t') else {
+            return Ok(None);
+        };
         let start = v.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(0);
-        v.truncate(end);
+        v.truncate(end + 1);
         v.drain(..start);
-        Some(v)
+        if is_safe_header_value(&v) {
+            Ok(Some(v))
+        } else {
+            Err(UnsafeValue)
+        }
     }
 }
 
@@ -298,8 +314,10 @@ impl HeaderEdits {
         }
     }
 
-    /// Appends a header (`name` is lowercased; `value` must already be safe).
+    /// Appends a header (`name` is lowercased; `value` must already have passed
+    /// `http1::is_safe_header_value`).
     pub fn push_add(&mut self, name: &[u8], value: Vec<u8>) {
+        debug_assert!(is_safe_header_value(&value), "{value:?}");
         self.add.push((name.to_ascii_lowercase().into(), value));
     }
 
@@ -323,7 +341,7 @@ struct HeaderOps {
 }
 
 impl HeaderOps {
-    fn edits(&self, vars: &dyn Vars, edits: &mut HeaderEdits) {
+    fn edits(&self, vars: &dyn Vars, edits: &mut HeaderEdits) -> Result<(), UnsafeValue> {
         for name in self.remove.iter() {
             edits.push_remove(name);
         }
@@ -332,15 +350,16 @@ impl HeaderOps {
         }
         for (name, t) in self.set.iter() {
             edits.push_remove(name);
-            if let Some(v) = t.header_value(vars) {
+            if let Some(v) = t.header_value(vars)? {
                 edits.push_add(name, v);
             }
         }
         for (name, t) in self.add.iter() {
-            if let Some(v) = t.header_value(vars) {
+            if let Some(v) = t.header_value(vars)? {
                 edits.push_add(name, v);
             }
         }
+        Ok(())
     }
 }
 
@@ -393,14 +412,24 @@ pub struct Transform {
 }
 
 impl Transform {
-    /// Appends this transform's request-header edits to `edits`.
-    pub fn request_edits(&self, vars: &dyn Vars, edits: &mut HeaderEdits) {
-        self.request.edits(vars, edits);
+    /// Appends this transform's request-header edits to `edits`; `Err` if a value renders
+    /// unsafe (the request must then be refused).
+    pub fn request_edits(
+        &self,
+        vars: &dyn Vars,
+        edits: &mut HeaderEdits,
+    ) -> Result<(), UnsafeValue> {
+        self.request.edits(vars, edits)
     }
 
-    /// Appends this transform's response-header edits to `edits`.
-    pub fn response_edits(&self, vars: &dyn Vars, edits: &mut HeaderEdits) {
-        self.response.edits(vars, edits);
+    /// Appends this transform's response-header edits to `edits`; `Err` as for
+    /// `request_edits`.
+    pub fn response_edits(
+        &self,
+        vars: &dyn Vars,
+        edits: &mut HeaderEdits,
+    ) -> Result<(), UnsafeValue> {
+        self.response.edits(vars, edits)
     }
 
     /// True if the query string is rewritten.
@@ -670,7 +699,7 @@ mod tests {
 
     fn run(src: &str, vars: &TestVars, headers: &[(&str, &str)]) -> Vec<(String, String)> {
         let mut edits = HeaderEdits::default();
-        transform(src).request_edits(vars, &mut edits);
+        transform(src).request_edits(vars, &mut edits).unwrap();
         apply(&edits, headers)
     }
 
@@ -707,9 +736,9 @@ mod tests {
         // Response direction is independent.
         let t = transform("[response_headers]\nset = { server = \"ringway\" }\n");
         let mut edits = HeaderEdits::default();
-        t.request_edits(&v, &mut edits);
+        t.request_edits(&v, &mut edits).unwrap();
         assert!(edits.is_empty());
-        t.response_edits(&v, &mut edits);
+        t.response_edits(&v, &mut edits).unwrap();
         assert_eq!(
             apply(&edits, &[("Server", "x")]),
             pairs(&[("server", "ringway")])
@@ -800,7 +829,7 @@ mod tests {
     }
 
     #[test]
-    fn header_injection_is_dropped() {
+    fn header_injection_is_refused() {
         for evil in [
             &b"a\r\nx-evil: 1"[..],
             b"a\nx-evil: 1",
@@ -817,11 +846,31 @@ mod tests {
                  [response_headers]\nadd = { x-echo = \"${header.x}\" }\n",
             );
             let mut edits = HeaderEdits::default();
-            t.request_edits(&vars, &mut edits);
-            t.response_edits(&vars, &mut edits);
+            assert_eq!(
+                t.request_edits(&vars, &mut edits),
+                Err(UnsafeValue),
+                "{evil:?}"
+            );
+            assert_eq!(
+                t.response_edits(&vars, &mut edits),
+                Err(UnsafeValue),
+                "{evil:?}"
+            );
             assert!(edits.add.is_empty(), "{evil:?}: {:?}", edits.add);
-            assert_eq!(edits.map_name(b"x-copy"), None, "set still removes");
         }
+        // Too long once rendered.
+        let long: &'static [u8] =
+            Box::leak(vec![b'a'; crate::http1::MAX_DERIVED_VALUE_LEN + 1].into_boxed_slice());
+        let vars = TestVars {
+            headers: [("x", long)].into(),
+            ..TestVars::default()
+        };
+        let mut edits = HeaderEdits::default();
+        assert_eq!(
+            transform("[request_headers]\nadd = { x-copy = \"${header.x}\" }\n")
+                .request_edits(&vars, &mut edits),
+            Err(UnsafeValue)
+        );
         // Tabs and obs-text are fine.
         let vars = TestVars {
             headers: [("x", &b"a\tb\xff"[..])].into(),
@@ -829,7 +878,8 @@ mod tests {
         };
         let mut edits = HeaderEdits::default();
         transform("[request_headers]\nadd = { x-copy = \"${header.x}\" }\n")
-            .request_edits(&vars, &mut edits);
+            .request_edits(&vars, &mut edits)
+            .unwrap();
         assert_eq!(
             edits.add,
             vec![(Box::from(&b"x-copy"[..]), b"a\tb\xff".to_vec())]

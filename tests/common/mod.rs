@@ -843,7 +843,7 @@ pub fn scrape_until(
     labels: &[(&str, &str)],
     want: f64,
 ) -> Vec<Sample> {
-    let deadline = Instant::now() + Duration::from_secs(3);
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let s = scrape(admin);
         if metric(&s, name, labels) == Some(want) || Instant::now() > deadline {
@@ -1131,4 +1131,83 @@ pub fn run_to_exit(args: &[&str], timeout: Duration) -> (i32, String) {
         thread::sleep(Duration::from_millis(20));
     };
     (status.code().unwrap_or(-1), reader.join().unwrap())
+}
+// Raw upstream (byte-level witness)
+// ---------------------------------------------------------------------------------------
+
+/// A bare TCP upstream that counts accepted connections and every byte received, keeping the
+/// bytes. It answers `200 ok` (and closes) once it has seen the end of a head, so a positive
+/// control works; it never parses anything, so smuggled bytes are counted even when they do
+/// not form a request.
+pub struct RawUpstream {
+    pub addr: SocketAddr,
+    pub connections: Arc<AtomicUsize>,
+    pub bytes: Arc<Mutex<Vec<u8>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl RawUpstream {
+    pub fn start() -> RawUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let bytes = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (conns, seen, st) = (connections.clone(), bytes.clone(), stop.clone());
+        thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        conns.fetch_add(1, Ordering::SeqCst);
+                        let seen = seen.clone();
+                        thread::spawn(move || {
+                            let _ = s.set_nonblocking(false);
+                            let _ = s.set_read_timeout(Some(IO_TIMEOUT));
+                            let mut mine = Vec::new();
+                            let mut buf = [0u8; 4096];
+                            while let Ok(n) = s.read(&mut buf) {
+                                if n == 0 {
+                                    break;
+                                }
+                                mine.extend_from_slice(&buf[..n]);
+                                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+                                if mine.windows(4).any(|w| w == b"\r\n\r\n") {
+                                    let _ = s.write_all(
+                                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                                    );
+                                    break;
+                                }
+                            }
+                        });
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        RawUpstream {
+            addr,
+            connections,
+            bytes,
+            stop,
+        }
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    pub fn byte_count(&self) -> usize {
+        self.bytes.lock().unwrap().len()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes.lock().unwrap()).into_owned()
+    }
+}
+
+impl Drop for RawUpstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
