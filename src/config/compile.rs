@@ -870,6 +870,7 @@ fn compile_route(
         methods,
         headers,
         query,
+        case_insensitive: r.case_insensitive.unwrap_or(false),
     };
     Some((
         spec.clone(),

@@ -106,6 +106,8 @@ pub struct RouteSpec {
     /// Query parameter name → condition (compared after percent-decoding name and value;
     /// `+` is NOT treated as a space).
     pub query: Vec<(String, Cond)>,
+    /// The path pattern's literal text matches in any ASCII case (`/admin` matches `/ADMIN`).
+    pub case_insensitive: bool,
 }
 
 /// Why two routes cannot coexist.
@@ -173,7 +175,10 @@ impl fmt::Debug for RouteTable {
 impl RouteTable {
     /// Builds the table; reports every conflict (ties) instead of picking one.
     pub fn build(specs: &[RouteSpec]) -> Result<RouteTable, Vec<RouteConflict>> {
-        let shapes: Vec<Shape> = specs.iter().map(|s| Shape::of(&s.path)).collect();
+        let shapes: Vec<Shape> = specs
+            .iter()
+            .map(|s| Shape::of_route(&s.path, s.case_insensitive))
+            .collect();
         let routes: Vec<RouteData> = specs
             .iter()
             .zip(&shapes)
@@ -381,7 +386,13 @@ mod tests {
             methods: 0,
             headers: Vec::new(),
             query: Vec::new(),
+            case_insensitive: false,
         }
+    }
+
+    pub(super) fn folded(mut r: RouteSpec) -> RouteSpec {
+        r.case_insensitive = true;
+        r
     }
 
     pub(super) fn on(mut r: RouteSpec, host: HostPattern) -> RouteSpec {
@@ -598,6 +609,37 @@ mod tests {
             let _ = full(&t, "x.e.com", Method::Get, p, Some(q), &NO_HEADERS);
             let _ = full(&t, ".e.com", Method::Other, q, Some(p), &NO_HEADERS);
         }
+    }
+
+    #[test]
+    fn case_insensitive_routes_match_any_case_with_normal_precedence() {
+        let t = table(vec![
+            route(0, prefix("/")),
+            folded(route(1, prefix("/Admin"))),
+            route(2, exact("/admin/exact")),
+            folded(route(3, tmpl("/{t}/Users/{id}"))),
+            route(4, tmpl("/{t}/{x}/{id}")),
+            folded(route(5, tmpl("/Files/{*rest}"))),
+            route(6, prefix("/admin/deep/er")),
+        ]);
+        for p in ["/admin", "/ADMIN", "/aDmIn/x", "/admin/", "/ADMIN/exact"] {
+            assert_eq!(hit(&t, p), Some(1), "{p}");
+        }
+        // An exact-case route beats a folded one of the same shape; deeper still wins.
+        assert_eq!(hit(&t, "/admin/exact"), Some(2));
+        assert_eq!(hit(&t, "/Admin/deep/er/x"), Some(1));
+        assert_eq!(hit(&t, "/admin/deep/er/x"), Some(6));
+        assert_eq!(hit(&t, "/adminx"), Some(0));
+        assert_eq!(hit(&t, "/acme/USERS/7"), Some(3));
+        assert_eq!(hit(&t, "/acme/other/7"), Some(4));
+        assert_eq!(hit(&t, "/FILES/a/b/c"), Some(5));
+        assert_eq!(hit(&t, "/files"), Some(5));
+        // Two folded routes that differ only in case are a conflict.
+        let dup = RouteTable::build(&[
+            folded(route(0, exact("/Admin"))),
+            folded(route(1, exact("/aDMIN"))),
+        ]);
+        assert!(dup.is_err());
     }
 
     #[test]
