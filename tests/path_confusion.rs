@@ -102,7 +102,11 @@ fn every_spelling_of_a_protected_path_is_refused_or_protected() {
     assert_eq!(fetch(gw.addr, "/public").0, 200);
     assert_eq!(up.last().target, "/public");
     assert_eq!(fetch(gw.addr, "/public//a;v=1/../b?q=%2F").0, 200);
-    assert_eq!(up.last().target, "/public/b?q=%2F", "normalized path upstream");
+    assert_eq!(
+        up.last().target,
+        "/public/b?q=%2F",
+        "normalized path upstream"
+    );
     assert_eq!(fetch(gw.addr, "/%70ublic/adminx").0, 200);
     assert_eq!(up.last().target, "/public/adminx");
     assert_eq!(up.count(), 3);

@@ -5,8 +5,8 @@
 //! indexes into its vectors, so workers keep per-core state (pools, cursors) in plain `Vec`s.
 
 pub mod compile;
-pub mod policies;
 pub mod paths;
+pub mod policies;
 pub mod raw;
 pub mod scope;
 pub mod summary;
@@ -171,7 +171,10 @@ impl Route {
         &self,
         path: &[u8],
         host: &str,
-    ) -> (&[crate::policy::pipeline::PolicyId], Option<crate::policy::pipeline::PolicyId>) {
+    ) -> (
+        &[crate::policy::pipeline::PolicyId],
+        Option<crate::policy::pipeline::PolicyId>,
+    ) {
         match &self.gated {
             None => (&self.policies, self.cors),
             Some(g) => g.select(path, host),

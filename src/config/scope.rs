@@ -167,7 +167,11 @@ impl Scope {
                 }
                 HostPattern::Wildcard(s) => {
                     let s = s.strip_prefix('*').unwrap_or(s).to_ascii_lowercase();
-                    let s = if s.starts_with('.') { s } else { format!(".{s}") };
+                    let s = if s.starts_with('.') {
+                        s
+                    } else {
+                        format!(".{s}")
+                    };
                     match &self.host {
                         ScopeHost::Any => Coverage::Always,
                         ScopeHost::Exact(h) if suffix_match(h, &s) => Coverage::Maybe,
@@ -319,7 +323,11 @@ mod tests {
             Always
         );
         assert_eq!(
-            wild.coverage(&spec(any.clone(), vec![h("x.example.com"), h("b.org")], false)),
+            wild.coverage(&spec(
+                any.clone(),
+                vec![h("x.example.com"), h("b.org")],
+                false
+            )),
             Maybe
         );
         assert_eq!(

@@ -311,7 +311,10 @@ impl Trie {
         }
         let end = ctx.seg_end(pos);
         let seg = ctx.path.get(pos..end).unwrap_or_default();
-        for child in [n.children.get(seg), n.folded_child(seg)].into_iter().flatten() {
+        for child in [n.children.get(seg), n.folded_child(seg)]
+            .into_iter()
+            .flatten()
+        {
             if let Some(found) = self.prefix_walk(child, end + 1, depth + 1, target, ctx) {
                 return Some(found);
             }
@@ -340,7 +343,10 @@ impl Trie {
         }
         let end = ctx.seg_end(pos);
         let seg = ctx.path.get(pos..end).unwrap_or_default();
-        for child in [n.children.get(seg), n.folded_child(seg)].into_iter().flatten() {
+        for child in [n.children.get(seg), n.folded_child(seg)]
+            .into_iter()
+            .flatten()
+        {
             if has_depth(self.nodes[child as usize].full_mask, ctx.nsegs) {
                 if let Some(found) = self.full_walk(child, end + 1, depth + 1, ncaps, ctx) {
                     return Some(found);
@@ -384,7 +390,10 @@ impl Trie {
         }
         let end = ctx.seg_end(pos);
         let seg = ctx.path.get(pos..end).unwrap_or_default();
-        for child in [n.children.get(seg), n.folded_child(seg)].into_iter().flatten() {
+        for child in [n.children.get(seg), n.folded_child(seg)]
+            .into_iter()
+            .flatten()
+        {
             if has_depth(self.nodes[child as usize].catch_mask, target) {
                 if let Some(found) = self.catch_walk(child, end + 1, depth + 1, target, ncaps, ctx)
                 {
