@@ -156,6 +156,12 @@ fn path_options_change_the_rules() {
     assert_eq!(up2.last().target, "/public%2Fx;y");
     assert_eq!(fetch(gw2.addr, "/admin%00").0, 400, "%00 is refused always");
 
+    let (code, out, err) = check_config(
+        "[[listeners]]\naddress = \"127.0.0.1:0\"\n\n[[routes]]\nname = \"a\"\nprefix = \"/Admin\"\n\
+         case_insensitive = true\nstatic = { status = 403 }\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("^ /Admin (any case)"), "{out}");
     let (code, _, err) = check_config(
         "[[listeners]]\naddress = \"127.0.0.1:0\"\n\n[paths]\nescaped_slashes = \"decode\"\n",
     );

@@ -1,6 +1,9 @@
 //! Compiles the policy sections — `[consumers.*]`, `[api_keys]`, `[policies.*]`,
 //! `[[defaults]]` and `server.trusted_proxies` — into `policy::Policies`, and resolves each
-//! route's effective policy list (matching defaults first, then the route's own, in order).
+//! route's effective policy list (covering defaults first, then the route's own, in order).
+//! A default that covers only part of a route (see `scope`) makes the route carry one list per
+//! subset of such defaults, chosen per request; `unused_defaults` reports a default that no
+//! route can ever serve a request under.
 //!
 //! Stateful pieces that must survive a reload come from `Runtime`: rate limiters with an
 //! unchanged identity keep their buckets (no fresh burst on SIGHUP), and JWKS fetchers keep

@@ -12,7 +12,7 @@ pub struct RouteRow {
     pub name: String,
     pub hosts: String,
     pub methods: String,
-    /// `= /exact`, `~ /template/{id}` or `^ /prefix`.
+    /// `= /exact`, `~ /template/{id}` or `^ /prefix`; ` (any case)` for case-insensitive routes.
     pub path: String,
     pub conditions: String,
     pub action: String,
@@ -41,11 +41,14 @@ pub fn route_rows(c: &Compiled) -> Vec<RouteRow> {
                     .collect::<Vec<_>>()
                     .join(",")
             };
-            let path = match &r.spec.path {
+            let mut path = match &r.spec.path {
                 PathPattern::Exact(p) => format!("= {p}"),
                 PathPattern::Prefix(p) => format!("^ {p}"),
                 PathPattern::Template(p) => format!("~ {p}"),
             };
+            if r.spec.case_insensitive {
+                path.push_str(" (any case)");
+            }
             let methods = if r.spec.methods == 0 {
                 "ANY".to_string()
             } else {

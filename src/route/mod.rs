@@ -24,7 +24,11 @@
 //! When nothing matched but some candidate failed only on the method, the result is
 //! `MethodNotAllowed` with the union of those candidates' method bits (across all host tiers).
 //!
-//! **Paths** are matched as raw bytes (any bytes, no UTF-8 needed). An empty request path is
+//! **Paths** are matched as raw bytes (any bytes, no UTF-8 needed), case-sensitively, except
+//! for routes with `case_insensitive`: their literal segments are stored lowercase as *folded*
+//! children and compared ignoring ASCII case. Folded routes take part in the same precedence
+//! (depth, exact before template, and so on); at a tie the exact-case route wins (it is tried
+//! first at each segment). An empty request path is
 //! `/`; a non-empty path that does not start with `/` (e.g. `*`) matches nothing. `{param}`
 //! takes exactly one non-empty segment; `{*rest}` takes the rest (possibly empty, so
 //! `/files/{*rest}` matches `/files`, `/files/` and `/files/a/b`). Full matches only consider
@@ -124,7 +128,7 @@ pub struct RouteRequest<'a> {
     /// Lowercase host, no port.
     pub host: &'a str,
     pub method: Method,
-    /// Raw path (no query), already dot-segment normalized.
+    /// Path (no query), already normalized by `http1::normalize_path_with`.
     pub path: &'a [u8],
     /// Raw query string without '?'.
     pub query: Option<&'a [u8]>,

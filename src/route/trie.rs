@@ -2,7 +2,8 @@
 //!
 //! A trie node is one path segment (the path split on `/` after its leading `/`; `/` is one
 //! empty segment, so `/users` and `/users/` are different paths). A node has static children (a
-//! small list or a hash map), at most one `{param}` child, and three route lists: *full* (exact
+//! small list or a hash map), folded children (segments of case-insensitive routes, lowercase,
+//! compared ignoring ASCII case, tried right after the static child), at most one `{param}` child, and three route lists: *full* (exact
 //! paths and templates ending here), *catch-all* (`…/{*rest}` templates whose fixed part ends
 //! here) and *prefix*. Each node also carries bit masks of the depths at which its subtree
 //! holds full / catch-all routes, so a lookup never enters a branch that cannot produce a
