@@ -52,6 +52,7 @@ fn build(n: usize) -> RouteTable {
                 methods: if i % 2 == 0 { Method::Get.bit() } else { 0 },
                 headers: Vec::new(),
                 query: Vec::new(),
+                case_insensitive: false,
             }
         })
         .collect();

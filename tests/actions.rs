@@ -404,7 +404,7 @@ fn echo_output_is_valid_json_for_any_bytes() {
     let r = request(
         gw.addr,
         "POST",
-        "/echo/%ff%00?k=%22",
+        "/echo/%ff%01?k=%22",
         &[("X-Quote", "say \"hi\" \\ bye")],
         b"bin\x00ary\xff\r\n\"",
     );
@@ -412,7 +412,8 @@ fn echo_output_is_valid_json_for_any_bytes() {
     let j = r.json();
     assert_eq!(j["body"], "bin\u{0}ary\u{fffd}\r\n\"");
     assert_eq!(j["headers"]["x-quote"], "say \"hi\" \\ bye");
-    assert_eq!(j["path"], "/echo/%ff%00", "the path is reported raw");
+    // (%00 itself is refused before routing: see tests/path_confusion.rs.)
+    assert_eq!(j["path"], "/echo/%ff%01", "the path is reported raw");
     assert_eq!(j["query"], "k=%22");
 }
 

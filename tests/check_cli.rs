@@ -273,9 +273,26 @@ fn documented_examples_are_valid() {
             String::from_utf8_lossy(&out.stderr)
         );
         if path.ends_with("hosts.toml") {
-            let pos = |name: &str| stdout.find(name).unwrap_or(usize::MAX);
-            assert!(pos("admin") < pos("tenant"), "{stdout}");
-            assert!(pos("status-canary") < pos(" status "), "{stdout}");
+            // The exact route lines in match order (a name elsewhere in the output, e.g. the
+            // upstream list, cannot satisfy this, and a missing route fails it).
+            let routes: Vec<&str> = stdout
+                .lines()
+                .skip_while(|l| *l != "routes (match order):")
+                .skip(1)
+                .take_while(|l| l.starts_with("  "))
+                .map(str::trim_end)
+                .collect();
+            assert_eq!(
+                routes,
+                [
+                    "    1. admin            admin.example.com ANY        ^ /                      -> proxy admin",
+                    "    2. tenant           *.example.com  ANY        ^ /                      -> proxy tenants",
+                    "    3. status-canary    *              ANY        = /status                header:x-beta=1 query:canary -> static 200",
+                    "    4. status           *              ANY        = /status                -> static 200",
+                    "    5. legacy           *              ANY        ^ /old                   -> redirect 308 https://www.example.com",
+                ],
+                "{stdout}"
+            );
         }
     }
     assert!(seen >= 2, "expected documented examples in {dir}");

@@ -232,6 +232,7 @@ pub fn compile_with(
     let mut routes = Vec::with_capacity(raw.routes.len());
     let mut specs = Vec::with_capacity(raw.routes.len());
     let mut seen_names: HashMap<String, usize> = HashMap::new();
+    let mut defaults_used = vec![false; raw.defaults.len()];
     for (i, r) in raw.routes.iter().enumerate() {
         let id = RouteId(i as u32);
         let field = |f: &str| format!("routes[{i}].{f}");
@@ -249,23 +250,29 @@ pub fn compile_with(
         if let Some((spec, route)) =
             compile_route(i, id, r, &upstream_ids, default_max_body, &mut errs)
         {
-            let (route_path, hosts) = route_scope(&spec);
-            let (ids, cors) = super::policies::route_policies(
+            let (ids, cors, gated) = super::policies::route_policies(
                 &raw,
                 &policies,
                 &policy_ids,
                 r.policies.as_ref(),
-                (&route_path, &hosts),
+                (&spec, &r.name),
                 &format!("routes[{i}]"),
+                &mut defaults_used,
                 &mut errs,
             );
             let mut route = route;
             route.policies = ids;
             route.cors = cors;
+            route.gated = gated;
             specs.push(spec);
             routes.push(route);
         }
     }
+
+    if errs.list.is_empty() {
+        super::policies::unused_defaults(&raw, &defaults_used, &mut errs);
+    }
+    let paths = super::paths::compile_paths(&raw.paths, &mut errs);
 
     let table = if errs.list.is_empty() {
         match RouteTable::build(&specs) {
@@ -309,6 +316,7 @@ pub fn compile_with(
             telemetry,
             policies,
             content_hash: content_hash(src),
+            paths,
         }),
         _ => Err(errs.list),
     }
@@ -867,6 +875,7 @@ fn compile_route(
         methods,
         headers,
         query,
+        case_insensitive: r.case_insensitive.unwrap_or(false),
     };
     Some((
         spec.clone(),
@@ -879,6 +888,7 @@ fn compile_route(
             access_log: r.access_log.unwrap_or(true),
             policies: Vec::new(),
             cors: None,
+            gated: None,
         },
     ))
 }
@@ -973,24 +983,6 @@ fn path_rewrite(r: &RawRoute, target: &str) -> Result<Vec<super::PathPiece>, Str
     }
     pieces.retain(|p| !matches!(p, PathPiece::Literal(l) if l.is_empty()));
     Ok(pieces)
-}
-
-/// The literal path a route covers (for `[[defaults]]` prefixes) and its host names.
-fn route_scope(spec: &RouteSpec) -> (String, Vec<String>) {
-    let path = match &spec.path {
-        PathPattern::Exact(p) | PathPattern::Prefix(p) => p.clone(),
-        PathPattern::Template(t) => t.split('{').next().unwrap_or("/").to_string(),
-    };
-    let hosts = spec
-        .hosts
-        .iter()
-        .filter_map(|h| match h {
-            HostPattern::Exact(h) => Some(h.clone()),
-            HostPattern::Wildcard(s) => Some(format!("*{s}")),
-            HostPattern::Any => None,
-        })
-        .collect();
-    (path, hosts)
 }
 
 /// Reads, parses and compiles a config file with a fresh `Runtime`.

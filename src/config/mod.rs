@@ -5,8 +5,10 @@
 //! indexes into its vectors, so workers keep per-core state (pools, cursors) in plain `Vec`s.
 
 pub mod compile;
+pub mod paths;
 pub mod policies;
 pub mod raw;
+pub mod scope;
 pub mod summary;
 pub mod telemetry;
 
@@ -78,6 +80,8 @@ pub struct Compiled {
     pub policies: crate::policy::pipeline::Policies,
     /// Hash of the file content this generation was compiled from (hex, for `/config`).
     pub content_hash: String,
+    /// How request paths are normalized (`[paths]`).
+    pub paths: crate::http1::PathOptions,
 }
 
 /// The admin listener (never on a public listener; served by its own thread).
@@ -154,6 +158,28 @@ pub struct Route {
     pub policies: Vec<crate::policy::pipeline::PolicyId>,
     /// The route's CORS policy (answers preflights before any other policy).
     pub cors: Option<crate::policy::pipeline::PolicyId>,
+    /// Set when some `[[defaults]]` cover only part of the route: the per-request lists
+    /// (`policies` / `cors` above are then the lists for requests none of them covers).
+    pub gated: Option<Box<scope::GatedPolicies>>,
+}
+
+impl Route {
+    /// The policies (and CORS policy) for a request with this normalized path and lowercase
+    /// host: `policies` / `cors` unless some default covers only part of the route.
+    #[inline]
+    pub fn policies_for(
+        &self,
+        path: &[u8],
+        host: &str,
+    ) -> (
+        &[crate::policy::pipeline::PolicyId],
+        Option<crate::policy::pipeline::PolicyId>,
+    ) {
+        match &self.gated {
+            None => (&self.policies, self.cors),
+            Some(g) => g.select(path, host),
+        }
+    }
 }
 
 #[derive(Debug)]

@@ -46,6 +46,20 @@ pub struct RawConfig {
     pub consumers: BTreeMap<Spanned<String>, RawConsumer>,
     /// Where API keys live and how they are hashed.
     pub api_keys: Option<crate::apikey::RawApiKeys>,
+    /// Request path normalization.
+    #[serde(default)]
+    pub paths: RawPaths,
+}
+
+/// `[paths]`: how request paths are normalized before routing.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPaths {
+    pub merge_slashes: Option<bool>,
+    /// "reject" | "keep" | "unescape"
+    pub escaped_slashes: Option<Spanned<String>>,
+    /// "strip" | "reject" | "keep"
+    pub path_params: Option<Spanned<String>>,
 }
 
 /// One named policy: exactly one of the kinds.
@@ -107,6 +121,8 @@ pub struct RawDefaults {
     pub prefix: Option<Spanned<String>>,
     pub host: Option<Spanned<String>>,
     pub policies: Vec<Spanned<String>>,
+    /// `prefix` is compared ignoring ASCII letter case.
+    pub case_insensitive: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -242,6 +258,8 @@ pub struct RawRoute {
     pub access_log: Option<bool>,
     /// Named policies, in the order they run (after any `[[defaults]]` that cover the route).
     pub policies: Option<Vec<Spanned<String>>>,
+    /// The path pattern matches in any ASCII letter case (for case-insensitive backends).
+    pub case_insensitive: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use super::{Action, Compiled, PathPiece, Rewrite};
 use crate::http1::allow_header_value;
+use crate::policy::pipeline::PolicyId;
 use crate::route::{Cond, HostPattern, PathPattern};
 
 /// One route as `check` and the admin API show it.
@@ -11,7 +12,7 @@ pub struct RouteRow {
     pub name: String,
     pub hosts: String,
     pub methods: String,
-    /// `= /exact`, `~ /template/{id}` or `^ /prefix`.
+    /// `= /exact`, `~ /template/{id}` or `^ /prefix`; ` (any case)` for case-insensitive routes.
     pub path: String,
     pub conditions: String,
     pub action: String,
@@ -40,11 +41,14 @@ pub fn route_rows(c: &Compiled) -> Vec<RouteRow> {
                     .collect::<Vec<_>>()
                     .join(",")
             };
-            let path = match &r.spec.path {
+            let mut path = match &r.spec.path {
                 PathPattern::Exact(p) => format!("= {p}"),
                 PathPattern::Prefix(p) => format!("^ {p}"),
                 PathPattern::Template(p) => format!("~ {p}"),
             };
+            if r.spec.case_insensitive {
+                path.push_str(" (any case)");
+            }
             let methods = if r.spec.methods == 0 {
                 "ANY".to_string()
             } else {
@@ -107,12 +111,54 @@ pub fn route_rows(c: &Compiled) -> Vec<RouteRow> {
                     .get(id.0 as usize)
                     .map_or("?".to_string(), |p| p.name.clone())
             };
-            let mut policies: Vec<String> = r
-                .cors
-                .iter()
-                .map(|id| format!("[{}]", name_of(id)))
-                .collect();
-            policies.extend(r.policies.iter().map(name_of));
+            let mut policies: Vec<String> = Vec::new();
+            match &r.gated {
+                None => {
+                    policies.extend(r.cors.iter().map(|id| format!("[{}]", name_of(id))));
+                    policies.extend(r.policies.iter().map(name_of));
+                }
+                Some(g) => {
+                    // Every policy that can run, in order; one that only some requests get is
+                    // marked with the default scope that brings it: `key (if /api)`.
+                    let (all, all_cors) = g.lists.last().cloned().unwrap_or_default();
+                    let when = |id: &PolicyId, is_cors: bool| -> Option<String> {
+                        let always = if is_cors {
+                            r.cors == Some(*id)
+                        } else {
+                            r.policies.contains(id)
+                        };
+                        if always {
+                            return None;
+                        }
+                        let scopes: Vec<String> = g
+                            .scopes
+                            .iter()
+                            .enumerate()
+                            .filter(|(j, _)| {
+                                g.lists.get(1 << j).is_some_and(|(ids, cors)| {
+                                    if is_cors {
+                                        *cors == Some(*id)
+                                    } else {
+                                        ids.contains(id)
+                                    }
+                                })
+                            })
+                            .map(|(_, s)| s.describe())
+                            .collect();
+                        Some(scopes.join(" or "))
+                    };
+                    let show = |id: &PolicyId, is_cors: bool| {
+                        let name = name_of(id);
+                        let name = if is_cors { format!("[{name}]") } else { name };
+                        match when(id, is_cors) {
+                            None => name,
+                            Some(w) => format!("{name} (if {w})"),
+                        }
+                    };
+                    policies.extend(all_cors.iter().map(|id| show(id, true)));
+                    policies.extend(all.iter().map(|id| show(id, false)));
+                }
+            }
             RouteRow {
                 policies: policies.join(","),
                 name: r.name.clone(),

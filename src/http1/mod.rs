@@ -26,7 +26,9 @@ mod value;
 
 pub use chunked::{write_chunk_header, ChunkError, ChunkedDecoder, LAST_CHUNK};
 pub use head::parse_content_length;
-pub use path::normalize_path;
+pub use path::{
+    normalize_path, normalize_path_with, EscapedSlashes, PathOptions, PathParams, PathReject,
+};
 pub use request::{parse_request_head, RequestHead};
 pub use response::{parse_response_head, ResponseHead};
 pub use serialize::{

@@ -335,7 +335,7 @@ pub(super) async fn proxy(
     let conn_lists_names = resp.header("connection").is_some();
     let edits = (!fx.response.is_empty()).then_some(&fx.response);
     // With a CORS policy on the route the gateway owns the CORS headers.
-    let own_cors = route.cors.is_some();
+    let own_cors = route.policies_for(&req.path, &c.host).1.is_some();
     for (n, v) in resp.headers() {
         if http1::is_hop_by_hop(n)
             || (conn_lists_names && http1::named_in_connection(resp.headers(), n))

@@ -47,7 +47,8 @@ pub(super) fn preflight(
                 _ => None,
             }
         })?;
-    let Some(Policy::Cors(cors)) = policy(cfg, cfg.route(route).cors) else {
+    let (_, route_cors) = cfg.route(route).policies_for(&req.path, &c.host);
+    let Some(Policy::Cors(cors)) = policy(cfg, route_cors) else {
         return None;
     };
     c.ex.route = Some(route);
@@ -75,10 +76,11 @@ pub(super) fn run_policies(
 ) -> Result<Effects, ProxyError> {
     let mut fx = Effects::default();
     let head = req.head;
-    if let Some(Policy::Cors(cors)) = policy(cfg, route.cors) {
+    let (policies, route_cors) = route.policies_for(&req.path, &c.host);
+    if let Some(Policy::Cors(cors)) = policy(cfg, route_cors) {
         cors.actual(head.header("origin"), &mut c.ex.resp_lines);
     }
-    if !route.policies.is_empty() {
+    if !policies.is_empty() {
         let mut caller = Caller::default();
         // Decided once per request (`origin`): the log and the upstream see the same client.
         let client_ip = c.ex.origin.client;
@@ -98,7 +100,7 @@ pub(super) fn run_policies(
         };
         let res = pipeline::run(
             &cfg.policies,
-            &route.policies,
+            policies,
             &facts,
             &mut caller,
             &mut fx,

@@ -482,11 +482,11 @@ async fn run_request(
     let close = head.close || core.draining();
     c.body_streamed = false;
 
-    let path = match http1::normalize_path(head.path()) {
-        Some(p) if p.is_empty() => std::borrow::Cow::Borrowed(&b"/"[..]),
-        Some(p) => p,
-        None => {
-            let e = ProxyError::new(ErrorKind::BadBody("encoded dot segment in path"));
+    let path = match http1::normalize_path_with(head.path(), &cfg.paths) {
+        Ok(p) if p.is_empty() => std::borrow::Cow::Borrowed(&b"/"[..]),
+        Ok(p) => p,
+        Err(why) => {
+            let e = ProxyError::new(ErrorKind::BadBody(why.reason()));
             return respond_error(core, c, head, rid.as_str(), e).await;
         }
     };

@@ -24,7 +24,11 @@
 //! When nothing matched but some candidate failed only on the method, the result is
 //! `MethodNotAllowed` with the union of those candidates' method bits (across all host tiers).
 //!
-//! **Paths** are matched as raw bytes (any bytes, no UTF-8 needed). An empty request path is
+//! **Paths** are matched as raw bytes (any bytes, no UTF-8 needed), case-sensitively, except
+//! for routes with `case_insensitive`: their literal segments are stored lowercase as *folded*
+//! children and compared ignoring ASCII case. Folded routes take part in the same precedence
+//! (depth, exact before template, and so on); at a tie the exact-case route wins (it is tried
+//! first at each segment). An empty request path is
 //! `/`; a non-empty path that does not start with `/` (e.g. `*`) matches nothing. `{param}`
 //! takes exactly one non-empty segment; `{*rest}` takes the rest (possibly empty, so
 //! `/files/{*rest}` matches `/files`, `/files/` and `/files/a/b`). Full matches only consider
@@ -106,6 +110,8 @@ pub struct RouteSpec {
     /// Query parameter name → condition (compared after percent-decoding name and value;
     /// `+` is NOT treated as a space).
     pub query: Vec<(String, Cond)>,
+    /// The path pattern's literal text matches in any ASCII case (`/admin` matches `/ADMIN`).
+    pub case_insensitive: bool,
 }
 
 /// Why two routes cannot coexist.
@@ -122,7 +128,7 @@ pub struct RouteRequest<'a> {
     /// Lowercase host, no port.
     pub host: &'a str,
     pub method: Method,
-    /// Raw path (no query), already dot-segment normalized.
+    /// Path (no query), already normalized by `http1::normalize_path_with`.
     pub path: &'a [u8],
     /// Raw query string without '?'.
     pub query: Option<&'a [u8]>,
@@ -173,7 +179,10 @@ impl fmt::Debug for RouteTable {
 impl RouteTable {
     /// Builds the table; reports every conflict (ties) instead of picking one.
     pub fn build(specs: &[RouteSpec]) -> Result<RouteTable, Vec<RouteConflict>> {
-        let shapes: Vec<Shape> = specs.iter().map(|s| Shape::of(&s.path)).collect();
+        let shapes: Vec<Shape> = specs
+            .iter()
+            .map(|s| Shape::of_route(&s.path, s.case_insensitive))
+            .collect();
         let routes: Vec<RouteData> = specs
             .iter()
             .zip(&shapes)
@@ -381,7 +390,13 @@ mod tests {
             methods: 0,
             headers: Vec::new(),
             query: Vec::new(),
+            case_insensitive: false,
         }
+    }
+
+    pub(super) fn folded(mut r: RouteSpec) -> RouteSpec {
+        r.case_insensitive = true;
+        r
     }
 
     pub(super) fn on(mut r: RouteSpec, host: HostPattern) -> RouteSpec {
@@ -598,6 +613,37 @@ mod tests {
             let _ = full(&t, "x.e.com", Method::Get, p, Some(q), &NO_HEADERS);
             let _ = full(&t, ".e.com", Method::Other, q, Some(p), &NO_HEADERS);
         }
+    }
+
+    #[test]
+    fn case_insensitive_routes_match_any_case_with_normal_precedence() {
+        let t = table(vec![
+            route(0, prefix("/")),
+            folded(route(1, prefix("/Admin"))),
+            route(2, exact("/admin/exact")),
+            folded(route(3, tmpl("/{t}/Users/{id}"))),
+            route(4, tmpl("/{t}/{x}/{id}")),
+            folded(route(5, tmpl("/Files/{*rest}"))),
+            route(6, prefix("/admin/deep/er")),
+        ]);
+        for p in ["/admin", "/ADMIN", "/aDmIn/x", "/admin/", "/ADMIN/exact"] {
+            assert_eq!(hit(&t, p), Some(1), "{p}");
+        }
+        // An exact-case route beats a folded one of the same shape; deeper still wins.
+        assert_eq!(hit(&t, "/admin/exact"), Some(2));
+        assert_eq!(hit(&t, "/Admin/deep/er/x"), Some(1));
+        assert_eq!(hit(&t, "/admin/deep/er/x"), Some(6));
+        assert_eq!(hit(&t, "/adminx"), Some(0));
+        assert_eq!(hit(&t, "/acme/USERS/7"), Some(3));
+        assert_eq!(hit(&t, "/acme/other/7"), Some(4));
+        assert_eq!(hit(&t, "/FILES/a/b/c"), Some(5));
+        assert_eq!(hit(&t, "/files"), Some(5));
+        // Two folded routes that differ only in case are a conflict.
+        let dup = RouteTable::build(&[
+            folded(route(0, exact("/Admin"))),
+            folded(route(1, exact("/aDMIN"))),
+        ]);
+        assert!(dup.is_err());
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub fn validate_template(t: &str) -> Result<Vec<String>, String> {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) enum SegKey {
     Static(Box<[u8]>),
+    /// A static segment of a case-insensitive route, stored lowercase: matches any case.
+    Folded(Box<[u8]>),
     Param,
 }
 
@@ -103,6 +105,20 @@ fn param_segment(seg: &str) -> Option<bool> {
 }
 
 impl Shape {
+    /// The shape of a route: its path pattern, with static segments folded to lowercase
+    /// when the route is case-insensitive.
+    pub(super) fn of_route(p: &PathPattern, case_insensitive: bool) -> Shape {
+        let mut shape = Shape::of(p);
+        if case_insensitive {
+            for seg in &mut shape.segs {
+                if let SegKey::Static(s) = seg {
+                    *seg = SegKey::Folded(s.to_ascii_lowercase().into());
+                }
+            }
+        }
+        shape
+    }
+
     pub(super) fn of(p: &PathPattern) -> Shape {
         let stat = |s: &str| SegKey::Static(s.as_bytes().into());
         match p {

@@ -2,7 +2,8 @@
 //!
 //! A trie node is one path segment (the path split on `/` after its leading `/`; `/` is one
 //! empty segment, so `/users` and `/users/` are different paths). A node has static children (a
-//! small list or a hash map), at most one `{param}` child, and three route lists: *full* (exact
+//! small list or a hash map), folded children (segments of case-insensitive routes, lowercase,
+//! compared ignoring ASCII case, tried right after the static child), at most one `{param}` child, and three route lists: *full* (exact
 //! paths and templates ending here), *catch-all* (`…/{*rest}` templates whose fixed part ends
 //! here) and *prefix*. Each node also carries bit masks of the depths at which its subtree
 //! holds full / catch-all routes, so a lookup never enters a branch that cannot produce a
@@ -45,6 +46,8 @@ impl Children {
 
 struct Node {
     children: Children,
+    /// Static children of case-insensitive routes: lowercase keys, compared ignoring ASCII case.
+    folded: Box<[(Box<[u8]>, u32)]>,
     /// `{param}` child or `NO_NODE`.
     param: u32,
     /// Routes (indexes into `RouteTable::routes`) in precedence order.
@@ -61,6 +64,19 @@ pub(super) struct Trie {
     nodes: Vec<Node>,
     /// Deepest prefix route (segments), if any: bounds the static walk of phase 2.
     prefix_depth: Option<usize>,
+    /// Some node has folded children: phase 2 walks a tree of static paths, not one chain.
+    has_folded: bool,
+}
+
+impl Node {
+    /// The folded child whose key equals `seg` ignoring ASCII case.
+    #[inline]
+    fn folded_child(&self, seg: &[u8]) -> Option<u32> {
+        self.folded
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(seg))
+            .map(|&(_, n)| n)
+    }
 }
 
 #[inline]
@@ -80,6 +96,7 @@ impl Trie {
     pub(super) fn build(list: &[u32], shapes: &[Shape], routes: &[RouteData]) -> Trie {
         struct Building {
             children: AHashMap<Box<[u8]>, u32>,
+            folded: AHashMap<Box<[u8]>, u32>,
             param: u32,
             parent: u32,
             full: Vec<u32>,
@@ -90,6 +107,7 @@ impl Trie {
         }
         let fresh = |parent: u32| Building {
             children: AHashMap::new(),
+            folded: AHashMap::new(),
             param: NO_NODE,
             parent,
             full: Vec::new(),
@@ -106,6 +124,7 @@ impl Trie {
             for seg in &shape.segs {
                 let next = match seg {
                     SegKey::Static(s) => nodes[at].children.get(&**s).copied(),
+                    SegKey::Folded(s) => nodes[at].folded.get(&**s).copied(),
                     SegKey::Param => Some(nodes[at].param).filter(|&p| p != NO_NODE),
                 };
                 at = match next {
@@ -116,6 +135,9 @@ impl Trie {
                         match seg {
                             SegKey::Static(s) => {
                                 nodes[at].children.insert(s.clone(), n);
+                            }
+                            SegKey::Folded(s) => {
+                                nodes[at].folded.insert(s.clone(), n);
                             }
                             SegKey::Param => nodes[at].param = n,
                         }
@@ -150,6 +172,7 @@ impl Trie {
             let d = &routes[r as usize];
             (!d.needs_more, usize::MAX - d.conds, d.id)
         };
+        let has_folded = nodes.iter().any(|n| !n.folded.is_empty());
         let nodes = nodes
             .into_iter()
             .map(|mut b| {
@@ -163,8 +186,11 @@ impl Trie {
                 } else {
                     Children::Many(b.children)
                 };
+                let mut folded: Vec<(Box<[u8]>, u32)> = b.folded.into_iter().collect();
+                folded.sort();
                 Node {
                     children,
+                    folded: folded.into_boxed_slice(),
                     param: b.param,
                     full: b.full.into_boxed_slice(),
                     catch_all: b.catch_all.into_boxed_slice(),
@@ -177,6 +203,7 @@ impl Trie {
         Trie {
             nodes,
             prefix_depth,
+            has_folded,
         }
     }
 
@@ -202,6 +229,9 @@ impl Trie {
             None if root.catch_mask == 0 => return None,
             None => 0,
         };
+        if self.has_folded {
+            return self.phase2_folded(max_depth, walk_to, ctx);
+        }
         while reach < walk_to {
             let end = ctx.seg_end(pos);
             let seg = ctx.path.get(pos..end).unwrap_or_default();
@@ -234,6 +264,65 @@ impl Trie {
         None
     }
 
+    /// Phase 2 when case-insensitive routes exist: the static paths form a tree (exact children
+    /// and folded children), walked per depth. Same order as the chain walk: deepest first,
+    /// catch-alls before prefixes; at one depth the exact-case branch before the folded one.
+    fn phase2_folded<H: HeaderSource>(
+        &self,
+        max_depth: usize,
+        walk_to: usize,
+        ctx: &mut Ctx<'_, H>,
+    ) -> Option<(RouteId, Captures)> {
+        let root = &self.nodes[0];
+        for d in (0..=max_depth).rev() {
+            if has_depth(root.catch_mask, d) {
+                if let Some(found) = self.catch_walk(0, 1, 0, d, 0, ctx) {
+                    return Some(found);
+                }
+            }
+            if d <= walk_to && self.prefix_depth.is_some() {
+                if let Some(found) = self.prefix_walk(0, 1, 0, d, ctx) {
+                    return Some(found);
+                }
+            }
+        }
+        None
+    }
+
+    /// Prefix routes exactly `target` static segments deep, through exact then folded children.
+    fn prefix_walk<H: HeaderSource>(
+        &self,
+        node: u32,
+        pos: usize,
+        depth: usize,
+        target: usize,
+        ctx: &mut Ctx<'_, H>,
+    ) -> Option<(RouteId, Captures)> {
+        let n = &self.nodes[node as usize];
+        if depth == target {
+            for &r in n.prefix.iter() {
+                if ctx.routes[r as usize].needs_more && depth >= ctx.nsegs {
+                    continue;
+                }
+                if ctx.candidate(r) {
+                    return Some((ctx.routes[r as usize].id, Vec::new()));
+                }
+            }
+            return None;
+        }
+        let end = ctx.seg_end(pos);
+        let seg = ctx.path.get(pos..end).unwrap_or_default();
+        for child in [n.children.get(seg), n.folded_child(seg)]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(found) = self.prefix_walk(child, end + 1, depth + 1, target, ctx) {
+                return Some(found);
+            }
+        }
+        None
+    }
+
     /// DFS for full matches: static child before `{param}` child. `pos` is where the segment
     /// at `depth` starts (valid while `depth < nsegs`); `ncaps` params captured so far.
     fn full_walk<H: HeaderSource>(
@@ -255,7 +344,10 @@ impl Trie {
         }
         let end = ctx.seg_end(pos);
         let seg = ctx.path.get(pos..end).unwrap_or_default();
-        if let Some(child) = n.children.get(seg) {
+        for child in [n.children.get(seg), n.folded_child(seg)]
+            .into_iter()
+            .flatten()
+        {
             if has_depth(self.nodes[child as usize].full_mask, ctx.nsegs) {
                 if let Some(found) = self.full_walk(child, end + 1, depth + 1, ncaps, ctx) {
                     return Some(found);
@@ -299,7 +391,10 @@ impl Trie {
         }
         let end = ctx.seg_end(pos);
         let seg = ctx.path.get(pos..end).unwrap_or_default();
-        if let Some(child) = n.children.get(seg) {
+        for child in [n.children.get(seg), n.folded_child(seg)]
+            .into_iter()
+            .flatten()
+        {
             if has_depth(self.nodes[child as usize].catch_mask, target) {
                 if let Some(found) = self.catch_walk(child, end + 1, depth + 1, target, ncaps, ctx)
                 {

@@ -1,0 +1,173 @@
+//! Path confusion: every spelling of a protected path that nginx, Express, Spring or Tomcat
+//! would serve as the same resource is either refused (400) or routed to the protected route;
+//! none reaches the unauthenticated catch-all upstream. Also: the normalized path is what goes
+//! upstream, and the `[paths]` options change the rules as documented.
+mod common;
+use common::*;
+
+/// Status and body of a one-shot request whose target is sent verbatim.
+fn fetch(addr: std::net::SocketAddr, target: &str) -> (u16, String) {
+    let req = format!("GET {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    let bytes = raw(addr, req.as_bytes());
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (first_status(&bytes), body)
+}
+
+fn config(up: std::net::SocketAddr, extra: &str, case_insensitive: bool) -> String {
+    format!(
+        "{extra}\n{}\n\
+         [[routes]]\nname = \"admin\"\nprefix = \"/admin\"\ncase_insensitive = {case_insensitive}\n\
+         static = {{ status = 403, body = \"protected\" }}\n\n\
+         [[routes]]\nname = \"catch-all\"\nprefix = \"/\"\nproxy = {{ upstream = \"app\" }}\n",
+        upstream_toml("app", &[up])
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Want {
+    /// The protected route answered (403 "protected").
+    Protected,
+    /// Refused with 400 before routing.
+    Refused,
+}
+
+#[test]
+fn every_spelling_of_a_protected_path_is_refused_or_protected() {
+    use Want::*;
+    let up = Upstream::echo();
+    let gw = Gateway::start(&config(up.addr, "", true));
+    let table: &[(&str, Want)] = &[
+        ("/admin", Protected),
+        ("/admin/", Protected),
+        ("/admin/x", Protected),
+        ("//admin", Protected),
+        ("///admin//x", Protected),
+        ("//ADMIN//", Protected),
+        ("/admin;x", Protected),
+        ("/admin;jsessionid=1/x", Protected),
+        ("/;/admin", Protected),
+        ("/;x/admin", Protected),
+        ("/public/..;/admin", Protected),
+        ("/..;/admin", Protected),
+        ("/%61dmin", Protected),
+        ("/%41DMIN", Protected),
+        ("/ADMIN", Protected),
+        ("/Admin/x", Protected),
+        ("/./admin", Protected),
+        ("/x/../admin", Protected),
+        ("/x/y/../../admin", Protected),
+        ("/admin?q=1", Protected),
+        ("/admin%2Fx", Refused),
+        ("/admin%2fx", Refused),
+        ("/%2Fadmin", Refused),
+        ("/x%2F..%2Fadmin", Refused),
+        ("/admin%5Cx", Refused),
+        ("/admin%5cx", Refused),
+        ("/admin\\x", Refused),
+        ("/x\\..\\admin", Refused),
+        ("/admin%00", Refused),
+        ("/admin%00/x", Refused),
+        ("/%2e%2e/admin", Refused),
+        ("/x/%2e%2e/admin", Refused),
+        ("/x/.%2E/admin", Refused),
+    ];
+    let mut wrong = Vec::new();
+    for &(target, want) in table {
+        let (status, body) = fetch(gw.addr, target);
+        let got = match status {
+            403 if body.contains("protected") => Some(Protected),
+            400 => Some(Refused),
+            _ => None,
+        };
+        if got != Some(want) {
+            wrong.push(format!("{target}: want {want:?}, got {status} {body:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert_eq!(
+        up.count(),
+        0,
+        "the catch-all upstream received: {:?}",
+        up.requests()
+            .iter()
+            .map(|r| r.target.clone())
+            .collect::<Vec<_>>()
+    );
+
+    // Control: other paths reach the catch-all, with the normalized path.
+    assert_eq!(fetch(gw.addr, "/public").0, 200);
+    assert_eq!(up.last().target, "/public");
+    assert_eq!(fetch(gw.addr, "/public//a;v=1/../b?q=%2F").0, 200);
+    assert_eq!(
+        up.last().target,
+        "/public/b?q=%2F",
+        "normalized path upstream"
+    );
+    assert_eq!(fetch(gw.addr, "/%70ublic/adminx").0, 200);
+    assert_eq!(up.last().target, "/public/adminx");
+    assert_eq!(up.count(), 3);
+}
+
+#[test]
+fn a_case_sensitive_route_protects_only_its_exact_case() {
+    // Documented: paths are case-sensitive unless the route says otherwise, so a backend that
+    // ignores case needs `case_insensitive = true` on the protecting route.
+    let up = Upstream::echo();
+    let gw = Gateway::start(&config(up.addr, "", false));
+    assert_eq!(fetch(gw.addr, "//admin;x").0, 403);
+    assert_eq!(up.count(), 0);
+    assert_eq!(fetch(gw.addr, "/ADMIN").0, 200);
+    assert_eq!(up.last().target, "/ADMIN");
+}
+
+#[test]
+fn path_options_change_the_rules() {
+    let up = Upstream::echo();
+    let gw = Gateway::start(&config(
+        up.addr,
+        "[paths]\nescaped_slashes = \"unescape\"\npath_params = \"reject\"\n",
+        true,
+    ));
+    for target in ["/admin%2Fx", "/x%2F..%2Fadmin", "/admin%5Cx", "/admin\\x"] {
+        let (status, body) = fetch(gw.addr, target);
+        assert!(
+            status == 400 || (status == 403 && body.contains("protected")),
+            "{target}: {status} {body}"
+        );
+    }
+    assert_eq!(fetch(gw.addr, "/admin;x").0, 400);
+    assert_eq!(fetch(gw.addr, "/public;x").0, 400);
+    assert_eq!(fetch(gw.addr, "/public%2Fx").0, 200);
+    assert_eq!(up.last().target, "/public/x");
+    assert_eq!(up.count(), 1);
+
+    // `keep` and `merge_slashes = false` hand the spellings to the upstream as they are.
+    let up2 = Upstream::echo();
+    let gw2 = Gateway::start(&config(
+        up2.addr,
+        "[paths]\nescaped_slashes = \"keep\"\npath_params = \"keep\"\nmerge_slashes = false\n",
+        true,
+    ));
+    assert_eq!(fetch(gw2.addr, "/public%2Fx;y").0, 200);
+    assert_eq!(up2.last().target, "/public%2Fx;y");
+    assert_eq!(fetch(gw2.addr, "/admin%00").0, 400, "%00 is refused always");
+
+    let (code, out, err) = check_config(
+        "[[listeners]]\naddress = \"127.0.0.1:0\"\n\n[[routes]]\nname = \"a\"\nprefix = \"/Admin\"\n\
+         case_insensitive = true\nstatic = { status = 403 }\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("^ /Admin (any case)"), "{out}");
+    let (code, _, err) = check_config(
+        "[[listeners]]\naddress = \"127.0.0.1:0\"\n\n[paths]\nescaped_slashes = \"decode\"\n",
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(":5:") && err.contains("paths.escaped_slashes"),
+        "{err}"
+    );
+}
