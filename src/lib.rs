@@ -7,6 +7,7 @@
 //! buffer and `trace` spans; `admin` serves them off the workers.
 
 pub mod accesslog;
+pub mod admission;
 pub mod admin;
 pub mod apikey;
 pub mod civil;
