@@ -577,20 +577,7 @@ fn refuse(core: &Core, stream: monoio::net::TcpStream, why: crate::admission::Re
         Refusal::MaxConnections => CoreCounter::ConnRefusedMax,
         Refusal::PerIp => CoreCounter::ConnRefusedPerIp,
     });
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: the fd is the open socket `stream` owns; setsockopt only reads `linger`.
-    unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
+    crate::io::reset_on_close(stream.as_raw_fd());
     drop(stream);
 }
 

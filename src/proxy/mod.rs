@@ -340,6 +340,10 @@ async fn connection_loop(
         let outcome = handle_request(core, &gen, &mut c, head, head_len).await;
         if let Some(counter) = c.slow.take() {
             core.telemetry.count(counter);
+            if counter == crate::metrics::CoreCounter::SlowResponse {
+                // What the kernel still queues for this reader would take it as long again.
+                crate::io::reset_on_close(c.stream.as_raw_fd());
+            }
         }
         match outcome {
             Outcome::Done(true) if !core.draining() => {}
