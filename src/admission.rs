@@ -165,8 +165,10 @@ mod tests {
         drop(held);
         drop(other);
         assert_eq!(a.open(), 0);
-        assert!(a.rows.iter().all(|r| r[0].load(Ordering::Relaxed) == 0
-            && r[1].load(Ordering::Relaxed) == 0));
+        assert!(a
+            .rows
+            .iter()
+            .all(|r| r[0].load(Ordering::Relaxed) == 0 && r[1].load(Ordering::Relaxed) == 0));
         assert!(a.admit(ip, &l).is_ok());
     }
 
@@ -199,6 +201,9 @@ mod tests {
         let exact: std::net::Ipv6Addr = "2001:db8:1:2::1".parse().unwrap();
         assert_eq!(group_key(x, 128), (6, u128::from(exact)));
         let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
-        assert_eq!(group_key(mapped, 64), group_key("10.0.0.1".parse().unwrap(), 64));
+        assert_eq!(
+            group_key(mapped, 64),
+            group_key("10.0.0.1".parse().unwrap(), 64)
+        );
     }
 }

@@ -7,8 +7,8 @@
 //! buffer and `trace` spans; `admin` serves them off the workers.
 
 pub mod accesslog;
-pub mod admission;
 pub mod admin;
+pub mod admission;
 pub mod apikey;
 pub mod civil;
 pub mod config;

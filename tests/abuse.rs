@@ -143,7 +143,8 @@ fn slow_response_reader_is_closed() {
     sock.set_recv_buffer_size(4096).unwrap();
     sock.connect(&gw.addr.into()).unwrap();
     let mut s: TcpStream = sock.into();
-    s.write_all(b"GET /p/big HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    s.write_all(b"GET /p/big HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     let t = Instant::now();
     let mut buf = [0u8; 2048];
     let mut got = 0usize;
@@ -239,10 +240,18 @@ fn idle_tunnel_is_closed_on_both_sides() {
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut b).unwrap(), 1, "tunnel closed during the handshake");
+        assert_eq!(
+            s.read(&mut b).unwrap(),
+            1,
+            "tunnel closed during the handshake"
+        );
         head.push(b[0]);
     }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
     // Traffic keeps the tunnel open well past the idle limit.
     for i in 0..8u8 {
         s.write_all(&[b'a' + i]).unwrap();
@@ -258,9 +267,16 @@ fn idle_tunnel_is_closed_on_both_sides() {
     while up_closed.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(up_closed.load(Ordering::SeqCst), 1, "upstream side not closed");
+    assert_eq!(
+        up_closed.load(Ordering::SeqCst),
+        1,
+        "upstream side not closed"
+    );
     let m = scrape_until(gw.admin, "ringway_tunnel_idle_closes_total", &[], 1.0);
-    assert_eq!(metric(&m, "ringway_tunnel_idle_closes_total", &[]), Some(1.0));
+    assert_eq!(
+        metric(&m, "ringway_tunnel_idle_closes_total", &[]),
+        Some(1.0)
+    );
 }
 
 #[test]
@@ -276,7 +292,11 @@ fn process_wide_cap_refuses_extra_connections() {
     let mut extra = connect(gw.addr);
     let _ = extra.write_all(b"GET /s HTTP/1.1\r\nHost: t\r\n\r\n");
     let (bytes, ended, _) = read_until_close(&mut extra, Duration::from_secs(5));
-    assert!(ended && bytes.is_empty(), "{}", String::from_utf8_lossy(&bytes));
+    assert!(
+        ended && bytes.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
     // Closing one makes room again.
     held.pop();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -287,7 +307,10 @@ fn process_wide_cap_refuses_extra_connections() {
         if first_status(&bytes) == 200 {
             break;
         }
-        assert!(Instant::now() < deadline, "no room after a connection closed");
+        assert!(
+            Instant::now() < deadline,
+            "no room after a connection closed"
+        );
         thread::sleep(Duration::from_millis(50));
     }
     let m = scrape(gw.admin);

@@ -97,7 +97,11 @@ mod tests {
         let raw = parse(&src, Path::new("t.toml")).unwrap();
         match compile(raw, &src, Path::new("t.toml"), 1) {
             Ok(_) => String::new(),
-            Err(e) => e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"),
+            Err(e) => e
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
         }
     }
 
@@ -109,7 +113,11 @@ mod tests {
         let raw = parse(&src, Path::new("t.toml")).unwrap();
         let c = compile(raw, &src, Path::new("t.toml"), 1).unwrap();
         assert_eq!(
-            (c.conn_limits.max, c.conn_limits.per_ip, c.conn_limits.ipv6_prefix),
+            (
+                c.conn_limits.max,
+                c.conn_limits.per_ip,
+                c.conn_limits.ipv6_prefix
+            ),
             (10, 3, 48)
         );
         assert_eq!(c.timeouts.min_data_rate.ns_per_byte, 1_000_000_000 / 1024);

@@ -34,9 +34,9 @@ use crate::worker::{Core, Generation};
 mod body;
 mod forward;
 mod guard;
+mod linger;
 mod local;
 mod rate;
-mod linger;
 mod tunnel;
 pub mod upstream_head;
 
@@ -350,7 +350,8 @@ async fn connection_loop(
             Outcome::Done(_) => return None,
             Outcome::Tunnel(up) => {
                 if tunnel(c, up).await {
-                    core.telemetry.count(crate::metrics::CoreCounter::TunnelIdle);
+                    core.telemetry
+                        .count(crate::metrics::CoreCounter::TunnelIdle);
                 }
                 return None;
             }
