@@ -143,3 +143,23 @@ pub async fn idle_wait(
         Err(e) => Err(IoFail::Error(e)),
     }
 }
+
+/// Makes closing `fd` abortive: the kernel sends a reset and drops unsent data instead of
+/// keeping it queued (and the socket alive) for a peer that may never read it. For connections
+/// closed as abusive (refused at accept, too slow to read).
+pub fn reset_on_close(fd: std::os::fd::RawFd) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `fd` is an open socket owned by the caller; setsockopt only reads `linger`.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}

@@ -8,6 +8,7 @@
 
 pub mod accesslog;
 pub mod admin;
+pub mod admission;
 pub mod apikey;
 pub mod civil;
 pub mod config;

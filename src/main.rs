@@ -107,6 +107,7 @@ fn run(path: &Path, workers_flag: Option<usize>) -> ExitCode {
         cfg.routes.len(),
         cfg.upstreams.len(),
     ));
+    worker::raise_fd_limit();
     let signals = match control::register_signals() {
         Ok(s) => s,
         Err(e) => {

@@ -322,6 +322,11 @@ impl CoreTelemetry {
         }
     }
 
+    /// Adds one to a worker-local counter (connection-level events: refusals, slow clients).
+    pub fn count(&self, c: CoreCounter) {
+        self.metrics.borrow_mut().add(c, 1);
+    }
+
     /// A copy of this core's metrics for the admin thread.
     pub fn snapshot(&self, open_connections: u64) -> CoreSnapshot {
         self.metrics

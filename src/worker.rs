@@ -48,6 +48,8 @@ pub struct Shared {
     pub reloads_failed: AtomicU64,
     /// State config compiles carry across reloads (rate limiters, JWKS fetchers).
     pub runtime: crate::config::Runtime,
+    /// Open client connections, process-wide and per client address (the connection caps).
+    pub admission: crate::admission::Admission,
 }
 
 /// What the admin API reports about config loading.
@@ -80,6 +82,7 @@ impl Shared {
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             runtime,
+            admission: crate::admission::Admission::new(),
         })
     }
 
@@ -521,9 +524,24 @@ async fn accept_loop(core: Rc<Core>, listener: TcpListener) {
                 if core.draining() {
                     break;
                 }
+                let limits = core.generation().cfg.conn_limits;
+                let held = match core.shared.admission.admit(peer.ip(), &limits) {
+                    Ok(permit) => permit.into_held(),
+                    Err(why) => {
+                        refuse(&core, stream, why);
+                        continue;
+                    }
+                };
                 let _ = stream.set_nodelay(true);
-                let core = core.clone();
-                monoio::spawn(crate::proxy::serve_connection(core, stream, peer));
+                let permit = ConnPermit {
+                    core: core.clone(),
+                    held,
+                };
+                monoio::spawn(async move {
+                    let core = permit.core.clone();
+                    crate::proxy::serve_connection(core, stream, peer).await;
+                    drop(permit);
+                });
             }
             Err(e) => {
                 if core.draining() {
@@ -534,5 +552,63 @@ async fn accept_loop(core: Rc<Core>, listener: TcpListener) {
                 monoio::time::sleep(Duration::from_millis(10)).await;
             }
         }
+    }
+}
+
+/// A connection's share of the process-wide connection counts, released when its task ends
+/// (however it ends).
+struct ConnPermit {
+    core: Rc<Core>,
+    held: crate::admission::Held,
+}
+
+impl Drop for ConnPermit {
+    fn drop(&mut self) {
+        self.core.shared.admission.release_held(self.held);
+    }
+}
+
+/// Closes a connection refused by a cap at once, with a reset (no response: it costs nothing to
+/// parse, and an abortive close leaves no TIME_WAIT socket behind for a flood to pile up).
+fn refuse(core: &Core, stream: monoio::net::TcpStream, why: crate::admission::Refusal) {
+    use crate::admission::Refusal;
+    use crate::metrics::CoreCounter;
+    core.telemetry.count(match why {
+        Refusal::MaxConnections => CoreCounter::ConnRefusedMax,
+        Refusal::PerIp => CoreCounter::ConnRefusedPerIp,
+    });
+    crate::io::reset_on_close(stream.as_raw_fd());
+    drop(stream);
+}
+
+/// Raises this process's soft open-file limit to its hard limit (each client connection is a
+/// file descriptor; distributions often start processes with a soft limit of 1024) and logs
+/// the result, warning when the limit is below `limits.max_connections`' default.
+pub fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the plain struct we own.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
+    if !ok {
+        return;
+    }
+    let before = lim.rlim_cur;
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            lim.rlim_cur = before;
+        }
+    }
+    let now = lim.rlim_cur;
+    if now != before {
+        crate::log::info(&format!("open-file limit raised from {before} to {now}"));
+    }
+    if now < crate::config::abuse::DEFAULT_MAX_CONNECTIONS as u64 {
+        crate::log::info(&format!(
+            "open-file limit is {now}: accept fails with EMFILE near that many connections; raise the hard limit (ulimit -Hn / LimitNOFILE) to serve more"
+        ));
     }
 }

@@ -217,7 +217,24 @@ pub fn compile_with(
             30,
         ),
         upstream_idle: positive(&mut errs, &t.upstream_idle, "timeouts.upstream_idle", 60),
+        client_body_total: positive(
+            &mut errs,
+            &t.client_body_total,
+            "timeouts.client_body_total",
+            300,
+        ),
+        min_data_rate: super::abuse::min_data_rate(&raw.limits, &mut errs),
+        tunnel_idle: positive(&mut errs, &t.tunnel_idle, "timeouts.tunnel_idle", 600),
+        lingering_close: dur(&t.lingering_close, Duration::from_secs(2)),
+        lingering_bytes: bounded_size(
+            &mut errs,
+            &raw.limits.lingering_bytes,
+            "limits.lingering_bytes",
+            1 << 20,
+            0..=1 << 30,
+        ),
     };
+    let conn_limits = super::abuse::conn_limits(&raw.limits, &mut errs);
 
     let (upstreams, upstream_ids) = compile_upstreams(&raw, &timeouts, &mut errs);
     let admin = compile_admin(&raw, &listeners, &mut errs);
@@ -317,6 +334,7 @@ pub fn compile_with(
             policies,
             content_hash: content_hash(src),
             paths,
+            conn_limits,
         }),
         _ => Err(errs.list),
     }
@@ -378,11 +396,11 @@ fn content_hash(src: &str) -> String {
     crate::keyed_hash::hex_prefix(src.as_bytes(), 8)
 }
 
-fn dur(v: &Option<Spanned<RawDuration>>, default: Duration) -> Duration {
+pub(super) fn dur(v: &Option<Spanned<RawDuration>>, default: Duration) -> Duration {
     v.as_ref().map(|d| d.get_ref().0).unwrap_or(default)
 }
 
-fn positive(
+pub(super) fn positive(
     errs: &mut Errors,
     v: &Option<Spanned<RawDuration>>,
     field: &str,

@@ -4,6 +4,7 @@
 //! `Compiled` is `Send + Sync` and never mutated after `compile()` returns. Ids are dense
 //! indexes into its vectors, so workers keep per-core state (pools, cursors) in plain `Vec`s.
 
+pub mod abuse;
 pub mod compile;
 pub mod paths;
 pub mod policies;
@@ -82,6 +83,28 @@ pub struct Compiled {
     pub content_hash: String,
     /// How request paths are normalized (`[paths]`).
     pub paths: crate::http1::PathOptions,
+    /// Caps on open client connections (checked at accept).
+    pub conn_limits: ConnLimits,
+}
+
+/// Caps on open client connections, checked once per accepted connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// Whole process (0 = unlimited).
+    pub max: usize,
+    /// Per client address, IPv6 grouped by `ipv6_prefix` (0 = unlimited).
+    pub per_ip: u32,
+    /// Prefix length (1..=128) that groups IPv6 clients for `per_ip`.
+    pub ipv6_prefix: u8,
+}
+
+/// The slowest a client may send a request body or read a response: averaged over the time
+/// spent waiting on that client, once the time exceeds `grace` (Kestrel's model).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MinDataRate {
+    /// Nanoseconds one byte may take (`1e9 / bytes_per_second`); 0 = no minimum.
+    pub ns_per_byte: u64,
+    pub grace: Duration,
 }
 
 /// The admin listener (never on a public listener; served by its own thread).
@@ -120,6 +143,18 @@ pub struct Timeouts {
     pub upstream_response: Duration,
     /// Max gap between upstream body reads once the response started.
     pub upstream_idle: Duration,
+    /// Whole request body, counted from the complete head (→ 408 / close).
+    pub client_body_total: Duration,
+    /// Minimum request-body and response data rate (→ 408 / close).
+    pub min_data_rate: MinDataRate,
+    /// A tunnel (WebSocket) with no bytes either way for this long is closed.
+    pub tunnel_idle: Duration,
+    /// After an error response with request bytes unread: drain for up to this long
+    /// (zero = close at once) ...
+    pub lingering_close: Duration,
+    /// ... or this many bytes, before closing, so the client reads the response instead of a
+    /// reset.
+    pub lingering_bytes: u64,
 }
 
 #[derive(Debug)]

@@ -207,6 +207,18 @@ pub struct RawLimits {
     pub max_headers: Option<Spanned<i64>>,
     pub max_uri_bytes: Option<Spanned<RawSize>>,
     pub max_body_bytes: Option<Spanned<RawSize>>,
+    /// Open client connections for the whole process (0 = unlimited).
+    pub max_connections: Option<Spanned<i64>>,
+    /// Open client connections per client address (0 = unlimited).
+    pub max_connections_per_ip: Option<Spanned<i64>>,
+    /// IPv6 clients are grouped by this prefix length for `max_connections_per_ip`.
+    pub ipv6_prefix: Option<Spanned<i64>>,
+    /// Slowest accepted request-body / response data rate, in bytes per second (0 = off).
+    pub min_data_rate: Option<Spanned<RawSize>>,
+    /// How long a transfer may run below `min_data_rate` before it counts.
+    pub data_rate_grace: Option<Spanned<RawDuration>>,
+    /// Most request bytes read and dropped while lingering after an error response.
+    pub lingering_bytes: Option<Spanned<RawSize>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -218,6 +230,13 @@ pub struct RawTimeouts {
     pub upstream_connect: Option<Spanned<RawDuration>>,
     pub upstream_response: Option<Spanned<RawDuration>>,
     pub upstream_idle: Option<Spanned<RawDuration>>,
+    /// Whole request body, from the complete head to the last body byte (→ 408).
+    pub client_body_total: Option<Spanned<RawDuration>>,
+    /// A WebSocket tunnel with no bytes either way for this long is closed.
+    pub tunnel_idle: Option<Spanned<RawDuration>>,
+    /// After an error response, how long unread request bytes are drained before closing
+    /// (`0s` = close at once).
+    pub lingering_close: Option<Spanned<RawDuration>>,
 }
 
 #[derive(Debug, Deserialize)]

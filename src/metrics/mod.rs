@@ -61,14 +61,31 @@ pub enum CoreCounter {
     AccessLogDropped,
     /// Trace spans dropped because the export queue was full.
     SpansDropped,
+    /// Client connections refused at accept: the process-wide cap was reached.
+    ConnRefusedMax,
+    /// Client connections refused at accept: the client address's cap was reached.
+    ConnRefusedPerIp,
+    /// Connections closed because a request body came too slowly (rate or total time).
+    SlowRequestBody,
+    /// Connections closed because the client read a response too slowly.
+    SlowResponse,
+    /// Tunnels (WebSocket) closed after `timeouts.tunnel_idle` without traffic.
+    TunnelIdle,
 }
 
 impl CoreCounter {
     /// Number of variants (length of counter arrays).
-    pub const COUNT: usize = 2;
+    pub const COUNT: usize = 7;
     /// Every variant, in index order.
-    pub const ALL: [CoreCounter; CoreCounter::COUNT] =
-        [CoreCounter::AccessLogDropped, CoreCounter::SpansDropped];
+    pub const ALL: [CoreCounter; CoreCounter::COUNT] = [
+        CoreCounter::AccessLogDropped,
+        CoreCounter::SpansDropped,
+        CoreCounter::ConnRefusedMax,
+        CoreCounter::ConnRefusedPerIp,
+        CoreCounter::SlowRequestBody,
+        CoreCounter::SlowResponse,
+        CoreCounter::TunnelIdle,
+    ];
 
     /// Position in counter arrays.
     pub fn index(self) -> usize {
@@ -447,7 +464,7 @@ mod tests {
         assert_eq!(req, vec![(2, 201, 1), (METHOD_OTHER, 599, 1)]);
         assert_eq!((rs.bytes_in, rs.bytes_out), (10, 14));
         assert_eq!(s.routes[0].requests, vec![(1, 400, 1)]);
-        assert_eq!(s.counters, [3, 0]);
+        assert_eq!(s.counters[..2], [3, 0]);
     }
 
     #[test]

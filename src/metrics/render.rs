@@ -169,6 +169,50 @@ pub fn render_prometheus(m: &Merged, p: &ProcessInfo, out: &mut String) {
 
     family(
         out,
+        "ringway_downstream_connections_refused_total",
+        "Client connections closed at accept because a connection cap was reached, by cap.",
+        "counter",
+    );
+    for (reason, c) in [
+        ("max_connections", CoreCounter::ConnRefusedMax),
+        ("per_ip", CoreCounter::ConnRefusedPerIp),
+    ] {
+        let _ = writeln!(
+            out,
+            "ringway_downstream_connections_refused_total{{reason=\"{reason}\"}} {}",
+            m.counter(c)
+        );
+    }
+    family(
+        out,
+        "ringway_slow_client_closes_total",
+        "Client connections closed for sending a request body or reading a response too slowly.",
+        "counter",
+    );
+    for (direction, c) in [
+        ("request_body", CoreCounter::SlowRequestBody),
+        ("response", CoreCounter::SlowResponse),
+    ] {
+        let _ = writeln!(
+            out,
+            "ringway_slow_client_closes_total{{direction=\"{direction}\"}} {}",
+            m.counter(c)
+        );
+    }
+    family(
+        out,
+        "ringway_tunnel_idle_closes_total",
+        "Tunnels (WebSocket) closed after timeouts.tunnel_idle without traffic either way.",
+        "counter",
+    );
+    let _ = writeln!(
+        out,
+        "ringway_tunnel_idle_closes_total {}",
+        m.counter(CoreCounter::TunnelIdle)
+    );
+
+    family(
+        out,
         "ringway_access_log_dropped_total",
         "Access-log lines dropped because the log queue was full.",
         "counter",

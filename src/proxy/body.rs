@@ -8,6 +8,7 @@ use crate::config::Route;
 use crate::error::{ErrorKind, ProxyError};
 use crate::http1::{self, BodyFraming, ChunkedDecoder, RequestHead, Version};
 use crate::io::{read_more, write_all, write_range, IoFail};
+use crate::metrics::CoreCounter;
 use crate::upstream::{UpConn, UpstreamState};
 
 use super::{Client, Req, STREAM_CHUNK};
@@ -33,10 +34,24 @@ async fn read_client(c: &mut Client) -> Result<(), ProxyError> {
     } else if c.pos > STREAM_CHUNK {
         c.compact();
     }
-    let deadline = Instant::now() + c.timeouts.client_body;
+    // Bounded three ways: the gap between reads, the whole body (`client_body_total`) and the
+    // average rate once past the grace period (`min_data_rate`, checked at each completion).
+    let began = Instant::now();
+    let deadline = (began + c.timeouts.client_body).min(c.body_deadline);
+    let too_slow = || ProxyError::new(ErrorKind::RequestTimeout);
     match read_more(&mut c.stream, &mut c.buf, deadline, STREAM_CHUNK).await {
-        Ok(_) => Ok(()),
-        Err(IoFail::Timeout) => Err(ProxyError::new(ErrorKind::RequestTimeout)),
+        Ok(n) => {
+            let rule = c.timeouts.min_data_rate;
+            if rule.ns_per_byte != 0 && !c.rx.record(&rule, n, began.elapsed()) {
+                c.slow = Some(CoreCounter::SlowRequestBody);
+                return Err(too_slow());
+            }
+            Ok(())
+        }
+        Err(IoFail::Timeout) => {
+            c.slow = Some(CoreCounter::SlowRequestBody);
+            Err(too_slow())
+        }
         Err(_) => Err(ProxyError::new(ErrorKind::BadBody(
             "client closed during body",
         ))),

@@ -34,8 +34,10 @@ use crate::worker::{Core, Generation};
 mod body;
 mod forward;
 mod guard;
+mod linger;
 mod local;
 pub mod origin;
+mod rate;
 mod tunnel;
 pub mod upstream_head;
 
@@ -93,6 +95,13 @@ struct Client {
     ex: Exchange,
     /// The scheme of the listener this connection came in on.
     scheme: origin::Scheme,
+    /// The current request's body reads and response writes, for `timeouts.min_data_rate`.
+    rx: rate::RateMeter,
+    tx: rate::RateMeter,
+    /// When the current request's body must be complete (`timeouts.client_body_total`).
+    body_deadline: Instant,
+    /// Why the connection is being closed as abusive (counted once the request ends).
+    slow: Option<crate::metrics::CoreCounter>,
 }
 
 /// The facts telemetry needs about one request, filled in along the request path and reset
@@ -144,8 +153,8 @@ impl Client {
 
     /// Writes `out` to the client, counting the bytes for this request's telemetry.
     async fn send(&mut self, out: &mut Vec<u8>, deadline: Instant) -> Result<(), IoFail> {
-        self.ex.bytes_out += out.len() as u64;
-        write_all(&mut self.stream, out, deadline).await
+        let end = out.len();
+        self.send_range(out, 0, end, deadline).await
     }
 
     /// Writes `buf[start..end]` to the client, counting the bytes (see `send`).
@@ -156,8 +165,28 @@ impl Client {
         end: usize,
         deadline: Instant,
     ) -> Result<(), IoFail> {
-        self.ex.bytes_out += (end - start) as u64;
-        crate::io::write_range(&mut self.stream, buf, start, end, deadline).await
+        let n = end.saturating_sub(start);
+        self.ex.bytes_out += n as u64;
+        let rule = self.timeouts.min_data_rate;
+        let Some(budget) = self.tx.budget(&rule, n) else {
+            return crate::io::write_range(&mut self.stream, buf, start, end, deadline).await;
+        };
+        // The rate allowance caps the write's own deadline: a client that stops reading is
+        // closed when it falls below the minimum rate, with no timer beyond the write's.
+        let began = Instant::now();
+        let by_rate = began + budget;
+        let res =
+            crate::io::write_range(&mut self.stream, buf, start, end, deadline.min(by_rate)).await;
+        match &res {
+            Ok(()) => {
+                self.tx.record(&rule, n, began.elapsed());
+            }
+            Err(IoFail::Timeout) if by_rate < deadline => {
+                self.slow = Some(crate::metrics::CoreCounter::SlowResponse);
+            }
+            Err(_) => {}
+        }
+        res
     }
 
     /// Drops consumed bytes so reads append after what is still pending.
@@ -249,6 +278,10 @@ impl Client {
             ex: Exchange::default(),
             // Plain-TCP listeners only so far; a TLS listener sets `Https` here.
             scheme: origin::Scheme::Http,
+            rx: rate::RateMeter::default(),
+            tx: rate::RateMeter::default(),
+            body_deadline: Instant::now(),
+            slow: None,
         }
     }
 }
@@ -296,9 +329,12 @@ async fn connection_loop(
                     bytes_out: out.len() as u64,
                     ..Exchange::default()
                 };
-                let _ = write_all(&mut c.stream, &mut out, deadline).await;
+                let sent = write_all(&mut c.stream, &mut out, deadline).await;
                 core.telemetry
                     .on_rejected(&core.generation(), &c.ex, rid.as_str(), c.peer, start);
+                if sent.is_ok() && err.kind != ErrorKind::RequestTimeout {
+                    linger::linger(&mut c).await;
+                }
                 return None;
             }
         };
@@ -306,11 +342,22 @@ async fn connection_loop(
         first = false;
         let gen = core.generation();
         c.timeouts = gen.cfg.timeouts;
-        match handle_request(core, &gen, &mut c, head, head_len).await {
+        let outcome = handle_request(core, &gen, &mut c, head, head_len).await;
+        if let Some(counter) = c.slow.take() {
+            core.telemetry.count(counter);
+            if counter == crate::metrics::CoreCounter::SlowResponse {
+                // What the kernel still queues for this reader would take it as long again.
+                crate::io::reset_on_close(c.stream.as_raw_fd());
+            }
+        }
+        match outcome {
             Outcome::Done(true) if !core.draining() => {}
             Outcome::Done(_) => return None,
             Outcome::Tunnel(up) => {
-                tunnel(c, up).await;
+                if tunnel(c, up).await {
+                    core.telemetry
+                        .count(crate::metrics::CoreCounter::TunnelIdle);
+                }
                 return None;
             }
         }
@@ -465,6 +512,9 @@ async fn handle_request(
         ),
         ..Exchange::default()
     };
+    c.rx = rate::RateMeter::default();
+    c.tx = rate::RateMeter::default();
+    c.body_deadline = start + c.timeouts.client_body_total;
     let outcome = run_request(core, gen, c, &head, rid).await;
     core.telemetry
         .on_request(gen, &c.ex, &head, rid.as_str(), start);
@@ -682,7 +732,24 @@ async fn respond_error(
     c.ex.status = err.status();
     let deadline = Instant::now() + c.timeouts.client_body;
     match c.send(&mut out, deadline).await {
-        Ok(()) => Outcome::Done(keep),
+        Ok(()) if keep => Outcome::Done(true),
+        Ok(()) => {
+            // Closing with request bytes possibly still on the way: let the client read the
+            // response instead of a reset (not for a client that already stalled or left).
+            let body_left = match head.body {
+                BodyFraming::None | BodyFraming::Length(0) => false,
+                BodyFraming::Length(n) => c.body_streamed || (c.pending() as u64) < n,
+                _ => true,
+            };
+            let stalled = matches!(
+                err.kind,
+                ErrorKind::RequestTimeout | ErrorKind::BadBody("client closed during body")
+            );
+            if body_left && !stalled {
+                linger::linger(c).await;
+            }
+            Outcome::Done(false)
+        }
         Err(_) => Outcome::Done(false),
     }
 }
