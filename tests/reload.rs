@@ -341,3 +341,43 @@ fn reloaded_timeouts_apply_to_new_requests() {
     assert_eq!(r.status, 504, "{}", r.text());
     assert!(r.text().contains("upstream_timeout"), "{}", r.text());
 }
+
+/// README: "back-off state carries over for upstreams whose name and target address are
+/// unchanged". A target that refused a connection stays skipped through reloads within its
+/// back-off period: no new connect attempt (and no new "connect failed" line) after SIGHUP.
+#[test]
+fn reload_keeps_backoff_of_unchanged_targets() {
+    let good = Upstream::fixed(200, "good", "good");
+    let dead: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    // The refusing target comes first: a fresh balancer (equal weights) picks it first.
+    let upstreams = format!(
+        "{}backoff = \"10m\"\n",
+        upstream_toml("be", &[dead, good.addr])
+    );
+    let config = |v: &str| {
+        format!(
+            "{upstreams}\n[[routes]]\nname = \"api\"\nprefix = \"/api\"\nproxy = {{ upstream = \"be\" }}\n\n{}",
+            versioned(v)
+        )
+    };
+    let gw = Gateway::start_workers(&config("v1"), 1);
+    assert_eq!(get(gw.addr, "/api/x").text(), "good");
+    gw.wait_log("connect failed", Duration::from_secs(10));
+    for v in ["v2", "v3"] {
+        assert!(gw.reload(&config(v)));
+        assert_eq!(get(gw.addr, "/version").text(), v);
+        for _ in 0..4 {
+            assert_eq!(get(gw.addr, "/api/x").text(), "good");
+        }
+    }
+    // One more reload as a fence: its log line comes after any line the requests above caused
+    // (one process, one stderr pipe), so the count below is final.
+    assert!(gw.reload(&config("v4")));
+    assert_eq!(
+        gw.log_count("connect failed"),
+        1,
+        "the backed-off target was tried again after a reload:\n{}",
+        gw.logs()
+    );
+    assert_eq!(good.count(), 9);
+}

@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -111,6 +111,25 @@ fn gateway(upstreams: &str, extra: &str) -> Gateway {
     ))
 }
 
+/// The same gateway with one worker, so that consecutive client connections share one pool.
+fn gateway_one_worker(upstreams: &str) -> Gateway {
+    Gateway::start_workers(
+        &format!(
+            "{upstreams}\n[[routes]]\nname = \"p\"\nprefix = \"/p\"\nproxy = {{ upstream = \"be\" }}\n"
+        ),
+        1,
+    )
+}
+
+/// Polls `cond` until it holds; panics naming `what` after a generous deadline.
+fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn assert_502(r: &Response, code: &str) {
     assert_eq!(r.status, 502, "{}", r.text());
     assert!(
@@ -145,11 +164,20 @@ fn tally(addr: SocketAddr, n: usize) -> std::collections::HashMap<String, usize>
 fn refused_connection_is_502_fast() {
     let port = free_port(); // bound then released: nothing listens there
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let gw = gateway(&upstream_toml("be", &[addr]), "");
+    let gw = gateway(
+        &format!(
+            "{}connect_timeout = \"60s\"\n",
+            upstream_toml("be", &[addr])
+        ),
+        "",
+    );
     let t = Instant::now();
     let r = get(gw.addr, "/p");
+    // Not a performance bound: a refusal answers at once (milliseconds), while waiting for the
+    // 60 s connect timeout would exceed the client's own 10 s read timeout. The margin is wide
+    // for a loaded machine.
     assert!(
-        t.elapsed() < Duration::from_secs(1),
+        t.elapsed() < Duration::from_secs(30),
         "took {:?}",
         t.elapsed()
     );
@@ -327,7 +355,16 @@ fn upstream_failure_after_streamed_body_does_not_desync_pipelined_request() {
     // upstream reads the body and closes without answering: the client must get a 502 and
     // then either the pipelined GET's answer or a closed connection, never a parse of the
     // middle of the second request.
-    let up = Upstream::start(Arc::new(|_req, _s| Reply::Close));
+    let head_seen = Arc::new(AtomicBool::new(false));
+    let seen = head_seen.clone();
+    let up = raw_server(move |s| {
+        if read_req_head(&s).is_some() {
+            seen.store(true, Ordering::SeqCst);
+            let mut body = [0u8; 40];
+            let _ = (&s).read_exact(&mut body);
+        }
+        // Dropped without an answer.
+    });
     let gw = gateway(&upstream_toml("be", &[up.addr]), "");
     let mut c = Conn::open(gw.addr);
     let body = "b".repeat(40);
@@ -338,7 +375,11 @@ fn upstream_failure_after_streamed_body_does_not_desync_pipelined_request() {
         )
         .as_bytes(),
     );
-    thread::sleep(Duration::from_millis(150));
+    // The gateway streams this body: it forwards the head first. Once the upstream has it,
+    // the body is certainly a separate segment.
+    wait_for("the request head at the upstream", || {
+        head_seen.load(Ordering::SeqCst)
+    });
     c.send(
         format!(
             "{body}GET /s HTTP/1.1\r\nHost: t\r\nX-Pad: {}\r\n\r\n",
@@ -466,17 +507,31 @@ fn max_idle_zero_disables_pooling() {
     for _ in 0..5 {
         assert_eq!(c.request("GET", "/p", &[], b"").status, 200);
     }
-    // Give the accept thread a moment to count.
-    thread::sleep(Duration::from_millis(50));
+    // The accept thread counts a connection before its handler answers: the count is final.
     assert_eq!(up.connections.load(Ordering::SeqCst), 5);
 }
 
 #[test]
 fn upstream_connection_close_responses_are_not_pooled() {
-    let up = Upstream::start(Arc::new(|_req, s| {
-        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok");
-        Reply::Close
-    }));
+    // The upstream says `Connection: close` but leaves its socket open and keeps answering:
+    // only the gateway's own rule can keep the connection out of the pool. (Had the upstream
+    // closed, a pooled dead connection would be retried silently and the test could not fail.)
+    let reuses = Arc::new(AtomicUsize::new(0));
+    let seen = reuses.clone();
+    let up = raw_server(move |mut s| {
+        let mut n = 0;
+        while read_req_head(&s).is_some() {
+            n += 1;
+            if n > 1 {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+            if s.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
     let gw = gateway(&upstream_toml("be", &[up.addr]), "");
     let mut c = Conn::open(gw.addr);
     for i in 0..20 {
@@ -486,7 +541,13 @@ fn upstream_connection_close_responses_are_not_pooled() {
         // The upstream's Connection: close is hop-by-hop: the client connection stays open.
         assert_ne!(r.header("connection"), Some("close"));
     }
-    assert_eq!(up.count(), 20);
+    // Counted before the answer that the client already has: final.
+    assert_eq!(
+        reuses.load(Ordering::SeqCst),
+        0,
+        "a request went on a connection after its Connection: close response"
+    );
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 20);
 }
 
 #[test]
@@ -534,32 +595,40 @@ fn upstream_idle_closing_pool_with_fresh_client_connections() {
 
 #[test]
 fn slow_upstream_on_one_connection_does_not_block_others() {
-    let up = Upstream::start(Arc::new(|req, s| {
+    // The slow request is held at the upstream until the fast ones are done: if they waited
+    // for it, they would time out. No wall-clock bound.
+    let release = Arc::new(AtomicBool::new(false));
+    let held = release.clone();
+    let up = Upstream::start(Arc::new(move |req, s| {
         if req.target.contains("slow") {
-            thread::sleep(Duration::from_millis(1500));
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !held.load(Ordering::SeqCst) && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(5));
+            }
         }
         let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
         Reply::KeepAlive
     }));
     let gw = Gateway::start_workers(
         &format!(
-            "{}\n[[routes]]\nname = \"p\"\nprefix = \"/p\"\nproxy = {{ upstream = \"be\" }}\n",
+            "{}response_timeout = \"90s\"\n\n[[routes]]\nname = \"p\"\nprefix = \"/p\"\nproxy = {{ upstream = \"be\" }}\n",
             upstream_toml("be", &[up.addr])
         ),
         1,
     );
     let addr = gw.addr;
     let slow = thread::spawn(move || get(addr, "/p/slow").status);
-    thread::sleep(Duration::from_millis(100));
-    let t = Instant::now();
+    wait_for("the slow request at the upstream", || {
+        up.requests().iter().any(|r| r.target.contains("slow"))
+    });
     for _ in 0..5 {
         assert_eq!(get(gw.addr, "/p/fast").status, 200);
     }
     assert!(
-        t.elapsed() < Duration::from_millis(1000),
-        "fast requests waited for the slow one: {:?}",
-        t.elapsed()
+        !slow.is_finished(),
+        "the slow request finished before it was released"
     );
+    release.store(true, Ordering::SeqCst);
     assert_eq!(slow.join().unwrap(), 200);
 }
 
@@ -609,9 +678,163 @@ fn stray_body_after_head_response_does_not_leak_into_the_next_request() {
     assert_eq!(r.status, 200);
     std::thread::sleep(Duration::from_millis(100));
     for _ in 0..3 {
-        // GET: retryable, so a recently pooled connection is reused without a liveness peek.
+        // The stray body reached the gateway after the HEAD response ended: the next request
+        // must go on a fresh connection and get its own answer.
         let r = c.request("GET", "/p", &[], b"");
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(r.text(), "hello");
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Pool safety: a pooled connection with anything to read never carries another request
+
+/// An upstream that answers on its first connection with `first` (after reading one request
+/// head), sets `written` and then only reads; every later connection answers `fresh`.
+fn stray_upstream(first: &'static [&'static [u8]], written: Arc<AtomicBool>) -> RawServer {
+    let conn_no = Arc::new(AtomicUsize::new(0));
+    raw_server(move |mut s| {
+        if conn_no.fetch_add(1, Ordering::SeqCst) == 0 {
+            if read_req_head(&s).is_none() {
+                return;
+            }
+            for (i, part) in first.iter().enumerate() {
+                if i > 0 {
+                    thread::sleep(Duration::from_millis(50));
+                }
+                if s.write_all(part).is_err() {
+                    return;
+                }
+            }
+            written.store(true, Ordering::SeqCst);
+            // Whatever arrives on this connection now is not answered.
+            while read_req_head(&s).is_some() {}
+            return;
+        }
+        while read_req_head(&s).is_some() {
+            if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh")
+                .is_err()
+            {
+                return;
+            }
+        }
+    })
+}
+
+const STRAY: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nSTRAY";
+
+/// Issue 9: an upstream wrote a complete, unsolicited response ~50 ms after a 204 on the
+/// same connection. The connection had been pooled just before, and a retryable GET from
+/// another client, coming well within a second, used to be sent on it and read "STRAY".
+#[test]
+fn stray_response_after_204_never_reaches_the_next_client() {
+    let written = Arc::new(AtomicBool::new(false));
+    let up = stray_upstream(
+        &[b"HTTP/1.1 204 No Content\r\n\r\n", STRAY],
+        written.clone(),
+    );
+    let gw = gateway_one_worker(&upstream_toml("be", &[up.addr]));
+    let a = get(gw.addr, "/p/a");
+    assert_eq!(a.status, 204, "{}", a.text());
+    wait_for("the stray response to be written", || {
+        written.load(Ordering::SeqCst)
+    });
+    let b = get(gw.addr, "/p/b");
+    assert_eq!(
+        (b.status, b.text().as_str()),
+        (200, "fresh"),
+        "client B got another exchange's bytes"
+    );
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
+}
+
+/// Bytes that follow a complete response (in the same segment or just after) keep the
+/// connection out of the pool, whatever the response's framing.
+#[test]
+fn bytes_after_a_complete_response_prevent_pooling() {
+    const HEAD_ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
+    let cases: Vec<(&str, &'static [&'static [u8]])> = vec![
+        (
+            "GET",
+            &[b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nSTRAY"],
+        ),
+        (
+            "GET",
+            &[b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\nSTRAY"],
+        ),
+        (
+            "GET",
+            &[b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nSTRAY"],
+        ),
+        (
+            "GET",
+            &[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", STRAY],
+        ),
+        // A 204 announcing a body it must not have; the body follows a little later.
+        (
+            "GET",
+            &[b"HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n", b"5\r\nSTRAY\r\n0\r\n\r\n"],
+        ),
+        ("HEAD", &[HEAD_ANSWER, b"STRAY"]),
+    ];
+    for (method, first) in cases {
+        let what = format!(
+            "{method} answered with {:?}",
+            first.concat().escape_ascii().to_string()
+        );
+        let written = Arc::new(AtomicBool::new(false));
+        let up = stray_upstream(first, written.clone());
+        let gw = gateway_one_worker(&upstream_toml("be", &[up.addr]));
+        let mut c = Conn::open(gw.addr);
+        c.send(&build_request(method, "/p/a", &[], b""));
+        let a = c.read_response(method == "HEAD").expect(&what);
+        assert!(a.status < 400, "{what}: {}", a.status);
+        wait_for("the stray bytes to be written", || {
+            written.load(Ordering::SeqCst)
+        });
+        let b = get(gw.addr, "/p/b");
+        assert_eq!(
+            (b.status, b.text().as_str()),
+            (200, "fresh"),
+            "{what}: the next client got stray bytes"
+        );
+        assert_eq!(up.accepted.load(Ordering::SeqCst), 2, "{what}");
+    }
+}
+
+/// Issue 20: a POST that fails on a pooled connection (the upstream reads it and closes
+/// without answering) is answered 502 and never re-sent, neither on that connection nor on a
+/// fresh one: the upstream may have acted on it.
+#[test]
+fn post_failing_on_a_pooled_connection_is_not_retried() {
+    let posts = Arc::new(AtomicUsize::new(0));
+    let seen = posts.clone();
+    let up = raw_server(move |mut s| {
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        while let Ok(Some(req)) = read_request(&mut r) {
+            if req.method == "POST" {
+                seen.fetch_add(1, Ordering::SeqCst);
+                let _ = s.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+            if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let gw = gateway_one_worker(&upstream_toml("be", &[up.addr]));
+    let mut c = Conn::open(gw.addr);
+    assert_eq!(c.request("GET", "/p/warm", &[], b"").text(), "ok");
+    let r = c.request("POST", "/p/order", &[], b"payload");
+    assert_502(&r, "upstream_closed");
+    // Both counters are final: a retry would have had to fail at the upstream (counted there)
+    // before the 502 could be sent.
+    assert_eq!(posts.load(Ordering::SeqCst), 1, "the POST was re-sent");
+    assert_eq!(
+        up.accepted.load(Ordering::SeqCst),
+        1,
+        "the POST did not go on the pooled connection, or was retried on a new one"
+    );
 }

@@ -32,7 +32,6 @@ const RESPONSE_MAX_HEADERS: usize = 128;
 async fn acquire(
     us: &UpstreamState,
     tried: &mut u64,
-    retryable: bool,
     connect_errors: &mut u32,
 ) -> Result<UpConn, ProxyError> {
     let mut last = ProxyError::new(ErrorKind::NoHealthyUpstream);
@@ -44,7 +43,7 @@ async fn acquire(
         };
         if first {
             first = false;
-            if let Some(conn) = us.take_idle(t, now, !retryable) {
+            if let Some(conn) = us.take_idle(t, now) {
                 return Ok(conn);
             }
         }
@@ -205,7 +204,7 @@ pub(super) async fn proxy(
     let (mut up, resp) = loop {
         attempt += 1;
         let mut connect_errors = 0;
-        let acquired = acquire(us, &mut tried, retryable, &mut connect_errors).await;
+        let acquired = acquire(us, &mut tried, &mut connect_errors).await;
         let facts = c.ex.upstream.get_or_insert(UpstreamFacts {
             id: p.upstream,
             addr: None,
@@ -385,9 +384,15 @@ pub(super) async fn proxy(
     }
     match upstream_done {
         Ok(()) => {
-            // After HEAD the connection is not reused: an upstream that wrongly sends a body
-            // anyway (its bytes may still be in flight) would corrupt the next exchange.
-            if !resp.close && up.buf.is_empty() && h.method != Method::Head {
+            // Pooled only if nothing follows the response: bytes already in `up.buf` are not
+            // ours to forward. After HEAD, and after a 204 that announces a body it must not
+            // have, the connection is not reused either: such a body may still be in flight,
+            // past the reuse check in `take_idle`, and would answer the next request.
+            if !resp.close
+                && up.buf.is_empty()
+                && h.method != Method::Head
+                && !announces_forbidden_body(&resp)
+            {
                 up.reused = false;
                 us.put_idle(up, Instant::now());
             }
@@ -395,4 +400,14 @@ pub(super) async fn proxy(
         Err(_) => keep = false,
     }
     Ok(Outcome::Done(keep))
+}
+
+/// A 204 response carrying Content-Length (other than 0) or Transfer-Encoding: RFC 9110
+/// forbids both, and an upstream that sends them may well send the body too.
+fn announces_forbidden_body(resp: &http1::ResponseHead) -> bool {
+    resp.status == 204
+        && (resp.header("transfer-encoding").is_some()
+            || resp
+                .header("content-length")
+                .is_some_and(|v| v.trim_ascii() != b"0"))
 }
