@@ -90,6 +90,8 @@ fn invalid_config_exits_1() {
 
 /// The worker count a running gateway reports, from its start line and `ringway_build_info`.
 fn workers_of(gw: &Gateway) -> (String, Option<String>) {
+    // The listener can accept before stderr's start line has been read by the harness.
+    gw.wait_log(" starting: ", Duration::from_secs(10));
     let logs = gw.logs();
     let line = logs
         .lines()
