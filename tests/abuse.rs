@@ -284,6 +284,17 @@ fn process_wide_cap_refuses_extra_connections() {
     let gw = Gateway::start(
         "[limits]\nmax_connections = 3\n[[routes]]\nname = \"s\"\nprefix = \"/s\"\nstatic = { body = \"static-ok\" }\n",
     );
+    // The harness's readiness probe is a connection too: wait until the gateway has counted
+    // it closed, so the three held connections below are the only ones open.
+    wait_for(Duration::from_secs(10), || {
+        let m = scrape(gw.admin);
+        m.iter()
+            .filter(|s| s.name == "ringway_downstream_connections_open")
+            .map(|s| s.value)
+            .sum::<f64>()
+            == 0.0
+    })
+    .expect("the readiness probe's connection never closed");
     let mut held: Vec<Conn> = (0..3).map(|_| Conn::open(gw.addr)).collect();
     for c in &mut held {
         assert_eq!(c.request("GET", "/s", &[], b"").status, 200);
