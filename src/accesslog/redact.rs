@@ -57,27 +57,12 @@ fn is_secret(encoded: &[u8], names: &[Box<[u8]>]) -> bool {
 
 /// Compares the form-decoded `encoded` with `name`, ignoring ASCII case, without allocating.
 fn decoded_eq_ignore_case(encoded: &[u8], name: &[u8]) -> bool {
-    let hex = |b: Option<&u8>| b.and_then(|&b| (b as char).to_digit(16)).map(|d| d as u8);
-    let (mut i, mut j) = (0, 0);
-    while let Some(&b) = encoded.get(i) {
-        let decoded = match b {
-            b'%' => match (hex(encoded.get(i + 1)), hex(encoded.get(i + 2))) {
-                (Some(h), Some(l)) => {
-                    i += 2;
-                    h << 4 | l
-                }
-                _ => b'%',
-            },
-            b'+' => b' ',
-            b => b,
-        };
-        i += 1;
-        match name.get(j) {
-            Some(n) if n.eq_ignore_ascii_case(&decoded) => j += 1,
-            _ => return false,
-        }
-    }
-    j == name.len()
+    use crate::http1::pct;
+    let how = pct::Decoding {
+        plus_is_space: true,
+        ignore_case: true,
+    };
+    pct::decoded_eq(encoded, name, how)
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 mod chunked;
 mod head;
 mod path;
+pub mod pct;
 mod recycle;
 mod request;
 mod response;

@@ -482,27 +482,12 @@ pub fn rewrite_query(
 /// Compares the form-decoded `encoded` (`%XX`, `+` = space; bad escapes stay literal) with
 /// `target` without allocating.
 fn decoded_eq(encoded: &[u8], target: &[u8]) -> bool {
-    let hex = |b: Option<&u8>| b.and_then(|&b| (b as char).to_digit(16)).map(|d| d as u8);
-    let (mut i, mut j) = (0, 0);
-    while let Some(&b) = encoded.get(i) {
-        let decoded = match b {
-            b'%' => match (hex(encoded.get(i + 1)), hex(encoded.get(i + 2))) {
-                (Some(h), Some(l)) => {
-                    i += 2;
-                    h << 4 | l
-                }
-                _ => b'%',
-            },
-            b'+' => b' ',
-            b => b,
-        };
-        i += 1;
-        if target.get(j) != Some(&decoded) {
-            return false;
-        }
-        j += 1;
-    }
-    j == target.len()
+    use crate::http1::pct;
+    let how = pct::Decoding {
+        plus_is_space: true,
+        ignore_case: false,
+    };
+    pct::decoded_eq(encoded, target, how)
 }
 
 fn percent_encode(s: &[u8], out: &mut Vec<u8>) {

@@ -79,38 +79,14 @@ pub(super) fn query_param<'q>(query: Option<&'q [u8]>, name: &[u8]) -> Option<&'
         })
 }
 
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// Whether percent-decoding `raw` yields `want`, without allocating. Malformed escapes stay
-/// literal; `+` is not a space.
+/// Whether percent-decoding `raw` yields `want` (malformed escapes literal; `+` is not a space).
 pub(super) fn decoded_eq(raw: &[u8], want: &[u8]) -> bool {
-    let mut i = 0;
-    let mut j = 0;
-    while i < raw.len() {
-        let mut b = raw[i];
-        i += 1;
-        if b == b'%' {
-            if let (Some(h), Some(l)) = (
-                raw.get(i).copied().and_then(hex),
-                raw.get(i + 1).copied().and_then(hex),
-            ) {
-                b = h << 4 | l;
-                i += 2;
-            }
-        }
-        if want.get(j) != Some(&b) {
-            return false;
-        }
-        j += 1;
-    }
-    j == want.len()
+    use crate::http1::pct;
+    let how = pct::Decoding {
+        plus_is_space: false,
+        ignore_case: false,
+    };
+    pct::decoded_eq(raw, want, how)
 }
 
 #[cfg(test)]
