@@ -30,7 +30,8 @@ fn run(pieces: &[&[u8]]) -> Outcome {
                 Ok((n, range)) => {
                     assert!(range.start <= range.end && range.end <= n);
                     assert!(n <= piece.len() - pos);
-                    out.body.extend_from_slice(&piece[pos + range.start..pos + range.end]);
+                    out.body
+                        .extend_from_slice(&piece[pos + range.start..pos + range.end]);
                     pos += n;
                     out.consumed += n;
                     if dec.is_done() {

@@ -40,7 +40,9 @@ fuzz_target!(|input: Input| {
         let piece = &wire[pos..pos + len];
         let mut off = 0;
         while off < piece.len() && !dec.is_done() {
-            let (n, r) = dec.decode(&piece[off..]).expect("valid chunked body rejected");
+            let (n, r) = dec
+                .decode(&piece[off..])
+                .expect("valid chunked body rejected");
             assert!(n > 0);
             got.extend_from_slice(&piece[off + r.start..off + r.end]);
             off += n;

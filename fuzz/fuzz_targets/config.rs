@@ -18,10 +18,14 @@ fn reaches_outside(raw: &RawConfig) -> bool {
     if raw.api_keys.is_some() {
         return true;
     }
-    let jwt_io = raw.policies.values().filter_map(|p| p.jwt.as_ref()).any(|j| {
-        let j = j.get_ref();
-        j.public_key_file.is_some() || j.jwks_file.is_some() || j.jwks_url.is_some()
-    });
+    let jwt_io = raw
+        .policies
+        .values()
+        .filter_map(|p| p.jwt.as_ref())
+        .any(|j| {
+            let j = j.get_ref();
+            j.public_key_file.is_some() || j.jwks_file.is_some() || j.jwks_url.is_some()
+        });
     let dns = raw.upstreams.values().any(|u| {
         u.targets
             .get_ref()

@@ -40,9 +40,13 @@ required_claims = { tier = "gold" }
 fn policy(text: &str) -> Arc<JwtPolicy> {
     let raw: RawJwt = toml::from_str(text).expect("fuzz policy TOML");
     let fetchers = JwksFetchers::new();
-    jwt::compile(&raw, 0..0, Path::new("/nonexistent"), &fetchers, &mut |_, f, m| {
-        panic!("fuzz policy rejected: {f}: {m}")
-    })
+    jwt::compile(
+        &raw,
+        0..0,
+        Path::new("/nonexistent"),
+        &fetchers,
+        &mut |_, f, m| panic!("fuzz policy rejected: {f}: {m}"),
+    )
     .expect("fuzz policy compiles")
 }
 
@@ -85,7 +89,9 @@ fuzz_target!(|data: &[u8]| {
         }
         for (name, value) in &v.headers {
             assert!(!name.is_empty());
-            assert!(value.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f)));
+            assert!(value
+                .bytes()
+                .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f)));
         }
     }
     let second = policy.verify(&token, now, &mut cache);

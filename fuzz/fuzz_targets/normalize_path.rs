@@ -7,7 +7,9 @@ use libfuzzer_sys::fuzz_target;
 use ringway::http1::normalize_path;
 
 fn has_dot_segment(p: &[u8]) -> bool {
-    p.split(|&b| b == b'/').skip(1).any(|s| s == b"." || s == b"..")
+    p.split(|&b| b == b'/')
+        .skip(1)
+        .any(|s| s == b"." || s == b"..")
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -17,8 +19,16 @@ fuzz_target!(|data: &[u8]| {
     let Some(once) = normalize_path(&path) else {
         return;
     };
-    assert!(once.starts_with(b"/"), "{:?}", String::from_utf8_lossy(&once));
-    assert!(!has_dot_segment(&once), "{:?}", String::from_utf8_lossy(&once));
+    assert!(
+        once.starts_with(b"/"),
+        "{:?}",
+        String::from_utf8_lossy(&once)
+    );
+    assert!(
+        !has_dot_segment(&once),
+        "{:?}",
+        String::from_utf8_lossy(&once)
+    );
     let twice = normalize_path(&once).expect("normalized path rejected on second pass");
     assert_eq!(&*twice, &*once, "normalizing is not idempotent");
 });

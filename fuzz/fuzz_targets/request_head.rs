@@ -15,7 +15,12 @@ fuzz_target!(|data: &[u8]| {
             assert!(consumed <= limits.max_header_bytes);
             assert!(head.buf.len() <= consumed);
             // Every accessor indexes the owned buffer: these must not panic.
-            let _ = (head.method_bytes(), head.path(), head.query(), head.target());
+            let _ = (
+                head.method_bytes(),
+                head.path(),
+                head.query(),
+                head.target(),
+            );
             for (name, _value) in head.headers() {
                 assert!(!name.is_empty());
             }
