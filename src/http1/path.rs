@@ -8,20 +8,30 @@
 /// Path normalization before routing and forwarding: percent-encoded unreserved characters
 /// (`A-Z a-z 0-9 - . _ ~`, RFC 3986 §6.2.2.2) are decoded, so `/%61dmin` routes like `/admin`,
 /// then dot segments are removed (§5.2.4). Returns `None` if a segment is an encoded dot segment
-/// (`%2e`, `.%2E`, ...) — such paths are rejected with 400 rather than guessed at. Returns
+/// (`%2e`, `.%2E`, ...) or a `%` is not followed by two hex digits — such paths are rejected
+/// with 400 rather than guessed at (a stray `%` would let decoding build a new escape:
+/// `/%6%31dmin` would become `/%61dmin`, which the upstream reads as `/admin`). Returns
 /// `Cow::Borrowed` when nothing changes (the common case: no allocation).
 pub fn normalize_path(path: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
     use std::borrow::Cow;
     if !path.contains(&b'%') {
         return remove_dot_segments(path);
     }
-    if path.split(|&b| b == b'/').any(is_encoded_dot_segment) {
+    if has_malformed_escape(path) || path.split(|&b| b == b'/').any(is_encoded_dot_segment) {
         return None;
     }
     match decode_unreserved(path) {
         None => remove_dot_segments(path),
         Some(decoded) => Some(Cow::Owned(remove_dot_segments(&decoded)?.into_owned())),
     }
+}
+
+/// A `%` without two hex digits after it (RFC 3986 pct-encoded is exactly `%` HEXDIG HEXDIG).
+fn has_malformed_escape(path: &[u8]) -> bool {
+    let hex = |i: usize| path.get(i).is_some_and(u8::is_ascii_hexdigit);
+    path.iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'%' && !(hex(i + 1) && hex(i + 2)))
 }
 
 fn hex_val(b: u8) -> Option<u8> {
@@ -195,6 +205,36 @@ mod tests {
             "/x/%2e%2e/y",
         ] {
             assert_eq!(norm(encoded), None, "{encoded}");
+        }
+    }
+
+    /// Found by the `normalize_path` fuzz target: a stray `%` next to a decodable escape made
+    /// decoding build a new escape (`/%6%61` became `/%6a`, then `/j` on a second pass), so
+    /// the router and an upstream that decodes saw different paths (`/%6%31dmin` was routed as
+    /// `/%61dmin` and reached the upstream as `/admin`). Malformed escapes are now refused.
+    #[test]
+    fn malformed_escape_is_rejected_so_normalizing_is_idempotent() {
+        for bad in [
+            "/%6%61",
+            "/%6%31dmin",
+            "/a/%2%65%2%65/b",
+            "/100%",
+            "/%",
+            "/%4",
+            "/%zz",
+            "/%4g",
+        ] {
+            assert_eq!(normalize_path(bad.as_bytes()), None, "{bad}");
+        }
+        // A well-formed reserved escape stays as sent, and a second pass changes nothing.
+        for (input, want) in [
+            ("/%2561", "/%2561"),
+            ("/%25%36%31", "/%2561"),
+            ("/%2F%61", "/%2Fa"),
+        ] {
+            let once = normalize_path(input.as_bytes()).expect(input).into_owned();
+            assert_eq!(once, want.as_bytes(), "{input}");
+            assert_eq!(normalize_path(&once).as_deref(), Some(&once[..]), "{input}");
         }
     }
 }

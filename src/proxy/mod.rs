@@ -475,7 +475,9 @@ async fn run_request(
         Some(p) if p.is_empty() => std::borrow::Cow::Borrowed(&b"/"[..]),
         Some(p) => p,
         None => {
-            let e = ProxyError::new(ErrorKind::BadBody("encoded dot segment in path"));
+            let e = ProxyError::new(ErrorKind::BadBody(
+                "encoded dot segment or malformed escape in path",
+            ));
             return respond_error(core, c, head, rid.as_str(), e).await;
         }
     };
