@@ -498,3 +498,24 @@ fn percent_encoded_unreserved_characters_route_like_plain_ones() {
     }
     assert_eq!(up.count(), 0, "{:?}", up.requests());
 }
+
+/// Found by fuzzing normalize_path: a stray `%` before a decodable escape let normalization
+/// build a new escape (`/%6%31dmin` became `/%61dmin`), which missed the deny route and reached
+/// the upstream, which reads it as `/admin`. A malformed escape is now a 400.
+#[test]
+fn stray_percent_cannot_assemble_an_escape_past_the_router() {
+    let up = Upstream::echo();
+    let gw = Gateway::start(&format!(
+        "{}\n[[routes]]\nname = \"deny-admin\"\nprefix = \"/admin\"\nstatic = {{ status = 403, body = \"no\" }}\n\n\
+         [[routes]]\nname = \"app\"\nprefix = \"/\"\nproxy = {{ upstream = \"be\" }}\n",
+        upstream_toml("be", &[up.addr])
+    ));
+    for p in ["/%6%31dmin/users", "/%%36%31dmin/users", "/a%/x", "/a/%zz"] {
+        assert_eq!(get(gw.addr, p).status, 400, "{p}");
+    }
+    assert_eq!(up.count(), 0, "{:?}", up.requests());
+    // Well-formed escapes of reserved characters still pass through unchanged.
+    let r = get(gw.addr, "/x%3Fy%2561");
+    assert_eq!(r.status, 200);
+    assert_eq!(up.count(), 1);
+}

@@ -66,6 +66,9 @@ pub enum PathReject {
     Backslash,
     PathParam,
     EncodedNul,
+    /// A `%` not followed by two hex digits: decoding around it could assemble a new escape
+    /// (`/%6%31dmin` → `/%61dmin`, which the upstream reads as `/admin`).
+    MalformedEscape,
 }
 
 impl PathReject {
@@ -77,6 +80,7 @@ impl PathReject {
             PathReject::Backslash => "backslash in path",
             PathReject::PathParam => "';' path parameter in path",
             PathReject::EncodedNul => "encoded NUL (%00) in path",
+            PathReject::MalformedEscape => "malformed percent escape in path",
         }
     }
 }
@@ -109,6 +113,9 @@ pub fn normalize_path_with<'a>(
     });
     if !special {
         return remove_dot_segments(path).ok_or(PathReject::EncodedDotSegment);
+    }
+    if has_malformed_escape(path) {
+        return Err(PathReject::MalformedEscape);
     }
     let mut buf = unescape_slashes(path, opts.escaped_slashes)?;
     match opts.path_params {
@@ -290,6 +297,15 @@ fn is_encoded_dot_segment(seg: &[u8]) -> bool {
     encoded && dots > 0
 }
 
+/// A `%` anywhere that is not followed by two hex digits (found by fuzzing: without this a
+/// stray `%` made normalization non-idempotent and let an escape be assembled past the router).
+fn has_malformed_escape(path: &[u8]) -> bool {
+    let hex = |i: usize| path.get(i).is_some_and(u8::is_ascii_hexdigit);
+    path.iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'%' && !(hex(i + 1) && hex(i + 2)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,9 +403,9 @@ mod tests {
         ] {
             assert_eq!(with(input, &d), Err(why), "{input}");
         }
-        // Incomplete escapes stay literal.
-        assert_eq!(with("/a%2", &d).as_deref(), Ok("/a%2"));
-        assert_eq!(with("/a%zz", &d).as_deref(), Ok("/a%zz"));
+        // Incomplete escapes are refused (see `malformed_escape_is_rejected...`).
+        assert_eq!(with("/a%2", &d), Err(PathReject::MalformedEscape));
+        assert_eq!(with("/a%zz", &d), Err(PathReject::MalformedEscape));
     }
 
     #[test]
@@ -506,5 +522,48 @@ mod tests {
             with("/x%2F%2e%2e%2Fadmin", &unescape),
             Err(PathReject::EncodedDotSegment)
         );
+    }
+
+    /// Found by fuzzing (`fuzz/fuzz_targets/normalize_path.rs`): `/%6%61` normalized to `/%6a`
+    /// and again to `/j`, so `/%6%31dmin` was routed as `/%61dmin` (missing a deny route on
+    /// `/admin`) and reached the upstream, which decodes it to `/admin`.
+    #[test]
+    fn malformed_escape_is_rejected_so_normalizing_is_idempotent() {
+        for bad in [
+            "/%6%61",
+            "/%6%31dmin",
+            "/a/%2%65%2%65/b",
+            "/100%",
+            "/%",
+            "/%4",
+            "/%zz",
+            "/%4g",
+        ] {
+            assert_eq!(
+                normalize_path_with(bad.as_bytes(), &PathOptions::default()),
+                Err(PathReject::MalformedEscape),
+                "{bad}"
+            );
+        }
+        let keep = PathOptions {
+            escaped_slashes: EscapedSlashes::Keep,
+            ..PathOptions::default()
+        };
+        // A well-formed reserved escape stays as sent, and a second pass changes nothing.
+        for (input, want) in [
+            ("/%2561", "/%2561"),
+            ("/%25%36%31", "/%2561"),
+            ("/%2F%61", "/%2Fa"),
+        ] {
+            let once = normalize_path_with(input.as_bytes(), &keep)
+                .expect(input)
+                .into_owned();
+            assert_eq!(once, want.as_bytes(), "{input}");
+            assert_eq!(
+                normalize_path_with(&once, &keep).as_deref(),
+                Ok(&once[..]),
+                "{input}"
+            );
+        }
     }
 }
