@@ -34,35 +34,6 @@ fn proxy_gateway(up: SocketAddr) -> Gateway {
     ))
 }
 
-/// Reads until EOF or `limit`; returns (bytes, saw_eof, elapsed).
-fn read_until_close(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool, Duration) {
-    let t = Instant::now();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let left = limit.saturating_sub(t.elapsed());
-        if left.is_zero() {
-            return (out, false, t.elapsed());
-        }
-        s.set_read_timeout(Some(left)).unwrap();
-        match s.read(&mut buf) {
-            Ok(0) => return (out, true, t.elapsed()),
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-                return (out, true, t.elapsed())
-            }
-            Err(_) => return (out, false, t.elapsed()),
-        }
-    }
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-    s
-}
-
 #[test]
 fn half_sent_head_gets_408_and_close() {
     let gw = Gateway::start(&format!("{TIMEOUTS}\n{}", static_route()));

@@ -1211,3 +1211,35 @@ impl Drop for RawUpstream {
         self.stop.store(true, Ordering::Relaxed);
     }
 }
+
+/// A raw client socket with the harness's I/O timeouts and Nagle off.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// Reads until EOF, reset or `limit`; returns (bytes, ended, elapsed). A reset counts as the
+/// end (the peer closed); a timeout does not.
+pub fn read_until_close(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool, Duration) {
+    let t = Instant::now();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = limit.saturating_sub(t.elapsed());
+        if left.is_zero() {
+            return (out, false, t.elapsed());
+        }
+        s.set_read_timeout(Some(left)).unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => return (out, true, t.elapsed()),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return (out, true, t.elapsed())
+            }
+            Err(_) => return (out, false, t.elapsed()),
+        }
+    }
+}
