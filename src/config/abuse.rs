@@ -17,7 +17,7 @@ pub const DEFAULT_MIN_DATA_RATE: u64 = 240;
 /// Default time a transfer may run below the minimum rate before it counts.
 pub const DEFAULT_DATA_RATE_GRACE: Duration = Duration::from_secs(5);
 
-/// A non-negative integer no larger than `max`, or the default (with an error naming `field`).
+/// A count within `range`, or `default` (see `compile::int_in`).
 fn count(
     errs: &mut Errors,
     v: &Option<Spanned<i64>>,
@@ -25,20 +25,7 @@ fn count(
     default: u64,
     range: std::ops::RangeInclusive<u64>,
 ) -> u64 {
-    match v {
-        None => default,
-        Some(n) => match u64::try_from(*n.get_ref()) {
-            Ok(x) if range.contains(&x) => x,
-            _ => {
-                errs.at(
-                    n.span(),
-                    field,
-                    format!("must be between {} and {}", range.start(), range.end()),
-                );
-                default
-            }
-        },
-    }
+    super::compile::int_in(errs, v, field, default, range, "")
 }
 
 pub(super) fn conn_limits(l: &RawLimits, errs: &mut Errors) -> ConnLimits {

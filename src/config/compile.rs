@@ -918,16 +918,33 @@ fn status_in(
     default: u16,
     range: std::ops::RangeInclusive<u16>,
 ) -> u16 {
+    int_in(errs, v, field, default, range, "status ")
+}
+
+/// An integer within `range`, or `default` when absent; out of range (or not representable)
+/// is an error at the value naming `field` ("{noun}must be between A and B"), and `default`
+/// stands in so compilation can report further errors.
+pub(super) fn int_in<T>(
+    errs: &mut Errors,
+    v: &Option<Spanned<i64>>,
+    field: &str,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+    noun: &str,
+) -> T
+where
+    T: Copy + PartialOrd + std::fmt::Display + TryFrom<i64>,
+{
     match v {
         None => default,
-        Some(s) => match u16::try_from(*s.get_ref()) {
-            Ok(code) if range.contains(&code) => code,
+        Some(s) => match T::try_from(*s.get_ref()) {
+            Ok(x) if range.contains(&x) => x,
             _ => {
                 errs.at(
                     s.span(),
                     field,
                     format!(
-                        "status must be between {} and {}",
+                        "{noun}must be between {} and {}",
                         range.start(),
                         range.end()
                     ),
