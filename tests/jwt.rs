@@ -159,6 +159,11 @@ fn claims(extra: Value) -> Value {
     c
 }
 
+/// `GET path` with `Authorization: Bearer <token>`.
+fn get_with_token(addr: std::net::SocketAddr, path: &str, token: &str) -> Response {
+    request(addr, "GET", path, &[("Authorization", &bearer(token))], b"")
+}
+
 fn bearer(t: &str) -> String {
     format!("Bearer {t}")
 }
@@ -228,13 +233,7 @@ fn every_algorithm_verifies_and_maps_claims() {
         let mut parts: Vec<String> = t.split('.').map(str::to_string).collect();
         parts[1] = enc(claims(json!({"sub": "admin"})).to_string());
         let tampered = parts.join(".");
-        let r = request(
-            s.gw.addr,
-            "GET",
-            "/api/x",
-            &[("Authorization", &bearer(&tampered))],
-            b"",
-        );
+        let r = get_with_token(s.gw.addr, "/api/x", &tampered);
         assert_eq!(r.status, 401, "{alg} tampered");
     }
 }
@@ -278,13 +277,7 @@ fn bad_tokens_get_401_and_never_reach_the_upstream() {
     ];
     let before = s.up.count();
     for (what, t) in &cases {
-        let r = request(
-            s.gw.addr,
-            "GET",
-            "/api/x",
-            &[("Authorization", &bearer(t))],
-            b"",
-        );
+        let r = get_with_token(s.gw.addr, "/api/x", t);
         assert_eq!(r.status, 401, "{what}");
         assert!(
             r.header("www-authenticate").unwrap().starts_with("Bearer"),
@@ -296,44 +289,14 @@ fn bad_tokens_get_401_and_never_reach_the_upstream() {
     assert_eq!(r.status, 401, "missing token");
     // Within leeway: expired 2 s ago with 5 s leeway is still accepted.
     let t = token(key, alg, kid, &claims(json!({"exp": now() - 2})));
-    assert_eq!(
-        request(
-            s.gw.addr,
-            "GET",
-            "/api/x",
-            &[("Authorization", &bearer(&t))],
-            b""
-        )
-        .status,
-        200
-    );
+    assert_eq!(get_with_token(s.gw.addr, "/api/x", &t).status, 200);
     assert_eq!(s.up.count(), before + 1);
     // A route that allows only RS256 refuses an ES256 token even though its key is known.
     let t = token(key, alg, kid, &claims(json!({})));
-    assert_eq!(
-        request(
-            s.gw.addr,
-            "GET",
-            "/rs/x",
-            &[("Authorization", &bearer(&t))],
-            b""
-        )
-        .status,
-        401
-    );
+    assert_eq!(get_with_token(s.gw.addr, "/rs/x", &t).status, 401);
     let (_, rsa) = &s.keys[3];
     let t = token(rsa, "RS256", "kid-RS256", &claims(json!({})));
-    assert_eq!(
-        request(
-            s.gw.addr,
-            "GET",
-            "/rs/x",
-            &[("Authorization", &bearer(&t))],
-            b""
-        )
-        .status,
-        200
-    );
+    assert_eq!(get_with_token(s.gw.addr, "/rs/x", &t).status, 200);
 }
 
 #[test]
@@ -342,13 +305,7 @@ fn authorize_enforces_scopes_and_claims_with_403() {
     let (alg, key) = &s.keys[11]; // EdDSA
     let call = |c: Value| {
         let t = token(key, alg, "kid-EdDSA", &claims(c));
-        request(
-            s.gw.addr,
-            "GET",
-            "/admin/x",
-            &[("Authorization", &bearer(&t))],
-            b"",
-        )
+        get_with_token(s.gw.addr, "/admin/x", &t)
     };
     assert_eq!(
         call(json!({"scope": "read admin", "tier": "gold"})).status,
@@ -396,7 +353,7 @@ fn jwks_url_rotation_picks_up_a_new_key() {
     let gw = Gateway::start(&body);
     let call = |k: &Key, kid: &str| {
         let t = token(k, "ES256", kid, &claims(json!({})));
-        request(gw.addr, "GET", "/x", &[("Authorization", &bearer(&t))], b"").status
+        get_with_token(gw.addr, "/x", &t).status
     };
     // The first fetch happens off the workers; wait for it.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -482,7 +439,7 @@ fn claims_that_would_inject_header_lines_are_refused_and_nothing_reaches_the_ups
     ];
     for (path, what, extra) in &cases {
         let t = hs_token(&claims(extra.clone()));
-        let r = request(gw.addr, "GET", path, &[("Authorization", &bearer(&t))], b"");
+        let r = get_with_token(gw.addr, path, &t);
         assert_eq!(r.status, 401, "{what}: {}", r.text());
         assert_eq!(
             r.header("www-authenticate"),
@@ -496,21 +453,9 @@ fn claims_that_would_inject_header_lines_are_refused_and_nothing_reaches_the_ups
 
     // Control: the same routes with clean claims reach the upstream.
     let t = hs_token(&claims(json!({"sub": "alice", "team": "blue"})));
-    let r = request(
-        gw.addr,
-        "GET",
-        "/t/x",
-        &[("Authorization", &bearer(&t))],
-        b"",
-    );
+    let r = get_with_token(gw.addr, "/t/x", &t);
     assert_eq!(r.status, 200, "{}", r.text());
-    let r = request(
-        gw.addr,
-        "GET",
-        "/a/x",
-        &[("Authorization", &bearer(&t))],
-        b"",
-    );
+    let r = get_with_token(gw.addr, "/a/x", &t);
     assert_eq!(r.status, 200, "{}", r.text());
     let seen = up.text().to_ascii_lowercase();
     assert!(seen.contains("x-consumer: alice\r\n"), "{seen}");
@@ -531,37 +476,19 @@ fn a_token_without_exp_needs_the_opt_out() {
     );
     let gw = Gateway::start(&body);
     let no_exp = hs_token(&json!({"sub": "alice", "iat": now()}));
-    let r = request(
-        gw.addr,
-        "GET",
-        "/a/x",
-        &[("Authorization", &bearer(&no_exp))],
-        b"",
-    );
+    let r = get_with_token(gw.addr, "/a/x", &no_exp);
     assert_eq!(r.status, 401, "exp is required by default");
     assert_eq!(
         r.header("www-authenticate"),
         Some("Bearer error=\"invalid_token\"")
     );
     assert_eq!(up.count(), 0);
-    let r = request(
-        gw.addr,
-        "GET",
-        "/n/x",
-        &[("Authorization", &bearer(&no_exp))],
-        b"",
-    );
+    let r = get_with_token(gw.addr, "/n/x", &no_exp);
     assert_eq!(r.status, 200, "require_exp = false: {}", r.text());
     assert_eq!(up.last().header("x-consumer"), Some("alice"));
     // With exp, both accept.
     let with_exp = hs_token(&json!({"sub": "alice", "exp": now() + 60}));
-    let r = request(
-        gw.addr,
-        "GET",
-        "/a/x",
-        &[("Authorization", &bearer(&with_exp))],
-        b"",
-    );
+    let r = get_with_token(gw.addr, "/a/x", &with_exp);
     assert_eq!(r.status, 200);
 }
 
@@ -624,13 +551,7 @@ fn jwt_challenges_are_exact() {
         ("garbage", "not.a.jwt".to_string()),
         ("expired", hs_token(&claims(json!({"exp": now() - 3600})))),
     ] {
-        let r = request(
-            gw.addr,
-            "GET",
-            "/a/x",
-            &[("Authorization", &bearer(&t))],
-            b"",
-        );
+        let r = get_with_token(gw.addr, "/a/x", &t);
         assert_eq!(r.status, 401, "{what}");
         assert_eq!(
             r.header_all("www-authenticate"),
