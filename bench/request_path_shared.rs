@@ -12,10 +12,12 @@ use std::hint::black_box;
 use std::path::Path;
 
 use ringway::config::{compile, Action, Compiled};
-use ringway::http1::{self, BodyFraming, RequestHead, ResponseHead, Version};
+use ringway::conn::client::{response_head, ExchangeLines};
+use ringway::exchange::forward::filter_response_fields;
+use ringway::exchange::upstream_head::{write_upstream_head, UpstreamHead};
+use ringway::exchange::wire::{BodyLen, Response};
+use ringway::http1::{self, BodyFraming, RequestHead, ResponseHead};
 use ringway::metrics::{CoreMetrics, RouteSlot};
-use ringway::proxy::push_decimal;
-use ringway::proxy::upstream_head::{write_upstream_head, UpstreamHead};
 use ringway::request_id::{IdGen, RequestId};
 use ringway::route::{HeaderSource, Lookup, RouteRequest};
 use ringway::trace::{IdRng, TraceContext};
@@ -284,6 +286,8 @@ pub struct Conn {
     forwarded_for: String,
     /// Reused buffer for serialized heads (upstream request, then client response).
     pub wire: Vec<u8>,
+    /// Reused buffer for the client response's field lines.
+    fields: Vec<u8>,
     /// Reused buffer for the routing host.
     host: String,
     /// The worker's trace-id generator and core-local metrics (`telemetry::CoreTelemetry`).
@@ -299,6 +303,7 @@ impl Conn {
             peer_ip: "127.0.0.1".to_string(),
             forwarded_for: "for=127.0.0.1".to_string(),
             wire: Vec::new(),
+            fields: Vec::new(),
             host: String::new(),
             rng: IdRng::new(),
             metrics: CoreMetrics::new(),
@@ -414,7 +419,7 @@ pub fn request_path(
             peer_ip: &conn.peer_ip,
             forwarded_for: &conn.forwarded_for,
             trusted_peer: false,
-            scheme: ringway::proxy::origin::Scheme::Http,
+            scheme: ringway::exchange::origin::Scheme::Http,
             target_label: label,
             tunnel: false,
             trace: Some(&trace),
@@ -438,7 +443,7 @@ pub fn request_path(
             other => panic!("bench response does not parse: {other:?}"),
         };
         after(Step::ParseResponse);
-        client_head(&mut wire, &head, &resp, &rid);
+        client_head(&mut wire, &mut conn.fields, &head, &resp, &rid);
         written = black_box(&wire).len();
         after(Step::ClientHead);
     }
@@ -463,44 +468,36 @@ pub fn request_path(
     written
 }
 
-/// The client response head `forward::proxy` writes for a keep-alive client and a
-/// length-delimited or chunked upstream body (cleared first).
-pub fn client_head(out: &mut Vec<u8>, h: &RequestHead, resp: &ResponseHead, rid: &RequestId) {
-    let client_11 = h.version == Version::Http11;
-    let framing = match resp.body {
-        BodyFraming::None | BodyFraming::Length(_) => resp.body,
-        _ if client_11 => BodyFraming::Chunked,
-        _ => BodyFraming::CloseDelimited,
+/// The client response head the gateway writes for a keep-alive client: the same two
+/// functions the forward phase and the HTTP/1.1 wire call (`out` is cleared first).
+/// `fields` is the reused field-line buffer (the exchange's scratch buffer in the gateway).
+pub fn client_head(
+    out: &mut Vec<u8>,
+    fields: &mut Vec<u8>,
+    h: &RequestHead,
+    resp: &ResponseHead,
+    rid: &RequestId,
+) {
+    fields.clear();
+    filter_response_fields(resp, None, false, fields);
+    let body = match resp.body {
+        BodyFraming::None => BodyLen::Bare,
+        BodyFraming::Length(n) => BodyLen::Length(n),
+        _ => BodyLen::Unknown,
     };
-    let keep = !h.close && framing != BodyFraming::CloseDelimited;
+    let r = Response {
+        status: resp.status,
+        fields,
+        body,
+        keep: !h.close,
+    };
+    let lines = ExchangeLines {
+        request_id: rid.as_bytes(),
+        trace: None,
+        lines: b"",
+    };
     out.clear();
-    http1::write_status_line(out, resp.status);
-    for (n, v) in resp.headers() {
-        if http1::is_hop_by_hop(n)
-            || http1::named_in_connection(resp.headers(), n)
-            || n.eq_ignore_ascii_case(b"x-request-id")
-            || (n.eq_ignore_ascii_case(b"content-length") && resp.body != BodyFraming::None)
-        {
-            continue;
-        }
-        http1::write_header(out, n, v);
-    }
-    match framing {
-        BodyFraming::Length(n) => {
-            out.extend_from_slice(b"content-length: ");
-            push_decimal(out, n);
-            out.extend_from_slice(b"\r\n");
-        }
-        BodyFraming::Chunked => http1::write_header(out, b"transfer-encoding", b"chunked"),
-        _ => {}
-    }
-    http1::write_header(out, b"x-request-id", rid.as_bytes());
-    if !keep {
-        http1::write_header(out, b"connection", b"close");
-    } else if !client_11 {
-        http1::write_header(out, b"connection", b"keep-alive");
-    }
-    out.extend_from_slice(b"\r\n");
+    response_head(out, &r, h.version, &lines);
 }
 
 // ---------------------------------------------------------------------------------------

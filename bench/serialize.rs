@@ -3,14 +3,15 @@
 //! content-length digits written by hand.
 //!
 //! Measured: a fixed handful of headers, the same head re-serialized from a parsed upstream
-//! response with the proxy's hop-by-hop filtering, and `error::render` of a 404 problem body.
+//! response with the proxy's hop-by-hop filtering, and a 404 problem response (`exchange::respond::problem` + the head writer).
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use ringway::error::{self, ErrorKind, ProxyError};
+use ringway::exchange::error::{ErrorKind, ProxyError};
+use ringway::exchange::respond::problem;
+use ringway::http1::push_decimal;
 use ringway::http1::{self, BodyFraming, Method, ResponseHead, Version};
-use ringway::proxy::push_decimal;
 
 const REQUEST_ID: &str = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
 
@@ -85,33 +86,34 @@ fn response_heads(c: &mut Criterion) {
     group.finish();
 }
 
+/// A complete problem response, as the gateway builds it: `respond::problem` for the fields
+/// and body, then the one head writer.
+fn render(err: &ProxyError, out: &mut Vec<u8>) {
+    let (mut fields, mut body) = (Vec::with_capacity(64), Vec::with_capacity(192));
+    problem(err, REQUEST_ID, &mut fields, &mut body);
+    let end = http1::HeadEnd {
+        framing: http1::Framing::Length(body.len() as u64),
+        request_id: REQUEST_ID.as_bytes(),
+        trace: None,
+        lines: b"",
+        keep: true,
+        version: Version::Http11,
+    };
+    http1::write_response_head(out, err.status(), &fields, &end);
+    out.extend_from_slice(&body);
+}
+
 fn error_render(c: &mut Criterion) {
     let err = ProxyError::new(ErrorKind::NoRoute);
     let mut out = Vec::with_capacity(1024);
-    error::render(
-        &err,
-        REQUEST_ID,
-        true,
-        Version::Http11,
-        false,
-        &[],
-        &mut out,
-    );
+    render(&err, &mut out);
     assert!(out.starts_with(b"HTTP/1.1 404 Not Found\r\n") && out.ends_with(b"}\n"));
 
     let mut group = c.benchmark_group("error_render");
     group.bench_function("404_problem_json", |b| {
         b.iter(|| {
             out.clear();
-            error::render(
-                black_box(&err),
-                black_box(REQUEST_ID),
-                true,
-                Version::Http11,
-                false,
-                &[],
-                &mut out,
-            );
+            render(black_box(&err), &mut out);
         })
     });
     group.finish();

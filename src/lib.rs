@@ -1,8 +1,9 @@
 //! ringway: a thread-per-core, io_uring API gateway. See README.md and ../shared/DESIGN.md.
 //!
-//! Request path: `worker` accepts → `proxy` reads the head (`http1`), routes (`route`) against
-//! the compiled `config`, runs the action, forwards through `upstream` pools; `error` renders
-//! every failure. `control` owns signals and reloads.
+//! Request path: `worker` accepts → `conn` (the HTTP/1.1 wire) reads a head (`http1`) and
+//! builds an `exchange`, whose phases route (`route`) against the compiled `config`, run the
+//! policies (`policy`) and the action, and forward through `upstream` pools; errors become
+//! responses in `exchange::respond`. `control` owns signals and reloads.
 //! `telemetry` records each finished request into core-local `metrics`, the `accesslog`
 //! buffer and `trace` spans; `admin` serves them off the workers.
 
@@ -12,8 +13,9 @@ pub mod admission;
 pub mod apikey;
 pub mod civil;
 pub mod config;
+pub mod conn;
 pub mod control;
-pub mod error;
+pub mod exchange;
 pub mod http1;
 pub mod io;
 pub mod json;
@@ -22,7 +24,6 @@ pub mod keyed_hash;
 pub mod log;
 pub mod metrics;
 pub mod policy;
-pub mod proxy;
 pub mod ratelimit;
 pub mod request_id;
 pub mod route;

@@ -16,9 +16,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crate::accesslog::redact::redact_target;
 use crate::accesslog::{CoreLog, LogFormat, LogRecord};
 use crate::config::{AccessLogFormat, Compiled, TracingSettings};
+use crate::exchange::ExchangeFacts as Exchange;
 use crate::http1::{Method, RequestHead, Version};
 use crate::metrics::{CoreCounter, CoreMetrics, CoreSnapshot, RouteSlot, UpstreamSlot};
-use crate::proxy::Exchange;
 use crate::trace::{CoreSpans, IdRng, SpanRecord, TraceContext};
 use crate::worker::{Generation, Shared};
 

@@ -539,7 +539,7 @@ async fn accept_loop(core: Rc<Core>, listener: TcpListener) {
                 };
                 monoio::spawn(async move {
                     let core = permit.core.clone();
-                    crate::proxy::serve_connection(core, stream, peer).await;
+                    crate::conn::serve_connection(core, stream, peer).await;
                     drop(permit);
                 });
             }

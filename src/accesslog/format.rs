@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::LogRecord;
 use crate::civil::civil_from_days;
+use crate::http1::push_decimal;
 use crate::json::string_into;
-use crate::proxy::push_decimal;
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 const MONTHS: [&[u8; 3]; 12] = [

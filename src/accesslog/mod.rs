@@ -62,7 +62,7 @@ pub struct LogRecord<'a> {
     /// W3C trace id, 32 lowercase hex digits.
     pub trace_id: Option<&'a str>,
     /// The client address the gateway decided on (the peer, or behind trusted proxies the
-    /// forwarded client: `proxy::origin`).
+    /// forwarded client: `exchange::origin`).
     pub client: IpAddr,
     /// Request method as received.
     pub method: &'a [u8],

@@ -33,8 +33,8 @@ pub use path::{
 pub use request::{parse_request_head, RequestHead};
 pub use response::{parse_response_head, ResponseHead};
 pub use serialize::{
-    is_hop_by_hop, named_in_connection, reason_phrase, write_connection, write_header,
-    write_status_line,
+    end_response_head, is_hop_by_hop, named_in_connection, push_decimal, reason_phrase,
+    write_connection, write_header, write_response_head, write_status_line, Framing, HeadEnd,
 };
 pub use value::{is_safe_header_value, MAX_DERIVED_VALUE_LEN};
 
@@ -215,7 +215,7 @@ pub enum HeadError {
 }
 
 impl HeadError {
-    pub fn status(&self) -> u16 {
+    pub const fn status(&self) -> u16 {
         match self {
             HeadError::BadRequest(_) => 400,
             HeadError::HeaderTooLarge | HeadError::TooManyHeaders => 431,
@@ -225,7 +225,7 @@ impl HeadError {
         }
     }
 
-    pub fn detail(&self) -> &'static str {
+    pub const fn detail(&self) -> &'static str {
         match self {
             HeadError::BadRequest(d) | HeadError::NotImplemented(d) => d,
             HeadError::HeaderTooLarge => "request header fields too large",

@@ -76,6 +76,83 @@ pub fn write_status_line(out: &mut Vec<u8>, status: u16) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Appends `n` in decimal without going through `fmt`.
+pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// How a response body is framed on an HTTP/1.1 connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// No body and no length header (1xx, 204, 304, or a HEAD answer whose fields already carry
+    /// the upstream's `Content-Length`).
+    Bare,
+    /// `Content-Length: n`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Delimited by closing the connection (HTTP/1.0 client, unknown length).
+    Close,
+}
+
+/// The part of a response head every response shares, whoever produced it (a local action,
+/// an error, the upstream, the admin server).
+pub struct HeadEnd<'a> {
+    pub framing: Framing,
+    /// `X-Request-Id` value; empty writes none.
+    pub request_id: &'a [u8],
+    /// The trace-id response header (name, lowercase hex id), when configured.
+    pub trace: Option<(&'a [u8], &'a [u8])>,
+    /// Field lines the request's policies add to every response (`name: value\r\n` each):
+    /// CORS, RateLimit, WWW-Authenticate, Retry-After.
+    pub lines: &'a [u8],
+    /// The connection stays open after this response.
+    pub keep: bool,
+    pub version: super::Version,
+}
+
+/// The one response-head writer: status line, the producer's own `fields` (already serialized
+/// `name: value\r\n` lines), then `end_response_head`.
+pub fn write_response_head(out: &mut Vec<u8>, status: u16, fields: &[u8], end: &HeadEnd<'_>) {
+    write_status_line(out, status);
+    out.extend_from_slice(fields);
+    end_response_head(out, end);
+}
+
+/// Ends a response head whose status line and own fields are already in `out`: framing,
+/// `X-Request-Id`, the trace header, the policies' lines, `Connection`, and the blank line.
+/// Every response head ends here (proxied heads filter upstream fields straight into `out`).
+pub fn end_response_head(out: &mut Vec<u8>, end: &HeadEnd<'_>) {
+    match end.framing {
+        Framing::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        Framing::Chunked => write_header(out, b"transfer-encoding", b"chunked"),
+        Framing::Bare | Framing::Close => {}
+    }
+    if !end.request_id.is_empty() {
+        write_header(out, b"x-request-id", end.request_id);
+    }
+    if let Some((name, id)) = end.trace {
+        write_header(out, name, id);
+    }
+    out.extend_from_slice(end.lines);
+    write_connection(out, end.keep, end.version);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Canonical reason phrase for a status code ("" for unknown codes).
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
@@ -229,5 +306,73 @@ mod tests {
         assert_eq!(reason_phrase(404), "Not Found");
         assert_eq!(reason_phrase(599), "");
         assert_eq!(reason_phrase(0), "");
+    }
+
+    // ---- the response-head writer ----
+
+    fn end(framing: Framing, keep: bool, version: crate::http1::Version) -> HeadEnd<'static> {
+        HeadEnd {
+            framing,
+            request_id: b"rid-1",
+            trace: None,
+            lines: b"ratelimit: limit=5\r\n",
+            keep,
+            version,
+        }
+    }
+
+    #[test]
+    fn response_head_orders_fields_framing_id_lines_connection() {
+        use crate::http1::Version;
+        let mut out = Vec::new();
+        let e = HeadEnd {
+            trace: Some((b"x-trace-id", b"0af7")),
+            ..end(Framing::Length(12), false, Version::Http11)
+        };
+        write_response_head(&mut out, 201, b"content-type: text/plain\r\n", &e);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 201 Created\r\ncontent-type: text/plain\r\ncontent-length: 12\r\n\
+x-request-id: rid-1\r\nx-trace-id: 0af7\r\nratelimit: limit=5\r\nconnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn response_head_framing_and_connection_per_version() {
+        use crate::http1::Version;
+        let text = |f, keep, v| {
+            let mut out = Vec::new();
+            write_response_head(&mut out, 200, b"", &end(f, keep, v));
+            String::from_utf8(out).unwrap()
+        };
+        let chunked = text(Framing::Chunked, true, Version::Http11);
+        assert!(chunked.contains("transfer-encoding: chunked\r\n"));
+        assert!(
+            !chunked.contains("connection:"),
+            "1.1 keep-alive is implicit"
+        );
+        let ten = text(Framing::Length(0), true, Version::Http10);
+        assert!(ten.contains("content-length: 0\r\n") && ten.contains("connection: keep-alive"));
+        for f in [Framing::Bare, Framing::Close] {
+            let t = text(f, false, Version::Http11);
+            assert!(!t.contains("content-length") && !t.contains("transfer-encoding"));
+            assert!(t.ends_with("connection: close\r\n\r\n"));
+        }
+        let mut out = Vec::new();
+        let no_id = HeadEnd {
+            request_id: b"",
+            ..end(Framing::Bare, true, Version::Http11)
+        };
+        end_response_head(&mut out, &no_id);
+        assert!(!String::from_utf8(out).unwrap().contains("x-request-id"));
+    }
+
+    #[test]
+    fn decimal_edges() {
+        for n in [0u64, 7, 10, 4096, u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
     }
 }

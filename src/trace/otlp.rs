@@ -4,7 +4,7 @@
 //! strings (not base64), enums are integers, 64-bit integers are decimal strings. Every string
 //! from the request goes through `json::escape_into`, so the output is always valid JSON.
 
-use crate::proxy::push_decimal;
+use crate::http1::push_decimal;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::context::push_hex;

@@ -1,16 +1,18 @@
 //! The policy side of a request, between routing and the action: CORS preflights answered
 //! before anything else, CORS headers for actual responses, then the route's policy pipeline
-//! (`policy::pipeline`). A refusal comes back as a `ProxyError` for `error::render`, with the
-//! headers it needs (WWW-Authenticate, Retry-After, RateLimit) already in `Exchange::resp_lines`.
+//! (`policy::pipeline`). A refusal comes back as a `ProxyError` for `exchange::respond`, with the
+//! headers it needs (WWW-Authenticate, Retry-After, RateLimit) already in
+//! `ExchangeFacts::resp_lines`.
 
 use crate::config::{Compiled, Route};
-use crate::error::{ErrorKind, ProxyError};
-use crate::http1::{self, Method};
+use crate::http1::Method;
 use crate::policy::pipeline::{self, Caller, Denial, Effects, Facts, Policy, PolicyId};
 use crate::route::{Lookup, RouteRequest};
 use crate::worker::Core;
 
-use super::{Client, HeadHeaders, Req};
+use super::error::{ErrorKind, ProxyError};
+use super::model::Exchange;
+use super::route::HeadHeaders;
 
 /// The policy `id` names, if any.
 fn policy(cfg: &Compiled, id: Option<PolicyId>) -> Option<&Policy> {
@@ -18,16 +20,23 @@ fn policy(cfg: &Compiled, id: Option<PolicyId>) -> Option<&Policy> {
         .map(|p| &p.policy)
 }
 
+/// The answer to a CORS preflight, if the request is one and the route serving the
+/// requested method has a CORS policy (browsers send no credentials with a preflight, so it is
+/// answered before any other policy runs).
+pub fn answer_preflight(ex: &mut Exchange<'_>, cfg: &Compiled) -> Option<(u16, Vec<u8>)> {
+    let head = ex.head;
+    let acrm = head.header("access-control-request-method");
+    if !crate::policy::cors::is_preflight(head.method, head.header("origin"), acrm) {
+        return None;
+    }
+    preflight(ex, cfg, acrm.unwrap_or(b""))
+}
+
 /// The answer to a CORS preflight (status and head so far) if the route serving the requested
 /// method has a CORS policy. `None` = not ours to answer (no such route, or it has no CORS
 /// policy): normal handling.
-pub(super) fn preflight(
-    c: &mut Client,
-    req: &Req<'_>,
-    cfg: &Compiled,
-    requested: &[u8],
-) -> Option<(u16, Vec<u8>)> {
-    let head = req.head;
+fn preflight(ex: &mut Exchange<'_>, cfg: &Compiled, requested: &[u8]) -> Option<(u16, Vec<u8>)> {
+    let head = ex.head;
     // The route for the requested method; for a method no route serves, the route the path
     // belongs to (its CORS policy then refuses the method: an answer without CORS headers).
     let requested_method = Method::from_bytes(requested.trim_ascii());
@@ -36,9 +45,9 @@ pub(super) fn preflight(
         .find_map(|method| {
             match cfg.table.lookup(
                 &RouteRequest {
-                    host: &c.host,
+                    host: &ex.host,
                     method,
-                    path: &req.path,
+                    path: &ex.path,
                     query: head.query(),
                 },
                 &HeadHeaders(head),
@@ -47,14 +56,13 @@ pub(super) fn preflight(
                 _ => None,
             }
         })?;
-    let (_, route_cors) = cfg.route(route).policies_for(&req.path, &c.host);
+    let (_, route_cors) = cfg.route(route).policies_for(&ex.path, &ex.host);
     let Some(Policy::Cors(cors)) = policy(cfg, route_cors) else {
         return None;
     };
-    c.ex.route = Some(route);
+    ex.facts.route = Some(route);
     let status = cors.preflight_status();
     let mut out = Vec::with_capacity(512);
-    http1::write_status_line(&mut out, status);
     let origin = head.header("origin").unwrap_or(b"");
     cors.preflight(
         origin,
@@ -67,32 +75,31 @@ pub(super) fn preflight(
 
 /// Adds the route's CORS headers and runs its policies. `Ok` carries what the policies ask of
 /// the rest of the request (header and query edits); `Err` is the refusal to render.
-pub(super) fn run_policies(
+pub fn run_policies(
     core: &Core,
-    c: &mut Client,
-    req: &Req<'_>,
+    ex: &mut Exchange<'_>,
     cfg: &Compiled,
     route: &Route,
 ) -> Result<Effects, ProxyError> {
     let mut fx = Effects::default();
-    let head = req.head;
-    let (policies, route_cors) = route.policies_for(&req.path, &c.host);
+    let head = ex.head;
+    let (policies, route_cors) = route.policies_for(&ex.path, &ex.host);
     if let Some(Policy::Cors(cors)) = policy(cfg, route_cors) {
-        cors.actual(head.header("origin"), &mut c.ex.resp_lines);
+        cors.actual(head.header("origin"), &mut ex.facts.resp_lines);
     }
     if !policies.is_empty() {
         let mut caller = Caller::default();
         // Decided once per request (`origin`): the log and the upstream see the same client.
-        let client_ip = c.ex.origin.client;
-        let ip_text = if client_ip == c.ex.origin.peer {
-            std::borrow::Cow::Borrowed(c.peer_ip.as_str())
+        let client_ip = ex.facts.origin.client;
+        let ip_text = if client_ip == ex.facts.origin.peer {
+            std::borrow::Cow::Borrowed(ex.client.peer_ip.as_str())
         } else {
             std::borrow::Cow::Owned(client_ip.to_string())
         };
         let facts = Facts {
             head,
             route: &route.name,
-            request_id: req.rid.as_str(),
+            request_id: ex.rid.as_str(),
             client_ip,
             client_ip_text: &ip_text,
             unix_now: crate::worker::unix_now(),
@@ -106,20 +113,20 @@ pub(super) fn run_policies(
             &mut fx,
             &mut core.tokens.borrow_mut(),
         );
-        c.ex.resp_lines.append(&mut fx.response_lines);
-        c.ex.rate_limited = fx.rate_limited;
+        ex.facts.resp_lines.append(&mut fx.response_lines);
+        ex.facts.rate_limited = fx.rate_limited;
         let tel = &cfg.telemetry;
         if tel.access_log.is_some() || tel.tracing.otlp.is_some() {
-            c.ex.consumer = caller.consumer().map(std::sync::Arc::from);
+            ex.facts.consumer = caller.consumer().map(std::sync::Arc::from);
         }
         if let Err(d) = res {
             let kind = match d {
                 Denial::Unauthorized { reason, detail } => {
-                    c.ex.auth_failure = Some(reason);
+                    ex.facts.auth_failure = Some(reason);
                     ErrorKind::Unauthorized(detail)
                 }
                 Denial::Forbidden { reason, detail } => {
-                    c.ex.auth_failure = Some(reason);
+                    ex.facts.auth_failure = Some(reason);
                     ErrorKind::Forbidden(detail)
                 }
                 Denial::Limited => ErrorKind::TooManyRequests,

@@ -2,7 +2,7 @@
 //! client's bytes). Hop-by-hop headers, headers named in `Connection` and the headers the
 //! gateway manages (`Host`, framing, `Expect`, forwarding headers, `X-Request-Id`) are replaced.
 //!
-//! Forwarding headers follow the trust model of `proxy::origin`: from a peer in
+//! Forwarding headers follow the trust model of `exchange::origin`: from a peer in
 //! `server.trusted_proxies`, `X-Forwarded-For` and `Forwarded` get this hop appended to the
 //! received chain and its `X-Forwarded-Proto` / `X-Forwarded-Host` are kept (ours only when it
 //! sent none); from any other peer all four are replaced by this hop's own values (peer
@@ -14,7 +14,7 @@ use crate::http1::{self, BodyFraming, RequestHead};
 use crate::policy::transform::HeaderEdits;
 
 use super::origin::Scheme;
-use super::push_decimal;
+use crate::http1::push_decimal;
 use crate::trace::TraceContext;
 
 /// Headers the proxy always writes itself, so client copies are not forwarded.
@@ -43,7 +43,7 @@ pub struct UpstreamHead<'a> {
     /// `for=...` element of `Forwarded`.
     pub forwarded_for: &'a str,
     /// The peer is a trusted proxy: its forwarding headers are kept and appended to
-    /// (`proxy::origin::Origin::trusted_peer`); otherwise they are replaced.
+    /// (`exchange::origin::Origin::trusted_peer`); otherwise they are replaced.
     pub trusted_peer: bool,
     /// The scheme the client used (`X-Forwarded-Proto`, `Forwarded: proto=`).
     pub scheme: Scheme,

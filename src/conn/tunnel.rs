@@ -12,16 +12,15 @@ use std::time::{Duration, Instant};
 
 use monoio::io::Splitable;
 
+use monoio::net::TcpStream;
+
 use crate::io::write_all;
 use crate::upstream::UpConn;
 
-use super::Client;
-
 /// Relays bytes both ways after a 101 until both directions have closed or the tunnel idled
-/// out. Returns `true` when it was closed for idleness.
-pub(super) async fn tunnel(mut c: Client, up: UpConn) -> bool {
-    let idle = c.timeouts.tunnel_idle;
-    let leftover: Vec<u8> = c.buf.split_off(c.pos);
+/// out. `leftover` is what the client sent after its request head. Returns `true` when it was
+/// closed for idleness.
+pub async fn tunnel(client: TcpStream, leftover: Vec<u8>, up: UpConn, idle: Duration) -> bool {
     let mut ups = up.stream;
     if !leftover.is_empty() {
         let mut l = leftover;
@@ -30,9 +29,9 @@ pub(super) async fn tunnel(mut c: Client, up: UpConn) -> bool {
             return false;
         }
     }
-    let fds = [c.stream.as_raw_fd(), ups.as_raw_fd()];
+    let fds = [client.as_raw_fd(), ups.as_raw_fd()];
     let last = Cell::new(Instant::now());
-    let (mut cr, mut cw) = c.stream.into_split();
+    let (mut cr, mut cw) = client.into_split();
     let (mut ur, mut uw) = ups.into_split();
     let a = copy_half(&mut cr, &mut uw, &last);
     let b = copy_half(&mut ur, &mut cw, &last);

@@ -11,28 +11,29 @@
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
+use monoio::net::TcpStream;
+
+use crate::config::Timeouts;
 use crate::io::read_more;
 
-use super::Client;
-
 /// Drains the client for a bounded time after the response was written; the caller closes.
-pub(super) async fn linger(c: &mut Client) {
-    let limit = c.timeouts.lingering_bytes;
-    let time = c.timeouts.lingering_close;
+/// `buf` is the connection's read buffer, `pending` the unread bytes already in it.
+pub async fn linger(stream: &mut TcpStream, buf: &mut Vec<u8>, pending: usize, t: &Timeouts) {
+    let limit = t.lingering_bytes;
+    let time = t.lingering_close;
     if time.is_zero() || limit == 0 {
         return;
     }
-    // SAFETY: the fd is the client's open socket (owned by `c.stream`); shutdown does not
+    // SAFETY: the fd is the client's open socket (owned by `stream`); shutdown does not
     // close it.
     unsafe {
-        libc::shutdown(c.stream.as_raw_fd(), libc::SHUT_WR);
+        libc::shutdown(stream.as_raw_fd(), libc::SHUT_WR);
     }
     let deadline = Instant::now() + time;
-    let mut dropped = c.pending() as u64;
+    let mut dropped = pending as u64;
     while dropped < limit {
-        c.buf.clear();
-        c.pos = 0;
-        match read_more(&mut c.stream, &mut c.buf, deadline, 64 * 1024).await {
+        buf.clear();
+        match read_more(stream, buf, deadline, 64 * 1024).await {
             Ok(n) => dropped += n as u64,
             // Timeout, EOF or error: done either way (after a timeout the stream is dropped).
             Err(_) => break,

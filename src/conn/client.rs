@@ -1,0 +1,450 @@
+//! The client side of one HTTP/1.1 connection, as the phases see it (`exchange::Downstream`):
+//! request bodies decoded from Content-Length or chunked framing, responses framed with a
+//! length, chunked or by closing, `100 Continue`, lingering close, and the slow-client rules
+//! (`timeouts.client_body`, `client_body_total`, `min_data_rate`).
+//!
+//! Invariants: one request at a time (`begin_request` resets the per-request state); the
+//! response head is written by `http1::write_response_head` and leaves with the first body
+//! bytes; body reads never go past the current request's body (pipelined bytes stay put).
+
+use std::ops::Range;
+use std::time::Instant;
+
+use monoio::net::TcpStream;
+
+use crate::config::Timeouts;
+use crate::exchange::error::{ErrorKind, ProxyError};
+use crate::exchange::model::Exchange;
+use crate::exchange::wire::{BodyLen, Downstream, Response};
+use crate::http1::Version;
+use crate::http1::{self, BodyFraming, ChunkedDecoder, Framing, HeadEnd, Method, RequestHead};
+use crate::io::{read_more, IoFail};
+use crate::metrics::CoreCounter;
+
+use super::linger::linger;
+use super::rate::RateMeter;
+
+/// Bytes we try to move per client read while a body streams.
+const STREAM_CHUNK: usize = 64 * 1024;
+
+/// Where the current request's body stands.
+enum BodyState {
+    /// Complete (or never had one).
+    Done,
+    /// This many Content-Length bytes are still to come.
+    Length(u64),
+    Chunked(ChunkedDecoder),
+}
+
+/// One client connection's socket, buffers and per-request wire state.
+pub struct Client {
+    pub stream: TcpStream,
+    /// Bytes read but not yet consumed start at `pos` (pipelined requests, body bytes).
+    pub buf: Vec<u8>,
+    pub pos: usize,
+    /// Reused between requests: serialized heads, the routing host, policy response lines.
+    pub scratch: Vec<u8>,
+    pub host: String,
+    pub resp_lines: Vec<u8>,
+    /// Pending response output (head, queued body) and its framing.
+    pub out: Vec<u8>,
+    /// Cancels the idle read once the grace period is over (reused while nothing is cancelled).
+    pub canceller: monoio::io::Canceller,
+    /// Timeouts of the config generation serving the current request (set once per request,
+    /// so a reload mid-request never changes them).
+    pub timeouts: Timeouts,
+    /// Why the connection is being closed as abusive (counted once the request ends).
+    pub slow: Option<CoreCounter>,
+    /// Body bytes read (wire bytes, framing included) and response bytes written for the
+    /// current request.
+    pub body_in: u64,
+    pub bytes_out: u64,
+    // --- per request ---
+    body: BodyState,
+    /// The declared body framing (for lingering and skipping).
+    body_framing: BodyFraming,
+    /// Part of the body was consumed, so it can no longer be skipped to reach the next
+    /// pipelined request.
+    body_streamed: bool,
+    version: Version,
+    head_only: bool,
+    framing: Framing,
+    rx: RateMeter,
+    tx: RateMeter,
+    /// When the current request's body must be complete (`timeouts.client_body_total`).
+    body_deadline: Instant,
+}
+
+impl Client {
+    pub fn new(stream: TcpStream, timeouts: Timeouts) -> Client {
+        Client {
+            stream,
+            buf: Vec::with_capacity(8 * 1024),
+            pos: 0,
+            scratch: Vec::new(),
+            host: String::new(),
+            resp_lines: Vec::new(),
+            out: Vec::new(),
+            canceller: monoio::io::Canceller::new(),
+            timeouts,
+            slow: None,
+            body_in: 0,
+            bytes_out: 0,
+            body: BodyState::Done,
+            body_framing: BodyFraming::None,
+            body_streamed: false,
+            version: Version::Http11,
+            head_only: false,
+            framing: Framing::Bare,
+            rx: RateMeter::default(),
+            tx: RateMeter::default(),
+            body_deadline: Instant::now(),
+        }
+    }
+
+    pub fn pending(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// Drops consumed bytes so reads append after what is still pending.
+    pub fn compact(&mut self) {
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+    }
+
+    /// Resets the per-request state for `head`, whose head arrived at `start`.
+    pub fn begin_request(&mut self, head: &RequestHead, start: Instant, timeouts: Timeouts) {
+        self.timeouts = timeouts;
+        self.body = match head.body {
+            BodyFraming::Length(n) if n > 0 => BodyState::Length(n),
+            BodyFraming::Chunked => BodyState::Chunked(ChunkedDecoder::new()),
+            _ => BodyState::Done,
+        };
+        self.body_framing = head.body;
+        self.body_streamed = false;
+        self.version = head.version;
+        self.head_only = head.method == Method::Head;
+        self.framing = Framing::Bare;
+        self.body_in = 0;
+        self.bytes_out = 0;
+        self.rx = RateMeter::default();
+        self.tx = RateMeter::default();
+        self.body_deadline = start + timeouts.client_body_total;
+        self.out.clear();
+    }
+
+    /// Writes `out` to the client, counting the bytes for this request's telemetry.
+    pub async fn send(&mut self, out: &mut Vec<u8>, deadline: Instant) -> Result<(), IoFail> {
+        let end = out.len();
+        self.send_range(out, 0, end, deadline).await
+    }
+
+    /// Writes `buf[start..end]` to the client, counting the bytes (see `send`).
+    async fn send_range(
+        &mut self,
+        buf: &mut Vec<u8>,
+        start: usize,
+        end: usize,
+        deadline: Instant,
+    ) -> Result<(), IoFail> {
+        let n = end.saturating_sub(start);
+        self.bytes_out += n as u64;
+        let rule = self.timeouts.min_data_rate;
+        let Some(budget) = self.tx.budget(&rule, n) else {
+            return crate::io::write_range(&mut self.stream, buf, start, end, deadline).await;
+        };
+        // The rate allowance caps the write's own deadline: a client that stops reading is
+        // closed when it falls below the minimum rate, with no timer beyond the write's.
+        let began = Instant::now();
+        let by_rate = began + budget;
+        let res =
+            crate::io::write_range(&mut self.stream, buf, start, end, deadline.min(by_rate)).await;
+        match &res {
+            Ok(()) => {
+                self.tx.record(&rule, n, began.elapsed());
+            }
+            Err(IoFail::Timeout) if by_rate < deadline => {
+                self.slow = Some(CoreCounter::SlowResponse);
+            }
+            Err(_) => {}
+        }
+        res
+    }
+
+    /// Writes the pending output.
+    async fn write_out(&mut self) -> Result<(), ProxyError> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let mut out = std::mem::take(&mut self.out);
+        let deadline = Instant::now() + self.timeouts.client_body;
+        let res = self.send(&mut out, deadline).await;
+        out.clear();
+        // Keep the buffer for the next request unless a large body grew it.
+        if out.capacity() <= 16 * 1024 {
+            self.out = out;
+        }
+        res.map_err(|_| ProxyError::new(ErrorKind::ClientAborted))
+    }
+
+    /// Reads the next body piece from the client into `buf` (appending).
+    async fn read_client(&mut self) -> Result<(), ProxyError> {
+        if self.pending() == 0 {
+            self.buf.clear();
+            self.pos = 0;
+        } else if self.pos > STREAM_CHUNK {
+            self.compact();
+        }
+        // Bounded three ways: the gap between reads, the whole body (`client_body_total`) and
+        // the average rate once past the grace period (`min_data_rate`, checked at each
+        // completion).
+        let began = Instant::now();
+        let deadline = (began + self.timeouts.client_body).min(self.body_deadline);
+        let too_slow = ProxyError::new(ErrorKind::RequestTimeout);
+        match read_more(&mut self.stream, &mut self.buf, deadline, STREAM_CHUNK).await {
+            Ok(n) => {
+                let rule = self.timeouts.min_data_rate;
+                if rule.ns_per_byte != 0 && !self.rx.record(&rule, n, began.elapsed()) {
+                    self.slow = Some(CoreCounter::SlowRequestBody);
+                    return Err(too_slow);
+                }
+                Ok(())
+            }
+            Err(IoFail::Timeout) => {
+                self.slow = Some(CoreCounter::SlowRequestBody);
+                Err(too_slow)
+            }
+            Err(_) => Err(ProxyError::new(ErrorKind::ClientClosedBody)),
+        }
+    }
+
+    /// Appends decoded chunked-body bytes to `out`; `true` once the last chunk was read.
+    async fn read_chunked(&mut self, out: &mut Vec<u8>) -> Result<bool, ProxyError> {
+        let BodyState::Chunked(mut dec) = std::mem::replace(&mut self.body, BodyState::Done) else {
+            return Ok(true);
+        };
+        let start_len = out.len();
+        let res = loop {
+            let (used, data) = match dec.decode(&self.buf[self.pos..]) {
+                Ok(d) => d,
+                Err(e) => break Err(ProxyError::new(ErrorKind::BadBody(e.0))),
+            };
+            out.extend_from_slice(&self.buf[self.pos + data.start..self.pos + data.end]);
+            self.pos += used;
+            self.body_in += used as u64;
+            if dec.is_done() {
+                break Ok(true);
+            }
+            if used == 0 {
+                if out.len() > start_len {
+                    break Ok(false);
+                }
+                if let Err(e) = self.read_client().await {
+                    break Err(e);
+                }
+            }
+        };
+        if let Ok(false) = res {
+            self.body = BodyState::Chunked(dec);
+        }
+        res
+    }
+}
+
+/// The lines every response to an exchange carries, whoever produced it.
+pub struct ExchangeLines<'a> {
+    pub request_id: &'a [u8],
+    /// The trace-id response header (name, hex id), when configured.
+    pub trace: Option<(&'a [u8], &'a [u8])>,
+    /// The policies' lines (CORS, RateLimit, WWW-Authenticate, Retry-After).
+    pub lines: &'a [u8],
+}
+
+/// Serializes `resp` as an HTTP/1.1 head for a `version` client into `out`: the framing an
+/// unknown length gets (chunked, or close-delimited for HTTP/1.0) and whether the connection
+/// stays open. Public so the benchmarks measure this exact code.
+pub fn response_head(
+    out: &mut Vec<u8>,
+    resp: &Response<'_>,
+    version: Version,
+    ex: &ExchangeLines<'_>,
+) -> (Framing, bool) {
+    let framing = match resp.body {
+        BodyLen::Bare => Framing::Bare,
+        BodyLen::Length(n) => Framing::Length(n),
+        BodyLen::Unknown if version == Version::Http11 => Framing::Chunked,
+        BodyLen::Unknown => Framing::Close,
+    };
+    let keep = resp.keep && framing != Framing::Close;
+    let end = HeadEnd {
+        framing,
+        request_id: ex.request_id,
+        trace: ex.trace,
+        lines: ex.lines,
+        keep,
+        version,
+    };
+    http1::write_response_head(out, resp.status, resp.fields, &end);
+    (framing, keep)
+}
+
+impl Downstream for Client {
+    fn buffered_body(&self, head: &RequestHead, max: usize) -> Option<&[u8]> {
+        match head.body {
+            BodyFraming::None => Some(&[]),
+            BodyFraming::Length(n) if n as usize <= max && self.pending() as u64 >= n => {
+                Some(&self.buf[self.pos..self.pos + n as usize])
+            }
+            _ => None,
+        }
+    }
+
+    fn consume_body(&mut self, n: usize) {
+        self.pos += n;
+        self.body_in += n as u64;
+        if let BodyState::Length(left) = &mut self.body {
+            *left = left.saturating_sub(n as u64);
+            if *left == 0 {
+                self.body = BodyState::Done;
+            }
+        }
+    }
+
+    async fn continue_body(&mut self, head: &RequestHead) -> Result<(), ProxyError> {
+        let has_body = !matches!(head.body, BodyFraming::None | BodyFraming::Length(0));
+        if head.expect_continue
+            && has_body
+            && head.version == Version::Http11
+            && self.pending() == 0
+        {
+            let mut msg = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
+            let deadline = Instant::now() + self.timeouts.client_body;
+            self.send(&mut msg, deadline)
+                .await
+                .map_err(|_| ProxyError::new(ErrorKind::RequestTimeout))?;
+        }
+        Ok(())
+    }
+
+    async fn read_body(
+        &mut self,
+        _head: &RequestHead,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, ProxyError> {
+        self.body_streamed = true;
+        match self.body {
+            BodyState::Done => Ok(true),
+            BodyState::Chunked(_) => self.read_chunked(out).await,
+            BodyState::Length(left) => {
+                if self.pending() == 0 {
+                    self.read_client().await?;
+                }
+                let take = (self.pending() as u64).min(left) as usize;
+                out.extend_from_slice(&self.buf[self.pos..self.pos + take]);
+                self.pos += take;
+                self.body_in += take as u64;
+                let left = left - take as u64;
+                self.body = if left == 0 {
+                    BodyState::Done
+                } else {
+                    BodyState::Length(left)
+                };
+                Ok(left == 0)
+            }
+        }
+    }
+
+    fn skip_body(&mut self, head: &RequestHead) -> bool {
+        match head.body {
+            BodyFraming::None | BodyFraming::Length(0) => true,
+            BodyFraming::Length(n) if !self.body_streamed && self.pending() as u64 >= n => {
+                self.pos += n as usize;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn start_response(&mut self, ex: &Exchange<'_>, resp: &Response<'_>) -> bool {
+        let trace_hex = ex.facts.trace.as_ref().map(|t| t.trace_id_hex());
+        let trace = match (&ex.facts.trace_header, &trace_hex) {
+            (Some(name), Some(hex)) => Some((name.as_bytes(), &hex[..])),
+            _ => None,
+        };
+        self.out.clear();
+        let parts = ExchangeLines {
+            request_id: ex.rid.as_bytes(),
+            trace,
+            lines: &ex.facts.resp_lines,
+        };
+        let (framing, keep) = response_head(&mut self.out, resp, self.version, &parts);
+        self.framing = framing;
+        keep
+    }
+
+    async fn send_body(
+        &mut self,
+        buf: &mut Vec<u8>,
+        range: Range<usize>,
+    ) -> Result<(), ProxyError> {
+        if self.head_only || range.is_empty() {
+            return Ok(());
+        }
+        match self.framing {
+            Framing::Length(_) if self.out.is_empty() => {
+                let deadline = Instant::now() + self.timeouts.client_body;
+                self.send_range(buf, range.start, range.end, deadline)
+                    .await
+                    .map_err(|_| ProxyError::new(ErrorKind::ClientAborted))
+            }
+            Framing::Length(_) => {
+                // First flight: the head and the first body bytes in one write.
+                self.out.extend_from_slice(&buf[range]);
+                self.write_out().await
+            }
+            _ => {
+                self.queue_body(&buf[range]);
+                Ok(())
+            }
+        }
+    }
+
+    fn queue_body(&mut self, bytes: &[u8]) {
+        if self.head_only || bytes.is_empty() {
+            return;
+        }
+        if self.framing == Framing::Chunked {
+            http1::write_chunk_header(&mut self.out, bytes.len());
+            self.out.extend_from_slice(bytes);
+            self.out.extend_from_slice(b"\r\n");
+        } else {
+            self.out.extend_from_slice(bytes);
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), ProxyError> {
+        self.write_out().await
+    }
+
+    async fn end_response(&mut self) -> Result<(), ProxyError> {
+        if self.framing == Framing::Chunked && !self.head_only {
+            self.out.extend_from_slice(http1::LAST_CHUNK);
+        }
+        self.write_out().await
+    }
+
+    async fn linger(&mut self) {
+        let body_left = match self.body_framing {
+            BodyFraming::None | BodyFraming::Length(0) => false,
+            BodyFraming::Length(n) => self.body_streamed || (self.pending() as u64) < n,
+            _ => true,
+        };
+        if body_left {
+            let pending = self.pending();
+            self.pos = 0;
+            linger(&mut self.stream, &mut self.buf, pending, &self.timeouts).await;
+        }
+    }
+}

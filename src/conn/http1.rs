@@ -1,0 +1,391 @@
+//! The HTTP/1.1 wire: one accepted connection from first byte to close. Reads a head,
+//! builds an `Exchange`, runs the phases (`exchange::pipeline`) with the connection as their
+//! `Downstream`, records telemetry, repeats on keep-alive; parks quiet connections cheaply;
+//! hands upgraded connections to the tunnel.
+//!
+//! Invariants:
+//! - One config generation per request, loaded once the head is complete.
+//! - Requests on a connection are handled strictly in order, so pipelined responses go back in
+//!   request order; a rejected request ends the connection and nothing after it is read.
+//! - Panics are caught at the connection boundary: one bad request never takes down a worker.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::Instant;
+
+use monoio::net::TcpStream;
+
+use crate::exchange::error::{ErrorKind, ProxyError};
+use crate::exchange::model::{ClientFacts, Exchange, ExchangeFacts};
+use crate::exchange::origin::{Origin, Scheme};
+use crate::exchange::wire::Outcome;
+use crate::exchange::{pipeline, respond};
+use crate::http1::{self, Framing, HeadEnd, RequestHead, Version};
+use crate::io::{idle_wait, read_more, write_all, IdleWake, IoFail};
+use crate::request_id::RequestId;
+use crate::upstream::UpConn;
+use crate::worker::{Core, Generation};
+
+use super::client::Client;
+use super::linger::linger;
+use super::tunnel::tunnel;
+
+/// How long an idle keep-alive connection keeps a read buffer posted before it switches to a
+/// buffer-less readiness wait.
+const IDLE_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// A connection: its wire state and the facts about its client.
+struct Conn {
+    client: Client,
+    facts: ClientFacts,
+}
+
+/// Serves one accepted connection until it closes. Panics are caught here so one bad request
+/// can never take down the worker.
+///
+/// The request path runs in a boxed future that exists only while the connection is active.
+/// When a keep-alive connection goes quiet (no bytes within `IDLE_GRACE`), that future ends and
+/// hands its `Conn` back; this small task then waits for readability without any buffer, so
+/// an idle connection costs its socket, this task and the `Conn` fields.
+pub async fn serve_connection(core: Rc<Core>, stream: TcpStream, peer: SocketAddr) {
+    let key = core.conns.register(stream.as_raw_fd());
+    let mut conn = Conn {
+        client: Client::new(stream, core.generation().cfg.timeouts),
+        // Plain-TCP listeners only so far; a TLS listener passes `Https` here.
+        facts: ClientFacts::new(peer, Scheme::Http),
+    };
+    let mut first = true;
+    let mut wait_until: Option<Instant> = None;
+    loop {
+        // Built inside `Box::pin(..)` directly: a named local would keep its (large) storage in
+        // this task's state across the await.
+        match CatchUnwind(Box::pin(connection_loop(
+            &core, conn, key, first, wait_until,
+        )))
+        .await
+        {
+            Ok(Some(idle)) => {
+                conn = idle.conn;
+                first = idle.first;
+                wait_until = Some(idle.deadline);
+                // Readable, expired or failed: the request path sorts out which.
+                let readable = conn.client.stream.readable(false);
+                let _ = monoio::time::timeout_at(idle.deadline.into(), readable).await;
+            }
+            Ok(None) => break,
+            Err(()) => {
+                crate::log::error(&format!(
+                    "worker {}: panic while serving {peer}; connection closed",
+                    core.id
+                ));
+                break;
+            }
+        }
+    }
+    core.conns.unregister(key);
+}
+
+/// A connection that went quiet between requests, handed back by the request path.
+struct Idle {
+    conn: Conn,
+    /// Still waiting for the first request (its timeout answers 408).
+    first: bool,
+    /// When the wait ends (keep-alive or first-request header timeout).
+    deadline: Instant,
+}
+
+/// Runs requests on the connection until it closes (`None`) or goes quiet (`Some`).
+async fn connection_loop(
+    core: &Core,
+    mut conn: Conn,
+    key: usize,
+    mut first: bool,
+    mut wait_until: Option<Instant>,
+) -> Option<Idle> {
+    loop {
+        let c = &mut conn.client;
+        if c.pending() == 0 && core.draining() {
+            return None;
+        }
+        core.conns.set_idle(key, c.pending() == 0);
+        let (head, head_len) = match read_head(core, c, first, wait_until.take()).await {
+            Ok(h) => h,
+            Err(HeadFail::Quiet(deadline)) => {
+                return Some(Idle {
+                    conn,
+                    first,
+                    deadline,
+                })
+            }
+            Err(HeadFail::Close) => return None,
+            Err(HeadFail::Reject(err)) => {
+                reject(core, c, conn.facts.peer, err).await;
+                return None;
+            }
+        };
+        core.conns.set_idle(key, false);
+        first = false;
+        let gen = core.generation();
+        let outcome = handle_request(core, &gen, &mut conn, &head, head_len).await;
+        let c = &mut conn.client;
+        if let Some(counter) = c.slow.take() {
+            core.telemetry.count(counter);
+            if counter == crate::metrics::CoreCounter::SlowResponse {
+                // What the kernel still queues for this reader would take it as long again.
+                crate::io::reset_on_close(c.stream.as_raw_fd());
+            }
+        }
+        match outcome {
+            Outcome::Done(true) if !core.draining() => {}
+            Outcome::Done(_) => return None,
+            Outcome::Upgrade(up, _) => {
+                let mut c = conn.client;
+                let leftover = c.buf.split_off(c.pos);
+                if tunnel(c.stream, leftover, up, c.timeouts.tunnel_idle).await {
+                    core.telemetry
+                        .count(crate::metrics::CoreCounter::TunnelIdle);
+                }
+                return None;
+            }
+        }
+    }
+}
+
+/// Answers a head the parser refused (or that never completed) and closes.
+async fn reject(core: &Core, c: &mut Client, peer: SocketAddr, err: ProxyError) {
+    let start = Instant::now();
+    let rid = core.ids.next_id();
+    let (mut fields, mut body) = (Vec::with_capacity(64), Vec::with_capacity(192));
+    respond::problem(&err, rid.as_str(), &mut fields, &mut body);
+    let mut out = Vec::with_capacity(256 + body.len());
+    let end = HeadEnd {
+        framing: Framing::Length(body.len() as u64),
+        request_id: rid.as_bytes(),
+        trace: None,
+        lines: b"",
+        keep: false,
+        version: Version::Http11,
+    };
+    http1::write_response_head(&mut out, err.status(), &fields, &end);
+    out.extend_from_slice(&body);
+    let deadline = Instant::now() + c.timeouts.client_body;
+    let facts = ExchangeFacts {
+        status: err.status(),
+        bytes_in: c.pending() as u64,
+        bytes_out: out.len() as u64,
+        ..ExchangeFacts::default()
+    };
+    let sent = write_all(&mut c.stream, &mut out, deadline).await;
+    core.telemetry
+        .on_rejected(&core.generation(), &facts, rid.as_str(), peer, start);
+    if sent.is_ok() && err.kind != ErrorKind::RequestTimeout {
+        let pending = c.pending();
+        c.pos = 0;
+        linger(&mut c.stream, &mut c.buf, pending, &c.timeouts).await;
+    }
+}
+
+/// Why no request head came.
+enum HeadFail {
+    /// EOF, reset or idle timeout: close without answering.
+    Close,
+    /// Answer this error and close.
+    Reject(ProxyError),
+    /// Nothing arrived within the grace period; park until this deadline.
+    Quiet(Instant),
+}
+
+/// Reads until a complete head is parsed. `wait_until` carries the deadline of a connection
+/// coming back from a quiet wait.
+async fn read_head(
+    core: &Core,
+    c: &mut Client,
+    first: bool,
+    wait_until: Option<Instant>,
+) -> Result<(RequestHead, usize), HeadFail> {
+    // Holding the core-local `Rc<Generation>` (not a clone of the shared `Arc<Compiled>`)
+    // keeps the config's reference count, which every core shares, out of the request path.
+    let gen = core.generation();
+    let cfg = &gen.cfg;
+    let limits = cfg.limits;
+    let mut head_deadline = if c.pending() > 0 || first {
+        Some(wait_until.unwrap_or_else(|| Instant::now() + cfg.timeouts.client_header))
+    } else {
+        None
+    };
+    let mut idle_deadline = wait_until;
+    loop {
+        if c.pending() > 0 {
+            match http1::parse_request_head(&c.buf[c.pos..], &limits) {
+                Ok(Some((head, n))) => {
+                    c.pos += n;
+                    return Ok((head, n));
+                }
+                Ok(None) => {}
+                Err(e) => return Err(HeadFail::Reject(ProxyError::new(ErrorKind::BadHead(e)))),
+            }
+        }
+        c.compact();
+        let deadline = match head_deadline {
+            Some(d) => d,
+            None => *idle_deadline.get_or_insert_with(|| Instant::now() + cfg.timeouts.keepalive),
+        };
+        if c.pending() == 0 {
+            // Between requests: the idle wait releases the buffers of connections that stay
+            // quiet, so an idle keep-alive connection costs little more than its task.
+            if c.scratch.capacity() > 0 {
+                c.scratch = Vec::new();
+                c.out = Vec::new();
+            }
+            match idle_wait(
+                &mut c.stream,
+                &mut c.buf,
+                &mut c.canceller,
+                IDLE_GRACE,
+                deadline,
+            )
+            .await
+            {
+                Ok(IdleWake::Data) => {
+                    if head_deadline.is_none() {
+                        head_deadline = Some(Instant::now() + cfg.timeouts.client_header);
+                    }
+                    continue;
+                }
+                Ok(IdleWake::Quiet) => return Err(HeadFail::Quiet(deadline)),
+                Err(IoFail::Timeout) if first => {
+                    return Err(HeadFail::Reject(ProxyError::new(ErrorKind::RequestTimeout)))
+                }
+                Err(_) => return Err(HeadFail::Close),
+            }
+        }
+        let deadline = head_deadline.unwrap_or(deadline);
+        let grow = limits.max_header_bytes + 1024;
+        match read_more(&mut c.stream, &mut c.buf, deadline, grow).await {
+            Ok(_) => {
+                if head_deadline.is_none() {
+                    head_deadline = Some(Instant::now() + cfg.timeouts.client_header);
+                }
+            }
+            Err(IoFail::Timeout) if c.pending() > 0 || first => {
+                return Err(HeadFail::Reject(ProxyError::new(ErrorKind::RequestTimeout)))
+            }
+            Err(_) => return Err(HeadFail::Close),
+        }
+    }
+}
+
+/// Builds the exchange for `head`, runs the phases, and records its telemetry (metrics,
+/// access log, span) once it is done.
+async fn handle_request(
+    core: &Core,
+    gen: &Rc<Generation>,
+    conn: &mut Conn,
+    head: &RequestHead,
+    head_len: usize,
+) -> Outcome {
+    let start = Instant::now();
+    let Conn { client: c, facts } = conn;
+    c.begin_request(head, start, gen.cfg.timeouts);
+    let rid = head
+        .header("x-request-id")
+        .and_then(RequestId::from_client)
+        .unwrap_or_else(|| core.ids.next_id());
+    // W3C: a request with more than one traceparent is treated as having none.
+    let traceparent = head.header("traceparent").filter(|_| {
+        head.headers()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(b"traceparent"))
+            .count()
+            == 1
+    });
+    let mut resp_lines = std::mem::take(&mut c.resp_lines);
+    resp_lines.clear();
+    let trusted = gen.cfg.policies.trusted_proxies.as_ref();
+    let mut ex = Exchange {
+        head,
+        rid,
+        path: std::borrow::Cow::Borrowed(&b"/"[..]),
+        close: head.close || core.draining(),
+        captures: Vec::new(),
+        client: facts,
+        host: std::mem::take(&mut c.host),
+        scratch: std::mem::take(&mut c.scratch),
+        start,
+        facts: ExchangeFacts {
+            trace: core
+                .telemetry
+                .trace_context(&gen.cfg.telemetry.tracing, traceparent),
+            trace_header: gen.trace_header.clone(),
+            resp_lines,
+            origin: Origin::decide(facts.peer.ip(), facts.scheme, head, trusted),
+            ..ExchangeFacts::default()
+        },
+    };
+    let mut outcome = pipeline::run(core, gen, &mut ex, c).await;
+    if let Outcome::Upgrade(up, resp) = &mut outcome {
+        if send_101(c, up, resp).await.is_err() {
+            outcome = Outcome::Done(false);
+        }
+    }
+    ex.facts.bytes_in = head_len as u64 + c.body_in;
+    ex.facts.bytes_out = c.bytes_out;
+    core.telemetry
+        .on_request(gen, &ex.facts, head, ex.rid.as_str(), start);
+    c.host = std::mem::take(&mut ex.host);
+    c.scratch = std::mem::take(&mut ex.scratch);
+    c.resp_lines = std::mem::take(&mut ex.facts.resp_lines);
+    outcome
+}
+
+/// Answers the client with the upstream's 101 (and whatever the upstream sent after it); the
+/// connection loop then joins the two connections.
+async fn send_101(
+    c: &mut Client,
+    up: &mut UpConn,
+    resp: &http1::ResponseHead,
+) -> Result<(), IoFail> {
+    let mut fields = Vec::with_capacity(resp.buf.len() + 64);
+    for (n, v) in resp.headers() {
+        if n.eq_ignore_ascii_case(b"connection") || n.eq_ignore_ascii_case(b"upgrade") {
+            continue;
+        }
+        http1::write_header(&mut fields, n, v);
+    }
+    http1::write_header(&mut fields, b"connection", b"upgrade");
+    if let Some(u) = resp.header("upgrade") {
+        http1::write_header(&mut fields, b"upgrade", u);
+    }
+    // Kept open, HTTP/1.1: the writer adds no `Connection` of its own.
+    let end = HeadEnd {
+        framing: Framing::Bare,
+        request_id: b"",
+        trace: None,
+        lines: b"",
+        keep: true,
+        version: Version::Http11,
+    };
+    let mut out = Vec::with_capacity(fields.len() + up.buf.len() + 32);
+    http1::write_response_head(&mut out, 101, &fields, &end);
+    out.append(&mut up.buf);
+    let deadline = Instant::now() + c.timeouts.client_body;
+    c.send(&mut out, deadline).await
+}
+
+/// Catches a panic in the wrapped future (the connection task boundary).
+struct CatchUnwind<F>(std::pin::Pin<Box<F>>);
+
+impl<F: std::future::Future> std::future::Future for CatchUnwind<F> {
+    type Output = Result<F::Output, ()>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let fut = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Err(_) => std::task::Poll::Ready(Err(())),
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The actions that answer without an upstream: static responses, redirects, and echo (a JSON
+//! description of the request, for trying routes and policies out).
+
+use std::net::SocketAddr;
+
+use crate::config::{Redirect, Route, StaticResponse};
+use crate::http1::{self, Version};
+use crate::worker::Core;
+
+use super::body::{discard_body, read_body_bounded};
+use super::error::ProxyError;
+use super::model::Exchange;
+use super::respond;
+use super::wire::{Downstream, Outcome};
+
+/// The static action: the configured status, headers and body.
+pub async fn static_response<D: Downstream>(
+    core: &Core,
+    ex: &mut Exchange<'_>,
+    down: &mut D,
+    route: &Route,
+    s: &StaticResponse,
+) -> Result<Outcome, ProxyError> {
+    discard_body(ex, down, route.max_body).await?;
+    let mut fields = Vec::with_capacity(128);
+    for (k, v) in &s.headers {
+        http1::write_header(&mut fields, k.as_bytes(), v.as_bytes());
+    }
+    // 204 and 304 carry neither a body nor a length (RFC 9110 §8.6, §15.3.5, §15.4.5); config
+    // compile refuses a body for them.
+    let body = (!matches!(s.status, 204 | 304)).then_some(&s.body[..]);
+    Ok(respond::local(core, ex, down, s.status, &fields, body).await)
+}
+
+/// The redirect action: `Location`, with the request's path and query appended if configured.
+pub async fn redirect<D: Downstream>(
+    core: &Core,
+    ex: &mut Exchange<'_>,
+    down: &mut D,
+    route: &Route,
+    r: &Redirect,
+) -> Result<Outcome, ProxyError> {
+    discard_body(ex, down, route.max_body).await?;
+    let mut location = r.location.clone().into_bytes();
+    if r.append_path {
+        if location.ends_with(b"/") && ex.path.starts_with(b"/") {
+            location.pop();
+        }
+        location.extend_from_slice(&ex.path);
+        if let Some(q) = ex.head.query() {
+            location.push(b'?');
+            location.extend_from_slice(q);
+        }
+    }
+    let mut fields = Vec::with_capacity(64 + location.len());
+    http1::write_header(&mut fields, b"location", &location);
+    Ok(respond::local(core, ex, down, r.status, &fields, Some(b"")).await)
+}
+
+/// The echo action: reads the body (bounded) and answers with the request as JSON.
+pub async fn echo<D: Downstream>(
+    core: &Core,
+    ex: &mut Exchange<'_>,
+    down: &mut D,
+    route: &Route,
+) -> Result<Outcome, ProxyError> {
+    let body = read_body_bounded(ex, down, route.max_body).await?;
+    let json = echo_json(ex, ex.client.peer, route, &body);
+    let fields = b"content-type: application/json\r\n";
+    Ok(respond::local(core, ex, down, 200, fields, Some(&json)).await)
+}
+
+fn echo_json(req: &Exchange<'_>, peer: SocketAddr, route: &Route, body: &[u8]) -> Vec<u8> {
+    use crate::json::string_into;
+    let h = req.head;
+    let mut o = Vec::with_capacity(512 + body.len());
+    o.extend_from_slice(b"{\"method\":");
+    string_into(&mut o, h.method_bytes());
+    o.extend_from_slice(b",\"path\":");
+    string_into(&mut o, &req.path);
+    o.extend_from_slice(b",\"query\":");
+    string_into(&mut o, h.query().unwrap_or(b""));
+    o.extend_from_slice(b",\"version\":");
+    string_into(
+        &mut o,
+        match h.version {
+            Version::Http10 => b"HTTP/1.0",
+            Version::Http11 => b"HTTP/1.1",
+        },
+    );
+    o.extend_from_slice(b",\"route\":");
+    string_into(&mut o, route.name.as_bytes());
+    o.extend_from_slice(b",\"client\":");
+    string_into(&mut o, peer.to_string().as_bytes());
+    o.extend_from_slice(b",\"request_id\":");
+    string_into(&mut o, req.rid.as_bytes());
+    o.extend_from_slice(b",\"headers\":{");
+    // Lowercased names; repeated headers joined with ", " like a list-valued field.
+    let mut names: Vec<Vec<u8>> = Vec::new();
+    for (n, _) in h.headers() {
+        let lower = n.to_ascii_lowercase();
+        if !names.contains(&lower) {
+            names.push(lower);
+        }
+    }
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            o.push(b',');
+        }
+        string_into(&mut o, name);
+        o.push(b':');
+        let mut joined = Vec::new();
+        for (n, v) in h.headers() {
+            if n.eq_ignore_ascii_case(name) {
+                if !joined.is_empty() {
+                    joined.extend_from_slice(b", ");
+                }
+                joined.extend_from_slice(v);
+            }
+        }
+        string_into(&mut o, &joined);
+    }
+    o.extend_from_slice(b"},\"body\":");
+    string_into(&mut o, body);
+    o.extend_from_slice(b"}\n");
+    o
+}

@@ -1,0 +1,28 @@
+//! The protocol-neutral request path. A wire (`conn::http1`; HTTP/2 next) turns bytes into an
+//! `Exchange` (`model`), hands it to `pipeline::run` and frames whatever the phases answer
+//! through the `Downstream` seam (`wire`). Routing, policies, forwarding, retries and error
+//! responses live here once, for every wire.
+//!
+//! Module map: `model` (the exchange), `wire` (the seam), `pipeline` (phase order), `route`,
+//! `guard` (CORS preflight + policies), `forward` with `send` (upstream attempts, retry) and
+//! `body` (body streaming), `local` (static / redirect / echo), `respond` (errors and local
+//! answers become responses here), `error` (the error table), `origin` (who the client is),
+//! `upstream_head` (the head sent upstream).
+
+pub mod body;
+pub mod error;
+pub mod forward;
+pub mod guard;
+pub mod local;
+pub mod model;
+pub mod origin;
+pub mod pipeline;
+pub mod respond;
+pub mod route;
+pub mod send;
+pub mod upstream_head;
+pub mod wire;
+
+pub use error::{ErrorKind, ProxyError, Side};
+pub use model::{ClientFacts, Exchange, ExchangeFacts, UpstreamFacts};
+pub use wire::{BodyLen, Downstream, Outcome, Response};

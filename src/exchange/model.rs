@@ -1,0 +1,116 @@
+//! The exchange: one request on its way through the gateway, whatever wire it came in on.
+//!
+//! A wire (the HTTP/1.1 connection driver today, HTTP/2 streams next) parses a request into a
+//! `RequestHead`, builds an `Exchange` around it and hands it to the phases in
+//! `exchange::pipeline`. Routing, the policy guard, forwarding, metrics and logs read and fill
+//! in this type only, so each is written once for every wire.
+//!
+//! Invariants: an exchange lives for one request and one config generation; `facts` is what
+//! telemetry records when it ends (the wire adds the byte counts it alone knows).
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+use crate::config::UpstreamId;
+use crate::exchange::origin::{Origin, Scheme};
+use crate::http1::RequestHead;
+use crate::request_id::RequestId;
+use crate::route::{Captures, RouteId};
+use crate::trace::TraceContext;
+
+/// Facts about the client connection, fixed for its lifetime (computed once, not per request).
+pub struct ClientFacts {
+    pub peer: SocketAddr,
+    /// The client address as written into `X-Forwarded-For`.
+    pub peer_ip: String,
+    /// `for=...` element of `Forwarded` (IPv6 quoted and bracketed).
+    pub forwarded_for: String,
+    /// The scheme of the listener the connection came in on.
+    pub scheme: Scheme,
+}
+
+impl ClientFacts {
+    pub fn new(peer: SocketAddr, scheme: Scheme) -> ClientFacts {
+        let ip = peer.ip().to_canonical();
+        ClientFacts {
+            peer,
+            peer_ip: ip.to_string(),
+            forwarded_for: match ip {
+                std::net::IpAddr::V4(v4) => format!("for={v4}"),
+                std::net::IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
+            },
+            scheme,
+        }
+    }
+}
+
+/// One request carried through the phases.
+pub struct Exchange<'a> {
+    /// Method, target, version, headers and body framing, as the wire parsed them.
+    pub head: &'a RequestHead,
+    pub rid: RequestId,
+    /// Normalized path (dot segments removed; "/" for an empty absolute-form path). Set by
+    /// the route phase.
+    pub path: Cow<'a, [u8]>,
+    /// The client asked to close, or the gateway is draining.
+    pub close: bool,
+    /// The route template's captures (byte ranges in `path`).
+    pub captures: Captures,
+    pub client: &'a ClientFacts,
+    /// The host to route on (lowercase, no port). A buffer lent by the wire, reused between
+    /// requests.
+    pub host: String,
+    /// Scratch buffer for serialized heads (upstream request, client response), lent by the
+    /// wire and reused between requests.
+    pub scratch: Vec<u8>,
+    /// When the head was complete.
+    pub start: Instant,
+    /// What the request did so far, for metrics, the access log and spans.
+    pub facts: ExchangeFacts,
+}
+
+/// The facts telemetry needs about one request, filled in along the request path.
+#[derive(Default)]
+pub struct ExchangeFacts {
+    /// Status sent to the client (0 = nothing was sent).
+    pub status: u16,
+    /// Request head bytes plus request body bytes read.
+    pub bytes_in: u64,
+    /// Bytes written to the client for this request (head and body).
+    pub bytes_out: u64,
+    pub route: Option<RouteId>,
+    pub upstream: Option<UpstreamFacts>,
+    /// The trace this request belongs to (when propagation is on).
+    pub trace: Option<TraceContext>,
+    /// Response header that carries the trace id (when configured).
+    pub trace_header: Option<Rc<str>>,
+    /// Header lines (`name: value\r\n`) every response to this request carries: CORS,
+    /// RateLimit, and a denial's WWW-Authenticate / Retry-After.
+    pub resp_lines: Vec<u8>,
+    /// Why a policy refused the caller (auth failures by reason, for metrics).
+    pub auth_failure: Option<&'static str>,
+    /// Rate-limit outcome on a limited route (`Some(true)` = admitted).
+    pub rate_limited: Option<bool>,
+    /// The authenticated consumer (kept only when the access log or spans need it).
+    pub consumer: Option<std::sync::Arc<str>>,
+    /// Who sent the request (decided once, when its head is complete).
+    pub origin: Origin,
+    /// Why the request ended badly after its response head went out (client or upstream
+    /// abort), for the log.
+    pub aborted: Option<crate::exchange::error::Side>,
+}
+
+/// The upstream side of a proxied request.
+pub struct UpstreamFacts {
+    pub id: UpstreamId,
+    /// The target that served the request (`None` when no connection was made).
+    pub addr: Option<SocketAddr>,
+    /// The request went out on a pooled connection.
+    pub reused: bool,
+    /// Failed connection attempts before the one used (or before giving up).
+    pub connect_errors: u32,
+    /// From sending the request to the complete response head.
+    pub duration: Option<std::time::Duration>,
+}

@@ -1,0 +1,56 @@
+//! The phases, in order, for one exchange:
+//!
+//! ```text
+//! route::lookup → guard::answer_preflight → route::resolve → guard::run_policies
+//!   → action: forward (prepare → send with retry → response head → body → finish)
+//!             | static | redirect | echo
+//! ```
+//!
+//! Every phase returns `Result<_, ProxyError>`; `run` is the one place an error becomes a
+//! response (`respond::error`). Once a response has started, phases no longer fail: they end
+//! the exchange with `Outcome::Done(false)`. The wire records telemetry afterwards.
+
+use std::rc::Rc;
+
+use crate::config::Action;
+use crate::worker::{Core, Generation};
+
+use super::error::ProxyError;
+use super::model::Exchange;
+use super::wire::{Downstream, Outcome};
+use super::{forward, guard, local, respond, route};
+
+/// Runs one exchange to its end on `down`.
+pub async fn run<D: Downstream>(
+    core: &Core,
+    gen: &Rc<Generation>,
+    ex: &mut Exchange<'_>,
+    down: &mut D,
+) -> Outcome {
+    match phases(core, gen, ex, down).await {
+        Ok(outcome) => outcome,
+        Err(err) => respond::error(core, ex, down, err).await,
+    }
+}
+
+async fn phases<D: Downstream>(
+    core: &Core,
+    gen: &Rc<Generation>,
+    ex: &mut Exchange<'_>,
+    down: &mut D,
+) -> Result<Outcome, ProxyError> {
+    let cfg = &gen.cfg;
+    let lookup = route::lookup(cfg, ex)?;
+    if let Some((status, fields)) = guard::answer_preflight(ex, cfg) {
+        let body = (status != 204).then_some(&b""[..]);
+        return Ok(respond::local(core, ex, down, status, &fields, body).await);
+    }
+    let route = route::resolve(cfg, ex, lookup)?;
+    let fx = guard::run_policies(core, ex, cfg, route)?;
+    match &route.action {
+        Action::Proxy(p) => forward::forward(core, gen, ex, down, route, p, &fx).await,
+        Action::Static(s) => local::static_response(core, ex, down, route, s).await,
+        Action::Redirect(r) => local::redirect(core, ex, down, route, r).await,
+        Action::Echo => local::echo(core, ex, down, route).await,
+    }
+}

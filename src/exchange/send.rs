@@ -1,0 +1,250 @@
+//! Forward, step two: get the request to the upstream and its response head back.
+//!
+//! A pooled or fresh connection to the balancer's pick (targets that refuse are backed off and
+//! the next is tried), the upstream head and a buffered body in one write, a streamed body
+//! after it, then the response head (interim 1xx skipped). A failure says itself whether the
+//! attempt may be repeated (`ProxyError::may_retry`): only a stale pooled connection, once.
+
+use std::time::Instant;
+
+use monoio::net::TcpStream;
+
+use crate::http1::{self, BodyFraming, Method};
+use crate::io::{read_more, write_all, IoFail};
+use crate::upstream::{UpConn, UpstreamState};
+
+use super::body::stream_request_body;
+use super::error::{ErrorKind, ProxyError};
+use super::model::{Exchange, UpstreamFacts};
+use super::wire::Downstream;
+
+/// Most header fields accepted in an upstream response head (fits the parser's stack slots, so
+/// parsing a response allocates no slot array).
+pub const RESPONSE_MAX_HEADERS: usize = 128;
+
+/// One upstream request, ready to send: everything the attempts share.
+pub struct Attempt<'a> {
+    pub us: &'a UpstreamState,
+    pub upstream: crate::config::UpstreamId,
+    pub limits: &'a http1::Limits,
+    /// The request body is already here and this long: it rides with the head.
+    pub buffered_body: Option<usize>,
+    /// The route's body limit (chunked bodies are counted while they stream).
+    pub max_body: u64,
+}
+
+/// Sends the request (retrying once on a stale pooled connection) and returns the connection
+/// with the response head. `write_head(target_label, ex, out)` serializes the upstream head.
+pub async fn send_with_retry<D: Downstream>(
+    a: &Attempt<'_>,
+    ex: &mut Exchange<'_>,
+    down: &mut D,
+    write_head: &impl Fn(&str, &Exchange<'_>, &mut Vec<u8>),
+) -> Result<(UpConn, http1::ResponseHead), ProxyError> {
+    let replayable = a.buffered_body.is_some();
+    let idempotent = ex.head.method.is_idempotent();
+    let mut tried = 0u64;
+    let mut attempt = 0;
+    ex.facts.upstream = None;
+    loop {
+        attempt += 1;
+        let mut up = acquire_for(a, ex, &mut tried).await?;
+        let sent_at = Instant::now();
+        let res = match send_once(a, ex, down, &mut up, write_head).await {
+            Ok(()) => {
+                let deadline = Instant::now() + a.us.response_timeout;
+                read_response_head(&mut up, a.limits, ex.head.method, deadline).await
+            }
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(resp) => {
+                if let Some(f) = ex.facts.upstream.as_mut() {
+                    f.duration = Some(sent_at.elapsed());
+                }
+                return Ok((up, resp));
+            }
+            Err(e) if e.may_retry(idempotent, replayable, attempt) => {
+                // The pooled connection was closed under us before any reply: retry on a
+                // fresh connection (the target's other idle connections are suspect too).
+                a.us.drop_idle(up.target);
+                if up.target < 64 {
+                    tried &= !(1 << up.target);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `acquire`, recording what happened in the exchange's upstream facts.
+async fn acquire_for(
+    a: &Attempt<'_>,
+    ex: &mut Exchange<'_>,
+    tried: &mut u64,
+) -> Result<UpConn, ProxyError> {
+    let mut connect_errors = 0;
+    let acquired = acquire(a.us, tried, &mut connect_errors).await;
+    let facts = ex.facts.upstream.get_or_insert(UpstreamFacts {
+        id: a.upstream,
+        addr: None,
+        reused: false,
+        connect_errors: 0,
+        duration: None,
+    });
+    facts.connect_errors += connect_errors;
+    let up = acquired?;
+    facts.addr = a.us.targets.get(up.target).map(|t| t.addr);
+    facts.reused = up.reused;
+    Ok(up)
+}
+
+/// Writes the head (with a buffered body) and streams any other body.
+async fn send_once<D: Downstream>(
+    a: &Attempt<'_>,
+    ex: &mut Exchange<'_>,
+    down: &mut D,
+    up: &mut UpConn,
+    write_head: &impl Fn(&str, &Exchange<'_>, &mut Vec<u8>),
+) -> Result<(), ProxyError> {
+    let label = a.us.targets.get(up.target).map_or("", |t| t.label.as_str());
+    let mut wire = std::mem::take(&mut ex.scratch);
+    write_head(label, ex, &mut wire);
+    if let Some(n) = a.buffered_body {
+        if let Some(body) = down.buffered_body(ex.head, n) {
+            wire.extend_from_slice(&body[..n.min(body.len())]);
+        }
+    }
+    let deadline = Instant::now() + a.us.response_timeout;
+    let wrote = write_all(&mut up.stream, &mut wire, deadline).await;
+    ex.scratch = wire;
+    if let Err(e) = wrote {
+        let kind = match e {
+            IoFail::Timeout => ErrorKind::UpstreamTimeout,
+            _ => ErrorKind::UpstreamClosed,
+        };
+        return Err(if up.reused {
+            ProxyError::stale(kind)
+        } else {
+            ProxyError::new(kind)
+        });
+    }
+    if a.buffered_body.is_some() {
+        return Ok(());
+    }
+    stream_request_body(ex, down, up, a.us.response_timeout, a.max_body).await
+}
+
+/// A pooled connection to the balancer's pick, or a fresh one; targets that refuse are
+/// backed off and the next one is tried. A connect timeout ends the attempt (504).
+async fn acquire(
+    us: &UpstreamState,
+    tried: &mut u64,
+    connect_errors: &mut u32,
+) -> Result<UpConn, ProxyError> {
+    let mut last = ProxyError::new(ErrorKind::NoHealthyUpstream);
+    let mut first = true;
+    loop {
+        let now = Instant::now();
+        let Some(t) = us.pick(now, *tried) else {
+            return Err(last);
+        };
+        if first {
+            first = false;
+            if let Some(conn) = us.take_idle(t, now) {
+                return Ok(conn);
+            }
+        }
+        let res = connect_one(us, t).await;
+        if res.is_err() {
+            *connect_errors += 1;
+        }
+        match res {
+            Ok(conn) => return Ok(conn),
+            Err(e) if e.kind == ErrorKind::UpstreamConnectTimeout => return Err(e),
+            Err(e) => {
+                last = e;
+                if t < 64 {
+                    *tried |= 1 << t;
+                } else {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+async fn connect_one(us: &UpstreamState, t: usize) -> Result<UpConn, ProxyError> {
+    let addr = us.targets[t].addr;
+    match monoio::time::timeout(us.connect_timeout, TcpStream::connect_addr(addr)).await {
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            Ok(UpConn {
+                stream,
+                buf: Vec::with_capacity(4 * 1024),
+                target: t,
+                reused: false,
+            })
+        }
+        Ok(Err(e)) => {
+            crate::log::warn(&format!(
+                "upstream {} target {addr}: connect failed: {e}; backing off",
+                us.name
+            ));
+            us.mark_down(t, Instant::now());
+            Err(ProxyError::new(ErrorKind::UpstreamConnect))
+        }
+        Err(_) => {
+            us.mark_down(t, Instant::now());
+            Err(ProxyError::new(ErrorKind::UpstreamConnectTimeout))
+        }
+    }
+}
+
+/// Reads the upstream response head, skipping interim 1xx responses other than 101.
+async fn read_response_head(
+    up: &mut UpConn,
+    limits: &http1::Limits,
+    method: Method,
+    deadline: Instant,
+) -> Result<http1::ResponseHead, ProxyError> {
+    let mut got_any = false;
+    loop {
+        if !up.buf.is_empty() {
+            match http1::parse_response_head(
+                &up.buf,
+                limits.max_header_bytes.max(64 * 1024),
+                RESPONSE_MAX_HEADERS,
+                method,
+            ) {
+                Ok(Some((head, n))) => {
+                    up.buf.drain(..n);
+                    if (100..200).contains(&head.status) && head.status != 101 {
+                        continue;
+                    }
+                    return Ok(head);
+                }
+                Ok(None) => {}
+                Err(_) => return Err(ProxyError::new(ErrorKind::UpstreamBadResponse)),
+            }
+        }
+        match read_more(&mut up.stream, &mut up.buf, deadline, 64 * 1024).await {
+            Ok(_) => got_any = true,
+            Err(IoFail::Timeout) => return Err(ProxyError::new(ErrorKind::UpstreamTimeout)),
+            Err(_) if up.reused && !got_any => {
+                return Err(ProxyError::stale(ErrorKind::UpstreamClosed))
+            }
+            Err(_) => return Err(ProxyError::new(ErrorKind::UpstreamClosed)),
+        }
+    }
+}
+
+/// Whether the request asks for a WebSocket tunnel. Only WebSocket is tunnelled: tunnelling
+/// e.g. h2c would hand the client a raw HTTP/2 connection to the upstream that bypasses
+/// routing and policies ("h2c smuggling").
+pub fn wants_websocket(h: &http1::RequestHead) -> bool {
+    h.upgrade
+        && h.body == BodyFraming::None
+        && h.header("upgrade")
+            .is_some_and(|u| u.trim_ascii().eq_ignore_ascii_case(b"websocket"))
+}

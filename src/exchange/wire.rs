@@ -1,0 +1,99 @@
+//! What the phases need from a wire: the seam between protocol-neutral request handling and
+//! one protocol's framing.
+//!
+//! A wire (`conn::http1` today; an HTTP/2 stream next; `exchange::memory` in tests) implements
+//! `Downstream` for one request at a time: it hands out the request body already decoded from
+//! its framing and takes the response as a status, field lines and body bytes, framing them
+//! its own way. The phases never see sockets, chunk sizes or connection headers.
+//!
+//! Static dispatch only (`impl Downstream` generics): no boxed futures on the hot path.
+
+use std::ops::Range;
+
+use crate::http1::{RequestHead, ResponseHead};
+use crate::upstream::UpConn;
+
+use super::error::ProxyError;
+use super::model::Exchange;
+
+/// How long the response body is, as the phases know it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyLen {
+    /// No body and no length to announce (204, 304, the answer to HEAD with the upstream's
+    /// own `Content-Length` among the fields).
+    Bare,
+    /// Exactly this many bytes follow.
+    Length(u64),
+    /// Unknown: bytes follow until `end_response`.
+    Unknown,
+}
+
+/// A response as the phases produce it.
+pub struct Response<'a> {
+    pub status: u16,
+    /// The producer's own field lines (`name: value\r\n` each), already filtered.
+    pub fields: &'a [u8],
+    pub body: BodyLen,
+    /// The phases would keep the connection open after this response.
+    pub keep: bool,
+}
+
+/// How a request ended, for the wire.
+pub enum Outcome {
+    /// Response complete; keep the connection if `true`.
+    Done(bool),
+    /// The upstream agreed to switch protocols (WebSocket); the wire answers with the 101 head
+    /// (`ResponseHead`, whose leftover bytes are in the connection's buffer) and joins the two
+    /// connections.
+    Upgrade(UpConn, ResponseHead),
+}
+
+/// One request's client side, as a wire provides it.
+#[allow(async_fn_in_trait)] // used only through generics on one thread; no `Send` bound wanted
+pub trait Downstream {
+    /// The whole request body, if it already arrived and is at most `max` bytes long (it can
+    /// then ride with the upstream head and be sent again on a retry).
+    fn buffered_body(&self, head: &RequestHead, max: usize) -> Option<&[u8]>;
+
+    /// The first `n` body bytes were sent upstream with the head.
+    fn consume_body(&mut self, n: usize);
+
+    /// Sends an interim `100 Continue` if the client waits for one before sending its body.
+    async fn continue_body(&mut self, head: &RequestHead) -> Result<(), ProxyError>;
+
+    /// Appends the next piece of the request body to `out`, decoded from the wire's framing.
+    /// Returns `true` once the body is complete (and appends nothing more after that).
+    async fn read_body(
+        &mut self,
+        head: &RequestHead,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, ProxyError>;
+
+    /// After an early answer: skips the rest of the request body if it is already here (so
+    /// the connection stays usable) and says whether it could.
+    fn skip_body(&mut self, head: &RequestHead) -> bool;
+
+    /// Starts the response: the head goes out with the first body bytes (or at
+    /// `end_response`). Returns whether the connection stays open (the wire may refuse:
+    /// an unknown length on HTTP/1.0 is delimited by closing).
+    fn start_response(&mut self, ex: &Exchange<'_>, resp: &Response<'_>) -> bool;
+
+    /// Sends `buf[range]` as response body. The wire may copy the bytes and write them at the
+    /// next `flush` or `end_response`; `buf` is only borrowed for the call.
+    async fn send_body(&mut self, buf: &mut Vec<u8>, range: Range<usize>)
+        -> Result<(), ProxyError>;
+
+    /// Queues `bytes` as response body (copied; written at the next `flush` or
+    /// `end_response`). For whole bodies the gateway made, which go out with the head.
+    fn queue_body(&mut self, bytes: &[u8]);
+
+    /// Writes whatever `send_body` queued.
+    async fn flush(&mut self) -> Result<(), ProxyError>;
+
+    /// Ends the response (framing trailer, head of an empty response) and writes everything.
+    async fn end_response(&mut self) -> Result<(), ProxyError>;
+
+    /// The connection closes after an answer while request bytes may still be arriving: let
+    /// the client read the answer instead of a reset.
+    async fn linger(&mut self);
+}
