@@ -154,7 +154,7 @@ pub struct Core {
 }
 
 impl Core {
-    fn new(id: usize, shared: Arc<Shared>) -> Core {
+    pub fn new(id: usize, shared: Arc<Shared>) -> Core {
         let cfg = shared.config.load_full();
         let upstreams = cfg
             .upstreams

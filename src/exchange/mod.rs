@@ -26,3 +26,6 @@ pub mod wire;
 pub use error::{ErrorKind, ProxyError, Side};
 pub use model::{ClientFacts, Exchange, ExchangeFacts, UpstreamFacts};
 pub use wire::{BodyLen, Downstream, Outcome, Response};
+
+#[cfg(test)]
+mod tests;
