@@ -20,7 +20,8 @@ use crate::http1::{Method, RequestHead, Version};
 use crate::metrics::{CoreCounter, CoreMetrics, CoreSnapshot, RouteSlot, UpstreamSlot};
 use crate::proxy::Exchange;
 use crate::trace::{CoreSpans, IdRng, SpanRecord, TraceContext};
-use crate::worker::{Generation, Shared};
+use crate::core::Generation;
+use crate::shared::Shared;
 
 /// Status recorded for a request that ended before any response was sent (nginx's 499).
 pub const CLIENT_CLOSED: u16 = 499;

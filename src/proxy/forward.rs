@@ -12,7 +12,7 @@ use crate::error::{ErrorKind, ProxyError};
 use crate::http1::{self, BodyFraming, Method, Version};
 use crate::io::{read_more, write_all, IoFail};
 use crate::upstream::{UpConn, UpstreamState};
-use crate::worker::{Core, Generation};
+use crate::core::{Core, Generation};
 
 use super::body::{maybe_continue, stream_request_body, stream_response_body};
 use super::upstream_head::{write_upstream_head, UpstreamHead};

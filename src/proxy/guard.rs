@@ -8,7 +8,7 @@ use crate::error::{ErrorKind, ProxyError};
 use crate::http1::{self, Method};
 use crate::policy::pipeline::{self, Caller, Denial, Effects, Facts, Policy, PolicyId};
 use crate::route::{Lookup, RouteRequest};
-use crate::worker::Core;
+use crate::core::Core;
 
 use super::{Client, HeadHeaders, Req};
 
@@ -95,7 +95,7 @@ pub(super) fn run_policies(
             request_id: req.rid.as_str(),
             client_ip,
             client_ip_text: &ip_text,
-            unix_now: crate::worker::unix_now(),
+            unix_now: crate::civil::unix_now(),
             mono_now: crate::ratelimit::now_ns(),
         };
         let res = pipeline::run(

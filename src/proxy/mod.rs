@@ -29,7 +29,7 @@ use crate::request_id::RequestId;
 use crate::route::{HeaderSource, Lookup, RouteId, RouteRequest};
 use crate::trace::TraceContext;
 use crate::upstream::UpConn;
-use crate::worker::{Core, Generation};
+use crate::core::{Core, Generation};
 
 mod body;
 mod forward;
