@@ -250,6 +250,9 @@ mod tests {
         let g2 = core.generation();
         assert_eq!(g2.cfg.generation, 2);
         assert_eq!(g2.upstreams.len(), 1);
-        assert_eq!(g1.cfg.generation, 1, "a request keeps the generation it started with");
+        assert_eq!(
+            g1.cfg.generation, 1,
+            "a request keeps the generation it started with"
+        );
     }
 }

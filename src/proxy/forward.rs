@@ -8,11 +8,11 @@ use std::time::Instant;
 use monoio::net::TcpStream;
 
 use crate::config::{ProxyAction, Route};
+use crate::core::{Core, Generation};
 use crate::error::{ErrorKind, ProxyError};
 use crate::http1::{self, BodyFraming, Method, Version};
 use crate::io::{read_more, write_all, IoFail};
 use crate::upstream::{UpConn, UpstreamState};
-use crate::core::{Core, Generation};
 
 use super::body::{maybe_continue, stream_request_body, stream_response_body};
 use super::upstream_head::{write_upstream_head, UpstreamHead};

@@ -4,11 +4,11 @@
 //! headers it needs (WWW-Authenticate, Retry-After, RateLimit) already in `Exchange::resp_lines`.
 
 use crate::config::{Compiled, Route};
+use crate::core::Core;
 use crate::error::{ErrorKind, ProxyError};
 use crate::http1::{self, Method};
 use crate::policy::pipeline::{self, Caller, Denial, Effects, Facts, Policy, PolicyId};
 use crate::route::{Lookup, RouteRequest};
-use crate::core::Core;
 
 use super::{Client, HeadHeaders, Req};
 

@@ -21,6 +21,7 @@ use std::time::Instant;
 use monoio::net::TcpStream;
 
 use crate::config::{Action, Timeouts, UpstreamId};
+use crate::core::{Core, Generation};
 use crate::error::{self, ErrorKind, ProxyError};
 use crate::http1::{self, BodyFraming, Method, RequestHead, Version};
 use crate::io::{idle_wait, read_more, write_all, IdleWake, IoFail};
@@ -29,7 +30,6 @@ use crate::request_id::RequestId;
 use crate::route::{HeaderSource, Lookup, RouteId, RouteRequest};
 use crate::trace::TraceContext;
 use crate::upstream::UpConn;
-use crate::core::{Core, Generation};
 
 mod body;
 mod forward;
