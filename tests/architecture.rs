@@ -13,9 +13,10 @@
 //! is an edge to `config/model.rs`, and a `mod.rs` that only declares and re-exports never
 //! closes a cycle with its children). Comments and string literals are blanked out first.
 //!
-//! Run it with `bash scripts/arch-check.sh` (or `cargo test --test architecture -- --nocapture`)
-//! to see the whole report: layers, every cycle as a path of modules with the lines that make
-//! it, every upward import.
+//! Run it with `bash scripts/arch-check.sh` (or `cargo test --test architecture --
+//! --include-ignored --nocapture`) to see the whole report: every cycle as a path of modules
+//! with the file:line sites that make it, every upward import. `ARCH_SRC=<dir>` checks another
+//! `src/` tree; `ARCH_EDGES=<file>` writes the file-level edges (`from -> to`) for other tools.
 //!
 //! This is a lexical checker, not a compiler: it does not expand macros, and treats an inline
 //! `mod x { .. }` (other than `#[cfg(test)]` ones, which are skipped) as part of its file.
@@ -575,9 +576,8 @@ impl Crate {
         }
         let next = &abs[k];
         let facts = &self.mods[m].facts;
-        if facts.defines.contains(next) {
-            return Some(m);
-        }
+        // Bindings before definitions: `defines` also holds method and local fn names, while
+        // a module-level item and a `use` of the same name cannot coexist.
         if facts.bindings.contains_key(next) {
             let target = self.absolute(m, &abs[k..], depth + 1);
             // A binding that leaves the crate (`use std::x`) is this file's own business.
@@ -586,6 +586,9 @@ impl Crate {
                     .and_then(|t| self.resolve(&t, depth + 1))
                     .unwrap_or(m),
             );
+        }
+        if facts.defines.contains(next) {
+            return Some(m);
         }
         for glob in &facts.globs {
             if let Some(g) = self.absolute(m, glob, depth + 1) {
@@ -915,6 +918,7 @@ fn read_src_tree(root: &Path) -> Vec<(String, String)> {
 }
 
 #[test]
+// Remove the `ignore` once the renovation (issue 10) has cleared the report.
 #[ignore = "renovation in progress"]
 fn layering_and_no_cycles() {
     // ARCH_SRC checks another tree (another branch's checkout) with this checker.
@@ -1104,4 +1108,31 @@ fn longest_layer_prefix_wins() {
     assert_eq!(layer("config/errors.rs"), Some(1));
     assert_eq!(layer("config/raw.rs"), Some(3));
     assert_eq!(layer("config/mod.rs"), Some(3));
+}
+
+#[test]
+fn bound_module_names_self_and_super_super() {
+    let k = krate(&[
+        ("lib.rs", "pub mod a; pub mod b;"),
+        ("a/mod.rs", "pub mod x;"),
+        ("a/x/mod.rs", "pub mod y; pub mod z;"),
+        (
+            "a/x/y.rs",
+            "fn f() { super::super::x::z::g(); self::h(); } fn h() {}",
+        ),
+        ("a/x/z.rs", "pub fn g() {}"),
+        // `use crate::a as alpha;` then `alpha::x::z::g()` reaches a/x/z.rs.
+        (
+            "b.rs",
+            "use crate::a as alpha;\nfn f() { alpha::x::z::g(); std::mem::drop(1); }",
+        ),
+    ]);
+    assert_eq!(
+        edge_names(&k),
+        BTreeSet::from([
+            pair("a::x::y", "a::x::z"),
+            pair("b", "a"),
+            pair("b", "a::x::z"),
+        ])
+    );
 }
