@@ -86,7 +86,7 @@ fn policies(c: &mut Criterion) {
                 request_id: "bench",
                 client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
                 client_ip_text: "127.0.0.1",
-                unix_now: ringway::worker::unix_now(),
+                unix_now: ringway::civil::unix_now(),
                 mono_now: ringway::ratelimit::now_ns(),
             };
             let mut caller = Caller::default();

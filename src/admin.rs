@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use crate::json::string_into;
 use crate::keyed_hash;
-use crate::worker::Shared;
+use crate::shared::Shared;
 
 /// Largest request head accepted (bytes); larger gets 400.
 pub const MAX_REQUEST: usize = 16 * 1024;

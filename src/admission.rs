@@ -32,7 +32,7 @@ pub enum Refusal {
     PerIp,
 }
 
-/// Process-wide connection counts (lives in `worker::Shared`).
+/// Process-wide connection counts (lives in `shared::Shared`).
 pub struct Admission {
     open: AtomicUsize,
     rows: Box<[[AtomicU32; 2]]>,

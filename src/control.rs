@@ -14,7 +14,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
 use crate::config;
-use crate::worker::Shared;
+use crate::shared::Shared;
 
 /// Registers the signals the control thread handles. Call before workers start so an early
 /// SIGHUP cannot kill the process with the default action.
@@ -114,7 +114,7 @@ pub fn reload(shared: &Shared, path: &Path) -> Result<u64, String> {
                 .limiters
                 .retain(&cfg.policies.limiter_identities);
             shared.publish(cfg);
-            status.loaded_at = crate::worker::unix_now();
+            status.loaded_at = crate::civil::unix_now();
             shared.reloads_ok.fetch_add(1, Ordering::Relaxed);
             status.last_error = None;
             crate::log::info(&format!(

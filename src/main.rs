@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ringway::{admin, config, control, log, worker};
+use ringway::{admin, config, control, log, shared, worker};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -125,7 +125,7 @@ fn run(path: &Path, workers_flag: Option<usize>) -> ExitCode {
         },
         None => None,
     };
-    let shared = worker::Shared::new(cfg, n, runtime);
+    let shared = shared::Shared::new(cfg, n, runtime);
     if let Err(e) = control::prepare_sinks(&shared, &shared.config.load()) {
         log::error(&e);
         return ExitCode::from(EXIT_STARTUP);

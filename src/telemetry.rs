@@ -16,11 +16,12 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crate::accesslog::redact::redact_target;
 use crate::accesslog::{CoreLog, LogFormat, LogRecord};
 use crate::config::{AccessLogFormat, Compiled, TracingSettings};
+use crate::core::Generation;
 use crate::exchange::ExchangeFacts as Exchange;
 use crate::http1::{Method, RequestHead, Version};
 use crate::metrics::{CoreCounter, CoreMetrics, CoreSnapshot, RouteSlot, UpstreamSlot};
+use crate::shared::Shared;
 use crate::trace::{CoreSpans, IdRng, SpanRecord, TraceContext};
-use crate::worker::{Generation, Shared};
 
 /// Status recorded for a request that ended before any response was sent (nginx's 499).
 pub const CLIENT_CLOSED: u16 = 499;

@@ -3,7 +3,7 @@
 //! Written as `YYYY-MM-DDTHH:MM:SSZ` (UTC). Read: the same, with optional fractional seconds
 //! (truncated) and any `±HH:MM` offset (converted to UTC). Years before 1970 are rejected.
 
-pub use crate::worker::unix_now as now_unix;
+pub use crate::civil::unix_now as now_unix;
 
 use crate::civil::{civil_from_days, days_from_civil};
 

@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use monoio::net::TcpStream;
 
+use crate::core::{Core, Generation};
 use crate::exchange::error::{ErrorKind, ProxyError};
 use crate::exchange::model::{ClientFacts, Exchange, ExchangeFacts};
 use crate::exchange::origin::{Origin, Scheme};
@@ -25,7 +26,6 @@ use crate::http1::{self, Framing, HeadEnd, RequestHead, Version};
 use crate::io::{idle_wait, read_more, write_all, IdleWake, IoFail};
 use crate::request_id::RequestId;
 use crate::upstream::UpConn;
-use crate::worker::{Core, Generation};
 
 use super::client::Client;
 use super::linger::linger;

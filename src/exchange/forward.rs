@@ -10,10 +10,10 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use crate::config::{ProxyAction, Route};
+use crate::core::{Core, Generation};
 use crate::http1::{self, BodyFraming, Method};
 use crate::policy::pipeline::Effects;
 use crate::upstream::{UpConn, UpstreamState};
-use crate::worker::{Core, Generation};
 
 use super::body::{stream_response_body, STREAM_CHUNK};
 use super::error::{ErrorKind, ProxyError};

@@ -5,10 +5,10 @@
 //! `ExchangeFacts::resp_lines`.
 
 use crate::config::{Compiled, Route};
+use crate::core::Core;
 use crate::http1::Method;
 use crate::policy::pipeline::{self, Caller, Denial, Effects, Facts, Policy, PolicyId};
 use crate::route::{Lookup, RouteRequest};
-use crate::worker::Core;
 
 use super::error::{ErrorKind, ProxyError};
 use super::model::Exchange;
@@ -102,7 +102,7 @@ pub fn run_policies(
             request_id: ex.rid.as_str(),
             client_ip,
             client_ip_text: &ip_text,
-            unix_now: crate::worker::unix_now(),
+            unix_now: crate::civil::unix_now(),
             mono_now: crate::ratelimit::now_ns(),
         };
         let res = pipeline::run(

@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 
 use crate::config::{Redirect, Route, StaticResponse};
+use crate::core::Core;
 use crate::http1::{self, Version};
-use crate::worker::Core;
 
 use super::body::{discard_body, read_body_bounded};
 use super::error::ProxyError;

@@ -13,7 +13,7 @@
 use std::rc::Rc;
 
 use crate::config::Action;
-use crate::worker::{Core, Generation};
+use crate::core::{Core, Generation};
 
 use super::error::ProxyError;
 use super::model::Exchange;

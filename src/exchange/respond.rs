@@ -1,7 +1,7 @@
 //! Gateway-made responses: the one place an error becomes a response (`error`, `problem`),
 //! and local answers (static, redirect, echo, CORS preflight) with their whole body at hand.
 
-use crate::worker::Core;
+use crate::core::Core;
 
 use super::error::{ErrorKind, ProxyError};
 use super::model::Exchange;

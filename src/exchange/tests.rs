@@ -8,8 +8,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::config::compile;
+use crate::core::Core;
 use crate::http1::{self, RequestHead};
-use crate::worker::{Core, Shared};
+use crate::shared::Shared;
 
 use super::error::ProxyError;
 use super::model::{ClientFacts, Exchange, ExchangeFacts};

@@ -1,0 +1,258 @@
+//! Per-core state: `Core` (one per worker thread, shared by that worker's connection tasks
+//! through `Rc`), the `Generation` of the config a request runs against, and the registry of
+//! open client connections a drain walks.
+//!
+//! Invariants: nothing here is `Send`; no other core reads or writes it. A request holds one
+//! `Rc<Generation>` from head to last byte; `Core::generation` swaps in a new one only when the
+//! process-wide generation number moved, carrying upstream pools over by name.
+
+use std::cell::{Cell, RefCell};
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::config::Compiled;
+use crate::request_id::IdGen;
+use crate::shared::Shared;
+use crate::telemetry::{CoreTelemetry, Slots};
+use crate::upstream::UpstreamState;
+
+/// One config generation as seen by a worker: the immutable table plus this core's mutable
+/// upstream state for it.
+pub struct Generation {
+    pub cfg: Arc<Compiled>,
+    pub upstreams: Vec<UpstreamState>,
+    /// This core's metric slots for the generation's routes and upstreams.
+    pub slots: Slots,
+    /// `tracing.response_header`, as a core-local `Rc` so requests can hold it without
+    /// touching a reference count other cores share.
+    pub trace_header: Option<Rc<str>>,
+}
+
+impl Generation {
+    fn new(cfg: Arc<Compiled>, upstreams: Vec<UpstreamState>, slots: Slots) -> Generation {
+        let trace_header = cfg
+            .telemetry
+            .tracing
+            .response_header
+            .as_deref()
+            .map(Rc::from);
+        Generation {
+            cfg,
+            upstreams,
+            slots,
+            trace_header,
+        }
+    }
+}
+
+/// Verified tokens each worker remembers.
+const TOKEN_CACHE: usize = 4096;
+
+/// Per-core state, shared by the connection tasks of one worker through `Rc`.
+pub struct Core {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    current: RefCell<Rc<Generation>>,
+    current_gen: Cell<u64>,
+    pub ids: IdGen,
+    pub conns: ConnRegistry,
+    pub telemetry: CoreTelemetry,
+    /// Verified JWTs, so a client reusing its token skips signature checks.
+    pub tokens: RefCell<crate::jwt::TokenCache>,
+}
+
+impl Core {
+    /// Core `id`'s state, starting at the generation `shared` holds now.
+    pub fn new(id: usize, shared: Arc<Shared>) -> Core {
+        let cfg = shared.config.load_full();
+        let upstreams = cfg
+            .upstreams
+            .iter()
+            .map(|u| UpstreamState::new(u, None))
+            .collect();
+        let gen = cfg.generation;
+        let telemetry = CoreTelemetry::new(id, shared.clone());
+        let slots = telemetry.slots(&cfg);
+        Core {
+            id,
+            shared,
+            current: RefCell::new(Rc::new(Generation::new(cfg, upstreams, slots))),
+            current_gen: Cell::new(gen),
+            ids: IdGen::new(),
+            conns: ConnRegistry::default(),
+            telemetry,
+            tokens: RefCell::new(crate::jwt::TokenCache::new(TOKEN_CACHE)),
+        }
+    }
+
+    /// The generation a new request should use. Cheap unless the config just changed, in which
+    /// case this core's upstream state is rebuilt, carrying pools over by name.
+    pub fn generation(&self) -> Rc<Generation> {
+        let g = self.shared.generation.load(Ordering::Acquire);
+        if g != self.current_gen.get() {
+            let cfg = self.shared.config.load_full();
+            let old = self.current.borrow().clone();
+            let upstreams = cfg
+                .upstreams
+                .iter()
+                .map(|u| {
+                    let prev = old.upstreams.iter().find(|o| o.name == u.name);
+                    UpstreamState::new(u, prev)
+                })
+                .collect();
+            self.current_gen.set(cfg.generation);
+            let slots = self.telemetry.slots(&cfg);
+            *self.current.borrow_mut() = Rc::new(Generation::new(cfg, upstreams, slots));
+        }
+        self.current.borrow().clone()
+    }
+
+    /// Whether the process is draining (new requests should close their connection).
+    pub fn draining(&self) -> bool {
+        self.shared.draining.load(Ordering::Relaxed)
+    }
+}
+
+/// Open client connections of one worker, so a drain can close the idle ones.
+#[derive(Default)]
+pub struct ConnRegistry {
+    slots: RefCell<Vec<Option<ConnSlot>>>,
+    free: RefCell<Vec<usize>>,
+    open: Cell<usize>,
+}
+
+struct ConnSlot {
+    fd: RawFd,
+    idle: bool,
+}
+
+impl ConnRegistry {
+    /// Records an open connection (idle until it reads a head); returns its key.
+    pub fn register(&self, fd: RawFd) -> usize {
+        let slot = Some(ConnSlot { fd, idle: true });
+        self.open.set(self.open.get() + 1);
+        let mut slots = self.slots.borrow_mut();
+        match self.free.borrow_mut().pop() {
+            Some(i) => {
+                slots[i] = slot;
+                i
+            }
+            None => {
+                slots.push(slot);
+                slots.len() - 1
+            }
+        }
+    }
+
+    /// Forgets the connection `key` (before its stream is dropped); unknown keys are ignored.
+    pub fn unregister(&self, key: usize) {
+        let mut slots = self.slots.borrow_mut();
+        if let Some(s) = slots.get_mut(key) {
+            if s.take().is_some() {
+                self.open.set(self.open.get() - 1);
+                self.free.borrow_mut().push(key);
+            }
+        }
+    }
+
+    /// Idle = waiting for the next request head on a keep-alive connection.
+    pub fn set_idle(&self, key: usize, idle: bool) {
+        if let Some(Some(s)) = self.slots.borrow_mut().get_mut(key) {
+            s.idle = idle;
+        }
+    }
+
+    /// Connections registered and not yet unregistered.
+    pub fn open(&self) -> usize {
+        self.open.get()
+    }
+
+    /// Shuts down the read side of idle connections so their pending read returns EOF and the
+    /// connection task ends; busy ones finish their request and close because of the drain.
+    pub fn close_idle(&self) {
+        for s in self.slots.borrow().iter().flatten() {
+            if s.idle {
+                // SAFETY: the fd belongs to a live connection task of this worker (it is removed
+                // from the registry before the stream is dropped); shutdown does not close it.
+                unsafe {
+                    libc::shutdown(s.fd, libc::SHUT_RD);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_counts_and_reuses_keys() {
+        let r = ConnRegistry::default();
+        let a = r.register(10);
+        let b = r.register(11);
+        assert_ne!(a, b);
+        assert_eq!(r.open(), 2);
+        r.unregister(a);
+        assert_eq!(r.open(), 1);
+        // A second unregister of the same key, and an unknown key, change nothing.
+        r.unregister(a);
+        r.unregister(99);
+        assert_eq!(r.open(), 1);
+        assert_eq!(r.register(12), a, "a freed key is reused");
+        assert_eq!(r.open(), 2);
+    }
+
+    #[test]
+    fn close_idle_shuts_only_idle_connections() {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _c1 = std::net::TcpStream::connect(addr).unwrap();
+        let _c2 = std::net::TcpStream::connect(addr).unwrap();
+        let (mut idle, _) = listener.accept().unwrap();
+        let (busy, _) = listener.accept().unwrap();
+        let r = ConnRegistry::default();
+        r.register(idle.as_raw_fd());
+        let k = r.register(busy.as_raw_fd());
+        r.set_idle(k, false);
+        r.close_idle();
+        // The idle one reads EOF at once; the busy one would block (checked without blocking).
+        assert_eq!(idle.read(&mut [0u8; 8]).unwrap(), 0);
+        busy.set_nonblocking(true).unwrap();
+        let e = (&busy).read(&mut [0u8; 8]).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
+    }
+
+    fn compiled(generation: u64, upstreams: &str) -> Compiled {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ringway.toml");
+        let src = format!(
+            "[[listeners]]\nname = \"l\"\naddress = \"127.0.0.1:0\"\n\n{upstreams}\n\
+             [[routes]]\nname = \"api\"\nprefix = \"/\"\nproxy = {{ upstream = \"be\" }}\n"
+        );
+        std::fs::write(&path, src).unwrap();
+        crate::config::load(&path, generation).expect("test config compiles")
+    }
+
+    #[test]
+    fn generation_follows_publish_and_is_stable_between() {
+        let be = "[upstreams.be]\ntargets = [{ address = \"127.0.0.1:9\" }]\n";
+        let shared = Shared::new(compiled(1, be), 1, crate::config::Runtime::default());
+        let core = Core::new(0, shared.clone());
+        let g1 = core.generation();
+        assert_eq!(g1.cfg.generation, 1);
+        assert!(Rc::ptr_eq(&g1, &core.generation()), "no change, same Rc");
+        shared.publish(compiled(2, be));
+        let g2 = core.generation();
+        assert_eq!(g2.cfg.generation, 2);
+        assert_eq!(g2.upstreams.len(), 1);
+        assert_eq!(
+            g1.cfg.generation, 1,
+            "a request keeps the generation it started with"
+        );
+    }
+}
