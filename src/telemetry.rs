@@ -16,7 +16,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crate::accesslog::redact::redact_target;
 use crate::accesslog::{CoreLog, LogFormat, LogRecord};
 use crate::config::{AccessLogFormat, Compiled, TracingSettings};
-use crate::core::Generation;
 use crate::exchange::ExchangeFacts as Exchange;
 use crate::http1::{Method, RequestHead, Version};
 use crate::metrics::{CoreCounter, CoreMetrics, CoreSnapshot, RouteSlot, UpstreamSlot};
@@ -104,13 +103,12 @@ impl CoreTelemetry {
     /// Records a finished request: metrics, access-log line, span.
     pub fn on_request(
         &self,
-        gen: &Generation,
+        (cfg, slots): (&Compiled, &Slots),
         ex: &Exchange,
         head: &RequestHead,
         request_id: &str,
         start: Instant,
     ) {
-        let cfg = &gen.cfg;
         let tel = &cfg.telemetry;
         let duration = start.elapsed();
         let status = if ex.status == 0 {
@@ -122,7 +120,7 @@ impl CoreTelemetry {
             let mut m = self.metrics.borrow_mut();
             let route = ex
                 .route
-                .and_then(|r| gen.slots.routes.get(r.0 as usize).copied());
+                .and_then(|r| slots.routes.get(r.0 as usize).copied());
             m.record_request(
                 route,
                 method_label(head.method),
@@ -135,7 +133,7 @@ impl CoreTelemetry {
                 m.record_policy(route, ex.auth_failure, ex.rate_limited);
             }
             if let Some(u) = &ex.upstream {
-                if let Some(&slot) = gen.slots.upstreams.get(u.id.0 as usize) {
+                if let Some(&slot) = slots.upstreams.get(u.id.0 as usize) {
                     for _ in 0..u.connect_errors {
                         m.upstream_connect_error(slot);
                     }
@@ -227,13 +225,13 @@ impl CoreTelemetry {
     /// Records a request rejected before its head could be parsed (400, 408, 414, 431 …).
     pub fn on_rejected(
         &self,
-        gen: &Generation,
+        cfg: &Compiled,
         ex: &Exchange,
         request_id: &str,
         peer: SocketAddr,
         start: Instant,
     ) {
-        let tel = &gen.cfg.telemetry;
+        let tel = &cfg.telemetry;
         let duration = start.elapsed();
         if tel.metrics {
             self.metrics.borrow_mut().record_request(

@@ -1,6 +1,7 @@
 //! Architecture check: reads every `src/**/*.rs` (except `main.rs`, `lib.rs` and `#[cfg(test)]`
 //! code), builds the file-level graph of "uses" edges, and asserts that
-//! (a) no two files depend on each other through any chain (no import cycle), and
+//! (a) no two files depend on each other through any chain (no import cycle; a parent module
+//!     naming its own direct children is ownership and does not count, see `check`), and
 //! (b) at most `MAX_UPWARD` imports point from a lower layer to a higher one, each marked with a
 //!     comment containing `layer:` that says why.
 //!
@@ -62,12 +63,12 @@ const LAYERS: &[(&str, u8)] = &[
     ("upstream", 4),
     ("admission", 4),
     ("telemetry", 4),
+    // The exchange's vocabulary: the request model, who the client is, the error table.
     ("exchange::model", 4),
+    ("exchange::origin", 4),
+    ("exchange::error", 4),
     // 5 exchange: the protocol-neutral phases, and errors turned into responses.
     ("exchange", 5),
-    ("error", 5),
-    // `proxy` is today's name of `exchange` (the renovation splits it); remove when gone.
-    ("proxy", 5),
     // 6 wires: connection drivers that produce and consume exchanges.
     ("conn", 6),
     ("http2", 6),
@@ -481,6 +482,12 @@ fn module_path(rel: &str) -> Vec<String> {
 }
 
 impl Crate {
+    /// `child` is a direct child module of `parent` (`a::b` of `a`).
+    fn is_child(&self, child: usize, parent: usize) -> bool {
+        let (c, p) = (&self.mods[child].path, &self.mods[parent].path);
+        c.len() == p.len() + 1 && c.starts_with(p)
+    }
+
     /// Builds the crate from `(path relative to src/, source)` pairs. Files no parent declares
     /// (outside `#[cfg(test)]`) are dropped: test modules, leftovers, `main.rs`.
     fn new(files: Vec<(String, String)>) -> Crate {
@@ -855,7 +862,16 @@ fn check(krate: &Crate) -> Report {
         }
     }
 
-    let cycle_names = report_cycles(krate, &edges, &mut text);
+    // A parent naming its own direct children (declaring, re-exporting, assembling them) is
+    // ownership, not a dependency: to the rest of the crate a directory module and its children
+    // are one unit, and Rust lets children see their parent's private items by design. Those
+    // edges are left out of the cycle search; siblings, cousins and other directories count.
+    let acyclic_edges: Vec<Edge> = edges
+        .iter()
+        .filter(|e| !krate.is_child(e.to, e.from))
+        .cloned()
+        .collect();
+    let cycle_names = report_cycles(krate, &acyclic_edges, &mut text);
 
     let mut upward = Vec::new();
     let mut unexplained = Vec::new();

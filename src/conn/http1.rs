@@ -178,7 +178,7 @@ async fn reject(core: &Core, c: &mut Client, peer: SocketAddr, err: ProxyError) 
     };
     let sent = write_all(&mut c.stream, &mut out, deadline).await;
     core.telemetry
-        .on_rejected(&core.generation(), &facts, rid.as_str(), peer, start);
+        .on_rejected(&core.generation().cfg, &facts, rid.as_str(), peer, start);
     if sent.is_ok() && err.kind != ErrorKind::RequestTimeout {
         let pending = c.pending();
         c.pos = 0;
@@ -330,8 +330,13 @@ async fn handle_request(
     }
     ex.facts.bytes_in = head_len as u64 + c.body_in;
     ex.facts.bytes_out = c.bytes_out;
-    core.telemetry
-        .on_request(gen, &ex.facts, head, ex.rid.as_str(), start);
+    core.telemetry.on_request(
+        (&gen.cfg, &gen.slots),
+        &ex.facts,
+        head,
+        ex.rid.as_str(),
+        start,
+    );
     c.host = std::mem::take(&mut ex.host);
     c.scratch = std::mem::take(&mut ex.scratch);
     c.resp_lines = std::mem::take(&mut ex.facts.resp_lines);
