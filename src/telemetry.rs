@@ -110,47 +110,23 @@ impl CoreTelemetry {
         start: Instant,
     ) {
         let tel = &cfg.telemetry;
-        let duration = start.elapsed();
-        let status = if ex.status == 0 {
-            CLIENT_CLOSED
-        } else {
-            ex.status
+        let done = Finished {
+            duration: start.elapsed(),
+            status: if ex.status == 0 {
+                CLIENT_CLOSED
+            } else {
+                ex.status
+            },
+            route: ex.route.map(|r| cfg.route(r)),
+            request_id,
         };
         if tel.metrics {
-            let mut m = self.metrics.borrow_mut();
-            let route = ex
-                .route
-                .and_then(|r| slots.routes.get(r.0 as usize).copied());
-            m.record_request(
-                route,
-                method_label(head.method),
-                status,
-                duration,
-                ex.bytes_in,
-                ex.bytes_out,
-            );
-            if ex.auth_failure.is_some() || ex.rate_limited.is_some() {
-                m.record_policy(route, ex.auth_failure, ex.rate_limited);
-            }
-            if let Some(u) = &ex.upstream {
-                if let Some(&slot) = slots.upstreams.get(u.id.0 as usize) {
-                    for _ in 0..u.connect_errors {
-                        m.upstream_connect_error(slot);
-                    }
-                    if u.addr.is_some() {
-                        m.upstream_connection(slot, u.reused);
-                    }
-                    if let Some(d) = u.duration {
-                        m.record_upstream(slot, d);
-                    }
-                }
-            }
+            self.record_metrics(slots, ex, head, &done);
         }
-        let route = ex.route.map(|r| cfg.route(r));
         let logged = tel
             .access_log
             .as_ref()
-            .filter(|_| route.is_none_or(|r| r.access_log));
+            .filter(|_| done.route.is_none_or(|r| r.access_log));
         let span = ex
             .trace
             .as_ref()
@@ -158,67 +134,49 @@ impl CoreTelemetry {
         if logged.is_none() && span.is_none() {
             return;
         }
-        let wall = SystemTime::now() - duration;
-        let trace_hex = ex.trace.as_ref().map(|t| t.trace_id_hex());
-        let trace_str = trace_hex.as_ref().and_then(|h| std::str::from_utf8(h).ok());
-        let route_name = route.map(|r| r.name.as_str());
-        let upstream_addr = ex.upstream.as_ref().and_then(|u| u.addr);
+        let wall = SystemTime::now() - done.duration;
         if let Some(settings) = logged {
             self.with_log(|log| {
                 if log.sampled(settings.sample) {
-                    // API keys sent as query parameters never reach the log, whatever the
-                    // outcome (a copy is made only when the target carries one).
                     let secret = &cfg.policies.secret_query;
-                    let target = redact_target(head.target(), secret);
-                    let referer = head.header("referer");
-                    let referer_redacted = referer.and_then(|r| redact_target(r, secret));
-                    let rec = LogRecord {
-                        time: wall,
-                        request_id,
-                        trace_id: trace_str,
-                        client: ex.origin.client,
-                        method: head.method_bytes(),
-                        target: target.as_deref().unwrap_or(head.target()),
-                        version: version_str(head.version),
-                        route: route_name,
-                        status,
-                        duration,
-                        upstream_addr,
-                        upstream_duration: ex.upstream.as_ref().and_then(|u| u.duration),
-                        bytes_in: ex.bytes_in,
-                        bytes_out: ex.bytes_out,
-                        user_agent: head.header("user-agent"),
-                        referer: referer_redacted.as_deref().or(referer),
-                        consumer: ex.consumer.as_deref(),
-                    };
-                    log.push(&rec, format(settings.format));
+                    push_log_line(log, settings.format, secret, ex, head, &done, wall);
                 }
             });
         }
         if let Some(t) = span {
-            let start_ns = wall
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
-            let method = String::from_utf8_lossy(head.method_bytes()).into_owned();
-            let rec = SpanRecord {
-                trace_id: t.trace_id,
-                span_id: t.span_id,
-                parent_span_id: t.parent_span_id,
-                name: match route_name {
-                    Some(r) => format!("{method} {r}"),
-                    None => method.clone(),
-                },
-                start_unix_nanos: start_ns,
-                end_unix_nanos: start_ns + duration.as_nanos() as u64,
-                method,
-                path: String::from_utf8_lossy(head.path()).into_owned(),
-                route: route_name.map(str::to_string),
-                status,
-                upstream: upstream_addr.map(|a| a.to_string()),
-                client: ex.origin.client.to_string(),
-                request_id: request_id.to_string(),
-            };
+            let rec = span_record(t, ex, head, &done, wall);
             self.with_spans(|s| s.push(rec));
+        }
+    }
+
+    /// The request's counters and histograms in this core's metrics.
+    fn record_metrics(&self, slots: &Slots, ex: &Exchange, head: &RequestHead, done: &Finished) {
+        let mut m = self.metrics.borrow_mut();
+        let route = ex
+            .route
+            .and_then(|r| slots.routes.get(r.0 as usize).copied());
+        m.record_request(
+            route,
+            method_label(head.method),
+            done.status,
+            done.duration,
+            ex.bytes_in,
+            ex.bytes_out,
+        );
+        if ex.auth_failure.is_some() || ex.rate_limited.is_some() {
+            m.record_policy(route, ex.auth_failure, ex.rate_limited);
+        }
+        let Some(u) = &ex.upstream else { return };
+        if let Some(&slot) = slots.upstreams.get(u.id.0 as usize) {
+            for _ in 0..u.connect_errors {
+                m.upstream_connect_error(slot);
+            }
+            if u.addr.is_some() {
+                m.upstream_connection(slot, u.reused);
+            }
+            if let Some(d) = u.duration {
+                m.record_upstream(slot, d);
+            }
         }
     }
 
@@ -331,6 +289,89 @@ impl CoreTelemetry {
         self.metrics
             .borrow()
             .snapshot(self.worker, open_connections)
+    }
+}
+
+/// What every record of a finished request shares.
+struct Finished<'a> {
+    duration: std::time::Duration,
+    /// Sent status, or 499 when the client left before any response.
+    status: u16,
+    route: Option<&'a crate::config::Route>,
+    request_id: &'a str,
+}
+
+/// One access-log line. API keys sent as query parameters never reach the log, whatever the
+/// outcome (a copy is made only when the target carries one).
+fn push_log_line(
+    log: &mut CoreLog,
+    fmt: AccessLogFormat,
+    secret: &[Box<[u8]>],
+    ex: &Exchange,
+    head: &RequestHead,
+    done: &Finished,
+    wall: SystemTime,
+) {
+    let target = redact_target(head.target(), secret);
+    let referer = head.header("referer");
+    let referer_redacted = referer.and_then(|r| redact_target(r, secret));
+    let trace_hex = ex.trace.as_ref().map(|t| t.trace_id_hex());
+    let rec = LogRecord {
+        time: wall,
+        request_id: done.request_id,
+        trace_id: trace_hex.as_ref().and_then(|h| std::str::from_utf8(h).ok()),
+        client: ex.origin.client,
+        method: head.method_bytes(),
+        target: target.as_deref().unwrap_or(head.target()),
+        version: version_str(head.version),
+        route: done.route.map(|r| r.name.as_str()),
+        status: done.status,
+        duration: done.duration,
+        upstream_addr: ex.upstream.as_ref().and_then(|u| u.addr),
+        upstream_duration: ex.upstream.as_ref().and_then(|u| u.duration),
+        bytes_in: ex.bytes_in,
+        bytes_out: ex.bytes_out,
+        user_agent: head.header("user-agent"),
+        referer: referer_redacted.as_deref().or(referer),
+        consumer: ex.consumer.as_deref(),
+    };
+    log.push(&rec, format(fmt));
+}
+
+/// The server span of a sampled request.
+fn span_record(
+    t: &TraceContext,
+    ex: &Exchange,
+    head: &RequestHead,
+    done: &Finished,
+    wall: SystemTime,
+) -> SpanRecord {
+    let start_ns = wall
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let method = String::from_utf8_lossy(head.method_bytes()).into_owned();
+    let route_name = done.route.map(|r| r.name.as_str());
+    SpanRecord {
+        trace_id: t.trace_id,
+        span_id: t.span_id,
+        parent_span_id: t.parent_span_id,
+        name: match route_name {
+            Some(r) => format!("{method} {r}"),
+            None => method.clone(),
+        },
+        start_unix_nanos: start_ns,
+        end_unix_nanos: start_ns + done.duration.as_nanos() as u64,
+        method,
+        path: String::from_utf8_lossy(head.path()).into_owned(),
+        route: route_name.map(str::to_string),
+        status: done.status,
+        upstream: ex
+            .upstream
+            .as_ref()
+            .and_then(|u| u.addr)
+            .map(|a| a.to_string()),
+        client: ex.origin.client.to_string(),
+        request_id: done.request_id.to_string(),
     }
 }
 

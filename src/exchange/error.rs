@@ -106,7 +106,8 @@ const fn row(
 }
 
 impl ErrorKind {
-    /// The error table: every fact about a kind of failure, in one place.
+    /// The error table: every fact about a kind of failure, in one place. Long on purpose: one
+    /// row per kind, read top to bottom like a table (splitting it would scatter the table).
     pub const fn info(self) -> ErrorInfo {
         use Side::{Downstream as D, Upstream as U};
         match self {

@@ -66,9 +66,45 @@ pub struct UpstreamHead<'a> {
 /// route's rewrite, the client's end-to-end headers, framing, and the forwarding headers.
 pub fn write_upstream_head(out: &mut Vec<u8>, u: &UpstreamHead<'_>, p: &ProxyAction) {
     let h = u.head;
-    let (target_label, tunnel) = (u.target_label, u.tunnel);
     out.clear();
     out.reserve(h.buf.len() + 256);
+    write_request_line(out, u, p);
+    let host_raw = h.host.get(&h.buf);
+    if p.preserve_host && !host_raw.is_empty() {
+        http1::write_header(out, b"host", host_raw);
+    } else {
+        http1::write_header(out, b"host", u.target_label.as_bytes());
+    }
+    let got = write_end_to_end_fields(out, u);
+    match h.body {
+        BodyFraming::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        BodyFraming::Chunked => http1::write_header(out, b"transfer-encoding", b"chunked"),
+        _ => {}
+    }
+    if u.tunnel {
+        if let Some(up) = h.header("upgrade") {
+            http1::write_header(out, b"connection", b"upgrade");
+            http1::write_header(out, b"upgrade", up);
+        }
+    }
+    write_forwarding_fields(out, u, &got, host_raw);
+    http1::write_header(out, b"x-request-id", u.request_id.as_bytes());
+    if let Some(t) = u.trace {
+        out.extend_from_slice(b"traceparent: ");
+        t.write_traceparent(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `METHOD target HTTP/1.1`: the path after the route's rewrite, then the query (policies may
+/// have replaced it).
+fn write_request_line(out: &mut Vec<u8>, u: &UpstreamHead<'_>, p: &ProxyAction) {
+    let h = u.head;
     out.extend_from_slice(h.method_bytes());
     out.push(b' ');
     match &p.rewrite {
@@ -121,13 +157,12 @@ pub fn write_upstream_head(out: &mut Vec<u8>, u: &UpstreamHead<'_>, p: &ProxyAct
         }
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
+}
 
-    let host_raw = h.host.get(&h.buf);
-    if p.preserve_host && !host_raw.is_empty() {
-        http1::write_header(out, b"host", host_raw);
-    } else {
-        http1::write_header(out, b"host", target_label.as_bytes());
-    }
+/// The client's end-to-end fields with the policies' edits; returns which forwarding headers a
+/// trusted proxy sent (an untrusted peer's are dropped unread).
+fn write_end_to_end_fields(out: &mut Vec<u8>, u: &UpstreamHead<'_>) -> Forwarding {
+    let h = u.head;
     // Scanning the Connection header per field only matters when there is one to scan.
     let conn_lists_names = h.header("connection").is_some();
     // Which forwarding headers a trusted proxy sent (an untrusted peer's are dropped unread).
@@ -159,21 +194,18 @@ pub fn write_upstream_head(out: &mut Vec<u8>, u: &UpstreamHead<'_>, p: &ProxyAct
             }
         }
     }
-    match h.body {
-        BodyFraming::Length(n) => {
-            out.extend_from_slice(b"content-length: ");
-            push_decimal(out, n);
-            out.extend_from_slice(b"\r\n");
-        }
-        BodyFraming::Chunked => http1::write_header(out, b"transfer-encoding", b"chunked"),
-        _ => {}
-    }
-    if tunnel {
-        if let Some(u) = h.header("upgrade") {
-            http1::write_header(out, b"connection", b"upgrade");
-            http1::write_header(out, b"upgrade", u);
-        }
-    }
+    got
+}
+
+/// `X-Forwarded-For/-Proto/-Host` and `Forwarded`: a trusted proxy's chain with this hop
+/// appended, or this hop's own values alone.
+fn write_forwarding_fields(
+    out: &mut Vec<u8>,
+    u: &UpstreamHead<'_>,
+    got: &Forwarding,
+    host_raw: &[u8],
+) {
+    let h = u.head;
     // Appended lists: a trusted proxy's values (all occurrences, in order), then this hop.
     out.extend_from_slice(b"x-forwarded-for: ");
     if got.xff {
@@ -205,13 +237,6 @@ pub fn write_upstream_head(out: &mut Vec<u8>, u: &UpstreamHead<'_>, p: &ProxyAct
         out.extend_from_slice(b";host=\"");
         out.extend_from_slice(host_raw);
         out.push(b'"');
-    }
-    out.extend_from_slice(b"\r\n");
-    http1::write_header(out, b"x-request-id", u.request_id.as_bytes());
-    if let Some(t) = u.trace {
-        out.extend_from_slice(b"traceparent: ");
-        t.write_traceparent(out);
-        out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
 }
