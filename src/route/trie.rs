@@ -18,9 +18,10 @@ use std::ops::Range;
 
 use ahash::AHashMap;
 
-use super::cond::{decoded_eq, query_param, CondValue, RouteData};
+use super::cond::{CondValue, RouteData};
 use super::template::{SegKey, Shape, ShapeKind};
 use super::{Captures, HeaderSource, RouteId};
+use crate::http1::query;
 
 /// Most path segments a lookup walks through the trie.
 pub(super) const MAX_SEGMENTS: usize = 64;
@@ -451,9 +452,11 @@ impl<H: HeaderSource> Ctx<'_, H> {
             }
         }
         for (name, cond) in route.query.iter() {
-            match (query_param(self.query, name), cond) {
+            match (query::get(self.query, name), cond) {
                 (None, _) => return false,
-                (Some(raw), CondValue::Equals(want)) if !decoded_eq(raw, want) => return false,
+                (Some(raw), CondValue::Equals(want)) if !query::decoded_is(raw, want) => {
+                    return false
+                }
                 _ => {}
             }
         }
