@@ -34,8 +34,8 @@ pub use path::{
 pub use request::{parse_request_head, RequestHead};
 pub use response::{parse_response_head, ResponseHead};
 pub use serialize::{
-    is_hop_by_hop, named_in_connection, reason_phrase, write_connection, write_header,
-    write_status_line,
+    is_hop_by_hop, named_in_connection, push_decimal, reason_phrase, write_connection,
+    write_header, write_status_line,
 };
 pub use value::{is_safe_header_value, MAX_DERIVED_VALUE_LEN};
 

@@ -144,6 +144,22 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
+/// Appends `n` in decimal ASCII without allocating beyond `out` growing (the header writer,
+/// access logs, OTLP JSON and rate-limit headers all write numbers this way).
+pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,6 +225,20 @@ mod tests {
         out.clear();
         write_header(&mut out, b"X-A", b"b");
         assert_eq!(out, b"X-A: b\r\n");
+    }
+
+    #[test]
+    fn decimals() {
+        for (n, want) in [
+            (0, "0"),
+            (7, "7"),
+            (10, "10"),
+            (u64::MAX, "18446744073709551615"),
+        ] {
+            let mut out = b"x".to_vec();
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("x{want}").as_bytes());
+        }
     }
 
     #[test]

@@ -105,7 +105,7 @@ fn render(
 }
 
 fn push_u64(out: &mut Vec<u8>, n: u64) {
-    crate::proxy::push_decimal(out, n.min(SF_INT_MAX));
+    crate::http1::push_decimal(out, n.min(SF_INT_MAX));
 }
 
 fn push_sf_string(out: &mut Vec<u8>, s: &str) {

@@ -11,7 +11,8 @@ pub mod context;
 pub mod exporter;
 pub mod otlp;
 
+pub use crate::civil::{now_unix_nanos, unix_nanos};
 pub use client::{parse_endpoint, Endpoint};
 pub use context::{hex_lower, parse_traceparent, IdRng, TraceContext};
 pub use exporter::{CoreSpans, OtlpConfig, SpanExporter, CORE_BATCH};
-pub use otlp::{encode_otlp_json, now_unix_nanos, unix_nanos, SpanRecord};
+pub use otlp::{encode_otlp_json, SpanRecord};
