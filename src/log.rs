@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 fn timestamp() -> String {
     let mut out = Vec::with_capacity(24);
-    crate::accesslog::push_rfc3339(&mut out, SystemTime::now());
+    crate::civil::push_rfc3339(&mut out, SystemTime::now());
     String::from_utf8_lossy(&out).into_owned()
 }
 

@@ -6,102 +6,14 @@
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::LogRecord;
-use crate::civil::civil_from_days;
+use crate::civil::{push_2, push_rfc3339, push_time_local};
 use crate::http1::push_decimal;
 use crate::json::string_into;
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
-const MONTHS: [&[u8; 3]; 12] = [
-    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
-];
-/// 9999-12-31T23:59:59Z: the last second a four-digit year can show.
-const MAX_SECS: i64 = 253_402_300_799;
-
-/// A UTC calendar time broken into fields (no time zone handling: logs are always UTC).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct CivilTime {
-    pub year: i64,
-    pub month: u32,
-    pub day: u32,
-    pub hour: u32,
-    pub minute: u32,
-    pub second: u32,
-    pub millis: u32,
-}
-
-/// Breaks `t` into UTC fields, clamped to 1970-01-01 .. 9999-12-31 so the output keeps its shape.
-pub(crate) fn civil_time(t: SystemTime) -> CivilTime {
-    let (secs, millis) = match t.duration_since(UNIX_EPOCH) {
-        Ok(d) if d.as_secs() <= MAX_SECS as u64 => (d.as_secs() as i64, d.subsec_millis()),
-        Ok(_) => (MAX_SECS, 999),
-        Err(_) => (0, 0),
-    };
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400) as u32);
-    let (year, month, day) = civil_from_days(days);
-    CivilTime {
-        year,
-        month,
-        day,
-        hour: rem / 3600,
-        minute: (rem / 60) % 60,
-        second: rem % 60,
-        millis,
-    }
-}
-
-fn push_2(out: &mut Vec<u8>, n: u32) {
-    out.push(b'0' + (n / 10 % 10) as u8);
-    out.push(b'0' + (n % 10) as u8);
-}
-
-fn push_year(out: &mut Vec<u8>, y: i64) {
-    // civil_time clamps to 1970..=9999, so four digits always fit.
-    let y = y.clamp(0, 9999) as u32;
-    push_2(out, y / 100);
-    push_2(out, y % 100);
-}
-
-/// Appends RFC 3339 UTC with milliseconds: `2026-11-27T23:31:53.123Z`.
-pub(crate) fn push_rfc3339(out: &mut Vec<u8>, t: SystemTime) {
-    let c = civil_time(t);
-    push_year(out, c.year);
-    out.push(b'-');
-    push_2(out, c.month);
-    out.push(b'-');
-    push_2(out, c.day);
-    out.push(b'T');
-    push_2(out, c.hour);
-    out.push(b':');
-    push_2(out, c.minute);
-    out.push(b':');
-    push_2(out, c.second);
-    out.push(b'.');
-    out.push(b'0' + (c.millis / 100 % 10) as u8);
-    push_2(out, c.millis % 100);
-    out.push(b'Z');
-}
-
-/// Appends nginx `$time_local` in UTC: `27/Nov/2026:23:31:53 +0000`.
-fn push_time_local(out: &mut Vec<u8>, t: SystemTime) {
-    let c = civil_time(t);
-    push_2(out, c.day);
-    out.push(b'/');
-    let m = (c.month.clamp(1, 12) - 1) as usize;
-    out.extend_from_slice(MONTHS[m]);
-    out.push(b'/');
-    push_year(out, c.year);
-    out.push(b':');
-    push_2(out, c.hour);
-    out.push(b':');
-    push_2(out, c.minute);
-    out.push(b':');
-    push_2(out, c.second);
-    out.extend_from_slice(b" +0000");
-}
-
 /// Appends a duration in milliseconds with three decimals (microsecond resolution).
 fn push_millis(out: &mut Vec<u8>, d: Duration) {
     let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
@@ -254,6 +166,7 @@ pub fn format_combined(r: &LogRecord, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::time::{SystemTime, UNIX_EPOCH};
 
     fn at(secs: u64, millis: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(secs * 1000 + millis)
@@ -278,67 +191,6 @@ mod tests {
             user_agent: Some(b"curl/8.5.0"),
             referer: None,
             consumer: Some("acme"),
-        }
-    }
-
-    fn rfc(t: SystemTime) -> String {
-        let mut v = Vec::new();
-        push_rfc3339(&mut v, t);
-        String::from_utf8(v).expect("ascii")
-    }
-
-    #[test]
-    fn civil_dates_against_known_epochs() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        assert_eq!(civil_from_days(951_782_400 / 86_400), (2000, 2, 29));
-        assert_eq!(civil_from_days(951_782_400 / 86_400 + 1), (2000, 3, 1));
-        assert_eq!(civil_from_days(1_709_164_800 / 86_400), (2024, 2, 29));
-        // 2100 is not a leap year: the day after Feb 28 is Mar 1.
-        assert_eq!(civil_from_days(4_107_542_400 / 86_400), (2100, 3, 1));
-        assert_eq!(civil_from_days(4_107_542_400 / 86_400 - 1), (2100, 2, 28));
-        assert_eq!(civil_from_days(1_795_737_600 / 86_400), (2026, 11, 27));
-
-        assert_eq!(rfc(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-        assert_eq!(
-            rfc(at(951_782_400 + 86_399, 999)),
-            "2000-02-29T23:59:59.999Z"
-        );
-        assert_eq!(rfc(at(4_107_542_400, 5)), "2100-03-01T00:00:00.005Z");
-        assert_eq!(
-            rfc(at(1_795_737_600 + 23 * 3600 + 31 * 60 + 53, 123)),
-            "2026-11-27T23:31:53.123Z"
-        );
-        // Out of range clamps instead of producing a malformed stamp.
-        assert_eq!(
-            rfc(UNIX_EPOCH - Duration::from_secs(5)),
-            "1970-01-01T00:00:00.000Z"
-        );
-    }
-
-    #[test]
-    fn civil_dates_are_contiguous() {
-        // Walk 1970..2400 day by day and check each date follows the previous one.
-        let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-        let mut prev = civil_from_days(0);
-        for d in 1..(430 * 366) {
-            let (y, m, day) = civil_from_days(d);
-            let (py, pm, pd) = prev;
-            let month_len = match pm {
-                2 if leap(py) => 29,
-                2 => 28,
-                4 | 6 | 9 | 11 => 30,
-                _ => 31,
-            };
-            let expect = if pd < month_len {
-                (py, pm, pd + 1)
-            } else if pm < 12 {
-                (py, pm + 1, 1)
-            } else {
-                (py + 1, 1, 1)
-            };
-            assert_eq!((y, m, day), expect, "day {d}");
-            prev = (y, m, day);
         }
     }
 

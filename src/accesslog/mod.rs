@@ -15,7 +15,6 @@
 mod format;
 pub mod redact;
 
-pub(crate) use format::push_rfc3339;
 pub use format::{format_combined, format_json};
 
 use std::fs::{File, OpenOptions};

@@ -3,12 +3,15 @@
 //!
 //! Rule: the value of every query parameter whose name is one some `api_key` policy reads a key
 //! from (`Policies::secret_query`, collected at compile time) becomes `REDACTED`; the name stays
-//! so operators can see a key was sent. Names match after form-decoding (`%XX`, `+`) and
-//! ignoring ASCII case, wider than the policy's own match, so a near miss is hidden too.
+//! so operators can see a key was sent. Names match as `http1::query::scrub_covers_any_case`
+//! says: percent-decoded, `+` read either way, ASCII case ignored: wider than the policy's own
+//! match, so a near miss is hidden too.
 //! Credential headers (Authorization, X-Api-Key, Cookie) are never logged at all.
 //!
 //! Cost: one scan of the query, no allocation, unless a configured name is present with a
 //! non-empty value; only then is a redacted copy built.
+
+use crate::http1::query;
 
 /// What a secret value is replaced with.
 pub const REDACTED: &[u8] = b"REDACTED";
@@ -21,7 +24,7 @@ pub fn redact_target(target: &[u8], names: &[Box<[u8]>]) -> Option<Vec<u8>> {
     }
     let q = target.iter().position(|&b| b == b'?')? + 1;
     let query = &target[q..];
-    if !pairs(query).any(|(name, value)| !value.is_empty() && is_secret(name, names)) {
+    if !query::pairs(query).any(|(name, value)| !value.is_empty() && is_secret(name, names)) {
         return None;
     }
     let mut out = Vec::with_capacity(target.len() + REDACTED.len());
@@ -30,9 +33,10 @@ pub fn redact_target(target: &[u8], names: &[Box<[u8]>]) -> Option<Vec<u8>> {
         if i > 0 {
             out.push(b'&');
         }
-        match pair.iter().position(|&b| b == b'=') {
-            Some(eq) if eq + 1 < pair.len() && is_secret(&pair[..eq], names) => {
-                out.extend_from_slice(&pair[..=eq]);
+        // Empty elements are copied too: the log shows the target as sent.
+        match query::split_pair(pair) {
+            (name, value) if !value.is_empty() && is_secret(name, names) => {
+                out.extend_from_slice(&pair[..=name.len()]);
                 out.extend_from_slice(REDACTED);
             }
             _ => out.extend_from_slice(pair),
@@ -41,28 +45,10 @@ pub fn redact_target(target: &[u8], names: &[Box<[u8]>]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// `name=value` pairs of a query (`value` empty when there is no `=`).
-fn pairs(query: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    query
-        .split(|&b| b == b'&')
-        .map(|pair| match pair.iter().position(|&b| b == b'=') {
-            Some(i) => (&pair[..i], &pair[i + 1..]),
-            None => (pair, &b""[..]),
-        })
-}
-
 fn is_secret(encoded: &[u8], names: &[Box<[u8]>]) -> bool {
-    names.iter().any(|n| decoded_eq_ignore_case(encoded, n))
-}
-
-/// Compares the form-decoded `encoded` with `name`, ignoring ASCII case, without allocating.
-fn decoded_eq_ignore_case(encoded: &[u8], name: &[u8]) -> bool {
-    use crate::http1::pct;
-    let how = pct::Decoding {
-        plus_is_space: true,
-        ignore_case: true,
-    };
-    pct::decoded_eq(encoded, name, how)
+    names
+        .iter()
+        .any(|n| query::scrub_covers_any_case(encoded, n))
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use super::key::{self, KeyId};
 use super::line_col;
 use super::settings::{self, KeysSettings, RawApiKeys};
 use super::store::Hasher;
-use super::time::{format_rfc3339, now_unix};
+use crate::civil::{format_rfc3339, unix_now as now_unix};
 use crate::config::raw::parse_duration;
 use crate::config::ConfigError;
 

@@ -26,8 +26,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::key::{self, KeyId};
-use super::time::{format_rfc3339, parse_rfc3339};
 use super::{line_col, HashMode};
+use crate::civil::{format_rfc3339, parse_rfc3339};
 use crate::config::ConfigError;
 
 /// One key as stored in the keys file (validated).

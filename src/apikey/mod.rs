@@ -21,7 +21,6 @@ pub mod file;
 pub mod key;
 pub mod settings;
 pub mod store;
-pub mod time;
 
 pub use key::{key_id, KeyId};
 pub use settings::{load_store, load_store_with_env, RawApiKeys, DEFAULT_SECRET_ENV};

@@ -11,13 +11,14 @@
 //! rejections) and re-exports everything public, so callers only ever name `http1::X`.
 //! `request` and `response` parse heads, `head` holds the header-section scanning both share,
 //! `target` knows request-target and authority syntax, `chunked` decodes and frames chunked
-//! bodies, `serialize` writes fresh heads and knows what is hop-by-hop, and `path` normalizes
-//! request paths before routing.
+//! bodies, `serialize` writes fresh heads and knows what is hop-by-hop, `path` normalizes
+//! request paths before routing, and `query` is the one reading of query strings.
 
 mod chunked;
 mod head;
 mod path;
 pub mod pct;
+pub mod query;
 mod recycle;
 mod request;
 mod response;

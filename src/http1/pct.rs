@@ -1,6 +1,7 @@
 //! Comparing a percent-encoded query or path piece with a plain value without decoding it into
-//! a buffer. One implementation serves route query conditions, query transforms and the access
-//! log's redaction, which differ only in whether `+` means a space and whether case matters.
+//! a buffer. `http1::query` builds the gateway's one query-string rule on it (route conditions,
+//! the `api_key` policy, query transforms, log redaction); the options say whether `+` means a
+//! space and whether case matters.
 //!
 //! Malformed escapes (`%` not followed by two hex digits) stay literal, as they are forwarded.
 
@@ -17,17 +18,23 @@ fn hex(b: Option<&u8>) -> Option<u8> {
     b.and_then(|&b| (b as char).to_digit(16)).map(|d| d as u8)
 }
 
+/// The byte two hex digits (either case) spell, if both are hex digits.
+#[inline]
+pub(super) fn hex_pair(high: Option<&u8>, low: Option<&u8>) -> Option<u8> {
+    Some(hex(high)? << 4 | hex(low)?)
+}
+
 /// Whether percent-decoding `encoded` yields `want`, without allocating.
 pub fn decoded_eq(encoded: &[u8], want: &[u8], how: Decoding) -> bool {
     let (mut i, mut j) = (0, 0);
     while let Some(&b) = encoded.get(i) {
         let decoded = match b {
-            b'%' => match (hex(encoded.get(i + 1)), hex(encoded.get(i + 2))) {
-                (Some(h), Some(l)) => {
+            b'%' => match hex_pair(encoded.get(i + 1), encoded.get(i + 2)) {
+                Some(v) => {
                     i += 2;
-                    h << 4 | l
+                    v
                 }
-                _ => b'%',
+                None => b'%',
             },
             b'+' if how.plus_is_space => b' ',
             b => b,

@@ -147,49 +147,13 @@ pub fn parse_request_head(
     if method == Method::Connect {
         return Err(HeadError::NotImplemented("CONNECT not supported"));
     }
-    let form = classify_target(target_bytes, method)?;
-    let (path, query, authority) = match form {
-        TargetForm::Asterisk => (target, None, None),
-        TargetForm::Origin => {
-            let (path, query) = split_query(target, target_bytes, 0);
-            (path, query, None)
-        }
-        TargetForm::Absolute {
-            authority_start,
-            authority_end,
-        } => {
-            let authority = sub_span(target, authority_start, authority_end);
-            let (path, query) = split_query(target, target_bytes, authority_end);
-            (path, query, Some(authority))
-        }
-    };
+    let (path, query, authority) = target_parts(target, target_bytes, method)?;
 
     let (spare_bytes, mut headers) = super::recycle::take();
     headers.reserve(req.headers.len());
     let scan = scan_headers(head, req.headers, &mut headers)?;
 
-    // Host (RFC 9112 §3.2): exactly one in HTTP/1.1, at most one in HTTP/1.0.
-    if scan.host_count > 1 {
-        return Err(HeadError::BadRequest("duplicate host"));
-    }
-    // Credentials: one field at most. With two, the gateway would verify one and the upstream
-    // might read the other (RFC 9110 §11.6.2 allows one value only).
-    if scan.authorization_count > 1 {
-        return Err(HeadError::BadRequest("duplicate authorization"));
-    }
-    if scan.proxy_authorization_count > 1 {
-        return Err(HeadError::BadRequest("duplicate proxy-authorization"));
-    }
-    if version == Version::Http11 && scan.host_count == 0 {
-        return Err(HeadError::BadRequest("missing host"));
-    }
-    if let Some(h) = scan.host {
-        let value = h.get(head);
-        let empty_ok = version == Version::Http10 && value.is_empty();
-        if !empty_ok && !valid_authority(value) {
-            return Err(HeadError::BadRequest("invalid host"));
-        }
-    }
+    check_singletons(&scan, head, version)?;
     // The absolute-form authority wins over the Host header (RFC 9112 §3.2.2).
     let host = authority.or(scan.host).unwrap_or_default();
 
@@ -220,6 +184,59 @@ pub fn parse_request_head(
         },
         consumed,
     )))
+}
+
+/// Path, query and (absolute-form) authority of the request-target, after checking its form
+/// against the method.
+#[inline]
+fn target_parts(
+    target: Span,
+    target_bytes: &[u8],
+    method: Method,
+) -> Result<(Span, Option<Span>, Option<Span>), HeadError> {
+    Ok(match classify_target(target_bytes, method)? {
+        TargetForm::Asterisk => (target, None, None),
+        TargetForm::Origin => {
+            let (path, query) = split_query(target, target_bytes, 0);
+            (path, query, None)
+        }
+        TargetForm::Absolute {
+            authority_start,
+            authority_end,
+        } => {
+            let authority = sub_span(target, authority_start, authority_end);
+            let (path, query) = split_query(target, target_bytes, authority_end);
+            (path, query, Some(authority))
+        }
+    })
+}
+
+/// Fields that must appear at most once (Host, the credentials) and Host's presence and shape.
+#[inline]
+fn check_singletons(scan: &HeaderScan, head: &[u8], version: Version) -> Result<(), HeadError> {
+    // Host (RFC 9112 §3.2): exactly one in HTTP/1.1, at most one in HTTP/1.0.
+    if scan.host_count > 1 {
+        return Err(HeadError::BadRequest("duplicate host"));
+    }
+    // Credentials: one field at most. With two, the gateway would verify one and the upstream
+    // might read the other (RFC 9110 §11.6.2 allows one value only).
+    if scan.authorization_count > 1 {
+        return Err(HeadError::BadRequest("duplicate authorization"));
+    }
+    if scan.proxy_authorization_count > 1 {
+        return Err(HeadError::BadRequest("duplicate proxy-authorization"));
+    }
+    if version == Version::Http11 && scan.host_count == 0 {
+        return Err(HeadError::BadRequest("missing host"));
+    }
+    if let Some(h) = scan.host {
+        let value = h.get(head);
+        let empty_ok = version == Version::Http10 && value.is_empty();
+        if !empty_ok && !valid_authority(value) {
+            return Err(HeadError::BadRequest("invalid host"));
+        }
+    }
+    Ok(())
 }
 
 /// Request-line checks that must not wait for the whole head: 414 for an over-long target

@@ -9,7 +9,7 @@ use std::mem::MaybeUninit;
 
 use super::head::{
     check_line_endings, header_slot_count, incomplete, map_parse_error, scan_headers,
-    skip_empty_lines, span_of, STACK_HEADER_SLOTS,
+    skip_empty_lines, span_of, HeaderScan, STACK_HEADER_SLOTS,
 };
 use super::{BodyFraming, HeadError, HeaderSpan, Method, Span, Version};
 
@@ -87,53 +87,13 @@ pub fn parse_response_head(
     if !(100..=999).contains(&status) {
         return Err(HeadError::BadRequest("invalid status code"));
     }
-    // httparse hands back "" for reasons with obs-text; take the raw bytes from the status line
-    // instead: everything after "HTTP/1.x NNN ".
-    let status_line_end = head.iter().position(|&b| b == b'\r').unwrap_or(head.len());
-    let reason = if status_line_end > 13 {
-        span_of(head, &head[13..status_line_end])
-    } else {
-        Span::default()
-    };
+    let reason = reason_span(head);
 
     let (spare_bytes, mut headers) = super::recycle::take();
     headers.reserve(res.headers.len());
     let scan = scan_headers(head, res.headers, &mut headers)?;
 
-    if scan.content_length.is_some() && scan.te.present {
-        return Err(HeadError::BadRequest(
-            "content-length and transfer-encoding",
-        ));
-    }
-    if scan.te.present {
-        if version == Version::Http10 {
-            // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means the framing is faulty.
-            return Err(HeadError::BadRequest("transfer-encoding in http/1.0"));
-        }
-        scan.te.check_common()?;
-    }
-    let no_body = request_method == Method::Head
-        || (100..200).contains(&status)
-        || status == 204
-        || status == 304;
-    let body = if no_body {
-        BodyFraming::None
-    } else if scan.te.present {
-        if scan.te.last_chunked {
-            BodyFraming::Chunked
-        } else {
-            // RFC 9112 §6.3 allows reading such a body to close, but forwarding it would mean
-            // either stripping a coding the client must know about or passing on one we cannot
-            // frame. Refuse (the proxy answers 502), as nginx does.
-            return Err(HeadError::NotImplemented(
-                "response transfer-coding not supported",
-            ));
-        }
-    } else if let Some(n) = scan.content_length {
-        BodyFraming::Length(n)
-    } else {
-        BodyFraming::CloseDelimited
-    };
+    let body = body_framing(&scan, version, status, request_method)?;
     let close = scan.conn_close
         || (version == Version::Http10 && !scan.conn_keep_alive)
         || body == BodyFraming::CloseDelimited;
@@ -153,6 +113,63 @@ pub fn parse_response_head(
         },
         consumed,
     )))
+}
+
+/// The reason phrase as sent: httparse hands back "" for reasons with obs-text, so take the
+/// raw bytes of the status line after "HTTP/1.x NNN ".
+#[inline]
+fn reason_span(head: &[u8]) -> Span {
+    let status_line_end = head.iter().position(|&b| b == b'\r').unwrap_or(head.len());
+    if status_line_end > 13 {
+        span_of(head, &head[13..status_line_end])
+    } else {
+        Span::default()
+    }
+}
+
+/// How the body is delimited, given the request method and the status; errors for
+/// contradictory or unsupported framing.
+#[inline]
+fn body_framing(
+    scan: &HeaderScan,
+    version: Version,
+    status: u16,
+    request_method: Method,
+) -> Result<BodyFraming, HeadError> {
+    if scan.content_length.is_some() && scan.te.present {
+        return Err(HeadError::BadRequest(
+            "content-length and transfer-encoding",
+        ));
+    }
+    if scan.te.present {
+        if version == Version::Http10 {
+            // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means the framing is faulty.
+            return Err(HeadError::BadRequest("transfer-encoding in http/1.0"));
+        }
+        scan.te.check_common()?;
+    }
+    let no_body = request_method == Method::Head
+        || (100..200).contains(&status)
+        || status == 204
+        || status == 304;
+    Ok(if no_body {
+        BodyFraming::None
+    } else if scan.te.present {
+        if scan.te.last_chunked {
+            BodyFraming::Chunked
+        } else {
+            // RFC 9112 §6.3 allows reading such a body to close, but forwarding it would mean
+            // either stripping a coding the client must know about or passing on one we cannot
+            // frame. Refuse (the proxy answers 502), as nginx does.
+            return Err(HeadError::NotImplemented(
+                "response transfer-coding not supported",
+            ));
+        }
+    } else if let Some(n) = scan.content_length {
+        BodyFraming::Length(n)
+    } else {
+        BodyFraming::CloseDelimited
+    })
 }
 
 impl Drop for ResponseHead {

@@ -289,6 +289,20 @@ mod tests {
     }
 
     #[test]
+    fn decimals() {
+        for (n, want) in [
+            (0, "0"),
+            (7, "7"),
+            (10, "10"),
+            (u64::MAX, "18446744073709551615"),
+        ] {
+            let mut out = b"x".to_vec();
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("x{want}").as_bytes());
+        }
+    }
+
+    #[test]
     fn reason_phrases() {
         let codes = [
             100, 101, 300, 301, 302, 303, 304, 305, 307, 308, 451, 500, 501, 502, 503, 504, 505,
@@ -365,14 +379,5 @@ x-request-id: rid-1\r\nx-trace-id: 0af7\r\nratelimit: limit=5\r\nconnection: clo
         };
         end_response_head(&mut out, &no_id);
         assert!(!String::from_utf8(out).unwrap().contains("x-request-id"));
-    }
-
-    #[test]
-    fn decimal_edges() {
-        for n in [0u64, 7, 10, 4096, u64::MAX] {
-            let mut out = Vec::new();
-            push_decimal(&mut out, n);
-            assert_eq!(out, n.to_string().as_bytes());
-        }
     }
 }

@@ -30,6 +30,18 @@ pub struct ProcessInfo<'a> {
 
 /// Appends the whole Prometheus text exposition (format 0.0.4) for `m` and `p` to `out`.
 pub fn render_prometheus(m: &Merged, p: &ProcessInfo, out: &mut String) {
+    // Family order is part of the output contract (deterministic exposition).
+    route_traffic(m, out);
+    upstream_latency(m, out);
+    route_refusals(m, out);
+    upstream_connections(m, out);
+    downstream_connections(m, out);
+    telemetry_losses(m, out);
+    process(p, out);
+}
+
+/// Requests, latency and bytes per route.
+fn route_traffic(m: &Merged, out: &mut String) {
     family(
         out,
         "ringway_http_requests_total",
@@ -71,6 +83,10 @@ pub fn render_prometheus(m: &Merged, p: &ProcessInfo, out: &mut String) {
             t.bytes_in,
         );
     }
+}
+
+/// Upstream response-head latency per upstream.
+fn upstream_latency(m: &Merged, out: &mut String) {
     family(
         out,
         "ringway_http_response_bytes_total",
@@ -97,6 +113,10 @@ pub fn render_prometheus(m: &Merged, p: &ProcessInfo, out: &mut String) {
     for (up, t) in &m.upstreams {
         histogram(out, name, "upstream", up, &t.latency);
     }
+}
+
+/// Auth refusals and rate-limit decisions per route.
+fn route_refusals(m: &Merged, out: &mut String) {
     family(
         out,
         "ringway_auth_failures_total",
@@ -125,6 +145,10 @@ pub fn render_prometheus(m: &Merged, p: &ProcessInfo, out: &mut String) {
             }
         }
     }
+}
+
+/// Upstream connect errors and fresh/reused connections.
+fn upstream_connections(m: &Merged, out: &mut String) {
     family(
         out,
         "ringway_upstream_connect_errors_total",
@@ -153,7 +177,10 @@ pub fn render_prometheus(m: &Merged, p: &ProcessInfo, out: &mut String) {
             let _ = writeln!(out, "\",state=\"{state}\"}} {n}");
         }
     }
+}
 
+/// Client connections: open, refused at accept, slow closes, idle tunnels.
+fn downstream_connections(m: &Merged, out: &mut String) {
     family(
         out,
         "ringway_downstream_connections_open",
@@ -210,7 +237,10 @@ pub fn render_prometheus(m: &Merged, p: &ProcessInfo, out: &mut String) {
         "ringway_tunnel_idle_closes_total {}",
         m.counter(CoreCounter::TunnelIdle)
     );
+}
 
+/// Access-log lines and trace spans dropped.
+fn telemetry_losses(m: &Merged, out: &mut String) {
     family(
         out,
         "ringway_access_log_dropped_total",
@@ -233,7 +263,10 @@ pub fn render_prometheus(m: &Merged, p: &ProcessInfo, out: &mut String) {
         "ringway_trace_spans_dropped_total{{stage=\"queue\"}} {}",
         m.counter(CoreCounter::SpansDropped)
     );
+}
 
+/// Reloads, config generation, build info and the extra process counters.
+fn process(p: &ProcessInfo, out: &mut String) {
     family(
         out,
         "ringway_config_reloads_total",

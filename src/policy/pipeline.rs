@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::apikey::{KeyMatch, KeyStore};
-use crate::http1::{self, RequestHead};
+use crate::http1::{self, query, RequestHead};
 use crate::jwt::{JwtPolicy, TokenCache, Verified};
 use crate::policy::cors::CorsPolicy;
 use crate::policy::ip::{CidrSet, IpFilter};
@@ -333,7 +333,7 @@ fn api_key<'a>(
         let v = match src {
             KeySource::Bearer => f.head.header("authorization").and_then(bearer),
             KeySource::Header(h) => f.head.header(h).map(<[u8]>::trim_ascii),
-            KeySource::Query(name) => query_param(f.head.query(), name),
+            KeySource::Query(name) => query::get(f.head.query(), name),
         };
         if let Some(v) = v.filter(|v| !v.is_empty()) {
             found = Some((v, src));
@@ -355,6 +355,13 @@ fn api_key<'a>(
             fx.query_remove.push(name.clone());
         }
     }
+    // A query value is percent-encoded (`http1::query`'s rule); a decoded key longer than a
+    // key cannot be one, and its raw form is refused as malformed just the same.
+    let mut decoded = [0u8; crate::apikey::key::KEY_LEN];
+    let presented = match src {
+        KeySource::Query(_) => query::decode_into(presented, &mut decoded).unwrap_or(presented),
+        _ => presented,
+    };
     let Some(store) = &ps.keys else {
         challenge(fx, "ApiKey");
         return Err(Denial::Unauthorized {
@@ -545,17 +552,6 @@ fn ip_bytes(ip: IpAddr) -> ([u8; 17], usize) {
     }
 }
 
-/// The raw value of query parameter `name` (first occurrence; names compared raw).
-pub fn query_param<'a>(query: Option<&'a [u8]>, name: &[u8]) -> Option<&'a [u8]> {
-    query?.split(|&b| b == b'&').find_map(|pair| {
-        let (k, v) = match pair.iter().position(|&b| b == b'=') {
-            Some(i) => (&pair[..i], &pair[i + 1..]),
-            None => (pair, &b""[..]),
-        };
-        (k == name).then_some(v)
-    })
-}
-
 /// `${...}` values for transforms.
 struct RequestVars<'a> {
     ps: &'a Policies,
@@ -615,16 +611,5 @@ mod tests {
         assert_eq!(bearer(b"Basic abc"), None);
         assert_eq!(bearer(b"Bearer"), None);
         assert_eq!(bearer(b""), None);
-    }
-
-    #[test]
-    fn query_params() {
-        assert_eq!(
-            query_param(Some(b"a=1&api_key=xyz&b"), b"api_key"),
-            Some(&b"xyz"[..])
-        );
-        assert_eq!(query_param(Some(b"b&a"), b"b"), Some(&b""[..]));
-        assert_eq!(query_param(Some(b"xapi_key=1"), b"api_key"), None);
-        assert_eq!(query_param(None, b"a"), None);
     }
 }

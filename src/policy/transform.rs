@@ -20,7 +20,8 @@
 //! Names are lowercased tokens. Names the gateway owns (hop-by-hop headers, `content-length`,
 //! `host`) cannot be transformed, since changing them would break message framing.
 //!
-//! Query: `remove` drops parameters by percent-decoded name (`+` counts as a space); `add`
+//! Query: read by `http1::query`'s rule. `remove` drops every parameter a scrub of the name
+//! covers there (percent-decoded name, `+` read either literally or as a space); `add`
 //! *replaces* any parameter of the same name (a client cannot pre-empt a gateway-supplied
 //! value) and appends the percent-encoded pair. An added value whose template has variables and
 //! renders empty is skipped; a literal `""` adds `name=`.
@@ -33,7 +34,7 @@ use std::ops::Range;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::http1::{is_hop_by_hop, is_safe_header_value, is_tchar};
+use crate::http1::{is_hop_by_hop, is_safe_header_value, is_tchar, query};
 
 /// A rendered header value failed `http1::is_safe_header_value`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -442,8 +443,8 @@ impl Transform {
     }
 }
 
-/// Rewrites a raw query string: keeps the parameters whose percent-decoded name is not in
-/// `remove` (verbatim, dropping empty `&&` elements), then appends the `add` pairs
+/// Rewrites a raw query string: keeps the parameters no name in `remove` covers
+/// (`http1::query::scrub_covers`; verbatim, dropping empty `&&` elements), then appends the `add` pairs
 /// percent-encoded (everything but unreserved characters). Appends the new query, without
 /// `?`, to `out`; nothing appended means no query.
 pub fn rewrite_query(
@@ -453,15 +454,9 @@ pub fn rewrite_query(
     out: &mut Vec<u8>,
 ) {
     let start = out.len();
-    for pair in query.unwrap_or(b"").split(|&b| b == b'&') {
-        if pair.is_empty() {
-            continue;
-        }
-        let name = pair
-            .iter()
-            .position(|&b| b == b'=')
-            .map_or(pair, |i| &pair[..i]);
-        if remove.iter().any(|r| decoded_eq(name, r.as_ref())) {
+    for pair in query::elements(query.unwrap_or(b"")) {
+        let (name, _) = query::split_pair(pair);
+        if remove.iter().any(|r| query::scrub_covers(name, r.as_ref())) {
             continue;
         }
         if out.len() > start {
@@ -477,17 +472,6 @@ pub fn rewrite_query(
         out.push(b'=');
         percent_encode(value, out);
     }
-}
-
-/// Compares the form-decoded `encoded` (`%XX`, `+` = space; bad escapes stay literal) with
-/// `target` without allocating.
-fn decoded_eq(encoded: &[u8], target: &[u8]) -> bool {
-    use crate::http1::pct;
-    let how = pct::Decoding {
-        plus_is_space: true,
-        ignore_case: false,
-    };
-    pct::decoded_eq(encoded, target, how)
 }
 
 fn percent_encode(s: &[u8], out: &mut Vec<u8>) {

@@ -1,9 +1,8 @@
-//! Compiled per-route data (`RouteData`: methods, header and query conditions, capture count)
-//! and the allocation-free query-string matching the lookup uses for query conditions.
+//! Compiled per-route data (`RouteData`: methods, header and query conditions, capture count).
 //!
-//! Query rules: the query splits on `&`, the first `=` splits name from value, names and values
-//! are percent-decoded while comparing, malformed `%` escapes stay literal, `+` stays `+`, `a`
-//! alone is present with an empty value, and the first occurrence of a name decides.
+//! Query conditions read the query through `http1::query` (its header has the rule): names and
+//! values percent-decoded, `+` literal, `a` alone present with an empty value, the first
+//! occurrence of a name decides.
 
 use super::template::{SegKey, Shape, ShapeKind};
 use super::{Cond, RouteId, RouteSpec};
@@ -63,30 +62,6 @@ impl RouteData {
             needs_more: shape.kind == ShapeKind::PrefixDir,
         }
     }
-}
-
-/// Raw value of the first query parameter whose decoded name is `name` (`a` alone → empty).
-pub(super) fn query_param<'q>(query: Option<&'q [u8]>, name: &[u8]) -> Option<&'q [u8]> {
-    query?
-        .split(|&b| b == b'&')
-        .filter(|pair| !pair.is_empty())
-        .find_map(|pair| {
-            let (n, v) = match pair.iter().position(|&b| b == b'=') {
-                Some(i) => (&pair[..i], &pair[i + 1..]),
-                None => (pair, &pair[pair.len()..]),
-            };
-            decoded_eq(n, name).then_some(v)
-        })
-}
-
-/// Whether percent-decoding `raw` yields `want` (malformed escapes literal; `+` is not a space).
-pub(super) fn decoded_eq(raw: &[u8], want: &[u8]) -> bool {
-    use crate::http1::pct;
-    let how = pct::Decoding {
-        plus_is_space: false,
-        ignore_case: false,
-    };
-    pct::decoded_eq(raw, want, how)
 }
 
 #[cfg(test)]

@@ -18,9 +18,10 @@ use std::ops::Range;
 
 use ahash::AHashMap;
 
-use super::cond::{decoded_eq, query_param, CondValue, RouteData};
+use super::cond::{CondValue, RouteData};
 use super::template::{SegKey, Shape, ShapeKind};
 use super::{Captures, HeaderSource, RouteId};
+use crate::http1::query;
 
 /// Most path segments a lookup walks through the trie.
 pub(super) const MAX_SEGMENTS: usize = 64;
@@ -92,20 +93,22 @@ fn depth_bit(depth: usize) -> u128 {
     }
 }
 
-impl Trie {
-    pub(super) fn build(list: &[u32], shapes: &[Shape], routes: &[RouteData]) -> Trie {
-        struct Building {
-            children: AHashMap<Box<[u8]>, u32>,
-            folded: AHashMap<Box<[u8]>, u32>,
-            param: u32,
-            parent: u32,
-            full: Vec<u32>,
-            catch_all: Vec<u32>,
-            prefix: Vec<u32>,
-            full_mask: u128,
-            catch_mask: u128,
-        }
-        let fresh = |parent: u32| Building {
+/// A trie node while the table is being built (hash maps, growable route lists).
+struct BuildNode {
+    children: AHashMap<Box<[u8]>, u32>,
+    folded: AHashMap<Box<[u8]>, u32>,
+    param: u32,
+    parent: u32,
+    full: Vec<u32>,
+    catch_all: Vec<u32>,
+    prefix: Vec<u32>,
+    full_mask: u128,
+    catch_mask: u128,
+}
+
+impl BuildNode {
+    fn new(parent: u32) -> BuildNode {
+        BuildNode {
             children: AHashMap::new(),
             folded: AHashMap::new(),
             param: NO_NODE,
@@ -115,93 +118,113 @@ impl Trie {
             prefix: Vec::new(),
             full_mask: 0,
             catch_mask: 0,
+        }
+    }
+
+    /// Files route `r` of `kind` ending here at `depth` segments.
+    fn add_route(&mut self, r: u32, kind: ShapeKind, depth: usize) {
+        match kind {
+            ShapeKind::Full => {
+                self.full.push(r);
+                self.full_mask |= depth_bit(depth);
+            }
+            ShapeKind::CatchAll => {
+                self.catch_all.push(r);
+                self.catch_mask |= depth_bit(depth);
+            }
+            ShapeKind::Prefix | ShapeKind::PrefixDir => self.prefix.push(r),
+        }
+    }
+
+    /// The lookup node: route lists sorted by `rank`, children in a list or a map by count.
+    fn freeze<K: Ord>(mut self, rank: impl Fn(&u32) -> K) -> Node {
+        self.full.sort_by_key(&rank);
+        self.catch_all.sort_by_key(&rank);
+        self.prefix.sort_by_key(&rank);
+        let children = if self.children.len() <= FEW_CHILDREN {
+            let mut v: Vec<(Box<[u8]>, u32)> = self.children.into_iter().collect();
+            v.sort();
+            Children::Few(v)
+        } else {
+            Children::Many(self.children)
         };
-        let mut nodes = vec![fresh(NO_NODE)];
+        let mut folded: Vec<(Box<[u8]>, u32)> = self.folded.into_iter().collect();
+        folded.sort();
+        Node {
+            children,
+            folded: folded.into_boxed_slice(),
+            param: self.param,
+            full: self.full.into_boxed_slice(),
+            catch_all: self.catch_all.into_boxed_slice(),
+            prefix: self.prefix.into_boxed_slice(),
+            full_mask: self.full_mask,
+            catch_mask: self.catch_mask,
+        }
+    }
+}
+
+/// The node reached from the root along `segs`, created as needed. Children are always pushed
+/// after their parent.
+fn insert_path(nodes: &mut Vec<BuildNode>, segs: &[SegKey]) -> usize {
+    let mut at = 0usize;
+    for seg in segs {
+        let next = match seg {
+            SegKey::Static(s) => nodes[at].children.get(&**s).copied(),
+            SegKey::Folded(s) => nodes[at].folded.get(&**s).copied(),
+            SegKey::Param => Some(nodes[at].param).filter(|&p| p != NO_NODE),
+        };
+        at = match next {
+            Some(n) => n as usize,
+            None => {
+                let n = nodes.len() as u32;
+                nodes.push(BuildNode::new(at as u32));
+                match seg {
+                    SegKey::Static(s) => {
+                        nodes[at].children.insert(s.clone(), n);
+                    }
+                    SegKey::Folded(s) => {
+                        nodes[at].folded.insert(s.clone(), n);
+                    }
+                    SegKey::Param => nodes[at].param = n,
+                }
+                n as usize
+            }
+        };
+    }
+    at
+}
+
+/// ORs every node's depth masks into its ancestors'.
+fn propagate_masks(nodes: &mut [BuildNode]) {
+    // Children always come after their parent, so a reverse sweep propagates masks up.
+    for i in (1..nodes.len()).rev() {
+        let (full, catch, parent) = (nodes[i].full_mask, nodes[i].catch_mask, nodes[i].parent);
+        nodes[parent as usize].full_mask |= full;
+        nodes[parent as usize].catch_mask |= catch;
+    }
+}
+
+impl Trie {
+    pub(super) fn build(list: &[u32], shapes: &[Shape], routes: &[RouteData]) -> Trie {
+        let mut nodes = vec![BuildNode::new(NO_NODE)];
         let mut prefix_depth: Option<usize> = None;
         for &r in list {
             let shape = &shapes[r as usize];
-            let mut at = 0usize;
-            for seg in &shape.segs {
-                let next = match seg {
-                    SegKey::Static(s) => nodes[at].children.get(&**s).copied(),
-                    SegKey::Folded(s) => nodes[at].folded.get(&**s).copied(),
-                    SegKey::Param => Some(nodes[at].param).filter(|&p| p != NO_NODE),
-                };
-                at = match next {
-                    Some(n) => n as usize,
-                    None => {
-                        let n = nodes.len() as u32;
-                        nodes.push(fresh(at as u32));
-                        match seg {
-                            SegKey::Static(s) => {
-                                nodes[at].children.insert(s.clone(), n);
-                            }
-                            SegKey::Folded(s) => {
-                                nodes[at].folded.insert(s.clone(), n);
-                            }
-                            SegKey::Param => nodes[at].param = n,
-                        }
-                        n as usize
-                    }
-                };
-            }
+            let at = insert_path(&mut nodes, &shape.segs);
             let depth = shape.segs.len();
-            let node = &mut nodes[at];
-            match shape.kind {
-                ShapeKind::Full => {
-                    node.full.push(r);
-                    node.full_mask |= depth_bit(depth);
-                }
-                ShapeKind::CatchAll => {
-                    node.catch_all.push(r);
-                    node.catch_mask |= depth_bit(depth);
-                }
-                ShapeKind::Prefix | ShapeKind::PrefixDir => {
-                    node.prefix.push(r);
-                    prefix_depth = prefix_depth.max(Some(depth));
-                }
+            nodes[at].add_route(r, shape.kind, depth);
+            if matches!(shape.kind, ShapeKind::Prefix | ShapeKind::PrefixDir) {
+                prefix_depth = prefix_depth.max(Some(depth));
             }
         }
-        // Children always come after their parent, so a reverse sweep propagates masks up.
-        for i in (1..nodes.len()).rev() {
-            let (full, catch, parent) = (nodes[i].full_mask, nodes[i].catch_mask, nodes[i].parent);
-            nodes[parent as usize].full_mask |= full;
-            nodes[parent as usize].catch_mask |= catch;
-        }
+        propagate_masks(&mut nodes);
         let rank = |&r: &u32| {
             let d = &routes[r as usize];
             (!d.needs_more, usize::MAX - d.conds, d.id)
         };
         let has_folded = nodes.iter().any(|n| !n.folded.is_empty());
-        let nodes = nodes
-            .into_iter()
-            .map(|mut b| {
-                b.full.sort_by_key(rank);
-                b.catch_all.sort_by_key(rank);
-                b.prefix.sort_by_key(rank);
-                let children = if b.children.len() <= FEW_CHILDREN {
-                    let mut v: Vec<(Box<[u8]>, u32)> = b.children.into_iter().collect();
-                    v.sort();
-                    Children::Few(v)
-                } else {
-                    Children::Many(b.children)
-                };
-                let mut folded: Vec<(Box<[u8]>, u32)> = b.folded.into_iter().collect();
-                folded.sort();
-                Node {
-                    children,
-                    folded: folded.into_boxed_slice(),
-                    param: b.param,
-                    full: b.full.into_boxed_slice(),
-                    catch_all: b.catch_all.into_boxed_slice(),
-                    prefix: b.prefix.into_boxed_slice(),
-                    full_mask: b.full_mask,
-                    catch_mask: b.catch_mask,
-                }
-            })
-            .collect();
         Trie {
-            nodes,
+            nodes: nodes.into_iter().map(|b| b.freeze(rank)).collect(),
             prefix_depth,
             has_folded,
         }
@@ -451,9 +474,11 @@ impl<H: HeaderSource> Ctx<'_, H> {
             }
         }
         for (name, cond) in route.query.iter() {
-            match (query_param(self.query, name), cond) {
+            match (query::get(self.query, name), cond) {
                 (None, _) => return false,
-                (Some(raw), CondValue::Equals(want)) if !decoded_eq(raw, want) => return false,
+                (Some(raw), CondValue::Equals(want)) if !query::decoded_is(raw, want) => {
+                    return false
+                }
                 _ => {}
             }
         }

@@ -13,7 +13,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::client::{parse_endpoint, Client, Endpoint, PostError};
+use super::client::{Client, PostError};
+use super::endpoint::{parse_endpoint, Endpoint};
 use super::otlp::{encode_otlp_json, SpanRecord};
 use crate::log;
 

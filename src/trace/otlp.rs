@@ -5,7 +5,6 @@
 //! from the request goes through `json::escape_into`, so the output is always valid JSON.
 
 use crate::http1::push_decimal;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::context::push_hex;
 use crate::json::string_into;
@@ -34,18 +33,6 @@ pub struct SpanRecord {
     pub upstream: Option<String>,
     pub client: String,
     pub request_id: String,
-}
-
-/// Nanoseconds since the Unix epoch for `t` (0 before the epoch, saturating far after).
-pub fn unix_nanos(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-/// Nanoseconds since the Unix epoch, now.
-pub fn now_unix_nanos() -> u64 {
-    unix_nanos(SystemTime::now())
 }
 
 /// Appends an `ExportTraceServiceRequest` JSON document holding `spans` under one resource
