@@ -1152,3 +1152,50 @@ fn bound_module_names_self_and_super_super() {
         ])
     );
 }
+
+/// README's Layout section names every source file, so it cannot silently go stale: a new
+/// module needs its line there (top-level files and directories as `src/x.rs` / `src/x/`,
+/// files inside a directory by file name).
+#[test]
+fn readme_layout_names_every_module() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let start = readme.find("\n## Layout\n").expect("README has a Layout section");
+    let rest = &readme[start + 1..];
+    let layout = &rest[..rest[3..].find("\n## ").map_or(rest.len(), |i| i + 3)];
+    let mut missing = Vec::new();
+    let src = root.join("src");
+    let mut entries: Vec<_> = std::fs::read_dir(&src)
+        .expect("src/")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.is_dir() {
+            if !layout.contains(&format!("src/{name}/")) {
+                missing.push(format!("src/{name}/"));
+            }
+            let mut files: Vec<_> = std::fs::read_dir(&path)
+                .expect("module directory")
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|f| f.ends_with(".rs") && f != "mod.rs")
+                .collect();
+            files.sort();
+            for f in files {
+                if !layout.contains(&f) {
+                    missing.push(format!("src/{name}/{f}"));
+                }
+            }
+        } else if name.ends_with(".rs") && !layout.contains(&format!("src/{name}")) {
+            missing.push(format!("src/{name}"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "README's Layout section does not mention: {}",
+        missing.join(", ")
+    );
+}
