@@ -24,8 +24,8 @@ use super::line_col;
 use super::settings::{self, KeysSettings, RawApiKeys};
 use super::store::Hasher;
 use super::time::{format_rfc3339, now_unix};
-use crate::config::raw::parse_duration;
-use crate::config::ConfigError;
+use crate::config::errors::ConfigError;
+use crate::config::units::parse_duration;
 
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;

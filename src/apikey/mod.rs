@@ -103,7 +103,7 @@ impl fmt::Display for KeyError {
 
 impl std::error::Error for KeyError {}
 
-pub(crate) use crate::config::compile::line_col;
+pub(crate) use crate::config::errors::line_col;
 
 #[cfg(test)]
 mod tests {

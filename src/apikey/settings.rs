@@ -20,7 +20,7 @@ use toml::Spanned;
 
 use super::file::parse_keys;
 use super::{HashMode, KeyStore};
-use crate::config::ConfigError;
+use crate::config::errors::ConfigError;
 
 /// Env var holding the HMAC secret unless `api_keys.secret_env` names another.
 pub const DEFAULT_SECRET_ENV: &str = "RINGWAY_KEY_SECRET";

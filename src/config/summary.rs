@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{Action, Compiled, PathPiece, Rewrite};
+use super::model::{Action, Compiled, PathPiece, Rewrite};
 use crate::http1::allow_header_value;
 use crate::policy::pipeline::PolicyId;
 use crate::route::{Cond, HostPattern, PathPattern};

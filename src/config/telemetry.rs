@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::compile::Errors;
-use super::raw::{RawConfig, RawDuration};
+use super::errors::{header_name, positive, Diag};
+use super::raw::{RawAccessLog, RawConfig, RawOtlp, RawTracing};
 
 /// Everything the request path needs to know about telemetry for one generation.
 #[derive(Clone, Debug, PartialEq)]
@@ -54,7 +54,7 @@ pub struct OtlpSettings {
     pub timeout: Duration,
 }
 
-fn ratio(errs: &mut Errors, v: &Option<Spanned<f64>>, field: &str) -> f64 {
+fn ratio(errs: &mut Diag, v: &Option<Spanned<f64>>, field: &str) -> f64 {
     match v {
         None => 1.0,
         Some(r) if (0.0..=1.0).contains(r.get_ref()) => *r.get_ref(),
@@ -65,133 +65,113 @@ fn ratio(errs: &mut Errors, v: &Option<Spanned<f64>>, field: &str) -> f64 {
     }
 }
 
-fn positive(
-    errs: &mut Errors,
-    v: &Option<Spanned<RawDuration>>,
-    field: &str,
-    d: Duration,
-) -> Duration {
-    match v {
-        None => d,
-        Some(x) if x.get_ref().0.is_zero() => {
-            errs.at(x.span(), field, "must be greater than zero");
-            d
-        }
-        Some(x) => x.get_ref().0,
+/// `[metrics]`, `[access_log]` and `[tracing]`.
+pub(super) fn compile_telemetry(raw: &RawConfig, errs: &mut Diag) -> Telemetry {
+    Telemetry {
+        metrics: raw.metrics.enabled.unwrap_or(true),
+        access_log: access_log(&raw.access_log, errs),
+        tracing: tracing(&raw.tracing, errs),
     }
 }
 
-pub(super) fn compile_telemetry(raw: &RawConfig, errs: &mut Errors) -> Telemetry {
-    let metrics = raw.metrics.enabled.unwrap_or(true);
-
-    let a = &raw.access_log;
-    let access_log = if a.enabled.unwrap_or(false) {
-        let format = match &a.format {
-            None => AccessLogFormat::Json,
-            Some(f) => match f.get_ref().as_str() {
-                "json" => AccessLogFormat::Json,
-                "combined" => AccessLogFormat::Combined,
-                other => {
-                    errs.at(
-                        f.span(),
-                        "access_log.format",
-                        format!("unknown format {other:?}: use \"json\" or \"combined\""),
-                    );
-                    AccessLogFormat::Json
-                }
-            },
-        };
-        let path = match &a.path {
-            None => None,
-            Some(p) if p.get_ref() == "-" => None,
-            Some(p) if p.get_ref().is_empty() => {
+/// `[access_log]`: off unless `enabled = true`.
+fn access_log(a: &RawAccessLog, errs: &mut Diag) -> Option<AccessLogSettings> {
+    if !a.enabled.unwrap_or(false) {
+        return None;
+    }
+    let format = match &a.format {
+        None => AccessLogFormat::Json,
+        Some(f) => match f.get_ref().as_str() {
+            "json" => AccessLogFormat::Json,
+            "combined" => AccessLogFormat::Combined,
+            other => {
                 errs.at(
-                    p.span(),
-                    "access_log.path",
-                    "must not be empty (use \"-\" for stdout)",
+                    f.span(),
+                    "access_log.format",
+                    format!("unknown format {other:?}: use \"json\" or \"combined\""),
                 );
-                None
+                AccessLogFormat::Json
             }
-            Some(p) => Some(PathBuf::from(p.get_ref())),
-        };
-        Some(AccessLogSettings {
-            format,
-            path,
-            sample: ratio(errs, &a.sample, "access_log.sample"),
-        })
-    } else {
-        None
-    };
-
-    let t = &raw.tracing;
-    let response_header = match &t.response_header {
-        None => None,
-        Some(h) => {
-            let name = h.get_ref().to_ascii_lowercase();
-            if name.is_empty() || !name.bytes().all(crate::http1::is_tchar) {
-                errs.at(
-                    h.span(),
-                    "tracing.response_header",
-                    format!("{:?} is not a valid header name", h.get_ref()),
-                );
-                None
-            } else {
-                Some(name.into())
-            }
-        }
-    };
-    let otlp = t.otlp.as_ref().map(|o| {
-        if let Err(m) = crate::trace::parse_endpoint(o.endpoint.get_ref()) {
-            errs.at(o.endpoint.span(), "tracing.otlp.endpoint", m);
-        }
-        let batch_size = match &o.batch_size {
-            None => 512,
-            Some(b) => match usize::try_from(*b.get_ref()) {
-                Ok(n) if (1..=65_536).contains(&n) => n,
-                _ => {
-                    errs.at(
-                        b.span(),
-                        "tracing.otlp.batch_size",
-                        "must be between 1 and 65536",
-                    );
-                    512
-                }
-            },
-        };
-        let service_name = match &o.service_name {
-            None => "ringway".to_string(),
-            Some(s) if s.get_ref().is_empty() => {
-                errs.at(s.span(), "tracing.otlp.service_name", "must not be empty");
-                "ringway".to_string()
-            }
-            Some(s) => s.get_ref().clone(),
-        };
-        OtlpSettings {
-            endpoint: o.endpoint.get_ref().clone(),
-            service_name,
-            batch_size,
-            flush_interval: positive(
-                errs,
-                &o.flush_interval,
-                "tracing.otlp.flush_interval",
-                Duration::from_secs(1),
-            ),
-            timeout: positive(
-                errs,
-                &o.timeout,
-                "tracing.otlp.timeout",
-                Duration::from_secs(2),
-            ),
-        }
-    });
-    Telemetry {
-        metrics,
-        access_log,
-        tracing: TracingSettings {
-            propagate: t.propagate.unwrap_or(true),
-            response_header,
-            sample_ratio: ratio(errs, &t.sample_ratio, "tracing.sample_ratio"),
-            otlp,
         },
+    };
+    let path = match &a.path {
+        None => None,
+        Some(p) if p.get_ref() == "-" => None,
+        Some(p) if p.get_ref().is_empty() => {
+            errs.at(
+                p.span(),
+                "access_log.path",
+                "must not be empty (use \"-\" for stdout)",
+            );
+            None
+        }
+        Some(p) => Some(PathBuf::from(p.get_ref())),
+    };
+    Some(AccessLogSettings {
+        format,
+        path,
+        sample: ratio(errs, &a.sample, "access_log.sample"),
+    })
+}
+
+/// `[tracing]`, with `[tracing.otlp]` when present.
+fn tracing(t: &RawTracing, errs: &mut Diag) -> TracingSettings {
+    let response_header = t
+        .response_header
+        .as_ref()
+        .and_then(|h| header_name(errs, h, "tracing.response_header"))
+        .map(Into::into);
+    let otlp = t.otlp.as_ref().map(|o| otlp(o, errs));
+    TracingSettings {
+        propagate: t.propagate.unwrap_or(true),
+        response_header,
+        sample_ratio: ratio(errs, &t.sample_ratio, "tracing.sample_ratio"),
+        otlp,
+    }
+}
+
+/// `[tracing.otlp]`: a valid endpoint, batch size 1..=65536, non-zero intervals.
+fn otlp(o: &RawOtlp, errs: &mut Diag) -> OtlpSettings {
+    if let Err(m) = crate::trace::parse_endpoint(o.endpoint.get_ref()) {
+        errs.at(o.endpoint.span(), "tracing.otlp.endpoint", m);
+    }
+    let batch_size = match &o.batch_size {
+        None => 512,
+        Some(b) => match usize::try_from(*b.get_ref()) {
+            Ok(n) if (1..=65_536).contains(&n) => n,
+            _ => {
+                errs.at(
+                    b.span(),
+                    "tracing.otlp.batch_size",
+                    "must be between 1 and 65536",
+                );
+                512
+            }
+        },
+    };
+    let service_name = match &o.service_name {
+        None => "ringway".to_string(),
+        Some(s) if s.get_ref().is_empty() => {
+            errs.at(s.span(), "tracing.otlp.service_name", "must not be empty");
+            "ringway".to_string()
+        }
+        Some(s) => s.get_ref().clone(),
+    };
+    OtlpSettings {
+        endpoint: o.endpoint.get_ref().clone(),
+        service_name,
+        batch_size,
+        flush_interval: positive(
+            errs,
+            &o.flush_interval,
+            "tracing.otlp.flush_interval",
+            Duration::from_secs(1),
+        ),
+        timeout: positive(
+            errs,
+            &o.timeout,
+            "tracing.otlp.timeout",
+            Duration::from_secs(2),
+        ),
     }
 }

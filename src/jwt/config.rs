@@ -22,7 +22,7 @@ use super::alg::{Alg, AlgSet, Key, KeyKind, KeyMaterial, ALL_ALGS};
 use super::jwks::JwksFetchers;
 use super::keys::{parse_jwks, parse_pem_public_key};
 use super::JwtPolicy;
-use crate::config::raw::RawDuration;
+use crate::config::units::RawDuration;
 
 /// `[policies.NAME] jwt = { ... }`. Field errors are reported relative to this table.
 #[derive(Debug, Default, Deserialize)]

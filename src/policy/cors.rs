@@ -33,7 +33,7 @@ use std::ops::Range;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::raw::RawDuration;
+use crate::config::units::RawDuration;
 use crate::http1::{is_tchar, write_header, Method};
 
 /// `cors = { ... }` inside a named policy table.
