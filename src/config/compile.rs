@@ -16,7 +16,7 @@ use toml::Spanned;
 
 use super::errors::{field_at, line_col, positive, ConfigError, Diag};
 use super::model::{Admin, Compiled, Listener, Runtime, Target, Timeouts, Upstream, UpstreamId};
-use super::raw::{RawConfig, RawLimits, RawServer, RawTimeouts};
+use super::raw::{RawConfig, RawLimits, RawServer, RawTimeouts, RawUpstream};
 use super::routes::{compile_routes, route_table, RouteContext};
 use super::units::{dur, RawSize};
 use crate::http1;
@@ -369,46 +369,7 @@ fn compile_upstreams(
                 "needs at least one target",
             );
         }
-        let mut targets = Vec::new();
-        for (ti, t) in u.targets.get_ref().iter().enumerate() {
-            let tf = field(&format!("targets[{ti}].address"));
-            let text = t.address.get_ref();
-            let weight = match &t.weight {
-                None => 1,
-                Some(w) => match u32::try_from(*w.get_ref()) {
-                    Ok(v) if (1..=1000).contains(&v) => v,
-                    _ => {
-                        errs.at(
-                            w.span(),
-                            field(&format!("targets[{ti}].weight")),
-                            "weight must be between 1 and 1000",
-                        );
-                        1
-                    }
-                },
-            };
-            if !text.contains(':') {
-                errs.at(
-                    t.address.span(),
-                    tf,
-                    format!("bad upstream address {text:?}: expected HOST:PORT"),
-                );
-                continue;
-            }
-            // Blocking resolution is fine here: compile() only runs on the control thread.
-            match text.to_socket_addrs().map(|mut a| a.next()) {
-                Ok(Some(addr)) => targets.push(Target {
-                    addr,
-                    label: text.clone(),
-                    weight,
-                }),
-                Ok(None) | Err(_) => errs.at(
-                    t.address.span(),
-                    tf,
-                    format!("bad upstream address {text:?}: cannot resolve to HOST:PORT"),
-                ),
-            }
-        }
+        let targets = targets(u, &field, errs);
         let max_idle = match &u.max_idle {
             None => 64,
             Some(m) => match usize::try_from(*m.get_ref()) {
@@ -438,6 +399,52 @@ fn compile_upstreams(
         });
     }
     (ups, ids)
+}
+
+/// An upstream's targets: `HOST:PORT` resolved now (blocking is fine: compile() only runs on
+/// the control thread), weights 1..=1000.
+fn targets(u: &RawUpstream, field: &dyn Fn(&str) -> String, errs: &mut Diag) -> Vec<Target> {
+    let mut targets = Vec::new();
+    for (ti, t) in u.targets.get_ref().iter().enumerate() {
+        let tf = field(&format!("targets[{ti}].address"));
+        let text = t.address.get_ref();
+        let weight = match &t.weight {
+            None => 1,
+            Some(w) => match u32::try_from(*w.get_ref()) {
+                Ok(v) if (1..=1000).contains(&v) => v,
+                _ => {
+                    errs.at(
+                        w.span(),
+                        field(&format!("targets[{ti}].weight")),
+                        "weight must be between 1 and 1000",
+                    );
+                    1
+                }
+            },
+        };
+        if !text.contains(':') {
+            errs.at(
+                t.address.span(),
+                tf,
+                format!("bad upstream address {text:?}: expected HOST:PORT"),
+            );
+            continue;
+        }
+        // Blocking resolution is fine here: compile() only runs on the control thread.
+        match text.to_socket_addrs().map(|mut a| a.next()) {
+            Ok(Some(addr)) => targets.push(Target {
+                addr,
+                label: text.clone(),
+                weight,
+            }),
+            Ok(None) | Err(_) => errs.at(
+                t.address.span(),
+                tf,
+                format!("bad upstream address {text:?}: cannot resolve to HOST:PORT"),
+            ),
+        }
+    }
+    targets
 }
 
 /// Reads, parses and compiles a config file with a fresh `Runtime`.
