@@ -261,3 +261,182 @@ fn secret_query_names(list: &[NamedPolicy]) -> Vec<Box<[u8]>> {
     }
     names
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::compile::{compile, parse};
+    use crate::config::Compiled;
+    use crate::policy::pipeline::{KeySource, LimitKey, Policy};
+
+    const BASE: &str = "[[listeners]]\naddress = \"127.0.0.1:0\"\n";
+
+    fn build_in(dir: &Path, extra: &str) -> Result<Compiled, Vec<String>> {
+        let src = format!("{BASE}{extra}");
+        let file = dir.join("test.toml");
+        let raw = parse(&src, &file).map_err(|e| vec![e[0].to_string()])?;
+        compile(raw, &src, &file, 1).map_err(|e| e.iter().map(|e| e.to_string()).collect())
+    }
+
+    fn build(extra: &str) -> Result<Compiled, Vec<String>> {
+        build_in(Path::new(""), extra)
+    }
+
+    fn errors_in(dir: &Path, extra: &str) -> Vec<String> {
+        match build_in(dir, extra) {
+            Ok(_) => panic!("expected errors"),
+            Err(e) => e,
+        }
+    }
+
+    fn errors(extra: &str) -> Vec<String> {
+        errors_in(Path::new(""), extra)
+    }
+
+    fn policy<'a>(c: &'a Compiled, name: &str) -> &'a Policy {
+        &c.policies.list[c.policies.list.iter().position(|p| p.name == name).unwrap()].policy
+    }
+
+    #[test]
+    fn api_key_needs_a_key_store() {
+        let e = errors("[policies.k]\napi_key = {}\n");
+        assert_eq!(
+            e,
+            ["test.toml:4:11: policies.k.api_key: an api_key policy needs an [api_keys] \
+              section naming the keys file"]
+        );
+    }
+
+    #[test]
+    fn api_key_fields_are_checked() {
+        let dir = std::env::temp_dir().join(format!("ringway-policies-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("keys.toml"), "").unwrap();
+        let store = "[api_keys]\nfile = \"keys.toml\"\nhash = \"sha256\"\n";
+        let c = build_in(
+            &dir,
+            &format!(
+                "{store}[policies.k]\napi_key = {{ headers = [\"Authorization\", \"X-Key\"], \
+                 query = \"key\", consumer_header = \"X-Who\" }}\n"
+            ),
+        )
+        .unwrap();
+        let Policy::ApiKey(k) = policy(&c, "k") else {
+            panic!("not an api_key policy")
+        };
+        assert_eq!(
+            k.sources,
+            [
+                KeySource::Bearer,
+                KeySource::Header("x-key".into()),
+                KeySource::Query(b"key".to_vec())
+            ]
+        );
+        assert_eq!(&*k.consumer_header, b"x-who");
+        assert_eq!(c.policies.secret_query, [Box::from(&b"key"[..])]);
+
+        let e = errors_in(
+            &dir,
+            &format!("{store}[policies.k]\napi_key = {{ headers = [\"bad header\"] }}\n"),
+        );
+        let at = dir.join("test.toml");
+        assert_eq!(
+            e,
+            [format!(
+                "{}:7:24: policies.k.api_key.headers[0]: \"bad header\" is not a valid \
+                 header name",
+                at.display()
+            )]
+        );
+        let e = errors_in(
+            &dir,
+            &format!("{store}[policies.k]\napi_key = {{ query = \"\" }}\n"),
+        );
+        assert_eq!(
+            e,
+            [format!("{}:7:21: policies.k.api_key.query: must not be empty", at.display())]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn authorize_names_unknown_consumers() {
+        let c = build(
+            "[consumers.acme]\ngroups = [\"gold\"]\n[policies.a.authorize]\n\
+             consumers = [\"acme\"]\ngroups = [\"gold\"]\nscopes = [\"read\"]\n\
+             claims = { tier = \"pro\" }\n",
+        )
+        .unwrap();
+        let Policy::Authorize(a) = policy(&c, "a") else {
+            panic!("not an authorize policy")
+        };
+        assert_eq!(a.consumers, ["acme"]);
+        assert_eq!(a.groups, ["gold"]);
+        assert_eq!(a.scopes, ["read"]);
+        assert_eq!(a.claims, [("tier".to_string(), "pro".to_string())]);
+
+        let e = errors("[policies.a.authorize]\nconsumers = [\"nobody\"]\n");
+        assert_eq!(
+            e,
+            ["test.toml:4:14: policies.a.authorize.consumers[0]: unknown consumer \"nobody\" \
+              (define it under [consumers])"]
+        );
+    }
+
+    #[test]
+    fn rate_limit_compiles_and_names_bad_fields() {
+        let c = build(
+            "[policies.r.rate_limit]\nkey = \"header:X-User\"\n\
+             limits = [{ requests = 10, per = \"1s\", burst = 5 }, { requests = 100, per = \"1m\" }]\n",
+        )
+        .unwrap();
+        let Policy::RateLimit(r) = policy(&c, "r") else {
+            panic!("not a rate_limit policy")
+        };
+        assert_eq!(r.key, LimitKey::Header("x-user".into()));
+        assert_eq!(r.specs.len(), 2);
+        assert_eq!((r.specs[0].requests, r.specs[0].burst), (10, 5));
+        assert_eq!(r.specs[1].period.as_secs(), 60);
+        assert_eq!(c.policies.limiter_identities.len(), 2);
+
+        let e = errors("[policies.r.rate_limit]\nkey = \"nose\"\nlimits = [{ requests = 1, per = \"1s\" }]\n");
+        assert_eq!(
+            e,
+            ["test.toml:4:7: policies.r.rate_limit.key: unknown key \"nose\": use consumer, \
+              api_key, ip, route or header:NAME"]
+        );
+        let e = errors("[policies.r.rate_limit]\nkey = \"ip\"\nlimits = [{ requests = 1, per = \"0s\" }]\n");
+        assert_eq!(
+            e,
+            ["test.toml:5:33: policies.r.rate_limit.limits[0].per: must be greater than zero"]
+        );
+        let e = errors("[policies.r.rate_limit]\nkey = \"ip\"\nlimits = []\n");
+        assert_eq!(
+            e,
+            ["test.toml:5:10: policies.r.rate_limit.limits: give between 1 and 4 limits"]
+        );
+    }
+
+    #[test]
+    fn dispatch_prefixes_each_kind_and_wants_exactly_one() {
+        let e = errors("[policies.i.ip]\nallow = []\n");
+        assert_eq!(
+            e,
+            ["test.toml:4:9: policies.i.ip.allow: an empty allow list refuses every client; \
+              list addresses or drop it"]
+        );
+        // Every kind present is compiled (its errors reported) before the count check.
+        let e = errors("[policies.x]\nip = { allow = [] }\nauthorize = { consumers = [\"z\"] }\n");
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(e[0].contains("policies.x.authorize.consumers[0]"), "{e:?}");
+        assert!(e[1].contains("policies.x.ip.allow"), "{e:?}");
+        assert!(
+            e[2].starts_with("test.toml:3:11: policies.x: a policy needs exactly one of"),
+            "{e:?}"
+        );
+        let e = errors("[policies.none]\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("policies.none: a policy needs exactly one"), "{e:?}");
+    }
+}

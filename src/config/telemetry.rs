@@ -175,3 +175,122 @@ fn otlp(o: &RawOtlp, errs: &mut Diag) -> OtlpSettings {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::compile::{compile, parse};
+
+    const BASE: &str = "[[listeners]]\naddress = \"127.0.0.1:0\"\n";
+
+    fn telemetry(extra: &str) -> Result<Telemetry, Vec<String>> {
+        let src = format!("{BASE}{extra}");
+        let file = Path::new("test.toml");
+        let raw = parse(&src, file).map_err(|e| vec![e[0].to_string()])?;
+        compile(raw, &src, file, 1)
+            .map(|c| c.telemetry)
+            .map_err(|e| e.iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn defaults() {
+        let t = telemetry("").unwrap();
+        assert!(t.metrics);
+        assert_eq!(t.access_log, None);
+        assert_eq!(
+            t.tracing,
+            TracingSettings {
+                propagate: true,
+                response_header: None,
+                sample_ratio: 1.0,
+                otlp: None,
+            }
+        );
+    }
+
+    #[test]
+    fn values() {
+        let t = telemetry(
+            "[metrics]\nenabled = false\n\
+             [access_log]\nenabled = true\nformat = \"combined\"\npath = \"/var/log/a.log\"\nsample = 0.25\n\
+             [tracing]\npropagate = false\nresponse_header = \"X-Trace-Id\"\nsample_ratio = 0.5\n\
+             [tracing.otlp]\nendpoint = \"http://127.0.0.1:4318/v1/traces\"\nservice_name = \"gw\"\n\
+             batch_size = 64\nflush_interval = \"250ms\"\ntimeout = \"3s\"\n",
+        )
+        .unwrap();
+        assert!(!t.metrics);
+        assert_eq!(
+            t.access_log,
+            Some(AccessLogSettings {
+                format: AccessLogFormat::Combined,
+                path: Some(PathBuf::from("/var/log/a.log")),
+                sample: 0.25,
+            })
+        );
+        assert!(!t.tracing.propagate);
+        assert_eq!(t.tracing.response_header.as_deref(), Some("x-trace-id"));
+        assert_eq!(t.tracing.sample_ratio, 0.5);
+        assert_eq!(
+            t.tracing.otlp,
+            Some(OtlpSettings {
+                endpoint: "http://127.0.0.1:4318/v1/traces".into(),
+                service_name: "gw".into(),
+                batch_size: 64,
+                flush_interval: Duration::from_millis(250),
+                timeout: Duration::from_secs(3),
+            })
+        );
+        // "-" is stdout; a disabled access log ignores its other settings.
+        let t = telemetry("[access_log]\nenabled = true\npath = \"-\"\n").unwrap();
+        assert_eq!(t.access_log.unwrap().path, None);
+        let t = telemetry("[access_log]\nformat = \"nonsense\"\n").unwrap();
+        assert_eq!(t.access_log, None);
+    }
+
+    #[test]
+    fn errors_name_line_and_field() {
+        let one = |extra: &str| {
+            let e = telemetry(extra).unwrap_err();
+            assert_eq!(e.len(), 1, "{e:?}");
+            e[0].clone()
+        };
+        assert_eq!(
+            one("[access_log]\nenabled = true\nformat = \"xml\"\n"),
+            "test.toml:5:10: access_log.format: unknown format \"xml\": use \"json\" or \"combined\""
+        );
+        assert_eq!(
+            one("[access_log]\nenabled = true\npath = \"\"\n"),
+            "test.toml:5:8: access_log.path: must not be empty (use \"-\" for stdout)"
+        );
+        assert_eq!(
+            one("[access_log]\nenabled = true\nsample = 1.5\n"),
+            "test.toml:5:10: access_log.sample: must be between 0.0 and 1.0"
+        );
+        assert_eq!(
+            one("[tracing]\nresponse_header = \"x trace\"\n"),
+            "test.toml:4:19: tracing.response_header: \"x trace\" is not a valid header name"
+        );
+        assert_eq!(
+            one("[tracing]\nsample_ratio = -0.1\n"),
+            "test.toml:4:16: tracing.sample_ratio: must be between 0.0 and 1.0"
+        );
+        let otlp = "[tracing.otlp]\nendpoint = \"http://127.0.0.1:4318/v1/traces\"\n";
+        assert_eq!(
+            one(&format!("{otlp}batch_size = 0\n")),
+            "test.toml:5:14: tracing.otlp.batch_size: must be between 1 and 65536"
+        );
+        assert_eq!(
+            one(&format!("{otlp}flush_interval = \"0s\"\n")),
+            "test.toml:5:18: tracing.otlp.flush_interval: must be greater than zero"
+        );
+        assert_eq!(
+            one(&format!("{otlp}service_name = \"\"\n")),
+            "test.toml:5:16: tracing.otlp.service_name: must not be empty"
+        );
+        let e = one("[tracing.otlp]\nendpoint = \"ftp://x\"\n");
+        assert!(e.starts_with("test.toml:4:12: tracing.otlp.endpoint: "), "{e}");
+    }
+}
