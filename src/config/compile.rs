@@ -45,13 +45,7 @@ pub fn compile(
     file: &Path,
     generation: u64,
 ) -> Result<Compiled, Vec<ConfigError>> {
-    compile_with(
-        raw,
-        src,
-        file,
-        generation,
-        &Runtime::default(),
-    )
+    compile_with(raw, src, file, generation, &Runtime::default())
 }
 
 /// Validates and derives. Either a complete `Compiled` or every error found. Rate limiters and
@@ -390,11 +384,21 @@ fn compile_upstreams(
             backoff: dur(&u.backoff, Duration::from_secs(2)),
             connect_timeout: match &u.connect_timeout {
                 None => timeouts.upstream_connect,
-                Some(_) => positive(errs, &u.connect_timeout, &field("connect_timeout"), Duration::from_secs(3)),
+                Some(_) => positive(
+                    errs,
+                    &u.connect_timeout,
+                    &field("connect_timeout"),
+                    Duration::from_secs(3),
+                ),
             },
             response_timeout: match &u.response_timeout {
                 None => timeouts.upstream_response,
-                Some(_) => positive(errs, &u.response_timeout, &field("response_timeout"), Duration::from_secs(30)),
+                Some(_) => positive(
+                    errs,
+                    &u.response_timeout,
+                    &field("response_timeout"),
+                    Duration::from_secs(30),
+                ),
             },
         });
     }
@@ -453,11 +457,7 @@ pub fn load(path: &Path, generation: u64) -> Result<Compiled, Vec<ConfigError>> 
 }
 
 /// Reads, parses and compiles a config file, drawing on `rt` for state kept across reloads.
-pub fn load_with(
-    path: &Path,
-    generation: u64,
-    rt: &Runtime,
-) -> Result<Compiled, Vec<ConfigError>> {
+pub fn load_with(path: &Path, generation: u64, rt: &Runtime) -> Result<Compiled, Vec<ConfigError>> {
     let src = std::fs::read_to_string(path).map_err(|e| {
         vec![ConfigError {
             file: path.to_path_buf(),

@@ -142,7 +142,8 @@ fn line_at(src: &str, offset: usize) -> (usize, &str) {
 
 /// The key of a `key = value` line (quotes trimmed), or `None` when the line has no `=`.
 fn key_of(line: &str) -> Option<&str> {
-    line.split_once('=').map(|(k, _)| k.trim().trim_matches('"'))
+    line.split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"'))
 }
 
 /// Best-effort dotted field path (`routes.proxy.upstream`) for a byte offset, from the nearest
@@ -279,7 +280,10 @@ mod tests {
         assert_eq!(field_at(src, src.find("x").unwrap()), "server.workers");
         assert_eq!(field_at(src, src.find("[[routes").unwrap()), "routes");
         let keys = "[[keys]]\nid = 1\n[[keys]]\nhash = 2\n";
-        assert_eq!(array_field_at(keys, keys.find("2").unwrap(), "keys"), "keys[1].hash");
+        assert_eq!(
+            array_field_at(keys, keys.find("2").unwrap(), "keys"),
+            "keys[1].hash"
+        );
         assert_eq!(array_field_at(keys, 0, "keys"), "keys[0]");
     }
 
@@ -292,7 +296,10 @@ mod tests {
             sink(2..3, "max_age", "m".into());
             sink(0..1, "", "n".into());
         }
-        assert_eq!(d.list[0].to_string(), "t.toml:2:1: policies.x.cors.max_age: m");
+        assert_eq!(
+            d.list[0].to_string(),
+            "t.toml:2:1: policies.x.cors.max_age: m"
+        );
         assert_eq!(d.list[1].field, "policies.x.cors");
     }
 }

@@ -60,11 +60,7 @@ pub(super) fn compile_policies(
 
     let mut ids = HashMap::new();
     let mut live_limiters = Vec::new();
-    let cx = PolicyContext {
-        raw,
-        base_dir,
-        rt,
-    };
+    let cx = PolicyContext { raw, base_dir, rt };
     for (name, p) in &raw.policies {
         let n = name.get_ref();
         // Every kind present compiles (so its errors are reported) before the count check.
@@ -303,8 +299,10 @@ mod tests {
         let e = errors("[policies.k]\napi_key = {}\n");
         assert_eq!(
             e,
-            ["test.toml:4:11: policies.k.api_key: an api_key policy needs an [api_keys] \
-              section naming the keys file"]
+            [
+                "test.toml:4:11: policies.k.api_key: an api_key policy needs an [api_keys] \
+              section naming the keys file"
+            ]
         );
     }
 
@@ -355,7 +353,10 @@ mod tests {
         );
         assert_eq!(
             e,
-            [format!("{}:7:21: policies.k.api_key.query: must not be empty", at.display())]
+            [format!(
+                "{}:7:21: policies.k.api_key.query: must not be empty",
+                at.display()
+            )]
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -379,8 +380,10 @@ mod tests {
         let e = errors("[policies.a.authorize]\nconsumers = [\"nobody\"]\n");
         assert_eq!(
             e,
-            ["test.toml:4:14: policies.a.authorize.consumers[0]: unknown consumer \"nobody\" \
-              (define it under [consumers])"]
+            [
+                "test.toml:4:14: policies.a.authorize.consumers[0]: unknown consumer \"nobody\" \
+              (define it under [consumers])"
+            ]
         );
     }
 
@@ -400,13 +403,19 @@ mod tests {
         assert_eq!(r.specs[1].period.as_secs(), 60);
         assert_eq!(c.policies.limiter_identities.len(), 2);
 
-        let e = errors("[policies.r.rate_limit]\nkey = \"nose\"\nlimits = [{ requests = 1, per = \"1s\" }]\n");
+        let e = errors(
+            "[policies.r.rate_limit]\nkey = \"nose\"\nlimits = [{ requests = 1, per = \"1s\" }]\n",
+        );
         assert_eq!(
             e,
-            ["test.toml:4:7: policies.r.rate_limit.key: unknown key \"nose\": use consumer, \
-              api_key, ip, route or header:NAME"]
+            [
+                "test.toml:4:7: policies.r.rate_limit.key: unknown key \"nose\": use consumer, \
+              api_key, ip, route or header:NAME"
+            ]
         );
-        let e = errors("[policies.r.rate_limit]\nkey = \"ip\"\nlimits = [{ requests = 1, per = \"0s\" }]\n");
+        let e = errors(
+            "[policies.r.rate_limit]\nkey = \"ip\"\nlimits = [{ requests = 1, per = \"0s\" }]\n",
+        );
         assert_eq!(
             e,
             ["test.toml:5:33: policies.r.rate_limit.limits[0].per: must be greater than zero"]
@@ -423,8 +432,10 @@ mod tests {
         let e = errors("[policies.i.ip]\nallow = []\n");
         assert_eq!(
             e,
-            ["test.toml:4:9: policies.i.ip.allow: an empty allow list refuses every client; \
-              list addresses or drop it"]
+            [
+                "test.toml:4:9: policies.i.ip.allow: an empty allow list refuses every client; \
+              list addresses or drop it"
+            ]
         );
         // Every kind present is compiled (its errors reported) before the count check.
         let e = errors("[policies.x]\nip = { allow = [] }\nauthorize = { consumers = [\"z\"] }\n");
@@ -437,6 +448,9 @@ mod tests {
         );
         let e = errors("[policies.none]\n");
         assert_eq!(e.len(), 1, "{e:?}");
-        assert!(e[0].contains("policies.none: a policy needs exactly one"), "{e:?}");
+        assert!(
+            e[0].contains("policies.none: a policy needs exactly one"),
+            "{e:?}"
+        );
     }
 }

@@ -15,7 +15,7 @@ use super::errors::{int_in, Diag};
 use super::model::{
     Action, PathPiece, ProxyAction, Redirect, Rewrite, Route, StaticResponse, UpstreamId,
 };
-use super::raw::{RawConfig, RawCond, RawProxy, RawRedirect, RawRoute, RawStatic};
+use super::raw::{RawCond, RawConfig, RawProxy, RawRedirect, RawRoute, RawStatic};
 use crate::http1::{self, Method};
 use crate::policy::pipeline::{Policies, PolicyId};
 use crate::route::{self, Cond, HostPattern, PathPattern, RouteId, RouteSpec, RouteTable};
@@ -79,7 +79,11 @@ pub(super) fn compile_routes(
 }
 
 /// The lookup table over `specs`; every conflict is an error at the later route's name.
-pub(super) fn route_table(raw: &RawConfig, specs: &[RouteSpec], errs: &mut Diag) -> Option<RouteTable> {
+pub(super) fn route_table(
+    raw: &RawConfig,
+    specs: &[RouteSpec],
+    errs: &mut Diag,
+) -> Option<RouteTable> {
     match RouteTable::build(specs) {
         Ok(t) => Some(t),
         Err(conflicts) => {
@@ -558,4 +562,3 @@ fn path_rewrite(r: &RawRoute, target: &str) -> Result<Vec<PathPiece>, String> {
     pieces.retain(|p| !matches!(p, PathPiece::Literal(l) if l.is_empty()));
     Ok(pieces)
 }
-

@@ -291,6 +291,9 @@ mod tests {
             "test.toml:5:16: tracing.otlp.service_name: must not be empty"
         );
         let e = one("[tracing.otlp]\nendpoint = \"ftp://x\"\n");
-        assert!(e.starts_with("test.toml:4:12: tracing.otlp.endpoint: "), "{e}");
+        assert!(
+            e.starts_with("test.toml:4:12: tracing.otlp.endpoint: "),
+            "{e}"
+        );
     }
 }

@@ -207,7 +207,9 @@ fn jwks_url(u: &Spanned<String>, errs: &mut Errs) -> Option<String> {
         .get_ref()
         .parse::<ureq::http::Uri>()
         .ok()
-        .is_some_and(|uri| matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some());
+        .is_some_and(|uri| {
+            matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some()
+        });
     if !valid {
         errs.at(
             u.span(),

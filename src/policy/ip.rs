@@ -142,11 +142,7 @@ impl FromIterator<Cidr> for CidrSet {
 }
 
 /// Parses a config list of CIDR blocks; each bad entry is reported as `field[i]`.
-pub fn compile_cidrs(
-    list: &[Spanned<String>],
-    field: &str,
-    err: &mut Fail<'_>,
-) -> Option<CidrSet> {
+pub fn compile_cidrs(list: &[Spanned<String>], field: &str, err: &mut Fail<'_>) -> Option<CidrSet> {
     let mut failed = false;
     let mut cidrs = Vec::with_capacity(list.len());
     for (i, entry) in list.iter().enumerate() {

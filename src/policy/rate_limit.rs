@@ -53,14 +53,22 @@ pub fn compile(
         Some(m) => match usize::try_from(*m.get_ref()) {
             Ok(n) if (1..=100_000_000).contains(&n) => n,
             _ => {
-                fail(m.span(), "max_keys", "must be between 1 and 100000000".into());
+                fail(
+                    m.span(),
+                    "max_keys",
+                    "must be between 1 and 100000000".into(),
+                );
                 return None;
             }
         },
     };
     let limits = raw.limits.get_ref();
     if limits.is_empty() || limits.len() > 4 {
-        fail(raw.limits.span(), "limits", "give between 1 and 4 limits".into());
+        fail(
+            raw.limits.span(),
+            "limits",
+            "give between 1 and 4 limits".into(),
+        );
         return None;
     }
     let mut specs = Vec::new();
@@ -117,7 +125,11 @@ fn limit_spec(i: usize, l: &RawLimit, fail: &mut Fail<'_>) -> Option<LimitSpec> 
     let requests = match u64::try_from(*l.requests.get_ref()) {
         Ok(n) if n >= 1 => n,
         _ => {
-            fail(l.requests.span(), &f("requests"), "must be at least 1".into());
+            fail(
+                l.requests.span(),
+                &f("requests"),
+                "must be at least 1".into(),
+            );
             return None;
         }
     };
