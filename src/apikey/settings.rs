@@ -268,7 +268,7 @@ mod tests {
             dir,
             &lookup,
             &mut |span, field, msg| {
-                let (line, _) = crate::apikey::line_col(&src, span.start);
+                let (line, _) = crate::config::errors::line_col(&src, span.start);
                 table_errs.push((line, field.to_string(), msg));
             },
             &mut file_errs,

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::errors::{field_at, line_col, positive, ConfigError, Diag};
+use super::errors::{field_at, positive, ConfigError, Diag};
 use super::model::{Admin, Compiled, Listener, Runtime, Target, Timeouts, Upstream, UpstreamId};
 use super::raw::{RawConfig, RawLimits, RawServer, RawTimeouts, RawUpstream};
 use super::routes::{compile_routes, route_table, RouteContext};
@@ -25,14 +25,13 @@ use crate::http1;
 pub fn parse(src: &str, file: &Path) -> Result<RawConfig, Vec<ConfigError>> {
     toml::from_str::<RawConfig>(src).map_err(|e| {
         let start = e.span().map(|s| s.start).unwrap_or(0);
-        let (line, col) = line_col(src, start);
-        vec![ConfigError {
-            file: file.to_path_buf(),
-            line,
-            col,
-            field: field_at(src, start),
-            message: e.message().trim().to_string(),
-        }]
+        vec![ConfigError::at(
+            file,
+            src,
+            start,
+            field_at(src, start),
+            e.message().trim(),
+        )]
     })
 }
 
@@ -550,11 +549,5 @@ mod tests {
         );
         let e = first_err(&src);
         assert!(e.contains("conflicts"), "{e}");
-    }
-
-    #[test]
-    fn line_col_counts_chars() {
-        assert_eq!(line_col("ab\ncd", 0), (1, 1));
-        assert_eq!(line_col("ab\ncd", 4), (2, 2));
     }
 }

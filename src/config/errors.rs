@@ -28,6 +28,26 @@ pub struct ConfigError {
     pub message: String,
 }
 
+impl ConfigError {
+    /// An error about `field` in `file` (whose text is `src`), positioned at byte `offset`.
+    pub fn at(
+        file: &Path,
+        src: &str,
+        offset: usize,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        let (line, col) = line_col(src, offset);
+        ConfigError {
+            file: file.to_path_buf(),
+            line,
+            col,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line == 0 {
@@ -66,14 +86,8 @@ impl<'a> Diag<'a> {
 
     /// Records `message` about `field`, positioned at the start of `span`.
     pub fn at(&mut self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) {
-        let (line, col) = line_col(self.src, span.start);
-        self.list.push(ConfigError {
-            file: self.file.to_path_buf(),
-            line,
-            col,
-            field: field.into(),
-            message: message.into(),
-        });
+        let e = ConfigError::at(self.file, self.src, span.start, field, message);
+        self.list.push(e);
     }
 
     /// True when nothing was reported.
