@@ -154,3 +154,55 @@ fn limit_spec(i: usize, l: &RawLimit, fail: &mut Fail<'_>) -> Option<LimitSpec> 
         burst,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::ops::Range;
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn raw(src: &str) -> RawRateLimit {
+        toml::from_str(src).expect("valid rate_limit table")
+    }
+
+    fn compile_ok(policy: &str, src: &str, registry: &LimiterRegistry) -> RateLimit {
+        let mut errs = Vec::new();
+        let mut fail = |_: Range<usize>, f: &str, m: String| errs.push(format!("{f}: {m}"));
+        let r = compile(policy, &raw(src), registry, &mut fail, &mut Vec::new());
+        assert!(errs.is_empty(), "{errs:?}");
+        r.expect("compiles")
+    }
+
+    #[test]
+    fn unchanged_limits_keep_their_limiter_across_compiles() {
+        let registry = LimiterRegistry::default();
+        let src = "key = \"ip\"\nlimits = [{ requests = 5, per = \"1s\", burst = 2 }]\n";
+        let a = compile_ok("p", src, &registry);
+        let b = compile_ok("p", src, &registry);
+        assert!(Arc::ptr_eq(&a.limiters[0], &b.limiters[0]));
+        let other_policy = compile_ok("q", src, &registry);
+        assert!(!Arc::ptr_eq(&a.limiters[0], &other_policy.limiters[0]));
+        let changed = compile_ok(
+            "p",
+            "key = \"ip\"\nlimits = [{ requests = 5, per = \"1s\", burst = 3 }]\n",
+            &registry,
+        );
+        assert!(!Arc::ptr_eq(&a.limiters[0], &changed.limiters[0]));
+    }
+
+    #[test]
+    fn fields_are_relative_to_the_table() {
+        let registry = LimiterRegistry::default();
+        let mut errs = Vec::new();
+        let mut fail = |_: Range<usize>, f: &str, m: String| errs.push(format!("{f}: {m}"));
+        let r = raw("key = \"ip\"\nlimits = [{ requests = 0, per = \"1s\" }]\nmax_keys = 0\n");
+        assert!(compile("p", &r, &registry, &mut fail, &mut Vec::new()).is_none());
+        assert_eq!(errs, ["max_keys: must be between 1 and 100000000"]);
+        errs.clear();
+        let r = raw("key = \"ip\"\nlimits = [{ requests = 0, per = \"1s\" }]\n");
+        let mut fail = |_: Range<usize>, f: &str, m: String| errs.push(format!("{f}: {m}"));
+        assert!(compile("p", &r, &registry, &mut fail, &mut Vec::new()).is_none());
+        assert_eq!(errs, ["limits[0].requests: must be at least 1"]);
+    }
+}
