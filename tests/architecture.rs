@@ -1160,7 +1160,9 @@ fn bound_module_names_self_and_super_super() {
 fn readme_layout_names_every_module() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
-    let start = readme.find("\n## Layout\n").expect("README has a Layout section");
+    let start = readme
+        .find("\n## Layout\n")
+        .expect("README has a Layout section");
     let rest = &readme[start + 1..];
     let layout = &rest[..rest[3..].find("\n## ").map_or(rest.len(), |i| i + 3)];
     let mut missing = Vec::new();

@@ -20,12 +20,11 @@ use serde::Deserialize;
 
 use super::file::{self, KeyEntry, Located};
 use super::key::{self, KeyId};
-use super::line_col;
 use super::settings::{self, KeysSettings, RawApiKeys};
 use super::store::Hasher;
 use crate::civil::{format_rfc3339, unix_now as now_unix};
-use crate::config::raw::parse_duration;
-use crate::config::ConfigError;
+use crate::config::errors::ConfigError;
+use crate::config::units::parse_duration;
 
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
@@ -159,34 +158,17 @@ struct Loaded {
     src: String,
 }
 
-fn config_error(
-    file: &Path,
-    src: &str,
-    span_start: usize,
-    field: &str,
-    message: String,
-) -> ConfigError {
-    let (line, col) = line_col(src, span_start);
-    ConfigError {
-        file: file.to_path_buf(),
-        line,
-        col,
-        field: field.to_string(),
-        message,
-    }
-}
-
 fn load_settings(config: &Path) -> Result<Loaded, Fail> {
     let src = std::fs::read_to_string(config)
         .map_err(|e| format!("cannot read config {}: {e}", config.display()))?;
     let main: MainConfig = toml::from_str(&src).map_err(|e| {
         let start = e.span().map(|s| s.start).unwrap_or(0);
-        Fail::Config(vec![config_error(
+        Fail::Config(vec![ConfigError::at(
             config,
             &src,
             start,
             "api_keys",
-            e.message().trim().to_string(),
+            e.message().trim(),
         )])
     })?;
     let raw = main.api_keys.ok_or_else(|| {
@@ -201,7 +183,7 @@ fn load_settings(config: &Path) -> Result<Loaded, Fail> {
     };
     let mut errs = Vec::new();
     let settings = settings::resolve(&raw, dir, &mut |span, field, msg| {
-        errs.push(config_error(config, &src, span.start, field, msg))
+        errs.push(ConfigError::at(config, &src, span.start, field, msg))
     });
     match settings {
         Some(settings) if errs.is_empty() => Ok(Loaded { settings, src }),
@@ -212,7 +194,7 @@ fn load_settings(config: &Path) -> Result<Loaded, Fail> {
 /// The hasher for new keys (reads the HMAC secret).
 fn hasher(loaded: &Loaded, config: &Path, io: &KeysIo<'_>) -> Result<Hasher, Fail> {
     let secret = loaded.settings.secret(io.env).map_err(|e| {
-        Fail::Config(vec![config_error(
+        Fail::Config(vec![ConfigError::at(
             config,
             &loaded.src,
             e.span.start,

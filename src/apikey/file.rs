@@ -26,9 +26,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::key::{self, KeyId};
-use super::{line_col, HashMode};
+use super::HashMode;
 use crate::civil::{format_rfc3339, parse_rfc3339};
-use crate::config::ConfigError;
+use crate::config::errors::{array_field_at, line_col, ConfigError, Diag};
 
 /// One key as stored in the keys file (validated).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,55 +101,6 @@ pub fn valid_consumer(name: &str) -> Result<(), String> {
     }
 }
 
-struct Errors<'a> {
-    file: &'a Path,
-    src: &'a str,
-    list: Vec<ConfigError>,
-}
-
-impl Errors<'_> {
-    fn at(&mut self, span: Range<usize>, field: String, message: String) {
-        let (line, col) = line_col(self.src, span.start);
-        self.list.push(ConfigError {
-            file: self.file.to_path_buf(),
-            line,
-            col,
-            field,
-            message,
-        });
-    }
-}
-
-/// Best-effort `keys[i].field` for an offset serde reported: counts `[[keys]]` headers above
-/// it and takes the key on its line.
-fn field_at(src: &str, offset: usize) -> String {
-    let offset = src.floor_char_boundary(offset.min(src.len()));
-    let line_start = src[..offset].rfind('\n').map(|i| i + 1).unwrap_or(0);
-    let line_end = src[offset..]
-        .find('\n')
-        .map(|i| offset + i)
-        .unwrap_or(src.len());
-    let is_header = |l: &str| {
-        let t: String = l.chars().filter(|c| !c.is_whitespace()).collect();
-        t.starts_with("[[keys]]")
-    };
-    let line = &src[line_start..line_end];
-    let headers = src[..line_start].lines().filter(|l| is_header(l)).count();
-    if is_header(line) {
-        return format!("keys[{headers}]");
-    }
-    let key = line
-        .split_once('=')
-        .map(|(k, _)| k.trim().trim_matches('"'))
-        .unwrap_or("");
-    match (headers, key.is_empty()) {
-        (0, true) => "keys".into(),
-        (0, false) => key.into(),
-        (n, true) => format!("keys[{}]", n - 1),
-        (n, false) => format!("keys[{}].{key}", n - 1),
-    }
-}
-
 fn timestamp(v: &toml::Value) -> Result<u64, String> {
     match v {
         toml::Value::String(s) => parse_rfc3339(s),
@@ -176,18 +127,14 @@ pub(crate) fn parse_located(
     file: &Path,
     mode: HashMode,
 ) -> Result<Vec<Located>, Vec<ConfigError>> {
-    let mut errs = Errors {
-        file,
-        src,
-        list: Vec::new(),
-    };
+    let mut errs = Diag::new(file, src);
     let raw: RawKeysFile = match toml::from_str(src) {
         Ok(r) => r,
         Err(e) => {
             let start = e.span().map(|s| s.start).unwrap_or(0);
             errs.at(
                 start..start,
-                field_at(src, start),
+                array_field_at(src, start, "keys"),
                 e.message().trim().to_string(),
             );
             return Err(errs.list);
@@ -196,95 +143,117 @@ pub(crate) fn parse_located(
     let mut out = Vec::with_capacity(raw.keys.len());
     let mut seen: ahash::AHashMap<u32, usize> = ahash::AHashMap::new();
     for (i, r) in raw.keys.iter().enumerate() {
-        let f = |name: &str| format!("keys[{i}].{name}");
         let before = errs.list.len();
-        let id = KeyId::parse(r.id.get_ref().as_bytes());
-        match id {
-            None => errs.at(
-                r.id.span(),
-                f("id"),
-                format!(
-                    "invalid key id {:?}: expected 8 lowercase hex digits",
-                    r.id.get_ref()
-                ),
-            ),
-            Some(id) => {
-                if let Some(prev) = seen.insert(id.0, r.id.span().start) {
-                    let (line, _) = line_col(src, prev);
-                    errs.at(
-                        r.id.span(),
-                        f("id"),
-                        format!("duplicate key id {id} (also on line {line})"),
-                    );
-                }
-            }
-        }
-        if let Err(m) = valid_consumer(r.consumer.get_ref()) {
-            errs.at(r.consumer.span(), f("consumer"), m);
-        }
-        let parsed = r
-            .hash
-            .get_ref()
-            .split_once(':')
-            .and_then(|(m, hex)| Some((HashMode::parse(m)?, key::unhex::<32>(hex)?)));
-        let hash = match parsed {
-            Some((m, h)) if m == mode => Some((m, h)),
-            Some((m, _)) => {
-                errs.at(
-                    r.hash.span(),
-                    f("hash"),
-                    format!(
-                        "hash is {m} but api_keys.hash is {mode}: recreate the key or change api_keys.hash"
-                    ),
-                );
-                None
-            }
-            None => {
-                errs.at(
-                    r.hash.span(),
-                    f("hash"),
-                    "expected \"hmac-sha256:<64 hex digits>\" or \"sha256:<64 hex digits>\"".into(),
-                );
-                None
-            }
-        };
-        let created = timestamp(r.created.get_ref())
-            .map_err(|m| errs.at(r.created.span(), f("created"), m))
-            .ok();
-        let expires = match &r.expires {
-            None => Some(None),
-            Some(x) => timestamp(x.get_ref())
-                .map(Some)
-                .map_err(|m| errs.at(x.span(), f("expires"), m))
-                .ok(),
-        };
-        if let (Some(id), Some((hash_mode, hash)), Some(created), Some(expires)) =
-            (id, hash, created, expires)
-        {
-            if errs.list.len() == before {
-                out.push((
-                    KeyEntry {
-                        id,
-                        consumer: r.consumer.get_ref().clone(),
-                        hash_mode,
-                        hash,
-                        created,
-                        expires,
-                        revoked: r.revoked.as_ref().is_some_and(|v| *v.get_ref()),
-                    },
-                    EntrySpans {
-                        id: r.id.span(),
-                        expires: r.expires.as_ref().map(|x| x.span()),
-                        revoked: r.revoked.as_ref().map(|x| x.span()),
-                    },
-                ));
-            }
+        let entry = check_entry(i, r, src, mode, &mut seen, &mut errs);
+        if let Some(entry) = entry.filter(|_| errs.list.len() == before) {
+            out.push((
+                entry,
+                EntrySpans {
+                    id: r.id.span(),
+                    expires: r.expires.as_ref().map(|x| x.span()),
+                    revoked: r.revoked.as_ref().map(|x| x.span()),
+                },
+            ));
         }
     }
     if errs.list.is_empty() {
         Ok(out)
     } else {
         Err(errs.list)
+    }
+}
+
+/// Validates `keys[i]`: a unique 8-hex id (`seen` maps ids to where they first appeared), a
+/// valid consumer, a hash in `mode`, RFC 3339 times. Every problem is reported; `None` when
+/// a value could not be read.
+fn check_entry(
+    i: usize,
+    r: &RawKeyEntry,
+    src: &str,
+    mode: HashMode,
+    seen: &mut ahash::AHashMap<u32, usize>,
+    errs: &mut Diag,
+) -> Option<KeyEntry> {
+    let f = |name: &str| format!("keys[{i}].{name}");
+    let id = KeyId::parse(r.id.get_ref().as_bytes());
+    match id {
+        None => errs.at(
+            r.id.span(),
+            f("id"),
+            format!(
+                "invalid key id {:?}: expected 8 lowercase hex digits",
+                r.id.get_ref()
+            ),
+        ),
+        Some(id) => {
+            if let Some(prev) = seen.insert(id.0, r.id.span().start) {
+                let (line, _) = line_col(src, prev);
+                errs.at(
+                    r.id.span(),
+                    f("id"),
+                    format!("duplicate key id {id} (also on line {line})"),
+                );
+            }
+        }
+    }
+    if let Err(m) = valid_consumer(r.consumer.get_ref()) {
+        errs.at(r.consumer.span(), f("consumer"), m);
+    }
+    let hash = entry_hash(r, mode, &f, errs);
+    let created = timestamp(r.created.get_ref())
+        .map_err(|m| errs.at(r.created.span(), f("created"), m))
+        .ok();
+    let expires = match &r.expires {
+        None => Some(None),
+        Some(x) => timestamp(x.get_ref())
+            .map(Some)
+            .map_err(|m| errs.at(x.span(), f("expires"), m))
+            .ok(),
+    };
+    let ((hash_mode, hash), created, expires) = (hash?, created?, expires?);
+    Some(KeyEntry {
+        id: id?,
+        consumer: r.consumer.get_ref().clone(),
+        hash_mode,
+        hash,
+        created,
+        expires,
+        revoked: r.revoked.as_ref().is_some_and(|v| *v.get_ref()),
+    })
+}
+
+/// `hash = "MODE:HEX"`, which must be in the configured `mode`.
+fn entry_hash(
+    r: &RawKeyEntry,
+    mode: HashMode,
+    f: &dyn Fn(&str) -> String,
+    errs: &mut Diag,
+) -> Option<(HashMode, [u8; 32])> {
+    let parsed = r
+        .hash
+        .get_ref()
+        .split_once(':')
+        .and_then(|(m, hex)| Some((HashMode::parse(m)?, key::unhex::<32>(hex)?)));
+    match parsed {
+        Some((m, h)) if m == mode => Some((m, h)),
+        Some((m, _)) => {
+            errs.at(
+                r.hash.span(),
+                f("hash"),
+                format!(
+                    "hash is {m} but api_keys.hash is {mode}: recreate the key or change api_keys.hash"
+                ),
+            );
+            None
+        }
+        None => {
+            errs.at(
+                r.hash.span(),
+                f("hash"),
+                "expected \"hmac-sha256:<64 hex digits>\" or \"sha256:<64 hex digits>\"",
+            );
+            None
+        }
     }
 }
 

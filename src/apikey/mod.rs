@@ -102,8 +102,6 @@ impl fmt::Display for KeyError {
 
 impl std::error::Error for KeyError {}
 
-pub(crate) use crate::config::compile::line_col;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,12 +131,5 @@ mod tests {
             assert_eq!(HashMode::parse(m.name()), Some(m));
         }
         assert_eq!(HashMode::parse("md5"), None);
-    }
-
-    #[test]
-    fn line_col_counts_chars() {
-        assert_eq!(line_col("ab\ncd", 0), (1, 1));
-        assert_eq!(line_col("ab\ncd", 4), (2, 2));
-        assert_eq!(line_col("é\nx", 99), (2, 2));
     }
 }

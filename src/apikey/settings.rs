@@ -20,7 +20,7 @@ use toml::Spanned;
 
 use super::file::parse_keys;
 use super::{HashMode, KeyStore};
-use crate::config::ConfigError;
+use crate::config::errors::ConfigError;
 
 /// Env var holding the HMAC secret unless `api_keys.secret_env` names another.
 pub const DEFAULT_SECRET_ENV: &str = "RINGWAY_KEY_SECRET";
@@ -268,7 +268,7 @@ mod tests {
             dir,
             &lookup,
             &mut |span, field, msg| {
-                let (line, _) = crate::apikey::line_col(&src, span.start);
+                let (line, _) = crate::config::errors::line_col(&src, span.start);
                 table_errs.push((line, field.to_string(), msg));
             },
             &mut file_errs,

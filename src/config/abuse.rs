@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::compile::Errors;
+use super::errors::{int_in, Diag};
+use super::model::{ConnLimits, MinDataRate};
 use super::raw::RawLimits;
-use super::{ConnLimits, MinDataRate};
+use super::units::dur;
 
 /// Default process-wide cap on open client connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
@@ -17,18 +18,18 @@ pub const DEFAULT_MIN_DATA_RATE: u64 = 240;
 /// Default time a transfer may run below the minimum rate before it counts.
 pub const DEFAULT_DATA_RATE_GRACE: Duration = Duration::from_secs(5);
 
-/// A count within `range`, or `default` (see `compile::int_in`).
+/// A count within `range`, or `default` (see `errors::int_in`).
 fn count(
-    errs: &mut Errors,
+    errs: &mut Diag,
     v: &Option<Spanned<i64>>,
     field: &str,
     default: u64,
     range: std::ops::RangeInclusive<u64>,
 ) -> u64 {
-    super::compile::int_in(errs, v, field, default, range, "")
+    int_in(errs, v, field, default, range, "")
 }
 
-pub(super) fn conn_limits(l: &RawLimits, errs: &mut Errors) -> ConnLimits {
+pub(super) fn conn_limits(l: &RawLimits, errs: &mut Diag) -> ConnLimits {
     ConnLimits {
         max: count(
             errs,
@@ -48,7 +49,7 @@ pub(super) fn conn_limits(l: &RawLimits, errs: &mut Errors) -> ConnLimits {
     }
 }
 
-pub(super) fn min_data_rate(l: &RawLimits, errs: &mut Errors) -> MinDataRate {
+pub(super) fn min_data_rate(l: &RawLimits, errs: &mut Diag) -> MinDataRate {
     let rate = l
         .min_data_rate
         .as_ref()
@@ -68,7 +69,7 @@ pub(super) fn min_data_rate(l: &RawLimits, errs: &mut Errors) -> MinDataRate {
         } else {
             1_000_000_000 / rate
         },
-        grace: super::compile::dur(&l.data_rate_grace, DEFAULT_DATA_RATE_GRACE),
+        grace: dur(&l.data_rate_grace, DEFAULT_DATA_RATE_GRACE),
     }
 }
 

@@ -2,12 +2,12 @@
 //! Absent settings take the safe defaults: merge slashes, strip `;` parameters, refuse encoded
 //! slashes and backslashes.
 
-use super::compile::Errors;
+use super::errors::Diag;
 use super::raw::RawPaths;
 use crate::http1::{EscapedSlashes, PathOptions, PathParams};
 
 /// The normalization options; an unknown word is an error naming the field.
-pub(super) fn compile_paths(raw: &RawPaths, errs: &mut Errors) -> PathOptions {
+pub(super) fn compile_paths(raw: &RawPaths, errs: &mut Diag) -> PathOptions {
     let mut o = PathOptions::default();
     if let Some(m) = raw.merge_slashes {
         o.merge_slashes = m;

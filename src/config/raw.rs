@@ -11,6 +11,8 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::units::{RawDuration, RawSize};
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
@@ -66,53 +68,13 @@ pub struct RawPaths {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPolicy {
-    pub api_key: Option<Spanned<RawApiKeyPolicy>>,
+    pub api_key: Option<Spanned<crate::policy::api_key::RawApiKeyPolicy>>,
     pub jwt: Option<Spanned<crate::jwt::RawJwt>>,
-    pub authorize: Option<Spanned<RawAuthorize>>,
+    pub authorize: Option<Spanned<crate::policy::authorize::RawAuthorize>>,
     pub ip: Option<Spanned<crate::policy::ip::RawIpFilter>>,
-    pub rate_limit: Option<Spanned<RawRateLimit>>,
+    pub rate_limit: Option<Spanned<crate::policy::rate_limit::RawRateLimit>>,
     pub cors: Option<Spanned<crate::policy::cors::RawCors>>,
     pub transform: Option<Spanned<crate::policy::transform::RawTransform>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawApiKeyPolicy {
-    /// Headers searched in order (default `authorization` (Bearer) then `x-api-key`).
-    pub headers: Option<Vec<Spanned<String>>>,
-    /// Query parameter searched after the headers (removed before forwarding).
-    pub query: Option<Spanned<String>>,
-    /// Header that carries the consumer name upstream (default `x-consumer`).
-    pub consumer_header: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAuthorize {
-    pub consumers: Option<Vec<Spanned<String>>>,
-    pub groups: Option<Vec<Spanned<String>>>,
-    /// JWT scopes that must all be present.
-    pub scopes: Option<Vec<Spanned<String>>>,
-    /// JWT claims that must equal these values.
-    pub claims: Option<BTreeMap<String, Spanned<String>>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRateLimit {
-    /// `consumer`, `api_key`, `ip`, `route` or `header:NAME`.
-    pub key: Spanned<String>,
-    pub limits: Spanned<Vec<RawLimit>>,
-    /// Most keys tracked at once (bounded memory).
-    pub max_keys: Option<Spanned<i64>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawLimit {
-    pub requests: Spanned<i64>,
-    pub per: Spanned<RawDuration>,
-    pub burst: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -341,144 +303,5 @@ impl<'de> Deserialize<'de> for RawCond {
             }
         }
         d.deserialize_any(V)
-    }
-}
-
-/// A duration written as `250ms`, `10s`, `5m`, `1h` or `1d`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RawDuration(pub std::time::Duration);
-
-/// Parses `250ms` / `10s` / `5m` / `1h` / `1d`.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("invalid duration {s:?}: missing unit (ms, s, m, h, d)"))?;
-    let (num, unit) = s.split_at(split);
-    if num.is_empty() || num.len() > 12 {
-        return Err(format!(
-            "invalid duration {s:?}: expected a whole number then a unit, like \"10s\""
-        ));
-    }
-    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-    let mult: u64 = match unit {
-        "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => {
-            return Err(format!(
-                "invalid duration {s:?}: unknown unit {unit:?} (use ms, s, m, h or d)"
-            ))
-        }
-    };
-    let ms = n
-        .checked_mul(mult)
-        .ok_or_else(|| format!("invalid duration {s:?}: too large"))?;
-    Ok(std::time::Duration::from_millis(ms))
-}
-
-impl<'de> Deserialize<'de> for RawDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = RawDuration;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a duration string like \"250ms\", \"10s\", \"5m\"")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawDuration, E> {
-                parse_duration(v).map(RawDuration).map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// A byte size: an integer, or a string like `16KiB`, `10MiB`, `1GiB`, `512B`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RawSize(pub u64);
-
-/// Parses `512`, `512B`, `16KiB`, `10MiB`, `1GiB` (also KB/MB/GB as powers of 1000).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    if num.is_empty() || num.len() > 15 {
-        return Err(format!(
-            "invalid size {s:?}: expected a number like \"10MiB\""
-        ));
-    }
-    let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}"))?;
-    let mult: u64 = match unit {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "KB" => 1000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        _ => {
-            return Err(format!(
-                "invalid size {s:?}: unknown unit {unit:?} (use B, KiB, MiB, GiB, KB, MB, GB)"
-            ))
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("invalid size {s:?}: too large"))
-}
-
-impl<'de> Deserialize<'de> for RawSize {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = RawSize;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a size: an integer number of bytes or a string like \"10MiB\"")
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawSize, E> {
-                u64::try_from(v)
-                    .map(RawSize)
-                    .map_err(|_| E::custom("a size cannot be negative"))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawSize, E> {
-                Ok(RawSize(v))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawSize, E> {
-                parse_size(v).map(RawSize).map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert!(parse_duration("10").is_err());
-        assert!(parse_duration("s").is_err());
-        assert!(parse_duration("1.5s").is_err());
-        assert!(parse_duration("10 parsecs").is_err());
-        assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("999999999999d").is_err());
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("512"), Ok(512));
-        assert_eq!(parse_size("16KiB"), Ok(16384));
-        assert_eq!(parse_size("10MiB"), Ok(10 << 20));
-        assert_eq!(parse_size("1GB"), Ok(1_000_000_000));
-        assert!(parse_size("10 furlongs").is_err());
-        assert!(parse_size("").is_err());
-        assert!(parse_size("999999999999999GiB").is_err());
     }
 }

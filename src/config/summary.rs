@@ -2,10 +2,10 @@
 
 use std::fmt::Write;
 
-use super::{Action, Compiled, PathPiece, Rewrite};
+use super::model::{Action, Compiled, PathPiece, Rewrite, Route};
 use crate::http1::allow_header_value;
 use crate::policy::pipeline::PolicyId;
-use crate::route::{Cond, HostPattern, PathPattern};
+use crate::route::{Cond, HostPattern, PathPattern, RouteSpec};
 
 /// One route as `check` and the admin API show it.
 pub struct RouteRow {
@@ -27,149 +27,163 @@ pub fn route_rows(c: &Compiled) -> Vec<RouteRow> {
         .iter()
         .map(|id| {
             let r = c.route(*id);
-            let hosts = if r.spec.hosts.is_empty() {
-                "*".to_string()
-            } else {
-                r.spec
-                    .hosts
-                    .iter()
-                    .map(|h| match h {
-                        HostPattern::Exact(h) => h.clone(),
-                        HostPattern::Wildcard(sfx) => format!("*{sfx}"),
-                        HostPattern::Any => "*".into(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(",")
-            };
-            let mut path = match &r.spec.path {
-                PathPattern::Exact(p) => format!("= {p}"),
-                PathPattern::Prefix(p) => format!("^ {p}"),
-                PathPattern::Template(p) => format!("~ {p}"),
-            };
-            if r.spec.case_insensitive {
-                path.push_str(" (any case)");
-            }
-            let methods = if r.spec.methods == 0 {
-                "ANY".to_string()
-            } else {
-                allow_header_value(r.spec.methods).replace(", ", ",")
-            };
-            let mut conds = String::new();
-            for (k, v) in &r.spec.headers {
-                let _ = match v {
-                    Cond::Equals(x) => write!(conds, " header:{k}={x}"),
-                    Cond::Present => write!(conds, " header:{k}"),
-                };
-            }
-            for (k, v) in &r.spec.query {
-                let _ = match v {
-                    Cond::Equals(x) => write!(conds, " query:{k}={x}"),
-                    Cond::Present => write!(conds, " query:{k}"),
-                };
-            }
-            let action = match &r.action {
-                Action::Proxy(p) => {
-                    let mut a = format!("proxy {}", c.upstream(p.upstream).name);
-                    match &p.rewrite {
-                        Rewrite::ReplacePrefix { prefix, with } => {
-                            let _ = write!(
-                                a,
-                                " (rewrite {prefix} -> {})",
-                                if with.is_empty() { "/" } else { with }
-                            );
-                        }
-                        Rewrite::Template(pieces) => {
-                            let names = match &r.spec.path {
-                                PathPattern::Template(t) => {
-                                    crate::route::validate_template(t).unwrap_or_default()
-                                }
-                                _ => Vec::new(),
-                            };
-                            a.push_str(" (path ");
-                            for piece in pieces {
-                                match piece {
-                                    PathPiece::Literal(l) => a.push_str(l),
-                                    PathPiece::Param(i) => {
-                                        let n = names.get(usize::from(*i));
-                                        let _ = write!(a, "{{{}}}", n.map_or("?", |n| n.as_str()));
-                                    }
-                                }
-                            }
-                            a.push(')');
-                        }
-                        Rewrite::None => {}
-                    }
-                    a
-                }
-                Action::Static(st) => format!("static {}", st.status),
-                Action::Echo => "echo".into(),
-                Action::Redirect(rd) => format!("redirect {} {}", rd.status, rd.location),
-            };
-            let name_of = |id: &crate::policy::pipeline::PolicyId| {
-                c.policies
-                    .list
-                    .get(id.0 as usize)
-                    .map_or("?".to_string(), |p| p.name.clone())
-            };
-            let mut policies: Vec<String> = Vec::new();
-            match &r.gated {
-                None => {
-                    policies.extend(r.cors.iter().map(|id| format!("[{}]", name_of(id))));
-                    policies.extend(r.policies.iter().map(name_of));
-                }
-                Some(g) => {
-                    // Every policy that can run, in order; one that only some requests get is
-                    // marked with the default scope that brings it: `key (if /api)`.
-                    let (all, all_cors) = g.lists.last().cloned().unwrap_or_default();
-                    let when = |id: &PolicyId, is_cors: bool| -> Option<String> {
-                        let always = if is_cors {
-                            r.cors == Some(*id)
-                        } else {
-                            r.policies.contains(id)
-                        };
-                        if always {
-                            return None;
-                        }
-                        let scopes: Vec<String> = g
-                            .scopes
-                            .iter()
-                            .enumerate()
-                            .filter(|(j, _)| {
-                                g.lists.get(1 << j).is_some_and(|(ids, cors)| {
-                                    if is_cors {
-                                        *cors == Some(*id)
-                                    } else {
-                                        ids.contains(id)
-                                    }
-                                })
-                            })
-                            .map(|(_, s)| s.describe())
-                            .collect();
-                        Some(scopes.join(" or "))
-                    };
-                    let show = |id: &PolicyId, is_cors: bool| {
-                        let name = name_of(id);
-                        let name = if is_cors { format!("[{name}]") } else { name };
-                        match when(id, is_cors) {
-                            None => name,
-                            Some(w) => format!("{name} (if {w})"),
-                        }
-                    };
-                    policies.extend(all_cors.iter().map(|id| show(id, true)));
-                    policies.extend(all.iter().map(|id| show(id, false)));
-                }
-            }
             RouteRow {
-                policies: policies.join(","),
+                policies: policies(c, r),
                 name: r.name.clone(),
-                hosts,
-                methods,
-                path,
-                conditions: conds.trim_start().to_string(),
-                action,
+                hosts: hosts(&r.spec),
+                methods: if r.spec.methods == 0 {
+                    "ANY".to_string()
+                } else {
+                    allow_header_value(r.spec.methods).replace(", ", ",")
+                },
+                path: path(&r.spec),
+                conditions: conditions(&r.spec),
+                action: action(c, r),
             }
         })
         .collect()
+}
+
+fn hosts(spec: &RouteSpec) -> String {
+    if spec.hosts.is_empty() {
+        return "*".to_string();
+    }
+    spec.hosts
+        .iter()
+        .map(|h| match h {
+            HostPattern::Exact(h) => h.clone(),
+            HostPattern::Wildcard(sfx) => format!("*{sfx}"),
+            HostPattern::Any => "*".into(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `= /exact`, `~ /template/{id}` or `^ /prefix`, plus ` (any case)`.
+fn path(spec: &RouteSpec) -> String {
+    let mut path = match &spec.path {
+        PathPattern::Exact(p) => format!("= {p}"),
+        PathPattern::Prefix(p) => format!("^ {p}"),
+        PathPattern::Template(p) => format!("~ {p}"),
+    };
+    if spec.case_insensitive {
+        path.push_str(" (any case)");
+    }
+    path
+}
+
+/// `header:k=v query:k` conditions, space-separated.
+fn conditions(spec: &RouteSpec) -> String {
+    let mut conds = String::new();
+    for (k, v) in &spec.headers {
+        let _ = match v {
+            Cond::Equals(x) => write!(conds, " header:{k}={x}"),
+            Cond::Present => write!(conds, " header:{k}"),
+        };
+    }
+    for (k, v) in &spec.query {
+        let _ = match v {
+            Cond::Equals(x) => write!(conds, " query:{k}={x}"),
+            Cond::Present => write!(conds, " query:{k}"),
+        };
+    }
+    conds.trim_start().to_string()
+}
+
+fn action(c: &Compiled, r: &Route) -> String {
+    match &r.action {
+        Action::Proxy(p) => {
+            let mut a = format!("proxy {}", c.upstream(p.upstream).name);
+            match &p.rewrite {
+                Rewrite::ReplacePrefix { prefix, with } => {
+                    let _ = write!(
+                        a,
+                        " (rewrite {prefix} -> {})",
+                        if with.is_empty() { "/" } else { with }
+                    );
+                }
+                Rewrite::Template(pieces) => {
+                    let names = match &r.spec.path {
+                        PathPattern::Template(t) => {
+                            crate::route::validate_template(t).unwrap_or_default()
+                        }
+                        _ => Vec::new(),
+                    };
+                    a.push_str(" (path ");
+                    for piece in pieces {
+                        match piece {
+                            PathPiece::Literal(l) => a.push_str(l),
+                            PathPiece::Param(i) => {
+                                let n = names.get(usize::from(*i));
+                                let _ = write!(a, "{{{}}}", n.map_or("?", |n| n.as_str()));
+                            }
+                        }
+                    }
+                    a.push(')');
+                }
+                Rewrite::None => {}
+            }
+            a
+        }
+        Action::Static(st) => format!("static {}", st.status),
+        Action::Echo => "echo".into(),
+        Action::Redirect(rd) => format!("redirect {} {}", rd.status, rd.location),
+    }
+}
+
+/// Policies in the order they run, CORS first in brackets; with partial defaults, a policy
+/// only some requests get is marked with the scope that brings it: `key (if /api)`.
+fn policies(c: &Compiled, r: &Route) -> String {
+    let name_of = |id: &PolicyId| {
+        c.policies
+            .list
+            .get(id.0 as usize)
+            .map_or("?".to_string(), |p| p.name.clone())
+    };
+    let mut policies: Vec<String> = Vec::new();
+    let Some(g) = &r.gated else {
+        policies.extend(r.cors.iter().map(|id| format!("[{}]", name_of(id))));
+        policies.extend(r.policies.iter().map(name_of));
+        return policies.join(",");
+    };
+    let (all, all_cors) = g.lists.last().cloned().unwrap_or_default();
+    let when = |id: &PolicyId, is_cors: bool| -> Option<String> {
+        let always = if is_cors {
+            r.cors == Some(*id)
+        } else {
+            r.policies.contains(id)
+        };
+        if always {
+            return None;
+        }
+        let scopes: Vec<String> = g
+            .scopes
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| {
+                g.lists.get(1 << j).is_some_and(|(ids, cors)| {
+                    if is_cors {
+                        *cors == Some(*id)
+                    } else {
+                        ids.contains(id)
+                    }
+                })
+            })
+            .map(|(_, s)| s.describe())
+            .collect();
+        Some(scopes.join(" or "))
+    };
+    let show = |id: &PolicyId, is_cors: bool| {
+        let name = name_of(id);
+        let name = if is_cors { format!("[{name}]") } else { name };
+        match when(id, is_cors) {
+            None => name,
+            Some(w) => format!("{name} (if {w})"),
+        }
+    };
+    policies.extend(all_cors.iter().map(|id| show(id, true)));
+    policies.extend(all.iter().map(|id| show(id, false)));
+    policies.join(",")
 }
 
 pub fn render(c: &Compiled) -> String {

@@ -22,7 +22,8 @@ use super::alg::{Alg, AlgSet, Key, KeyKind, KeyMaterial, ALL_ALGS};
 use super::jwks::JwksFetchers;
 use super::keys::{parse_jwks, parse_pem_public_key};
 use super::JwtPolicy;
-use crate::config::raw::RawDuration;
+use crate::config::errors::{header_name, positive, Fail, Report};
+use crate::config::units::RawDuration;
 
 /// `[policies.NAME] jwt = { ... }`. Field errors are reported relative to this table.
 #[derive(Debug, Default, Deserialize)]
@@ -86,15 +87,22 @@ const FORBIDDEN_HEADERS: &[&str] = &[
 
 static NEXT_POLICY_ID: AtomicU64 = AtomicU64::new(1);
 
-struct Errs<'a> {
-    sink: &'a mut dyn FnMut(Range<usize>, &str, String),
+/// The caller's sink, remembering whether anything was reported.
+struct Errs<'a, 'b> {
+    sink: &'a mut Fail<'b>,
     failed: bool,
 }
 
-impl Errs<'_> {
+impl Errs<'_, '_> {
     fn at(&mut self, span: Range<usize>, field: &str, message: impl Into<String>) {
         self.failed = true;
         (self.sink)(span, field, message.into());
+    }
+}
+
+impl Report for Errs<'_, '_> {
+    fn report(&mut self, span: Range<usize>, field: &str, message: String) {
+        self.at(span, field, message)
     }
 }
 
@@ -116,7 +124,7 @@ pub fn compile(
     table_span: Range<usize>,
     base_dir: &Path,
     fetchers: &JwksFetchers,
-    err: &mut dyn FnMut(Range<usize>, &str, String),
+    err: &mut Fail<'_>,
 ) -> Option<Arc<JwtPolicy>> {
     let mut errs = Errs {
         sink: err,
@@ -124,28 +132,7 @@ pub fn compile(
     };
 
     let keys = static_keys(raw, base_dir, &mut errs);
-    let jwks_url = raw.jwks_url.as_ref().and_then(|u| {
-        let valid = u
-            .get_ref()
-            .parse::<ureq::http::Uri>()
-            .ok()
-            .is_some_and(|uri| {
-                matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some()
-            });
-        if !valid {
-            errs.at(
-                u.span(),
-                "jwks_url",
-                format!("{:?} is not an http:// or https:// URL", u.get_ref()),
-            );
-            return None;
-        }
-        if let Err(why) = jwks_url_transport(u.get_ref()) {
-            errs.at(u.span(), "jwks_url", why);
-            return None;
-        }
-        Some(u.get_ref().clone())
-    });
+    let jwks_url = raw.jwks_url.as_ref().and_then(|u| jwks_url(u, &mut errs));
     if keys.is_empty() && jwks_url.is_none() && !errs.failed {
         errs.at(
             table_span.clone(),
@@ -154,27 +141,8 @@ pub fn compile(
              jwks_file or jwks_url",
         );
     }
-    let refresh = duration(&raw.refresh, "refresh", DEFAULT_REFRESH, &mut errs);
-    let min_refresh = duration(
-        &raw.min_refresh,
-        "min_refresh",
-        DEFAULT_MIN_REFRESH,
-        &mut errs,
-    );
-    if jwks_url.is_none() {
-        for (field, v) in [("refresh", &raw.refresh), ("min_refresh", &raw.min_refresh)] {
-            if let Some(v) = v {
-                errs.at(
-                    v.span(),
-                    field,
-                    format!("`{field}` only applies with `jwks_url`"),
-                );
-            }
-        }
-    }
-
+    let (refresh, min_refresh) = refresh_settings(raw, jwks_url.is_some(), &mut errs);
     let algorithms = algorithms(raw, &keys, jwks_url.is_some(), &mut errs);
-
     let issuers = one_or_many(&raw.issuer, &raw.issuers, "issuer", "issuers", &mut errs);
     let audiences = one_or_many(
         &raw.audience,
@@ -195,45 +163,10 @@ pub fn compile(
         Some(c) => c.get_ref().clone(),
         None => "sub".to_string(),
     };
-
-    let mut claims_to_headers: Vec<(String, String)> = Vec::new();
-    for (claim, header) in raw.claims_to_headers.iter().flatten() {
-        let field = format!("claims_to_headers.{claim}");
-        if claim.is_empty() {
-            errs.at(header.span(), &field, "claim name must not be empty");
-            continue;
-        }
-        let Some(name) = header_name(header, &field, &mut errs) else {
-            continue;
-        };
-        if FORBIDDEN_HEADERS.contains(&name.as_str()) {
-            errs.at(
-                header.span(),
-                &field,
-                format!("a claim cannot set the `{name}` header"),
-            );
-        } else if claims_to_headers.iter().any(|(_, h)| *h == name) {
-            errs.at(
-                header.span(),
-                &field,
-                format!("header `{name}` is already set from another claim"),
-            );
-        } else {
-            claims_to_headers.push((claim.clone(), name));
-        }
-    }
-
-    let mut required_claims = Vec::new();
-    for (claim, value) in raw.required_claims.iter().flatten() {
-        let field = format!("required_claims.{claim}");
-        match toml_to_json(value.get_ref()) {
-            Ok(v) => required_claims.push((claim.clone(), v)),
-            Err(why) => errs.at(value.span(), &field, why),
-        }
-    }
-
+    let claims_to_headers = claims_to_headers(raw, &mut errs);
+    let required_claims = required_claims(raw, &mut errs);
     let header = match &raw.header {
-        Some(h) => header_name(h, "header", &mut errs).unwrap_or_default(),
+        Some(h) => header_name(&mut errs, h, "header").unwrap_or_default(),
         None => "authorization".to_string(),
     };
 
@@ -266,6 +199,93 @@ pub fn compile(
         required_claims,
         require_exp: raw.require_exp.as_ref().is_none_or(|r| *r.get_ref()),
     }))
+}
+
+/// `jwks_url`: an http(s) URL with a host, over https unless the host is loopback.
+fn jwks_url(u: &Spanned<String>, errs: &mut Errs) -> Option<String> {
+    let valid = u
+        .get_ref()
+        .parse::<ureq::http::Uri>()
+        .ok()
+        .is_some_and(|uri| {
+            matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some()
+        });
+    if !valid {
+        errs.at(
+            u.span(),
+            "jwks_url",
+            format!("{:?} is not an http:// or https:// URL", u.get_ref()),
+        );
+        return None;
+    }
+    if let Err(why) = jwks_url_transport(u.get_ref()) {
+        errs.at(u.span(), "jwks_url", why);
+        return None;
+    }
+    Some(u.get_ref().clone())
+}
+
+/// `refresh` and `min_refresh`: non-zero, and only meaningful with a `jwks_url`.
+fn refresh_settings(raw: &RawJwt, remote: bool, errs: &mut Errs) -> (Duration, Duration) {
+    let refresh = positive(errs, &raw.refresh, "refresh", DEFAULT_REFRESH);
+    let min_refresh = positive(errs, &raw.min_refresh, "min_refresh", DEFAULT_MIN_REFRESH);
+    if !remote {
+        for (field, v) in [("refresh", &raw.refresh), ("min_refresh", &raw.min_refresh)] {
+            if let Some(v) = v {
+                errs.at(
+                    v.span(),
+                    field,
+                    format!("`{field}` only applies with `jwks_url`"),
+                );
+            }
+        }
+    }
+    (refresh, min_refresh)
+}
+
+/// `claims_to_headers`: claim → a valid header name that frames nothing and no other claim
+/// sets.
+fn claims_to_headers(raw: &RawJwt, errs: &mut Errs) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (claim, header) in raw.claims_to_headers.iter().flatten() {
+        let field = format!("claims_to_headers.{claim}");
+        if claim.is_empty() {
+            errs.at(header.span(), &field, "claim name must not be empty");
+            continue;
+        }
+        let Some(name) = header_name(errs, header, &field) else {
+            continue;
+        };
+        if FORBIDDEN_HEADERS.contains(&name.as_str()) {
+            errs.at(
+                header.span(),
+                &field,
+                format!("a claim cannot set the `{name}` header"),
+            );
+        } else if out.iter().any(|(_, h)| *h == name) {
+            errs.at(
+                header.span(),
+                &field,
+                format!("header `{name}` is already set from another claim"),
+            );
+        } else {
+            out.push((claim.clone(), name));
+        }
+    }
+    out
+}
+
+/// `required_claims`: claim → the JSON value it must equal.
+fn required_claims(raw: &RawJwt, errs: &mut Errs) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for (claim, value) in raw.required_claims.iter().flatten() {
+        let field = format!("required_claims.{claim}");
+        match toml_to_json(value.get_ref()) {
+            Ok(v) => out.push((claim.clone(), v)),
+            Err(why) => errs.at(value.span(), &field, why),
+        }
+    }
+    out
 }
 
 /// Keys fetched over plain `http://` can be swapped by anyone on the path, who could then sign
@@ -484,22 +504,6 @@ fn algorithms(raw: &RawJwt, keys: &[SourcedKey], remote: bool, errs: &mut Errs) 
     set
 }
 
-fn duration(
-    v: &Option<Spanned<RawDuration>>,
-    field: &str,
-    default: Duration,
-    errs: &mut Errs,
-) -> Duration {
-    match v {
-        Some(d) if d.get_ref().0.is_zero() => {
-            errs.at(d.span(), field, "must be greater than zero");
-            default
-        }
-        Some(d) => d.get_ref().0,
-        None => default,
-    }
-}
-
 fn one_or_many(
     one: &Option<Spanned<String>>,
     many: &Option<Spanned<Vec<Spanned<String>>>>,
@@ -535,21 +539,6 @@ fn one_or_many(
         }
     }
     out
-}
-
-/// A valid HTTP field name (RFC 9110 token), lowercased.
-fn header_name(h: &Spanned<String>, field: &str, errs: &mut Errs) -> Option<String> {
-    let name = h.get_ref();
-    let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    if name.is_empty() || !name.bytes().all(is_tchar) {
-        errs.at(
-            h.span(),
-            field,
-            format!("{name:?} is not a valid header name"),
-        );
-        return None;
-    }
-    Some(name.to_ascii_lowercase())
 }
 
 fn toml_to_json(v: &toml::Value) -> Result<Value, String> {

@@ -33,7 +33,8 @@ use std::ops::Range;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::raw::RawDuration;
+use crate::config::errors::Fail;
+use crate::config::units::RawDuration;
 use crate::http1::{is_tchar, write_header, Method};
 
 /// `cors = { ... }` inside a named policy table.
@@ -244,24 +245,82 @@ fn list_items(v: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// Validates `raw` into a `CorsPolicy`; reports every problem through `err` (span, field
 /// suffix such as `origins[2]`, message) and returns `None` if there was any.
-pub fn compile(
-    raw: &RawCors,
-    err: &mut dyn FnMut(Range<usize>, &str, String),
-) -> Option<CorsPolicy> {
+pub fn compile(raw: &RawCors, err: &mut Fail<'_>) -> Option<CorsPolicy> {
     let mut failed = false;
     let mut fail = |span: Range<usize>, field: &str, msg: String| {
         failed = true;
         err(span, field, msg);
     };
     let credentials = raw.credentials.as_ref().is_some_and(|c| *c.get_ref());
-    let star_with_credentials = |what: &str| {
-        format!(
-            "`*` in {what} cannot be combined with credentials = true: browsers reject it; \
-             list the allowed values"
-        )
+    let origins = origins(raw, credentials, &mut fail);
+    let (methods, allow_methods) = methods(raw, credentials, &mut fail);
+    let headers = name_list(
+        &raw.headers,
+        "headers",
+        credentials,
+        &mut fail,
+        &star_with_credentials,
+    );
+    let expose = name_list(
+        &raw.expose_headers,
+        "expose_headers",
+        credentials,
+        &mut fail,
+        &star_with_credentials,
+    );
+    let expose = match expose {
+        NameList::Any => Some(Box::from(&b"*"[..])),
+        NameList::List(l) if l.is_empty() => None,
+        NameList::List(l) => Some(join(l.iter())),
     };
+    let preflight_status = match &raw.preflight_status {
+        None => 204,
+        Some(s) => match u16::try_from(*s.get_ref()) {
+            Ok(code) if (200..=299).contains(&code) => code,
+            _ => {
+                fail(
+                    s.span(),
+                    "preflight_status",
+                    "a preflight answer needs an ok status, 200..=299".into(),
+                );
+                204
+            }
+        },
+    };
+    let max_age = raw.max_age.as_ref().map(|d| {
+        d.get_ref()
+            .0
+            .as_secs()
+            .to_string()
+            .into_bytes()
+            .into_boxed_slice()
+    });
 
-    // Origins.
+    if failed {
+        return None;
+    }
+    Some(CorsPolicy {
+        origins,
+        methods,
+        allow_methods,
+        headers,
+        expose,
+        credentials,
+        max_age,
+        preflight_status,
+    })
+}
+
+fn star_with_credentials(what: &str) -> String {
+    format!(
+        "`*` in {what} cannot be combined with credentials = true: browsers reject it; \
+         list the allowed values"
+    )
+}
+
+/// `origins`: `"*"` alone, or exact origins and `https://*.domain` wildcards; with
+/// credentials neither `*` nor a wildcard over a public suffix.
+fn origins(raw: &RawCors, credentials: bool, fail: &mut Fail<'_>) -> Origins {
     let mut any = false;
     let mut exact: Vec<Box<[u8]>> = Vec::new();
     let mut wild: Vec<WildOrigin> = Vec::new();
@@ -310,8 +369,19 @@ pub fn compile(
             "\"*\" allows every origin; it must be the only entry".into(),
         );
     }
+    if any {
+        Origins::Any
+    } else {
+        Origins::List {
+            exact: exact.into(),
+            wild: wild.into(),
+        }
+    }
+}
 
-    // Methods.
+/// `methods` (default GET, HEAD, POST; case-sensitive tokens; `*` = any) and the
+/// `Access-Control-Allow-Methods` value for the listed ones.
+fn methods(raw: &RawCors, credentials: bool, fail: &mut Fail<'_>) -> (NameList, Box<[u8]>) {
     let mut methods: Option<Vec<Box<[u8]>>> = Some(Vec::new());
     match &raw.methods {
         None => {
@@ -357,70 +427,7 @@ pub fn compile(
         None => NameList::Any,
         Some(l) => NameList::List(l.into()),
     };
-
-    let headers = name_list(
-        &raw.headers,
-        "headers",
-        credentials,
-        &mut fail,
-        &star_with_credentials,
-    );
-    let expose = name_list(
-        &raw.expose_headers,
-        "expose_headers",
-        credentials,
-        &mut fail,
-        &star_with_credentials,
-    );
-    let expose = match expose {
-        NameList::Any => Some(Box::from(&b"*"[..])),
-        NameList::List(l) if l.is_empty() => None,
-        NameList::List(l) => Some(join(l.iter())),
-    };
-
-    let preflight_status = match &raw.preflight_status {
-        None => 204,
-        Some(s) => match u16::try_from(*s.get_ref()) {
-            Ok(code) if (200..=299).contains(&code) => code,
-            _ => {
-                fail(
-                    s.span(),
-                    "preflight_status",
-                    "a preflight answer needs an ok status, 200..=299".into(),
-                );
-                204
-            }
-        },
-    };
-    let max_age = raw.max_age.as_ref().map(|d| {
-        d.get_ref()
-            .0
-            .as_secs()
-            .to_string()
-            .into_bytes()
-            .into_boxed_slice()
-    });
-
-    if failed {
-        return None;
-    }
-    Some(CorsPolicy {
-        origins: if any {
-            Origins::Any
-        } else {
-            Origins::List {
-                exact: exact.into(),
-                wild: wild.into(),
-            }
-        },
-        methods,
-        allow_methods,
-        headers,
-        expose,
-        credentials,
-        max_age,
-        preflight_status,
-    })
+    (methods, allow_methods)
 }
 
 /// Header name list (lowercased tokens); `"*"` anywhere makes it `Any`.
@@ -428,7 +435,7 @@ fn name_list(
     raw: &Option<Vec<Spanned<String>>>,
     what: &str,
     credentials: bool,
-    fail: &mut dyn FnMut(Range<usize>, &str, String),
+    fail: &mut Fail<'_>,
     star_msg: &dyn Fn(&str) -> String,
 ) -> NameList {
     let mut names: Vec<Box<[u8]>> = Vec::new();

@@ -9,11 +9,12 @@
 use crate::http1::trim_ows;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::ops::Range;
 use std::str::FromStr;
 
 use serde::Deserialize;
 use toml::Spanned;
+
+use crate::config::errors::Fail;
 
 const V4_MAPPED: u128 = 0xffff << 32;
 
@@ -141,11 +142,7 @@ impl FromIterator<Cidr> for CidrSet {
 }
 
 /// Parses a config list of CIDR blocks; each bad entry is reported as `field[i]`.
-pub fn compile_cidrs(
-    list: &[Spanned<String>],
-    field: &str,
-    err: &mut dyn FnMut(Range<usize>, &str, String),
-) -> Option<CidrSet> {
+pub fn compile_cidrs(list: &[Spanned<String>], field: &str, err: &mut Fail<'_>) -> Option<CidrSet> {
     let mut failed = false;
     let mut cidrs = Vec::with_capacity(list.len());
     for (i, entry) in list.iter().enumerate() {
@@ -180,10 +177,7 @@ pub struct IpFilter {
 /// Validates `raw` into an `IpFilter`; reports problems through `err` (span, field suffix such
 /// as `allow[2]`, message) and returns `None` if there was any. An empty `allow` list is an
 /// error (it would refuse everyone); neither list means everyone is permitted.
-pub fn compile(
-    raw: &RawIpFilter,
-    err: &mut dyn FnMut(Range<usize>, &str, String),
-) -> Option<IpFilter> {
+pub fn compile(raw: &RawIpFilter, err: &mut Fail<'_>) -> Option<IpFilter> {
     let mut failed = false;
     let allow = match &raw.allow {
         None => None,

@@ -1,10 +1,14 @@
 //! Route policies. `pipeline` owns the enum and the loop that runs a route's policies in
-//! order; the other modules own one policy family each (CORS, header/query transforms, IP
-//! filters and client-address resolution). API keys (`apikey`), JWT (`jwt`) and rate limits
-//! (`ratelimit`) live in their own top-level modules because they also own CLI, background
-//! threads or cross-worker state.
+//! order; the other modules own one policy kind each, with its Raw config type and its
+//! `compile` (CORS, header/query transforms, IP filters and client-address resolution, the
+//! `api_key` lookup, `authorize`, `rate_limit`). The key store (`apikey`), JWT verification
+//! (`jwt`) and the limiter tables (`ratelimit`) live in their own top-level modules because
+//! they also own CLI, background threads or cross-worker state.
 
+pub mod api_key;
+pub mod authorize;
 pub mod cors;
 pub mod ip;
 pub mod pipeline;
+pub mod rate_limit;
 pub mod transform;

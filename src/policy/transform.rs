@@ -34,6 +34,7 @@ use std::ops::Range;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::config::errors::Fail;
 use crate::http1::{is_hop_by_hop, is_safe_header_value, is_tchar, query};
 
 /// A rendered header value failed `http1::is_safe_header_value`.
@@ -487,10 +488,7 @@ fn percent_encode(s: &[u8], out: &mut Vec<u8>) {
 
 /// Validates `raw` into a `Transform`; reports every problem through `err` (span, field suffix
 /// such as `request_headers.set.x-user`, message) and returns `None` if there was any.
-pub fn compile(
-    raw: &RawTransform,
-    err: &mut dyn FnMut(Range<usize>, &str, String),
-) -> Option<Transform> {
+pub fn compile(raw: &RawTransform, err: &mut Fail<'_>) -> Option<Transform> {
     let mut failed = false;
     let mut fail = |span: Range<usize>, field: &str, msg: String| {
         failed = true;
@@ -505,8 +503,6 @@ pub fn compile(
         query,
     })
 }
-
-type Fail<'a> = dyn FnMut(Range<usize>, &str, String) + 'a;
 
 fn header_name(s: &str) -> Result<Box<[u8]>, String> {
     if s.is_empty() || !s.bytes().all(is_tchar) {

@@ -1,0 +1,237 @@
+//! The compiled configuration: `Compiled` and everything it holds (listeners, limits,
+//! timeouts, upstreams, routes and their actions), plus `Runtime`, the long-lived state a
+//! compile draws on. Plain data: `compile` builds it, workers read it.
+//!
+//! `Compiled` is `Send + Sync` and never mutated after `compile()` returns. Ids are dense
+//! indexes into its vectors, so workers keep per-core state (pools, cursors) in plain `Vec`s.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::scope::GatedPolicies;
+use super::telemetry::Telemetry;
+use crate::http1::Limits;
+use crate::route::{RouteId, RouteSpec, RouteTable};
+
+/// Long-lived state config compiles draw on (owned by the control thread's `Shared`): rate
+/// limiters with an unchanged identity keep their buckets across reloads, and JWKS fetchers
+/// keep running for an unchanged URL.
+#[derive(Default)]
+pub struct Runtime {
+    pub limiters: crate::ratelimit::LimiterRegistry,
+    pub jwks: crate::jwt::JwksFetchers,
+}
+
+/// Dense index into `Compiled::upstreams`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UpstreamId(pub u32);
+
+/// The whole compiled configuration of one generation.
+pub struct Compiled {
+    pub generation: u64,
+    pub source: PathBuf,
+    /// 0 = one worker per available core.
+    pub workers: usize,
+    pub drain_timeout: Duration,
+    pub listeners: Vec<Listener>,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    pub upstreams: Vec<Upstream>,
+    /// Indexed by `RouteId`.
+    pub routes: Vec<Route>,
+    pub table: RouteTable,
+    /// The admin listener, if enabled.
+    pub admin: Option<Admin>,
+    /// Metrics, access log and trace settings.
+    pub telemetry: Telemetry,
+    /// Consumers, key store and named policies (routes refer to them by `PolicyId`).
+    pub policies: crate::policy::pipeline::Policies,
+    /// Hash of the file content this generation was compiled from (hex, for `/config`).
+    pub content_hash: String,
+    /// How request paths are normalized (`[paths]`).
+    pub paths: crate::http1::PathOptions,
+    /// Caps on open client connections (checked at accept).
+    pub conn_limits: ConnLimits,
+}
+
+/// Caps on open client connections, checked once per accepted connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// Whole process (0 = unlimited).
+    pub max: usize,
+    /// Per client address, IPv6 grouped by `ipv6_prefix` (0 = unlimited).
+    pub per_ip: u32,
+    /// Prefix length (1..=128) that groups IPv6 clients for `per_ip`.
+    pub ipv6_prefix: u8,
+}
+
+/// The slowest a client may send a request body or read a response: averaged over the time
+/// spent waiting on that client, once the time exceeds `grace` (Kestrel's model).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MinDataRate {
+    /// Nanoseconds one byte may take (`1e9 / bytes_per_second`); 0 = no minimum.
+    pub ns_per_byte: u64,
+    pub grace: Duration,
+}
+
+/// The admin listener (never on a public listener; served by its own thread).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Admin {
+    pub addr: SocketAddr,
+    pub token: Option<String>,
+}
+
+impl Compiled {
+    pub fn route(&self, id: RouteId) -> &Route {
+        &self.routes[id.0 as usize]
+    }
+    pub fn upstream(&self, id: UpstreamId) -> &Upstream {
+        &self.upstreams[id.0 as usize]
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listener {
+    pub name: String,
+    pub addr: SocketAddr,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// Time allowed to receive a complete request head (→ 408).
+    pub client_header: Duration,
+    /// Max gap between body reads from the client (→ 408 / close).
+    pub client_body: Duration,
+    /// Idle keep-alive connections are closed after this.
+    pub keepalive: Duration,
+    /// Default upstream connect timeout (→ 504).
+    pub upstream_connect: Duration,
+    /// Default time from request sent to response head received (→ 504).
+    pub upstream_response: Duration,
+    /// Max gap between upstream body reads once the response started.
+    pub upstream_idle: Duration,
+    /// Whole request body, counted from the complete head (→ 408 / close).
+    pub client_body_total: Duration,
+    /// Minimum request-body and response data rate (→ 408 / close).
+    pub min_data_rate: MinDataRate,
+    /// A tunnel (WebSocket) with no bytes either way for this long is closed.
+    pub tunnel_idle: Duration,
+    /// After an error response with request bytes unread: drain for up to this long
+    /// (zero = close at once) ...
+    pub lingering_close: Duration,
+    /// ... or this many bytes, before closing, so the client reads the response instead of a
+    /// reset.
+    pub lingering_bytes: u64,
+}
+
+#[derive(Debug)]
+pub struct Upstream {
+    pub name: String,
+    pub targets: Vec<Target>,
+    /// Idle pooled connections kept per worker per target.
+    pub max_idle: usize,
+    pub idle_timeout: Duration,
+    /// How long a target that refused a connection is skipped.
+    pub backoff: Duration,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub addr: SocketAddr,
+    /// As written in the config (for logs and `check`).
+    pub label: String,
+    pub weight: u32,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub id: RouteId,
+    pub name: String,
+    /// What the route matches (kept for `check` and the admin API).
+    pub spec: RouteSpec,
+    pub action: Action,
+    /// Largest request body accepted (→ 413).
+    pub max_body: u64,
+    /// Requests on this route are written to the access log (when it is enabled).
+    pub access_log: bool,
+    /// Policies run in this order (matching `[[defaults]]` first, then the route's own).
+    pub policies: Vec<crate::policy::pipeline::PolicyId>,
+    /// The route's CORS policy (answers preflights before any other policy).
+    pub cors: Option<crate::policy::pipeline::PolicyId>,
+    /// Set when some `[[defaults]]` cover only part of the route: the per-request lists
+    /// (`policies` / `cors` above are then the lists for requests none of them covers).
+    pub gated: Option<Box<GatedPolicies>>,
+}
+
+impl Route {
+    /// The policies (and CORS policy) for a request with this normalized path and lowercase
+    /// host: `policies` / `cors` unless some default covers only part of the route.
+    #[inline]
+    pub fn policies_for(
+        &self,
+        path: &[u8],
+        host: &str,
+    ) -> (
+        &[crate::policy::pipeline::PolicyId],
+        Option<crate::policy::pipeline::PolicyId>,
+    ) {
+        match &self.gated {
+            None => (&self.policies, self.cors),
+            Some(g) => g.select(path, host),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Action {
+    Proxy(ProxyAction),
+    Static(StaticResponse),
+    Echo,
+    Redirect(Redirect),
+}
+
+#[derive(Debug)]
+pub struct ProxyAction {
+    pub upstream: UpstreamId,
+    pub rewrite: Rewrite,
+    /// Send the client's Host upstream (default) instead of the target's address.
+    pub preserve_host: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rewrite {
+    None,
+    /// Replace the route's `prefix` with `with` ("" = strip). An empty result becomes "/".
+    ReplacePrefix {
+        prefix: String,
+        with: String,
+    },
+    /// Build the path from literal pieces and the route template's captures.
+    Template(Vec<PathPiece>),
+}
+
+/// A piece of a `proxy.path` rewrite template.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PathPiece {
+    Literal(String),
+    /// Index of the route template's capture.
+    Param(u16),
+}
+
+#[derive(Debug)]
+pub struct StaticResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub struct Redirect {
+    pub status: u16,
+    pub location: String,
+    /// Append the request path and query to `location`.
+    pub append_path: bool,
+}
