@@ -934,8 +934,6 @@ fn read_src_tree(root: &Path) -> Vec<(String, String)> {
 }
 
 #[test]
-// Remove the `ignore` once the renovation (issue 10) has cleared the report.
-#[ignore = "renovation in progress"]
 fn layering_and_no_cycles() {
     // ARCH_SRC checks another tree (another branch's checkout) with this checker.
     let src = std::env::var_os("ARCH_SRC").map_or_else(
