@@ -16,6 +16,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crate::accesslog::redact::redact_target;
 use crate::accesslog::{CoreLog, LogFormat, LogRecord};
 use crate::config::{AccessLogFormat, Compiled, TracingSettings};
+use crate::exchange::error::Side;
 use crate::exchange::ExchangeFacts as Exchange;
 use crate::http1::{Method, RequestHead, Version};
 use crate::metrics::{CoreCounter, CoreMetrics, CoreSnapshot, RouteSlot, UpstreamSlot};
@@ -222,6 +223,7 @@ impl CoreTelemetry {
                         user_agent: None,
                         referer: None,
                         consumer: None,
+                        aborted: None,
                     };
                     log.push(&rec, format(settings.format));
                 }
@@ -334,6 +336,11 @@ fn push_log_line(
         user_agent: head.header("user-agent"),
         referer: referer_redacted.as_deref().or(referer),
         consumer: ex.consumer.as_deref(),
+        aborted: ex.aborted.map(|side| match side {
+            Side::Downstream => "client",
+            Side::Upstream => "upstream",
+            Side::Internal => "gateway",
+        }),
     };
     log.push(&rec, format(fmt));
 }

@@ -343,3 +343,52 @@ fn api_keys_in_the_query_never_reach_the_log_whatever_the_outcome() {
         assert!(l.contains("?x=1&api_key=REDACTED HTTP/1.1\""), "{l}");
     }
 }
+
+/// A response that breaks off after its head was sent cannot get an error status any more;
+/// the log line says who broke it. An upstream that promises 100 bytes and closes after 10 is
+/// an upstream abort; a normal response carries no `aborted` field at all.
+#[test]
+fn a_response_broken_off_mid_body_is_logged_with_the_side_that_broke_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let up = Upstream::start(Arc::new(|req, s| {
+        if req.target.contains("short") {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
+            return Reply::Close;
+        }
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        Reply::KeepAlive
+    }));
+    let log = format!(
+        "[access_log]\nenabled = true\npath = \"{}\"\n",
+        path.display()
+    );
+    let gw = Gateway::start(&config(up.addr, &log));
+
+    let mut s = connect(gw.addr);
+    s.write_all(b"GET /api/short HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (got, closed, _) = read_until_close(&mut s, Duration::from_secs(10));
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.ends_with("0123456789"),
+        "the client gets what arrived: {text}"
+    );
+    assert!(closed, "a truncated body ends the client connection");
+    assert_eq!(get(gw.addr, "/api/fine").status, 200);
+
+    // Two workers keep separate buffers, so lines are found by path, not by position.
+    let lines = wait_lines(&path, 2);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let parsed: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let line = |p: &str| parsed.iter().find(|v| v["path"] == p).cloned().unwrap();
+    let short = line("/api/short");
+    assert_eq!(short["status"], 200);
+    assert_eq!(short["aborted"], "upstream", "{short}");
+    let fine = line("/api/fine");
+    assert!(fine.get("aborted").is_none(), "{fine}");
+}

@@ -132,6 +132,11 @@ pub fn format_json(r: &LogRecord, out: &mut Vec<u8>) {
     json_opt_str(out, r.referer);
     out.extend_from_slice(b",\"consumer\":");
     json_opt_str(out, r.consumer.map(str::as_bytes));
+    if let Some(side) = r.aborted {
+        out.extend_from_slice(b",\"aborted\":\"");
+        out.extend_from_slice(side.as_bytes());
+        out.push(b'"');
+    }
     out.extend_from_slice(b"}\n");
 }
 
@@ -191,6 +196,7 @@ mod tests {
             user_agent: Some(b"curl/8.5.0"),
             referer: None,
             consumer: Some("acme"),
+            aborted: None,
         }
     }
 

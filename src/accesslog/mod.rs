@@ -89,6 +89,9 @@ pub struct LogRecord<'a> {
     pub referer: Option<&'a [u8]>,
     /// Authenticated consumer name.
     pub consumer: Option<&'a str>,
+    /// Who broke the response after its head was sent (`"client"` or `"upstream"`); the JSON
+    /// line carries `aborted` only then.
+    pub aborted: Option<&'static str>,
 }
 
 /// Locks `m`, ignoring poisoning: every value guarded here stays consistent across a panic.
@@ -427,6 +430,7 @@ mod tests {
             user_agent: None,
             referer: None,
             consumer: None,
+            aborted: None,
         }
     }
 
