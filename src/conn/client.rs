@@ -448,3 +448,54 @@ impl Downstream for Client {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(body: BodyLen, keep: bool, version: Version) -> (String, Framing, bool) {
+        let resp = Response {
+            status: 200,
+            fields: b"content-type: text/plain\r\n",
+            body,
+            keep,
+        };
+        let lines = ExchangeLines {
+            request_id: b"r1",
+            trace: Some((b"x-trace-id", b"abc")),
+            lines: b"ratelimit: limit=1\r\n",
+        };
+        let mut out = Vec::new();
+        let (framing, keep) = response_head(&mut out, &resp, version, &lines);
+        (String::from_utf8(out).unwrap(), framing, keep)
+    }
+
+    #[test]
+    fn an_unknown_length_is_chunked_for_http11_and_close_delimited_for_http10() {
+        let (text, framing, keep) = head(BodyLen::Unknown, true, Version::Http11);
+        assert_eq!((framing, keep), (Framing::Chunked, true));
+        assert!(text.contains("transfer-encoding: chunked\r\n"));
+        let (text, framing, keep) = head(BodyLen::Unknown, true, Version::Http10);
+        assert_eq!(
+            (framing, keep),
+            (Framing::Close, false),
+            "1.0 has no chunked"
+        );
+        assert!(text.contains("connection: close\r\n") && !text.contains("transfer-encoding"));
+    }
+
+    #[test]
+    fn every_head_carries_the_exchange_lines_after_the_producers_fields() {
+        let (text, framing, keep) = head(BodyLen::Length(5), true, Version::Http10);
+        assert_eq!((framing, keep), (Framing::Length(5), true));
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n\
+             x-request-id: r1\r\nx-trace-id: abc\r\nratelimit: limit=1\r\n\
+             connection: keep-alive\r\n\r\n"
+        );
+        let (text, framing, _) = head(BodyLen::Bare, false, Version::Http11);
+        assert_eq!(framing, Framing::Bare);
+        assert!(!text.contains("content-length") && text.ends_with("connection: close\r\n\r\n"));
+    }
+}
