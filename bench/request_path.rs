@@ -1,11 +1,14 @@
 //! The whole in-memory request path, without sockets, and its heap allocations per request.
 //!
-//! Mirrors `proxy::handle_request` → `proxy::forward`: parse the request head, pick the request
-//! id, normalize the path, lowercase the routing host, look the route up in a `Compiled` built
-//! from a ~20-route TOML config, then serialize the fresh upstream head into a reused buffer
-//! with the proxy's own `proxy::upstream_head::write_upstream_head` (with a W3C trace context, as
-//! propagation is on by default), and record the request in core-local metrics. The `round_trip` cases go on: parse a canned upstream response head and
-//! serialize the client response head into the same reused buffer, as `forward::proxy` does.
+//! Follows `conn::http1::handle_request` → `exchange::pipeline` → `exchange::forward`: parse the
+//! request head, pick the request id, normalize the path, lowercase the routing host, look the
+//! route up in a `Compiled` built from a ~20-route TOML config, then serialize the fresh
+//! upstream head into a reused buffer with the gateway's own
+//! `exchange::upstream_head::write_upstream_head` (with a W3C trace context, as propagation is
+//! on by default), and record the request in core-local metrics. The `round_trip` cases go on:
+//! parse a canned upstream response head and build the client response head with the same
+//! functions the gateway calls (`exchange::forward::filter_response_fields`,
+//! `conn::client::response_head`, i.e. `http1::write_response_head`).
 //!
 //! A counting `#[global_allocator]` (wrapping `System`, so timings here use the system
 //! allocator, not the binary's mimalloc) reports allocations per request in steady state

@@ -2,7 +2,7 @@
 //! integration test (tests/alloc_free.rs): a counting allocator type (each user installs it
 //! as its own `#[global_allocator]`), the ~20-route config, canned requests, one request through
 //! parse → route → upstream head (→ response head) → metrics, and the steady-state allocation
-//! count. Mirrors src/proxy/mod.rs and src/proxy/forward.rs; see bench/request_path.rs.
+//! count. Follows src/conn/http1.rs and src/exchange/; see bench/request_path.rs.
 #![allow(dead_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -14,12 +14,13 @@ use std::path::Path;
 use ringway::config::{compile, Action, Compiled};
 use ringway::conn::client::{response_head, ExchangeLines};
 use ringway::exchange::forward::filter_response_fields;
+use ringway::exchange::route::HeadHeaders;
 use ringway::exchange::upstream_head::{write_upstream_head, UpstreamHead};
 use ringway::exchange::wire::{BodyLen, Response};
 use ringway::http1::{self, BodyFraming, RequestHead, ResponseHead};
 use ringway::metrics::{CoreMetrics, RouteSlot};
 use ringway::request_id::{IdGen, RequestId};
-use ringway::route::{HeaderSource, Lookup, RouteRequest};
+use ringway::route::{Lookup, RouteRequest};
 use ringway::trace::{IdRng, TraceContext};
 
 // ---------------------------------------------------------------------------------------
@@ -275,10 +276,10 @@ pub fn build_config() -> Compiled {
 }
 
 // ---------------------------------------------------------------------------------------
-// The request path (mirrors src/proxy/mod.rs and src/proxy/forward.rs)
+// The request path (follows src/conn/http1.rs and src/exchange/)
 // ---------------------------------------------------------------------------------------
 
-/// Per-connection state the proxy keeps across requests (`proxy::Client`) plus the worker's
+/// Per-connection state the gateway keeps across requests (`conn::client::Client`) plus the worker's
 /// id generator.
 pub struct Conn {
     ids: IdGen,
@@ -339,15 +340,6 @@ pub const STEPS: [(Step, &str); 10] = [
     (Step::ClientHead, "client response head serialize"),
     (Step::Metrics, "record metrics"),
 ];
-
-/// Header access for the router (`proxy::HeadHeaders`).
-pub struct HeadHeaders<'a>(&'a RequestHead);
-
-impl HeaderSource for HeadHeaders<'_> {
-    fn header(&self, lowercase_name: &str) -> Option<&[u8]> {
-        self.0.header(lowercase_name)
-    }
-}
 
 /// Runs one request through the path. `after` is called at the end of each step (a no-op
 /// when timing). Returns the bytes serialized last, so nothing is optimized away.
@@ -436,7 +428,7 @@ pub fn request_path(
         let resp = match http1::parse_response_head(
             UPSTREAM_RESPONSE,
             cfg.limits.max_header_bytes.max(64 * 1024),
-            128, // RESPONSE_MAX_HEADERS in src/proxy/forward.rs
+            ringway::exchange::send::RESPONSE_MAX_HEADERS,
             head.method,
         ) {
             Ok(Some((r, _))) => r,

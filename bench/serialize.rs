@@ -3,13 +3,17 @@
 //! content-length digits written by hand.
 //!
 //! Measured: a fixed handful of headers, the same head re-serialized from a parsed upstream
-//! response with the proxy's hop-by-hop filtering, and a 404 problem response (`exchange::respond::problem` + the head writer).
+//! response by the gateway's own field filter and head writer, and a 404 problem response
+//! (`exchange::respond::problem` + the head writer).
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use ringway::conn::client::{response_head, ExchangeLines};
 use ringway::exchange::error::{ErrorKind, ProxyError};
+use ringway::exchange::forward::filter_response_fields;
 use ringway::exchange::respond::problem;
+use ringway::exchange::wire::{BodyLen, Response};
 use ringway::http1::push_decimal;
 use ringway::http1::{self, BodyFraming, Method, ResponseHead, Version};
 
@@ -40,28 +44,30 @@ fn handful(out: &mut Vec<u8>, body_len: u64) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// The client response head from a parsed upstream head, as `proxy::forward` builds it for a
-/// keep-alive HTTP/1.1 client and a length-delimited body.
-fn from_upstream(out: &mut Vec<u8>, resp: &ResponseHead) {
+/// The client response head from a parsed upstream head, built by the gateway's own functions
+/// (the forward phase's field filter, then the HTTP/1.1 wire's head writer) for a keep-alive
+/// HTTP/1.1 client and a length-delimited body. `fields` is the reused field-line buffer.
+fn from_upstream(out: &mut Vec<u8>, fields: &mut Vec<u8>, resp: &ResponseHead) {
+    fields.clear();
+    filter_response_fields(resp, None, false, fields);
+    let body = match resp.body {
+        BodyFraming::Length(n) => BodyLen::Length(n),
+        BodyFraming::None => BodyLen::Bare,
+        _ => BodyLen::Unknown,
+    };
+    let r = Response {
+        status: resp.status,
+        fields,
+        body,
+        keep: true,
+    };
+    let lines = ExchangeLines {
+        request_id: REQUEST_ID.as_bytes(),
+        trace: None,
+        lines: b"",
+    };
     out.clear();
-    http1::write_status_line(out, resp.status);
-    for (n, v) in resp.headers() {
-        if http1::is_hop_by_hop(n)
-            || http1::named_in_connection(resp.headers(), n)
-            || n.eq_ignore_ascii_case(b"x-request-id")
-            || (n.eq_ignore_ascii_case(b"content-length") && resp.body != BodyFraming::None)
-        {
-            continue;
-        }
-        http1::write_header(out, n, v);
-    }
-    if let BodyFraming::Length(n) = resp.body {
-        out.extend_from_slice(b"content-length: ");
-        push_decimal(out, n);
-        out.extend_from_slice(b"\r\n");
-    }
-    http1::write_header(out, b"x-request-id", REQUEST_ID.as_bytes());
-    out.extend_from_slice(b"\r\n");
+    response_head(out, &r, Version::Http11, &lines);
 }
 
 fn response_heads(c: &mut Criterion) {
@@ -70,9 +76,10 @@ fn response_heads(c: &mut Criterion) {
         other => panic!("bench response does not parse: {other:?}"),
     };
     let mut out = Vec::with_capacity(1024);
+    let mut fields = Vec::with_capacity(1024);
     handful(&mut out, 20);
     assert!(out.starts_with(b"HTTP/1.1 200 OK\r\n") && out.ends_with(b"\r\n\r\n"));
-    from_upstream(&mut out, &resp);
+    from_upstream(&mut out, &mut fields, &resp);
     let text = String::from_utf8_lossy(&out).to_ascii_lowercase();
     assert!(text.contains("content-length: 20\r\n") && !text.contains("keep-alive"));
 
@@ -81,7 +88,7 @@ fn response_heads(c: &mut Criterion) {
         b.iter(|| handful(black_box(&mut out), black_box(20)))
     });
     group.bench_function("from_upstream_head", |b| {
-        b.iter(|| from_upstream(black_box(&mut out), black_box(&resp)))
+        b.iter(|| from_upstream(black_box(&mut out), &mut fields, black_box(&resp)))
     });
     group.finish();
 }

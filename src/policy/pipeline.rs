@@ -6,7 +6,7 @@
 //! CORS is not in the loop: a route's CORS policy answers preflights before anything else and
 //! decorates every response (including denials) so browsers can read them.
 //!
-//! Invariants: a denial stops the loop and becomes exactly one error response (`error::render`);
+//! Invariants: a denial stops the loop and becomes exactly one error response (`exchange::respond`);
 //! secrets the caller presented (API keys) never reach the upstream; headers the gateway asserts
 //! upstream (consumer, claims) replace any copy the client sent; every value the gateway derives
 //! for a header (consumer names, claims, transform values) passed `http1::is_safe_header_value`,
