@@ -43,8 +43,8 @@ impl std::fmt::Display for SpecError {
 impl std::error::Error for SpecError {}
 
 impl LimitSpec {
-    /// Checks the spec is within what [`Limiter`](super::limiter::Limiter) computes exactly. The config compiler calls
-    /// this; `Limiter::new` clamps specs that fail it instead of panicking.
+    /// Checks the spec is within what [`Limiter`](super::limiter::Limiter) computes exactly. The
+    /// config compiler calls this; `Limiter::new` clamps specs that fail it instead of panicking.
     pub fn validate(&self) -> Result<(), SpecError> {
         if self.requests == 0 {
             return Err(SpecError::ZeroRequests);
