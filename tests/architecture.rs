@@ -1,7 +1,7 @@
 //! Architecture check: reads every `src/**/*.rs` (except `main.rs`, `lib.rs` and `#[cfg(test)]`
 //! code), builds the file-level graph of "uses" edges, and asserts that
-//! (a) no two files depend on each other through any chain (no import cycle; a parent module
-//!     naming its own direct children is ownership and does not count, see `check`), and
+//! (a) no two files depend on each other through any chain (no import cycle, counted strictly,
+//!     file by file: a `mod.rs` and its own children count like any other files), and
 //! (b) at most `MAX_UPWARD` imports point from a lower layer to a higher one, each marked with a
 //!     comment containing `layer:` that says why.
 //!
@@ -482,12 +482,6 @@ fn module_path(rel: &str) -> Vec<String> {
 }
 
 impl Crate {
-    /// `child` is a direct child module of `parent` (`a::b` of `a`).
-    fn is_child(&self, child: usize, parent: usize) -> bool {
-        let (c, p) = (&self.mods[child].path, &self.mods[parent].path);
-        c.len() == p.len() + 1 && c.starts_with(p)
-    }
-
     /// Builds the crate from `(path relative to src/, source)` pairs. Files no parent declares
     /// (outside `#[cfg(test)]`) are dropped: test modules, leftovers, `main.rs`.
     fn new(files: Vec<(String, String)>) -> Crate {
@@ -862,16 +856,10 @@ fn check(krate: &Crate) -> Report {
         }
     }
 
-    // A parent naming its own direct children (declaring, re-exporting, assembling them) is
-    // ownership, not a dependency: to the rest of the crate a directory module and its children
-    // are one unit, and Rust lets children see their parent's private items by design. Those
-    // edges are left out of the cycle search; siblings, cousins and other directories count.
-    let acyclic_edges: Vec<Edge> = edges
-        .iter()
-        .filter(|e| !krate.is_child(e.to, e.from))
-        .cloned()
-        .collect();
-    let cycle_names = report_cycles(krate, &acyclic_edges, &mut text);
+    // Cycles are counted strictly, file by file, parent and child included: a `mod.rs` only
+    // declares and re-exports (re-exports resolve to the defining file), so a child importing
+    // from its parent and the parent using that child is a cycle like any other.
+    let cycle_names = report_cycles(krate, &edges, &mut text);
 
     let mut upward = Vec::new();
     let mut unexplained = Vec::new();

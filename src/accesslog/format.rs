@@ -8,7 +8,7 @@ use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use super::LogRecord;
+use super::record::LogRecord;
 use crate::civil::{push_2, push_rfc3339, push_time_local};
 use crate::http1::push_decimal;
 use crate::json::string_into;

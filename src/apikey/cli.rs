@@ -471,7 +471,7 @@ fn list(config: &Path, io: &mut KeysIo<'_>) -> Result<(), Fail> {
 }
 
 #[cfg(test)]
-fn configured_mode(config: &Path) -> Option<super::HashMode> {
+fn configured_mode(config: &Path) -> Option<super::types::HashMode> {
     load_settings(config).ok().map(|l| l.settings.mode)
 }
 

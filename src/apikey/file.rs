@@ -26,7 +26,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::key::{self, KeyId};
-use super::HashMode;
+use super::types::HashMode;
 use crate::civil::{format_rfc3339, parse_rfc3339};
 use crate::config::errors::{array_field_at, line_col, ConfigError, Diag};
 

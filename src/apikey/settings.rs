@@ -19,7 +19,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::file::parse_keys;
-use super::{HashMode, KeyStore};
+use super::store::KeyStore;
+use super::types::HashMode;
 use crate::config::errors::ConfigError;
 
 /// Env var holding the HMAC secret unless `api_keys.secret_env` names another.

@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq;
 
 use super::file::KeyEntry;
 use super::key::{self, KeyId};
-use super::{HashMode, KeyError};
+use super::types::{HashMode, KeyError};
 
 /// A successful authentication: which key and which consumer. Borrowed from the store so the
 /// hot path does no refcount traffic on shared cache lines; clone `consumer` to keep it.

@@ -5,7 +5,7 @@
 //! input), accepts only plain hex sizes of at most 16 digits, bounds the size line and the
 //! trailer section, drops trailers, and stays failed after its first error.
 
-use super::is_tchar;
+use super::types::is_tchar;
 
 /// Longest chunk-size line (size, extensions and CRLF) the decoder accepts.
 const MAX_CHUNK_LINE: usize = 4096;

@@ -8,7 +8,7 @@
 //! in CRLF, Content-Length is plain digits and agrees across fields, and Transfer-Encoding
 //! codings are collected across all fields in order. Spans point into the caller's head slice.
 
-use super::{is_tchar, trim_ows, HeadError, HeaderSpan, Span};
+use super::types::{is_tchar, trim_ows, HeadError, HeaderSpan, Span};
 
 /// Header slots kept on the stack; larger configured limits fall back to one heap allocation.
 pub(super) const STACK_HEADER_SLOTS: usize = 128;

@@ -5,7 +5,7 @@
 
 use std::cell::RefCell;
 
-use super::HeaderSpan;
+use super::types::HeaderSpan;
 
 const MAX_POOLED: usize = 256;
 const MAX_KEPT_BYTES: usize = 32 * 1024;

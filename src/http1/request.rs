@@ -17,7 +17,7 @@ use super::head::{
 use super::target::{
     classify_target, split_query, strip_port, sub_span, valid_authority, TargetForm,
 };
-use super::{BodyFraming, HeadError, HeaderSpan, Limits, Method, Span, Version};
+use super::types::{BodyFraming, HeadError, HeaderSpan, Limits, Method, Span, Version};
 
 /// A validated request head. Owns a copy of the head bytes.
 #[derive(Debug)]

@@ -11,7 +11,7 @@ use super::head::{
     check_line_endings, header_slot_count, incomplete, map_parse_error, scan_headers,
     skip_empty_lines, span_of, HeaderScan, STACK_HEADER_SLOTS,
 };
-use super::{BodyFraming, HeadError, HeaderSpan, Method, Span, Version};
+use super::types::{BodyFraming, HeadError, HeaderSpan, Method, Span, Version};
 
 /// A validated response head from an upstream.
 #[derive(Debug)]

@@ -4,7 +4,7 @@
 //! Invariants: everything written ends lines in CRLF; nothing here validates names or values,
 //! callers pass ones taken from a validated head or from the compiled config.
 
-use super::trim_ows;
+use super::types::trim_ows;
 
 /// True for hop-by-hop headers that a proxy never forwards (RFC 9110 §7.6.1), compared
 /// case-insensitively: connection, keep-alive, proxy-connection, te, trailer, transfer-encoding,
@@ -40,10 +40,10 @@ pub fn named_in_connection<'a>(
 /// Appends the `Connection` header a response needs: `close` when the connection ends after
 /// it, `keep-alive` when an HTTP/1.0 client keeps it (1.0 closes unless told), nothing when an
 /// HTTP/1.1 connection simply stays open.
-pub fn write_connection(out: &mut Vec<u8>, keep: bool, version: super::Version) {
+pub fn write_connection(out: &mut Vec<u8>, keep: bool, version: super::types::Version) {
     if !keep {
         write_header(out, b"connection", b"close");
-    } else if version == super::Version::Http10 {
+    } else if version == super::types::Version::Http10 {
         write_header(out, b"connection", b"keep-alive");
     }
 }
@@ -118,7 +118,7 @@ pub struct HeadEnd<'a> {
     pub lines: &'a [u8],
     /// The connection stays open after this response.
     pub keep: bool,
-    pub version: super::Version,
+    pub version: super::types::Version,
 }
 
 /// The one response-head writer: status line, the producer's own `fields` (already serialized

@@ -6,7 +6,7 @@
 //! absolute-form only for `http`/`https` with an authority free of userinfo; the path/query split
 //! is at the first `?`. Spans are relative to the request head's buffer.
 
-use super::{HeadError, Method, Span};
+use super::types::{HeadError, Method, Span};
 
 /// Removes a `:port` suffix (handles `[v6]:port`).
 pub(super) fn strip_port(raw: &[u8]) -> &[u8] {

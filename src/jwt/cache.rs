@@ -13,7 +13,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use super::{check_time, JwtError, Verified};
+use super::claims::{check_time, Verified};
+use super::error::JwtError;
 
 /// Tokens longer than this are verified but not cached (bounds the cache's memory).
 const MAX_CACHED_TOKEN: usize = 4096;

@@ -21,7 +21,7 @@ use toml::Spanned;
 use super::alg::{Alg, AlgSet, Key, KeyKind, KeyMaterial, ALL_ALGS};
 use super::jwks::JwksFetchers;
 use super::keys::{parse_jwks, parse_pem_public_key};
-use super::JwtPolicy;
+use super::policy::JwtPolicy;
 use crate::config::errors::{header_name, positive, Fail, Report};
 use crate::config::units::RawDuration;
 

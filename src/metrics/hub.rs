@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use event_listener::{Event, EventListener, Listener};
 
-use super::{CoreCounter, CoreSnapshot, LatencyHistogram};
+use super::core_metrics::CoreSnapshot;
+use super::histogram::LatencyHistogram;
+use super::labels::CoreCounter;
 
 #[derive(Default)]
 struct WorkerSlot {

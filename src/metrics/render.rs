@@ -9,9 +9,9 @@
 
 use std::fmt::Write;
 
-use super::{
-    CoreCounter, LatencyHistogram, Merged, BUCKETS, BUCKET_BOUNDS, METHOD_LABELS, METHOD_OTHER,
-};
+use super::histogram::{LatencyHistogram, BUCKETS, BUCKET_BOUNDS};
+use super::hub::Merged;
+use super::labels::{CoreCounter, METHOD_LABELS, METHOD_OTHER};
 
 /// Process-level values the control plane knows (not core-local).
 pub struct ProcessInfo<'a> {

@@ -15,12 +15,10 @@
 
 use std::time::Duration;
 
-use super::LimitSpec;
+use super::spec::{LimitSpec, MAX_SPAN};
 
 /// Largest timestamp the math accepts; later `now` values are clamped (2^61 ns ≈ 73 years).
 pub(crate) const MAX_NOW: u64 = 1 << 61;
-/// Largest `L = C·T` (2^60 ns ≈ 36 years); specs beyond it are clamped by [`Gcra::new`].
-pub(crate) const MAX_SPAN: u64 = 1 << 60;
 
 /// The two numbers GCRA needs, derived once per limiter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

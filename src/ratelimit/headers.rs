@@ -13,7 +13,8 @@
 
 use std::time::Duration;
 
-use super::{LimitSpec, MultiDecision};
+use super::multi::MultiDecision;
+use super::spec::LimitSpec;
 
 /// Largest sf-integer.
 const SF_INT_MAX: u64 = 999_999_999_999_999;

@@ -10,8 +10,8 @@ use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 use super::gcra::{ns, Gcra, Outcome};
+use super::spec::{Decision, LimitSpec};
 use super::table::{CellTable, Stale};
-use super::{Decision, LimitSpec};
 
 /// Lookups (each a full `locate`) before a charge gives up and fails open.
 const MAX_LOOKUPS: usize = 64;

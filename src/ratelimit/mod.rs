@@ -80,141 +80,23 @@
 //! # Response headers
 //! [`write_headers`] renders `RateLimit-Policy` and `RateLimit` per
 //! draft-ietf-httpapi-ratelimit-headers-11, and `Retry-After` (whole seconds, rounded up).
+//!
+//! # Files
+//! This file only declares the modules and re-exports. `spec` holds [`LimitSpec`] and
+//! [`Decision`], `clock` holds [`now_ns`]; the rest as named above.
 
+mod clock;
 mod gcra;
 mod headers;
 mod limiter;
 mod multi;
 mod registry;
+mod spec;
 mod table;
 
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
-
+pub use clock::now_ns;
 pub use headers::{retry_after_secs, write_headers, write_headers_named};
 pub use limiter::Limiter;
 pub use multi::{check_all, MultiDecision};
 pub use registry::LimiterRegistry;
-
-/// One limit: `requests` per `period`, plus `burst` extra requests an idle key may send at once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct LimitSpec {
-    /// Sustained requests per `period`; at least 1.
-    pub requests: u64,
-    /// The window `requests` refer to; at least 1 ns.
-    pub period: Duration,
-    /// Extra requests on top of `requests` that an idle key may send at one instant (≥ 0).
-    pub burst: u64,
-}
-
-/// Why a [`LimitSpec`] is unusable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SpecError {
-    /// `requests` is 0.
-    ZeroRequests,
-    /// `period` is 0.
-    ZeroPeriod,
-    /// `(requests + burst) × period / requests` exceeds 2^60 ns (about 36 years).
-    TooLong,
-}
-
-impl std::fmt::Display for SpecError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            SpecError::ZeroRequests => "requests must be at least 1",
-            SpecError::ZeroPeriod => "period must be longer than zero",
-            SpecError::TooLong => "(requests + burst) x period / requests must be under 36 years",
-        })
-    }
-}
-
-impl std::error::Error for SpecError {}
-
-impl LimitSpec {
-    /// Checks the spec is within what [`Limiter`] computes exactly. The config compiler calls
-    /// this; `Limiter::new` clamps specs that fail it instead of panicking.
-    pub fn validate(&self) -> Result<(), SpecError> {
-        if self.requests == 0 {
-            return Err(SpecError::ZeroRequests);
-        }
-        if self.period.is_zero() {
-            return Err(SpecError::ZeroPeriod);
-        }
-        let period = self.period.as_nanos();
-        let interval = period.div_ceil(u128::from(self.requests));
-        let span = interval * (u128::from(self.requests) + u128::from(self.burst));
-        if period > u128::from(gcra::MAX_SPAN) || span > u128::from(gcra::MAX_SPAN) {
-            return Err(SpecError::TooLong);
-        }
-        Ok(())
-    }
-}
-
-/// Outcome of one limit for one request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// Admitted (and charged, for `check`). `remaining`: requests that would still pass right
-    /// now; `reset`: time until the key is fully idle again.
-    Allow { remaining: u64, reset: Duration },
-    /// Denied, nothing charged. `retry_after`: exact time until a request would pass (if no
-    /// other request is charged meanwhile); `reset`: time until the key is fully idle again.
-    Deny {
-        retry_after: Duration,
-        reset: Duration,
-    },
-}
-
-impl Decision {
-    /// True for `Allow`.
-    pub fn is_allowed(&self) -> bool {
-        matches!(self, Decision::Allow { .. })
-    }
-}
-
-static EPOCH: OnceLock<Instant> = OnceLock::new();
-
-/// Nanoseconds since the process-wide epoch (the first call), from the monotonic clock.
-pub fn now_ns() -> u64 {
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    u64::try_from(Instant::now().saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn validate_rejects_unusable_specs() {
-        let ok = LimitSpec {
-            requests: 100,
-            period: Duration::from_secs(60),
-            burst: 5,
-        };
-        assert_eq!(ok.validate(), Ok(()));
-        let zero = LimitSpec { requests: 0, ..ok };
-        assert_eq!(zero.validate(), Err(SpecError::ZeroRequests));
-        let zero = LimitSpec {
-            period: Duration::ZERO,
-            ..ok
-        };
-        assert_eq!(zero.validate(), Err(SpecError::ZeroPeriod));
-        let long = LimitSpec {
-            burst: u64::MAX,
-            ..ok
-        };
-        assert_eq!(long.validate(), Err(SpecError::TooLong));
-        let long = LimitSpec {
-            period: Duration::from_secs(100 * 365 * 86_400),
-            ..ok
-        };
-        assert_eq!(long.validate(), Err(SpecError::TooLong));
-    }
-
-    #[test]
-    fn clock_is_monotonic() {
-        let a = now_ns();
-        std::thread::sleep(Duration::from_millis(2));
-        let b = now_ns();
-        assert!(b >= a + 2_000_000, "{a} {b}");
-    }
-}
+pub use spec::{Decision, LimitSpec, SpecError};

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::gcra::ns;
 use super::limiter::{Charge, Limiter};
-use super::Decision;
+use super::spec::Decision;
 
 /// Limits per request handled without allocating.
 const INLINE: usize = 8;

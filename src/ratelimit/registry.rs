@@ -9,7 +9,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{LimitSpec, Limiter};
+use super::limiter::Limiter;
+use super::spec::LimitSpec;
 
 /// Limiters by stable identity (e.g. `"route=api;key=consumer;100/1m+0"`).
 #[derive(Debug, Default)]

@@ -4,8 +4,8 @@
 //! values percent-decoded, `+` literal, `a` alone present with an empty value, the first
 //! occurrence of a name decides.
 
+use super::model::{Cond, RouteId, RouteSpec};
 use super::template::{SegKey, Shape, ShapeKind};
-use super::{Cond, RouteId, RouteSpec};
 
 #[derive(Debug)]
 pub(super) enum CondValue {

@@ -9,8 +9,8 @@
 use ahash::AHashMap;
 
 use super::cond::{CondValue, RouteData};
+use super::model::{PathPattern, RouteConflict, RouteId, RouteSpec};
 use super::template::Shape;
-use super::{PathPattern, RouteConflict, RouteId, RouteSpec};
 use crate::http1::Method;
 
 fn methods_overlap(a: u16, b: u16) -> bool {

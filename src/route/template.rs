@@ -6,7 +6,7 @@
 //! final `{*name}` (e.g. `v{n}`) is plain text there; the compiler rejects such templates first
 //! through `validate_template`. A template without parameters has the shape of the exact path.
 
-use super::PathPattern;
+use super::model::PathPattern;
 
 /// Checks a path template for the config compiler and returns its parameter names in order
 /// (the catch-all name included, without `*`).

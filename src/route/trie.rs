@@ -19,8 +19,8 @@ use std::ops::Range;
 use ahash::AHashMap;
 
 use super::cond::{CondValue, RouteData};
+use super::model::{Captures, HeaderSource, RouteId};
 use super::template::{SegKey, Shape, ShapeKind};
-use super::{Captures, HeaderSource, RouteId};
 use crate::http1::query;
 
 /// Most path segments a lookup walks through the trie.

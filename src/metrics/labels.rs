@@ -1,0 +1,74 @@
+//! The metrics' fixed vocabulary: method labels and their index, the unmatched-route label,
+//! and the generic worker-local counters (`CoreCounter`). Shared by recording and rendering.
+
+/// Method labels; `record_request`'s `method` indexes this (anything larger is `_OTHER`).
+pub const METHOD_LABELS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "_OTHER",
+];
+
+/// Index of `_OTHER` in `METHOD_LABELS`.
+pub const METHOD_OTHER: u8 = 9;
+
+/// Route label for requests that matched no route.
+pub const NO_ROUTE: &str = "_none";
+
+/// Maps a request method to its `METHOD_LABELS` index (extension methods → `_OTHER`).
+pub fn method_index(method: &[u8]) -> u8 {
+    METHOD_LABELS[..METHOD_OTHER as usize]
+        .iter()
+        .position(|m| m.as_bytes() == method)
+        .map_or(METHOD_OTHER, |i| i as u8)
+}
+
+/// Generic worker-local counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CoreCounter {
+    /// Access-log lines dropped because the log queue was full.
+    AccessLogDropped,
+    /// Trace spans dropped because the export queue was full.
+    SpansDropped,
+    /// Client connections refused at accept: the process-wide cap was reached.
+    ConnRefusedMax,
+    /// Client connections refused at accept: the client address's cap was reached.
+    ConnRefusedPerIp,
+    /// Connections closed because a request body came too slowly (rate or total time).
+    SlowRequestBody,
+    /// Connections closed because the client read a response too slowly.
+    SlowResponse,
+    /// Tunnels (WebSocket) closed after `timeouts.tunnel_idle` without traffic.
+    TunnelIdle,
+}
+
+impl CoreCounter {
+    /// Number of variants (length of counter arrays).
+    pub const COUNT: usize = 7;
+    /// Every variant, in index order.
+    pub const ALL: [CoreCounter; CoreCounter::COUNT] = [
+        CoreCounter::AccessLogDropped,
+        CoreCounter::SpansDropped,
+        CoreCounter::ConnRefusedMax,
+        CoreCounter::ConnRefusedPerIp,
+        CoreCounter::SlowRequestBody,
+        CoreCounter::SlowResponse,
+        CoreCounter::TunnelIdle,
+    ];
+
+    /// Position in counter arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_index_maps_known_and_other() {
+        assert_eq!(method_index(b"GET"), 0);
+        assert_eq!(method_index(b"PATCH"), 8);
+        assert_eq!(method_index(b"PROPFIND"), METHOD_OTHER);
+        assert_eq!(method_index(b"get"), METHOD_OTHER);
+        assert_eq!(method_index(b"_OTHER"), METHOD_OTHER);
+    }
+}
