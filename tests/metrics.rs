@@ -382,12 +382,10 @@ fn metrics_can_be_switched_off() {
     assert_eq!(metric(&s, "ringway_config_generation", &[]), Some(1.0));
 }
 
-/// README promises 499 for a client that left before any response. Today the gateway does not
-/// watch the client socket while it waits for the upstream, and writing the late response into
-/// the closed socket succeeds (the kernel takes it; the peer answers RST afterwards), so this is
-/// counted 200. Un-ignore once the proxy notices the client's FIN while waiting upstream.
+/// README promises 499 for a client that left before any response. Without a watch on the
+/// client socket while the upstream works, the late response would be written into the closed
+/// socket (the kernel takes it; the peer answers RST afterwards) and counted 200.
 #[test]
-#[ignore = "known defect: a client that leaves while the upstream works is counted 200, not 499"]
 fn a_client_that_leaves_before_the_response_is_counted_499() {
     // The upstream holds its answer until the client has gone.
     let release = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -403,3 +403,28 @@ fn idle_keep_alive_connection_serves_after_buffer_release() {
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "still here");
 }
+
+/// While the upstream works, the gateway watches the client so a departed one is counted 499.
+/// The next pipelined request arriving during that wait is not a departure: both are answered,
+/// in order, on the same connection.
+#[test]
+fn a_request_pipelined_while_the_upstream_works_is_not_taken_for_a_departure() {
+    let up = slowish_upstream();
+    let gw = Gateway::start(&cfg(&up));
+    let mut c = Conn::open(gw.addr);
+    c.send(&build_request("GET", "/p/slow", &[], b""));
+    // Past the 50 ms after which the client is watched, well before the 300 ms answer.
+    std::thread::sleep(Duration::from_millis(150));
+    c.send(&build_request("GET", "/p/fast", &[], b""));
+    let r = c.read_response(false).unwrap();
+    assert_eq!(
+        (r.status, r.json()["target"].clone()),
+        (200, "/p/slow".into())
+    );
+    let r = c.read_response(false).unwrap();
+    assert_eq!(
+        (r.status, r.json()["target"].clone()),
+        (200, "/p/fast".into())
+    );
+    assert_eq!(up.count(), 2);
+}

@@ -435,6 +435,25 @@ impl Downstream for Client {
         self.write_out().await
     }
 
+    async fn client_gone(&mut self) {
+        // Bytes of a pipelined request already here: the client still wants answers (it may
+        // have half-closed after sending them, which HTTP/1.1 allows).
+        if self.pending() > 0 {
+            return std::future::pending().await;
+        }
+        loop {
+            if self.stream.readable(false).await.is_err() {
+                return;
+            }
+            match peek(&self.stream) {
+                Peeked::Gone => return,
+                // The next pipelined request is arriving: it is still there.
+                Peeked::Data => return std::future::pending().await,
+                Peeked::Empty => {}
+            }
+        }
+    }
+
     async fn linger(&mut self) {
         let body_left = match self.body_framing {
             BodyFraming::None | BodyFraming::Length(0) => false,
@@ -446,6 +465,39 @@ impl Downstream for Client {
             self.pos = 0;
             linger(&mut self.stream, &mut self.buf, pending, &self.timeouts).await;
         }
+    }
+}
+
+/// What a readable client socket holds, from one non-blocking `recv(MSG_PEEK)` of a byte.
+enum Peeked {
+    /// EOF or a socket error (reset): the client is gone.
+    Gone,
+    /// Bytes are waiting (the next pipelined request).
+    Data,
+    /// Nothing after all (a spurious wake-up): keep watching.
+    Empty,
+}
+
+fn peek(s: &TcpStream) -> Peeked {
+    use std::os::fd::AsRawFd;
+    let mut b = [0u8; 1];
+    // SAFETY: recv into a 1-byte stack buffer on a live socket fd owned by `s`; MSG_PEEK leaves
+    // the data queued and MSG_DONTWAIT keeps the call non-blocking.
+    let n = unsafe {
+        libc::recv(
+            s.as_raw_fd(),
+            b.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    match n {
+        0 => Peeked::Gone,
+        1.. => Peeked::Data,
+        _ => match std::io::Error::last_os_error().kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Peeked::Empty,
+            _ => Peeked::Gone,
+        },
     }
 }
 

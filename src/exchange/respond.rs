@@ -37,6 +37,10 @@ pub async fn error<D: Downstream>(
     down: &mut D,
     err: ProxyError,
 ) -> Outcome {
+    if err.kind == ErrorKind::ClientAborted {
+        // Nobody to answer: the status stays unset, which telemetry records as 499.
+        return Outcome::Done(false);
+    }
     let keep = !err.must_close() && !ex.close && !core.draining() && down.skip_body(ex.head);
     let mut fields = Vec::with_capacity(128);
     let mut body = Vec::with_capacity(192);

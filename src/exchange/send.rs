@@ -18,6 +18,11 @@ use super::error::{ErrorKind, ProxyError};
 use super::model::{Exchange, UpstreamFacts};
 use super::wire::Downstream;
 
+/// How long the upstream may work on a request before the gateway starts watching whether the
+/// client is still there. Most responses come sooner, so the watch (a readiness poll on the
+/// client socket) costs nothing on the fast path; a slower one is noticed this much later.
+const CLIENT_WATCH_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Most header fields accepted in an upstream response head (fits the parser's stack slots, so
 /// parsing a response allocates no slot array).
 pub const RESPONSE_MAX_HEADERS: usize = 128;
@@ -51,10 +56,7 @@ pub async fn send_with_retry<D: Downstream>(
         let mut up = acquire_for(a, ex, &mut tried).await?;
         let sent_at = Instant::now();
         let res = match send_once(a, ex, down, &mut up, write_head).await {
-            Ok(()) => {
-                let deadline = Instant::now() + a.us.response_timeout;
-                read_response_head(&mut up, a.limits, ex.head.method, deadline).await
-            }
+            Ok(()) => await_response_head(a, ex.head.method, down, &mut up).await,
             Err(e) => Err(e),
         };
         match res {
@@ -74,6 +76,27 @@ pub async fn send_with_retry<D: Downstream>(
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// Reads the response head while watching the client: a client that leaves while the upstream
+/// works ends the exchange at once (`ClientAborted`, counted 499; the upstream connection is
+/// dropped, never pooled, since its answer will go unread).
+async fn await_response_head<D: Downstream>(
+    a: &Attempt<'_>,
+    method: Method,
+    down: &mut D,
+    up: &mut UpConn,
+) -> Result<http1::ResponseHead, ProxyError> {
+    let deadline = Instant::now() + a.us.response_timeout;
+    let read = read_response_head(up, a.limits, method, deadline);
+    let gone = async {
+        monoio::time::sleep(CLIENT_WATCH_AFTER).await;
+        down.client_gone().await;
+    };
+    monoio::select! {
+        head = read => head,
+        _ = gone => Err(ProxyError::new(ErrorKind::ClientAborted)),
     }
 }
 

@@ -128,6 +128,9 @@ impl Downstream for Memory {
         self.ended = true;
         Ok(())
     }
+    async fn client_gone(&mut self) {
+        std::future::pending::<()>().await
+    }
     async fn linger(&mut self) {
         self.lingered = true;
     }

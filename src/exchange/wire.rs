@@ -93,6 +93,11 @@ pub trait Downstream {
     /// Ends the response (framing trailer, head of an empty response) and writes everything.
     async fn end_response(&mut self) -> Result<(), ProxyError>;
 
+    /// Completes when the client has gone (closed or reset its connection) while the phases
+    /// wait on the upstream; never completes while it may still want the answer. Called only
+    /// after the request is fully sent upstream, so it never competes with a body read.
+    async fn client_gone(&mut self);
+
     /// The connection closes after an answer while request bytes may still be arriving: let
     /// the client read the answer instead of a reset.
     async fn linger(&mut self);
