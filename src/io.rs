@@ -28,6 +28,19 @@ pub async fn read_more<S: AsyncReadRent>(
     deadline: Instant,
     grow_to: usize,
 ) -> Result<usize, IoFail> {
+    match monoio::time::timeout_at(deadline.into(), read_some(s, buf, grow_to)).await {
+        Err(_) => Err(IoFail::Timeout),
+        Ok(res) => res,
+    }
+}
+
+/// `read_more` without a deadline, for callers that bound the wait themselves (and drop the
+/// connection if they give up: a dropped read loses `buf`).
+pub async fn read_some<S: AsyncReadRent>(
+    s: &mut S,
+    buf: &mut Vec<u8>,
+    grow_to: usize,
+) -> Result<usize, IoFail> {
     if buf.capacity() - buf.len() < MIN_READ {
         let want = (buf.capacity() * 2).clamp(MIN_READ * 2, grow_to.max(MIN_READ * 2));
         buf.reserve(want.saturating_sub(buf.len()).max(MIN_READ));
@@ -35,17 +48,12 @@ pub async fn read_more<S: AsyncReadRent>(
     let owned = std::mem::take(buf);
     let len = owned.len();
     let cap = owned.capacity();
-    let fut = s.read(owned.slice_mut(len..cap));
-    match monoio::time::timeout_at(deadline.into(), fut).await {
-        Err(_) => Err(IoFail::Timeout),
-        Ok((res, slice)) => {
-            *buf = slice.into_inner();
-            match res {
-                Ok(0) => Err(IoFail::Closed),
-                Ok(n) => Ok(n),
-                Err(e) => Err(IoFail::Error(e)),
-            }
-        }
+    let (res, slice) = s.read(owned.slice_mut(len..cap)).await;
+    *buf = slice.into_inner();
+    match res {
+        Ok(0) => Err(IoFail::Closed),
+        Ok(n) => Ok(n),
+        Err(e) => Err(IoFail::Error(e)),
     }
 }
 

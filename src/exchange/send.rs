@@ -10,7 +10,7 @@ use std::time::Instant;
 use monoio::net::TcpStream;
 
 use crate::http1::{self, BodyFraming, Method};
-use crate::io::{read_more, write_all, IoFail};
+use crate::io::{read_some, write_all, IoFail};
 use crate::upstream::{UpConn, UpstreamState};
 
 use super::body::stream_request_body;
@@ -81,22 +81,31 @@ pub async fn send_with_retry<D: Downstream>(
 
 /// Reads the response head while watching the client: a client that leaves while the upstream
 /// works ends the exchange at once (`ClientAborted`, counted 499; the upstream connection is
-/// dropped, never pooled, since its answer will go unread).
+/// dropped, never pooled, since its answer will go unread). The fast path (an answer within
+/// `CLIENT_WATCH_AFTER`) arms one timer, as a plain timed read would.
 async fn await_response_head<D: Downstream>(
     a: &Attempt<'_>,
     method: Method,
     down: &mut D,
     up: &mut UpConn,
 ) -> Result<http1::ResponseHead, ProxyError> {
-    let deadline = Instant::now() + a.us.response_timeout;
-    let read = read_response_head(up, a.limits, method, deadline);
-    let gone = async {
-        monoio::time::sleep(CLIENT_WATCH_AFTER).await;
-        down.client_gone().await;
+    let now = Instant::now();
+    let deadline = now + a.us.response_timeout;
+    let read = read_response_head(up, a.limits, method);
+    let mut read = std::pin::pin!(read);
+    let watch_from = (now + CLIENT_WATCH_AFTER).min(deadline);
+    let early = monoio::select! {
+        head = &mut read => Some(head),
+        _ = monoio::time::sleep_until(watch_from.into()) => None,
     };
+    if let Some(head) = early {
+        return head;
+    }
+    let timeout = ProxyError::new(ErrorKind::UpstreamTimeout);
     monoio::select! {
-        head = read => head,
-        _ = gone => Err(ProxyError::new(ErrorKind::ClientAborted)),
+        head = &mut read => head,
+        _ = monoio::time::sleep_until(deadline.into()) => Err(timeout),
+        _ = down.client_gone() => Err(ProxyError::new(ErrorKind::ClientAborted)),
     }
 }
 
@@ -224,12 +233,12 @@ async fn connect_one(us: &UpstreamState, t: usize) -> Result<UpConn, ProxyError>
     }
 }
 
-/// Reads the upstream response head, skipping interim 1xx responses other than 101.
+/// Reads the upstream response head, skipping interim 1xx responses other than 101. Untimed:
+/// `await_response_head` bounds it (and drops the connection when it gives up).
 async fn read_response_head(
     up: &mut UpConn,
     limits: &http1::Limits,
     method: Method,
-    deadline: Instant,
 ) -> Result<http1::ResponseHead, ProxyError> {
     let mut got_any = false;
     loop {
@@ -251,9 +260,8 @@ async fn read_response_head(
                 Err(_) => return Err(ProxyError::new(ErrorKind::UpstreamBadResponse)),
             }
         }
-        match read_more(&mut up.stream, &mut up.buf, deadline, 64 * 1024).await {
+        match read_some(&mut up.stream, &mut up.buf, 64 * 1024).await {
             Ok(_) => got_any = true,
-            Err(IoFail::Timeout) => return Err(ProxyError::new(ErrorKind::UpstreamTimeout)),
             Err(_) if up.reused && !got_any => {
                 return Err(ProxyError::stale(ErrorKind::UpstreamClosed))
             }
