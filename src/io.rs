@@ -152,6 +152,41 @@ pub async fn idle_wait(
     }
 }
 
+/// What an idle socket holds, from one non-blocking `recv(MSG_PEEK)` of a byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peeked {
+    /// EOF or a socket error (reset): the peer is gone.
+    Gone,
+    /// Bytes are waiting to be read.
+    Data,
+    /// Nothing to read, and still open.
+    Empty,
+}
+
+/// Looks at `fd` without consuming anything: one non-blocking `recv(MSG_PEEK)`. Only for
+/// sockets with no read in flight, so it never races the runtime.
+pub fn peek(fd: std::os::fd::RawFd) -> Peeked {
+    let mut b = [0u8; 1];
+    // SAFETY: recv into a 1-byte stack buffer on a live socket fd the caller owns; MSG_PEEK
+    // leaves any data queued and MSG_DONTWAIT keeps the call non-blocking.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            b.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    match n {
+        0 => Peeked::Gone,
+        1.. => Peeked::Data,
+        _ => match std::io::Error::last_os_error().kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Peeked::Empty,
+            _ => Peeked::Gone,
+        },
+    }
+}
+
 /// Makes closing `fd` abortive: the kernel sends a reset and drops unsent data instead of
 /// keeping it queued (and the socket alive) for a peer that may never read it. For connections
 /// closed as abusive (refused at accept, too slow to read).

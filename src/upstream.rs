@@ -176,22 +176,11 @@ impl UpstreamState {
 }
 
 /// True if an idle pooled connection still looks open: nothing to read (no EOF, no error, no
-/// unsolicited bytes). One non-blocking `recv(MSG_PEEK)`; pooled connections have no I/O in
-/// flight, so this never races the runtime.
+/// unsolicited bytes). Pooled connections have no I/O in flight, so the peek never races the
+/// runtime.
 fn idle_conn_open(s: &TcpStream) -> bool {
     use std::os::fd::AsRawFd;
-    let mut b = [0u8; 1];
-    // SAFETY: recv into a 1-byte stack buffer on a live socket fd owned by `s`; MSG_PEEK
-    // leaves any data queued and MSG_DONTWAIT keeps the call non-blocking.
-    let n = unsafe {
-        libc::recv(
-            s.as_raw_fd(),
-            b.as_mut_ptr().cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+    crate::io::peek(s.as_raw_fd()) == crate::io::Peeked::Empty
 }
 
 #[cfg(test)]

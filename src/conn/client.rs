@@ -8,6 +8,7 @@
 //! bytes; body reads never go past the current request's body (pipelined bytes stay put).
 
 use std::ops::Range;
+use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 use monoio::net::TcpStream;
@@ -18,7 +19,7 @@ use crate::exchange::model::Exchange;
 use crate::exchange::wire::{BodyLen, Downstream, Response};
 use crate::http1::Version;
 use crate::http1::{self, BodyFraming, ChunkedDecoder, Framing, HeadEnd, Method, RequestHead};
-use crate::io::{read_more, IoFail};
+use crate::io::{peek, read_more, IoFail, Peeked};
 use crate::metrics::CoreCounter;
 
 use super::linger::linger;
@@ -445,7 +446,7 @@ impl Downstream for Client {
             if self.stream.readable(false).await.is_err() {
                 return;
             }
-            match peek(&self.stream) {
+            match peek(self.stream.as_raw_fd()) {
                 Peeked::Gone => return,
                 // The next pipelined request is arriving: it is still there.
                 Peeked::Data => return std::future::pending().await,
@@ -465,39 +466,6 @@ impl Downstream for Client {
             self.pos = 0;
             linger(&mut self.stream, &mut self.buf, pending, &self.timeouts).await;
         }
-    }
-}
-
-/// What a readable client socket holds, from one non-blocking `recv(MSG_PEEK)` of a byte.
-enum Peeked {
-    /// EOF or a socket error (reset): the client is gone.
-    Gone,
-    /// Bytes are waiting (the next pipelined request).
-    Data,
-    /// Nothing after all (a spurious wake-up): keep watching.
-    Empty,
-}
-
-fn peek(s: &TcpStream) -> Peeked {
-    use std::os::fd::AsRawFd;
-    let mut b = [0u8; 1];
-    // SAFETY: recv into a 1-byte stack buffer on a live socket fd owned by `s`; MSG_PEEK leaves
-    // the data queued and MSG_DONTWAIT keeps the call non-blocking.
-    let n = unsafe {
-        libc::recv(
-            s.as_raw_fd(),
-            b.as_mut_ptr().cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    match n {
-        0 => Peeked::Gone,
-        1.. => Peeked::Data,
-        _ => match std::io::Error::last_os_error().kind() {
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Peeked::Empty,
-            _ => Peeked::Gone,
-        },
     }
 }
 
