@@ -232,10 +232,12 @@ async fn read_head(
             None => *idle_deadline.get_or_insert_with(|| Instant::now() + cfg.timeouts.keepalive),
         };
         if c.pending() == 0 {
-            // Between requests: the idle wait releases the read buffer of a connection that
-            // stays quiet, and so does the branch below for the head buffers, so an idle
-            // keep-alive connection costs little more than its task (a busy one keeps them:
-            // no allocation per request).
+            // Between requests: the idle wait releases the buffers of connections that stay
+            // quiet, so an idle keep-alive connection costs little more than its task.
+            if c.scratch.capacity() > 0 {
+                c.scratch = Vec::new();
+                c.out = Vec::new();
+            }
             match idle_wait(
                 &mut c.stream,
                 &mut c.buf,
@@ -251,11 +253,7 @@ async fn read_head(
                     }
                     continue;
                 }
-                Ok(IdleWake::Quiet) => {
-                    c.scratch = Vec::new();
-                    c.out = Vec::new();
-                    return Err(HeadFail::Quiet(deadline));
-                }
+                Ok(IdleWake::Quiet) => return Err(HeadFail::Quiet(deadline)),
                 Err(IoFail::Timeout) if first => {
                     return Err(HeadFail::Reject(ProxyError::new(ErrorKind::RequestTimeout)))
                 }
