@@ -7,13 +7,15 @@
 //! `guard` (CORS preflight + policies), `forward` with `send` (upstream attempts, retry) and
 //! `body` (body streaming), `local` (static / redirect / echo), `respond` (errors and local
 //! answers become responses here), `error` (the error table), `origin` (who the client is),
-//! `upstream_head` (the head sent upstream).
+//! `upstream_head` (the head sent upstream), `memory` (a wire made of memory, for tests and
+//! fuzzing).
 
 pub mod body;
 pub mod error;
 pub mod forward;
 pub mod guard;
 pub mod local;
+pub mod memory;
 pub mod model;
 pub mod origin;
 pub mod pipeline;

@@ -1,22 +1,15 @@
-//! The phases driven in memory, with no socket: a `Memory` wire feeds a request and records the
-//! response the phases produce. This is the seam an HTTP/2 stream plugs into, so whatever holds
+//! The phases driven in memory, with no socket: `exchange::memory`'s wire feeds a request and
+//! records the response the phases produce. This is the seam an HTTP/2 stream plugs into, so whatever holds
 //! here holds for every wire.
 
-use std::net::SocketAddr;
-use std::ops::Range;
 use std::path::Path;
-use std::time::Instant;
 
 use crate::config::compile;
 use crate::core::Core;
-use crate::http1::{self, RequestHead};
 use crate::shared::Shared;
 
-use super::error::ProxyError;
-use super::model::{ClientFacts, Exchange, ExchangeFacts};
-use super::origin::Scheme;
-use super::pipeline;
-use super::wire::{BodyLen, Downstream, Outcome, Response};
+use super::memory::{self, Ran};
+use super::wire::BodyLen;
 
 const CONFIG: &str = r#"
 version = 1
@@ -64,85 +57,6 @@ policies = ["web"]
 echo = {}
 "#;
 
-/// A wire made of memory: the request body arrives in 3-byte pieces, the response is recorded.
-#[derive(Default)]
-struct Memory {
-    body: Vec<u8>,
-    read: usize,
-    status: u16,
-    fields: String,
-    len: Option<BodyLen>,
-    keep: bool,
-    sent: Vec<u8>,
-    ended: bool,
-    lingered: bool,
-}
-
-impl Downstream for Memory {
-    fn buffered_body(&self, _head: &RequestHead, _max: usize) -> Option<&[u8]> {
-        None
-    }
-    fn consume_body(&mut self, n: usize) {
-        self.read += n;
-    }
-    async fn continue_body(&mut self, _head: &RequestHead) -> Result<(), ProxyError> {
-        Ok(())
-    }
-    async fn read_body(
-        &mut self,
-        _head: &RequestHead,
-        out: &mut Vec<u8>,
-    ) -> Result<bool, ProxyError> {
-        let end = (self.read + 3).min(self.body.len());
-        out.extend_from_slice(&self.body[self.read..end]);
-        self.read = end;
-        Ok(self.read == self.body.len())
-    }
-    fn skip_body(&mut self, _head: &RequestHead) -> bool {
-        self.read == self.body.len()
-    }
-    fn start_response(&mut self, ex: &Exchange<'_>, resp: &Response<'_>) -> bool {
-        assert_eq!(self.status, 0, "one response per exchange");
-        self.status = resp.status;
-        self.fields = String::from_utf8_lossy(resp.fields).into_owned();
-        self.fields += &String::from_utf8_lossy(&ex.facts.resp_lines);
-        self.len = Some(resp.body);
-        self.keep = resp.keep;
-        resp.keep
-    }
-    async fn send_body(
-        &mut self,
-        buf: &mut Vec<u8>,
-        range: Range<usize>,
-    ) -> Result<(), ProxyError> {
-        self.sent.extend_from_slice(&buf[range]);
-        Ok(())
-    }
-    fn queue_body(&mut self, bytes: &[u8]) {
-        self.sent.extend_from_slice(bytes);
-    }
-    async fn flush(&mut self) -> Result<(), ProxyError> {
-        Ok(())
-    }
-    async fn end_response(&mut self) -> Result<(), ProxyError> {
-        self.ended = true;
-        Ok(())
-    }
-    async fn client_gone(&mut self) {
-        std::future::pending::<()>().await
-    }
-    async fn linger(&mut self) {
-        self.lingered = true;
-    }
-}
-
-/// What one run produced.
-struct Ran {
-    wire: Memory,
-    keep: bool,
-    facts: ExchangeFacts,
-}
-
 fn core() -> Core {
     let file = Path::new("memory.toml");
     let cfg = compile::parse(CONFIG, file)
@@ -153,43 +67,17 @@ fn core() -> Core {
 
 /// Runs `request` (head, then body bytes) through the phases on a memory wire.
 fn run(core: &Core, request: &[u8]) -> Ran {
-    let gen = core.generation();
-    let (head, n) = match http1::parse_request_head(request, &gen.cfg.limits) {
-        Ok(Some(h)) => h,
-        other => panic!("test request does not parse: {other:?}"),
-    };
-    let mut wire = Memory {
-        body: request[n..].to_vec(),
-        ..Memory::default()
-    };
-    let peer: SocketAddr = "192.0.2.7:4000".parse().unwrap();
-    let client = ClientFacts::new(peer, Scheme::Http);
-    let mut ex = Exchange {
-        head: &head,
-        rid: core.ids.next_id(),
-        path: std::borrow::Cow::Borrowed(&b"/"[..]),
-        close: head.close,
-        captures: Vec::new(),
-        client: &client,
-        host: String::new(),
-        scratch: Vec::new(),
-        start: Instant::now(),
-        facts: ExchangeFacts::default(),
-    };
-    let rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+    let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
         .enable_timer()
-        .build();
-    let mut rt = rt.expect("a runtime");
-    let outcome = rt.block_on(pipeline::run(core, &gen, &mut ex, &mut wire));
-    let keep = match outcome {
-        Outcome::Done(keep) => keep,
-        Outcome::Upgrade(..) => panic!("no upgrade without an upstream"),
-    };
-    assert!(wire.ended, "every response is ended");
-    Ran {
-        wire,
-        keep,
-        facts: ex.facts,
+        .build()
+        .expect("a runtime");
+    match rt.block_on(memory::run(core, request)) {
+        Some(ran) => {
+            assert!(ran.wire.ended, "every response is ended");
+            assert_eq!(ran.wire.starts, 1, "one response per exchange");
+            ran
+        }
+        None => panic!("test request does not parse"),
     }
 }
 
