@@ -256,23 +256,27 @@ fn handle(ctx: &Ctx, mut s: TcpStream) {
 }
 
 fn serialize(reply: &Reply) -> Vec<u8> {
-    let mut out = Vec::with_capacity(reply.body.len() + 128);
-    crate::http1::write_status_line(&mut out, reply.status);
-    crate::http1::write_header(&mut out, b"content-type", reply.content_type.as_bytes());
-    crate::http1::write_header(
-        &mut out,
-        b"content-length",
-        reply.body.len().to_string().as_bytes(),
-    );
+    use crate::http1::{write_header, write_response_head, Framing, HeadEnd, Version};
+    let mut fields = Vec::with_capacity(96);
+    write_header(&mut fields, b"content-type", reply.content_type.as_bytes());
     if reply.status == 401 {
-        crate::http1::write_header(
-            &mut out,
+        write_header(
+            &mut fields,
             b"www-authenticate",
             b"Bearer realm=\"ringway-admin\"",
         );
     }
-    crate::http1::write_header(&mut out, b"connection", b"close");
-    out.extend_from_slice(b"\r\n");
+    // The admin server answers one request per connection: always `connection: close`.
+    let end = HeadEnd {
+        framing: Framing::Length(reply.body.len() as u64),
+        request_id: b"",
+        trace: None,
+        lines: b"",
+        keep: false,
+        version: Version::Http11,
+    };
+    let mut out = Vec::with_capacity(reply.body.len() + 160);
+    write_response_head(&mut out, reply.status, &fields, &end);
     out.extend_from_slice(&reply.body);
     out
 }

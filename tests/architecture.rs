@@ -1187,3 +1187,36 @@ fn readme_layout_names_every_module() {
         missing.join(", ")
     );
 }
+
+/// Every response head ends in `http1::write_response_head` / `end_response_head` (issue 10:
+/// one head writer for local, error, proxied and admin responses): nothing outside `src/http1/`
+/// starts a status line itself.
+#[test]
+fn one_response_head_writer() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut offenders = Vec::new();
+    let mut stack = vec![root.join("src")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("src/").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if !path.ends_with("http1") {
+                    stack.push(path);
+                }
+            } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("tests.rs") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                // Test code (fake upstreams and collectors) may write whatever it likes.
+                let lines = text.lines().take_while(|l| !l.starts_with("#[cfg(test)]"));
+                for (i, line) in lines.enumerate() {
+                    if line.contains("write_status_line(") || line.contains("b\"HTTP/1.1 2") {
+                        offenders.push(format!("{}:{}", path.display(), i + 1));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "status lines written outside http1::write_response_head: {offenders:?}"
+    );
+}
