@@ -142,6 +142,21 @@ impl JwtPolicy {
         now: u64,
         snapshot: Option<&KeySnapshot>,
     ) -> Result<Verified, JwtError> {
+        let payload = self.check_signature(token, snapshot)?;
+        // Signature is good: only now is the payload parsed.
+        let claims: Map<String, Value> =
+            serde_json::from_slice(&payload).map_err(|_| JwtError::Malformed)?;
+        let (exp, nbf) = self.check_claims(&claims, now)?;
+        self.identity(claims, exp, nbf)
+    }
+
+    /// Splits the token, checks its header (algorithm allowed, no `crit`) and its signature
+    /// against the static and fetched keys; returns the decoded payload, still unparsed.
+    fn check_signature(
+        &self,
+        token: &[u8],
+        snapshot: Option<&KeySnapshot>,
+    ) -> Result<Vec<u8>, JwtError> {
         let mut parts = token.split(|&b| b == b'.');
         let (Some(h64), Some(p64), Some(s64), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -192,10 +207,15 @@ impl JwtPolicy {
         if !valid {
             return Err(JwtError::BadSignature);
         }
+        Ok(payload)
+    }
 
-        // Signature is good: only now is the payload parsed.
-        let claims: Map<String, Value> =
-            serde_json::from_slice(&payload).map_err(|_| JwtError::Malformed)?;
+    /// Time (`exp`, `nbf`), issuer, audience and required claims; returns `(exp, nbf)`.
+    fn check_claims(
+        &self,
+        claims: &Map<String, Value>,
+        now: u64,
+    ) -> Result<(Option<u64>, Option<u64>), JwtError> {
         let exp = claims.get("exp").map(numeric_date).transpose()?;
         let nbf = claims.get("nbf").map(numeric_date).transpose()?;
         if self.require_exp && exp.is_none() {
@@ -226,14 +246,23 @@ impl JwtPolicy {
                 return Err(JwtError::MissingClaim);
             }
         }
+        Ok((exp, nbf))
+    }
 
+    /// The caller the checked claims describe: consumer, scopes and the claims mapped to
+    /// headers. The consumer and mapped claims become upstream header values: a token that
+    /// would inject a header line (or a whole request) is a bad credential, not a header to drop.
+    fn identity(
+        &self,
+        claims: Map<String, Value>,
+        exp: Option<u64>,
+        nbf: Option<u64>,
+    ) -> Result<Verified, JwtError> {
         let consumer = match claims.get(&self.consumer_claim) {
             Some(Value::String(s)) => Some(s.clone()),
             Some(Value::Number(n)) => Some(n.to_string()),
             _ => None,
         };
-        // The consumer and mapped claims become upstream header values: a token that would
-        // inject a header line (or a whole request) is a bad credential, not a header to drop.
         if consumer
             .as_deref()
             .is_some_and(|c| !crate::http1::is_safe_header_value(c.as_bytes()))
