@@ -39,27 +39,27 @@ enum BodyState {
 
 /// One client connection's socket, buffers and per-request wire state.
 pub struct Client {
-    pub stream: TcpStream,
+    pub(super) stream: TcpStream,
     /// Bytes read but not yet consumed start at `pos` (pipelined requests, body bytes).
-    pub buf: Vec<u8>,
-    pub pos: usize,
+    pub(super) buf: Vec<u8>,
+    pub(super) pos: usize,
     /// Reused between requests: serialized heads, the routing host, policy response lines.
-    pub scratch: Vec<u8>,
-    pub host: String,
-    pub resp_lines: Vec<u8>,
+    pub(super) scratch: Vec<u8>,
+    pub(super) host: String,
+    pub(super) resp_lines: Vec<u8>,
     /// Pending response output (head, queued body) and its framing.
-    pub out: Vec<u8>,
+    pub(super) out: Vec<u8>,
     /// Cancels the idle read once the grace period is over (reused while nothing is cancelled).
-    pub canceller: monoio::io::Canceller,
+    pub(super) canceller: monoio::io::Canceller,
     /// Timeouts of the config generation serving the current request (set once per request,
     /// so a reload mid-request never changes them).
-    pub timeouts: Timeouts,
+    pub(super) timeouts: Timeouts,
     /// Why the connection is being closed as abusive (counted once the request ends).
-    pub slow: Option<CoreCounter>,
+    pub(super) slow: Option<CoreCounter>,
     /// Body bytes read (wire bytes, framing included) and response bytes written for the
     /// current request.
-    pub body_in: u64,
-    pub bytes_out: u64,
+    pub(super) body_in: u64,
+    pub(super) bytes_out: u64,
     // --- per request ---
     body: BodyState,
     /// The declared body framing (for lingering and skipping).
