@@ -98,7 +98,7 @@ pub fn reload(shared: &Shared, path: &Path) -> Result<u64, String> {
         });
     match loaded {
         Ok(cfg) => {
-            if cfg.listeners != current.listeners {
+            if !config::same_listeners(&cfg.listeners, &current.listeners) {
                 crate::log::warn(
                     "listener changes take effect on restart; keeping the current listeners",
                 );

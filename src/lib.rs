@@ -30,6 +30,7 @@ pub mod request_id;
 pub mod route;
 pub mod shared;
 pub mod telemetry;
+pub mod tls;
 pub mod trace;
 pub mod upstream;
 pub mod worker;

@@ -55,6 +55,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("metrics", 2),
     ("trace", 2),
     ("accesslog", 2),
+    // TLS building blocks: rustls over owned buffers, certificates, SNI, tickets, settings.
+    ("tls", 2),
     // 3 config: parsing and compiling the file into the immutable table.
     ("config", 3),
     // 4 state: process-wide and per-core state a request runs against.
@@ -72,7 +74,6 @@ const LAYERS: &[(&str, u8)] = &[
     // 6 wires: connection drivers that produce and consume exchanges.
     ("conn", 6),
     ("http2", 6),
-    ("tls", 6),
     // 7 process: threads, signals, the admin API.
     ("worker", 7),
     ("control", 7),

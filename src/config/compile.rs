@@ -330,7 +330,11 @@ fn compile_listeners(raw: &RawConfig, errs: &mut Diag) -> Vec<Listener> {
                         format!("address {addr} is already used by listener {:?}", prev.name),
                     );
                 } else {
-                    out.push(Listener { name, addr });
+                    out.push(Listener {
+                        name,
+                        addr,
+                        tls: None,
+                    });
                 }
             }
             Err(_) => errs.at(

@@ -91,10 +91,22 @@ impl Compiled {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Listener {
     pub name: String,
     pub addr: SocketAddr,
+    /// TLS termination on this listener (`tls = { ... }`); `None` serves plain HTTP.
+    pub tls: Option<std::sync::Arc<crate::tls::settings::ListenerTls>>,
+}
+
+/// Whether two listener lists bind the same sockets the same way (names, addresses, TLS on or
+/// off). What a TLS listener serves (certificates, versions) may change on reload; its shape
+/// only on restart.
+pub fn same_listeners(a: &[Listener], b: &[Listener]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.name == y.name && x.addr == y.addr && x.tls.is_some() == y.tls.is_some()
+        })
 }
 
 #[derive(Clone, Copy, Debug)]

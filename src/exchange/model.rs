@@ -29,6 +29,23 @@ pub struct ClientFacts {
     pub forwarded_for: String,
     /// The scheme of the listener the connection came in on.
     pub scheme: Scheme,
+    /// What the TLS handshake established (`None` on a plain connection).
+    pub tls: Option<std::rc::Rc<TlsFacts>>,
+}
+
+/// Facts a TLS handshake established about the client connection.
+#[derive(Debug, Default)]
+pub struct TlsFacts {
+    /// The server name the client asked for (SNI).
+    pub sni: Option<String>,
+    /// The negotiated application protocol (ALPN), e.g. `http/1.1`.
+    pub alpn: Option<Vec<u8>>,
+    /// `TLSv1_3` / `TLSv1_2`.
+    pub version: &'static str,
+    /// The negotiated cipher suite's name.
+    pub cipher: &'static str,
+    /// The client certificate, when one was presented and verified.
+    pub peer_cert: Option<crate::tls::client_cert::PeerCert>,
 }
 
 impl ClientFacts {
@@ -42,6 +59,7 @@ impl ClientFacts {
                 std::net::IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
             },
             scheme,
+            tls: None,
         }
     }
 }

@@ -1,0 +1,12 @@
+//! TLS under the wires: rustls driven over monoio's owned buffers (`stream`), the compiled
+//! listener and upstream TLS settings (`settings`), certificate files (`certs`), SNI
+//! selection (`sni`), process-wide session-ticket keys (`tickets`), client-certificate facts
+//! (`client_cert`) and upstream client configs (`upstream`).
+
+pub mod certs;
+pub mod client_cert;
+pub mod settings;
+pub mod sni;
+pub mod stream;
+pub mod tickets;
+pub mod upstream;
