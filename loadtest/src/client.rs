@@ -235,7 +235,9 @@ fn load_thread(shared: Arc<Shared>, idx: usize, threads: usize) -> Result<Thread
     let outcome = block_on(&format!("load thread {idx}"), move |driver| async move {
         let shared = shared2;
         let streams = if shared.cfg.new_conn {
-            (0..count).map(|_| None).collect()
+            (0..count)
+                .map(|_| (None, tls.as_ref().map(TlsClient::for_slot)))
+                .collect()
         } else {
             let c = &shared.cfg;
             preconnect(c.target.addr, count, c.timeout, tls.as_ref()).await
@@ -249,7 +251,6 @@ fn load_thread(shared: Arc<Shared>, idx: usize, threads: usize) -> Result<Thread
             count,
             permits,
             driver,
-            tls,
         ));
         run_thread(ctx.clone(), first, streams).await;
         let stats = ctx.stats.replace(ThreadStats::default());
@@ -283,8 +284,6 @@ struct ThreadCtx {
     last_response: Cell<Option<Instant>>,
     /// Precise open-loop sleeps (see `pacer.rs`); `None` in closed loop.
     pacer: Option<Rc<Pacer>>,
-    /// This thread's TLS client (own session store); `None` for http://.
-    tls: Option<TlsClient>,
 }
 
 /// What the watchdog knows about one connection.
@@ -341,7 +340,6 @@ impl ThreadCtx {
         connections: usize,
         permits: Option<u64>,
         driver: DriverKind,
-        tls: Option<TlsClient>,
     ) -> Self {
         let cfg = &shared.cfg;
         // Only io_uring reads the timerfd asynchronously; epoll keeps monoio's 1 ms timer.
@@ -379,7 +377,6 @@ impl ThreadCtx {
             stopping: Cell::new(false),
             last_response: Cell::new(None),
             pacer,
-            tls,
         }
     }
 
@@ -496,11 +493,11 @@ async fn preconnect(
     count: usize,
     timeout: Duration,
     tls: Option<&TlsClient>,
-) -> Vec<Option<Conn>> {
+) -> Vec<(Option<Conn>, Option<TlsClient>)> {
     let tasks: Vec<_> = (0..count)
         .map(|_| {
-            let tls = tls.cloned();
-            monoio::spawn(async move { open(addr, timeout, tls.as_ref()).await.ok() })
+            let tls = tls.map(TlsClient::for_slot);
+            monoio::spawn(async move { (open(addr, timeout, tls.as_ref()).await.ok(), tls) })
         })
         .collect();
     let mut streams = Vec::with_capacity(count);
@@ -511,13 +508,22 @@ async fn preconnect(
 }
 
 /// Runs the thread's connections until the window ends or all permits are used.
-async fn run_thread(ctx: Rc<ThreadCtx>, first: usize, streams: Vec<Option<Conn>>) {
+async fn run_thread(
+    ctx: Rc<ThreadCtx>,
+    first: usize,
+    streams: Vec<(Option<Conn>, Option<TlsClient>)>,
+) {
     let mut tasks = Vec::with_capacity(ctx.slots.len());
-    for (local, stream) in streams.into_iter().enumerate() {
+    for (local, (stream, tls)) in streams.into_iter().enumerate() {
         let task = if ctx.cfg().new_conn {
-            monoio::spawn(one_request_connections(ctx.clone(), local, first + local))
+            monoio::spawn(one_request_connections(
+                ctx.clone(),
+                local,
+                first + local,
+                tls,
+            ))
         } else {
-            monoio::spawn(connection(ctx.clone(), local, first + local, stream))
+            monoio::spawn(connection(ctx.clone(), local, first + local, stream, tls))
         };
         tasks.push(task);
     }
@@ -632,7 +638,13 @@ async fn next_send(
 
 /// One keep-alive connection: connect, send, read, record, repeat; reconnect after errors or
 /// a server close.
-async fn connection(ctx: Rc<ThreadCtx>, local: usize, global: usize, mut stream: Option<Conn>) {
+async fn connection(
+    ctx: Rc<ThreadCtx>,
+    local: usize,
+    global: usize,
+    mut stream: Option<Conn>,
+    tls: Option<TlsClient>,
+) {
     let cfg = ctx.cfg();
     let slot = &ctx.slots[local];
     let schedule = cfg
@@ -654,7 +666,7 @@ async fn connection(ctx: Rc<ThreadCtx>, local: usize, global: usize, mut stream:
         }
         let mut conn = match stream.take() {
             Some(s) => s,
-            None => match open(cfg.target.addr, cfg.timeout, ctx.tls.as_ref()).await {
+            None => match open(cfg.target.addr, cfg.timeout, tls.as_ref()).await {
                 Ok(s) => {
                     opened += 1;
                     if opened > 1 {
@@ -721,7 +733,12 @@ async fn connection(ctx: Rc<ThreadCtx>, local: usize, global: usize, mut stream:
 /// one request, reads the response and closes (close_notify over TLS). Latency runs from
 /// before the connect. A connection that cannot be opened counts as a `connect` (or `tls`)
 /// error of that request.
-async fn one_request_connections(ctx: Rc<ThreadCtx>, local: usize, global: usize) {
+async fn one_request_connections(
+    ctx: Rc<ThreadCtx>,
+    local: usize,
+    global: usize,
+    tls: Option<TlsClient>,
+) {
     let cfg = ctx.cfg();
     let slot = &ctx.slots[local];
     let schedule = cfg
@@ -733,7 +750,7 @@ async fn one_request_connections(ctx: Rc<ThreadCtx>, local: usize, global: usize
     let mut sent = 0u64;
     while let Some((scheduled, started)) = next_send(&ctx, local, schedule.as_ref(), sent).await {
         sent += 1;
-        let opened = open(cfg.target.addr, cfg.timeout, ctx.tls.as_ref()).await;
+        let opened = open(cfg.target.addr, cfg.timeout, tls.as_ref()).await;
         let mut conn = match opened {
             Ok(c) => c,
             Err(e) => {

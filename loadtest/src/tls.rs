@@ -5,9 +5,11 @@
 //! read or write that is never cancelled mid-record: timeouts shut the socket down instead
 //! (see `client.rs`), so a session is never left with half a record written.
 //!
-//! Session resumption is off unless asked for (`--resume`): then each load thread has its
-//! own in-memory session store (TLS 1.3 tickets, TLS 1.2 session ids/tickets), so a resumed
-//! handshake never waits on another thread's lock.
+//! Session resumption is off unless asked for (`--resume`): then every connection slot has
+//! its own in-memory session store (TLS 1.3 tickets, TLS 1.2 session ids/tickets), like one
+//! client reconnecting: each new connection resumes the session its predecessor got, never
+//! races other slots for a shared ticket pool (rustls keeps at most 8 TLS 1.3 tickets per
+//! server name per store), and never waits on another thread's lock.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
@@ -50,6 +52,8 @@ pub struct TlsOptions {
 pub struct TlsClient {
     pub config: Arc<ClientConfig>,
     pub name: ServerName<'static>,
+    /// Sessions are kept and resumed.
+    pub resume: bool,
 }
 
 impl TlsClient {
@@ -88,7 +92,23 @@ impl TlsClient {
         Ok(TlsClient {
             config: Arc::new(config),
             name,
+            resume: o.resume,
         })
+    }
+
+    /// The same client with a session store of its own (for one connection slot); without
+    /// resumption, the same client.
+    pub fn for_slot(&self) -> TlsClient {
+        if !self.resume {
+            return self.clone();
+        }
+        let mut config = (*self.config).clone();
+        config.resumption = Resumption::in_memory_sessions(4);
+        TlsClient {
+            config: Arc::new(config),
+            name: self.name.clone(),
+            resume: true,
+        }
     }
 }
 
