@@ -418,6 +418,40 @@ mod tests {
         assert_eq!((l.method.as_str(), l.body_size), ("POST", 1024));
         assert_eq!(post.response_body, 1024);
         assert_eq!(load("idle-conns", &dir).unwrap().kind, Kind::Idle);
+        for (name, hs) in [
+            ("tls-keepalive", Handshakes::Keepalive),
+            ("tls-handshake", Handshakes::Full),
+            ("tls-resume", Handshakes::Resumed),
+            ("tls-idle-conns", Handshakes::Keepalive),
+        ] {
+            let s = load(name, &dir).unwrap();
+            assert_eq!(s.tls.map(|t| t.handshakes), Some(hs), "{name}");
+            if let Some(l) = &s.load {
+                assert_eq!(l.tls, s.tls, "{name}: the load knows it is TLS");
+            }
+        }
+        assert!(load("proxy-small", &dir).unwrap().tls.is_none());
+    }
+
+    #[test]
+    fn tls_table_is_checked() {
+        let p = |t: &str, kind: &str| {
+            parse(
+                "t",
+                Path::new("t.toml"),
+                &format!("description = \"x\"\n{kind}[[routes]]\nprefix = \"/\"\n{t}"),
+            )
+        };
+        let load = "[load]\npaths = [\"/\"]\n";
+        let s = p(&format!("{load}[tls]\nversion = \"1.2\"\n"), "").unwrap();
+        assert_eq!(s.tls.map(|t| t.version), Some(Some("1.2")));
+        let e = p(&format!("{load}[tls]\nversion = \"1.1\"\n"), "").unwrap_err();
+        assert!(e.contains("tls.version"), "{e}");
+        let e = p(&format!("{load}[tls]\nhandshakes = \"sometimes\"\n"), "").unwrap_err();
+        assert!(e.contains("sometimes"), "{e}");
+        let idle = "[idle]\n[tls]\nhandshakes = \"full\"\n";
+        let e = p(idle, "kind = \"idle\"\n").unwrap_err();
+        assert!(e.contains("tls.handshakes"), "{e}");
     }
 
     #[test]

@@ -561,5 +561,49 @@ mod tests {
         assert!(n.contains("access_log off;"));
         assert!(n.contains("user root;"));
         assert!(n.contains("location / { proxy_pass http://be; }"));
+        assert!(!n.contains("ssl"));
+        assert!(!r.contains("[listeners.tls]"));
+    }
+
+    #[test]
+    fn tls_configs_serve_the_same_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = crate::tls::generate(dir.path()).unwrap();
+        let s = scn("[[routes]]\nprefix = \"/\"\n");
+        let a: SocketAddr = "127.0.0.1:8443".parse().unwrap();
+        let u: SocketAddr = "127.0.0.1:9001".parse().unwrap();
+        let cert = files.cert.display().to_string();
+        let key = files.key.display().to_string();
+        let r = ringway_config(&s, a, u, 1, Some(&files));
+        assert!(
+            r.contains(&format!(
+                "address = \"127.0.0.1:8443\"\n[listeners.tls]\ncertificates = [{{ cert = \"{cert}\", key = \"{key}\" }}]\n"
+            )),
+            "{r}"
+        );
+        let n = nginx_config(&NginxParams {
+            scn: &s,
+            addr: a,
+            upstream: u,
+            cpus: &[0],
+            dir: Path::new("/tmp/x"),
+            nofile: 20000,
+            root: false,
+            tls: Some(&files),
+        });
+        for want in [
+            "listen 127.0.0.1:8443 ssl reuseport;".to_string(),
+            format!("ssl_certificate {cert};"),
+            format!("ssl_certificate_key {key};"),
+            "ssl_protocols TLSv1.2 TLSv1.3;".into(),
+            "ssl_session_tickets on;".into(),
+            "ssl_session_cache shared:SSL:10m;".into(),
+        ] {
+            assert!(n.contains(&want), "{want} missing:\n{n}");
+        }
+        let pem = std::fs::read_to_string(&files.cert).unwrap();
+        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        let key_pem = std::fs::read_to_string(&files.key).unwrap();
+        assert!(key_pem.contains("PRIVATE KEY"));
     }
 }
