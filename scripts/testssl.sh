@@ -69,17 +69,19 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# ECDSA P-256 CA and leaf (localhost, 127.0.0.1), as a deployment would have.
+# ECDSA P-256 CA and leaf (localhost, 127.0.0.1) shaped like a public one (90 days, a CRL
+# distribution point), so testssl's certificate findings are about the server, not the test
+# certificate; testssl trusts the CA (--add-ca).
 openssl ecparam -name prime256v1 -genkey -noout -out "$dir/ca.key" 2>/dev/null
-openssl req -x509 -new -key "$dir/ca.key" -subj "/CN=ringway testssl CA" -days 2 \
+openssl req -x509 -new -key "$dir/ca.key" -subj "/CN=ringway testssl CA" -days 365 \
   -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
   -out "$dir/ca.pem" 2>/dev/null
 openssl ecparam -name prime256v1 -genkey -noout -out "$dir/leaf.key" 2>/dev/null
 openssl pkcs8 -topk8 -nocrypt -in "$dir/leaf.key" -out "$dir/key.pem"
 openssl req -new -key "$dir/key.pem" -subj "/CN=localhost" -out "$dir/leaf.csr" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\nbasicConstraints=critical,CA:FALSE\n' >"$dir/leaf.ext"
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\nbasicConstraints=critical,CA:FALSE\ncrlDistributionPoints=URI:http://localhost/ringway-test-ca.crl\n' >"$dir/leaf.ext"
 openssl x509 -req -in "$dir/leaf.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
-  -days 2 -extfile "$dir/leaf.ext" -out "$dir/leaf.pem" 2>/dev/null
+  -days 90 -extfile "$dir/leaf.ext" -out "$dir/leaf.pem" 2>/dev/null
 cat "$dir/leaf.pem" "$dir/ca.pem" >"$dir/cert.pem"
 [ -s "$dir/cert.pem" ] && [ -s "$dir/key.pem" ] || { echo "testssl: certificate generation failed" >&2; exit 1; }
 
@@ -171,7 +173,7 @@ echo "testssl: $("$testssl_bin" --version 2>/dev/null | grep -m1 -o 'testssl.sh 
   "against $server ($bin) on 127.0.0.1:$port, checks: $checks, limit ${limit}s"
 # shellcheck disable=SC2086 # $checks is a list of options
 timeout --kill-after=10 "$limit" "$testssl_bin" --quiet --color 0 --warnings off \
-  --connect-timeout 5 --openssl-timeout 10 --ip 127.0.0.1 \
+  --connect-timeout 5 --openssl-timeout 10 --ip 127.0.0.1 --add-ca "$dir/ca.pem" \
   --jsonfile "$dir/testssl.json" $checks "localhost:$port" >"$dir/testssl.log" 2>&1
 rc=$?
 if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
@@ -192,6 +194,9 @@ print("testssl summary: " + ", ".join(f"{s} {counts.get(s, 0)}" for s in order)
 worst = [f for f in findings if f.get("severity") in order[3:]]
 for f in worst:
     print(f"  {f['severity']:<8} {f.get('id', '?')}: {f.get('finding', '')}")
+low = [f for f in findings if f.get("severity") == "LOW"]
+if low:
+    print("  LOW: " + "; ".join(f"{f.get('id', '?')}: {f.get('finding', '')}" for f in low))
 for f in findings:
     if f.get("severity") in ("WARN", "FATAL"):
         print(f"  {f['severity']:<8} {f.get('id', '?')}: {f.get('finding', '')}")
