@@ -1,10 +1,12 @@
 //! TLS under the wires: rustls driven over monoio's owned buffers (`stream`), the compiled
-//! listener and upstream TLS settings (`settings`), certificate files (`certs`), SNI
+//! listener and upstream TLS settings (`settings`) and the listener `tls` table that compiles
+//! into them (`config`), certificate files (`certs`), SNI
 //! selection (`sni`), process-wide session-ticket keys (`tickets`), client-certificate facts
 //! (`client_cert`) and upstream client configs (`upstream`).
 
 pub mod certs;
 pub mod client_cert;
+pub mod config;
 pub mod settings;
 pub mod sni;
 pub mod stream;
