@@ -4,8 +4,8 @@
 //! `ConfigError` naming file, line, column and field. Nothing downstream re-validates.
 //!
 //! This file validates the top-level sections (server, limits, timeouts, upstreams, admin) and
-//! dispatches the rest: `listeners` (addresses, TLS, HTTPS redirects), `routes`, `policies` (each policy kind compiles in its own
-//! block), `defaults`, `telemetry`, `abuse`, `paths`.
+//! dispatches the rest: `listeners` (addresses, TLS, HTTPS redirects), `routes`, `policies`
+//! (each policy kind compiles in its own block), `defaults`, `telemetry`, `abuse`, `paths`.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};

@@ -4,10 +4,10 @@
 //! Layout: `errors` (positioned diagnostics and the shared checked readers) and `units`
 //! (durations, sizes) are vocabulary that policy blocks use too; `raw` is the serde mirror;
 //! `compile` validates the top-level sections and dispatches to `listeners` (addresses, TLS,
-//! HTTPS redirects), `routes` (one route: match
-//! spec and action), `policies` (consumers, key store, named policies: each kind compiles in
-//! its own block), `defaults` (a route's effective policy list), `telemetry`, `abuse` and
-//! `paths`; `summary` renders a compiled config for `check` and the admin API.
+//! HTTPS redirects), `routes` (one route: match spec and action), `policies` (consumers, key
+//! store, named policies: each kind compiles in its own block), `defaults` (a route's
+//! effective policy list), `telemetry`, `abuse` and `paths`; `summary` renders a compiled
+//! config for `check` and the admin API.
 //!
 //! This file only declares and re-exports: no child imports from it.
 

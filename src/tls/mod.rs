@@ -1,8 +1,9 @@
 //! TLS under the wires: rustls driven over monoio's owned buffers (`stream`), the compiled
-//! listener and upstream TLS settings (`settings`) and the listener `tls` table that compiles
-//! into them (`config`), certificate files (`certs`), SNI
-//! selection (`sni`), process-wide session-ticket keys (`tickets`), client-certificate facts
-//! (`client_cert`) and upstream client configs (`upstream`).
+//! listener and upstream TLS settings (`settings`), the listener `tls` table that compiles into
+//! them (`config`), certificate files (`certs`), SNI selection (`sni`), process-wide
+//! session-ticket keys (`tickets`), client-certificate facts (`client_cert`), upstream client
+//! configs (`upstream`), the plain-or-TLS byte stream (`transport`) and each worker's server
+//! configs and session caches (`worker`).
 
 pub mod certs;
 pub mod client_cert;
@@ -11,4 +12,6 @@ pub mod settings;
 pub mod sni;
 pub mod stream;
 pub mod tickets;
+pub mod transport;
 pub mod upstream;
+pub mod worker;

@@ -3,14 +3,15 @@
 //! handshake limit and what `check` and `/metrics` show about its certificates.
 //!
 //! Invariants: immutable once built; the config has no session cache of its own — each worker
-//! gets a clone with its own bounded cache through `for_worker`, so no cache lock is shared
-//! between cores, while ticket keys (`tickets`) are shared so tickets resume on any worker.
+//! uses a clone with its own bounded cache (`tls::worker::WorkerTls`), so no cache lock is
+//! shared between cores, while ticket keys (`tickets`) are shared so tickets resume on any
+//! worker.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::server::{NoServerSessionStorage, ServerSessionMemoryCache, WebPkiClientVerifier};
+use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::ServerConfig;
 use rustls_pki_types::CertificateRevocationListDer;
 
@@ -20,13 +21,15 @@ use super::tickets::Ticketer;
 /// A listener's compiled TLS.
 #[derive(Debug)]
 pub struct ListenerTls {
-    /// Shared by every worker (its session storage is a no-op: see `for_worker`).
+    /// Certificates, SNI, ALPN, versions, client auth, tickets. Its session storage is a no-op,
+    /// replaced per worker (`WorkerTls`).
     pub server: Arc<ServerConfig>,
     /// Time allowed for the whole handshake; the connection is closed after it.
     pub handshake_timeout: Duration,
     /// The certificates, in config order (for `check` and the expiry gauge).
     pub certs: Vec<CertSummary>,
-    /// Per-worker session cache entries; 0 = no server-side session cache.
+    /// Entries of each worker's session cache (TLS 1.2 session ids, TLS 1.3 without tickets);
+    /// 0 = none.
     pub session_cache: usize,
     /// One line for `check`: versions, ALPN, resumption, client certificates.
     pub description: String,
@@ -45,25 +48,6 @@ pub struct CertSummary {
     pub not_after: i64,
     /// An OCSP response is stapled.
     pub ocsp: bool,
-}
-
-impl ListenerTls {
-    /// The server config for one worker: `server` with that worker's own session cache (make
-    /// it once per worker with `new_session_cache` and keep it across reloads). Call once per
-    /// worker per config generation, never per connection.
-    pub fn for_worker(&self, cache: &Arc<ServerSessionMemoryCache>) -> Arc<ServerConfig> {
-        if self.session_cache == 0 {
-            return self.server.clone();
-        }
-        let mut cfg = (*self.server).clone();
-        cfg.session_storage = cache.clone();
-        Arc::new(cfg)
-    }
-
-    /// A bounded session cache sized by `session_cache` (at least one entry).
-    pub fn new_session_cache(&self) -> Arc<ServerSessionMemoryCache> {
-        ServerSessionMemoryCache::new(self.session_cache.max(1))
-    }
 }
 
 /// How client certificates are verified.
