@@ -97,7 +97,8 @@ pub struct Listener {
     pub addr: SocketAddr,
     /// TLS termination on this listener (`tls = { ... }`); `None` serves plain HTTP.
     pub tls: Option<std::sync::Arc<crate::tls::settings::ListenerTls>>,
-    /// A plain listener that answers every request with a redirect to https on this port.
+    /// Plain listeners with `redirect_https = true`: the HTTPS port every request is
+    /// redirected to (308). Always `None` on a TLS listener.
     pub redirect_https: Option<u16>,
 }
 
