@@ -374,13 +374,14 @@ fn run_targets(
         body_len,
         headers: load.map_or(&[][..], |l| &l.headers[..]),
     };
+    let upstream_probe = Probe {
+        headers: &[],
+        ..probe
+    };
     procs::wait_http_ok(
         Some(&upstream),
         up_addr,
-        &method,
-        &path,
-        body_len,
-        &[],
+        &upstream_probe,
         None,
         Duration::from_secs(10),
     )?;

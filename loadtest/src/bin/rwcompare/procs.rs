@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::targets::Probe;
 use crate::tls::{AnyConn, TlsFiles};
 
 /// Set by SIGINT, SIGTERM and SIGHUP.
@@ -334,17 +335,15 @@ pub fn http_status(
 pub fn wait_http_ok(
     proc_: Option<&Proc>,
     addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body_len: usize,
-    headers: &[String],
+    probe: &Probe<'_>,
     tls: Option<&TlsFiles>,
     timeout: Duration,
 ) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     let mut last: String;
     loop {
-        match http_status(addr, method, path, body_len, headers, tls) {
+        let (method, path) = (probe.method, probe.path);
+        match http_status(addr, method, path, probe.body_len, probe.headers, tls) {
             Ok(200) => return Ok(()),
             Ok(code) => last = format!("status {code}"),
             Err(e) => last = e,

@@ -151,10 +151,7 @@ pub fn start_ringway(
     procs::wait_http_ok(
         Some(&p),
         addr,
-        probe.method,
-        probe.path,
-        probe.body_len,
-        probe.headers,
+        probe,
         env.tls.as_ref(),
         Duration::from_secs(15),
     )?;
@@ -221,10 +218,7 @@ pub fn start_nginx(
     if let Err(e) = procs::wait_http_ok(
         Some(&p),
         addr,
-        probe.method,
-        probe.path,
-        probe.body_len,
-        probe.headers,
+        probe,
         env.tls.as_ref(),
         Duration::from_secs(15),
     ) {
