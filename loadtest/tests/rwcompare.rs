@@ -163,3 +163,51 @@ fn policies_scenario_runs_its_policy_chain_without_errors() {
     assert!(r["requests"].as_u64().unwrap() > 0, "{r}");
     assert_eq!(r["errors"], 0, "{r}");
 }
+
+#[test]
+fn tls_scenarios_run_against_ringway_over_https() {
+    // ringway's [listeners.tls] with the run's certificate: keep-alive requests, then one
+    // resumed handshake per request (the ticket path); `direct` is skipped (plain upstream).
+    let Some((code, stdout, stderr)) = rwcompare(&[
+        "tls-keepalive",
+        "--duration",
+        "500ms",
+        "--warmup",
+        "200ms",
+        "--only",
+        "ringway,direct",
+        "--json",
+    ]) else {
+        return;
+    };
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let r = &v["targets"]["ringway"];
+    assert!(r["requests"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["errors"], 0, "{r}");
+    let negotiated = r["tls"]["negotiated"].as_str().unwrap_or("");
+    assert!(negotiated.starts_with("TLSv1.3 "), "{r}");
+    assert_eq!(v["targets"]["direct"]["status"], "skipped", "{v}");
+
+    let (code, stdout, stderr) = rwcompare(&[
+        "tls-resume",
+        "--duration",
+        "500ms",
+        "--warmup",
+        "300ms",
+        "--only",
+        "ringway",
+        "--json",
+    ])
+    .unwrap();
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let r = &v["targets"]["ringway"];
+    assert_eq!(r["errors"], 0, "{r}");
+    let resumed = r["tls"]["handshakes_resumed"].as_u64().unwrap_or(0);
+    assert!(resumed > 0, "ringway resumes sessions: {r}");
+    assert_eq!(
+        r["tls"]["handshakes_full"], 0,
+        "after the warmup every handshake resumes: {r}"
+    );
+}
