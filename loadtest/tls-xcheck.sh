@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Independent cross-checks of the TLS scenarios with other clients: wrk (keep-alive HTTPS),
 # h2load --h1 (keep-alive HTTPS) and openssl s_time (-new: a full handshake and one GET per
-# connection; -reuse: resumed), against the ringway and nginx configs a TLS rwcompare run
+# connection, TLS 1.3 and TLS 1.2; -reuse: resumed, TLS 1.2 only: OpenSSL 3.0's s_time keeps
+# the session before a TLS 1.3 server's tickets arrive, so with TLS 1.3 it never resumes,
+# against nginx too), against the ringway and nginx configs a TLS rwcompare run
 # kept. Each gateway runs pinned to CPU 0 (as rwcompare runs it), the clients and the
 # upstream on CPU 1; the gateway's CPU time comes from /proc (nginx: master + workers), so
 # every line ends with operations per gateway CPU-second.
@@ -40,7 +42,7 @@ hz="$(getconf CLK_TCK)"
 measure() { # NAME PORT PIDS... -- runs every tool against 127.0.0.1:PORT
   local name="$1" port="$2"; shift 2
   local url="https://127.0.0.1:$port/item" t0 t1 out rate cpu
-  for tool in wrk h2load s_time_new s_time_reuse; do
+  for tool in wrk h2load s_time_new_13 s_time_new_12 s_time_reuse_12; do
     t0="$(ticks "$@")"
     case "$tool" in
       wrk)
@@ -51,16 +53,19 @@ measure() { # NAME PORT PIDS... -- runs every tool against 127.0.0.1:PORT
         command -v h2load >/dev/null || continue
         out="$(taskset -c 1 h2load --h1 -t1 -c50 -D "$secs" "$url" 2>&1)"
         rate="$(awk '/^finished in/ {gsub(",", "", $4); print $4}' <<<"$out")" ;;
-      s_time_new|s_time_reuse)
-        local mode="-new"; [ "$tool" = s_time_reuse ] && mode="-reuse"
-        out="$(taskset -c 1 openssl s_time -connect "127.0.0.1:$port" -www /item "$mode" -time "$secs" 2>&1)"
+      s_time_*)
+        local mode="-new" version=""
+        [ "$tool" = s_time_reuse_12 ] && mode="-reuse"
+        [ "$tool" != s_time_new_13 ] && version="-tls1_2"
+        # shellcheck disable=SC2086 # $version is empty or one option
+        out="$(taskset -c 1 openssl s_time -connect "127.0.0.1:$port" -www /item "$mode" $version -time "$secs" 2>&1)"
         # s_time prints "N connections in T real seconds": use the real-time rate.
         rate="$(awk '/connections in [0-9.]+ real seconds/ {print $1 / $4; exit}' <<<"$out")" ;;
     esac
     t1="$(ticks "$@")"
     cpu="$(awk -v a="$t0" -v b="$t1" -v hz="$hz" 'BEGIN {print (b - a) / hz}')"
     awk -v n="$name" -v t="$tool" -v r="${rate:-0}" -v c="$cpu" -v s="$secs" \
-      'BEGIN {printf "%-8s %-13s %10.1f /s   gateway CPU %5.2f s   %9.0f per CPU-s\n", n, t, r, c, (c > 0 ? r * s / c : 0)}'
+      'BEGIN {printf "%-8s %-16s %10.1f /s   gateway CPU %5.2f s   %9.0f per CPU-s\n", n, t, r, c, (c > 0 ? r * s / c : 0)}'
   done
 }
 
