@@ -114,7 +114,7 @@ fn pipelined_requests_over_tls_are_answered_in_order() {
     for i in 0..4 {
         let r = c.read_response(false).unwrap();
         assert_eq!(r.status, 200);
-        assert_eq!(r.json()["path"], format!("/p/{i}"));
+        assert_eq!(r.json()["target"], format!("/p/{i}"));
     }
 }
 
@@ -186,7 +186,7 @@ fn a_plain_listener_can_redirect_everything_to_https() {
     let gw = Gateway::start(&body);
     let plain: std::net::SocketAddr = format!("127.0.0.1:{plain_port}").parse().unwrap();
     let r = request(plain, "POST", "/orders/7?x=1&y=%20", &[("Host", "API.example.com:80")], b"{}");
-    assert_eq!(r.status, 308);
+    assert_eq!(r.status, 308, "{}", r.text());
     assert_eq!(r.header("location"), Some("https://api.example.com:8443/orders/7?x=1&y=%20"));
     assert_eq!(up.count(), 0, "a redirecting listener never forwards");
     // The TLS listener itself serves normally.
