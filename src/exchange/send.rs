@@ -11,7 +11,10 @@ use monoio::net::TcpStream;
 
 use crate::http1::{self, BodyFraming, Method};
 use crate::io::{read_some, write_all, IoFail};
-use crate::upstream::{UpConn, UpstreamState};
+use crate::tls::stream::TlsStream;
+use crate::tls::transport::Transport;
+use crate::tls::upstream::failure_reason;
+use crate::upstream::{UpConn, UpstreamState, WorkerUpstreamTls};
 
 use super::body::stream_request_body;
 use super::error::{ErrorKind, ProxyError};
@@ -206,31 +209,87 @@ async fn acquire(
     }
 }
 
+/// A fresh connection to target `t`: TCP connect and, for a TLS upstream, the handshake, both
+/// within the upstream's connect timeout (→ 504). A refused connection or a failed handshake
+/// backs the target off and lets the next target be tried.
 async fn connect_one(us: &UpstreamState, t: usize) -> Result<UpConn, ProxyError> {
     let addr = us.targets[t].addr;
-    match monoio::time::timeout(us.connect_timeout, TcpStream::connect_addr(addr)).await {
-        Ok(Ok(stream)) => {
-            let _ = stream.set_nodelay(true);
-            Ok(UpConn {
-                stream,
-                buf: Vec::with_capacity(4 * 1024),
-                target: t,
-                reused: false,
-            })
-        }
+    let deadline = Instant::now() + us.connect_timeout;
+    let connect = TcpStream::connect_addr(addr);
+    let tcp = match monoio::time::timeout_at(deadline.into(), connect).await {
+        Ok(Ok(tcp)) => tcp,
         Ok(Err(e)) => {
             crate::log::warn(&format!(
                 "upstream {} target {addr}: connect failed: {e}; backing off",
                 us.name
             ));
             us.mark_down(t, Instant::now());
-            Err(ProxyError::new(ErrorKind::UpstreamConnect))
+            return Err(ProxyError::new(ErrorKind::UpstreamConnect));
+        }
+        Err(_) => {
+            us.mark_down(t, Instant::now());
+            return Err(ProxyError::new(ErrorKind::UpstreamConnectTimeout));
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    let stream = match &us.tls {
+        None => Transport::Plain(tcp),
+        Some(tls) => Transport::Tls(handshake(us, t, tls, tcp, deadline).await?),
+    };
+    Ok(UpConn {
+        stream,
+        buf: Vec::with_capacity(4 * 1024),
+        target: t,
+        reused: false,
+    })
+}
+
+/// The TLS handshake with target `t`, verifying its certificate for the target's server name.
+/// A timeout drops the half-made session with its socket (never reused).
+async fn handshake(
+    us: &UpstreamState,
+    t: usize,
+    tls: &WorkerUpstreamTls,
+    tcp: TcpStream,
+    deadline: Instant,
+) -> Result<Box<TlsStream>, ProxyError> {
+    let target = &us.targets[t];
+    let name = match &target.server_name {
+        Some(n) => n.clone(),
+        None => return Err(ProxyError::new(ErrorKind::UpstreamTls)),
+    };
+    let conn = match rustls::ClientConnection::new(tls.config.clone(), name) {
+        Ok(c) => c,
+        Err(e) => return Err(tls_failed(us, t, &e.to_string())),
+    };
+    let mut s = Box::new(TlsStream::new(tcp, conn));
+    match monoio::time::timeout_at(deadline.into(), s.handshake()).await {
+        Ok(Ok(())) => Ok(s),
+        Ok(Err(fail)) => {
+            let err = s.take_error();
+            Err(tls_failed(us, t, &failure_reason(fail, err.as_ref())))
         }
         Err(_) => {
             us.mark_down(t, Instant::now());
             Err(ProxyError::new(ErrorKind::UpstreamConnectTimeout))
         }
     }
+}
+
+/// Logs a failed handshake (upstream, target, name, rustls's reason) and backs the target off.
+fn tls_failed(us: &UpstreamState, t: usize, why: &str) -> ProxyError {
+    let target = &us.targets[t];
+    let name = target
+        .server_name
+        .as_ref()
+        .map(|n| n.to_str().into_owned())
+        .unwrap_or_default();
+    crate::log::warn(&format!(
+        "upstream {} target {} (server name {name}): TLS handshake failed: {why}; backing off",
+        us.name, target.addr
+    ));
+    us.mark_down(t, Instant::now());
+    ProxyError::new(ErrorKind::UpstreamTls)
 }
 
 /// Reads the upstream response head, skipping interim 1xx responses other than 101. Untimed:
