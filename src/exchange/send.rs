@@ -94,7 +94,7 @@ async fn await_response_head<D: Downstream>(
 ) -> Result<http1::ResponseHead, ProxyError> {
     let now = Instant::now();
     let deadline = now + a.us.response_timeout;
-    let read = read_response_head(up, a.limits, method);
+    let read = read_response_head(a.us, up, a.limits, method);
     let mut read = std::pin::pin!(read);
     let watch_from = (now + CLIENT_WATCH_AFTER).min(deadline);
     let early = monoio::select! {
@@ -276,6 +276,25 @@ async fn handshake(
     }
 }
 
+/// Whether a TLS upstream ended the exchange with a TLS error (logged): with TLS 1.3 the
+/// server checks our client certificate after our side of the handshake is done, so "no
+/// certificate" or "bad certificate" arrives as an alert on the first read.
+fn tls_refused(us: &UpstreamState, up: &mut UpConn) -> bool {
+    let Transport::Tls(t) = &mut up.stream else {
+        return false;
+    };
+    let Some(e) = t.take_error() else {
+        return false;
+    };
+    let target = us.targets.get(up.target).map(|t| t.addr.to_string());
+    crate::log::warn(&format!(
+        "upstream {} target {}: TLS failure: {e}",
+        us.name,
+        target.unwrap_or_default()
+    ));
+    true
+}
+
 /// Logs a failed handshake (upstream, target, name, rustls's reason) and backs the target off.
 fn tls_failed(us: &UpstreamState, t: usize, why: &str) -> ProxyError {
     let target = &us.targets[t];
@@ -295,6 +314,7 @@ fn tls_failed(us: &UpstreamState, t: usize, why: &str) -> ProxyError {
 /// Reads the upstream response head, skipping interim 1xx responses other than 101. Untimed:
 /// `await_response_head` bounds it (and drops the connection when it gives up).
 async fn read_response_head(
+    us: &UpstreamState,
     up: &mut UpConn,
     limits: &http1::Limits,
     method: Method,
@@ -321,6 +341,7 @@ async fn read_response_head(
         }
         match read_some(&mut up.stream, &mut up.buf, 64 * 1024).await {
             Ok(_) => got_any = true,
+            Err(_) if tls_refused(us, up) => return Err(ProxyError::new(ErrorKind::UpstreamTls)),
             Err(_) if up.reused && !got_any => {
                 return Err(ProxyError::stale(ErrorKind::UpstreamClosed))
             }
