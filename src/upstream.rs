@@ -19,6 +19,11 @@
 //! the moment of reuse. Bytes that arrive after it are indistinguishable from the answer to
 //! the new request: no HTTP/1.1 client can close that window, so connections whose responses
 //! invite a late body (after HEAD, a 204 announcing one) are not pooled at all.
+//!
+//! TLS connections (`Transport::Tls`) are pooled the same way. Their check is one
+//! non-blocking `recv` through rustls instead of the peek (`TlsStream::absorb`): TLS 1.3
+//! servers send records that carry no data at any time (session tickets, key updates), and
+//! those keep the connection; decrypted data, close_notify, EOF or a TLS error drop it.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -221,20 +226,13 @@ fn tls_identity(t: &Option<WorkerUpstreamTls>) -> Option<u64> {
 /// 1.3 session tickets, key updates): they are taken through rustls without waiting, and the
 /// connection is dropped only if they decrypt to data, end the session or are not valid TLS.
 fn idle_conn_open(s: &mut Transport) -> bool {
-    use std::os::fd::AsRawFd;
-    let peeked = crate::io::peek(s.as_raw_fd());
     match s {
-        Transport::Plain(_) => peeked == crate::io::Peeked::Empty,
-        Transport::Tls(t) => {
-            if t.has_buffered() {
-                return false;
-            }
-            match peeked {
-                crate::io::Peeked::Empty => true,
-                crate::io::Peeked::Gone => false,
-                crate::io::Peeked::Data => t.absorb() == Absorbed::Quiet,
-            }
+        Transport::Plain(t) => {
+            use std::os::fd::AsRawFd;
+            crate::io::peek(t.as_raw_fd()) == crate::io::Peeked::Empty
         }
+        // One non-blocking recv, as the peek: nothing there, or only records without data.
+        Transport::Tls(t) => !t.has_buffered() && t.absorb() == Absorbed::Quiet,
     }
 }
 

@@ -645,3 +645,26 @@ fn bad_tls_settings_are_refused_with_their_field() {
         assert!(err.contains(want), "tls = {tls}: {err}");
     }
 }
+
+/// `tls = true` with no CA of its own needs system roots; with none it is a config error that
+/// says what to do, never an upstream that silently fails every handshake.
+#[test]
+fn no_system_roots_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let cfg = dir.path().join("ringway.toml");
+    let body = config("billing.example:443", "true").replace("billing.example", "localhost");
+    std::fs::write(&cfg, format!("[[listeners]]\naddress = \"127.0.0.1:0\"\n{body}")).unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .env("SSL_CERT_FILE", &empty)
+        .env_remove("SSL_CERT_DIR")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "accepted without any trust anchor");
+    assert!(err.contains("upstreams.be.tls"), "{err}");
+    assert!(err.contains("no system root certificates"), "{err}");
+}

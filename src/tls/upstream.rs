@@ -183,10 +183,17 @@ pub fn compile(
     let names = server_names(t, verify, cx.targets, fail)?;
     names.hash(&mut id);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let (verifier, trust) = verifier(t, verify, &provider, cx, &mut id, fail)?;
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .ok()?
+    let (verifier, trust) = verifier(t, verify, &provider, cx, raw.span(), &mut id, fail)?;
+    let versions = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions();
+    let builder = match versions {
+        Ok(b) => b,
+        Err(e) => {
+            fail(raw.span(), "tls", format!("no usable TLS version: {e}"));
+            return None;
+        }
+    };
+    let builder = builder
         .dangerous()
         .with_custom_certificate_verifier(verifier);
     let mut client = match &t.client_cert {
@@ -292,6 +299,7 @@ fn verifier(
     verify: bool,
     provider: &Arc<CryptoProvider>,
     cx: &mut Context<'_>,
+    span: Range<usize>,
     id: &mut DefaultHasher,
     fail: &mut Fail<'_>,
 ) -> Option<(Arc<dyn ServerCertVerifier>, String)> {
@@ -315,7 +323,6 @@ fn verifier(
         None => match cx.roots.get() {
             Ok(r) => (r, "system roots".to_string()),
             Err(e) => {
-                let span = cx.targets.first().map_or(0..0, |(_, s)| s.clone());
                 fail(span, "tls", e);
                 return None;
             }
@@ -326,7 +333,7 @@ fn verifier(
     {
         Ok(v) => Some((v, trust)),
         Err(e) => {
-            let span = t.ca.as_ref().map_or(0..0, |c| c.span());
+            let span = t.ca.as_ref().map_or(span, |c| c.span());
             fail(span, "tls.ca", format!("cannot build a verifier: {e}"));
             None
         }
