@@ -461,4 +461,29 @@ mod tests {
             "{e:?}"
         );
     }
+
+    #[test]
+    fn client_cert_compiles_under_its_prefix() {
+        let c = build(
+            "[server]\nforward_client_cert = false\n[policies.c]\n\
+             client_cert = { subjects = [\"O=Acme, CN=a\"], consumer = \"san_uri\" }\n",
+        )
+        .unwrap();
+        let Policy::ClientCert(p) = policy(&c, "c") else {
+            panic!("not a client_cert policy")
+        };
+        assert!(p.required);
+        assert_eq!(p.subjects, ["O=Acme,CN=a"]);
+        assert!(!c.policies.forward_client_cert);
+        assert!(
+            build("").unwrap().policies.forward_client_cert,
+            "on by default"
+        );
+        let e = errors("[policies.c]\nclient_cert = { fingerprints = [\"zz\"] }\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("test.toml:4:33: policies.c.client_cert.fingerprints[0]: "),
+            "{e:?}"
+        );
+    }
 }

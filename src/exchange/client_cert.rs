@@ -153,4 +153,164 @@ mod tests {
             format!("x-forwarded-client-cert: Hash={}\r\n", "02".repeat(32))
         );
     }
+
+    /// The phases on a memory wire: the policy, consumer mapping into rate limits and
+    /// `authorize`, and the problem responses.
+    mod phases {
+        use std::net::SocketAddr;
+        use std::path::Path;
+        use std::rc::Rc;
+
+        use crate::config::compile;
+        use crate::core::Core;
+        use crate::exchange::memory::{run_as, Ran};
+        use crate::exchange::model::{ClientFacts, TlsFacts};
+        use crate::exchange::origin::Scheme;
+        use crate::shared::Shared;
+        use crate::tls::client_cert::PeerCert;
+
+        const CONFIG: &str = r#"
+version = 1
+[[listeners]]
+address = "127.0.0.1:0"
+
+[consumers.partner-a]
+groups = ["partners"]
+
+[policies.cert]
+client_cert = { consumer = "cn", subjects = ["cn=partner-a, o=Acme"], sans = ["spiffe://acme/b"] }
+
+[policies.optional]
+client_cert = { required = false, consumer = "cn" }
+
+[policies.partners]
+authorize = { groups = ["partners"] }
+
+[policies.per_consumer]
+rate_limit = { key = "consumer", limits = [{ requests = 2, per = "1m" }] }
+
+[[routes]]
+name = "cert"
+path = "/cert"
+policies = ["cert", "per_consumer"]
+echo = {}
+
+[[routes]]
+name = "partners"
+path = "/partners"
+policies = ["optional", "partners"]
+echo = {}
+
+[[routes]]
+name = "open"
+path = "/open"
+echo = {}
+"#;
+
+        fn core() -> Core {
+            let file = Path::new("mtls.toml");
+            let cfg = compile::parse(CONFIG, file)
+                .and_then(|raw| compile::compile(raw, CONFIG, file, 1))
+                .unwrap_or_else(|e| panic!("test config: {}", e[0]));
+            Core::new(0, Shared::new(cfg, 1, Default::default()))
+        }
+
+        fn client(cert: Option<PeerCert>) -> ClientFacts {
+            let mut c = ClientFacts::new(SocketAddr::from(([192, 0, 2, 9], 4000)), Scheme::Https);
+            c.tls = Some(Rc::new(TlsFacts {
+                peer_cert: cert,
+                ..TlsFacts::default()
+            }));
+            c
+        }
+
+        fn cert(subject: &str, cn: &str, uris: &[&str]) -> Option<PeerCert> {
+            Some(PeerCert::from_parts(subject, Some(cn), &[], uris, [7; 32]))
+        }
+
+        fn get(core: &Core, path: &str, c: &ClientFacts) -> Ran {
+            let req = format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n");
+            let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+                .enable_timer()
+                .build()
+                .expect("a runtime");
+            rt.block_on(run_as(core, req.as_bytes(), c))
+                .expect("request parses")
+        }
+
+        fn code(r: &Ran) -> String {
+            let body = String::from_utf8_lossy(&r.wire.sent);
+            let at = body.find("\"code\":\"").map(|i| i + 8).unwrap_or(0);
+            body[at..].split('"').next().unwrap_or("").to_string()
+        }
+
+        #[test]
+        fn no_certificate_is_401_with_its_own_code() {
+            let core = core();
+            let plain = ClientFacts::new(SocketAddr::from(([192, 0, 2, 9], 1)), Scheme::Http);
+            for c in [plain, client(None)] {
+                let r = get(&core, "/cert", &c);
+                assert_eq!(r.wire.status, 401);
+                assert_eq!(code(&r), "client_certificate_required");
+                assert!(r
+                    .wire
+                    .fields
+                    .contains("www-authenticate: ClientCertificate"));
+                assert_eq!(r.facts.auth_failure, Some("missing_client_cert"));
+                assert_eq!(get(&core, "/open", &c).wire.status, 200);
+            }
+        }
+
+        #[test]
+        fn allow_lists_and_the_consumer_bucket() {
+            let core = core();
+            let a = client(cert("CN=partner-a,O=Acme", "partner-a", &[]));
+            for _ in 0..2 {
+                assert_eq!(get(&core, "/cert", &a).wire.status, 200);
+            }
+            let r = get(&core, "/cert", &a);
+            assert_eq!(r.wire.status, 429, "partner-a's own bucket is spent");
+            // Another certificate (admitted by its URI SAN) is another consumer.
+            let b = client(cert(
+                "CN=partner-b,O=Acme",
+                "partner-b",
+                &["spiffe://acme/b"],
+            ));
+            assert_eq!(get(&core, "/cert", &b).wire.status, 200);
+            let c = client(cert("CN=partner-a,O=Evil", "partner-a", &[]));
+            let r = get(&core, "/cert", &c);
+            assert_eq!(
+                (r.wire.status, code(&r).as_str()),
+                (403, "client_certificate_refused")
+            );
+        }
+
+        #[test]
+        fn a_cn_unfit_for_a_header_is_refused() {
+            let core = core();
+            let evil = client(cert(
+                "CN=x\\0D\\0A",
+                "x\r\nx-admin: 1",
+                &["spiffe://acme/b"],
+            ));
+            let r = get(&core, "/cert", &evil);
+            assert_eq!(
+                (r.wire.status, code(&r).as_str()),
+                (403, "client_certificate_refused")
+            );
+            assert_eq!(r.facts.auth_failure, Some("client_cert_unsafe_value"));
+        }
+
+        #[test]
+        fn the_certificate_consumer_feeds_authorize() {
+            let core = core();
+            let a = client(cert("CN=partner-a,O=Acme", "partner-a", &[]));
+            assert_eq!(get(&core, "/partners", &a).wire.status, 200);
+            let b = client(cert("CN=partner-b", "partner-b", &[]));
+            let r = get(&core, "/partners", &b);
+            assert_eq!((r.wire.status, code(&r).as_str()), (403, "forbidden"));
+            let r = get(&core, "/partners", &client(None));
+            assert_eq!((r.wire.status, code(&r).as_str()), (401, "unauthorized"));
+        }
+    }
 }
