@@ -61,6 +61,8 @@ pub struct Core {
     pub telemetry: CoreTelemetry,
     /// Verified JWTs, so a client reusing its token skips signature checks.
     pub tokens: RefCell<crate::jwt::TokenCache>,
+    /// This worker's TLS server configs and session caches.
+    pub tls: crate::tls::worker::WorkerTls,
 }
 
 impl Core {
@@ -84,6 +86,7 @@ impl Core {
             conns: ConnRegistry::default(),
             telemetry,
             tokens: RefCell::new(crate::jwt::TokenCache::new(TOKEN_CACHE)),
+            tls: crate::tls::worker::WorkerTls::default(),
         }
     }
 

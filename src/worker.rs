@@ -176,7 +176,7 @@ async fn worker_main(id: usize, shared: Arc<Shared>, listeners: Vec<std::net::Tc
     let core = Rc::new(Core::new(id, shared.clone()));
     let mut listener_fds = Vec::new();
     let accepting = Rc::new(Cell::new(0usize));
-    for l in listeners {
+    for (index, l) in listeners.into_iter().enumerate() {
         let local = l.local_addr().ok();
         let listener = match TcpListener::from_std(l) {
             Ok(l) => l,
@@ -189,8 +189,9 @@ async fn worker_main(id: usize, shared: Arc<Shared>, listeners: Vec<std::net::Tc
         accepting.set(accepting.get() + 1);
         let core = core.clone();
         let accepting = accepting.clone();
+        let ctx = Rc::new(listener_ctx(&core, index, local));
         monoio::spawn(async move {
-            accept_loop(core, listener).await;
+            accept_loop(core, listener, ctx).await;
             accepting.set(accepting.get() - 1);
         });
     }
@@ -268,7 +269,21 @@ async fn telemetry_loop(core: Rc<Core>) {
     }
 }
 
-async fn accept_loop(core: Rc<Core>, listener: TcpListener) {
+/// Listener `index` (sockets are bound in config order) as configured at startup. Its
+/// configured address names it in later generations (a ":0" port differs from the bound one).
+fn listener_ctx(core: &Core, index: usize, local: Option<SocketAddr>) -> crate::conn::ListenerCtx {
+    let gen = core.generation();
+    let l = gen.cfg.listeners.get(index);
+    crate::conn::ListenerCtx {
+        addr: l
+            .map(|l| l.addr)
+            .or(local)
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+        tls: l.and_then(|l| l.tls.clone()),
+    }
+}
+
+async fn accept_loop(core: Rc<Core>, listener: TcpListener, ctx: Rc<crate::conn::ListenerCtx>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -288,9 +303,10 @@ async fn accept_loop(core: Rc<Core>, listener: TcpListener) {
                     core: core.clone(),
                     held,
                 };
+                let ctx = ctx.clone();
                 monoio::spawn(async move {
                     let core = permit.core.clone();
-                    crate::conn::serve_connection(core, stream, peer).await;
+                    crate::conn::serve_accepted(core, stream, peer, &ctx).await;
                     drop(permit);
                 });
             }

@@ -334,6 +334,7 @@ fn compile_listeners(raw: &RawConfig, errs: &mut Diag) -> Vec<Listener> {
                         name,
                         addr,
                         tls: None,
+                        redirect_https: None,
                     });
                 }
             }

@@ -97,6 +97,8 @@ pub struct Listener {
     pub addr: SocketAddr,
     /// TLS termination on this listener (`tls = { ... }`); `None` serves plain HTTP.
     pub tls: Option<std::sync::Arc<crate::tls::settings::ListenerTls>>,
+    /// A plain listener that answers every request with a redirect to https on this port.
+    pub redirect_https: Option<u16>,
 }
 
 /// Whether two listener lists bind the same sockets the same way (names, addresses, TLS on or

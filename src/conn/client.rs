@@ -11,8 +11,6 @@ use std::ops::Range;
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
-use monoio::net::TcpStream;
-
 use crate::config::Timeouts;
 use crate::exchange::error::{ErrorKind, ProxyError};
 use crate::exchange::model::Exchange;
@@ -21,6 +19,7 @@ use crate::http1::Version;
 use crate::http1::{self, BodyFraming, ChunkedDecoder, Framing, HeadEnd, Method, RequestHead};
 use crate::io::{peek, read_more, IoFail, Peeked};
 use crate::metrics::CoreCounter;
+use crate::tls::transport::Transport;
 
 use super::linger::linger;
 use super::rate::RateMeter;
@@ -39,7 +38,7 @@ enum BodyState {
 
 /// One client connection's socket, buffers and per-request wire state.
 pub struct Client {
-    pub(super) stream: TcpStream,
+    pub(super) stream: Transport,
     /// Bytes read but not yet consumed start at `pos` (pipelined requests, body bytes).
     pub(super) buf: Vec<u8>,
     pub(super) pos: usize,
@@ -77,7 +76,7 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(stream: TcpStream, timeouts: Timeouts) -> Client {
+    pub fn new(stream: Transport, timeouts: Timeouts) -> Client {
         Client {
             stream,
             buf: Vec::with_capacity(8 * 1024),
@@ -443,7 +442,10 @@ impl Downstream for Client {
             return std::future::pending().await;
         }
         loop {
-            if self.stream.readable(false).await.is_err() {
+            if self.stream.has_buffered() {
+                return std::future::pending().await;
+            }
+            if self.stream.readable().await.is_err() {
                 return;
             }
             match peek(self.stream.as_raw_fd()) {

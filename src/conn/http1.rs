@@ -14,17 +14,16 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Instant;
 
-use monoio::net::TcpStream;
-
 use crate::core::{Core, Generation};
 use crate::exchange::error::{ErrorKind, ProxyError};
 use crate::exchange::model::{ClientFacts, Exchange, ExchangeFacts};
-use crate::exchange::origin::{Origin, Scheme};
+use crate::exchange::origin::Origin;
 use crate::exchange::wire::Outcome;
 use crate::exchange::{pipeline, respond};
 use crate::http1::{self, Framing, HeadEnd, RequestHead, Version};
-use crate::io::{idle_wait, read_more, write_all, IdleWake, IoFail};
+use crate::io::{read_more, write_all, IdleWake, IoFail};
 use crate::request_id::RequestId;
+use crate::tls::transport::Transport;
 use crate::upstream::UpConn;
 
 use super::client::Client;
@@ -48,12 +47,12 @@ struct Conn {
 /// When a keep-alive connection goes quiet (no bytes within `IDLE_GRACE`), that future ends and
 /// hands its `Conn` back; this small task then waits for readability without any buffer, so
 /// an idle connection costs its socket, this task and the `Conn` fields.
-pub async fn serve_connection(core: Rc<Core>, stream: TcpStream, peer: SocketAddr) {
+pub async fn serve_connection(core: Rc<Core>, stream: Transport, facts: ClientFacts) {
     let key = core.conns.register(stream.as_raw_fd());
+    let peer = facts.peer;
     let mut conn = Conn {
         client: Client::new(stream, core.generation().cfg.timeouts),
-        // Plain-TCP listeners only so far; a TLS listener passes `Https` here.
-        facts: ClientFacts::new(peer, Scheme::Http),
+        facts,
     };
     let mut first = true;
     let mut wait_until: Option<Instant> = None;
@@ -70,7 +69,7 @@ pub async fn serve_connection(core: Rc<Core>, stream: TcpStream, peer: SocketAdd
                 first = idle.first;
                 wait_until = Some(idle.deadline);
                 // Readable, expired or failed: the request path sorts out which.
-                let readable = conn.client.stream.readable(false);
+                let readable = conn.client.stream.readable();
                 let _ = monoio::time::timeout_at(idle.deadline.into(), readable).await;
             }
             Ok(None) => break,
@@ -150,6 +149,14 @@ async fn connection_loop(
             }
         }
     }
+}
+
+/// Answers a plain HTTP request that arrived on a TLS port with a 400 in plain text (what the
+/// client can read), then closes.
+pub async fn refuse_plain_http(core: &Core, stream: monoio::net::TcpStream, peer: SocketAddr) {
+    let mut c = Client::new(Transport::Plain(stream), core.generation().cfg.timeouts);
+    let why = crate::http1::HeadError::BadRequest("plain HTTP request sent to an HTTPS port");
+    reject(core, &mut c, peer, ProxyError::new(ErrorKind::BadHead(why))).await;
 }
 
 /// Answers a head the parser refused (or that never completed) and closes.
@@ -238,14 +245,10 @@ async fn read_head(
                 c.scratch = Vec::new();
                 c.out = Vec::new();
             }
-            match idle_wait(
-                &mut c.stream,
-                &mut c.buf,
-                &mut c.canceller,
-                IDLE_GRACE,
-                deadline,
-            )
-            .await
+            match c
+                .stream
+                .idle_wait(&mut c.buf, &mut c.canceller, IDLE_GRACE, deadline)
+                .await
             {
                 Ok(IdleWake::Data) => {
                     if head_deadline.is_none() {

@@ -11,14 +11,14 @@
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
-use monoio::net::TcpStream;
+use crate::tls::transport::Transport;
 
 use crate::config::Timeouts;
 use crate::io::read_more;
 
 /// Drains the client for a bounded time after the response was written; the caller closes.
 /// `buf` is the connection's read buffer, `pending` the unread bytes already in it.
-pub async fn linger(stream: &mut TcpStream, buf: &mut Vec<u8>, pending: usize, t: &Timeouts) {
+pub async fn linger(stream: &mut Transport, buf: &mut Vec<u8>, pending: usize, t: &Timeouts) {
     let limit = t.lingering_bytes;
     let time = t.lingering_close;
     if time.is_zero() || limit == 0 {

@@ -3,10 +3,12 @@
 //! `tunnel` are its slow-client, lingering-close and WebSocket helpers. HTTP/2 and TLS join
 //! here, producing the same `exchange::Exchange`.
 
+pub mod accept;
 pub mod client;
 pub mod http1;
 pub mod linger;
 pub mod rate;
 pub mod tunnel;
 
+pub use accept::{serve_accepted, ListenerCtx};
 pub use http1::serve_connection;

@@ -15,12 +15,21 @@ use monoio::io::Splitable;
 use monoio::net::TcpStream;
 
 use crate::io::write_all;
+use crate::tls::stream::TlsStream;
+use crate::tls::transport::Transport;
 use crate::upstream::UpConn;
 
 /// Relays bytes both ways after a 101 until both directions have closed or the tunnel idled
 /// out. `leftover` is what the client sent after its request head. Returns `true` when it was
 /// closed for idleness.
-pub async fn tunnel(client: TcpStream, leftover: Vec<u8>, up: UpConn, idle: Duration) -> bool {
+pub async fn tunnel(client: Transport, leftover: Vec<u8>, up: UpConn, idle: Duration) -> bool {
+    match client {
+        Transport::Plain(tcp) => tunnel_plain(tcp, leftover, up, idle).await,
+        Transport::Tls(tls) => tunnel_tls(tls, leftover, up, idle).await,
+    }
+}
+
+async fn tunnel_plain(client: TcpStream, leftover: Vec<u8>, up: UpConn, idle: Duration) -> bool {
     let mut ups = up.stream;
     if !leftover.is_empty() {
         let mut l = leftover;
@@ -52,6 +61,99 @@ pub async fn tunnel(client: TcpStream, leftover: Vec<u8>, up: UpConn, idle: Dura
         }
     }
     idled
+}
+
+/// The tunnel for a TLS client. A TLS session cannot be split into two halves that run
+/// concurrently, so one loop waits for either socket to become readable (a wait that holds no
+/// buffer and is safe to drop), then moves what arrived. Writes apply backpressure as usual.
+async fn tunnel_tls(
+    mut tls: Box<TlsStream>,
+    leftover: Vec<u8>,
+    up: UpConn,
+    idle: Duration,
+) -> bool {
+    let mut ups = up.stream;
+    if !leftover.is_empty() {
+        let mut l = leftover;
+        let far = Instant::now() + std::time::Duration::from_secs(30);
+        if write_all(&mut ups, &mut l, far).await.is_err() {
+            return false;
+        }
+    }
+    let (mut from_client, mut from_up) = (Vec::new(), Vec::new());
+    let (mut client_open, mut up_open) = (true, true);
+    let mut last = Instant::now();
+    while client_open || up_open {
+        let due = last + idle;
+        let step = async {
+            let client_ready = async {
+                if !client_open {
+                    std::future::pending::<()>().await;
+                }
+                if !tls.has_buffered() {
+                    let _ = tls.tcp().readable(false).await;
+                }
+            };
+            let up_ready = async {
+                if !up_open {
+                    std::future::pending::<()>().await;
+                }
+                let _ = ups.readable(false).await;
+            };
+            monoio::select! {
+                _ = client_ready => Side::Client,
+                _ = up_ready => Side::Upstream,
+                _ = monoio::time::sleep_until(due.into()) => Side::Idle,
+            }
+        };
+        let side = step.await;
+        let moved = match side {
+            Side::Idle => return true,
+            Side::Client => relay_once(&mut *tls, &mut ups, &mut from_client, due).await,
+            Side::Upstream => relay_once(&mut ups, &mut *tls, &mut from_up, due).await,
+        };
+        match (moved, side) {
+            (Some(_), _) => last = Instant::now(),
+            (None, Side::Client) => client_open = false,
+            (None, _) => up_open = false,
+        }
+    }
+    false
+}
+
+#[derive(Clone, Copy)]
+enum Side {
+    Client,
+    Upstream,
+    Idle,
+}
+
+/// Reads once from `r` (which is readable) and writes it all to `w`, both by `due`. `None`
+/// when `r` ended (its end is passed on as a write shutdown) or either side failed.
+async fn relay_once<R, W>(r: &mut R, w: &mut W, buf: &mut Vec<u8>, due: Instant) -> Option<usize>
+where
+    R: monoio::io::AsyncReadRent,
+    W: monoio::io::AsyncWriteRent,
+{
+    use monoio::io::AsyncWriteRentExt as _;
+    buf.clear();
+    match crate::io::read_more(r, buf, due, 16 * 1024).await {
+        Ok(n) => {
+            let owned = std::mem::take(buf);
+            let write = w.write_all(owned);
+            match monoio::time::timeout_at(due.into(), write).await {
+                Ok((Ok(_), b)) => {
+                    *buf = b;
+                    Some(n)
+                }
+                _ => None,
+            }
+        }
+        Err(_) => {
+            let _ = w.shutdown().await;
+            None
+        }
+    }
 }
 
 /// Completes once no relay half has read anything for `idle`.

@@ -40,6 +40,9 @@ async fn phases<D: Downstream>(
     down: &mut D,
 ) -> Result<Outcome, ProxyError> {
     let cfg = &gen.cfg;
+    if let Some(port) = ex.client.redirect_https {
+        return local::to_https(core, ex, down, port).await;
+    }
     let lookup = route::lookup(cfg, ex)?;
     if let Some((status, fields)) = guard::answer_preflight(ex, cfg) {
         let body = (status != 204).then_some(&b""[..]);

@@ -37,11 +37,24 @@ pub enum CoreCounter {
     SlowResponse,
     /// Tunnels (WebSocket) closed after `timeouts.tunnel_idle` without traffic.
     TunnelIdle,
+    /// TLS handshakes completed: full, and resumed (session ticket or session id).
+    TlsFull,
+    TlsResumed,
+    /// TLS handshakes failed, by reason (see `tls::stream::HandshakeFail`).
+    TlsFailTimeout,
+    TlsFailEof,
+    TlsFailIo,
+    TlsFailIncompatible,
+    TlsFailUnknownName,
+    TlsFailClientCert,
+    TlsFailAlert,
+    TlsFailProtocol,
+    TlsFailPlainHttp,
 }
 
 impl CoreCounter {
     /// Number of variants (length of counter arrays).
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 18;
     /// Every variant, in index order.
     pub const ALL: [CoreCounter; CoreCounter::COUNT] = [
         CoreCounter::AccessLogDropped,
@@ -51,6 +64,30 @@ impl CoreCounter {
         CoreCounter::SlowRequestBody,
         CoreCounter::SlowResponse,
         CoreCounter::TunnelIdle,
+        CoreCounter::TlsFull,
+        CoreCounter::TlsResumed,
+        CoreCounter::TlsFailTimeout,
+        CoreCounter::TlsFailEof,
+        CoreCounter::TlsFailIo,
+        CoreCounter::TlsFailIncompatible,
+        CoreCounter::TlsFailUnknownName,
+        CoreCounter::TlsFailClientCert,
+        CoreCounter::TlsFailAlert,
+        CoreCounter::TlsFailProtocol,
+        CoreCounter::TlsFailPlainHttp,
+    ];
+
+    /// TLS handshake failure counters with their `reason` label.
+    pub const TLS_FAILURES: [(&'static str, CoreCounter); 9] = [
+        ("timeout", CoreCounter::TlsFailTimeout),
+        ("eof", CoreCounter::TlsFailEof),
+        ("io", CoreCounter::TlsFailIo),
+        ("incompatible", CoreCounter::TlsFailIncompatible),
+        ("unknown_name", CoreCounter::TlsFailUnknownName),
+        ("client_cert", CoreCounter::TlsFailClientCert),
+        ("alert", CoreCounter::TlsFailAlert),
+        ("protocol", CoreCounter::TlsFailProtocol),
+        ("plain_http", CoreCounter::TlsFailPlainHttp),
     ];
 
     /// Position in counter arrays.

@@ -237,6 +237,40 @@ fn downstream_connections(m: &Merged, out: &mut String) {
         "ringway_tunnel_idle_closes_total {}",
         m.counter(CoreCounter::TunnelIdle)
     );
+    tls_handshakes(m, out);
+}
+
+/// TLS handshakes completed (full or resumed) and failed (by reason).
+fn tls_handshakes(m: &Merged, out: &mut String) {
+    family(
+        out,
+        "ringway_tls_handshakes_total",
+        "TLS handshakes completed on client connections, by kind (full or resumed).",
+        "counter",
+    );
+    for (kind, c) in [
+        ("full", CoreCounter::TlsFull),
+        ("resumed", CoreCounter::TlsResumed),
+    ] {
+        let _ = writeln!(
+            out,
+            "ringway_tls_handshakes_total{{kind=\"{kind}\"}} {}",
+            m.counter(c)
+        );
+    }
+    family(
+        out,
+        "ringway_tls_handshake_errors_total",
+        "TLS handshakes that failed on client connections, by reason.",
+        "counter",
+    );
+    for (reason, c) in CoreCounter::TLS_FAILURES {
+        let _ = writeln!(
+            out,
+            "ringway_tls_handshake_errors_total{{reason=\"{reason}\"}} {}",
+            m.counter(c)
+        );
+    }
 }
 
 /// Access-log lines and trace spans dropped.

@@ -1,7 +1,8 @@
 //! TLS under the wires: rustls driven over monoio's owned buffers (`stream`), the compiled
 //! listener and upstream TLS settings (`settings`), certificate files (`certs`), SNI
 //! selection (`sni`), process-wide session-ticket keys (`tickets`), client-certificate facts
-//! (`client_cert`) and upstream client configs (`upstream`).
+//! (`client_cert`), upstream client configs (`upstream`), the plain-or-TLS byte stream
+//! (`transport`) and each worker's server configs and session caches (`worker`).
 
 pub mod certs;
 pub mod client_cert;
@@ -9,4 +10,6 @@ pub mod settings;
 pub mod sni;
 pub mod stream;
 pub mod tickets;
+pub mod transport;
 pub mod upstream;
+pub mod worker;

@@ -1,0 +1,117 @@
+//! An accepted socket's first steps: on a TLS listener, the handshake (bounded by the
+//! listener's handshake timeout, on the worker that accepted it, counted by outcome), then the
+//! HTTP/1.1 wire over the plain or TLS transport.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use monoio::net::TcpStream;
+
+use crate::core::Core;
+use crate::exchange::model::{ClientFacts, TlsFacts};
+use crate::exchange::origin::Scheme;
+use crate::metrics::CoreCounter;
+use crate::tls::client_cert::PeerCert;
+use crate::tls::settings::ListenerTls;
+use crate::tls::stream::{HandshakeFail, TlsStream};
+use crate::tls::transport::Transport;
+
+/// What a listener socket was bound as at startup (its shape changes only on restart).
+#[derive(Clone)]
+pub struct ListenerCtx {
+    pub addr: SocketAddr,
+    /// The TLS settings it started with; reloads bring new certificates through the current
+    /// generation, this is the fallback if a reload dropped its `tls` table.
+    pub tls: Option<Arc<ListenerTls>>,
+}
+
+/// Serves one accepted connection on `listener` until it closes.
+pub async fn serve_accepted(core: Rc<Core>, stream: TcpStream, peer: SocketAddr, l: &ListenerCtx) {
+    let Some(start_tls) = &l.tls else {
+        let mut facts = ClientFacts::new(peer, Scheme::Http);
+        facts.redirect_https = core
+            .generation()
+            .cfg
+            .listeners
+            .iter()
+            .find(|x| x.addr == l.addr)
+            .and_then(|x| x.redirect_https);
+        return super::http1::serve_connection(core, Transport::Plain(stream), facts).await;
+    };
+    let settings = {
+        let gen = core.generation();
+        gen.cfg
+            .listeners
+            .iter()
+            .find(|x| x.addr == l.addr)
+            .and_then(|x| x.tls.clone())
+            .unwrap_or_else(|| start_tls.clone())
+    };
+    let config = core.tls.server_config(l.addr, &settings);
+    let Ok(conn) = rustls::ServerConnection::new(config) else {
+        return;
+    };
+    let mut tls = Box::new(TlsStream::new(stream, conn));
+    let done = monoio::time::timeout(settings.handshake_timeout, tls.handshake()).await;
+    let failed = match done {
+        Ok(Ok(())) => None,
+        Ok(Err(why)) => Some(why),
+        Err(_) => Some(HandshakeFail::Timeout),
+    };
+    if let Some(why) = failed {
+        core.telemetry.count(fail_counter(why));
+        if why == HandshakeFail::PlainHttp {
+            return super::http1::refuse_plain_http(&core, tls.into_tcp(), peer).await;
+        }
+        // Nothing useful can follow; a reset leaves no TIME_WAIT behind for scanners.
+        crate::io::reset_on_close(tls.tcp().as_raw_fd());
+        return;
+    }
+    let conn = tls.conn();
+    core.telemetry.count(match conn.handshake_kind() {
+        Some(rustls::HandshakeKind::Resumed) => CoreCounter::TlsResumed,
+        _ => CoreCounter::TlsFull,
+    });
+    let mut facts = ClientFacts::new(peer, Scheme::Https);
+    facts.tls = Some(Rc::new(tls_facts(conn)));
+    super::http1::serve_connection(core, Transport::Tls(tls), facts).await;
+}
+
+/// What the handshake established, kept for the connection's life.
+fn tls_facts(conn: &rustls::Connection) -> TlsFacts {
+    let sni = match conn {
+        rustls::Connection::Server(s) => s.server_name().map(str::to_string),
+        rustls::Connection::Client(_) => None,
+    };
+    TlsFacts {
+        sni,
+        alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
+        version: match conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "",
+        },
+        cipher: conn
+            .negotiated_cipher_suite()
+            .and_then(|s| s.suite().as_str())
+            .unwrap_or(""),
+        // Present only when the listener's verifier accepted it.
+        peer_cert: conn.peer_certificates().and_then(PeerCert::from_chain),
+    }
+}
+
+fn fail_counter(why: HandshakeFail) -> CoreCounter {
+    match why {
+        HandshakeFail::Timeout => CoreCounter::TlsFailTimeout,
+        HandshakeFail::Eof => CoreCounter::TlsFailEof,
+        HandshakeFail::Io => CoreCounter::TlsFailIo,
+        HandshakeFail::Incompatible => CoreCounter::TlsFailIncompatible,
+        HandshakeFail::UnknownName => CoreCounter::TlsFailUnknownName,
+        HandshakeFail::ClientCert => CoreCounter::TlsFailClientCert,
+        HandshakeFail::Alert => CoreCounter::TlsFailAlert,
+        HandshakeFail::Protocol => CoreCounter::TlsFailProtocol,
+        HandshakeFail::PlainHttp => CoreCounter::TlsFailPlainHttp,
+    }
+}
