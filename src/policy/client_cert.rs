@@ -50,7 +50,7 @@ pub enum CertField {
 
 impl CertField {
     /// This field of `c`, if the certificate has it.
-    pub fn of<'c>(self, c: &'c PeerCert) -> Option<&'c str> {
+    pub fn of(self, c: &PeerCert) -> Option<&str> {
         match self {
             CertField::Cn => c.cn.as_deref(),
             CertField::SanDns => c.dns.first().map(|s| &**s),
@@ -216,7 +216,15 @@ pub fn compile(
     };
     let consumer_header = match &raw.consumer_header {
         None => "x-consumer".to_string(),
-        Some(h) => header_name(fail, h, "consumer_header")?,
+        Some(h) => {
+            let name = header_name(fail, h, "consumer_header")?;
+            if name == "x-forwarded-client-cert" {
+                let msg = "x-forwarded-client-cert is written by the gateway itself";
+                fail(h.span(), "consumer_header", msg.into());
+                return None;
+            }
+            name
+        }
     };
     let required = raw.required.unwrap_or(true);
     let lists = subjects.len() + sans.len() + fingerprints.len();
@@ -353,5 +361,9 @@ mod tests {
             [": this policy admits every request: set required, an allow-list or consumer"]
         );
         assert!(e("client_cert = { colour = 1 }")[0].contains("unknown field"));
+        assert_eq!(
+            e("client_cert = { consumer_header = \"X-Forwarded-Client-Cert\" }"),
+            ["consumer_header: x-forwarded-client-cert is written by the gateway itself"]
+        );
     }
 }

@@ -191,7 +191,7 @@ fn push_hex(bytes: &[u8], out: &mut String) {
 /// A directory string's text: UTF8/Printable/IA5/Numeric/Visible as-is, Teletex as Latin-1,
 /// BMP (UTF-16BE) and Universal (UTF-32BE) decoded. `None` for other types or bad encodings.
 fn attr_text<'a>(v: &x509_parser::asn1_rs::Any<'a>) -> Option<Cow<'a, str>> {
-    let data: &'a [u8] = v.data.as_ref();
+    let data: &'a [u8] = v.data;
     match v.tag() {
         Tag::Utf8String
         | Tag::PrintableString
@@ -200,7 +200,7 @@ fn attr_text<'a>(v: &x509_parser::asn1_rs::Any<'a>) -> Option<Cow<'a, str>> {
         | Tag::VisibleString => std::str::from_utf8(data).ok().map(Cow::Borrowed),
         Tag::TeletexString => Some(Cow::Owned(data.iter().map(|&b| b as char).collect())),
         Tag::BmpString => {
-            if data.len() % 2 != 0 {
+            if !data.len().is_multiple_of(2) {
                 return None;
             }
             let units = data
@@ -212,7 +212,7 @@ fn attr_text<'a>(v: &x509_parser::asn1_rs::Any<'a>) -> Option<Cow<'a, str>> {
                 .map(Cow::Owned)
         }
         Tag::UniversalString => {
-            if data.len() % 4 != 0 {
+            if !data.len().is_multiple_of(4) {
                 return None;
             }
             data.chunks_exact(4)
@@ -355,7 +355,7 @@ fn parse_value(s: &[u8], mut i: usize, dotted: bool) -> Result<(DnValue, usize),
             .position(|&b| b == b',' || b == b'+')
             .map_or(s.len(), |p| i + p);
         let hex = std::str::from_utf8(&s[i + 1..end]).unwrap_or("").trim();
-        let ok = dotted && !hex.is_empty() && hex.len() % 2 == 0;
+        let ok = dotted && !hex.is_empty() && hex.len().is_multiple_of(2);
         if !ok || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(
                 "a '#hex' value needs a dotted OID type and an even run of hex digits".into(),
