@@ -71,7 +71,8 @@ pub struct RawClientAuth {
 pub struct TlsContext<'a> {
     /// The config file's directory (relative paths resolve against it).
     pub base_dir: &'a Path,
-    /// Listener name (ticket keys are per listener).
+    /// The listener as `name@address`: ticket keys are per listener, so a session from one
+    /// listener never resumes on another with other client-certificate rules.
     pub listener: &'a str,
     /// Unix seconds (certificate validity is checked against it).
     pub now: i64,
