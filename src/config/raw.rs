@@ -216,6 +216,8 @@ pub struct RawUpstream {
     pub backoff: Option<Spanned<RawDuration>>,
     pub connect_timeout: Option<Spanned<RawDuration>>,
     pub response_timeout: Option<Spanned<RawDuration>>,
+    /// `tls = true` or `tls = { server_name, ca, client_cert, verify }`: HTTPS to the targets.
+    pub tls: Option<Spanned<crate::tls::upstream::RawUpstreamTls>>,
 }
 
 #[derive(Debug, Deserialize)]
