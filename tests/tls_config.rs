@@ -1037,3 +1037,43 @@ fn an_ocsp_response_is_stapled() {
         &["bad.ocsp", "DER"],
     );
 }
+
+#[test]
+fn session_tickets_and_the_session_cache_can_each_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("knobs CA");
+    let i = ca.server(dir.path(), "api", &["api.example.com"], Key::EcdsaP256);
+    let certs = cert_line(
+        &i.cert_path.display().to_string(),
+        &i.key_path.display().to_string(),
+    );
+    // One worker: the per-worker cache alone decides whether sessions resume.
+    let g = TlsGateway::start(&format!("{certs}\nsession_tickets = false"), 1);
+    let resumes = |tls12_only: bool| {
+        let cfg = t::client_config(&ClientOpts {
+            ca_pem: &ca.pem,
+            alpn: &[b"http/1.1"],
+            tls12_only,
+            ..Default::default()
+        });
+        (0..3)
+            .map(|_| {
+                let mut c = TlsConn::open(g.tls, "api.example.com", &cfg).unwrap();
+                assert_eq!(c.get("/").unwrap().status, 200);
+                c.resumed()
+            })
+            .collect::<Vec<bool>>()
+    };
+    // No tickets: TLS 1.3 resumes from the worker's cache, TLS 1.2 by session id.
+    assert_eq!(resumes(false), [false, true, true]);
+    assert_eq!(resumes(true), [false, true, true]);
+    assert!(g.reload(&format!(
+        "{certs}\nsession_tickets = false\nsession_cache = 0"
+    )));
+    assert_eq!(
+        resumes(false),
+        [false, false, false],
+        "no tickets, no cache: no resumption"
+    );
+    assert_eq!(resumes(true), [false, false, false]);
+}
