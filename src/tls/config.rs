@@ -120,10 +120,14 @@ pub fn compile(
     let (mode, fingerprint) = client_auth?;
     let description = describe(raw, tls13_only, &alpn, session_cache, &mode);
     let ticketer = match raw.session_tickets.unwrap_or(true) {
-        true => Some(super::tickets::shared(
-            &format!("{}|{fingerprint}", cx.listener),
-            rotation,
-        )?),
+        true => {
+            let scope = format!("{}|{fingerprint}", cx.listener);
+            let Some(t) = super::tickets::shared(&scope, rotation) else {
+                let m = "cannot make session-ticket keys: the system random source failed";
+                return fail(&mut errs, 0..0, "session_tickets", m.into());
+            };
+            Some(t)
+        }
         false => None,
     };
     let parts = ServerParts {
