@@ -1078,3 +1078,67 @@ fn session_tickets_and_the_session_cache_can_each_be_turned_off() {
     );
     assert_eq!(resumes(true), [false, false, false]);
 }
+
+/// Rewrites a PKCS#8 key file in OpenSSL's traditional format (SEC1 for EC, PKCS#1 for RSA).
+fn to_traditional(kind: &str, key: &Path, out: &Path) {
+    // `openssl ec` writes SEC1 by default; `openssl rsa` needs -traditional for PKCS#1.
+    let traditional: &[&str] = if kind == "rsa" {
+        &["-traditional"]
+    } else {
+        &[]
+    };
+    let st = std::process::Command::new("openssl")
+        .arg(kind)
+        .arg("-in")
+        .arg(key)
+        .args(traditional)
+        .arg("-out")
+        .arg(out)
+        .output()
+        .expect("openssl");
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+}
+
+#[test]
+fn keys_load_as_pkcs8_sec1_and_pkcs1() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let ca = Ca::new("keys CA");
+    let ec = ca.server(dir.path(), "ec", &["ec.example.com"], Key::EcdsaP256);
+    let rsa = ca.server(dir.path(), "rsa", &["rsa.example.com"], Key::Rsa2048);
+    to_traditional("ec", &ec.key_path, &dir.path().join("ec.sec1.key"));
+    to_traditional("rsa", &rsa.key_path, &dir.path().join("rsa.pkcs1.key"));
+    let sec1 = std::fs::read_to_string(dir.path().join("ec.sec1.key")).unwrap();
+    assert!(sec1.contains("BEGIN EC PRIVATE KEY"), "{sec1}");
+    let pkcs1 = std::fs::read_to_string(dir.path().join("rsa.pkcs1.key")).unwrap();
+    assert!(pkcs1.contains("BEGIN RSA PRIVATE KEY"), "{pkcs1}");
+    let tls = format!(
+        "certificates = [\n  {{ cert = \"{d}/ec.pem\", key = \"{d}/ec.sec1.key\" }},\n  \
+         {{ cert = \"{d}/rsa.pem\", key = \"{d}/rsa.pkcs1.key\" }},\n  \
+         {{ cert = \"{d}/ec.pem\", key = \"{d}/ec.key\", names = [\"ec.example.com\"] }},\n]"
+    );
+    // The third entry repeats the first's name and key type: refused as ambiguous.
+    expect_check_error(
+        dir.path(),
+        &tls_config("127.0.0.1:8443", &tls),
+        &format!("key = \"{d}/ec.key\""),
+        "listeners[0].tls.certificates[2]",
+        &["ec.example.com", "certificates[0]"],
+    );
+    let tls = tls.replace(
+        &format!(
+            "  {{ cert = \"{d}/ec.pem\", key = \"{d}/ec.key\", names = [\"ec.example.com\"] }},\n"
+        ),
+        "",
+    );
+    let g = TlsGateway::start(&tls, 1);
+    let cfg = client(&ca);
+    assert_eq!(served(g.tls, "ec.example.com", &cfg), ["ec.example.com"]);
+    let mut c = TlsConn::open(g.tls, "rsa.example.com", &cfg).unwrap();
+    assert!(t::is_rsa(&c.server_chain()[0]));
+    assert_eq!(c.get("/").unwrap().status, 200);
+}
