@@ -3,9 +3,9 @@
 //! control thread, never on a worker), matchers are built, and every problem becomes a
 //! `ConfigError` naming file, line, column and field. Nothing downstream re-validates.
 //!
-//! This file validates the top-level sections (server, listeners, limits, timeouts, upstreams,
-//! admin) and dispatches the rest: `routes`, `policies` (each policy kind compiles in its own
-//! block), `defaults`, `telemetry`, `abuse`, `paths`.
+//! This file validates the top-level sections (server, limits, timeouts, upstreams, admin) and
+//! dispatches the rest: `listeners` (addresses, TLS, HTTPS redirects), `routes`, `policies`
+//! (each policy kind compiles in its own block), `defaults`, `telemetry`, `abuse`, `paths`.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -60,7 +60,7 @@ pub fn compile_with(
     check_version(&raw, &mut errs);
     let workers = workers(&raw.server, &mut errs);
     let drain_timeout = dur(&raw.server.drain_timeout, Duration::from_secs(30));
-    let listeners = compile_listeners(&raw, &mut errs);
+    let listeners = super::listeners::compile_listeners(&raw, file, &mut errs);
     let limits = header_limits(&raw.limits, &mut errs);
     let default_max_body = raw
         .limits
@@ -70,7 +70,7 @@ pub fn compile_with(
         .unwrap_or(DEFAULT_MAX_BODY);
     let timeouts = compile_timeouts(&raw.timeouts, &raw.limits, &mut errs);
     let conn_limits = super::abuse::conn_limits(&raw.limits, &mut errs);
-    let (upstreams, upstream_ids) = compile_upstreams(&raw, &timeouts, &mut errs);
+    let (upstreams, upstream_ids) = compile_upstreams(&raw, file, &timeouts, &mut errs);
     let admin = compile_admin(&raw, &listeners, &mut errs);
     let telemetry = super::telemetry::compile_telemetry(&raw, &mut errs);
     let super::policies::CompiledPolicies {
@@ -305,60 +305,17 @@ fn bounded_size(
     }
 }
 
-fn compile_listeners(raw: &RawConfig, errs: &mut Diag) -> Vec<Listener> {
-    let mut out: Vec<Listener> = Vec::new();
-    if raw.listeners.is_empty() {
-        errs.at(
-            0..0,
-            "listeners",
-            "at least one [[listeners]] entry with an address is required",
-        );
-    }
-    for (i, l) in raw.listeners.iter().enumerate() {
-        let field = format!("listeners[{i}].address");
-        let name = l
-            .name
-            .as_ref()
-            .map(|n| n.get_ref().clone())
-            .unwrap_or_else(|| format!("listener{i}"));
-        match l.address.get_ref().parse::<SocketAddr>() {
-            Ok(addr) => {
-                if let Some(prev) = out.iter().find(|p| p.addr == addr) {
-                    errs.at(
-                        l.address.span(),
-                        field,
-                        format!("address {addr} is already used by listener {:?}", prev.name),
-                    );
-                } else {
-                    out.push(Listener {
-                        name,
-                        addr,
-                        tls: None,
-                        redirect_https: None,
-                    });
-                }
-            }
-            Err(_) => errs.at(
-                l.address.span(),
-                field,
-                format!(
-                    "bad listener address {:?}: expected IP:PORT like \"0.0.0.0:8080\" or \"[::]:8080\"",
-                    l.address.get_ref()
-                ),
-            ),
-        }
-    }
-    out
-}
-
 fn compile_upstreams(
     raw: &RawConfig,
+    file: &Path,
     timeouts: &Timeouts,
     errs: &mut Diag,
 ) -> (Vec<Upstream>, HashMap<String, UpstreamId>) {
     let mut ups = Vec::new();
     let mut ids = HashMap::new();
+    let mut roots = crate::tls::upstream::SystemRoots::default();
     for (name, u) in &raw.upstreams {
+        let tls = upstream_tls(u, name.get_ref(), file, &mut roots, errs);
         let field = |f: &str| format!("upstreams.{}.{f}", name.get_ref());
         if u.targets.get_ref().is_empty() {
             errs.at(
@@ -404,9 +361,35 @@ fn compile_upstreams(
                     Duration::from_secs(30),
                 ),
             },
+            tls,
         });
     }
     (ups, ids)
+}
+
+/// An upstream's `tls` (see `tls::upstream`), with errors under `upstreams.<name>`.
+fn upstream_tls(
+    u: &RawUpstream,
+    name: &str,
+    file: &Path,
+    roots: &mut crate::tls::upstream::SystemRoots,
+    errs: &mut Diag,
+) -> Option<std::sync::Arc<crate::tls::upstream::UpstreamTls>> {
+    let raw = u.tls.as_ref()?;
+    let targets: Vec<(&str, std::ops::Range<usize>)> = u
+        .targets
+        .get_ref()
+        .iter()
+        .map(|t| (t.address.get_ref().as_str(), t.address.span()))
+        .collect();
+    let mut cx = crate::tls::upstream::Context {
+        base_dir: file.parent().unwrap_or(Path::new(".")),
+        roots,
+        targets: &targets,
+    };
+    let prefix = format!("upstreams.{name}");
+    let mut fail = errs.under(&prefix);
+    crate::tls::upstream::compile(raw, &mut cx, &mut fail)
 }
 
 /// An upstream's targets: `HOST:PORT` resolved now (blocking is fine: compile() only runs on
@@ -472,7 +455,22 @@ pub fn load_with(path: &Path, generation: u64, rt: &Runtime) -> Result<Compiled,
         }]
     })?;
     let raw = parse(&src, path)?;
-    compile_with(raw, &src, path, generation, rt)
+    let cfg = compile_with(raw, &src, path, generation, rt)?;
+    warn_unverified(&cfg);
+    Ok(cfg)
+}
+
+/// Every load of a config that turns upstream certificate checks off says so.
+fn warn_unverified(cfg: &Compiled) {
+    for u in &cfg.upstreams {
+        if u.tls.as_ref().is_some_and(|t| !t.verify) {
+            crate::log::warn(&format!(
+                "upstream {}: TLS certificate verification is OFF (tls.verify = false): \
+                 any server can impersonate it",
+                u.name
+            ));
+        }
+    }
 }
 
 #[cfg(test)]

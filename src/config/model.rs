@@ -97,7 +97,8 @@ pub struct Listener {
     pub addr: SocketAddr,
     /// TLS termination on this listener (`tls = { ... }`); `None` serves plain HTTP.
     pub tls: Option<std::sync::Arc<crate::tls::settings::ListenerTls>>,
-    /// A plain listener that answers every request with a redirect to https on this port.
+    /// Plain listeners with `redirect_https = true`: the HTTPS port every request is
+    /// redirected to (308). Always `None` on a TLS listener.
     pub redirect_https: Option<u16>,
 }
 
@@ -150,6 +151,8 @@ pub struct Upstream {
     pub backoff: Duration,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
+    /// HTTPS to the targets (`tls = ...`); `None` speaks plain HTTP.
+    pub tls: Option<std::sync::Arc<crate::tls::upstream::UpstreamTls>>,
 }
 
 #[derive(Clone, Debug)]

@@ -54,6 +54,9 @@ pub enum ErrorKind {
     UpstreamConnect,
     /// Connect did not finish in time → 504.
     UpstreamConnectTimeout,
+    /// The TLS handshake with the upstream failed: its certificate did not verify, it wanted
+    /// a client certificate we lack, no common protocol → 502.
+    UpstreamTls,
     /// No response head in time → 504.
     UpstreamTimeout,
     /// Upstream closed or reset before a full response head → 502.
@@ -180,6 +183,13 @@ impl ErrorKind {
                 U,
                 false,
                 "connecting to the upstream timed out",
+            ),
+            ErrorKind::UpstreamTls => row(
+                502,
+                "upstream_tls",
+                U,
+                false,
+                "the TLS handshake with the upstream failed",
             ),
             ErrorKind::UpstreamTimeout => row(
                 504,
@@ -322,6 +332,7 @@ mod tests {
             ErrorKind::NoHealthyUpstream,
             ErrorKind::UpstreamConnect,
             ErrorKind::UpstreamConnectTimeout,
+            ErrorKind::UpstreamTls,
             ErrorKind::UpstreamTimeout,
             ErrorKind::UpstreamClosed,
             ErrorKind::UpstreamBadResponse,
@@ -357,6 +368,7 @@ mod tests {
             (503, "no_healthy_upstream", Internal, false),
             (502, "upstream_connect_failed", Upstream, false),
             (504, "upstream_connect_timeout", Upstream, false),
+            (502, "upstream_tls", Upstream, false),
             (504, "upstream_timeout", Upstream, false),
             (502, "upstream_closed", Upstream, false),
             (502, "upstream_bad_response", Upstream, false),
