@@ -266,6 +266,13 @@ fn required_mode_refuses_handshakes_without_a_certificate_from_the_trusted_ca() 
     let r = m.get(Some(&good), "/hello", &[]);
     assert_eq!(r.status, 200);
     assert_eq!(up.last().target, "/hello");
+    let errors = "ringway_tls_handshake_errors_total";
+    let s = common::scrape_until(m._gw.admin, errors, &[("reason", "client_cert")], 2.0);
+    assert_eq!(
+        common::metric(&s, errors, &[("reason", "client_cert")]),
+        Some(2.0),
+        "both refusals are counted as client-certificate failures"
+    );
 }
 
 #[test]
@@ -286,6 +293,10 @@ fn optional_mode_lets_routes_decide() {
     assert_eq!(r.status, 401);
     assert_eq!(code(&r), "client_certificate_required");
     assert_eq!(m.get(Some(&good), "/cert", &[]).status, 200);
+    let name = "ringway_auth_failures_total";
+    let labels = [("route", "cert"), ("reason", "missing_client_cert")];
+    let s = common::scrape_until(m._gw.admin, name, &labels, 1.0);
+    assert_eq!(common::metric(&s, name, &labels), Some(1.0));
 }
 
 #[test]
@@ -400,4 +411,30 @@ fn a_certificate_with_a_crlf_common_name_never_injects_a_header() {
             evil.sha256
         )]
     );
+}
+
+#[test]
+fn a_resumed_session_keeps_its_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = ClientCa::new(dir.path(), "partners");
+    let a = ca.issue("partner-a", &[], &[]);
+    let up = Upstream::echo();
+    let ca_path = ca.path.clone();
+    let m = start("optional", &up, &a.sha256, dir, &ca_path);
+
+    // One client config: its session store lets the second connection resume.
+    let cfg = m.client(Some(&a));
+    let mut first = TlsConn::open(m.tls, "gw.test", &cfg).unwrap();
+    assert_eq!(first.get("/pinned").unwrap().status, 200);
+    drop(first);
+    let mut resumed = false;
+    for _ in 0..3 {
+        let mut c = TlsConn::open(m.tls, "gw.test", &cfg).unwrap();
+        let r = c.get("/pinned").unwrap();
+        assert_eq!(r.status, 200, "resumed={}: {}", c.resumed(), r.text());
+        let xfcc = up.last().header_all("x-forwarded-client-cert").join("|");
+        assert!(xfcc.starts_with(&format!("Hash={};", a.sha256)), "{xfcc}");
+        resumed |= c.resumed();
+    }
+    assert!(resumed, "no connection resumed: the test proves nothing");
 }

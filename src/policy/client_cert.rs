@@ -342,7 +342,7 @@ mod tests {
         assert_eq!(
             e("client_cert = { subjects = [\"CN=a\", \"XX=b\"] }")[0],
             "subjects[1]: unknown attribute type \"XX\": use CN, O, OU, C, L, ST, STREET, DC, \
-             UID, SERIALNUMBER or a dotted OID"
+             UID, SERIALNUMBER, emailAddress or a dotted OID"
         );
         assert_eq!(
             e("client_cert = { fingerprints = [\"abc\"] }"),

@@ -131,8 +131,9 @@ fn ip_from(b: &[u8]) -> Option<IpAddr> {
     }
 }
 
-/// Attribute types with an RFC 4514 short name (plus SERIALNUMBER, as Go and OpenSSL print it).
-const NAMES: [(&str, &str); 10] = [
+/// Attribute types with an RFC 4514 short name (plus SERIALNUMBER and emailAddress, as OpenSSL
+/// prints them).
+const NAMES: [(&str, &str); 11] = [
     ("2.5.4.3", "CN"),
     ("2.5.4.5", "SERIALNUMBER"),
     ("2.5.4.6", "C"),
@@ -143,6 +144,7 @@ const NAMES: [(&str, &str); 10] = [
     ("2.5.4.11", "OU"),
     ("0.9.2342.19200300.100.1.25", "DC"),
     ("0.9.2342.19200300.100.1.1", "UID"),
+    ("1.2.840.113549.1.9.1", "emailAddress"),
 ];
 
 /// Renders a DN as RFC 4514 text into `out`: RDNs last-to-first, attributes of a multi-valued
@@ -338,7 +340,7 @@ fn canonical_type(raw: &[u8]) -> Result<String, String> {
     } else {
         Err(format!(
             "unknown attribute type {t:?}: use CN, O, OU, C, L, ST, STREET, DC, UID, \
-             SERIALNUMBER or a dotted OID"
+             SERIALNUMBER, emailAddress or a dotted OID"
         ))
     }
 }
@@ -445,10 +447,8 @@ mod tests {
         assert_eq!(c("CN=Zo\\c3\\ab"), "CN=Zo\\C3\\AB");
         assert_eq!(c("CN=Zo\u{eb}"), "CN=Zo\\C3\\AB");
         assert_eq!(c("CN=trail\\ "), "CN=trail\\ ");
-        assert_eq!(
-            c("1.2.840.113549.1.9.1=#160161"),
-            "1.2.840.113549.1.9.1=#160161"
-        );
+        assert_eq!(c("1.2.3.4=#160161"), "1.2.3.4=#160161");
+        assert_eq!(c("EMAILADDRESS=a@b,CN=x"), "emailAddress=a@b,CN=x");
         for bad in [
             "",
             "CN",
