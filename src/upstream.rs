@@ -19,19 +19,28 @@
 //! the moment of reuse. Bytes that arrive after it are indistinguishable from the answer to
 //! the new request: no HTTP/1.1 client can close that window, so connections whose responses
 //! invite a late body (after HEAD, a 204 announcing one) are not pooled at all.
+//!
+//! TLS connections (`Transport::Tls`) are pooled the same way. Their check is one
+//! non-blocking `recv` through rustls instead of the peek (`TlsStream::absorb`): TLS 1.3
+//! servers send records that carry no data at any time (session tickets, key updates), and
+//! those keep the connection; decrypted data, close_notify, EOF or a TLS error drop it.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use monoio::net::TcpStream;
+use rustls::pki_types::ServerName;
 
 use crate::config::Upstream;
+use crate::tls::stream::Absorbed;
+use crate::tls::transport::Transport;
+use crate::tls::upstream::UpstreamTls;
 
 /// A connection to one target, with its reusable read buffer.
 pub struct UpConn {
-    pub stream: TcpStream,
+    pub stream: Transport,
     /// Read buffer; empty whenever the connection sits in the pool.
     pub buf: Vec<u8>,
     pub target: usize,
@@ -52,6 +61,15 @@ pub struct TargetState {
     current: Cell<i64>,
     down_until: Cell<Option<Instant>>,
     idle: RefCell<VecDeque<Idle>>,
+    /// With TLS: the name verified in this target's certificate and sent as SNI.
+    pub server_name: Option<ServerName<'static>>,
+}
+
+/// An upstream's TLS on this worker: the compiled settings and this worker's client config
+/// (its own session store).
+pub struct WorkerUpstreamTls {
+    pub settings: Arc<UpstreamTls>,
+    pub config: Arc<rustls::ClientConfig>,
 }
 
 pub struct UpstreamState {
@@ -62,24 +80,47 @@ pub struct UpstreamState {
     backoff: Duration,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
+    pub tls: Option<WorkerUpstreamTls>,
 }
 
 impl UpstreamState {
     /// Builds state for `u`, taking idle connections and back-off from `old` where the
-    /// upstream name and target address are unchanged.
+    /// upstream name and target address are unchanged. Idle connections stay only if they
+    /// were made under the same TLS settings (plain stays plain; a changed CA, name or client
+    /// certificate starts over).
     pub fn new(u: &Upstream, old: Option<&UpstreamState>) -> UpstreamState {
+        let same_tls =
+            old.is_some_and(|o| tls_identity(&o.tls) == u.tls.as_ref().map(|t| t.identity));
+        let tls = u.tls.as_ref().map(|t| {
+            let prev = old
+                .and_then(|o| o.tls.as_ref())
+                .map(|w| (&*w.settings, &*w.config));
+            WorkerUpstreamTls {
+                settings: t.clone(),
+                config: t.worker_config(prev),
+            }
+        });
         let targets = u
             .targets
             .iter()
-            .map(|t| {
+            .enumerate()
+            .map(|(i, t)| {
                 let prev = old.and_then(|o| o.targets.iter().find(|p| p.addr == t.addr));
+                let server_name = u.tls.as_ref().and_then(|s| s.names.get(i).cloned());
+                let prev_name = prev.and_then(|p| p.server_name.as_ref());
+                let keep_idle = same_tls && prev_name == server_name.as_ref();
                 TargetState {
                     addr: t.addr,
                     label: t.addr.to_string(),
                     weight: i64::from(t.weight),
                     current: Cell::new(0),
                     down_until: Cell::new(prev.and_then(|p| p.down_until.get())),
-                    idle: RefCell::new(prev.map(|p| p.idle.take()).unwrap_or_default()),
+                    idle: RefCell::new(
+                        prev.filter(|_| keep_idle)
+                            .map(|p| p.idle.take())
+                            .unwrap_or_default(),
+                    ),
+                    server_name,
                 }
             })
             .collect();
@@ -91,6 +132,7 @@ impl UpstreamState {
             backoff: u.backoff,
             connect_timeout: u.connect_timeout,
             response_timeout: u.response_timeout,
+            tls,
         }
     }
 
@@ -139,10 +181,10 @@ impl UpstreamState {
             if now.duration_since(entry.since) < self.idle_timeout {
                 // Closed by the upstream meanwhile (FIN or RST already here) or holding bytes
                 // nobody asked for: dropped, never handed to a request.
-                if !idle_conn_open(&entry.conn.stream) {
+                let mut conn = entry.conn;
+                if !idle_conn_open(&mut conn.stream) {
                     continue;
                 }
-                let mut conn = entry.conn;
                 conn.reused = true;
                 return Some(conn);
             }
@@ -153,8 +195,8 @@ impl UpstreamState {
     }
 
     /// Returns a connection whose last exchange completed cleanly.
-    pub fn put_idle(&self, conn: UpConn, now: Instant) {
-        if self.max_idle == 0 || !conn.buf.is_empty() {
+    pub fn put_idle(&self, mut conn: UpConn, now: Instant) {
+        if self.max_idle == 0 || !conn.buf.is_empty() || conn.stream.has_buffered() {
             return;
         }
         if let Some(t) = self.targets.get(conn.target) {
@@ -175,12 +217,24 @@ impl UpstreamState {
     }
 }
 
+fn tls_identity(t: &Option<WorkerUpstreamTls>) -> Option<u64> {
+    t.as_ref().map(|w| w.settings.identity)
+}
+
 /// True if an idle pooled connection still looks open: nothing to read (no EOF, no error, no
 /// unsolicited bytes). Pooled connections have no I/O in flight, so the peek never races the
-/// runtime.
-fn idle_conn_open(s: &TcpStream) -> bool {
-    use std::os::fd::AsRawFd;
-    crate::io::peek(s.as_raw_fd()) == crate::io::Peeked::Empty
+/// runtime. Over TLS, bytes that arrived while idle may be records that carry no data (TLS
+/// 1.3 session tickets, key updates): they are taken through rustls without waiting, and the
+/// connection is dropped only if they decrypt to data, end the session or are not valid TLS.
+fn idle_conn_open(s: &mut Transport) -> bool {
+    match s {
+        Transport::Plain(t) => {
+            use std::os::fd::AsRawFd;
+            crate::io::peek(t.as_raw_fd()) == crate::io::Peeked::Empty
+        }
+        // One non-blocking recv, as the peek: nothing there, or only records without data.
+        Transport::Tls(t) => !t.has_buffered() && t.absorb() == Absorbed::Quiet,
+    }
 }
 
 #[cfg(test)]
@@ -205,6 +259,7 @@ mod tests {
             backoff: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(1),
+            tls: None,
         }
     }
 

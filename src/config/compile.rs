@@ -70,7 +70,7 @@ pub fn compile_with(
         .unwrap_or(DEFAULT_MAX_BODY);
     let timeouts = compile_timeouts(&raw.timeouts, &raw.limits, &mut errs);
     let conn_limits = super::abuse::conn_limits(&raw.limits, &mut errs);
-    let (upstreams, upstream_ids) = compile_upstreams(&raw, &timeouts, &mut errs);
+    let (upstreams, upstream_ids) = compile_upstreams(&raw, file, &timeouts, &mut errs);
     let admin = compile_admin(&raw, &listeners, &mut errs);
     let telemetry = super::telemetry::compile_telemetry(&raw, &mut errs);
     let super::policies::CompiledPolicies {
@@ -307,12 +307,15 @@ fn bounded_size(
 
 fn compile_upstreams(
     raw: &RawConfig,
+    file: &Path,
     timeouts: &Timeouts,
     errs: &mut Diag,
 ) -> (Vec<Upstream>, HashMap<String, UpstreamId>) {
     let mut ups = Vec::new();
     let mut ids = HashMap::new();
+    let mut roots = crate::tls::upstream::SystemRoots::default();
     for (name, u) in &raw.upstreams {
+        let tls = upstream_tls(u, name.get_ref(), file, &mut roots, errs);
         let field = |f: &str| format!("upstreams.{}.{f}", name.get_ref());
         if u.targets.get_ref().is_empty() {
             errs.at(
@@ -358,9 +361,35 @@ fn compile_upstreams(
                     Duration::from_secs(30),
                 ),
             },
+            tls,
         });
     }
     (ups, ids)
+}
+
+/// An upstream's `tls` (see `tls::upstream`), with errors under `upstreams.<name>`.
+fn upstream_tls(
+    u: &RawUpstream,
+    name: &str,
+    file: &Path,
+    roots: &mut crate::tls::upstream::SystemRoots,
+    errs: &mut Diag,
+) -> Option<std::sync::Arc<crate::tls::upstream::UpstreamTls>> {
+    let raw = u.tls.as_ref()?;
+    let targets: Vec<(&str, std::ops::Range<usize>)> = u
+        .targets
+        .get_ref()
+        .iter()
+        .map(|t| (t.address.get_ref().as_str(), t.address.span()))
+        .collect();
+    let mut cx = crate::tls::upstream::Context {
+        base_dir: file.parent().unwrap_or(Path::new(".")),
+        roots,
+        targets: &targets,
+    };
+    let prefix = format!("upstreams.{name}");
+    let mut fail = errs.under(&prefix);
+    crate::tls::upstream::compile(raw, &mut cx, &mut fail)
 }
 
 /// An upstream's targets: `HOST:PORT` resolved now (blocking is fine: compile() only runs on
@@ -426,7 +455,22 @@ pub fn load_with(path: &Path, generation: u64, rt: &Runtime) -> Result<Compiled,
         }]
     })?;
     let raw = parse(&src, path)?;
-    compile_with(raw, &src, path, generation, rt)
+    let cfg = compile_with(raw, &src, path, generation, rt)?;
+    warn_unverified(&cfg);
+    Ok(cfg)
+}
+
+/// Every load of a config that turns upstream certificate checks off says so.
+fn warn_unverified(cfg: &Compiled) {
+    for u in &cfg.upstreams {
+        if u.tls.as_ref().is_some_and(|t| !t.verify) {
+            crate::log::warn(&format!(
+                "upstream {}: TLS certificate verification is OFF (tls.verify = false): \
+                 any server can impersonate it",
+                u.name
+            ));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -151,6 +151,8 @@ pub struct Upstream {
     pub backoff: Duration,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
+    /// HTTPS to the targets (`tls = ...`); `None` speaks plain HTTP.
+    pub tls: Option<std::sync::Arc<crate::tls::upstream::UpstreamTls>>,
 }
 
 #[derive(Clone, Debug)]

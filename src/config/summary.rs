@@ -245,6 +245,9 @@ pub fn render(c: &Compiled) -> String {
             .map(|t| format!("{} -> {} (weight {})", t.label, t.addr, t.weight))
             .collect();
         let _ = writeln!(s, "  {:<12} {}", u.name, targets.join(", "));
+        if let Some(tls) = &u.tls {
+            let _ = writeln!(s, "  {:<12} {}", "", tls.describe());
+        }
     }
     let _ = writeln!(s, "routes (match order):");
     for (i, r) in route_rows(c).iter().enumerate() {

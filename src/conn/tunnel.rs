@@ -15,7 +15,7 @@ use monoio::io::Splitable;
 use monoio::net::TcpStream;
 
 use crate::io::write_all;
-use crate::tls::stream::TlsStream;
+use crate::tls::stream::Absorbed;
 use crate::tls::transport::Transport;
 use crate::upstream::UpConn;
 
@@ -23,14 +23,20 @@ use crate::upstream::UpConn;
 /// out. `leftover` is what the client sent after its request head. Returns `true` when it was
 /// closed for idleness.
 pub async fn tunnel(client: Transport, leftover: Vec<u8>, up: UpConn, idle: Duration) -> bool {
-    match client {
-        Transport::Plain(tcp) => tunnel_plain(tcp, leftover, up, idle).await,
-        Transport::Tls(tls) => tunnel_tls(tls, leftover, up, idle).await,
+    match (client, up.stream) {
+        (Transport::Plain(tcp), Transport::Plain(ups)) => {
+            tunnel_plain(tcp, leftover, ups, idle).await
+        }
+        (client, ups) => tunnel_tls(client, leftover, ups, idle).await,
     }
 }
 
-async fn tunnel_plain(client: TcpStream, leftover: Vec<u8>, up: UpConn, idle: Duration) -> bool {
-    let mut ups = up.stream;
+async fn tunnel_plain(
+    client: TcpStream,
+    leftover: Vec<u8>,
+    mut ups: TcpStream,
+    idle: Duration,
+) -> bool {
     if !leftover.is_empty() {
         let mut l = leftover;
         let far = Instant::now() + std::time::Duration::from_secs(30);
@@ -63,16 +69,17 @@ async fn tunnel_plain(client: TcpStream, leftover: Vec<u8>, up: UpConn, idle: Du
     idled
 }
 
-/// The tunnel for a TLS client. A TLS session cannot be split into two halves that run
-/// concurrently, so one loop waits for either socket to become readable (a wait that holds no
-/// buffer and is safe to drop), then moves what arrived. Writes apply backpressure as usual.
+/// The tunnel when either side speaks TLS. A TLS session cannot be split into two halves
+/// that run concurrently, so one loop waits for either socket to become readable (a wait that
+/// holds no buffer and is safe to drop), then moves what arrived. A TLS side that woke with
+/// only records that carry no data (session tickets, key updates) goes back to waiting
+/// instead of blocking the other direction. Writes apply backpressure as usual.
 async fn tunnel_tls(
-    mut tls: Box<TlsStream>,
+    mut client: Transport,
     leftover: Vec<u8>,
-    up: UpConn,
+    mut ups: Transport,
     idle: Duration,
 ) -> bool {
-    let mut ups = up.stream;
     if !leftover.is_empty() {
         let mut l = leftover;
         let far = Instant::now() + std::time::Duration::from_secs(30);
@@ -86,20 +93,8 @@ async fn tunnel_tls(
     while client_open || up_open {
         let due = last + idle;
         let step = async {
-            let client_ready = async {
-                if !client_open {
-                    std::future::pending::<()>().await;
-                }
-                if !tls.has_buffered() {
-                    let _ = tls.tcp().readable(false).await;
-                }
-            };
-            let up_ready = async {
-                if !up_open {
-                    std::future::pending::<()>().await;
-                }
-                let _ = ups.readable(false).await;
-            };
+            let client_ready = ready(&mut client, client_open);
+            let up_ready = ready(&mut ups, up_open);
             monoio::select! {
                 _ = client_ready => Side::Client,
                 _ = up_ready => Side::Upstream,
@@ -109,8 +104,10 @@ async fn tunnel_tls(
         let side = step.await;
         let moved = match side {
             Side::Idle => return true,
-            Side::Client => relay_once(&mut *tls, &mut ups, &mut from_client, due).await,
-            Side::Upstream => relay_once(&mut ups, &mut *tls, &mut from_up, due).await,
+            Side::Client if !has_data(&mut client) => continue,
+            Side::Upstream if !has_data(&mut ups) => continue,
+            Side::Client => relay_once(&mut client, &mut ups, &mut from_client, due).await,
+            Side::Upstream => relay_once(&mut ups, &mut client, &mut from_up, due).await,
         };
         match (moved, side) {
             (Some(_), _) => last = Instant::now(),
@@ -119,6 +116,25 @@ async fn tunnel_tls(
         }
     }
     false
+}
+
+/// Completes when `s` has something to read (never, when that side has ended).
+async fn ready(s: &mut Transport, open: bool) {
+    if !open {
+        std::future::pending::<()>().await;
+    }
+    if !s.has_buffered() {
+        let _ = s.readable().await;
+    }
+}
+
+/// After a wake-up: whether a read on `s` would return at once (data, an end or an error).
+/// A TLS side first takes what arrived through rustls without waiting.
+fn has_data(s: &mut Transport) -> bool {
+    match s {
+        Transport::Plain(_) => true,
+        Transport::Tls(t) => matches!(t.absorb(), Absorbed::Plaintext | Absorbed::Ended),
+    }
 }
 
 #[derive(Clone, Copy)]

@@ -54,6 +54,9 @@ pub enum ErrorKind {
     UpstreamConnect,
     /// Connect did not finish in time → 504.
     UpstreamConnectTimeout,
+    /// The TLS handshake with the upstream failed: its certificate did not verify, it wanted
+    /// a client certificate we lack, no common protocol → 502.
+    UpstreamTls,
     /// No response head in time → 504.
     UpstreamTimeout,
     /// Upstream closed or reset before a full response head → 502.
@@ -64,6 +67,10 @@ pub enum ErrorKind {
     Unauthorized(&'static str),
     /// A policy refused an authenticated caller or its address → 403.
     Forbidden(&'static str),
+    /// A route's `client_cert` policy found no verified client certificate → 401.
+    ClientCertRequired,
+    /// A route's `client_cert` policy refused the certificate → 403 (the detail says why).
+    ClientCertRefused(&'static str),
     /// A rate limit refused the request → 429.
     TooManyRequests,
     /// The client stopped reading or went away while the response streamed (after its head
@@ -177,6 +184,13 @@ impl ErrorKind {
                 false,
                 "connecting to the upstream timed out",
             ),
+            ErrorKind::UpstreamTls => row(
+                502,
+                "upstream_tls",
+                U,
+                false,
+                "the TLS handshake with the upstream failed",
+            ),
             ErrorKind::UpstreamTimeout => row(
                 504,
                 "upstream_timeout",
@@ -200,6 +214,14 @@ impl ErrorKind {
             ),
             ErrorKind::Unauthorized(d) => row(401, "unauthorized", D, false, d),
             ErrorKind::Forbidden(d) => row(403, "forbidden", D, false, d),
+            ErrorKind::ClientCertRequired => row(
+                401,
+                "client_certificate_required",
+                D,
+                false,
+                "this route requires a verified TLS client certificate",
+            ),
+            ErrorKind::ClientCertRefused(d) => row(403, "client_certificate_refused", D, false, d),
             ErrorKind::TooManyRequests => row(
                 429,
                 "rate_limited",
@@ -310,11 +332,14 @@ mod tests {
             ErrorKind::NoHealthyUpstream,
             ErrorKind::UpstreamConnect,
             ErrorKind::UpstreamConnectTimeout,
+            ErrorKind::UpstreamTls,
             ErrorKind::UpstreamTimeout,
             ErrorKind::UpstreamClosed,
             ErrorKind::UpstreamBadResponse,
             ErrorKind::Unauthorized("missing token"),
             ErrorKind::Forbidden("not allowed"),
+            ErrorKind::ClientCertRequired,
+            ErrorKind::ClientCertRefused("not this one"),
             ErrorKind::TooManyRequests,
             ErrorKind::ClientAborted,
             ErrorKind::UpstreamAborted,
@@ -343,11 +368,14 @@ mod tests {
             (503, "no_healthy_upstream", Internal, false),
             (502, "upstream_connect_failed", Upstream, false),
             (504, "upstream_connect_timeout", Upstream, false),
+            (502, "upstream_tls", Upstream, false),
             (504, "upstream_timeout", Upstream, false),
             (502, "upstream_closed", Upstream, false),
             (502, "upstream_bad_response", Upstream, false),
             (401, "unauthorized", Downstream, false),
             (403, "forbidden", Downstream, false),
+            (401, "client_certificate_required", Downstream, false),
+            (403, "client_certificate_refused", Downstream, false),
             (429, "rate_limited", Downstream, false),
             (499, "client_closed", Downstream, true),
             (502, "upstream_aborted", Upstream, true),

@@ -11,7 +11,10 @@ use monoio::net::TcpStream;
 
 use crate::http1::{self, BodyFraming, Method};
 use crate::io::{read_some, write_all, IoFail};
-use crate::upstream::{UpConn, UpstreamState};
+use crate::tls::stream::TlsStream;
+use crate::tls::transport::Transport;
+use crate::tls::upstream::failure_reason;
+use crate::upstream::{UpConn, UpstreamState, WorkerUpstreamTls};
 
 use super::body::stream_request_body;
 use super::error::{ErrorKind, ProxyError};
@@ -91,7 +94,7 @@ async fn await_response_head<D: Downstream>(
 ) -> Result<http1::ResponseHead, ProxyError> {
     let now = Instant::now();
     let deadline = now + a.us.response_timeout;
-    let read = read_response_head(up, a.limits, method);
+    let read = read_response_head(a.us, up, a.limits, method);
     let mut read = std::pin::pin!(read);
     let watch_from = (now + CLIENT_WATCH_AFTER).min(deadline);
     let early = monoio::select! {
@@ -206,25 +209,65 @@ async fn acquire(
     }
 }
 
+/// A fresh connection to target `t`: TCP connect and, for a TLS upstream, the handshake, both
+/// within the upstream's connect timeout (→ 504). A refused connection or a failed handshake
+/// backs the target off and lets the next target be tried.
 async fn connect_one(us: &UpstreamState, t: usize) -> Result<UpConn, ProxyError> {
     let addr = us.targets[t].addr;
-    match monoio::time::timeout(us.connect_timeout, TcpStream::connect_addr(addr)).await {
-        Ok(Ok(stream)) => {
-            let _ = stream.set_nodelay(true);
-            Ok(UpConn {
-                stream,
-                buf: Vec::with_capacity(4 * 1024),
-                target: t,
-                reused: false,
-            })
-        }
+    let deadline = Instant::now() + us.connect_timeout;
+    let connect = TcpStream::connect_addr(addr);
+    let tcp = match monoio::time::timeout_at(deadline.into(), connect).await {
+        Ok(Ok(tcp)) => tcp,
         Ok(Err(e)) => {
             crate::log::warn(&format!(
                 "upstream {} target {addr}: connect failed: {e}; backing off",
                 us.name
             ));
             us.mark_down(t, Instant::now());
-            Err(ProxyError::new(ErrorKind::UpstreamConnect))
+            return Err(ProxyError::new(ErrorKind::UpstreamConnect));
+        }
+        Err(_) => {
+            us.mark_down(t, Instant::now());
+            return Err(ProxyError::new(ErrorKind::UpstreamConnectTimeout));
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    let stream = match &us.tls {
+        None => Transport::Plain(tcp),
+        Some(tls) => Transport::Tls(handshake(us, t, tls, tcp, deadline).await?),
+    };
+    Ok(UpConn {
+        stream,
+        buf: Vec::with_capacity(4 * 1024),
+        target: t,
+        reused: false,
+    })
+}
+
+/// The TLS handshake with target `t`, verifying its certificate for the target's server name.
+/// A timeout drops the half-made session with its socket (never reused).
+async fn handshake(
+    us: &UpstreamState,
+    t: usize,
+    tls: &WorkerUpstreamTls,
+    tcp: TcpStream,
+    deadline: Instant,
+) -> Result<Box<TlsStream>, ProxyError> {
+    let target = &us.targets[t];
+    let name = match &target.server_name {
+        Some(n) => n.clone(),
+        None => return Err(ProxyError::new(ErrorKind::UpstreamTls)),
+    };
+    let conn = match rustls::ClientConnection::new(tls.config.clone(), name) {
+        Ok(c) => c,
+        Err(e) => return Err(tls_failed(us, t, &e.to_string())),
+    };
+    let mut s = Box::new(TlsStream::new(tcp, conn));
+    match monoio::time::timeout_at(deadline.into(), s.handshake()).await {
+        Ok(Ok(())) => Ok(s),
+        Ok(Err(fail)) => {
+            let err = s.take_error();
+            Err(tls_failed(us, t, &failure_reason(fail, err.as_ref())))
         }
         Err(_) => {
             us.mark_down(t, Instant::now());
@@ -233,9 +276,45 @@ async fn connect_one(us: &UpstreamState, t: usize) -> Result<UpConn, ProxyError>
     }
 }
 
+/// Whether a TLS upstream ended the exchange with a TLS error (logged): with TLS 1.3 the
+/// server checks our client certificate after our side of the handshake is done, so "no
+/// certificate" or "bad certificate" arrives as an alert on the first read.
+fn tls_refused(us: &UpstreamState, up: &mut UpConn) -> bool {
+    let Transport::Tls(t) = &mut up.stream else {
+        return false;
+    };
+    let Some(e) = t.take_error() else {
+        return false;
+    };
+    let target = us.targets.get(up.target).map(|t| t.addr.to_string());
+    crate::log::warn(&format!(
+        "upstream {} target {}: TLS failure: {e}",
+        us.name,
+        target.unwrap_or_default()
+    ));
+    true
+}
+
+/// Logs a failed handshake (upstream, target, name, rustls's reason) and backs the target off.
+fn tls_failed(us: &UpstreamState, t: usize, why: &str) -> ProxyError {
+    let target = &us.targets[t];
+    let name = target
+        .server_name
+        .as_ref()
+        .map(|n| n.to_str().into_owned())
+        .unwrap_or_default();
+    crate::log::warn(&format!(
+        "upstream {} target {} (server name {name}): TLS handshake failed: {why}; backing off",
+        us.name, target.addr
+    ));
+    us.mark_down(t, Instant::now());
+    ProxyError::new(ErrorKind::UpstreamTls)
+}
+
 /// Reads the upstream response head, skipping interim 1xx responses other than 101. Untimed:
 /// `await_response_head` bounds it (and drops the connection when it gives up).
 async fn read_response_head(
+    us: &UpstreamState,
     up: &mut UpConn,
     limits: &http1::Limits,
     method: Method,
@@ -262,6 +341,7 @@ async fn read_response_head(
         }
         match read_some(&mut up.stream, &mut up.buf, 64 * 1024).await {
             Ok(_) => got_any = true,
+            Err(_) if tls_refused(us, up) => return Err(ProxyError::new(ErrorKind::UpstreamTls)),
             Err(_) if up.reused && !got_any => {
                 return Err(ProxyError::stale(ErrorKind::UpstreamClosed))
             }

@@ -102,6 +102,22 @@ pub struct TlsStream {
     wbuf: Vec<u8>,
     /// The socket reached EOF (rustls has been told).
     eof: bool,
+    /// What rustls last refused (for logs: a handshake failure's reason).
+    error: Option<rustls::Error>,
+}
+
+/// What `absorb` found on a stream with no read in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Absorbed {
+    /// Decrypted bytes are ready to read.
+    Plaintext,
+    /// The socket is drained and nothing readable came: at most TLS records that carry no
+    /// data (session tickets, key updates) or part of a record.
+    Quiet,
+    /// close_notify, EOF or an error: the stream is finished.
+    Ended,
+    /// Still more to take after a few rounds: look again when the socket is readable.
+    Busy,
 }
 
 /// Whether the first bytes on a TLS port are a plain HTTP request line (`GET /...`): an
@@ -124,6 +140,7 @@ impl TlsStream {
             rpos: 0,
             wbuf: Vec::new(),
             eof: false,
+            error: None,
         }
     }
 
@@ -193,8 +210,69 @@ impl TlsStream {
             self.rbuf.clear();
             self.rpos = 0;
         }
-        self.tls.process_new_packets().map_err(tls_err)?;
+        if let Err(e) = self.tls.process_new_packets() {
+            self.error = Some(e.clone());
+            return Err(tls_err(e));
+        }
         Ok(())
+    }
+
+    /// What rustls last refused (after a failed handshake: why, e.g. an untrusted
+    /// certificate), taken once.
+    pub fn take_error(&mut self) -> Option<rustls::Error> {
+        self.error.take()
+    }
+
+    /// For a stream with no read in flight (an idle pooled connection, a tunnel whose socket
+    /// became readable): takes what the socket holds right now through rustls with
+    /// non-blocking receives, never waiting. TLS 1.3 servers send session tickets and key
+    /// updates at any time; those are processed here and are not data.
+    pub fn absorb(&mut self) -> Absorbed {
+        for _ in 0..8 {
+            while self.rpos < self.rbuf.len() {
+                if self.feed().is_err() {
+                    return Absorbed::Ended;
+                }
+            }
+            match self.tls.reader().fill_buf() {
+                Ok(b) if !b.is_empty() => return Absorbed::Plaintext,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                _ => return Absorbed::Ended,
+            }
+            if self.eof {
+                return Absorbed::Ended;
+            }
+            self.rbuf.clear();
+            self.rpos = 0;
+            self.rbuf.reserve(RECORD_READ);
+            let spare = self.rbuf.capacity();
+            // SAFETY: recv writes at most `spare` bytes into the vector's allocation (empty,
+            // capacity `spare`); the socket has no read in flight that could race it.
+            let n = unsafe {
+                libc::recv(
+                    std::os::fd::AsRawFd::as_raw_fd(&self.tcp),
+                    self.rbuf.as_mut_ptr().cast(),
+                    spare,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            match n {
+                0 => {
+                    self.eof = true;
+                    let _ = self.tls.read_tls(&mut &[][..]);
+                    return Absorbed::Ended;
+                }
+                // SAFETY: recv initialized the first `n` (<= spare) bytes.
+                1.. => unsafe { self.rbuf.set_len(n as usize) },
+                _ => {
+                    return match io::Error::last_os_error().kind() {
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Absorbed::Quiet,
+                        _ => Absorbed::Ended,
+                    }
+                }
+            }
+        }
+        Absorbed::Busy
     }
 
     /// Reads ciphertext from the socket into `rbuf` (which is empty when this is called).

@@ -1,1 +1,489 @@
-//! (being built)
+//! TLS from ringway to its upstreams: an upstream's `tls = true | { ... }` setting, compiled
+//! into one rustls client config (ring, TLS 1.2 and 1.3, ALPN `http/1.1` only) plus the name
+//! each target is verified against and sent as SNI.
+//!
+//! Invariants: verification is on unless `verify = false` is written out (then the peer's
+//! handshake signatures are still checked, its certificate is not). Trust is the system roots
+//! (read once per compile, only when some upstream needs them) or the upstream's own `ca`
+//! bundle, never both. A target written as an IP address has no name to verify: it needs
+//! `server_name` (or `verify = false`). Everything that decides what a handshake accepts is
+//! folded into `identity`, so pooled connections and sessions outlive a reload only when the
+//! new settings would have accepted them too.
+
+use std::collections::hash_map::DefaultHasher;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::config::errors::Fail;
+
+/// `tls = true`, `tls = false` or `tls = { ... }` on an upstream.
+#[derive(Debug)]
+pub enum RawUpstreamTls {
+    Enabled(bool),
+    Table(RawUpstreamTlsTable),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTlsTable {
+    /// Name verified in the upstream's certificate and sent as SNI (default: each target's
+    /// host as written in its address).
+    pub server_name: Option<Spanned<String>>,
+    /// PEM bundle of the CAs to trust instead of the system roots (relative to the config).
+    pub ca: Option<Spanned<String>>,
+    /// Certificate the gateway presents when the upstream asks for one.
+    pub client_cert: Option<Spanned<RawClientCert>>,
+    /// `false` accepts any certificate (logged loudly at every load).
+    pub verify: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientCert {
+    /// PEM chain, leaf first.
+    pub cert: Spanned<String>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Spanned<String>,
+}
+
+impl<'de> Deserialize<'de> for RawUpstreamTls {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawUpstreamTls;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`true`, `false` or a table like { server_name = \"api.internal\" }")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawUpstreamTls, E> {
+                Ok(RawUpstreamTls::Enabled(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawUpstreamTls, A::Error> {
+                let d = de::value::MapAccessDeserializer::new(map);
+                RawUpstreamTlsTable::deserialize(d).map(RawUpstreamTls::Table)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An upstream's compiled TLS.
+#[derive(Debug)]
+pub struct UpstreamTls {
+    /// Shared by every worker's copy (each worker gets its own session store).
+    pub client: Arc<rustls::ClientConfig>,
+    /// Per target (same order as the upstream's targets): the name verified and sent as SNI.
+    pub names: Vec<ServerName<'static>>,
+    pub verify: bool,
+    /// Where trust comes from, for `check`: "system roots" or the CA file.
+    pub trust: String,
+    pub client_cert: Option<PathBuf>,
+    /// Hash of every input above, file contents included.
+    pub identity: u64,
+}
+
+impl UpstreamTls {
+    /// One line for `ringway check` and `/config`.
+    pub fn describe(&self) -> String {
+        let mut names: Vec<String> = self.names.iter().map(|n| n.to_str().into_owned()).collect();
+        names.dedup();
+        let mut s = if self.verify {
+            format!("tls (verify {} against {})", names.join(", "), self.trust)
+        } else {
+            "tls (VERIFICATION OFF: any certificate accepted)".to_string()
+        };
+        if let Some(c) = &self.client_cert {
+            s.push_str(&format!(", client cert {}", c.display()));
+        }
+        s
+    }
+
+    /// This worker's client config: the shared one with its own session store, carried over
+    /// from `old` when that was built from the same settings (resumed sessions skip the
+    /// certificate check, so they must not outlive a change of trust).
+    pub fn worker_config(
+        &self,
+        old: Option<(&UpstreamTls, &rustls::ClientConfig)>,
+    ) -> Arc<rustls::ClientConfig> {
+        let mut cfg = (*self.client).clone();
+        cfg.resumption = match old {
+            Some((o, c)) if o.identity == self.identity => c.resumption.clone(),
+            _ => rustls::client::Resumption::in_memory_sessions(WORKER_SESSIONS),
+        };
+        Arc::new(cfg)
+    }
+}
+
+/// TLS sessions each worker remembers per upstream (for resumption on new connections).
+const WORKER_SESSIONS: usize = 64;
+
+/// System roots, read at most once per compile (only if an upstream relies on them).
+#[derive(Default)]
+pub struct SystemRoots {
+    loaded: Option<Result<Arc<RootCertStore>, String>>,
+}
+
+impl SystemRoots {
+    fn get(&mut self) -> Result<Arc<RootCertStore>, String> {
+        self.loaded.get_or_insert_with(load_system_roots).clone()
+    }
+}
+
+fn load_system_roots() -> Result<Arc<RootCertStore>, String> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        let why = match found.errors.first() {
+            Some(e) => format!(": {e}"),
+            None => String::new(),
+        };
+        return Err(format!(
+            "no system root certificates found{why}; install the CA bundle \
+             (e.g. ca-certificates), set SSL_CERT_FILE, or give this upstream `tls.ca`"
+        ));
+    }
+    Ok(Arc::new(roots))
+}
+
+/// What compiling an upstream's TLS needs from around it.
+pub struct Context<'a> {
+    /// The config file's directory (relative paths start there).
+    pub base_dir: &'a Path,
+    pub roots: &'a mut SystemRoots,
+    /// Each target's address as written, with its span.
+    pub targets: &'a [(&'a str, Range<usize>)],
+}
+
+/// Compiles `tls` for one upstream. Problems go to `fail` with fields relative to the
+/// upstream's table (`tls.ca`, `targets[0].address`). `None`: plain, or errors reported.
+pub fn compile(
+    raw: &Spanned<RawUpstreamTls>,
+    cx: &mut Context<'_>,
+    fail: &mut Fail<'_>,
+) -> Option<Arc<UpstreamTls>> {
+    let empty = RawUpstreamTlsTable::default();
+    let t = match raw.get_ref() {
+        RawUpstreamTls::Enabled(false) => return None,
+        RawUpstreamTls::Enabled(true) => &empty,
+        RawUpstreamTls::Table(t) => t,
+    };
+    let verify = t.verify.as_ref().is_none_or(|v| *v.get_ref());
+    let mut id = DefaultHasher::new();
+    verify.hash(&mut id);
+    let names = server_names(t, verify, cx.targets, fail)?;
+    names.hash(&mut id);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let (verifier, trust) = verifier(t, verify, &provider, cx, raw.span(), &mut id, fail)?;
+    let versions = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions();
+    let builder = match versions {
+        Ok(b) => b,
+        Err(e) => {
+            fail(raw.span(), "tls", format!("no usable TLS version: {e}"));
+            return None;
+        }
+    };
+    let builder = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut client = match &t.client_cert {
+        None => builder.with_no_client_auth(),
+        Some(c) => {
+            let (chain, key) = client_cert(c.get_ref(), cx.base_dir, &mut id, fail)?;
+            match builder.with_client_auth_cert(chain, key) {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    let why = match e {
+                        rustls::Error::InconsistentKeys(_) => {
+                            "the key does not belong to the certificate".to_string()
+                        }
+                        e => e.to_string(),
+                    };
+                    fail(c.get_ref().key.span(), "tls.client_cert.key", why);
+                    return None;
+                }
+            }
+        }
+    };
+    client.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Some(Arc::new(UpstreamTls {
+        client: Arc::new(client),
+        names,
+        verify,
+        trust,
+        client_cert: t
+            .client_cert
+            .as_ref()
+            .map(|c| cx.base_dir.join(c.get_ref().cert.get_ref())),
+        identity: id.finish(),
+    }))
+}
+
+/// The name each target is verified against: `server_name` when given, else the host part of
+/// the target's address. An IP address is no name to verify (unless verification is off).
+fn server_names(
+    t: &RawUpstreamTlsTable,
+    verify: bool,
+    targets: &[(&str, Range<usize>)],
+    fail: &mut Fail<'_>,
+) -> Option<Vec<ServerName<'static>>> {
+    if let Some(n) = &t.server_name {
+        let name = n.get_ref().trim();
+        return match ServerName::try_from(name.to_string()) {
+            Ok(ServerName::IpAddress(_)) if verify => {
+                fail(
+                    n.span(),
+                    "tls.server_name",
+                    format!("{name:?} is an IP address; give the DNS name the certificate carries"),
+                );
+                None
+            }
+            Ok(sn) => Some(vec![sn; targets.len()]),
+            Err(_) => {
+                fail(
+                    n.span(),
+                    "tls.server_name",
+                    format!("{name:?} is not a valid DNS name"),
+                );
+                None
+            }
+        };
+    }
+    let mut names = Vec::with_capacity(targets.len());
+    let mut ok = true;
+    for (i, (addr, span)) in targets.iter().enumerate() {
+        let host = host_of(addr);
+        let field = format!("targets[{i}].address");
+        match host.parse::<IpAddr>() {
+            Ok(ip) if !verify => names.push(ServerName::IpAddress(ip.into())),
+            Ok(_) => {
+                fail(
+                    span.clone(),
+                    &field,
+                    format!(
+                        "TLS needs a name to verify, and {addr:?} is an IP address: set \
+                         `tls.server_name` (the DNS name in the upstream's certificate)"
+                    ),
+                );
+                ok = false;
+            }
+            Err(_) => match ServerName::try_from(host.to_string()) {
+                Ok(sn) => names.push(sn),
+                Err(_) => {
+                    fail(
+                        span.clone(),
+                        &field,
+                        format!("{host:?} is not a valid DNS name"),
+                    );
+                    ok = false;
+                }
+            },
+        }
+    }
+    ok.then_some(names)
+}
+
+/// `host` of `host:port` or `[v6]:port`.
+fn host_of(addr: &str) -> &str {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
+/// The certificate verifier and a description of whom it trusts.
+fn verifier(
+    t: &RawUpstreamTlsTable,
+    verify: bool,
+    provider: &Arc<CryptoProvider>,
+    cx: &mut Context<'_>,
+    span: Range<usize>,
+    id: &mut DefaultHasher,
+    fail: &mut Fail<'_>,
+) -> Option<(Arc<dyn ServerCertVerifier>, String)> {
+    if !verify {
+        return Some((Arc::new(AnyCert(provider.clone())), "nothing".into()));
+    }
+    let (roots, trust) = match &t.ca {
+        Some(ca) => {
+            let path = cx.base_dir.join(ca.get_ref());
+            match read_ca(&path) {
+                Ok((roots, bytes)) => {
+                    bytes.hash(id);
+                    (Arc::new(roots), path.display().to_string())
+                }
+                Err(e) => {
+                    fail(ca.span(), "tls.ca", e);
+                    return None;
+                }
+            }
+        }
+        None => match cx.roots.get() {
+            Ok(r) => (r, "system roots".to_string()),
+            Err(e) => {
+                fail(span, "tls", e);
+                return None;
+            }
+        },
+    };
+    match rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+        .build()
+    {
+        Ok(v) => Some((v, trust)),
+        Err(e) => {
+            let span = t.ca.as_ref().map_or(span, |c| c.span());
+            fail(span, "tls.ca", format!("cannot build a verifier: {e}"));
+            None
+        }
+    }
+}
+
+/// A CA bundle file: every certificate in it (at least one).
+fn read_ca(path: &Path) -> Result<(RootCertStore, Vec<u8>), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut roots = RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(&bytes) {
+        let c = c.map_err(|e| format!("{}: bad PEM: {e}", path.display()))?;
+        roots
+            .add(c)
+            .map_err(|e| format!("{}: unusable CA certificate: {e}", path.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{}: no CERTIFICATE in it", path.display()));
+    }
+    Ok((roots, bytes))
+}
+
+/// The client certificate chain and key (the pair is checked by rustls when the config is
+/// built).
+fn client_cert(
+    c: &RawClientCert,
+    base_dir: &Path,
+    id: &mut DefaultHasher,
+    fail: &mut Fail<'_>,
+) -> Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let cert_path = base_dir.join(c.cert.get_ref());
+    let chain = match std::fs::read(&cert_path) {
+        Ok(b) => {
+            b.hash(id);
+            let chain: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&b).collect();
+            match chain {
+                Ok(v) if !v.is_empty() => Some(v),
+                Ok(_) => {
+                    let m = format!("{}: no CERTIFICATE in it", cert_path.display());
+                    fail(c.cert.span(), "tls.client_cert.cert", m);
+                    None
+                }
+                Err(e) => {
+                    let m = format!("{}: bad PEM: {e}", cert_path.display());
+                    fail(c.cert.span(), "tls.client_cert.cert", m);
+                    None
+                }
+            }
+        }
+        Err(e) => {
+            let m = format!("cannot read {}: {e}", cert_path.display());
+            fail(c.cert.span(), "tls.client_cert.cert", m);
+            None
+        }
+    };
+    let key_path = base_dir.join(c.key.get_ref());
+    let key = match std::fs::read(&key_path) {
+        Ok(b) => {
+            b.hash(id);
+            match PrivateKeyDer::from_pem_slice(&b) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    let m = format!("{}: no usable private key: {e}", key_path.display());
+                    fail(c.key.span(), "tls.client_cert.key", m);
+                    None
+                }
+            }
+        }
+        Err(e) => {
+            let m = format!("cannot read {}: {e}", key_path.display());
+            fail(c.key.span(), "tls.client_cert.key", m);
+            None
+        }
+    };
+    Some((chain?, key?))
+}
+
+/// `verify = false`: any certificate is accepted; the handshake's signatures are still
+/// checked (so the peer at least holds the key of the certificate it sent).
+#[derive(Debug)]
+struct AnyCert(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algs = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algs = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Why a handshake with an upstream failed, in words for the log: rustls's own reason when it
+/// has one.
+pub fn failure_reason(fail: super::stream::HandshakeFail, err: Option<&rustls::Error>) -> String {
+    match err {
+        Some(e) => e.to_string(),
+        None => match fail {
+            super::stream::HandshakeFail::Eof => "the upstream closed during the handshake".into(),
+            f => format!("handshake failed ({})", f.label()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_of_strips_port_and_brackets() {
+        assert_eq!(host_of("api.internal:443"), "api.internal");
+        assert_eq!(host_of("10.0.0.5:443"), "10.0.0.5");
+        assert_eq!(host_of("[::1]:8443"), "::1");
+    }
+}
