@@ -89,7 +89,8 @@ impl UpstreamState {
     /// were made under the same TLS settings (plain stays plain; a changed CA, name or client
     /// certificate starts over).
     pub fn new(u: &Upstream, old: Option<&UpstreamState>) -> UpstreamState {
-        let same_tls = old.is_some_and(|o| tls_identity(&o.tls) == u.tls.as_ref().map(|t| t.identity));
+        let same_tls =
+            old.is_some_and(|o| tls_identity(&o.tls) == u.tls.as_ref().map(|t| t.identity));
         let tls = u.tls.as_ref().map(|t| {
             let prev = old
                 .and_then(|o| o.tls.as_ref())

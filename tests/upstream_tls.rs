@@ -83,11 +83,7 @@ fn load_chain(pem: &str) -> Vec<CertificateDer<'static>> {
 
 /// A TLS upstream serving `cert` (chain PEM, key PEM). With `client_ca`, it requires a client
 /// certificate issued by that CA. ALPN: it offers h2 and http/1.1.
-fn tls_upstream(
-    cert: (&str, &str),
-    client_ca: Option<&str>,
-    handler: Arc<Handler>,
-) -> TlsUpstream {
+fn tls_upstream(cert: (&str, &str), client_ca: Option<&str>, handler: Arc<Handler>) -> TlsUpstream {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -160,7 +156,8 @@ fn serve(
         let mut seen = seen.lock().unwrap();
         seen.sni.push(tls.conn.server_name().map(str::to_string));
         seen.alpn.push(tls.conn.alpn_protocol().map(<[u8]>::to_vec));
-        seen.client_cert.push(tls.conn.peer_certificates().is_some());
+        seen.client_cert
+            .push(tls.conn.peer_certificates().is_some());
     }
     let mut srv = Srv {
         r: BufReader::new(tls),
@@ -307,7 +304,10 @@ fn certificate_for_another_name_is_a_502() {
     let gw = Gateway::start(&config(&up.addr.to_string(), &tls));
     let r = get(gw.addr, "/p/x");
     assert_eq!((r.status, code(&r).as_str()), (502, "upstream_tls"));
-    gw.wait_log("not valid for name \"billing.internal\"", Duration::from_secs(5));
+    gw.wait_log(
+        "not valid for name \"billing.internal\"",
+        Duration::from_secs(5),
+    );
 }
 
 #[test]
@@ -324,13 +324,14 @@ fn verify_false_accepts_any_certificate_and_says_so_at_every_load() {
     assert_eq!((r.status, r.text().as_str()), (200, "unverified-ok"));
     let warn = "upstream be: TLS certificate verification is OFF";
     gw.wait_log(warn, Duration::from_secs(5));
-    assert!(gw.logs().lines().any(|l| l.contains("WARN") && l.contains(warn)));
+    assert!(gw
+        .logs()
+        .lines()
+        .any(|l| l.contains("WARN") && l.contains(warn)));
     assert!(gw.reload(&body));
     assert_eq!(gw.log_count(warn), 2, "warned again on reload");
     // `ringway check` shows it too.
-    let (rc, out, err) = check_config(&format!(
-        "[[listeners]]\naddress = \"127.0.0.1:0\"\n{body}"
-    ));
+    let (rc, out, err) = check_config(&format!("[[listeners]]\naddress = \"127.0.0.1:0\"\n{body}"));
     assert_eq!(rc, 0, "{out}{err}");
     assert!(out.contains("VERIFICATION OFF"), "{out}");
     assert!(err.contains(warn), "{err}");
@@ -394,6 +395,70 @@ fn keep_alive_reuses_one_tls_connection() {
         assert_eq!((r.status, r.text().as_str()), (200, "pooled"));
     }
     assert_eq!(up.accepted.load(Ordering::SeqCst), 1, "one TLS connection");
+}
+
+/// An upstream that closes each connection after one answer (close_notify, then FIN): the
+/// closed pooled connection is noticed before reuse and every request still gets its answer.
+#[test]
+fn upstream_closing_idle_tls_connections_costs_no_request() {
+    let p = pki(&["billing.internal"]);
+    let handler: Arc<Handler> = Arc::new(|s: &mut Srv| {
+        if s.next_request().is_some() && s.respond("once") {
+            thread::sleep(Duration::from_millis(20));
+            let t = s.r.get_mut();
+            t.conn.send_close_notify();
+            let _ = t.conn.complete_io(&mut t.sock);
+        }
+    });
+    let up = tls_upstream((&p.server.cert_pem, &p.server.key_pem), None, handler);
+    let tls = format!(
+        "{{ server_name = \"billing.internal\", ca = {} }}",
+        q(&p.ca_path)
+    );
+    let gw = Gateway::start_workers(&config(&up.addr.to_string(), &tls), 1);
+    for i in 0..4 {
+        let r = get(gw.addr, &format!("/p/{i}"));
+        assert_eq!((r.status, r.text().as_str()), (200, "once"), "request {i}");
+        thread::sleep(Duration::from_millis(80));
+    }
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 4);
+}
+
+/// Pooled TLS connections survive a reload that keeps the upstream's TLS settings, and are
+/// dropped by one that changes them (they were verified under the old ones).
+#[test]
+fn reload_keeps_tls_connections_only_under_the_same_settings() {
+    let p = pki(&["billing.internal"]);
+    let up = tls_upstream(
+        (&p.server.cert_pem, &p.server.key_pem),
+        None,
+        answering("ok"),
+    );
+    let tls = format!(
+        "{{ server_name = \"billing.internal\", ca = {} }}",
+        q(&p.ca_path)
+    );
+    let same = config(&up.addr.to_string(), &tls);
+    let gw = Gateway::start_workers(&same, 1);
+    assert_eq!(get(gw.addr, "/p/1").status, 200);
+    assert!(gw.reload(&same));
+    assert_eq!(get(gw.addr, "/p/2").status, 200);
+    assert_eq!(
+        up.accepted.load(Ordering::SeqCst),
+        1,
+        "kept over an equal reload"
+    );
+    let changed = config(
+        &up.addr.to_string(),
+        "{ server_name = \"billing.internal\", verify = false }",
+    );
+    assert!(gw.reload(&changed));
+    assert_eq!(get(gw.addr, "/p/3").status, 200);
+    assert_eq!(
+        up.accepted.load(Ordering::SeqCst),
+        2,
+        "new settings, new connection"
+    );
 }
 
 /// TLS 1.3 servers send records that carry no data at any time (session tickets, key
@@ -510,14 +575,21 @@ fn silent_upstream_times_out_the_handshake_with_504() {
         "{{ server_name = \"billing.internal\", ca = {} }}",
         q(&p.ca_path)
     );
-    let body = config(&addr.to_string(), &tls).replace("connect_timeout = \"1s\"", "connect_timeout = \"300ms\"");
+    let body = config(&addr.to_string(), &tls)
+        .replace("connect_timeout = \"1s\"", "connect_timeout = \"300ms\"");
     let gw = Gateway::start(&body);
     let t0 = Instant::now();
     let r = get(gw.addr, "/p/x");
     let took = t0.elapsed();
-    assert_eq!((r.status, code(&r).as_str()), (504, "upstream_connect_timeout"));
+    assert_eq!(
+        (r.status, code(&r).as_str()),
+        (504, "upstream_connect_timeout")
+    );
     assert!(took < Duration::from_secs(3), "took {took:?}");
-    assert!(!held.lock().unwrap().is_empty(), "the TCP connect did happen");
+    assert!(
+        !held.lock().unwrap().is_empty(),
+        "the TCP connect did happen"
+    );
 }
 
 /// A target that answers the ClientHello with plain HTTP is not TLS: 502 `upstream_tls`.
@@ -531,7 +603,12 @@ fn plain_http_server_behind_a_tls_upstream_is_a_502() {
     );
     let gw = Gateway::start(&config(&up.addr.to_string(), &tls));
     let r = get(gw.addr, "/p/x");
-    assert_eq!((r.status, code(&r).as_str()), (502, "upstream_tls"), "{}", r.text());
+    assert_eq!(
+        (r.status, code(&r).as_str()),
+        (502, "upstream_tls"),
+        "{}",
+        r.text()
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -581,7 +658,11 @@ fn websocket_tunnel_through_a_tls_upstream() {
         assert_eq!(c.read(&mut b).unwrap(), 1, "eof in the 101 head");
         head.push(b[0]);
     }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
     for word in ["hello", "tunnel"] {
         c.write_all(word.as_bytes()).unwrap();
         let mut got = vec![0u8; word.len()];
@@ -594,9 +675,7 @@ fn websocket_tunnel_through_a_tls_upstream() {
 // Config errors name file, line and field
 
 fn check_err(body: &str) -> String {
-    let (rc, out, err) = check_config(&format!(
-        "[[listeners]]\naddress = \"127.0.0.1:0\"\n{body}"
-    ));
+    let (rc, out, err) = check_config(&format!("[[listeners]]\naddress = \"127.0.0.1:0\"\n{body}"));
     assert_ne!(rc, 0, "accepted: {out}");
     err
 }
@@ -630,13 +709,25 @@ fn bad_tls_settings_are_refused_with_their_field() {
     let p = pki(&["billing.internal"]);
     let missing = p.dir.path().join("nope.pem");
     let cases = [
-        (format!("{{ server_name = \"b.internal\", ca = {} }}", q(&missing)), "upstreams.be.tls.ca"),
-        ("{ server_name = \"not a name!\" }".to_string(), "upstreams.be.tls.server_name"),
-        ("{ server_name = \"10.0.0.5\" }".to_string(), "upstreams.be.tls.server_name"),
+        (
+            format!("{{ server_name = \"b.internal\", ca = {} }}", q(&missing)),
+            "upstreams.be.tls.ca",
+        ),
+        (
+            "{ server_name = \"not a name!\" }".to_string(),
+            "upstreams.be.tls.server_name",
+        ),
+        (
+            "{ server_name = \"10.0.0.5\" }".to_string(),
+            "upstreams.be.tls.server_name",
+        ),
         ("{ sni = \"x\" }".to_string(), "unknown field"),
         ("\"yes\"".to_string(), "expected `true`, `false` or a table"),
         (
-            format!("{{ server_name = \"b.internal\", ca = {} }}", q(&p.server.key_path)),
+            format!(
+                "{{ server_name = \"b.internal\", ca = {} }}",
+                q(&p.server.key_path)
+            ),
             "upstreams.be.tls.ca",
         ),
     ];
@@ -655,7 +746,11 @@ fn no_system_roots_is_a_config_error() {
     std::fs::write(&empty, "").unwrap();
     let cfg = dir.path().join("ringway.toml");
     let body = config("billing.example:443", "true").replace("billing.example", "localhost");
-    std::fs::write(&cfg, format!("[[listeners]]\naddress = \"127.0.0.1:0\"\n{body}")).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("[[listeners]]\naddress = \"127.0.0.1:0\"\n{body}"),
+    )
+    .unwrap();
     let out = std::process::Command::new(bin())
         .args(["check", "--config"])
         .arg(&cfg)

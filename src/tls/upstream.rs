@@ -113,7 +113,10 @@ impl UpstreamTls {
     /// This worker's client config: the shared one with its own session store, carried over
     /// from `old` when that was built from the same settings (resumed sessions skip the
     /// certificate check, so they must not outlive a change of trust).
-    pub fn worker_config(&self, old: Option<(&UpstreamTls, &rustls::ClientConfig)>) -> Arc<rustls::ClientConfig> {
+    pub fn worker_config(
+        &self,
+        old: Option<(&UpstreamTls, &rustls::ClientConfig)>,
+    ) -> Arc<rustls::ClientConfig> {
         let mut cfg = (*self.client).clone();
         cfg.resumption = match old {
             Some((o, c)) if o.identity == self.identity => c.resumption.clone(),
@@ -250,7 +253,11 @@ fn server_names(
             }
             Ok(sn) => Some(vec![sn; targets.len()]),
             Err(_) => {
-                fail(n.span(), "tls.server_name", format!("{name:?} is not a valid DNS name"));
+                fail(
+                    n.span(),
+                    "tls.server_name",
+                    format!("{name:?} is not a valid DNS name"),
+                );
                 None
             }
         };
@@ -276,7 +283,11 @@ fn server_names(
             Err(_) => match ServerName::try_from(host.to_string()) {
                 Ok(sn) => names.push(sn),
                 Err(_) => {
-                    fail(span.clone(), &field, format!("{host:?} is not a valid DNS name"));
+                    fail(
+                        span.clone(),
+                        &field,
+                        format!("{host:?} is not a valid DNS name"),
+                    );
                     ok = false;
                 }
             },
@@ -342,8 +353,7 @@ fn verifier(
 
 /// A CA bundle file: every certificate in it (at least one).
 fn read_ca(path: &Path) -> Result<(RootCertStore, Vec<u8>), String> {
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut roots = RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(&bytes) {
         let c = c.map_err(|e| format!("{}: bad PEM: {e}", path.display()))?;
