@@ -194,6 +194,12 @@ fn metrics(shared: &Shared, workers: usize) -> Reply {
         }
     }
     crate::metrics::render_limiters(&limiters, &mut text);
+    let tls = cfg
+        .listeners
+        .iter()
+        .filter_map(|l| l.tls.as_deref().map(|t| (l.name.as_str(), t)));
+    let now = i64::try_from(crate::civil::unix_now()).unwrap_or(i64::MAX);
+    crate::tls::settings::render_expiry(tls, now, &mut text);
     Reply {
         status: 200,
         content_type: "text/plain; version=0.0.4; charset=utf-8",

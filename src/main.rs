@@ -98,7 +98,14 @@ fn run(path: &Path, workers_flag: Option<usize>) -> ExitCode {
     let listeners: Vec<String> = cfg
         .listeners
         .iter()
-        .map(|l| format!("{} ({})", l.addr, l.name))
+        .map(|l| {
+            let scheme = if l.tls.is_some() { "https" } else { "http" };
+            let also = match l.redirect_https {
+                Some(port) => format!(", redirecting every request to https port {port}"),
+                None => String::new(),
+            };
+            format!("{scheme}://{} ({}){also}", l.addr, l.name)
+        })
         .collect();
     log::info(&format!(
         "ringway {} starting: config {} (generation 1, {} routes, {} upstreams), {n} workers on {cores} available cores",
@@ -138,7 +145,7 @@ fn run(path: &Path, workers_flag: Option<usize>) -> ExitCode {
         }
     };
     for l in &listeners {
-        log::info(&format!("listening on http://{l}"));
+        log::info(&format!("listening on {l}"));
     }
     if let Some((listener, addr)) = admin {
         if let Err(e) = admin::spawn(shared.clone(), path.to_path_buf(), listener, n) {

@@ -3,9 +3,9 @@
 //! control thread, never on a worker), matchers are built, and every problem becomes a
 //! `ConfigError` naming file, line, column and field. Nothing downstream re-validates.
 //!
-//! This file validates the top-level sections (server, listeners, limits, timeouts, upstreams,
-//! admin) and dispatches the rest: `routes`, `policies` (each policy kind compiles in its own
-//! block), `defaults`, `telemetry`, `abuse`, `paths`.
+//! This file validates the top-level sections (server, limits, timeouts, upstreams, admin) and
+//! dispatches the rest: `listeners` (addresses, TLS, HTTPS redirects), `routes`, `policies`
+//! (each policy kind compiles in its own block), `defaults`, `telemetry`, `abuse`, `paths`.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -60,7 +60,7 @@ pub fn compile_with(
     check_version(&raw, &mut errs);
     let workers = workers(&raw.server, &mut errs);
     let drain_timeout = dur(&raw.server.drain_timeout, Duration::from_secs(30));
-    let listeners = compile_listeners(&raw, &mut errs);
+    let listeners = super::listeners::compile_listeners(&raw, file, &mut errs);
     let limits = header_limits(&raw.limits, &mut errs);
     let default_max_body = raw
         .limits
@@ -303,51 +303,6 @@ fn bounded_size(
         }
         Some(s) => s.get_ref().0,
     }
-}
-
-fn compile_listeners(raw: &RawConfig, errs: &mut Diag) -> Vec<Listener> {
-    let mut out: Vec<Listener> = Vec::new();
-    if raw.listeners.is_empty() {
-        errs.at(
-            0..0,
-            "listeners",
-            "at least one [[listeners]] entry with an address is required",
-        );
-    }
-    for (i, l) in raw.listeners.iter().enumerate() {
-        let field = format!("listeners[{i}].address");
-        let name = l
-            .name
-            .as_ref()
-            .map(|n| n.get_ref().clone())
-            .unwrap_or_else(|| format!("listener{i}"));
-        match l.address.get_ref().parse::<SocketAddr>() {
-            Ok(addr) => {
-                if let Some(prev) = out.iter().find(|p| p.addr == addr) {
-                    errs.at(
-                        l.address.span(),
-                        field,
-                        format!("address {addr} is already used by listener {:?}", prev.name),
-                    );
-                } else {
-                    out.push(Listener {
-                        name,
-                        addr,
-                        tls: None,
-                    });
-                }
-            }
-            Err(_) => errs.at(
-                l.address.span(),
-                field,
-                format!(
-                    "bad listener address {:?}: expected IP:PORT like \"0.0.0.0:8080\" or \"[::]:8080\"",
-                    l.address.get_ref()
-                ),
-            ),
-        }
-    }
-    out
 }
 
 fn compile_upstreams(

@@ -3,10 +3,11 @@
 //!
 //! Layout: `errors` (positioned diagnostics and the shared checked readers) and `units`
 //! (durations, sizes) are vocabulary that policy blocks use too; `raw` is the serde mirror;
-//! `compile` validates the top-level sections and dispatches to `routes` (one route: match
-//! spec and action), `policies` (consumers, key store, named policies: each kind compiles in
-//! its own block), `defaults` (a route's effective policy list), `telemetry`, `abuse` and
-//! `paths`; `summary` renders a compiled config for `check` and the admin API.
+//! `compile` validates the top-level sections and dispatches to `listeners` (addresses, TLS,
+//! HTTPS redirects), `routes` (one route: match spec and action), `policies` (consumers, key
+//! store, named policies: each kind compiles in its own block), `defaults` (a route's
+//! effective policy list), `telemetry`, `abuse` and `paths`; `summary` renders a compiled
+//! config for `check` and the admin API.
 //!
 //! This file only declares and re-exports: no child imports from it.
 
@@ -14,6 +15,7 @@ pub mod abuse;
 pub mod compile;
 pub mod defaults;
 pub mod errors;
+pub mod listeners;
 pub mod model;
 pub mod paths;
 pub mod policies;

@@ -97,6 +97,9 @@ pub struct Listener {
     pub addr: SocketAddr,
     /// TLS termination on this listener (`tls = { ... }`); `None` serves plain HTTP.
     pub tls: Option<std::sync::Arc<crate::tls::settings::ListenerTls>>,
+    /// Plain listeners with `redirect_https = true`: the HTTPS port every request is
+    /// redirected to (308). Always `None` on a TLS listener.
+    pub redirect_https: Option<u16>,
 }
 
 /// Whether two listener lists bind the same sockets the same way (names, addresses, TLS on or

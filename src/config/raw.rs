@@ -160,6 +160,12 @@ pub struct RawServer {
 pub struct RawListener {
     pub name: Option<Spanned<String>>,
     pub address: Spanned<String>,
+    /// TLS termination (`[listeners.tls]`); absent = plain HTTP.
+    pub tls: Option<Spanned<crate::tls::config::RawListenerTls>>,
+    /// Plain listeners only: answer every request with a 308 to `https://` on `https_port`.
+    pub redirect_https: Option<Spanned<bool>>,
+    /// The port redirects point to (default 443).
+    pub https_port: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -186,12 +186,54 @@ fn policies(c: &Compiled, r: &Route) -> String {
     policies.join(",")
 }
 
-pub fn render(c: &Compiled) -> String {
-    let mut s = String::new();
+/// Certificates expiring sooner than this get a warning line.
+const EXPIRY_WARNING_DAYS: i64 = 30;
+
+/// `listeners:` with each TLS listener's settings and certificates (names, key type, notAfter,
+/// days left), then a `warning:` line for every certificate expiring within 30 days.
+fn listeners(c: &Compiled, now: u64, s: &mut String) {
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
+    let mut warnings = Vec::new();
     let _ = writeln!(s, "listeners:");
     for l in &c.listeners {
-        let _ = writeln!(s, "  {:<12} {}", l.name, l.addr);
+        let _ = write!(s, "  {:<12} {}", l.name, l.addr);
+        if let Some(port) = l.redirect_https {
+            let _ = write!(s, " (redirects to https on port {port})");
+        }
+        let Some(tls) = &l.tls else {
+            s.push('\n');
+            continue;
+        };
+        let _ = writeln!(s, " tls: {}", tls.description);
+        for cert in &tls.certs {
+            let days = cert.not_after.saturating_sub(now).div_euclid(86_400);
+            let _ = writeln!(
+                s,
+                "    certificate {}: {} [{}] expires {} ({days} days){}",
+                cert.file,
+                cert.names.join(","),
+                cert.key_type,
+                crate::tls::certs::rfc3339(cert.not_after),
+                if cert.ocsp { " +ocsp" } else { "" },
+            );
+            if days < EXPIRY_WARNING_DAYS {
+                warnings.push(format!(
+                    "warning: listener {}: certificate {} expires in {days} days ({})",
+                    l.name,
+                    cert.file,
+                    crate::tls::certs::rfc3339(cert.not_after)
+                ));
+            }
+        }
     }
+    for w in warnings {
+        let _ = writeln!(s, "{w}");
+    }
+}
+
+pub fn render(c: &Compiled) -> String {
+    let mut s = String::new();
+    listeners(c, crate::civil::unix_now(), &mut s);
     let _ = writeln!(s, "upstreams:");
     if c.upstreams.is_empty() {
         let _ = writeln!(s, "  (none)");

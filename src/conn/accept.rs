@@ -30,7 +30,14 @@ pub struct ListenerCtx {
 /// Serves one accepted connection on `listener` until it closes.
 pub async fn serve_accepted(core: Rc<Core>, stream: TcpStream, peer: SocketAddr, l: &ListenerCtx) {
     let Some(start_tls) = &l.tls else {
-        let facts = ClientFacts::new(peer, Scheme::Http);
+        let mut facts = ClientFacts::new(peer, Scheme::Http);
+        facts.redirect_https = core
+            .generation()
+            .cfg
+            .listeners
+            .iter()
+            .find(|x| x.addr == l.addr)
+            .and_then(|x| x.redirect_https);
         return super::http1::serve_connection(core, Transport::Plain(stream), facts).await;
     };
     let settings = {
@@ -55,6 +62,9 @@ pub async fn serve_accepted(core: Rc<Core>, stream: TcpStream, peer: SocketAddr,
     };
     if let Some(why) = failed {
         core.telemetry.count(fail_counter(why));
+        if why == HandshakeFail::PlainHttp {
+            return super::http1::refuse_plain_http(&core, tls.into_tcp(), peer).await;
+        }
         // Nothing useful can follow; a reset leaves no TIME_WAIT behind for scanners.
         crate::io::reset_on_close(tls.tcp().as_raw_fd());
         return;
@@ -102,5 +112,6 @@ fn fail_counter(why: HandshakeFail) -> CoreCounter {
         HandshakeFail::ClientCert => CoreCounter::TlsFailClientCert,
         HandshakeFail::Alert => CoreCounter::TlsFailAlert,
         HandshakeFail::Protocol => CoreCounter::TlsFailProtocol,
+        HandshakeFail::PlainHttp => CoreCounter::TlsFailPlainHttp,
     }
 }

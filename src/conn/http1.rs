@@ -151,6 +151,14 @@ async fn connection_loop(
     }
 }
 
+/// Answers a plain HTTP request that arrived on a TLS port with a 400 in plain text (what the
+/// client can read), then closes.
+pub async fn refuse_plain_http(core: &Core, stream: monoio::net::TcpStream, peer: SocketAddr) {
+    let mut c = Client::new(Transport::Plain(stream), core.generation().cfg.timeouts);
+    let why = crate::http1::HeadError::BadRequest("plain HTTP request sent to an HTTPS port");
+    reject(core, &mut c, peer, ProxyError::new(ErrorKind::BadHead(why))).await;
+}
+
 /// Answers a head the parser refused (or that never completed) and closes.
 async fn reject(core: &Core, c: &mut Client, peer: SocketAddr, err: ProxyError) {
     let start = Instant::now();

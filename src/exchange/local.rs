@@ -8,7 +8,7 @@ use crate::core::Core;
 use crate::http1::{self, Version};
 
 use super::body::{discard_body, read_body_bounded};
-use super::error::ProxyError;
+use super::error::{ErrorKind, ProxyError};
 use super::model::Exchange;
 use super::respond;
 use super::wire::{Downstream, Outcome};
@@ -55,6 +55,41 @@ pub async fn redirect<D: Downstream>(
     let mut fields = Vec::with_capacity(64 + location.len());
     http1::write_header(&mut fields, b"location", &location);
     Ok(respond::local(core, ex, down, r.status, &fields, Some(b"")).await)
+}
+
+/// A plain listener's only answer: 308 to the same host, path and query over https (308 keeps
+/// the method and body, so an API client's POST is not turned into a GET). The body is not
+/// read; when there is one, the connection closes after the answer.
+pub async fn to_https<D: Downstream>(
+    core: &Core,
+    ex: &mut Exchange<'_>,
+    down: &mut D,
+    port: u16,
+) -> Result<Outcome, ProxyError> {
+    if ex.host.is_empty() {
+        // HTTP/1.0 without Host: there is no name to send the client to.
+        let e = crate::http1::HeadError::BadRequest("a Host header is required to redirect to https");
+        return Err(ProxyError::new(ErrorKind::BadHead(e)));
+    }
+    let mut location = Vec::with_capacity(16 + ex.host.len() + ex.path.len());
+    location.extend_from_slice(b"https://");
+    location.extend_from_slice(ex.host.as_bytes());
+    if port != 443 {
+        location.push(b':');
+        http1::push_decimal(&mut location, u64::from(port));
+    }
+    location.extend_from_slice(&ex.path);
+    if let Some(q) = ex.head.query() {
+        location.push(b'?');
+        location.extend_from_slice(q);
+    }
+    use crate::http1::BodyFraming;
+    if ex.head.body != BodyFraming::None && ex.head.body != BodyFraming::Length(0) {
+        ex.close = true;
+    }
+    let mut fields = Vec::with_capacity(64 + location.len());
+    http1::write_header(&mut fields, b"location", &location);
+    Ok(respond::local(core, ex, down, 308, &fields, Some(b"")).await)
 }
 
 /// The echo action: reads the body (bounded) and answers with the request as JSON.

@@ -31,6 +31,8 @@ pub struct ClientFacts {
     pub scheme: Scheme,
     /// What the TLS handshake established (`None` on a plain connection).
     pub tls: Option<std::rc::Rc<TlsFacts>>,
+    /// The listener only redirects to https, on this port.
+    pub redirect_https: Option<u16>,
 }
 
 /// Facts a TLS handshake established about the client connection.
@@ -60,6 +62,7 @@ impl ClientFacts {
             },
             scheme,
             tls: None,
+            redirect_https: None,
         }
     }
 }

@@ -41,6 +41,10 @@ async fn phases<D: Downstream>(
 ) -> Result<Outcome, ProxyError> {
     let cfg = &gen.cfg;
     let lookup = route::lookup(cfg, ex)?;
+    // After the lookup, which normalizes the path and the host the redirect is built from.
+    if let Some(port) = ex.client.redirect_https {
+        return local::to_https(core, ex, down, port).await;
+    }
     if let Some((status, fields)) = guard::answer_preflight(ex, cfg) {
         let body = (status != 204).then_some(&b""[..]);
         return Ok(respond::local(core, ex, down, status, &fields, body).await);

@@ -49,11 +49,12 @@ pub enum CoreCounter {
     TlsFailClientCert,
     TlsFailAlert,
     TlsFailProtocol,
+    TlsFailPlainHttp,
 }
 
 impl CoreCounter {
     /// Number of variants (length of counter arrays).
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 18;
     /// Every variant, in index order.
     pub const ALL: [CoreCounter; CoreCounter::COUNT] = [
         CoreCounter::AccessLogDropped,
@@ -73,10 +74,11 @@ impl CoreCounter {
         CoreCounter::TlsFailClientCert,
         CoreCounter::TlsFailAlert,
         CoreCounter::TlsFailProtocol,
+        CoreCounter::TlsFailPlainHttp,
     ];
 
     /// TLS handshake failure counters with their `reason` label.
-    pub const TLS_FAILURES: [(&'static str, CoreCounter); 8] = [
+    pub const TLS_FAILURES: [(&'static str, CoreCounter); 9] = [
         ("timeout", CoreCounter::TlsFailTimeout),
         ("eof", CoreCounter::TlsFailEof),
         ("io", CoreCounter::TlsFailIo),
@@ -85,6 +87,7 @@ impl CoreCounter {
         ("client_cert", CoreCounter::TlsFailClientCert),
         ("alert", CoreCounter::TlsFailAlert),
         ("protocol", CoreCounter::TlsFailProtocol),
+        ("plain_http", CoreCounter::TlsFailPlainHttp),
     ];
 
     /// Position in counter arrays.

@@ -44,6 +44,8 @@ pub enum HandshakeFail {
     Alert,
     /// Anything else the peer got wrong: garbage, not TLS, a bad record.
     Protocol,
+    /// The client spoke plain HTTP to the TLS port.
+    PlainHttp,
 }
 
 impl HandshakeFail {
@@ -58,10 +60,11 @@ impl HandshakeFail {
             HandshakeFail::ClientCert => "client_cert",
             HandshakeFail::Alert => "alert",
             HandshakeFail::Protocol => "protocol",
+            HandshakeFail::PlainHttp => "plain_http",
         }
     }
 
-    pub const ALL: [HandshakeFail; 8] = [
+    pub const ALL: [HandshakeFail; 9] = [
         HandshakeFail::Timeout,
         HandshakeFail::Eof,
         HandshakeFail::Io,
@@ -70,6 +73,7 @@ impl HandshakeFail {
         HandshakeFail::ClientCert,
         HandshakeFail::Alert,
         HandshakeFail::Protocol,
+        HandshakeFail::PlainHttp,
     ];
 
     fn of(e: &rustls::Error) -> HandshakeFail {
@@ -116,6 +120,13 @@ pub enum Absorbed {
     Busy,
 }
 
+/// Whether the first bytes on a TLS port are a plain HTTP request line (`GET /...`): an
+/// uppercase method token and a space. A TLS record starts with 0x16, never a letter.
+fn looks_like_http(first: &[u8]) -> bool {
+    let method_len = first.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    (3..=7).contains(&method_len) && first.get(method_len) == Some(&b' ')
+}
+
 fn tls_err(e: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
@@ -131,6 +142,11 @@ impl TlsStream {
             eof: false,
             error: None,
         }
+    }
+
+    /// The TCP stream, for a plain answer after a failed handshake.
+    pub fn into_tcp(self) -> TcpStream {
+        self.tcp
     }
 
     pub fn tcp(&self) -> &TcpStream {
@@ -158,6 +174,9 @@ impl TlsStream {
                 return Ok(());
             }
             if self.rpos < self.rbuf.len() {
+                if self.rpos == 0 && looks_like_http(&self.rbuf) {
+                    return Err(HandshakeFail::PlainHttp);
+                }
                 if let Err(e) = self.feed() {
                     // Tell the peer why (rustls queued an alert), best effort.
                     let _ = self.flush_tls().await;

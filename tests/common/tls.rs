@@ -350,6 +350,10 @@ impl TlsConn {
         read_response(&mut self.reader, method == "HEAD")
     }
 
+    pub fn read_response(&mut self, head_request: bool) -> std::io::Result<Response> {
+        read_response(&mut self.reader, head_request)
+    }
+
     pub fn get(&mut self, path: &str) -> std::io::Result<Response> {
         self.request("GET", path, &[], b"")
     }

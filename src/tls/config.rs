@@ -1,0 +1,638 @@
+//! A listener's `tls = { ... }` table (`RawListenerTls`) and `compile`, which validates it into
+//! a `ListenerTls`: certificate files read and checked, the SNI resolver, versions, cipher
+//! suites, ALPN, session resumption and client-certificate verification.
+//!
+//! Runs on the control thread at every compile (start, SIGHUP, `POST /reload`), so certificate
+//! files are re-read on reload; a problem is reported through the caller's `Fail` sink with a
+//! field relative to the `tls` table and nothing is built. Relative paths resolve against the
+//! config file's directory.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::certs::{self, CertFault};
+use super::settings::{CertSummary, ClientAuthMode, ListenerTls, ServerParts};
+use super::sni::{SniEntry, SniResolver};
+use crate::config::errors::{int_in, positive, Fail};
+use crate::config::units::RawDuration;
+
+/// `[listeners.tls]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListenerTls {
+    pub certificates: Spanned<Vec<RawCertificate>>,
+    /// A name one of the certificates serves; default: the first certificate.
+    pub default_certificate: Option<Spanned<String>>,
+    /// `"default"` (serve the default certificate) or `"reject"` (fail the handshake).
+    pub unknown_server_name: Option<Spanned<String>>,
+    /// `"1.2"` (default) or `"1.3"`.
+    pub min_version: Option<Spanned<toml::Value>>,
+    /// A subset of the supported suites by IANA name; absent = all.
+    pub cipher_suites: Option<Vec<Spanned<String>>>,
+    /// Offered ALPN protocols; default `["http/1.1"]`.
+    pub alpn: Option<Vec<Spanned<String>>>,
+    /// Per-worker TLS session cache entries (session ids; TLS 1.3 without tickets); 0 = off.
+    pub session_cache: Option<Spanned<i64>>,
+    pub session_tickets: Option<bool>,
+    pub ticket_key_rotation: Option<Spanned<RawDuration>>,
+    pub handshake_timeout: Option<Spanned<RawDuration>>,
+    pub client_auth: Option<Spanned<RawClientAuth>>,
+}
+
+/// One certificate entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    /// PEM chain, leaf first.
+    pub cert: Spanned<String>,
+    /// PEM private key.
+    pub key: Spanned<String>,
+    /// Names served; default: the leaf's DNS subjectAltNames.
+    pub names: Option<Vec<Spanned<String>>>,
+    /// A DER OCSP response to staple.
+    pub ocsp: Option<Spanned<String>>,
+}
+
+/// `client_auth = { mode = "...", ca = "...", crl = [...] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientAuth {
+    pub mode: Spanned<String>,
+    pub ca: Option<Spanned<String>>,
+    pub crl: Option<Vec<Spanned<String>>>,
+}
+
+/// Where the table sits and the facts a compile needs.
+pub struct TlsContext<'a> {
+    /// The config file's directory (relative paths resolve against it).
+    pub base_dir: &'a Path,
+    /// Listener name (ticket keys are per listener).
+    pub listener: &'a str,
+    /// Unix seconds (certificate validity is checked against it).
+    pub now: i64,
+}
+
+const DEFAULT_SESSION_CACHE: usize = 20_000;
+const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_TICKET_ROTATION: Duration = Duration::from_secs(6 * 3600);
+/// RFC 8446 §4.6.1: ticket lifetimes are at most seven days.
+const MAX_TICKET_ROTATION: Duration = Duration::from_secs(7 * 86_400);
+
+/// Validates `raw` into a `ListenerTls`; every problem goes to `err`. `None` when anything
+/// was wrong.
+pub fn compile(
+    raw: &RawListenerTls,
+    cx: &TlsContext<'_>,
+    err: &mut Fail<'_>,
+) -> Option<ListenerTls> {
+    let mut errs = Counting { inner: err, n: 0 };
+    let tls13_only = min_version(raw, &mut errs);
+    let provider = Arc::new(provider(raw, tls13_only, &mut errs));
+    let loaded = load_certificates(raw, cx, &provider, &mut errs);
+    let alpn = alpn(raw, &mut errs);
+    let session_cache = int_in(
+        &mut errs,
+        &raw.session_cache,
+        "session_cache",
+        DEFAULT_SESSION_CACHE,
+        0..=1_000_000,
+        "",
+    );
+    let handshake_timeout = positive(
+        &mut errs,
+        &raw.handshake_timeout,
+        "handshake_timeout",
+        DEFAULT_HANDSHAKE_TIMEOUT,
+    );
+    let rotation = ticket_rotation(raw, &mut errs);
+    let client_auth = client_auth(raw, cx.base_dir, &mut errs);
+    if errs.n > 0 {
+        return None;
+    }
+    let (entries, summaries) = loaded?;
+    let resolver = sni_resolver(raw, entries, &mut errs)?;
+    let (mode, fingerprint) = client_auth?;
+    let description = describe(raw, tls13_only, &alpn, session_cache, &mode);
+    let ticketer = match raw.session_tickets.unwrap_or(true) {
+        true => Some(super::tickets::shared(
+            &format!("{}|{fingerprint}", cx.listener),
+            rotation,
+        )?),
+        false => None,
+    };
+    let parts = ServerParts {
+        provider,
+        tls13_only,
+        resolver: Arc::new(resolver),
+        client_auth: mode,
+        alpn,
+        ticketer,
+    };
+    match super::settings::server_config(parts) {
+        Ok(server) => Some(ListenerTls {
+            server,
+            handshake_timeout,
+            certs: summaries,
+            session_cache,
+            description,
+        }),
+        Err(e) => {
+            errs.report(raw.certificates.span(), "", e);
+            None
+        }
+    }
+}
+
+/// `TLS 1.2+, ALPN http/1.1, tickets (rotate 6h), session cache 20000, client certificates
+/// required` for `check`.
+fn describe(
+    raw: &RawListenerTls,
+    tls13_only: bool,
+    alpn: &[Vec<u8>],
+    session_cache: usize,
+    mode: &ClientAuthMode,
+) -> String {
+    let versions = if tls13_only { "TLS 1.3" } else { "TLS 1.2+" };
+    let alpn: Vec<String> = alpn
+        .iter()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    let alpn = if alpn.is_empty() {
+        "none".to_string()
+    } else {
+        alpn.join(",")
+    };
+    let tickets = match raw.session_tickets.unwrap_or(true) {
+        true => "on",
+        false => "off",
+    };
+    let clients = match mode {
+        ClientAuthMode::Off => "off",
+        ClientAuthMode::Verify { required: true, .. } => "required",
+        ClientAuthMode::Verify {
+            required: false, ..
+        } => "optional",
+    };
+    format!(
+        "{versions}, ALPN {alpn}, session tickets {tickets}, session cache {session_cache}, \
+         client certificates {clients}"
+    )
+}
+
+/// A `Fail` sink that counts what passes through it.
+struct Counting<'a, 'b> {
+    inner: &'a mut Fail<'b>,
+    /// Errors reported so far.
+    n: usize,
+}
+
+impl crate::config::errors::Report for Counting<'_, '_> {
+    fn report(&mut self, span: Range<usize>, field: &str, message: String) {
+        self.n += 1;
+        (self.inner)(span, field, message)
+    }
+}
+
+use crate::config::errors::Report as _;
+
+/// `min_version`: true when TLS 1.3 is the only version.
+fn min_version(raw: &RawListenerTls, errs: &mut Counting<'_, '_>) -> bool {
+    let Some(v) = &raw.min_version else {
+        return false;
+    };
+    let text = match v.get_ref() {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Float(f) => format!("{f}"),
+        other => other.to_string(),
+    };
+    match text.as_str() {
+        "1.2" => false,
+        "1.3" => true,
+        "1.0" | "1" | "1.1" => {
+            errs.report(
+                v.span(),
+                "min_version",
+                format!("TLS {text} is not supported (insecure): use \"1.2\" or \"1.3\""),
+            );
+            false
+        }
+        _ => {
+            errs.report(
+                v.span(),
+                "min_version",
+                format!("unknown TLS version {text}: use \"1.2\" or \"1.3\""),
+            );
+            false
+        }
+    }
+}
+
+/// IANA name of a suite (rustls names TLS 1.3 suites `TLS13_*`; IANA writes `TLS_*`).
+fn iana_name(s: &rustls::SupportedCipherSuite) -> String {
+    let name = s.suite().as_str().unwrap_or("unknown");
+    match name.strip_prefix("TLS13_") {
+        Some(rest) => format!("TLS_{rest}"),
+        None => name.to_string(),
+    }
+}
+
+/// The ring provider, with `cipher_suites` applied.
+fn provider(
+    raw: &RawListenerTls,
+    tls13_only: bool,
+    errs: &mut Counting<'_, '_>,
+) -> rustls::crypto::CryptoProvider {
+    let mut p = rustls::crypto::ring::default_provider();
+    if tls13_only {
+        p.cipher_suites
+            .retain(|s| s.version() == &rustls::version::TLS13);
+    }
+    let Some(wanted) = &raw.cipher_suites else {
+        return p;
+    };
+    let all = p.cipher_suites.clone();
+    let mut chosen = Vec::new();
+    for (i, w) in wanted.iter().enumerate() {
+        let name = w.get_ref().to_ascii_uppercase();
+        let found = rustls::crypto::ring::ALL_CIPHER_SUITES
+            .iter()
+            .find(|s| iana_name(s) == name || s.suite().as_str() == Some(name.as_str()));
+        match found {
+            Some(s) if all.iter().any(|a| a.suite() == s.suite()) => {
+                if !chosen
+                    .iter()
+                    .any(|c: &rustls::SupportedCipherSuite| c.suite() == s.suite())
+                {
+                    chosen.push(*s);
+                }
+            }
+            Some(_) => errs.report(
+                w.span(),
+                &format!("cipher_suites[{i}]"),
+                format!("{name} is a TLS 1.2 suite but min_version is \"1.3\""),
+            ),
+            None => {
+                let known: Vec<String> = all.iter().map(iana_name).collect();
+                errs.report(
+                    w.span(),
+                    &format!("cipher_suites[{i}]"),
+                    format!(
+                        "unknown cipher suite {name:?}; supported: {}",
+                        known.join(", ")
+                    ),
+                )
+            }
+        }
+    }
+    if !chosen.is_empty()
+        && !chosen
+            .iter()
+            .any(|s| s.version() == &rustls::version::TLS13)
+    {
+        let span = wanted.first().map(|w| w.span()).unwrap_or(0..0);
+        errs.report(
+            span,
+            "cipher_suites",
+            "needs at least one TLS 1.3 suite (TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384 \
+             or TLS_CHACHA20_POLY1305_SHA256)"
+                .into(),
+        );
+    }
+    if !chosen.is_empty() {
+        p.cipher_suites = chosen;
+    }
+    p
+}
+
+/// `alpn`: only `http/1.1` today (HTTP/2 is not built yet).
+fn alpn(raw: &RawListenerTls, errs: &mut Counting<'_, '_>) -> Vec<Vec<u8>> {
+    let Some(list) = &raw.alpn else {
+        return vec![b"http/1.1".to_vec()];
+    };
+    let mut out = Vec::new();
+    for (i, p) in list.iter().enumerate() {
+        let field = format!("alpn[{i}]");
+        match p.get_ref().as_str() {
+            "http/1.1" => out.push(b"http/1.1".to_vec()),
+            "h2" => errs.report(
+                p.span(),
+                &field,
+                "\"h2\" (HTTP/2) is not supported yet: use [\"http/1.1\"]".into(),
+            ),
+            other => errs.report(
+                p.span(),
+                &field,
+                format!("unknown ALPN protocol {other:?}: use \"http/1.1\""),
+            ),
+        }
+    }
+    out
+}
+
+fn ticket_rotation(raw: &RawListenerTls, errs: &mut Counting<'_, '_>) -> Duration {
+    let d = positive(
+        errs,
+        &raw.ticket_key_rotation,
+        "ticket_key_rotation",
+        DEFAULT_TICKET_ROTATION,
+    );
+    if d > MAX_TICKET_ROTATION {
+        if let Some(s) = &raw.ticket_key_rotation {
+            errs.report(
+                s.span(),
+                "ticket_key_rotation",
+                "must be at most 7d (tickets live at most seven days)".into(),
+            );
+        }
+        return DEFAULT_TICKET_ROTATION;
+    }
+    d
+}
+
+/// A config path: absolute as is, relative against the config file's directory.
+fn resolve(base_dir: &Path, p: &Spanned<String>) -> PathBuf {
+    base_dir.join(p.get_ref())
+}
+
+/// Loads every certificate; the SNI entries and what `check` shows, or `None` after errors.
+fn load_certificates(
+    raw: &RawListenerTls,
+    cx: &TlsContext<'_>,
+    provider: &rustls::crypto::CryptoProvider,
+    errs: &mut Counting<'_, '_>,
+) -> Option<(Vec<SniEntry>, Vec<CertSummary>)> {
+    let list = raw.certificates.get_ref();
+    if list.is_empty() {
+        errs.report(
+            raw.certificates.span(),
+            "certificates",
+            "needs at least one { cert = \"...\", key = \"...\" }".into(),
+        );
+        return None;
+    }
+    let mut entries = Vec::new();
+    let mut summaries = Vec::new();
+    let mut ok = true;
+    for (i, c) in list.iter().enumerate() {
+        match load_one(c, i, cx, provider, errs) {
+            Some((e, s)) => {
+                entries.push(e);
+                summaries.push(s);
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some((entries, summaries))
+}
+
+fn load_one(
+    c: &RawCertificate,
+    i: usize,
+    cx: &TlsContext<'_>,
+    provider: &rustls::crypto::CryptoProvider,
+    errs: &mut Counting<'_, '_>,
+) -> Option<(SniEntry, CertSummary)> {
+    let field = |f: &str| format!("certificates[{i}].{f}");
+    let ocsp = c.ocsp.as_ref().map(|o| resolve(cx.base_dir, o));
+    let loaded = certs::load(
+        provider,
+        &resolve(cx.base_dir, &c.cert),
+        &resolve(cx.base_dir, &c.key),
+        ocsp.as_deref(),
+        cx.now,
+    );
+    let loaded = match loaded {
+        Ok(l) => l,
+        Err(CertFault::Cert(m)) => return fail(errs, c.cert.span(), &field("cert"), m),
+        Err(CertFault::Key(m)) => return fail(errs, c.key.span(), &field("key"), m),
+        Err(CertFault::Ocsp(m)) => {
+            let span = c.ocsp.as_ref().map(|o| o.span()).unwrap_or(0..0);
+            return fail(errs, span, &field("ocsp"), m);
+        }
+    };
+    let names = served_names(c, &loaded, i, errs)?;
+    let summary = CertSummary {
+        file: c.cert.get_ref().clone(),
+        names: names.clone(),
+        key_type: loaded.key_type.clone(),
+        not_after: loaded.not_after,
+        ocsp: c.ocsp.is_some(),
+    };
+    Some((
+        SniEntry {
+            key: loaded.key,
+            names,
+        },
+        summary,
+    ))
+}
+
+fn fail<T>(errs: &mut Counting<'_, '_>, span: Range<usize>, field: &str, m: String) -> Option<T> {
+    errs.report(span, field, m);
+    None
+}
+
+/// The names a certificate serves: `names` (each covered by a SAN) or the SANs themselves.
+fn served_names(
+    c: &RawCertificate,
+    loaded: &certs::LoadedCert,
+    i: usize,
+    errs: &mut Counting<'_, '_>,
+) -> Option<Vec<String>> {
+    let Some(names) = &c.names else {
+        if loaded.sans.is_empty() {
+            return fail(
+                errs,
+                c.cert.span(),
+                &format!("certificates[{i}].cert"),
+                format!(
+                    "certificate {} has no DNS subjectAltName: list the names it serves in `names`",
+                    c.cert.get_ref()
+                ),
+            );
+        }
+        return Some(loaded.sans.clone());
+    };
+    let mut out = Vec::new();
+    let before = errs.n;
+    for (j, n) in names.iter().enumerate() {
+        let field = format!("certificates[{i}].names[{j}]");
+        let name = n.get_ref().to_ascii_lowercase();
+        if let Err(m) = certs::check_name(&name) {
+            errs.report(n.span(), &field, m);
+        } else if !loaded.sans.iter().any(|s| certs::covers(s, &name)) {
+            let sans = match loaded.sans.is_empty() {
+                true => "none".to_string(),
+                false => loaded.sans.join(", "),
+            };
+            let m = format!(
+                "{name} is not covered by certificate {} (its DNS names: {sans})",
+                c.cert.get_ref()
+            );
+            errs.report(n.span(), &field, m);
+        } else if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    if errs.n > before {
+        return None;
+    }
+    if out.is_empty() {
+        let field = format!("certificates[{i}].names");
+        return fail(
+            errs,
+            c.cert.span(),
+            &field,
+            "must list at least one name".into(),
+        );
+    }
+    Some(out)
+}
+
+fn sni_resolver(
+    raw: &RawListenerTls,
+    entries: Vec<SniEntry>,
+    errs: &mut Counting<'_, '_>,
+) -> Option<SniResolver> {
+    let reject = match &raw.unknown_server_name {
+        None => false,
+        Some(s) => match s.get_ref().as_str() {
+            "default" => false,
+            "reject" => true,
+            other => {
+                return fail(
+                    errs,
+                    s.span(),
+                    "unknown_server_name",
+                    format!("unknown action {other:?}: use \"default\" or \"reject\""),
+                )
+            }
+        },
+    };
+    let default = raw.default_certificate.as_ref();
+    match SniResolver::build(entries, default.map(|d| d.get_ref().as_str()), reject) {
+        Ok(r) => Some(r),
+        Err((usize::MAX, m)) => {
+            let span = default.map(|d| d.span()).unwrap_or(0..0);
+            fail(errs, span, "default_certificate", m)
+        }
+        Err((i, m)) => {
+            let span = raw
+                .certificates
+                .get_ref()
+                .get(i)
+                .map(|c| c.cert.span())
+                .unwrap_or(0..0);
+            fail(errs, span, &format!("certificates[{i}]"), m)
+        }
+    }
+}
+
+/// `client_auth`: the verification mode and a fingerprint of its trust inputs (so ticket keys
+/// change when the CA or CRLs do: a session resumed under other trust would skip a check).
+fn client_auth(
+    raw: &RawListenerTls,
+    base_dir: &Path,
+    errs: &mut Counting<'_, '_>,
+) -> Option<(ClientAuthMode, String)> {
+    let Some(ca) = &raw.client_auth else {
+        return Some((ClientAuthMode::Off, "off".into()));
+    };
+    let a = ca.get_ref();
+    let mode = a.mode.get_ref().as_str();
+    let required = match mode {
+        "off" => {
+            if let Some(c) = &a.ca {
+                return fail(
+                    errs,
+                    c.span(),
+                    "client_auth.ca",
+                    "is only used with mode \"optional\" or \"required\"".into(),
+                );
+            }
+            return Some((ClientAuthMode::Off, "off".into()));
+        }
+        "optional" => false,
+        "required" => true,
+        other => {
+            return fail(
+                errs,
+                a.mode.span(),
+                "client_auth.mode",
+                format!("unknown mode {other:?}: use \"off\", \"optional\" or \"required\""),
+            )
+        }
+    };
+    let Some(ca_path) = &a.ca else {
+        return fail(
+            errs,
+            ca.span(),
+            "client_auth.ca",
+            format!("mode \"{mode}\" needs `ca`, the PEM bundle of CAs client certificates must chain to"),
+        );
+    };
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    let roots = read_roots(&resolve(base_dir, ca_path), &mut digest)
+        .map_err(|m| errs.report(ca_path.span(), "client_auth.ca", m))
+        .ok()?;
+    let mut crls = Vec::new();
+    for (i, c) in a.crl.iter().flatten().enumerate() {
+        match read_crls(&resolve(base_dir, c), &mut digest) {
+            Ok(mut list) => crls.append(&mut list),
+            Err(m) => errs.report(c.span(), &format!("client_auth.crl[{i}]"), m),
+        }
+    }
+    let fp: String = digest.finish().as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Some((
+        ClientAuthMode::Verify {
+            roots: Arc::new(roots),
+            crls,
+            required,
+        },
+        format!("{mode}:{fp}"),
+    ))
+}
+
+fn read_roots(
+    path: &Path,
+    digest: &mut ring::digest::Context,
+) -> Result<rustls::RootCertStore, String> {
+    let chain = certs::read_chain(path, "CA bundle")?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in chain {
+        digest.update(&c);
+        roots
+            .add(c)
+            .map_err(|e| format!("CA bundle {}: unusable CA certificate: {e}", path.display()))?;
+    }
+    Ok(roots)
+}
+
+fn read_crls(
+    path: &Path,
+    digest: &mut ring::digest::Context,
+) -> Result<Vec<rustls_pki_types::CertificateRevocationListDer<'static>>, String> {
+    use rustls_pki_types::pem::PemObject;
+    let pem = certs::read_file(path, "CRL")?;
+    let mut out = Vec::new();
+    for c in rustls_pki_types::CertificateRevocationListDer::pem_slice_iter(&pem) {
+        let c = c.map_err(|e| format!("CRL {}: bad PEM: {e}", path.display()))?;
+        digest.update(&c);
+        out.push(c);
+    }
+    if out.is_empty() {
+        return Err(format!(
+            "CRL {} holds no PEM \"X509 CRL\" block",
+            path.display()
+        ));
+    }
+    Ok(out)
+}
