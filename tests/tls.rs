@@ -3,7 +3,7 @@
 //! large bodies both ways, pipelining, plain HTTP on the TLS port, garbage and silent clients
 //! (handshake failures counted by reason), and the plain listener that redirects to https.
 mod common;
-use common::tls::{client_config, ClientOpts, Ca, Key, TlsConn};
+use common::tls::{client_config, Ca, ClientOpts, Key, TlsConn};
 use common::*;
 
 use std::io::{Read, Write};
@@ -60,7 +60,12 @@ fn https_requests_reach_the_upstream_marked_as_https_on_one_kept_alive_connectio
     assert_eq!(c.alpn().as_deref(), Some(&b"http/1.1"[..]));
     for i in 0..5 {
         let r = c
-            .request("GET", &format!("/x/{i}"), &[("X-Forwarded-Proto", "http")], b"")
+            .request(
+                "GET",
+                &format!("/x/{i}"),
+                &[("X-Forwarded-Proto", "http")],
+                b"",
+            )
             .unwrap();
         assert_eq!(r.status, 200, "{}", r.text());
         let got = up.last();
@@ -73,7 +78,11 @@ fn https_requests_reach_the_upstream_marked_as_https_on_one_kept_alive_connectio
     // upstream.
     assert_eq!(up.connections.load(std::sync::atomic::Ordering::SeqCst), 1);
     let samples = scrape(gw.admin);
-    let full = metric(&samples, "ringway_tls_handshakes_total", &[("kind", "full")]);
+    let full = metric(
+        &samples,
+        "ringway_tls_handshakes_total",
+        &[("kind", "full")],
+    );
     assert_eq!(full, Some(1.0));
 }
 
@@ -84,7 +93,11 @@ fn large_bodies_cross_tls_intact_both_ways() {
         // Answers with the request body reversed, so the check covers both directions.
         let mut body = req.body.clone();
         body.reverse();
-        let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+        let _ = write!(
+            s,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
         let _ = s.write_all(&body);
         Reply::KeepAlive
     }));
@@ -128,7 +141,11 @@ fn plain_http_on_the_tls_port_gets_a_readable_400_and_never_reaches_the_upstream
     assert!(String::from_utf8_lossy(&raw_reply).contains("HTTPS port"));
     assert_eq!(up.count(), 0);
     let samples = scrape(gw.admin);
-    let n = metric(&samples, "ringway_tls_handshake_errors_total", &[("reason", "plain_http")]);
+    let n = metric(
+        &samples,
+        "ringway_tls_handshake_errors_total",
+        &[("reason", "plain_http")],
+    );
     assert_eq!(n, Some(1.0));
     // TLS clients are unaffected.
     let r = common::tls::get(gw.addr, "localhost", &pki.client(), "/after").unwrap();
@@ -158,16 +175,27 @@ fn garbage_and_silent_clients_are_cut_off_and_counted_without_disturbing_others(
     }
     // A client that connects and says nothing is dropped after the handshake timeout.
     let mut quiet = TcpStream::connect(gw.addr).unwrap();
-    quiet.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    quiet
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let t0 = Instant::now();
     let ended = matches!(quiet.read(&mut buf), Ok(0) | Err(_));
     let waited = t0.elapsed();
     assert!(ended);
-    assert!(waited >= Duration::from_millis(800) && waited < Duration::from_secs(4), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(800) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
     let r = common::tls::get(gw.addr, "localhost", &pki.client(), "/still").unwrap();
     assert_eq!(r.status, 200);
     let samples = scrape(gw.admin);
-    let reason = |r: &str| metric(&samples, "ringway_tls_handshake_errors_total", &[("reason", r)]);
+    let reason = |r: &str| {
+        metric(
+            &samples,
+            "ringway_tls_handshake_errors_total",
+            &[("reason", r)],
+        )
+    };
     assert_eq!(reason("protocol"), Some(1.0));
     assert_eq!(reason("timeout"), Some(1.0));
     assert_eq!(up.count(), 1);
@@ -185,9 +213,18 @@ fn a_plain_listener_can_redirect_everything_to_https() {
     );
     let gw = Gateway::start(&body);
     let plain: std::net::SocketAddr = format!("127.0.0.1:{plain_port}").parse().unwrap();
-    let r = request(plain, "POST", "/orders/7?x=1&y=%20", &[("Host", "API.example.com:80")], b"{}");
+    let r = request(
+        plain,
+        "POST",
+        "/orders/7?x=1&y=%20",
+        &[("Host", "API.example.com:80")],
+        b"{}",
+    );
     assert_eq!(r.status, 308, "{}", r.text());
-    assert_eq!(r.header("location"), Some("https://api.example.com:8443/orders/7?x=1&y=%20"));
+    assert_eq!(
+        r.header("location"),
+        Some("https://api.example.com:8443/orders/7?x=1&y=%20")
+    );
     assert_eq!(up.count(), 0, "a redirecting listener never forwards");
     // The TLS listener itself serves normally.
     let r = common::tls::get(gw.addr, "localhost", &pki.client(), "/ok").unwrap();

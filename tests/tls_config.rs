@@ -813,7 +813,8 @@ fn a_silent_or_stalled_handshake_is_closed_at_the_handshake_timeout() {
             .unwrap_or_else(|| panic!("still open after 6 s (sent {first:02x?})"));
         assert!(
             took >= Duration::from_millis(900) && took < Duration::from_secs(4),
-            "closed after {took:?}, expected about 1 s; logs:\n{}", g.gw.logs()
+            "closed after {took:?}, expected about 1 s; logs:\n{}",
+            g.gw.logs()
         );
     }
     let s = scrape_until(

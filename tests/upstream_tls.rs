@@ -701,7 +701,7 @@ fn mismatched_client_certificate_and_key_are_refused() {
     );
     let err = check_err(&config("127.0.0.1:9", &tls));
     assert!(err.contains("upstreams.be.tls.client_cert.key"), "{err}");
-    assert!(err.contains("does not belong"), "{err}");
+    assert!(err.contains("does not match"), "{err}");
 }
 
 #[test]

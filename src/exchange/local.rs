@@ -68,7 +68,8 @@ pub async fn to_https<D: Downstream>(
 ) -> Result<Outcome, ProxyError> {
     if ex.host.is_empty() {
         // HTTP/1.0 without Host: there is no name to send the client to.
-        let e = crate::http1::HeadError::BadRequest("a Host header is required to redirect to https");
+        let e =
+            crate::http1::HeadError::BadRequest("a Host header is required to redirect to https");
         return Err(ProxyError::new(ErrorKind::BadHead(e)));
     }
     let mut location = Vec::with_capacity(16 + ex.host.len() + ex.path.len());

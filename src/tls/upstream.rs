@@ -20,8 +20,7 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -202,20 +201,9 @@ pub fn compile(
     let mut client = match &t.client_cert {
         None => builder.with_no_client_auth(),
         Some(c) => {
-            let (chain, key) = client_cert(c.get_ref(), cx.base_dir, &mut id, fail)?;
-            match builder.with_client_auth_cert(chain, key) {
-                Ok(cfg) => cfg,
-                Err(e) => {
-                    let why = match e {
-                        rustls::Error::InconsistentKeys(_) => {
-                            "the key does not belong to the certificate".to_string()
-                        }
-                        e => e.to_string(),
-                    };
-                    fail(c.get_ref().key.span(), "tls.client_cert.key", why);
-                    return None;
-                }
-            }
+            let key = client_cert(c.get_ref(), &provider, cx.base_dir, &mut id, fail)?;
+            let one = rustls::sign::SingleCertAndKey::from(key);
+            builder.with_client_cert_resolver(Arc::new(one))
         }
     };
     client.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -351,75 +339,48 @@ fn verifier(
     }
 }
 
-/// A CA bundle file: every certificate in it (at least one).
+/// A CA bundle file: every certificate in it (at least one), and the file's bytes.
 fn read_ca(path: &Path) -> Result<(RootCertStore, Vec<u8>), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = super::certs::read_file(path, "CA bundle")?;
     let mut roots = RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(&bytes) {
-        let c = c.map_err(|e| format!("{}: bad PEM: {e}", path.display()))?;
+    for c in super::certs::read_chain(path, "CA bundle")? {
         roots
             .add(c)
-            .map_err(|e| format!("{}: unusable CA certificate: {e}", path.display()))?;
-    }
-    if roots.is_empty() {
-        return Err(format!("{}: no CERTIFICATE in it", path.display()));
+            .map_err(|e| format!("CA bundle {}: unusable certificate: {e}", path.display()))?;
     }
     Ok((roots, bytes))
 }
 
-/// The client certificate chain and key (the pair is checked by rustls when the config is
-/// built).
+/// The client certificate and key (`certs::load`: the pair must match and the leaf be valid
+/// now), their bytes folded into `id`.
 fn client_cert(
     c: &RawClientCert,
+    provider: &CryptoProvider,
     base_dir: &Path,
     id: &mut DefaultHasher,
     fail: &mut Fail<'_>,
-) -> Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
-    let cert_path = base_dir.join(c.cert.get_ref());
-    let chain = match std::fs::read(&cert_path) {
-        Ok(b) => {
-            b.hash(id);
-            let chain: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&b).collect();
-            match chain {
-                Ok(v) if !v.is_empty() => Some(v),
-                Ok(_) => {
-                    let m = format!("{}: no CERTIFICATE in it", cert_path.display());
-                    fail(c.cert.span(), "tls.client_cert.cert", m);
-                    None
-                }
-                Err(e) => {
-                    let m = format!("{}: bad PEM: {e}", cert_path.display());
-                    fail(c.cert.span(), "tls.client_cert.cert", m);
-                    None
-                }
+) -> Option<Arc<rustls::sign::CertifiedKey>> {
+    let cert = base_dir.join(c.cert.get_ref());
+    let key = base_dir.join(c.key.get_ref());
+    let now = i64::try_from(crate::civil::unix_now()).unwrap_or(i64::MAX);
+    match super::certs::load(provider, &cert, &key, None, now) {
+        Ok(loaded) => {
+            for p in [&cert, &key] {
+                super::certs::read_file(p, "file")
+                    .unwrap_or_default()
+                    .hash(id);
             }
+            Some(loaded.key)
         }
-        Err(e) => {
-            let m = format!("cannot read {}: {e}", cert_path.display());
-            fail(c.cert.span(), "tls.client_cert.cert", m);
-            None
-        }
-    };
-    let key_path = base_dir.join(c.key.get_ref());
-    let key = match std::fs::read(&key_path) {
-        Ok(b) => {
-            b.hash(id);
-            match PrivateKeyDer::from_pem_slice(&b) {
-                Ok(k) => Some(k),
-                Err(e) => {
-                    let m = format!("{}: no usable private key: {e}", key_path.display());
-                    fail(c.key.span(), "tls.client_cert.key", m);
-                    None
-                }
-            }
-        }
-        Err(e) => {
-            let m = format!("cannot read {}: {e}", key_path.display());
+        Err(super::certs::CertFault::Key(m)) => {
             fail(c.key.span(), "tls.client_cert.key", m);
             None
         }
-    };
-    Some((chain?, key?))
+        Err(super::certs::CertFault::Cert(m) | super::certs::CertFault::Ocsp(m)) => {
+            fail(c.cert.span(), "tls.client_cert.cert", m);
+            None
+        }
+    }
 }
 
 /// `verify = false`: any certificate is accepted; the handshake's signatures are still
