@@ -334,6 +334,10 @@ fn verify_false_accepts_any_certificate_and_says_so_at_every_load() {
     let (rc, out, err) = check_config(&format!("[[listeners]]\naddress = \"127.0.0.1:0\"\n{body}"));
     assert_eq!(rc, 0, "{out}{err}");
     assert!(out.contains("VERIFICATION OFF"), "{out}");
+    assert!(
+        out.contains("warning: upstream be: TLS certificate verification is OFF"),
+        "{out}"
+    );
     assert!(err.contains(warn), "{err}");
 }
 
@@ -361,6 +365,18 @@ fn upstream_requiring_a_client_certificate_gets_the_configured_one() {
     assert_eq!((r.status, r.text().as_str()), (200, "mtls-ok"));
     assert_eq!(up.seen.lock().unwrap().client_cert, vec![true]);
     drop(gw);
+    let (rc, out, err) = check_config(&format!(
+        "[[listeners]]\naddress = \"127.0.0.1:0\"\n{}",
+        config(&up.addr.to_string(), &with)
+    ));
+    assert_eq!(rc, 0, "{err}");
+    let want = format!(
+        "tls (verify billing.internal against {})",
+        p.ca_path.display()
+    );
+    assert!(out.contains(&want), "{out}");
+    assert!(out.contains("client certificate"), "{out}");
+    assert!(!out.contains("warning: upstream"), "{out}");
 
     let without = format!(
         "{{ server_name = \"billing.internal\", ca = {} }}",

@@ -88,7 +88,8 @@ pub struct UpstreamTls {
     pub verify: bool,
     /// Where trust comes from, for `check`: "system roots" or the CA file.
     pub trust: String,
-    pub client_cert: Option<PathBuf>,
+    /// The client certificate file and its leaf's notAfter (Unix seconds).
+    pub client_cert: Option<(PathBuf, i64)>,
     /// Hash of every input above, file contents included.
     pub identity: u64,
 }
@@ -103,8 +104,12 @@ impl UpstreamTls {
         } else {
             "tls (VERIFICATION OFF: any certificate accepted)".to_string()
         };
-        if let Some(c) = &self.client_cert {
-            s.push_str(&format!(", client cert {}", c.display()));
+        if let Some((c, not_after)) = &self.client_cert {
+            let until = super::certs::rfc3339(*not_after);
+            s.push_str(&format!(
+                ", client certificate {} (expires {until})",
+                c.display()
+            ));
         }
         s
     }
@@ -198,11 +203,14 @@ pub fn compile(
     let builder = builder
         .dangerous()
         .with_custom_certificate_verifier(verifier);
+    let mut client_cert_file = None;
     let mut client = match &t.client_cert {
         None => builder.with_no_client_auth(),
         Some(c) => {
-            let key = client_cert(c.get_ref(), &provider, cx.base_dir, &mut id, fail)?;
-            let one = rustls::sign::SingleCertAndKey::from(key);
+            let loaded = client_cert(c.get_ref(), &provider, cx.base_dir, &mut id, fail)?;
+            let file = cx.base_dir.join(c.get_ref().cert.get_ref());
+            client_cert_file = Some((file, loaded.not_after));
+            let one = rustls::sign::SingleCertAndKey::from(loaded.key);
             builder.with_client_cert_resolver(Arc::new(one))
         }
     };
@@ -212,10 +220,7 @@ pub fn compile(
         names,
         verify,
         trust,
-        client_cert: t
-            .client_cert
-            .as_ref()
-            .map(|c| cx.base_dir.join(c.get_ref().cert.get_ref())),
+        client_cert: client_cert_file,
         identity: id.finish(),
     }))
 }
@@ -359,7 +364,7 @@ fn client_cert(
     base_dir: &Path,
     id: &mut DefaultHasher,
     fail: &mut Fail<'_>,
-) -> Option<Arc<rustls::sign::CertifiedKey>> {
+) -> Option<super::certs::LoadedCert> {
     let cert = base_dir.join(c.cert.get_ref());
     let key = base_dir.join(c.key.get_ref());
     let now = i64::try_from(crate::civil::unix_now()).unwrap_or(i64::MAX);
@@ -370,7 +375,7 @@ fn client_cert(
                     .unwrap_or_default()
                     .hash(id);
             }
-            Some(loaded.key)
+            Some(loaded)
         }
         Err(super::certs::CertFault::Key(m)) => {
             fail(c.key.span(), "tls.client_cert.key", m);
