@@ -60,6 +60,7 @@ struct Seen {
     sni: Vec<Option<String>>,
     alpn: Vec<Option<Vec<u8>>>,
     client_cert: Vec<bool>,
+    resumed: Vec<bool>,
 }
 
 struct TlsUpstream {
@@ -158,6 +159,9 @@ fn serve(
         seen.alpn.push(tls.conn.alpn_protocol().map(<[u8]>::to_vec));
         seen.client_cert
             .push(tls.conn.peer_certificates().is_some());
+        let kind = tls.conn.handshake_kind();
+        seen.resumed
+            .push(kind == Some(rustls::HandshakeKind::Resumed));
     }
     let mut srv = Srv {
         r: BufReader::new(tls),
@@ -414,7 +418,8 @@ fn keep_alive_reuses_one_tls_connection() {
 }
 
 /// An upstream that closes each connection after one answer (close_notify, then FIN): the
-/// closed pooled connection is noticed before reuse and every request still gets its answer.
+/// closed pooled connection is noticed before reuse and every request still gets its answer;
+/// the new connections resume the TLS session.
 #[test]
 fn upstream_closing_idle_tls_connections_costs_no_request() {
     let p = pki(&["billing.internal"]);
@@ -438,6 +443,9 @@ fn upstream_closing_idle_tls_connections_costs_no_request() {
         thread::sleep(Duration::from_millis(80));
     }
     assert_eq!(up.accepted.load(Ordering::SeqCst), 4);
+    // The worker kept the upstream's session tickets: later connections resume.
+    let resumed = up.seen.lock().unwrap().resumed.clone();
+    assert_eq!(resumed, vec![false, true, true, true]);
 }
 
 /// Pooled TLS connections survive a reload that keeps the upstream's TLS settings, and are
@@ -475,6 +483,8 @@ fn reload_keeps_tls_connections_only_under_the_same_settings() {
         2,
         "new settings, new connection"
     );
+    // Sessions verified under the old settings are not resumed under the new ones.
+    assert_eq!(up.seen.lock().unwrap().resumed, vec![false, false]);
 }
 
 /// TLS 1.3 servers send records that carry no data at any time (session tickets, key
