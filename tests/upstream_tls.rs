@@ -293,6 +293,45 @@ fn untrusted_certificate_is_a_502_with_the_reason_logged() {
     assert!(line.contains("UnknownIssuer"), "rustls's reason: {line}");
 }
 
+/// A handshake failure is a connect failure: the request moves on to the next target, and
+/// the failing target is backed off.
+#[test]
+fn failed_handshake_moves_on_to_the_next_target() {
+    let p = pki(&["billing.internal"]);
+    let rogue_ca = Ca::new("rogue CA");
+    let rogue = rogue_ca.server(
+        p.dir.path(),
+        "rogue",
+        &["billing.internal"],
+        common::tls::Key::EcdsaP256,
+    );
+    let good = tls_upstream(
+        (&p.server.cert_pem, &p.server.key_pem),
+        None,
+        answering("good"),
+    );
+    let bad = tls_upstream((&rogue.cert_pem, &rogue.key_pem), None, answering("rogue"));
+    let body = format!(
+        "[upstreams.be]\ntargets = [{{ address = \"{}\" }}, {{ address = \"{}\" }}]\n\
+         tls = {{ server_name = \"billing.internal\", ca = {} }}\n\n[[routes]]\nname = \"p\"\n\
+         prefix = \"/p\"\nproxy = {{ upstream = \"be\" }}\n",
+        bad.addr,
+        good.addr,
+        q(&p.ca_path)
+    );
+    let gw = Gateway::start_workers(&body, 1);
+    for i in 0..4 {
+        let r = get(gw.addr, &format!("/p/{i}"));
+        assert_eq!((r.status, r.text().as_str()), (200, "good"), "request {i}");
+    }
+    assert_eq!(
+        bad.accepted.load(Ordering::SeqCst),
+        1,
+        "backed off after one failure"
+    );
+    gw.wait_log("TLS handshake failed", Duration::from_secs(5));
+}
+
 #[test]
 fn certificate_for_another_name_is_a_502() {
     let p = pki(&["other.internal"]);
