@@ -446,6 +446,70 @@ pub fn failure_reason(fail: super::stream::HandshakeFail, err: Option<&rustls::E
 mod tests {
     use super::*;
 
+    #[derive(Deserialize)]
+    struct Doc {
+        tls: Spanned<RawUpstreamTls>,
+    }
+
+    /// Compiles `tls = <value>` for the given targets: the result and the errors (field, text).
+    fn run(value: &str, targets: &[&str]) -> (Option<Arc<UpstreamTls>>, Vec<(String, String)>) {
+        let doc: Doc = toml::from_str(&format!("tls = {value}")).unwrap();
+        let targets: Vec<(&str, Range<usize>)> = targets.iter().map(|t| (*t, 0..1)).collect();
+        let mut roots = SystemRoots::default();
+        let mut cx = Context {
+            base_dir: Path::new("."),
+            roots: &mut roots,
+            targets: &targets,
+        };
+        let mut errs = Vec::new();
+        let mut fail = |_: Range<usize>, f: &str, m: String| errs.push((f.to_string(), m));
+        let out = compile(&doc.tls, &mut cx, &mut fail);
+        (out, errs)
+    }
+
+    #[test]
+    fn false_is_plain_and_no_error() {
+        let (out, errs) = run("false", &["10.0.0.5:443"]);
+        assert!(out.is_none() && errs.is_empty());
+    }
+
+    #[test]
+    fn ip_target_needs_a_server_name_unless_unverified() {
+        let (out, errs) = run(
+            "{ ca = \"/nonexistent.pem\" }",
+            &["a.internal:443", "10.0.0.5:443"],
+        );
+        assert!(out.is_none());
+        assert_eq!(errs[0].0, "targets[1].address", "{errs:?}");
+        let (out, errs) = run("{ verify = false }", &["10.0.0.5:443"]);
+        let tls = out.expect("compiles");
+        assert!(errs.is_empty() && !tls.verify);
+        assert!(matches!(tls.names[0], ServerName::IpAddress(_)));
+        assert!(tls.describe().contains("VERIFICATION OFF"));
+    }
+
+    #[test]
+    fn server_name_applies_to_every_target_and_changes_the_identity() {
+        let (a, _) = run(
+            "{ verify = false, server_name = \"b.internal\" }",
+            &["10.0.0.5:1", "x:2"],
+        );
+        let a = a.unwrap();
+        assert!(a.names.iter().all(|n| n.to_str() == "b.internal"));
+        let (b, _) = run("{ verify = false }", &["10.0.0.5:1", "x:2"]);
+        let (a2, _) = run(
+            "{ verify = false, server_name = \"b.internal\" }",
+            &["10.0.0.5:1", "x:2"],
+        );
+        assert_ne!(a.identity, b.unwrap().identity);
+        assert_eq!(
+            a.identity,
+            a2.unwrap().identity,
+            "same inputs, same identity"
+        );
+        assert_eq!(a.client.alpn_protocols, vec![b"http/1.1".to_vec()]);
+    }
+
     #[test]
     fn host_of_strips_port_and_brackets() {
         assert_eq!(host_of("api.internal:443"), "api.internal");
