@@ -460,6 +460,52 @@ fn keep_alive_reuses_one_tls_connection() {
     assert_eq!(up.accepted.load(Ordering::SeqCst), 1, "one TLS connection");
 }
 
+/// Megabyte bodies both ways over one pooled TLS connection: records are split and joined
+/// correctly, and the connection is reused afterwards.
+#[test]
+fn large_bodies_both_ways_over_a_pooled_tls_connection() {
+    let p = pki(&["billing.internal"]);
+    let handler: Arc<Handler> = Arc::new(|s: &mut Srv| {
+        while let Some(req) = s.next_request() {
+            let mut out = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                req.body.len()
+            )
+            .into_bytes();
+            out.extend(req.body.iter().rev());
+            if !s.send(&out) {
+                return;
+            }
+        }
+    });
+    let up = tls_upstream((&p.server.cert_pem, &p.server.key_pem), None, handler);
+    let tls = format!(
+        "{{ server_name = \"billing.internal\", ca = {} }}",
+        q(&p.ca_path)
+    );
+    let gw = Gateway::start_workers(
+        &format!(
+            "[limits]\nmax_body_bytes = \"4MiB\"\n{}",
+            config(&up.addr.to_string(), &tls)
+        ),
+        1,
+    );
+    let body: Vec<u8> = (0..(1usize << 20) + 12_345)
+        .map(|i| b'a' + (i % 26) as u8)
+        .collect();
+    let want: Vec<u8> = body.iter().rev().copied().collect();
+    for i in 0..3 {
+        let r = request(gw.addr, "POST", "/p/big", &[], &body);
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        assert!(
+            r.body == want,
+            "request {i}: body differs ({} bytes)",
+            r.body.len()
+        );
+    }
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 1);
+}
+
 /// An upstream that closes each connection after one answer (close_notify, then FIN): the
 /// closed pooled connection is noticed before reuse and every request still gets its answer;
 /// the new connections resume the TLS session.
