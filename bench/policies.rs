@@ -88,6 +88,7 @@ fn policies(c: &mut Criterion) {
                 client_ip_text: "127.0.0.1",
                 unix_now: ringway::civil::unix_now(),
                 mono_now: ringway::ratelimit::now_ns(),
+                peer_cert: None,
             };
             let mut caller = Caller::default();
             let mut fx = Effects::default();

@@ -418,6 +418,7 @@ pub fn request_path(
             captures: &[],
             edits: None,
             query: None,
+            client_cert: None,
         },
         p,
     );

@@ -24,22 +24,21 @@
 //! pending read; the connection task sees the flag, counts a timeout and reconnects.
 
 use std::cell::{Cell, RefCell};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
-use monoio::io::AsyncWriteRentExt;
-use monoio::net::TcpStream;
-
 use crate::body::BodyDecoder;
+use crate::conn::{open, Conn, OpenError};
 use crate::pacer::Pacer;
 use crate::recvbuf::RecvBuf;
 use crate::request::Target;
 use crate::response::parse_head;
 use crate::runtime::{block_on, DriverKind};
 use crate::stats::{Report, ReportHead, ThreadStats};
+use crate::tls::{is_tls_failure, TlsClient, TlsOptions};
 use crate::units::{fmt_count, pin_current_thread};
 
 /// Pause after a failed connection attempt before the next one.
@@ -68,6 +67,11 @@ pub struct RunConfig {
     pub timeout: Duration,
     /// Print a progress line to stderr every second.
     pub progress: bool,
+    /// https://: how to speak TLS.
+    pub tls: Option<TlsOptions>,
+    /// One request per connection: every request opens (and handshakes) a new connection,
+    /// and its latency includes that.
+    pub new_conn: bool,
 }
 
 /// Counters a load thread publishes for the progress line; padded so threads never share a
@@ -160,6 +164,7 @@ pub fn run(cfg: RunConfig) -> Result<Report, String> {
         connections: cfg.connections,
         rate: cfg.rate,
         driver: driver.name(),
+        tls: cfg.tls.is_some(),
     };
     Ok(Report::new(head, &merged, duration_s))
 }
@@ -219,10 +224,24 @@ fn load_thread(shared: Arc<Shared>, idx: usize, threads: usize) -> Result<Thread
         let t = threads as u64;
         n / t + u64::from((idx as u64) < n % t)
     });
+    let tls = match cfg.tls.as_ref().map(TlsClient::new).transpose() {
+        Ok(t) => t,
+        Err(e) => {
+            shared.start.wait();
+            return Err(e);
+        }
+    };
     let shared2 = shared.clone();
     let outcome = block_on(&format!("load thread {idx}"), move |driver| async move {
         let shared = shared2;
-        let streams = preconnect(shared.cfg.target.addr, count, shared.cfg.timeout).await;
+        let streams = if shared.cfg.new_conn {
+            (0..count)
+                .map(|_| (None, tls.as_ref().map(TlsClient::for_slot)))
+                .collect()
+        } else {
+            let c = &shared.cfg;
+            preconnect(c.target.addr, count, c.timeout, tls.as_ref()).await
+        };
         shared.start.wait();
         let t0 = *shared.t0.get_or_init(Instant::now);
         let ctx = Rc::new(ThreadCtx::new(
@@ -283,6 +302,10 @@ enum Failure {
     Timeout,
     /// Read/write error, early close, or a malformed response.
     Parse,
+    /// A TLS error: failed handshake (new connection per request) or a bad record or alert.
+    Tls,
+    /// The new connection of a one-request connection could not be opened.
+    Connect,
 }
 
 /// When one request happened.
@@ -386,10 +409,14 @@ impl ThreadCtx {
         }
     }
 
-    fn count_connect_error(&self, at: Instant) {
+    fn count_connect_error(&self, at: Instant, e: OpenError) {
         Published::bump(&self.published().errors);
         if self.in_window(at) {
-            self.stats.borrow_mut().errors.connect += 1;
+            let mut s = self.stats.borrow_mut();
+            match e {
+                OpenError::Connect => s.errors.connect += 1,
+                OpenError::Tls => s.errors.tls += 1,
+            }
         }
     }
 
@@ -405,13 +432,21 @@ impl ThreadCtx {
             match failure {
                 Failure::Timeout => s.errors.timeout += 1,
                 Failure::Parse => s.errors.parse += 1,
+                Failure::Tls => s.errors.tls += 1,
+                Failure::Connect => s.errors.connect += 1,
             }
         }
     }
 
-    fn count_response(&self, status: u16, t: &Timing) {
+    /// Counts a response; `fresh` is the connection's TLS handshake when this was its first
+    /// request.
+    fn count_response(&self, status: u16, t: &Timing, fresh: Option<&Conn>) {
         Published::bump(&self.published().responses);
-        if self.measured(t) {
+        let measured = self.measured(t);
+        if let Some(n) = fresh.and_then(Conn::negotiated) {
+            self.stats.borrow_mut().tls.record(&n, measured);
+        }
+        if measured {
             let us = t.done.saturating_duration_since(t.started).as_micros();
             let us = u64::try_from(us).unwrap_or(u64::MAX);
             let mut s = self.stats.borrow_mut();
@@ -450,15 +485,20 @@ fn shutdown_fd(fd: RawFd) {
     }
 }
 
-/// Opens the thread's connections (concurrently) before the clock starts, so a connection
-/// storm is not part of the measurement. A failed connection is `None`; its task retries.
+/// Opens the thread's connections (concurrently, TLS handshakes included) before the clock
+/// starts, so a connection storm is not part of the measurement. A failed connection is
+/// `None`; its task retries.
 async fn preconnect(
     addr: std::net::SocketAddr,
     count: usize,
     timeout: Duration,
-) -> Vec<Option<TcpStream>> {
+    tls: Option<&TlsClient>,
+) -> Vec<(Option<Conn>, Option<TlsClient>)> {
     let tasks: Vec<_> = (0..count)
-        .map(|_| monoio::spawn(async move { connect(addr, timeout).await.ok() }))
+        .map(|_| {
+            let tls = tls.map(TlsClient::for_slot);
+            monoio::spawn(async move { (open(addr, timeout, tls.as_ref()).await.ok(), tls) })
+        })
         .collect();
     let mut streams = Vec::with_capacity(count);
     for t in tasks {
@@ -468,11 +508,24 @@ async fn preconnect(
 }
 
 /// Runs the thread's connections until the window ends or all permits are used.
-async fn run_thread(ctx: Rc<ThreadCtx>, first: usize, streams: Vec<Option<TcpStream>>) {
+async fn run_thread(
+    ctx: Rc<ThreadCtx>,
+    first: usize,
+    streams: Vec<(Option<Conn>, Option<TlsClient>)>,
+) {
     let mut tasks = Vec::with_capacity(ctx.slots.len());
-    for (local, stream) in streams.into_iter().enumerate() {
-        let task = connection(ctx.clone(), local, first + local, stream);
-        tasks.push(monoio::spawn(task));
+    for (local, (stream, tls)) in streams.into_iter().enumerate() {
+        let task = if ctx.cfg().new_conn {
+            monoio::spawn(one_request_connections(
+                ctx.clone(),
+                local,
+                first + local,
+                tls,
+            ))
+        } else {
+            monoio::spawn(connection(ctx.clone(), local, first + local, stream, tls))
+        };
+        tasks.push(task);
     }
     let watchdog = monoio::spawn(watchdog(ctx.clone()));
     let pacer = ctx.pacer.clone().map(|p| monoio::spawn(p.run()));
@@ -550,13 +603,47 @@ async fn sleep_until(t: Instant) {
     monoio::time::sleep_until(monoio::time::Instant::from_std(t)).await;
 }
 
+/// When the next request of a connection goes out: waits for its open-loop time (if any) and
+/// takes a send permit. `None` when the connection is done (window over, stopping, no
+/// permits). Returns (scheduled, started).
+async fn next_send(
+    ctx: &ThreadCtx,
+    local: usize,
+    schedule: Option<&Schedule>,
+    sent: u64,
+) -> Option<(Instant, Instant)> {
+    if ctx.stopping.get() {
+        return None;
+    }
+    let intended = schedule.map(|s| s.at(sent));
+    if intended.is_some_and(|t| t >= ctx.end) {
+        return None;
+    }
+    let mut now = Instant::now();
+    let started = match intended {
+        Some(at) if now < at => {
+            ctx.pace(local, at).await;
+            now = Instant::now();
+            // Idle until now: charge the server from when we woke, not the timer's lag.
+            now.max(at)
+        }
+        Some(at) => at,
+        None => now,
+    };
+    if ctx.stopping.get() || now >= ctx.end || !ctx.take_permit() {
+        return None;
+    }
+    Some((intended.unwrap_or(started), started))
+}
+
 /// One keep-alive connection: connect, send, read, record, repeat; reconnect after errors or
 /// a server close.
 async fn connection(
     ctx: Rc<ThreadCtx>,
     local: usize,
     global: usize,
-    mut stream: Option<TcpStream>,
+    mut stream: Option<Conn>,
+    tls: Option<TlsClient>,
 ) {
     let cfg = ctx.cfg();
     let slot = &ctx.slots[local];
@@ -567,65 +654,53 @@ async fn connection(
     let head_request = cfg.method == "HEAD";
     let mut rbuf = RecvBuf::new();
     let mut opened = u64::from(stream.is_some());
+    // The connection has not served a request yet: its handshake is counted with the first.
+    let mut fresh = stream.is_some();
     if let Some(s) = &stream {
-        slot.fd.set(s.as_raw_fd());
+        slot.fd.set(s.raw_fd());
     }
     let mut sent = 0u64;
     loop {
         if ctx.stopping.get() {
             break;
         }
-        let intended = schedule.as_ref().map(|s| s.at(sent));
-        if intended.is_some_and(|t| t >= ctx.end) {
-            break;
-        }
-
         let mut conn = match stream.take() {
             Some(s) => s,
-            None => match connect(cfg.target.addr, cfg.timeout).await {
+            None => match open(cfg.target.addr, cfg.timeout, tls.as_ref()).await {
                 Ok(s) => {
                     opened += 1;
                     if opened > 1 {
                         ctx.stats.borrow_mut().reconnects += 1;
                     }
-                    slot.fd.set(s.as_raw_fd());
+                    slot.fd.set(s.raw_fd());
                     rbuf.clear();
+                    fresh = true;
                     s
                 }
-                Err(()) => {
+                Err(e) => {
                     let now = Instant::now();
-                    ctx.count_connect_error(now);
+                    ctx.count_connect_error(now, e);
                     sleep_until((now + CONNECT_RETRY).min(ctx.end)).await;
                     continue;
                 }
             },
         };
-
-        let mut now = Instant::now();
-        let started = match intended {
-            Some(at) if now < at => {
-                ctx.pace(local, at).await;
-                now = Instant::now();
-                // Idle until now: charge the server from when we woke, not the timer's lag.
-                now.max(at)
-            }
-            Some(at) => at,
-            None => now,
-        };
-        if ctx.stopping.get() || now >= ctx.end || !ctx.take_permit() {
+        let Some((scheduled, started)) = next_send(&ctx, local, schedule.as_ref(), sent).await
+        else {
             slot.fd.set(-1);
             drop(conn);
             break;
-        }
+        };
         sent += 1;
 
         slot.timed_out.set(false);
-        slot.deadline.set(Some(now + cfg.timeout));
+        slot.deadline
+            .set(Some(started.max(Instant::now()) + cfg.timeout));
         let mut io = IoBytes::default();
         let result = exchange(&mut conn, &mut request, &mut rbuf, head_request, &mut io).await;
         slot.deadline.set(None);
         let timing = Timing {
-            scheduled: intended.unwrap_or(started),
+            scheduled,
             started,
             done: Instant::now(),
             io,
@@ -633,7 +708,8 @@ async fn connection(
         let timed_out = slot.timed_out.replace(false);
         match result {
             Ok(resp) if !timed_out => {
-                ctx.count_response(resp.status, &timing);
+                ctx.count_response(resp.status, &timing, fresh.then_some(&conn));
+                fresh = false;
                 if !resp.close {
                     stream = Some(conn);
                     continue;
@@ -653,21 +729,85 @@ async fn connection(
     drop(stream);
 }
 
-/// Opens a connection, bounded by `timeout`.
-async fn connect(addr: std::net::SocketAddr, timeout: Duration) -> Result<TcpStream, ()> {
-    match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
-        Ok(Ok(s)) => {
-            // Requests are written in one piece; don't let Nagle hold back the next one.
-            let _ = s.set_nodelay(true);
-            Ok(s)
+/// `--new-conn`: every request opens its own connection (TCP connect, TLS handshake), sends
+/// one request, reads the response and closes (close_notify over TLS). Latency runs from
+/// before the connect. A connection that cannot be opened counts as a `connect` (or `tls`)
+/// error of that request.
+async fn one_request_connections(
+    ctx: Rc<ThreadCtx>,
+    local: usize,
+    global: usize,
+    tls: Option<TlsClient>,
+) {
+    let cfg = ctx.cfg();
+    let slot = &ctx.slots[local];
+    let schedule = cfg
+        .rate
+        .map(|r| Schedule::new(r, cfg.connections, global, ctx.t0));
+    let mut request = cfg.request.clone();
+    let head_request = cfg.method == "HEAD";
+    let mut rbuf = RecvBuf::new();
+    let mut sent = 0u64;
+    while let Some((scheduled, started)) = next_send(&ctx, local, schedule.as_ref(), sent).await {
+        sent += 1;
+        let opened = open(cfg.target.addr, cfg.timeout, tls.as_ref()).await;
+        let mut conn = match opened {
+            Ok(c) => c,
+            Err(e) => {
+                let timing = Timing {
+                    scheduled,
+                    started,
+                    done: Instant::now(),
+                    io: IoBytes::default(),
+                };
+                let f = match e {
+                    OpenError::Connect => Failure::Connect,
+                    OpenError::Tls => Failure::Tls,
+                };
+                ctx.count_failure(f, &timing);
+                if e == OpenError::Connect {
+                    sleep_until((Instant::now() + CONNECT_RETRY).min(ctx.end)).await;
+                }
+                continue;
+            }
+        };
+        rbuf.clear();
+        slot.fd.set(conn.raw_fd());
+        slot.timed_out.set(false);
+        slot.deadline.set(Some(Instant::now() + cfg.timeout));
+        let mut io = IoBytes::default();
+        let result = exchange(&mut conn, &mut request, &mut rbuf, head_request, &mut io).await;
+        slot.deadline.set(None);
+        let timing = Timing {
+            scheduled,
+            started,
+            done: Instant::now(),
+            io,
+        };
+        match result {
+            Ok(resp) if !slot.timed_out.replace(false) => {
+                ctx.count_response(resp.status, &timing, Some(&conn));
+                slot.fd.set(-1);
+                conn.close().await;
+            }
+            Ok(_) => ctx.count_failure(Failure::Timeout, &timing),
+            Err(f) => {
+                let f = if slot.timed_out.replace(false) {
+                    Failure::Timeout
+                } else {
+                    f
+                };
+                ctx.count_failure(f, &timing);
+            }
         }
-        _ => Err(()),
+        slot.fd.set(-1);
     }
+    slot.fd.set(-1);
 }
 
 /// Writes the request and reads one complete response (skipping 1xx interim responses).
 async fn exchange(
-    conn: &mut TcpStream,
+    conn: &mut Conn,
     request: &mut Vec<u8>,
     rbuf: &mut RecvBuf,
     head_request: bool,
@@ -675,7 +815,7 @@ async fn exchange(
 ) -> Result<Response, Failure> {
     let (res, buf) = conn.write_all(std::mem::take(request)).await;
     *request = buf;
-    let written = res.map_err(|_| Failure::Parse)?;
+    let written = res.map_err(|e| io_failure(&e))?;
     io.written += written as u64;
 
     loop {
@@ -717,14 +857,19 @@ async fn exchange(
     }
 }
 
+fn io_failure(e: &std::io::Error) -> Failure {
+    if is_tls_failure(e) {
+        Failure::Tls
+    } else {
+        Failure::Parse
+    }
+}
+
 /// Reads at least one byte into `rbuf`; end of stream and errors are failures.
-async fn read_more(
-    conn: &mut TcpStream,
-    rbuf: &mut RecvBuf,
-    io: &mut IoBytes,
-) -> Result<(), Failure> {
-    match rbuf.fill(conn).await {
-        Ok(0) | Err(_) => Err(Failure::Parse),
+async fn read_more(conn: &mut Conn, rbuf: &mut RecvBuf, io: &mut IoBytes) -> Result<(), Failure> {
+    match conn.fill(rbuf).await {
+        Ok(0) => Err(Failure::Parse),
+        Err(e) => Err(io_failure(&e)),
         Ok(n) => {
             io.read += n as u64;
             Ok(())

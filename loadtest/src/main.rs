@@ -8,12 +8,14 @@
 
 mod body;
 mod client;
+mod conn;
 mod pacer;
 mod recvbuf;
 mod request;
 mod response;
 mod runtime;
 mod stats;
+mod tls;
 mod units;
 mod upstream;
 
@@ -45,9 +47,28 @@ enum Command {
 
 #[derive(Parser, Debug)]
 struct RunArgs {
-    /// Target, `http://HOST[:PORT][/PATH][?QUERY]`.
+    /// Target, `http[s]://HOST[:PORT][/PATH][?QUERY]`.
     #[arg(long)]
     url: String,
+    /// https://: trust the certificates in this PEM file.
+    #[arg(long)]
+    cacert: Option<std::path::PathBuf>,
+    /// https://: accept any certificate (the handshake signature is still verified).
+    #[arg(long)]
+    insecure: bool,
+    /// https://: TLS server name (SNI and certificate check) [default: the URL's host].
+    #[arg(long)]
+    server_name: Option<String>,
+    /// https://: only this TLS version, `1.2` or `1.3` [default: both, 1.3 preferred].
+    #[arg(long, value_parser = ["1.2", "1.3"])]
+    tls_version: Option<String>,
+    /// One request per connection: each request opens a new connection (and TLS handshake).
+    #[arg(long)]
+    new_conn: bool,
+    /// https://: keep TLS sessions and resume them on new connections (with --new-conn:
+    /// every handshake after the first few is a resumption).
+    #[arg(long)]
+    resume: bool,
     /// Load threads, each with its own io_uring runtime.
     #[arg(long, short = 't', default_value_t = 1)]
     threads: usize,
@@ -164,6 +185,39 @@ fn run(args: RunArgs) -> i32 {
             return usage_error("--rate must be a positive number of requests per second");
         }
     }
+    let tls_flags = args.cacert.is_some()
+        || args.insecure
+        || args.server_name.is_some()
+        || args.tls_version.is_some()
+        || args.resume;
+    if tls_flags && !target.tls {
+        return usage_error(
+            "--cacert, --insecure, --server-name, --tls-version and --resume need an https:// URL",
+        );
+    }
+    if target.tls && args.cacert.is_none() && !args.insecure {
+        return usage_error("https:// needs --cacert FILE (PEM) or --insecure");
+    }
+    let tls = target.tls.then(|| tls::TlsOptions {
+        cacert: args.cacert.clone(),
+        insecure: args.insecure,
+        server_name: args
+            .server_name
+            .clone()
+            .unwrap_or_else(|| target.host.clone()),
+        version: match args.tls_version.as_deref() {
+            Some("1.2") => Some(12),
+            Some("1.3") => Some(13),
+            _ => None,
+        },
+        resume: args.resume,
+    });
+    if let Some(o) = &tls {
+        // Fail on a bad --cacert or server name now, with a usage error, not in a thread.
+        if let Err(e) = tls::TlsClient::new(o) {
+            return usage_error(&e);
+        }
+    }
     let warmup = match args.requests {
         Some(_) => Duration::ZERO,
         None => args.warmup.unwrap_or(Duration::from_secs(1)),
@@ -182,6 +236,8 @@ fn run(args: RunArgs) -> i32 {
         requests: args.requests,
         timeout: args.timeout,
         progress: !args.quiet && warmup + args.duration > Duration::from_secs(3),
+        tls,
+        new_conn: args.new_conn,
     };
     if !args.quiet {
         let mode = match cfg.rate {
@@ -192,8 +248,13 @@ fn run(args: RunArgs) -> i32 {
             Some(n) => format!("{n} requests (cap {:?})", cfg.duration),
             None => format!("{:?} after {:?} warmup", cfg.duration, cfg.warmup),
         };
+        let conns = if cfg.new_conn {
+            "one-request connections"
+        } else {
+            "connections"
+        };
         eprintln!(
-            "rwload: {} {} -> {}: {mode}, {} connections on {} thread(s), {length}",
+            "rwload: {} {} -> {}: {mode}, {} {conns} on {} thread(s), {length}",
             cfg.method,
             cfg.url,
             cfg.target.addr,

@@ -68,6 +68,21 @@ impl RecvBuf {
         res
     }
 
+    /// Like `fill`, from a synchronous source (decrypted TLS plaintext): `read` gets the
+    /// spare space (zeroed) and returns how much it wrote.
+    pub fn fill_with(
+        &mut self,
+        read: impl FnOnce(&mut [u8]) -> std::io::Result<usize>,
+    ) -> std::io::Result<usize> {
+        self.make_room()?;
+        let len = self.buf.len();
+        self.buf.resize(self.buf.capacity(), 0);
+        let res = read(&mut self.buf[len..]);
+        let n = *res.as_ref().unwrap_or(&0);
+        self.buf.truncate(len + n.min(self.buf.len() - len));
+        res
+    }
+
     fn make_room(&mut self) -> std::io::Result<()> {
         if self.pos > 0 {
             self.buf.copy_within(self.pos.., 0);

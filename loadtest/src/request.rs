@@ -13,13 +13,23 @@ pub struct Target {
     pub authority: String,
     /// Request target: path and query, at least `/`.
     pub path: String,
+    /// `https://`: speak TLS.
+    pub tls: bool,
+    /// The host as written, without port or IPv6 brackets (the default TLS server name).
+    pub host: String,
 }
 
-/// Parses `http://HOST[:PORT][/PATH][?QUERY]` and resolves HOST (once, at startup).
+/// Parses `http[s]://HOST[:PORT][/PATH][?QUERY]` and resolves HOST (once, at startup).
 pub fn parse_url(url: &str) -> Result<Target, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("`{url}`: only http:// URLs are supported"))?;
+    let (rest, tls) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(r), _) => (r, false),
+        (_, Some(r)) => (r, true),
+        _ => {
+            return Err(format!(
+                "`{url}`: only http:// and https:// URLs are supported"
+            ))
+        }
+    };
     let (authority, path) = match rest.find(['/', '?']) {
         Some(i) if rest[i..].starts_with('?') => (&rest[..i], format!("/{}", &rest[i..])),
         Some(i) => (&rest[..i], rest[i..].to_string()),
@@ -40,8 +50,16 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
     let host_port = if has_port {
         authority.to_string()
     } else {
-        format!("{authority}:80")
+        format!("{authority}:{}", if tls { 443 } else { 80 })
     };
+    let host = match authority.rfind(':') {
+        Some(i) if has_port => &authority[..i],
+        _ => authority,
+    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     // Resolves names and parses IP literals, IPv6 in brackets included.
     let addr = host_port
         .to_socket_addrs()
@@ -52,6 +70,8 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
         addr,
         authority: authority.to_string(),
         path,
+        tls,
+        host,
     })
 }
 
@@ -128,7 +148,15 @@ mod tests {
         assert_eq!(t.addr, "[::1]:8080".parse().unwrap());
         let t = parse_url("http://localhost:7/").unwrap();
         assert_eq!(t.addr.port(), 7);
-        assert!(parse_url("https://127.0.0.1/").is_err());
+        let t = parse_url("https://localhost/x").unwrap();
+        assert_eq!(
+            (t.tls, t.addr.port(), t.host.as_str()),
+            (true, 443, "localhost")
+        );
+        let t = parse_url("https://[::1]:8443").unwrap();
+        assert_eq!((t.tls, t.addr.port(), t.host.as_str()), (true, 8443, "::1"));
+        assert!(!parse_url("http://127.0.0.1:1/").unwrap().tls);
+        assert!(parse_url("ftp://127.0.0.1/").is_err());
         assert!(parse_url("http:///x").is_err());
         assert!(parse_url("http://127.0.0.1/a b").is_err());
         assert!(parse_url("http://127.0.0.1:99999/").is_err());

@@ -104,12 +104,14 @@ pub struct Errors {
     pub status_4xx: u64,
     /// Complete responses with a 5xx status (also counted in `requests`).
     pub status_5xx: u64,
+    /// TLS handshakes that failed or timed out, and TLS record errors (bad record, alert).
+    pub tls: u64,
 }
 
 impl Errors {
     /// Sum of all kinds.
     pub fn total(&self) -> u64 {
-        self.connect + self.timeout + self.parse + self.status_4xx + self.status_5xx
+        self.connect + self.timeout + self.parse + self.status_4xx + self.status_5xx + self.tls
     }
 
     fn merge(&mut self, o: &Errors) {
@@ -118,6 +120,48 @@ impl Errors {
         self.parse += o.parse;
         self.status_4xx += o.status_4xx;
         self.status_5xx += o.status_5xx;
+        self.tls += o.tls;
+    }
+}
+
+/// TLS handshakes of the measured requests (https:// only): how many were full and how many
+/// resumed a session, and what the first one negotiated.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TlsStats {
+    pub handshakes_full: u64,
+    pub handshakes_resumed: u64,
+    /// Protocol version, cipher suite, key-exchange group and ALPN of the first handshake.
+    pub version: String,
+    pub cipher: String,
+    pub group: String,
+    pub alpn: String,
+}
+
+impl TlsStats {
+    /// Notes what a handshake negotiated, and counts it when `counted` (measured).
+    pub fn record(&mut self, n: &crate::tls::Negotiated, counted: bool) {
+        match (counted, n.resumed) {
+            (false, _) => {}
+            (true, true) => self.handshakes_resumed += 1,
+            (true, false) => self.handshakes_full += 1,
+        }
+        if self.version.is_empty() {
+            self.version = n.version.clone();
+            self.cipher = n.cipher.clone();
+            self.group = n.group.clone();
+            self.alpn = n.alpn.clone();
+        }
+    }
+
+    fn merge(&mut self, o: &TlsStats) {
+        self.handshakes_full += o.handshakes_full;
+        self.handshakes_resumed += o.handshakes_resumed;
+        if self.version.is_empty() {
+            self.version = o.version.clone();
+            self.cipher = o.cipher.clone();
+            self.group = o.group.clone();
+            self.alpn = o.alpn.clone();
+        }
     }
 }
 
@@ -138,6 +182,7 @@ pub struct ThreadStats {
     pub bytes_written: u64,
     /// Connections opened after the first one (server closed, error, timeout), whole run.
     pub reconnects: u64,
+    pub tls: TlsStats,
 }
 
 impl Default for ThreadStats {
@@ -150,6 +195,7 @@ impl Default for ThreadStats {
             bytes_read: 0,
             bytes_written: 0,
             reconnects: 0,
+            tls: TlsStats::default(),
         }
     }
 }
@@ -180,6 +226,7 @@ impl ThreadStats {
         self.bytes_read += other.bytes_read;
         self.bytes_written += other.bytes_written;
         self.reconnects += other.reconnects;
+        self.tls.merge(&other.tls);
     }
 
     /// Non-zero status counts keyed by code.
@@ -221,6 +268,9 @@ pub struct Report {
     pub bytes_written: u64,
     /// Connections reopened during the run (warmup included).
     pub reconnects: u64,
+    /// https:// runs only: handshakes of the measured requests and what they negotiated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsStats>,
 }
 
 impl Report {
@@ -248,6 +298,7 @@ impl Report {
             bytes_read: stats.bytes_read,
             bytes_written: stats.bytes_written,
             reconnects: stats.reconnects,
+            tls: head.tls.then(|| stats.tls.clone()),
         }
     }
 
@@ -302,14 +353,21 @@ impl Report {
         ));
         let e = &self.errors;
         out.push_str(&format!(
-            "  errors    {} (connect {}, timeout {}, read/parse {}, 4xx {}, 5xx {})\n",
+            "  errors    {} (connect {}, tls {}, timeout {}, read/parse {}, 4xx {}, 5xx {})\n",
             e.total(),
             e.connect,
+            e.tls,
             e.timeout,
             e.parse,
             e.status_4xx,
             e.status_5xx
         ));
+        if let Some(t) = &self.tls {
+            out.push_str(&format!(
+                "  tls       {} {} {} alpn {}; handshakes full {}, resumed {}\n",
+                t.version, t.cipher, t.group, t.alpn, t.handshakes_full, t.handshakes_resumed
+            ));
+        }
         out.push_str(&format!(
             "  transfer  read {}, written {}, reconnects {}\n",
             fmt_bytes(self.bytes_read),
@@ -330,6 +388,8 @@ pub struct ReportHead {
     pub connections: usize,
     pub rate: Option<f64>,
     pub driver: &'static str,
+    /// The run spoke TLS: the report carries `tls`.
+    pub tls: bool,
 }
 
 #[cfg(test)]
@@ -436,6 +496,7 @@ mod tests {
             connections: 1,
             rate: None,
             driver: "io_uring",
+            tls: false,
         };
         let r = Report::new(head, &s, 2.0);
         let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
@@ -445,7 +506,15 @@ mod tests {
         for k in ["p50", "p90", "p99", "p999", "max"] {
             assert!(v["latency_us"][k].is_u64(), "{k}");
         }
-        for k in ["connect", "timeout", "parse", "status_4xx", "status_5xx"] {
+        assert!(v.get("tls").is_none(), "no tls object for http://");
+        for k in [
+            "connect",
+            "timeout",
+            "parse",
+            "status_4xx",
+            "status_5xx",
+            "tls",
+        ] {
             assert!(v["errors"][k].is_u64(), "{k}");
         }
         assert_eq!(v["errors"]["status_4xx"], 1);

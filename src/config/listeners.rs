@@ -31,7 +31,7 @@ pub(super) fn compile_listeners(raw: &RawConfig, file: &Path, errs: &mut Diag) -
         let tls = l.tls.as_ref().and_then(|t| {
             let cx = crate::tls::config::TlsContext {
                 base_dir,
-                listener: &name,
+                listener: &format!("{name}@{}", l.address.get_ref()),
                 now,
             };
             let at = format!("listeners[{i}].tls");

@@ -1,7 +1,7 @@
 //! Compiles the policy sections — `[consumers.*]`, `[api_keys]`, `[policies.*]` and
 //! `server.trusted_proxies` — into `policy::Policies`. This file only dispatches: each policy
 //! kind owns its Raw type and `compile` in its own block (`policy::{api_key, authorize, ip,
-//! rate_limit, cors, transform}`, `jwt`), reporting fields relative to its table; here they are
+//! rate_limit, cors, transform, client_cert}`, `jwt`), reporting fields relative to its table; here they are
 //! prefixed with `policies.NAME.KIND`. A route's effective list is resolved in `defaults`.
 //!
 //! Stateful pieces that must survive a reload come from `Runtime`: rate limiters with an
@@ -20,7 +20,7 @@ use super::raw::{RawConfig, RawConsumer, RawPolicy};
 use crate::policy::pipeline::{
     Consumer, JwtCheck, KeySource, NamedPolicy, Policies, Policy, PolicyId,
 };
-use crate::policy::{api_key, authorize, cors, ip, rate_limit, transform};
+use crate::policy::{api_key, authorize, client_cert, cors, ip, rate_limit, transform};
 
 /// What `compile_policies` produced: the policies, their ids by name, and the identities of
 /// the rate limiters they use (the registry keeps only those once the whole config compiled).
@@ -57,6 +57,7 @@ pub(super) fn compile_policies(
     if let Some(list) = &raw.server.trusted_proxies {
         ps.trusted_proxies = Some(trusted_proxies(list, errs));
     }
+    ps.forward_client_cert = raw.server.forward_client_cert.unwrap_or(true);
 
     let mut ids = HashMap::new();
     let mut live_limiters = Vec::new();
@@ -69,7 +70,8 @@ pub(super) fn compile_policies(
             errs.at(
                 name.span(),
                 format!("policies.{n}"),
-                "a policy needs exactly one of: api_key, jwt, authorize, ip, rate_limit, cors, transform",
+                "a policy needs exactly one of: api_key, jwt, authorize, ip, rate_limit, cors, \
+                 transform, client_cert",
             );
             continue;
         }
@@ -162,6 +164,7 @@ fn kinds(p: &RawPolicy) -> usize {
         p.rate_limit.is_some(),
         p.cors.is_some(),
         p.transform.is_some(),
+        p.client_cert.is_some(),
     ]
     .into_iter()
     .filter(|&set| set)
@@ -237,6 +240,11 @@ fn compile_policy(
     if let Some(t) = &p.transform {
         let at = prefix("transform");
         compiled = transform::compile(t.get_ref(), &mut errs.under(&at)).map(Policy::Transform);
+    }
+    if let Some(c) = &p.client_cert {
+        let at = prefix("client_cert");
+        compiled = client_cert::compile(c.get_ref(), c.span(), &mut errs.under(&at))
+            .map(Policy::ClientCert);
     }
     compiled
 }
@@ -450,6 +458,31 @@ mod tests {
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(
             e[0].contains("policies.none: a policy needs exactly one"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn client_cert_compiles_under_its_prefix() {
+        let c = build(
+            "[server]\nforward_client_cert = false\n[policies.c]\n\
+             client_cert = { subjects = [\"O=Acme, CN=a\"], consumer = \"san_uri\" }\n",
+        )
+        .unwrap();
+        let Policy::ClientCert(p) = policy(&c, "c") else {
+            panic!("not a client_cert policy")
+        };
+        assert!(p.required);
+        assert_eq!(p.subjects, ["O=Acme,CN=a"]);
+        assert!(!c.policies.forward_client_cert);
+        assert!(
+            build("").unwrap().policies.forward_client_cert,
+            "on by default"
+        );
+        let e = errors("[policies.c]\nclient_cert = { fingerprints = [\"zz\"] }\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("test.toml:4:33: policies.c.client_cert.fingerprints[0]: "),
             "{e:?}"
         );
     }

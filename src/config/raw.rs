@@ -75,6 +75,7 @@ pub struct RawPolicy {
     pub rate_limit: Option<Spanned<crate::policy::rate_limit::RawRateLimit>>,
     pub cors: Option<Spanned<crate::policy::cors::RawCors>>,
     pub transform: Option<Spanned<crate::policy::transform::RawTransform>>,
+    pub client_cert: Option<Spanned<crate::policy::client_cert::RawClientCert>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -153,6 +154,9 @@ pub struct RawServer {
     pub drain_timeout: Option<Spanned<RawDuration>>,
     /// Proxies whose `X-Forwarded-For` entries are believed (CIDRs).
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
+    /// Send the verified client certificate upstream in `x-forwarded-client-cert` (default
+    /// true; a client's copy of that header is removed either way).
+    pub forward_client_cert: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -67,6 +67,10 @@ pub enum ErrorKind {
     Unauthorized(&'static str),
     /// A policy refused an authenticated caller or its address → 403.
     Forbidden(&'static str),
+    /// A route's `client_cert` policy found no verified client certificate → 401.
+    ClientCertRequired,
+    /// A route's `client_cert` policy refused the certificate → 403 (the detail says why).
+    ClientCertRefused(&'static str),
     /// A rate limit refused the request → 429.
     TooManyRequests,
     /// The client stopped reading or went away while the response streamed (after its head
@@ -210,6 +214,14 @@ impl ErrorKind {
             ),
             ErrorKind::Unauthorized(d) => row(401, "unauthorized", D, false, d),
             ErrorKind::Forbidden(d) => row(403, "forbidden", D, false, d),
+            ErrorKind::ClientCertRequired => row(
+                401,
+                "client_certificate_required",
+                D,
+                false,
+                "this route requires a verified TLS client certificate",
+            ),
+            ErrorKind::ClientCertRefused(d) => row(403, "client_certificate_refused", D, false, d),
             ErrorKind::TooManyRequests => row(
                 429,
                 "rate_limited",
@@ -326,6 +338,8 @@ mod tests {
             ErrorKind::UpstreamBadResponse,
             ErrorKind::Unauthorized("missing token"),
             ErrorKind::Forbidden("not allowed"),
+            ErrorKind::ClientCertRequired,
+            ErrorKind::ClientCertRefused("not this one"),
             ErrorKind::TooManyRequests,
             ErrorKind::ClientAborted,
             ErrorKind::UpstreamAborted,
@@ -360,6 +374,8 @@ mod tests {
             (502, "upstream_bad_response", Upstream, false),
             (401, "unauthorized", Downstream, false),
             (403, "forbidden", Downstream, false),
+            (401, "client_certificate_required", Downstream, false),
+            (403, "client_certificate_refused", Downstream, false),
             (429, "rate_limited", Downstream, false),
             (499, "client_closed", Downstream, true),
             (502, "upstream_aborted", Upstream, true),

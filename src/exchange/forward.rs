@@ -57,6 +57,10 @@ pub async fn forward<D: Downstream>(
         &query_buf[..]
     });
     let edits = (!fx.upstream.is_empty()).then_some(&fx.upstream);
+    let client_cert = ex
+        .client
+        .peer_cert()
+        .filter(|_| gen.cfg.policies.forward_client_cert);
     let write_head = |label: &str, ex: &Exchange<'_>, out: &mut Vec<u8>| {
         let u = UpstreamHead {
             head: ex.head,
@@ -72,6 +76,7 @@ pub async fn forward<D: Downstream>(
             captures: &ex.captures,
             edits,
             query,
+            client_cert,
         };
         write_upstream_head(out, &u, p);
     };

@@ -7,6 +7,7 @@
 use crate::config::{Compiled, Route};
 use crate::core::Core;
 use crate::http1::Method;
+use crate::policy::client_cert::CertRefusal;
 use crate::policy::pipeline::{self, Caller, Denial, Effects, Facts, Policy, PolicyId};
 use crate::route::{Lookup, RouteRequest};
 
@@ -104,6 +105,7 @@ pub fn run_policies(
             client_ip_text: &ip_text,
             unix_now: crate::civil::unix_now(),
             mono_now: crate::ratelimit::now_ns(),
+            peer_cert: ex.client.peer_cert(),
         };
         let res = pipeline::run(
             &cfg.policies,
@@ -130,6 +132,13 @@ pub fn run_policies(
                     ErrorKind::Forbidden(detail)
                 }
                 Denial::Limited => ErrorKind::TooManyRequests,
+                Denial::ClientCert(r) => {
+                    ex.facts.auth_failure = Some(r.reason());
+                    match r {
+                        CertRefusal::Missing => ErrorKind::ClientCertRequired,
+                        _ => ErrorKind::ClientCertRefused(r.detail()),
+                    }
+                }
             };
             return Err(ProxyError::new(kind));
         }

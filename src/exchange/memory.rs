@@ -107,6 +107,12 @@ pub struct Ran {
 /// Parses `request` (head, then body bytes) and runs it through the phases on a memory wire,
 /// from client 192.0.2.7. `None` when the head does not parse (a wire would answer that itself).
 pub async fn run(core: &Core, request: &[u8]) -> Option<Ran> {
+    let peer = SocketAddr::from(([192, 0, 2, 7], 4000));
+    run_as(core, request, &ClientFacts::new(peer, Scheme::Http)).await
+}
+
+/// `run` for a given client connection (e.g. a TLS one with a client certificate).
+pub async fn run_as(core: &Core, request: &[u8], client: &ClientFacts) -> Option<Ran> {
     let gen = core.generation();
     let (head, n) = match http1::parse_request_head(request, &gen.cfg.limits) {
         Ok(Some(h)) => h,
@@ -116,15 +122,13 @@ pub async fn run(core: &Core, request: &[u8]) -> Option<Ran> {
         body: request[n..].to_vec(),
         ..Memory::default()
     };
-    let peer = SocketAddr::from(([192, 0, 2, 7], 4000));
-    let client = ClientFacts::new(peer, Scheme::Http);
     let mut ex = Exchange {
         head: &head,
         rid: core.ids.next_id(),
         path: std::borrow::Cow::Borrowed(&b"/"[..]),
         close: head.close,
         captures: Vec::new(),
-        client: &client,
+        client,
         host: String::new(),
         scratch: Vec::new(),
         start: Instant::now(),

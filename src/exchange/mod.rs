@@ -7,10 +7,12 @@
 //! `guard` (CORS preflight + policies), `forward` with `send` (upstream attempts, retry) and
 //! `body` (body streaming), `local` (static / redirect / echo), `respond` (errors and local
 //! answers become responses here), `error` (the error table), `origin` (who the client is),
-//! `upstream_head` (the head sent upstream), `memory` (a wire made of memory, for tests and
+//! `upstream_head` (the head sent upstream), `client_cert` (its `x-forwarded-client-cert`),
+//! `memory` (a wire made of memory, for tests and
 //! fuzzing).
 
 pub mod body;
+pub mod client_cert;
 pub mod error;
 pub mod forward;
 pub mod guard;

@@ -51,6 +51,11 @@ pub struct TlsFacts {
 }
 
 impl ClientFacts {
+    /// The verified client certificate of the connection, if it is TLS and presented one.
+    pub fn peer_cert(&self) -> Option<&crate::tls::client_cert::PeerCert> {
+        self.tls.as_deref().and_then(|t| t.peer_cert.as_ref())
+    }
+
     pub fn new(peer: SocketAddr, scheme: Scheme) -> ClientFacts {
         let ip = peer.ip().to_canonical();
         ClientFacts {

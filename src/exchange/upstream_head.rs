@@ -6,8 +6,10 @@
 //! `server.trusted_proxies`, `X-Forwarded-For` and `Forwarded` get this hop appended to the
 //! received chain and its `X-Forwarded-Proto` / `X-Forwarded-Host` are kept (ours only when it
 //! sent none); from any other peer all four are replaced by this hop's own values (peer
-//! address, listener scheme, Host), so a client cannot forge them. Public so the benches
-//! measure this exact code.
+//! address, listener scheme, Host), so a client cannot forge them. `x-forwarded-client-cert`
+//! is the gateway's alone, from every peer: a client's copy is dropped, and the connection's
+//! verified certificate (if any) is described in a fresh one (`exchange::client_cert`).
+//! Public so the benches measure this exact code.
 
 use crate::config::{PathPiece, ProxyAction, Rewrite};
 use crate::http1::{self, BodyFraming, RequestHead};
@@ -19,7 +21,7 @@ use crate::trace::TraceContext;
 
 /// Headers the proxy always writes itself, so client copies are not forwarded.
 fn managed_request_header(name: &[u8]) -> bool {
-    const MANAGED: [&[u8]; 8] = [
+    const MANAGED: [&[u8]; 9] = [
         b"host",
         b"content-length",
         b"expect",
@@ -28,6 +30,7 @@ fn managed_request_header(name: &[u8]) -> bool {
         b"x-forwarded-host",
         b"forwarded",
         b"x-request-id",
+        super::client_cert::XFCC,
     ];
     MANAGED.iter().any(|m| m.eq_ignore_ascii_case(name))
 }
@@ -60,6 +63,9 @@ pub struct UpstreamHead<'a> {
     /// The query string to send instead of the client's (policies removed or added
     /// parameters); `Some(b"")` sends none.
     pub query: Option<&'a [u8]>,
+    /// The connection's verified client certificate, when it goes upstream
+    /// (`x-forwarded-client-cert`).
+    pub client_cert: Option<&'a crate::tls::client_cert::PeerCert>,
 }
 
 /// Serializes the upstream request head into `out` (cleared first): request line with the
@@ -93,6 +99,9 @@ pub fn write_upstream_head(out: &mut Vec<u8>, u: &UpstreamHead<'_>, p: &ProxyAct
     }
     write_forwarding_fields(out, u, &got, host_raw);
     http1::write_header(out, b"x-request-id", u.request_id.as_bytes());
+    if let Some(c) = u.client_cert {
+        super::client_cert::write_xfcc(out, c);
+    }
     if let Some(t) = u.trace {
         out.extend_from_slice(b"traceparent: ");
         t.write_traceparent(out);
@@ -300,6 +309,15 @@ mod tests {
     use crate::http1::{parse_request_head, Limits};
 
     fn upstream_head(extra: &str, trusted_peer: bool, scheme: Scheme) -> String {
+        upstream_head_cert(extra, trusted_peer, scheme, None)
+    }
+
+    fn upstream_head_cert(
+        extra: &str,
+        trusted_peer: bool,
+        scheme: Scheme,
+        client_cert: Option<&crate::tls::client_cert::PeerCert>,
+    ) -> String {
         let raw = format!("GET /a HTTP/1.1\r\nHost: h.example\r\n{extra}\r\n");
         let head = match parse_request_head(raw.as_bytes(), &Limits::default()) {
             Ok(Some((h, _))) => h,
@@ -327,6 +345,7 @@ mod tests {
                 captures: &[],
                 edits: None,
                 query: None,
+                client_cert,
             },
             &p,
         );
@@ -368,5 +387,35 @@ mod tests {
             "{h}"
         );
         assert_eq!(h.to_ascii_lowercase().matches("x-forwarded-for").count(), 1);
+    }
+
+    #[test]
+    fn client_cert_header_is_the_gateways_own() {
+        let forged = "X-Forwarded-Client-Cert: Hash=00;Subject=\"CN=admin\"\r\n";
+        for trusted in [false, true] {
+            let h = upstream_head(forged, trusted, Scheme::Https);
+            assert!(!h.to_ascii_lowercase().contains("client-cert"), "{h}");
+        }
+        let c = crate::tls::client_cert::PeerCert::from_parts(
+            "CN=partner-a",
+            Some("partner-a"),
+            &[],
+            &[],
+            [0xcd; 32],
+        );
+        let h = upstream_head_cert(forged, true, Scheme::Https, Some(&c));
+        assert_eq!(
+            h.to_ascii_lowercase()
+                .matches("x-forwarded-client-cert")
+                .count(),
+            1
+        );
+        assert!(
+            h.contains(&format!(
+                "\r\nx-forwarded-client-cert: Hash={};Subject=\"CN=partner-a\"\r\n",
+                "cd".repeat(32)
+            )),
+            "{h}"
+        );
     }
 }

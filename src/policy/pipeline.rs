@@ -1,5 +1,5 @@
 //! The per-route policy pipeline: who is calling (API key, JWT), may they (authorization, IP
-//! filter), how often (rate limits), and what the upstream sees (transforms). Policies are an
+//! filter, client certificate), how often (rate limits), and what the upstream sees (transforms). Policies are an
 //! enum run by one `match` loop in the route's declared order; none of them awaits, so the
 //! whole pipeline is a plain function call on the worker.
 //!
@@ -18,10 +18,12 @@ use std::sync::Arc;
 use crate::apikey::{KeyMatch, KeyStore};
 use crate::http1::{self, query, RequestHead};
 use crate::jwt::{JwtPolicy, TokenCache, Verified};
+use crate::policy::client_cert::{CertRefusal, ClientCertPolicy};
 use crate::policy::cors::CorsPolicy;
 use crate::policy::ip::{CidrSet, IpFilter};
 use crate::policy::transform::{HeaderEdits, Transform, Vars};
 use crate::ratelimit::{LimitSpec, Limiter};
+use crate::tls::client_cert::PeerCert;
 
 /// Dense index into `Policies::list`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +43,9 @@ pub struct Policies {
     /// Every `api_key` policy's `query` parameter name (deduplicated): their values are
     /// redacted wherever a request target is logged or exported, whatever the outcome.
     pub secret_query: Vec<Box<[u8]>>,
+    /// `server.forward_client_cert`: the verified client certificate goes upstream in
+    /// `x-forwarded-client-cert` (`exchange::client_cert`).
+    pub forward_client_cert: bool,
 }
 
 impl std::fmt::Debug for Policies {
@@ -75,6 +80,7 @@ pub enum Policy {
     Ip(IpFilter),
     RateLimit(RateLimit),
     Transform(Transform),
+    ClientCert(ClientCertPolicy),
     /// Runs outside the loop (see the module header); kept here so routes name it like any other.
     Cors(CorsPolicy),
 }
@@ -89,6 +95,7 @@ impl Policy {
             Policy::Ip(_) => "ip",
             Policy::RateLimit(_) => "rate_limit",
             Policy::Transform(_) => "transform",
+            Policy::ClientCert(_) => "client_cert",
             Policy::Cors(_) => "cors",
         }
     }
@@ -147,14 +154,21 @@ pub struct RateLimit {
 pub struct Caller<'a> {
     pub key: Option<KeyMatch<'a>>,
     pub jwt: Option<Arc<Verified>>,
+    /// The consumer a `client_cert` policy read from the connection's certificate.
+    pub cert: Option<&'a str>,
 }
 
 impl Caller<'_> {
-    /// The consumer name: from the API key, else from the JWT's consumer claim.
+    /// The consumer name: from the API key, else from the JWT's consumer claim, else from the
+    /// client certificate.
     pub fn consumer(&self) -> Option<&str> {
         match &self.key {
             Some(k) => Some(&**k.consumer),
-            None => self.jwt.as_ref().and_then(|j| j.consumer.as_deref()),
+            None => self
+                .jwt
+                .as_ref()
+                .and_then(|j| j.consumer.as_deref())
+                .or(self.cert),
         }
     }
 }
@@ -191,6 +205,8 @@ pub enum Denial {
     },
     /// 429.
     Limited,
+    /// 401 (no certificate) or 403 (certificate refused) from a `client_cert` policy.
+    ClientCert(CertRefusal),
 }
 
 /// The request facts policies read.
@@ -205,6 +221,8 @@ pub struct Facts<'a> {
     pub unix_now: u64,
     /// Monotonic nanoseconds (rate limits).
     pub mono_now: u64,
+    /// The connection's verified client certificate, if any.
+    pub peer_cert: Option<&'a PeerCert>,
 }
 
 /// Runs the route's policies in order. On `Err`, `fx.response_lines` already holds the headers
@@ -212,7 +230,7 @@ pub struct Facts<'a> {
 pub fn run<'a>(
     ps: &'a Policies,
     ids: &[PolicyId],
-    f: &Facts<'_>,
+    f: &Facts<'a>,
     caller: &mut Caller<'a>,
     fx: &mut Effects,
     tokens: &mut TokenCache,
@@ -234,6 +252,7 @@ pub fn run<'a>(
                 }
             }
             Policy::RateLimit(rl) => rate_limit(rl, f, caller, fx)?,
+            Policy::ClientCert(c) => client_cert(c, f, caller, fx)?,
             Policy::Transform(t) => {
                 let vars = RequestVars { ps, f, caller };
                 let rendered = t
@@ -468,7 +487,7 @@ fn authorize(
     caller: &Caller<'_>,
     fx: &mut Effects,
 ) -> Result<(), Denial> {
-    if caller.key.is_none() && caller.jwt.is_none() {
+    if caller.key.is_none() && caller.jwt.is_none() && caller.cert.is_none() {
         challenge(fx, "Bearer");
         return Err(Denial::Unauthorized {
             reason: "unauthenticated",
@@ -502,6 +521,35 @@ fn authorize(
         }
     }
     Ok(())
+}
+
+/// Checks the connection's certificate; a consumer it names goes upstream in the policy's
+/// header (replacing the client's copy) and identifies the caller.
+fn client_cert<'a>(
+    c: &ClientCertPolicy,
+    f: &Facts<'a>,
+    caller: &mut Caller<'a>,
+    fx: &mut Effects,
+) -> Result<(), Denial> {
+    if c.consumer.is_some() {
+        fx.upstream.push_remove(&c.consumer_header);
+    }
+    match c.check(f.peer_cert) {
+        Ok(Some(name)) => {
+            if assert_consumer(fx, &c.consumer_header, name).is_err() {
+                return Err(Denial::ClientCert(CertRefusal::UnsafeValue));
+            }
+            caller.cert = Some(name);
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(r) => {
+            if r == CertRefusal::Missing {
+                challenge(fx, "ClientCertificate");
+            }
+            Err(Denial::ClientCert(r))
+        }
+    }
 }
 
 fn rate_limit(

@@ -18,7 +18,8 @@
 //!   may inject a header line.
 //!
 //! Names are lowercased tokens. Names the gateway owns (hop-by-hop headers, `content-length`,
-//! `host`) cannot be transformed, since changing them would break message framing.
+//! `host`) cannot be transformed, since changing them would break message framing; nor can
+//! `x-forwarded-client-cert`, which only ever describes the verified client certificate.
 //!
 //! Query: read by `http1::query`'s rule. `remove` drops every parameter a scrub of the name
 //! covers there (percent-decoded name, `+` read either literally or as a space); `add`
@@ -509,7 +510,10 @@ fn header_name(s: &str) -> Result<Box<[u8]>, String> {
         return Err(format!("{s:?} is not a header name"));
     }
     let lower = s.to_ascii_lowercase();
-    if is_hop_by_hop(lower.as_bytes()) || lower == "content-length" || lower == "host" {
+    // `x-forwarded-client-cert` describes the verified client certificate: only the gateway
+    // writes it, so no rule may copy or rename a client's header into it.
+    let managed = ["content-length", "host", "x-forwarded-client-cert"];
+    if is_hop_by_hop(lower.as_bytes()) || managed.contains(&lower.as_str()) {
         return Err(format!(
             "`{lower}` is managed by the gateway and cannot be transformed"
         ));
@@ -897,6 +901,10 @@ mod tests {
             (
                 "[response_headers]\nrename = { connection = \"x-b\" }\n",
                 "response_headers.rename.connection",
+            ),
+            (
+                "[request_headers]\nrename = { x-cert = \"X-Forwarded-Client-Cert\" }\n",
+                "request_headers.rename.x-cert",
             ),
             ("[query]\nadd = { k = \"${route\" }\n", "query.add.k"),
             ("[query]\nremove = [\"\"]\n", "query.remove[0]"),

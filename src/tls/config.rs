@@ -71,7 +71,8 @@ pub struct RawClientAuth {
 pub struct TlsContext<'a> {
     /// The config file's directory (relative paths resolve against it).
     pub base_dir: &'a Path,
-    /// Listener name (ticket keys are per listener).
+    /// The listener as `name@address`: ticket keys are per listener, so a session from one
+    /// listener never resumes on another with other client-certificate rules.
     pub listener: &'a str,
     /// Unix seconds (certificate validity is checked against it).
     pub now: i64,
@@ -119,10 +120,14 @@ pub fn compile(
     let (mode, fingerprint) = client_auth?;
     let description = describe(raw, tls13_only, &alpn, session_cache, &mode);
     let ticketer = match raw.session_tickets.unwrap_or(true) {
-        true => Some(super::tickets::shared(
-            &format!("{}|{fingerprint}", cx.listener),
-            rotation,
-        )?),
+        true => {
+            let scope = format!("{}|{fingerprint}", cx.listener);
+            let Some(t) = super::tickets::shared(&scope, rotation) else {
+                let m = "cannot make session-ticket keys: the system random source failed";
+                return fail(&mut errs, 0..0, "session_tickets", m.into());
+            };
+            Some(t)
+        }
         false => None,
     };
     let parts = ServerParts {
@@ -635,4 +640,60 @@ fn read_crls(
         ));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Compiles a `tls` table; returns the (relative field, message) of every error.
+    fn errors(src: &str) -> Vec<(String, String)> {
+        let raw: RawListenerTls = toml::from_str(src).unwrap();
+        let cx = TlsContext {
+            base_dir: Path::new("/nonexistent"),
+            listener: "t@127.0.0.1:0",
+            now: 0,
+        };
+        let mut out = Vec::new();
+        let mut sink = |_: Range<usize>, f: &str, m: String| out.push((f.to_string(), m));
+        assert!(compile(&raw, &cx, &mut sink).is_none());
+        out
+    }
+
+    #[test]
+    fn every_bad_setting_is_reported_by_its_field() {
+        let e = errors(
+            "certificates = []\nmin_version = \"1.0\"\nalpn = [\"h2\"]\n\
+             cipher_suites = [\"TLS_AES_128_GCM_SHA256\", \"bogus\"]\n\
+             client_auth = { mode = \"off\", ca = \"x.pem\" }\nhandshake_timeout = \"0s\"",
+        );
+        let fields: Vec<&str> = e.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "min_version",
+                "cipher_suites[1]",
+                "certificates",
+                "alpn[0]",
+                "handshake_timeout",
+                "client_auth.ca"
+            ],
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn suites_take_iana_and_rustls_names() {
+        let s = rustls::crypto::ring::cipher_suite::TLS13_AES_256_GCM_SHA384;
+        assert_eq!(iana_name(&s), "TLS_AES_256_GCM_SHA384");
+        let s = rustls::crypto::ring::cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256;
+        assert_eq!(iana_name(&s), "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256");
+        // A TLS 1.2 suite under min_version 1.3 is named as such.
+        let e = errors(
+            "certificates = []\nmin_version = \"1.3\"\n\
+             cipher_suites = [\"tls13_aes_128_gcm_sha256\", \"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\"]",
+        );
+        assert_eq!(e[0].0, "cipher_suites[1]", "{e:?}");
+        assert!(e[0].1.contains("TLS 1.2 suite"), "{e:?}");
+    }
 }

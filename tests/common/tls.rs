@@ -125,6 +125,7 @@ impl Ca {
         self.issue(dir, stem, cn, sans, Key::EcdsaP256, usage, None)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn issue(
         &self,
         dir: &Path,

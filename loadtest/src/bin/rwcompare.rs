@@ -29,6 +29,8 @@ mod report;
 mod scenario;
 #[path = "rwcompare/targets.rs"]
 mod targets;
+#[path = "rwcompare/tls.rs"]
+mod tls;
 /// rwload's value parsers, shared so both tools read durations and sizes the same way.
 #[path = "../units.rs"]
 #[allow(dead_code)]
@@ -310,6 +312,10 @@ fn run(cli: Cli) -> Result<i32, String> {
         } else {
             String::new()
         },
+        tls: match scn.tls {
+            Some(_) => Some(tls::generate(tmp.path())?),
+            None => None,
+        },
     };
 
     let result = run_targets(&cli, &env, &scn, load.as_ref(), &selected);
@@ -375,6 +381,7 @@ fn run_targets(
         &path,
         body_len,
         &[],
+        None,
         Duration::from_secs(10),
     )?;
 
@@ -408,6 +415,17 @@ fn run_targets(
 
     let mut rows = Vec::new();
     for &target in selected {
+        if target == Target::Direct && scn.tls.is_some() {
+            rows.push(Row {
+                target,
+                note: String::new(),
+                outcome: Outcome::Skipped(
+                    "TLS scenario: the upstream speaks plain HTTP; TLS is measured at the gateways"
+                        .into(),
+                ),
+            });
+            continue;
+        }
         if target == Target::Nginx && env.nginx_bin.is_none() {
             rows.push(Row {
                 target,
@@ -449,7 +467,7 @@ fn run_targets(
                             target.name(),
                             i.connections
                         ));
-                        idle::measure(&t, i).map(Outcome::Idle)
+                        idle::measure(&t, i, env.tls.as_ref()).map(Outcome::Idle)
                     }
                     (None, None) => unreachable!("checked above"),
                 };

@@ -2,16 +2,17 @@
 //! each and read its response, leave them idle, and report how much the target's resident
 //! memory grew per connection: (RSS after − RSS before) / connections open. RSS is `VmRSS`,
 //! summed over nginx workers. Connections are opened in batches (connect, write, then read)
-//! so the listen backlog never overflows.
+//! so the listen backlog never overflows. In TLS scenarios each connection completes a full
+//! handshake (no resumption) before its request, so every one holds a complete session.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::procfs;
 use crate::procs;
 use crate::scenario::Idle;
 use crate::targets::Running;
+use crate::tls::{AnyConn, TlsFiles};
 
 const BATCH: usize = 200;
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,10 +31,12 @@ pub struct Outcome {
     pub bytes_per_conn: f64,
     /// Time to open all connections and get every response.
     pub open_s: f64,
+    /// TLS: what the first connection negotiated.
+    pub tls: Option<String>,
 }
 
 /// Opens the connections, measures, and closes them again.
-pub fn measure(t: &Running, idle: &Idle) -> Result<Outcome, String> {
+pub fn measure(t: &Running, idle: &Idle, tls: Option<&TlsFiles>) -> Result<Outcome, String> {
     let rss = || {
         procfs::status_kib_sum(&t.rss_pids, "VmRSS")
             .ok_or_else(|| format!("cannot read the memory of {}", t.target.name()))
@@ -49,7 +52,7 @@ pub fn measure(t: &Running, idle: &Idle) -> Result<Outcome, String> {
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: rwcompare\r\n\r\n",
         idle.path, t.addr
     );
-    let mut open: Vec<TcpStream> = Vec::with_capacity(idle.connections);
+    let mut open: Vec<AnyConn> = Vec::with_capacity(idle.connections);
     let started = Instant::now();
     let fail = |o: &mut Outcome, e: String| {
         o.errors += 1;
@@ -68,13 +71,18 @@ pub fn measure(t: &Running, idle: &Idle) -> Result<Outcome, String> {
         let want = BATCH.min(idle.connections - open.len() - o.errors);
         let mut batch = Vec::with_capacity(want);
         for _ in 0..want {
-            match TcpStream::connect_timeout(&t.addr, IO_TIMEOUT).and_then(|mut s| {
-                s.set_read_timeout(Some(IO_TIMEOUT))?;
-                s.set_write_timeout(Some(IO_TIMEOUT))?;
-                s.write_all(request.as_bytes())?;
+            match AnyConn::open(t.addr, tls, IO_TIMEOUT).and_then(|mut s| {
+                s.write_all(request.as_bytes())
+                    .and_then(|()| s.flush())
+                    .map_err(|e| format!("write: {e}"))?;
                 Ok(s)
             }) {
-                Ok(s) => batch.push(s),
+                Ok(s) => {
+                    if let (None, AnyConn::Tls(c)) = (&o.tls, &s) {
+                        o.tls = Some(crate::tls::negotiated(c));
+                    }
+                    batch.push(s)
+                }
                 Err(e) => fail(&mut o, format!("connect/write: {e}")),
             }
         }
@@ -109,7 +117,7 @@ pub fn measure(t: &Running, idle: &Idle) -> Result<Outcome, String> {
 }
 
 /// Reads one response (Content-Length or chunked body) and returns its status.
-fn read_response(s: &mut TcpStream) -> Result<u16, String> {
+fn read_response(s: &mut impl Read) -> Result<u16, String> {
     let mut buf = Vec::with_capacity(512);
     let mut chunk = [0u8; 4096];
     let head_end = loop {

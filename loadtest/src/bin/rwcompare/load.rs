@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::procfs;
 use crate::procs::{self, Proc};
-use crate::scenario::Load;
+use crate::scenario::{Handshakes, Load};
 use crate::targets::{cpu_list, duration_arg, Env, Running};
 
 /// What one target did under load.
@@ -40,8 +40,19 @@ pub struct Outcome {
     pub gateway_cores_busy: Option<f64>,
     /// VmHWM after the run (summed over nginx workers; the gateway only).
     pub peak_rss_kib: Option<u64>,
+    /// TLS runs: what was negotiated and how many handshakes of each kind were measured.
+    pub tls: Option<TlsSummary>,
     /// rwload's own JSON reports.
     pub raw: Vec<Value>,
+}
+
+/// The `tls` objects of rwload's reports, summed.
+#[derive(Debug, Clone, Default)]
+pub struct TlsSummary {
+    /// e.g. `TLSv1.3 TLS13_AES_256_GCM_SHA384 X25519 alpn http/1.1`.
+    pub negotiated: String,
+    pub handshakes_full: u64,
+    pub handshakes_resumed: u64,
 }
 
 /// Runs the load against `t` and measures it; `label` names the rwload output files.
@@ -51,8 +62,9 @@ pub fn measure(env: &Env, t: &Running, load: &Load, label: &str) -> Result<Outco
     for (i, path) in load.paths.iter().enumerate() {
         let conns = load.connections / n + usize::from(i < load.connections % n);
         let mut cmd = Command::new(&env.rwload_bin);
+        let scheme = if load.tls.is_some() { "https" } else { "http" };
         cmd.arg("run")
-            .args(["--url", &format!("http://{}{path}", t.addr)])
+            .args(["--url", &format!("{scheme}://{}{path}", t.addr)])
             .args(["-c", &conns.to_string()])
             .args(["-t", &env.load_cpus.len().max(1).to_string()])
             .args(["--cpus", &cpu_list(&env.load_cpus)])
@@ -64,6 +76,23 @@ pub fn measure(env: &Env, t: &Running, load: &Load, label: &str) -> Result<Outco
             .args(["--json", "-q"]);
         for h in &load.headers {
             cmd.args(["-H", h]);
+        }
+        if let (Some(mode), Some(files)) = (load.tls, &env.tls) {
+            cmd.arg("--cacert")
+                .arg(&files.ca)
+                .args(["--server-name", crate::tls::SERVER_NAME]);
+            if let Some(v) = mode.version {
+                cmd.args(["--tls-version", v]);
+            }
+            match mode.handshakes {
+                Handshakes::Keepalive => {}
+                Handshakes::Full => {
+                    cmd.arg("--new-conn");
+                }
+                Handshakes::Resumed => {
+                    cmd.args(["--new-conn", "--resume"]);
+                }
+            }
         }
         if let Some(r) = load.rate {
             cmd.args([
@@ -176,6 +205,21 @@ pub fn merge(reports: &[Value]) -> Outcome {
         }
         if o.driver.is_empty() {
             o.driver = r["driver"].as_str().unwrap_or("").to_string();
+        }
+        if let Some(t) = r.get("tls").filter(|t| t.is_object()) {
+            let sum = o.tls.get_or_insert_with(TlsSummary::default);
+            sum.handshakes_full += t["handshakes_full"].as_u64().unwrap_or(0);
+            sum.handshakes_resumed += t["handshakes_resumed"].as_u64().unwrap_or(0);
+            if sum.negotiated.is_empty() {
+                let f = |k: &str| t[k].as_str().unwrap_or("?").to_string();
+                sum.negotiated = format!(
+                    "{} {} {} alpn {}",
+                    f("version"),
+                    f("cipher"),
+                    f("group"),
+                    f("alpn")
+                );
+            }
         }
     }
     o.raw = reports.to_vec();

@@ -10,13 +10,15 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use crate::tls::{AnyConn, TlsFiles};
 
 /// Set by SIGINT, SIGTERM and SIGHUP.
 static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
@@ -294,11 +296,10 @@ pub fn http_status(
     path: &str,
     body_len: usize,
     headers: &[String],
+    tls: Option<&TlsFiles>,
 ) -> Result<u16, String> {
     let t = Duration::from_secs(2);
-    let mut s = TcpStream::connect_timeout(&addr, t).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(t)).map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(t)).map_err(|e| e.to_string())?;
+    let mut s = AnyConn::open(addr, tls, t)?;
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: rwcompare\r\nConnection: close\r\n"
     );
@@ -337,12 +338,13 @@ pub fn wait_http_ok(
     path: &str,
     body_len: usize,
     headers: &[String],
+    tls: Option<&TlsFiles>,
     timeout: Duration,
 ) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     let mut last: String;
     loop {
-        match http_status(addr, method, path, body_len, headers) {
+        match http_status(addr, method, path, body_len, headers, tls) {
             Ok(200) => return Ok(()),
             Ok(code) => last = format!("status {code}"),
             Err(e) => last = e,
@@ -359,7 +361,8 @@ pub fn wait_http_ok(
         if Instant::now() >= deadline {
             let logs = proc_.map(|p| p.stderr_tail(15)).unwrap_or_default();
             return Err(format!(
-                "{method} http://{addr}{path} not ready after {timeout:?} (last: {last})\n{logs}"
+                "{method} {}://{addr}{path} not ready after {timeout:?} (last: {last})\n{logs}",
+                if tls.is_some() { "https" } else { "http" }
             ));
         }
         sleep(Duration::from_millis(25))?;

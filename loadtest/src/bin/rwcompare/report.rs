@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 
 use crate::idle;
 use crate::load;
-use crate::scenario::{Kind, Load, Scenario};
+use crate::scenario::{Kind, Load, Scenario, Tls};
 use crate::targets::Target;
 
 /// How one target fared.
@@ -90,6 +90,15 @@ fn size(b: usize) -> String {
     } else {
         format!("{b} B")
     }
+}
+
+/// The TLS line of the header.
+fn tls_shape(t: &Tls) -> String {
+    format!(
+        "HTTPS, {}; client offers {}; certificate ECDSA P-256 (made at run time, same file for both gateways); SNI localhost",
+        t.handshakes.name(),
+        t.version.map_or("TLS 1.2 and 1.3".to_string(), |v| format!("TLS {v} only"))
+    )
 }
 
 fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
@@ -187,6 +196,9 @@ impl Report<'_> {
         let mut s = String::new();
         let _ = writeln!(s, "rwcompare {}: {}", self.scn.name, self.scn.description);
         let _ = writeln!(s, "  load      {}", self.shape());
+        if let Some(t) = &self.scn.tls {
+            let _ = writeln!(s, "  tls       {}", tls_shape(t));
+        }
         if let Some(c) = &self.calibration {
             let _ = writeln!(
                 s,
@@ -263,6 +275,20 @@ impl Report<'_> {
                 rs(|o| o.req_per_cpu_s),
                 rs(|o| o.peak_rss_kib.map(|k| k as f64)),
             );
+        }
+        for r in &self.rows {
+            if let Outcome::Load(o) = &r.outcome {
+                if let Some(t) = &o.tls {
+                    let _ = writeln!(
+                        s,
+                        "{}: {}; measured handshakes: {} full, {} resumed",
+                        r.target.name(),
+                        t.negotiated,
+                        t.handshakes_full,
+                        t.handshakes_resumed
+                    );
+                }
+            }
         }
         let busy: Vec<String> = self
             .rows
@@ -346,6 +372,13 @@ impl Report<'_> {
         }
         for r in &self.rows {
             if let Outcome::Idle(o) = &r.outcome {
+                if let Some(t) = &o.tls {
+                    let _ = writeln!(
+                        s,
+                        "{}: TLS {t}, full handshake per connection",
+                        r.target.name()
+                    );
+                }
                 if let Some(e) = &o.first_error {
                     let _ = writeln!(s, "{}: first error: {e}", r.target.name());
                 }
@@ -373,6 +406,11 @@ impl Report<'_> {
                     "gateway_cpus_busy": o.gateway_cores_busy,
                     "peak_rss_kib": o.peak_rss_kib,
                     "load_driver": o.driver,
+                    "tls": o.tls.as_ref().map(|t| json!({
+                        "negotiated": t.negotiated,
+                        "handshakes_full": t.handshakes_full,
+                        "handshakes_resumed": t.handshakes_resumed,
+                    })),
                     "note": r.note,
                     "rwload": o.raw,
                 }),
@@ -386,6 +424,7 @@ impl Report<'_> {
                     "rss_after_kib": o.rss_after_kib,
                     "bytes_per_conn": o.bytes_per_conn,
                     "open_s": o.open_s,
+                    "tls": o.tls,
                     "note": r.note,
                 }),
             };
@@ -440,6 +479,7 @@ impl Report<'_> {
             "response_body_size": self.scn.response_body,
             "load": load,
             "idle": idle,
+            "tls": self.scn.tls.as_ref().map(tls_shape),
             "rate_from_nginx": self.calibration.as_ref().map(|c| json!({
                 "fraction": c.fraction, "nginx_max_rps": c.nginx_rps, "rate": c.rate
             })),

@@ -36,6 +36,47 @@ struct RawScenario {
     idle: Option<RawIdle>,
     #[serde(default)]
     ringway: RawRingway,
+    tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    handshakes: Option<Handshakes>,
+    version: Option<String>,
+}
+
+/// How the load uses TLS connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Handshakes {
+    /// Keep-alive connections: the handshakes happen before the measured window.
+    #[default]
+    Keepalive,
+    /// One request per connection, no session resumption: every request is a full handshake.
+    Full,
+    /// One request per connection with session resumption (TLS 1.3 tickets, or TLS 1.2
+    /// tickets/session ids): every request after the first per connection slot is resumed.
+    Resumed,
+}
+
+impl Handshakes {
+    pub fn name(self) -> &'static str {
+        match self {
+            Handshakes::Keepalive => "keep-alive",
+            Handshakes::Full => "full handshake per request",
+            Handshakes::Resumed => "resumed handshake per request",
+        }
+    }
+}
+
+/// A scenario over TLS: both gateways serve the run's certificate (ECDSA P-256, made at run
+/// time); `direct` is skipped (the upstream speaks plain HTTP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tls {
+    pub handshakes: Handshakes,
+    /// `Some("1.2")`/`Some("1.3")` restricts the client; `None` offers both.
+    pub version: Option<&'static str>,
 }
 
 /// ringway-only additions: policies on every route, config appended, files written beside it.
@@ -111,6 +152,8 @@ pub struct Load {
     pub timeout: Duration,
     /// Extra request headers (`Name: value`), sent to every target.
     pub headers: Vec<String>,
+    /// The scenario's `[tls]` (copied here so the load knows how to connect).
+    pub tls: Option<Tls>,
 }
 
 /// What only the ringway target gets: route policies and the config (and files) they need.
@@ -148,6 +191,8 @@ pub struct Scenario {
     pub load: Option<Load>,
     pub idle: Option<Idle>,
     pub ringway: RingwayExtra,
+    /// Serve and load over TLS.
+    pub tls: Option<Tls>,
 }
 
 /// Where the scenario files live: `loadtest/scenarios/` of this source tree.
@@ -214,8 +259,14 @@ pub fn parse(name: &str, file: &Path, text: &str) -> Result<Scenario, String> {
         (Kind::Load, Some(_)) => return Err("kind = \"load\" takes no [idle] table".into()),
         (Kind::Load, None) => None,
     };
+    let tls = raw.tls.map(validate_tls).transpose()?;
+    let load = load.map(|l| Load { tls, ..l });
+    if raw.kind == Kind::Idle && tls.is_some_and(|t| t.handshakes != Handshakes::Keepalive) {
+        return Err("tls.handshakes: idle connections are keep-alive".into());
+    }
     Ok(Scenario {
         name: name.to_string(),
+        tls,
         file: file.to_path_buf(),
         description: raw.description.trim().to_string(),
         kind: raw.kind,
@@ -305,6 +356,20 @@ fn validate_load(l: RawLoad) -> Result<Load, String> {
         rate: l.rate,
         timeout: d(l.timeout, "5s", "timeout")?,
         headers: l.headers,
+        tls: None,
+    })
+}
+
+fn validate_tls(t: RawTls) -> Result<Tls, String> {
+    let version = match t.version.as_deref() {
+        None => None,
+        Some("1.2") => Some("1.2"),
+        Some("1.3") => Some("1.3"),
+        Some(v) => return Err(format!("tls.version: `{v}` (use \"1.2\" or \"1.3\")")),
+    };
+    Ok(Tls {
+        handshakes: t.handshakes.unwrap_or_default(),
+        version,
     })
 }
 
@@ -353,6 +418,40 @@ mod tests {
         assert_eq!((l.method.as_str(), l.body_size), ("POST", 1024));
         assert_eq!(post.response_body, 1024);
         assert_eq!(load("idle-conns", &dir).unwrap().kind, Kind::Idle);
+        for (name, hs) in [
+            ("tls-keepalive", Handshakes::Keepalive),
+            ("tls-handshake", Handshakes::Full),
+            ("tls-resume", Handshakes::Resumed),
+            ("tls-idle-conns", Handshakes::Keepalive),
+        ] {
+            let s = load(name, &dir).unwrap();
+            assert_eq!(s.tls.map(|t| t.handshakes), Some(hs), "{name}");
+            if let Some(l) = &s.load {
+                assert_eq!(l.tls, s.tls, "{name}: the load knows it is TLS");
+            }
+        }
+        assert!(load("proxy-small", &dir).unwrap().tls.is_none());
+    }
+
+    #[test]
+    fn tls_table_is_checked() {
+        let p = |t: &str, kind: &str| {
+            parse(
+                "t",
+                Path::new("t.toml"),
+                &format!("description = \"x\"\n{kind}[[routes]]\nprefix = \"/\"\n{t}"),
+            )
+        };
+        let load = "[load]\npaths = [\"/\"]\n";
+        let s = p(&format!("{load}[tls]\nversion = \"1.2\"\n"), "").unwrap();
+        assert_eq!(s.tls.map(|t| t.version), Some(Some("1.2")));
+        let e = p(&format!("{load}[tls]\nversion = \"1.1\"\n"), "").unwrap_err();
+        assert!(e.contains("tls.version"), "{e}");
+        let e = p(&format!("{load}[tls]\nhandshakes = \"sometimes\"\n"), "").unwrap_err();
+        assert!(e.contains("sometimes"), "{e}");
+        let idle = "[idle]\n[tls]\nhandshakes = \"full\"\n";
+        let e = p(idle, "kind = \"idle\"\n").unwrap_err();
+        assert!(e.contains("tls.handshakes"), "{e}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use crate::procfs;
 use crate::procs::{self, Proc};
 use crate::scenario::{RouteMatch, Scenario};
+use crate::tls::TlsFiles;
 
 /// Idle keep-alive connections each gateway keeps per worker to the upstream.
 pub const UPSTREAM_KEEPALIVE: usize = 256;
@@ -54,6 +55,8 @@ pub struct Env {
     pub nofile: u64,
     /// TOML appended to ringway's generated config (e.g. `[metrics] enabled = false`).
     pub ringway_extra: String,
+    /// TLS scenarios: the certificate both gateways serve.
+    pub tls: Option<TlsFiles>,
 }
 
 /// A started target, stopped on drop.
@@ -123,7 +126,7 @@ pub fn start_ringway(
     let port = procs::free_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let file = env.dir.join("ringway.toml");
-    let mut config = ringway_config(scn, addr, upstream, env.workers);
+    let mut config = ringway_config(scn, addr, upstream, env.workers, env.tls.as_ref());
     let dir = env.dir.display().to_string();
     for (name, content) in &scn.ringway.files {
         let path = env.dir.join(name);
@@ -152,6 +155,7 @@ pub fn start_ringway(
         probe.path,
         probe.body_len,
         probe.headers,
+        env.tls.as_ref(),
         Duration::from_secs(15),
     )?;
     let logs = std::fs::read_to_string(&p.stderr_path).unwrap_or_default();
@@ -198,6 +202,7 @@ pub fn start_nginx(
         dir: &dir,
         nofile: env.nofile,
         root,
+        tls: env.tls.as_ref(),
     });
     std::fs::write(&conf, text).map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
     let mut cmd = Command::new(bin);
@@ -220,6 +225,7 @@ pub fn start_nginx(
         probe.path,
         probe.body_len,
         probe.headers,
+        env.tls.as_ref(),
         Duration::from_secs(15),
     ) {
         let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
@@ -315,20 +321,33 @@ fn toml_str(s: &str) -> String {
     out
 }
 
-/// The ringway config: one listener, upstream `be`, the scenario's routes all proxied to it.
+/// The ringway config: one listener (TLS with `tls`), upstream `be`, the scenario's routes
+/// all proxied to it.
 pub fn ringway_config(
     scn: &Scenario,
     addr: SocketAddr,
     upstream: SocketAddr,
     workers: usize,
+    tls: Option<&TlsFiles>,
 ) -> String {
     let mut s = String::with_capacity(64 * scn.routes.len() + 512);
     let _ = write!(
         s,
         "# Written by rwcompare for scenario {}.\nversion = 1\n\n[server]\nworkers = {workers}\n\
-         drain_timeout = \"1s\"\n\n[admin]\nenabled = false\n\n[[listeners]]\nname = \"bench\"\naddress = \"{addr}\"\n\n\
-         [upstreams.be]\ntargets = [{{ address = \"{upstream}\" }}]\nmax_idle = {UPSTREAM_KEEPALIVE}\n",
+         drain_timeout = \"1s\"\n\n[admin]\nenabled = false\n\n[[listeners]]\nname = \"bench\"\naddress = \"{addr}\"\n",
         scn.name
+    );
+    if let Some(t) = tls {
+        let _ = writeln!(
+            s,
+            "[listeners.tls]\ncertificates = [{{ cert = {}, key = {} }}]",
+            toml_str(&t.cert.display().to_string()),
+            toml_str(&t.key.display().to_string())
+        );
+    }
+    let _ = write!(
+        s,
+        "\n[upstreams.be]\ntargets = [{{ address = \"{upstream}\" }}]\nmax_idle = {UPSTREAM_KEEPALIVE}\n"
     );
     for (i, r) in scn.routes.iter().enumerate() {
         let (key, p) = match r {
@@ -393,6 +412,8 @@ pub struct NginxParams<'a> {
     pub nofile: u64,
     /// Running as root: `user root;` (otherwise workers would switch to nobody).
     pub root: bool,
+    /// Serve HTTPS with this certificate.
+    pub tls: Option<&'a TlsFiles>,
 }
 
 /// The nginx config: one worker per ringway worker on the same CPUs, access log off,
@@ -455,7 +476,24 @@ pub fn nginx_config(p: &NginxParams<'_>) -> String {
          \x20   proxy_set_header X-Request-Id $request_id;\n\
          \x20   add_header X-Request-Id $request_id always;\n",
     );
-    let _ = writeln!(s, "    server {{\n        listen {} reuseport;", p.addr);
+    match p.tls {
+        None => {
+            let _ = writeln!(s, "    server {{\n        listen {} reuseport;", p.addr);
+        }
+        Some(t) => {
+            // TLSv1.3 spelled out: nginx before 1.23.4 leaves it out of the default.
+            let _ = writeln!(
+                s,
+                "    server {{\n        listen {} ssl reuseport;\n        \
+                 ssl_certificate {};\n        ssl_certificate_key {};\n        \
+                 ssl_protocols TLSv1.2 TLSv1.3;\n        ssl_session_tickets on;\n        \
+                 ssl_session_cache shared:SSL:10m;",
+                p.addr,
+                t.cert.display(),
+                t.key.display()
+            );
+        }
+    }
     for loc in nginx_locations(&p.scn.routes) {
         let _ = writeln!(s, "        location {loc} {{ proxy_pass http://be; }}");
     }
@@ -501,7 +539,7 @@ mod tests {
         let s = scn("[[routes]]\nprefix = \"/\"\n");
         let a: SocketAddr = "127.0.0.1:8001".parse().unwrap();
         let u: SocketAddr = "127.0.0.1:9001".parse().unwrap();
-        let r = ringway_config(&s, a, u, 2);
+        let r = ringway_config(&s, a, u, 2, None);
         assert!(r.contains("address = \"127.0.0.1:8001\""));
         assert!(r.contains("targets = [{ address = \"127.0.0.1:9001\" }]"));
         assert!(r.contains("prefix = \"/\"\nproxy = { upstream = \"be\" }"));
@@ -513,6 +551,7 @@ mod tests {
             dir: Path::new("/tmp/x"),
             nofile: 20000,
             root: true,
+            tls: None,
         });
         assert!(n.contains("worker_processes 2;"));
         assert!(n.contains("worker_cpu_affinity 1 100;"));
@@ -522,5 +561,49 @@ mod tests {
         assert!(n.contains("access_log off;"));
         assert!(n.contains("user root;"));
         assert!(n.contains("location / { proxy_pass http://be; }"));
+        assert!(!n.contains("ssl"));
+        assert!(!r.contains("[listeners.tls]"));
+    }
+
+    #[test]
+    fn tls_configs_serve_the_same_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = crate::tls::generate(dir.path()).unwrap();
+        let s = scn("[[routes]]\nprefix = \"/\"\n");
+        let a: SocketAddr = "127.0.0.1:8443".parse().unwrap();
+        let u: SocketAddr = "127.0.0.1:9001".parse().unwrap();
+        let cert = files.cert.display().to_string();
+        let key = files.key.display().to_string();
+        let r = ringway_config(&s, a, u, 1, Some(&files));
+        assert!(
+            r.contains(&format!(
+                "address = \"127.0.0.1:8443\"\n[listeners.tls]\ncertificates = [{{ cert = \"{cert}\", key = \"{key}\" }}]\n"
+            )),
+            "{r}"
+        );
+        let n = nginx_config(&NginxParams {
+            scn: &s,
+            addr: a,
+            upstream: u,
+            cpus: &[0],
+            dir: Path::new("/tmp/x"),
+            nofile: 20000,
+            root: false,
+            tls: Some(&files),
+        });
+        for want in [
+            "listen 127.0.0.1:8443 ssl reuseport;".to_string(),
+            format!("ssl_certificate {cert};"),
+            format!("ssl_certificate_key {key};"),
+            "ssl_protocols TLSv1.2 TLSv1.3;".into(),
+            "ssl_session_tickets on;".into(),
+            "ssl_session_cache shared:SSL:10m;".into(),
+        ] {
+            assert!(n.contains(&want), "{want} missing:\n{n}");
+        }
+        let pem = std::fs::read_to_string(&files.cert).unwrap();
+        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        let key_pem = std::fs::read_to_string(&files.key).unwrap();
+        assert!(key_pem.contains("PRIVATE KEY"));
     }
 }
