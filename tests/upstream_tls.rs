@@ -770,29 +770,7 @@ fn plain_http_server_behind_a_tls_upstream_is_a_502() {
 #[test]
 fn websocket_tunnel_through_a_tls_upstream() {
     let p = pki(&["billing.internal"]);
-    let handler: Arc<Handler> = Arc::new(|s: &mut Srv| {
-        let Some(req) = s.next_request() else { return };
-        assert!(req.header("upgrade").is_some());
-        if !s.send(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
-        ) {
-            return;
-        }
-        // Echo raw bytes, upper-cased, until the client goes.
-        let mut buf = [0u8; 1024];
-        loop {
-            match s.r.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => {
-                    let up: Vec<u8> = buf[..n].to_ascii_uppercase();
-                    if !s.send(&up) {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    let up = tls_upstream((&p.server.cert_pem, &p.server.key_pem), None, handler);
+    let up = tls_upstream((&p.server.cert_pem, &p.server.key_pem), None, upper_echo());
     let tls = format!(
         "{{ server_name = \"billing.internal\", ca = {} }}",
         q(&p.ca_path)
@@ -800,24 +778,85 @@ fn websocket_tunnel_through_a_tls_upstream() {
     let gw = Gateway::start(&config(&up.addr.to_string(), &tls));
     let mut c = TcpStream::connect(gw.addr).unwrap();
     c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    websocket_exchange(&mut c);
+}
+
+/// Both sides TLS: an HTTPS client's WebSocket through a TLS listener to a TLS upstream.
+#[test]
+fn websocket_tunnel_with_tls_on_both_sides() {
+    let p = pki(&["billing.internal"]);
+    let front = p.ca.server(
+        p.dir.path(),
+        "front",
+        &["localhost"],
+        common::tls::Key::EcdsaP256,
+    );
+    let up = tls_upstream((&p.server.cert_pem, &p.server.key_pem), None, upper_echo());
+    let tls = format!(
+        "{{ server_name = \"billing.internal\", ca = {} }}",
+        q(&p.ca_path)
+    );
+    let listener = format!(
+        "[listeners.tls]\ncertificates = [{{ cert = {}, key = {} }}]\n\n",
+        q(&front.cert_path),
+        q(&front.key_path)
+    );
+    let gw = Gateway::start(&format!("{listener}{}", config(&up.addr.to_string(), &tls)));
+    let cfg = common::tls::client_config(&common::tls::ClientOpts {
+        ca_pem: &p.ca.pem,
+        ..Default::default()
+    });
+    let tcp = TcpStream::connect(gw.addr).unwrap();
+    tcp.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(cfg, name).unwrap();
+    let mut c = rustls::StreamOwned::new(conn, tcp);
+    websocket_exchange(&mut c);
+}
+
+/// An upstream that upgrades the first request and then echoes bytes upper-cased.
+fn upper_echo() -> Arc<Handler> {
+    Arc::new(|s: &mut Srv| {
+        let Some(req) = s.next_request() else { return };
+        assert!(req.header("upgrade").is_some());
+        if !s.send(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        ) {
+            return;
+        }
+        let mut buf = [0u8; 1024];
+        loop {
+            match s.r.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if !s.send(&buf[..n].to_ascii_uppercase()) {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Upgrades through the gateway on `c` and checks two round trips through the tunnel.
+fn websocket_exchange(c: &mut (impl Read + Write)) {
     c.write_all(
         b"GET /p/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
           Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
     )
     .unwrap();
+    c.flush().unwrap();
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         assert_eq!(c.read(&mut b).unwrap(), 1, "eof in the 101 head");
         head.push(b[0]);
     }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
+    let text = String::from_utf8_lossy(&head);
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{text}");
     for word in ["hello", "tunnel"] {
         c.write_all(word.as_bytes()).unwrap();
+        c.flush().unwrap();
         let mut got = vec![0u8; word.len()];
         c.read_exact(&mut got).unwrap();
         assert_eq!(got, word.to_ascii_uppercase().as_bytes());
