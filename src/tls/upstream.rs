@@ -5,10 +5,11 @@
 //! Invariants: verification is on unless `verify = false` is written out (then the peer's
 //! handshake signatures are still checked, its certificate is not). Trust is the system roots
 //! (read once per compile, only when some upstream needs them) or the upstream's own `ca`
-//! bundle, never both. A target written as an IP address has no name to verify: it needs
-//! `server_name` (or `verify = false`). Everything that decides what a handshake accepts is
-//! folded into `identity`, so pooled connections and sessions outlive a reload only when the
-//! new settings would have accepted them too.
+//! bundle, never both; CA bundles and the client certificate load through `certs` (size
+//! limit, key/certificate match, validity now). A target written as an IP address has no name
+//! to verify: it needs `server_name` (or `verify = false`). Everything that decides what a
+//! handshake accepts is folded into `identity`, so pooled connections and sessions outlive a
+//! reload only when the new settings would have accepted them too.
 
 use std::collections::hash_map::DefaultHasher;
 use std::fmt;
