@@ -472,7 +472,7 @@ pub fn client_head(
     rid: &RequestId,
 ) {
     fields.clear();
-    filter_response_fields(resp, None, false, fields);
+    filter_response_fields(resp, None, false, false, fields);
     let body = match resp.body {
         BodyFraming::None => BodyLen::Bare,
         BodyFraming::Length(n) => BodyLen::Length(n),

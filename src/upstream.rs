@@ -199,6 +199,9 @@ impl UpstreamState {
         if self.max_idle == 0 || !conn.buf.is_empty() || conn.stream.has_buffered() {
             return;
         }
+        if let Transport::Tls(t) = &mut conn.stream {
+            t.trim();
+        }
         if let Some(t) = self.targets.get(conn.target) {
             let mut idle = t.idle.borrow_mut();
             if idle.len() >= self.max_idle {

@@ -230,3 +230,94 @@ fn a_plain_listener_can_redirect_everything_to_https() {
     let r = common::tls::get(gw.addr, "localhost", &pki.client(), "/ok").unwrap();
     assert_eq!(r.status, 200);
 }
+
+#[test]
+fn responses_carry_hsts_owned_by_the_listener_unless_turned_off() {
+    let pki = Pki::new();
+    let up = Upstream::start(std::sync::Arc::new(|_req: &Received, s: &mut TcpStream| {
+        let _ = write!(
+            s,
+            "HTTP/1.1 200 OK\r\nStrict-Transport-Security: max-age=5\r\nContent-Length: 2\r\n\r\nok"
+        );
+        Reply::KeepAlive
+    }));
+    let routes = format!(
+        "{}\n[[routes]]\nname = \"local\"\npath = \"/local\"\nstatic = {{ status = 200, body = \"x\" }}\n",
+        proxy_routes(&up)
+    );
+    let gw = Gateway::start(&format!("{}{routes}", pki.tls_table("")));
+    let mut c = TlsConn::open(gw.addr, "localhost", &pki.client()).expect("handshake");
+    // Proxied: the upstream's copy is replaced by the listener's one.
+    let r = c.get("/api").unwrap();
+    assert_eq!(
+        r.header_all("strict-transport-security"),
+        vec!["max-age=31536000"]
+    );
+    // Local answers and errors carry it too.
+    let r = c.get("/local").unwrap();
+    assert_eq!(
+        r.header("strict-transport-security"),
+        Some("max-age=31536000")
+    );
+    let r = c
+        .request(
+            "GET",
+            "/local",
+            &[("Transfer-Encoding", "chunked, gzip")],
+            b"",
+        )
+        .unwrap();
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.header("strict-transport-security"),
+        Some("max-age=31536000")
+    );
+
+    // Configured value, and off (then the upstream's own passes through).
+    let table = pki.tls_table("hsts = \"max-age=63072000; includeSubDomains\"");
+    let gw = Gateway::start(&format!("{table}{routes}"));
+    let r = common::tls::get(gw.addr, "localhost", &pki.client(), "/local").unwrap();
+    assert_eq!(
+        r.header("strict-transport-security"),
+        Some("max-age=63072000; includeSubDomains")
+    );
+    let gw = Gateway::start(&format!("{}{routes}", pki.tls_table("hsts = false")));
+    let r = common::tls::get(gw.addr, "localhost", &pki.client(), "/api").unwrap();
+    assert_eq!(r.header_all("strict-transport-security"), vec!["max-age=5"]);
+    // Never on plain HTTP (RFC 6797 8.1: ignored there, and meaningless).
+    let plain = Gateway::start(&routes);
+    let r = get(plain.addr, "/local");
+    assert_eq!(r.header("strict-transport-security"), None);
+    // A malformed policy is a config error naming the field.
+    let (code, _out, err) = check_config(&format!(
+        "[[listeners]]\naddress = \"127.0.0.1:1\"\n{}",
+        pki.tls_table("hsts = \"max-age=abc\\r\\nx: y\"")
+    ));
+    assert_ne!(code, 0);
+    assert!(err.contains("hsts"), "{err}");
+}
+
+#[test]
+fn the_server_picks_the_cipher_suite_whatever_order_the_client_lists() {
+    let pki = Pki::new();
+    let gw = Gateway::start(&format!(
+        "{}[[routes]]\nname = \"l\"\npath = \"/\"\nstatic = {{ status = 200 }}\n",
+        pki.tls_table("")
+    ));
+    // rustls clients list AES-256 first; the gateway still chooses AES-128-GCM (SHA-256).
+    let c = TlsConn::open(gw.addr, "localhost", &pki.client()).expect("handshake");
+    assert_eq!(
+        c.cipher(),
+        Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
+    );
+    let tls12 = client_config(&ClientOpts {
+        ca_pem: &pki.ca.pem,
+        tls12_only: true,
+        ..ClientOpts::default()
+    });
+    let c = TlsConn::open(gw.addr, "localhost", &tls12).expect("handshake");
+    assert_eq!(
+        c.cipher(),
+        Some(rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)
+    );
+}

@@ -60,6 +60,7 @@ struct Seen {
     sni: Vec<Option<String>>,
     alpn: Vec<Option<Vec<u8>>>,
     client_cert: Vec<bool>,
+    resumed: Vec<bool>,
 }
 
 struct TlsUpstream {
@@ -143,6 +144,10 @@ fn serve(
     handler: Arc<Handler>,
 ) {
     s.set_nonblocking(false).unwrap();
+    // Each write goes out at once: Nagle would hold a small record back until the previous
+    // one is acknowledged, i.e. until the gateway's next write, and bytes that late are
+    // indistinguishable from the next answer (see the README's "Upstream connections").
+    s.set_nodelay(true).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
     let conn = rustls::ServerConnection::new(cfg).unwrap();
@@ -158,6 +163,9 @@ fn serve(
         seen.alpn.push(tls.conn.alpn_protocol().map(<[u8]>::to_vec));
         seen.client_cert
             .push(tls.conn.peer_certificates().is_some());
+        let kind = tls.conn.handshake_kind();
+        seen.resumed
+            .push(kind == Some(rustls::HandshakeKind::Resumed));
     }
     let mut srv = Srv {
         r: BufReader::new(tls),
@@ -289,6 +297,45 @@ fn untrusted_certificate_is_a_502_with_the_reason_logged() {
     assert!(line.contains("UnknownIssuer"), "rustls's reason: {line}");
 }
 
+/// A handshake failure is a connect failure: the request moves on to the next target, and
+/// the failing target is backed off.
+#[test]
+fn failed_handshake_moves_on_to_the_next_target() {
+    let p = pki(&["billing.internal"]);
+    let rogue_ca = Ca::new("rogue CA");
+    let rogue = rogue_ca.server(
+        p.dir.path(),
+        "rogue",
+        &["billing.internal"],
+        common::tls::Key::EcdsaP256,
+    );
+    let good = tls_upstream(
+        (&p.server.cert_pem, &p.server.key_pem),
+        None,
+        answering("good"),
+    );
+    let bad = tls_upstream((&rogue.cert_pem, &rogue.key_pem), None, answering("rogue"));
+    let body = format!(
+        "[upstreams.be]\ntargets = [{{ address = \"{}\" }}, {{ address = \"{}\" }}]\n\
+         tls = {{ server_name = \"billing.internal\", ca = {} }}\n\n[[routes]]\nname = \"p\"\n\
+         prefix = \"/p\"\nproxy = {{ upstream = \"be\" }}\n",
+        bad.addr,
+        good.addr,
+        q(&p.ca_path)
+    );
+    let gw = Gateway::start_workers(&body, 1);
+    for i in 0..4 {
+        let r = get(gw.addr, &format!("/p/{i}"));
+        assert_eq!((r.status, r.text().as_str()), (200, "good"), "request {i}");
+    }
+    assert_eq!(
+        bad.accepted.load(Ordering::SeqCst),
+        1,
+        "backed off after one failure"
+    );
+    gw.wait_log("TLS handshake failed", Duration::from_secs(5));
+}
+
 #[test]
 fn certificate_for_another_name_is_a_502() {
     let p = pki(&["other.internal"]);
@@ -334,6 +381,10 @@ fn verify_false_accepts_any_certificate_and_says_so_at_every_load() {
     let (rc, out, err) = check_config(&format!("[[listeners]]\naddress = \"127.0.0.1:0\"\n{body}"));
     assert_eq!(rc, 0, "{out}{err}");
     assert!(out.contains("VERIFICATION OFF"), "{out}");
+    assert!(
+        out.contains("warning: upstream be: TLS certificate verification is OFF"),
+        "{out}"
+    );
     assert!(err.contains(warn), "{err}");
 }
 
@@ -361,6 +412,18 @@ fn upstream_requiring_a_client_certificate_gets_the_configured_one() {
     assert_eq!((r.status, r.text().as_str()), (200, "mtls-ok"));
     assert_eq!(up.seen.lock().unwrap().client_cert, vec![true]);
     drop(gw);
+    let (rc, out, err) = check_config(&format!(
+        "[[listeners]]\naddress = \"127.0.0.1:0\"\n{}",
+        config(&up.addr.to_string(), &with)
+    ));
+    assert_eq!(rc, 0, "{err}");
+    let want = format!(
+        "tls (verify billing.internal against {})",
+        p.ca_path.display()
+    );
+    assert!(out.contains(&want), "{out}");
+    assert!(out.contains("client certificate"), "{out}");
+    assert!(!out.contains("warning: upstream"), "{out}");
 
     let without = format!(
         "{{ server_name = \"billing.internal\", ca = {} }}",
@@ -395,6 +458,122 @@ fn keep_alive_reuses_one_tls_connection() {
         assert_eq!((r.status, r.text().as_str()), (200, "pooled"));
     }
     assert_eq!(up.accepted.load(Ordering::SeqCst), 1, "one TLS connection");
+}
+
+/// Megabyte bodies both ways over one pooled TLS connection: records are split and joined
+/// correctly, and the connection is reused afterwards.
+#[test]
+fn large_bodies_both_ways_over_a_pooled_tls_connection() {
+    let p = pki(&["billing.internal"]);
+    let handler: Arc<Handler> = Arc::new(|s: &mut Srv| {
+        while let Some(req) = s.next_request() {
+            let mut out = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                req.body.len()
+            )
+            .into_bytes();
+            out.extend(req.body.iter().rev());
+            if !s.send(&out) {
+                return;
+            }
+        }
+    });
+    let up = tls_upstream((&p.server.cert_pem, &p.server.key_pem), None, handler);
+    let tls = format!(
+        "{{ server_name = \"billing.internal\", ca = {} }}",
+        q(&p.ca_path)
+    );
+    let gw = Gateway::start_workers(
+        &format!(
+            "[limits]\nmax_body_bytes = \"4MiB\"\n{}",
+            config(&up.addr.to_string(), &tls)
+        ),
+        1,
+    );
+    let body: Vec<u8> = (0..(1usize << 20) + 12_345)
+        .map(|i| b'a' + (i % 26) as u8)
+        .collect();
+    let want: Vec<u8> = body.iter().rev().copied().collect();
+    for i in 0..3 {
+        let r = request(gw.addr, "POST", "/p/big", &[], &body);
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        assert!(
+            r.body == want,
+            "request {i}: body differs ({} bytes)",
+            r.body.len()
+        );
+    }
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 1);
+}
+
+/// An upstream that closes each connection after one answer (close_notify, then FIN): the
+/// closed pooled connection is noticed before reuse and every request still gets its answer;
+/// the new connections resume the TLS session.
+#[test]
+fn upstream_closing_idle_tls_connections_costs_no_request() {
+    let p = pki(&["billing.internal"]);
+    let handler: Arc<Handler> = Arc::new(|s: &mut Srv| {
+        if s.next_request().is_some() && s.respond("once") {
+            thread::sleep(Duration::from_millis(20));
+            let t = s.r.get_mut();
+            t.conn.send_close_notify();
+            let _ = t.conn.complete_io(&mut t.sock);
+        }
+    });
+    let up = tls_upstream((&p.server.cert_pem, &p.server.key_pem), None, handler);
+    let tls = format!(
+        "{{ server_name = \"billing.internal\", ca = {} }}",
+        q(&p.ca_path)
+    );
+    let gw = Gateway::start_workers(&config(&up.addr.to_string(), &tls), 1);
+    for i in 0..4 {
+        let r = get(gw.addr, &format!("/p/{i}"));
+        assert_eq!((r.status, r.text().as_str()), (200, "once"), "request {i}");
+        thread::sleep(Duration::from_millis(80));
+    }
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 4);
+    // The worker kept the upstream's session tickets: later connections resume.
+    let resumed = up.seen.lock().unwrap().resumed.clone();
+    assert_eq!(resumed, vec![false, true, true, true]);
+}
+
+/// Pooled TLS connections survive a reload that keeps the upstream's TLS settings, and are
+/// dropped by one that changes them (they were verified under the old ones).
+#[test]
+fn reload_keeps_tls_connections_only_under_the_same_settings() {
+    let p = pki(&["billing.internal"]);
+    let up = tls_upstream(
+        (&p.server.cert_pem, &p.server.key_pem),
+        None,
+        answering("ok"),
+    );
+    let tls = format!(
+        "{{ server_name = \"billing.internal\", ca = {} }}",
+        q(&p.ca_path)
+    );
+    let same = config(&up.addr.to_string(), &tls);
+    let gw = Gateway::start_workers(&same, 1);
+    assert_eq!(get(gw.addr, "/p/1").status, 200);
+    assert!(gw.reload(&same));
+    assert_eq!(get(gw.addr, "/p/2").status, 200);
+    assert_eq!(
+        up.accepted.load(Ordering::SeqCst),
+        1,
+        "kept over an equal reload"
+    );
+    let changed = config(
+        &up.addr.to_string(),
+        "{ server_name = \"billing.internal\", verify = false }",
+    );
+    assert!(gw.reload(&changed));
+    assert_eq!(get(gw.addr, "/p/3").status, 200);
+    assert_eq!(
+        up.accepted.load(Ordering::SeqCst),
+        2,
+        "new settings, new connection"
+    );
+    // Sessions verified under the old settings are not resumed under the new ones.
+    assert_eq!(up.seen.lock().unwrap().resumed, vec![false, false]);
 }
 
 /// TLS 1.3 servers send records that carry no data at any time (session tickets, key
@@ -444,21 +623,25 @@ fn records_without_data_while_idle_do_not_cost_the_connection() {
     );
 }
 
-/// Issue 9 over TLS: a complete, unsolicited response written ~50 ms after a 204 on the same
-/// connection must never answer the next client's request.
-#[test]
-fn stray_response_after_204_never_reaches_the_next_client_over_tls() {
+/// Serves `first` (pieces written `gap` apart, each its own TLS record) as the answer to the
+/// first request on the first connection, then answers nothing more there; later connections
+/// answer "fresh". Checks that a second client gets "fresh" from a second connection.
+fn stray_case(what: &str, first: &'static [&'static [u8]], gap: Duration) {
     let p = pki(&["billing.internal"]);
     let written = Arc::new(AtomicBool::new(false));
     let w2 = written.clone();
     let handler: Arc<Handler> = Arc::new(move |s: &mut Srv| {
         if s.no == 0 {
-            if s.next_request().is_none() || !s.send(b"HTTP/1.1 204 No Content\r\n\r\n") {
+            if s.next_request().is_none() {
                 return;
             }
-            thread::sleep(Duration::from_millis(50));
-            if !s.send(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nSTRAY") {
-                return;
+            for (i, part) in first.iter().enumerate() {
+                if i > 0 {
+                    thread::sleep(gap);
+                }
+                if !s.send(part) {
+                    return;
+                }
             }
             w2.store(true, Ordering::SeqCst);
             // Whatever comes now on this connection is not answered.
@@ -478,16 +661,50 @@ fn stray_response_after_204_never_reaches_the_next_client_over_tls() {
     );
     let gw = Gateway::start_workers(&config(&up.addr.to_string(), &tls), 1);
     let a = get(gw.addr, "/p/a");
-    assert_eq!(a.status, 204, "{}", a.text());
+    assert!(a.status < 400, "{what}: {} {}", a.status, a.text());
     wait_for(Duration::from_secs(10), || written.load(Ordering::SeqCst)).expect("stray sent");
     thread::sleep(Duration::from_millis(20));
     let b = get(gw.addr, "/p/b");
     assert_eq!(
         (b.status, b.text().as_str()),
         (200, "fresh"),
-        "client B got another exchange's bytes"
+        "{what}: client B got another exchange's bytes {}",
+        gw.logs()
     );
-    assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 2, "{what}");
+}
+
+const STRAY: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nSTRAY";
+
+/// Issue 9 over TLS: a complete, unsolicited response written ~50 ms after a 204 on the same
+/// connection (so after the connection went back to the pool) must never answer the next
+/// client's request.
+#[test]
+fn stray_response_after_204_never_reaches_the_next_client_over_tls() {
+    stray_case(
+        "stray 50 ms after a 204",
+        &[b"HTTP/1.1 204 No Content\r\n\r\n", STRAY],
+        Duration::from_millis(50),
+    );
+}
+
+/// Bytes right behind a complete response, in the same TLS record or the next one, keep the
+/// connection out of the pool (they sit in the read buffer or in rustls's plaintext queue).
+#[test]
+fn bytes_right_after_a_response_prevent_pooling_over_tls() {
+    stray_case(
+        "same record",
+        &[b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nSTRAY"],
+        Duration::ZERO,
+    );
+    stray_case(
+        "next record",
+        &[
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            STRAY,
+        ],
+        Duration::ZERO,
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -553,29 +770,7 @@ fn plain_http_server_behind_a_tls_upstream_is_a_502() {
 #[test]
 fn websocket_tunnel_through_a_tls_upstream() {
     let p = pki(&["billing.internal"]);
-    let handler: Arc<Handler> = Arc::new(|s: &mut Srv| {
-        let Some(req) = s.next_request() else { return };
-        assert!(req.header("upgrade").is_some());
-        if !s.send(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
-        ) {
-            return;
-        }
-        // Echo raw bytes, upper-cased, until the client goes.
-        let mut buf = [0u8; 1024];
-        loop {
-            match s.r.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => {
-                    let up: Vec<u8> = buf[..n].to_ascii_uppercase();
-                    if !s.send(&up) {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    let up = tls_upstream((&p.server.cert_pem, &p.server.key_pem), None, handler);
+    let up = tls_upstream((&p.server.cert_pem, &p.server.key_pem), None, upper_echo());
     let tls = format!(
         "{{ server_name = \"billing.internal\", ca = {} }}",
         q(&p.ca_path)
@@ -583,24 +778,85 @@ fn websocket_tunnel_through_a_tls_upstream() {
     let gw = Gateway::start(&config(&up.addr.to_string(), &tls));
     let mut c = TcpStream::connect(gw.addr).unwrap();
     c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    websocket_exchange(&mut c);
+}
+
+/// Both sides TLS: an HTTPS client's WebSocket through a TLS listener to a TLS upstream.
+#[test]
+fn websocket_tunnel_with_tls_on_both_sides() {
+    let p = pki(&["billing.internal"]);
+    let front = p.ca.server(
+        p.dir.path(),
+        "front",
+        &["localhost"],
+        common::tls::Key::EcdsaP256,
+    );
+    let up = tls_upstream((&p.server.cert_pem, &p.server.key_pem), None, upper_echo());
+    let tls = format!(
+        "{{ server_name = \"billing.internal\", ca = {} }}",
+        q(&p.ca_path)
+    );
+    let listener = format!(
+        "[listeners.tls]\ncertificates = [{{ cert = {}, key = {} }}]\n\n",
+        q(&front.cert_path),
+        q(&front.key_path)
+    );
+    let gw = Gateway::start(&format!("{listener}{}", config(&up.addr.to_string(), &tls)));
+    let cfg = common::tls::client_config(&common::tls::ClientOpts {
+        ca_pem: &p.ca.pem,
+        ..Default::default()
+    });
+    let tcp = TcpStream::connect(gw.addr).unwrap();
+    tcp.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(cfg, name).unwrap();
+    let mut c = rustls::StreamOwned::new(conn, tcp);
+    websocket_exchange(&mut c);
+}
+
+/// An upstream that upgrades the first request and then echoes bytes upper-cased.
+fn upper_echo() -> Arc<Handler> {
+    Arc::new(|s: &mut Srv| {
+        let Some(req) = s.next_request() else { return };
+        assert!(req.header("upgrade").is_some());
+        if !s.send(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        ) {
+            return;
+        }
+        let mut buf = [0u8; 1024];
+        loop {
+            match s.r.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if !s.send(&buf[..n].to_ascii_uppercase()) {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Upgrades through the gateway on `c` and checks two round trips through the tunnel.
+fn websocket_exchange(c: &mut (impl Read + Write)) {
     c.write_all(
         b"GET /p/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
           Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
     )
     .unwrap();
+    c.flush().unwrap();
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         assert_eq!(c.read(&mut b).unwrap(), 1, "eof in the 101 head");
         head.push(b[0]);
     }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
+    let text = String::from_utf8_lossy(&head);
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{text}");
     for word in ["hello", "tunnel"] {
         c.write_all(word.as_bytes()).unwrap();
+        c.flush().unwrap();
         let mut got = vec![0u8; word.len()];
         c.read_exact(&mut got).unwrap();
         assert_eq!(got, word.to_ascii_uppercase().as_bytes());
@@ -637,7 +893,7 @@ fn mismatched_client_certificate_and_key_are_refused() {
     );
     let err = check_err(&config("127.0.0.1:9", &tls));
     assert!(err.contains("upstreams.be.tls.client_cert.key"), "{err}");
-    assert!(err.contains("does not belong"), "{err}");
+    assert!(err.contains("does not match"), "{err}");
 }
 
 #[test]

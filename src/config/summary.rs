@@ -231,9 +231,12 @@ fn listeners(c: &Compiled, now: u64, s: &mut String) {
     }
 }
 
-pub fn render(c: &Compiled) -> String {
-    let mut s = String::new();
-    listeners(c, crate::civil::unix_now(), &mut s);
+/// `upstreams:` with each upstream's targets and TLS, then a `warning:` line for every
+/// upstream whose certificate is not verified and every client certificate expiring within
+/// 30 days.
+fn upstreams(c: &Compiled, now: u64, s: &mut String) {
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
+    let mut warnings = Vec::new();
     let _ = writeln!(s, "upstreams:");
     if c.upstreams.is_empty() {
         let _ = writeln!(s, "  (none)");
@@ -245,10 +248,34 @@ pub fn render(c: &Compiled) -> String {
             .map(|t| format!("{} -> {} (weight {})", t.label, t.addr, t.weight))
             .collect();
         let _ = writeln!(s, "  {:<12} {}", u.name, targets.join(", "));
-        if let Some(tls) = &u.tls {
-            let _ = writeln!(s, "  {:<12} {}", "", tls.describe());
+        let Some(tls) = &u.tls else { continue };
+        let _ = writeln!(s, "    {}", tls.describe());
+        if !tls.verify {
+            warnings.push(format!(
+                "warning: upstream {}: TLS certificate verification is OFF (tls.verify = false)",
+                u.name
+            ));
+        }
+        if let Some((file, not_after)) = &tls.client_cert {
+            let days = not_after.saturating_sub(now).div_euclid(86_400);
+            if days < EXPIRY_WARNING_DAYS {
+                warnings.push(format!(
+                    "warning: upstream {}: client certificate {} expires in {days} days",
+                    u.name,
+                    file.display()
+                ));
+            }
         }
     }
+    for w in warnings {
+        let _ = writeln!(s, "{w}");
+    }
+}
+
+pub fn render(c: &Compiled) -> String {
+    let mut s = String::new();
+    listeners(c, crate::civil::unix_now(), &mut s);
+    upstreams(c, crate::civil::unix_now(), &mut s);
     let _ = writeln!(s, "routes (match order):");
     for (i, r) in route_rows(c).iter().enumerate() {
         let conds = if r.conditions.is_empty() {

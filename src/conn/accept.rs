@@ -75,7 +75,9 @@ pub async fn serve_accepted(core: Rc<Core>, stream: TcpStream, peer: SocketAddr,
         _ => CoreCounter::TlsFull,
     });
     let mut facts = ClientFacts::new(peer, Scheme::Https);
-    facts.tls = Some(Rc::new(tls_facts(conn)));
+    let mut tf = tls_facts(conn);
+    tf.hsts = settings.hsts_line.clone();
+    facts.tls = Some(Rc::new(tf));
     super::http1::serve_connection(core, Transport::Tls(tls), facts).await;
 }
 
@@ -97,6 +99,7 @@ fn tls_facts(conn: &rustls::Connection) -> TlsFacts {
             .negotiated_cipher_suite()
             .and_then(|s| s.suite().as_str())
             .unwrap_or(""),
+        hsts: None,
         // Present only when the listener's verifier accepted it.
         peer_cert: conn.peer_certificates().and_then(PeerCert::from_chain),
     }

@@ -119,7 +119,7 @@ async fn connection_loop(
             }
             Err(HeadFail::Close) => return None,
             Err(HeadFail::Reject(err)) => {
-                reject(core, c, conn.facts.peer, err).await;
+                reject(core, c, &conn.facts, err).await;
                 return None;
             }
         };
@@ -156,11 +156,19 @@ async fn connection_loop(
 pub async fn refuse_plain_http(core: &Core, stream: monoio::net::TcpStream, peer: SocketAddr) {
     let mut c = Client::new(Transport::Plain(stream), core.generation().cfg.timeouts);
     let why = crate::http1::HeadError::BadRequest("plain HTTP request sent to an HTTPS port");
-    reject(core, &mut c, peer, ProxyError::new(ErrorKind::BadHead(why))).await;
+    let facts = ClientFacts::new(peer, crate::exchange::origin::Scheme::Http);
+    reject(
+        core,
+        &mut c,
+        &facts,
+        ProxyError::new(ErrorKind::BadHead(why)),
+    )
+    .await;
 }
 
 /// Answers a head the parser refused (or that never completed) and closes.
-async fn reject(core: &Core, c: &mut Client, peer: SocketAddr, err: ProxyError) {
+async fn reject(core: &Core, c: &mut Client, client: &ClientFacts, err: ProxyError) {
+    let peer = client.peer;
     let start = Instant::now();
     let rid = core.ids.next_id();
     let (mut fields, mut body) = (Vec::with_capacity(64), Vec::with_capacity(192));
@@ -170,7 +178,7 @@ async fn reject(core: &Core, c: &mut Client, peer: SocketAddr, err: ProxyError) 
         framing: Framing::Length(body.len() as u64),
         request_id: rid.as_bytes(),
         trace: None,
-        lines: b"",
+        lines: client.hsts().unwrap_or_default(),
         keep: false,
         version: Version::Http11,
     };

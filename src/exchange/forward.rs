@@ -128,7 +128,9 @@ fn start_response<D: Downstream>(
     let edits = (!fx.response.is_empty()).then_some(&fx.response);
     // With a CORS policy on the route the gateway owns the CORS headers.
     let own_cors = route.policies_for(&ex.path, &ex.host).1.is_some();
-    filter_response_fields(resp, edits, own_cors, &mut fields);
+    // A TLS listener with `hsts` owns Strict-Transport-Security (its line is in resp_lines).
+    let own_hsts = ex.client.hsts().is_some();
+    filter_response_fields(resp, edits, own_cors, own_hsts, &mut fields);
     let body = match resp.body {
         BodyFraming::None => BodyLen::Bare,
         BodyFraming::Length(n) => BodyLen::Length(n),
@@ -150,12 +152,15 @@ fn start_response<D: Downstream>(
     keep
 }
 
-/// The upstream's end-to-end fields with the route's response edits applied. Public so the
+/// The upstream's end-to-end fields with the route's response edits applied, minus the
+/// fields the gateway writes itself (CORS when the route has a CORS policy, HSTS on a TLS
+/// listener that sets it). Public so the
 /// benchmarks measure this exact code.
 pub fn filter_response_fields(
     resp: &http1::ResponseHead,
     edits: Option<&crate::policy::transform::HeaderEdits>,
     own_cors: bool,
+    own_hsts: bool,
     out: &mut Vec<u8>,
 ) {
     let conn_lists_names = resp.header("connection").is_some();
@@ -165,6 +170,7 @@ pub fn filter_response_fields(
             || n.eq_ignore_ascii_case(b"x-request-id")
             || (n.eq_ignore_ascii_case(b"content-length") && resp.body != BodyFraming::None)
             || (own_cors && n.len() > 15 && n[..15].eq_ignore_ascii_case(b"access-control-"))
+            || (own_hsts && n.eq_ignore_ascii_case(b"strict-transport-security"))
         {
             continue;
         }

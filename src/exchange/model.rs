@@ -46,11 +46,18 @@ pub struct TlsFacts {
     pub version: &'static str,
     /// The negotiated cipher suite's name.
     pub cipher: &'static str,
+    /// The listener's `strict-transport-security: ...\r\n` line (unless `hsts = false`).
+    pub hsts: Option<Box<[u8]>>,
     /// The client certificate, when one was presented and verified.
     pub peer_cert: Option<crate::tls::client_cert::PeerCert>,
 }
 
 impl ClientFacts {
+    /// The HSTS line every response on this connection carries (TLS listeners only).
+    pub fn hsts(&self) -> Option<&[u8]> {
+        self.tls.as_ref().and_then(|t| t.hsts.as_deref())
+    }
+
     /// The verified client certificate of the connection, if it is TLS and presented one.
     pub fn peer_cert(&self) -> Option<&crate::tls::client_cert::PeerCert> {
         self.tls.as_deref().and_then(|t| t.peer_cert.as_ref())

@@ -40,6 +40,9 @@ async fn phases<D: Downstream>(
     down: &mut D,
 ) -> Result<Outcome, ProxyError> {
     let cfg = &gen.cfg;
+    if let Some(line) = ex.client.hsts() {
+        ex.facts.resp_lines.extend_from_slice(line);
+    }
     let lookup = route::lookup(cfg, ex)?;
     // After the lookup, which normalizes the path and the host the redirect is built from.
     if let Some(port) = ex.client.redirect_https {

@@ -270,6 +270,11 @@ async fn handshake(
             Err(tls_failed(us, t, &failure_reason(fail, err.as_ref())))
         }
         Err(_) => {
+            crate::log::warn(&format!(
+                "upstream {} target {}: TLS handshake not done within the connect timeout \
+                 ({:?}); backing off",
+                us.name, target.addr, us.connect_timeout
+            ));
             us.mark_down(t, Instant::now());
             Err(ProxyError::new(ErrorKind::UpstreamConnectTimeout))
         }

@@ -42,6 +42,9 @@ pub struct RawListenerTls {
     pub ticket_key_rotation: Option<Spanned<RawDuration>>,
     pub handshake_timeout: Option<Spanned<RawDuration>>,
     pub client_auth: Option<Spanned<RawClientAuth>>,
+    /// `Strict-Transport-Security` on every response: a value such as
+    /// `"max-age=31536000; includeSubDomains"`, or `false`. Default `"max-age=31536000"`.
+    pub hsts: Option<Spanned<toml::Value>>,
 }
 
 /// One certificate entry.
@@ -111,6 +114,7 @@ pub fn compile(
         DEFAULT_HANDSHAKE_TIMEOUT,
     );
     let rotation = ticket_rotation(raw, &mut errs);
+    let hsts = hsts(raw, &mut errs);
     let client_auth = client_auth(raw, cx.base_dir, &mut errs);
     if errs.n > 0 {
         return None;
@@ -145,6 +149,7 @@ pub fn compile(
             certs: summaries,
             session_cache,
             description,
+            hsts_line: hsts.flatten(),
         }),
         Err(e) => {
             errs.report(raw.certificates.span(), "", e);
@@ -246,13 +251,79 @@ fn iana_name(s: &rustls::SupportedCipherSuite) -> String {
     }
 }
 
-/// The ring provider, with `cipher_suites` applied.
+/// The default HSTS policy: one year, this host only (no includeSubDomains, no preload: those
+/// commit other hosts and are the operator's call).
+const DEFAULT_HSTS: &str = "max-age=31536000";
+
+/// `hsts`: the `strict-transport-security` line every response on the listener carries, or
+/// none (`false`). `None` when the value is refused.
+fn hsts(raw: &RawListenerTls, errs: &mut Counting<'_, '_>) -> Option<Option<Box<[u8]>>> {
+    let value = match raw.hsts.as_ref().map(|v| (v.get_ref(), v.span())) {
+        None => DEFAULT_HSTS.to_string(),
+        Some((toml::Value::Boolean(false), _)) => return Some(None),
+        Some((toml::Value::Boolean(true), _)) => DEFAULT_HSTS.to_string(),
+        Some((toml::Value::String(s), span)) => {
+            if !valid_hsts(s) {
+                let m = format!(
+                    "bad hsts value {s:?}: expected \"max-age=SECONDS\" optionally followed by \
+                     \"; includeSubDomains\" and \"; preload\", or false"
+                );
+                errs.report(span, "hsts", m);
+                return None;
+            }
+            s.clone()
+        }
+        Some((_, span)) => {
+            let m = "hsts must be a string like \"max-age=31536000\" or false".to_string();
+            errs.report(span, "hsts", m);
+            return None;
+        }
+    };
+    Some(Some(
+        format!("strict-transport-security: {value}\r\n")
+            .into_bytes()
+            .into_boxed_slice(),
+    ))
+}
+
+/// `max-age=N` then any of `includeSubDomains` / `preload`, separated by `;` (RFC 6797).
+fn valid_hsts(v: &str) -> bool {
+    let mut parts = v.split(';').map(str::trim);
+    let age_ok = parts
+        .next()
+        .and_then(|p| p.strip_prefix("max-age="))
+        .is_some_and(|n| !n.is_empty() && n.len() <= 10 && n.bytes().all(|b| b.is_ascii_digit()));
+    age_ok
+        && parts.all(|p| {
+            p.eq_ignore_ascii_case("includeSubDomains") || p.eq_ignore_ascii_case("preload")
+        })
+}
+
+/// Rank of a suite in the server's order (lower first); the sort is stable.
+fn preference(s: rustls::CipherSuite) -> u8 {
+    use rustls::CipherSuite as C;
+    match s {
+        C::TLS13_AES_128_GCM_SHA256 => 0,
+        C::TLS13_AES_256_GCM_SHA384 => 1,
+        C::TLS13_CHACHA20_POLY1305_SHA256 => 2,
+        C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 | C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => 3,
+        C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 | C::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => 4,
+        _ => 5,
+    }
+}
+
+/// The ring provider in the server's preference order, with `cipher_suites` applied (in the
+/// order written).
 fn provider(
     raw: &RawListenerTls,
     tls13_only: bool,
     errs: &mut Counting<'_, '_>,
 ) -> rustls::crypto::CryptoProvider {
     let mut p = rustls::crypto::ring::default_provider();
+    // The server's preference decides (`ignore_client_order`): AES-128-GCM first (its SHA-256
+    // transcript hash runs on SHA-NI where SHA-384 may not), then AES-256-GCM, then ChaCha20
+    // (clients without AES instructions list it first only among themselves).
+    p.cipher_suites.sort_by_key(|s| preference(s.suite()));
     if tls13_only {
         p.cipher_suites
             .retain(|s| s.version() == &rustls::version::TLS13);

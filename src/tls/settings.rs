@@ -33,6 +33,8 @@ pub struct ListenerTls {
     pub session_cache: usize,
     /// One line for `check`: versions, ALPN, resumption, client certificates.
     pub description: String,
+    /// `strict-transport-security: ...\r\n` for every response, unless `hsts = false`.
+    pub hsts_line: Option<Box<[u8]>>,
 }
 
 /// One certificate as `check` and `/metrics` show it.
@@ -105,6 +107,8 @@ pub fn server_config(p: ServerParts) -> Result<Arc<ServerConfig>, String> {
         }
     };
     let mut cfg = builder.with_cert_resolver(p.resolver);
+    // The server's suite order wins over the client's (testssl: "cipher order configured").
+    cfg.ignore_client_order = true;
     cfg.alpn_protocols = p.alpn;
     cfg.session_storage = Arc::new(NoServerSessionStorage {});
     // Without tickets, TLS 1.3 resumption falls back to the worker's session cache.

@@ -217,6 +217,17 @@ impl TlsStream {
         Ok(())
     }
 
+    /// Gives back buffer space beyond one record (a large write grows `wbuf` to 64 KiB), for a
+    /// connection about to sit idle in a pool.
+    pub fn trim(&mut self) {
+        if self.rbuf.is_empty() && self.rbuf.capacity() > RECORD_READ {
+            self.rbuf = Vec::new();
+        }
+        if self.wbuf.is_empty() && self.wbuf.capacity() > RECORD_READ {
+            self.wbuf = Vec::new();
+        }
+    }
+
     /// What rustls last refused (after a failed handshake: why, e.g. an untrusted
     /// certificate), taken once.
     pub fn take_error(&mut self) -> Option<rustls::Error> {

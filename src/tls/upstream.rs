@@ -5,10 +5,11 @@
 //! Invariants: verification is on unless `verify = false` is written out (then the peer's
 //! handshake signatures are still checked, its certificate is not). Trust is the system roots
 //! (read once per compile, only when some upstream needs them) or the upstream's own `ca`
-//! bundle, never both. A target written as an IP address has no name to verify: it needs
-//! `server_name` (or `verify = false`). Everything that decides what a handshake accepts is
-//! folded into `identity`, so pooled connections and sessions outlive a reload only when the
-//! new settings would have accepted them too.
+//! bundle, never both; CA bundles and the client certificate load through `certs` (size
+//! limit, key/certificate match, validity now). A target written as an IP address has no name
+//! to verify: it needs `server_name` (or `verify = false`). Everything that decides what a
+//! handshake accepts is folded into `identity`, so pooled connections and sessions outlive a
+//! reload only when the new settings would have accepted them too.
 
 use std::collections::hash_map::DefaultHasher;
 use std::fmt;
@@ -20,8 +21,7 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -89,7 +89,8 @@ pub struct UpstreamTls {
     pub verify: bool,
     /// Where trust comes from, for `check`: "system roots" or the CA file.
     pub trust: String,
-    pub client_cert: Option<PathBuf>,
+    /// The client certificate file and its leaf's notAfter (Unix seconds).
+    pub client_cert: Option<(PathBuf, i64)>,
     /// Hash of every input above, file contents included.
     pub identity: u64,
 }
@@ -104,8 +105,12 @@ impl UpstreamTls {
         } else {
             "tls (VERIFICATION OFF: any certificate accepted)".to_string()
         };
-        if let Some(c) = &self.client_cert {
-            s.push_str(&format!(", client cert {}", c.display()));
+        if let Some((c, not_after)) = &self.client_cert {
+            let until = super::certs::rfc3339(*not_after);
+            s.push_str(&format!(
+                ", client certificate {} (expires {until})",
+                c.display()
+            ));
         }
         s
     }
@@ -199,23 +204,15 @@ pub fn compile(
     let builder = builder
         .dangerous()
         .with_custom_certificate_verifier(verifier);
+    let mut client_cert_file = None;
     let mut client = match &t.client_cert {
         None => builder.with_no_client_auth(),
         Some(c) => {
-            let (chain, key) = client_cert(c.get_ref(), cx.base_dir, &mut id, fail)?;
-            match builder.with_client_auth_cert(chain, key) {
-                Ok(cfg) => cfg,
-                Err(e) => {
-                    let why = match e {
-                        rustls::Error::InconsistentKeys(_) => {
-                            "the key does not belong to the certificate".to_string()
-                        }
-                        e => e.to_string(),
-                    };
-                    fail(c.get_ref().key.span(), "tls.client_cert.key", why);
-                    return None;
-                }
-            }
+            let loaded = client_cert(c.get_ref(), &provider, cx.base_dir, &mut id, fail)?;
+            let file = cx.base_dir.join(c.get_ref().cert.get_ref());
+            client_cert_file = Some((file, loaded.not_after));
+            let one = rustls::sign::SingleCertAndKey::from(loaded.key);
+            builder.with_client_cert_resolver(Arc::new(one))
         }
     };
     client.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -224,10 +221,7 @@ pub fn compile(
         names,
         verify,
         trust,
-        client_cert: t
-            .client_cert
-            .as_ref()
-            .map(|c| cx.base_dir.join(c.get_ref().cert.get_ref())),
+        client_cert: client_cert_file,
         identity: id.finish(),
     }))
 }
@@ -351,75 +345,48 @@ fn verifier(
     }
 }
 
-/// A CA bundle file: every certificate in it (at least one).
+/// A CA bundle file: every certificate in it (at least one), and the file's bytes.
 fn read_ca(path: &Path) -> Result<(RootCertStore, Vec<u8>), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = super::certs::read_file(path, "CA bundle")?;
     let mut roots = RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(&bytes) {
-        let c = c.map_err(|e| format!("{}: bad PEM: {e}", path.display()))?;
+    for c in super::certs::read_chain(path, "CA bundle")? {
         roots
             .add(c)
-            .map_err(|e| format!("{}: unusable CA certificate: {e}", path.display()))?;
-    }
-    if roots.is_empty() {
-        return Err(format!("{}: no CERTIFICATE in it", path.display()));
+            .map_err(|e| format!("CA bundle {}: unusable certificate: {e}", path.display()))?;
     }
     Ok((roots, bytes))
 }
 
-/// The client certificate chain and key (the pair is checked by rustls when the config is
-/// built).
+/// The client certificate and key (`certs::load`: the pair must match and the leaf be valid
+/// now), their bytes folded into `id`.
 fn client_cert(
     c: &RawClientCert,
+    provider: &CryptoProvider,
     base_dir: &Path,
     id: &mut DefaultHasher,
     fail: &mut Fail<'_>,
-) -> Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
-    let cert_path = base_dir.join(c.cert.get_ref());
-    let chain = match std::fs::read(&cert_path) {
-        Ok(b) => {
-            b.hash(id);
-            let chain: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&b).collect();
-            match chain {
-                Ok(v) if !v.is_empty() => Some(v),
-                Ok(_) => {
-                    let m = format!("{}: no CERTIFICATE in it", cert_path.display());
-                    fail(c.cert.span(), "tls.client_cert.cert", m);
-                    None
-                }
-                Err(e) => {
-                    let m = format!("{}: bad PEM: {e}", cert_path.display());
-                    fail(c.cert.span(), "tls.client_cert.cert", m);
-                    None
-                }
+) -> Option<super::certs::LoadedCert> {
+    let cert = base_dir.join(c.cert.get_ref());
+    let key = base_dir.join(c.key.get_ref());
+    let now = i64::try_from(crate::civil::unix_now()).unwrap_or(i64::MAX);
+    match super::certs::load(provider, &cert, &key, None, now) {
+        Ok(loaded) => {
+            for p in [&cert, &key] {
+                super::certs::read_file(p, "file")
+                    .unwrap_or_default()
+                    .hash(id);
             }
+            Some(loaded)
         }
-        Err(e) => {
-            let m = format!("cannot read {}: {e}", cert_path.display());
-            fail(c.cert.span(), "tls.client_cert.cert", m);
-            None
-        }
-    };
-    let key_path = base_dir.join(c.key.get_ref());
-    let key = match std::fs::read(&key_path) {
-        Ok(b) => {
-            b.hash(id);
-            match PrivateKeyDer::from_pem_slice(&b) {
-                Ok(k) => Some(k),
-                Err(e) => {
-                    let m = format!("{}: no usable private key: {e}", key_path.display());
-                    fail(c.key.span(), "tls.client_cert.key", m);
-                    None
-                }
-            }
-        }
-        Err(e) => {
-            let m = format!("cannot read {}: {e}", key_path.display());
+        Err(super::certs::CertFault::Key(m)) => {
             fail(c.key.span(), "tls.client_cert.key", m);
             None
         }
-    };
-    Some((chain?, key?))
+        Err(super::certs::CertFault::Cert(m) | super::certs::CertFault::Ocsp(m)) => {
+            fail(c.cert.span(), "tls.client_cert.cert", m);
+            None
+        }
+    }
 }
 
 /// `verify = false`: any certificate is accepted; the handshake's signatures are still
@@ -479,6 +446,70 @@ pub fn failure_reason(fail: super::stream::HandshakeFail, err: Option<&rustls::E
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Deserialize)]
+    struct Doc {
+        tls: Spanned<RawUpstreamTls>,
+    }
+
+    /// Compiles `tls = <value>` for the given targets: the result and the errors (field, text).
+    fn run(value: &str, targets: &[&str]) -> (Option<Arc<UpstreamTls>>, Vec<(String, String)>) {
+        let doc: Doc = toml::from_str(&format!("tls = {value}")).unwrap();
+        let targets: Vec<(&str, Range<usize>)> = targets.iter().map(|t| (*t, 0..1)).collect();
+        let mut roots = SystemRoots::default();
+        let mut cx = Context {
+            base_dir: Path::new("."),
+            roots: &mut roots,
+            targets: &targets,
+        };
+        let mut errs = Vec::new();
+        let mut fail = |_: Range<usize>, f: &str, m: String| errs.push((f.to_string(), m));
+        let out = compile(&doc.tls, &mut cx, &mut fail);
+        (out, errs)
+    }
+
+    #[test]
+    fn false_is_plain_and_no_error() {
+        let (out, errs) = run("false", &["10.0.0.5:443"]);
+        assert!(out.is_none() && errs.is_empty());
+    }
+
+    #[test]
+    fn ip_target_needs_a_server_name_unless_unverified() {
+        let (out, errs) = run(
+            "{ ca = \"/nonexistent.pem\" }",
+            &["a.internal:443", "10.0.0.5:443"],
+        );
+        assert!(out.is_none());
+        assert_eq!(errs[0].0, "targets[1].address", "{errs:?}");
+        let (out, errs) = run("{ verify = false }", &["10.0.0.5:443"]);
+        let tls = out.expect("compiles");
+        assert!(errs.is_empty() && !tls.verify);
+        assert!(matches!(tls.names[0], ServerName::IpAddress(_)));
+        assert!(tls.describe().contains("VERIFICATION OFF"));
+    }
+
+    #[test]
+    fn server_name_applies_to_every_target_and_changes_the_identity() {
+        let (a, _) = run(
+            "{ verify = false, server_name = \"b.internal\" }",
+            &["10.0.0.5:1", "x:2"],
+        );
+        let a = a.unwrap();
+        assert!(a.names.iter().all(|n| n.to_str() == "b.internal"));
+        let (b, _) = run("{ verify = false }", &["10.0.0.5:1", "x:2"]);
+        let (a2, _) = run(
+            "{ verify = false, server_name = \"b.internal\" }",
+            &["10.0.0.5:1", "x:2"],
+        );
+        assert_ne!(a.identity, b.unwrap().identity);
+        assert_eq!(
+            a.identity,
+            a2.unwrap().identity,
+            "same inputs, same identity"
+        );
+        assert_eq!(a.client.alpn_protocols, vec![b"http/1.1".to_vec()]);
+    }
 
     #[test]
     fn host_of_strips_port_and_brackets() {

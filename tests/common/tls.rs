@@ -325,6 +325,10 @@ impl TlsConn {
         self.tls().alpn_protocol().map(|p| p.to_vec())
     }
 
+    pub fn cipher(&self) -> Option<rustls::CipherSuite> {
+        self.tls().negotiated_cipher_suite().map(|s| s.suite())
+    }
+
     pub fn version(&self) -> Option<rustls::ProtocolVersion> {
         self.tls().protocol_version()
     }
