@@ -395,6 +395,14 @@ fn worker_connections(nofile: u64) -> u64 {
     nofile.clamp(1024, 65536)
 }
 
+/// nginx's TLS 1.2 suites in ringway's order (AEAD with ECDHE only, AES-128-GCM first).
+const NGINX_TLS12_CIPHERS: &str = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:\
+     ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:\
+     ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+/// nginx's TLS 1.3 suites in ringway's order.
+const NGINX_TLS13_SUITES: &str =
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+
 /// Inputs of [`nginx_config`].
 pub struct NginxParams<'a> {
     pub scn: &'a Scenario,
@@ -475,13 +483,17 @@ pub fn nginx_config(p: &NginxParams<'_>) -> String {
             let _ = writeln!(s, "    server {{\n        listen {} reuseport;", p.addr);
         }
         Some(t) => {
-            // TLSv1.3 spelled out: nginx before 1.23.4 leaves it out of the default.
+            // TLSv1.3 spelled out: nginx before 1.23.4 leaves it out of the default. The
+            // server's suite order, AES-128-GCM first, as ringway's listeners choose, so both
+            // negotiate the same suite whatever the client lists first.
             let _ = writeln!(
                 s,
                 "    server {{\n        listen {} ssl reuseport;\n        \
                  ssl_certificate {};\n        ssl_certificate_key {};\n        \
                  ssl_protocols TLSv1.2 TLSv1.3;\n        ssl_session_tickets on;\n        \
-                 ssl_session_cache shared:SSL:10m;",
+                 ssl_session_cache shared:SSL:10m;\n        ssl_prefer_server_ciphers on;\n        \
+                 ssl_ciphers {NGINX_TLS12_CIPHERS};\n        \
+                 ssl_conf_command Ciphersuites {NGINX_TLS13_SUITES};",
                 p.addr,
                 t.cert.display(),
                 t.key.display()
@@ -592,6 +604,9 @@ mod tests {
             "ssl_protocols TLSv1.2 TLSv1.3;".into(),
             "ssl_session_tickets on;".into(),
             "ssl_session_cache shared:SSL:10m;".into(),
+            "ssl_prefer_server_ciphers on;".into(),
+            "ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:".into(),
+            "ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:".into(),
         ] {
             assert!(n.contains(&want), "{want} missing:\n{n}");
         }
