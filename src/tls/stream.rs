@@ -104,6 +104,8 @@ pub struct TlsStream {
     eof: bool,
     /// What rustls last refused (for logs: a handshake failure's reason).
     error: Option<rustls::Error>,
+    /// close_notify has been queued.
+    notified: bool,
 }
 
 /// What `absorb` found on a stream with no read in flight.
@@ -140,6 +142,7 @@ impl TlsStream {
             rpos: 0,
             wbuf: Vec::new(),
             eof: false,
+            notified: false,
             error: None,
         }
     }
@@ -360,10 +363,18 @@ impl TlsStream {
         Ok(n)
     }
 
+    /// Queues close_notify (once) and writes it out.
+    pub async fn send_close_notify(&mut self) -> io::Result<()> {
+        if !self.notified {
+            self.notified = true;
+            self.tls.send_close_notify();
+        }
+        self.flush_tls().await
+    }
+
     /// Sends close_notify and shuts the socket's write side.
     pub async fn close(&mut self) -> io::Result<()> {
-        self.tls.send_close_notify();
-        self.flush_tls().await?;
+        self.send_close_notify().await?;
         self.tcp.shutdown().await
     }
 
