@@ -16,7 +16,7 @@ use std::io::{self, BufRead};
 use std::time::{Duration, Instant};
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelableAsyncReadRent};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 
@@ -399,21 +399,8 @@ impl TlsStream {
             }
             let owned = std::mem::take(&mut self.rbuf);
             let grace_end = (Instant::now() + grace).min(deadline);
-            let (res, owned) = {
-                let read = self.tcp.cancelable_read(owned, canceller.handle());
-                let mut read = std::pin::pin!(read);
-                let early = monoio::select! {
-                    r = &mut read => Some(r),
-                    _ = monoio::time::sleep_until(grace_end.into()) => None,
-                };
-                match early {
-                    Some(r) => r,
-                    None => {
-                        *canceller = std::mem::take(canceller).cancel();
-                        read.await
-                    }
-                }
-            };
+            let (res, owned) =
+                crate::io::read_until_cancelled(&mut self.tcp, owned, canceller, grace_end).await;
             self.rbuf = owned;
             match res {
                 Ok(0) => return Err(IoFail::Closed),
