@@ -9,6 +9,16 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 2
 fi
 
+# The TLS tests make RSA keys and PKCS#1/SEC1 key files with the openssl command-line tool.
+if ! command -v openssl >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl
+  else
+    echo "openssl not found: install it (apt-get install openssl) for the TLS tests" >&2
+    exit 2
+  fi
+fi
+
 # The fasttest profile (Cargo.toml): optimised like release, since the streaming tests move
 # hundreds of MiB through the gateway, but without fat LTO so a rebuild takes seconds.
 cargo test --profile fasttest --workspace --all-targets "$@"

@@ -111,7 +111,6 @@ pub async fn idle_wait(
     grace: std::time::Duration,
     deadline: Instant,
 ) -> Result<IdleWake, IoFail> {
-    use monoio::io::CancelableAsyncReadRent;
     if Instant::now() >= deadline {
         return Err(IoFail::Timeout);
     }
@@ -121,21 +120,8 @@ pub async fn idle_wait(
     let owned = std::mem::take(buf);
     let (len, cap) = (owned.len(), owned.capacity());
     let grace_end = (Instant::now() + grace).min(deadline);
-    let (res, slice) = {
-        let read = s.cancelable_read(owned.slice_mut(len..cap), canceller.handle());
-        let mut read = std::pin::pin!(read);
-        let early = monoio::select! {
-            r = &mut read => Some(r),
-            _ = monoio::time::sleep_until(grace_end.into()) => None,
-        };
-        match early {
-            Some(r) => r,
-            None => {
-                *canceller = std::mem::take(canceller).cancel();
-                read.await
-            }
-        }
-    };
+    let (res, slice) =
+        read_until_cancelled(s, owned.slice_mut(len..cap), canceller, grace_end).await;
     *buf = slice.into_inner();
     match res {
         Ok(0) => Err(IoFail::Closed),
@@ -149,6 +135,31 @@ pub async fn idle_wait(
             Ok(IdleWake::Quiet)
         }
         Err(e) => Err(IoFail::Error(e)),
+    }
+}
+
+/// A read posted until `until`, then cancelled through `canceller`. A read that completed
+/// anyway is returned with its bytes; one cancelled in time fails with ECANCELED and nothing
+/// was consumed, so the stream stays usable (unlike a dropped read).
+pub async fn read_until_cancelled<T: IoBufMut>(
+    s: &mut monoio::net::TcpStream,
+    buf: T,
+    canceller: &mut monoio::io::Canceller,
+    until: Instant,
+) -> monoio::BufResult<usize, T> {
+    use monoio::io::CancelableAsyncReadRent;
+    let read = s.cancelable_read(buf, canceller.handle());
+    let mut read = std::pin::pin!(read);
+    let early = monoio::select! {
+        r = &mut read => Some(r),
+        _ = monoio::time::sleep_until(until.into()) => None,
+    };
+    match early {
+        Some(r) => r,
+        None => {
+            *canceller = std::mem::take(canceller).cancel();
+            read.await
+        }
     }
 }
 

@@ -321,3 +321,31 @@ fn the_server_picks_the_cipher_suite_whatever_order_the_client_lists() {
         Some(rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)
     );
 }
+
+#[test]
+fn a_closing_connection_ends_its_tls_session_with_close_notify() {
+    let pki = Pki::new();
+    let gw = Gateway::start(&format!(
+        "{}[[routes]]\nname = \"l\"\npath = \"/\"\nstatic = {{ status = 200, body = \"hi\" }}\n",
+        pki.tls_table("")
+    ));
+    // `Connection: close` (and HTTP/1.0): the session ends cleanly, which OpenSSL-based
+    // clients require before they resume it.
+    let mut c = TlsConn::open(gw.addr, "localhost", &pki.client()).unwrap();
+    let r = c
+        .request("GET", "/", &[("Connection", "close")], b"")
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let rest = c
+        .read_to_end()
+        .expect("a clean close_notify, not a bare TCP close");
+    assert!(rest.is_empty());
+    // Also when the gateway ends a connection on a bad request.
+    let mut c = TlsConn::open(gw.addr, "localhost", &pki.client()).unwrap();
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+        .unwrap();
+    let r = c.read_response(false).unwrap();
+    assert_eq!(r.status, 400);
+    c.read_to_end()
+        .expect("close_notify after a rejected request");
+}

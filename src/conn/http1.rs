@@ -105,6 +105,7 @@ async fn connection_loop(
     loop {
         let c = &mut conn.client;
         if c.pending() == 0 && core.draining() {
+            c.stream.close_notify(close_by(c)).await;
             return None;
         }
         core.conns.set_idle(key, c.pending() == 0);
@@ -117,7 +118,10 @@ async fn connection_loop(
                     deadline,
                 })
             }
-            Err(HeadFail::Close) => return None,
+            Err(HeadFail::Close) => {
+                c.stream.close_notify(close_by(c)).await;
+                return None;
+            }
             Err(HeadFail::Reject(err)) => {
                 reject(core, c, &conn.facts, err).await;
                 return None;
@@ -128,16 +132,23 @@ async fn connection_loop(
         let gen = core.generation();
         let outcome = handle_request(core, &gen, &mut conn, &head, head_len).await;
         let c = &mut conn.client;
+        let mut abortive = false;
         if let Some(counter) = c.slow.take() {
             core.telemetry.count(counter);
             if counter == crate::metrics::CoreCounter::SlowResponse {
                 // What the kernel still queues for this reader would take it as long again.
                 crate::io::reset_on_close(c.stream.as_raw_fd());
+                abortive = true;
             }
         }
         match outcome {
             Outcome::Done(true) if !core.draining() => {}
-            Outcome::Done(_) => return None,
+            Outcome::Done(_) => {
+                if !abortive {
+                    c.stream.close_notify(close_by(c)).await;
+                }
+                return None;
+            }
             Outcome::Upgrade(up, _) => {
                 let mut c = conn.client;
                 let leftover = c.buf.split_off(c.pos);
@@ -149,6 +160,14 @@ async fn connection_loop(
             }
         }
     }
+}
+
+/// How long a closing TLS connection may take to write its close_notify.
+fn close_by(c: &Client) -> Instant {
+    Instant::now()
+        + c.timeouts
+            .client_body
+            .min(std::time::Duration::from_secs(1))
 }
 
 /// Answers a plain HTTP request that arrived on a TLS port with a 400 in plain text (what the

@@ -24,6 +24,9 @@ pub async fn linger(stream: &mut Transport, buf: &mut Vec<u8>, pending: usize, t
     if time.is_zero() || limit == 0 {
         return;
     }
+    stream
+        .close_notify(Instant::now() + time.min(std::time::Duration::from_secs(1)))
+        .await;
     // SAFETY: the fd is the client's open socket (owned by `stream`); shutdown does not
     // close it.
     unsafe {

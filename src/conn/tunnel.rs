@@ -23,20 +23,7 @@ use crate::upstream::UpConn;
 /// out. `leftover` is what the client sent after its request head. Returns `true` when it was
 /// closed for idleness.
 pub async fn tunnel(client: Transport, leftover: Vec<u8>, up: UpConn, idle: Duration) -> bool {
-    match (client, up.stream) {
-        (Transport::Plain(tcp), Transport::Plain(ups)) => {
-            tunnel_plain(tcp, leftover, ups, idle).await
-        }
-        (client, ups) => tunnel_tls(client, leftover, ups, idle).await,
-    }
-}
-
-async fn tunnel_plain(
-    client: TcpStream,
-    leftover: Vec<u8>,
-    mut ups: TcpStream,
-    idle: Duration,
-) -> bool {
+    let mut ups = up.stream;
     if !leftover.is_empty() {
         let mut l = leftover;
         let far = Instant::now() + std::time::Duration::from_secs(30);
@@ -44,6 +31,13 @@ async fn tunnel_plain(
             return false;
         }
     }
+    match (client, ups) {
+        (Transport::Plain(tcp), Transport::Plain(ups)) => tunnel_plain(tcp, ups, idle).await,
+        (client, ups) => tunnel_tls(client, ups, idle).await,
+    }
+}
+
+async fn tunnel_plain(client: TcpStream, ups: TcpStream, idle: Duration) -> bool {
     let fds = [client.as_raw_fd(), ups.as_raw_fd()];
     let last = Cell::new(Instant::now());
     let (mut cr, mut cw) = client.into_split();
@@ -74,19 +68,7 @@ async fn tunnel_plain(
 /// holds no buffer and is safe to drop), then moves what arrived. A TLS side that woke with
 /// only records that carry no data (session tickets, key updates) goes back to waiting
 /// instead of blocking the other direction. Writes apply backpressure as usual.
-async fn tunnel_tls(
-    mut client: Transport,
-    leftover: Vec<u8>,
-    mut ups: Transport,
-    idle: Duration,
-) -> bool {
-    if !leftover.is_empty() {
-        let mut l = leftover;
-        let far = Instant::now() + std::time::Duration::from_secs(30);
-        if write_all(&mut ups, &mut l, far).await.is_err() {
-            return false;
-        }
-    }
+async fn tunnel_tls(mut client: Transport, mut ups: Transport, idle: Duration) -> bool {
     let (mut from_client, mut from_up) = (Vec::new(), Vec::new());
     let (mut client_open, mut up_open) = (true, true);
     let mut last = Instant::now();

@@ -16,7 +16,7 @@ use std::io::{self, BufRead};
 use std::time::{Duration, Instant};
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelableAsyncReadRent};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 
@@ -104,6 +104,8 @@ pub struct TlsStream {
     eof: bool,
     /// What rustls last refused (for logs: a handshake failure's reason).
     error: Option<rustls::Error>,
+    /// close_notify has been queued.
+    notified: bool,
 }
 
 /// What `absorb` found on a stream with no read in flight.
@@ -140,6 +142,7 @@ impl TlsStream {
             rpos: 0,
             wbuf: Vec::new(),
             eof: false,
+            notified: false,
             error: None,
         }
     }
@@ -360,10 +363,18 @@ impl TlsStream {
         Ok(n)
     }
 
+    /// Queues close_notify (once) and writes it out.
+    pub async fn send_close_notify(&mut self) -> io::Result<()> {
+        if !self.notified {
+            self.notified = true;
+            self.tls.send_close_notify();
+        }
+        self.flush_tls().await
+    }
+
     /// Sends close_notify and shuts the socket's write side.
     pub async fn close(&mut self) -> io::Result<()> {
-        self.tls.send_close_notify();
-        self.flush_tls().await?;
+        self.send_close_notify().await?;
         self.tcp.shutdown().await
     }
 
@@ -388,21 +399,8 @@ impl TlsStream {
             }
             let owned = std::mem::take(&mut self.rbuf);
             let grace_end = (Instant::now() + grace).min(deadline);
-            let (res, owned) = {
-                let read = self.tcp.cancelable_read(owned, canceller.handle());
-                let mut read = std::pin::pin!(read);
-                let early = monoio::select! {
-                    r = &mut read => Some(r),
-                    _ = monoio::time::sleep_until(grace_end.into()) => None,
-                };
-                match early {
-                    Some(r) => r,
-                    None => {
-                        *canceller = std::mem::take(canceller).cancel();
-                        read.await
-                    }
-                }
-            };
+            let (res, owned) =
+                crate::io::read_until_cancelled(&mut self.tcp, owned, canceller, grace_end).await;
             self.rbuf = owned;
             match res {
                 Ok(0) => return Err(IoFail::Closed),

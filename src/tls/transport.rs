@@ -46,6 +46,15 @@ impl Transport {
         }
     }
 
+    /// Ends a TLS session properly before the connection closes: sends close_notify (bounded by
+    /// `deadline`; a peer that does not read gets nothing more). Clients such as OpenSSL's only
+    /// keep a session for resumption when the server closed it this way. Nothing for plain TCP.
+    pub async fn close_notify(&mut self, deadline: Instant) {
+        if let Transport::Tls(t) = self {
+            let _ = monoio::time::timeout_at(deadline.into(), t.send_close_notify()).await;
+        }
+    }
+
     /// See `io::idle_wait` and `TlsStream::idle_wait`.
     pub async fn idle_wait(
         &mut self,

@@ -359,6 +359,13 @@ impl TlsConn {
         read_response(&mut self.reader, head_request)
     }
 
+    /// Reads until the server ends the session: `Ok` only for a clean end (close_notify), an
+    /// `UnexpectedEof` error for a bare TCP close.
+    pub fn read_to_end(&mut self) -> std::io::Result<Vec<u8>> {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut self.reader, &mut v).map(|_| v)
+    }
+
     pub fn get(&mut self, path: &str) -> std::io::Result<Response> {
         self.request("GET", path, &[], b"")
     }
