@@ -472,7 +472,12 @@ pub fn client_head(
     rid: &RequestId,
 ) {
     fields.clear();
-    filter_response_fields(resp, None, false, false, fields);
+    filter_response_fields(
+        resp,
+        None,
+        ringway::exchange::forward::Owned::default(),
+        fields,
+    );
     let body = match resp.body {
         BodyFraming::None => BodyLen::Bare,
         BodyFraming::Length(n) => BodyLen::Length(n),

@@ -49,7 +49,12 @@ fn handful(out: &mut Vec<u8>, body_len: u64) {
 /// HTTP/1.1 client and a length-delimited body. `fields` is the reused field-line buffer.
 fn from_upstream(out: &mut Vec<u8>, fields: &mut Vec<u8>, resp: &ResponseHead) {
     fields.clear();
-    filter_response_fields(resp, None, false, false, fields);
+    filter_response_fields(
+        resp,
+        None,
+        ringway::exchange::forward::Owned::default(),
+        fields,
+    );
     let body = match resp.body {
         BodyFraming::Length(n) => BodyLen::Length(n),
         BodyFraming::None => BodyLen::Bare,

@@ -232,12 +232,12 @@ fn a_plain_listener_can_redirect_everything_to_https() {
 }
 
 #[test]
-fn responses_carry_hsts_owned_by_the_listener_unless_turned_off() {
+fn responses_carry_hsts_and_nosniff_owned_by_the_listener_unless_turned_off() {
     let pki = Pki::new();
     let up = Upstream::start(std::sync::Arc::new(|_req: &Received, s: &mut TcpStream| {
         let _ = write!(
             s,
-            "HTTP/1.1 200 OK\r\nStrict-Transport-Security: max-age=5\r\nContent-Length: 2\r\n\r\nok"
+            "HTTP/1.1 200 OK\r\nStrict-Transport-Security: max-age=5\r\nX-Content-Type-Options: sniff-me\r\nContent-Length: 2\r\n\r\nok"
         );
         Reply::KeepAlive
     }));
@@ -247,12 +247,13 @@ fn responses_carry_hsts_owned_by_the_listener_unless_turned_off() {
     );
     let gw = Gateway::start(&format!("{}{routes}", pki.tls_table("")));
     let mut c = TlsConn::open(gw.addr, "localhost", &pki.client()).expect("handshake");
-    // Proxied: the upstream's copy is replaced by the listener's one.
+    // Proxied: the upstream's copies are replaced by the listener's.
     let r = c.get("/api").unwrap();
     assert_eq!(
         r.header_all("strict-transport-security"),
         vec!["max-age=31536000"]
     );
+    assert_eq!(r.header_all("x-content-type-options"), vec!["nosniff"]);
     // Local answers and errors carry it too.
     let r = c.get("/local").unwrap();
     assert_eq!(
@@ -281,13 +282,16 @@ fn responses_carry_hsts_owned_by_the_listener_unless_turned_off() {
         r.header("strict-transport-security"),
         Some("max-age=63072000; includeSubDomains")
     );
-    let gw = Gateway::start(&format!("{}{routes}", pki.tls_table("hsts = false")));
+    let off = pki.tls_table("hsts = false\nnosniff = false");
+    let gw = Gateway::start(&format!("{off}{routes}"));
     let r = common::tls::get(gw.addr, "localhost", &pki.client(), "/api").unwrap();
     assert_eq!(r.header_all("strict-transport-security"), vec!["max-age=5"]);
+    assert_eq!(r.header_all("x-content-type-options"), vec!["sniff-me"]);
     // Never on plain HTTP (RFC 6797 8.1: ignored there, and meaningless).
     let plain = Gateway::start(&routes);
     let r = get(plain.addr, "/local");
     assert_eq!(r.header("strict-transport-security"), None);
+    assert_eq!(r.header("x-content-type-options"), None);
     // A malformed policy is a config error naming the field.
     let (code, _out, err) = check_config(&format!(
         "[[listeners]]\naddress = \"127.0.0.1:1\"\n{}",

@@ -76,7 +76,7 @@ pub async fn serve_accepted(core: Rc<Core>, stream: TcpStream, peer: SocketAddr,
     });
     let mut facts = ClientFacts::new(peer, Scheme::Https);
     let mut tf = tls_facts(conn);
-    tf.hsts = settings.hsts_line.clone();
+    tf.security = Some(settings.security.clone());
     facts.tls = Some(Rc::new(tf));
     super::http1::serve_connection(core, Transport::Tls(tls), facts).await;
 }
@@ -99,7 +99,7 @@ fn tls_facts(conn: &rustls::Connection) -> TlsFacts {
             .negotiated_cipher_suite()
             .and_then(|s| s.suite().as_str())
             .unwrap_or(""),
-        hsts: None,
+        security: None,
         // Present only when the listener's verifier accepted it.
         peer_cert: conn.peer_certificates().and_then(PeerCert::from_chain),
     }

@@ -197,7 +197,7 @@ async fn reject(core: &Core, c: &mut Client, client: &ClientFacts, err: ProxyErr
         framing: Framing::Length(body.len() as u64),
         request_id: rid.as_bytes(),
         trace: None,
-        lines: client.hsts().unwrap_or_default(),
+        lines: client.security().map_or(&b""[..], |s| &s.lines),
         keep: false,
         version: Version::Http11,
     };

@@ -126,11 +126,13 @@ fn start_response<D: Downstream>(
     let mut fields = std::mem::take(&mut ex.scratch);
     fields.clear();
     let edits = (!fx.response.is_empty()).then_some(&fx.response);
-    // With a CORS policy on the route the gateway owns the CORS headers.
-    let own_cors = route.policies_for(&ex.path, &ex.host).1.is_some();
-    // A TLS listener with `hsts` owns Strict-Transport-Security (its line is in resp_lines).
-    let own_hsts = ex.client.hsts().is_some();
-    filter_response_fields(resp, edits, own_cors, own_hsts, &mut fields);
+    let security = ex.client.security();
+    let own = Owned {
+        cors: route.policies_for(&ex.path, &ex.host).1.is_some(),
+        hsts: security.is_some_and(|s| s.hsts),
+        nosniff: security.is_some_and(|s| s.nosniff),
+    };
+    filter_response_fields(resp, edits, own, &mut fields);
     let body = match resp.body {
         BodyFraming::None => BodyLen::Bare,
         BodyFraming::Length(n) => BodyLen::Length(n),
@@ -152,15 +154,24 @@ fn start_response<D: Downstream>(
     keep
 }
 
+/// Response fields the gateway writes itself, so an upstream's copies are dropped.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Owned {
+    /// The route has a CORS policy: every `access-control-*` field.
+    pub cors: bool,
+    /// The TLS listener sets `strict-transport-security`.
+    pub hsts: bool,
+    /// The TLS listener sets `x-content-type-options`.
+    pub nosniff: bool,
+}
+
 /// The upstream's end-to-end fields with the route's response edits applied, minus the
-/// fields the gateway writes itself (CORS when the route has a CORS policy, HSTS on a TLS
-/// listener that sets it). Public so the
+/// fields the gateway writes itself (`own`). Public so the
 /// benchmarks measure this exact code.
 pub fn filter_response_fields(
     resp: &http1::ResponseHead,
     edits: Option<&crate::policy::transform::HeaderEdits>,
-    own_cors: bool,
-    own_hsts: bool,
+    own: Owned,
     out: &mut Vec<u8>,
 ) {
     let conn_lists_names = resp.header("connection").is_some();
@@ -169,8 +180,9 @@ pub fn filter_response_fields(
             || (conn_lists_names && http1::named_in_connection(resp.headers(), n))
             || n.eq_ignore_ascii_case(b"x-request-id")
             || (n.eq_ignore_ascii_case(b"content-length") && resp.body != BodyFraming::None)
-            || (own_cors && n.len() > 15 && n[..15].eq_ignore_ascii_case(b"access-control-"))
-            || (own_hsts && n.eq_ignore_ascii_case(b"strict-transport-security"))
+            || (own.cors && n.len() > 15 && n[..15].eq_ignore_ascii_case(b"access-control-"))
+            || (own.hsts && n.eq_ignore_ascii_case(b"strict-transport-security"))
+            || (own.nosniff && n.eq_ignore_ascii_case(b"x-content-type-options"))
         {
             continue;
         }

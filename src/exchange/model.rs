@@ -46,16 +46,16 @@ pub struct TlsFacts {
     pub version: &'static str,
     /// The negotiated cipher suite's name.
     pub cipher: &'static str,
-    /// The listener's `strict-transport-security: ...\r\n` line (unless `hsts = false`).
-    pub hsts: Option<Box<[u8]>>,
+    /// The response headers the listener owns (HSTS, nosniff).
+    pub security: Option<std::sync::Arc<crate::tls::settings::SecurityHeaders>>,
     /// The client certificate, when one was presented and verified.
     pub peer_cert: Option<crate::tls::client_cert::PeerCert>,
 }
 
 impl ClientFacts {
-    /// The HSTS line every response on this connection carries (TLS listeners only).
-    pub fn hsts(&self) -> Option<&[u8]> {
-        self.tls.as_ref().and_then(|t| t.hsts.as_deref())
+    /// The response headers every response on this connection carries (TLS listeners only).
+    pub fn security(&self) -> Option<&crate::tls::settings::SecurityHeaders> {
+        self.tls.as_ref().and_then(|t| t.security.as_deref())
     }
 
     /// The verified client certificate of the connection, if it is TLS and presented one.

@@ -40,8 +40,8 @@ async fn phases<D: Downstream>(
     down: &mut D,
 ) -> Result<Outcome, ProxyError> {
     let cfg = &gen.cfg;
-    if let Some(line) = ex.client.hsts() {
-        ex.facts.resp_lines.extend_from_slice(line);
+    if let Some(own) = ex.client.security() {
+        ex.facts.resp_lines.extend_from_slice(&own.lines);
     }
     let lookup = route::lookup(cfg, ex)?;
     // After the lookup, which normalizes the path and the host the redirect is built from.

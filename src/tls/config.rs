@@ -45,6 +45,8 @@ pub struct RawListenerTls {
     /// `Strict-Transport-Security` on every response: a value such as
     /// `"max-age=31536000; includeSubDomains"`, or `false`. Default `"max-age=31536000"`.
     pub hsts: Option<Spanned<toml::Value>>,
+    /// `x-content-type-options: nosniff` on every response (default true).
+    pub nosniff: Option<bool>,
 }
 
 /// One certificate entry.
@@ -149,7 +151,10 @@ pub fn compile(
             certs: summaries,
             session_cache,
             description,
-            hsts_line: hsts.flatten(),
+            security: Arc::new(security_headers(
+                hsts.flatten(),
+                raw.nosniff.unwrap_or(true),
+            )),
         }),
         Err(e) => {
             errs.report(raw.certificates.span(), "", e);
@@ -284,6 +289,19 @@ fn hsts(raw: &RawListenerTls, errs: &mut Counting<'_, '_>) -> Option<Option<Box<
             .into_bytes()
             .into_boxed_slice(),
     ))
+}
+
+/// The listener's own response headers: HSTS and nosniff, each optional.
+fn security_headers(hsts: Option<Box<[u8]>>, nosniff: bool) -> super::settings::SecurityHeaders {
+    let mut lines = hsts.clone().map(Vec::from).unwrap_or_default();
+    if nosniff {
+        lines.extend_from_slice(b"x-content-type-options: nosniff\r\n");
+    }
+    super::settings::SecurityHeaders {
+        lines: lines.into_boxed_slice(),
+        hsts: hsts.is_some(),
+        nosniff,
+    }
 }
 
 /// `max-age=N` then any of `includeSubDomains` / `preload`, separated by `;` (RFC 6797).

@@ -33,8 +33,20 @@ pub struct ListenerTls {
     pub session_cache: usize,
     /// One line for `check`: versions, ALPN, resumption, client certificates.
     pub description: String,
-    /// `strict-transport-security: ...\r\n` for every response, unless `hsts = false`.
-    pub hsts_line: Option<Box<[u8]>>,
+    /// The response headers this listener adds to every response.
+    pub security: Arc<SecurityHeaders>,
+}
+
+/// Response headers a TLS listener owns: written on every response (proxied, local, error),
+/// replacing an upstream's copy.
+#[derive(Debug, Default)]
+pub struct SecurityHeaders {
+    /// The header lines, each ending in CRLF (empty when both are off).
+    pub lines: Box<[u8]>,
+    /// `strict-transport-security` is among them (`hsts`).
+    pub hsts: bool,
+    /// `x-content-type-options: nosniff` is among them (`nosniff`).
+    pub nosniff: bool,
 }
 
 /// One certificate as `check` and `/metrics` show it.
