@@ -4,6 +4,7 @@
 #   flamegraphs/capture.sh proxy-small      # GET, 20 B upstream body, 50 connections
 #   flamegraphs/capture.sh proxy-1k-post    # POST 1 KiB body, 1 KiB response
 #   flamegraphs/capture.sh policies         # proxy-small + API key + JWT + rate limit
+#   flamegraphs/capture.sh tls-keepalive    # proxy-small over HTTPS (ECDSA P-256, TLS 1.3)
 #
 # Needs: perf (apt-get install linux-perf) and inferno (cargo install inferno), and release
 # builds (cargo build --release --workspace). Pinning on a 2-core machine: the gateway worker
@@ -26,7 +27,8 @@ case "$scenario" in
   proxy-small) body=20; method=GET; req_body=0 ;;
   proxy-1k-post) body=1024; method=POST; req_body=1024 ;;
   policies) body=20; method=GET; req_body=0 ;;
-  *) echo "unknown scenario $scenario (proxy-small, proxy-1k-post, policies)" >&2; exit 2 ;;
+  tls-keepalive) body=20; method=GET; req_body=0 ;;
+  *) echo "unknown scenario $scenario (proxy-small, proxy-1k-post, policies, tls-keepalive)" >&2; exit 2 ;;
 esac
 
 tmp=$(mktemp -d)
@@ -68,6 +70,25 @@ with open(f"{tmp}/headers", "w") as f:
 PY
   while IFS= read -r h || [ -n "$h" ]; do headers+=(-H "$h"); done < "$tmp/headers"
 fi
+scheme=http
+tls_args=()
+if [ "$scenario" = tls-keepalive ]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+    -keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2> /dev/null
+  printf '[listeners.tls]\ncertificates = [{ cert = "%s", key = "%s" }]\n' \
+    "$tmp/cert.pem" "$tmp/key.pem" > "$tmp/tls.toml"
+  # The tls table belongs to the listener: put it right after the [[listeners]] entry.
+  python3 - "$tmp/ringway.toml" "$tmp/tls.toml" <<'PY'
+import sys
+cfg, tls = open(sys.argv[1]).read(), open(sys.argv[2]).read()
+i = cfg.index("[upstreams.be]")
+open(sys.argv[1], "w").write(cfg[:i] + tls + cfg[i:])
+PY
+  scheme=https
+  # A self-signed leaf is no trust anchor for webpki: skip chain checks (signatures still run).
+  tls_args=(--insecure --server-name localhost)
+fi
 taskset -c "$gw_cpu" "$bin/ringway" --config "$tmp/ringway.toml" --workers 1 2> "$tmp/ringway.log" &
 gw=$!
 pids+=($gw)
@@ -76,7 +97,7 @@ for _ in $(seq 100); do
   sleep 0.05
 done
 
-"$bin/rwload" run --url "http://127.0.0.1:$gw_port/item" -c 50 --cpus "$load_cpu" \
+"$bin/rwload" run --url "$scheme://127.0.0.1:$gw_port/item" "${tls_args[@]}" -c 50 --cpus "$load_cpu" \
   -m "$method" --body-size "$req_body" -d "${load_secs}s" --warmup 2s -q "${headers[@]}" > "$tmp/load.out" &
 load=$!
 sleep 3
