@@ -353,3 +353,43 @@ fn a_closing_connection_ends_its_tls_session_with_close_notify() {
     c.read_to_end()
         .expect("close_notify after a rejected request");
 }
+
+#[test]
+fn a_tls_client_that_leaves_while_the_upstream_works_is_counted_499() {
+    let pki = Pki::new();
+    let release = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gate = release.clone();
+    let up = Upstream::start(std::sync::Arc::new(
+        move |_req: &Received, s: &mut TcpStream| {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !gate.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            Reply::KeepAlive
+        },
+    ));
+    let gw = Gateway::start(&format!("{}{}", pki.tls_table(""), proxy_routes(&up)));
+    let mut c = TlsConn::open(gw.addr, "localhost", &pki.client()).unwrap();
+    c.send(&build_request("GET", "/slow", &[], b"")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while up.count() == 0 {
+        assert!(Instant::now() < deadline, "never reached the upstream");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // close_notify then FIN: the alert bytes must not look like a pipelined request.
+    c.close_notify();
+    let labels = [("route", "api"), ("method", "GET"), ("status", "499")];
+    let seen = Instant::now() + Duration::from_secs(5);
+    let mut n = None;
+    while n.is_none() && Instant::now() < seen {
+        std::thread::sleep(Duration::from_millis(20));
+        n = metric(&scrape(gw.admin), "ringway_http_requests_total", &labels);
+    }
+    release.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        n,
+        Some(1.0),
+        "the upstream was still working: the gateway must notice the client left"
+    );
+}

@@ -19,6 +19,7 @@ use crate::http1::Version;
 use crate::http1::{self, BodyFraming, ChunkedDecoder, Framing, HeadEnd, Method, RequestHead};
 use crate::io::{peek, read_more, IoFail, Peeked};
 use crate::metrics::CoreCounter;
+use crate::tls::stream::Absorbed;
 use crate::tls::transport::Transport;
 
 use super::linger::linger;
@@ -448,7 +449,18 @@ impl Downstream for Client {
             if self.stream.readable().await.is_err() {
                 return;
             }
-            match peek(self.stream.as_raw_fd()) {
+            let seen = match &mut self.stream {
+                Transport::Plain(tcp) => peek(tcp.as_raw_fd()),
+                // What arrived goes through rustls (kept for the next read): close_notify or
+                // EOF is a client that left, decrypted bytes a pipelined request, and records
+                // without data (key updates) are neither.
+                Transport::Tls(t) => match t.absorb() {
+                    Absorbed::Ended => Peeked::Gone,
+                    Absorbed::Plaintext => Peeked::Data,
+                    Absorbed::Quiet | Absorbed::Busy => Peeked::Empty,
+                },
+            };
+            match seen {
                 Peeked::Gone => return,
                 // The next pipelined request is arriving: it is still there.
                 Peeked::Data => return std::future::pending().await,

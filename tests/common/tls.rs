@@ -359,6 +359,14 @@ impl TlsConn {
         read_response(&mut self.reader, head_request)
     }
 
+    /// Ends the session the polite way (close_notify, then FIN) and drops the connection.
+    pub fn close_notify(mut self) {
+        let s = self.reader.get_mut();
+        s.conn.send_close_notify();
+        let _ = s.flush();
+        let _ = s.sock.shutdown(std::net::Shutdown::Write);
+    }
+
     /// Reads until the server ends the session: `Ok` only for a clean end (close_notify), an
     /// `UnexpectedEof` error for a bare TCP close.
     pub fn read_to_end(&mut self) -> std::io::Result<Vec<u8>> {
