@@ -309,6 +309,13 @@ fn verifier(
     fail: &mut Fail<'_>,
 ) -> Option<(Arc<dyn ServerCertVerifier>, String)> {
     if !verify {
+        // A CA bundle next to `verify = false` reads as "verify against this": say it is not.
+        if let Some(ca) = &t.ca {
+            let m =
+                "ca has no effect with verify = false (nothing is verified): remove one of them";
+            fail(ca.span(), "tls.ca", m.into());
+            return None;
+        }
         return Some((Arc::new(AnyCert(provider.clone())), "nothing".into()));
     }
     let (roots, trust) = match &t.ca {
@@ -466,6 +473,17 @@ mod tests {
         let mut fail = |_: Range<usize>, f: &str, m: String| errs.push((f.to_string(), m));
         let out = compile(&doc.tls, &mut cx, &mut fail);
         (out, errs)
+    }
+
+    #[test]
+    fn a_ca_with_verification_off_is_refused() {
+        let (out, errs) = run("{ verify = false, ca = \"x.pem\" }", &["a.internal:443"]);
+        assert!(out.is_none());
+        assert!(
+            errs.iter()
+                .any(|(f, m)| f == "tls.ca" && m.contains("verify = false")),
+            "{errs:?}"
+        );
     }
 
     #[test]
