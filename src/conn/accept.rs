@@ -29,26 +29,21 @@ pub struct ListenerCtx {
 
 /// Serves one accepted connection on `listener` until it closes.
 pub async fn serve_accepted(core: Rc<Core>, stream: TcpStream, peer: SocketAddr, l: &ListenerCtx) {
+    // What the current generation says about this listener (certificates, redirect).
+    let (now_tls, redirect_https) = {
+        let gen = core.generation();
+        let now = gen.cfg.listeners.iter().find(|x| x.addr == l.addr);
+        (
+            now.and_then(|x| x.tls.clone()),
+            now.and_then(|x| x.redirect_https),
+        )
+    };
     let Some(start_tls) = &l.tls else {
         let mut facts = ClientFacts::new(peer, Scheme::Http);
-        facts.redirect_https = core
-            .generation()
-            .cfg
-            .listeners
-            .iter()
-            .find(|x| x.addr == l.addr)
-            .and_then(|x| x.redirect_https);
+        facts.redirect_https = redirect_https;
         return super::http1::serve_connection(core, Transport::Plain(stream), facts).await;
     };
-    let settings = {
-        let gen = core.generation();
-        gen.cfg
-            .listeners
-            .iter()
-            .find(|x| x.addr == l.addr)
-            .and_then(|x| x.tls.clone())
-            .unwrap_or_else(|| start_tls.clone())
-    };
+    let settings = now_tls.unwrap_or_else(|| start_tls.clone());
     let config = core.tls.server_config(l.addr, &settings);
     let Ok(conn) = rustls::ServerConnection::new(config) else {
         return;
@@ -75,31 +70,14 @@ pub async fn serve_accepted(core: Rc<Core>, stream: TcpStream, peer: SocketAddr,
         _ => CoreCounter::TlsFull,
     });
     let mut facts = ClientFacts::new(peer, Scheme::Https);
-    let mut tf = tls_facts(conn);
-    tf.security = Some(settings.security.clone());
-    facts.tls = Some(Rc::new(tf));
+    facts.tls = Some(Rc::new(tls_facts(conn, &settings)));
     super::http1::serve_connection(core, Transport::Tls(tls), facts).await;
 }
 
 /// What the handshake established, kept for the connection's life.
-fn tls_facts(conn: &rustls::Connection) -> TlsFacts {
-    let sni = match conn {
-        rustls::Connection::Server(s) => s.server_name().map(str::to_string),
-        rustls::Connection::Client(_) => None,
-    };
+fn tls_facts(conn: &rustls::Connection, settings: &ListenerTls) -> TlsFacts {
     TlsFacts {
-        sni,
-        alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
-        version: match conn.protocol_version() {
-            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
-            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
-            _ => "",
-        },
-        cipher: conn
-            .negotiated_cipher_suite()
-            .and_then(|s| s.suite().as_str())
-            .unwrap_or(""),
-        security: None,
+        security: Some(settings.security.clone()),
         // Present only when the listener's verifier accepted it.
         peer_cert: conn.peer_certificates().and_then(PeerCert::from_chain),
     }

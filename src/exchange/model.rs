@@ -35,17 +35,10 @@ pub struct ClientFacts {
     pub redirect_https: Option<u16>,
 }
 
-/// Facts a TLS handshake established about the client connection.
+/// What a TLS connection's exchanges need from its handshake and listener. Only what the
+/// phases read is kept (it lives as long as the connection).
 #[derive(Debug, Default)]
 pub struct TlsFacts {
-    /// The server name the client asked for (SNI).
-    pub sni: Option<String>,
-    /// The negotiated application protocol (ALPN), e.g. `http/1.1`.
-    pub alpn: Option<Vec<u8>>,
-    /// `TLSv1_3` / `TLSv1_2`.
-    pub version: &'static str,
-    /// The negotiated cipher suite's name.
-    pub cipher: &'static str,
     /// The response headers the listener owns (HSTS, nosniff).
     pub security: Option<std::sync::Arc<crate::tls::settings::SecurityHeaders>>,
     /// The client certificate, when one was presented and verified.
