@@ -15,6 +15,8 @@
 //! Exit codes: 0 every selected target ran, 1 a target failed or setup failed, 2 bad command
 //! line or scenario, 130 interrupted.
 
+#[path = "rwcompare/h2load.rs"]
+mod h2load;
 #[path = "rwcompare/idle.rs"]
 mod idle;
 #[path = "rwcompare/load.rs"]
@@ -263,6 +265,11 @@ fn run(cli: Cli) -> Result<i32, String> {
         eprintln!("rwcompare: {NGINX_HINT}; continuing with the other targets");
     }
 
+    let h2load_bin = match scn.http2 {
+        Some(_) => Some(h2load::ensure_installed()?),
+        None => None,
+    };
+
     let allowed = procfs::allowed_cpus();
     if cli.workers > allowed.len() {
         return usage(&format!(
@@ -316,6 +323,7 @@ fn run(cli: Cli) -> Result<i32, String> {
             Some(_) => Some(tls::generate(tmp.path())?),
             None => None,
         },
+        h2load_bin,
     };
 
     let result = run_targets(&cli, &env, &scn, load.as_ref(), &selected);
@@ -416,14 +424,16 @@ fn run_targets(
 
     let mut rows = Vec::new();
     for &target in selected {
-        if target == Target::Direct && scn.tls.is_some() {
+        if target == Target::Direct && (scn.tls.is_some() || scn.http2.is_some()) {
+            let why = if scn.http2.is_some() {
+                "HTTP/2 scenario: the upstream speaks HTTP/1.1; HTTP/2 is measured at the gateways"
+            } else {
+                "TLS scenario: the upstream speaks plain HTTP; TLS is measured at the gateways"
+            };
             rows.push(Row {
                 target,
                 note: String::new(),
-                outcome: Outcome::Skipped(
-                    "TLS scenario: the upstream speaks plain HTTP; TLS is measured at the gateways"
-                        .into(),
-                ),
+                outcome: Outcome::Skipped(why.into()),
             });
             continue;
         }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::h2load;
 use crate::procfs;
 use crate::procs::{self, Proc};
 use crate::scenario::{Handshakes, Load};
@@ -57,6 +58,71 @@ pub struct TlsSummary {
 
 /// Runs the load against `t` and measures it; `label` names the rwload output files.
 pub fn measure(env: &Env, t: &Running, load: &Load, label: &str) -> Result<Outcome, String> {
+    let (procs_, h2log) = match load.http2 {
+        Some(h2) => {
+            let (p, log) = h2load::spawn(env, t.addr, load, h2, label)?;
+            (vec![p], Some((log, h2)))
+        }
+        None => (spawn_rwload(env, t, load, label)?, None),
+    };
+    let start = Instant::now();
+    let tck = procfs::clk_tck();
+    let sample = || {
+        (
+            Instant::now(),
+            procfs::cpu_ticks_sum(&t.cpu_pids),
+            procfs::cpus_busy_ticks(&env.gateway_cpus),
+        )
+    };
+    watch_until(&procs_, start + load.warmup)?;
+    let s0 = sample();
+    watch_until(&procs_, start + load.warmup + load.duration)?;
+    let s1 = sample();
+    let deadline = start + load.warmup + load.duration + load.timeout + Duration::from_secs(15);
+    let mut reports = Vec::with_capacity(procs_.len());
+    for p in &procs_ {
+        let code = p.wait_exit(deadline)?;
+        let out = p.stdout();
+        let v: Value = match &h2log {
+            Some((log, h2)) => h2load::report(&out, log, load, *h2).map_err(|e| {
+                format!("{}: exit status {code}: {e}\n{}", p.name, p.stderr_tail(10))
+            })?,
+            None => serde_json::from_str(out.trim()).map_err(|e| {
+                format!(
+                    "{}: exit status {code}, no JSON report ({e}): {}",
+                    p.name,
+                    p.stderr_tail(10)
+                )
+            })?,
+        };
+        reports.push(v);
+    }
+    if let Some(p) = &t.proc_ {
+        if let Some(code) = p.exit_status() {
+            return Err(format!(
+                "{} exited during the run (status {code}):\n{}",
+                p.name,
+                p.stderr_tail(15)
+            ));
+        }
+    }
+    let mut o = merge(&reports);
+    let wall = (s1.0 - s0.0).as_secs_f64();
+    if !t.cpu_pids.is_empty() && wall > 0.0 {
+        let util = s1.1.saturating_sub(s0.1) as f64 / tck / wall;
+        o.gateway_cpu_s = Some(util * o.duration_s);
+        o.req_per_cpu_s = (util > 0.0).then(|| o.rps / util);
+        if let (Some(b0), Some(b1)) = (s0.2, s1.2) {
+            let cores = env.gateway_cpus.len().max(1) as f64;
+            o.gateway_cores_busy = Some(b1.saturating_sub(b0) as f64 / tck / wall / cores);
+        }
+        o.peak_rss_kib = procfs::status_kib_sum(&t.rss_pids, "VmHWM");
+    }
+    Ok(o)
+}
+
+/// One `rwload run` per scenario path (connections and rate split evenly).
+fn spawn_rwload(env: &Env, t: &Running, load: &Load, label: &str) -> Result<Vec<Proc>, String> {
     let n = load.paths.len();
     let mut procs_ = Vec::with_capacity(n);
     for (i, path) in load.paths.iter().enumerate() {
@@ -109,55 +175,7 @@ pub fn measure(env: &Env, t: &Running, load: &Load, label: &str) -> Result<Outco
             Duration::from_secs(2),
         )?);
     }
-    let start = Instant::now();
-    let tck = procfs::clk_tck();
-    let sample = || {
-        (
-            Instant::now(),
-            procfs::cpu_ticks_sum(&t.cpu_pids),
-            procfs::cpus_busy_ticks(&env.gateway_cpus),
-        )
-    };
-    watch_until(&procs_, start + load.warmup)?;
-    let s0 = sample();
-    watch_until(&procs_, start + load.warmup + load.duration)?;
-    let s1 = sample();
-    let deadline = start + load.warmup + load.duration + load.timeout + Duration::from_secs(15);
-    let mut reports = Vec::with_capacity(n);
-    for p in &procs_ {
-        let code = p.wait_exit(deadline)?;
-        let out = p.stdout();
-        let v: Value = serde_json::from_str(out.trim()).map_err(|e| {
-            format!(
-                "{}: exit status {code}, no JSON report ({e}): {}",
-                p.name,
-                p.stderr_tail(10)
-            )
-        })?;
-        reports.push(v);
-    }
-    if let Some(p) = &t.proc_ {
-        if let Some(code) = p.exit_status() {
-            return Err(format!(
-                "{} exited during the run (status {code}):\n{}",
-                p.name,
-                p.stderr_tail(15)
-            ));
-        }
-    }
-    let mut o = merge(&reports);
-    let wall = (s1.0 - s0.0).as_secs_f64();
-    if !t.cpu_pids.is_empty() && wall > 0.0 {
-        let util = s1.1.saturating_sub(s0.1) as f64 / tck / wall;
-        o.gateway_cpu_s = Some(util * o.duration_s);
-        o.req_per_cpu_s = (util > 0.0).then(|| o.rps / util);
-        if let (Some(b0), Some(b1)) = (s0.2, s1.2) {
-            let cores = env.gateway_cpus.len().max(1) as f64;
-            o.gateway_cores_busy = Some(b1.saturating_sub(b0) as f64 / tck / wall / cores);
-        }
-        o.peak_rss_kib = procfs::status_kib_sum(&t.rss_pids, "VmHWM");
-    }
-    Ok(o)
+    Ok(procs_)
 }
 
 /// Sleeps until `t`; an rwload instance that exits before its window ended failed.

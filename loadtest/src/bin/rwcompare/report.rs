@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 
 use crate::idle;
 use crate::load;
-use crate::scenario::{Kind, Load, Scenario, Tls};
+use crate::scenario::{Http2, Kind, Load, Scenario, Tls};
 use crate::targets::Target;
 
 /// How one target fared.
@@ -101,6 +101,15 @@ fn tls_shape(t: &Tls) -> String {
     )
 }
 
+/// The HTTP/2 line of the header.
+fn http2_shape(h: &Http2) -> String {
+    format!(
+        "HTTP/2 ({}), {} concurrent streams per connection, load by h2load (nghttp2-client; latency percentiles exact from its per-request log; open loop: --rps per connection, timed from the send, no coordinated-omission correction)",
+        if h.cleartext { "h2c prior knowledge" } else { "TLS, ALPN h2 only" },
+        h.streams
+    )
+}
+
 fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => Some(a / b),
@@ -146,10 +155,15 @@ impl Report<'_> {
                     l.paths[0].clone()
                 } else {
                     format!(
-                        "{} paths ({} … {}; one rwload each)",
+                        "{} paths ({} … {}; {})",
                         l.paths.len(),
                         l.paths[0],
-                        l.paths[l.paths.len() - 1]
+                        l.paths[l.paths.len() - 1],
+                        if l.http2.is_some() {
+                            "one h2load, paths in turn"
+                        } else {
+                            "one rwload each"
+                        }
                     )
                 };
                 let body = if l.body_size > 0 {
@@ -179,10 +193,11 @@ impl Report<'_> {
 
     fn pinning(&self) -> String {
         let mut s = format!(
-            "gateway ({} worker{}) on {} (process affinity as taskset -c; ringway pins one worker per CPU, nginx worker_cpu_affinity); rwload + upstream on {}",
+            "gateway ({} worker{}) on {} (process affinity as taskset -c; ringway pins one worker per CPU, nginx worker_cpu_affinity); {} + upstream on {}",
             self.workers,
             if self.workers > 1 { "s" } else { "" },
             cpus(&self.gateway_cpus),
+            if self.scn.http2.is_some() { "h2load" } else { "rwload" },
             cpus(&self.load_cpus)
         );
         if self.shared_cpus {
@@ -198,6 +213,9 @@ impl Report<'_> {
         let _ = writeln!(s, "  load      {}", self.shape());
         if let Some(t) = &self.scn.tls {
             let _ = writeln!(s, "  tls       {}", tls_shape(t));
+        }
+        if let Some(h) = &self.scn.http2 {
+            let _ = writeln!(s, "  http2     {}", http2_shape(h));
         }
         if let Some(c) = &self.calibration {
             let _ = writeln!(
@@ -480,6 +498,7 @@ impl Report<'_> {
             "load": load,
             "idle": idle,
             "tls": self.scn.tls.as_ref().map(tls_shape),
+            "http2": self.scn.http2.as_ref().map(http2_shape),
             "rate_from_nginx": self.calibration.as_ref().map(|c| json!({
                 "fraction": c.fraction, "nginx_max_rps": c.nginx_rps, "rate": c.rate
             })),

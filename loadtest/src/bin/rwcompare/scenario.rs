@@ -37,6 +37,24 @@ struct RawScenario {
     #[serde(default)]
     ringway: RawRingway,
     tls: Option<RawTls>,
+    http2: Option<RawHttp2>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp2 {
+    streams: Option<usize>,
+    cleartext: Option<bool>,
+}
+
+/// HTTP/2 load: h2load (nghttp2-client) instead of rwload, over TLS (ALPN `h2` only) or, with
+/// `cleartext`, h2c with prior knowledge on a plain listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2 {
+    /// Concurrent streams per connection (h2load `-m`).
+    pub streams: usize,
+    /// h2c with prior knowledge (no `[tls]`).
+    pub cleartext: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,6 +172,8 @@ pub struct Load {
     pub headers: Vec<String>,
     /// The scenario's `[tls]` (copied here so the load knows how to connect).
     pub tls: Option<Tls>,
+    /// The scenario's `[http2]`: load with h2load instead of rwload.
+    pub http2: Option<Http2>,
 }
 
 /// What only the ringway target gets: route policies and the config (and files) they need.
@@ -193,6 +213,8 @@ pub struct Scenario {
     pub ringway: RingwayExtra,
     /// Serve and load over TLS.
     pub tls: Option<Tls>,
+    /// Serve and load HTTP/2 (h2load).
+    pub http2: Option<Http2>,
 }
 
 /// Where the scenario files live: `loadtest/scenarios/` of this source tree.
@@ -260,13 +282,21 @@ pub fn parse(name: &str, file: &Path, text: &str) -> Result<Scenario, String> {
         (Kind::Load, None) => None,
     };
     let tls = raw.tls.map(validate_tls).transpose()?;
-    let load = load.map(|l| Load { tls, ..l });
+    let http2 = raw.http2.map(|h| validate_http2(h, tls)).transpose()?;
+    if let (Some(_), Some(l)) = (http2, &load) {
+        check_http2_load(l)?;
+    }
+    let load = load.map(|l| Load { tls, http2, ..l });
     if raw.kind == Kind::Idle && tls.is_some_and(|t| t.handshakes != Handshakes::Keepalive) {
         return Err("tls.handshakes: idle connections are keep-alive".into());
+    }
+    if raw.kind == Kind::Idle && http2.is_some() {
+        return Err("http2: idle scenarios speak HTTP/1.1".into());
     }
     Ok(Scenario {
         name: name.to_string(),
         tls,
+        http2,
         file: file.to_path_buf(),
         description: raw.description.trim().to_string(),
         kind: raw.kind,
@@ -357,7 +387,37 @@ fn validate_load(l: RawLoad) -> Result<Load, String> {
         timeout: d(l.timeout, "5s", "timeout")?,
         headers: l.headers,
         tls: None,
+        http2: None,
     })
+}
+
+fn validate_http2(h: RawHttp2, tls: Option<Tls>) -> Result<Http2, String> {
+    let streams = h.streams.unwrap_or(10);
+    if !(1..=1000).contains(&streams) {
+        return Err("http2.streams: 1..=1000 concurrent streams per connection".into());
+    }
+    let cleartext = h.cleartext.unwrap_or(false);
+    match (cleartext, tls) {
+        (true, Some(_)) => Err("http2.cleartext: h2c runs without [tls]".into()),
+        (false, None) => {
+            Err("http2: needs [tls] (ALPN h2), or cleartext = true for h2c prior knowledge".into())
+        }
+        (_, Some(t)) if t.handshakes != Handshakes::Keepalive => {
+            Err("http2: tls.handshakes must be keepalive (h2load keeps its connections)".into())
+        }
+        _ => Ok(Http2 { streams, cleartext }),
+    }
+}
+
+/// What h2load can send: GET without a body or POST with one (`-d FILE`), to paths of one host.
+fn check_http2_load(l: &Load) -> Result<(), String> {
+    match (l.method.as_str(), l.body_size) {
+        ("GET", 0) => Ok(()),
+        ("POST", n) if n > 0 => Ok(()),
+        (m, n) => Err(format!(
+            "http2: h2load sends GET without a body or POST with one, not {m} with {n} B"
+        )),
+    }
 }
 
 fn validate_tls(t: RawTls) -> Result<Tls, String> {
@@ -431,6 +491,53 @@ mod tests {
             }
         }
         assert!(load("proxy-small", &dir).unwrap().tls.is_none());
+        let h2 = load("h2-tls", &dir).unwrap();
+        let want = Some(Http2 {
+            streams: 10,
+            cleartext: false,
+        });
+        assert_eq!(h2.http2, want);
+        assert_eq!(
+            h2.load.as_ref().unwrap().http2,
+            want,
+            "the load knows it is h2"
+        );
+        assert!(h2.tls.is_some());
+        let h2c = load("h2c", &dir).unwrap();
+        assert_eq!(h2c.http2.map(|h| h.cleartext), Some(true));
+        assert!(h2c.tls.is_none());
+        assert!(load("tls-keepalive", &dir).unwrap().http2.is_none());
+    }
+
+    #[test]
+    fn http2_table_is_checked() {
+        let p = |extra: &str| {
+            parse(
+                "t",
+                Path::new("t.toml"),
+                &format!("description = \"x\"\n[[routes]]\nprefix = \"/\"\n[load]\npaths = [\"/\"]\n{extra}"),
+            )
+        };
+        let s = p("[tls]\n[http2]\nstreams = 4\n").unwrap();
+        assert_eq!(s.http2.map(|h| h.streams), Some(4));
+        for (extra, want) in [
+            ("[http2]\n", "needs [tls]"),
+            ("[tls]\n[http2]\ncleartext = true\n", "without [tls]"),
+            ("[tls]\nhandshakes = \"full\"\n[http2]\n", "keepalive"),
+            ("[tls]\n[http2]\nstreams = 0\n", "http2.streams"),
+            ("[http2]\ncleartext = true\nwindow = 1\n", "window"),
+        ] {
+            let e = p(extra).unwrap_err();
+            assert!(e.contains(want), "{extra}: {e}");
+        }
+        let e = parse(
+            "t",
+            Path::new("t.toml"),
+            "description = \"x\"\n[[routes]]\nprefix = \"/\"\n[load]\nmethod = \"PUT\"\n\
+             paths = [\"/\"]\n[http2]\ncleartext = true\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("GET without a body or POST"), "{e}");
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub struct Env {
     pub ringway_extra: String,
     /// TLS scenarios: the certificate both gateways serve.
     pub tls: Option<TlsFiles>,
+    /// HTTP/2 scenarios: the h2load binary (None when not installed).
+    pub h2load_bin: Option<PathBuf>,
 }
 
 /// A started target, stopped on drop.
@@ -148,13 +150,7 @@ pub fn start_ringway(
         &env.dir,
         Duration::from_secs(3),
     )?;
-    procs::wait_http_ok(
-        Some(&p),
-        addr,
-        probe,
-        env.tls.as_ref(),
-        Duration::from_secs(15),
-    )?;
+    wait_ready(env, scn, &p, addr, probe)?;
     let logs = std::fs::read_to_string(&p.stderr_path).unwrap_or_default();
     let note = logs
         .lines()
@@ -171,6 +167,22 @@ pub fn start_ringway(
         rss_pids: vec![pid],
         note,
     })
+}
+
+/// Waits until the gateway answers the probe 200: over HTTP/2 (h2load) for HTTP/2 scenarios,
+/// whose h2c listeners may speak no HTTP/1.1, else with the HTTP/1.1 probe.
+fn wait_ready(
+    env: &Env,
+    scn: &Scenario,
+    p: &Proc,
+    addr: SocketAddr,
+    probe: &Probe<'_>,
+) -> Result<(), String> {
+    let timeout = Duration::from_secs(15);
+    match scn.http2 {
+        Some(h2) => crate::h2load::wait_ok(env, p, addr, probe, h2, timeout),
+        None => procs::wait_http_ok(Some(p), addr, probe, env.tls.as_ref(), timeout),
+    }
 }
 
 /// Starts nginx (master + `workers` workers) with a config for `scn`.
@@ -200,6 +212,7 @@ pub fn start_nginx(
         nofile: env.nofile,
         root,
         tls: env.tls.as_ref(),
+        http2_on: nginx_version(bin) >= vec![1, 25, 1],
     });
     std::fs::write(&conf, text).map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
     let mut cmd = Command::new(bin);
@@ -215,13 +228,7 @@ pub fn start_nginx(
         &env.dir,
         Duration::from_secs(3),
     )?;
-    if let Err(e) = procs::wait_http_ok(
-        Some(&p),
-        addr,
-        probe,
-        env.tls.as_ref(),
-        Duration::from_secs(15),
-    ) {
+    if let Err(e) = wait_ready(env, scn, &p, addr, probe) {
         let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(10).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
@@ -258,19 +265,22 @@ pub fn start_nginx(
 
 /// `nginx -e` exists from 1.19.5 on.
 fn supports_error_log_flag(bin: &Path) -> bool {
+    nginx_version(bin) >= vec![1, 19, 5]
+}
+
+/// `[1, 22, 1]` from `nginx -v`; empty when it cannot be read.
+fn nginx_version(bin: &Path) -> Vec<u32> {
     let Ok(out) = Command::new(bin).arg("-v").output() else {
-        return false;
+        return Vec::new();
     };
     let text = String::from_utf8_lossy(&out.stderr);
     let Some(v) = text.split("nginx/").nth(1) else {
-        return false;
+        return Vec::new();
     };
-    let nums: Vec<u32> = v
-        .split(|c: char| !c.is_ascii_digit())
+    v.split(|c: char| !c.is_ascii_digit())
         .take(3)
         .filter_map(|n| n.parse().ok())
-        .collect();
-    nums >= vec![1, 19, 5]
+        .collect()
 }
 
 /// Where nginx is: `/usr/sbin/nginx`, else the first `nginx` on PATH.
@@ -324,6 +334,8 @@ pub fn ringway_config(
     workers: usize,
     tls: Option<&TlsFiles>,
 ) -> String {
+    // HTTP/2 needs nothing on a TLS listener (ALPN offers h2 first by default); h2c is
+    // opted into per plain listener.
     let mut s = String::with_capacity(64 * scn.routes.len() + 512);
     let _ = write!(
         s,
@@ -331,6 +343,9 @@ pub fn ringway_config(
          drain_timeout = \"1s\"\n\n[admin]\nenabled = false\n\n[[listeners]]\nname = \"bench\"\naddress = \"{addr}\"\n",
         scn.name
     );
+    if scn.http2.is_some_and(|h| h.cleartext) {
+        s.push_str("h2c = true\n");
+    }
     if let Some(t) = tls {
         let _ = writeln!(
             s,
@@ -416,6 +431,8 @@ pub struct NginxParams<'a> {
     pub root: bool,
     /// Serve HTTPS with this certificate.
     pub tls: Option<&'a TlsFiles>,
+    /// nginx 1.25.1 and later: HTTP/2 with `http2 on;` (older: the `http2` listen flag).
+    pub http2_on: bool,
 }
 
 /// The nginx config: one worker per ringway worker on the same CPUs, access log off,
@@ -478,9 +495,15 @@ pub fn nginx_config(p: &NginxParams<'_>) -> String {
          \x20   proxy_set_header X-Request-Id $request_id;\n\
          \x20   add_header X-Request-Id $request_id always;\n",
     );
+    // HTTP/2 scenarios: nginx's defaults match ringway's (128 concurrent streams per
+    // connection); before 1.25.1 the listen flag, which on a plain port means h2c only.
+    let h2 = match (p.scn.http2.is_some(), p.http2_on) {
+        (true, false) => " http2",
+        _ => "",
+    };
     match p.tls {
         None => {
-            let _ = writeln!(s, "    server {{\n        listen {} reuseport;", p.addr);
+            let _ = writeln!(s, "    server {{\n        listen {}{h2} reuseport;", p.addr);
         }
         Some(t) => {
             // TLSv1.3 spelled out: nginx before 1.23.4 leaves it out of the default. The
@@ -488,7 +511,7 @@ pub fn nginx_config(p: &NginxParams<'_>) -> String {
             // negotiate the same suite whatever the client lists first.
             let _ = writeln!(
                 s,
-                "    server {{\n        listen {} ssl reuseport;\n        \
+                "    server {{\n        listen {} ssl{h2} reuseport;\n        \
                  ssl_certificate {};\n        ssl_certificate_key {};\n        \
                  ssl_protocols TLSv1.2 TLSv1.3;\n        ssl_session_tickets on;\n        \
                  ssl_session_cache shared:SSL:10m;\n        ssl_prefer_server_ciphers on;\n        \
@@ -499,6 +522,9 @@ pub fn nginx_config(p: &NginxParams<'_>) -> String {
                 t.key.display()
             );
         }
+    }
+    if p.scn.http2.is_some() && p.http2_on {
+        s.push_str("        http2 on;\n");
     }
     for loc in nginx_locations(&p.scn.routes) {
         let _ = writeln!(s, "        location {loc} {{ proxy_pass http://be; }}");
@@ -558,6 +584,7 @@ mod tests {
             nofile: 20000,
             root: true,
             tls: None,
+            http2_on: false,
         });
         assert!(n.contains("worker_processes 2;"));
         assert!(n.contains("worker_cpu_affinity 1 100;"));
@@ -569,6 +596,59 @@ mod tests {
         assert!(n.contains("location / { proxy_pass http://be; }"));
         assert!(!n.contains("ssl"));
         assert!(!r.contains("[listeners.tls]"));
+    }
+
+    #[test]
+    fn http2_configs_enable_it_on_both_gateways() {
+        let a: SocketAddr = "127.0.0.1:8443".parse().unwrap();
+        let u: SocketAddr = "127.0.0.1:9001".parse().unwrap();
+        let h2c = scenario::parse(
+            "t",
+            Path::new("t.toml"),
+            "description = \"x\"\n[[routes]]\nprefix = \"/\"\n[load]\npaths = [\"/\"]\n\
+             [http2]\ncleartext = true\n",
+        )
+        .unwrap();
+        let r = ringway_config(&h2c, a, u, 1, None);
+        assert!(
+            r.contains("address = \"127.0.0.1:8443\"\nh2c = true\n"),
+            "{r}"
+        );
+        let params = |scn, http2_on| NginxParams {
+            scn,
+            addr: a,
+            upstream: u,
+            cpus: &[0],
+            dir: Path::new("/tmp/x"),
+            nofile: 20000,
+            root: false,
+            tls: None,
+            http2_on,
+        };
+        let old = nginx_config(&params(&h2c, false));
+        assert!(
+            old.contains("listen 127.0.0.1:8443 http2 reuseport;"),
+            "{old}"
+        );
+        assert!(!old.contains("http2 on;"));
+        let new = nginx_config(&params(&h2c, true));
+        assert!(new.contains("listen 127.0.0.1:8443 reuseport;"), "{new}");
+        assert!(new.contains("        http2 on;\n"), "{new}");
+        let dir = tempfile::tempdir().unwrap();
+        let files = crate::tls::generate(dir.path()).unwrap();
+        let tls = scenario::load("h2-tls", &scenario::default_dir()).unwrap();
+        let r = ringway_config(&tls, a, u, 1, Some(&files));
+        assert!(!r.contains("h2c"), "ALPN offers h2 by default: {r}");
+        let n = nginx_config(&NginxParams {
+            tls: Some(&files),
+            ..params(&tls, false)
+        });
+        assert!(
+            n.contains("listen 127.0.0.1:8443 ssl http2 reuseport;"),
+            "{n}"
+        );
+        let plain = nginx_config(&params(&scn("[[routes]]\nprefix = \"/\"\n"), false));
+        assert!(!plain.contains("http2"), "{plain}");
     }
 
     #[test]
@@ -596,6 +676,7 @@ mod tests {
             nofile: 20000,
             root: false,
             tls: Some(&files),
+            http2_on: false,
         });
         for want in [
             "listen 127.0.0.1:8443 ssl reuseport;".to_string(),
