@@ -5,9 +5,12 @@
 #   flamegraphs/capture.sh proxy-1k-post    # POST 1 KiB body, 1 KiB response
 #   flamegraphs/capture.sh policies         # proxy-small + API key + JWT + rate limit
 #   flamegraphs/capture.sh tls-keepalive    # proxy-small over HTTPS (ECDSA P-256, TLS 1.3)
+#   flamegraphs/capture.sh h2-tls           # proxy-small over HTTP/2 + TLS: h2load -c 50 -m 10
+#   flamegraphs/capture.sh h2c              # the same over cleartext HTTP/2 (prior knowledge)
 #
 # Needs: perf (apt-get install linux-perf) and inferno (cargo install inferno), and release
-# builds (cargo build --release --workspace). Pinning on a 2-core machine: the gateway worker
+# builds (cargo build --release --workspace); the HTTP/2 scenarios need h2load (installed with
+# apt-get install nghttp2-client when missing and running as root). Pinning on a 2-core machine: the gateway worker
 # on CPU 0, the load generator and the upstream on CPU 1. Writes
 # flamegraphs/<scenario>-<commit>.svg. Loopback only; bounded (SECONDS_LOAD, default 12 s).
 set -euo pipefail
@@ -27,8 +30,17 @@ case "$scenario" in
   proxy-small) body=20; method=GET; req_body=0 ;;
   proxy-1k-post) body=1024; method=POST; req_body=1024 ;;
   policies) body=20; method=GET; req_body=0 ;;
-  tls-keepalive) body=20; method=GET; req_body=0 ;;
-  *) echo "unknown scenario $scenario (proxy-small, proxy-1k-post, policies, tls-keepalive)" >&2; exit 2 ;;
+  tls-keepalive|h2-tls|h2c) body=20; method=GET; req_body=0 ;;
+  *) echo "unknown scenario $scenario (proxy-small, proxy-1k-post, policies, tls-keepalive, h2-tls, h2c)" >&2; exit 2 ;;
+esac
+case "$scenario" in
+  h2-tls|h2c)
+    if ! command -v h2load >/dev/null; then
+      if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client
+      fi
+      command -v h2load >/dev/null || { echo "h2load missing: apt-get install nghttp2-client" >&2; exit 2; }
+    fi ;;
 esac
 
 tmp=$(mktemp -d)
@@ -47,6 +59,7 @@ cat > "$tmp/ringway.toml" <<TOML
 enabled = false
 [[listeners]]
 address = "127.0.0.1:$gw_port"
+$([ "$scenario" = h2c ] && echo "h2c = true")
 [upstreams.be]
 targets = [{ address = "127.0.0.1:$up_port" }]
 [[routes]]
@@ -72,7 +85,7 @@ PY
 fi
 scheme=http
 tls_args=()
-if [ "$scenario" = tls-keepalive ]; then
+if [ "$scenario" = tls-keepalive ] || [ "$scenario" = h2-tls ]; then
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
     -subj /CN=localhost -addext subjectAltName=DNS:localhost \
     -keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2> /dev/null
@@ -97,8 +110,19 @@ for _ in $(seq 100); do
   sleep 0.05
 done
 
-"$bin/rwload" run --url "$scheme://127.0.0.1:$gw_port/item" "${tls_args[@]}" -c 50 --cpus "$load_cpu" \
-  -m "$method" --body-size "$req_body" -d "${load_secs}s" --warmup 2s -q "${headers[@]}" > "$tmp/load.out" &
+case "$scenario" in
+  h2-tls|h2c)
+    # h2load (nghttp2): 50 connections x 10 concurrent streams; TLS offers ALPN h2 only.
+    h2_args=(--connect-to="127.0.0.1:$gw_port" "http://127.0.0.1:$gw_port/item")
+    [ "$scenario" = h2-tls ] && h2_args=(--npn-list=h2 --connect-to="127.0.0.1:$gw_port" "https://localhost:$gw_port/item")
+    taskset -c "$load_cpu" h2load -c 50 -m 10 -t 1 -D "${load_secs}s" --warm-up-time 2s \
+      "${h2_args[@]}" > "$tmp/load.out" &
+    ;;
+  *)
+    "$bin/rwload" run --url "$scheme://127.0.0.1:$gw_port/item" "${tls_args[@]}" -c 50 --cpus "$load_cpu" \
+      -m "$method" --body-size "$req_body" -d "${load_secs}s" --warmup 2s -q "${headers[@]}" > "$tmp/load.out" &
+    ;;
+esac
 load=$!
 sleep 3
 perf record -F 1999 -g -p "$gw" -o "$tmp/perf.data" -- sleep $((load_secs - 3)) 2> /dev/null
