@@ -8,7 +8,7 @@ use std::time::Duration;
 use ahash::AHashMap;
 
 use super::histogram::LatencyHistogram;
-use super::labels::{CoreCounter, METHOD_OTHER, NO_ROUTE};
+use super::labels::{CoreCounter, HTTP2_FLAG, METHOD_OTHER, NO_ROUTE};
 
 /// A route's dense slot in one worker's `CoreMetrics` (meaningless in another worker's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -21,7 +21,8 @@ pub struct UpstreamSlot(pub u32);
 /// Packs (method, status) into one map key.
 #[inline]
 fn request_key(method: u8, status: u16) -> u32 {
-    (u32::from(method.min(METHOD_OTHER)) << 16) | u32::from(status)
+    let m = (method & HTTP2_FLAG) | (method & !HTTP2_FLAG).min(METHOD_OTHER);
+    (u32::from(m) << 16) | u32::from(status)
 }
 
 struct RouteStats {
