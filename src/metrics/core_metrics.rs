@@ -377,7 +377,7 @@ mod tests {
     fn snapshot_unpacks_keys_and_clamps_method() {
         let mut m = CoreMetrics::new();
         let r = m.route_slot("r");
-        m.record_request(Some(r), 200, 599, Duration::from_millis(1), 5, 7);
+        m.record_request(Some(r), 30, 599, Duration::from_millis(1), 5, 7);
         m.record_request(Some(r), 2, 201, Duration::from_millis(1), 5, 7);
         m.record_request(None, 1, 400, Duration::from_millis(1), 0, 0);
         m.add(CoreCounter::AccessLogDropped, 3);

@@ -754,7 +754,7 @@ mod tests {
     #[test]
     fn every_bad_setting_is_reported_by_its_field() {
         let e = errors(
-            "certificates = []\nmin_version = \"1.0\"\nalpn = [\"h2\"]\n\
+            "certificates = []\nmin_version = \"1.0\"\nalpn = [\"spdy/3\"]\n\
              cipher_suites = [\"TLS_AES_128_GCM_SHA256\", \"bogus\"]\n\
              client_auth = { mode = \"off\", ca = \"x.pem\" }\nhandshake_timeout = \"0s\"",
         );
