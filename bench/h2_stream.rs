@@ -65,8 +65,13 @@ fn snapshot() -> (u64, u64, i64) {
     (ALLOCS.get(), BYTES.get(), LIVE.get())
 }
 
-const WARMUP: usize = 20_000;
-const MEASURED: usize = 100_000;
+/// Requests before and during the measurement (`--test`, as `cargo test --benches` passes:
+/// a quick run that only checks the bench works).
+#[derive(Clone, Copy)]
+struct Counts {
+    warmup: usize,
+    measured: usize,
+}
 const IN_FLIGHT: usize = 10;
 const HELD: usize = 100;
 
@@ -79,7 +84,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Server thread: answers the first `WARMUP + MEASURED` requests, snapshotting its counters
 /// at the start and end of the measured ones, then accepts `HELD` streams without answering.
-fn server(io: tokio::io::DuplexStream, tx: mpsc::Sender<String>) {
+fn server(io: tokio::io::DuplexStream, tx: mpsc::Sender<String>, n: Counts) {
     runtime().block_on(async move {
         let mut conn = h2::server::Builder::new()
             .max_concurrent_streams(256)
@@ -89,8 +94,8 @@ fn server(io: tokio::io::DuplexStream, tx: mpsc::Sender<String>) {
         let mut start = snapshot();
         let t0 = Instant::now();
         let mut t1 = t0;
-        for n in 0..WARMUP + MEASURED {
-            if n == WARMUP {
+        for i in 0..n.warmup + n.measured {
+            if i == n.warmup {
                 start = snapshot();
                 t1 = Instant::now();
             }
@@ -104,12 +109,12 @@ fn server(io: tokio::io::DuplexStream, tx: mpsc::Sender<String>) {
         }
         let end = snapshot();
         let secs = t1.elapsed().as_secs_f64();
-        let n = MEASURED as f64;
+        let m = n.measured as f64;
         let _ = tx.send(format!(
             "server, steady state, {IN_FLIGHT} streams in flight: {:.2} allocations and {:.0} bytes allocated per request; {:.0} requests/s (client and server on their own threads)",
-            (end.0 - start.0) as f64 / n,
-            (end.1 - start.1) as f64 / n,
-            n / secs
+            (end.0 - start.0) as f64 / m,
+            (end.1 - start.1) as f64 / m,
+            m / secs
         ));
         let mut held = Vec::with_capacity(HELD);
         let reserved = snapshot();
@@ -132,14 +137,14 @@ fn server(io: tokio::io::DuplexStream, tx: mpsc::Sender<String>) {
 
 /// Client thread: `IN_FLIGHT` requests at a time until the server has answered all of them,
 /// then `HELD` requests that never end.
-fn client(io: tokio::io::DuplexStream) {
+fn client(io: tokio::io::DuplexStream, n: Counts) {
     runtime().block_on(async move {
         let (send, conn) = h2::client::handshake(io).await.expect("client handshake");
         let driver = tokio::task::spawn(async move {
             let _ = conn.await;
         });
         let mut send = send.ready().await.expect("ready");
-        let total = WARMUP + MEASURED;
+        let total = n.warmup + n.measured;
         let mut pending = std::collections::VecDeque::new();
         let req = || {
             // What h2load sends: the four pseudo-headers and two regular fields.
@@ -196,10 +201,21 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    let n = if std::env::args().any(|a| a == "--test") {
+        Counts {
+            warmup: 100,
+            measured: 1_000,
+        }
+    } else {
+        Counts {
+            warmup: 20_000,
+            measured: 100_000,
+        }
+    };
     let (a, b) = tokio::io::duplex(1 << 20);
     let (tx, rx) = mpsc::channel();
-    let s = std::thread::spawn(move || server(a, tx));
-    let c = std::thread::spawn(move || client(b));
+    let s = std::thread::spawn(move || server(a, tx, n));
+    let c = std::thread::spawn(move || client(b, n));
     for line in rx.iter().take(2) {
         println!("{line}");
     }
