@@ -211,3 +211,52 @@ fn tls_scenarios_run_against_ringway_over_https() {
         "after the warmup every handshake resumes: {r}"
     );
 }
+
+/// h2load on this machine (rwcompare installs it when root; the test does not).
+fn have_h2load() -> bool {
+    let found = ["/usr/bin/h2load", "/usr/local/bin/h2load"]
+        .iter()
+        .any(|p| std::path::Path::new(p).is_file());
+    if !found {
+        eprintln!("SKIPPED: h2load not installed (apt-get install nghttp2-client)");
+    }
+    found
+}
+
+#[test]
+fn http2_scenarios_run_against_ringway_with_h2load() {
+    // h2-tls: ALPN h2 only, 50 connections x 10 streams; h2c: prior knowledge on a plain
+    // listener with `h2c = true`. A gateway that does not speak HTTP/2 fails the readiness probe
+    // rather than being measured over HTTP/1.1.
+    if !have_h2load() {
+        return;
+    }
+    for (scenario, alpn) in [("h2-tls", Some("alpn h2")), ("h2c", None)] {
+        let Some((code, stdout, stderr)) = rwcompare(&[
+            scenario,
+            "--duration",
+            "500ms",
+            "--warmup",
+            "200ms",
+            "--only",
+            "ringway,direct",
+            "--json",
+        ]) else {
+            return;
+        };
+        assert_eq!(code, 0, "{scenario}: stdout:\n{stdout}\nstderr:\n{stderr}");
+        let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+        let r = &v["targets"]["ringway"];
+        assert!(r["requests"].as_u64().unwrap() > 100, "{scenario}: {r}");
+        assert_eq!(r["errors"], 0, "{scenario}: {r}");
+        assert!(
+            r["latency_us"]["p99"].as_f64().unwrap_or(0.0) > 0.0,
+            "{scenario}: {r}"
+        );
+        if let Some(alpn) = alpn {
+            let negotiated = r["tls"]["negotiated"].as_str().unwrap_or("");
+            assert!(negotiated.ends_with(alpn), "{scenario}: {r}");
+        }
+        assert_eq!(v["targets"]["direct"]["status"], "skipped", "{v}");
+    }
+}
