@@ -62,6 +62,7 @@ address = "127.0.0.1:$gw_port"
 $([ "$scenario" = h2c ] && echo "h2c = true")
 [upstreams.be]
 targets = [{ address = "127.0.0.1:$up_port" }]
+$([ "$scenario" = h2-tls ] || [ "$scenario" = h2c ] && echo "max_idle = 1024  # 500 streams in flight, as rwcompare's h2 scenarios")
 [[routes]]
 name = "proxy"
 prefix = "/"

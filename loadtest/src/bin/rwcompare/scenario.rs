@@ -113,6 +113,7 @@ struct RawRingway {
 struct RawUpstream {
     body_size: Option<String>,
     delay: Option<String>,
+    keepalive: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,6 +207,10 @@ pub struct Scenario {
     pub kind: Kind,
     pub response_body: usize,
     pub upstream_delay: Duration,
+    /// Idle upstream connections each gateway worker keeps (ringway `max_idle`, nginx
+    /// `keepalive`); default 256. HTTP/2 loads need one per request in flight, or both
+    /// gateways close and reopen upstream connections all run long.
+    pub upstream_keepalive: usize,
     /// Expanded route list, in file order.
     pub routes: Vec<RouteMatch>,
     pub load: Option<Load>,
@@ -268,6 +273,13 @@ pub fn parse(name: &str, file: &Path, text: &str) -> Result<Scenario, String> {
         .map_err(|e| format!("upstream.body_size: {e}"))?;
     let upstream_delay = parse_duration(raw.upstream.delay.as_deref().unwrap_or("0"))
         .map_err(|e| format!("upstream.delay: {e}"))?;
+    let upstream_keepalive = raw
+        .upstream
+        .keepalive
+        .unwrap_or(crate::targets::UPSTREAM_KEEPALIVE);
+    if !(1..=100_000).contains(&upstream_keepalive) {
+        return Err("upstream.keepalive: 1..=100000 idle connections".into());
+    }
     let routes = expand_routes(&raw.routes)?;
     let load = match (raw.kind, raw.load) {
         (Kind::Load, Some(l)) => Some(validate_load(l)?),
@@ -302,6 +314,7 @@ pub fn parse(name: &str, file: &Path, text: &str) -> Result<Scenario, String> {
         kind: raw.kind,
         response_body,
         upstream_delay,
+        upstream_keepalive,
         routes,
         load,
         idle,

@@ -14,7 +14,8 @@ use crate::procs::{self, Proc};
 use crate::scenario::{RouteMatch, Scenario};
 use crate::tls::TlsFiles;
 
-/// Idle keep-alive connections each gateway keeps per worker to the upstream.
+/// Idle keep-alive connections each gateway keeps per worker to the upstream, unless the
+/// scenario says otherwise (`[upstream] keepalive`).
 pub const UPSTREAM_KEEPALIVE: usize = 256;
 
 /// What a run measures against.
@@ -356,7 +357,8 @@ pub fn ringway_config(
     }
     let _ = write!(
         s,
-        "\n[upstreams.be]\ntargets = [{{ address = \"{upstream}\" }}]\nmax_idle = {UPSTREAM_KEEPALIVE}\n"
+        "\n[upstreams.be]\ntargets = [{{ address = \"{upstream}\" }}]\nmax_idle = {}\n",
+        scn.upstream_keepalive
     );
     for (i, r) in scn.routes.iter().enumerate() {
         let (key, p) = match r {
@@ -479,9 +481,9 @@ pub fn nginx_config(p: &NginxParams<'_>) -> String {
     }
     let _ = writeln!(
         s,
-        "    upstream be {{\n        server {};\n        keepalive {UPSTREAM_KEEPALIVE};\n        \
+        "    upstream be {{\n        server {};\n        keepalive {};\n        \
          keepalive_requests 1000000;\n        keepalive_timeout 60s;\n    }}",
-        p.upstream
+        p.upstream, p.scn.upstream_keepalive
     );
     s.push_str(
         "    proxy_http_version 1.1;\n\
@@ -639,10 +641,15 @@ mod tests {
         let tls = scenario::load("h2-tls", &scenario::default_dir()).unwrap();
         let r = ringway_config(&tls, a, u, 1, Some(&files));
         assert!(!r.contains("h2c"), "ALPN offers h2 by default: {r}");
+        assert!(
+            r.contains("max_idle = 1024\n"),
+            "one per stream in flight: {r}"
+        );
         let n = nginx_config(&NginxParams {
             tls: Some(&files),
             ..params(&tls, false)
         });
+        assert!(n.contains("keepalive 1024;"), "{n}");
         assert!(
             n.contains("listen 127.0.0.1:8443 ssl http2 reuseport;"),
             "{n}"
