@@ -13,6 +13,7 @@
 # apt-get install nghttp2-client when missing and running as root). Pinning on a 2-core machine: the gateway worker
 # on CPU 0, the load generator and the upstream on CPU 1. Writes
 # flamegraphs/<scenario>-<commit>.svg. Loopback only; bounded (SECONDS_LOAD, default 12 s).
+# CALL_GRAPH=dwarf FREQ=499: unwind with debug info instead of frame pointers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scenario="${1:-proxy-small}"
@@ -126,7 +127,10 @@ case "$scenario" in
 esac
 load=$!
 sleep 3
-perf record -F 1999 -g -p "$gw" -o "$tmp/perf.data" -- sleep $((load_secs - 3)) 2> /dev/null
+# CALL_GRAPH=dwarf unwinds with debug info (the release build has no frame pointers, so with
+# the default `fp` many Rust frames land under [unknown]); it needs a lower frequency (FREQ=499).
+perf record -F "${FREQ:-1999}" --call-graph "${CALL_GRAPH:-fp}" -p "$gw" -o "$tmp/perf.data" \
+  -- sleep $((load_secs - 3)) 2> /dev/null
 wait "$load"
 cat "$tmp/load.out"
 
