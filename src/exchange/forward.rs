@@ -9,9 +9,9 @@
 use std::rc::Rc;
 use std::time::Instant;
 
-use crate::config::{ProxyAction, Route};
+use crate::config::{ProxyAction, Route, UpstreamProtocol};
 use crate::core::{Core, Generation};
-use crate::http1::{self, BodyFraming, Method};
+use crate::http1::{self, BodyFraming, HeadError, Method};
 use crate::policy::pipeline::Effects;
 use crate::upstream::{UpConn, UpstreamState};
 
@@ -80,13 +80,28 @@ pub async fn forward<D: Downstream>(
         };
         write_upstream_head(out, &u, p);
     };
+    let response_timeout = match super::grpc::timeout(ex.head) {
+        Some(t) => t.min(us.response_timeout),
+        None => us.response_timeout,
+    };
     let attempt = Attempt {
         us,
         upstream: p.upstream,
         limits: &gen.cfg.limits,
         buffered_body,
         max_body: route.max_body,
+        response_timeout,
     };
+    if us.protocol == UpstreamProtocol::Http2 {
+        if tunnel {
+            // WebSocket over HTTP/2 (RFC 8441) is not spoken to upstreams.
+            return Err(ProxyError::new(ErrorKind::BadHead(HeadError::NotImplemented(
+                "WebSocket to an HTTP/2 upstream",
+            ))));
+        }
+        return super::forward_h2::forward(core, gen, ex, down, route, fx, &attempt, &write_head)
+            .await;
+    }
     let (mut up, resp) = send_with_retry(&attempt, ex, down, &write_head).await?;
     if let Some(n) = buffered_body.filter(|&n| n > 0) {
         down.consume_body(n);
@@ -115,7 +130,7 @@ pub async fn forward<D: Downstream>(
 
 /// Builds the client's response head from the upstream's and starts the response. Returns
 /// whether the client connection stays open.
-fn start_response<D: Downstream>(
+pub(super) fn start_response<D: Downstream>(
     core: &Core,
     ex: &mut Exchange<'_>,
     down: &mut D,
