@@ -1,0 +1,189 @@
+//! gRPC through the gateway: an HTTP/2 (h2c) client, ringway, and a tonic echo service as an
+//! HTTP/2 upstream (`protocol = "http2"`). Calls of every shape, the upstream's own statuses
+//! in trailers, gateway errors as gRPC statuses, and the client's deadline.
+
+mod common;
+use common::grpc::{self, req, GrpcUpstream};
+use common::*;
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use tonic::Code;
+
+/// Starts ringway with a plain listener that also takes h2c, and `body`.
+fn start_h2c(body: &str, env: &[(&str, &str)]) -> Gateway {
+    let (port, admin) = (free_port(), free_port());
+    let text = format!(
+        "[[listeners]]\nname = \"test\"\naddress = \"127.0.0.1:{port}\"\nh2c = true\n\n\
+         [admin]\naddress = \"127.0.0.1:{admin}\"\n\n{body}\n"
+    );
+    let mut cmd = Command::new(bin());
+    cmd.arg("--workers").arg("2").envs(env.iter().copied());
+    Gateway::start_full(&text, port, admin, cmd)
+}
+
+fn h2_upstream(name: &str, addr: SocketAddr, extra: &str) -> String {
+    format!(
+        "[upstreams.{name}]\ntargets = [{{ address = \"{addr}\" }}]\nprotocol = \"http2\"\n{extra}\n"
+    )
+}
+
+fn route(policies: &str) -> String {
+    format!(
+        "[[routes]]\nname = \"echo\"\nprefix = \"/echo.Echo/\"\npolicies = [{policies}]\n\
+         proxy = {{ upstream = \"echo\" }}\n"
+    )
+}
+
+#[test]
+fn calls_of_every_shape_pass_through_with_their_trailers() {
+    let rt = grpc::runtime();
+    let up = GrpcUpstream::start(&rt);
+    let gw = start_h2c(&format!("{}\n{}", h2_upstream("echo", up.addr, ""), route("")), &[]);
+    rt.block_on(async {
+        let r = grpc::unary(gw.addr, req("hello"), &[], None).await.unwrap();
+        let reply = r.into_inner();
+        assert_eq!(reply.message, "hello");
+        assert_eq!(reply.forwarded_for, "127.0.0.1", "the gateway adds X-Forwarded-For");
+        assert_eq!(reply.te, "trailers", "gRPC upstreams need te: trailers");
+
+        // The upstream's own status and message travel in its trailers.
+        let e = grpc::unary(gw.addr, req("notfound"), &[], None).await.unwrap_err();
+        assert_eq!(e.code(), Code::NotFound, "{e:?}");
+        assert_eq!(e.message(), "no such echo: caf\u{e9}");
+
+        let mut m = req("part");
+        m.count = 5;
+        let parts = grpc::server_stream(gw.addr, m).await.unwrap();
+        assert_eq!(parts, ["part-0", "part-1", "part-2", "part-3", "part-4"]);
+
+        let joined = grpc::client_stream(gw.addr, &["a", "b", "c"]).await.unwrap();
+        assert_eq!(joined, "a,b,c");
+
+        // Each message is sent only after the previous echo came back: this completes only if
+        // the request and the response stream at the same time.
+        let bidi = grpc::bidi_lockstep(gw.addr, &["x", "y", "z"]);
+        let echoes = tokio::time::timeout(Duration::from_secs(5), bidi)
+            .await
+            .expect("bidirectional stream stalled")
+            .unwrap();
+        assert_eq!(echoes, ["echo:x", "echo:y", "echo:z"]);
+    });
+    assert!(up.connections() <= 2, "{} upstream connections", up.connections());
+}
+
+#[test]
+fn gateway_errors_reach_grpc_clients_as_grpc_statuses() {
+    let rt = grpc::runtime();
+    let up = GrpcUpstream::start(&rt);
+    let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.toml");
+    std::fs::write(&keys, "").unwrap();
+    let body = format!(
+        "[api_keys]\nfile = \"{}\"\nhash = \"hmac-sha256\"\n\n\
+         [policies.key]\napi_key = {{ headers = [\"x-api-key\"] }}\n\n\
+         [policies.limit]\nrate_limit = {{ key = \"ip\", limits = [{{ requests = 1, per = \"1h\" }}] }}\n\n\
+         {}\n{}\n\
+         [[routes]]\nname = \"keyed\"\nprefix = \"/keyed.Echo/\"\npolicies = [\"key\"]\n\
+         proxy = {{ upstream = \"echo\" }}\n\n\
+         [[routes]]\nname = \"limited\"\nprefix = \"/echo.Echo/\"\npolicies = [\"limit\"]\n\
+         proxy = {{ upstream = \"echo\" }}\n\n\
+         [[routes]]\nname = \"down\"\nprefix = \"/down.Echo/\"\nproxy = {{ upstream = \"down\" }}\n",
+        keys.display(),
+        h2_upstream("echo", up.addr, ""),
+        h2_upstream("down", dead, "backoff = \"30s\""),
+    );
+    let gw = start_h2c(&body, &[("RINGWAY_KEY_SECRET", "an-hmac-secret-of-32-bytes-or-so")]);
+    let call = |path: &'static str, meta: &'static [(&'static str, &'static str)]| {
+        rt.block_on(grpc_call(gw.addr, path, meta))
+    };
+    // No live target: 502 then (backed off) 503, both UNAVAILABLE.
+    for _ in 0..2 {
+        let e = call("/down.Echo/Unary", &[]).unwrap_err();
+        assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    }
+    let e = call("/keyed.Echo/Unary", &[]).unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    assert!(!e.message().is_empty(), "a grpc-message says why");
+    let e = call("/keyed.Echo/Unary", &[("x-api-key", "rwk_wrong_wrong_wrong")]).unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    let e = call("/nowhere.Echo/Unary", &[]).unwrap_err();
+    assert_eq!(e.code(), Code::Unimplemented, "{e:?}");
+    // The first call passes the limit, the second is refused.
+    call("/echo.Echo/Unary", &[]).unwrap();
+    let e = call("/echo.Echo/Unary", &[]).unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+}
+
+/// A unary echo call to any path (routes other than the echo service's own).
+async fn grpc_call(
+    addr: SocketAddr,
+    path: &'static str,
+    meta: &[(&'static str, &str)],
+) -> Result<grpc::EchoReply, tonic::Status> {
+    let mut c = grpc::client(addr).await;
+    c.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut r = tonic::Request::new(req("hi"));
+    for (k, v) in meta {
+        r.metadata_mut().insert(*k, v.parse().unwrap());
+    }
+    let codec = tonic_prost::ProstCodec::<grpc::EchoRequest, grpc::EchoReply>::default();
+    let p = tonic::codegen::http::uri::PathAndQuery::from_static(path);
+    c.unary(r, p, codec).await.map(|r| r.into_inner())
+}
+
+#[test]
+fn the_client_deadline_caps_the_upstream_wait() {
+    let rt = grpc::runtime();
+    let up = GrpcUpstream::start(&rt);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let body = format!(
+        "[access_log]\nenabled = true\npath = \"{}\"\n\n{}\n{}",
+        log.display(),
+        h2_upstream("echo", up.addr, "response_timeout = \"10s\""),
+        route("")
+    );
+    let gw = start_h2c(&body, &[]);
+    let mut slow = req("slow");
+    slow.sleep_ms = 2000;
+    // A raw HTTP/2 call: tonic's client would also enforce `grpc-timeout` itself and race
+    // the gateway.
+    let started = Instant::now();
+    let fields = [("grpc-timeout", "200m")];
+    let r = rt
+        .block_on(grpc::raw_call(gw.addr, "/echo.Echo/Unary", &fields, &slow))
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(r.status, 200, "gRPC errors ride on HTTP 200");
+    assert_eq!(r.grpc_status().as_deref(), Some("4"), "DEADLINE_EXCEEDED");
+    assert!(r.trailers.is_empty() && r.body.is_empty(), "Trailers-Only");
+    assert_eq!(r.headers.get("content-type").unwrap(), "application/grpc");
+    assert!(r.headers.contains_key("grpc-message"));
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("504") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(text.contains("504"), "the gateway logs its own 504: {text}");
+
+    // Abuse: a malformed deadline is ignored (the upstream's timeout applies).
+    let r = rt.block_on(async {
+        let mut c = grpc::client(gw.addr).await;
+        c.ready().await.unwrap();
+        let mut r = tonic::Request::new(req("fine"));
+        r.metadata_mut()
+            .insert("grpc-timeout", "123456789S".parse().unwrap());
+        let codec = tonic_prost::ProstCodec::<grpc::EchoRequest, grpc::EchoReply>::default();
+        let p = tonic::codegen::http::uri::PathAndQuery::from_static("/echo.Echo/Unary");
+        c.unary(r, p, codec).await
+    });
+    assert_eq!(r.unwrap().into_inner().message, "fine");
+}
