@@ -203,7 +203,14 @@ async fn exchange(
     let mut down = H2Stream::new(body, respond, gen.cfg.timeouts.client_body);
     let head = match to_head(&parts, has_body, &gen.cfg.limits) {
         Ok(h) => h,
-        Err(e) => return reject(core, facts, &mut down, ProxyError::new(ErrorKind::BadHead(e))),
+        Err(e) => {
+            return reject(
+                core,
+                facts,
+                &mut down,
+                ProxyError::new(ErrorKind::BadHead(e)),
+            )
+        }
     };
     drop(parts);
     down.gather();
@@ -240,6 +247,7 @@ async fn exchange(
     };
     // WebSocket over HTTP/2 (RFC 8441) is not offered, so no exchange ends in an upgrade.
     let _ = pipeline::run(core, &gen, &mut ex, &mut down).await;
+    down.reset_unfinished();
     ex.facts.bytes_in = head.buf.len() as u64 + down.bytes_in;
     ex.facts.bytes_out = down.bytes_out;
     core.telemetry.on_request(
