@@ -138,24 +138,28 @@ async fn grpc_call(
 #[test]
 fn the_client_deadline_caps_the_upstream_wait() {
     let rt = grpc::runtime();
+    // An upstream that takes 2 s whatever the deadline says (tonic's server would give up at
+    // the deadline itself and race the gateway).
+    let sleepy = grpc::start_sleepy(&rt, Duration::from_secs(2));
     let up = GrpcUpstream::start(&rt);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("access.log");
     let body = format!(
-        "[access_log]\nenabled = true\npath = \"{}\"\n\n{}\n{}",
+        "[access_log]\nenabled = true\npath = \"{}\"\n\n{}\n{}\n{}\n\
+         [[routes]]\nname = \"sleepy\"\nprefix = \"/sleepy.Echo/\"\nproxy = {{ upstream = \"sleepy\" }}\n",
         log.display(),
         h2_upstream("echo", up.addr, "response_timeout = \"10s\""),
+        h2_upstream("sleepy", sleepy, "response_timeout = \"10s\""),
         route("")
     );
     let gw = start_h2c(&body, &[]);
-    let mut slow = req("slow");
-    slow.sleep_ms = 2000;
+    let slow = req("slow");
     // A raw HTTP/2 call: tonic's client would also enforce `grpc-timeout` itself and race
     // the gateway.
     let started = Instant::now();
     let fields = [("grpc-timeout", "200m")];
     let r = rt
-        .block_on(grpc::raw_call(gw.addr, "/echo.Echo/Unary", &fields, &slow))
+        .block_on(grpc::raw_call(gw.addr, "/sleepy.Echo/Unary", &fields, &slow))
         .unwrap();
     let took = started.elapsed();
     assert_eq!(r.status, 200, "gRPC errors ride on HTTP 200");

@@ -20,6 +20,7 @@ struct Seen {
     authority: String,
     headers: http::HeaderMap,
     body_len: usize,
+    trailers: Option<http::HeaderMap>,
 }
 
 /// An h2 server on a loopback port. Paths choose its behaviour: `/slow` answers after 200 ms,
@@ -28,6 +29,8 @@ struct Seen {
 struct H2Upstream {
     addr: SocketAddr,
     accepts: Arc<AtomicUsize>,
+    /// Connections that have ended.
+    closed: Arc<AtomicUsize>,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
@@ -42,12 +45,13 @@ impl H2Upstream {
             .unwrap();
         let addr = listener.local_addr().unwrap();
         let accepts = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (a, s) = (accepts.clone(), seen.clone());
+        let (a, s, c) = (accepts.clone(), seen.clone(), closed.clone());
         rt.spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 a.fetch_add(1, Ordering::SeqCst);
-                let (s, tls) = (s.clone(), tls.clone());
+                let (s, tls, c) = (s.clone(), tls.clone(), c.clone());
                 tokio::spawn(async move {
                     match tls {
                         None => serve(tcp, max_streams, s).await,
@@ -58,12 +62,14 @@ impl H2Upstream {
                             }
                         }
                     }
+                    c.fetch_add(1, Ordering::SeqCst);
                 });
             }
         });
         H2Upstream {
             addr,
             accepts,
+            closed,
             seen,
         }
     }
@@ -110,12 +116,14 @@ async fn handle(
         n += chunk.len();
         let _ = body.flow_control().release_capacity(chunk.len());
     }
+    let trailers = body.trailers().await.ok().flatten();
     let path = parts.uri.path().to_string();
     seen.lock().unwrap().push(Seen {
         path: path.clone(),
         authority: parts.uri.authority().map(|a| a.to_string()).unwrap_or_default(),
         headers: parts.headers,
         body_len: n,
+        trailers,
     });
     match path.as_str() {
         "/hang" => {
@@ -135,7 +143,13 @@ async fn handle(
         .body(())
         .unwrap();
     if let Ok(mut send) = respond.send_response(resp, false) {
-        let _ = send.send_data(Bytes::from(format!("got {n} bytes")), true);
+        let with_trailers = path == "/trailers";
+        let _ = send.send_data(Bytes::from(format!("got {n} bytes")), !with_trailers);
+        if with_trailers {
+            let mut t = http::HeaderMap::new();
+            t.insert("x-digest", http::HeaderValue::from_static("sha-256=abc"));
+            let _ = send.send_trailers(t);
+        }
     }
 }
 
@@ -296,7 +310,7 @@ fn tls_upstreams_must_choose_alpn_h2() {
     let r = get(gw.addr, "/bad");
     assert_eq!(r.status, 502, "{}", r.text());
     assert_eq!(r.json()["code"], "upstream_tls");
-    assert!(gw.logs().contains("did not choose ALPN h2"), "{}", gw.logs());
+    gw.wait_log("did not choose ALPN h2", Duration::from_secs(5));
 }
 
 #[test]
@@ -308,4 +322,72 @@ fn a_bad_protocol_names_its_field() {
     assert_ne!(code, 0);
     assert!(err.contains("upstreams.app.protocol"), "{err}");
     assert!(err.contains("\"http2\""), "{err}");
+}
+
+#[test]
+fn idle_http2_connections_close_after_the_idle_timeout() {
+    let rt = common::grpc::runtime();
+    let up = H2Upstream::start(&rt, None, None);
+    let gw = Gateway::start_workers(&config(up.addr, "idle_timeout = \"1s\""), 1);
+    assert_eq!(get(gw.addr, "/ok").status, 200);
+    assert_eq!(up.closed.load(Ordering::SeqCst), 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while up.closed.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(up.closed.load(Ordering::SeqCst), 1, "the idle connection was closed");
+    // The next request opens a new one.
+    assert_eq!(get(gw.addr, "/ok").status, 200);
+    assert_eq!(up.connections(), 2);
+}
+
+/// An h2c client sends a body with trailers through the gateway: the upstream gets both, and
+/// the client gets the upstream's trailers.
+#[test]
+fn trailers_cross_the_gateway_both_ways() {
+    let rt = common::grpc::runtime();
+    let up = H2Upstream::start(&rt, None, None);
+    let (port, admin) = (free_port(), free_port());
+    let text = format!(
+        "[[listeners]]\nname = \"test\"\naddress = \"127.0.0.1:{port}\"\nh2c = true\n\n\
+         [admin]\naddress = \"127.0.0.1:{admin}\"\n\n{}",
+        config(up.addr, "")
+    );
+    let mut cmd = std::process::Command::new(bin());
+    cmd.arg("--workers").arg("1");
+    let gw = Gateway::start_full(&text, port, admin, cmd);
+    let (body, trailers) = rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let (send, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut send = send.ready().await.unwrap();
+        let req = http::Request::builder()
+            .method("POST")
+            .uri(format!("http://{}/trailers", gw.addr))
+            .body(())
+            .unwrap();
+        let (resp, mut out) = send.send_request(req, false).unwrap();
+        out.send_data(Bytes::from_static(b"hello"), false).unwrap();
+        let mut t = http::HeaderMap::new();
+        t.insert("x-checksum", http::HeaderValue::from_static("5"));
+        out.send_trailers(t).unwrap();
+        let resp = resp.await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut recv = resp.into_body();
+        let mut body = Vec::new();
+        while let Some(c) = recv.data().await {
+            let c = c.unwrap();
+            let _ = recv.flow_control().release_capacity(c.len());
+            body.extend_from_slice(&c);
+        }
+        (body, recv.trailers().await.unwrap())
+    });
+    assert_eq!(body, b"got 5 bytes");
+    let seen = up.last();
+    let sent = seen.trailers.expect("request trailers reach the upstream");
+    assert_eq!(sent.get("x-checksum").unwrap(), "5");
+    let got = trailers.expect("response trailers reach the client");
+    assert_eq!(got.get("x-digest").unwrap(), "sha-256=abc");
 }

@@ -421,3 +421,34 @@ pub async fn raw_call(
         trailers,
     })
 }
+
+/// An HTTP/2 upstream that answers every call with an empty OK gRPC response after `delay`,
+/// ignoring `grpc-timeout` (tonic's server would enforce the deadline itself).
+pub fn start_sleepy(rt: &tokio::runtime::Runtime, delay: Duration) -> SocketAddr {
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                    return;
+                };
+                while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        let resp = http::Response::builder()
+                            .status(200)
+                            .header("content-type", "application/grpc")
+                            .header("grpc-status", "0")
+                            .body(())
+                            .unwrap();
+                        let _ = respond.send_response(resp, true);
+                    });
+                }
+            });
+        }
+    });
+    addr
+}
