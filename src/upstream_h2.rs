@@ -204,7 +204,11 @@ impl H2Pool {
 
     /// Open (or opening) connections, for tests and stats.
     pub fn len(&self) -> usize {
-        self.conns.borrow().iter().filter(|c| !c.is_closed()).count()
+        self.conns
+            .borrow()
+            .iter()
+            .filter(|c| !c.is_closed())
+            .count()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -313,7 +317,10 @@ mod tests {
         };
         assert!(matches!(pool.pick(4), Pick::Wait(c) if Rc::ptr_eq(&c, &first)));
         first.close();
-        assert!(matches!(pool.pick(4), Pick::Open(_)), "a failed one is replaced");
+        assert!(
+            matches!(pool.pick(4), Pick::Open(_)),
+            "a failed one is replaced"
+        );
         assert_eq!(pool.len(), 1);
     }
 

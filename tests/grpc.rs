@@ -41,16 +41,24 @@ fn route(policies: &str) -> String {
 fn calls_of_every_shape_pass_through_with_their_trailers() {
     let rt = grpc::runtime();
     let up = GrpcUpstream::start(&rt);
-    let gw = start_h2c(&format!("{}\n{}", h2_upstream("echo", up.addr, ""), route("")), &[]);
+    let gw = start_h2c(
+        &format!("{}\n{}", h2_upstream("echo", up.addr, ""), route("")),
+        &[],
+    );
     rt.block_on(async {
         let r = grpc::unary(gw.addr, req("hello"), &[], None).await.unwrap();
         let reply = r.into_inner();
         assert_eq!(reply.message, "hello");
-        assert_eq!(reply.forwarded_for, "127.0.0.1", "the gateway adds X-Forwarded-For");
+        assert_eq!(
+            reply.forwarded_for, "127.0.0.1",
+            "the gateway adds X-Forwarded-For"
+        );
         assert_eq!(reply.te, "trailers", "gRPC upstreams need te: trailers");
 
         // The upstream's own status and message travel in its trailers.
-        let e = grpc::unary(gw.addr, req("notfound"), &[], None).await.unwrap_err();
+        let e = grpc::unary(gw.addr, req("notfound"), &[], None)
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), Code::NotFound, "{e:?}");
         assert_eq!(e.message(), "no such echo: caf\u{e9}");
 
@@ -59,7 +67,9 @@ fn calls_of_every_shape_pass_through_with_their_trailers() {
         let parts = grpc::server_stream(gw.addr, m).await.unwrap();
         assert_eq!(parts, ["part-0", "part-1", "part-2", "part-3", "part-4"]);
 
-        let joined = grpc::client_stream(gw.addr, &["a", "b", "c"]).await.unwrap();
+        let joined = grpc::client_stream(gw.addr, &["a", "b", "c"])
+            .await
+            .unwrap();
         assert_eq!(joined, "a,b,c");
 
         // Each message is sent only after the previous echo came back: this completes only if
@@ -71,7 +81,11 @@ fn calls_of_every_shape_pass_through_with_their_trailers() {
             .unwrap();
         assert_eq!(echoes, ["echo:x", "echo:y", "echo:z"]);
     });
-    assert!(up.connections() <= 2, "{} upstream connections", up.connections());
+    assert!(
+        up.connections() <= 2,
+        "{} upstream connections",
+        up.connections()
+    );
 }
 
 #[test]
@@ -96,7 +110,10 @@ fn gateway_errors_reach_grpc_clients_as_grpc_statuses() {
         h2_upstream("echo", up.addr, ""),
         h2_upstream("down", dead, "backoff = \"30s\""),
     );
-    let gw = start_h2c(&body, &[("RINGWAY_KEY_SECRET", "an-hmac-secret-of-32-bytes-or-so")]);
+    let gw = start_h2c(
+        &body,
+        &[("RINGWAY_KEY_SECRET", "an-hmac-secret-of-32-bytes-or-so")],
+    );
     let call = |path: &'static str, meta: &'static [(&'static str, &'static str)]| {
         rt.block_on(grpc_call(gw.addr, path, meta))
     };
@@ -108,7 +125,11 @@ fn gateway_errors_reach_grpc_clients_as_grpc_statuses() {
     let e = call("/keyed.Echo/Unary", &[]).unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
     assert!(!e.message().is_empty(), "a grpc-message says why");
-    let e = call("/keyed.Echo/Unary", &[("x-api-key", "rwk_wrong_wrong_wrong")]).unwrap_err();
+    let e = call(
+        "/keyed.Echo/Unary",
+        &[("x-api-key", "rwk_wrong_wrong_wrong")],
+    )
+    .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
     let e = call("/nowhere.Echo/Unary", &[]).unwrap_err();
     assert_eq!(e.code(), Code::Unimplemented, "{e:?}");
@@ -125,7 +146,9 @@ async fn grpc_call(
     meta: &[(&'static str, &str)],
 ) -> Result<grpc::EchoReply, tonic::Status> {
     let mut c = grpc::client(addr).await;
-    c.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    c.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
     let mut r = tonic::Request::new(req("hi"));
     for (k, v) in meta {
         r.metadata_mut().insert(*k, v.parse().unwrap());
@@ -159,7 +182,12 @@ fn the_client_deadline_caps_the_upstream_wait() {
     let started = Instant::now();
     let fields = [("grpc-timeout", "200m")];
     let r = rt
-        .block_on(grpc::raw_call(gw.addr, "/sleepy.Echo/Unary", &fields, &slow))
+        .block_on(grpc::raw_call(
+            gw.addr,
+            "/sleepy.Echo/Unary",
+            &fields,
+            &slow,
+        ))
         .unwrap();
     let took = started.elapsed();
     assert_eq!(r.status, 200, "gRPC errors ride on HTTP 200");

@@ -79,7 +79,12 @@ impl H2Upstream {
     }
 
     fn last(&self) -> Seen {
-        self.seen.lock().unwrap().last().cloned().expect("a request")
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("a request")
     }
 }
 
@@ -120,7 +125,11 @@ async fn handle(
     let path = parts.uri.path().to_string();
     seen.lock().unwrap().push(Seen {
         path: path.clone(),
-        authority: parts.uri.authority().map(|a| a.to_string()).unwrap_or_default(),
+        authority: parts
+            .uri
+            .authority()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
         headers: parts.headers,
         body_len: n,
         trailers,
@@ -180,7 +189,10 @@ fn http1_clients_reach_an_http2_upstream_with_headers_and_streamed_bodies() {
     assert!(r.header("x-request-id").is_some());
     let seen = up.last();
     assert_eq!(seen.path, "/hello");
-    assert_eq!(seen.authority, "test", "the client's Host becomes :authority");
+    assert_eq!(
+        seen.authority, "test",
+        "the client's Host becomes :authority"
+    );
     assert_eq!(seen.headers.get("x-custom").unwrap(), "yes");
     assert_eq!(seen.headers.get("x-forwarded-for").unwrap(), "127.0.0.1");
     assert!(seen.headers.get("x-request-id").is_some());
@@ -192,7 +204,8 @@ fn http1_clients_reach_an_http2_upstream_with_headers_and_streamed_bodies() {
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), format!("got {} bytes", big.len()));
     assert_eq!(up.last().body_len, big.len());
-    let mut raw_req = b"POST /chunked HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    let mut raw_req =
+        b"POST /chunked HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
     for _ in 0..100 {
         raw_req.extend_from_slice(b"400\r\n");
         raw_req.extend_from_slice(&[b'b'; 0x400]);
@@ -215,7 +228,11 @@ fn concurrent_requests_share_upstream_connections() {
     let gw = Gateway::start_workers(&config(up.addr, ""), 1);
     let statuses = concurrent(gw.addr, "/slow", 20);
     assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
-    assert!(up.connections() <= 2, "{} upstream connections", up.connections());
+    assert!(
+        up.connections() <= 2,
+        "{} upstream connections",
+        up.connections()
+    );
 }
 
 #[test]
@@ -226,10 +243,22 @@ fn a_peer_limit_of_one_stream_opens_more_connections() {
     let started = Instant::now();
     let statuses = concurrent(gw.addr, "/slow", 10);
     assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
-    assert!(up.connections() > 1, "{} upstream connections", up.connections());
-    assert!(up.connections() <= 10, "{} upstream connections", up.connections());
+    assert!(
+        up.connections() > 1,
+        "{} upstream connections",
+        up.connections()
+    );
+    assert!(
+        up.connections() <= 10,
+        "{} upstream connections",
+        up.connections()
+    );
     // Ten 200 ms answers one after another would take 2 s.
-    assert!(started.elapsed() < Duration::from_millis(1800), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(1800),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -246,7 +275,10 @@ fn misbehaving_upstreams_get_clean_errors() {
     let started = Instant::now();
     assert_eq!(get(gw.addr, "/hang").status, 504);
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(450) && took < Duration::from_secs(2), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
     // A reset stream: 502, the connection stays usable.
     assert_eq!(get(gw.addr, "/reset").status, 502);
     assert_eq!(get(gw.addr, "/ok").status, 200);
@@ -272,7 +304,12 @@ fn tls_upstreams_must_choose_alpn_h2() {
     let dir = tempfile::tempdir().unwrap();
     let ca = common::tls::Ca::new("upstream test ca");
     let ca_file = ca.write(dir.path(), "ca");
-    let leaf = ca.server(dir.path(), "up", &["localhost"], common::tls::Key::EcdsaP256);
+    let leaf = ca.server(
+        dir.path(),
+        "up",
+        &["localhost"],
+        common::tls::Key::EcdsaP256,
+    );
     let server = |alpn: Vec<Vec<u8>>| {
         let chain: Vec<CertificateDer<'static>> =
             CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes())
@@ -335,7 +372,11 @@ fn idle_http2_connections_close_after_the_idle_timeout() {
     while up.closed.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(up.closed.load(Ordering::SeqCst), 1, "the idle connection was closed");
+    assert_eq!(
+        up.closed.load(Ordering::SeqCst),
+        1,
+        "the idle connection was closed"
+    );
     // The next request opens a new one.
     assert_eq!(get(gw.addr, "/ok").status, 200);
     assert_eq!(up.connections(), 2);

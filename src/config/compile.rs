@@ -16,8 +16,7 @@ use toml::Spanned;
 
 use super::errors::{field_at, positive, ConfigError, Diag};
 use super::model::{
-    Admin, Compiled, Listener, Runtime, Target, Timeouts, Upstream, UpstreamId,
-    UpstreamProtocol,
+    Admin, Compiled, Listener, Runtime, Target, Timeouts, Upstream, UpstreamId, UpstreamProtocol,
 };
 use super::raw::{RawConfig, RawLimits, RawServer, RawTimeouts, RawUpstream};
 use super::routes::{compile_routes, route_table, RouteContext};

@@ -28,7 +28,7 @@ use h2::client::ResponseFuture;
 use h2::{RecvStream, SendStream};
 
 use crate::config::Route;
-use crate::core::{Core, Generation};
+use crate::core::Core;
 use crate::http1::{self, HeadError};
 use crate::policy::pipeline::Effects;
 use crate::tls::poll::PollStream;
@@ -37,8 +37,8 @@ use crate::upstream_h2::{establish, H2Conn, Pick, StreamClaim};
 
 use super::body::STREAM_CHUNK;
 use super::error::{ErrorKind, ProxyError};
-use super::forward::start_response;
 use super::model::{Exchange, UpstreamFacts};
+use super::response_head::start_response;
 use super::send::{connect_one, Attempt, RESPONSE_MAX_HEADERS};
 use super::wire::{Downstream, Outcome};
 
@@ -58,15 +58,22 @@ struct Call {
 pub trait WriteHead: Fn(&str, &Exchange<'_>, &mut Vec<u8>) {}
 impl<F: Fn(&str, &Exchange<'_>, &mut Vec<u8>)> WriteHead for F {}
 
+/// What answering the client needs from the forward phase (`start_response`'s inputs and the
+/// body idle timeout).
+pub struct Answer<'a> {
+    pub core: &'a Core,
+    pub route: &'a Route,
+    pub fx: &'a Effects,
+    /// Longest wait for the next response body piece (`timeouts.upstream_idle`).
+    pub idle: Duration,
+}
+
 /// Runs the proxy action against an HTTP/2 upstream. `Err` only before anything was sent to
 /// the client.
 pub async fn forward<D: Downstream>(
-    core: &Core,
-    gen: &Rc<Generation>,
+    ans: &Answer<'_>,
     ex: &mut Exchange<'_>,
     down: &mut D,
-    route: &Route,
-    fx: &Effects,
     a: &Attempt<'_>,
     write_head: &impl WriteHead,
 ) -> Result<Outcome, ProxyError> {
@@ -91,9 +98,8 @@ pub async fn forward<D: Downstream>(
     }
     let resp = to_response_head(&parts, body.is_end_stream(), ex.head.method, a.limits)?;
     ex.facts.status = resp.status;
-    let keep = start_response(core, ex, down, route, fx, &resp);
-    let idle = gen.cfg.timeouts.upstream_idle;
-    match relay_response(ex, down, &mut call, body, idle, a, duplex).await {
+    let keep = start_response(ans.core, ex, down, ans.route, ans.fx, &resp);
+    match relay_response(ex, down, &mut call, body, ans.idle, a, duplex).await {
         Ok(()) => Ok(Outcome::Done(keep)),
         Err(e) => {
             ex.facts.aborted = Some(e.side());

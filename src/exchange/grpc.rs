@@ -112,10 +112,28 @@ mod tests {
         assert_eq!(parse_timeout(b"5S"), Some(Duration::from_secs(5)));
         assert_eq!(parse_timeout(b"2H"), Some(Duration::from_secs(7200)));
         assert_eq!(parse_timeout(b"1M"), Some(Duration::from_secs(60)));
-        assert_eq!(parse_timeout(b"99999999n"), Some(Duration::from_nanos(99_999_999)));
+        assert_eq!(
+            parse_timeout(b"99999999n"),
+            Some(Duration::from_nanos(99_999_999))
+        );
         assert_eq!(parse_timeout(b"7u"), Some(Duration::from_micros(7)));
-        for bad in [&b""[..], b"m", b"123456789S", b"-1S", b"+1S", b"1s", b"1.5S", b"S1", b"1 S"] {
-            assert_eq!(parse_timeout(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b""[..],
+            b"m",
+            b"123456789S",
+            b"-1S",
+            b"+1S",
+            b"1s",
+            b"1.5S",
+            b"S1",
+            b"1 S",
+        ] {
+            assert_eq!(
+                parse_timeout(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

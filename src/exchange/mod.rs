@@ -8,7 +8,8 @@
 //! `forward_h2` (the same to an HTTP/2 upstream), `grpc` (deadlines, errors as gRPC statuses) and
 //! `body` (body streaming), `local` (static / redirect / echo), `respond` (errors and local
 //! answers become responses here), `error` (the error table), `origin` (who the client is),
-//! `upstream_head` (the head sent upstream), `client_cert` (its `x-forwarded-client-cert`),
+//! `upstream_head` (the head sent upstream), `response_head` (the client's head for a proxied
+//! answer), `client_cert` (its `x-forwarded-client-cert`),
 //! `memory` (a wire made of memory, for tests and
 //! fuzzing).
 
@@ -25,6 +26,7 @@ pub mod model;
 pub mod origin;
 pub mod pipeline;
 pub mod respond;
+pub mod response_head;
 pub mod route;
 pub mod send;
 pub mod upstream_head;

@@ -20,9 +20,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio_stream::{Stream, StreamExt};
 use tonic::codegen::{http, BoxFuture, Service};
 use tonic::{Request, Response, Status, Streaming};
-use tokio_stream::{Stream, StreamExt};
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct EchoRequest {
@@ -172,9 +172,11 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let codec = || tonic_prost::ProstCodec::<EchoReply, EchoRequest>::default();
         match req.uri().path() {
-            "/echo.Echo/Unary" => Box::pin(async move {
-                Ok(tonic::server::Grpc::new(codec()).unary(UnarySvc, req).await)
-            }),
+            "/echo.Echo/Unary" => {
+                Box::pin(
+                    async move { Ok(tonic::server::Grpc::new(codec()).unary(UnarySvc, req).await) },
+                )
+            }
             "/echo.Echo/ServerStream" => Box::pin(async move {
                 Ok(tonic::server::Grpc::new(codec())
                     .server_streaming(ServerStreamSvc, req)
@@ -190,9 +192,7 @@ where
                     .streaming(BidiSvc, req)
                     .await)
             }),
-            _ => Box::pin(async move {
-                Ok(Status::unimplemented("no such method").into_http())
-            }),
+            _ => Box::pin(async move { Ok(Status::unimplemented("no such method").into_http()) }),
         }
     }
 }
@@ -290,7 +290,9 @@ pub async fn unary(
     timeout: Option<Duration>,
 ) -> Result<Response<EchoReply>, Status> {
     let mut c = client(addr).await;
-    c.ready().await.map_err(|e| Status::unavailable(e.to_string()))?;
+    c.ready()
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
     let mut r = with_meta(Request::new(m), metadata);
     if let Some(t) = timeout {
         r.set_timeout(t);
@@ -300,7 +302,9 @@ pub async fn unary(
 
 pub async fn server_stream(addr: SocketAddr, m: EchoRequest) -> Result<Vec<String>, Status> {
     let mut c = client(addr).await;
-    c.ready().await.map_err(|e| Status::unavailable(e.to_string()))?;
+    c.ready()
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
     let mut s = c
         .server_streaming(Request::new(m), path("ServerStream"), codec())
         .await?
@@ -314,10 +318,16 @@ pub async fn server_stream(addr: SocketAddr, m: EchoRequest) -> Result<Vec<Strin
 
 pub async fn client_stream(addr: SocketAddr, msgs: &[&str]) -> Result<String, Status> {
     let mut c = client(addr).await;
-    c.ready().await.map_err(|e| Status::unavailable(e.to_string()))?;
+    c.ready()
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
     let items: Vec<EchoRequest> = msgs.iter().map(|m| req(m)).collect();
     let r = c
-        .client_streaming(Request::new(tokio_stream::iter(items)), path("ClientStream"), codec())
+        .client_streaming(
+            Request::new(tokio_stream::iter(items)),
+            path("ClientStream"),
+            codec(),
+        )
         .await?;
     Ok(r.into_inner().message)
 }
@@ -336,7 +346,9 @@ impl Stream for Feed {
 /// back: it completes only if the gateway relays both directions at once.
 pub async fn bidi_lockstep(addr: SocketAddr, msgs: &[&str]) -> Result<Vec<String>, Status> {
     let mut c = client(addr).await;
-    c.ready().await.map_err(|e| Status::unavailable(e.to_string()))?;
+    c.ready()
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     tx.send(req(msgs[0])).await.unwrap();
     let mut replies = c
@@ -370,7 +382,10 @@ pub struct RawReply {
 impl RawReply {
     /// `grpc-status` from the trailers, or from the head of a Trailers-Only answer.
     pub fn grpc_status(&self) -> Option<String> {
-        let v = self.trailers.get("grpc-status").or(self.headers.get("grpc-status"))?;
+        let v = self
+            .trailers
+            .get("grpc-status")
+            .or(self.headers.get("grpc-status"))?;
         Some(v.to_str().ok()?.to_string())
     }
 }
