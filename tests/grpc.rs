@@ -110,10 +110,8 @@ fn gateway_errors_reach_grpc_clients_as_grpc_statuses() {
         h2_upstream("echo", up.addr, ""),
         h2_upstream("down", dead, "backoff = \"30s\""),
     );
-    let gw = start_h2c(
-        &body,
-        &[("RINGWAY_KEY_SECRET", "an-hmac-secret-of-32-bytes-or-so")],
-    );
+    let key = create_key(dir.path(), &keys);
+    let gw = start_h2c(&body, &[("RINGWAY_KEY_SECRET", SECRET)]);
     let call = |path: &'static str, meta: &'static [(&'static str, &'static str)]| {
         rt.block_on(grpc_call(gw.addr, path, meta))
     };
@@ -131,12 +129,50 @@ fn gateway_errors_reach_grpc_clients_as_grpc_statuses() {
     )
     .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    let key: &'static str = Box::leak(key.into_boxed_str());
+    let ok = rt.block_on(grpc_call(
+        gw.addr,
+        "/keyed.Echo/Unary",
+        &[("x-api-key", key)],
+    ));
+    assert_eq!(
+        ok.unwrap().message,
+        "hi",
+        "a valid key in the metadata passes"
+    );
     let e = call("/nowhere.Echo/Unary", &[]).unwrap_err();
     assert_eq!(e.code(), Code::Unimplemented, "{e:?}");
     // The first call passes the limit, the second is refused.
     call("/echo.Echo/Unary", &[]).unwrap();
     let e = call("/echo.Echo/Unary", &[]).unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+}
+
+const SECRET: &str = "an-hmac-secret-of-32-bytes-or-so";
+
+/// Creates an API key with the `ringway keys` CLI into the keys file `keys`.
+fn create_key(dir: &std::path::Path, keys: &std::path::Path) -> String {
+    let cli = dir.join("cli.toml");
+    std::fs::write(
+        &cli,
+        format!(
+            "[api_keys]\nfile = \"{}\"\nhash = \"hmac-sha256\"\n",
+            keys.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["keys", "create", "--consumer", "grpc-client", "--config"])
+        .arg(&cli)
+        .env("RINGWAY_KEY_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// A unary echo call to any path (routes other than the echo service's own).
@@ -218,4 +254,60 @@ fn the_client_deadline_caps_the_upstream_wait() {
         c.unary(r, p, codec).await
     });
     assert_eq!(r.unwrap().into_inner().message, "fine");
+}
+
+#[test]
+fn grpc_over_a_tls_listener_with_alpn_h2() {
+    use common::tls::{client_config, Ca, ClientOpts, Key};
+    let rt = grpc::runtime();
+    let up = GrpcUpstream::start(&rt);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("grpc test ca");
+    let leaf = ca.server(dir.path(), "gw", &["localhost"], Key::EcdsaP256);
+    let tls = format!(
+        "[listeners.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]\n",
+        leaf.cert_path.display(),
+        leaf.key_path.display()
+    );
+    let gw = Gateway::start(&format!(
+        "{tls}\n{}\n{}",
+        h2_upstream("echo", up.addr, ""),
+        route("")
+    ));
+    let cfg = client_config(&ClientOpts {
+        ca_pem: &ca.pem,
+        alpn: &[b"h2"],
+        client_cert: None,
+        tls12_only: false,
+        rsa_only: false,
+    });
+    let call = |m: &'static str| {
+        rt.block_on(async {
+            let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let tls = tokio_rustls::TlsConnector::from(cfg.clone())
+                .connect(name, tcp)
+                .await
+                .unwrap();
+            assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+            grpc::raw_call_on(tls, "localhost", "/echo.Echo/Unary", &[], &req(m))
+                .await
+                .unwrap()
+        })
+    };
+    let ok = call("over tls");
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.reply().unwrap().message, "over tls");
+    assert_eq!(ok.trailers.get("grpc-status").unwrap(), "0");
+    let nf = call("notfound");
+    assert_eq!(
+        nf.grpc_status().as_deref(),
+        Some("5"),
+        "NOT_FOUND from the upstream"
+    );
+    assert_eq!(
+        nf.status_field("grpc-message").as_deref(),
+        Some("no%20such%20echo:%20caf%C3%A9"),
+        "the upstream's percent-encoded message arrives as sent"
+    );
 }

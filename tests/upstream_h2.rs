@@ -139,6 +139,18 @@ async fn handle(
             tokio::time::sleep(Duration::from_secs(3600)).await;
             return;
         }
+        "/refuse-once"
+            if seen
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| s.path == path)
+                .count()
+                == 1 =>
+        {
+            respond.send_reset(h2::Reason::REFUSED_STREAM);
+            return;
+        }
         "/reset" => {
             respond.send_reset(h2::Reason::INTERNAL_ERROR);
             return;
@@ -431,4 +443,38 @@ fn trailers_cross_the_gateway_both_ways() {
     assert_eq!(sent.get("x-checksum").unwrap(), "5");
     let got = trailers.expect("response trailers reach the client");
     assert_eq!(got.get("x-digest").unwrap(), "sha-256=abc");
+}
+
+#[test]
+fn a_refused_stream_is_retried_when_the_request_can_be_resent() {
+    let rt = common::grpc::runtime();
+    let up = H2Upstream::start(&rt, None, None);
+    let gw = Gateway::start_workers(&config(up.addr, ""), 1);
+    // GET, whole body at hand: resent once on REFUSED_STREAM.
+    let r = get(gw.addr, "/refuse-once");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let tries = up
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.path == "/refuse-once")
+        .count();
+    assert_eq!(tries, 2);
+}
+
+#[test]
+fn a_reload_keeps_the_http2_connection() {
+    let rt = common::grpc::runtime();
+    let up = H2Upstream::start(&rt, None, None);
+    let body = config(up.addr, "");
+    let gw = Gateway::start_workers(&body, 1);
+    assert_eq!(get(gw.addr, "/ok").status, 200);
+    let more = format!(
+        "{body}\n[[routes]]\nname = \"other\"\npath = \"/other\"\nstatic = {{ body = \"x\" }}\n"
+    );
+    assert!(gw.reload(&more));
+    assert_eq!(get(gw.addr, "/ok").status, 200);
+    assert_eq!(get(gw.addr, "/other").status, 200);
+    assert_eq!(up.connections(), 1, "the connection survived the reload");
 }

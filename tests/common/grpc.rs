@@ -171,23 +171,32 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let codec = || tonic_prost::ProstCodec::<EchoReply, EchoRequest>::default();
-        match req.uri().path() {
-            "/echo.Echo/Unary" => {
+        // By method name, whatever the service part of the path (routes in the tests use
+        // several service names for one upstream).
+        let method = req
+            .uri()
+            .path()
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        match method.as_str() {
+            "Unary" => {
                 Box::pin(
                     async move { Ok(tonic::server::Grpc::new(codec()).unary(UnarySvc, req).await) },
                 )
             }
-            "/echo.Echo/ServerStream" => Box::pin(async move {
+            "ServerStream" => Box::pin(async move {
                 Ok(tonic::server::Grpc::new(codec())
                     .server_streaming(ServerStreamSvc, req)
                     .await)
             }),
-            "/echo.Echo/ClientStream" => Box::pin(async move {
+            "ClientStream" => Box::pin(async move {
                 Ok(tonic::server::Grpc::new(codec())
                     .client_streaming(ClientStreamSvc, req)
                     .await)
             }),
-            "/echo.Echo/Bidi" => Box::pin(async move {
+            "Bidi" => Box::pin(async move {
                 Ok(tonic::server::Grpc::new(codec())
                     .streaming(BidiSvc, req)
                     .await)
@@ -244,9 +253,9 @@ impl GrpcUpstream {
             accepts: accepts.clone(),
         };
         rt.spawn(async move {
+            // No router: every service name reaches the echo service.
             let _ = tonic::transport::Server::builder()
-                .add_service(EchoServer)
-                .serve_with_incoming(incoming)
+                .serve_with_incoming(EchoServer, incoming)
                 .await;
         });
         GrpcUpstream { addr, accepts }
@@ -381,6 +390,19 @@ pub struct RawReply {
 
 impl RawReply {
     /// `grpc-status` from the trailers, or from the head of a Trailers-Only answer.
+    /// The first message of the body (gRPC framing: flag, 4-byte length, message).
+    pub fn reply(&self) -> Option<EchoReply> {
+        use prost::Message;
+        let len = u32::from_be_bytes(self.body.get(1..5)?.try_into().ok()?) as usize;
+        EchoReply::decode(self.body.get(5..5 + len)?).ok()
+    }
+
+    /// A field from the trailers, or from the head of a Trailers-Only answer.
+    pub fn status_field(&self, name: &str) -> Option<String> {
+        let v = self.trailers.get(name).or(self.headers.get(name))?;
+        Some(v.to_str().ok()?.to_string())
+    }
+
     pub fn grpc_status(&self) -> Option<String> {
         let v = self
             .trailers
@@ -398,16 +420,30 @@ pub async fn raw_call(
     fields: &[(&str, &str)],
     m: &EchoRequest,
 ) -> Result<RawReply, h2::Error> {
-    use prost::Message;
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (send, conn) = h2::client::handshake(tcp).await?;
+    raw_call_on(tcp, &addr.to_string(), path, fields, m).await
+}
+
+/// `raw_call` over an established connection (plain or TLS with ALPN h2).
+pub async fn raw_call_on<T>(
+    io: T,
+    authority: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+    m: &EchoRequest,
+) -> Result<RawReply, h2::Error>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use prost::Message;
+    let (send, conn) = h2::client::handshake(io).await?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
     let mut send = send.ready().await?;
     let mut r = http::Request::builder()
         .method("POST")
-        .uri(format!("http://{addr}{path}"))
+        .uri(format!("http://{authority}{path}"))
         .header("content-type", "application/grpc")
         .header("te", "trailers");
     for (k, v) in fields {
