@@ -113,9 +113,11 @@ impl UpstreamState {
                 let prev = old.and_then(|o| o.targets.iter().find(|p| p.addr == t.addr));
                 let server_name = u.tls.as_ref().and_then(|s| s.names.get(i).cloned());
                 let prev_name = prev.and_then(|p| p.server_name.as_ref());
-                let keep_idle = same_tls && prev_name == server_name.as_ref();
+                // Connections of the other protocol are never carried over: nothing would
+                // take them again.
+                let keep_idle = same_tls && same_protocol && prev_name == server_name.as_ref();
                 let h2 = H2Pool::default();
-                if let Some(p) = prev.filter(|_| keep_idle && same_protocol) {
+                if let Some(p) = prev.filter(|_| keep_idle) {
                     h2.take_from(&p.h2);
                 }
                 TargetState {

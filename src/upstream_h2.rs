@@ -31,8 +31,10 @@ use crate::tls::poll::PollStream;
 
 /// Per-stream receive window the gateway grants an upstream (bounds memory per stream).
 const STREAM_WINDOW: u32 = 256 * 1024;
-/// Receive window for a whole upstream connection.
-const CONNECTION_WINDOW: u32 = 1024 * 1024;
+/// Receive window for a whole upstream connection: room for 32 streams' windows, so a few
+/// slow clients (whose streams hold their window until they read) do not stall the other
+/// streams sharing the connection.
+const CONNECTION_WINDOW: u32 = 32 * STREAM_WINDOW;
 /// Largest response header list accepted from an upstream.
 const MAX_HEADER_LIST: u32 = 64 * 1024;
 /// Most bytes h2 buffers per stream for sending.

@@ -371,6 +371,15 @@ fn a_bad_protocol_names_its_field() {
     assert_ne!(code, 0);
     assert!(err.contains("upstreams.app.protocol"), "{err}");
     assert!(err.contains("\"http2\""), "{err}");
+    let (code, out, err) = check_config(
+        "[[listeners]]\nname = \"x\"\naddress = \"127.0.0.1:1\"\n\n\
+         [upstreams.app]\ntargets = [{ address = \"127.0.0.1:2\" }]\nprotocol = \"http2\"\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("protocol: HTTP/2 (h2c, prior knowledge)"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -531,7 +531,9 @@ pub fn to_request(
     te_trailers: bool,
 ) -> Result<http::Request<()>, ProxyError> {
     let bad = |why| ProxyError::new(ErrorKind::BadHead(HeadError::BadRequest(why)));
-    let mut slots = vec![httparse::EMPTY_HEADER; 512];
+    // One slot per line of the head: every field fits, whatever the policies added.
+    let lines = wire.iter().filter(|&&b| b == b'\n').count();
+    let mut slots = vec![httparse::EMPTY_HEADER; lines];
     let mut parsed = httparse::Request::new(&mut slots);
     match parsed.parse(wire) {
         Ok(httparse::Status::Complete(_)) => {}
