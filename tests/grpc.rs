@@ -311,3 +311,86 @@ fn grpc_over_a_tls_listener_with_alpn_h2() {
         "the upstream's percent-encoded message arrives as sent"
     );
 }
+
+/// An HS256 JWT for `claims`, signed with `secret`.
+fn hs256(secret: &str, claims: &serde_json::Value) -> String {
+    use base64::Engine;
+    let enc = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let head = enc(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let input = format!("{head}.{}", enc(claims.to_string().as_bytes()));
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    let sig = ring::hmac::sign(&key, input.as_bytes());
+    format!("{input}.{}", enc(sig.as_ref()))
+}
+
+#[test]
+fn jwt_bearer_tokens_in_grpc_metadata() {
+    let rt = grpc::runtime();
+    let up = GrpcUpstream::start(&rt);
+    let secret = "a-jwt-secret-of-at-least-32-bytes-long";
+    let body = format!(
+        "[policies.jwt]\njwt = {{ secret = \"{secret}\", algorithms = [\"HS256\"] }}\n\n{}\n{}",
+        h2_upstream("echo", up.addr, ""),
+        route("\"jwt\"")
+    );
+    let gw = start_h2c(&body, &[]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let good = format!(
+        "Bearer {}",
+        hs256(secret, &serde_json::json!({"sub": "g", "exp": now + 300}))
+    );
+    let expired = format!(
+        "Bearer {}",
+        hs256(secret, &serde_json::json!({"sub": "g", "exp": now - 300}))
+    );
+    let forged = format!(
+        "Bearer {}",
+        hs256(
+            "another-secret-of-at-least-32-bytes-long",
+            &serde_json::json!({"sub": "g", "exp": now + 300})
+        )
+    );
+    rt.block_on(async {
+        let r = grpc::unary(
+            gw.addr,
+            req("with token"),
+            &[("authorization", &good)],
+            None,
+        )
+        .await;
+        assert_eq!(r.unwrap().into_inner().message, "with token");
+        for bad in [None, Some(&expired), Some(&forged)] {
+            let meta: Vec<(&'static str, &str)> = bad
+                .map(|b| ("authorization", b.as_str()))
+                .into_iter()
+                .collect();
+            let e = grpc::unary(gw.addr, req("x"), &meta, None)
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), Code::Unauthenticated, "{bad:?}: {e:?}");
+        }
+    });
+}
+
+#[test]
+fn large_server_streams_flow_through_without_buffering_whole() {
+    let rt = grpc::runtime();
+    let up = GrpcUpstream::start(&rt);
+    let gw = start_h2c(
+        &format!("{}\n{}", h2_upstream("echo", up.addr, ""), route("")),
+        &[],
+    );
+    let pid = gw.pid();
+    let before = rss_kib(pid);
+    // 4000 replies of ~16 KiB: about 64 MiB through windows of 256 KiB.
+    let mut m = req(&"z".repeat(16 * 1024));
+    m.count = 4000;
+    let got = rt.block_on(grpc::server_stream(gw.addr, m)).unwrap();
+    assert_eq!(got.len(), 4000);
+    assert!(got.iter().all(|s| s.len() > 16 * 1024));
+    let grown = rss_kib(pid).saturating_sub(before);
+    assert!(grown < 32 * 1024, "the gateway grew by {grown} KiB");
+}
