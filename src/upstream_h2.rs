@@ -154,7 +154,27 @@ pub enum Pick {
     /// Another exchange is setting a connection up: wait for it, then pick again.
     Wait(Rc<H2Conn>),
     /// Open this new connection (already in the pool, connecting) with `establish`.
-    Open(Rc<H2Conn>),
+    Open(Opening),
+}
+
+/// A connection being set up by one exchange. Dropped before it is ready (a failure, or the
+/// exchange itself dropped mid-connect), it closes, so waiters never wait on an orphan.
+pub struct Opening(Rc<H2Conn>);
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        if self.0.state.get() == State::Connecting {
+            self.0.close();
+        }
+    }
+}
+
+impl Opening {
+    fn new(conns: &mut Vec<Rc<H2Conn>>) -> Opening {
+        let c = Rc::new(H2Conn::new());
+        conns.push(c.clone());
+        Opening(c)
+    }
 }
 
 /// One target's HTTP/2 connections on this worker.
@@ -180,20 +200,14 @@ impl H2Pool {
             return Pick::Wait(c.clone());
         }
         if conns.len() < cap {
-            let c = Rc::new(H2Conn::new());
-            conns.push(c.clone());
-            return Pick::Open(c);
+            return Pick::Open(Opening::new(&mut conns));
         }
         // Every connection is full and no more may open: h2 queues the stream on the least
         // loaded one until a slot frees.
         let least = conns.iter().min_by_key(|c| c.in_flight.get()).cloned();
         match least.and_then(|c| c.claim(false)) {
             Some(claim) => Pick::Use(claim),
-            None => {
-                let c = Rc::new(H2Conn::new());
-                conns.push(c.clone());
-                Pick::Open(c)
-            }
+            None => Pick::Open(Opening::new(&mut conns)),
         }
     }
 
@@ -228,11 +242,12 @@ impl H2Pool {
 /// its driver and waits for the peer's SETTINGS (a PING round trip), all by `deadline`.
 /// On success the connection is ready and a slot on it is claimed for the caller.
 pub async fn establish(
-    conn: &Rc<H2Conn>,
+    opening: Opening,
     io: PollStream,
     idle_timeout: Duration,
     deadline: Instant,
 ) -> Result<StreamClaim, ProxyError> {
+    let conn = &opening.0;
     if let Err(e) = handshake(conn, io, idle_timeout, deadline).await {
         conn.close();
         return Err(e);
@@ -332,8 +347,9 @@ mod tests {
         let Pick::Open(c) = pool.pick(1) else {
             panic!()
         };
-        c.close();
+        assert_eq!(pool.len(), 1);
         pool.clear();
         assert!(pool.is_empty());
+        drop(c);
     }
 }

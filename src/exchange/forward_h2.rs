@@ -20,7 +20,6 @@
 //! whose connection died before the request left is moved to another connection at once.
 
 use std::future::poll_fn;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -33,7 +32,7 @@ use crate::http1::{self, HeadError};
 use crate::policy::pipeline::Effects;
 use crate::tls::poll::PollStream;
 use crate::upstream::UpstreamState;
-use crate::upstream_h2::{establish, H2Conn, Pick, StreamClaim};
+use crate::upstream_h2::{establish, Opening, Pick, StreamClaim};
 
 use super::body::STREAM_CHUNK;
 use super::error::{ErrorKind, ProxyError};
@@ -260,10 +259,9 @@ async fn acquire(
             }
             Pick::Open(c) => c,
         };
-        match open(us, t, &conn).await {
+        match open(us, t, conn).await {
             Ok(claim) => return Ok((claim, t)),
             Err(e) => {
-                conn.close();
                 *connect_errors += 1;
                 if e.kind == ErrorKind::UpstreamConnectTimeout || t >= 64 {
                     return Err(e);
@@ -277,7 +275,7 @@ async fn acquire(
 
 /// A new connection to target `t`: TCP (and TLS, which must agree on ALPN `h2`), then the
 /// HTTP/2 handshake, all within the connect timeout.
-async fn open(us: &UpstreamState, t: usize, conn: &Rc<H2Conn>) -> Result<StreamClaim, ProxyError> {
+async fn open(us: &UpstreamState, t: usize, conn: Opening) -> Result<StreamClaim, ProxyError> {
     let deadline = Instant::now() + us.connect_timeout;
     let up = connect_one(us, t).await?;
     let io = PollStream::from_transport(up.stream)
