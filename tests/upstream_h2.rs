@@ -156,6 +156,20 @@ async fn handle(
             return;
         }
         "/slow" => tokio::time::sleep(Duration::from_millis(200)).await,
+        "/nocontent" => {
+            let resp = http::Response::builder().status(204).body(()).unwrap();
+            let _ = respond.send_response(resp, true);
+            return;
+        }
+        "/bigheaders" => {
+            let resp = http::Response::builder()
+                .status(200)
+                .header("x-big", "b".repeat(100 * 1024))
+                .body(())
+                .unwrap();
+            let _ = respond.send_response(resp, true);
+            return;
+        }
         _ => {}
     }
     let resp = http::Response::builder()
@@ -295,6 +309,31 @@ fn misbehaving_upstreams_get_clean_errors() {
     assert_eq!(get(gw.addr, "/reset").status, 502);
     assert_eq!(get(gw.addr, "/ok").status, 200);
     assert_eq!(up.connections(), 2);
+}
+
+#[test]
+fn bodiless_answers_and_oversized_heads() {
+    let rt = common::grpc::runtime();
+    let up = H2Upstream::start(&rt, None, None);
+    let gw = Gateway::start_workers(&config(up.addr, ""), 1);
+    let mut c = Conn::open(gw.addr);
+    // HEAD: the upstream sends a body anyway; the client gets none, and the connection
+    // carries the next request cleanly.
+    c.send(&build_request("HEAD", "/ok", &[], b""));
+    let r = c.read_response(true).unwrap();
+    assert_eq!(r.status, 200);
+    c.send(&build_request("GET", "/nocontent", &[], b""));
+    let r = c.read_response(false).unwrap();
+    assert_eq!(r.status, 204);
+    assert!(r.body.is_empty());
+    c.send(&build_request("GET", "/ok", &[], b""));
+    let r = c.read_response(false).unwrap();
+    assert_eq!(r.text(), "got 0 bytes");
+    // A response head larger than the gateway accepts: 502, not a hang.
+    let started = Instant::now();
+    assert_eq!(get(gw.addr, "/bigheaders").status, 502);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(get(gw.addr, "/ok").status, 200);
 }
 
 #[test]

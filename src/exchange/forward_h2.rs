@@ -98,6 +98,14 @@ pub async fn forward<D: Downstream>(
     let resp = to_response_head(&parts, body.is_end_stream(), ex.head.method, a.limits)?;
     ex.facts.status = resp.status;
     let keep = start_response(ans.core, ex, down, ans.route, ans.fx, &resp);
+    if resp.body == http1::BodyFraming::None {
+        // HEAD, 204, 304: the answer is complete. Whatever the upstream sends after the head
+        // (h2 refuses DATA after a HEAD, some servers send it anyway) is not waited for.
+        return Ok(match down.end_response().await {
+            Ok(()) => Outcome::Done(keep),
+            Err(_) => Outcome::Done(false),
+        });
+    }
     match relay_response(ex, down, &mut call, body, ans.idle, a, duplex).await {
         Ok(()) => Ok(Outcome::Done(keep)),
         Err(e) => {
