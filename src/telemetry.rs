@@ -58,6 +58,13 @@ fn method_label(m: Method) -> u8 {
     }
 }
 
+fn protocol_flag(p: crate::exchange::model::Protocol) -> u8 {
+    match p {
+        crate::exchange::model::Protocol::Http1 => 0,
+        crate::exchange::model::Protocol::Http2 => crate::metrics::HTTP2_FLAG,
+    }
+}
+
 fn version_str(v: Version) -> &'static str {
     match v {
         Version::Http10 => "HTTP/1.0",
@@ -158,7 +165,7 @@ impl CoreTelemetry {
             .and_then(|r| slots.routes.get(r.0 as usize).copied());
         m.record_request(
             route,
-            method_label(head.method),
+            method_label(head.method) | protocol_flag(ex.protocol),
             done.status,
             done.duration,
             ex.bytes_in,
@@ -325,7 +332,10 @@ fn push_log_line(
         client: ex.origin.client,
         method: head.method_bytes(),
         target: target.as_deref().unwrap_or(head.target()),
-        version: version_str(head.version),
+        version: match ex.protocol {
+            crate::exchange::model::Protocol::Http2 => "HTTP/2.0",
+            crate::exchange::model::Protocol::Http1 => version_str(head.version),
+        },
         route: done.route.map(|r| r.name.as_str()),
         status: done.status,
         duration: done.duration,

@@ -1,6 +1,6 @@
 //! Compiles `[[listeners]]`: addresses (unique), TLS termination (`tls = { ... }`, compiled by
 //! `tls::config`, which reads the certificate files again on every reload) and the plain
-//! listener's `redirect_https` / `https_port`.
+//! listener's `redirect_https` / `https_port`, `h2c` and the `[listeners.http2]` limits.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -39,6 +39,11 @@ pub(super) fn compile_listeners(raw: &RawConfig, file: &Path, errs: &mut Diag) -
             compiled.map(std::sync::Arc::new)
         });
         let redirect_https = redirect_https(l, i, errs);
+        let h2c = h2c(l, i, errs);
+        let http2 = std::sync::Arc::new(super::http2::compile(
+            l.http2.as_ref().map(|h| h.get_ref()),
+            &mut errs.under(&format!("listeners[{i}].http2")),
+        ));
         let addr = match l.address.get_ref().parse::<SocketAddr>() {
             Ok(addr) => addr,
             Err(_) => {
@@ -66,9 +71,28 @@ pub(super) fn compile_listeners(raw: &RawConfig, file: &Path, errs: &mut Diag) -
             addr,
             tls,
             redirect_https,
+            h2c,
+            http2,
         });
     }
     out
+}
+
+/// `h2c`: HTTP/2 with prior knowledge, for plain listeners only (TLS listeners negotiate
+/// HTTP/2 through ALPN).
+fn h2c(l: &RawListener, i: usize, errs: &mut Diag) -> bool {
+    let Some(h) = &l.h2c else {
+        return false;
+    };
+    if *h.get_ref() && l.tls.is_some() {
+        errs.at(
+            h.span(),
+            format!("listeners[{i}].h2c"),
+            "is for plain listeners; a TLS listener offers HTTP/2 through `tls.alpn`",
+        );
+        return false;
+    }
+    *h.get_ref()
 }
 
 /// `redirect_https` (+ `https_port`): the port to redirect to, for plain listeners only.

@@ -100,6 +100,10 @@ pub struct Listener {
     /// Plain listeners with `redirect_https = true`: the HTTPS port every request is
     /// redirected to (308). Always `None` on a TLS listener.
     pub redirect_https: Option<u16>,
+    /// Plain listener that also accepts HTTP/2 with prior knowledge.
+    pub h2c: bool,
+    /// The HTTP/2 limits of connections on this listener.
+    pub http2: std::sync::Arc<super::http2::Http2Settings>,
 }
 
 /// Whether two listener lists bind the same sockets the same way (names, addresses, TLS on or

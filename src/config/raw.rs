@@ -170,6 +170,10 @@ pub struct RawListener {
     pub redirect_https: Option<Spanned<bool>>,
     /// The port redirects point to (default 443).
     pub https_port: Option<Spanned<i64>>,
+    /// Plain listeners only: accept HTTP/2 with prior knowledge (h2c), next to HTTP/1.1.
+    pub h2c: Option<Spanned<bool>>,
+    /// HTTP/2 limits (`[listeners.http2]`).
+    pub http2: Option<Spanned<super::http2::RawHttp2>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

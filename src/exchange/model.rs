@@ -33,6 +33,27 @@ pub struct ClientFacts {
     pub tls: Option<std::rc::Rc<TlsFacts>>,
     /// The listener only redirects to https, on this port.
     pub redirect_https: Option<u16>,
+    /// The protocol the client speaks on this connection.
+    pub protocol: Protocol,
+}
+
+/// The client's HTTP version, as telemetry labels it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Protocol {
+    #[default]
+    Http1,
+    Http2,
+}
+
+impl Protocol {
+    /// The label in metrics and the access log's `protocol` field (HTTP/1.0 is told apart by
+    /// the request head).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http1 => "HTTP/1.1",
+            Protocol::Http2 => "HTTP/2.0",
+        }
+    }
 }
 
 /// What a TLS connection's exchanges need from its handshake and listener. Only what the
@@ -68,6 +89,7 @@ impl ClientFacts {
             scheme,
             tls: None,
             redirect_https: None,
+            protocol: Protocol::Http1,
         }
     }
 }
@@ -126,6 +148,8 @@ pub struct ExchangeFacts {
     /// Why the request ended badly after its response head went out (client or upstream
     /// abort), for the log.
     pub aborted: Option<crate::exchange::error::Side>,
+    /// The wire's protocol (the HTTP/1.1 head the phases see is the same for both).
+    pub protocol: Protocol,
 }
 
 /// The upstream side of a proxied request.

@@ -1,7 +1,7 @@
 //! What the phases need from a wire: the seam between protocol-neutral request handling and
 //! one protocol's framing.
 //!
-//! A wire (`conn::http1` today; an HTTP/2 stream next; `exchange::memory` in tests) implements
+//! A wire (`conn::http1`, an HTTP/2 stream in `http2::stream`, `exchange::memory` in tests) implements
 //! `Downstream` for one request at a time: it hands out the request body already decoded from
 //! its framing and takes the response as a status, field lines and body bytes, framing them
 //! its own way. The phases never see sockets, chunk sizes or connection headers.
@@ -86,6 +86,18 @@ pub trait Downstream {
     /// Queues `bytes` as response body (copied; written at the next `flush` or
     /// `end_response`). For whole bodies the gateway made, which go out with the head.
     fn queue_body(&mut self, bytes: &[u8]);
+
+    /// Trailer fields (`name: value\r\n` lines) the client sent after its request body, once
+    /// `read_body` has returned `true`. Wires without request trailers have none.
+    fn request_trailers(&self) -> Option<&[u8]> {
+        None
+    }
+
+    /// Queues trailer fields (`name: value\r\n` lines) to follow the response body; they go
+    /// out with `end_response`. A wire that cannot carry trailers drops them.
+    fn queue_trailers(&mut self, fields: &[u8]) {
+        let _ = fields;
+    }
 
     /// Writes whatever `send_body` queued.
     async fn flush(&mut self) -> Result<(), ProxyError>;

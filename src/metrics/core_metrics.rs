@@ -8,7 +8,7 @@ use std::time::Duration;
 use ahash::AHashMap;
 
 use super::histogram::LatencyHistogram;
-use super::labels::{CoreCounter, METHOD_OTHER, NO_ROUTE};
+use super::labels::{CoreCounter, HTTP2_FLAG, METHOD_OTHER, NO_ROUTE};
 
 /// A route's dense slot in one worker's `CoreMetrics` (meaningless in another worker's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -21,7 +21,8 @@ pub struct UpstreamSlot(pub u32);
 /// Packs (method, status) into one map key.
 #[inline]
 fn request_key(method: u8, status: u16) -> u32 {
-    (u32::from(method.min(METHOD_OTHER)) << 16) | u32::from(status)
+    let m = (method & HTTP2_FLAG) | (method & !HTTP2_FLAG).min(METHOD_OTHER);
+    (u32::from(m) << 16) | u32::from(status)
 }
 
 struct RouteStats {
@@ -376,7 +377,7 @@ mod tests {
     fn snapshot_unpacks_keys_and_clamps_method() {
         let mut m = CoreMetrics::new();
         let r = m.route_slot("r");
-        m.record_request(Some(r), 200, 599, Duration::from_millis(1), 5, 7);
+        m.record_request(Some(r), 30, 599, Duration::from_millis(1), 5, 7);
         m.record_request(Some(r), 2, 201, Duration::from_millis(1), 5, 7);
         m.record_request(None, 1, 400, Duration::from_millis(1), 0, 0);
         m.add(CoreCounter::AccessLogDropped, 3);

@@ -9,6 +9,24 @@ pub const METHOD_LABELS: [&str; 10] = [
 /// Index of `_OTHER` in `METHOD_LABELS`.
 pub const METHOD_OTHER: u8 = 9;
 
+/// Set in `record_request`'s `method` byte for a request that came over HTTP/2 (the
+/// `protocol` label); the low bits are the `METHOD_LABELS` index.
+pub const HTTP2_FLAG: u8 = 0x40;
+
+/// The `protocol` label of a recorded method byte.
+pub fn protocol_label(method: u8) -> &'static str {
+    if method & HTTP2_FLAG != 0 {
+        "HTTP/2.0"
+    } else {
+        "HTTP/1.1"
+    }
+}
+
+/// The `METHOD_LABELS` index of a recorded method byte.
+pub fn method_of(method: u8) -> usize {
+    usize::from((method & !HTTP2_FLAG).min(METHOD_OTHER))
+}
+
 /// Route label for requests that matched no route.
 pub const NO_ROUTE: &str = "_none";
 

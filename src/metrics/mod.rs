@@ -26,6 +26,6 @@ mod render;
 pub use core_metrics::{CoreMetrics, CoreSnapshot, RouteSlot, UpstreamSlot};
 pub use histogram::{LatencyHistogram, BUCKETS, BUCKET_BOUNDS};
 pub use hub::{Merged, MetricsHub, RouteTotals, UpstreamTotals};
-pub use labels::{method_index, CoreCounter, METHOD_LABELS, METHOD_OTHER, NO_ROUTE};
+pub use labels::{method_index, CoreCounter, HTTP2_FLAG, METHOD_LABELS, METHOD_OTHER, NO_ROUTE};
 pub use limiters::{render_limiters, LimiterRow};
 pub use render::{render_prometheus, render_stats_json, ProcessInfo};

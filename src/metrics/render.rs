@@ -11,7 +11,7 @@ use std::fmt::Write;
 
 use super::histogram::{LatencyHistogram, BUCKETS, BUCKET_BOUNDS};
 use super::hub::Merged;
-use super::labels::{CoreCounter, METHOD_LABELS, METHOD_OTHER};
+use super::labels::{method_of, protocol_label, CoreCounter, METHOD_LABELS};
 
 /// Process-level values the control plane knows (not core-local).
 pub struct ProcessInfo<'a> {
@@ -45,15 +45,19 @@ fn route_traffic(m: &Merged, out: &mut String) {
     family(
         out,
         "ringway_http_requests_total",
-        "Finished HTTP requests by route, method and status.",
+        "Finished HTTP requests by route, method, status and protocol.",
         "counter",
     );
     for (route, t) in &m.routes {
         for (&(method, status), n) in &t.requests {
-            let method = METHOD_LABELS[usize::from(method.min(METHOD_OTHER))];
+            let protocol = protocol_label(method);
+            let method = METHOD_LABELS[method_of(method)];
             out.push_str("ringway_http_requests_total{route=\"");
             push_label_value(out, route);
-            let _ = writeln!(out, "\",method=\"{method}\",status=\"{status}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "\",method=\"{method}\",status=\"{status}\",protocol=\"{protocol}\"}} {n}"
+            );
         }
     }
 
@@ -500,7 +504,8 @@ mod tests {
         let u = a.upstream_slot("backend");
         a.record_request(Some(r), 0, 200, Duration::from_millis(1), 100, 2000);
         a.record_request(Some(r), 0, 200, Duration::from_micros(400), 0, 0);
-        a.record_request(Some(r), 77, 502, Duration::from_secs(30), 0, 0);
+        a.record_request(Some(r), 33, 502, Duration::from_secs(30), 0, 0);
+        a.record_request(None, crate::metrics::HTTP2_FLAG, 404, Duration::from_micros(10), 0, 0);
         a.record_request(None, 4, 404, Duration::from_micros(10), 0, 0);
         a.record_upstream(u, Duration::from_millis(2));
         a.upstream_connection(u, false);
@@ -544,17 +549,24 @@ mod tests {
 
         let rt = "ringway_http_requests_total{route=\"api\",";
         assert_eq!(
-            value_of(&out, &format!("{rt}method=\"GET\",status=\"200\"}}")),
+            value_of(&out, &format!("{rt}method=\"GET\",status=\"200\",protocol=\"HTTP/1.1\"}}")),
             2
         );
         assert_eq!(
-            value_of(&out, &format!("{rt}method=\"_OTHER\",status=\"502\"}}")),
+            value_of(&out, &format!("{rt}method=\"_OTHER\",status=\"502\",protocol=\"HTTP/1.1\"}}")),
             1
         );
         assert_eq!(
             value_of(
                 &out,
-                "ringway_http_requests_total{route=\"_none\",method=\"DELETE\",status=\"404\"}"
+                "ringway_http_requests_total{route=\"_none\",method=\"GET\",status=\"404\",protocol=\"HTTP/2.0\"}"
+            ),
+            1
+        );
+        assert_eq!(
+            value_of(
+                &out,
+                "ringway_http_requests_total{route=\"_none\",method=\"DELETE\",status=\"404\",protocol=\"HTTP/1.1\"}"
             ),
             1
         );
@@ -588,7 +600,7 @@ mod tests {
 
         // Escaping of the route name with quote, backslash and newline.
         assert!(out.contains(
-            "ringway_http_requests_total{route=\"we\\\"ird\\\\na\\nme\",method=\"HEAD\",status=\"204\"} 1\n"
+            "ringway_http_requests_total{route=\"we\\\"ird\\\\na\\nme\",method=\"HEAD\",status=\"204\",protocol=\"HTTP/1.1\"} 1\n"
         ));
         assert!(!out.contains("a\nme"));
 

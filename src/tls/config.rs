@@ -403,25 +403,27 @@ fn provider(
     p
 }
 
-/// `alpn`: only `http/1.1` today (HTTP/2 is not built yet).
+/// `alpn`: the protocols offered, in server preference order (default `h2`, then
+/// `http/1.1`). A client that offers neither still gets HTTP/1.1.
 fn alpn(raw: &RawListenerTls, errs: &mut Counting<'_, '_>) -> Vec<Vec<u8>> {
     let Some(list) = &raw.alpn else {
-        return vec![b"http/1.1".to_vec()];
+        return vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     };
-    let mut out = Vec::new();
+    let mut out: Vec<Vec<u8>> = Vec::new();
     for (i, p) in list.iter().enumerate() {
         let field = format!("alpn[{i}]");
-        match p.get_ref().as_str() {
-            "http/1.1" => out.push(b"http/1.1".to_vec()),
-            "h2" => errs.report(
+        let proto = p.get_ref().as_str();
+        match proto {
+            "http/1.1" | "h2" if out.iter().any(|o| o == proto.as_bytes()) => errs.report(
                 p.span(),
                 &field,
-                "\"h2\" (HTTP/2) is not supported yet: use [\"http/1.1\"]".into(),
+                format!("{proto:?} is listed twice"),
             ),
+            "http/1.1" | "h2" => out.push(proto.as_bytes().to_vec()),
             other => errs.report(
                 p.span(),
                 &field,
-                format!("unknown ALPN protocol {other:?}: use \"http/1.1\""),
+                format!("unknown ALPN protocol {other:?}: use \"h2\" and/or \"http/1.1\""),
             ),
         }
     }
@@ -752,7 +754,7 @@ mod tests {
     #[test]
     fn every_bad_setting_is_reported_by_its_field() {
         let e = errors(
-            "certificates = []\nmin_version = \"1.0\"\nalpn = [\"h2\"]\n\
+            "certificates = []\nmin_version = \"1.0\"\nalpn = [\"spdy/3\"]\n\
              cipher_suites = [\"TLS_AES_128_GCM_SHA256\", \"bogus\"]\n\
              client_auth = { mode = \"off\", ca = \"x.pem\" }\nhandshake_timeout = \"0s\"",
         );

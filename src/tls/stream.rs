@@ -152,6 +152,14 @@ impl TlsStream {
         self.tcp
     }
 
+    /// Takes the stream apart after a completed handshake, for a poll-style driver
+    /// (`tls::poll`): the socket, the session, and ciphertext already read but not yet given
+    /// to rustls (a client's first request often arrives with its Finished message).
+    pub fn into_parts(mut self) -> (TcpStream, rustls::Connection, Vec<u8>) {
+        let rest = self.rbuf.split_off(self.rpos);
+        (self.tcp, self.tls, rest)
+    }
+
     pub fn tcp(&self) -> &TcpStream {
         &self.tcp
     }
