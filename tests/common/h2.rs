@@ -363,7 +363,8 @@ impl H2Client {
         for (n, v) in &r.headers {
             b = b.header(n.as_str(), v.as_str());
         }
-        b.body(()).map_err(|e| H2Error::Io(std::io::Error::other(e)))
+        b.body(())
+            .map_err(|e| H2Error::Io(std::io::Error::other(e)))
     }
 
     /// One request; the whole body is returned.
@@ -608,7 +609,6 @@ impl H2Client {
         }
         ended
     }
-
 }
 
 /// Waits until `tx` may send at least one byte; returns how many (at most `want`).
@@ -1048,7 +1048,10 @@ impl RawH2 {
 
     /// Waits for a GOAWAY (or `timeout`).
     pub fn wait_goaway(&self, timeout: Duration) -> Option<GoAway> {
-        self.wait(timeout, |s| !s.goaways.is_empty()).0.goaway().cloned()
+        self.wait(timeout, |s| !s.goaways.is_empty())
+            .0
+            .goaway()
+            .cloned()
     }
 
     /// Waits until the gateway closed the connection; true if it did within `timeout`.

@@ -1,0 +1,624 @@
+//! HTTP/2 abuse, end to end with a hand-framed client (`RawH2`, written independently of the
+//! gateway's h2 stack): Rapid Reset, CONTINUATION floods, HPACK bombs and table-size abuse,
+//! SETTINGS / PING / empty-frame floods, zero-window stalls, bodies that never come, and
+//! streams beyond SETTINGS_MAX_CONCURRENT_STREAMS.
+//!
+//! Every test ends the same way: the gateway answered within a bounded time (GOAWAY, a
+//! refused stream, or a close), its RSS stayed bounded, and a fresh client is still served.
+//! Time bounds are generous (the machine may be loaded); floods are sent in batches while a
+//! reader thread records what comes back, so a GOAWAY is seen even when the gateway closes
+//! the socket under our writes.
+mod common;
+use common::h2::*;
+use common::*;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Longest any single wait may take.
+const WAIT: Duration = Duration::from_secs(10);
+/// Most the gateway's RSS may grow during an attack.
+const RSS_BOUND_MIB: u64 = 48;
+
+/// Routes: `/p` proxied to `up`, `/s` static. `http2` goes into `[listeners.http2]`.
+fn config(up: &Upstream, http2: &str, extra: &str) -> String {
+    format!(
+        "[listeners.http2]\n{http2}\n\n{extra}\n{}\n\
+         [[routes]]\nname = \"p\"\nprefix = \"/p\"\nmax_body_bytes = \"1GiB\"\nproxy = {{ upstream = \"app\" }}\n\n\
+         [[routes]]\nname = \"s\"\npath = \"/s\"\nstatic = {{ body = \"static-ok\" }}\n",
+        upstream_toml("app", &[up.addr])
+    )
+}
+
+/// The gateway, its RSS before the attack (after a warm-up over h2c), and a sampler.
+struct Target {
+    gw: Gateway,
+    baseline: u64,
+    peak: Arc<std::sync::atomic::AtomicU64>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Target {
+    fn start(up: &Upstream, http2: &str, extra: &str) -> Target {
+        let gw = start_h2c(&config(up, http2, extra));
+        let mut c = H2Client::h2c(gw.addr).expect("h2c");
+        assert_eq!(c.get("/s").expect("warm-up").text(), "static-ok");
+        drop(c);
+        let pid = gw.pid();
+        let baseline = rss_kib(pid);
+        assert!(baseline > 0, "cannot read gateway RSS");
+        let peak = Arc::new(std::sync::atomic::AtomicU64::new(baseline));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (p, st) = (peak.clone(), stop.clone());
+        thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(180);
+            while !st.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+                p.fetch_max(rss_kib(pid), std::sync::atomic::Ordering::Relaxed);
+                thread::sleep(Duration::from_millis(10));
+            }
+        });
+        Target {
+            gw,
+            baseline,
+            peak,
+            stop,
+        }
+    }
+
+    /// The common ending: RSS stayed within bounds, and fresh HTTP/2 and HTTP/1.1 clients are
+    /// served.
+    fn still_healthy(&self, label: &str) {
+        let mut c = H2Client::h2c(self.gw.addr)
+            .unwrap_or_else(|e| panic!("{label}: no new h2c connection after the attack: {e:?}"));
+        let r = c
+            .get("/s")
+            .unwrap_or_else(|e| panic!("{label}: h2 request after the attack failed: {e:?}"));
+        assert_eq!(
+            (r.status, r.text()),
+            (200, "static-ok".to_string()),
+            "{label}"
+        );
+        assert_eq!(
+            get(self.gw.addr, "/s").status,
+            200,
+            "{label}: HTTP/1.1 after the attack"
+        );
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let peak = self
+            .peak
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(rss_kib(self.gw.pid()));
+        let growth = peak.saturating_sub(self.baseline) / 1024;
+        eprintln!(
+            "{label}: RSS baseline {} KiB, peak {peak} KiB",
+            self.baseline
+        );
+        assert!(
+            growth < RSS_BOUND_MIB,
+            "{label}: gateway RSS grew by {growth} MiB (baseline {} KiB, peak {peak} KiB)",
+            self.baseline
+        );
+    }
+
+    /// Sum of every `ringway_http2_*` counter sample whose name or labels mention `word`
+    /// (the exact metric is the server's choice); None when no such metric is exported.
+    fn http2_counter(&self, word: &str) -> Option<f64> {
+        let s = scrape(self.gw.admin);
+        let hits: Vec<f64> = s
+            .iter()
+            .filter(|x| x.name.starts_with("ringway_http2"))
+            .filter(|x| x.name.contains(word) || x.labels.values().any(|v| v.contains(word)))
+            .map(|x| x.value)
+            .collect();
+        (!hits.is_empty()).then(|| hits.iter().sum())
+    }
+
+    /// Asserts a counter mentioning one of `words` went up, if the gateway exports one.
+    fn counted(&self, words: &[&str], label: &str) {
+        let found: Vec<(String, f64)> = words
+            .iter()
+            .filter_map(|w| self.http2_counter(w).map(|v| (w.to_string(), v)))
+            .collect();
+        if found.is_empty() {
+            let names: Vec<String> = scrape(self.gw.admin)
+                .into_iter()
+                .filter(|x| x.name.contains("http2"))
+                .map(|x| format!("{}{:?}", x.name, x.labels))
+                .collect();
+            eprintln!(
+                "{label}: no ringway_http2_* counter for {words:?}; http2 metrics: {names:?}"
+            );
+            return;
+        }
+        assert!(
+            found.iter().any(|(_, v)| *v >= 1.0),
+            "{label}: the attack was not counted: {found:?}"
+        );
+    }
+}
+
+/// Sends `frames` in batches of `batch` until all are sent, a GOAWAY arrives, or a write
+/// fails (the gateway closed). Returns how many were sent.
+fn flood(raw: &mut RawH2, frames: impl Iterator<Item = Vec<u8>>, batch: usize) -> usize {
+    let mut sent = 0;
+    let mut buf = Vec::new();
+    let mut n = 0;
+    for f in frames {
+        buf.extend(f);
+        n += 1;
+        if n == batch {
+            if raw.send(&buf).is_err() {
+                return sent;
+            }
+            sent += n;
+            buf.clear();
+            n = 0;
+            let s = raw.seen();
+            if !s.goaways.is_empty() || s.closed {
+                return sent;
+            }
+        }
+    }
+    if n > 0 && raw.send(&buf).is_ok() {
+        sent += n;
+    }
+    sent
+}
+
+/// Waits for the gateway to end the attack: a GOAWAY and the connection closed. Returns the
+/// last GOAWAY (if any) and whether the socket closed.
+fn ended(raw: &RawH2) -> (Option<GoAway>, bool, Seen) {
+    let (s, _) = raw.wait(WAIT, |s| s.closed);
+    (s.goaway().cloned(), s.closed, s)
+}
+
+fn counting_upstream() -> Upstream {
+    Upstream::start(Arc::new(|_req: &Received, s: &mut TcpStream| {
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        Reply::KeepAlive
+    }))
+}
+
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn rapid_reset_gets_goaway_enhance_your_calm() {
+    let up = counting_upstream();
+    let t = Target::start(&up, "max_resets_per_second = 100", "");
+    let mut raw = RawH2::connect(t.gw.addr, &[]);
+    let started = Instant::now();
+    let pairs = (0..5000u32).map(|i| {
+        let id = 2 * i + 1;
+        let mut f = frame(
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            id,
+            &hpack::request("GET", "/p/rr", "test", &[]),
+        );
+        f.extend(rst_frame(id, code::CANCEL));
+        f
+    });
+    let sent = flood(&mut raw, pairs, 50);
+    let (g, closed, s) = ended(&raw);
+    let g = g.unwrap_or_else(|| panic!("no GOAWAY after {sent} HEADERS+RST pairs: {s:?}"));
+    eprintln!(
+        "rapid reset: {sent} pairs written, GOAWAY {g:?} after {:?}, upstream saw {}",
+        started.elapsed(),
+        up.count()
+    );
+    assert_eq!(g.code, code::ENHANCE_YOUR_CALM, "{g:?}");
+    assert!(closed, "connection still open after GOAWAY");
+    // Far fewer than 5000 streams were accepted, and fewer still reached the upstream.
+    assert!(
+        g.last_stream < 2 * 1000,
+        "GOAWAY only at stream {}",
+        g.last_stream
+    );
+    thread::sleep(Duration::from_millis(500));
+    assert!(
+        up.count() < 500,
+        "the upstream saw {} of the reset requests",
+        up.count()
+    );
+    t.counted(&["reset", "calm", "goaway", "flood"], "rapid reset");
+    t.still_healthy("rapid reset");
+}
+
+#[test]
+fn continuation_flood_of_large_fragments_is_cut_off() {
+    let up = counting_upstream();
+    let t = Target::start(&up, "", "");
+    let mut raw = RawH2::connect(t.gw.addr, &[]);
+    // HEADERS without END_HEADERS, then CONTINUATION frames of 16 KiB header fields forever.
+    let head = frame(
+        kind::HEADERS,
+        flag::END_STREAM,
+        1,
+        &hpack::request("GET", "/p/c", "test", &[]),
+    );
+    let field = hpack::literal("x-flood", &[b'a'; 16_000]);
+    let frames =
+        std::iter::once(head).chain((0..10_000).map(|_| frame(kind::CONTINUATION, 0, 1, &field)));
+    let sent = flood(&mut raw, frames, 8);
+    let (g, closed, s) = ended(&raw);
+    eprintln!(
+        "continuation flood (16 KiB): {sent} frames written, GOAWAY {g:?}, closed {closed} ({})",
+        s.closed_how
+    );
+    assert!(
+        closed,
+        "the connection survived {sent} CONTINUATION frames: {s:?}"
+    );
+    assert!(sent < 10_000, "all {sent} frames (160 MB) were accepted");
+    if let Some(g) = &g {
+        assert!(
+            [
+                code::ENHANCE_YOUR_CALM,
+                code::COMPRESSION_ERROR,
+                code::PROTOCOL_ERROR
+            ]
+            .contains(&g.code),
+            "{g:?}"
+        );
+    }
+    assert_eq!(
+        up.count(),
+        0,
+        "the never-finished header block reached the upstream"
+    );
+    t.counted(
+        &["continuation", "calm", "goaway", "flood"],
+        "continuation flood",
+    );
+    t.still_healthy("continuation flood");
+}
+
+#[test]
+fn continuation_flood_of_tiny_fragments_is_cut_off() {
+    let up = counting_upstream();
+    let t = Target::start(&up, "", "");
+    let mut raw = RawH2::connect(t.gw.addr, &[]);
+    // The same attack with one-byte fragments: the frame count, not the size, must be bounded.
+    let block = hpack::request("GET", "/p/c", "test", &[("x-a", "b")]);
+    let head = frame(kind::HEADERS, flag::END_STREAM, 1, &block[..1]);
+    let frames =
+        std::iter::once(head).chain((0..100_000).map(|_| frame(kind::CONTINUATION, 0, 1, &[0x40])));
+    let sent = flood(&mut raw, frames, 500);
+    let (g, closed, s) = ended(&raw);
+    eprintln!(
+        "continuation flood (tiny): {sent} frames written, GOAWAY {g:?}, closed {closed} ({})",
+        s.closed_how
+    );
+    assert!(closed, "the connection survived {sent} CONTINUATION frames");
+    assert!(g.is_some(), "closed without a GOAWAY: {s:?}");
+    assert_eq!(up.count(), 0);
+    t.still_healthy("tiny continuation flood");
+}
+
+#[test]
+fn hpack_bomb_is_refused_without_memory_growth() {
+    let up = counting_upstream();
+    let t = Target::start(&up, "max_header_list_size = \"16KiB\"", "");
+    let mut raw = RawH2::connect(t.gw.addr, &[]);
+    // One ~4 KB field enters the gateway's dynamic table (4000 + 6 + 32 <= 4096), then 1000
+    // one-byte references to it: a 5 KB block that decodes to 4 MB.
+    let mut block = hpack::request("GET", "/p/bomb", "test", &[]);
+    block.extend(hpack::literal_indexing("x-bomb", &[b'b'; 4000]));
+    for _ in 0..1000 {
+        block.extend(hpack::indexed(62));
+    }
+    assert!(block.len() < 16 * 1024);
+    // The same bomb on many streams: if the gateway only refuses the stream, it must also not
+    // accumulate anything per attempt. Later blocks reference the entry without re-adding it.
+    let mut answered = Vec::new();
+    for i in 0..200u32 {
+        let id = 2 * i + 1;
+        let b = if i == 0 {
+            block.clone()
+        } else {
+            let mut b = hpack::request("GET", "/p/bomb", "test", &[]);
+            for _ in 0..1000 {
+                b.extend(hpack::indexed(62));
+            }
+            b
+        };
+        if raw
+            .send(&frame(
+                kind::HEADERS,
+                flag::END_HEADERS | flag::END_STREAM,
+                id,
+                &b,
+            ))
+            .is_err()
+        {
+            break;
+        }
+        let (s, ok) = raw.wait_stream(id, WAIT);
+        assert!(
+            ok,
+            "bomb on stream {id} got no answer within {WAIT:?}: {s:?}"
+        );
+        if s.closed || s.goaway().is_some() {
+            break;
+        }
+        answered.push(id);
+    }
+    let s = raw.seen();
+    eprintln!(
+        "hpack bomb: {} streams refused one by one, statuses {:?}, resets {:?}, GOAWAY {:?}, closed {}",
+        answered.len(),
+        s.headers.iter().map(|h| h.status).collect::<Vec<_>>(),
+        &s.resets[..s.resets.len().min(5)],
+        s.goaway(),
+        s.closed
+    );
+    for id in &answered {
+        let refused = s.status_of(*id) == Some(431)
+            || matches!(s.reset_of(*id), Some(c) if c == code::REFUSED_STREAM || c == code::PROTOCOL_ERROR);
+        assert!(refused, "stream {id} was not refused: {s:?}");
+        assert_ne!(s.status_of(*id), Some(200), "stream {id} was served");
+    }
+    if let Some(g) = s.goaway() {
+        assert!(
+            [code::ENHANCE_YOUR_CALM, code::COMPRESSION_ERROR].contains(&g.code),
+            "{g:?}"
+        );
+    }
+    assert_eq!(
+        up.count(),
+        0,
+        "an over-size header list reached the upstream"
+    );
+    t.still_healthy("hpack bomb");
+}
+
+#[test]
+fn header_table_size_abuse_is_harmless_or_a_compression_error() {
+    let up = counting_upstream();
+    let t = Target::start(&up, "", "");
+    // 1. The client allows the gateway's encoder a 4 GiB table: the gateway must not size
+    //    anything by it, and keeps serving on that connection.
+    let mut raw = RawH2::connect(t.gw.addr, &[(setting::HEADER_TABLE_SIZE, u32::MAX)]);
+    for i in 0..50u32 {
+        let id = 2 * i + 1;
+        assert!(
+            raw.request(id, "GET", "/s", true),
+            "write failed at stream {id}"
+        );
+        let (s, ok) = raw.wait_stream_end(id, WAIT);
+        assert!(ok && !s.closed, "stream {id}: {s:?}");
+        assert_eq!(s.status_of(id), Some(200), "stream {id}: {s:?}");
+    }
+    drop(raw);
+    // 2. A dynamic table size update above the gateway's SETTINGS_HEADER_TABLE_SIZE is a
+    //    decoding error (RFC 7541 §6.3, §4.2): COMPRESSION_ERROR.
+    let mut raw = RawH2::connect(t.gw.addr, &[]);
+    let mut block = hpack::table_size_update(1 << 30);
+    block.extend(hpack::request("GET", "/s", "test", &[]));
+    raw.send_frame(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        1,
+        &block,
+    );
+    let (g, closed, s) = ended(&raw);
+    eprintln!("table size update 1 GiB: GOAWAY {g:?}, closed {closed}");
+    let g = g.unwrap_or_else(|| panic!("no GOAWAY for an oversized table size update: {s:?}"));
+    assert_eq!(g.code, code::COMPRESSION_ERROR, "{g:?}");
+    assert!(closed);
+    assert!(!s.answered(1), "the request was served: {s:?}");
+    t.still_healthy("header table size abuse");
+}
+
+#[test]
+fn settings_flood_gets_goaway_enhance_your_calm() {
+    let up = counting_upstream();
+    let t = Target::start(&up, "max_settings_per_second = 10", "");
+    let mut raw = RawH2::connect(t.gw.addr, &[]);
+    let sent = flood(
+        &mut raw,
+        (0..10_000).map(|_| settings_frame(&[(setting::ENABLE_PUSH, 0)])),
+        100,
+    );
+    let (g, closed, s) = ended(&raw);
+    eprintln!(
+        "settings flood: {sent} written, {} ACKs, GOAWAY {g:?}",
+        s.settings_acks
+    );
+    let g = g.unwrap_or_else(|| panic!("no GOAWAY after {sent} SETTINGS: {s:?}"));
+    assert_eq!(g.code, code::ENHANCE_YOUR_CALM, "{g:?}");
+    assert!(closed);
+    assert!(
+        s.settings_acks < 1000,
+        "{} SETTINGS were acknowledged",
+        s.settings_acks
+    );
+    t.counted(&["settings", "calm", "goaway", "flood"], "settings flood");
+    t.still_healthy("settings flood");
+}
+
+#[test]
+fn ping_flood_gets_goaway_enhance_your_calm() {
+    let up = counting_upstream();
+    let t = Target::start(&up, "max_pings_per_second = 10", "");
+    let mut raw = RawH2::connect(t.gw.addr, &[]);
+    let sent = flood(&mut raw, (0..10_000u64).map(ping_frame), 100);
+    let (g, closed, s) = ended(&raw);
+    eprintln!(
+        "ping flood: {sent} written, {} PONGs, GOAWAY {g:?}",
+        s.ping_acks
+    );
+    let g = g.unwrap_or_else(|| panic!("no GOAWAY after {sent} PINGs: {s:?}"));
+    assert_eq!(g.code, code::ENHANCE_YOUR_CALM, "{g:?}");
+    assert!(closed);
+    assert!(s.ping_acks < 1000, "{} PINGs were answered", s.ping_acks);
+    t.counted(&["ping", "calm", "goaway", "flood"], "ping flood");
+    t.still_healthy("ping flood");
+}
+
+#[test]
+fn empty_data_frame_flood_gets_goaway() {
+    let up = counting_upstream();
+    let t = Target::start(&up, "max_empty_frames_per_second = 100", "");
+    let mut raw = RawH2::connect(t.gw.addr, &[]);
+    assert!(raw.request(1, "POST", "/p/empty", false));
+    let sent = flood(
+        &mut raw,
+        (0..10_000).map(|_| frame(kind::DATA, 0, 1, &[])),
+        100,
+    );
+    let (g, closed, s) = ended(&raw);
+    eprintln!("empty DATA flood: {sent} written, GOAWAY {g:?}");
+    let g = g.unwrap_or_else(|| panic!("no GOAWAY after {sent} empty DATA frames: {s:?}"));
+    assert_eq!(g.code, code::ENHANCE_YOUR_CALM, "{g:?}");
+    assert!(closed);
+    t.counted(&["empty", "calm", "goaway", "flood"], "empty frame flood");
+    t.still_healthy("empty DATA flood");
+}
+
+#[test]
+fn zero_window_client_costs_no_memory_and_its_stream_is_eventually_reset() {
+    // The upstream offers 256 MiB; the client's window is 0 and never opens.
+    let up = Upstream::start(Arc::new(|_req: &Received, s: &mut TcpStream| {
+        let len: u64 = 256 << 20;
+        let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n");
+        let buf = vec![b'z'; 1 << 20];
+        for _ in 0..256 {
+            if s.write_all(&buf).is_err() {
+                return Reply::Close;
+            }
+        }
+        Reply::KeepAlive
+    }));
+    let t = Target::start(
+        &up,
+        "",
+        "[limits]\nmin_data_rate = \"1KiB\"\ndata_rate_grace = \"2s\"\n",
+    );
+    let mut raw = RawH2::connect(t.gw.addr, &[(setting::INITIAL_WINDOW_SIZE, 0)]);
+    assert!(raw.request(1, "GET", "/p/big", true));
+    up.wait_for_count(1, WAIT);
+    // Other clients are served while the stall lasts.
+    thread::sleep(Duration::from_secs(1));
+    assert_eq!(get(t.gw.addr, "/s").status, 200);
+    let mut other = H2Client::h2c(t.gw.addr).unwrap();
+    assert_eq!(other.get("/s").unwrap().status, 200);
+    let s = raw.seen();
+    assert_eq!(
+        s.data.get(&1).copied().unwrap_or(0),
+        0,
+        "DATA sent into a zero window: {s:?}"
+    );
+    // The stalled stream is not held forever: reset (or the connection closed) well within
+    // 30 s of a 1 KiB/s minimum rate with a 2 s grace.
+    let (s, ok) = raw.wait(Duration::from_secs(30), |s| {
+        s.reset_of(1).is_some() || s.closed || s.goaway().is_some()
+    });
+    eprintln!(
+        "zero window: resets {:?}, GOAWAY {:?}, closed {}",
+        s.resets,
+        s.goaway(),
+        s.closed
+    );
+    assert!(ok, "the zero-window stream is still held after 30 s: {s:?}");
+    t.still_healthy("zero window");
+}
+
+#[test]
+fn a_body_that_never_comes_gets_408_or_a_reset() {
+    let up = counting_upstream();
+    let t = Target::start(
+        &up,
+        "",
+        "[timeouts]\nclient_body = \"500ms\"\nclient_body_total = \"2s\"\n",
+    );
+    // With the h2 client: headers and 10 of 100 announced bytes, then silence.
+    let mut c = H2Client::h2c(t.gw.addr).unwrap();
+    let started = Instant::now();
+    let r = c.send_partial_body(
+        "POST",
+        "/p/slow",
+        &[("content-length", "100")],
+        b"0123456789",
+        WAIT,
+    );
+    eprintln!("partial body: {r:?} after {:?}", started.elapsed());
+    match r {
+        Ok(r) => assert_eq!(r.status, 408, "{}", r.text()),
+        Err(e) => assert!(
+            !e.is_timeout() && e.reason().is_some(),
+            "no 408 and no reset within {WAIT:?}: {e:?}"
+        ),
+    }
+    // With the raw client: HEADERS without END_STREAM, and no DATA at all.
+    let mut raw = RawH2::connect(t.gw.addr, &[]);
+    assert!(raw.request(1, "POST", "/p/silent", false));
+    let (s, ok) = raw.wait(WAIT, |s| {
+        s.reset_of(1).is_some() || s.ended.contains(&1) || s.closed
+    });
+    eprintln!(
+        "silent body: statuses {:?}, resets {:?}, closed {}",
+        s.headers, s.resets, s.closed
+    );
+    assert!(ok, "a stream with no body is held past {WAIT:?}: {s:?}");
+    if s.answered(1) {
+        assert_eq!(s.status_of(1), Some(408), "{s:?}");
+    }
+    t.still_healthy("body never sent");
+}
+
+#[test]
+fn streams_beyond_max_concurrent_streams_are_refused() {
+    let gate = Gate::new();
+    let g = gate.clone();
+    let up = Upstream::start(Arc::new(move |_req: &Received, s: &mut TcpStream| {
+        g.wait(Duration::from_secs(30));
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        Reply::KeepAlive
+    }));
+    let t = Target::start(&up, "max_concurrent_streams = 8", "");
+    let mut raw = RawH2::connect(t.gw.addr, &[]);
+    let (s, ok) = raw.wait(WAIT, |s| !s.settings.is_empty());
+    assert!(ok, "no SETTINGS from the gateway");
+    assert!(
+        s.settings[0].contains(&(setting::MAX_CONCURRENT_STREAMS, 8)),
+        "SETTINGS {:?}",
+        s.settings[0]
+    );
+    thread::sleep(Duration::from_millis(200));
+    for i in 0..12u32 {
+        assert!(raw.request(2 * i + 1, "GET", "/p/held", true));
+    }
+    // Streams 17..23 (the 9th to 12th) are refused; the first 8 reach the upstream.
+    let extra = [17u32, 19, 21, 23];
+    let (s, ok) = raw.wait(WAIT, |s| extra.iter().all(|id| s.reset_of(*id).is_some()));
+    assert!(ok, "streams past the limit were not reset: {s:?}");
+    for id in extra {
+        assert_eq!(
+            s.reset_of(id),
+            Some(code::REFUSED_STREAM),
+            "stream {id}: {s:?}"
+        );
+    }
+    up.wait_for_count(8, WAIT);
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        up.count(),
+        8,
+        "more than max_concurrent_streams reached the upstream"
+    );
+    gate.open();
+    for id in (1..=15).step_by(2) {
+        let (s, ok) = raw.wait_stream_end(id, WAIT);
+        assert!(ok, "stream {id} never finished: {s:?}");
+        assert_eq!(s.status_of(id), Some(200), "stream {id}: {s:?}");
+    }
+    // After they finished, the connection takes new streams again.
+    assert!(raw.request(25, "GET", "/s", true));
+    let (s, ok) = raw.wait_stream_end(25, WAIT);
+    assert!(ok && s.status_of(25) == Some(200), "{s:?}");
+    t.still_healthy("max concurrent streams");
+}
