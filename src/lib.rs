@@ -1,7 +1,7 @@
 //! ringway: a thread-per-core, io_uring API gateway. See README.md and ../shared/DESIGN.md.
 //!
-//! Request path: `worker` accepts → `conn` (the HTTP/1.1 wire) reads a head (`http1`) and
-//! builds an `exchange`, whose phases route (`route`) against the compiled `config`, run the
+//! Request path: `worker` accepts → `conn` (the HTTP/1.1 wire) reads a head (`http1`), or
+//! `http2` takes each stream of an HTTP/2 connection, and either builds an `exchange`, whose phases route (`route`) against the compiled `config`, run the
 //! policies (`policy`) and the action, and forward through `upstream` pools; errors become
 //! responses in `exchange::respond`. `control` owns signals and reloads.
 //! `telemetry` records each finished request into core-local `metrics`, the `accesslog`
@@ -18,6 +18,7 @@ pub mod control;
 pub mod core;
 pub mod exchange;
 pub mod http1;
+pub mod http2;
 pub mod io;
 pub mod json;
 pub mod jwt;

@@ -253,10 +253,10 @@ fn check_rejects_unsupported_settings_with_their_field() {
             &["not supported"],
         ),
         (
-            "alpn = [\"http/1.1\", \"h2\"]",
+            "alpn = [\"h2\", \"h2\"]",
             "alpn",
             "alpn[1]",
-            &["HTTP/2"],
+            &["listed twice"],
         ),
         ("alpn = [\"spdy/3\"]", "alpn", "alpn[0]", &["spdy/3"]),
         (
@@ -538,17 +538,15 @@ fn ecdsa_and_rsa_certificates_for_one_name_are_both_offered() {
 }
 
 #[test]
-fn alpn_negotiates_http11_and_refuses_h2_only_clients() {
+fn alpn_prefers_h2_serves_http11_and_can_refuse_h2() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("alpn CA");
     let i = ca.server(dir.path(), "api", &["api.example.com"], Key::EcdsaP256);
-    let g = TlsGateway::start(
-        &cert_line(
-            &i.cert_path.display().to_string(),
-            &i.key_path.display().to_string(),
-        ),
-        1,
+    let certs = cert_line(
+        &i.cert_path.display().to_string(),
+        &i.key_path.display().to_string(),
     );
+    let g = TlsGateway::start(&certs, 1);
     let offer = |alpn: &'static [&'static [u8]]| {
         t::client_config(&ClientOpts {
             ca_pem: &ca.pem,
@@ -556,7 +554,10 @@ fn alpn_negotiates_http11_and_refuses_h2_only_clients() {
             ..Default::default()
         })
     };
-    let mut c = TlsConn::open(g.tls, "api.example.com", &offer(&[b"h2", b"http/1.1"])).unwrap();
+    // The default offers h2 first: a client that speaks both gets HTTP/2.
+    let c = TlsConn::open(g.tls, "api.example.com", &offer(&[b"http/1.1", b"h2"])).unwrap();
+    assert_eq!(c.alpn().as_deref(), Some(&b"h2"[..]));
+    let mut c = TlsConn::open(g.tls, "api.example.com", &offer(&[b"http/1.1"])).unwrap();
     assert_eq!(c.alpn().as_deref(), Some(&b"http/1.1"[..]));
     assert_eq!(c.get("/").unwrap().status, 200);
     let mut c = TlsConn::open(g.tls, "api.example.com", &offer(&[])).unwrap();
@@ -566,8 +567,14 @@ fn alpn_negotiates_http11_and_refuses_h2_only_clients() {
         "no ALPN offered: none chosen, HTTP/1.1 still served"
     );
     assert_eq!(c.get("/").unwrap().status, 200);
+
+    // A listener limited to HTTP/1.1 refuses a client that only speaks h2.
+    let h1 = TlsGateway::start(&format!("{certs}\nalpn = [\"http/1.1\"]"), 1);
+    let mut c = TlsConn::open(h1.tls, "api.example.com", &offer(&[b"h2", b"http/1.1"])).unwrap();
+    assert_eq!(c.alpn().as_deref(), Some(&b"http/1.1"[..]));
+    assert_eq!(c.get("/").unwrap().status, 200);
     assert!(
-        TlsConn::open(g.tls, "api.example.com", &offer(&[b"h2"])).is_err(),
+        TlsConn::open(h1.tls, "api.example.com", &offer(&[b"h2"])).is_err(),
         "a client that only speaks h2 must be refused (no_application_protocol)"
     );
 }

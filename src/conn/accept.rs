@@ -1,11 +1,13 @@
 //! An accepted socket's first steps: on a TLS listener, the handshake (bounded by the
 //! listener's handshake timeout, on the worker that accepted it, counted by outcome), then the
-//! HTTP/1.1 wire over the plain or TLS transport.
+//! HTTP/1.1 wire over the plain or TLS transport, or the HTTP/2 wire when ALPN chose `h2` or
+//! an `h2c` listener sees the HTTP/2 preface.
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
@@ -16,6 +18,7 @@ use crate::metrics::CoreCounter;
 use crate::tls::client_cert::PeerCert;
 use crate::tls::settings::ListenerTls;
 use crate::tls::stream::{HandshakeFail, TlsStream};
+use crate::tls::poll::PollStream;
 use crate::tls::transport::Transport;
 
 /// What a listener socket was bound as at startup (its shape changes only on restart).
@@ -29,18 +32,26 @@ pub struct ListenerCtx {
 
 /// Serves one accepted connection on `listener` until it closes.
 pub async fn serve_accepted(core: Rc<Core>, stream: TcpStream, peer: SocketAddr, l: &ListenerCtx) {
-    // What the current generation says about this listener (certificates, redirect).
-    let (now_tls, redirect_https) = {
+    // What the current generation says about this listener (certificates, redirect, HTTP/2).
+    let (now_tls, redirect_https, h2c, http2) = {
         let gen = core.generation();
         let now = gen.cfg.listeners.iter().find(|x| x.addr == l.addr);
         (
             now.and_then(|x| x.tls.clone()),
             now.and_then(|x| x.redirect_https),
+            now.is_some_and(|x| x.h2c),
+            now.map_or_else(Default::default, |x| x.http2.clone()),
         )
     };
     let Some(start_tls) = &l.tls else {
         let mut facts = ClientFacts::new(peer, Scheme::Http);
         facts.redirect_https = redirect_https;
+        if h2c && redirect_https.is_none() && sniff_h2c(&core, &stream).await {
+            if let Ok(io) = PollStream::plain(stream) {
+                crate::http2::server::serve(core, io, facts, http2).await;
+            }
+            return;
+        }
         return super::http1::serve_connection(core, Transport::Plain(stream), facts).await;
     };
     let settings = now_tls.unwrap_or_else(|| start_tls.clone());
@@ -71,7 +82,63 @@ pub async fn serve_accepted(core: Rc<Core>, stream: TcpStream, peer: SocketAddr,
     });
     let mut facts = ClientFacts::new(peer, Scheme::Https);
     facts.tls = Some(Rc::new(tls_facts(conn, &settings)));
+    if conn.alpn_protocol() == Some(b"h2") {
+        if let Ok(io) = PollStream::from_transport(Transport::Tls(tls)) {
+            crate::http2::server::serve(core, io, facts, http2).await;
+        }
+        return;
+    }
     super::http1::serve_connection(core, Transport::Tls(tls), facts).await;
+}
+
+/// Whether a plain connection opens with the HTTP/2 client preface (h2c with prior
+/// knowledge). Only peeks, so an HTTP/1.1 connection starts from its first byte; bounded by
+/// the header timeout (a silent client is then the HTTP/1.1 wire's to time out).
+async fn sniff_h2c(core: &Core, tcp: &TcpStream) -> bool {
+    use crate::http2::flood::PREFACE;
+    let deadline = Instant::now() + core.generation().cfg.timeouts.client_header;
+    let mut first = [0u8; 24];
+    loop {
+        // SAFETY: recv writes at most `first.len()` bytes into the local array; MSG_PEEK
+        // leaves them in the socket for whichever wire takes the connection.
+        let n = unsafe {
+            libc::recv(
+                tcp.as_raw_fd(),
+                first.as_mut_ptr().cast(),
+                first.len(),
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        match n {
+            0 => return false,
+            1.. => {
+                let seen = &first[..n as usize];
+                if !PREFACE.starts_with(seen) {
+                    return false;
+                }
+                if seen.len() == PREFACE.len() {
+                    return true;
+                }
+                // Part of the preface: the rest is a round trip away at most.
+                monoio::time::sleep(Duration::from_millis(2)).await;
+            }
+            _ => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::WouldBlock
+                    && e.kind() != std::io::ErrorKind::Interrupted
+                {
+                    return false;
+                }
+                let readable = tcp.readable(false);
+                if monoio::time::timeout_at(deadline.into(), readable).await.is_err() {
+                    return false;
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+    }
 }
 
 /// What the handshake established, kept for the connection's life.

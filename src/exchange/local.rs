@@ -119,9 +119,10 @@ fn echo_json(req: &Exchange<'_>, peer: SocketAddr, route: &Route, body: &[u8]) -
     o.extend_from_slice(b",\"version\":");
     string_into(
         &mut o,
-        match h.version {
-            Version::Http10 => b"HTTP/1.0",
-            Version::Http11 => b"HTTP/1.1",
+        match (req.facts.protocol, h.version) {
+            (crate::exchange::model::Protocol::Http2, _) => b"HTTP/2.0",
+            (_, Version::Http10) => b"HTTP/1.0",
+            (_, Version::Http11) => b"HTTP/1.1",
         },
     );
     o.extend_from_slice(b",\"route\":");

@@ -68,11 +68,20 @@ pub enum CoreCounter {
     TlsFailAlert,
     TlsFailProtocol,
     TlsFailPlainHttp,
+    /// HTTP/2 connections established (ALPN h2 or h2c prior knowledge).
+    Http2Connections,
+    /// HTTP/2 connections that ended in a protocol error (the h2 codec sent GOAWAY).
+    Http2ProtocolErrors,
+    /// HTTP/2 connections closed with GOAWAY(ENHANCE_YOUR_CALM) for a flood, by budget.
+    Http2FloodResets,
+    Http2FloodPings,
+    Http2FloodSettings,
+    Http2FloodEmptyFrames,
 }
 
 impl CoreCounter {
     /// Number of variants (length of counter arrays).
-    pub const COUNT: usize = 18;
+    pub const COUNT: usize = 24;
     /// Every variant, in index order.
     pub const ALL: [CoreCounter; CoreCounter::COUNT] = [
         CoreCounter::AccessLogDropped,
@@ -93,6 +102,20 @@ impl CoreCounter {
         CoreCounter::TlsFailAlert,
         CoreCounter::TlsFailProtocol,
         CoreCounter::TlsFailPlainHttp,
+        CoreCounter::Http2Connections,
+        CoreCounter::Http2ProtocolErrors,
+        CoreCounter::Http2FloodResets,
+        CoreCounter::Http2FloodPings,
+        CoreCounter::Http2FloodSettings,
+        CoreCounter::Http2FloodEmptyFrames,
+    ];
+
+    /// HTTP/2 flood counters with their `kind` label.
+    pub const HTTP2_FLOODS: [(&'static str, CoreCounter); 4] = [
+        ("resets", CoreCounter::Http2FloodResets),
+        ("pings", CoreCounter::Http2FloodPings),
+        ("settings", CoreCounter::Http2FloodSettings),
+        ("empty_frames", CoreCounter::Http2FloodEmptyFrames),
     ];
 
     /// TLS handshake failure counters with their `reason` label.

@@ -242,6 +242,46 @@ fn downstream_connections(m: &Merged, out: &mut String) {
         m.counter(CoreCounter::TunnelIdle)
     );
     tls_handshakes(m, out);
+    http2_connections(m, out);
+}
+
+/// HTTP/2 connections, protocol errors and flood closes.
+fn http2_connections(m: &Merged, out: &mut String) {
+    family(
+        out,
+        "ringway_http2_connections_total",
+        "HTTP/2 client connections established (ALPN h2 or h2c).",
+        "counter",
+    );
+    let _ = writeln!(
+        out,
+        "ringway_http2_connections_total {}",
+        m.counter(CoreCounter::Http2Connections)
+    );
+    family(
+        out,
+        "ringway_http2_protocol_errors_total",
+        "HTTP/2 client connections closed for a protocol error.",
+        "counter",
+    );
+    let _ = writeln!(
+        out,
+        "ringway_http2_protocol_errors_total {}",
+        m.counter(CoreCounter::Http2ProtocolErrors)
+    );
+    family(
+        out,
+        "ringway_http2_flood_closes_total",
+        "HTTP/2 client connections closed with GOAWAY(ENHANCE_YOUR_CALM), by the budget spent.",
+        "counter",
+    );
+    for (kind, c) in CoreCounter::HTTP2_FLOODS {
+        let _ = writeln!(
+            out,
+            "ringway_http2_flood_closes_total{{kind=\"{kind}\"}} {}",
+            m.counter(c)
+        );
+    }
 }
 
 /// TLS handshakes completed (full or resumed) and failed (by reason).

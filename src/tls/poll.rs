@@ -43,6 +43,15 @@ impl PollStream {
     }
 }
 
+impl std::os::fd::AsRawFd for PollStream {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        match self {
+            PollStream::Plain(s) => s.as_raw_fd(),
+            PollStream::Tls(t) => t.io.as_raw_fd(),
+        }
+    }
+}
+
 fn poll_io(tcp: TcpStream) -> io::Result<TcpStreamPoll> {
     tcp.try_into_poll_io().map_err(|(e, _)| e)
 }
