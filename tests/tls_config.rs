@@ -91,7 +91,10 @@ fn check_lists_certificates_with_names_key_type_and_expiry() {
     let text = tls_config("127.0.0.1:8443", tls);
     let (code, stdout, stderr) = check_in(dir.path(), &text);
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(stdout.contains("tls: TLS 1.3, ALPN http/1.1"), "{stdout}");
+    assert!(
+        stdout.contains("tls: TLS 1.3, ALPN h2,http/1.1"),
+        "{stdout}"
+    );
     let api = stdout
         .lines()
         .find(|l| l.contains("certificate certs/api.pem"))

@@ -176,7 +176,8 @@ mod tests {
     fn compile_str(body: &str) -> (Http2Settings, Vec<String>) {
         let raw: RawHttp2 = toml::from_str(body).unwrap();
         let mut errs = Vec::new();
-        let mut fail = |_s: std::ops::Range<usize>, f: &str, m: String| errs.push(format!("{f}: {m}"));
+        let mut fail =
+            |_s: std::ops::Range<usize>, f: &str, m: String| errs.push(format!("{f}: {m}"));
         let s = compile(Some(&raw), &mut fail);
         (s, errs)
     }

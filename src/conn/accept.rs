@@ -16,9 +16,9 @@ use crate::exchange::model::{ClientFacts, TlsFacts};
 use crate::exchange::origin::Scheme;
 use crate::metrics::CoreCounter;
 use crate::tls::client_cert::PeerCert;
+use crate::tls::poll::PollStream;
 use crate::tls::settings::ListenerTls;
 use crate::tls::stream::{HandshakeFail, TlsStream};
-use crate::tls::poll::PollStream;
 use crate::tls::transport::Transport;
 
 /// What a listener socket was bound as at startup (its shape changes only on restart).
@@ -130,7 +130,10 @@ async fn sniff_h2c(core: &Core, tcp: &TcpStream) -> bool {
                     return false;
                 }
                 let readable = tcp.readable(false);
-                if monoio::time::timeout_at(deadline.into(), readable).await.is_err() {
+                if monoio::time::timeout_at(deadline.into(), readable)
+                    .await
+                    .is_err()
+                {
                     return false;
                 }
             }

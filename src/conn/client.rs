@@ -74,6 +74,10 @@ pub struct Client {
     tx: RateMeter,
     /// When the current request's body must be complete (`timeouts.client_body_total`).
     body_deadline: Instant,
+    /// The chunked request body's trailer fields (forwardable ones), once it ended.
+    trailers_in: Option<Vec<u8>>,
+    /// Trailer fields for the chunked response's last chunk.
+    trailers_out: Vec<u8>,
 }
 
 impl Client {
@@ -100,6 +104,8 @@ impl Client {
             rx: RateMeter::default(),
             tx: RateMeter::default(),
             body_deadline: Instant::now(),
+            trailers_in: None,
+            trailers_out: Vec::new(),
         }
     }
 
@@ -128,6 +134,8 @@ impl Client {
         self.version = head.version;
         self.head_only = head.method == Method::Head;
         self.framing = Framing::Bare;
+        self.trailers_in = None;
+        self.trailers_out.clear();
         self.body_in = 0;
         self.bytes_out = 0;
         self.rx = RateMeter::default();
@@ -236,6 +244,11 @@ impl Client {
             self.pos += used;
             self.body_in += used as u64;
             if dec.is_done() {
+                if !dec.trailers().is_empty() {
+                    let mut t = Vec::new();
+                    http1::forwardable_trailers(dec.trailers(), &mut t);
+                    self.trailers_in = Some(t);
+                }
                 break Ok(true);
             }
             if used == 0 {
@@ -425,13 +438,26 @@ impl Downstream for Client {
         }
     }
 
+    fn request_trailers(&self) -> Option<&[u8]> {
+        self.trailers_in.as_deref()
+    }
+
+    fn queue_trailers(&mut self, fields: &[u8]) {
+        // Only a chunked response can carry them (a length-framed one has no place for them).
+        if self.framing == Framing::Chunked && !self.head_only {
+            self.trailers_out.clear();
+            self.trailers_out.extend_from_slice(fields);
+        }
+    }
+
     async fn flush(&mut self) -> Result<(), ProxyError> {
         self.write_out().await
     }
 
     async fn end_response(&mut self) -> Result<(), ProxyError> {
         if self.framing == Framing::Chunked && !self.head_only {
-            self.out.extend_from_slice(http1::LAST_CHUNK);
+            http1::write_last_chunk(&mut self.out, &self.trailers_out);
+            self.trailers_out.clear();
         }
         self.write_out().await
     }

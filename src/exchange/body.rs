@@ -82,7 +82,11 @@ pub async fn stream_request_body<D: Downstream>(
                 framed.extend_from_slice(b"\r\n");
             }
             if done {
-                framed.extend_from_slice(http1::LAST_CHUNK);
+                let mut trailers = Vec::new();
+                if let Some(t) = down.request_trailers() {
+                    http1::forwardable_trailers(t, &mut trailers);
+                }
+                http1::write_last_chunk(&mut framed, &trailers);
             }
             &mut framed
         } else {
@@ -160,6 +164,11 @@ pub async fn stream_response_body<D: Downstream>(
                     }
                 }
                 if dec.is_done() {
+                    let mut trailers = Vec::new();
+                    http1::forwardable_trailers(dec.trailers(), &mut trailers);
+                    if !trailers.is_empty() {
+                        down.queue_trailers(&trailers);
+                    }
                     break;
                 }
                 down.flush().await?;

@@ -3,7 +3,8 @@
 //!
 //! Invariants: the decoder never copies or buffers body bytes (it returns ranges into its
 //! input), accepts only plain hex sizes of at most 16 digits, bounds the size line and the
-//! trailer section, drops trailers, and stays failed after its first error.
+//! trailer section, keeps the raw trailer lines it checked (`trailers`, for a proxy that passes
+//! them on through `forwardable_trailers`), and stays failed after its first error.
 
 use super::types::is_tchar;
 
@@ -25,6 +26,8 @@ pub struct ChunkedDecoder {
     line_len: usize,
     /// Bytes of the trailer section so far (incl. the final CRLF).
     trailer_len: usize,
+    /// The trailer lines as received (each ending in CRLF; the final empty line excluded).
+    trailers: Vec<u8>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +121,10 @@ impl ChunkedDecoder {
                 if self.trailer_len > MAX_TRAILER_BYTES {
                     return Err("trailer section too large");
                 }
+                let final_cr = self.state == S::TrailerStart && b == b'\r';
+                if !final_cr && self.state != S::FinalLf {
+                    self.trailers.push(b);
+                }
             }
             _ => {}
         }
@@ -178,6 +185,75 @@ impl ChunkedDecoder {
     pub fn is_done(&self) -> bool {
         self.state == ChunkState::Done
     }
+
+    /// The trailer lines of a finished body, as received (syntax already checked).
+    pub fn trailers(&self) -> &[u8] {
+        if self.is_done() {
+            &self.trailers
+        } else {
+            &[]
+        }
+    }
+}
+
+/// Fields a trailer section must not carry, or that only mean something to one hop (RFC 9110
+/// §6.5.1): framing, routing, authentication, controls, and content metadata. A proxy drops
+/// them rather than let a trailer smuggle what the header section decided.
+const NOT_IN_TRAILERS: &[&[u8]] = &[
+    b"authorization",
+    b"cache-control",
+    b"connection",
+    b"content-encoding",
+    b"content-length",
+    b"content-range",
+    b"content-type",
+    b"cookie",
+    b"expect",
+    b"host",
+    b"keep-alive",
+    b"max-forwards",
+    b"pragma",
+    b"proxy-authenticate",
+    b"proxy-authorization",
+    b"proxy-connection",
+    b"range",
+    b"set-cookie",
+    b"te",
+    b"trailer",
+    b"transfer-encoding",
+    b"upgrade",
+    b"www-authenticate",
+];
+
+/// Appends the trailer fields of `raw` (`name: value` lines) that may be passed on, as
+/// `name: value\r\n` lines with lowercase names and trimmed values.
+pub fn forwardable_trailers(raw: &[u8], out: &mut Vec<u8>) {
+    for line in raw.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        if name.is_empty()
+            || !name.iter().all(|&b| is_tchar(b))
+            || value.iter().any(|&b| is_ctl(b))
+            || NOT_IN_TRAILERS.iter().any(|n| n.eq_ignore_ascii_case(name))
+        {
+            continue;
+        }
+        out.extend(name.iter().map(u8::to_ascii_lowercase));
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Appends the last chunk with `trailers` (`name: value\r\n` lines, possibly none) and the
+/// final CRLF.
+pub fn write_last_chunk(out: &mut Vec<u8>, trailers: &[u8]) {
+    out.extend_from_slice(b"0\r\n");
+    out.extend_from_slice(trailers);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Control characters other than HTAB (includes CR, LF and DEL).
@@ -412,5 +488,27 @@ mod tests {
             assert!(rest.is_empty());
             assert!(done);
         }
+    }
+
+    #[test]
+    fn trailers_are_kept_and_filtered_for_forwarding() {
+        let mut d = ChunkedDecoder::new();
+        let body = b"3\r\nabc\r\n0\r\ngrpc-status: 0\r\nContent-Length: 5\r\nX-Sum:  7 \r\n\r\n";
+        let (used, _) = d.decode(body).unwrap();
+        let mut rest = &body[used..];
+        while !d.is_done() {
+            let (n, _) = d.decode(rest).unwrap();
+            rest = &rest[n..];
+        }
+        assert_eq!(
+            d.trailers(),
+            b"grpc-status: 0\r\nContent-Length: 5\r\nX-Sum:  7 \r\n"
+        );
+        let mut out = Vec::new();
+        forwardable_trailers(d.trailers(), &mut out);
+        assert_eq!(out, b"grpc-status: 0\r\nx-sum: 7\r\n");
+        let mut last = Vec::new();
+        write_last_chunk(&mut last, &out);
+        assert_eq!(last, b"0\r\ngrpc-status: 0\r\nx-sum: 7\r\n\r\n");
     }
 }

@@ -28,7 +28,10 @@ mod target;
 mod types;
 mod value;
 
-pub use chunked::{write_chunk_header, ChunkError, ChunkedDecoder, LAST_CHUNK};
+pub use chunked::{
+    forwardable_trailers, write_chunk_header, write_last_chunk, ChunkError, ChunkedDecoder,
+    LAST_CHUNK,
+};
 pub use head::parse_content_length;
 pub use path::{
     normalize_path, normalize_path_with, EscapedSlashes, PathOptions, PathParams, PathReject,

@@ -125,7 +125,9 @@ impl FrameScanner {
         }
         while !bytes.is_empty() {
             if self.skip > 0 {
-                let n = usize::try_from(self.skip).unwrap_or(usize::MAX).min(bytes.len());
+                let n = usize::try_from(self.skip)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
                 self.skip -= n as u64;
                 bytes = &bytes[n..];
                 continue;
@@ -247,7 +249,17 @@ mod tests {
 
     fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
         let len = payload.len();
-        let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags, 0, 0, 0, 1];
+        let mut f = vec![
+            (len >> 16) as u8,
+            (len >> 8) as u8,
+            len as u8,
+            kind,
+            flags,
+            0,
+            0,
+            0,
+            1,
+        ];
         f.extend_from_slice(payload);
         f
     }
@@ -279,7 +291,9 @@ mod tests {
         bytes.extend(frame(PING, 0, &[0; 8]));
         bytes.extend(frame(PING, 0, &[0; 8]));
         // One byte at a time: headers split anywhere still parse.
-        assert!(bytes.iter().all(|b| s.scan(std::slice::from_ref(b)).is_none()));
+        assert!(bytes
+            .iter()
+            .all(|b| s.scan(std::slice::from_ref(b)).is_none()));
         assert_eq!(s.scan(&frame(PING, 0, &[0; 8])), Some(Flood::Pings));
     }
 

@@ -19,7 +19,11 @@ pub fn to_head(parts: &Parts, has_body: bool, limits: &Limits) -> Result<Request
     buf.extend_from_slice(parts.method.as_str().as_bytes());
     buf.push(b' ');
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    buf.extend_from_slice(if target.is_empty() { b"/" } else { target.as_bytes() });
+    buf.extend_from_slice(if target.is_empty() {
+        b"/"
+    } else {
+        target.as_bytes()
+    });
     buf.extend_from_slice(b" HTTP/1.1\r\n");
     let authority = parts.uri.authority();
     if let Some(a) = authority {

@@ -203,7 +203,14 @@ async fn exchange(
     let mut down = H2Stream::new(body, respond, gen.cfg.timeouts.client_body);
     let head = match to_head(&parts, has_body, &gen.cfg.limits) {
         Ok(h) => h,
-        Err(e) => return reject(core, facts, &mut down, ProxyError::new(ErrorKind::BadHead(e))),
+        Err(e) => {
+            return reject(
+                core,
+                facts,
+                &mut down,
+                ProxyError::new(ErrorKind::BadHead(e)),
+            )
+        }
     };
     drop(parts);
     down.gather();

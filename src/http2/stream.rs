@@ -167,8 +167,8 @@ impl H2Stream {
     /// body fits any window, so h2 sends it without waiting for capacity.
     pub fn send_problem(&mut self, status: u16, fields: &[u8], rid: &str, body: Vec<u8>) {
         let mut r = http::Response::new(());
-        *r.status_mut() = http::StatusCode::from_u16(status)
-            .unwrap_or(http::StatusCode::BAD_REQUEST);
+        *r.status_mut() =
+            http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
         add_lines(r.headers_mut(), fields);
         if let Ok(v) = HeaderValue::from_str(rid) {
             r.headers_mut().insert("x-request-id", v);
@@ -267,8 +267,8 @@ impl Downstream for H2Stream {
     fn start_response(&mut self, ex: &Exchange<'_>, resp: &Response<'_>) -> bool {
         self.head_only = ex.head.method == crate::http1::Method::Head;
         let mut r = http::Response::new(());
-        *r.status_mut() = http::StatusCode::from_u16(resp.status)
-            .unwrap_or(http::StatusCode::BAD_GATEWAY);
+        *r.status_mut() =
+            http::StatusCode::from_u16(resp.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
         let map = r.headers_mut();
         add_lines(map, resp.fields);
         if let Ok(v) = HeaderValue::from_bytes(ex.rid.as_bytes()) {

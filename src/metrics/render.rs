@@ -545,7 +545,14 @@ mod tests {
         a.record_request(Some(r), 0, 200, Duration::from_millis(1), 100, 2000);
         a.record_request(Some(r), 0, 200, Duration::from_micros(400), 0, 0);
         a.record_request(Some(r), 33, 502, Duration::from_secs(30), 0, 0);
-        a.record_request(None, crate::metrics::HTTP2_FLAG, 404, Duration::from_micros(10), 0, 0);
+        a.record_request(
+            None,
+            crate::metrics::HTTP2_FLAG,
+            404,
+            Duration::from_micros(10),
+            0,
+            0,
+        );
         a.record_request(None, 4, 404, Duration::from_micros(10), 0, 0);
         a.record_upstream(u, Duration::from_millis(2));
         a.upstream_connection(u, false);
@@ -589,11 +596,17 @@ mod tests {
 
         let rt = "ringway_http_requests_total{route=\"api\",";
         assert_eq!(
-            value_of(&out, &format!("{rt}method=\"GET\",status=\"200\",protocol=\"HTTP/1.1\"}}")),
+            value_of(
+                &out,
+                &format!("{rt}method=\"GET\",status=\"200\",protocol=\"HTTP/1.1\"}}")
+            ),
             2
         );
         assert_eq!(
-            value_of(&out, &format!("{rt}method=\"_OTHER\",status=\"502\",protocol=\"HTTP/1.1\"}}")),
+            value_of(
+                &out,
+                &format!("{rt}method=\"_OTHER\",status=\"502\",protocol=\"HTTP/1.1\"}}")
+            ),
             1
         );
         assert_eq!(

@@ -414,11 +414,9 @@ fn alpn(raw: &RawListenerTls, errs: &mut Counting<'_, '_>) -> Vec<Vec<u8>> {
         let field = format!("alpn[{i}]");
         let proto = p.get_ref().as_str();
         match proto {
-            "http/1.1" | "h2" if out.iter().any(|o| o == proto.as_bytes()) => errs.report(
-                p.span(),
-                &field,
-                format!("{proto:?} is listed twice"),
-            ),
+            "http/1.1" | "h2" if out.iter().any(|o| o == proto.as_bytes()) => {
+                errs.report(p.span(), &field, format!("{proto:?} is listed twice"))
+            }
             "http/1.1" | "h2" => out.push(proto.as_bytes().to_vec()),
             other => errs.report(
                 p.span(),

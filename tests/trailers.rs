@@ -1,0 +1,92 @@
+//! Trailer fields pass through the gateway on HTTP/1.1 in both directions (chunked request
+//! trailers reach the upstream; chunked response trailers reach the client), minus the fields
+//! RFC 9110 §6.5.1 keeps out of trailers (framing, routing, authentication), which a client or
+//! upstream could otherwise use to smuggle what the header section decided.
+mod common;
+use common::*;
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn gateway_for(up: &Upstream) -> Gateway {
+    Gateway::start(&format!(
+        "{}\n[[routes]]\nname = \"t\"\nprefix = \"/\"\nproxy = {{ upstream = \"u\" }}\n",
+        upstream_toml("u", &[up.addr])
+    ))
+}
+
+/// Reads until `done(bytes so far)` or the deadline passes.
+fn read_until(c: &mut Conn, done: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline && !done(&got) {
+        match c.stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+#[test]
+fn request_trailers_reach_the_upstream_without_forbidden_fields() {
+    let up = Upstream::echo();
+    let g = gateway_for(&up);
+    let mut c = Conn::open(g.addr);
+    c.send(
+        b"POST /t HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\ntrailer: x-checksum\r\n\r\n\
+          5\r\nhello\r\n0\r\nx-checksum: 5d41\r\ncontent-length: 999\r\nhost: evil\r\n\
+          authorization: Bearer smuggled\r\n\r\n",
+    );
+    let resp = c.read_response(false).unwrap();
+    assert_eq!(resp.status, 200);
+    up.wait_for_count(1, Duration::from_secs(5));
+    let raw = up.raw_text();
+    let tail = &raw[raw.find("0\r\n").expect("last chunk upstream")..];
+    assert!(tail.contains("x-checksum: 5d41\r\n"), "{raw}");
+    for forbidden in ["999", "evil", "smuggled"] {
+        assert!(
+            !raw.contains(forbidden),
+            "{forbidden} leaked upstream:\n{raw}"
+        );
+    }
+    assert_eq!(up.last().body, b"hello");
+}
+
+#[test]
+fn response_trailers_reach_the_client_without_forbidden_fields() {
+    let up = Upstream::start(Arc::new(|_req, s| {
+        let _ = s.write_all(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: grpc-status\r\n\r\n\
+              3\r\nabc\r\n0\r\ngrpc-status: 0\r\nset-cookie: session=stolen\r\n\
+              content-length: 1\r\n\r\n",
+        );
+        Reply::KeepAlive
+    }));
+    let g = gateway_for(&up);
+    let mut c = Conn::open(g.addr);
+    c.send(b"GET /t HTTP/1.1\r\nhost: a\r\nte: trailers\r\n\r\n");
+    // The head, the chunk, then the last chunk and its trailer section.
+    let raw = read_until(&mut c, |b| {
+        let text = String::from_utf8_lossy(b);
+        text.find("\r\n0\r\n")
+            .is_some_and(|i| text[i + 2..].contains("\r\n\r\n"))
+    });
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let tail = &text[text.rfind("\r\n0\r\n").expect("last chunk") + 2..];
+    assert!(tail.starts_with("0\r\ngrpc-status: 0\r\n"), "{text}");
+    assert!(!text.contains("stolen"), "{text}");
+    assert!(!tail.contains("content-length"), "{text}");
+    // The connection stays usable after a response with trailers.
+    c.send(b"GET /t HTTP/1.1\r\nhost: a\r\n\r\n");
+    let again = read_until(&mut c, |b| b.windows(3).any(|w| w == b"abc"));
+    assert!(
+        again.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&again)
+    );
+}
