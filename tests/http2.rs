@@ -822,3 +822,92 @@ fn request_metrics_carry_the_protocol_label() {
     let s = scrape_until(gw.admin, name, &h1, 2.0);
     assert_eq!(metric(&s, name, &h1), Some(2.0));
 }
+
+// ---------------------------------------------------------------------------------------
+// Limits the gateway advertises and keeps
+
+#[test]
+fn settings_advertise_the_configured_limits() {
+    let up = Upstream::echo();
+    // Defaults first.
+    let gw = start_h2c(&routes(&up));
+    let raw = RawH2::connect(gw.addr, &[]);
+    let (s, ok) = raw.wait(WAIT, |s| !s.settings.is_empty() && s.window_updates > 0);
+    assert!(ok, "no SETTINGS and connection WINDOW_UPDATE: {s:?}");
+    let got = &s.settings[0];
+    for want in [
+        (setting::MAX_CONCURRENT_STREAMS, 128),
+        (setting::INITIAL_WINDOW_SIZE, 256 << 10),
+        (setting::MAX_HEADER_LIST_SIZE, 16 << 10),
+    ] {
+        assert!(got.contains(&want), "SETTINGS {got:?} lacks {want:?}");
+    }
+    drop(raw);
+    // Then configured values.
+    let gw = start_h2c(&format!(
+        "[listeners.http2]\nmax_concurrent_streams = 7\nstream_window = \"1MiB\"\nmax_frame_size = \"64KiB\"\nmax_header_list_size = \"8KiB\"\n\n{}",
+        routes(&up)
+    ));
+    let raw = RawH2::connect(gw.addr, &[]);
+    let (s, ok) = raw.wait(WAIT, |s| !s.settings.is_empty());
+    assert!(ok);
+    let got = &s.settings[0];
+    for want in [
+        (setting::MAX_CONCURRENT_STREAMS, 7),
+        (setting::INITIAL_WINDOW_SIZE, 1 << 20),
+        (setting::MAX_FRAME_SIZE, 64 << 10),
+        (setting::MAX_HEADER_LIST_SIZE, 8 << 10),
+    ] {
+        assert!(got.contains(&want), "SETTINGS {got:?} lacks {want:?}");
+    }
+}
+
+#[test]
+fn header_lists_over_the_limit_are_refused_and_under_it_served() {
+    let up = Upstream::echo();
+    let gw = start_h2c(&format!(
+        "[listeners.http2]\nmax_header_list_size = \"16KiB\"\n\n{}",
+        routes(&up)
+    ));
+    let mut c = H2Client::h2c(gw.addr).unwrap();
+    let v8 = "v".repeat(8 << 10);
+    let r = c.request("GET", "/api/ok", &[("x-big", &v8)], b"").unwrap();
+    assert_eq!(r.status, 200, "an 8 KiB header was refused");
+    let v20 = "v".repeat(20 << 10);
+    let before = up.count();
+    match c.request("GET", "/api/big", &[("x-big", &v20)], b"") {
+        Ok(r) => assert_eq!(r.status, 431, "{}", r.text()),
+        Err(e) => assert!(e.reason().is_some(), "{e:?}"),
+    }
+    assert_eq!(
+        up.count(),
+        before,
+        "an over-size header list reached the upstream"
+    );
+    // The connection (or a new one) still serves.
+    let mut c = H2Client::h2c(gw.addr).unwrap();
+    assert_eq!(c.get("/s").unwrap().status, 200);
+}
+
+#[test]
+fn idle_connections_get_goaway_and_close() {
+    let up = Upstream::echo();
+    let gw = start_h2c(&format!(
+        "[listeners.http2]\nidle_timeout = \"1s\"\n\n{}",
+        routes(&up)
+    ));
+    let mut raw = RawH2::connect(gw.addr, &[]);
+    assert!(raw.request(1, "GET", "/s", true));
+    let (s, ok) = raw.wait_stream_end(1, WAIT);
+    assert!(ok && s.status_of(1) == Some(200), "{s:?}");
+    let t = std::time::Instant::now();
+    let (s, ok) = raw.wait(WAIT, |s| s.closed);
+    assert!(ok, "an idle connection is still open after {WAIT:?}: {s:?}");
+    let g = s.goaway().expect("closed without GOAWAY");
+    assert_eq!((g.code, g.last_stream), (code::NO_ERROR, 1), "{g:?}");
+    assert!(
+        t.elapsed() >= Duration::from_millis(800),
+        "closed after {:?}, before idle_timeout = 1s",
+        t.elapsed()
+    );
+}
