@@ -40,6 +40,8 @@ fn config(up: &Upstream, http2: &str, extra: &str) -> String {
 /// The gateway, its RSS before the attack (after a warm-up over h2c), and a sampler.
 struct Target {
     gw: Gateway,
+    /// For a TLS listener: the CA the clients trust (and the directory holding the files).
+    tls: Option<(tls::Ca, tempfile::TempDir)>,
     baseline: u64,
     peak: Arc<std::sync::atomic::AtomicU64>,
     stop: Arc<std::sync::atomic::AtomicBool>,
@@ -47,16 +49,57 @@ struct Target {
 
 impl Target {
     fn start(up: &Upstream, http2: &str, extra: &str) -> Target {
-        let gw = start_h2c(&config(up, http2, extra));
-        let mut c = H2Client::h2c(gw.addr).expect("h2c");
+        Target::watch(start_h2c(&config(up, http2, extra)), None)
+    }
+
+    /// The same on a TLS listener (ALPN h2 by default).
+    fn start_tls(up: &Upstream, http2: &str, extra: &str) -> Target {
+        let ca = tls::Ca::new("ringway h2 attack CA");
+        let dir = tempfile::tempdir().unwrap();
+        let c = ca.server(dir.path(), "localhost", &["localhost"], tls::Key::EcdsaP256);
+        let table = format!(
+            "[listeners.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]\n\n",
+            c.cert_path.display(),
+            c.key_path.display()
+        );
+        let gw = Gateway::start(&format!("{table}{}", config(up, http2, extra)));
+        Target::watch(gw, Some((ca, dir)))
+    }
+
+    /// A well-behaved client of the right kind.
+    fn client(&self) -> Result<H2Client, H2Error> {
+        match &self.tls {
+            None => H2Client::h2c(self.gw.addr),
+            Some((ca, _)) => H2Client::tls(self.gw.addr, &ca.pem, "localhost"),
+        }
+    }
+
+    /// An attacker of the right kind.
+    fn raw(&self, settings: &[(u16, u32)]) -> RawH2 {
+        match &self.tls {
+            None => RawH2::connect(self.gw.addr, settings),
+            Some((ca, _)) => RawH2::tls(self.gw.addr, &ca.pem, "localhost", settings),
+        }
+    }
+
+    fn watch(gw: Gateway, tls: Option<(tls::Ca, tempfile::TempDir)>) -> Target {
+        let mut t = Target {
+            gw,
+            tls,
+            baseline: 0,
+            peak: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        };
+        let mut c = t.client().expect("h2 client");
         assert_eq!(c.get("/s").expect("warm-up").text(), "static-ok");
         drop(c);
+        let gw = &t.gw;
         let pid = gw.pid();
         let baseline = rss_kib(pid);
         assert!(baseline > 0, "cannot read gateway RSS");
-        let peak = Arc::new(std::sync::atomic::AtomicU64::new(baseline));
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (p, st) = (peak.clone(), stop.clone());
+        t.baseline = baseline;
+        t.peak.store(baseline, std::sync::atomic::Ordering::Relaxed);
+        let (p, st) = (t.peak.clone(), t.stop.clone());
         thread::spawn(move || {
             let deadline = Instant::now() + Duration::from_secs(180);
             while !st.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
@@ -64,19 +107,15 @@ impl Target {
                 thread::sleep(Duration::from_millis(10));
             }
         });
-        Target {
-            gw,
-            baseline,
-            peak,
-            stop,
-        }
+        t
     }
 
     /// The common ending: RSS stayed within bounds, and fresh HTTP/2 and HTTP/1.1 clients are
     /// served.
     fn still_healthy(&self, label: &str) {
-        let mut c = H2Client::h2c(self.gw.addr)
-            .unwrap_or_else(|e| panic!("{label}: no new h2c connection after the attack: {e:?}"));
+        let mut c = self
+            .client()
+            .unwrap_or_else(|e| panic!("{label}: no new h2 connection after the attack: {e:?}"));
         let r = c
             .get("/s")
             .unwrap_or_else(|e| panic!("{label}: h2 request after the attack failed: {e:?}"));
@@ -85,11 +124,13 @@ impl Target {
             (200, "static-ok".to_string()),
             "{label}"
         );
-        assert_eq!(
-            get(self.gw.addr, "/s").status,
-            200,
-            "{label}: HTTP/1.1 after the attack"
-        );
+        if self.tls.is_none() {
+            assert_eq!(
+                get(self.gw.addr, "/s").status,
+                200,
+                "{label}: HTTP/1.1 after the attack"
+            );
+        }
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let peak = self
             .peak
@@ -176,7 +217,19 @@ fn counting_upstream() -> Upstream {
 fn rapid_reset_gets_goaway_enhance_your_calm() {
     let up = counting_upstream();
     let t = Target::start(&up, "max_resets_per_second = 100", "");
-    let mut raw = RawH2::connect(t.gw.addr, &[]);
+    rapid_reset(&t, &up, "rapid reset (h2c)");
+}
+
+#[test]
+fn rapid_reset_over_tls_gets_goaway_enhance_your_calm() {
+    let up = counting_upstream();
+    let t = Target::start_tls(&up, "max_resets_per_second = 100", "");
+    rapid_reset(&t, &up, "rapid reset (TLS)");
+}
+
+/// 5000 × (HEADERS, RST_STREAM(CANCEL)) on one connection.
+fn rapid_reset(t: &Target, up: &Upstream, label: &str) {
+    let mut raw = t.raw(&[]);
     let started = Instant::now();
     let pairs = (0..5000u32).map(|i| {
         let id = 2 * i + 1;
@@ -193,7 +246,7 @@ fn rapid_reset_gets_goaway_enhance_your_calm() {
     let (g, closed, s) = ended(&raw);
     let g = g.unwrap_or_else(|| panic!("no GOAWAY after {sent} HEADERS+RST pairs: {s:?}"));
     eprintln!(
-        "rapid reset: {sent} pairs written, GOAWAY {g:?} after {:?}, upstream saw {}",
+        "{label}: {sent} pairs written, GOAWAY {g:?} after {:?}, upstream saw {}",
         started.elapsed(),
         up.count()
     );
@@ -211,15 +264,15 @@ fn rapid_reset_gets_goaway_enhance_your_calm() {
         "the upstream saw {} of the reset requests",
         up.count()
     );
-    t.counted(FLOODS, &[("kind", "resets")], "rapid reset");
-    t.still_healthy("rapid reset");
+    t.counted(FLOODS, &[("kind", "resets")], label);
+    t.still_healthy(label);
 }
 
 #[test]
 fn continuation_flood_of_large_fragments_is_cut_off() {
     let up = counting_upstream();
     let t = Target::start(&up, "", "");
-    let mut raw = RawH2::connect(t.gw.addr, &[]);
+    let mut raw = t.raw(&[]);
     // HEADERS without END_HEADERS, then CONTINUATION frames of 16 KiB header fields forever.
     let head = frame(
         kind::HEADERS,
@@ -265,7 +318,7 @@ fn continuation_flood_of_large_fragments_is_cut_off() {
 fn continuation_flood_of_tiny_fragments_is_cut_off() {
     let up = counting_upstream();
     let t = Target::start(&up, "", "");
-    let mut raw = RawH2::connect(t.gw.addr, &[]);
+    let mut raw = t.raw(&[]);
     // The same attack with one-byte fragments: the frame count, not the size, must be bounded.
     let block = hpack::request("GET", "/p/c", "test", &[("x-a", "b")]);
     let head = frame(kind::HEADERS, flag::END_STREAM, 1, &block[..1]);
@@ -288,7 +341,7 @@ fn continuation_flood_of_tiny_fragments_is_cut_off() {
 fn hpack_bomb_is_refused_without_memory_growth() {
     let up = counting_upstream();
     let t = Target::start(&up, "max_header_list_size = \"16KiB\"", "");
-    let mut raw = RawH2::connect(t.gw.addr, &[]);
+    let mut raw = t.raw(&[]);
     // One ~4 KB field enters the gateway's dynamic table (4000 + 6 + 32 <= 4096), then 1000
     // one-byte references to it: a 5 KB block that decodes to 4 MB.
     let mut block = hpack::request("GET", "/p/bomb", "test", &[]);
@@ -367,7 +420,7 @@ fn header_table_size_abuse_is_harmless_or_a_compression_error() {
     let t = Target::start(&up, "", "");
     // 1. The client allows the gateway's encoder a 4 GiB table: the gateway must not size
     //    anything by it, and keeps serving on that connection.
-    let mut raw = RawH2::connect(t.gw.addr, &[(setting::HEADER_TABLE_SIZE, u32::MAX)]);
+    let mut raw = t.raw(&[(setting::HEADER_TABLE_SIZE, u32::MAX)]);
     for i in 0..50u32 {
         let id = 2 * i + 1;
         assert!(
@@ -381,7 +434,7 @@ fn header_table_size_abuse_is_harmless_or_a_compression_error() {
     drop(raw);
     // 2. A dynamic table size update above the gateway's SETTINGS_HEADER_TABLE_SIZE is a
     //    decoding error (RFC 7541 §6.3, §4.2): COMPRESSION_ERROR.
-    let mut raw = RawH2::connect(t.gw.addr, &[]);
+    let mut raw = t.raw(&[]);
     let mut block = hpack::table_size_update(1 << 30);
     block.extend(hpack::request("GET", "/s", "test", &[]));
     raw.send_frame(
@@ -409,7 +462,7 @@ fn header_table_size_abuse_is_harmless_or_a_compression_error() {
 fn settings_flood_gets_goaway_enhance_your_calm() {
     let up = counting_upstream();
     let t = Target::start(&up, "max_settings_per_second = 10", "");
-    let mut raw = RawH2::connect(t.gw.addr, &[]);
+    let mut raw = t.raw(&[]);
     let sent = flood(
         &mut raw,
         (0..10_000).map(|_| settings_frame(&[(setting::ENABLE_PUSH, 0)])),
@@ -435,27 +488,42 @@ fn settings_flood_gets_goaway_enhance_your_calm() {
 #[test]
 fn ping_flood_gets_goaway_enhance_your_calm() {
     let up = counting_upstream();
-    let t = Target::start(&up, "max_pings_per_second = 10", "");
-    let mut raw = RawH2::connect(t.gw.addr, &[]);
+    ping_flood(
+        &Target::start(&up, "max_pings_per_second = 10", ""),
+        "ping flood (h2c)",
+    );
+}
+
+#[test]
+fn ping_flood_over_tls_gets_goaway_enhance_your_calm() {
+    let up = counting_upstream();
+    ping_flood(
+        &Target::start_tls(&up, "max_pings_per_second = 10", ""),
+        "ping flood (TLS)",
+    );
+}
+
+fn ping_flood(t: &Target, label: &str) {
+    let mut raw = t.raw(&[]);
     let sent = flood(&mut raw, (0..10_000u64).map(ping_frame), 100);
     let (g, closed, s) = ended(&raw);
     eprintln!(
-        "ping flood: {sent} written, {} PONGs, GOAWAY {g:?}",
+        "{label}: {sent} written, {} PONGs, GOAWAY {g:?}",
         s.ping_acks
     );
     let g = g.unwrap_or_else(|| panic!("no GOAWAY after {sent} PINGs: {s:?}"));
     assert_eq!(g.code, code::ENHANCE_YOUR_CALM, "{g:?}");
     assert!(closed);
     assert!(s.ping_acks < 1000, "{} PINGs were answered", s.ping_acks);
-    t.counted(FLOODS, &[("kind", "pings")], "ping flood");
-    t.still_healthy("ping flood");
+    t.counted(FLOODS, &[("kind", "pings")], label);
+    t.still_healthy(label);
 }
 
 #[test]
 fn empty_data_frame_flood_gets_goaway() {
     let up = counting_upstream();
     let t = Target::start(&up, "max_empty_frames_per_second = 100", "");
-    let mut raw = RawH2::connect(t.gw.addr, &[]);
+    let mut raw = t.raw(&[]);
     assert!(raw.request(1, "POST", "/p/empty", false));
     let sent = flood(
         &mut raw,
@@ -490,7 +558,7 @@ fn zero_window_client_costs_no_memory_and_its_stream_is_eventually_reset() {
         "",
         "[limits]\nmin_data_rate = \"1KiB\"\ndata_rate_grace = \"2s\"\n",
     );
-    let mut raw = RawH2::connect(t.gw.addr, &[(setting::INITIAL_WINDOW_SIZE, 0)]);
+    let mut raw = t.raw(&[(setting::INITIAL_WINDOW_SIZE, 0)]);
     assert!(raw.request(1, "GET", "/p/big", true));
     up.wait_for_count(1, WAIT);
     // Other clients are served while the stall lasts.
@@ -546,7 +614,7 @@ fn a_body_that_never_comes_gets_408_or_a_reset() {
         ),
     }
     // With the raw client: HEADERS without END_STREAM, and no DATA at all.
-    let mut raw = RawH2::connect(t.gw.addr, &[]);
+    let mut raw = t.raw(&[]);
     assert!(raw.request(1, "POST", "/p/silent", false));
     let (s, ok) = raw.wait(WAIT, |s| {
         s.reset_of(1).is_some() || s.ended.contains(&1) || s.closed
@@ -572,7 +640,7 @@ fn streams_beyond_max_concurrent_streams_are_refused() {
         Reply::KeepAlive
     }));
     let t = Target::start(&up, "max_concurrent_streams = 8", "");
-    let mut raw = RawH2::connect(t.gw.addr, &[]);
+    let mut raw = t.raw(&[]);
     let (s, ok) = raw.wait(WAIT, |s| !s.settings.is_empty());
     assert!(ok, "no SETTINGS from the gateway");
     assert!(

@@ -934,9 +934,76 @@ impl Seen {
 
 type Shared = Arc<(Mutex<Seen>, Condvar)>;
 
-/// A hand-driven HTTP/2 client connection (plain TCP, prior knowledge).
+/// The writing half of a raw connection: plain TCP, or TLS (rustls driven by hand; the
+/// reader thread shares the session).
+enum Tx {
+    Tcp(TcpStream),
+    Tls {
+        conn: Arc<Mutex<rustls::ClientConnection>>,
+        sock: TcpStream,
+    },
+}
+
+impl Tx {
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Tx::Tcp(s) => s.write_all(bytes),
+            Tx::Tls { conn, sock } => {
+                let mut c = conn.lock().unwrap();
+                c.writer().write_all(bytes)?;
+                while c.wants_write() {
+                    c.write_tls(sock)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn shutdown(&self) {
+        let s = match self {
+            Tx::Tcp(s) => s,
+            Tx::Tls { sock, .. } => sock,
+        };
+        let _ = s.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// The reading half over TLS: ciphertext from the socket (read without holding the session
+/// lock), plaintext out of the shared session.
+struct TlsRead {
+    conn: Arc<Mutex<rustls::ClientConnection>>,
+    sock: TcpStream,
+}
+
+impl Read for TlsRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut tmp = vec![0u8; 32 << 10];
+        loop {
+            {
+                let mut c = self.conn.lock().unwrap();
+                match c.reader().read(buf) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let n = self.sock.read(&mut tmp)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            let mut c = self.conn.lock().unwrap();
+            let mut rd = &tmp[..n];
+            while !rd.is_empty() {
+                c.read_tls(&mut rd)?;
+                c.process_new_packets().map_err(std::io::Error::other)?;
+            }
+        }
+    }
+}
+
+/// A hand-driven HTTP/2 client connection: plain TCP with prior knowledge, or TLS with ALPN h2.
 pub struct RawH2 {
-    writer: Arc<Mutex<TcpStream>>,
+    writer: Arc<Mutex<Tx>>,
     seen: Shared,
     reader: Option<thread::JoinHandle<()>>,
     pub bytes_sent: usize,
@@ -971,11 +1038,53 @@ impl RawH2 {
     }
 
     pub fn connect_with(addr: SocketAddr, settings: &[(u16, u32)], o: RawOpts) -> RawH2 {
-        let tcp = TcpStream::connect(addr).expect("connect to gateway");
-        tcp.set_nodelay(true).unwrap();
-        tcp.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        let tcp = raw_tcp(addr);
         let rd = tcp.try_clone().unwrap();
-        let writer = Arc::new(Mutex::new(tcp));
+        RawH2::start(Tx::Tcp(tcp), Box::new(rd), settings, o)
+    }
+
+    /// Over TLS: trusts `ca_pem`, SNI `server_name`, offers only ALPN `h2` (and panics unless
+    /// the server picked it).
+    pub fn tls(
+        addr: SocketAddr,
+        ca_pem: &str,
+        server_name: &str,
+        settings: &[(u16, u32)],
+    ) -> RawH2 {
+        let cfg = super::tls::client_config(&super::tls::ClientOpts {
+            ca_pem,
+            alpn: &[b"h2"],
+            ..Default::default()
+        });
+        let name = rustls::pki_types::ServerName::try_from(server_name.to_string()).unwrap();
+        let mut conn = rustls::ClientConnection::new(cfg, name).unwrap();
+        let mut tcp = raw_tcp(addr);
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        while conn.is_handshaking() {
+            conn.complete_io(&mut tcp).expect("TLS handshake");
+        }
+        assert_eq!(
+            conn.alpn_protocol(),
+            Some(&b"h2"[..]),
+            "ALPN h2 not negotiated"
+        );
+        tcp.set_read_timeout(Some(Duration::from_secs(120)))
+            .unwrap();
+        let conn = Arc::new(Mutex::new(conn));
+        let rd = TlsRead {
+            conn: conn.clone(),
+            sock: tcp.try_clone().unwrap(),
+        };
+        RawH2::start(
+            Tx::Tls { conn, sock: tcp },
+            Box::new(rd),
+            settings,
+            RawOpts::default(),
+        )
+    }
+
+    fn start(tx: Tx, rd: Box<dyn Read + Send>, settings: &[(u16, u32)], o: RawOpts) -> RawH2 {
+        let writer = Arc::new(Mutex::new(tx));
         let seen: Shared = Arc::new((Mutex::new(Seen::default()), Condvar::new()));
         let reader = {
             let (w, s) = (writer.clone(), seen.clone());
@@ -1076,11 +1185,7 @@ impl RawH2 {
 
     /// Closes our side (both directions).
     pub fn shutdown(&self) {
-        let _ = self
-            .writer
-            .lock()
-            .unwrap()
-            .shutdown(std::net::Shutdown::Both);
+        self.writer.lock().unwrap().shutdown();
     }
 }
 
@@ -1093,9 +1198,17 @@ impl Drop for RawH2 {
     }
 }
 
-fn read_loop(mut rd: TcpStream, w: Arc<Mutex<TcpStream>>, seen: Shared, o: RawOpts) {
+fn raw_tcp(addr: SocketAddr) -> TcpStream {
+    let tcp = TcpStream::connect(addr).expect("connect to gateway");
+    tcp.set_nodelay(true).unwrap();
+    tcp.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
     // Long enough for any test; the socket is shut down when the RawH2 is dropped.
-    rd.set_read_timeout(Some(Duration::from_secs(120))).ok();
+    tcp.set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    tcp
+}
+
+fn read_loop(mut rd: Box<dyn Read + Send>, w: Arc<Mutex<Tx>>, seen: Shared, o: RawOpts) {
     let how = loop {
         let mut head = [0u8; 9];
         if let Err(e) = rd.read_exact(&mut head) {
