@@ -522,6 +522,12 @@ fn concurrent_streams_on_one_connection_are_in_flight_together() {
         N,
         "N requests in flight need N upstream connections"
     );
+    // ... and the gateway saw them all arrive on a single client connection.
+    let m = scrape(gw.admin);
+    assert_eq!(
+        metric(&m, "ringway_http2_connections_total", &[]),
+        Some(1.0)
+    );
 }
 
 #[test]

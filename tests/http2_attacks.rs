@@ -682,3 +682,251 @@ fn streams_beyond_max_concurrent_streams_are_refused() {
     assert!(ok && s.status_of(25) == Some(200), "{s:?}");
     t.still_healthy("max concurrent streams");
 }
+
+// ---------------------------------------------------------------------------------------
+// Budgets are not too tight, and a valid but unusual client is served
+
+#[test]
+fn resets_and_pings_below_the_budget_are_not_punished() {
+    let up = counting_upstream();
+    let t = Target::start(
+        &up,
+        "max_resets_per_second = 100\nmax_pings_per_second = 10",
+        "",
+    );
+    let mut raw = t.raw(&[]);
+    // 40 resets and 4 PINGs per second for 2.5 s: under both budgets.
+    let mut id = 1;
+    for _ in 0..25 {
+        for _ in 0..4 {
+            let mut f = frame(
+                kind::HEADERS,
+                flag::END_HEADERS | flag::END_STREAM,
+                id,
+                &hpack::request("GET", "/s", "test", &[]),
+            );
+            f.extend(rst_frame(id, code::CANCEL));
+            assert!(raw.send(&f).is_ok(), "write failed at stream {id}");
+            id += 2;
+        }
+        if id % 20 == 1 {
+            assert!(raw.send(&ping_frame(id as u64)).is_ok());
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    // The connection is still good: a request on it is answered.
+    assert!(raw.request(id, "GET", "/s", true));
+    let (s, ok) = raw.wait_stream_end(id, WAIT);
+    assert!(ok, "{s:?}");
+    assert!(
+        s.goaways.is_empty(),
+        "punished below the budget: {:?}",
+        s.goaways
+    );
+    assert_eq!(s.status_of(id), Some(200), "{s:?}");
+    t.still_healthy("below budget");
+}
+
+#[test]
+fn a_header_block_split_over_continuation_frames_is_served() {
+    let up = Upstream::echo();
+    let t = Target::start(&up, "", "");
+    let mut raw = t.raw(&[]);
+    // A valid request whose block (with a 6 KB header) is cut into 4 pieces.
+    let block = hpack::request("GET", "/p/split", "test", &[("x-long", &"l".repeat(6000))]);
+    let q = block.len() / 4;
+    let mut bytes = frame(kind::HEADERS, flag::END_STREAM, 1, &block[..q]);
+    bytes.extend(frame(kind::CONTINUATION, 0, 1, &block[q..2 * q]));
+    bytes.extend(frame(kind::CONTINUATION, 0, 1, &block[2 * q..3 * q]));
+    bytes.extend(frame(
+        kind::CONTINUATION,
+        flag::END_HEADERS,
+        1,
+        &block[3 * q..],
+    ));
+    assert!(raw.send(&bytes).is_ok());
+    let (s, ok) = raw.wait_stream_end(1, WAIT);
+    assert!(ok && s.status_of(1) == Some(200), "{s:?}");
+    assert_eq!(up.last().header("x-long").map(str::len), Some(6000));
+    t.still_healthy("split header block");
+}
+
+// ---------------------------------------------------------------------------------------
+// Protocol violations
+
+#[test]
+fn data_beyond_the_stream_window_is_a_flow_control_error() {
+    let up = Upstream::echo();
+    let t = Target::start(
+        &up,
+        "stream_window = \"64KiB\"\nconnection_window = \"1MiB\"",
+        "",
+    );
+    let mut raw = t.raw(&[]);
+    let (_, ok) = raw.wait(WAIT, |s| !s.settings.is_empty());
+    assert!(ok);
+    assert!(raw.request(1, "POST", "/p/fc", false));
+    // 128 KiB into a 64 KiB window, without waiting for any WINDOW_UPDATE.
+    let chunk = vec![b'f'; 16 << 10];
+    let frames = (0..8).map(|_| frame(kind::DATA, 0, 1, &chunk));
+    let sent = flood(&mut raw, frames, 1);
+    let (s, ok) = raw.wait(WAIT, |s| s.reset_of(1).is_some() || s.goaway().is_some());
+    eprintln!(
+        "flow control: {sent} frames, resets {:?}, GOAWAY {:?}",
+        s.resets,
+        s.goaway()
+    );
+    assert!(ok, "128 KiB into a 64 KiB window was accepted: {s:?}");
+    let code = s
+        .reset_of(1)
+        .or(s.goaway().map(|g| g.code))
+        .unwrap_or_default();
+    assert_eq!(code, code::FLOW_CONTROL_ERROR, "{s:?}");
+    t.still_healthy("flow control");
+}
+
+/// Sends one request by hand and asserts it never reaches the upstream as anything but at
+/// most one request without `marker`; returns what came back on the stream.
+fn malformed(t: &Target, up: &Upstream, block: Vec<u8>, body: &[u8], label: &str) -> Seen {
+    let mut raw = t.raw(&[]);
+    let (_, ok) = raw.wait(WAIT, |s| !s.settings.is_empty());
+    assert!(ok, "{label}: no SETTINGS");
+    let end = if body.is_empty() { flag::END_STREAM } else { 0 };
+    let mut bytes = frame(kind::HEADERS, flag::END_HEADERS | end, 1, &block);
+    if !body.is_empty() {
+        bytes.extend(frame(kind::DATA, flag::END_STREAM, 1, body));
+    }
+    let _ = raw.send(&bytes);
+    let (s, ok) = raw.wait_stream_end(1, WAIT);
+    eprintln!(
+        "{label}: status {:?}, resets {:?}, GOAWAY {:?}",
+        s.status_of(1),
+        s.resets,
+        s.goaway()
+    );
+    assert!(ok, "{label}: no answer within {WAIT:?}: {s:?}");
+    let refused = s.reset_of(1).is_some()
+        || s.goaway().is_some()
+        || matches!(s.status_of(1), Some(c) if (400..500).contains(&c));
+    assert!(refused, "{label}: served: {s:?}");
+    thread::sleep(Duration::from_millis(300));
+    let seen = up.raw_text().to_ascii_lowercase();
+    assert!(
+        !seen.contains("smuggled") && !seen.contains("x-injected"),
+        "{label}: smuggled bytes reached the upstream: {seen:?}"
+    );
+    s
+}
+
+#[test]
+fn header_values_with_crlf_never_become_http1_header_lines() {
+    let up = Upstream::echo();
+    let t = Target::start(&up, "", "");
+    let mut block = hpack::request("GET", "/p/crlf", "test", &[]);
+    block.extend(hpack::literal("x-a", b"1\r\nx-injected: yes"));
+    malformed(&t, &up, block, b"", "CRLF in a value");
+    let mut block = hpack::request("GET", "/p/lf", "test", &[]);
+    block.extend(hpack::literal("x-a", b"1\nx-injected: yes"));
+    malformed(&t, &up, block, b"", "LF in a value");
+    let mut block = hpack::request("GET", "/p/name", "test", &[]);
+    block.extend(hpack::literal("x-a\r\nx-injected", b"yes"));
+    malformed(&t, &up, block, b"", "CRLF in a name");
+    t.still_healthy("CRLF injection");
+}
+
+#[test]
+fn connection_specific_and_uppercase_headers_are_malformed() {
+    let up = Upstream::echo();
+    let t = Target::start(&up, "", "");
+    // RFC 9113 §8.2.2: connection-specific fields make a request malformed; a downgrade that
+    // passed `transfer-encoding: chunked` on would let the body smuggle a second request.
+    let smuggle = b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (name, value) in [
+        ("transfer-encoding", "chunked"),
+        ("connection", "keep-alive"),
+        ("keep-alive", "timeout=5"),
+        ("upgrade", "websocket"),
+        ("proxy-connection", "keep-alive"),
+        ("te", "gzip"),
+    ] {
+        let block = hpack::request("POST", "/p/conn", "test", &[(name, value)]);
+        malformed(&t, &up, block, smuggle, &format!("{name}: {value}"));
+    }
+    // §8.2.1: field names must be lowercase.
+    let block = hpack::request("GET", "/p/upper", "test", &[("X-Upper", "1")]);
+    malformed(&t, &up, block, b"", "uppercase name");
+    t.still_healthy("connection-specific headers");
+}
+
+#[test]
+fn a_body_longer_than_content_length_never_smuggles_a_request() {
+    let up = Upstream::echo();
+    let t = Target::start(&up, "", "");
+    // H2.CL desync: content-length 5, then a body carrying a second request.
+    let block = hpack::request("POST", "/p/cl", "test", &[("content-length", "5")]);
+    let body = b"hello GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    let s = malformed(&t, &up, block, body, "body longer than content-length");
+    assert_ne!(s.status_of(1), Some(200));
+    // And shorter than announced: content-length 100, 5 bytes, END_STREAM.
+    let block = hpack::request("POST", "/p/cl", "test", &[("content-length", "100")]);
+    malformed(&t, &up, block, b"hello", "body shorter than content-length");
+    t.still_healthy("content-length mismatch");
+}
+
+#[test]
+fn missing_or_bad_pseudo_headers_are_malformed() {
+    let up = Upstream::echo();
+    let t = Target::start(&up, "", "");
+    // No :path.
+    let mut block = vec![0x82, 0x86];
+    block.extend(hpack::literal_indexed_name(1, b"test"));
+    malformed(&t, &up, block, b"", "no :path");
+    // A :path with a space and a smuggled request line.
+    let block = hpack::request(
+        "GET",
+        "/p/a HTTP/1.1\r\nx-injected: 1\r\n\r\nGET /smuggled",
+        "test",
+        &[],
+    );
+    malformed(&t, &up, block, b"", ":path with CRLF");
+    // A pseudo-header after a regular one.
+    let mut block = hpack::request("GET", "/p/order", "test", &[("x-a", "1")]);
+    block.extend(hpack::literal_indexed_name(4, b"/p/smuggled"));
+    malformed(&t, &up, block, b"", "pseudo-header after a regular one");
+    // An unknown pseudo-header.
+    let mut block = hpack::request("GET", "/p/unknown", "test", &[]);
+    block.extend(hpack::literal(":smuggled", b"1"));
+    malformed(&t, &up, block, b"", "unknown pseudo-header");
+    t.still_healthy("pseudo-headers");
+}
+
+#[test]
+fn many_stalled_streams_cost_bounded_memory() {
+    // 64 streams on one connection each ask for 64 MiB with a zero window: the gateway must
+    // not read the upstream bodies ahead into memory.
+    let up = Upstream::start(Arc::new(|_req: &Received, s: &mut TcpStream| {
+        let len: u64 = 64 << 20;
+        let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n");
+        let buf = vec![b's'; 1 << 20];
+        for _ in 0..64 {
+            if s.write_all(&buf).is_err() {
+                return Reply::Close;
+            }
+        }
+        Reply::KeepAlive
+    }));
+    let t = Target::start(&up, "", "");
+    let mut raw = t.raw(&[(setting::INITIAL_WINDOW_SIZE, 0)]);
+    for i in 0..64u32 {
+        assert!(raw.request(2 * i + 1, "GET", &format!("/p/stall/{i}"), true));
+    }
+    up.wait_for_count(64, WAIT);
+    thread::sleep(Duration::from_secs(3));
+    let s = raw.seen();
+    assert_eq!(
+        s.data.values().sum::<u64>(),
+        0,
+        "DATA sent into zero windows"
+    );
+    t.still_healthy("64 stalled streams");
+}
