@@ -1286,11 +1286,7 @@ fn record(seen: &Shared, kind: u8, flags: u8, stream: u32, p: &[u8], o: RawOpts)
             }
         }
         kind::PING if flags & flag::ACK != 0 => s.ping_acks += 1,
-        kind::PING => {
-            if o.answer_pings {
-                reply.extend(frame(kind::PING, flag::ACK, 0, p));
-            }
-        }
+        kind::PING if o.answer_pings => reply.extend(frame(kind::PING, flag::ACK, 0, p)),
         kind::GOAWAY if p.len() >= 8 => {
             s.goaways.push(GoAway {
                 last_stream: u32::from_be_bytes([p[0], p[1], p[2], p[3]]) & 0x7fff_ffff,
