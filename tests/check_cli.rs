@@ -365,3 +365,37 @@ fn consumer_metadata_with_a_control_character_is_rejected() {
         &["not a safe header value"],
     );
 }
+
+#[test]
+fn http2_limits_are_checked_and_summarized() {
+    // 1 [[listeners]], 2 address, 3 h2c, 4 [listeners.http2], 5 max_frame_size
+    let text = "[[listeners]]\naddress = \"127.0.0.1:8080\"\nh2c = true\n\
+                [listeners.http2]\nmax_frame_size = 1024\n";
+    expect_error(
+        text,
+        5,
+        Some(18),
+        "listeners[0].http2.max_frame_size",
+        &["16384"],
+    );
+    let text = "[[listeners]]\naddress = \"127.0.0.1:8080\"\nh2c = true\n\
+                [listeners.http2]\nmax_pings_per_second = 0\n";
+    expect_error(
+        text,
+        5,
+        None,
+        "listeners[0].http2.max_pings_per_second",
+        &["between 1 and"],
+    );
+    let text = "[[listeners]]\naddress = \"127.0.0.1:8080\"\nh2c = true\n\
+                [listeners.http2]\nmax_streams = 10\n";
+    expect_error(text, 5, None, "max_streams", &["unknown field"]);
+
+    let ok = "[[listeners]]\naddress = \"127.0.0.1:8080\"\nh2c = true\n\
+              [listeners.http2]\nmax_concurrent_streams = 32\nidle_timeout = \"15s\"\n";
+    let (code, stdout, stderr) = check_config(ok);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("(HTTP/1.1 and h2c)"), "{stdout}");
+    assert!(stdout.contains("http2: 32 streams"), "{stdout}");
+    assert!(stdout.contains("idle 15s"), "{stdout}");
+}

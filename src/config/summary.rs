@@ -201,10 +201,18 @@ fn listeners(c: &Compiled, now: u64, s: &mut String) {
             let _ = write!(s, " (redirects to https on port {port})");
         }
         let Some(tls) = &l.tls else {
-            s.push('\n');
+            if l.h2c {
+                let _ = writeln!(s, " (HTTP/1.1 and h2c)");
+                http2_line(&l.http2, s);
+            } else {
+                s.push('\n');
+            }
             continue;
         };
         let _ = writeln!(s, " tls: {}", tls.description);
+        if tls.description.contains("h2") {
+            http2_line(&l.http2, s);
+        }
         for cert in &tls.certs {
             let days = cert.not_after.saturating_sub(now).div_euclid(86_400);
             let _ = writeln!(
@@ -229,6 +237,25 @@ fn listeners(c: &Compiled, now: u64, s: &mut String) {
     for w in warnings {
         let _ = writeln!(s, "{w}");
     }
+}
+
+/// A listener's HTTP/2 limits, one line.
+fn http2_line(h: &super::http2::Http2Settings, s: &mut String) {
+    let _ = writeln!(
+        s,
+        "    http2: {} streams, header list {} B, frame {} B, windows {}/{} B, idle {}s; \
+         per second at most {} resets, {} pings, {} settings, {} empty frames",
+        h.max_concurrent_streams,
+        h.max_header_list_size,
+        h.max_frame_size,
+        h.stream_window,
+        h.connection_window,
+        h.idle_timeout.as_secs(),
+        h.max_resets_per_second,
+        h.max_pings_per_second,
+        h.max_settings_per_second,
+        h.max_empty_frames_per_second,
+    );
 }
 
 /// `upstreams:` with each upstream's targets and TLS, then a `warning:` line for every

@@ -247,6 +247,7 @@ async fn exchange(
     };
     // WebSocket over HTTP/2 (RFC 8441) is not offered, so no exchange ends in an upgrade.
     let _ = pipeline::run(core, &gen, &mut ex, &mut down).await;
+    down.reset_unfinished();
     ex.facts.bytes_in = head.buf.len() as u64 + down.bytes_in;
     ex.facts.bytes_out = down.bytes_out;
     core.telemetry.on_request(

@@ -47,6 +47,8 @@ pub struct H2Stream {
     trailers_out: Option<HeaderMap>,
     /// The longest the client may take to read or send the next piece.
     patience: Duration,
+    /// The response went out whole (END_STREAM sent).
+    ended: bool,
     pub bytes_in: u64,
     pub bytes_out: u64,
 }
@@ -71,6 +73,7 @@ impl H2Stream {
             pending: Vec::new(),
             trailers_out: None,
             patience,
+            ended: false,
             bytes_in: 0,
             bytes_out: 0,
         }
@@ -125,8 +128,23 @@ impl H2Stream {
                 .send_response(head, end)
                 .map_err(|_| aborted())?;
             self.send = Some(send);
+            self.ended |= end;
         }
         Ok(())
+    }
+
+    /// After an exchange that did not end its response (the upstream broke off mid-body, or
+    /// the phases gave up): resets the stream, so the client sees a failed response rather
+    /// than a truncated one that looks complete.
+    pub fn reset_unfinished(&mut self) {
+        if self.ended {
+            return;
+        }
+        match self.send.as_mut() {
+            Some(send) => send.send_reset(h2::Reason::INTERNAL_ERROR),
+            None => self.respond.send_reset(h2::Reason::INTERNAL_ERROR),
+        }
+        self.ended = true;
     }
 
     /// Sends `data` as DATA frames, each only once the client's window has room for it.
@@ -152,11 +170,13 @@ impl H2Stream {
             let last = end && n == rest.len();
             send.send_data(Bytes::copy_from_slice(&rest[..n]), last)
                 .map_err(|_| aborted())?;
+            self.ended |= last;
             self.bytes_out += n as u64;
             rest = &rest[n..];
         }
         if end && data.is_empty() {
             send.send_data(Bytes::new(), true).map_err(|_| aborted())?;
+            self.ended = true;
         }
         Ok(())
     }
@@ -175,6 +195,7 @@ impl H2Stream {
         }
         r.headers_mut()
             .insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        self.ended = true;
         if let Ok(mut send) = self.respond.send_response(r, body.is_empty()) {
             self.bytes_out = body.len() as u64;
             if !body.is_empty() {
@@ -344,6 +365,7 @@ impl Downstream for H2Stream {
             self.send_head(false)?;
             let send = self.send.as_mut().ok_or_else(aborted)?;
             send.send_trailers(t).map_err(|_| aborted())?;
+            self.ended = true;
         }
         Ok(())
     }
