@@ -917,3 +917,61 @@ fn idle_connections_get_goaway_and_close() {
         t.elapsed()
     );
 }
+
+#[test]
+fn an_upstream_that_breaks_off_mid_body_resets_the_stream() {
+    // Announces 1 MiB, sends 100 KiB, closes: the client must not see a clean end.
+    let up = Upstream::start(std::sync::Arc::new(
+        |_req: &Received, s: &mut std::net::TcpStream| {
+            use std::io::Write;
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n");
+            let _ = s.write_all(&vec![b't'; 100 << 10]);
+            Reply::Close
+        },
+    ));
+    let gw = start_h2c(&routes(&up));
+    let mut c = H2Client::h2c(gw.addr).unwrap();
+    let mut n = 0u64;
+    let r = c.download("/p/truncated", |d| n += d.len() as u64);
+    match r {
+        Ok((r, got)) => panic!(
+            "a truncated body ended cleanly: {} with {got} bytes",
+            r.status
+        ),
+        Err(e) => assert_eq!(e.reason(), Some(::h2::Reason::INTERNAL_ERROR), "{e:?}"),
+    }
+    assert!(n < 1 << 20, "{n} bytes");
+    // The connection is fine for the next stream.
+    assert_eq!(c.get("/s").unwrap().text(), "static-ok");
+}
+
+#[test]
+fn a_body_over_the_route_limit_gets_413_without_reaching_the_upstream() {
+    let up = Upstream::echo();
+    let gw = start_h2c(&format!(
+        "{}\n[[routes]]\nname = \"small\"\nprefix = \"/small\"\nmax_body_bytes = \"64KiB\"\nproxy = {{ upstream = \"app\" }}\n",
+        upstream_toml("app", &[up.addr])
+    ));
+    let mut c = H2Client::h2c(gw.addr).unwrap();
+    // With a content-length: refused before the upstream is contacted.
+    let body = vec![b'x'; 1 << 20];
+    let r = c
+        .request("POST", "/small/cl", &[("content-length", "1048576")], &body)
+        .unwrap();
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(
+        (up.connections(), up.raw_bytes()),
+        (0, 0),
+        "a request with an over-limit content-length contacted the upstream"
+    );
+    // Without one (streamed): 413 once the limit is crossed, or a reset.
+    match c.upload_pattern("POST", "/small/stream", 4 << 20) {
+        Ok(r) => assert_eq!(r.status, 413, "{}", r.text()),
+        Err(e) => assert!(e.reason().is_some(), "{e:?}"),
+    }
+    // A streamed body may have started upstream, but never arrives as a whole request.
+    assert_eq!(up.count(), 0, "an over-limit body reached the upstream");
+    let mut c = H2Client::h2c(gw.addr).unwrap();
+    let r = c.request("POST", "/small/ok", &[], &[b'y'; 1000]).unwrap();
+    assert_eq!(r.status, 200);
+}
