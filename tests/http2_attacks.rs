@@ -930,3 +930,121 @@ fn many_stalled_streams_cost_bounded_memory() {
     );
     t.still_healthy("64 stalled streams");
 }
+
+// ---------------------------------------------------------------------------------------
+// The 2019 HTTP/2 DoS family (CVE-2019-9511..9518) that the budgets above do not name
+
+#[test]
+fn reset_flood_of_gateway_generated_resets_is_cut_off() {
+    // CVE-2019-9514: each malformed request makes the gateway send a RST_STREAM; 10000 of them
+    // must not be answered one by one forever.
+    let up = counting_upstream();
+    let t = Target::start(&up, "", "");
+    let mut raw = t.raw(&[]);
+    let frames = (0..10_000u32).map(|i| {
+        frame(
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            2 * i + 1,
+            &hpack::request("GET", "/p/bad", "test", &[("connection", "close")]),
+        )
+    });
+    let sent = flood(&mut raw, frames, 100);
+    let (s, _) = raw.wait(WAIT, |s| s.closed || s.goaway().is_some());
+    eprintln!(
+        "reset flood: {sent} malformed requests, {} RST_STREAMs back, GOAWAY {:?}, closed {}",
+        s.resets.len(),
+        s.goaway(),
+        s.closed
+    );
+    let g = s
+        .goaway()
+        .unwrap_or_else(|| panic!("{} resets and no GOAWAY", s.resets.len()));
+    assert_eq!(g.code, code::ENHANCE_YOUR_CALM, "{g:?}");
+    assert!(s.resets.len() < 5000, "{} RST_STREAMs sent", s.resets.len());
+    assert!(raw.wait_closed(WAIT), "connection still open after GOAWAY");
+    assert_eq!(up.count(), 0);
+    t.still_healthy("reset flood");
+}
+
+#[test]
+fn priority_flood_costs_nothing_lasting() {
+    // CVE-2019-9513 (resource loop): PRIORITY frames reshuffling a dependency tree. The
+    // gateway may ignore them (RFC 9113 deprecates priorities) but must stay responsive.
+    let up = counting_upstream();
+    let t = Target::start(&up, "", "");
+    let mut raw = t.raw(&[]);
+    let frames = (0..100_000u32).map(|i| {
+        let mut p = ((i % 1000) * 2 + 1).to_be_bytes().to_vec();
+        p.push(255);
+        frame(kind::PRIORITY, 0, (i % 997) * 2 + 3, &p)
+    });
+    let started = Instant::now();
+    let sent = flood(&mut raw, frames, 1000);
+    // A request on another connection during the flood's aftermath is served promptly.
+    let mut c = t.client().unwrap();
+    let t0 = Instant::now();
+    assert_eq!(c.get("/s").unwrap().status, 200);
+    let lag = t0.elapsed();
+    let s = raw.seen();
+    eprintln!(
+        "priority flood: {sent} frames in {:?}, GOAWAY {:?}, other client answered in {lag:?}",
+        started.elapsed(),
+        s.goaway()
+    );
+    assert!(lag < Duration::from_secs(2), "the gateway lagged {lag:?}");
+    t.still_healthy("priority flood");
+}
+
+#[test]
+fn empty_header_names_are_refused() {
+    // CVE-2019-9516 (0-length headers leak): many empty names and values in one block.
+    let up = counting_upstream();
+    let t = Target::start(&up, "", "");
+    let mut raw = t.raw(&[]);
+    let mut block = hpack::request("GET", "/p/empty", "test", &[]);
+    for _ in 0..4000 {
+        block.extend(hpack::literal("", b""));
+    }
+    let _ = raw.send(&frame(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        1,
+        &block,
+    ));
+    let (s, ok) = raw.wait_stream(1, WAIT);
+    eprintln!(
+        "empty names: status {:?}, resets {:?}, GOAWAY {:?}",
+        s.status_of(1),
+        s.resets,
+        s.goaway()
+    );
+    assert!(ok, "no answer: {s:?}");
+    assert_ne!(s.status_of(1), Some(200), "served: {s:?}");
+    assert_eq!(up.count(), 0);
+    t.still_healthy("empty header names");
+}
+
+#[test]
+fn a_window_update_past_2_31_is_a_flow_control_error() {
+    let up = counting_upstream();
+    let t = Target::start(&up, "", "");
+    let mut raw = t.raw(&[]);
+    let (_, ok) = raw.wait(WAIT, |s| !s.settings.is_empty());
+    assert!(ok);
+    // The connection send window is 65535; adding 2^31-1 overflows it (RFC 9113 §6.9.1).
+    let _ = raw.send(&window_update_frame(0, 0x7fff_ffff));
+    let (g, closed, s) = ended(&raw);
+    let g = g.unwrap_or_else(|| panic!("no GOAWAY for a window overflow: {s:?}"));
+    assert_eq!(g.code, code::FLOW_CONTROL_ERROR, "{g:?}");
+    assert!(closed);
+    // A WINDOW_UPDATE with increment 0 on the connection is a PROTOCOL_ERROR (§6.9).
+    let mut raw = t.raw(&[]);
+    let (_, ok) = raw.wait(WAIT, |s| !s.settings.is_empty());
+    assert!(ok);
+    let _ = raw.send(&window_update_frame(0, 0));
+    let (g, _, s) = ended(&raw);
+    let g = g.unwrap_or_else(|| panic!("no GOAWAY for a zero increment: {s:?}"));
+    assert_eq!(g.code, code::PROTOCOL_ERROR, "{g:?}");
+    t.still_healthy("window overflow");
+}
