@@ -1083,23 +1083,24 @@ impl RawH2 {
         )
     }
 
-    fn start(tx: Tx, rd: Box<dyn Read + Send>, settings: &[(u16, u32)], o: RawOpts) -> RawH2 {
+    fn start(mut tx: Tx, rd: Box<dyn Read + Send>, settings: &[(u16, u32)], o: RawOpts) -> RawH2 {
+        // The preface goes out before the reader thread exists: otherwise its ACK of the
+        // gateway's SETTINGS could overtake the preface on the wire.
+        let mut hello = PREFACE.to_vec();
+        hello.extend(settings_frame(settings));
+        tx.write_all(&hello).expect("send preface");
         let writer = Arc::new(Mutex::new(tx));
         let seen: Shared = Arc::new((Mutex::new(Seen::default()), Condvar::new()));
         let reader = {
             let (w, s) = (writer.clone(), seen.clone());
             thread::spawn(move || read_loop(rd, w, s, o))
         };
-        let mut raw = RawH2 {
+        RawH2 {
             writer,
             seen,
             reader: Some(reader),
-            bytes_sent: 0,
-        };
-        let mut hello = PREFACE.to_vec();
-        hello.extend(settings_frame(settings));
-        raw.send(&hello).expect("send preface");
-        raw
+            bytes_sent: hello.len(),
+        }
     }
 
     /// Writes bytes; an error means the gateway closed or reset the connection.
