@@ -975,3 +975,42 @@ fn a_body_over_the_route_limit_gets_413_without_reaching_the_upstream() {
     let r = c.request("POST", "/small/ok", &[], &[b'y'; 1000]).unwrap();
     assert_eq!(r.status, 200);
 }
+
+#[test]
+fn many_connections_with_many_streams_never_cross_responses() {
+    // 8 connections × 64 concurrent streams, each POSTing its own body: every response must
+    // be the echo of its own request (target and body), never a neighbour's.
+    let up = Upstream::echo();
+    let gw = start_h2c(&routes(&up));
+    let addr = gw.addr;
+    let workers: Vec<_> = (0..8)
+        .map(|c| {
+            thread::spawn(move || {
+                let mut client = H2Client::h2c(addr).unwrap();
+                let reqs = (0..64)
+                    .map(|i| {
+                        H2Req::new("POST", &format!("/p/{c}/{i}"))
+                            .body(format!("body-{c}-{i}-{}", "x".repeat(i * 97)))
+                    })
+                    .collect();
+                let rs = client.concurrent(reqs);
+                for (i, r) in rs.into_iter().enumerate() {
+                    let r = r.unwrap_or_else(|e| panic!("{c}/{i}: {e:?}"));
+                    assert_eq!(r.status, 200, "{c}/{i}");
+                    let j = r.json();
+                    assert_eq!(j["target"], format!("/p/{c}/{i}"));
+                    assert_eq!(j["body"], format!("body-{c}-{i}-{}", "x".repeat(i * 97)));
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("a connection's streams failed");
+    }
+    assert_eq!(up.count(), 8 * 64);
+    let m = scrape(gw.admin);
+    assert_eq!(
+        metric(&m, "ringway_http2_connections_total", &[]),
+        Some(8.0)
+    );
+}
