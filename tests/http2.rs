@@ -896,15 +896,28 @@ fn header_lists_over_the_limit_are_refused_and_under_it_served() {
 
 #[test]
 fn idle_connections_get_goaway_and_close() {
-    let up = Upstream::echo();
+    // The upstream takes 2.5 s, longer than idle_timeout: an open stream is not idleness.
+    let up = Upstream::start(std::sync::Arc::new(
+        |_req: &Received, s: &mut std::net::TcpStream| {
+            use std::io::Write;
+            thread::sleep(Duration::from_millis(2500));
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow");
+            Reply::KeepAlive
+        },
+    ));
     let gw = start_h2c(&format!(
         "[listeners.http2]\nidle_timeout = \"1s\"\n\n{}",
         routes(&up)
     ));
     let mut raw = RawH2::connect(gw.addr, &[]);
-    assert!(raw.request(1, "GET", "/s", true));
+    assert!(raw.request(1, "GET", "/p/slow", true));
     let (s, ok) = raw.wait_stream_end(1, WAIT);
     assert!(ok && s.status_of(1) == Some(200), "{s:?}");
+    assert!(
+        s.goaways.is_empty(),
+        "GOAWAY while a stream was open: {s:?}"
+    );
+    assert_eq!(s.data.get(&1).copied(), Some(4));
     let t = std::time::Instant::now();
     let (s, ok) = raw.wait(WAIT, |s| s.closed);
     assert!(ok, "an idle connection is still open after {WAIT:?}: {s:?}");
