@@ -92,7 +92,7 @@ async fn serve<T>(io: T, max_streams: Option<u32>, seen: Arc<Mutex<Vec<Seen>>>)
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let mut b = h2::server::Builder::new();
+    let mut b = ::h2::server::Builder::new();
     if let Some(n) = max_streams {
         b.max_concurrent_streams(n);
     }
@@ -101,7 +101,7 @@ where
     };
     while let Some(Ok((req, respond))) = conn.accept().await {
         if req.uri().path() == "/goaway" {
-            conn.abrupt_shutdown(h2::Reason::INTERNAL_ERROR);
+            conn.abrupt_shutdown(::h2::Reason::INTERNAL_ERROR);
             drop((req, respond));
             let _ = std::future::poll_fn(|cx| conn.poll_closed(cx)).await;
             return;
@@ -111,8 +111,8 @@ where
 }
 
 async fn handle(
-    req: http::Request<h2::RecvStream>,
-    mut respond: h2::server::SendResponse<Bytes>,
+    req: http::Request<::h2::RecvStream>,
+    mut respond: ::h2::server::SendResponse<Bytes>,
     seen: Arc<Mutex<Vec<Seen>>>,
 ) {
     let (parts, mut body) = req.into_parts();
@@ -148,11 +148,11 @@ async fn handle(
                 .count()
                 == 1 =>
         {
-            respond.send_reset(h2::Reason::REFUSED_STREAM);
+            respond.send_reset(::h2::Reason::REFUSED_STREAM);
             return;
         }
         "/reset" => {
-            respond.send_reset(h2::Reason::INTERNAL_ERROR);
+            respond.send_reset(::h2::Reason::INTERNAL_ERROR);
             return;
         }
         "/slow" => tokio::time::sleep(Duration::from_millis(200)).await,
@@ -459,7 +459,7 @@ fn trailers_cross_the_gateway_both_ways() {
     let gw = Gateway::start_full(&text, port, admin, cmd);
     let (body, trailers) = rt.block_on(async {
         let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-        let (send, conn) = h2::client::handshake(tcp).await.unwrap();
+        let (send, conn) = ::h2::client::handshake(tcp).await.unwrap();
         tokio::spawn(async move {
             let _ = conn.await;
         });

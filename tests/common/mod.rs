@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod grpc;
+pub mod h2;
 pub mod tls;
 
 use std::io::{BufRead, BufReader, Read, Write};
