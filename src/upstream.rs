@@ -33,10 +33,11 @@ use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
 
-use crate::config::Upstream;
+use crate::config::{Upstream, UpstreamProtocol};
 use crate::tls::stream::Absorbed;
 use crate::tls::transport::Transport;
 use crate::tls::upstream::UpstreamTls;
+use crate::upstream_h2::H2Pool;
 
 /// A connection to one target, with its reusable read buffer.
 pub struct UpConn {
@@ -63,6 +64,8 @@ pub struct TargetState {
     idle: RefCell<VecDeque<Idle>>,
     /// With TLS: the name verified in this target's certificate and sent as SNI.
     pub server_name: Option<ServerName<'static>>,
+    /// HTTP/2 connections (upstreams with `protocol = "http2"`).
+    pub h2: H2Pool,
 }
 
 /// An upstream's TLS on this worker: the compiled settings and this worker's client config
@@ -81,6 +84,7 @@ pub struct UpstreamState {
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub tls: Option<WorkerUpstreamTls>,
+    pub protocol: UpstreamProtocol,
 }
 
 impl UpstreamState {
@@ -91,6 +95,7 @@ impl UpstreamState {
     pub fn new(u: &Upstream, old: Option<&UpstreamState>) -> UpstreamState {
         let same_tls =
             old.is_some_and(|o| tls_identity(&o.tls) == u.tls.as_ref().map(|t| t.identity));
+        let same_protocol = old.is_some_and(|o| o.protocol == u.protocol);
         let tls = u.tls.as_ref().map(|t| {
             let prev = old
                 .and_then(|o| o.tls.as_ref())
@@ -108,7 +113,13 @@ impl UpstreamState {
                 let prev = old.and_then(|o| o.targets.iter().find(|p| p.addr == t.addr));
                 let server_name = u.tls.as_ref().and_then(|s| s.names.get(i).cloned());
                 let prev_name = prev.and_then(|p| p.server_name.as_ref());
-                let keep_idle = same_tls && prev_name == server_name.as_ref();
+                // Connections of the other protocol are never carried over: nothing would
+                // take them again.
+                let keep_idle = same_tls && same_protocol && prev_name == server_name.as_ref();
+                let h2 = H2Pool::default();
+                if let Some(p) = prev.filter(|_| keep_idle) {
+                    h2.take_from(&p.h2);
+                }
                 TargetState {
                     addr: t.addr,
                     label: t.addr.to_string(),
@@ -121,6 +132,7 @@ impl UpstreamState {
                             .unwrap_or_default(),
                     ),
                     server_name,
+                    h2,
                 }
             })
             .collect();
@@ -133,7 +145,18 @@ impl UpstreamState {
             connect_timeout: u.connect_timeout,
             response_timeout: u.response_timeout,
             tls,
+            protocol: u.protocol,
         }
+    }
+
+    /// The upstream's `max_idle` (HTTP/2: the cap on connections per target).
+    pub fn max_idle(&self) -> usize {
+        self.max_idle
+    }
+
+    /// How long an idle connection is kept.
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
     }
 
     /// Smooth weighted round-robin (each pick adds every weight to its counter, takes the
@@ -169,6 +192,7 @@ impl UpstreamState {
         if let Some(t) = self.targets.get(target) {
             t.down_until.set(Some(now + self.backoff));
             t.idle.borrow_mut().clear();
+            t.h2.clear();
         }
     }
 
@@ -263,6 +287,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(1),
             tls: None,
+            protocol: Default::default(),
         }
     }
 

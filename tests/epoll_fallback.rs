@@ -1,5 +1,5 @@
 //! The legacy epoll driver (`RINGWAY_FORCE_EPOLL=1`, the fallback when io_uring is
-//! unavailable) passes the same smoke, pipelining and streaming tests as io_uring.
+//! unavailable) passes the same smoke, pipelining, streaming and HTTP/2 tests as io_uring.
 //!
 //! Those test files are compiled into this binary unchanged (`#[path]` modules), so every test
 //! in them runs here a second time; the harness (`common::forced_epoll`) starts every gateway of
@@ -19,6 +19,9 @@ mod pipelining;
 
 #[path = "streaming.rs"]
 mod streaming;
+
+#[path = "http2.rs"]
+mod http2;
 
 #[test]
 fn every_gateway_here_runs_the_legacy_driver() {

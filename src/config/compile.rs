@@ -15,7 +15,9 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::errors::{field_at, positive, ConfigError, Diag};
-use super::model::{Admin, Compiled, Listener, Runtime, Target, Timeouts, Upstream, UpstreamId};
+use super::model::{
+    Admin, Compiled, Listener, Runtime, Target, Timeouts, Upstream, UpstreamId, UpstreamProtocol,
+};
 use super::raw::{RawConfig, RawLimits, RawServer, RawTimeouts, RawUpstream};
 use super::routes::{compile_routes, route_table, RouteContext};
 use super::units::{dur, RawSize};
@@ -315,8 +317,10 @@ fn compile_upstreams(
     let mut ids = HashMap::new();
     let mut roots = crate::tls::upstream::SystemRoots::default();
     for (name, u) in &raw.upstreams {
-        let tls = upstream_tls(u, name.get_ref(), file, &mut roots, errs);
         let field = |f: &str| format!("upstreams.{}.{f}", name.get_ref());
+        let protocol = upstream_protocol(u, &field, errs);
+        let h2 = protocol == UpstreamProtocol::Http2;
+        let tls = upstream_tls(u, name.get_ref(), file, &mut roots, h2, errs);
         if u.targets.get_ref().is_empty() {
             errs.at(
                 u.targets.span(),
@@ -362,9 +366,33 @@ fn compile_upstreams(
                 ),
             },
             tls,
+            protocol,
         });
     }
     (ups, ids)
+}
+
+/// An upstream's `protocol`: `"http1"` (the default) or `"http2"`.
+fn upstream_protocol(
+    u: &RawUpstream,
+    field: &dyn Fn(&str) -> String,
+    errs: &mut Diag,
+) -> UpstreamProtocol {
+    let Some(p) = &u.protocol else {
+        return UpstreamProtocol::Http1;
+    };
+    match p.get_ref().as_str() {
+        "http1" => UpstreamProtocol::Http1,
+        "http2" => UpstreamProtocol::Http2,
+        other => {
+            errs.at(
+                p.span(),
+                field("protocol"),
+                format!("unknown protocol {other:?}: expected \"http1\" or \"http2\""),
+            );
+            UpstreamProtocol::Http1
+        }
+    }
 }
 
 /// An upstream's `tls` (see `tls::upstream`), with errors under `upstreams.<name>`.
@@ -373,6 +401,7 @@ fn upstream_tls(
     name: &str,
     file: &Path,
     roots: &mut crate::tls::upstream::SystemRoots,
+    h2: bool,
     errs: &mut Diag,
 ) -> Option<std::sync::Arc<crate::tls::upstream::UpstreamTls>> {
     let raw = u.tls.as_ref()?;
@@ -386,6 +415,7 @@ fn upstream_tls(
         base_dir: file.parent().unwrap_or(Path::new(".")),
         roots,
         targets: &targets,
+        h2,
     };
     let prefix = format!("upstreams.{name}");
     let mut fail = errs.under(&prefix);

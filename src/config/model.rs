@@ -157,6 +157,19 @@ pub struct Upstream {
     pub response_timeout: Duration,
     /// HTTPS to the targets (`tls = ...`); `None` speaks plain HTTP.
     pub tls: Option<std::sync::Arc<crate::tls::upstream::UpstreamTls>>,
+    /// The HTTP version spoken to the targets.
+    pub protocol: UpstreamProtocol,
+}
+
+/// The HTTP version an upstream speaks (`protocol = "http1" | "http2"`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1, pooled keep-alive connections (`upstream::UpstreamState`).
+    #[default]
+    Http1,
+    /// HTTP/2: h2 through ALPN with `tls`, h2c with prior knowledge without; streams
+    /// multiplexed on shared connections (`upstream_h2`).
+    Http2,
 }
 
 #[derive(Clone, Debug)]

@@ -226,6 +226,9 @@ pub struct RawUpstream {
     pub response_timeout: Option<Spanned<RawDuration>>,
     /// `tls = true` or `tls = { server_name, ca, client_cert, verify }`: HTTPS to the targets.
     pub tls: Option<Spanned<crate::tls::upstream::RawUpstreamTls>>,
+    /// `"http1"` (default) or `"http2"` (h2 via ALPN with `tls`, h2c with prior knowledge
+    /// without).
+    pub protocol: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

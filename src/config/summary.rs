@@ -275,6 +275,14 @@ fn upstreams(c: &Compiled, now: u64, s: &mut String) {
             .map(|t| format!("{} -> {} (weight {})", t.label, t.addr, t.weight))
             .collect();
         let _ = writeln!(s, "  {:<12} {}", u.name, targets.join(", "));
+        if u.protocol == super::model::UpstreamProtocol::Http2 {
+            let how = if u.tls.is_some() {
+                "h2 via ALPN"
+            } else {
+                "h2c, prior knowledge"
+            };
+            let _ = writeln!(s, "    protocol: HTTP/2 ({how})");
+        }
         let Some(tls) = &u.tls else { continue };
         let _ = writeln!(s, "    {}", tls.describe());
         if !tls.verify {

@@ -4,10 +4,12 @@
 //! responses live here once, for every wire.
 //!
 //! Module map: `model` (the exchange), `wire` (the seam), `pipeline` (phase order), `route`,
-//! `guard` (CORS preflight + policies), `forward` with `send` (upstream attempts, retry) and
+//! `guard` (CORS preflight + policies), `forward` with `send` (upstream attempts, retry),
+//! `forward_h2` (the same to an HTTP/2 upstream), `grpc` (deadlines, errors as gRPC statuses) and
 //! `body` (body streaming), `local` (static / redirect / echo), `respond` (errors and local
 //! answers become responses here), `error` (the error table), `origin` (who the client is),
-//! `upstream_head` (the head sent upstream), `client_cert` (its `x-forwarded-client-cert`),
+//! `upstream_head` (the head sent upstream), `response_head` (the client's head for a proxied
+//! answer), `client_cert` (its `x-forwarded-client-cert`),
 //! `memory` (a wire made of memory, for tests and
 //! fuzzing).
 
@@ -15,6 +17,8 @@ pub mod body;
 pub mod client_cert;
 pub mod error;
 pub mod forward;
+pub mod forward_h2;
+pub mod grpc;
 pub mod guard;
 pub mod local;
 pub mod memory;
@@ -22,6 +26,7 @@ pub mod model;
 pub mod origin;
 pub mod pipeline;
 pub mod respond;
+pub mod response_head;
 pub mod route;
 pub mod send;
 pub mod upstream_head;

@@ -44,14 +44,19 @@ pub async fn error<D: Downstream>(
     let keep = !err.must_close() && !ex.close && !core.draining() && down.skip_body(ex.head);
     let mut fields = Vec::with_capacity(128);
     let mut body = Vec::with_capacity(192);
-    problem(&err, ex.rid.as_str(), &mut fields, &mut body);
-    let resp = Response {
-        status: err.status(),
-        fields: &fields,
-        body: BodyLen::Length(body.len() as u64),
-        keep,
+    let resp = if super::grpc::is_grpc(ex.head) {
+        grpc_status(&err, ex, &mut fields, keep)
+    } else {
+        problem(&err, ex.rid.as_str(), &mut fields, &mut body);
+        Response {
+            status: err.status(),
+            fields: &fields,
+            body: BodyLen::Length(body.len() as u64),
+            keep,
+        }
     };
     let keep = down.start_response(ex, &resp);
+    // The log and metrics keep the gateway's HTTP status (a gRPC client sees 200).
     ex.facts.status = err.status();
     down.queue_body(&body);
     match down.end_response().await {
@@ -69,6 +74,30 @@ pub async fn error<D: Downstream>(
             Outcome::Done(false)
         }
         Err(_) => Outcome::Done(false),
+    }
+}
+
+/// An error for a gRPC client: "Trailers-Only", HTTP 200 with `grpc-status` and
+/// `grpc-message` and no body (`exchange::grpc`). Over HTTP/2 the stream ends on its HEADERS
+/// frame; over HTTP/1.1 (gRPC-Web) a zero length says the same.
+fn grpc_status<'a>(
+    err: &ProxyError,
+    ex: &Exchange<'_>,
+    fields: &'a mut Vec<u8>,
+    keep: bool,
+) -> Response<'a> {
+    let info = err.info();
+    let code = super::grpc::status_for(info.status);
+    super::grpc::write_status_fields(fields, code, info.text);
+    let body = match ex.client.protocol {
+        super::model::Protocol::Http2 => BodyLen::Bare,
+        super::model::Protocol::Http1 => BodyLen::Length(0),
+    };
+    Response {
+        status: 200,
+        fields,
+        body,
+        keep,
     }
 }
 

@@ -39,6 +39,9 @@ pub struct Attempt<'a> {
     pub buffered_body: Option<usize>,
     /// The route's body limit (chunked bodies are counted while they stream).
     pub max_body: u64,
+    /// How long the upstream may take to answer: the upstream's `response_timeout`, or less
+    /// when a gRPC client set a shorter `grpc-timeout`.
+    pub response_timeout: std::time::Duration,
 }
 
 /// Sends the request (retrying once on a stale pooled connection) and returns the connection
@@ -93,7 +96,7 @@ async fn await_response_head<D: Downstream>(
     up: &mut UpConn,
 ) -> Result<http1::ResponseHead, ProxyError> {
     let now = Instant::now();
-    let deadline = now + a.us.response_timeout;
+    let deadline = now + a.response_timeout;
     let read = read_response_head(a.us, up, a.limits, method);
     let mut read = std::pin::pin!(read);
     let watch_from = (now + CLIENT_WATCH_AFTER).min(deadline);
@@ -150,7 +153,7 @@ async fn send_once<D: Downstream>(
             wire.extend_from_slice(&body[..n.min(body.len())]);
         }
     }
-    let deadline = Instant::now() + a.us.response_timeout;
+    let deadline = Instant::now() + a.response_timeout;
     let wrote = write_all(&mut up.stream, &mut wire, deadline).await;
     ex.scratch = wire;
     if let Err(e) = wrote {
@@ -167,7 +170,7 @@ async fn send_once<D: Downstream>(
     if a.buffered_body.is_some() {
         return Ok(());
     }
-    stream_request_body(ex, down, up, a.us.response_timeout, a.max_body).await
+    stream_request_body(ex, down, up, a.response_timeout, a.max_body).await
 }
 
 /// A pooled connection to the balancer's pick, or a fresh one; targets that refuse are
@@ -212,7 +215,7 @@ async fn acquire(
 /// A fresh connection to target `t`: TCP connect and, for a TLS upstream, the handshake, both
 /// within the upstream's connect timeout (→ 504). A refused connection or a failed handshake
 /// backs the target off and lets the next target be tried.
-async fn connect_one(us: &UpstreamState, t: usize) -> Result<UpConn, ProxyError> {
+pub(super) async fn connect_one(us: &UpstreamState, t: usize) -> Result<UpConn, ProxyError> {
     let addr = us.targets[t].addr;
     let deadline = Instant::now() + us.connect_timeout;
     let connect = TcpStream::connect_addr(addr);

@@ -99,6 +99,13 @@ pub trait Downstream {
         let _ = fields;
     }
 
+    /// `read_body` may be dropped while it waits without losing a byte, so the phases can
+    /// read the request body and relay the response at once (full duplex, as gRPC
+    /// bidirectional streams need). Wires whose reads cannot be cancelled say no.
+    fn duplex(&self) -> bool {
+        false
+    }
+
     /// Writes whatever `send_body` queued.
     async fn flush(&mut self) -> Result<(), ProxyError>;
 

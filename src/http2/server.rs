@@ -42,10 +42,12 @@ const TICK: Duration = Duration::from_secs(1);
 const SEND_BUFFER: usize = 64 * 1024;
 
 /// What woke the connection task.
+// Moved once per event, never stored: boxing the accepted stream would allocate per stream.
+#[allow(clippy::large_enum_variant)]
 enum Event {
-    Stream(h2::server::Connection<Guarded<PollStream>, Bytes>, Accepted),
-    Flood(h2::server::Connection<Guarded<PollStream>, Bytes>, Flood),
-    Tick(h2::server::Connection<Guarded<PollStream>, Bytes>),
+    Stream(Accepted),
+    Flood(Flood),
+    Tick,
 }
 
 type Accepted = Option<Result<(http::Request<RecvStream>, SendResponse<Bytes>), h2::Error>>;
@@ -72,7 +74,10 @@ async fn drive(core: &Rc<Core>, io: PollStream, facts: Rc<ClientFacts>, s: &Http
         .initial_window_size(s.stream_window)
         .initial_connection_window_size(s.connection_window)
         .max_send_buffer_size(SEND_BUFFER)
-        .max_concurrent_reset_streams(s.max_concurrent_streams as usize);
+        .max_concurrent_reset_streams(s.max_concurrent_streams as usize)
+        // h2's own Rapid Reset guard (streams reset before they were accepted) stays as a
+        // backstop above the gateway's reset budget, which sees the frames first and decides.
+        .max_pending_accept_reset_streams(2 * s.max_resets_per_second as usize + 20);
     let header_timeout = core.generation().cfg.timeouts.client_header;
     let mut conn = match monoio::time::timeout(header_timeout, b.handshake(io)).await {
         Ok(Ok(c)) => c,
@@ -83,28 +88,27 @@ async fn drive(core: &Rc<Core>, io: PollStream, facts: Rc<ClientFacts>, s: &Http
     let mut quiet_since = Some(Instant::now());
     let mut goaway = false;
     loop {
-        match next_event(conn, &tripped).await {
-            Event::Stream(c, Some(Ok((req, respond)))) => {
-                conn = c;
+        match next_event(&mut conn, &tripped).await {
+            Event::Stream(Some(Ok((req, respond)))) => {
                 quiet_since = None;
                 open.set(open.get() + 1);
                 let task = run_stream(core.clone(), facts.clone(), req, respond, open.clone());
                 monoio::spawn(task);
             }
-            Event::Stream(_, Some(Err(e))) => {
+            Event::Stream(Some(Err(e))) => {
                 if e.is_go_away() || e.reason().is_some() {
                     core.telemetry.count(CoreCounter::Http2ProtocolErrors);
                 }
                 break;
             }
-            Event::Stream(_, None) => break,
-            Event::Flood(mut c, f) => {
+            Event::Stream(None) => break,
+            Event::Flood(f) => {
                 core.telemetry.count(flood_counter(f));
-                c.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
-                let _ = monoio::time::timeout(TICK, poll_fn(|cx| c.poll_closed(cx))).await;
+                conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+                let _ = monoio::time::timeout(TICK, poll_fn(|cx| conn.poll_closed(cx))).await;
                 break;
             }
-            Event::Tick(mut c) => {
+            Event::Tick => {
                 if open.get() > 0 {
                     quiet_since = None;
                 } else if quiet_since.is_none() {
@@ -113,9 +117,8 @@ async fn drive(core: &Rc<Core>, io: PollStream, facts: Rc<ClientFacts>, s: &Http
                 let idle = quiet_since.is_some_and(|t| t.elapsed() >= s.idle_timeout);
                 if !goaway && (core.draining() || idle) {
                     goaway = true;
-                    c.graceful_shutdown();
+                    conn.graceful_shutdown();
                 }
-                conn = c;
             }
         }
     }
@@ -124,7 +127,7 @@ async fn drive(core: &Rc<Core>, io: PollStream, facts: Rc<ClientFacts>, s: &Http
 /// Polls the connection (which also moves every stream's frames) until a stream arrives, the
 /// connection ends, a flood budget is spent, or a tick passes.
 async fn next_event(
-    mut conn: h2::server::Connection<Guarded<PollStream>, Bytes>,
+    conn: &mut h2::server::Connection<Guarded<PollStream>, Bytes>,
     tripped: &Rc<Cell<Option<Flood>>>,
 ) -> Event {
     let tick = monoio::time::sleep(TICK);
@@ -146,9 +149,9 @@ async fn next_event(
     })
     .await;
     match what {
-        Ok(a) => Event::Stream(conn, a),
-        Err(Some(f)) => Event::Flood(conn, f),
-        Err(None) => Event::Tick(conn),
+        Ok(a) => Event::Stream(a),
+        Err(Some(f)) => Event::Flood(f),
+        Err(None) => Event::Tick,
     }
 }
 

@@ -336,6 +336,11 @@ impl Downstream for H2Stream {
         self.trailers_in.as_deref()
     }
 
+    fn duplex(&self) -> bool {
+        // `read_body` polls h2's buffer: dropping it mid-wait loses nothing.
+        true
+    }
+
     fn queue_trailers(&mut self, fields: &[u8]) {
         let mut map = HeaderMap::new();
         add_lines(&mut map, fields);

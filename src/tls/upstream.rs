@@ -170,6 +170,8 @@ pub struct Context<'a> {
     pub roots: &'a mut SystemRoots,
     /// Each target's address as written, with its span.
     pub targets: &'a [(&'a str, Range<usize>)],
+    /// The upstream speaks HTTP/2: offer only ALPN `h2` (the server must choose it).
+    pub h2: bool,
 }
 
 /// Compiles `tls` for one upstream. Problems go to `fail` with fields relative to the
@@ -215,7 +217,12 @@ pub fn compile(
             builder.with_client_cert_resolver(Arc::new(one))
         }
     };
-    client.alpn_protocols = vec![b"http/1.1".to_vec()];
+    client.alpn_protocols = if cx.h2 {
+        vec![b"h2".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    cx.h2.hash(&mut id);
     Some(Arc::new(UpstreamTls {
         client: Arc::new(client),
         names,
@@ -468,6 +475,7 @@ mod tests {
             base_dir: Path::new("."),
             roots: &mut roots,
             targets: &targets,
+            h2: false,
         };
         let mut errs = Vec::new();
         let mut fail = |_: Range<usize>, f: &str, m: String| errs.push((f.to_string(), m));

@@ -5,6 +5,8 @@
 //! processes are killed on drop.
 #![allow(dead_code)]
 
+pub mod grpc;
+pub mod h2;
 pub mod tls;
 
 use std::io::{BufRead, BufReader, Read, Write};

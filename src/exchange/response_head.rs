@@ -1,0 +1,109 @@
+//! The client's response head for a proxied answer, built from the upstream's (HTTP/1.1, or
+//! HTTP/2 rewritten as an HTTP/1.1 head by `forward_h2`): the upstream's end-to-end fields
+//! minus the ones the gateway owns, with the route's response edits, then started on the wire.
+//!
+//! Response heads are rebuilt, never copied: hop-by-hop fields and fields named in
+//! `Connection` are dropped, the gateway owns `X-Request-Id`, the framing, and (with a CORS
+//! policy on the route) every `Access-Control-*` field.
+
+use crate::config::Route;
+use crate::core::Core;
+use crate::http1::{self, BodyFraming};
+use crate::policy::pipeline::Effects;
+
+use super::model::Exchange;
+use super::wire::{BodyLen, Downstream, Response};
+
+/// Builds the client's response head from the upstream's and starts the response. Returns
+/// whether the client connection stays open.
+pub fn start_response<D: Downstream>(
+    core: &Core,
+    ex: &mut Exchange<'_>,
+    down: &mut D,
+    route: &Route,
+    fx: &Effects,
+    resp: &http1::ResponseHead,
+) -> bool {
+    let mut fields = std::mem::take(&mut ex.scratch);
+    fields.clear();
+    let edits = (!fx.response.is_empty()).then_some(&fx.response);
+    let security = ex.client.security();
+    let own = Owned {
+        cors: route.policies_for(&ex.path, &ex.host).1.is_some(),
+        hsts: security.is_some_and(|s| s.hsts),
+        nosniff: security.is_some_and(|s| s.nosniff),
+    };
+    filter_response_fields(resp, edits, own, &mut fields);
+    let body = match resp.body {
+        BodyFraming::None => BodyLen::Bare,
+        BodyFraming::Length(n) => BodyLen::Length(n),
+        BodyFraming::Chunked | BodyFraming::CloseDelimited => BodyLen::Unknown,
+    };
+    // A drain that began while the upstream worked is announced here, so the client does not
+    // reuse a connection about to close.
+    let r = Response {
+        status: resp.status,
+        fields: &fields,
+        body,
+        keep: !ex.close && !core.draining(),
+    };
+    let keep = down.start_response(ex, &r);
+    // Keep the buffer for the next request unless a large head grew it.
+    if fields.capacity() <= 16 * 1024 {
+        ex.scratch = fields;
+    }
+    keep
+}
+
+/// Response fields the gateway writes itself, so an upstream's copies are dropped.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Owned {
+    /// The route has a CORS policy: every `access-control-*` field.
+    pub cors: bool,
+    /// The TLS listener sets `strict-transport-security`.
+    pub hsts: bool,
+    /// The TLS listener sets `x-content-type-options`.
+    pub nosniff: bool,
+}
+
+/// The upstream's end-to-end fields with the route's response edits applied, minus the
+/// fields the gateway writes itself (`own`). Public so the
+/// benchmarks measure this exact code.
+pub fn filter_response_fields(
+    resp: &http1::ResponseHead,
+    edits: Option<&crate::policy::transform::HeaderEdits>,
+    own: Owned,
+    out: &mut Vec<u8>,
+) {
+    let conn_lists_names = resp.header("connection").is_some();
+    for (n, v) in resp.headers() {
+        if http1::is_hop_by_hop(n)
+            || (conn_lists_names && http1::named_in_connection(resp.headers(), n))
+            || n.eq_ignore_ascii_case(b"x-request-id")
+            || (n.eq_ignore_ascii_case(b"content-length") && resp.body != BodyFraming::None)
+            || (own.cors && n.len() > 15 && n[..15].eq_ignore_ascii_case(b"access-control-"))
+            || (own.hsts && n.eq_ignore_ascii_case(b"strict-transport-security"))
+            || (own.nosniff && n.eq_ignore_ascii_case(b"x-content-type-options"))
+        {
+            continue;
+        }
+        match edits {
+            Some(e) => {
+                if let Some(name) = e.map_name(n) {
+                    http1::write_header(out, name, v);
+                }
+            }
+            None => http1::write_header(out, n, v),
+        }
+    }
+    if let Some(e) = edits {
+        for (name, value) in &e.add {
+            if !http1::is_hop_by_hop(name)
+                && !name.eq_ignore_ascii_case(b"content-length")
+                && !name.eq_ignore_ascii_case(b"transfer-encoding")
+            {
+                http1::write_header(out, name, value);
+            }
+        }
+    }
+}
