@@ -183,8 +183,8 @@ async fn run_stream(
 ) {
     let _open = OpenStream(open);
     let peer = facts.peer;
-    let exchange = std::panic::AssertUnwindSafe(exchange(&core, &facts, req, respond));
-    if CatchUnwind(Box::pin(exchange)).await.is_err() {
+    let exchange = std::pin::pin!(exchange(&core, &facts, req, respond));
+    if CatchUnwind(exchange).await.is_err() {
         crate::log::error(&format!(
             "worker {}: panic while serving an HTTP/2 stream from {peer}; stream reset",
             core.id
@@ -285,10 +285,11 @@ fn reject(core: &Core, facts: &ClientFacts, down: &mut H2Stream, err: ProxyError
     );
 }
 
-/// Catches a panic in the wrapped future (the stream task boundary).
-struct CatchUnwind<F>(std::pin::Pin<Box<F>>);
+/// Catches a panic in the wrapped future (the stream task boundary). The future is pinned in
+/// the stream's task, which is already on the heap: no second allocation per stream.
+struct CatchUnwind<'a, F>(std::pin::Pin<&'a mut F>);
 
-impl<F: std::future::Future> std::future::Future for CatchUnwind<F> {
+impl<F: std::future::Future> std::future::Future for CatchUnwind<'_, F> {
     type Output = Result<F::Output, ()>;
     fn poll(
         mut self: std::pin::Pin<&mut Self>,

@@ -207,31 +207,67 @@ impl H2Stream {
 
 /// Field names HTTP/2 forbids (RFC 9113 §8.2.2): the connection-specific ones.
 fn connection_specific(name: &[u8]) -> bool {
-    matches!(
-        name,
-        b"connection" | b"keep-alive" | b"proxy-connection" | b"transfer-encoding" | b"upgrade"
-    )
+    [
+        &b"connection"[..],
+        b"keep-alive",
+        b"proxy-connection",
+        b"transfer-encoding",
+        b"upgrade",
+    ]
+    .iter()
+    .any(|n| n.eq_ignore_ascii_case(name))
 }
 
-/// Adds `name: value\r\n` lines to `map` (lowercased names; lines that are not valid HTTP/2
-/// fields are dropped, as are connection-specific ones).
+/// Adds `name: value\r\n` lines to `map` (lines that are not valid HTTP/2 fields are
+/// dropped, as are connection-specific ones). The values share one copy of `lines`; names are
+/// lowercased by `HeaderName` (the common ones are static, no allocation).
 pub fn add_lines(map: &mut HeaderMap, lines: &[u8]) {
+    if lines.is_empty() {
+        return;
+    }
+    let all = Bytes::copy_from_slice(lines);
+    let mut start = 0;
     for line in lines.split(|&b| b == b'\n') {
+        let at = start;
+        start += line.len() + 1;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
         };
-        let name = line[..colon].to_ascii_lowercase();
-        if connection_specific(&name) {
+        let name = &line[..colon];
+        if connection_specific(name) {
             continue;
         }
-        let value = line[colon + 1..].trim_ascii();
+        let raw = &line[colon + 1..];
+        let lead = raw.len() - raw.trim_ascii_start().len();
+        let value_start = at + colon + 1 + lead;
+        let value_end = value_start + raw.trim_ascii().len();
         if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(&name),
-            HeaderValue::from_bytes(value),
+            HeaderName::from_bytes(name),
+            HeaderValue::from_maybe_shared(all.slice(value_start..value_end)),
         ) {
             map.append(n, v);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_become_fields_minus_connection_specific_ones() {
+        let mut map = HeaderMap::new();
+        add_lines(
+            &mut map,
+            b"Content-Type: text/plain\r\nX-A:  1 \r\nConnection: close\r\nset-cookie: a\r\n\
+              set-cookie: b\r\nbad name: x\r\nx-ctl: a\x01b\r\n",
+        );
+        assert_eq!(map.get("content-type").unwrap(), "text/plain");
+        assert_eq!(map.get("x-a").unwrap(), "1");
+        assert!(map.get("connection").is_none());
+        assert_eq!(map.get_all("set-cookie").iter().count(), 2);
+        assert_eq!(map.len(), 4);
     }
 }
 
