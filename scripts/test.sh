@@ -19,6 +19,15 @@ if ! command -v openssl >/dev/null 2>&1; then
   fi
 fi
 
+# The HTTP/2 load-test smoke test drives the gateway with h2load (Debian's nghttp2-client).
+if ! command -v h2load >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client
+  else
+    echo "h2load not found: install nghttp2-client for the HTTP/2 load-test smoke test" >&2
+  fi
+fi
+
 # The fasttest profile (Cargo.toml): optimised like release, since the streaming tests move
 # hundreds of MiB through the gateway, but without fat LTO so a rebuild takes seconds.
 cargo test --profile fasttest --workspace --all-targets "$@"

@@ -251,26 +251,6 @@ pub fn add_lines(map: &mut HeaderMap, lines: &[u8]) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lines_become_fields_minus_connection_specific_ones() {
-        let mut map = HeaderMap::new();
-        add_lines(
-            &mut map,
-            b"Content-Type: text/plain\r\nX-A:  1 \r\nConnection: close\r\nset-cookie: a\r\n\
-              set-cookie: b\r\nbad name: x\r\nx-ctl: a\x01b\r\n",
-        );
-        assert_eq!(map.get("content-type").unwrap(), "text/plain");
-        assert_eq!(map.get("x-a").unwrap(), "1");
-        assert!(map.get("connection").is_none());
-        assert_eq!(map.get_all("set-cookie").iter().count(), 2);
-        assert_eq!(map.len(), 4);
-    }
-}
-
 impl Downstream for H2Stream {
     fn buffered_body(&self, _head: &RequestHead, max: usize) -> Option<&[u8]> {
         let rest = &self.early[self.early_pos..];
@@ -416,4 +396,24 @@ impl Downstream for H2Stream {
     }
 
     async fn linger(&mut self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_become_fields_minus_connection_specific_ones() {
+        let mut map = HeaderMap::new();
+        add_lines(
+            &mut map,
+            b"Content-Type: text/plain\r\nX-A:  1 \r\nConnection: close\r\nset-cookie: a\r\n\
+              set-cookie: b\r\nbad name: x\r\nx-ctl: a\x01b\r\n",
+        );
+        assert_eq!(map.get("content-type").unwrap(), "text/plain");
+        assert_eq!(map.get("x-a").unwrap(), "1");
+        assert!(map.get("connection").is_none());
+        assert_eq!(map.get_all("set-cookie").iter().count(), 2);
+        assert_eq!(map.len(), 4);
+    }
 }
