@@ -509,6 +509,17 @@ fn a_refused_stream_is_retried_when_the_request_can_be_resent() {
         .filter(|s| s.path == "/refuse-once")
         .count();
     assert_eq!(tries, 2);
+
+    // POST too: REFUSED_STREAM says the upstream did not process it (RFC 9113 §8.7), and its
+    // small body is still at hand, so it is resent once, body and all.
+    let up = H2Upstream::start(&rt, None, None);
+    let gw = Gateway::start_workers(&config(up.addr, ""), 1);
+    let r = request(gw.addr, "POST", "/refuse-once", &[], b"a=1");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.seen.lock().unwrap();
+    let tries: Vec<_> = seen.iter().filter(|s| s.path == "/refuse-once").collect();
+    assert_eq!(tries.len(), 2);
+    assert_eq!(tries[1].body_len, 3, "the body went out again");
 }
 
 #[test]

@@ -28,6 +28,10 @@ pub enum Retry {
     /// byte came back: the upstream most likely never saw it. Safe to resend once when the
     /// method is idempotent and the whole body can be sent again.
     StaleConnection,
+    /// The upstream said it did not process the request: an HTTP/2 REFUSED_STREAM, or a
+    /// stream its GOAWAY excluded (RFC 9113 §8.7). Safe to resend once whatever the method,
+    /// when the whole body can be sent again.
+    NotProcessed,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -270,6 +274,14 @@ impl ProxyError {
         }
     }
 
+    /// The upstream refused the request before processing it (see `Retry::NotProcessed`).
+    pub const fn not_processed(kind: ErrorKind) -> Self {
+        ProxyError {
+            kind,
+            retry: Retry::NotProcessed,
+        }
+    }
+
     pub const fn info(&self) -> ErrorInfo {
         self.kind.info()
     }
@@ -292,14 +304,17 @@ impl ProxyError {
         self.kind.info().close
     }
 
-    /// Whether the attempt that failed this way may be resent on a fresh connection: only a
-    /// stale pooled connection, only the first attempt, only an idempotent method whose body
-    /// is still at hand to send again.
+    /// Whether the attempt that failed this way may be resent on a fresh connection: only the
+    /// first attempt, only with the whole body still at hand, and only after a stale pooled
+    /// connection (idempotent methods) or a request the upstream said it did not process
+    /// (any method).
     pub const fn may_retry(&self, idempotent: bool, replayable_body: bool, attempt: u32) -> bool {
-        matches!(self.retry, Retry::StaleConnection)
-            && idempotent
-            && replayable_body
-            && attempt == 1
+        let safe = match self.retry {
+            Retry::No => false,
+            Retry::StaleConnection => idempotent,
+            Retry::NotProcessed => true,
+        };
+        safe && replayable_body && attempt == 1
     }
 }
 
@@ -418,6 +433,16 @@ mod tests {
         assert!(!stale.may_retry(false, true, 1), "POST is never resent");
         assert!(!stale.may_retry(true, false, 1), "a streamed body is gone");
         assert!(!stale.may_retry(true, true, 2), "one retry at most");
+        let refused = ProxyError::not_processed(ErrorKind::UpstreamClosed);
+        assert!(
+            refused.may_retry(false, true, 1),
+            "a refused POST was not processed"
+        );
+        assert!(
+            !refused.may_retry(false, false, 1),
+            "a streamed body is gone"
+        );
+        assert!(!refused.may_retry(true, true, 2), "one retry at most");
         let fresh = ProxyError::new(ErrorKind::UpstreamClosed);
         assert!(
             !fresh.may_retry(true, true, 1),

@@ -498,7 +498,7 @@ fn upstream_error(e: &h2::Error) -> ProxyError {
     let refused = e.reason() == Some(h2::Reason::REFUSED_STREAM)
         || (e.is_go_away() && e.is_remote() && e.reason() == Some(h2::Reason::NO_ERROR));
     if refused {
-        ProxyError::stale(ErrorKind::UpstreamClosed)
+        ProxyError::not_processed(ErrorKind::UpstreamClosed)
     } else if e.is_reset() || e.is_go_away() || e.is_io() {
         ProxyError::new(ErrorKind::UpstreamClosed)
     } else {
