@@ -16,13 +16,11 @@ use std::time::Instant;
 
 use crate::core::{Core, Generation};
 use crate::exchange::error::{ErrorKind, ProxyError};
-use crate::exchange::model::{ClientFacts, Exchange, ExchangeFacts};
-use crate::exchange::origin::Origin;
+use crate::exchange::model::{ClientFacts, ExchangeFacts};
 use crate::exchange::wire::Outcome;
-use crate::exchange::{pipeline, respond};
+use crate::exchange::{begin, pipeline, respond};
 use crate::http1::{self, Framing, HeadEnd, RequestHead, Version};
 use crate::io::{read_more, write_all, IdleWake, IoFail};
-use crate::request_id::RequestId;
 use crate::tls::transport::Transport;
 use crate::upstream::UpConn;
 
@@ -318,40 +316,12 @@ async fn handle_request(
     let start = Instant::now();
     let Conn { client: c, facts } = conn;
     c.begin_request(head, start, gen.cfg.timeouts);
-    let rid = head
-        .header("x-request-id")
-        .and_then(RequestId::from_client)
-        .unwrap_or_else(|| core.ids.next_id());
-    // W3C: a request with more than one traceparent is treated as having none.
-    let traceparent = head.header("traceparent").filter(|_| {
-        head.headers()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(b"traceparent"))
-            .count()
-            == 1
-    });
-    let mut resp_lines = std::mem::take(&mut c.resp_lines);
-    resp_lines.clear();
-    let trusted = gen.cfg.policies.trusted_proxies.as_ref();
-    let mut ex = Exchange {
-        head,
-        rid,
-        path: std::borrow::Cow::Borrowed(&b"/"[..]),
-        close: head.close || core.draining(),
-        captures: Vec::new(),
-        client: facts,
+    let lent = begin::Lent {
         host: std::mem::take(&mut c.host),
         scratch: std::mem::take(&mut c.scratch),
-        start,
-        facts: ExchangeFacts {
-            trace: core
-                .telemetry
-                .trace_context(&gen.cfg.telemetry.tracing, traceparent),
-            trace_header: gen.trace_header.clone(),
-            resp_lines,
-            origin: Origin::decide(facts.peer.ip(), facts.scheme, head, trusted),
-            ..ExchangeFacts::default()
-        },
+        resp_lines: std::mem::take(&mut c.resp_lines),
     };
+    let mut ex = begin::exchange(core, gen, head, facts, start, lent);
     let mut outcome = pipeline::run(core, gen, &mut ex, c).await;
     if let Outcome::Upgrade(up, resp) = &mut outcome {
         if send_101(c, up, resp).await.is_err() {

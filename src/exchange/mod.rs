@@ -13,6 +13,7 @@
 //! `memory` (a wire made of memory, for tests and
 //! fuzzing).
 
+pub mod begin;
 pub mod body;
 pub mod client_cert;
 pub mod error;

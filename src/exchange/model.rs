@@ -152,6 +152,26 @@ pub struct ExchangeFacts {
     pub protocol: Protocol,
 }
 
+impl UpstreamFacts {
+    /// The upstream facts in `slot` (created for upstream `id` on the first attempt), with
+    /// this attempt's failed connects added.
+    pub fn attempt(
+        slot: &mut Option<UpstreamFacts>,
+        id: UpstreamId,
+        connect_errors: u32,
+    ) -> &mut UpstreamFacts {
+        let facts = slot.get_or_insert(UpstreamFacts {
+            id,
+            addr: None,
+            reused: false,
+            connect_errors: 0,
+            duration: None,
+        });
+        facts.connect_errors += connect_errors;
+        facts
+    }
+}
+
 /// The upstream side of a proxied request.
 pub struct UpstreamFacts {
     pub id: UpstreamId,

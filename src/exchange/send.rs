@@ -123,14 +123,7 @@ async fn acquire_for(
 ) -> Result<UpConn, ProxyError> {
     let mut connect_errors = 0;
     let acquired = acquire(a.us, tried, &mut connect_errors).await;
-    let facts = ex.facts.upstream.get_or_insert(UpstreamFacts {
-        id: a.upstream,
-        addr: None,
-        reused: false,
-        connect_errors: 0,
-        duration: None,
-    });
-    facts.connect_errors += connect_errors;
+    let facts = UpstreamFacts::attempt(&mut ex.facts.upstream, a.upstream, connect_errors);
     let up = acquired?;
     facts.addr = a.us.targets.get(up.target).map(|t| t.addr);
     facts.reused = up.reused;

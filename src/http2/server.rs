@@ -24,11 +24,9 @@ use h2::RecvStream;
 use crate::config::http2::Http2Settings;
 use crate::core::Core;
 use crate::exchange::error::{ErrorKind, ProxyError};
-use crate::exchange::model::{ClientFacts, Exchange, ExchangeFacts, Protocol};
-use crate::exchange::origin::Origin;
-use crate::exchange::{pipeline, respond};
+use crate::exchange::model::{ClientFacts, ExchangeFacts, Protocol};
+use crate::exchange::{begin, pipeline, respond};
 use crate::metrics::CoreCounter;
-use crate::request_id::RequestId;
 use crate::tls::poll::PollStream;
 
 use super::flood::{Flood, Guarded};
@@ -217,37 +215,7 @@ async fn exchange(
     };
     drop(parts);
     down.gather();
-    let rid = head
-        .header("x-request-id")
-        .and_then(RequestId::from_client)
-        .unwrap_or_else(|| core.ids.next_id());
-    let traceparent = head.header("traceparent").filter(|_| {
-        head.headers()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(b"traceparent"))
-            .count()
-            == 1
-    });
-    let trusted = gen.cfg.policies.trusted_proxies.as_ref();
-    let mut ex = Exchange {
-        head: &head,
-        rid,
-        path: std::borrow::Cow::Borrowed(&b"/"[..]),
-        close: core.draining(),
-        captures: Vec::new(),
-        client: facts,
-        host: String::new(),
-        scratch: Vec::new(),
-        start,
-        facts: ExchangeFacts {
-            trace: core
-                .telemetry
-                .trace_context(&gen.cfg.telemetry.tracing, traceparent),
-            trace_header: gen.trace_header.clone(),
-            origin: Origin::decide(facts.peer.ip(), facts.scheme, &head, trusted),
-            protocol: Protocol::Http2,
-            ..ExchangeFacts::default()
-        },
-    };
+    let mut ex = begin::exchange(core, &gen, &head, facts, start, begin::Lent::fresh());
     // WebSocket over HTTP/2 (RFC 8441) is not offered, so no exchange ends in an upgrade.
     let _ = pipeline::run(core, &gen, &mut ex, &mut down).await;
     down.reset_unfinished();
