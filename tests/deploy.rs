@@ -2,7 +2,9 @@
 //! (`deploy/prometheus/alerts.yml`) stay true to what the gateway exports: every metric they
 //! query is a family a live gateway's `/metrics` declares (`# TYPE`), every panel has a title,
 //! a datasource and a query, every alert has `expr`, `for`, a severity and a summary, and
-//! `promtool` accepts the rules and every dashboard query (required under `CI`).
+//! `promtool` accepts the rules, passes their unit tests (`alerts_test.yml`: each alert fires on
+//! the series it is for, not on healthy ones) and parses every dashboard query (required under
+//! `CI`).
 mod common;
 use common::tls::{client_config, Ca, ClientOpts, TlsConn};
 use common::*;
@@ -313,11 +315,21 @@ fn promtool_check_rules(promtool: &str, file: &Path) -> (bool, String) {
 }
 
 #[test]
-fn promtool_accepts_the_alert_rules_and_every_dashboard_query() {
+fn promtool_accepts_the_rules_their_unit_tests_and_every_dashboard_query() {
     let Some(promtool) = promtool() else { return };
     let (ok, out) = promtool_check_rules(promtool, &repo_path("deploy/prometheus/alerts.yml"));
     assert!(ok, "{out}");
     assert!(out.contains("SUCCESS"), "{out}");
+    // The unit tests: each alert fires on the series it is for (after its `for:`), with its
+    // labels and annotations, and not on healthy ones (a 1 % 5xx route, a far certificate).
+    let out = Command::new(promtool)
+        .args(["test", "rules"])
+        .arg(repo_path("deploy/prometheus/alerts_test.yml"))
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && text.contains("SUCCESS"), "{text}");
 
     // Each dashboard query, Grafana's variables given values, as a recording rule (a JSON
     // rule file is YAML), so promtool parses every expression.
