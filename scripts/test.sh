@@ -28,6 +28,16 @@ if ! command -v h2load >/dev/null 2>&1; then
   fi
 fi
 
+# tests/deploy.rs validates deploy/prometheus/alerts.yml and the dashboard's queries with
+# promtool (Debian's prometheus package: ~19 MB download, the server is not started).
+if ! command -v promtool >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+  else
+    echo "promtool not found: install prometheus for the alert-rule checks (required under CI)" >&2
+  fi
+fi
+
 # The fasttest profile (Cargo.toml): optimised like release, since the streaming tests move
 # hundreds of MiB through the gateway, but without fat LTO so a rebuild takes seconds.
 cargo test --profile fasttest --workspace --all-targets "$@"
