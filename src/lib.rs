@@ -30,6 +30,7 @@ pub mod ratelimit;
 pub mod request_id;
 pub mod route;
 pub mod shared;
+pub mod sysinfo;
 pub mod telemetry;
 pub mod tls;
 pub mod trace;

@@ -1,12 +1,12 @@
 //! ringway command line: `ringway [--config FILE] [--workers N]` runs the gateway,
-//! `ringway check --config FILE` validates a config, `ringway keys ...` manages API keys.
+//! `ringway check --config FILE` validates a config (`--system`: plus kernel tuning advice), `ringway keys ...` manages API keys.
 //! See README.md for exit codes.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ringway::{admin, config, control, log, shared, worker};
+use ringway::{admin, config, control, log, shared, sysinfo, worker};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -39,7 +39,12 @@ enum Cmd {
     /// Run the gateway (the default).
     Run,
     /// Validate a config file and print a summary; non-zero exit on error.
-    Check,
+    Check {
+        /// Also compare the kernel's network and file limits with what this config needs
+        /// (advice only: warnings do not change the exit code).
+        #[arg(long)]
+        system: bool,
+    },
     /// Manage API keys in the keys file named by the config's `[api_keys]` (reload with SIGHUP).
     Keys {
         #[command(subcommand)]
@@ -50,17 +55,27 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Some(Cmd::Check) => check(&cli.config),
+        Some(Cmd::Check { system }) => check(&cli.config, system.then_some(cli.workers)),
         Some(Cmd::Keys { cmd }) => ringway::apikey::cli::run(&cmd, &cli.config),
         Some(Cmd::Run) | None => run(&cli.config, cli.workers),
     }
 }
 
-fn check(path: &Path) -> ExitCode {
+/// `system`: `Some(--workers flag)` when `--system` asks for kernel advice after the check.
+fn check(path: &Path, system: Option<Option<usize>>) -> ExitCode {
     match config::load(path, 1) {
         Ok(cfg) => {
             print!("{}", config::summary::render(&cfg));
             println!("{}: OK", path.display());
+            if let Some(flag) = system {
+                let n = worker_count(&cfg, flag);
+                let needs = sysinfo::needs(&cfg, n);
+                println!(
+                    "\nkernel settings for {n} workers, {} client connections, {} pooled upstream connections:",
+                    needs.connections, needs.upstream_conns
+                );
+                print!("{}", sysinfo::render(&sysinfo::advise(&needs, &sysinfo::read_system())));
+            }
             ExitCode::SUCCESS
         }
         Err(errs) => {
@@ -78,6 +93,15 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
+/// Workers to run: the `--workers` flag, else `server.workers`, else one per available core.
+fn worker_count(cfg: &config::Compiled, workers_flag: Option<usize>) -> usize {
+    match workers_flag.filter(|&w| w > 0) {
+        Some(w) => w,
+        None if cfg.workers > 0 => cfg.workers,
+        None => worker::allowed_cpus().len().max(1),
+    }
+}
+
 fn run(path: &Path, workers_flag: Option<usize>) -> ExitCode {
     let runtime = config::Runtime::default();
     let cfg = match config::load_with(path, 1, &runtime) {
@@ -90,11 +114,7 @@ fn run(path: &Path, workers_flag: Option<usize>) -> ExitCode {
         }
     };
     let cores = worker::allowed_cpus().len().max(1);
-    let n = match workers_flag.filter(|&w| w > 0) {
-        Some(w) => w,
-        None if cfg.workers > 0 => cfg.workers,
-        None => cores,
-    };
+    let n = worker_count(&cfg, workers_flag);
     let listeners: Vec<String> = cfg
         .listeners
         .iter()

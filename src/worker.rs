@@ -20,6 +20,9 @@ use monoio::net::TcpListener;
 use crate::core::Core;
 use crate::shared::Shared;
 
+/// The accept queue each listening socket asks for (the kernel caps it at `net.core.somaxconn`).
+pub const LISTEN_BACKLOG: i32 = 4096;
+
 /// Binds one SO_REUSEPORT listening socket for `addr` (one per worker per listener).
 pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
@@ -36,7 +39,7 @@ pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
     }
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
-    s.listen(4096)?;
+    s.listen(LISTEN_BACKLOG)?;
     Ok(s.into())
 }
 

@@ -79,6 +79,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("worker", 7),
     ("control", 7),
     ("admin", 7),
+    ("sysinfo", 7),
 ];
 
 /// How many imports may point upward (each with a `layer:` comment saying why).

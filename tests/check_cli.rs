@@ -399,3 +399,93 @@ fn http2_limits_are_checked_and_summarized() {
     assert!(stdout.contains("http2: 32 streams"), "{stdout}");
     assert!(stdout.contains("idle 15s"), "{stdout}");
 }
+
+/// Runs `ringway [pre...] check --system --config <text in a file>`.
+fn check_system(pre: &[&str], text: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("check.toml");
+    std::fs::write(&p, text).unwrap();
+    let out = std::process::Command::new(bin())
+        .args(pre)
+        .args(["check", "--system", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_system_prints_kernel_advice_for_this_config_and_exits_0() {
+    let text = "[[listeners]]\naddress = \"127.0.0.1:8080\"\n\
+                [limits]\nmax_connections = 5000\n\
+                [upstreams.be]\nmax_idle = 10\n\
+                targets = [{ address = \"127.0.0.1:9\" }, { address = \"127.0.0.1:10\" }]\n\
+                [[routes]]\nname = \"api\"\nprefix = \"/\"\nproxy = { upstream = \"be\" }\n";
+    let (code, stdout, stderr) = check_system(&["--workers", "3"], text);
+    assert_eq!(code, 0, "warnings are advice only\n{stdout}\n{stderr}");
+    assert!(stdout.contains("check.toml: OK"), "{stdout}");
+    // 2 targets x max_idle 10 x 3 workers; 5000 x 2 + 60 + 1024 descriptors.
+    assert!(
+        stdout.contains("3 workers, 5000 client connections, 60 pooled upstream connections"),
+        "{stdout}"
+    );
+    for setting in [
+        "net.core.somaxconn",
+        "net.ipv4.tcp_max_syn_backlog",
+        "net.ipv4.ip_local_port_range",
+        "net.ipv4.tcp_tw_reuse",
+        "fs.file-max",
+        "fs.nr_open",
+        "RLIMIT_NOFILE",
+        "RLIMIT_MEMLOCK",
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(&format!(" {setting}")))
+            .unwrap_or_else(|| panic!("no line for {setting}:\n{stdout}"));
+        assert!(
+            line.starts_with("OK ") || line.starts_with("WARN "),
+            "{line}"
+        );
+        let current = line
+            .split("current ")
+            .nth(1)
+            .and_then(|r| r.split(", recommended ").next())
+            .unwrap_or_else(|| panic!("no current value: {line}"));
+        // Every /proc/sys file and rlimit here is readable on Linux.
+        assert!(
+            !current.is_empty() && current != "unreadable",
+            "{line}"
+        );
+    }
+    assert!(
+        stdout.contains("recommended >= 4096"),
+        "somaxconn vs the 4096 listen backlog: {stdout}"
+    );
+    assert!(stdout.contains("recommended hard >= 11084"), "{stdout}");
+    assert!(stdout.contains("recommended >= 28000 ports"), "{stdout}");
+    // The kernel's own view matches what the advice printed for somaxconn.
+    let somax = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap();
+    assert!(
+        stdout.contains(&format!("somaxconn: current {}, ", somax.trim())),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_system_still_fails_on_config_errors_without_advice() {
+    let text = "[[listeners]]\naddress = \"127.0.0.1:8080\"\n[limits]\nmax_connections = -5\n";
+    let (code, stdout, stderr) = check_system(&[], text);
+    assert_eq!(code, EXIT_CONFIG, "{stdout}\n{stderr}");
+    assert!(stderr.contains("check.toml:4:"), "{stderr}");
+    assert!(stderr.contains("limits.max_connections"), "{stderr}");
+    assert!(!stdout.contains("somaxconn"), "no advice for a broken config: {stdout}");
+    // Plain `check` is unchanged: no kernel advice.
+    let (code, stdout, _) = check_config("[[listeners]]\naddress = \"127.0.0.1:8080\"\n");
+    assert_eq!(code, 0);
+    assert!(!stdout.contains("somaxconn"), "{stdout}");
+}
