@@ -445,7 +445,7 @@ mod tests {
 
     #[test]
     fn fd_limits_need_two_per_connection_plus_pool_and_slack() {
-        let a = nofile(Some((1024, 524_288)), NEEDS.fds, NEEDS.connections);
+        let a = nofile(Some((1024, 131_072)), NEEDS.fds, NEEDS.connections);
         assert_eq!(a.verdict, Verdict::Warn);
         assert_eq!(a.recommended, "hard >= 221024");
         assert!(a.reason.contains("EMFILE"), "{}", a.reason);
