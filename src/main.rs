@@ -74,7 +74,10 @@ fn check(path: &Path, system: Option<Option<usize>>) -> ExitCode {
                     "\nkernel settings for {n} workers, {} client connections, {} pooled upstream connections:",
                     needs.connections, needs.upstream_conns
                 );
-                print!("{}", sysinfo::render(&sysinfo::advise(&needs, &sysinfo::read_system())));
+                print!(
+                    "{}",
+                    sysinfo::render(&sysinfo::advise(&needs, &sysinfo::read_system()))
+                );
             }
             ExitCode::SUCCESS
         }

@@ -112,13 +112,7 @@ fn unreadable(setting: &'static str, recommended: String, what: &str) -> Advice 
     }
 }
 
-fn at_least(
-    setting: &'static str,
-    cur: u64,
-    want: u64,
-    ok: String,
-    warn: String,
-) -> Advice {
+fn at_least(setting: &'static str, cur: u64, want: u64, ok: String, warn: String) -> Advice {
     let good = cur >= want;
     Advice {
         setting,
@@ -142,7 +136,11 @@ fn show(v: u64) -> String {
 pub fn somaxconn(cur: Option<u64>, backlog: u64) -> Advice {
     let name = "net.core.somaxconn";
     let Some(cur) = cur else {
-        return unreadable(name, format!(">= {backlog}"), "/proc/sys/net/core/somaxconn");
+        return unreadable(
+            name,
+            format!(">= {backlog}"),
+            "/proc/sys/net/core/somaxconn",
+        );
     };
     at_least(
         name,
@@ -157,7 +155,11 @@ pub fn somaxconn(cur: Option<u64>, backlog: u64) -> Advice {
 pub fn syn_backlog(cur: Option<u64>, backlog: u64) -> Advice {
     let name = "net.ipv4.tcp_max_syn_backlog";
     let Some(cur) = cur else {
-        return unreadable(name, format!(">= {backlog}"), "/proc/sys/net/ipv4/tcp_max_syn_backlog");
+        return unreadable(
+            name,
+            format!(">= {backlog}"),
+            "/proc/sys/net/ipv4/tcp_max_syn_backlog",
+        );
     };
     at_least(
         name,
@@ -236,7 +238,9 @@ pub fn nr_open(cur: Option<u64>, fds: u64) -> Advice {
         cur,
         fds,
         "a process may be given enough descriptors".into(),
-        format!("no process can have more than {cur} descriptors, so LimitNOFILE cannot reach {fds}"),
+        format!(
+            "no process can have more than {cur} descriptors, so LimitNOFILE cannot reach {fds}"
+        ),
     )
 }
 
@@ -379,7 +383,9 @@ fn rlimit(resource: Resource) -> Option<(u64, u64)> {
         if v == libc::RLIM_INFINITY {
             u64::MAX
         } else {
-            v as u64
+            #[allow(clippy::unnecessary_cast)] // rlim_t is u32 on some 32-bit targets
+            let v = v as u64;
+            v
         }
     };
     Some((conv(lim.rlim_cur), conv(lim.rlim_max)))
@@ -403,7 +409,11 @@ mod tests {
         assert_eq!(a.verdict, Verdict::Warn);
         assert_eq!(a.recommended, ">= 4096");
         assert_eq!(a.current, "128");
-        assert!(a.reason.contains("4096") && a.reason.contains("128"), "{}", a.reason);
+        assert!(
+            a.reason.contains("4096") && a.reason.contains("128"),
+            "{}",
+            a.reason
+        );
         assert_eq!(somaxconn(Some(4096), 4096).verdict, Verdict::Ok);
         assert_eq!(somaxconn(Some(65535), 4096).verdict, Verdict::Ok);
     }
@@ -412,7 +422,10 @@ mod tests {
     fn syn_backlog_follows_the_accept_queue() {
         assert_eq!(syn_backlog(Some(512), 4096).verdict, Verdict::Warn);
         let ok = syn_backlog(Some(8192), 4096);
-        assert_eq!((ok.verdict, ok.recommended.as_str()), (Verdict::Ok, ">= 4096"));
+        assert_eq!(
+            (ok.verdict, ok.recommended.as_str()),
+            (Verdict::Ok, ">= 4096")
+        );
     }
 
     #[test]
@@ -421,16 +434,34 @@ mod tests {
         let a = port_range(Some((32768, 60999)), 100);
         assert_eq!(a.verdict, Verdict::Ok);
         assert_eq!(a.current, "32768 60999 (28232 ports)");
-        assert!(a.recommended.starts_with(">= 28000 ports"), "{}", a.recommended);
+        assert!(
+            a.recommended.starts_with(">= 28000 ports"),
+            "{}",
+            a.recommended
+        );
         // 20 000 pooled connections need 40 000 ports.
         let a = port_range(Some((32768, 60999)), 20_000);
         assert_eq!(a.verdict, Verdict::Warn);
-        assert!(a.recommended.starts_with(">= 40000 ports"), "{}", a.recommended);
-        assert!(a.reason.contains("20000 pooled upstream connections"), "{}", a.reason);
-        assert_eq!(port_range(Some((10000, 65535)), 20_000).verdict, Verdict::Ok);
+        assert!(
+            a.recommended.starts_with(">= 40000 ports"),
+            "{}",
+            a.recommended
+        );
+        assert!(
+            a.reason.contains("20000 pooled upstream connections"),
+            "{}",
+            a.reason
+        );
+        assert_eq!(
+            port_range(Some((10000, 65535)), 20_000).verdict,
+            Verdict::Ok
+        );
         // A small range warns even with no upstream at all; a reversed one counts as empty.
         assert_eq!(port_range(Some((50000, 60000)), 0).verdict, Verdict::Warn);
-        assert_eq!(port_range(Some((60000, 50000)), 0).current, "60000 50000 (0 ports)");
+        assert_eq!(
+            port_range(Some((60000, 50000)), 0).current,
+            "60000 50000 (0 ports)"
+        );
     }
 
     #[test]
@@ -458,10 +489,16 @@ mod tests {
             "soft unlimited hard unlimited"
         );
         assert_eq!(file_max(Some(100_000), NEEDS.fds).verdict, Verdict::Warn);
-        assert_eq!(file_max(Some(9_223_372_036_854_775_807), NEEDS.fds).verdict, Verdict::Ok);
+        assert_eq!(
+            file_max(Some(9_223_372_036_854_775_807), NEEDS.fds).verdict,
+            Verdict::Ok
+        );
         assert_eq!(nr_open(Some(1_048_576), NEEDS.fds).verdict, Verdict::Ok);
         let a = nr_open(Some(65_536), NEEDS.fds);
-        assert_eq!((a.verdict, a.recommended.as_str()), (Verdict::Warn, ">= 221024"));
+        assert_eq!(
+            (a.verdict, a.recommended.as_str()),
+            (Verdict::Warn, ">= 221024")
+        );
     }
 
     #[test]
@@ -471,13 +508,23 @@ mod tests {
         assert_eq!(a.verdict, Verdict::Warn);
         assert_eq!(a.recommended, ">= 512 KiB or unlimited");
         assert_eq!(a.current, "soft 64 KiB hard 64 KiB");
-        assert!(a.reason.contains("5.10") && a.reason.contains("epoll"), "{}", a.reason);
+        assert!(
+            a.reason.contains("5.10") && a.reason.contains("epoll"),
+            "{}",
+            a.reason
+        );
         let a = memlock(Some((u64::MAX, u64::MAX)), Some("4.19.0"), 4);
-        assert_eq!((a.verdict, a.current.as_str()), (Verdict::Ok, "soft unlimited hard unlimited"));
+        assert_eq!(
+            (a.verdict, a.current.as_str()),
+            (Verdict::Ok, "soft unlimited hard unlimited")
+        );
         let a = memlock(low, Some("5.12.0"), 64);
         assert_eq!(a.verdict, Verdict::Ok);
         assert!(a.reason.contains("cgroup"), "{}", a.reason);
-        assert_eq!(memlock(low, Some("6.8.0-45-generic"), 64).verdict, Verdict::Ok);
+        assert_eq!(
+            memlock(low, Some("6.8.0-45-generic"), 64).verdict,
+            Verdict::Ok
+        );
         // An unknown kernel is treated as old: the limit is checked.
         assert_eq!(memlock(low, None, 4).verdict, Verdict::Warn);
         assert_eq!(memlock(low, Some("garbage"), 4).verdict, Verdict::Warn);
@@ -503,7 +550,11 @@ mod tests {
             assert_eq!(a.current, "unreadable", "{a:?}");
         }
         let text = render(&all);
-        assert_eq!(text.lines().filter(|l| l.starts_with("WARN ")).count(), 8, "{text}");
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with("WARN ")).count(),
+            8,
+            "{text}"
+        );
     }
 
     #[test]

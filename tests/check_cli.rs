@@ -457,10 +457,7 @@ fn check_system_prints_kernel_advice_for_this_config_and_exits_0() {
             .and_then(|r| r.split(", recommended ").next())
             .unwrap_or_else(|| panic!("no current value: {line}"));
         // Every /proc/sys file and rlimit here is readable on Linux.
-        assert!(
-            !current.is_empty() && current != "unreadable",
-            "{line}"
-        );
+        assert!(!current.is_empty() && current != "unreadable", "{line}");
     }
     assert!(
         stdout.contains("recommended >= 4096"),
@@ -483,7 +480,10 @@ fn check_system_still_fails_on_config_errors_without_advice() {
     assert_eq!(code, EXIT_CONFIG, "{stdout}\n{stderr}");
     assert!(stderr.contains("check.toml:4:"), "{stderr}");
     assert!(stderr.contains("limits.max_connections"), "{stderr}");
-    assert!(!stdout.contains("somaxconn"), "no advice for a broken config: {stdout}");
+    assert!(
+        !stdout.contains("somaxconn"),
+        "no advice for a broken config: {stdout}"
+    );
     // Plain `check` is unchanged: no kernel advice.
     let (code, stdout, _) = check_config("[[listeners]]\naddress = \"127.0.0.1:8080\"\n");
     assert_eq!(code, 0);
