@@ -207,7 +207,7 @@ pub fn tw_reuse(cur: Option<u64>) -> Advice {
         reason: if good {
             "new upstream connections may reuse ports held in TIME_WAIT".into()
         } else {
-            "ringway closes upstream connections, so their ports sit in TIME_WAIT for 60 s on ringway's side; 1 lets new connects reuse them (safe with TCP timestamps)".into()
+            "an upstream connection ringway closes (idle timeout, full pool, error) holds its port in TIME_WAIT for 60 s on ringway's side; 1 lets new connects reuse it (safe with TCP timestamps)".into()
         },
     }
 }
