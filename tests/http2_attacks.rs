@@ -1180,3 +1180,38 @@ fn connection_errors_get_goaway_with_the_rfc_code() {
     assert!(ended, "a bad preface kept the connection open");
     t.still_healthy("connection errors");
 }
+
+/// CPU seconds (user + system) the process has used so far.
+fn cpu_seconds(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
+#[test]
+fn clients_dribbling_the_preface_cost_no_cpu() {
+    // 300 connections each send "PR" (not enough to tell h2c from HTTP/1.1) and stall: the
+    // gateway looks again with growing pauses instead of spinning until the header timeout.
+    let g = start_h2c("[[routes]]\nname = \"e\"\nprefix = \"/\"\necho = {}\n");
+    let mut conns: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let mut s = TcpStream::connect(g.addr).unwrap();
+            s.write_all(b"PR").unwrap();
+            s
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    let before = cpu_seconds(g.pid());
+    thread::sleep(Duration::from_secs(2));
+    let used = cpu_seconds(g.pid()) - before;
+    assert!(
+        used < 0.1,
+        "gateway used {used:.2} CPU-s in 2 s for 300 stalled prefaces"
+    );
+    // Completing the preface still gets HTTP/2.
+    let mut c = RawH2::connect(g.addr, &[]);
+    c.request(1, "GET", "/x", true);
+    c.wait_stream_end(1, Duration::from_secs(5));
+    conns.clear();
+}

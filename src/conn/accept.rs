@@ -40,7 +40,10 @@ pub async fn serve_accepted(core: Rc<Core>, stream: TcpStream, peer: SocketAddr,
             now.and_then(|x| x.tls.clone()),
             now.and_then(|x| x.redirect_https),
             now.is_some_and(|x| x.h2c),
-            now.map_or_else(Default::default, |x| x.http2.clone()),
+            // Only a connection that may speak HTTP/2 takes the (shared) settings: a plain
+            // HTTP/1.1 accept touches no reference count other cores also write.
+            now.filter(|x| x.h2c || x.tls.is_some())
+                .map_or_else(Default::default, |x| x.http2.clone()),
         )
     };
     let Some(start_tls) = &l.tls else {
@@ -94,10 +97,17 @@ pub async fn serve_accepted(core: Rc<Core>, stream: TcpStream, peer: SocketAddr,
 /// Whether a plain connection opens with the HTTP/2 client preface (h2c with prior
 /// knowledge). Only peeks, so an HTTP/1.1 connection starts from its first byte; bounded by
 /// the header timeout (a silent client is then the HTTP/1.1 wire's to time out).
+///
+/// Three bytes decide: `PRI` is no method an HTTP/1.1 client sends (POST, PUT, PATCH and
+/// PROPFIND differ by then), and the h2 handshake checks the rest of the preface itself. A
+/// client that dribbles fewer bytes is looked at again with growing pauses, so it cannot make
+/// the worker spin.
 async fn sniff_h2c(core: &Core, tcp: &TcpStream) -> bool {
     use crate::http2::flood::PREFACE;
+    const DECIDES: usize = 3;
     let deadline = Instant::now() + core.generation().cfg.timeouts.client_header;
-    let mut first = [0u8; 24];
+    let mut first = [0u8; DECIDES];
+    let mut pause = Duration::from_millis(1);
     loop {
         // SAFETY: recv writes at most `first.len()` bytes into the local array; MSG_PEEK
         // leaves them in the socket for whichever wire takes the connection.
@@ -116,11 +126,12 @@ async fn sniff_h2c(core: &Core, tcp: &TcpStream) -> bool {
                 if !PREFACE.starts_with(seen) {
                     return false;
                 }
-                if seen.len() == PREFACE.len() {
+                if seen.len() == DECIDES {
                     return true;
                 }
-                // Part of the preface: the rest is a round trip away at most.
-                monoio::time::sleep(Duration::from_millis(2)).await;
+                // Part of the method token: wait a little longer each time.
+                monoio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(100));
             }
             _ => {
                 let e = std::io::Error::last_os_error();
