@@ -6,7 +6,7 @@ use common::*;
 
 use std::net::SocketAddr;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------------------
 // The harness's own HTTP/2 clients, checked against the h2 crate's server (no gateway).
@@ -1027,4 +1027,36 @@ fn many_connections_with_many_streams_never_cross_responses() {
         metric(&m, "ringway_http2_connections_total", &[]),
         Some(4.0)
     );
+}
+
+#[test]
+fn a_busy_connection_still_gets_goaway_on_drain() {
+    // A client opening a stream every 100 ms (more often than the connection's once-a-second
+    // housekeeping) must still learn of the drain: the GOAWAY comes within a few ticks.
+    let up = Upstream::echo();
+    let mut gw = start_h2c(&format!(
+        "[server]\ndrain_timeout = \"10s\"\n\n{}",
+        routes(&up)
+    ));
+    let mut raw = RawH2::connect(gw.addr, &[]);
+    let step = |raw: &mut RawH2, id: &mut u32| {
+        assert!(raw.request(*id, "GET", "/p/busy", true));
+        *id += 2;
+        thread::sleep(Duration::from_millis(100));
+    };
+    let mut id = 1;
+    for _ in 0..5 {
+        step(&mut raw, &mut id);
+    }
+    gw.signal(libc::SIGTERM);
+    let signalled = Instant::now();
+    while raw.seen().goaways.is_empty() && signalled.elapsed() < Duration::from_secs(4) {
+        step(&mut raw, &mut id);
+    }
+    assert!(
+        !raw.seen().goaways.is_empty(),
+        "no GOAWAY within 4 s of SIGTERM while streams kept arriving"
+    );
+    drop(raw);
+    assert!(gw.wait_exit(Duration::from_secs(15)).is_some());
 }

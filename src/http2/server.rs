@@ -85,8 +85,12 @@ async fn drive(core: &Rc<Core>, io: PollStream, facts: Rc<ClientFacts>, s: &Http
     let open = Rc::new(Cell::new(0usize));
     let mut quiet_since = Some(Instant::now());
     let mut goaway = false;
+    // One tick for the connection's life, re-armed when it fires: a client that opens streams
+    // more often than once a tick must still see the drain and idle checks.
+    let tick = monoio::time::sleep(TICK);
+    let mut tick = std::pin::pin!(tick);
     loop {
-        match next_event(&mut conn, &tripped).await {
+        match next_event(&mut conn, &tripped, tick.as_mut()).await {
             Event::Stream(Some(Ok((req, respond)))) => {
                 quiet_since = None;
                 open.set(open.get() + 1);
@@ -107,6 +111,7 @@ async fn drive(core: &Rc<Core>, io: PollStream, facts: Rc<ClientFacts>, s: &Http
                 break;
             }
             Event::Tick => {
+                tick.as_mut().reset((Instant::now() + TICK).into());
                 if open.get() > 0 {
                     quiet_since = None;
                 } else if quiet_since.is_none() {
@@ -127,9 +132,8 @@ async fn drive(core: &Rc<Core>, io: PollStream, facts: Rc<ClientFacts>, s: &Http
 async fn next_event(
     conn: &mut h2::server::Connection<Guarded<PollStream>, Bytes>,
     tripped: &Rc<Cell<Option<Flood>>>,
+    mut tick: std::pin::Pin<&mut monoio::time::Sleep>,
 ) -> Event {
-    let tick = monoio::time::sleep(TICK);
-    let mut tick = std::pin::pin!(tick);
     let what = poll_fn(|cx| {
         if let Some(f) = tripped.get() {
             return Poll::Ready(Err(Some(f)));
