@@ -35,5 +35,4 @@ pub mod telemetry;
 pub mod tls;
 pub mod trace;
 pub mod upstream;
-pub mod upstream_h2;
 pub mod worker;

@@ -63,7 +63,6 @@ const LAYERS: &[(&str, u8)] = &[
     ("shared", 4),
     ("core", 4),
     ("upstream", 4),
-    ("upstream_h2", 4),
     ("admission", 4),
     ("telemetry", 4),
     // The exchange's vocabulary: the request model, who the client is, the error table.

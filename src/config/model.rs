@@ -168,7 +168,7 @@ pub enum UpstreamProtocol {
     #[default]
     Http1,
     /// HTTP/2: h2 through ALPN with `tls`, h2c with prior knowledge without; streams
-    /// multiplexed on shared connections (`upstream_h2`).
+    /// multiplexed on shared connections (`upstream::h2`).
     Http2,
 }
 

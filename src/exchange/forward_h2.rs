@@ -1,5 +1,5 @@
 //! The forward phase to an HTTP/2 upstream (`protocol = "http2"`): one stream on a shared
-//! connection (`upstream_h2`) per exchange.
+//! connection (`upstream::h2`) per exchange.
 //!
 //! The upstream head is the very head an HTTP/1.1 upstream would get (`write_upstream_head`:
 //! forwarding fields, request id, transforms, rewrites), re-read with httparse and turned into
@@ -31,8 +31,8 @@ use crate::core::Core;
 use crate::http1::{self, HeadError};
 use crate::policy::pipeline::Effects;
 use crate::tls::poll::PollStream;
+use crate::upstream::h2::{establish, Opening, Pick, StreamClaim};
 use crate::upstream::UpstreamState;
-use crate::upstream_h2::{establish, Opening, Pick, StreamClaim};
 
 use super::body::STREAM_CHUNK;
 use super::error::{ErrorKind, ProxyError};

@@ -1,32 +1,12 @@
-//! Per-worker upstream state: smooth weighted round-robin over targets, passive back-off for
-//! targets that refuse connections, and keep-alive connection pools.
+//! Per-worker upstream state: each upstream's targets with their balancing counters, back-off
+//! and connection pools. Balancing lives in `balance.rs`, the HTTP/1.1 keep-alive pool and
+//! its reuse check in `pool.rs`, HTTP/2 connections in `h2.rs`.
 //!
 //! Everything here is `!Send` and owned by one worker (Cell/RefCell, no locks). A new config
 //! generation builds fresh `UpstreamState`s but carries idle connections and back-off over by
 //! (upstream name, target address), so a reload does not drop warm connections.
-//!
-//! Pool reuse rule: a pooled connection carries another request only if, at the moment it is
-//! taken, it has no unread byte, no pending error and no EOF. Bytes an upstream sent after the
-//! response had ended (a stray response after a 204, a body after a HEAD) would otherwise be
-//! read as the answer to the next, unrelated client's request. `put_idle` refuses a
-//! connection whose read buffer is not empty; `take_idle` checks the socket itself with one
-//! non-blocking `recv(MSG_PEEK)` on every reuse (one syscall, ~0.4 µs of CPU: a few percent
-//! of the gateway's CPU per proxied request). The alternative, an io_uring poll or recv posted while the connection idles,
-//! costs a submission and a completion on every `put_idle` plus a cancel and its completion on
-//! every `take_idle` (monoio cancels a dropped op asynchronously: the connection may not carry
-//! a request, nor its fd be closed and reused, until the cancel has completed), and still
-//! leaves a window between a completion and its reap. The peek reads the kernel's state at
-//! the moment of reuse. Bytes that arrive after it are indistinguishable from the answer to
-//! the new request: no HTTP/1.1 client can close that window, so connections whose responses
-//! invite a late body (after HEAD, a 204 announcing one) are not pooled at all.
-//!
-//! TLS connections (`Transport::Tls`) are pooled the same way. Their check is one
-//! non-blocking `recv` through rustls instead of the peek (`TlsStream::absorb`): TLS 1.3
-//! servers send records that carry no data at any time (session tickets, key updates), and
-//! those keep the connection; decrypted data, close_notify, EOF or a TLS error drop it.
 
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,25 +14,15 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::ServerName;
 
 use crate::config::{Upstream, UpstreamProtocol};
-use crate::tls::stream::Absorbed;
-use crate::tls::transport::Transport;
 use crate::tls::upstream::UpstreamTls;
-use crate::upstream_h2::H2Pool;
 
-/// A connection to one target, with its reusable read buffer.
-pub struct UpConn {
-    pub stream: Transport,
-    /// Read buffer; empty whenever the connection sits in the pool.
-    pub buf: Vec<u8>,
-    pub target: usize,
-    /// Came out of the pool (so it may have been closed by the upstream meanwhile).
-    pub reused: bool,
-}
+pub mod balance;
+pub mod h2;
+pub mod pool;
 
-struct Idle {
-    conn: UpConn,
-    since: Instant,
-}
+use h2::H2Pool;
+use pool::IdlePool;
+pub use pool::UpConn;
 
 pub struct TargetState {
     pub addr: SocketAddr,
@@ -61,7 +31,7 @@ pub struct TargetState {
     weight: i64,
     current: Cell<i64>,
     down_until: Cell<Option<Instant>>,
-    idle: RefCell<VecDeque<Idle>>,
+    idle: IdlePool,
     /// With TLS: the name verified in this target's certificate and sent as SNI.
     pub server_name: Option<ServerName<'static>>,
     /// HTTP/2 connections (upstreams with `protocol = "http2"`).
@@ -117,8 +87,10 @@ impl UpstreamState {
                 // take them again.
                 let keep_idle = same_tls && same_protocol && prev_name == server_name.as_ref();
                 let h2 = H2Pool::default();
+                let idle = IdlePool::default();
                 if let Some(p) = prev.filter(|_| keep_idle) {
                     h2.take_from(&p.h2);
+                    idle.take_from(&p.idle);
                 }
                 TargetState {
                     addr: t.addr,
@@ -126,11 +98,7 @@ impl UpstreamState {
                     weight: i64::from(t.weight),
                     current: Cell::new(0),
                     down_until: Cell::new(prev.and_then(|p| p.down_until.get())),
-                    idle: RefCell::new(
-                        prev.filter(|_| keep_idle)
-                            .map(|p| p.idle.take())
-                            .unwrap_or_default(),
-                    ),
+                    idle,
                     server_name,
                     h2,
                 }
@@ -159,79 +127,15 @@ impl UpstreamState {
         self.idle_timeout
     }
 
-    /// Smooth weighted round-robin (each pick adds every weight to its counter, takes the
-    /// largest, subtracts the total) over targets that are not backing off and not in
-    /// `tried` (bit i = target i already failed for this request).
-    pub fn pick(&self, now: Instant, tried: u64) -> Option<usize> {
-        let mut total = 0i64;
-        let mut best: Option<usize> = None;
-        for (i, t) in self.targets.iter().enumerate() {
-            if i < 64 && tried & (1 << i) != 0 {
-                continue;
-            }
-            if let Some(until) = t.down_until.get() {
-                if until > now {
-                    continue;
-                }
-                t.down_until.set(None);
-            }
-            total += t.weight;
-            t.current.set(t.current.get() + t.weight);
-            if best.is_none_or(|b| t.current.get() > self.targets[b].current.get()) {
-                best = Some(i);
-            }
-        }
-        let b = best?;
-        let t = &self.targets[b];
-        t.current.set(t.current.get() - total);
-        Some(b)
-    }
-
-    /// Marks a target as refusing connections for the back-off period and drops its idle pool.
-    pub fn mark_down(&self, target: usize, now: Instant) {
-        if let Some(t) = self.targets.get(target) {
-            t.down_until.set(Some(now + self.backoff));
-            t.idle.borrow_mut().clear();
-            t.h2.clear();
-        }
-    }
-
-    /// Newest idle connection to `target` that has not outlived the idle timeout and has
-    /// nothing to read (see the module header: one `recv(MSG_PEEK)` per reuse).
+    /// A pooled connection to `target` fit to carry a request (`pool.rs`: checked before reuse).
     pub fn take_idle(&self, target: usize, now: Instant) -> Option<UpConn> {
-        let t = self.targets.get(target)?;
-        let mut idle = t.idle.borrow_mut();
-        while let Some(entry) = idle.pop_back() {
-            if now.duration_since(entry.since) < self.idle_timeout {
-                // Closed by the upstream meanwhile (FIN or RST already here) or holding bytes
-                // nobody asked for: dropped, never handed to a request.
-                let mut conn = entry.conn;
-                if !idle_conn_open(&mut conn.stream) {
-                    continue;
-                }
-                conn.reused = true;
-                return Some(conn);
-            }
-            // Everything older is staler still.
-            idle.clear();
-        }
-        None
+        self.targets.get(target)?.idle.take(now, self.idle_timeout)
     }
 
     /// Returns a connection whose last exchange completed cleanly.
-    pub fn put_idle(&self, mut conn: UpConn, now: Instant) {
-        if self.max_idle == 0 || !conn.buf.is_empty() || conn.stream.has_buffered() {
-            return;
-        }
-        if let Transport::Tls(t) = &mut conn.stream {
-            t.trim();
-        }
+    pub fn put_idle(&self, conn: UpConn, now: Instant) {
         if let Some(t) = self.targets.get(conn.target) {
-            let mut idle = t.idle.borrow_mut();
-            if idle.len() >= self.max_idle {
-                idle.pop_front();
-            }
-            idle.push_back(Idle { conn, since: now });
+            t.idle.put(conn, now, self.max_idle);
         }
     }
 
@@ -239,29 +143,13 @@ impl UpstreamState {
     /// siblings probably are too: the upstream likely restarted).
     pub fn drop_idle(&self, target: usize) {
         if let Some(t) = self.targets.get(target) {
-            t.idle.borrow_mut().clear();
+            t.idle.clear();
         }
     }
 }
 
 fn tls_identity(t: &Option<WorkerUpstreamTls>) -> Option<u64> {
     t.as_ref().map(|w| w.settings.identity)
-}
-
-/// True if an idle pooled connection still looks open: nothing to read (no EOF, no error, no
-/// unsolicited bytes). Pooled connections have no I/O in flight, so the peek never races the
-/// runtime. Over TLS, bytes that arrived while idle may be records that carry no data (TLS
-/// 1.3 session tickets, key updates): they are taken through rustls without waiting, and the
-/// connection is dropped only if they decrypt to data, end the session or are not valid TLS.
-fn idle_conn_open(s: &mut Transport) -> bool {
-    match s {
-        Transport::Plain(t) => {
-            use std::os::fd::AsRawFd;
-            crate::io::peek(t.as_raw_fd()) == crate::io::Peeked::Empty
-        }
-        // One non-blocking recv, as the peek: nothing there, or only records without data.
-        Transport::Tls(t) => !t.has_buffered() && t.absorb() == Absorbed::Quiet,
-    }
 }
 
 #[cfg(test)]

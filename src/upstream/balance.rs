@@ -1,0 +1,45 @@
+//! Choosing a target: smooth weighted round-robin over the targets that are not backing off,
+//! and the passive back-off of a target that refuses connections.
+
+use std::time::Instant;
+
+use super::UpstreamState;
+
+impl UpstreamState {
+    /// Smooth weighted round-robin (each pick adds every weight to its counter, takes the
+    /// largest, subtracts the total) over targets that are not backing off and not in
+    /// `tried` (bit i = target i already failed for this request).
+    pub fn pick(&self, now: Instant, tried: u64) -> Option<usize> {
+        let mut total = 0i64;
+        let mut best: Option<usize> = None;
+        for (i, t) in self.targets.iter().enumerate() {
+            if i < 64 && tried & (1 << i) != 0 {
+                continue;
+            }
+            if let Some(until) = t.down_until.get() {
+                if until > now {
+                    continue;
+                }
+                t.down_until.set(None);
+            }
+            total += t.weight;
+            t.current.set(t.current.get() + t.weight);
+            if best.is_none_or(|b| t.current.get() > self.targets[b].current.get()) {
+                best = Some(i);
+            }
+        }
+        let b = best?;
+        let t = &self.targets[b];
+        t.current.set(t.current.get() - total);
+        Some(b)
+    }
+
+    /// Marks a target as refusing connections for the back-off period and drops its idle pool.
+    pub fn mark_down(&self, target: usize, now: Instant) {
+        if let Some(t) = self.targets.get(target) {
+            t.down_until.set(Some(now + self.backoff));
+            t.idle.clear();
+            t.h2.clear();
+        }
+    }
+}
