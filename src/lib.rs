@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod policy;
 pub mod ratelimit;
 pub mod request_id;
+pub mod resilience;
 pub mod route;
 pub mod shared;
 pub mod sysinfo;

@@ -55,6 +55,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("metrics", 2),
     ("trace", 2),
     ("accesslog", 2),
+    // Upstream resilience records every worker shares (health, counters) and their math.
+    ("resilience", 2),
     // TLS building blocks: rustls over owned buffers, certificates, SNI, tickets, settings.
     ("tls", 2),
     // 3 config: parsing and compiling the file into the immutable table.

@@ -7,18 +7,15 @@
 //! dispatches the rest: `listeners` (addresses, TLS, HTTPS redirects), `routes`, `policies`
 //! (each policy kind compiles in its own block), `defaults`, `telemetry`, `abuse`, `paths`.
 
-use std::collections::HashMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use toml::Spanned;
 
 use super::errors::{field_at, positive, ConfigError, Diag};
-use super::model::{
-    Admin, Compiled, Listener, Runtime, Target, Timeouts, Upstream, UpstreamId, UpstreamProtocol,
-};
-use super::raw::{RawConfig, RawLimits, RawServer, RawTimeouts, RawUpstream};
+use super::model::{Admin, Compiled, Listener, Runtime, Timeouts};
+use super::raw::{RawConfig, RawLimits, RawServer, RawTimeouts};
 use super::routes::{compile_routes, route_table, RouteContext};
 use super::units::{dur, RawSize};
 use crate::http1;
@@ -72,7 +69,8 @@ pub fn compile_with(
         .unwrap_or(DEFAULT_MAX_BODY);
     let timeouts = compile_timeouts(&raw.timeouts, &raw.limits, &mut errs);
     let conn_limits = super::abuse::conn_limits(&raw.limits, &mut errs);
-    let (upstreams, upstream_ids) = compile_upstreams(&raw, file, &timeouts, &mut errs);
+    let (upstreams, upstream_ids) =
+        super::upstreams::compile_upstreams(&raw, file, &timeouts, rt, &mut errs);
     let admin = compile_admin(&raw, &listeners, &mut errs);
     let telemetry = super::telemetry::compile_telemetry(&raw, &mut errs);
     let super::policies::CompiledPolicies {
@@ -305,167 +303,6 @@ fn bounded_size(
         }
         Some(s) => s.get_ref().0,
     }
-}
-
-fn compile_upstreams(
-    raw: &RawConfig,
-    file: &Path,
-    timeouts: &Timeouts,
-    errs: &mut Diag,
-) -> (Vec<Upstream>, HashMap<String, UpstreamId>) {
-    let mut ups = Vec::new();
-    let mut ids = HashMap::new();
-    let mut roots = crate::tls::upstream::SystemRoots::default();
-    for (name, u) in &raw.upstreams {
-        let field = |f: &str| format!("upstreams.{}.{f}", name.get_ref());
-        let protocol = upstream_protocol(u, &field, errs);
-        let h2 = protocol == UpstreamProtocol::Http2;
-        let tls = upstream_tls(u, name.get_ref(), file, &mut roots, h2, errs);
-        if u.targets.get_ref().is_empty() {
-            errs.at(
-                u.targets.span(),
-                field("targets"),
-                "needs at least one target",
-            );
-        }
-        let targets = targets(u, &field, errs);
-        let max_idle = match &u.max_idle {
-            None => 64,
-            Some(m) => match usize::try_from(*m.get_ref()) {
-                Ok(v) if v <= 100_000 => v,
-                _ => {
-                    errs.at(m.span(), field("max_idle"), "must be between 0 and 100000");
-                    64
-                }
-            },
-        };
-        let id = UpstreamId(ups.len() as u32);
-        ids.insert(name.get_ref().clone(), id);
-        ups.push(Upstream {
-            name: name.get_ref().clone(),
-            targets,
-            max_idle,
-            idle_timeout: dur(&u.idle_timeout, Duration::from_secs(60)),
-            backoff: dur(&u.backoff, Duration::from_secs(2)),
-            connect_timeout: match &u.connect_timeout {
-                None => timeouts.upstream_connect,
-                Some(_) => positive(
-                    errs,
-                    &u.connect_timeout,
-                    &field("connect_timeout"),
-                    Duration::from_secs(3),
-                ),
-            },
-            response_timeout: match &u.response_timeout {
-                None => timeouts.upstream_response,
-                Some(_) => positive(
-                    errs,
-                    &u.response_timeout,
-                    &field("response_timeout"),
-                    Duration::from_secs(30),
-                ),
-            },
-            tls,
-            protocol,
-        });
-    }
-    (ups, ids)
-}
-
-/// An upstream's `protocol`: `"http1"` (the default) or `"http2"`.
-fn upstream_protocol(
-    u: &RawUpstream,
-    field: &dyn Fn(&str) -> String,
-    errs: &mut Diag,
-) -> UpstreamProtocol {
-    let Some(p) = &u.protocol else {
-        return UpstreamProtocol::Http1;
-    };
-    match p.get_ref().as_str() {
-        "http1" => UpstreamProtocol::Http1,
-        "http2" => UpstreamProtocol::Http2,
-        other => {
-            errs.at(
-                p.span(),
-                field("protocol"),
-                format!("unknown protocol {other:?}: expected \"http1\" or \"http2\""),
-            );
-            UpstreamProtocol::Http1
-        }
-    }
-}
-
-/// An upstream's `tls` (see `tls::upstream`), with errors under `upstreams.<name>`.
-fn upstream_tls(
-    u: &RawUpstream,
-    name: &str,
-    file: &Path,
-    roots: &mut crate::tls::upstream::SystemRoots,
-    h2: bool,
-    errs: &mut Diag,
-) -> Option<std::sync::Arc<crate::tls::upstream::UpstreamTls>> {
-    let raw = u.tls.as_ref()?;
-    let targets: Vec<(&str, std::ops::Range<usize>)> = u
-        .targets
-        .get_ref()
-        .iter()
-        .map(|t| (t.address.get_ref().as_str(), t.address.span()))
-        .collect();
-    let mut cx = crate::tls::upstream::Context {
-        base_dir: file.parent().unwrap_or(Path::new(".")),
-        roots,
-        targets: &targets,
-        h2,
-    };
-    let prefix = format!("upstreams.{name}");
-    let mut fail = errs.under(&prefix);
-    crate::tls::upstream::compile(raw, &mut cx, &mut fail)
-}
-
-/// An upstream's targets: `HOST:PORT` resolved now (blocking is fine: compile() only runs on
-/// the control thread), weights 1..=1000.
-fn targets(u: &RawUpstream, field: &dyn Fn(&str) -> String, errs: &mut Diag) -> Vec<Target> {
-    let mut targets = Vec::new();
-    for (ti, t) in u.targets.get_ref().iter().enumerate() {
-        let tf = field(&format!("targets[{ti}].address"));
-        let text = t.address.get_ref();
-        let weight = match &t.weight {
-            None => 1,
-            Some(w) => match u32::try_from(*w.get_ref()) {
-                Ok(v) if (1..=1000).contains(&v) => v,
-                _ => {
-                    errs.at(
-                        w.span(),
-                        field(&format!("targets[{ti}].weight")),
-                        "weight must be between 1 and 1000",
-                    );
-                    1
-                }
-            },
-        };
-        if !text.contains(':') {
-            errs.at(
-                t.address.span(),
-                tf,
-                format!("bad upstream address {text:?}: expected HOST:PORT"),
-            );
-            continue;
-        }
-        // Blocking resolution is fine here: compile() only runs on the control thread.
-        match text.to_socket_addrs().map(|mut a| a.next()) {
-            Ok(Some(addr)) => targets.push(Target {
-                addr,
-                label: text.clone(),
-                weight,
-            }),
-            Ok(None) | Err(_) => errs.at(
-                t.address.span(),
-                tf,
-                format!("bad upstream address {text:?}: cannot resolve to HOST:PORT"),
-            ),
-        }
-    }
-    targets
 }
 
 /// Reads, parses and compiles a config file with a fresh `Runtime`.

@@ -4,7 +4,7 @@
 //! Layout: `errors` (positioned diagnostics and the shared checked readers) and `units`
 //! (durations, sizes) are vocabulary that policy blocks use too; `raw` is the serde mirror;
 //! `compile` validates the top-level sections and dispatches to `listeners` (addresses, TLS,
-//! HTTPS redirects, `http2` limits), `routes` (one route: match spec and action), `policies` (consumers, key
+//! HTTPS redirects, `http2` limits), `upstreams` (targets, pools, TLS, resilience records), `routes` (one route: match spec and action), `policies` (consumers, key
 //! store, named policies: each kind compiles in its own block), `defaults` (a route's
 //! effective policy list), `telemetry`, `abuse` and `paths`; `summary` renders a compiled
 //! config for `check` and the admin API.
@@ -26,6 +26,7 @@ pub mod scope;
 pub mod summary;
 pub mod telemetry;
 pub mod units;
+pub mod upstreams;
 
 pub use compile::{load, load_with};
 pub use errors::ConfigError;

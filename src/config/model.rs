@@ -21,6 +21,8 @@ use crate::route::{RouteId, RouteSpec, RouteTable};
 pub struct Runtime {
     pub limiters: crate::ratelimit::LimiterRegistry,
     pub jwks: crate::jwt::JwksFetchers,
+    /// Upstream and target records (health, ejections, counters) kept across reloads.
+    pub resilience: crate::resilience::Registry,
 }
 
 /// Dense index into `Compiled::upstreams`.
@@ -159,6 +161,8 @@ pub struct Upstream {
     pub tls: Option<std::sync::Arc<crate::tls::upstream::UpstreamTls>>,
     /// The HTTP version spoken to the targets.
     pub protocol: UpstreamProtocol,
+    /// What every worker shares about this upstream (kept across reloads by name).
+    pub shared: std::sync::Arc<crate::resilience::UpstreamShared>,
 }
 
 /// The HTTP version an upstream speaks (`protocol = "http1" | "http2"`).
@@ -178,6 +182,8 @@ pub struct Target {
     /// As written in the config (for logs and `check`).
     pub label: String,
     pub weight: u32,
+    /// What every worker shares about this target (kept across reloads by address).
+    pub health: std::sync::Arc<crate::resilience::TargetHealth>,
 }
 
 #[derive(Debug)]

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::ServerName;
 
 use crate::config::{Upstream, UpstreamProtocol};
+use crate::resilience::{TargetHealth, UpstreamShared};
 use crate::tls::upstream::UpstreamTls;
 
 pub mod balance;
@@ -36,6 +37,8 @@ pub struct TargetState {
     pub server_name: Option<ServerName<'static>>,
     /// HTTP/2 connections (upstreams with `protocol = "http2"`).
     pub h2: H2Pool,
+    /// What every worker shares about this target (health, ejection).
+    pub health: Arc<TargetHealth>,
 }
 
 /// An upstream's TLS on this worker: the compiled settings and this worker's client config
@@ -55,6 +58,8 @@ pub struct UpstreamState {
     pub response_timeout: Duration,
     pub tls: Option<WorkerUpstreamTls>,
     pub protocol: UpstreamProtocol,
+    /// What every worker shares about this upstream.
+    pub shared: Arc<UpstreamShared>,
 }
 
 impl UpstreamState {
@@ -101,6 +106,7 @@ impl UpstreamState {
                     idle,
                     server_name,
                     h2,
+                    health: t.health.clone(),
                 }
             })
             .collect();
@@ -114,6 +120,7 @@ impl UpstreamState {
             response_timeout: u.response_timeout,
             tls,
             protocol: u.protocol,
+            shared: u.shared.clone(),
         }
     }
 
@@ -158,15 +165,20 @@ mod tests {
     use crate::config::Target;
 
     fn upstream(weights: &[u32]) -> Upstream {
+        let shared = crate::resilience::Registry::default().upstream("u");
         Upstream {
             name: "u".into(),
             targets: weights
                 .iter()
                 .enumerate()
-                .map(|(i, &w)| Target {
-                    addr: format!("127.0.0.1:{}", 1000 + i).parse().unwrap(),
-                    label: String::new(),
-                    weight: w,
+                .map(|(i, &w)| {
+                    let addr = format!("127.0.0.1:{}", 1000 + i).parse().unwrap();
+                    Target {
+                        addr,
+                        label: String::new(),
+                        weight: w,
+                        health: shared.target(addr),
+                    }
                 })
                 .collect(),
             max_idle: 4,
@@ -176,6 +188,7 @@ mod tests {
             response_timeout: Duration::from_secs(1),
             tls: None,
             protocol: Default::default(),
+            shared,
         }
     }
 

@@ -1,0 +1,11 @@
+//! Upstream resilience state shared by every worker: per-upstream and per-target records that
+//! outlive a config generation (health, ejections, circuit-breaker and retry-budget counters),
+//! and the pure decisions made over them.
+//!
+//! Everything a worker touches on the request path is an atomic in a record it holds through
+//! an `Arc`; the `Registry` that hands those records out is locked only when a config is
+//! compiled (control thread), never per request.
+
+pub mod registry;
+
+pub use registry::{Registry, TargetHealth, UpstreamShared};
