@@ -5,6 +5,7 @@
 //! processes are killed on drop.
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod grpc;
 pub mod h2;
 pub mod tls;
