@@ -13,14 +13,8 @@ impl UpstreamState {
         let mut total = 0i64;
         let mut best: Option<usize> = None;
         for (i, t) in self.targets.iter().enumerate() {
-            if i < 64 && tried & (1 << i) != 0 {
+            if !self.available(i, now, tried) {
                 continue;
-            }
-            if let Some(until) = t.down_until.get() {
-                if until > now {
-                    continue;
-                }
-                t.down_until.set(None);
             }
             total += t.weight;
             t.current.set(t.current.get() + t.weight);
@@ -32,6 +26,25 @@ impl UpstreamState {
         let t = &self.targets[b];
         t.current.set(t.current.get() - total);
         Some(b)
+    }
+
+    /// Whether target `i` may take this request: not already tried for it (bit i of `tried`)
+    /// and not backing off. Every balancing algorithm asks this, so health and ejection
+    /// decisions live here once.
+    pub fn available(&self, i: usize, now: Instant, tried: u64) -> bool {
+        if i < 64 && tried & (1 << i) != 0 {
+            return false;
+        }
+        let Some(t) = self.targets.get(i) else {
+            return false;
+        };
+        if let Some(until) = t.down_until.get() {
+            if until > now {
+                return false;
+            }
+            t.down_until.set(None);
+        }
+        true
     }
 
     /// Marks a target as refusing connections for the back-off period and drops its idle pool.
