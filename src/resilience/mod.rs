@@ -6,6 +6,8 @@
 //! an `Arc`; the `Registry` that hands those records out is locked only when a config is
 //! compiled (control thread), never per request.
 
+pub mod maglev;
 pub mod registry;
+pub mod stable_hash;
 
 pub use registry::{Registry, TargetHealth, UpstreamShared};
