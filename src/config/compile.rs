@@ -83,6 +83,7 @@ pub fn compile_with(
     let mut defaults_used = vec![false; raw.defaults.len()];
     let cx = RouteContext {
         upstream_ids: &upstream_ids,
+        upstreams: &upstreams,
         default_max_body,
         policies: &policies,
         policy_ids: &policy_ids,

@@ -25,6 +25,7 @@ pub mod routes;
 pub mod scope;
 pub mod summary;
 pub mod telemetry;
+pub mod traffic;
 pub mod units;
 pub mod upstreams;
 

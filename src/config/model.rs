@@ -163,6 +163,61 @@ pub struct Upstream {
     pub protocol: UpstreamProtocol,
     /// What every worker shares about this upstream (kept across reloads by name).
     pub shared: std::sync::Arc<crate::resilience::UpstreamShared>,
+    /// How requests are spread over the targets (`balance`, `hash_on`).
+    pub balance: Balance,
+}
+
+/// An upstream's balancing algorithm (`balance = ...`; compiled in `config::traffic`).
+#[derive(Clone, Debug, Default)]
+pub enum Balance {
+    /// Smooth weighted round robin (the default).
+    #[default]
+    RoundRobin,
+    /// Power of two choices over the available targets, fewer in-flight requests (per
+    /// worker, relative to weight) wins.
+    LeastRequest,
+    /// Consistent hashing (Maglev) of a request key; requests without the key take round
+    /// robin.
+    Hash {
+        on: KeySource,
+        table: std::sync::Arc<crate::resilience::maglev::Maglev>,
+    },
+}
+
+/// Where a balancing or stickiness key comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySource {
+    /// The first value of this header (lowercase name).
+    Header(String),
+    /// The value of this cookie.
+    Cookie(String),
+    /// The client address the gateway decided on (behind trusted proxies: the forwarded one).
+    ClientIp,
+    /// The normalized request path (no query).
+    Path,
+}
+
+/// A proxy route's weighted split over several upstreams (`proxy.split`).
+#[derive(Debug)]
+pub struct Split {
+    /// Upstream and its weight, in config order (weight 0 = takes nothing).
+    pub arms: Vec<(UpstreamId, u32)>,
+    /// Sum of the weights (> 0).
+    pub total: u64,
+    /// `sticky`: a request with this key always takes the same arm (while weights hold).
+    pub sticky: Option<KeySource>,
+}
+
+/// A proxy route's shadow traffic (`proxy.mirror`).
+#[derive(Debug)]
+pub struct Mirror {
+    pub upstream: UpstreamId,
+    /// Sampled share of requests, in millionths (1_000_000 = every request).
+    pub per_million: u32,
+    /// Largest request body mirrored (bodies must also be fully buffered).
+    pub max_body: u64,
+    /// Most mirrored requests in flight per worker; more are dropped.
+    pub max_in_flight: u32,
 }
 
 /// The HTTP version an upstream speaks (`protocol = "http1" | "http2"`).
@@ -235,7 +290,12 @@ pub enum Action {
 
 #[derive(Debug)]
 pub struct ProxyAction {
+    /// The upstream (with `split`: the first arm's, for summaries).
     pub upstream: UpstreamId,
+    /// Weighted choice of upstream per request (`None`: always `upstream`).
+    pub split: Option<Box<Split>>,
+    /// Shadow copies of sampled requests.
+    pub mirror: Option<Box<Mirror>>,
     pub rewrite: Rewrite,
     /// Send the client's Host upstream (default) instead of the target's address.
     pub preserve_host: bool,

@@ -229,6 +229,10 @@ pub struct RawUpstream {
     /// `"http1"` (default) or `"http2"` (h2 via ALPN with `tls`, h2c with prior knowledge
     /// without).
     pub protocol: Option<Spanned<String>>,
+    /// `"round_robin"` (default), `"least_request"` or `"hash"` (`config::traffic`).
+    pub balance: Option<Spanned<String>>,
+    /// With `balance = "hash"`: `"header:NAME"`, `"cookie:NAME"`, `"client_ip"` or `"path"`.
+    pub hash_on: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -247,6 +251,8 @@ pub struct RawRoute {
     pub prefix: Option<Spanned<String>>,
     pub methods: Option<Vec<Spanned<String>>>,
     pub headers: Option<BTreeMap<Spanned<String>, Spanned<RawCond>>>,
+    /// Cookie conditions (same shape as `headers`; names are case-sensitive).
+    pub cookies: Option<BTreeMap<Spanned<String>, Spanned<RawCond>>>,
     pub query: Option<BTreeMap<Spanned<String>, Spanned<RawCond>>>,
     pub max_body_bytes: Option<Spanned<RawSize>>,
     pub proxy: Option<Spanned<RawProxy>>,
@@ -265,7 +271,14 @@ pub struct RawRoute {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawProxy {
-    pub upstream: Spanned<String>,
+    /// The upstream (or `split`, not both).
+    pub upstream: Option<Spanned<String>>,
+    /// Weighted upstreams: `[{ upstream = "v1", weight = 95 }, ...]` (`config::traffic`).
+    pub split: Option<Spanned<Vec<super::traffic::RawSplitArm>>>,
+    /// With `split`: `"cookie:NAME"` or `"header:NAME"` keeps a client on one upstream.
+    pub sticky: Option<Spanned<String>>,
+    /// `{ upstream, percent, max_body, max_in_flight }`: shadow copies of sampled requests.
+    pub mirror: Option<Spanned<super::traffic::RawMirror>>,
     pub strip_prefix: Option<Spanned<bool>>,
     pub replace_prefix: Option<Spanned<String>>,
     /// Upstream path built from the route's template captures, e.g. `/users/{id}`.

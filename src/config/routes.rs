@@ -26,6 +26,8 @@ type Field<'a> = &'a dyn Fn(&str) -> String;
 /// What the routes need from the rest of the config.
 pub(super) struct RouteContext<'a> {
     pub upstream_ids: &'a HashMap<String, UpstreamId>,
+    /// The compiled upstreams (a mirror's protocol is checked).
+    pub upstreams: &'a [super::model::Upstream],
     pub default_max_body: u64,
     pub policies: &'a Policies,
     pub policy_ids: &'a HashMap<String, PolicyId>,
@@ -120,6 +122,7 @@ fn compile_route(
     let path = path_pattern(r, field, errs);
     let methods = methods(r, field, errs);
     let headers = conds(&r.headers, "headers", field, errs);
+    let cookies = conds(&r.cookies, "cookies", field, errs);
     let query = conds(&r.query, "query", field, errs);
     let max_body = r
         .max_body_bytes
@@ -128,7 +131,7 @@ fn compile_route(
         .unwrap_or(cx.default_max_body);
     one_action(r, field, errs);
     let action = if let Some(p) = &r.proxy {
-        Action::Proxy(proxy_action(r, p.get_ref(), cx.upstream_ids, field, errs))
+        Action::Proxy(proxy_action(r, p, cx, field, errs))
     } else if let Some(s) = &r.static_ {
         Action::Static(static_action(s.get_ref(), field, errs))
     } else if r.echo.is_some() {
@@ -148,6 +151,7 @@ fn compile_route(
         path: path?,
         methods,
         headers,
+        cookies,
         query,
         case_insensitive: r.case_insensitive.unwrap_or(false),
     };
@@ -266,6 +270,7 @@ fn conds(
         };
         if name.is_empty()
             || (kind == "headers" && !name.bytes().all(|b| b.is_ascii_graphic() && b != b':'))
+            || (kind == "cookies" && !name.bytes().all(http1::is_tchar))
         {
             errs.at(
                 k.span(),
@@ -311,37 +316,43 @@ fn one_action(r: &RawRoute, field: Field<'_>, errs: &mut Diag) {
     }
 }
 
-/// `proxy`: a known upstream and the path rewrite.
+/// `proxy`: a known upstream (or a weighted `split`), an optional `mirror`, the path rewrite.
 fn proxy_action(
     r: &RawRoute,
-    p: &RawProxy,
-    upstream_ids: &HashMap<String, UpstreamId>,
+    sp: &Spanned<RawProxy>,
+    cx: &RouteContext<'_>,
     field: Field<'_>,
     errs: &mut Diag,
 ) -> ProxyAction {
-    let upstream = match upstream_ids.get(p.upstream.get_ref()) {
-        Some(id) => *id,
-        None => {
-            let mut known: Vec<_> = upstream_ids.keys().cloned().collect();
-            known.sort();
+    let p = sp.get_ref();
+    let ids = cx.upstream_ids;
+    let split = super::traffic::split(&p.split, &p.sticky, ids, field, errs);
+    let upstream = match (&p.upstream, &split) {
+        (Some(u), None) => super::traffic::upstream_id(u, ids, &field("proxy.upstream"), errs),
+        (None, Some(s)) => s.arms.first().map(|a| a.0),
+        (Some(u), Some(_)) => {
             errs.at(
-                p.upstream.span(),
+                u.span(),
                 field("proxy.upstream"),
-                format!(
-                    "unknown upstream {:?} (defined: {})",
-                    p.upstream.get_ref(),
-                    if known.is_empty() {
-                        "none".to_string()
-                    } else {
-                        known.join(", ")
-                    }
-                ),
+                "set either `upstream` or `split`, not both",
             );
-            UpstreamId(0)
+            None
+        }
+        (None, None) => {
+            if p.split.is_none() {
+                errs.at(
+                    sp.span(),
+                    field("proxy.upstream"),
+                    "proxy needs `upstream` (or a weighted `split`)",
+                );
+            }
+            None
         }
     };
     ProxyAction {
-        upstream,
+        upstream: upstream.unwrap_or(UpstreamId(0)),
+        split,
+        mirror: super::traffic::mirror(&p.mirror, ids, cx.upstreams, field, errs),
         rewrite: rewrite(r, p, field, errs),
         preserve_host: p.preserve_host.unwrap_or(true),
     }

@@ -263,6 +263,7 @@ mod tests {
             path,
             methods: 0,
             headers: Vec::new(),
+            cookies: Vec::new(),
             query: Vec::new(),
             case_insensitive: ci,
         }

@@ -37,6 +37,7 @@ pub fn compile_upstreams(
         }
         let shared = rt.resilience.upstream(name.get_ref());
         let targets = targets(u, &shared, &field, errs);
+        let balance = super::traffic::balance(&u.balance, &u.hash_on, &targets, &field, errs);
         let max_idle = match &u.max_idle {
             None => 64,
             Some(m) => match usize::try_from(*m.get_ref()) {
@@ -76,6 +77,7 @@ pub fn compile_upstreams(
             tls,
             protocol,
             shared,
+            balance,
         });
     }
     (ups, ids)

@@ -31,7 +31,8 @@ pub async fn forward<D: Downstream>(
     p: &ProxyAction,
     fx: &Effects,
 ) -> Result<Outcome, ProxyError> {
-    let us = &gen.upstreams[p.upstream.0 as usize];
+    let upstream = super::traffic::choose_upstream(p, ex);
+    let us = &gen.upstreams[upstream.0 as usize];
     let tunnel = wants_websocket(ex.head);
     down.continue_body(ex.head).await?;
 
@@ -85,11 +86,12 @@ pub async fn forward<D: Downstream>(
     };
     let attempt = Attempt {
         us,
-        upstream: p.upstream,
+        upstream,
         limits: &gen.cfg.limits,
         buffered_body,
         max_body: route.max_body,
         response_timeout,
+        key: super::traffic::balance_key(us, ex),
     };
     if us.protocol == UpstreamProtocol::Http2 {
         if tunnel {

@@ -227,10 +227,11 @@ async fn acquire_for(
     tried: &mut u64,
 ) -> Result<(StreamClaim, usize), ProxyError> {
     let mut connect_errors = 0;
-    let acquired = acquire(a.us, tried, &mut connect_errors).await;
+    let acquired = acquire(a.us, a.key, tried, &mut connect_errors).await;
     let facts = UpstreamFacts::attempt(&mut ex.facts.upstream, a.upstream, connect_errors);
     let (claim, t) = acquired?;
     facts.addr = a.us.targets.get(t).map(|t| t.addr);
+    facts.in_flight = a.us.track(t);
     facts.reused = claim.reused;
     Ok((claim, t))
 }
@@ -239,6 +240,7 @@ async fn acquire_for(
 /// or a new connection; a target that refuses is backed off and the next is tried.
 async fn acquire(
     us: &UpstreamState,
+    key: Option<u64>,
     tried: &mut u64,
     connect_errors: &mut u32,
 ) -> Result<(StreamClaim, usize), ProxyError> {
@@ -246,7 +248,7 @@ async fn acquire(
     let started = Instant::now();
     let deadline = started + us.connect_timeout;
     loop {
-        let Some(t) = us.pick(Instant::now(), *tried) else {
+        let Some(t) = us.pick(Instant::now(), *tried, key) else {
             return Err(last);
         };
         let conn = match us.targets[t].h2.pick(us.max_idle()) {

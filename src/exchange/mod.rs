@@ -30,6 +30,7 @@ pub mod respond;
 pub mod response_head;
 pub mod route;
 pub mod send;
+pub mod traffic;
 pub mod upstream_head;
 pub mod wire;
 

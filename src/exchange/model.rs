@@ -166,6 +166,7 @@ impl UpstreamFacts {
             reused: false,
             connect_errors: 0,
             duration: None,
+            in_flight: None,
         });
         facts.connect_errors += connect_errors;
         facts
@@ -183,4 +184,7 @@ pub struct UpstreamFacts {
     pub connect_errors: u32,
     /// From sending the request to the complete response head.
     pub duration: Option<std::time::Duration>,
+    /// Counts this request in flight to its target (least-request upstreams) until the
+    /// exchange ends.
+    pub in_flight: Option<crate::upstream::least_request::InFlight>,
 }

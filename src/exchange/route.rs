@@ -17,6 +17,18 @@ impl HeaderSource for HeadHeaders<'_> {
     fn header(&self, lowercase_name: &str) -> Option<&[u8]> {
         self.0.header(lowercase_name)
     }
+
+    fn cookie(&self, name: &str) -> Option<&[u8]> {
+        cookie(self.0, name)
+    }
+}
+
+/// The value of cookie `name`. HTTP/1.1 clients may (against RFC 6265) send several `Cookie`
+/// lines: all are read, the first one with the name decides.
+pub fn cookie<'h>(head: &'h RequestHead, name: &str) -> Option<&'h [u8]> {
+    head.headers()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(b"cookie"))
+        .find_map(|(_, v)| http1::cookie::find(v, name.as_bytes()))
 }
 
 /// Looks the exchange up in the route table. Fills in `ex.path` and `ex.host`; `resolve`

@@ -42,6 +42,8 @@ pub struct Attempt<'a> {
     /// How long the upstream may take to answer: the upstream's `response_timeout`, or less
     /// when a gRPC client set a shorter `grpc-timeout`.
     pub response_timeout: std::time::Duration,
+    /// The request's hashed balancing key (hash upstreams: `exchange::traffic::balance_key`).
+    pub key: Option<u64>,
 }
 
 /// Sends the request (retrying once on a stale pooled connection) and returns the connection
@@ -122,10 +124,11 @@ async fn acquire_for(
     tried: &mut u64,
 ) -> Result<UpConn, ProxyError> {
     let mut connect_errors = 0;
-    let acquired = acquire(a.us, tried, &mut connect_errors).await;
+    let acquired = acquire(a.us, a.key, tried, &mut connect_errors).await;
     let facts = UpstreamFacts::attempt(&mut ex.facts.upstream, a.upstream, connect_errors);
     let up = acquired?;
     facts.addr = a.us.targets.get(up.target).map(|t| t.addr);
+    facts.in_flight = a.us.track(up.target);
     facts.reused = up.reused;
     Ok(up)
 }
@@ -170,6 +173,7 @@ async fn send_once<D: Downstream>(
 /// backed off and the next one is tried. A connect timeout ends the attempt (504).
 async fn acquire(
     us: &UpstreamState,
+    key: Option<u64>,
     tried: &mut u64,
     connect_errors: &mut u32,
 ) -> Result<UpConn, ProxyError> {
@@ -177,7 +181,7 @@ async fn acquire(
     let mut first = true;
     loop {
         let now = Instant::now();
-        let Some(t) = us.pick(now, *tried) else {
+        let Some(t) = us.pick(now, *tried, key) else {
             return Err(last);
         };
         if first {

@@ -325,6 +325,8 @@ mod tests {
         };
         let p = ProxyAction {
             upstream: UpstreamId(0),
+            split: None,
+            mirror: None,
             rewrite: Rewrite::None,
             preserve_host: true,
         };

@@ -18,6 +18,7 @@
 mod chunked;
 mod head;
 mod path;
+pub mod cookie;
 pub mod pct;
 pub mod query;
 mod recycle;

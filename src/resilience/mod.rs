@@ -8,6 +8,7 @@
 
 pub mod maglev;
 pub mod registry;
+pub mod rng;
 pub mod stable_hash;
 
 pub use registry::{Registry, TargetHealth, UpstreamShared};

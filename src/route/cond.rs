@@ -1,4 +1,5 @@
-//! Compiled per-route data (`RouteData`: methods, header and query conditions, capture count).
+//! Compiled per-route data (`RouteData`: methods, header, cookie and query conditions, capture
+//! count).
 //!
 //! Query conditions read the query through `http1::query` (its header has the rule): names and
 //! values percent-decoded, `+` literal, `a` alone present with an empty value, the first
@@ -27,6 +28,7 @@ pub(super) struct RouteData {
     pub(super) id: RouteId,
     pub(super) methods: u16,
     pub(super) headers: Box<[(Box<str>, CondValue)]>,
+    pub(super) cookies: Box<[(Box<str>, CondValue)]>,
     pub(super) query: Box<[(Box<[u8]>, CondValue)]>,
     /// Header + query condition count: more conditions sort first.
     pub(super) conds: usize,
@@ -52,12 +54,17 @@ impl RouteData {
                 .iter()
                 .map(|(n, c)| (n.to_ascii_lowercase().into_boxed_str(), CondValue::new(c)))
                 .collect(),
+            cookies: spec
+                .cookies
+                .iter()
+                .map(|(n, c)| (n.as_str().into(), CondValue::new(c)))
+                .collect(),
             query: spec
                 .query
                 .iter()
                 .map(|(n, c)| (n.as_bytes().into(), CondValue::new(c)))
                 .collect(),
-            conds: spec.headers.len() + spec.query.len(),
+            conds: spec.headers.len() + spec.cookies.len() + spec.query.len(),
             params: u16::try_from(params).unwrap_or(u16::MAX),
             needs_more: shape.kind == ShapeKind::PrefixDir,
         }
@@ -67,7 +74,7 @@ impl RouteData {
 #[cfg(test)]
 mod tests {
     use super::super::tests::{
-        eq, exact, full, header, hit, query, route, table, Headers, NO_HEADERS,
+        cookie, eq, exact, full, header, hit, query, route, table, Headers, NO_HEADERS,
     };
     use super::super::{Cond, Lookup, RouteTable};
     use crate::http1::Method;
@@ -133,5 +140,24 @@ mod tests {
             Lookup::Found { .. }
         ));
         assert_eq!(get(b"/p", Headers(vec![])), Lookup::NotFound);
+    }
+
+    #[test]
+    fn cookie_conditions_pick_the_ab_route() {
+        let t = table(vec![
+            cookie(route(0, exact("/")), "beta", eq("1")),
+            route(1, exact("/")),
+            cookie(route(2, exact("/p")), "sid", Cond::Present),
+        ]);
+        let get = |path: &[u8], h: Headers| match full(&t, "h", Method::Get, path, None, &h) {
+            Lookup::Found { route, .. } => Some(route.0),
+            _ => None,
+        };
+        assert_eq!(get(b"/", Headers(vec![("cookie", b"a=2; beta=1")])), Some(0));
+        assert_eq!(get(b"/", Headers(vec![("cookie", b"beta=10")])), Some(1));
+        assert_eq!(get(b"/", Headers(vec![("cookie", b"beta")])), Some(1));
+        assert_eq!(get(b"/", Headers(vec![])), Some(1));
+        assert_eq!(get(b"/p", Headers(vec![("cookie", b"sid=")])), Some(2));
+        assert_eq!(get(b"/p", Headers(vec![("cookie", b"sidx=1")])), None);
     }
 }

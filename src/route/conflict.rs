@@ -48,6 +48,7 @@ pub(super) fn find_ties(
                 if methods_overlap(ra.methods, rb.methods)
                     && ra.conds == rb.conds
                     && !disjoint::<str, _>(&ra.headers, &rb.headers)
+                    && !disjoint::<str, _>(&ra.cookies, &rb.cookies)
                     && !disjoint::<[u8], _>(&ra.query, &rb.query)
                 {
                     let (x, y) = if ra.id <= rb.id { (a, b) } else { (b, a) };
@@ -102,7 +103,7 @@ pub(super) fn describe_conflicts(
         let (ra, rb) = (&routes[*x as usize], &routes[*y as usize]);
         let reason = format!(
             "routes {} and {} tie on {}: same path shape ({} vs {}), overlapping methods \
-             ({} vs {}) and {} header/query condition(s) each that are not mutually exclusive; \
+             ({} vs {}) and {} header/cookie/query condition(s) each that are not mutually exclusive; \
              add a distinguishing condition, split the methods or remove one",
             key.0 .0,
             key.1 .0,

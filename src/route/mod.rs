@@ -19,7 +19,8 @@
 //! 3. Inside one node: more header+query conditions first, then declaration order (`RouteId`).
 //!
 //! A candidate matches when every header condition holds (`Equals` is a byte comparison of the
-//! first value, `Present` needs the header), every query condition holds (query split on `&`,
+//! first value, `Present` needs the header), every cookie condition holds (the same on the
+//! value `http1::cookie::find` reads: first `Cookie` header with the name, first crumb), every query condition holds (query split on `&`,
 //! the first `=` splits name from value, names and values percent-decoded, malformed `%` escapes
 //! kept literally, `+` kept as `+`, `a` alone means present with an empty value, the first
 //! occurrence of a name decides) and its method set contains the request method (0 = any).

@@ -52,6 +52,8 @@ pub struct RouteSpec {
     pub methods: u16,
     /// Header name (lowercase) → condition. Value comparison is exact (case-sensitive).
     pub headers: Vec<(String, Cond)>,
+    /// Cookie name (case-sensitive) → condition, on the value `http1::cookie::find` reads.
+    pub cookies: Vec<(String, Cond)>,
     /// Query parameter name → condition (compared after percent-decoding name and value;
     /// `+` is NOT treated as a space).
     pub query: Vec<(String, Cond)>,
@@ -82,6 +84,11 @@ pub struct RouteRequest<'a> {
 /// Access to request headers by lowercase name (first value).
 pub trait HeaderSource {
     fn header(&self, lowercase_name: &str) -> Option<&[u8]>;
+
+    /// The value of cookie `name` (the first `Cookie` header that has it).
+    fn cookie(&self, name: &str) -> Option<&[u8]> {
+        crate::http1::cookie::find(self.header("cookie")?, name.as_bytes())
+    }
 }
 
 /// Captured template segments: (param index in the route's template, byte range in the path).

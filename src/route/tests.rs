@@ -32,6 +32,7 @@ pub(super) fn route(id: u32, path: PathPattern) -> RouteSpec {
         path,
         methods: 0,
         headers: Vec::new(),
+        cookies: Vec::new(),
         query: Vec::new(),
         case_insensitive: false,
     }
@@ -52,6 +53,10 @@ pub(super) fn methods(mut r: RouteSpec, ms: &[Method]) -> RouteSpec {
 }
 pub(super) fn header(mut r: RouteSpec, name: &str, c: Cond) -> RouteSpec {
     r.headers.push((name.into(), c));
+    r
+}
+pub(super) fn cookie(mut r: RouteSpec, name: &str, c: Cond) -> RouteSpec {
+    r.cookies.push((name.into(), c));
     r
 }
 pub(super) fn query(mut r: RouteSpec, name: &str, c: Cond) -> RouteSpec {

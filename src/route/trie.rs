@@ -473,6 +473,13 @@ impl<H: HeaderSource> Ctx<'_, H> {
                 _ => {}
             }
         }
+        for (name, cond) in route.cookies.iter() {
+            match (self.headers.cookie(name), cond) {
+                (None, _) => return false,
+                (Some(v), CondValue::Equals(want)) if v != &**want => return false,
+                _ => {}
+            }
+        }
         for (name, cond) in route.query.iter() {
             match (query::get(self.query, name), cond) {
                 (None, _) => return false,

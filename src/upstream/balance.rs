@@ -1,15 +1,32 @@
-//! Choosing a target: smooth weighted round-robin over the targets that are not backing off,
-//! and the passive back-off of a target that refuses connections.
+//! Choosing a target: the upstream's algorithm (`balance`: smooth weighted round robin, least
+//! request in `least_request.rs`, Maglev consistent hashing over `resilience::maglev`) over
+//! the targets `available` allows, and the passive back-off of a target that refuses
+//! connections.
 
 use std::time::Instant;
 
 use super::UpstreamState;
+use crate::config::Balance;
 
 impl UpstreamState {
+    /// The target for the next request, among those `available` allows (`tried`: bit i =
+    /// target i already failed for this request). `key` is the request's hashed balancing
+    /// key (hash upstreams; without one they take round robin).
+    #[inline]
+    pub fn pick(&self, now: Instant, tried: u64, key: Option<u64>) -> Option<usize> {
+        match &self.balance {
+            Balance::RoundRobin => self.round_robin(now, tried),
+            Balance::LeastRequest => self.least_request(now, tried),
+            Balance::Hash { table, .. } => match key {
+                Some(h) => table.lookup(h, |i| self.available(i, now, tried)),
+                None => self.round_robin(now, tried),
+            },
+        }
+    }
+
     /// Smooth weighted round-robin (each pick adds every weight to its counter, takes the
-    /// largest, subtracts the total) over targets that are not backing off and not in
-    /// `tried` (bit i = target i already failed for this request).
-    pub fn pick(&self, now: Instant, tried: u64) -> Option<usize> {
+    /// largest, subtracts the total) over the available targets.
+    fn round_robin(&self, now: Instant, tried: u64) -> Option<usize> {
         let mut total = 0i64;
         let mut best: Option<usize> = None;
         for (i, t) in self.targets.iter().enumerate() {

@@ -7,18 +7,20 @@
 //! (upstream name, target address), so a reload does not drop warm connections.
 
 use std::cell::Cell;
+use std::rc::Rc;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
 
-use crate::config::{Upstream, UpstreamProtocol};
+use crate::config::{Balance, Upstream, UpstreamProtocol};
 use crate::resilience::{TargetHealth, UpstreamShared};
 use crate::tls::upstream::UpstreamTls;
 
 pub mod balance;
 pub mod h2;
+pub mod least_request;
 pub mod pool;
 
 use h2::H2Pool;
@@ -39,6 +41,8 @@ pub struct TargetState {
     pub h2: H2Pool,
     /// What every worker shares about this target (health, ejection).
     pub health: Arc<TargetHealth>,
+    /// Requests in flight on this worker (least-request upstreams; kept across reloads).
+    active: Rc<Cell<u32>>,
 }
 
 /// An upstream's TLS on this worker: the compiled settings and this worker's client config
@@ -60,6 +64,8 @@ pub struct UpstreamState {
     pub protocol: UpstreamProtocol,
     /// What every worker shares about this upstream.
     pub shared: Arc<UpstreamShared>,
+    /// The balancing algorithm (with a hash upstream's shared Maglev table).
+    pub balance: Balance,
 }
 
 impl UpstreamState {
@@ -107,6 +113,7 @@ impl UpstreamState {
                     server_name,
                     h2,
                     health: t.health.clone(),
+                    active: prev.map_or_else(Rc::default, |p| p.active.clone()),
                 }
             })
             .collect();
@@ -121,6 +128,7 @@ impl UpstreamState {
             tls,
             protocol: u.protocol,
             shared: u.shared.clone(),
+            balance: u.balance.clone(),
         }
     }
 
@@ -189,6 +197,7 @@ mod tests {
             tls: None,
             protocol: Default::default(),
             shared,
+            balance: Default::default(),
         }
     }
 
@@ -196,7 +205,7 @@ mod tests {
     fn round_robin_is_even() {
         let s = UpstreamState::new(&upstream(&[1, 1, 1]), None);
         let now = Instant::now();
-        let picks: Vec<_> = (0..6).map(|_| s.pick(now, 0).unwrap()).collect();
+        let picks: Vec<_> = (0..6).map(|_| s.pick(now, 0, None).unwrap()).collect();
         assert_eq!(picks, vec![0, 1, 2, 0, 1, 2]);
     }
 
@@ -204,7 +213,7 @@ mod tests {
     fn weighted_round_robin_is_smooth_and_proportional() {
         let s = UpstreamState::new(&upstream(&[5, 1, 1]), None);
         let now = Instant::now();
-        let picks: Vec<_> = (0..7).map(|_| s.pick(now, 0).unwrap()).collect();
+        let picks: Vec<_> = (0..7).map(|_| s.pick(now, 0, None).unwrap()).collect();
         assert_eq!(picks.iter().filter(|&&p| p == 0).count(), 5);
         assert_eq!(picks, vec![0, 0, 1, 0, 2, 0, 0]);
     }
@@ -215,11 +224,11 @@ mod tests {
         let now = Instant::now();
         s.mark_down(0, now);
         for _ in 0..4 {
-            assert_eq!(s.pick(now, 0), Some(1));
+            assert_eq!(s.pick(now, 0, None), Some(1));
         }
-        assert_eq!(s.pick(now, 0b10), None);
+        assert_eq!(s.pick(now, 0b10, None), None);
         let later = now + Duration::from_secs(6);
-        let picks: Vec<_> = (0..4).map(|_| s.pick(later, 0).unwrap()).collect();
+        let picks: Vec<_> = (0..4).map(|_| s.pick(later, 0, None).unwrap()).collect();
         assert!(picks.contains(&0));
     }
 }
