@@ -126,6 +126,12 @@ impl CoreTelemetry {
                 ex.status
             },
             route: ex.route.map(|r| cfg.route(r)),
+            upstream: ex
+                .upstream
+                .as_ref()
+                .filter(|u| u.addr.is_some())
+                .and_then(|u| cfg.upstreams.get(u.id.0 as usize))
+                .map(|u| u.name.as_str()),
             request_id,
         };
         if tel.metrics {
@@ -224,6 +230,7 @@ impl CoreTelemetry {
                         status: ex.status,
                         duration,
                         upstream_addr: None,
+                        upstream_name: None,
                         upstream_duration: None,
                         bytes_in: ex.bytes_in,
                         bytes_out: ex.bytes_out,
@@ -307,6 +314,8 @@ struct Finished<'a> {
     /// Sent status, or 499 when the client left before any response.
     status: u16,
     route: Option<&'a crate::config::Route>,
+    /// The upstream that served (a connection was made), by name.
+    upstream: Option<&'a str>,
     request_id: &'a str,
 }
 
@@ -340,6 +349,7 @@ fn push_log_line(
         status: done.status,
         duration: done.duration,
         upstream_addr: ex.upstream.as_ref().and_then(|u| u.addr),
+        upstream_name: done.upstream,
         upstream_duration: ex.upstream.as_ref().and_then(|u| u.duration),
         bytes_in: ex.bytes_in,
         bytes_out: ex.bytes_out,

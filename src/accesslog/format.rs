@@ -117,6 +117,10 @@ pub fn format_json(r: &LogRecord, out: &mut Vec<u8>) {
         }
         None => out.extend_from_slice(b"null"),
     }
+    if let Some(name) = r.upstream_name {
+        out.extend_from_slice(b",\"upstream_name\":");
+        string_into(out, name.as_bytes());
+    }
     out.extend_from_slice(b",\"upstream_ms\":");
     match r.upstream_duration {
         Some(d) => push_millis(out, d),
@@ -190,6 +194,7 @@ mod tests {
             status: 200,
             duration: Duration::from_micros(12_345),
             upstream_addr: Some(SocketAddr::from((Ipv4Addr::new(10, 0, 0, 2), 8080))),
+            upstream_name: Some("users-v2"),
             upstream_duration: Some(Duration::from_micros(10_007)),
             bytes_in: 321,
             bytes_out: 4567,
@@ -228,6 +233,7 @@ mod tests {
         assert_eq!(v["duration_ms"].as_f64(), Some(12.345));
         assert_eq!(v["upstream"], "10.0.0.2:8080");
         assert_eq!(v["upstream_ms"].as_f64(), Some(10.007));
+        assert_eq!(v["upstream_name"], "users-v2");
         assert_eq!(v["bytes_in"], 321);
         assert_eq!(v["bytes_out"], 4567);
         assert_eq!(v["user_agent"], "ua\"\u{0}\u{fffd}");
@@ -245,6 +251,7 @@ mod tests {
         r.route = None;
         r.upstream_addr = Some("[2001:db8::1]:443".parse().expect("addr"));
         r.upstream_duration = None;
+        r.upstream_name = None;
         r.user_agent = None;
         r.consumer = None;
         r.duration = Duration::from_nanos(999);

@@ -49,6 +49,9 @@ pub struct LogRecord<'a> {
     pub duration: Duration,
     /// The upstream peer that served the request, if any.
     pub upstream_addr: Option<SocketAddr>,
+    /// The name of the upstream that served the request (the line carries `upstream_name`
+    /// only then; with a `split` it says which arm served).
+    pub upstream_name: Option<&'a str>,
     /// Time spent waiting on the upstream, if it was contacted.
     pub upstream_duration: Option<Duration>,
     /// Bytes read from the client for this request.

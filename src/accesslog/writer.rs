@@ -350,6 +350,7 @@ mod tests {
             status: 200,
             duration: Duration::from_millis(1),
             upstream_addr: None,
+            upstream_name: None,
             upstream_duration: None,
             bytes_in: 0,
             bytes_out: 0,

@@ -80,6 +80,9 @@ pub async fn forward<D: Downstream>(
         };
         write_upstream_head(out, &u, p);
     };
+    if let Some(m) = &p.mirror {
+        super::mirror::start(gen, m, ex, down, buffered_body, tunnel, &write_head);
+    }
     let response_timeout = match super::grpc::timeout(ex.head) {
         Some(t) => t.min(us.response_timeout),
         None => us.response_timeout,

@@ -23,6 +23,7 @@ pub mod grpc;
 pub mod guard;
 pub mod local;
 pub mod memory;
+pub mod mirror;
 pub mod model;
 pub mod origin;
 pub mod pipeline;

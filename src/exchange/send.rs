@@ -318,7 +318,7 @@ fn tls_failed(us: &UpstreamState, t: usize, why: &str) -> ProxyError {
 
 /// Reads the upstream response head, skipping interim 1xx responses other than 101. Untimed:
 /// `await_response_head` bounds it (and drops the connection when it gives up).
-async fn read_response_head(
+pub(super) async fn read_response_head(
     us: &UpstreamState,
     up: &mut UpConn,
     limits: &http1::Limits,

@@ -7,6 +7,7 @@
 //! compiled (control thread), never per request.
 
 pub mod maglev;
+pub mod mirror_stats;
 pub mod registry;
 pub mod rng;
 pub mod stable_hash;

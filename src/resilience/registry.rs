@@ -32,6 +32,8 @@ impl Registry {
 pub struct UpstreamShared {
     pub name: String,
     targets: Mutex<HashMap<SocketAddr, Arc<TargetHealth>>>,
+    /// Outcomes of requests mirrored to this upstream (`proxy.mirror`).
+    pub mirror: super::mirror_stats::MirrorStats,
 }
 
 impl UpstreamShared {
@@ -39,6 +41,7 @@ impl UpstreamShared {
         UpstreamShared {
             name: name.to_string(),
             targets: Mutex::new(HashMap::new()),
+            mirror: Default::default(),
         }
     }
 
