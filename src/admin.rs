@@ -194,7 +194,10 @@ fn metrics(shared: &Shared, workers: usize) -> Reply {
         }
     }
     crate::metrics::render_limiters(&limiters, &mut text);
-    let mirrors = cfg.upstreams.iter().map(|u| (u.name.as_str(), &u.shared.mirror));
+    let mirrors = cfg
+        .upstreams
+        .iter()
+        .map(|u| (u.name.as_str(), &u.shared.mirror));
     crate::resilience::mirror_stats::render(mirrors, &mut text);
     let tls = cfg
         .listeners

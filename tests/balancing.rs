@@ -15,7 +15,10 @@ fn targets_toml(name: &str, ups: &[&FaultyUpstream], extra: &str) -> String {
         .iter()
         .map(|u| format!("{{ address = \"{}\" }}", u.addr))
         .collect();
-    format!("[upstreams.{name}]\ntargets = [{}]\n{extra}\n", t.join(", "))
+    format!(
+        "[upstreams.{name}]\ntargets = [{}]\n{extra}\n",
+        t.join(", ")
+    )
 }
 
 fn route(upstream: &str) -> String {
@@ -62,7 +65,10 @@ fn least_request_keeps_traffic_off_a_slow_target() {
     );
     let gw = Gateway::start_workers(&body, 1);
     let by = load(gw.addr, 8, 20);
-    let (f, s) = (by.get("fast").copied().unwrap_or(0), by.get("slow").copied().unwrap_or(0));
+    let (f, s) = (
+        by.get("fast").copied().unwrap_or(0),
+        by.get("slow").copied().unwrap_or(0),
+    );
     assert_eq!(f + s, 160);
     // Round robin would give the slow target half (80); least-request only what it can take.
     assert!(s * 5 < f + s, "slow target got {s} of {}", f + s);
@@ -93,7 +99,11 @@ fn hash_on_header_is_sticky_and_spreads_keys() {
     let refs: Vec<&FaultyUpstream> = ups.iter().collect();
     let body = format!(
         "{}{}",
-        targets_toml("app", &refs, "balance = \"hash\"\nhash_on = \"header:X-User\""),
+        targets_toml(
+            "app",
+            &refs,
+            "balance = \"hash\"\nhash_on = \"header:X-User\""
+        ),
         route("app")
     );
     let gw = Gateway::start(&body);
@@ -132,10 +142,19 @@ fn removing_one_of_four_targets_moves_about_a_quarter_of_keys() {
     let ups = four();
     let refs: Vec<&FaultyUpstream> = ups.iter().collect();
     let hash = "balance = \"hash\"\nhash_on = \"cookie:sid\"";
-    let gw = Gateway::start(&format!("{}{}", targets_toml("app", &refs, hash), route("app")));
+    let gw = Gateway::start(&format!(
+        "{}{}",
+        targets_toml("app", &refs, hash),
+        route("app")
+    ));
     let before = mapping(gw.addr, 1000);
-    let without_t2: Vec<&FaultyUpstream> = refs.iter().copied().filter(|u| u.name != "t2").collect();
-    assert!(gw.reload(&format!("{}{}", targets_toml("app", &without_t2, hash), route("app"))));
+    let without_t2: Vec<&FaultyUpstream> =
+        refs.iter().copied().filter(|u| u.name != "t2").collect();
+    assert!(gw.reload(&format!(
+        "{}{}",
+        targets_toml("app", &without_t2, hash),
+        route("app")
+    )));
     let after = mapping(gw.addr, 1000);
     let moved = before.iter().zip(&after).filter(|(a, b)| a != b).count();
     let on_t2 = before.iter().filter(|t| *t == "t2").count();
@@ -150,16 +169,25 @@ fn removing_one_of_four_targets_moves_about_a_quarter_of_keys() {
     assert_eq!(moved, on_t2 + kept_moved);
     // Maglev's table refill may shift a few slots of the remaining targets (about 0.05% of
     // keys at this size): at most 0.5% here.
-    assert!(kept_moved <= 5, "{kept_moved} keys of remaining targets moved");
+    assert!(
+        kept_moved <= 5,
+        "{kept_moved} keys of remaining targets moved"
+    );
 }
 
 #[test]
 fn a_down_targets_keys_go_elsewhere_and_come_back() {
-    let ups: Vec<FaultyUpstream> = ["a", "b", "c"].into_iter().map(FaultyUpstream::start).collect();
+    let ups: Vec<FaultyUpstream> = ["a", "b", "c"]
+        .into_iter()
+        .map(FaultyUpstream::start)
+        .collect();
     let refs: Vec<&FaultyUpstream> = ups.iter().collect();
     // No pooled connections: a refusing target is noticed on the next request.
     let extra = "balance = \"hash\"\nhash_on = \"cookie:sid\"\nbackoff = \"300ms\"\nmax_idle = 0";
-    let gw = Gateway::start_workers(&format!("{}{}", targets_toml("app", &refs, extra), route("app")), 1);
+    let gw = Gateway::start_workers(
+        &format!("{}{}", targets_toml("app", &refs, extra), route("app")),
+        1,
+    );
     let before = mapping(gw.addr, 150);
     assert!(before.iter().any(|t| t == "b"));
     ups[1].set(Fault::Refuse);

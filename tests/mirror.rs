@@ -33,18 +33,34 @@ fn eventually(f: impl Fn() -> bool) -> bool {
 }
 
 fn outcome(gw: &Gateway, o: &str) -> f64 {
-    metric(&scrape(gw.admin), MIRROR, &[("upstream", "shadow"), ("outcome", o)]).unwrap_or(0.0)
+    metric(
+        &scrape(gw.admin),
+        MIRROR,
+        &[("upstream", "shadow"), ("outcome", o)],
+    )
+    .unwrap_or(0.0)
 }
 
 #[test]
 fn the_shadow_gets_a_sampled_copy_of_requests() {
-    let (main, shadow) = (FaultyUpstream::start("main"), FaultyUpstream::start("shadow"));
-    let gw = Gateway::start(&config(&main, &shadow, "{ upstream = \"shadow\", percent = 25 }"));
+    let (main, shadow) = (
+        FaultyUpstream::start("main"),
+        FaultyUpstream::start("shadow"),
+    );
+    let gw = Gateway::start(&config(
+        &main,
+        &shadow,
+        "{ upstream = \"shadow\", percent = 25 }",
+    ));
     let mut c = Conn::open(gw.addr);
     for i in 0..400 {
         let r = c.request("POST", &format!("/m/{i}"), &[("X-Test", "yes")], b"payload");
         assert_eq!(r.status, 200);
-        assert_eq!(r.header("x-upstream"), Some("main"), "the client sees the real answer");
+        assert_eq!(
+            r.header("x-upstream"),
+            Some("main"),
+            "the client sees the real answer"
+        );
     }
     assert_eq!(main.count(), 400);
     let sent = |gw: &Gateway| outcome(gw, "sent");
@@ -57,10 +73,17 @@ fn the_shadow_gets_a_sampled_copy_of_requests() {
         assert!(r.target.starts_with("/m/"), "{}", r.target);
         assert_eq!(r.header("x-ringway-mirror"), Some("1"));
         assert_eq!(r.header("x-test"), Some("yes"));
-        assert_eq!(r.header("host"), Some("test"), "the route preserves Host for both");
+        assert_eq!(
+            r.header("host"),
+            Some("test"),
+            "the route preserves Host for both"
+        );
         assert_eq!(r.body, b"payload");
     }
-    assert!(main.requests().iter().all(|r| r.header("x-ringway-mirror").is_none()));
+    assert!(main
+        .requests()
+        .iter()
+        .all(|r| r.header("x-ringway-mirror").is_none()));
 }
 
 /// Total time of `n` sequential GETs of `path` on one connection, all answered 200.
@@ -76,7 +99,10 @@ fn timed(gw: &Gateway, path: &str, n: usize) -> Duration {
 
 #[test]
 fn a_hanging_shadow_does_not_slow_the_client() {
-    let (main, shadow) = (FaultyUpstream::start("main"), FaultyUpstream::start("shadow"));
+    let (main, shadow) = (
+        FaultyUpstream::start("main"),
+        FaultyUpstream::start("shadow"),
+    );
     shadow.set(Fault::Hang);
     let mirror = "{ upstream = \"shadow\", max_in_flight = 8 }";
     let gw = Gateway::start_workers(&config(&main, &shadow, mirror), 1);
@@ -94,7 +120,10 @@ fn a_hanging_shadow_does_not_slow_the_client() {
 
 #[test]
 fn a_refusing_shadow_changes_no_status() {
-    let (main, shadow) = (FaultyUpstream::start("main"), FaultyUpstream::start("shadow"));
+    let (main, shadow) = (
+        FaultyUpstream::start("main"),
+        FaultyUpstream::start("shadow"),
+    );
     shadow.set(Fault::Refuse);
     thread::sleep(Duration::from_millis(50));
     let gw = Gateway::start(&config(&main, &shadow, "{ upstream = \"shadow\" }"));
@@ -103,21 +132,37 @@ fn a_refusing_shadow_changes_no_status() {
         assert_eq!(r.status, 200);
         assert_eq!(r.text(), "main");
     }
-    assert!(eventually(|| outcome(&gw, "failed") == 50.0), "{}", outcome(&gw, "failed"));
+    assert!(
+        eventually(|| outcome(&gw, "failed") == 50.0),
+        "{}",
+        outcome(&gw, "failed")
+    );
     assert_eq!(outcome(&gw, "sent"), 0.0);
 }
 
 #[test]
 fn an_oversize_or_streamed_body_is_not_mirrored() {
-    let (main, shadow) = (FaultyUpstream::start("main"), FaultyUpstream::start("shadow"));
-    let gw = Gateway::start(&config(&main, &shadow, "{ upstream = \"shadow\", max_body = \"1KiB\" }"));
+    let (main, shadow) = (
+        FaultyUpstream::start("main"),
+        FaultyUpstream::start("shadow"),
+    );
+    let gw = Gateway::start(&config(
+        &main,
+        &shadow,
+        "{ upstream = \"shadow\", max_body = \"1KiB\" }",
+    ));
     let mut c = Conn::open(gw.addr);
     let big = vec![b'x'; 2048];
     assert_eq!(c.request("POST", "/m/big", &[], &big).status, 200);
     let small = vec![b'y'; 1000];
     assert_eq!(c.request("POST", "/m/small", &[], &small).status, 200);
     let chunked = b"5\r\nhello\r\n0\r\n\r\n";
-    let r = c.request("POST", "/m/chunked", &[("Transfer-Encoding", "chunked")], chunked);
+    let r = c.request(
+        "POST",
+        "/m/chunked",
+        &[("Transfer-Encoding", "chunked")],
+        chunked,
+    );
     assert_eq!(r.status, 200);
     assert!(eventually(|| shadow.count() == 1));
     thread::sleep(Duration::from_millis(100));

@@ -24,7 +24,8 @@ fn served_by(c: &mut Conn, extra: &[(&str, &str)]) -> String {
 #[test]
 fn a_95_5_split_holds_its_percentages() {
     let (v1, v2) = (FaultyUpstream::start("v1"), FaultyUpstream::start("v2"));
-    let proxy = "{ split = [{ upstream = \"v1\", weight = 95 }, { upstream = \"v2\", weight = 5 }] }";
+    let proxy =
+        "{ split = [{ upstream = \"v1\", weight = 95 }, { upstream = \"v2\", weight = 5 }] }";
     let gw = Gateway::start(&split_config(&v1, &v2, proxy));
     let mut c = Conn::open(gw.addr);
     let mut by: HashMap<String, usize> = HashMap::new();
@@ -42,14 +43,19 @@ fn a_95_5_split_holds_its_percentages() {
         &[("upstream", "v2")],
         canary as f64,
     );
-    let m = metric(&s, "ringway_upstream_request_duration_seconds_count", &[("upstream", "v2")]);
+    let m = metric(
+        &s,
+        "ringway_upstream_request_duration_seconds_count",
+        &[("upstream", "v2")],
+    );
     assert_eq!(m, Some(canary as f64));
 }
 
 #[test]
 fn a_sticky_split_keeps_each_cookie_on_one_upstream() {
     let (v1, v2) = (FaultyUpstream::start("v1"), FaultyUpstream::start("v2"));
-    let proxy = "{ split = [{ upstream = \"v1\", weight = 1 }, { upstream = \"v2\", weight = 1 }], \
+    let proxy =
+        "{ split = [{ upstream = \"v1\", weight = 1 }, { upstream = \"v2\", weight = 1 }], \
                  sticky = \"cookie:session\" }";
     let gw = Gateway::start(&split_config(&v1, &v2, proxy));
     let mut by: HashMap<String, usize> = HashMap::new();
@@ -91,12 +97,21 @@ fn a_cookie_condition_sends_beta_users_elsewhere() {
     assert_eq!(served_by(&mut c, &[("Cookie", "Beta=1")]), "v1");
     assert_eq!(served_by(&mut c, &[]), "v1");
     // Two Cookie lines: the second one counts too.
-    assert_eq!(served_by(&mut c, &[("Cookie", "x=1"), ("Cookie", "beta=1")]), "v2");
+    assert_eq!(
+        served_by(&mut c, &[("Cookie", "x=1"), ("Cookie", "beta=1")]),
+        "v2"
+    );
     // Abuse: thousands of crumbs without '=', then the cookie.
     let crumbs = format!("{}beta=1", "junk;".repeat(2500));
-    assert_eq!(served_by(&mut Conn::open(gw.addr), &[("Cookie", &crumbs)]), "v2");
+    assert_eq!(
+        served_by(&mut Conn::open(gw.addr), &[("Cookie", &crumbs)]),
+        "v2"
+    );
     let junk = ";;;=;==;beta;".repeat(500);
-    assert_eq!(served_by(&mut Conn::open(gw.addr), &[("Cookie", &junk)]), "v1");
+    assert_eq!(
+        served_by(&mut Conn::open(gw.addr), &[("Cookie", &junk)]),
+        "v1"
+    );
 }
 
 #[test]
@@ -104,7 +119,8 @@ fn the_access_log_names_the_upstream_that_served() {
     let (v1, v2) = (FaultyUpstream::start("v1"), FaultyUpstream::start("v2"));
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("access.log");
-    let proxy = "{ split = [{ upstream = \"v1\", weight = 0 }, { upstream = \"v2\", weight = 3 }] }";
+    let proxy =
+        "{ split = [{ upstream = \"v1\", weight = 0 }, { upstream = \"v2\", weight = 3 }] }";
     let body = format!(
         "[access_log]\nenabled = true\npath = \"{}\"\n\n{}",
         log.display(),
@@ -148,58 +164,84 @@ const UPS: &str = "[upstreams.v1]\ntargets = [{ address = \"127.0.0.1:9001\" }]\
 
 #[test]
 fn config_errors_name_the_line_and_field() {
-    let route = |proxy: &str| format!("{LISTENER}{UPS}[[routes]]\nname = \"a\"\nprefix = \"/\"\nproxy = {proxy}\n");
+    let route = |proxy: &str| {
+        format!("{LISTENER}{UPS}[[routes]]\nname = \"a\"\nprefix = \"/\"\nproxy = {proxy}\n")
+    };
     expect_error(
-        &route("{ split = [{ upstream = \"v1\", weight = 9 }, { upstream = \"nope\", weight = 1 }] }"),
-        7,
+        &route(
+            "{ split = [{ upstream = \"v1\", weight = 9 }, { upstream = \"nope\", weight = 1 }] }",
+        ),
+        8,
         "routes[0].proxy.split[1].upstream",
         "unknown upstream \"nope\"",
     );
     expect_error(
         &route("{ split = [{ upstream = \"v1\", weight = 0 }] }"),
-        7,
+        8,
         "routes[0].proxy.split",
         "all 0",
     );
     expect_error(
         &route("{ split = [{ upstream = \"v1\", weight = -1 }] }"),
-        7,
+        8,
         "routes[0].proxy.split[0].weight",
         "between 0 and",
     );
     expect_error(
         &route("{ upstream = \"v1\", sticky = \"cookie:s\" }"),
-        7,
+        8,
         "routes[0].proxy.sticky",
         "needs `split`",
     );
     expect_error(
         &route("{ split = [{ upstream = \"v1\", weight = 1 }], sticky = \"path\" }"),
-        7,
+        8,
         "routes[0].proxy.sticky",
         "cookie:NAME",
     );
     expect_error(
         &route("{ upstream = \"v1\", mirror = { upstream = \"shadow\" } }"),
-        7,
+        8,
         "routes[0].proxy.mirror.upstream",
         "unknown upstream \"shadow\"",
     );
     expect_error(
         &route("{ upstream = \"v1\", mirror = { upstream = \"v1\", percent = 150 } }"),
-        7,
+        8,
         "routes[0].proxy.mirror.percent",
         "between 0 and 100",
     );
     let ups = |extra: &str| {
-        format!("{LISTENER}[upstreams.v1]\ntargets = [{{ address = \"127.0.0.1:9001\" }}]\n{extra}\n")
+        format!(
+            "{LISTENER}[upstreams.v1]\ntargets = [{{ address = \"127.0.0.1:9001\" }}]\n{extra}\n"
+        )
     };
-    expect_error(&ups("balance = \"hash\"\nhash_on = \"ip\""), 5, "upstreams.v1.hash_on", "client_ip");
-    expect_error(&ups("balance = \"hash\""), 4, "upstreams.v1.balance", "needs `hash_on`");
-    expect_error(&ups("balance = \"random\""), 4, "upstreams.v1.balance", "least_request");
-    expect_error(&ups("hash_on = \"path\""), 4, "upstreams.v1.hash_on", "balance = \\\"hash\\\"");
+    expect_error(
+        &ups("balance = \"hash\"\nhash_on = \"ip\""),
+        6,
+        "upstreams.v1.hash_on",
+        "client_ip",
+    );
+    expect_error(
+        &ups("balance = \"hash\""),
+        5,
+        "upstreams.v1.balance",
+        "needs `hash_on`",
+    );
+    expect_error(
+        &ups("balance = \"random\""),
+        5,
+        "upstreams.v1.balance",
+        "least_request",
+    );
+    expect_error(
+        &ups("hash_on = \"path\""),
+        5,
+        "upstreams.v1.hash_on",
+        "needs balance",
+    );
     let cookie_route = format!(
         "{LISTENER}{UPS}[[routes]]\nname = \"a\"\nprefix = \"/\"\ncookies = {{ \"a b\" = \"1\" }}\nproxy = {{ upstream = \"v1\" }}\n"
     );
-    expect_error(&cookie_route, 7, "routes[0].cookies", "invalid name");
+    expect_error(&cookie_route, 8, "routes[0].cookies", "invalid name");
 }

@@ -53,7 +53,9 @@ pub fn balance(
     field: Field<'_>,
     errs: &mut Diag,
 ) -> Balance {
-    let kind = balance.as_ref().map_or("round_robin", |b| b.get_ref().as_str());
+    let kind = balance
+        .as_ref()
+        .map_or("round_robin", |b| b.get_ref().as_str());
     let algo = match kind {
         "round_robin" => Balance::RoundRobin,
         "least_request" => Balance::LeastRequest,
@@ -230,13 +232,15 @@ pub fn split(
             "the split's weights are all 0: at least one must be positive",
         );
     }
-    let sticky = sticky.as_ref().and_then(|s| match key_source(s.get_ref(), false) {
-        Ok(k) => Some(k),
-        Err(m) => {
-            errs.at(s.span(), field("proxy.sticky"), m);
-            None
-        }
-    });
+    let sticky = sticky
+        .as_ref()
+        .and_then(|s| match key_source(s.get_ref(), false) {
+            Ok(k) => Some(k),
+            Err(m) => {
+                errs.at(s.span(), field("proxy.sticky"), m);
+                None
+            }
+        });
     Some(Box::new(Split {
         arms: out,
         total,
@@ -285,7 +289,10 @@ pub fn mirror(
     Some(Box::new(Mirror {
         upstream: id,
         per_million: (percent.clamp(0.0, 100.0) * 10_000.0).round() as u32,
-        max_body: m.max_body.as_ref().map_or(DEFAULT_MIRROR_BODY, |b| b.get_ref().0),
+        max_body: m
+            .max_body
+            .as_ref()
+            .map_or(DEFAULT_MIRROR_BODY, |b| b.get_ref().0),
         max_in_flight,
     }))
 }

@@ -179,7 +179,10 @@ async fn drain(up: &mut UpConn, body: BodyFraming) -> bool {
         _ => return false,
     } as usize;
     while up.buf.len() < want {
-        if read_some(&mut up.stream, &mut up.buf, want.max(4096)).await.is_err() {
+        if read_some(&mut up.stream, &mut up.buf, want.max(4096))
+            .await
+            .is_err()
+        {
             return false;
         }
     }

@@ -38,7 +38,11 @@ mod tests {
         assert_eq!(find(h, b"empty"), Some(&b""[..]));
         assert_eq!(find(h, b"Beta"), None, "names are case-sensitive");
         assert_eq!(find(h, b"bet"), None);
-        assert_eq!(find(b"x=1; x=2", b"x"), Some(&b"1"[..]), "first one decides");
+        assert_eq!(
+            find(b"x=1; x=2", b"x"),
+            Some(&b"1"[..]),
+            "first one decides"
+        );
         assert_eq!(find(b"a=b=c", b"a"), Some(&b"b=c"[..]));
     }
 
@@ -46,7 +50,11 @@ mod tests {
     fn hostile_headers_are_harmless() {
         assert_eq!(find(b"", b"a"), None);
         assert_eq!(find(b";;;;", b"a"), None);
-        assert_eq!(find(b"beta; beta", b"beta"), None, "crumbs without '=' are skipped");
+        assert_eq!(
+            find(b"beta; beta", b"beta"),
+            None,
+            "crumbs without '=' are skipped"
+        );
         assert_eq!(find(b"=1; a=2", b""), None);
         assert_eq!(find(b"\"", b"a"), None);
         assert_eq!(find(b"a=\"", b"a"), Some(&b"\""[..]));

@@ -16,9 +16,9 @@
 //! query strings.
 
 mod chunked;
+pub mod cookie;
 mod head;
 mod path;
-pub mod cookie;
 pub mod pct;
 pub mod query;
 mod recycle;

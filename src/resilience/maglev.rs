@@ -196,7 +196,10 @@ mod tests {
         let frac = moved as f64 / before.size() as f64;
         let kept_frac = moved_kept as f64 / before.size() as f64;
         assert!((0.24..0.30).contains(&frac), "moved {frac}");
-        assert!(kept_frac < 0.03, "slots of remaining targets moved: {kept_frac}");
+        assert!(
+            kept_frac < 0.03,
+            "slots of remaining targets moved: {kept_frac}"
+        );
         eprintln!("moved {frac:.4}, of remaining targets {kept_frac:.5}");
     }
 

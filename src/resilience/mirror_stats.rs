@@ -103,7 +103,9 @@ mod tests {
         a.count(MirrorOutcome::Dropped);
         let mut out = String::new();
         render([("shadow", &a), ("idle", &b)].into_iter(), &mut out);
-        assert!(out.contains("ringway_upstream_mirror_total{upstream=\"shadow\",outcome=\"sent\"} 2"));
+        assert!(
+            out.contains("ringway_upstream_mirror_total{upstream=\"shadow\",outcome=\"sent\"} 2")
+        );
         assert!(out.contains("{upstream=\"shadow\",outcome=\"dropped\"} 1"));
         assert!(!out.contains("idle"));
         assert_eq!(out.matches("# TYPE").count(), 1);

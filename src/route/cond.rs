@@ -153,7 +153,10 @@ mod tests {
             Lookup::Found { route, .. } => Some(route.0),
             _ => None,
         };
-        assert_eq!(get(b"/", Headers(vec![("cookie", b"a=2; beta=1")])), Some(0));
+        assert_eq!(
+            get(b"/", Headers(vec![("cookie", b"a=2; beta=1")])),
+            Some(0)
+        );
         assert_eq!(get(b"/", Headers(vec![("cookie", b"beta=10")])), Some(1));
         assert_eq!(get(b"/", Headers(vec![("cookie", b"beta")])), Some(1));
         assert_eq!(get(b"/", Headers(vec![])), Some(1));

@@ -7,8 +7,8 @@
 //! (upstream name, target address), so a reload does not drop warm connections.
 
 use std::cell::Cell;
-use std::rc::Rc;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
