@@ -15,6 +15,7 @@ pub mod abuse;
 pub mod compile;
 pub mod defaults;
 pub mod errors;
+pub mod health;
 pub mod http2;
 pub mod listeners;
 pub mod model;

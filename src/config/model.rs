@@ -163,6 +163,8 @@ pub struct Upstream {
     pub protocol: UpstreamProtocol,
     /// What every worker shares about this upstream (kept across reloads by name).
     pub shared: std::sync::Arc<crate::resilience::UpstreamShared>,
+    /// Active checks, outlier ejection, panic threshold (`config::health`).
+    pub health: super::health::Health,
 }
 
 /// The HTTP version an upstream speaks (`protocol = "http1" | "http2"`).

@@ -229,6 +229,12 @@ pub struct RawUpstream {
     /// `"http1"` (default) or `"http2"` (h2 via ALPN with `tls`, h2c with prior knowledge
     /// without).
     pub protocol: Option<Spanned<String>>,
+    /// Active health checks (`config::health`).
+    pub health_check: Option<Spanned<super::health::RawHealthCheck>>,
+    /// Passive outlier ejection (`config::health`).
+    pub outlier: Option<Spanned<super::health::RawOutlier>>,
+    /// Percent of usable targets below which health is ignored (panic mode).
+    pub panic_threshold: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -37,6 +37,12 @@ pub fn compile_upstreams(
         }
         let shared = rt.resilience.upstream(name.get_ref());
         let targets = targets(u, &shared, &field, errs);
+        let raw_health = super::health::RawHealth {
+            check: u.health_check.as_ref(),
+            outlier: u.outlier.as_ref(),
+            panic_threshold: &u.panic_threshold,
+        };
+        let health = super::health::compile_health(raw_health, protocol, &field, errs);
         let max_idle = match &u.max_idle {
             None => 64,
             Some(m) => match usize::try_from(*m.get_ref()) {
@@ -76,6 +82,7 @@ pub fn compile_upstreams(
             tls,
             protocol,
             shared,
+            health,
         });
     }
     (ups, ids)

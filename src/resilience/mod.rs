@@ -6,6 +6,9 @@
 //! an `Arc`; the `Registry` that hands those records out is locked only when a config is
 //! compiled (control thread), never per request.
 
+pub mod active;
+pub mod outlier;
+pub mod probe;
 pub mod registry;
 
 pub use registry::{Registry, TargetHealth, UpstreamShared};

@@ -18,7 +18,9 @@ use crate::resilience::{TargetHealth, UpstreamShared};
 use crate::tls::upstream::UpstreamTls;
 
 pub mod balance;
+pub mod checker;
 pub mod h2;
+pub mod health;
 pub mod pool;
 
 use h2::H2Pool;
@@ -60,6 +62,8 @@ pub struct UpstreamState {
     pub protocol: UpstreamProtocol,
     /// What every worker shares about this upstream.
     pub shared: Arc<UpstreamShared>,
+    /// Health checks / outlier ejection settings (`health.rs`); `None`: none configured.
+    pub health: Option<health::HealthGate>,
 }
 
 impl UpstreamState {
@@ -121,6 +125,7 @@ impl UpstreamState {
             tls,
             protocol: u.protocol,
             shared: u.shared.clone(),
+            health: health::HealthGate::new(u),
         }
     }
 
@@ -189,6 +194,7 @@ mod tests {
             tls: None,
             protocol: Default::default(),
             shared,
+            health: Default::default(),
         }
     }
 
