@@ -180,7 +180,7 @@ fn run(path: &Path, workers_flag: Option<usize>) -> ExitCode {
             return ExitCode::from(EXIT_STARTUP);
         }
         log::info(&format!(
-            "admin API on http://{addr} (/health /ready /metrics /stats /config /routes, POST /reload)"
+            "admin API on http://{addr} (/health /ready /metrics /stats /config /routes /upstreams, POST /reload)"
         ));
     }
     log::info(&format!(

@@ -104,8 +104,18 @@ fn active_check(
     errs: &mut Diag,
 ) -> ActiveCheck {
     let raw = c.get_ref();
-    let interval = positive(errs, &raw.interval, &field("interval"), active::DEFAULT_INTERVAL);
-    let timeout = positive(errs, &raw.timeout, &field("timeout"), active::DEFAULT_TIMEOUT);
+    let interval = positive(
+        errs,
+        &raw.interval,
+        &field("interval"),
+        active::DEFAULT_INTERVAL,
+    );
+    let timeout = positive(
+        errs,
+        &raw.timeout,
+        &field("timeout"),
+        active::DEFAULT_TIMEOUT,
+    );
     let threshold = |errs: &mut Diag, v: &Option<Spanned<i64>>, name: &str, default: u32| {
         int_in(errs, v, &field(name), default, 1..=100, "a threshold ")
     };
@@ -133,18 +143,24 @@ fn active_check(
         CheckKind::Http {
             path: check_path(raw, field, errs),
             host: raw.host.as_ref().and_then(|h| {
-                header_safe(h.get_ref(), h.span(), &field("host"), errs).then(|| h.get_ref().clone())
+                header_safe(h.get_ref(), h.span(), &field("host"), errs)
+                    .then(|| h.get_ref().clone())
             }),
             expect: raw
                 .expect_status
                 .as_ref()
-                .map_or(active::DEFAULT_EXPECT, |e| status_range(e, &field("expect_status"), errs)),
+                .map_or(active::DEFAULT_EXPECT, |e| {
+                    status_range(e, &field("expect_status"), errs)
+                }),
         }
     } else {
         for (name, set) in [
             ("path", raw.path.as_ref().map(|p| p.span())),
             ("host", raw.host.as_ref().map(|p| p.span())),
-            ("expect_status", raw.expect_status.as_ref().map(|p| p.span())),
+            (
+                "expect_status",
+                raw.expect_status.as_ref().map(|p| p.span()),
+            ),
         ] {
             if let Some(span) = set {
                 errs.at(span, field(name), "only applies to type = \"http\" checks");
@@ -205,7 +221,11 @@ fn status_range(r: &Spanned<RawStatusRange>, field: &str, errs: &mut Diag) -> (u
     }
 }
 
-fn outlier_policy(o: &RawOutlier, field: &dyn Fn(&str) -> String, errs: &mut Diag) -> OutlierPolicy {
+fn outlier_policy(
+    o: &RawOutlier,
+    field: &dyn Fn(&str) -> String,
+    errs: &mut Diag,
+) -> OutlierPolicy {
     let consecutive = int_in(
         errs,
         &o.consecutive,
@@ -231,7 +251,11 @@ fn outlier_policy(o: &RawOutlier, field: &dyn Fn(&str) -> String, errs: &mut Dia
         outlier::DEFAULT_MAX_EJECTION.max(base),
     );
     if let Some(m) = o.max_ejection_time.as_ref().filter(|_| max < base) {
-        errs.at(m.span(), field("max_ejection_time"), "must not be shorter than base_ejection_time");
+        errs.at(
+            m.span(),
+            field("max_ejection_time"),
+            "must not be shorter than base_ejection_time",
+        );
     }
     let max_ejection_percent = int_in(
         errs,
@@ -251,9 +275,17 @@ fn outlier_policy(o: &RawOutlier, field: &dyn Fn(&str) -> String, errs: &mut Dia
 }
 
 /// `on = [...]` as a bit mask over `KINDS`.
-fn on_mask(list: &Spanned<Vec<Spanned<String>>>, field: &dyn Fn(&str) -> String, errs: &mut Diag) -> u8 {
+fn on_mask(
+    list: &Spanned<Vec<Spanned<String>>>,
+    field: &dyn Fn(&str) -> String,
+    errs: &mut Diag,
+) -> u8 {
     if list.get_ref().is_empty() {
-        errs.at(list.span(), field("on"), "needs at least one of \"5xx\", \"reset\", \"connect\", \"timeout\"");
+        errs.at(
+            list.span(),
+            field("on"),
+            "needs at least one of \"5xx\", \"reset\", \"connect\", \"timeout\"",
+        );
         return 0b1111;
     }
     let mut mask = 0u8;

@@ -80,7 +80,9 @@ pub async fn forward<D: Downstream>(
     // Outlier detection: the target that answered (or failed), when the upstream counts.
     let target = |ex: &Exchange<'_>| {
         let addr = ex.facts.upstream.as_ref().and_then(|f| f.addr);
-        a.us.records_outcomes().then(|| a.us.target_at(addr)).flatten()
+        a.us.records_outcomes()
+            .then(|| a.us.target_at(addr))
+            .flatten()
     };
     let started = start_with_retry(a, ex, down, write_head).await;
     if let (Err(e), Some(t)) = (&started, target(ex)) {

@@ -107,9 +107,7 @@ pub fn status_of(line: &[u8]) -> Option<u16> {
     if !code.iter().all(u8::is_ascii_digit) || rest.get(3).is_some_and(|&b| b != b' ') {
         return None;
     }
-    let s = code
-        .iter()
-        .fold(0u16, |n, &d| n * 10 + u16::from(d - b'0'));
+    let s = code.iter().fold(0u16, |n, &d| n * 10 + u16::from(d - b'0'));
     (100..=599).contains(&s).then_some(s)
 }
 
@@ -149,16 +147,14 @@ fn io_fail(e: &std::io::Error) -> ProbeResult {
 
 impl Read for Deadlined<'_> {
     fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
-        self.arm(true)
-            .map_err(|_| std::io::ErrorKind::TimedOut)?;
+        self.arm(true).map_err(|_| std::io::ErrorKind::TimedOut)?;
         self.s.read(b)
     }
 }
 
 impl Write for Deadlined<'_> {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.arm(false)
-            .map_err(|_| std::io::ErrorKind::TimedOut)?;
+        self.arm(false).map_err(|_| std::io::ErrorKind::TimedOut)?;
         self.s.write(b)
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -194,9 +190,7 @@ impl TlsIo<'_> {
 
     fn flush_tls(&mut self) -> Result<(), ProbeResult> {
         while self.conn.wants_write() {
-            self.conn
-                .write_tls(&mut self.io)
-                .map_err(|e| io_fail(&e))?;
+            self.conn.write_tls(&mut self.io).map_err(|e| io_fail(&e))?;
         }
         Ok(())
     }

@@ -101,9 +101,7 @@ fn rebuild(cfg: &Compiled, old: Vec<Job>, rng: &mut Jitter) -> Vec<Job> {
                 ),
             };
             let host = match &check.kind {
-                crate::resilience::active::CheckKind::Http {
-                    host: Some(h), ..
-                } => h.as_str(),
+                crate::resilience::active::CheckKind::Http { host: Some(h), .. } => h.as_str(),
                 _ => t.label.as_str(),
             };
             jobs.push(Job {
@@ -163,7 +161,10 @@ fn start_probe(j: &Job) {
             busy.store(false, Ordering::Release);
         });
     if let Err(e) = spawned {
-        crate::log::warn(&format!("health check of {}: cannot start a probe: {e}", j.addr));
+        crate::log::warn(&format!(
+            "health check of {}: cannot start a probe: {e}",
+            j.addr
+        ));
         j.busy.store(false, Ordering::Release);
     }
 }

@@ -8,42 +8,15 @@
 //! for panic mode is recomputed only when the upstream's health epoch moved or an ejection
 //! expired, and cached per worker.
 
-use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crate::config::Upstream;
 use crate::exchange::error::{ErrorKind, ProxyError, Retry, Side};
-use crate::resilience::outlier::{in_panic, max_ejected, mono_ms, OutlierPolicy, Outcome};
+use crate::resilience::outlier::{in_panic, max_ejected, mono_ms, Outcome, OutlierPolicy};
 
+use super::gate::HealthGate;
 use super::UpstreamState;
-
-/// An upstream's health settings on one worker, with its panic-mode cache.
-pub struct HealthGate {
-    /// Active checks run for this upstream (their verdict counts).
-    checked: bool,
-    outlier: Option<OutlierPolicy>,
-    panic_threshold: u8,
-    /// (health epoch seen, `mono_ms` the verdict holds until, in panic).
-    panic: Cell<(u64, u64, bool)>,
-}
-
-impl HealthGate {
-    /// `None` when `u` configures no health at all (the fast path).
-    pub fn new(u: &Upstream) -> Option<HealthGate> {
-        let h = &u.health;
-        if h.check.is_none() && h.outlier.is_none() {
-            return None;
-        }
-        Some(HealthGate {
-            checked: h.check.is_some(),
-            outlier: h.outlier.clone(),
-            panic_threshold: h.panic_threshold,
-            panic: Cell::new((u64::MAX, 0, false)),
-        })
-    }
-}
 
 impl UpstreamState {
     /// Whether health lets target `i` take a request: it passes its active checks and is not
@@ -198,5 +171,105 @@ pub fn outcome_of(e: &ProxyError) -> Option<Outcome> {
             Some(Outcome::Reset)
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::health::Health;
+    use crate::config::{Target, Upstream};
+
+    fn upstream(n: usize, panic_threshold: u8, max_percent: u8) -> UpstreamState {
+        let shared = crate::resilience::Registry::default().upstream("u");
+        let targets = (0..n)
+            .map(|i| {
+                let addr: SocketAddr = format!("127.0.0.1:{}", 2000 + i).parse().unwrap();
+                Target {
+                    addr,
+                    label: addr.to_string(),
+                    weight: 1,
+                    health: shared.target(addr),
+                }
+            })
+            .collect();
+        let u = Upstream {
+            name: "u".into(),
+            targets,
+            max_idle: 4,
+            idle_timeout: Duration::from_secs(60),
+            backoff: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(1),
+            tls: None,
+            protocol: Default::default(),
+            shared,
+            health: Health {
+                check: None,
+                outlier: Some(OutlierPolicy {
+                    consecutive: 2,
+                    on: 0b1111,
+                    base_ejection_time: Duration::from_secs(30),
+                    max_ejection_time: Duration::from_secs(300),
+                    max_ejection_percent: max_percent,
+                }),
+                panic_threshold,
+            },
+        };
+        UpstreamState::new(&u, None)
+    }
+
+    fn picks(s: &UpstreamState, n: usize) -> Vec<usize> {
+        let now = Instant::now();
+        (0..n).filter_map(|_| s.pick(now, 0)).collect()
+    }
+
+    #[test]
+    fn a_streak_ejects_and_the_balancer_skips_the_target() {
+        let s = upstream(3, 50, 10);
+        s.record(1, Outcome::Status5xx);
+        s.record(1, Outcome::Success);
+        s.record(1, Outcome::Status5xx);
+        assert!(picks(&s, 6).contains(&1), "a success broke the streak");
+        s.record(1, Outcome::Timeout);
+        let p = picks(&s, 6);
+        assert!(!p.contains(&1) && p.contains(&0) && p.contains(&2), "{p:?}");
+    }
+
+    #[test]
+    fn max_percent_holds_and_panic_spreads_over_all() {
+        let s = upstream(3, 0, 100);
+        for t in 0..3 {
+            s.record(t, Outcome::Reset);
+            s.record(t, Outcome::Reset);
+        }
+        assert_eq!(picks(&s, 6), vec![2; 6], "two of three ejected at most");
+        // Panic threshold 50 %: one usable target of three is panic.
+        let u = upstream(3, 50, 100);
+        for t in 0..3 {
+            u.record(t, Outcome::Connect);
+            u.record(t, Outcome::Connect);
+        }
+        let p = picks(&u, 6);
+        assert!(p.contains(&0) && p.contains(&1) && p.contains(&2), "{p:?}");
+    }
+
+    #[test]
+    fn stale_connections_and_client_errors_count_as_nothing() {
+        assert_eq!(
+            outcome_of(&ProxyError::stale(ErrorKind::UpstreamClosed)),
+            None
+        );
+        assert_eq!(outcome_of(&ProxyError::new(ErrorKind::ClientAborted)), None);
+        assert_eq!(
+            outcome_of(&ProxyError::new(ErrorKind::UpstreamTimeout)),
+            Some(Outcome::Timeout)
+        );
+        assert_eq!(
+            outcome_of(&ProxyError::new(ErrorKind::UpstreamAborted)),
+            Some(Outcome::Reset)
+        );
     }
 }

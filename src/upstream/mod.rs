@@ -19,9 +19,11 @@ use crate::tls::upstream::UpstreamTls;
 
 pub mod balance;
 pub mod checker;
+pub mod gate;
 pub mod h2;
 pub mod health;
 pub mod pool;
+pub mod report;
 
 use h2::H2Pool;
 use pool::IdlePool;
@@ -63,7 +65,7 @@ pub struct UpstreamState {
     /// What every worker shares about this upstream.
     pub shared: Arc<UpstreamShared>,
     /// Health checks / outlier ejection settings (`health.rs`); `None`: none configured.
-    pub health: Option<health::HealthGate>,
+    pub health: Option<gate::HealthGate>,
 }
 
 impl UpstreamState {
@@ -125,7 +127,7 @@ impl UpstreamState {
             tls,
             protocol: u.protocol,
             shared: u.shared.clone(),
-            health: health::HealthGate::new(u),
+            health: gate::HealthGate::new(u),
         }
     }
 
