@@ -381,7 +381,7 @@ fn config_errors_name_file_line_and_field() {
         );
         let (code, _, err) = check_config(&text);
         assert_eq!(code, 1, "{line}: {err}");
-        assert!(err.contains(&format!("check.toml:")), "{err}");
+        assert!(err.contains("check.toml:"), "{err}");
         assert!(
             err.contains(&format!("upstreams.api.{field}")),
             "{line}: {err}"

@@ -9,10 +9,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::errors::{int_in, positive, Diag};
-use super::model::UpstreamProtocol;
 use super::units::RawDuration;
 use crate::resilience::active::{self, ActiveCheck, CheckKind};
-use crate::resilience::outlier::{self, OutlierPolicy, KINDS};
+use crate::resilience::outlier::{self, HealthSettings as Health, OutlierPolicy, KINDS};
 
 /// `[upstreams.NAME.health_check]`.
 #[derive(Debug, Deserialize)]
@@ -51,15 +50,6 @@ pub struct RawOutlier {
     pub max_ejection_percent: Option<Spanned<i64>>,
 }
 
-/// An upstream's compiled health settings.
-#[derive(Clone, Debug, Default)]
-pub struct Health {
-    pub check: Option<Arc<ActiveCheck>>,
-    pub outlier: Option<OutlierPolicy>,
-    /// Percent of usable targets below which health is ignored.
-    pub panic_threshold: u8,
-}
-
 /// An upstream's raw health settings (fields of `RawUpstream`).
 pub struct RawHealth<'a> {
     pub check: Option<&'a Spanned<RawHealthCheck>>,
@@ -70,13 +60,13 @@ pub struct RawHealth<'a> {
 /// Compiles an upstream's health settings; `field(f)` names `upstreams.NAME.f`.
 pub fn compile_health(
     u: RawHealth<'_>,
-    protocol: UpstreamProtocol,
+    h2: bool,
     field: &dyn Fn(&str) -> String,
     errs: &mut Diag,
 ) -> Health {
     let check = u.check.map(|c| {
         let f = |s: &str| field(&format!("health_check.{s}"));
-        Arc::new(active_check(c, protocol, &f, errs))
+        Arc::new(active_check(c, h2, &f, errs))
     });
     let outlier = u.outlier.map(|o| {
         let f = |s: &str| field(&format!("outlier.{s}"));
@@ -99,7 +89,7 @@ pub fn compile_health(
 
 fn active_check(
     c: &Spanned<RawHealthCheck>,
-    protocol: UpstreamProtocol,
+    h2: bool,
     field: &dyn Fn(&str) -> String,
     errs: &mut Diag,
 ) -> ActiveCheck {
@@ -134,7 +124,7 @@ fn active_check(
         },
     };
     let kind = if http {
-        if protocol == UpstreamProtocol::Http2 {
+        if h2 {
             let span = raw.kind.as_ref().map_or(c.span(), |k| k.span());
             let m = "HTTP checks speak HTTP/1.1, which a protocol = \"http2\" upstream may not; \
                      use type = \"tcp\" (connect and TLS handshake)";

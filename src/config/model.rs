@@ -164,7 +164,7 @@ pub struct Upstream {
     /// What every worker shares about this upstream (kept across reloads by name).
     pub shared: std::sync::Arc<crate::resilience::UpstreamShared>,
     /// Active checks, outlier ejection, panic threshold (`config::health`).
-    pub health: super::health::Health,
+    pub health: crate::resilience::outlier::HealthSettings,
 }
 
 /// The HTTP version an upstream speaks (`protocol = "http1" | "http2"`).

@@ -42,7 +42,7 @@ pub fn compile_upstreams(
             outlier: u.outlier.as_ref(),
             panic_threshold: &u.panic_threshold,
         };
-        let health = super::health::compile_health(raw_health, protocol, &field, errs);
+        let health = super::health::compile_health(raw_health, h2, &field, errs);
         let max_idle = match &u.max_idle {
             None => 64,
             Some(m) => match usize::try_from(*m.get_ref()) {

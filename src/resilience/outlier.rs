@@ -12,6 +12,15 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+/// An upstream's compiled health settings (`config::health`).
+#[derive(Clone, Debug, Default)]
+pub struct HealthSettings {
+    pub check: Option<std::sync::Arc<super::active::ActiveCheck>>,
+    pub outlier: Option<OutlierPolicy>,
+    /// Percent of usable targets below which health is ignored (panic mode).
+    pub panic_threshold: u8,
+}
+
 /// What one upstream attempt came to, as the request path reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {

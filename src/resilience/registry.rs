@@ -91,7 +91,8 @@ impl TargetHealth {
     /// Neither failing active checks (when `checked`) nor ejected at `now_ms` (`mono_ms`).
     #[inline]
     pub fn usable(&self, checked: bool, now_ms: u64) -> bool {
-        !(checked && self.active.is_down()) && !self.outlier.is_ejected(now_ms)
+        let down = checked && self.active.is_down();
+        !down && !self.outlier.is_ejected(now_ms)
     }
 }
 

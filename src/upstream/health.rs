@@ -179,8 +179,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::config::health::Health;
     use crate::config::{Target, Upstream};
+    use crate::resilience::outlier::HealthSettings as Health;
 
     fn upstream(n: usize, panic_threshold: u8, max_percent: u8) -> UpstreamState {
         let shared = crate::resilience::Registry::default().upstream("u");
