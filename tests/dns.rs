@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::faults::FaultyUpstream;
 use common::*;
 use simple_dns::rdata::{RData, A, AAAA};
-use simple_dns::{Name, Packet, ResourceRecord, CLASS, QTYPE, TYPE};
+use simple_dns::{Packet, ResourceRecord, CLASS, QTYPE, TYPE};
 
 /// A loopback DNS server answering A/AAAA questions from `table`.
 struct DnsStub {
