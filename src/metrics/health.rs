@@ -15,8 +15,9 @@ use crate::resilience::TargetHealth;
 /// One target of one upstream.
 pub struct HealthRow<'a> {
     pub upstream: &'a str,
-    /// The target's address as written in the config.
-    pub target: &'a str,
+    /// The target's resolved address (unique within the upstream, unlike a host name that
+    /// resolves to several).
+    pub target: String,
     pub health: &'a TargetHealth,
     /// Whether the upstream runs active checks (their verdict counts).
     pub checked: bool,
@@ -28,7 +29,7 @@ fn labels(out: &mut String, name: &str, r: &HealthRow<'_>) {
     let _ = write!(out, "{name}{{upstream=\"");
     push_label_value(out, r.upstream);
     out.push_str("\",target=\"");
-    push_label_value(out, r.target);
+    push_label_value(out, &r.target);
     out.push('"');
 }
 

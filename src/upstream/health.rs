@@ -191,6 +191,7 @@ mod tests {
                     addr,
                     label: addr.to_string(),
                     weight: 1,
+                    source: i,
                     health: shared.target(addr),
                 }
             })

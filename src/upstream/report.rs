@@ -21,7 +21,7 @@ pub fn health_rows(cfg: &Compiled) -> Vec<HealthRow<'_>> {
         for t in &u.targets {
             rows.push(HealthRow {
                 upstream: &u.name,
-                target: &t.label,
+                target: t.addr.to_string(),
                 health: &t.health,
                 checked: u.health.check.is_some(),
                 now_ms,
@@ -91,6 +91,8 @@ fn upstream_json(u: &Upstream, now_ms: u64, unix_ms: u64, out: &mut Vec<u8>) {
         }
         let h = &t.health;
         out.extend_from_slice(b"{\"address\":");
+        string_into(out, t.addr.to_string().as_bytes());
+        out.extend_from_slice(b",\"name\":");
         string_into(out, t.label.as_bytes());
         let active = match (checked, h.active.is_down()) {
             (false, _) => "unchecked",
