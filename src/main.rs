@@ -167,8 +167,17 @@ fn run(path: &Path, workers_flag: Option<usize>) -> ExitCode {
             return ExitCode::from(EXIT_STARTUP);
         }
     };
+    if let Err(e) = ringway::upstream::checker::spawn(shared.clone()) {
+        log::error(&format!("cannot start the health checker: {e}"));
+        return ExitCode::from(EXIT_STARTUP);
+    }
     for l in &listeners {
         log::info(&format!("listening on {l}"));
+    }
+    if let Err(e) = ringway::dns_refresh::spawn(shared.clone()) {
+        log::warn(&format!(
+            "cannot start the DNS refresh thread ({e}): host names stay as first resolved"
+        ));
     }
     if let Some((listener, addr)) = admin {
         if let Err(e) = admin::spawn(shared.clone(), path.to_path_buf(), listener, n) {
@@ -176,7 +185,7 @@ fn run(path: &Path, workers_flag: Option<usize>) -> ExitCode {
             return ExitCode::from(EXIT_STARTUP);
         }
         log::info(&format!(
-            "admin API on http://{addr} (/health /ready /metrics /stats /config /routes, POST /reload)"
+            "admin API on http://{addr} (/health /ready /metrics /stats /config /routes /upstreams, POST /reload)"
         ));
     }
     log::info(&format!(

@@ -217,7 +217,7 @@ mod tests {
         assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
         let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
         let obj = v.as_object().expect("object");
-        assert_eq!(obj.len(), 17);
+        assert_eq!(obj.len(), 18, "17 fields plus upstream_name");
         assert_eq!(v["time"], "2026-11-27T23:31:53.123Z");
         assert_eq!(v["request_id"], "rid-1");
         assert_eq!(v["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");

@@ -51,6 +51,22 @@ pub struct RawConfig {
     /// Request path normalization.
     #[serde(default)]
     pub paths: RawPaths,
+    /// How upstream host names are resolved and re-resolved.
+    #[serde(default)]
+    pub dns: RawDns,
+}
+
+/// `[dns]`: name servers and TTL bounds for upstream host names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    /// `"IP"` or `"IP:PORT"` (port 53 by default); absent = resolv.conf's name servers.
+    pub servers: Option<Vec<Spanned<String>>>,
+    pub hosts_file: Option<Spanned<String>>,
+    pub resolv_conf: Option<Spanned<String>>,
+    pub min_ttl: Option<Spanned<RawDuration>>,
+    pub max_ttl: Option<Spanned<RawDuration>>,
+    pub timeout: Option<Spanned<RawDuration>>,
 }
 
 /// `[paths]`: how request paths are normalized before routing.
@@ -233,6 +249,12 @@ pub struct RawUpstream {
     pub balance: Option<Spanned<String>>,
     /// With `balance = "hash"`: `"header:NAME"`, `"cookie:NAME"`, `"client_ip"` or `"path"`.
     pub hash_on: Option<Spanned<String>>,
+    /// Active health checks (`config::health`).
+    pub health_check: Option<Spanned<super::health::RawHealthCheck>>,
+    /// Passive outlier ejection (`config::health`).
+    pub outlier: Option<Spanned<super::health::RawOutlier>>,
+    /// Percent of usable targets below which health is ignored (panic mode).
+    pub panic_threshold: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -274,16 +296,37 @@ pub struct RawProxy {
     /// The upstream (or `split`, not both).
     pub upstream: Option<Spanned<String>>,
     /// Weighted upstreams: `[{ upstream = "v1", weight = 95 }, ...]` (`config::traffic`).
-    pub split: Option<Spanned<Vec<super::traffic::RawSplitArm>>>,
+    pub split: Option<Spanned<Vec<RawSplitArm>>>,
     /// With `split`: `"cookie:NAME"` or `"header:NAME"` keeps a client on one upstream.
     pub sticky: Option<Spanned<String>>,
     /// `{ upstream, percent, max_body, max_in_flight }`: shadow copies of sampled requests.
-    pub mirror: Option<Spanned<super::traffic::RawMirror>>,
+    pub mirror: Option<Spanned<RawMirror>>,
     pub strip_prefix: Option<Spanned<bool>>,
     pub replace_prefix: Option<Spanned<String>>,
     /// Upstream path built from the route's template captures, e.g. `/users/{id}`.
     pub path: Option<Spanned<String>>,
     pub preserve_host: Option<bool>,
+}
+
+/// One arm of `proxy.split`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSplitArm {
+    pub upstream: Spanned<String>,
+    pub weight: Spanned<i64>,
+}
+
+/// `proxy.mirror`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMirror {
+    pub upstream: Spanned<String>,
+    /// Share of requests copied, 0..=100 (default 100).
+    pub percent: Option<Spanned<f64>>,
+    /// Largest request body mirrored (default 64 KiB).
+    pub max_body: Option<Spanned<RawSize>>,
+    /// Mirrored requests in flight per worker before more are dropped (default 64).
+    pub max_in_flight: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

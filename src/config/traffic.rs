@@ -1,44 +1,22 @@
 //! Traffic management settings compiled: an upstream's balancing algorithm (`balance`,
 //! `hash_on`, with its Maglev table built here, once per compile) and a proxy route's weighted
-//! `split` (with `sticky`) and `mirror`. The compiled types live in `model.rs`; the raw
-//! `split` and `mirror` tables are defined here.
+//! `split` (with `sticky`) and `mirror`. The compiled types live in `model.rs`, the raw ones
+//! in `raw.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde::Deserialize;
 use toml::Spanned;
 
 use super::errors::Diag;
 use super::model::{
     Balance, KeySource, Mirror, Split, Target, Upstream, UpstreamId, UpstreamProtocol,
 };
-use super::units::RawSize;
+use super::raw::{RawMirror, RawSplitArm};
 use crate::resilience::maglev::{Maglev, MAX_TARGETS};
 
 /// Builds a dotted field name under the table being compiled.
 type Field<'a> = &'a dyn Fn(&str) -> String;
-
-/// One arm of `proxy.split`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSplitArm {
-    pub upstream: Spanned<String>,
-    pub weight: Spanned<i64>,
-}
-
-/// `proxy.mirror`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawMirror {
-    pub upstream: Spanned<String>,
-    /// Share of requests copied, 0..=100 (default 100).
-    pub percent: Option<Spanned<f64>>,
-    /// Largest request body mirrored (default 64 KiB).
-    pub max_body: Option<Spanned<RawSize>>,
-    /// Mirrored requests in flight per worker before more are dropped (default 64).
-    pub max_in_flight: Option<Spanned<i64>>,
-}
 
 /// Largest split weight.
 const MAX_SPLIT_WEIGHT: i64 = 1_000_000;

@@ -67,6 +67,10 @@ pub async fn send_with_retry<D: Downstream>(
             Ok(()) => await_response_head(a, ex.head.method, down, &mut up).await,
             Err(e) => Err(e),
         };
+        match &res {
+            Ok(resp) => a.us.record_head(up.target, resp.status),
+            Err(e) => a.us.record_error(up.target, e),
+        }
         match res {
             Ok(resp) => {
                 if let Some(f) = ex.facts.upstream.as_mut() {

@@ -6,8 +6,11 @@
 //! an `Arc`; the `Registry` that hands those records out is locked only when a config is
 //! compiled (control thread), never per request.
 
+pub mod active;
 pub mod maglev;
 pub mod mirror_stats;
+pub mod outlier;
+pub mod probe;
 pub mod registry;
 pub mod rng;
 pub mod stable_hash;

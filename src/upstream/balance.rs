@@ -1,7 +1,8 @@
 //! Choosing a target: the upstream's algorithm (`balance`: smooth weighted round robin, least
 //! request in `least_request.rs`, Maglev consistent hashing over `resilience::maglev`) over
 //! the targets `available` allows, and the passive back-off of a target that refuses
-//! connections.
+//! connections. Shared health (active checks, ejection, panic mode) is asked in `available`
+//! through `health.rs`.
 
 use std::time::Instant;
 
@@ -61,11 +62,13 @@ impl UpstreamState {
             }
             t.down_until.set(None);
         }
-        true
+        self.health_allows(i, now)
     }
 
     /// Marks a target as refusing connections for the back-off period and drops its idle pool.
+    /// Counts as a connect failure for outlier ejection.
     pub fn mark_down(&self, target: usize, now: Instant) {
+        self.record(target, crate::resilience::outlier::Outcome::Connect);
         if let Some(t) = self.targets.get(target) {
             t.down_until.set(Some(now + self.backoff));
             t.idle.clear();

@@ -19,9 +19,13 @@ use crate::resilience::{TargetHealth, UpstreamShared};
 use crate::tls::upstream::UpstreamTls;
 
 pub mod balance;
+pub mod checker;
+pub mod gate;
 pub mod h2;
+pub mod health;
 pub mod least_request;
 pub mod pool;
+pub mod report;
 
 use h2::H2Pool;
 use pool::IdlePool;
@@ -29,7 +33,8 @@ pub use pool::UpConn;
 
 pub struct TargetState {
     pub addr: SocketAddr,
-    /// `addr` as text, for the Host header when the client's is not preserved.
+    /// The target as configured (`HOST:PORT`, or `IP:PORT`): the Host header when the
+    /// client's is not preserved, so a name-based virtual host upstream sees its own name.
     pub label: String,
     weight: i64,
     current: Cell<i64>,
@@ -66,6 +71,8 @@ pub struct UpstreamState {
     pub shared: Arc<UpstreamShared>,
     /// The balancing algorithm (with a hash upstream's shared Maglev table).
     pub balance: Balance,
+    /// Health checks / outlier ejection settings (`health.rs`); `None`: none configured.
+    pub health: Option<gate::HealthGate>,
 }
 
 impl UpstreamState {
@@ -89,10 +96,9 @@ impl UpstreamState {
         let targets = u
             .targets
             .iter()
-            .enumerate()
-            .map(|(i, t)| {
+            .map(|t| {
                 let prev = old.and_then(|o| o.targets.iter().find(|p| p.addr == t.addr));
-                let server_name = u.tls.as_ref().and_then(|s| s.names.get(i).cloned());
+                let server_name = u.tls.as_ref().and_then(|s| s.names.get(t.source).cloned());
                 let prev_name = prev.and_then(|p| p.server_name.as_ref());
                 // Connections of the other protocol are never carried over: nothing would
                 // take them again.
@@ -105,7 +111,7 @@ impl UpstreamState {
                 }
                 TargetState {
                     addr: t.addr,
-                    label: t.addr.to_string(),
+                    label: t.label.clone(),
                     weight: i64::from(t.weight),
                     current: Cell::new(0),
                     down_until: Cell::new(prev.and_then(|p| p.down_until.get())),
@@ -129,6 +135,7 @@ impl UpstreamState {
             protocol: u.protocol,
             shared: u.shared.clone(),
             balance: u.balance.clone(),
+            health: gate::HealthGate::new(u),
         }
     }
 
@@ -185,6 +192,7 @@ mod tests {
                         addr,
                         label: String::new(),
                         weight: w,
+                        source: i,
                         health: shared.target(addr),
                     }
                 })
@@ -198,6 +206,7 @@ mod tests {
             protocol: Default::default(),
             shared,
             balance: Default::default(),
+            health: Default::default(),
         }
     }
 
