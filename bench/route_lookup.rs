@@ -51,6 +51,7 @@ fn build(n: usize) -> RouteTable {
                 path,
                 methods: if i % 2 == 0 { Method::Get.bit() } else { 0 },
                 headers: Vec::new(),
+                cookies: Vec::new(),
                 query: Vec::new(),
                 case_insensitive: false,
             }
