@@ -240,4 +240,53 @@ mod tests {
         let picks: Vec<_> = (0..4).map(|_| s.pick(later, 0, None).unwrap()).collect();
         assert!(picks.contains(&0));
     }
+
+    #[test]
+    fn least_request_prefers_the_idle_target_and_the_guard_releases() {
+        let mut u = upstream(&[1, 1]);
+        u.balance = Balance::LeastRequest;
+        let s = UpstreamState::new(&u, None);
+        let now = Instant::now();
+        let busy: Vec<_> = (0..3).filter_map(|_| s.track(0)).collect();
+        assert_eq!(s.in_flight(0), 3);
+        for _ in 0..20 {
+            assert_eq!(s.pick(now, 0, None), Some(1), "two choices of two: the idle one");
+        }
+        assert_eq!(s.pick(now, 0b10, None), Some(0), "the only one left");
+        drop(busy);
+        assert_eq!(s.in_flight(0), 0);
+        // Carried over a reload for a target that stays.
+        let _g = s.track(1);
+        let s2 = UpstreamState::new(&u, Some(&s));
+        assert_eq!(s2.in_flight(1), 1);
+        // Round robin upstreams count nothing.
+        let rr = UpstreamState::new(&upstream(&[1]), None);
+        assert!(rr.track(0).is_none());
+    }
+
+    #[test]
+    fn hash_pick_is_stable_and_walks_past_a_down_target() {
+        let mut u = upstream(&[1, 1, 1]);
+        let ids: Vec<String> = u.targets.iter().map(|t| t.addr.to_string()).collect();
+        let weighted: Vec<(&[u8], u32)> = ids.iter().map(|i| (i.as_bytes(), 1)).collect();
+        u.balance = Balance::Hash {
+            on: crate::config::KeySource::Path,
+            table: Arc::new(crate::resilience::maglev::Maglev::build(&weighted)),
+        };
+        let s = UpstreamState::new(&u, None);
+        let now = Instant::now();
+        let key = |k: u32| Some(crate::resilience::stable_hash::key_hash(&k.to_le_bytes()));
+        let before: Vec<_> = (0..300).map(|k| s.pick(now, 0, key(k)).unwrap()).collect();
+        assert!((0..3).all(|t| before.contains(&t)));
+        s.mark_down(1, now);
+        for (k, &b) in before.iter().enumerate() {
+            let got = s.pick(now, 0, key(k as u32)).unwrap();
+            assert_ne!(got, 1);
+            if b != 1 {
+                assert_eq!(got, b, "key {k} of a healthy target moved");
+            }
+        }
+        // No key: round robin.
+        assert!(s.pick(now, 0, None).is_some());
+    }
 }
