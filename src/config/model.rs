@@ -206,6 +206,18 @@ pub enum KeySource {
     Path,
 }
 
+impl std::fmt::Display for KeySource {
+    /// As written in the config (`header:x-user`, `cookie:sid`, `client_ip`, `path`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::Header(n) => write!(f, "header:{n}"),
+            KeySource::Cookie(n) => write!(f, "cookie:{n}"),
+            KeySource::ClientIp => f.write_str("client_ip"),
+            KeySource::Path => f.write_str("path"),
+        }
+    }
+}
+
 /// A proxy route's weighted split over several upstreams (`proxy.split`).
 #[derive(Debug)]
 pub struct Split {

@@ -81,6 +81,12 @@ fn conditions(spec: &RouteSpec) -> String {
             Cond::Present => write!(conds, " header:{k}"),
         };
     }
+    for (k, v) in &spec.cookies {
+        let _ = match v {
+            Cond::Equals(x) => write!(conds, " cookie:{k}={x}"),
+            Cond::Present => write!(conds, " cookie:{k}"),
+        };
+    }
     for (k, v) in &spec.query {
         let _ = match v {
             Cond::Equals(x) => write!(conds, " query:{k}={x}"),
@@ -94,6 +100,21 @@ fn action(c: &Compiled, r: &Route) -> String {
     match &r.action {
         Action::Proxy(p) => {
             let mut a = format!("proxy {}", c.upstream(p.upstream).name);
+            if let Some(s) = &p.split {
+                let arms: Vec<String> = s
+                    .arms
+                    .iter()
+                    .map(|(id, w)| format!("{} {w}", c.upstream(*id).name))
+                    .collect();
+                a = format!("proxy split [{}]", arms.join(", "));
+                if let Some(k) = &s.sticky {
+                    let _ = write!(a, " sticky {k}");
+                }
+            }
+            if let Some(m) = &p.mirror {
+                let pct = f64::from(m.per_million) / 10_000.0;
+                let _ = write!(a, " (mirror {pct}% to {})", c.upstream(m.upstream).name);
+            }
             match &p.rewrite {
                 Rewrite::ReplacePrefix { prefix, with } => {
                     let _ = write!(
@@ -275,6 +296,15 @@ fn upstreams(c: &Compiled, now: u64, s: &mut String) {
             .map(|t| format!("{} -> {} (weight {})", t.label, t.addr, t.weight))
             .collect();
         let _ = writeln!(s, "  {:<12} {}", u.name, targets.join(", "));
+        match &u.balance {
+            super::model::Balance::RoundRobin => {}
+            super::model::Balance::LeastRequest => {
+                let _ = writeln!(s, "    balance: least_request");
+            }
+            super::model::Balance::Hash { on, .. } => {
+                let _ = writeln!(s, "    balance: hash on {on}");
+            }
+        }
         if u.protocol == super::model::UpstreamProtocol::Http2 {
             let how = if u.tls.is_some() {
                 "h2 via ALPN"

@@ -250,7 +250,11 @@ mod tests {
         let busy: Vec<_> = (0..3).filter_map(|_| s.track(0)).collect();
         assert_eq!(s.in_flight(0), 3);
         for _ in 0..20 {
-            assert_eq!(s.pick(now, 0, None), Some(1), "two choices of two: the idle one");
+            assert_eq!(
+                s.pick(now, 0, None),
+                Some(1),
+                "two choices of two: the idle one"
+            );
         }
         assert_eq!(s.pick(now, 0b10, None), Some(0), "the only one left");
         drop(busy);
