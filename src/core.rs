@@ -63,6 +63,9 @@ pub struct Core {
     pub tokens: RefCell<crate::jwt::TokenCache>,
     /// This worker's TLS server configs and session caches.
     pub tls: crate::tls::worker::WorkerTls,
+    /// During a drain after a binary upgrade: idle keep-alive connections still take one more
+    /// request (answered with `Connection: close`) instead of being closed at once.
+    pub idle_grace: Cell<bool>,
 }
 
 impl Core {
@@ -87,6 +90,7 @@ impl Core {
             telemetry,
             tokens: RefCell::new(crate::jwt::TokenCache::new(TOKEN_CACHE)),
             tls: crate::tls::worker::WorkerTls::default(),
+            idle_grace: Cell::new(false),
         }
     }
 

@@ -55,6 +55,8 @@ pub struct Compiled {
     pub paths: crate::http1::PathOptions,
     /// Caps on open client connections (checked at accept).
     pub conn_limits: ConnLimits,
+    /// `[server] user`/`group`: who a process started as root becomes after binding.
+    pub run_as: Option<crate::privileges::RunAs>,
 }
 
 /// Caps on open client connections, checked once per accepted connection.

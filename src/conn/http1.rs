@@ -102,7 +102,7 @@ async fn connection_loop(
 ) -> Option<Idle> {
     loop {
         let c = &mut conn.client;
-        if c.pending() == 0 && core.draining() {
+        if c.pending() == 0 && core.draining() && !core.idle_grace.get() {
             c.stream.close_notify(close_by(c)).await;
             return None;
         }
