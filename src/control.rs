@@ -161,6 +161,8 @@ struct Loop {
     n: usize,
     draining_since: Option<Instant>,
     announced: bool,
+    /// SIGUSR2 arrived before every worker accepted: upgrade once they do.
+    upgrade_wanted: bool,
     upgrade: Option<crate::handover::Pending>,
 }
 
@@ -176,17 +178,22 @@ pub fn run(
         n: workers.len(),
         draining_since: None,
         announced: false,
+        upgrade_wanted: false,
         upgrade: None,
     };
     loop {
+        if !st.announced && shared.workers_accepting.load(Ordering::SeqCst) >= st.n {
+            st.announced = true;
+            announce_ready(&mut process);
+        }
         for sig in signals.pending() {
             if let Some(code) = on_signal(sig, &shared, &config_path, &mut st, &process) {
                 return code;
             }
         }
-        if !st.announced && shared.workers_accepting.load(Ordering::SeqCst) >= st.n {
-            st.announced = true;
-            announce_ready(&mut process);
+        if st.upgrade_wanted && st.announced {
+            st.upgrade_wanted = false;
+            start_upgrade(&mut st, &process);
         }
         watch_upgrade(&shared, &mut st);
         if shared.workers_done.load(Ordering::SeqCst) >= st.n {
@@ -284,7 +291,8 @@ fn start_upgrade(st: &mut Loop, p: &Process) {
         return;
     }
     if !st.announced {
-        crate::log::warn("SIGUSR2: not every worker accepts yet; ignored");
+        crate::log::info("SIGUSR2: upgrading once every worker accepts");
+        st.upgrade_wanted = true;
         return;
     }
     crate::log::info(&format!(
