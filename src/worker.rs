@@ -281,10 +281,9 @@ async fn worker_main(
     // request is still answered (with `Connection: close`): closing a connection the client
     // is about to reuse is the one way a drain could fail a request.
     let grace_end = started + if handed_over { IDLE_GRACE.min(drain_timeout / 2) } else { Duration::ZERO };
-    core.idle_grace.set(handed_over);
     loop {
         if Instant::now() >= grace_end {
-            core.idle_grace.set(false);
+            core.idle_grace_over.set(true);
             core.conns.close_idle();
         }
         if core.conns.open() == 0 && accepting.get() == 0 {
