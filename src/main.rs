@@ -50,6 +50,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ringway::apikey::cli::KeysCmd,
     },
+    /// Print the ringway(8) man page (roff) on stdout.
+    Man,
+    /// Print a shell completion script on stdout (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,9 +64,64 @@ fn main() -> ExitCode {
     match cli.cmd {
         Some(Cmd::Check { system }) => check(&cli.config, system.then_some(cli.workers)),
         Some(Cmd::Keys { cmd }) => ringway::apikey::cli::run(&cmd, &cli.config),
+        Some(Cmd::Man) => man_page(),
+        Some(Cmd::Completions { shell }) => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "ringway", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
         Some(Cmd::Run) | None => run(&cli.config, cli.workers),
     }
 }
+
+/// `ringway man`: the man page, generated from the CLI definition plus a section on signals.
+fn man_page() -> ExitCode {
+    use clap::CommandFactory;
+    let cmd = Cli::command().long_about(
+        "Thread-per-core io_uring API gateway. Configuration: /etc/ringway/ringway.toml (TOML); \
+         see README.md for every key.",
+    );
+    let man = clap_mangen::Man::new(cmd).section("8");
+    let mut out = Vec::new();
+    let rendered = man.render_title(&mut out).and_then(|()| {
+        man.render_name_section(&mut out)?;
+        man.render_synopsis_section(&mut out)?;
+        man.render_description_section(&mut out)?;
+        man.render_options_section(&mut out)?;
+        man.render_subcommands_section(&mut out)?;
+        out.extend_from_slice(MAN_SIGNALS.as_bytes());
+        man.render_version_section(&mut out)
+    });
+    match rendered.and_then(|()| std::io::Write::write_all(&mut std::io::stdout(), &out)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringway man: {e}");
+            ExitCode::from(EXIT_STARTUP)
+        }
+    }
+}
+
+const MAN_SIGNALS: &str = r#".SH SIGNALS
+.TP
+\fBSIGHUP\fR
+Reload the configuration file; a configuration with errors is rejected and the running one keeps serving.
+.TP
+\fBSIGUSR1\fR
+Reopen the access log (after log rotation).
+.TP
+\fBSIGUSR2\fR
+Upgrade the binary without dropping connections: the program at the path ringway was started from takes over the listening sockets; once it accepts, the old process drains and exits.
+.TP
+\fBSIGTERM\fR, \fBSIGINT\fR
+Drain: stop accepting, finish in-flight requests within server.drain_timeout, exit. A second signal exits at once.
+.SH FILES
+.TP
+\fI/etc/ringway/ringway.toml\fR
+The configuration (package default).
+.SH EXIT STATUS
+0 after a drain, 1 for configuration errors, 3 when startup fails (address in use, handover or privilege errors).
+"#;
 
 /// `system`: `Some(--workers flag)` when `--system` asks for kernel advice after the check.
 fn check(path: &Path, system: Option<Option<usize>>) -> ExitCode {
