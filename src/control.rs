@@ -113,6 +113,9 @@ pub fn reload(shared: &Shared, path: &Path) -> Result<u64, String> {
             if cfg.admin != current.admin {
                 crate::log::warn("admin listener changes take effect on restart");
             }
+            if cfg.run_as != current.run_as {
+                crate::log::warn("server.user/group changes take effect on restart");
+            }
             // Only a published config decides which limiters stay: a rejected reload must not
             // make the registry forget limiters the serving generation still uses.
             shared
