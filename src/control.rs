@@ -281,7 +281,9 @@ fn announce_ready(p: &mut Process) {
     match p.ready_pipe.take() {
         Some(fd) => match crate::handover::report_ready(fd) {
             Ok(()) => crate::log::info("every worker accepts; told the old process to drain"),
-            Err(e) => crate::log::error(&format!("cannot report readiness to the old process: {e}")),
+            Err(e) => {
+                crate::log::error(&format!("cannot report readiness to the old process: {e}"))
+            }
         },
         None => crate::notify::tell("READY=1\nSTATUS=serving"),
     }

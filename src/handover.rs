@@ -47,7 +47,10 @@ impl Inherited {
         let mut out = Inherited::default();
         if let Some(v) = take_var(ENV_LISTEN) {
             for (addr, fds) in parse_listen(&v)? {
-                let socks = fds.into_iter().map(adopt_listener).collect::<Result<_, _>>()?;
+                let socks = fds
+                    .into_iter()
+                    .map(adopt_listener)
+                    .collect::<Result<_, _>>()?;
                 out.listeners.insert(addr, socks);
             }
         }
@@ -338,10 +341,7 @@ impl Pending {
                 Progress::Failed(self.reap("the upgrade watcher stopped".into()))
             }
             Err(mpsc::TryRecvError::Empty) if self.started.elapsed() > READY_TIMEOUT => {
-                Progress::Failed(self.reap(format!(
-                    "not ready after {}s",
-                    READY_TIMEOUT.as_secs()
-                )))
+                Progress::Failed(self.reap(format!("not ready after {}s", READY_TIMEOUT.as_secs())))
             }
             Err(mpsc::TryRecvError::Empty) => Progress::Waiting,
         }
@@ -384,7 +384,13 @@ mod tests {
         assert_eq!(v[0].0, "127.0.0.1:80".parse::<SocketAddr>().unwrap());
         assert_eq!(v[0].1, vec![5, 6]);
         assert_eq!(v[1].1, vec![7]);
-        for bad in ["127.0.0.1:80", "nope=5", "127.0.0.1:80=", "127.0.0.1:80=x", "127.0.0.1:80=1"] {
+        for bad in [
+            "127.0.0.1:80",
+            "nope=5",
+            "127.0.0.1:80=",
+            "127.0.0.1:80=x",
+            "127.0.0.1:80=1",
+        ] {
             assert!(parse_listen(bad).is_err(), "{bad}");
         }
     }

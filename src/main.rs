@@ -1,5 +1,6 @@
 //! ringway command line: `ringway [--config FILE] [--workers N]` runs the gateway,
-//! `ringway check --config FILE` validates a config (`--system`: plus kernel tuning advice), `ringway keys ...` manages API keys.
+//! `ringway check --config FILE` validates a config (`--system`: plus kernel tuning advice), `ringway keys ...` manages API keys,
+//! `ringway man` / `ringway completions SHELL` print the man page and shell completions.
 //! See README.md for exit codes.
 
 use std::path::{Path, PathBuf};

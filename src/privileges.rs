@@ -23,14 +23,18 @@ pub struct RunAs {
 
 /// Resolves `user` (and `group`, default: the user's primary group) to ids.
 pub fn resolve(user: &str, group: Option<&str>) -> Result<RunAs, String> {
-    let (uid, primary) = lookup_user(user)?
-        .ok_or_else(|| format!("no such user {user:?} (create it, e.g. `useradd --system {user}`)"))?;
+    let (uid, primary) = lookup_user(user)?.ok_or_else(|| {
+        format!("no such user {user:?} (create it, e.g. `useradd --system {user}`)")
+    })?;
     let (group, gid) = match group {
         Some(g) => (
             g.to_string(),
             lookup_group(g)?.ok_or_else(|| format!("no such group {g:?}"))?,
         ),
-        None => (group_name(primary).unwrap_or_else(|| primary.to_string()), primary),
+        None => (
+            group_name(primary).unwrap_or_else(|| primary.to_string()),
+            primary,
+        ),
     };
     Ok(RunAs {
         user: user.to_string(),
@@ -85,7 +89,8 @@ fn verify(who: &RunAs) -> Result<(), String> {
     let (mut gr, mut ge, mut gs) = (0, 0, 0);
     // SAFETY: the getters write three ids into the locals we pass.
     let ok = unsafe {
-        libc::getresuid(&mut r, &mut e, &mut s) == 0 && libc::getresgid(&mut gr, &mut ge, &mut gs) == 0
+        libc::getresuid(&mut r, &mut e, &mut s) == 0
+            && libc::getresgid(&mut gr, &mut ge, &mut gs) == 0
     };
     if !ok {
         return Err(format!("getresuid: {}", errno()));

@@ -88,7 +88,8 @@ pub fn bind_listeners(
     inherited: &mut crate::handover::Inherited,
 ) -> std::io::Result<Bound> {
     let n = n.max(1);
-    let mut per_worker: Vec<Vec<(usize, std::net::TcpListener)>> = (0..n).map(|_| Vec::new()).collect();
+    let mut per_worker: Vec<Vec<(usize, std::net::TcpListener)>> =
+        (0..n).map(|_| Vec::new()).collect();
     let mut handover = Vec::new();
     for (index, l) in cfg.listeners.iter().enumerate() {
         let socks = match inherited.take_listener(l.addr) {
@@ -280,7 +281,12 @@ async fn worker_main(
     // After a handover, idle keep-alive connections get a grace period in which their next
     // request is still answered (with `Connection: close`): closing a connection the client
     // is about to reuse is the one way a drain could fail a request.
-    let grace_end = started + if handed_over { IDLE_GRACE.min(drain_timeout / 2) } else { Duration::ZERO };
+    let grace_end = started
+        + if handed_over {
+            IDLE_GRACE.min(drain_timeout / 2)
+        } else {
+            Duration::ZERO
+        };
     loop {
         if Instant::now() >= grace_end {
             core.idle_grace_over.set(true);

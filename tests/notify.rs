@@ -12,7 +12,9 @@ const ROUTES: &str = "[[routes]]\nname = \"s\"\npath = \"/s\"\nstatic = { body =
 
 fn next(rx: &UnixDatagram) -> String {
     let mut buf = [0u8; 1024];
-    let n = rx.recv(&mut buf).expect("a notification within the timeout");
+    let n = rx
+        .recv(&mut buf)
+        .expect("a notification within the timeout");
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
@@ -32,11 +34,17 @@ fn ready_reloading_mainpid_and_stopping_reach_the_notify_socket() {
     let r = next(&rx);
     assert!(r.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{r}");
     let r = next(&rx);
-    assert!(r.starts_with("READY=1") && r.contains("generation 2"), "{r}");
+    assert!(
+        r.starts_with("READY=1") && r.contains("generation 2"),
+        "{r}"
+    );
     assert!(!gw.reload("nonsense = "));
     assert!(next(&rx).starts_with("RELOADING=1"));
     let r = next(&rx);
-    assert!(r.starts_with("READY=1") && r.contains("reload failed"), "{r}");
+    assert!(
+        r.starts_with("READY=1") && r.contains("reload failed"),
+        "{r}"
+    );
 
     gw.write_config(ROUTES);
     gw.signal(libc::SIGUSR2);
@@ -50,7 +58,8 @@ fn ready_reloading_mainpid_and_stopping_reach_the_notify_socket() {
     assert_ne!(pid, gw.pid());
     assert!(r.contains("READY=1"), "{r}");
     // The successor reported to its predecessor, not to the service manager.
-    rx.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     let mut buf = [0u8; 64];
     assert!(rx.recv(&mut buf).is_err(), "unexpected notification");
     rx.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -61,7 +70,8 @@ fn ready_reloading_mainpid_and_stopping_reach_the_notify_socket() {
     }
     assert_eq!(next(&rx), "STOPPING=1");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while std::path::Path::new(&format!("/proc/{pid}/status")).exists() && Instant::now() < deadline {
+    while std::path::Path::new(&format!("/proc/{pid}/status")).exists() && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -59,11 +59,18 @@ fn started_as_root_every_thread_runs_as_the_configured_user_and_reloads() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let ids = thread_ids(gw.pid());
-    assert!(ids.len() >= 3, "workers and admin threads expected: {ids:?}");
+    assert!(
+        ids.len() >= 3,
+        "workers and admin threads expected: {ids:?}"
+    );
     for (u, g, groups) in &ids {
         assert_eq!(u, &format!("{uid} {uid} {uid} {uid}"), "{ids:?}");
         assert_eq!(g, &format!("{gid} {gid} {gid} {gid}"), "{ids:?}");
-        assert_eq!(groups, &gid.to_string(), "supplementary groups left: {ids:?}");
+        assert_eq!(
+            groups,
+            &gid.to_string(),
+            "supplementary groups left: {ids:?}"
+        );
     }
     gw.wait_log("now running as user nobody", Duration::from_secs(5));
     assert_eq!(get(gw.addr, "/s").text(), "one");
@@ -83,7 +90,10 @@ fn started_as_root_every_thread_runs_as_the_configured_user_and_reloads() {
     assert!(gw.reload(&route("three")), "{}", gw.logs());
     assert_eq!(get(gw.addr, "/s").text(), "three");
     for (u, _, _) in thread_ids(gw.pid()) {
-        assert!(!u.split(' ').any(|id| id == "0"), "root id after reload: {u}");
+        assert!(
+            !u.split(' ').any(|id| id == "0"),
+            "root id after reload: {u}"
+        );
     }
 }
 
@@ -93,7 +103,10 @@ fn an_unknown_user_or_group_is_a_config_error_with_its_line() {
         "[server]\nuser = \"no-such-user-rw\"\n[[listeners]]\naddress = \"127.0.0.1:1\"\n[[routes]]\nname = \"s\"\npath = \"/s\"\nstatic = { body = \"x\" }\n",
     );
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains(":2:") && err.contains("server.user") && err.contains("no such user"), "{err}");
+    assert!(
+        err.contains(":2:") && err.contains("server.user") && err.contains("no such user"),
+        "{err}"
+    );
 
     let (code, _, err) = check_config(
         "[server]\nuser = \"nobody\"\ngroup = \"no-such-group-rw\"\n[[listeners]]\naddress = \"127.0.0.1:1\"\n[[routes]]\nname = \"s\"\npath = \"/s\"\nstatic = { body = \"x\" }\n",
@@ -115,7 +128,11 @@ fn an_unknown_user_or_group_is_a_config_error_with_its_line() {
         format!("[server]\nuser = \"no-such-user-rw\"\n[[listeners]]\naddress = \"127.0.0.1:{}\"\n[[routes]]\nname = \"s\"\npath = \"/s\"\nstatic = {{ body = \"x\" }}\n", free_port()),
     )
     .unwrap();
-    let out = std::process::Command::new(bin()).arg("--config").arg(&cfg).output().unwrap();
+    let out = std::process::Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such user"));
 }

@@ -9,7 +9,10 @@ use common::*;
 use std::path::Path;
 use std::process::Command;
 
-const UNIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/systemd/ringway.service");
+const UNIT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/deploy/systemd/ringway.service"
+);
 const PACKAGED_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/debian/ringway.toml");
 const LOGROTATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/logrotate/ringway");
 
@@ -22,7 +25,9 @@ fn have(tool: &str) -> bool {
 
 /// The unit with its binary path pointing at the binary under test (verify wants it to exist).
 fn unit_for_test(dir: &Path) -> std::path::PathBuf {
-    let text = std::fs::read_to_string(UNIT).unwrap().replace("/usr/bin/ringway", bin());
+    let text = std::fs::read_to_string(UNIT)
+        .unwrap()
+        .replace("/usr/bin/ringway", bin());
     let path = dir.join("ringway.service");
     std::fs::write(&path, text).unwrap();
     path
@@ -42,7 +47,10 @@ fn the_unit_passes_systemd_analyze_verify_and_scores_at_most_2() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && err.trim().is_empty(), "verify: {err}");
+    assert!(
+        out.status.success() && err.trim().is_empty(),
+        "verify: {err}"
+    );
 
     let out = Command::new("systemd-analyze")
         .args(["security", "--offline=yes"])
@@ -93,7 +101,12 @@ fn the_unit_keeps_the_settings_the_service_needs() {
         assert!(families.contains(f), "{families}");
     }
     let filter = one("SystemCallFilter");
-    for call in ["@system-service", "io_uring_setup", "io_uring_enter", "io_uring_register"] {
+    for call in [
+        "@system-service",
+        "io_uring_setup",
+        "io_uring_enter",
+        "io_uring_register",
+    ] {
         assert!(filter.contains(call), "{filter}");
     }
     // One fd per client connection up to the default cap, plus upstream connections and files.
@@ -108,7 +121,11 @@ fn the_packaged_config_checks_and_listens_on_port_80_with_a_file_access_log() {
         .args(["check", "--config", PACKAGED_CONFIG])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = std::fs::read_to_string(PACKAGED_CONFIG).unwrap();
     assert!(text.contains("address = \"0.0.0.0:80\""));
     assert!(text.contains("path = \"/var/log/ringway/access.log\""));
@@ -122,8 +139,16 @@ fn logrotate_reopens_the_log_through_the_main_process_only() {
     assert!(text.contains("/var/log/ringway/*.log"));
     assert!(text.contains("--kill-whom=main --signal=USR1 ringway.service"));
     if have("logrotate") {
-        let out = Command::new("logrotate").arg("-d").arg(LOGROTATE).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("logrotate")
+            .arg("-d")
+            .arg(LOGROTATE)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -133,7 +158,15 @@ fn man_prints_a_section_8_page_with_the_signals() {
     assert!(out.status.success());
     let page = String::from_utf8(out.stdout).unwrap();
     assert!(page.contains(".TH ringway 8"), "{page}");
-    for needle in ["SIGHUP", "SIGUSR1", "SIGUSR2", "SIGTERM", "\\-\\-config", "check", "/etc/ringway/ringway.toml"] {
+    for needle in [
+        "SIGHUP",
+        "SIGUSR1",
+        "SIGUSR2",
+        "SIGTERM",
+        "\\-\\-config",
+        "check",
+        "/etc/ringway/ringway.toml",
+    ] {
         assert!(page.contains(needle), "{needle} missing from the man page");
     }
 }
@@ -141,17 +174,33 @@ fn man_prints_a_section_8_page_with_the_signals() {
 #[test]
 fn completions_cover_the_subcommands_for_every_shell_and_refuse_unknown_shells() {
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
-        let out = Command::new(bin()).args(["completions", shell]).output().unwrap();
+        let out = Command::new(bin())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{shell}");
         let script = String::from_utf8(out.stdout).unwrap();
-        for word in ["ringway", "check", "keys", "completions", "config", "workers"] {
+        for word in [
+            "ringway",
+            "check",
+            "keys",
+            "completions",
+            "config",
+            "workers",
+        ] {
             assert!(script.contains(word), "{shell}: {word} missing");
         }
     }
-    let out = Command::new(bin()).args(["completions", "tcsh"]).output().unwrap();
+    let out = Command::new(bin())
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("invalid value 'tcsh'") && err.contains("bash"), "{err}");
+    assert!(
+        err.contains("invalid value 'tcsh'") && err.contains("bash"),
+        "{err}"
+    );
     let out = Command::new(bin()).arg("completions").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }

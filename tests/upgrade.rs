@@ -92,7 +92,9 @@ fn client(addr: SocketAddr, stop: &AtomicBool, ok: &AtomicU64, errors: &Mutex<Ve
         match c.read_response(false) {
             Ok(r) if r.status == 200 => {
                 ok.fetch_add(1, Ordering::SeqCst);
-                if r.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close")) {
+                if r.header("connection")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+                {
                     conn = None;
                 }
             }
@@ -146,7 +148,12 @@ fn upgrade(gw: &Gateway, pid: i32) -> i32 {
             "upgrade did not complete; logs:\n{}",
             gw.logs()
         );
-        assert_eq!(gw.log_count("upgrade failed"), failed_before, "logs:\n{}", gw.logs());
+        assert_eq!(
+            gw.log_count("upgrade failed"),
+            failed_before,
+            "logs:\n{}",
+            gw.logs()
+        );
         thread::sleep(Duration::from_millis(20));
     }
     let logs = gw.logs();
@@ -195,7 +202,10 @@ fn three_upgrades_under_keepalive_load_fail_no_request() {
             let st = gw.wait_exit(Duration::from_secs(15));
             assert_eq!(st.and_then(|s| s.code()), Some(0), "logs:\n{}", gw.logs());
         } else {
-            assert!(wait_gone(pid, Duration::from_secs(15)), "old pid {pid} still runs");
+            assert!(
+                wait_gone(pid, Duration::from_secs(15)),
+                "old pid {pid} still runs"
+            );
         }
         assert!(alive(next));
         seen.push(next);
@@ -203,19 +213,28 @@ fn three_upgrades_under_keepalive_load_fail_no_request() {
         thread::sleep(Duration::from_millis(700));
     }
     let (ok, errors) = load.finish();
-    assert!(errors.is_empty(), "{} errors, first: {:?}", errors.len(), &errors[..errors.len().min(10)]);
+    assert!(
+        errors.is_empty(),
+        "{} errors, first: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(10)]
+    );
     assert!(ok > 200, "only {ok} responses under load");
     // The last successor is the one serving: plain and admin listeners both answer.
     assert_eq!(get(gw.addr, "/s").text(), "static-ok");
     assert_eq!(get(gw.admin, "/ready").status, 200);
-    assert_eq!(gw.log_count("all workers stopped; bye"), 3, "logs:\n{}", gw.logs());
+    assert_eq!(
+        gw.log_count("all workers stopped; bye"),
+        3,
+        "logs:\n{}",
+        gw.logs()
+    );
     // SAFETY: the last successor, which this test started through the upgrades.
     unsafe {
         libc::kill(pid, libc::SIGTERM);
     }
     assert!(wait_gone(pid, Duration::from_secs(15)));
 }
-
 
 #[test]
 fn a_successor_that_cannot_start_leaves_the_old_process_serving() {
@@ -226,7 +245,9 @@ fn a_successor_that_cannot_start_leaves_the_old_process_serving() {
     let _reaper = Reaper(current.clone());
     let load = Load::start(gw.addr, 2);
     // The successor reads the same file, which is now broken.
-    gw.write_config("[[routes]]\nname = \"x\"\npath = \"/x\"\nproxy = { upstream = \"missing\" }\n");
+    gw.write_config(
+        "[[routes]]\nname = \"x\"\npath = \"/x\"\nproxy = { upstream = \"missing\" }\n",
+    );
     gw.signal(libc::SIGUSR2);
     gw.wait_log("upgrade failed: the new process", Duration::from_secs(20));
     thread::sleep(Duration::from_millis(300));
@@ -259,7 +280,11 @@ fn garbage_handover_variables_are_refused_at_startup() {
         format!("[[listeners]]\naddress = \"127.0.0.1:{port}\"\n[[routes]]\nname = \"s\"\npath = \"/s\"\nstatic = {{ body = \"x\" }}\n"),
     )
     .unwrap();
-    for bad in [format!("127.0.0.1:{port}=0"), format!("127.0.0.1:{port}=999"), "nonsense".into()] {
+    for bad in [
+        format!("127.0.0.1:{port}=0"),
+        format!("127.0.0.1:{port}=999"),
+        "nonsense".into(),
+    ] {
         let out = std::process::Command::new(bin())
             .arg("--config")
             .arg(&cfg)

@@ -196,7 +196,7 @@ fn current(st: &State) -> Fault {
     if let Fault::Flap(period) = f {
         let elapsed = st.since.lock().unwrap().elapsed();
         let phase = elapsed.as_millis() / period.as_millis().max(1);
-        return if phase % 2 == 0 {
+        return if phase.is_multiple_of(2) {
             Fault::Ok
         } else {
             Fault::Status(500)
