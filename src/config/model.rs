@@ -62,6 +62,8 @@ pub struct Compiled {
     /// The file content this generation was compiled from: re-compiled as is when a host
     /// name's addresses change, so an unreviewed edit on disk is never picked up that way.
     pub source_text: std::sync::Arc<str>,
+    /// `[server] user`/`group`: who a process started as root becomes after binding.
+    pub run_as: Option<crate::privileges::RunAs>,
 }
 
 /// Caps on open client connections, checked once per accepted connection.

@@ -173,6 +173,10 @@ pub struct RawServer {
     /// Send the verified client certificate upstream in `x-forwarded-client-cert` (default
     /// true; a client's copy of that header is removed either way).
     pub forward_client_cert: Option<bool>,
+    /// Started as root: the account to switch to once the listeners are bound.
+    pub user: Option<Spanned<String>>,
+    /// The group to switch to (default: `user`'s primary group); needs `user`.
+    pub group: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
