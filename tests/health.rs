@@ -364,6 +364,7 @@ fn config_errors_name_file_line_and_field() {
         ("expect_status = \"399-200\"", "health_check.expect_status"),
         ("expect_status = \"2xx\"", "health_check.expect_status"),
         ("interval = \"0s\"", "health_check.interval"),
+        ("interval = \"5ms\"", "health_check.interval"),
         ("healthy_threshold = 0", "health_check.healthy_threshold"),
         (
             "unhealthy_threshold = 101",
