@@ -229,6 +229,10 @@ pub struct RawUpstream {
     /// `"http1"` (default) or `"http2"` (h2 via ALPN with `tls`, h2c with prior knowledge
     /// without).
     pub protocol: Option<Spanned<String>>,
+    /// Retries in flight allowed next to the active requests (`config::retries`).
+    pub retry_budget: Option<Spanned<super::retries::RawRetryBudget>>,
+    /// Connection, pending and in-flight request limits (`config::retries`).
+    pub circuit_breaker: Option<Spanned<super::retries::RawCircuitBreaker>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -271,6 +275,8 @@ pub struct RawProxy {
     /// Upstream path built from the route's template captures, e.g. `/users/{id}`.
     pub path: Option<Spanned<String>>,
     pub preserve_host: Option<bool>,
+    /// The route's retry policy (`config::retries`); absent = today's fixed retries only.
+    pub retry: Option<Spanned<super::retries::RawRetry>>,
 }
 
 #[derive(Debug, Deserialize)]

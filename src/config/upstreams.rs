@@ -76,6 +76,18 @@ pub fn compile_upstreams(
             tls,
             protocol,
             shared,
+            retry_budget: super::retries::retry_budget(
+                raw,
+                name.get_ref(),
+                u.retry_budget.as_ref().map(|b| b.get_ref()),
+                &field,
+                errs,
+            ),
+            breaker: super::retries::breaker_limits(
+                u.circuit_breaker.as_ref().map(|b| b.get_ref()),
+                &field,
+                errs,
+            ),
         });
     }
     (ups, ids)

@@ -27,6 +27,7 @@ pub mod model;
 pub mod origin;
 pub mod pipeline;
 pub mod respond;
+pub mod retry;
 pub mod response_head;
 pub mod route;
 pub mod send;

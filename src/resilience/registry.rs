@@ -31,6 +31,9 @@ impl Registry {
 #[derive(Debug)]
 pub struct UpstreamShared {
     pub name: String,
+    /// Connections, pending and active requests, retries in flight and their counters
+    /// (`breaker.rs`).
+    pub load: Arc<super::breaker::Load>,
     targets: Mutex<HashMap<SocketAddr, Arc<TargetHealth>>>,
 }
 
@@ -38,6 +41,7 @@ impl UpstreamShared {
     fn new(name: &str) -> UpstreamShared {
         UpstreamShared {
             name: name.to_string(),
+            load: Arc::default(),
             targets: Mutex::new(HashMap::new()),
         }
     }
