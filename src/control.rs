@@ -77,25 +77,40 @@ const SPAN_QUEUE: usize = 64;
 /// Reloads the config file; returns the new generation or the error text. Reloads are
 /// serialized (SIGHUP and the admin API may ask at the same time).
 pub fn reload(shared: &Shared, path: &Path) -> Result<u64, String> {
+    reload_from(shared, path, None)
+}
+
+/// Re-compiles the serving generation's own text (not the file on disk, which may hold an edit
+/// nobody asked to load) because a host name's addresses changed. `Ok(None)`: nothing to do.
+pub fn refresh_addresses(shared: &Shared) -> Result<u64, String> {
+    let current = shared.config.load();
+    let text = current.source_text.clone();
+    let path = current.source.clone();
+    drop(current);
+    reload_from(shared, &path, Some(text))
+}
+
+fn reload_from(shared: &Shared, path: &Path, text: Option<Arc<str>>) -> Result<u64, String> {
     let mut status = shared
         .reload_lock
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let current = shared.config.load();
     let next = current.generation + 1;
-    let loaded =
-        config::load_with(path, next, &shared.runtime).and_then(|cfg| {
-            match prepare_sinks(shared, &cfg) {
-                Ok(()) => Ok(cfg),
-                Err(message) => Err(vec![config::ConfigError {
-                    file: path.to_path_buf(),
-                    line: 0,
-                    col: 0,
-                    field: String::new(),
-                    message,
-                }]),
-            }
-        });
+    let compiled = match &text {
+        None => config::load_with(path, next, &shared.runtime),
+        Some(t) => config::load_text(path, t, next, &shared.runtime),
+    };
+    let loaded = compiled.and_then(|cfg| match prepare_sinks(shared, &cfg) {
+        Ok(()) => Ok(cfg),
+        Err(message) => Err(vec![config::ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            col: 0,
+            field: String::new(),
+            message,
+        }]),
+    });
     match loaded {
         Ok(cfg) => {
             if !config::same_listeners(&cfg.listeners, &current.listeners) {
@@ -113,12 +128,21 @@ pub fn reload(shared: &Shared, path: &Path) -> Result<u64, String> {
                 .runtime
                 .limiters
                 .retain(&cfg.policies.limiter_identities);
+            shared
+                .runtime
+                .dns
+                .retain(&config::upstreams::host_names(&cfg.upstreams));
             shared.publish(cfg);
             status.loaded_at = crate::civil::unix_now();
             shared.reloads_ok.fetch_add(1, Ordering::Relaxed);
             status.last_error = None;
+            let what = if text.is_some() {
+                "upstream addresses changed; config re-compiled"
+            } else {
+                "config reloaded"
+            };
             crate::log::info(&format!(
-                "config reloaded from {}: generation {next}, {routes} routes",
+                "{what} from {}: generation {next}, {routes} routes",
                 path.display()
             ));
             Ok(next)

@@ -16,6 +16,8 @@ pub mod config;
 pub mod conn;
 pub mod control;
 pub mod core;
+pub mod dns;
+pub mod dns_refresh;
 pub mod exchange;
 pub mod http1;
 pub mod http2;

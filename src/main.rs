@@ -170,6 +170,11 @@ fn run(path: &Path, workers_flag: Option<usize>) -> ExitCode {
     for l in &listeners {
         log::info(&format!("listening on {l}"));
     }
+    if let Err(e) = ringway::dns_refresh::spawn(shared.clone()) {
+        log::warn(&format!(
+            "cannot start the DNS refresh thread ({e}): host names stay as first resolved"
+        ));
+    }
     if let Some((listener, addr)) = admin {
         if let Err(e) = admin::spawn(shared.clone(), path.to_path_buf(), listener, n) {
             log::error(&format!("cannot start the admin thread: {e}"));

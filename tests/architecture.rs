@@ -57,6 +57,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("accesslog", 2),
     // Upstream resilience records every worker shares (health, counters) and their math.
     ("resilience", 2),
+    // Resolving upstream host names (blocking; control side only).
+    ("dns", 2),
     // TLS building blocks: rustls over owned buffers, certificates, SNI, tickets, settings.
     ("tls", 2),
     // 3 config: parsing and compiling the file into the immutable table.
@@ -81,6 +83,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("control", 7),
     ("admin", 7),
     ("sysinfo", 7),
+    ("dns_refresh", 7),
 ];
 
 /// How many imports may point upward (each with a `layer:` comment saying why).

@@ -69,8 +69,9 @@ pub fn compile_with(
         .unwrap_or(DEFAULT_MAX_BODY);
     let timeouts = compile_timeouts(&raw.timeouts, &raw.limits, &mut errs);
     let conn_limits = super::abuse::conn_limits(&raw.limits, &mut errs);
+    let dns = super::dns::compile_dns(&raw.dns, file, &mut errs);
     let (upstreams, upstream_ids) =
-        super::upstreams::compile_upstreams(&raw, file, &timeouts, rt, &mut errs);
+        super::upstreams::compile_upstreams(&raw, file, &timeouts, rt, &dns, &mut errs);
     let admin = compile_admin(&raw, &listeners, &mut errs);
     let telemetry = super::telemetry::compile_telemetry(&raw, &mut errs);
     let super::policies::CompiledPolicies {
@@ -116,6 +117,8 @@ pub fn compile_with(
             content_hash: content_hash(src),
             paths,
             conn_limits,
+            dns,
+            source_text: std::sync::Arc::from(src),
         }),
         _ => Err(errs.list),
     }
@@ -321,8 +324,19 @@ pub fn load_with(path: &Path, generation: u64, rt: &Runtime) -> Result<Compiled,
             message: format!("cannot read config: {e}"),
         }]
     })?;
-    let raw = parse(&src, path)?;
-    let cfg = compile_with(raw, &src, path, generation, rt)?;
+    load_text(path, &src, generation, rt)
+}
+
+/// Parses and compiles config text that came from `path` (a re-compile of the serving
+/// generation's own text, when a host name's addresses changed).
+pub fn load_text(
+    path: &Path,
+    src: &str,
+    generation: u64,
+    rt: &Runtime,
+) -> Result<Compiled, Vec<ConfigError>> {
+    let raw = parse(src, path)?;
+    let cfg = compile_with(raw, src, path, generation, rt)?;
     warn_unverified(&cfg);
     Ok(cfg)
 }

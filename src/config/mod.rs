@@ -6,7 +6,7 @@
 //! `compile` validates the top-level sections and dispatches to `listeners` (addresses, TLS,
 //! HTTPS redirects, `http2` limits), `upstreams` (targets, pools, TLS, resilience records), `routes` (one route: match spec and action), `policies` (consumers, key
 //! store, named policies: each kind compiles in its own block), `defaults` (a route's
-//! effective policy list), `telemetry`, `abuse` and `paths`; `summary` renders a compiled
+//! effective policy list), `telemetry`, `abuse`, `paths` and `dns`; `summary` renders a compiled
 //! config for `check` and the admin API.
 //!
 //! This file only declares and re-exports: no child imports from it.
@@ -14,6 +14,7 @@
 pub mod abuse;
 pub mod compile;
 pub mod defaults;
+pub mod dns;
 pub mod errors;
 pub mod http2;
 pub mod listeners;
@@ -29,7 +30,7 @@ pub mod telemetry;
 pub mod units;
 pub mod upstreams;
 
-pub use compile::{load, load_with};
+pub use compile::{load, load_text, load_with};
 pub use errors::ConfigError;
 pub use model::*;
 pub use telemetry::{AccessLogFormat, AccessLogSettings, OtlpSettings, Telemetry, TracingSettings};

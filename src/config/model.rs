@@ -23,6 +23,8 @@ pub struct Runtime {
     pub jwks: crate::jwt::JwksFetchers,
     /// Upstream and target records (health, ejections, counters) kept across reloads.
     pub resilience: crate::resilience::Registry,
+    /// Resolved upstream host names, kept across reloads and refreshed by TTL.
+    pub dns: crate::dns::DnsCache,
 }
 
 /// Dense index into `Compiled::upstreams`.
@@ -55,6 +57,11 @@ pub struct Compiled {
     pub paths: crate::http1::PathOptions,
     /// Caps on open client connections (checked at accept).
     pub conn_limits: ConnLimits,
+    /// How upstream host names are resolved (`[dns]`).
+    pub dns: crate::dns::DnsSettings,
+    /// The file content this generation was compiled from: re-compiled as is when a host
+    /// name's addresses change, so an unreviewed edit on disk is never picked up that way.
+    pub source_text: std::sync::Arc<str>,
 }
 
 /// Caps on open client connections, checked once per accepted connection.
@@ -186,6 +193,8 @@ pub struct Target {
     /// As written in the config (for logs and `check`).
     pub label: String,
     pub weight: u32,
+    /// Index of the `targets` entry this address came from (a host name may give several).
+    pub source: usize,
     /// What every worker shares about this target (kept across reloads by address).
     pub health: std::sync::Arc<crate::resilience::TargetHealth>,
 }

@@ -51,6 +51,22 @@ pub struct RawConfig {
     /// Request path normalization.
     #[serde(default)]
     pub paths: RawPaths,
+    /// How upstream host names are resolved and re-resolved.
+    #[serde(default)]
+    pub dns: RawDns,
+}
+
+/// `[dns]`: name servers and TTL bounds for upstream host names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    /// `"IP"` or `"IP:PORT"` (port 53 by default); absent = resolv.conf's name servers.
+    pub servers: Option<Vec<Spanned<String>>>,
+    pub hosts_file: Option<Spanned<String>>,
+    pub resolv_conf: Option<Spanned<String>>,
+    pub min_ttl: Option<Spanned<RawDuration>>,
+    pub max_ttl: Option<Spanned<RawDuration>>,
+    pub timeout: Option<Spanned<RawDuration>>,
 }
 
 /// `[paths]`: how request paths are normalized before routing.

@@ -3,7 +3,7 @@
 //! upstream and target carries across reloads.
 
 use std::collections::HashMap;
-use std::net::ToSocketAddrs;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use super::errors::{positive, Diag};
 use super::model::{Runtime, Target, Timeouts, Upstream, UpstreamId, UpstreamProtocol};
 use super::raw::{RawConfig, RawUpstream};
 use super::units::dur;
+use crate::dns::DnsSettings;
 use crate::resilience::UpstreamShared;
 
 pub fn compile_upstreams(
@@ -18,6 +19,7 @@ pub fn compile_upstreams(
     file: &Path,
     timeouts: &Timeouts,
     rt: &Runtime,
+    dns: &DnsSettings,
     errs: &mut Diag,
 ) -> (Vec<Upstream>, HashMap<String, UpstreamId>) {
     let mut ups = Vec::new();
@@ -36,7 +38,7 @@ pub fn compile_upstreams(
             );
         }
         let shared = rt.resilience.upstream(name.get_ref());
-        let targets = targets(u, &shared, &field, errs);
+        let targets = targets(u, &shared, (rt, dns), &field, errs);
         let max_idle = match &u.max_idle {
             None => 64,
             Some(m) => match usize::try_from(*m.get_ref()) {
@@ -148,9 +150,11 @@ fn upstream_tls(
 fn targets(
     u: &RawUpstream,
     shared: &UpstreamShared,
+    cx: (&Runtime, &DnsSettings),
     field: &dyn Fn(&str) -> String,
     errs: &mut Diag,
 ) -> Vec<Target> {
+    let (rt, dns) = cx;
     let mut targets = Vec::new();
     for (ti, t) in u.targets.get_ref().iter().enumerate() {
         let tf = field(&format!("targets[{ti}].address"));
@@ -169,28 +173,69 @@ fn targets(
                 }
             },
         };
-        if !text.contains(':') {
-            errs.at(
-                t.address.span(),
-                tf,
-                format!("bad upstream address {text:?}: expected HOST:PORT"),
-            );
-            continue;
-        }
-        // Blocking resolution is fine here: compile() only runs on the control thread.
-        match text.to_socket_addrs().map(|mut a| a.next()) {
-            Ok(Some(addr)) => targets.push(Target {
+        let addrs = match resolve_target(text, rt, dns) {
+            Ok(a) => a,
+            Err(why) => {
+                errs.at(
+                    t.address.span(),
+                    tf,
+                    format!("bad upstream address {text:?}: {why}"),
+                );
+                continue;
+            }
+        };
+        for addr in addrs {
+            if targets.iter().any(|p: &Target| p.addr == addr) {
+                continue;
+            }
+            targets.push(Target {
                 addr,
                 label: text.clone(),
                 weight,
+                source: ti,
                 health: shared.target(addr),
-            }),
-            Ok(None) | Err(_) => errs.at(
-                t.address.span(),
-                tf,
-                format!("bad upstream address {text:?}: cannot resolve to HOST:PORT"),
-            ),
+            });
         }
     }
     targets
+}
+
+/// A target's addresses: an `IP:PORT` literal as is; `HOST:PORT` through the DNS cache (every
+/// A and AAAA record, the last good answer when a lookup fails). Blocking is fine here:
+/// compile() only runs on the control side.
+fn resolve_target(text: &str, rt: &Runtime, dns: &DnsSettings) -> Result<Vec<SocketAddr>, String> {
+    if let Ok(a) = text.parse::<SocketAddr>() {
+        return Ok(vec![a]);
+    }
+    let (host, port) = split_host_port(text).ok_or("expected HOST:PORT")?;
+    let addrs = rt.dns.resolve(host, dns)?;
+    Ok(addrs
+        .into_iter()
+        .map(|ip| SocketAddr::new(ip, port))
+        .collect())
+}
+
+/// `HOST:PORT` with a plausible host name and a port number; `None` otherwise.
+pub fn split_host_port(text: &str) -> Option<(&str, u16)> {
+    let (host, port) = text.rsplit_once(':')?;
+    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+    let ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+    ok.then_some((host, port))
+}
+
+/// The host names (not IP literals) a compiled upstream list resolves.
+pub fn host_names(ups: &[Upstream]) -> Vec<&str> {
+    let mut names: Vec<&str> = ups
+        .iter()
+        .flat_map(|u| &u.targets)
+        .filter(|t| t.label.parse::<SocketAddr>().is_err())
+        .filter_map(|t| split_host_port(&t.label).map(|(h, _)| h))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
 }

@@ -27,7 +27,8 @@ pub use pool::UpConn;
 
 pub struct TargetState {
     pub addr: SocketAddr,
-    /// `addr` as text, for the Host header when the client's is not preserved.
+    /// The target as configured (`HOST:PORT`, or `IP:PORT`): the Host header when the
+    /// client's is not preserved, so a name-based virtual host upstream sees its own name.
     pub label: String,
     weight: i64,
     current: Cell<i64>,
@@ -87,10 +88,9 @@ impl UpstreamState {
         let targets = u
             .targets
             .iter()
-            .enumerate()
-            .map(|(i, t)| {
+            .map(|t| {
                 let prev = old.and_then(|o| o.targets.iter().find(|p| p.addr == t.addr));
-                let server_name = u.tls.as_ref().and_then(|s| s.names.get(i).cloned());
+                let server_name = u.tls.as_ref().and_then(|s| s.names.get(t.source).cloned());
                 let prev_name = prev.and_then(|p| p.server_name.as_ref());
                 // Connections of the other protocol are never carried over: nothing would
                 // take them again.
@@ -103,7 +103,7 @@ impl UpstreamState {
                 }
                 TargetState {
                     addr: t.addr,
-                    label: t.addr.to_string(),
+                    label: t.label.clone(),
                     weight: i64::from(t.weight),
                     current: Cell::new(0),
                     down_until: Cell::new(prev.and_then(|p| p.down_until.get())),
@@ -183,6 +183,7 @@ mod tests {
                         addr,
                         label: String::new(),
                         weight: w,
+                        source: i,
                         health: shared.target(addr),
                     }
                 })

@@ -54,7 +54,13 @@ pub struct FaultyUpstream {
 impl FaultyUpstream {
     /// Starts answering `Fault::Ok` on an ephemeral loopback port.
     pub fn start(name: &'static str) -> FaultyUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        FaultyUpstream::start_on(name, "127.0.0.1:0".parse().unwrap())
+    }
+
+    /// Starts answering `Fault::Ok` on `addr` (e.g. another loopback address with the port of
+    /// a first server, so one `HOST:PORT` can resolve to either).
+    pub fn start_on(name: &'static str, addr: SocketAddr) -> FaultyUpstream {
+        let listener = TcpListener::bind(addr).expect("bind");
         let addr = listener.local_addr().expect("addr");
         let state = Arc::new(State {
             fault: Mutex::new(Fault::Ok),
@@ -196,7 +202,7 @@ fn current(st: &State) -> Fault {
     if let Fault::Flap(period) = f {
         let elapsed = st.since.lock().unwrap().elapsed();
         let phase = elapsed.as_millis() / period.as_millis().max(1);
-        return if phase % 2 == 0 {
+        return if phase.is_multiple_of(2) {
             Fault::Ok
         } else {
             Fault::Status(500)

@@ -1,0 +1,224 @@
+//! The resolved addresses of every upstream host name, shared by config compiles and the
+//! refresh thread: each entry expires after its answer's TTL (clamped to `min_ttl..=max_ttl`),
+//! and a failed lookup keeps the entry's last good addresses (logged once per failure spell)
+//! and is retried after `min_ttl`.
+//!
+//! The lock guards the map only: lookups run with it released, so a slow name server never
+//! holds up a compile waiting on another name.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::query::{lookup, Family, MAX_ADDRS};
+use super::sources::{hosts_lookup, resolv_conf_servers};
+
+/// How names are resolved (`[dns]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsSettings {
+    /// Name servers asked in order; empty = the `nameserver` lines of `resolv_conf`.
+    pub servers: Vec<SocketAddr>,
+    pub resolv_conf: PathBuf,
+    /// Consulted before any server (`files dns`), re-read on every lookup.
+    pub hosts_file: PathBuf,
+    /// Bounds on how long an answer is used before asking again.
+    pub min_ttl: Duration,
+    pub max_ttl: Duration,
+    /// Per question to one server.
+    pub timeout: Duration,
+}
+
+impl Default for DnsSettings {
+    fn default() -> DnsSettings {
+        DnsSettings {
+            servers: Vec::new(),
+            resolv_conf: PathBuf::from("/etc/resolv.conf"),
+            hosts_file: PathBuf::from("/etc/hosts"),
+            min_ttl: Duration::from_secs(5),
+            max_ttl: Duration::from_secs(300),
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+struct Entry {
+    /// Sorted, so a server rotating its answer order is not a change.
+    addrs: Vec<IpAddr>,
+    expires: Instant,
+    /// The latest lookup failed (the failure was logged; the recovery will be).
+    failing: bool,
+}
+
+/// Host name → addresses, kept across reloads (in `config::Runtime`).
+#[derive(Default)]
+pub struct DnsCache {
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+impl DnsCache {
+    /// `host`'s addresses for a compile: the cached ones while fresh, else a lookup now; when
+    /// that fails, the last good addresses if there ever were any (so a reload never fails
+    /// for a name that once resolved), else the error.
+    pub fn resolve(&self, host: &str, s: &DnsSettings) -> Result<Vec<IpAddr>, String> {
+        let now = Instant::now();
+        if let Some(e) = self.lock().get(host) {
+            if e.expires > now {
+                return Ok(e.addrs.clone());
+            }
+        }
+        let outcome = self.refresh_one(host, s, now);
+        match (self.lock().get(host), outcome) {
+            (Some(e), _) if !e.addrs.is_empty() => Ok(e.addrs.clone()),
+            (_, Err(why)) => Err(why),
+            (_, Ok(_)) => Err(format!("{host} has no address")),
+        }
+    }
+
+    /// Looks up again every name whose answer expired; true if any name's addresses changed.
+    pub fn refresh_expired(&self, s: &DnsSettings) -> bool {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|(_, e)| e.expires <= now)
+            .map(|(h, _)| h.clone())
+            .collect();
+        let mut changed = false;
+        for host in due {
+            changed |= self.refresh_one(&host, s, now).unwrap_or(false);
+        }
+        changed
+    }
+
+    /// When the next answer expires (the refresh thread sleeps until then).
+    pub fn next_due(&self) -> Option<Instant> {
+        self.lock().values().map(|e| e.expires).min()
+    }
+
+    /// Forgets names the serving config no longer uses.
+    pub fn retain(&self, used: &[&str]) {
+        self.lock().retain(|h, _| used.contains(&h.as_str()));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One lookup of `host`, stored: whether its addresses changed, or why the lookup failed
+    /// (the last good addresses, if any, then stay for another `min_ttl`).
+    fn refresh_one(&self, host: &str, s: &DnsSettings, now: Instant) -> Result<bool, String> {
+        let result = fresh_lookup(host, s);
+        let mut map = self.lock();
+        let prev = map.get(host);
+        match result {
+            Ok((addrs, ttl)) => {
+                let changed = prev.is_some_and(|p| p.addrs != addrs);
+                if let Some(p) = prev.filter(|p| p.failing) {
+                    crate::log::info(&format!("dns: {host} resolves again: {:?}", p.addrs));
+                }
+                if changed {
+                    crate::log::info(&format!(
+                        "dns: {host} now resolves to {addrs:?} (was {:?})",
+                        prev.map(|p| p.addrs.clone()).unwrap_or_default()
+                    ));
+                }
+                let expires = now + ttl.clamp(s.min_ttl, s.max_ttl.max(s.min_ttl));
+                map.insert(
+                    host.to_string(),
+                    Entry {
+                        addrs,
+                        expires,
+                        failing: false,
+                    },
+                );
+                Ok(changed)
+            }
+            Err(why) => {
+                let last = prev.map(|p| p.addrs.clone()).unwrap_or_default();
+                if prev.is_none_or(|p| !p.failing) && !last.is_empty() {
+                    crate::log::warn(&format!(
+                        "dns: lookup of {host} failed ({why}); keeping the last good addresses {last:?}"
+                    ));
+                }
+                if !last.is_empty() {
+                    map.insert(
+                        host.to_string(),
+                        Entry {
+                            addrs: last,
+                            expires: now + s.min_ttl,
+                            failing: true,
+                        },
+                    );
+                }
+                Err(why)
+            }
+        }
+    }
+}
+
+/// Every A and AAAA address of `host` with the answer's TTL: the hosts file first, then the
+/// name servers in order (a server that fails either question hands over to the next), and the
+/// system resolver only when no name server is known at all.
+fn fresh_lookup(host: &str, s: &DnsSettings) -> Result<(Vec<IpAddr>, Duration), String> {
+    let mut from_hosts = hosts_lookup(&s.hosts_file, host);
+    if !from_hosts.is_empty() {
+        from_hosts.sort();
+        from_hosts.truncate(MAX_ADDRS);
+        return Ok((from_hosts, s.min_ttl));
+    }
+    let servers = if s.servers.is_empty() {
+        resolv_conf_servers(&s.resolv_conf)
+    } else {
+        s.servers.clone()
+    };
+    if servers.is_empty() {
+        return system_lookup(host);
+    }
+    let mut last_err = String::new();
+    for server in servers {
+        match both_families(server, host, s.timeout) {
+            Ok(found) => return Ok(found),
+            Err(e) => last_err = e,
+        }
+    }
+    Err(last_err)
+}
+
+fn both_families(
+    server: SocketAddr,
+    host: &str,
+    timeout: Duration,
+) -> Result<(Vec<IpAddr>, Duration), String> {
+    let v4 = lookup(server, host, Family::V4, timeout)?;
+    let v6 = lookup(server, host, Family::V6, timeout)?;
+    let ttl = [&v4, &v6]
+        .iter()
+        .filter(|a| !a.addrs.is_empty())
+        .map(|a| a.ttl)
+        .min()
+        .unwrap_or(0);
+    let mut addrs: Vec<IpAddr> = v4.addrs.into_iter().chain(v6.addrs).collect();
+    if addrs.is_empty() {
+        return Err(format!("{server} has no A or AAAA record for {host}"));
+    }
+    addrs.sort();
+    addrs.truncate(MAX_ADDRS);
+    Ok((addrs, Duration::from_secs(u64::from(ttl))))
+}
+
+/// The C library's resolver (no TTL: the answer is kept for 30 s).
+fn system_lookup(host: &str) -> Result<(Vec<IpAddr>, Duration), String> {
+    let found = (host, 0u16)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?;
+    let mut addrs: Vec<IpAddr> = found.map(|a| a.ip()).collect();
+    addrs.sort();
+    addrs.dedup();
+    addrs.truncate(MAX_ADDRS);
+    if addrs.is_empty() {
+        return Err(format!("{host} has no address"));
+    }
+    Ok((addrs, Duration::from_secs(30)))
+}

@@ -1,0 +1,304 @@
+//! Upstream host names: every A and AAAA record becomes a target, answers are re-resolved as
+//! their TTL runs out and traffic follows, a failed lookup keeps the last good addresses, and
+//! `preserve_host = false` sends the configured name. A DNS server stub on loopback UDP answers
+//! from a table the test changes (and can go silent, or forge replies).
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::faults::FaultyUpstream;
+use common::*;
+use simple_dns::rdata::{RData, A, AAAA};
+use simple_dns::{Packet, ResourceRecord, CLASS, QTYPE, TYPE};
+
+/// A loopback DNS server answering A/AAAA questions from `table`.
+struct DnsStub {
+    addr: SocketAddr,
+    table: Arc<Mutex<HashMap<String, Vec<IpAddr>>>>,
+    ttl: Arc<AtomicUsize>,
+    silent: Arc<AtomicBool>,
+    /// Send a reply with the wrong id (pointing elsewhere) before each real one.
+    forge: Arc<AtomicBool>,
+    queries: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl DnsStub {
+    fn start() -> DnsStub {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let stub = DnsStub {
+            addr: sock.local_addr().unwrap(),
+            table: Arc::default(),
+            ttl: Arc::new(AtomicUsize::new(1)),
+            silent: Arc::default(),
+            forge: Arc::default(),
+            queries: Arc::default(),
+            stop: Arc::default(),
+        };
+        let (table, ttl, silent, forge, queries, stop) = (
+            stub.table.clone(),
+            stub.ttl.clone(),
+            stub.silent.clone(),
+            stub.forge.clone(),
+            stub.queries.clone(),
+            stub.stop.clone(),
+        );
+        thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while !stop.load(Ordering::Relaxed) {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                queries.fetch_add(1, Ordering::SeqCst);
+                if silent.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let Ok(q) = Packet::parse(&buf[..n]) else {
+                    continue;
+                };
+                let ttl = ttl.load(Ordering::Relaxed) as u32;
+                let addrs = {
+                    let t = table.lock().unwrap();
+                    let name = q.questions[0].qname.to_string();
+                    t.get(&name).cloned()
+                };
+                if forge.load(Ordering::Relaxed) {
+                    let evil = vec!["127.0.0.9".parse().unwrap()];
+                    let fake = answer(&q, q.id().wrapping_add(1), Some(&evil), ttl);
+                    sock.send_to(&fake, from).ok();
+                }
+                let reply = answer(&q, q.id(), addrs.as_ref(), ttl);
+                sock.send_to(&reply, from).ok();
+            }
+        });
+        stub
+    }
+
+    fn set(&self, name: &str, addrs: &[&str]) {
+        let ips = addrs.iter().map(|a| a.parse().unwrap()).collect();
+        self.table.lock().unwrap().insert(name.to_string(), ips);
+    }
+}
+
+impl Drop for DnsStub {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A reply to `q`: its records of the asked type, or NXDOMAIN when the name is unknown.
+fn answer(q: &Packet<'_>, id: u16, addrs: Option<&Vec<IpAddr>>, ttl: u32) -> Vec<u8> {
+    let mut p = Packet::new_reply(id);
+    let question = q.questions[0].clone();
+    let want = question.qtype;
+    let name = question.qname.clone();
+    p.questions.push(question);
+    match addrs {
+        None => *p.rcode_mut() = simple_dns::RCODE::NameError,
+        Some(list) => {
+            for ip in list {
+                let rdata = match (ip, want) {
+                    (IpAddr::V4(v4), QTYPE::TYPE(TYPE::A)) => RData::A(A {
+                        address: u32::from(*v4),
+                    }),
+                    (IpAddr::V6(v6), QTYPE::TYPE(TYPE::AAAA)) => RData::AAAA(AAAA {
+                        address: u128::from(*v6),
+                    }),
+                    _ => continue,
+                };
+                p.answers
+                    .push(ResourceRecord::new(name.clone(), CLASS::IN, ttl, rdata));
+            }
+        }
+    }
+    p.build_bytes_vec().unwrap()
+}
+
+fn config(stub: &DnsStub, target: &str, extra_route: &str) -> String {
+    format!(
+        "[dns]\nservers = [\"{}\"]\nmin_ttl = \"200ms\"\nmax_ttl = \"2s\"\ntimeout = \"300ms\"\n\n\
+         [upstreams.svc]\ntargets = [{{ address = \"{target}\" }}]\n\n\
+         [[routes]]\nname = \"all\"\nprefix = \"/\"\nproxy = {{ upstream = \"svc\"{extra_route} }}\n",
+        stub.addr
+    )
+}
+
+/// The `X-Upstream` names of `n` sequential requests.
+fn served_by(g: &Gateway, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            let r = get(g.addr, "/x");
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.header("x-upstream").unwrap_or("").to_string()
+        })
+        .collect()
+}
+
+/// Two upstream servers on the same port at 127.0.0.2 and 127.0.0.3.
+fn pair() -> (FaultyUpstream, FaultyUpstream) {
+    let a = FaultyUpstream::start_on("a", "127.0.0.2:0".parse().unwrap());
+    let b_addr = SocketAddr::new("127.0.0.3".parse().unwrap(), a.addr.port());
+    let b = FaultyUpstream::start_on("b", b_addr);
+    (a, b)
+}
+
+#[test]
+fn traffic_follows_a_changed_answer() {
+    let (a, b) = pair();
+    let stub = DnsStub::start();
+    stub.set("svc.test", &["127.0.0.2"]);
+    let port = a.addr.port();
+    let g = Gateway::start(&config(&stub, &format!("svc.test:{port}"), ""));
+    assert!(served_by(&g, 5).iter().all(|s| s == "a"));
+
+    stub.set("svc.test", &["127.0.0.3"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let changed_at = Instant::now();
+    loop {
+        let now_b = served_by(&g, 1)[0] == "b";
+        if now_b {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "traffic never moved: {}",
+            g.logs()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    // The answer's TTL (1 s) bounds how long the old address is used.
+    assert!(changed_at.elapsed() < Duration::from_secs(3));
+    assert!(served_by(&g, 5).iter().all(|s| s == "b"));
+    assert!(
+        g.logs().contains("svc.test now resolves to"),
+        "{}",
+        g.logs()
+    );
+    let before = b.count();
+    served_by(&g, 3);
+    assert_eq!(b.count(), before + 3);
+}
+
+#[test]
+fn every_a_and_aaaa_record_is_a_target() {
+    let (a, _b) = pair();
+    let v6 = SocketAddr::new("::1".parse().unwrap(), a.addr.port());
+    let Ok(c) = std::panic::catch_unwind(|| FaultyUpstream::start_on("c", v6)) else {
+        eprintln!("no IPv6 loopback here: checking A records only");
+        return;
+    };
+    let stub = DnsStub::start();
+    stub.set("svc.test", &["127.0.0.2", "127.0.0.3", "::1"]);
+    let g = Gateway::start(&config(&stub, &format!("svc.test:{}", a.addr.port()), ""));
+    let seen = served_by(&g, 30);
+    for name in ["a", "b", "c"] {
+        assert!(
+            seen.iter().any(|s| s == name),
+            "{name} never served: {seen:?}"
+        );
+    }
+    drop(c);
+}
+
+#[test]
+fn a_failed_lookup_keeps_the_last_good_addresses() {
+    let (a, _b) = pair();
+    let stub = DnsStub::start();
+    stub.set("svc.test", &["127.0.0.2"]);
+    let body = config(&stub, &format!("svc.test:{}", a.addr.port()), "");
+    let g = Gateway::start(&body);
+    stub.silent.store(true, Ordering::Relaxed);
+    // Well past the TTL: lookups time out, traffic keeps flowing to the last good address.
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        assert_eq!(served_by(&g, 1)[0], "a");
+        thread::sleep(Duration::from_millis(100));
+    }
+    g.wait_log("keeping the last good addresses", Duration::from_secs(3));
+    assert_eq!(
+        g.log_count("keeping the last good addresses"),
+        1,
+        "logged once per failure spell"
+    );
+    // A reload while DNS is down still succeeds: the name once resolved.
+    assert!(g.reload(&body), "{}", g.logs());
+    assert_eq!(served_by(&g, 1)[0], "a");
+    // Recovery is noticed and logged.
+    stub.silent.store(false, Ordering::Relaxed);
+    g.wait_log("svc.test resolves again", Duration::from_secs(5));
+}
+
+#[test]
+fn an_unknown_name_is_a_config_error_naming_the_field() {
+    let stub = DnsStub::start();
+    let text = format!(
+        "[[listeners]]\nname = \"l\"\naddress = \"127.0.0.1:{}\"\n\n{}",
+        free_port(),
+        config(&stub, "nowhere.test:80", "")
+    );
+    let (code, out, err) = check_config(&text);
+    assert_ne!(code, 0, "{out}{err}");
+    let all = format!("{out}{err}");
+    assert!(all.contains("upstreams.svc.targets[0].address"), "{all}");
+    assert!(all.contains("nowhere.test"), "{all}");
+    assert!(
+        all.contains("check.toml:12:"),
+        "the line of the target: {all}"
+    );
+}
+
+#[test]
+fn preserve_host_false_sends_the_configured_name() {
+    let (a, _b) = pair();
+    let stub = DnsStub::start();
+    stub.set("svc.test", &["127.0.0.2"]);
+    let target = format!("svc.test:{}", a.addr.port());
+    let g = Gateway::start(&config(&stub, &target, ", preserve_host = false"));
+    let r = request(g.addr, "GET", "/x", &[("Host", "client.example")], b"");
+    assert_eq!(r.status, 200);
+    let host = a
+        .requests()
+        .last()
+        .unwrap()
+        .header("host")
+        .unwrap()
+        .to_string();
+    assert_eq!(host, target, "the upstream sees its own name, not an IP");
+}
+
+#[test]
+fn a_zero_ttl_is_held_to_the_minimum() {
+    let (a, _b) = pair();
+    let stub = DnsStub::start();
+    stub.set("svc.test", &["127.0.0.2"]);
+    stub.ttl.store(0, Ordering::Relaxed);
+    let _g = Gateway::start(&config(&stub, &format!("svc.test:{}", a.addr.port()), ""));
+    let start = stub.queries.load(Ordering::SeqCst);
+    thread::sleep(Duration::from_secs(2));
+    let asked = stub.queries.load(Ordering::SeqCst) - start;
+    // min_ttl 200 ms, A + AAAA per lookup: about 20 in 2 s; a TTL of 0 taken literally would
+    // ask thousands of times.
+    assert!(asked >= 4, "re-resolved at all: {asked}");
+    assert!(asked <= 30, "held to min_ttl: {asked}");
+}
+
+#[test]
+fn a_forged_reply_is_ignored() {
+    let (a, _b) = pair();
+    let stub = DnsStub::start();
+    stub.set("svc.test", &["127.0.0.2"]);
+    stub.forge.store(true, Ordering::Relaxed);
+    let g = Gateway::start(&config(&stub, &format!("svc.test:{}", a.addr.port()), ""));
+    assert!(served_by(&g, 5).iter().all(|s| s == "a"));
+    thread::sleep(Duration::from_millis(1500));
+    assert!(served_by(&g, 5).iter().all(|s| s == "a"));
+    assert!(!g.logs().contains("127.0.0.9"), "{}", g.logs());
+}
