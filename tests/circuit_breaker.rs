@@ -37,7 +37,10 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 /// Asserts a fast 503 problem body naming `limit`.
 fn assert_overflow(r: &Response, took: Duration, limit: &str) {
     assert_eq!(r.status, 503, "{}", r.text());
-    assert!(took < Duration::from_millis(500), "answered at once: {took:?}");
+    assert!(
+        took < Duration::from_millis(500),
+        "answered at once: {took:?}"
+    );
     assert_eq!(r.header("content-type"), Some("application/problem+json"));
     let v = r.json();
     assert_eq!(v["code"], "upstream_overflow");
@@ -70,7 +73,11 @@ fn past_max_requests_the_next_request_gets_503_at_once_and_the_count_recovers() 
     let t = Instant::now();
     let r = get(gw.addr, "/third");
     assert_overflow(&r, t.elapsed(), "max_requests");
-    assert_eq!(slow.count(), 2, "the refused request never reached the upstream");
+    assert_eq!(
+        slow.count(),
+        2,
+        "the refused request never reached the upstream"
+    );
     for h in busy {
         assert_eq!(h.join().unwrap().0, 200);
     }
@@ -92,11 +99,14 @@ fn past_max_requests_the_next_request_gets_503_at_once_and_the_count_recovers() 
     for _ in 0..4 {
         let mut c = TcpStream::connect(gw.addr).unwrap();
         use std::io::Write;
-        c.write_all(b"GET /gone HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+        c.write_all(b"GET /gone HTTP/1.1\r\nHost: test\r\n\r\n")
+            .unwrap();
         drop(c);
     }
     thread::sleep(Duration::from_millis(600));
-    wait_until("the in-flight count back to 0", || load(&gw, "requests") == Some(0.0));
+    wait_until("the in-flight count back to 0", || {
+        load(&gw, "requests") == Some(0.0)
+    });
     slow.set(Fault::Ok);
     let statuses: Vec<u16> = spawn_gets(gw.addr, 2)
         .into_iter()
@@ -127,7 +137,11 @@ fn past_max_connections_a_request_that_needs_a_new_connection_gets_503() {
     for _ in 0..3 {
         assert_eq!(get(gw.addr, "/next").status, 200);
     }
-    assert_eq!(load(&gw, "connections"), Some(1.0), "one open (pooled) connection");
+    assert_eq!(
+        load(&gw, "connections"),
+        Some(1.0),
+        "one open (pooled) connection"
+    );
     let s = scrape(gw.admin);
     assert_eq!(
         metric(
@@ -161,12 +175,17 @@ fn past_max_pending_a_request_waiting_to_connect_gets_503() {
     );
     let gw = Gateway::start(&config(&up));
     let waiting = spawn_gets(gw.addr, 1);
-    wait_until("one request connecting", || load(&gw, "pending") == Some(1.0));
+    wait_until("one request connecting", || {
+        load(&gw, "pending") == Some(1.0)
+    });
     let t = Instant::now();
     let r = get(gw.addr, "/second");
     assert_overflow(&r, t.elapsed(), "max_pending");
     let (status, _) = waiting.into_iter().next().unwrap().join().unwrap();
-    assert_eq!(status, 504, "the waiting request ends at its connect timeout");
+    assert_eq!(
+        status, 504,
+        "the waiting request ends at its connect timeout"
+    );
     wait_until("no request pending", || load(&gw, "pending") == Some(0.0));
     drop(fillers);
 }

@@ -58,7 +58,12 @@ impl Recorder {
     }
 
     fn attempts(&self) -> Vec<String> {
-        self.seen.lock().unwrap().iter().map(|s| s.1.clone()).collect()
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.1.clone())
+            .collect()
     }
 
     fn count(&self) -> usize {
@@ -73,7 +78,10 @@ fn a_reset_or_a_503_moves_to_another_target_and_the_upstream_sees_the_attempt() 
     bad.set(Fault::ResetBeforeHead);
     let up = upstream_toml("api", &[bad.addr, good.addr]);
     let gw = Gateway::start_workers(
-        &config(&up, Some("attempts = 2\non = [\"reset\", \"503\"]\nbackoff_base = \"1ms\"")),
+        &config(
+            &up,
+            Some("attempts = 2\non = [\"reset\", \"503\"]\nbackoff_base = \"1ms\""),
+        ),
         1,
     );
     for fault in [Fault::ResetBeforeHead, Fault::Status(503)] {
@@ -95,7 +103,11 @@ fn a_reset_or_a_503_moves_to_another_target_and_the_upstream_sees_the_attempt() 
             .count()
     };
     assert_eq!(on(&bad, "1"), bad.count(), "{:?}", bad.requests());
-    assert_eq!(on(&good, "2"), bad.count(), "every failure was retried once");
+    assert_eq!(
+        on(&good, "2"),
+        bad.count(),
+        "every failure was retried once"
+    );
     assert_eq!(on(&good, "1") + on(&good, "2"), good.count());
 }
 
@@ -263,7 +275,8 @@ fn a_streamed_body_is_never_resent() {
                 acc.fetch_add(1, Ordering::SeqCst);
                 s.set_nonblocking(false).unwrap();
                 // A short read timeout: a small request is all there after one read.
-                s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+                s.set_read_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
                 let mut got = 0;
                 let mut buf = [0u8; 16 * 1024];
                 while got < 64 * 1024 {
@@ -297,12 +310,20 @@ fn a_streamed_body_is_never_resent() {
     let r = c.read_response(false).expect("a response");
     assert_eq!(r.status, 502, "{}", r.text());
     thread::sleep(Duration::from_millis(200));
-    assert_eq!(accepted.load(Ordering::SeqCst), 1, "the streamed body was not resent");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "the streamed body was not resent"
+    );
     // The same route retries a small body that arrived whole with its head.
     let r = request(gw.addr, "POST", "/small", &[], b"small body");
     assert_eq!(r.status, 502);
     thread::sleep(Duration::from_millis(100));
-    assert_eq!(accepted.load(Ordering::SeqCst), 4, "a buffered body is resent");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        4,
+        "a buffered body is resent"
+    );
     stop.store(true, Ordering::Relaxed);
 }
 
@@ -354,7 +375,13 @@ fn an_empty_budget_allows_no_retry_and_counts_the_refusals() {
     }
     assert_eq!(u.count(), 5, "no retry went out");
     let s = scrape(gw.admin);
-    let m = |o| metric(&s, "ringway_upstream_retries_total", &[("upstream", "api"), ("outcome", o)]);
+    let m = |o| {
+        metric(
+            &s,
+            "ringway_upstream_retries_total",
+            &[("upstream", "api"), ("outcome", o)],
+        )
+    };
     assert_eq!(m("budget_exhausted"), Some(5.0));
     assert_eq!(m("retried"), Some(0.0));
 }
@@ -384,12 +411,22 @@ fn when_every_target_fails_retries_stay_within_the_budget() {
         "{upstream} upstream requests for {sent} client requests"
     );
     let s = scrape(gw.admin);
-    let m = |o| metric(&s, "ringway_upstream_retries_total", &[("upstream", "api"), ("outcome", o)]);
+    let m = |o| {
+        metric(
+            &s,
+            "ringway_upstream_retries_total",
+            &[("upstream", "api"), ("outcome", o)],
+        )
+    };
     let retried = m("retried").unwrap_or(0.0);
     assert_eq!(retried, upstream - sent, "every retry counted");
     assert!(m("budget_exhausted").unwrap_or(0.0) > 0.0);
     assert_eq!(
-        metric(&s, "ringway_upstream_load", &[("upstream", "api"), ("kind", "retries")]),
+        metric(
+            &s,
+            "ringway_upstream_load",
+            &[("upstream", "api"), ("kind", "retries")]
+        ),
         Some(0.0),
         "no retry slot leaked"
     );

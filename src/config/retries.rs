@@ -7,7 +7,6 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::errors::{int_in, positive, Diag};
-use super::raw::RawConfig;
 use super::units::RawDuration;
 use crate::resilience::{BreakerLimits, RetryBudget, RetryMethods, RetryOn, RetryPolicy};
 
@@ -71,7 +70,12 @@ pub fn retry_policy(r: &RawRetry, field: &dyn Fn(&str) -> String, errs: &mut Dia
         }
     };
     let per_try_timeout = r.per_try_timeout.as_ref().map(|_| {
-        positive(errs, &r.per_try_timeout, &f("per_try_timeout"), Default::default())
+        positive(
+            errs,
+            &r.per_try_timeout,
+            &f("per_try_timeout"),
+            Default::default(),
+        )
     });
     let backoff_base = r
         .backoff_base
@@ -80,7 +84,9 @@ pub fn retry_policy(r: &RawRetry, field: &dyn Fn(&str) -> String, errs: &mut Dia
     let backoff_max = r
         .backoff_max
         .as_ref()
-        .map_or(RetryPolicy::DEFAULT_BACKOFF_MAX.max(backoff_base), |d| d.get_ref().0);
+        .map_or(RetryPolicy::DEFAULT_BACKOFF_MAX.max(backoff_base), |d| {
+            d.get_ref().0
+        });
     if let Some(m) = &r.backoff_max {
         if backoff_max < backoff_base {
             errs.at(
@@ -134,25 +140,26 @@ fn retry_on(list: &Spanned<Vec<Spanned<String>>>, field: &str, errs: &mut Diag) 
 
 /// An upstream's retry budget: its own table, else the default when some route retries to
 /// it, else none (no counting at all).
+/// `retried`: some route with a retry policy proxies to this upstream.
 pub fn retry_budget(
-    raw: &RawConfig,
-    name: &str,
+    retried: bool,
     b: Option<&RawRetryBudget>,
     field: &dyn Fn(&str) -> String,
     errs: &mut Diag,
 ) -> Option<RetryBudget> {
     let d = RetryBudget::DEFAULT;
     let Some(b) = b else {
-        let retried = raw.routes.iter().any(|r| {
-            r.proxy.as_ref().is_some_and(|p| {
-                let p = p.get_ref();
-                p.retry.is_some() && p.upstream.get_ref() == name
-            })
-        });
         return retried.then_some(d);
     };
     Some(RetryBudget {
-        percent: int_in(errs, &b.percent, &field("retry_budget.percent"), d.percent, 0..=100, ""),
+        percent: int_in(
+            errs,
+            &b.percent,
+            &field("retry_budget.percent"),
+            d.percent,
+            0..=100,
+            "",
+        ),
         min_concurrent: int_in(
             errs,
             &b.min_concurrent,
@@ -226,7 +233,10 @@ mod tests {
         assert!(e[0].starts_with("r.toml:11:"), "{}", e[0]);
         assert!(e[0].contains("routes[0].proxy.retry.attempts"), "{}", e[0]);
         let e = errors(&route("on = [\"reset\", \"418\"]"));
-        assert!(e[0].contains("routes[0].proxy.retry.on[1]") && e[0].contains("\"418\""), "{e:?}");
+        assert!(
+            e[0].contains("routes[0].proxy.retry.on[1]") && e[0].contains("\"418\""),
+            "{e:?}"
+        );
         let e = errors(&route("on = []"));
         assert!(e[0].contains("proxy.retry.on"), "{e:?}");
         let e = errors(&route("on = [\"reset\", \"reset\"]"));
@@ -250,7 +260,10 @@ mod tests {
         let e = errors(&bad);
         assert_eq!(e.len(), 2, "{e:?}");
         assert!(e[0].contains("r.toml:6:") && e[0].contains("upstreams.api.retry_budget.percent"));
-        assert!(e[1].contains("r.toml:8:") && e[1].contains("upstreams.api.circuit_breaker.max_requests"));
+        assert!(
+            e[1].contains("r.toml:8:")
+                && e[1].contains("upstreams.api.circuit_breaker.max_requests")
+        );
         let ok = format!(
             "{BASE}[upstreams.api.retry_budget]\npercent = 20\nmin_concurrent = 0\n\
              [upstreams.api.circuit_breaker]\nmax_connections = 5\nmax_pending = 1\nmax_requests = 9\n"

@@ -79,8 +79,7 @@ pub fn compile_upstreams(
             protocol,
             shared,
             retry_budget: super::retries::retry_budget(
-                raw,
-                name.get_ref(),
+                retried_by_a_route(raw, name.get_ref()),
                 u.retry_budget.as_ref().map(|b| b.get_ref()),
                 &field,
                 errs,
@@ -93,6 +92,17 @@ pub fn compile_upstreams(
         });
     }
     (ups, ids)
+}
+
+/// Whether some route with a retry policy proxies to upstream `name` (it then gets the
+/// default retry budget unless it has its own).
+fn retried_by_a_route(raw: &RawConfig, name: &str) -> bool {
+    raw.routes.iter().any(|r| {
+        r.proxy.as_ref().is_some_and(|p| {
+            let p = p.get_ref();
+            p.retry.is_some() && p.upstream.get_ref() == name
+        })
+    })
 }
 
 /// An upstream's `protocol`: `"http1"` (the default) or `"http2"`.

@@ -120,7 +120,7 @@ pub async fn forward<D: Downstream>(
         if !tunnel {
             return Err(ProxyError::new(ErrorKind::UpstreamBadResponse));
         }
-        return Ok(Outcome::Upgrade(up, resp));
+        return Ok(Outcome::Upgrade(Box::new(up), resp));
     }
     let keep = start_response(core, ex, down, route, fx, &resp);
     let streamed = stream_response_body(down, &mut up, resp.body, gen.cfg.timeouts.upstream_idle);

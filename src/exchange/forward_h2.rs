@@ -39,8 +39,8 @@ use crate::upstream::UpstreamState;
 use super::body::STREAM_CHUNK;
 use super::error::{ErrorKind, ProxyError};
 use super::model::{Exchange, UpstreamFacts};
-use super::retry::{self, classify, Retries};
 use super::response_head::start_response;
+use super::retry::{self, classify, Retries};
 use super::send::{connect_one, Attempt, RESPONSE_MAX_HEADERS};
 use super::wire::{Downstream, Outcome};
 
@@ -131,7 +131,13 @@ async fn start_with_retry<D: Downstream>(
     write_head: &impl WriteHead,
 ) -> Result<(StreamClaim, Call, Option<Head>), ProxyError> {
     let replayable = a.buffered_body.is_some();
-    let mut r = Retries::new(a.us, a.retry, ex.head.method, replayable, a.response_timeout);
+    let mut r = Retries::new(
+        a.us,
+        a.retry,
+        ex.head.method,
+        replayable,
+        a.response_timeout,
+    );
     let mut dead = 0u32;
     ex.facts.upstream = None;
     loop {

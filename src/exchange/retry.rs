@@ -234,8 +234,14 @@ mod tests {
             classify(&e(ErrorKind::UpstreamConnectTimeout), false),
             Some(Failure::ConnectFailure)
         );
-        assert_eq!(classify(&e(ErrorKind::UpstreamClosed), true), Some(Failure::Reset));
-        assert_eq!(classify(&e(ErrorKind::UpstreamTimeout), true), Some(Failure::Timeout));
+        assert_eq!(
+            classify(&e(ErrorKind::UpstreamClosed), true),
+            Some(Failure::Reset)
+        );
+        assert_eq!(
+            classify(&e(ErrorKind::UpstreamTimeout), true),
+            Some(Failure::Timeout)
+        );
         assert_eq!(classify(&e(ErrorKind::NoHealthyUpstream), false), None);
         assert_eq!(
             classify(&e(ErrorKind::UpstreamOverflow(Limit::Connections)), false),

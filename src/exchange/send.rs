@@ -58,7 +58,13 @@ pub async fn send_with_retry<D: Downstream>(
     write_head: &impl Fn(&str, &Exchange<'_>, &mut Vec<u8>),
 ) -> Result<(UpConn, http1::ResponseHead), ProxyError> {
     let replayable = a.buffered_body.is_some();
-    let mut r = Retries::new(a.us, a.retry, ex.head.method, replayable, a.response_timeout);
+    let mut r = Retries::new(
+        a.us,
+        a.retry,
+        ex.head.method,
+        replayable,
+        a.response_timeout,
+    );
     ex.facts.upstream = None;
     loop {
         match attempt_once(a, &mut r, ex, down, write_head).await {

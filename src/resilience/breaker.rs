@@ -204,7 +204,9 @@ mod tests {
         drop(b);
         assert_eq!(l.current(Limit::Requests), 1);
         // 0 = count without a limit.
-        let _many: Vec<_> = (0..100).map(|_| l.hold(Limit::Pending, 0).unwrap()).collect();
+        let _many: Vec<_> = (0..100)
+            .map(|_| l.hold(Limit::Pending, 0).unwrap())
+            .collect();
         assert_eq!(l.overflows(Limit::Pending), 0);
     }
 
@@ -238,8 +240,13 @@ mod tests {
             min_concurrent: 1,
         };
         let first = l.hold_retry(&b).expect("the floor allows one");
-        assert!(l.hold_retry(&b).is_none(), "over the floor with nothing active");
-        let active: Vec<_> = (0..4).map(|_| l.hold(Limit::Requests, 0).unwrap()).collect();
+        assert!(
+            l.hold_retry(&b).is_none(),
+            "over the floor with nothing active"
+        );
+        let active: Vec<_> = (0..4)
+            .map(|_| l.hold(Limit::Requests, 0).unwrap())
+            .collect();
         let second = l.hold_retry(&b).expect("50% of 4 active = 2");
         assert!(l.hold_retry(&b).is_none());
         assert_eq!(l.retries_total(RetryOutcome::Retried), 2);

@@ -7,7 +7,10 @@ use std::fmt::Write;
 use super::breaker::{Limit, Load, RetryOutcome};
 
 /// Appends the families for `upstreams` (name, load) to `out`.
-pub fn render_load<'a>(upstreams: impl Iterator<Item = (&'a str, &'a Load)> + Clone, out: &mut String) {
+pub fn render_load<'a>(
+    upstreams: impl Iterator<Item = (&'a str, &'a Load)> + Clone,
+    out: &mut String,
+) {
     head(
         out,
         "ringway_upstream_retries_total",
@@ -73,7 +76,9 @@ fn head(out: &mut String, name: &str, help: &str, kind: &str) {
 
 /// A label value escaped for the exposition format (names come from the config).
 fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -89,9 +94,8 @@ mod tests {
         let mut out = String::new();
         render_load([("api", &l)].into_iter(), &mut out);
         assert!(out.contains("# TYPE ringway_upstream_retries_total counter\n"));
-        assert!(out.contains(
-            "ringway_upstream_overflow_total{upstream=\"api\",limit=\"requests\"} 1\n"
-        ));
+        assert!(out
+            .contains("ringway_upstream_overflow_total{upstream=\"api\",limit=\"requests\"} 1\n"));
         assert!(out.contains("ringway_upstream_load{upstream=\"api\",kind=\"requests\"} 1\n"));
         assert!(out.contains(
             "ringway_upstream_retries_total{upstream=\"api\",outcome=\"budget_exhausted\"} 0\n"

@@ -208,21 +208,36 @@ mod tests {
     #[test]
     fn which_outcomes_are_retryable() {
         let p = policy(3, RetryOn::DEFAULT.union(RetryOn::S503));
-        assert!(p.allows(Failure::ConnectFailure, 1, false, false), "nothing was sent");
+        assert!(
+            p.allows(Failure::ConnectFailure, 1, false, false),
+            "nothing was sent"
+        );
         assert!(p.allows(Failure::Reset, 1, true, true));
         assert!(p.allows(Failure::Timeout, 2, true, true));
         assert!(p.allows(Failure::Status(503), 1, true, true));
-        assert!(!p.allows(Failure::Status(502), 1, true, true), "502 not named");
+        assert!(
+            !p.allows(Failure::Status(502), 1, true, true),
+            "502 not named"
+        );
         assert!(!p.allows(Failure::Status(500), 1, true, true));
-        assert!(!p.allows(Failure::Reset, 1, false, true), "POST is not retried");
-        assert!(!p.allows(Failure::Reset, 1, true, false), "a streamed body is gone");
+        assert!(
+            !p.allows(Failure::Reset, 1, false, true),
+            "POST is not retried"
+        );
+        assert!(
+            !p.allows(Failure::Reset, 1, true, false),
+            "a streamed body is gone"
+        );
         assert!(!p.allows(Failure::Reset, 3, true, true), "attempts cap");
         let all = RetryPolicy {
             methods: RetryMethods::All,
             ..p
         };
         assert!(all.allows(Failure::Reset, 1, false, true), "opted in");
-        assert!(!all.allows(Failure::Reset, 1, false, false), "never a streamed body");
+        assert!(
+            !all.allows(Failure::Reset, 1, false, false),
+            "never a streamed body"
+        );
         let x = policy(2, RetryOn::S5XX);
         assert!(x.allows(Failure::Status(500), 1, true, true));
         assert!(x.allows(Failure::Status(599), 1, true, true));
@@ -232,7 +247,15 @@ mod tests {
 
     #[test]
     fn names_parse() {
-        for n in ["connect-failure", "reset", "timeout", "502", "503", "504", "5xx"] {
+        for n in [
+            "connect-failure",
+            "reset",
+            "timeout",
+            "502",
+            "503",
+            "504",
+            "5xx",
+        ] {
             assert!(RetryOn::parse(n).is_some(), "{n}");
             assert!(RetryOn::NAMES.contains(n));
         }
