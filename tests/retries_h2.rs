@@ -11,9 +11,12 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
+/// (path, x-ringway-attempts) of every request the upstream got.
+type Seen = Arc<Mutex<Vec<(String, String)>>>;
+
 /// An h2c upstream: `/flaky` answers 503 to its first two requests then 200, `/reset` resets
 /// every stream, anything else answers 503. It records each request's path and attempt.
-fn h2_upstream(rt: &tokio::runtime::Runtime) -> (SocketAddr, Arc<Mutex<Vec<(String, String)>>>) {
+fn h2_upstream(rt: &tokio::runtime::Runtime) -> (SocketAddr, Seen) {
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
@@ -44,7 +47,11 @@ fn h2_upstream(rt: &tokio::runtime::Runtime) -> (SocketAddr, Arc<Mutex<Vec<(Stri
                         respond.send_reset(::h2::Reason::INTERNAL_ERROR);
                         continue;
                     }
-                    let status = if path == "/flaky" && earlier >= 2 { 200 } else { 503 };
+                    let status = if path == "/flaky" && earlier >= 2 {
+                        200
+                    } else {
+                        503
+                    };
                     let resp = http::Response::builder().status(status).body(()).unwrap();
                     if let Ok(mut send) = respond.send_response(resp, false) {
                         let _ = send.send_data(Bytes::from(format!("{status} from h2")), true);

@@ -155,7 +155,9 @@ async fn start_with_retry<D: Downstream>(
             Err(e) => return Err(e),
         };
         let sent_at = Instant::now();
-        let deadline = r.deadline();
+        let deadline = r
+            .deadline()
+            .unwrap_or_else(|| Instant::now() + a.response_timeout);
         let mut call = match start_call(a, ex, down, &claim, target, write_head, deadline).await {
             Ok(call) => call,
             Err(None) if dead < DEAD_CONN_RETRIES => {
@@ -170,7 +172,10 @@ async fn start_with_retry<D: Downstream>(
         if !call.req_done {
             return Ok((claim, call, None));
         }
-        match await_head(a, ex, down, &mut call, false, r.deadline()).await {
+        let deadline = r
+            .deadline()
+            .unwrap_or_else(|| Instant::now() + a.response_timeout);
+        match await_head(a, ex, down, &mut call, false, deadline).await {
             Ok(head) => {
                 if r.retry_status(head.0.status.as_u16(), target) {
                     // Dropping the stream resets it: the response body is never read.

@@ -81,8 +81,9 @@ pub struct Retries<'a> {
     idempotent: bool,
     replayable: bool,
     response_timeout: Duration,
-    /// With a policy: no response head is waited for past this.
-    overall: Instant,
+    /// With a policy: no response head is waited for past this (not read without one: the
+    /// fast path reads the clock no more often than before).
+    overall: Option<Instant>,
     /// The budget slot of the retry in flight.
     slot: Option<Held<'a>>,
 }
@@ -106,7 +107,7 @@ impl<'a> Retries<'a> {
             idempotent: method.is_idempotent(),
             replayable,
             response_timeout,
-            overall: Instant::now() + response_timeout,
+            overall: policy.map(|_| Instant::now() + response_timeout),
             slot: None,
         }
     }
@@ -117,13 +118,12 @@ impl<'a> Retries<'a> {
         self.policy.is_some()
     }
 
-    /// The deadline of a step (writing the request, waiting for the head) starting now.
-    pub fn deadline(&self) -> Instant {
-        let now = Instant::now();
-        match self.policy {
-            None => now + self.response_timeout,
-            Some(p) => (now + p.per_try_timeout.unwrap_or(self.response_timeout)).min(self.overall),
-        }
+    /// The deadline of a step (writing the request, waiting for the head) starting now, with
+    /// a policy; `None`: the caller's own (now + the response timeout, as without retries).
+    pub fn deadline(&self) -> Option<Instant> {
+        let (p, overall) = (self.policy?, self.overall?);
+        let per_try = p.per_try_timeout.unwrap_or(self.response_timeout);
+        Some((Instant::now() + per_try).min(overall))
     }
 
     /// After a failure on a pooled connection that turned out stale (see
@@ -150,7 +150,7 @@ impl<'a> Retries<'a> {
         if !p.allows(f, self.attempt, self.idempotent, self.replayable) {
             return false;
         }
-        if Instant::now() >= self.overall {
+        if self.overall.is_none_or(|o| Instant::now() >= o) {
             return false;
         }
         if let Some(t) = target.filter(|&t| t < 64) {
@@ -182,11 +182,11 @@ impl<'a> Retries<'a> {
     /// Waits the backoff before the attempt `retry` admitted (full jitter; never past the
     /// exchange's deadline).
     pub async fn backoff(&self) {
-        let Some(p) = self.policy else {
+        let (Some(p), Some(overall)) = (self.policy, self.overall) else {
             return;
         };
         let wait = p.backoff(self.attempt - 1, crate::resilience::retry::jitter_random());
-        let until = (Instant::now() + wait).min(self.overall);
+        let until = (Instant::now() + wait).min(overall);
         if wait > Duration::ZERO {
             monoio::time::sleep_until(until.into()).await;
         }

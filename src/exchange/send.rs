@@ -127,9 +127,10 @@ async fn await_response_head<D: Downstream>(
     method: Method,
     down: &mut D,
     up: &mut UpConn,
-    deadline: Instant,
+    deadline: Option<Instant>,
 ) -> Result<http1::ResponseHead, ProxyError> {
     let now = Instant::now();
+    let deadline = deadline.unwrap_or(now + a.response_timeout);
     let read = read_response_head(a.us, up, a.limits, method);
     let mut read = std::pin::pin!(read);
     let watch_from = (now + CLIENT_WATCH_AFTER).min(deadline);
@@ -171,7 +172,7 @@ async fn send_once<D: Downstream>(
     down: &mut D,
     up: &mut UpConn,
     write_head: &impl Fn(&str, &Exchange<'_>, &mut Vec<u8>),
-    deadline: Instant,
+    deadline: Option<Instant>,
 ) -> Result<(), ProxyError> {
     let label = a.us.targets.get(up.target).map_or("", |t| t.label.as_str());
     let mut wire = std::mem::take(&mut ex.scratch);
@@ -181,6 +182,7 @@ async fn send_once<D: Downstream>(
             wire.extend_from_slice(&body[..n.min(body.len())]);
         }
     }
+    let deadline = deadline.unwrap_or_else(|| Instant::now() + a.response_timeout);
     let wrote = write_all(&mut up.stream, &mut wire, deadline).await;
     ex.scratch = wire;
     if let Err(e) = wrote {
