@@ -167,6 +167,12 @@ async fn start_with_retry<D: Downstream>(
                 continue;
             }
             Err(None) => return Err(ProxyError::new(ErrorKind::UpstreamClosed)),
+            // Sending a buffered body failed (the stream was reset, no window in time).
+            Err(Some(e)) if classify(&e, true).is_some_and(|f| r.retry(f, Some(target))) => {
+                drop(claim);
+                r.backoff().await;
+                continue;
+            }
             Err(Some(e)) => return Err(e),
         };
         if !call.req_done {
