@@ -5,7 +5,9 @@
 //! starting or draining), `GET /metrics` (Prometheus text, merged from the workers' core-local
 //! metrics), `GET /stats` (latency percentiles per route and upstream, JSON), `GET /config`
 //! (generation, source, keyed content hash, loaded-at, last reload error), `GET /routes` (the
-//! compiled table in match order) and `POST /reload` (same as SIGHUP, answers with the result).
+//! compiled table in match order), `GET /upstreams` (each upstream's targets with their health:
+//! active checks, ejections, panic mode; `upstream::report`) and `POST /reload` (same as
+//! SIGHUP, answers with the result).
 //!
 //! Concurrency: one accept thread hands each connection to its own short-lived thread, at most
 //! [`MAX_CONNECTIONS`] at once (beyond that a connection gets an immediate 503 and is closed), so
@@ -199,6 +201,7 @@ fn metrics(shared: &Shared, workers: usize) -> Reply {
         .iter()
         .map(|u| (u.name.as_str(), &*u.shared.load));
     crate::resilience::render::render_load(loads, &mut text);
+    crate::metrics::render_health(&crate::upstream::report::health_rows(&cfg), &mut text);
     let tls = cfg
         .listeners
         .iter()
@@ -217,7 +220,23 @@ fn stats(shared: &Shared) -> Reply {
     let merged = shared.metrics.collect(SCRAPE_WAIT);
     let mut text = String::with_capacity(4 * 1024);
     crate::metrics::render_stats_json(&merged, &mut text);
-    json(200, text.into_bytes())
+    let mut body = text.into_bytes();
+    // One more member in the object: `"upstream_health": {"upstreams": [...]}`.
+    if body.ends_with(b"}\n") {
+        body.truncate(body.len() - 2);
+        body.extend_from_slice(b",\"upstream_health\":");
+        crate::upstream::report::health_json(&shared.config.load(), &mut body);
+        body.extend_from_slice(b"}\n");
+    }
+    json(200, body)
+}
+
+/// `GET /upstreams`: every upstream's targets with their health (`upstream::report`).
+fn upstreams(shared: &Shared) -> Reply {
+    let mut body = Vec::with_capacity(1024);
+    crate::upstream::report::health_json(&shared.config.load(), &mut body);
+    body.push(b'\n');
+    json(200, body)
 }
 
 fn message(status: u16, key: &str, text: &str) -> Reply {
@@ -328,6 +347,7 @@ fn route(ctx: &Ctx, method: &str, path: &str, auth: Option<&[u8]>) -> Reply {
         ("GET", "/metrics") => metrics(shared, workers),
         ("GET", "/stats") => stats(shared),
         ("GET", "/routes") => routes(shared),
+        ("GET", "/upstreams") => upstreams(shared),
         ("POST", "/reload") => {
             crate::log::info("admin: POST /reload");
             match crate::control::reload(shared, &ctx.config_path) {
@@ -341,9 +361,11 @@ fn route(ctx: &Ctx, method: &str, path: &str, auth: Option<&[u8]>) -> Reply {
                 Err(text) => message(400, "error", &text),
             }
         }
-        (_, "/health" | "/ready" | "/metrics" | "/stats" | "/config" | "/routes" | "/reload") => {
-            message(405, "error", "method not allowed")
-        }
+        (
+            _,
+            "/health" | "/ready" | "/metrics" | "/stats" | "/config" | "/routes" | "/upstreams"
+            | "/reload",
+        ) => message(405, "error", "method not allowed"),
         _ => message(404, "error", "no such admin endpoint"),
     }
 }

@@ -167,6 +167,10 @@ fn run(path: &Path, workers_flag: Option<usize>) -> ExitCode {
             return ExitCode::from(EXIT_STARTUP);
         }
     };
+    if let Err(e) = ringway::upstream::checker::spawn(shared.clone()) {
+        log::error(&format!("cannot start the health checker: {e}"));
+        return ExitCode::from(EXIT_STARTUP);
+    }
     for l in &listeners {
         log::info(&format!("listening on {l}"));
     }
@@ -181,7 +185,7 @@ fn run(path: &Path, workers_flag: Option<usize>) -> ExitCode {
             return ExitCode::from(EXIT_STARTUP);
         }
         log::info(&format!(
-            "admin API on http://{addr} (/health /ready /metrics /stats /config /routes, POST /reload)"
+            "admin API on http://{addr} (/health /ready /metrics /stats /config /routes /upstreams, POST /reload)"
         ));
     }
     log::info(&format!(

@@ -7,6 +7,9 @@
 //! request, and sends them all with one write, so pipelined requests cost one syscall per
 //! batch. With `--delay`, each response is held that long and written on its own.
 //!
+//! `GET /__fault/on` makes every later request (on every thread) answer `500`, and
+//! `GET /__fault/off` ends that: the chaos load test's failing target.
+//!
 //! `GET /__count` answers `{"requests":N}`: requests served so far by all threads (the count
 //! requests themselves excluded). On SIGTERM/SIGINT (or after `--duration`) the same object
 //! is printed on stdout and the process exits 0. The first stdout line is
@@ -86,6 +89,9 @@ struct ServerCtx {
     delay: Duration,
     served: Arc<Vec<Served>>,
     idx: usize,
+    /// Set by `GET /__fault/on`: every request answers 500 (shared by all threads).
+    failing: Arc<std::sync::atomic::AtomicBool>,
+    fail: Canned,
 }
 
 impl ServerCtx {
@@ -105,6 +111,7 @@ pub fn serve(cfg: UpstreamConfig) -> Result<u64, String> {
     let threads = cfg.threads.max(1);
     let signals = block_stop_signals()?;
     let served: Arc<Vec<Served>> = Arc::new((0..threads).map(|_| Served::default()).collect());
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let body = vec![b'a'; cfg.body_size];
 
     // Thread 0 binds first so that port 0 becomes a real port the others can share.
@@ -113,10 +120,11 @@ pub fn serve(cfg: UpstreamConfig) -> Result<u64, String> {
         let (tx, rx) = mpsc::channel();
         let cfg = cfg.clone();
         let served = served.clone();
+        let failing = failing.clone();
         let body = body.clone();
         std::thread::Builder::new()
             .name(format!("rwload-up-{idx}"))
-            .spawn(move || server_thread(cfg, idx, addr, served, body, tx))
+            .spawn(move || server_thread(cfg, idx, addr, (served, failing), body, tx))
             .map_err(|e| format!("cannot start server thread: {e}"))?;
         addr = rx
             .recv()
@@ -141,10 +149,11 @@ fn server_thread(
     cfg: UpstreamConfig,
     idx: usize,
     addr: SocketAddr,
-    served: Arc<Vec<Served>>,
+    shared: (Arc<Vec<Served>>, Arc<std::sync::atomic::AtomicBool>),
     body: Vec<u8>,
     bound: mpsc::Sender<Result<SocketAddr, String>>,
 ) {
+    let (served, failing) = shared;
     if !cfg.cpus.is_empty() {
         if let Err(e) = pin_current_thread(cfg.cpus[idx % cfg.cpus.len()]) {
             eprintln!("rwload upstream: warning: thread {idx}: {e}");
@@ -163,6 +172,8 @@ fn server_thread(
         delay: cfg.delay,
         served,
         idx,
+        failing,
+        fail: Canned::new("500 Internal Server Error", None, "text/plain", b"fault\n"),
     });
     let name = format!("upstream thread {idx}");
     let bound2 = bound.clone();
@@ -206,6 +217,8 @@ struct RequestHead {
     http10: bool,
     expect_continue: bool,
     count: bool,
+    /// `/__fault/on` (Some(true)) or `/__fault/off` (Some(false)).
+    fault: Option<bool>,
 }
 
 /// Parses a request head at the start of `buf`: `Ok(None)` = need more bytes, `Err` = answer
@@ -267,6 +280,11 @@ fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, ()> {
         http10,
         expect_continue,
         count: req.path == Some("/__count"),
+        fault: match req.path {
+            Some("/__fault/on") => Some(true),
+            Some("/__fault/off") => Some(false),
+            _ => None,
+        },
     }))
 }
 
@@ -344,7 +362,17 @@ fn respond(ctx: &ServerCtx, head: &RequestHead, out: &mut Vec<u8>) {
         Canned::new("200 OK", c, "application/json", body.as_bytes()).write_to(out, head.head_only);
         return;
     }
+    if let Some(on) = head.fault {
+        ctx.failing.store(on, Ordering::Relaxed);
+        let c = if head.close { Some("close") } else { None };
+        Canned::new("200 OK", c, "text/plain", b"ok\n").write_to(out, head.head_only);
+        return;
+    }
     ctx.count_one();
+    if ctx.failing.load(Ordering::Relaxed) {
+        ctx.fail.write_to(out, head.head_only);
+        return;
+    }
     let canned = if head.close {
         &ctx.ok_close
     } else if head.http10 {
@@ -455,6 +483,36 @@ mod tests {
         assert!(req("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n").is_err());
         assert!(req("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n").is_err());
         assert!(req("garbage\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn fault_switch_turns_every_answer_into_500_and_back() {
+        let body = b"ok".to_vec();
+        let ctx = ServerCtx {
+            ok: Canned::new("200 OK", None, "text/plain", &body),
+            ok_close: Canned::new("200 OK", Some("close"), "text/plain", &body),
+            ok_keep_alive: Canned::new("200 OK", Some("keep-alive"), "text/plain", &body),
+            bad_request: Canned::new("400 Bad Request", Some("close"), "text/plain", b""),
+            delay: Duration::ZERO,
+            served: Arc::new(vec![Served::default()]),
+            idx: 0,
+            failing: Arc::default(),
+            fail: Canned::new("500 Internal Server Error", None, "text/plain", b"fault\n"),
+        };
+        let answer = |path: &str| {
+            let h = req(&format!("GET {path} HTTP/1.1\r\n\r\n"))
+                .unwrap()
+                .unwrap();
+            let mut out = Vec::new();
+            respond(&ctx, &h, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert!(answer("/x").starts_with("HTTP/1.1 200"));
+        assert!(answer("/__fault/on").starts_with("HTTP/1.1 200"));
+        assert!(answer("/x").starts_with("HTTP/1.1 500"));
+        assert!(answer("/__fault/off").starts_with("HTTP/1.1 200"));
+        assert!(answer("/x").starts_with("HTTP/1.1 200"));
+        assert_eq!(total(&ctx.served), 3, "switch requests are not counted");
     }
 
     #[test]

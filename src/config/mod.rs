@@ -16,6 +16,7 @@ pub mod compile;
 pub mod defaults;
 pub mod dns;
 pub mod errors;
+pub mod health;
 pub mod http2;
 pub mod listeners;
 pub mod model;

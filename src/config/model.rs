@@ -174,6 +174,8 @@ pub struct Upstream {
     pub retry_budget: Option<crate::resilience::RetryBudget>,
     /// Circuit-breaker limits (all 0: none).
     pub breaker: crate::resilience::BreakerLimits,
+    /// Active checks, outlier ejection, panic threshold (`config::health`).
+    pub health: crate::resilience::outlier::HealthSettings,
 }
 
 /// The HTTP version an upstream speaks (`protocol = "http1" | "http2"`).

@@ -249,6 +249,12 @@ pub struct RawUpstream {
     pub retry_budget: Option<Spanned<super::retries::RawRetryBudget>>,
     /// Connection, pending and in-flight request limits (`config::retries`).
     pub circuit_breaker: Option<Spanned<super::retries::RawCircuitBreaker>>,
+    /// Active health checks (`config::health`).
+    pub health_check: Option<Spanned<super::health::RawHealthCheck>>,
+    /// Passive outlier ejection (`config::health`).
+    pub outlier: Option<Spanned<super::health::RawOutlier>>,
+    /// Percent of usable targets below which health is ignored (panic mode).
+    pub panic_threshold: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -39,6 +39,12 @@ pub fn compile_upstreams(
         }
         let shared = rt.resilience.upstream(name.get_ref());
         let targets = targets(u, &shared, (rt, dns), &field, errs);
+        let raw_health = super::health::RawHealth {
+            check: u.health_check.as_ref(),
+            outlier: u.outlier.as_ref(),
+            panic_threshold: &u.panic_threshold,
+        };
+        let health = super::health::compile_health(raw_health, h2, &field, errs);
         let max_idle = match &u.max_idle {
             None => 64,
             Some(m) => match usize::try_from(*m.get_ref()) {
@@ -89,6 +95,7 @@ pub fn compile_upstreams(
                 &field,
                 errs,
             ),
+            health,
         });
     }
     (ups, ids)

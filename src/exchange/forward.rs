@@ -120,11 +120,14 @@ pub async fn forward<D: Downstream>(
         if !tunnel {
             return Err(ProxyError::new(ErrorKind::UpstreamBadResponse));
         }
+        us.record_response(up.target, resp.status, Ok(()));
         return Ok(Outcome::Upgrade(Box::new(up), resp));
     }
     let keep = start_response(core, ex, down, route, fx, &resp);
     let streamed = stream_response_body(down, &mut up, resp.body, gen.cfg.timeouts.upstream_idle);
-    match streamed.await {
+    let streamed = streamed.await;
+    us.record_response(up.target, resp.status, streamed.as_ref().copied());
+    match streamed {
         Ok(()) => {
             finish(ex.head.method, us, up, &resp);
             Ok(Outcome::Done(keep))

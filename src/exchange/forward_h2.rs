@@ -80,7 +80,18 @@ pub async fn forward<D: Downstream>(
     write_head: &impl WriteHead,
 ) -> Result<Outcome, ProxyError> {
     let duplex = down.duplex();
-    let (_claim, mut call, head) = start_with_retry(a, ex, down, write_head).await?;
+    // Outlier detection: the target that answered (or failed), when the upstream counts.
+    let target = |ex: &Exchange<'_>| {
+        let addr = ex.facts.upstream.as_ref().and_then(|f| f.addr);
+        a.us.records_outcomes()
+            .then(|| a.us.target_at(addr))
+            .flatten()
+    };
+    let started = start_with_retry(a, ex, down, write_head).await;
+    if let (Err(e), Some(t)) = (&started, target(ex)) {
+        a.us.record_error(t, e);
+    }
+    let (_claim, mut call, head) = started?;
     let (parts, body) = match head {
         Some(h) => h,
         None => {
@@ -89,7 +100,11 @@ pub async fn forward<D: Downstream>(
             }
             let sent_at = Instant::now();
             let deadline = Instant::now() + a.response_timeout;
-            let h = await_head(a, ex, down, &mut call, duplex, deadline).await?;
+            let h = await_head(a, ex, down, &mut call, duplex, deadline).await;
+            if let (Err(e), Some(t)) = (&h, target(ex)) {
+                a.us.record_error(t, e);
+            }
+            let h = h?;
             if let Some(f) = ex.facts.upstream.as_mut() {
                 f.duration = Some(sent_at.elapsed());
             }
@@ -101,8 +116,15 @@ pub async fn forward<D: Downstream>(
     }
     let resp = to_response_head(&parts, body.is_end_stream(), ex.head.method, a.limits)?;
     ex.facts.status = resp.status;
+    let target = target(ex);
+    if let Some(t) = target {
+        a.us.record_head(t, resp.status);
+    }
     let keep = start_response(ans.core, ex, down, ans.route, ans.fx, &resp);
     if resp.body == http1::BodyFraming::None {
+        if let Some(t) = target {
+            a.us.record_response(t, resp.status, Ok(()));
+        }
         // HEAD, 204, 304: the answer is complete. Whatever the upstream sends after the head
         // (h2 refuses DATA after a HEAD, some servers send it anyway) is not waited for.
         return Ok(match down.end_response().await {
@@ -110,7 +132,11 @@ pub async fn forward<D: Downstream>(
             Err(_) => Outcome::Done(false),
         });
     }
-    match relay_response(ex, down, &mut call, body, ans.idle, a, duplex).await {
+    let relayed = relay_response(ex, down, &mut call, body, ans.idle, a, duplex).await;
+    if let Some(t) = target {
+        a.us.record_response(t, resp.status, relayed.as_ref().copied());
+    }
+    match relayed {
         Ok(()) => Ok(Outcome::Done(keep)),
         Err(e) => {
             ex.facts.aborted = Some(e.side());
@@ -169,6 +195,7 @@ async fn start_with_retry<D: Downstream>(
             Err(None) => return Err(ProxyError::new(ErrorKind::UpstreamClosed)),
             // Sending a buffered body failed (the stream was reset, no window in time).
             Err(Some(e)) if classify(&e, true).is_some_and(|f| r.retry(f, Some(target))) => {
+                a.us.record_error(target, &e);
                 drop(claim);
                 r.backoff().await;
                 continue;
@@ -184,6 +211,8 @@ async fn start_with_retry<D: Downstream>(
         match await_head(a, ex, down, &mut call, false, deadline).await {
             Ok(head) => {
                 if r.retry_status(head.0.status.as_u16(), target) {
+                    // Outlier detection sees the retried answer (`forward` records the last).
+                    a.us.record_head(target, head.0.status.as_u16());
                     // Dropping the stream resets it: the response body is never read.
                     drop((head, call, claim));
                     r.backoff().await;
@@ -196,6 +225,7 @@ async fn start_with_retry<D: Downstream>(
             }
             Err(e) if r.stale_resend(&e, target) => {}
             Err(e) if classify(&e, true).is_some_and(|f| r.retry(f, Some(target))) => {
+                a.us.record_error(target, &e);
                 r.backoff().await;
             }
             Err(e) => return Err(e),

@@ -107,6 +107,11 @@ async fn attempt_once<D: Downstream>(
         Ok(()) => await_response_head(a, ex.head.method, down, &mut up, r.deadline()).await,
         Err(e) => Err(e),
     };
+    // Outlier detection sees every attempt, retried or not.
+    match &res {
+        Ok(resp) => a.us.record_head(up.target, resp.status),
+        Err(e) => a.us.record_error(up.target, e),
+    }
     match res {
         Ok(resp) => {
             if let Some(f) = ex.facts.upstream.as_mut() {

@@ -14,9 +14,10 @@
 //!
 //! Layout: this file only declares the modules and re-exports. `core_metrics.rs` records and
 //! snapshots, `labels.rs` holds the method labels and counter kinds, `hub.rs` merges,
-//! `render.rs` and `limiters.rs` render, `histogram.rs` holds the latency histogram.
+//! `render.rs`, `limiters.rs` and `health.rs` render, `histogram.rs` holds the latency histogram.
 
 mod core_metrics;
+mod health;
 mod histogram;
 mod hub;
 mod labels;
@@ -24,6 +25,7 @@ mod limiters;
 mod render;
 
 pub use core_metrics::{CoreMetrics, CoreSnapshot, RouteSlot, UpstreamSlot};
+pub use health::{render_health, HealthRow};
 pub use histogram::{LatencyHistogram, BUCKETS, BUCKET_BOUNDS};
 pub use hub::{Merged, MetricsHub, RouteTotals, UpstreamTotals};
 pub use labels::{method_index, CoreCounter, HTTP2_FLAG, METHOD_LABELS, METHOD_OTHER, NO_ROUTE};

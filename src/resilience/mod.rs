@@ -7,7 +7,10 @@
 //! compiled (control thread), never per request. `retry.rs` holds the retry policy and budget
 //! math, `breaker.rs` the load counters and circuit-breaker guards, `render.rs` their metrics.
 
+pub mod active;
 pub mod breaker;
+pub mod outlier;
+pub mod probe;
 pub mod registry;
 pub mod render;
 pub mod retry;

@@ -7,7 +7,11 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+use super::active::ActiveHealth;
+use super::outlier::OutlierState;
 
 /// Hands out the shared records; locked only while a config compiles.
 #[derive(Default)]
@@ -35,6 +39,12 @@ pub struct UpstreamShared {
     /// (`breaker.rs`).
     pub load: Arc<super::breaker::Load>,
     targets: Mutex<HashMap<SocketAddr, Arc<TargetHealth>>>,
+    /// Bumped on every health change of one of its targets (an active-check transition, an
+    /// ejection), so a worker knows when to recount its usable targets (panic mode).
+    pub health_epoch: AtomicU64,
+    /// Held while a worker decides an ejection, so two workers cannot both eject the last
+    /// target `max_ejection_percent` allows.
+    pub ejecting: AtomicBool,
 }
 
 impl UpstreamShared {
@@ -43,6 +53,8 @@ impl UpstreamShared {
             name: name.to_string(),
             load: Arc::default(),
             targets: Mutex::new(HashMap::new()),
+            health_epoch: AtomicU64::new(0),
+            ejecting: AtomicBool::new(false),
         }
     }
 
@@ -54,17 +66,37 @@ impl UpstreamShared {
             .or_insert_with(|| Arc::new(TargetHealth::new(addr)))
             .clone()
     }
+
+    /// Notes a health change of one of the upstream's targets.
+    pub fn health_changed(&self) {
+        self.health_epoch.fetch_add(1, Ordering::Release);
+    }
 }
 
 /// What every worker shares about one target of one upstream.
 #[derive(Debug)]
 pub struct TargetHealth {
     pub addr: SocketAddr,
+    /// Active-check state (`active.rs`).
+    pub active: ActiveHealth,
+    /// Passive outlier state (`outlier.rs`).
+    pub outlier: OutlierState,
 }
 
 impl TargetHealth {
     fn new(addr: SocketAddr) -> TargetHealth {
-        TargetHealth { addr }
+        TargetHealth {
+            addr,
+            active: ActiveHealth::default(),
+            outlier: OutlierState::default(),
+        }
+    }
+
+    /// Neither failing active checks (when `checked`) nor ejected at `now_ms` (`mono_ms`).
+    #[inline]
+    pub fn usable(&self, checked: bool, now_ms: u64) -> bool {
+        let down = checked && self.active.is_down();
+        !down && !self.outlier.is_ejected(now_ms)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Choosing a target: smooth weighted round-robin over the targets that are not backing off,
-//! and the passive back-off of a target that refuses connections.
+//! and the passive back-off of a target that refuses connections. Shared health (active
+//! checks, ejection, panic mode) is asked in `available` through `health.rs`.
 
 use std::time::Instant;
 
@@ -44,11 +45,13 @@ impl UpstreamState {
             }
             t.down_until.set(None);
         }
-        true
+        self.health_allows(i, now)
     }
 
     /// Marks a target as refusing connections for the back-off period and drops its idle pool.
+    /// Counts as a connect failure for outlier ejection.
     pub fn mark_down(&self, target: usize, now: Instant) {
+        self.record(target, crate::resilience::outlier::Outcome::Connect);
         if let Some(t) = self.targets.get(target) {
             t.down_until.set(Some(now + self.backoff));
             t.idle.clear();

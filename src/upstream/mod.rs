@@ -18,8 +18,12 @@ use crate::resilience::{TargetHealth, UpstreamShared};
 use crate::tls::upstream::UpstreamTls;
 
 pub mod balance;
+pub mod checker;
+pub mod gate;
 pub mod h2;
+pub mod health;
 pub mod pool;
+pub mod report;
 
 use h2::H2Pool;
 use pool::IdlePool;
@@ -65,6 +69,8 @@ pub struct UpstreamState {
     pub retry_budget: Option<crate::resilience::RetryBudget>,
     /// Circuit-breaker limits (`exchange::retry::admit` and the connect paths).
     pub breaker: crate::resilience::BreakerLimits,
+    /// Health checks / outlier ejection settings (`health.rs`); `None`: none configured.
+    pub health: Option<gate::HealthGate>,
 }
 
 impl UpstreamState {
@@ -127,6 +133,7 @@ impl UpstreamState {
             shared: u.shared.clone(),
             retry_budget: u.retry_budget,
             breaker: u.breaker,
+            health: gate::HealthGate::new(u),
         }
     }
 
@@ -198,6 +205,7 @@ mod tests {
             shared,
             retry_budget: None,
             breaker: Default::default(),
+            health: Default::default(),
         }
     }
 

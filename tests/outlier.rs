@@ -1,0 +1,298 @@
+//! Passive outlier ejection as a client sees it: a target that answers 5xx, resets, refuses or
+//! times out in a row is ejected and traffic moves to the others; a repeat ejection lasts
+//! longer; `max_ejection_percent` never lets the whole upstream go; below the panic threshold
+//! the balancer spreads load over every target again. The state shows in `/upstreams` and the
+//! ejection metric.
+mod common;
+use common::faults::{Fault, FaultyUpstream};
+use common::*;
+
+use std::net::SocketAddr;
+use std::thread;
+use std::time::Duration;
+
+fn config(targets: &[SocketAddr], upstream_extra: &str, outlier: &str) -> String {
+    format!(
+        "{}{upstream_extra}\n[upstreams.api.outlier]\n{outlier}\n\n[[routes]]\nname = \"r\"\n\
+         prefix = \"/\"\nproxy = {{ upstream = \"api\" }}\n",
+        upstream_toml("api", targets)
+    )
+}
+
+fn api(gw: &Gateway) -> serde_json::Value {
+    let r = request(
+        gw.admin,
+        "GET",
+        "/upstreams",
+        &[("Connection", "close")],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    v["upstreams"]
+        .as_array()
+        .and_then(|u| u.iter().find(|u| u["name"] == "api").cloned())
+        .expect("upstream api")
+}
+
+fn target(gw: &Gateway, addr: SocketAddr) -> serde_json::Value {
+    let want = addr.to_string();
+    api(gw)["targets"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["address"] == want.as_str()).cloned())
+        .expect("target listed")
+}
+
+fn ejected_count(gw: &Gateway) -> usize {
+    api(gw)["targets"]
+        .as_array()
+        .map_or(0, |ts| ts.iter().filter(|t| t["ejected"] == true).count())
+}
+
+fn served_by(gw: &Gateway, n: usize) -> Vec<(u16, String)> {
+    (0..n)
+        .map(|_| {
+            // A truncated response (reset mid-body) reads as status 0.
+            let mut c = Conn::open(gw.addr);
+            c.send(&build_request("GET", "/x", &[], b""));
+            match c.read_response(false) {
+                Ok(r) => (r.status, r.header("x-upstream").unwrap_or("").to_string()),
+                Err(_) => (0, String::new()),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn consecutive_5xx_eject_a_target_and_traffic_moves() {
+    let a = FaultyUpstream::start("a");
+    let b = FaultyUpstream::start("b");
+    let c = FaultyUpstream::start("c");
+    b.set(Fault::Status(500));
+    let gw = Gateway::start(&config(
+        &[a.addr, b.addr, c.addr],
+        "",
+        "consecutive = 3\non = [\"5xx\"]\nbase_ejection_time = \"30s\"",
+    ));
+    let seen = served_by(&gw, 40);
+    let failed = seen.iter().filter(|(s, _)| *s == 500).count();
+    // Counters are shared by both workers: exactly three 5xx, then b is out.
+    assert_eq!(b.count(), 3, "{seen:?}");
+    assert_eq!(failed, 3);
+    let t = target(&gw, b.addr);
+    assert_eq!(t["ejected"], true, "{t}");
+    assert!(t["ejected_for_ms"].as_u64().unwrap_or(0) > 25_000, "{t}");
+    assert_eq!(t["ejections"]["5xx"], 1);
+    let s = scrape(gw.admin);
+    let baddr = b.addr.to_string();
+    let labels = [
+        ("upstream", "api"),
+        ("target", baddr.as_str()),
+        ("reason", "5xx"),
+    ];
+    assert_eq!(
+        metric(&s, "ringway_upstream_ejections_total", &labels),
+        Some(1.0)
+    );
+    let healthy = [("upstream", "api"), ("target", baddr.as_str())];
+    assert_eq!(
+        metric(&s, "ringway_upstream_target_healthy", &healthy),
+        Some(0.0)
+    );
+    assert!(gw.logs().contains("ejected for"), "{}", gw.logs());
+}
+
+#[test]
+fn resets_before_and_during_the_response_eject() {
+    for fault in [Fault::ResetBeforeHead, Fault::ResetMidResponse] {
+        let a = FaultyUpstream::start("a");
+        let b = FaultyUpstream::start("b");
+        b.set(fault);
+        let gw = Gateway::start(&config(
+            &[a.addr, b.addr],
+            "",
+            "consecutive = 2\non = [\"reset\"]",
+        ));
+        let _ = served_by(&gw, 20);
+        assert_eq!(b.count(), 2, "{fault:?}");
+        let t = target(&gw, b.addr);
+        assert_eq!(t["ejected"], true, "{fault:?}: {t}");
+        assert_eq!(t["ejections"]["reset"], 1, "{fault:?}: {t}");
+        let after = served_by(&gw, 10);
+        assert!(
+            after.iter().all(|(s, w)| *s == 200 && w == "a"),
+            "{after:?}"
+        );
+    }
+}
+
+#[test]
+fn connect_failures_eject() {
+    let a = FaultyUpstream::start("a");
+    let b = FaultyUpstream::start("b");
+    b.set(Fault::Refuse);
+    thread::sleep(Duration::from_millis(30));
+    let gw = Gateway::start(&config(
+        &[a.addr, b.addr],
+        "backoff = \"10ms\"",
+        "consecutive = 3\non = [\"connect\"]",
+    ));
+    for _ in 0..40 {
+        assert_eq!(get(gw.addr, "/x").status, 200, "the next target is tried");
+        if target(&gw, b.addr)["ejected"] == true {
+            break;
+        }
+        thread::sleep(Duration::from_millis(15));
+    }
+    let t = target(&gw, b.addr);
+    assert_eq!(t["ejected"], true, "{t}");
+    assert_eq!(t["ejections"]["connect"], 1, "{t}");
+}
+
+#[test]
+fn timeouts_eject() {
+    let a = FaultyUpstream::start("a");
+    let b = FaultyUpstream::start("b");
+    b.set(Fault::Hang);
+    let gw = Gateway::start(&config(
+        &[a.addr, b.addr],
+        "response_timeout = \"150ms\"",
+        "consecutive = 2\non = [\"timeout\"]",
+    ));
+    let seen = served_by(&gw, 12);
+    let timeouts = seen.iter().filter(|(s, _)| *s == 504).count();
+    assert_eq!(timeouts, 2, "{seen:?}");
+    let t = target(&gw, b.addr);
+    assert_eq!(t["ejections"]["timeout"], 1, "{t}");
+    assert!(seen[seen.len() - 4..].iter().all(|(s, _)| *s == 200));
+}
+
+#[test]
+fn a_repeat_ejection_lasts_longer() {
+    let a = FaultyUpstream::start("a");
+    let b = FaultyUpstream::start("b");
+    b.set(Fault::Status(503));
+    let gw = Gateway::start(&config(
+        &[a.addr, b.addr],
+        "",
+        "consecutive = 1\nbase_ejection_time = \"300ms\"\nmax_ejection_time = \"10s\"",
+    ));
+    let _ = served_by(&gw, 4);
+    let first = target(&gw, b.addr);
+    assert_eq!(first["ejected"], true, "{first}");
+    let left = first["ejected_for_ms"].as_u64().unwrap_or(0);
+    assert!(left > 0 && left <= 300, "{first}");
+    // Back after the ejection time, it fails again: ejected for twice as long.
+    let mut second = first.clone();
+    for _ in 0..100 {
+        thread::sleep(Duration::from_millis(20));
+        let _ = get(gw.addr, "/x");
+        second = target(&gw, b.addr);
+        if second["ejection_multiplier"] == 2 {
+            break;
+        }
+    }
+    assert_eq!(second["ejection_multiplier"], 2, "{second}");
+    let left = second["ejected_for_ms"].as_u64().unwrap_or(0);
+    assert!(left > 300 && left <= 600, "{second}");
+    assert_eq!(second["ejections"]["5xx"], 2);
+}
+
+#[test]
+fn max_ejection_percent_never_ejects_the_whole_upstream() {
+    let ts: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|n| FaultyUpstream::start(n))
+        .collect();
+    for t in &ts {
+        t.set(Fault::Status(500));
+    }
+    let addrs: Vec<_> = ts.iter().map(|t| t.addr).collect();
+    let gw = Gateway::start(&config(
+        &addrs,
+        "panic_threshold = 0",
+        "consecutive = 1\nmax_ejection_percent = 100",
+    ));
+    for _ in 0..30 {
+        let r = get(gw.addr, "/x");
+        assert_eq!(
+            r.status, 500,
+            "the upstream's answer still reaches the client"
+        );
+        assert!(ejected_count(&gw) <= 2);
+    }
+    assert_eq!(ejected_count(&gw), 2);
+    // With the default 10 %: one of three at most.
+    let gw = Gateway::start(&config(&addrs, "panic_threshold = 0", "consecutive = 1"));
+    let _ = served_by(&gw, 20);
+    assert_eq!(ejected_count(&gw), 1);
+}
+
+#[test]
+fn below_the_panic_threshold_load_spreads_over_every_target() {
+    let ts: Vec<_> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|n| FaultyUpstream::start(n))
+        .collect();
+    for t in &ts[..3] {
+        t.set(Fault::Status(500));
+    }
+    let addrs: Vec<_> = ts.iter().map(|t| t.addr).collect();
+    let outlier = "consecutive = 1\nmax_ejection_percent = 100\nbase_ejection_time = \"60s\"";
+    // No panic (threshold 0): once a, b and c are ejected, everything goes to d.
+    let gw = Gateway::start(&config(&addrs, "panic_threshold = 0", outlier));
+    let _ = served_by(&gw, 12);
+    assert_eq!(ejected_count(&gw), 3);
+    assert_eq!(api(&gw)["panic"], false);
+    let seen = served_by(&gw, 20);
+    assert!(seen.iter().all(|(_, w)| w == "d"), "{seen:?}");
+    drop(gw);
+    // Default threshold (50 %): one usable target of four is panic: all four take traffic.
+    let gw = Gateway::start(&config(&addrs, "", outlier));
+    let _ = served_by(&gw, 12);
+    assert_eq!(ejected_count(&gw), 3);
+    assert_eq!(api(&gw)["panic"], true);
+    let seen = served_by(&gw, 40);
+    for name in ["a", "b", "c", "d"] {
+        assert!(seen.iter().any(|(_, w)| w == name), "{name}: {seen:?}");
+    }
+}
+
+#[test]
+fn outlier_config_errors_name_the_field() {
+    let cases = [
+        ("consecutive = 0", "outlier.consecutive"),
+        ("on = [\"5xx\", \"teapot\"]", "outlier.on[1]"),
+        ("on = []", "outlier.on"),
+        ("base_ejection_time = \"0s\"", "outlier.base_ejection_time"),
+        ("max_ejection_percent = 101", "outlier.max_ejection_percent"),
+        (
+            "base_ejection_time = \"10s\"\nmax_ejection_time = \"1s\"",
+            "outlier.max_ejection_time",
+        ),
+    ];
+    for (line, field) in cases {
+        let text = format!(
+            "[upstreams.api]\ntargets = [{{ address = \"127.0.0.1:9\" }}]\n\n\
+             [upstreams.api.outlier]\n{line}\n"
+        );
+        let (code, _, err) = check_config(&text);
+        assert_eq!(code, 1, "{line}: {err}");
+        assert!(
+            err.contains(&format!("upstreams.api.{field}")),
+            "{line}: {err}"
+        );
+        assert!(
+            err.contains("check.toml:5:") || err.contains("check.toml:6:"),
+            "{err}"
+        );
+    }
+    let text =
+        "[upstreams.api]\ntargets = [{ address = \"127.0.0.1:9\" }]\npanic_threshold = 150\n";
+    let (code, _, err) = check_config(text);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("check.toml:3:") && err.contains("upstreams.api.panic_threshold"),
+        "{err}"
+    );
+}
