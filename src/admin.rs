@@ -228,6 +228,11 @@ fn metrics(shared: &Shared, workers: usize) -> Reply {
         }
     }
     crate::metrics::render_limiters(&limiters, &mut text);
+    let loads = cfg
+        .upstreams
+        .iter()
+        .map(|u| (u.name.as_str(), &*u.shared.load));
+    crate::resilience::render::render_load(loads, &mut text);
     crate::metrics::render_health(&crate::upstream::report::health_rows(&cfg), &mut text);
     let tls = cfg
         .listeners

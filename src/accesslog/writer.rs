@@ -351,6 +351,7 @@ mod tests {
             duration: Duration::from_millis(1),
             upstream_addr: None,
             upstream_duration: None,
+            attempts: 0,
             bytes_in: 0,
             bytes_out: 0,
             user_agent: None,

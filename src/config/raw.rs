@@ -249,6 +249,10 @@ pub struct RawUpstream {
     /// `"http1"` (default) or `"http2"` (h2 via ALPN with `tls`, h2c with prior knowledge
     /// without).
     pub protocol: Option<Spanned<String>>,
+    /// Retries in flight allowed next to the active requests (`config::retries`).
+    pub retry_budget: Option<Spanned<super::retries::RawRetryBudget>>,
+    /// Connection, pending and in-flight request limits (`config::retries`).
+    pub circuit_breaker: Option<Spanned<super::retries::RawCircuitBreaker>>,
     /// Active health checks (`config::health`).
     pub health_check: Option<Spanned<super::health::RawHealthCheck>>,
     /// Passive outlier ejection (`config::health`).
@@ -297,6 +301,8 @@ pub struct RawProxy {
     /// Upstream path built from the route's template captures, e.g. `/users/{id}`.
     pub path: Option<Spanned<String>>,
     pub preserve_host: Option<bool>,
+    /// The route's retry policy (`config::retries`); absent = today's fixed retries only.
+    pub retry: Option<Spanned<super::retries::RawRetry>>,
 }
 
 #[derive(Debug, Deserialize)]

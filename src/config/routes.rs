@@ -344,6 +344,10 @@ fn proxy_action(
         upstream,
         rewrite: rewrite(r, p, field, errs),
         preserve_host: p.preserve_host.unwrap_or(true),
+        retry: p
+            .retry
+            .as_ref()
+            .map(|r| super::retries::retry_policy(r.get_ref(), field, errs)),
     }
 }
 

@@ -84,10 +84,32 @@ pub fn compile_upstreams(
             tls,
             protocol,
             shared,
+            retry_budget: super::retries::retry_budget(
+                retried_by_a_route(raw, name.get_ref()),
+                u.retry_budget.as_ref().map(|b| b.get_ref()),
+                &field,
+                errs,
+            ),
+            breaker: super::retries::breaker_limits(
+                u.circuit_breaker.as_ref().map(|b| b.get_ref()),
+                &field,
+                errs,
+            ),
             health,
         });
     }
     (ups, ids)
+}
+
+/// Whether some route with a retry policy proxies to upstream `name` (it then gets the
+/// default retry budget unless it has its own).
+fn retried_by_a_route(raw: &RawConfig, name: &str) -> bool {
+    raw.routes.iter().any(|r| {
+        r.proxy.as_ref().is_some_and(|p| {
+            let p = p.get_ref();
+            p.retry.is_some() && p.upstream.get_ref() == name
+        })
+    })
 }
 
 /// An upstream's `protocol`: `"http1"` (the default) or `"http2"`.

@@ -153,7 +153,7 @@ async fn connection_loop(
             Outcome::Upgrade(up, _) => {
                 let mut c = conn.client;
                 let leftover = c.buf.split_off(c.pos);
-                if tunnel(c.stream, leftover, up, c.timeouts.tunnel_idle).await {
+                if tunnel(c.stream, leftover, *up, c.timeouts.tunnel_idle).await {
                     core.telemetry
                         .count(crate::metrics::CoreCounter::TunnelIdle);
                 }

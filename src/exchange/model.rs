@@ -166,6 +166,7 @@ impl UpstreamFacts {
             reused: false,
             connect_errors: 0,
             duration: None,
+            attempts: 1,
         });
         facts.connect_errors += connect_errors;
         facts
@@ -183,4 +184,7 @@ pub struct UpstreamFacts {
     pub connect_errors: u32,
     /// From sending the request to the complete response head.
     pub duration: Option<std::time::Duration>,
+    /// Attempts made (the last one's number: `x-ringway-attempts`; a free resend of a stale
+    /// pooled connection does not count).
+    pub attempts: u32,
 }

@@ -35,6 +35,9 @@ impl Registry {
 #[derive(Debug)]
 pub struct UpstreamShared {
     pub name: String,
+    /// Connections, pending and active requests, retries in flight and their counters
+    /// (`breaker.rs`).
+    pub load: Arc<super::breaker::Load>,
     targets: Mutex<HashMap<SocketAddr, Arc<TargetHealth>>>,
     /// Bumped on every health change of one of its targets (an active-check transition, an
     /// ejection), so a worker knows when to recount its usable targets (panic mode).
@@ -48,6 +51,7 @@ impl UpstreamShared {
     fn new(name: &str) -> UpstreamShared {
         UpstreamShared {
             name: name.to_string(),
+            load: Arc::default(),
             targets: Mutex::new(HashMap::new()),
             health_epoch: AtomicU64::new(0),
             ejecting: AtomicBool::new(false),

@@ -65,6 +65,10 @@ pub struct UpstreamState {
     pub protocol: UpstreamProtocol,
     /// What every worker shares about this upstream.
     pub shared: Arc<UpstreamShared>,
+    /// Retries in flight allowed next to the active requests (`exchange::retry`).
+    pub retry_budget: Option<crate::resilience::RetryBudget>,
+    /// Circuit-breaker limits (`exchange::retry::admit` and the connect paths).
+    pub breaker: crate::resilience::BreakerLimits,
     /// Health checks / outlier ejection settings (`health.rs`); `None`: none configured.
     pub health: Option<gate::HealthGate>,
 }
@@ -127,6 +131,8 @@ impl UpstreamState {
             tls,
             protocol: u.protocol,
             shared: u.shared.clone(),
+            retry_budget: u.retry_budget,
+            breaker: u.breaker,
             health: gate::HealthGate::new(u),
         }
     }
@@ -197,6 +203,8 @@ mod tests {
             tls: None,
             protocol: Default::default(),
             shared,
+            retry_budget: None,
+            breaker: Default::default(),
             health: Default::default(),
         }
     }
