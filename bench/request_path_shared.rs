@@ -419,6 +419,7 @@ pub fn request_path(
             edits: None,
             query: None,
             client_cert: None,
+            attempts: 1,
         },
         p,
     );

@@ -15,6 +15,10 @@
 //! request head (at most [`MAX_REQUEST`] bytes) within [`HEAD_DEADLINE`] in total, and writes
 //! time out after [`WRITE_TIMEOUT`]: a slot is never held longer than that plus the handler.
 //!
+//! Upgrade: after a binary upgrade the admin socket is the successor's too; this process stops
+//! accepting on it (it waits with `poll` and checks `Shared::handed_over` before each accept),
+//! so admin clients reach the new process while the old one drains.
+//!
 //! Auth: with `admin.token` set, every endpoint except `/health` and `/ready` needs
 //! `Authorization: Bearer <token>`. The token is read when the listener starts (admin changes
 //! take effect on restart) and compared as HMAC-SHA256 digests under a per-process random key,
@@ -88,17 +92,45 @@ pub fn spawn(
     });
     std::thread::Builder::new()
         .name("ringway-admin".into())
-        .spawn(move || {
-            for stream in listener.incoming() {
-                match stream {
-                    Ok(s) => dispatch(&ctx, s),
-                    Err(e) => {
-                        crate::log::warn(&format!("admin accept: {e}"));
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                }
+        .spawn(move || accept_loop(&ctx, &listener))
+}
+
+/// How long the accept thread waits for a connection before looking at the handover flag.
+const ACCEPT_POLL_MS: i32 = 200;
+
+/// Accepts until a successor took the socket over (never: without an upgrade).
+fn accept_loop(ctx: &Arc<Ctx>, listener: &TcpListener) {
+    use std::os::fd::AsRawFd;
+    // Nonblocking: the successor may take a connection between our poll and our accept.
+    if let Err(e) = listener.set_nonblocking(true) {
+        crate::log::warn(&format!("admin listener: {e}"));
+    }
+    loop {
+        if ctx.shared.handed_over.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut pfd = libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll reads and writes the one pollfd we own.
+        let ready = unsafe { libc::poll(&mut pfd, 1, ACCEPT_POLL_MS) };
+        if ready <= 0 || ctx.shared.handed_over.load(Ordering::SeqCst) {
+            continue;
+        }
+        match listener.accept() {
+            Ok((s, _)) => {
+                let _ = s.set_nonblocking(false);
+                dispatch(ctx, s);
             }
-        })
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                crate::log::warn(&format!("admin accept: {e}"));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
 }
 
 /// Hands `s` to a connection thread, or answers 503 when [`MAX_CONNECTIONS`] are busy.
@@ -201,6 +233,11 @@ fn metrics(shared: &Shared, workers: usize) -> Reply {
         .iter()
         .map(|u| (u.name.as_str(), &u.shared.mirror));
     crate::resilience::mirror_stats::render(mirrors, &mut text);
+    let loads = cfg
+        .upstreams
+        .iter()
+        .map(|u| (u.name.as_str(), &*u.shared.load));
+    crate::resilience::render::render_load(loads, &mut text);
     crate::metrics::render_health(&crate::upstream::report::health_rows(&cfg), &mut text);
     let tls = cfg
         .listeners

@@ -3,14 +3,20 @@
 //! SIGHUP re-reads the config file, compiles it and, only if that succeeds, publishes it to the
 //! workers with one atomic swap; on failure the errors are logged and the old generation keeps
 //! serving. SIGTERM/SIGINT start a graceful drain (stop accepting, finish in-flight requests,
-//! bounded by `server.drain_timeout`); a second SIGTERM/SIGINT exits at once.
+//! bounded by `server.drain_timeout`); a second SIGTERM/SIGINT exits at once. SIGUSR1 reopens
+//! the access log. SIGUSR2 upgrades the binary (see `handover.rs`): the successor inherits the
+//! listening sockets and, once it reports that it accepts, this process drains and exits.
+//!
+//! With `NOTIFY_SOCKET` set (systemd `Type=notify`), the state changes are announced: `READY=1`
+//! once every worker accepts, `RELOADING=1` then `READY=1` around a reload, `STOPPING=1` on a
+//! drain, `MAINPID=` when a successor takes over.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
 
 use crate::config;
@@ -19,7 +25,7 @@ use crate::shared::Shared;
 /// Registers the signals the control thread handles. Call before workers start so an early
 /// SIGHUP cannot kill the process with the default action.
 pub fn register_signals() -> std::io::Result<Signals> {
-    Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1])
+    Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1, SIGUSR2])
 }
 
 /// Starts (or re-targets) the access-log writer and the span exporter a config asks for.
@@ -122,6 +128,9 @@ fn reload_from(shared: &Shared, path: &Path, text: Option<Arc<str>>) -> Result<u
             if cfg.admin != current.admin {
                 crate::log::warn("admin listener changes take effect on restart");
             }
+            if cfg.run_as != current.run_as {
+                crate::log::warn("server.user/group changes take effect on restart");
+            }
             // Only a published config decides which limiters stay: a rejected reload must not
             // make the registry forget limiters the serving generation still uses.
             shared
@@ -167,49 +176,57 @@ fn reload_from(shared: &Shared, path: &Path, text: Option<Arc<str>>) -> Result<u
     }
 }
 
+/// What the control loop needs besides the shared state: the sockets to hand to a successor,
+/// and, in a process started by an upgrade, the pipe to report readiness on.
+pub struct Process {
+    pub handover: crate::handover::Handover,
+    pub ready_pipe: Option<std::os::fd::OwnedFd>,
+}
+
+/// The control loop's own state between signals.
+struct Loop {
+    n: usize,
+    draining_since: Option<Instant>,
+    announced: bool,
+    /// SIGUSR2 arrived before every worker accepted: upgrade once they do.
+    upgrade_wanted: bool,
+    upgrade: Option<crate::handover::Pending>,
+}
+
 /// Runs the control loop until the workers have drained. Returns the process exit code.
 pub fn run(
     shared: Arc<Shared>,
     config_path: PathBuf,
     mut signals: Signals,
     workers: Vec<std::thread::JoinHandle<()>>,
+    mut process: Process,
 ) -> i32 {
-    let n = workers.len();
-    let mut draining_since: Option<Instant> = None;
+    let mut st = Loop {
+        n: workers.len(),
+        draining_since: None,
+        announced: false,
+        upgrade_wanted: false,
+        upgrade: None,
+    };
     loop {
+        if !st.announced && shared.workers_accepting.load(Ordering::SeqCst) >= st.n {
+            st.announced = true;
+            announce_ready(&mut process);
+        }
         for sig in signals.pending() {
-            match sig {
-                SIGHUP => {
-                    crate::log::info("SIGHUP: reloading config");
-                    let _ = reload(&shared, &config_path);
-                }
-                SIGUSR1 => match shared.access_log.get() {
-                    Some(log) => {
-                        crate::log::info("SIGUSR1: reopening the access log");
-                        log.reopen();
-                    }
-                    None => crate::log::info("SIGUSR1: no access log to reopen"),
-                },
-                SIGTERM | SIGINT => {
-                    if draining_since.is_some() {
-                        crate::log::warn("second stop signal: exiting now");
-                        return 1;
-                    }
-                    let timeout = shared.config.load().drain_timeout;
-                    crate::log::info(&format!(
-                        "draining: no new connections, finishing in-flight requests (up to {}s)",
-                        timeout.as_secs_f64()
-                    ));
-                    draining_since = Some(Instant::now());
-                    shared.start_drain();
-                }
-                _ => {}
+            if let Some(code) = on_signal(sig, &shared, &config_path, &mut st, &process) {
+                return code;
             }
         }
-        if shared.workers_done.load(Ordering::SeqCst) >= n {
+        if st.upgrade_wanted && st.announced {
+            st.upgrade_wanted = false;
+            start_upgrade(&mut st, &process);
+        }
+        watch_upgrade(&shared, &mut st);
+        if shared.workers_done.load(Ordering::SeqCst) >= st.n {
             break;
         }
-        if let Some(t) = draining_since {
+        if let Some(t) = st.draining_since {
             // Workers enforce the drain timeout themselves; this is a backstop.
             if t.elapsed() > shared.config.load().drain_timeout + Duration::from_secs(5) {
                 crate::log::warn("drain backstop reached: exiting");
@@ -230,4 +247,121 @@ pub fn run(
     }
     crate::log::info("all workers stopped; bye");
     0
+}
+
+/// Handles one signal; `Some(code)` ends the process at once.
+fn on_signal(sig: i32, shared: &Shared, path: &Path, st: &mut Loop, p: &Process) -> Option<i32> {
+    match sig {
+        SIGHUP => {
+            crate::log::info("SIGHUP: reloading config");
+            crate::notify::tell(&format!(
+                "RELOADING=1\nMONOTONIC_USEC={}",
+                crate::notify::monotonic_usec()
+            ));
+            let status = match reload(shared, path) {
+                Ok(g) => format!("serving generation {g}"),
+                Err(_) => "reload failed; serving the previous generation".to_string(),
+            };
+            crate::notify::tell(&format!("READY=1\nSTATUS={status}"));
+        }
+        SIGUSR1 => match shared.access_log.get() {
+            Some(log) => {
+                crate::log::info("SIGUSR1: reopening the access log");
+                log.reopen();
+            }
+            None => crate::log::info("SIGUSR1: no access log to reopen"),
+        },
+        SIGUSR2 => start_upgrade(st, p),
+        SIGTERM | SIGINT => {
+            if st.draining_since.is_some() {
+                crate::log::warn("second stop signal: exiting now");
+                return Some(1);
+            }
+            if let Some(mut successor) = st.upgrade.take() {
+                crate::log::warn("stop signal during an upgrade: stopping the new process too");
+                let _ = successor.child.kill();
+                let _ = successor.child.wait();
+            }
+            crate::notify::tell("STOPPING=1");
+            drain(shared, st);
+        }
+        _ => {}
+    }
+    None
+}
+
+fn drain(shared: &Shared, st: &mut Loop) {
+    let timeout = shared.config.load().drain_timeout;
+    crate::log::info(&format!(
+        "draining: no new connections, finishing in-flight requests (up to {}s)",
+        timeout.as_secs_f64()
+    ));
+    st.draining_since = Some(Instant::now());
+    shared.start_drain();
+}
+
+/// Every worker accepts: tell the predecessor (after an upgrade) or the service manager.
+fn announce_ready(p: &mut Process) {
+    match p.ready_pipe.take() {
+        Some(fd) => match crate::handover::report_ready(fd) {
+            Ok(()) => crate::log::info("every worker accepts; told the old process to drain"),
+            Err(e) => {
+                crate::log::error(&format!("cannot report readiness to the old process: {e}"))
+            }
+        },
+        None => crate::notify::tell("READY=1\nSTATUS=serving"),
+    }
+}
+
+/// SIGUSR2: start the successor unless an upgrade or a drain is already under way.
+fn start_upgrade(st: &mut Loop, p: &Process) {
+    if st.upgrade.is_some() || st.draining_since.is_some() {
+        crate::log::warn("SIGUSR2: an upgrade or a drain is already under way; ignored");
+        return;
+    }
+    if !st.announced {
+        crate::log::info("SIGUSR2: upgrading once every worker accepts");
+        st.upgrade_wanted = true;
+        return;
+    }
+    crate::log::info(&format!(
+        "SIGUSR2: upgrading: starting {} with this process's listening sockets",
+        p.handover.exe.display()
+    ));
+    match crate::handover::start(&p.handover) {
+        Ok(pending) => {
+            crate::log::info(&format!(
+                "upgrade: new process {} started; waiting until it accepts",
+                pending.child.id()
+            ));
+            st.upgrade = Some(pending);
+        }
+        Err(e) => crate::log::error(&format!("upgrade failed: {e}; this process keeps serving")),
+    }
+}
+
+/// Drains once the successor serves; forgets a failed one (this process keeps serving).
+fn watch_upgrade(shared: &Shared, st: &mut Loop) {
+    use crate::handover::Progress;
+    let Some(pending) = st.upgrade.as_mut() else {
+        return;
+    };
+    match pending.progress() {
+        Progress::Waiting => {}
+        Progress::Ready(pid) => {
+            st.upgrade = None;
+            crate::log::info(&format!(
+                "upgrade: new process {pid} is ready; this process stops accepting and drains"
+            ));
+            crate::notify::tell(&format!("MAINPID={pid}\nREADY=1\nSTATUS=upgraded"));
+            shared.handed_over.store(true, Ordering::SeqCst);
+            drain(shared, st);
+        }
+        Progress::Failed(why) => {
+            st.upgrade = None;
+            crate::log::error(&format!(
+                "upgrade failed: the new process {why}; this process keeps serving"
+            ));
+        }
+    }
 }

@@ -63,6 +63,8 @@ pub struct Core {
     pub tokens: RefCell<crate::jwt::TokenCache>,
     /// This worker's TLS server configs and session caches.
     pub tls: crate::tls::worker::WorkerTls,
+    /// Set by the worker when the idle grace of a drain after a handover has run out.
+    pub idle_grace_over: Cell<bool>,
 }
 
 impl Core {
@@ -87,6 +89,7 @@ impl Core {
             telemetry,
             tokens: RefCell::new(crate::jwt::TokenCache::new(TOKEN_CACHE)),
             tls: crate::tls::worker::WorkerTls::default(),
+            idle_grace_over: Cell::new(false),
         }
     }
 
@@ -110,6 +113,14 @@ impl Core {
             *self.current.borrow_mut() = Rc::new(Generation::new(cfg, upstreams, slots));
         }
         self.current.borrow().clone()
+    }
+
+    /// During a drain after a binary upgrade (and only for its first moments): keep-alive
+    /// connections still take one more request, answered with `Connection: close`, instead of
+    /// being closed under a client that may be sending. Read from the shared flag the control
+    /// thread sets before the drain, so no connection sees the drain without the grace.
+    pub fn idle_grace(&self) -> bool {
+        self.shared.handed_over.load(Ordering::Relaxed) && !self.idle_grace_over.get()
     }
 
     /// Whether the process is draining (new requests should close their connection).

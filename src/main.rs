@@ -1,12 +1,13 @@
 //! ringway command line: `ringway [--config FILE] [--workers N]` runs the gateway,
-//! `ringway check --config FILE` validates a config (`--system`: plus kernel tuning advice), `ringway keys ...` manages API keys.
+//! `ringway check --config FILE` validates a config (`--system`: plus kernel tuning advice), `ringway keys ...` manages API keys,
+//! `ringway man` / `ringway completions SHELL` print the man page and shell completions.
 //! See README.md for exit codes.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ringway::{admin, config, control, log, shared, sysinfo, worker};
+use ringway::{admin, config, control, handover, log, privileges, shared, sysinfo, worker};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -50,6 +51,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ringway::apikey::cli::KeysCmd,
     },
+    /// Print the ringway(8) man page (roff) on stdout.
+    Man,
+    /// Print a shell completion script on stdout (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,9 +65,64 @@ fn main() -> ExitCode {
     match cli.cmd {
         Some(Cmd::Check { system }) => check(&cli.config, system.then_some(cli.workers)),
         Some(Cmd::Keys { cmd }) => ringway::apikey::cli::run(&cmd, &cli.config),
+        Some(Cmd::Man) => man_page(),
+        Some(Cmd::Completions { shell }) => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "ringway", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
         Some(Cmd::Run) | None => run(&cli.config, cli.workers),
     }
 }
+
+/// `ringway man`: the man page, generated from the CLI definition plus a section on signals.
+fn man_page() -> ExitCode {
+    use clap::CommandFactory;
+    let cmd = Cli::command().long_about(
+        "Thread-per-core io_uring API gateway. Configuration: /etc/ringway/ringway.toml (TOML); \
+         see README.md for every key.",
+    );
+    let man = clap_mangen::Man::new(cmd).section("8");
+    let mut out = Vec::new();
+    let rendered = man.render_title(&mut out).and_then(|()| {
+        man.render_name_section(&mut out)?;
+        man.render_synopsis_section(&mut out)?;
+        man.render_description_section(&mut out)?;
+        man.render_options_section(&mut out)?;
+        man.render_subcommands_section(&mut out)?;
+        out.extend_from_slice(MAN_SIGNALS.as_bytes());
+        man.render_version_section(&mut out)
+    });
+    match rendered.and_then(|()| std::io::Write::write_all(&mut std::io::stdout(), &out)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringway man: {e}");
+            ExitCode::from(EXIT_STARTUP)
+        }
+    }
+}
+
+const MAN_SIGNALS: &str = r#".SH SIGNALS
+.TP
+\fBSIGHUP\fR
+Reload the configuration file; a configuration with errors is rejected and the running one keeps serving.
+.TP
+\fBSIGUSR1\fR
+Reopen the access log (after log rotation).
+.TP
+\fBSIGUSR2\fR
+Upgrade the binary without dropping connections: the program at the path ringway was started from takes over the listening sockets; once it accepts, the old process drains and exits.
+.TP
+\fBSIGTERM\fR, \fBSIGINT\fR
+Drain: stop accepting, finish in-flight requests within server.drain_timeout, exit. A second signal exits at once.
+.SH FILES
+.TP
+\fI/etc/ringway/ringway.toml\fR
+The configuration (package default).
+.SH EXIT STATUS
+0 after a drain, 1 for configuration errors, 3 when startup fails (address in use, handover or privilege errors).
+"#;
 
 /// `system`: `Some(--workers flag)` when `--system` asks for kernel advice after the check.
 fn check(path: &Path, system: Option<Option<usize>>) -> ExitCode {
@@ -106,6 +169,14 @@ fn worker_count(cfg: &config::Compiled, workers_flag: Option<usize>) -> usize {
 }
 
 fn run(path: &Path, workers_flag: Option<usize>) -> ExitCode {
+    // Before anything else (and before any thread): sockets handed over by an upgrade.
+    let mut inherited = match handover::Inherited::from_env() {
+        Ok(i) => i,
+        Err(e) => {
+            log::error(&format!("upgrade handover: {e}"));
+            return ExitCode::from(EXIT_STARTUP);
+        }
+    };
     let runtime = config::Runtime::default();
     let cfg = match config::load_with(path, 1, &runtime) {
         Ok(c) => c,
@@ -118,6 +189,97 @@ fn run(path: &Path, workers_flag: Option<usize>) -> ExitCode {
     };
     let cores = worker::allowed_cpus().len().max(1);
     let n = worker_count(&cfg, workers_flag);
+    log::info(&format!(
+        "ringway {} starting: config {} (generation 1, {} routes, {} upstreams), {n} workers on {cores} available cores{}",
+        env!("CARGO_PKG_VERSION"),
+        path.display(),
+        cfg.routes.len(),
+        cfg.upstreams.len(),
+        if inherited.is_upgrade() { ", taking over the listening sockets of the old process" } else { "" },
+    ));
+    worker::raise_fd_limit();
+    let signals = match control::register_signals() {
+        Ok(s) => s,
+        Err(e) => {
+            log::error(&format!("cannot install signal handlers: {e}"));
+            return ExitCode::from(EXIT_STARTUP);
+        }
+    };
+    // Everything that may need root happens here, before the privileges go.
+    let admin = match bind_admin(&cfg, &mut inherited) {
+        Ok(a) => a,
+        Err(e) => {
+            log::error(&e);
+            return ExitCode::from(EXIT_STARTUP);
+        }
+    };
+    let bound = match worker::bind_listeners(&cfg, n, &mut inherited) {
+        Ok(b) => b,
+        Err(e) => {
+            log::error(&e.to_string());
+            return ExitCode::from(EXIT_STARTUP);
+        }
+    };
+    let ready_pipe = inherited.take_ready();
+    for a in inherited.unused() {
+        log::warn(&format!(
+            "inherited listening socket {a} is not in the config any more; closing it"
+        ));
+    }
+    drop(inherited);
+    if let Some(who) = &cfg.run_as {
+        if let Err(e) = drop_privileges(who) {
+            log::error(&e);
+            return ExitCode::from(EXIT_STARTUP);
+        }
+    }
+    serve(path, (cfg, runtime), signals, admin, bound, ready_pipe)
+}
+
+/// The admin socket: inherited from an upgrade, or bound now.
+fn bind_admin(
+    cfg: &config::Compiled,
+    inherited: &mut handover::Inherited,
+) -> Result<Option<(std::net::TcpListener, std::net::SocketAddr)>, String> {
+    let Some(a) = &cfg.admin else {
+        return Ok(None);
+    };
+    if let Some(l) = inherited.take_admin(a.addr) {
+        return Ok(Some((l, a.addr)));
+    }
+    admin::bind(a.addr)
+        .map(|l| Some((l, a.addr)))
+        .map_err(|e| format!("cannot listen on admin address {}: {e}", a.addr))
+}
+
+/// `[server] user`: switch to it if started as root (after binding, before serving).
+fn drop_privileges(who: &privileges::RunAs) -> Result<(), String> {
+    use privileges::Dropped;
+    match privileges::drop_to(who) {
+        Ok(Dropped::Switched) => log::info(&format!(
+            "listeners bound; now running as user {} ({}), group {} ({})",
+            who.user, who.uid, who.group, who.gid
+        )),
+        Ok(Dropped::AlreadyThatUser) => {}
+        Ok(Dropped::NotRoot { uid }) => log::warn(&format!(
+            "server.user = {:?}: not started as root (uid {uid}), so staying this user",
+            who.user
+        )),
+        Err(e) => return Err(format!("cannot drop privileges to {}: {e}", who.user)),
+    }
+    Ok(())
+}
+
+/// Starts the sinks, workers and admin thread (privileges already dropped), then runs the
+/// control loop until the process drains.
+fn serve(
+    path: &Path,
+    (cfg, runtime): (config::Compiled, config::Runtime),
+    signals: signal_hook::iterator::Signals,
+    admin: Option<(std::net::TcpListener, std::net::SocketAddr)>,
+    bound: worker::Bound,
+    ready_pipe: Option<std::os::fd::OwnedFd>,
+) -> ExitCode {
     let listeners: Vec<String> = cfg
         .listeners
         .iter()
@@ -130,37 +292,13 @@ fn run(path: &Path, workers_flag: Option<usize>) -> ExitCode {
             format!("{scheme}://{} ({}){also}", l.addr, l.name)
         })
         .collect();
-    log::info(&format!(
-        "ringway {} starting: config {} (generation 1, {} routes, {} upstreams), {n} workers on {cores} available cores",
-        env!("CARGO_PKG_VERSION"),
-        path.display(),
-        cfg.routes.len(),
-        cfg.upstreams.len(),
-    ));
-    worker::raise_fd_limit();
-    let signals = match control::register_signals() {
-        Ok(s) => s,
-        Err(e) => {
-            log::error(&format!("cannot install signal handlers: {e}"));
-            return ExitCode::from(EXIT_STARTUP);
-        }
-    };
-    let admin = match &cfg.admin {
-        Some(a) => match admin::bind(a.addr) {
-            Ok(l) => Some((l, a.addr)),
-            Err(e) => {
-                log::error(&format!("cannot listen on admin address {}: {e}", a.addr));
-                return ExitCode::from(EXIT_STARTUP);
-            }
-        },
-        None => None,
-    };
+    let n = bound.per_worker.len();
     let shared = shared::Shared::new(cfg, n, runtime);
     if let Err(e) = control::prepare_sinks(&shared, &shared.config.load()) {
         log::error(&e);
         return ExitCode::from(EXIT_STARTUP);
     }
-    let handles = match worker::spawn_workers(&shared, n) {
+    let handles = match worker::spawn_workers(&shared, bound.per_worker) {
         Ok(h) => h,
         Err(e) => {
             log::error(&e.to_string());
@@ -179,7 +317,12 @@ fn run(path: &Path, workers_flag: Option<usize>) -> ExitCode {
             "cannot start the DNS refresh thread ({e}): host names stay as first resolved"
         ));
     }
+    let mut sockets = handover::Sockets {
+        listeners: bound.handover,
+        admin: None,
+    };
     if let Some((listener, addr)) = admin {
+        sockets.admin = listener.try_clone().ok().map(|l| (addr, l.into()));
         if let Err(e) = admin::spawn(shared.clone(), path.to_path_buf(), listener, n) {
             log::error(&format!("cannot start the admin thread: {e}"));
             return ExitCode::from(EXIT_STARTUP);
@@ -189,9 +332,13 @@ fn run(path: &Path, workers_flag: Option<usize>) -> ExitCode {
         ));
     }
     log::info(&format!(
-        "pid {}; SIGHUP reloads, SIGUSR1 reopens the access log, SIGTERM drains",
+        "pid {}; SIGHUP reloads, SIGUSR1 reopens the access log, SIGUSR2 upgrades the binary, SIGTERM drains",
         std::process::id()
     ));
-    let code = control::run(shared, path.to_path_buf(), signals, handles);
+    let process = control::Process {
+        handover: handover::Handover::new(sockets),
+        ready_pipe,
+    };
+    let code = control::run(shared, path.to_path_buf(), signals, handles, process);
     ExitCode::from(code as u8)
 }

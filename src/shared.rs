@@ -20,6 +20,9 @@ pub struct Shared {
     /// Mirrors `config.load().generation`; bumped after each store so workers notice cheaply.
     pub generation: AtomicU64,
     pub draining: AtomicBool,
+    /// Set before a drain that follows a binary upgrade: the listening sockets now belong to
+    /// the successor too, so workers cancel their accepts instead of shutting sockets down.
+    pub handed_over: AtomicBool,
     pub drain_event: event_listener::Event,
     /// Workers whose runtime has exited.
     pub workers_done: AtomicUsize,
@@ -60,6 +63,7 @@ impl Shared {
             config: ArcSwap::from_pointee(cfg),
             generation: AtomicU64::new(generation),
             draining: AtomicBool::new(false),
+            handed_over: AtomicBool::new(false),
             drain_event: event_listener::Event::new(),
             workers_done: AtomicUsize::new(0),
             driver: std::sync::OnceLock::new(),

@@ -67,27 +67,68 @@ pub fn allowed_cpus() -> Vec<usize> {
     }
 }
 
-/// Starts `n` workers, each with its own listening socket per configured listener. Binding
-/// happens here, before any thread starts, so an address in use fails startup immediately.
+/// Every worker's listening sockets, bound (or inherited) before any thread starts.
+pub struct Bound {
+    /// Per worker: (listener index in config order, socket).
+    pub per_worker: Vec<Vec<(usize, std::net::TcpListener)>>,
+    /// A duplicate of every distinct socket, per configured address, for a binary upgrade.
+    pub handover: Vec<(SocketAddr, Vec<std::os::fd::OwnedFd>)>,
+}
+
+/// Binds one SO_REUSEPORT socket per worker for every listener, or takes the sockets a
+/// predecessor handed over for that address (see `handover.rs`). Inherited sockets are dealt
+/// out round-robin so every one of them has a worker accepting on it (a socket nobody accepts
+/// on would strand the connections the kernel hashes to it); with more workers than inherited
+/// sockets, the extra workers accept on duplicates of them (the kernel gives each connection
+/// to one accept). Binding here, before any thread starts, makes an address in use fail
+/// startup immediately.
+pub fn bind_listeners(
+    cfg: &crate::config::Compiled,
+    n: usize,
+    inherited: &mut crate::handover::Inherited,
+) -> std::io::Result<Bound> {
+    let n = n.max(1);
+    let mut per_worker: Vec<Vec<(usize, std::net::TcpListener)>> =
+        (0..n).map(|_| Vec::new()).collect();
+    let mut handover = Vec::new();
+    for (index, l) in cfg.listeners.iter().enumerate() {
+        let socks = match inherited.take_listener(l.addr) {
+            Some(socks) if !socks.is_empty() => socks,
+            _ => (0..n)
+                .map(|_| {
+                    bind_reuseport(l.addr).map_err(|e| {
+                        std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", l.addr))
+                    })
+                })
+                .collect::<std::io::Result<Vec<_>>>()?,
+        };
+        let dups = socks
+            .iter()
+            .map(|s| s.try_clone().map(std::os::fd::OwnedFd::from))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        handover.push((l.addr, dups));
+        let k = socks.len();
+        for w in k..n {
+            per_worker[w].push((index, socks[w % k].try_clone()?));
+        }
+        for (j, s) in socks.into_iter().enumerate() {
+            per_worker[j % n].push((index, s));
+        }
+    }
+    Ok(Bound {
+        per_worker,
+        handover,
+    })
+}
+
+/// Starts one worker thread per entry of `per_worker`, each accepting on its sockets.
 pub fn spawn_workers(
     shared: &Arc<Shared>,
-    n: usize,
+    per_worker: Vec<Vec<(usize, std::net::TcpListener)>>,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
-    let cfg = shared.config.load_full();
     let cpus = allowed_cpus();
-    let mut sockets = Vec::with_capacity(n);
-    for _ in 0..n {
-        let mut per = Vec::new();
-        for l in &cfg.listeners {
-            let s = bind_reuseport(l.addr).map_err(|e| {
-                std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", l.addr))
-            })?;
-            per.push(s);
-        }
-        sockets.push(per);
-    }
-    let mut handles = Vec::with_capacity(n);
-    for (id, listeners) in sockets.into_iter().enumerate() {
+    let mut handles = Vec::with_capacity(per_worker.len());
+    for (id, listeners) in per_worker.into_iter().enumerate() {
         let shared = shared.clone();
         let cpu = cpus.get(id % cpus.len().max(1)).copied();
         let h = std::thread::Builder::new()
@@ -106,7 +147,7 @@ fn run_worker(
     cpu: Option<usize>,
     pinned: bool,
     shared: Arc<Shared>,
-    listeners: Vec<std::net::TcpListener>,
+    listeners: Vec<(usize, std::net::TcpListener)>,
 ) {
     let where_ = match (cpu, pinned) {
         (Some(c), true) => format!("pinned to cpu {c}"),
@@ -175,11 +216,16 @@ fn build_uring(mode: Option<&str>) -> std::io::Result<(UringRuntime, String)> {
     }
 }
 
-async fn worker_main(id: usize, shared: Arc<Shared>, listeners: Vec<std::net::TcpListener>) {
+async fn worker_main(
+    id: usize,
+    shared: Arc<Shared>,
+    listeners: Vec<(usize, std::net::TcpListener)>,
+) {
     let core = Rc::new(Core::new(id, shared.clone()));
     let mut listener_fds = Vec::new();
     let accepting = Rc::new(Cell::new(0usize));
-    for (index, l) in listeners.into_iter().enumerate() {
+    let canceller = monoio::io::Canceller::new();
+    for (index, l) in listeners {
         let local = l.local_addr().ok();
         let listener = match TcpListener::from_std(l) {
             Ok(l) => l,
@@ -193,8 +239,9 @@ async fn worker_main(id: usize, shared: Arc<Shared>, listeners: Vec<std::net::Tc
         let core = core.clone();
         let accepting = accepting.clone();
         let ctx = Rc::new(listener_ctx(&core, index, local));
+        let cancel = canceller.handle();
         monoio::spawn(async move {
-            accept_loop(core, listener, ctx).await;
+            accept_loop(core, listener, ctx, cancel).await;
             accepting.set(accepting.get() - 1);
         });
     }
@@ -214,17 +261,37 @@ async fn worker_main(id: usize, shared: Arc<Shared>, listeners: Vec<std::net::Tc
         listener.await;
     }
 
-    // Stop accepting: shutting a listening socket down fails its pending accept.
-    for fd in &listener_fds {
-        // SAFETY: the listener is owned by its accept loop, alive until that loop sees the
-        // error we cause here; shutdown does not close the fd.
-        unsafe {
-            libc::shutdown(*fd, libc::SHUT_RDWR);
+    // Stop accepting. After an upgrade the sockets are the successor's too: only cancel our
+    // pending accepts (a shutdown would stop its accepts as well). Otherwise shut them down,
+    // which also refuses what waits in their queues.
+    let handed_over = shared.handed_over.load(Ordering::SeqCst);
+    if !handed_over {
+        for fd in &listener_fds {
+            // SAFETY: the listener is owned by its accept loop, alive until that loop sees the
+            // error we cause here; shutdown does not close the fd.
+            unsafe {
+                libc::shutdown(*fd, libc::SHUT_RDWR);
+            }
         }
     }
-    let deadline = Instant::now() + shared.config.load().drain_timeout;
+    let _ = canceller.cancel();
+    let started = Instant::now();
+    let drain_timeout = shared.config.load().drain_timeout;
+    let deadline = started + drain_timeout;
+    // After a handover, idle keep-alive connections get a grace period in which their next
+    // request is still answered (with `Connection: close`): closing a connection the client
+    // is about to reuse is the one way a drain could fail a request.
+    let grace_end = started
+        + if handed_over {
+            IDLE_GRACE.min(drain_timeout / 2)
+        } else {
+            Duration::ZERO
+        };
     loop {
-        core.conns.close_idle();
+        if Instant::now() >= grace_end {
+            core.idle_grace_over.set(true);
+            core.conns.close_idle();
+        }
         if core.conns.open() == 0 && accepting.get() == 0 {
             break;
         }
@@ -239,6 +306,9 @@ async fn worker_main(id: usize, shared: Arc<Shared>, listeners: Vec<std::net::Tc
     }
     core.telemetry.flush();
 }
+
+/// How long idle keep-alive connections may still send one request after a handover.
+const IDLE_GRACE: Duration = Duration::from_secs(1);
 
 /// How often a worker hands buffered access-log lines and spans to their threads.
 const TELEMETRY_FLUSH: Duration = Duration::from_millis(200);
@@ -286,13 +356,20 @@ fn listener_ctx(core: &Core, index: usize, local: Option<SocketAddr>) -> crate::
     }
 }
 
-async fn accept_loop(core: Rc<Core>, listener: TcpListener, ctx: Rc<crate::conn::ListenerCtx>) {
+async fn accept_loop(
+    core: Rc<Core>,
+    listener: TcpListener,
+    ctx: Rc<crate::conn::ListenerCtx>,
+    cancel: monoio::io::CancelHandle,
+) {
     loop {
-        match listener.accept().await {
+        if core.draining() {
+            break;
+        }
+        // Cancelable: a drain cancels the pending accept; a connection accepted in the same
+        // instant is still served (it answers with `Connection: close`), never dropped.
+        match listener.cancelable_accept(cancel.clone()).await {
             Ok((stream, peer)) => {
-                if core.draining() {
-                    break;
-                }
                 let limits = core.generation().cfg.conn_limits;
                 let held = match core.shared.admission.admit(peer.ip(), &limits) {
                     Ok(permit) => permit.into_held(),

@@ -40,6 +40,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("keyed_hash", 0),
     ("io", 0),
     ("log", 0),
+    ("privileges", 0),
+    ("notify", 0),
     // 1 vocabulary: the wire's words and the config's units and diagnostics.
     ("http1", 1),
     ("query", 1),
@@ -84,6 +86,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("admin", 7),
     ("sysinfo", 7),
     ("dns_refresh", 7),
+    ("handover", 7),
 ];
 
 /// How many imports may point upward (each with a `layer:` comment saying why).

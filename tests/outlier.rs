@@ -296,3 +296,69 @@ fn outlier_config_errors_name_the_field() {
         "{err}"
     );
 }
+
+/// An h2c upstream (h2 crate on tokio) named `name`: mode 0 answers 200, 1 answers 500,
+/// 2 resets every stream. Counts the requests it saw.
+fn h2_upstream(
+    rt: &tokio::runtime::Runtime,
+    name: &'static str,
+    mode: u8,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = seen.clone();
+    rt.spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let Ok(mut conn) = ::h2::server::handshake(tcp).await else {
+                    return;
+                };
+                while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    if mode == 2 {
+                        respond.send_reset(::h2::Reason::INTERNAL_ERROR);
+                        continue;
+                    }
+                    let status = if mode == 1 { 500 } else { 200 };
+                    let resp = http::Response::builder()
+                        .status(status)
+                        .header("x-upstream", name)
+                        .body(())
+                        .unwrap();
+                    if let Ok(mut s) = respond.send_response(resp, false) {
+                        let _ = s.send_data(bytes::Bytes::from_static(b"ok"), true);
+                    }
+                }
+            });
+        }
+    });
+    (addr, count)
+}
+
+#[test]
+fn http2_upstreams_eject_on_5xx_and_resets() {
+    use std::sync::atomic::Ordering;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    for (mode, reason) in [(1u8, "5xx"), (2u8, "reset")] {
+        let (a, _) = h2_upstream(&rt, "a", 0);
+        let (b, b_seen) = h2_upstream(&rt, "b", mode);
+        let gw = Gateway::start(&config(&[a, b], "protocol = \"http2\"", "consecutive = 2"));
+        let seen = served_by(&gw, 20);
+        assert_eq!(b_seen.load(Ordering::SeqCst), 2, "{reason}: {seen:?}");
+        let t = target(&gw, b);
+        assert_eq!(t["ejected"], true, "{reason}: {t}");
+        assert_eq!(t["ejections"][reason], 1, "{reason}: {t}");
+        assert!(seen[seen.len() - 5..]
+            .iter()
+            .all(|(s, w)| *s == 200 && w == "a"));
+    }
+}

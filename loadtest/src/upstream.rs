@@ -7,7 +7,7 @@
 //! request, and sends them all with one write, so pipelined requests cost one syscall per
 //! batch. With `--delay`, each response is held that long and written on its own.
 //!
-//! `GET /__fault/on` makes every later request (on every thread) answer `500`, and
+//! `GET /__fault/on` makes every later request (on every thread) answer `503`, and
 //! `GET /__fault/off` ends that: the chaos load test's failing target.
 //!
 //! `GET /__count` answers `{"requests":N}`: requests served so far by all threads (the count
@@ -89,7 +89,7 @@ struct ServerCtx {
     delay: Duration,
     served: Arc<Vec<Served>>,
     idx: usize,
-    /// Set by `GET /__fault/on`: every request answers 500 (shared by all threads).
+    /// Set by `GET /__fault/on`: every request answers 503 (shared by all threads).
     failing: Arc<std::sync::atomic::AtomicBool>,
     fail: Canned,
 }
@@ -173,7 +173,7 @@ fn server_thread(
         served,
         idx,
         failing,
-        fail: Canned::new("500 Internal Server Error", None, "text/plain", b"fault\n"),
+        fail: Canned::new("503 Service Unavailable", None, "text/plain", b"fault\n"),
     });
     let name = format!("upstream thread {idx}");
     let bound2 = bound.clone();
@@ -486,7 +486,7 @@ mod tests {
     }
 
     #[test]
-    fn fault_switch_turns_every_answer_into_500_and_back() {
+    fn fault_switch_turns_every_answer_into_503_and_back() {
         let body = b"ok".to_vec();
         let ctx = ServerCtx {
             ok: Canned::new("200 OK", None, "text/plain", &body),
@@ -497,7 +497,7 @@ mod tests {
             served: Arc::new(vec![Served::default()]),
             idx: 0,
             failing: Arc::default(),
-            fail: Canned::new("500 Internal Server Error", None, "text/plain", b"fault\n"),
+            fail: Canned::new("503 Service Unavailable", None, "text/plain", b"fault\n"),
         };
         let answer = |path: &str| {
             let h = req(&format!("GET {path} HTTP/1.1\r\n\r\n"))
@@ -509,7 +509,7 @@ mod tests {
         };
         assert!(answer("/x").starts_with("HTTP/1.1 200"));
         assert!(answer("/__fault/on").starts_with("HTTP/1.1 200"));
-        assert!(answer("/x").starts_with("HTTP/1.1 500"));
+        assert!(answer("/x").starts_with("HTTP/1.1 503"));
         assert!(answer("/__fault/off").starts_with("HTTP/1.1 200"));
         assert!(answer("/x").starts_with("HTTP/1.1 200"));
         assert_eq!(total(&ctx.served), 3, "switch requests are not counted");

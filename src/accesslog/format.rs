@@ -126,6 +126,8 @@ pub fn format_json(r: &LogRecord, out: &mut Vec<u8>) {
         Some(d) => push_millis(out, d),
         None => out.extend_from_slice(b"null"),
     }
+    out.extend_from_slice(b",\"attempts\":");
+    push_decimal(out, u64::from(r.attempts));
     out.extend_from_slice(b",\"bytes_in\":");
     push_decimal(out, r.bytes_in);
     out.extend_from_slice(b",\"bytes_out\":");
@@ -196,6 +198,7 @@ mod tests {
             upstream_addr: Some(SocketAddr::from((Ipv4Addr::new(10, 0, 0, 2), 8080))),
             upstream_name: Some("users-v2"),
             upstream_duration: Some(Duration::from_micros(10_007)),
+            attempts: 1,
             bytes_in: 321,
             bytes_out: 4567,
             user_agent: Some(b"curl/8.5.0"),
@@ -217,7 +220,8 @@ mod tests {
         assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
         let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
         let obj = v.as_object().expect("object");
-        assert_eq!(obj.len(), 18, "17 fields plus upstream_name");
+        assert_eq!(obj.len(), 19, "18 fields plus upstream_name");
+        assert_eq!(v["attempts"], 1);
         assert_eq!(v["time"], "2026-11-27T23:31:53.123Z");
         assert_eq!(v["request_id"], "rid-1");
         assert_eq!(v["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
@@ -262,7 +266,7 @@ mod tests {
             "{\"time\":\"2026-11-27T23:31:53.123Z\",\"request_id\":\"rid-1\",\"trace_id\":null,\
              \"client\":\"203.0.113.7\",\"method\":\"GET\",\"path\":\"/\",\"protocol\":\"HTTP/1.1\",\
              \"route\":null,\"status\":200,\"duration_ms\":0.000,\"upstream\":\"[2001:db8::1]:443\",\
-             \"upstream_ms\":null,\"bytes_in\":321,\"bytes_out\":4567,\"user_agent\":null,\
+             \"upstream_ms\":null,\"attempts\":1,\"bytes_in\":321,\"bytes_out\":4567,\"user_agent\":null,\
              \"referer\":null,\"consumer\":null}\n"
         );
         serde_json::from_slice::<serde_json::Value>(&out).expect("valid JSON");

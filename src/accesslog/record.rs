@@ -54,6 +54,8 @@ pub struct LogRecord<'a> {
     pub upstream_name: Option<&'a str>,
     /// Time spent waiting on the upstream, if it was contacted.
     pub upstream_duration: Option<Duration>,
+    /// Upstream attempts made (retries included; 0 when no upstream was contacted).
+    pub attempts: u32,
     /// Bytes read from the client for this request.
     pub bytes_in: u64,
     /// Body bytes sent to the client.

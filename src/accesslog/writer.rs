@@ -352,6 +352,7 @@ mod tests {
             upstream_addr: None,
             upstream_name: None,
             upstream_duration: None,
+            attempts: 0,
             bytes_in: 0,
             bytes_out: 0,
             user_agent: None,

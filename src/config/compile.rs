@@ -59,6 +59,7 @@ pub fn compile_with(
     check_version(&raw, &mut errs);
     let workers = workers(&raw.server, &mut errs);
     let drain_timeout = dur(&raw.server.drain_timeout, Duration::from_secs(30));
+    let run_as = run_as(&raw.server, &mut errs);
     let listeners = super::listeners::compile_listeners(&raw, file, &mut errs);
     let limits = header_limits(&raw.limits, &mut errs);
     let default_max_body = raw
@@ -120,8 +121,40 @@ pub fn compile_with(
             conn_limits,
             dns,
             source_text: std::sync::Arc::from(src),
+            run_as,
         }),
         _ => Err(errs.list),
+    }
+}
+
+/// `server.user` / `server.group`: resolved now, so a missing account fails `check`, startup
+/// and reload alike, with the line that names it.
+fn run_as(s: &RawServer, errs: &mut Diag) -> Option<crate::privileges::RunAs> {
+    let Some(user) = &s.user else {
+        if let Some(g) = &s.group {
+            errs.at(g.span(), "server.group", "`group` needs `user` as well");
+        }
+        return None;
+    };
+    let group = s.group.as_ref();
+    match crate::privileges::resolve(user.get_ref(), group.map(|g| g.get_ref().as_str())) {
+        Ok(r) if r.uid == 0 => {
+            errs.at(
+                user.span(),
+                "server.user",
+                "the account to drop to must not be root (leave `user` out to keep the current one)",
+            );
+            None
+        }
+        Ok(r) => Some(r),
+        Err(e) => {
+            let (span, field) = match group {
+                Some(g) if e.contains("group") => (g.span(), "server.group"),
+                _ => (user.span(), "server.user"),
+            };
+            errs.at(span, field, e);
+            None
+        }
     }
 }
 

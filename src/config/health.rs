@@ -50,6 +50,9 @@ pub struct RawOutlier {
     pub max_ejection_percent: Option<Spanned<i64>>,
 }
 
+/// Shortest probe interval: each probe is a thread and a connection.
+const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// An upstream's raw health settings (fields of `RawUpstream`).
 pub struct RawHealth<'a> {
     pub check: Option<&'a Spanned<RawHealthCheck>>,
@@ -94,12 +97,18 @@ fn active_check(
     errs: &mut Diag,
 ) -> ActiveCheck {
     let raw = c.get_ref();
-    let interval = positive(
+    let mut interval = positive(
         errs,
         &raw.interval,
         &field("interval"),
         active::DEFAULT_INTERVAL,
     );
+    if let Some(i) = raw.interval.as_ref().filter(|_| interval < MIN_INTERVAL) {
+        if !i.get_ref().0.is_zero() {
+            errs.at(i.span(), field("interval"), "must be at least 10ms");
+        }
+        interval = MIN_INTERVAL;
+    }
     let timeout = positive(
         errs,
         &raw.timeout,

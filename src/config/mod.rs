@@ -23,6 +23,7 @@ pub mod model;
 pub mod paths;
 pub mod policies;
 pub mod raw;
+pub mod retries;
 pub mod routes;
 pub mod scope;
 pub mod summary;

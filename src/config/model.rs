@@ -62,6 +62,8 @@ pub struct Compiled {
     /// The file content this generation was compiled from: re-compiled as is when a host
     /// name's addresses change, so an unreviewed edit on disk is never picked up that way.
     pub source_text: std::sync::Arc<str>,
+    /// `[server] user`/`group`: who a process started as root becomes after binding.
+    pub run_as: Option<crate::privileges::RunAs>,
 }
 
 /// Caps on open client connections, checked once per accepted connection.
@@ -170,6 +172,10 @@ pub struct Upstream {
     pub protocol: UpstreamProtocol,
     /// What every worker shares about this upstream (kept across reloads by name).
     pub shared: std::sync::Arc<crate::resilience::UpstreamShared>,
+    /// Retries in flight allowed (set when configured or when some route retries to it).
+    pub retry_budget: Option<crate::resilience::RetryBudget>,
+    /// Circuit-breaker limits (all 0: none).
+    pub breaker: crate::resilience::BreakerLimits,
     /// Active checks, outlier ejection, panic threshold (`config::health`).
     pub health: crate::resilience::outlier::HealthSettings,
     /// How requests are spread over the targets (`balance`, `hash_on`).
@@ -322,6 +328,9 @@ pub struct ProxyAction {
     pub rewrite: Rewrite,
     /// Send the client's Host upstream (default) instead of the target's address.
     pub preserve_host: bool,
+    /// The route's retry policy (`None`: only the fixed stale-connection retry and failover
+    /// on refused connections).
+    pub retry: Option<crate::resilience::RetryPolicy>,
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -173,6 +173,10 @@ pub struct RawServer {
     /// Send the verified client certificate upstream in `x-forwarded-client-cert` (default
     /// true; a client's copy of that header is removed either way).
     pub forward_client_cert: Option<bool>,
+    /// Started as root: the account to switch to once the listeners are bound.
+    pub user: Option<Spanned<String>>,
+    /// The group to switch to (default: `user`'s primary group); needs `user`.
+    pub group: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -249,6 +253,10 @@ pub struct RawUpstream {
     pub balance: Option<Spanned<String>>,
     /// With `balance = "hash"`: `"header:NAME"`, `"cookie:NAME"`, `"client_ip"` or `"path"`.
     pub hash_on: Option<Spanned<String>>,
+    /// Retries in flight allowed next to the active requests (`config::retries`).
+    pub retry_budget: Option<Spanned<super::retries::RawRetryBudget>>,
+    /// Connection, pending and in-flight request limits (`config::retries`).
+    pub circuit_breaker: Option<Spanned<super::retries::RawCircuitBreaker>>,
     /// Active health checks (`config::health`).
     pub health_check: Option<Spanned<super::health::RawHealthCheck>>,
     /// Passive outlier ejection (`config::health`).
@@ -306,6 +314,8 @@ pub struct RawProxy {
     /// Upstream path built from the route's template captures, e.g. `/users/{id}`.
     pub path: Option<Spanned<String>>,
     pub preserve_host: Option<bool>,
+    /// The route's retry policy (`config::retries`); absent = today's fixed retries only.
+    pub retry: Option<Spanned<super::retries::RawRetry>>,
 }
 
 /// One arm of `proxy.split`.

@@ -355,6 +355,10 @@ fn proxy_action(
         mirror: super::traffic::mirror(&p.mirror, ids, cx.upstreams, field, errs),
         rewrite: rewrite(r, p, field, errs),
         preserve_host: p.preserve_host.unwrap_or(true),
+        retry: p
+            .retry
+            .as_ref()
+            .map(|r| super::retries::retry_policy(r.get_ref(), field, errs)),
     }
 }
 

@@ -85,11 +85,38 @@ pub fn compile_upstreams(
             tls,
             protocol,
             shared,
+            retry_budget: super::retries::retry_budget(
+                retried_by_a_route(raw, name.get_ref()),
+                u.retry_budget.as_ref().map(|b| b.get_ref()),
+                &field,
+                errs,
+            ),
+            breaker: super::retries::breaker_limits(
+                u.circuit_breaker.as_ref().map(|b| b.get_ref()),
+                &field,
+                errs,
+            ),
             health,
             balance,
         });
     }
     (ups, ids)
+}
+
+/// Whether some route with a retry policy proxies to upstream `name`, directly or as a split
+/// arm (it then gets the default retry budget unless it has its own).
+fn retried_by_a_route(raw: &RawConfig, name: &str) -> bool {
+    raw.routes.iter().any(|r| {
+        r.proxy.as_ref().is_some_and(|p| {
+            let p = p.get_ref();
+            let named = p.upstream.as_ref().is_some_and(|u| u.get_ref() == name);
+            let split = p
+                .split
+                .as_ref()
+                .is_some_and(|s| s.get_ref().iter().any(|a| a.upstream.get_ref() == name));
+            p.retry.is_some() && (named || split)
+        })
+    })
 }
 
 /// An upstream's `protocol`: `"http1"` (the default) or `"http2"`.

@@ -102,7 +102,7 @@ async fn connection_loop(
 ) -> Option<Idle> {
     loop {
         let c = &mut conn.client;
-        if c.pending() == 0 && core.draining() {
+        if c.pending() == 0 && core.draining() && !core.idle_grace() {
             c.stream.close_notify(close_by(c)).await;
             return None;
         }
@@ -140,7 +140,10 @@ async fn connection_loop(
             }
         }
         match outcome {
-            Outcome::Done(true) if !core.draining() => {}
+            // A response that promised keep-alive before the drain began: after a handover
+            // the client may already be sending its next request, which is answered (with
+            // `Connection: close`) rather than met with a close.
+            Outcome::Done(true) if !core.draining() || core.idle_grace() => {}
             Outcome::Done(_) => {
                 if !abortive {
                     c.stream.close_notify(close_by(c)).await;
@@ -150,7 +153,7 @@ async fn connection_loop(
             Outcome::Upgrade(up, _) => {
                 let mut c = conn.client;
                 let leftover = c.buf.split_off(c.pos);
-                if tunnel(c.stream, leftover, up, c.timeouts.tunnel_idle).await {
+                if tunnel(c.stream, leftover, *up, c.timeouts.tunnel_idle).await {
                     core.telemetry
                         .count(crate::metrics::CoreCounter::TunnelIdle);
                 }

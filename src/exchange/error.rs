@@ -83,6 +83,8 @@ pub enum ErrorKind {
     /// The upstream failed while its response body streamed (after the head was sent: the
     /// client connection is closed so it sees a truncated body, never a wrong one).
     UpstreamAborted,
+    /// An upstream circuit-breaker limit is reached → 503 at once (the detail names it).
+    UpstreamOverflow(crate::resilience::Limit),
 }
 
 /// What one kind of failure means. See `ErrorKind::info`.
@@ -247,6 +249,9 @@ impl ErrorKind {
                 true,
                 "the upstream failed while sending the response body",
             ),
+            ErrorKind::UpstreamOverflow(l) => {
+                row(503, "upstream_overflow", Side::Internal, false, l.text())
+            }
         }
     }
 }
@@ -358,6 +363,7 @@ mod tests {
             ErrorKind::TooManyRequests,
             ErrorKind::ClientAborted,
             ErrorKind::UpstreamAborted,
+            ErrorKind::UpstreamOverflow(crate::resilience::Limit::Requests),
         ]);
         v
     }
@@ -394,6 +400,7 @@ mod tests {
             (429, "rate_limited", Downstream, false),
             (499, "client_closed", Downstream, true),
             (502, "upstream_aborted", Upstream, true),
+            (503, "upstream_overflow", Internal, false),
         ];
         let kinds = all_kinds();
         assert_eq!(kinds.len(), expect.len());

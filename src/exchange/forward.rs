@@ -33,11 +33,13 @@ pub async fn forward<D: Downstream>(
 ) -> Result<Outcome, ProxyError> {
     let upstream = super::traffic::choose_upstream(p, ex);
     let us = &gen.upstreams[upstream.0 as usize];
+    // Held until the response is done (circuit breaker `max_requests`, retry budget).
+    let _active = super::retry::admit(us)?;
     let tunnel = wants_websocket(ex.head);
     down.continue_body(ex.head).await?;
 
     // A body that is already fully buffered and small rides with the head in one write and
-    // can be re-sent if a pooled connection turns out to be stale.
+    // can be re-sent: after a stale pooled connection, or by the route's retry policy.
     let buffered_body = match ex.head.body {
         BodyFraming::None => Some(0usize),
         BodyFraming::Length(n) if n <= STREAM_CHUNK as u64 => {
@@ -77,6 +79,7 @@ pub async fn forward<D: Downstream>(
             edits,
             query,
             client_cert,
+            attempts: ex.facts.upstream.as_ref().map_or(1, |f| f.attempts),
         };
         write_upstream_head(out, &u, p);
     };
@@ -95,6 +98,7 @@ pub async fn forward<D: Downstream>(
         max_body: route.max_body,
         response_timeout,
         key: super::traffic::balance_key(us, ex),
+        retry: p.retry.as_ref(),
     };
     if us.protocol == UpstreamProtocol::Http2 {
         if tunnel {
@@ -122,7 +126,7 @@ pub async fn forward<D: Downstream>(
             return Err(ProxyError::new(ErrorKind::UpstreamBadResponse));
         }
         us.record_response(up.target, resp.status, Ok(()));
-        return Ok(Outcome::Upgrade(up, resp));
+        return Ok(Outcome::Upgrade(Box::new(up), resp));
     }
     let keep = start_response(core, ex, down, route, fx, &resp);
     let streamed = stream_response_body(down, &mut up, resp.body, gen.cfg.timeouts.upstream_idle);

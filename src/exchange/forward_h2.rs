@@ -15,9 +15,11 @@
 //! HTTP/2 client), the request body and the response are relayed at once (gRPC bidirectional
 //! streaming). Otherwise the body is sent first, then the response read, as over HTTP/1.1.
 //!
-//! Retries (`ProxyError::may_retry`): a refused stream (REFUSED_STREAM, or a graceful GOAWAY
-//! that excluded it) was not processed, and counts like a stale pooled connection; a stream
-//! whose connection died before the request left is moved to another connection at once.
+//! Retries (`exchange::retry`, as over HTTP/1.1 when the whole request went out with its head):
+//! a refused stream (REFUSED_STREAM, or a graceful GOAWAY that excluded it) was not
+//! processed, and is resent once for free like a stale pooled connection; a stream whose
+//! connection died before the request left is moved to another connection at once; the
+//! route's policy retries the rest (a retried response's stream is reset, its body unread).
 
 use std::future::poll_fn;
 use std::time::{Duration, Instant};
@@ -38,6 +40,7 @@ use super::body::STREAM_CHUNK;
 use super::error::{ErrorKind, ProxyError};
 use super::model::{Exchange, UpstreamFacts};
 use super::response_head::start_response;
+use super::retry::{self, classify, Retries};
 use super::send::{connect_one, Attempt, RESPONSE_MAX_HEADERS};
 use super::wire::{Downstream, Outcome};
 
@@ -96,7 +99,8 @@ pub async fn forward<D: Downstream>(
                 send_body(ex, down, &mut call, a).await?;
             }
             let sent_at = Instant::now();
-            let h = await_head(a, ex, down, &mut call, duplex).await;
+            let deadline = Instant::now() + a.response_timeout;
+            let h = await_head(a, ex, down, &mut call, duplex, deadline).await;
             if let (Err(e), Some(t)) = (&h, target(ex)) {
                 a.us.record_error(t, e);
             }
@@ -144,7 +148,8 @@ pub async fn forward<D: Downstream>(
 type Head = (http::response::Parts, RecvStream);
 
 /// Acquires a stream, sends the head (and a buffered body), and, when the whole request went
-/// out, waits for the response head there so a refused stream can be retried.
+/// out, waits for the response head there so a failure or a retryable status can be retried
+/// (`exchange::retry`; a refused stream is resent once for free, like a stale connection).
 async fn start_with_retry<D: Downstream>(
     a: &Attempt<'_>,
     ex: &mut Exchange<'_>,
@@ -152,39 +157,76 @@ async fn start_with_retry<D: Downstream>(
     write_head: &impl WriteHead,
 ) -> Result<(StreamClaim, Call, Option<Head>), ProxyError> {
     let replayable = a.buffered_body.is_some();
-    let idempotent = ex.head.method.is_idempotent();
-    let (mut tried, mut attempt, mut dead) = (0u64, 0u32, 0u32);
+    let mut r = Retries::new(
+        a.us,
+        a.retry,
+        ex.head.method,
+        replayable,
+        a.response_timeout,
+    );
+    let mut dead = 0u32;
     ex.facts.upstream = None;
     loop {
-        attempt += 1;
-        let (claim, target) = acquire_for(a, ex, &mut tried).await?;
+        let one_connect = r.one_connect();
+        let acquired = acquire_for(a, ex, &mut r.tried, one_connect).await;
+        if let Some(f) = ex.facts.upstream.as_mut() {
+            f.attempts = r.attempt;
+        }
+        let (claim, target) = match acquired {
+            Ok(got) => got,
+            Err(e) if classify(&e, false).is_some_and(|f| r.retry(f, None)) => {
+                r.backoff().await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let sent_at = Instant::now();
-        let mut call = match start_call(a, ex, down, &claim, target, write_head).await {
+        let deadline = r
+            .deadline()
+            .unwrap_or_else(|| Instant::now() + a.response_timeout);
+        let mut call = match start_call(a, ex, down, &claim, target, write_head, deadline).await {
             Ok(call) => call,
             Err(None) if dead < DEAD_CONN_RETRIES => {
                 // The connection had died unnoticed; the request never left.
                 claim.mark_dead();
                 dead += 1;
-                attempt -= 1;
                 continue;
             }
             Err(None) => return Err(ProxyError::new(ErrorKind::UpstreamClosed)),
+            // Sending a buffered body failed (the stream was reset, no window in time).
+            Err(Some(e)) if classify(&e, true).is_some_and(|f| r.retry(f, Some(target))) => {
+                a.us.record_error(target, &e);
+                drop(claim);
+                r.backoff().await;
+                continue;
+            }
             Err(Some(e)) => return Err(e),
         };
         if !call.req_done {
             return Ok((claim, call, None));
         }
-        match await_head(a, ex, down, &mut call, false).await {
+        let deadline = r
+            .deadline()
+            .unwrap_or_else(|| Instant::now() + a.response_timeout);
+        match await_head(a, ex, down, &mut call, false, deadline).await {
             Ok(head) => {
+                if r.retry_status(head.0.status.as_u16(), target) {
+                    // Outlier detection sees the retried answer (`forward` records the last).
+                    a.us.record_head(target, head.0.status.as_u16());
+                    // Dropping the stream resets it: the response body is never read.
+                    drop((head, call, claim));
+                    r.backoff().await;
+                    continue;
+                }
                 if let Some(f) = ex.facts.upstream.as_mut() {
                     f.duration = Some(sent_at.elapsed());
                 }
                 return Ok((claim, call, Some(head)));
             }
-            Err(e) if e.may_retry(idempotent, replayable, attempt) => {
-                if target < 64 {
-                    tried &= !(1 << target);
-                }
+            Err(e) if r.stale_resend(&e, target) => {}
+            Err(e) if classify(&e, true).is_some_and(|f| r.retry(f, Some(target))) => {
+                a.us.record_error(target, &e);
+                r.backoff().await;
             }
             Err(e) => return Err(e),
         }
@@ -200,6 +242,7 @@ async fn start_call<D: Downstream>(
     claim: &StreamClaim,
     target: usize,
     write_head: &impl WriteHead,
+    deadline: Instant,
 ) -> Result<Call, Option<ProxyError>> {
     let label = a.us.targets.get(target).map_or("", |t| t.label.as_str());
     let mut wire = std::mem::take(&mut ex.scratch);
@@ -208,8 +251,10 @@ async fn start_call<D: Downstream>(
     let req = to_request(&wire, scheme, wants_trailers(ex.head));
     ex.scratch = wire;
     let req = req.map_err(Some)?;
-    let deadline = Instant::now() + a.response_timeout;
+    // Waiting for stream capacity is pending (`max_pending`).
+    let waiting = retry::pending(a.us).map_err(Some)?;
     let ready = monoio::time::timeout_at(deadline.into(), claim.send.clone().ready()).await;
+    drop(waiting);
     let mut sender = match ready {
         Ok(Ok(s)) => s,
         Ok(Err(_)) => return Err(None),
@@ -251,9 +296,10 @@ async fn acquire_for(
     a: &Attempt<'_>,
     ex: &mut Exchange<'_>,
     tried: &mut u64,
+    one_connect: bool,
 ) -> Result<(StreamClaim, usize), ProxyError> {
     let mut connect_errors = 0;
-    let acquired = acquire(a.us, a.key, tried, &mut connect_errors).await;
+    let acquired = acquire(a.us, a.key, tried, &mut connect_errors, one_connect).await;
     let facts = UpstreamFacts::attempt(&mut ex.facts.upstream, a.upstream, connect_errors);
     let (claim, t) = acquired?;
     facts.addr = a.us.targets.get(t).map(|t| t.addr);
@@ -263,24 +309,34 @@ async fn acquire_for(
 }
 
 /// `send::acquire`'s loop for HTTP/2: the balancer's pick, a stream on one of its connections
-/// or a new connection; a target that refuses is backed off and the next is tried.
+/// or a new connection; a target that refuses is backed off and the next is tried
+/// (`one_connect`: only one, as `send::acquire`). Waiting for a connection being set up is
+/// pending (`max_pending`).
 async fn acquire(
     us: &UpstreamState,
     key: Option<u64>,
     tried: &mut u64,
     connect_errors: &mut u32,
+    one_connect: bool,
 ) -> Result<(StreamClaim, usize), ProxyError> {
     let mut last = ProxyError::new(ErrorKind::NoHealthyUpstream);
     let started = Instant::now();
     let deadline = started + us.connect_timeout;
     loop {
-        let Some(t) = us.pick(Instant::now(), *tried, key) else {
+        let now = Instant::now();
+        let pick = match us.pick(now, *tried, key) {
+            None if one_connect && *tried != 0 => us.pick(now, 0, key),
+            p => p,
+        };
+        let Some(t) = pick else {
             return Err(last);
         };
         let conn = match us.targets[t].h2.pick(us.max_idle()) {
             Pick::Use(claim) => return Ok((claim, t)),
             Pick::Wait(c) => {
+                let waiting = retry::pending(us)?;
                 c.wait_settled(deadline).await;
+                drop(waiting);
                 if Instant::now() >= deadline {
                     return Err(ProxyError::new(ErrorKind::UpstreamConnectTimeout));
                 }
@@ -290,9 +346,13 @@ async fn acquire(
         };
         match open(us, t, conn).await {
             Ok(claim) => return Ok((claim, t)),
+            Err(e) if matches!(e.kind, ErrorKind::UpstreamOverflow(_)) => return Err(e),
             Err(e) => {
                 *connect_errors += 1;
-                if e.kind == ErrorKind::UpstreamConnectTimeout || t >= 64 {
+                if one_connect && t < 64 {
+                    *tried |= 1 << t;
+                }
+                if e.kind == ErrorKind::UpstreamConnectTimeout || t >= 64 || one_connect {
                     return Err(e);
                 }
                 last = e;
@@ -307,6 +367,7 @@ async fn acquire(
 async fn open(us: &UpstreamState, t: usize, conn: Opening) -> Result<StreamClaim, ProxyError> {
     let deadline = Instant::now() + us.connect_timeout;
     let up = connect_one(us, t).await?;
+    let slot = up.slot;
     let io = PollStream::from_transport(up.stream)
         .map_err(|_| ProxyError::new(ErrorKind::UpstreamConnect))?;
     if let PollStream::Tls(s) = &io {
@@ -321,6 +382,9 @@ async fn open(us: &UpstreamState, t: usize, conn: Opening) -> Result<StreamClaim
         }
     }
     let res = establish(conn, io, us.idle_timeout(), deadline).await;
+    if let (Ok(claim), Some(slot)) = (&res, slot) {
+        claim.hold_slot(slot);
+    }
     if let Err(e) = &res {
         crate::log::warn(&format!(
             "upstream {} target {}: HTTP/2 connection setup failed ({}); backing off",
@@ -421,8 +485,8 @@ async fn await_head<D: Downstream>(
     down: &mut D,
     call: &mut Call,
     duplex: bool,
+    deadline: Instant,
 ) -> Result<Head, ProxyError> {
-    let deadline = Instant::now() + a.response_timeout;
     let timeout = || ProxyError::new(ErrorKind::UpstreamTimeout);
     loop {
         if call.req_done || !duplex {

@@ -29,6 +29,7 @@ pub mod origin;
 pub mod pipeline;
 pub mod respond;
 pub mod response_head;
+pub mod retry;
 pub mod route;
 pub mod send;
 pub mod traffic;

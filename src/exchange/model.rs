@@ -167,6 +167,7 @@ impl UpstreamFacts {
             connect_errors: 0,
             duration: None,
             in_flight: None,
+            attempts: 1,
         });
         facts.connect_errors += connect_errors;
         facts
@@ -187,4 +188,7 @@ pub struct UpstreamFacts {
     /// Counts this request in flight to its target (least-request upstreams) until the
     /// exchange ends.
     pub in_flight: Option<crate::upstream::least_request::InFlight>,
+    /// Attempts made (the last one's number: `x-ringway-attempts`; a free resend of a stale
+    /// pooled connection does not count).
+    pub attempts: u32,
 }

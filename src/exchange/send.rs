@@ -2,8 +2,9 @@
 //!
 //! A pooled or fresh connection to the balancer's pick (targets that refuse are backed off and
 //! the next is tried), the upstream head and a buffered body in one write, a streamed body
-//! after it, then the response head (interim 1xx skipped). A failure says itself whether the
-//! attempt may be repeated (`ProxyError::may_retry`): only a stale pooled connection, once.
+//! after it, then the response head (interim 1xx skipped). Whether a failed attempt (or a
+//! retryable status) is followed by another is `exchange::retry`'s decision: the route's
+//! policy, and in every case one free resend after a stale pooled connection.
 
 use std::time::Instant;
 
@@ -19,6 +20,7 @@ use crate::upstream::{UpConn, UpstreamState, WorkerUpstreamTls};
 use super::body::stream_request_body;
 use super::error::{ErrorKind, ProxyError};
 use super::model::{Exchange, UpstreamFacts};
+use super::retry::{self, classify, discard, Retries};
 use super::wire::Downstream;
 
 /// How long the upstream may work on a request before the gateway starts watching whether the
@@ -44,10 +46,13 @@ pub struct Attempt<'a> {
     pub response_timeout: std::time::Duration,
     /// The request's hashed balancing key (hash upstreams: `exchange::traffic::balance_key`).
     pub key: Option<u64>,
+    /// The route's retry policy (`exchange::retry`).
+    pub retry: Option<&'a crate::resilience::RetryPolicy>,
 }
 
-/// Sends the request (retrying once on a stale pooled connection) and returns the connection
-/// with the response head. `write_head(target_label, ex, out)` serializes the upstream head.
+/// Sends the request, retrying as the route's policy says (`exchange::retry`; without one,
+/// once on a stale pooled connection), and returns the connection with the response head.
+/// `write_head(target_label, ex, out)` serializes the upstream head.
 pub async fn send_with_retry<D: Downstream>(
     a: &Attempt<'_>,
     ex: &mut Exchange<'_>,
@@ -55,39 +60,68 @@ pub async fn send_with_retry<D: Downstream>(
     write_head: &impl Fn(&str, &Exchange<'_>, &mut Vec<u8>),
 ) -> Result<(UpConn, http1::ResponseHead), ProxyError> {
     let replayable = a.buffered_body.is_some();
-    let idempotent = ex.head.method.is_idempotent();
-    let mut tried = 0u64;
-    let mut attempt = 0;
+    let mut r = Retries::new(
+        a.us,
+        a.retry,
+        ex.head.method,
+        replayable,
+        a.response_timeout,
+    );
     ex.facts.upstream = None;
     loop {
-        attempt += 1;
-        let mut up = acquire_for(a, ex, &mut tried).await?;
-        let sent_at = Instant::now();
-        let res = match send_once(a, ex, down, &mut up, write_head).await {
-            Ok(()) => await_response_head(a, ex.head.method, down, &mut up).await,
-            Err(e) => Err(e),
-        };
-        match &res {
-            Ok(resp) => a.us.record_head(up.target, resp.status),
-            Err(e) => a.us.record_error(up.target, e),
-        }
-        match res {
-            Ok(resp) => {
-                if let Some(f) = ex.facts.upstream.as_mut() {
-                    f.duration = Some(sent_at.elapsed());
+        match attempt_once(a, &mut r, ex, down, write_head).await {
+            Ok((up, resp)) => {
+                if !r.retry_status(resp.status, up.target) {
+                    return Ok((up, resp));
                 }
-                return Ok((up, resp));
+                // A retryable status: its response is dropped, never forwarded.
+                discard(a.us, up, &resp, ex.head.method);
             }
-            Err(e) if e.may_retry(idempotent, replayable, attempt) => {
-                // The pooled connection was closed under us before any reply: retry on a
-                // fresh connection (the target's other idle connections are suspect too).
-                a.us.drop_idle(up.target);
-                if up.target < 64 {
-                    tried &= !(1 << up.target);
+            Err((e, Some(t))) if r.stale_resend(&e, t) => continue,
+            Err((e, target)) => {
+                let retry = classify(&e, target.is_some()).is_some_and(|f| r.retry(f, target));
+                if !retry {
+                    return Err(e);
                 }
             }
-            Err(e) => return Err(e),
         }
+        r.backoff().await;
+    }
+}
+
+/// One attempt: a connection, the request, the response head. A failure says which target
+/// it reached (`None`: no connection was made).
+async fn attempt_once<D: Downstream>(
+    a: &Attempt<'_>,
+    r: &mut Retries<'_>,
+    ex: &mut Exchange<'_>,
+    down: &mut D,
+    write_head: &impl Fn(&str, &Exchange<'_>, &mut Vec<u8>),
+) -> Result<(UpConn, http1::ResponseHead), (ProxyError, Option<usize>)> {
+    let one_connect = r.one_connect();
+    let acquired = acquire_for(a, ex, &mut r.tried, one_connect).await;
+    if let Some(f) = ex.facts.upstream.as_mut() {
+        f.attempts = r.attempt;
+    }
+    let mut up = acquired.map_err(|e| (e, None))?;
+    let sent_at = Instant::now();
+    let res = match send_once(a, ex, down, &mut up, write_head, r.deadline()).await {
+        Ok(()) => await_response_head(a, ex.head.method, down, &mut up, r.deadline()).await,
+        Err(e) => Err(e),
+    };
+    // Outlier detection sees every attempt, retried or not.
+    match &res {
+        Ok(resp) => a.us.record_head(up.target, resp.status),
+        Err(e) => a.us.record_error(up.target, e),
+    }
+    match res {
+        Ok(resp) => {
+            if let Some(f) = ex.facts.upstream.as_mut() {
+                f.duration = Some(sent_at.elapsed());
+            }
+            Ok((up, resp))
+        }
+        Err(e) => Err((e, Some(up.target))),
     }
 }
 
@@ -100,9 +134,10 @@ async fn await_response_head<D: Downstream>(
     method: Method,
     down: &mut D,
     up: &mut UpConn,
+    deadline: Option<Instant>,
 ) -> Result<http1::ResponseHead, ProxyError> {
     let now = Instant::now();
-    let deadline = now + a.response_timeout;
+    let deadline = deadline.unwrap_or(now + a.response_timeout);
     let read = read_response_head(a.us, up, a.limits, method);
     let mut read = std::pin::pin!(read);
     let watch_from = (now + CLIENT_WATCH_AFTER).min(deadline);
@@ -126,9 +161,10 @@ async fn acquire_for(
     a: &Attempt<'_>,
     ex: &mut Exchange<'_>,
     tried: &mut u64,
+    one_connect: bool,
 ) -> Result<UpConn, ProxyError> {
     let mut connect_errors = 0;
-    let acquired = acquire(a.us, a.key, tried, &mut connect_errors).await;
+    let acquired = acquire(a.us, a.key, tried, &mut connect_errors, one_connect).await;
     let facts = UpstreamFacts::attempt(&mut ex.facts.upstream, a.upstream, connect_errors);
     let up = acquired?;
     facts.addr = a.us.targets.get(up.target).map(|t| t.addr);
@@ -144,6 +180,7 @@ async fn send_once<D: Downstream>(
     down: &mut D,
     up: &mut UpConn,
     write_head: &impl Fn(&str, &Exchange<'_>, &mut Vec<u8>),
+    deadline: Option<Instant>,
 ) -> Result<(), ProxyError> {
     let label = a.us.targets.get(up.target).map_or("", |t| t.label.as_str());
     let mut wire = std::mem::take(&mut ex.scratch);
@@ -153,7 +190,7 @@ async fn send_once<D: Downstream>(
             wire.extend_from_slice(&body[..n.min(body.len())]);
         }
     }
-    let deadline = Instant::now() + a.response_timeout;
+    let deadline = deadline.unwrap_or_else(|| Instant::now() + a.response_timeout);
     let wrote = write_all(&mut up.stream, &mut wire, deadline).await;
     ex.scratch = wire;
     if let Err(e) = wrote {
@@ -174,18 +211,25 @@ async fn send_once<D: Downstream>(
 }
 
 /// A pooled connection to the balancer's pick, or a fresh one; targets that refuse are
-/// backed off and the next one is tried. A connect timeout ends the attempt (504).
+/// backed off and the next one is tried (`one_connect`: only one is tried, and when every
+/// target was tried already, one of them is picked again). A connect timeout ends the
+/// attempt (504). A connect waits as a pending request (`max_pending`).
 async fn acquire(
     us: &UpstreamState,
     key: Option<u64>,
     tried: &mut u64,
     connect_errors: &mut u32,
+    one_connect: bool,
 ) -> Result<UpConn, ProxyError> {
     let mut last = ProxyError::new(ErrorKind::NoHealthyUpstream);
     let mut first = true;
     loop {
         let now = Instant::now();
-        let Some(t) = us.pick(now, *tried, key) else {
+        let pick = match us.pick(now, *tried, key) {
+            None if one_connect && *tried != 0 => us.pick(now, 0, key),
+            p => p,
+        };
+        let Some(t) = pick else {
             return Err(last);
         };
         if first {
@@ -194,13 +238,21 @@ async fn acquire(
                 return Ok(conn);
             }
         }
+        let waiting = retry::pending(us)?;
         let res = connect_one(us, t).await;
+        drop(waiting);
         if res.is_err() {
             *connect_errors += 1;
         }
         match res {
             Ok(conn) => return Ok(conn),
-            Err(e) if e.kind == ErrorKind::UpstreamConnectTimeout => return Err(e),
+            Err(e) if matches!(e.kind, ErrorKind::UpstreamOverflow(_)) => return Err(e),
+            Err(e) if one_connect || e.kind == ErrorKind::UpstreamConnectTimeout => {
+                if t < 64 {
+                    *tried |= 1 << t;
+                }
+                return Err(e);
+            }
             Err(e) => {
                 last = e;
                 if t < 64 {
@@ -217,6 +269,7 @@ async fn acquire(
 /// within the upstream's connect timeout (→ 504). A refused connection or a failed handshake
 /// backs the target off and lets the next target be tried.
 pub(super) async fn connect_one(us: &UpstreamState, t: usize) -> Result<UpConn, ProxyError> {
+    let slot = retry::connection(us)?;
     let addr = us.targets[t].addr;
     let deadline = Instant::now() + us.connect_timeout;
     let connect = TcpStream::connect_addr(addr);
@@ -245,6 +298,7 @@ pub(super) async fn connect_one(us: &UpstreamState, t: usize) -> Result<UpConn, 
         buf: Vec::with_capacity(4 * 1024),
         target: t,
         reused: false,
+        slot,
     })
 }
 

@@ -21,7 +21,7 @@ use crate::trace::TraceContext;
 
 /// Headers the proxy always writes itself, so client copies are not forwarded.
 fn managed_request_header(name: &[u8]) -> bool {
-    const MANAGED: [&[u8]; 9] = [
+    const MANAGED: [&[u8]; 10] = [
         b"host",
         b"content-length",
         b"expect",
@@ -30,10 +30,14 @@ fn managed_request_header(name: &[u8]) -> bool {
         b"x-forwarded-host",
         b"forwarded",
         b"x-request-id",
+        ATTEMPTS,
         super::client_cert::XFCC,
     ];
     MANAGED.iter().any(|m| m.eq_ignore_ascii_case(name))
 }
+
+/// The attempt number the upstream sees (1 for the first; a client's copy is dropped).
+pub const ATTEMPTS: &[u8] = b"x-ringway-attempts";
 
 /// What the upstream head is built from (all borrowed; nothing is allocated).
 pub struct UpstreamHead<'a> {
@@ -66,6 +70,8 @@ pub struct UpstreamHead<'a> {
     /// The connection's verified client certificate, when it goes upstream
     /// (`x-forwarded-client-cert`).
     pub client_cert: Option<&'a crate::tls::client_cert::PeerCert>,
+    /// This attempt's number (`x-ringway-attempts`; 1 for the first).
+    pub attempts: u32,
 }
 
 /// Serializes the upstream request head into `out` (cleared first): request line with the
@@ -99,6 +105,10 @@ pub fn write_upstream_head(out: &mut Vec<u8>, u: &UpstreamHead<'_>, p: &ProxyAct
     }
     write_forwarding_fields(out, u, &got, host_raw);
     http1::write_header(out, b"x-request-id", u.request_id.as_bytes());
+    out.extend_from_slice(ATTEMPTS);
+    out.extend_from_slice(b": ");
+    push_decimal(out, u64::from(u.attempts.max(1)));
+    out.extend_from_slice(b"\r\n");
     if let Some(c) = u.client_cert {
         super::client_cert::write_xfcc(out, c);
     }
@@ -329,6 +339,7 @@ mod tests {
             mirror: None,
             rewrite: Rewrite::None,
             preserve_host: true,
+            retry: None,
         };
         let mut out = Vec::new();
         write_upstream_head(
@@ -348,6 +359,7 @@ mod tests {
                 edits: None,
                 query: None,
                 client_cert,
+                attempts: 1,
             },
             &p,
         );

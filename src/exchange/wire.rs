@@ -45,7 +45,7 @@ pub enum Outcome {
     /// The upstream agreed to switch protocols (WebSocket); the wire answers with the 101 head
     /// (`ResponseHead`, whose leftover bytes are in the connection's buffer) and joins the two
     /// connections.
-    Upgrade(UpConn, ResponseHead),
+    Upgrade(Box<UpConn>, ResponseHead),
 }
 
 /// One request's client side, as a wire provides it.

@@ -35,6 +35,9 @@ impl Registry {
 #[derive(Debug)]
 pub struct UpstreamShared {
     pub name: String,
+    /// Connections, pending and active requests, retries in flight and their counters
+    /// (`breaker.rs`).
+    pub load: Arc<super::breaker::Load>,
     targets: Mutex<HashMap<SocketAddr, Arc<TargetHealth>>>,
     /// Outcomes of requests mirrored to this upstream (`proxy.mirror`).
     pub mirror: super::mirror_stats::MirrorStats,
@@ -50,6 +53,7 @@ impl UpstreamShared {
     fn new(name: &str) -> UpstreamShared {
         UpstreamShared {
             name: name.to_string(),
+            load: Arc::default(),
             targets: Mutex::new(HashMap::new()),
             mirror: Default::default(),
             health_epoch: AtomicU64::new(0),

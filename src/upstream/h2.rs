@@ -63,6 +63,9 @@ pub struct H2Conn {
     idle_since: Cell<Instant>,
     /// Notified when the connection becomes ready or fails to.
     settled: event_listener::Event,
+    /// The upstream's connection count this connection holds (`max_connections`), given
+    /// back when it closes.
+    slot: RefCell<Option<crate::resilience::ConnSlot>>,
 }
 
 impl H2Conn {
@@ -73,6 +76,7 @@ impl H2Conn {
             in_flight: Cell::new(0),
             idle_since: Cell::new(Instant::now()),
             settled: event_listener::Event::new(),
+            slot: RefCell::new(None),
         }
     }
 
@@ -93,6 +97,7 @@ impl H2Conn {
     pub fn close(&self) {
         self.state.set(State::Closed);
         self.send.borrow_mut().take();
+        self.slot.borrow_mut().take();
         self.settled.notify(usize::MAX);
     }
 
@@ -134,6 +139,11 @@ impl StreamClaim {
     /// The connection turned out unusable: nobody else gets it.
     pub fn mark_dead(&self) {
         self.conn.close();
+    }
+
+    /// Gives the connection the connection slot it holds until it closes.
+    pub fn hold_slot(&self, slot: crate::resilience::ConnSlot) {
+        *self.conn.slot.borrow_mut() = Some(slot);
     }
 }
 

@@ -207,6 +207,8 @@ mod tests {
             tls: None,
             protocol: Default::default(),
             shared,
+            retry_budget: None,
+            breaker: Default::default(),
             health: Health {
                 check: None,
                 outlier: Some(OutlierPolicy {

@@ -71,6 +71,10 @@ pub struct UpstreamState {
     pub shared: Arc<UpstreamShared>,
     /// The balancing algorithm (with a hash upstream's shared Maglev table).
     pub balance: Balance,
+    /// Retries in flight allowed next to the active requests (`exchange::retry`).
+    pub retry_budget: Option<crate::resilience::RetryBudget>,
+    /// Circuit-breaker limits (`exchange::retry::admit` and the connect paths).
+    pub breaker: crate::resilience::BreakerLimits,
     /// Health checks / outlier ejection settings (`health.rs`); `None`: none configured.
     pub health: Option<gate::HealthGate>,
 }
@@ -135,6 +139,8 @@ impl UpstreamState {
             protocol: u.protocol,
             shared: u.shared.clone(),
             balance: u.balance.clone(),
+            retry_budget: u.retry_budget,
+            breaker: u.breaker,
             health: gate::HealthGate::new(u),
         }
     }
@@ -206,6 +212,8 @@ mod tests {
             protocol: Default::default(),
             shared,
             balance: Default::default(),
+            retry_budget: None,
+            breaker: Default::default(),
             health: Default::default(),
         }
     }

@@ -35,6 +35,9 @@ pub struct UpConn {
     pub target: usize,
     /// Came out of the pool (so it may have been closed by the upstream meanwhile).
     pub reused: bool,
+    /// The upstream's connection count held by this connection (only while the upstream has
+    /// a `max_connections` limit); given back when the connection is dropped.
+    pub slot: Option<crate::resilience::ConnSlot>,
 }
 
 struct Idle {
