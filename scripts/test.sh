@@ -38,6 +38,18 @@ if ! command -v promtool >/dev/null 2>&1; then
   fi
 fi
 
+# tests/service.rs checks the systemd unit (systemd-analyze verify/security) and the
+# logrotate file (logrotate -d).
+for tool in systemd-analyze:systemd logrotate:logrotate; do
+  if ! command -v "${tool%%:*}" >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${tool##*:}"
+    else
+      echo "${tool%%:*} not found: install ${tool##*:} for the service-file checks (required under CI)" >&2
+    fi
+  fi
+done
+
 # The fasttest profile (Cargo.toml): optimised like release, since the streaming tests move
 # hundreds of MiB through the gateway, but without fat LTO so a rebuild takes seconds.
 cargo test --profile fasttest --workspace --all-targets "$@"

@@ -24,32 +24,9 @@ fn config(targets: &[SocketAddr], check: &str) -> String {
     )
 }
 
-/// `GET /upstreams` on the admin API.
-fn upstreams(gw: &Gateway) -> serde_json::Value {
-    let r = request(
-        gw.admin,
-        "GET",
-        "/upstreams",
-        &[("Connection", "close")],
-        b"",
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()
-}
-
 /// The `/upstreams` entry of the target at `addr` of upstream `api`.
 fn target(gw: &Gateway, addr: SocketAddr) -> serde_json::Value {
-    let v = upstreams(gw);
-    let ups = v["upstreams"].as_array().cloned().unwrap_or_default();
-    let api = ups
-        .iter()
-        .find(|u| u["name"] == "api")
-        .expect("upstream api");
-    let want = addr.to_string();
-    api["targets"]
-        .as_array()
-        .and_then(|ts| ts.iter().find(|t| t["address"] == want.as_str()).cloned())
-        .expect("target listed")
+    common::faults::target_state(gw, "api", addr)
 }
 
 /// Polls until the target's `active` state is `want`; returns how long it took.

@@ -20,27 +20,11 @@ fn config(targets: &[SocketAddr], upstream_extra: &str, outlier: &str) -> String
 }
 
 fn api(gw: &Gateway) -> serde_json::Value {
-    let r = request(
-        gw.admin,
-        "GET",
-        "/upstreams",
-        &[("Connection", "close")],
-        b"",
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    let v = r.json();
-    v["upstreams"]
-        .as_array()
-        .and_then(|u| u.iter().find(|u| u["name"] == "api").cloned())
-        .expect("upstream api")
+    common::faults::upstream_state(gw, "api")
 }
 
 fn target(gw: &Gateway, addr: SocketAddr) -> serde_json::Value {
-    let want = addr.to_string();
-    api(gw)["targets"]
-        .as_array()
-        .and_then(|ts| ts.iter().find(|t| t["address"] == want.as_str()).cloned())
-        .expect("target listed")
+    common::faults::target_state(gw, "api", addr)
 }
 
 fn ejected_count(gw: &Gateway) -> usize {

@@ -9,7 +9,6 @@ use common::*;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -285,7 +284,7 @@ fn a_streamed_body_is_never_resent() {
                         Ok(n) => got += n,
                     }
                 }
-                reset(&s);
+                common::faults::reset(&s);
             }
         });
     }
@@ -325,24 +324,6 @@ fn a_streamed_body_is_never_resent() {
         "a buffered body is resent"
     );
     stop.store(true, Ordering::Relaxed);
-}
-
-/// Closes with an RST (SO_LINGER 0).
-fn reset(s: &std::net::TcpStream) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: setsockopt on a socket we own with a correctly sized `linger` value.
-    unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &linger as *const libc::linger as *const libc::c_void,
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
 }
 
 /// Runs `clients` threads sending `each` GETs; returns the statuses.

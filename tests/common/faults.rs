@@ -228,8 +228,35 @@ fn answer(w: &mut TcpStream, status: u16, name: &str, head_only: bool) {
     let _ = w.flush();
 }
 
-/// Closes the connection with an RST instead of a FIN (SO_LINGER on, zero timeout).
-fn reset(s: &TcpStream) {
+/// Upstream `name` as the admin API's `GET /upstreams` shows it (targets with their health).
+pub fn upstream_state(gw: &super::Gateway, name: &str) -> serde_json::Value {
+    let r = super::request(
+        gw.admin,
+        "GET",
+        "/upstreams",
+        &[("Connection", "close")],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    v["upstreams"]
+        .as_array()
+        .and_then(|u| u.iter().find(|u| u["name"] == name).cloned())
+        .unwrap_or_else(|| panic!("upstream {name} not listed: {v}"))
+}
+
+/// The `GET /upstreams` entry of the target at `addr` of upstream `name`.
+pub fn target_state(gw: &super::Gateway, name: &str, addr: SocketAddr) -> serde_json::Value {
+    let want = addr.to_string();
+    upstream_state(gw, name)["targets"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["address"] == want.as_str()).cloned())
+        .unwrap_or_else(|| panic!("target {addr} of {name} not listed"))
+}
+
+/// Closes the connection with an RST instead of a FIN (SO_LINGER on, zero timeout): the
+/// caller then drops the stream.
+pub fn reset(s: &TcpStream) {
     let linger = libc::linger {
         l_onoff: 1,
         l_linger: 0,
