@@ -302,3 +302,25 @@ fn a_forged_reply_is_ignored() {
     assert!(served_by(&g, 5).iter().all(|s| s == "a"));
     assert!(!g.logs().contains("127.0.0.9"), "{}", g.logs());
 }
+
+#[test]
+fn family_ipv4_leaves_aaaa_records_out() {
+    let (a, _b) = pair();
+    let stub = DnsStub::start();
+    // ::1 has no server on this port: as a target it would cost refused connects.
+    stub.set("svc.test", &["127.0.0.2", "::1"]);
+    let body = config(&stub, &format!("svc.test:{}", a.addr.port()), "")
+        .replace("[dns]\n", "[dns]\nfamily = \"ipv4\"\n");
+    let g = Gateway::start(&body);
+    assert!(served_by(&g, 10).iter().all(|s| s == "a"));
+    assert!(!g.logs().contains("[::1]"), "{}", g.logs());
+
+    let bad = body.replace("family = \"ipv4\"", "family = \"ipv5\"");
+    let text = format!(
+        "[[listeners]]\nname = \"l\"\naddress = \"127.0.0.1:{}\"\n\n{bad}",
+        free_port()
+    );
+    let (code, out, err) = check_config(&text);
+    assert_ne!(code, 0);
+    assert!(format!("{out}{err}").contains("dns.family"), "{out}{err}");
+}

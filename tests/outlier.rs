@@ -346,3 +346,39 @@ fn http2_upstreams_eject_on_5xx_and_resets() {
             .all(|(s, w)| *s == 200 && w == "a"));
     }
 }
+
+#[test]
+fn a_flapping_target_is_ejected_again_and_again_and_retries_hide_it_from_clients() {
+    let a = FaultyUpstream::start("a");
+    let b = FaultyUpstream::start("b");
+    // b alternates: 250 ms healthy, 250 ms answering 500.
+    b.set(Fault::Flap(Duration::from_millis(250)));
+    let body = format!(
+        "{}\n[upstreams.api.outlier]\nconsecutive = 2\non = [\"5xx\"]\nbase_ejection_time = \"100ms\"\n\
+         max_ejection_time = \"400ms\"\nmax_ejection_percent = 50\n\n[[routes]]\nname = \"r\"\n\
+         prefix = \"/\"\nproxy = {{ upstream = \"api\", retry = {{ attempts = 2, on = [\"5xx\"], \
+         backoff_base = \"1ms\", backoff_max = \"2ms\" }} }}\n",
+        upstream_toml("api", &[a.addr, b.addr])
+    );
+    let gw = Gateway::start(&body);
+    let mut statuses = Vec::new();
+    let mut from_b = 0;
+    let until = std::time::Instant::now() + Duration::from_millis(2500);
+    while std::time::Instant::now() < until {
+        let r = get(gw.addr, "/x");
+        from_b += usize::from(r.header("x-upstream") == Some("b"));
+        statuses.push(r.status);
+        thread::sleep(Duration::from_millis(5));
+    }
+    // Every failed attempt on b was retried on a: the clients saw only 200s.
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    let t = target(&gw, b.addr);
+    let ejections = t["ejections"]["5xx"].as_u64().unwrap_or(0);
+    assert!(ejections >= 2, "ejected on each bad phase, not once: {t}");
+    // b came back between ejections and answered clients in its good phases.
+    assert!(
+        from_b >= 5,
+        "b served again after its ejections: {from_b} of {}",
+        statuses.len()
+    );
+}

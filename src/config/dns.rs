@@ -7,12 +7,27 @@ use std::time::Duration;
 
 use super::errors::{positive, Diag};
 use super::raw::RawDns;
-use crate::dns::DnsSettings;
+use crate::dns::{DnsSettings, Families};
 
 /// The resolver settings; every bad value is an error naming its field.
 pub(super) fn compile_dns(raw: &RawDns, file: &Path, errs: &mut Diag) -> DnsSettings {
     let mut s = DnsSettings::default();
     let base = file.parent().unwrap_or(Path::new("."));
+    if let Some(f) = &raw.family {
+        s.family = match f.get_ref().as_str() {
+            "any" => Families::Any,
+            "ipv4" => Families::Ipv4,
+            "ipv6" => Families::Ipv6,
+            other => {
+                errs.at(
+                    f.span(),
+                    "dns.family",
+                    format!("unknown family {other:?}: use \"any\", \"ipv4\" or \"ipv6\""),
+                );
+                Families::Any
+            }
+        };
+    }
     for (i, server) in raw.servers.iter().flatten().enumerate() {
         match parse_server(server.get_ref()) {
             Some(a) => s.servers.push(a),

@@ -60,6 +60,8 @@ pub struct RawConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDns {
+    /// `"any"` (default: every A and AAAA record), `"ipv4"` or `"ipv6"`.
+    pub family: Option<Spanned<String>>,
     /// `"IP"` or `"IP:PORT"` (port 53 by default); absent = resolv.conf's name servers.
     pub servers: Option<Vec<Spanned<String>>>,
     pub hosts_file: Option<Spanned<String>>,

@@ -15,9 +15,32 @@ use std::time::{Duration, Instant};
 use super::query::{lookup, Family, MAX_ADDRS};
 use super::sources::{hosts_lookup, resolv_conf_servers};
 
+/// Which address families become targets (`[dns] family`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Families {
+    /// Every A and AAAA record.
+    #[default]
+    Any,
+    Ipv4,
+    Ipv6,
+}
+
+impl Families {
+    fn keeps(self, ip: &IpAddr) -> bool {
+        match self {
+            Families::Any => true,
+            Families::Ipv4 => ip.is_ipv4(),
+            Families::Ipv6 => ip.is_ipv6(),
+        }
+    }
+}
+
 /// How names are resolved (`[dns]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DnsSettings {
+    /// Which records become targets (a host whose `localhost` also means `::1` but whose
+    /// backends listen on IPv4 only sets `ipv4`).
+    pub family: Families,
     /// Name servers asked in order; empty = the `nameserver` lines of `resolv_conf`.
     pub servers: Vec<SocketAddr>,
     pub resolv_conf: PathBuf,
@@ -33,6 +56,7 @@ pub struct DnsSettings {
 impl Default for DnsSettings {
     fn default() -> DnsSettings {
         DnsSettings {
+            family: Families::Any,
             servers: Vec::new(),
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
             hosts_file: PathBuf::from("/etc/hosts"),
@@ -163,6 +187,7 @@ impl DnsCache {
 /// system resolver only when no name server is known at all.
 fn fresh_lookup(host: &str, s: &DnsSettings) -> Result<(Vec<IpAddr>, Duration), String> {
     let mut from_hosts = hosts_lookup(&s.hosts_file, host);
+    from_hosts.retain(|ip| s.family.keeps(ip));
     if !from_hosts.is_empty() {
         from_hosts.sort();
         from_hosts.truncate(MAX_ADDRS);
@@ -174,11 +199,11 @@ fn fresh_lookup(host: &str, s: &DnsSettings) -> Result<(Vec<IpAddr>, Duration), 
         s.servers.clone()
     };
     if servers.is_empty() {
-        return system_lookup(host);
+        return system_lookup(host, s.family);
     }
     let mut last_err = String::new();
     for server in servers {
-        match both_families(server, host, s.timeout) {
+        match both_families(server, host, s) {
             Ok(found) => return Ok(found),
             Err(e) => last_err = e,
         }
@@ -189,10 +214,17 @@ fn fresh_lookup(host: &str, s: &DnsSettings) -> Result<(Vec<IpAddr>, Duration), 
 fn both_families(
     server: SocketAddr,
     host: &str,
-    timeout: Duration,
+    s: &DnsSettings,
 ) -> Result<(Vec<IpAddr>, Duration), String> {
-    let v4 = lookup(server, host, Family::V4, timeout)?;
-    let v6 = lookup(server, host, Family::V6, timeout)?;
+    let ask = |f: Family, wanted: bool| match wanted {
+        true => lookup(server, host, f, s.timeout),
+        false => Ok(super::query::Answer {
+            addrs: Vec::new(),
+            ttl: 0,
+        }),
+    };
+    let v4 = ask(Family::V4, s.family != Families::Ipv6)?;
+    let v6 = ask(Family::V6, s.family != Families::Ipv4)?;
     let ttl = [&v4, &v6]
         .iter()
         .filter(|a| !a.addrs.is_empty())
@@ -209,11 +241,14 @@ fn both_families(
 }
 
 /// The C library's resolver (no TTL: the answer is kept for 30 s).
-fn system_lookup(host: &str) -> Result<(Vec<IpAddr>, Duration), String> {
+fn system_lookup(host: &str, family: Families) -> Result<(Vec<IpAddr>, Duration), String> {
     let found = (host, 0u16)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {host}: {e}"))?;
-    let mut addrs: Vec<IpAddr> = found.map(|a| a.ip()).collect();
+    let mut addrs: Vec<IpAddr> = found
+        .map(|a| a.ip())
+        .filter(|ip| family.keeps(ip))
+        .collect();
     addrs.sort();
     addrs.dedup();
     addrs.truncate(MAX_ADDRS);

@@ -10,4 +10,4 @@ pub mod cache;
 pub mod query;
 pub mod sources;
 
-pub use cache::{DnsCache, DnsSettings};
+pub use cache::{DnsCache, DnsSettings, Families};

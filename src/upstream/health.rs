@@ -179,48 +179,20 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::config::{Target, Upstream};
     use crate::resilience::outlier::HealthSettings as Health;
 
     fn upstream(n: usize, panic_threshold: u8, max_percent: u8) -> UpstreamState {
-        let shared = crate::resilience::Registry::default().upstream("u");
-        let targets = (0..n)
-            .map(|i| {
-                let addr: SocketAddr = format!("127.0.0.1:{}", 2000 + i).parse().unwrap();
-                Target {
-                    addr,
-                    label: addr.to_string(),
-                    weight: 1,
-                    source: i,
-                    health: shared.target(addr),
-                }
-            })
-            .collect();
-        let u = Upstream {
-            name: "u".into(),
-            targets,
-            max_idle: 4,
-            idle_timeout: Duration::from_secs(60),
-            backoff: Duration::from_secs(5),
-            connect_timeout: Duration::from_secs(1),
-            response_timeout: Duration::from_secs(1),
-            tls: None,
-            protocol: Default::default(),
-            shared,
-            retry_budget: None,
-            breaker: Default::default(),
-            health: Health {
-                check: None,
-                outlier: Some(OutlierPolicy {
-                    consecutive: 2,
-                    on: 0b1111,
-                    base_ejection_time: Duration::from_secs(30),
-                    max_ejection_time: Duration::from_secs(300),
-                    max_ejection_percent: max_percent,
-                }),
-                panic_threshold,
-            },
-            balance: Default::default(),
+        let mut u = crate::upstream::fixtures::upstream(&vec![1; n]);
+        u.health = Health {
+            check: None,
+            outlier: Some(OutlierPolicy {
+                consecutive: 2,
+                on: 0b1111,
+                base_ejection_time: Duration::from_secs(30),
+                max_ejection_time: Duration::from_secs(300),
+                max_ejection_percent: max_percent,
+            }),
+            panic_threshold,
         };
         UpstreamState::new(&u, None)
     }

@@ -180,12 +180,15 @@ fn tls_identity(t: &Option<WorkerUpstreamTls>) -> Option<u64> {
     t.as_ref().map(|w| w.settings.identity)
 }
 
+/// Test fixtures shared by this module's and its children's unit tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Target;
+pub(crate) mod fixtures {
+    use std::time::Duration;
 
-    fn upstream(weights: &[u32]) -> Upstream {
+    use crate::config::{Target, Upstream};
+
+    /// An upstream of loopback targets with these weights and nothing else configured.
+    pub fn upstream(weights: &[u32]) -> Upstream {
         let shared = crate::resilience::Registry::default().upstream("u");
         Upstream {
             name: "u".into(),
@@ -217,6 +220,12 @@ mod tests {
             health: Default::default(),
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::upstream;
+    use super::*;
 
     #[test]
     fn round_robin_is_even() {
