@@ -50,6 +50,12 @@ for tool in systemd-analyze:systemd logrotate:logrotate; do
   fi
 done
 
+# tests/config_schema.rs validates the bundled configs against deploy/ringway.schema.json with
+# Python's jsonschema (an implementation independent of the one that wrote the schema).
+if ! python3 -c 'import jsonschema' >/dev/null 2>&1; then
+  python3 -m pip install -q jsonschema || echo "jsonschema not installable: the schema validation test will fail under CI" >&2
+fi
+
 # The fasttest profile (Cargo.toml): optimised like release, since the streaming tests move
 # hundreds of MiB through the gateway, but without fat LTO so a rebuild takes seconds.
 cargo test --profile fasttest --workspace --all-targets "$@"

@@ -51,6 +51,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ringway::apikey::cli::KeysCmd,
     },
+    /// Config file tools.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
     /// Print the ringway(8) man page (roff) on stdout.
     Man,
     /// Print a shell completion script on stdout (bash, zsh, fish, elvish, powershell).
@@ -60,11 +65,23 @@ enum Cmd {
     },
 }
 
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print the config file's JSON Schema (for editors: Taplo, Even Better TOML).
+    Schema,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Some(Cmd::Check { system }) => check(&cli.config, system.then_some(cli.workers)),
         Some(Cmd::Keys { cmd }) => ringway::apikey::cli::run(&cmd, &cli.config),
+        Some(Cmd::Config {
+            cmd: ConfigCmd::Schema,
+        }) => {
+            print!("{}", config::schema::json_schema());
+            ExitCode::SUCCESS
+        }
         Some(Cmd::Man) => man_page(),
         Some(Cmd::Completions { shell }) => {
             use clap::CommandFactory;

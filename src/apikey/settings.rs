@@ -30,14 +30,17 @@ pub const DEFAULT_SECRET_ENV: &str = "RINGWAY_KEY_SECRET";
 pub const MIN_SECRET_LEN: usize = 16;
 
 /// The `[api_keys]` table of the main config, as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawApiKeys {
     /// Keys file, relative to the config file's directory.
+    #[schemars(with = "String")]
     pub file: Spanned<String>,
     /// `"hmac-sha256"` (default) or `"sha256"`.
+    #[schemars(with = "Option<String>")]
     pub hash: Option<Spanned<String>>,
     /// Env var holding the HMAC secret (default `RINGWAY_KEY_SECRET`).
+    #[schemars(with = "Option<String>")]
     pub secret_env: Option<Spanned<String>>,
 }
 
@@ -234,7 +237,7 @@ mod tests {
     use crate::apikey::store::Hasher;
     use crate::apikey::KeyError;
 
-    #[derive(Deserialize)]
+    #[derive(Deserialize, schemars::JsonSchema)]
     struct Main {
         api_keys: RawApiKeys,
     }

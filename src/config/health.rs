@@ -14,24 +14,32 @@ use crate::resilience::active::{self, ActiveCheck, CheckKind};
 use crate::resilience::outlier::{self, HealthSettings as Health, OutlierPolicy, KINDS};
 
 /// `[upstreams.NAME.health_check]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawHealthCheck {
     /// `"http"` (default) or `"tcp"`.
     #[serde(rename = "type")]
+    #[schemars(with = "Option<String>")]
     pub kind: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub path: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub host: Option<Spanned<String>>,
     /// `"200-399"`, `"204"` or `204`.
+    #[schemars(with = "Option<RawStatusRange>")]
     pub expect_status: Option<Spanned<RawStatusRange>>,
+    #[schemars(with = "Option<RawDuration>")]
     pub interval: Option<Spanned<RawDuration>>,
+    #[schemars(with = "Option<RawDuration>")]
     pub timeout: Option<Spanned<RawDuration>>,
+    #[schemars(with = "Option<i64>")]
     pub healthy_threshold: Option<Spanned<i64>>,
+    #[schemars(with = "Option<i64>")]
     pub unhealthy_threshold: Option<Spanned<i64>>,
 }
 
 /// A status or an inclusive range of statuses.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum RawStatusRange {
     Code(i64),
@@ -39,14 +47,19 @@ pub enum RawStatusRange {
 }
 
 /// `[upstreams.NAME.outlier]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawOutlier {
+    #[schemars(with = "Option<i64>")]
     pub consecutive: Option<Spanned<i64>>,
     /// Subset of `["5xx", "reset", "connect", "timeout"]`.
+    #[schemars(with = "Option<Vec<String>>")]
     pub on: Option<Spanned<Vec<Spanned<String>>>>,
+    #[schemars(with = "Option<RawDuration>")]
     pub base_ejection_time: Option<Spanned<RawDuration>>,
+    #[schemars(with = "Option<RawDuration>")]
     pub max_ejection_time: Option<Spanned<RawDuration>>,
+    #[schemars(with = "Option<i64>")]
     pub max_ejection_percent: Option<Spanned<i64>>,
 }
 

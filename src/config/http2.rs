@@ -14,18 +14,28 @@ use super::errors::{int_in, positive, Fail, Report};
 use super::units::{RawDuration, RawSize};
 
 /// The raw `[listeners.http2]` table.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawHttp2 {
+    #[schemars(with = "Option<i64>")]
     pub max_concurrent_streams: Option<Spanned<i64>>,
+    #[schemars(with = "Option<RawSize>")]
     pub max_header_list_size: Option<Spanned<RawSize>>,
+    #[schemars(with = "Option<RawSize>")]
     pub max_frame_size: Option<Spanned<RawSize>>,
+    #[schemars(with = "Option<RawSize>")]
     pub stream_window: Option<Spanned<RawSize>>,
+    #[schemars(with = "Option<RawSize>")]
     pub connection_window: Option<Spanned<RawSize>>,
+    #[schemars(with = "Option<RawDuration>")]
     pub idle_timeout: Option<Spanned<RawDuration>>,
+    #[schemars(with = "Option<i64>")]
     pub max_resets_per_second: Option<Spanned<i64>>,
+    #[schemars(with = "Option<i64>")]
     pub max_pings_per_second: Option<Spanned<i64>>,
+    #[schemars(with = "Option<i64>")]
     pub max_settings_per_second: Option<Spanned<i64>>,
+    #[schemars(with = "Option<i64>")]
     pub max_empty_frames_per_second: Option<Spanned<i64>>,
 }
 

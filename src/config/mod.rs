@@ -7,7 +7,7 @@
 //! HTTPS redirects, `http2` limits), `upstreams` (targets, pools, TLS, resilience records), `routes` (one route: match spec and action), `policies` (consumers, key
 //! store, named policies: each kind compiles in its own block), `defaults` (a route's
 //! effective policy list), `telemetry`, `abuse`, `paths` and `dns`; `summary` renders a compiled
-//! config for `check` and the admin API.
+//! config for `check` and the admin API; `schema` is the file's JSON Schema.
 //!
 //! This file only declares and re-exports: no child imports from it.
 
@@ -25,6 +25,7 @@ pub mod policies;
 pub mod raw;
 pub mod retries;
 pub mod routes;
+pub mod schema;
 pub mod scope;
 pub mod summary;
 pub mod telemetry;

@@ -11,34 +11,45 @@ use super::units::RawDuration;
 use crate::resilience::{BreakerLimits, RetryBudget, RetryMethods, RetryOn, RetryPolicy};
 
 /// `[routes.proxy.retry]` (or `retry = { ... }` in the proxy table).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRetry {
     /// Most attempts in all, the first included (default 2).
+    #[schemars(with = "Option<i64>")]
     pub attempts: Option<Spanned<i64>>,
     /// Conditions retried (default `["connect-failure", "reset", "timeout"]`).
+    #[schemars(with = "Option<Vec<String>>")]
     pub on: Option<Spanned<Vec<Spanned<String>>>>,
     /// `"idempotent"` (default) or `"all"`.
+    #[schemars(with = "Option<String>")]
     pub methods: Option<Spanned<String>>,
+    #[schemars(with = "Option<RawDuration>")]
     pub per_try_timeout: Option<Spanned<RawDuration>>,
+    #[schemars(with = "Option<RawDuration>")]
     pub backoff_base: Option<Spanned<RawDuration>>,
+    #[schemars(with = "Option<RawDuration>")]
     pub backoff_max: Option<Spanned<RawDuration>>,
 }
 
 /// `[upstreams.NAME.retry_budget]`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRetryBudget {
+    #[schemars(with = "Option<i64>")]
     pub percent: Option<Spanned<i64>>,
+    #[schemars(with = "Option<i64>")]
     pub min_concurrent: Option<Spanned<i64>>,
 }
 
 /// `[upstreams.NAME.circuit_breaker]`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCircuitBreaker {
+    #[schemars(with = "Option<i64>")]
     pub max_connections: Option<Spanned<i64>>,
+    #[schemars(with = "Option<i64>")]
     pub max_pending: Option<Spanned<i64>>,
+    #[schemars(with = "Option<i64>")]
     pub max_requests: Option<Spanned<i64>>,
 }
 

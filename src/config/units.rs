@@ -124,6 +124,36 @@ pub fn dur(v: &Option<Spanned<RawDuration>>, default: Duration) -> Duration {
     v.as_ref().map(|d| d.get_ref().0).unwrap_or(default)
 }
 
+impl schemars::JsonSchema for RawDuration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[0-9]+(ms|s|m|h|d)$",
+            "description": "A whole number and a unit: ms, s, m, h or d (\"250ms\", \"10s\")."
+        })
+    }
+}
+
+impl schemars::JsonSchema for RawSize {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Size".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Bytes: an integer, or a number and a unit (B, KiB, MiB, GiB, KB, MB, GB).",
+            "anyOf": [
+                { "type": "integer", "minimum": 0 },
+                { "type": "string", "pattern": "^[0-9]+(B|KiB|MiB|GiB|KB|MB|GB)?$" }
+            ]
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,42 +26,61 @@ use crate::config::errors::{header_name, positive, Fail, Report};
 use crate::config::units::RawDuration;
 
 /// `[policies.NAME] jwt = { ... }`. Field errors are reported relative to this table.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawJwt {
     /// Allowed `alg` values. Default: every algorithm the configured keys can verify.
+    #[schemars(with = "Option<Vec<String>>")]
     pub algorithms: Option<Spanned<Vec<Spanned<String>>>>,
     /// HMAC secret (UTF-8 bytes).
+    #[schemars(with = "Option<String>")]
     pub secret: Option<Spanned<String>>,
     /// Name of an environment variable holding the HMAC secret.
+    #[schemars(with = "Option<String>")]
     pub secret_env: Option<Spanned<String>>,
     /// PEM public key text (`PUBLIC KEY` or `RSA PUBLIC KEY`).
+    #[schemars(with = "Option<String>")]
     pub public_key: Option<Spanned<String>>,
     /// Path to a PEM public key, relative to the config file.
+    #[schemars(with = "Option<String>")]
     pub public_key_file: Option<Spanned<String>>,
     /// Path to a JWK Set file, relative to the config file.
+    #[schemars(with = "Option<String>")]
     pub jwks_file: Option<Spanned<String>>,
     /// JWK Set URL, fetched off the workers.
+    #[schemars(with = "Option<String>")]
     pub jwks_url: Option<Spanned<String>>,
     /// Scheduled JWKS refresh interval (default 5m).
+    #[schemars(with = "Option<RawDuration>")]
     pub refresh: Option<Spanned<RawDuration>>,
     /// Least time between two JWKS fetches caused by unknown `kid`s (default 10s).
+    #[schemars(with = "Option<RawDuration>")]
     pub min_refresh: Option<Spanned<RawDuration>>,
+    #[schemars(with = "Option<String>")]
     pub issuer: Option<Spanned<String>>,
+    #[schemars(with = "Option<Vec<String>>")]
     pub issuers: Option<Spanned<Vec<Spanned<String>>>>,
+    #[schemars(with = "Option<String>")]
     pub audience: Option<Spanned<String>>,
+    #[schemars(with = "Option<Vec<String>>")]
     pub audiences: Option<Spanned<Vec<Spanned<String>>>>,
     /// Clock skew allowed on `exp`/`nbf` (default 30s).
+    #[schemars(with = "Option<RawDuration>")]
     pub leeway: Option<Spanned<RawDuration>>,
     /// Claim naming the consumer (default `sub`).
+    #[schemars(with = "Option<String>")]
     pub consumer_claim: Option<Spanned<String>>,
     /// Claim name → request header sent upstream.
+    #[schemars(with = "Option<BTreeMap<String, String>>")]
     pub claims_to_headers: Option<BTreeMap<String, Spanned<String>>>,
     /// Claim name → exact value the token must carry.
+    #[schemars(with = "Option<BTreeMap<String, serde_json::Value>>")]
     pub required_claims: Option<BTreeMap<String, Spanned<toml::Value>>>,
     /// Request header holding the token (default `authorization`, `Bearer` scheme).
+    #[schemars(with = "Option<String>")]
     pub header: Option<Spanned<String>>,
     /// Refuse tokens without an `exp` claim (default true).
+    #[schemars(with = "Option<bool>")]
     pub require_exp: Option<Spanned<bool>>,
 }
 

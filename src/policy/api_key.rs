@@ -12,14 +12,17 @@ use super::pipeline::{ApiKeyCheck, KeySource};
 use crate::config::errors::{header_name, Fail};
 
 /// `[policies.NAME.api_key]` as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawApiKeyPolicy {
     /// Headers searched in order (default `authorization` (Bearer) then `x-api-key`).
+    #[schemars(with = "Option<Vec<String>>")]
     pub headers: Option<Vec<Spanned<String>>>,
     /// Query parameter searched after the headers (removed before forwarding).
+    #[schemars(with = "Option<String>")]
     pub query: Option<Spanned<String>>,
     /// Header that carries the consumer name upstream (default `x-consumer`).
+    #[schemars(with = "Option<String>")]
     pub consumer_header: Option<Spanned<String>>,
 }
 

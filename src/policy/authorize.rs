@@ -11,14 +11,18 @@ use super::pipeline::Authorize;
 use crate::config::errors::Fail;
 
 /// `[policies.NAME.authorize]` as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAuthorize {
+    #[schemars(with = "Option<Vec<String>>")]
     pub consumers: Option<Vec<Spanned<String>>>,
+    #[schemars(with = "Option<Vec<String>>")]
     pub groups: Option<Vec<Spanned<String>>>,
     /// JWT scopes that must all be present.
+    #[schemars(with = "Option<Vec<String>>")]
     pub scopes: Option<Vec<Spanned<String>>>,
     /// JWT claims that must equal these values.
+    #[schemars(with = "Option<BTreeMap<String, String>>")]
     pub claims: Option<BTreeMap<String, Spanned<String>>>,
 }
 

@@ -19,20 +19,25 @@ use crate::config::errors::{header_name, Fail};
 use crate::tls::client_cert::{canonical_dn, PeerCert};
 
 /// `[policies.NAME.client_cert]` as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawClientCert {
     /// A request without a verified client certificate is refused with 401 (default true).
     pub required: Option<bool>,
     /// Subject DNs (RFC 4514) allowed, e.g. `CN=partner-a,O=Acme`.
+    #[schemars(with = "Option<Vec<String>>")]
     pub subjects: Option<Vec<Spanned<String>>>,
     /// SAN values allowed: DNS names (any case), URIs, emails or IP addresses.
+    #[schemars(with = "Option<Vec<String>>")]
     pub sans: Option<Vec<Spanned<String>>>,
     /// SHA-256 fingerprints of allowed leaf certificates (hex, `:` separators allowed).
+    #[schemars(with = "Option<Vec<String>>")]
     pub fingerprints: Option<Vec<Spanned<String>>>,
     /// Which field names the consumer: `cn`, `san_dns`, `san_uri`, `fingerprint`, `subject`.
+    #[schemars(with = "Option<String>")]
     pub consumer: Option<Spanned<String>>,
     /// Header that carries the consumer upstream (default `x-consumer`).
+    #[schemars(with = "Option<String>")]
     pub consumer_header: Option<Spanned<String>>,
 }
 
@@ -269,8 +274,9 @@ mod tests {
     }
 
     fn policy(src: &str) -> Result<ClientCertPolicy, Vec<String>> {
-        #[derive(Deserialize)]
+        #[derive(Deserialize, schemars::JsonSchema)]
         struct T {
+            #[schemars(with = "RawClientCert")]
             client_cert: Spanned<RawClientCert>,
         }
         let t: T = toml::from_str(src).map_err(|e| vec![e.to_string()])?;

@@ -38,23 +38,30 @@ use crate::config::units::RawDuration;
 use crate::http1::{is_tchar, write_header, Method};
 
 /// `cors = { ... }` inside a named policy table.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCors {
     /// Exact origins (`https://app.example.com`), one-wildcard-label patterns
     /// (`https://*.example.com`) or a lone `"*"`.
+    #[schemars(with = "Vec<String>")]
     pub origins: Spanned<Vec<Spanned<String>>>,
     /// Allowed methods; default `GET, HEAD, POST`. `"*"` = any (not with credentials).
+    #[schemars(with = "Option<Vec<String>>")]
     pub methods: Option<Vec<Spanned<String>>>,
     /// Allowed request headers (case-insensitive). `"*"` = any (not with credentials).
+    #[schemars(with = "Option<Vec<String>>")]
     pub headers: Option<Vec<Spanned<String>>>,
     /// Response headers scripts may read. `"*"` = all (not with credentials).
+    #[schemars(with = "Option<Vec<String>>")]
     pub expose_headers: Option<Vec<Spanned<String>>>,
     /// Send `Access-Control-Allow-Credentials: true` (default false).
+    #[schemars(with = "Option<bool>")]
     pub credentials: Option<Spanned<bool>>,
     /// `Access-Control-Max-Age` for preflight answers (whole seconds).
+    #[schemars(with = "Option<RawDuration>")]
     pub max_age: Option<Spanned<RawDuration>>,
     /// Status of an answered preflight, 200..=299 (default 204).
+    #[schemars(with = "Option<i64>")]
     pub preflight_status: Option<Spanned<i64>>,
 }
 

@@ -158,12 +158,14 @@ pub fn compile_cidrs(list: &[Spanned<String>], field: &str, err: &mut Fail<'_>) 
 }
 
 /// `ip = { allow = [...], deny = [...] }` inside a named policy table.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawIpFilter {
     /// If present, only these blocks are admitted (must not be empty).
+    #[schemars(with = "Option<Vec<String>>")]
     pub allow: Option<Spanned<Vec<Spanned<String>>>>,
     /// Always refused, even if also allowed.
+    #[schemars(with = "Option<Vec<String>>")]
     pub deny: Option<Spanned<Vec<Spanned<String>>>>,
 }
 

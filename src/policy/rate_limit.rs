@@ -16,22 +16,28 @@ use crate::ratelimit::{LimitSpec, LimiterRegistry};
 const DEFAULT_MAX_KEYS: usize = 1_000_000;
 
 /// `[policies.NAME.rate_limit]` as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRateLimit {
     /// `consumer`, `api_key`, `ip`, `route` or `header:NAME`.
+    #[schemars(with = "String")]
     pub key: Spanned<String>,
+    #[schemars(with = "Vec<RawLimit>")]
     pub limits: Spanned<Vec<RawLimit>>,
     /// Most keys tracked at once (bounded memory).
+    #[schemars(with = "Option<i64>")]
     pub max_keys: Option<Spanned<i64>>,
 }
 
 /// One limit: `requests` per `per`, plus `burst` extra.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimit {
+    #[schemars(with = "i64")]
     pub requests: Spanned<i64>,
+    #[schemars(with = "RawDuration")]
     pub per: Spanned<RawDuration>,
+    #[schemars(with = "Option<i64>")]
     pub burst: Option<Spanned<i64>>,
 }
 

@@ -43,7 +43,7 @@ use crate::http1::{is_hop_by_hop, is_safe_header_value, is_tchar, query};
 pub struct UnsafeValue;
 
 /// `transform = { ... }` inside a named policy table.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTransform {
     /// Edits to the request headers sent upstream.
@@ -55,26 +55,32 @@ pub struct RawTransform {
 }
 
 /// Header operations for one direction.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawHeaderOps {
     /// `name = "template"`: replace all headers of that name.
+    #[schemars(with = "Option<BTreeMap<String, String>>")]
     pub set: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     /// `name = "template"`: append a header.
+    #[schemars(with = "Option<BTreeMap<String, String>>")]
     pub add: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     /// Names to drop.
+    #[schemars(with = "Option<Vec<String>>")]
     pub remove: Option<Vec<Spanned<String>>>,
     /// `from = "to"`.
+    #[schemars(with = "Option<BTreeMap<String, String>>")]
     pub rename: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
 }
 
 /// Query-string operations (request only).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawQueryOps {
     /// `name = "template"`: replace any parameter of that name with this one.
+    #[schemars(with = "Option<BTreeMap<String, String>>")]
     pub add: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     /// Parameter names (decoded) to drop.
+    #[schemars(with = "Option<Vec<String>>")]
     pub remove: Option<Vec<Spanned<String>>>,
 }
 

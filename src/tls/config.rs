@@ -22,53 +22,71 @@ use crate::config::errors::{int_in, positive, Fail};
 use crate::config::units::RawDuration;
 
 /// `[listeners.tls]` as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawListenerTls {
+    #[schemars(with = "Vec<RawCertificate>")]
     pub certificates: Spanned<Vec<RawCertificate>>,
     /// A name one of the certificates serves; default: the first certificate.
+    #[schemars(with = "Option<String>")]
     pub default_certificate: Option<Spanned<String>>,
     /// `"default"` (serve the default certificate) or `"reject"` (fail the handshake).
+    #[schemars(with = "Option<String>")]
     pub unknown_server_name: Option<Spanned<String>>,
     /// `"1.2"` (default) or `"1.3"`.
+    #[schemars(with = "Option<serde_json::Value>")]
     pub min_version: Option<Spanned<toml::Value>>,
     /// A subset of the supported suites by IANA name; absent = all.
+    #[schemars(with = "Option<Vec<String>>")]
     pub cipher_suites: Option<Vec<Spanned<String>>>,
     /// Offered ALPN protocols; default `["http/1.1"]`.
+    #[schemars(with = "Option<Vec<String>>")]
     pub alpn: Option<Vec<Spanned<String>>>,
     /// Per-worker TLS session cache entries (session ids; TLS 1.3 without tickets); 0 = off.
+    #[schemars(with = "Option<i64>")]
     pub session_cache: Option<Spanned<i64>>,
     pub session_tickets: Option<bool>,
+    #[schemars(with = "Option<RawDuration>")]
     pub ticket_key_rotation: Option<Spanned<RawDuration>>,
+    #[schemars(with = "Option<RawDuration>")]
     pub handshake_timeout: Option<Spanned<RawDuration>>,
+    #[schemars(with = "Option<RawClientAuth>")]
     pub client_auth: Option<Spanned<RawClientAuth>>,
     /// `Strict-Transport-Security` on every response: a value such as
     /// `"max-age=31536000; includeSubDomains"`, or `false`. Default `"max-age=31536000"`.
+    #[schemars(with = "Option<serde_json::Value>")]
     pub hsts: Option<Spanned<toml::Value>>,
     /// `x-content-type-options: nosniff` on every response (default true).
     pub nosniff: Option<bool>,
 }
 
 /// One certificate entry.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCertificate {
     /// PEM chain, leaf first.
+    #[schemars(with = "String")]
     pub cert: Spanned<String>,
     /// PEM private key.
+    #[schemars(with = "String")]
     pub key: Spanned<String>,
     /// Names served; default: the leaf's DNS subjectAltNames.
+    #[schemars(with = "Option<Vec<String>>")]
     pub names: Option<Vec<Spanned<String>>>,
     /// A DER OCSP response to staple.
+    #[schemars(with = "Option<String>")]
     pub ocsp: Option<Spanned<String>>,
 }
 
 /// `client_auth = { mode = "...", ca = "...", crl = [...] }`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawClientAuth {
+    #[schemars(with = "String")]
     pub mode: Spanned<String>,
+    #[schemars(with = "Option<String>")]
     pub ca: Option<Spanned<String>>,
+    #[schemars(with = "Option<Vec<String>>")]
     pub crl: Option<Vec<Spanned<String>>>,
 }
 

@@ -36,27 +36,47 @@ pub enum RawUpstreamTls {
     Table(RawUpstreamTlsTable),
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstreamTlsTable {
     /// Name verified in the upstream's certificate and sent as SNI (default: each target's
     /// host as written in its address).
+    #[schemars(with = "Option<String>")]
     pub server_name: Option<Spanned<String>>,
     /// PEM bundle of the CAs to trust instead of the system roots (relative to the config).
+    #[schemars(with = "Option<String>")]
     pub ca: Option<Spanned<String>>,
     /// Certificate the gateway presents when the upstream asks for one.
+    #[schemars(with = "Option<RawClientCert>")]
     pub client_cert: Option<Spanned<RawClientCert>>,
     /// `false` accepts any certificate (logged loudly at every load).
+    #[schemars(with = "Option<bool>")]
     pub verify: Option<Spanned<bool>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawClientCert {
     /// PEM chain, leaf first.
+    #[schemars(with = "String")]
     pub cert: Spanned<String>,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    #[schemars(with = "String")]
     pub key: Spanned<String>,
+}
+
+impl schemars::JsonSchema for RawUpstreamTls {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "UpstreamTls".into()
+    }
+
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let table = g.subschema_for::<RawUpstreamTlsTable>();
+        schemars::json_schema!({
+            "description": "true / false, or a table of upstream TLS settings.",
+            "anyOf": [{ "type": "boolean" }, table]
+        })
+    }
 }
 
 impl<'de> Deserialize<'de> for RawUpstreamTls {
@@ -461,8 +481,9 @@ pub fn failure_reason(fail: super::stream::HandshakeFail, err: Option<&rustls::E
 mod tests {
     use super::*;
 
-    #[derive(Deserialize)]
+    #[derive(Deserialize, schemars::JsonSchema)]
     struct Doc {
+        #[schemars(with = "RawUpstreamTls")]
         tls: Spanned<RawUpstreamTls>,
     }
 
