@@ -36,7 +36,7 @@ dpkg -i "$deb"
 for f in /usr/bin/ringway /etc/ringway/ringway.toml /etc/logrotate.d/ringway \
          /lib/systemd/system/ringway.service /usr/share/man/man8/ringway.8.gz \
          /usr/share/bash-completion/completions/ringway /usr/share/zsh/vendor-completions/_ringway \
-         /usr/share/fish/vendor_completions.d/ringway.fish; do
+         /usr/share/fish/vendor_completions.d/ringway.fish /usr/share/ringway/ringway.schema.json; do
   [ -e "$f" ] || fail "missing $f"
 done
 dpkg-query -W -f='${Conffiles}\n' ringway | grep -q /etc/ringway/ringway.toml || fail "config is not a conffile"
