@@ -232,12 +232,12 @@ fn metrics(shared: &Shared, workers: usize) -> Reply {
         .upstreams
         .iter()
         .map(|u| (u.name.as_str(), &u.shared.mirror));
-    crate::resilience::mirror_stats::render(mirrors, &mut text);
+    crate::metrics::render_mirrors(mirrors, &mut text);
     let loads = cfg
         .upstreams
         .iter()
         .map(|u| (u.name.as_str(), &*u.shared.load));
-    crate::resilience::render::render_load(loads, &mut text);
+    crate::metrics::render_load(loads, &mut text);
     crate::metrics::render_health(&crate::upstream::report::health_rows(&cfg), &mut text);
     let tls = cfg
         .listeners

@@ -14,7 +14,7 @@
 //!
 //! Layout: this file only declares the modules and re-exports. `core_metrics.rs` records and
 //! snapshots, `labels.rs` holds the method labels and counter kinds, `hub.rs` merges,
-//! `render.rs`, `limiters.rs` and `health.rs` render, `histogram.rs` holds the latency histogram.
+//! `render.rs`, `limiters.rs`, `health.rs` and `upstream_load.rs` (retries, breakers, mirrors) render, `histogram.rs` holds the latency histogram.
 
 mod core_metrics;
 mod health;
@@ -23,6 +23,7 @@ mod hub;
 mod labels;
 mod limiters;
 mod render;
+mod upstream_load;
 
 pub use core_metrics::{CoreMetrics, CoreSnapshot, RouteSlot, UpstreamSlot};
 pub use health::{render_health, HealthRow};
@@ -31,3 +32,4 @@ pub use hub::{Merged, MetricsHub, RouteTotals, UpstreamTotals};
 pub use labels::{method_index, CoreCounter, HTTP2_FLAG, METHOD_LABELS, METHOD_OTHER, NO_ROUTE};
 pub use limiters::{render_limiters, LimiterRow};
 pub use render::{render_prometheus, render_stats_json, ProcessInfo};
+pub use upstream_load::{render_load, render_mirrors};

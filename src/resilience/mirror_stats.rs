@@ -1,11 +1,10 @@
 //! Counters of an upstream's mirrored (shadow) requests, shared by every worker through the
-//! upstream's `UpstreamShared` (so they survive reloads), and their Prometheus rendering as
-//! `ringway_upstream_mirror_total{upstream,outcome}`.
+//! upstream's `UpstreamShared` (so they survive reloads); `metrics::upstream_load` renders
+//! them as `ringway_upstream_mirror_total{upstream,outcome}`.
 //!
 //! Counted only on routes with a `mirror` (one relaxed add per mirrored request); a route
 //! without one never touches them.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What became of one sampled request's copy.
@@ -22,7 +21,7 @@ pub enum MirrorOutcome {
 }
 
 impl MirrorOutcome {
-    const ALL: [MirrorOutcome; 4] = [
+    pub const ALL: [MirrorOutcome; 4] = [
         MirrorOutcome::Sent,
         MirrorOutcome::Failed,
         MirrorOutcome::Skipped,
@@ -55,59 +54,8 @@ impl MirrorStats {
         self.counts[o as usize].load(Ordering::Relaxed)
     }
 
-    fn any(&self) -> bool {
+    /// Whether any outcome was counted.
+    pub fn any(&self) -> bool {
         MirrorOutcome::ALL.iter().any(|&o| self.get(o) > 0)
-    }
-}
-
-/// Appends `ringway_upstream_mirror_total` for every upstream that saw a mirror outcome
-/// (upstream names come from the config, never from requests).
-pub fn render<'a>(rows: impl Iterator<Item = (&'a str, &'a MirrorStats)>, out: &mut String) {
-    let mut header = false;
-    for (name, stats) in rows.filter(|(_, s)| s.any()) {
-        if !header {
-            header = true;
-            out.push_str(
-                "# HELP ringway_upstream_mirror_total Shadow copies of sampled requests by \
-                 outcome (sent, failed, skipped, dropped).\n\
-                 # TYPE ringway_upstream_mirror_total counter\n",
-            );
-        }
-        for o in MirrorOutcome::ALL {
-            let _ = writeln!(
-                out,
-                "ringway_upstream_mirror_total{{upstream=\"{}\",outcome=\"{}\"}} {}",
-                escape(name),
-                o.label(),
-                stats.get(o)
-            );
-        }
-    }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renders_only_upstreams_with_mirrors() {
-        let (a, b) = (MirrorStats::default(), MirrorStats::default());
-        a.count(MirrorOutcome::Sent);
-        a.count(MirrorOutcome::Sent);
-        a.count(MirrorOutcome::Dropped);
-        let mut out = String::new();
-        render([("shadow", &a), ("idle", &b)].into_iter(), &mut out);
-        assert!(
-            out.contains("ringway_upstream_mirror_total{upstream=\"shadow\",outcome=\"sent\"} 2")
-        );
-        assert!(out.contains("{upstream=\"shadow\",outcome=\"dropped\"} 1"));
-        assert!(!out.contains("idle"));
-        assert_eq!(out.matches("# TYPE").count(), 1);
     }
 }

@@ -14,7 +14,6 @@ pub mod mirror_stats;
 pub mod outlier;
 pub mod probe;
 pub mod registry;
-pub mod render;
 pub mod retry;
 pub mod rng;
 pub mod stable_hash;
