@@ -185,7 +185,7 @@ impl<'a> Retries<'a> {
         let (Some(p), Some(overall)) = (self.policy, self.overall) else {
             return;
         };
-        let wait = p.backoff(self.attempt - 1, crate::resilience::retry::jitter_random());
+        let wait = p.backoff(self.attempt - 1, crate::resilience::rng::next());
         let until = (Instant::now() + wait).min(overall);
         if wait > Duration::ZERO {
             monoio::time::sleep_until(until.into()).await;

@@ -5,7 +5,6 @@
 //! No I/O and no clock here: the request path (`exchange::retry`) feeds in what happened and
 //! a random number, and gets decisions back.
 
-use std::cell::Cell;
 use std::time::Duration;
 
 /// Which failures a route retries (a bit set over `Failure` kinds).
@@ -169,27 +168,6 @@ impl RetryBudget {
     }
 }
 
-thread_local! {
-    static JITTER: Cell<u64> = const { Cell::new(0) };
-}
-
-/// A random number for backoff jitter (per-thread xorshift64*, seeded once from the OS).
-pub fn jitter_random() -> u64 {
-    JITTER.with(|s| {
-        let mut x = s.get();
-        if x == 0 {
-            let mut seed = [0u8; 8];
-            let _ = getrandom::fill(&mut seed);
-            x = u64::from_le_bytes(seed) | 1;
-        }
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        s.set(x);
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,7 +252,7 @@ mod tests {
         let mut seen_low = false;
         let mut seen_high = false;
         for _ in 0..10_000 {
-            let d = p.backoff(2, jitter_random());
+            let d = p.backoff(2, crate::resilience::rng::next());
             assert!(d <= Duration::from_millis(50));
             seen_low |= d < Duration::from_millis(10);
             seen_high |= d > Duration::from_millis(40);

@@ -1,5 +1,5 @@
 //! A per-thread pseudo-random source for balancing decisions (two-choice picks, split and
-//! mirror sampling): xorshift64* seeded once per thread from the OS. Not for secrets; cheap
+//! mirror sampling, retry backoff, health-probe jitter): xorshift64* seeded once per thread from the OS. Not for secrets; cheap
 //! (one thread-local load and store, no atomic).
 
 use std::cell::Cell;
@@ -31,6 +31,11 @@ pub fn next() -> u64 {
         s.set(x);
         x.wrapping_mul(0x2545_f491_4f6c_dd1d)
     })
+}
+
+/// A pseudo-random number in [0, 1).
+pub fn unit() -> f64 {
+    (next() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// A pseudo-random number in `0..n` (0 when `n` is 0).

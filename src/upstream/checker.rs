@@ -12,7 +12,6 @@
 //! health epoch and is logged. Workers read those atomics at their next pick.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -195,37 +194,22 @@ fn apply(shared: &UpstreamShared, health: &TargetHealth, check: &ActiveCheck, r:
     }
 }
 
-/// Random jitter for probe times (a per-process random key hashing a counter: no crate, no
-/// syscall per draw).
-struct Jitter {
-    key: std::collections::hash_map::RandomState,
-    n: u64,
-}
+/// Random jitter for probe times (`resilience::rng`, this thread's generator).
+struct Jitter;
 
 impl Jitter {
     fn new() -> Jitter {
-        Jitter {
-            key: std::collections::hash_map::RandomState::new(),
-            n: 0,
-        }
-    }
-
-    /// A uniform draw in [0, 1).
-    fn unit(&mut self) -> f64 {
-        self.n += 1;
-        let mut h = self.key.build_hasher();
-        h.write_u64(self.n);
-        (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+        Jitter
     }
 
     /// `d` ± 10 %.
     fn around(&mut self, d: Duration) -> Duration {
-        d.mul_f64(0.9 + 0.2 * self.unit())
+        d.mul_f64(0.9 + 0.2 * crate::resilience::rng::unit())
     }
 
     /// A random duration in [0, d).
     fn below(&mut self, d: Duration) -> Duration {
-        d.mul_f64(self.unit())
+        d.mul_f64(crate::resilience::rng::unit())
     }
 }
 
