@@ -173,3 +173,31 @@ fn an_oversize_or_streamed_body_is_not_mirrored() {
     assert_eq!(main.count(), 3);
     assert_eq!(outcome(&gw, "skipped"), 2.0);
 }
+
+#[test]
+fn a_client_cannot_pass_its_request_off_as_a_mirror_copy() {
+    let (main, shadow) = (
+        FaultyUpstream::start("main"),
+        FaultyUpstream::start("shadow"),
+    );
+    let gw = Gateway::start(&config(&main, &shadow, "{ upstream = \"shadow\" }"));
+    let mut c = Conn::open(gw.addr);
+    for path in ["/m/1", "/n/1"] {
+        let forged = [("X-Ringway-Mirror", "1"), ("x-ringway-mirror", "yes")];
+        assert_eq!(c.request("GET", path, &forged, b"").status, 200);
+    }
+    // The real upstream never sees the marker, with or without a mirror on the route.
+    assert_eq!(main.count(), 2);
+    for r in main.requests() {
+        assert_eq!(r.header_all("x-ringway-mirror").len(), 0, "{}", r.raw_head);
+    }
+    // The shadow's copy carries exactly the gateway's one marker.
+    assert!(eventually(|| shadow.count() == 1));
+    let copy = shadow.requests().remove(0);
+    assert_eq!(
+        copy.header_all("x-ringway-mirror"),
+        vec!["1"],
+        "{}",
+        copy.raw_head
+    );
+}

@@ -25,7 +25,8 @@ use crate::upstream::{UpConn, UpstreamState};
 use super::model::Exchange;
 use super::wire::Downstream;
 
-/// The marker header every mirrored request carries.
+/// The marker line every mirrored request carries (a client's own copy never passes:
+/// `upstream_head::MIRROR_MARKER` is a header the gateway owns).
 const MARKER: &[u8] = b"x-ringway-mirror: 1\r\n";
 
 /// Largest shadow response body read (and discarded) so its connection can be pooled; larger

@@ -21,7 +21,7 @@ use crate::trace::TraceContext;
 
 /// Headers the proxy always writes itself, so client copies are not forwarded.
 fn managed_request_header(name: &[u8]) -> bool {
-    const MANAGED: [&[u8]; 10] = [
+    const MANAGED: [&[u8]; 11] = [
         b"host",
         b"content-length",
         b"expect",
@@ -31,6 +31,7 @@ fn managed_request_header(name: &[u8]) -> bool {
         b"forwarded",
         b"x-request-id",
         ATTEMPTS,
+        MIRROR_MARKER,
         super::client_cert::XFCC,
     ];
     MANAGED.iter().any(|m| m.eq_ignore_ascii_case(name))
@@ -38,6 +39,11 @@ fn managed_request_header(name: &[u8]) -> bool {
 
 /// The attempt number the upstream sees (1 for the first; a client's copy is dropped).
 pub const ATTEMPTS: &[u8] = b"x-ringway-attempts";
+
+/// Marks a mirrored copy (`exchange::mirror` adds it). The gateway owns it: a client's copy is
+/// dropped, so no client can make the real upstream take its request for a shadow copy (and
+/// skip side effects such as billing).
+pub const MIRROR_MARKER: &[u8] = b"x-ringway-mirror";
 
 /// What the upstream head is built from (all borrowed; nothing is allocated).
 pub struct UpstreamHead<'a> {
