@@ -230,7 +230,8 @@ fn compile_policy(
     if let Some(r) = &p.rate_limit {
         let at = prefix("rate_limit");
         let sink = &mut errs.under(&at);
-        compiled = rate_limit::compile(n, r.get_ref(), &cx.rt.limiters, sink, live_limiters)
+        let prefix = None; // TODO [redis] prefix
+        compiled = rate_limit::compile(n, r.get_ref(), &cx.rt.limiters, prefix, sink, live_limiters)
             .map(Policy::RateLimit);
     }
     if let Some(c) = &p.cors {

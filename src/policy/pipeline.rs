@@ -146,6 +146,8 @@ pub struct RateLimit {
     pub key: LimitKey,
     pub limiters: Vec<Arc<Limiter>>,
     pub specs: Vec<LimitSpec>,
+    /// `scope = "global"`: decided with Redis (`ratelimit::global`); `limiters` then unused.
+    pub global: Option<Box<crate::ratelimit::global::GlobalLimit>>,
 }
 
 /// Who the pipeline established the caller to be. Borrows from the config generation, so
