@@ -184,7 +184,6 @@ struct PolicyContext<'a> {
     base_dir: &'a Path,
     rt: &'a Runtime,
     /// `[redis]`, for policies with shared state (global limits, quotas).
-    #[allow(dead_code)] // read by the global-limit and quota policies as they land
     redis: Option<&'a std::sync::Arc<crate::redis::RedisShared>>,
 }
 
@@ -239,7 +238,7 @@ fn compile_policy(
     if let Some(r) = &p.rate_limit {
         let at = prefix("rate_limit");
         let sink = &mut errs.under(&at);
-        let prefix = None; // TODO [redis] prefix
+        let prefix = cx.redis.map(|r| r.settings.prefix.as_str());
         compiled = rate_limit::compile(n, r.get_ref(), &cx.rt.limiters, prefix, sink, live_limiters)
             .map(Policy::RateLimit);
     }

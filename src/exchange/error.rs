@@ -77,6 +77,8 @@ pub enum ErrorKind {
     ClientCertRefused(&'static str),
     /// A rate limit refused the request → 429.
     TooManyRequests,
+    /// A `fail_closed` global rate limit could not reach Redis → 503 (with `Retry-After`).
+    LimiterUnavailable,
     /// The client stopped reading or went away while the response streamed (after its head
     /// was sent: nothing can be rendered; logged as 499 when nothing was sent).
     ClientAborted,
@@ -235,6 +237,13 @@ impl ErrorKind {
                 false,
                 "rate limit exceeded; see Retry-After",
             ),
+            ErrorKind::LimiterUnavailable => row(
+                503,
+                "rate_limit_unavailable",
+                Side::Internal,
+                false,
+                "the shared rate-limit store is unreachable; retry shortly",
+            ),
             ErrorKind::ClientAborted => row(
                 499,
                 "client_closed",
@@ -361,6 +370,7 @@ mod tests {
             ErrorKind::ClientCertRequired,
             ErrorKind::ClientCertRefused("not this one"),
             ErrorKind::TooManyRequests,
+            ErrorKind::LimiterUnavailable,
             ErrorKind::ClientAborted,
             ErrorKind::UpstreamAborted,
             ErrorKind::UpstreamOverflow(crate::resilience::Limit::Requests),
@@ -398,6 +408,7 @@ mod tests {
             (401, "client_certificate_required", Downstream, false),
             (403, "client_certificate_refused", Downstream, false),
             (429, "rate_limited", Downstream, false),
+            (503, "rate_limit_unavailable", Internal, false),
             (499, "client_closed", Downstream, true),
             (502, "upstream_aborted", Upstream, true),
             (503, "upstream_overflow", Internal, false),

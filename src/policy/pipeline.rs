@@ -207,6 +207,8 @@ pub enum Denial {
     },
     /// 429.
     Limited,
+    /// 503: a `fail_closed` global rate limit could not reach Redis.
+    LimiterUnavailable,
     /// 401 (no certificate) or 403 (certificate refused) from a `client_cert` policy.
     ClientCert(CertRefusal),
 }
@@ -247,7 +249,6 @@ pub fn run<'a>(
         };
         // An arm that cannot decide without Redis (a global limit, a quota) returns
         // `Ok(Some(i))`; `policy::remote::settle` then decides it.
-        let _ = i;
         match &p.policy {
             Policy::ApiKey(k) => api_key(ps, k, f, caller, fx)?,
             Policy::Jwt(j) => jwt(j, f, caller, fx, tokens)?,
@@ -260,7 +261,11 @@ pub fn run<'a>(
                     });
                 }
             }
-            Policy::RateLimit(rl) => rate_limit(rl, f, caller, fx)?,
+            Policy::RateLimit(rl) => {
+                if !rate_limit(rl, f, caller, fx)? {
+                    return Ok(Some(i));
+                }
+            }
             Policy::ClientCert(c) => client_cert(c, f, caller, fx)?,
             Policy::Transform(t) => {
                 let vars = RequestVars { ps, f, caller };
@@ -561,14 +566,15 @@ fn client_cert<'a>(
     }
 }
 
-fn rate_limit(
+/// The bytes rate limit `rl` counts this request by: the consumer, API key id, route or
+/// header it names, else the client address (`ip`, from [`ip_bytes`]).
+pub fn limit_key<'k>(
     rl: &RateLimit,
-    f: &Facts<'_>,
-    caller: &Caller<'_>,
-    fx: &mut Effects,
-) -> Result<(), Denial> {
-    let ip_key = ip_bytes(f.client_ip);
-    let key: &[u8] = match &rl.key {
+    f: &'k Facts<'_>,
+    caller: &'k Caller<'_>,
+    ip: &'k ([u8; 17], usize),
+) -> &'k [u8] {
+    match &rl.key {
         LimitKey::Consumer => caller.consumer().map(str::as_bytes),
         LimitKey::ApiKey => caller.key.as_ref().map(|k| k.id.as_bytes()),
         LimitKey::Route => Some(f.route.as_bytes()),
@@ -576,13 +582,43 @@ fn rate_limit(
         LimitKey::Ip => None,
     }
     // No consumer / key / header: count by client address instead of one shared bucket.
-    .unwrap_or(&ip_key.0[..ip_key.1]);
+    .unwrap_or(&ip.0[..ip.1])
+}
+
+/// A rate-limit policy's synchronous part. `Ok(false)`: a global limit must ask Redis
+/// (`policy::remote::settle`); local limits always decide here.
+fn rate_limit(
+    rl: &RateLimit,
+    f: &Facts<'_>,
+    caller: &Caller<'_>,
+    fx: &mut Effects,
+) -> Result<bool, Denial> {
+    let ip_key = ip_bytes(f.client_ip);
+    let key = limit_key(rl, f, caller, &ip_key);
+    if let Some(g) = &rl.global {
+        let local = crate::ratelimit::global::try_local(
+            g,
+            &rl.specs,
+            key,
+            f.mono_now,
+            &mut fx.response_lines,
+        );
+        return match local {
+            Some(v) => global_verdict(v, rl, key, f.mono_now, fx).map(|()| true),
+            None => Ok(false),
+        };
+    }
+    local_limit(rl, key, f.mono_now, fx).map(|()| true)
+}
+
+/// `rl`'s limits checked by this instance alone (local scope, or a global limit's `fail_open`).
+fn local_limit(rl: &RateLimit, key: &[u8], now: u64, fx: &mut Effects) -> Result<(), Denial> {
     let mut checks: [(&Limiter, &[u8]); 4] = [(&rl.limiters[0], key); 4];
     let n = rl.limiters.len().min(checks.len());
     for (slot, l) in checks.iter_mut().zip(&rl.limiters) {
         *slot = (l, key);
     }
-    let d = crate::ratelimit::check_all(&checks[..n], f.mono_now);
+    let d = crate::ratelimit::check_all(&checks[..n], now);
     crate::ratelimit::write_headers(&d, &rl.specs, &mut fx.response_lines);
     fx.rate_limited = Some(d.allowed && fx.rate_limited != Some(false));
     if d.allowed {
@@ -592,8 +628,31 @@ fn rate_limit(
     }
 }
 
+/// A global limit's verdict for `key` as the pipeline's outcome (and the rate-limit metric's).
+pub fn global_verdict(
+    v: crate::ratelimit::global::Verdict,
+    rl: &RateLimit,
+    key: &[u8],
+    now: u64,
+    fx: &mut Effects,
+) -> Result<(), Denial> {
+    use crate::ratelimit::global::Verdict;
+    match v {
+        Verdict::Local => local_limit(rl, key, now, fx),
+        Verdict::Admit => {
+            fx.rate_limited = Some(fx.rate_limited != Some(false));
+            Ok(())
+        }
+        Verdict::Limited => {
+            fx.rate_limited = Some(false);
+            Err(Denial::Limited)
+        }
+        Verdict::Unavailable => Err(Denial::LimiterUnavailable),
+    }
+}
+
 /// An address as bytes, without allocating.
-fn ip_bytes(ip: IpAddr) -> ([u8; 17], usize) {
+pub fn ip_bytes(ip: IpAddr) -> ([u8; 17], usize) {
     let mut out = [0u8; 17];
     match ip {
         IpAddr::V4(v4) => {

@@ -148,6 +148,15 @@ fn global_part(
         }
         return Some(None);
     }
+    if let Some(i) = specs
+        .iter()
+        .position(|s| s.period.as_nanos() < u128::from(s.requests) * 1_000)
+    {
+        let span = raw.limits.span();
+        let msg = format!("limits[{i}]: a global limit allows at most 1 request per microsecond");
+        fail(span, "limits", msg);
+        return None;
+    }
     let Some(prefix) = redis_prefix else {
         let span = raw.scope.as_ref().map(Spanned::span).unwrap_or_default();
         let msg = "scope = \"global\" needs a top-level [redis] table (address, ...)".into();

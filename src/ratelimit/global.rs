@@ -18,16 +18,33 @@
 //! the SHA-256 `key_part`, never the raw header/consumer bytes; the limit's spec is in the key,
 //! so a changed limit starts fresh (as a changed local limiter does).
 //!
-//! Redis failures (`on_redis_error`): `fail_open` (default) admits without `RateLimit`
-//! headers; `fail_closed` answers 503 with `Retry-After: 1`. After a failed call the worker
+//! Redis failures (`on_redis_error`): `fail_open` (default) falls back to the policy's local
+//! limiter (the same limits, per instance: the fleet admits at most N × the limit meanwhile);
+//! `fail_closed` answers 503 with `Retry-After: 1`. After a failed call the worker
 //! stops asking Redis for a second (`lease::DOWN_FOR`), then the next request probes: an outage
 //! costs at most one timeout per worker per second, and recovery needs nothing but Redis back.
 //! Tokens already leased keep being spent during an outage (they were granted).
 
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use super::clock::now_ns;
+use super::headers::write_headers;
+use super::lease::{Grant, LeaseTable, Step};
+use super::multi::MultiDecision;
 use super::spec::LimitSpec;
+use crate::redis::{key_part, Client, RedisError, Script, Value};
+
+/// The GCRA "take up to n" script (see the file's header).
+static GCRA: Script = Script::new(include_str!("gcra.lua"));
+/// Rounds of "wait for a fetch, then look again" one request makes before giving up (429 with
+/// `Retry-After: 1`): only reached when other requests on the worker keep taking every token.
+const MAX_ROUNDS: usize = 8;
 
 /// Largest default lease (tokens per fetch).
 const MAX_DEFAULT_LEASE: u64 = 1_000;
@@ -46,7 +63,8 @@ pub enum GlobalMode {
 /// What a request gets when Redis cannot answer in time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OnRedisError {
-    /// Admitted, without `RateLimit` headers (availability over enforcement).
+    /// The same limits, enforced by each instance on its own (availability first, and the
+    /// fleet still admits at most instances × the limit).
     FailOpen,
     /// 503 with `Retry-After: 1`.
     FailClosed,
@@ -134,6 +152,258 @@ impl GlobalLimit {
     }
 }
 
+/// A global limit's answer for one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Admitted by Redis or a lease (headers written).
+    Admit,
+    /// Redis could not answer and the policy is `fail_open`: decide with this instance's own
+    /// limiter for the same limits (nothing written yet).
+    Local,
+    /// 429: the limit is exhausted (headers written).
+    Limited,
+    /// 503: Redis could not answer and the policy is `fail_closed` (`Retry-After` written).
+    Unavailable,
+}
+
+type Keys = Rc<[String]>;
+
+thread_local! {
+    /// This worker's leases (every leased policy; keys are fingerprints seeded per policy).
+    static LEASES: RefCell<LeaseTable<Keys>> = RefCell::new(LeaseTable::new(MAX_LEASED_KEYS));
+    /// The worker's Redis client, as last handed to [`settle`] (background refills use it).
+    static CLIENT: RefCell<Option<Client>> = const { RefCell::new(None) };
+}
+
+/// The request-path part: decides without awaiting when it can (`leased` mode with tokens
+/// held or a cached denial; any mode while this worker backs off from a Redis failure).
+/// `None`: Redis must be asked, through [`settle`]. Headers go to `out`.
+pub fn try_local(
+    g: &GlobalLimit,
+    specs: &[LimitSpec],
+    key: &[u8],
+    now: u64,
+    out: &mut Vec<u8>,
+) -> Option<Verdict> {
+    let fp = g.fingerprint(key);
+    let GlobalMode::Leased { lease } = g.mode else {
+        let (denied, down) = LEASES.with(|t| {
+            let t = t.borrow();
+            (t.cached_denial(fp, now), t.redis_down(now))
+        });
+        return match denied {
+            Some(d) => Some(leased_verdict(g, specs, fp, d, out)),
+            None => down.then(|| failed(g, out)),
+        };
+    };
+    let step = LEASES.with(|t| t.borrow_mut().step(fp, now, lease, || g.redis_keys(key).into()));
+    match step {
+        Step::Fetch(n) => {
+            // Started here if this worker has a client already; else `settle` starts it.
+            if !CLIENT.with(|c| c.borrow().is_some()) {
+                LEASES.with(|t| t.borrow_mut().cancel(fp));
+                return None;
+            }
+            spawn_fetch(g, fp, n);
+            None
+        }
+        Step::Wait => None,
+        other => Some(leased_verdict(g, specs, fp, other, out)),
+    }
+}
+
+/// The awaiting part, for a request [`try_local`] could not decide: one script call in
+/// `exact` mode; in `leased` mode, waits for the key's fetch (starting one if none is in
+/// flight). `client` is the worker's Redis client (`None`: no `[redis]`, treated as an error).
+pub async fn settle(
+    client: Option<&Client>,
+    g: &GlobalLimit,
+    specs: &[LimitSpec],
+    key: &[u8],
+    out: &mut Vec<u8>,
+) -> Verdict {
+    let Some(client) = client else {
+        return failed(g, out);
+    };
+    // The newest generation's client, for background refills (a reload may bring a new one).
+    CLIENT.with(|c| *c.borrow_mut() = Some(client.clone()));
+    let fp = g.fingerprint(key);
+    let GlobalMode::Leased { lease } = g.mode else {
+        let keys = g.redis_keys(key);
+        return match take(client, &keys, &g.args, 1).await {
+            Ok(grant) => {
+                if grant.granted == 0 {
+                    // Until the retry time every request is denied: answered locally.
+                    let at = now_ns();
+                    LEASES.with(|t| t.borrow_mut().record_denial(fp, at, &grant, || keys.into()));
+                }
+                exact_verdict(&grant, specs, out)
+            }
+            Err(_) => {
+                LEASES.with(|t| t.borrow_mut().mark_down(now_ns()));
+                failed(g, out)
+            }
+        };
+    };
+    for _ in 0..MAX_ROUNDS {
+        let now = now_ns();
+        let step = LEASES.with(|t| t.borrow_mut().step(fp, now, lease, || g.redis_keys(key).into()));
+        match step {
+            Step::Fetch(n) => spawn_fetch(g, fp, n),
+            Step::Wait => {}
+            other => return leased_verdict(g, specs, fp, other, out),
+        }
+        if let Some(seen) = LEASES.with(|t| t.borrow().epoch(fp)) {
+            WaitFetch { fp, seen }.await;
+        }
+    }
+    let d = MultiDecision {
+        allowed: false,
+        limit: specs.first().map_or(0, |s| s.requests),
+        remaining: 0,
+        reset: Duration::ZERO,
+        retry_after: Some(Duration::from_secs(1)),
+        policy_index: 0,
+    };
+    write_headers(&d, specs, out);
+    Verdict::Limited
+}
+
+/// Turns a lease-table step into the answer (and starts a due refill).
+fn leased_verdict(
+    g: &GlobalLimit,
+    specs: &[LimitSpec],
+    fp: u64,
+    step: Step,
+    out: &mut Vec<u8>,
+) -> Verdict {
+    let report = |allowed, remaining, reset, retry: Option<u64>, index: usize| MultiDecision {
+        allowed,
+        limit: specs.get(index).map_or(0, |s| s.requests),
+        remaining,
+        reset: dur(reset),
+        retry_after: retry.map(dur),
+        policy_index: index,
+    };
+    match step {
+        Step::Admit {
+            remaining,
+            reset,
+            index,
+            refill,
+        } => {
+            if let Some(n) = refill {
+                spawn_fetch(g, fp, n);
+            }
+            write_headers(&report(true, remaining, reset, None, index), specs, out);
+            Verdict::Admit
+        }
+        Step::Deny {
+            retry_after,
+            reset,
+            index,
+        } => {
+            let d = report(false, 0, reset, Some(retry_after), index);
+            write_headers(&d, specs, out);
+            Verdict::Limited
+        }
+        Step::Unavailable | Step::Fetch(_) | Step::Wait => failed(g, out),
+    }
+}
+
+/// Answer and headers of an `exact` script call.
+fn exact_verdict(grant: &Grant, specs: &[LimitSpec], out: &mut Vec<u8>) -> Verdict {
+    let allowed = grant.granted > 0;
+    let d = MultiDecision {
+        allowed,
+        limit: specs.get(grant.index).map_or(0, |s| s.requests),
+        remaining: grant.remaining,
+        reset: dur(grant.reset),
+        retry_after: (!allowed).then(|| dur(grant.retry)),
+        policy_index: grant.index,
+    };
+    write_headers(&d, specs, out);
+    if allowed {
+        Verdict::Admit
+    } else {
+        Verdict::Limited
+    }
+}
+
+/// `on_redis_error`: this instance's own limiter decides, or 503 with `Retry-After: 1`.
+fn failed(g: &GlobalLimit, out: &mut Vec<u8>) -> Verdict {
+    match g.on_error {
+        OnRedisError::FailOpen => Verdict::Local,
+        OnRedisError::FailClosed => {
+            out.extend_from_slice(b"Retry-After: 1\r\n");
+            Verdict::Unavailable
+        }
+    }
+}
+
+/// Starts the fetch of `n` tokens for `fp` (already marked in flight) as a task on this
+/// worker; it lands in the lease table whatever happens to the request that started it.
+fn spawn_fetch(g: &GlobalLimit, fp: u64, n: u64) {
+    let client = CLIENT.with(|c| c.borrow().clone());
+    let keys = LEASES.with(|t| t.borrow().data(fp));
+    let (Some(client), Some(keys)) = (client, keys) else {
+        LEASES.with(|t| t.borrow_mut().cancel(fp));
+        return;
+    };
+    let args = Arc::clone(&g.args);
+    monoio::spawn(async move {
+        let got = take(&client, &keys, &args, n).await.ok();
+        LEASES.with(|t| t.borrow_mut().finish(fp, now_ns(), got));
+    });
+}
+
+/// Runs the script: take up to `want` tokens from every limit's cell in `keys`.
+async fn take(
+    client: &Client,
+    keys: &[String],
+    args: &[Box<[u8]>],
+    want: u64,
+) -> Result<Grant, RedisError> {
+    let want = want.to_string();
+    let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+    let mut argv: Vec<&[u8]> = Vec::with_capacity(args.len() + 1);
+    argv.push(want.as_bytes());
+    argv.extend(args.iter().map(|a| &a[..]));
+    let reply = client.eval(&GCRA, &keys, &argv).await?;
+    parse_grant(reply).ok_or_else(|| RedisError::Protocol("unexpected gcra.lua reply".into()))
+}
+
+/// `{granted, remaining, reset_us, retry_us, index}` from the script.
+fn parse_grant(v: Value) -> Option<Grant> {
+    let a = v.into_array()?;
+    let n = |i: usize| a.get(i).and_then(Value::as_int);
+    Some(Grant {
+        granted: u64::try_from(n(0)?).ok()?,
+        remaining: u64::try_from(n(1)?).unwrap_or(0),
+        reset: us_to_ns(n(2)?),
+        retry: us_to_ns(n(3)?),
+        index: usize::try_from(n(4)?).ok()?,
+    })
+}
+
+/// Resolves when the fetch in flight for `fp` lands (or the key is evicted).
+struct WaitFetch {
+    fp: u64,
+    seen: u64,
+}
+
+impl Future for WaitFetch {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let waiting = LEASES.with(|t| t.borrow_mut().wait(self.fp, self.seen, cx.waker()));
+        if waiting {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    }
+}
+
 /// `(T, L)` of a spec in whole microseconds: `T = ceil(period / requests)` (at least 1 µs, so
 /// never faster than the spec), `L = C · T` (at most 2^50 µs, so the script's doubles stay
 /// exact).
@@ -147,12 +417,6 @@ pub(crate) fn micros(s: LimitSpec) -> (u64, u64) {
         .min(1 << 50)
         .max(t);
     (t, l)
-}
-
-/// 32 hex characters of SHA-256 (TODO: `redis::key_part` once it lands).
-fn key_part(bytes: &[u8]) -> String {
-    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
-    d.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Keyed 64-bit hash with a per-process random seed (not steerable by clients).
@@ -244,6 +508,28 @@ mod tests {
         let k = &odd.redis_keys(b"x")[0];
         assert_eq!(k.matches('}').count(), 1, "{k}");
         assert_ne!(g.fingerprint(b"x"), odd.fingerprint(b"x"));
+    }
+
+    #[test]
+    fn script_replies_parse_and_garbage_is_refused() {
+        let ints = |v: &[i64]| Value::Array(v.iter().map(|&i| Value::Int(i)).collect());
+        assert_eq!(
+            parse_grant(ints(&[3, 7, 1_500, 0, 1])),
+            Some(Grant {
+                granted: 3,
+                remaining: 7,
+                reset: 1_500_000,
+                retry: 0,
+                index: 1
+            })
+        );
+        assert_eq!(parse_grant(ints(&[0, 0, 10, 20])), None);
+        assert_eq!(parse_grant(ints(&[-1, 0, 10, 20, 0])), None);
+        assert_eq!(parse_grant(Value::Nil), None);
+        assert_eq!(
+            parse_grant(Value::Array(vec![Value::Bytes(b"1".to_vec())])),
+            None
+        );
     }
 
     #[test]

@@ -117,6 +117,7 @@ impl<K: Clone> LeaseTable<K> {
     }
 
     /// Number of keys held.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.map.len()
     }
@@ -206,6 +207,39 @@ impl<K: Clone> LeaseTable<K> {
         }
         for w in e.waiters.drain(..) {
             w.wake();
+        }
+    }
+
+    /// `exact` mode: a denial Redis gave for `fp` that still holds at `now`. GCRA state only
+    /// moves forward, so the denial is certain until its retry time (the cache only ever errs
+    /// late, by the reply's travel time: stricter, never looser).
+    pub(crate) fn cached_denial(&self, fp: u64, now: u64) -> Option<Step> {
+        let e = self.map.get(&fp)?;
+        (now < e.denied_until).then(|| Step::Deny {
+            retry_after: e.denied_until - now,
+            reset: e.reset_at.saturating_sub(now),
+            index: e.index,
+        })
+    }
+
+    /// `exact` mode: remembers Redis's denial `g` (0 granted) for `fp`, answered at `now`.
+    pub(crate) fn record_denial(&mut self, fp: u64, now: u64, g: &Grant, make: impl FnOnce() -> K) {
+        if !self.map.contains_key(&fp) {
+            self.evict_one_if_full();
+            self.map.insert(fp, Lease::new(make(), now));
+        }
+        if let Some(e) = self.map.get_mut(&fp) {
+            e.last_use = now;
+            e.denied_until = now.saturating_add(g.retry.max(1));
+            e.reset_at = now.saturating_add(g.reset);
+            e.index = g.index;
+        }
+    }
+
+    /// The fetch for `fp` was marked in flight but could not start: unmark it (no penalty).
+    pub(crate) fn cancel(&mut self, fp: u64) {
+        if let Some(e) = self.map.get_mut(&fp) {
+            e.fetching = false;
         }
     }
 
@@ -370,6 +404,25 @@ mod tests {
         // Keys with a fetch in flight whose key was evicted: the late grant is dropped.
         t.finish(0, 200, grant(2, 0));
         assert_eq!(t.epoch(0), None);
+        // exact mode's denial cache.
+        let no = Grant {
+            granted: 0,
+            remaining: 0,
+            reset: 90,
+            retry: 30,
+            index: 1,
+        };
+        t.record_denial(500, 1_000, &no, || 500);
+        assert_eq!(
+            t.cached_denial(500, 1_010),
+            Some(Step::Deny {
+                retry_after: 20,
+                reset: 80,
+                index: 1
+            })
+        );
+        assert_eq!(t.cached_denial(500, 1_030), None);
+        assert!(t.len() <= 4);
         let w = std::task::Waker::noop();
         assert!(!t.wait(0, 0, w));
         assert!(t.wait(99, 0, w));
