@@ -54,7 +54,9 @@ fn start_group(body: &str) -> Vec<Gateway> {
 /// Redis's clock in microseconds (the clock the limits run on).
 fn redis_time_us(addr: &str) -> u64 {
     let out = redis_cli(addr, &["TIME"]);
-    let mut it = out.split_whitespace().map(|n| n.parse::<u64>().unwrap_or(0));
+    let mut it = out
+        .split_whitespace()
+        .map(|n| n.parse::<u64>().unwrap_or(0));
     let (s, us) = (it.next().unwrap_or(0), it.next().unwrap_or(0));
     s * 1_000_000 + us
 }
@@ -140,7 +142,11 @@ fn accuracy(redis_addr: &str, redis_toml: &str, label: &str, dur: Duration) {
     // Exact: never above the bound; and since the load never stops, every token that
     // appears is taken (the window measured around the run is at most 2 intervals wider).
     assert!(e.0 as u64 <= gcra, "exact admitted {} > bound {gcra}", e.0);
-    assert!(e.0 as u64 + 2 >= gcra, "exact admitted {} < bound {gcra} - 2", e.0);
+    assert!(
+        e.0 as u64 + 2 >= gcra,
+        "exact admitted {} < bound {gcra} - 2",
+        e.0
+    );
     assert!(
         l.0 as u64 <= gcra + k_l,
         "leased admitted {} > C + floor(t/T) + K·L = {}",
@@ -156,13 +162,23 @@ fn accuracy(redis_addr: &str, redis_toml: &str, label: &str, dur: Duration) {
 #[test]
 fn exact_and_leased_accuracy_across_three_instances() {
     let r = RedisServer::start();
-    accuracy(&r.addr(), &standalone(&r), "standalone", Duration::from_millis(2500));
+    accuracy(
+        &r.addr(),
+        &standalone(&r),
+        "standalone",
+        Duration::from_millis(2500),
+    );
 }
 
 #[test]
 fn exact_and_leased_accuracy_on_redis_cluster() {
     let c = RedisCluster::shared();
-    accuracy(&c.nodes[0], &cluster(c), "cluster", Duration::from_millis(1500));
+    accuracy(
+        &c.nodes[0],
+        &cluster(c),
+        "cluster",
+        Duration::from_millis(1500),
+    );
 }
 
 /// Counts statuses of `n` requests on one connection.
@@ -192,7 +208,11 @@ fn redis_outage_fails_open_or_closed_and_recovers_without_restart() {
         .iter()
         .flat_map(|g| statuses(g.addr, "/closed", "a", 3))
         .collect();
-    assert_eq!(before.iter().filter(|&&s| s == 200).count(), 5, "{before:?}");
+    assert_eq!(
+        before.iter().filter(|&&s| s == 200).count(),
+        5,
+        "{before:?}"
+    );
 
     // Load running while Redis dies.
     let stop = Arc::new(AtomicBool::new(false));
@@ -204,7 +224,9 @@ fn redis_outage_fails_open_or_closed_and_recovers_without_restart() {
                 let mut c = Conn::open(addr);
                 let mut n = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    let s = c.request("GET", "/closed", &[("X-Tenant", "load")], b"").status;
+                    let s = c
+                        .request("GET", "/closed", &[("X-Tenant", "load")], b"")
+                        .status;
                     assert!([200, 429, 503].contains(&s), "status {s}");
                     n += 1;
                 }
@@ -225,7 +247,11 @@ fn redis_outage_fails_open_or_closed_and_recovers_without_restart() {
                 resp.status
             })
             .collect();
-        assert_eq!(got, [200, 200, 200, 200, 200, 429, 429], "per instance while Redis is down");
+        assert_eq!(
+            got,
+            [200, 200, 200, 200, 200, 429, 429],
+            "per instance while Redis is down"
+        );
         // fail_closed refuses with 503 and Retry-After, quickly (no timeout per request).
         let t = Instant::now();
         let resp = c.request("GET", "/closed", &[("X-Tenant", "b")], b"");
@@ -259,7 +285,11 @@ fn redis_outage_fails_open_or_closed_and_recovers_without_restart() {
         .iter()
         .flat_map(|g| statuses(g.addr, "/open", "d", 10))
         .collect();
-    assert_eq!(leased.iter().filter(|&&s| s == 200).count(), 5, "{leased:?}");
+    assert_eq!(
+        leased.iter().filter(|&&s| s == 200).count(),
+        5,
+        "{leased:?}"
+    );
 }
 
 #[test]
@@ -299,7 +329,10 @@ fn headers_are_correct_in_global_mode_and_limits_do_not_charge_each_other() {
     thread::sleep(Duration::from_millis(1_050));
     assert_eq!(get(&mut c, "/two").status, 200);
     let last = get(&mut c, "/two");
-    assert_eq!(last.status, 200, "4 per hour: the denials above charged nothing");
+    assert_eq!(
+        last.status, 200,
+        "4 per hour: the denials above charged nothing"
+    );
     let rl = last.header("ratelimit").unwrap_or("");
     assert!(
         rl == "\"p1\";r=0;t=3600" || rl == "\"p1\";r=0;t=3599",

@@ -239,8 +239,9 @@ fn compile_policy(
         let at = prefix("rate_limit");
         let sink = &mut errs.under(&at);
         let prefix = cx.redis.map(|r| r.settings.prefix.as_str());
-        compiled = rate_limit::compile(n, r.get_ref(), &cx.rt.limiters, prefix, sink, live_limiters)
-            .map(Policy::RateLimit);
+        compiled =
+            rate_limit::compile(n, r.get_ref(), &cx.rt.limiters, prefix, sink, live_limiters)
+                .map(Policy::RateLimit);
     }
     if let Some(c) = &p.cors {
         let at = prefix("cors");

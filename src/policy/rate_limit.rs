@@ -139,7 +139,10 @@ fn global_part(
         let extra = [
             ("mode", raw.mode.as_ref().map(Spanned::span)),
             ("lease", raw.lease.as_ref().map(Spanned::span)),
-            ("on_redis_error", raw.on_redis_error.as_ref().map(Spanned::span)),
+            (
+                "on_redis_error",
+                raw.on_redis_error.as_ref().map(Spanned::span),
+            ),
         ];
         if let Some((field, Some(span))) = extra.into_iter().find(|(_, s)| s.is_some()) {
             let msg = "applies only to scope = \"global\"".into();
@@ -163,7 +166,11 @@ fn global_part(
         fail(span, "scope", msg);
         return None;
     };
-    let on_error = match raw.on_redis_error.as_ref().map(|s| (s, s.get_ref().as_str())) {
+    let on_error = match raw
+        .on_redis_error
+        .as_ref()
+        .map(|s| (s, s.get_ref().as_str()))
+    {
         None | Some((_, "fail_open")) => OnRedisError::FailOpen,
         Some((_, "fail_closed")) => OnRedisError::FailClosed,
         Some((s, other)) => {
@@ -183,7 +190,11 @@ fn global_part(
         },
         Some((_, "exact")) => {
             if let Some(l) = &raw.lease {
-                fail(l.span(), "lease", "applies only to mode = \"leased\"".into());
+                fail(
+                    l.span(),
+                    "lease",
+                    "applies only to mode = \"leased\"".into(),
+                );
                 return None;
             }
             GlobalMode::Exact
@@ -292,7 +303,14 @@ mod tests {
     fn compile_ok(policy: &str, src: &str, registry: &LimiterRegistry) -> RateLimit {
         let mut errs = Vec::new();
         let mut fail = |_: Range<usize>, f: &str, m: String| errs.push(format!("{f}: {m}"));
-        let r = compile(policy, &raw(src), registry, Some("t"), &mut fail, &mut Vec::new());
+        let r = compile(
+            policy,
+            &raw(src),
+            registry,
+            Some("t"),
+            &mut fail,
+            &mut Vec::new(),
+        );
         assert!(errs.is_empty(), "{errs:?}");
         r.expect("compiles")
     }

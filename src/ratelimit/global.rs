@@ -196,7 +196,10 @@ pub fn try_local(
             None => down.then(|| failed(g, out)),
         };
     };
-    let step = LEASES.with(|t| t.borrow_mut().step(fp, now, lease, || g.redis_keys(key).into()));
+    let step = LEASES.with(|t| {
+        t.borrow_mut()
+            .step(fp, now, lease, || g.redis_keys(key).into())
+    });
     match step {
         Step::Fetch(n) => {
             // Started here if this worker has a client already; else `settle` starts it.
@@ -247,7 +250,10 @@ pub async fn settle(
     };
     for _ in 0..MAX_ROUNDS {
         let now = now_ns();
-        let step = LEASES.with(|t| t.borrow_mut().step(fp, now, lease, || g.redis_keys(key).into()));
+        let step = LEASES.with(|t| {
+            t.borrow_mut()
+                .step(fp, now, lease, || g.redis_keys(key).into())
+        });
         match step {
             Step::Fetch(n) => spawn_fetch(g, fp, n),
             Step::Wait => {}

@@ -463,7 +463,16 @@ fn run_targets(
                 vec![None]
             };
         for v in variants {
-            let row = run_one(env, scn, load.as_ref(), target, v, &upstream, up_addr, &probe)?;
+            let row = run_one(
+                env,
+                scn,
+                load.as_ref(),
+                target,
+                v,
+                &upstream,
+                up_addr,
+                &probe,
+            )?;
             rows.push(row);
         }
     }
@@ -515,7 +524,10 @@ fn run_one(
             load::measure(env, &t, l, &label).map(|o| Outcome::Load(Box::new(o)))
         }
         (None, Some(i)) => {
-            progress(&format!("{label}: opening {} idle connections", i.connections));
+            progress(&format!(
+                "{label}: opening {} idle connections",
+                i.connections
+            ));
             idle::measure(&t, i, env.tls.as_ref()).map(Outcome::Idle)
         }
         (None, None) => Err("scenario has neither [load] nor [idle]".to_string()),

@@ -403,11 +403,7 @@ impl Report<'_> {
         for r in &self.rows {
             if let Outcome::Idle(o) = &r.outcome {
                 if let Some(t) = &o.tls {
-                    let _ = writeln!(
-                        s,
-                        "{}: TLS {t}, full handshake per connection",
-                        r.name()
-                    );
+                    let _ = writeln!(s, "{}: TLS {t}, full handshake per connection", r.name());
                 }
                 if let Some(e) = &o.first_error {
                     let _ = writeln!(s, "{}: first error: {e}", r.name());
@@ -458,7 +454,7 @@ impl Report<'_> {
                     "note": r.note,
                 }),
             };
-            targets.insert(r.name().into(), v);
+            targets.insert(r.name(), v);
         }
         let mut ratios = Map::new();
         if let (Some(a), Some(b)) = (self.load_of(Target::Ringway), self.load_of(Target::Nginx)) {

@@ -515,7 +515,9 @@ mod tests {
         let variants: Vec<&str> = global.ringway.variants.iter().map(|v| &v.0[..]).collect();
         assert_eq!(variants, ["local", "leased", "exact"]);
         assert!(global.ringway.redis);
-        assert!(global.ringway.variants[1].1.contains("nodes = [\"{redis}\"]"));
+        assert!(global.ringway.variants[1]
+            .1
+            .contains("nodes = [\"{redis}\"]"));
         let post = load("proxy-1k-post", &dir).unwrap();
         let l = post.load.unwrap();
         assert_eq!((l.method.as_str(), l.body_size), ("POST", 1024));

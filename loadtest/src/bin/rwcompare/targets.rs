@@ -542,6 +542,35 @@ pub fn nginx_config(p: &NginxParams<'_>) -> String {
     s
 }
 
+/// Starts a private `redis-server` (no persistence) on a free loopback port, pinned with the
+/// load side; returns it (stopped on drop) and its address.
+pub fn start_redis(env_dir: &Path, cpus: &[usize]) -> Result<(Proc, String), String> {
+    let port = procs::free_port()?;
+    let mut cmd = Command::new("redis-server");
+    cmd.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+    ])
+    .args(["--appendonly", "no"])
+    .arg("--dir")
+    .arg(env_dir);
+    let p = Proc::spawn("redis", cmd, cpus, env_dir, Duration::from_secs(3))
+        .map_err(|e| format!("{e} (install it: apt-get install redis-server)"))?;
+    let addr = format!("127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        if std::time::Instant::now() > deadline {
+            return Err(format!("redis-server did not listen on {addr}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok((p, addr))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -710,26 +739,4 @@ mod tests {
         let key_pem = std::fs::read_to_string(&files.key).unwrap();
         assert!(key_pem.contains("PRIVATE KEY"));
     }
-}
-
-/// Starts a private `redis-server` (no persistence) on a free loopback port, pinned with the
-/// load side; returns it (stopped on drop) and its address.
-pub fn start_redis(env_dir: &Path, cpus: &[usize]) -> Result<(Proc, String), String> {
-    let port = procs::free_port()?;
-    let mut cmd = Command::new("redis-server");
-    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-        .args(["--appendonly", "no"])
-        .arg("--dir")
-        .arg(env_dir);
-    let p = Proc::spawn("redis", cmd, cpus, env_dir, Duration::from_secs(3))
-        .map_err(|e| format!("{e} (install it: apt-get install redis-server)"))?;
-    let addr = format!("127.0.0.1:{port}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(&addr).is_err() {
-        if std::time::Instant::now() > deadline {
-            return Err(format!("redis-server did not listen on {addr}"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok((p, addr))
 }
