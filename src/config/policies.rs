@@ -238,10 +238,9 @@ fn compile_policy(
     if let Some(r) = &p.rate_limit {
         let at = prefix("rate_limit");
         let sink = &mut errs.under(&at);
-        let prefix = cx.redis.map(|r| r.settings.prefix.as_str());
-        compiled =
-            rate_limit::compile(n, r.get_ref(), &cx.rt.limiters, prefix, sink, live_limiters)
-                .map(Policy::RateLimit);
+        let (limiters, redis) = (&cx.rt.limiters, cx.redis);
+        compiled = rate_limit::compile(n, r.get_ref(), limiters, redis, sink, live_limiters)
+            .map(Policy::RateLimit);
     }
     if let Some(c) = &p.cors {
         let at = prefix("cors");

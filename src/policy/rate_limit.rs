@@ -12,6 +12,8 @@ use crate::config::errors::Fail;
 use crate::config::units::RawDuration;
 use crate::ratelimit::global::{GlobalLimit, GlobalMode, OnRedisError};
 use crate::ratelimit::{LimitSpec, LimiterRegistry};
+use crate::redis::RedisShared;
+use std::sync::Arc;
 
 /// Default cap on keys tracked per rate-limit policy.
 const DEFAULT_MAX_KEYS: usize = 1_000_000;
@@ -57,14 +59,14 @@ pub struct RawLimit {
 
 /// Compiles the `rate_limit` table of policy `policy`. Limiters come from `registry` by
 /// identity (policy, key, limit, max_keys); each identity used is pushed to `live` so the
-/// registry can drop the rest once the whole config compiled. `redis_prefix` is the top-level
-/// `[redis]` table's key prefix (`None`: no `[redis]`; `scope = "global"` is then an error).
+/// registry can drop the rest once the whole config compiled. `redis` is the top-level
+/// `[redis]` table (`None`: there is none; `scope = "global"` is then an error).
 /// Problems go to `fail` (fields relative to the table); any problem returns `None`.
 pub fn compile(
     policy: &str,
     raw: &RawRateLimit,
     registry: &LimiterRegistry,
-    redis_prefix: Option<&str>,
+    redis: Option<&Arc<RedisShared>>,
     fail: &mut Fail<'_>,
     live: &mut Vec<String>,
 ) -> Option<RateLimit> {
@@ -108,7 +110,7 @@ pub fn compile(
         live.push(identity);
         specs.push(spec);
     }
-    let global = global_part(policy, raw, &specs, redis_prefix, fail)?;
+    let global = global_part(policy, raw, &specs, redis, fail)?;
     Some(RateLimit {
         key,
         limiters,
@@ -123,7 +125,7 @@ fn global_part(
     policy: &str,
     raw: &RawRateLimit,
     specs: &[LimitSpec],
-    redis_prefix: Option<&str>,
+    redis: Option<&Arc<RedisShared>>,
     fail: &mut Fail<'_>,
 ) -> Option<Option<Box<GlobalLimit>>> {
     let global = match raw.scope.as_ref().map(|s| (s, s.get_ref().as_str())) {
@@ -160,7 +162,7 @@ fn global_part(
         fail(span, "limits", msg);
         return None;
     }
-    let Some(prefix) = redis_prefix else {
+    let Some(redis) = redis else {
         let span = raw.scope.as_ref().map(Spanned::span).unwrap_or_default();
         let msg = "scope = \"global\" needs a top-level [redis] table (address, ...)".into();
         fail(span, "scope", msg);
@@ -207,7 +209,7 @@ fn global_part(
     };
     let kind = raw.key.get_ref();
     Some(Some(Box::new(GlobalLimit::new(
-        policy, kind, prefix, specs, mode, on_error,
+        policy, kind, redis, specs, mode, on_error,
     ))))
 }
 
@@ -307,7 +309,7 @@ mod tests {
             policy,
             &raw(src),
             registry,
-            Some("t"),
+            Some(&redis()),
             &mut fail,
             &mut Vec::new(),
         );
@@ -347,11 +349,24 @@ mod tests {
         assert_eq!(errs, ["limits[0].requests: must be at least 1"]);
     }
 
-    fn errors(src: &str, redis: Option<&str>) -> Vec<String> {
+    fn redis() -> Arc<RedisShared> {
+        let settings = crate::redis::RedisSettings::for_nodes(Vec::new(), false, "t");
+        Arc::new(RedisShared::new(settings))
+    }
+
+    fn errors(src: &str, with_redis: bool) -> Vec<String> {
         let registry = LimiterRegistry::default();
         let mut errs = Vec::new();
         let mut fail = |_: Range<usize>, f: &str, m: String| errs.push(format!("{f}: {m}"));
-        let r = compile("p", &raw(src), &registry, redis, &mut fail, &mut Vec::new());
+        let r = with_redis.then(redis);
+        let r = compile(
+            "p",
+            &raw(src),
+            &registry,
+            r.as_ref(),
+            &mut fail,
+            &mut Vec::new(),
+        );
         assert_eq!(r.is_none(), !errs.is_empty());
         errs
     }
@@ -384,25 +399,25 @@ mod tests {
     #[test]
     fn global_scope_errors_name_the_field() {
         let lim = "key = \"ip\"\nlimits = [{ requests = 100, per = \"1m\", burst = 5 }]\n";
-        let e = errors(&format!("{lim}scope = \"global\"\n"), None);
+        let e = errors(&format!("{lim}scope = \"global\"\n"), false);
         assert_eq!(e.len(), 1);
         assert!(e[0].starts_with("scope: scope = \"global\" needs a top-level [redis]"));
-        let e = errors(&format!("{lim}scope = \"planet\"\n"), Some("t"));
+        let e = errors(&format!("{lim}scope = \"planet\"\n"), true);
         assert!(e[0].starts_with("scope: unknown scope"), "{e:?}");
-        let e = errors(&format!("{lim}mode = \"exact\"\n"), Some("t"));
+        let e = errors(&format!("{lim}mode = \"exact\"\n"), true);
         assert_eq!(e, ["mode: applies only to scope = \"global\""]);
-        let e = errors(&format!("{lim}on_redis_error = \"fail_open\"\n"), Some("t"));
+        let e = errors(&format!("{lim}on_redis_error = \"fail_open\"\n"), true);
         assert_eq!(e, ["on_redis_error: applies only to scope = \"global\""]);
         let g = format!("{lim}scope = \"global\"\n");
-        let e = errors(&format!("{g}mode = \"exact\"\nlease = 5\n"), Some("t"));
+        let e = errors(&format!("{g}mode = \"exact\"\nlease = 5\n"), true);
         assert_eq!(e, ["lease: applies only to mode = \"leased\""]);
-        let e = errors(&format!("{g}lease = 106\n"), Some("t"));
+        let e = errors(&format!("{g}lease = 106\n"), true);
         assert_eq!(e, ["lease: must be between 1 and requests + burst (105)"]);
-        let e = errors(&format!("{g}lease = 0\n"), Some("t"));
+        let e = errors(&format!("{g}lease = 0\n"), true);
         assert_eq!(e.len(), 1);
-        let e = errors(&format!("{g}mode = \"fast\"\n"), Some("t"));
+        let e = errors(&format!("{g}mode = \"fast\"\n"), true);
         assert!(e[0].starts_with("mode: unknown mode"), "{e:?}");
-        let e = errors(&format!("{g}on_redis_error = \"maybe\"\n"), Some("t"));
+        let e = errors(&format!("{g}on_redis_error = \"maybe\"\n"), true);
         assert!(e[0].starts_with("on_redis_error: unknown value"), "{e:?}");
     }
 }

@@ -38,7 +38,7 @@ use super::headers::write_headers;
 use super::lease::{Grant, LeaseTable, Step};
 use super::multi::MultiDecision;
 use super::spec::LimitSpec;
-use crate::redis::{key_part, Client, RedisError, Script, Value};
+use crate::redis::{key_part, Client, RedisError, RedisShared, Script, Value};
 
 /// The GCRA "take up to n" script (see the file's header).
 static GCRA: Script = Script::new(include_str!("gcra.lua"));
@@ -71,10 +71,11 @@ pub enum OnRedisError {
 }
 
 /// A compiled global limit (one per rate-limit policy with `scope = "global"`).
-#[derive(Debug)]
 pub struct GlobalLimit {
     pub mode: GlobalMode,
     pub on_error: OnRedisError,
+    /// The generation's `[redis]`: background refills only use a client made for it.
+    redis: Arc<RedisShared>,
     /// `{prefix}:gl:{<policy>:` — the key up to the client-derived part.
     head: String,
     /// Per limit: `}:<kind>:<i>:<requests>/<period ms>+<burst>` — the key after it.
@@ -85,17 +86,28 @@ pub struct GlobalLimit {
     uid: u64,
 }
 
+impl std::fmt::Debug for GlobalLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GlobalLimit")
+            .field("mode", &self.mode)
+            .field("on_error", &self.on_error)
+            .field("head", &self.head)
+            .finish()
+    }
+}
+
 impl GlobalLimit {
-    /// Builds policy `policy`'s global limit: `kind` is its `key` setting as written, `prefix`
-    /// the `[redis]` prefix.
+    /// Builds policy `policy`'s global limit: `kind` is its `key` setting as written, `redis`
+    /// the generation's `[redis]` (its prefix starts every key).
     pub fn new(
         policy: &str,
         kind: &str,
-        prefix: &str,
+        redis: &Arc<RedisShared>,
         specs: &[LimitSpec],
         mode: GlobalMode,
         on_error: OnRedisError,
     ) -> GlobalLimit {
+        let prefix = &redis.settings.prefix;
         // Policy names go into the hash tag: anything but plain characters is hashed, so no
         // name can close the tag early or collide with another after cleaning.
         let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
@@ -124,6 +136,7 @@ impl GlobalLimit {
         GlobalLimit {
             mode,
             on_error,
+            redis: Arc::clone(redis),
             uid: fingerprint(0, format!("{head}{tails:?}").as_bytes()),
             head,
             tails,
@@ -202,11 +215,8 @@ pub fn try_local(
     });
     match step {
         Step::Fetch(n) => {
-            // Started here if this worker has a client already; else `settle` starts it.
-            if !CLIENT.with(|c| c.borrow().is_some()) {
-                LEASES.with(|t| t.borrow_mut().cancel(fp));
-                return None;
-            }
+            // Started here if this worker has a client for this generation's [redis]; else
+            // `settle` (which gets the current one) starts it.
             spawn_fetch(g, fp, n);
             None
         }
@@ -349,8 +359,15 @@ fn failed(g: &GlobalLimit, out: &mut Vec<u8>) -> Verdict {
 
 /// Starts the fetch of `n` tokens for `fp` (already marked in flight) as a task on this
 /// worker; it lands in the lease table whatever happens to the request that started it.
+/// Without a client for `g`'s `[redis]` (none yet, or one from before a reload) the mark is
+/// undone and the next request goes through [`settle`].
 fn spawn_fetch(g: &GlobalLimit, fp: u64, n: u64) {
-    let client = CLIENT.with(|c| c.borrow().clone());
+    let client = CLIENT.with(|c| {
+        let c = c.borrow();
+        c.as_ref()
+            .filter(|c| Arc::ptr_eq(c.shared(), &g.redis))
+            .cloned()
+    });
     let keys = LEASES.with(|t| t.borrow().data(fp));
     let (Some(client), Some(keys)) = (client, keys) else {
         LEASES.with(|t| t.borrow_mut().cancel(fp));
@@ -454,6 +471,11 @@ mod tests {
         }
     }
 
+    fn redis(prefix: &str) -> Arc<RedisShared> {
+        let settings = crate::redis::RedisSettings::for_nodes(Vec::new(), false, prefix);
+        Arc::new(RedisShared::new(settings))
+    }
+
     #[test]
     fn script_arguments_are_whole_microseconds_never_faster_than_the_spec() {
         assert_eq!(
@@ -482,7 +504,7 @@ mod tests {
         let g = GlobalLimit::new(
             "api",
             "header:x-user",
-            "t1",
+            &redis("t1"),
             &specs,
             GlobalMode::Exact,
             OnRedisError::FailOpen,
@@ -506,7 +528,7 @@ mod tests {
         let odd = GlobalLimit::new(
             "a}b",
             "ip",
-            "t1",
+            &redis("t1"),
             &specs,
             GlobalMode::Exact,
             OnRedisError::FailOpen,
