@@ -259,6 +259,15 @@ fn redis_outage_fails_open_or_closed_and_recovers_without_restart() {
         assert_eq!(resp.header("retry-after"), Some("1"));
         assert!(t.elapsed() < Duration::from_secs(2));
     }
+    // Operators see it: requests decided without Redis, per policy.
+    for g in &gws {
+        let s = scrape(g.admin);
+        for policy in ["p0", "p1"] {
+            let name = "ringway_ratelimit_redis_unavailable_total";
+            let n = metric(&s, name, &[("policy", policy)]).unwrap_or(0.0);
+            assert!(n >= 1.0, "{policy}: {n}");
+        }
+    }
     stop.store(true, Ordering::Relaxed);
     for h in load {
         assert!(h.join().unwrap() > 0);
@@ -411,4 +420,93 @@ fn global_scope_without_redis_is_a_config_error_naming_the_field() {
     assert!(all.contains("check.toml:5"), "{all}");
     assert!(all.contains("policies.g.rate_limit.scope"), "{all}");
     assert!(all.contains("[redis]"), "{all}");
+}
+
+/// The node (of `nodes`) holding a key matching `pattern`, and that key.
+fn find_key(nodes: &[String], pattern: &str) -> Option<(String, String)> {
+    nodes.iter().find_map(|n| {
+        let keys = redis_cli(n, &["KEYS", pattern]);
+        let k = keys.lines().find(|l| !l.is_empty())?;
+        Some((n.clone(), k.to_string()))
+    })
+}
+
+/// The master serving `slot`, from `CLUSTER NODES` ("id host:port@cport flags master - ... 0-5460").
+fn slot_owner(node: &str, slot: u16) -> Option<String> {
+    let nodes = redis_cli(node, &["CLUSTER", "NODES"]);
+    nodes.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let serves = f.iter().skip(8).any(|r| {
+            let (a, b) = r.split_once('-').unwrap_or((r, r));
+            match (a.parse::<u16>(), b.parse::<u16>()) {
+                (Ok(a), Ok(b)) => (a..=b).contains(&slot),
+                _ => false,
+            }
+        });
+        serves.then(|| f.get(1)?.split('@').next().map(str::to_string))?
+    })
+}
+
+/// Moves `slot` from `src` to `dst` the way `redis-cli --cluster reshard` does: IMPORTING /
+/// MIGRATING, MIGRATE its keys, then give the slot to `dst` on every node.
+fn migrate_slot(nodes: &[String], slot: &str, src: &str, dst: &str) {
+    let id = |n: &str| redis_cli(n, &["CLUSTER", "MYID"]).trim().to_string();
+    let (src_id, dst_id) = (id(src), id(dst));
+    redis_cli(dst, &["CLUSTER", "SETSLOT", slot, "IMPORTING", &src_id]);
+    redis_cli(src, &["CLUSTER", "SETSLOT", slot, "MIGRATING", &dst_id]);
+    let (host, port) = dst.rsplit_once(':').unwrap_or(("127.0.0.1", "0"));
+    loop {
+        let keys = redis_cli(src, &["CLUSTER", "GETKEYSINSLOT", slot, "100"]);
+        let keys: Vec<&str> = keys.lines().filter(|l| !l.is_empty()).collect();
+        if keys.is_empty() {
+            break;
+        }
+        let mut args = vec!["MIGRATE", host, port, "", "0", "5000", "KEYS"];
+        args.extend(keys);
+        redis_cli(src, &args);
+    }
+    for n in nodes {
+        redis_cli(n, &["CLUSTER", "SETSLOT", slot, "NODE", &dst_id]);
+    }
+}
+
+#[test]
+fn exact_stays_exact_while_its_slot_migrates() {
+    let c = RedisCluster::shared();
+    let up = Upstream::fixed(200, "ok", "app");
+    let prefix = unique_prefix("migrate");
+    let exact = format!("{PER_MIN}, mode = \"exact\" }}");
+    let body = config(&cluster(c), &prefix, up.addr, &[("/exact", &exact)]);
+    let gws = start_group(&body);
+    // The limit's hash tag for tenant "mig" (policy p0): where its one key lives.
+    let tag = format!("{{p0:{}}}", ringway::redis::key_part(b"mig"));
+    let slot = redis_cli(&c.nodes[0], &["CLUSTER", "KEYSLOT", &tag]);
+    let slot = slot.trim().to_string();
+    let src = slot_owner(&c.nodes[0], slot.parse().unwrap_or(0)).expect("slot owner");
+    let dst = c.nodes.iter().find(|n| **n != src).cloned();
+    let dst = dst.unwrap_or_default();
+    let t0 = redis_time_us(&src);
+    assert_eq!(statuses(gws[0].addr, "/exact", "mig", 1), [200]);
+    let (admitted, migrated_at) = thread::scope(|s| {
+        let load = s.spawn(|| hammer(&gws, "/exact", "mig", 6, Duration::from_millis(2_000)));
+        thread::sleep(Duration::from_millis(700));
+        let at = t0.abs_diff(redis_time_us(&src)) / 1000;
+        migrate_slot(&c.nodes, &slot, &src, &dst);
+        (load.join().unwrap(), at)
+    });
+    let t = redis_time_us(&dst).saturating_sub(t0);
+    let gcra = 1000 + t / T_US;
+    eprintln!(
+        "[migration] slot {slot} moved {src} -> {dst} {migrated_at} ms in; admitted {} of bound {gcra} \
+         (429: {}, other: {})",
+        admitted.0 + 1, admitted.1, admitted.2
+    );
+    assert_eq!(
+        admitted.2, 0,
+        "every request answered 200 or 429 during the move"
+    );
+    let total = admitted.0 as u64 + 1;
+    assert!(total <= gcra && total + 2 >= gcra, "{total} vs {gcra}");
+    assert_eq!(find_key(&[src.clone()], &format!("{prefix}:*")), None);
+    assert!(find_key(&[dst], &format!("{prefix}:*")).is_some());
 }

@@ -29,6 +29,7 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -84,6 +85,9 @@ pub struct GlobalLimit {
     args: Arc<[Box<[u8]>]>,
     /// Seeds this policy's lease-table fingerprints.
     uid: u64,
+    /// Requests decided by `on_redis_error` (Redis failed or this worker is pausing after a
+    /// failure); only touched then, never on a healthy request.
+    unavailable: AtomicU64,
 }
 
 impl std::fmt::Debug for GlobalLimit {
@@ -137,6 +141,7 @@ impl GlobalLimit {
             mode,
             on_error,
             redis: Arc::clone(redis),
+            unavailable: AtomicU64::new(0),
             uid: fingerprint(0, format!("{head}{tails:?}").as_bytes()),
             head,
             tails,
@@ -157,6 +162,11 @@ impl GlobalLimit {
             .iter()
             .map(|t| format!("{}{part}{t}", self.head))
             .collect()
+    }
+
+    /// Requests this policy decided by `on_redis_error` (for metrics).
+    pub fn redis_unavailable(&self) -> u64 {
+        self.unavailable.load(Ordering::Relaxed)
     }
 
     /// The lease-table fingerprint of `key` under this policy.
@@ -348,6 +358,7 @@ fn exact_verdict(grant: &Grant, specs: &[LimitSpec], out: &mut Vec<u8>) -> Verdi
 
 /// `on_redis_error`: this instance's own limiter decides, or 503 with `Retry-After: 1`.
 fn failed(g: &GlobalLimit, out: &mut Vec<u8>) -> Verdict {
+    g.unavailable.fetch_add(1, Ordering::Relaxed);
     match g.on_error {
         OnRedisError::FailOpen => Verdict::Local,
         OnRedisError::FailClosed => {
