@@ -269,3 +269,90 @@ fn a_bad_redis_table_is_refused_with_file_line_and_field() {
     ));
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn tls_to_redis_is_verified_for_commands_and_subscriptions() {
+    use common::tls::{Ca, Key};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("redis test ca");
+    ca.write(dir.path(), "ca");
+    let srv = ca.server(dir.path(), "redis", &["redis.test"], Key::EcdsaP256);
+    let tls_port = common::free_port().to_string();
+    let (cert, key, ca_file) = (
+        srv.cert_path.display().to_string(),
+        srv.key_path.display().to_string(),
+        dir.path().join("ca.pem").display().to_string(),
+    );
+    let redis = RedisServer::start_with(&[
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-ca-cert-file",
+        &ca_file,
+        "--tls-auth-clients",
+        "no",
+    ]);
+    let load = |name: &str| {
+        let text = format!(
+            "version = 1\n[[listeners]]\nname = \"p\"\naddress = \"127.0.0.1:0\"\n[redis]\n\
+             nodes = [\"127.0.0.1:{tls_port}\"]\nprefix = \"t7\"\n\
+             tls = {{ ca = \"ca.pem\", server_name = \"{name}\" }}\n"
+        );
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let cfg = ringway::config::load(&path, 1).unwrap_or_else(|e| panic!("{e:?}"));
+        Client::new(cfg.redis.clone().expect("[redis]"))
+    };
+    let good = load("redis.test");
+    let wrong = load("not-redis.test");
+    let shared = good.shared().clone();
+    block_on(async {
+        assert_eq!(
+            good.cmd(None, &[b"PING"]).await,
+            Ok(Value::Status(b"PONG".to_vec()))
+        );
+        let err = wrong.cmd(None, &[b"PING"]).await.unwrap_err();
+        assert!(
+            matches!(&err, RedisError::Unavailable(m) if m.contains("TLS")),
+            "{err:?}"
+        );
+        // Pub/sub over TLS: a message published by another client arrives.
+        let mut sub = ringway::redis::Subscription::open(shared.clone(), b"t7:chan")
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            good.cmd(None, &[b"PUBLISH", b"t7:chan", b"hello"])
+                .await
+                .unwrap();
+            if let Ok(Some(m)) = sub.next(Duration::from_millis(100)).await {
+                assert_eq!(m, b"hello");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no message over the TLS subscription"
+            );
+        }
+        // Many calls in flight over one TLS connection keep their order.
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let c = good.clone();
+            tasks.push(monoio::spawn(async move {
+                let k = format!("t7:{i}");
+                c.cmd(None, &[b"SET", k.as_bytes(), k.as_bytes()])
+                    .await
+                    .unwrap();
+                c.cmd(None, &[b"GET", k.as_bytes()]).await.unwrap()
+            }));
+        }
+        for (i, t) in tasks.into_iter().enumerate() {
+            assert_eq!(t.await, Value::Bytes(format!("t7:{i}").into_bytes()));
+        }
+    });
+    // Only the TLS port was configured: a plain connection could not have answered.
+    assert!(redis.cli(&["CONFIG", "GET", "tls-port"]).contains(&tls_port));
+}

@@ -253,7 +253,7 @@ impl Client {
     async fn dial(&self, node: &Node, slot: usize) -> Result<Conn, RedisError> {
         node.dialing.set(true);
         let s = &self.inner.shared.settings;
-        let res = Conn::open(node.addr, s.connect_timeout, &setup_commands(s)).await;
+        let res = Conn::open(node.addr, s).await;
         node.dialing.set(false);
         match &res {
             Ok(c) => {
@@ -316,21 +316,4 @@ impl Client {
             }
         }
     }
-}
-
-/// `AUTH` and `SELECT`, run on every new connection before anything else.
-pub(super) fn setup_commands(s: &super::settings::RedisSettings) -> Vec<Vec<Vec<u8>>> {
-    let mut out = Vec::new();
-    if let Some(p) = &s.password {
-        let mut auth = vec![b"AUTH".to_vec()];
-        if let Some(u) = &s.username {
-            auth.push(u.clone().into_bytes());
-        }
-        auth.push(p.clone().into_bytes());
-        out.push(auth);
-    }
-    if s.db != 0 {
-        out.push(vec![b"SELECT".to_vec(), s.db.to_string().into_bytes()]);
-    }
-    out
 }
