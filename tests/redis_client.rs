@@ -264,10 +264,14 @@ fn a_bad_redis_table_is_refused_with_file_line_and_field() {
         assert!(err.contains(&format!(":{line}:")), "{table}: {err}");
         assert!(err.contains(field), "{table}: {err}");
     }
-    let (code, _, err) = common::check_config(&format!(
+    let (code, out, err) = common::check_config(&format!(
         "{base}[redis]\nnodes = [\"127.0.0.1:6379\"]\ncluster = false\ntimeout = \"20ms\"\n"
     ));
     assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("redis: 127.0.0.1:6379 (standalone), prefix \"ringway\", timeout 20ms"),
+        "{out}"
+    );
 }
 
 #[test]
