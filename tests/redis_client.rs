@@ -358,5 +358,50 @@ fn tls_to_redis_is_verified_for_commands_and_subscriptions() {
         }
     });
     // Only the TLS port was configured: a plain connection could not have answered.
-    assert!(redis.cli(&["CONFIG", "GET", "tls-port"]).contains(&tls_port));
+    assert!(redis
+        .cli(&["CONFIG", "GET", "tls-port"])
+        .contains(&tls_port));
+}
+
+#[test]
+fn cluster_failover_is_followed_without_a_restart() {
+    let mut cluster = RedisCluster::start(3, 1);
+    let c = client_for(&cluster.nodes[..1], true, "t8");
+    let shared = c.shared().clone();
+    let key = "t8:{fail}:v";
+    let cli = common::redis::redis_cli;
+    block_on(async {
+        let k = key.as_bytes();
+        c.cmd(Some(k), &[b"SET", k, b"kept"]).await.unwrap();
+        // The replica has it before its master dies (WAIT within the client's 100 ms).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while c.cmd(Some(k), &[b"WAIT", b"1", b"50"]).await != Ok(Value::Int(1)) {
+            assert!(Instant::now() < deadline, "the replica never caught up");
+        }
+        let slot = cluster.cli(&["CLUSTER", "KEYSLOT", key]).trim().to_string();
+        let master = (0..cluster.nodes.len())
+            .find(|&i| {
+                let n = &cluster.nodes[i];
+                cli(n, &["ROLE"]).starts_with("master")
+                    && cli(n, &["CLUSTER", "COUNTKEYSINSLOT", &slot]).trim() != "0"
+            })
+            .expect("the key's master");
+        cluster.kill(master);
+        let t = Instant::now();
+        let deadline = t + Duration::from_secs(30);
+        loop {
+            if let Ok(v) = c.cmd(Some(k), &[b"GET", k]).await {
+                assert_eq!(v, Value::Bytes(b"kept".to_vec()));
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the promoted replica was never used"
+            );
+            monoio::time::sleep(Duration::from_millis(100)).await;
+        }
+        println!("served again {:?} after the master was killed", t.elapsed());
+    });
+    assert!(shared.health.went_down.load(Relaxed) >= 1);
+    assert!(shared.health.is_up());
 }

@@ -342,7 +342,11 @@ fn redis(c: &Compiled, s: &mut String) {
     let Some(r) = &c.redis else { return };
     let st = &r.settings;
     let nodes: Vec<String> = st.nodes.iter().map(|a| a.to_string()).collect();
-    let kind = if st.cluster { "cluster seeds" } else { "standalone" };
+    let kind = if st.cluster {
+        "cluster seeds"
+    } else {
+        "standalone"
+    };
     let tls = if st.tls.is_some() { ", tls" } else { "" };
     let _ = writeln!(
         s,
