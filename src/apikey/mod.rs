@@ -22,11 +22,15 @@
 pub mod cli;
 pub mod file;
 pub mod key;
+pub mod records;
 pub mod settings;
 pub mod store;
 mod types;
 
 pub use key::{key_id, KeyId};
-pub use settings::{load_store, load_store_with_env, RawApiKeys, DEFAULT_SECRET_ENV};
+pub use records::{KeyCache, SyncSettings};
+pub use settings::{
+    load_store, load_store_with_env, LoadedStore, RawApiKeys, StoreKind, DEFAULT_SECRET_ENV,
+};
 pub use store::{KeyMatch, KeyStore};
 pub use types::{HashMode, KeyError};
