@@ -1,4 +1,5 @@
-//! `ringway keys create|list|revoke|rotate`: manages the keys file named by `[api_keys]`.
+//! `ringway keys create|list|revoke|rotate|import`: manages the keys file named by
+//! `[api_keys]`, or with `store = "redis"` the Redis key store (`redis_cli.rs`).
 //!
 //! Invariants: a plain key is printed exactly once (stdout, after the file was written) and
 //! never stored; `list` never prints keys or hashes. Every change is a locked
@@ -20,7 +21,7 @@ use serde::Deserialize;
 
 use super::file::{self, KeyEntry, Located};
 use super::key::{self, KeyId};
-use super::settings::{self, KeysSettings, RawApiKeys};
+use super::settings::{self, KeysSettings, RawApiKeys, StoreKind};
 use super::store::Hasher;
 use crate::civil::{format_rfc3339, unix_now as now_unix};
 use crate::config::errors::ConfigError;
@@ -64,6 +65,13 @@ pub enum KeysCmd {
         /// Lifetime of the new key (default: no expiry).
         #[arg(long, value_parser = parse_lifetime)]
         expires: Option<Duration>,
+    },
+    /// Copy the keys file into the Redis key store (`store = "redis"`); keys already in Redis
+    /// are left as they are. Also initializes an empty store when the file does not exist.
+    Import {
+        /// Keys file to read (default: `api_keys.file`).
+        #[arg(long)]
+        from: Option<std::path::PathBuf>,
     },
 }
 
@@ -116,11 +124,14 @@ pub fn run(cmd: &KeysCmd, config: &Path) -> ExitCode {
 
 /// Runs a `keys` subcommand; returns the exit code.
 pub fn run_with(cmd: &KeysCmd, config: &Path, io: &mut KeysIo<'_>) -> u8 {
-    let result = match cmd {
-        KeysCmd::Create { consumer, expires } => create(config, consumer, *expires, io),
-        KeysCmd::List => list(config, io),
-        KeysCmd::Revoke { id } => revoke(config, id, io),
-        KeysCmd::Rotate { id, grace, expires } => rotate(config, id, *grace, *expires, io),
+    let redis = match load_settings(config) {
+        Ok(l) if l.settings.store == StoreKind::Redis => Some(l),
+        _ => None,
+    };
+    let result = match (cmd, redis) {
+        (_, Some(loaded)) => super::redis_cli::run(cmd, config, &loaded, io),
+        (KeysCmd::Import { .. }, None) => import_needs_redis(config),
+        (cmd, None) => run_file(cmd, config, io),
     };
     match result {
         Ok(()) => EXIT_OK,
@@ -135,7 +146,26 @@ pub fn run_with(cmd: &KeysCmd, config: &Path, io: &mut KeysIo<'_>) -> u8 {
     }
 }
 
-enum Fail {
+fn import_needs_redis(config: &Path) -> Result<(), Fail> {
+    // A config problem is reported as such; otherwise the store is the file one.
+    load_settings(config)?;
+    Err(Fail::Msg(
+        "`keys import` copies the keys file into Redis: set store = \"redis\" in [api_keys] (and a [redis] table) first".into(),
+    ))
+}
+
+/// The keys-file store (`store = "file"`).
+fn run_file(cmd: &KeysCmd, config: &Path, io: &mut KeysIo<'_>) -> Result<(), Fail> {
+    match cmd {
+        KeysCmd::Create { consumer, expires } => create(config, consumer, *expires, io),
+        KeysCmd::List => list(config, io),
+        KeysCmd::Revoke { id } => revoke(config, id, io),
+        KeysCmd::Rotate { id, grace, expires } => rotate(config, id, *grace, *expires, io),
+        KeysCmd::Import { .. } => import_needs_redis(config),
+    }
+}
+
+pub(super) enum Fail {
     Config(Vec<ConfigError>),
     Msg(String),
 }
@@ -153,12 +183,12 @@ struct MainConfig {
 }
 
 /// `[api_keys]` of the main config, validated, plus the config text (for error positions).
-struct Loaded {
-    settings: KeysSettings,
-    src: String,
+pub(super) struct Loaded {
+    pub(super) settings: KeysSettings,
+    pub(super) src: String,
 }
 
-fn load_settings(config: &Path) -> Result<Loaded, Fail> {
+pub(super) fn load_settings(config: &Path) -> Result<Loaded, Fail> {
     let src = std::fs::read_to_string(config)
         .map_err(|e| format!("cannot read config {}: {e}", config.display()))?;
     let main: MainConfig = toml::from_str(&src).map_err(|e| {
@@ -192,7 +222,7 @@ fn load_settings(config: &Path) -> Result<Loaded, Fail> {
 }
 
 /// The hasher for new keys (reads the HMAC secret).
-fn hasher(loaded: &Loaded, config: &Path, io: &KeysIo<'_>) -> Result<Hasher, Fail> {
+pub(super) fn hasher(loaded: &Loaded, config: &Path, io: &KeysIo<'_>) -> Result<Hasher, Fail> {
     let secret = loaded.settings.secret(io.env).map_err(|e| {
         Fail::Config(vec![ConfigError::at(
             config,
@@ -205,7 +235,7 @@ fn hasher(loaded: &Loaded, config: &Path, io: &KeysIo<'_>) -> Result<Hasher, Fai
     Ok(Hasher::new(loaded.settings.mode, secret.as_deref())?)
 }
 
-fn deadline(now: u64, d: Duration) -> Result<u64, String> {
+pub(super) fn deadline(now: u64, d: Duration) -> Result<u64, String> {
     now.checked_add(d.as_secs())
         .filter(|&t| t <= MAX_TIMESTAMP)
         .ok_or_else(|| "that duration ends after the year 9999".to_string())
@@ -410,7 +440,7 @@ fn rotate(
     Ok(())
 }
 
-fn status(e: &KeyEntry, now: u64) -> &'static str {
+pub(super) fn status(e: &KeyEntry, now: u64) -> &'static str {
     if e.revoked {
         "revoked"
     } else if e.expires.is_some_and(|t| now >= t) {
@@ -432,6 +462,11 @@ fn list(config: &Path, io: &mut KeysIo<'_>) -> Result<(), Fail> {
         return Ok(());
     };
     let entries = file::parse_keys(&src, &s.file, s.mode).map_err(Fail::Config)?;
+    print_table(&entries, io)
+}
+
+/// The `list` table: id, consumer, created, expires, status (never keys or hashes).
+pub(super) fn print_table(entries: &[KeyEntry], io: &mut KeysIo<'_>) -> Result<(), Fail> {
     let rows: Vec<[String; 5]> = entries
         .iter()
         .map(|e| {
@@ -595,6 +630,13 @@ mod tests {
             KeysCmd::Create {
                 consumer: "acme".into(),
                 expires: Some(Duration::from_secs(30 * 86_400)),
+            }
+        );
+        let (cmd, _) = parse(&["keys", "import", "--from", "old.toml"]).unwrap();
+        assert_eq!(
+            cmd,
+            KeysCmd::Import {
+                from: Some("old.toml".into())
             }
         );
         let (cmd, _) = parse(&["keys", "rotate", "0000abcd"]).unwrap();
@@ -858,6 +900,15 @@ mod tests {
         assert!(err.contains(&format!("keys.toml:{line}:")), "{err}");
         assert!(err.contains("keys[0].colour"), "{err}");
         assert_eq!(fs::read_to_string(env.keys_path()).unwrap(), broken);
+    }
+
+    #[test]
+    fn import_needs_the_redis_store() {
+        let env = Env::new("");
+        let (code, out, err) = env.run(&["import"], T0);
+        assert_eq!((code, out.as_str()), (1, ""));
+        assert!(err.contains("store = \"redis\""), "{err}");
+        assert!(!env.keys_path().exists());
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub mod cli;
 pub mod file;
 pub mod key;
 pub mod records;
+mod redis_cli;
+pub mod redis_store;
 pub mod settings;
 pub mod store;
 mod types;
