@@ -32,6 +32,8 @@ pub mod notify;
 pub mod policy;
 pub mod privileges;
 pub mod ratelimit;
+pub mod redis;
+pub mod redis_sync;
 pub mod request_id;
 pub mod resilience;
 pub mod route;

@@ -44,6 +44,9 @@ pub struct Shared {
     pub runtime: crate::config::Runtime,
     /// Open client connections, process-wide and per client address (the connection caps).
     pub admission: crate::admission::Admission,
+    /// The Redis background thread (`redis_sync`) and the flag that asks it to finish.
+    pub redis_sync: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    pub redis_stop: AtomicBool,
 }
 
 /// What the admin API reports about config loading.
@@ -79,6 +82,8 @@ impl Shared {
             reloads_failed: AtomicU64::new(0),
             runtime,
             admission: crate::admission::Admission::new(),
+            redis_sync: std::sync::Mutex::new(None),
+            redis_stop: AtomicBool::new(false),
         })
     }
 

@@ -27,6 +27,8 @@ pub struct Runtime {
     pub dns: crate::dns::DnsCache,
     /// The last API-key set synced from Redis (`[api_keys] store = "redis"`).
     pub api_keys: crate::apikey::KeyCache,
+    /// The `[redis]` record (connections' settings, health), kept while the table is unchanged.
+    pub redis: crate::redis::RedisRegistry,
 }
 
 /// Dense index into `Compiled::upstreams`.
@@ -61,6 +63,8 @@ pub struct Compiled {
     pub conn_limits: ConnLimits,
     /// How upstream host names are resolved (`[dns]`).
     pub dns: crate::dns::DnsSettings,
+    /// `[redis]`, when instances share state.
+    pub redis: Option<std::sync::Arc<crate::redis::RedisShared>>,
     /// The file content this generation was compiled from: re-compiled as is when a host
     /// name's addresses change, so an unreviewed edit on disk is never picked up that way.
     pub source_text: std::sync::Arc<str>,

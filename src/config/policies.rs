@@ -35,6 +35,7 @@ pub(super) fn compile_policies(
     raw: &RawConfig,
     file: &Path,
     rt: &Runtime,
+    redis: Option<&std::sync::Arc<crate::redis::RedisShared>>,
     errs: &mut Diag,
 ) -> CompiledPolicies {
     let base_dir = file.parent().unwrap_or(Path::new("."));
@@ -66,7 +67,12 @@ pub(super) fn compile_policies(
 
     let mut ids = HashMap::new();
     let mut live_limiters = Vec::new();
-    let cx = PolicyContext { raw, base_dir, rt };
+    let cx = PolicyContext {
+        raw,
+        base_dir,
+        rt,
+        redis,
+    };
     for (name, p) in &raw.policies {
         let n = name.get_ref();
         // Every kind present compiles (so its errors are reported) before the count check.
@@ -182,6 +188,9 @@ struct PolicyContext<'a> {
     /// The config file's directory (key files are relative to it).
     base_dir: &'a Path,
     rt: &'a Runtime,
+    /// `[redis]`, for policies with shared state (global limits, quotas).
+    #[allow(dead_code)] // read by the global-limit and quota policies as they land
+    redis: Option<&'a std::sync::Arc<crate::redis::RedisShared>>,
 }
 
 /// Dispatches policy `n` to the `compile` of each kind it sets, with errors under

@@ -58,6 +58,8 @@ pub struct RawConfig {
     /// How upstream host names are resolved and re-resolved.
     #[serde(default)]
     pub dns: RawDns,
+    /// The Redis server or cluster instances share state through.
+    pub redis: Option<crate::redis::RawRedis>,
 }
 
 /// `[dns]`: name servers and TTL bounds for upstream host names.

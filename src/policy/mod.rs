@@ -12,4 +12,5 @@ pub mod cors;
 pub mod ip;
 pub mod pipeline;
 pub mod rate_limit;
+pub mod remote;
 pub mod transform;

@@ -227,20 +227,27 @@ pub struct Facts<'a> {
     pub peer_cert: Option<&'a PeerCert>,
 }
 
-/// Runs the route's policies in order. On `Err`, `fx.response_lines` already holds the headers
-/// the denial needs (`WWW-Authenticate`, `Retry-After`, `RateLimit*`).
+/// Runs the route's policies in order, from `ids[from]`. `Ok(None)`: every one passed.
+/// `Ok(Some(i))`: policy `ids[i]` cannot decide without Redis; the caller awaits
+/// `policy::remote::settle` for it and calls again with `from = i + 1`. On `Err`,
+/// `fx.response_lines` already holds the headers the denial needs (`WWW-Authenticate`,
+/// `Retry-After`, `RateLimit*`).
 pub fn run<'a>(
     ps: &'a Policies,
     ids: &[PolicyId],
+    from: usize,
     f: &Facts<'a>,
     caller: &mut Caller<'a>,
     fx: &mut Effects,
     tokens: &mut TokenCache,
-) -> Result<(), Denial> {
-    for id in ids {
+) -> Result<Option<usize>, Denial> {
+    for (i, id) in ids.iter().enumerate().skip(from) {
         let Some(p) = ps.list.get(id.0 as usize) else {
             continue;
         };
+        // An arm that cannot decide without Redis (a global limit, a quota) returns
+        // `Ok(Some(i))`; `policy::remote::settle` then decides it.
+        let _ = i;
         match &p.policy {
             Policy::ApiKey(k) => api_key(ps, k, f, caller, fx)?,
             Policy::Jwt(j) => jwt(j, f, caller, fx, tokens)?,
@@ -279,7 +286,7 @@ pub fn run<'a>(
             Policy::Cors(_) => {}
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 fn challenge(fx: &mut Effects, scheme: &str) {
