@@ -3,13 +3,12 @@
 //! worker use a new key set without a reload by anyone.
 //!
 //! - The subscriber holds a SUBSCRIBE connection on the store's channel; every message (each
-//!   write publishes its version) and every (re)connect wakes the syncer. A subscription is
-//!   dropped and reopened after `RESUBSCRIBE` of silence, so a half-dead connection cannot
-//!   hide messages for long and a config change of `[redis]` is picked up.
+//!   write publishes its version) and every (re)connect wakes the syncer; a closed
+//!   subscription is reopened with a short backoff.
 //! - The syncer runs `apikey::redis_store::sync_once` on each wake-up and at least every
 //!   `POLL` (one `GET` of the version: a message lost in a reconnect costs at most `POLL`).
 //!   When the version changed it re-reads all records, validates them into the cache, and
-//!   recompiles the serving config (`control::refresh_addresses`, as the DNS refresh does):
+//!   recompiles the serving config (`control::recompile_current`, as the DNS refresh does):
 //!   the store stays inside `Compiled`, so the request path is unchanged - no extra atomic
 //!   load, no lock - and one request still sees one key set from head to last byte.
 //!   Then it writes the local snapshot.
@@ -32,9 +31,6 @@ use crate::shared::Shared;
 
 /// Longest time between two version checks (the bound when a message is lost).
 pub const POLL: Duration = Duration::from_secs(1);
-
-/// A quiet subscription is reopened after this long.
-const RESUBSCRIBE: Duration = Duration::from_secs(30);
 
 /// Wait before reopening a failed subscription (doubles up to `MAX_BACKOFF`).
 const BACKOFF: Duration = Duration::from_millis(100);
@@ -151,7 +147,7 @@ async fn run_for(shared: &Arc<Shared>, target: Target) {
 /// Publishes the cache's key set to the workers (a recompile of the serving config) and
 /// writes the snapshot. False if the recompile failed (retried at the next wake-up).
 fn apply(shared: &Shared, sync: &SyncSettings) -> bool {
-    if let Err(e) = crate::control::refresh_addresses(shared) {
+    if let Err(e) = crate::control::recompile_current(shared, "API keys synced from Redis") {
         crate::log::error(&format!(
             "api_keys: the synced keys cannot be applied, the config does not compile any more ({e}); retrying"
         ));
@@ -187,10 +183,11 @@ async fn subscribe(redis: Arc<RedisShared>, channel: String, wake: Rc<Wake>, sto
         // Anything published while no subscription was open is caught by this check.
         wake.ring();
         while !stop.get() {
-            // On timeout the subscription is dropped, never reused after a cancelled read.
-            match monoio::time::timeout(RESUBSCRIBE, sub.next()).await {
-                Ok(Ok(_version)) => wake.ring(),
-                Ok(Err(_)) | Err(_) => break,
+            // `next` waits without cancelling a read; silence only re-checks `stop`.
+            match sub.next(POLL).await {
+                Ok(Some(_version)) => wake.ring(),
+                Ok(None) => {}
+                Err(_) => break,
             }
         }
     }

@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 const SECRET: &str = "an-hmac-secret-of-sufficient-length";
 const BOUND: Duration = Duration::from_secs(2);
 
-fn redis_table(redis: SocketAddr, prefix: &str) -> String {
-    format!("[redis]\naddress = \"{redis}\"\nprefix = \"{prefix}\"\n")
+fn redis_table(redis: &str, prefix: &str) -> String {
+    format!("[redis]\nnodes = [\"{redis}\"]\nprefix = \"{prefix}\"\n")
 }
 
 /// The CLI's config: `[api_keys]` and `[redis]` are all it reads.
-fn cli_config(dir: &Path, redis: SocketAddr, prefix: &str) -> PathBuf {
+fn cli_config(dir: &Path, redis: &str, prefix: &str) -> PathBuf {
     let p = dir.join("cli.toml");
     std::fs::write(
         &p,
@@ -61,7 +61,7 @@ fn key_id(key: &str) -> String {
     key["rwk_".len().."rwk_".len() + 8].to_string()
 }
 
-fn gateway_config(up: SocketAddr, redis: SocketAddr, prefix: &str, snapshot: &str) -> String {
+fn gateway_config(up: SocketAddr, redis: &str, prefix: &str, snapshot: &str) -> String {
     format!(
         "[api_keys]\nstore = \"redis\"\n{snapshot}\n{}\n\
          [policies.key]\napi_key = {{}}\n\n{}\n\
@@ -71,7 +71,7 @@ fn gateway_config(up: SocketAddr, redis: SocketAddr, prefix: &str, snapshot: &st
     )
 }
 
-fn start(up: SocketAddr, redis: SocketAddr, prefix: &str, snapshot: &str) -> Gateway {
+fn start(up: SocketAddr, redis: &str, prefix: &str, snapshot: &str) -> Gateway {
     Gateway::start_env(
         &gateway_config(up, redis, prefix, snapshot),
         2,
@@ -107,7 +107,7 @@ fn cli_changes_reach_three_instances_within_two_seconds() {
     let redis = RedisServer::start();
     let prefix = "t-keys-sync";
     let dir = tempfile::tempdir().unwrap();
-    let cli = cli_config(dir.path(), redis.addr(), prefix);
+    let cli = cli_config(dir.path(), &redis.addr(), prefix);
 
     // Before import the store does not exist: changes are refused, nothing is half-written.
     let (code, _, err) = keys(&cli, &["create", "--consumer", "acme"]);
@@ -130,7 +130,7 @@ fn cli_changes_reach_three_instances_within_two_seconds() {
 
     let up = Upstream::echo();
     let gws: Vec<Gateway> = (0..3)
-        .map(|_| start(up.addr, redis.addr(), prefix, ""))
+        .map(|_| start(up.addr, &redis.addr(), prefix, ""))
         .collect();
     until_all(&gws, &imported, 200, Instant::now());
 
@@ -161,20 +161,46 @@ fn cli_changes_reach_three_instances_within_two_seconds() {
 
     // `list` shows the store; no key material.
     let listing = ok(&cli, &["list"]);
-    assert!(listing.contains(&key_id(&alice)) && listing.contains("revoked"), "{listing}");
+    assert!(
+        listing.contains(&key_id(&alice)) && listing.contains("revoked"),
+        "{listing}"
+    );
     assert!(!listing.contains(&bob2[14..]), "{listing}");
 
     // Hostile records written behind the CLI's back: skipped and logged, the rest work.
     let records = format!("{prefix}:keys:{{store}}:records");
     let version = format!("{prefix}:keys:{{store}}:version");
     let channel = format!("{prefix}:keys:{{store}}:events");
-    redis_cli(redis.addr(), &["HSET", &records, "0badc0de", "[[keys]]\nid = \"0badc0de\"\nconsumer = \"x\"\n"]);
-    redis_cli(redis.addr(), &["HSET", &records, "\u{1b}[31mevil", "\u{0}\u{1}not toml"]);
-    redis_cli(redis.addr(), &["INCR", &version]);
-    redis_cli(redis.addr(), &["PUBLISH", &channel, "x"]);
+    redis_cli(
+        &redis.addr(),
+        &[
+            "HSET",
+            &records,
+            "0badc0de",
+            "[[keys]]\nid = \"0badc0de\"\nconsumer = \"x\"\n",
+        ],
+    );
+    redis_cli(
+        &redis.addr(),
+        &[
+            "HSET",
+            &records,
+            "\u{1b}[31mevil",
+            "\u{1}\u{7}not toml = [[[",
+        ],
+    );
+    redis_cli(&redis.addr(), &["INCR", &version]);
+    redis_cli(&redis.addr(), &["PUBLISH", &channel, "x"]);
     for gw in &gws {
         gw.wait_log("skipped the record \"0badc0de\"", Duration::from_secs(5));
-        gw.wait_log("skipped the record \"\\u{1b}[31mevil\"", Duration::from_secs(5));
+        gw.wait_log(
+            "skipped the record \"\\u{1b}[31mevil\"",
+            Duration::from_secs(5),
+        );
+        assert!(
+            !gw.logs().contains('\u{1b}'),
+            "raw escape bytes reached the log"
+        );
     }
     for gw in &gws {
         assert_eq!(status(gw, &bob2), 200);
@@ -196,7 +222,7 @@ fn last_known_keys_survive_a_redis_outage_and_changes_apply_after_recovery() {
     let mut redis = RedisServer::start();
     let prefix = "t-keys-outage";
     let dir = tempfile::tempdir().unwrap();
-    let cli = cli_config(dir.path(), redis.addr(), prefix);
+    let cli = cli_config(dir.path(), &redis.addr(), prefix);
     ok(&cli, &["import"]); // no keys file: an empty store
     let a = ok(&cli, &["create", "--consumer", "a"]);
     let b = ok(&cli, &["create", "--consumer", "b"]);
@@ -205,17 +231,20 @@ fn last_known_keys_survive_a_redis_outage_and_changes_apply_after_recovery() {
     let snapshot = format!("snapshot = \"{}\"", snap.display());
     let up = Upstream::echo();
     let gws: Vec<Gateway> = vec![
-        start(up.addr, redis.addr(), prefix, &snapshot),
-        start(up.addr, redis.addr(), prefix, ""),
-        start(up.addr, redis.addr(), prefix, ""),
+        start(up.addr, &redis.addr(), prefix, &snapshot),
+        start(up.addr, &redis.addr(), prefix, ""),
+        start(up.addr, &redis.addr(), prefix, ""),
     ];
     until_all(&gws, &a, 200, Instant::now());
     until_all(&gws, &b, 200, Instant::now());
     // The snapshot holds hashes only.
     let text = std::fs::read_to_string(&snap).unwrap();
-    assert!(text.contains(&key_id(&a)) && !text.contains(&a[14..]), "{text}");
+    assert!(
+        text.contains(&key_id(&a)) && !text.contains(&a[14..]),
+        "{text}"
+    );
 
-    redis_cli(redis.addr(), &["SAVE"]);
+    redis_cli(&redis.addr(), &["SAVE"]);
     redis.kill();
     // Down: every instance keeps accepting the last known keys (and refusing others).
     let until = Instant::now() + Duration::from_secs(3);
@@ -228,10 +257,15 @@ fn last_known_keys_survive_a_redis_outage_and_changes_apply_after_recovery() {
     }
     for gw in &gws {
         gw.wait_log("serving the last known keys", Duration::from_secs(5));
-        assert_eq!(gw.log_count("cannot sync the key store"), 1, "{}", gw.logs());
+        assert_eq!(
+            gw.log_count("cannot sync the key store"),
+            1,
+            "{}",
+            gw.logs()
+        );
     }
     // A new instance started while Redis is down serves the snapshot.
-    let late = start(up.addr, redis.addr(), prefix, &snapshot);
+    let late = start(up.addr, &redis.addr(), prefix, &snapshot);
     assert_eq!(status(&late, &a), 200, "{}", late.logs());
     assert!(late.logs().contains("from the snapshot"), "{}", late.logs());
     // The CLI cannot change anything meanwhile, and says so.

@@ -180,12 +180,15 @@ impl From<String> for Fail {
 #[derive(Deserialize)]
 struct MainConfig {
     api_keys: Option<RawApiKeys>,
+    /// Read only with `store = "redis"`.
+    redis: Option<crate::redis::RawRedis>,
 }
 
 /// `[api_keys]` of the main config, validated, plus the config text (for error positions).
 pub(super) struct Loaded {
     pub(super) settings: KeysSettings,
     pub(super) src: String,
+    pub(super) redis: Option<crate::redis::RawRedis>,
 }
 
 pub(super) fn load_settings(config: &Path) -> Result<Loaded, Fail> {
@@ -216,7 +219,11 @@ pub(super) fn load_settings(config: &Path) -> Result<Loaded, Fail> {
         errs.push(ConfigError::at(config, &src, span.start, field, msg))
     });
     match settings {
-        Some(settings) if errs.is_empty() => Ok(Loaded { settings, src }),
+        Some(settings) if errs.is_empty() => Ok(Loaded {
+            settings,
+            src,
+            redis: main.redis,
+        }),
         _ => Err(Fail::Config(errs)),
     }
 }

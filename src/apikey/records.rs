@@ -188,6 +188,20 @@ pub fn show_field(field: &[u8]) -> String {
     s
 }
 
+/// `text` with control characters escaped (parser messages may quote hostile input).
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let esc: Vec<char> = if c.is_control() {
+                c.escape_debug().collect()
+            } else {
+                vec![c]
+            };
+            esc
+        })
+        .collect()
+}
+
 /// Validates every record; a bad one is skipped with a log line naming its field.
 pub fn decode_all(records: &[(Vec<u8>, Vec<u8>)], mode: HashMode, source: &str) -> Vec<KeyEntry> {
     let mut out = Vec::with_capacity(records.len());
@@ -195,8 +209,9 @@ pub fn decode_all(records: &[(Vec<u8>, Vec<u8>)], mode: HashMode, source: &str) 
         match decode_record(field, value, mode) {
             Ok(e) => out.push(e),
             Err(why) => crate::log::warn(&format!(
-                "api_keys: skipped the record {:?} in {source}: {why}",
-                show_field(field)
+                "api_keys: skipped the record \"{}\" in {source}: {}",
+                show_field(field),
+                printable(&why)
             )),
         }
     }
@@ -270,6 +285,7 @@ mod tests {
         let got = decode_all(&all, mode, "test");
         assert_eq!(got, vec![e]);
         assert_eq!(show_field(b"a\x1b[31m"), "a\\u{1b}[31m");
+        assert_eq!(printable("x\u{1b}[0m\ny"), "x\\u{1b}[0m\\ny");
     }
 
     #[test]

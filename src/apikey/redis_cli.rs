@@ -19,6 +19,7 @@ use super::records;
 use super::redis_store::{self, StoreKeys, Stored, Written};
 use super::store::Hasher;
 use crate::civil::format_rfc3339;
+use crate::config::errors::ConfigError;
 use crate::redis::{Client, RedisError, RedisShared};
 
 /// How often a change is retried when another writer changed the store meanwhile.
@@ -33,7 +34,7 @@ pub(super) fn run(
     loaded: &Loaded,
     io: &mut KeysIo<'_>,
 ) -> Result<(), Fail> {
-    let shared = redis_shared(config, loaded)?;
+    let shared = redis_shared(config, loaded, io)?;
     let keys = StoreKeys::new(&shared);
     crate::redis::block_on(async {
         let client = Client::new(shared.clone());
@@ -47,9 +48,7 @@ pub(super) fn run(
             KeysCmd::Create { consumer, expires } => create(&cx, consumer, *expires, io).await,
             KeysCmd::List => list(&cx, io).await,
             KeysCmd::Revoke { id } => revoke(&cx, id, io).await,
-            KeysCmd::Rotate { id, grace, expires } => {
-                rotate(&cx, id, *grace, *expires, io).await
-            }
+            KeysCmd::Rotate { id, grace, expires } => rotate(&cx, id, *grace, *expires, io).await,
             KeysCmd::Import { from } => import(&cx, from.as_deref(), io).await,
         }
     })
@@ -62,16 +61,23 @@ struct Cx<'a> {
     config: &'a Path,
 }
 
-/// `[redis]` of the config file.
-fn redis_shared(config: &Path, loaded: &Loaded) -> Result<Arc<RedisShared>, Fail> {
-    crate::redis::settings::from_config_text(config, &loaded.src)
-        .map_err(Fail::Config)?
-        .ok_or_else(|| {
-            Fail::Msg(format!(
-                "[api_keys] store = \"redis\" needs a [redis] table in {}",
-                config.display()
-            ))
-        })
+/// `[redis]` of the config file, compiled (the password comes from the CLI's environment).
+fn redis_shared(config: &Path, loaded: &Loaded, io: &KeysIo<'_>) -> Result<Arc<RedisShared>, Fail> {
+    let Some(raw) = &loaded.redis else {
+        return Err(Fail::Msg(format!(
+            "[api_keys] store = \"redis\" needs a [redis] table in {}",
+            config.display()
+        )));
+    };
+    let mut errs = Vec::new();
+    let mut report = |span: std::ops::Range<usize>, field: &str, msg: String| {
+        errs.push(ConfigError::at(config, &loaded.src, span.start, field, msg));
+    };
+    let settings = crate::redis::compile(raw, io.env, &mut report);
+    match settings {
+        Some(s) if errs.is_empty() => Ok(Arc::new(RedisShared::new(s))),
+        _ => Err(Fail::Config(errs)),
+    }
 }
 
 fn redis_fail(e: RedisError, k: &StoreKeys) -> Fail {
@@ -202,7 +208,12 @@ fn find(view: &View, id: KeyId, k: &StoreKeys) -> Result<KeyEntry, Fail> {
         .iter()
         .find(|e| e.id == id)
         .cloned()
-        .ok_or_else(|| Fail::Msg(format!("no key with id {id} in the Redis key store {}", k.records)))
+        .ok_or_else(|| {
+            Fail::Msg(format!(
+                "no key with id {id} in the Redis key store {}",
+                k.records
+            ))
+        })
 }
 
 async fn revoke(cx: &Cx<'_>, id: &str, io: &mut KeysIo<'_>) -> Result<(), Fail> {
@@ -320,7 +331,11 @@ async fn import(cx: &Cx<'_>, from: Option<&Path>, io: &mut KeysIo<'_>) -> Result
     })
     .await?;
     let (added, kept, initialized) = counts;
-    let what = if initialized { "initialized" } else { "updated" };
+    let what = if initialized {
+        "initialized"
+    } else {
+        "updated"
+    };
     let _ = match version {
         Some(v) => writeln!(
             io.err,
