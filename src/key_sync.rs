@@ -8,7 +8,8 @@
 //! - The syncer runs `apikey::redis_store::sync_once` on each wake-up and at least every
 //!   `POLL` (one `GET` of the version: a message lost in a reconnect costs at most `POLL`).
 //!   When the version changed it re-reads all records, validates them into the cache, and
-//!   recompiles the serving config (`control::recompile_current`, as the DNS refresh does):
+//!   recompiles the serving config (`control::recompile_current`, as the DNS refresh does;
+//!   installed by `main` through `set_recompile`):
 //!   the store stays inside `Compiled`, so the request path is unchanged - no extra atomic
 //!   load, no lock - and one request still sees one key set from head to last byte.
 //!   Then it writes the local snapshot.
@@ -17,6 +18,8 @@
 //!
 //! Bound: a change is visible on an instance within pub/sub delivery + 2 round trips + one
 //! config compile (milliseconds), and at worst `POLL` + the same if the message was lost.
+//! After an outage the subscription is retried at least every `MAX_BACKOFF` (1 s); when it
+//! opens, the syncer takes a fresh client (no redial backoff) and checks the version at once.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -28,6 +31,18 @@ use crate::apikey::redis_store::{self, StoreKeys, SyncOutcome, SyncState};
 use crate::apikey::{records, SyncSettings};
 use crate::redis::{Client, RedisShared, Subscription};
 use crate::shared::Shared;
+
+/// Recompiles the serving config (`control::recompile_current`). Installed by `main` with
+/// `set_recompile`, because `control` already depends on `redis_sync`, which starts this:
+/// calling `control` from here would make a cycle.
+pub type Recompile = fn(&Shared, &str) -> Result<u64, String>;
+
+static RECOMPILE: std::sync::OnceLock<Recompile> = std::sync::OnceLock::new();
+
+/// Installs how a synced key set reaches the workers (once, at start).
+pub fn set_recompile(f: Recompile) {
+    let _ = RECOMPILE.set(f);
+}
 
 /// Longest time between two version checks (the bound when a message is lost).
 pub const POLL: Duration = Duration::from_secs(1);
@@ -63,6 +78,8 @@ impl Target {
 #[derive(Default)]
 struct Wake {
     pending: Cell<bool>,
+    /// The subscription was (re)opened: Redis answers on a fresh connection.
+    reopened: Cell<bool>,
     event: event_listener::Event,
 }
 
@@ -109,11 +126,16 @@ async fn run_for(shared: &Arc<Shared>, target: Target) {
         wake.clone(),
         stop.clone(),
     ));
-    let client = Client::new(target.redis.clone());
+    let mut client = Client::new(target.redis.clone());
     let mut state = SyncState::default();
     let mut down = false;
     let mut pending_refresh = false;
     while !shared.draining.load(Ordering::Relaxed) && target.same(&Target::of(shared)) {
+        if wake.reopened.replace(false) && down {
+            // Redis is back: a fresh client skips the old one's redial backoff (up to 2 s).
+            client.close();
+            client = Client::new(target.redis.clone());
+        }
         let cache = &shared.runtime.api_keys;
         match redis_store::sync_once(&client, &keys, &target.sync, cache, &mut state).await {
             Ok(outcome) => {
@@ -141,13 +163,19 @@ async fn run_for(shared: &Arc<Shared>, target: Target) {
         wake.wait().await;
     }
     stop.set(true);
-    wake.ring();
+    client.close();
 }
 
 /// Publishes the cache's key set to the workers (a recompile of the serving config) and
 /// writes the snapshot. False if the recompile failed (retried at the next wake-up).
 fn apply(shared: &Shared, sync: &SyncSettings) -> bool {
-    if let Err(e) = crate::control::recompile_current(shared, "API keys synced from Redis") {
+    let Some(recompile) = RECOMPILE.get() else {
+        crate::log::error(
+            "api_keys: no way to apply synced keys (key_sync::set_recompile not called)",
+        );
+        return false;
+    };
+    if let Err(e) = recompile(shared, "API keys synced from Redis") {
         crate::log::error(&format!(
             "api_keys: the synced keys cannot be applied, the config does not compile any more ({e}); retrying"
         ));
@@ -181,6 +209,7 @@ async fn subscribe(redis: Arc<RedisShared>, channel: String, wake: Rc<Wake>, sto
         };
         backoff = BACKOFF;
         // Anything published while no subscription was open is caught by this check.
+        wake.reopened.set(true);
         wake.ring();
         while !stop.get() {
             // `next` waits without cancelling a read; silence only re-checks `stop`.

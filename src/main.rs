@@ -335,6 +335,7 @@ fn serve(
             "cannot start the DNS refresh thread ({e}): host names stay as first resolved"
         ));
     }
+    ringway::key_sync::set_recompile(ringway::control::recompile_current);
     if let Err(e) = ringway::redis_sync::spawn(shared.clone()) {
         log::warn(&format!(
             "cannot start the Redis background thread ({e}): usage and key sync stop"

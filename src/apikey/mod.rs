@@ -20,6 +20,7 @@
 //! `KeyError`, shared by the store, the keys file, the settings and the CLI.
 
 pub mod cli;
+mod cli_common;
 pub mod file;
 pub mod key;
 pub mod records;

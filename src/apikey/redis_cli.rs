@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::cli::{self, Fail, KeysCmd, KeysIo, Loaded};
+use super::cli_common::{self as cli, Fail, KeysCmd, KeysIo, Loaded};
 use super::file::{self, KeyEntry};
 use super::key::{self, KeyId};
 use super::records;
