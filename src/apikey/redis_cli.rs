@@ -73,7 +73,11 @@ fn redis_shared(config: &Path, loaded: &Loaded, io: &KeysIo<'_>) -> Result<Arc<R
     let mut report = |span: std::ops::Range<usize>, field: &str, msg: String| {
         errs.push(ConfigError::at(config, &loaded.src, span.start, field, msg));
     };
-    let settings = crate::redis::compile(raw, io.env, &mut report);
+    let dir = match config.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let settings = crate::redis::compile(raw, io.env, dir, &mut report);
     match settings {
         Some(s) if errs.is_empty() => Ok(Arc::new(RedisShared::new(s))),
         _ => Err(Fail::Config(errs)),
