@@ -16,8 +16,13 @@ use std::time::{Duration, Instant};
 const SECRET: &str = "an-hmac-secret-of-sufficient-length";
 const BOUND: Duration = Duration::from_secs(2);
 
+/// `redis` is one address, or `cluster:ADDR` for a Redis Cluster seed node.
 fn redis_table(redis: &str, prefix: &str) -> String {
-    format!("[redis]\nnodes = [\"{redis}\"]\nprefix = \"{prefix}\"\n")
+    let (node, cluster) = match redis.strip_prefix("cluster:") {
+        Some(seed) => (seed, true),
+        None => (redis, false),
+    };
+    format!("[redis]\nnodes = [\"{node}\"]\ncluster = {cluster}\nprefix = \"{prefix}\"\n")
 }
 
 /// The CLI's config: `[api_keys]` and `[redis]` are all it reads.
@@ -293,4 +298,27 @@ fn last_known_keys_survive_a_redis_outage_and_changes_apply_after_recovery() {
         assert_eq!(status(gw, &b), 200);
         gw.wait_log("reaches Redis again", Duration::from_secs(5));
     }
+}
+
+#[test]
+fn the_store_works_on_a_redis_cluster() {
+    let cluster = RedisCluster::shared();
+    let seed = format!("cluster:{}", cluster.nodes[0]);
+    // Unique per run: the shared cluster outlives this test binary.
+    let prefix = format!("t-keys-cluster-{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let cli = cli_config(dir.path(), &seed, &prefix);
+    ok(&cli, &["import"]);
+    let up = Upstream::echo();
+    let gws: Vec<Gateway> = (0..2).map(|_| start(up.addr, &seed, &prefix, "")).collect();
+    let t = Instant::now();
+    let k = ok(&cli, &["create", "--consumer", "acme"]);
+    let took = until_all(&gws, &k, 200, t);
+    println!("cluster: create -> accepted on 2 instances after {took:?}");
+    assert!(took < BOUND, "{took:?}");
+    let t = Instant::now();
+    ok(&cli, &["revoke", &key_id(&k)]);
+    let took = until_all(&gws, &k, 401, t);
+    println!("cluster: revoke -> refused on 2 instances after {took:?}");
+    assert!(took < BOUND, "{took:?}");
 }
