@@ -322,3 +322,40 @@ fn the_store_works_on_a_redis_cluster() {
     println!("cluster: revoke -> refused on 2 instances after {took:?}");
     assert!(took < BOUND, "{took:?}");
 }
+
+#[test]
+fn a_redis_that_lost_its_data_does_not_wipe_the_keys_and_a_snapshot_restores_it() {
+    let redis = RedisServer::start();
+    let prefix = "t-keys-lost";
+    let dir = tempfile::tempdir().unwrap();
+    let cli = cli_config(dir.path(), &redis.addr(), prefix);
+    ok(&cli, &["import"]);
+    let a = ok(&cli, &["create", "--consumer", "a"]);
+    let snap = dir.path().join("snap.toml");
+    let snapshot = format!("snapshot = \"{}\"", snap.display());
+    let up = Upstream::echo();
+    let gw = start(up.addr, &redis.addr(), prefix, &snapshot);
+    until_all(std::slice::from_ref(&gw), &a, 200, Instant::now());
+
+    // Redis comes back empty: the instance keeps its keys and says why.
+    redis_cli(&redis.addr(), &["FLUSHALL"]);
+    gw.wait_log("does not exist", Duration::from_secs(5));
+    assert_eq!(status(&gw, &a), 200);
+    // The CLI will not start a fresh store by accident.
+    let (code, _, err) = keys(&cli, &["create", "--consumer", "b"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("import"), "{err}");
+    // The runbook: import an instance's snapshot.
+    let from = snap.display().to_string();
+    let (code, _, err) = keys(&cli, &["import", "--from", &from]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("1 keys added"), "{err}");
+    let t = Instant::now();
+    let b = ok(&cli, &["create", "--consumer", "b"]);
+    until_all(std::slice::from_ref(&gw), &b, 200, t);
+    assert_eq!(status(&gw, &a), 200);
+    // Importing again adds nothing and changes nothing.
+    let (code, _, err) = keys(&cli, &["import", "--from", &from]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("nothing to import"), "{err}");
+}
