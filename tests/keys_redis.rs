@@ -359,3 +359,33 @@ fn a_redis_that_lost_its_data_does_not_wipe_the_keys_and_a_snapshot_restores_it(
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("nothing to import"), "{err}");
 }
+
+#[test]
+fn concurrent_cli_changes_are_never_lost() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cli = cli_config(dir.path(), &redis.addr(), "t-keys-race");
+    ok(&cli, &["import"]);
+    let victim = ok(&cli, &["create", "--consumer", "victim"]);
+    // Eight writers at once (seven creates and a revoke) against one store version.
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let cli = cli.clone();
+            let id = key_id(&victim);
+            std::thread::spawn(move || match i {
+                0 => ok(&cli, &["revoke", &id]),
+                _ => ok(&cli, &["create", "--consumer", &format!("c{i}")]),
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let listing = ok(&cli, &["list"]);
+    assert_eq!(listing.lines().count(), 1 + 8, "{listing}");
+    for i in 1..8 {
+        assert!(listing.contains(&format!("c{i} ")), "{listing}");
+    }
+    let victim_row = listing.lines().find(|l| l.contains("victim")).unwrap();
+    assert!(victim_row.ends_with("revoked"), "{listing}");
+}
