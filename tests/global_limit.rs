@@ -531,6 +531,9 @@ fn exact_stays_exact_while_its_slot_migrates() {
     );
     let total = admitted.0 as u64 + 1;
     assert!(total <= gcra && total + 2 >= gcra, "{total} vs {gcra}");
-    assert_eq!(find_key(&[src.clone()], &format!("{prefix}:*")), None);
+    assert_eq!(
+        find_key(std::slice::from_ref(&src), &format!("{prefix}:*")),
+        None
+    );
     assert!(find_key(&[dst], &format!("{prefix}:*")).is_some());
 }
