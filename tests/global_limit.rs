@@ -10,7 +10,7 @@ use common::*;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -43,23 +43,6 @@ fn standalone(r: &RedisServer) -> String {
 fn cluster(c: &RedisCluster) -> String {
     let nodes: Vec<String> = c.nodes.iter().map(|a| format!("\"{a}\"")).collect();
     format!("nodes = [{}]\ncluster = true", nodes.join(", "))
-}
-
-/// `RedisCluster::shared()`, first asked from a thread that never ends: the harness starts the
-/// nodes with `PR_SET_PDEATHSIG`, which fires when the spawning *thread* exits, so a cluster
-/// started from one test's thread would die with that test while others still use it.
-fn shared_cluster() -> &'static RedisCluster {
-    static READY: OnceLock<&'static RedisCluster> = OnceLock::new();
-    READY.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        thread::spawn(move || {
-            let _ = tx.send(RedisCluster::shared());
-            loop {
-                thread::park();
-            }
-        });
-        rx.recv().expect("the shared cluster")
-    })
 }
 
 fn start_group(body: &str) -> Vec<Gateway> {
@@ -189,7 +172,7 @@ fn exact_and_leased_accuracy_across_three_instances() {
 
 #[test]
 fn exact_and_leased_accuracy_on_redis_cluster() {
-    let c = shared_cluster();
+    let c = RedisCluster::shared();
     accuracy(
         &c.nodes[0],
         &cluster(c),
@@ -489,7 +472,7 @@ fn migrate_slot(nodes: &[String], slot: &str, src: &str, dst: &str) {
 
 #[test]
 fn exact_stays_exact_while_its_slot_migrates() {
-    let c = shared_cluster();
+    let c = RedisCluster::shared();
     let up = Upstream::fixed(200, "ok", "app");
     let prefix = unique_prefix("migrate");
     let exact = format!("{PER_MIN}, mode = \"exact\" }}");

@@ -138,7 +138,7 @@ impl Client {
                             .health
                             .redirects
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        self.schedule_refresh();
+                        self.schedule_refresh(false);
                         addr = to;
                     }
                     Some(Redirect::Ask(to)) => {
@@ -155,7 +155,7 @@ impl Client {
                         if self.inner.shared.settings.cluster
                             && matches!(e, RedisError::Unavailable(_) | RedisError::Timeout)
                         {
-                            self.schedule_refresh();
+                            self.schedule_refresh(true);
                         }
                         return Err(e);
                     }
@@ -177,7 +177,7 @@ impl Client {
                 }
             }
             if self.inner.slots.borrow().is_none() {
-                self.schedule_refresh();
+                self.schedule_refresh(true);
             }
         }
         s.nodes[0]
@@ -288,12 +288,13 @@ impl Client {
         res
     }
 
-    /// Starts one background slot-map refresh unless one is running or one ran within
-    /// `REFRESH_EVERY` (a dead master must not turn every failed call into a refresh).
-    fn schedule_refresh(&self) {
+    /// Starts one background slot-map refresh unless one is running. `after_failure`: only if
+    /// none ran within `REFRESH_EVERY` (a dead master must not turn every failed call into a
+    /// refresh; a `MOVED` is proof the map is stale and always refreshes).
+    fn schedule_refresh(&self, after_failure: bool) {
         let now = Instant::now();
         if let Some(last) = self.inner.last_refresh.get() {
-            if now.duration_since(last) < REFRESH_EVERY {
+            if after_failure && now.duration_since(last) < REFRESH_EVERY {
                 return;
             }
         }

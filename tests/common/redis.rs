@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// A private redis-server.
+/// A private redis-server (it lives as long as the thread that started it, at most).
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
@@ -174,7 +174,10 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
-    /// The cluster scripts/test.sh started, or one started for this test binary.
+    /// The cluster scripts/test.sh started, or one started for this test binary. Its servers
+    /// are spawned from a thread that never ends: PR_SET_PDEATHSIG fires when the spawning
+    /// *thread* exits, so spawning from the first test's thread would kill the cluster when
+    /// that test finished.
     pub fn shared() -> &'static RedisCluster {
         static C: OnceLock<RedisCluster> = OnceLock::new();
         C.get_or_init(|| match std::env::var("RINGWAY_TEST_REDIS_CLUSTER") {
@@ -183,7 +186,16 @@ impl RedisCluster {
                 servers: Vec::new(),
                 _dirs: Vec::new(),
             },
-            _ => RedisCluster::start(3, 0),
+            _ => {
+                let (tx, rx) = std::sync::mpsc::channel();
+                std::thread::spawn(move || {
+                    let _ = tx.send(RedisCluster::start(3, 0));
+                    loop {
+                        std::thread::park();
+                    }
+                });
+                rx.recv().expect("the shared cluster")
+            }
         })
     }
 
