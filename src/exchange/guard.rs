@@ -132,6 +132,7 @@ pub fn run_policies(
                     ErrorKind::Forbidden(detail)
                 }
                 Denial::Limited => ErrorKind::TooManyRequests,
+                Denial::Unavailable => ErrorKind::TooManyRequests, // TODO(redis-merge)
                 Denial::ClientCert(r) => {
                     ex.facts.auth_failure = Some(r.reason());
                     match r {

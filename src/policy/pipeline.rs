@@ -79,6 +79,8 @@ pub enum Policy {
     Authorize(Authorize),
     Ip(IpFilter),
     RateLimit(RateLimit),
+    /// A calendar quota counted in Redis (`policy::quota`): settled through the await seam.
+    Quota(QuotaCheck),
     Transform(Transform),
     ClientCert(ClientCertPolicy),
     /// Runs outside the loop (see the module header); kept here so routes name it like any other.
@@ -94,6 +96,7 @@ impl Policy {
             Policy::Authorize(_) => "authorize",
             Policy::Ip(_) => "ip",
             Policy::RateLimit(_) => "rate_limit",
+            Policy::Quota(_) => "quota",
             Policy::Transform(_) => "transform",
             Policy::ClientCert(_) => "client_cert",
             Policy::Cors(_) => "cors",
@@ -146,6 +149,12 @@ pub struct RateLimit {
     pub key: LimitKey,
     pub limiters: Vec<Arc<Limiter>>,
     pub specs: Vec<LimitSpec>,
+}
+
+/// A `quota` policy: what it counts by and the quota itself.
+pub struct QuotaCheck {
+    pub key: LimitKey,
+    pub spec: crate::quota::QuotaSpec,
 }
 
 /// Who the pipeline established the caller to be. Borrows from the config generation, so
@@ -205,6 +214,8 @@ pub enum Denial {
     },
     /// 429.
     Limited,
+    /// 503: a policy that must ask Redis could not, and is set to `fail_closed`.
+    Unavailable,
     /// 401 (no certificate) or 403 (certificate refused) from a `client_cert` policy.
     ClientCert(CertRefusal),
 }
@@ -252,6 +263,7 @@ pub fn run<'a>(
                 }
             }
             Policy::RateLimit(rl) => rate_limit(rl, f, caller, fx)?,
+            Policy::Quota(_) => {}
             Policy::ClientCert(c) => client_cert(c, f, caller, fx)?,
             Policy::Transform(t) => {
                 let vars = RequestVars { ps, f, caller };
@@ -558,16 +570,8 @@ fn rate_limit(
     caller: &Caller<'_>,
     fx: &mut Effects,
 ) -> Result<(), Denial> {
-    let ip_key = ip_bytes(f.client_ip);
-    let key: &[u8] = match &rl.key {
-        LimitKey::Consumer => caller.consumer().map(str::as_bytes),
-        LimitKey::ApiKey => caller.key.as_ref().map(|k| k.id.as_bytes()),
-        LimitKey::Route => Some(f.route.as_bytes()),
-        LimitKey::Header(h) => f.head.header(h),
-        LimitKey::Ip => None,
-    }
-    // No consumer / key / header: count by client address instead of one shared bucket.
-    .unwrap_or(&ip_key.0[..ip_key.1]);
+    let mut ip_key = ([0u8; 17], 0);
+    let key = key_bytes(&rl.key, f, caller, &mut ip_key);
     let mut checks: [(&Limiter, &[u8]); 4] = [(&rl.limiters[0], key); 4];
     let n = rl.limiters.len().min(checks.len());
     for (slot, l) in checks.iter_mut().zip(&rl.limiters) {
@@ -580,6 +584,31 @@ fn rate_limit(
         Ok(())
     } else {
         Err(Denial::Limited)
+    }
+}
+
+/// The bytes a rate limit or quota counts by (`ip` holds the client address's bytes when the
+/// key falls back to it). No consumer / key / header: the client address, instead of one
+/// bucket shared by everyone without one.
+pub fn key_bytes<'k>(
+    key: &'k LimitKey,
+    f: &'k Facts<'_>,
+    caller: &'k Caller<'_>,
+    ip: &'k mut ([u8; 17], usize),
+) -> &'k [u8] {
+    let chosen = match key {
+        LimitKey::Consumer => caller.consumer().map(str::as_bytes),
+        LimitKey::ApiKey => caller.key.as_ref().map(|k| k.id.as_bytes()),
+        LimitKey::Route => Some(f.route.as_bytes()),
+        LimitKey::Header(h) => f.head.header(h),
+        LimitKey::Ip => None,
+    };
+    match chosen {
+        Some(k) => k,
+        None => {
+            *ip = ip_bytes(f.client_ip);
+            &ip.0[..ip.1]
+        }
     }
 }
 
