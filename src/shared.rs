@@ -44,6 +44,8 @@ pub struct Shared {
     pub runtime: crate::config::Runtime,
     /// Open client connections, process-wide and per client address (the connection caps).
     pub admission: crate::admission::Admission,
+    /// Where workers hand their `[usage]` counts to the Redis thread.
+    pub usage: crate::usage::UsageHub,
 }
 
 /// What the admin API reports about config loading.
@@ -79,6 +81,7 @@ impl Shared {
             reloads_failed: AtomicU64::new(0),
             runtime,
             admission: crate::admission::Admission::new(),
+            usage: crate::usage::UsageHub::default(),
         })
     }
 

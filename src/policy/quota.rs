@@ -119,7 +119,14 @@ pub async fn settle(
     };
     match taken {
         Ok((t, w)) => {
+            if t.admitted {
+                crate::quota::recent::forget(&q.spec, key);
+            } else {
+                crate::quota::recent::remember(&q.spec, key, &w, f.mono_now);
+            }
             crate::quota::write_headers(&q.spec, t, &w, now, &mut fx.response_lines);
+            // Counted with the rate limits in metrics: a 429 is a 429.
+            fx.rate_limited = Some(t.admitted && fx.rate_limited != Some(false));
             if t.admitted {
                 Ok(())
             } else {

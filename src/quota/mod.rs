@@ -11,10 +11,14 @@
 //! differ by d seconds disagree about the boundary for d seconds (NTP keeps d in
 //! milliseconds).
 //!
+//! A worker answers a key Redis refused less than a second ago itself (`recent`), so a client
+//! hammering a used-up quota does not cost a round trip per request.
+//!
 //! Client-derived key parts (consumer, API key id, IP, header value) are hashed
 //! (`redis::key_part`), never put raw in a key.
 
 pub mod period;
+pub mod recent;
 pub mod store;
 
 use jiff::tz::TimeZone;

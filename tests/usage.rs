@@ -1,0 +1,218 @@
+//! Usage metering across instances: three gateways count requests per consumer, route and
+//! status class, flush to one Redis in batches, and `ringway usage` exports totals that add
+//! up exactly to what was sent (2xx and 4xx, named and anonymous, routed and unrouted), in
+//! CSV and JSON. Two instances stop with SIGTERM (their last counts are flushed on the way
+//! out), one keeps running (its counts arrive with the periodic flush). Consumer names with
+//! commas, quotes, non-ASCII and 3 KB stay one CSV field and never appear in a Redis key.
+mod common;
+use common::redis::{redis_cli, RedisServer};
+use common::*;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+const SECRET: &str = "an-hmac-secret-of-sufficient-length";
+
+/// (consumer, route, class) → requests.
+type Totals = BTreeMap<(String, String, String), u64>;
+
+fn create_key(config: &Path, consumer: &str) -> String {
+    let out = Command::new(bin())
+        .args(["keys", "create", "--consumer", consumer, "--config"])
+        .arg(config)
+        .env("RINGWAY_KEY_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// RFC 4180: fields separated by commas, quoted fields may hold commas, CRLF and doubled
+/// quotes; records end with CRLF.
+fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut field = String::new();
+    let mut chars = text.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') if field.is_empty() => quoted = true,
+            (false, ',') => row.push(std::mem::take(&mut field)),
+            (false, '\r') if chars.peek() == Some(&'\n') => {
+                chars.next();
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            (false, c) => field.push(c),
+        }
+    }
+    assert!(field.is_empty() && row.is_empty(), "CSV must end with CRLF");
+    rows
+}
+
+fn export(config: &Path, format: &str) -> String {
+    let day = |offset: i64| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        date_of_day(t.div_euclid(86_400) + offset)
+    };
+    let out = Command::new(bin())
+        .args(["usage", "--config"])
+        .arg(config)
+        .args(["--from", &day(-1), "--to", &day(1), "--format", format])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn date_of_day(z: i64) -> String {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn csv_totals(text: &str) -> Totals {
+    let rows = parse_csv(text);
+    assert_eq!(rows[0], ["date", "consumer", "route", "status_class", "requests"]);
+    let mut t = Totals::new();
+    for r in &rows[1..] {
+        assert_eq!(r.len(), 5, "{r:?}");
+        let n: u64 = r[4].parse().unwrap();
+        *t.entry((r[1].clone(), r[2].clone(), r[3].clone())).or_default() += n;
+    }
+    t
+}
+
+fn json_totals(text: &str) -> Totals {
+    let v: serde_json::Value = serde_json::from_str(text).unwrap();
+    let mut t = Totals::new();
+    for r in v.as_array().unwrap() {
+        let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
+        let n = r["requests"].as_u64().unwrap();
+        *t.entry((s("consumer"), s("route"), s("status_class"))).or_default() += n;
+    }
+    t
+}
+
+#[test]
+fn counts_from_three_instances_add_up_exactly_in_csv_and_json() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let keys_file = dir.path().join("keys.toml");
+    let api_keys = format!(
+        "[api_keys]\nfile = \"{}\"\nhash = \"hmac-sha256\"\n",
+        keys_file.display()
+    );
+    let cli = dir.path().join("cli.toml");
+    std::fs::write(&cli, format!("{}\n{api_keys}", redis.toml("ut-exact"))).unwrap();
+    let long = "L".repeat(3000);
+    let consumers = ["alice", "evil, \"quoted\" name", "zoë", long.as_str()];
+    let keys: Vec<String> = consumers.iter().map(|c| create_key(&cli, c)).collect();
+    let body = format!(
+        "{}\n[usage]\n\n{api_keys}\n[policies.key]\napi_key = {{}}\n\n\
+         [[routes]]\nname = \"ok\"\npath = \"/ok\"\npolicies = [\"key\"]\nstatic = {{ body = \"ok\" }}\n\n\
+         [[routes]]\nname = \"nope\"\npath = \"/nope\"\npolicies = [\"key\"]\n\
+         static = {{ status = 404, body = \"no\" }}\n\n\
+         [[routes]]\nname = \"open\"\npath = \"/open\"\nstatic = {{ body = \"ok\" }}\n",
+        redis.toml("ut-exact")
+    );
+    let env = [("RINGWAY_KEY_SECRET", SECRET)];
+    let mut gws: Vec<Gateway> = (0..3).map(|_| Gateway::start_env(&body, 2, &env)).collect();
+    let mut expect = Totals::new();
+    let mut add = |c: &str, r: &str, class: &str| {
+        *expect
+            .entry((c.to_string(), r.to_string(), class.to_string()))
+            .or_default() += 1;
+    };
+    for (i, gw) in gws.iter().enumerate() {
+        for (c, key) in consumers.iter().zip(&keys) {
+            let auth = format!("Bearer {key}");
+            for _ in 0..(3 + i) {
+                let r = request(gw.addr, "GET", "/ok", &[("authorization", &auth)], b"");
+                assert_eq!(r.status, 200);
+                add(c, "ok", "2xx");
+            }
+            let r = request(gw.addr, "GET", "/nope", &[("authorization", &auth)], b"");
+            assert_eq!(r.status, 404);
+            add(c, "nope", "4xx");
+        }
+        for _ in 0..2 {
+            let r = request(gw.addr, "GET", "/ok", &[("authorization", "Bearer wrong")], b"");
+            assert_eq!(r.status, 401);
+            add("", "ok", "4xx");
+            assert_eq!(get(gw.addr, "/open").status, 200);
+            add("", "open", "2xx");
+            assert_eq!(get(gw.addr, "/no-such-route").status, 404);
+            add("", "", "4xx");
+        }
+    }
+    // Two instances drain and exit (their last counts flush on the way out)...
+    for gw in &mut gws[..2] {
+        gw.signal(libc::SIGTERM);
+        let st = gw.wait_exit(Duration::from_secs(15)).expect("exits after SIGTERM");
+        assert!(st.success());
+    }
+    // ...the third flushes in the background.
+    let sent: u64 = expect.values().sum();
+    let done = wait_for(Duration::from_secs(10), || {
+        csv_totals(&export(&cli, "csv")).values().sum::<u64>() >= sent
+    });
+    assert!(done.is_some(), "usage never reached {sent}");
+    std::thread::sleep(Duration::from_millis(1500)); // no late double count either
+    let csv = export(&cli, "csv");
+    assert_eq!(csv_totals(&csv), expect, "CSV:\n{}", &csv[..csv.len().min(2000)]);
+    assert!(csv.contains("\"evil, \"\"quoted\"\" name\""), "quoted field");
+    assert_eq!(json_totals(&export(&cli, "json")), expect);
+
+    // Names live in hash fields, never in key names.
+    let all = redis_cli(redis.addr(), &["KEYS", "ut-exact:*"]);
+    for line in all.lines().filter(|l| !l.is_empty()) {
+        assert!(line.len() < 100, "long key {line}");
+        assert!(!line.contains("alice") && !line.contains("evil"), "raw name in {line}");
+    }
+}
+
+#[test]
+fn usage_without_redis_is_a_config_error() {
+    let (code, _, err) = check_config(
+        "[usage]\n\n[[routes]]\nname = \"r\"\npath = \"/\"\nstatic = { body = \"ok\" }\n",
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("usage") && err.contains("[redis]"), "{err}");
+}
+
+#[test]
+fn the_export_refuses_bad_dates() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, redis.toml("ut-dates")).unwrap();
+    for (from, to) in [("2026-13-01", "2026-12-01"), ("2026-12-05", "2026-12-04"), ("x", "y")] {
+        let out = Command::new(bin())
+            .args(["usage", "--config"])
+            .arg(&cfg)
+            .args(["--from", from, "--to", to])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{from}..{to}");
+    }
+}
