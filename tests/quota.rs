@@ -7,6 +7,11 @@ mod common;
 use common::redis::{redis_cli, RedisServer};
 use common::*;
 
+/// The `[redis]` table for `redis` with key prefix `prefix` (one per test: tests share servers).
+fn redis_toml(redis: &RedisServer, prefix: &str) -> String {
+    format!("[redis]\naddress = \"{}\"\nprefix = \"{prefix}\"\n", redis.addr())
+}
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 fn now() -> i64 {
@@ -62,7 +67,7 @@ fn config(redis: &RedisServer, prefix: &str, zone: &str, on_error: &str) -> Stri
          time_zone = \"{zone}\", on_redis_error = \"{on_error}\" }}\n\n\
          [[routes]]\nname = \"api\"\npath = \"/api\"\npolicies = [\"daily\"]\n\
          static = {{ body = \"ok\" }}\n",
-        redis.toml(prefix)
+        redis_toml(&redis, prefix)
     )
 }
 
@@ -135,7 +140,7 @@ fn the_count_belongs_to_the_calendar_day_of_the_configured_zone() {
          [policies.west]\nquota = {{ key = \"ip\", limit = 2, period = \"day\", time_zone = \"Etc/GMT+12\" }}\n\n\
          [[routes]]\nname = \"east\"\npath = \"/east\"\npolicies = [\"east\"]\nstatic = {{ body = \"ok\" }}\n\n\
          [[routes]]\nname = \"west\"\npath = \"/west\"\npolicies = [\"west\"]\nstatic = {{ body = \"ok\" }}\n",
-        redis.toml(prefix)
+        redis_toml(&redis, prefix)
     );
     let gw = Gateway::start(&body);
     let t = now();

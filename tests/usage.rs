@@ -8,6 +8,11 @@ mod common;
 use common::redis::{redis_cli, RedisServer};
 use common::*;
 
+/// The `[redis]` table for `redis` with key prefix `prefix` (one per test: tests share servers).
+fn redis_toml(redis: &RedisServer, prefix: &str) -> String {
+    format!("[redis]\naddress = \"{}\"\nprefix = \"{prefix}\"\n", redis.addr())
+}
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -123,7 +128,7 @@ fn counts_from_three_instances_add_up_exactly_in_csv_and_json() {
         keys_file.display()
     );
     let cli = dir.path().join("cli.toml");
-    std::fs::write(&cli, format!("{}\n{api_keys}", redis.toml("ut-exact"))).unwrap();
+    std::fs::write(&cli, &api_keys).unwrap();
     let long = "L".repeat(3000);
     let consumers = ["alice", "evil, \"quoted\" name", "zoë", long.as_str()];
     let keys: Vec<String> = consumers.iter().map(|c| create_key(&cli, c)).collect();
@@ -133,7 +138,7 @@ fn counts_from_three_instances_add_up_exactly_in_csv_and_json() {
          [[routes]]\nname = \"nope\"\npath = \"/nope\"\npolicies = [\"key\"]\n\
          static = {{ status = 404, body = \"no\" }}\n\n\
          [[routes]]\nname = \"open\"\npath = \"/open\"\nstatic = {{ body = \"ok\" }}\n",
-        redis.toml("ut-exact")
+        redis_toml(&redis, "ut-exact")
     );
     let env = [("RINGWAY_KEY_SECRET", SECRET)];
     let mut gws: Vec<Gateway> = (0..3).map(|_| Gateway::start_env(&body, 2, &env)).collect();
@@ -174,14 +179,14 @@ fn counts_from_three_instances_add_up_exactly_in_csv_and_json() {
     // ...the third flushes in the background.
     let sent: u64 = expect.values().sum();
     let done = wait_for(Duration::from_secs(10), || {
-        csv_totals(&export(&cli, "csv")).values().sum::<u64>() >= sent
+        csv_totals(&export(&gws[2].config_path, "csv")).values().sum::<u64>() >= sent
     });
     assert!(done.is_some(), "usage never reached {sent}");
     std::thread::sleep(Duration::from_millis(1500)); // no late double count either
-    let csv = export(&cli, "csv");
+    let csv = export(&gws[2].config_path, "csv");
     assert_eq!(csv_totals(&csv), expect, "CSV:\n{}", &csv[..csv.len().min(2000)]);
     assert!(csv.contains("\"evil, \"\"quoted\"\" name\""), "quoted field");
-    assert_eq!(json_totals(&export(&cli, "json")), expect);
+    assert_eq!(json_totals(&export(&gws[2].config_path, "json")), expect);
 
     // Names live in hash fields, never in key names.
     let all = redis_cli(redis.addr(), &["KEYS", "ut-exact:*"]);
@@ -205,7 +210,8 @@ fn the_export_refuses_bad_dates() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
-    std::fs::write(&cfg, redis.toml("ut-dates")).unwrap();
+    let listener = format!("[[listeners]]\naddress = \"127.0.0.1:{}\"\n", free_port());
+    std::fs::write(&cfg, format!("{listener}{}", redis_toml(&redis, "ut-dates"))).unwrap();
     for (from, to) in [("2026-13-01", "2026-12-01"), ("2026-12-05", "2026-12-04"), ("x", "y")] {
         let out = Command::new(bin())
             .args(["usage", "--config"])

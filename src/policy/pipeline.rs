@@ -263,7 +263,7 @@ pub fn run<'a>(
                 }
             }
             Policy::RateLimit(rl) => rate_limit(rl, f, caller, fx)?,
-            Policy::Quota(_) => {}
+            Policy::Quota(q) => quota_local(q, f, caller, fx)?,
             Policy::ClientCert(c) => client_cert(c, f, caller, fx)?,
             Policy::Transform(t) => {
                 let vars = RequestVars { ps, f, caller };
@@ -585,6 +585,24 @@ fn rate_limit(
     } else {
         Err(Denial::Limited)
     }
+}
+
+/// A quota's local part: a key this worker saw refused in the last second is refused here
+/// (`quota::recent`); anything else needs Redis (`policy::quota::settle`).
+fn quota_local(
+    q: &QuotaCheck,
+    f: &Facts<'_>,
+    caller: &Caller<'_>,
+    fx: &mut Effects,
+) -> Result<(), Denial> {
+    let mut ip = ([0u8; 17], 0);
+    let key = key_bytes(&q.key, f, caller, &mut ip);
+    let now = i64::try_from(f.unix_now).unwrap_or(i64::MAX);
+    if crate::quota::recent::answer(&q.spec, key, now, f.mono_now, &mut fx.response_lines) {
+        fx.rate_limited = Some(false);
+        return Err(Denial::Limited);
+    }
+    Ok(())
 }
 
 /// The bytes a rate limit or quota counts by (`ip` holds the client address's bytes when the
