@@ -56,6 +56,58 @@ if ! python3 -c 'import jsonschema' >/dev/null 2>&1; then
   python3 -m pip install -q jsonschema || echo "jsonschema not installable: the schema validation test will fail under CI" >&2
 fi
 
+# The Redis tests (global limits, quotas, usage, key sync) run against real redis-server
+# processes. Each test starts its own private server when it needs to kill or freeze one; the
+# Redis Cluster (3 masters, made with `redis-cli --cluster create`) is started here once, on
+# free loopback ports, shared by every test binary through RINGWAY_TEST_REDIS_CLUSTER, and
+# stopped when this script exits.
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools
+    # Debian starts a system instance on 6379; the tests never use it.
+    (systemctl disable --now redis-server >/dev/null 2>&1 || service redis-server stop >/dev/null 2>&1) || true
+  else
+    echo "redis-server not found: install redis-server and redis-tools for the Redis tests" >&2
+    exit 2
+  fi
+fi
+REDIS_DIR=$(mktemp -d -t ringway-test-redis.XXXXXX)
+REDIS_PIDS=()
+stop_redis() {
+  for pid in "${REDIS_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$REDIS_DIR"
+}
+trap stop_redis EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+CLUSTER_NODES=()
+for i in 1 2 3; do
+  port=$(free_port)
+  mkdir -p "$REDIS_DIR/$port"
+  redis-server --port "$port" --bind 127.0.0.1 --dir "$REDIS_DIR/$port" --cluster-enabled yes \
+    --cluster-config-file nodes.conf --cluster-node-timeout 2000 --save "" --appendonly no \
+    --protected-mode no --daemonize no >"$REDIS_DIR/$port.log" 2>&1 &
+  REDIS_PIDS+=($!)
+  CLUSTER_NODES+=("127.0.0.1:$port")
+done
+for node in "${CLUSTER_NODES[@]}"; do
+  for _ in $(seq 100); do
+    redis-cli -h "${node%:*}" -p "${node##*:}" PING 2>/dev/null | grep -q PONG && break
+    sleep 0.05
+  done
+done
+redis-cli --cluster create "${CLUSTER_NODES[@]}" --cluster-replicas 0 --cluster-yes >"$REDIS_DIR/create.log" 2>&1 \
+  || { cat "$REDIS_DIR/create.log" >&2; echo "could not create the test Redis Cluster" >&2; exit 2; }
+for _ in $(seq 200); do
+  ok=1
+  for node in "${CLUSTER_NODES[@]}"; do
+    redis-cli -h "${node%:*}" -p "${node##*:}" CLUSTER INFO 2>/dev/null | grep -q cluster_state:ok || ok=0
+  done
+  [ "$ok" = 1 ] && break
+  sleep 0.1
+done
+RINGWAY_TEST_REDIS_CLUSTER=$(IFS=,; echo "${CLUSTER_NODES[*]}")
+export RINGWAY_TEST_REDIS_CLUSTER
+
 # The fasttest profile (Cargo.toml): optimised like release, since the streaming tests move
 # hundreds of MiB through the gateway, but without fat LTO so a rebuild takes seconds.
 cargo test --profile fasttest --workspace --all-targets "$@"

@@ -228,6 +228,7 @@ fn metrics(shared: &Shared, workers: usize) -> Reply {
         }
     }
     crate::metrics::render_limiters(&limiters, &mut text);
+    crate::metrics::render_redis(cfg.redis.as_ref().map(|r| &r.health), &mut text);
     let mirrors = cfg
         .upstreams
         .iter()

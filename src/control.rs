@@ -238,6 +238,8 @@ pub fn run(
     for w in workers {
         let _ = w.join();
     }
+    // The last usage counts reach Redis before the process goes.
+    crate::redis_sync::finish(&shared, Duration::from_secs(3));
     // Workers flushed their buffers on the way out; let the writer threads finish.
     if let Some(log) = shared.access_log.get() {
         log.flush_blocking(Duration::from_secs(2));

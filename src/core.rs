@@ -65,6 +65,8 @@ pub struct Core {
     pub tls: crate::tls::worker::WorkerTls,
     /// Set by the worker when the idle grace of a drain after a handover has run out.
     pub idle_grace_over: Cell<bool>,
+    /// This worker's Redis client (`[redis]`), built on first use.
+    redis: RefCell<Option<crate::redis::Client>>,
 }
 
 impl Core {
@@ -90,7 +92,26 @@ impl Core {
             tokens: RefCell::new(crate::jwt::TokenCache::new(TOKEN_CACHE)),
             tls: crate::tls::worker::WorkerTls::default(),
             idle_grace_over: Cell::new(false),
+            redis: RefCell::new(None),
         }
+    }
+
+    /// This worker's Redis client for `cfg`'s `[redis]` (None without one). A reload that
+    /// changed the table closes the old client's connections and starts a new one.
+    pub fn redis(&self, cfg: &crate::config::Compiled) -> Option<crate::redis::Client> {
+        let shared = cfg.redis.as_ref()?;
+        let mut slot = self.redis.borrow_mut();
+        if let Some(c) = &*slot {
+            if Arc::ptr_eq(c.shared(), shared) {
+                return Some(c.clone());
+            }
+        }
+        if let Some(old) = slot.take() {
+            old.close();
+        }
+        let c = crate::redis::Client::new(shared.clone());
+        *slot = Some(c.clone());
+        Some(c)
     }
 
     /// The generation a new request should use. Cheap unless the config just changed, in which

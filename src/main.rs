@@ -394,6 +394,11 @@ fn serve(
             "cannot start the DNS refresh thread ({e}): host names stay as first resolved"
         ));
     }
+    if let Err(e) = ringway::redis_sync::spawn(shared.clone()) {
+        log::warn(&format!(
+            "cannot start the Redis background thread ({e}): usage and key sync stop"
+        ));
+    }
     let mut sockets = handover::Sockets {
         listeners: bound.handover,
         admin: None,

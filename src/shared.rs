@@ -46,6 +46,9 @@ pub struct Shared {
     pub admission: crate::admission::Admission,
     /// Where workers hand their `[usage]` counts to the Redis thread.
     pub usage: crate::usage::UsageHub,
+    /// The Redis background thread (`redis_sync`) and the flag that asks it to finish.
+    pub redis_sync: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    pub redis_stop: AtomicBool,
 }
 
 /// What the admin API reports about config loading.
@@ -82,6 +85,8 @@ impl Shared {
             runtime,
             admission: crate::admission::Admission::new(),
             usage: crate::usage::UsageHub::default(),
+            redis_sync: std::sync::Mutex::new(None),
+            redis_stop: AtomicBool::new(false),
         })
     }
 

@@ -64,6 +64,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("resilience", 2),
     // Resolving upstream host names (blocking; control side only).
     ("dns", 2),
+    // The Redis client instances share state through (no request types).
+    ("redis", 2),
     // TLS building blocks: rustls over owned buffers, certificates, SNI, tickets, settings.
     ("tls", 2),
     // 3 config: parsing and compiling the file into the immutable table.
@@ -89,6 +91,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("admin", 7),
     ("sysinfo", 7),
     ("dns_refresh", 7),
+    ("redis_sync", 7),
     ("handover", 7),
 ];
 

@@ -9,7 +9,7 @@ use common::*;
 
 /// The `[redis]` table for `redis` with key prefix `prefix` (one per test: tests share servers).
 fn redis_toml(redis: &RedisServer, prefix: &str) -> String {
-    format!("[redis]\naddress = \"{}\"\nprefix = \"{prefix}\"\n", redis.addr())
+    format!("[redis]\nnodes = [\"{}\"]\nprefix = \"{prefix}\"\n", redis.addr())
 }
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -118,13 +118,13 @@ fn a_used_up_quota_refuses_with_the_reset_time_on_every_instance_and_after_a_res
 
     // The counter is keyed by the local date in the zone, expires after the reset, and holds
     // no client-chosen bytes.
-    let keys = redis_cli(redis.addr(), &["KEYS", &format!("{prefix}:*")]);
+    let keys = redis_cli(&redis.addr(), &["KEYS", &format!("{prefix}:*")]);
     let keys: Vec<&str> = keys.lines().filter(|l| !l.is_empty()).collect();
     assert_eq!(keys.len(), 3, "{keys:?}");
     for k in &keys {
         assert!(k.ends_with(&format!(":{today}")), "{k} should end with {today}");
         assert!(!k.contains("client"), "raw client value in key {k}");
-        let at: i64 = redis_cli(redis.addr(), &["EXPIRETIME", k]).trim().parse().unwrap();
+        let at: i64 = redis_cli(&redis.addr(), &["EXPIRETIME", k]).trim().parse().unwrap();
         assert!(at > reset && at <= reset + 3600, "{k} expires at {at}, reset {reset}");
     }
 }
@@ -151,7 +151,7 @@ fn the_count_belongs_to_the_calendar_day_of_the_configured_zone() {
     let w = get(gw.addr, "/west");
     assert_eq!(e.header("x-quota-reset"), Some(rfc3339_at(east_reset, 14 * 3600).as_str()));
     assert_eq!(w.header("x-quota-reset"), Some(rfc3339_at(west_reset, -12 * 3600).as_str()));
-    let keys = redis_cli(redis.addr(), &["KEYS", &format!("{prefix}:*")]);
+    let keys = redis_cli(&redis.addr(), &["KEYS", &format!("{prefix}:*")]);
     let mut labels: Vec<&str> = keys
         .lines()
         .filter(|l| !l.is_empty())
@@ -174,9 +174,9 @@ fn the_count_belongs_to_the_calendar_day_of_the_configured_zone() {
         (t + 14 * 3600).div_euclid(86_400) - 1,
     );
     let old_key = east_key.replace(&east_day, &yesterday);
-    redis_cli(redis.addr(), &["SET", &old_key, "1000"]);
+    redis_cli(&redis.addr(), &["SET", &old_key, "1000"]);
     assert_eq!(get(gw.addr, "/east").status, 200);
-    redis_cli(redis.addr(), &["SET", &east_key, "2"]);
+    redis_cli(&redis.addr(), &["SET", &east_key, "2"]);
     let r = get(gw.addr, "/east");
     assert_eq!(r.status, 429);
     assert_eq!(r.header("x-quota-remaining"), Some("0"));

@@ -10,7 +10,7 @@ use common::*;
 
 /// The `[redis]` table for `redis` with key prefix `prefix` (one per test: tests share servers).
 fn redis_toml(redis: &RedisServer, prefix: &str) -> String {
-    format!("[redis]\naddress = \"{}\"\nprefix = \"{prefix}\"\n", redis.addr())
+    format!("[redis]\nnodes = [\"{}\"]\nprefix = \"{prefix}\"\n", redis.addr())
 }
 
 use std::collections::BTreeMap;
@@ -189,7 +189,7 @@ fn counts_from_three_instances_add_up_exactly_in_csv_and_json() {
     assert_eq!(json_totals(&export(&gws[2].config_path, "json")), expect);
 
     // Names live in hash fields, never in key names.
-    let all = redis_cli(redis.addr(), &["KEYS", "ut-exact:*"]);
+    let all = redis_cli(&redis.addr(), &["KEYS", "ut-exact:*"]);
     for line in all.lines().filter(|l| !l.is_empty()) {
         assert!(line.len() < 100, "long key {line}");
         assert!(!line.contains("alice") && !line.contains("evil"), "raw name in {line}");

@@ -71,6 +71,10 @@ pub fn compile_with(
     let timeouts = compile_timeouts(&raw.timeouts, &raw.limits, &mut errs);
     let conn_limits = super::abuse::conn_limits(&raw.limits, &mut errs);
     let dns = super::dns::compile_dns(&raw.dns, file, &mut errs);
+    let redis = raw.redis.as_ref().and_then(|r| {
+        let env = |name: &str| std::env::var(name).ok();
+        crate::redis::compile(r, &env, &mut errs).map(|s| rt.redis.get_or_create(s))
+    });
     let (upstreams, upstream_ids) =
         super::upstreams::compile_upstreams(&raw, file, &timeouts, rt, &dns, &mut errs);
     let admin = compile_admin(&raw, &listeners, &mut errs);
@@ -79,7 +83,7 @@ pub fn compile_with(
         mut policies,
         ids: policy_ids,
         live_limiters,
-    } = super::policies::compile_policies(&raw, file, rt, &mut errs);
+    } = super::policies::compile_policies(&raw, file, rt, redis.as_ref(), &mut errs);
     policies.limiter_identities = live_limiters;
 
     let mut defaults_used = vec![false; raw.defaults.len()];
@@ -121,6 +125,7 @@ pub fn compile_with(
             paths,
             conn_limits,
             dns,
+            redis,
             source_text: std::sync::Arc::from(src),
             run_as,
             usage,

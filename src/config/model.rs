@@ -25,6 +25,8 @@ pub struct Runtime {
     pub resilience: crate::resilience::Registry,
     /// Resolved upstream host names, kept across reloads and refreshed by TTL.
     pub dns: crate::dns::DnsCache,
+    /// The `[redis]` record (connections' settings, health), kept while the table is unchanged.
+    pub redis: crate::redis::RedisRegistry,
 }
 
 /// Dense index into `Compiled::upstreams`.
@@ -59,6 +61,8 @@ pub struct Compiled {
     pub conn_limits: ConnLimits,
     /// How upstream host names are resolved (`[dns]`).
     pub dns: crate::dns::DnsSettings,
+    /// `[redis]`, when instances share state.
+    pub redis: Option<std::sync::Arc<crate::redis::RedisShared>>,
     /// The file content this generation was compiled from: re-compiled as is when a host
     /// name's addresses change, so an unreviewed edit on disk is never picked up that way.
     pub source_text: std::sync::Arc<str>,

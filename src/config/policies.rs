@@ -35,6 +35,7 @@ pub(super) fn compile_policies(
     raw: &RawConfig,
     file: &Path,
     rt: &Runtime,
+    redis: Option<&std::sync::Arc<crate::redis::RedisShared>>,
     errs: &mut Diag,
 ) -> CompiledPolicies {
     let base_dir = file.parent().unwrap_or(Path::new("."));
@@ -61,7 +62,12 @@ pub(super) fn compile_policies(
 
     let mut ids = HashMap::new();
     let mut live_limiters = Vec::new();
-    let cx = PolicyContext { raw, base_dir, rt };
+    let cx = PolicyContext {
+        raw,
+        base_dir,
+        rt,
+        redis,
+    };
     for (name, p) in &raw.policies {
         let n = name.get_ref();
         // Every kind present compiles (so its errors are reported) before the count check.
@@ -178,6 +184,9 @@ struct PolicyContext<'a> {
     /// The config file's directory (key files are relative to it).
     base_dir: &'a Path,
     rt: &'a Runtime,
+    /// `[redis]`, for policies with shared state (global limits, quotas).
+    #[allow(dead_code)] // read by the global-limit and quota policies as they land
+    redis: Option<&'a std::sync::Arc<crate::redis::RedisShared>>,
 }
 
 /// Dispatches policy `n` to the `compile` of each kind it sets, with errors under
@@ -257,8 +266,8 @@ fn compile_policy(
 }
 
 /// Whether the config has a top-level `[redis]` (quotas and usage metering need one).
-fn has_redis(_raw: &RawConfig) -> bool {
-    true // TODO(redis-merge): raw.redis.is_some()
+fn has_redis(raw: &RawConfig) -> bool {
+    raw.redis.is_some()
 }
 
 /// `[usage]`: metering settings, refused without `[redis]`.

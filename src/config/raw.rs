@@ -61,6 +61,8 @@ pub struct RawConfig {
     /// Usage metering (counts per consumer, route and status class, flushed to Redis).
     #[schemars(with = "Option<crate::usage::RawUsage>")]
     pub usage: Option<Spanned<crate::usage::RawUsage>>,
+    /// The Redis server or cluster instances share state through.
+    pub redis: Option<crate::redis::RawRedis>,
 }
 
 /// `[dns]`: name servers and TTL bounds for upstream host names.

@@ -85,6 +85,9 @@ pub enum ErrorKind {
     UpstreamAborted,
     /// An upstream circuit-breaker limit is reached → 503 at once (the detail names it).
     UpstreamOverflow(crate::resilience::Limit),
+    /// A policy that keeps its state in Redis (a quota) could not reach it and is set to
+    /// `fail_closed` → 503.
+    SharedStateUnavailable,
 }
 
 /// What one kind of failure means. See `ErrorKind::info`.
@@ -252,6 +255,13 @@ impl ErrorKind {
             ErrorKind::UpstreamOverflow(l) => {
                 row(503, "upstream_overflow", Side::Internal, false, l.text())
             }
+            ErrorKind::SharedStateUnavailable => row(
+                503,
+                "shared_state_unavailable",
+                Side::Internal,
+                false,
+                "the shared limit store cannot be reached; try again shortly",
+            ),
         }
     }
 }
@@ -364,6 +374,7 @@ mod tests {
             ErrorKind::ClientAborted,
             ErrorKind::UpstreamAborted,
             ErrorKind::UpstreamOverflow(crate::resilience::Limit::Requests),
+            ErrorKind::SharedStateUnavailable,
         ]);
         v
     }
@@ -401,6 +412,7 @@ mod tests {
             (499, "client_closed", Downstream, true),
             (502, "upstream_aborted", Upstream, true),
             (503, "upstream_overflow", Internal, false),
+            (503, "shared_state_unavailable", Internal, false),
         ];
         let kinds = all_kinds();
         assert_eq!(kinds.len(), expect.len());

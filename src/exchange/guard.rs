@@ -9,6 +9,7 @@ use crate::core::Core;
 use crate::http1::Method;
 use crate::policy::client_cert::CertRefusal;
 use crate::policy::pipeline::{self, Caller, Denial, Effects, Facts, Policy, PolicyId};
+use crate::policy::remote;
 use crate::route::{Lookup, RouteRequest};
 
 use super::error::{ErrorKind, ProxyError};
@@ -76,7 +77,7 @@ fn preflight(ex: &mut Exchange<'_>, cfg: &Compiled, requested: &[u8]) -> Option<
 
 /// Adds the route's CORS headers and runs its policies. `Ok` carries what the policies ask of
 /// the rest of the request (header and query edits); `Err` is the refusal to render.
-pub fn run_policies(
+pub async fn run_policies(
     core: &Core,
     ex: &mut Exchange<'_>,
     cfg: &Compiled,
@@ -107,14 +108,32 @@ pub fn run_policies(
             mono_now: crate::ratelimit::now_ns(),
             peer_cert: ex.client.peer_cert(),
         };
-        let res = pipeline::run(
-            &cfg.policies,
-            policies,
-            &facts,
-            &mut caller,
-            &mut fx,
-            &mut core.tokens.borrow_mut(),
-        );
+        let mut from = 0;
+        let res = loop {
+            let step = pipeline::run(
+                &cfg.policies,
+                policies,
+                from,
+                &facts,
+                &mut caller,
+                &mut fx,
+                &mut core.tokens.borrow_mut(),
+            );
+            // A policy that needs Redis: await its decision, then go on after it.
+            let i = match step {
+                Ok(Some(i)) => i,
+                Ok(None) => break Ok(()),
+                Err(d) => break Err(d),
+            };
+            let Some(p) = policy(cfg, Some(policies[i])) else {
+                break Ok(());
+            };
+            let client = core.redis(cfg);
+            if let Err(d) = remote::settle(client.as_ref(), p, &facts, &caller, &mut fx).await {
+                break Err(d);
+            }
+            from = i + 1;
+        };
         ex.facts.resp_lines.append(&mut fx.response_lines);
         ex.facts.rate_limited = fx.rate_limited;
         let tel = &cfg.telemetry;
@@ -132,7 +151,7 @@ pub fn run_policies(
                     ErrorKind::Forbidden(detail)
                 }
                 Denial::Limited => ErrorKind::TooManyRequests,
-                Denial::Unavailable => ErrorKind::TooManyRequests, // TODO(redis-merge)
+                Denial::Unavailable => ErrorKind::SharedStateUnavailable,
                 Denial::ClientCert(r) => {
                     ex.facts.auth_failure = Some(r.reason());
                     match r {

@@ -53,7 +53,7 @@ async fn phases<D: Downstream>(
         return Ok(respond::local(core, ex, down, status, &fields, body).await);
     }
     let route = route::resolve(cfg, ex, lookup)?;
-    let fx = guard::run_policies(core, ex, cfg, route)?;
+    let fx = guard::run_policies(core, ex, cfg, route).await?;
     match &route.action {
         Action::Proxy(p) => forward::forward(core, gen, ex, down, route, p, &fx).await,
         Action::Static(s) => local::static_response(core, ex, down, route, s).await,

@@ -22,6 +22,7 @@ mod histogram;
 mod hub;
 mod labels;
 mod limiters;
+mod redis;
 mod render;
 mod upstream_load;
 
@@ -31,5 +32,6 @@ pub use histogram::{LatencyHistogram, BUCKETS, BUCKET_BOUNDS};
 pub use hub::{Merged, MetricsHub, RouteTotals, UpstreamTotals};
 pub use labels::{method_index, CoreCounter, HTTP2_FLAG, METHOD_LABELS, METHOD_OTHER, NO_ROUTE};
 pub use limiters::{render_limiters, LimiterRow};
+pub use redis::render_redis;
 pub use render::{render_prometheus, render_stats_json, ProcessInfo};
 pub use upstream_load::{render_load, render_mirrors};

@@ -13,4 +13,5 @@ pub mod ip;
 pub mod pipeline;
 pub mod quota;
 pub mod rate_limit;
+pub mod remote;
 pub mod transform;

@@ -236,20 +236,26 @@ pub struct Facts<'a> {
     pub peer_cert: Option<&'a PeerCert>,
 }
 
-/// Runs the route's policies in order. On `Err`, `fx.response_lines` already holds the headers
-/// the denial needs (`WWW-Authenticate`, `Retry-After`, `RateLimit*`).
+/// Runs the route's policies in order, from `ids[from]`. `Ok(None)`: every one passed.
+/// `Ok(Some(i))`: policy `ids[i]` cannot decide without Redis; the caller awaits
+/// `policy::remote::settle` for it and calls again with `from = i + 1`. On `Err`,
+/// `fx.response_lines` already holds the headers the denial needs (`WWW-Authenticate`,
+/// `Retry-After`, `RateLimit*`).
 pub fn run<'a>(
     ps: &'a Policies,
     ids: &[PolicyId],
+    from: usize,
     f: &Facts<'a>,
     caller: &mut Caller<'a>,
     fx: &mut Effects,
     tokens: &mut TokenCache,
-) -> Result<(), Denial> {
-    for id in ids {
+) -> Result<Option<usize>, Denial> {
+    for (i, id) in ids.iter().enumerate().skip(from) {
         let Some(p) = ps.list.get(id.0 as usize) else {
             continue;
         };
+        // An arm that cannot decide without Redis (a global limit, a quota) returns
+        // `Ok(Some(i))`; `policy::remote::settle` then decides it.
         match &p.policy {
             Policy::ApiKey(k) => api_key(ps, k, f, caller, fx)?,
             Policy::Jwt(j) => jwt(j, f, caller, fx, tokens)?,
@@ -263,7 +269,10 @@ pub fn run<'a>(
                 }
             }
             Policy::RateLimit(rl) => rate_limit(rl, f, caller, fx)?,
-            Policy::Quota(q) => quota_local(q, f, caller, fx)?,
+            Policy::Quota(q) => {
+                quota_local(q, f, caller, fx)?;
+                return Ok(Some(i));
+            }
             Policy::ClientCert(c) => client_cert(c, f, caller, fx)?,
             Policy::Transform(t) => {
                 let vars = RequestVars { ps, f, caller };
@@ -289,7 +298,7 @@ pub fn run<'a>(
             Policy::Cors(_) => {}
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 fn challenge(fx: &mut Effects, scheme: &str) {

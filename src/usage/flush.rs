@@ -34,6 +34,8 @@ pub struct FlushState {
     seq: u64,
     pending: BTreeMap<i64, ahash::AHashMap<Vec<u8>, u64>>,
     inflight: VecDeque<Batch>,
+    /// When `flush_if_due` flushes next.
+    next_at: Instant,
 }
 
 impl FlushState {
@@ -50,6 +52,7 @@ impl FlushState {
             seq: 0,
             pending: BTreeMap::new(),
             inflight: VecDeque::new(),
+            next_at: Instant::now(),
         }
     }
 
@@ -97,6 +100,32 @@ pub fn day_label(day: i64) -> String {
 /// Today's day number (UTC).
 pub fn today() -> i64 {
     (crate::civil::unix_now() / 86_400) as i64
+}
+
+/// How often `flush_if_due` flushes.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// `flush_once` at most every `FLUSH_EVERY` (the background thread ticks faster than that).
+pub async fn flush_if_due(
+    client: &Client,
+    shared: &RedisShared,
+    hub: &UsageHub,
+    settings: &UsageSettings,
+) -> Result<u64, RedisError> {
+    let due = {
+        let mut st = hub.state.lock().unwrap_or_else(|p| p.into_inner());
+        match st.as_mut() {
+            Some(s) if Instant::now() >= s.next_at => {
+                s.next_at = Instant::now() + FLUSH_EVERY;
+                true
+            }
+            _ => false,
+        }
+    };
+    if !due {
+        return Ok(0);
+    }
+    flush_once(client, shared, hub, settings).await
 }
 
 /// One flush: takes what the workers handed in and applies every batch it can. Returns how

@@ -8,6 +8,7 @@
 pub mod faults;
 pub mod grpc;
 pub mod h2;
+pub mod redis;
 pub mod tls;
 
 use std::io::{BufRead, BufReader, Read, Write};

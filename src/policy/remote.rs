@@ -1,0 +1,22 @@
+//! The policies' Redis-backed decisions, awaited by the guard when `pipeline::run` stopped at
+//! a policy that cannot decide locally (`Ok(Some(i))`): a global rate limit in `exact` mode or
+//! without a lease, a quota. One arm per kind; each owns its fail-open / fail-closed choice
+//! when Redis does not answer. Without a `[redis]` table no policy ever stops here.
+
+use super::pipeline::{Caller, Denial, Effects, Facts, Policy};
+use crate::redis::Client;
+
+/// Decides `policy` with Redis (`client` is None when the config has no `[redis]`, which
+/// compile refuses for policies that need it). `Err` is the refusal, with its headers in `fx`.
+pub async fn settle(
+    client: Option<&Client>,
+    policy: &Policy,
+    f: &Facts<'_>,
+    caller: &Caller<'_>,
+    fx: &mut Effects,
+) -> Result<(), Denial> {
+    match policy {
+        Policy::Quota(q) => super::quota::settle(client, q, f, caller, fx).await,
+        _ => Ok(()),
+    }
+}

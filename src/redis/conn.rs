@@ -1,0 +1,213 @@
+//! One pipelined connection to one Redis node. Callers append their encoded commands and a
+//! reply slot in one synchronous step, so slots queue in exactly the order commands reach the
+//! socket; a writer task sends whatever has queued in one write, and a reader task hands each
+//! reply to the oldest slot. Many requests share the socket without waiting for each other.
+//!
+//! Bounds: at most `MAX_IN_FLIGHT` commands wait on a connection (the rest fail at once),
+//! replies are capped by `resp::MAX_REPLY`. When either task fails, the socket is shut down,
+//! every waiting slot gets `Unavailable`, and the connection reports itself broken so the
+//! client dials again. A caller that stops waiting (its timeout) only drops its slot: the
+//! reply is read and thrown away, so no read or write is ever cancelled mid-way.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::time::Duration;
+
+use local_sync::{mpsc::unbounded, oneshot};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
+use monoio::net::TcpStream;
+
+use super::error::RedisError;
+use super::resp::Value;
+use super::resp::{decode_reply, encode_command};
+
+/// Commands that may wait on one connection at once.
+const MAX_IN_FLIGHT: usize = 16 * 1024;
+
+type Reply = Result<Value, RedisError>;
+
+/// A handle to the connection (cheap to clone).
+#[derive(Clone)]
+pub(super) struct Conn {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    tx: unbounded::Tx<Vec<u8>>,
+    waiting: RefCell<VecDeque<oneshot::Sender<Reply>>>,
+    broken: Cell<bool>,
+    fd: RawFd,
+}
+
+impl Inner {
+    /// Marks the connection dead: the socket is shut down (waking the other task) and every
+    /// waiting caller is told.
+    fn break_off(&self, why: &str) {
+        if !self.broken.replace(true) {
+            // SAFETY: `fd` belongs to the socket both tasks hold, which is still open (they
+            // close it only when they end, after this call); shutdown does not free it.
+            unsafe {
+                libc::shutdown(self.fd, libc::SHUT_RDWR);
+            }
+        }
+        for w in self.waiting.borrow_mut().drain(..) {
+            let _ = w.send(Err(RedisError::Unavailable(why.to_string())));
+        }
+    }
+}
+
+impl Conn {
+    /// Dials `addr` and runs the setup commands (AUTH, SELECT, ...) before anyone else's.
+    pub(super) async fn open(
+        addr: SocketAddr,
+        connect_timeout: Duration,
+        setup: &[Vec<Vec<u8>>],
+    ) -> Result<Conn, RedisError> {
+        let tcp = match monoio::time::timeout(connect_timeout, TcpStream::connect_addr(addr)).await
+        {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => return Err(RedisError::Unavailable(format!("{addr}: {e}"))),
+            Err(_) => {
+                return Err(RedisError::Unavailable(format!(
+                    "{addr}: connect timed out"
+                )))
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let fd = tcp.as_raw_fd();
+        let (rd, wr) = tcp.into_split();
+        let (tx, rx) = unbounded::channel();
+        let inner = Rc::new(Inner {
+            tx,
+            waiting: RefCell::new(VecDeque::new()),
+            broken: Cell::new(false),
+            fd,
+        });
+        monoio::spawn(write_loop(inner.clone(), wr, rx));
+        monoio::spawn(read_loop(inner.clone(), rd));
+        let conn = Conn { inner };
+        for cmd in setup {
+            let args: Vec<&[u8]> = cmd.iter().map(|a| &a[..]).collect();
+            let rx = conn.submit(&[&args])?;
+            for r in rx {
+                match monoio::time::timeout(connect_timeout, r).await {
+                    Ok(Ok(Ok(_))) => {}
+                    Ok(Ok(Err(e))) => {
+                        conn.inner.break_off("setup failed");
+                        return Err(e);
+                    }
+                    _ => {
+                        conn.inner.break_off("setup timed out");
+                        return Err(RedisError::Unavailable(format!(
+                            "{addr}: no reply to setup"
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(conn)
+    }
+
+    pub(super) fn is_broken(&self) -> bool {
+        self.inner.broken.get()
+    }
+
+    /// How many commands wait for replies.
+    pub(super) fn in_flight(&self) -> usize {
+        self.inner.waiting.borrow().len()
+    }
+
+    /// Queues `cmds` back to back (nothing else can come between them) and returns one reply
+    /// receiver per command.
+    pub(super) fn submit(
+        &self,
+        cmds: &[&[&[u8]]],
+    ) -> Result<Vec<oneshot::Receiver<Reply>>, RedisError> {
+        if self.inner.broken.get() {
+            return Err(RedisError::Unavailable("connection closed".into()));
+        }
+        if self.in_flight() + cmds.len() > MAX_IN_FLIGHT {
+            return Err(RedisError::Unavailable(
+                "too many commands in flight".into(),
+            ));
+        }
+        let mut bytes = Vec::new();
+        for c in cmds {
+            encode_command(&mut bytes, c);
+        }
+        if self.inner.tx.send(bytes).is_err() {
+            self.inner.break_off("writer gone");
+            return Err(RedisError::Unavailable("connection closed".into()));
+        }
+        let mut waiting = self.inner.waiting.borrow_mut();
+        Ok(cmds
+            .iter()
+            .map(|_| {
+                let (tx, rx) = oneshot::channel();
+                waiting.push_back(tx);
+                rx
+            })
+            .collect())
+    }
+
+    /// Closes the connection (slots waiting get `Unavailable`).
+    pub(super) fn close(&self, why: &str) {
+        self.inner.break_off(why);
+    }
+}
+
+async fn write_loop(
+    inner: Rc<Inner>,
+    mut wr: OwnedWriteHalf<TcpStream>,
+    mut rx: unbounded::Rx<Vec<u8>>,
+) {
+    while let Some(mut batch) = rx.recv().await {
+        // Everything queued meanwhile goes in the same write.
+        while let Ok(more) = rx.try_recv() {
+            batch.extend_from_slice(&more);
+        }
+        let (res, _) = wr.write_all(batch).await;
+        if res.is_err() || inner.broken.get() {
+            inner.break_off("write failed");
+            return;
+        }
+    }
+}
+
+async fn read_loop(inner: Rc<Inner>, mut rd: OwnedReadHalf<TcpStream>) {
+    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        let (res, c) = rd.read(chunk).await;
+        chunk = c;
+        match res {
+            Ok(0) | Err(_) => return inner.break_off("connection closed by Redis"),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        let mut used = 0;
+        loop {
+            match decode_reply(&buf[used..]) {
+                Ok(None) => break,
+                Ok(Some((reply, n))) => {
+                    used += n;
+                    let slot = inner.waiting.borrow_mut().pop_front();
+                    match slot {
+                        // A receiver that timed out is gone; its reply is dropped here.
+                        Some(s) => {
+                            let _ = s.send(reply);
+                        }
+                        None => return inner.break_off("unexpected reply"),
+                    }
+                }
+                Err(_) => return inner.break_off("bad reply"),
+            }
+        }
+        buf.drain(..used);
+        if inner.broken.get() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! A connection in SUBSCRIBE mode, for the background thread (API-key invalidation). A reader
+//! task decodes pushes and forwards each message's payload through a local channel, so
+//! `next` can wait with a timeout without ever cancelling a read. When the connection ends,
+//! `next` returns `Unavailable` and the owner subscribes again.
+
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use local_sync::mpsc::bounded;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+use super::error::RedisError;
+use super::resp::Value;
+use super::resp::{decode_reply, encode_command};
+use super::shared::RedisShared;
+
+/// Messages kept unread; beyond that the reader stops reading (Redis then drops a subscriber
+/// that falls too far behind, and the owner subscribes again), so memory stays bounded.
+const MAX_QUEUED: usize = 1024;
+
+pub struct Subscription {
+    rx: bounded::Rx<Vec<u8>>,
+    fd: i32,
+}
+
+impl Subscription {
+    /// Subscribes to `channel` on the first node (in a cluster, PUBLISH reaches every node).
+    pub async fn open(
+        shared: Arc<RedisShared>,
+        channel: &[u8],
+    ) -> Result<Subscription, RedisError> {
+        let s = &shared.settings;
+        let addr = s.nodes[0];
+        let tcp =
+            match monoio::time::timeout(s.connect_timeout, TcpStream::connect_addr(addr)).await {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => return Err(RedisError::Unavailable(format!("{addr}: {e}"))),
+                Err(_) => {
+                    return Err(RedisError::Unavailable(format!(
+                        "{addr}: connect timed out"
+                    )))
+                }
+            };
+        let mut tcp = tcp;
+        let mut out = Vec::new();
+        let setup = super::client::setup_commands(s);
+        for cmd in &setup {
+            let args: Vec<&[u8]> = cmd.iter().map(|a| &a[..]).collect();
+            encode_command(&mut out, &args);
+        }
+        encode_command(&mut out, &[b"SUBSCRIBE", channel]);
+        let (res, _) = tcp.write_all(out).await;
+        res.map_err(|e| RedisError::Unavailable(format!("{addr}: {e}")))?;
+        let fd = tcp.as_raw_fd();
+        let (tx, rx) = bounded::channel(MAX_QUEUED);
+        // The setup replies and the subscribe confirmation come first; the task checks them.
+        monoio::spawn(read_pushes(tcp, tx, setup.len() + 1));
+        Ok(Subscription { rx, fd })
+    }
+
+    /// The next message's payload, or `Ok(None)` if none came within `wait`.
+    pub async fn next(&mut self, wait: Duration) -> Result<Option<Vec<u8>>, RedisError> {
+        match monoio::time::timeout(wait, self.rx.recv()).await {
+            Ok(Some(m)) => Ok(Some(m)),
+            Ok(None) => Err(RedisError::Unavailable("subscription closed".into())),
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        // SAFETY: the reader task owns the socket and is still running or has closed it; a
+        // shutdown on a closed descriptor number fails harmlessly (EBADF) unless the number was
+        // reused, which cannot happen before the task drops the stream after this wakes it.
+        unsafe {
+            libc::shutdown(self.fd, libc::SHUT_RDWR);
+        }
+    }
+}
+
+async fn read_pushes(mut tcp: TcpStream, tx: bounded::Tx<Vec<u8>>, mut confirmations: usize) {
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 8 * 1024];
+    loop {
+        let (res, c) = tcp.read(chunk).await;
+        chunk = c;
+        match res {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        let mut used = 0;
+        while let Ok(Some((reply, n))) = decode_reply(&buf[used..]) {
+            used += n;
+            let Ok(v) = reply else { return };
+            if confirmations > 0 {
+                confirmations -= 1;
+                continue;
+            }
+            if let Some(payload) = message_payload(v) {
+                if tx.send(payload).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if decode_reply(&buf[used..]).is_err() {
+            return;
+        }
+        buf.drain(..used);
+        if tx.is_closed() {
+            return;
+        }
+    }
+}
+
+/// `["message", channel, payload]` → payload.
+fn message_payload(v: Value) -> Option<Vec<u8>> {
+    let mut parts = v.into_array()?;
+    if parts.len() != 3 || parts[0].as_bytes()? != b"message" {
+        return None;
+    }
+    match parts.pop()? {
+        Value::Bytes(b) => Some(b),
+        _ => None,
+    }
+}

@@ -1,0 +1,270 @@
+//! Real Redis servers for tests: `RedisServer::start()` runs a private redis-server on a free
+//! loopback port (killed on drop, and with the test process through PR_SET_PDEATHSIG), which a
+//! test may `kill()` and `restart()` on the same port to play an outage. `RedisCluster::shared()`
+//! is the 3-master cluster scripts/test.sh started (`RINGWAY_TEST_REDIS_CLUSTER`), or one this
+//! test binary starts once. `redis_cli` asks an independent client (redis-cli) for assertions.
+//! Tests share servers by giving every gateway group its own `[redis] prefix`.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// A private redis-server.
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+    extra: Vec<String>,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        Self::start_with(&[])
+    }
+
+    /// With extra `redis-server` arguments (e.g. `["--requirepass", "x"]`).
+    pub fn start_with(extra: &[&str]) -> RedisServer {
+        let dir = std::env::temp_dir().join(format!(
+            "ringway-redis-{}-{}",
+            std::process::id(),
+            super::free_port()
+        ));
+        std::fs::create_dir_all(&dir).expect("redis dir");
+        let mut s = RedisServer {
+            child: None,
+            port: super::free_port(),
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let mut args: Vec<String> = vec![
+            "--port".into(),
+            self.port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--dir".into(),
+            self.dir.display().to_string(),
+            "--save".into(),
+            "".into(),
+            "--appendonly".into(),
+            "no".into(),
+            "--protected-mode".into(),
+            "no".into(),
+        ];
+        args.extend(self.extra.iter().cloned());
+        self.child = Some(spawn_dying_with_us("redis-server", &args));
+        wait_ready(&self.addr(), &self.auth());
+    }
+
+    fn auth(&self) -> Vec<String> {
+        match self.extra.iter().position(|a| a == "--requirepass") {
+            Some(i) => vec![
+                "-a".into(),
+                self.extra[i + 1].clone(),
+                "--no-auth-warning".into(),
+            ],
+            None => vec![],
+        }
+    }
+
+    /// `"127.0.0.1:PORT"`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL: connections reset, nothing saved.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same port (after `kill`).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing answers.
+    pub fn pause(&self) {
+        if let Some(c) = &self.child {
+            unsafe { libc::kill(c.id() as i32, libc::SIGSTOP) };
+        }
+    }
+
+    pub fn resume(&self) {
+        if let Some(c) = &self.child {
+            unsafe { libc::kill(c.id() as i32, libc::SIGCONT) };
+        }
+    }
+
+    /// `redis-cli` against this server.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let auth = self.auth();
+        let mut a: Vec<&str> = auth.iter().map(|s| s.as_str()).collect();
+        a.extend_from_slice(args);
+        redis_cli(&self.addr(), &a)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs `program` so that it dies when the test process does (a panicking test leaves no
+/// stray servers behind).
+fn spawn_dying_with_us(program: &str, args: &[String]) -> Child {
+    let mut cmd = Command::new(program);
+    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+    // SAFETY: prctl is async-signal-safe and touches only the child being set up.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd.spawn()
+        .unwrap_or_else(|e| panic!("cannot start {program} (apt-get install redis-server): {e}"))
+}
+
+fn wait_ready(addr: &str, auth: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut a: Vec<&str> = auth.iter().map(|s| &**s).collect();
+        a.push("PING");
+        if redis_cli(addr, &a).trim() == "PONG" {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "redis-server on {addr} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `redis-cli -h HOST -p PORT ARGS...`, stdout as text (empty if it could not connect).
+pub fn redis_cli(addr: &str, args: &[&str]) -> String {
+    let (host, port) = addr.rsplit_once(':').expect("HOST:PORT");
+    let out = Command::new("redis-cli")
+        .args(["-h", host, "-p", port])
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .expect("redis-cli (apt-get install redis-tools)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A Redis Cluster of 3 masters.
+pub struct RedisCluster {
+    /// `"127.0.0.1:PORT"` of each master.
+    pub nodes: Vec<String>,
+    _servers: Vec<Child>,
+    _dirs: Vec<PathBuf>,
+}
+
+impl RedisCluster {
+    /// The cluster scripts/test.sh started, or one started for this test binary.
+    pub fn shared() -> &'static RedisCluster {
+        static C: OnceLock<RedisCluster> = OnceLock::new();
+        C.get_or_init(|| match std::env::var("RINGWAY_TEST_REDIS_CLUSTER") {
+            Ok(list) if !list.trim().is_empty() => RedisCluster {
+                nodes: list.split(',').map(|s| s.trim().to_string()).collect(),
+                _servers: Vec::new(),
+                _dirs: Vec::new(),
+            },
+            _ => RedisCluster::start(),
+        })
+    }
+
+    /// Starts 3 cluster-enabled servers and joins them with `redis-cli --cluster create`.
+    pub fn start() -> RedisCluster {
+        let mut servers = Vec::new();
+        let mut nodes = Vec::new();
+        let mut dirs = Vec::new();
+        for _ in 0..3 {
+            let port = super::free_port();
+            let dir =
+                std::env::temp_dir().join(format!("ringway-cluster-{}-{port}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("cluster dir");
+            let args: Vec<String> = [
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                &dir.display().to_string(),
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "2000",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "no",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            servers.push(spawn_dying_with_us("redis-server", &args));
+            let addr = format!("127.0.0.1:{port}");
+            wait_ready(&addr, &[]);
+            nodes.push(addr);
+            dirs.push(dir);
+        }
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let c = RedisCluster {
+            nodes,
+            _servers: servers,
+            _dirs: dirs,
+        };
+        c.wait_ok();
+        c
+    }
+
+    /// Waits until every node reports `cluster_state:ok`.
+    pub fn wait_ok(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self
+            .nodes
+            .iter()
+            .all(|n| redis_cli(n, &["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+        {
+            assert!(Instant::now() < deadline, "cluster never became ok");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `redis-cli -c` (follows redirects) against the first node.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let mut a = vec!["-c"];
+        a.extend_from_slice(args);
+        redis_cli(&self.nodes[0], &a)
+    }
+}
