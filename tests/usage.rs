@@ -18,20 +18,27 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-const SECRET: &str = "an-hmac-secret-of-sufficient-length";
+const SECRET: &str = "usage-test-secret-0123456789abcdef";
 
 /// (consumer, route, class) → requests.
 type Totals = BTreeMap<(String, String, String), u64>;
 
-fn create_key(config: &Path, consumer: &str) -> String {
-    let out = Command::new(bin())
-        .args(["keys", "create", "--consumer", consumer, "--config"])
-        .arg(config)
-        .env("RINGWAY_KEY_SECRET", SECRET)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+/// An HS256 token whose `sub` (the consumer) is `consumer`. JWT consumers may be any safe
+/// header value (commas, quotes, non-ASCII, up to 4 KB), unlike key-file names.
+fn token_for(consumer: &str) -> String {
+    use base64::Engine;
+    let enc = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let head = enc(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let claims = serde_json::json!({ "sub": consumer, "exp": exp });
+    let input = format!("{head}.{}", enc(claims.to_string().as_bytes()));
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, SECRET.as_bytes());
+    let sig = enc(ring::hmac::sign(&key, input.as_bytes()).as_ref());
+    format!("{input}.{sig}")
 }
 
 /// RFC 4180: fields separated by commas, quoted fields may hold commas, CRLF and doubled
@@ -121,27 +128,19 @@ fn json_totals(text: &str) -> Totals {
 #[test]
 fn counts_from_three_instances_add_up_exactly_in_csv_and_json() {
     let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let keys_file = dir.path().join("keys.toml");
-    let api_keys = format!(
-        "[api_keys]\nfile = \"{}\"\nhash = \"hmac-sha256\"\n",
-        keys_file.display()
-    );
-    let cli = dir.path().join("cli.toml");
-    std::fs::write(&cli, &api_keys).unwrap();
     let long = "L".repeat(3000);
     let consumers = ["alice", "evil, \"quoted\" name", "zoë", long.as_str()];
-    let keys: Vec<String> = consumers.iter().map(|c| create_key(&cli, c)).collect();
+    let keys: Vec<String> = consumers.iter().map(|c| token_for(c)).collect();
     let body = format!(
-        "{}\n[usage]\n\n{api_keys}\n[policies.key]\napi_key = {{}}\n\n\
+        "{}\n[usage]\n\n\
+         [policies.key]\njwt = {{ secret = \"{SECRET}\", algorithms = [\"HS256\"] }}\n\n\
          [[routes]]\nname = \"ok\"\npath = \"/ok\"\npolicies = [\"key\"]\nstatic = {{ body = \"ok\" }}\n\n\
          [[routes]]\nname = \"nope\"\npath = \"/nope\"\npolicies = [\"key\"]\n\
          static = {{ status = 404, body = \"no\" }}\n\n\
          [[routes]]\nname = \"open\"\npath = \"/open\"\nstatic = {{ body = \"ok\" }}\n",
         redis_toml(&redis, "ut-exact")
     );
-    let env = [("RINGWAY_KEY_SECRET", SECRET)];
-    let mut gws: Vec<Gateway> = (0..3).map(|_| Gateway::start_env(&body, 2, &env)).collect();
+    let mut gws: Vec<Gateway> = (0..3).map(|_| Gateway::start(&body)).collect();
     let mut expect = Totals::new();
     let mut add = |c: &str, r: &str, class: &str| {
         *expect
