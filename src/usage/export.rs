@@ -3,7 +3,7 @@
 //! JSON.
 
 use super::field::{self, Cell, DecodedWho};
-use super::flush::day_label;
+use super::cell::day_label;
 use crate::redis::{Client, RedisError, RedisShared, Value};
 
 /// Most days one export may span.

@@ -5,7 +5,7 @@
 //! Layout: the class digit (`1`..`5`); the route as `r<len>:<bytes>` or `-` when no route
 //! matched; then who: `a` (anonymous), `o` (`(other)`, see `usage`) or `c<bytes to the end>`.
 
-use super::Who;
+use super::cell::Who;
 
 /// A decoded field.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
