@@ -5,7 +5,7 @@
 //! out), one keeps running (its counts arrive with the periodic flush). Consumer names with
 //! commas, quotes, non-ASCII and 3 KB stay one CSV field and never appear in a Redis key.
 mod common;
-use common::redis::{redis_cli, RedisServer};
+use common::redis::{redis_cli, RedisCluster, RedisServer};
 use common::*;
 
 /// The `[redis]` table for `redis` with key prefix `prefix` (one per test: tests share servers).
@@ -193,6 +193,48 @@ fn counts_from_three_instances_add_up_exactly_in_csv_and_json() {
         assert!(line.len() < 100, "long key {line}");
         assert!(!line.contains("alice") && !line.contains("evil"), "raw name in {line}");
     }
+}
+
+#[test]
+fn quota_and_usage_on_a_cluster() {
+    let cluster = RedisCluster::shared();
+    let body = format!(
+        "[redis]\nnodes = [\"{}\"]\ncluster = true\nprefix = \"ut-cluster\"\n\n[usage]\n\n\
+         [policies.q]\nquota = {{ key = \"header:x-client\", limit = 5, period = \"month\" }}\n\n\
+         [[routes]]\nname = \"api\"\npath = \"/api\"\npolicies = [\"q\"]\nstatic = {{ body = \"ok\" }}\n",
+        cluster.nodes[0]
+    );
+    let a = Gateway::start(&body);
+    let b = Gateway::start(&body);
+    let mut expect = Totals::new();
+    // Clients spread over many slots; each gets exactly 5 per month across both instances.
+    for c in 0..8 {
+        let client = format!("client-{c}");
+        let mut admitted = 0;
+        for i in 0..7 {
+            let gw = if i % 2 == 0 { &a } else { &b };
+            let r = request(gw.addr, "GET", "/api", &[("x-client", &client)], b"");
+            let class = match r.status {
+                200 => {
+                    admitted += 1;
+                    "2xx"
+                }
+                429 => "4xx",
+                s => panic!("status {s}: {}", r.text()),
+            };
+            *expect
+                .entry((String::new(), "api".to_string(), class.to_string()))
+                .or_default() += 1;
+        }
+        assert_eq!(admitted, 5, "{client}");
+    }
+    let sent: u64 = expect.values().sum();
+    let done = wait_for(Duration::from_secs(10), || {
+        csv_totals(&export(&a.config_path, "csv")).values().sum::<u64>() >= sent
+    });
+    assert!(done.is_some(), "usage never reached {sent}");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(csv_totals(&export(&b.config_path, "csv")), expect);
 }
 
 #[test]
