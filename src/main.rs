@@ -125,7 +125,10 @@ fn usage(path: &Path, from: &str, to: &str, format: UsageFormat) -> ExitCode {
         }
     };
     let Some(redis) = cfg.redis.clone() else {
-        eprintln!("error: {}: no [redis] table: usage is kept in Redis", path.display());
+        eprintln!(
+            "error: {}: no [redis] table: usage is kept in Redis",
+            path.display()
+        );
         return ExitCode::from(EXIT_CONFIG);
     };
     let (Some(a), Some(b)) = (export::parse_day(from), export::parse_day(to)) else {
@@ -133,7 +136,10 @@ fn usage(path: &Path, from: &str, to: &str, format: UsageFormat) -> ExitCode {
         return ExitCode::from(EXIT_USAGE);
     };
     if b < a || b - a >= export::MAX_DAYS {
-        eprintln!("error: --to must not be before --from, nor {} days after", export::MAX_DAYS);
+        eprintln!(
+            "error: --to must not be before --from, nor {} days after",
+            export::MAX_DAYS
+        );
         return ExitCode::from(EXIT_USAGE);
     }
     let client = ringway::redis::Client::new(redis.clone());

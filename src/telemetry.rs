@@ -100,7 +100,11 @@ impl CoreTelemetry {
                 .map(|u| m.upstream_slot(&u.name))
                 .collect(),
             route_names: match cfg.usage {
-                Some(_) => cfg.routes.iter().map(|r| Arc::from(r.name.as_str())).collect(),
+                Some(_) => cfg
+                    .routes
+                    .iter()
+                    .map(|r| Arc::from(r.name.as_str()))
+                    .collect(),
                 None => Vec::new(),
             },
         }

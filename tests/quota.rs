@@ -9,7 +9,10 @@ use common::*;
 
 /// The `[redis]` table for `redis` with key prefix `prefix` (one per test: tests share servers).
 fn redis_toml(redis: &RedisServer, prefix: &str) -> String {
-    format!("[redis]\nnodes = [\"{}\"]\nprefix = \"{prefix}\"\n", redis.addr())
+    format!(
+        "[redis]\nnodes = [\"{}\"]\nprefix = \"{prefix}\"\n",
+        redis.addr()
+    )
 }
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -67,7 +70,7 @@ fn config(redis: &RedisServer, prefix: &str, zone: &str, on_error: &str) -> Stri
          time_zone = \"{zone}\", on_redis_error = \"{on_error}\" }}\n\n\
          [[routes]]\nname = \"api\"\npath = \"/api\"\npolicies = [\"daily\"]\n\
          static = {{ body = \"ok\" }}\n",
-        redis_toml(&redis, prefix)
+        redis_toml(redis, prefix)
     )
 }
 
@@ -90,18 +93,31 @@ fn a_used_up_quota_refuses_with_the_reset_time_on_every_instance_and_after_a_res
         assert_eq!(r.status, 200, "request {i}: {}", r.text());
         assert_eq!(r.header("x-quota-limit"), Some("3"));
         let left = (2 - i).to_string();
-        assert_eq!(r.header("x-quota-remaining"), Some(left.as_str()), "request {i}");
-        assert_eq!(r.header("x-quota-reset"), Some(rfc3339_at(reset, off).as_str()));
+        assert_eq!(
+            r.header("x-quota-remaining"),
+            Some(left.as_str()),
+            "request {i}"
+        );
+        assert_eq!(
+            r.header("x-quota-reset"),
+            Some(rfc3339_at(reset, off).as_str())
+        );
     }
     // The fourth, on either instance: refused until the zone's next midnight.
     for gw in [&b, &a] {
         let r = get_as(gw, "client-one");
         assert_eq!(r.status, 429, "{}", r.text());
         assert_eq!(r.header("x-quota-remaining"), Some("0"));
-        assert_eq!(r.header("x-quota-reset"), Some(rfc3339_at(reset, off).as_str()));
+        assert_eq!(
+            r.header("x-quota-reset"),
+            Some(rfc3339_at(reset, off).as_str())
+        );
         let retry: i64 = r.header("retry-after").unwrap().parse().unwrap();
         let expect = reset - now();
-        assert!((retry - expect).abs() <= 2, "retry-after {retry}, expected ~{expect}");
+        assert!(
+            (retry - expect).abs() <= 2,
+            "retry-after {retry}, expected ~{expect}"
+        );
     }
     // Another client has its own quota; a hostile 8 KB value is just another key.
     assert_eq!(get_as(&a, "client-two").status, 200);
@@ -122,10 +138,19 @@ fn a_used_up_quota_refuses_with_the_reset_time_on_every_instance_and_after_a_res
     let keys: Vec<&str> = keys.lines().filter(|l| !l.is_empty()).collect();
     assert_eq!(keys.len(), 3, "{keys:?}");
     for k in &keys {
-        assert!(k.ends_with(&format!(":{today}")), "{k} should end with {today}");
+        assert!(
+            k.ends_with(&format!(":{today}")),
+            "{k} should end with {today}"
+        );
         assert!(!k.contains("client"), "raw client value in key {k}");
-        let at: i64 = redis_cli(&redis.addr(), &["EXPIRETIME", k]).trim().parse().unwrap();
-        assert!(at > reset && at <= reset + 3600, "{k} expires at {at}, reset {reset}");
+        let at: i64 = redis_cli(&redis.addr(), &["EXPIRETIME", k])
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            at > reset && at <= reset + 3600,
+            "{k} expires at {at}, reset {reset}"
+        );
     }
 }
 
@@ -149,8 +174,14 @@ fn the_count_belongs_to_the_calendar_day_of_the_configured_zone() {
     assert_ne!(east_day, west_day);
     let e = get(gw.addr, "/east");
     let w = get(gw.addr, "/west");
-    assert_eq!(e.header("x-quota-reset"), Some(rfc3339_at(east_reset, 14 * 3600).as_str()));
-    assert_eq!(w.header("x-quota-reset"), Some(rfc3339_at(west_reset, -12 * 3600).as_str()));
+    assert_eq!(
+        e.header("x-quota-reset"),
+        Some(rfc3339_at(east_reset, 14 * 3600).as_str())
+    );
+    assert_eq!(
+        w.header("x-quota-reset"),
+        Some(rfc3339_at(west_reset, -12 * 3600).as_str())
+    );
     let keys = redis_cli(&redis.addr(), &["KEYS", &format!("{prefix}:*")]);
     let mut labels: Vec<&str> = keys
         .lines()
@@ -170,9 +201,7 @@ fn the_count_belongs_to_the_calendar_day_of_the_configured_zone() {
         .find(|k| k.ends_with(&east_day))
         .unwrap()
         .to_string();
-    let yesterday = date_of_day(
-        (t + 14 * 3600).div_euclid(86_400) - 1,
-    );
+    let yesterday = date_of_day((t + 14 * 3600).div_euclid(86_400) - 1);
     let old_key = east_key.replace(&east_day, &yesterday);
     redis_cli(&redis.addr(), &["SET", &old_key, "1000"]);
     assert_eq!(get(gw.addr, "/east").status, 200);

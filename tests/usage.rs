@@ -10,7 +10,10 @@ use common::*;
 
 /// The `[redis]` table for `redis` with key prefix `prefix` (one per test: tests share servers).
 fn redis_toml(redis: &RedisServer, prefix: &str) -> String {
-    format!("[redis]\nnodes = [\"{}\"]\nprefix = \"{prefix}\"\n", redis.addr())
+    format!(
+        "[redis]\nnodes = [\"{}\"]\nprefix = \"{prefix}\"\n",
+        redis.addr()
+    )
 }
 
 use std::collections::BTreeMap;
@@ -85,7 +88,11 @@ fn export(config: &Path, format: &str) -> String {
         .args(["--from", &day(-1), "--to", &day(1), "--format", format])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -104,12 +111,16 @@ fn date_of_day(z: i64) -> String {
 
 fn csv_totals(text: &str) -> Totals {
     let rows = parse_csv(text);
-    assert_eq!(rows[0], ["date", "consumer", "route", "status_class", "requests"]);
+    assert_eq!(
+        rows[0],
+        ["date", "consumer", "route", "status_class", "requests"]
+    );
     let mut t = Totals::new();
     for r in &rows[1..] {
         assert_eq!(r.len(), 5, "{r:?}");
         let n: u64 = r[4].parse().unwrap();
-        *t.entry((r[1].clone(), r[2].clone(), r[3].clone())).or_default() += n;
+        *t.entry((r[1].clone(), r[2].clone(), r[3].clone()))
+            .or_default() += n;
     }
     t
 }
@@ -120,7 +131,8 @@ fn json_totals(text: &str) -> Totals {
     for r in v.as_array().unwrap() {
         let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
         let n = r["requests"].as_u64().unwrap();
-        *t.entry((s("consumer"), s("route"), s("status_class"))).or_default() += n;
+        *t.entry((s("consumer"), s("route"), s("status_class")))
+            .or_default() += n;
     }
     t
 }
@@ -160,7 +172,13 @@ fn counts_from_three_instances_add_up_exactly_in_csv_and_json() {
             add(c, "nope", "4xx");
         }
         for _ in 0..2 {
-            let r = request(gw.addr, "GET", "/ok", &[("authorization", "Bearer wrong")], b"");
+            let r = request(
+                gw.addr,
+                "GET",
+                "/ok",
+                &[("authorization", "Bearer wrong")],
+                b"",
+            );
             assert_eq!(r.status, 401);
             add("", "ok", "4xx");
             assert_eq!(get(gw.addr, "/open").status, 200);
@@ -172,26 +190,42 @@ fn counts_from_three_instances_add_up_exactly_in_csv_and_json() {
     // Two instances drain and exit (their last counts flush on the way out)...
     for gw in &mut gws[..2] {
         gw.signal(libc::SIGTERM);
-        let st = gw.wait_exit(Duration::from_secs(15)).expect("exits after SIGTERM");
+        let st = gw
+            .wait_exit(Duration::from_secs(15))
+            .expect("exits after SIGTERM");
         assert!(st.success());
     }
     // ...the third flushes in the background.
     let sent: u64 = expect.values().sum();
     let done = wait_for(Duration::from_secs(10), || {
-        csv_totals(&export(&gws[2].config_path, "csv")).values().sum::<u64>() >= sent
+        csv_totals(&export(&gws[2].config_path, "csv"))
+            .values()
+            .sum::<u64>()
+            >= sent
     });
     assert!(done.is_some(), "usage never reached {sent}");
     std::thread::sleep(Duration::from_millis(1500)); // no late double count either
     let csv = export(&gws[2].config_path, "csv");
-    assert_eq!(csv_totals(&csv), expect, "CSV:\n{}", &csv[..csv.len().min(2000)]);
-    assert!(csv.contains("\"evil, \"\"quoted\"\" name\""), "quoted field");
+    assert_eq!(
+        csv_totals(&csv),
+        expect,
+        "CSV:\n{}",
+        &csv[..csv.len().min(2000)]
+    );
+    assert!(
+        csv.contains("\"evil, \"\"quoted\"\" name\""),
+        "quoted field"
+    );
     assert_eq!(json_totals(&export(&gws[2].config_path, "json")), expect);
 
     // Names live in hash fields, never in key names.
     let all = redis_cli(&redis.addr(), &["KEYS", "ut-exact:*"]);
     for line in all.lines().filter(|l| !l.is_empty()) {
         assert!(line.len() < 100, "long key {line}");
-        assert!(!line.contains("alice") && !line.contains("evil"), "raw name in {line}");
+        assert!(
+            !line.contains("alice") && !line.contains("evil"),
+            "raw name in {line}"
+        );
     }
 }
 
@@ -230,7 +264,10 @@ fn quota_and_usage_on_a_cluster() {
     }
     let sent: u64 = expect.values().sum();
     let done = wait_for(Duration::from_secs(10), || {
-        csv_totals(&export(&a.config_path, "csv")).values().sum::<u64>() >= sent
+        csv_totals(&export(&a.config_path, "csv"))
+            .values()
+            .sum::<u64>()
+            >= sent
     });
     assert!(done.is_some(), "usage never reached {sent}");
     std::thread::sleep(Duration::from_millis(1500));
@@ -252,8 +289,16 @@ fn the_export_refuses_bad_dates() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
     let listener = format!("[[listeners]]\naddress = \"127.0.0.1:{}\"\n", free_port());
-    std::fs::write(&cfg, format!("{listener}{}", redis_toml(&redis, "ut-dates"))).unwrap();
-    for (from, to) in [("2026-13-01", "2026-12-01"), ("2026-12-05", "2026-12-04"), ("x", "y")] {
+    std::fs::write(
+        &cfg,
+        format!("{listener}{}", redis_toml(&redis, "ut-dates")),
+    )
+    .unwrap();
+    for (from, to) in [
+        ("2026-13-01", "2026-12-01"),
+        ("2026-12-05", "2026-12-04"),
+        ("x", "y"),
+    ] {
         let out = Command::new(bin())
             .args(["usage", "--config"])
             .arg(&cfg)

@@ -78,7 +78,11 @@ pub fn compile(
         fail(span, "time_zone", msg);
         return None;
     };
-    let fail_open = match raw.on_redis_error.as_ref().map(|s| (s, s.get_ref().as_str())) {
+    let fail_open = match raw
+        .on_redis_error
+        .as_ref()
+        .map(|s| (s, s.get_ref().as_str()))
+    {
         None | Some((_, "fail_open")) => true,
         Some((_, "fail_closed")) => false,
         Some((s, other)) => {

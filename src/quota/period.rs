@@ -40,7 +40,9 @@ pub struct Window {
 /// The window holding unix second `now` in `tz`. `None` only for moments outside jiff's range
 /// (year ±9999), which a real clock never reaches.
 pub fn window(period: Period, tz: &TimeZone, now: i64) -> Option<Window> {
-    let zdt = Timestamp::from_second(now).ok()?.to_zoned_datetime(tz.clone());
+    let zdt = Timestamp::from_second(now)
+        .ok()?
+        .to_zoned_datetime(tz.clone());
     let date = zdt.date();
     let (start, end): (Date, Date) = match period {
         Period::Day => (date, date.tomorrow().ok()?),
@@ -118,7 +120,11 @@ mod tests {
         // midnight): the new day starts at 01:00 local.
         let x = w(Period::Day, "America/Santiago", "2026-09-05T12:00:00Z");
         assert_eq!(x.label, "2026-09-05");
-        assert!(x.reset_text.starts_with("2026-09-06T01:00:00"), "{}", x.reset_text);
+        assert!(
+            x.reset_text.starts_with("2026-09-06T01:00:00"),
+            "{}",
+            x.reset_text
+        );
     }
 
     #[test]

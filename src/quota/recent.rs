@@ -4,7 +4,6 @@
 //! counter is obeyed within that second. An entry never outlives its period.
 
 use std::cell::RefCell;
-use std::hash::{BuildHasher, Hash, Hasher};
 
 use super::{write_headers, QuotaSpec, Taken, Window};
 
@@ -24,14 +23,19 @@ thread_local! {
 }
 
 fn id(spec: &QuotaSpec, key: &[u8]) -> (usize, u64) {
-    let mut h = ahash::RandomState::with_seeds(1, 2, 3, 4).build_hasher();
-    key.hash(&mut h);
-    (spec as *const QuotaSpec as usize, h.finish())
+    let h = ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(key);
+    (spec as *const QuotaSpec as usize, h)
 }
 
 /// If this worker saw `key` refused less than a second ago in the current period, writes the
 /// refusal's headers and returns true.
-pub fn answer(spec: &QuotaSpec, key: &[u8], unix_now: i64, mono_ns: u64, out: &mut Vec<u8>) -> bool {
+pub fn answer(
+    spec: &QuotaSpec,
+    key: &[u8],
+    unix_now: i64,
+    mono_ns: u64,
+    out: &mut Vec<u8>,
+) -> bool {
     REFUSED.with(|m| {
         let m = m.borrow();
         let Some(r) = m.get(&id(spec, key)) else {

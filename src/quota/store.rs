@@ -23,13 +23,19 @@ pub async fn take(
     now: i64,
 ) -> Result<(Taken, Window), RedisError> {
     let Some(w) = period::window(spec.period, &spec.zone, now) else {
-        return Err(RedisError::Protocol("clock outside the calendar range".into()));
+        return Err(RedisError::Protocol(
+            "clock outside the calendar range".into(),
+        ));
     };
     let k = counter_key(shared, spec, key, &w);
     let limit = spec.limit.to_string();
     let expire = (w.reset_unix + EXPIRE_GRACE_SECS).to_string();
     let v = client
-        .eval(&TAKE, &[k.as_bytes()], &[limit.as_bytes(), expire.as_bytes()])
+        .eval(
+            &TAKE,
+            &[k.as_bytes()],
+            &[limit.as_bytes(), expire.as_bytes()],
+        )
         .await?;
     let parts = v
         .into_array()
@@ -38,7 +44,9 @@ pub async fn take(
         parts.first().and_then(|x| x.as_int()),
         parts.get(1).and_then(|x| x.as_int()),
     ) else {
-        return Err(RedisError::Protocol("quota script: expected two integers".into()));
+        return Err(RedisError::Protocol(
+            "quota script: expected two integers".into(),
+        ));
     };
     Ok((
         Taken {

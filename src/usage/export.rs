@@ -2,8 +2,8 @@
 //! quoting, so hostile consumer names with commas, quotes or line breaks stay one field) or
 //! JSON.
 
-use super::field::{self, Cell, DecodedWho};
 use super::cell::day_label;
+use super::field::{self, Cell, DecodedWho};
 use crate::redis::{Client, RedisError, RedisShared, Value};
 
 /// Most days one export may span.
@@ -25,7 +25,9 @@ pub fn parse_day(s: &str) -> Option<i64> {
     }
     let num = |r: std::ops::Range<usize>| -> Option<u32> {
         let t = s.get(r)?;
-        t.bytes().all(|c| c.is_ascii_digit()).then(|| t.parse().ok())?
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
     };
     let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let day = crate::civil::days_from_civil(i64::from(y), m, d);
@@ -52,10 +54,8 @@ pub async fn read(
             let (Some(f), Some(n)) = (pair.first(), pair.get(1)) else {
                 continue;
             };
-            let (Some(cell), Some(requests)) = (
-                f.as_bytes().and_then(field::decode),
-                number(n),
-            ) else {
+            let (Some(cell), Some(requests)) = (f.as_bytes().and_then(field::decode), number(n))
+            else {
                 continue;
             };
             rows.push(Row {
@@ -161,7 +161,14 @@ mod tests {
     #[test]
     fn days_parse_strictly() {
         assert_eq!(parse_day("2026-12-04"), Some(20_791));
-        for bad in ["2026-13-01", "2026-02-30", "2026-1-01", "x026-12-04", "", "2026-12-04 "] {
+        for bad in [
+            "2026-13-01",
+            "2026-02-30",
+            "2026-1-01",
+            "x026-12-04",
+            "",
+            "2026-12-04 ",
+        ] {
             assert_eq!(parse_day(bad), None, "{bad}");
         }
     }

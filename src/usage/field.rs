@@ -60,7 +60,10 @@ pub fn decode(f: &[u8]) -> Option<Cell> {
             let len: usize = std::str::from_utf8(&rest[..colon]).ok()?.parse().ok()?;
             let body = rest.get(colon + 1..)?;
             let name = body.get(..len)?;
-            (Some(String::from_utf8_lossy(name).into_owned()), &body[len..])
+            (
+                Some(String::from_utf8_lossy(name).into_owned()),
+                &body[len..],
+            )
         }
         _ => return None,
     };
@@ -108,7 +111,16 @@ mod tests {
 
     #[test]
     fn garbage_is_refused() {
-        for f in [&b""[..], b"9-a", b"2r", b"2r5:ab", b"2r1:xz", b"2-", b"2-ax", b"2r99999999999999999999:a"] {
+        for f in [
+            &b""[..],
+            b"9-a",
+            b"2r",
+            b"2r5:ab",
+            b"2r1:xz",
+            b"2-",
+            b"2-ax",
+            b"2r99999999999999999999:a",
+        ] {
             assert_eq!(decode(f), None, "{:?}", String::from_utf8_lossy(f));
         }
     }

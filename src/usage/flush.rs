@@ -108,7 +108,8 @@ async fn apply(
 }
 
 /// The last flush, after the workers handed in their final counts: retries until everything
-/// is confirmed or `budget` runs out. Returns the requests left unconfirmed (0 = exact).
+/// is confirmed or `budget` runs out. Returns the requests left unconfirmed (0 = exact;
+/// `u64::MAX`: another flush held the state the whole time, which the one Redis thread never does).
 pub async fn flush_final(
     client: &Client,
     shared: &RedisShared,
@@ -118,7 +119,11 @@ pub async fn flush_final(
 ) -> u64 {
     let end = Instant::now() + budget;
     loop {
-        let idle = hub.state.lock().unwrap_or_else(|p| p.into_inner()).is_some();
+        let idle = hub
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
         if idle {
             let r = flush_once(client, shared, hub, settings).await;
             let left = hub

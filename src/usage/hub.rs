@@ -110,5 +110,4 @@ mod tests {
         let total: u64 = hub.drain().iter().flat_map(|m| m.values()).sum();
         assert_eq!(total, 5);
     }
-
 }

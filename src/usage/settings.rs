@@ -37,7 +37,11 @@ pub fn compile(raw: &RawUsage, fail: &mut Fail<'_>) -> Option<UsageSettings> {
         Some(m) => match usize::try_from(*m.get_ref()) {
             Ok(n) if (1..=10_000_000).contains(&n) => n,
             _ => {
-                fail(m.span(), "max_keys", "must be between 1 and 10000000".into());
+                fail(
+                    m.span(),
+                    "max_keys",
+                    "must be between 1 and 10000000".into(),
+                );
                 return None;
             }
         },
@@ -47,7 +51,11 @@ pub fn compile(raw: &RawUsage, fail: &mut Fail<'_>) -> Option<UsageSettings> {
         Some(d) => match u64::try_from(*d.get_ref()) {
             Ok(n) if (1..=36_500).contains(&n) => n,
             _ => {
-                fail(d.span(), "retention_days", "must be between 1 and 36500".into());
+                fail(
+                    d.span(),
+                    "retention_days",
+                    "must be between 1 and 36500".into(),
+                );
                 return None;
             }
         },
