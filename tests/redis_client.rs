@@ -264,8 +264,144 @@ fn a_bad_redis_table_is_refused_with_file_line_and_field() {
         assert!(err.contains(&format!(":{line}:")), "{table}: {err}");
         assert!(err.contains(field), "{table}: {err}");
     }
-    let (code, _, err) = common::check_config(&format!(
+    let (code, out, err) = common::check_config(&format!(
         "{base}[redis]\nnodes = [\"127.0.0.1:6379\"]\ncluster = false\ntimeout = \"20ms\"\n"
     ));
     assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("redis: 127.0.0.1:6379 (standalone), prefix \"ringway\", timeout 20ms"),
+        "{out}"
+    );
+}
+
+#[test]
+fn tls_to_redis_is_verified_for_commands_and_subscriptions() {
+    use common::tls::{Ca, Key};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("redis test ca");
+    ca.write(dir.path(), "ca");
+    let srv = ca.server(dir.path(), "redis", &["redis.test"], Key::EcdsaP256);
+    let tls_port = common::free_port().to_string();
+    let (cert, key, ca_file) = (
+        srv.cert_path.display().to_string(),
+        srv.key_path.display().to_string(),
+        dir.path().join("ca.pem").display().to_string(),
+    );
+    let redis = RedisServer::start_with(&[
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-ca-cert-file",
+        &ca_file,
+        "--tls-auth-clients",
+        "no",
+    ]);
+    let load = |name: &str| {
+        let text = format!(
+            "version = 1\n[[listeners]]\nname = \"p\"\naddress = \"127.0.0.1:0\"\n[redis]\n\
+             nodes = [\"127.0.0.1:{tls_port}\"]\nprefix = \"t7\"\n\
+             tls = {{ ca = \"ca.pem\", server_name = \"{name}\" }}\n"
+        );
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let cfg = ringway::config::load(&path, 1).unwrap_or_else(|e| panic!("{e:?}"));
+        Client::new(cfg.redis.clone().expect("[redis]"))
+    };
+    let good = load("redis.test");
+    let wrong = load("not-redis.test");
+    let shared = good.shared().clone();
+    block_on(async {
+        assert_eq!(
+            good.cmd(None, &[b"PING"]).await,
+            Ok(Value::Status(b"PONG".to_vec()))
+        );
+        let err = wrong.cmd(None, &[b"PING"]).await.unwrap_err();
+        assert!(
+            matches!(&err, RedisError::Unavailable(m) if m.contains("TLS")),
+            "{err:?}"
+        );
+        // Pub/sub over TLS: a message published by another client arrives.
+        let mut sub = ringway::redis::Subscription::open(shared.clone(), b"t7:chan")
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            good.cmd(None, &[b"PUBLISH", b"t7:chan", b"hello"])
+                .await
+                .unwrap();
+            if let Ok(Some(m)) = sub.next(Duration::from_millis(100)).await {
+                assert_eq!(m, b"hello");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no message over the TLS subscription"
+            );
+        }
+        // Many calls in flight over one TLS connection keep their order.
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let c = good.clone();
+            tasks.push(monoio::spawn(async move {
+                let k = format!("t7:{i}");
+                c.cmd(None, &[b"SET", k.as_bytes(), k.as_bytes()])
+                    .await
+                    .unwrap();
+                c.cmd(None, &[b"GET", k.as_bytes()]).await.unwrap()
+            }));
+        }
+        for (i, t) in tasks.into_iter().enumerate() {
+            assert_eq!(t.await, Value::Bytes(format!("t7:{i}").into_bytes()));
+        }
+    });
+    // Only the TLS port was configured: a plain connection could not have answered.
+    assert!(redis
+        .cli(&["CONFIG", "GET", "tls-port"])
+        .contains(&tls_port));
+}
+
+#[test]
+fn cluster_failover_is_followed_without_a_restart() {
+    let mut cluster = RedisCluster::start(3, 1);
+    let c = client_for(&cluster.nodes[..1], true, "t8");
+    let shared = c.shared().clone();
+    let key = "t8:{fail}:v";
+    let cli = common::redis::redis_cli;
+    block_on(async {
+        let k = key.as_bytes();
+        c.cmd(Some(k), &[b"SET", k, b"kept"]).await.unwrap();
+        // The replica has it before its master dies (WAIT within the client's 100 ms).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while c.cmd(Some(k), &[b"WAIT", b"1", b"50"]).await != Ok(Value::Int(1)) {
+            assert!(Instant::now() < deadline, "the replica never caught up");
+        }
+        let slot = cluster.cli(&["CLUSTER", "KEYSLOT", key]).trim().to_string();
+        let master = (0..cluster.nodes.len())
+            .find(|&i| {
+                let n = &cluster.nodes[i];
+                cli(n, &["ROLE"]).starts_with("master")
+                    && cli(n, &["CLUSTER", "COUNTKEYSINSLOT", &slot]).trim() != "0"
+            })
+            .expect("the key's master");
+        cluster.kill(master);
+        let t = Instant::now();
+        let deadline = t + Duration::from_secs(30);
+        loop {
+            if let Ok(v) = c.cmd(Some(k), &[b"GET", k]).await {
+                assert_eq!(v, Value::Bytes(b"kept".to_vec()));
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the promoted replica was never used"
+            );
+            monoio::time::sleep(Duration::from_millis(100)).await;
+        }
+        println!("served again {:?} after the master was killed", t.elapsed());
+    });
+    assert!(shared.health.went_down.load(Relaxed) >= 1);
+    assert!(shared.health.is_up());
 }

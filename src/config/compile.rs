@@ -73,7 +73,8 @@ pub fn compile_with(
     let dns = super::dns::compile_dns(&raw.dns, file, &mut errs);
     let redis = raw.redis.as_ref().and_then(|r| {
         let env = |name: &str| std::env::var(name).ok();
-        crate::redis::compile(r, &env, &mut errs).map(|s| rt.redis.get_or_create(s))
+        crate::redis::compile(r, &env, file.parent().unwrap_or(Path::new(".")), &mut errs)
+            .map(|s| rt.redis.get_or_create(s))
     });
     let (upstreams, upstream_ids) =
         super::upstreams::compile_upstreams(&raw, file, &timeouts, rt, &dns, &mut errs);

@@ -337,10 +337,31 @@ fn upstreams(c: &Compiled, now: u64, s: &mut String) {
     }
 }
 
+/// `redis: ...` when instances share state (nothing otherwise).
+fn redis(c: &Compiled, s: &mut String) {
+    let Some(r) = &c.redis else { return };
+    let st = &r.settings;
+    let nodes: Vec<String> = st.nodes.iter().map(|a| a.to_string()).collect();
+    let kind = if st.cluster {
+        "cluster seeds"
+    } else {
+        "standalone"
+    };
+    let tls = if st.tls.is_some() { ", tls" } else { "" };
+    let _ = writeln!(
+        s,
+        "redis: {} ({kind}), prefix {:?}, timeout {}ms{tls}",
+        nodes.join(", "),
+        st.prefix,
+        st.timeout.as_millis()
+    );
+}
+
 pub fn render(c: &Compiled) -> String {
     let mut s = String::new();
     listeners(c, crate::civil::unix_now(), &mut s);
     upstreams(c, crate::civil::unix_now(), &mut s);
+    redis(c, &mut s);
     let _ = writeln!(s, "routes (match order):");
     for (i, r) in route_rows(c).iter().enumerate() {
         let conds = if r.conditions.is_empty() {

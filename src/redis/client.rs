@@ -25,6 +25,8 @@ const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Redirects followed for one command before giving up.
 const MAX_REDIRECTS: usize = 4;
+/// Least time between two slot-map refreshes.
+const REFRESH_EVERY: Duration = Duration::from_millis(200);
 
 /// A thread's Redis client. Cheap to clone (an `Rc`); `!Send`.
 #[derive(Clone)]
@@ -37,6 +39,7 @@ struct Inner {
     nodes: RefCell<AHashMap<SocketAddr, Rc<Node>>>,
     slots: RefCell<Option<Rc<SlotMap>>>,
     refreshing: Cell<bool>,
+    last_refresh: Cell<Option<Instant>>,
 }
 
 /// One node's connections and dialing state.
@@ -58,6 +61,7 @@ impl Client {
                 nodes: RefCell::new(AHashMap::new()),
                 slots: RefCell::new(None),
                 refreshing: Cell::new(false),
+                last_refresh: Cell::new(None),
             }),
         }
     }
@@ -145,7 +149,16 @@ impl Client {
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         return self.asking(to, args).await;
                     }
-                    None => return Err(e),
+                    None => {
+                        // A master that stopped answering may have been failed over: ask
+                        // the cluster who serves its slots now.
+                        if self.inner.shared.settings.cluster
+                            && matches!(e, RedisError::Unavailable(_) | RedisError::Timeout)
+                        {
+                            self.schedule_refresh();
+                        }
+                        return Err(e);
+                    }
                 },
                 ok => return ok,
             }
@@ -253,7 +266,7 @@ impl Client {
     async fn dial(&self, node: &Node, slot: usize) -> Result<Conn, RedisError> {
         node.dialing.set(true);
         let s = &self.inner.shared.settings;
-        let res = Conn::open(node.addr, s.connect_timeout, &setup_commands(s)).await;
+        let res = Conn::open(node.addr, s).await;
         node.dialing.set(false);
         match &res {
             Ok(c) => {
@@ -275,11 +288,19 @@ impl Client {
         res
     }
 
-    /// Starts one background slot-map refresh unless one is running.
+    /// Starts one background slot-map refresh unless one is running or one ran within
+    /// `REFRESH_EVERY` (a dead master must not turn every failed call into a refresh).
     fn schedule_refresh(&self) {
+        let now = Instant::now();
+        if let Some(last) = self.inner.last_refresh.get() {
+            if now.duration_since(last) < REFRESH_EVERY {
+                return;
+            }
+        }
         if self.inner.refreshing.replace(true) {
             return;
         }
+        self.inner.last_refresh.set(Some(now));
         let me = self.clone();
         monoio::spawn(async move {
             me.refresh_slots().await;
@@ -316,21 +337,4 @@ impl Client {
             }
         }
     }
-}
-
-/// `AUTH` and `SELECT`, run on every new connection before anything else.
-pub(super) fn setup_commands(s: &super::settings::RedisSettings) -> Vec<Vec<Vec<u8>>> {
-    let mut out = Vec::new();
-    if let Some(p) = &s.password {
-        let mut auth = vec![b"AUTH".to_vec()];
-        if let Some(u) = &s.username {
-            auth.push(u.clone().into_bytes());
-        }
-        auth.push(p.clone().into_bytes());
-        out.push(auth);
-    }
-    if s.db != 0 {
-        out.push(vec![b"SELECT".to_vec(), s.db.to_string().into_bytes()]);
-    }
-    out
 }

@@ -17,12 +17,16 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use local_sync::{mpsc::unbounded, oneshot};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
+use monoio::io::{
+    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable,
+};
 use monoio::net::TcpStream;
 
 use super::error::RedisError;
 use super::resp::Value;
 use super::resp::{decode_reply, encode_command};
+use super::settings::{RedisSettings, RedisTls};
+use crate::tls::stream::TlsStream;
 
 /// Commands that may wait on one connection at once.
 const MAX_IN_FLIGHT: usize = 16 * 1024;
@@ -60,25 +64,13 @@ impl Inner {
 }
 
 impl Conn {
-    /// Dials `addr` and runs the setup commands (AUTH, SELECT, ...) before anyone else's.
-    pub(super) async fn open(
-        addr: SocketAddr,
-        connect_timeout: Duration,
-        setup: &[Vec<Vec<u8>>],
-    ) -> Result<Conn, RedisError> {
-        let tcp = match monoio::time::timeout(connect_timeout, TcpStream::connect_addr(addr)).await
-        {
-            Ok(Ok(t)) => t,
-            Ok(Err(e)) => return Err(RedisError::Unavailable(format!("{addr}: {e}"))),
-            Err(_) => {
-                return Err(RedisError::Unavailable(format!(
-                    "{addr}: connect timed out"
-                )))
-            }
-        };
-        let _ = tcp.set_nodelay(true);
+    /// Dials `addr` (with TLS when the settings ask for it) and runs the setup commands (AUTH,
+    /// SELECT) before anyone else's.
+    pub(super) async fn open(addr: SocketAddr, s: &RedisSettings) -> Result<Conn, RedisError> {
+        let connect_timeout = s.connect_timeout;
+        let setup = setup_commands(s);
+        let tcp = dial(addr, connect_timeout).await?;
         let fd = tcp.as_raw_fd();
-        let (rd, wr) = tcp.into_split();
         let (tx, rx) = unbounded::channel();
         let inner = Rc::new(Inner {
             tx,
@@ -86,10 +78,19 @@ impl Conn {
             broken: Cell::new(false),
             fd,
         });
-        monoio::spawn(write_loop(inner.clone(), wr, rx));
-        monoio::spawn(read_loop(inner.clone(), rd));
+        match &s.tls {
+            None => {
+                let (rd, wr) = tcp.into_split();
+                monoio::spawn(write_loop(inner.clone(), wr, rx));
+                monoio::spawn(read_loop(inner.clone(), rd));
+            }
+            Some(tls) => {
+                let stream = handshake(addr, tcp, tls, connect_timeout).await?;
+                monoio::spawn(tls_loop(inner.clone(), stream, rx));
+            }
+        }
         let conn = Conn { inner };
-        for cmd in setup {
+        for cmd in &setup {
             let args: Vec<&[u8]> = cmd.iter().map(|a| &a[..]).collect();
             let rx = conn.submit(&[&args])?;
             for r in rx {
@@ -177,6 +178,81 @@ async fn write_loop(
     }
 }
 
+/// A TCP connection to `addr` within `timeout`.
+pub(super) async fn dial(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, RedisError> {
+    match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+        Ok(Ok(t)) => {
+            let _ = t.set_nodelay(true);
+            Ok(t)
+        }
+        Ok(Err(e)) => Err(RedisError::Unavailable(format!("{addr}: {e}"))),
+        Err(_) => Err(RedisError::Unavailable(format!(
+            "{addr}: connect timed out"
+        ))),
+    }
+}
+
+/// The TLS handshake with `addr`, its certificate verified for the configured name. A timeout
+/// drops the half-made session with its socket.
+pub(super) async fn handshake(
+    addr: SocketAddr,
+    tcp: TcpStream,
+    tls: &RedisTls,
+    timeout: Duration,
+) -> Result<TlsStream, RedisError> {
+    let session = rustls::ClientConnection::new(tls.client.clone(), tls.name.clone())
+        .map_err(|e| RedisError::Unavailable(format!("{addr}: TLS: {e}")))?;
+    let mut stream = TlsStream::new(tcp, session);
+    match monoio::time::timeout(timeout, stream.handshake()).await {
+        Ok(Ok(())) => Ok(stream),
+        Ok(Err(fail)) => {
+            let why = crate::tls::upstream::failure_reason(fail, stream.take_error().as_ref());
+            Err(RedisError::Unavailable(format!(
+                "{addr}: TLS handshake failed: {why}"
+            )))
+        }
+        Err(_) => Err(RedisError::Unavailable(format!(
+            "{addr}: TLS handshake timed out"
+        ))),
+    }
+}
+
+/// One task for both directions of a TLS connection (a session cannot be split): write what
+/// has queued, then read only while replies are owed, so no read is ever left waiting when
+/// the task must write. A command queued during a read waits at most until the next reply.
+async fn tls_loop(inner: Rc<Inner>, mut s: TlsStream, mut rx: unbounded::Rx<Vec<u8>>) {
+    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        let mut batch = Vec::new();
+        while let Ok(more) = rx.try_recv() {
+            batch.extend_from_slice(&more);
+        }
+        if batch.is_empty() && inner.waiting.borrow().is_empty() {
+            match rx.recv().await {
+                Some(b) => batch = b,
+                None => return inner.break_off("client closed"),
+            }
+        }
+        if !batch.is_empty() {
+            let (res, _) = s.write_all(batch).await;
+            if res.is_err() || s.flush().await.is_err() {
+                return inner.break_off("write failed");
+            }
+            continue;
+        }
+        let (res, c) = s.read(chunk).await;
+        chunk = c;
+        match res {
+            Ok(0) | Err(_) => return inner.break_off("connection closed by Redis"),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        if deliver(&inner, &mut buf).is_err() || inner.broken.get() {
+            return;
+        }
+    }
+}
+
 async fn read_loop(inner: Rc<Inner>, mut rd: OwnedReadHalf<TcpStream>) {
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut chunk = vec![0u8; 16 * 1024];
@@ -187,27 +263,56 @@ async fn read_loop(inner: Rc<Inner>, mut rd: OwnedReadHalf<TcpStream>) {
             Ok(0) | Err(_) => return inner.break_off("connection closed by Redis"),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
-        let mut used = 0;
-        loop {
-            match decode_reply(&buf[used..]) {
-                Ok(None) => break,
-                Ok(Some((reply, n))) => {
-                    used += n;
-                    let slot = inner.waiting.borrow_mut().pop_front();
-                    match slot {
-                        // A receiver that timed out is gone; its reply is dropped here.
-                        Some(s) => {
-                            let _ = s.send(reply);
-                        }
-                        None => return inner.break_off("unexpected reply"),
-                    }
-                }
-                Err(_) => return inner.break_off("bad reply"),
-            }
-        }
-        buf.drain(..used);
-        if inner.broken.get() {
+        if deliver(&inner, &mut buf).is_err() || inner.broken.get() {
             return;
         }
     }
+}
+
+/// Hands every complete reply in `buf` to the oldest waiting slot; `Err` when the stream is
+/// unusable (the connection has been broken off).
+fn deliver(inner: &Inner, buf: &mut Vec<u8>) -> Result<(), ()> {
+    let mut used = 0;
+    loop {
+        match decode_reply(&buf[used..]) {
+            Ok(None) => break,
+            Ok(Some((reply, n))) => {
+                used += n;
+                let slot = inner.waiting.borrow_mut().pop_front();
+                match slot {
+                    // A receiver that timed out is gone; its reply is dropped here.
+                    Some(s) => {
+                        let _ = s.send(reply);
+                    }
+                    None => {
+                        inner.break_off("unexpected reply");
+                        return Err(());
+                    }
+                }
+            }
+            Err(_) => {
+                inner.break_off("bad reply");
+                return Err(());
+            }
+        }
+    }
+    buf.drain(..used);
+    Ok(())
+}
+
+/// `AUTH` and `SELECT`, run on every new connection before anything else.
+pub(super) fn setup_commands(s: &RedisSettings) -> Vec<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    if let Some(p) = &s.password {
+        let mut auth = vec![b"AUTH".to_vec()];
+        if let Some(u) = &s.username {
+            auth.push(u.clone().into_bytes());
+        }
+        auth.push(p.clone().into_bytes());
+        out.push(auth);
+    }
+    if s.db != 0 {
+        out.push(vec![b"SELECT".to_vec(), s.db.to_string().into_bytes()]);
+    }
+    out
 }

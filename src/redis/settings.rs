@@ -11,10 +11,13 @@
 //! connect_timeout = "250ms"
 //! connections = 1                  # pipelined connections per node per thread
 //! prefix = "ringway"               # every key and channel starts with "ringway:"
+//! tls = { ca = "redis-ca.pem" }    # optional: TLS, verified (same options as an upstream's)
 //! ```
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -22,6 +25,7 @@ use toml::Spanned;
 
 use crate::config::errors::Report;
 use crate::config::units::RawDuration;
+use crate::tls::upstream::RawUpstreamTls;
 
 /// `[redis]` as written.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -53,7 +57,29 @@ pub struct RawRedis {
     /// Prefix of every key and channel (default "ringway").
     #[schemars(with = "Option<String>")]
     pub prefix: Option<Spanned<String>>,
+    /// TLS to Redis: `true` (system roots, the node's host name) or a table like an
+    /// upstream's (`server_name`, `ca`, `client_cert`, `verify`).
+    #[schemars(with = "Option<crate::tls::upstream::RawUpstreamTls>")]
+    pub tls: Option<Spanned<crate::tls::upstream::RawUpstreamTls>>,
 }
+
+/// TLS to every node: one client config, one name verified (cluster nodes are announced by
+/// IP, so they are all checked against the same name).
+#[derive(Clone, Debug)]
+pub struct RedisTls {
+    pub client: Arc<rustls::ClientConfig>,
+    pub name: rustls::pki_types::ServerName<'static>,
+    /// Hash of every input (files included): equal settings keep the client across reloads.
+    pub identity: u64,
+}
+
+impl PartialEq for RedisTls {
+    fn eq(&self, other: &Self) -> bool {
+        self.identity == other.identity
+    }
+}
+
+impl Eq for RedisTls {}
 
 /// The compiled table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,6 +93,7 @@ pub struct RedisSettings {
     pub connect_timeout: Duration,
     pub connections: usize,
     pub prefix: String,
+    pub tls: Option<RedisTls>,
 }
 
 impl RedisSettings {
@@ -82,14 +109,17 @@ impl RedisSettings {
             connect_timeout: Duration::from_millis(250),
             connections: 1,
             prefix: prefix.into(),
+            tls: None,
         }
     }
 }
 
-/// Validates `[redis]`; `env` looks up the password variable. `None` if anything is wrong.
+/// Validates `[redis]`; `env` looks up the password variable, `base_dir` is where relative
+/// TLS file names start. `None` if anything is wrong.
 pub fn compile(
     raw: &RawRedis,
     env: &dyn Fn(&str) -> Option<String>,
+    base_dir: &Path,
     r: &mut (impl Report + ?Sized),
 ) -> Option<RedisSettings> {
     let mut ok = true;
@@ -184,6 +214,16 @@ pub fn compile(
         }
     };
     let username = raw.username.as_ref().map(|u| u.get_ref().clone());
+    let tls = match &raw.tls {
+        None => None,
+        Some(t) => {
+            let got = tls(t, raw, base_dir, &mut bad);
+            if got.is_none() && !matches!(t.get_ref(), RawUpstreamTls::Enabled(false)) {
+                return None;
+            }
+            got
+        }
+    };
     ok.then_some(RedisSettings {
         nodes,
         cluster,
@@ -194,6 +234,52 @@ pub fn compile(
         connect_timeout,
         connections,
         prefix,
+        tls,
+    })
+}
+
+/// Compiles `tls` with the upstreams' TLS compiler (same options, same checks), verifying
+/// every node against the first node's host name or `server_name`.
+fn tls(
+    t: &Spanned<RawUpstreamTls>,
+    raw: &RawRedis,
+    base_dir: &Path,
+    bad: &mut impl FnMut(Range<usize>, &str, String),
+) -> Option<RedisTls> {
+    let targets: Vec<(&str, Range<usize>)> = raw
+        .nodes
+        .get_ref()
+        .iter()
+        .take(1)
+        .map(|n| (n.get_ref().as_str(), n.span()))
+        .collect();
+    let mut roots = crate::tls::upstream::SystemRoots::default();
+    let mut cx = crate::tls::upstream::Context {
+        base_dir,
+        roots: &mut roots,
+        targets: &targets,
+        h2: false,
+    };
+    let mut fail = |span: Range<usize>, field: &str, msg: String| {
+        // The upstream compiler names an upstream's fields; here the node list is `nodes`.
+        let field = match field.strip_prefix("targets[") {
+            Some(rest) => format!("redis.nodes[{}", rest.trim_end_matches(".address")),
+            None => format!("redis.{field}"),
+        };
+        bad(
+            span,
+            &field,
+            msg.replace("tls.server_name", "redis.tls.server_name"),
+        )
+    };
+    let up = crate::tls::upstream::compile(t, &mut cx, &mut fail)?;
+    let mut client = (*up.client).clone();
+    // Redis speaks no ALPN protocol; offering http/1.1 would only confuse a strict server.
+    client.alpn_protocols.clear();
+    Some(RedisTls {
+        client: Arc::new(client),
+        name: up.names.first()?.clone(),
+        identity: up.identity,
     })
 }
 

@@ -1,15 +1,15 @@
 //! A connection in SUBSCRIBE mode, for the background thread (API-key invalidation). A reader
 //! task decodes pushes and forwards each message's payload through a local channel, so
 //! `next` can wait with a timeout without ever cancelling a read. When the connection ends,
-//! `next` returns `Unavailable` and the owner subscribes again.
+//! `next` returns `Unavailable` and the owner subscribes again. With `[redis] tls` the
+//! subscription is TLS too (the task only reads once SUBSCRIBE is written).
 
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 use local_sync::mpsc::bounded;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 use super::error::RedisError;
 use super::resp::Value;
@@ -33,33 +33,36 @@ impl Subscription {
     ) -> Result<Subscription, RedisError> {
         let s = &shared.settings;
         let addr = s.nodes[0];
-        let tcp =
-            match monoio::time::timeout(s.connect_timeout, TcpStream::connect_addr(addr)).await {
-                Ok(Ok(t)) => t,
-                Ok(Err(e)) => return Err(RedisError::Unavailable(format!("{addr}: {e}"))),
-                Err(_) => {
-                    return Err(RedisError::Unavailable(format!(
-                        "{addr}: connect timed out"
-                    )))
-                }
-            };
-        let mut tcp = tcp;
+        let tcp = super::conn::dial(addr, s.connect_timeout).await?;
+        let fd = tcp.as_raw_fd();
         let mut out = Vec::new();
-        let setup = super::client::setup_commands(s);
+        let setup = super::conn::setup_commands(s);
         for cmd in &setup {
             let args: Vec<&[u8]> = cmd.iter().map(|a| &a[..]).collect();
             encode_command(&mut out, &args);
         }
         encode_command(&mut out, &[b"SUBSCRIBE", channel]);
-        let (res, _) = tcp.write_all(out).await;
-        res.map_err(|e| RedisError::Unavailable(format!("{addr}: {e}")))?;
-        let fd = tcp.as_raw_fd();
+        let io_err = |e: std::io::Error| RedisError::Unavailable(format!("{addr}: {e}"));
         let (tx, rx) = bounded::channel(MAX_QUEUED);
-        // The setup replies and the subscribe confirmation come first; the task checks them.
-        monoio::spawn(read_pushes(tcp, tx, setup.len() + 1));
+        // The setup replies and the subscribe confirmation come first; the task skips them.
+        let skip = setup.len() + 1;
+        match &s.tls {
+            None => {
+                let mut tcp = tcp;
+                let (res, _) = tcp.write_all(out).await;
+                res.map_err(io_err)?;
+                monoio::spawn(read_pushes(tcp, tx, skip));
+            }
+            Some(tls) => {
+                let mut t = super::conn::handshake(addr, tcp, tls, s.connect_timeout).await?;
+                let (res, _) = t.write_all(out).await;
+                res.map_err(io_err)?;
+                t.flush().await.map_err(io_err)?;
+                monoio::spawn(read_pushes(t, tx, skip));
+            }
+        }
         Ok(Subscription { rx, fd })
     }
-
     /// The next message's payload, or `Ok(None)` if none came within `wait`.
     pub async fn next(&mut self, wait: Duration) -> Result<Option<Vec<u8>>, RedisError> {
         match monoio::time::timeout(wait, self.rx.recv()).await {
@@ -81,7 +84,11 @@ impl Drop for Subscription {
     }
 }
 
-async fn read_pushes(mut tcp: TcpStream, tx: bounded::Tx<Vec<u8>>, mut confirmations: usize) {
+async fn read_pushes<S: AsyncReadRent>(
+    mut tcp: S,
+    tx: bounded::Tx<Vec<u8>>,
+    mut confirmations: usize,
+) {
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 8 * 1024];
     loop {

@@ -169,7 +169,7 @@ pub fn redis_cli(addr: &str, args: &[&str]) -> String {
 pub struct RedisCluster {
     /// `"127.0.0.1:PORT"` of each master.
     pub nodes: Vec<String>,
-    _servers: Vec<Child>,
+    servers: Vec<Child>,
     _dirs: Vec<PathBuf>,
 }
 
@@ -180,19 +180,20 @@ impl RedisCluster {
         C.get_or_init(|| match std::env::var("RINGWAY_TEST_REDIS_CLUSTER") {
             Ok(list) if !list.trim().is_empty() => RedisCluster {
                 nodes: list.split(',').map(|s| s.trim().to_string()).collect(),
-                _servers: Vec::new(),
+                servers: Vec::new(),
                 _dirs: Vec::new(),
             },
-            _ => RedisCluster::start(),
+            _ => RedisCluster::start(3, 0),
         })
     }
 
-    /// Starts 3 cluster-enabled servers and joins them with `redis-cli --cluster create`.
-    pub fn start() -> RedisCluster {
+    /// Starts `masters × (1 + replicas)` cluster-enabled servers and joins them with
+    /// `redis-cli --cluster create` (`nodes` lists every server; masters come first).
+    pub fn start(masters: usize, replicas: usize) -> RedisCluster {
         let mut servers = Vec::new();
         let mut nodes = Vec::new();
         let mut dirs = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..masters * (1 + replicas) {
             let port = super::free_port();
             let dir =
                 std::env::temp_dir().join(format!("ringway-cluster-{}-{port}", std::process::id()));
@@ -231,7 +232,7 @@ impl RedisCluster {
             .arg("--cluster")
             .arg("create")
             .args(&nodes)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("redis-cli --cluster create");
         assert!(
@@ -241,21 +242,26 @@ impl RedisCluster {
         );
         let c = RedisCluster {
             nodes,
-            _servers: servers,
+            servers,
             _dirs: dirs,
         };
         c.wait_ok();
         c
     }
 
-    /// Waits until every node reports `cluster_state:ok`.
+    /// SIGKILLs the server at `nodes[i]` (a cluster this test started).
+    pub fn kill(&mut self, i: usize) {
+        let _ = self.servers[i].kill();
+        let _ = self.servers[i].wait();
+    }
+
+    /// Waits until every node still running reports `cluster_state:ok`.
     pub fn wait_ok(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !self
-            .nodes
-            .iter()
-            .all(|n| redis_cli(n, &["CLUSTER", "INFO"]).contains("cluster_state:ok"))
-        {
+        while !self.nodes.iter().all(|n| {
+            let info = redis_cli(n, &["CLUSTER", "INFO"]);
+            info.is_empty() || info.contains("cluster_state:ok")
+        }) {
             assert!(Instant::now() < deadline, "cluster never became ok");
             std::thread::sleep(Duration::from_millis(100));
         }
