@@ -74,6 +74,14 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
     rows
 }
 
+/// A config file holding `body` behind a listener (for the export after the gateway is gone).
+fn body_file(body: &str) -> tempfile::TempPath {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    let listener = format!("[[listeners]]\naddress = \"127.0.0.1:{}\"\n", free_port());
+    std::fs::write(f.path(), format!("{listener}{body}")).unwrap();
+    f.into_temp_path()
+}
+
 fn export(config: &Path, format: &str) -> String {
     let day = |offset: i64| {
         let t = std::time::SystemTime::now()
@@ -272,6 +280,43 @@ fn quota_and_usage_on_a_cluster() {
     assert!(done.is_some(), "usage never reached {sent}");
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(csv_totals(&export(&b.config_path, "csv")), expect);
+}
+
+/// A frozen Redis makes flushes time out while their commands wait in the server's socket
+/// buffer; when it thaws it runs them, and the gateway retries the same batches. Then SIGTERM:
+/// the last counts flush on the way out. Every request is counted exactly once.
+#[test]
+fn timed_out_flushes_that_land_later_are_not_counted_twice() {
+    let redis = RedisServer::start();
+    let body = format!(
+        "{}\n[usage]\n\n[[routes]]\nname = \"r\"\npath = \"/r\"\nstatic = {{ body = \"ok\" }}\n",
+        redis_toml(&redis, "ut-retry")
+    );
+    let mut gw = Gateway::start(&body);
+    let mut sent = 0u64;
+    let mut burst = |gw: &Gateway, n: u64| {
+        for _ in 0..n {
+            assert_eq!(get(gw.addr, "/r").status, 200);
+        }
+        sent += n;
+    };
+    burst(&gw, 10);
+    std::thread::sleep(Duration::from_millis(1500));
+    redis.pause();
+    burst(&gw, 30);
+    // Several flush rounds time out (timeout 100 ms) while Redis is frozen.
+    std::thread::sleep(Duration::from_millis(3000));
+    redis.resume();
+    burst(&gw, 7);
+    gw.signal(libc::SIGTERM);
+    let st = gw
+        .wait_exit(Duration::from_secs(15))
+        .expect("exits after SIGTERM");
+    assert!(st.success());
+    let totals = csv_totals(&export(&body_file(&body), "csv"));
+    let key = (String::new(), "r".to_string(), "2xx".to_string());
+    assert_eq!(totals.get(&key).copied(), Some(sent), "{totals:?}");
+    assert_eq!(totals.len(), 1, "{totals:?}");
 }
 
 #[test]
