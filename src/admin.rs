@@ -216,8 +216,12 @@ fn metrics(shared: &Shared, workers: usize) -> Reply {
     let mut text = String::with_capacity(16 * 1024);
     crate::metrics::render_prometheus(&merged, &info, &mut text);
     let mut limiters = Vec::new();
+    let mut globals = Vec::new();
     for p in &cfg.policies.list {
         if let crate::policy::pipeline::Policy::RateLimit(rl) = &p.policy {
+            if let Some(g) = &rl.global {
+                globals.push((p.name.as_str(), g.redis_unavailable()));
+            }
             for (limit, l) in rl.limiters.iter().enumerate() {
                 limiters.push(crate::metrics::LimiterRow {
                     policy: &p.name,
@@ -228,6 +232,7 @@ fn metrics(shared: &Shared, workers: usize) -> Reply {
         }
     }
     crate::metrics::render_limiters(&limiters, &mut text);
+    crate::metrics::render_global_limits(&globals, &mut text);
     crate::metrics::render_redis(cfg.redis.as_ref().map(|r| &r.health), &mut text);
     let mirrors = cfg
         .upstreams

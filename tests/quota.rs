@@ -224,6 +224,7 @@ fn redis_down_fails_open_or_closed_as_configured() {
     assert_eq!(r.header("x-quota-limit"), None);
     let r = get_as(&closed, "x");
     assert_eq!(r.status, 503, "fail_closed refuses: {}", r.text());
+    assert_eq!(r.header("retry-after"), Some("1"));
     redis.restart();
     let ok = wait_for(std::time::Duration::from_secs(10), || {
         get_as(&closed, "x").status == 200

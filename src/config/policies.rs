@@ -185,7 +185,6 @@ struct PolicyContext<'a> {
     base_dir: &'a Path,
     rt: &'a Runtime,
     /// `[redis]`, for policies with shared state (global limits, quotas).
-    #[allow(dead_code)] // read by the global-limit and quota policies as they land
     redis: Option<&'a std::sync::Arc<crate::redis::RedisShared>>,
 }
 
@@ -240,7 +239,8 @@ fn compile_policy(
     if let Some(r) = &p.rate_limit {
         let at = prefix("rate_limit");
         let sink = &mut errs.under(&at);
-        compiled = rate_limit::compile(n, r.get_ref(), &cx.rt.limiters, sink, live_limiters)
+        let (limiters, redis) = (&cx.rt.limiters, cx.redis);
+        compiled = rate_limit::compile(n, r.get_ref(), limiters, redis, sink, live_limiters)
             .map(Policy::RateLimit);
     }
     if let Some(q) = &p.quota {

@@ -77,6 +77,9 @@ pub enum ErrorKind {
     ClientCertRefused(&'static str),
     /// A rate limit refused the request → 429.
     TooManyRequests,
+    /// A `fail_closed` global rate limit or quota could not reach Redis → 503 (with
+    /// `Retry-After`).
+    LimiterUnavailable,
     /// The client stopped reading or went away while the response streamed (after its head
     /// was sent: nothing can be rendered; logged as 499 when nothing was sent).
     ClientAborted,
@@ -85,9 +88,6 @@ pub enum ErrorKind {
     UpstreamAborted,
     /// An upstream circuit-breaker limit is reached → 503 at once (the detail names it).
     UpstreamOverflow(crate::resilience::Limit),
-    /// A policy that keeps its state in Redis (a quota) could not reach it and is set to
-    /// `fail_closed` → 503.
-    SharedStateUnavailable,
 }
 
 /// What one kind of failure means. See `ErrorKind::info`.
@@ -238,6 +238,13 @@ impl ErrorKind {
                 false,
                 "rate limit exceeded; see Retry-After",
             ),
+            ErrorKind::LimiterUnavailable => row(
+                503,
+                "rate_limit_unavailable",
+                Side::Internal,
+                false,
+                "the shared rate-limit store is unreachable; retry shortly",
+            ),
             ErrorKind::ClientAborted => row(
                 499,
                 "client_closed",
@@ -255,13 +262,6 @@ impl ErrorKind {
             ErrorKind::UpstreamOverflow(l) => {
                 row(503, "upstream_overflow", Side::Internal, false, l.text())
             }
-            ErrorKind::SharedStateUnavailable => row(
-                503,
-                "shared_state_unavailable",
-                Side::Internal,
-                false,
-                "the shared limit store cannot be reached; try again shortly",
-            ),
         }
     }
 }
@@ -371,10 +371,10 @@ mod tests {
             ErrorKind::ClientCertRequired,
             ErrorKind::ClientCertRefused("not this one"),
             ErrorKind::TooManyRequests,
+            ErrorKind::LimiterUnavailable,
             ErrorKind::ClientAborted,
             ErrorKind::UpstreamAborted,
             ErrorKind::UpstreamOverflow(crate::resilience::Limit::Requests),
-            ErrorKind::SharedStateUnavailable,
         ]);
         v
     }
@@ -409,10 +409,10 @@ mod tests {
             (401, "client_certificate_required", Downstream, false),
             (403, "client_certificate_refused", Downstream, false),
             (429, "rate_limited", Downstream, false),
+            (503, "rate_limit_unavailable", Internal, false),
             (499, "client_closed", Downstream, true),
             (502, "upstream_aborted", Upstream, true),
             (503, "upstream_overflow", Internal, false),
-            (503, "shared_state_unavailable", Internal, false),
         ];
         let kinds = all_kinds();
         assert_eq!(kinds.len(), expect.len());

@@ -151,7 +151,7 @@ pub async fn run_policies(
                     ErrorKind::Forbidden(detail)
                 }
                 Denial::Limited => ErrorKind::TooManyRequests,
-                Denial::Unavailable => ErrorKind::SharedStateUnavailable,
+                Denial::LimiterUnavailable => ErrorKind::LimiterUnavailable,
                 Denial::ClientCert(r) => {
                     ex.facts.auth_failure = Some(r.reason());
                     match r {

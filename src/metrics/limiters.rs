@@ -71,6 +71,19 @@ pub fn render_limiters(rows: &[LimiterRow<'_>], out: &mut String) {
     }
 }
 
+/// Appends `ringway_ratelimit_redis_unavailable_total` for the global rate-limit policies
+/// (`(policy, requests decided by on_redis_error)`).
+pub fn render_global_limits(rows: &[(&str, u64)], out: &mut String) {
+    let name = "ringway_ratelimit_redis_unavailable_total";
+    let help = "Requests of a global rate limit decided without Redis (on_redis_error: the local limiter or 503).";
+    family(out, name, help, "counter");
+    for (policy, n) in rows {
+        let _ = write!(out, "{name}{{policy=\"");
+        push_label_value(out, policy);
+        let _ = writeln!(out, "\"}} {n}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

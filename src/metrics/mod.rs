@@ -31,7 +31,7 @@ pub use health::{render_health, HealthRow};
 pub use histogram::{LatencyHistogram, BUCKETS, BUCKET_BOUNDS};
 pub use hub::{Merged, MetricsHub, RouteTotals, UpstreamTotals};
 pub use labels::{method_index, CoreCounter, HTTP2_FLAG, METHOD_LABELS, METHOD_OTHER, NO_ROUTE};
-pub use limiters::{render_limiters, LimiterRow};
+pub use limiters::{render_global_limits, render_limiters, LimiterRow};
 pub use redis::render_redis;
 pub use render::{render_prometheus, render_stats_json, ProcessInfo};
 pub use upstream_load::{render_load, render_mirrors};

@@ -149,6 +149,8 @@ pub struct RateLimit {
     pub key: LimitKey,
     pub limiters: Vec<Arc<Limiter>>,
     pub specs: Vec<LimitSpec>,
+    /// `scope = "global"`: decided with Redis (`ratelimit::global`); `limiters` then unused.
+    pub global: Option<Box<crate::ratelimit::global::GlobalLimit>>,
 }
 
 /// A `quota` policy: what it counts by and the quota itself.
@@ -214,8 +216,8 @@ pub enum Denial {
     },
     /// 429.
     Limited,
-    /// 503: a policy that must ask Redis could not, and is set to `fail_closed`.
-    Unavailable,
+    /// 503: a `fail_closed` global rate limit could not reach Redis.
+    LimiterUnavailable,
     /// 401 (no certificate) or 403 (certificate refused) from a `client_cert` policy.
     ClientCert(CertRefusal),
 }
@@ -268,7 +270,11 @@ pub fn run<'a>(
                     });
                 }
             }
-            Policy::RateLimit(rl) => rate_limit(rl, f, caller, fx)?,
+            Policy::RateLimit(rl) => {
+                if !rate_limit(rl, f, caller, fx)? {
+                    return Ok(Some(i));
+                }
+            }
             Policy::Quota(q) => {
                 quota_local(q, f, caller, fx)?;
                 return Ok(Some(i));
@@ -573,20 +579,70 @@ fn client_cert<'a>(
     }
 }
 
+/// The bytes rate limit `rl` counts this request by: the consumer, API key id, route or
+/// header it names, else the client address (`ip`, from [`ip_bytes`]).
+pub fn limit_key<'k>(
+    rl: &RateLimit,
+    f: &'k Facts<'_>,
+    caller: &'k Caller<'_>,
+    ip: &'k ([u8; 17], usize),
+) -> &'k [u8] {
+    key_bytes(&rl.key, f, caller, ip)
+}
+
+/// The bytes a rate limit or quota with key `key` counts this request by: the consumer, API
+/// key id, route or header it names, else the client address (`ip`, from [`ip_bytes`]), so
+/// callers without one do not all share one bucket.
+pub fn key_bytes<'k>(
+    key: &LimitKey,
+    f: &'k Facts<'_>,
+    caller: &'k Caller<'_>,
+    ip: &'k ([u8; 17], usize),
+) -> &'k [u8] {
+    match key {
+        LimitKey::Consumer => caller.consumer().map(str::as_bytes),
+        LimitKey::ApiKey => caller.key.as_ref().map(|k| k.id.as_bytes()),
+        LimitKey::Route => Some(f.route.as_bytes()),
+        LimitKey::Header(h) => f.head.header(h),
+        LimitKey::Ip => None,
+    }
+    .unwrap_or(&ip.0[..ip.1])
+}
+
+/// A rate-limit policy's synchronous part. `Ok(false)`: a global limit must ask Redis
+/// (`policy::remote::settle`); local limits always decide here.
 fn rate_limit(
     rl: &RateLimit,
     f: &Facts<'_>,
     caller: &Caller<'_>,
     fx: &mut Effects,
-) -> Result<(), Denial> {
-    let mut ip_key = ([0u8; 17], 0);
-    let key = key_bytes(&rl.key, f, caller, &mut ip_key);
+) -> Result<bool, Denial> {
+    let ip_key = ip_bytes(f.client_ip);
+    let key = limit_key(rl, f, caller, &ip_key);
+    if let Some(g) = &rl.global {
+        let local = crate::ratelimit::global::try_local(
+            g,
+            &rl.specs,
+            key,
+            f.mono_now,
+            &mut fx.response_lines,
+        );
+        return match local {
+            Some(v) => global_verdict(v, rl, key, f.mono_now, fx).map(|()| true),
+            None => Ok(false),
+        };
+    }
+    local_limit(rl, key, f.mono_now, fx).map(|()| true)
+}
+
+/// `rl`'s limits checked by this instance alone (local scope, or a global limit's `fail_open`).
+fn local_limit(rl: &RateLimit, key: &[u8], now: u64, fx: &mut Effects) -> Result<(), Denial> {
     let mut checks: [(&Limiter, &[u8]); 4] = [(&rl.limiters[0], key); 4];
     let n = rl.limiters.len().min(checks.len());
     for (slot, l) in checks.iter_mut().zip(&rl.limiters) {
         *slot = (l, key);
     }
-    let d = crate::ratelimit::check_all(&checks[..n], f.mono_now);
+    let d = crate::ratelimit::check_all(&checks[..n], now);
     crate::ratelimit::write_headers(&d, &rl.specs, &mut fx.response_lines);
     fx.rate_limited = Some(d.allowed && fx.rate_limited != Some(false));
     if d.allowed {
@@ -604,8 +660,8 @@ fn quota_local(
     caller: &Caller<'_>,
     fx: &mut Effects,
 ) -> Result<(), Denial> {
-    let mut ip = ([0u8; 17], 0);
-    let key = key_bytes(&q.key, f, caller, &mut ip);
+    let ip = ip_bytes(f.client_ip);
+    let key = key_bytes(&q.key, f, caller, &ip);
     let now = i64::try_from(f.unix_now).unwrap_or(i64::MAX);
     if crate::quota::recent::answer(&q.spec, key, now, f.mono_now, &mut fx.response_lines) {
         fx.rate_limited = Some(false);
@@ -614,33 +670,31 @@ fn quota_local(
     Ok(())
 }
 
-/// The bytes a rate limit or quota counts by (`ip` holds the client address's bytes when the
-/// key falls back to it). No consumer / key / header: the client address, instead of one
-/// bucket shared by everyone without one.
-pub fn key_bytes<'k>(
-    key: &'k LimitKey,
-    f: &'k Facts<'_>,
-    caller: &'k Caller<'_>,
-    ip: &'k mut ([u8; 17], usize),
-) -> &'k [u8] {
-    let chosen = match key {
-        LimitKey::Consumer => caller.consumer().map(str::as_bytes),
-        LimitKey::ApiKey => caller.key.as_ref().map(|k| k.id.as_bytes()),
-        LimitKey::Route => Some(f.route.as_bytes()),
-        LimitKey::Header(h) => f.head.header(h),
-        LimitKey::Ip => None,
-    };
-    match chosen {
-        Some(k) => k,
-        None => {
-            *ip = ip_bytes(f.client_ip);
-            &ip.0[..ip.1]
+/// A global limit's verdict for `key` as the pipeline's outcome (and the rate-limit metric's).
+pub fn global_verdict(
+    v: crate::ratelimit::global::Verdict,
+    rl: &RateLimit,
+    key: &[u8],
+    now: u64,
+    fx: &mut Effects,
+) -> Result<(), Denial> {
+    use crate::ratelimit::global::Verdict;
+    match v {
+        Verdict::Local => local_limit(rl, key, now, fx),
+        Verdict::Admit => {
+            fx.rate_limited = Some(fx.rate_limited != Some(false));
+            Ok(())
         }
+        Verdict::Limited => {
+            fx.rate_limited = Some(false);
+            Err(Denial::Limited)
+        }
+        Verdict::Unavailable => Err(Denial::LimiterUnavailable),
     }
 }
 
 /// An address as bytes, without allocating.
-fn ip_bytes(ip: IpAddr) -> ([u8; 17], usize) {
+pub fn ip_bytes(ip: IpAddr) -> ([u8; 17], usize) {
     let mut out = [0u8; 17];
     match ip {
         IpAddr::V4(v4) => {

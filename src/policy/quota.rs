@@ -106,7 +106,7 @@ pub fn compile(
 
 /// The quota's Redis step for one request: counts it, writes the quota headers, refuses with
 /// 429 when the period's quota is used up. Redis failing (or no client): `fail_open` admits
-/// without quota headers, `fail_closed` refuses with 503.
+/// without quota headers, `fail_closed` refuses with 503 and `Retry-After: 1`.
 pub async fn settle(
     client: Option<&crate::redis::Client>,
     q: &QuotaCheck,
@@ -114,8 +114,8 @@ pub async fn settle(
     caller: &Caller<'_>,
     fx: &mut Effects,
 ) -> Result<(), Denial> {
-    let mut ip = ([0u8; 17], 0);
-    let key = super::pipeline::key_bytes(&q.key, f, caller, &mut ip);
+    let ip = super::pipeline::ip_bytes(f.client_ip);
+    let key = super::pipeline::key_bytes(&q.key, f, caller, &ip);
     let now = i64::try_from(f.unix_now).unwrap_or(i64::MAX);
     let taken = match client {
         Some(c) => crate::quota::store::take(c, c.shared(), &q.spec, key, now).await,
@@ -138,7 +138,10 @@ pub async fn settle(
             }
         }
         Err(_) if q.spec.fail_open => Ok(()),
-        Err(_) => Err(Denial::Unavailable),
+        Err(_) => {
+            fx.response_lines.extend_from_slice(b"retry-after: 1\r\n");
+            Err(Denial::LimiterUnavailable)
+        }
     }
 }
 

@@ -10,7 +10,10 @@ use toml::Spanned;
 use super::pipeline::{LimitKey, RateLimit};
 use crate::config::errors::Fail;
 use crate::config::units::RawDuration;
+use crate::ratelimit::global::{GlobalLimit, GlobalMode, OnRedisError};
 use crate::ratelimit::{LimitSpec, LimiterRegistry};
+use crate::redis::RedisShared;
+use std::sync::Arc;
 
 /// Default cap on keys tracked per rate-limit policy.
 const DEFAULT_MAX_KEYS: usize = 1_000_000;
@@ -27,6 +30,19 @@ pub struct RawRateLimit {
     /// Most keys tracked at once (bounded memory).
     #[schemars(with = "Option<i64>")]
     pub max_keys: Option<Spanned<i64>>,
+    /// `local` (default: this instance only) or `global` (shared by every instance through
+    /// the top-level `[redis]`).
+    #[schemars(with = "Option<String>")]
+    pub scope: Option<Spanned<String>>,
+    /// Global only: `leased` (default) or `exact`.
+    #[schemars(with = "Option<String>")]
+    pub mode: Option<Spanned<String>>,
+    /// Global `leased` only: tokens one worker takes from Redis at a time.
+    #[schemars(with = "Option<i64>")]
+    pub lease: Option<Spanned<i64>>,
+    /// Global only: `fail_open` (default) or `fail_closed` when Redis cannot answer.
+    #[schemars(with = "Option<String>")]
+    pub on_redis_error: Option<Spanned<String>>,
 }
 
 /// One limit: `requests` per `per`, plus `burst` extra.
@@ -43,12 +59,14 @@ pub struct RawLimit {
 
 /// Compiles the `rate_limit` table of policy `policy`. Limiters come from `registry` by
 /// identity (policy, key, limit, max_keys); each identity used is pushed to `live` so the
-/// registry can drop the rest once the whole config compiled. Problems go to `fail` (fields
-/// relative to the table); any problem returns `None`.
+/// registry can drop the rest once the whole config compiled. `redis` is the top-level
+/// `[redis]` table (`None`: there is none; `scope = "global"` is then an error).
+/// Problems go to `fail` (fields relative to the table); any problem returns `None`.
 pub fn compile(
     policy: &str,
     raw: &RawRateLimit,
     registry: &LimiterRegistry,
+    redis: Option<&Arc<RedisShared>>,
     fail: &mut Fail<'_>,
     live: &mut Vec<String>,
 ) -> Option<RateLimit> {
@@ -92,11 +110,123 @@ pub fn compile(
         live.push(identity);
         specs.push(spec);
     }
+    let global = global_part(policy, raw, &specs, redis, fail)?;
     Some(RateLimit {
         key,
         limiters,
         specs,
+        global,
     })
+}
+
+/// `scope`, `mode`, `lease`, `on_redis_error`: `Some(None)` for a local limit (the three others
+/// must then be absent), `Some(Some(..))` for a global one, `None` after an error.
+fn global_part(
+    policy: &str,
+    raw: &RawRateLimit,
+    specs: &[LimitSpec],
+    redis: Option<&Arc<RedisShared>>,
+    fail: &mut Fail<'_>,
+) -> Option<Option<Box<GlobalLimit>>> {
+    let global = match raw.scope.as_ref().map(|s| (s, s.get_ref().as_str())) {
+        None | Some((_, "local")) => false,
+        Some((_, "global")) => true,
+        Some((s, other)) => {
+            let msg = format!("unknown scope {other:?}: use \"local\" or \"global\"");
+            fail(s.span(), "scope", msg);
+            return None;
+        }
+    };
+    if !global {
+        let extra = [
+            ("mode", raw.mode.as_ref().map(Spanned::span)),
+            ("lease", raw.lease.as_ref().map(Spanned::span)),
+            (
+                "on_redis_error",
+                raw.on_redis_error.as_ref().map(Spanned::span),
+            ),
+        ];
+        if let Some((field, Some(span))) = extra.into_iter().find(|(_, s)| s.is_some()) {
+            let msg = "applies only to scope = \"global\"".into();
+            fail(span, field, msg);
+            return None;
+        }
+        return Some(None);
+    }
+    if let Some(i) = specs
+        .iter()
+        .position(|s| s.period.as_nanos() < u128::from(s.requests) * 1_000)
+    {
+        let span = raw.limits.span();
+        let msg = format!("limits[{i}]: a global limit allows at most 1 request per microsecond");
+        fail(span, "limits", msg);
+        return None;
+    }
+    let Some(redis) = redis else {
+        let span = raw.scope.as_ref().map(Spanned::span).unwrap_or_default();
+        let msg = "scope = \"global\" needs a top-level [redis] table (address, ...)".into();
+        fail(span, "scope", msg);
+        return None;
+    };
+    let on_error = match raw
+        .on_redis_error
+        .as_ref()
+        .map(|s| (s, s.get_ref().as_str()))
+    {
+        None | Some((_, "fail_open")) => OnRedisError::FailOpen,
+        Some((_, "fail_closed")) => OnRedisError::FailClosed,
+        Some((s, other)) => {
+            let msg = format!("unknown value {other:?}: use \"fail_open\" or \"fail_closed\"");
+            fail(s.span(), "on_redis_error", msg);
+            return None;
+        }
+    };
+    let smallest = specs
+        .iter()
+        .map(|s| s.requests.saturating_add(s.burst))
+        .min()
+        .unwrap_or(1);
+    let mode = match raw.mode.as_ref().map(|s| (s, s.get_ref().as_str())) {
+        None | Some((_, "leased")) => GlobalMode::Leased {
+            lease: lease_size(raw, smallest, fail)?,
+        },
+        Some((_, "exact")) => {
+            if let Some(l) = &raw.lease {
+                fail(
+                    l.span(),
+                    "lease",
+                    "applies only to mode = \"leased\"".into(),
+                );
+                return None;
+            }
+            GlobalMode::Exact
+        }
+        Some((s, other)) => {
+            let msg = format!("unknown mode {other:?}: use \"leased\" or \"exact\"");
+            fail(s.span(), "mode", msg);
+            return None;
+        }
+    };
+    let kind = raw.key.get_ref();
+    Some(Some(Box::new(GlobalLimit::new(
+        policy, kind, redis, specs, mode, on_error,
+    ))))
+}
+
+/// `lease`: between 1 and the smallest limit's `requests + burst`; default
+/// [`GlobalLimit::default_lease`].
+fn lease_size(raw: &RawRateLimit, smallest: u64, fail: &mut Fail<'_>) -> Option<u64> {
+    let Some(l) = &raw.lease else {
+        return Some(GlobalLimit::default_lease(smallest));
+    };
+    match u64::try_from(*l.get_ref()) {
+        Ok(n) if (1..=smallest).contains(&n) => Some(n),
+        _ => {
+            let msg = format!("must be between 1 and requests + burst ({smallest})");
+            fail(l.span(), "lease", msg);
+            None
+        }
+    }
 }
 
 /// `consumer`, `api_key`, `ip`, `route` or `header:NAME` (a token, lowercased).
@@ -175,7 +305,14 @@ mod tests {
     fn compile_ok(policy: &str, src: &str, registry: &LimiterRegistry) -> RateLimit {
         let mut errs = Vec::new();
         let mut fail = |_: Range<usize>, f: &str, m: String| errs.push(format!("{f}: {m}"));
-        let r = compile(policy, &raw(src), registry, &mut fail, &mut Vec::new());
+        let r = compile(
+            policy,
+            &raw(src),
+            registry,
+            Some(&redis()),
+            &mut fail,
+            &mut Vec::new(),
+        );
         assert!(errs.is_empty(), "{errs:?}");
         r.expect("compiles")
     }
@@ -203,12 +340,84 @@ mod tests {
         let mut errs = Vec::new();
         let mut fail = |_: Range<usize>, f: &str, m: String| errs.push(format!("{f}: {m}"));
         let r = raw("key = \"ip\"\nlimits = [{ requests = 0, per = \"1s\" }]\nmax_keys = 0\n");
-        assert!(compile("p", &r, &registry, &mut fail, &mut Vec::new()).is_none());
+        assert!(compile("p", &r, &registry, None, &mut fail, &mut Vec::new()).is_none());
         assert_eq!(errs, ["max_keys: must be between 1 and 100000000"]);
         errs.clear();
         let r = raw("key = \"ip\"\nlimits = [{ requests = 0, per = \"1s\" }]\n");
         let mut fail = |_: Range<usize>, f: &str, m: String| errs.push(format!("{f}: {m}"));
-        assert!(compile("p", &r, &registry, &mut fail, &mut Vec::new()).is_none());
+        assert!(compile("p", &r, &registry, None, &mut fail, &mut Vec::new()).is_none());
         assert_eq!(errs, ["limits[0].requests: must be at least 1"]);
+    }
+
+    fn redis() -> Arc<RedisShared> {
+        let settings = crate::redis::RedisSettings::for_nodes(Vec::new(), false, "t");
+        Arc::new(RedisShared::new(settings))
+    }
+
+    fn errors(src: &str, with_redis: bool) -> Vec<String> {
+        let registry = LimiterRegistry::default();
+        let mut errs = Vec::new();
+        let mut fail = |_: Range<usize>, f: &str, m: String| errs.push(format!("{f}: {m}"));
+        let r = with_redis.then(redis);
+        let r = compile(
+            "p",
+            &raw(src),
+            &registry,
+            r.as_ref(),
+            &mut fail,
+            &mut Vec::new(),
+        );
+        assert_eq!(r.is_none(), !errs.is_empty());
+        errs
+    }
+
+    #[test]
+    fn global_scope_modes_and_defaults() {
+        use crate::ratelimit::global::{GlobalMode, OnRedisError};
+        let registry = LimiterRegistry::default();
+        let lim = "key = \"ip\"\nlimits = [{ requests = 1000, per = \"1m\" }]\n";
+        assert!(compile_ok("p", lim, &registry).global.is_none());
+        let local = format!("{lim}scope = \"local\"\n");
+        assert!(compile_ok("p", &local, &registry).global.is_none());
+        let g = compile_ok("p", &format!("{lim}scope = \"global\"\n"), &registry);
+        let g = g.global.expect("global");
+        assert_eq!(g.mode, GlobalMode::Leased { lease: 10 });
+        assert_eq!(g.on_error, OnRedisError::FailOpen);
+        let src = format!(
+            "{lim}scope = \"global\"\nmode = \"exact\"\non_redis_error = \"fail_closed\"\n"
+        );
+        let g = compile_ok("p", &src, &registry).global.expect("global");
+        assert_eq!(
+            (g.mode, g.on_error),
+            (GlobalMode::Exact, OnRedisError::FailClosed)
+        );
+        let src = format!("{lim}scope = \"global\"\nlease = 50\n");
+        let g = compile_ok("p", &src, &registry).global.expect("global");
+        assert_eq!(g.mode, GlobalMode::Leased { lease: 50 });
+    }
+
+    #[test]
+    fn global_scope_errors_name_the_field() {
+        let lim = "key = \"ip\"\nlimits = [{ requests = 100, per = \"1m\", burst = 5 }]\n";
+        let e = errors(&format!("{lim}scope = \"global\"\n"), false);
+        assert_eq!(e.len(), 1);
+        assert!(e[0].starts_with("scope: scope = \"global\" needs a top-level [redis]"));
+        let e = errors(&format!("{lim}scope = \"planet\"\n"), true);
+        assert!(e[0].starts_with("scope: unknown scope"), "{e:?}");
+        let e = errors(&format!("{lim}mode = \"exact\"\n"), true);
+        assert_eq!(e, ["mode: applies only to scope = \"global\""]);
+        let e = errors(&format!("{lim}on_redis_error = \"fail_open\"\n"), true);
+        assert_eq!(e, ["on_redis_error: applies only to scope = \"global\""]);
+        let g = format!("{lim}scope = \"global\"\n");
+        let e = errors(&format!("{g}mode = \"exact\"\nlease = 5\n"), true);
+        assert_eq!(e, ["lease: applies only to mode = \"leased\""]);
+        let e = errors(&format!("{g}lease = 106\n"), true);
+        assert_eq!(e, ["lease: must be between 1 and requests + burst (105)"]);
+        let e = errors(&format!("{g}lease = 0\n"), true);
+        assert_eq!(e.len(), 1);
+        let e = errors(&format!("{g}mode = \"fast\"\n"), true);
+        assert!(e[0].starts_with("mode: unknown mode"), "{e:?}");
+        let e = errors(&format!("{g}on_redis_error = \"maybe\"\n"), true);
+        assert!(e[0].starts_with("on_redis_error: unknown value"), "{e:?}");
     }
 }

@@ -3,7 +3,7 @@
 //! without a lease, a quota. One arm per kind; each owns its fail-open / fail-closed choice
 //! when Redis does not answer. Without a `[redis]` table no policy ever stops here.
 
-use super::pipeline::{Caller, Denial, Effects, Facts, Policy};
+use super::pipeline::{self, Caller, Denial, Effects, Facts, Policy};
 use crate::redis::Client;
 
 /// Decides `policy` with Redis (`client` is None when the config has no `[redis]`, which
@@ -17,6 +17,17 @@ pub async fn settle(
 ) -> Result<(), Denial> {
     match policy {
         Policy::Quota(q) => super::quota::settle(client, q, f, caller, fx).await,
+        Policy::RateLimit(rl) => {
+            let Some(g) = &rl.global else {
+                return Ok(());
+            };
+            let ip = pipeline::ip_bytes(f.client_ip);
+            let key = pipeline::limit_key(rl, f, caller, &ip);
+            let lines = &mut fx.response_lines;
+            let v = crate::ratelimit::global::settle(client, g, &rl.specs, key, lines).await;
+            let now = crate::ratelimit::now_ns();
+            pipeline::global_verdict(v, rl, key, now, fx)
+        }
         _ => Ok(()),
     }
 }

@@ -87,7 +87,9 @@
 
 mod clock;
 mod gcra;
+pub mod global;
 mod headers;
+mod lease;
 mod limiter;
 mod multi;
 mod registry;

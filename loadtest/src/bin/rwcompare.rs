@@ -305,7 +305,15 @@ fn run(cli: Cli) -> Result<i32, String> {
         .prefix("rwcompare-")
         .tempdir()
         .map_err(|e| format!("cannot create a temp dir: {e}"))?;
+    // `redis = true`: one private redis-server for every ringway run (stopped on drop).
+    let redis = if scn.ringway.redis && selected.contains(&Target::Ringway) {
+        progress("starting a private redis-server");
+        Some(targets::start_redis(tmp.path(), &load_cpus)?)
+    } else {
+        None
+    };
     let env = Env {
+        redis: redis.as_ref().map(|(_, addr)| addr.clone()),
         gateway_bin,
         rwload_bin,
         nginx_bin,
@@ -432,6 +440,7 @@ fn run_targets(
             };
             rows.push(Row {
                 target,
+                variant: None,
                 note: String::new(),
                 outcome: Outcome::Skipped(why.into()),
             });
@@ -440,65 +449,96 @@ fn run_targets(
         if target == Target::Nginx && env.nginx_bin.is_none() {
             rows.push(Row {
                 target,
+                variant: None,
                 note: String::new(),
                 outcome: Outcome::Skipped(NGINX_HINT.into()),
             });
             continue;
         }
-        progress(&format!("{}: starting", target.name()));
-        let started: Result<Running, String> = match target {
-            Target::Ringway => targets::start_ringway(env, scn, up_addr, &probe),
-            Target::Nginx => targets::start_nginx(env, scn, up_addr, &probe),
-            Target::Direct => Ok(targets::direct(&upstream, up_addr)),
-        };
-        let outcome = match started {
-            Err(e) if e == procs::INTERRUPTED => return Err(e),
-            Err(e) => {
-                rows.push(Row {
-                    target,
-                    note: String::new(),
-                    outcome: Outcome::Failed(e),
-                });
-                continue;
-            }
-            Ok(t) => {
-                let measured = match (&load, &scn.idle) {
-                    (Some(l), _) => {
-                        progress(&format!(
-                            "{}: measuring {:?} after {:?} warmup",
-                            target.name(),
-                            l.duration,
-                            l.warmup
-                        ));
-                        load::measure(env, &t, l, target.name()).map(|o| Outcome::Load(Box::new(o)))
-                    }
-                    (None, Some(i)) => {
-                        progress(&format!(
-                            "{}: opening {} idle connections",
-                            target.name(),
-                            i.connections
-                        ));
-                        idle::measure(&t, i, env.tls.as_ref()).map(Outcome::Idle)
-                    }
-                    (None, None) => unreachable!("checked above"),
-                };
-                let note = t.note.clone();
-                drop(t);
-                match measured {
-                    Err(e) if e == procs::INTERRUPTED => return Err(e),
-                    Err(e) => (String::new(), Outcome::Failed(e)),
-                    Ok(o) => (note, o),
-                }
-            }
-        };
-        rows.push(Row {
-            target,
-            note: outcome.0,
-            outcome: outcome.1,
-        });
+        // ringway runs once per scenario variant (one row each); the others once.
+        let variants: Vec<Option<&(String, String)>> =
+            if target == Target::Ringway && !scn.ringway.variants.is_empty() {
+                scn.ringway.variants.iter().map(Some).collect()
+            } else {
+                vec![None]
+            };
+        for v in variants {
+            let row = run_one(
+                env,
+                scn,
+                load.as_ref(),
+                target,
+                v,
+                &upstream,
+                up_addr,
+                &probe,
+            )?;
+            rows.push(row);
+        }
     }
     drop(upstream);
     Ok((rows, calibration, load))
+}
+
+/// Starts `target` (with ringway `variant`'s extra TOML), measures it, stops it. `Err` only
+/// when interrupted; a failure is the row's outcome.
+#[allow(clippy::too_many_arguments)]
+fn run_one(
+    env: &Env,
+    scn: &Scenario,
+    load: Option<&Load>,
+    target: Target,
+    variant: Option<&(String, String)>,
+    upstream: &procs::Proc,
+    up_addr: std::net::SocketAddr,
+    probe: &Probe<'_>,
+) -> Result<Row, String> {
+    let label = match variant {
+        Some((name, _)) => format!("{}-{name}", target.name()),
+        None => target.name().to_string(),
+    };
+    let row = |note: String, outcome: Outcome| Row {
+        target,
+        variant: variant.map(|(n, _)| n.clone()),
+        note,
+        outcome,
+    };
+    progress(&format!("{label}: starting"));
+    let extra = variant.map_or("", |(_, config)| config.as_str());
+    let started: Result<Running, String> = match target {
+        Target::Ringway => targets::start_ringway(env, scn, extra, up_addr, probe),
+        Target::Nginx => targets::start_nginx(env, scn, up_addr, probe),
+        Target::Direct => Ok(targets::direct(upstream, up_addr)),
+    };
+    let t = match started {
+        Err(e) if e == procs::INTERRUPTED => return Err(e),
+        Err(e) => return Ok(row(String::new(), Outcome::Failed(e))),
+        Ok(t) => t,
+    };
+    let measured = match (load, &scn.idle) {
+        (Some(l), _) => {
+            progress(&format!(
+                "{label}: measuring {:?} after {:?} warmup",
+                l.duration, l.warmup
+            ));
+            load::measure(env, &t, l, &label).map(|o| Outcome::Load(Box::new(o)))
+        }
+        (None, Some(i)) => {
+            progress(&format!(
+                "{label}: opening {} idle connections",
+                i.connections
+            ));
+            idle::measure(&t, i, env.tls.as_ref()).map(Outcome::Idle)
+        }
+        (None, None) => Err("scenario has neither [load] nor [idle]".to_string()),
+    };
+    let note = t.note.clone();
+    drop(t);
+    match measured {
+        Err(e) if e == procs::INTERRUPTED => Err(e),
+        Err(e) => Ok(row(String::new(), Outcome::Failed(e))),
+        Ok(o) => Ok(row(note, o)),
+    }
 }
 
 fn cpus_text(c: &[usize]) -> String {

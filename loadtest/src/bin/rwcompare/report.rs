@@ -22,8 +22,20 @@ pub enum Outcome {
 
 pub struct Row {
     pub target: Target,
+    /// The scenario's ringway variant this row ran (`ringway:NAME`).
+    pub variant: Option<String>,
     pub note: String,
     pub outcome: Outcome,
+}
+
+impl Row {
+    /// The row's label: the target, with its variant if any.
+    pub fn name(&self) -> String {
+        match &self.variant {
+            Some(v) => format!("{}:{v}", self.target.name()),
+            None => self.target.name().to_string(),
+        }
+    }
 }
 
 /// `--rate-from-nginx`: nginx's closed-loop maximum and the rate derived from it.
@@ -236,13 +248,13 @@ impl Report<'_> {
         for r in &self.rows {
             match &r.outcome {
                 Outcome::Skipped(why) => {
-                    let _ = writeln!(s, "{}: skipped: {why}", r.target.name());
+                    let _ = writeln!(s, "{}: skipped: {why}", r.name());
                 }
                 Outcome::Failed(e) => {
-                    let _ = writeln!(s, "{}: FAILED: {e}", r.target.name());
+                    let _ = writeln!(s, "{}: FAILED: {e}", r.name());
                 }
                 _ if !r.note.is_empty() => {
-                    let _ = writeln!(s, "{}: {}", r.target.name(), r.note);
+                    let _ = writeln!(s, "{}: {}", r.name(), r.note);
                 }
                 _ => {}
             }
@@ -262,13 +274,13 @@ impl Report<'_> {
                     Outcome::Skipped(_) => "skipped",
                     _ => "failed",
                 };
-                let _ = writeln!(s, "{:<14}{what:>11}", r.target.name());
+                let _ = writeln!(s, "{:<14}{what:>11}", r.name());
                 continue;
             };
             let _ = writeln!(
                 s,
                 "{:<14}{:>11.1}{:>10}{:>10}{:>10}{:>10}{:>11}{:>10}{:>8}",
-                r.target.name(),
+                r.name(),
                 o.rps,
                 fmt_us(o.p50_us),
                 fmt_us(o.p99_us),
@@ -300,7 +312,7 @@ impl Report<'_> {
                     let _ = writeln!(
                         s,
                         "{}: {}; measured handshakes: {} full, {} resumed",
-                        r.target.name(),
+                        r.name(),
                         t.negotiated,
                         t.handshakes_full,
                         t.handshakes_resumed
@@ -314,7 +326,7 @@ impl Report<'_> {
             .filter_map(|r| match &r.outcome {
                 Outcome::Load(o) => o
                     .gateway_cores_busy
-                    .map(|b| format!("{} {:.0}%", r.target.name(), b * 100.0)),
+                    .map(|b| format!("{} {:.0}%", r.name(), b * 100.0)),
                 _ => None,
             })
             .collect();
@@ -351,13 +363,13 @@ impl Report<'_> {
                     Outcome::Skipped(_) => "skipped",
                     _ => "failed",
                 };
-                let _ = writeln!(s, "{:<14}{what:>8}", r.target.name());
+                let _ = writeln!(s, "{:<14}{what:>8}", r.name());
                 continue;
             };
             let _ = writeln!(
                 s,
                 "{:<14}{:>8}{:>13}{:>13}{:>12}{:>8}{:>9.2}",
-                r.target.name(),
+                r.name(),
                 o.opened,
                 fmt_kib(o.rss_before_kib as f64),
                 fmt_kib(o.rss_after_kib as f64),
@@ -391,14 +403,10 @@ impl Report<'_> {
         for r in &self.rows {
             if let Outcome::Idle(o) = &r.outcome {
                 if let Some(t) = &o.tls {
-                    let _ = writeln!(
-                        s,
-                        "{}: TLS {t}, full handshake per connection",
-                        r.target.name()
-                    );
+                    let _ = writeln!(s, "{}: TLS {t}, full handshake per connection", r.name());
                 }
                 if let Some(e) = &o.first_error {
-                    let _ = writeln!(s, "{}: first error: {e}", r.target.name());
+                    let _ = writeln!(s, "{}: first error: {e}", r.name());
                 }
             }
         }
@@ -446,7 +454,7 @@ impl Report<'_> {
                     "note": r.note,
                 }),
             };
-            targets.insert(r.target.name().into(), v);
+            targets.insert(r.name(), v);
         }
         let mut ratios = Map::new();
         if let (Some(a), Some(b)) = (self.load_of(Target::Ringway), self.load_of(Target::Nginx)) {

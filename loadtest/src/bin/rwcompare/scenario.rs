@@ -106,6 +106,19 @@ struct RawRingway {
     config: Option<String>,
     #[serde(default)]
     files: std::collections::BTreeMap<String, String>,
+    /// One ringway row per variant, each with its own TOML appended (see `RingwayExtra`).
+    #[serde(default)]
+    variants: Vec<RawVariant>,
+    /// Start a private `redis-server` for the run; `{redis}` in configs is its address.
+    #[serde(default)]
+    redis: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVariant {
+    name: String,
+    config: String,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -186,6 +199,11 @@ pub struct RingwayExtra {
     pub config: String,
     /// Files written into that directory first (name → content).
     pub files: Vec<(String, String)>,
+    /// `(name, TOML)`: ringway runs once per variant, with that TOML appended too, and each
+    /// run is its own row (`ringway:NAME`); empty = one plain ringway row.
+    pub variants: Vec<(String, String)>,
+    /// A private `redis-server` runs for the scenario; `{redis}` = its `host:port`.
+    pub redis: bool,
 }
 
 /// The shape of an `idle` scenario.
@@ -322,6 +340,13 @@ pub fn parse(name: &str, file: &Path, text: &str) -> Result<Scenario, String> {
             policies: raw.ringway.policies,
             config: raw.ringway.config.unwrap_or_default(),
             files: raw.ringway.files.into_iter().collect(),
+            variants: raw
+                .ringway
+                .variants
+                .into_iter()
+                .map(|v| (v.name, v.config))
+                .collect(),
+            redis: raw.ringway.redis,
         },
     })
 }
@@ -486,6 +511,13 @@ mod tests {
         }
         let many = load("many-routes", &dir).unwrap();
         assert_eq!(many.routes.len(), 10_000);
+        let global = load("global-limit", &dir).unwrap();
+        let variants: Vec<&str> = global.ringway.variants.iter().map(|v| &v.0[..]).collect();
+        assert_eq!(variants, ["local", "leased", "exact"]);
+        assert!(global.ringway.redis);
+        assert!(global.ringway.variants[1]
+            .1
+            .contains("nodes = [\"{redis}\"]"));
         let post = load("proxy-1k-post", &dir).unwrap();
         let l = post.load.unwrap();
         assert_eq!((l.method.as_str(), l.body_size), ("POST", 1024));

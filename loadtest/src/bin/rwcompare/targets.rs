@@ -60,6 +60,8 @@ pub struct Env {
     pub tls: Option<TlsFiles>,
     /// HTTP/2 scenarios: the h2load binary (None when not installed).
     pub h2load_bin: Option<PathBuf>,
+    /// `redis = true` scenarios: the private redis-server's `host:port` (`{redis}`).
+    pub redis: Option<String>,
 }
 
 /// A started target, stopped on drop.
@@ -123,6 +125,7 @@ pub struct Probe<'a> {
 pub fn start_ringway(
     env: &Env,
     scn: &Scenario,
+    variant: &str,
     upstream: SocketAddr,
     probe: &Probe<'_>,
 ) -> Result<Running, String> {
@@ -137,7 +140,11 @@ pub fn start_ringway(
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     config.push('\n');
-    config.push_str(&scn.ringway.config.replace("{dir}", &dir));
+    let redis = env.redis.as_deref().unwrap_or("");
+    for part in [&scn.ringway.config[..], variant] {
+        config.push('\n');
+        config.push_str(&part.replace("{dir}", &dir).replace("{redis}", redis));
+    }
     config.push_str(&env.ringway_extra);
     std::fs::write(&file, config).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
     let mut cmd = Command::new(&env.gateway_bin);
@@ -533,6 +540,35 @@ pub fn nginx_config(p: &NginxParams<'_>) -> String {
     }
     s.push_str("    }\n}\n");
     s
+}
+
+/// Starts a private `redis-server` (no persistence) on a free loopback port, pinned with the
+/// load side; returns it (stopped on drop) and its address.
+pub fn start_redis(env_dir: &Path, cpus: &[usize]) -> Result<(Proc, String), String> {
+    let port = procs::free_port()?;
+    let mut cmd = Command::new("redis-server");
+    cmd.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+    ])
+    .args(["--appendonly", "no"])
+    .arg("--dir")
+    .arg(env_dir);
+    let p = Proc::spawn("redis", cmd, cpus, env_dir, Duration::from_secs(3))
+        .map_err(|e| format!("{e} (install it: apt-get install redis-server)"))?;
+    let addr = format!("127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        if std::time::Instant::now() > deadline {
+            return Err(format!("redis-server did not listen on {addr}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok((p, addr))
 }
 
 #[cfg(test)]
