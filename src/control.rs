@@ -89,14 +89,24 @@ pub fn reload(shared: &Shared, path: &Path) -> Result<u64, String> {
 /// Re-compiles the serving generation's own text (not the file on disk, which may hold an edit
 /// nobody asked to load) because a host name's addresses changed. `Ok(None)`: nothing to do.
 pub fn refresh_addresses(shared: &Shared) -> Result<u64, String> {
+    recompile_current(shared, "upstream addresses changed")
+}
+
+/// Re-compiles the serving generation's own text because state it is built from changed
+/// (`why` goes to the log): DNS answers, the API-key set synced from Redis.
+pub fn recompile_current(shared: &Shared, why: &str) -> Result<u64, String> {
     let current = shared.config.load();
     let text = current.source_text.clone();
     let path = current.source.clone();
     drop(current);
-    reload_from(shared, &path, Some(text))
+    reload_from(shared, &path, Some((text, why)))
 }
 
-fn reload_from(shared: &Shared, path: &Path, text: Option<Arc<str>>) -> Result<u64, String> {
+fn reload_from(
+    shared: &Shared,
+    path: &Path,
+    text: Option<(Arc<str>, &str)>,
+) -> Result<u64, String> {
     let mut status = shared
         .reload_lock
         .lock()
@@ -105,7 +115,7 @@ fn reload_from(shared: &Shared, path: &Path, text: Option<Arc<str>>) -> Result<u
     let next = current.generation + 1;
     let compiled = match &text {
         None => config::load_with(path, next, &shared.runtime),
-        Some(t) => config::load_text(path, t, next, &shared.runtime),
+        Some((t, _)) => config::load_text(path, t, next, &shared.runtime),
     };
     let loaded = compiled.and_then(|cfg| match prepare_sinks(shared, &cfg) {
         Ok(()) => Ok(cfg),
@@ -145,10 +155,9 @@ fn reload_from(shared: &Shared, path: &Path, text: Option<Arc<str>>) -> Result<u
             status.loaded_at = crate::civil::unix_now();
             shared.reloads_ok.fetch_add(1, Ordering::Relaxed);
             status.last_error = None;
-            let what = if text.is_some() {
-                "upstream addresses changed; config re-compiled"
-            } else {
-                "config reloaded"
+            let what = match &text {
+                Some((_, why)) => format!("{why}; config re-compiled"),
+                None => "config reloaded".to_string(),
             };
             crate::log::info(&format!(
                 "{what} from {}: generation {next}, {routes} routes",

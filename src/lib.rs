@@ -25,6 +25,7 @@ pub mod http2;
 pub mod io;
 pub mod json;
 pub mod jwt;
+pub mod key_sync;
 pub mod keyed_hash;
 pub mod log;
 pub mod metrics;

@@ -48,7 +48,8 @@ enum Cmd {
         #[arg(long)]
         system: bool,
     },
-    /// Manage API keys in the keys file named by the config's `[api_keys]` (reload with SIGHUP).
+    /// Manage API keys: the keys file named by `[api_keys]` (reload with SIGHUP), or the Redis
+    /// key store with `store = "redis"` (every instance syncs within 2 s).
     Keys {
         #[command(subcommand)]
         cmd: ringway::apikey::cli::KeysCmd,
@@ -400,6 +401,7 @@ fn serve(
             "cannot start the DNS refresh thread ({e}): host names stay as first resolved"
         ));
     }
+    ringway::key_sync::set_recompile(ringway::control::recompile_current);
     if let Err(e) = ringway::redis_sync::spawn(shared.clone()) {
         log::warn(&format!(
             "cannot start the Redis background thread ({e}): usage and key sync stop"

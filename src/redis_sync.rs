@@ -28,6 +28,8 @@ pub fn spawn(shared: Arc<Shared>) -> std::io::Result<()> {
 }
 
 async fn run(shared: Arc<Shared>) {
+    // Its own tasks: a subscription and a version poll (`[api_keys] store = "redis"`).
+    monoio::spawn(crate::key_sync::run(shared.clone()));
     let mut client: Option<Client> = None;
     loop {
         let last = shared.redis_stop.load(Ordering::SeqCst);

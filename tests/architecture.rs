@@ -91,6 +91,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("admin", 7),
     ("sysinfo", 7),
     ("dns_refresh", 7),
+    ("key_sync", 7),
     ("redis_sync", 7),
     ("handover", 7),
 ];

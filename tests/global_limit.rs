@@ -10,7 +10,7 @@ use common::*;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,23 @@ fn standalone(r: &RedisServer) -> String {
 fn cluster(c: &RedisCluster) -> String {
     let nodes: Vec<String> = c.nodes.iter().map(|a| format!("\"{a}\"")).collect();
     format!("nodes = [{}]\ncluster = true", nodes.join(", "))
+}
+
+/// `RedisCluster::shared()`, first asked from a thread that never ends: the harness starts the
+/// nodes with `PR_SET_PDEATHSIG`, which fires when the spawning *thread* exits, so a cluster
+/// started from one test's thread would die with that test while others still use it.
+fn shared_cluster() -> &'static RedisCluster {
+    static READY: OnceLock<&'static RedisCluster> = OnceLock::new();
+    READY.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            let _ = tx.send(RedisCluster::shared());
+            loop {
+                thread::park();
+            }
+        });
+        rx.recv().expect("the shared cluster")
+    })
 }
 
 fn start_group(body: &str) -> Vec<Gateway> {
@@ -172,7 +189,7 @@ fn exact_and_leased_accuracy_across_three_instances() {
 
 #[test]
 fn exact_and_leased_accuracy_on_redis_cluster() {
-    let c = RedisCluster::shared();
+    let c = shared_cluster();
     accuracy(
         &c.nodes[0],
         &cluster(c),
@@ -472,7 +489,7 @@ fn migrate_slot(nodes: &[String], slot: &str, src: &str, dst: &str) {
 
 #[test]
 fn exact_stays_exact_while_its_slot_migrates() {
-    let c = RedisCluster::shared();
+    let c = shared_cluster();
     let up = Upstream::fixed(200, "ok", "app");
     let prefix = unique_prefix("migrate");
     let exact = format!("{PER_MIN}, mode = \"exact\" }}");
@@ -501,12 +518,22 @@ fn exact_stays_exact_while_its_slot_migrates() {
          (429: {}, other: {})",
         admitted.0 + 1, admitted.1, admitted.2
     );
+    if admitted.2 > 0 {
+        for g in &gws {
+            let logs = g.logs();
+            let redis: Vec<&str> = logs.lines().filter(|l| l.contains("redis")).collect();
+            eprintln!("gateway log (redis lines):\n{}", redis.join("\n"));
+        }
+    }
     assert_eq!(
         admitted.2, 0,
         "every request answered 200 or 429 during the move"
     );
     let total = admitted.0 as u64 + 1;
     assert!(total <= gcra && total + 2 >= gcra, "{total} vs {gcra}");
-    assert_eq!(find_key(&[src.clone()], &format!("{prefix}:*")), None);
+    assert_eq!(
+        find_key(std::slice::from_ref(&src), &format!("{prefix}:*")),
+        None
+    );
     assert!(find_key(&[dst], &format!("{prefix}:*")).is_some());
 }

@@ -1,4 +1,5 @@
-//! `ringway keys create|list|revoke|rotate`: manages the keys file named by `[api_keys]`.
+//! `ringway keys create|list|revoke|rotate|import`: manages the keys file named by
+//! `[api_keys]`, or with `store = "redis"` the Redis key store (`redis_cli.rs`).
 //!
 //! Invariants: a plain key is printed exactly once (stdout, after the file was written) and
 //! never stored; `list` never prints keys or hashes. Every change is a locked
@@ -10,94 +11,23 @@
 //! The main config is read only for its `[api_keys]` table (other tables are ignored), so this
 //! works independently of the rest of the config schema.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Subcommand;
-use serde::Deserialize;
-
+use super::cli_common::{deadline, hasher, load_settings, print_table, Fail};
+pub use super::cli_common::{KeysCmd, KeysIo};
 use super::file::{self, KeyEntry, Located};
 use super::key::{self, KeyId};
-use super::settings::{self, KeysSettings, RawApiKeys};
+use super::settings::{self, KeysSettings, StoreKind};
 use super::store::Hasher;
 use crate::civil::{format_rfc3339, unix_now as now_unix};
-use crate::config::errors::ConfigError;
-use crate::config::units::parse_duration;
 
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
 /// Exit code: a config or input problem.
 pub const EXIT_INPUT: u8 = 1;
-
-/// Latest timestamp the keys file can hold (9999-12-31T23:59:59Z).
-const MAX_TIMESTAMP: u64 = 253_402_300_799;
-
-/// `ringway keys …` subcommands. Embed as `Keys { #[command(subcommand)] cmd: KeysCmd }`; the
-/// config file comes from the top-level (global) `--config`.
-#[derive(Clone, Debug, PartialEq, Eq, Subcommand)]
-pub enum KeysCmd {
-    /// Generate a key for a consumer; prints it once on stdout.
-    Create {
-        /// The consumer the key belongs to (A-Z a-z 0-9 . _ -).
-        #[arg(long)]
-        consumer: String,
-        /// Key lifetime, e.g. 30d, 12h (default: no expiry).
-        #[arg(long, value_parser = parse_lifetime)]
-        expires: Option<Duration>,
-    },
-    /// List keys: id, consumer, created, expires, status. Never prints keys or hashes.
-    List,
-    /// Revoke the key with this id.
-    Revoke {
-        /// Key id (8 hex digits, as shown by `list`).
-        id: String,
-    },
-    /// Create a new key for the same consumer and let the old one expire after a grace period.
-    Rotate {
-        /// Id of the key to replace.
-        id: String,
-        /// How long the old key keeps working, e.g. 24h, 7d, 0s (an earlier expiry is kept).
-        #[arg(long, default_value = "24h", value_parser = parse_grace)]
-        grace: Duration,
-        /// Lifetime of the new key (default: no expiry).
-        #[arg(long, value_parser = parse_lifetime)]
-        expires: Option<Duration>,
-    },
-}
-
-fn parse_dur(s: &str) -> Result<Duration, String> {
-    // Bounded before parse_duration so its unit multiplication cannot overflow.
-    if s.trim().bytes().take_while(u8::is_ascii_digit).count() > 9 {
-        return Err(format!("duration {s:?} is too large"));
-    }
-    parse_duration(s)
-}
-
-fn parse_lifetime(s: &str) -> Result<Duration, String> {
-    let d = parse_dur(s)?;
-    if d < Duration::from_secs(1) {
-        return Err("a key lifetime must be at least 1s".into());
-    }
-    Ok(d)
-}
-
-fn parse_grace(s: &str) -> Result<Duration, String> {
-    parse_dur(s)
-}
-
-/// Where `run_with` writes and what it reads from the outside world (injected for tests).
-pub struct KeysIo<'a> {
-    /// Keys (create/rotate) and the list table.
-    pub out: &'a mut dyn Write,
-    /// Notes and errors.
-    pub err: &'a mut dyn Write,
-    /// The current time, Unix seconds.
-    pub now_unix: u64,
-    /// Environment lookup (for the HMAC secret).
-    pub env: &'a dyn Fn(&str) -> Option<String>,
-}
 
 /// Runs a `keys` subcommand with the real stdout, stderr, clock and environment.
 pub fn run(cmd: &KeysCmd, config: &Path) -> ExitCode {
@@ -116,11 +46,14 @@ pub fn run(cmd: &KeysCmd, config: &Path) -> ExitCode {
 
 /// Runs a `keys` subcommand; returns the exit code.
 pub fn run_with(cmd: &KeysCmd, config: &Path, io: &mut KeysIo<'_>) -> u8 {
-    let result = match cmd {
-        KeysCmd::Create { consumer, expires } => create(config, consumer, *expires, io),
-        KeysCmd::List => list(config, io),
-        KeysCmd::Revoke { id } => revoke(config, id, io),
-        KeysCmd::Rotate { id, grace, expires } => rotate(config, id, *grace, *expires, io),
+    let redis = match load_settings(config) {
+        Ok(l) if l.settings.store == StoreKind::Redis => Some(l),
+        _ => None,
+    };
+    let result = match (cmd, redis) {
+        (_, Some(loaded)) => super::redis_cli::run(cmd, config, &loaded, io),
+        (KeysCmd::Import { .. }, None) => import_needs_redis(config),
+        (cmd, None) => run_file(cmd, config, io),
     };
     match result {
         Ok(()) => EXIT_OK,
@@ -135,80 +68,23 @@ pub fn run_with(cmd: &KeysCmd, config: &Path, io: &mut KeysIo<'_>) -> u8 {
     }
 }
 
-enum Fail {
-    Config(Vec<ConfigError>),
-    Msg(String),
+fn import_needs_redis(config: &Path) -> Result<(), Fail> {
+    // A config problem is reported as such; otherwise the store is the file one.
+    load_settings(config)?;
+    Err(Fail::Msg(
+        "`keys import` copies the keys file into Redis: set store = \"redis\" in [api_keys] (and a [redis] table) first".into(),
+    ))
 }
 
-impl From<String> for Fail {
-    fn from(m: String) -> Fail {
-        Fail::Msg(m)
+/// The keys-file store (`store = "file"`).
+fn run_file(cmd: &KeysCmd, config: &Path, io: &mut KeysIo<'_>) -> Result<(), Fail> {
+    match cmd {
+        KeysCmd::Create { consumer, expires } => create(config, consumer, *expires, io),
+        KeysCmd::List => list(config, io),
+        KeysCmd::Revoke { id } => revoke(config, id, io),
+        KeysCmd::Rotate { id, grace, expires } => rotate(config, id, *grace, *expires, io),
+        KeysCmd::Import { .. } => import_needs_redis(config),
     }
-}
-
-/// The main config, reduced to `[api_keys]`; every other table is ignored.
-#[derive(Deserialize)]
-struct MainConfig {
-    api_keys: Option<RawApiKeys>,
-}
-
-/// `[api_keys]` of the main config, validated, plus the config text (for error positions).
-struct Loaded {
-    settings: KeysSettings,
-    src: String,
-}
-
-fn load_settings(config: &Path) -> Result<Loaded, Fail> {
-    let src = std::fs::read_to_string(config)
-        .map_err(|e| format!("cannot read config {}: {e}", config.display()))?;
-    let main: MainConfig = toml::from_str(&src).map_err(|e| {
-        let start = e.span().map(|s| s.start).unwrap_or(0);
-        Fail::Config(vec![ConfigError::at(
-            config,
-            &src,
-            start,
-            "api_keys",
-            e.message().trim(),
-        )])
-    })?;
-    let raw = main.api_keys.ok_or_else(|| {
-        format!(
-            "{} has no [api_keys] table (add one with `file = \"keys.toml\"`)",
-            config.display()
-        )
-    })?;
-    let dir = match config.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut errs = Vec::new();
-    let settings = settings::resolve(&raw, dir, &mut |span, field, msg| {
-        errs.push(ConfigError::at(config, &src, span.start, field, msg))
-    });
-    match settings {
-        Some(settings) if errs.is_empty() => Ok(Loaded { settings, src }),
-        _ => Err(Fail::Config(errs)),
-    }
-}
-
-/// The hasher for new keys (reads the HMAC secret).
-fn hasher(loaded: &Loaded, config: &Path, io: &KeysIo<'_>) -> Result<Hasher, Fail> {
-    let secret = loaded.settings.secret(io.env).map_err(|e| {
-        Fail::Config(vec![ConfigError::at(
-            config,
-            &loaded.src,
-            e.span.start,
-            e.field,
-            e.message,
-        )])
-    })?;
-    Ok(Hasher::new(loaded.settings.mode, secret.as_deref())?)
-}
-
-fn deadline(now: u64, d: Duration) -> Result<u64, String> {
-    now.checked_add(d.as_secs())
-        .filter(|&t| t <= MAX_TIMESTAMP)
-        .ok_or_else(|| "that duration ends after the year 9999".to_string())
 }
 
 fn read_keys_file(path: &Path) -> Result<Option<String>, String> {
@@ -410,16 +286,6 @@ fn rotate(
     Ok(())
 }
 
-fn status(e: &KeyEntry, now: u64) -> &'static str {
-    if e.revoked {
-        "revoked"
-    } else if e.expires.is_some_and(|t| now >= t) {
-        "expired"
-    } else {
-        "active"
-    }
-}
-
 fn list(config: &Path, io: &mut KeysIo<'_>) -> Result<(), Fail> {
     let loaded = load_settings(config)?;
     let s = &loaded.settings;
@@ -432,42 +298,7 @@ fn list(config: &Path, io: &mut KeysIo<'_>) -> Result<(), Fail> {
         return Ok(());
     };
     let entries = file::parse_keys(&src, &s.file, s.mode).map_err(Fail::Config)?;
-    let rows: Vec<[String; 5]> = entries
-        .iter()
-        .map(|e| {
-            [
-                e.id.to_string(),
-                e.consumer.clone(),
-                format_rfc3339(e.created),
-                e.expires.map_or_else(|| "-".to_string(), format_rfc3339),
-                status(e, io.now_unix).to_string(),
-            ]
-        })
-        .collect();
-    let header = ["ID", "CONSUMER", "CREATED", "EXPIRES", "STATUS"].map(String::from);
-    let mut widths = [0usize; 5];
-    for row in std::iter::once(&header).chain(&rows) {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    let mut table = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
-        let mut line = String::new();
-        for (i, (w, cell)) in widths.iter().zip(row).enumerate() {
-            if i + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<w$}  "));
-            }
-        }
-        table.push_str(line.trim_end());
-        table.push('\n');
-    }
-    io.out
-        .write_all(table.as_bytes())
-        .map_err(|e| format!("cannot write to stdout: {e}"))?;
-    Ok(())
+    print_table(&entries, io)
 }
 
 #[cfg(test)]
@@ -595,6 +426,13 @@ mod tests {
             KeysCmd::Create {
                 consumer: "acme".into(),
                 expires: Some(Duration::from_secs(30 * 86_400)),
+            }
+        );
+        let (cmd, _) = parse(&["keys", "import", "--from", "old.toml"]).unwrap();
+        assert_eq!(
+            cmd,
+            KeysCmd::Import {
+                from: Some("old.toml".into())
             }
         );
         let (cmd, _) = parse(&["keys", "rotate", "0000abcd"]).unwrap();
@@ -858,6 +696,15 @@ mod tests {
         assert!(err.contains(&format!("keys.toml:{line}:")), "{err}");
         assert!(err.contains("keys[0].colour"), "{err}");
         assert_eq!(fs::read_to_string(env.keys_path()).unwrap(), broken);
+    }
+
+    #[test]
+    fn import_needs_the_redis_store() {
+        let env = Env::new("");
+        let (code, out, err) = env.run(&["import"], T0);
+        assert_eq!((code, out.as_str()), (1, ""));
+        assert!(err.contains("store = \"redis\""), "{err}");
+        assert!(!env.keys_path().exists());
     }
 
     #[test]

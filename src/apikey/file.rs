@@ -282,7 +282,7 @@ fn newline(src: &str) -> &'static str {
 }
 
 /// Renders one entry as a `[[keys]]` table.
-fn render_entry(e: &KeyEntry, nl: &str) -> String {
+pub(crate) fn render_entry(e: &KeyEntry, nl: &str) -> String {
     let mut s = format!(
         "[[keys]]{nl}id = \"{}\"{nl}consumer = {}{nl}hash = \"{}:{}\"{nl}created = \"{}\"{nl}",
         e.id,

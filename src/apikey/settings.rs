@@ -6,7 +6,12 @@
 //! file = "keys.toml"                 # relative to the config file's directory
 //! hash = "hmac-sha256"               # (default) or "sha256"
 //! secret_env = "RINGWAY_KEY_SECRET"  # (default) env var holding the HMAC secret
+//! store = "file"                     # (default) or "redis": records live in Redis ([redis])
+//! snapshot = "keys.snapshot.toml"    # redis store: last synced key set (default shown)
 //! ```
+//! With `store = "redis"`, `file` is optional (it is where `ringway keys import` reads from)
+//! and the compiled store comes from `redis_store::KeyCache` (the last key set synced from
+//! Redis, or the snapshot file at start), never from a network call during a compile.
 //! Problems in the table are reported through a callback with spans in the main config;
 //! problems in the keys file come back as `ConfigError`s naming the keys file and line.
 //! The secret is read from the environment at load time and lives only inside the store.
@@ -19,6 +24,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::file::parse_keys;
+use super::records::{KeyCache, SyncSettings};
 use super::store::KeyStore;
 use super::types::HashMode;
 use crate::config::errors::ConfigError;
@@ -33,23 +39,47 @@ pub const MIN_SECRET_LEN: usize = 16;
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawApiKeys {
-    /// Keys file, relative to the config file's directory.
-    #[schemars(with = "String")]
-    pub file: Spanned<String>,
+    /// Keys file, relative to the config file's directory (required with `store = "file"`;
+    /// with `store = "redis"` the default source of `ringway keys import`).
+    #[schemars(with = "Option<String>")]
+    pub file: Option<Spanned<String>>,
     /// `"hmac-sha256"` (default) or `"sha256"`.
     #[schemars(with = "Option<String>")]
     pub hash: Option<Spanned<String>>,
     /// Env var holding the HMAC secret (default `RINGWAY_KEY_SECRET`).
     #[schemars(with = "Option<String>")]
     pub secret_env: Option<Spanned<String>>,
+    /// Where the key records live: `"file"` (default) or `"redis"` (needs `[redis]`).
+    #[schemars(with = "Option<String>")]
+    pub store: Option<Spanned<String>>,
+    /// `store = "redis"`: the local copy of the last synced key set (keys-file format),
+    /// loaded at start when Redis cannot be reached (default `keys.snapshot.toml`).
+    #[schemars(with = "Option<String>")]
+    pub snapshot: Option<Spanned<String>>,
 }
+
+/// Where key records live (`api_keys.store`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The keys file; the CLI edits it, a reload applies it.
+    File,
+    /// A Redis hash; the CLI writes it and publishes, instances sync within seconds.
+    Redis,
+}
+
+/// Default snapshot file name (next to the config) for `store = "redis"`.
+pub const DEFAULT_SNAPSHOT: &str = "keys.snapshot.toml";
 
 /// `[api_keys]` validated; the secret is not read yet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeysSettings {
-    /// The keys file, resolved against the config file's directory.
+    /// The keys file, resolved against the config file's directory (redis store: the default
+    /// import source, `keys.toml` when not set).
     pub file: PathBuf,
     pub mode: HashMode,
+    pub store: StoreKind,
+    /// The snapshot file of the redis store, resolved against the config file's directory.
+    pub snapshot: PathBuf,
     pub secret_env: String,
     /// Span of the setting that made HMAC mode apply (for "secret missing" errors).
     secret_span: Range<usize>,
@@ -62,15 +92,65 @@ pub type TableErr<'a> = &'a mut dyn FnMut(Range<usize>, &str, String);
 /// Validates the table. `config_dir` is the main config file's directory.
 pub fn resolve(raw: &RawApiKeys, config_dir: &Path, err: TableErr<'_>) -> Option<KeysSettings> {
     let mut ok = true;
-    let file = raw.file.get_ref();
-    if file.trim().is_empty() {
-        err(
-            raw.file.span(),
-            "api_keys.file",
-            "must name the keys file".into(),
-        );
-        ok = false;
-    }
+    let store = match &raw.store {
+        None => StoreKind::File,
+        Some(s) => match s.get_ref().as_str() {
+            "file" => StoreKind::File,
+            "redis" => StoreKind::Redis,
+            other => {
+                err(
+                    s.span(),
+                    "api_keys.store",
+                    format!("unknown store {other:?}: use \"file\" (default) or \"redis\""),
+                );
+                ok = false;
+                StoreKind::File
+            }
+        },
+    };
+    let file = match (&raw.file, store) {
+        (Some(f), _) if f.get_ref().trim().is_empty() => {
+            err(f.span(), "api_keys.file", "must name the keys file".into());
+            ok = false;
+            String::new()
+        }
+        (Some(f), _) => f.get_ref().clone(),
+        (None, StoreKind::Redis) => "keys.toml".to_string(),
+        (None, StoreKind::File) => {
+            // No span of the table itself: point at any field it has.
+            let at = [&raw.hash, &raw.secret_env, &raw.snapshot]
+                .into_iter()
+                .flatten()
+                .map(|f| f.span())
+                .next()
+                .unwrap_or(0..0);
+            err(
+                at,
+                "api_keys.file",
+                "must name the keys file (or set store = \"redis\")".into(),
+            );
+            ok = false;
+            String::new()
+        }
+    };
+    let snapshot = match &raw.snapshot {
+        Some(s) if s.get_ref().trim().is_empty() => {
+            err(s.span(), "api_keys.snapshot", "must name a file".into());
+            ok = false;
+            String::new()
+        }
+        Some(s) if store == StoreKind::File => {
+            err(
+                s.span(),
+                "api_keys.snapshot",
+                "only applies with store = \"redis\"".into(),
+            );
+            ok = false;
+            String::new()
+        }
+        Some(s) => s.get_ref().clone(),
+        None => DEFAULT_SNAPSHOT.to_string(),
+    };
     let mode = match &raw.hash {
         None => HashMode::HmacSha256,
         Some(h) => HashMode::parse(h.get_ref()).unwrap_or_else(|| {
@@ -109,10 +189,14 @@ pub fn resolve(raw: &RawApiKeys, config_dir: &Path, err: TableErr<'_>) -> Option
         .as_ref()
         .map(|s| s.span())
         .or_else(|| raw.hash.as_ref().map(|h| h.span()))
-        .unwrap_or_else(|| raw.file.span());
+        .or_else(|| raw.file.as_ref().map(|f| f.span()))
+        .or_else(|| raw.store.as_ref().map(|s| s.span()))
+        .unwrap_or(0..0);
     ok.then(|| KeysSettings {
         file: config_dir.join(file),
         mode,
+        store,
+        snapshot: config_dir.join(snapshot),
         secret_env,
         secret_span,
     })
@@ -163,27 +247,37 @@ pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
+/// What `load_store` produced: the compiled store, and for `store = "redis"` what the
+/// background sync needs.
+pub struct LoadedStore {
+    pub store: Arc<KeyStore>,
+    pub sync: Option<SyncSettings>,
+}
+
 /// Builds the key store for `[api_keys]` on a config load: validates the table (problems go to
 /// `table_err`, spans in the main config), reads the HMAC secret from the process
-/// environment, reads and validates the keys file (problems are pushed to `file_errs`, naming
-/// the keys file). Returns `None` if anything was reported.
+/// environment, then reads and validates the keys file (problems are pushed to `file_errs`,
+/// naming the keys file), or with `store = "redis"` takes the last synced key set from
+/// `cache` (no network call). Returns `None` if anything was reported.
 pub fn load_store(
     raw: &RawApiKeys,
     config_dir: &Path,
+    cache: &KeyCache,
     table_err: TableErr<'_>,
     file_errs: &mut Vec<ConfigError>,
-) -> Option<Arc<KeyStore>> {
-    load_store_with_env(raw, config_dir, &process_env, table_err, file_errs)
+) -> Option<LoadedStore> {
+    load_store_with_env(raw, config_dir, cache, &process_env, table_err, file_errs)
 }
 
 /// `load_store` with an explicit environment lookup (for tests).
 pub fn load_store_with_env(
     raw: &RawApiKeys,
     config_dir: &Path,
+    cache: &KeyCache,
     env: &dyn Fn(&str) -> Option<String>,
     table_err: TableErr<'_>,
     file_errs: &mut Vec<ConfigError>,
-) -> Option<Arc<KeyStore>> {
+) -> Option<LoadedStore> {
     let settings = resolve(raw, config_dir, table_err)?;
     let secret = match settings.secret(env) {
         Ok(s) => s,
@@ -199,6 +293,24 @@ pub fn load_store_with_env(
         field: String::new(),
         message,
     };
+    if settings.store == StoreKind::Redis {
+        let sync = SyncSettings {
+            mode: settings.mode,
+            snapshot: settings.snapshot.clone(),
+        };
+        let set = cache.current_or_snapshot(&sync);
+        return match KeyStore::new(settings.mode, secret.as_deref(), &set.entries) {
+            Ok(s) => Some(LoadedStore {
+                store: Arc::new(s),
+                sync: Some(sync),
+            }),
+            Err(m) => {
+                // Records were validated in this mode when they entered the cache.
+                file_errs.push(file_err(m));
+                None
+            }
+        };
+    }
     let src = match std::fs::read_to_string(&settings.file) {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -220,7 +332,10 @@ pub fn load_store_with_env(
         }
     };
     match KeyStore::new(settings.mode, secret.as_deref(), &entries) {
-        Ok(s) => Some(Arc::new(s)),
+        Ok(s) => Some(LoadedStore {
+            store: Arc::new(s),
+            sync: None,
+        }),
         Err(m) => {
             // parse_keys already rejects what KeyStore::new checks; kept for safety.
             file_errs.push(file_err(m));
@@ -259,6 +374,7 @@ mod tests {
         dir: &Path,
         env: &[(&str, &str)],
     ) -> (Option<Arc<KeyStore>>, Reported, Vec<ConfigError>) {
+        let cache = KeyCache::default();
         let (src, r) = raw(table);
         let mut table_errs = Vec::new();
         let mut file_errs = Vec::new();
@@ -270,13 +386,15 @@ mod tests {
         let store = load_store_with_env(
             &r,
             dir,
+            &cache,
             &lookup,
             &mut |span, field, msg| {
                 let (line, _) = crate::config::errors::line_col(&src, span.start);
                 table_errs.push((line, field.to_string(), msg));
             },
             &mut file_errs,
-        );
+        )
+        .map(|l| l.store);
         (store, table_errs, file_errs)
     }
 
@@ -373,6 +491,30 @@ mod tests {
         assert!(store.is_none());
         assert_eq!(f[0].file, dir.path().join("bad.toml"));
         assert_eq!(f[0].line, 2, "{}", f[0]); // missing fields: reported at the table header
+    }
+
+    #[test]
+    fn redis_store_builds_from_the_cache_and_validates_its_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        // No keys file needed; no snapshot yet: an empty store (logged), not an error.
+        let (store, t, f) = load("store = \"redis\"\nhash = \"sha256\"\n", dir.path(), &[]);
+        assert!(t.is_empty() && f.is_empty(), "{t:?} {f:?}");
+        assert!(store.unwrap().is_empty());
+        let (_, t, _) = load("store = \"etcd\"\nhash = \"sha256\"\n", dir.path(), &[]);
+        assert_eq!((t[0].0, t[0].1.as_str()), (5, "api_keys.store"));
+        let (_, t, _) = load(
+            "hash = \"sha256\"\nsnapshot = \"s.toml\"\n",
+            dir.path(),
+            &[],
+        );
+        assert!(t.iter().any(|e| e.1 == "api_keys.file"), "{t:?}");
+        assert!(t.iter().any(|e| e.1 == "api_keys.snapshot"), "{t:?}");
+        let (_, t, _) = load(
+            "store = \"redis\"\nhash = \"sha256\"\nsnapshot = \" \"\n",
+            dir.path(),
+            &[],
+        );
+        assert_eq!((t[0].0, t[0].1.as_str()), (7, "api_keys.snapshot"));
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct Runtime {
     pub resilience: crate::resilience::Registry,
     /// Resolved upstream host names, kept across reloads and refreshed by TTL.
     pub dns: crate::dns::DnsCache,
+    /// The last API-key set synced from Redis (`[api_keys] store = "redis"`).
+    pub api_keys: crate::apikey::KeyCache,
     /// The `[redis]` record (connections' settings, health), kept while the table is unchanged.
     pub redis: crate::redis::RedisRegistry,
 }

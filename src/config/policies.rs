@@ -47,12 +47,17 @@ pub(super) fn compile_policies(
     }
     if let Some(a) = &raw.api_keys {
         let mut file_errs = Vec::new();
-        ps.keys = crate::apikey::load_store(
+        let loaded = crate::apikey::load_store(
             a,
             base_dir,
+            &rt.api_keys,
             &mut |span, field, msg| errs.at(span, format!("api_keys.{field}"), msg),
             &mut file_errs,
         );
+        if let Some(l) = loaded {
+            ps.keys = Some(l.store);
+            ps.key_sync = l.sync;
+        }
         errs.list.extend(file_errs);
     }
     if let Some(list) = &raw.server.trusted_proxies {

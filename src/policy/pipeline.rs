@@ -35,6 +35,8 @@ pub struct Policies {
     pub list: Vec<NamedPolicy>,
     pub consumers: ahash::AHashMap<String, Consumer>,
     pub keys: Option<Arc<KeyStore>>,
+    /// `[api_keys] store = "redis"`: what the background key sync needs (None: file store).
+    pub key_sync: Option<crate::apikey::SyncSettings>,
     /// Proxies whose `X-Forwarded-For` entries decide the client IP.
     pub trusted_proxies: Option<CidrSet>,
     /// Identities of the rate limiters this generation uses; once it is published, the
