@@ -17,6 +17,8 @@ const DEFAULT_CONFIG: &str = "config/ringway.toml";
 /// Exit codes (documented in README.md).
 const EXIT_CONFIG: u8 = 1;
 const EXIT_STARTUP: u8 = 3;
+/// A command-line argument is malformed (clap's own code for usage errors).
+const EXIT_USAGE: u8 = 2;
 
 #[derive(Parser)]
 #[command(
@@ -52,6 +54,18 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ringway::apikey::cli::KeysCmd,
     },
+    /// Export `[usage]` totals per day, consumer, route and status class from Redis.
+    Usage {
+        /// First day (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        from: String,
+        /// Last day (YYYY-MM-DD, UTC), included.
+        #[arg(long)]
+        to: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "csv")]
+        format: UsageFormat,
+    },
     /// Config file tools.
     Config {
         #[command(subcommand)]
@@ -66,6 +80,12 @@ enum Cmd {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum UsageFormat {
+    Csv,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum ConfigCmd {
     /// Print the config file's JSON Schema (for editors: Taplo, Even Better TOML).
@@ -77,6 +97,7 @@ fn main() -> ExitCode {
     match cli.cmd {
         Some(Cmd::Check { system }) => check(&cli.config, system.then_some(cli.workers)),
         Some(Cmd::Keys { cmd }) => ringway::apikey::cli::run(&cmd, &cli.config),
+        Some(Cmd::Usage { from, to, format }) => usage(&cli.config, &from, &to, format),
         Some(Cmd::Config {
             cmd: ConfigCmd::Schema,
         }) => {
@@ -91,6 +112,51 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Cmd::Run) | None => run(&cli.config, cli.workers),
+    }
+}
+
+/// `ringway usage`: reads the config's `[redis]`, prints the totals of days `from..=to`.
+fn usage(path: &Path, from: &str, to: &str, format: UsageFormat) -> ExitCode {
+    use ringway::usage::export;
+    let cfg = match config::load(path, 1) {
+        Ok(c) => c,
+        Err(errs) => {
+            errs.iter().for_each(|e| eprintln!("error: {e}"));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let Some(redis) = cfg.redis.clone() else {
+        eprintln!(
+            "error: {}: no [redis] table: usage is kept in Redis",
+            path.display()
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let (Some(a), Some(b)) = (export::parse_day(from), export::parse_day(to)) else {
+        eprintln!("error: --from and --to take a date as YYYY-MM-DD");
+        return ExitCode::from(EXIT_USAGE);
+    };
+    if b < a || b - a >= export::MAX_DAYS {
+        eprintln!(
+            "error: --to must not be before --from, nor {} days after",
+            export::MAX_DAYS
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let client = ringway::redis::Client::new(redis.clone());
+    match ringway::redis::block_on(export::read(&client, &redis, a, b)) {
+        Ok(rows) => {
+            let text = match format {
+                UsageFormat::Csv => export::csv(&rows),
+                UsageFormat::Json => export::json(&rows),
+            };
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: reading usage from Redis: {e:?}");
+            ExitCode::from(EXIT_STARTUP)
+        }
     }
 }
 

@@ -57,8 +57,31 @@ async fn run(shared: Arc<Shared>) {
 
 /// One round of background jobs (`last`: the process is stopping; flush everything).
 async fn tick(shared: &Shared, client: &Client, cfg: &crate::config::Compiled, last: bool) {
-    let _ = (shared, client, cfg, last);
+    if let Some(u) = &cfg.usage {
+        usage_job(shared, client, u, last).await;
+    }
 }
+
+/// `[usage]`: the workers' counts into Redis about once a second; everything at the end.
+async fn usage_job(shared: &Shared, client: &Client, u: &crate::usage::UsageSettings, last: bool) {
+    use crate::usage::flush;
+    let rs = client.shared();
+    if !last {
+        // A failure is retried on the next round with the same batch (never counted twice);
+        // the client already logs and counts Redis going down.
+        let _ = flush::flush_if_due(client, rs, &shared.usage, u).await;
+        return;
+    }
+    let left = flush::flush_final(client, rs, &shared.usage, u, USAGE_FINAL_BUDGET).await;
+    if left > 0 {
+        crate::log::warn(&format!(
+            "usage: {left} counted requests could not be written to Redis before exit and are lost"
+        ));
+    }
+}
+
+/// How long the final usage flush may retry (within `finish`'s wait).
+const USAGE_FINAL_BUDGET: Duration = Duration::from_millis(2500);
 
 /// Called by the control thread after the workers stopped: lets the thread run its last tick
 /// and waits for it (at most `wait`).

@@ -44,6 +44,8 @@ pub struct Shared {
     pub runtime: crate::config::Runtime,
     /// Open client connections, process-wide and per client address (the connection caps).
     pub admission: crate::admission::Admission,
+    /// Where workers hand their `[usage]` counts to the Redis thread.
+    pub usage: crate::usage::UsageHub,
     /// The Redis background thread (`redis_sync`) and the flag that asks it to finish.
     pub redis_sync: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     pub redis_stop: AtomicBool,
@@ -82,6 +84,7 @@ impl Shared {
             reloads_failed: AtomicU64::new(0),
             runtime,
             admission: crate::admission::Admission::new(),
+            usage: crate::usage::UsageHub::default(),
             redis_sync: std::sync::Mutex::new(None),
             redis_stop: AtomicBool::new(false),
         })

@@ -34,12 +34,16 @@ pub struct CoreTelemetry {
     log: RefCell<Option<CoreLog>>,
     spans: RefCell<Option<CoreSpans>>,
     rng: RefCell<IdRng>,
+    /// `[usage]` counts since the last hand-off to the Redis thread.
+    usage: crate::usage::Recorder,
 }
 
 /// Metric slots of one config generation's routes and upstreams (indexed by their ids).
 pub struct Slots {
     pub routes: Vec<RouteSlot>,
     pub upstreams: Vec<UpstreamSlot>,
+    /// Route names for `[usage]` (empty when metering is off).
+    pub route_names: Vec<Arc<str>>,
 }
 
 /// Index into `metrics::METHOD_LABELS`.
@@ -81,6 +85,7 @@ impl CoreTelemetry {
             log: RefCell::new(None),
             spans: RefCell::new(None),
             rng: RefCell::new(IdRng::new()),
+            usage: crate::usage::Recorder::default(),
         }
     }
 
@@ -94,6 +99,14 @@ impl CoreTelemetry {
                 .iter()
                 .map(|u| m.upstream_slot(&u.name))
                 .collect(),
+            route_names: match cfg.usage {
+                Some(_) => cfg
+                    .routes
+                    .iter()
+                    .map(|r| Arc::from(r.name.as_str()))
+                    .collect(),
+                None => Vec::new(),
+            },
         }
     }
 
@@ -137,6 +150,9 @@ impl CoreTelemetry {
         if tel.metrics {
             self.record_metrics(slots, ex, head, &done);
         }
+        if let Some(u) = &cfg.usage {
+            self.record_usage(u, slots, ex, done.status);
+        }
         let logged = tel
             .access_log
             .as_ref()
@@ -161,6 +177,26 @@ impl CoreTelemetry {
             let rec = span_record(t, ex, head, &done, wall);
             self.with_spans(|s| s.push(rec));
         }
+    }
+
+    /// The request in this worker's `[usage]` counts (UTC day, consumer, route, class).
+    fn record_usage(
+        &self,
+        u: &crate::usage::UsageSettings,
+        slots: &Slots,
+        ex: &Exchange,
+        status: u16,
+    ) {
+        use crate::usage::{UsageKey, Who};
+        let key = UsageKey {
+            day: (crate::civil::unix_now() / 86_400) as i64,
+            class: crate::usage::status_class(status),
+            route: ex
+                .route
+                .and_then(|r| slots.route_names.get(r.0 as usize).cloned()),
+            who: ex.consumer.clone().map_or(Who::Anonymous, Who::Named),
+        };
+        self.usage.record(u, &self.shared.usage, key);
     }
 
     /// The request's counters and histograms in this core's metrics.
@@ -277,6 +313,7 @@ impl CoreTelemetry {
     /// Hands buffered log lines and spans to their threads and counts what was dropped
     /// (the worker calls this every flush tick and at shutdown).
     pub fn flush(&self) {
+        self.usage.hand_off(&self.shared.usage);
         let mut dropped_lines = 0;
         if let Some(log) = self.log.borrow_mut().as_mut() {
             log.flush();

@@ -54,6 +54,9 @@ const LAYERS: &[(&str, u8)] = &[
     ("jwt", 2),
     ("apikey", 2),
     ("ratelimit", 2),
+    // Calendar quotas and usage metering over the Redis client.
+    ("quota", 2),
+    ("usage", 2),
     ("metrics", 2),
     ("trace", 2),
     ("accesslog", 2),

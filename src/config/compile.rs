@@ -100,6 +100,7 @@ pub fn compile_with(
         super::defaults::unused_defaults(&raw, &defaults_used, &mut errs);
     }
     let paths = super::paths::compile_paths(&raw.paths, &mut errs);
+    let usage = super::policies::compile_usage(&raw, &mut errs);
     let table = if errs.is_empty() {
         route_table(&raw, &specs, &mut errs)
     } else {
@@ -128,6 +129,7 @@ pub fn compile_with(
             redis,
             source_text: std::sync::Arc::from(src),
             run_as,
+            usage,
         }),
         _ => Err(errs.list),
     }

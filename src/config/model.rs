@@ -70,6 +70,8 @@ pub struct Compiled {
     pub source_text: std::sync::Arc<str>,
     /// `[server] user`/`group`: who a process started as root becomes after binding.
     pub run_as: Option<crate::privileges::RunAs>,
+    /// `[usage]`: metering on (needs `[redis]`).
+    pub usage: Option<crate::usage::UsageSettings>,
 }
 
 /// Caps on open client connections, checked once per accepted connection.

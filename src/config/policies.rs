@@ -20,7 +20,7 @@ use super::raw::{RawConfig, RawConsumer, RawPolicy};
 use crate::policy::pipeline::{
     Consumer, JwtCheck, KeySource, NamedPolicy, Policies, Policy, PolicyId,
 };
-use crate::policy::{api_key, authorize, client_cert, cors, ip, rate_limit, transform};
+use crate::policy::{api_key, authorize, client_cert, cors, ip, quota, rate_limit, transform};
 
 /// What `compile_policies` produced: the policies, their ids by name, and the identities of
 /// the rate limiters they use (the registry keeps only those once the whole config compiled).
@@ -81,8 +81,8 @@ pub(super) fn compile_policies(
             errs.at(
                 name.span(),
                 format!("policies.{n}"),
-                "a policy needs exactly one of: api_key, jwt, authorize, ip, rate_limit, cors, \
-                 transform, client_cert",
+                "a policy needs exactly one of: api_key, jwt, authorize, ip, rate_limit, quota, \
+                 cors, transform, client_cert",
             );
             continue;
         }
@@ -173,6 +173,7 @@ fn kinds(p: &RawPolicy) -> usize {
         p.authorize.is_some(),
         p.ip.is_some(),
         p.rate_limit.is_some(),
+        p.quota.is_some(),
         p.cors.is_some(),
         p.transform.is_some(),
         p.client_cert.is_some(),
@@ -247,6 +248,12 @@ fn compile_policy(
         compiled = rate_limit::compile(n, r.get_ref(), limiters, redis, sink, live_limiters)
             .map(Policy::RateLimit);
     }
+    if let Some(q) = &p.quota {
+        let at = prefix("quota");
+        let has_redis = has_redis(cx.raw);
+        compiled = quota::compile(n, q.get_ref(), q.span(), has_redis, &mut errs.under(&at))
+            .map(Policy::Quota);
+    }
     if let Some(c) = &p.cors {
         let at = prefix("cors");
         compiled = cors::compile(c.get_ref(), &mut errs.under(&at)).map(Policy::Cors);
@@ -261,6 +268,28 @@ fn compile_policy(
             .map(Policy::ClientCert);
     }
     compiled
+}
+
+/// Whether the config has a top-level `[redis]` (quotas and usage metering need one).
+fn has_redis(raw: &RawConfig) -> bool {
+    raw.redis.is_some()
+}
+
+/// `[usage]`: metering settings, refused without `[redis]`.
+pub(super) fn compile_usage(
+    raw: &RawConfig,
+    errs: &mut Diag,
+) -> Option<crate::usage::UsageSettings> {
+    let u = raw.usage.as_ref()?;
+    if !has_redis(raw) {
+        errs.at(
+            u.span(),
+            "usage",
+            "usage metering needs a top-level [redis] table (counts are kept in Redis)",
+        );
+        return None;
+    }
+    crate::usage::compile(u.get_ref(), &mut errs.under("usage"))
 }
 
 /// The query parameter names any `api_key` policy reads a key from (redacted in logs).

@@ -58,6 +58,9 @@ pub struct RawConfig {
     /// How upstream host names are resolved and re-resolved.
     #[serde(default)]
     pub dns: RawDns,
+    /// Usage metering (counts per consumer, route and status class, flushed to Redis).
+    #[schemars(with = "Option<crate::usage::RawUsage>")]
+    pub usage: Option<Spanned<crate::usage::RawUsage>>,
     /// The Redis server or cluster instances share state through.
     pub redis: Option<crate::redis::RawRedis>,
 }
@@ -111,6 +114,8 @@ pub struct RawPolicy {
     pub ip: Option<Spanned<crate::policy::ip::RawIpFilter>>,
     #[schemars(with = "Option<crate::policy::rate_limit::RawRateLimit>")]
     pub rate_limit: Option<Spanned<crate::policy::rate_limit::RawRateLimit>>,
+    #[schemars(with = "Option<crate::policy::quota::RawQuota>")]
+    pub quota: Option<Spanned<crate::policy::quota::RawQuota>>,
     #[schemars(with = "Option<crate::policy::cors::RawCors>")]
     pub cors: Option<Spanned<crate::policy::cors::RawCors>>,
     #[schemars(with = "Option<crate::policy::transform::RawTransform>")]

@@ -77,7 +77,8 @@ pub enum ErrorKind {
     ClientCertRefused(&'static str),
     /// A rate limit refused the request → 429.
     TooManyRequests,
-    /// A `fail_closed` global rate limit could not reach Redis → 503 (with `Retry-After`).
+    /// A `fail_closed` global rate limit or quota could not reach Redis → 503 (with
+    /// `Retry-After`).
     LimiterUnavailable,
     /// The client stopped reading or went away while the response streamed (after its head
     /// was sent: nothing can be rendered; logged as 499 when nothing was sent).

@@ -141,7 +141,7 @@ pub struct ExchangeFacts {
     pub auth_failure: Option<&'static str>,
     /// Rate-limit outcome on a limited route (`Some(true)` = admitted).
     pub rate_limited: Option<bool>,
-    /// The authenticated consumer (kept only when the access log or spans need it).
+    /// The authenticated consumer (kept only when the access log, spans or `[usage]` need it).
     pub consumer: Option<std::sync::Arc<str>>,
     /// Who sent the request (decided once, when its head is complete).
     pub origin: Origin,

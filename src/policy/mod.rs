@@ -1,7 +1,7 @@
 //! Route policies. `pipeline` owns the enum and the loop that runs a route's policies in
 //! order; the other modules own one policy kind each, with its Raw config type and its
 //! `compile` (CORS, header/query transforms, IP filters and client-address resolution, the
-//! `api_key` lookup, `authorize`, `rate_limit`, `client_cert`). The key store (`apikey`), JWT
+//! `api_key` lookup, `authorize`, `rate_limit`, `quota`, `client_cert`). The key store (`apikey`), JWT
 //! verification (`jwt`) and the limiter tables (`ratelimit`) live in their own top-level
 //! modules because they also own CLI, background threads or cross-worker state.
 
@@ -11,6 +11,7 @@ pub mod client_cert;
 pub mod cors;
 pub mod ip;
 pub mod pipeline;
+pub mod quota;
 pub mod rate_limit;
 pub mod remote;
 pub mod transform;

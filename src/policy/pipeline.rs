@@ -81,6 +81,8 @@ pub enum Policy {
     Authorize(Authorize),
     Ip(IpFilter),
     RateLimit(RateLimit),
+    /// A calendar quota counted in Redis (`policy::quota`): settled through the await seam.
+    Quota(QuotaCheck),
     Transform(Transform),
     ClientCert(ClientCertPolicy),
     /// Runs outside the loop (see the module header); kept here so routes name it like any other.
@@ -96,6 +98,7 @@ impl Policy {
             Policy::Authorize(_) => "authorize",
             Policy::Ip(_) => "ip",
             Policy::RateLimit(_) => "rate_limit",
+            Policy::Quota(_) => "quota",
             Policy::Transform(_) => "transform",
             Policy::ClientCert(_) => "client_cert",
             Policy::Cors(_) => "cors",
@@ -150,6 +153,12 @@ pub struct RateLimit {
     pub specs: Vec<LimitSpec>,
     /// `scope = "global"`: decided with Redis (`ratelimit::global`); `limiters` then unused.
     pub global: Option<Box<crate::ratelimit::global::GlobalLimit>>,
+}
+
+/// A `quota` policy: what it counts by and the quota itself.
+pub struct QuotaCheck {
+    pub key: LimitKey,
+    pub spec: crate::quota::QuotaSpec,
 }
 
 /// Who the pipeline established the caller to be. Borrows from the config generation, so
@@ -267,6 +276,10 @@ pub fn run<'a>(
                 if !rate_limit(rl, f, caller, fx)? {
                     return Ok(Some(i));
                 }
+            }
+            Policy::Quota(q) => {
+                quota_local(q, f, caller, fx)?;
+                return Ok(Some(i));
             }
             Policy::ClientCert(c) => client_cert(c, f, caller, fx)?,
             Policy::Transform(t) => {
@@ -576,14 +589,25 @@ pub fn limit_key<'k>(
     caller: &'k Caller<'_>,
     ip: &'k ([u8; 17], usize),
 ) -> &'k [u8] {
-    match &rl.key {
+    key_bytes(&rl.key, f, caller, ip)
+}
+
+/// The bytes a rate limit or quota with key `key` counts this request by: the consumer, API
+/// key id, route or header it names, else the client address (`ip`, from [`ip_bytes`]), so
+/// callers without one do not all share one bucket.
+pub fn key_bytes<'k>(
+    key: &LimitKey,
+    f: &'k Facts<'_>,
+    caller: &'k Caller<'_>,
+    ip: &'k ([u8; 17], usize),
+) -> &'k [u8] {
+    match key {
         LimitKey::Consumer => caller.consumer().map(str::as_bytes),
         LimitKey::ApiKey => caller.key.as_ref().map(|k| k.id.as_bytes()),
         LimitKey::Route => Some(f.route.as_bytes()),
         LimitKey::Header(h) => f.head.header(h),
         LimitKey::Ip => None,
     }
-    // No consumer / key / header: count by client address instead of one shared bucket.
     .unwrap_or(&ip.0[..ip.1])
 }
 
@@ -628,6 +652,24 @@ fn local_limit(rl: &RateLimit, key: &[u8], now: u64, fx: &mut Effects) -> Result
     } else {
         Err(Denial::Limited)
     }
+}
+
+/// A quota's local part: a key this worker saw refused in the last second is refused here
+/// (`quota::recent`); anything else needs Redis (`policy::quota::settle`).
+fn quota_local(
+    q: &QuotaCheck,
+    f: &Facts<'_>,
+    caller: &Caller<'_>,
+    fx: &mut Effects,
+) -> Result<(), Denial> {
+    let ip = ip_bytes(f.client_ip);
+    let key = key_bytes(&q.key, f, caller, &ip);
+    let now = i64::try_from(f.unix_now).unwrap_or(i64::MAX);
+    if crate::quota::recent::answer(&q.spec, key, now, f.mono_now, &mut fx.response_lines) {
+        fx.rate_limited = Some(false);
+        return Err(Denial::Limited);
+    }
+    Ok(())
 }
 
 /// A global limit's verdict for `key` as the pipeline's outcome (and the rate-limit metric's).

@@ -230,7 +230,7 @@ fn lease_size(raw: &RawRateLimit, smallest: u64, fail: &mut Fail<'_>) -> Option<
 }
 
 /// `consumer`, `api_key`, `ip`, `route` or `header:NAME` (a token, lowercased).
-fn limit_key(k: &Spanned<String>, fail: &mut Fail<'_>) -> Option<LimitKey> {
+pub(crate) fn limit_key(k: &Spanned<String>, fail: &mut Fail<'_>) -> Option<LimitKey> {
     Some(match k.get_ref().as_str() {
         "consumer" => LimitKey::Consumer,
         "api_key" => LimitKey::ApiKey,

@@ -16,6 +16,7 @@ pub async fn settle(
     fx: &mut Effects,
 ) -> Result<(), Denial> {
     match policy {
+        Policy::Quota(q) => super::quota::settle(client, q, f, caller, fx).await,
         Policy::RateLimit(rl) => {
             let Some(g) = &rl.global else {
                 return Ok(());
