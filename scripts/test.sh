@@ -78,7 +78,21 @@ stop_redis() {
   rm -rf "$REDIS_DIR"
 }
 trap stop_redis EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# A free port whose cluster-bus port (+10000) is free and below 65536 as well.
+free_port() {
+  python3 - <<'PY'
+import socket
+while True:
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]
+    if p + 10000 < 65536:
+        try:
+            b = socket.socket(); b.bind(("127.0.0.1", p + 10000)); b.close()
+        except OSError:
+            s.close(); continue
+        print(p); break
+    s.close()
+PY
+}
 CLUSTER_NODES=()
 for i in 1 2 3; do
   port=$(free_port)

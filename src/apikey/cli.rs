@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::cli_common::{deadline, hasher, load_settings, print_table, Fail};
+use super::cli_common::{self, deadline, hasher, load_settings, print_table, Fail};
 pub use super::cli_common::{KeysCmd, KeysIo};
 use super::file::{self, KeyEntry, Located};
 use super::key::{self, KeyId};
@@ -180,15 +180,14 @@ fn create(
     let Some((id, plain)) = made else {
         return Err(Fail::Msg("no key was created".into()));
     };
-    writeln!(io.out, "{plain}").map_err(|e| format!("cannot write the key to stdout: {e}"))?;
-    let until = expires
-        .map(|t| format!(", expires {}", format_rfc3339(t)))
-        .unwrap_or_default();
-    let _ = writeln!(
-        io.err,
-        "created key {id} for consumer {consumer}{until}; it will not be shown again, store it now (applies on the next reload)"
-    );
-    Ok(())
+    cli_common::report_created(
+        io,
+        id,
+        &plain,
+        consumer,
+        expires,
+        "applies on the next reload",
+    )
 }
 
 fn find(located: &[Located], id: KeyId) -> Option<usize> {

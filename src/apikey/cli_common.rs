@@ -10,6 +10,7 @@ use clap::Subcommand;
 use serde::Deserialize;
 
 use super::file::KeyEntry;
+use super::key::KeyId;
 use super::settings::{self, KeysSettings, RawApiKeys};
 use super::store::Hasher;
 use crate::civil::format_rfc3339;
@@ -221,5 +222,26 @@ pub(crate) fn print_table(entries: &[KeyEntry], io: &mut KeysIo<'_>) -> Result<(
     io.out
         .write_all(table.as_bytes())
         .map_err(|e| format!("cannot write to stdout: {e}"))?;
+    Ok(())
+}
+
+/// Prints a new key (stdout, once) and what was done (stderr); `applies` says when the change
+/// takes effect for this store.
+pub(crate) fn report_created(
+    io: &mut KeysIo<'_>,
+    id: KeyId,
+    plain: &str,
+    consumer: &str,
+    expires: Option<u64>,
+    applies: &str,
+) -> Result<(), Fail> {
+    writeln!(io.out, "{plain}").map_err(|e| format!("cannot write the key to stdout: {e}"))?;
+    let until = expires
+        .map(|t| format!(", expires {}", format_rfc3339(t)))
+        .unwrap_or_default();
+    let _ = writeln!(
+        io.err,
+        "created key {id} for consumer {consumer}{until}; it will not be shown again, store it now ({applies})"
+    );
     Ok(())
 }

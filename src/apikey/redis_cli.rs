@@ -188,15 +188,7 @@ async fn create(
     let Some((id, plain)) = made else {
         return Err(Fail::Msg("no key was created".into()));
     };
-    writeln!(io.out, "{plain}").map_err(|e| format!("cannot write the key to stdout: {e}"))?;
-    let until = expires
-        .map(|t| format!(", expires {}", format_rfc3339(t)))
-        .unwrap_or_default();
-    let _ = writeln!(
-        io.err,
-        "created key {id} for consumer {consumer}{until}; it will not be shown again, store it now ({APPLIES})"
-    );
-    Ok(())
+    cli::report_created(io, id, &plain, consumer, expires, APPLIES)
 }
 
 fn parse_id(id: &str) -> Result<KeyId, Fail> {

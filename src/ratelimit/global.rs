@@ -35,6 +35,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::clock::now_ns;
+use super::gcra::ns;
 use super::headers::write_headers;
 use super::lease::{Grant, LeaseTable, Step};
 use super::multi::MultiDecision;
@@ -307,8 +308,8 @@ fn leased_verdict(
         allowed,
         limit: specs.get(index).map_or(0, |s| s.requests),
         remaining,
-        reset: dur(reset),
-        retry_after: retry.map(dur),
+        reset: ns(reset),
+        retry_after: retry.map(ns),
         policy_index: index,
     };
     match step {
@@ -344,8 +345,8 @@ fn exact_verdict(grant: &Grant, specs: &[LimitSpec], out: &mut Vec<u8>) -> Verdi
         allowed,
         limit: specs.get(grant.index).map_or(0, |s| s.requests),
         remaining: grant.remaining,
-        reset: dur(grant.reset),
-        retry_after: (!allowed).then(|| dur(grant.retry)),
+        reset: ns(grant.reset),
+        retry_after: (!allowed).then(|| ns(grant.retry)),
         policy_index: grant.index,
     };
     write_headers(&d, specs, out);
@@ -463,11 +464,6 @@ fn fingerprint(seed: u64, key: &[u8]) -> u64 {
 /// Microseconds from Redis to a `Duration`-compatible nanosecond count.
 pub(crate) fn us_to_ns(us: i64) -> u64 {
     u64::try_from(us).unwrap_or(0).saturating_mul(1_000)
-}
-
-/// Nanoseconds to a `Duration`.
-pub(crate) fn dur(ns: u64) -> Duration {
-    Duration::from_nanos(ns)
 }
 
 #[cfg(test)]

@@ -241,13 +241,7 @@ async fn tls_loop(inner: Rc<Inner>, mut s: TlsStream, mut rx: unbounded::Rx<Vec<
             }
             continue;
         }
-        let (res, c) = s.read(chunk).await;
-        chunk = c;
-        match res {
-            Ok(0) | Err(_) => return inner.break_off("connection closed by Redis"),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-        if deliver(&inner, &mut buf).is_err() || inner.broken.get() {
+        if !read_and_deliver(&inner, &mut s, &mut chunk, &mut buf).await {
             return;
         }
     }
@@ -256,15 +250,26 @@ async fn tls_loop(inner: Rc<Inner>, mut s: TlsStream, mut rx: unbounded::Rx<Vec<
 async fn read_loop(inner: Rc<Inner>, mut rd: OwnedReadHalf<TcpStream>) {
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut chunk = vec![0u8; 16 * 1024];
-    loop {
-        let (res, c) = rd.read(chunk).await;
-        chunk = c;
-        match res {
-            Ok(0) | Err(_) => return inner.break_off("connection closed by Redis"),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+    while read_and_deliver(&inner, &mut rd, &mut chunk, &mut buf).await {}
+}
+
+/// One read, then every complete reply handed out; `false` once the connection is over.
+async fn read_and_deliver<S: AsyncReadRent>(
+    inner: &Inner,
+    s: &mut S,
+    chunk: &mut Vec<u8>,
+    buf: &mut Vec<u8>,
+) -> bool {
+    let (res, c) = s.read(std::mem::take(chunk)).await;
+    *chunk = c;
+    match res {
+        Ok(0) | Err(_) => {
+            inner.break_off("connection closed by Redis");
+            false
         }
-        if deliver(&inner, &mut buf).is_err() || inner.broken.get() {
-            return;
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            deliver(inner, buf).is_ok() && !inner.broken.get()
         }
     }
 }

@@ -121,6 +121,16 @@ impl Drop for RedisServer {
     }
 }
 
+/// A free port whose cluster-bus port (+10000) exists and is free too.
+fn cluster_port() -> u16 {
+    loop {
+        let p = super::free_port();
+        if p < 55_000 && std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
+            return p;
+        }
+    }
+}
+
 /// Runs `program` so that it dies when the test process does (a panicking test leaves no
 /// stray servers behind).
 fn spawn_dying_with_us(program: &str, args: &[String]) -> Child {
@@ -206,7 +216,7 @@ impl RedisCluster {
         let mut nodes = Vec::new();
         let mut dirs = Vec::new();
         for _ in 0..masters * (1 + replicas) {
-            let port = super::free_port();
+            let port = cluster_port();
             let dir =
                 std::env::temp_dir().join(format!("ringway-cluster-{}-{port}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
