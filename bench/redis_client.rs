@@ -12,13 +12,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use ringway::redis::{block_on, Client, RedisSettings, RedisShared};
+use ringway::redis::{block_on, Client, RedisSettings, RedisShared, Script};
 
 const WORKERS: usize = 2;
 const IN_FLIGHT: usize = 64;
 const SECONDS: u64 = 3;
 
 type Job = (Vec<u8>, futures_channel::oneshot::Sender<()>);
+
+/// The global limit's script, as `exact` mode calls it once per request.
+static GCRA: Script = Script::new(include_str!("../src/ratelimit/gcra.lua"));
 
 fn main() {
     let port = {
@@ -44,6 +47,12 @@ fn main() {
     );
     report("per-worker client (ringway)", per_worker(&shared));
     report("one client thread + channels", client_thread(&shared));
+    // What one `exact` request waits for at a modest rate: one round trip of a paced caller
+    // (2,000 calls/s, so both processes wake from idle as they do for a gateway at that rate).
+    report(
+        "paced: gcra.lua, 1 caller at 2,000/s",
+        paced(&shared, 2_000),
+    );
     let _ = server.kill();
     let _ = server.wait();
 }
@@ -151,6 +160,38 @@ fn client_thread(shared: &Arc<RedisShared>) -> (u64, Histogram<u64>) {
     let out = merge(threads);
     let _ = server.join();
     out
+}
+
+/// One caller on one thread, a call every `1/rate` s, for `SECONDS`.
+fn paced(shared: &Arc<RedisShared>, rate: u64) -> (u64, Histogram<u64>) {
+    let shared = shared.clone();
+    let t = std::thread::spawn(move || {
+        block_on(async move {
+            let c = Client::new(shared);
+            let mut h = new_hist();
+            let mut n = 0u64;
+            let gap = Duration::from_nanos(1_000_000_000 / rate);
+            let start = Instant::now();
+            let end = start + Duration::from_secs(SECONDS);
+            let mut next = start;
+            while next < end {
+                let now = Instant::now();
+                if next > now {
+                    monoio::time::sleep(next - now).await;
+                }
+                let t = Instant::now();
+                // What `exact` mode sends: take 1 token of a 1,000,000/s limit.
+                let _ = c
+                    .eval(&GCRA, &[b"bench:{p}:gcra"], &[b"1", b"1", b"1000000"])
+                    .await;
+                let _ = h.record(t.elapsed().as_micros() as u64);
+                n += 1;
+                next += gap;
+            }
+            (n, h)
+        })
+    });
+    merge(vec![t])
 }
 
 /// Runs `IN_FLIGHT` callers of `call` for `SECONDS`; returns ops and latencies (µs).

@@ -25,7 +25,7 @@ NGX
 taskset -c 1 nginx -c "$DIR/nginx.conf" & NGX=$!
 taskset -c 1 redis-server --port "$RDS" --bind 127.0.0.1 --save "" --appendonly no >/dev/null & RED=$!
 trap 'kill $NGX $RED 2>/dev/null; rm -rf "$DIR"' EXIT
-LIMIT='key = "header:x-tenant", limits = [{ requests = 100000000, per = "1s" }]'
+LIMIT='key = "header:x-tenant", limits = [{ requests = 1000000, per = "1s" }]'
 for mode in local leased exact; do
   case $mode in
     local) extra="" ; rl="{ $LIMIT }" ;;
