@@ -259,7 +259,8 @@ fn redis_outage_fails_open_or_closed_and_recovers_without_restart() {
         assert_eq!(resp.header("retry-after"), Some("1"));
         assert!(t.elapsed() < Duration::from_secs(2));
     }
-    // Operators see it: requests decided without Redis, per policy.
+    // Operators see it: requests decided without Redis, per policy; Redis marked down, with
+    // the transition counted; and how long the calls that did answer took.
     for g in &gws {
         let s = scrape(g.admin);
         for policy in ["p0", "p1"] {
@@ -267,6 +268,11 @@ fn redis_outage_fails_open_or_closed_and_recovers_without_restart() {
             let n = metric(&s, name, &[("policy", policy)]).unwrap_or(0.0);
             assert!(n >= 1.0, "{policy}: {n}");
         }
+        assert_eq!(metric(&s, "ringway_redis_up", &[]), Some(0.0));
+        let down = metric(&s, "ringway_redis_transitions_total", &[("to", "down")]);
+        assert!(down >= Some(1.0), "{down:?}");
+        let calls = metric(&s, "ringway_redis_call_duration_seconds_count", &[]);
+        assert!(calls >= Some(1.0), "{calls:?}");
     }
     stop.store(true, Ordering::Relaxed);
     for h in load {

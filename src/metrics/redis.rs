@@ -6,7 +6,7 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::render::family;
-use crate::redis::RedisHealth;
+use crate::redis::{RedisHealth, CALL_BUCKETS_US};
 
 /// Appends the Redis families for `health` (nothing without `[redis]`).
 pub fn render_redis(health: Option<&RedisHealth>, out: &mut String) {
@@ -62,4 +62,33 @@ pub fn render_redis(health: Option<&RedisHealth>, out: &mut String) {
         "ringway_redis_redirects_total {}",
         h.redirects.load(Relaxed)
     );
+    call_times(h, out);
+}
+
+/// How long workers waited for Redis calls, as a Prometheus histogram (seconds).
+fn call_times(h: &RedisHealth, out: &mut String) {
+    let name = "ringway_redis_call_duration_seconds";
+    family(
+        out,
+        name,
+        "Time from sending a Redis command (or script) to its reply, redirects included, as the caller waited for it.",
+        "histogram",
+    );
+    let t = &h.call_time;
+    let mut cumulative = 0;
+    for (i, b) in t.buckets.iter().enumerate() {
+        cumulative += b.load(Relaxed);
+        match CALL_BUCKETS_US.get(i) {
+            Some(us) => {
+                let le = *us as f64 / 1e6;
+                let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+            }
+            None => {
+                let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+            }
+        }
+    }
+    let sum = t.sum_us.load(Relaxed) as f64 / 1e6;
+    let _ = writeln!(out, "{name}_sum {sum}");
+    let _ = writeln!(out, "{name}_count {}", t.count.load(Relaxed));
 }

@@ -74,9 +74,17 @@ impl Client {
     /// Runs one command (`args[0]` is its name). In a cluster, `key` picks the node (`None`:
     /// the first seed node).
     pub async fn cmd(&self, key: Option<&[u8]>, args: &[&[u8]]) -> Result<Value, RedisError> {
+        let start = Instant::now();
         let res = self.routed(key, args).await;
-        self.inner.shared.health.record(&res, "command");
+        self.finished(start, &res, "command");
         res
+    }
+
+    /// Records a call's outcome and how long the caller waited for it.
+    fn finished(&self, start: Instant, res: &Result<Value, RedisError>, what: &str) {
+        let h = &self.inner.shared.health;
+        h.call_time.record(start.elapsed().as_micros() as u64);
+        h.record(res, what);
     }
 
     /// Runs `script` with `keys` and `args`, routed by `keys[0]`.
@@ -86,6 +94,7 @@ impl Client {
         keys: &[&[u8]],
         args: &[&[u8]],
     ) -> Result<Value, RedisError> {
+        let start = Instant::now();
         let n = keys.len().to_string();
         let mut full: Vec<&[u8]> = Vec::with_capacity(3 + keys.len() + args.len());
         full.push(b"EVALSHA");
@@ -102,7 +111,7 @@ impl Client {
             }
             other => other,
         };
-        self.inner.shared.health.record(&res, "script");
+        self.finished(start, &res, "script");
         res
     }
 

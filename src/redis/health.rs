@@ -24,6 +24,33 @@ pub struct RedisHealth {
     pub redirects: AtomicU64,
     last_log_down: AtomicU64,
     last_log_up: AtomicU64,
+    /// How long calls took, as a worker waited for them (`ringway_redis_call_duration_seconds`).
+    pub call_time: CallTimes,
+}
+
+/// Upper bounds (µs) of the call-time histogram's buckets; the last bucket is +Inf.
+pub const CALL_BUCKETS_US: [u64; 12] = [
+    25, 50, 100, 200, 400, 800, 1_600, 3_200, 6_400, 12_800, 51_200, 204_800,
+];
+
+/// A fixed-bucket histogram of call times: one relaxed add per bucket hit, plus sum and count.
+#[derive(Default)]
+pub struct CallTimes {
+    pub buckets: [AtomicU64; CALL_BUCKETS_US.len() + 1],
+    pub sum_us: AtomicU64,
+    pub count: AtomicU64,
+}
+
+impl CallTimes {
+    pub fn record(&self, us: u64) {
+        let i = CALL_BUCKETS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(CALL_BUCKETS_US.len());
+        self.buckets[i].fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(us, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+    }
 }
 
 impl Default for RedisHealth {
@@ -39,6 +66,7 @@ impl Default for RedisHealth {
             redirects: AtomicU64::new(0),
             last_log_down: AtomicU64::new(0),
             last_log_up: AtomicU64::new(0),
+            call_time: CallTimes::default(),
         }
     }
 }

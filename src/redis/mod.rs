@@ -28,7 +28,7 @@ mod subscribe;
 
 pub use client::Client;
 pub use error::RedisError;
-pub use health::RedisHealth;
+pub use health::{CallTimes, RedisHealth, CALL_BUCKETS_US};
 pub use resp::Value;
 pub use runtime::block_on;
 pub use script::Script;
