@@ -19,7 +19,7 @@ use std::time::Duration;
 use super::cli_common::{self, deadline, hasher, load_settings, print_table, Fail};
 pub use super::cli_common::{KeysCmd, KeysIo};
 use super::file::{self, KeyEntry, Located};
-use super::key::{self, KeyId};
+use super::key::KeyId;
 use super::settings::{self, KeysSettings, StoreKind};
 use super::store::Hasher;
 use crate::civil::{format_rfc3339, unix_now as now_unix};
@@ -144,17 +144,9 @@ fn new_entry(
     expires: Option<u64>,
     existing: &[Located],
 ) -> Result<(KeyEntry, String), Fail> {
-    let (id, plain) = key::generate(|id| existing.iter().any(|(e, _)| e.id == id))?;
-    let entry = KeyEntry {
-        id,
-        consumer: consumer.to_string(),
-        hash_mode: hasher.mode(),
-        hash: hasher.hash(plain.as_bytes()),
-        created: now,
-        expires,
-        revoked: false,
-    };
-    Ok((entry, plain))
+    cli_common::generate_entry(hasher, consumer, now, expires, |id| {
+        existing.iter().any(|(e, _)| e.id == id)
+    })
 }
 
 fn create(
@@ -308,6 +300,7 @@ fn configured_mode(config: &Path) -> Option<super::types::HashMode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apikey::key;
     use crate::apikey::{HashMode, KeyError, KeyStore};
     use clap::{CommandFactory, Parser};
     use std::fs;
@@ -483,7 +476,8 @@ mod tests {
             assert_eq!(store.authenticate(&bad, T0), Err(KeyError::Unknown));
             // The file holds neither the key nor its secret part.
             let text = fs::read_to_string(env.keys_path()).unwrap();
-            let secret_part = &plain[key::PREFIX.len() + key::ID_LEN + 1..];
+            let secret_part =
+                &plain[crate::apikey::key::PREFIX.len() + crate::apikey::key::ID_LEN + 1..];
             assert!(!text.contains(secret_part) && !text.contains(plain));
             assert!(text.contains(&format!("{}:", env.mode.name())), "{text}");
             let mode = fs::metadata(env.keys_path()).unwrap().permissions().mode();

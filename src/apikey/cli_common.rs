@@ -245,3 +245,25 @@ pub(crate) fn report_created(
     );
     Ok(())
 }
+
+/// A new key for `consumer`: an id that `taken` does not hold, its plaintext (shown once) and
+/// the entry that stores only its hash.
+pub(crate) fn generate_entry(
+    hasher: &Hasher,
+    consumer: &str,
+    now: u64,
+    expires: Option<u64>,
+    taken: impl Fn(KeyId) -> bool,
+) -> Result<(KeyEntry, String), Fail> {
+    let (id, plain) = super::key::generate(taken)?;
+    let entry = KeyEntry {
+        id,
+        consumer: consumer.to_string(),
+        hash_mode: hasher.mode(),
+        hash: hasher.hash(plain.as_bytes()),
+        created: now,
+        expires,
+        revoked: false,
+    };
+    Ok((entry, plain))
+}

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use super::cli_common::{self as cli, Fail, KeysCmd, KeysIo, Loaded};
 use super::file::{self, KeyEntry};
-use super::key::{self, KeyId};
+use super::key::KeyId;
 use super::records;
 use super::redis_store::{self, StoreKeys, Stored, Written};
 use super::store::Hasher;
@@ -152,20 +152,10 @@ fn new_entry(
     expires: Option<u64>,
     view: &View,
 ) -> Result<(KeyEntry, String), Fail> {
-    let (id, plain) = key::generate(|id| {
+    cli::generate_entry(hasher, consumer, now, expires, |id| {
         let s = id.to_string();
         view.taken.iter().any(|f| f == s.as_bytes())
-    })?;
-    let entry = KeyEntry {
-        id,
-        consumer: consumer.to_string(),
-        hash_mode: hasher.mode(),
-        hash: hasher.hash(plain.as_bytes()),
-        created: now,
-        expires,
-        revoked: false,
-    };
-    Ok((entry, plain))
+    })
 }
 
 async fn create(
