@@ -99,7 +99,7 @@ impl KeyCache {
 fn load_snapshot(s: &SyncSettings) -> KeySet {
     let empty = |why: String| {
         crate::log::error(&format!(
-            "api_keys: {why}; starting with NO keys (every API key is refused) until the first sync from Redis"
+            "api_keys: {why}; no API key is known until the first sync from Redis (a running gateway refuses every key until then)"
         ));
         KeySet {
             entries: Vec::new(),
