@@ -22,7 +22,7 @@ use super::file::{self, KeyEntry, Located};
 use super::key::KeyId;
 use super::settings::{self, KeysSettings, StoreKind};
 use super::store::Hasher;
-use crate::civil::{format_rfc3339, unix_now as now_unix};
+use crate::civil::unix_now as now_unix;
 
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
@@ -268,13 +268,14 @@ fn rotate(
     let Some((new_id, plain, consumer, old_end)) = made else {
         return Err(Fail::Msg("no key was created".into()));
     };
-    writeln!(io.out, "{plain}").map_err(|e| format!("cannot write the key to stdout: {e}"))?;
-    let _ = writeln!(
-        io.err,
-        "rotated key {id} -> {new_id} for consumer {consumer}; {id} expires {}; the new key will not be shown again, store it now (applies on the next reload)",
-        format_rfc3339(old_end)
-    );
-    Ok(())
+    cli_common::report_rotated(
+        io,
+        (id, new_id),
+        &plain,
+        &consumer,
+        old_end,
+        "applies on the next reload",
+    )
 }
 
 fn list(config: &Path, io: &mut KeysIo<'_>) -> Result<(), Fail> {
@@ -302,6 +303,7 @@ mod tests {
     use super::*;
     use crate::apikey::key;
     use crate::apikey::{HashMode, KeyError, KeyStore};
+    use crate::civil::format_rfc3339;
     use clap::{CommandFactory, Parser};
     use std::fs;
     use std::os::unix::fs::PermissionsExt;

@@ -267,3 +267,21 @@ pub(crate) fn generate_entry(
     };
     Ok((entry, plain))
 }
+
+/// Prints a rotated key's replacement (stdout, once) and what was done (stderr).
+pub(crate) fn report_rotated(
+    io: &mut KeysIo<'_>,
+    (id, new_id): (KeyId, KeyId),
+    plain: &str,
+    consumer: &str,
+    old_end: u64,
+    applies: &str,
+) -> Result<(), Fail> {
+    writeln!(io.out, "{plain}").map_err(|e| format!("cannot write the key to stdout: {e}"))?;
+    let _ = writeln!(
+        io.err,
+        "rotated key {id} -> {new_id} for consumer {consumer}; {id} expires {}; the new key will not be shown again, store it now ({applies})",
+        format_rfc3339(old_end)
+    );
+    Ok(())
+}

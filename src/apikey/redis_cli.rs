@@ -18,7 +18,6 @@ use super::key::KeyId;
 use super::records;
 use super::redis_store::{self, StoreKeys, Stored, Written};
 use super::store::Hasher;
-use crate::civil::format_rfc3339;
 use crate::config::errors::ConfigError;
 use crate::redis::{Client, RedisError, RedisShared};
 
@@ -260,13 +259,7 @@ async fn rotate(
     let Some((new_id, plain, consumer, old_end)) = made else {
         return Err(Fail::Msg("no key was created".into()));
     };
-    writeln!(io.out, "{plain}").map_err(|e| format!("cannot write the key to stdout: {e}"))?;
-    let _ = writeln!(
-        io.err,
-        "rotated key {id} -> {new_id} for consumer {consumer}; {id} expires {}; the new key will not be shown again, store it now ({APPLIES})",
-        format_rfc3339(old_end)
-    );
-    Ok(())
+    cli::report_rotated(io, (id, new_id), &plain, &consumer, old_end, APPLIES)
 }
 
 async fn list(cx: &Cx<'_>, io: &mut KeysIo<'_>) -> Result<(), Fail> {

@@ -218,7 +218,7 @@ pub enum Denial {
     },
     /// 429.
     Limited,
-    /// 503: a `fail_closed` global rate limit could not reach Redis.
+    /// 503: a `fail_closed` global rate limit or quota could not reach Redis.
     LimiterUnavailable,
     /// 401 (no certificate) or 403 (certificate refused) from a `client_cert` policy.
     ClientCert(CertRefusal),
@@ -581,17 +581,6 @@ fn client_cert<'a>(
     }
 }
 
-/// The bytes rate limit `rl` counts this request by: the consumer, API key id, route or
-/// header it names, else the client address (`ip`, from [`ip_bytes`]).
-pub fn limit_key<'k>(
-    rl: &RateLimit,
-    f: &'k Facts<'_>,
-    caller: &'k Caller<'_>,
-    ip: &'k ([u8; 17], usize),
-) -> &'k [u8] {
-    key_bytes(&rl.key, f, caller, ip)
-}
-
 /// The bytes a rate limit or quota with key `key` counts this request by: the consumer, API
 /// key id, route or header it names, else the client address (`ip`, from [`ip_bytes`]), so
 /// callers without one do not all share one bucket.
@@ -620,7 +609,7 @@ fn rate_limit(
     fx: &mut Effects,
 ) -> Result<bool, Denial> {
     let ip_key = ip_bytes(f.client_ip);
-    let key = limit_key(rl, f, caller, &ip_key);
+    let key = key_bytes(&rl.key, f, caller, &ip_key);
     if let Some(g) = &rl.global {
         let local = crate::ratelimit::global::try_local(
             g,

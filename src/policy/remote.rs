@@ -22,7 +22,7 @@ pub async fn settle(
                 return Ok(());
             };
             let ip = pipeline::ip_bytes(f.client_ip);
-            let key = pipeline::limit_key(rl, f, caller, &ip);
+            let key = pipeline::key_bytes(&rl.key, f, caller, &ip);
             let lines = &mut fx.response_lines;
             let v = crate::ratelimit::global::settle(client, g, &rl.specs, key, lines).await;
             let now = crate::ratelimit::now_ns();
