@@ -50,6 +50,22 @@ impl Generation {
 /// Verified tokens each worker remembers.
 const TOKEN_CACHE: usize = 4096;
 
+thread_local! {
+    /// This worker thread's `Core`, for tasks the request path starts in the background
+    /// (a cache revalidation) that outlive the exchange that started them.
+    static CURRENT: RefCell<Option<std::rc::Weak<Core>>> = const { RefCell::new(None) };
+}
+
+/// Registers `core` as this thread's (the worker does, once, at start).
+pub fn set_current(core: &Rc<Core>) {
+    CURRENT.with(|c| *c.borrow_mut() = Some(Rc::downgrade(core)));
+}
+
+/// This thread's `Core`, if a worker registered one.
+pub fn current() -> Option<Rc<Core>> {
+    CURRENT.with(|c| c.borrow().as_ref().and_then(std::rc::Weak::upgrade))
+}
+
 /// Per-core state, shared by the connection tasks of one worker through `Rc`.
 pub struct Core {
     pub id: usize,

@@ -93,6 +93,7 @@ impl Shared {
     /// Publishes a new compiled config (control thread only).
     pub fn publish(&self, cfg: Compiled) {
         let generation = cfg.generation;
+        cfg.cache.set_max_bytes(cfg.cache_max_bytes);
         self.config.store(Arc::new(cfg));
         self.generation.store(generation, Ordering::Release);
     }

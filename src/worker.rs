@@ -222,6 +222,7 @@ async fn worker_main(
     listeners: Vec<(usize, std::net::TcpListener)>,
 ) {
     let core = Rc::new(Core::new(id, shared.clone()));
+    crate::core::set_current(&core);
     let mut listener_fds = Vec::new();
     let accepting = Rc::new(Cell::new(0usize));
     let canceller = monoio::io::Canceller::new();

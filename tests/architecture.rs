@@ -66,6 +66,9 @@ const LAYERS: &[(&str, u8)] = &[
     ("dns", 2),
     // The Redis client instances share state through (no request types).
     ("redis", 2),
+    // The response cache's store and its HTTP semantics, and response compression.
+    ("cache", 2),
+    ("compress", 2),
     // TLS building blocks: rustls over owned buffers, certificates, SNI, tickets, settings.
     ("tls", 2),
     // 3 config: parsing and compiling the file into the immutable table.

@@ -101,6 +101,11 @@ pub fn compile_with(
     }
     let paths = super::paths::compile_paths(&raw.paths, &mut errs);
     let usage = super::policies::compile_usage(&raw, &mut errs);
+    let cache_max_bytes = raw
+        .cache
+        .max_bytes
+        .as_ref()
+        .map_or(crate::cache::settings::DEFAULT_MAX_BYTES, |m| m.get_ref().0);
     let table = if errs.is_empty() {
         route_table(&raw, &specs, &mut errs)
     } else {
@@ -130,6 +135,8 @@ pub fn compile_with(
             source_text: std::sync::Arc::from(src),
             run_as,
             usage,
+            cache: rt.cache.clone(),
+            cache_max_bytes,
         }),
         _ => Err(errs.list),
     }

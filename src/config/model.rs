@@ -29,6 +29,8 @@ pub struct Runtime {
     pub api_keys: crate::apikey::KeyCache,
     /// The `[redis]` record (connections' settings, health), kept while the table is unchanged.
     pub redis: crate::redis::RedisRegistry,
+    /// The shared response cache, kept across reloads.
+    pub cache: std::sync::Arc<crate::cache::Store>,
 }
 
 /// Dense index into `Compiled::upstreams`.
@@ -72,6 +74,11 @@ pub struct Compiled {
     pub run_as: Option<crate::privileges::RunAs>,
     /// `[usage]`: metering on (needs `[redis]`).
     pub usage: Option<crate::usage::UsageSettings>,
+    /// The shared response cache (the same store for every generation: entries survive
+    /// reloads; `cache` policies look up and fill it).
+    pub cache: std::sync::Arc<crate::cache::Store>,
+    /// `[cache] max_bytes`, applied to the store when this generation is published.
+    pub cache_max_bytes: u64,
 }
 
 /// Caps on open client connections, checked once per accepted connection.

@@ -82,7 +82,7 @@ pub(super) fn compile_policies(
                 name.span(),
                 format!("policies.{n}"),
                 "a policy needs exactly one of: api_key, jwt, authorize, ip, rate_limit, quota, \
-                 cors, transform, client_cert",
+                 cors, transform, client_cert, cache, compress",
             );
             continue;
         }
@@ -177,6 +177,8 @@ fn kinds(p: &RawPolicy) -> usize {
         p.cors.is_some(),
         p.transform.is_some(),
         p.client_cert.is_some(),
+        p.cache.is_some(),
+        p.compress.is_some(),
     ]
     .into_iter()
     .filter(|&set| set)
@@ -266,6 +268,16 @@ fn compile_policy(
         let at = prefix("client_cert");
         compiled = client_cert::compile(c.get_ref(), c.span(), &mut errs.under(&at))
             .map(Policy::ClientCert);
+    }
+    if let Some(c) = &p.cache {
+        let at = prefix("cache");
+        compiled = crate::cache::policy::compile(c.get_ref(), &mut errs.under(&at))
+            .map(|c| Policy::Cache(Box::new(c)));
+    }
+    if let Some(c) = &p.compress {
+        let at = prefix("compress");
+        compiled = crate::compress::policy::compile(c.get_ref(), &mut errs.under(&at))
+            .map(|c| Policy::Compress(Box::new(c)));
     }
     compiled
 }

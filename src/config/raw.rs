@@ -63,6 +63,9 @@ pub struct RawConfig {
     pub usage: Option<Spanned<crate::usage::RawUsage>>,
     /// The Redis server or cluster instances share state through.
     pub redis: Option<crate::redis::RawRedis>,
+    /// `[cache]`: the shared response cache's byte bound (routes opt in with a `cache` policy).
+    #[serde(default)]
+    pub cache: crate::cache::settings::RawCacheSettings,
 }
 
 /// `[dns]`: name servers and TTL bounds for upstream host names.
@@ -122,6 +125,10 @@ pub struct RawPolicy {
     pub transform: Option<Spanned<crate::policy::transform::RawTransform>>,
     #[schemars(with = "Option<crate::policy::client_cert::RawClientCert>")]
     pub client_cert: Option<Spanned<crate::policy::client_cert::RawClientCert>>,
+    #[schemars(with = "Option<crate::cache::RawCache>")]
+    pub cache: Option<Spanned<crate::cache::RawCache>>,
+    #[schemars(with = "Option<crate::compress::RawCompress>")]
+    pub compress: Option<Spanned<crate::compress::RawCompress>>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]

@@ -21,8 +21,26 @@ use super::send::{send_with_retry, wants_websocket, Attempt};
 use super::upstream_head::{write_upstream_head, UpstreamHead};
 use super::wire::{Downstream, Outcome};
 
-/// Runs the proxy action. `Err` only before anything was sent to the client.
+/// Runs the proxy action: through the cache phase on a route with a `cache` or `compress`
+/// policy, else straight to the upstream. `Err` only before anything was sent to the client.
 pub async fn forward<D: Downstream>(
+    core: &Core,
+    gen: &Rc<Generation>,
+    ex: &mut Exchange<'_>,
+    down: &mut D,
+    route: &Route,
+    p: &ProxyAction,
+    fx: &Effects,
+) -> Result<Outcome, ProxyError> {
+    if fx.cache.is_some() || fx.compress.is_some() {
+        return super::cache_phase::forward(core, gen, ex, down, route, p, fx).await;
+    }
+    proxy(core, gen, ex, down, route, p, fx).await
+}
+
+/// Sends the request upstream and relays the answer. `Err` only before anything was sent to
+/// the client.
+pub async fn proxy<D: Downstream>(
     core: &Core,
     gen: &Rc<Generation>,
     ex: &mut Exchange<'_>,

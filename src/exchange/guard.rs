@@ -137,7 +137,9 @@ pub async fn run_policies(
         ex.facts.resp_lines.append(&mut fx.response_lines);
         ex.facts.rate_limited = fx.rate_limited;
         let tel = &cfg.telemetry;
-        if tel.access_log.is_some() || tel.tracing.otlp.is_some() || cfg.usage.is_some() {
+        // The cache keys authenticated responses per consumer.
+        let cache = fx.cache.is_some();
+        if tel.access_log.is_some() || tel.tracing.otlp.is_some() || cfg.usage.is_some() || cache {
             ex.facts.consumer = caller.consumer().map(std::sync::Arc::from);
         }
         if let Err(d) = res {

@@ -9,12 +9,14 @@
 //! `body` (body streaming), `local` (static / redirect / echo), `respond` (errors and local
 //! answers become responses here), `error` (the error table), `origin` (who the client is),
 //! `upstream_head` (the head sent upstream), `response_head` (the client's head for a proxied
-//! answer), `client_cert` (its `x-forwarded-client-cert`),
+//! answer), `cache_phase` (the response cache around forwarding) and `shape` (compression and
+//! the cache's recorder between the upstream's body and the wire), `client_cert` (its `x-forwarded-client-cert`),
 //! `memory` (a wire made of memory, for tests and
 //! fuzzing).
 
 pub mod begin;
 pub mod body;
+pub mod cache_phase;
 pub mod client_cert;
 pub mod error;
 pub mod forward;
@@ -32,6 +34,7 @@ pub mod response_head;
 pub mod retry;
 pub mod route;
 pub mod send;
+pub mod shape;
 pub mod traffic;
 pub mod upstream_head;
 pub mod wire;

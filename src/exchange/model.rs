@@ -21,6 +21,7 @@ use crate::route::{Captures, RouteId};
 use crate::trace::TraceContext;
 
 /// Facts about the client connection, fixed for its lifetime (computed once, not per request).
+#[derive(Clone)]
 pub struct ClientFacts {
     pub peer: SocketAddr,
     /// The client address as written into `X-Forwarded-For`.

@@ -24,16 +24,11 @@ pub fn start_response<D: Downstream>(
     fx: &Effects,
     resp: &http1::ResponseHead,
 ) -> bool {
+    down.upstream_head(ex, resp);
     let mut fields = std::mem::take(&mut ex.scratch);
     fields.clear();
     let edits = (!fx.response.is_empty()).then_some(&fx.response);
-    let security = ex.client.security();
-    let own = Owned {
-        cors: route.policies_for(&ex.path, &ex.host).1.is_some(),
-        hsts: security.is_some_and(|s| s.hsts),
-        nosniff: security.is_some_and(|s| s.nosniff),
-    };
-    filter_response_fields(resp, edits, own, &mut fields);
+    filter_response_fields(resp, edits, Owned::for_exchange(ex, route), &mut fields);
     let body = match resp.body {
         BodyFraming::None => BodyLen::Bare,
         BodyFraming::Length(n) => BodyLen::Length(n),
@@ -66,6 +61,18 @@ pub struct Owned {
     pub nosniff: bool,
 }
 
+impl Owned {
+    /// What the gateway writes itself on this exchange's responses on `route`.
+    pub fn for_exchange(ex: &Exchange<'_>, route: &Route) -> Owned {
+        let security = ex.client.security();
+        Owned {
+            cors: route.policies_for(&ex.path, &ex.host).1.is_some(),
+            hsts: security.is_some_and(|s| s.hsts),
+            nosniff: security.is_some_and(|s| s.nosniff),
+        }
+    }
+}
+
 /// The upstream's end-to-end fields with the route's response edits applied, minus the
 /// fields the gateway writes itself (`own`). Public so the
 /// benchmarks measure this exact code.
@@ -76,11 +83,37 @@ pub fn filter_response_fields(
     out: &mut Vec<u8>,
 ) {
     let conn_lists_names = resp.header("connection").is_some();
-    for (n, v) in resp.headers() {
-        if http1::is_hop_by_hop(n)
+    let drop_length = resp.body != BodyFraming::None;
+    let fields = resp.headers().filter(|&(n, _)| {
+        !(http1::is_hop_by_hop(n)
             || (conn_lists_names && http1::named_in_connection(resp.headers(), n))
-            || n.eq_ignore_ascii_case(b"x-request-id")
-            || (n.eq_ignore_ascii_case(b"content-length") && resp.body != BodyFraming::None)
+            || (drop_length && n.eq_ignore_ascii_case(b"content-length")))
+    });
+    filter_fields(fields, edits, own, out);
+}
+
+/// A stored response's field lines (`cache::Object::fields`, already free of hop-by-hop and
+/// framing fields) with the route's response edits applied, minus the fields the gateway
+/// writes itself: what a response served from the cache carries.
+pub fn filter_stored_fields(
+    lines: &[u8],
+    edits: Option<&crate::policy::transform::HeaderEdits>,
+    own: Owned,
+    out: &mut Vec<u8>,
+) {
+    filter_fields(crate::cache::object::field_lines(lines), edits, own, out);
+}
+
+/// The fields of `fields` the client gets, edited: the gateway's own fields (`X-Request-Id`,
+/// and per `own` CORS, HSTS, nosniff) dropped, then the route's edits applied.
+fn filter_fields<'a>(
+    fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    edits: Option<&crate::policy::transform::HeaderEdits>,
+    own: Owned,
+    out: &mut Vec<u8>,
+) {
+    for (n, v) in fields {
+        if n.eq_ignore_ascii_case(b"x-request-id")
             || (own.cors && n.len() > 15 && n[..15].eq_ignore_ascii_case(b"access-control-"))
             || (own.hsts && n.eq_ignore_ascii_case(b"strict-transport-security"))
             || (own.nosniff && n.eq_ignore_ascii_case(b"x-content-type-options"))

@@ -78,6 +78,13 @@ pub trait Downstream {
     /// an unknown length on HTTP/1.0 is delimited by closing).
     fn start_response(&mut self, ex: &Exchange<'_>, resp: &Response<'_>) -> bool;
 
+    /// The upstream's own response head, just before `start_response` for a proxied answer.
+    /// Shaping layers (`exchange::shape`: compression, the cache's recorder) read it; wires
+    /// ignore it.
+    fn upstream_head(&mut self, ex: &Exchange<'_>, resp: &ResponseHead) {
+        let _ = (ex, resp);
+    }
+
     /// Sends `buf[range]` as response body. The wire may copy the bytes and write them at the
     /// next `flush` or `end_response`; `buf` is only borrowed for the call.
     async fn send_body(&mut self, buf: &mut Vec<u8>, range: Range<usize>)

@@ -20,7 +20,7 @@ use super::target::{
 use super::types::{BodyFraming, HeadError, HeaderSpan, Limits, Method, Span, Version};
 
 /// A validated request head. Owns a copy of the head bytes.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct RequestHead {
     pub buf: Vec<u8>,
     pub method: Method,

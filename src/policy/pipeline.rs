@@ -87,6 +87,12 @@ pub enum Policy {
     ClientCert(ClientCertPolicy),
     /// Runs outside the loop (see the module header); kept here so routes name it like any other.
     Cors(CorsPolicy),
+    /// Noted by the loop (`Effects::cache`), acted on by the forward phase after every other
+    /// policy passed (`exchange::cache_phase`).
+    Cache(Box<crate::cache::CachePolicy>),
+    /// Noted by the loop (`Effects::compress`), applied to the proxied response
+    /// (`exchange::shape`).
+    Compress(Box<crate::compress::CompressPolicy>),
 }
 
 impl Policy {
@@ -102,6 +108,8 @@ impl Policy {
             Policy::Transform(_) => "transform",
             Policy::ClientCert(_) => "client_cert",
             Policy::Cors(_) => "cors",
+            Policy::Cache(_) => "cache",
+            Policy::Compress(_) => "compress",
         }
     }
 }
@@ -187,7 +195,7 @@ impl Caller<'_> {
 }
 
 /// What the pipeline asks the rest of the request path to do.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Effects {
     /// Edits to the headers sent upstream.
     pub upstream: HeaderEdits,
@@ -201,6 +209,10 @@ pub struct Effects {
     pub response_lines: Vec<u8>,
     /// The rate-limit outcome, for metrics (`Some(true)` = admitted).
     pub rate_limited: Option<bool>,
+    /// The route's `cache` policy (the last one listed), looked up by the forward phase.
+    pub cache: Option<PolicyId>,
+    /// The route's `compress` policy (the last one listed).
+    pub compress: Option<PolicyId>,
 }
 
 /// Why a request was refused.
@@ -304,6 +316,8 @@ pub fn run<'a>(
                 }
             }
             Policy::Cors(_) => {}
+            Policy::Cache(_) => fx.cache = Some(*id),
+            Policy::Compress(_) => fx.compress = Some(*id),
         }
     }
     Ok(None)

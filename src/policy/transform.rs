@@ -245,7 +245,7 @@ pub type HeaderName = Box<[u8]>;
 /// Edits to apply to a header list, built per request. `remove` and `rename` describe what
 /// happens to the *existing* headers (see `map_name`); `add` lists headers to append. Build it
 /// through the `push_*` methods, which compose operations in call order.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct HeaderEdits {
     /// Lowercase names of existing headers to drop.
     pub remove: Vec<Box<[u8]>>,

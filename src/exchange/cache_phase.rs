@@ -1,0 +1,817 @@
+//! The cache phase of a proxied exchange on a route with a `cache` policy (and the shaping
+//! layer on a route that only compresses): look the request up, answer from the store when a
+//! stored response may be used, otherwise forward through `shape::Shaped`, which records the
+//! answer (a miss), or revalidates a stale one with the stored validators.
+//!
+//! ```text
+//! bypass? (method, Range, no-store, credentials nobody verified) ──► forward, unstored
+//! lookup(primary key) → variant(Vary) ──► fresh:                 serve (hit)
+//!                                    ├──► stale within s-w-r:     serve stale, revalidate in the background
+//!                                    ├──► stale:                  conditional request; 304 → serve refreshed,
+//!                                    │                            5xx/no answer within s-i-e → serve stale
+//!                                    └──► none: coalesce ─► leader: forward and record
+//!                                                        └► follower: wait for it, then look up again
+//! ```
+//!
+//! Every policy already passed (the guard ran first), so a cached answer never skips
+//! authentication or rate limits. Per-request fields (request id, CORS, RateLimit, the route's
+//! response edits) are added to each answer, never stored.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::cache::key::{KeyParts, PrimaryKey};
+use crate::cache::stats::{record as count, Outcome as Counted};
+use crate::cache::status::{CacheStatus, Fwd};
+use crate::cache::{conditional, control, vary, CachePolicy, Fill, Object, Store};
+use crate::compress::{Coding, CompressPolicy};
+use crate::config::{ProxyAction, Route};
+use crate::core::{Core, Generation};
+use crate::http1::{self, Method, ResponseHead};
+use crate::policy::pipeline::{Effects, Policy};
+use crate::policy::transform::HeaderEdits;
+
+use super::error::ProxyError;
+use super::model::Exchange;
+use super::response_head::{filter_response_fields, filter_stored_fields, Owned};
+use super::shape::Shaped;
+use super::wire::{BodyLen, Downstream, Outcome, Response};
+
+/// Most surrogate keys kept per stored response, and the longest one.
+const MAX_TAGS: usize = 64;
+const MAX_TAG_LEN: usize = 256;
+
+/// What a response served from the store needs from the exchange.
+#[derive(Clone, Copy)]
+pub struct StoredAnswer<'d> {
+    /// The route's response edits for this request.
+    pub edits: Option<&'d HeaderEdits>,
+    pub own: Owned,
+    /// The connection would stay open after the answer.
+    pub keep: bool,
+}
+
+/// Runs the proxy action on a route with a `cache` and/or `compress` policy.
+pub async fn forward<D: Downstream>(
+    core: &Core,
+    gen: &Rc<Generation>,
+    ex: &mut Exchange<'_>,
+    down: &mut D,
+    route: &Route,
+    p: &ProxyAction,
+    fx: &Effects,
+) -> Result<Outcome, ProxyError> {
+    let cfg = &gen.cfg;
+    let policy_of = |id: Option<crate::policy::pipeline::PolicyId>| {
+        id.and_then(|id| cfg.policies.list.get(id.0 as usize))
+            .map(|p| &p.policy)
+    };
+    let compress = match policy_of(fx.compress) {
+        Some(Policy::Compress(c)) => Some(&**c),
+        _ => None,
+    };
+    let cache = match policy_of(fx.cache) {
+        Some(Policy::Cache(c)) => Some(&**c),
+        _ => None,
+    };
+    let coding = compress.map(|c| (c, crate::compress::negotiate(c, ex.head)));
+    let answer = StoredAnswer {
+        edits: (!fx.response.is_empty()).then_some(&fx.response),
+        own: Owned::for_exchange(ex, route),
+        keep: !ex.close && !core.draining(),
+    };
+    let Some(policy) = cache else {
+        let mut shaped = Shaped::new(down, coding, answer);
+        return super::forward::proxy(core, gen, ex, &mut shaped, route, p, fx).await;
+    };
+    let look = Lookup::new(cfg.cache.clone(), policy, ex, coding);
+    let look = match look {
+        Ok(look) => look,
+        Err(why) => {
+            count(Counted::Bypass);
+            let mut shaped = Shaped::new(down, coding, answer);
+            shaped.status = Some(CacheStatus {
+                fwd: Some(Fwd::Bypass),
+                detail: Some(why),
+                ..CacheStatus::default()
+            });
+            return super::forward::proxy(core, gen, ex, &mut shaped, route, p, fx).await;
+        }
+    };
+    let mut found = look.find(ex.head);
+    let mut collapsed = false;
+    if found.is_none() && policy.coalesce && ex.head.method == Method::Get {
+        // A miss: lead the fetch, or wait for the request already fetching this key.
+        match look.store.fill(&look.key, &look.fill_key()) {
+            Fill::Leader(guard) => {
+                count(Counted::Miss);
+                let out = look
+                    .fetch(core, gen, ex, down, route, p, fx, answer, None, Fwd::UriMiss)
+                    .await;
+                drop(guard);
+                return out;
+            }
+            Fill::Follower(wait) => {
+                let deadline = Instant::now() + policy.coalesce_timeout;
+                if wait.wait(deadline).await {
+                    found = look.find(ex.head);
+                    collapsed = found.is_some();
+                }
+            }
+        }
+    }
+    let Some(hit) = found else {
+        count(Counted::Miss);
+        let fwd = if look.entry_exists() {
+            Fwd::VaryMiss
+        } else {
+            Fwd::UriMiss
+        };
+        return look
+            .fetch(core, gen, ex, down, route, p, fx, answer, None, fwd)
+            .await;
+    };
+    let now = Instant::now();
+    let obj = hit.object.clone();
+    let reqd = control::request(ex.head);
+    let stale_for = obj.stale_for(now);
+    let usable_fresh = stale_for.is_none() && !reqd.no_cache && !too_old(&reqd, &obj, now);
+    if usable_fresh {
+        count(Counted::Hit);
+        let cs = CacheStatus {
+            hit: true,
+            ttl: Some(ttl(&obj, now)),
+            collapsed,
+            ..CacheStatus::default()
+        };
+        return Ok(serve(ex, down, &obj, &cs, &answer).await);
+    }
+    if let Some(stale) = stale_for {
+        if !reqd.no_cache && !obj.must_revalidate && stale <= obj.stale_while_revalidate {
+            // Serve stale now; one background request refreshes it.
+            count(Counted::Stale);
+            let started = background_revalidation(gen, ex, route, fx, &look, &hit);
+            let cs = CacheStatus {
+                hit: true,
+                ttl: Some(ttl(&obj, now)),
+                detail: Some(if started {
+                    "stale-while-revalidate"
+                } else {
+                    "stale-while-revalidate; revalidating"
+                }),
+                ..CacheStatus::default()
+            };
+            return Ok(serve(ex, down, &obj, &cs, &answer).await);
+        }
+    }
+    count(Counted::Miss);
+    let fwd = if stale_for.is_some() {
+        Fwd::Stale
+    } else {
+        Fwd::Request
+    };
+    look.fetch(core, gen, ex, down, route, p, fx, answer, Some(hit), fwd)
+        .await
+}
+
+/// The request's `max-age` / `min-fresh` refuse a response this old.
+fn too_old(reqd: &control::RequestDirectives, obj: &Object, now: Instant) -> bool {
+    let age = obj.age(now).as_secs();
+    if reqd.max_age.is_some_and(|m| age > m) {
+        return true;
+    }
+    if let Some(min_fresh) = reqd.min_fresh {
+        let left = obj.fresh_for.as_secs().saturating_sub(age);
+        return left < min_fresh;
+    }
+    false
+}
+
+/// Seconds of freshness left (negative once stale), for `Cache-Status`.
+fn ttl(obj: &Object, now: Instant) -> i64 {
+    obj.fresh_for.as_secs() as i64 - obj.age(now).as_secs() as i64
+}
+
+/// A stored object found for a request, with where it lives (for a refresh).
+pub struct Found {
+    pub object: Arc<Object>,
+    vary: Box<[Box<[u8]>]>,
+    secondary: Box<[u8]>,
+}
+
+/// One request's view of the store: its key, its coding, its credentials.
+struct Lookup<'p> {
+    store: Arc<Store>,
+    policy: &'p CachePolicy,
+    key: PrimaryKey,
+    /// The negotiated coding stands for `Accept-Encoding` in the secondary key.
+    coding: Option<Coding>,
+    authenticated: bool,
+}
+
+impl<'p> Lookup<'p> {
+    /// The lookup for `ex`, or why the cache is bypassed.
+    fn new(
+        store: Arc<Store>,
+        policy: &'p CachePolicy,
+        ex: &Exchange<'_>,
+        coding: Option<(&CompressPolicy, Coding)>,
+    ) -> Result<Lookup<'p>, &'static str> {
+        let head = ex.head;
+        match head.method {
+            Method::Get if policy.get => {}
+            Method::Head if policy.head => {}
+            _ => return Err("method"),
+        }
+        if head.header("range").is_some() {
+            return Err("range");
+        }
+        if super::send::wants_websocket(head) || head.upgrade {
+            return Err("upgrade");
+        }
+        if control::request(head).no_store {
+            return Err("no-store");
+        }
+        let consumer = ex.facts.consumer.as_deref();
+        let credentials = head.header("authorization").is_some() || consumer.is_some();
+        let per_consumer = credentials && !policy.share_across_consumers;
+        if per_consumer && consumer.is_none() {
+            // Credentials the gateway did not verify: nobody to key the answer to.
+            return Err("authorization");
+        }
+        let parts = KeyParts {
+            host: &ex.host,
+            path: &ex.path,
+            query: head.query(),
+            head,
+            consumer: consumer.filter(|_| per_consumer),
+        };
+        Ok(Lookup {
+            key: crate::cache::key::primary(policy, &parts),
+            store,
+            policy,
+            coding: coding.map(|(_, c)| c),
+            authenticated: credentials,
+        })
+    }
+
+    /// The secondary key's stand-in for `Accept-Encoding`.
+    fn coding_token(&self) -> Option<&'static str> {
+        self.coding.map(Coding::token)
+    }
+
+    /// What concurrent misses coalesce on: the key and, on compressing routes, the coding.
+    fn fill_key(&self) -> Vec<u8> {
+        self.coding_token().unwrap_or("").as_bytes().to_vec()
+    }
+
+    fn entry_exists(&self) -> bool {
+        self.store.get(&self.key).is_some()
+    }
+
+    /// The stored object for this request's `Vary` values.
+    fn find(&self, head: &http1::RequestHead) -> Option<Found> {
+        let entry = self.store.get(&self.key)?;
+        let secondary = vary::secondary(&entry.vary, head, self.coding_token());
+        let object = entry.find(&secondary)?.clone();
+        Some(Found {
+            object,
+            vary: entry.vary.clone(),
+            secondary,
+        })
+    }
+
+    /// Forwards the request, recording the answer; with `stale`, as a conditional request
+    /// that revalidates it (and falls back to it on an upstream failure within
+    /// stale-if-error).
+    #[allow(clippy::too_many_arguments)]
+    async fn fetch<D: Downstream>(
+        &self,
+        core: &Core,
+        gen: &Rc<Generation>,
+        ex: &mut Exchange<'_>,
+        down: &mut D,
+        route: &Route,
+        p: &ProxyAction,
+        fx: &Effects,
+        answer: StoredAnswer<'_>,
+        stale: Option<Found>,
+        fwd: Fwd,
+    ) -> Result<Outcome, ProxyError> {
+        let mut fx = fx.clone();
+        // The cache answers the client's own conditionals; upstream, it asks with its own.
+        fx.upstream.push_remove(b"if-none-match");
+        fx.upstream.push_remove(b"if-modified-since");
+        if let Some(s) = &stale {
+            add_validators(&mut fx.upstream, &s.object);
+        }
+        let coding = self.coding.and_then(|c| {
+            let policy = match gen_compress(gen, &fx) {
+                Some(p) => p,
+                None => return None,
+            };
+            Some((policy, c))
+        });
+        let mut shaped = Shaped::new(down, coding, answer);
+        shaped.status = Some(CacheStatus {
+            fwd: Some(fwd),
+            ..CacheStatus::default()
+        });
+        if ex.head.method == Method::Get {
+            shaped.record = Some(self.recorder());
+        }
+        if let Some(s) = &stale {
+            shaped.revalidating = Some(self.revalidation(s));
+        }
+        let out = super::forward::proxy(core, gen, ex, &mut shaped, route, p, &fx).await;
+        if let Some(status) = shaped.served {
+            ex.facts.status = status;
+        }
+        match out {
+            Err(e) if e.side() == super::error::Side::Upstream => {
+                // No answer at all: a stale object within stale-if-error still serves.
+                let Some(s) = stale.filter(|s| may_serve_on_error(&s.object)) else {
+                    return Err(e);
+                };
+                count(Counted::Stale);
+                let cs = CacheStatus {
+                    hit: true,
+                    fwd: Some(Fwd::Stale),
+                    fwd_status: Some(e.status()),
+                    ttl: Some(ttl(&s.object, Instant::now())),
+                    detail: Some("stale-if-error"),
+                    ..CacheStatus::default()
+                };
+                Ok(serve(ex, shaped.inner, &s.object, &cs, &answer).await)
+            }
+            other => other,
+        }
+    }
+
+    fn recorder(&self) -> Recorder<'p> {
+        Recorder {
+            store: self.store.clone(),
+            key: self.key.clone(),
+            policy: self.policy,
+            authenticated: self.authenticated,
+            coding_token: self.coding_token(),
+            request_time: crate::civil::unix_now(),
+            pending: None,
+            body: Vec::new(),
+            over: false,
+        }
+    }
+
+    fn revalidation(&self, s: &Found) -> Revalidation {
+        Revalidation {
+            object: s.object.clone(),
+            store: self.store.clone(),
+            key: self.key.clone(),
+            vary: s.vary.clone(),
+            secondary: s.secondary.clone(),
+            policy: Arc::new(self.policy.clone()),
+            request_time: crate::civil::unix_now(),
+        }
+    }
+}
+
+/// The route's compression policy, as the guard noted it.
+fn gen_compress<'g>(gen: &'g Generation, fx: &Effects) -> Option<&'g CompressPolicy> {
+    let id = fx.compress?;
+    match &gen.cfg.policies.list.get(id.0 as usize)?.policy {
+        Policy::Compress(c) => Some(c),
+        _ => None,
+    }
+}
+
+/// `If-None-Match` / `If-Modified-Since` from a stored object's validators.
+fn add_validators(edits: &mut HeaderEdits, obj: &Object) {
+    if let Some(etag) = &obj.etag {
+        edits.push_add(b"if-none-match", etag.to_vec());
+    } else if let Some(lm) = &obj.last_modified {
+        edits.push_add(b"if-modified-since", lm.to_vec());
+    }
+}
+
+fn may_serve_on_error(obj: &Object) -> bool {
+    !obj.must_revalidate
+        && obj
+            .stale_for(Instant::now())
+            .is_some_and(|s| s <= obj.stale_if_error)
+}
+
+/// Answers with a stored object (a hit, a stale hit, or a refreshed one).
+async fn serve<D: Downstream>(
+    ex: &mut Exchange<'_>,
+    down: &mut D,
+    obj: &Object,
+    cs: &CacheStatus,
+    a: &StoredAnswer<'_>,
+) -> Outcome {
+    let (keep, status) = start_stored(ex, down, obj, cs, a);
+    ex.facts.status = status;
+    match down.end_response().await {
+        Ok(()) => Outcome::Done(keep),
+        Err(_) => Outcome::Done(false),
+    }
+}
+
+/// Starts the answer from a stored object: a 304 when the client's own conditional matches,
+/// the head alone for HEAD, else the whole body (queued with the head). Returns whether the
+/// connection stays open and the status sent.
+pub fn start_stored<D: Downstream>(
+    ex: &Exchange<'_>,
+    down: &mut D,
+    obj: &Object,
+    cs: &CacheStatus,
+    a: &StoredAnswer<'_>,
+) -> (bool, u16) {
+    let now = Instant::now();
+    let mut fields = Vec::with_capacity(obj.fields.len() + 128);
+    let not_modified = conditional::not_modified(ex.head, obj);
+    let status = if not_modified {
+        let mut lines = Vec::new();
+        conditional::not_modified_fields(obj, &mut lines);
+        filter_stored_fields(&lines, a.edits, a.own, &mut fields);
+        304
+    } else {
+        filter_stored_fields(&obj.fields, a.edits, a.own, &mut fields);
+        obj.status
+    };
+    http1::write_header(&mut fields, b"age", obj.age(now).as_secs().to_string().as_bytes());
+    crate::cache::status::write(&mut fields, cs);
+    let bodiless = not_modified || obj.status == 204 || ex.head.method == Method::Head;
+    let body = if bodiless {
+        if ex.head.method == Method::Head && !not_modified && obj.status != 204 {
+            http1::write_header(
+                &mut fields,
+                b"content-length",
+                obj.body.len().to_string().as_bytes(),
+            );
+        }
+        BodyLen::Bare
+    } else {
+        BodyLen::Length(obj.body.len() as u64)
+    };
+    let r = Response {
+        status,
+        fields: &fields,
+        body,
+        keep: a.keep,
+    };
+    let keep = down.start_response(ex, &r);
+    if !bodiless {
+        down.queue_body(&obj.body);
+    }
+    (keep, status)
+}
+
+/// Records a proxied response into the store while it streams to the client. Bodies past the
+/// policy's size limit are dropped as soon as they cross it (never buffered whole).
+pub struct Recorder<'p> {
+    store: Arc<Store>,
+    key: PrimaryKey,
+    policy: &'p CachePolicy,
+    authenticated: bool,
+    coding_token: Option<&'static str>,
+    /// Unix seconds the request went upstream.
+    request_time: u64,
+    pending: Option<Pending>,
+    body: Vec<u8>,
+    over: bool,
+}
+
+/// A response being recorded: everything but its body.
+struct Pending {
+    object: Object,
+    vary: Box<[Box<[u8]>]>,
+    secondary: Box<[u8]>,
+}
+
+impl Recorder<'_> {
+    /// Decides from the upstream's head whether the response is stored (`Err`: why not, for
+    /// `Cache-Status`). `coding`: the response is compressed so; `vary`: it varies on
+    /// `Accept-Encoding`.
+    pub fn head(
+        &mut self,
+        ex: &Exchange<'_>,
+        resp: &ResponseHead,
+        coding: Option<Coding>,
+        varies: bool,
+    ) -> Result<(), &'static str> {
+        if let http1::BodyFraming::Length(n) = resp.body {
+            if coding.is_none() && n > self.policy.max_object_bytes {
+                return Err("too-large");
+            }
+        }
+        let mut fields = Vec::with_capacity(512);
+        filter_response_fields(resp, None, Owned::default(), &mut fields);
+        let mut fields = strip(&fields, &[b"age", b"content-length"]);
+        if let Some(c) = coding {
+            let plain = std::mem::take(&mut fields);
+            crate::compress::rewrite_fields(c, &plain, &mut fields);
+        }
+        if varies {
+            let plain = std::mem::take(&mut fields);
+            crate::compress::add_vary(&plain, &mut fields);
+        }
+        let response_time = crate::civil::unix_now();
+        let fresh = control::storable(
+            self.policy,
+            ex.head,
+            self.authenticated,
+            resp,
+            &fields,
+            self.request_time,
+            response_time,
+        )?;
+        let vary = vary::names(&fields).ok_or("vary")?;
+        let secondary = vary::secondary(&vary, ex.head, self.coding_token);
+        let field = |n: &[u8]| crate::cache::object::field(&fields, n).map(Box::<[u8]>::from);
+        let object = Object {
+            status: resp.status,
+            etag: field(b"etag"),
+            last_modified: field(b"last-modified"),
+            tags: tags(resp, &self.policy.tag_header),
+            resource: self.key.resource().into(),
+            fields: fields.into(),
+            body: bytes::Bytes::new(),
+            stored_at: Instant::now(),
+            initial_age: fresh.initial_age,
+            fresh_for: fresh.fresh_for,
+            stale_while_revalidate: fresh.stale_while_revalidate,
+            stale_if_error: fresh.stale_if_error,
+            must_revalidate: fresh.must_revalidate,
+            no_cache: fresh.no_cache,
+        };
+        self.pending = Some(Pending {
+            object,
+            vary,
+            secondary,
+        });
+        Ok(())
+    }
+
+    /// Appends body bytes as the client gets them.
+    pub fn body(&mut self, bytes: &[u8]) {
+        if self.over || self.pending.is_none() {
+            return;
+        }
+        if (self.body.len() + bytes.len()) as u64 > self.policy.max_object_bytes {
+            self.over = true;
+            self.body = Vec::new();
+            return;
+        }
+        self.body.extend_from_slice(bytes);
+    }
+
+    /// The response ended cleanly: store it (unless it grew past the limit).
+    pub fn finish(self) {
+        let Some(mut p) = self.pending else { return };
+        if self.over {
+            return;
+        }
+        p.object.body = bytes::Bytes::from(self.body);
+        self.store
+            .put(&self.key, p.vary, p.secondary, Arc::new(p.object));
+    }
+}
+
+/// `fields` without the lines named in `drop`.
+fn strip(fields: &[u8], drop: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(fields.len());
+    for (n, v) in crate::cache::object::field_lines(fields) {
+        if !drop.iter().any(|d| n.eq_ignore_ascii_case(d)) {
+            http1::write_header(&mut out, n, v);
+        }
+    }
+    out
+}
+
+/// The surrogate keys in the upstream's tag header (space-separated), bounded.
+fn tags(resp: &ResponseHead, header: &[u8]) -> Box<[Box<[u8]>]> {
+    let mut out: Vec<Box<[u8]>> = Vec::new();
+    if header.is_empty() {
+        return out.into();
+    }
+    for (n, v) in resp.headers() {
+        if !n.eq_ignore_ascii_case(header) {
+            continue;
+        }
+        for t in v.split(|b| b.is_ascii_whitespace()) {
+            if !t.is_empty() && t.len() <= MAX_TAG_LEN && out.len() < MAX_TAGS {
+                out.push(t.into());
+            }
+        }
+    }
+    out.into()
+}
+
+/// A stale object being revalidated: served again (refreshed) on a 304, or as it is on a 5xx
+/// within its stale-if-error bound.
+pub struct Revalidation {
+    pub object: Arc<Object>,
+    store: Arc<Store>,
+    key: PrimaryKey,
+    vary: Box<[Box<[u8]>]>,
+    secondary: Box<[u8]>,
+    policy: Arc<CachePolicy>,
+    request_time: u64,
+}
+
+impl Revalidation {
+    /// The stored object refreshed by the upstream's 304 (RFC 9111 4.3.4), stored in its place.
+    pub fn refreshed(&self, resp: &ResponseHead) -> Arc<Object> {
+        let old = &self.object;
+        let mut fields = Vec::with_capacity(old.fields.len() + 64);
+        conditional::refresh_fields(&old.fields, resp, &mut fields);
+        let fresh = control::freshness(
+            &self.policy,
+            &fields,
+            self.request_time,
+            crate::civil::unix_now(),
+        );
+        let field = |n: &[u8]| crate::cache::object::field(&fields, n).map(Box::<[u8]>::from);
+        let obj = Arc::new(Object {
+            status: old.status,
+            etag: field(b"etag").or_else(|| old.etag.clone()),
+            last_modified: field(b"last-modified").or_else(|| old.last_modified.clone()),
+            tags: old.tags.clone(),
+            resource: old.resource.clone(),
+            body: old.body.clone(),
+            fields: fields.into(),
+            stored_at: Instant::now(),
+            initial_age: fresh.initial_age,
+            fresh_for: fresh.fresh_for,
+            stale_while_revalidate: fresh.stale_while_revalidate,
+            stale_if_error: fresh.stale_if_error,
+            must_revalidate: fresh.must_revalidate,
+            no_cache: fresh.no_cache,
+        });
+        self.store.put(
+            &self.key,
+            self.vary.clone(),
+            self.secondary.clone(),
+            obj.clone(),
+        );
+        obj
+    }
+
+    /// The upstream failed: may the stale object answer instead?
+    pub fn may_serve_on_error(&self) -> bool {
+        may_serve_on_error(&self.object)
+    }
+
+    /// This revalidation, now serving `obj`.
+    pub fn serving(self, obj: Arc<Object>) -> Revalidation {
+        Revalidation {
+            object: obj,
+            ..self
+        }
+    }
+}
+
+/// Starts one background request that revalidates `hit` (stale-while-revalidate), unless one
+/// is already running for its key. Returns whether this request started it.
+fn background_revalidation(
+    gen: &Rc<Generation>,
+    ex: &Exchange<'_>,
+    route: &Route,
+    fx: &Effects,
+    look: &Lookup<'_>,
+    hit: &Found,
+) -> bool {
+    let Some(core) = crate::core::current() else {
+        return false;
+    };
+    let mut fill_key = b"revalidate\0".to_vec();
+    fill_key.extend_from_slice(&hit.secondary);
+    let guard = match look.store.fill(&look.key, &fill_key) {
+        Fill::Leader(g) => g,
+        Fill::Follower(_) => return false,
+    };
+    if !matches!(route.action, crate::config::Action::Proxy(_)) {
+        return false;
+    }
+    let gen = gen.clone();
+    let route_id = route.id;
+    let head = ex.head.clone();
+    let client = ex.client.clone();
+    let host = ex.host.clone();
+    let path = ex.path.to_vec();
+    let captures = ex.captures.clone();
+    let facts_consumer = ex.facts.consumer.clone();
+    let origin = ex.facts.origin;
+    let fx = fx.clone();
+    let reval = look.revalidation(hit);
+    let recorder_parts = (
+        look.store.clone(),
+        look.key.clone(),
+        look.authenticated,
+        look.coding,
+    );
+    let timeout = look.policy.coalesce_timeout.max(Duration::from_secs(1));
+    monoio::spawn(async move {
+        let _guard = guard;
+        let route = gen.cfg.route(route_id);
+        let crate::config::Action::Proxy(p) = &route.action else {
+            return;
+        };
+        let Some(Policy::Cache(policy)) = fx
+            .cache
+            .and_then(|id| gen.cfg.policies.list.get(id.0 as usize))
+            .map(|n| &n.policy)
+        else {
+            return;
+        };
+        let mut ex = Exchange {
+            head: &head,
+            rid: core.ids.next_id(),
+            path: std::borrow::Cow::Owned(path),
+            close: false,
+            captures,
+            client: &client,
+            host,
+            scratch: Vec::new(),
+            start: Instant::now(),
+            facts: Default::default(),
+        };
+        ex.facts.consumer = facts_consumer;
+        ex.facts.origin = origin;
+        let (store, key, authenticated, coding) = recorder_parts;
+        let look = Lookup {
+            store,
+            policy,
+            key,
+            coding,
+            authenticated,
+        };
+        let found = Found {
+            object: reval.object.clone(),
+            vary: reval.vary.clone(),
+            secondary: reval.secondary.clone(),
+        };
+        let mut sink = Discard;
+        let answer = StoredAnswer {
+            edits: None,
+            own: Owned::default(),
+            keep: false,
+        };
+        let fetch = look.fetch(
+            &core,
+            &gen,
+            &mut ex,
+            &mut sink,
+            route,
+            p,
+            &fx,
+            answer,
+            Some(found),
+            Fwd::Stale,
+        );
+        let _ = monoio::time::timeout(timeout, fetch).await;
+    });
+    true
+}
+
+/// The client side of a background revalidation: nobody reads the answer, the recorder
+/// behind it stores it.
+struct Discard;
+
+impl Downstream for Discard {
+    fn buffered_body(&self, _: &http1::RequestHead, _: usize) -> Option<&[u8]> {
+        Some(&[])
+    }
+    fn consume_body(&mut self, _: usize) {}
+    async fn continue_body(&mut self, _: &http1::RequestHead) -> Result<(), ProxyError> {
+        Ok(())
+    }
+    async fn read_body(
+        &mut self,
+        _: &http1::RequestHead,
+        _: &mut Vec<u8>,
+    ) -> Result<bool, ProxyError> {
+        Ok(true)
+    }
+    fn skip_body(&mut self, _: &http1::RequestHead) -> bool {
+        true
+    }
+    fn start_response(&mut self, _: &Exchange<'_>, _: &Response<'_>) -> bool {
+        false
+    }
+    async fn send_body(&mut self, _: &mut Vec<u8>, _: std::ops::Range<usize>) -> Result<(), ProxyError> {
+        Ok(())
+    }
+    fn queue_body(&mut self, _: &[u8]) {}
+    async fn flush(&mut self) -> Result<(), ProxyError> {
+        Ok(())
+    }
+    async fn end_response(&mut self) -> Result<(), ProxyError> {
+        Ok(())
+    }
+    async fn client_gone(&mut self) {
+        std::future::pending::<()>().await
+    }
+    async fn linger(&mut self) {}
+}
