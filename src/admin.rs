@@ -534,7 +534,10 @@ fn purge(shared: &Shared, body: &[u8]) -> Reply {
     };
     let n = shared.runtime.cache.purge(&p);
     let fanout = shared.config.load().redis.is_some();
-    crate::log::info(&format!("admin: cache purge {}: {n} objects dropped", p.describe()));
+    crate::log::info(&format!(
+        "admin: cache purge {}: {n} objects dropped",
+        p.describe()
+    ));
     if fanout {
         shared.cache_purges.push(p);
     }

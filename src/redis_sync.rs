@@ -150,8 +150,7 @@ async fn purge_subscriber(
 ) {
     use crate::cache::purge::Purge;
     while !stop.get() {
-        let mut sub = match crate::redis::Subscription::open(rs.clone(), channel.as_bytes()).await
-        {
+        let mut sub = match crate::redis::Subscription::open(rs.clone(), channel.as_bytes()).await {
             Ok(s) => s,
             Err(_) => {
                 // The publisher's calls (and the other Redis users) log the outage.
@@ -170,7 +169,9 @@ async fn purge_subscriber(
                             p.describe()
                         ));
                     }
-                    None => crate::log::warn("cache: ignored a malformed message on the purge channel"),
+                    None => {
+                        crate::log::warn("cache: ignored a malformed message on the purge channel")
+                    }
                 },
                 Ok(None) => {}
                 Err(_) => break,

@@ -243,7 +243,11 @@ mod tests {
             br#"{"url":"a","tag":"b"}"#,
             br#"{"path":"a"}"#,
         ] {
-            assert!(Purge::from_json(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                Purge::from_json(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
         let long = format!("{{\"tag\":\"{}\"}}", "x".repeat(MAX_ARG + 1));
         assert!(Purge::from_json(long.as_bytes()).is_err());

@@ -192,8 +192,8 @@ impl Shard {
     fn evict_one(&mut self, budget: usize, dropped: &mut Vec<Arc<Entry>>) -> bool {
         // The small queue is drained first while it is over its tenth, or the main is empty.
         loop {
-            let from_small = !self.small.is_empty()
-                && (self.small_bytes > budget / 10 || self.main.is_empty());
+            let from_small =
+                !self.small.is_empty() && (self.small_bytes > budget / 10 || self.main.is_empty());
             let rec = if from_small {
                 self.small.pop_front()
             } else {
@@ -312,7 +312,9 @@ impl Drop for FillGuard {
         let cell = self.store.cell(self.key.0);
         if let Ok(mut f) = cell.fills.lock() {
             // Only our own record (a poisoned-then-recovered map may hold another's).
-            if f.get(&self.key).is_some_and(|e| Arc::ptr_eq(e, &self.event)) {
+            if f.get(&self.key)
+                .is_some_and(|e| Arc::ptr_eq(e, &self.event))
+            {
                 f.remove(&self.key);
             }
         }
@@ -661,7 +663,12 @@ mod tests {
         let k = key("h/v");
         let vary: Box<[Box<[u8]>]> = vec![Box::<[u8]>::from(&b"x-hostile"[..])].into();
         for i in 0..1000u32 {
-            s.put(&k, vary.clone(), i.to_le_bytes().into(), obj("h/v", 100, &[]));
+            s.put(
+                &k,
+                vary.clone(),
+                i.to_le_bytes().into(),
+                obj("h/v", 100, &[]),
+            );
         }
         let e = s.get(&k).unwrap();
         assert_eq!(e.variants.len(), MAX_VARIANTS);
