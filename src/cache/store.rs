@@ -220,7 +220,7 @@ impl Shard {
                     continue;
                 }
                 if let Some(s) = self.take(hash) {
-                    self.evictions += 1;
+                    self.evictions += s.entry.variants.len() as u64;
                     dropped.push(s.entry);
                 }
                 self.remember(hash);
@@ -235,7 +235,7 @@ impl Shard {
                 continue;
             }
             if let Some(s) = self.take(hash) {
-                self.evictions += 1;
+                self.evictions += s.entry.variants.len() as u64;
                 dropped.push(s.entry);
             }
             return true;
@@ -262,19 +262,22 @@ pub struct StoreStats {
     pub objects: u64,
     /// Primary keys.
     pub entries: u64,
-    /// Entries evicted to stay within the bound.
+    /// Objects (variants) evicted to stay within the bound.
     pub evictions: u64,
     /// Objects dropped by purges.
     pub purged: u64,
-    /// Objects not stored because they alone exceed a shard's share of the bound.
+    /// Objects not stored because their entry alone would exceed a shard's share of the bound.
     pub too_large: u64,
 }
+
+/// A fill lock's key: the primary key's hash and the secondary key (or a revalidation's).
+type FillKey = (u64, Box<[u8]>);
 
 /// A shard's lock plus its fill locks (coalescing).
 #[derive(Debug, Default)]
 struct ShardCell {
     data: RwLock<Shard>,
-    fills: Mutex<AHashMap<(u64, Box<[u8]>), Arc<event_listener::Event>>>,
+    fills: Mutex<AHashMap<FillKey, Arc<event_listener::Event>>>,
 }
 
 /// The shared store (one per process, kept across reloads in `config::Runtime`).
@@ -303,7 +306,7 @@ pub enum Fill {
 /// Held by the request that fetches a key; dropping it wakes every waiter.
 pub struct FillGuard {
     store: Arc<Store>,
-    key: (u64, Box<[u8]>),
+    key: FillKey,
     event: Arc<event_listener::Event>,
 }
 

@@ -36,7 +36,7 @@ pub fn render_cache(t: &Totals, s: &StoreStats, out: &mut String) {
         ),
         (
             "ringway_cache_evictions_total",
-            "Entries evicted to keep the store within its byte bound.",
+            "Objects evicted to keep the store within its byte bound.",
             s.evictions,
         ),
         (
