@@ -500,7 +500,13 @@ fn route(ctx: &Ctx, method: &str, path: &str, auth: Option<&[u8]>, body: &[u8]) 
         ("GET", "/stats") => stats(shared),
         ("GET", "/routes") => routes(shared),
         ("GET", "/upstreams") => upstreams(shared),
-        ("GET", "/cache") => json(200, crate::cache::stats::json(&shared.runtime.cache)),
+        ("GET", "/cache") => json(
+            200,
+            crate::cache::stats::json(
+                &crate::cache::stats::totals(),
+                &shared.runtime.cache.stats(),
+            ),
+        ),
         ("POST", "/cache/purge") => purge(shared, body),
         ("POST", "/reload") => {
             crate::log::info("admin: POST /reload");

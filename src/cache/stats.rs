@@ -93,10 +93,27 @@ pub fn totals() -> Totals {
     }
 }
 
-/// `GET /cache`: the request counters and the store's totals as one JSON object.
-pub fn json(store: &super::Store) -> Vec<u8> {
-    let t = totals();
-    let s = store.stats();
+/// The store's totals across its shards (`Store::stats`, for `/cache` and metrics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Bytes counted against the bound.
+    pub bytes: u64,
+    pub max_bytes: u64,
+    /// Stored objects (variants).
+    pub objects: u64,
+    /// Primary keys.
+    pub entries: u64,
+    /// Objects (variants) evicted to stay within the bound.
+    pub evictions: u64,
+    /// Objects dropped by purges.
+    pub purged: u64,
+    /// Objects not stored because their entry alone would exceed a shard's share of the bound.
+    pub too_large: u64,
+}
+
+/// `GET /cache`: the request counters and the store's totals (`Store::stats`) as one JSON
+/// object.
+pub fn json(t: &Totals, s: &StoreStats) -> Vec<u8> {
     let fields: [(&str, u64); 13] = [
         ("hits", t.hits),
         ("misses", t.misses),

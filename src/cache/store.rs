@@ -42,6 +42,7 @@ use ahash::{AHashMap, AHashSet};
 use super::key::PrimaryKey;
 use super::object::Object;
 use super::purge::Purge;
+pub use super::stats::StoreStats;
 
 /// Number of shards (a power of two: the shard is `hash >> (64 - SHARD_BITS)`).
 pub const SHARDS: usize = 64;
@@ -250,24 +251,6 @@ impl Shard {
             }
         }
     }
-}
-
-/// Totals across the shards (for `/cache` and metrics).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StoreStats {
-    /// Bytes counted against the bound.
-    pub bytes: u64,
-    pub max_bytes: u64,
-    /// Stored objects (variants).
-    pub objects: u64,
-    /// Primary keys.
-    pub entries: u64,
-    /// Objects (variants) evicted to stay within the bound.
-    pub evictions: u64,
-    /// Objects dropped by purges.
-    pub purged: u64,
-    /// Objects not stored because their entry alone would exceed a shard's share of the bound.
-    pub too_large: u64,
 }
 
 /// A fill lock's key: the primary key's hash and the secondary key (or a revalidation's).

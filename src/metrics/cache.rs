@@ -5,8 +5,7 @@
 use std::fmt::Write;
 
 use super::render::family;
-use crate::cache::stats::Totals;
-use crate::cache::store::StoreStats;
+use crate::cache::stats::{StoreStats, Totals};
 
 /// Appends the cache families (always: the store exists with or without cache routes).
 pub fn render_cache(t: &Totals, s: &StoreStats, out: &mut String) {
