@@ -587,7 +587,10 @@ impl Recorder<'_> {
         if self.over {
             return;
         }
-        p.object.body = bytes::Bytes::from(self.body);
+        // Exact size: `Bytes` keeps a Vec's spare capacity, which the byte bound cannot see.
+        let mut body = self.body;
+        body.shrink_to_fit();
+        p.object.body = bytes::Bytes::from(body);
         self.store
             .put(&self.key, p.vary, p.secondary, Arc::new(p.object));
     }
