@@ -107,7 +107,7 @@ pub struct StoreStats {
     pub evictions: u64,
     /// Objects dropped by purges.
     pub purged: u64,
-    /// Objects not stored because their entry alone would exceed a shard's share of the bound.
+    /// Objects not stored because their entry alone would exceed `max_bytes / 8`.
     pub too_large: u64,
 }
 

@@ -7,10 +7,16 @@
 //! shard's write lock. No lock is global, none is held across an await, and objects evicted or
 //! replaced are dropped after the lock is released (freeing a large body never stalls readers).
 //!
-//! Byte bound: every shard may hold `max_bytes / SHARDS`; an entry weighs its key, its `Vary`
-//! names, each variant's secondary key and `Object::weight` (head, body, validators, tags,
-//! resource) plus a fixed overhead for the slot and queue records. So an object larger than
-//! `max_bytes / SHARDS` (4 MiB at the 256 MiB default) is not stored: it would empty a shard.
+//! Byte bound: one total for the store (an atomic each shard's change is applied to under
+//! that shard's lock; only stores, evictions and purges touch it, never a lookup); a store
+//! that takes the total over `max_bytes` first evicts from its own shard (whose lock it holds)
+//! while that shard is over its fair share (`max_bytes / SHARDS`), then from the others in
+//! turn, largest-first in effect (shards over their share before the rest), one lock at a
+//! time. So shards need not be equal in size, and an object is limited only by `max_bytes / 8` (one answer may
+//! not flush most of the store). Concurrent stores may overshoot the bound by the entries they
+//! are inserting at that instant, never more; each store ends with the total within it. An
+//! entry weighs its key, its `Vary` names, each variant's secondary key and `Object::weight`
+//! (head, body, validators, tags, resource) plus a fixed overhead for its slot and queue records.
 //!
 //! Eviction: S3-FIFO (Yang et al., SOSP 2023) per shard, chosen over TinyLFU and CLOCK-Pro
 //! because it is frequency-aware where it matters for a web cache (a stream of one-hit
@@ -33,7 +39,7 @@
 //! `event_listener::Event`, which wakes waiters on any thread.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -55,6 +61,8 @@ const ENTRY_OVERHEAD: usize = 160;
 const VARIANT_OVERHEAD: usize = 48;
 /// Highest value of the per-entry read counter.
 const MAX_FREQ: u8 = 3;
+/// One entry may hold at most this fraction of `max_bytes` (1/8).
+const MAX_ENTRY_SHARE: u64 = 8;
 /// Least ghost-list length per shard (it is otherwise as long as the shard holds entries).
 const MIN_GHOSTS: usize = 64;
 
@@ -190,11 +198,11 @@ impl Shard {
 
     /// Evicts one entry (S3-FIFO); `false` when the shard is empty. Evicted entries go to
     /// `dropped` so they are freed after the lock is released.
-    fn evict_one(&mut self, budget: usize, dropped: &mut Vec<Arc<Entry>>) -> bool {
+    fn evict_one(&mut self, dropped: &mut Vec<Arc<Entry>>) -> bool {
         // The small queue is drained first while it is over its tenth, or the main is empty.
         loop {
-            let from_small =
-                !self.small.is_empty() && (self.small_bytes > budget / 10 || self.main.is_empty());
+            let from_small = !self.small.is_empty()
+                && (self.small_bytes > self.bytes / 10 || self.main.is_empty());
             let rec = if from_small {
                 self.small.pop_front()
             } else {
@@ -242,15 +250,6 @@ impl Shard {
             return true;
         }
     }
-
-    /// Evicts until `extra` more bytes fit in `budget` (or the shard is empty).
-    fn make_room(&mut self, extra: usize, budget: usize, dropped: &mut Vec<Arc<Entry>>) {
-        while self.bytes + extra > budget {
-            if !self.evict_one(budget, dropped) {
-                return;
-            }
-        }
-    }
 }
 
 /// A fill lock's key: the primary key's hash and the secondary key (or a revalidation's).
@@ -268,6 +267,10 @@ struct ShardCell {
 pub struct Store {
     shards: Box<[ShardCell]>,
     max_bytes: AtomicU64,
+    /// Bytes held by every shard together (each shard's change applied under its lock).
+    bytes: AtomicU64,
+    /// Next shard to evict from when a store or a smaller bound needs room beyond one shard.
+    cursor: AtomicUsize,
     purged: AtomicU64,
     too_large: AtomicU64,
 }
@@ -335,6 +338,8 @@ impl Store {
         Store {
             shards: (0..SHARDS).map(|_| ShardCell::default()).collect(),
             max_bytes: AtomicU64::new(max_bytes),
+            bytes: AtomicU64::new(0),
+            cursor: AtomicUsize::new(0),
             purged: AtomicU64::new(0),
             too_large: AtomicU64::new(0),
         }
@@ -344,20 +349,69 @@ impl Store {
         &self.shards[(hash >> (64 - SHARD_BITS)) as usize]
     }
 
-    /// Each shard's share of the bound.
-    fn budget(&self) -> usize {
+    /// The largest entry stored (bytes): one answer may not flush most of the store.
+    fn max_entry(&self) -> usize {
+        usize::try_from(self.max_bytes.load(Relaxed) / MAX_ENTRY_SHARE).unwrap_or(usize::MAX)
+    }
+
+    /// Whether `extra` more bytes would take the store over its bound.
+    fn over(&self, extra: usize) -> bool {
+        self.bytes.load(Relaxed) + extra as u64 > self.max_bytes.load(Relaxed)
+    }
+
+    /// Applies one shard's byte count change (`before` → `after`) to the store's total.
+    fn account(&self, before: usize, after: usize) {
+        if after >= before {
+            self.bytes.fetch_add((after - before) as u64, Relaxed);
+        } else {
+            self.bytes.fetch_sub((before - after) as u64, Relaxed);
+        }
+    }
+
+    /// A shard's fair share of the bound.
+    fn fair_share(&self) -> usize {
         usize::try_from(self.max_bytes.load(Relaxed) / SHARDS as u64).unwrap_or(usize::MAX)
+    }
+
+    /// Evicts from `shard` (locked by the caller) while `extra` more bytes do not fit and the
+    /// shard holds more than its fair share (a small shard is not emptied for a big one).
+    fn evict_from(&self, shard: &mut Shard, extra: usize, dropped: &mut Vec<Arc<Entry>>) {
+        let fair = self.fair_share();
+        while self.over(extra) && shard.bytes + extra > fair {
+            let before = shard.bytes;
+            let evicted = shard.evict_one(dropped);
+            self.account(before, shard.bytes);
+            if !evicted {
+                return;
+            }
+        }
+    }
+
+    /// Evicts one entry at a time from the shards in turn (one lock at a time, never two)
+    /// until the store is within its bound: first only from shards over their fair share;
+    /// after a whole round without one, from any shard; ends when every shard is empty.
+    fn evict_round(&self) {
+        let fair = self.fair_share();
+        let mut idle = 0;
+        while self.over(0) && idle < 2 * SHARDS {
+            let i = self.cursor.fetch_add(1, Relaxed) % SHARDS;
+            let mut dropped = Vec::new();
+            {
+                let mut shard = write(&self.shards[i]);
+                let before = shard.bytes;
+                let evicted =
+                    (shard.bytes > fair || idle >= SHARDS) && shard.evict_one(&mut dropped);
+                self.account(before, shard.bytes);
+                idle = if evicted { 0 } else { idle + 1 };
+            }
+            drop(dropped);
+        }
     }
 
     /// Changes the byte bound (a reload), evicting down to it.
     pub fn set_max_bytes(&self, n: u64) {
         self.max_bytes.store(n, Relaxed);
-        let budget = self.budget();
-        for cell in self.shards.iter() {
-            let mut dropped = Vec::new();
-            write(cell).make_room(0, budget, &mut dropped);
-            drop(dropped);
-        }
+        self.evict_round();
     }
 
     /// The entry for `key`, if any (its text is compared, not just its hash).
@@ -385,12 +439,14 @@ impl Store {
         secondary: Box<[u8]>,
         obj: Arc<Object>,
     ) {
-        let budget = self.budget();
+        let max_entry = self.max_entry();
         let cell = self.cell(key.hash);
         let mut dropped = Vec::new();
         {
             let mut shard = write(cell);
+            let before = shard.bytes;
             let old = shard.take(key.hash);
+            self.account(before, shard.bytes);
             let mut variants = Vec::new();
             let (mut queue, mut freq) = (None, 0);
             if let Some(old) = &old {
@@ -422,10 +478,12 @@ impl Store {
             if let Some(old) = old {
                 dropped.push(old.entry);
             }
-            if weight > budget {
+            if weight > max_entry {
                 self.too_large.fetch_add(1, Relaxed);
             } else {
-                shard.make_room(weight, budget, &mut dropped);
+                // Room is made in this key's own shard first (its lock is held anyway);
+                // `evict_round` below takes what this shard could not give.
+                self.evict_from(&mut shard, weight, &mut dropped);
                 // A key the ghost list remembers proved it comes back: straight to main.
                 let queue = queue.unwrap_or_else(|| {
                     if shard.ghost_set.remove(&key.hash) {
@@ -441,10 +499,13 @@ impl Store {
                     queue,
                     stamp: 0,
                 };
+                let before = shard.bytes;
                 shard.insert(key.hash, slot);
+                self.account(before, shard.bytes);
             }
         }
         drop(dropped);
+        self.evict_round();
     }
 
     /// Drops every variant of `key` (an upstream said it is gone or not storable).
@@ -457,7 +518,10 @@ impl Store {
                 .get(&key.hash)
                 .is_some_and(|s| s.entry.key == key.text)
             {
-                shard.take(key.hash)
+                let before = shard.bytes;
+                let gone = shard.take(key.hash);
+                self.account(before, shard.bytes);
+                gone
             } else {
                 None
             }
@@ -473,6 +537,7 @@ impl Store {
             let mut dropped = Vec::new();
             {
                 let mut shard = write(cell);
+                let before = shard.bytes;
                 let hit: Vec<u64> = shard
                     .map
                     .iter()
@@ -507,6 +572,7 @@ impl Store {
                     dropped.push(slot.entry);
                 }
                 shard.compact();
+                self.account(before, shard.bytes);
             }
             drop(dropped);
         }
@@ -664,11 +730,56 @@ mod tests {
     }
 
     #[test]
-    fn an_object_larger_than_a_shard_is_not_stored() {
+    fn objects_up_to_an_eighth_of_the_bound_are_stored_and_larger_ones_not() {
         let s = Store::new(1 << 20);
+        for i in 0..20 {
+            put(&s, &format!("h/small{i}"), 4 << 10, &[]);
+        }
         put(&s, "h/big", 100 << 10, &[]);
-        assert!(s.get(&key("h/big")).is_none());
+        assert!(
+            s.get(&key("h/big")).is_some(),
+            "far larger than a 64th of the bound"
+        );
+        put(&s, "h/huge", 200 << 10, &[]);
+        assert!(s.get(&key("h/huge")).is_none());
         assert_eq!(s.stats().too_large, 1);
+        // Many large objects: the total stays within the bound.
+        for i in 0..40 {
+            put(&s, &format!("h/big{i}"), 100 << 10, &[]);
+            assert!(s.stats().bytes <= 1 << 20);
+        }
+        assert!(s.get(&key("h/big39")).is_some());
+        s.set_max_bytes(0);
         assert_eq!(s.stats().bytes, 0);
+        assert_eq!(s.stats().objects, 0);
+    }
+
+    #[test]
+    fn the_total_is_exact_after_concurrent_stores_and_purges() {
+        let s = Arc::new(Store::new(2 << 20));
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for i in 0..3000 {
+                        put(&s, &format!("h/t{t}/{i}"), 1000 + (i % 7) * 900, &["x"]);
+                        if i % 500 == 0 {
+                            s.purge(&Purge::Prefix(format!("h/t{t}/").into_bytes()));
+                        }
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        let st = s.stats();
+        assert_eq!(
+            st.bytes,
+            s.bytes.load(Relaxed),
+            "shard sums match the total"
+        );
+        assert!(st.bytes <= 2 << 20, "{st:?}");
+        s.purge(&Purge::Tag(b"x".to_vec()));
+        assert_eq!(s.stats().bytes, 0);
+        assert_eq!(s.bytes.load(Relaxed), 0);
     }
 }

@@ -45,7 +45,7 @@ pub fn render_cache(t: &Totals, s: &StoreStats, out: &mut String) {
         ),
         (
             "ringway_cache_too_large_total",
-            "Responses not stored because one object exceeds a shard's share of max_bytes.",
+            "Responses not stored because one entry would exceed max_bytes / 8.",
             s.too_large,
         ),
     ];
