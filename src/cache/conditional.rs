@@ -131,7 +131,8 @@ pub fn refresh_fields(stored: &[u8], resp: &ResponseHead, out: &mut Vec<u8>) {
     let conn_named = resp.header("connection").is_some();
     let stored_etag = super::object::field(stored, b"etag");
     let updates = |n: &[u8]| -> bool {
-        if kept_from_store(n) || (conn_named && crate::http1::named_in_connection(resp.headers(), n))
+        if kept_from_store(n)
+            || (conn_named && crate::http1::named_in_connection(resp.headers(), n))
         {
             return false;
         }
@@ -142,7 +143,10 @@ pub fn refresh_fields(stored: &[u8], resp: &ResponseHead, out: &mut Vec<u8>) {
         }
         true
     };
-    let replaced = |n: &[u8]| resp.headers().any(|(r, _)| r.eq_ignore_ascii_case(n) && updates(r));
+    let replaced = |n: &[u8]| {
+        resp.headers()
+            .any(|(r, _)| r.eq_ignore_ascii_case(n) && updates(r))
+    };
     for (n, v) in field_lines(stored) {
         if !replaced(n) {
             crate::http1::write_header(out, n, v);
@@ -193,10 +197,16 @@ mod tests {
         let o = obj("etag: W/\"v1\"\r\nlast-modified: Sun, 06 Nov 1994 08:49:37 GMT\r\n");
         assert!(not_modified(&req("if-none-match: \"v1\"\r\n"), &o));
         assert!(not_modified(&req("if-none-match: \"x\", W/\"v1\"\r\n"), &o));
-        assert!(not_modified(&req("if-none-match: \"x\"\r\nif-none-match: \"v1\"\r\n"), &o));
+        assert!(not_modified(
+            &req("if-none-match: \"x\"\r\nif-none-match: \"v1\"\r\n"),
+            &o
+        ));
         assert!(not_modified(&req("if-none-match: *\r\n"), &o));
         assert!(!not_modified(&req("if-none-match: \"v2\"\r\n"), &o));
-        assert!(!not_modified(&req("if-none-match: v1\r\n"), &o), "unquoted is no tag");
+        assert!(
+            !not_modified(&req("if-none-match: v1\r\n"), &o),
+            "unquoted is no tag"
+        );
         assert!(!not_modified(&req("if-none-match: \"v1\r\n"), &o));
         // If-None-Match present: If-Modified-Since is ignored even though it would match.
         assert!(!not_modified(
@@ -204,7 +214,10 @@ mod tests {
             &o
         ));
         let commas = obj("etag: \"a,b\"\r\n");
-        assert!(not_modified(&req("if-none-match: \"x\", \"a,b\"\r\n"), &commas));
+        assert!(not_modified(
+            &req("if-none-match: \"x\", \"a,b\"\r\n"),
+            &commas
+        ));
         let mut not_ok = obj("etag: \"v1\"\r\n");
         not_ok.status = 404;
         assert!(!not_modified(&req("if-none-match: \"v1\"\r\n"), &not_ok));
@@ -213,31 +226,59 @@ mod tests {
     #[test]
     fn if_modified_since_compares_dates() {
         let o = obj("last-modified: Sun, 06 Nov 1994 08:49:37 GMT\r\n");
-        assert!(not_modified(&req("if-modified-since: Sun, 06 Nov 1994 08:49:37 GMT\r\n"), &o));
-        assert!(not_modified(&req("if-modified-since: Mon, 07 Nov 1994 08:49:37 GMT\r\n"), &o));
-        assert!(!not_modified(&req("if-modified-since: Sat, 05 Nov 1994 08:49:37 GMT\r\n"), &o));
+        assert!(not_modified(
+            &req("if-modified-since: Sun, 06 Nov 1994 08:49:37 GMT\r\n"),
+            &o
+        ));
+        assert!(not_modified(
+            &req("if-modified-since: Mon, 07 Nov 1994 08:49:37 GMT\r\n"),
+            &o
+        ));
+        assert!(!not_modified(
+            &req("if-modified-since: Sat, 05 Nov 1994 08:49:37 GMT\r\n"),
+            &o
+        ));
         assert!(!not_modified(&req("if-modified-since: garbage\r\n"), &o));
-        assert!(!not_modified(&req("if-modified-since: Mon, 07 Nov 1994 08:49:37 GMT\r\n"), &obj("x: y\r\n")));
+        assert!(!not_modified(
+            &req("if-modified-since: Mon, 07 Nov 1994 08:49:37 GMT\r\n"),
+            &obj("x: y\r\n")
+        ));
     }
 
     #[test]
     fn refresh_replaces_but_keeps_framing_and_weak_tags() {
         let stored = b"content-type: text/plain\r\ncache-control: max-age=1\r\ncontent-encoding: gzip\r\nvary: accept-encoding\r\netag: W/\"v1\"\r\nx-a: 1\r\nx-a: 2\r\n";
         let raw = b"HTTP/1.1 304 Not Modified\r\ncache-control: max-age=9\r\ncontent-encoding: br\r\ncontent-length: 5\r\netag: \"v1\"\r\nx-a: 3\r\nconnection: x-hop\r\nx-hop: 1\r\nvary: origin\r\n\r\n";
-        let (resp, _) = match crate::http1::parse_response_head(raw, 8192, 100, crate::http1::Method::Get) {
-            Ok(Some(r)) => r,
-            other => panic!("{other:?}"),
-        };
+        let (resp, _) =
+            match crate::http1::parse_response_head(raw, 8192, 100, crate::http1::Method::Get) {
+                Ok(Some(r)) => r,
+                other => panic!("{other:?}"),
+            };
         let mut out = Vec::new();
         refresh_fields(stored, &resp, &mut out);
         let text = String::from_utf8(out).expect("utf8");
         assert!(text.contains("cache-control: max-age=9"), "{text}");
         assert!(!text.contains("max-age=1"), "{text}");
-        assert!(text.contains("content-encoding: gzip") && !text.contains("br"), "{text}");
-        assert!(text.contains("vary: accept-encoding") && !text.contains("origin"), "{text}");
-        assert!(text.contains("etag: W/\"v1\"") && !text.contains("etag: \"v1\""), "{text}");
-        assert!(!text.contains("content-length") && !text.contains("x-hop"), "{text}");
-        assert!(text.contains("x-a: 3") && !text.contains("x-a: 1"), "{text}");
+        assert!(
+            text.contains("content-encoding: gzip") && !text.contains("br"),
+            "{text}"
+        );
+        assert!(
+            text.contains("vary: accept-encoding") && !text.contains("origin"),
+            "{text}"
+        );
+        assert!(
+            text.contains("etag: W/\"v1\"") && !text.contains("etag: \"v1\""),
+            "{text}"
+        );
+        assert!(
+            !text.contains("content-length") && !text.contains("x-hop"),
+            "{text}"
+        );
+        assert!(
+            text.contains("x-a: 3") && !text.contains("x-a: 1"),
+            "{text}"
+        );
         assert!(text.contains("content-type: text/plain"), "{text}");
     }
 }

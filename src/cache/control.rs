@@ -4,8 +4,9 @@
 //!
 //! Parsing is deliberately conservative, because the values come from clients and upstreams
 //! alike: directive names are case-insensitive, values may be tokens or quoted strings (commas
-//! inside quotes do not split), at most `MAX_DIRECTIVES` directives are read per message (the
-//! rest are ignored, so the work is linear in a header the parser already bounded), a
+//! inside quotes do not split), at most `MAX_DIRECTIVES` directives are read per message (a
+//! response with more is not stored, a request with more bypasses the cache: a directive
+//! hidden past the bound, such as `no-store`, is never ignored), a
 //! delta-seconds value too large to represent saturates at 2^31 (RFC 9111 1.2.2), and a
 //! malformed or conflicting freshness value (`max-age=abc`, two different `max-age`s, a bad
 //! `Expires`) makes the response stale rather than fresh (RFC 9111 4.2.1).
@@ -41,12 +42,15 @@ pub const MAX_DELTA: u64 = 1 << 31;
 /// Most directives read from one message's Cache-Control lines.
 const MAX_DIRECTIVES: usize = 64;
 
-/// One `name[=value]` directive as written (value unquoted, escapes kept).
-fn directives<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<(&'a [u8], Option<&'a [u8]>)> {
+/// The `name[=value]` directives as written (values unquoted, escapes kept), and whether
+/// there were more than `MAX_DIRECTIVES` (the rest are not read).
+type Directives<'a> = (Vec<(&'a [u8], Option<&'a [u8]>)>, bool);
+
+fn directives<'a>(values: impl Iterator<Item = &'a [u8]>) -> Directives<'a> {
     let mut out = Vec::new();
     for v in values {
         let mut rest = v;
-        while !rest.is_empty() && out.len() < MAX_DIRECTIVES {
+        while !rest.is_empty() {
             // Split at the first comma outside a quoted string.
             let mut quoted = false;
             let mut escaped = false;
@@ -68,6 +72,9 @@ fn directives<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<(&'a [u8], Opti
             if item.is_empty() {
                 continue;
             }
+            if out.len() == MAX_DIRECTIVES {
+                return (out, true);
+            }
             let (name, value) = match item.iter().position(|&b| b == b'=') {
                 Some(eq) => {
                     let v = item[eq + 1..].trim_ascii();
@@ -82,7 +89,7 @@ fn directives<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<(&'a [u8], Opti
             out.push((name, value));
         }
     }
-    out
+    (out, false)
 }
 
 /// A delta-seconds value: `Ok(None)` when absent; `Err` when malformed.
@@ -137,7 +144,8 @@ pub fn request(head: &RequestHead) -> RequestDirectives {
         .headers()
         .filter(|(n, _)| n.eq_ignore_ascii_case(b"cache-control"))
         .map(|(_, v)| v);
-    let list = directives(values);
+    let (list, overflow) = directives(values);
+    d.no_store = overflow;
     for &(name, value) in &list {
         if name.eq_ignore_ascii_case(b"no-store") {
             d.no_store = true;
@@ -168,6 +176,7 @@ pub fn request(head: &RequestHead) -> RequestDirectives {
             .filter(|(n, _)| n.eq_ignore_ascii_case(b"pragma"))
             .map(|(_, v)| v);
         if directives(pragma)
+            .0
             .iter()
             .any(|(n, _)| n.eq_ignore_ascii_case(b"no-cache"))
         {
@@ -192,6 +201,8 @@ pub struct ResponseDirectives {
     pub s_maxage: Option<u64>,
     pub stale_while_revalidate: Option<u64>,
     pub stale_if_error: Option<u64>,
+    /// More directives than `MAX_DIRECTIVES`: not stored.
+    pub overflow: bool,
 }
 
 /// Reads the Cache-Control lines among `fields` (stored-field-line form).
@@ -199,8 +210,12 @@ pub fn response_directives(fields: &[u8]) -> ResponseDirectives {
     let values = field_lines(fields)
         .filter(|(n, _)| n.eq_ignore_ascii_case(b"cache-control"))
         .map(|(_, v)| v);
-    let mut d = ResponseDirectives::default();
-    for (name, value) in directives(values) {
+    let (list, overflow) = directives(values);
+    let mut d = ResponseDirectives {
+        overflow,
+        ..ResponseDirectives::default()
+    };
+    for (name, value) in list {
         let is = |s: &[u8]| name.eq_ignore_ascii_case(s);
         if is(b"no-store") {
             d.no_store = true;
@@ -264,6 +279,9 @@ pub fn storable(
         return Err("no-store");
     }
     let d = response_directives(fields);
+    if d.overflow {
+        return Err("cache-control");
+    }
     if d.no_store {
         return Err("no-store");
     }
@@ -333,7 +351,9 @@ pub fn freshness(
     };
     let apparent_age = response_time.saturating_sub(date_value);
     let response_delay = response_time.saturating_sub(request_time);
-    let age_value = age.and_then(|a| delta(Some(a.trim_ascii())).ok()).unwrap_or(0);
+    let age_value = age
+        .and_then(|a| delta(Some(a.trim_ascii())).ok())
+        .unwrap_or(0);
     let corrected_age = age_value.saturating_add(response_delay);
     let initial_age = apparent_age.max(corrected_age).min(MAX_DELTA);
 
@@ -392,8 +412,7 @@ fn single_date(fields: &[u8], name: &[u8]) -> Result<Option<u64>, ()> {
 }
 
 const MONTHS: [&[u8; 3]; 12] = [
-    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
-    b"Dec",
+    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
 ];
 
 fn month(m: &[u8]) -> Option<u32> {
@@ -427,7 +446,10 @@ fn unix(y: i64, mo: u32, d: u32, secs: u64) -> Option<u64> {
         return None;
     }
     let days = crate::civil::days_from_civil(y, mo, d);
-    u64::try_from(days).ok()?.checked_mul(86_400)?.checked_add(secs)
+    u64::try_from(days)
+        .ok()?
+        .checked_mul(86_400)?
+        .checked_add(secs)
 }
 
 /// An HTTP-date (RFC 9110 5.6.7) as Unix seconds: IMF-fixdate
@@ -439,10 +461,7 @@ pub fn parse_http_date(v: &[u8]) -> Option<u64> {
     if v.len() > 64 {
         return None;
     }
-    let parts: Vec<&[u8]> = v
-        .split(|&b| b == b' ')
-        .filter(|p| !p.is_empty())
-        .collect();
+    let parts: Vec<&[u8]> = v.split(|&b| b == b' ').filter(|p| !p.is_empty()).collect();
     match parts.as_slice() {
         // IMF-fixdate.
         [wd, d, mo, y, t, gmt] if wd.ends_with(b",") && gmt == b"GMT" && y.len() == 4 => {
@@ -505,15 +524,30 @@ mod tests {
             b"Sun, 06 Nov 99999999999999 08:49:37 GMT",
             "Sun, 06 Nov 1994 08:49:37 GMT\u{e9}".as_bytes(),
         ] {
-            assert_eq!(parse_http_date(bad), None, "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                parse_http_date(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
     #[test]
     fn lifetime_precedence() {
-        assert_eq!(fresh("cache-control: max-age=5, s-maxage=9\r\n").fresh_for.as_secs(), 9);
+        assert_eq!(
+            fresh("cache-control: max-age=5, s-maxage=9\r\n")
+                .fresh_for
+                .as_secs(),
+            9
+        );
         assert_eq!(fresh("cache-control: max-age=5\r\n").fresh_for.as_secs(), 5);
-        assert_eq!(fresh("Cache-Control: MAX-AGE=\"7\"\r\n").fresh_for.as_secs(), 7);
+        assert_eq!(
+            fresh("Cache-Control: MAX-AGE=\"7\"\r\n")
+                .fresh_for
+                .as_secs(),
+            7
+        );
         let e = "date: Sun, 06 Nov 1994 08:49:37 GMT\r\nexpires: Sun, 06 Nov 1994 08:50:07 GMT\r\n";
         assert_eq!(fresh(e).fresh_for.as_secs(), 30);
         let both = format!("{e}cache-control: max-age=3\r\n");
@@ -524,14 +558,22 @@ mod tests {
 
     #[test]
     fn hostile_and_malformed_values_are_conservative() {
-        assert_eq!(fresh("cache-control: max-age=abc\r\n").fresh_for, Duration::ZERO);
-        assert_eq!(fresh("cache-control: max-age=-1\r\n").fresh_for, Duration::ZERO);
+        assert_eq!(
+            fresh("cache-control: max-age=abc\r\n").fresh_for,
+            Duration::ZERO
+        );
+        assert_eq!(
+            fresh("cache-control: max-age=-1\r\n").fresh_for,
+            Duration::ZERO
+        );
         assert_eq!(
             fresh("cache-control: max-age=5, max-age=50\r\n").fresh_for,
             Duration::ZERO
         );
         assert_eq!(
-            fresh("cache-control: max-age=99999999999999999999999\r\n").fresh_for.as_secs(),
+            fresh("cache-control: max-age=99999999999999999999999\r\n")
+                .fresh_for
+                .as_secs(),
             MAX_DELTA
         );
         // A comma inside quotes does not start a directive.
@@ -545,9 +587,12 @@ mod tests {
         }
         junk.extend_from_slice(b"\r\n");
         let _ = response_directives(&junk);
-        let many = format!("cache-control: {}max-age=1\r\n", "x,".repeat(5000));
-        // Past MAX_DIRECTIVES the rest is ignored: the policy TTL applies.
-        assert_eq!(fresh(&many).fresh_for.as_secs(), 60);
+        let many = format!("cache-control: {}no-store\r\n", "x,".repeat(5000));
+        // Past MAX_DIRECTIVES nothing is read, and the response is refused as a whole.
+        assert!(response_directives(many.as_bytes()).overflow);
+        // Empty list elements do not count.
+        let commas = format!("cache-control: {}no-store\r\n", ",".repeat(5000));
+        assert!(response_directives(commas.as_bytes()).no_store);
     }
 
     #[test]
@@ -566,9 +611,14 @@ mod tests {
         );
         assert_eq!(f.initial_age.as_secs(), 40);
         // A bad Age is ignored, a huge one saturates.
-        assert_eq!(freshness(&p, b"", Some(b"x"), 5, 5).initial_age, Duration::ZERO);
         assert_eq!(
-            freshness(&p, b"", Some(b"99999999999999999"), 5, 5).initial_age.as_secs(),
+            freshness(&p, b"", Some(b"x"), 5, 5).initial_age,
+            Duration::ZERO
+        );
+        assert_eq!(
+            freshness(&p, b"", Some(b"99999999999999999"), 5, 5)
+                .initial_age
+                .as_secs(),
             MAX_DELTA
         );
     }
@@ -578,12 +628,28 @@ mod tests {
         let mut p = policy();
         p.stale_while_revalidate = Some(Duration::from_secs(30));
         p.stale_if_error = None;
-        let f = freshness(&p, b"cache-control: max-age=1, stale-while-revalidate=100, stale-if-error=7\r\n", None, 0, 0);
-        assert_eq!(f.stale_while_revalidate.as_secs(), 30, "capped by the policy");
+        let f = freshness(
+            &p,
+            b"cache-control: max-age=1, stale-while-revalidate=100, stale-if-error=7\r\n",
+            None,
+            0,
+            0,
+        );
+        assert_eq!(
+            f.stale_while_revalidate.as_secs(),
+            30,
+            "capped by the policy"
+        );
         assert_eq!(f.stale_if_error.as_secs(), 7);
         let f = freshness(&p, b"cache-control: max-age=1\r\n", None, 0, 0);
         assert_eq!(f.stale_while_revalidate.as_secs(), 30, "policy default");
-        let f = freshness(&p, b"cache-control: max-age=1, must-revalidate, stale-if-error=7\r\n", None, 0, 0);
+        let f = freshness(
+            &p,
+            b"cache-control: max-age=1, must-revalidate, stale-if-error=7\r\n",
+            None,
+            0,
+            0,
+        );
         assert!(f.must_revalidate);
         assert_eq!(f.stale_if_error, Duration::ZERO);
         let f = freshness(&p, b"cache-control: s-maxage=1\r\n", None, 0, 0);
@@ -591,8 +657,17 @@ mod tests {
         let f = freshness(&p, b"cache-control: no-cache\r\n", None, 0, 0);
         assert!(f.no_cache);
         p.respect_cache_control = false;
-        let f = freshness(&p, b"cache-control: no-cache, max-age=5\r\n", Some(b"50"), 0, 0);
-        assert_eq!((f.fresh_for.as_secs(), f.no_cache, f.initial_age), (60, false, Duration::ZERO));
+        let f = freshness(
+            &p,
+            b"cache-control: no-cache, max-age=5\r\n",
+            Some(b"50"),
+            0,
+            0,
+        );
+        assert_eq!(
+            (f.fresh_for.as_secs(), f.no_cache, f.initial_age),
+            (60, false, Duration::ZERO)
+        );
     }
 
     fn req(lines: &str) -> RequestHead {
@@ -605,11 +680,21 @@ mod tests {
 
     #[test]
     fn request_directives() {
-        let d = request(&req("Cache-Control: NO-CACHE, max-age=5, min-fresh=2, max-stale\r\n"));
+        let d = request(&req(
+            "Cache-Control: NO-CACHE, max-age=5, min-fresh=2, max-stale\r\n",
+        ));
         assert!(d.no_cache && !d.no_store);
-        assert_eq!((d.max_age, d.min_fresh, d.max_stale), (Some(5), Some(2), Some(None)));
-        let d = request(&req("cache-control: max-age=x, only-if-cached, max-stale=9\r\n"));
-        assert_eq!((d.max_age, d.only_if_cached, d.max_stale), (Some(0), true, Some(Some(9))));
+        assert_eq!(
+            (d.max_age, d.min_fresh, d.max_stale),
+            (Some(5), Some(2), Some(None))
+        );
+        let d = request(&req(
+            "cache-control: max-age=x, only-if-cached, max-stale=9\r\n",
+        ));
+        assert_eq!(
+            (d.max_age, d.only_if_cached, d.max_stale),
+            (Some(0), true, Some(Some(9)))
+        );
         assert!(request(&req("pragma: no-cache\r\n")).no_cache);
         assert!(!request(&req("pragma: no-cache\r\ncache-control: max-stale\r\n")).no_cache);
         assert!(request(&req("cache-control: no-store\r\n")).no_store);

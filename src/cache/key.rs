@@ -174,8 +174,18 @@ mod tests {
             key(&p, "/", "", Some("alice")),
             key(&p, "/", "", Some("bob"))
         );
-        let huge1 = key(&p, "/", &format!("x-tenant: {}\r\n", "z".repeat(8000)), None);
-        let huge2 = key(&p, "/", &format!("x-tenant: {}y\r\n", "z".repeat(8000)), None);
+        let huge1 = key(
+            &p,
+            "/",
+            &format!("x-tenant: {}\r\n", "z".repeat(8000)),
+            None,
+        );
+        let huge2 = key(
+            &p,
+            "/",
+            &format!("x-tenant: {}y\r\n", "z".repeat(8000)),
+            None,
+        );
         assert!(huge1.text.len() < 100, "{}", huge1.text.len());
         assert_ne!(huge1, huge2);
     }

@@ -52,6 +52,19 @@ impl Object {
         (age >= self.fresh_for).then(|| age - self.fresh_for)
     }
 
+    /// Whole seconds of freshness left at `now` for `Cache-Status` `ttl` (RFC 9211): rounded
+    /// down while fresh, and at most -1 once stale (a response stale by 0.2 s is not "0 s
+    /// left").
+    pub fn ttl(&self, now: Instant) -> i64 {
+        let age = self.age(now);
+        if age < self.fresh_for {
+            return (self.fresh_for - age).as_secs().min(i64::MAX as u64) as i64;
+        }
+        let stale = age - self.fresh_for;
+        let secs = stale.as_secs() + u64::from(stale.subsec_nanos() > 0);
+        -(secs.clamp(1, i64::MAX as u64) as i64)
+    }
+
     /// Bytes this object holds (the store's memory bound counts these).
     pub fn weight(&self) -> usize {
         std::mem::size_of::<Object>()
@@ -66,13 +79,11 @@ impl Object {
 
 /// The `(name, value)` pairs of field lines (`name: value\r\n` each, as `fields` holds them).
 pub fn field_lines(fields: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    fields
-        .split(|&b| b == b'\n')
-        .filter_map(|line| {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let colon = line.iter().position(|&b| b == b':')?;
-            Some((&line[..colon], line[colon + 1..].trim_ascii()))
-        })
+    fields.split(|&b| b == b'\n').filter_map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let colon = line.iter().position(|&b| b == b':')?;
+        Some((&line[..colon], line[colon + 1..].trim_ascii()))
+    })
 }
 
 /// The first value of field `name` (case-insensitive) among `fields`.

@@ -98,8 +98,16 @@ mod tests {
         let none = secondary(&n, &req(""), None);
         let empty = secondary(&n, &req("accept-language: \r\n"), None);
         assert!(a != b && a != none && none != empty);
-        let long1 = secondary(&n, &req(&format!("accept-language: {}\r\n", "a".repeat(7000))), None);
-        let long2 = secondary(&n, &req(&format!("accept-language: {}b\r\n", "a".repeat(7000))), None);
+        let long1 = secondary(
+            &n,
+            &req(&format!("accept-language: {}\r\n", "a".repeat(7000))),
+            None,
+        );
+        let long2 = secondary(
+            &n,
+            &req(&format!("accept-language: {}b\r\n", "a".repeat(7000))),
+            None,
+        );
         assert!(long1.len() < 100 && long1 != long2);
         // The negotiated coding stands for Accept-Encoding.
         let ae = names(b"vary: accept-encoding\r\n").expect("names");

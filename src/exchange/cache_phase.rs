@@ -204,14 +204,15 @@ pub async fn forward<D: Downstream>(
 }
 
 /// The request's `max-age` / `min-fresh` refuse a response this old.
+/// Compared at sub-second precision, so `max-age=0` (a browser's reload) always revalidates.
 fn too_old(reqd: &control::RequestDirectives, obj: &Object, now: Instant) -> bool {
-    let age = obj.age(now).as_secs();
-    if reqd.max_age.is_some_and(|m| age > m) {
+    let age = obj.age(now);
+    if reqd.max_age.is_some_and(|m| age > Duration::from_secs(m)) {
         return true;
     }
     if let Some(min_fresh) = reqd.min_fresh {
-        let left = obj.fresh_for.as_secs().saturating_sub(age);
-        return left < min_fresh;
+        let left = obj.fresh_for.saturating_sub(age);
+        return left < Duration::from_secs(min_fresh);
     }
     false
 }
@@ -247,7 +248,7 @@ async fn only_if_cached<D: Downstream>(
 
 /// Seconds of freshness left (negative once stale), for `Cache-Status`.
 fn ttl(obj: &Object, now: Instant) -> i64 {
-    obj.fresh_for.as_secs() as i64 - obj.age(now).as_secs() as i64
+    obj.ttl(now)
 }
 
 /// A stored object found for a request, with where it lives (for a refresh).
@@ -498,7 +499,11 @@ pub fn start_stored<D: Downstream>(
         filter_stored_fields(&obj.fields, a.edits, a.own, &mut fields);
         obj.status
     };
-    http1::write_header(&mut fields, b"age", obj.age(now).as_secs().to_string().as_bytes());
+    http1::write_header(
+        &mut fields,
+        b"age",
+        obj.age(now).as_secs().to_string().as_bytes(),
+    );
     crate::cache::status::write(&mut fields, cs);
     let bodiless = not_modified || obj.status == 204 || ex.head.method == Method::Head;
     let body = if bodiless {
@@ -868,7 +873,11 @@ impl Downstream for Discard {
     fn start_response(&mut self, _: &Exchange<'_>, _: &Response<'_>) -> bool {
         false
     }
-    async fn send_body(&mut self, _: &mut Vec<u8>, _: std::ops::Range<usize>) -> Result<(), ProxyError> {
+    async fn send_body(
+        &mut self,
+        _: &mut Vec<u8>,
+        _: std::ops::Range<usize>,
+    ) -> Result<(), ProxyError> {
         Ok(())
     }
     fn queue_body(&mut self, _: &[u8]) {}

@@ -131,7 +131,7 @@ impl<D: Downstream> Downstream for Shaped<'_, D> {
                 cs.fwd_status = Some(upstream_status);
                 if upstream_status != 304 {
                     cs.hit = true;
-                    cs.ttl = Some(obj.fresh_for.as_secs() as i64 - obj.age(std::time::Instant::now()).as_secs() as i64);
+                    cs.ttl = Some(obj.ttl(std::time::Instant::now()));
                     cs.detail = Some("stale-if-error");
                     crate::cache::stats::record(crate::cache::stats::Outcome::Stale);
                 } else {
