@@ -58,13 +58,12 @@ impl Default for Script {
 struct Origin {
     up: Upstream,
     script: Arc<Mutex<Script>>,
-    /// Full answers (not 304s) sent so far: the next body is `v{served + 1}`.
-    served: Arc<AtomicUsize>,
 }
 
 impl Origin {
     fn start(s: Script) -> Origin {
         let script = Arc::new(Mutex::new(s));
+        // Full answers (not 304s) sent so far: the next body is `v{served + 1}`.
         let served = Arc::new(AtomicUsize::new(0));
         let (sc, sv) = (script.clone(), served.clone());
         let up = Upstream::start(Arc::new(move |req, w| {
@@ -123,7 +122,7 @@ impl Origin {
             }
             Reply::Close
         }));
-        Origin { up, script, served }
+        Origin { up, script }
     }
 
     fn set(&self, f: impl FnOnce(&mut Script)) {
@@ -861,4 +860,54 @@ fn hostile_cache_control_values_are_read_conservatively() {
     assert_eq!(r.status, 200);
     assert_eq!(o.count(), 7 + usize::from(r.text() != "v7"));
     assert!(gw.logs().find("panicked").is_none());
+}
+
+#[test]
+fn successful_unsafe_requests_invalidate_the_stored_answer() {
+    let o = Origin::start(Script {
+        headers: "cache-control: max-age=30\r\n".into(),
+        ..Script::default()
+    });
+    let gw = gateway(&o, "");
+    assert_eq!(get(gw.addr, "/item").text(), "v1");
+    assert_cs(&get(gw.addr, "/item"), "hit");
+    // A failed write changes nothing.
+    o.set(|s| s.status = 500);
+    let r = request(gw.addr, "POST", "/item", &[], b"x");
+    assert_eq!(r.status, 500);
+    assert_cs(&r, "fwd=bypass; detail=method");
+    assert_eq!(get(gw.addr, "/item").text(), "v1");
+    // A successful one drops it: the next GET asks the upstream again.
+    o.set(|s| s.status = 200);
+    assert_eq!(request(gw.addr, "PUT", "/item", &[], b"x").status, 200);
+    assert_eq!(get(gw.addr, "/item").text(), "v4");
+}
+
+#[test]
+fn a_304_cannot_smuggle_a_cookie_or_withdrawn_permission_into_the_store() {
+    let o = Origin::start(Script {
+        headers: "cache-control: max-age=1\r\n".into(),
+        etag: Some("\"k\"".into()),
+        not_modified_headers: "cache-control: max-age=30\r\nset-cookie: sid=alice\r\n".into(),
+        ..Script::default()
+    });
+    let gw = gateway(&o, "");
+    get(gw.addr, "/");
+    thread::sleep(Duration::from_millis(1100));
+    let r = get(gw.addr, "/");
+    assert_cs(&r, "fwd-status=304");
+    let r = get(gw.addr, "/");
+    assert_cs(&r, "hit");
+    assert_eq!(
+        r.header("set-cookie"),
+        None,
+        "a cookie is never served from the store"
+    );
+    // A 304 that says private now: served once, then gone from the store.
+    o.set(|s| s.not_modified_headers = "cache-control: private, max-age=30\r\n".into());
+    let r = get_h(&gw, "/", &[("Cache-Control", "no-cache")]);
+    assert_eq!(r.text(), "v1");
+    let r = get(gw.addr, "/");
+    assert_eq!(r.text(), "v2");
+    assert_cs(&r, "fwd=uri-miss");
 }

@@ -119,6 +119,8 @@ fn kept_from_store(name: &[u8]) -> bool {
         b"content-range",
         b"vary",
         b"age",
+        // A shared cache never stores a cookie, not even one a 304 carries.
+        b"set-cookie",
     ];
     KEEP.iter().any(|k| name.eq_ignore_ascii_case(k)) || crate::http1::is_hop_by_hop(name)
 }

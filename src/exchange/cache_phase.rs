@@ -98,7 +98,16 @@ pub async fn forward<D: Downstream>(
                 detail: Some(why),
                 ..CacheStatus::default()
             });
-            return super::forward::proxy(core, gen, ex, &mut shaped, route, p, fx).await;
+            let out = super::forward::proxy(core, gen, ex, &mut shaped, route, p, fx).await;
+            // RFC 9111 4.4: a successful POST/PUT/DELETE/PATCH to a URI invalidates what is
+            // stored for it (the key a GET from this client would use: same keyed headers,
+            // same consumer).
+            if unsafe_method(ex.head.method) && (200..400).contains(&ex.facts.status) {
+                if let Ok((key, _)) = key_of(policy, ex) {
+                    cfg.cache.remove(&key);
+                }
+            }
+            return out;
         }
     };
     let reqd = control::request(ex.head);
@@ -292,27 +301,13 @@ impl<'p> Lookup<'p> {
         if control::request(head).no_store {
             return Err("no-store");
         }
-        let consumer = ex.facts.consumer.as_deref();
-        let credentials = head.header("authorization").is_some() || consumer.is_some();
-        let per_consumer = credentials && !policy.share_across_consumers;
-        if per_consumer && consumer.is_none() {
-            // Credentials the gateway did not verify: nobody to key the answer to.
-            return Err("authorization");
-        }
-        let consumer = consumer.filter(|_| per_consumer);
-        let parts = KeyParts {
-            host: &ex.host,
-            path: &ex.path,
-            query: head.query(),
-            head,
-            consumer,
-        };
+        let (key, per_consumer) = key_of(policy, ex)?;
         Ok(Lookup {
-            key: crate::cache::key::primary(policy, &parts),
+            key,
             store,
             policy,
             coding: coding.map(|(_, c)| c),
-            per_consumer: consumer.is_some(),
+            per_consumer,
         })
     }
 
@@ -434,6 +429,39 @@ impl<'p> Lookup<'p> {
             request_time: crate::civil::unix_now(),
         }
     }
+}
+
+/// The primary key a GET for `ex`'s target would have, and whether it holds the consumer;
+/// `Err("authorization")` for credentials no gateway policy verified (nobody to key the
+/// answer to, so it must not be shared).
+fn key_of(policy: &CachePolicy, ex: &Exchange<'_>) -> Result<(PrimaryKey, bool), &'static str> {
+    let head = ex.head;
+    let consumer = ex.facts.consumer.as_deref();
+    let credentials = head.header("authorization").is_some() || consumer.is_some();
+    let per_consumer = credentials && !policy.share_across_consumers;
+    if per_consumer && consumer.is_none() {
+        return Err("authorization");
+    }
+    let consumer = consumer.filter(|_| per_consumer);
+    let parts = KeyParts {
+        host: &ex.host,
+        path: &ex.path,
+        query: head.query(),
+        head,
+        consumer,
+    };
+    Ok((
+        crate::cache::key::primary(policy, &parts),
+        consumer.is_some(),
+    ))
+}
+
+/// An unsafe method (RFC 9110 9.2.1): its success invalidates the stored target.
+fn unsafe_method(m: Method) -> bool {
+    !matches!(
+        m,
+        Method::Get | Method::Head | Method::Options | Method::Trace
+    )
 }
 
 /// The route's compression policy, as the guard noted it.
@@ -722,12 +750,18 @@ impl Revalidation {
             must_revalidate: fresh.must_revalidate,
             no_cache: fresh.no_cache,
         });
-        self.store.put(
-            &self.key,
-            self.vary.clone(),
-            self.secondary.clone(),
-            obj.clone(),
-        );
+        let d = control::response_directives(&obj.fields);
+        if d.no_store || d.private || d.overflow {
+            // The upstream withdrew permission to store it: this client gets it, nobody else.
+            self.store.remove(&self.key);
+        } else {
+            self.store.put(
+                &self.key,
+                self.vary.clone(),
+                self.secondary.clone(),
+                obj.clone(),
+            );
+        }
         obj
     }
 
