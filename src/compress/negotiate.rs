@@ -199,10 +199,9 @@ mod tests {
     }
 
     fn all(order: &[Coding]) -> CompressPolicy {
-        CompressPolicy {
-            codings: order.into(),
-            ..CompressPolicy::default()
-        }
+        let mut p = CompressPolicy::default();
+        p.codings = order.into();
+        p
     }
 
     #[test]

@@ -3,24 +3,30 @@
 //!
 //! ```toml
 //! [policies.gz]
-//! compress = { codings = ["zstd", "br", "gzip"], gzip_level = 4, brotli_level = 4,
+//! compress = { codings = ["br", "zstd", "gzip"], gzip_level = 4, brotli_level = 5,
 //!              zstd_level = 3, min_bytes = "1KiB", types = ["text/html", "application/*+json"] }
 //! ```
 //!
-//! Every field is optional. Defaults, and why (numbers: `cargo bench --bench compress`, a 10 KiB
-//! JSON document, one core of the 2-core dev machine; ns per input byte / output ratio):
-//! - `gzip_level = 4`: level 4 costs 8.1 ns/B for 0.154 (level 1: 4.3 ns/B for 0.172; level 5:
-//!   11.0 ns/B for 0.149; level 6: 14.5 ns/B for 0.146; level 9: 18.3 ns/B for 0.146). From 4 to
-//!   6, CPU per byte almost doubles for 5% fewer bytes; 1 saves half the CPU but sends 12% more.
-//!   nginx's default is 1, most deployments set 4 to 6.
-//! - `brotli_level = 4`: 8.2 ns/B for 0.135 (level 1: 4.5 ns/B for 0.158; level 5: 18.9 ns/B for
-//!   0.123; level 11: 1620 ns/B for 0.107). Level 4 beats gzip 6's ratio at gzip 4's CPU;
-//!   level 5 doubles the CPU, level 11 is for precompressed assets only, never a live response.
-//! - `zstd_level = 3`: 2.6 ns/B for 0.143 (level 1: 2.1 ns/B for 0.152): zstd's own default,
-//!   a better ratio than gzip 6 at a fifth of its CPU.
-//! - `codings = ["zstd", "br", "gzip"]`: on a tie in the client's q-values (browsers send every
-//!   coding at q=1) the cheapest per byte with a ratio at least as good as gzip's comes first.
-//!   Clients that only know gzip still get gzip.
+//! Every field is optional. Defaults, and why. Numbers from `cargo bench --bench compress`
+//! (BENCH_SECS=0.2, fasttest profile, 2-core dev VM shared with other builds, so +-15%): a
+//! fresh encoder per response on a 10 137-byte JSON listing, ns per input byte / output ratio:
+//!
+//! ```text
+//! gzip 1  2.6 / 0.237   gzip 4  5.2 / 0.187   gzip 5  6.1 / 0.186   gzip 6  7.3 / 0.184
+//! gzip 9  7.6 / 0.184   br 1    9.1 / 0.215   br 4   10.5 / 0.181   br 5   16.5 / 0.167
+//! br 11  1367 / 0.148   zstd 1  2.7 / 0.186   zstd 3  2.9 / 0.186
+//! ```
+//!
+//! - `gzip_level = 4`: within 2% of level 9's size at 70% of level 6's CPU; level 1 is half
+//!   the CPU but 27% more bytes. (nginx defaults to 1; most deployments set 4 to 6.)
+//! - `brotli_level = 4`: the cheapest brotli that beats gzip 9's size; 5 saves another 8% for
+//!   60% more CPU (set it where bandwidth costs more than CPU); 11 is for precompressed assets,
+//!   never a live response.
+//! - `zstd_level = 3`: zstd's own default; gzip 5's size at half of gzip 4's CPU.
+//! - `codings = ["zstd", "gzip", "br"]`: the order breaks ties in the client's q-values
+//!   (browsers send every coding at q=1). zstd is the cheapest and as small as gzip; gzip 4
+//!   costs half of brotli 4's CPU for 4% more bytes, so a gateway that pays per CPU-second
+//!   prefers it. List `"br"` first to favour bytes over CPU.
 //! - `min_bytes = 1024`: below about a kilobyte a response fits in one packet either way, and the
 //!   coding's header and the CPU are pure cost (nginx: `gzip_min_length`, Envoy:
 //!   `min_content_length`; we pick the commonly recommended 1 KiB over their 20/30-byte defaults).
@@ -77,7 +83,7 @@ pub const DEFAULT_TYPES: &[&str] = &[
 #[serde(deny_unknown_fields)]
 pub struct RawCompress {
     /// Codings offered, in the gateway's preference order for ties in the client's q-values:
-    /// `"zstd"`, `"br"`, `"gzip"` (default all three in that order).
+    /// `"zstd"`, `"gzip"`, `"br"` (default all three in that order).
     #[schemars(with = "Option<Vec<String>>")]
     pub codings: Option<Spanned<Vec<Spanned<String>>>>,
     /// gzip level 1..=9 (default 4).
@@ -180,8 +186,8 @@ fn default_codings() -> Vec<Coding> {
     if cfg!(feature = "zstd") {
         v.push(Coding::Zstd);
     }
-    v.push(Coding::Brotli);
     v.push(Coding::Gzip);
+    v.push(Coding::Brotli);
     v
 }
 
@@ -303,7 +309,7 @@ mod tests {
         let p = compile_str("").unwrap();
         assert_eq!((p.gzip_level, p.brotli_level, p.zstd_level), (4, 4, 3));
         assert_eq!(p.min_bytes, 1024);
-        assert_eq!(p.codings.last(), Some(&Coding::Gzip));
+        assert_eq!(p.codings.last(), Some(&Coding::Brotli));
         for t in [
             "text/html; charset=utf-8",
             "Application/JSON",
