@@ -26,7 +26,9 @@ fn document() -> Vec<u8> {
         "Trail running shoes",
         "Espresso grinder",
     ];
-    let tags = ["home", "kitchen", "outdoor", "audio", "apparel", "sale", "new"];
+    let tags = [
+        "home", "kitchen", "outdoor", "audio", "apparel", "sale", "new",
+    ];
     let mut s = String::from("{\"page\":1,\"per_page\":32,\"items\":[");
     let mut i: u64 = 0;
     let mut x: u64 = 0x2545f4914f6cdd1d;
@@ -74,7 +76,9 @@ fn encode(policy: &CompressPolicy, coding: Coding, sized: bool, doc: &[u8], out:
 fn decodes(coding: Coding, bytes: &[u8], doc: &[u8]) -> bool {
     let mut v = Vec::new();
     let ok = match coding {
-        Coding::Gzip => flate2::read::GzDecoder::new(bytes).read_to_end(&mut v).is_ok(),
+        Coding::Gzip => flate2::read::GzDecoder::new(bytes)
+            .read_to_end(&mut v)
+            .is_ok(),
         Coding::Brotli => brotli_decompressor::Decompressor::new(bytes, 4096)
             .read_to_end(&mut v)
             .is_ok(),
@@ -132,7 +136,10 @@ fn main() {
             _ => policy.zstd_level = level,
         }
         encode(&policy, coding, sized, &doc, &mut out);
-        assert!(decodes(coding, &out, &doc), "{coding:?} {level} does not decode");
+        assert!(
+            decodes(coding, &out, &doc),
+            "{coding:?} {level} does not decode"
+        );
         let size = out.len();
         // Warm up, then run for the time budget.
         let budget = Duration::from_secs_f64(secs);

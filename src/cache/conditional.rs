@@ -16,7 +16,12 @@ pub fn not_modified(head: &RequestHead, obj: &Object) -> bool {
     let Some(etag) = &obj.etag else {
         return false;
     };
-    let strip = |t: &[u8]| -> Vec<u8> { t.trim_ascii().strip_prefix(b"W/").unwrap_or(t.trim_ascii()).to_vec() };
+    let strip = |t: &[u8]| -> Vec<u8> {
+        t.trim_ascii()
+            .strip_prefix(b"W/")
+            .unwrap_or(t.trim_ascii())
+            .to_vec()
+    };
     let mine = strip(etag);
     inm.split(|&b| b == b',')
         .any(|t| t.trim_ascii() == b"*" || strip(t) == mine)

@@ -66,13 +66,11 @@ impl Object {
 
 /// The `(name, value)` pairs of field lines (`name: value\r\n` each, as `fields` holds them).
 pub fn field_lines(fields: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    fields
-        .split(|&b| b == b'\n')
-        .filter_map(|line| {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let colon = line.iter().position(|&b| b == b':')?;
-            Some((&line[..colon], line[colon + 1..].trim_ascii()))
-        })
+    fields.split(|&b| b == b'\n').filter_map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let colon = line.iter().position(|&b| b == b':')?;
+        Some((&line[..colon], line[colon + 1..].trim_ascii()))
+    })
 }
 
 /// The first value of field `name` (case-insensitive) among `fields`.

@@ -186,7 +186,11 @@ pub fn compile(raw: &RawCache, fail: &mut Fail<'_>) -> Option<CachePolicy> {
             t.get_ref().to_ascii_lowercase().into_bytes().into()
         }
         Some(t) => {
-            bad(t.span(), "tag_header", format!("{:?} is not a header name", t.get_ref()));
+            bad(
+                t.span(),
+                "tag_header",
+                format!("{:?} is not a header name", t.get_ref()),
+            );
             Box::default()
         }
     };

@@ -92,9 +92,7 @@ impl Store {
     /// The entry for `key`, if any (its text is compared, not just its hash).
     pub fn get(&self, key: &PrimaryKey) -> Option<Arc<Entry>> {
         let map = self.map.lock().ok()?;
-        map.get(&key.hash)
-            .filter(|e| e.key == key.text)
-            .cloned()
+        map.get(&key.hash).filter(|e| e.key == key.text).cloned()
     }
 
     /// Stores `obj` as the variant `secondary` of `key`, whose responses vary on `vary`. A
@@ -140,7 +138,9 @@ impl Store {
 
     /// Drops what `p` names; returns how many objects went.
     pub fn purge(&self, p: &Purge) -> u64 {
-        let Ok(mut map) = self.map.lock() else { return 0 };
+        let Ok(mut map) = self.map.lock() else {
+            return 0;
+        };
         let before: usize = map.values().map(|e| e.variants.len()).sum();
         map.retain(|_, e| !e.variants.iter().any(|(_, o)| p.matches(o)));
         let after: usize = map.values().map(|e| e.variants.len()).sum();
@@ -152,10 +152,16 @@ impl Store {
         let k = (key.hash, Box::<[u8]>::from(secondary));
         let Ok(mut fills) = self.fills.lock() else {
             let event = Arc::new(event_listener::Event::new());
-            return Fill::Leader(FillGuard { store: self.clone(), key: k, event });
+            return Fill::Leader(FillGuard {
+                store: self.clone(),
+                key: k,
+                event,
+            });
         };
         if let Some(ev) = fills.get(&k) {
-            return Fill::Follower(FillWait { listener: ev.listen() });
+            return Fill::Follower(FillWait {
+                listener: ev.listen(),
+            });
         }
         let event = Arc::new(event_listener::Event::new());
         fills.insert(k.clone(), event.clone());

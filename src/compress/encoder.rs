@@ -286,7 +286,12 @@ fn zstd_state(_level: i32, _len: Option<u64>) -> Inner {
 }
 
 #[cfg(feature = "zstd")]
-fn zstd_run(c: &mut zstd::zstd_safe::CCtx<'static>, op: Op, input: &[u8], out: &mut Vec<u8>) -> bool {
+fn zstd_run(
+    c: &mut zstd::zstd_safe::CCtx<'static>,
+    op: Op,
+    input: &[u8],
+    out: &mut Vec<u8>,
+) -> bool {
     use zstd::zstd_safe::{zstd_sys::ZSTD_EndDirective as E, InBuffer, OutBuffer};
     let directive = match op {
         Op::Process => E::ZSTD_e_continue,
@@ -326,8 +331,12 @@ mod tests {
         let mut i = 0u64;
         while v.len() < n {
             v.extend_from_slice(
-                format!("{{\"id\":{i},\"name\":\"item {}\",\"price\":{}}},", i * 7 % 13, i % 97)
-                    .as_bytes(),
+                format!(
+                    "{{\"id\":{i},\"name\":\"item {}\",\"price\":{}}},",
+                    i * 7 % 13,
+                    i % 97
+                )
+                .as_bytes(),
             );
             i += 1;
         }

@@ -109,7 +109,9 @@ fn split_line(line: &[u8]) -> (&[u8], &[u8]) {
 
 /// The field lines of `fields`, each with its CRLF.
 fn lines(fields: &[u8]) -> impl Iterator<Item = &[u8]> {
-    fields.split_inclusive(|&b| b == b'\n').filter(|l| !l.is_empty())
+    fields
+        .split_inclusive(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
 }
 
 /// The client's field lines for a response compressed with `coding`: `Content-Length`
@@ -192,10 +194,15 @@ mod tests {
 
     fn head(status: u16, fields: &str, body: BodyFraming) -> ResponseHead {
         let raw = format!("HTTP/1.1 {status} X\r\n{fields}\r\n");
-        let mut h = crate::http1::parse_response_head(raw.as_bytes(), 16 * 1024, 100, crate::http1::Method::Get)
-            .expect("valid")
-            .expect("complete")
-            .0;
+        let mut h = crate::http1::parse_response_head(
+            raw.as_bytes(),
+            16 * 1024,
+            100,
+            crate::http1::Method::Get,
+        )
+        .expect("valid")
+        .expect("complete")
+        .0;
         h.body = body;
         h
     }
@@ -220,13 +227,37 @@ mod tests {
         assert!(!yes(200, "", big));
         assert!(!yes(200, &format!("{json}content-encoding: gzip\r\n"), big));
         assert!(!yes(200, &format!("{json}content-encoding: br\r\n"), big));
-        assert!(yes(200, &format!("{json}content-encoding: identity\r\n"), big));
-        assert!(!yes(200, &format!("{json}cache-control: public, No-Transform\r\n"), big));
-        assert!(!yes(200, &format!("{json}content-range: bytes 0-9/5000\r\n"), big));
-        assert!(!yes(200, &format!("{json}content-type: image/png\r\n"), big));
+        assert!(yes(
+            200,
+            &format!("{json}content-encoding: identity\r\n"),
+            big
+        ));
+        assert!(!yes(
+            200,
+            &format!("{json}cache-control: public, No-Transform\r\n"),
+            big
+        ));
+        assert!(!yes(
+            200,
+            &format!("{json}content-range: bytes 0-9/5000\r\n"),
+            big
+        ));
+        assert!(!yes(
+            200,
+            &format!("{json}content-type: image/png\r\n"),
+            big
+        ));
         // HEAD: no framing, the length from the field.
-        assert!(yes(200, &format!("{json}content-length: 5000\r\n"), BodyFraming::None));
-        assert!(!yes(200, &format!("{json}content-length: 10\r\n"), BodyFraming::None));
+        assert!(yes(
+            200,
+            &format!("{json}content-length: 5000\r\n"),
+            BodyFraming::None
+        ));
+        assert!(!yes(
+            200,
+            &format!("{json}content-length: 10\r\n"),
+            BodyFraming::None
+        ));
         // Varies whichever coding, even on the answers it does not compress.
         assert!(varies(&p, &head(206, json, big)));
         assert!(!varies(&p, &head(200, "content-type: image/png\r\n", big)));
@@ -264,7 +295,10 @@ mod tests {
             run("Vary: Origin\r\na: 1\r\nvary: x\r\n"),
             "Vary: Origin, accept-encoding\r\na: 1\r\nvary: x\r\n"
         );
-        assert_eq!(run("vary: x\r\nVary: Accept-Encoding\r\n"), "vary: x\r\nVary: Accept-Encoding\r\n");
+        assert_eq!(
+            run("vary: x\r\nVary: Accept-Encoding\r\n"),
+            "vary: x\r\nVary: Accept-Encoding\r\n"
+        );
         assert_eq!(run("vary: *\r\n"), "vary: *\r\n");
         assert_eq!(run("vary: \r\n"), "vary: accept-encoding\r\n");
     }

@@ -250,7 +250,11 @@ pub fn compile(raw: &RawCompress, fail: &mut Fail<'_>) -> Option<CompressPolicy>
                 }
             };
             if codings.contains(&coding) {
-                fail(c.span(), &field, format!("{:?} is listed twice", c.get_ref()));
+                fail(
+                    c.span(),
+                    &field,
+                    format!("{:?} is listed twice", c.get_ref()),
+                );
                 continue;
             }
             codings.push(coding);
@@ -299,7 +303,8 @@ mod tests {
     fn compile_str(src: &str) -> Result<CompressPolicy, Vec<(String, String)>> {
         let raw: RawCompress = toml::from_str(src).expect("toml");
         let mut errs = Vec::new();
-        let mut sink = |_: std::ops::Range<usize>, f: &str, m: String| errs.push((f.to_string(), m));
+        let mut sink =
+            |_: std::ops::Range<usize>, f: &str, m: String| errs.push((f.to_string(), m));
         let p = compile(&raw, &mut sink);
         p.ok_or(errs)
     }

@@ -107,7 +107,18 @@ pub async fn forward<D: Downstream>(
             Fill::Leader(guard) => {
                 count(Counted::Miss);
                 let out = look
-                    .fetch(core, gen, ex, down, route, p, fx, answer, None, Fwd::UriMiss)
+                    .fetch(
+                        core,
+                        gen,
+                        ex,
+                        down,
+                        route,
+                        p,
+                        fx,
+                        answer,
+                        None,
+                        Fwd::UriMiss,
+                    )
                     .await;
                 drop(guard);
                 return out;
@@ -439,7 +450,11 @@ pub fn start_stored<D: Downstream>(
         filter_stored_fields(&obj.fields, a.edits, a.own, &mut fields);
         obj.status
     };
-    http1::write_header(&mut fields, b"age", obj.age(now).as_secs().to_string().as_bytes());
+    http1::write_header(
+        &mut fields,
+        b"age",
+        obj.age(now).as_secs().to_string().as_bytes(),
+    );
     crate::cache::status::write(&mut fields, cs);
     let bodiless = not_modified || obj.status == 204 || ex.head.method == Method::Head;
     let body = if bodiless {
@@ -800,7 +815,11 @@ impl Downstream for Discard {
     fn start_response(&mut self, _: &Exchange<'_>, _: &Response<'_>) -> bool {
         false
     }
-    async fn send_body(&mut self, _: &mut Vec<u8>, _: std::ops::Range<usize>) -> Result<(), ProxyError> {
+    async fn send_body(
+        &mut self,
+        _: &mut Vec<u8>,
+        _: std::ops::Range<usize>,
+    ) -> Result<(), ProxyError> {
         Ok(())
     }
     fn queue_body(&mut self, _: &[u8]) {}
