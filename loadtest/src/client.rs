@@ -72,6 +72,8 @@ pub struct RunConfig {
     /// One request per connection: every request opens (and handshakes) a new connection,
     /// and its latency includes that.
     pub new_conn: bool,
+    /// `--zipf`: each request goes to one of these, drawn per request.
+    pub zipf: Option<std::sync::Arc<crate::zipf::ZipfRequests>>,
 }
 
 /// Counters a load thread publishes for the progress line; padded so threads never share a
@@ -654,6 +656,8 @@ async fn connection(
     let head_request = cfg.method == "HEAD";
     let mut rbuf = RecvBuf::new();
     let mut opened = u64::from(stream.is_some());
+    // Distinct per connection, never zero (xorshift).
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ ((global as u64 + 1) << 17) ^ global as u64;
     // The connection has not served a request yet: its handshake is counted with the first.
     let mut fresh = stream.is_some();
     if let Some(s) = &stream {
@@ -697,6 +701,10 @@ async fn connection(
         slot.deadline
             .set(Some(started.max(Instant::now()) + cfg.timeout));
         let mut io = IoBytes::default();
+        if let Some(z) = &cfg.zipf {
+            request.clear();
+            request.extend_from_slice(z.pick(&mut rng));
+        }
         let result = exchange(&mut conn, &mut request, &mut rbuf, head_request, &mut io).await;
         slot.deadline.set(None);
         let timing = Timing {

@@ -18,6 +18,7 @@ mod stats;
 mod tls;
 mod units;
 mod upstream;
+mod zipf;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -97,6 +98,10 @@ struct RunArgs {
     #[arg(long, default_value = "0", value_parser = parse_size)]
     body_size: usize,
     /// Extra request header, `Name: value` (repeatable).
+    /// Spread requests over N keys with a Zipf distribution (exponent S, default 1.0): the
+    /// URL's `{k}` becomes the key (0 = most requested). Keep-alive connections only.
+    #[arg(long, value_parser = zipf::parse, value_name = "N[:S]")]
+    zipf: Option<(usize, f64)>,
     #[arg(long = "header", short = 'H', value_parser = request::parse_header)]
     headers: Vec<(String, String)>,
     /// A request with no complete response after this long is a timeout error.
@@ -124,6 +129,10 @@ struct UpstreamArgs {
     /// Response body size in bytes (`20`, `1KiB`).
     #[arg(long, default_value = "20", value_parser = parse_size)]
     body_size: usize,
+    /// Answer with a JSON document of about `--body-size` bytes (`application/json`, varied
+    /// text like a real API answer) instead of `a` repeated.
+    #[arg(long)]
+    json: bool,
     /// Hold each response this long before sending it (`50ms`).
     #[arg(long, default_value = "0", value_parser = parse_duration)]
     delay: Duration,
@@ -164,6 +173,24 @@ fn run(args: RunArgs) -> i32 {
     let request = match request::build_request(&method, &target, &args.headers, args.body_size) {
         Ok(r) => r,
         Err(e) => return usage_error(&e),
+    };
+    let zipf = match args.zipf {
+        None => None,
+        Some(_) if !target.path.contains("{k}") => {
+            return usage_error("--zipf needs `{k}` in the URL's path or query")
+        }
+        Some(_) if args.new_conn => return usage_error("--zipf works on keep-alive connections"),
+        Some((n, exp)) => {
+            let built = zipf::ZipfRequests::new(n, exp, |k| {
+                let mut t = target.clone();
+                t.path = t.path.replace("{k}", &k.to_string());
+                request::build_request(&method, &t, &args.headers, args.body_size)
+            });
+            match built {
+                Ok(z) => Some(std::sync::Arc::new(z)),
+                Err(e) => return usage_error(&e),
+            }
+        }
     };
     if args.connections == 0 {
         return usage_error("--connections must be at least 1");
@@ -238,6 +265,7 @@ fn run(args: RunArgs) -> i32 {
         progress: !args.quiet && warmup + args.duration > Duration::from_secs(3),
         tls,
         new_conn: args.new_conn,
+        zipf,
     };
     if !args.quiet {
         let mode = match cfg.rate {
@@ -287,6 +315,7 @@ fn upstream(args: UpstreamArgs) -> i32 {
         threads: args.threads,
         cpus: args.cpus.map(|c| c.0).unwrap_or_default(),
         body_size: args.body_size,
+        json: args.json,
         delay: args.delay,
         duration: args.duration,
     };

@@ -380,7 +380,12 @@ fn run_targets(
     ));
     let (upstream, up_addr) = targets::start_upstream(env, scn)?;
     let (method, path, body_len) = match (load, &scn.idle) {
-        (Some(l), _) => (l.method.clone(), l.paths[0].clone(), l.body_size),
+        // A `--zipf` path probes with a key the load never asks for.
+        (Some(l), _) => (
+            l.method.clone(),
+            l.paths[0].replace("{k}", "probe"),
+            l.body_size,
+        ),
         (None, Some(i)) => ("GET".to_string(), i.path.clone(), 0),
         (None, None) => return Err("scenario has neither [load] nor [idle]".into()),
     };

@@ -38,6 +38,20 @@ struct RawScenario {
     ringway: RawRingway,
     tls: Option<RawTls>,
     http2: Option<RawHttp2>,
+    #[serde(default)]
+    nginx: RawNginx,
+}
+
+/// nginx-only additions, so nginx does the same work as ringway's extra config (a cache, gzip).
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawNginx {
+    /// Lines added to the `http` block (`{dir}` = nginx's run directory).
+    #[serde(default)]
+    pub http: String,
+    /// Lines added to every `location` block.
+    #[serde(default)]
+    pub location: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,6 +139,9 @@ struct RawVariant {
 #[serde(deny_unknown_fields)]
 struct RawUpstream {
     body_size: Option<String>,
+    /// The body is a JSON document of about `body_size` bytes (`rwload upstream --json`).
+    #[serde(default)]
+    json: bool,
     delay: Option<String>,
     keepalive: Option<usize>,
 }
@@ -150,6 +167,9 @@ struct RawLoad {
     timeout: Option<String>,
     #[serde(default)]
     headers: Vec<String>,
+    /// `"N"` or `"N:S"`: each request's `{k}` in the path is one of N keys drawn from a Zipf
+    /// distribution with exponent S (`rwload --zipf`).
+    zipf: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,6 +204,8 @@ pub struct Load {
     pub timeout: Duration,
     /// Extra request headers (`Name: value`), sent to every target.
     pub headers: Vec<String>,
+    /// `rwload --zipf` (`N` or `N:S`).
+    pub zipf: Option<String>,
     /// The scenario's `[tls]` (copied here so the load knows how to connect).
     pub tls: Option<Tls>,
     /// The scenario's `[http2]`: load with h2load instead of rwload.
@@ -224,6 +246,8 @@ pub struct Scenario {
     pub description: String,
     pub kind: Kind,
     pub response_body: usize,
+    /// The upstream answers a JSON document (`rwload upstream --json`).
+    pub response_json: bool,
     pub upstream_delay: Duration,
     /// Idle upstream connections each gateway worker keeps (ringway `max_idle`, nginx
     /// `keepalive`); default 256. HTTP/2 loads need one per request in flight, or both
@@ -238,6 +262,8 @@ pub struct Scenario {
     pub tls: Option<Tls>,
     /// Serve and load HTTP/2 (h2load).
     pub http2: Option<Http2>,
+    /// nginx-only config lines.
+    pub nginx: RawNginx,
 }
 
 /// Where the scenario files live: `loadtest/scenarios/` of this source tree.
@@ -331,8 +357,10 @@ pub fn parse(name: &str, file: &Path, text: &str) -> Result<Scenario, String> {
         description: raw.description.trim().to_string(),
         kind: raw.kind,
         response_body,
+        response_json: raw.upstream.json,
         upstream_delay,
         upstream_keepalive,
+        nginx: raw.nginx.clone(),
         routes,
         load,
         idle,
@@ -424,6 +452,7 @@ fn validate_load(l: RawLoad) -> Result<Load, String> {
         rate: l.rate,
         timeout: d(l.timeout, "5s", "timeout")?,
         headers: l.headers,
+        zipf: l.zipf,
         tls: None,
         http2: None,
     })

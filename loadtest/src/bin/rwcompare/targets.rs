@@ -85,6 +85,9 @@ pub fn start_upstream(env: &Env, scn: &Scenario) -> Result<(Proc, SocketAddr), S
         .args(["--cpus", &cpu_list(&env.load_cpus)])
         .args(["--body-size", &scn.response_body.to_string()])
         .args(["--delay", &duration_arg(scn.upstream_delay)]);
+    if scn.response_json {
+        cmd.arg("--json");
+    }
     let p = Proc::spawn(
         "upstream",
         cmd,
@@ -477,6 +480,9 @@ pub fn nginx_config(p: &NginxParams<'_>) -> String {
     s.push_str("http {\n    access_log off;\n");
     s.push_str("    keepalive_timeout 60s;\n    keepalive_requests 1000000;\n");
     s.push_str("    client_max_body_size 10m;\n");
+    for line in p.scn.nginx.http.lines().filter(|l| !l.trim().is_empty()) {
+        let _ = writeln!(s, "    {}", line.trim().replace("{dir}", &d.to_string()));
+    }
     for (what, sub) in [
         ("client_body_temp_path", "client_body"),
         ("proxy_temp_path", "proxy"),
@@ -536,7 +542,12 @@ pub fn nginx_config(p: &NginxParams<'_>) -> String {
         s.push_str("        http2 on;\n");
     }
     for loc in nginx_locations(&p.scn.routes) {
-        let _ = writeln!(s, "        location {loc} {{ proxy_pass http://be; }}");
+        let extra = p.scn.nginx.location.trim();
+        let sep = if extra.is_empty() { "" } else { " " };
+        let _ = writeln!(
+            s,
+            "        location {loc} {{ proxy_pass http://be;{sep}{extra} }}"
+        );
     }
     s.push_str("    }\n}\n");
     s
