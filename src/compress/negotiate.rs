@@ -140,9 +140,7 @@ fn element(el: &[u8]) -> Option<(&[u8], u16)> {
     let mut q = 1000;
     for p in parts {
         let p = p.trim_ascii();
-        let Some(eq) = p.iter().position(|&b| b == b'=') else {
-            return None;
-        };
+        let eq = p.iter().position(|&b| b == b'=')?;
         let (k, v) = (p[..eq].trim_ascii(), p[eq + 1..].trim_ascii());
         if k.eq_ignore_ascii_case(b"q") {
             q = qvalue(v)?;
