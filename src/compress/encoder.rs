@@ -16,7 +16,7 @@
 
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 
-use super::negotiate::Coding;
+use super::policy::Coding;
 use super::policy::CompressPolicy;
 
 /// brotli's largest window, 2^19 = 512 KiB (ngx_brotli's default; the format allows 16 MiB,

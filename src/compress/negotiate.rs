@@ -16,6 +16,7 @@
 
 use crate::http1::RequestHead;
 
+pub use super::policy::Coding;
 use super::policy::CompressPolicy;
 
 /// Bytes of `Accept-Encoding` read per request (all its field lines together). Real clients
@@ -23,28 +24,6 @@ use super::policy::CompressPolicy;
 const MAX_BYTES: usize = 1024;
 /// Elements read per request.
 const MAX_ELEMENTS: usize = 32;
-
-/// A content coding the gateway can produce.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Coding {
-    #[default]
-    Identity,
-    Gzip,
-    Brotli,
-    Zstd,
-}
-
-impl Coding {
-    /// The token in `Content-Encoding` (and the cache's secondary key).
-    pub fn token(self) -> &'static str {
-        match self {
-            Coding::Identity => "identity",
-            Coding::Gzip => "gzip",
-            Coding::Brotli => "br",
-            Coding::Zstd => "zstd",
-        }
-    }
-}
 
 /// The q-values (in thousandths) a request's `Accept-Encoding` gives, `None` = not named.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -42,7 +42,27 @@ use toml::Spanned;
 use crate::config::errors::{int_in, Fail};
 use crate::config::units::RawSize;
 
-use super::negotiate::Coding;
+/// A content coding the gateway can produce.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Coding {
+    #[default]
+    Identity,
+    Gzip,
+    Brotli,
+    Zstd,
+}
+
+impl Coding {
+    /// The token in `Content-Encoding` (and the cache's secondary key).
+    pub fn token(self) -> &'static str {
+        match self {
+            Coding::Identity => "identity",
+            Coding::Gzip => "gzip",
+            Coding::Brotli => "br",
+            Coding::Zstd => "zstd",
+        }
+    }
+}
 
 /// The compressible media types when a policy lists none.
 pub const DEFAULT_TYPES: &[&str] = &[
