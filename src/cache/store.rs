@@ -416,7 +416,11 @@ impl Store {
 
     /// The entry for `key`, if any (its text is compared, not just its hash).
     pub fn get(&self, key: &PrimaryKey) -> Option<Arc<Entry>> {
-        let shard = self.cell(key.hash).data.read().ok()?;
+        let shard = self
+            .cell(key.hash)
+            .data
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         let slot = shard.map.get(&key.hash)?;
         if slot.entry.key != key.text {
             return None;
