@@ -398,3 +398,27 @@ fn the_purge_api_refuses_abuse() {
     );
     assert_miss_then_hits(&gw, &up, "/p/1", 4);
 }
+
+#[test]
+fn entries_survive_a_reload_and_a_smaller_bound_evicts_down_to_it() {
+    let up = counting(Duration::ZERO, 8192, no_tags);
+    let gw = Gateway::start_workers(&config(up.addr, "[cache]\nmax_bytes = \"4MiB\"\n"), 2);
+    for i in 0..200 {
+        let r = get(gw.addr, &format!("/r/{i}"));
+        assert_eq!(r.status, 200);
+    }
+    let before = cache_stats(gw.admin, None);
+    assert!(before["bytes"].as_u64().unwrap() > 1 << 20, "{before}");
+    // Same bound: the store (and what it holds) is kept across the reload.
+    assert!(gw.reload(&config(up.addr, "[cache]\nmax_bytes = \"4MiB\"\n")));
+    assert_hits(&gw, &up, "/r/199", 3);
+    assert_eq!(cache_stats(gw.admin, None)["objects"], before["objects"]);
+    // A smaller bound evicts down to it at once, and the newest answers are still there.
+    assert!(gw.reload(&config(up.addr, "[cache]\nmax_bytes = \"256KiB\"\n")));
+    let after = cache_stats(gw.admin, None);
+    assert_eq!(after["max_bytes"], 256 << 10);
+    assert!(after["bytes"].as_u64().unwrap() <= 256 << 10, "{after}");
+    assert!(after["objects"].as_u64().unwrap() > 0, "{after}");
+    assert!(after["evictions"].as_u64().unwrap() > 100, "{after}");
+    assert_hits(&gw, &up, "/r/199", 3);
+}
