@@ -257,7 +257,8 @@ fn a_hundred_concurrent_misses_send_one_upstream_request() {
         1,
         "one upstream request for 100 concurrent misses"
     );
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // Bounded: one 300 ms fetch, not 100 in sequence (a loaded machine gets slack).
+    assert!(started.elapsed() < Duration::from_secs(10));
     let s = cache_stats(gw.admin, None);
     assert!(s["coalesced_waits"].as_u64().unwrap() >= 1, "{s}");
     assert!(collapsed.load(Ordering::Relaxed) >= 1);
