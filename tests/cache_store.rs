@@ -124,10 +124,12 @@ fn is_hit(cs: &str) -> bool {
 /// only on `conns` more connections.
 fn assert_miss_then_hits(gw: &Gateway, up: &Upstream, path: &str, conns: usize) {
     let before = up.count();
+    let objects = stored_objects(gw);
     let r = get(gw.addr, path);
     let cs = r.header("cache-status").unwrap_or("");
     assert!(cs.contains("fwd=uri-miss"), "{path} after purge: {cs}");
     assert_eq!(up.count(), before + 1, "{path} went upstream once");
+    wait_stored(gw, objects + 1);
     let statuses = get_many(gw, path, conns);
     assert!(statuses.iter().all(|s| is_hit(s)), "{path}: {statuses:?}");
     assert_eq!(
@@ -135,6 +137,24 @@ fn assert_miss_then_hits(gw: &Gateway, up: &Upstream, path: &str, conns: usize) 
         before + 1,
         "{path} refilled: no more upstream requests"
     );
+}
+
+/// The admin token of the abuse test.
+const TOKEN: &str = "purge-token-0123456789";
+
+fn stored_objects(gw: &Gateway) -> u64 {
+    // The token only matters where one is configured (the abuse test); elsewhere it is ignored.
+    cache_stats(gw.admin, Some(TOKEN))["objects"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// The gateway stores an answer just after its last byte went to the client, so a client
+/// that asks again at once (on another connection, maybe another worker) can beat it: wait
+/// until the store holds `n` objects.
+fn wait_stored(gw: &Gateway, n: u64) {
+    wait_for(Duration::from_secs(5), || stored_objects(gw) >= n)
+        .unwrap_or_else(|| panic!("the store never held {n} objects"));
 }
 
 fn assert_hits(gw: &Gateway, up: &Upstream, path: &str, conns: usize) {
@@ -207,6 +227,8 @@ fn the_store_stays_within_max_bytes_under_a_stream_of_distinct_keys() {
             assert!(s["bytes"].as_u64().unwrap() <= 1 << 20, "{s}");
         }
     }
+    // The last answers are stored just after the client got them (see `wait_stored`).
+    std::thread::sleep(Duration::from_millis(200));
     let s = cache_stats(gw.admin, None);
     assert_eq!(s["max_bytes"], 1 << 20);
     assert!(s["bytes"].as_u64().unwrap() <= 1 << 20, "{s}");
@@ -326,14 +348,15 @@ fn cache_metrics_are_exposed() {
 fn the_purge_api_refuses_abuse() {
     let up = counting(Duration::ZERO, 0, product_tags);
     let admin_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let token = "purge-token-0123456789";
-    let gw = Gateway::start_workers(
+    let token = TOKEN;
+    let mut gw = Gateway::start_workers(
         &config(
             up.addr,
             &format!("[admin]\naddress = \"{admin_addr}\"\ntoken = \"{token}\"\n"),
         ),
         2,
     );
+    gw.admin = admin_addr;
     assert_miss_then_hits(&gw, &up, "/p/1", 4);
     let t = Some(token);
     // No token, or a wrong one: 401, nothing purged.
@@ -408,6 +431,7 @@ fn entries_survive_a_reload_and_a_smaller_bound_evicts_down_to_it() {
         let r = get(gw.addr, &format!("/r/{i}"));
         assert_eq!(r.status, 200);
     }
+    wait_stored(&gw, 200);
     let before = cache_stats(gw.admin, None);
     assert!(before["bytes"].as_u64().unwrap() > 1 << 20, "{before}");
     // Same bound: the store (and what it holds) is kept across the reload.
