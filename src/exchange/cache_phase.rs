@@ -127,13 +127,19 @@ pub async fn forward<D: Downstream>(
         // A miss: lead the fetch, or wait for the request already fetching this key.
         match look.store.fill(&look.key, &look.fill_key()) {
             Fill::Leader(guard) => {
-                count(Counted::Miss);
-                let fwd = miss();
-                let out = look
-                    .fetch(core, gen, ex, down, route, p, fx, answer, None, fwd)
-                    .await;
+                // The previous leader may have stored the answer and let go between our
+                // lookup and taking the lock: look once more before going upstream.
+                found = look.find(ex.head);
+                if found.is_none() {
+                    count(Counted::Miss);
+                    let fwd = miss();
+                    let out = look
+                        .fetch(core, gen, ex, down, route, p, fx, answer, None, fwd)
+                        .await;
+                    drop(guard);
+                    return out;
+                }
                 drop(guard);
-                return out;
             }
             Fill::Follower(wait) => {
                 let deadline = Instant::now() + policy.coalesce_timeout;
