@@ -31,6 +31,8 @@ struct Script {
     /// Header lines a 304 carries.
     not_modified_headers: String,
     delay: Duration,
+    /// Pause between the head and the body.
+    body_delay: Duration,
     /// Close the connection without answering.
     hang_up: bool,
     /// Body size (0: `v{n}`); larger bodies are `n` repeated.
@@ -48,6 +50,7 @@ impl Default for Script {
             last_modified: None,
             not_modified_headers: String::new(),
             delay: Duration::ZERO,
+            body_delay: Duration::ZERO,
             hang_up: false,
             big: 0,
             chunked: false,
@@ -108,6 +111,8 @@ impl Origin {
                 "HTTP/1.1 {} X\r\ncontent-type: text/plain\r\n{framing}{head}{}\r\n",
                 s.status, s.headers
             );
+            let _ = w.flush();
+            thread::sleep(s.body_delay);
             if req.method != "HEAD" {
                 if s.chunked {
                     for piece in body.chunks(4096) {
@@ -944,4 +949,33 @@ fn concurrent_misses_collapse_into_one_request() {
         .filter(|r| status_of(r).contains("collapsed"))
         .count();
     assert_eq!(collapsed, 7, "the followers say they were collapsed");
+}
+
+#[test]
+fn waiters_go_upstream_at_once_when_the_leaders_answer_will_not_be_stored() {
+    // The head says private; the body takes 1.5 s. Waiting for the leader's whole body before
+    // finding nothing stored would double every follower's latency.
+    let o = Origin::start(Script {
+        headers: "cache-control: private\r\n".into(),
+        body_delay: Duration::from_millis(1500),
+        ..Script::default()
+    });
+    let gw = gateway(&o, "");
+    let start = Instant::now();
+    let clients: Vec<_> = (0..3)
+        .map(|i| {
+            let addr = gw.addr;
+            thread::sleep(Duration::from_millis(if i == 0 { 0 } else { 100 }));
+            thread::spawn(move || get(addr, "/p").status)
+        })
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().unwrap(), 200);
+    }
+    let took = start.elapsed();
+    assert_eq!(o.count(), 3);
+    assert!(
+        took < Duration::from_millis(2700),
+        "followers waited for the leader's body: {took:?}"
+    );
 }

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use crate::cache::key::{KeyParts, PrimaryKey};
 use crate::cache::stats::{record as count, Outcome as Counted};
 use crate::cache::status::{CacheStatus, Fwd};
+use crate::cache::store::FillGuard;
 use crate::cache::{conditional, control, vary, CachePolicy, Fill, Object, Store};
 use crate::compress::{Coding, CompressPolicy};
 use crate::config::{ProxyAction, Route};
@@ -129,11 +130,12 @@ pub async fn forward<D: Downstream>(
             Fill::Leader(guard) => {
                 count(Counted::Miss);
                 let fwd = miss();
-                let out = look
-                    .fetch(core, gen, ex, down, route, p, fx, answer, None, fwd)
+                // The guard rides with the recorder: followers wake as soon as the answer is
+                // stored, or as soon as it is known it will not be.
+                let lead = Some(guard);
+                return look
+                    .fetch(core, gen, ex, down, route, p, fx, answer, None, fwd, lead)
                     .await;
-                drop(guard);
-                return out;
             }
             Fill::Follower(wait) => {
                 let deadline = Instant::now() + policy.coalesce_timeout;
@@ -148,7 +150,7 @@ pub async fn forward<D: Downstream>(
         count(Counted::Miss);
         let fwd = miss();
         return look
-            .fetch(core, gen, ex, down, route, p, fx, answer, None, fwd)
+            .fetch(core, gen, ex, down, route, p, fx, answer, None, fwd, None)
             .await;
     };
     let now = Instant::now();
@@ -208,8 +210,20 @@ pub async fn forward<D: Downstream>(
     } else {
         Fwd::Request
     };
-    look.fetch(core, gen, ex, down, route, p, fx, answer, Some(hit), fwd)
-        .await
+    look.fetch(
+        core,
+        gen,
+        ex,
+        down,
+        route,
+        p,
+        fx,
+        answer,
+        Some(hit),
+        fwd,
+        None,
+    )
+    .await
 }
 
 /// The request's `max-age` / `min-fresh` refuse a response this old.
@@ -353,6 +367,7 @@ impl<'p> Lookup<'p> {
         answer: StoredAnswer<'_>,
         stale: Option<Found>,
         fwd: Fwd,
+        lead: Option<FillGuard>,
     ) -> Result<Outcome, ProxyError> {
         let mut fx = fx.clone();
         // The cache answers the client's own conditionals; upstream, it asks with its own.
@@ -374,7 +389,7 @@ impl<'p> Lookup<'p> {
             ..CacheStatus::default()
         });
         if ex.head.method == Method::Get {
-            shaped.record = Some(self.recorder());
+            shaped.record = Some(self.recorder(lead));
         }
         if let Some(s) = &stale {
             shaped.revalidating = Some(self.revalidation(s));
@@ -404,8 +419,9 @@ impl<'p> Lookup<'p> {
         }
     }
 
-    fn recorder(&self) -> Recorder<'p> {
+    fn recorder(&self, lead: Option<FillGuard>) -> Recorder<'p> {
         Recorder {
+            lead,
             store: self.store.clone(),
             key: self.key.clone(),
             policy: self.policy,
@@ -572,6 +588,9 @@ pub struct Recorder<'p> {
     pending: Option<Pending>,
     body: Vec<u8>,
     over: bool,
+    /// The coalescing lead for this key: dropped (waking the waiters) once the answer is
+    /// stored or known not to be.
+    lead: Option<FillGuard>,
 }
 
 /// A response being recorded: everything but its body.
@@ -661,6 +680,7 @@ impl Recorder<'_> {
         if (self.body.len() + bytes.len()) as u64 > self.policy.max_object_bytes {
             self.over = true;
             self.body = Vec::new();
+            self.lead = None;
             return;
         }
         self.body.extend_from_slice(bytes);
@@ -876,6 +896,7 @@ fn background_revalidation(
             answer,
             Some(found),
             Fwd::Stale,
+            None,
         );
         let _ = monoio::time::timeout(timeout, fetch).await;
     });
