@@ -146,7 +146,12 @@ impl<D: Downstream> Downstream for Shaped<'_, D> {
         if let Some((policy, coding)) = self.compress {
             self.vary = crate::compress::varies(policy, resp);
             if coding != Coding::Identity && crate::compress::applies(policy, coding, resp) {
-                self.encoder = Some(Encoder::new(policy, coding));
+                // A known length sizes the coding's window to the body.
+                let len = match resp.body {
+                    crate::http1::BodyFraming::Length(n) => Some(n),
+                    _ => None,
+                };
+                self.encoder = Some(Encoder::sized(policy, coding, len));
             }
         }
         if let Some(r) = &mut self.record {
@@ -279,6 +284,24 @@ impl<D: Downstream> Downstream for Shaped<'_, D> {
     async fn flush(&mut self) -> Result<(), ProxyError> {
         if self.swallow {
             return Ok(());
+        }
+        // The forward phase flushes when the upstream has nothing more for now (once per
+        // upstream read at most): what the encoder holds goes out too, so a slowly streamed
+        // response reaches the client as it comes (as Envoy's compressor flushes per frame),
+        // at a few bytes of coding overhead per flush.
+        if let Some(enc) = &mut self.encoder {
+            let mut out = std::mem::take(&mut self.out);
+            out.clear();
+            enc.flush(&mut out);
+            self.record(&out);
+            let n = out.len();
+            let sent = if n > 0 {
+                self.inner.send_body(&mut out, 0..n).await
+            } else {
+                Ok(())
+            };
+            self.out = out;
+            sent?;
         }
         self.inner.flush().await
     }

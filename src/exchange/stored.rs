@@ -244,7 +244,10 @@ impl<'p> Recorder<'p> {
         if self.over {
             return;
         }
-        p.object.body = bytes::Bytes::from(self.body);
+        // Exact size: `Bytes` keeps a Vec's spare capacity, which the byte bound cannot see.
+        let mut body = self.body;
+        body.shrink_to_fit();
+        p.object.body = bytes::Bytes::from(body);
         self.store
             .put(&self.key, p.vary, p.secondary, Arc::new(p.object));
     }
