@@ -979,3 +979,54 @@ fn waiters_go_upstream_at_once_when_the_leaders_answer_will_not_be_stored() {
         "followers waited for the leader's body: {took:?}"
     );
 }
+
+#[test]
+fn compressed_variants_are_stored_and_served_without_recompressing() {
+    use std::io::Read;
+    let o = Origin::start(Script {
+        headers: "cache-control: max-age=30\r\n".into(),
+        big: 4000,
+        ..Script::default()
+    });
+    let cfg = format!(
+        "[policies.c]\ncache = {{ }}\n[policies.gz]\ncompress = {{ codings = [\"gzip\"] }}\n{}\n\
+         [[routes]]\nname = \"r\"\nprefix = \"/\"\npolicies = [\"c\", \"gz\"]\nproxy = {{ upstream = \"app\" }}\n",
+        upstream_toml("app", &[o.up.addr])
+    );
+    let gw = Gateway::start(&cfg);
+    let gunzip = |r: &Response| {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&r.body[..])
+            .read_to_end(&mut out)
+            .expect("gzip body");
+        out
+    };
+    let plain = vec![b'1'; 4000];
+    let r = get_h(&gw, "/z", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert_cs(&r, "fwd=uri-miss; stored");
+    assert_eq!(gunzip(&r), plain);
+    // The hit is the stored compressed bytes, with a length; another spelling of the same
+    // negotiated coding shares the variant.
+    for ae in ["gzip", "deflate, gzip;q=0.8"] {
+        let r = get_h(&gw, "/z", &[("Accept-Encoding", ae)]);
+        assert_cs(&r, "hit");
+        assert_eq!(r.header("content-encoding"), Some("gzip"), "{ae}");
+        assert_eq!(r.framing, "length");
+        assert_eq!(gunzip(&r), plain);
+        assert!(r
+            .header_all("vary")
+            .iter()
+            .any(|v| v.to_ascii_lowercase().contains("accept-encoding")));
+    }
+    // A client without gzip gets its own (identity) variant, never the gzip bytes.
+    let r = get(gw.addr, "/z");
+    assert_eq!(r.header("content-encoding"), None);
+    assert_cs(&r, "fwd=vary-miss");
+    let r = get(gw.addr, "/z");
+    assert_cs(&r, "hit");
+    assert_eq!(r.header("content-encoding"), None);
+    assert_eq!(r.body.len(), 4000);
+    assert!(r.body.iter().all(|&b| b == b'2'));
+    assert_eq!(o.count(), 2);
+}
