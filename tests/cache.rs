@@ -10,6 +10,7 @@
 //! Every upstream body carries a serial number (`v1`, `v2`, ...): a test tells a cached
 //! answer from a fresh one by its body, and counts upstream requests to be sure.
 mod common;
+use common::h2::*;
 use common::*;
 
 use std::io::Write;
@@ -1028,5 +1029,42 @@ fn compressed_variants_are_stored_and_served_without_recompressing() {
     assert_eq!(r.header("content-encoding"), None);
     assert_eq!(r.body.len(), 4000);
     assert!(r.body.iter().all(|&b| b == b'2'));
+    assert_eq!(o.count(), 2);
+}
+
+#[test]
+fn http2_clients_get_hits_304s_and_stale_answers_too() {
+    let o = Origin::start(Script {
+        headers: "cache-control: max-age=1, stale-if-error=60\r\n".into(),
+        etag: Some("\"h\"".into()),
+        ..Script::default()
+    });
+    let gw = start_h2c(&config(&o, "", ""));
+    let mut c = H2Client::h2c(gw.addr).expect("h2c");
+    let r = c.request("GET", "/h2", &[], b"").expect("h2 miss");
+    assert_eq!((r.status, r.text().as_str()), (200, "v1"));
+    let r = c.request("GET", "/h2", &[], b"").expect("h2 hit");
+    assert_eq!(r.text(), "v1");
+    assert!(r.header("cache-status").is_some_and(|v| v.contains("hit")));
+    assert!(r.header("age").is_some());
+    let r = c
+        .request("GET", "/h2", &[("if-none-match", "\"h\"")], b"")
+        .expect("h2 304");
+    assert_eq!(r.status, 304);
+    assert!(r.body.is_empty());
+    let r = c.request("HEAD", "/h2", &[], b"").expect("h2 HEAD");
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    thread::sleep(Duration::from_millis(1100));
+    o.set(|s| {
+        s.status = 502;
+        s.etag = None;
+    });
+    let r = c
+        .request("GET", "/h2", &[], b"")
+        .expect("h2 stale-if-error");
+    assert_eq!((r.status, r.text().as_str()), (200, "v1"));
+    assert!(r
+        .header("cache-status")
+        .is_some_and(|v| v.contains("detail=stale-if-error")));
     assert_eq!(o.count(), 2);
 }
