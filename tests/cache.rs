@@ -1068,3 +1068,47 @@ fn http2_clients_get_hits_304s_and_stale_answers_too() {
         .is_some_and(|v| v.contains("detail=stale-if-error")));
     assert_eq!(o.count(), 2);
 }
+
+#[test]
+fn a_huge_unstorable_body_is_never_buffered_whole() {
+    // 40 MB, chunked (no length to refuse it by up front): the recorder gives up at the
+    // 1 MiB limit and the body streams through; the gateway's memory must not grow by it.
+    let o = Origin::start(Script {
+        headers: "cache-control: max-age=30\r\n".into(),
+        big: 40_000_000,
+        chunked: true,
+        ..Script::default()
+    });
+    let gw = gateway(&o, "max_object_bytes = \"1MiB\"");
+    o.set(|s| s.big = 1000);
+    get(gw.addr, "/warm");
+    o.set(|s| s.big = 40_000_000);
+    let pid = gw.pid();
+    let before = rss_kib(pid);
+    // Sample the peak while the body streams (a buffer freed at the end would not show after).
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        thread::spawn(move || {
+            let mut peak = 0;
+            while !done.load(Ordering::Relaxed) {
+                peak = peak.max(rss_kib(pid));
+                thread::sleep(Duration::from_millis(2));
+            }
+            peak
+        })
+    };
+    let r = get(gw.addr, "/huge");
+    done.store(true, Ordering::Relaxed);
+    let peak = sampler.join().unwrap();
+    assert_eq!(r.body.len(), 40_000_000);
+    assert!(r.body.iter().all(|&b| b == b'2'));
+    let grown = peak.saturating_sub(before);
+    eprintln!("peak RSS growth while streaming 40 MB unstored: {grown} KiB");
+    assert!(
+        grown < 16 * 1024,
+        "peak RSS grew {grown} KiB for a 40 MB unstored body"
+    );
+    // And it was not stored.
+    assert_eq!(get(gw.addr, "/huge").body.first(), Some(&b'3'));
+}
