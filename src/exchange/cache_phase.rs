@@ -5,13 +5,19 @@
 //!
 //! ```text
 //! bypass? (method, Range, no-store, credentials nobody verified) ──► forward, unstored
-//! lookup(primary key) → variant(Vary) ──► fresh:                 serve (hit)
+//!                                         (a successful unsafe method drops the stored target)
+//! lookup(primary key) → variant(Vary) ──► fresh (or within the client's max-stale): serve (hit)
 //!                                    ├──► stale within s-w-r:     serve stale, revalidate in the background
 //!                                    ├──► stale:                  conditional request; 304 → serve refreshed,
 //!                                    │                            5xx/no answer within s-i-e → serve stale
 //!                                    └──► none: coalesce ─► leader: forward and record
 //!                                                        └► follower: wait for it, then look up again
 //! ```
+//!
+//! `only-if-cached` with nothing usable answers 504. The client's `no-cache` / `max-age` /
+//! `min-fresh` send a conditional request even for a fresh object (`fwd=request`). The
+//! answering-from, recording-into and revalidating pieces live in `exchange::stored`, shared
+//! with `shape`; the RFC rules themselves in `cache::{control, conditional, vary, key}`.
 //!
 //! Every policy already passed (the guard ran first), so a cached answer never skips
 //! authentication or rate limits. Per-request fields (request id, CORS, RateLimit, the route's
