@@ -145,11 +145,13 @@ fn gateway(o: &Origin, cache: &str) -> Gateway {
     Gateway::start(&config(o, cache, ""))
 }
 
+/// The config `gateway` starts; `extra_policy` (a `[policies.guard]` table) runs before the
+/// cache on the route.
 fn config(o: &Origin, cache: &str, extra_policy: &str) -> String {
     let policies = if extra_policy.is_empty() {
         "[\"c\"]".to_string()
     } else {
-        "[\"auth\", \"c\"]".to_string()
+        "[\"guard\", \"c\"]".to_string()
     };
     format!(
         "[policies.c]\ncache = {{ {cache} }}\n{extra_policy}\n{}\n\
@@ -750,7 +752,7 @@ fn authenticated_responses_are_kept_per_consumer() {
         config(
             &o,
             "",
-            "[policies.auth]\napi_key = { headers = [\"authorization\"] }\n"
+            "[policies.guard]\napi_key = { headers = [\"authorization\"] }\n"
         )
     );
     let gw = Gateway::start_env(&body, 2, &[("RINGWAY_KEY_SECRET", SECRET)]);
@@ -1111,4 +1113,21 @@ fn a_huge_unstorable_body_is_never_buffered_whole() {
     );
     // And it was not stored.
     assert_eq!(get(gw.addr, "/huge").body.first(), Some(&b'3'));
+}
+
+#[test]
+fn a_hit_never_skips_a_rate_limit() {
+    let o = Origin::start(Script {
+        headers: "cache-control: max-age=30\r\n".into(),
+        ..Script::default()
+    });
+    let limit = "[policies.guard]\nrate_limit = { key = \"ip\", limits = [{ requests = 3, per = \"1h\" }] }\n";
+    let gw = Gateway::start(&config(&o, "", limit));
+    let statuses: Vec<u16> = (0..5).map(|_| get(gw.addr, "/rl").status).collect();
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 429, 429],
+        "the limit counts cache hits too"
+    );
+    assert_eq!(o.count(), 1);
 }
