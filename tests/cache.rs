@@ -10,6 +10,7 @@
 //! Every upstream body carries a serial number (`v1`, `v2`, ...): a test tells a cached
 //! answer from a fresh one by its body, and counts upstream requests to be sure.
 mod common;
+use common::h2::*;
 use common::*;
 
 use std::io::Write;
@@ -31,6 +32,8 @@ struct Script {
     /// Header lines a 304 carries.
     not_modified_headers: String,
     delay: Duration,
+    /// Pause between the head and the body.
+    body_delay: Duration,
     /// Close the connection without answering.
     hang_up: bool,
     /// Body size (0: `v{n}`); larger bodies are `n` repeated.
@@ -48,6 +51,7 @@ impl Default for Script {
             last_modified: None,
             not_modified_headers: String::new(),
             delay: Duration::ZERO,
+            body_delay: Duration::ZERO,
             hang_up: false,
             big: 0,
             chunked: false,
@@ -108,6 +112,8 @@ impl Origin {
                 "HTTP/1.1 {} X\r\ncontent-type: text/plain\r\n{framing}{head}{}\r\n",
                 s.status, s.headers
             );
+            let _ = w.flush();
+            thread::sleep(s.body_delay);
             if req.method != "HEAD" {
                 if s.chunked {
                     for piece in body.chunks(4096) {
@@ -139,11 +145,13 @@ fn gateway(o: &Origin, cache: &str) -> Gateway {
     Gateway::start(&config(o, cache, ""))
 }
 
+/// The config `gateway` starts; `extra_policy` (a `[policies.guard]` table) runs before the
+/// cache on the route.
 fn config(o: &Origin, cache: &str, extra_policy: &str) -> String {
     let policies = if extra_policy.is_empty() {
         "[\"c\"]".to_string()
     } else {
-        "[\"auth\", \"c\"]".to_string()
+        "[\"guard\", \"c\"]".to_string()
     };
     format!(
         "[policies.c]\ncache = {{ {cache} }}\n{extra_policy}\n{}\n\
@@ -744,7 +752,7 @@ fn authenticated_responses_are_kept_per_consumer() {
         config(
             &o,
             "",
-            "[policies.auth]\napi_key = { headers = [\"authorization\"] }\n"
+            "[policies.guard]\napi_key = { headers = [\"authorization\"] }\n"
         )
     );
     let gw = Gateway::start_env(&body, 2, &[("RINGWAY_KEY_SECRET", SECRET)]);
@@ -944,4 +952,182 @@ fn concurrent_misses_collapse_into_one_request() {
         .filter(|r| status_of(r).contains("collapsed"))
         .count();
     assert_eq!(collapsed, 7, "the followers say they were collapsed");
+}
+
+#[test]
+fn waiters_go_upstream_at_once_when_the_leaders_answer_will_not_be_stored() {
+    // The head says private; the body takes 1.5 s. Waiting for the leader's whole body before
+    // finding nothing stored would double every follower's latency.
+    let o = Origin::start(Script {
+        headers: "cache-control: private\r\n".into(),
+        body_delay: Duration::from_millis(1500),
+        ..Script::default()
+    });
+    let gw = gateway(&o, "");
+    let start = Instant::now();
+    let clients: Vec<_> = (0..3)
+        .map(|i| {
+            let addr = gw.addr;
+            thread::sleep(Duration::from_millis(if i == 0 { 0 } else { 100 }));
+            thread::spawn(move || get(addr, "/p").status)
+        })
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().unwrap(), 200);
+    }
+    let took = start.elapsed();
+    assert_eq!(o.count(), 3);
+    assert!(
+        took < Duration::from_millis(2700),
+        "followers waited for the leader's body: {took:?}"
+    );
+}
+
+#[test]
+fn compressed_variants_are_stored_and_served_without_recompressing() {
+    use std::io::Read;
+    let o = Origin::start(Script {
+        headers: "cache-control: max-age=30\r\n".into(),
+        big: 4000,
+        ..Script::default()
+    });
+    let cfg = format!(
+        "[policies.c]\ncache = {{ }}\n[policies.gz]\ncompress = {{ codings = [\"gzip\"] }}\n{}\n\
+         [[routes]]\nname = \"r\"\nprefix = \"/\"\npolicies = [\"c\", \"gz\"]\nproxy = {{ upstream = \"app\" }}\n",
+        upstream_toml("app", &[o.up.addr])
+    );
+    let gw = Gateway::start(&cfg);
+    let gunzip = |r: &Response| {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&r.body[..])
+            .read_to_end(&mut out)
+            .expect("gzip body");
+        out
+    };
+    let plain = vec![b'1'; 4000];
+    let r = get_h(&gw, "/z", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert_cs(&r, "fwd=uri-miss; stored");
+    assert_eq!(gunzip(&r), plain);
+    // The hit is the stored compressed bytes, with a length; another spelling of the same
+    // negotiated coding shares the variant.
+    for ae in ["gzip", "deflate, gzip;q=0.8"] {
+        let r = get_h(&gw, "/z", &[("Accept-Encoding", ae)]);
+        assert_cs(&r, "hit");
+        assert_eq!(r.header("content-encoding"), Some("gzip"), "{ae}");
+        assert_eq!(r.framing, "length");
+        assert_eq!(gunzip(&r), plain);
+        assert!(r
+            .header_all("vary")
+            .iter()
+            .any(|v| v.to_ascii_lowercase().contains("accept-encoding")));
+    }
+    // A client without gzip gets its own (identity) variant, never the gzip bytes.
+    let r = get(gw.addr, "/z");
+    assert_eq!(r.header("content-encoding"), None);
+    assert_cs(&r, "fwd=vary-miss");
+    let r = get(gw.addr, "/z");
+    assert_cs(&r, "hit");
+    assert_eq!(r.header("content-encoding"), None);
+    assert_eq!(r.body.len(), 4000);
+    assert!(r.body.iter().all(|&b| b == b'2'));
+    assert_eq!(o.count(), 2);
+}
+
+#[test]
+fn http2_clients_get_hits_304s_and_stale_answers_too() {
+    let o = Origin::start(Script {
+        headers: "cache-control: max-age=1, stale-if-error=60\r\n".into(),
+        etag: Some("\"h\"".into()),
+        ..Script::default()
+    });
+    let gw = start_h2c(&config(&o, "", ""));
+    let mut c = H2Client::h2c(gw.addr).expect("h2c");
+    let r = c.request("GET", "/h2", &[], b"").expect("h2 miss");
+    assert_eq!((r.status, r.text().as_str()), (200, "v1"));
+    let r = c.request("GET", "/h2", &[], b"").expect("h2 hit");
+    assert_eq!(r.text(), "v1");
+    assert!(r.header("cache-status").is_some_and(|v| v.contains("hit")));
+    assert!(r.header("age").is_some());
+    let r = c
+        .request("GET", "/h2", &[("if-none-match", "\"h\"")], b"")
+        .expect("h2 304");
+    assert_eq!(r.status, 304);
+    assert!(r.body.is_empty());
+    let r = c.request("HEAD", "/h2", &[], b"").expect("h2 HEAD");
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    thread::sleep(Duration::from_millis(1100));
+    o.set(|s| {
+        s.status = 502;
+        s.etag = None;
+    });
+    let r = c
+        .request("GET", "/h2", &[], b"")
+        .expect("h2 stale-if-error");
+    assert_eq!((r.status, r.text().as_str()), (200, "v1"));
+    assert!(r
+        .header("cache-status")
+        .is_some_and(|v| v.contains("detail=stale-if-error")));
+    assert_eq!(o.count(), 2);
+}
+
+#[test]
+fn a_huge_unstorable_body_is_never_buffered_whole() {
+    // 40 MB, chunked (no length to refuse it by up front): the recorder gives up at the
+    // 1 MiB limit and the body streams through; the gateway's memory must not grow by it.
+    let o = Origin::start(Script {
+        headers: "cache-control: max-age=30\r\n".into(),
+        big: 40_000_000,
+        chunked: true,
+        ..Script::default()
+    });
+    let gw = gateway(&o, "max_object_bytes = \"1MiB\"");
+    o.set(|s| s.big = 1000);
+    get(gw.addr, "/warm");
+    o.set(|s| s.big = 40_000_000);
+    let pid = gw.pid();
+    let before = rss_kib(pid);
+    // Sample the peak while the body streams (a buffer freed at the end would not show after).
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        thread::spawn(move || {
+            let mut peak = 0;
+            while !done.load(Ordering::Relaxed) {
+                peak = peak.max(rss_kib(pid));
+                thread::sleep(Duration::from_millis(2));
+            }
+            peak
+        })
+    };
+    let r = get(gw.addr, "/huge");
+    done.store(true, Ordering::Relaxed);
+    let peak = sampler.join().unwrap();
+    assert_eq!(r.body.len(), 40_000_000);
+    assert!(r.body.iter().all(|&b| b == b'2'));
+    let grown = peak.saturating_sub(before);
+    eprintln!("peak RSS growth while streaming 40 MB unstored: {grown} KiB");
+    assert!(
+        grown < 16 * 1024,
+        "peak RSS grew {grown} KiB for a 40 MB unstored body"
+    );
+    // And it was not stored.
+    assert_eq!(get(gw.addr, "/huge").body.first(), Some(&b'3'));
+}
+
+#[test]
+fn a_hit_never_skips_a_rate_limit() {
+    let o = Origin::start(Script {
+        headers: "cache-control: max-age=30\r\n".into(),
+        ..Script::default()
+    });
+    let limit = "[policies.guard]\nrate_limit = { key = \"ip\", limits = [{ requests = 3, per = \"1h\" }] }\n";
+    let gw = Gateway::start(&config(&o, "", limit));
+    let statuses: Vec<u16> = (0..5).map(|_| get(gw.addr, "/rl").status).collect();
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 429, 429],
+        "the limit counts cache hits too"
+    );
+    assert_eq!(o.count(), 1);
 }

@@ -215,3 +215,61 @@ pub fn compile(raw: &RawCache, fail: &mut Fail<'_>) -> Option<CachePolicy> {
     };
     ok.then_some(p)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile_toml(text: &str) -> (Option<CachePolicy>, Vec<String>) {
+        let raw: RawCache = toml::from_str(text).expect("toml");
+        let mut errors = Vec::new();
+        let mut fail =
+            |_: Range<usize>, field: &str, msg: String| errors.push(format!("{field}: {msg}"));
+        let p = compile(&raw, &mut fail);
+        (p, errors)
+    }
+
+    #[test]
+    fn defaults() {
+        let (p, errors) = compile_toml("");
+        let p = p.expect("defaults compile");
+        assert!(errors.is_empty());
+        assert_eq!(p.ttl, DEFAULT_TTL);
+        assert!(p.get && p.head && p.respect_cache_control && p.coalesce);
+        assert!(!p.share_across_consumers);
+        assert!(p.stores_status(200) && p.stores_status(404) && !p.stores_status(500));
+        assert_eq!(p.query, QueryKey::All);
+        assert_eq!(&*p.tag_header, b"surrogate-key");
+    }
+
+    #[test]
+    fn fields_and_mistakes() {
+        let (p, errors) = compile_toml(
+            "ttl = \"5s\"\nstatuses = [200, 500]\nheaders = [\"Accept-Language\"]\nquery = [\"page\"]\nmethods = [\"GET\"]\n",
+        );
+        let p = p.expect("compiles");
+        assert!(errors.is_empty());
+        assert_eq!(p.ttl, Duration::from_secs(5));
+        assert!(p.stores_status(500) && !p.stores_status(404));
+        assert_eq!(&*p.headers[0], b"accept-language");
+        assert!(p.get && !p.head);
+        let (p, errors) = compile_toml(
+            "statuses = [206, 304, 99]\nmethods = [\"POST\"]\nheaders = [\"bad name\"]\nmax_object_bytes = 0\ntag_header = \"\"\n",
+        );
+        assert!(p.is_none());
+        for want in [
+            "statuses[0]",
+            "statuses[1]",
+            "statuses[2]",
+            "methods[0]",
+            "headers[0]",
+            "max_object_bytes",
+            "tag_header",
+        ] {
+            assert!(
+                errors.iter().any(|e| e.starts_with(want)),
+                "{want}: {errors:?}"
+            );
+        }
+    }
+}

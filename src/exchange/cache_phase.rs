@@ -5,13 +5,19 @@
 //!
 //! ```text
 //! bypass? (method, Range, no-store, credentials nobody verified) ──► forward, unstored
-//! lookup(primary key) → variant(Vary) ──► fresh:                 serve (hit)
+//!                                         (a successful unsafe method drops the stored target)
+//! lookup(primary key) → variant(Vary) ──► fresh (or within the client's max-stale): serve (hit)
 //!                                    ├──► stale within s-w-r:     serve stale, revalidate in the background
 //!                                    ├──► stale:                  conditional request; 304 → serve refreshed,
 //!                                    │                            5xx/no answer within s-i-e → serve stale
 //!                                    └──► none: coalesce ─► leader: forward and record
 //!                                                        └► follower: wait for it, then look up again
 //! ```
+//!
+//! `only-if-cached` with nothing usable answers 504. The client's `no-cache` / `max-age` /
+//! `min-fresh` send a conditional request even for a fresh object (`fwd=request`). The
+//! answering-from, recording-into and revalidating pieces live in `exchange::stored`, shared
+//! with `shape`; the RFC rules themselves in `cache::{control, conditional, vary, key}`.
 //!
 //! Every policy already passed (the guard ran first), so a cached answer never skips
 //! authentication or rate limits. Per-request fields (request id, CORS, RateLimit, the route's
@@ -24,35 +30,21 @@ use std::time::{Duration, Instant};
 use crate::cache::key::{KeyParts, PrimaryKey};
 use crate::cache::stats::{record as count, Outcome as Counted};
 use crate::cache::status::{CacheStatus, Fwd};
-use crate::cache::{conditional, control, vary, CachePolicy, Fill, Object, Store};
+use crate::cache::store::FillGuard;
+use crate::cache::{control, vary, CachePolicy, Fill, Object, Store};
 use crate::compress::{Coding, CompressPolicy};
 use crate::config::{ProxyAction, Route};
 use crate::core::{Core, Generation};
-use crate::http1::{self, Method, ResponseHead};
+use crate::http1::{self, Method};
 use crate::policy::pipeline::{Effects, Policy};
 use crate::policy::transform::HeaderEdits;
 
 use super::error::ProxyError;
 use super::model::Exchange;
-use super::response_head::{filter_response_fields, filter_stored_fields, Owned};
+use super::response_head::Owned;
 use super::shape::Shaped;
+use super::stored::{may_serve_on_error, start_stored, Recorder, Revalidation, StoredAnswer};
 use super::wire::{BodyLen, Downstream, Outcome, Response};
-
-/// Most variants (distinct `Vary` values) stored under one primary key.
-pub const MAX_VARIANTS: usize = 32;
-/// Most surrogate keys kept per stored response, and the longest one.
-const MAX_TAGS: usize = 64;
-const MAX_TAG_LEN: usize = 256;
-
-/// What a response served from the store needs from the exchange.
-#[derive(Clone, Copy)]
-pub struct StoredAnswer<'d> {
-    /// The route's response edits for this request.
-    pub edits: Option<&'d HeaderEdits>,
-    pub own: Owned,
-    /// The connection would stay open after the answer.
-    pub keep: bool,
-}
 
 /// Runs the proxy action on a route with a `cache` and/or `compress` policy.
 pub async fn forward<D: Downstream>(
@@ -133,11 +125,12 @@ pub async fn forward<D: Downstream>(
                 if found.is_none() {
                     count(Counted::Miss);
                     let fwd = miss();
-                    let out = look
-                        .fetch(core, gen, ex, down, route, p, fx, answer, None, fwd)
+                    // The guard rides with the recorder: followers wake as soon as the answer
+                    // is stored, or as soon as it is known it will not be.
+                    let lead = Some(guard);
+                    return look
+                        .fetch(core, gen, ex, down, route, p, fx, answer, None, fwd, lead)
                         .await;
-                    drop(guard);
-                    return out;
                 }
                 drop(guard);
             }
@@ -154,7 +147,7 @@ pub async fn forward<D: Downstream>(
         count(Counted::Miss);
         let fwd = miss();
         return look
-            .fetch(core, gen, ex, down, route, p, fx, answer, None, fwd)
+            .fetch(core, gen, ex, down, route, p, fx, answer, None, fwd, None)
             .await;
     };
     let now = Instant::now();
@@ -214,8 +207,20 @@ pub async fn forward<D: Downstream>(
     } else {
         Fwd::Request
     };
-    look.fetch(core, gen, ex, down, route, p, fx, answer, Some(hit), fwd)
-        .await
+    look.fetch(
+        core,
+        gen,
+        ex,
+        down,
+        route,
+        p,
+        fx,
+        answer,
+        Some(hit),
+        fwd,
+        None,
+    )
+    .await
 }
 
 /// The request's `max-age` / `min-fresh` refuse a response this old.
@@ -359,6 +364,7 @@ impl<'p> Lookup<'p> {
         answer: StoredAnswer<'_>,
         stale: Option<Found>,
         fwd: Fwd,
+        lead: Option<FillGuard>,
     ) -> Result<Outcome, ProxyError> {
         let mut fx = fx.clone();
         // The cache answers the client's own conditionals; upstream, it asks with its own.
@@ -380,7 +386,7 @@ impl<'p> Lookup<'p> {
             ..CacheStatus::default()
         });
         if ex.head.method == Method::Get {
-            shaped.record = Some(self.recorder());
+            shaped.record = Some(self.recorder(lead));
         }
         if let Some(s) = &stale {
             shaped.revalidating = Some(self.revalidation(s));
@@ -410,30 +416,26 @@ impl<'p> Lookup<'p> {
         }
     }
 
-    fn recorder(&self) -> Recorder<'p> {
-        Recorder {
-            store: self.store.clone(),
-            key: self.key.clone(),
-            policy: self.policy,
-            per_consumer: self.per_consumer,
-            coding_token: self.coding_token(),
-            request_time: crate::civil::unix_now(),
-            pending: None,
-            body: Vec::new(),
-            over: false,
-        }
+    fn recorder(&self, lead: Option<FillGuard>) -> Recorder<'p> {
+        Recorder::new(
+            self.store.clone(),
+            self.key.clone(),
+            self.policy,
+            self.per_consumer,
+            self.coding_token(),
+            lead,
+        )
     }
 
     fn revalidation(&self, s: &Found) -> Revalidation {
-        Revalidation {
-            object: s.object.clone(),
-            store: self.store.clone(),
-            key: self.key.clone(),
-            vary: s.vary.clone(),
-            secondary: s.secondary.clone(),
-            policy: Arc::new(self.policy.clone()),
-            request_time: crate::civil::unix_now(),
-        }
+        Revalidation::new(
+            s.object.clone(),
+            self.store.clone(),
+            self.key.clone(),
+            s.vary.clone(),
+            s.secondary.clone(),
+            Arc::new(self.policy.clone()),
+        )
     }
 }
 
@@ -488,13 +490,6 @@ fn add_validators(edits: &mut HeaderEdits, obj: &Object) {
     }
 }
 
-fn may_serve_on_error(obj: &Object) -> bool {
-    !obj.must_revalidate
-        && obj
-            .stale_for(Instant::now())
-            .is_some_and(|s| s <= obj.stale_if_error)
-}
-
 /// Answers with a stored object (a hit, a stale hit, or a refreshed one).
 async fn serve<D: Downstream>(
     ex: &mut Exchange<'_>,
@@ -508,283 +503,6 @@ async fn serve<D: Downstream>(
     match down.end_response().await {
         Ok(()) => Outcome::Done(keep),
         Err(_) => Outcome::Done(false),
-    }
-}
-
-/// Starts the answer from a stored object: a 304 when the client's own conditional matches,
-/// the head alone for HEAD, else the whole body (queued with the head). Returns whether the
-/// connection stays open and the status sent.
-pub fn start_stored<D: Downstream>(
-    ex: &Exchange<'_>,
-    down: &mut D,
-    obj: &Object,
-    cs: &CacheStatus,
-    a: &StoredAnswer<'_>,
-) -> (bool, u16) {
-    let now = Instant::now();
-    let mut fields = Vec::with_capacity(obj.fields.len() + 128);
-    let not_modified = conditional::not_modified(ex.head, obj);
-    let status = if not_modified {
-        let mut lines = Vec::new();
-        conditional::not_modified_fields(obj, &mut lines);
-        filter_stored_fields(&lines, a.edits, a.own, &mut fields);
-        304
-    } else {
-        filter_stored_fields(&obj.fields, a.edits, a.own, &mut fields);
-        obj.status
-    };
-    http1::write_header(
-        &mut fields,
-        b"age",
-        obj.age(now).as_secs().to_string().as_bytes(),
-    );
-    crate::cache::status::write(&mut fields, cs);
-    let bodiless = not_modified || obj.status == 204 || ex.head.method == Method::Head;
-    let body = if bodiless {
-        if ex.head.method == Method::Head && !not_modified && obj.status != 204 {
-            http1::write_header(
-                &mut fields,
-                b"content-length",
-                obj.body.len().to_string().as_bytes(),
-            );
-        }
-        BodyLen::Bare
-    } else {
-        BodyLen::Length(obj.body.len() as u64)
-    };
-    let r = Response {
-        status,
-        fields: &fields,
-        body,
-        keep: a.keep,
-    };
-    let keep = down.start_response(ex, &r);
-    if !bodiless {
-        down.queue_body(&obj.body);
-    }
-    (keep, status)
-}
-
-/// Records a proxied response into the store while it streams to the client. Bodies past the
-/// policy's size limit are dropped as soon as they cross it (never buffered whole).
-pub struct Recorder<'p> {
-    store: Arc<Store>,
-    key: PrimaryKey,
-    policy: &'p CachePolicy,
-    per_consumer: bool,
-    coding_token: Option<&'static str>,
-    /// Unix seconds the request went upstream.
-    request_time: u64,
-    pending: Option<Pending>,
-    body: Vec<u8>,
-    over: bool,
-}
-
-/// A response being recorded: everything but its body.
-struct Pending {
-    object: Object,
-    vary: Box<[Box<[u8]>]>,
-    secondary: Box<[u8]>,
-}
-
-impl Recorder<'_> {
-    /// Decides from the upstream's head whether the response is stored (`Err`: why not, for
-    /// `Cache-Status`). `coding`: the response is compressed so; `vary`: it varies on
-    /// `Accept-Encoding`.
-    pub fn head(
-        &mut self,
-        ex: &Exchange<'_>,
-        resp: &ResponseHead,
-        coding: Option<Coding>,
-        varies: bool,
-    ) -> Result<(), &'static str> {
-        if let http1::BodyFraming::Length(n) = resp.body {
-            if coding.is_none() && n > self.policy.max_object_bytes {
-                return Err("too-large");
-            }
-        }
-        let mut fields = Vec::with_capacity(512);
-        filter_response_fields(resp, None, Owned::default(), &mut fields);
-        let mut fields = strip(&fields, &[b"age", b"content-length"]);
-        if let Some(c) = coding {
-            let plain = std::mem::take(&mut fields);
-            crate::compress::rewrite_fields(c, &plain, &mut fields);
-        }
-        if varies {
-            let plain = std::mem::take(&mut fields);
-            crate::compress::add_vary(&plain, &mut fields);
-        }
-        let response_time = crate::civil::unix_now();
-        let fresh = control::storable(
-            self.policy,
-            ex.head,
-            self.per_consumer,
-            resp,
-            &fields,
-            self.request_time,
-            response_time,
-        )?;
-        let vary = vary::names(&fields).ok_or("vary")?;
-        let secondary = vary::secondary(&vary, ex.head, self.coding_token);
-        if let Some(entry) = self.store.get(&self.key) {
-            // Bounded variants per key: an upstream varying on a field clients choose freely
-            // (User-Agent, a cookie) cannot turn one URL into thousands of objects.
-            let new_variant = entry.vary != vary || entry.find(&secondary).is_none();
-            if entry.vary == vary && new_variant && entry.variants.len() >= MAX_VARIANTS {
-                return Err("vary-limit");
-            }
-        }
-        let field = |n: &[u8]| crate::cache::object::field(&fields, n).map(Box::<[u8]>::from);
-        let object = Object {
-            status: resp.status,
-            etag: field(b"etag"),
-            last_modified: field(b"last-modified"),
-            tags: tags(resp, &self.policy.tag_header),
-            resource: self.key.resource().into(),
-            fields: fields.into(),
-            body: bytes::Bytes::new(),
-            stored_at: Instant::now(),
-            initial_age: fresh.initial_age,
-            fresh_for: fresh.fresh_for,
-            stale_while_revalidate: fresh.stale_while_revalidate,
-            stale_if_error: fresh.stale_if_error,
-            must_revalidate: fresh.must_revalidate,
-            no_cache: fresh.no_cache,
-        };
-        self.pending = Some(Pending {
-            object,
-            vary,
-            secondary,
-        });
-        Ok(())
-    }
-
-    /// Appends body bytes as the client gets them.
-    pub fn body(&mut self, bytes: &[u8]) {
-        if self.over || self.pending.is_none() {
-            return;
-        }
-        if (self.body.len() + bytes.len()) as u64 > self.policy.max_object_bytes {
-            self.over = true;
-            self.body = Vec::new();
-            return;
-        }
-        self.body.extend_from_slice(bytes);
-    }
-
-    /// The response ended cleanly: store it (unless it grew past the limit).
-    pub fn finish(self) {
-        let Some(mut p) = self.pending else { return };
-        if self.over {
-            return;
-        }
-        // Exact size: `Bytes` keeps a Vec's spare capacity, which the byte bound cannot see.
-        let mut body = self.body;
-        body.shrink_to_fit();
-        p.object.body = bytes::Bytes::from(body);
-        self.store
-            .put(&self.key, p.vary, p.secondary, Arc::new(p.object));
-    }
-}
-
-/// `fields` without the lines named in `drop`.
-fn strip(fields: &[u8], drop: &[&[u8]]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(fields.len());
-    for (n, v) in crate::cache::object::field_lines(fields) {
-        if !drop.iter().any(|d| n.eq_ignore_ascii_case(d)) {
-            http1::write_header(&mut out, n, v);
-        }
-    }
-    out
-}
-
-/// The surrogate keys in the upstream's tag header (space-separated), bounded.
-fn tags(resp: &ResponseHead, header: &[u8]) -> Box<[Box<[u8]>]> {
-    let mut out: Vec<Box<[u8]>> = Vec::new();
-    if header.is_empty() {
-        return out.into();
-    }
-    for (n, v) in resp.headers() {
-        if !n.eq_ignore_ascii_case(header) {
-            continue;
-        }
-        for t in v.split(|b| b.is_ascii_whitespace()) {
-            if !t.is_empty() && t.len() <= MAX_TAG_LEN && out.len() < MAX_TAGS {
-                out.push(t.into());
-            }
-        }
-    }
-    out.into()
-}
-
-/// A stale object being revalidated: served again (refreshed) on a 304, or as it is on a 5xx
-/// within its stale-if-error bound.
-pub struct Revalidation {
-    pub object: Arc<Object>,
-    store: Arc<Store>,
-    key: PrimaryKey,
-    vary: Box<[Box<[u8]>]>,
-    secondary: Box<[u8]>,
-    policy: Arc<CachePolicy>,
-    request_time: u64,
-}
-
-impl Revalidation {
-    /// The stored object refreshed by the upstream's 304 (RFC 9111 4.3.4), stored in its place.
-    pub fn refreshed(&self, resp: &ResponseHead) -> Arc<Object> {
-        let old = &self.object;
-        let mut fields = Vec::with_capacity(old.fields.len() + 64);
-        conditional::refresh_fields(&old.fields, resp, &mut fields);
-        let fresh = control::freshness(
-            &self.policy,
-            &fields,
-            resp.header("age"),
-            self.request_time,
-            crate::civil::unix_now(),
-        );
-        let field = |n: &[u8]| crate::cache::object::field(&fields, n).map(Box::<[u8]>::from);
-        let obj = Arc::new(Object {
-            status: old.status,
-            etag: field(b"etag").or_else(|| old.etag.clone()),
-            last_modified: field(b"last-modified").or_else(|| old.last_modified.clone()),
-            tags: old.tags.clone(),
-            resource: old.resource.clone(),
-            body: old.body.clone(),
-            fields: fields.into(),
-            stored_at: Instant::now(),
-            initial_age: fresh.initial_age,
-            fresh_for: fresh.fresh_for,
-            stale_while_revalidate: fresh.stale_while_revalidate,
-            stale_if_error: fresh.stale_if_error,
-            must_revalidate: fresh.must_revalidate,
-            no_cache: fresh.no_cache,
-        });
-        let d = control::response_directives(&obj.fields);
-        if d.no_store || d.private || d.overflow {
-            // The upstream withdrew permission to store it: this client gets it, nobody else.
-            self.store.remove(&self.key);
-        } else {
-            self.store.put(
-                &self.key,
-                self.vary.clone(),
-                self.secondary.clone(),
-                obj.clone(),
-            );
-        }
-        obj
-    }
-
-    /// The upstream failed: may the stale object answer instead?
-    pub fn may_serve_on_error(&self) -> bool {
-        may_serve_on_error(&self.object)
-    }
-
-    /// This revalidation, now serving `obj`.
-    pub fn serving(self, obj: Arc<Object>) -> Revalidation {
-        Revalidation {
-            object: obj,
-            ..self
-        }
     }
 }
 
@@ -820,7 +538,11 @@ fn background_revalidation(
     let facts_consumer = ex.facts.consumer.clone();
     let origin = ex.facts.origin;
     let fx = fx.clone();
-    let reval = look.revalidation(hit);
+    let found = Found {
+        object: hit.object.clone(),
+        vary: hit.vary.clone(),
+        secondary: hit.secondary.clone(),
+    };
     let recorder_parts = (
         look.store.clone(),
         look.key.clone(),
@@ -863,11 +585,6 @@ fn background_revalidation(
             coding,
             per_consumer,
         };
-        let found = Found {
-            object: reval.object.clone(),
-            vary: reval.vary.clone(),
-            secondary: reval.secondary.clone(),
-        };
         let mut sink = Discard;
         let answer = StoredAnswer {
             edits: None,
@@ -885,6 +602,7 @@ fn background_revalidation(
             answer,
             Some(found),
             Fwd::Stale,
+            None,
         );
         let _ = monoio::time::timeout(timeout, fetch).await;
     });

@@ -21,8 +21,9 @@ use super::send::{send_with_retry, wants_websocket, Attempt};
 use super::upstream_head::{write_upstream_head, UpstreamHead};
 use super::wire::{Downstream, Outcome};
 
-/// Runs the proxy action: through the cache phase on a route with a `cache` or `compress`
-/// policy, else straight to the upstream. `Err` only before anything was sent to the client.
+/// Runs the proxy action on a route without a `cache` or `compress` policy (those go through
+/// `exchange::cache_phase`, chosen by the pipeline, which calls `proxy` itself). `Err` only
+/// before anything was sent to the client.
 pub async fn forward<D: Downstream>(
     core: &Core,
     gen: &Rc<Generation>,
@@ -32,9 +33,6 @@ pub async fn forward<D: Downstream>(
     p: &ProxyAction,
     fx: &Effects,
 ) -> Result<Outcome, ProxyError> {
-    if fx.cache.is_some() || fx.compress.is_some() {
-        return super::cache_phase::forward(core, gen, ex, down, route, p, fx).await;
-    }
     proxy(core, gen, ex, down, route, p, fx).await
 }
 

@@ -9,8 +9,9 @@
 //! `body` (body streaming), `local` (static / redirect / echo), `respond` (errors and local
 //! answers become responses here), `error` (the error table), `origin` (who the client is),
 //! `upstream_head` (the head sent upstream), `response_head` (the client's head for a proxied
-//! answer), `cache_phase` (the response cache around forwarding) and `shape` (compression and
-//! the cache's recorder between the upstream's body and the wire), `client_cert` (its `x-forwarded-client-cert`),
+//! answer), `cache_phase` (the response cache around forwarding), `shape` (compression and
+//! the cache's recorder between the upstream's body and the wire) and `stored` (answering from,
+//! recording into and revalidating the store, shared by those two), `client_cert` (its `x-forwarded-client-cert`),
 //! `memory` (a wire made of memory, for tests and
 //! fuzzing).
 
@@ -35,6 +36,7 @@ pub mod retry;
 pub mod route;
 pub mod send;
 pub mod shape;
+pub mod stored;
 pub mod traffic;
 pub mod upstream_head;
 pub mod wire;

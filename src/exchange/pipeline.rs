@@ -18,7 +18,7 @@ use crate::core::{Core, Generation};
 use super::error::ProxyError;
 use super::model::Exchange;
 use super::wire::{Downstream, Outcome};
-use super::{forward, guard, local, respond, route};
+use super::{cache_phase, forward, guard, local, respond, route};
 
 /// Runs one exchange to its end on `down`.
 pub async fn run<D: Downstream>(
@@ -55,6 +55,11 @@ async fn phases<D: Downstream>(
     let route = route::resolve(cfg, ex, lookup)?;
     let fx = guard::run_policies(core, ex, cfg, route).await?;
     match &route.action {
+        // Routes with a cache or compress policy take the cache phase, which forwards
+        // through `forward::proxy` itself (so `forward` never depends on it).
+        Action::Proxy(p) if fx.cache.is_some() || fx.compress.is_some() => {
+            cache_phase::forward(core, gen, ex, down, route, p, &fx).await
+        }
         Action::Proxy(p) => forward::forward(core, gen, ex, down, route, p, &fx).await,
         Action::Static(s) => local::static_response(core, ex, down, route, s).await,
         Action::Redirect(r) => local::redirect(core, ex, down, route, r).await,

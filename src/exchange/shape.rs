@@ -22,9 +22,9 @@ use crate::cache::Object;
 use crate::compress::{Coding, CompressPolicy, Encoder};
 use crate::http1::{RequestHead, ResponseHead};
 
-use super::cache_phase::{start_stored, Recorder, Revalidation, StoredAnswer};
 use super::error::ProxyError;
 use super::model::Exchange;
+use super::stored::{start_stored, Recorder, Revalidation, StoredAnswer};
 use super::wire::{BodyLen, Downstream, Response};
 
 /// The wire `D`, with a proxied response's compression and recording in front of it.
