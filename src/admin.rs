@@ -6,8 +6,10 @@
 //! metrics), `GET /stats` (latency percentiles per route and upstream, JSON), `GET /config`
 //! (generation, source, keyed content hash, loaded-at, last reload error), `GET /routes` (the
 //! compiled table in match order), `GET /upstreams` (each upstream's targets with their health:
-//! active checks, ejections, panic mode; `upstream::report`) and `POST /reload` (same as
-//! SIGHUP, answers with the result).
+//! active checks, ejections, panic mode; `upstream::report`), `POST /reload` (same as
+//! SIGHUP, answers with the result), `GET /cache` (the response cache's counters and store
+//! totals) and `POST /cache/purge` (JSON `{"url"|"prefix"|"tag": "..."}` or `{"all": true}`,
+//! at most [`MAX_BODY`] bytes; answers with the number of objects dropped).
 //!
 //! Concurrency: one accept thread hands each connection to its own short-lived thread, at most
 //! [`MAX_CONNECTIONS`] at once (beyond that a connection gets an immediate 503 and is closed), so
@@ -43,6 +45,10 @@ pub const MAX_CONNECTIONS: usize = 64;
 pub const HEAD_DEADLINE: Duration = Duration::from_secs(5);
 /// Write timeout for the response.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest request body accepted (`POST /cache/purge`); larger gets 413.
+pub const MAX_BODY: usize = 64 * 1024;
+/// How long a refused body is read and dropped before the connection closes.
+const REFUSED_DRAIN: Duration = Duration::from_secs(1);
 
 /// Binds the admin address (plain, no SO_REUSEPORT: only one process may own it).
 pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
@@ -234,6 +240,11 @@ fn metrics(shared: &Shared, workers: usize) -> Reply {
     crate::metrics::render_limiters(&limiters, &mut text);
     crate::metrics::render_global_limits(&globals, &mut text);
     crate::metrics::render_redis(cfg.redis.as_ref().map(|r| &r.health), &mut text);
+    crate::metrics::render_cache(
+        &crate::cache::stats::totals(),
+        &shared.runtime.cache.stats(),
+        &mut text,
+    );
     let mirrors = cfg
         .upstreams
         .iter()
@@ -292,13 +303,86 @@ fn message(status: u16, key: &str, text: &str) -> Reply {
     json(status, b)
 }
 
+/// A parsed request head (owned, so the buffer can grow while the body is read).
+struct Head {
+    method: String,
+    path: String,
+    auth: Option<Vec<u8>>,
+    /// Bytes of the head (the body starts there).
+    len: usize,
+    /// `Content-Length` (0 without one); `Err` when it is malformed or the body is chunked.
+    body_len: Result<usize, &'static str>,
+}
+
+fn parse_head(buf: &[u8]) -> Result<Option<Head>, ()> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => {
+            let find = |name: &str| {
+                req.headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case(name))
+                    .map(|h| h.value)
+            };
+            let body_len = if find("transfer-encoding").is_some() {
+                Err("chunked request bodies are not accepted; send Content-Length")
+            } else {
+                match find("content-length") {
+                    None => Ok(0),
+                    Some(v) => std::str::from_utf8(v)
+                        .ok()
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .ok_or("malformed Content-Length"),
+                }
+            };
+            Ok(Some(Head {
+                method: req.method.unwrap_or("").to_string(),
+                path: req
+                    .path
+                    .unwrap_or("")
+                    .split('?')
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+                auth: find("authorization").map(<[u8]>::to_vec),
+                len,
+                body_len,
+            }))
+        }
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(_) => Err(()),
+    }
+}
+
+/// Endpoints that read a request body, and how large it may be.
+fn body_limit(method: &str, path: &str) -> Option<usize> {
+    (method == "POST" && path == "/cache/purge").then_some(MAX_BODY)
+}
+
+/// Reads from `s` into `buf` until it holds `want` bytes; `false` on EOF, error or `deadline`.
+fn read_until(s: &mut TcpStream, buf: &mut Vec<u8>, want: usize, deadline: Instant) -> bool {
+    let mut chunk = [0u8; 4096];
+    while buf.len() < want {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || s.set_read_timeout(Some(left)).is_err() {
+            return false;
+        }
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    true
+}
+
 fn handle(ctx: &Ctx, mut s: TcpStream) {
     let _ = s.set_write_timeout(Some(WRITE_TIMEOUT));
     let deadline = Instant::now() + HEAD_DEADLINE;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
-    let reply = loop {
-        // One deadline for the whole head: a client trickling bytes cannot hold the slot.
+    let head = loop {
+        // One deadline for the whole request: a client trickling bytes cannot hold the slot.
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() || s.set_read_timeout(Some(left)).is_err() {
             return;
@@ -308,24 +392,49 @@ fn handle(ctx: &Ctx, mut s: TcpStream) {
             Ok(n) => n,
         };
         buf.extend_from_slice(&chunk[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&buf) {
-            Ok(httparse::Status::Complete(_)) => {
-                let method = req.method.unwrap_or("");
-                let path = req.path.unwrap_or("").split('?').next().unwrap_or("");
-                let auth = req
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("authorization"))
-                    .map(|h| h.value);
-                break route(ctx, method, path, auth);
-            }
-            Ok(httparse::Status::Partial) if buf.len() < MAX_REQUEST => continue,
-            _ => break message(400, "error", "malformed request"),
+        match parse_head(&buf) {
+            Ok(Some(h)) => break Ok(h),
+            Ok(None) if buf.len() < MAX_REQUEST => continue,
+            _ => break Err(message(400, "error", "malformed request")),
         }
     };
+    let mut refused_body = false;
+    let reply = match head {
+        Err(r) => r,
+        Ok(h) => match (body_limit(&h.method, &h.path), h.body_len) {
+            (None, _) => route(ctx, &h.method, &h.path, h.auth.as_deref(), b""),
+            (Some(_), Err(why)) => {
+                refused_body = true;
+                message(400, "error", why)
+            }
+            (Some(max), Ok(n)) if n > max => {
+                refused_body = true;
+                message(
+                    413,
+                    "error",
+                    &format!("request body over {max} bytes refused"),
+                )
+            }
+            (Some(_), Ok(n)) => {
+                if !read_until(&mut s, &mut buf, h.len + n, deadline) {
+                    return;
+                }
+                let body = &buf[h.len..h.len + n];
+                route(ctx, &h.method, &h.path, h.auth.as_deref(), body)
+            }
+        },
+    };
     let _ = s.write_all(&serialize(&reply));
+    if refused_body {
+        // Read (and drop) what the client still sends for a short while, so closing sends a
+        // FIN it can read the answer before, not a reset that may discard it.
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let until = Instant::now() + REFUSED_DRAIN;
+        let mut sink = Vec::new();
+        while read_until(&mut s, &mut sink, 1, until) {
+            sink.clear();
+        }
+    }
 }
 
 fn serialize(reply: &Reply) -> Vec<u8> {
@@ -365,7 +474,7 @@ fn readiness(draining: bool, accepting: usize, workers: usize) -> (u16, &'static
     }
 }
 
-fn route(ctx: &Ctx, method: &str, path: &str, auth: Option<&[u8]>) -> Reply {
+fn route(ctx: &Ctx, method: &str, path: &str, auth: Option<&[u8]>, body: &[u8]) -> Reply {
     let shared = &*ctx.shared;
     let workers = ctx.workers;
     match (method, path) {
@@ -391,6 +500,14 @@ fn route(ctx: &Ctx, method: &str, path: &str, auth: Option<&[u8]>) -> Reply {
         ("GET", "/stats") => stats(shared),
         ("GET", "/routes") => routes(shared),
         ("GET", "/upstreams") => upstreams(shared),
+        ("GET", "/cache") => json(
+            200,
+            crate::cache::stats::json(
+                &crate::cache::stats::totals(),
+                &shared.runtime.cache.stats(),
+            ),
+        ),
+        ("POST", "/cache/purge") => purge(shared, body),
         ("POST", "/reload") => {
             crate::log::info("admin: POST /reload");
             match crate::control::reload(shared, &ctx.config_path) {
@@ -407,10 +524,36 @@ fn route(ctx: &Ctx, method: &str, path: &str, auth: Option<&[u8]>) -> Reply {
         (
             _,
             "/health" | "/ready" | "/metrics" | "/stats" | "/config" | "/routes" | "/upstreams"
-            | "/reload",
+            | "/reload" | "/cache" | "/cache/purge",
         ) => message(405, "error", "method not allowed"),
         _ => message(404, "error", "no such admin endpoint"),
     }
+}
+
+/// `POST /cache/purge`: drops what the JSON body names from the shared store (every worker's
+/// view: the store is one per process, so the purge is complete when this answers), then hands
+/// it to the Redis thread to publish to the other instances when `[redis]` is configured.
+fn purge(shared: &Shared, body: &[u8]) -> Reply {
+    let p = match crate::cache::purge::Purge::from_json(body) {
+        Ok(p) => p,
+        Err(e) => return message(400, "error", &e),
+    };
+    let n = shared.runtime.cache.purge(&p);
+    let fanout = shared.config.load().redis.is_some();
+    crate::log::info(&format!(
+        "admin: cache purge {}: {n} objects dropped",
+        p.describe()
+    ));
+    if fanout {
+        shared.cache_purges.push(p);
+    }
+    let mut b = Vec::new();
+    b.extend_from_slice(b"{\"purged\":");
+    b.extend_from_slice(n.to_string().as_bytes());
+    b.extend_from_slice(b",\"fanout\":");
+    b.extend_from_slice(if fanout { b"\"redis\"" } else { b"null" });
+    b.extend_from_slice(b"}\n");
+    json(200, b)
 }
 
 /// Does `Authorization: Bearer <token>` carry the token whose keyed digest is `expected`?

@@ -1,5 +1,6 @@
 //! ringway command line: `ringway [--config FILE] [--workers N]` runs the gateway,
 //! `ringway check --config FILE` validates a config (`--system`: plus kernel tuning advice), `ringway keys ...` manages API keys,
+//! `ringway purge url|prefix|tag|all ...` purges the response cache through the admin API,
 //! `ringway man` / `ringway completions SHELL` print the man page and shell completions.
 //! See README.md for exit codes.
 
@@ -66,6 +67,18 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "csv")]
         format: UsageFormat,
     },
+    /// Purge the response cache through the admin API (every worker; with `[redis]`, every
+    /// instance). The admin address and token come from the config file unless given.
+    Purge {
+        #[command(subcommand)]
+        what: PurgeWhat,
+        /// Admin API address (default: `[admin] address` of --config).
+        #[arg(long, global = true)]
+        admin: Option<String>,
+        /// Admin token (default: $RINGWAY_ADMIN_TOKEN, then `[admin] token` of --config).
+        #[arg(long, global = true)]
+        token: Option<String>,
+    },
     /// Config file tools.
     Config {
         #[command(subcommand)]
@@ -87,6 +100,18 @@ enum UsageFormat {
 }
 
 #[derive(Subcommand)]
+enum PurgeWhat {
+    /// One resource: `host/path?query` (every variant and consumer of it).
+    Url { url: String },
+    /// Every resource starting with `host/path-prefix`.
+    Prefix { prefix: String },
+    /// Every object the upstream tagged with this surrogate key.
+    Tag { tag: String },
+    /// Everything.
+    All,
+}
+
+#[derive(Subcommand)]
 enum ConfigCmd {
     /// Print the config file's JSON Schema (for editors: Taplo, Even Better TOML).
     Schema,
@@ -98,6 +123,7 @@ fn main() -> ExitCode {
         Some(Cmd::Check { system }) => check(&cli.config, system.then_some(cli.workers)),
         Some(Cmd::Keys { cmd }) => ringway::apikey::cli::run(&cmd, &cli.config),
         Some(Cmd::Usage { from, to, format }) => usage(&cli.config, &from, &to, format),
+        Some(Cmd::Purge { what, admin, token }) => purge(&cli.config, &what, admin, token),
         Some(Cmd::Config {
             cmd: ConfigCmd::Schema,
         }) => {
@@ -157,6 +183,91 @@ fn usage(path: &Path, from: &str, to: &str, format: UsageFormat) -> ExitCode {
             eprintln!("error: reading usage from Redis: {e:?}");
             ExitCode::from(EXIT_STARTUP)
         }
+    }
+}
+
+/// How long `ringway purge` waits for the admin API (connect, write, answer).
+const PURGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `ringway purge`: `POST /cache/purge` on the admin API; prints its JSON answer.
+fn purge(path: &Path, what: &PurgeWhat, admin: Option<String>, token: Option<String>) -> ExitCode {
+    use std::io::{Read, Write};
+    let body = {
+        let mut b = Vec::new();
+        let (key, value) = match what {
+            PurgeWhat::Url { url } => ("url", Some(url)),
+            PurgeWhat::Prefix { prefix } => ("prefix", Some(prefix)),
+            PurgeWhat::Tag { tag } => ("tag", Some(tag)),
+            PurgeWhat::All => ("all", None),
+        };
+        b.push(b'{');
+        ringway::json::string_into(&mut b, key.as_bytes());
+        b.push(b':');
+        match value {
+            Some(v) => ringway::json::string_into(&mut b, v.as_bytes()),
+            None => b.extend_from_slice(b"true"),
+        }
+        b.push(b'}');
+        b
+    };
+    let token = token.or_else(|| std::env::var("RINGWAY_ADMIN_TOKEN").ok());
+    let (addr, token) = match (admin, token) {
+        (Some(a), t) => (a, t),
+        (None, t) => match config::load(path, 1) {
+            Ok(cfg) => match &cfg.admin {
+                Some(a) => (a.addr.to_string(), t.or_else(|| a.token.clone())),
+                None => {
+                    eprintln!(
+                        "error: {}: no [admin] table; pass --admin ADDR",
+                        path.display()
+                    );
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            },
+            Err(errs) => {
+                errs.iter().for_each(|e| eprintln!("error: {e}"));
+                eprintln!("(or pass --admin ADDR to skip reading the config)");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+    };
+    let Ok(sock) = addr.parse::<std::net::SocketAddr>() else {
+        eprintln!("error: --admin {addr:?}: expected IP:PORT");
+        return ExitCode::from(EXIT_USAGE);
+    };
+    let mut req = format!(
+        "POST /cache/purge HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    if let Some(t) = &token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut answer = Vec::new();
+    let sent = std::net::TcpStream::connect_timeout(&sock, PURGE_TIMEOUT).and_then(|mut s| {
+        s.set_read_timeout(Some(PURGE_TIMEOUT))?;
+        s.set_write_timeout(Some(PURGE_TIMEOUT))?;
+        s.write_all(req.as_bytes())?;
+        s.write_all(&body)?;
+        s.read_to_end(&mut answer)
+    });
+    if let Err(e) = sent {
+        eprintln!("error: admin API at {addr}: {e}");
+        return ExitCode::from(EXIT_STARTUP);
+    }
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .unwrap_or(0);
+    let reply = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).trim();
+    if status == 200 {
+        println!("{reply}");
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("error: admin API answered {status}: {reply}");
+        ExitCode::from(EXIT_CONFIG)
     }
 }
 
@@ -418,7 +529,7 @@ fn serve(
             return ExitCode::from(EXIT_STARTUP);
         }
         log::info(&format!(
-            "admin API on http://{addr} (/health /ready /metrics /stats /config /routes /upstreams, POST /reload)"
+            "admin API on http://{addr} (/health /ready /metrics /stats /config /routes /upstreams /cache, POST /reload /cache/purge)"
         ));
     }
     log::info(&format!(

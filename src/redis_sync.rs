@@ -4,7 +4,17 @@
 //! waiting for it. After the workers have stopped, the control thread sets
 //! `Shared::redis_stop`; the thread then runs one last tick (the final usage flush) and ends.
 //! Without a `[redis]` table it only naps.
+//!
+//! Cache purge fan-out (`purge_fanout`): purges made through this instance's admin API
+//! (`Shared::cache_purges`) are PUBLISHed on `{prefix}:cache:purge` as soon as they are queued,
+//! and a SUBSCRIBE on the same channel applies every other instance's purges to the local store
+//! (messages carry the sender's instance id; an instance skips its own). Delivery is pub/sub's:
+//! an instance that is disconnected when a purge is published misses it (its entries then live
+//! until their TTL); purges queued while Redis is down are kept (bounded) and published when it
+//! is back.
 
+use std::cell::Cell;
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +40,7 @@ pub fn spawn(shared: Arc<Shared>) -> std::io::Result<()> {
 async fn run(shared: Arc<Shared>) {
     // Its own tasks: a subscription and a version poll (`[api_keys] store = "redis"`).
     monoio::spawn(crate::key_sync::run(shared.clone()));
+    monoio::spawn(purge_fanout(shared.clone()));
     let mut client: Option<Client> = None;
     loop {
         let last = shared.redis_stop.load(Ordering::SeqCst);
@@ -52,6 +63,120 @@ async fn run(shared: Arc<Shared>) {
             return;
         }
         monoio::time::sleep(TICK).await;
+    }
+}
+
+/// How often the purge fan-out looks at the config when idle, and the subscription's poll.
+const PURGE_POLL: Duration = Duration::from_secs(1);
+/// Wait before retrying a failed PUBLISH or SUBSCRIBE.
+const PURGE_RETRY: Duration = Duration::from_millis(200);
+
+/// Publishes this instance's purges and applies the others' while `[redis]` is configured.
+async fn purge_fanout(shared: Arc<Shared>) {
+    while !shared.redis_stop.load(Ordering::Relaxed) {
+        let redis = shared.config.load().redis.clone();
+        match redis {
+            Some(rs) => purge_for(&shared, rs).await,
+            None => {
+                // Nowhere to publish: a purge made before `[redis]` existed stays local.
+                drop(shared.cache_purges.take());
+                monoio::time::sleep(PURGE_POLL).await;
+            }
+        }
+    }
+}
+
+/// The fan-out against one `[redis]` record, until the config names another one.
+async fn purge_for(shared: &Arc<Shared>, rs: Arc<crate::redis::RedisShared>) {
+    let channel = rs.name("cache:purge");
+    let stop = Rc::new(Cell::new(false));
+    monoio::spawn(purge_subscriber(
+        shared.clone(),
+        rs.clone(),
+        channel.clone(),
+        stop.clone(),
+    ));
+    let client = Client::new(rs.clone());
+    let outbox = &shared.cache_purges;
+    let same = || {
+        shared
+            .config
+            .load()
+            .redis
+            .as_ref()
+            .is_some_and(|r| Arc::ptr_eq(r, &rs))
+    };
+    let mut failing = false;
+    while !shared.redis_stop.load(Ordering::Relaxed) && same() {
+        // Listen before taking, so a purge queued in between still wakes us.
+        let listener = outbox.event.listen();
+        let mut batch = outbox.take();
+        let mut sent = 0;
+        for p in &batch {
+            let msg = p.to_message(outbox.instance);
+            let res = client
+                .cmd(None, &[b"PUBLISH", channel.as_bytes(), &msg])
+                .await;
+            if let Err(e) = res {
+                if !std::mem::replace(&mut failing, true) {
+                    crate::log::warn(&format!(
+                        "cache: cannot publish purges to Redis ({e}); retrying (other instances keep their entries until then)"
+                    ));
+                }
+                break;
+            }
+            sent += 1;
+        }
+        if sent < batch.len() {
+            outbox.put_back(batch.split_off(sent));
+            monoio::time::sleep(PURGE_RETRY).await;
+            continue;
+        }
+        if sent > 0 && std::mem::take(&mut failing) {
+            crate::log::info("cache: purges reach Redis again");
+        }
+        let _ = monoio::time::timeout(PURGE_POLL, listener).await;
+    }
+    stop.set(true);
+    client.close();
+}
+
+/// Keeps a subscription on the purge channel and applies other instances' purges.
+async fn purge_subscriber(
+    shared: Arc<Shared>,
+    rs: Arc<crate::redis::RedisShared>,
+    channel: String,
+    stop: Rc<Cell<bool>>,
+) {
+    use crate::cache::purge::Purge;
+    while !stop.get() {
+        let mut sub = match crate::redis::Subscription::open(rs.clone(), channel.as_bytes()).await {
+            Ok(s) => s,
+            Err(_) => {
+                // The publisher's calls (and the other Redis users) log the outage.
+                monoio::time::sleep(PURGE_RETRY).await;
+                continue;
+            }
+        };
+        while !stop.get() {
+            match sub.next(PURGE_POLL).await {
+                Ok(Some(m)) => match Purge::from_message(&m) {
+                    Some((from, _)) if from == shared.cache_purges.instance => {}
+                    Some((from, p)) => {
+                        let n = shared.runtime.cache.purge(&p);
+                        crate::log::info(&format!(
+                            "cache: purge {} from instance {from:016x} via Redis: {n} objects dropped",
+                            p.describe()
+                        ));
+                    }
+                    None => {
+                        crate::log::warn("cache: ignored a malformed message on the purge channel")
+                    }
+                },
+                Ok(None) => {}
+                Err(_) => break,
+            }
+        }
     }
 }
 

@@ -49,6 +49,9 @@ pub struct Shared {
     /// The Redis background thread (`redis_sync`) and the flag that asks it to finish.
     pub redis_sync: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     pub redis_stop: AtomicBool,
+    /// Cache purges made through the admin API, for the Redis thread to publish to the other
+    /// instances (with this instance's id).
+    pub cache_purges: crate::cache::purge::Outbox,
 }
 
 /// What the admin API reports about config loading.
@@ -64,6 +67,7 @@ impl Shared {
     /// The state for a process starting with `cfg` and `workers` worker threads.
     pub fn new(cfg: Compiled, workers: usize, runtime: crate::config::Runtime) -> Arc<Shared> {
         let generation = cfg.generation;
+        cfg.cache.set_max_bytes(cfg.cache_max_bytes);
         Arc::new(Shared {
             config: ArcSwap::from_pointee(cfg),
             generation: AtomicU64::new(generation),
@@ -87,6 +91,7 @@ impl Shared {
             usage: crate::usage::UsageHub::default(),
             redis_sync: std::sync::Mutex::new(None),
             redis_stop: AtomicBool::new(false),
+            cache_purges: crate::cache::purge::Outbox::default(),
         })
     }
 

@@ -63,17 +63,20 @@ pub fn primary(policy: &CachePolicy, k: &KeyParts<'_>) -> PrimaryKey {
     }
     let resource_len = t.len();
     t.extend_from_slice(b"\0GET");
+    let mut values = Vec::new();
     for name in policy.headers.iter() {
         t.push(0);
         t.extend_from_slice(name);
         // Every value of the field, in order, each length-prefixed.
+        values.clear();
         for (n, v) in k.head.headers() {
             if n.eq_ignore_ascii_case(name) {
                 let v = v.trim_ascii();
-                t.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                t.extend_from_slice(v);
+                values.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                values.extend_from_slice(v);
             }
         }
+        push_bounded(&mut t, &values);
     }
     if let Some(c) = k.consumer {
         t.extend_from_slice(b"\0consumer\0");
@@ -87,9 +90,103 @@ pub fn primary(policy: &CachePolicy, k: &KeyParts<'_>) -> PrimaryKey {
     }
 }
 
+/// Longest client-supplied key part kept as text; longer ones are kept as their SHA-256.
+pub const MAX_PART: usize = 128;
+
+/// Appends `part` (client-controlled bytes) length-prefixed as text when short, else as a
+/// marker and its SHA-256: a client sending 8 KB header values cannot grow keys (and the
+/// store's memory) with them, and distinct values still get distinct keys. The marker byte
+/// keeps a digest from ever reading as a short value.
+pub fn push_bounded(out: &mut Vec<u8>, part: &[u8]) {
+    if part.len() <= MAX_PART {
+        out.push(0x01);
+        out.extend_from_slice(&(part.len() as u32).to_le_bytes());
+        out.extend_from_slice(part);
+    } else {
+        out.push(0xff);
+        out.extend_from_slice(ring::digest::digest(&ring::digest::SHA256, part).as_ref());
+    }
+}
+
 /// The store's hash of a key text.
 pub fn hash(bytes: &[u8]) -> u64 {
     // Fixed seeds: a key hashes the same on every worker.
     ahash::RandomState::with_seeds(0x7269_6e67, 0x7761_7920, 0x6361_6368, 0x6520_6b65)
         .hash_one(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(target: &str, lines: &str) -> crate::http1::RequestHead {
+        let raw = format!("GET {target} HTTP/1.1\r\nhost: a\r\n{lines}\r\n");
+        match crate::http1::parse_request_head(raw.as_bytes(), &Default::default()) {
+            Ok(Some((h, _))) => h,
+            other => panic!("parse: {other:?}"),
+        }
+    }
+
+    fn policy(query: QueryKey, headers: &[&str]) -> CachePolicy {
+        let raw = super::super::policy::RawCache::default();
+        let mut fail = |_: std::ops::Range<usize>, _: &str, _: String| {};
+        let mut p = super::super::policy::compile(&raw, &mut fail).expect("policy");
+        p.query = query;
+        p.headers = headers.iter().map(|h| h.as_bytes().into()).collect();
+        p
+    }
+
+    fn key(p: &CachePolicy, target: &str, lines: &str, consumer: Option<&str>) -> PrimaryKey {
+        let head = req(target, lines);
+        let path = target.split('?').next().unwrap_or("/").as_bytes();
+        primary(
+            p,
+            &KeyParts {
+                host: "a",
+                path,
+                query: head.query(),
+                head: &head,
+                consumer,
+            },
+        )
+    }
+
+    #[test]
+    fn query_selection_and_resource() {
+        let only = policy(QueryKey::Only(vec![b"page".as_slice().into()].into()), &[]);
+        let a = key(&only, "/p?page=2&utm=x", "", None);
+        let b = key(&only, "/p?utm=y&page=2", "", None);
+        assert_eq!(a, b);
+        assert_eq!(a.resource(), b"a/p?page=2");
+        assert_ne!(a, key(&only, "/p?page=3", "", None));
+        let all = policy(QueryKey::All, &[]);
+        assert_ne!(key(&all, "/p?a=1", "", None), key(&all, "/p?a=2", "", None));
+    }
+
+    #[test]
+    fn headers_and_consumer_split_keys_and_stay_bounded() {
+        let p = policy(QueryKey::All, &["x-tenant"]);
+        let a = key(&p, "/", "x-tenant: a\r\n", None);
+        assert_ne!(a, key(&p, "/", "x-tenant: b\r\n", None));
+        assert_ne!(a, key(&p, "/", "", None));
+        assert_ne!(a, key(&p, "/", "x-tenant: a\r\n", Some("alice")));
+        assert_ne!(
+            key(&p, "/", "", Some("alice")),
+            key(&p, "/", "", Some("bob"))
+        );
+        let huge1 = key(
+            &p,
+            "/",
+            &format!("x-tenant: {}\r\n", "z".repeat(8000)),
+            None,
+        );
+        let huge2 = key(
+            &p,
+            "/",
+            &format!("x-tenant: {}y\r\n", "z".repeat(8000)),
+            None,
+        );
+        assert!(huge1.text.len() < 100, "{}", huge1.text.len());
+        assert_ne!(huge1, huge2);
+    }
 }

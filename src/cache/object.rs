@@ -52,6 +52,19 @@ impl Object {
         (age >= self.fresh_for).then(|| age - self.fresh_for)
     }
 
+    /// Whole seconds of freshness left at `now` for `Cache-Status` `ttl` (RFC 9211): rounded
+    /// down while fresh, and at most -1 once stale (a response stale by 0.2 s is not "0 s
+    /// left").
+    pub fn ttl(&self, now: Instant) -> i64 {
+        let age = self.age(now);
+        if age < self.fresh_for {
+            return (self.fresh_for - age).as_secs().min(i64::MAX as u64) as i64;
+        }
+        let stale = age - self.fresh_for;
+        let secs = stale.as_secs() + u64::from(stale.subsec_nanos() > 0);
+        -(secs.clamp(1, i64::MAX as u64) as i64)
+    }
+
     /// Bytes this object holds (the store's memory bound counts these).
     pub fn weight(&self) -> usize {
         std::mem::size_of::<Object>()
@@ -78,4 +91,61 @@ pub fn field<'a>(fields: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     field_lines(fields)
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, v)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(fresh: u64, initial: u64, no_cache: bool) -> Object {
+        Object {
+            status: 200,
+            fields: Box::default(),
+            body: bytes::Bytes::new(),
+            stored_at: Instant::now(),
+            initial_age: Duration::from_secs(initial),
+            fresh_for: Duration::from_secs(fresh),
+            stale_while_revalidate: Duration::ZERO,
+            stale_if_error: Duration::ZERO,
+            must_revalidate: false,
+            no_cache,
+            etag: None,
+            last_modified: None,
+            tags: Box::default(),
+            resource: Box::default(),
+        }
+    }
+
+    #[test]
+    fn age_staleness_and_ttl() {
+        let o = obj(10, 4, false);
+        let now = o.stored_at + Duration::from_millis(2500);
+        assert_eq!(o.age(now), Duration::from_millis(6500));
+        assert_eq!(o.stale_for(now), None);
+        assert_eq!(o.ttl(now), 3);
+        let later = o.stored_at + Duration::from_millis(6200);
+        assert_eq!(o.stale_for(later), Some(Duration::from_millis(200)));
+        assert_eq!(o.ttl(later), -1, "just stale is negative, not 0");
+        let huge = obj(1 << 31, 1 << 31, false);
+        assert_eq!(
+            huge.ttl(huge.stored_at),
+            -1,
+            "age == lifetime is stale (RFC 9111 4.2)"
+        );
+        assert!(
+            obj(10, 0, true).stale_for(Instant::now()).is_some(),
+            "no-cache: always revalidate"
+        );
+    }
+
+    #[test]
+    fn field_lines_parse_stored_form() {
+        let f = b"a: 1\r\nB: two words \r\nbroken line\r\nc:3\r\n";
+        let all: Vec<_> = field_lines(f).collect();
+        assert_eq!(
+            all,
+            vec![(&b"a"[..], &b"1"[..]), (b"B", b"two words"), (b"c", b"3")]
+        );
+        assert_eq!(field(f, b"b"), Some(&b"two words"[..]));
+    }
 }

@@ -70,3 +70,46 @@ pub fn write(out: &mut Vec<u8>, s: &CacheStatus) {
     }
     crate::http1::write_header(out, b"cache-status", v.as_bytes());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &CacheStatus) -> String {
+        let mut out = Vec::new();
+        write(&mut out, s);
+        String::from_utf8(out).expect("utf8")
+    }
+
+    #[test]
+    fn renders_rfc_9211_parameters_in_order() {
+        let hit = CacheStatus {
+            hit: true,
+            ttl: Some(42),
+            ..CacheStatus::default()
+        };
+        assert_eq!(text(&hit), "cache-status: ringway; hit; ttl=42\r\n");
+        let sie = CacheStatus {
+            hit: true,
+            fwd: Some(Fwd::Stale),
+            fwd_status: Some(503),
+            ttl: Some(-3),
+            detail: Some("stale-if-error"),
+            ..CacheStatus::default()
+        };
+        assert_eq!(
+            text(&sie),
+            "cache-status: ringway; hit; fwd=stale; fwd-status=503; ttl=-3; detail=stale-if-error\r\n"
+        );
+        let miss = CacheStatus {
+            fwd: Some(Fwd::UriMiss),
+            fwd_status: Some(200),
+            stored: true,
+            ..CacheStatus::default()
+        };
+        assert_eq!(
+            text(&miss),
+            "cache-status: ringway; fwd=uri-miss; fwd-status=200; stored\r\n"
+        );
+    }
+}

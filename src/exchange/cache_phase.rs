@@ -38,6 +38,8 @@ use super::response_head::{filter_response_fields, filter_stored_fields, Owned};
 use super::shape::Shaped;
 use super::wire::{BodyLen, Downstream, Outcome, Response};
 
+/// Most variants (distinct `Vary` values) stored under one primary key.
+pub const MAX_VARIANTS: usize = 32;
 /// Most surrogate keys kept per stored response, and the longest one.
 const MAX_TAGS: usize = 64;
 const MAX_TAG_LEN: usize = 256;
@@ -96,29 +98,39 @@ pub async fn forward<D: Downstream>(
                 detail: Some(why),
                 ..CacheStatus::default()
             });
-            return super::forward::proxy(core, gen, ex, &mut shaped, route, p, fx).await;
+            let out = super::forward::proxy(core, gen, ex, &mut shaped, route, p, fx).await;
+            // RFC 9111 4.4: a successful POST/PUT/DELETE/PATCH to a URI invalidates what is
+            // stored for it (the key a GET from this client would use: same keyed headers,
+            // same consumer).
+            if unsafe_method(ex.head.method) && (200..400).contains(&ex.facts.status) {
+                if let Ok((key, _)) = key_of(policy, ex) {
+                    cfg.cache.remove(&key);
+                }
+            }
+            return out;
         }
     };
+    let reqd = control::request(ex.head);
     let mut found = look.find(ex.head);
     let mut collapsed = false;
+    let miss = || {
+        if look.entry_exists() {
+            Fwd::VaryMiss
+        } else {
+            Fwd::UriMiss
+        }
+    };
+    if found.is_none() && reqd.only_if_cached {
+        return Ok(only_if_cached(ex, down, &answer).await);
+    }
     if found.is_none() && policy.coalesce && ex.head.method == Method::Get {
         // A miss: lead the fetch, or wait for the request already fetching this key.
         match look.store.fill(&look.key, &look.fill_key()) {
             Fill::Leader(guard) => {
                 count(Counted::Miss);
+                let fwd = miss();
                 let out = look
-                    .fetch(
-                        core,
-                        gen,
-                        ex,
-                        down,
-                        route,
-                        p,
-                        fx,
-                        answer,
-                        None,
-                        Fwd::UriMiss,
-                    )
+                    .fetch(core, gen, ex, down, route, p, fx, answer, None, fwd)
                     .await;
                 drop(guard);
                 return out;
@@ -134,21 +146,32 @@ pub async fn forward<D: Downstream>(
     }
     let Some(hit) = found else {
         count(Counted::Miss);
-        let fwd = if look.entry_exists() {
-            Fwd::VaryMiss
-        } else {
-            Fwd::UriMiss
-        };
+        let fwd = miss();
         return look
             .fetch(core, gen, ex, down, route, p, fx, answer, None, fwd)
             .await;
     };
     let now = Instant::now();
     let obj = hit.object.clone();
-    let reqd = control::request(ex.head);
     let stale_for = obj.stale_for(now);
     let usable_fresh = stale_for.is_none() && !reqd.no_cache && !too_old(&reqd, &obj, now);
-    if usable_fresh {
+    // The client accepts this much staleness itself (`max-stale`), unless the response
+    // forbids serving it stale at all.
+    let client_accepts_stale = stale_for.is_some_and(|st| {
+        !reqd.no_cache
+            && !obj.must_revalidate
+            && !obj.no_cache
+            && reqd.max_age.is_none()
+            && match reqd.max_stale {
+                Some(None) => true,
+                Some(Some(m)) => st.as_secs() <= m,
+                None => false,
+            }
+    });
+    if !(usable_fresh || client_accepts_stale) && reqd.only_if_cached {
+        return Ok(only_if_cached(ex, down, &answer).await);
+    }
+    if usable_fresh || client_accepts_stale {
         count(Counted::Hit);
         let cs = CacheStatus {
             hit: true,
@@ -159,18 +182,21 @@ pub async fn forward<D: Downstream>(
         return Ok(serve(ex, down, &obj, &cs, &answer).await);
     }
     if let Some(stale) = stale_for {
-        if !reqd.no_cache && !obj.must_revalidate && stale <= obj.stale_while_revalidate {
-            // Serve stale now; one background request refreshes it.
+        if !reqd.no_cache
+            && !obj.must_revalidate
+            && !obj.no_cache
+            && stale <= obj.stale_while_revalidate
+        {
+            // Serve stale now; one background request (per key and variant, whichever
+            // request or worker gets there first) refreshes it.
             count(Counted::Stale);
-            let started = background_revalidation(gen, ex, route, fx, &look, &hit);
+            if ex.head.method == Method::Get {
+                background_revalidation(gen, ex, route, fx, &look, &hit);
+            }
             let cs = CacheStatus {
                 hit: true,
                 ttl: Some(ttl(&obj, now)),
-                detail: Some(if started {
-                    "stale-while-revalidate"
-                } else {
-                    "stale-while-revalidate; revalidating"
-                }),
+                detail: Some("stale-while-revalidate"),
                 ..CacheStatus::default()
             };
             return Ok(serve(ex, down, &obj, &cs, &answer).await);
@@ -187,21 +213,51 @@ pub async fn forward<D: Downstream>(
 }
 
 /// The request's `max-age` / `min-fresh` refuse a response this old.
+/// Compared at sub-second precision, so `max-age=0` (a browser's reload) always revalidates.
 fn too_old(reqd: &control::RequestDirectives, obj: &Object, now: Instant) -> bool {
-    let age = obj.age(now).as_secs();
-    if reqd.max_age.is_some_and(|m| age > m) {
+    let age = obj.age(now);
+    if reqd.max_age.is_some_and(|m| age > Duration::from_secs(m)) {
         return true;
     }
     if let Some(min_fresh) = reqd.min_fresh {
-        let left = obj.fresh_for.as_secs().saturating_sub(age);
-        return left < min_fresh;
+        let left = obj.fresh_for.saturating_sub(age);
+        return left < Duration::from_secs(min_fresh);
     }
     false
 }
 
+/// `only-if-cached` with nothing stored to answer: 504 (RFC 9111 5.2.1.7).
+async fn only_if_cached<D: Downstream>(
+    ex: &mut Exchange<'_>,
+    down: &mut D,
+    a: &StoredAnswer<'_>,
+) -> Outcome {
+    let mut fields = Vec::new();
+    crate::cache::status::write(
+        &mut fields,
+        &CacheStatus {
+            fwd: Some(Fwd::Request),
+            detail: Some("only-if-cached"),
+            ..CacheStatus::default()
+        },
+    );
+    let r = Response {
+        status: 504,
+        fields: &fields,
+        body: BodyLen::Length(0),
+        keep: a.keep,
+    };
+    ex.facts.status = 504;
+    let keep = down.start_response(ex, &r);
+    match down.end_response().await {
+        Ok(()) => Outcome::Done(keep),
+        Err(_) => Outcome::Done(false),
+    }
+}
+
 /// Seconds of freshness left (negative once stale), for `Cache-Status`.
 fn ttl(obj: &Object, now: Instant) -> i64 {
-    obj.fresh_for.as_secs() as i64 - obj.age(now).as_secs() as i64
+    obj.ttl(now)
 }
 
 /// A stored object found for a request, with where it lives (for a refresh).
@@ -218,7 +274,8 @@ struct Lookup<'p> {
     key: PrimaryKey,
     /// The negotiated coding stands for `Accept-Encoding` in the secondary key.
     coding: Option<Coding>,
-    authenticated: bool,
+    /// The key holds the consumer the gateway verified (RFC 9111 3.5 is then satisfied).
+    per_consumer: bool,
 }
 
 impl<'p> Lookup<'p> {
@@ -244,26 +301,13 @@ impl<'p> Lookup<'p> {
         if control::request(head).no_store {
             return Err("no-store");
         }
-        let consumer = ex.facts.consumer.as_deref();
-        let credentials = head.header("authorization").is_some() || consumer.is_some();
-        let per_consumer = credentials && !policy.share_across_consumers;
-        if per_consumer && consumer.is_none() {
-            // Credentials the gateway did not verify: nobody to key the answer to.
-            return Err("authorization");
-        }
-        let parts = KeyParts {
-            host: &ex.host,
-            path: &ex.path,
-            query: head.query(),
-            head,
-            consumer: consumer.filter(|_| per_consumer),
-        };
+        let (key, per_consumer) = key_of(policy, ex)?;
         Ok(Lookup {
-            key: crate::cache::key::primary(policy, &parts),
+            key,
             store,
             policy,
             coding: coding.map(|(_, c)| c),
-            authenticated: credentials,
+            per_consumer,
         })
     }
 
@@ -365,7 +409,7 @@ impl<'p> Lookup<'p> {
             store: self.store.clone(),
             key: self.key.clone(),
             policy: self.policy,
-            authenticated: self.authenticated,
+            per_consumer: self.per_consumer,
             coding_token: self.coding_token(),
             request_time: crate::civil::unix_now(),
             pending: None,
@@ -385,6 +429,39 @@ impl<'p> Lookup<'p> {
             request_time: crate::civil::unix_now(),
         }
     }
+}
+
+/// The primary key a GET for `ex`'s target would have, and whether it holds the consumer;
+/// `Err("authorization")` for credentials no gateway policy verified (nobody to key the
+/// answer to, so it must not be shared).
+fn key_of(policy: &CachePolicy, ex: &Exchange<'_>) -> Result<(PrimaryKey, bool), &'static str> {
+    let head = ex.head;
+    let consumer = ex.facts.consumer.as_deref();
+    let credentials = head.header("authorization").is_some() || consumer.is_some();
+    let per_consumer = credentials && !policy.share_across_consumers;
+    if per_consumer && consumer.is_none() {
+        return Err("authorization");
+    }
+    let consumer = consumer.filter(|_| per_consumer);
+    let parts = KeyParts {
+        host: &ex.host,
+        path: &ex.path,
+        query: head.query(),
+        head,
+        consumer,
+    };
+    Ok((
+        crate::cache::key::primary(policy, &parts),
+        consumer.is_some(),
+    ))
+}
+
+/// An unsafe method (RFC 9110 9.2.1): its success invalidates the stored target.
+fn unsafe_method(m: Method) -> bool {
+    !matches!(
+        m,
+        Method::Get | Method::Head | Method::Options | Method::Trace
+    )
 }
 
 /// The route's compression policy, as the guard noted it.
@@ -488,7 +565,7 @@ pub struct Recorder<'p> {
     store: Arc<Store>,
     key: PrimaryKey,
     policy: &'p CachePolicy,
-    authenticated: bool,
+    per_consumer: bool,
     coding_token: Option<&'static str>,
     /// Unix seconds the request went upstream.
     request_time: u64,
@@ -535,7 +612,7 @@ impl Recorder<'_> {
         let fresh = control::storable(
             self.policy,
             ex.head,
-            self.authenticated,
+            self.per_consumer,
             resp,
             &fields,
             self.request_time,
@@ -543,6 +620,14 @@ impl Recorder<'_> {
         )?;
         let vary = vary::names(&fields).ok_or("vary")?;
         let secondary = vary::secondary(&vary, ex.head, self.coding_token);
+        if let Some(entry) = self.store.get(&self.key) {
+            // Bounded variants per key: an upstream varying on a field clients choose freely
+            // (User-Agent, a cookie) cannot turn one URL into thousands of objects.
+            let new_variant = entry.vary != vary || entry.find(&secondary).is_none();
+            if entry.vary == vary && new_variant && entry.variants.len() >= MAX_VARIANTS {
+                return Err("vary-limit");
+            }
+        }
         let field = |n: &[u8]| crate::cache::object::field(&fields, n).map(Box::<[u8]>::from);
         let object = Object {
             status: resp.status,
@@ -587,7 +672,10 @@ impl Recorder<'_> {
         if self.over {
             return;
         }
-        p.object.body = bytes::Bytes::from(self.body);
+        // Exact size: `Bytes` keeps a Vec's spare capacity, which the byte bound cannot see.
+        let mut body = self.body;
+        body.shrink_to_fit();
+        p.object.body = bytes::Bytes::from(body);
         self.store
             .put(&self.key, p.vary, p.secondary, Arc::new(p.object));
     }
@@ -644,6 +732,7 @@ impl Revalidation {
         let fresh = control::freshness(
             &self.policy,
             &fields,
+            resp.header("age"),
             self.request_time,
             crate::civil::unix_now(),
         );
@@ -664,12 +753,18 @@ impl Revalidation {
             must_revalidate: fresh.must_revalidate,
             no_cache: fresh.no_cache,
         });
-        self.store.put(
-            &self.key,
-            self.vary.clone(),
-            self.secondary.clone(),
-            obj.clone(),
-        );
+        let d = control::response_directives(&obj.fields);
+        if d.no_store || d.private || d.overflow {
+            // The upstream withdrew permission to store it: this client gets it, nobody else.
+            self.store.remove(&self.key);
+        } else {
+            self.store.put(
+                &self.key,
+                self.vary.clone(),
+                self.secondary.clone(),
+                obj.clone(),
+            );
+        }
         obj
     }
 
@@ -723,7 +818,7 @@ fn background_revalidation(
     let recorder_parts = (
         look.store.clone(),
         look.key.clone(),
-        look.authenticated,
+        look.per_consumer,
         look.coding,
     );
     let timeout = look.policy.coalesce_timeout.max(Duration::from_secs(1));
@@ -754,13 +849,13 @@ fn background_revalidation(
         };
         ex.facts.consumer = facts_consumer;
         ex.facts.origin = origin;
-        let (store, key, authenticated, coding) = recorder_parts;
+        let (store, key, per_consumer, coding) = recorder_parts;
         let look = Lookup {
             store,
             policy,
             key,
             coding,
-            authenticated,
+            per_consumer,
         };
         let found = Found {
             object: reval.object.clone(),

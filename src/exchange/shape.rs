@@ -130,6 +130,8 @@ impl<D: Downstream> Downstream for Shaped<'_, D> {
                 let mut cs = self.status.unwrap_or_default();
                 cs.fwd_status = Some(upstream_status);
                 if upstream_status != 304 {
+                    cs.hit = true;
+                    cs.ttl = Some(obj.ttl(std::time::Instant::now()));
                     cs.detail = Some("stale-if-error");
                     crate::cache::stats::record(crate::cache::stats::Outcome::Stale);
                 } else {

@@ -14,8 +14,9 @@
 //!
 //! Layout: this file only declares the modules and re-exports. `core_metrics.rs` records and
 //! snapshots, `labels.rs` holds the method labels and counter kinds, `hub.rs` merges,
-//! `render.rs`, `limiters.rs`, `health.rs` and `upstream_load.rs` (retries, breakers, mirrors) render, `histogram.rs` holds the latency histogram.
+//! `render.rs`, `limiters.rs`, `cache.rs` (the response cache), `health.rs` and `upstream_load.rs` (retries, breakers, mirrors) render, `histogram.rs` holds the latency histogram.
 
+mod cache;
 mod core_metrics;
 mod health;
 mod histogram;
@@ -26,6 +27,7 @@ mod redis;
 mod render;
 mod upstream_load;
 
+pub use cache::render_cache;
 pub use core_metrics::{CoreMetrics, CoreSnapshot, RouteSlot, UpstreamSlot};
 pub use health::{render_health, HealthRow};
 pub use histogram::{LatencyHistogram, BUCKETS, BUCKET_BOUNDS};
