@@ -471,3 +471,64 @@ fn fifty_megabytes_stream_compressed_with_bounded_memory() {
         );
     }
 }
+
+#[test]
+fn config_errors_name_the_file_line_and_field() {
+    let up = Upstream::echo();
+    let body = format!(
+        "[policies.gz]\ncompress = {{ codings = [\"gzip\", \"deflate\"], gzip_level = 12, types = [\"json\"] }}\n\n{}\n\
+         [[routes]]\nname = \"r\"\nprefix = \"/\"\npolicies = [\"gz\"]\nproxy = {{ upstream = \"app\" }}\n",
+        upstream_toml("app", &[up.addr])
+    );
+    let (code, out, err) = check_config(&body);
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    for (field, words) in [
+        ("policies.gz.compress.codings[1]", "deflate"),
+        ("policies.gz.compress.gzip_level", "between 1 and 9"),
+        ("policies.gz.compress.types[0]", "media type"),
+    ] {
+        let line = err
+            .lines()
+            .find(|l| l.contains(field))
+            .unwrap_or_else(|| panic!("no error for {field}: {err}"));
+        assert!(line.contains("check.toml:2:"), "{line}");
+        assert!(line.contains(words), "{line}");
+    }
+    let (code, _, err) = check_config(&body.replace("compress = {", "compress = { level = 3,"));
+    assert_eq!(code, 1);
+    assert!(err.contains("level"), "unknown field refused: {err}");
+}
+
+#[test]
+fn a_cache_hit_serves_the_stored_compressed_variant() {
+    let up = upstream();
+    let body = format!(
+        "[policies.gz]\ncompress = {{ }}\n\n[policies.c]\ncache = {{ ttl = \"60s\" }}\n\n{}\n\
+         [[routes]]\nname = \"c\"\nprefix = \"/\"\npolicies = [\"c\", \"gz\"]\nproxy = {{ upstream = \"app\" }}\n",
+        upstream_toml("app", &[up.addr])
+    );
+    let gw = Gateway::start(&body);
+    let json = doc(20_000);
+    let first = get(gw.addr, "/json", Some("gzip"), &[]);
+    assert_eq!(first.header("content-encoding"), Some("gzip"));
+    assert_eq!(decode(Some("gzip"), &first.body), json);
+    let upstream_calls = up.count();
+    let hit = get(gw.addr, "/json", Some("gzip"), &[]);
+    assert_eq!(up.count(), upstream_calls, "second gzip request reached the upstream");
+    assert_eq!(hit.header("content-encoding"), Some("gzip"));
+    assert_eq!(hit.body, first.body, "a hit is the stored compressed bytes");
+    assert_eq!(
+        hit.header("content-length"),
+        Some(hit.body.len().to_string().as_str()),
+        "a hit has its length"
+    );
+    assert_eq!(hit.header("etag"), Some("W/\"v1\""));
+    // Another coding, and none: their own variants, never the gzip bytes.
+    for ae in [Some("br"), None] {
+        for _ in 0..2 {
+            let r = get(gw.addr, "/json", ae, &[]);
+            assert_eq!(r.header("content-encoding"), ae, "{ae:?}");
+            assert_eq!(decode(ae, &r.body), json, "{ae:?}");
+        }
+    }
+}
