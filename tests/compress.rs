@@ -514,7 +514,11 @@ fn a_cache_hit_serves_the_stored_compressed_variant() {
     assert_eq!(decode(Some("gzip"), &first.body), json);
     let upstream_calls = up.count();
     let hit = get(gw.addr, "/json", Some("gzip"), &[]);
-    assert_eq!(up.count(), upstream_calls, "second gzip request reached the upstream");
+    assert_eq!(
+        up.count(),
+        upstream_calls,
+        "second gzip request reached the upstream"
+    );
     assert_eq!(hit.header("content-encoding"), Some("gzip"));
     assert_eq!(hit.body, first.body, "a hit is the stored compressed bytes");
     assert_eq!(
@@ -530,5 +534,105 @@ fn a_cache_hit_serves_the_stored_compressed_variant() {
             assert_eq!(r.header("content-encoding"), ae, "{ae:?}");
             assert_eq!(decode(ae, &r.body), json, "{ae:?}");
         }
+    }
+}
+
+/// The payloads of the complete chunks in `raw` (a response head, then chunked framing).
+fn chunk_payloads(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let Some(start) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return out;
+    };
+    let mut rest = &raw[start + 4..];
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&rest[..eol])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.trim(), 16).ok());
+        let Some(size) = size else { break };
+        let body = &rest[eol + 2..];
+        if size == 0 || body.len() < size + 2 {
+            break;
+        }
+        out.extend_from_slice(&body[..size]);
+        rest = &body[size + 2..];
+    }
+    out
+}
+
+#[test]
+fn a_slowly_streamed_body_is_not_held_back_by_the_encoder() {
+    // The upstream sends one event-like piece, then waits until the client has decoded it:
+    // the gateway flushes the encoder when the upstream pauses instead of sitting on it.
+    let gates: Vec<Gate> = (0..3).map(|_| Gate::new()).collect();
+    let queue = Arc::new(std::sync::Mutex::new(gates.clone()));
+    let up = Upstream::start(Arc::new(
+        move |_req: &Received, s: &mut std::net::TcpStream| {
+            let g = {
+                let mut q = queue.lock().unwrap();
+                if q.is_empty() {
+                    Gate::new()
+                } else {
+                    q.remove(0)
+                }
+            };
+            let first = "{\"event\":\"first\"}\n".repeat(100);
+            let _ = s.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\n\
+                 transfer-encoding: chunked\r\n\r\n{:x}\r\n{first}\r\n",
+                    first.len()
+                )
+                .as_bytes(),
+            );
+            g.wait(std::time::Duration::from_secs(10));
+            let _ = s.write_all(b"5\r\nlast\n\r\n0\r\n\r\n");
+            Reply::KeepAlive
+        },
+    ));
+    let gw = Gateway::start(&config(up.addr));
+    for (coding, gate) in ["gzip", "br", "zstd"].into_iter().zip(&gates) {
+        let mut c = Conn::open(gw.addr);
+        c.send(&build_request(
+            "GET",
+            "/stream",
+            &[("Accept-Encoding", coding)],
+            b"",
+        ));
+        let want = "{\"event\":\"first\"}\n".repeat(100);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut seen = false;
+        while std::time::Instant::now() < deadline && !seen {
+            let n = c.stream.read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            raw.extend_from_slice(&buf[..n]);
+            let payload = chunk_payloads(&raw);
+            let mut got = Vec::new();
+            // A stream cut mid-way: what decodes so far is what counts.
+            let _ = match coding {
+                "gzip" => flate2::read::GzDecoder::new(&payload[..]).read_to_end(&mut got),
+                "br" => {
+                    brotli_decompressor::Decompressor::new(&payload[..], 4096).read_to_end(&mut got)
+                }
+                _ => match zstd::stream::read::Decoder::new(&payload[..]) {
+                    Ok(mut d) => d.read_to_end(&mut got),
+                    Err(e) => Err(e),
+                },
+            };
+            seen = got == want.as_bytes();
+        }
+        let head = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+        assert!(
+            head.contains(&format!("content-encoding: {coding}")),
+            "{head:.300}"
+        );
+        assert!(
+            seen,
+            "{coding}: the first piece never decoded while the upstream paused"
+        );
+        gate.open();
     }
 }
