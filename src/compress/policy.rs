@@ -400,6 +400,20 @@ types = ["json", "*/json", "text/*+"]"#,
     }
 
     #[test]
+    fn sizes_and_levels() {
+        let p = compile_str(
+            r#"min_bytes = "2KiB"
+gzip_level = 9
+brotli_level = 0
+zstd_level = 19"#,
+        )
+        .unwrap();
+        assert_eq!(p.min_bytes, 2048);
+        assert_eq!((p.gzip_level, p.brotli_level, p.zstd_level), (9, 0, 19));
+        assert_eq!(compile_str("min_bytes = 0").unwrap().min_bytes, 0);
+    }
+
+    #[test]
     fn order_is_kept() {
         let p = compile_str(r#"codings = ["GZIP", "br"]"#).unwrap();
         assert_eq!(&*p.codings, &[Coding::Gzip, Coding::Brotli]);
