@@ -45,6 +45,9 @@ const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 pub struct Encoder {
     coding: Coding,
     inner: Inner,
+    /// The body's announced length, and the bytes written so far.
+    len: Option<u64>,
+    taken: u64,
 }
 
 enum Inner {
@@ -153,7 +156,12 @@ impl Encoder {
             Coding::Brotli => brotli_state(policy.brotli_level),
             Coding::Zstd => zstd_state(policy.zstd_level, len),
         };
-        Encoder { coding, inner }
+        Encoder {
+            coding,
+            inner,
+            len,
+            taken: 0,
+        }
     }
 
     pub fn coding(&self) -> Coding {
@@ -162,6 +170,7 @@ impl Encoder {
 
     /// Compresses `input`, appending whatever output is ready to `out`.
     pub fn write(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        self.taken = self.taken.saturating_add(input.len() as u64);
         let ok = match &mut self.inner {
             Inner::Plain => {
                 if self.coding == Coding::Identity {
@@ -183,6 +192,11 @@ impl Encoder {
     /// Appends output ready so far without ending the stream (a streamed response's flush):
     /// everything written so far becomes decodable by the client.
     pub fn flush(&mut self, out: &mut Vec<u8>) {
+        // The whole announced body is in: `finish` follows at once, and a flush before it
+        // would only add a block boundary (bytes and CPU) to the common small response.
+        if self.len == Some(self.taken) {
+            return;
+        }
         let ok = match &mut self.inner {
             Inner::Plain | Inner::Failed => true,
             Inner::Gzip(g) => !g.started || g.run(&[], FlushCompress::Sync, out),
@@ -566,6 +580,25 @@ mod tests {
                     assert_eq!(*seen, out, "{c:?} level {level} round {round}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn flush_after_the_whole_known_body_adds_nothing() {
+        let body = doc(10_000);
+        for c in [Coding::Gzip, Coding::Brotli, Coding::Zstd] {
+            let p = CompressPolicy::default();
+            let run = |flush: bool| {
+                let mut e = Encoder::sized(&p, c, Some(body.len() as u64));
+                let mut out = Vec::new();
+                e.write(&body, &mut out);
+                if flush {
+                    e.flush(&mut out);
+                }
+                e.finish(&mut out);
+                out
+            };
+            assert_eq!(run(true), run(false), "{c:?}");
         }
     }
 
