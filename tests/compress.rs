@@ -471,3 +471,168 @@ fn fifty_megabytes_stream_compressed_with_bounded_memory() {
         );
     }
 }
+
+#[test]
+fn config_errors_name_the_file_line_and_field() {
+    let up = Upstream::echo();
+    let body = format!(
+        "[policies.gz]\ncompress = {{ codings = [\"gzip\", \"deflate\"], gzip_level = 12, types = [\"json\"] }}\n\n{}\n\
+         [[routes]]\nname = \"r\"\nprefix = \"/\"\npolicies = [\"gz\"]\nproxy = {{ upstream = \"app\" }}\n",
+        upstream_toml("app", &[up.addr])
+    );
+    let (code, out, err) = check_config(&body);
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    for (field, words) in [
+        ("policies.gz.compress.codings[1]", "deflate"),
+        ("policies.gz.compress.gzip_level", "between 1 and 9"),
+        ("policies.gz.compress.types[0]", "media type"),
+    ] {
+        let line = err
+            .lines()
+            .find(|l| l.contains(field))
+            .unwrap_or_else(|| panic!("no error for {field}: {err}"));
+        assert!(line.contains("check.toml:2:"), "{line}");
+        assert!(line.contains(words), "{line}");
+    }
+    let (code, _, err) = check_config(&body.replace("compress = {", "compress = { level = 3,"));
+    assert_eq!(code, 1);
+    assert!(err.contains("level"), "unknown field refused: {err}");
+}
+
+#[test]
+fn a_cache_hit_serves_the_stored_compressed_variant() {
+    let up = upstream();
+    let body = format!(
+        "[policies.gz]\ncompress = {{ }}\n\n[policies.c]\ncache = {{ ttl = \"60s\" }}\n\n{}\n\
+         [[routes]]\nname = \"c\"\nprefix = \"/\"\npolicies = [\"c\", \"gz\"]\nproxy = {{ upstream = \"app\" }}\n",
+        upstream_toml("app", &[up.addr])
+    );
+    let gw = Gateway::start(&body);
+    let json = doc(20_000);
+    let first = get(gw.addr, "/json", Some("gzip"), &[]);
+    assert_eq!(first.header("content-encoding"), Some("gzip"));
+    assert_eq!(decode(Some("gzip"), &first.body), json);
+    let upstream_calls = up.count();
+    let hit = get(gw.addr, "/json", Some("gzip"), &[]);
+    assert_eq!(
+        up.count(),
+        upstream_calls,
+        "second gzip request reached the upstream"
+    );
+    assert_eq!(hit.header("content-encoding"), Some("gzip"));
+    assert_eq!(hit.body, first.body, "a hit is the stored compressed bytes");
+    assert_eq!(
+        hit.header("content-length"),
+        Some(hit.body.len().to_string().as_str()),
+        "a hit has its length"
+    );
+    assert_eq!(hit.header("etag"), Some("W/\"v1\""));
+    // Another coding, and none: their own variants, never the gzip bytes.
+    for ae in [Some("br"), None] {
+        for _ in 0..2 {
+            let r = get(gw.addr, "/json", ae, &[]);
+            assert_eq!(r.header("content-encoding"), ae, "{ae:?}");
+            assert_eq!(decode(ae, &r.body), json, "{ae:?}");
+        }
+    }
+}
+
+/// The payloads of the complete chunks in `raw` (a response head, then chunked framing).
+fn chunk_payloads(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let Some(start) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return out;
+    };
+    let mut rest = &raw[start + 4..];
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&rest[..eol])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.trim(), 16).ok());
+        let Some(size) = size else { break };
+        let body = &rest[eol + 2..];
+        if size == 0 || body.len() < size + 2 {
+            break;
+        }
+        out.extend_from_slice(&body[..size]);
+        rest = &body[size + 2..];
+    }
+    out
+}
+
+#[test]
+fn a_slowly_streamed_body_is_not_held_back_by_the_encoder() {
+    // The upstream sends one event-like piece, then waits until the client has decoded it:
+    // the gateway flushes the encoder when the upstream pauses instead of sitting on it.
+    let gates: Vec<Gate> = (0..3).map(|_| Gate::new()).collect();
+    let queue = Arc::new(std::sync::Mutex::new(gates.clone()));
+    let up = Upstream::start(Arc::new(
+        move |_req: &Received, s: &mut std::net::TcpStream| {
+            let g = {
+                let mut q = queue.lock().unwrap();
+                if q.is_empty() {
+                    Gate::new()
+                } else {
+                    q.remove(0)
+                }
+            };
+            let first = "{\"event\":\"first\"}\n".repeat(100);
+            let _ = s.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\n\
+                 transfer-encoding: chunked\r\n\r\n{:x}\r\n{first}\r\n",
+                    first.len()
+                )
+                .as_bytes(),
+            );
+            g.wait(std::time::Duration::from_secs(10));
+            let _ = s.write_all(b"5\r\nlast\n\r\n0\r\n\r\n");
+            Reply::KeepAlive
+        },
+    ));
+    let gw = Gateway::start(&config(up.addr));
+    for (coding, gate) in ["gzip", "br", "zstd"].into_iter().zip(&gates) {
+        let mut c = Conn::open(gw.addr);
+        c.send(&build_request(
+            "GET",
+            "/stream",
+            &[("Accept-Encoding", coding)],
+            b"",
+        ));
+        let want = "{\"event\":\"first\"}\n".repeat(100);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut seen = false;
+        while std::time::Instant::now() < deadline && !seen {
+            let n = c.stream.read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            raw.extend_from_slice(&buf[..n]);
+            let payload = chunk_payloads(&raw);
+            let mut got = Vec::new();
+            // A stream cut mid-way: what decodes so far is what counts.
+            let _ = match coding {
+                "gzip" => flate2::read::GzDecoder::new(&payload[..]).read_to_end(&mut got),
+                "br" => {
+                    brotli_decompressor::Decompressor::new(&payload[..], 4096).read_to_end(&mut got)
+                }
+                _ => match zstd::stream::read::Decoder::new(&payload[..]) {
+                    Ok(mut d) => d.read_to_end(&mut got),
+                    Err(e) => Err(e),
+                },
+            };
+            seen = got == want.as_bytes();
+        }
+        let head = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+        assert!(
+            head.contains(&format!("content-encoding: {coding}")),
+            "{head:.300}"
+        );
+        assert!(
+            seen,
+            "{coding}: the first piece never decoded while the upstream paused"
+        );
+        gate.open();
+    }
+}

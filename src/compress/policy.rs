@@ -8,24 +8,29 @@
 //! ```
 //!
 //! Every field is optional. Defaults, and why. Numbers from `cargo bench --bench compress`
-//! (BENCH_SECS=0.2, fasttest profile, 2-core dev VM shared with other builds, so +-15%): a
-//! fresh encoder per response on a 10 137-byte JSON listing, ns per input byte / output ratio:
+//! (BENCH_SECS=0.2..0.5, fasttest profile, medians of 3 to 6 runs on the 2-core dev VM shared
+//! with other builds, so +-20%): a pooled encoder per response on a 10 137-byte JSON listing,
+//! ns per input byte / output ratio:
 //!
 //! ```text
-//! gzip 1  2.6 / 0.237   gzip 4  5.2 / 0.187   gzip 5  6.1 / 0.186   gzip 6  7.3 / 0.184
-//! gzip 9  7.6 / 0.184   br 1    9.1 / 0.215   br 4   10.5 / 0.181   br 5   16.5 / 0.167
-//! br 11  1367 / 0.148   zstd 1  2.7 / 0.186   zstd 3  2.9 / 0.186
+//! gzip 1  2.6 / 0.237   gzip 4  5.5 / 0.187   gzip 5  6.1 / 0.186   gzip 6  7.1 / 0.184
+//! gzip 9  7.5 / 0.184   br 1    8.3 / 0.215   br 4   10.8 / 0.181   br 5   16   / 0.167
+//! br 11  ~1400 / 0.148  zstd 1  1.4 / 0.186   zstd 3  1.8 / 0.186
+//! fixed cost per response (64-byte body): gzip ~5 us, br ~11 us, zstd ~1.2 us
+//! quietest run (BENCH_SECS=0.4): gzip 4 3.6, gzip 5 3.9, gzip 6 5.0, br 4 8.5, zstd 3 1.2
+//! same run with flate2's zlib-rs backend instead of miniz_oxide: gzip 4 3.2 / 0.193,
+//! gzip 5 3.4 / 0.186, gzip 6 3.5 / 0.185 (pure Rust too; one feature in Cargo.toml)
 //! ```
 //!
-//! - `gzip_level = 4`: within 2% of level 9's size at 70% of level 6's CPU; level 1 is half
-//!   the CPU but 27% more bytes. (nginx defaults to 1; most deployments set 4 to 6.)
-//! - `brotli_level = 4`: the cheapest brotli that beats gzip 9's size; 5 saves another 8% for
-//!   60% more CPU (set it where bandwidth costs more than CPU); 11 is for precompressed assets,
+//! - `gzip_level = 4`: within 2% of level 9's size for three quarters of level 6's CPU;
+//!   level 1 is half the CPU but 27% more bytes. (nginx defaults to 1; deployments set 4-6.)
+//! - `brotli_level = 4`: the cheapest brotli smaller than gzip 9; 5 saves another 8% for 50%
+//!   more CPU (worth it where bandwidth costs more than CPU); 11 is for precompressed assets,
 //!   never a live response.
-//! - `zstd_level = 3`: zstd's own default; gzip 5's size at half of gzip 4's CPU.
+//! - `zstd_level = 3`: zstd's own default; gzip 5's size for a third of gzip 4's CPU.
 //! - `codings = ["zstd", "gzip", "br"]`: the order breaks ties in the client's q-values
 //!   (browsers send every coding at q=1). zstd is the cheapest and as small as gzip; gzip 4
-//!   costs half of brotli 4's CPU for 4% more bytes, so a gateway that pays per CPU-second
+//!   costs half of brotli 4's CPU for 3% more bytes, so a gateway that pays per CPU-second
 //!   prefers it. List `"br"` first to favour bytes over CPU.
 //! - `min_bytes = 1024`: below about a kilobyte a response fits in one packet either way, and the
 //!   coding's header and the CPU are pure cost (nginx: `gzip_min_length`, Envoy:
@@ -395,6 +400,20 @@ types = ["json", "*/json", "text/*+"]"#,
         assert!(e[2].1.contains("between 1 and 9"), "{e:?}");
         let e = compile_str("codings = []").unwrap_err();
         assert_eq!(e[0].0, "codings");
+    }
+
+    #[test]
+    fn sizes_and_levels() {
+        let p = compile_str(
+            r#"min_bytes = "2KiB"
+gzip_level = 9
+brotli_level = 0
+zstd_level = 19"#,
+        )
+        .unwrap();
+        assert_eq!(p.min_bytes, 2048);
+        assert_eq!((p.gzip_level, p.brotli_level, p.zstd_level), (9, 0, 19));
+        assert_eq!(compile_str("min_bytes = 0").unwrap().min_bytes, 0);
     }
 
     #[test]
