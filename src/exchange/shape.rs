@@ -307,26 +307,29 @@ impl<D: Downstream> Downstream for Shaped<'_, D> {
     }
 
     async fn end_response(&mut self) -> Result<(), ProxyError> {
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
         if !self.swallow {
             if let Some(enc) = &mut self.encoder {
-                let mut out = std::mem::take(&mut self.out);
-                out.clear();
                 enc.finish(&mut out);
                 self.record(&out);
-                let n = out.len();
-                if n > 0 {
-                    self.inner.send_body(&mut out, 0..n).await?;
-                }
-                self.out = out;
             }
         }
-        let ended = self.inner.end_response().await;
-        if ended.is_ok() {
-            if let Some(r) = self.record.take() {
-                r.finish();
-            }
+        // The whole body has passed the recorder: store it before the last write to the
+        // client, so a request that follows this answer at once finds it (and a client that
+        // leaves during that write does not undo a complete upstream answer).
+        if let Some(r) = self.record.take() {
+            r.finish();
         }
-        ended
+        let n = out.len();
+        if n > 0 {
+            let sent = self.inner.send_body(&mut out, 0..n).await;
+            self.out = out;
+            sent?;
+        } else {
+            self.out = out;
+        }
+        self.inner.end_response().await
     }
 
     async fn client_gone(&mut self) {
