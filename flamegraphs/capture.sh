@@ -7,6 +7,8 @@
 #   flamegraphs/capture.sh tls-keepalive    # proxy-small over HTTPS (ECDSA P-256, TLS 1.3)
 #   flamegraphs/capture.sh h2-tls           # proxy-small over HTTP/2 + TLS: h2load -c 50 -m 10
 #   flamegraphs/capture.sh h2c              # the same over cleartext HTTP/2 (prior knowledge)
+#   flamegraphs/capture.sh cache-hit        # proxy-small answered from the response cache
+#   flamegraphs/capture.sh gzip             # a 10 KiB JSON answer gzip-compressed (level 5)
 #
 # Needs: perf (apt-get install linux-perf) and inferno (cargo install inferno), and release
 # builds (cargo build --release --workspace); the HTTP/2 scenarios need h2load (installed with
@@ -32,7 +34,9 @@ case "$scenario" in
   proxy-1k-post) body=1024; method=POST; req_body=1024 ;;
   policies) body=20; method=GET; req_body=0 ;;
   tls-keepalive|h2-tls|h2c) body=20; method=GET; req_body=0 ;;
-  *) echo "unknown scenario $scenario (proxy-small, proxy-1k-post, policies, tls-keepalive, h2-tls, h2c)" >&2; exit 2 ;;
+  cache-hit) body=20; method=GET; req_body=0 ;;
+  gzip) body=10KiB; method=GET; req_body=0 ;;
+  *) echo "unknown scenario $scenario (proxy-small, proxy-1k-post, policies, tls-keepalive, h2-tls, h2c, cache-hit, gzip)" >&2; exit 2 ;;
 esac
 case "$scenario" in
   h2-tls|h2c)
@@ -52,8 +56,10 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 up_port=$(free_port); gw_port=$(free_port)
 
+up_args=()
+[ "$scenario" = gzip ] && up_args=(--json)
 "$bin/rwload" upstream --listen "127.0.0.1:$up_port" --cpus "$load_cpu" --body-size "$body" \
-  --duration "$((load_secs + 10))s" > "$tmp/upstream.out" &
+  --duration "$((load_secs + 10))s" "${up_args[@]}" > "$tmp/upstream.out" &
 pids+=($!)
 cat > "$tmp/ringway.toml" <<TOML
 [admin]
@@ -70,6 +76,11 @@ prefix = "/"
 proxy = { upstream = "be" }
 TOML
 headers=()
+case "$scenario" in
+  cache-hit) printf 'policies = ["cache"]\n[policies.cache]\ncache = { ttl = "600s" }\n' >> "$tmp/ringway.toml" ;;
+  gzip) printf 'policies = ["gz"]\n[policies.gz]\ncompress = { codings = ["gzip"], gzip_level = 5 }\n' >> "$tmp/ringway.toml"
+    headers+=(-H "Accept-Encoding: gzip") ;;
+esac
 if [ "$scenario" = policies ]; then
   # The policy config, keys file, key and token of loadtest/scenarios/policies.toml.
   python3 - loadtest/scenarios/policies.toml "$tmp" <<'PY'
