@@ -1,5 +1,5 @@
 //! Streaming encoders with bounded buffers: gzip (flate2's raw deflate on the pure-Rust
-//! miniz_oxide backend, with the gzip header and CRC trailer written here), brotli (the
+//! zlib-rs backend, with the gzip header and CRC trailer written here), brotli (the
 //! `brotli` crate's stream state) and zstd (`zstd-safe`'s streaming context, cargo feature
 //! `zstd`).
 //!

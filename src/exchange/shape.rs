@@ -295,11 +295,14 @@ impl<D: Downstream> Downstream for Shaped<'_, D> {
             enc.flush(&mut out);
             self.record(&out);
             let n = out.len();
-            let sent = if n > 0 {
-                self.inner.send_body(&mut out, 0..n).await
-            } else {
-                Ok(())
-            };
+            if n == 0 {
+                // Nothing new to say (the whole body is in and `finish` comes next): the head
+                // waits for the body, so a small compressed answer leaves in one write, head
+                // and all, instead of a head-only packet first.
+                self.out = out;
+                return Ok(());
+            }
+            let sent = self.inner.send_body(&mut out, 0..n).await;
             self.out = out;
             sent?;
         }
