@@ -66,6 +66,10 @@ struct Gzip {
     level: u32,
     crc: Crc,
     started: bool,
+    /// The stream reached its end: only such a state is reset and pooled. zlib-rs 0.6.9 at
+    /// level 1 produced a corrupt next stream from a state reset in the middle of one (an
+    /// abandoned response; `pooled_states_start_clean`), so abandoned states are dropped.
+    ended: bool,
 }
 
 thread_local! {
@@ -99,8 +103,14 @@ fn recycle(inner: Inner) {
     match inner {
         Inner::Gzip(g) => {
             let Gzip {
-                mut deflate, level, ..
+                mut deflate,
+                level,
+                ended,
+                ..
             } = *g;
+            if !ended {
+                return;
+            }
             let _ = GZIP_POOL.try_with(|p| {
                 if let Ok(mut p) = p.try_borrow_mut() {
                     if p.len() < POOL {
@@ -151,6 +161,7 @@ impl Encoder {
                     level,
                     crc: Crc::new(),
                     started: false,
+                    ended: false,
                 }))
             }
             Coding::Brotli => brotli_state(policy.brotli_level),
@@ -258,6 +269,7 @@ impl Gzip {
         }
         out.extend_from_slice(&self.crc.sum().to_le_bytes());
         out.extend_from_slice(&self.crc.amount().to_le_bytes());
+        self.ended = true;
         true
     }
 

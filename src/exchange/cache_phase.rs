@@ -77,7 +77,7 @@ pub async fn forward<D: Downstream>(
     };
     let Some(policy) = cache else {
         let mut shaped = Shaped::new(down, coding, answer);
-        return super::forward::proxy(core, gen, ex, &mut shaped, route, p, fx).await;
+        return super::forward::forward(core, gen, ex, &mut shaped, route, p, fx).await;
     };
     let look = Lookup::new(cfg.cache.clone(), policy, ex, coding);
     let look = match look {
@@ -90,7 +90,7 @@ pub async fn forward<D: Downstream>(
                 detail: Some(why),
                 ..CacheStatus::default()
             });
-            let out = super::forward::proxy(core, gen, ex, &mut shaped, route, p, fx).await;
+            let out = super::forward::forward(core, gen, ex, &mut shaped, route, p, fx).await;
             // RFC 9111 4.4: a successful POST/PUT/DELETE/PATCH to a URI invalidates what is
             // stored for it (the key a GET from this client would use: same keyed headers,
             // same consumer).
@@ -391,7 +391,7 @@ impl<'p> Lookup<'p> {
         if let Some(s) = &stale {
             shaped.revalidating = Some(self.revalidation(s));
         }
-        let out = super::forward::proxy(core, gen, ex, &mut shaped, route, p, &fx).await;
+        let out = super::forward::forward(core, gen, ex, &mut shaped, route, p, &fx).await;
         if let Some(status) = shaped.served {
             ex.facts.status = status;
         }

@@ -21,24 +21,10 @@ use super::send::{send_with_retry, wants_websocket, Attempt};
 use super::upstream_head::{write_upstream_head, UpstreamHead};
 use super::wire::{Downstream, Outcome};
 
-/// Runs the proxy action on a route without a `cache` or `compress` policy (those go through
-/// `exchange::cache_phase`, chosen by the pipeline, which calls `proxy` itself). `Err` only
-/// before anything was sent to the client.
+/// Runs the proxy action: sends the request upstream and relays the answer (routes with a
+/// `cache` or `compress` policy come here through `exchange::cache_phase`, with the wire
+/// wrapped in `exchange::shape::Shaped`). `Err` only before anything was sent to the client.
 pub async fn forward<D: Downstream>(
-    core: &Core,
-    gen: &Rc<Generation>,
-    ex: &mut Exchange<'_>,
-    down: &mut D,
-    route: &Route,
-    p: &ProxyAction,
-    fx: &Effects,
-) -> Result<Outcome, ProxyError> {
-    proxy(core, gen, ex, down, route, p, fx).await
-}
-
-/// Sends the request upstream and relays the answer. `Err` only before anything was sent to
-/// the client.
-pub async fn proxy<D: Downstream>(
     core: &Core,
     gen: &Rc<Generation>,
     ex: &mut Exchange<'_>,

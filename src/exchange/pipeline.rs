@@ -56,7 +56,7 @@ async fn phases<D: Downstream>(
     let fx = guard::run_policies(core, ex, cfg, route).await?;
     match &route.action {
         // Routes with a cache or compress policy take the cache phase, which forwards
-        // through `forward::proxy` itself (so `forward` never depends on it).
+        // through `forward::forward` itself (so `forward` never depends on it).
         Action::Proxy(p) if fx.cache.is_some() || fx.compress.is_some() => {
             cache_phase::forward(core, gen, ex, down, route, p, &fx).await
         }
