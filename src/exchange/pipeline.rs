@@ -3,6 +3,8 @@
 //! ```text
 //! route::lookup → guard::answer_preflight → route::resolve → guard::run_policies
 //!   → action: forward (prepare → send with retry → response head → body → finish)
+//!             | cache_phase (routes with `cache`/`compress`: lookup → stored answer, or
+//!               forward through `shape`, which compresses and records)
 //!             | static | redirect | echo
 //! ```
 //!
