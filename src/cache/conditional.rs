@@ -92,6 +92,11 @@ pub fn not_modified(head: &RequestHead, obj: &Object) -> bool {
 /// The field lines a 304 from the cache carries, taken from `obj`'s (RFC 9110 15.4.5:
 /// Cache-Control, Content-Location, Date, ETag, Expires, Vary, plus Last-Modified).
 pub fn not_modified_fields(obj: &Object, out: &mut Vec<u8>) {
+    not_modified_lines(&obj.fields, out);
+}
+
+/// The field lines of `fields` a 304 carries (those `not_modified_fields` keeps).
+pub fn not_modified_lines(fields: &[u8], out: &mut Vec<u8>) {
     const KEEP: &[&[u8]] = &[
         b"cache-control",
         b"content-location",
@@ -101,7 +106,7 @@ pub fn not_modified_fields(obj: &Object, out: &mut Vec<u8>) {
         b"vary",
         b"last-modified",
     ];
-    for (n, v) in field_lines(&obj.fields) {
+    for (n, v) in field_lines(fields) {
         if KEEP.iter().any(|k| n.eq_ignore_ascii_case(k)) {
             crate::http1::write_header(out, n, v);
         }

@@ -48,6 +48,9 @@ pub struct Shaped<'d, D> {
     swallow: bool,
     /// The status the client got when the stored object answered instead of the upstream.
     pub served: Option<u16>,
+    /// The client's conditional matched the answer being recorded: it got a 304, and the
+    /// upstream's body only feeds the recorder.
+    store_only: bool,
     out: Vec<u8>,
     fields: Vec<u8>,
 }
@@ -69,6 +72,7 @@ impl<'d, D: Downstream> Shaped<'d, D> {
             answer,
             swallow: false,
             served: None,
+            store_only: false,
             out: Vec::new(),
             fields: Vec::new(),
         }
@@ -160,7 +164,12 @@ impl<D: Downstream> Downstream for Shaped<'_, D> {
             let cs = self.status.get_or_insert_with(CacheStatus::default);
             cs.fwd_status = Some(resp.status);
             match stored {
-                Ok(()) => cs.stored = true,
+                Ok(()) => {
+                    cs.stored = true;
+                    // The cache strips the client's conditionals upstream (it wants the whole
+                    // answer to store), so it answers them itself.
+                    self.store_only = r.client_not_modified(ex.head);
+                }
                 Err(why) => {
                     cs.detail = Some(why);
                     self.record = None;
@@ -184,6 +193,30 @@ impl<D: Downstream> Downstream for Shaped<'_, D> {
         }
         let mut fields = std::mem::take(&mut self.fields);
         fields.clear();
+        if self.store_only {
+            let mut live = Vec::with_capacity(resp.fields.len() + 64);
+            match &self.encoder {
+                Some(enc) => crate::compress::rewrite_fields(enc.coding(), resp.fields, &mut live),
+                None => live.extend_from_slice(resp.fields),
+            }
+            if self.vary {
+                crate::compress::add_vary(&std::mem::take(&mut live), &mut live);
+            }
+            crate::cache::conditional::not_modified_lines(&live, &mut fields);
+            if let Some(cs) = &self.status {
+                crate::cache::status::write(&mut fields, cs);
+            }
+            let r = Response {
+                status: 304,
+                fields: &fields,
+                body: BodyLen::Bare,
+                keep: resp.keep,
+            };
+            let keep = self.inner.start_response(ex, &r);
+            self.served = Some(304);
+            self.fields = fields;
+            return keep;
+        }
         let mut body = resp.body;
         match &self.encoder {
             Some(enc) => {
@@ -232,7 +265,7 @@ impl<D: Downstream> Downstream for Shaped<'_, D> {
                 enc.write(&buf[range], &mut out);
                 self.record(&out);
                 let n = out.len();
-                let sent = if n > 0 {
+                let sent = if n > 0 && !self.store_only {
                     self.inner.send_body(&mut out, 0..n).await
                 } else {
                     Ok(())
@@ -242,6 +275,9 @@ impl<D: Downstream> Downstream for Shaped<'_, D> {
             }
             None => {
                 self.record(&buf[range.clone()]);
+                if self.store_only {
+                    return Ok(());
+                }
                 self.inner.send_body(buf, range).await
             }
         }
@@ -257,12 +293,16 @@ impl<D: Downstream> Downstream for Shaped<'_, D> {
                 out.clear();
                 enc.write(bytes, &mut out);
                 self.record(&out);
-                self.inner.queue_body(&out);
+                if !self.store_only {
+                    self.inner.queue_body(&out);
+                }
                 self.out = out;
             }
             None => {
                 self.record(bytes);
-                self.inner.queue_body(bytes);
+                if !self.store_only {
+                    self.inner.queue_body(bytes);
+                }
             }
         }
     }
@@ -272,7 +312,7 @@ impl<D: Downstream> Downstream for Shaped<'_, D> {
     }
 
     fn queue_trailers(&mut self, fields: &[u8]) {
-        if !self.swallow {
+        if !self.swallow && !self.store_only {
             self.inner.queue_trailers(fields)
         }
     }
@@ -284,6 +324,10 @@ impl<D: Downstream> Downstream for Shaped<'_, D> {
     async fn flush(&mut self) -> Result<(), ProxyError> {
         if self.swallow {
             return Ok(());
+        }
+        if self.store_only {
+            // Only the 304's head is the client's; the body's bytes go to the recorder.
+            return self.inner.flush().await;
         }
         // The forward phase flushes when the upstream has nothing more for now (once per
         // upstream read at most): what the encoder holds goes out too, so a slowly streamed
@@ -325,7 +369,7 @@ impl<D: Downstream> Downstream for Shaped<'_, D> {
             r.finish();
         }
         let n = out.len();
-        if n > 0 {
+        if n > 0 && !self.store_only {
             let sent = self.inner.send_body(&mut out, 0..n).await;
             self.out = out;
             sent?;

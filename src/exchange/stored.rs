@@ -119,6 +119,16 @@ pub struct Recorder<'p> {
     lead: Option<FillGuard>,
 }
 
+impl Recorder<'_> {
+    /// The client's own `If-None-Match` / `If-Modified-Since` matches the answer being
+    /// recorded: it can have a 304 while the whole body goes into the store.
+    pub fn client_not_modified(&self, head: &http1::RequestHead) -> bool {
+        self.pending
+            .as_ref()
+            .is_some_and(|p| conditional::not_modified(head, &p.object))
+    }
+}
+
 /// A response being recorded: everything but its body.
 struct Pending {
     object: Object,
