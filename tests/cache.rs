@@ -981,6 +981,43 @@ fn concurrent_misses_collapse_into_one_request() {
 }
 
 #[test]
+fn concurrent_requests_for_an_expired_answer_send_one_revalidation() {
+    // No stale-while-revalidate: an expired answer must be refreshed before use. Eight clients
+    // arriving together at expiry wait for one upstream request instead of each sending one.
+    let o = Origin::start(Script {
+        // max-age=2, not 1: `Date` has whole seconds, so a fresh answer can arrive a second
+        // old, and with max-age=1 the refreshed answer itself could be born stale.
+        headers: "cache-control: max-age=2\r\n".into(),
+        ..Script::default()
+    });
+    let gw = gateway(&o, "");
+    assert_eq!(get(gw.addr, "/").text(), "v1");
+    thread::sleep(Duration::from_millis(2100));
+    o.set(|s| s.delay = Duration::from_millis(400));
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let addr = gw.addr;
+            thread::spawn(move || get(addr, "/"))
+        })
+        .collect();
+    let answers: Vec<Response> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    assert!(
+        answers.iter().all(|r| r.status == 200 && r.text() == "v2"),
+        "{:?}",
+        answers
+            .iter()
+            .map(|r| (r.text(), status_of(r)))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(o.count(), 2, "one refresh for eight requests at expiry");
+    let collapsed = answers
+        .iter()
+        .filter(|r| status_of(r).contains("collapsed"))
+        .count();
+    assert_eq!(collapsed, 7, "the followers say they were collapsed");
+}
+
+#[test]
 fn waiters_go_upstream_at_once_when_the_leaders_answer_will_not_be_stored() {
     // The head says private; the body takes 1.5 s. Waiting for the leader's whole body before
     // finding nothing stored would double every follower's latency.

@@ -201,6 +201,36 @@ pub async fn forward<D: Downstream>(
             return Ok(serve(ex, down, &obj, &cs, &answer).await);
         }
     }
+    // Expiry of a popular key: concurrent requests for the stale answer send one revalidation
+    // and wait for it, as misses do (a client's own no-cache / max-age goes forward itself).
+    let mut lead = None;
+    let plain_expiry = stale_for.is_some() && !reqd.no_cache && reqd.max_age.is_none();
+    if plain_expiry && policy.coalesce && ex.head.method == Method::Get {
+        let mut fill_key = b"stale\0".to_vec();
+        fill_key.extend_from_slice(&hit.secondary);
+        match look.store.fill(&look.key, &fill_key) {
+            Fill::Leader(guard) => lead = Some(guard),
+            Fill::Follower(wait) => {
+                let deadline = Instant::now() + policy.coalesce_timeout;
+                if wait.wait(deadline).await {
+                    if let Some(fresh) = look.find(ex.head) {
+                        let now = Instant::now();
+                        if fresh.object.stale_for(now).is_none() {
+                            count(Counted::Hit);
+                            let cs = CacheStatus {
+                                hit: true,
+                                ttl: Some(ttl(&fresh.object, now)),
+                                collapsed: true,
+                                ..CacheStatus::default()
+                            };
+                            return Ok(serve(ex, down, &fresh.object, &cs, &answer).await);
+                        }
+                    }
+                }
+                // The leader failed or took too long: revalidate on our own.
+            }
+        }
+    }
     count(Counted::Miss);
     let fwd = if stale_for.is_some() {
         Fwd::Stale
@@ -218,7 +248,7 @@ pub async fn forward<D: Downstream>(
         answer,
         Some(hit),
         fwd,
-        None,
+        lead,
     )
     .await
 }
