@@ -472,12 +472,15 @@ fn a_miss_answers_the_clients_matching_validator_with_304_and_stores_the_whole_a
 #[test]
 fn stale_while_revalidate_serves_at_once_and_refreshes_once() {
     let o = Origin::start(Script {
-        headers: "cache-control: max-age=1, stale-while-revalidate=30\r\n".into(),
+        // max-age=3: the origin stamps `Date` (whole seconds) before its 1.5 s delay, so the
+        // refreshed answer arrives up to 2 s old; with a shorter max-age it would be born
+        // stale and start a second refresh.
+        headers: "cache-control: max-age=3, stale-while-revalidate=30\r\n".into(),
         ..Script::default()
     });
     let gw = gateway(&o, "");
     assert_eq!(get(gw.addr, "/").text(), "v1");
-    thread::sleep(Duration::from_millis(1100));
+    thread::sleep(Duration::from_millis(3100));
     // The refresh takes 1.5 s upstream; the clients do not wait for it.
     o.set(|s| s.delay = Duration::from_millis(1500));
     let clients: Vec<_> = (0..6)
