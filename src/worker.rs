@@ -228,6 +228,13 @@ async fn worker_main(
     let canceller = monoio::io::Canceller::new();
     for (index, l) in listeners {
         let local = l.local_addr().ok();
+        // A duplicate, owned here: the drain shuts the socket down through it even if the
+        // accept loop has already ended and closed its descriptor, whose number another
+        // thread may have reused for a client connection by then.
+        match std::os::fd::AsFd::as_fd(&l).try_clone_to_owned() {
+            Ok(dup) => listener_fds.push(dup),
+            Err(e) => crate::log::warn(&format!("worker {id}: listener {local:?}: dup: {e}")),
+        }
         let listener = match TcpListener::from_std(l) {
             Ok(l) => l,
             Err(e) => {
@@ -235,7 +242,6 @@ async fn worker_main(
                 continue;
             }
         };
-        listener_fds.push(listener.as_raw_fd());
         accepting.set(accepting.get() + 1);
         let core = core.clone();
         let accepting = accepting.clone();
@@ -268,10 +274,10 @@ async fn worker_main(
     let handed_over = shared.handed_over.load(Ordering::SeqCst);
     if !handed_over {
         for fd in &listener_fds {
-            // SAFETY: the listener is owned by its accept loop, alive until that loop sees the
-            // error we cause here; shutdown does not close the fd.
+            // SAFETY: `fd` is our own open duplicate of the listening socket; shutdown does
+            // not close it.
             unsafe {
-                libc::shutdown(*fd, libc::SHUT_RDWR);
+                libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR);
             }
         }
     }

@@ -12,7 +12,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -43,7 +43,11 @@ struct Inner {
     tx: unbounded::Tx<Vec<u8>>,
     waiting: RefCell<VecDeque<oneshot::Sender<Reply>>>,
     broken: Cell<bool>,
-    fd: RawFd,
+    /// A duplicate of the socket's descriptor, owned here: `break_off` shuts the socket down
+    /// through it even after both tasks have closed theirs. A bare descriptor number could by
+    /// then name another socket (a client's connection accepted on a worker), which the
+    /// shutdown would cut.
+    sock: OwnedFd,
 }
 
 impl Inner {
@@ -51,11 +55,7 @@ impl Inner {
     /// waiting caller is told.
     fn break_off(&self, why: &str) {
         if !self.broken.replace(true) {
-            // SAFETY: `fd` belongs to the socket both tasks hold, which is still open (they
-            // close it only when they end, after this call); shutdown does not free it.
-            unsafe {
-                libc::shutdown(self.fd, libc::SHUT_RDWR);
-            }
+            super::shutdown(&self.sock);
         }
         for w in self.waiting.borrow_mut().drain(..) {
             let _ = w.send(Err(RedisError::Unavailable(why.to_string())));
@@ -70,13 +70,13 @@ impl Conn {
         let connect_timeout = s.connect_timeout;
         let setup = setup_commands(s);
         let tcp = dial(addr, connect_timeout).await?;
-        let fd = tcp.as_raw_fd();
+        let sock = super::dup_socket(tcp.as_raw_fd(), addr)?;
         let (tx, rx) = unbounded::channel();
         let inner = Rc::new(Inner {
             tx,
             waiting: RefCell::new(VecDeque::new()),
             broken: Cell::new(false),
-            fd,
+            sock,
         });
         match &s.tls {
             None => {

@@ -4,7 +4,7 @@
 //! `next` returns `Unavailable` and the owner subscribes again. With `[redis] tls` the
 //! subscription is TLS too (the task only reads once SUBSCRIBE is written).
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +22,9 @@ const MAX_QUEUED: usize = 1024;
 
 pub struct Subscription {
     rx: bounded::Rx<Vec<u8>>,
-    fd: i32,
+    /// A duplicate of the socket's descriptor (see `conn::Inner::sock`): the reader task may
+    /// have closed its own already when this drops.
+    sock: OwnedFd,
 }
 
 impl Subscription {
@@ -34,7 +36,7 @@ impl Subscription {
         let s = &shared.settings;
         let addr = s.nodes[0];
         let tcp = super::conn::dial(addr, s.connect_timeout).await?;
-        let fd = tcp.as_raw_fd();
+        let sock = super::dup_socket(tcp.as_raw_fd(), addr)?;
         let mut out = Vec::new();
         let setup = super::conn::setup_commands(s);
         for cmd in &setup {
@@ -61,7 +63,7 @@ impl Subscription {
                 monoio::spawn(read_pushes(t, tx, skip));
             }
         }
-        Ok(Subscription { rx, fd })
+        Ok(Subscription { rx, sock })
     }
     /// The next message's payload, or `Ok(None)` if none came within `wait`.
     pub async fn next(&mut self, wait: Duration) -> Result<Option<Vec<u8>>, RedisError> {
@@ -75,12 +77,9 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        // SAFETY: the reader task owns the socket and is still running or has closed it; a
-        // shutdown on a closed descriptor number fails harmlessly (EBADF) unless the number was
-        // reused, which cannot happen before the task drops the stream after this wakes it.
-        unsafe {
-            libc::shutdown(self.fd, libc::SHUT_RDWR);
-        }
+        // Wakes the reader task if it still runs; the socket itself closes when both the
+        // task's stream and this duplicate are gone.
+        super::shutdown(&self.sock);
     }
 }
 
