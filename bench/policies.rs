@@ -89,6 +89,8 @@ fn policies(c: &mut Criterion) {
                 unix_now: ringway::civil::unix_now(),
                 mono_now: ringway::ratelimit::now_ns(),
                 peer_cert: None,
+                body: &[],
+                body_complete: true,
             };
             let mut caller = Caller::default();
             let mut fx = Effects::default();

@@ -405,6 +405,7 @@ pub fn request_path(
     write_upstream_head(
         &mut wire,
         &UpstreamHead {
+            target: None,
             head: &head,
             path: &path,
             request_id: rid.as_str(),

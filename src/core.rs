@@ -77,6 +77,8 @@ pub struct Core {
     pub telemetry: CoreTelemetry,
     /// Verified JWTs, so a client reusing its token skips signature checks.
     pub tokens: RefCell<crate::jwt::TokenCache>,
+    /// This worker's proxy-wasm filter instances.
+    pub wasm: crate::wasm::Instances,
     /// This worker's TLS server configs and session caches.
     pub tls: crate::tls::worker::WorkerTls,
     /// Set by the worker when the idle grace of a drain after a handover has run out.
@@ -106,6 +108,7 @@ impl Core {
             conns: ConnRegistry::default(),
             telemetry,
             tokens: RefCell::new(crate::jwt::TokenCache::new(TOKEN_CACHE)),
+            wasm: crate::wasm::Instances::default(),
             tls: crate::tls::worker::WorkerTls::default(),
             idle_grace_over: Cell::new(false),
             redis: RefCell::new(None),

@@ -48,4 +48,5 @@ pub mod tls;
 pub mod trace;
 pub mod upstream;
 pub mod usage;
+pub mod wasm;
 pub mod worker;

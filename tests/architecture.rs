@@ -69,6 +69,8 @@ const LAYERS: &[(&str, u8)] = &[
     // The response cache's store and its HTTP semantics, and response compression.
     ("cache", 2),
     ("compress", 2),
+    // proxy-wasm filters: the sandbox, the ABI host and per-core instances.
+    ("wasm", 2),
     // TLS building blocks: rustls over owned buffers, certificates, SNI, tickets, settings.
     ("tls", 2),
     // 3 config: parsing and compiling the file into the immutable table.

@@ -84,7 +84,7 @@ pub fn compile_with(
         mut policies,
         ids: policy_ids,
         live_limiters,
-    } = super::policies::compile_policies(&raw, file, rt, redis.as_ref(), &mut errs);
+    } = super::policies::compile_policies(&raw, file, rt, redis.as_ref(), &upstream_ids, &mut errs);
     policies.limiter_identities = live_limiters;
 
     let mut defaults_used = vec![false; raw.defaults.len()];

@@ -36,6 +36,7 @@ pub(super) fn compile_policies(
     file: &Path,
     rt: &Runtime,
     redis: Option<&std::sync::Arc<crate::redis::RedisShared>>,
+    upstreams: &HashMap<String, crate::config::UpstreamId>,
     errs: &mut Diag,
 ) -> CompiledPolicies {
     let base_dir = file.parent().unwrap_or(Path::new("."));
@@ -72,6 +73,7 @@ pub(super) fn compile_policies(
         base_dir,
         rt,
         redis,
+        upstreams,
     };
     for (name, p) in &raw.policies {
         let n = name.get_ref();
@@ -82,7 +84,7 @@ pub(super) fn compile_policies(
                 name.span(),
                 format!("policies.{n}"),
                 "a policy needs exactly one of: api_key, jwt, authorize, ip, rate_limit, quota, \
-                 cors, transform, client_cert, cache, compress",
+                 cors, transform, client_cert, cache, compress, forward_auth, introspect, wasm",
             );
             continue;
         }
@@ -179,6 +181,9 @@ fn kinds(p: &RawPolicy) -> usize {
         p.client_cert.is_some(),
         p.cache.is_some(),
         p.compress.is_some(),
+        p.forward_auth.is_some(),
+        p.introspect.is_some(),
+        p.wasm.is_some(),
     ]
     .into_iter()
     .filter(|&set| set)
@@ -193,6 +198,15 @@ struct PolicyContext<'a> {
     rt: &'a Runtime,
     /// `[redis]`, for policies with shared state (global limits, quotas).
     redis: Option<&'a std::sync::Arc<crate::redis::RedisShared>>,
+    /// Upstream names, for policies that call a service (forward auth, introspection).
+    upstreams: &'a HashMap<String, crate::config::UpstreamId>,
+}
+
+impl PolicyContext<'_> {
+    /// Upstream name → its index, for policies that call a service.
+    fn upstream_index(&self) -> impl Fn(&str) -> Option<u32> + '_ {
+        |name| self.upstreams.get(name).map(|id| id.0)
+    }
 }
 
 /// Dispatches policy `n` to the `compile` of each kind it sets, with errors under
@@ -278,6 +292,34 @@ fn compile_policy(
         let at = prefix("compress");
         compiled = crate::compress::policy::compile(c.get_ref(), &mut errs.under(&at))
             .map(|c| Policy::Compress(Box::new(c)));
+    }
+    if let Some(a) = &p.forward_auth {
+        let at = prefix("forward_auth");
+        let sink = &mut errs.under(&at);
+        compiled = super::super::policy::forward_auth::compile(
+            a.get_ref(),
+            a.span(),
+            &cx.upstream_index(),
+            sink,
+        )
+        .map(|a| Policy::ForwardAuth(Box::new(a)));
+    }
+    if let Some(i) = &p.introspect {
+        let at = prefix("introspect");
+        let sink = &mut errs.under(&at);
+        compiled = super::super::policy::introspect::compile(
+            i.get_ref(),
+            i.span(),
+            &cx.upstream_index(),
+            sink,
+        )
+        .map(|i| Policy::Introspect(Box::new(i)));
+    }
+    if let Some(w) = &p.wasm {
+        let at = prefix("wasm");
+        let sink = &mut errs.under(&at);
+        compiled = crate::wasm::compile(w.get_ref(), w.span(), cx.base_dir, sink)
+            .map(|w| Policy::Wasm(Box::new(w)));
     }
     compiled
 }

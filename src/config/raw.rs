@@ -129,6 +129,12 @@ pub struct RawPolicy {
     pub cache: Option<Spanned<crate::cache::RawCache>>,
     #[schemars(with = "Option<crate::compress::RawCompress>")]
     pub compress: Option<Spanned<crate::compress::RawCompress>>,
+    #[schemars(with = "Option<crate::policy::forward_auth::RawForwardAuth>")]
+    pub forward_auth: Option<Spanned<crate::policy::forward_auth::RawForwardAuth>>,
+    #[schemars(with = "Option<crate::policy::introspect::RawIntrospect>")]
+    pub introspect: Option<Spanned<crate::policy::introspect::RawIntrospect>>,
+    #[schemars(with = "Option<crate::wasm::RawWasm>")]
+    pub wasm: Option<Spanned<crate::wasm::RawWasm>>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]

@@ -61,6 +61,7 @@ pub fn exchange<'a>(
             resp_lines,
             origin: Origin::decide(client.peer.ip(), client.scheme, head, trusted),
             protocol: client.protocol,
+            policy_reply: None,
             ..ExchangeFacts::default()
         },
     }

@@ -75,6 +75,14 @@ pub enum ErrorKind {
     ClientCertRequired,
     /// A route's `client_cert` policy refused the certificate → 403 (the detail says why).
     ClientCertRefused(&'static str),
+    /// A policy answered the client itself (a forward-auth service's denial, a filter's
+    /// local reply) with this status; the answer is `ExchangeFacts::policy_reply`.
+    PolicyReply(u16),
+    /// A `fail_closed` policy could not reach the service it asks (forward auth, token
+    /// introspection) → 503.
+    AuthUnavailable(&'static str),
+    /// A policy failed inside the gateway (a filter trapped or ran out of fuel) → 500.
+    PolicyFailed(&'static str),
     /// A rate limit refused the request → 429.
     TooManyRequests,
     /// A `fail_closed` global rate limit or quota could not reach Redis → 503 (with
@@ -231,6 +239,11 @@ impl ErrorKind {
                 "this route requires a verified TLS client certificate",
             ),
             ErrorKind::ClientCertRefused(d) => row(403, "client_certificate_refused", D, false, d),
+            ErrorKind::PolicyReply(status) => {
+                row(status, "policy_reply", D, false, "answered by a policy")
+            }
+            ErrorKind::AuthUnavailable(d) => row(503, "auth_unavailable", U, false, d),
+            ErrorKind::PolicyFailed(d) => row(500, "policy_failed", Side::Internal, false, d),
             ErrorKind::TooManyRequests => row(
                 429,
                 "rate_limited",
@@ -370,6 +383,9 @@ mod tests {
             ErrorKind::Forbidden("not allowed"),
             ErrorKind::ClientCertRequired,
             ErrorKind::ClientCertRefused("not this one"),
+            ErrorKind::PolicyReply(302),
+            ErrorKind::AuthUnavailable("auth service down"),
+            ErrorKind::PolicyFailed("filter trapped"),
             ErrorKind::TooManyRequests,
             ErrorKind::LimiterUnavailable,
             ErrorKind::ClientAborted,
@@ -408,6 +424,9 @@ mod tests {
             (403, "forbidden", Downstream, false),
             (401, "client_certificate_required", Downstream, false),
             (403, "client_certificate_refused", Downstream, false),
+            (302, "policy_reply", Downstream, false),
+            (503, "auth_unavailable", Upstream, false),
+            (500, "policy_failed", Internal, false),
             (429, "rate_limited", Downstream, false),
             (503, "rate_limit_unavailable", Internal, false),
             (499, "client_closed", Downstream, true),

@@ -80,6 +80,7 @@ pub async fn forward<D: Downstream>(
             captures: &ex.captures,
             edits,
             query,
+            target: fx.path.as_deref(),
             client_cert,
             attempts: ex.facts.upstream.as_ref().map_or(1, |f| f.attempts),
         };

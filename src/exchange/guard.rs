@@ -4,8 +4,10 @@
 //! headers it needs (WWW-Authenticate, Retry-After, RateLimit) already in
 //! `ExchangeFacts::resp_lines`.
 
+use std::rc::Rc;
+
 use crate::config::{Compiled, Route};
-use crate::core::Core;
+use crate::core::{Core, Generation};
 use crate::http1::Method;
 use crate::policy::client_cert::CertRefusal;
 use crate::policy::pipeline::{self, Caller, Denial, Effects, Facts, Policy, PolicyId};
@@ -15,6 +17,7 @@ use crate::route::{Lookup, RouteRequest};
 use super::error::{ErrorKind, ProxyError};
 use super::model::Exchange;
 use super::route::HeadHeaders;
+use super::wire::Downstream;
 
 /// The policy `id` names, if any.
 fn policy(cfg: &Compiled, id: Option<PolicyId>) -> Option<&Policy> {
@@ -77,12 +80,14 @@ fn preflight(ex: &mut Exchange<'_>, cfg: &Compiled, requested: &[u8]) -> Option<
 
 /// Adds the route's CORS headers and runs its policies. `Ok` carries what the policies ask of
 /// the rest of the request (header and query edits); `Err` is the refusal to render.
-pub async fn run_policies(
+pub async fn run_policies<D: Downstream>(
     core: &Core,
+    gen: &Rc<Generation>,
     ex: &mut Exchange<'_>,
-    cfg: &Compiled,
+    down: &mut D,
     route: &Route,
 ) -> Result<Effects, ProxyError> {
+    let cfg = &gen.cfg;
     let mut fx = Effects::default();
     let head = ex.head;
     let (policies, route_cors) = route.policies_for(&ex.path, &ex.host);
@@ -91,6 +96,19 @@ pub async fn run_policies(
     }
     if !policies.is_empty() {
         let mut caller = Caller::default();
+        // The body prefix the route's policies read (forward auth, filters), buffered unread.
+        let want = policies
+            .iter()
+            .filter_map(|&id| policy(cfg, Some(id)))
+            .map(Policy::body_bytes)
+            .max()
+            .unwrap_or(0);
+        let (body, body_complete) = if want > 0 {
+            down.continue_body(head).await?;
+            down.peek_body(head, want).await?
+        } else {
+            (&[][..], false)
+        };
         // Decided once per request (`origin`): the log and the upstream see the same client.
         let client_ip = ex.facts.origin.client;
         let ip_text = if client_ip == ex.facts.origin.peer {
@@ -107,6 +125,8 @@ pub async fn run_policies(
             unix_now: crate::civil::unix_now(),
             mono_now: crate::ratelimit::now_ns(),
             peer_cert: ex.client.peer_cert(),
+            body,
+            body_complete,
         };
         let mut from = 0;
         let res = loop {
@@ -128,13 +148,22 @@ pub async fn run_policies(
             let Some(p) = policy(cfg, Some(policies[i])) else {
                 break Ok(());
             };
-            let client = core.redis(cfg);
-            if let Err(d) = remote::settle(client.as_ref(), p, &facts, &caller, &mut fx).await {
+            let settled = match p {
+                Policy::ForwardAuth(_) | Policy::Introspect(_) | Policy::Wasm(_) => {
+                    super::callout::settle(core, gen, p, &facts, &mut caller, &mut fx).await
+                }
+                _ => {
+                    let client = core.redis(cfg);
+                    remote::settle(client.as_ref(), p, &facts, &caller, &mut fx).await
+                }
+            };
+            if let Err(d) = settled {
                 break Err(d);
             }
             from = i + 1;
         };
         ex.facts.resp_lines.append(&mut fx.response_lines);
+        ex.facts.policy_reply = fx.reply.take();
         ex.facts.rate_limited = fx.rate_limited;
         let tel = &cfg.telemetry;
         // The cache keys authenticated responses per consumer.
@@ -154,6 +183,18 @@ pub async fn run_policies(
                 }
                 Denial::Limited => ErrorKind::TooManyRequests,
                 Denial::LimiterUnavailable => ErrorKind::LimiterUnavailable,
+                Denial::Reply => match &ex.facts.policy_reply {
+                    Some(r) => ErrorKind::PolicyReply(r.status),
+                    None => ErrorKind::PolicyFailed("a policy chose to answer but gave no answer"),
+                },
+                Denial::Unavailable { reason, detail } => {
+                    ex.facts.auth_failure = Some(reason);
+                    ErrorKind::AuthUnavailable(detail)
+                }
+                Denial::Failed { reason, detail } => {
+                    ex.facts.auth_failure = Some(reason);
+                    ErrorKind::PolicyFailed(detail)
+                }
                 Denial::ClientCert(r) => {
                     ex.facts.auth_failure = Some(r.reason());
                     match r {

@@ -18,6 +18,7 @@
 pub mod begin;
 pub mod body;
 pub mod cache_phase;
+pub mod callout;
 pub mod client_cert;
 pub mod error;
 pub mod forward;

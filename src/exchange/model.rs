@@ -151,6 +151,9 @@ pub struct ExchangeFacts {
     pub aborted: Option<crate::exchange::error::Side>,
     /// The wire's protocol (the HTTP/1.1 head the phases see is the same for both).
     pub protocol: Protocol,
+    /// A policy's own answer to the client (`ErrorKind::PolicyReply`), rendered by
+    /// `exchange::respond::error`.
+    pub policy_reply: Option<Box<crate::policy::pipeline::LocalReply>>,
 }
 
 impl UpstreamFacts {

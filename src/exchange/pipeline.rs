@@ -55,7 +55,7 @@ async fn phases<D: Downstream>(
         return Ok(respond::local(core, ex, down, status, &fields, body).await);
     }
     let route = route::resolve(cfg, ex, lookup)?;
-    let fx = guard::run_policies(core, ex, cfg, route).await?;
+    let fx = guard::run_policies(core, gen, ex, down, route).await?;
     match &route.action {
         // Routes with a cache or compress policy take the cache phase, which forwards
         // through `forward::forward` itself (so `forward` never depends on it).

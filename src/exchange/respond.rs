@@ -44,7 +44,21 @@ pub async fn error<D: Downstream>(
     let keep = !err.must_close() && !ex.close && !core.draining() && down.skip_body(ex.head);
     let mut fields = Vec::with_capacity(128);
     let mut body = Vec::with_capacity(192);
-    let resp = if super::grpc::is_grpc(ex.head) {
+    let reply = match err.kind {
+        ErrorKind::PolicyReply(_) => ex.facts.policy_reply.take(),
+        _ => None,
+    };
+    let resp = if let Some(r) = &reply {
+        // A policy's own answer goes out as it chose it (its status, fields and body).
+        fields.extend_from_slice(&r.fields);
+        body.extend_from_slice(&r.body);
+        Response {
+            status: r.status,
+            fields: &fields,
+            body: BodyLen::Length(body.len() as u64),
+            keep,
+        }
+    } else if super::grpc::is_grpc(ex.head) {
         grpc_status(&err, ex, &mut fields, keep)
     } else {
         problem(&err, ex.rid.as_str(), &mut fields, &mut body);

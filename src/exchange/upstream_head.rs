@@ -73,6 +73,9 @@ pub struct UpstreamHead<'a> {
     /// The query string to send instead of the client's (policies removed or added
     /// parameters); `Some(b"")` sends none.
     pub query: Option<&'a [u8]>,
+    /// The whole origin-form target (path and optional query) a policy chose instead of the
+    /// route's rewrite and the client's query (`Effects::path`, validated by the policy).
+    pub target: Option<&'a [u8]>,
     /// The connection's verified client certificate, when it goes upstream
     /// (`x-forwarded-client-cert`).
     pub client_cert: Option<&'a crate::tls::client_cert::PeerCert>,
@@ -132,6 +135,11 @@ fn write_request_line(out: &mut Vec<u8>, u: &UpstreamHead<'_>, p: &ProxyAction) 
     let h = u.head;
     out.extend_from_slice(h.method_bytes());
     out.push(b' ');
+    if let Some(t) = u.target {
+        out.extend_from_slice(t);
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        return;
+    }
     match &p.rewrite {
         Rewrite::None => out.extend_from_slice(u.path),
         Rewrite::ReplacePrefix { prefix, with } => {
@@ -351,6 +359,7 @@ mod tests {
         write_upstream_head(
             &mut out,
             &UpstreamHead {
+                target: None,
                 head: &head,
                 path: b"/a",
                 request_id: "rid",

@@ -55,6 +55,19 @@ pub trait Downstream {
     /// then ride with the upstream head and be sent again on a retry).
     fn buffered_body(&self, head: &RequestHead, max: usize) -> Option<&[u8]>;
 
+    /// Reads until the first `max` bytes of the request body (or all of a shorter body) are
+    /// buffered, without consuming them, and returns them with whether they are the whole
+    /// body. For policies that read the body before it is forwarded (`Facts::body`).
+    async fn peek_body(
+        &mut self,
+        head: &RequestHead,
+        max: usize,
+    ) -> Result<(&[u8], bool), ProxyError> {
+        // Placeholder until each wire reads ahead: only a body that already arrived.
+        let whole = self.buffered_body(head, max);
+        Ok((whole.unwrap_or(&[]), whole.is_some()))
+    }
+
     /// The first `n` body bytes were sent upstream with the head.
     fn consume_body(&mut self, n: usize);
 

@@ -93,9 +93,28 @@ pub enum Policy {
     /// Noted by the loop (`Effects::compress`), applied to the proxied response
     /// (`exchange::shape`).
     Compress(Box<crate::compress::CompressPolicy>),
+    /// Asks an HTTP authorization service (`policy::forward_auth`); settled through the await
+    /// seam (`policy::remote`).
+    ForwardAuth(Box<crate::policy::forward_auth::ForwardAuth>),
+    /// Checks an opaque bearer token with an RFC 7662 endpoint (`policy::introspect`);
+    /// settled through the await seam.
+    Introspect(Box<crate::policy::introspect::Introspect>),
+    /// Runs a proxy-wasm filter (`wasm`) on this worker's instance; settled through the await
+    /// seam (it needs the worker's state).
+    Wasm(Box<crate::wasm::WasmPolicy>),
 }
 
 impl Policy {
+    /// How many request body bytes this policy reads before the request is forwarded
+    /// (`Facts::body`); 0 for most.
+    pub fn body_bytes(&self) -> usize {
+        match self {
+            Policy::ForwardAuth(p) => p.body_bytes,
+            Policy::Wasm(p) => p.body_bytes,
+            _ => 0,
+        }
+    }
+
     /// The kind, as written in the config (for `check` and `/routes`).
     pub fn kind(&self) -> &'static str {
         match self {
@@ -110,6 +129,9 @@ impl Policy {
             Policy::Cors(_) => "cors",
             Policy::Cache(_) => "cache",
             Policy::Compress(_) => "compress",
+            Policy::ForwardAuth(_) => "forward_auth",
+            Policy::Introspect(_) => "introspect",
+            Policy::Wasm(_) => "wasm",
         }
     }
 }
@@ -177,6 +199,18 @@ pub struct Caller<'a> {
     pub jwt: Option<Arc<Verified>>,
     /// The consumer a `client_cert` policy read from the connection's certificate.
     pub cert: Option<&'a str>,
+    /// An identity another service vouched for: a forward-auth service's answer, a token
+    /// introspection. Every value in it passed `http1::is_safe_header_value`.
+    pub external: Option<Arc<Identity>>,
+}
+
+/// What an external service said about the caller (`Caller::external`).
+#[derive(Debug, Default, Clone)]
+pub struct Identity {
+    /// The consumer name (forward auth's configured header, introspection's `sub`).
+    pub consumer: Option<Arc<str>>,
+    /// Scopes (introspection's `scope`), for `authorize.scopes`.
+    pub scopes: Vec<String>,
 }
 
 impl Caller<'_> {
@@ -189,7 +223,8 @@ impl Caller<'_> {
                 .jwt
                 .as_ref()
                 .and_then(|j| j.consumer.as_deref())
-                .or(self.cert),
+                .or(self.cert)
+                .or_else(|| self.external.as_ref()?.consumer.as_deref()),
         }
     }
 }
@@ -213,6 +248,24 @@ pub struct Effects {
     pub cache: Option<PolicyId>,
     /// The route's `compress` policy (the last one listed).
     pub compress: Option<PolicyId>,
+    /// The whole answer a policy chose for the client instead of forwarding (a forward-auth
+    /// service's denial, a filter's local reply); comes with `Denial::Reply`.
+    pub reply: Option<Box<LocalReply>>,
+    /// The path (origin-form, may carry a query) sent upstream instead of the route's
+    /// rewrite: set by a filter that rewrote `:path`. Validated by whoever sets it: starts
+    /// with `/`, no control characters, spaces or `#`.
+    pub path: Option<Vec<u8>>,
+}
+
+/// A response a policy answers with (`Effects::reply`): rendered as is by
+/// `exchange::respond::error`, plus the headers every response of the request carries.
+#[derive(Debug, Clone, Default)]
+pub struct LocalReply {
+    pub status: u16,
+    /// Complete `name: value\r\n` lines, each checked (`http1::is_safe_header_value`, a token
+    /// name) and without framing fields (`content-length`, `transfer-encoding`, `connection`).
+    pub fields: Vec<u8>,
+    pub body: Vec<u8>,
 }
 
 /// Why a request was refused.
@@ -234,6 +287,19 @@ pub enum Denial {
     LimiterUnavailable,
     /// 401 (no certificate) or 403 (certificate refused) from a `client_cert` policy.
     ClientCert(CertRefusal),
+    /// The policy answers the client itself with `Effects::reply`.
+    Reply,
+    /// 503: a `fail_closed` policy could not reach the service it asks (forward auth,
+    /// introspection). `reason` is a metric label.
+    Unavailable {
+        reason: &'static str,
+        detail: &'static str,
+    },
+    /// 500: a policy failed inside the gateway (a filter trapped or ran out of fuel).
+    Failed {
+        reason: &'static str,
+        detail: &'static str,
+    },
 }
 
 /// The request facts policies read.
@@ -250,6 +316,12 @@ pub struct Facts<'a> {
     pub mono_now: u64,
     /// The connection's verified client certificate, if any.
     pub peer_cert: Option<&'a PeerCert>,
+    /// The first bytes of the request body, for policies that read it (forward auth's
+    /// `body_bytes`, a filter's request-body callback): at most the largest such limit among
+    /// the route's policies, empty when none asks. Not consumed: it is still forwarded.
+    pub body: &'a [u8],
+    /// Whether `body` is the whole request body.
+    pub body_complete: bool,
 }
 
 /// Runs the route's policies in order, from `ids[from]`. `Ok(None)`: every one passed.
@@ -318,6 +390,10 @@ pub fn run<'a>(
             Policy::Cors(_) => {}
             Policy::Cache(_) => fx.cache = Some(*id),
             Policy::Compress(_) => fx.compress = Some(*id),
+            // They await another service or the worker's filter instance.
+            Policy::ForwardAuth(_) | Policy::Introspect(_) | Policy::Wasm(_) => {
+                return Ok(Some(i));
+            }
         }
     }
     Ok(None)
@@ -530,7 +606,8 @@ fn authorize(
     caller: &Caller<'_>,
     fx: &mut Effects,
 ) -> Result<(), Denial> {
-    if caller.key.is_none() && caller.jwt.is_none() && caller.cert.is_none() {
+    let anonymous = caller.key.is_none() && caller.jwt.is_none() && caller.cert.is_none();
+    if anonymous && caller.external.is_none() {
         challenge(fx, "Bearer");
         return Err(Denial::Unauthorized {
             reason: "unauthenticated",
@@ -552,7 +629,11 @@ fn authorize(
         }
     }
     if !a.scopes.is_empty() {
-        let have = caller.jwt.as_ref().map(|j| &j.scopes[..]).unwrap_or(&[]);
+        let have = match (&caller.jwt, &caller.external) {
+            (Some(j), _) => &j.scopes[..],
+            (None, Some(e)) => &e.scopes[..],
+            (None, None) => &[],
+        };
         if !a.scopes.iter().all(|s| have.contains(s)) {
             return Err(forbidden("missing_scope"));
         }

@@ -55,7 +55,7 @@ impl Inner {
     /// waiting caller is told.
     fn break_off(&self, why: &str) {
         if !self.broken.replace(true) {
-            super::shutdown(&self.sock);
+            super::sock::shutdown(&self.sock);
         }
         for w in self.waiting.borrow_mut().drain(..) {
             let _ = w.send(Err(RedisError::Unavailable(why.to_string())));
@@ -70,7 +70,8 @@ impl Conn {
         let connect_timeout = s.connect_timeout;
         let setup = setup_commands(s);
         let tcp = dial(addr, connect_timeout).await?;
-        let sock = super::dup_socket(tcp.as_raw_fd(), addr)?;
+        let sock = super::sock::dup(tcp.as_raw_fd())
+            .map_err(|e| RedisError::Unavailable(format!("{addr}: {e}")))?;
         let (tx, rx) = unbounded::channel();
         let inner = Rc::new(Inner {
             tx,

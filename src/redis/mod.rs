@@ -24,6 +24,7 @@ mod runtime;
 mod script;
 mod settings;
 mod shared;
+mod sock;
 mod subscribe;
 
 pub use client::Client;
@@ -35,25 +36,3 @@ pub use script::Script;
 pub use settings::{compile, RawRedis, RedisSettings};
 pub use shared::{key_part, RedisRegistry, RedisShared, SharedRedis};
 pub use subscribe::Subscription;
-
-/// An owned duplicate of a connection's descriptor, so a later `shutdown` can never reach a
-/// descriptor number the process has since reused for another socket.
-fn dup_socket(
-    fd: std::os::fd::RawFd,
-    addr: std::net::SocketAddr,
-) -> Result<std::os::fd::OwnedFd, RedisError> {
-    // SAFETY: `fd` belongs to a stream the caller holds for the duration of this call.
-    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    borrowed
-        .try_clone_to_owned()
-        .map_err(|e| RedisError::Unavailable(format!("{addr}: {e}")))
-}
-
-/// Shuts a connection down in both directions, waking whichever task still reads or writes it.
-fn shutdown(sock: &std::os::fd::OwnedFd) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: `sock` is an open descriptor owned by the caller; shutdown does not free it.
-    unsafe {
-        libc::shutdown(sock.as_raw_fd(), libc::SHUT_RDWR);
-    }
-}

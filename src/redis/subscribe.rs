@@ -36,7 +36,8 @@ impl Subscription {
         let s = &shared.settings;
         let addr = s.nodes[0];
         let tcp = super::conn::dial(addr, s.connect_timeout).await?;
-        let sock = super::dup_socket(tcp.as_raw_fd(), addr)?;
+        let sock = super::sock::dup(tcp.as_raw_fd())
+            .map_err(|e| RedisError::Unavailable(format!("{addr}: {e}")))?;
         let mut out = Vec::new();
         let setup = super::conn::setup_commands(s);
         for cmd in &setup {
@@ -79,7 +80,7 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         // Wakes the reader task if it still runs; the socket itself closes when both the
         // task's stream and this duplicate are gone.
-        super::shutdown(&self.sock);
+        super::sock::shutdown(&self.sock);
     }
 }
 
