@@ -318,7 +318,7 @@ fn compile_policy(
     if let Some(w) = &p.wasm {
         let at = prefix("wasm");
         let sink = &mut errs.under(&at);
-        compiled = crate::wasm::compile(w.get_ref(), w.span(), cx.base_dir, sink)
+        compiled = crate::wasm::compile(n, w.get_ref(), w.span(), cx.base_dir, sink)
             .map(|w| Policy::Wasm(Box::new(w)));
     }
     compiled

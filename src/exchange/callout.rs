@@ -37,7 +37,10 @@ pub async fn settle(
         Policy::Introspect(p) => {
             crate::policy::introspect_check::settle(p, f, caller, fx, &services).await
         }
-        Policy::Wasm(p) => crate::wasm::filter::settle(p, f, caller, fx, &core.wasm).await,
+        Policy::Wasm(p) => {
+            let generation = gen.cfg.generation;
+            crate::wasm::filter::settle(p, f, caller, fx, &core.wasm, generation).await
+        }
         _ => Ok(()),
     }
 }

@@ -131,7 +131,7 @@ pub async fn forward<D: Downstream>(
         us.record_response(up.target, resp.status, Ok(()));
         return Ok(Outcome::Upgrade(Box::new(up), resp));
     }
-    let keep = start_response(core, ex, down, route, fx, &resp);
+    let keep = start_response(core, ex, down, route, fx, &resp)?;
     let streamed = stream_response_body(down, &mut up, resp.body, gen.cfg.timeouts.upstream_idle);
     let streamed = streamed.await;
     us.record_response(up.target, resp.status, streamed.as_ref().copied());

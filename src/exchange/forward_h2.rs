@@ -120,7 +120,7 @@ pub async fn forward<D: Downstream>(
     if let Some(t) = target {
         a.us.record_head(t, resp.status);
     }
-    let keep = start_response(ans.core, ex, down, ans.route, ans.fx, &resp);
+    let keep = start_response(ans.core, ex, down, ans.route, ans.fx, &resp)?;
     if resp.body == http1::BodyFraming::None {
         if let Some(t) = target {
             a.us.record_response(t, resp.status, Ok(()));

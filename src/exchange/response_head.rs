@@ -11,11 +11,13 @@ use crate::core::Core;
 use crate::http1::{self, BodyFraming};
 use crate::policy::pipeline::Effects;
 
+use super::error::{ErrorKind, ProxyError};
 use super::model::Exchange;
 use super::wire::{BodyLen, Downstream, Response};
 
 /// Builds the client's response head from the upstream's and starts the response. Returns
-/// whether the client connection stays open.
+/// whether the client connection stays open; `Err` when a filter's response-headers callback
+/// failed (nothing was started: the client gets the 500).
 pub fn start_response<D: Downstream>(
     core: &Core,
     ex: &mut Exchange<'_>,
@@ -23,12 +25,23 @@ pub fn start_response<D: Downstream>(
     route: &Route,
     fx: &Effects,
     resp: &http1::ResponseHead,
-) -> bool {
-    down.upstream_head(ex, resp);
+) -> Result<bool, ProxyError> {
     let mut fields = std::mem::take(&mut ex.scratch);
     fields.clear();
     let edits = (!fx.response.is_empty()).then_some(&fx.response);
     filter_response_fields(resp, edits, Owned::for_exchange(ex, route), &mut fields);
+    // Filters with a response hook see (and edit) the fields the client would get.
+    if let Some(w) = &fx.wasm {
+        let end_of_stream = resp.body == BodyFraming::None;
+        if let Err(f) = w.response_headers(resp.status, &mut fields, end_of_stream) {
+            ex.scratch = fields;
+            ex.facts.auth_failure = Some(f.reason);
+            return Err(ProxyError::new(ErrorKind::PolicyFailed(
+                "the route's filter failed",
+            )));
+        }
+    }
+    down.upstream_head(ex, resp);
     let body = match resp.body {
         BodyFraming::None => BodyLen::Bare,
         BodyFraming::Length(n) => BodyLen::Length(n),
@@ -47,7 +60,7 @@ pub fn start_response<D: Downstream>(
     if fields.capacity() <= 16 * 1024 {
         ex.scratch = fields;
     }
-    keep
+    Ok(keep)
 }
 
 /// Response fields the gateway writes itself, so an upstream's copies are dropped.

@@ -14,7 +14,7 @@
 //!
 //! Layout: this file only declares the modules and re-exports. `core_metrics.rs` records and
 //! snapshots, `labels.rs` holds the method labels and counter kinds, `hub.rs` merges,
-//! `render.rs`, `limiters.rs`, `cache.rs` (the response cache), `health.rs` and `upstream_load.rs` (retries, breakers, mirrors) render, `histogram.rs` holds the latency histogram.
+//! `render.rs`, `limiters.rs`, `cache.rs` (the response cache), `health.rs`, `upstream_load.rs` (retries, breakers, mirrors) and `wasm.rs` (filter failures) render, `histogram.rs` holds the latency histogram.
 
 mod cache;
 mod core_metrics;
@@ -26,6 +26,7 @@ mod limiters;
 mod redis;
 mod render;
 mod upstream_load;
+pub mod wasm;
 
 pub use cache::render_cache;
 pub use core_metrics::{CoreMetrics, CoreSnapshot, RouteSlot, UpstreamSlot};

@@ -255,6 +255,9 @@ pub struct Effects {
     /// rewrite: set by a filter that rewrote `:path`. Validated by whoever sets it: starts
     /// with `/`, no control characters, spaces or `#`.
     pub path: Option<Vec<u8>>,
+    /// Filter contexts waiting for the response head (`wasm::Pending`): `None` on routes
+    /// without a filter that has a response hook, so the response path skips it for free.
+    pub wasm: Option<std::rc::Rc<crate::wasm::Pending>>,
 }
 
 /// A response a policy answers with (`Effects::reply`): rendered as is by

@@ -1,16 +1,181 @@
 //! A filter's request callbacks for one request, on this worker's instance, and their
 //! verdict for the pipeline (kept apart from `mod.rs`, which `pipeline` names).
+//!
+//! The request header map a filter sees: `:method`, `:path` (with the query), `:authority`,
+//! `:scheme`, then the headers the upstream would get so far (the client's, minus hop-by-hop
+//! fields and `host`, with the edits of the policies before this one). What it changes becomes
+//! `fx.upstream` edits (per name: the old fields removed, the new ones added) and a changed
+//! `:path` becomes `fx.path`; a local response becomes `Denial::Reply`; a failure becomes
+//! `Denial::Failed` (500), already counted and logged.
 
-use super::{Instances, WasmPolicy};
-use crate::policy::pipeline::{Caller, Denial, Effects, Facts};
+use std::rc::Rc;
 
-/// Runs the filter's request callbacks.
+use super::host::HeaderMap;
+use super::instance::{self, Failure, Instances, Pending};
+use super::WasmPolicy;
+use crate::http1::{self, BodyFraming};
+use crate::policy::pipeline::{Caller, Denial, Effects, Facts, LocalReply};
+
+/// Runs the filter's request callbacks. `generation`: the config generation the request runs
+/// against (instances of older ones are dropped).
 pub async fn settle(
-    _p: &WasmPolicy,
-    _f: &Facts<'_>,
+    p: &WasmPolicy,
+    f: &Facts<'_>,
     _caller: &mut Caller<'_>,
-    _fx: &mut Effects,
-    _instances: &Instances,
+    fx: &mut Effects,
+    instances: &Instances,
+    generation: u64,
 ) -> Result<(), Denial> {
+    let slot = instances.get(&p.filter, generation).map_err(failed)?;
+    let headers = request_map(f, fx);
+    let end_of_stream = matches!(f.head.body, BodyFraming::None | BodyFraming::Length(0));
+    let body = (p.body_bytes > 0 && !end_of_stream).then(|| {
+        let n = f.body.len().min(p.body_bytes);
+        (&f.body[..n], f.body_complete && f.body.len() <= p.body_bytes)
+    });
+    let outcome = {
+        let mut guard = slot.live.borrow_mut();
+        let Some(live) = guard.as_mut() else {
+            return Err(failed(Failure {
+                reason: "start",
+                detail: String::new(),
+            }));
+        };
+        live.request(headers.clone(), end_of_stream, body)
+    };
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            slot.failed(&e);
+            return Err(failed(e));
+        }
+    };
+    if let Some(local) = outcome.local {
+        close(&slot, outcome.ctx);
+        let mut fields = Vec::new();
+        for (n, v) in &local.headers {
+            http1::write_header(&mut fields, n, v);
+        }
+        fx.reply = Some(Box::new(LocalReply {
+            status: local.status,
+            fields,
+            body: local.body,
+        }));
+        return Err(Denial::Reply);
+    }
+    if let Err(e) = apply(&headers, &outcome.headers, fx) {
+        close(&slot, outcome.ctx);
+        instance::report(&slot.filter, &e);
+        return Err(failed(e));
+    }
+    if slot.filter.response_hook {
+        fx.wasm
+            .get_or_insert_with(|| Rc::new(Pending::default()))
+            .push(slot, outcome.ctx);
+    } else {
+        close(&slot, outcome.ctx);
+    }
     Ok(())
+}
+
+/// Finishes `ctx` on the slot's instance (the one that just opened it: no await between).
+fn close(slot: &instance::Slot, ctx: i32) {
+    instance::close_now(slot, ctx);
+}
+
+fn failed(e: Failure) -> Denial {
+    Denial::Failed {
+        reason: e.reason,
+        detail: "the route's filter failed",
+    }
+}
+
+/// The request header map the filter starts from.
+fn request_map(f: &Facts<'_>, fx: &Effects) -> HeaderMap {
+    let head = f.head;
+    let mut path = if head.path().is_empty() {
+        b"/".to_vec()
+    } else {
+        head.path().to_vec()
+    };
+    if let Some(q) = head.query() {
+        path.push(b'?');
+        path.extend_from_slice(q);
+    }
+    let mut map: HeaderMap = vec![
+        (b":method".to_vec(), head.method_bytes().to_vec()),
+        (b":path".to_vec(), path),
+        (b":authority".to_vec(), head.host.get(&head.buf).to_vec()),
+        (b":scheme".to_vec(), b"http".to_vec()),
+    ];
+    let edits = (!fx.upstream.is_empty()).then_some(&fx.upstream);
+    for (n, v) in head.headers() {
+        if http1::is_hop_by_hop(n) || n.eq_ignore_ascii_case(b"host") {
+            continue;
+        }
+        let name = match edits {
+            Some(e) => match e.map_name(n) {
+                Some(name) => name,
+                None => continue,
+            },
+            None => n,
+        };
+        map.push((name.to_ascii_lowercase(), v.to_vec()));
+    }
+    if let Some(e) = edits {
+        for (n, v) in &e.add {
+            map.push((n.to_vec(), v.clone()));
+        }
+    }
+    map
+}
+
+/// Turns the filter's changes to the map into upstream edits and a new path.
+fn apply(before: &HeaderMap, after: &HeaderMap, fx: &mut Effects) -> Result<(), Failure> {
+    let value_of = |m: &HeaderMap, name: &[u8]| {
+        m.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    let new_path = value_of(after, b":path");
+    if new_path != value_of(before, b":path") {
+        let Some(p) = new_path.filter(|p| valid_path(p)) else {
+            return Err(Failure {
+                reason: "bad_path",
+                detail: "the filter set a :path that is not an origin-form path".into(),
+            });
+        };
+        fx.path = Some(p);
+    }
+    let values = |m: &HeaderMap, name: &[u8]| -> Vec<Vec<u8>> {
+        m.iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let mut seen: Vec<&[u8]> = Vec::new();
+    for (name, _) in before.iter().chain(after) {
+        if name.first() == Some(&b':') || seen.contains(&&name[..]) {
+            continue;
+        }
+        seen.push(name);
+        let now = values(after, name);
+        if now == values(before, name) {
+            continue;
+        }
+        fx.upstream.push_remove(name);
+        for v in now {
+            // Values the filter wrote were checked by the host; a client's value that fails
+            // the derived-value rule (too long) is left out rather than written unchecked.
+            if http1::is_safe_header_value(&v) {
+                fx.upstream.push_add(name, v);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An origin-form path (and query): starts with `/`, no control characters, spaces or `#`.
+fn valid_path(p: &[u8]) -> bool {
+    p.first() == Some(&b'/') && p.iter().all(|&b| b > 0x20 && b != 0x7f && b != b'#')
 }
