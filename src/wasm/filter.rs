@@ -31,7 +31,10 @@ pub async fn settle(
     let end_of_stream = matches!(f.head.body, BodyFraming::None | BodyFraming::Length(0));
     let body = (p.body_bytes > 0 && !end_of_stream).then(|| {
         let n = f.body.len().min(p.body_bytes);
-        (&f.body[..n], f.body_complete && f.body.len() <= p.body_bytes)
+        (
+            &f.body[..n],
+            f.body_complete && f.body.len() <= p.body_bytes,
+        )
     });
     let outcome = {
         let mut guard = slot.live.borrow_mut();
@@ -132,11 +135,8 @@ fn request_map(f: &Facts<'_>, fx: &Effects) -> HeaderMap {
 
 /// Turns the filter's changes to the map into upstream edits and a new path.
 fn apply(before: &HeaderMap, after: &HeaderMap, fx: &mut Effects) -> Result<(), Failure> {
-    let value_of = |m: &HeaderMap, name: &[u8]| {
-        m.iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-    };
+    let value_of =
+        |m: &HeaderMap, name: &[u8]| m.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
     let new_path = value_of(after, b":path");
     if new_path != value_of(before, b":path") {
         let Some(p) = new_path.filter(|p| valid_path(p)) else {

@@ -182,7 +182,12 @@ fn write_u32(c: &mut Caller<'_, Host>, ptr: i32, v: u32) -> Result<(), Error> {
 
 /// Copies `data` into memory the module allocates (`proxy_on_memory_allocate`, else
 /// `malloc`) and stores its address and length at `ret_ptr` / `ret_len`.
-fn hand_over(c: &mut Caller<'_, Host>, data: &[u8], ret_ptr: i32, ret_len: i32) -> Result<(), Error> {
+fn hand_over(
+    c: &mut Caller<'_, Host>,
+    data: &[u8],
+    ret_ptr: i32,
+    ret_len: i32,
+) -> Result<(), Error> {
     let len = u32::try_from(data.len()).map_err(|_| abuse("too_large"))?;
     let ptr = if data.is_empty() {
         0
@@ -253,10 +258,7 @@ fn writable_name(name: &[u8]) -> bool {
         && name
             .iter()
             .all(|&b| http1::is_tchar(b) && !b.is_ascii_uppercase());
-    lower_token
-        && !http1::is_hop_by_hop(name)
-        && name != b"content-length"
-        && name != b"host"
+    lower_token && !http1::is_hop_by_hop(name) && name != b"content-length" && name != b"host"
 }
 
 /// Whether a filter may set `name` to `value`: `:path` (origin-form, checked again where it is
@@ -355,26 +357,34 @@ const PROVIDED: &[&str] = &[
 ];
 
 fn define(l: &mut Linker<Host>) -> Result<(), wasmi::errors::LinkerError> {
-    l.func_wrap("env", "proxy_log", |c: C<'_>, level: i32, ptr: i32, len: i32| -> R {
-        let msg = read(&c, ptr, len)?;
-        let text = format!(
-            "wasm policy {}: {}",
-            c.data().plugin.name,
-            String::from_utf8_lossy(&msg).escape_debug()
-        );
-        // Trace and debug are dropped (`proxy_get_log_level` says info).
-        match level {
-            2 => crate::log::info(&text),
-            3 => crate::log::warn(&text),
-            l if l >= 4 => crate::log::error(&text),
-            _ => {}
-        }
-        Ok(status::OK)
-    })?;
-    l.func_wrap("env", "proxy_get_log_level", |mut c: C<'_>, ret: i32| -> R {
-        write_u32(&mut c, ret, 2)?;
-        Ok(status::OK)
-    })?;
+    l.func_wrap(
+        "env",
+        "proxy_log",
+        |c: C<'_>, level: i32, ptr: i32, len: i32| -> R {
+            let msg = read(&c, ptr, len)?;
+            let text = format!(
+                "wasm policy {}: {}",
+                c.data().plugin.name,
+                String::from_utf8_lossy(&msg).escape_debug()
+            );
+            // Trace and debug are dropped (`proxy_get_log_level` says info).
+            match level {
+                2 => crate::log::info(&text),
+                3 => crate::log::warn(&text),
+                l if l >= 4 => crate::log::error(&text),
+                _ => {}
+            }
+            Ok(status::OK)
+        },
+    )?;
+    l.func_wrap(
+        "env",
+        "proxy_get_log_level",
+        |mut c: C<'_>, ret: i32| -> R {
+            write_u32(&mut c, ret, 2)?;
+            Ok(status::OK)
+        },
+    )?;
     l.func_wrap(
         "env",
         "proxy_get_current_time_nanoseconds",
@@ -387,9 +397,11 @@ fn define(l: &mut Linker<Host>) -> Result<(), wasmi::errors::LinkerError> {
         },
     )?;
     // Accepted, never fires: filters that set a period at start still run.
-    l.func_wrap("env", "proxy_set_tick_period_milliseconds", |_: C<'_>, _: i32| -> R {
-        Ok(status::OK)
-    })?;
+    l.func_wrap(
+        "env",
+        "proxy_set_tick_period_milliseconds",
+        |_: C<'_>, _: i32| -> R { Ok(status::OK) },
+    )?;
     l.func_wrap(
         "env",
         "proxy_get_buffer_bytes",
@@ -619,9 +631,11 @@ fn define(l: &mut Linker<Host>) -> Result<(), wasmi::errors::LinkerError> {
         },
     )?;
     // One filter per store: every context is this module's, nothing to switch.
-    l.func_wrap("env", "proxy_set_effective_context", |_: C<'_>, _: i32| -> R {
-        Ok(status::OK)
-    })?;
+    l.func_wrap(
+        "env",
+        "proxy_set_effective_context",
+        |_: C<'_>, _: i32| -> R { Ok(status::OK) },
+    )?;
     // Requests never pause (see `filter`), so continuing is a no-op.
     l.func_wrap("env", "proxy_continue_request", |_: C<'_>| -> R {
         Ok(status::OK)
@@ -640,10 +654,7 @@ fn define(l: &mut Linker<Host>) -> Result<(), wasmi::errors::LinkerError> {
 
 /// `proxy_get_property`: a path of NUL-separated segments (`request\0path`).
 fn property(h: &Host, path: &[u8]) -> Option<Vec<u8>> {
-    let segs: Vec<&[u8]> = path
-        .split(|&b| b == 0)
-        .filter(|s| !s.is_empty())
-        .collect();
+    let segs: Vec<&[u8]> = path.split(|&b| b == 0).filter(|s| !s.is_empty()).collect();
     let pseudo = |name: &[u8]| {
         h.request
             .iter()
@@ -678,10 +689,7 @@ mod tests {
 
     #[test]
     fn maps_round_trip_and_refuse_garbage() {
-        let m: HeaderMap = vec![
-            (b"a".to_vec(), b"1".to_vec()),
-            (b"bb".to_vec(), Vec::new()),
-        ];
+        let m: HeaderMap = vec![(b"a".to_vec(), b"1".to_vec()), (b"bb".to_vec(), Vec::new())];
         assert_eq!(parse_map(&serialize_map(&m)), Some(m));
         assert_eq!(parse_map(&[0xff, 0xff, 0xff, 0xff]), None);
         assert_eq!(parse_map(&[1, 0, 0, 0, 9, 0, 0, 0, 9, 0, 0, 0, b'a']), None);

@@ -97,10 +97,7 @@ pub struct RequestOutcome {
 impl Live {
     /// Instantiates `f` and runs its start and configuration callbacks.
     pub fn start(f: &Filter) -> Result<Live, Failure> {
-        let mut store = Store::new(
-            f.module.engine(),
-            Host::new(f.plugin.clone(), f.max_memory),
-        );
+        let mut store = Store::new(f.module.engine(), Host::new(f.plugin.clone(), f.max_memory));
         store.limiter(|h| &mut h.limits);
         store
             .set_fuel(f.fuel)
@@ -171,7 +168,11 @@ impl Live {
         body: Option<(&[u8], bool)>,
     ) -> Result<RequestOutcome, Failure> {
         let ctx = self.next_ctx;
-        self.next_ctx = if ctx >= i32::MAX - 1 { ROOT + 1 } else { ctx + 1 };
+        self.next_ctx = if ctx >= i32::MAX - 1 {
+            ROOT + 1
+        } else {
+            ctx + 1
+        };
         if let Some(cc) = self.fns.context_create {
             self.run(cc, (ctx, ROOT))?;
         }
@@ -415,13 +416,11 @@ pub fn finish(slot: &Slot, serial: u64, ctx: i32) {
 
 /// `name: value\r\n` lines as a map (names lowercased).
 fn parse_fields(fields: &[u8]) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + '_ {
-    fields
-        .split(|&b| b == b'\n')
-        .filter_map(|line| {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let colon = line.iter().position(|&b| b == b':')?;
-            let name = line[..colon].to_ascii_lowercase();
-            let value = line[colon + 1..].trim_ascii().to_vec();
-            Some((name, value))
-        })
+    fields.split(|&b| b == b'\n').filter_map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let colon = line.iter().position(|&b| b == b':')?;
+        let name = line[..colon].to_ascii_lowercase();
+        let value = line[colon + 1..].trim_ascii().to_vec();
+        Some((name, value))
+    })
 }

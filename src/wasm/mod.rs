@@ -124,7 +124,11 @@ pub fn compile(
     fail: &mut Fail<'_>,
 ) -> Option<WasmPolicy> {
     let Some(module) = &raw.module else {
-        fail(span, "module", "the filter's module file is required".into());
+        fail(
+            span,
+            "module",
+            "the filter's module file is required".into(),
+        );
         return None;
     };
     let fuel = match &raw.fuel {
@@ -135,7 +139,10 @@ pub fn compile(
             return None;
         }
     };
-    let max_memory = raw.max_memory.as_ref().map_or(DEFAULT_MAX_MEMORY, |m| m.get_ref().0);
+    let max_memory = raw
+        .max_memory
+        .as_ref()
+        .map_or(DEFAULT_MAX_MEMORY, |m| m.get_ref().0);
     if !(64 << 10..=1 << 30).contains(&max_memory) {
         let at = raw.max_memory.as_ref().map_or(span.clone(), Spanned::span);
         fail(at, "max_memory", "must be between 64KiB and 1GiB".into());
@@ -186,11 +193,17 @@ pub fn load(
         .iter()
         .any(|n| module.get_export(n).is_some());
     if !abi {
-        return Err("not a proxy-wasm module: it exports neither proxy_abi_version_0_2_1 \
+        return Err(
+            "not a proxy-wasm module: it exports neither proxy_abi_version_0_2_1 \
                     nor proxy_abi_version_0_2_0"
-            .into());
+                .into(),
+        );
     }
-    match module.get_export("memory").as_ref().and_then(|t| t.memory()) {
+    match module
+        .get_export("memory")
+        .as_ref()
+        .and_then(|t| t.memory())
+    {
         None => return Err("exports no memory".into()),
         Some(m) => {
             let initial = m.minimum().saturating_mul(64 << 10);
@@ -201,7 +214,9 @@ pub fn load(
             }
         }
     }
-    if module.get_export("proxy_on_memory_allocate").is_none() && module.get_export("malloc").is_none() {
+    if module.get_export("proxy_on_memory_allocate").is_none()
+        && module.get_export("malloc").is_none()
+    {
         return Err("exports neither proxy_on_memory_allocate nor malloc".into());
     }
     for (name, params, results) in CALLBACKS {

@@ -1,0 +1,478 @@
+//! `wasm` policies (proxy-wasm filters) against the running gateway and a real echo upstream.
+//! The filters are written here in WAT and compiled at test time with the `wat` crate (one is
+//! handed to the gateway as `.wat` text): a filter that adds a request header, one that denies
+//! by a header with its own 403, one that rewrites the path, one that reads its configuration,
+//! one that edits response headers, one that reads the body; and abuse: a filter that spins
+//! forever (stopped by fuel, the worker keeps serving), one that hands the host out-of-bounds
+//! pointers, one whose allocator lies, one that grows memory past `max_memory`, modules that
+//! are not valid, too big, or refuse their configuration (config errors naming the file).
+mod common;
+use common::*;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A proxy-wasm module: imports, a memory, a bump allocator reset per context (above a floor
+/// that `proxy_on_configure` may raise), the ABI marker, then `body`'s exports.
+fn filter(body: &str) -> String {
+    filter_with_memory(body, 1)
+}
+
+fn filter_with_memory(body: &str, pages: u32) -> String {
+    let configure = if body.contains("proxy_on_configure") {
+        ""
+    } else {
+        "(func (export \"proxy_on_configure\") (param i32 i32) (result i32) (i32.const 1))"
+    };
+    format!(
+        r#"(module
+  (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_replace_header_map_value" (func $replace (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_remove_header_map_value" (func $remove (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_send_local_response" (func $local (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_buffer_bytes" (func $buf (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_http_call" (func $http_call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") {pages})
+  (global $floor (mut i32) (i32.const 8192))
+  (global $heap (mut i32) (i32.const 8192))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32)
+    (global.set $heap (global.get $floor)))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  {configure}
+  {body}
+)"#
+    )
+}
+
+/// Compiles `wat` and writes it as `dir/name.wasm`.
+fn wasm_file(dir: &Path, name: &str, wat: &str) -> PathBuf {
+    let bytes = wat::parse_str(wat).expect("test filter compiles");
+    let p = dir.join(format!("{name}.wasm"));
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+/// Config for an echo upstream and one route per `(route prefix, policy name, policy table)`.
+fn config(up: std::net::SocketAddr, routes: &[(&str, &str, String)]) -> String {
+    let mut s = upstream_toml("app", &[up]);
+    for (prefix, name, table) in routes {
+        s.push_str(&format!(
+            "\n[policies.{name}.wasm]\n{table}\n\n[[routes]]\nname = \"{name}\"\nprefix = \"{prefix}\"\n\
+             policies = [\"{name}\"]\nproxy = {{ upstream = \"app\" }}\n"
+        ));
+    }
+    s
+}
+
+fn module_line(p: &Path) -> String {
+    format!("module = \"{}\"", p.display())
+}
+
+const ADD_HEADER: &str = r#"
+  (data (i32.const 100) "x-wasm")
+  (data (i32.const 110) "hello")
+  (data (i32.const 120) "adding a header")
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $log (i32.const 2) (i32.const 120) (i32.const 15)))
+    (drop (call $add (i32.const 0) (i32.const 100) (i32.const 6) (i32.const 110) (i32.const 5)))
+    (i32.const 0))
+"#;
+
+const DENY: &str = r#"
+  (data (i32.const 100) "x-deny")
+  (data (i32.const 110) "denied by filter")
+  (data (i32.const 140) "\01\00\00\00\0b\00\00\00\04\00\00\00x-denied-by\00wasm\00")
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (if (i32.eqz (call $get (i32.const 0) (i32.const 100) (i32.const 6) (i32.const 1024) (i32.const 1028)))
+      (then
+        (if (i32.eq (i32.load8_u (i32.load (i32.const 1024))) (i32.const 121))
+          (then
+            (drop (call $local (i32.const 403) (i32.const 0) (i32.const 0)
+              (i32.const 110) (i32.const 16) (i32.const 140) (i32.const 29) (i32.const -1)))
+            (return (i32.const 1))))))
+    (i32.const 0))
+"#;
+
+const REWRITE_PATH: &str = r#"
+  (data (i32.const 100) ":path")
+  (data (i32.const 110) "/rewritten?by=wasm")
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $replace (i32.const 0) (i32.const 100) (i32.const 5) (i32.const 110) (i32.const 18)))
+    (i32.const 0))
+"#;
+
+/// Spins forever when the request has `x-spin`.
+const SPIN: &str = r#"
+  (data (i32.const 100) "x-spin")
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (if (i32.eqz (call $get (i32.const 0) (i32.const 100) (i32.const 6) (i32.const 1024) (i32.const 1028)))
+      (then (loop $forever (br $forever))))
+    (i32.const 0))
+"#;
+
+#[test]
+fn a_filter_adds_a_request_header_the_upstream_sees() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = wasm_file(dir.path(), "add", &filter(ADD_HEADER));
+    let up = Upstream::echo();
+    let gw = Gateway::start(&config(up.addr, &[("/", "add", module_line(&m))]));
+    for i in 0..4 {
+        let r = request(
+            gw.addr,
+            "GET",
+            &format!("/a/{i}"),
+            &[("X-Wasm", "from-client")],
+            b"",
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let seen = up.last();
+        assert_eq!(seen.target, format!("/a/{i}"));
+        // Added next to the client's own field, as proxy_add_header_map_value does.
+        assert_eq!(seen.header_all("x-wasm"), vec!["from-client", "hello"]);
+    }
+    gw.wait_log("wasm policy add: adding a header", Duration::from_secs(3));
+}
+
+#[test]
+fn a_filter_denies_by_header_with_its_own_403() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = wasm_file(dir.path(), "deny", &filter(DENY));
+    let up = Upstream::echo();
+    let gw = Gateway::start(&config(up.addr, &[("/", "deny", module_line(&m))]));
+    let r = request(gw.addr, "GET", "/x", &[("X-Deny", "yes")], b"");
+    assert_eq!(r.status, 403);
+    assert_eq!(r.text(), "denied by filter");
+    assert_eq!(r.header("x-denied-by"), Some("wasm"));
+    assert_eq!(up.count(), 0, "a denied request never reaches the upstream");
+    let r = request(gw.addr, "GET", "/x", &[("X-Deny", "no")], b"");
+    assert_eq!(r.status, 200);
+    let r = request(gw.addr, "GET", "/x", &[], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(up.count(), 2);
+}
+
+#[test]
+fn a_filter_rewrites_the_path_the_upstream_gets() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = wasm_file(dir.path(), "path", &filter(REWRITE_PATH));
+    let up = Upstream::echo();
+    let gw = Gateway::start(&config(up.addr, &[("/old", "path", module_line(&m))]));
+    let r = request(gw.addr, "GET", "/old/thing?q=1", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(up.last().target, "/rewritten?by=wasm");
+}
+
+#[test]
+fn a_filter_that_spins_is_stopped_by_fuel_and_the_worker_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = wasm_file(dir.path(), "spin", &filter(SPIN));
+    let up = Upstream::echo();
+    // One worker: the requests after the runaway one run on the same worker (and module).
+    let gw = Gateway::start_workers(&config(up.addr, &[("/", "spin", module_line(&m))]), 1);
+    let r = request(gw.addr, "GET", "/ok", &[], b"");
+    assert_eq!(r.status, 200);
+    for round in 1..=2 {
+        let t = Instant::now();
+        let r = request(gw.addr, "GET", "/loop", &[("X-Spin", "1")], b"");
+        assert_eq!(r.status, 500, "{}", r.text());
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "fuel stops the loop promptly"
+        );
+        // The instance that trapped is replaced: the next request runs normally.
+        let r = request(gw.addr, "GET", "/after", &[], b"");
+        assert_eq!(r.status, 200, "round {round}");
+        assert_eq!(up.last().target, "/after");
+        let labels = [("policy", "spin"), ("reason", "fuel")];
+        let name = "ringway_wasm_failures_total";
+        let s = scrape_until(gw.admin, name, &labels, round as f64);
+        assert_eq!(metric(&s, name, &labels), Some(round as f64));
+    }
+    assert_eq!(up.count(), 3, "the runaway requests never went upstream");
+    assert!(gw.logs().contains("wasm policy spin: the filter failed"));
+}
+
+#[test]
+fn a_filter_reads_its_configuration_and_a_refusing_one_is_a_config_error() {
+    let body = r#"
+  (data (i32.const 100) "x-config")
+  (global $cfg_ptr (mut i32) (i32.const 0))
+  (global $cfg_len (mut i32) (i32.const 0))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32)
+    (if (i32.eqz (local.get 1)) (then (return (i32.const 0))))
+    (drop (call $buf (i32.const 7) (i32.const 0) (local.get 1) (i32.const 1024) (i32.const 1028)))
+    (global.set $cfg_ptr (i32.load (i32.const 1024)))
+    (global.set $cfg_len (i32.load (i32.const 1028)))
+    (global.set $floor (global.get $heap))
+    (i32.const 1))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $add (i32.const 0) (i32.const 100) (i32.const 8) (global.get $cfg_ptr) (global.get $cfg_len)))
+    (i32.const 0))
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    // Handed over as WAT text: the gateway compiles `.wat` itself.
+    let m = dir.path().join("config.wat");
+    std::fs::write(&m, filter(body)).unwrap();
+    let up = Upstream::echo();
+    let table = format!("{}\nconfiguration = \"tenant=blue\"", module_line(&m));
+    let gw = Gateway::start(&config(up.addr, &[("/", "cfg", table)]));
+    for _ in 0..3 {
+        let r = request(gw.addr, "GET", "/c", &[], b"");
+        assert_eq!(r.status, 200);
+        assert_eq!(up.last().header("x-config"), Some("tenant=blue"));
+    }
+    // Without a configuration the filter refuses to configure: `ringway check` says so.
+    let text = format!(
+        "[[listeners]]\naddress = \"127.0.0.1:1\"\n{}",
+        config(up.addr, &[("/", "cfg", module_line(&m))])
+    );
+    let (code, _, err) = check_config(&text);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("policies.cfg.wasm.module"), "{err}");
+    assert!(
+        err.contains("config.wat") && err.contains("refused the configuration"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_filter_edits_response_headers() {
+    let body = r#"
+  (data (i32.const 100) "x-wasm-response")
+  (data (i32.const 120) "seen")
+  (data (i32.const 130) "x-upstream")
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    (drop (call $add (i32.const 2) (i32.const 100) (i32.const 15) (i32.const 120) (i32.const 4)))
+    (drop (call $remove (i32.const 2) (i32.const 130) (i32.const 10)))
+    (i32.const 0))
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let m = wasm_file(dir.path(), "resp", &filter(body));
+    let up = Upstream::echo();
+    let gw = Gateway::start(&config(
+        up.addr,
+        &[
+            ("/r", "resp", module_line(&m)),
+            ("/plain", "add", {
+                let p = wasm_file(dir.path(), "add", &filter(ADD_HEADER));
+                module_line(&p)
+            }),
+        ],
+    ));
+    let mut c = Conn::open(gw.addr);
+    for _ in 0..3 {
+        let r = c.request("GET", "/r/x", &[], b"");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-wasm-response"), Some("seen"));
+        assert_eq!(r.header("x-upstream"), None, "the filter removed it");
+        assert!(
+            r.text().contains("\"target\":\"/r/x\""),
+            "the body is untouched: {}",
+            r.text()
+        );
+    }
+    // A route whose filter has no response hook: the upstream's fields as they were.
+    let r = request(gw.addr, "GET", "/plain", &[], b"");
+    assert_eq!(r.header("x-upstream"), Some("echo"));
+    assert_eq!(r.header("x-wasm-response"), None);
+}
+
+#[test]
+fn a_filter_reads_the_request_body() {
+    let body = r#"
+  (data (i32.const 100) "x-body-head")
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "proxy_on_request_body") (param i32 i32 i32) (result i32)
+    (drop (call $buf (i32.const 0) (i32.const 0) (i32.const 5) (i32.const 1024) (i32.const 1028)))
+    (drop (call $add (i32.const 0) (i32.const 100) (i32.const 11)
+      (i32.load (i32.const 1024)) (i32.load (i32.const 1028))))
+    (i32.const 0))
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let m = wasm_file(dir.path(), "body", &filter(body));
+    let up = Upstream::echo();
+    let table = format!("{}\nbody_bytes = 64", module_line(&m));
+    let gw = Gateway::start(&config(up.addr, &[("/", "body", table)]));
+    let r = request(gw.addr, "POST", "/b", &[], b"hello world");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.last();
+    assert_eq!(seen.header("x-body-head"), Some("hello"));
+    assert_eq!(
+        seen.body, b"hello world",
+        "the body still goes upstream whole"
+    );
+}
+
+#[test]
+fn abuse_out_of_bounds_pointers_and_lying_allocators_get_500_not_a_crash() {
+    let bad_len = r#"
+  (data (i32.const 100) "x-a")
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $add (i32.const 0) (i32.const 100) (i32.const -1) (i32.const 100) (i32.const 3)))
+    (i32.const 0))
+"#;
+    let bad_ptr = r#"
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $log (i32.const 2) (i32.const -16) (i32.const 64)))
+    (i32.const 0))
+"#;
+    // An allocator answering an address past the end of memory.
+    let lying = filter(
+        r#"
+  (data (i32.const 100) ":path")
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $get (i32.const 0) (i32.const 100) (i32.const 5) (i32.const 1024) (i32.const 1028)))
+    (i32.const 0))
+"#,
+    )
+    .replace(
+        "(local.set $p (global.get $heap))",
+        "(local.set $p (i32.const 0x7ffffff0))",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let up = Upstream::echo();
+    let routes = [
+        (
+            "/len",
+            "len",
+            module_line(&wasm_file(dir.path(), "len", &filter(bad_len))),
+        ),
+        (
+            "/ptr",
+            "ptr",
+            module_line(&wasm_file(dir.path(), "ptr", &filter(bad_ptr))),
+        ),
+        (
+            "/alloc",
+            "alloc",
+            module_line(&wasm_file(dir.path(), "alloc", &lying)),
+        ),
+    ];
+    let gw = Gateway::start_workers(&config(up.addr, &routes), 1);
+    for _ in 0..2 {
+        for path in ["/len", "/ptr", "/alloc"] {
+            let r = request(gw.addr, "GET", path, &[], b"");
+            assert_eq!(r.status, 500, "{path}: {}", r.text());
+        }
+    }
+    assert_eq!(up.count(), 0);
+    let samples = scrape(gw.admin);
+    assert_eq!(
+        metric(
+            &samples,
+            "ringway_wasm_failures_total",
+            &[("policy", "len"), ("reason", "too_large")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(
+            &samples,
+            "ringway_wasm_failures_total",
+            &[("policy", "ptr"), ("reason", "out_of_bounds")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(
+            &samples,
+            "ringway_wasm_failures_total",
+            &[("policy", "alloc"), ("reason", "out_of_bounds")]
+        ),
+        Some(2.0)
+    );
+    // The process is still whole.
+    let r = request(gw.addr, "GET", "/len", &[], b"");
+    assert_eq!(r.status, 500);
+}
+
+#[test]
+fn abuse_memory_growth_past_max_memory_is_refused() {
+    // Asks for 1000 more pages (64 MiB); traps if refused.
+    let grow = r#"
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (if (i32.lt_s (memory.grow (i32.const 1000)) (i32.const 0)) (then unreachable))
+    (i32.const 0))
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let m = wasm_file(dir.path(), "grow", &filter(grow));
+    let up = Upstream::echo();
+    // (Growing memory costs fuel by the byte in wasmi: the roomy policy gets more.)
+    let roomy = format!(
+        "{}\nmax_memory = \"128MiB\"\nfuel = 1000000000",
+        module_line(&m)
+    );
+    let gw = Gateway::start_workers(
+        &config(
+            up.addr,
+            &[
+                ("/capped", "capped", module_line(&m)),
+                ("/roomy", "roomy", roomy),
+            ],
+        ),
+        1,
+    );
+    let r = request(gw.addr, "GET", "/capped", &[], b"");
+    assert_eq!(r.status, 500, "the default 16MiB cap refuses the growth");
+    let r = request(gw.addr, "GET", "/roomy", &[], b"");
+    assert_eq!(r.status, 200, "the same module under a larger cap grows");
+    assert_eq!(up.count(), 1);
+
+    // A module whose memory starts above the cap is refused at check.
+    let big = wasm_file(dir.path(), "big", &filter_with_memory(ADD_HEADER, 300));
+    let text = format!(
+        "[[listeners]]\naddress = \"127.0.0.1:1\"\n{}",
+        config(up.addr, &[("/", "big", module_line(&big))])
+    );
+    let (code, _, err) = check_config(&text);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("big.wasm") && err.contains("more than max_memory"),
+        "{err}"
+    );
+}
+
+#[test]
+fn abuse_invalid_module_files_are_config_errors_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Upstream::echo();
+    let garbage = dir.path().join("broken.wasm");
+    std::fs::write(&garbage, b"\0asm this is not a module").unwrap();
+    let not_proxy_wasm = wasm_file(
+        dir.path(),
+        "plain",
+        "(module (memory (export \"memory\") 1) (func (export \"f\")))",
+    );
+    let cases = [
+        (garbage.clone(), "not a valid module"),
+        (dir.path().join("missing.wasm"), "cannot read the module"),
+        (not_proxy_wasm, "not a proxy-wasm module"),
+    ];
+    for (path, want) in cases {
+        let text = format!(
+            "[[listeners]]\naddress = \"127.0.0.1:1\"\n{}",
+            config(up.addr, &[("/", "f", module_line(&path))])
+        );
+        let (code, _, err) = check_config(&text);
+        assert_eq!(code, 1, "{err}");
+        let file = path.file_name().unwrap().to_str().unwrap();
+        assert!(err.contains(file) && err.contains(want), "{want}: {err}");
+        assert!(err.contains("policies.f.wasm.module"), "{err}");
+    }
+    // A reload to a broken module is refused; the running filter keeps working.
+    let good = wasm_file(dir.path(), "good", &filter(ADD_HEADER));
+    let gw = Gateway::start(&config(up.addr, &[("/", "f", module_line(&good))]));
+    assert!(!gw.reload(&config(up.addr, &[("/", "f", module_line(&garbage))])));
+    let r = request(gw.addr, "GET", "/still", &[], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(up.last().header("x-wasm"), Some("hello"));
+}
