@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use wasmi::{Instance, Store, TypedFunc, WasmParams, WasmResults};
 
+use super::compiled::Filter;
 use super::host::{self, HeaderMap, Host, Local, Phase};
-use super::Filter;
 
 /// The root context's id (one per instance).
 const ROOT: i32 = 1;

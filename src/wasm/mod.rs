@@ -1,6 +1,6 @@
 //! Custom policies as proxy-wasm filters (ABI 0.2.1, the one Envoy, Kong and APISIX share):
 //! `[policies.NAME.wasm]`, compiled once per config generation into a `wasmi::Module`
-//! (`compile`); each worker instantiates it lazily and keeps it (`instance::Instances`, held
+//! (`compile`, producing a `compiled::Filter`); each worker instantiates it lazily and keeps it (`instance::Instances`, held
 //! by `Core`); `filter.rs` runs a request's callbacks, `host.rs` is the ABI's host side.
 //!
 //! Why wasmi (an interpreter) and not wasmtime: it builds in seconds rather than minutes on
@@ -13,6 +13,7 @@
 //! trap discards that worker's instance (the next request makes a new one) and never reaches
 //! anything but the request that ran it.
 
+pub mod compiled;
 pub mod filter;
 pub mod host;
 pub mod instance;
@@ -23,11 +24,12 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use toml::Spanned;
-use wasmi::{Engine, Linker, Module};
+use wasmi::{Engine, Module};
 
 use crate::config::errors::Fail;
 use crate::config::units::RawSize;
 
+pub use compiled::Filter;
 pub use instance::{Instances, Pending};
 
 /// Fuel per call when the config sets none (a few milliseconds of interpretation).
@@ -56,19 +58,6 @@ pub struct RawWasm {
     /// at most 1MiB).
     #[schemars(with = "Option<RawSize>")]
     pub body_bytes: Option<Spanned<RawSize>>,
-}
-
-/// What one compile of a filter holds, shared by every worker's instances.
-pub struct Filter {
-    /// Unique per compile: instances are keyed by it, so a reload gets fresh ones.
-    pub uid: u64,
-    pub module: Module,
-    pub linker: Linker<host::Host>,
-    pub plugin: Arc<host::Plugin>,
-    pub fuel: u64,
-    pub max_memory: usize,
-    /// The module exports `proxy_on_response_headers`: the context lives until the response.
-    pub response_hook: bool,
 }
 
 /// The compiled policy.
