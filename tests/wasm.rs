@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// A proxy-wasm module: imports, a memory, a bump allocator reset per context (above a floor
-/// that `proxy_on_configure` may raise), the ABI marker, then `body`'s exports.
+/// that `proxy_on_configure` may raise), a count of open request contexts (`$live`), the ABI
+/// marker, then `body`'s exports.
 fn filter(body: &str) -> String {
     filter_with_memory(body, 1)
 }
@@ -43,8 +44,12 @@ fn filter_with_memory(body: &str, pages: u32) -> String {
     (local.set $p (global.get $heap))
     (global.set $heap (i32.add (global.get $heap) (local.get $n)))
     (local.get $p))
+  (global $live (mut i32) (i32.const 0))
   (func (export "proxy_on_context_create") (param i32 i32)
-    (global.set $heap (global.get $floor)))
+    (global.set $heap (global.get $floor))
+    (if (local.get 1) (then (global.set $live (i32.add (global.get $live) (i32.const 1))))))
+  (func (export "proxy_on_delete") (param i32)
+    (global.set $live (i32.sub (global.get $live) (i32.const 1))))
   (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
   {configure}
   {body}
@@ -475,4 +480,70 @@ fn abuse_invalid_module_files_are_config_errors_naming_the_file() {
     let r = request(gw.addr, "GET", "/still", &[], b"");
     assert_eq!(r.status, 200);
     assert_eq!(up.last().header("x-wasm"), Some("hello"));
+}
+
+#[test]
+fn request_contexts_are_closed_even_when_the_request_ends_early() {
+    // Reports how many request contexts are open (this one included) in `x-live`.
+    let body = r#"
+  (data (i32.const 100) "x-live")
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    (i32.store8 (i32.const 200) (i32.add (i32.const 48) (global.get $live)))
+    (drop (call $add (i32.const 2) (i32.const 100) (i32.const 6) (i32.const 200) (i32.const 1)))
+    (i32.const 0))
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let m = wasm_file(dir.path(), "live", &filter(body));
+    let up = Upstream::echo();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let text = format!(
+        "{}{}\n[policies.live.wasm]\n{}\n\n\
+         [[routes]]\nname = \"ok\"\nprefix = \"/ok\"\npolicies = [\"live\"]\nproxy = {{ upstream = \"app\" }}\n\n\
+         [[routes]]\nname = \"dead\"\nprefix = \"/dead\"\npolicies = [\"live\"]\nproxy = {{ upstream = \"dead\" }}\n",
+        upstream_toml("app", &[up.addr]),
+        upstream_toml("dead", &[dead_addr]),
+        module_line(&m)
+    );
+    let gw = Gateway::start_workers(&text, 1);
+    let r = request(gw.addr, "GET", "/ok", &[], b"");
+    assert_eq!(r.header("x-live"), Some("1"));
+    for _ in 0..3 {
+        let r = request(gw.addr, "GET", "/dead", &[], b"");
+        assert!(r.status >= 500, "{}", r.status);
+    }
+    // The three requests that never got a response head closed their contexts too.
+    let r = request(gw.addr, "GET", "/ok", &[], b"");
+    assert_eq!(r.header("x-live"), Some("1"));
+}
+
+#[test]
+fn abuse_a_filter_cannot_flood_the_log_or_the_upstream_head() {
+    // 1000 log lines and 1000 added headers in one call.
+    let body = r#"
+  (data (i32.const 100) "flooding the log")
+  (data (i32.const 120) "x-flood")
+  (data (i32.const 130) "v")
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (local $i i32)
+    (loop $again
+      (drop (call $log (i32.const 3) (i32.const 100) (i32.const 16)))
+      (drop (call $add (i32.const 0) (i32.const 120) (i32.const 7) (i32.const 130) (i32.const 1)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $again (i32.lt_u (local.get $i) (i32.const 1000))))
+    (i32.const 0))
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let m = wasm_file(dir.path(), "flood", &filter(body));
+    let up = Upstream::echo();
+    let table = format!("{}\nfuel = 10000000", module_line(&m));
+    let gw = Gateway::start_workers(&config(up.addr, &[("/", "flood", table)]), 1);
+    let r = request(gw.addr, "GET", "/f", &[], b"");
+    assert_eq!(r.status, 200);
+    let n = up.last().header_all("x-flood").len();
+    assert!((200..=256).contains(&n), "header map capped: {n}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(gw.log_count("wasm policy flood: flooding the log"), 32);
 }

@@ -77,7 +77,16 @@ pub struct Host {
     pub body: Vec<u8>,
     /// A local response the filter asked for.
     pub local: Option<Local>,
+    /// Log lines the current call may still write (a filter cannot flood the log).
+    pub logs_left: u32,
 }
+
+/// Log lines one call into a filter may write; later ones are dropped.
+pub const LOGS_PER_CALL: u32 = 32;
+/// Longest log line kept, in bytes.
+const LOG_LINE_MAX: usize = 1024;
+/// Most fields a header map may hold after a filter's edits.
+const MAP_MAX: usize = 256;
 
 impl Host {
     /// A store's data for `plugin`, with memory capped at `max_memory` bytes.
@@ -97,6 +106,7 @@ impl Host {
             response: Vec::new(),
             body: Vec::new(),
             local: None,
+            logs_left: LOGS_PER_CALL,
         }
     }
 
@@ -360,8 +370,13 @@ fn define(l: &mut Linker<Host>) -> Result<(), wasmi::errors::LinkerError> {
     l.func_wrap(
         "env",
         "proxy_log",
-        |c: C<'_>, level: i32, ptr: i32, len: i32| -> R {
-            let msg = read(&c, ptr, len)?;
+        |mut c: C<'_>, level: i32, ptr: i32, len: i32| -> R {
+            let mut msg = read(&c, ptr, len)?;
+            if c.data().logs_left == 0 {
+                return Ok(status::OK);
+            }
+            c.data_mut().logs_left -= 1;
+            msg.truncate(LOG_LINE_MAX);
             let text = format!(
                 "wasm policy {}: {}",
                 c.data().plugin.name,
@@ -451,7 +466,7 @@ fn define(l: &mut Linker<Host>) -> Result<(), wasmi::errors::LinkerError> {
         "proxy_set_header_map_pairs",
         |mut c: C<'_>, map: i32, ptr: i32, len: i32| -> R {
             let bytes = read(&c, ptr, len)?;
-            let Some(new) = parse_map(&bytes) else {
+            let Some(new) = parse_map(&bytes).filter(|m| m.len() <= MAP_MAX) else {
                 return Ok(status::BAD_ARGUMENT);
             };
             let Some(m) = c.data_mut().map_mut(map) else {
@@ -518,7 +533,7 @@ fn define(l: &mut Linker<Host>) -> Result<(), wasmi::errors::LinkerError> {
             if key.first() == Some(&b':') || !writable(&key, &value) {
                 return Ok(status::BAD_ARGUMENT);
             }
-            let Some(m) = c.data_mut().map_mut(map) else {
+            let Some(m) = c.data_mut().map_mut(map).filter(|m| m.len() < MAP_MAX) else {
                 return Ok(status::BAD_ARGUMENT);
             };
             m.push((key, value));
@@ -549,7 +564,9 @@ fn define(l: &mut Linker<Host>) -> Result<(), wasmi::errors::LinkerError> {
                         }
                     }
                 }
-                None if key.first() == Some(&b':') => return Ok(status::BAD_ARGUMENT),
+                None if key.first() == Some(&b':') || m.len() >= MAP_MAX => {
+                    return Ok(status::BAD_ARGUMENT)
+                }
                 None => m.push((key, value)),
             }
             Ok(status::OK)

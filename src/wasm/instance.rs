@@ -155,6 +155,7 @@ impl Live {
         self.store
             .set_fuel(self.fuel)
             .map_err(|e| Failure::new("fuel", &e.to_string()))?;
+        self.store.data_mut().logs_left = host::LOGS_PER_CALL;
         f.call(&mut self.store, args).map_err(Failure::from_error)
     }
 
