@@ -234,6 +234,14 @@ fn a_filter_reads_its_configuration_and_a_refusing_one_is_a_config_error() {
         assert_eq!(r.status, 200);
         assert_eq!(up.last().header("x-config"), Some("tenant=blue"));
     }
+    // A reload compiles the module again: every worker's next instance has the new one.
+    let green = format!("{}\nconfiguration = \"tenant=green\"", module_line(&m));
+    assert!(gw.reload(&config(up.addr, &[("/", "cfg", green)])));
+    for _ in 0..4 {
+        let r = request(gw.addr, "GET", "/c", &[], b"");
+        assert_eq!(r.status, 200);
+        assert_eq!(up.last().header("x-config"), Some("tenant=green"));
+    }
     // Without a configuration the filter refuses to configure: `ringway check` says so.
     let text = format!(
         "[[listeners]]\naddress = \"127.0.0.1:1\"\n{}",

@@ -27,7 +27,7 @@ pub async fn settle(
     generation: u64,
 ) -> Result<(), Denial> {
     let slot = instances.get(&p.filter, generation).map_err(failed)?;
-    let headers = request_map(f, fx);
+    let map = request_map(f, fx);
     let end_of_stream = matches!(f.head.body, BodyFraming::None | BodyFraming::Length(0));
     let body = (p.body_bytes > 0 && !end_of_stream).then(|| {
         let n = f.body.len().min(p.body_bytes);
@@ -44,7 +44,7 @@ pub async fn settle(
                 detail: String::new(),
             }));
         };
-        live.request(headers.clone(), end_of_stream, body)
+        live.request(map, end_of_stream, body)
     };
     let outcome = match outcome {
         Ok(o) => o,
@@ -66,10 +66,14 @@ pub async fn settle(
         }));
         return Err(Denial::Reply);
     }
-    if let Err(e) = apply(&headers, &outcome.headers, fx) {
-        close(&slot, outcome.ctx);
-        instance::report(&slot.filter, &e);
-        return Err(failed(e));
+    // Only a filter that wrote to the map pays for the comparison (the map it started from is
+    // built again rather than kept on every request).
+    if let Some(after) = &outcome.headers {
+        if let Err(e) = apply(&request_map(f, fx), after, fx) {
+            close(&slot, outcome.ctx);
+            instance::report(&slot.filter, &e);
+            return Err(failed(e));
+        }
     }
     if slot.filter.response_hook {
         fx.wasm

@@ -79,6 +79,8 @@ pub struct Host {
     pub local: Option<Local>,
     /// Log lines the current call may still write (a filter cannot flood the log).
     pub logs_left: u32,
+    /// The filter may have changed the request map (a write call reached it).
+    pub request_dirty: bool,
 }
 
 /// Log lines one call into a filter may write; later ones are dropped.
@@ -107,6 +109,7 @@ impl Host {
             body: Vec::new(),
             local: None,
             logs_left: LOGS_PER_CALL,
+            request_dirty: false,
         }
     }
 
@@ -125,6 +128,7 @@ impl Host {
     fn map_mut(&mut self, map: i32) -> Option<&mut HeaderMap> {
         match (map, self.phase) {
             (MAP_REQUEST_HEADERS, Phase::RequestHeaders | Phase::RequestBody) => {
+                self.request_dirty = true;
                 Some(&mut self.request)
             }
             (MAP_RESPONSE_HEADERS, Phase::ResponseHeaders) => Some(&mut self.response),

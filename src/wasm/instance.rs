@@ -88,8 +88,8 @@ pub struct Live {
 pub struct RequestOutcome {
     /// The context, still open when the filter has a response hook (and no local reply).
     pub ctx: i32,
-    /// The request header map as the filter left it.
-    pub headers: HeaderMap,
+    /// The request header map as the filter left it, if it may have changed it.
+    pub headers: Option<HeaderMap>,
     /// The answer the filter chose instead of forwarding.
     pub local: Option<Local>,
 }
@@ -180,6 +180,7 @@ impl Live {
         let h = self.store.data_mut();
         h.phase = Phase::RequestHeaders;
         h.local = None;
+        h.request_dirty = false;
         let n = headers.len() as i32;
         h.request = headers;
         let mut paused = false;
@@ -198,6 +199,7 @@ impl Live {
         let h = self.store.data_mut();
         h.phase = Phase::Root;
         let headers = std::mem::take(&mut h.request);
+        let headers = h.request_dirty.then_some(headers);
         let local = h.local.take();
         if paused && local.is_none() {
             return Err(Failure::new(
