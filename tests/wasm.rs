@@ -34,6 +34,8 @@ fn filter_with_memory(body: &str, pages: u32) -> String {
   (import "env" "proxy_remove_header_map_value" (func $remove (param i32 i32 i32) (result i32)))
   (import "env" "proxy_send_local_response" (func $local (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_get_buffer_bytes" (func $buf (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_header_map_pairs" (func $pairs (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_set_header_map_pairs" (func $set_pairs (param i32 i32 i32) (result i32)))
   (import "env" "proxy_http_call" (func $http_call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
   (memory (export "memory") {pages})
   (global $floor (mut i32) (i32.const 8192))
@@ -554,4 +556,36 @@ fn abuse_a_filter_cannot_flood_the_log_or_the_upstream_head() {
     assert!((200..=256).contains(&n), "header map capped: {n}");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(gw.log_count("wasm policy flood: flooding the log"), 32);
+}
+
+#[test]
+fn a_filter_reads_and_replaces_the_whole_header_map() {
+    // Traps unless the serialized map holds as many fields as the callback was told, then
+    // replaces the map with `:method: GET` and `x-only: 1`.
+    let body = r#"
+  (data (i32.const 300) "\02\00\00\00\07\00\00\00\03\00\00\00\06\00\00\00\01\00\00\00:method\00GET\00x-only\001\00")
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (if (call $pairs (i32.const 0) (i32.const 1024) (i32.const 1028)) (then unreachable))
+    (if (i32.ne (i32.load (i32.load (i32.const 1024))) (local.get 1)) (then unreachable))
+    (if (call $set_pairs (i32.const 0) (i32.const 300) (i32.const 41)) (then unreachable))
+    (i32.const 0))
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let m = wasm_file(dir.path(), "pairs", &filter(body));
+    let up = Upstream::echo();
+    let gw = Gateway::start(&config(up.addr, &[("/", "pairs", module_line(&m))]));
+    let r = request(
+        gw.addr,
+        "GET",
+        "/p",
+        &[("X-Other", "a"), ("X-More", "b")],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.last();
+    assert_eq!(seen.header("x-only"), Some("1"));
+    assert_eq!(seen.header("x-other"), None);
+    assert_eq!(seen.header("x-more"), None);
+    assert_eq!(seen.method, "GET");
+    assert_eq!(seen.target, "/p");
 }

@@ -276,11 +276,11 @@ fn writable_name(name: &[u8]) -> bool {
 }
 
 /// Whether a filter may set `name` to `value`: `:path` (origin-form, checked again where it is
-/// used) and `:status` are the only pseudo-headers it may change.
+/// used) is the only pseudo-header it may change (`:status` is read-only: the response's
+/// framing was decided with it).
 fn writable(name: &[u8], value: &[u8]) -> bool {
     match name {
         b":path" => value.first() == Some(&b'/') && http1::is_safe_header_value(value),
-        b":status" => value.len() == 3 && value.iter().all(u8::is_ascii_digit),
         _ => writable_name(name) && http1::is_safe_header_value(value),
     }
 }
@@ -476,21 +476,25 @@ fn define(l: &mut Linker<Host>) -> Result<(), wasmi::errors::LinkerError> {
             let Some(m) = c.data_mut().map_mut(map) else {
                 return Ok(status::BAD_ARGUMENT);
             };
-            // Pseudo-headers the filter may not change keep their values.
+            // Pseudo-headers keep their place (and, unless writable, their values); a field
+            // the map already holds as given may stay even if the filter could not write it
+            // (a `content-length` on a response without a body, a client's long value).
             let mut out: HeaderMap = m
                 .iter()
                 .filter(|(n, _)| n.first() == Some(&b':'))
                 .cloned()
                 .collect();
             for (n, v) in new {
+                let n = n.to_ascii_lowercase();
+                let kept = m.iter().any(|(o, ov)| *o == n && *ov == v);
                 if n.first() == Some(&b':') {
-                    if !writable(&n, &v) {
+                    if !kept && !writable(&n, &v) {
                         return Ok(status::BAD_ARGUMENT);
                     }
                     if let Some(slot) = out.iter_mut().find(|(o, _)| *o == n) {
                         slot.1 = v;
                     }
-                } else if writable(&n, &v) {
+                } else if kept || writable(&n, &v) {
                     out.push((n, v));
                 } else {
                     return Ok(status::BAD_ARGUMENT);
@@ -625,7 +629,11 @@ fn define(l: &mut Linker<Host>) -> Result<(), wasmi::errors::LinkerError> {
             if !(200..=599).contains(&status) {
                 return Ok(status::BAD_ARGUMENT);
             }
-            let body = read(&c, bp, bl)?;
+            let mut body = read(&c, bp, bl)?;
+            if matches!(status, 204 | 304) {
+                // These statuses carry no body.
+                body.clear();
+            }
             let raw = read(&c, hp, hl)?;
             let headers = if raw.is_empty() {
                 Vec::new()
