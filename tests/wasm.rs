@@ -589,3 +589,49 @@ fn a_filter_reads_and_replaces_the_whole_header_map() {
     assert_eq!(seen.method, "GET");
     assert_eq!(seen.target, "/p");
 }
+
+#[test]
+fn filters_run_for_http2_clients_too() {
+    let resp = r#"
+  (data (i32.const 100) "x-wasm-response")
+  (data (i32.const 120) "seen")
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    (drop (call $add (i32.const 2) (i32.const 100) (i32.const 15) (i32.const 120) (i32.const 4)))
+    (i32.const 0))
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let up = Upstream::echo();
+    let routes = [
+        (
+            "/deny",
+            "deny",
+            module_line(&wasm_file(dir.path(), "deny", &filter(DENY))),
+        ),
+        (
+            "/add",
+            "add",
+            module_line(&wasm_file(dir.path(), "add", &filter(ADD_HEADER))),
+        ),
+        (
+            "/resp",
+            "resp",
+            module_line(&wasm_file(dir.path(), "resp", &filter(resp))),
+        ),
+    ];
+    let gw = common::h2::start_h2c(&config(up.addr, &routes));
+    let mut c = common::h2::H2Client::h2c(gw.addr).expect("h2c connection");
+    let r = c
+        .request("GET", "/deny", &[("x-deny", "yes")], b"")
+        .unwrap();
+    assert_eq!(r.status, 403);
+    assert_eq!(r.body, b"denied by filter");
+    assert_eq!(r.header("x-denied-by"), Some("wasm"));
+    let r = c.request("GET", "/add", &[], b"").unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(up.last().header("x-wasm"), Some("hello"));
+    let r = c.request("GET", "/resp", &[], b"").unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-wasm-response"), Some("seen"));
+    assert_eq!(up.count(), 2);
+}
