@@ -635,3 +635,33 @@ fn filters_run_for_http2_clients_too() {
     assert_eq!(r.header("x-wasm-response"), Some("seen"));
     assert_eq!(up.count(), 2);
 }
+
+#[test]
+fn a_response_hook_that_spins_answers_500_and_the_connection_recovers() {
+    let body = r#"
+  (data (i32.const 100) "x-spin")
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    (if (i32.eqz (call $get (i32.const 0) (i32.const 100) (i32.const 6) (i32.const 1024) (i32.const 1028)))
+      (then (loop $forever (br $forever))))
+    (i32.const 0))
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let m = wasm_file(dir.path(), "rspin", &filter(body));
+    let up = Upstream::echo();
+    let gw = Gateway::start_workers(&config(up.addr, &[("/", "rspin", module_line(&m))]), 1);
+    let r = request(gw.addr, "GET", "/a", &[("X-Spin", "1")], b"");
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(
+        !r.text().contains("\"target\""),
+        "none of the upstream's answer leaks"
+    );
+    let r = request(gw.addr, "GET", "/b", &[], b"");
+    assert_eq!(r.status, 200);
+    let labels = [("policy", "rspin"), ("reason", "fuel")];
+    let s = scrape_until(gw.admin, "ringway_wasm_failures_total", &labels, 1.0);
+    assert_eq!(
+        metric(&s, "ringway_wasm_failures_total", &labels),
+        Some(1.0)
+    );
+}

@@ -68,8 +68,8 @@ pub async fn settle(
     }
     // Only a filter that wrote to the map pays for the comparison (the map it started from is
     // built again rather than kept on every request).
-    if let Some(after) = &outcome.headers {
-        if let Err(e) = apply(&request_map(f, fx), after, fx) {
+    if outcome.dirty {
+        if let Err(e) = apply(&request_map(f, fx), &outcome.headers, fx) {
             close(&slot, outcome.ctx);
             instance::report(&slot.filter, &e);
             return Err(failed(e));
@@ -78,7 +78,7 @@ pub async fn settle(
     if slot.filter.response_hook {
         fx.wasm
             .get_or_insert_with(|| Rc::new(Pending::default()))
-            .push(slot, outcome.ctx);
+            .push(slot, outcome.ctx, outcome.headers);
     } else {
         close(&slot, outcome.ctx);
     }

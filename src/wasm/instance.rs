@@ -88,8 +88,10 @@ pub struct Live {
 pub struct RequestOutcome {
     /// The context, still open when the filter has a response hook (and no local reply).
     pub ctx: i32,
-    /// The request header map as the filter left it, if it may have changed it.
-    pub headers: Option<HeaderMap>,
+    /// The request header map as the filter left it.
+    pub headers: HeaderMap,
+    /// The filter may have changed `headers` (it called a function that writes the map).
+    pub dirty: bool,
     /// The answer the filter chose instead of forwarding.
     pub local: Option<Local>,
 }
@@ -199,7 +201,7 @@ impl Live {
         let h = self.store.data_mut();
         h.phase = Phase::Root;
         let headers = std::mem::take(&mut h.request);
-        let headers = h.request_dirty.then_some(headers);
+        let dirty = h.request_dirty;
         let local = h.local.take();
         if paused && local.is_none() {
             return Err(Failure::new(
@@ -210,15 +212,17 @@ impl Live {
         Ok(RequestOutcome {
             ctx,
             headers,
+            dirty,
             local,
         })
     }
 
-    /// `proxy_on_response_headers` for `ctx` over `map` (`:status` first); the map as the
-    /// filter left it.
+    /// `proxy_on_response_headers` for `ctx` over `map` (`:status` first), with the request's
+    /// map readable; the response map as the filter left it.
     fn response(
         &mut self,
         ctx: i32,
+        request: &mut HeaderMap,
         map: HeaderMap,
         end_of_stream: bool,
     ) -> Result<HeaderMap, Failure> {
@@ -229,10 +233,12 @@ impl Live {
         h.phase = Phase::ResponseHeaders;
         let n = map.len() as i32;
         h.response = map;
+        h.request = std::mem::take(request);
         let r = self.run(rh, (ctx, n, i32::from(end_of_stream)));
         let h = self.store.data_mut();
         h.phase = Phase::Root;
         h.local = None;
+        *request = std::mem::take(&mut h.request);
         let map = std::mem::take(&mut h.response);
         r.map(|_| map)
     }
@@ -331,15 +337,29 @@ impl Instances {
 /// A request's open filter contexts, waiting for the response head (`Effects::wasm`).
 #[derive(Default)]
 pub struct Pending {
-    hooks: RefCell<Vec<(Rc<Slot>, u64, i32)>>,
+    hooks: RefCell<Vec<Hook>>,
+}
+
+/// One open context: its slot, the instance that opened it, its id, and the request's header
+/// map as the filter left it (readable from the response callback).
+struct Hook {
+    slot: Rc<Slot>,
+    serial: u64,
+    ctx: i32,
+    request: HeaderMap,
 }
 
 impl Pending {
     /// Keeps `ctx` of `slot`'s current instance open until the response (or the end of the
     /// request).
-    pub fn push(&self, slot: Rc<Slot>, ctx: i32) {
+    pub fn push(&self, slot: Rc<Slot>, ctx: i32, request: HeaderMap) {
         let serial = slot.live.borrow().as_ref().map_or(0, |l| l.serial);
-        self.hooks.borrow_mut().push((slot, serial, ctx));
+        self.hooks.borrow_mut().push(Hook {
+            slot,
+            serial,
+            ctx,
+            request,
+        });
     }
 
     /// Runs every open context's `proxy_on_response_headers` over the client's response
@@ -353,7 +373,13 @@ impl Pending {
     ) -> Result<(), Failure> {
         let hooks = std::mem::take(&mut *self.hooks.borrow_mut());
         let mut result = Ok(());
-        for (slot, serial, ctx) in hooks {
+        for Hook {
+            slot,
+            serial,
+            ctx,
+            mut request,
+        } in hooks
+        {
             if result.is_err() {
                 finish(&slot, serial, ctx);
                 continue;
@@ -365,7 +391,7 @@ impl Pending {
             let mut map: HeaderMap = vec![(b":status".to_vec(), status.to_string().into_bytes())];
             map.extend(parse_fields(fields));
             let before = map.clone();
-            let r = live.response(ctx, map, end_of_stream);
+            let r = live.response(ctx, &mut request, map, end_of_stream);
             let r = r.and_then(|map| live.finish(ctx).map(|()| map));
             drop(guard);
             match r {
@@ -389,8 +415,8 @@ impl Pending {
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        for (slot, serial, ctx) in std::mem::take(&mut *self.hooks.borrow_mut()) {
-            finish(&slot, serial, ctx);
+        for h in std::mem::take(&mut *self.hooks.borrow_mut()) {
+            finish(&h.slot, h.serial, h.ctx);
         }
     }
 }
