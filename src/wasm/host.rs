@@ -698,7 +698,6 @@ fn property(h: &Host, path: &[u8]) -> Option<Vec<u8>> {
         [b"request", b"method"] => pseudo(b":method"),
         [b"request", b"host"] => pseudo(b":authority"),
         [b"request", b"scheme"] => pseudo(b":scheme"),
-        [b"request", b"id"] => pseudo(b"x-request-id"),
         [b"plugin_name"] => Some(h.plugin.name.as_bytes().to_vec()),
         [b"response", b"code"] if h.phase == Phase::ResponseHeaders => pseudo_resp(h),
         _ => None,
