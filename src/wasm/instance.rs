@@ -5,8 +5,8 @@
 //! Lifecycle: an instance is made on a worker's first request through the policy and runs
 //! `proxy_on_vm_start` and `proxy_on_configure` (root context 1). Each request gets a fresh
 //! context id: `proxy_on_context_create`, the request callbacks, `proxy_on_response_headers`
-//! when the module exports it, then `proxy_on_done` and `proxy_on_delete` (also when the
-//! request ends any other way: `Pending` finishes its contexts when dropped). A call that traps
+//! when the module exports it, then `proxy_on_done`, `proxy_on_log`, `proxy_on_delete` (also
+//! when the request ends any other way: `Pending` finishes its contexts when dropped). A call that traps
 //! (fuel, memory, a bad pointer) discards the instance; contexts it held die with it.
 //! A new config generation drops the worker's map, so reloaded modules start fresh.
 
@@ -71,6 +71,7 @@ struct Fns {
     request_body: Option<Cb3>,
     response_headers: Option<Cb3>,
     done: Option<TypedFunc<i32, i32>>,
+    log: Option<TypedFunc<i32, ()>>,
     delete: Option<TypedFunc<i32, ()>>,
 }
 
@@ -114,6 +115,7 @@ impl Live {
             request_body: typed(&inst, &store, "proxy_on_request_body"),
             response_headers: typed(&inst, &store, "proxy_on_response_headers"),
             done: typed(&inst, &store, "proxy_on_done"),
+            log: typed(&inst, &store, "proxy_on_log"),
             delete: typed(&inst, &store, "proxy_on_delete"),
         };
         static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -124,8 +126,10 @@ impl Live {
             fuel: f.fuel,
             next_ctx: ROOT + 1,
         };
-        // A WASI reactor's constructors.
-        if let Some(init) = typed::<(), ()>(&inst, &live.store, "_initialize") {
+        // A WASI reactor's constructors, else a command's entry (which returns for filters).
+        let init = typed::<(), ()>(&inst, &live.store, "_initialize")
+            .or_else(|| typed::<(), ()>(&inst, &live.store, "_start"));
+        if let Some(init) = init {
             live.run(init, ())?;
         }
         if let Some(cc) = live.fns.context_create {
@@ -243,10 +247,13 @@ impl Live {
         r.map(|_| map)
     }
 
-    /// `proxy_on_done` and `proxy_on_delete` for `ctx`.
+    /// `proxy_on_done`, `proxy_on_log` and `proxy_on_delete` for `ctx`.
     pub fn finish(&mut self, ctx: i32) -> Result<(), Failure> {
         if let Some(d) = self.fns.done {
             self.run(d, ctx)?;
+        }
+        if let Some(l) = self.fns.log {
+            self.run(l, ctx)?;
         }
         if let Some(d) = self.fns.delete {
             self.run(d, ctx)?;

@@ -101,6 +101,9 @@ const CALLBACKS: &[(&str, usize, usize)] = &[
     ("proxy_on_request_body", 3, 1),
     ("proxy_on_response_headers", 3, 1),
     ("proxy_on_done", 1, 1),
+    ("proxy_on_log", 1, 0),
+    ("_initialize", 0, 0),
+    ("_start", 0, 0),
     ("proxy_on_delete", 1, 0),
 ];
 
