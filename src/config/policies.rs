@@ -207,6 +207,31 @@ impl PolicyContext<'_> {
     fn upstream_index(&self) -> impl Fn(&str) -> Option<u32> + '_ {
         |name| self.upstreams.get(name).map(|id| id.0)
     }
+
+    /// What a service policy (introspection) needs of upstream `name`: its index, whether it
+    /// speaks HTTP/2, and its targets' origins (a discovered endpoint must be one of them).
+    fn service_upstream(&self, name: &str) -> Option<crate::policy::introspect::ServiceUpstream> {
+        let index = self.upstreams.get(name)?.0;
+        let (_, raw) = self.raw.upstreams.iter().find(|(n, _)| n.get_ref() == name)?;
+        use crate::tls::upstream::RawUpstreamTls;
+        let https = match raw.tls.as_ref().map(|t| t.get_ref()) {
+            Some(RawUpstreamTls::Enabled(on)) => *on,
+            Some(RawUpstreamTls::Table(_)) => true,
+            None => false,
+        };
+        let origins = raw
+            .targets
+            .get_ref()
+            .iter()
+            .filter_map(|t| crate::oidc::target_origin(t.address.get_ref(), https))
+            .collect();
+        let http2 = raw.protocol.as_ref().is_some_and(|p| p.get_ref() == "http2");
+        Some(crate::policy::introspect::ServiceUpstream {
+            index,
+            http2,
+            origins,
+        })
+    }
 }
 
 /// Dispatches policy `n` to the `compile` of each kind it sets, with errors under
@@ -310,7 +335,8 @@ fn compile_policy(
         compiled = super::super::policy::introspect::compile(
             i.get_ref(),
             i.span(),
-            &cx.upstream_index(),
+            &|name| cx.service_upstream(name),
+            &cx.rt.oidc,
             sink,
         )
         .map(|i| Policy::Introspect(Box::new(i)));
