@@ -40,6 +40,8 @@ struct IdpState {
     issuer: String,
     discovery: String,
     jwks: String,
+    /// Served at `/keys2`.
+    jwks_moved: String,
 }
 
 /// The scripted IdP: `POST /introspect` (and `/oauth/v2/introspect`) answer by token prefix.
@@ -157,6 +159,7 @@ impl Idp {
             issuer: String::new(),
             discovery: String::new(),
             jwks: json!({"keys": []}).to_string(),
+            jwks_moved: json!({"keys": []}).to_string(),
         }));
         let st = state.clone();
         let up = Upstream::start(
@@ -169,6 +172,10 @@ impl Idp {
                     }
                     ("GET", "/keys") => {
                         let doc = st.lock().unwrap().jwks.clone();
+                        respond(s, 200, "application/json", &doc);
+                    }
+                    ("GET", "/keys2") => {
+                        let doc = st.lock().unwrap().jwks_moved.clone();
                         respond(s, 200, "application/json", &doc);
                     }
                     ("POST", "/introspect" | "/oauth/v2/introspect") => {
@@ -562,11 +569,13 @@ fn jwt_discovery_follows_the_jwks_uri_through_a_key_rotation() {
     let other = json!({"sub": "x", "iss": "https://evil.test", "exp": now() + 300});
     assert_eq!(get_bearer(gw.addr, &sign(&k1, "k1", &other)).status, 401);
 
-    // The IdP rotates to k2 and moves its keys: the unknown kid triggers a refresh that reads
-    // the discovery document again.
+    // The IdP rotates to k2 and moves its key set to /keys2 (the old URL still serves k1): the
+    // unknown kid triggers a refresh, which must read the discovery document again to find it.
     {
         let mut st = idp.state.lock().unwrap();
-        st.jwks = json!({"keys": [with_kid(jwk2, "k2")]}).to_string();
+        st.jwks_moved = json!({"keys": [with_kid(jwk2, "k2")]}).to_string();
+        st.discovery = json!({"issuer": idp.issuer, "jwks_uri": format!("{}/keys2", idp.issuer)})
+            .to_string();
     }
     let deadline = Instant::now() + Duration::from_secs(8);
     while get_bearer(gw.addr, &sign(&k2, "k2", &claims("finn"))).status != 200 {
@@ -581,4 +590,5 @@ fn jwt_discovery_follows_the_jwks_uri_through_a_key_rotation() {
         .filter(|r| r.target == "/.well-known/openid-configuration")
         .count();
     assert!(fetched >= 2, "discovery re-read on refresh: {fetched}");
+    assert!(gw.logs().contains("/keys2"), "the new jwks_uri is logged");
 }
