@@ -228,7 +228,9 @@ impl Discovery {
             return Err("the document has no `introspection_endpoint`".into());
         };
         let Some((origin, target)) = split_url(url) else {
-            return Err(format!("introspection_endpoint {url:?} is not an http(s) URL"));
+            return Err(format!(
+                "introspection_endpoint {url:?} is not an http(s) URL"
+            ));
         };
         if !self.allowed.contains(&origin) {
             return Err(format!(
@@ -241,7 +243,9 @@ impl Discovery {
                 .bytes()
                 .any(|b| b.is_ascii_control() || b == b' ' || b == b'#');
         if !safe {
-            return Err(format!("introspection_endpoint {url:?} has an unusable path"));
+            return Err(format!(
+                "introspection_endpoint {url:?} has an unusable path"
+            ));
         }
         Ok(Discovered {
             introspection_target: target.into_bytes().into(),
@@ -332,7 +336,11 @@ fn discovery_loop(weak: Weak<Discovery>, refresh: Duration) {
         let Some(src) = weak.upgrade() else { return };
         match result.and_then(|doc| src.endpoint(&doc)) {
             Ok(found) => {
-                let changed = src.current.load().as_deref().map(|d| &d.introspection_target)
+                let changed = src
+                    .current
+                    .load()
+                    .as_deref()
+                    .map(|d| &d.introspection_target)
                     != Some(&found.introspection_target);
                 if changed {
                     log::info(&format!(
@@ -413,6 +421,8 @@ mod tests {
         assert_eq!(&*ok.introspection_target, b"/introspect");
         assert!(d.endpoint(&doc("https://evil.test/introspect")).is_err());
         assert!(d.endpoint(&doc("http://idp.test:443/introspect")).is_err());
-        assert!(d.endpoint(&doc("https://idp.test:8443/introspect")).is_err());
+        assert!(d
+            .endpoint(&doc("https://idp.test:8443/introspect"))
+            .is_err());
     }
 }

@@ -97,7 +97,10 @@ fn client_ok(auth: Auth, req: &Received, fields: &[(String, String)]) -> bool {
     let field = |n: &str| fields.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
     match auth {
         Auth::Basic => {
-            let Some(v) = req.header("authorization").and_then(|v| v.strip_prefix("Basic ")) else {
+            let Some(v) = req
+                .header("authorization")
+                .and_then(|v| v.strip_prefix("Basic "))
+            else {
                 return false;
             };
             let pair = String::from_utf8(STANDARD.decode(v).unwrap_or_default()).unwrap();
@@ -146,9 +149,21 @@ fn answer(token: &str, issuer: &str) -> (u16, &'static str, String) {
             base(json!({}))
         }
         "huge" => base(json!({"pad": "x".repeat(200 * 1024)})),
+        "slowno" => {
+            std::thread::sleep(Duration::from_millis(300));
+            (
+                200,
+                "application/json",
+                json!({"active": false}).to_string(),
+            )
+        }
         "html" => (200, "text/html", "<html>busy</html>".into()),
         "oops" => (500, "application/json", "{}".into()),
-        _ => (200, "application/json", json!({"active": false}).to_string()),
+        _ => (
+            200,
+            "application/json",
+            json!({"active": false}).to_string(),
+        ),
     }
 }
 
@@ -162,48 +177,46 @@ impl Idp {
             jwks_moved: json!({"keys": []}).to_string(),
         }));
         let st = state.clone();
-        let up = Upstream::start(
-            Arc::new(move |req, s| {
-                let path = req.target.split('?').next().unwrap_or("");
-                match (req.method.as_str(), path) {
-                    ("GET", "/.well-known/openid-configuration") => {
-                        let doc = st.lock().unwrap().discovery.clone();
-                        respond(s, 200, "application/json", &doc);
-                    }
-                    ("GET", "/keys") => {
-                        let doc = st.lock().unwrap().jwks.clone();
-                        respond(s, 200, "application/json", &doc);
-                    }
-                    ("GET", "/keys2") => {
-                        let doc = st.lock().unwrap().jwks_moved.clone();
-                        respond(s, 200, "application/json", &doc);
-                    }
-                    ("POST", "/introspect" | "/oauth/v2/introspect") => {
-                        let fields = form(&req.body);
-                        let auth = st.lock().unwrap().auth;
-                        let ctype_ok = req.header("content-type")
-                            == Some("application/x-www-form-urlencoded");
-                        let hint = fields
-                            .iter()
-                            .any(|(k, v)| k == "token_type_hint" && v == "access_token");
-                        if !client_ok(auth, req, &fields) || !ctype_ok || !hint {
-                            respond(s, 401, "application/json", "{\"error\":\"invalid_client\"}");
-                        } else {
-                            let token = fields
-                                .iter()
-                                .find(|(k, _)| k == "token")
-                                .map(|(_, v)| v.clone())
-                                .unwrap_or_default();
-                            let iss = st.lock().unwrap().issuer.clone();
-                            let (status, ctype, body) = answer(&token, &iss);
-                            respond(s, status, ctype, &body);
-                        }
-                    }
-                    _ => respond(s, 404, "text/plain", "no"),
+        let up = Upstream::start(Arc::new(move |req, s| {
+            let path = req.target.split('?').next().unwrap_or("");
+            match (req.method.as_str(), path) {
+                ("GET", "/.well-known/openid-configuration") => {
+                    let doc = st.lock().unwrap().discovery.clone();
+                    respond(s, 200, "application/json", &doc);
                 }
-                Reply::KeepAlive
-            }),
-        );
+                ("GET", "/keys") => {
+                    let doc = st.lock().unwrap().jwks.clone();
+                    respond(s, 200, "application/json", &doc);
+                }
+                ("GET", "/keys2") => {
+                    let doc = st.lock().unwrap().jwks_moved.clone();
+                    respond(s, 200, "application/json", &doc);
+                }
+                ("POST", "/introspect" | "/oauth/v2/introspect") => {
+                    let fields = form(&req.body);
+                    let auth = st.lock().unwrap().auth;
+                    let ctype_ok =
+                        req.header("content-type") == Some("application/x-www-form-urlencoded");
+                    let hint = fields
+                        .iter()
+                        .any(|(k, v)| k == "token_type_hint" && v == "access_token");
+                    if !client_ok(auth, req, &fields) || !ctype_ok || !hint {
+                        respond(s, 401, "application/json", "{\"error\":\"invalid_client\"}");
+                    } else {
+                        let token = fields
+                            .iter()
+                            .find(|(k, _)| k == "token")
+                            .map(|(_, v)| v.clone())
+                            .unwrap_or_default();
+                        let iss = st.lock().unwrap().issuer.clone();
+                        let (status, ctype, body) = answer(&token, &iss);
+                        respond(s, status, ctype, &body);
+                    }
+                }
+                _ => respond(s, 404, "text/plain", "no"),
+            }
+            Reply::KeepAlive
+        }));
         let issuer = format!("http://{}", up.addr);
         {
             let mut s = state.lock().unwrap();
@@ -281,15 +294,21 @@ fn an_active_token_reaches_the_upstream_as_its_consumer_and_is_asked_once() {
     let app = Upstream::echo();
     let gw = basic_gateway(&idp, &app);
     let mut c = Conn::open(gw.addr);
-    let r = c
-        .request(
-            "GET",
-            "/api/x",
-            &[("Authorization", "Bearer good-alice"), ("X-Consumer", "mallory")],
-            b"",
-        );
+    let r = c.request(
+        "GET",
+        "/api/x",
+        &[
+            ("Authorization", "Bearer good-alice"),
+            ("X-Consumer", "mallory"),
+        ],
+        b"",
+    );
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(app.last().header_all("x-consumer"), ["alice"], "gateway's assertion only");
+    assert_eq!(
+        app.last().header_all("x-consumer"),
+        ["alice"],
+        "gateway's assertion only"
+    );
     assert_eq!(
         upstream_header(&app, "authorization").as_deref(),
         Some("Bearer good-alice"),
@@ -303,8 +322,14 @@ fn an_active_token_reaches_the_upstream_as_its_consumer_and_is_asked_once() {
     assert_eq!(idp.calls(), 1, "cached verdicts do not reach the IdP");
     // A token without `sub` falls back to the answer's client_id.
     assert_eq!(call(&mut c, "/api/z", "svc-x").status, 200);
-    assert_eq!(upstream_header(&app, "x-consumer").as_deref(), Some("app-1"));
-    assert!(!gw.logs().contains("good-alice"), "the token is never logged");
+    assert_eq!(
+        upstream_header(&app, "x-consumer").as_deref(),
+        Some("app-1")
+    );
+    assert!(
+        !gw.logs().contains("good-alice"),
+        "the token is never logged"
+    );
 }
 
 #[test]
@@ -324,7 +349,10 @@ fn inactive_expired_wrong_audience_and_wrong_issuer_tokens_get_401() {
     }
     let r = c.request("GET", "/api/x", &[], b"");
     assert_eq!(r.status, 401);
-    assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"ringway\""));
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Bearer realm=\"ringway\"")
+    );
     assert_eq!(app.count(), 0, "nothing refused reached the upstream");
     assert_eq!(idp.calls(), 5);
 }
@@ -363,6 +391,21 @@ fn a_flood_of_one_bad_token_asks_the_idp_once_per_negative_ttl() {
         assert_eq!(call(&mut c2, "/api/x", "inactive-flood").status, 401);
     }
     assert!(idp.calls() <= 2, "one call per worker, got {}", idp.calls());
+    // Concurrent requests while the IdP is still thinking: they wait for the one call.
+    let threads: Vec<_> = (0..20)
+        .map(|_| {
+            let addr = gw.addr;
+            std::thread::spawn(move || get_bearer(addr, "slowno-flood").status)
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), 401);
+    }
+    let slow_calls = idp.asked().iter().filter(|t| *t == "slowno-flood").count();
+    assert!(
+        slow_calls <= 2,
+        "in-flight calls are shared per worker: {slow_calls}"
+    );
     // negative_ttl = 1s: the IdP is asked again afterwards (a token may become valid).
     std::thread::sleep(Duration::from_millis(1200));
     let before = idp.calls();
@@ -397,7 +440,10 @@ fn idp_down_slow_refusing_huge_or_not_json_is_503_and_not_cached() {
         let t0 = Instant::now();
         let r = call(&mut c, "/api/x", token);
         assert_eq!(r.status, 503, "{token}: {}", r.text());
-        assert!(t0.elapsed() < Duration::from_millis(1400), "{token}: bounded by timeout");
+        assert!(
+            t0.elapsed() < Duration::from_millis(1400),
+            "{token}: bounded by timeout"
+        );
     }
     let before = idp.calls();
     assert_eq!(call(&mut c, "/api/x", "html-a").status, 503);
@@ -436,7 +482,10 @@ fn wrong_client_credentials_are_503_and_post_auth_sends_them_in_the_body() {
     let gw = gateway(&idp, &app, &policy, &[("IDP_SECRET", CLIENT_SECRET)]);
     let r = get_bearer(gw.addr, "good-carol");
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(upstream_header(&app, "x-consumer").as_deref(), Some("carol"));
+    assert_eq!(
+        upstream_header(&app, "x-consumer").as_deref(),
+        Some("carol")
+    );
 }
 
 #[test]
@@ -491,7 +540,10 @@ fn discovery_names_the_introspection_endpoint_and_is_refused_off_the_upstream() 
         .filter(|r| r.method == "POST")
         .map(|r| r.target.clone())
         .collect();
-    assert!(asked.iter().all(|t| t == "/oauth/v2/introspect"), "{asked:?}");
+    assert!(
+        asked.iter().all(|t| t == "/oauth/v2/introspect"),
+        "{asked:?}"
+    );
     drop(gw);
 
     // A document pointing the endpoint at another host is refused: no call, 503, logged.
@@ -500,7 +552,10 @@ fn discovery_names_the_introspection_endpoint_and_is_refused_off_the_upstream() 
     .to_string();
     let before = idp.calls();
     let gw = gateway(&idp, &app, &policy, &[]);
-    gw.wait_log("not a target of the policy's upstream", Duration::from_secs(5));
+    gw.wait_log(
+        "not a target of the policy's upstream",
+        Duration::from_secs(5),
+    );
     assert_eq!(get_bearer(gw.addr, "good-dora").status, 503);
     assert_eq!(idp.calls(), before);
     drop(gw);
@@ -574,15 +629,18 @@ fn jwt_discovery_follows_the_jwks_uri_through_a_key_rotation() {
     {
         let mut st = idp.state.lock().unwrap();
         st.jwks_moved = json!({"keys": [with_kid(jwk2, "k2")]}).to_string();
-        st.discovery = json!({"issuer": idp.issuer, "jwks_uri": format!("{}/keys2", idp.issuer)})
-            .to_string();
+        st.discovery =
+            json!({"issuer": idp.issuer, "jwks_uri": format!("{}/keys2", idp.issuer)}).to_string();
     }
     let deadline = Instant::now() + Duration::from_secs(8);
     while get_bearer(gw.addr, &sign(&k2, "k2", &claims("finn"))).status != 200 {
         assert!(Instant::now() < deadline, "rotation picked up");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(get_bearer(gw.addr, &sign(&k1, "k1", &claims("erin"))).status, 401);
+    assert_eq!(
+        get_bearer(gw.addr, &sign(&k1, "k1", &claims("erin"))).status,
+        401
+    );
     let fetched = idp
         .up
         .requests()

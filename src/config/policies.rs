@@ -212,7 +212,11 @@ impl PolicyContext<'_> {
     /// speaks HTTP/2, and its targets' origins (a discovered endpoint must be one of them).
     fn service_upstream(&self, name: &str) -> Option<crate::policy::introspect::ServiceUpstream> {
         let index = self.upstreams.get(name)?.0;
-        let (_, raw) = self.raw.upstreams.iter().find(|(n, _)| n.get_ref() == name)?;
+        let (_, raw) = self
+            .raw
+            .upstreams
+            .iter()
+            .find(|(n, _)| n.get_ref() == name)?;
         use crate::tls::upstream::RawUpstreamTls;
         let https = match raw.tls.as_ref().map(|t| t.get_ref()) {
             Some(RawUpstreamTls::Enabled(on)) => *on,
@@ -225,7 +229,10 @@ impl PolicyContext<'_> {
             .iter()
             .filter_map(|t| crate::oidc::target_origin(t.address.get_ref(), https))
             .collect();
-        let http2 = raw.protocol.as_ref().is_some_and(|p| p.get_ref() == "http2");
+        let http2 = raw
+            .protocol
+            .as_ref()
+            .is_some_and(|p| p.get_ref() == "http2");
         Some(crate::policy::introspect::ServiceUpstream {
             index,
             http2,

@@ -196,8 +196,7 @@ fn fetch_loop(weak: Weak<JwksSource>, refresh: Duration, min_refresh: Duration) 
             src.fetches.fetch_add(1, Ordering::Relaxed);
             drop(src);
             let result = if discover {
-                discover_jwks_uri(&agent, &url, &mut jwks_uri)
-                    .and_then(|uri| fetch(&agent, &uri))
+                discover_jwks_uri(&agent, &url, &mut jwks_uri).and_then(|uri| fetch(&agent, &uri))
             } else {
                 fetch(&agent, &url)
             };

@@ -255,7 +255,11 @@ pub fn compile(
             None
         }
         None => {
-            err(span.clone(), "client_id", "the gateway's client id is required".into());
+            err(
+                span.clone(),
+                "client_id",
+                "the gateway's client id is required".into(),
+            );
             None
         }
     };
@@ -317,10 +321,15 @@ pub fn compile(
             }
         },
     };
-    let safe_text = |s: &Spanned<String>, field: &str, err: &mut dyn FnMut(Range<usize>, &str, String)| {
-        if s.get_ref().is_empty() || !crate::http1::is_safe_header_value(s.get_ref().as_bytes())
-        {
-            err(s.span(), field, "must be non-empty text without control characters".into());
+    let safe_text = |s: &Spanned<String>,
+                     field: &str,
+                     err: &mut dyn FnMut(Range<usize>, &str, String)| {
+        if s.get_ref().is_empty() || !crate::http1::is_safe_header_value(s.get_ref().as_bytes()) {
+            err(
+                s.span(),
+                field,
+                "must be non-empty text without control characters".into(),
+            );
         }
     };
     if let Some(a) = &raw.audience {
@@ -332,7 +341,10 @@ pub fn compile(
             err(
                 s.span(),
                 "required_scopes",
-                format!("{:?} is not a scope (no spaces or control characters)", s.get_ref()),
+                format!(
+                    "{:?} is not a scope (no spaces or control characters)",
+                    s.get_ref()
+                ),
             );
         } else {
             required_scopes.push(s.get_ref().clone());
@@ -365,7 +377,12 @@ pub fn compile(
     };
     let refresh = positive(&mut err, &raw.refresh, "refresh", DEFAULT_REFRESH);
     let cache_ttl = positive(&mut err, &raw.cache_ttl, "cache_ttl", DEFAULT_CACHE_TTL);
-    let negative_ttl = positive(&mut err, &raw.negative_ttl, "negative_ttl", DEFAULT_NEGATIVE_TTL);
+    let negative_ttl = positive(
+        &mut err,
+        &raw.negative_ttl,
+        "negative_ttl",
+        DEFAULT_NEGATIVE_TTL,
+    );
     let timeout = positive(&mut err, &raw.timeout, "timeout", DEFAULT_TIMEOUT);
     let max_entries = int_in(
         &mut err,
@@ -380,7 +397,8 @@ pub fn compile(
     }
     let (service, client_id, secret) = (service?, client_id?, secret?);
 
-    let mut head_lines = b"content-type: application/x-www-form-urlencoded\r\naccept: application/json\r\n".to_vec();
+    let mut head_lines =
+        b"content-type: application/x-www-form-urlencoded\r\naccept: application/json\r\n".to_vec();
     let mut body_prefix = Vec::new();
     if post {
         body_prefix.extend_from_slice(b"client_id=");
@@ -402,15 +420,13 @@ pub fn compile(
     // Started last, so a table with errors never spawns a thread.
     let endpoint = match (endpoint, &issuer) {
         (Some(path), _) => Endpoint::Static(path.into_bytes().into()),
-        (None, Some(iss)) => {
-            match discovery.get_or_start(iss, refresh, service.origins.clone()) {
-                Ok(d) => Endpoint::Discovered(d),
-                Err(why) => {
-                    fail(span, "issuer", why);
-                    return None;
-                }
+        (None, Some(iss)) => match discovery.get_or_start(iss, refresh, service.origins.clone()) {
+            Ok(d) => Endpoint::Discovered(d),
+            Err(why) => {
+                fail(span, "issuer", why);
+                return None;
             }
-        }
+        },
         (None, None) => return None,
     };
     Some(Introspect {
@@ -466,7 +482,10 @@ mod tests {
         .unwrap();
         let head = String::from_utf8(p.head_lines.to_vec()).unwrap();
         let want = STANDARD.encode("gw%20y:s%3Ae%26c");
-        assert!(head.contains(&format!("authorization: Basic {want}\r\n")), "{head}");
+        assert!(
+            head.contains(&format!("authorization: Basic {want}\r\n")),
+            "{head}"
+        );
         assert!(p.body_prefix.is_empty());
         assert!(!format!("{p:?}").contains("s:e&c"));
     }
@@ -486,7 +505,13 @@ mod tests {
     fn bad_tables_name_their_fields() {
         let e = build("upstream = \"nope\"\nclient_id = \"\"\nauth = \"jwt\"\n").unwrap_err();
         let all = e.join("\n");
-        for f in ["upstream: no upstream", "endpoint: set", "client_id: must", "auth: \"jwt\"", "client_secret_env: the client secret"] {
+        for f in [
+            "upstream: no upstream",
+            "endpoint: set",
+            "client_id: must",
+            "auth: \"jwt\"",
+            "client_secret_env: the client secret",
+        ] {
             assert!(all.contains(f), "{f} missing in {all}");
         }
         let e = build(

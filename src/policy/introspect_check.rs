@@ -17,6 +17,9 @@
 //!   something that is not a JSON object: 503 (fail closed), never cached.
 //! - The cache is bounded: at most `max_entries` per policy per worker (oldest evicted), and
 //!   the caches of policies unused for `IDLE_POLICY` are dropped.
+//! - Concurrent misses for one token on one worker make one call: the first request asks, up
+//!   to `MAX_WAITERS` others wait for its verdict (bounded by the policy's timeout), so a
+//!   flood of one bad token costs one introspection per worker per `negative_ttl`.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -35,6 +38,11 @@ pub const MAX_TOKEN_LEN: usize = 4096;
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// A policy's cache not touched for this long (a reload replaced the policy) is dropped.
 const IDLE_POLICY_NS: u64 = 600 * 1_000_000_000;
+/// Requests that wait for one in-flight introspection of their token; more ask themselves.
+const MAX_WAITERS: usize = 1024;
+
+/// What a waiting request gets from the one that asked: the verdict, or its 503.
+type Outcome = Result<Verdict, Denial>;
 
 /// A cached verdict.
 #[derive(Clone)]
@@ -68,6 +76,8 @@ struct PolicyCache {
 #[derive(Default)]
 pub struct IntrospectCache {
     policies: ahash::AHashMap<u64, PolicyCache>,
+    /// Introspections in flight, by cache key, with the requests waiting for them.
+    pending: ahash::AHashMap<[u8; 32], Vec<local_sync::oneshot::Sender<Outcome>>>,
     hits: u64,
     misses: u64,
 }
@@ -160,13 +170,65 @@ impl IntrospectCache {
     }
 }
 
+/// How a request that missed the cache gets its verdict.
+enum Role {
+    /// Asks the IdP and tells the waiters.
+    Leader,
+    /// Waits for the leader's outcome.
+    Follower(local_sync::oneshot::Receiver<Outcome>),
+    /// Asks on its own (too many waiters already).
+    Alone,
+}
+
+impl IntrospectCache {
+    fn role(&mut self, key: &[u8; 32]) -> Role {
+        match self.pending.get_mut(key) {
+            Some(list) if list.len() < MAX_WAITERS => {
+                let (tx, rx) = local_sync::oneshot::channel();
+                list.push(tx);
+                Role::Follower(rx)
+            }
+            Some(_) => Role::Alone,
+            None => {
+                self.pending.insert(*key, Vec::new());
+                Role::Leader
+            }
+        }
+    }
+}
+
+/// The leader's claim on a key: dropping it (also when the request is abandoned mid-call)
+/// frees the key; `finish` hands the outcome to the waiters first.
+struct InFlight<'c> {
+    cache: &'c RefCell<IntrospectCache>,
+    key: [u8; 32],
+}
+
+impl InFlight<'_> {
+    fn finish(self, outcome: &Outcome) {
+        let waiters = self.cache.borrow_mut().pending.remove(&self.key);
+        for tx in waiters.into_iter().flatten() {
+            let _ = tx.send(outcome.clone());
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        // Waiters of an abandoned call see their sender dropped and ask themselves.
+        if let Ok(mut c) = self.cache.try_borrow_mut() {
+            c.pending.remove(&self.key);
+        }
+    }
+}
+
 /// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
 fn is_b64token(t: &[u8]) -> bool {
     let body = t.len() - t.iter().rev().take_while(|&&b| b == b'=').count();
     body > 0
-        && t[..body]
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+        && t[..body].iter().all(|&b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
 }
 
 /// The cache key: SHA-256 over the policy id and the token.
@@ -232,7 +294,23 @@ pub async fn settle(
     let verdict = match cached {
         Some(v) => v,
         None => {
-            let verdict = ask(p, token, f, services).await?;
+            let role = cache.borrow_mut().role(&key);
+            let leader = match role {
+                Role::Follower(rx) => {
+                    match monoio::time::timeout(p.timeout, rx).await {
+                        Ok(Ok(outcome)) => return admit(p, outcome?, f, caller, fx),
+                        // The leader was abandoned, or is slower than our own timeout.
+                        _ => None,
+                    }
+                }
+                Role::Leader => Some(InFlight { cache, key }),
+                Role::Alone => None,
+            };
+            let outcome = ask(p, token, f, services).await;
+            if let Some(claim) = leader {
+                claim.finish(&outcome);
+            }
+            let verdict = outcome?;
             let ttl = match &verdict {
                 Verdict::Active { exp, .. } => {
                     let left = exp.map_or(u64::MAX, |e| e.saturating_sub(f.unix_now));
@@ -249,6 +327,17 @@ pub async fn settle(
             verdict
         }
     };
+    admit(p, verdict, f, caller, fx)
+}
+
+/// Lets the request go on as the verdict's identity, or refuses it.
+fn admit(
+    p: &Introspect,
+    verdict: Verdict,
+    f: &Facts<'_>,
+    caller: &mut Caller<'_>,
+    fx: &mut Effects,
+) -> Result<(), Denial> {
     let identity = match verdict {
         Verdict::Refused(reason) => return Err(refuse(fx, INVALID, reason)),
         Verdict::Active { exp, .. } if exp.is_some_and(|e| e <= f.unix_now) => {
