@@ -223,12 +223,26 @@ impl PolicyContext<'_> {
             Some(RawUpstreamTls::Table(_)) => true,
             None => false,
         };
-        let origins = raw
+        let mut origins: Vec<crate::oidc::Origin> = raw
             .targets
             .get_ref()
             .iter()
             .filter_map(|t| crate::oidc::target_origin(t.address.get_ref(), https))
             .collect();
+        // With `tls.server_name`, the certificate's name on the targets' ports is the origin
+        // the IdP knows itself by.
+        if let Some(RawUpstreamTls::Table(t)) = raw.tls.as_ref().map(|t| t.get_ref()) {
+            if let Some(name) = &t.server_name {
+                let named: Vec<_> = origins
+                    .iter()
+                    .map(|o| crate::oidc::Origin {
+                        host: name.get_ref().to_ascii_lowercase(),
+                        ..o.clone()
+                    })
+                    .collect();
+                origins.extend(named);
+            }
+        }
         let http2 = raw
             .protocol
             .as_ref()

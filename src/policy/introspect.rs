@@ -453,9 +453,9 @@ mod tests {
     use super::*;
 
     fn up(name: &str) -> Option<ServiceUpstream> {
-        (name == "idp").then(|| ServiceUpstream {
+        (name == "idp" || name == "h2").then(|| ServiceUpstream {
             index: 3,
-            http2: false,
+            http2: name == "h2",
             origins: vec![crate::oidc::target_origin("127.0.0.1:9", false).unwrap()],
         })
     }
@@ -522,5 +522,11 @@ mod tests {
         .join("\n");
         assert!(e.contains("endpoint: \"introspect\" is not a path"), "{e}");
         assert!(e.contains("issuer: \"http://idp.test\""), "{e}");
+        let e = build(
+            "upstream = \"h2\"\nendpoint = \"/i\"\nclient_id = \"a\"\nclient_secret = \"b\"\n",
+        )
+        .unwrap_err()
+        .join("\n");
+        assert!(e.contains("HTTP/1.1"), "{e}");
     }
 }
