@@ -355,6 +355,22 @@ fn inactive_expired_wrong_audience_and_wrong_issuer_tokens_get_401() {
     );
     assert_eq!(app.count(), 0, "nothing refused reached the upstream");
     assert_eq!(idp.calls(), 5);
+    // Each refusal is counted by its reason.
+    for reason in [
+        "inactive_token",
+        "expired",
+        "wrong_audience",
+        "wrong_issuer",
+        "unsafe_consumer",
+    ] {
+        let labels = [("route", "api"), ("reason", reason)];
+        let s = scrape_until(gw.admin, "ringway_auth_failures_total", &labels, 1.0);
+        assert_eq!(
+            metric(&s, "ringway_auth_failures_total", &labels),
+            Some(1.0),
+            "{reason}"
+        );
+    }
 }
 
 #[test]
@@ -649,4 +665,41 @@ fn jwt_discovery_follows_the_jwks_uri_through_a_key_rotation() {
         .count();
     assert!(fetched >= 2, "discovery re-read on refresh: {fetched}");
     assert!(gw.logs().contains("/keys2"), "the new jwks_uri is logged");
+}
+
+#[test]
+fn jwt_discovery_refuses_a_document_for_another_issuer() {
+    let idp = Idp::start(Auth::Basic);
+    let (k1, jwk1) = es256_key();
+    {
+        let mut st = idp.state.lock().unwrap();
+        st.jwks = json!({"keys": [with_kid(jwk1, "k1")]}).to_string();
+        st.discovery = json!({"issuer": "https://evil.test",
+            "jwks_uri": format!("{}/keys", idp.issuer)})
+        .to_string();
+    }
+    let app = Upstream::echo();
+    let body = format!(
+        "[policies.jwt]\njwt = {{ issuer = \"{}\", algorithms = [\"ES256\"] }}\n\n{}\n\
+         [[routes]]\nname = \"api\"\nprefix = \"/\"\npolicies = [\"jwt\"]\nproxy = {{ upstream = \"app\" }}\n",
+        idp.issuer,
+        upstream_toml("app", &[app.addr])
+    );
+    let gw = Gateway::start(&body);
+    gw.wait_log("not the configured", Duration::from_secs(5));
+    let t = sign(
+        &k1,
+        "k1",
+        &json!({"sub": "x", "iss": idp.issuer, "exp": now() + 300}),
+    );
+    assert_eq!(
+        get_bearer(gw.addr, &t).status,
+        401,
+        "no keys from a foreign document"
+    );
+    assert!(
+        !idp.up.requests().iter().any(|r| r.target == "/keys"),
+        "the foreign document's jwks_uri is never fetched"
+    );
+    assert_eq!(app.count(), 0);
 }
