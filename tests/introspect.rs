@@ -487,20 +487,27 @@ fn get_bearer(addr: SocketAddr, token: &str) -> Response {
 }
 
 #[test]
-fn wrong_client_credentials_are_503_and_post_auth_sends_them_in_the_body() {
+fn wrong_client_credentials_are_503_and_post_auth_sends_them_in_the_body_and_the_token_can_stay_behind(
+) {
     // The IdP expects client_secret_post; a basic-auth gateway is refused by it: 503.
     let idp = Idp::start(Auth::Post);
     let app = Upstream::echo();
     let gw = basic_gateway(&idp, &app);
     assert_eq!(get_bearer(gw.addr, "good-a").status, 503);
     drop(gw);
-    let policy = BASIC.replace("http://127.0.0.1:1", &idp.issuer) + "\nauth = \"post\"";
+    let policy = BASIC.replace("http://127.0.0.1:1", &idp.issuer)
+        + "\nauth = \"post\"\nforward_token = false";
     let gw = gateway(&idp, &app, &policy, &[("IDP_SECRET", CLIENT_SECRET)]);
     let r = get_bearer(gw.addr, "good-carol");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
         upstream_header(&app, "x-consumer").as_deref(),
         Some("carol")
+    );
+    assert_eq!(
+        upstream_header(&app, "authorization"),
+        None,
+        "forward_token = false"
     );
 }
 
