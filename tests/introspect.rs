@@ -256,7 +256,11 @@ impl Idp {
 /// A gateway with `/api` behind `policy` (an introspect table body), `/write` adding an
 /// `authorize` for scope `write`, and `/admin` whose policy requires scope `admin`.
 fn gateway(idp: &Idp, app: &Upstream, policy: &str, env: &[(&str, &str)]) -> Gateway {
-    let body = format!(
+    Gateway::start_env(&gateway_body(idp, app, policy), 2, env)
+}
+
+fn gateway_body(idp: &Idp, app: &Upstream, policy: &str) -> String {
+    format!(
         "{}\n{}\n\
          [policies.intro.introspect]\nupstream = \"idp\"\n{policy}\n\n\
          [policies.admin.introspect]\nupstream = \"idp\"\n{policy}\nrequired_scopes = [\"admin\"]\n\n\
@@ -266,8 +270,7 @@ fn gateway(idp: &Idp, app: &Upstream, policy: &str, env: &[(&str, &str)]) -> Gat
          [[routes]]\nname = \"admin\"\nprefix = \"/admin\"\npolicies = [\"admin\"]\nproxy = {{ upstream = \"app\" }}\n",
         upstream_toml("idp", &[idp.up.addr]),
         upstream_toml("app", &[app.addr]),
-    );
-    Gateway::start_env(&body, 2, env)
+    )
 }
 
 const BASIC: &str = "endpoint = \"/introspect\"\nclient_id = \"gate way\"\n\
@@ -320,6 +323,12 @@ fn an_active_token_reaches_the_upstream_as_its_consumer_and_is_asked_once() {
         assert_eq!(call(&mut c, "/api/y", "good-alice").status, 200);
     }
     assert_eq!(idp.calls(), 1, "cached verdicts do not reach the IdP");
+    // A reload that leaves the policy as it was keeps the worker's cache warm.
+    let policy = BASIC.replace("http://127.0.0.1:1", &idp.issuer);
+    let body = gateway_body(&idp, &app, &policy) + "\n# reloaded\n";
+    assert!(gw.reload(&body), "{}", gw.logs());
+    assert_eq!(call(&mut c, "/api/y", "good-alice").status, 200);
+    assert_eq!(idp.calls(), 1, "still cached after the reload");
     // A token without `sub` falls back to the answer's client_id.
     assert_eq!(call(&mut c, "/api/z", "svc-x").status, 200);
     assert_eq!(

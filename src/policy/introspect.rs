@@ -9,7 +9,6 @@
 //! upstream's targets (`oidc::Discovery`), so credentials never go to an unconfigured host.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,7 +102,9 @@ pub enum Endpoint {
 
 /// The compiled policy.
 pub struct Introspect {
-    /// Unique per compile: cache entries of one policy never answer for another.
+    /// What the cached verdicts depend on, hashed (the IdP's origins and endpoint, the client,
+    /// audience, issuer, consumer claim): policies that would get the same verdicts share
+    /// entries, and a reload that changes none of it keeps the worker's cache warm.
     pub id: u64,
     /// Index of the IdP's upstream in the generation.
     pub upstream: u32,
@@ -149,7 +150,19 @@ const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(5);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 const DEFAULT_MAX_ENTRIES: usize = 10_000;
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// The policy's cache identity (see `Introspect::id`).
+fn verdict_identity(parts: &[&[u8]]) -> u64 {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for p in parts {
+        // Length-prefixed, so no two different lists hash the same bytes.
+        ctx.update(&(p.len() as u64).to_le_bytes());
+        ctx.update(p);
+    }
+    let d = ctx.finish();
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&d.as_ref()[..8]);
+    u64::from_le_bytes(id)
+}
 
 /// `application/x-www-form-urlencoded` bytes of `v` (unreserved characters as is).
 pub fn form_encode(v: &[u8], out: &mut Vec<u8>) {
@@ -429,8 +442,24 @@ pub fn compile(
         },
         (None, None) => return None,
     };
+    let origins: Vec<String> = service.origins.iter().map(|o| o.to_string()).collect();
+    let where_to = match &endpoint {
+        Endpoint::Static(p) => p.to_vec(),
+        Endpoint::Discovered(d) => d.issuer().as_bytes().to_vec(),
+    };
+    let id = verdict_identity(&[
+        origins.join(" ").as_bytes(),
+        &where_to,
+        &head_lines,
+        &body_prefix,
+        raw.audience
+            .as_ref()
+            .map_or(&b""[..], |a| a.get_ref().as_bytes()),
+        issuer.as_deref().unwrap_or("").as_bytes(),
+        consumer_claim.as_bytes(),
+    ]);
     Some(Introspect {
-        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        id,
         upstream: service.index,
         endpoint,
         head_lines: head_lines.into(),

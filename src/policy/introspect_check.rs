@@ -5,7 +5,8 @@
 //!
 //! Invariants:
 //! - The token itself is never stored, logged or copied beyond the request to the IdP: the
-//!   cache is keyed by SHA-256 over (policy id, token).
+//!   cache is keyed by SHA-256 over (policy identity, token); the identity
+//!   (`Introspect::id`) hashes what a verdict depends on, so a reload keeps the cache warm.
 //! - A token that is not an RFC 6750 `b64token` of at most `MAX_TOKEN_LEN` bytes is refused
 //!   (401) without asking the IdP.
 //! - An answer is trusted only when `active` is `true`, `exp` (if any) is in the future, `aud`
@@ -296,13 +297,14 @@ pub async fn settle(
         None => {
             let role = cache.borrow_mut().role(&key);
             let leader = match role {
-                Role::Follower(rx) => {
-                    match monoio::time::timeout(p.timeout, rx).await {
-                        Ok(Ok(outcome)) => return admit(p, outcome?, f, caller, fx),
-                        // The leader was abandoned, or is slower than our own timeout.
-                        _ => None,
-                    }
-                }
+                Role::Follower(rx) => match monoio::time::timeout(p.timeout, rx).await {
+                    Ok(Ok(outcome)) => return admit(p, outcome?, f, caller, fx),
+                    // The leader's request was abandoned: ask ourselves.
+                    Ok(Err(_)) => None,
+                    // The leader's call is bounded by the same timeout: the IdP is slow, and
+                    // a second call would only add to its load.
+                    Err(_) => return Err(unavailable("introspection_timeout")),
+                },
                 Role::Leader => Some(InFlight { cache, key }),
                 Role::Alone => None,
             };
