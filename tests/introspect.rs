@@ -719,3 +719,40 @@ fn jwt_discovery_refuses_a_document_for_another_issuer() {
     );
     assert_eq!(app.count(), 0);
 }
+
+#[test]
+fn http2_streams_share_one_introspection_per_token() {
+    use common::h2::{start_h2c, H2Client, H2Req};
+    let idp = Idp::start(Auth::Basic);
+    let app = Upstream::echo();
+    let policy = format!(
+        "endpoint = \"/introspect\"\nclient_id = \"gate way\"\nclient_secret = \"{}\"",
+        CLIENT_SECRET.replace('"', "\\\"")
+    );
+    let gw = start_h2c(&gateway_body(&idp, &app, &policy));
+    let mut c = H2Client::h2c(gw.addr).unwrap();
+    // Ten streams at once on one connection (one worker) while the IdP takes 300 ms.
+    let reqs = (0..10)
+        .map(|i| H2Req::get(&format!("/api/{i}")).header("authorization", "Bearer slowno-h2"))
+        .collect();
+    for r in c.concurrent(reqs) {
+        assert_eq!(r.unwrap().status, 401);
+    }
+    assert_eq!(
+        idp.asked(),
+        ["slowno-h2"],
+        "one call for ten concurrent streams"
+    );
+    let reqs = (0..10)
+        .map(|i| H2Req::get(&format!("/api/{i}")).header("authorization", "Bearer good-h2"))
+        .collect();
+    for r in c.concurrent(reqs) {
+        assert_eq!(r.unwrap().status, 200);
+    }
+    assert_eq!(idp.calls(), 2);
+    assert_eq!(app.count(), 10);
+    assert!(app
+        .requests()
+        .iter()
+        .all(|r| r.header("x-consumer") == Some("h2")));
+}
