@@ -519,6 +519,91 @@ mod tests {
         assert!(c.get(2, &[1; 32], 1).is_none(), "capacity 0 caches nothing");
     }
 
+    fn policy() -> Introspect {
+        Introspect {
+            id: 1,
+            upstream: 0,
+            endpoint: Endpoint::Static(b"/i".to_vec().into()),
+            head_lines: Box::default(),
+            body_prefix: Box::default(),
+            audience: Some("api".into()),
+            issuer: Some("https://idp.test".into()),
+            required_scopes: Vec::new(),
+            consumer_claim: "sub".into(),
+            consumer_header: b"x-consumer".to_vec().into(),
+            forward_token: true,
+            cache_ttl: std::time::Duration::from_secs(60),
+            negative_ttl: std::time::Duration::from_secs(5),
+            max_entries: 10,
+            timeout: std::time::Duration::from_secs(1),
+        }
+    }
+
+    fn verdict(doc: serde_json::Value) -> Result<(Option<String>, Vec<String>), &'static str> {
+        let doc = doc.as_object().cloned().unwrap_or_default();
+        match judge(&policy(), &doc, 1000) {
+            Verdict::Active { identity, .. } => Ok((
+                identity.consumer.as_deref().map(str::to_string),
+                identity.scopes.clone(),
+            )),
+            Verdict::Refused(r) => Err(r),
+        }
+    }
+
+    #[test]
+    fn answers_are_judged_strictly() {
+        use serde_json::json;
+        let ok = json!({"active": true, "sub": "ann", "aud": ["x", "api"], "exp": 2000.5,
+            "scope": "a  b", "iss": "https://idp.test"});
+        assert_eq!(
+            verdict(ok),
+            Ok((Some("ann".into()), vec!["a".into(), "b".into()]))
+        );
+        // No sub: the client id names the consumer; no iss: accepted (the IdP is configured).
+        let svc = json!({"active": true, "client_id": 42, "aud": "api"});
+        assert_eq!(verdict(svc), Ok((Some("42".into()), vec![])));
+        for (doc, why) in [
+            (json!({"active": "true", "aud": "api"}), "inactive_token"),
+            (json!({"aud": "api"}), "inactive_token"),
+            (
+                json!({"active": true, "aud": "api", "exp": 1000}),
+                "expired",
+            ),
+            (
+                json!({"active": true, "aud": "api", "exp": "soon"}),
+                "bad_answer",
+            ),
+            (
+                json!({"active": true, "aud": "api", "exp": -5}),
+                "bad_answer",
+            ),
+            (json!({"active": true}), "wrong_audience"),
+            (json!({"active": true, "aud": ["apix"]}), "wrong_audience"),
+            (
+                json!({"active": true, "aud": "api", "iss": "x"}),
+                "wrong_issuer",
+            ),
+            (
+                json!({"active": true, "aud": "api", "sub": "a\nb"}),
+                "unsafe_consumer",
+            ),
+            (
+                json!({"active": true, "aud": "api", "sub": " a"}),
+                "unsafe_consumer",
+            ),
+            (
+                json!({"active": true, "aud": "api", "scope": "a \u{0}b"}),
+                "unsafe_scope",
+            ),
+            (
+                json!({"active": true, "aud": "api", "scope": ["a"]}),
+                "bad_answer",
+            ),
+        ] {
+            assert_eq!(verdict(doc.clone()), Err(why), "{doc}");
+        }
+    }
+
     #[test]
     fn keys_differ_by_policy_and_token() {
         assert_ne!(cache_key(1, b"t"), cache_key(2, b"t"));
