@@ -299,6 +299,7 @@ fn compile_policy(
         compiled = super::super::policy::forward_auth::compile(
             a.get_ref(),
             a.span(),
+            n,
             &cx.upstream_index(),
             sink,
         )

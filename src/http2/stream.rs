@@ -257,6 +257,31 @@ impl Downstream for H2Stream {
         (self.body_done && rest.len() <= max).then_some(rest)
     }
 
+    async fn peek_body(
+        &mut self,
+        _head: &RequestHead,
+        max: usize,
+    ) -> Result<(&[u8], bool), ProxyError> {
+        // DATA is taken into `early` (the window reopens as it arrives) until `max` bytes are
+        // here or the stream ends; `read_body` hands `early` out first, so nothing is lost.
+        // Memory stays bounded by `max` plus one DATA frame.
+        while !self.body_done && self.early.len() - self.early_pos < max {
+            let next = poll_fn(|cx| self.body.poll_data(cx));
+            match monoio::time::timeout(self.patience, next).await {
+                Err(_) => return Err(ProxyError::new(ErrorKind::RequestTimeout)),
+                Ok(None) => self.finish_body(),
+                Ok(Some(Ok(chunk))) => {
+                    self.early.extend_from_slice(&chunk);
+                    self.took(chunk.len());
+                }
+                Ok(Some(Err(_))) => return Err(ProxyError::new(ErrorKind::ClientClosedBody)),
+            }
+        }
+        let rest = &self.early[self.early_pos..];
+        let whole = self.body_done && rest.len() <= max;
+        Ok((&rest[..rest.len().min(max)], whole))
+    }
+
     fn consume_body(&mut self, n: usize) {
         self.early_pos = (self.early_pos + n).min(self.early.len());
     }
