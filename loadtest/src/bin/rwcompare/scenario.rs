@@ -52,6 +52,10 @@ pub struct RawNginx {
     /// Lines added to every `location` block.
     #[serde(default)]
     pub location: String,
+    /// Lines added to the `server` block, before the route locations (an internal location
+    /// an `auth_request` subrequest goes to, for example).
+    #[serde(default)]
+    pub server: String,
 }
 
 #[derive(Debug, Deserialize)]

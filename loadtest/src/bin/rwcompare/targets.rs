@@ -541,6 +541,9 @@ pub fn nginx_config(p: &NginxParams<'_>) -> String {
     if p.scn.http2.is_some() && p.http2_on {
         s.push_str("        http2 on;\n");
     }
+    for line in p.scn.nginx.server.lines().filter(|l| !l.trim().is_empty()) {
+        let _ = writeln!(s, "        {}", line.trim());
+    }
     for loc in nginx_locations(&p.scn.routes) {
         let extra = p.scn.nginx.location.trim();
         let sep = if extra.is_empty() { "" } else { " " };
