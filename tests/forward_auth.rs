@@ -474,9 +474,25 @@ fn the_config_refuses_headers_it_must_not_copy() {
         assert_ne!(code, 0, "{extra}");
         assert!(err.contains(needle), "{extra}: {err}");
     }
-    let body =
-        config(auth.addr, app.addr, "").replace("upstream = \"auth\"", "upstream = \"nope\"");
-    let (code, _out, err) = check_config(&format!("{LISTENER}{body}"));
-    assert_ne!(code, 0);
-    assert!(err.contains("no upstream named \"nope\""), "{err}");
+    let base = config(auth.addr, app.addr, "");
+    let h2 = "[upstreams.auth]\nprotocol = \"http2\"\n";
+    for (from, to, needle) in [
+        (
+            "path = \"/check?v=1\"",
+            "path = \"check\"",
+            "must start with '/'",
+        ),
+        (
+            "upstream = \"auth\"",
+            "upstream = \"nope\"",
+            "no upstream named \"nope\"",
+        ),
+        ("[upstreams.auth]\n", h2, "must be an HTTP/1.1 upstream"),
+    ] {
+        assert!(base.contains(from), "{from}");
+        let body = base.replacen(from, to, 1);
+        let (code, _out, err) = check_config(&format!("{LISTENER}{body}"));
+        assert_ne!(code, 0, "{to}");
+        assert!(err.contains(needle), "{to}: {err}");
+    }
 }
