@@ -225,14 +225,25 @@ thread_local! {
     static CACHES: RefCell<HashMap<u64, PolicyCache>> = RefCell::new(HashMap::new());
 }
 
-/// The digest of the request's cache key value (the first value of the key header), if the
-/// request has one.
+/// The digest of the request's cache key: every value of the key header, in order (the
+/// service sees them all, so a second copy must not ride on the first one's cached allow).
+/// `None` when the request has no such header.
 fn cache_key(p: &ForwardAuth, c: &DecisionCacheConfig, f: &Facts<'_>) -> Option<Digest> {
-    let v = f.head.header(&c.key).filter(|v| !v.is_empty())?;
-    // The policy id keeps equal credentials under different policies apart too.
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    // The policy id keeps equal credentials under different policies apart too.
     ctx.update(&p.id.to_be_bytes());
-    ctx.update(v);
+    let mut any = false;
+    for (n, v) in f.head.headers() {
+        if n.eq_ignore_ascii_case(c.key.as_bytes()) {
+            // Length-prefixed, so ("ab", "c") and ("a", "bc") differ.
+            ctx.update(&(v.len() as u64).to_be_bytes());
+            ctx.update(v);
+            any = true;
+        }
+    }
+    if !any {
+        return None;
+    }
     ctx.finish().as_ref().try_into().ok()
 }
 
