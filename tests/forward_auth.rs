@@ -345,13 +345,14 @@ fn the_service_sees_the_body_prefix_and_the_upstream_the_whole_body() {
     let gw = Gateway::start(&without_limit(config(auth.addr, app.addr, extra)));
     let alice = bearer("alice");
     let body = b"0123456789abcdefghij";
-    let r = request(
-        gw.addr,
-        "POST",
-        "/api/u",
-        &[("Authorization", &alice)],
-        body,
-    );
+    // The head and 5 body bytes first, the rest later: the gateway must wait for 8.
+    let mut c = Conn::open(gw.addr);
+    let wire = build_request("POST", "/api/u", &[("Authorization", &alice)], body);
+    let split = wire.len() - body.len() + 5;
+    c.send(&wire[..split]);
+    std::thread::sleep(Duration::from_millis(100));
+    c.send(&wire[split..]);
+    let r = c.read_response(false).expect("response");
     assert_eq!(r.status, 200, "{}", r.text());
     let asked = auth.last();
     assert_eq!(asked.method, "POST", "the default method with a body");
@@ -409,6 +410,20 @@ fn the_service_sees_the_body_prefix_and_the_upstream_the_whole_body() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(auth.last().body, b"01234567");
     assert_eq!(app.last().body, body);
+    // A denial on an HTTP/2 stream: the service's status, headers and body.
+    let before = app.count();
+    let r = h
+        .send(
+            H2Req::new("POST", "/api/h2")
+                .header("authorization", "Bearer banned")
+                .body(&body[..]),
+        )
+        .expect("h2 response");
+    assert_eq!(r.status, 403);
+    assert_eq!(r.text(), "no entry for you");
+    assert_eq!(r.header("content-type"), Some("text/plain"));
+    assert_eq!(r.header("x-internal"), None);
+    assert_eq!(app.count(), before);
 }
 
 #[test]
