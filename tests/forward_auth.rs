@@ -511,3 +511,38 @@ fn the_config_refuses_headers_it_must_not_copy() {
         assert!(err.contains(needle), "{to}: {err}");
     }
 }
+
+#[test]
+fn tiny_chunks_with_long_extensions_cannot_make_the_gateway_read_ahead_without_bound() {
+    let (auth, app) = (auth_service(), Upstream::echo());
+    let extra = "body_bytes = 1000\n";
+    let gw = Gateway::start(&without_limit(config(auth.addr, app.addr, extra)));
+    // 100 one-byte chunks, each behind a 3000-byte extension: 300 KB of framing for 100 bytes.
+    let mut wire = b"POST /api/c HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer alice\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let ext = "e".repeat(3000);
+    let mut data = Vec::new();
+    for i in 0..100u8 {
+        let b = b'a' + i % 26;
+        data.push(b);
+        wire.extend_from_slice(format!("1;x={ext}\r\n").as_bytes());
+        wire.push(b);
+        wire.extend_from_slice(b"\r\n");
+    }
+    wire.extend_from_slice(b"0\r\n\r\n");
+    let mut c = Conn::open(gw.addr);
+    c.send(&wire);
+    let r = c.read_response(false).expect("response");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = auth.last().body;
+    assert!(
+        !seen.is_empty() && seen.len() < 100,
+        "the read-ahead stopped at its raw bound (2 x 1000 + 64 KiB): the service saw {} bytes",
+        seen.len()
+    );
+    assert_eq!(seen, data[..seen.len()], "a true prefix");
+    assert_eq!(
+        app.last().body,
+        data,
+        "the upstream still gets the whole body"
+    );
+}
