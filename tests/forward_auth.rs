@@ -336,6 +336,25 @@ fn the_decision_cache_reuses_an_allow_per_credential_and_never_a_denial() {
         &[("policy", "fa"), ("outcome", "cache_hit")],
     );
     assert_eq!(hits, Some(2.0));
+
+    // A reload that keeps the policy's settings keeps its cache...
+    let more = format!(
+        "{body}\n[[routes]]\nname = \"other\"\npath = \"/other\"\nstatic = {{ body = \"o\" }}\n"
+    );
+    assert!(gw.reload(&more));
+    let r = request(gw.addr, "GET", "/api/x", &[("Authorization", &alice)], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(auth.count(), 4, "still cached after an unrelated reload");
+    // ...one that changes what a decision carries starts afresh.
+    let changed = more.replace(
+        "upstream_headers = [\"x-user\"]",
+        "upstream_headers = [\"x-user\", \"x-consumer\"]",
+    );
+    assert!(gw.reload(&changed));
+    let r = request(gw.addr, "GET", "/api/x", &[("Authorization", &alice)], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(auth.count(), 5, "asked again under the new settings");
+    assert_eq!(app.last().header("x-consumer"), Some("alice"));
 }
 
 #[test]

@@ -7,7 +7,6 @@
 //! that keep what is sent and passed on safe (no framing or hop-by-hop fields, no field the
 //! gateway writes itself). The request-time side is `forward_auth_check.rs`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -118,8 +117,9 @@ pub struct DecisionCacheConfig {
 pub struct ForwardAuth {
     /// The policy's name (metric label).
     pub name: Arc<str>,
-    /// Distinguishes this compilation's cached decisions from an earlier one's (a reload may
-    /// change what a decision carries).
+    /// Names this policy's cached decisions: a digest of the name and of every setting that
+    /// shapes a decision, so a reload that keeps them keeps the cache, and one that changes
+    /// what a decision means (service, path, headers, cache key) starts afresh.
     pub id: u64,
     /// Index of the service's upstream in the generation.
     pub upstream: u32,
@@ -144,8 +144,17 @@ pub struct ForwardAuth {
     pub counters: Arc<crate::metrics::ForwardAuthCounters>,
 }
 
-/// Numbers compilations (`ForwardAuth::id`).
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// `ForwardAuth::id`: the first 8 bytes of a SHA-256 over the decision-shaping settings.
+fn decision_id(raw: &RawForwardAuth, name: &str, parts: &[&dyn std::fmt::Debug]) -> u64 {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let upstream = raw.upstream.as_ref().map(|u| u.get_ref().as_str());
+    let text = format!("{name:?}\0{upstream:?}\0{parts:?}");
+    ctx.update(text.as_bytes());
+    let d = ctx.finish();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d.as_ref()[..8]);
+    u64::from_be_bytes(first)
+}
 
 /// Why a name may not be copied in a direction (`None`: it may).
 fn refused_name(name: &str, extra: &[&str]) -> Option<&'static str> {
@@ -324,9 +333,22 @@ pub fn compile(
     if !ok {
         return None;
     }
+    let id = decision_id(
+        raw,
+        name,
+        &[
+            &path,
+            &method,
+            &request_headers,
+            &body_bytes,
+            &upstream_headers,
+            &consumer_header,
+            &cache.as_ref().map(|c| &c.key),
+        ],
+    );
     Some(ForwardAuth {
         name: name.into(),
-        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        id,
         upstream: upstream?,
         path,
         method,

@@ -215,14 +215,17 @@ struct PolicyCache {
     /// number matches, so re-inserting a key never evicts its newer entry.
     order: VecDeque<(Digest, u64)>,
     seq: u64,
+    /// When this cache was last stored into (`TICK`), to drop the stalest cache first.
+    touched: u64,
 }
 
-/// How many policies' caches a worker keeps; reloads compile new ones (new ids), and the
-/// oldest (lowest id) go first.
+/// How many policies' caches a worker keeps; a reload that changes a policy's settings starts
+/// a new one (new id), and the least recently stored into goes first.
 const MAX_POLICY_CACHES: usize = 64;
 
 thread_local! {
     static CACHES: RefCell<HashMap<u64, PolicyCache>> = RefCell::new(HashMap::new());
+    static TICK: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// The digest of the request's cache key: every value of the key header, in order (the
@@ -266,11 +269,20 @@ fn store(p: &ForwardAuth, c: &DecisionCacheConfig, key: Digest, now: u64, allow:
     CACHES.with(|caches| {
         let mut caches = caches.borrow_mut();
         if !caches.contains_key(&p.id) && caches.len() >= MAX_POLICY_CACHES {
-            if let Some(&oldest) = caches.keys().min() {
-                caches.remove(&oldest);
+            let stalest = caches
+                .iter()
+                .min_by_key(|(_, c)| c.touched)
+                .map(|(&id, _)| id);
+            if let Some(id) = stalest {
+                caches.remove(&id);
             }
         }
+        let tick = TICK.with(|t| {
+            t.set(t.get() + 1);
+            t.get()
+        });
         let cache = caches.entry(p.id).or_default();
+        cache.touched = tick;
         let ttl = u64::try_from(c.ttl.as_nanos()).unwrap_or(u64::MAX);
         cache.seq += 1;
         let seq = cache.seq;
