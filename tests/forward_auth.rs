@@ -427,7 +427,15 @@ fn the_service_sees_the_body_prefix_and_the_upstream_the_whole_body() {
         )
         .expect("h2 response");
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(auth.last().body, b"01234567");
+    let asked = auth.last();
+    assert_eq!(asked.body, b"01234567");
+    assert_eq!(asked.header("x-forwarded-method"), Some("POST"));
+    assert_eq!(asked.header("x-forwarded-uri"), Some("/api/h2"));
+    assert!(
+        asked.header("x-forwarded-host").is_some(),
+        "{:?}",
+        asked.headers
+    );
     assert_eq!(app.last().body, body);
     // A denial on an HTTP/2 stream: the service's status, headers and body.
     let before = app.count();
