@@ -1,7 +1,8 @@
 //! The client side of one HTTP/1.1 connection, as the phases see it (`exchange::Downstream`):
 //! request bodies decoded from Content-Length or chunked framing, responses framed with a
 //! length, chunked or by closing, `100 Continue`, lingering close, and the slow-client rules
-//! (`timeouts.client_body`, `client_body_total`, `min_data_rate`).
+//! (`timeouts.client_body`, `client_body_total`, `min_data_rate`), and `peek_body`: a bounded
+//! body prefix read ahead, unconsumed, for policies that inspect it.
 //!
 //! Invariants: one request at a time (`begin_request` resets the per-request state); the
 //! response head is written by `http1::write_response_head` and leaves with the first body

@@ -6,6 +6,7 @@
 //! - Memory per stream is bounded: body bytes are never read ahead of the window the gateway
 //!   advertised, and response bytes are handed to h2 only once the client's window has room
 //!   for them (`reserve_capacity`), so a slow reader stalls its own stream, nothing else.
+//!   `peek_body` (a policy reading the body's start) takes DATA ahead, up to its bound only.
 //! - The head is sent once, with the first body bytes or at the end (a bodiless response
 //!   ends the stream on its HEADERS frame).
 //! - A client reset ends `client_gone` and fails every later send: the phases stop at once.
