@@ -503,6 +503,10 @@ fn the_config_refuses_headers_it_must_not_copy() {
         ),
         ("deny_headers = [\"transfer-encoding\"]\n", "hop-by-hop"),
         (
+            "upstream_headers = [\"x-forwarded-for\"]\n",
+            "written by the gateway",
+        ),
+        (
             "deny_headers = [\"content-length\"]\n",
             "written by the gateway",
         ),
