@@ -383,3 +383,109 @@ pub fn compile(
         counters: crate::metrics::forward_auth_counters(name),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile_text(text: &str) -> (Option<ForwardAuth>, Vec<String>) {
+        let raw: RawForwardAuth = toml::from_str(text).expect("parses");
+        let mut errs = Vec::new();
+        let mut fail = |_: std::ops::Range<usize>, field: &str, msg: String| {
+            errs.push(format!("{field}: {msg}"));
+        };
+        let ups = |n: &str| (n == "authz").then_some(3);
+        let p = compile(&raw, 0..0, "fa", &ups, &mut fail);
+        (p, errs)
+    }
+
+    #[test]
+    fn defaults() {
+        let (p, errs) = compile_text("upstream = \"authz\"\n");
+        assert!(errs.is_empty(), "{errs:?}");
+        let p = p.expect("compiles");
+        assert_eq!(p.upstream, 3);
+        assert_eq!(&*p.path, b"/");
+        assert_eq!(p.method, Method::Get);
+        let names: Vec<&str> = p.request_headers.iter().map(|n| &**n).collect();
+        assert_eq!(names, ["authorization", "cookie"]);
+        let deny: Vec<&str> = p.deny_headers.iter().map(|n| &**n).collect();
+        assert_eq!(
+            deny,
+            ["location", "www-authenticate", "set-cookie", "content-type"]
+        );
+        assert_eq!(p.timeout, Duration::from_secs(1));
+        assert_eq!(p.max_response_bytes, 64 * 1024);
+        assert_eq!(p.body_bytes, 0);
+        assert!(!p.fail_open && p.cache.is_none());
+    }
+
+    #[test]
+    fn a_body_makes_the_default_method_post_and_names_are_lowercased_once() {
+        let (p, errs) = compile_text(
+            "upstream = \"authz\"\nbody_bytes = \"1KiB\"\nupstream_headers = [\"X-User\", \"x-user\"]\n\
+             cache = {}\n",
+        );
+        assert!(errs.is_empty(), "{errs:?}");
+        let p = p.expect("compiles");
+        assert_eq!(p.method, Method::Post);
+        assert_eq!(p.body_bytes, 1024);
+        assert_eq!(p.upstream_headers.len(), 1);
+        assert_eq!(&*p.upstream_headers[0], "x-user");
+        let c = p.cache.expect("cache");
+        assert_eq!(&*c.key, "authorization");
+        assert_eq!(c.ttl, Duration::from_secs(30));
+        assert_eq!(c.max_entries, 10_000);
+    }
+
+    #[test]
+    fn the_id_follows_decision_settings_not_unrelated_ones() {
+        let id = |t: &str| compile_text(t).0.expect("compiles").id;
+        let base = id("upstream = \"authz\"\nupstream_headers = [\"x-user\"]\n");
+        let same = id("upstream = \"authz\"\nupstream_headers = [\"x-user\"]\ntimeout = \"2s\"\n");
+        let other = id("upstream = \"authz\"\nupstream_headers = [\"x-group\"]\n");
+        assert_eq!(
+            base, same,
+            "a timeout does not change what a decision means"
+        );
+        assert_ne!(base, other);
+    }
+
+    #[test]
+    fn refusals() {
+        for (text, want) in [
+            (
+                "path = \"/a\"\n",
+                "upstream: the service's upstream is required",
+            ),
+            ("upstream = \"x\"\n", "no upstream named"),
+            (
+                "upstream = \"authz\"\nrequest_headers = [\"Connection\"]\n",
+                "hop-by-hop",
+            ),
+            (
+                "upstream = \"authz\"\nupstream_headers = [\"x-request-id\"]\n",
+                "written by the gateway",
+            ),
+            (
+                "upstream = \"authz\"\nconsumer_header = \"bad name\"\n",
+                "not a valid header name",
+            ),
+            (
+                "upstream = \"authz\"\ntimeout = \"0s\"\n",
+                "greater than zero",
+            ),
+            (
+                "upstream = \"authz\"\nmax_response_bytes = 0\n",
+                "between 1 and",
+            ),
+            (
+                "upstream = \"authz\"\ncache = { max_entries = 0 }\n",
+                "between 1 and",
+            ),
+        ] {
+            let (_, errs) = compile_text(text);
+            assert!(errs.iter().any(|e| e.contains(want)), "{text}: {errs:?}");
+        }
+    }
+}
