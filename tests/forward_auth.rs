@@ -188,6 +188,11 @@ fn an_allow_copies_the_services_headers_upstream_and_names_the_consumer() {
         None,
         "the forged header was dropped"
     );
+    assert_eq!(
+        auth.connections(),
+        1,
+        "six calls from one worker over one pooled keep-alive connection"
+    );
 
     let m = scrape(gw.admin);
     assert!(
