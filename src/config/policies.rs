@@ -253,6 +253,13 @@ impl PolicyContext<'_> {
             origins,
         })
     }
+
+    /// Whether the upstream `name` is configured with `protocol = "http2"`.
+    fn upstream_is_http2(&self, name: &str) -> bool {
+        self.raw.upstreams.iter().any(|(k, u)| {
+            k.get_ref() == name && u.protocol.as_ref().is_some_and(|p| p.get_ref() == "http2")
+        })
+    }
 }
 
 /// Dispatches policy `n` to the `compile` of each kind it sets, with errors under
@@ -345,10 +352,22 @@ fn compile_policy(
         compiled = super::super::policy::forward_auth::compile(
             a.get_ref(),
             a.span(),
+            n,
             &cx.upstream_index(),
             sink,
         )
         .map(|a| Policy::ForwardAuth(Box::new(a)));
+        // The call is an HTTP/1.1 exchange (`exchange::callout`).
+        if let Some(up) = a.get_ref().upstream.as_ref() {
+            if cx.upstream_is_http2(up.get_ref()) {
+                sink(
+                    up.span(),
+                    "upstream",
+                    "the service must be an HTTP/1.1 upstream (protocol = \"http2\" is not supported)"
+                        .into(),
+                );
+            }
+        }
     }
     if let Some(i) = &p.introspect {
         let at = prefix("introspect");
