@@ -91,6 +91,7 @@ fn policies(c: &mut Criterion) {
                 peer_cert: None,
                 body: &[],
                 body_complete: true,
+                proto: "http",
             };
             let mut caller = Caller::default();
             let mut fx = Effects::default();

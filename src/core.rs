@@ -77,6 +77,8 @@ pub struct Core {
     pub telemetry: CoreTelemetry,
     /// Verified JWTs, so a client reusing its token skips signature checks.
     pub tokens: RefCell<crate::jwt::TokenCache>,
+    /// Token introspection verdicts (`policy::introspect_check`), keyed by token hash.
+    pub introspections: RefCell<crate::policy::introspect_check::IntrospectCache>,
     /// This worker's proxy-wasm filter instances.
     pub wasm: crate::wasm::Instances,
     /// This worker's TLS server configs and session caches.
@@ -108,6 +110,7 @@ impl Core {
             conns: ConnRegistry::default(),
             telemetry,
             tokens: RefCell::new(crate::jwt::TokenCache::new(TOKEN_CACHE)),
+            introspections: RefCell::default(),
             wasm: crate::wasm::Instances::default(),
             tls: crate::tls::worker::WorkerTls::default(),
             idle_grace_over: Cell::new(false),

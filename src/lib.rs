@@ -32,6 +32,7 @@ pub mod keyed_hash;
 pub mod log;
 pub mod metrics;
 pub mod notify;
+pub mod oidc;
 pub mod policy;
 pub mod privileges;
 pub mod quota;

@@ -52,6 +52,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("route", 2),
     ("policy", 2),
     ("jwt", 2),
+    // OIDC discovery documents and the background source of introspection endpoints.
+    ("oidc", 2),
     ("apikey", 2),
     ("ratelimit", 2),
     // Calendar quotas and usage metering over the Redis client.

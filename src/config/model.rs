@@ -21,6 +21,8 @@ use crate::route::{RouteId, RouteSpec, RouteTable};
 pub struct Runtime {
     pub limiters: crate::ratelimit::LimiterRegistry,
     pub jwks: crate::jwt::JwksFetchers,
+    /// OIDC discovery sources of `introspect` policies, kept running for an unchanged issuer.
+    pub oidc: crate::oidc::DiscoveryFetchers,
     /// Upstream and target records (health, ejections, counters) kept across reloads.
     pub resilience: crate::resilience::Registry,
     /// Resolved upstream host names, kept across reloads and refreshed by TTL.

@@ -207,6 +207,59 @@ impl PolicyContext<'_> {
     fn upstream_index(&self) -> impl Fn(&str) -> Option<u32> + '_ {
         |name| self.upstreams.get(name).map(|id| id.0)
     }
+
+    /// What a service policy (introspection) needs of upstream `name`: its index, whether it
+    /// speaks HTTP/2, and its targets' origins (a discovered endpoint must be one of them).
+    fn service_upstream(&self, name: &str) -> Option<crate::policy::introspect::ServiceUpstream> {
+        let index = self.upstreams.get(name)?.0;
+        let (_, raw) = self
+            .raw
+            .upstreams
+            .iter()
+            .find(|(n, _)| n.get_ref() == name)?;
+        use crate::tls::upstream::RawUpstreamTls;
+        let https = match raw.tls.as_ref().map(|t| t.get_ref()) {
+            Some(RawUpstreamTls::Enabled(on)) => *on,
+            Some(RawUpstreamTls::Table(_)) => true,
+            None => false,
+        };
+        let mut origins: Vec<crate::oidc::Origin> = raw
+            .targets
+            .get_ref()
+            .iter()
+            .filter_map(|t| crate::oidc::target_origin(t.address.get_ref(), https))
+            .collect();
+        // With `tls.server_name`, the certificate's name on the targets' ports is the origin
+        // the IdP knows itself by.
+        if let Some(RawUpstreamTls::Table(t)) = raw.tls.as_ref().map(|t| t.get_ref()) {
+            if let Some(name) = &t.server_name {
+                let named: Vec<_> = origins
+                    .iter()
+                    .map(|o| crate::oidc::Origin {
+                        host: name.get_ref().to_ascii_lowercase(),
+                        ..o.clone()
+                    })
+                    .collect();
+                origins.extend(named);
+            }
+        }
+        let http2 = raw
+            .protocol
+            .as_ref()
+            .is_some_and(|p| p.get_ref() == "http2");
+        Some(crate::policy::introspect::ServiceUpstream {
+            index,
+            http2,
+            origins,
+        })
+    }
+
+    /// Whether the upstream `name` is configured with `protocol = "http2"`.
+    fn upstream_is_http2(&self, name: &str) -> bool {
+        self.raw.upstreams.iter().any(|(k, u)| {
+            k.get_ref() == name && u.protocol.as_ref().is_some_and(|p| p.get_ref() == "http2")
+        })
+    }
 }
 
 /// Dispatches policy `n` to the `compile` of each kind it sets, with errors under
@@ -299,10 +352,22 @@ fn compile_policy(
         compiled = super::super::policy::forward_auth::compile(
             a.get_ref(),
             a.span(),
+            n,
             &cx.upstream_index(),
             sink,
         )
         .map(|a| Policy::ForwardAuth(Box::new(a)));
+        // The call is an HTTP/1.1 exchange (`exchange::callout`).
+        if let Some(up) = a.get_ref().upstream.as_ref() {
+            if cx.upstream_is_http2(up.get_ref()) {
+                sink(
+                    up.span(),
+                    "upstream",
+                    "the service must be an HTTP/1.1 upstream (protocol = \"http2\" is not supported)"
+                        .into(),
+                );
+            }
+        }
     }
     if let Some(i) = &p.introspect {
         let at = prefix("introspect");
@@ -310,7 +375,8 @@ fn compile_policy(
         compiled = super::super::policy::introspect::compile(
             i.get_ref(),
             i.span(),
-            &cx.upstream_index(),
+            &|name| cx.service_upstream(name),
+            &cx.rt.oidc,
             sink,
         )
         .map(|i| Policy::Introspect(Box::new(i)));

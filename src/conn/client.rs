@@ -1,7 +1,8 @@
 //! The client side of one HTTP/1.1 connection, as the phases see it (`exchange::Downstream`):
 //! request bodies decoded from Content-Length or chunked framing, responses framed with a
 //! length, chunked or by closing, `100 Continue`, lingering close, and the slow-client rules
-//! (`timeouts.client_body`, `client_body_total`, `min_data_rate`).
+//! (`timeouts.client_body`, `client_body_total`, `min_data_rate`), and `peek_body`: a bounded
+//! body prefix read ahead, unconsumed, for policies that inspect it.
 //!
 //! Invariants: one request at a time (`begin_request` resets the per-request state); the
 //! response head is written by `http1::write_response_head` and leaves with the first body
@@ -78,6 +79,9 @@ pub struct Client {
     trailers_in: Option<Vec<u8>>,
     /// Trailer fields for the chunked response's last chunk.
     trailers_out: Vec<u8>,
+    /// A chunked body's first bytes, decoded for `peek_body` (the raw chunks stay in `buf`,
+    /// unconsumed, for `read_body`).
+    peeked: Vec<u8>,
 }
 
 impl Client {
@@ -106,6 +110,7 @@ impl Client {
             body_deadline: Instant::now(),
             trailers_in: None,
             trailers_out: Vec::new(),
+            peeked: Vec::new(),
         }
     }
 
@@ -229,6 +234,40 @@ impl Client {
         }
     }
 
+    /// `peek_body` for a chunked body nothing has consumed yet: reads raw chunks into `buf`
+    /// (left there for `read_body`) and decodes a copy of the first `max` data bytes into
+    /// `peeked`. The raw bytes read ahead are bounded too (`2 * max` plus 64 KiB), so a client
+    /// sending tiny chunks with long extensions cannot make the gateway buffer without limit;
+    /// past that bound the prefix is simply shorter.
+    async fn peek_chunked(&mut self, max: usize) -> Result<bool, ProxyError> {
+        let raw_cap = max.saturating_mul(2).saturating_add(64 * 1024);
+        let mut dec = ChunkedDecoder::new();
+        self.peeked.clear();
+        // Offset of the next undecoded raw byte, relative to `pos` (reads may compact `buf`,
+        // which moves `pos` but never the pending bytes' order).
+        let mut at = 0;
+        loop {
+            let input = &self.buf[self.pos + at..];
+            let (used, data) = dec
+                .decode(input)
+                .map_err(|e| ProxyError::new(ErrorKind::BadBody(e.0)))?;
+            let room = max - self.peeked.len();
+            let take = data.len().min(room);
+            self.peeked
+                .extend_from_slice(&input[data.start..data.start + take]);
+            at += used;
+            if dec.is_done() {
+                return Ok(true);
+            }
+            if self.peeked.len() >= max || at >= raw_cap {
+                return Ok(false);
+            }
+            if used == 0 {
+                self.read_client().await?;
+            }
+        }
+    }
+
     /// Appends decoded chunked-body bytes to `out`; `true` once the last chunk was read.
     async fn read_chunked(&mut self, out: &mut Vec<u8>) -> Result<bool, ProxyError> {
         let BodyState::Chunked(mut dec) = std::mem::replace(&mut self.body, BodyState::Done) else {
@@ -312,6 +351,32 @@ impl Downstream for Client {
                 Some(&self.buf[self.pos..self.pos + n as usize])
             }
             _ => None,
+        }
+    }
+
+    async fn peek_body(
+        &mut self,
+        head: &RequestHead,
+        max: usize,
+    ) -> Result<(&[u8], bool), ProxyError> {
+        // Only a body nothing has read yet can be peeked from its start.
+        if self.body_streamed {
+            return Ok((&[], false));
+        }
+        match head.body {
+            BodyFraming::Length(n) if n > 0 => {
+                // The route's `max_body_bytes` already refused a longer declared body.
+                let want = n.min(max as u64) as usize;
+                while self.pending() < want {
+                    self.read_client().await?;
+                }
+                Ok((&self.buf[self.pos..self.pos + want], want as u64 == n))
+            }
+            BodyFraming::Chunked => {
+                let whole = self.peek_chunked(max).await?;
+                Ok((&self.peeked, whole))
+            }
+            _ => Ok((&[], true)),
         }
     }
 

@@ -35,7 +35,8 @@ pub async fn settle(
             crate::policy::forward_auth_check::settle(p, f, caller, fx, &services).await
         }
         Policy::Introspect(p) => {
-            crate::policy::introspect_check::settle(p, f, caller, fx, &services).await
+            let cache = &core.introspections;
+            crate::policy::introspect_check::settle(p, f, caller, fx, &services, cache).await
         }
         Policy::Wasm(p) => {
             let generation = gen.cfg.generation;

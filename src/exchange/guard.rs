@@ -127,6 +127,7 @@ pub async fn run_policies<D: Downstream>(
             peer_cert: ex.client.peer_cert(),
             body,
             body_complete,
+            proto: ex.facts.origin.scheme.as_str(),
         };
         let mut from = 0;
         let res = loop {

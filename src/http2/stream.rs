@@ -6,6 +6,7 @@
 //! - Memory per stream is bounded: body bytes are never read ahead of the window the gateway
 //!   advertised, and response bytes are handed to h2 only once the client's window has room
 //!   for them (`reserve_capacity`), so a slow reader stalls its own stream, nothing else.
+//!   `peek_body` (a policy reading the body's start) takes DATA ahead, up to its bound only.
 //! - The head is sent once, with the first body bytes or at the end (a bodiless response
 //!   ends the stream on its HEADERS frame).
 //! - A client reset ends `client_gone` and fails every later send: the phases stop at once.
@@ -255,6 +256,31 @@ impl Downstream for H2Stream {
     fn buffered_body(&self, _head: &RequestHead, max: usize) -> Option<&[u8]> {
         let rest = &self.early[self.early_pos..];
         (self.body_done && rest.len() <= max).then_some(rest)
+    }
+
+    async fn peek_body(
+        &mut self,
+        _head: &RequestHead,
+        max: usize,
+    ) -> Result<(&[u8], bool), ProxyError> {
+        // DATA is taken into `early` (the window reopens as it arrives) until `max` bytes are
+        // here or the stream ends; `read_body` hands `early` out first, so nothing is lost.
+        // Memory stays bounded by `max` plus one DATA frame.
+        while !self.body_done && self.early.len() - self.early_pos < max {
+            let next = poll_fn(|cx| self.body.poll_data(cx));
+            match monoio::time::timeout(self.patience, next).await {
+                Err(_) => return Err(ProxyError::new(ErrorKind::RequestTimeout)),
+                Ok(None) => self.finish_body(),
+                Ok(Some(Ok(chunk))) => {
+                    self.early.extend_from_slice(&chunk);
+                    self.took(chunk.len());
+                }
+                Ok(Some(Err(_))) => return Err(ProxyError::new(ErrorKind::ClientClosedBody)),
+            }
+        }
+        let rest = &self.early[self.early_pos..];
+        let whole = self.body_done && rest.len() <= max;
+        Ok((&rest[..rest.len().min(max)], whole))
     }
 
     fn consume_body(&mut self, n: usize) {

@@ -152,16 +152,19 @@ pub fn compile(
 
     let keys = static_keys(raw, base_dir, &mut errs);
     let jwks_url = raw.jwks_url.as_ref().and_then(|u| jwks_url(u, &mut errs));
-    if keys.is_empty() && jwks_url.is_none() && !errs.failed {
+    // No key source but an issuer: the keys come from the issuer's discovery document.
+    let discover = discovery_issuer(raw, &mut errs);
+    let remote = jwks_url.is_some() || discover.is_some();
+    if keys.is_empty() && !remote && !errs.failed {
         errs.at(
             table_span.clone(),
             "",
             "jwt needs a key: set one of secret, secret_env, public_key, public_key_file, \
-             jwks_file or jwks_url",
+             jwks_file or jwks_url (or only `issuer`, for OIDC discovery)",
         );
     }
-    let (refresh, min_refresh) = refresh_settings(raw, jwks_url.is_some(), &mut errs);
-    let algorithms = algorithms(raw, &keys, jwks_url.is_some(), &mut errs);
+    let (refresh, min_refresh) = refresh_settings(raw, remote, &mut errs);
+    let algorithms = algorithms(raw, &keys, remote, &mut errs);
     let issuers = one_or_many(&raw.issuer, &raw.issuers, "issuer", "issuers", &mut errs);
     let audiences = one_or_many(
         &raw.audience,
@@ -193,14 +196,25 @@ pub fn compile(
         return None;
     }
     // Started last, so a table with errors never spawns a thread.
-    let remote = match (&jwks_url, &raw.jwks_url) {
-        (Some(url), Some(spanned)) => match fetchers.get_or_start(url, refresh, min_refresh) {
-            Ok(src) => Some(src),
-            Err(why) => {
-                errs.at(spanned.span(), "jwks_url", why);
-                return None;
+    let remote = match (&jwks_url, &raw.jwks_url, &discover) {
+        (Some(url), Some(spanned), _) => {
+            match fetchers.get_or_start(url, refresh, min_refresh, false) {
+                Ok(src) => Some(src),
+                Err(why) => {
+                    errs.at(spanned.span(), "jwks_url", why);
+                    return None;
+                }
             }
-        },
+        }
+        (_, _, Some((issuer, span))) => {
+            match fetchers.get_or_start(issuer, refresh, min_refresh, true) {
+                Ok(src) => Some(src),
+                Err(why) => {
+                    errs.at(span.clone(), "issuer", why);
+                    return None;
+                }
+            }
+        }
         _ => None,
     };
     Some(Arc::new(JwtPolicy {
@@ -244,6 +258,34 @@ fn jwks_url(u: &Spanned<String>, errs: &mut Errs) -> Option<String> {
     Some(u.get_ref().clone())
 }
 
+/// The issuer to discover keys from: `issuer` set and no key source at all (no secret, public
+/// key, JWKS file or URL). It must be https (or http to a loopback host) and single (`issuers`
+/// names several: which one's keys?).
+fn discovery_issuer(raw: &RawJwt, errs: &mut Errs) -> Option<(String, Range<usize>)> {
+    let keyless = raw.secret.is_none()
+        && raw.secret_env.is_none()
+        && raw.public_key.is_none()
+        && raw.public_key_file.is_none()
+        && raw.jwks_file.is_none()
+        && raw.jwks_url.is_none();
+    let issuer = raw.issuer.as_ref().filter(|_| keyless)?;
+    if let Some(list) = &raw.issuers {
+        errs.at(
+            list.span(),
+            "issuers",
+            "OIDC discovery (`issuer` without keys) reads one issuer: drop `issuers`",
+        );
+        return None;
+    }
+    match crate::oidc::check_transport(issuer.get_ref()) {
+        Ok(()) => Some((issuer.get_ref().clone(), issuer.span())),
+        Err(why) => {
+            errs.at(issuer.span(), "issuer", why);
+            None
+        }
+    }
+}
+
 /// `refresh` and `min_refresh`: non-zero, and only meaningful with a `jwks_url`.
 fn refresh_settings(raw: &RawJwt, remote: bool, errs: &mut Errs) -> (Duration, Duration) {
     let refresh = positive(errs, &raw.refresh, "refresh", DEFAULT_REFRESH);
@@ -254,7 +296,7 @@ fn refresh_settings(raw: &RawJwt, remote: bool, errs: &mut Errs) -> (Duration, D
                 errs.at(
                     v.span(),
                     field,
-                    format!("`{field}` only applies with `jwks_url`"),
+                    format!("`{field}` only applies with `jwks_url` (or discovery)"),
                 );
             }
         }

@@ -12,6 +12,9 @@
 //!   and requests fail fast (401) instead of waiting.
 //! - The thread holds only a `Weak` to its source and exits once every policy using it has
 //!   been dropped (a reload that no longer names the URL).
+//! - A discovering source (`jwt` with only an `issuer`) reads the issuer's OIDC discovery
+//!   document before each key fetch and takes its `jwks_uri` (https, or http to loopback);
+//!   when the document cannot be read, the last good `jwks_uri` is used.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,7 +43,9 @@ pub struct KeySnapshot {
 
 /// A JWKS URL kept fresh by its own thread. Shared by every policy naming the same URL.
 pub struct JwksSource {
+    /// The JWKS URL, or the issuer when `discover` is set.
     url: String,
+    discover: bool,
     keys: ArcSwapOption<KeySnapshot>,
     nudge: AtomicBool,
     thread: OnceLock<Thread>,
@@ -92,6 +97,7 @@ impl Drop for JwksSource {
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct FetcherKey {
     url: String,
+    discover: bool,
     refresh: Duration,
     min_refresh: Duration,
 }
@@ -110,15 +116,18 @@ impl JwksFetchers {
         Self::default()
     }
 
-    /// The running source for these settings, or a new one with its thread started.
+    /// The running source for these settings, or a new one with its thread started. With
+    /// `discover`, `url` is an issuer whose OIDC discovery document names the JWKS URL.
     pub fn get_or_start(
         &self,
         url: &str,
         refresh: Duration,
         min_refresh: Duration,
+        discover: bool,
     ) -> Result<Arc<JwksSource>, String> {
         let key = FetcherKey {
             url: url.to_string(),
+            discover,
             refresh,
             min_refresh,
         };
@@ -129,6 +138,7 @@ impl JwksFetchers {
         }
         let src = Arc::new(JwksSource {
             url: url.to_string(),
+            discover,
             keys: ArcSwapOption::empty(),
             nudge: AtomicBool::new(false),
             thread: OnceLock::new(),
@@ -165,10 +175,11 @@ fn fetch_loop(weak: Weak<JwksSource>, refresh: Duration, min_refresh: Duration) 
         .user_agent("ringway-jwks")
         .build()
         .into();
-    let url = match weak.upgrade() {
-        Some(src) => src.url.clone(),
+    let (url, discover) = match weak.upgrade() {
+        Some(src) => (src.url.clone(), src.discover),
         None => return,
     };
+    let mut jwks_uri: Option<String> = None;
     let mut last_fetch: Option<Instant> = None;
     let mut next_due = Instant::now();
     let mut last_body: Option<Vec<u8>> = None;
@@ -184,7 +195,11 @@ fn fetch_loop(weak: Weak<JwksSource>, refresh: Duration, min_refresh: Duration) 
             src.nudge.store(false, Ordering::Release);
             src.fetches.fetch_add(1, Ordering::Relaxed);
             drop(src);
-            let result = fetch(&agent, &url);
+            let result = if discover {
+                discover_jwks_uri(&agent, &url, &mut jwks_uri).and_then(|uri| fetch(&agent, &uri))
+            } else {
+                fetch(&agent, &url)
+            };
             last_fetch = Some(Instant::now());
             let Some(src) = weak.upgrade() else { return };
             match result {
@@ -226,6 +241,40 @@ fn fetch_loop(weak: Weak<JwksSource>, refresh: Duration, min_refresh: Duration) 
         };
         drop(src);
         thread::park_timeout(wake.saturating_duration_since(now));
+    }
+}
+
+/// The issuer's current `jwks_uri` (remembered in `last`); the last good one when the
+/// discovery document cannot be read or names an unusable URL (logged).
+fn discover_jwks_uri(
+    agent: &ureq::Agent,
+    issuer: &str,
+    last: &mut Option<String>,
+) -> Result<String, String> {
+    let found = crate::oidc::fetch_document(agent, issuer).and_then(|doc| {
+        let uri = doc
+            .jwks_uri
+            .ok_or_else(|| "the discovery document has no `jwks_uri`".to_string())?;
+        crate::oidc::check_transport(&uri)?;
+        Ok(uri)
+    });
+    match found {
+        Ok(uri) => {
+            if last.as_deref() != Some(&uri) {
+                log::info(&format!("oidc {issuer}: jwks_uri {uri}"));
+            }
+            *last = Some(uri.clone());
+            Ok(uri)
+        }
+        Err(why) => match last {
+            Some(uri) => {
+                log::warn(&format!(
+                    "oidc {issuer}: discovery failed: {why}; using the last jwks_uri"
+                ));
+                Ok(uri.clone())
+            }
+            None => Err(format!("discovery: {why}")),
+        },
     }
 }
 

@@ -720,7 +720,15 @@ fn config_errors_name_the_field() {
             "expected {field}: …{needle}… in {errs:?}"
         );
     };
-    has("issuer = \"x\"", "", "needs a key");
+    has("audience = \"x\"", "", "needs a key");
+    // `issuer` alone means OIDC discovery: the issuer must be a URL fit to fetch keys from.
+    has("issuer = \"x\"", "issuer", "not an http:// or https:// URL");
+    has("issuer = \"http://idp.test\"", "issuer", "use https://");
+    has(
+        "issuer = \"https://idp.test\"\nissuers = [\"https://b.test\"]",
+        "issuers",
+        "reads one issuer",
+    );
     has(
         "algorithms = [\"hs256\"]\nsecret = \"0123456789abcdef0123456789abcdef\"",
         "algorithms",

@@ -14,10 +14,11 @@
 //!
 //! Layout: this file only declares the modules and re-exports. `core_metrics.rs` records and
 //! snapshots, `labels.rs` holds the method labels and counter kinds, `hub.rs` merges,
-//! `render.rs`, `limiters.rs`, `cache.rs` (the response cache), `health.rs`, `upstream_load.rs` (retries, breakers, mirrors) and `wasm.rs` (filter failures) render, `histogram.rs` holds the latency histogram.
+//! `render.rs`, `limiters.rs`, `cache.rs` (the response cache), `forward_auth.rs` (forward-auth decisions), `health.rs`, `upstream_load.rs` (retries, breakers, mirrors) and `wasm.rs` (filter failures) render, `histogram.rs` holds the latency histogram.
 
 mod cache;
 mod core_metrics;
+mod forward_auth;
 mod health;
 mod histogram;
 mod hub;
@@ -30,6 +31,9 @@ pub mod wasm;
 
 pub use cache::render_cache;
 pub use core_metrics::{CoreMetrics, CoreSnapshot, RouteSlot, UpstreamSlot};
+pub use forward_auth::{
+    forward_auth_counters, render_forward_auth, AuthOutcome, ForwardAuthCounters,
+};
 pub use health::{render_health, HealthRow};
 pub use histogram::{LatencyHistogram, BUCKETS, BUCKET_BOUNDS};
 pub use hub::{Merged, MetricsHub, RouteTotals, UpstreamTotals};

@@ -325,6 +325,9 @@ pub struct Facts<'a> {
     pub body: &'a [u8],
     /// Whether `body` is the whole request body.
     pub body_complete: bool,
+    /// How the client reached the gateway: "http" or "https" (forward auth's
+    /// `x-forwarded-proto`).
+    pub proto: &'static str,
 }
 
 /// Runs the route's policies in order, from `ids[from]`. `Ok(None)`: every one passed.
