@@ -308,9 +308,16 @@ fn a_filter_reads_the_request_body() {
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0))
   (func (export "proxy_on_request_body") (param i32 i32 i32) (result i32)
     (drop (call $buf (i32.const 0) (i32.const 0) (i32.const 5) (i32.const 1024) (i32.const 1028)))
+    ;; A body starting with "e" (evil) is refused with the filter's own 422.
+    (if (i32.eq (i32.load8_u (i32.load (i32.const 1024))) (i32.const 101))
+      (then
+        (drop (call $local (i32.const 422) (i32.const 0) (i32.const 0)
+          (i32.const 120) (i32.const 8) (i32.const 0) (i32.const 0) (i32.const -1)))
+        (return (i32.const 1))))
     (drop (call $add (i32.const 0) (i32.const 100) (i32.const 11)
       (i32.load (i32.const 1024)) (i32.load (i32.const 1028))))
     (i32.const 0))
+  (data (i32.const 120) "bad body")
 "#;
     let dir = tempfile::tempdir().unwrap();
     let m = wasm_file(dir.path(), "body", &filter(body));
@@ -325,6 +332,14 @@ fn a_filter_reads_the_request_body() {
         seen.body, b"hello world",
         "the body still goes upstream whole"
     );
+    let r = request(gw.addr, "POST", "/b", &[], b"evil payload");
+    assert_eq!(r.status, 422);
+    assert_eq!(r.text(), "bad body");
+    assert_eq!(up.count(), 1, "the refused body never went upstream");
+    // A request without a body gets no body callback.
+    let r = request(gw.addr, "GET", "/b", &[], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(up.last().header("x-body-head"), None);
 }
 
 #[test]
