@@ -88,6 +88,11 @@ const ADD_HEADER: &str = r#"
   (data (i32.const 110) "hello")
   (data (i32.const 120) "adding a header")
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    ;; An import the host does not provide is a stub answering Unimplemented (12).
+    (if (i32.ne (call $http_call (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)
+          (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0))
+        (i32.const 12))
+      (then unreachable))
     (drop (call $log (i32.const 2) (i32.const 120) (i32.const 15)))
     (drop (call $add (i32.const 0) (i32.const 100) (i32.const 6) (i32.const 110) (i32.const 5)))
     (i32.const 0))
