@@ -303,10 +303,12 @@ pub struct Instances {
 
 impl Instances {
     /// The slot of `filter` on this worker, with a live instance (made now if needed).
-    /// `generation` is the config generation the request runs against: a new one drops the
-    /// previous generation's instances (requests still holding theirs finish on them).
+    /// `generation` is the config generation the request runs against: a newer one drops the
+    /// previous generations' instances (requests still holding theirs finish on them).
     pub fn get(&self, filter: &Arc<Filter>, generation: u64) -> Result<Rc<Slot>, Failure> {
-        if self.generation.get() != generation {
+        // Only a newer generation clears: a request still running on the previous one (a
+        // long upload during a reload) must not make the two generations evict each other.
+        if generation > self.generation.get() {
             self.generation.set(generation);
             self.slots.borrow_mut().clear();
         }
