@@ -34,6 +34,7 @@ fn filter_with_memory(body: &str, pages: u32) -> String {
   (import "env" "proxy_remove_header_map_value" (func $remove (param i32 i32 i32) (result i32)))
   (import "env" "proxy_send_local_response" (func $local (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_get_buffer_bytes" (func $buf (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_property" (func $prop (param i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_get_header_map_pairs" (func $pairs (param i32 i32 i32) (result i32)))
   (import "env" "proxy_set_header_map_pairs" (func $set_pairs (param i32 i32 i32) (result i32)))
   (import "env" "proxy_http_call" (func $http_call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
@@ -684,4 +685,55 @@ fn a_response_hook_that_spins_answers_500_and_the_connection_recovers() {
         metric(&s, "ringway_wasm_failures_total", &labels),
         Some(1.0)
     );
+}
+
+#[test]
+fn a_filter_reads_request_properties_in_both_directions() {
+    let body = r#"
+  (data (i32.const 300) "request\00path\00")
+  (data (i32.const 320) "source\00address\00")
+  (data (i32.const 340) "route_name")
+  (data (i32.const 360) "request\00id")
+  (data (i32.const 380) "response\00code")
+  (data (i32.const 400) "x-p-path")
+  (data (i32.const 410) "x-p-source")
+  (data (i32.const 421) "x-p-route")
+  (data (i32.const 431) "x-p-id")
+  (data (i32.const 440) "x-r-id")
+  (data (i32.const 450) "x-r-code")
+  (func $copy (param $map i32) (param $pp i32) (param $pl i32) (param $np i32) (param $nl i32)
+    (if (i32.eqz (call $prop (local.get $pp) (local.get $pl) (i32.const 1024) (i32.const 1028)))
+      (then (drop (call $add (local.get $map) (local.get $np) (local.get $nl)
+        (i32.load (i32.const 1024)) (i32.load (i32.const 1028)))))))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (call $copy (i32.const 0) (i32.const 300) (i32.const 13) (i32.const 400) (i32.const 8))
+    (call $copy (i32.const 0) (i32.const 320) (i32.const 15) (i32.const 410) (i32.const 10))
+    (call $copy (i32.const 0) (i32.const 340) (i32.const 10) (i32.const 421) (i32.const 9))
+    (call $copy (i32.const 0) (i32.const 360) (i32.const 10) (i32.const 431) (i32.const 6))
+    (i32.const 0))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    (call $copy (i32.const 2) (i32.const 360) (i32.const 10) (i32.const 440) (i32.const 6))
+    (call $copy (i32.const 2) (i32.const 380) (i32.const 13) (i32.const 450) (i32.const 8))
+    (i32.const 0))
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let m = wasm_file(dir.path(), "props", &filter(body));
+    let up = Upstream::echo();
+    let gw = Gateway::start(&config(up.addr, &[("/props", "props", module_line(&m))]));
+    let r = request(gw.addr, "GET", "/props/x?q=1", &[], b"");
+    assert_eq!(r.status, 200);
+    let seen = up.last();
+    assert_eq!(seen.header("x-p-path"), Some("/props/x?q=1"));
+    assert_eq!(seen.header("x-p-source"), Some("127.0.0.1"));
+    assert_eq!(seen.header("x-p-route"), Some("props"));
+    let id = seen
+        .header("x-request-id")
+        .expect("the gateway's request id");
+    assert_eq!(seen.header("x-p-id"), Some(id));
+    assert_eq!(
+        r.header("x-r-id"),
+        Some(id),
+        "the response callback sees the same request"
+    );
+    assert_eq!(r.header("x-r-code"), Some("200"));
 }

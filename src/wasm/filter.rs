@@ -44,7 +44,7 @@ pub async fn settle(
                 detail: String::new(),
             }));
         };
-        live.request(map, end_of_stream, body)
+        live.request(map, props(f), end_of_stream, body)
     };
     let outcome = match outcome {
         Ok(o) => o,
@@ -78,7 +78,7 @@ pub async fn settle(
     if slot.filter.response_hook {
         fx.wasm
             .get_or_insert_with(|| Rc::new(Pending::default()))
-            .push(slot, outcome.ctx, outcome.headers);
+            .push(slot, outcome.ctx, outcome.headers, outcome.props);
     } else {
         close(&slot, outcome.ctx);
     }
@@ -88,6 +88,15 @@ pub async fn settle(
 /// Finishes `ctx` on the slot's instance (the one that just opened it: no await between).
 fn close(slot: &instance::Slot, ctx: i32) {
     instance::close_now(slot, ctx);
+}
+
+/// What `proxy_get_property` answers beyond the header map.
+fn props(f: &Facts<'_>) -> super::host::Props {
+    vec![
+        ("source.address", f.client_ip_text.as_bytes().to_vec()),
+        ("request.id", f.request_id.as_bytes().to_vec()),
+        ("route_name", f.route.as_bytes().to_vec()),
+    ]
 }
 
 fn failed(e: Failure) -> Denial {

@@ -45,6 +45,9 @@ pub struct Plugin {
 /// A header map as a filter sees it: `(lowercase name, value)` in order.
 pub type HeaderMap = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// A request's facts for `proxy_get_property`, by dotted path (`source.address`).
+pub type Props = Vec<(&'static str, Vec<u8>)>;
+
 /// The answer a filter chose with `proxy_send_local_response`.
 #[derive(Debug, Default)]
 pub struct Local {
@@ -75,6 +78,8 @@ pub struct Host {
     pub response: HeaderMap,
     /// The request body prefix the request-body callback sees.
     pub body: Vec<u8>,
+    /// The current request's facts (`proxy_get_property`).
+    pub props: Props,
     /// A local response the filter asked for.
     pub local: Option<Local>,
     /// Log lines the current call may still write (a filter cannot flood the log).
@@ -107,6 +112,7 @@ impl Host {
             request: Vec::new(),
             response: Vec::new(),
             body: Vec::new(),
+            props: Vec::new(),
             local: None,
             logs_left: LOGS_PER_CALL,
             request_dirty: false,
@@ -700,7 +706,18 @@ fn property(h: &Host, path: &[u8]) -> Option<Vec<u8>> {
         [b"request", b"scheme"] => pseudo(b":scheme"),
         [b"plugin_name"] => Some(h.plugin.name.as_bytes().to_vec()),
         [b"response", b"code"] if h.phase == Phase::ResponseHeaders => pseudo_resp(h),
-        _ => None,
+        [first, rest @ ..] => {
+            let mut dotted = first.to_vec();
+            for r in rest {
+                dotted.push(b'.');
+                dotted.extend_from_slice(r);
+            }
+            h.props
+                .iter()
+                .find(|(k, _)| k.as_bytes() == dotted)
+                .map(|(_, v)| v.clone())
+        }
+        [] => None,
     }
 }
 

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use wasmi::{Instance, Store, TypedFunc, WasmParams, WasmResults};
 
 use super::compiled::Filter;
-use super::host::{self, HeaderMap, Host, Local, Phase};
+use super::host::{self, HeaderMap, Host, Local, Phase, Props};
 
 /// The root context's id (one per instance).
 const ROOT: i32 = 1;
@@ -93,6 +93,8 @@ pub struct RequestOutcome {
     pub headers: HeaderMap,
     /// The filter may have changed `headers` (it called a function that writes the map).
     pub dirty: bool,
+    /// The request's facts, handed back for the response callback.
+    pub props: Props,
     /// The answer the filter chose instead of forwarding.
     pub local: Option<Local>,
 }
@@ -171,6 +173,7 @@ impl Live {
     pub fn request(
         &mut self,
         headers: HeaderMap,
+        props: Props,
         end_of_stream: bool,
         body: Option<(&[u8], bool)>,
     ) -> Result<RequestOutcome, Failure> {
@@ -187,6 +190,7 @@ impl Live {
         h.phase = Phase::RequestHeaders;
         h.local = None;
         h.request_dirty = false;
+        h.props = props;
         let n = headers.len() as i32;
         h.request = headers;
         let mut paused = false;
@@ -206,6 +210,7 @@ impl Live {
         h.phase = Phase::Root;
         let headers = std::mem::take(&mut h.request);
         let dirty = h.request_dirty;
+        let props = std::mem::take(&mut h.props);
         let local = h.local.take();
         if paused && local.is_none() {
             return Err(Failure::new(
@@ -217,6 +222,7 @@ impl Live {
             ctx,
             headers,
             dirty,
+            props,
             local,
         })
     }
@@ -227,6 +233,7 @@ impl Live {
         &mut self,
         ctx: i32,
         request: &mut HeaderMap,
+        props: &mut Props,
         map: HeaderMap,
         end_of_stream: bool,
     ) -> Result<HeaderMap, Failure> {
@@ -238,11 +245,13 @@ impl Live {
         let n = map.len() as i32;
         h.response = map;
         h.request = std::mem::take(request);
+        h.props = std::mem::take(props);
         let r = self.run(rh, (ctx, n, i32::from(end_of_stream)));
         let h = self.store.data_mut();
         h.phase = Phase::Root;
         h.local = None;
         *request = std::mem::take(&mut h.request);
+        *props = std::mem::take(&mut h.props);
         let map = std::mem::take(&mut h.response);
         r.map(|_| map)
     }
@@ -356,18 +365,20 @@ struct Hook {
     serial: u64,
     ctx: i32,
     request: HeaderMap,
+    props: Props,
 }
 
 impl Pending {
     /// Keeps `ctx` of `slot`'s current instance open until the response (or the end of the
     /// request).
-    pub fn push(&self, slot: Rc<Slot>, ctx: i32, request: HeaderMap) {
+    pub fn push(&self, slot: Rc<Slot>, ctx: i32, request: HeaderMap, props: Props) {
         let serial = slot.live.borrow().as_ref().map_or(0, |l| l.serial);
         self.hooks.borrow_mut().push(Hook {
             slot,
             serial,
             ctx,
             request,
+            props,
         });
     }
 
@@ -387,6 +398,7 @@ impl Pending {
             serial,
             ctx,
             mut request,
+            mut props,
         } in hooks
         {
             if result.is_err() {
@@ -400,7 +412,7 @@ impl Pending {
             let mut map: HeaderMap = vec![(b":status".to_vec(), status.to_string().into_bytes())];
             map.extend(parse_fields(fields));
             let before = map.clone();
-            let r = live.response(ctx, &mut request, map, end_of_stream);
+            let r = live.response(ctx, &mut request, &mut props, map, end_of_stream);
             let r = r.and_then(|map| live.finish(ctx).map(|()| map));
             drop(guard);
             match r {
