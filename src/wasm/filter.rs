@@ -192,3 +192,49 @@ fn apply(before: &HeaderMap, after: &HeaderMap, fx: &mut Effects) -> Result<(), 
 fn valid_path(p: &[u8]) -> bool {
     p.first() == Some(&b'/') && p.iter().all(|&b| b > 0x20 && b != 0x7f && b != b'#')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn only_changed_names_become_edits() {
+        let before = map(&[(":path", "/a"), ("x-a", "1"), ("x-b", "2"), ("x-b", "3")]);
+        let after = map(&[(":path", "/a"), ("x-a", "1"), ("x-b", "3"), ("x-c", "4")]);
+        let mut fx = Effects::default();
+        apply(&before, &after, &mut fx).unwrap();
+        assert_eq!(fx.path, None);
+        assert_eq!(fx.upstream.map_name(b"x-a"), Some(&b"x-a"[..]), "untouched");
+        assert_eq!(fx.upstream.map_name(b"x-b"), None, "rewritten as a whole");
+        let added: Vec<_> = fx
+            .upstream
+            .add
+            .iter()
+            .map(|(n, v)| (&n[..], &v[..]))
+            .collect();
+        assert_eq!(
+            added,
+            vec![(&b"x-b"[..], &b"3"[..]), (&b"x-c"[..], &b"4"[..])]
+        );
+    }
+
+    #[test]
+    fn a_new_path_is_checked() {
+        let before = map(&[(":path", "/a")]);
+        let mut fx = Effects::default();
+        apply(&before, &map(&[(":path", "/b?c=d")]), &mut fx).unwrap();
+        assert_eq!(fx.path.as_deref(), Some(&b"/b?c=d"[..]));
+        for bad in ["/a b", "/a#frag", "relative", ""] {
+            let mut fx = Effects::default();
+            let r = apply(&before, &map(&[(":path", bad)]), &mut fx);
+            assert_eq!(r.map_err(|e| e.reason), Err("bad_path"), "{bad:?}");
+        }
+    }
+}
