@@ -695,6 +695,8 @@ fn a_filter_reads_request_properties_in_both_directions() {
   (data (i32.const 340) "route_name")
   (data (i32.const 360) "request\00id")
   (data (i32.const 380) "response\00code")
+  (data (i32.const 460) "request\00scheme")
+  (data (i32.const 480) "x-p-scheme")
   (data (i32.const 400) "x-p-path")
   (data (i32.const 410) "x-p-source")
   (data (i32.const 421) "x-p-route")
@@ -710,6 +712,7 @@ fn a_filter_reads_request_properties_in_both_directions() {
     (call $copy (i32.const 0) (i32.const 320) (i32.const 15) (i32.const 410) (i32.const 10))
     (call $copy (i32.const 0) (i32.const 340) (i32.const 10) (i32.const 421) (i32.const 9))
     (call $copy (i32.const 0) (i32.const 360) (i32.const 10) (i32.const 431) (i32.const 6))
+    (call $copy (i32.const 0) (i32.const 460) (i32.const 14) (i32.const 480) (i32.const 10))
     (i32.const 0))
   (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
     (call $copy (i32.const 2) (i32.const 360) (i32.const 10) (i32.const 440) (i32.const 6))
@@ -726,6 +729,7 @@ fn a_filter_reads_request_properties_in_both_directions() {
     assert_eq!(seen.header("x-p-path"), Some("/props/x?q=1"));
     assert_eq!(seen.header("x-p-source"), Some("127.0.0.1"));
     assert_eq!(seen.header("x-p-route"), Some("props"));
+    assert_eq!(seen.header("x-p-scheme"), Some("http"));
     let id = seen
         .header("x-request-id")
         .expect("the gateway's request id");

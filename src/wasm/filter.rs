@@ -122,7 +122,7 @@ fn request_map(f: &Facts<'_>, fx: &Effects) -> HeaderMap {
         (b":method".to_vec(), head.method_bytes().to_vec()),
         (b":path".to_vec(), path),
         (b":authority".to_vec(), head.host.get(&head.buf).to_vec()),
-        (b":scheme".to_vec(), b"http".to_vec()),
+        (b":scheme".to_vec(), f.proto.as_bytes().to_vec()),
     ];
     let edits = (!fx.upstream.is_empty()).then_some(&fx.upstream);
     for (n, v) in head.headers() {
