@@ -9,16 +9,19 @@
 #              nginx `proxy_cache` (+ proxy_cache_lock, a Cache-Status header).
 #   gzip:      a 10 KiB JSON answer gzip-compressed at level 5 per request (no cache).
 #              ringway `compress` policy; nginx `gzip on; gzip_comp_level 5`.
+#   forward-auth: an authorization subrequest per request to the same upstream (issue 19).
+#              ringway `forward_auth` policy; nginx `auth_request` to an internal location.
 #
-#   loadtest/feature-wrk.sh cache-hit|gzip [RINGWAY] [RWLOAD] [ROUNDS] [SECONDS]
+#   loadtest/feature-wrk.sh cache-hit|gzip|forward-auth [RINGWAY] [RWLOAD] [ROUNDS] [SECONDS]
 #   loadtest/feature-wrk.sh gzip target/release/ringway target/release/rwload 3 8
 set -euo pipefail
-MODE=${1:?cache-hit or gzip} BIN=${2:-target/release/ringway} RWLOAD=${3:-target/release/rwload}
+MODE=${1:?cache-hit, gzip or forward-auth} BIN=${2:-target/release/ringway} RWLOAD=${3:-target/release/rwload}
 ROUNDS=${4:-3} SECS=${5:-8}
 for t in wrk nginx taskset python3 curl; do
   command -v $t >/dev/null || { echo "needs $t" >&2; exit 2; }
 done
 DIR=$(mktemp -d)
+NGSRV=
 UP=$((20000 + RANDOM % 20000)) GW=$((UP + 1)) NG=$((UP + 2))
 case $MODE in
   cache-hit)
@@ -39,7 +42,16 @@ compress = { codings = ["gzip"], gzip_level = 5 }'
     NGHTTP="gzip on; gzip_comp_level 5; gzip_types application/json; gzip_min_length 1024; gzip_vary on;"
     NGLOC=""
     ;;
-  *) echo "unknown mode $MODE (cache-hit or gzip)" >&2; exit 2 ;;
+  forward-auth)
+    UPARGS="--body-size 20"
+    HDR="Authorization: Bearer bench-token"
+    POLICY='[policies.p]
+forward_auth = { upstream = "be", path = "/auth" }'
+    NGHTTP=""
+    NGLOC="auth_request /_auth;"
+    NGSRV='location = /_auth { internal; proxy_pass http://be/auth; proxy_pass_request_body off; proxy_set_header Content-Length ""; proxy_set_header Connection ""; proxy_set_header X-Forwarded-Uri $request_uri; proxy_set_header X-Forwarded-Method $request_method; }'
+    ;;
+  *) echo "unknown mode $MODE (cache-hit, gzip or forward-auth)" >&2; exit 2 ;;
 esac
 taskset -c 1 "$RWLOAD" upstream --listen "127.0.0.1:$UP" $UPARGS >"$DIR/up.log" 2>&1 & UPID=$!
 trap 'kill $UPID 2>/dev/null; rm -rf "$DIR"' EXIT
@@ -57,7 +69,7 @@ http { access_log off; keepalive_requests 1000000; keepalive_timeout 60s;
   proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
   proxy_set_header X-Request-Id \$request_id; add_header X-Request-Id \$request_id always;
   $NGHTTP
-  server { listen 127.0.0.1:$NG reuseport; location / { proxy_pass http://be; $NGLOC } } }
+  server { listen 127.0.0.1:$NG reuseport; $NGSRV location / { proxy_pass http://be; $NGLOC } } }
 NGX
 cat >"$DIR/ringway.toml" <<TOML
 version = 1
