@@ -140,6 +140,8 @@ fn answer(token: &str, issuer: &str) -> (u16, &'static str, String) {
         "expired" => base(json!({"exp": now() - 10})),
         "aud" => base(json!({"aud": "other"})),
         "iss" => base(json!({"iss": "https://evil.test"})),
+        "client" => base(json!({"client_id": "app-2"})),
+        "noclient" => base(json!({"client_id": null})),
         "crlf" => base(json!({"sub": "eve\r\nx-evil: 1"})),
         "svc" => base(json!({"sub": null})),
         // `short-<unix time>`: expires then.
@@ -380,6 +382,39 @@ fn inactive_expired_wrong_audience_and_wrong_issuer_tokens_get_401() {
             "{reason}"
         );
     }
+}
+
+#[test]
+fn allowed_clients_refuse_tokens_issued_to_other_clients() {
+    let idp = Idp::start(Auth::Basic);
+    let app = Upstream::echo();
+    let policy = format!(
+        "{}\nallowed_clients = [\"app-1\", \"app-3\"]",
+        BASIC.replace("http://127.0.0.1:1", &idp.issuer)
+    );
+    let gw = gateway(&idp, &app, &policy, &[("IDP_SECRET", CLIENT_SECRET)]);
+    let mut c = Conn::open(gw.addr);
+    assert_eq!(
+        call(&mut c, "/api/x", "good-alice").status,
+        200,
+        "client app-1"
+    );
+    for token in ["client-alice", "noclient-alice"] {
+        let r = call(&mut c, "/api/x", token);
+        assert_eq!(r.status, 401, "{token}");
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Bearer realm=\"ringway\", error=\"invalid_token\""),
+            "{token}"
+        );
+    }
+    assert_eq!(app.count(), 1, "only app-1's token reached the upstream");
+    let labels = [("route", "api"), ("reason", "client_not_allowed")];
+    let s = scrape_until(gw.admin, "ringway_auth_failures_total", &labels, 2.0);
+    assert_eq!(
+        metric(&s, "ringway_auth_failures_total", &labels),
+        Some(2.0)
+    );
 }
 
 #[test]

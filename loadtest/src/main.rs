@@ -133,6 +133,10 @@ struct UpstreamArgs {
     /// text like a real API answer) instead of `a` repeated.
     #[arg(long)]
     json: bool,
+    /// Answer with exactly this text as `application/json` (overrides `--body-size` and
+    /// `--json`): a fixed document such as an OAuth2 introspection answer.
+    #[arg(long)]
+    body_text: Option<String>,
     /// Hold each response this long before sending it (`50ms`).
     #[arg(long, default_value = "0", value_parser = parse_duration)]
     delay: Duration,
@@ -316,6 +320,7 @@ fn upstream(args: UpstreamArgs) -> i32 {
         cpus: args.cpus.map(|c| c.0).unwrap_or_default(),
         body_size: args.body_size,
         json: args.json,
+        body_text: args.body_text,
         delay: args.delay,
         duration: args.duration,
     };

@@ -45,6 +45,9 @@ pub struct UpstreamConfig {
     /// varied text of a real API answer, instead of `a` repeated (`text/plain`): what a
     /// compression benchmark needs.
     pub json: bool,
+    /// The body is exactly this text (`application/json`), replacing `body_size`/`json`: a
+    /// fixed document such as an introspection answer.
+    pub body_text: Option<String>,
     pub delay: Duration,
     /// Exit by itself after this long.
     pub duration: Option<Duration>,
@@ -116,7 +119,9 @@ pub fn serve(cfg: UpstreamConfig) -> Result<u64, String> {
     let signals = block_stop_signals()?;
     let served: Arc<Vec<Served>> = Arc::new((0..threads).map(|_| Served::default()).collect());
     let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let body = if cfg.json {
+    let body = if let Some(t) = &cfg.body_text {
+        t.clone().into_bytes()
+    } else if cfg.json {
         json_body(cfg.body_size)
     } else {
         vec![b'a'; cfg.body_size]
@@ -443,6 +448,66 @@ fn wait_for_stop(set: &libc::sigset_t, deadline: Option<Instant>) {
     }
 }
 
+/// The type of the canned body.
+fn content_type(cfg: &UpstreamConfig) -> &'static str {
+    if cfg.json || cfg.body_text.is_some() {
+        "application/json"
+    } else {
+        "text/plain"
+    }
+}
+
+/// A JSON array of product records, about `size` bytes (at least one record): ids, names,
+/// prices, tags and descriptions drawn from small word lists by a fixed LCG, so it compresses
+/// like a real catalogue answer (not like one repeated byte) and is the same on every run.
+pub fn json_body(size: usize) -> Vec<u8> {
+    const WORDS: &[&str] = &[
+        "alpine", "basalt", "cedar", "delta", "ember", "fjord", "granite", "harbor", "indigo",
+        "juniper", "kestrel", "lagoon", "meadow", "nimbus", "orchid", "prairie", "quartz", "raven",
+        "sierra", "tundra", "umber", "valley", "willow", "xenon", "yarrow", "zephyr",
+    ];
+    const TAGS: &[&str] = &["new", "sale", "eco", "limited", "bundle", "outlet", "gift"];
+    let mut seed: u64 = 0x2545_f491;
+    let mut next = |n: usize| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((seed >> 33) as usize) % n
+    };
+    let mut out = String::with_capacity(size + 256);
+    out.push('[');
+    let mut id = 1000;
+    loop {
+        if out.len() > 1 {
+            out.push(',');
+        }
+        id += 1 + next(7);
+        let name = format!("{} {}", WORDS[next(WORDS.len())], WORDS[next(WORDS.len())]);
+        let mut desc = String::new();
+        for i in 0..(8 + next(10)) {
+            if i > 0 {
+                desc.push(' ');
+            }
+            desc.push_str(WORDS[next(WORDS.len())]);
+        }
+        let tags: Vec<String> = (0..1 + next(3))
+            .map(|_| format!("\"{}\"", TAGS[next(TAGS.len())]))
+            .collect();
+        out.push_str(&format!(
+            "{{\"id\":{id},\"name\":\"{name}\",\"price\":{}.{:02},\"stock\":{},\"tags\":[{}],\"description\":\"{desc}\"}}",
+            1 + next(500),
+            next(100),
+            next(1000),
+            tags.join(",")
+        ));
+        if out.len() + 1 >= size {
+            break;
+        }
+    }
+    out.push(']');
+    out.into_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -535,64 +600,4 @@ mod tests {
         c.write_to(&mut out, true);
         assert!(out.ends_with(b"\r\n\r\n"));
     }
-}
-
-/// The type of the canned body.
-fn content_type(cfg: &UpstreamConfig) -> &'static str {
-    if cfg.json {
-        "application/json"
-    } else {
-        "text/plain"
-    }
-}
-
-/// A JSON array of product records, about `size` bytes (at least one record): ids, names,
-/// prices, tags and descriptions drawn from small word lists by a fixed LCG, so it compresses
-/// like a real catalogue answer (not like one repeated byte) and is the same on every run.
-pub fn json_body(size: usize) -> Vec<u8> {
-    const WORDS: &[&str] = &[
-        "alpine", "basalt", "cedar", "delta", "ember", "fjord", "granite", "harbor", "indigo",
-        "juniper", "kestrel", "lagoon", "meadow", "nimbus", "orchid", "prairie", "quartz", "raven",
-        "sierra", "tundra", "umber", "valley", "willow", "xenon", "yarrow", "zephyr",
-    ];
-    const TAGS: &[&str] = &["new", "sale", "eco", "limited", "bundle", "outlet", "gift"];
-    let mut seed: u64 = 0x2545_f491;
-    let mut next = |n: usize| {
-        seed = seed
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        ((seed >> 33) as usize) % n
-    };
-    let mut out = String::with_capacity(size + 256);
-    out.push('[');
-    let mut id = 1000;
-    loop {
-        if out.len() > 1 {
-            out.push(',');
-        }
-        id += 1 + next(7);
-        let name = format!("{} {}", WORDS[next(WORDS.len())], WORDS[next(WORDS.len())]);
-        let mut desc = String::new();
-        for i in 0..(8 + next(10)) {
-            if i > 0 {
-                desc.push(' ');
-            }
-            desc.push_str(WORDS[next(WORDS.len())]);
-        }
-        let tags: Vec<String> = (0..1 + next(3))
-            .map(|_| format!("\"{}\"", TAGS[next(TAGS.len())]))
-            .collect();
-        out.push_str(&format!(
-            "{{\"id\":{id},\"name\":\"{name}\",\"price\":{}.{:02},\"stock\":{},\"tags\":[{}],\"description\":\"{desc}\"}}",
-            1 + next(500),
-            next(100),
-            next(1000),
-            tags.join(",")
-        ));
-        if out.len() + 1 >= size {
-            break;
-        }
-    }
-    out.push(']');
-    out.into_bytes()
 }

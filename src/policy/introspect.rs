@@ -54,6 +54,10 @@ pub struct RawIntrospect {
     /// The token's `aud` (a string or an array) must contain this.
     #[schemars(with = "Option<String>")]
     pub audience: Option<Spanned<String>>,
+    /// OAuth clients whose tokens this route accepts: the answer's `client_id` must be one of
+    /// them (else 401 `invalid_token`). Default: any client.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub allowed_clients: Option<Spanned<Vec<Spanned<String>>>>,
     /// Scopes every token must carry (else 403 `insufficient_scope`).
     #[schemars(with = "Option<Vec<String>>")]
     pub required_scopes: Option<Spanned<Vec<Spanned<String>>>>,
@@ -117,6 +121,8 @@ pub struct Introspect {
     pub audience: Option<String>,
     pub issuer: Option<String>,
     pub required_scopes: Vec<String>,
+    /// `allowed_clients` (empty: any client).
+    pub allowed_clients: Vec<String>,
     pub consumer_claim: String,
     /// Lowercase.
     pub consumer_header: Box<[u8]>,
@@ -348,6 +354,11 @@ pub fn compile(
     if let Some(a) = &raw.audience {
         safe_text(a, "audience", &mut err);
     }
+    let mut allowed_clients = Vec::new();
+    for c in raw.allowed_clients.iter().flat_map(|l| l.get_ref()) {
+        safe_text(c, "allowed_clients", &mut err);
+        allowed_clients.push(c.get_ref().clone());
+    }
     let mut required_scopes = Vec::new();
     for s in raw.required_scopes.iter().flat_map(|l| l.get_ref()) {
         if s.get_ref().is_empty() || s.get_ref().bytes().any(|b| b <= b' ' || b == 0x7f) {
@@ -457,6 +468,7 @@ pub fn compile(
             .map_or(&b""[..], |a| a.get_ref().as_bytes()),
         issuer.as_deref().unwrap_or("").as_bytes(),
         consumer_claim.as_bytes(),
+        allowed_clients.join("\n").as_bytes(),
     ]);
     Some(Introspect {
         id,
@@ -467,6 +479,7 @@ pub fn compile(
         audience: raw.audience.as_ref().map(|a| a.get_ref().clone()),
         issuer,
         required_scopes,
+        allowed_clients,
         consumer_claim,
         consumer_header: consumer_header.into_bytes().into(),
         forward_token: raw.forward_token.as_ref().is_none_or(|f| *f.get_ref()),

@@ -451,6 +451,15 @@ fn judge(p: &Introspect, doc: &Map<String, Value>, now: u64) -> Verdict {
             Some(_) => return Verdict::Refused("wrong_issuer"),
         }
     }
+    if !p.allowed_clients.is_empty() {
+        let allowed = match doc.get("client_id") {
+            Some(Value::String(c)) => p.allowed_clients.iter().any(|a| a == c),
+            _ => false,
+        };
+        if !allowed {
+            return Verdict::Refused("client_not_allowed");
+        }
+    }
     let text = |v: Option<&Value>| match v {
         Some(Value::String(s)) => Some(s.clone()),
         Some(Value::Number(n)) => Some(n.to_string()),
@@ -529,6 +538,7 @@ mod tests {
             audience: Some("api".into()),
             issuer: Some("https://idp.test".into()),
             required_scopes: Vec::new(),
+            allowed_clients: Vec::new(),
             consumer_claim: "sub".into(),
             consumer_header: b"x-consumer".to_vec().into(),
             forward_token: true,

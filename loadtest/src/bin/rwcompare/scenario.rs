@@ -146,6 +146,8 @@ struct RawUpstream {
     /// The body is a JSON document of about `body_size` bytes (`rwload upstream --json`).
     #[serde(default)]
     json: bool,
+    /// The body is exactly this text, as JSON (`rwload upstream --body-text`).
+    body_text: Option<String>,
     delay: Option<String>,
     keepalive: Option<usize>,
 }
@@ -252,6 +254,8 @@ pub struct Scenario {
     pub response_body: usize,
     /// The upstream answers a JSON document (`rwload upstream --json`).
     pub response_json: bool,
+    /// The upstream answers exactly this text (`rwload upstream --body-text`).
+    pub response_text: Option<String>,
     pub upstream_delay: Duration,
     /// Idle upstream connections each gateway worker keeps (ringway `max_idle`, nginx
     /// `keepalive`); default 256. HTTP/2 loads need one per request in flight, or both
@@ -362,6 +366,7 @@ pub fn parse(name: &str, file: &Path, text: &str) -> Result<Scenario, String> {
         kind: raw.kind,
         response_body,
         response_json: raw.upstream.json,
+        response_text: raw.upstream.body_text.clone(),
         upstream_delay,
         upstream_keepalive,
         nginx: raw.nginx.clone(),

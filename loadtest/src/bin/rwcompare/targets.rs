@@ -88,6 +88,9 @@ pub fn start_upstream(env: &Env, scn: &Scenario) -> Result<(Proc, SocketAddr), S
     if scn.response_json {
         cmd.arg("--json");
     }
+    if let Some(t) = &scn.response_text {
+        cmd.args(["--body-text", t]);
+    }
     let p = Proc::spawn(
         "upstream",
         cmd,
