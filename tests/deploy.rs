@@ -105,7 +105,7 @@ fn field<'a>(lines: &'a [String], key: &str) -> Option<&'a str> {
 /// to an upstream and a route to a dead upstream, after a few requests; returns its exposition.
 fn live_exposition() -> String {
     let up = Upstream::echo();
-    let dead = free_port();
+    let dead = refused_port();
     let ca = Ca::new("ringway deploy test CA");
     let dir = tempfile::tempdir().unwrap();
     let cert = ca.server_until(dir.path(), "api", &["localhost"], 10 * 86_400);

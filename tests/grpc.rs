@@ -92,7 +92,7 @@ fn calls_of_every_shape_pass_through_with_their_trailers() {
 fn gateway_errors_reach_grpc_clients_as_grpc_statuses() {
     let rt = grpc::runtime();
     let up = GrpcUpstream::start(&rt);
-    let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let dead: SocketAddr = format!("127.0.0.1:{}", refused_port()).parse().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys.toml");
     std::fs::write(&keys, "").unwrap();

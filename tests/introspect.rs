@@ -511,7 +511,7 @@ fn idp_down_slow_refusing_huge_or_not_json_is_503_and_not_cached() {
     assert_eq!(app.count(), 0);
 
     // An IdP nobody listens on.
-    let dead = free_port();
+    let dead = refused_port();
     let body = format!(
         "[upstreams.idp]\ntargets = [{{ address = \"127.0.0.1:{dead}\" }}]\n{}\n\
          [policies.intro.introspect]\nupstream = \"idp\"\nendpoint = \"/introspect\"\n\

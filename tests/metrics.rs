@@ -287,7 +287,7 @@ fn counters_survive_reloads_and_reload_results_are_counted() {
 
 #[test]
 fn upstream_connect_errors_are_counted_per_upstream() {
-    let dead = free_port();
+    let dead = refused_port();
     let body = format!(
         "[upstreams.dead]\ntargets = [{{ address = \"127.0.0.1:{dead}\" }}]\n\n\
          [[routes]]\nname = \"d\"\nprefix = \"/\"\nproxy = {{ upstream = \"dead\" }}\n"

@@ -348,7 +348,7 @@ fn reloaded_timeouts_apply_to_new_requests() {
 #[test]
 fn reload_keeps_backoff_of_unchanged_targets() {
     let good = Upstream::fixed(200, "good", "good");
-    let dead: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let dead: std::net::SocketAddr = format!("127.0.0.1:{}", refused_port()).parse().unwrap();
     // The refusing target comes first: a fresh balancer (equal weights) picks it first.
     let upstreams = format!(
         "{}backoff = \"10m\"\n",

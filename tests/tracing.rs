@@ -310,7 +310,7 @@ fn sample_ratio_decides_the_flag_of_new_traces() {
 #[test]
 fn a_collector_that_is_down_costs_only_a_counted_drop() {
     let up = Upstream::echo();
-    let dead = free_port();
+    let dead = refused_port();
     let tracing = format!(
         "[tracing]\n[tracing.otlp]\nendpoint = \"http://127.0.0.1:{dead}/v1/traces\"\nflush_interval = \"100ms\"\ntimeout = \"500ms\"\n"
     );

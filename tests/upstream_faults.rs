@@ -408,7 +408,7 @@ fn upstream_failure_after_streamed_body_does_not_desync_pipelined_request() {
 #[test]
 fn refusing_target_is_backed_off_and_good_one_serves_everything() {
     let good = Upstream::fixed(200, "good", "good");
-    let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let dead: SocketAddr = format!("127.0.0.1:{}", refused_port()).parse().unwrap();
     let gw = gateway(&upstream_toml("be", &[dead, good.addr]), "");
     for i in 0..20 {
         let r = get(gw.addr, "/p");

@@ -527,10 +527,7 @@ fn request_contexts_are_closed_even_when_the_request_ends_early() {
     let dir = tempfile::tempdir().unwrap();
     let m = wasm_file(dir.path(), "live", &filter(body));
     let up = Upstream::echo();
-    // Port 1: nothing listens there, and it is outside the ephemeral range, so a connect can
-    // neither reach another test's listener that reused a released port nor connect to
-    // itself (a released ephemeral port can be picked as the connect's own source port).
-    let dead_addr: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let dead_addr: std::net::SocketAddr = format!("127.0.0.1:{}", refused_port()).parse().unwrap();
     let text = format!(
         "{}{}\n[policies.live.wasm]\n{}\n\n\
          [[routes]]\nname = \"ok\"\nprefix = \"/ok\"\npolicies = [\"live\"]\nproxy = {{ upstream = \"app\" }}\n\n\

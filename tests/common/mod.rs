@@ -22,6 +22,14 @@ use std::time::{Duration, Instant};
 
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A loopback port where every connect is refused at once, for a dead upstream target: port 1
+/// (nothing listens there here). Unlike a port bound and released, it cannot be taken by
+/// another test's listener meanwhile, and being outside the ephemeral range it can never be
+/// the source port the kernel picks for the connect itself (a TCP self-connect would hang).
+pub fn refused_port() -> u16 {
+    1
+}
+
 /// Picks a free loopback port (bind :0, read it, release it).
 /// Ports are never handed out twice within one test process: with SO_REUSEPORT two gateways
 /// could otherwise bind the same released port and silently split connections.
