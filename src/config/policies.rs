@@ -97,6 +97,7 @@ pub(super) fn compile_policies(
         }
     }
     ps.secret_query = secret_query_names(&ps.list);
+    ps.reads_body = ps.list.iter().any(|p| p.policy.body_bytes() > 0);
     CompiledPolicies {
         policies: ps,
         ids,

@@ -136,6 +136,10 @@ impl Client {
         };
         self.body_framing = head.body;
         self.body_streamed = false;
+        // A large chunked-body prefix read for a policy is not kept while the connection idles.
+        if self.peeked.capacity() > 16 * 1024 {
+            self.peeked = Vec::new();
+        }
         self.version = head.version;
         self.head_only = head.method == Method::Head;
         self.framing = Framing::Bare;

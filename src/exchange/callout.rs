@@ -20,7 +20,8 @@ use crate::upstream::{UpConn, UpstreamState};
 
 use super::error::ProxyError;
 
-/// Settles a policy that asks another service or runs a filter, with this worker's state.
+/// Settles the policy `pipeline::run` stopped at, with this worker's state: the ones that ask
+/// another service or run a filter here, the Redis-backed ones through `policy::remote`.
 pub async fn settle(
     core: &Core,
     gen: &Rc<Generation>,
@@ -42,7 +43,10 @@ pub async fn settle(
             let generation = gen.cfg.generation;
             crate::wasm::filter::settle(p, f, caller, fx, &core.wasm, generation).await
         }
-        _ => Ok(()),
+        _ => {
+            let client = core.redis(&gen.cfg);
+            crate::policy::remote::settle(client.as_ref(), policy, f, caller, fx).await
+        }
     }
 }
 

@@ -11,7 +11,6 @@ use crate::core::{Core, Generation};
 use crate::http1::Method;
 use crate::policy::client_cert::CertRefusal;
 use crate::policy::pipeline::{self, Caller, Denial, Effects, Facts, Policy, PolicyId};
-use crate::policy::remote;
 use crate::route::{Lookup, RouteRequest};
 
 use super::error::{ErrorKind, ProxyError};
@@ -96,13 +95,17 @@ pub async fn run_policies<D: Downstream>(
     }
     if !policies.is_empty() {
         let mut caller = Caller::default();
-        // The body prefix the route's policies read (forward auth, filters), buffered unread.
-        let want = policies
-            .iter()
-            .filter_map(|&id| policy(cfg, Some(id)))
-            .map(Policy::body_bytes)
-            .max()
-            .unwrap_or(0);
+        // The body prefix the route's policies read (forward auth, filters), buffered unread;
+        // looked for only when some policy of this generation reads bodies at all.
+        let want = match cfg.policies.reads_body {
+            false => 0,
+            true => policies
+                .iter()
+                .filter_map(|&id| policy(cfg, Some(id)))
+                .map(Policy::body_bytes)
+                .max()
+                .unwrap_or(0),
+        };
         let (body, body_complete) = if want > 0 {
             down.continue_body(head).await?;
             down.peek_body(head, want).await?
@@ -149,16 +152,8 @@ pub async fn run_policies<D: Downstream>(
             let Some(p) = policy(cfg, Some(policies[i])) else {
                 break Ok(());
             };
-            let settled = match p {
-                Policy::ForwardAuth(_) | Policy::Introspect(_) | Policy::Wasm(_) => {
-                    super::callout::settle(core, gen, p, &facts, &mut caller, &mut fx).await
-                }
-                _ => {
-                    let client = core.redis(cfg);
-                    remote::settle(client.as_ref(), p, &facts, &caller, &mut fx).await
-                }
-            };
-            if let Err(d) = settled {
+            if let Err(d) = super::callout::settle(core, gen, p, &facts, &mut caller, &mut fx).await
+            {
                 break Err(d);
             }
             from = i + 1;

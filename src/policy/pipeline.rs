@@ -48,6 +48,9 @@ pub struct Policies {
     /// `server.forward_client_cert`: the verified client certificate goes upstream in
     /// `x-forwarded-client-cert` (`exchange::client_cert`).
     pub forward_client_cert: bool,
+    /// Some policy reads the request body before forwarding (`Policy::body_bytes` > 0): only
+    /// then does the guard look for the route's largest such prefix.
+    pub reads_body: bool,
 }
 
 impl std::fmt::Debug for Policies {
@@ -331,8 +334,8 @@ pub struct Facts<'a> {
 }
 
 /// Runs the route's policies in order, from `ids[from]`. `Ok(None)`: every one passed.
-/// `Ok(Some(i))`: policy `ids[i]` cannot decide without Redis; the caller awaits
-/// `policy::remote::settle` for it and calls again with `from = i + 1`. On `Err`,
+/// `Ok(Some(i))`: policy `ids[i]` must await (Redis, another service, a filter); the caller
+/// awaits `exchange::callout::settle` for it and calls again with `from = i + 1`. On `Err`,
 /// `fx.response_lines` already holds the headers the denial needs (`WWW-Authenticate`,
 /// `Retry-After`, `RateLimit*`).
 pub fn run<'a>(
@@ -348,8 +351,8 @@ pub fn run<'a>(
         let Some(p) = ps.list.get(id.0 as usize) else {
             continue;
         };
-        // An arm that cannot decide without Redis (a global limit, a quota) returns
-        // `Ok(Some(i))`; `policy::remote::settle` then decides it.
+        // An arm that must await (a global limit, a quota, a service call, a filter) returns
+        // `Ok(Some(i))`; `exchange::callout::settle` then decides it.
         match &p.policy {
             Policy::ApiKey(k) => api_key(ps, k, f, caller, fx)?,
             Policy::Jwt(j) => jwt(j, f, caller, fx, tokens)?,
