@@ -426,7 +426,7 @@ impl TlsGateway {
         let port = free_port();
         let gw = Gateway::start_workers(&tls_body(port, tls), workers);
         let tls = SocketAddr::from(([127, 0, 0, 1], port));
-        wait_for(Duration::from_secs(10), || TcpStream::connect(tls).is_ok())
+        wait_for(Duration::from_secs(10), || common::listening(tls))
             .unwrap_or_else(|| panic!("TLS listener not up; logs:\n{}", gw.logs()));
         TlsGateway { gw, tls, port }
     }

@@ -30,22 +30,47 @@ pub fn refused_port() -> u16 {
     1
 }
 
-/// Picks a free loopback port (bind :0, read it, release it).
-/// Ports are never handed out twice within one test process: with SO_REUSEPORT two gateways
-/// could otherwise bind the same released port and silently split connections.
+/// A free loopback port for a listener the test starts later. It is taken from below the
+/// kernel's ephemeral range (`ip_local_port_range`), so between this check and the later
+/// bind no `bind(:0)` and no outgoing connection's source port can take it. Ports are never
+/// given twice in one test process: with SO_REUSEPORT two gateways could otherwise bind the
+/// same port and silently split connections.
 pub fn free_port() -> u16 {
     static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (from, to) = if low > 12_000 {
+        (10_000, low)
+    } else {
+        (61_000, 65_535)
+    };
+    let mut seed = u64::from(std::process::id())
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
     loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let port = from + (seed % u64::from(to - from)) as u16;
         let mut given = GIVEN.lock().unwrap();
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
+        if given.contains(&port) || TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
         }
+        given.push(port);
+        return port;
+    }
+}
+
+/// True if something listens on `addr`. A connect to a port nobody has bound yet can succeed
+/// all the same when the kernel picks that very port as the connection's source port (a TCP
+/// self-connect); such a connection is not a listener and does not count.
+pub fn listening(addr: SocketAddr) -> bool {
+    match TcpStream::connect(addr) {
+        Ok(s) => s.local_addr().ok() != Some(addr),
+        Err(_) => false,
     }
 }
 
@@ -114,7 +139,7 @@ impl Gateway {
             }
         });
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let gw = Gateway {
+        let mut gw = Gateway {
             child: Some(child),
             addr,
             admin: format!("127.0.0.1:{admin_port}").parse().unwrap(),
@@ -126,11 +151,17 @@ impl Gateway {
         gw
     }
 
-    fn wait_ready(&self) {
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if TcpStream::connect(self.addr).is_ok() {
+            if listening(self.addr) {
                 return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!(
+                    "gateway exited ({status}) before listening; logs:\n{}",
+                    self.logs()
+                );
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -219,6 +250,20 @@ impl Gateway {
 impl Drop for Gateway {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            // A failed test shows what the gateway said (and whether it was still running),
+            // so a failure seen once in CI can be diagnosed from its output alone.
+            if thread::panicking() {
+                let state = match c.try_wait() {
+                    Ok(Some(status)) => format!("exited: {status}"),
+                    Ok(None) => "still running".to_string(),
+                    Err(e) => format!("state unknown: {e}"),
+                };
+                eprintln!(
+                    "--- gateway on {} ({state}); its log:\n{}--- end of gateway log",
+                    self.addr,
+                    self.logs()
+                );
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -1104,7 +1149,7 @@ impl Gateway {
                 l.push('\n');
             }
         });
-        let gw = Gateway {
+        let mut gw = Gateway {
             child: Some(child),
             addr: format!("127.0.0.1:{port}").parse().unwrap(),
             admin: format!("127.0.0.1:{admin_port}").parse().unwrap(),
