@@ -33,6 +33,7 @@ pub mod log;
 pub mod metrics;
 pub mod notify;
 pub mod oidc;
+pub mod openapi;
 pub mod policy;
 pub mod privileges;
 pub mod quota;
