@@ -6,12 +6,35 @@
 //! A refusal is 400 (415 for a content type the operation does not accept, 413 for a body
 //! above the validation size limit) with an RFC 9457 `application/problem+json` body listing
 //! each violation with its JSON pointer and keyword, bounded in size.
+//!
+//! Module map: `schema` (dialects, `$ref`s, formats: schemas become `jsonschema` validators),
+//! `params` (styles, decoding, coercion of path/query/header/cookie parameters), `body`
+//! (content type, size, simd-json parse), `problem` (the bounded RFC 9457 body).
+//!
+//! Order of a check: every parameter, then the body. A wrong content type (415) or a body
+//! past the limit (413) is refused with that status (parameter violations found on the way
+//! are listed too); any other violation is 400. At most [`MAX_FOUND`] violations are
+//! collected per request (the problem body lists the first [`problem::MAX_LISTED`]).
+
+mod body;
+mod params;
+pub mod problem;
+mod schema;
 
 use std::ops::Range;
 
 use crate::http1::RequestHead;
 
 use super::model::{Api, Ignored, Operation};
+use body::{BodyCheck, BodyRefusal, MediaCheck};
+use params::ParamCheck;
+use problem::Violation;
+
+pub use body::parse_json;
+
+/// Most violations collected for one request (the schema crate's error iterator is lazy:
+/// a body with a million bad items costs no more than this many messages).
+pub const MAX_FOUND: usize = 100;
 
 /// What the route does with a request that fails validation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +78,10 @@ pub struct Validator {
     /// The operation id, for logs and metrics.
     pub operation: String,
     max_body: usize,
+    params: Vec<ParamCheck>,
+    body: Option<BodyCheck>,
+    /// Some media type has a JSON schema: the body is buffered (up to `max_body`) and read.
+    reads_body: bool,
 }
 
 impl Validator {
@@ -67,21 +94,126 @@ impl Validator {
         max_body: usize,
         ignored: &mut Vec<Ignored>,
     ) -> Result<Validator, String> {
-        let _ = (api, ignored);
+        let prepared = schema::prepare(api);
+        let mut params = Vec::with_capacity(op.params.len());
+        for p in &op.params {
+            let (compiled, rewritten) = match &p.schema {
+                None => (None, None),
+                Some(s) => {
+                    let at = format!("{}/schema", p.pointer);
+                    let s = schema::schema_at(&prepared, &at, s, api.dialect);
+                    (Some(schema::compile(&prepared, &s, &at, ignored)?), Some(s))
+                }
+            };
+            match ParamCheck::new(p, &op.path, &prepared.doc, rewritten.as_ref(), compiled) {
+                Ok(c) => params.push(c),
+                Err(reason) => {
+                    schema::push_ignored(ignored, format!("{}/style", p.pointer), reason)
+                }
+            }
+        }
+        let mut body = None;
+        if let Some(b) = &op.body {
+            let mut media = Vec::with_capacity(b.content.len());
+            for m in &b.content {
+                let mut check = MediaCheck::new(&m.media, None);
+                if let Some(s) = &m.schema {
+                    let at = format!("{}/schema", m.pointer);
+                    if check.may_be_json() {
+                        let s = schema::schema_at(&prepared, &at, s, api.dialect);
+                        check.schema = Some(schema::compile(&prepared, &s, &at, ignored)?);
+                    } else {
+                        schema::push_ignored(
+                            ignored,
+                            at,
+                            format!("only the content type of `{}` bodies is checked", m.media),
+                        );
+                    }
+                }
+                media.push(check);
+            }
+            body = Some(BodyCheck {
+                required: b.required,
+                media,
+            });
+        }
+        let reads_body = body
+            .as_ref()
+            .is_some_and(|b| b.media.iter().any(|m| m.schema.is_some()));
         Ok(Validator {
             operation: op.id.clone(),
             max_body,
+            params,
+            body,
+            reads_body,
         })
     }
 
     /// How many body bytes the policy needs buffered before it runs (0: no body to check).
     pub fn body_bytes(&self) -> usize {
-        self.max_body
+        if self.reads_body {
+            self.max_body
+        } else {
+            0
+        }
     }
 
     /// Checks one request.
     pub fn check(&self, input: &Input<'_>) -> Result<(), Refusal> {
-        let _ = input;
-        Ok(())
+        let mut found = Vec::new();
+        let req = params::Request {
+            path: input.path,
+            captures: input.captures,
+            head: input.head,
+        };
+        for p in &self.params {
+            p.check(&req, &mut found);
+            if found.len() >= MAX_FOUND {
+                break;
+            }
+        }
+        let refusal = match &self.body {
+            Some(b) if found.len() < MAX_FOUND => {
+                b.check(input.head, input.body, input.body_complete, &mut found)
+            }
+            _ => Ok(()),
+        };
+        found.truncate(MAX_FOUND);
+        match refusal {
+            Err(BodyRefusal::Unsupported(detail)) => {
+                found.insert(
+                    0,
+                    Violation::new("/header/content-type", "contentType", detail.clone()),
+                );
+                Err(refuse(415, "Unsupported Media Type", "unsupported_media_type", &detail, found))
+            }
+            Err(BodyRefusal::TooLarge) => {
+                let detail = format!(
+                    "the request body is larger than the validation limit of {} bytes",
+                    self.max_body
+                );
+                found.insert(0, Violation::new("/body", "size", detail.clone()));
+                Err(refuse(413, "Content Too Large", "body_too_large", &detail, found))
+            }
+            Ok(()) if found.is_empty() => Ok(()),
+            Ok(()) => Err(invalid(found)),
+        }
+    }
+}
+
+fn invalid(found: Vec<Violation>) -> Refusal {
+    let detail = match found.len() {
+        1 => "1 violation of the API's contract".to_string(),
+        n if n >= MAX_FOUND => format!("at least {n} violations of the API's contract"),
+        n => format!("{n} violations of the API's contract"),
+    };
+    refuse(400, "Request validation failed", "validation_failed", &detail, found)
+}
+
+fn refuse(status: u16, title: &str, code: &str, detail: &str, found: Vec<Violation>) -> Refusal {
+    Refusal {
+        status,
+        problem: problem::render(status, title, code, detail, &found, found.len()),
+        violations: found.len(),
     }
 }

@@ -1,0 +1,293 @@
+//! The request body: its content type against the operation's media ranges, its size against
+//! the validation limit, and a JSON body against the media type's schema.
+//!
+//! Matching (media type parameters such as `charset` ignored, case-insensitive): the most
+//! specific range wins: exact `type/sub`, then `type/*+suffix`, then a structured-syntax
+//! suffix (`application/vnd.x+json` under a declared `application/json`), then `type/*`,
+//! then `*/*`. No match → 415; no `Content-Type` on a body → 415 unless `*/*` is declared.
+//!
+//! Only a JSON request content type (`*/json`, `*/*+json`) matched by a media type with a
+//! schema is parsed and validated; any other match checks the content type alone (reported
+//! at compile for a non-JSON media type with a schema).
+//!
+//! Parsing is simd-json into a `serde_json::Value` (the representation the schema crate
+//! validates), on a per-thread copy of the bytes (simd-json parses in place) with reused
+//! buffers, nesting limited to [`MAX_DEPTH`] so neither the parse, the validation nor the
+//! value's drop can exhaust a worker's stack.
+
+use std::cell::RefCell;
+
+use serde_json::Value;
+
+use super::problem::Violation;
+use crate::http1::{BodyFraming, RequestHead};
+
+/// Deepest JSON nesting accepted in a validated body (serde_json's own default).
+pub const MAX_DEPTH: usize = 128;
+
+/// A per-thread scratch buffer larger than this is dropped after use (a rare big body does not
+/// pin its size on the worker).
+const KEEP_SCRATCH: usize = 256 * 1024;
+
+/// One declared media range.
+#[derive(Debug)]
+pub(super) struct MediaCheck {
+    /// As declared (lowercase), for messages.
+    pub range: String,
+    typ: String,
+    sub: String,
+    pub schema: Option<jsonschema::Validator>,
+}
+
+impl MediaCheck {
+    pub fn new(range: &str, schema: Option<jsonschema::Validator>) -> MediaCheck {
+        let (typ, sub) = split_media(range).unwrap_or_else(|| ("*".into(), "*".into()));
+        MediaCheck {
+            range: range.to_string(),
+            typ,
+            sub,
+            schema,
+        }
+    }
+
+    /// Whether a JSON request could match this range (so its schema may be applied).
+    pub fn may_be_json(&self) -> bool {
+        (self.typ == "*" || self.typ == "application")
+            && (self.sub == "*"
+                || self.sub == "json"
+                || self.sub.ends_with("+json")
+                || self.sub == "*+json")
+    }
+
+    /// How specifically this range matches the request's `type/sub` (higher wins).
+    fn score(&self, typ: &str, sub: &str) -> Option<u8> {
+        if self.typ == "*" {
+            return (self.sub == "*").then_some(0);
+        }
+        if self.typ != typ {
+            return None;
+        }
+        if self.sub == sub {
+            return Some(4);
+        }
+        if let Some(suffix) = self.sub.strip_prefix('*') {
+            if suffix.starts_with('+') && sub.ends_with(suffix) {
+                return Some(3);
+            }
+            return (suffix.is_empty()).then_some(1);
+        }
+        // `application/json` declared, `application/vnd.x+json` sent.
+        let declared_suffix = format!("+{}", self.sub);
+        sub.ends_with(&declared_suffix).then_some(2)
+    }
+}
+
+/// The operation's request body.
+#[derive(Debug)]
+pub(super) struct BodyCheck {
+    pub required: bool,
+    pub media: Vec<MediaCheck>,
+}
+
+/// Why a body is refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum BodyRefusal {
+    /// 415, with the detail.
+    Unsupported(String),
+    /// 413.
+    TooLarge,
+}
+
+impl BodyCheck {
+    /// Checks the body (`body`: its first bytes; `complete`: whether that is all of it).
+    pub fn check(
+        &self,
+        head: &RequestHead,
+        body: &[u8],
+        complete: bool,
+        found: &mut Vec<Violation>,
+    ) -> Result<(), BodyRefusal> {
+        let present = match head.body {
+            BodyFraming::None | BodyFraming::Length(0) => false,
+            BodyFraming::Chunked => !(complete && body.is_empty()),
+            _ => true,
+        };
+        if !present {
+            if self.required {
+                found.push(Violation::new(
+                    "/body",
+                    "required",
+                    "a request body is required",
+                ));
+            }
+            return Ok(());
+        }
+        let declared = || {
+            let list: Vec<&str> = self.media.iter().map(|m| m.range.as_str()).collect();
+            list.join(", ")
+        };
+        let Some(ct) = head.header("content-type") else {
+            if self.media.iter().any(|m| m.typ == "*") {
+                return Ok(());
+            }
+            return Err(BodyRefusal::Unsupported(format!(
+                "the request body has no Content-Type; accepted: {}",
+                declared()
+            )));
+        };
+        let Some((typ, sub)) = split_media_bytes(ct) else {
+            return Err(BodyRefusal::Unsupported(format!(
+                "the Content-Type is not a media type; accepted: {}",
+                declared()
+            )));
+        };
+        let best = self
+            .media
+            .iter()
+            .filter_map(|m| m.score(&typ, &sub).map(|s| (s, m)))
+            .max_by_key(|(s, _)| *s)
+            .map(|(_, m)| m);
+        let Some(m) = best else {
+            return Err(BodyRefusal::Unsupported(format!(
+                "content type {}/{} is not accepted; accepted: {}",
+                super::problem::cut(&typ, 60),
+                super::problem::cut(&sub, 60),
+                declared()
+            )));
+        };
+        let Some(schema) = &m.schema else {
+            return Ok(());
+        };
+        if !(sub == "json" || sub.ends_with("+json")) {
+            return Ok(());
+        }
+        if !complete {
+            return Err(BodyRefusal::TooLarge);
+        }
+        let value = match parse_json(body) {
+            Ok(v) => v,
+            Err(e) => {
+                found.push(Violation::new("/body", "json", e));
+                return Ok(());
+            }
+        };
+        for e in schema.iter_errors(&value).take(super::MAX_FOUND) {
+            found.push(Violation::new(
+                format!("/body{}", e.instance_path().as_str()),
+                e.kind().keyword(),
+                e.masked().to_string(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<(Vec<u8>, simd_json::Buffers)> =
+        RefCell::new((Vec::new(), simd_json::Buffers::with_max_depth(4096, MAX_DEPTH)));
+}
+
+/// Parses a JSON body with simd-json (nesting at most [`MAX_DEPTH`]). The error names what
+/// and where (byte offset), never quoting the input.
+pub fn parse_json(body: &[u8]) -> Result<Value, String> {
+    SCRATCH.with(|s| {
+        let Ok(mut s) = s.try_borrow_mut() else {
+            return Err("the body parser is busy".to_string());
+        };
+        let (buf, bufs) = &mut *s;
+        buf.clear();
+        buf.extend_from_slice(body);
+        let out = simd_json::serde::from_slice_with_buffers::<Value>(buf, bufs).map_err(|e| {
+            format!(
+                "the body is not valid JSON: {:?} at byte {}",
+                e.error(),
+                e.index()
+            )
+        });
+        if buf.capacity() > KEEP_SCRATCH {
+            *buf = Vec::new();
+            *bufs = simd_json::Buffers::with_max_depth(4096, MAX_DEPTH);
+        }
+        out
+    })
+}
+
+/// `type/sub` of a media type or range, lowercase, parameters dropped.
+fn split_media(s: &str) -> Option<(String, String)> {
+    split_media_bytes(s.as_bytes())
+}
+
+fn split_media_bytes(s: &[u8]) -> Option<(String, String)> {
+    let essence = s.split(|&b| b == b';').next()?.trim_ascii();
+    let slash = essence.iter().position(|&b| b == b'/')?;
+    let (t, sub) = (&essence[..slash], &essence[slash + 1..]);
+    let token = |x: &[u8]| {
+        !x.is_empty()
+            && x.iter().all(|&b| {
+                b.is_ascii_alphanumeric() || b"!#$&-^_.+*".contains(&b) || b == b'\''
+            })
+    };
+    if !token(t) || !token(sub) {
+        return None;
+    }
+    Some((
+        String::from_utf8_lossy(t).to_ascii_lowercase(),
+        String::from_utf8_lossy(sub).to_ascii_lowercase(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn best<'a>(ranges: &'a [MediaCheck], ct: &str) -> Option<&'a str> {
+        let (t, s) = split_media(ct)?;
+        ranges
+            .iter()
+            .filter_map(|m| m.score(&t, &s).map(|x| (x, m)))
+            .max_by_key(|(x, _)| *x)
+            .map(|(_, m)| m.range.as_str())
+    }
+
+    #[test]
+    fn the_most_specific_range_wins() {
+        let r: Vec<MediaCheck> = ["*/*", "application/*", "application/json", "text/plain"]
+            .iter()
+            .map(|m| MediaCheck::new(m, None))
+            .collect();
+        assert_eq!(best(&r, "application/json; charset=utf-8"), Some("application/json"));
+        assert_eq!(best(&r, "Application/JSON"), Some("application/json"));
+        assert_eq!(best(&r, "application/vnd.x+json"), Some("application/json"));
+        assert_eq!(best(&r, "application/xml"), Some("application/*"));
+        assert_eq!(best(&r, "image/png"), Some("*/*"));
+        let only_json = [MediaCheck::new("application/json", None)];
+        assert_eq!(best(&only_json, "text/plain"), None);
+        assert_eq!(best(&only_json, "application/jsonx"), None);
+        assert_eq!(best(&only_json, "application/problem+json"), Some("application/json"));
+        let suffix = [MediaCheck::new("application/*+json", None)];
+        assert_eq!(best(&suffix, "application/merge-patch+json"), Some("application/*+json"));
+        assert_eq!(best(&suffix, "application/json"), None);
+        assert!(split_media("garbage").is_none());
+        assert!(split_media("a/b c").is_none());
+        assert!(split_media("/json").is_none());
+    }
+
+    #[test]
+    fn json_parsing_is_bounded_and_never_panics() {
+        assert_eq!(parse_json(br#"{"a":[1,2]}"#).unwrap()["a"][1], 2);
+        let deep = "[".repeat(100_000) + &"]".repeat(100_000);
+        assert!(parse_json(deep.as_bytes()).unwrap_err().contains("Depth"));
+        let ok = "[".repeat(MAX_DEPTH - 1) + &"]".repeat(MAX_DEPTH - 1);
+        assert!(parse_json(ok.as_bytes()).is_ok());
+        assert!(parse_json(b"").is_err());
+        assert!(parse_json(b"{\"a\":\"\xff\"}").is_err(), "invalid UTF-8");
+        assert!(parse_json(b"{\"a\":1,}").is_err());
+        assert!(parse_json(b"[1] x").is_err());
+        let big = "9".repeat(400);
+        let _ = parse_json(big.as_bytes()); // a number past f64: an error or a float, no panic
+        let _ = parse_json(b"1e999999");
+        assert!(parse_json(b"123456789012345678901234567890").is_ok_and(|v| v.is_number()));
+        let e = parse_json(b"{\"secret\": nope}").unwrap_err();
+        assert!(!e.contains("nope") && !e.contains("secret"), "{e}");
+    }
+}
