@@ -223,9 +223,8 @@ fn split_media_bytes(s: &[u8]) -> Option<(String, String)> {
     let (t, sub) = (&essence[..slash], &essence[slash + 1..]);
     let token = |x: &[u8]| {
         !x.is_empty()
-            && x.iter().all(|&b| {
-                b.is_ascii_alphanumeric() || b"!#$&-^_.+*".contains(&b) || b == b'\''
-            })
+            && x.iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b"!#$&-^_.+*".contains(&b) || b == b'\'')
     };
     if !token(t) || !token(sub) {
         return None;
@@ -255,7 +254,10 @@ mod tests {
             .iter()
             .map(|m| MediaCheck::new(m, None))
             .collect();
-        assert_eq!(best(&r, "application/json; charset=utf-8"), Some("application/json"));
+        assert_eq!(
+            best(&r, "application/json; charset=utf-8"),
+            Some("application/json")
+        );
         assert_eq!(best(&r, "Application/JSON"), Some("application/json"));
         assert_eq!(best(&r, "application/vnd.x+json"), Some("application/json"));
         assert_eq!(best(&r, "application/xml"), Some("application/*"));
@@ -263,9 +265,15 @@ mod tests {
         let only_json = [MediaCheck::new("application/json", None)];
         assert_eq!(best(&only_json, "text/plain"), None);
         assert_eq!(best(&only_json, "application/jsonx"), None);
-        assert_eq!(best(&only_json, "application/problem+json"), Some("application/json"));
+        assert_eq!(
+            best(&only_json, "application/problem+json"),
+            Some("application/json")
+        );
         let suffix = [MediaCheck::new("application/*+json", None)];
-        assert_eq!(best(&suffix, "application/merge-patch+json"), Some("application/*+json"));
+        assert_eq!(
+            best(&suffix, "application/merge-patch+json"),
+            Some("application/*+json")
+        );
         assert_eq!(best(&suffix, "application/json"), None);
         assert!(split_media("garbage").is_none());
         assert!(split_media("a/b c").is_none());

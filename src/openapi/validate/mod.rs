@@ -185,7 +185,13 @@ impl Validator {
                     0,
                     Violation::new("/header/content-type", "contentType", detail.clone()),
                 );
-                Err(refuse(415, "Unsupported Media Type", "unsupported_media_type", &detail, found))
+                Err(refuse(
+                    415,
+                    "Unsupported Media Type",
+                    "unsupported_media_type",
+                    &detail,
+                    found,
+                ))
             }
             Err(BodyRefusal::TooLarge) => {
                 let detail = format!(
@@ -193,7 +199,13 @@ impl Validator {
                     self.max_body
                 );
                 found.insert(0, Violation::new("/body", "size", detail.clone()));
-                Err(refuse(413, "Content Too Large", "body_too_large", &detail, found))
+                Err(refuse(
+                    413,
+                    "Content Too Large",
+                    "body_too_large",
+                    &detail,
+                    found,
+                ))
             }
             Ok(()) if found.is_empty() => Ok(()),
             Ok(()) => Err(invalid(found)),
@@ -207,7 +219,13 @@ fn invalid(found: Vec<Violation>) -> Refusal {
         n if n >= MAX_FOUND => format!("at least {n} violations of the API's contract"),
         n => format!("{n} violations of the API's contract"),
     };
-    refuse(400, "Request validation failed", "validation_failed", &detail, found)
+    refuse(
+        400,
+        "Request validation failed",
+        "validation_failed",
+        &detail,
+        found,
+    )
 }
 
 fn refuse(status: u16, title: &str, code: &str, detail: &str, found: Vec<Violation>) -> Refusal {
@@ -217,3 +235,6 @@ fn refuse(status: u16, title: &str, code: &str, detail: &str, found: Vec<Violati
         violations: found.len(),
     }
 }
+
+#[cfg(test)]
+mod tests;

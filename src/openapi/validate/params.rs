@@ -178,7 +178,8 @@ impl ParamCheck {
         if self.style == Style::DeepObject {
             return self.deep_object(q);
         }
-        if let (Shape::Object(props, _), true, Style::Form) = (&self.shape, self.explode, self.style)
+        if let (Shape::Object(props, _), true, Style::Form) =
+            (&self.shape, self.explode, self.style)
         {
             // Exploded form object: each property is its own query parameter.
             let mut map = Map::new();
@@ -340,7 +341,9 @@ impl ParamCheck {
         };
         match decoded {
             Cow::Borrowed(b) => std::str::from_utf8(b).map(Cow::Borrowed),
-            Cow::Owned(v) => String::from_utf8(v).map(Cow::Owned).map_err(|e| e.utf8_error()),
+            Cow::Owned(v) => String::from_utf8(v)
+                .map(Cow::Owned)
+                .map_err(|e| e.utf8_error()),
         }
         .map_err(|_| self.violation(at, "encoding", "the value is not UTF-8 after decoding"))
     }
@@ -348,7 +351,11 @@ impl ParamCheck {
     /// The string as the JSON value the types ask for.
     fn coerce(&self, s: &str, types: u8, at: &str) -> Result<Value, Violation> {
         coerce(s, types).ok_or_else(|| {
-            self.violation(at, "type", format!("the value is not {}", type_names(types)))
+            self.violation(
+                at,
+                "type",
+                format!("the value is not {}", type_names(types)),
+            )
         })
     }
 
@@ -548,13 +555,23 @@ mod tests {
         assert_eq!(coerce("+1", ty::INTEGER), None);
         assert_eq!(coerce("1e400", ty::NUMBER), None);
         let big = "1".repeat(30);
-        assert!(coerce(&big, ty::INTEGER).is_some(), "a big integer is a (float) number");
-        assert_eq!(coerce(&"9".repeat(100), ty::INTEGER), None, "too long to be a number");
+        assert!(
+            coerce(&big, ty::INTEGER).is_some(),
+            "a big integer is a (float) number"
+        );
+        assert_eq!(
+            coerce(&"9".repeat(100), ty::INTEGER),
+            None,
+            "too long to be a number"
+        );
         assert_eq!(coerce("true", ty::BOOLEAN), Some(Value::Bool(true)));
         assert_eq!(coerce("True", ty::BOOLEAN), None);
         assert_eq!(coerce("5", ty::STRING), Some(Value::from("5")));
         assert_eq!(coerce("5", ty::STRING | ty::INTEGER), Some(Value::from(5)));
-        assert_eq!(coerce("x", ty::STRING | ty::INTEGER), Some(Value::from("x")));
+        assert_eq!(
+            coerce("x", ty::STRING | ty::INTEGER),
+            Some(Value::from("x"))
+        );
         assert_eq!(coerce("null", ty::NULL | ty::INTEGER), Some(Value::Null));
         assert_eq!(coerce("anything", 0), Some(Value::from("anything")));
     }

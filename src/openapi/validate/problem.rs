@@ -126,8 +126,19 @@ mod tests {
 
     #[test]
     fn a_body_lists_violations_and_is_valid_json() {
-        let v = [Violation::new("/query/limit", "maximum", "100 is the maximum")];
-        let b = render(400, "Request validation failed", "validation_failed", "1", &v, 1);
+        let v = [Violation::new(
+            "/query/limit",
+            "maximum",
+            "100 is the maximum",
+        )];
+        let b = render(
+            400,
+            "Request validation failed",
+            "validation_failed",
+            "1",
+            &v,
+            1,
+        );
         let j: serde_json::Value = serde_json::from_slice(&b).unwrap();
         assert_eq!(j["type"], TYPE);
         assert_eq!(j["status"], 400);

@@ -208,10 +208,9 @@ fn absolute_refs(v: &Value, depth: usize) -> Value {
             }
             Value::Object(out)
         }
-        Value::Array(items) if depth < 256 => items
-            .iter()
-            .map(|i| absolute_refs(i, depth + 1))
-            .collect(),
+        Value::Array(items) if depth < 256 => {
+            items.iter().map(|i| absolute_refs(i, depth + 1)).collect()
+        }
         _ => v.clone(),
     }
 }
@@ -517,7 +516,10 @@ mod tests {
         let doc = json!({"c": {"I": {"type": "integer"}, "S": {"type": "string"}}});
         let s = json!({"oneOf": [{"$ref": "#/c/I"}, {"$ref": "#/c/S"}]});
         assert_eq!(types_of(&doc, &s, 0), ty::INTEGER | ty::STRING);
-        assert_eq!(types_of(&doc, &json!({"oneOf": [{"$ref": "#/c/I"}, {}]}), 0), 0);
+        assert_eq!(
+            types_of(&doc, &json!({"oneOf": [{"$ref": "#/c/I"}, {}]}), 0),
+            0
+        );
         assert_eq!(types_of(&doc, &json!({"type": ["integer", "null"]}), 0), 18);
     }
 }
