@@ -168,7 +168,7 @@ impl ParamCheck {
         } else {
             Sep::Byte(b',')
         };
-        self.from_delimited(raw, sep, false).map(Some)
+        self.parse_delimited(raw, sep, false).map(Some)
     }
 
     fn query_value(&self, head: &RequestHead) -> Result<Option<Value>, Violation> {
@@ -209,12 +209,12 @@ impl ParamCheck {
                 Ok(Some(Value::Array(arr)))
             }
             (_, Style::SpaceDelimited, false) => {
-                self.from_delimited(first, Sep::Space, true).map(Some)
+                self.parse_delimited(first, Sep::Space, true).map(Some)
             }
             (_, Style::PipeDelimited, false) => {
-                self.from_delimited(first, Sep::Pipe, true).map(Some)
+                self.parse_delimited(first, Sep::Pipe, true).map(Some)
             }
-            _ => self.from_delimited(first, Sep::Byte(b','), true).map(Some),
+            _ => self.parse_delimited(first, Sep::Byte(b','), true).map(Some),
         }
     }
 
@@ -260,7 +260,7 @@ impl ParamCheck {
         if raw.is_empty() && self.allow_empty {
             return Ok(None);
         }
-        self.from_delimited(&raw, Sep::Byte(b','), false).map(Some)
+        self.parse_delimited(&raw, Sep::Byte(b','), false).map(Some)
     }
 
     fn cookie_value(&self, head: &RequestHead) -> Result<Option<Value>, Violation> {
@@ -270,14 +270,14 @@ impl ParamCheck {
             .find_map(|(_, v)| crate::http1::cookie::find(v, self.name.as_bytes()));
         match found {
             None => Ok(None),
-            Some(raw) => self.from_delimited(raw, Sep::Byte(b','), false).map(Some),
+            Some(raw) => self.parse_delimited(raw, Sep::Byte(b','), false).map(Some),
         }
     }
 
     /// A value spelled as `a,b,c` (arrays), `k,v,k2,v2` or, exploded, `k=v,k2=v2` (objects),
     /// or a single primitive; items decoded after splitting (so an encoded `%2C` stays inside
     /// its item). `form`: `+` is a space.
-    fn from_delimited(&self, raw: &[u8], sep: Sep, form: bool) -> Result<Value, Violation> {
+    fn parse_delimited(&self, raw: &[u8], sep: Sep, form: bool) -> Result<Value, Violation> {
         match &self.shape {
             Shape::Scalar(types) => {
                 let s = self.decode(raw, form, "")?;
@@ -304,7 +304,7 @@ impl ParamCheck {
                 let pairs: Vec<(&[u8], &[u8])> = if self.explode {
                     parts.iter().map(|p| query::split_pair(p)).collect()
                 } else {
-                    if parts.len() % 2 != 0 {
+                    if !parts.len().is_multiple_of(2) {
                         return Err(self.bad("", "an object is a list of name,value pairs"));
                     }
                     parts.chunks(2).map(|c| (c[0], c[1])).collect()

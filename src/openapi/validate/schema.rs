@@ -337,7 +337,7 @@ fn is_base64(s: &str) -> bool {
     let body = b.strip_suffix(b"==").or(b.strip_suffix(b"=")).unwrap_or(b);
     body.iter()
         .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
-        && (b.len() % 4 == 0 || !b.contains(&b'='))
+        && (b.len().is_multiple_of(4) || !b.contains(&b'='))
         && body.len() % 4 != 1
 }
 
