@@ -55,6 +55,10 @@ done
 if ! python3 -c 'import jsonschema' >/dev/null 2>&1; then
   python3 -m pip install -q jsonschema || echo "jsonschema not installable: the schema validation test will fail under CI" >&2
 fi
+# schemathesis fuzzes the gateway with an OpenAPI document (tests/openapi_validate.rs).
+if ! command -v st >/dev/null 2>&1; then
+  python3 -m pip install -q schemathesis || echo "schemathesis not installable: tests/openapi_validate.rs will fail under CI" >&2
+fi
 
 # The Redis tests (global limits, quotas, usage, key sync) run against real redis-server
 # processes. Each test starts its own private server when it needs to kill or freeze one; the

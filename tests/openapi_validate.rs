@@ -1,0 +1,402 @@
+//! Request validation against an imported OpenAPI document, end to end: a real gateway in
+//! front of a real upstream. Requests the contract allows reach the upstream unchanged;
+//! requests it forbids get 400 (415 for a content type, 413 past the validation size limit)
+//! with an `application/problem+json` body listing each violation, and never reach the
+//! upstream. `report` mode forwards and counts, `off` forwards unchecked, authentication
+//! answers before validation (401, not 400). Hostile input is a 4xx, never a 5xx. Last,
+//! schemathesis (PyPI) fuzzes the gateway with the same document.
+mod common;
+use common::*;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SPEC: &str = r##"
+openapi: 3.0.3
+info: { title: Shop, version: "1.0" }
+paths:
+  /items:
+    get:
+      operationId: listItems
+      parameters:
+        - { name: limit, in: query, schema: { type: integer, minimum: 1, maximum: 50 } }
+        - { name: tags, in: query, schema: { type: array, maxItems: 3, items: { type: string, enum: [red, blue] } } }
+        - { name: active, in: query, schema: { type: boolean } }
+      responses:
+        "200": { description: ok }
+        "400": { description: invalid }
+    post:
+      operationId: createItem
+      requestBody:
+        required: true
+        content:
+          application/json: { schema: { $ref: "#/components/schemas/NewItem" } }
+      responses:
+        "201": { description: made }
+        "400": { description: invalid }
+        "413": { description: too large }
+        "415": { description: wrong type }
+  /items/{itemId}:
+    get:
+      operationId: getItem
+      parameters:
+        - { name: itemId, in: path, required: true, schema: { type: integer, minimum: 1 } }
+        - { name: X-Trace, in: header, schema: { type: string, format: uuid } }
+      responses:
+        "200": { description: ok }
+        "400": { description: invalid }
+#SECURE#
+components:
+  schemas:
+    NewItem:
+      type: object
+      required: [name, price]
+      additionalProperties: false
+      properties:
+        name: { type: string, minLength: 1, maxLength: 40 }
+        price: { type: number, minimum: 0 }
+        tag: { type: string, enum: [red, blue], nullable: true }
+        email: { type: string, format: email }
+        sizes: { type: array, maxItems: 5, items: { type: integer, minimum: 1, maximum: 99 } }
+  securitySchemes:
+    key: { type: apiKey, in: header, name: X-Key }
+"##;
+
+const SECURE: &str = r##"
+  /secure/{id}:
+    put:
+      operationId: updateSecure
+      security: [{ key: [] }]
+      parameters:
+        - { name: id, in: path, required: true, schema: { type: integer } }
+      requestBody:
+        required: true
+        content:
+          application/json: { schema: { $ref: "#/components/schemas/NewItem" } }
+      responses:
+        "200": { description: ok }
+"##;
+
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new(secure: bool) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = SPEC.replace("#SECURE#", if secure { SECURE } else { "" });
+        std::fs::write(dir.path().join("shop.yaml"), spec).unwrap();
+        std::fs::write(dir.path().join("keys"), "").unwrap();
+        Setup { dir }
+    }
+
+    fn spec(&self) -> PathBuf {
+        self.dir.path().join("shop.yaml")
+    }
+
+    /// The config: the document imported with `mode`, a 1 KiB validation limit, and a marker
+    /// route to the same upstream.
+    fn config(&self, up: &Upstream, mode: &str) -> String {
+        format!(
+            "[api_keys]\nfile = \"{keys}\"\nhash = \"sha256\"\n\n{up}\n\
+             [[routes]]\nname = \"marker\"\nprefix = \"{MARKER_PATH}\"\nproxy = {{ upstream = \"shop\" }}\n\n\
+             [[openapi]]\nspec = \"{spec}\"\nupstream = \"shop\"\nvalidation = \"{mode}\"\n\
+             max_body = \"1KiB\"\n",
+            keys = self.dir.path().join("keys").display(),
+            up = upstream_toml("shop", &[up.addr]),
+            spec = self.spec().display(),
+        )
+    }
+
+    /// Creates an API key for `consumer` with the CLI.
+    fn key(&self, consumer: &str) -> String {
+        let cli = self.dir.path().join("cli.toml");
+        let keys = self.dir.path().join("keys");
+        let text = format!("[api_keys]\nfile = \"{}\"\nhash = \"sha256\"\n", keys.display());
+        std::fs::write(&cli, text).unwrap();
+        let out = Command::new(bin())
+            .args(["keys", "create", "--consumer", consumer, "--config"])
+            .arg(&cli)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+const JSON: (&str, &str) = ("Content-Type", "application/json");
+
+/// Asserts a validation refusal: the status, the problem content type and shape, and that a
+/// violation has `pointer` and `keyword`.
+fn refused(r: &Response, status: u16, pointer: &str, keyword: &str, label: &str) {
+    assert_eq!(r.status, status, "{label}: {}", r.text());
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/problem+json"),
+        "{label}"
+    );
+    let p = r.json();
+    assert_eq!(p["status"], status, "{label}");
+    assert_eq!(p["type"], "urn:ringway:problem:request-validation", "{label}");
+    let found = p["violations"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{label}: no violations: {p}"))
+        .iter()
+        .any(|v| v["pointer"] == pointer && v["keyword"] == keyword);
+    assert!(found, "{label}: no {pointer} {keyword} in {p}");
+}
+
+#[test]
+fn valid_requests_reach_the_upstream_and_invalid_ones_never_do() {
+    let up = Upstream::echo();
+    let s = Setup::new(false);
+    let gw = Gateway::start_workers(&s.config(&up, "enforce"), 1);
+
+    // Allowed: forwarded as sent.
+    let r = get(gw.addr, "/items?limit=5&tags=red&tags=blue&active=true&other=x");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        up.last().target,
+        "/items?limit=5&tags=red&tags=blue&active=true&other=x"
+    );
+    let body = br#"{"name":"lamp","price":12.5,"tag":null,"email":"a@b.example","sizes":[1,2]}"#;
+    let r = request(gw.addr, "POST", "/items", &[JSON], body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(up.last().body, body.to_vec(), "the body is forwarded unchanged");
+    let trace = ("X-Trace", "123e4567-e89b-12d3-a456-426614174000");
+    assert_eq!(request(gw.addr, "GET", "/items/7", &[trace], b"").status, 200);
+    // A chunked body is read ahead (unconsumed) and forwarded whole.
+    let chunked = b"b\r\n{\"name\":\"a\"\r\n0e\r\n,\"price\":1.0}\r\n0\r\n\r\n";
+    let r = request(
+        gw.addr,
+        "POST",
+        "/items",
+        &[JSON, ("Transfer-Encoding", "chunked")],
+        chunked,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(up.last().body, br#"{"name":"a","price":1.0}"#.to_vec());
+
+    // Forbidden: refused with a problem body, and the upstream sees nothing.
+    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Vec<u8>, u16, &str, &str)> = vec![
+        ("GET", "/items?limit=abc", vec![], vec![], 400, "/query/limit", "type"),
+        ("GET", "/items?limit=500", vec![], vec![], 400, "/query/limit", "maximum"),
+        ("GET", "/items?tags=green", vec![], vec![], 400, "/query/tags/0", "enum"),
+        ("GET", "/items/0", vec![], vec![], 400, "/path/itemId", "minimum"),
+        ("GET", "/items/abc", vec![], vec![], 400, "/path/itemId", "type"),
+        ("GET", "/items/1", vec![("X-Trace", "nope")], vec![], 400, "/header/X-Trace", "format"),
+        ("POST", "/items", vec![JSON], br#"{"name":"x"}"#.to_vec(), 400, "/body", "required"),
+        ("POST", "/items", vec![JSON], br#"{"name":"x","price":-1}"#.to_vec(), 400, "/body/price", "minimum"),
+        ("POST", "/items", vec![JSON], br#"{"name":"x","price":1,"evil":1}"#.to_vec(), 400, "/body", "additionalProperties"),
+        ("POST", "/items", vec![JSON], br#"{"name":"x","price":1,"tag":"green"}"#.to_vec(), 400, "/body/tag", "enum"),
+        ("POST", "/items", vec![JSON], br#"{"name":"x","price":1,"email":"no"}"#.to_vec(), 400, "/body/email", "format"),
+        ("POST", "/items", vec![JSON], br#"{"name":"x","price":1,"sizes":[1,"2"]}"#.to_vec(), 400, "/body/sizes/1", "type"),
+        ("POST", "/items", vec![JSON], br#"{"name":"x",}"#.to_vec(), 400, "/body", "json"),
+        ("POST", "/items", vec![JSON], vec![], 400, "/body", "required"),
+        ("POST", "/items", vec![("Content-Type", "text/plain")], b"hello".to_vec(), 415, "/header/content-type", "contentType"),
+        ("POST", "/items", vec![], b"{}".to_vec(), 415, "/header/content-type", "contentType"),
+    ];
+    for (method, path, headers, body, status, pointer, keyword) in cases {
+        let label = format!("{method} {path} {}", String::from_utf8_lossy(&body));
+        let before = up.snapshot();
+        let r = request(gw.addr, method, path, &headers, &body);
+        refused(&r, status, pointer, keyword, &label);
+        assert_nothing_reached(&gw, &up, before, &label);
+    }
+
+    // Past the 1 KiB validation limit (the route's own limit is larger): 413, not streamed.
+    let big = format!(r#"{{"name":"{}","price":1}}"#, "n".repeat(2000));
+    let before = up.snapshot();
+    let r = request(gw.addr, "POST", "/items", &[JSON], big.as_bytes());
+    refused(&r, 413, "/body", "size", "2 KiB body");
+    assert_nothing_reached(&gw, &up, before, "2 KiB body");
+}
+
+#[test]
+fn the_problem_body_is_bounded_and_does_not_echo_the_request() {
+    let up = Upstream::echo();
+    let s = Setup::new(false);
+    let gw = Gateway::start_workers(&s.config(&up, "enforce"), 1);
+    // Many violations at once: listed up to a bound, the body stays small.
+    let sizes = vec!["0"; 200].join(",");
+    let secret = "s3cr3t-".repeat(50);
+    let body = format!(r#"{{"name":"{secret}{secret}","price":"x","sizes":[{sizes}]}}"#);
+    let r = request(gw.addr, "POST", "/items", &[JSON], body.as_bytes());
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.body.len() <= 8192, "{} bytes", r.body.len());
+    assert!(!r.text().contains("s3cr3t"), "a value is echoed: {}", r.text());
+    let p = r.json();
+    assert!(p["violations"].as_array().unwrap().len() <= 20, "{p}");
+    assert_eq!(up.count(), 0);
+}
+
+#[test]
+fn hostile_requests_are_client_errors_never_server_errors() {
+    let up = Upstream::echo();
+    let s = Setup::new(false);
+    let gw = Gateway::start_workers(&s.config(&up, "enforce"), 1);
+    let deep = "[".repeat(50_000) + &"]".repeat(50_000);
+    let deep_obj = format!("{}1{}", r#"{"a":"#.repeat(400), "}".repeat(400));
+    let huge_num = format!(r#"{{"name":"x","price":{}}}"#, "9".repeat(500));
+    let bodies: Vec<Vec<u8>> = vec![
+        deep.into_bytes(),
+        deep_obj.into_bytes(),
+        b"{\"name\":\"\xff\xfe\",\"price\":1}".to_vec(),
+        br#"{"name":"x","price":1e99999}"#.to_vec(),
+        b"\x00\x01\x02".to_vec(),
+        b"{\"name\":\"\\ud800\",\"price\":1}".to_vec(),
+    ];
+    for (i, b) in bodies.iter().enumerate() {
+        let r = request(gw.addr, "POST", "/items", &[JSON], b);
+        assert!(
+            (400..500).contains(&r.status),
+            "body {i}: {} {}",
+            r.status,
+            r.text()
+        );
+    }
+    // A number past f64's range is a float (refused by nothing here but the type): no 5xx.
+    let r = request(gw.addr, "POST", "/items", &[JSON], huge_num.as_bytes());
+    assert!(r.status < 500, "{} {}", r.status, r.text());
+    for q in [
+        "/items?limit=%ff",
+        "/items?limit=%",
+        "/items?tags=%zz&tags=%00",
+        "/items?limit=1e999999",
+        "/items?limit=99999999999999999999999999999",
+        "/items/%ff%fe",
+        "/items/1%2C2",
+        "/items?%ff=%ff&=&&",
+    ] {
+        let r = get(gw.addr, q);
+        assert!((200..500).contains(&r.status), "{q}: {} {}", r.status, r.text());
+    }
+    let r = request(gw.addr, "GET", "/items/1", &[("X-Trace", "\u{7f}x")], b"");
+    assert!(r.status < 500, "{}", r.status);
+}
+
+#[test]
+fn report_mode_forwards_and_counts_off_mode_does_not_check() {
+    let up = Upstream::echo();
+    let s = Setup::new(false);
+    let gw = Gateway::start_workers(&s.config(&up, "report"), 1);
+    let r = request(gw.addr, "POST", "/items", &[JSON], br#"{"price":"free"}"#);
+    assert_eq!(r.status, 200, "report mode forwards: {}", r.text());
+    assert_eq!(up.last().body, br#"{"price":"free"}"#.to_vec());
+    assert_eq!(get(gw.addr, "/items?limit=5").status, 200);
+    gw.wait_log("report mode", Duration::from_secs(5));
+    let samples = scrape(gw.admin);
+    let count = |result: &str| {
+        metric(
+            &samples,
+            "ringway_openapi_validation_total",
+            &[("operation", "createItem"), ("result", result)],
+        )
+    };
+    assert_eq!(count("reported"), Some(1.0), "{samples:?}");
+    drop(gw);
+
+    let up = Upstream::echo();
+    let gw = Gateway::start_workers(&s.config(&up, "off"), 1);
+    let r = request(gw.addr, "POST", "/items", &[("Content-Type", "text/plain")], b"x");
+    assert_eq!(r.status, 200, "off mode forwards: {}", r.text());
+    assert_eq!(get(gw.addr, "/items?limit=abc").status, 200);
+    assert_eq!(up.count(), 2);
+}
+
+#[test]
+fn authentication_answers_before_validation() {
+    let up = Upstream::echo();
+    let s = Setup::new(true);
+    let key = s.key("ann");
+    let gw = Gateway::start_workers(&s.config(&up, "enforce"), 1);
+    let bad = br#"{"price":"x"}"#;
+    let r = request(gw.addr, "PUT", "/secure/abc", &[JSON], bad);
+    assert_eq!(r.status, 401, "no key: 401 before any validation: {}", r.text());
+    let k = ("X-Key", key.as_str());
+    let r = request(gw.addr, "PUT", "/secure/abc", &[JSON, k], bad);
+    refused(&r, 400, "/path/id", "type", "authenticated, invalid");
+    let good = br#"{"name":"a","price":2}"#;
+    let r = request(gw.addr, "PUT", "/secure/4", &[JSON, k], good);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(up.count(), 1);
+}
+
+/// Where schemathesis's CLI is, if installed.
+fn schemathesis() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    for dir in std::env::split_paths(&path) {
+        for name in ["st", "schemathesis"] {
+            let p = dir.join(name);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+/// Runs `cmd` for at most `limit`, killing it after; returns (exit code, output).
+fn run_bounded(mut cmd: Command, limit: Duration, out_file: &Path) -> (Option<i32>, String) {
+    let log = std::fs::File::create(out_file).unwrap();
+    let mut child = cmd
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("start schemathesis");
+    let start = Instant::now();
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    (code, std::fs::read_to_string(out_file).unwrap_or_default())
+}
+
+/// schemathesis generates valid and invalid requests from the document: the gateway never
+/// answers 5xx, accepts what the document allows (2xx from the tolerant upstream) and
+/// rejects what it forbids.
+#[test]
+fn schemathesis_finds_no_server_error_and_no_wrong_verdict() {
+    let Some(st) = schemathesis() else {
+        skip_or_fail("schemathesis is not installed (pip install schemathesis)");
+        return;
+    };
+    let up = Upstream::echo();
+    let s = Setup::new(false);
+    let gw = Gateway::start_workers(&s.config(&up, "enforce"), 1);
+    let mut cmd = Command::new(st);
+    cmd.arg("run")
+        .arg(s.spec())
+        .args(["--url", &format!("http://{}", gw.addr)])
+        .args([
+            "--checks",
+            "not_a_server_error,positive_data_acceptance,negative_data_rejection",
+        ])
+        .args(["--phases", "examples,coverage,fuzzing"])
+        .args(["--max-examples", "25", "--seed", "16", "--workers", "1"])
+        .args(["--generation-database", "none", "--no-color"])
+        .args(["--request-timeout", "5"])
+        .current_dir(s.dir.path());
+    let (code, out) = run_bounded(cmd, Duration::from_secs(90), &s.dir.path().join("st.log"));
+    let tail: String = out
+        .lines()
+        .rev()
+        .take(60)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(code, Some(0), "schemathesis failed or timed out:\n{tail}");
+    assert!(up.count() > 0, "nothing reached the upstream:\n{tail}");
+    let logs = gw.logs();
+    assert!(!logs.contains("panic"), "{logs}");
+}
