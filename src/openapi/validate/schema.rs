@@ -8,8 +8,8 @@
 //!
 //! Dialects: OpenAPI 3.1 is JSON Schema draft 2020-12 as is. OpenAPI 3.0's schema object is
 //! compiled as draft 4 after a rewrite: `nullable: true` becomes a `type` array with `"null"`
-//! (or `anyOf: [{type: null}, ...]` around a schema without a plain `type`), `null` joins an
-//! `enum`; boolean `exclusiveMinimum`/`exclusiveMaximum` are draft 4 already; `discriminator`,
+//! (or `anyOf: [{type: null}, ...]` around a composed schema without a plain `type`); an
+//! `enum` must list `null` itself (OpenAPI 3.0.3's reading, which schemathesis shares); boolean `exclusiveMinimum`/`exclusiveMaximum` are draft 4 already; `discriminator`,
 //! `xml`, `example`, `externalDocs` are unknown keywords to draft 4 and so annotations.
 //! For both dialects: a property marked `readOnly` is taken out of `required` (a client does not
 //! send it), and `format: int32`/`int64` on an integer add the range as `minimum`/`maximum`.
@@ -113,8 +113,9 @@ fn rewrite(v: &mut Value, dialect: Dialect, orig: &Value, depth: usize) {
     }
 }
 
-/// `nullable: true` (already removed from `map`): adds `"null"` to a plain `type` (and to an
-/// `enum`); a schema without one is wrapped in `anyOf: [{type: null}, schema]`, returned.
+/// `nullable: true` (already removed from `map`): adds `"null"` to a plain `type`; a schema
+/// composed without one (`allOf: [{$ref}]`, the common nullable-reference idiom) is wrapped in
+/// `anyOf: [{type: null}, schema]`, returned.
 fn nullable(map: &mut Map<String, Value>) -> Option<Value> {
     let composite = ["allOf", "anyOf", "oneOf", "not", "$ref"]
         .iter()
@@ -123,16 +124,12 @@ fn nullable(map: &mut Map<String, Value>) -> Option<Value> {
         if let Some(Value::String(t)) = map.get("type") {
             let t = t.clone();
             map.insert("type".into(), Value::Array(vec![t.into(), "null".into()]));
-            if let Some(Value::Array(e)) = map.get_mut("enum") {
-                if !e.contains(&Value::Null) {
-                    e.push(Value::Null);
-                }
-            }
+            // An `enum` stays as written: OpenAPI 3.0.3 says `nullable` widens the type
+            // only, so null passes an enum only when the enum lists it.
             return None;
         }
-        if !map.contains_key("type") && !map.contains_key("enum") {
-            return None; // anything goes already, null included
-        }
+        // No `type`: null passes already unless an `enum` leaves it out (see above).
+        return None;
     }
     let inner = Value::Object(std::mem::take(map));
     let mut out = Map::new();
@@ -474,7 +471,7 @@ mod tests {
     fn nullable_becomes_a_type_array_or_an_any_of() {
         let mut v = json!({"type": "string", "nullable": true, "enum": ["a"]});
         rewrite(&mut v, Dialect::V30, &Value::Null, 0);
-        assert_eq!(v, json!({"type": ["string", "null"], "enum": ["a", null]}));
+        assert_eq!(v, json!({"type": ["string", "null"], "enum": ["a"]}));
         let mut v = json!({"nullable": true, "allOf": [{"$ref": "#/x"}]});
         rewrite(&mut v, Dialect::V30, &Value::Null, 0);
         assert_eq!(

@@ -59,7 +59,7 @@ components:
   parameters:
     PetId: { name: petId, in: path, required: true, schema: { type: integer, format: int64 } }
   schemas:
-    Tag: { type: string, enum: [dog, cat], nullable: true }
+    Tag: { type: string, enum: [dog, cat, null], nullable: true }
     Base:
       type: object
       required: [id, name]
