@@ -69,7 +69,13 @@ components:
 /// A ~1 KiB order.
 fn body() -> Vec<u8> {
     let items: Vec<String> = (0..12)
-        .map(|i| format!(r#"{{"sku":"SKU-{i:04}","qty":{},"price":{}.5}}"#, i + 1, i * 3))
+        .map(|i| {
+            format!(
+                r#"{{"sku":"SKU-{i:04}","qty":{},"price":{}.5}}"#,
+                i + 1,
+                i * 3
+            )
+        })
         .collect();
     format!(
         r#"{{"id":"123e4567-e89b-12d3-a456-426614174000","customer":{{"name":"Ada Lovelace","email":"ada@example.com","address":{{"street":"12 Analytical Way","city":"London","zip":"12345"}}}},"items":[{}],"note":"leave at the door, please; the dog is friendly"}}"#,
@@ -104,7 +110,9 @@ fn bench(c: &mut Criterion) {
     let doc: Value = (*api.doc).clone();
     let mut schema = doc["components"]["schemas"]["Order"].clone();
     schema["$defs"] = doc["components"]["schemas"].clone();
-    let text = schema.to_string().replace("#/components/schemas/", "#/$defs/");
+    let text = schema
+        .to_string()
+        .replace("#/components/schemas/", "#/$defs/");
     let schema: Value = serde_json::from_str(&text).expect("schema");
     let compiled = jsonschema::options()
         .with_draft(jsonschema::Draft::Draft202012)

@@ -46,6 +46,18 @@ paths:
       responses:
         "200": { description: ok }
         "400": { description: invalid }
+  /search:
+    get:
+      operationId: search
+      parameters:
+        - { name: ids, in: query, explode: false, schema: { type: array, items: { type: integer, minimum: 0 } } }
+        - { name: filter, in: query, style: deepObject, schema: { type: object, properties: { min: { type: integer }, color: { type: string, enum: [red, blue] } } } }
+        - { name: X-Count, in: header, required: true, schema: { type: integer, minimum: 1, maximum: 9 } }
+        - { name: day, in: query, schema: { type: string, format: date } }
+        - { name: mode, in: query, schema: { oneOf: [ { type: integer }, { type: string, enum: [all, none] } ] } }
+      responses:
+        "200": { description: ok }
+        "400": { description: invalid }
 #SECURE#
 components:
   schemas:
@@ -113,7 +125,10 @@ impl Setup {
     fn key(&self, consumer: &str) -> String {
         let cli = self.dir.path().join("cli.toml");
         let keys = self.dir.path().join("keys");
-        let text = format!("[api_keys]\nfile = \"{}\"\nhash = \"sha256\"\n", keys.display());
+        let text = format!(
+            "[api_keys]\nfile = \"{}\"\nhash = \"sha256\"\n",
+            keys.display()
+        );
         std::fs::write(&cli, text).unwrap();
         let out = Command::new(bin())
             .args(["keys", "create", "--consumer", consumer, "--config"])
@@ -138,7 +153,10 @@ fn refused(r: &Response, status: u16, pointer: &str, keyword: &str, label: &str)
     );
     let p = r.json();
     assert_eq!(p["status"], status, "{label}");
-    assert_eq!(p["type"], "urn:ringway:problem:request-validation", "{label}");
+    assert_eq!(
+        p["type"], "urn:ringway:problem:request-validation",
+        "{label}"
+    );
     let found = p["violations"]
         .as_array()
         .unwrap_or_else(|| panic!("{label}: no violations: {p}"))
@@ -154,7 +172,10 @@ fn valid_requests_reach_the_upstream_and_invalid_ones_never_do() {
     let gw = Gateway::start_workers(&s.config(&up, "enforce"), 1);
 
     // Allowed: forwarded as sent.
-    let r = get(gw.addr, "/items?limit=5&tags=red&tags=blue&active=true&other=x");
+    let r = get(
+        gw.addr,
+        "/items?limit=5&tags=red&tags=blue&active=true&other=x",
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
         up.last().target,
@@ -163,9 +184,16 @@ fn valid_requests_reach_the_upstream_and_invalid_ones_never_do() {
     let body = br#"{"name":"lamp","price":12.5,"tag":null,"email":"a@b.example","sizes":[1,2]}"#;
     let r = request(gw.addr, "POST", "/items", &[JSON], body);
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(up.last().body, body.to_vec(), "the body is forwarded unchanged");
+    assert_eq!(
+        up.last().body,
+        body.to_vec(),
+        "the body is forwarded unchanged"
+    );
     let trace = ("X-Trace", "123e4567-e89b-12d3-a456-426614174000");
-    assert_eq!(request(gw.addr, "GET", "/items/7", &[trace], b"").status, 200);
+    assert_eq!(
+        request(gw.addr, "GET", "/items/7", &[trace], b"").status,
+        200
+    );
     // A chunked body is read ahead (unconsumed) and forwarded whole.
     let chunked = b"b\r\n{\"name\":\"a\"\r\nd\r\n,\"price\":1.0}\r\n0\r\n\r\n";
     let r = request(
@@ -180,22 +208,150 @@ fn valid_requests_reach_the_upstream_and_invalid_ones_never_do() {
 
     // Forbidden: refused with a problem body, and the upstream sees nothing.
     let cases: Vec<(&str, &str, Vec<(&str, &str)>, Vec<u8>, u16, &str, &str)> = vec![
-        ("GET", "/items?limit=abc", vec![], vec![], 400, "/query/limit", "type"),
-        ("GET", "/items?limit=500", vec![], vec![], 400, "/query/limit", "maximum"),
-        ("GET", "/items?tags=green", vec![], vec![], 400, "/query/tags/0", "enum"),
-        ("GET", "/items/0", vec![], vec![], 400, "/path/itemId", "minimum"),
-        ("GET", "/items/abc", vec![], vec![], 400, "/path/itemId", "type"),
-        ("GET", "/items/1", vec![("X-Trace", "nope")], vec![], 400, "/header/X-Trace", "format"),
-        ("POST", "/items", vec![JSON], br#"{"name":"x"}"#.to_vec(), 400, "/body", "required"),
-        ("POST", "/items", vec![JSON], br#"{"name":"x","price":-1}"#.to_vec(), 400, "/body/price", "minimum"),
-        ("POST", "/items", vec![JSON], br#"{"name":"x","price":1,"evil":1}"#.to_vec(), 400, "/body", "additionalProperties"),
-        ("POST", "/items", vec![JSON], br#"{"name":"x","price":1,"tag":"green"}"#.to_vec(), 400, "/body/tag", "enum"),
-        ("POST", "/items", vec![JSON], br#"{"name":"x","price":1,"email":"no"}"#.to_vec(), 400, "/body/email", "format"),
-        ("POST", "/items", vec![JSON], br#"{"name":"x","price":1,"sizes":[1,"2"]}"#.to_vec(), 400, "/body/sizes/1", "type"),
-        ("POST", "/items", vec![JSON], br#"{"name":"x",}"#.to_vec(), 400, "/body", "json"),
-        ("POST", "/items", vec![JSON], vec![], 400, "/body", "required"),
-        ("POST", "/items", vec![("Content-Type", "text/plain")], b"hello".to_vec(), 415, "/header/content-type", "contentType"),
-        ("POST", "/items", vec![], b"{}".to_vec(), 415, "/header/content-type", "contentType"),
+        (
+            "GET",
+            "/items?limit=abc",
+            vec![],
+            vec![],
+            400,
+            "/query/limit",
+            "type",
+        ),
+        (
+            "GET",
+            "/items?limit=500",
+            vec![],
+            vec![],
+            400,
+            "/query/limit",
+            "maximum",
+        ),
+        (
+            "GET",
+            "/items?tags=green",
+            vec![],
+            vec![],
+            400,
+            "/query/tags/0",
+            "enum",
+        ),
+        (
+            "GET",
+            "/items/0",
+            vec![],
+            vec![],
+            400,
+            "/path/itemId",
+            "minimum",
+        ),
+        (
+            "GET",
+            "/items/abc",
+            vec![],
+            vec![],
+            400,
+            "/path/itemId",
+            "type",
+        ),
+        (
+            "GET",
+            "/items/1",
+            vec![("X-Trace", "nope")],
+            vec![],
+            400,
+            "/header/X-Trace",
+            "format",
+        ),
+        (
+            "POST",
+            "/items",
+            vec![JSON],
+            br#"{"name":"x"}"#.to_vec(),
+            400,
+            "/body",
+            "required",
+        ),
+        (
+            "POST",
+            "/items",
+            vec![JSON],
+            br#"{"name":"x","price":-1}"#.to_vec(),
+            400,
+            "/body/price",
+            "minimum",
+        ),
+        (
+            "POST",
+            "/items",
+            vec![JSON],
+            br#"{"name":"x","price":1,"evil":1}"#.to_vec(),
+            400,
+            "/body",
+            "additionalProperties",
+        ),
+        (
+            "POST",
+            "/items",
+            vec![JSON],
+            br#"{"name":"x","price":1,"tag":"green"}"#.to_vec(),
+            400,
+            "/body/tag",
+            "enum",
+        ),
+        (
+            "POST",
+            "/items",
+            vec![JSON],
+            br#"{"name":"x","price":1,"email":"no"}"#.to_vec(),
+            400,
+            "/body/email",
+            "format",
+        ),
+        (
+            "POST",
+            "/items",
+            vec![JSON],
+            br#"{"name":"x","price":1,"sizes":[1,"2"]}"#.to_vec(),
+            400,
+            "/body/sizes/1",
+            "type",
+        ),
+        (
+            "POST",
+            "/items",
+            vec![JSON],
+            br#"{"name":"x",}"#.to_vec(),
+            400,
+            "/body",
+            "json",
+        ),
+        (
+            "POST",
+            "/items",
+            vec![JSON],
+            vec![],
+            400,
+            "/body",
+            "required",
+        ),
+        (
+            "POST",
+            "/items",
+            vec![("Content-Type", "text/plain")],
+            b"hello".to_vec(),
+            415,
+            "/header/content-type",
+            "contentType",
+        ),
+        (
+            "POST",
+            "/items",
+            vec![],
+            b"{}".to_vec(),
+            415,
+            "/header/content-type",
+            "contentType",
+        ),
     ];
     for (method, path, headers, body, status, pointer, keyword) in cases {
         let label = format!("{method} {path} {}", String::from_utf8_lossy(&body));
@@ -225,7 +381,11 @@ fn the_problem_body_is_bounded_and_does_not_echo_the_request() {
     let r = request(gw.addr, "POST", "/items", &[JSON], body.as_bytes());
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.body.len() <= 8192, "{} bytes", r.body.len());
-    assert!(!r.text().contains("s3cr3t"), "a value is echoed: {}", r.text());
+    assert!(
+        !r.text().contains("s3cr3t"),
+        "a value is echoed: {}",
+        r.text()
+    );
     let p = r.json();
     assert!(p["violations"].as_array().unwrap().len() <= 20, "{p}");
     assert_eq!(up.count(), 0);
@@ -270,7 +430,12 @@ fn hostile_requests_are_client_errors_never_server_errors() {
         "/items?%ff=%ff&=&&",
     ] {
         let r = get(gw.addr, q);
-        assert!((200..500).contains(&r.status), "{q}: {} {}", r.status, r.text());
+        assert!(
+            (200..500).contains(&r.status),
+            "{q}: {} {}",
+            r.status,
+            r.text()
+        );
     }
     let r = request(gw.addr, "GET", "/items/1", &[("X-Trace", "\u{7f}x")], b"");
     assert!(r.status < 500, "{}", r.status);
@@ -299,7 +464,13 @@ fn report_mode_forwards_and_counts_off_mode_does_not_check() {
 
     let up = Upstream::echo();
     let gw = Gateway::start_workers(&s.config(&up, "off"), 1);
-    let r = request(gw.addr, "POST", "/items", &[("Content-Type", "text/plain")], b"x");
+    let r = request(
+        gw.addr,
+        "POST",
+        "/items",
+        &[("Content-Type", "text/plain")],
+        b"x",
+    );
     assert_eq!(r.status, 200, "off mode forwards: {}", r.text());
     assert_eq!(get(gw.addr, "/items?limit=abc").status, 200);
     assert_eq!(up.count(), 2);
@@ -313,7 +484,12 @@ fn authentication_answers_before_validation() {
     let gw = Gateway::start_workers(&s.config(&up, "enforce"), 1);
     let bad = br#"{"price":"x"}"#;
     let r = request(gw.addr, "PUT", "/secure/abc", &[JSON], bad);
-    assert_eq!(r.status, 401, "no key: 401 before any validation: {}", r.text());
+    assert_eq!(
+        r.status,
+        401,
+        "no key: 401 before any validation: {}",
+        r.text()
+    );
     let k = ("X-Key", key.as_str());
     let r = request(gw.addr, "PUT", "/secure/abc", &[JSON, k], bad);
     refused(&r, 400, "/path/id", "type", "authenticated, invalid");
@@ -384,7 +560,14 @@ fn schemathesis_finds_no_server_error_and_no_wrong_verdict() {
             "not_a_server_error,positive_data_acceptance,negative_data_rejection",
         ])
         .args(["--phases", "examples,coverage,fuzzing"])
-        .args(["--max-examples", &examples, "--seed", &seed, "--workers", "1"])
+        .args([
+            "--max-examples",
+            &examples,
+            "--seed",
+            &seed,
+            "--workers",
+            "1",
+        ])
         .args(["--generation-database", "none", "--no-color"])
         .args(["--request-timeout", "5"])
         .current_dir(s.dir.path());
@@ -398,6 +581,7 @@ fn schemathesis_finds_no_server_error_and_no_wrong_verdict() {
         .rev()
         .collect::<Vec<_>>()
         .join("\n");
+    eprintln!("schemathesis summary:\n{tail}");
     assert_eq!(code, Some(0), "schemathesis failed or timed out:\n{tail}");
     assert!(up.count() > 0, "nothing reached the upstream:\n{tail}");
     let logs = gw.logs();
