@@ -142,6 +142,17 @@ impl Setup {
 
 const JSON: (&str, &str) = ("Content-Type", "application/json");
 
+/// A refused request: method, path, headers, body, then the status, pointer and keyword.
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    Vec<(&'a str, &'a str)>,
+    Vec<u8>,
+    u16,
+    &'a str,
+    &'a str,
+);
+
 /// Asserts a validation refusal: the status, the problem content type and shape, and that a
 /// violation has `pointer` and `keyword`.
 fn refused(r: &Response, status: u16, pointer: &str, keyword: &str, label: &str) {
@@ -207,7 +218,7 @@ fn valid_requests_reach_the_upstream_and_invalid_ones_never_do() {
     assert_eq!(up.last().body, br#"{"name":"a","price":1.0}"#.to_vec());
 
     // Forbidden: refused with a problem body, and the upstream sees nothing.
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Vec<u8>, u16, &str, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "GET",
             "/items?limit=abc",
