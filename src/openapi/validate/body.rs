@@ -171,7 +171,7 @@ impl BodyCheck {
                 return Ok(());
             }
         };
-        for e in schema.iter_errors(&value).take(super::MAX_FOUND) {
+        for e in schema.iter_errors(&value).take(super::problem::MAX_FOUND) {
             found.push(Violation::new(
                 format!("/body{}", e.instance_path().as_str()),
                 e.kind().keyword(),

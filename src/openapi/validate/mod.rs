@@ -32,9 +32,7 @@ use problem::Violation;
 
 pub use body::parse_json;
 
-/// Most violations collected for one request (the schema crate's error iterator is lazy:
-/// a body with a million bad items costs no more than this many messages).
-pub const MAX_FOUND: usize = 100;
+pub use problem::MAX_FOUND;
 
 /// What the route does with a request that fails validation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -138,7 +138,7 @@ impl ParamCheck {
             }
         };
         if let Some(s) = &self.schema {
-            for e in s.iter_errors(&value).take(super::MAX_FOUND) {
+            for e in s.iter_errors(&value).take(super::problem::MAX_FOUND) {
                 out.push(Violation::new(
                     format!("{}{}", self.label, e.instance_path().as_str()),
                     e.kind().keyword(),

@@ -18,6 +18,9 @@
 
 use crate::json::escape_into;
 
+/// Most violations collected for one request (the schema crate's error iterator is lazy:
+/// a body with a million bad items costs no more than this many messages).
+pub const MAX_FOUND: usize = 100;
 /// At most this many violations are listed.
 pub const MAX_LISTED: usize = 20;
 /// Longest pointer or message, in bytes (cut at a character boundary, `…` appended).
