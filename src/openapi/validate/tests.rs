@@ -635,3 +635,32 @@ fn every_violation_is_reported_and_the_list_is_bounded() {
     let p = problem(&r);
     assert!(p["violations"].as_array().unwrap().len() <= problem::MAX_LISTED);
 }
+
+#[test]
+fn the_deepest_accepted_body_validates_on_a_quarter_of_a_worker_stack() {
+    // Workers run on 2 MiB stacks; a recursive schema walked to the parse depth limit must
+    // fit in a quarter of that.
+    let depth = body::MAX_DEPTH - 2;
+    let body = format!(
+        r#"{{"n":1,"child":{}{{"v":1}}{}}}"#,
+        r#"{"next":"#.repeat(depth - 2),
+        "}".repeat(depth - 2)
+    );
+    let handle = std::thread::Builder::new()
+        .stack_size(512 * 1024)
+        .spawn(move || {
+            let f = Fixture::new(SPEC_31);
+            let v = f.validator("makeThing", 1 << 20);
+            let h = format!(
+                "POST /things/123e4567-e89b-12d3-a456-426614174000 HTTP/1.1\r\nHost: x\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}",
+                body.len()
+            );
+            let ok = run(&v, "/things/{id}", &h, body.as_bytes(), true).is_ok();
+            let bad = body.replace(r#"{"v":1}"#, r#"{"v":"x"}"#);
+            let refused = run(&v, "/things/{id}", &h, bad.as_bytes(), true).is_err();
+            (ok, refused)
+        })
+        .unwrap();
+    assert_eq!(handle.join().unwrap(), (true, true));
+}
