@@ -3,11 +3,13 @@
 //!
 //! - `parse/serde_json`: `serde_json::from_slice::<Value>`.
 //! - `parse/simd_json`: `openapi::validate::parse_json` (simd-json into a `serde_json::Value`
-//!   on a per-thread copy with reused buffers, depth-limited): what the validator runs.
+//!   on a per-thread copy with reused buffers, depth-limited).
+//! - `parse/simd_json_borrowed`: simd-json's borrowed values on a copy (what the validator
+//!   parses into: it validates them in place, no `serde_json::Value`).
 //! - `schema_only`: the compiled schema on an already parsed value.
 //! - `parse+schema/serde_json`: serde_json parse then the schema.
 //! - `check/simd_json`: `Validator::check` on the whole request (parameters, content type,
-//!   simd-json parse, schema): what a request pays.
+//!   simd-json parse into borrowed values, schema on them): what a request pays.
 //!
 //! Prints ns per body; asserts that the fixture is valid (a broken fixture cannot pass as fast).
 //!
@@ -128,6 +130,16 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("parse/simd_json", |b| {
         b.iter(|| black_box(parse_json(black_box(&body)).expect("json")))
+    });
+    let mut copy = Vec::with_capacity(body.len());
+    let mut buffers = simd_json::Buffers::new(body.len());
+    g.bench_function("parse/simd_json_borrowed", |b| {
+        b.iter(|| {
+            copy.clear();
+            copy.extend_from_slice(black_box(&body));
+            let v = simd_json::to_borrowed_value_with_buffers(&mut copy, &mut buffers);
+            black_box(v.is_ok())
+        })
     });
     g.bench_function("schema_only", |b| {
         b.iter(|| black_box(compiled.is_valid(black_box(&parsed))))

@@ -10,16 +10,18 @@
 //! schema is parsed and validated; any other match checks the content type alone (reported
 //! at compile for a non-JSON media type with a schema).
 //!
-//! Parsing is simd-json into a `serde_json::Value` (the representation the schema crate
-//! validates), on a per-thread copy of the bytes (simd-json parses in place) with reused
-//! buffers, nesting limited to [`MAX_DEPTH`] so neither the parse, the validation nor the
-//! value's drop can exhaust a worker's stack.
+//! Parsing is simd-json into its borrowed values, validated in place (`simd`: no
+//! `serde_json::Value` tree is built), on a per-thread copy of the bytes (simd-json parses in
+//! place) with reused buffers, nesting limited to [`MAX_DEPTH`] so neither the parse, the
+//! validation nor the value's drop can exhaust a worker's stack. A number past f64's range
+//! (`1e999`) is refused as invalid JSON rather than read as infinity.
 
 use std::cell::RefCell;
 
 use serde_json::Value;
 
 use super::problem::Violation;
+use super::simd::SimdJson;
 use crate::http1::{BodyFraming, RequestHead};
 
 /// Deepest JSON nesting accepted in a validated body (serde_json's own default).
@@ -36,11 +38,11 @@ pub(super) struct MediaCheck {
     pub range: String,
     typ: String,
     sub: String,
-    pub schema: Option<jsonschema::Validator>,
+    pub schema: Option<jsonschema::Validator<SimdJson>>,
 }
 
 impl MediaCheck {
-    pub fn new(range: &str, schema: Option<jsonschema::Validator>) -> MediaCheck {
+    pub fn new(range: &str, schema: Option<jsonschema::Validator<SimdJson>>) -> MediaCheck {
         let (typ, sub) = split_media(range).unwrap_or_else(|| ("*".into(), "*".into()));
         MediaCheck {
             range: range.to_string(),
@@ -164,22 +166,57 @@ impl BodyCheck {
         if !complete {
             return Err(BodyRefusal::TooLarge);
         }
-        let value = match parse_json(body) {
-            Ok(v) => v,
-            Err(e) => {
-                found.push(Violation::new("/body", "json", e));
-                return Ok(());
-            }
-        };
-        for e in schema.iter_errors(&value).take(super::problem::MAX_FOUND) {
-            found.push(Violation::new(
-                format!("/body{}", e.instance_path().as_str()),
-                e.kind().keyword(),
-                e.masked().to_string(),
-            ));
-        }
+        validate_json(body, schema, found);
         Ok(())
     }
+}
+
+/// Parses `body` with simd-json into borrowed values (nesting at most [`MAX_DEPTH`]) and
+/// validates them in place, appending violations.
+fn validate_json(
+    body: &[u8],
+    schema: &jsonschema::Validator<SimdJson>,
+    found: &mut Vec<Violation>,
+) {
+    SCRATCH.with(|s| {
+        let Ok(mut s) = s.try_borrow_mut() else {
+            found.push(Violation::new("/body", "json", "the body parser is busy"));
+            return;
+        };
+        let (buf, bufs) = &mut *s;
+        buf.clear();
+        buf.extend_from_slice(body);
+        match simd_json::to_borrowed_value_with_buffers(buf, bufs) {
+            Err(e) => found.push(Violation::new("/body", "json", parse_error(&e))),
+            Ok(v) if !super::simd::finite(&v) => found.push(Violation::new(
+                "/body",
+                "json",
+                "the body has a number out of range",
+            )),
+            Ok(v) => {
+                for e in schema.iter_errors(&v).take(super::problem::MAX_FOUND) {
+                    found.push(Violation::new(
+                        format!("/body{}", e.instance_path().as_str()),
+                        e.kind().keyword(),
+                        e.masked().to_string(),
+                    ));
+                }
+            }
+        }
+        if buf.capacity() > KEEP_SCRATCH {
+            *buf = Vec::new();
+            *bufs = simd_json::Buffers::with_max_depth(4096, MAX_DEPTH);
+        }
+    })
+}
+
+/// What and where (byte offset), never quoting the input.
+fn parse_error(e: &simd_json::Error) -> String {
+    format!(
+        "the body is not valid JSON: {:?} at byte {}",
+        e.error(),
+        e.index()
+    )
 }
 
 thread_local! {
@@ -187,8 +224,10 @@ thread_local! {
         RefCell::new((Vec::new(), simd_json::Buffers::with_max_depth(4096, MAX_DEPTH)));
 }
 
-/// Parses a JSON body with simd-json (nesting at most [`MAX_DEPTH`]). The error names what
-/// and where (byte offset), never quoting the input.
+/// Parses a JSON body with simd-json into a `serde_json::Value` (nesting at most
+/// [`MAX_DEPTH`]): for callers that want the value itself (the validator does not: it
+/// validates simd-json's borrowed values in place). The error names what and where (byte
+/// offset), never quoting the input.
 pub fn parse_json(body: &[u8]) -> Result<Value, String> {
     SCRATCH.with(|s| {
         let Ok(mut s) = s.try_borrow_mut() else {
@@ -197,13 +236,8 @@ pub fn parse_json(body: &[u8]) -> Result<Value, String> {
         let (buf, bufs) = &mut *s;
         buf.clear();
         buf.extend_from_slice(body);
-        let out = simd_json::serde::from_slice_with_buffers::<Value>(buf, bufs).map_err(|e| {
-            format!(
-                "the body is not valid JSON: {:?} at byte {}",
-                e.error(),
-                e.index()
-            )
-        });
+        let out = simd_json::serde::from_slice_with_buffers::<Value>(buf, bufs)
+            .map_err(|e| parse_error(&e));
         if buf.capacity() > KEEP_SCRATCH {
             *buf = Vec::new();
             *bufs = simd_json::Buffers::with_max_depth(4096, MAX_DEPTH);

@@ -9,7 +9,8 @@
 //!
 //! Module map: `schema` (dialects, `$ref`s, formats: schemas become `jsonschema` validators),
 //! `params` (styles, decoding, coercion of path/query/header/cookie parameters), `body`
-//! (content type, size, simd-json parse), `problem` (the bounded RFC 9457 body).
+//! (content type, size, simd-json parse), `simd` (simd-json's borrowed values as the schema
+//! crate's instance representation), `problem` (the bounded RFC 9457 body).
 //!
 //! Order of a check: every parameter, then the body. A wrong content type (415) or a body
 //! past the limit (413) is refused with that status (parameter violations found on the way
@@ -20,6 +21,7 @@ mod body;
 mod params;
 pub mod problem;
 mod schema;
+mod simd;
 
 use std::ops::Range;
 

@@ -227,18 +227,18 @@ pub(super) fn schema_at(p: &Prepared, at: &str, fallback: &Value, dialect: Diale
 
 /// Compiles one schema (`at`: its pointer in the document, for messages). Unknown formats
 /// are pushed to `ignored`.
-pub(super) fn compile(
+pub(super) fn compile<F: jsonschema::json::Json>(
     p: &Prepared,
     schema: &Value,
     at: &str,
     ignored: &mut Vec<Ignored>,
-) -> Result<jsonschema::Validator, String> {
+) -> Result<jsonschema::Validator<F>, String> {
     let registry = Registry::new()
         .draft(p.draft)
         .add(DOC_URI, p.draft.create_resource_ref(&p.doc))
         .and_then(|b| b.prepare())
         .map_err(|e| format!("{at}: the document cannot be used for $refs: {e}"))?;
-    let mut opts = jsonschema::options()
+    let mut opts = jsonschema::options_for::<F>()
         .with_draft(p.draft)
         .with_registry(&registry)
         .with_base_uri(SCHEMA_URI)

@@ -664,3 +664,113 @@ fn the_deepest_accepted_body_validates_on_a_quarter_of_a_worker_stack() {
         .unwrap();
     assert_eq!(handle.join().unwrap(), (true, true));
 }
+
+/// The simd-json representation gives the verdicts `serde_json::Value` gives, keyword for
+/// keyword, on the parts of the contract that are easy to get subtly wrong (number kinds,
+/// code-point lengths, uniqueness, enum/const of containers, property names).
+#[test]
+fn simd_json_values_validate_like_serde_json_values() {
+    use jsonschema::json::SerdeJson;
+    let spec = r##"
+openapi: 3.1.0
+info: { title: T, version: "1" }
+paths: {}
+components:
+  schemas:
+    S:
+      type: object
+      properties:
+        i: { type: integer, minimum: -5, maximum: 18446744073709551615 }
+        n: { type: number, multipleOf: 0.5, exclusiveMaximum: 100 }
+        s: { type: string, minLength: 2, maxLength: 3, pattern: "^[a-zé]+$" }
+        u: { type: array, uniqueItems: true }
+        e: { enum: [1, "a", [1, 2], { k: v }, null] }
+        c: { const: { a: [1, 2.5] } }
+        b: { type: boolean }
+        o: { type: object, propertyNames: { maxLength: 2 }, maxProperties: 2 }
+      additionalProperties: false
+"##;
+    let api = read_api(parse_text(spec).unwrap(), Path::new("t"), "t").unwrap();
+    let p = schema::prepare(&api);
+    let s = serde_json::json!({"$ref": "#/components/schemas/S"});
+    let serde_v = schema::compile::<SerdeJson>(&p, &s, "#/x", &mut Vec::new()).unwrap();
+    let simd_v = schema::compile::<simd::SimdJson>(&p, &s, "#/x", &mut Vec::new()).unwrap();
+    for body in [
+        r#"{"i":3}"#,
+        r#"{"i":3.0}"#,
+        r#"{"i":-6}"#,
+        r#"{"i":18446744073709551615}"#,
+        r#"{"i":1.5}"#,
+        r#"{"i":-0}"#,
+        r#"{"i":1e2}"#,
+        r#"{"n":1.5}"#,
+        r#"{"n":1.25}"#,
+        r#"{"n":100}"#,
+        r#"{"n":-1e300}"#,
+        r#"{"s":"éé"}"#,
+        r#"{"s":"éééé"}"#,
+        r#"{"s":"a"}"#,
+        r#"{"s":"a\u00e9"}"#,
+        r#"{"s":"AB"}"#,
+        r#"{"u":[1,2,3]}"#,
+        r#"{"u":[1,1.0]}"#,
+        r#"{"u":[{"a":1},{"a":1}]}"#,
+        r#"{"u":[[1],[1,2]]}"#,
+        r#"{"e":1}"#,
+        r#"{"e":1.0}"#,
+        r#"{"e":"a"}"#,
+        r#"{"e":"b"}"#,
+        r#"{"e":[1,2]}"#,
+        r#"{"e":[2,1]}"#,
+        r#"{"e":{"k":"v"}}"#,
+        r#"{"e":null}"#,
+        r#"{"c":{"a":[1,2.5]}}"#,
+        r#"{"c":{"a":[1.0,2.5]}}"#,
+        r#"{"c":{"a":[1]}}"#,
+        r#"{"b":true}"#,
+        r#"{"b":"true"}"#,
+        r#"{"o":{"ab":1,"c":2}}"#,
+        r#"{"o":{"abc":1}}"#,
+        r#"{"o":{"a":1,"b":2,"c":3}}"#,
+        r#"{"z":1}"#,
+        r#"[]"#,
+        r#""x""#,
+        r#"null"#,
+    ] {
+        let serde_value: Value = serde_json::from_str(body).unwrap();
+        let want: Vec<(String, String)> = serde_v
+            .iter_errors(&serde_value)
+            .map(|e| {
+                (
+                    e.instance_path().to_string(),
+                    e.kind().keyword().to_string(),
+                )
+            })
+            .collect();
+        let mut bytes = body.as_bytes().to_vec();
+        let simd_value = simd_json::to_borrowed_value(&mut bytes).unwrap();
+        let got: Vec<(String, String)> = simd_v
+            .iter_errors(&simd_value)
+            .map(|e| {
+                (
+                    e.instance_path().to_string(),
+                    e.kind().keyword().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(got, want, "{body}");
+    }
+}
+
+#[test]
+fn a_number_past_f64_is_refused_not_taken_for_infinity() {
+    let f = Fixture::new(SPEC_30);
+    let v = f.validator("createPet", 1 << 20);
+    let r = post(
+        &v,
+        Some("application/json"),
+        br#"{"name":"x","kind":1e999}"#,
+        true,
+    );
+    assert_eq!(one(r), pair("/body", "json"));
+}
