@@ -38,14 +38,19 @@ pub(super) struct MediaCheck {
     pub range: String,
     typ: String,
     sub: String,
+    /// `+sub`: a request subtype ending in it matches (`application/json` → `+json`).
+    plus_sub: String,
     pub schema: Option<jsonschema::Validator<SimdJson>>,
 }
 
 impl MediaCheck {
     pub fn new(range: &str, schema: Option<jsonschema::Validator<SimdJson>>) -> MediaCheck {
-        let (typ, sub) = split_media(range).unwrap_or_else(|| ("*".into(), "*".into()));
+        let (typ, sub) = split_media(range.as_bytes()).unwrap_or((b"*", b"*"));
+        let lower = |b: &[u8]| String::from_utf8_lossy(b).to_ascii_lowercase();
+        let (typ, sub) = (lower(typ), lower(sub));
         MediaCheck {
             range: range.to_string(),
+            plus_sub: format!("+{sub}"),
             typ,
             sub,
             schema,
@@ -61,26 +66,25 @@ impl MediaCheck {
                 || self.sub == "*+json")
     }
 
-    /// How specifically this range matches the request's `type/sub` (higher wins).
-    fn score(&self, typ: &str, sub: &str) -> Option<u8> {
+    /// How specifically this range matches the request's `type/sub` (any case; higher wins).
+    fn score(&self, typ: &[u8], sub: &[u8]) -> Option<u8> {
         if self.typ == "*" {
             return (self.sub == "*").then_some(0);
         }
-        if self.typ != typ {
+        if !self.typ.as_bytes().eq_ignore_ascii_case(typ) {
             return None;
         }
-        if self.sub == sub {
+        if self.sub.as_bytes().eq_ignore_ascii_case(sub) {
             return Some(4);
         }
         if let Some(suffix) = self.sub.strip_prefix('*') {
-            if suffix.starts_with('+') && sub.ends_with(suffix) {
+            if suffix.starts_with('+') && ends_with_any_case(sub, suffix.as_bytes()) {
                 return Some(3);
             }
             return (suffix.is_empty()).then_some(1);
         }
         // `application/json` declared, `application/vnd.x+json` sent.
-        let declared_suffix = format!("+{}", self.sub);
-        sub.ends_with(&declared_suffix).then_some(2)
+        ends_with_any_case(sub, self.plus_sub.as_bytes()).then_some(2)
     }
 }
 
@@ -137,7 +141,7 @@ impl BodyCheck {
                 declared()
             )));
         };
-        let Some((typ, sub)) = split_media_bytes(ct) else {
+        let Some((typ, sub)) = split_media(ct) else {
             return Err(BodyRefusal::Unsupported(format!(
                 "the Content-Type is not a media type; accepted: {}",
                 declared()
@@ -146,21 +150,21 @@ impl BodyCheck {
         let best = self
             .media
             .iter()
-            .filter_map(|m| m.score(&typ, &sub).map(|s| (s, m)))
+            .filter_map(|m| m.score(typ, sub).map(|s| (s, m)))
             .max_by_key(|(s, _)| *s)
             .map(|(_, m)| m);
         let Some(m) = best else {
+            let sent = String::from_utf8_lossy(&ct[..ct.len().min(120)]);
             return Err(BodyRefusal::Unsupported(format!(
-                "content type {}/{} is not accepted; accepted: {}",
-                super::problem::cut(&typ, 60),
-                super::problem::cut(&sub, 60),
+                "content type {} is not accepted; accepted: {}",
+                sent.split(';').next().unwrap_or("").trim(),
                 declared()
             )));
         };
         let Some(schema) = &m.schema else {
             return Ok(());
         };
-        if !(sub == "json" || sub.ends_with("+json")) {
+        if !(sub.eq_ignore_ascii_case(b"json") || ends_with_any_case(sub, b"+json")) {
             return Ok(());
         }
         if !complete {
@@ -246,12 +250,13 @@ pub fn parse_json(body: &[u8]) -> Result<Value, String> {
     })
 }
 
-/// `type/sub` of a media type or range, lowercase, parameters dropped.
-fn split_media(s: &str) -> Option<(String, String)> {
-    split_media_bytes(s.as_bytes())
+fn ends_with_any_case(s: &[u8], suffix: &[u8]) -> bool {
+    s.len() >= suffix.len() && s[s.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
 }
 
-fn split_media_bytes(s: &[u8]) -> Option<(String, String)> {
+/// `type` and `sub` of a media type or range (as sent), parameters dropped; `None` unless
+/// both are tokens.
+fn split_media(s: &[u8]) -> Option<(&[u8], &[u8])> {
     let essence = s.split(|&b| b == b';').next()?.trim_ascii();
     let slash = essence.iter().position(|&b| b == b'/')?;
     let (t, sub) = (&essence[..slash], &essence[slash + 1..]);
@@ -263,10 +268,7 @@ fn split_media_bytes(s: &[u8]) -> Option<(String, String)> {
     if !token(t) || !token(sub) {
         return None;
     }
-    Some((
-        String::from_utf8_lossy(t).to_ascii_lowercase(),
-        String::from_utf8_lossy(sub).to_ascii_lowercase(),
-    ))
+    Some((t, sub))
 }
 
 #[cfg(test)]
@@ -274,10 +276,10 @@ mod tests {
     use super::*;
 
     fn best<'a>(ranges: &'a [MediaCheck], ct: &str) -> Option<&'a str> {
-        let (t, s) = split_media(ct)?;
+        let (t, s) = split_media(ct.as_bytes())?;
         ranges
             .iter()
-            .filter_map(|m| m.score(&t, &s).map(|x| (x, m)))
+            .filter_map(|m| m.score(t, s).map(|x| (x, m)))
             .max_by_key(|(x, _)| *x)
             .map(|(_, m)| m.range.as_str())
     }
@@ -309,9 +311,9 @@ mod tests {
             Some("application/*+json")
         );
         assert_eq!(best(&suffix, "application/json"), None);
-        assert!(split_media("garbage").is_none());
-        assert!(split_media("a/b c").is_none());
-        assert!(split_media("/json").is_none());
+        assert!(split_media(b"garbage").is_none());
+        assert!(split_media(b"a/b c").is_none());
+        assert!(split_media(b"/json").is_none());
     }
 
     #[test]
