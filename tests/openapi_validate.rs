@@ -510,6 +510,39 @@ fn authentication_answers_before_validation() {
     assert_eq!(up.count(), 1);
 }
 
+#[test]
+fn a_reload_recompiles_the_schemas_and_a_broken_schema_keeps_the_old_ones() {
+    let up = Upstream::echo();
+    let s = Setup::new(false);
+    let config = s.config(&up, "enforce");
+    let gw = Gateway::start_workers(&config, 1);
+    assert_eq!(get(gw.addr, "/items?limit=20").status, 200);
+    let spec = std::fs::read_to_string(s.spec()).unwrap();
+    let tighter = spec.replace("minimum: 1, maximum: 50", "minimum: 1, maximum: 10");
+    std::fs::write(s.spec(), &tighter).unwrap();
+    assert!(gw.reload(&config), "{}", gw.logs());
+    let r = get(gw.addr, "/items?limit=20");
+    refused(&r, 400, "/query/limit", "maximum", "after the reload");
+    // A schema that does not compile is a config error naming its pointer; the old
+    // generation keeps validating.
+    let broken = tighter.replace("maximum: 10 }", "maximum: ten }");
+    std::fs::write(s.spec(), broken).unwrap();
+    assert!(!gw.reload(&config));
+    let logs = gw.logs();
+    assert!(
+        logs.contains("#/paths/~1items/get/parameters/0/schema"),
+        "the error names the pointer: {logs}"
+    );
+    refused(
+        &get(gw.addr, "/items?limit=20"),
+        400,
+        "/query/limit",
+        "maximum",
+        "kept",
+    );
+    assert_eq!(get(gw.addr, "/items?limit=5").status, 200);
+}
+
 /// Where schemathesis's CLI is, if installed.
 fn schemathesis() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
