@@ -543,6 +543,32 @@ fn a_reload_recompiles_the_schemas_and_a_broken_schema_keeps_the_old_ones() {
     assert_eq!(get(gw.addr, "/items?limit=5").status, 200);
 }
 
+#[test]
+fn http2_requests_are_validated_the_same_way() {
+    use common::h2::{start_h2c_workers, H2Client};
+    let up = Upstream::echo();
+    let s = Setup::new(false);
+    let gw = start_h2c_workers(&s.config(&up, "enforce"), 1);
+    let mut c = H2Client::h2c(gw.addr).expect("h2c");
+    let json = [("content-type", "application/json")];
+    let r = c
+        .request("POST", "/items", &json, br#"{"name":"a","price":1}"#)
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(up.last().body, br#"{"name":"a","price":1}"#.to_vec());
+    let r = c
+        .request("POST", "/items", &json, br#"{"name":"a"}"#)
+        .unwrap();
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    let big = format!(r#"{{"name":"{}","price":1}}"#, "n".repeat(3000));
+    let r = c.request("POST", "/items", &json, big.as_bytes()).unwrap();
+    assert_eq!(r.status, 413);
+    let r = c.get("/items?limit=abc").unwrap();
+    assert_eq!(r.status, 400);
+    assert_eq!(up.count(), 1, "only the valid request reached the upstream");
+}
+
 /// Where schemathesis's CLI is, if installed.
 fn schemathesis() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
