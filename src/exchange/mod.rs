@@ -31,6 +31,7 @@ pub mod mirror;
 pub mod model;
 pub mod origin;
 pub mod pipeline;
+pub mod portal;
 pub mod respond;
 pub mod response_head;
 pub mod retry;
