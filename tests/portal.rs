@@ -18,11 +18,17 @@ fn plain_portal() -> (Gateway, Upstream, tempfile::TempDir) {
 }
 
 fn assert_security_headers(r: &Response, what: &str) {
-    let csp = r.header("content-security-policy").unwrap_or_else(|| panic!("{what}: no CSP"));
+    let csp = r
+        .header("content-security-policy")
+        .unwrap_or_else(|| panic!("{what}: no CSP"));
     assert!(csp.contains("script-src 'self'"), "{what}: {csp}");
     assert!(csp.contains("default-src 'none'"), "{what}: {csp}");
     assert!(!csp.contains("unsafe-inline"), "{what}: {csp}");
-    assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{what}");
+    assert_eq!(
+        r.header("x-content-type-options"),
+        Some("nosniff"),
+        "{what}"
+    );
 }
 
 #[test]
@@ -30,50 +36,82 @@ fn pages_read_without_javascript_and_escape_the_document() {
     let (gw, up, _dir) = plain_portal();
     let r = get(gw.addr, "/docs/");
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(r.header("content-type").unwrap_or("").starts_with("text/html"));
+    assert!(r
+        .header("content-type")
+        .unwrap_or("")
+        .starts_with("text/html"));
     assert_security_headers(&r, "index");
     let html = r.text();
     // Operations grouped by tag, untagged last, each linking to its page.
     let pets = html.find(">pets</h2>").expect("tag heading");
-    let other = html.find(">Other operations</h2>").expect("untagged heading");
+    let other = html
+        .find(">Other operations</h2>")
+        .expect("untagged heading");
     assert!(pets < other);
     assert!(html.contains("href=\"/docs/op/showPetById\""));
     assert!(html.contains("<code>/v1/pets/{petId}</code>"));
     // The description's <script> is text, not markup.
     assert!(html.contains("Pets for &lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt; people"));
     assert!(!html.contains("<script>alert"));
-    assert!(!html.contains("https://") && !html.contains("http://"), "no external URL");
+    assert!(
+        !html.contains("https://") && !html.contains("http://"),
+        "no external URL"
+    );
 
     let r = get(gw.addr, "/docs/op/showPetById");
     assert_eq!(r.status, 200);
     assert_security_headers(&r, "operation");
     let html = r.text();
-    assert!(html.contains("<th scope=\"row\"><code>petId</code></th><td>path</td><td>yes</td><td>string</td>"), "{html}");
+    assert!(
+        html.contains(
+            "<th scope=\"row\"><code>petId</code></th><td>path</td><td>yes</td><td>string</td>"
+        ),
+        "{html}"
+    );
     assert!(html.contains("data-path=\"/v1/pets/{petId}\""));
     assert!(html.contains("<label for=\"try-p1\">"));
     let r = get(gw.addr, "/docs/op/createPet");
-    assert!(r.text().contains("&quot;name&quot;: &quot;Rex&quot;"), "body example");
+    assert!(
+        r.text().contains("&quot;name&quot;: &quot;Rex&quot;"),
+        "body example"
+    );
 
     // The assets are embedded and typed; nothing reached the upstream.
     let js = get(gw.addr, "/docs/assets/portal.js");
     assert_eq!(js.status, 200);
-    assert!(js.header("content-type").unwrap_or("").starts_with("text/javascript"));
+    assert!(js
+        .header("content-type")
+        .unwrap_or("")
+        .starts_with("text/javascript"));
     assert!(js.text().contains("try-form"));
     assert_security_headers(&js, "asset");
     let css = get(gw.addr, "/docs/assets/portal.css");
-    assert!(css.header("content-type").unwrap_or("").starts_with("text/css"));
+    assert!(css
+        .header("content-type")
+        .unwrap_or("")
+        .starts_with("text/css"));
     assert_eq!(up.count(), 0);
 }
 
 #[test]
 fn unknown_pages_are_404_and_other_methods_405() {
     let (gw, up, _dir) = plain_portal();
-    for path in ["/docs/op/nope", "/docs/nope", "/docs/assets/../ringway.toml", "/docs/assets/x.js", "/docs/keys"] {
+    for path in [
+        "/docs/op/nope",
+        "/docs/nope",
+        "/docs/assets/../ringway.toml",
+        "/docs/assets/x.js",
+        "/docs/keys",
+    ] {
         let r = get(gw.addr, path);
         assert_eq!(r.status, 404, "{path}");
         assert_security_headers(&r, path);
     }
-    for (method, path) in [("POST", "/docs/"), ("DELETE", "/docs/op/listPets"), ("PUT", "/docs/assets/portal.js")] {
+    for (method, path) in [
+        ("POST", "/docs/"),
+        ("DELETE", "/docs/op/listPets"),
+        ("PUT", "/docs/assets/portal.js"),
+    ] {
         let r = request(gw.addr, method, path, &[("Content-Length", "0")], b"");
         assert_eq!(r.status, 405, "{method} {path}");
         assert_eq!(r.header("allow"), Some("GET, HEAD"));
@@ -82,7 +120,12 @@ fn unknown_pages_are_404_and_other_methods_405() {
     let mut c = Conn::open(gw.addr);
     let r = c.request("HEAD", "/docs/", &[], b"");
     assert_eq!(r.status, 200);
-    assert!(r.header("content-length").and_then(|l| l.parse::<u64>().ok()).unwrap_or(0) > 100);
+    assert!(
+        r.header("content-length")
+            .and_then(|l| l.parse::<u64>().ok())
+            .unwrap_or(0)
+            > 100
+    );
     assert!(r.body.is_empty());
     // The connection is still in sync afterwards.
     assert_eq!(c.request("GET", "/docs/op/health", &[], b"").status, 200);
@@ -95,19 +138,37 @@ fn unknown_pages_are_404_and_other_methods_405() {
 fn self_service_is_off_by_default() {
     let (gw, _up, _dir) = plain_portal();
     assert_eq!(get(gw.addr, "/docs/keys").status, 404);
-    let r = request(gw.addr, "POST", "/docs/keys/sign-in", &[FORM], b"credential=x");
+    let r = request(
+        gw.addr,
+        "POST",
+        "/docs/keys/sign-in",
+        &[FORM],
+        b"credential=x",
+    );
     assert!(matches!(r.status, 404 | 405), "{}", r.status);
-    assert!(!get(gw.addr, "/docs/").text().contains("/docs/keys"), "no link to it");
+    assert!(
+        !get(gw.addr, "/docs/").text().contains("/docs/keys"),
+        "no link to it"
+    );
 }
 
 /// Signs in with `key`; returns the session cookie (`name=value`).
 fn sign_in(gw: &Gateway, key: &str) -> String {
     let body = format!("credential={key}");
-    let r = request(gw.addr, "POST", "/docs/keys/sign-in", &[FORM], body.as_bytes());
+    let r = request(
+        gw.addr,
+        "POST",
+        "/docs/keys/sign-in",
+        &[FORM],
+        body.as_bytes(),
+    );
     assert_eq!(r.status, 303, "{}", r.text());
     assert_eq!(r.header("location"), Some("/docs/keys"));
     let set = r.header("set-cookie").expect("session cookie").to_string();
-    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
     assert!(!set.contains("Secure"), "plain HTTP: no Secure flag");
     assert!(!set.contains(key), "the session is not the key");
     set.split(';').next().unwrap().to_string()
@@ -119,13 +180,20 @@ fn keys_page(gw: &Gateway, cookie: &str) -> (String, String) {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("cache-control"), Some("no-store"));
     let html = r.text();
-    let at = html.find("name=\"csrf\" value=\"").expect("csrf field") + "name=\"csrf\" value=\"".len();
+    let at =
+        html.find("name=\"csrf\" value=\"").expect("csrf field") + "name=\"csrf\" value=\"".len();
     let csrf = html[at..at + 64].to_string();
     (html, csrf)
 }
 
 fn post(gw: &Gateway, path: &str, cookie: &str, body: &str) -> Response {
-    request(gw.addr, "POST", path, &[FORM, ("Cookie", cookie)], body.as_bytes())
+    request(
+        gw.addr,
+        "POST",
+        path,
+        &[FORM, ("Cookie", cookie)],
+        body.as_bytes(),
+    )
 }
 
 #[test]
@@ -143,11 +211,19 @@ fn self_service_keys_with_csrf_and_ownership() {
     assert_eq!(pet_status(&gw, "rwk_00000000_nope"), 401);
 
     // A wrong credential does not sign in.
-    let r = request(gw.addr, "POST", "/docs/keys/sign-in", &[FORM], b"credential=rwk_bad");
+    let r = request(
+        gw.addr,
+        "POST",
+        "/docs/keys/sign-in",
+        &[FORM],
+        b"credential=rwk_bad",
+    );
     assert_eq!(r.status, 401);
     assert!(r.header("set-cookie").is_none());
     // Without a session the page offers the sign-in form.
-    assert!(get(gw.addr, "/docs/keys").text().contains("id=\"credential\""));
+    assert!(get(gw.addr, "/docs/keys")
+        .text()
+        .contains("id=\"credential\""));
 
     let alice = sign_in(&gw, &store.alice);
     let (html, csrf) = keys_page(&gw, &alice);
@@ -155,12 +231,24 @@ fn self_service_keys_with_csrf_and_ownership() {
     let bob_id = key_id(&store.bob);
     assert!(html.contains(&format!("<code>{alice_id}</code>")), "{html}");
     assert!(!html.contains(&bob_id), "bob's key is not listed to alice");
-    assert!(!html.contains(&store.alice), "an existing key's secret is never shown");
+    assert!(
+        !html.contains(&store.alice),
+        "an existing key's secret is never shown"
+    );
     assert!(html.contains("not metered"));
 
     // No CSRF token, a wrong one, or a cross-site origin: refused, nothing created.
     assert_eq!(post(&gw, "/docs/keys/create", &alice, "").status, 403);
-    assert_eq!(post(&gw, "/docs/keys/create", &alice, &format!("csrf={}", "0".repeat(64))).status, 403);
+    assert_eq!(
+        post(
+            &gw,
+            "/docs/keys/create",
+            &alice,
+            &format!("csrf={}", "0".repeat(64))
+        )
+        .status,
+        403
+    );
     let r = request(
         gw.addr,
         "POST",
@@ -170,11 +258,25 @@ fn self_service_keys_with_csrf_and_ownership() {
     );
     assert_eq!(r.status, 403);
     // No session at all.
-    assert_eq!(post(&gw, "/docs/keys/create", "ringway_portal=00", &format!("csrf={csrf}")).status, 401);
+    assert_eq!(
+        post(
+            &gw,
+            "/docs/keys/create",
+            "ringway_portal=00",
+            &format!("csrf={csrf}")
+        )
+        .status,
+        401
+    );
     assert_eq!(keys_page(&gw, &alice).0.matches("<tr id=\"key-").count(), 1);
 
     // Create: the secret is shown once and works at the gateway.
-    let r = post(&gw, "/docs/keys/create", &alice, &format!("csrf={csrf}&expires_days=30"));
+    let r = post(
+        &gw,
+        "/docs/keys/create",
+        &alice,
+        &format!("csrf={csrf}&expires_days=30"),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     let html = r.text();
     let at = html.find("value=\"rwk_").expect("new secret") + "value=\"".len();
@@ -186,20 +288,39 @@ fn self_service_keys_with_csrf_and_ownership() {
 
     // Alice cannot revoke or rotate bob's key; bob's key keeps working.
     for action in ["revoke", "rotate"] {
-        let r = post(&gw, &format!("/docs/keys/{action}"), &alice, &format!("csrf={csrf}&id={bob_id}"));
+        let r = post(
+            &gw,
+            &format!("/docs/keys/{action}"),
+            &alice,
+            &format!("csrf={csrf}&id={bob_id}"),
+        );
         assert_eq!(r.status, 403, "{action}: {}", r.text());
     }
     // Bob's own session's token does not work with alice's session either.
     let bob = sign_in(&gw, &store.bob);
     let (_, bob_csrf) = keys_page(&gw, &bob);
     assert_ne!(bob_csrf, csrf);
-    assert_eq!(post(&gw, "/docs/keys/revoke", &alice, &format!("csrf={bob_csrf}&id={alice_id}")).status, 403);
+    assert_eq!(
+        post(
+            &gw,
+            "/docs/keys/revoke",
+            &alice,
+            &format!("csrf={bob_csrf}&id={alice_id}")
+        )
+        .status,
+        403
+    );
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert_eq!(pet_status(&gw, &store.bob), 200);
     assert_eq!(pet_status(&gw, &store.alice), 200);
 
     // Rotate alice's new key: a new secret; the old one keeps working for the grace period.
-    let r = post(&gw, "/docs/keys/rotate", &alice, &format!("csrf={csrf}&id={}", key_id(&new_key)));
+    let r = post(
+        &gw,
+        "/docs/keys/rotate",
+        &alice,
+        &format!("csrf={csrf}&id={}", key_id(&new_key)),
+    );
     assert_eq!(r.status, 200);
     let html = r.text();
     let at = html.find("value=\"rwk_").expect("rotated secret") + "value=\"".len();
@@ -209,13 +330,23 @@ fn self_service_keys_with_csrf_and_ownership() {
     assert_eq!(pet_status(&gw, &new_key), 200);
 
     // Revoke: the gateway refuses the key within seconds.
-    let r = post(&gw, "/docs/keys/revoke", &alice, &format!("csrf={csrf}&id={}", key_id(&rotated)));
+    let r = post(
+        &gw,
+        "/docs/keys/revoke",
+        &alice,
+        &format!("csrf={csrf}&id={}", key_id(&rotated)),
+    );
     assert_eq!(r.status, 200);
     until_status(&gw, &rotated, 401);
 
     // Sign out ends the session server-side.
-    assert_eq!(post(&gw, "/docs/keys/sign-out", &alice, &format!("csrf={csrf}")).status, 303);
-    assert!(get(gw.addr, "/docs/keys").text().contains("id=\"credential\""));
+    assert_eq!(
+        post(&gw, "/docs/keys/sign-out", &alice, &format!("csrf={csrf}")).status,
+        303
+    );
+    assert!(get(gw.addr, "/docs/keys")
+        .text()
+        .contains("id=\"credential\""));
     let r = request(gw.addr, "GET", "/docs/keys", &[("Cookie", &alice)], b"");
     assert!(r.text().contains("id=\"credential\""), "signed out");
 }

@@ -35,7 +35,7 @@ pub async fn serve<D: Downstream>(
     let path = String::from_utf8_lossy(&ex.path).into_owned();
     let method = ex.head.method;
     let target = portal.target(&path);
-    if let (Target::Keys(sub), Some(selfserve)) = (&target, &portal.keys) {
+    if let (Target::Keys(sub), Some(sign_in)) = (&target, portal.keys) {
         let Some(allow) = keys::allowed(sub) else {
             discard_body(ex, down, route.max_body).await?;
             let body = pages::not_found(portal);
@@ -64,7 +64,7 @@ pub async fn serve<D: Downstream>(
         let cfg = &gen.cfg;
         let cx = keys::Ctx {
             portal,
-            keys: selfserve,
+            sign_in,
             redis: cfg
                 .redis
                 .as_ref()
@@ -111,7 +111,16 @@ pub async fn serve<D: Downstream>(
         }
         Target::Asset(a) => {
             let cache = b"cache-control: public, max-age=300\r\n";
-            Ok(answer(core, ex, down, 200, a.content_type.as_bytes(), cache, a.body).await)
+            Ok(answer(
+                core,
+                ex,
+                down,
+                200,
+                a.content_type.as_bytes(),
+                cache,
+                a.body,
+            )
+            .await)
         }
         Target::Keys(_) | Target::NotFound => {
             let body = pages::not_found(portal);
@@ -122,11 +131,9 @@ pub async fn serve<D: Downstream>(
 
 /// True when the browser says this request came from another site.
 fn cross_site(ex: &Exchange<'_>) -> bool {
-    if ex
-        .head
-        .header("sec-fetch-site")
-        .is_some_and(|v| v.eq_ignore_ascii_case(b"cross-site") || v.eq_ignore_ascii_case(b"same-site"))
-    {
+    if ex.head.header("sec-fetch-site").is_some_and(|v| {
+        v.eq_ignore_ascii_case(b"cross-site") || v.eq_ignore_ascii_case(b"same-site")
+    }) {
         return true;
     }
     let Some(origin) = ex.head.header("origin") else {
@@ -150,7 +157,16 @@ async fn not_allowed<D: Downstream>(
     let mut fields = Vec::with_capacity(32);
     http1::write_header(&mut fields, b"allow", allow.as_bytes());
     let body = b"method not allowed\n";
-    Ok(answer(core, ex, down, 405, b"text/plain; charset=utf-8", &fields, body).await)
+    Ok(answer(
+        core,
+        ex,
+        down,
+        405,
+        b"text/plain; charset=utf-8",
+        &fields,
+        body,
+    )
+    .await)
 }
 
 /// Sends a portal answer: security headers, content type (when `ctype` is not empty), the

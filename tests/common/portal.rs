@@ -190,7 +190,12 @@ pub fn key_id(key: &str) -> String {
 /// Status of `GET /v1/pets/1` with `key` in `X-Api-Key`.
 pub fn pet_status(gw: &Gateway, key: &str) -> u16 {
     let mut c = Conn::open(gw.addr);
-    c.send(&build_request("GET", "/v1/pets/1", &[("X-Api-Key", key)], b""));
+    c.send(&build_request(
+        "GET",
+        "/v1/pets/1",
+        &[("X-Api-Key", key)],
+        b"",
+    ));
     c.read_response(false).map(|r| r.status).unwrap_or(0)
 }
 

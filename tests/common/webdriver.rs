@@ -54,13 +54,21 @@ impl Driver {
                     return d;
                 }
             }
-            assert!(Instant::now() < deadline, "chromedriver did not become ready");
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not become ready"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
     /// One HTTP/1.1 request to the driver; returns status and JSON body.
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> std::io::Result<(u16, Value)> {
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> std::io::Result<(u16, Value)> {
         let mut s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))?;
         s.set_read_timeout(Some(IO_TIMEOUT))?;
         s.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -132,7 +140,9 @@ impl Driver {
             },
             "timeouts": {"implicit": 0, "pageLoad": 30000, "script": 30000}
         }}});
-        let (status, v) = self.call("POST", "/session", Some(&caps)).expect("new session");
+        let (status, v) = self
+            .call("POST", "/session", Some(&caps))
+            .expect("new session");
         assert_eq!(status, 200, "new session: {v}");
         let id = v["value"]["sessionId"]
             .as_str()
@@ -278,6 +288,8 @@ impl Session<'_> {
 
 impl Drop for Session<'_> {
     fn drop(&mut self) {
-        let _ = self.driver.call("DELETE", &format!("/session/{}", self.id), None);
+        let _ = self
+            .driver
+            .call("DELETE", &format!("/session/{}", self.id), None);
     }
 }

@@ -23,27 +23,12 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 use super::html::{page, Esc};
-use super::Portal;
+use super::{Portal, SignIn};
 use crate::apikey::file::{valid_consumer, KeyEntry};
 use crate::apikey::redis_store::{self, StoreKeys, Written};
 use crate::apikey::{records, KeyId, KeyStore, SyncSettings};
 use crate::policy::pipeline::{Policies, Policy};
 use crate::redis::{Client, RedisShared, Value};
-
-/// How a consumer proves who they are.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SignIn {
-    /// An API key of theirs that the key store accepts.
-    ApiKey,
-    /// A bearer token the named `jwt` policy verifies; its consumer claim names them.
-    Jwt { policy: String },
-}
-
-/// `portal.keys`, compiled.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SelfService {
-    pub sign_in: SignIn,
-}
 
 /// Name of the session cookie.
 pub const COOKIE: &str = "ringway_portal";
@@ -61,7 +46,7 @@ const ATTEMPTS: usize = 8;
 /// What the handler needs from the worker and the config generation.
 pub struct Ctx<'a> {
     pub portal: &'a Portal,
-    pub keys: &'a SelfService,
+    pub sign_in: SignIn,
     /// The worker's Redis client and the generation's `[redis]` (self-service needs both).
     pub redis: Option<(Client, &'a Arc<RedisShared>)>,
     pub store: Option<&'a KeyStore>,
@@ -183,12 +168,12 @@ fn sign_in_page(cx: &Ctx<'_>, status: u16, msg: Option<&str>) -> Reply {
     if let Some(msg) = msg {
         let _ = writeln!(m, "<p class=\"error\" role=\"alert\">{}</p>", Esc(msg));
     }
-    let (label, hint) = match &cx.keys.sign_in {
+    let (label, hint) = match cx.sign_in {
         SignIn::ApiKey => (
             "Your API key",
             "Sign in with an API key you already hold; it is checked and not stored.",
         ),
-        SignIn::Jwt { .. } => (
+        SignIn::Jwt(_) => (
             "Your access token (JWT)",
             "Sign in with a bearer token from your identity provider; it is checked and not stored.",
         ),
@@ -210,7 +195,7 @@ fn verify(cx: &Ctx<'_>, credential: &str) -> Result<String, &'static str> {
     if credential.is_empty() {
         return Err("Enter a credential.");
     }
-    let consumer = match &cx.keys.sign_in {
+    let consumer = match cx.sign_in {
         SignIn::ApiKey => {
             let store = cx.store.ok_or("No API key is known to this gateway.")?;
             let m = store
@@ -218,16 +203,11 @@ fn verify(cx: &Ctx<'_>, credential: &str) -> Result<String, &'static str> {
                 .map_err(|_| "That API key is not valid.")?;
             m.consumer.to_string()
         }
-        SignIn::Jwt { policy } => {
-            let jwt = cx
-                .policies
-                .list
-                .iter()
-                .find_map(|p| match &p.policy {
-                    Policy::Jwt(j) if p.name == *policy => Some(j),
-                    _ => None,
-                })
-                .ok_or("The sign-in policy is not configured.")?;
+        SignIn::Jwt(ix) => {
+            let jwt = match cx.policies.list.get(ix as usize).map(|p| &p.policy) {
+                Some(Policy::Jwt(j)) => j,
+                _ => return Err("The sign-in policy is not a jwt policy."),
+            };
             let token = credential
                 .strip_prefix("Bearer ")
                 .unwrap_or(credential)
