@@ -271,11 +271,21 @@ fn self_service_keys_with_csrf_and_ownership() {
     assert_eq!(keys_page(&gw, &alice).0.matches("<tr id=\"key-").count(), 1);
 
     // Create: the secret is shown once and works at the gateway.
-    let r = post(
-        &gw,
+    // An opaque (`null`) origin is refused too; a browser's same-origin Origin is accepted.
+    let r = request(
+        gw.addr,
+        "POST",
         "/docs/keys/create",
-        &alice,
-        &format!("csrf={csrf}&expires_days=30"),
+        &[FORM, ("Cookie", &alice), ("Origin", "null")],
+        format!("csrf={csrf}").as_bytes(),
+    );
+    assert_eq!(r.status, 403);
+    let r = request(
+        gw.addr,
+        "POST",
+        "/docs/keys/create",
+        &[FORM, ("Cookie", &alice), ("Origin", "http://test")],
+        format!("csrf={csrf}&expires_days=30").as_bytes(),
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let html = r.text();
@@ -349,4 +359,58 @@ fn self_service_keys_with_csrf_and_ownership() {
         .contains("id=\"credential\""));
     let r = request(gw.addr, "GET", "/docs/keys", &[("Cookie", &alice)], b"");
     assert!(r.text().contains("id=\"credential\""), "signed out");
+}
+
+#[test]
+fn self_service_needs_the_redis_key_store_and_a_jwt_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(dir.path(), false);
+    let up: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let keys_file = dir.path().join("keys.toml");
+    std::fs::write(&keys_file, "").unwrap();
+    let file_store = format!(
+        "[api_keys]\nfile = \"{}\"\nhash = \"sha256\"\n",
+        keys_file.display()
+    );
+    // The file store takes no live writes: a config error naming the field.
+    let (code, _, err) = check_config(&config(
+        &spec,
+        up,
+        "{ path = \"/docs\", keys = { sign_in = \"api_key\" } }",
+        &file_store,
+    ));
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("portal.keys") && err.contains("store = \"redis\""),
+        "{err}"
+    );
+    // No key store at all: the same error.
+    let (code, _, err) = check_config(&config(
+        &spec,
+        up,
+        "{ path = \"/docs\", keys = { sign_in = \"api_key\" } }",
+        "",
+    ));
+    assert_ne!(code, 0);
+    assert!(err.contains("store = \"redis\""), "{err}");
+    // sign_in = "jwt" names a policy that must be a jwt policy.
+    let redis =
+        "[redis]\nnodes = [\"127.0.0.1:1\"]\n[api_keys]\nstore = \"redis\"\nhash = \"sha256\"\n\
+                 [policies.ip]\nip = { allow = [\"127.0.0.1/32\"] }\n";
+    let (code, _, err) = check_config(&config(
+        &spec,
+        up,
+        "{ path = \"/docs\", keys = { sign_in = \"jwt\", policy = \"ip\" } }",
+        redis,
+    ));
+    assert_ne!(code, 0);
+    assert!(err.contains("not a jwt policy"), "{err}");
+    let (code, _, err) = check_config(&config(
+        &spec,
+        up,
+        "{ path = \"/docs\", keys = { sign_in = \"jwt\" } }",
+        redis,
+    ));
+    assert_ne!(code, 0);
+    assert!(err.contains("portal.keys.policy"), "{err}");
 }

@@ -139,11 +139,26 @@ fn cross_site(ex: &Exchange<'_>) -> bool {
     let Some(origin) = ex.head.header("origin") else {
         return false;
     };
-    let mut own = Vec::with_capacity(16 + ex.host.len());
-    own.extend_from_slice(ex.client.scheme.as_str().as_bytes());
-    own.extend_from_slice(b"://");
-    own.extend_from_slice(ex.host.as_bytes());
-    !origin.eq_ignore_ascii_case(&own)
+    let scheme = ex.client.scheme.as_str().as_bytes();
+    let rest = match origin
+        .strip_prefix(scheme)
+        .and_then(|r| r.strip_prefix(b"://"))
+    {
+        Some(r) => r,
+        None => return true,
+    };
+    // The authority as the client wrote it (with its port) when there is a Host header;
+    // otherwise (HTTP/2 `:authority`) the routing host, which has no port.
+    match ex.head.header("host") {
+        Some(h) => !rest.eq_ignore_ascii_case(h),
+        None => {
+            let host = match rest.iter().rposition(|&b| b == b':') {
+                Some(i) if !rest.ends_with(b"]") => &rest[..i],
+                _ => rest,
+            };
+            !host.eq_ignore_ascii_case(ex.host.as_bytes())
+        }
+    }
 }
 
 async fn not_allowed<D: Downstream>(

@@ -12,7 +12,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 /// The W3C element reference key.
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecc";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Finds `chromedriver` and `chromium` (Debian's paths first). `None` when either is missing.
@@ -192,6 +192,14 @@ impl Session<'_> {
             .unwrap_or_default()
     }
 
+    /// The page's HTML as the browser has it now (for failure messages).
+    pub fn source(&self) -> String {
+        self.cmd("GET", "/source", None)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
     /// The first element matching `css`, if there is one now.
     pub fn find_now(&self, css: &str) -> Option<String> {
         let v = self
@@ -213,8 +221,9 @@ impl Session<'_> {
             }
             assert!(
                 Instant::now() < deadline,
-                "no element {css:?} within {timeout:?} on {:?}",
-                self.title()
+                "no element {css:?} within {timeout:?} on {:?}; page:\n{}",
+                self.title(),
+                self.source()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -269,7 +278,8 @@ impl Session<'_> {
             }
             assert!(
                 Instant::now() < deadline,
-                "{css:?} never matched within {timeout:?}; last text {last:?}"
+                "{css:?} never matched within {timeout:?}; last text {last:?}; page:\n{}",
+                self.source()
             );
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -8,7 +8,8 @@
 //!
 //! Every portal response carries `SECURITY_HEADERS`: a strict Content-Security-Policy (scripts
 //! and styles only from the portal's own assets, no inline script, fetches only to the same
-//! origin), `nosniff`, no framing and no referrer.
+//! origin), `nosniff`, no framing, and a referrer only to the same origin (a browser then
+//! sends the real `Origin` on the portal's own form POSTs, which `exchange::portal` checks).
 
 use std::sync::Arc;
 
@@ -25,7 +26,7 @@ script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-ac
 base-uri 'none'; frame-ancestors 'none'\r\n\
 x-content-type-options: nosniff\r\n\
 x-frame-options: DENY\r\n\
-referrer-policy: no-referrer\r\n";
+referrer-policy: same-origin\r\n";
 
 /// One portal (one `[[openapi]]` block's `portal`), built once per config generation.
 #[derive(Debug)]

@@ -75,7 +75,10 @@
       headersEl.textContent = lines.join("\n");
       return res.text();
     }).then(function (text) {
-      bodyEl.textContent = text;
+      // JSON is shown indented; anything else exactly as received.
+      var shown = text;
+      try { shown = JSON.stringify(JSON.parse(text), null, 2); } catch (e) { shown = text; }
+      bodyEl.textContent = shown;
     }).catch(function (err) {
       statusEl.textContent = "request failed: " + err;
     }).then(function () {
