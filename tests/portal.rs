@@ -414,3 +414,68 @@ fn self_service_needs_the_redis_key_store_and_a_jwt_policy() {
     assert_ne!(code, 0);
     assert!(err.contains("portal.keys.policy"), "{err}");
 }
+
+/// An HS256 token for `sub`, signed with `secret`.
+fn hs256(secret: &str, sub: &str) -> String {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let head = b64(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let body = b64(format!(r#"{{"sub":"{sub}","exp":{exp}}}"#).as_bytes());
+    let msg = format!("{head}.{body}");
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    let sig = b64(ring::hmac::sign(&key, msg.as_bytes()).as_ref());
+    format!("{msg}.{sig}")
+}
+
+#[test]
+fn jwt_sign_in_makes_keys_for_the_tokens_consumer() {
+    const HS: &str = "portal-jwt-secret-0123456789abcdef";
+    let store = KeyStoreFixture::new("t-portal-jwt");
+    let up = Upstream::echo();
+    let spec = write_spec(store.dir.path(), true);
+    let extra = format!(
+        "{}\n[policies.idp]\njwt = {{ secret = \"{HS}\", algorithms = [\"HS256\"] }}\n",
+        store.tables()
+    );
+    let gw = store.gateway(&config(
+        &spec,
+        up.addr,
+        "{ path = \"/docs\", keys = { sign_in = \"jwt\", policy = \"idp\" } }",
+        &extra,
+    ));
+    // A token signed with another secret, or an API key, does not sign in.
+    for bad in [
+        hs256("another-secret-0123456789abcdef", "carol"),
+        store.alice.clone(),
+    ] {
+        let body = format!("credential={bad}");
+        let r = request(
+            gw.addr,
+            "POST",
+            "/docs/keys/sign-in",
+            &[FORM],
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 401, "{bad}");
+    }
+    let token = hs256(HS, "carol");
+    let page = get(gw.addr, "/docs/keys").text();
+    assert!(page.contains("access token (JWT)"), "{page}");
+    let carol = sign_in(&gw, &token);
+    let (html, csrf) = keys_page(&gw, &carol);
+    assert!(html.contains(">carol</strong>"));
+    assert!(html.contains("You have no keys."));
+    let r = post(&gw, "/docs/keys/create", &carol, &format!("csrf={csrf}"));
+    assert_eq!(r.status, 200);
+    let html = r.text();
+    let at = html.find("value=\"rwk_").expect("new secret") + "value=\"".len();
+    let key = html[at..at + 56].to_string();
+    until_status(&gw, &key, 200);
+    // The key belongs to carol: the upstream is told so.
+    assert_eq!(up.last().header("x-consumer"), Some("carol"));
+}

@@ -696,11 +696,11 @@ async fn dashboard(
          <p><button type=\"submit\" id=\"create\">Create key</button></p>\n</form>\n</section>\n"
     );
     usage(&mut m, cx, client, shared, &s.consumer).await;
-    let _ = write!(
+    let _ = writeln!(
         m,
         "<form method=\"post\" action=\"{action}/sign-out\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-         <p><button type=\"submit\" class=\"plain\" id=\"sign-out\">Sign out</button></p></form>\n"
+         <p><button type=\"submit\" class=\"plain\" id=\"sign-out\">Sign out</button></p></form>"
     );
     let mut r = Reply::html(200, page(&cx.portal.frame(), "Your keys", &m));
     r.fields.extend_from_slice(b"cache-control: no-store\r\n");
