@@ -349,6 +349,23 @@ fn self_service_keys_with_csrf_and_ownership() {
     assert_eq!(r.status, 200);
     until_status(&gw, &rotated, 401);
 
+    // Revoking the key a session signed in with ends that session.
+    let bob_id = key_id(&store.bob);
+    let r = post(
+        &gw,
+        "/docs/keys/revoke",
+        &bob,
+        &format!("csrf={bob_csrf}&id={bob_id}"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = request(gw.addr, "GET", "/docs/keys", &[("Cookie", &bob)], b"");
+    assert!(r.text().contains("id=\"credential\""), "bob is signed out");
+    assert_eq!(
+        post(&gw, "/docs/keys/create", &bob, &format!("csrf={bob_csrf}")).status,
+        401
+    );
+    until_status(&gw, &store.bob, 401);
+
     // Sign out ends the session server-side.
     assert_eq!(
         post(&gw, "/docs/keys/sign-out", &alice, &format!("csrf={csrf}")).status,

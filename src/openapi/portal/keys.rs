@@ -95,8 +95,19 @@ impl Reply {
 pub struct Session {
     pub consumer: String,
     pub csrf: String,
+    /// The id of the API key it signed in with (`None`: a JWT sign-in): revoking or
+    /// expiring that key ends the session.
+    pub via_key: Option<KeyId>,
     /// The Redis key the session lives under.
     key: String,
+}
+
+/// What a sign-in proved.
+struct Proof {
+    consumer: String,
+    via_key: Option<KeyId>,
+    /// When the credential stops being valid (a token's `exp`), if it says.
+    until: Option<u64>,
 }
 
 /// The methods each `/keys` path answers (for 405 and `Allow`).
@@ -120,6 +131,20 @@ pub async fn handle(cx: &Ctx<'_>, req: &Req<'_>) -> Reply {
     let session = match session_from(client, shared, req.cookie).await {
         Ok(s) => s,
         Err(e) => return error_page(cx, 503, &e),
+    };
+    // A session lives no longer than the key it signed in with.
+    let session = match session {
+        Some(s) if s.via_key.is_some() => match key_live(cx, client, shared, &s).await {
+            Ok(true) => Some(s),
+            Ok(false) => {
+                let _ = client
+                    .cmd(Some(s.key.as_bytes()), &[b"DEL", s.key.as_bytes()])
+                    .await;
+                None
+            }
+            Err(e) => return error_page(cx, 503, &e),
+        },
+        other => other,
     };
     let form = parse_form(req.body);
     match (req.sub, session) {
@@ -190,18 +215,22 @@ fn sign_in_page(cx: &Ctx<'_>, status: u16, msg: Option<&str>) -> Reply {
 }
 
 /// The consumer a sign-in credential proves, or why not.
-fn verify(cx: &Ctx<'_>, credential: &str) -> Result<String, &'static str> {
+fn verify(cx: &Ctx<'_>, credential: &str) -> Result<Proof, &'static str> {
     let credential = credential.trim();
     if credential.is_empty() {
         return Err("Enter a credential.");
     }
-    let consumer = match cx.sign_in {
+    let proof = match cx.sign_in {
         SignIn::ApiKey => {
             let store = cx.store.ok_or("No API key is known to this gateway.")?;
             let m = store
                 .authenticate(credential.as_bytes(), cx.now)
                 .map_err(|_| "That API key is not valid.")?;
-            m.consumer.to_string()
+            Proof {
+                consumer: m.consumer.to_string(),
+                via_key: KeyId::parse(m.id.as_bytes()),
+                until: None,
+            }
         }
         SignIn::Jwt(ix) => {
             let jwt = match cx.policies.list.get(ix as usize).map(|p| &p.policy) {
@@ -217,12 +246,33 @@ fn verify(cx: &Ctx<'_>, credential: &str) -> Result<String, &'static str> {
                 .jwt
                 .verify(token.as_bytes(), cx.now, &mut cache)
                 .map_err(|_| "That token is not valid.")?;
-            v.consumer.clone().ok_or("That token names no consumer.")?
+            Proof {
+                consumer: v.consumer.clone().ok_or("That token names no consumer.")?,
+                via_key: None,
+                until: v.exp,
+            }
         }
     };
     // A session value and a key record hold the name; the key files' rule keeps it safe.
-    valid_consumer(&consumer).map_err(|_| "Your consumer name cannot own API keys.")?;
-    Ok(consumer)
+    valid_consumer(&proof.consumer).map_err(|_| "Your consumer name cannot own API keys.")?;
+    Ok(proof)
+}
+
+/// True while the key a session signed in with is still in the store, not revoked and not
+/// expired.
+async fn key_live(
+    cx: &Ctx<'_>,
+    client: &Client,
+    shared: &RedisShared,
+    s: &Session,
+) -> Result<bool, String> {
+    let (_, entries, _) = read_store(cx, client, &StoreKeys::new(shared)).await?;
+    Ok(entries.iter().any(|e| {
+        Some(e.id) == s.via_key
+            && e.consumer == s.consumer
+            && !e.revoked
+            && e.expires.is_none_or(|t| cx.now < t)
+    }))
 }
 
 async fn sign_in(
@@ -231,16 +281,23 @@ async fn sign_in(
     shared: &RedisShared,
     form: &[(String, String)],
 ) -> Reply {
-    let consumer = match verify(cx, field(form, "credential").unwrap_or("")) {
-        Ok(c) => c,
+    let proof = match verify(cx, field(form, "credential").unwrap_or("")) {
+        Ok(p) => p,
         Err(why) => return sign_in_page(cx, 401, Some(why)),
+    };
+    // The session ends with the credential: an hour at most, less when a token expires sooner.
+    let secs = match proof.until {
+        Some(t) if t <= cx.now => return sign_in_page(cx, 401, Some("That token has expired.")),
+        Some(t) => (t - cx.now).min(SESSION_SECS),
+        None => SESSION_SECS,
     };
     let (Some(token), Some(csrf)) = (random_hex(), random_hex()) else {
         return error_page(cx, 503, "The random source failed; try again.");
     };
     let key = session_key(shared, &token);
-    let value = format!("{consumer}\n{csrf}");
-    let ttl = SESSION_SECS.to_string();
+    let via = proof.via_key.map(|k| k.to_string()).unwrap_or_default();
+    let value = format!("{}\n{csrf}\n{via}", proof.consumer);
+    let ttl = secs.to_string();
     let res = client
         .cmd(
             Some(key.as_bytes()),
@@ -257,7 +314,7 @@ async fn sign_in(
         return error_page(cx, 503, &format!("Cannot start a session: {e}"));
     }
     let mut fields = Vec::new();
-    cookie_line(&mut fields, cx, &token, SESSION_SECS);
+    cookie_line(&mut fields, cx, &token, secs);
     let _ = write!(
         Fmt(&mut fields),
         "location: {}\r\ncache-control: no-store\r\n",
@@ -333,12 +390,21 @@ async fn session_from(
         return Ok(None);
     };
     let text = String::from_utf8_lossy(&b);
-    let Some((consumer, csrf)) = text.split_once('\n') else {
+    let mut parts = text.split('\n');
+    let (Some(consumer), Some(csrf), Some(via)) = (parts.next(), parts.next(), parts.next()) else {
         return Ok(None);
+    };
+    let via_key = match via {
+        "" => None,
+        id => match KeyId::parse(id.as_bytes()) {
+            Some(k) => Some(k),
+            None => return Ok(None),
+        },
     };
     Ok(Some(Session {
         consumer: consumer.to_string(),
         csrf: csrf.to_string(),
+        via_key,
         key,
     }))
 }
