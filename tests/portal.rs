@@ -496,3 +496,47 @@ fn jwt_sign_in_makes_keys_for_the_tokens_consumer() {
     // The key belongs to carol: the upstream is told so.
     assert_eq!(up.last().header("x-consumer"), Some("carol"));
 }
+
+#[test]
+fn usage_is_shown_when_metered() {
+    let store = KeyStoreFixture::new("t-portal-usage");
+    let up = Upstream::echo();
+    let spec = write_spec(store.dir.path(), true);
+    let extra = format!("{}\n[usage]\n", store.tables());
+    let gw = store.gateway(&config(
+        &spec,
+        up.addr,
+        "{ path = \"/docs\", keys = { sign_in = \"api_key\" } }",
+        &extra,
+    ));
+    until_status(&gw, &store.alice, 200);
+    for _ in 0..4 {
+        assert_eq!(pet_status(&gw, &store.alice), 200);
+        assert_eq!(pet_status(&gw, &store.bob), 200);
+    }
+    let alice = sign_in(&gw, &store.alice);
+    // Counts reach Redis within a few seconds (workers hand off, the flusher writes); a
+    // partial flush can show fewer first, so wait for all of them.
+    let count = |html: &str| -> Option<u64> {
+        let row = html
+            .split("<tr>")
+            .find(|r| r.contains("<td>showPetById</td><td>2xx</td>"))?;
+        row.rsplit("<td>").next()?.split('<').next()?.parse().ok()
+    };
+    let start = std::time::Instant::now();
+    let html = loop {
+        let (html, _) = keys_page(&gw, &alice);
+        if count(&html).is_some_and(|n| n >= 5) {
+            break html;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "usage incomplete after 10 s:\n{html}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(html.contains("id=\"usage-table\""));
+    assert!(!html.contains("not metered"));
+    // Exactly alice's own successful requests (1 + 4); bob's 4 are not on her page.
+    assert_eq!(count(&html), Some(5), "{html}");
+}
