@@ -220,6 +220,7 @@ fn self_service_keys_with_csrf_and_ownership() {
     );
     assert_eq!(r.status, 401);
     assert!(r.header("set-cookie").is_none());
+    assert_eq!(r.header("cache-control"), Some("no-store"));
     // Without a session the page offers the sign-in form.
     assert!(get(gw.addr, "/docs/keys")
         .text()
@@ -257,6 +258,9 @@ fn self_service_keys_with_csrf_and_ownership() {
         format!("csrf={csrf}").as_bytes(),
     );
     assert_eq!(r.status, 403);
+    // A form larger than the portal reads is refused before it is parsed.
+    let big = format!("csrf={csrf}&pad={}", "x".repeat(9000));
+    assert_eq!(post(&gw, "/docs/keys/create", &alice, &big).status, 413);
     // No session at all.
     assert_eq!(
         post(

@@ -119,8 +119,15 @@ pub fn allowed(sub: &str) -> Option<&'static str> {
     }
 }
 
-/// Answers one request to `/keys...` (the method is one `allowed` lists).
+/// Answers one request to `/keys...` (the method is one `allowed` lists). Every answer is
+/// `no-store`: the pages are per consumer and one may hold a new key's secret.
 pub async fn handle(cx: &Ctx<'_>, req: &Req<'_>) -> Reply {
+    let mut r = answer(cx, req).await;
+    r.fields.extend_from_slice(b"cache-control: no-store\r\n");
+    r
+}
+
+async fn answer(cx: &Ctx<'_>, req: &Req<'_>) -> Reply {
     let Some((client, shared)) = &cx.redis else {
         return error_page(
             cx,
@@ -315,11 +322,7 @@ async fn sign_in(
     }
     let mut fields = Vec::new();
     cookie_line(&mut fields, cx, &token, secs);
-    let _ = write!(
-        Fmt(&mut fields),
-        "location: {}\r\ncache-control: no-store\r\n",
-        base_keys(cx)
-    );
+    let _ = write!(Fmt(&mut fields), "location: {}\r\n", base_keys(cx));
     Reply {
         status: 303,
         fields,
@@ -768,9 +771,7 @@ async fn dashboard(
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <p><button type=\"submit\" class=\"plain\" id=\"sign-out\">Sign out</button></p></form>"
     );
-    let mut r = Reply::html(200, page(&cx.portal.frame(), "Your keys", &m));
-    r.fields.extend_from_slice(b"cache-control: no-store\r\n");
-    r
+    Reply::html(200, page(&cx.portal.frame(), "Your keys", &m))
 }
 
 fn secret_box(m: &mut String, what: &str, plain: &str) {
