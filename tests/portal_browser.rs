@@ -140,3 +140,66 @@ fn keys_are_created_listed_and_revoked_in_the_browser() {
     assert_eq!(pet_status(&gw, &store.alice), 200);
     save_png("portal-keys-revoked.png", &s.screenshot());
 }
+
+const TAB: &str = "\u{E004}";
+const ENTER: &str = "\u{E007}";
+
+#[test]
+fn reads_without_javascript_and_works_from_the_keyboard() {
+    let Some((driver, chromium)) = browser() else {
+        return;
+    };
+    let up = Upstream::echo();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(dir.path(), false);
+    let gw = Gateway::start(&config(&spec, up.addr, "{ path = \"/docs\" }", ""));
+    let d = Driver::start(&driver);
+
+    // JavaScript off: the index and an operation page still read fully.
+    {
+        let s = d.session_with(&chromium, &["--blink-settings=scriptEnabled=false"]);
+        s.goto(&gw.url("/docs/"));
+        s.click(&s.find("a[href='/docs/op/listPets']", WAIT));
+        let h1 = s.find("main h1", WAIT);
+        assert_eq!(s.text(&h1), "List all pets");
+        let cell = s.find("table tbody th[scope=row]", WAIT);
+        assert_eq!(s.text(&cell), "limit");
+        let note = s.find("noscript p", WAIT);
+        assert!(s.text(&note).contains("needs JavaScript"));
+        // The form that cannot work without a script is not shown.
+        let form = s.find("#try-form", WAIT);
+        assert!(!s.displayed(&form));
+        save_png("portal-no-javascript.png", &s.screenshot());
+    }
+
+    // Keyboard only: the first Tab reaches the skip link, which moves focus to the content;
+    // then Tab through the form to the button and Enter sends the request.
+    let s = d.session(&chromium);
+    s.goto(&gw.url("/docs/op/listPets"));
+    let form = s.find("#try-form", WAIT);
+    assert!(s.displayed(&form), "the script shows the form");
+    s.press(TAB);
+    let first = s.active();
+    assert_eq!(s.text(&first), "Skip to content");
+    s.press(ENTER);
+    assert!(s.url().ends_with("#main"), "{}", s.url());
+    let before = up.count();
+    let mut sent = false;
+    for _ in 0..40 {
+        s.press(TAB);
+        let el = s.active();
+        if s.attribute(&el, "id").as_deref() == Some("try-send") {
+            s.press(ENTER);
+            sent = true;
+            break;
+        }
+    }
+    assert!(sent, "the Send button is not reachable with Tab");
+    s.wait_text("#try-status", WAIT, |t| t.starts_with("200"));
+    assert_eq!(up.count(), before + 1);
+    assert_eq!(
+        up.last().target,
+        "/v1/pets?limit=5",
+        "the example value was sent"
+    );
+}

@@ -131,12 +131,24 @@ impl Driver {
 
     /// A new headless browser session.
     pub fn session(&self, browser: &str) -> Session<'_> {
+        self.session_with(browser, &[])
+    }
+
+    /// A new headless browser session with extra chromium arguments.
+    pub fn session_with(&self, browser: &str, extra: &[&str]) -> Session<'_> {
+        let mut args = vec![
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--window-size=1280,1000",
+        ];
+        args.extend_from_slice(extra);
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": browser,
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1280,1000"]
+                "args": args
             },
             "timeouts": {"implicit": 0, "pageLoad": 30000, "script": 30000}
         }}});
@@ -227,6 +239,56 @@ impl Session<'_> {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The element that has the keyboard focus.
+    pub fn active(&self) -> String {
+        let v = self
+            .cmd("GET", "/element/active", None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        v[ELEMENT].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Presses keys (W3C key codes, e.g. `"\u{E004}"` Tab, `"\u{E007}"` Enter) on whatever
+    /// has the focus, like a keyboard user.
+    pub fn press(&self, keys: &str) {
+        let actions: Vec<Value> = keys
+            .chars()
+            .flat_map(|c| {
+                let k = c.to_string();
+                [
+                    json!({"type": "keyDown", "value": k}),
+                    json!({"type": "keyUp", "value": k}),
+                ]
+            })
+            .collect();
+        let body = json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]});
+        self.cmd("POST", "/actions", Some(body))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// The current URL.
+    pub fn url(&self) -> String {
+        self.cmd("GET", "/url", None)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    /// An element attribute (`None` when absent).
+    pub fn attribute(&self, el: &str, name: &str) -> Option<String> {
+        self.cmd("GET", &format!("/element/{el}/attribute/{name}"), None)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+    }
+
+    /// Whether the element is rendered visibly.
+    pub fn displayed(&self, el: &str) -> bool {
+        // An error must fail the test, not read as "hidden".
+        self.cmd("GET", &format!("/element/{el}/displayed"), None)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .as_bool()
+            .expect("displayed is a boolean")
     }
 
     pub fn click(&self, el: &str) {

@@ -381,7 +381,8 @@ fn responses(m: &mut String, api: &Api, op: &Operation) {
 
 /// The "Try it" form. It sends a real request to the gateway path on the same origin through
 /// `portal.js`; the inputs carry what the script needs in `data-` attributes (no inline
-/// script: the CSP forbids it).
+/// script: the CSP forbids it). It starts `hidden` and the script shows it, so a reader
+/// without JavaScript sees the `noscript` note rather than a form that cannot work.
 fn try_form(m: &mut String, api: &Api, op: &Operation, gateway_path: &str) {
     m.push_str("<section aria-labelledby=\"try\" class=\"try\">\n<h2 id=\"try\">Try it</h2>\n");
     m.push_str(
@@ -396,7 +397,7 @@ fn try_form(m: &mut String, api: &Api, op: &Operation, gateway_path: &str) {
         .unwrap_or_default();
     let _ = writeln!(
         m,
-        "<form id=\"try-form\" class=\"try-form\" data-method=\"{}\" data-path=\"{}\" data-media=\"{}\">",
+        "<form id=\"try-form\" class=\"try-form\" data-method=\"{}\" data-path=\"{}\" data-media=\"{}\" hidden>",
         Esc(&op.method),
         Esc(gateway_path),
         Esc(&media),

@@ -10,6 +10,7 @@
   var headersEl = document.getElementById("try-headers");
   var bodyEl = document.getElementById("try-body-out");
   var send = document.getElementById("try-send");
+  form.hidden = false;
 
   function buildRequest() {
     var path = form.getAttribute("data-path") || "/";
