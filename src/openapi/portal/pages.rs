@@ -804,6 +804,55 @@ mod tests {
     }
 
     #[test]
+    fn auth_alternatives_read_as_words() {
+        use crate::openapi::model::Requirement;
+        let p = portal();
+        let api = &p.apis[0];
+        let mut op = api.operations.iter().find(|o| o.id == "listPets").unwrap();
+        assert_eq!(auth_text(api, op), "none");
+        let req = |s: &str| Requirement {
+            scheme: s.into(),
+            scopes: Vec::new(),
+        };
+        let mut custom = crate::openapi::model::Operation {
+            security: vec![
+                vec![req("apiKey"), req("bearerAuth")],
+                vec![],
+                vec![req("gone")],
+            ],
+            ..clone_op(op)
+        };
+        assert_eq!(
+            auth_text(api, &custom),
+            "API key in header X-Api-Key and Bearer token (JWT), or none (anonymous access is allowed), or scheme gone"
+        );
+        custom.security = vec![vec![req("gone")]];
+        assert!(
+            credential(api, &custom).is_none(),
+            "nothing a browser can send"
+        );
+        op = &custom;
+        assert!(operation(&p, api, "", op).contains("scheme gone"));
+    }
+
+    fn clone_op(o: &Operation) -> Operation {
+        Operation {
+            id: o.id.clone(),
+            method: o.method.clone(),
+            path: o.path.clone(),
+            pointer: o.pointer.clone(),
+            summary: o.summary.clone(),
+            description: o.description.clone(),
+            tags: o.tags.clone(),
+            deprecated: o.deprecated,
+            params: o.params.clone(),
+            body: o.body.clone(),
+            security: o.security.clone(),
+            responses: o.responses.clone(),
+        }
+    }
+
+    #[test]
     fn recursive_schemas_and_huge_values_are_bounded() {
         let doc: Value = serde_json::json!({
             "components": {"schemas": {"A": {"type": "object", "properties": {"a": {"$ref": "#/components/schemas/A"}}}}}
