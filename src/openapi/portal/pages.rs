@@ -835,6 +835,45 @@ mod tests {
         assert!(operation(&p, api, "", op).contains("scheme gone"));
     }
 
+    #[test]
+    fn hostile_names_stay_text_everywhere() {
+        let evil = "a\"><img src=x onerror=alert(1)>";
+        let yaml = PETS_EVIL.replace("EVIL", &evil.replace('"', "\\\""));
+        let doc = crate::openapi::load::parse_text(&yaml).unwrap();
+        let api = crate::openapi::load::read_api(doc, std::path::Path::new("x.yaml"), "x").unwrap();
+        let p = Portal::new(
+            "/docs".into(),
+            vec![std::sync::Arc::new(api)],
+            vec![String::new()],
+        );
+        let html = index(&p);
+        assert!(!html.contains("<img"), "{html}");
+        assert!(html.contains("a%22%3E%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E"));
+        let path = format!("/docs/op/{}", super::segment(evil));
+        let crate::openapi::portal::Target::Operation { api, prefix, op } = p.target(&path) else {
+            panic!("the hostile id has a page");
+        };
+        let page = operation(&p, api, prefix, op);
+        assert!(!page.contains("<img") && !page.contains("<b>"), "{page}");
+        assert!(page.contains("&lt;img src=x onerror=alert(1)&gt;"));
+    }
+
+    const PETS_EVIL: &str = r#"
+openapi: 3.1.0
+info: { title: "t", version: "1" }
+tags: [{ name: "EVIL", description: "<b>bold</b>" }]
+paths:
+  "/x/{EVIL}":
+    get:
+      operationId: "EVIL"
+      summary: "EVIL"
+      tags: ["EVIL"]
+      parameters:
+        - { name: "EVIL", in: path, required: true, schema: { type: string, example: "EVIL" } }
+      responses:
+        "200": { description: "EVIL" }
+"#;
+
     fn clone_op(o: &Operation) -> Operation {
         Operation {
             id: o.id.clone(),
