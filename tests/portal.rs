@@ -544,3 +544,73 @@ fn usage_is_shown_when_metered() {
     // Exactly alice's own successful requests (1 + 4); bob's 4 are not on her page.
     assert_eq!(count(&html), Some(5), "{html}");
 }
+
+#[test]
+fn over_tls_the_session_cookie_is_secure() {
+    use common::tls::{client_config, Ca, ClientOpts, Key, TlsConn};
+    let ca = Ca::new("portal test CA");
+    let store = KeyStoreFixture::new("t-portal-tls");
+    let cert = ca.server(
+        store.dir.path(),
+        "localhost",
+        &["localhost"],
+        Key::EcdsaP256,
+    );
+    let tls = format!(
+        "[listeners.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]\n\n",
+        cert.cert_path.display(),
+        cert.key_path.display()
+    );
+    let up = Upstream::echo();
+    let spec = write_spec(store.dir.path(), true);
+    let body = config(
+        &spec,
+        up.addr,
+        "{ path = \"/docs\", keys = { sign_in = \"api_key\" } }",
+        &store.tables(),
+    );
+    let gw = store.gateway(&format!("{tls}{body}"));
+    let client = client_config(&ClientOpts {
+        ca_pem: &ca.pem,
+        alpn: &[b"http/1.1"],
+        ..ClientOpts::default()
+    });
+    let form = format!("credential={}", store.alice);
+    let start = std::time::Instant::now();
+    let r = loop {
+        // Until the gateway has synced the keys from Redis.
+        let mut c = TlsConn::open(gw.addr, "localhost", &client).expect("handshake");
+        let r = c
+            .request("POST", "/docs/keys/sign-in", &[FORM], form.as_bytes())
+            .unwrap();
+        if r.status != 401 || start.elapsed() > std::time::Duration::from_secs(10) {
+            break r;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(r.status, 303, "{}", r.text());
+    let set = r.header("set-cookie").unwrap();
+    assert!(set.contains("; Secure"), "{set}");
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"));
+    // A form posted from the plain-HTTP origin of the same host is another origin; the same
+    // form from the https origin is accepted (so the 403 is the origin check's).
+    let cookie = set.split(';').next().unwrap();
+    let mut c = TlsConn::open(gw.addr, "localhost", &client).expect("handshake");
+    let page = c
+        .request("GET", "/docs/keys", &[("Cookie", cookie)], b"")
+        .unwrap()
+        .text();
+    let at = page.find("name=\"csrf\" value=\"").expect("csrf") + "name=\"csrf\" value=\"".len();
+    let csrf = format!("csrf={}", &page[at..at + 64]);
+    for (origin, want) in [("http://test", 403), ("https://test", 200)] {
+        let r = c
+            .request(
+                "POST",
+                "/docs/keys/create",
+                &[FORM, ("Cookie", cookie), ("Origin", origin)],
+                csrf.as_bytes(),
+            )
+            .unwrap();
+        assert_eq!(r.status, want, "{origin}: {}", r.text());
+    }
+}
