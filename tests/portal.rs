@@ -221,6 +221,21 @@ fn self_service_keys_with_csrf_and_ownership() {
     assert_eq!(r.status, 401);
     assert!(r.header("set-cookie").is_none());
     assert_eq!(r.header("cache-control"), Some("no-store"));
+    // The actions are POST only; unknown pages under /keys are 404.
+    let r = get(gw.addr, "/docs/keys/revoke");
+    assert_eq!((r.status, r.header("allow")), (405, Some("POST")));
+    assert_eq!(
+        request(
+            gw.addr,
+            "PUT",
+            "/docs/keys",
+            &[("Content-Length", "0")],
+            b""
+        )
+        .status,
+        405
+    );
+    assert_eq!(get(gw.addr, "/docs/keys/nope").status, 404);
     // Without a session the page offers the sign-in form.
     assert!(get(gw.addr, "/docs/keys")
         .text()

@@ -78,7 +78,6 @@ pub async fn serve<D: Downstream>(
             secure: ex.client.scheme == Scheme::Https,
         };
         let req = keys::Req {
-            method: std::str::from_utf8(ex.head.method_bytes()).unwrap_or(""),
             sub,
             cookie: ex.head.header("cookie"),
             body: &form,

@@ -63,8 +63,6 @@ pub struct Ctx<'a> {
 
 /// One request to `/keys...`, already read.
 pub struct Req<'a> {
-    /// `GET`, `HEAD`, `POST`, ...
-    pub method: &'a str,
     /// The path after `/keys` (`""`, `/sign-in`, ...).
     pub sub: &'a str,
     /// The `Cookie` header, if any.
