@@ -1,4 +1,4 @@
-//! Request validation against an operation's OpenAPI schemas: path, query and header
+//! Request validation against an operation's OpenAPI schemas: path, query, header and cookie
 //! parameters and the JSON request body. Compiled once per config generation
 //! (`Validator::compile`), checked per request (`Validator::check`) by the route's `validate`
 //! policy (`policy::pipeline`), which the importer appends after the route's other policies.
