@@ -96,8 +96,11 @@ struct Setup {
 
 impl Setup {
     fn new(secure: bool) -> Setup {
+        Setup::with_spec(&SPEC.replace("#SECURE#", if secure { SECURE } else { "" }))
+    }
+
+    fn with_spec(spec: &str) -> Setup {
         let dir = tempfile::tempdir().unwrap();
-        let spec = SPEC.replace("#SECURE#", if secure { SECURE } else { "" });
         std::fs::write(dir.path().join("shop.yaml"), spec).unwrap();
         std::fs::write(dir.path().join("keys"), "").unwrap();
         Setup { dir }
@@ -615,8 +618,21 @@ fn schemathesis_finds_no_server_error_and_no_wrong_verdict() {
         skip_or_fail("schemathesis is not installed (pip install schemathesis)");
         return;
     };
+    // The document as OpenAPI 3.0 (draft 4 after the rewrite) and as 3.1 (2020-12).
+    let v30 = SPEC.replace("#SECURE#", "");
+    let v31 = v30.replace("openapi: 3.0.3", "openapi: 3.1.0").replace(
+        "tag: { type: string, enum: [red, blue, null], nullable: true }",
+        "tag: { type: [string, \"null\"], enum: [red, blue, null] }",
+    );
+    assert_ne!(v30, v31);
+    for spec in [v30, v31] {
+        run_schemathesis(&st, &spec);
+    }
+}
+
+fn run_schemathesis(st: &Path, spec: &str) {
     let up = Upstream::echo();
-    let s = Setup::new(false);
+    let s = Setup::with_spec(spec);
     let gw = Gateway::start_workers(&s.config(&up, "enforce"), 1);
     // Bounded by default; a longer hunt: RINGWAY_ST_EXAMPLES=500 RINGWAY_ST_SEED=7.
     let examples = std::env::var("RINGWAY_ST_EXAMPLES").unwrap_or_else(|_| "25".into());
