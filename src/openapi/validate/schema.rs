@@ -46,6 +46,8 @@ const BACKTRACK_LIMIT: usize = 100_000;
 /// A document prepared for compiling: rewritten for its dialect, with the draft to use.
 pub(super) struct Prepared {
     pub doc: Arc<Value>,
+    /// The document as written (pointers in reports name what the author wrote).
+    pub orig: Arc<Value>,
     pub draft: Draft,
 }
 
@@ -74,7 +76,11 @@ pub(super) fn prepare(api: &Api) -> Prepared {
         LAST.with(|l| *l.borrow_mut() = Some((Arc::downgrade(&api.doc), doc.clone())));
         doc
     });
-    Prepared { doc, draft }
+    Prepared {
+        doc,
+        orig: api.doc.clone(),
+        draft,
+    }
 }
 
 /// Keys whose values are data, not schemas: never rewritten.
@@ -259,10 +265,12 @@ pub(super) fn compile<F: jsonschema::json::Json>(
     })?;
     let mut seen = HashSet::new();
     let mut budget = MAX_WALK;
+    // Surveyed as written: the rewrite may wrap a schema (`anyOf`), which would shift pointers.
+    let as_written = resolve_pointer(&p.orig, at).unwrap_or(schema);
     unknown_formats(
-        schema,
+        as_written,
         at,
-        &p.doc,
+        &p.orig,
         &|name| opts.is_known_format(p.draft, name),
         &mut seen,
         &mut budget,

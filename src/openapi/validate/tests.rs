@@ -78,6 +78,8 @@ components:
             born: { type: string, format: date-time }
             ip: { type: string, format: ipv4 }
             nick: { type: string, format: nickname }
+            maybe: { $ref: "#/components/schemas/Maybe" }
+    Maybe: { nullable: true, allOf: [ { type: object, properties: { z: { type: string, format: zed } } } ] }
     Owner: { type: object, required: [first], properties: { first: { type: string } } }
 "##;
 
@@ -393,6 +395,14 @@ fn json_bodies_with_refs_all_of_nullable_and_formats() {
         ok(r#"{"name":"rex","nick":"anything"}"#).is_ok(),
         "unknown format: annotation"
     );
+    assert!(
+        ok(r#"{"name":"rex","maybe":null}"#).is_ok(),
+        "nullable composed schema"
+    );
+    assert_eq!(
+        one(ok(r#"{"name":"r","maybe":{"z":1}}"#)),
+        pair("/body/maybe", "anyOf")
+    );
     assert_eq!(one(ok(r#"{}"#)), pair("/body", "required"));
     assert_eq!(one(ok(r#"{"name":1}"#)), pair("/body/name", "type"));
     assert_eq!(
@@ -519,6 +529,10 @@ fn compile_reports_unknown_formats_non_json_schemas_and_bad_schemas() {
     assert!(
         ptrs.contains(&"#/paths/~1pets/post/requestBody/content/text~1plain/schema"),
         "{ptrs:?}"
+    );
+    assert!(
+        ptrs.contains(&"#/components/schemas/Maybe/allOf/0/properties/z/format"),
+        "pointers name the document as written, not the nullable rewrite: {ptrs:?}"
     );
     let bad = SPEC_31.replace(
         "type: object\n              required: [n]",
