@@ -332,10 +332,11 @@ impl ParamCheck {
         }
     }
 
-    /// Percent-decodes `raw` (headers are not encoded: taken as they are).
+    /// Percent-decodes `raw` (headers are not encoded: taken as they are, trimmed).
     fn decode<'r>(&self, raw: &'r [u8], form: bool, at: &str) -> Result<Cow<'r, str>, Violation> {
         let decoded = if self.location == ParamIn::Header {
-            Cow::Borrowed(raw)
+            // HTTP lists allow whitespace around their commas.
+            Cow::Borrowed(raw.trim_ascii())
         } else {
             percent_decode(raw, form)
         };

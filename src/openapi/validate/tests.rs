@@ -788,3 +788,63 @@ fn a_number_past_f64_is_refused_not_taken_for_infinity() {
     );
     assert_eq!(one(r), pair("/body", "json"));
 }
+
+#[test]
+fn the_rarer_styles() {
+    let spec = r##"
+openapi: 3.0.3
+info: { title: T, version: "1" }
+paths:
+  /r/{lab}/{obj}:
+    get:
+      operationId: rare
+      parameters:
+        - { name: lab, in: path, required: true, style: label, explode: true, schema: { type: array, items: { type: integer } } }
+        - { name: obj, in: path, required: true, schema: { type: object, properties: { a: { type: integer } }, required: [a] } }
+        - { name: point, in: query, schema: { type: object, properties: { x: { type: integer }, y: { type: integer } } } }
+        - { name: X-List, in: header, schema: { type: array, items: { type: boolean } } }
+        - { name: ids, in: cookie, explode: false, schema: { type: array, items: { type: integer } } }
+        - { name: empty, in: query, allowEmptyValue: true, schema: { type: integer } }
+      responses: { "200": { description: ok } }
+"##;
+    let f = Fixture::new(spec);
+    let v = f.validator("rare", 1024);
+    let t = "/r/{lab}/{obj}";
+    let g = |p: &str, extra: &str| {
+        run(
+            &v,
+            t,
+            &format!("GET {p} HTTP/1.1\r\nHost: x{extra}"),
+            b"",
+            true,
+        )
+    };
+    assert!(g("/r/.1.2.3/a,5", "").is_ok());
+    assert_eq!(one(g("/r/.1.x/a,5", "")), pair("/path/lab/1", "type"));
+    assert_eq!(one(g("/r/.1/b,5", "")), pair("/path/obj", "required"));
+    assert_eq!(one(g("/r/.1/a,5,b", "")), pair("/path/obj", "style"));
+    assert_eq!(one(g("/r/.1/a,x", "")), pair("/path/obj/a", "type"));
+    assert!(
+        g("/r/.1/a,1?x=1&y=2", "").is_ok(),
+        "exploded form object: its properties"
+    );
+    assert_eq!(
+        one(g("/r/.1/a,1?x=1&y=z", "")),
+        pair("/query/point/y", "type")
+    );
+    assert!(g("/r/.1/a,1", "\r\nX-List: true, false\r\nX-List: true").is_ok());
+    assert_eq!(
+        one(g("/r/.1/a,1", "\r\nX-List: true,yes")),
+        pair("/header/X-List/1", "type")
+    );
+    assert!(g("/r/.1/a,1", "\r\nCookie: ids=1,2").is_ok());
+    assert_eq!(
+        one(g("/r/.1/a,1", "\r\nCookie: ids=1,b")),
+        pair("/cookie/ids/1", "type")
+    );
+    assert!(g("/r/.1/a,1?empty=", "").is_ok(), "allowEmptyValue");
+    assert_eq!(
+        one(g("/r/.1/a,1?empty=e", "")),
+        pair("/query/empty", "type")
+    );
+}
