@@ -14,7 +14,8 @@
 //! `serde_json::Value` tree is built), on a per-thread copy of the bytes (simd-json parses in
 //! place) with reused buffers, nesting limited to [`MAX_DEPTH`] so neither the parse, the
 //! validation nor the value's drop can exhaust a worker's stack. A number past f64's range
-//! (`1e999`) is refused as invalid JSON rather than read as infinity.
+//! (`1e999`) is refused as invalid JSON rather than read as infinity, and so is an object
+//! naming a member twice (a parser differential: the backend may read the other value).
 
 use std::cell::RefCell;
 
@@ -192,20 +193,18 @@ fn validate_json(
         buf.extend_from_slice(body);
         match simd_json::to_borrowed_value_with_buffers(buf, bufs) {
             Err(e) => found.push(Violation::new("/body", "json", parse_error(&e))),
-            Ok(v) if !super::simd::finite(&v) => found.push(Violation::new(
-                "/body",
-                "json",
-                "the body has a number out of range",
-            )),
-            Ok(v) => {
-                for e in schema.iter_errors(&v).take(super::problem::MAX_FOUND) {
-                    found.push(Violation::new(
-                        format!("/body{}", e.instance_path().as_str()),
-                        e.kind().keyword(),
-                        e.masked().to_string(),
-                    ));
+            Ok(v) => match super::simd::unjudgeable(&v) {
+                Some(why) => found.push(Violation::new("/body", "json", why)),
+                None => {
+                    for e in schema.iter_errors(&v).take(super::problem::MAX_FOUND) {
+                        found.push(Violation::new(
+                            format!("/body{}", e.instance_path().as_str()),
+                            e.kind().keyword(),
+                            e.masked().to_string(),
+                        ));
+                    }
                 }
-            }
+            },
         }
         if buf.capacity() > KEEP_SCRATCH {
             *buf = Vec::new();

@@ -198,13 +198,28 @@ impl<'a> Array<'a, SimdJson> for &'a [BorrowedValue<'a>] {
     }
 }
 
-/// Whether every number in `v` is finite (simd-json reads `1e999` as infinity; JSON Schema
-/// and `serde_json` have no such number).
-pub fn finite(v: &BorrowedValue<'_>) -> bool {
+/// What the parse let through that JSON Schema cannot judge: a number past f64's range
+/// (simd-json reads `1e999` as infinity) or an object naming a member twice (simd-json keeps
+/// both in an object of up to 32 members, and a backend may read the other one than the
+/// validator did; larger objects keep the last, as `serde_json` does). `None`: neither.
+pub fn unjudgeable(v: &BorrowedValue<'_>) -> Option<&'static str> {
     match v {
-        BorrowedValue::Static(StaticNode::F64(f)) => f.is_finite(),
-        BorrowedValue::Static(_) | BorrowedValue::String(_) => true,
-        BorrowedValue::Array(a) => a.iter().all(finite),
-        BorrowedValue::Object(o) => o.values().all(finite),
+        BorrowedValue::Static(StaticNode::F64(f)) if !f.is_finite() => {
+            Some("the body has a number out of range")
+        }
+        BorrowedValue::Static(_) | BorrowedValue::String(_) => None,
+        BorrowedValue::Array(a) => a.iter().find_map(unjudgeable),
+        BorrowedValue::Object(o) => {
+            let keys: Vec<&str> = o.keys().map(|k| k.as_ref()).collect();
+            let twice = keys.len() <= 32
+                && keys
+                    .iter()
+                    .enumerate()
+                    .any(|(i, k)| keys[i + 1..].contains(k));
+            if twice {
+                return Some("the body names an object member twice");
+            }
+            o.values().find_map(unjudgeable)
+        }
     }
 }
