@@ -37,7 +37,8 @@ pub const METHODS: [&str; 8] = [
 /// Loads and reads the document at `file`. `name` is the `[[openapi]]` block's name. Errors
 /// are one line each, naming the JSON pointer (or YAML line) at fault.
 pub fn load(file: &Path, name: &str) -> Result<Api, String> {
-    let meta = std::fs::metadata(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let meta =
+        std::fs::metadata(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     if meta.len() > MAX_FILE_BYTES {
         return Err(format!(
             "{} is {} bytes; the limit is {MAX_FILE_BYTES}",
@@ -62,15 +63,17 @@ pub fn parse_text(text: &str) -> Result<Value, String> {
 
 /// Builds the model from a parsed document.
 pub fn read_api(doc: Value, file: &Path, name: &str) -> Result<Api, String> {
-    let version = doc
-        .get("openapi")
-        .and_then(Value::as_str)
-        .ok_or_else(|| match doc.get("swagger") {
-            Some(_) => "Swagger 2.0 documents are not supported: convert it to OpenAPI 3 first \
+    let version =
+        doc.get("openapi")
+            .and_then(Value::as_str)
+            .ok_or_else(|| match doc.get("swagger") {
+                Some(_) => {
+                    "Swagger 2.0 documents are not supported: convert it to OpenAPI 3 first \
                         (the `openapi` field is missing)"
-                .to_string(),
-            None => "#/openapi: missing; this is not an OpenAPI 3 document".to_string(),
-        })?;
+                        .to_string()
+                }
+                None => "#/openapi: missing; this is not an OpenAPI 3 document".to_string(),
+            })?;
     let dialect = if version.starts_with("3.0.") || version == "3.0" {
         Dialect::V30
     } else if version.starts_with("3.1.") || version == "3.1" {
@@ -170,7 +173,9 @@ impl<'d> Reader<'d> {
                 .ok_or_else(|| format!("{at}/$ref: {r:?} does not resolve in the document"))?;
             at = r.to_string();
         }
-        Err(format!("{pointer}: $ref chain longer than {MAX_REF_HOPS} (a cycle?)"))
+        Err(format!(
+            "{pointer}: $ref chain longer than {MAX_REF_HOPS} (a cycle?)"
+        ))
     }
 
     /// Top-level members the gateway does not act on.
@@ -183,8 +188,10 @@ impl<'d> Reader<'d> {
                 "openapi" | "info" | "paths" | "components" | "security" | "tags"
                 | "externalDocs" => continue,
                 "webhooks" => "webhooks are requests the API sends, not routes a gateway serves",
-                "servers" => "the gateway serves the API under its [[openapi]] prefix, not the \
-                              document's servers",
+                "servers" => {
+                    "the gateway serves the API under its [[openapi]] prefix, not the \
+                              document's servers"
+                }
                 "jsonSchemaDialect" => match obj.get(k).and_then(Value::as_str) {
                     Some("https://spec.openapis.org/oas/3.1/dialect/base")
                     | Some("https://json-schema.org/draft/2020-12/schema") => continue,
@@ -294,8 +301,10 @@ impl<'d> Reader<'d> {
                 let reason = match k.as_str() {
                     "summary" | "description" | "parameters" | "$ref" => continue,
                     m if METHODS.contains(&m) => continue,
-                    "servers" => "per-path servers are not used: the gateway forwards to the \
-                                  [[openapi]] upstream",
+                    "servers" => {
+                        "per-path servers are not used: the gateway forwards to the \
+                                  [[openapi]] upstream"
+                    }
                     x if x.starts_with("x-") => "specification extension, not used by ringway",
                     _ => "not a path item field",
                 };
@@ -333,8 +342,10 @@ impl<'d> Reader<'d> {
                     continue
                 }
                 "callbacks" => "callbacks are requests the API sends, not routes a gateway serves",
-                "servers" => "per-operation servers are not used: the gateway forwards to the \
-                              [[openapi]] upstream",
+                "servers" => {
+                    "per-operation servers are not used: the gateway forwards to the \
+                              [[openapi]] upstream"
+                }
                 x if x.starts_with("x-") => "specification extension, not used by ringway",
                 _ => "not an operation field",
             };
@@ -441,7 +452,9 @@ impl<'d> Reader<'d> {
             };
             let required = p.get("required").and_then(Value::as_bool).unwrap_or(false);
             if location == ParamIn::Path && !required {
-                return Err(format!("{p_at}/required: a path parameter must be required"));
+                return Err(format!(
+                    "{p_at}/required: a path parameter must be required"
+                ));
             }
             let style = p
                 .get("style")
@@ -549,7 +562,9 @@ fn requirements(
     let mut out = Vec::new();
     for (i, alt) in list.iter().enumerate() {
         let Some(obj) = alt.as_object() else {
-            return Err(format!("{at}/{i}: a security requirement must be an object"));
+            return Err(format!(
+                "{at}/{i}: a security requirement must be an object"
+            ));
         };
         let mut all = Vec::new();
         for (scheme, scopes) in obj {
@@ -818,7 +833,8 @@ security: [{ key: [] }]
         let bad = |t: &str| read_api(parse_text(t).unwrap(), Path::new("x"), "x").unwrap_err();
         assert!(bad("swagger: '2.0'\n").contains("Swagger 2.0"));
         assert!(bad("openapi: 4.0.0\n").contains("not supported"));
-        let e = bad("openapi: 3.1.0\npaths: {/a: {get: {parameters: [{$ref: 'other.yaml#/p'}]}}}\n");
+        let e =
+            bad("openapi: 3.1.0\npaths: {/a: {get: {parameters: [{$ref: 'other.yaml#/p'}]}}}\n");
         assert!(e.contains("#/paths/~1a/get/parameters/0/$ref"), "{e}");
         let e = bad("openapi: 3.1.0\npaths: {/a: {get: {security: [{nope: []}]}}}\n");
         assert!(e.contains("\"nope\" is not in"), "{e}");
