@@ -3,15 +3,20 @@
 //! answer to a request. The request body arrives in 3-byte pieces (so body streaming is
 //! exercised); the response is recorded as status, fields, body length and bytes.
 //!
-//! Not on any request path: the HTTP/1.1 wire is `conn::client`.
+//! `run_whole` is the production use: `exchange::mcp` runs an MCP tool call through the
+//! phases with it (the body handed out whole, the recorded response bounded).
+//! Not a client's wire: the HTTP/1.1 wire is `conn::client`.
 
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::Instant;
 
-use crate::core::Core;
+use std::rc::Rc;
+
+use crate::core::{Core, Generation};
 use crate::http1::{self, RequestHead};
 
+use super::begin::Lent;
 use super::error::ProxyError;
 use super::model::{ClientFacts, Exchange, ExchangeFacts};
 use super::origin::Scheme;
@@ -36,6 +41,25 @@ pub struct Memory {
     pub lingered: bool,
     /// Responses started (more than one is a bug in the phases).
     pub starts: u32,
+    /// Hand the body out in one piece (`run_whole`) instead of 3-byte pieces.
+    pub whole: bool,
+    /// Most body bytes recorded in `sent` (0: no limit); past it the response is cut off
+    /// (`truncated`) and the exchange ends as if the client had gone.
+    pub max_sent: usize,
+    pub truncated: bool,
+}
+
+impl Memory {
+    fn record(&mut self, bytes: &[u8]) -> Result<(), ProxyError> {
+        if self.max_sent == 0 || self.sent.len() + bytes.len() <= self.max_sent {
+            self.sent.extend_from_slice(bytes);
+            return Ok(());
+        }
+        let room = self.max_sent.saturating_sub(self.sent.len());
+        self.sent.extend_from_slice(&bytes[..room.min(bytes.len())]);
+        self.truncated = true;
+        Err(ProxyError::new(super::error::ErrorKind::ClientAborted))
+    }
 }
 
 impl Downstream for Memory {
@@ -53,7 +77,8 @@ impl Downstream for Memory {
         _head: &RequestHead,
         out: &mut Vec<u8>,
     ) -> Result<bool, ProxyError> {
-        let end = (self.read + 3).min(self.body.len());
+        let piece = if self.whole { self.body.len() } else { 3 };
+        let end = (self.read + piece).min(self.body.len());
         out.extend_from_slice(&self.body[self.read..end]);
         self.read = end;
         Ok(self.read == self.body.len())
@@ -75,11 +100,11 @@ impl Downstream for Memory {
         buf: &mut Vec<u8>,
         range: Range<usize>,
     ) -> Result<(), ProxyError> {
-        self.sent.extend_from_slice(&buf[range]);
-        Ok(())
+        let piece = buf.get(range).unwrap_or(&[]);
+        self.record(piece)
     }
     fn queue_body(&mut self, bytes: &[u8]) {
-        self.sent.extend_from_slice(bytes);
+        let _ = self.record(bytes);
     }
     async fn flush(&mut self) -> Result<(), ProxyError> {
         Ok(())
@@ -114,30 +139,74 @@ pub async fn run(core: &Core, request: &[u8]) -> Option<Ran> {
 /// `run` for a given client connection (e.g. a TLS one with a client certificate).
 pub async fn run_as(core: &Core, request: &[u8], client: &ClientFacts) -> Option<Ran> {
     let gen = core.generation();
+    run_in(core, &gen, request, client, Memory::default(), false).await
+}
+
+/// Runs `request` in generation `gen` (the caller's own, so one outer request sees one
+/// configuration) for `client`, with the body handed out whole and at most `max_sent`
+/// response body bytes recorded (`Ran::wire.truncated` says if more came). The request is
+/// recorded like a wire's (metrics, access log, usage, span).
+pub async fn run_whole(
+    core: &Core,
+    gen: &Rc<Generation>,
+    request: &[u8],
+    client: &ClientFacts,
+    max_sent: usize,
+) -> Option<Ran> {
+    let wire = Memory {
+        whole: true,
+        max_sent,
+        ..Memory::default()
+    };
+    run_in(core, gen, request, client, wire, true).await
+}
+
+async fn run_in(
+    core: &Core,
+    gen: &Rc<Generation>,
+    request: &[u8],
+    client: &ClientFacts,
+    mut wire: Memory,
+    record: bool,
+) -> Option<Ran> {
     let (head, n) = match http1::parse_request_head(request, &gen.cfg.limits) {
         Ok(Some(h)) => h,
         _ => return None,
     };
-    let mut wire = Memory {
-        body: request[n..].to_vec(),
-        ..Memory::default()
+    wire.body = request.get(n..).unwrap_or(&[]).to_vec();
+    // The production path starts its exchange like a wire does (request id, trace context,
+    // who the client is: per-IP limits key on it); the test path keeps its plain one.
+    let mut ex = if record {
+        super::begin::exchange(core, gen, &head, client, Instant::now(), Lent::fresh())
+    } else {
+        Exchange {
+            head: &head,
+            rid: core.ids.next_id(),
+            path: std::borrow::Cow::Borrowed(&b"/"[..]),
+            close: head.close,
+            captures: Vec::new(),
+            client,
+            host: String::new(),
+            scratch: Vec::new(),
+            start: Instant::now(),
+            facts: ExchangeFacts::default(),
+        }
     };
-    let mut ex = Exchange {
-        head: &head,
-        rid: core.ids.next_id(),
-        path: std::borrow::Cow::Borrowed(&b"/"[..]),
-        close: head.close,
-        captures: Vec::new(),
-        client,
-        host: String::new(),
-        scratch: Vec::new(),
-        start: Instant::now(),
-        facts: ExchangeFacts::default(),
-    };
-    let keep = match pipeline::run(core, &gen, &mut ex, &mut wire).await {
+    let keep = match pipeline::run(core, gen, &mut ex, &mut wire).await {
         Outcome::Done(keep) => keep,
         Outcome::Upgrade(..) => false,
     };
+    if record {
+        ex.facts.bytes_in = request.len() as u64;
+        ex.facts.bytes_out = wire.sent.len() as u64;
+        core.telemetry.on_request(
+            (&gen.cfg, &gen.slots),
+            &ex.facts,
+            &head,
+            ex.rid.as_str(),
+            ex.start,
+        );
+    }
     Some(Ran {
         wire,
         keep,
