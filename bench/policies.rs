@@ -92,6 +92,8 @@ fn policies(c: &mut Criterion) {
                 body: &[],
                 body_complete: true,
                 proto: "http",
+                path: b"/",
+                captures: &[],
             };
             let mut caller = Caller::default();
             let mut fx = Effects::default();

@@ -242,6 +242,7 @@ fn metrics(shared: &Shared, workers: usize) -> Reply {
     crate::metrics::render_redis(cfg.redis.as_ref().map(|r| &r.health), &mut text);
     crate::metrics::render_forward_auth(&mut text);
     crate::metrics::wasm::render_wasm(&mut text);
+    crate::metrics::validation::render_validation(&mut text);
     crate::metrics::render_cache(
         &crate::cache::stats::totals(),
         &shared.runtime.cache.stats(),

@@ -73,6 +73,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("compress", 2),
     // proxy-wasm filters: the sandbox, the ABI host and per-core instances.
     ("wasm", 2),
+    // OpenAPI documents: the loaded model, request validation, the portal's pages, MCP.
+    ("openapi", 2),
     // TLS building blocks: rustls over owned buffers, certificates, SNI, tickets, settings.
     ("tls", 2),
     // 3 config: parsing and compiling the file into the immutable table.

@@ -34,7 +34,7 @@ pub fn parse(src: &str, file: &Path) -> Result<RawConfig, Vec<ConfigError>> {
     })
 }
 
-const DEFAULT_MAX_BODY: u64 = 10 << 20;
+pub(super) const DEFAULT_MAX_BODY: u64 = 10 << 20;
 
 /// Validates and derives with a fresh `Runtime` (for `check` and tests: no state carried over).
 pub fn compile(
@@ -95,7 +95,25 @@ pub fn compile_with(
         policies: &policies,
         policy_ids: &policy_ids,
     };
-    let (routes, specs) = compile_routes(&raw, &cx, &mut defaults_used, &mut errs);
+    let (mut routes, mut specs) = compile_routes(&raw, &cx, &mut defaults_used, &mut errs);
+    let mut origins: Vec<super::openapi::RouteOrigin> = routes
+        .iter()
+        .map(|r| super::openapi::RouteOrigin::Toml(r.id.0 as usize))
+        .collect();
+    let openapi = super::openapi::import(
+        &super::openapi::ImportContext {
+            raw: &raw,
+            file,
+            upstream_ids: &upstream_ids,
+            policy_ids: &policy_ids,
+            default_max_body,
+        },
+        &mut policies,
+        (&mut routes, &mut specs, &mut origins),
+        &mut defaults_used,
+        &mut errs,
+    );
+    super::openapi::unique_names(&raw, &routes, &origins, &mut errs);
     if errs.is_empty() {
         super::defaults::unused_defaults(&raw, &defaults_used, &mut errs);
     }
@@ -107,7 +125,7 @@ pub fn compile_with(
         .as_ref()
         .map_or(crate::cache::settings::DEFAULT_MAX_BYTES, |m| m.get_ref().0);
     let table = if errs.is_empty() {
-        route_table(&raw, &specs, &mut errs)
+        route_table(&raw, &specs, &origins, &mut errs)
     } else {
         None
     };
@@ -137,6 +155,7 @@ pub fn compile_with(
             usage,
             cache: rt.cache.clone(),
             cache_max_bytes,
+            openapi,
         }),
         _ => Err(errs.list),
     }

@@ -20,6 +20,7 @@ pub mod health;
 pub mod http2;
 pub mod listeners;
 pub mod model;
+pub mod openapi;
 pub mod paths;
 pub mod policies;
 pub mod raw;

@@ -81,6 +81,8 @@ pub struct Compiled {
     pub cache: std::sync::Arc<crate::cache::Store>,
     /// `[cache] max_bytes`, applied to the store when this generation is published.
     pub cache_max_bytes: u64,
+    /// The `[[openapi]]` documents imported (their routes are in `routes`).
+    pub openapi: Vec<crate::openapi::model::ImportedApi>,
 }
 
 /// Caps on open client connections, checked once per accepted connection.
@@ -332,6 +334,10 @@ pub enum Action {
     Static(StaticResponse),
     Echo,
     Redirect(Redirect),
+    /// The developer portal of an `[[openapi]]` block (`exchange::portal`).
+    Portal(std::sync::Arc<crate::openapi::portal::Portal>),
+    /// The MCP endpoint of an `[[openapi]]` block (`exchange::mcp`).
+    Mcp(std::sync::Arc<crate::openapi::mcp::McpServer>),
 }
 
 #[derive(Debug)]

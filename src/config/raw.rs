@@ -66,6 +66,9 @@ pub struct RawConfig {
     /// `[cache]`: the shared response cache's byte bound (routes opt in with a `cache` policy).
     #[serde(default)]
     pub cache: crate::cache::settings::RawCacheSettings,
+    /// `[[openapi]]`: OpenAPI documents imported as routes (`config::openapi`).
+    #[serde(default)]
+    pub openapi: Vec<crate::openapi::raw::RawOpenApi>,
 }
 
 /// `[dns]`: name servers and TTL bounds for upstream host names.

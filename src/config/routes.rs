@@ -84,22 +84,22 @@ pub(super) fn compile_routes(
 pub(super) fn route_table(
     raw: &RawConfig,
     specs: &[RouteSpec],
+    origins: &[super::openapi::RouteOrigin],
     errs: &mut Diag,
 ) -> Option<RouteTable> {
+    use super::openapi::{describe, span_of};
     match RouteTable::build(specs) {
         Ok(t) => Some(t),
         Err(conflicts) => {
             for c in conflicts {
-                let a = &raw.routes[c.first.0 as usize];
-                let b = &raw.routes[c.second.0 as usize];
+                let (span, field) = span_of(raw, origins, c.second);
                 errs.at(
-                    b.name.span(),
-                    format!("routes[{}]", c.second.0),
+                    span,
+                    field,
                     format!(
-                        "route {:?} conflicts with route {:?} (routes[{}]): {}",
-                        b.name.get_ref(),
-                        a.name.get_ref(),
-                        c.first.0,
+                        "{} conflicts with {}: {}",
+                        describe(raw, origins, c.second),
+                        describe(raw, origins, c.first),
                         c.reason
                     ),
                 );

@@ -149,6 +149,8 @@ fn action(c: &Compiled, r: &Route) -> String {
         Action::Static(st) => format!("static {}", st.status),
         Action::Echo => "echo".into(),
         Action::Redirect(rd) => format!("redirect {} {}", rd.status, rd.location),
+        Action::Portal(p) => format!("openapi portal {}", p.base),
+        Action::Mcp(m) => format!("openapi mcp {} ({} tools)", m.path, m.tools.len()),
     }
 }
 
@@ -387,5 +389,45 @@ pub fn render(c: &Compiled) -> String {
             policies
         );
     }
+    openapi(c, &mut s);
     s
+}
+
+/// Each imported OpenAPI document: its routes, then every construct that was not acted on,
+/// with its JSON pointer (nothing is skipped silently).
+fn openapi(c: &Compiled, s: &mut String) {
+    for imp in &c.openapi {
+        let a = &imp.api;
+        let _ = writeln!(
+            s,
+            "openapi {:?}: {} ({} {}, OpenAPI {}), {} operations, {} routes",
+            a.name,
+            a.file.display(),
+            a.title,
+            a.version,
+            match a.dialect {
+                crate::openapi::Dialect::V30 => "3.0",
+                crate::openapi::Dialect::V31 => "3.1",
+            },
+            a.operations.len(),
+            imp.routes.len()
+        );
+        for id in &imp.routes {
+            let r = c.route(*id);
+            let from = a
+                .operations
+                .iter()
+                .find(|o| o.id == r.name)
+                .map_or(String::new(), |o| format!(" (from {})", o.pointer));
+            let _ = writeln!(s, "  route {}{from}", r.name);
+        }
+        if imp.ignored.is_empty() {
+            let _ = writeln!(s, "  ignored: nothing");
+        } else {
+            let _ = writeln!(s, "  ignored ({}):", imp.ignored.len());
+            for i in &imp.ignored {
+                let _ = writeln!(s, "    {}: {}", i.pointer, i.reason);
+            }
+        }
+    }
 }

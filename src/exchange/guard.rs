@@ -131,6 +131,8 @@ pub async fn run_policies<D: Downstream>(
             body,
             body_complete,
             proto: ex.facts.origin.scheme.as_str(),
+            path: &ex.path,
+            captures: &ex.captures,
         };
         let mut from = 0;
         let res = loop {

@@ -13,7 +13,8 @@
 //! the cache's recorder between the upstream's body and the wire) and `stored` (answering from,
 //! recording into and revalidating the store, shared by those two), `client_cert` (its `x-forwarded-client-cert`),
 //! `memory` (a wire made of memory, for tests and
-//! fuzzing).
+//! fuzzing), `portal` and `mcp` (the developer portal and MCP endpoint of an `[[openapi]]`
+//! block).
 
 pub mod begin;
 pub mod body;
@@ -26,11 +27,13 @@ pub mod forward_h2;
 pub mod grpc;
 pub mod guard;
 pub mod local;
+pub mod mcp;
 pub mod memory;
 pub mod mirror;
 pub mod model;
 pub mod origin;
 pub mod pipeline;
+pub mod portal;
 pub mod respond;
 pub mod response_head;
 pub mod retry;

@@ -20,7 +20,7 @@ use crate::core::{Core, Generation};
 use super::error::ProxyError;
 use super::model::Exchange;
 use super::wire::{Downstream, Outcome};
-use super::{cache_phase, forward, guard, local, respond, route};
+use super::{cache_phase, forward, guard, local, mcp, portal, respond, route};
 
 /// Runs one exchange to its end on `down`.
 pub async fn run<D: Downstream>(
@@ -66,5 +66,7 @@ async fn phases<D: Downstream>(
         Action::Static(s) => local::static_response(core, ex, down, route, s).await,
         Action::Redirect(r) => local::redirect(core, ex, down, route, r).await,
         Action::Echo => local::echo(core, ex, down, route).await,
+        Action::Portal(p) => portal::serve(core, gen, ex, down, route, p).await,
+        Action::Mcp(m) => mcp::serve(core, gen, ex, down, route, m).await,
     }
 }

@@ -27,6 +27,7 @@ mod limiters;
 mod redis;
 mod render;
 mod upstream_load;
+pub mod validation;
 pub mod wasm;
 
 pub use cache::render_cache;

@@ -5,6 +5,7 @@
 //! - `model`: the loaded document as ringway sees it: operations with their parameters,
 //!   request bodies and security, plus every construct that was ignored (with its JSON
 //!   pointer). Plain data, built once per config generation.
+//! - `raw`: the `[[openapi]]` config block as written.
 //! - `load`: reads the file (YAML or JSON), resolves `$ref`s and builds the model.
 //! - `import` (in `config::openapi`): operations become routes with their policies.
 //! - `validate`: request validation against the operation's schemas (compiled once per
@@ -17,6 +18,7 @@ pub mod load;
 pub mod mcp;
 pub mod model;
 pub mod portal;
+pub mod raw;
 pub mod validate;
 
 pub use model::{Api, Dialect, Operation};

@@ -175,3 +175,14 @@ pub struct Ignored {
 pub fn pointer_token(s: &str) -> String {
     s.replace('~', "~0").replace('/', "~1")
 }
+
+/// One imported document, as `check` and the admin API show it.
+#[derive(Debug)]
+pub struct ImportedApi {
+    pub api: Arc<Api>,
+    /// The routes made from its operations (and its portal / MCP routes).
+    pub routes: Vec<crate::route::RouteId>,
+    /// What the document holds that the gateway does not act on (the loader's list and the
+    /// import's), with JSON pointers.
+    pub ignored: Vec<Ignored>,
+}

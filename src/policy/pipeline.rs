@@ -105,6 +105,9 @@ pub enum Policy {
     /// Runs a proxy-wasm filter (`wasm`) on this worker's instance; settled through the await
     /// seam (it needs the worker's state).
     Wasm(Box<crate::wasm::WasmPolicy>),
+    /// Checks the request against its OpenAPI operation (`openapi::validate`); the importer
+    /// puts it last on an imported route.
+    Validate(Box<crate::openapi::validate::ValidatePolicy>),
 }
 
 impl Policy {
@@ -114,6 +117,7 @@ impl Policy {
         match self {
             Policy::ForwardAuth(p) => p.body_bytes,
             Policy::Wasm(p) => p.body_bytes,
+            Policy::Validate(v) => v.validator.body_bytes(),
             _ => 0,
         }
     }
@@ -135,6 +139,7 @@ impl Policy {
             Policy::ForwardAuth(_) => "forward_auth",
             Policy::Introspect(_) => "introspect",
             Policy::Wasm(_) => "wasm",
+            Policy::Validate(_) => "validate",
         }
     }
 }
@@ -331,6 +336,10 @@ pub struct Facts<'a> {
     /// How the client reached the gateway: "http" or "https" (forward auth's
     /// `x-forwarded-proto`).
     pub proto: &'static str,
+    /// The normalized request path and the route template's captures in it (byte ranges,
+    /// template order), for the `validate` policy's path parameters.
+    pub path: &'a [u8],
+    pub captures: &'a [(u16, std::ops::Range<usize>)],
 }
 
 /// Runs the route's policies in order, from `ids[from]`. `Ok(None)`: every one passed.
@@ -396,6 +405,7 @@ pub fn run<'a>(
                     ops.render_adds(&vars, &mut fx.query_add);
                 }
             }
+            Policy::Validate(v) => validate(v, f, fx)?,
             Policy::Cors(_) => {}
             Policy::Cache(_) => fx.cache = Some(*id),
             Policy::Compress(_) => fx.compress = Some(*id),
@@ -406,6 +416,44 @@ pub fn run<'a>(
         }
     }
     Ok(None)
+}
+
+/// The `validate` policy: a refusal in enforce mode answers with the problem body; in report
+/// mode it is logged and counted, and the request goes on.
+fn validate(
+    v: &crate::openapi::validate::ValidatePolicy,
+    f: &Facts<'_>,
+    fx: &mut Effects,
+) -> Result<(), Denial> {
+    use crate::metrics::validation::Checked;
+    use crate::openapi::validate::{Input, Mode};
+    let input = Input {
+        path: f.path,
+        captures: f.captures,
+        head: f.head,
+        body: f.body,
+        body_complete: f.body_complete,
+    };
+    let Err(refusal) = v.validator.check(&input) else {
+        v.counters.record(Checked::Passed);
+        return Ok(());
+    };
+    if v.mode == Mode::Report {
+        v.counters.record(Checked::Reported);
+        crate::log::warn(&format!(
+            "openapi validation (report mode) of {} request {}: {} violation(s), status {} \
+             would have been answered",
+            v.validator.operation, f.request_id, refusal.violations, refusal.status
+        ));
+        return Ok(());
+    }
+    v.counters.record(Checked::Refused);
+    fx.reply = Some(Box::new(LocalReply {
+        status: refusal.status,
+        fields: b"content-type: application/problem+json\r\n".to_vec(),
+        body: refusal.problem,
+    }));
+    Err(Denial::Reply)
 }
 
 fn challenge(fx: &mut Effects, scheme: &str) {

@@ -24,6 +24,16 @@ pub enum Mode {
     Off,
 }
 
+/// The `validate` policy the importer puts last on an operation's route.
+#[derive(Debug)]
+pub struct ValidatePolicy {
+    pub validator: Validator,
+    /// `Enforce` or `Report` (`Off` adds no policy).
+    pub mode: Mode,
+    /// `ringway_openapi_validation_total` for this operation.
+    pub counters: std::sync::Arc<crate::metrics::validation::ValidationCounters>,
+}
+
 /// What one request offers the validator.
 pub struct Input<'a> {
     /// The normalized request path the route matched.

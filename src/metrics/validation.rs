@@ -1,0 +1,92 @@
+//! `ringway_openapi_validation_total{api,operation,result}`: what each imported operation's
+//! `validate` policy decided (`passed`, `refused`, or `reported`: failed in report mode and
+//! forwarded anyway).
+//!
+//! Counters live in a process-wide registry keyed by (api, operation), so a reload keeps
+//! counting on the same series; recording is one relaxed atomic add (no lock on the request
+//! path; the registry's lock is taken at config compile and scrape only).
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use super::render::{family, push_label_value};
+
+/// One validation's result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Checked {
+    Passed,
+    Refused,
+    Reported,
+}
+
+const RESULTS: [(Checked, &str); 3] = [
+    (Checked::Passed, "passed"),
+    (Checked::Refused, "refused"),
+    (Checked::Reported, "reported"),
+];
+
+/// One operation's counters.
+#[derive(Debug, Default)]
+pub struct ValidationCounters {
+    api: Box<str>,
+    operation: Box<str>,
+    counts: [AtomicU64; 3],
+}
+
+impl ValidationCounters {
+    /// Counts one result.
+    pub fn record(&self, c: Checked) {
+        self.counts[c as usize].fetch_add(1, Relaxed);
+    }
+
+    /// The count for `c` so far.
+    pub fn get(&self, c: Checked) -> u64 {
+        self.counts[c as usize].load(Relaxed)
+    }
+}
+
+static REGISTRY: Mutex<Vec<Arc<ValidationCounters>>> = Mutex::new(Vec::new());
+
+/// The counters of operation `operation` of API `api` (registered on first use; config
+/// compile only).
+pub fn validation_counters(api: &str, operation: &str) -> Arc<ValidationCounters> {
+    let mut list = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = list
+        .iter()
+        .find(|c| &*c.api == api && &*c.operation == operation)
+    {
+        return c.clone();
+    }
+    let c = Arc::new(ValidationCounters {
+        api: api.into(),
+        operation: operation.into(),
+        counts: Default::default(),
+    });
+    list.push(c.clone());
+    c
+}
+
+/// Renders the family (nothing when no operation was ever validated).
+pub fn render_validation(out: &mut String) {
+    let list = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
+    if list.is_empty() {
+        return;
+    }
+    let name = "ringway_openapi_validation_total";
+    family(
+        out,
+        name,
+        "OpenAPI request validation by API, operation and result (passed, refused, reported).",
+        "counter",
+    );
+    for c in list.iter() {
+        for (r, label) in RESULTS {
+            let _ = write!(out, "{name}{{api=\"");
+            push_label_value(out, &c.api);
+            out.push_str("\",operation=\"");
+            push_label_value(out, &c.operation);
+            let _ = writeln!(out, "\",result=\"{label}\"}} {}", c.get(r));
+        }
+    }
+}
