@@ -630,6 +630,7 @@ impl BlockCx<'_> {
                     api: self.api.clone(),
                     tools,
                     prefix: prefix.clone(),
+                    origins: m.origins.clone().unwrap_or_default(),
                 };
                 let id = RouteId(routes.len() as u32);
                 let bits = Method::Get.bit() | Method::Post.bit() | Method::Delete.bit();

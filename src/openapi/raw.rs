@@ -74,7 +74,7 @@ pub struct RawPortalKeys {
     pub policy: Option<Spanned<String>>,
 }
 
-/// `mcp = { path, tools }`.
+/// `mcp = { path, tools, origins }`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawMcp {
@@ -84,4 +84,7 @@ pub struct RawMcp {
     /// operationIds exposed as tools (default: every operation).
     #[schemars(with = "Option<Vec<String>>")]
     pub tools: Option<Vec<Spanned<String>>>,
+    /// Browser origins (`https://app.example`, or `"*"`) allowed to call the endpoint besides
+    /// loopback ones; a request with any other `Origin` gets 403 (DNS-rebinding defence).
+    pub origins: Option<Vec<String>>,
 }

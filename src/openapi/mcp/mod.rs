@@ -35,6 +35,8 @@ pub struct McpServer {
     pub tools: Vec<usize>,
     /// The gateway path prefix the API's operations are served under.
     pub prefix: String,
+    /// Browser origins allowed besides loopback ones (`mcp.origins`; `"*"`: any).
+    pub origins: Vec<String>,
 }
 
 /// What one message asks of the endpoint.
@@ -226,6 +228,7 @@ paths:
             api: Arc::new(api),
             tools: vec![0],
             prefix: "/v1".into(),
+            origins: Vec::new(),
         }
     }
 
