@@ -4,7 +4,7 @@
 //! ends a session.
 //!
 //! A `tools/call` becomes an HTTP/1.1 request for the operation's own route and runs through
-//! the phases on a memory wire (`memory::run_whole`) with this request's client facts, in this
+//! the phases on a memory wire (`pipeline::run_made`) with this request's client facts, in this
 //! request's generation: the route's policies (auth, rate limits, validation) judge it as they
 //! would a direct request, and it is counted and logged like one. The MCP client's own
 //! credentials (`Authorization`, the API's `apiKey` headers, cookie or query parameter) ride
@@ -30,10 +30,20 @@ use crate::openapi::model::{ParamIn, SchemeKind};
 
 use super::body::read_body_bounded;
 use super::error::ProxyError;
-use super::memory;
-use super::model::Exchange;
+use super::memory::recorder::Memory;
+use super::model::{ClientFacts, Exchange};
 use super::respond;
 use super::wire::{Downstream, Outcome};
+
+/// Runs a request the gateway made through the phases (`pipeline::run_made`, handed in so
+/// this module does not import the phases that dispatch to it).
+pub type RunMade = for<'a> fn(
+    &'a Core,
+    &'a Rc<Generation>,
+    &'a [u8],
+    &'a ClientFacts,
+    usize,
+) -> Pin<Box<dyn Future<Output = Option<Memory>> + 'a>>;
 
 /// Largest POST body read (also bounded by the route's `max_body`).
 pub const MAX_MESSAGE_BYTES: u64 = 1 << 20;
@@ -48,6 +58,7 @@ pub async fn serve<D: Downstream>(
     down: &mut D,
     route: &Route,
     server: &McpServer,
+    run_made: RunMade,
 ) -> Result<Outcome, ProxyError> {
     let head = ex.head;
     if let Some(origin) = head.header("origin") {
@@ -151,7 +162,7 @@ pub async fn serve<D: Downstream>(
     let carry = carry(ex, server);
     match parsed {
         Body::One(msg) => {
-            let answer = run_step(core, gen, ex, server.step(msg, &carry)).await;
+            let answer = run_step(core, gen, ex, run_made, server.step(msg, &carry)).await;
             match answer {
                 Some(v) => Ok(reply(core, ex, down, 200, b"", &v).await),
                 None => Ok(respond::local(core, ex, down, 202, b"", Some(b"")).await),
@@ -173,7 +184,7 @@ pub async fn serve<D: Downstream>(
                     Ok(msg) => server.step(msg, &carry),
                     Err(e) => Step::Reply(e.to_value()),
                 };
-                if let Some(v) = run_step(core, gen, ex, step).await {
+                if let Some(v) = run_step(core, gen, ex, run_made, step).await {
                     answers.push(v);
                 }
             }
@@ -190,35 +201,32 @@ async fn run_step(
     core: &Core,
     gen: &Rc<Generation>,
     ex: &Exchange<'_>,
+    run_made: RunMade,
     step: Step,
 ) -> Option<Value> {
     match step {
         Step::Nothing => None,
         Step::Reply(v) => Some(v),
-        Step::Call { id, request } => {
-            Some(jsonrpc::result(&id, call(core, gen, ex, &request).await))
-        }
+        Step::Call { id, request } => Some(jsonrpc::result(
+            &id,
+            call(core, gen, ex, run_made, &request).await,
+        )),
     }
 }
 
 /// Runs one tool call's request and turns the answer into a tool result.
-async fn call(core: &Core, gen: &Rc<Generation>, ex: &Exchange<'_>, request: &[u8]) -> Value {
+async fn call(
+    core: &Core,
+    gen: &Rc<Generation>,
+    ex: &Exchange<'_>,
+    run_made: RunMade,
+    request: &[u8],
+) -> Value {
     if reaches_mcp(gen, request) {
         // A call must not feed another MCP endpoint (a loop through two APIs' tools).
         return tools::tool_result(508, "", b"the call's path is an MCP endpoint", false);
     }
-    // Boxed as a trait object: the phases lead back to this function's type (they are
-    // generic over the wire, and this call's wire is the memory one), so the future's type
-    // must not contain itself.
-    let ran: Pin<Box<dyn Future<Output = Option<memory::Ran>> + '_>> = Box::pin(memory::run_whole(
-        core,
-        gen,
-        request,
-        ex.client,
-        MAX_RESULT_BYTES + 1,
-    ));
-    let ran = ran.await;
-    let Some(ran) = ran else {
+    let Some(w) = run_made(core, gen, request, ex.client, MAX_RESULT_BYTES + 1).await else {
         return tools::tool_result(
             400,
             "",
@@ -226,7 +234,6 @@ async fn call(core: &Core, gen: &Rc<Generation>, ex: &Exchange<'_>, request: &[u
             false,
         );
     };
-    let w = &ran.wire;
     if w.status == 0 {
         return tools::tool_result(502, "", b"the call ended without an answer", false);
     }

@@ -334,7 +334,7 @@ pub fn build_request(
                 };
                 match p.location {
                     ParamIn::Path => {
-                        let text = simple(v, p.explode, |s| encode(s))
+                        let text = simple(v, p.explode, encode)
                             .ok_or_else(|| format!("argument `{key}`: not a path value"))?;
                         path = path.replace(&format!("{{{}}}", p.name), &text);
                     }
@@ -350,7 +350,7 @@ pub fn build_request(
                         headers.push((p.name.clone(), text));
                     }
                     ParamIn::Cookie => {
-                        let text = simple(v, p.explode, |s| encode(s))
+                        let text = simple(v, p.explode, encode)
                             .ok_or_else(|| format!("argument `{key}`: not a cookie value"))?;
                         cookies.push(format!("{}={text}", encode(&p.name)));
                     }
