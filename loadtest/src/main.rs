@@ -97,6 +97,10 @@ struct RunArgs {
     /// Request body of this many bytes (sent with Content-Length).
     #[arg(long, default_value = "0", value_parser = parse_size)]
     body_size: usize,
+    /// The request body is a JSON order document of about `--body-size` bytes (and
+    /// `Content-Type: application/json` is sent), for gateways that validate bodies.
+    #[arg(long)]
+    body_json: bool,
     /// Extra request header, `Name: value` (repeatable).
     /// Spread requests over N keys with a Zipf distribution (exponent S, default 1.0): the
     /// URL's `{k}` becomes the key (0 = most requested). Keep-alive connections only.
@@ -174,7 +178,16 @@ fn run(args: RunArgs) -> i32 {
         Err(e) => return usage_error(&e),
     };
     let method = args.method.to_ascii_uppercase();
-    let request = match request::build_request(&method, &target, &args.headers, args.body_size) {
+    let mut headers = args.headers.clone();
+    let body = if args.body_json {
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+            headers.push(("Content-Type".into(), "application/json".into()));
+        }
+        request::json_body(args.body_size)
+    } else {
+        vec![b'x'; args.body_size]
+    };
+    let request = match request::build_request_with(&method, &target, &headers, &body) {
         Ok(r) => r,
         Err(e) => return usage_error(&e),
     };
@@ -188,7 +201,7 @@ fn run(args: RunArgs) -> i32 {
             let built = zipf::ZipfRequests::new(n, exp, |k| {
                 let mut t = target.clone();
                 t.path = t.path.replace("{k}", &k.to_string());
-                request::build_request(&method, &t, &args.headers, args.body_size)
+                request::build_request_with(&method, &t, &headers, &body)
             });
             match built {
                 Ok(z) => Some(std::sync::Arc::new(z)),

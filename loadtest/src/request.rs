@@ -95,12 +95,48 @@ pub fn parse_header(s: &str) -> Result<(String, String), String> {
 /// Serializes the request: request line, `Host` and `User-Agent` (unless given), the extra
 /// headers, `Content-Length` when there is a body (or the method usually has one), then the
 /// body (`body_size` bytes of `x`).
+#[cfg(test)]
 pub fn build_request(
     method: &str,
     target: &Target,
     headers: &[(String, String)],
     body_size: usize,
 ) -> Result<Vec<u8>, String> {
+    build_request_with(method, target, headers, &vec![b'x'; body_size])
+}
+
+/// A JSON order document of about `size` bytes (at least ~100): a customer, a note and line
+/// items, the shape `loadtest/scenarios/validated-post.yaml` describes, so a gateway that
+/// validates request bodies accepts every request.
+pub fn json_body(size: usize) -> Vec<u8> {
+    let mut out = String::from(r#"{"customer":"bench-customer-0001","note":"closed-loop load","items":["#);
+    let mut i = 0u32;
+    loop {
+        let item = format!(
+            r#"{}{{"sku":"SKU-{:05}","qty":{},"price":{}.5}}"#,
+            if i == 0 { "" } else { "," },
+            i,
+            1 + i % 9,
+            3 + i % 40
+        );
+        if i > 0 && out.len() + item.len() + 2 > size {
+            break;
+        }
+        out.push_str(&item);
+        i += 1;
+    }
+    out.push_str("]}");
+    out.into_bytes()
+}
+
+/// `build_request` with these body bytes.
+pub fn build_request_with(
+    method: &str,
+    target: &Target,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<Vec<u8>, String> {
+    let body_size = body.len();
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase() || b == b'-') {
         return Err(format!(
             "`{method}` is not a valid method (use e.g. GET, POST)"
@@ -125,7 +161,7 @@ pub fn build_request(
         out.extend_from_slice(format!("Content-Length: {body_size}\r\n").as_bytes());
     }
     out.extend_from_slice(b"\r\n");
-    out.resize(out.len() + body_size, b'x');
+    out.extend_from_slice(body);
     Ok(out)
 }
 
@@ -176,6 +212,10 @@ mod tests {
     #[test]
     fn request_bytes() {
         let t = parse_url("http://127.0.0.1:9000/p").unwrap();
+        let j = json_body(1024);
+        let v: serde_json::Value = serde_json::from_slice(&j).unwrap();
+        assert!(v["items"].as_array().unwrap().len() > 10);
+        assert!((900..=1024).contains(&j.len()), "{}", j.len());
         let r = build_request("GET", &t, &[], 0).unwrap();
         assert_eq!(
             r,

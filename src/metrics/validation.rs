@@ -32,6 +32,8 @@ pub struct ValidationCounters {
     api: Box<str>,
     operation: Box<str>,
     counts: [AtomicU64; 3],
+    /// The Unix second a report-mode failure was last logged (one line per second at most).
+    logged: AtomicU64,
 }
 
 impl ValidationCounters {
@@ -43,6 +45,14 @@ impl ValidationCounters {
     /// The count for `c` so far.
     pub fn get(&self, c: Checked) -> u64 {
         self.counts[c as usize].load(Relaxed)
+    }
+
+    /// Whether a report-mode failure seen at Unix second `now` should be logged: the first of
+    /// each second is (a flood of bad requests costs one log line a second, and the counter
+    /// still counts every one).
+    pub fn log_now(&self, now: u64) -> bool {
+        let last = self.logged.load(Relaxed);
+        last != now && self.logged.compare_exchange(last, now, Relaxed, Relaxed).is_ok()
     }
 }
 
@@ -62,6 +72,7 @@ pub fn validation_counters(api: &str, operation: &str) -> Arc<ValidationCounters
         api: api.into(),
         operation: operation.into(),
         counts: Default::default(),
+        logged: AtomicU64::new(0),
     });
     list.push(c.clone());
     c

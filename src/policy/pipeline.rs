@@ -440,9 +440,13 @@ fn validate(
     };
     if v.mode == Mode::Report {
         v.counters.record(Checked::Reported);
+        if !v.counters.log_now(f.unix_now) {
+            return Ok(());
+        }
         crate::log::warn(&format!(
             "openapi validation (report mode) of {} request {}: {} violation(s), status {} \
-             would have been answered",
+             would have been answered (one line a second at most; \
+             ringway_openapi_validation_total counts them all)",
             v.validator.operation, f.request_id, refusal.violations, refusal.status
         ));
         return Ok(());

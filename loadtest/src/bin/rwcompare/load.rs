@@ -140,6 +140,9 @@ fn spawn_rwload(env: &Env, t: &Running, load: &Load, label: &str) -> Result<Vec<
             .args(["-m", &load.method])
             .args(["--body-size", &load.body_size.to_string()])
             .args(["--json", "-q"]);
+        if load.json {
+            cmd.arg("--body-json");
+        }
         if let Some(z) = &load.zipf {
             cmd.args(["--zipf", z]);
         }

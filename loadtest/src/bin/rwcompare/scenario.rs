@@ -165,6 +165,9 @@ struct RawRoute {
 struct RawLoad {
     method: Option<String>,
     body_size: Option<String>,
+    /// The request body is a JSON document of about `body_size` bytes (`rwload --body-json`).
+    #[serde(default)]
+    json: bool,
     connections: Option<usize>,
     paths: Vec<String>,
     duration: Option<String>,
@@ -200,6 +203,8 @@ pub enum RouteMatch {
 pub struct Load {
     pub method: String,
     pub body_size: usize,
+    /// `rwload --body-json`: the body is a JSON document (with its content type).
+    pub json: bool,
     pub connections: usize,
     /// One rwload instance per path (rwload takes a single URL), connections split evenly.
     pub paths: Vec<String>,
@@ -350,6 +355,9 @@ pub fn parse(name: &str, file: &Path, text: &str) -> Result<Scenario, String> {
     if let (Some(_), Some(l)) = (http2, &load) {
         check_http2_load(l)?;
     }
+    if load.as_ref().is_some_and(|l| l.json) && http2.is_some() {
+        return Err("load.json: JSON bodies are sent by rwload, not by h2load ([http2])".into());
+    }
     let load = load.map(|l| Load { tls, http2, ..l });
     if raw.kind == Kind::Idle && tls.is_some_and(|t| t.handshakes != Handshakes::Keepalive) {
         return Err("tls.handshakes: idle connections are keep-alive".into());
@@ -454,6 +462,7 @@ fn validate_load(l: RawLoad) -> Result<Load, String> {
         method,
         body_size: parse_size(l.body_size.as_deref().unwrap_or("0"))
             .map_err(|e| format!("load.body_size: {e}"))?,
+        json: l.json,
         connections,
         paths: l.paths,
         duration: d(l.duration, "10s", "duration")?,
