@@ -230,6 +230,13 @@ fn the_python_sdk_lists_calls_and_gets_denials_as_tool_errors() {
         json!("/v1/pets?limit=2"),
         "{list}"
     );
+    assert!(
+        list["structured"]["headers"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(["x-consumer", "alice"])),
+        "the consumer is the MCP client's key: {list}"
+    );
     let show = &report["show"];
     assert_eq!(
         show["structured"]["target"],
@@ -548,4 +555,66 @@ fn arguments_cannot_smuggle() {
     assert_eq!(s.up.count(), 1);
     let r = call(&mut c, json!({"petId": {"nested": [1]}}));
     assert_eq!(r["error"]["code"], json!(-32602), "{r}");
+}
+
+/// Consumer identity from a bearer token: the MCP request's `Authorization` rides on every
+/// call, so the operation's JWT policy sees (and names) the agent's own user.
+#[test]
+fn a_bearer_token_is_the_consumer() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
+    const HS: &str = "a-jwt-hmac-secret-that-is-long-enough!!";
+    let spec_text = PETSTORE
+        .replace(
+            "apiKey: { type: apiKey, in: header, name: X-API-Key }",
+            "bearerAuth: { type: http, scheme: bearer }",
+        )
+        .replace("  - apiKey: []", "  - bearerAuth: []");
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("petstore.yaml");
+    std::fs::write(&spec, spec_text).unwrap();
+    let up = Upstream::echo();
+    let config = format!(
+        "[policies.jwt]\njwt = {{ secret = \"{HS}\", algorithms = [\"HS256\"] }}\n\n{}\n\
+         [[openapi]]\nspec = \"{}\"\nupstream = \"pets\"\nprefix = \"/v1\"\n\
+         security = {{ bearerAuth = \"jwt\" }}\nmcp = {{ path = \"/mcp\" }}\n",
+        upstream_toml("pets", &[up.addr]),
+        spec.display()
+    );
+    let gw = Gateway::start(&config);
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 300;
+    let input = format!(
+        "{}.{}",
+        B64.encode(json!({"alg":"HS256","typ":"JWT"}).to_string()),
+        B64.encode(json!({"sub":"agent-7","exp":exp}).to_string())
+    );
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, HS.as_bytes());
+    let sig = B64.encode(ring::hmac::sign(&key, input.as_bytes()).as_ref());
+    let bearer = format!("Bearer {input}.{sig}");
+
+    let mut c = Conn::open(gw.addr);
+    let sid = initialize(&mut c, "2025-06-18");
+    let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"showPetById","arguments":{"petId":"9"}}});
+    let r = rpc(&mut c, &sid, &[("Authorization", &bearer)], call.clone()).json();
+    assert_eq!(r["result"]["isError"], json!(false), "{r}");
+    let seen = up.last();
+    assert_eq!(seen.target, "/v1/pets/9");
+    assert_eq!(
+        seen.header("x-consumer"),
+        Some("agent-7"),
+        "{:?}",
+        seen.headers
+    );
+
+    let r = rpc(&mut c, &sid, &[], call.clone()).json();
+    assert_eq!(r["result"]["isError"], json!(true), "{r}");
+    let text = r["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.starts_with("HTTP 401"), "{text}");
+    let r = rpc(&mut c, &sid, &[("Authorization", "Bearer x.y.z")], call).json();
+    assert_eq!(r["result"]["isError"], json!(true), "{r}");
+    assert_eq!(up.count(), 1, "refused calls never reach the upstream");
 }

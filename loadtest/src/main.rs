@@ -180,7 +180,10 @@ fn run(args: RunArgs) -> i32 {
     let method = args.method.to_ascii_uppercase();
     let mut headers = args.headers.clone();
     let body = if args.body_json {
-        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
             headers.push(("Content-Type".into(), "application/json".into()));
         }
         request::json_body(args.body_size)

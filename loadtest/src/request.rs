@@ -109,7 +109,8 @@ pub fn build_request(
 /// items, the shape `loadtest/scenarios/validated-post.yaml` describes, so a gateway that
 /// validates request bodies accepts every request.
 pub fn json_body(size: usize) -> Vec<u8> {
-    let mut out = String::from(r#"{"customer":"bench-customer-0001","note":"closed-loop load","items":["#);
+    let mut out =
+        String::from(r#"{"customer":"bench-customer-0001","note":"closed-loop load","items":["#);
     let mut i = 0u32;
     loop {
         let item = format!(

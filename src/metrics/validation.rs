@@ -52,7 +52,11 @@ impl ValidationCounters {
     /// still counts every one).
     pub fn log_now(&self, now: u64) -> bool {
         let last = self.logged.load(Relaxed);
-        last != now && self.logged.compare_exchange(last, now, Relaxed, Relaxed).is_ok()
+        last != now
+            && self
+                .logged
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_ok()
     }
 }
 

@@ -71,7 +71,7 @@ impl McpServer {
             .tools
             .iter()
             .filter_map(|&i| self.api.operations.get(i))
-            .map(|op| tools::describe(&self.api, op))
+            .map(|op| tools::describe(&self.api, op, &self.prefix))
             .collect();
         json!({ "tools": tools })
     }

@@ -83,8 +83,8 @@ pub fn credential_params(api: &Api) -> Vec<(ParamIn, String)> {
         .collect()
 }
 
-/// One entry of `tools/list`.
-pub fn describe(api: &Api, op: &Operation) -> Value {
+/// One entry of `tools/list`; `prefix` is the gateway's path prefix for the API.
+pub fn describe(api: &Api, op: &Operation, prefix: &str) -> Value {
     let mut description = String::new();
     for part in [op.summary.trim(), op.description.trim()] {
         if !part.is_empty() && !description.contains(part) {
@@ -97,7 +97,8 @@ pub fn describe(api: &Api, op: &Operation) -> Value {
     if !description.is_empty() {
         description.push_str("\n\n");
     }
-    description.push_str(&format!("HTTP: {} {}", op.method, op.path));
+    let prefix = prefix.trim_end_matches('/');
+    description.push_str(&format!("HTTP: {} {prefix}{}", op.method, op.path));
     let mut tool = Map::new();
     tool.insert("name".into(), Value::from(op.id.clone()));
     if !op.summary.is_empty() {
@@ -669,9 +670,10 @@ paths:
 
         let s = input_schema(&api, op(&api, "showPet"));
         assert_eq!(s["required"], json!(["petId"]));
-        let d = describe(&api, op(&api, "showPet"));
+        let d = describe(&api, op(&api, "showPet"), "/v1/");
         assert_eq!(d["name"], json!("showPet"));
-        assert!(d["description"].as_str().unwrap().contains("One pet."));
+        let text = d["description"].as_str().unwrap();
+        assert!(text.contains("One pet.") && text.ends_with("HTTP: GET /v1/pets/{petId}"));
     }
 
     #[test]
