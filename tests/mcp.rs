@@ -59,6 +59,13 @@ paths:
       parameters:
         - { name: petId, in: path, required: true, schema: { type: string } }
       responses: { "204": { description: gone } }
+  /files/{name}.json:
+    get:
+      operationId: getFile
+      summary: Not served (a parameter inside a segment), so no tool
+      parameters:
+        - { name: name, in: path, required: true, schema: { type: string } }
+      responses: { "200": { description: ok } }
 "##;
 
 struct Setup {
@@ -598,6 +605,22 @@ fn a_bearer_token_is_the_consumer() {
 
     let mut c = Conn::open(gw.addr);
     let sid = initialize(&mut c, "2025-06-18");
+    // Every served operation is a tool by default; one that is not served is none.
+    let listed = rpc(
+        &mut c,
+        &sid,
+        &[],
+        json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}),
+    )
+    .json();
+    let mut names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["createPet", "deletePet", "listPets", "showPetById"]);
     let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"showPetById","arguments":{"petId":"9"}}});
     let r = rpc(&mut c, &sid, &[("Authorization", &bearer)], call.clone()).json();
     assert_eq!(r["result"]["isError"], json!(false), "{r}");

@@ -624,6 +624,22 @@ impl BlockCx<'_> {
                     }
                 }
             }
+            // An operation that is not served (its path cannot be a route) is no tool: a
+            // call could only ever fail. `check` lists it with the operation's pointer.
+            tools.retain(|&ix| {
+                let op = &self.api.operations[ix];
+                let served = imported
+                    .routes
+                    .iter()
+                    .any(|id| routes.get(id.0 as usize).is_some_and(|r| r.name == op.id));
+                if !served {
+                    imported.ignored.push(Ignored {
+                        pointer: op.pointer.clone(),
+                        reason: "not served, so not an MCP tool".into(),
+                    });
+                }
+                served
+            });
             if let Some(path) = path {
                 let server = crate::openapi::mcp::McpServer {
                     path: path.clone(),
