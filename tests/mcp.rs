@@ -78,6 +78,11 @@ struct Setup {
 /// A gateway importing the petstore with an API-key store holding one key (for `alice`).
 /// `extra_policies`: TOML for `[policies.*]` the block lists in `policies`.
 fn setup(block_policies: &str, extra_policies: &str) -> Setup {
+    setup_mcp(block_policies, extra_policies, "")
+}
+
+/// `setup` with more keys in the `mcp` table (`mcp_extra`: `, origins = [...]`).
+fn setup_mcp(block_policies: &str, extra_policies: &str, mcp_extra: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("petstore.yaml");
     std::fs::write(&spec, PETSTORE).unwrap();
@@ -88,7 +93,7 @@ fn setup(block_policies: &str, extra_policies: &str) -> Setup {
         "[api_keys]\nfile = \"{}\"\nhash = \"hmac-sha256\"\n\n{extra_policies}\n{}\n\
          [[openapi]]\nspec = \"{}\"\nname = \"pets\"\nupstream = \"pets\"\nprefix = \"/v1\"\n\
          policies = [{block_policies}]\n\
-         mcp = {{ path = \"/mcp\", tools = [\"listPets\", \"createPet\", \"showPetById\"] }}\n",
+         mcp = {{ path = \"/mcp\", tools = [\"listPets\", \"createPet\", \"showPetById\"]{mcp_extra} }}\n",
         keys_file.display(),
         upstream_toml("pets", &[up.addr]),
         spec.display()
@@ -470,6 +475,15 @@ fn a_foreign_origin_is_refused() {
     }
     let r = post(&mut c, &[("Origin", "http://localhost:6274")], &init);
     assert_eq!(r.status, 200, "a local inspector may connect");
+    drop(s);
+
+    // `mcp.origins` lets a named web app in, and only it.
+    let s = setup_mcp("", "", ", origins = [\"https://agent.example\"]");
+    let mut c = Conn::open(s.gw.addr);
+    let r = post(&mut c, &[("Origin", "https://agent.example")], &init);
+    assert_eq!(r.status, 200);
+    let r = post(&mut c, &[("Origin", "https://agent.example.evil")], &init);
+    assert_eq!(r.status, 403);
 }
 
 #[test]

@@ -647,6 +647,7 @@ impl BlockCx<'_> {
                     tools,
                     prefix: prefix.clone(),
                     origins: m.origins.clone().unwrap_or_default(),
+                    listed: Default::default(),
                 };
                 let id = RouteId(routes.len() as u32);
                 let bits = Method::Get.bit() | Method::Post.bit() | Method::Delete.bit();

@@ -13,7 +13,7 @@ pub mod jsonrpc;
 pub mod session;
 pub mod tools;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{json, Map, Value};
 
@@ -37,6 +37,9 @@ pub struct McpServer {
     pub prefix: String,
     /// Browser origins allowed besides loopback ones (`mcp.origins`; `"*"`: any).
     pub origins: Vec<String>,
+    /// The `tools/list` result, built on first use (schemas are rewritten once per
+    /// generation, not per request).
+    pub listed: OnceLock<Value>,
 }
 
 /// What one message asks of the endpoint.
@@ -66,14 +69,16 @@ impl McpServer {
     }
 
     /// The `tools/list` result.
-    pub fn list(&self) -> Value {
-        let tools: Vec<Value> = self
-            .tools
-            .iter()
-            .filter_map(|&i| self.api.operations.get(i))
-            .map(|op| tools::describe(&self.api, op, &self.prefix))
-            .collect();
-        json!({ "tools": tools })
+    pub fn list(&self) -> &Value {
+        self.listed.get_or_init(|| {
+            let tools: Vec<Value> = self
+                .tools
+                .iter()
+                .filter_map(|&i| self.api.operations.get(i))
+                .map(|op| tools::describe(&self.api, op, &self.prefix))
+                .collect();
+            json!({ "tools": tools })
+        })
     }
 
     /// The `initialize` result for a client asking for `requested`, with the version agreed.
@@ -124,7 +129,7 @@ impl McpServer {
             |code, text: String| Step::Reply(RpcError::new(id.clone(), code, text).to_value());
         match method.as_str() {
             "ping" => Step::Reply(jsonrpc::result(&id, json!({}))),
-            "tools/list" => Step::Reply(jsonrpc::result(&id, self.list())),
+            "tools/list" => Step::Reply(jsonrpc::result(&id, self.list().clone())),
             "tools/call" => {
                 let Some(name) = params.get("name").and_then(Value::as_str) else {
                     return err(
@@ -229,6 +234,7 @@ paths:
             tools: vec![0],
             prefix: "/v1".into(),
             origins: Vec::new(),
+            listed: OnceLock::new(),
         }
     }
 
