@@ -655,3 +655,45 @@ fn a_bearer_token_is_the_consumer() {
     assert_eq!(r["result"]["isError"], json!(true), "{r}");
     assert_eq!(up.count(), 1, "refused calls never reach the upstream");
 }
+
+/// A huge answer is cut at 256 KiB in the tool result (and says so), not copied whole.
+#[test]
+fn a_huge_answer_is_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("petstore.yaml");
+    std::fs::write(&spec, PETSTORE.replace("security:\n  - apiKey: []\n", "")).unwrap();
+    let big: &'static str = Box::leak("p".repeat(3 << 20).into_boxed_str());
+    let up = Upstream::fixed(200, big, "big");
+    let config = format!(
+        "{}\n[[openapi]]\nspec = \"{}\"\nupstream = \"pets\"\nmcp = {{ path = \"/mcp\" }}\n",
+        upstream_toml("pets", &[up.addr]),
+        spec.display()
+    );
+    let gw = Gateway::start(&config);
+    let mut c = Conn::open(gw.addr);
+    let sid = initialize(&mut c, "2025-06-18");
+    let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"listPets"}});
+    let r = rpc(&mut c, &sid, &[], call.clone());
+    assert!(r.body.len() < 300 * 1024, "{} bytes", r.body.len());
+    let v = r.json();
+    let text = v["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("ppp") && text.ends_with("bytes]"),
+        "{}",
+        &text[text.len() - 80..]
+    );
+    assert!(text.contains("truncated"));
+    // The gateway is fine afterwards (the cut-off upstream exchange ended cleanly).
+    let r = rpc(
+        &mut c,
+        &sid,
+        &[],
+        json!({"jsonrpc":"2.0","id":2,"method":"ping"}),
+    );
+    assert_eq!(r.status, 200);
+    let r = rpc(&mut c, &sid, &[], call).json();
+    assert!(r["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("truncated"));
+}
