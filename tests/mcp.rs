@@ -70,6 +70,7 @@ paths:
 
 struct Setup {
     _dir: tempfile::TempDir,
+    config: String,
     key: String,
     gw: Gateway,
     up: Upstream,
@@ -101,6 +102,7 @@ fn setup_mcp(block_policies: &str, extra_policies: &str, mcp_extra: &str) -> Set
     let gw = Gateway::start_env(&config, 2, &[("RINGWAY_KEY_SECRET", SECRET)]);
     Setup {
         _dir: dir,
+        config,
         key,
         gw,
         up,
@@ -436,6 +438,10 @@ fn sessions_end_and_unknown_ones_are_404() {
         let mut other = Conn::open(s.gw.addr);
         assert_eq!(rpc(&mut other, &sid, &[], ping.clone()).status, 200);
     }
+
+    // A reload keeps sessions (the table lives outside the config generation).
+    assert!(s.gw.reload(&s.config));
+    assert_eq!(rpc(&mut c, &sid, &[], ping.clone()).status, 200);
 
     let r = rpc(
         &mut c,
