@@ -169,7 +169,7 @@ fn rpc(c: &mut Conn, sid: &str, extra: &[(&str, &str)], body: Value) -> Response
 
 fn python_sdk() -> bool {
     let ok = Command::new("python3")
-        .args(["-c", "import mcp.client.streamable_http, httpx2"])
+        .args(["-c", "import mcp.client.streamable_http"])
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {

@@ -8,14 +8,33 @@ then prints what it saw as one JSON object on stdout. tests/mcp.rs asserts on it
 """
 
 import asyncio
+import contextlib
 import json
 import sys
 
-import httpx2
 from mcp.client.session import ClientSession
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
-from mcp.shared.exceptions import MCPError
+
+try:  # the SDK's 2.x names
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+    from mcp.shared.exceptions import MCPError
+except ImportError:  # 1.x
+    from mcp.client.streamable_http import streamablehttp_client
+    from mcp.shared.exceptions import McpError as MCPError
+
+    streamable_http_client = None
+
+
+@contextlib.asynccontextmanager
+async def transport(url, headers):
+    """(read, write) streams of a Streamable HTTP connection sending `headers`."""
+    if streamable_http_client is not None:
+        async with create_mcp_http_client(headers=headers) as http:
+            async with streamable_http_client(url, http_client=http) as (read, write):
+                yield read, write
+    else:
+        async with streamablehttp_client(url, headers=headers) as (read, write, _):
+            yield read, write
 
 
 def text_of(result):
@@ -23,29 +42,32 @@ def text_of(result):
 
 
 def call_report(result):
-    return {
-        "isError": bool(result.is_error),
-        "text": text_of(result),
-        "structured": result.structured_content,
-    }
+    is_error = getattr(result, "is_error", None)
+    if is_error is None:
+        is_error = getattr(result, "isError", False)
+    structured = getattr(result, "structured_content", None)
+    if structured is None:
+        structured = getattr(result, "structuredContent", None)
+    return {"isError": bool(is_error), "text": text_of(result), "structured": structured}
 
 
 async def session(url, headers, work):
-    async with create_mcp_http_client(headers=headers, timeout=httpx2.Timeout(20.0)) as http:
-        async with streamable_http_client(url, http_client=http) as (read, write):
-            async with ClientSession(read, write) as s:
-                init = await asyncio.wait_for(s.initialize(), 20)
-                return await work(s, init)
+    async with transport(url, headers) as (read, write):
+        async with ClientSession(read, write) as s:
+            init = await asyncio.wait_for(s.initialize(), 20)
+            return await work(s, init)
 
 
 async def with_key(s, init):
     out = {
-        "protocol": init.protocol_version,
-        "server": init.server_info.name,
+        "protocol": getattr(init, "protocol_version", None) or getattr(init, "protocolVersion", None),
+        "server": (getattr(init, "server_info", None) or getattr(init, "serverInfo")).name,
         "has_tools": init.capabilities.tools is not None,
     }
     listed = await s.list_tools()
-    out["tools"] = {t.name: t.input_schema for t in listed.tools}
+    out["tools"] = {
+        t.name: getattr(t, "input_schema", None) or getattr(t, "inputSchema", None) for t in listed.tools
+    }
     out["list"] = call_report(await s.call_tool("listPets", {"limit": 2}))
     out["show"] = call_report(await s.call_tool("showPetById", {"petId": "p 1"}))
     out["create"] = call_report(
@@ -79,4 +101,5 @@ async def main():
     print(json.dumps(report))
 
 
-asyncio.run(main())
+# Bounded: a hung gateway fails the test instead of stalling it.
+asyncio.run(asyncio.wait_for(main(), 60))
