@@ -258,7 +258,7 @@ fn the_python_sdk_lists_calls_and_gets_denials_as_tool_errors() {
         "{show}"
     );
     let create = &report["create"];
-    assert_eq!(create["structured"]["method"], json!("POST"));
+    assert_eq!(create["structured"]["method"], json!("POST"), "{create}");
     assert_eq!(
         create["structured"]["body"],
         json!("{\"id\":7,\"name\":\"rex\"}")
