@@ -50,6 +50,16 @@ for tool in systemd-analyze:systemd logrotate:logrotate; do
   fi
 done
 
+# tests/portal_browser.rs drives the developer portal in Debian's headless chromium through
+# chromedriver (W3C WebDriver); it fails under CI when they are missing, and skips otherwise.
+if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+  else
+    echo "chromium/chromedriver not found: install chromium and chromium-driver for the portal browser tests (required under CI)" >&2
+  fi
+fi
+
 # tests/config_schema.rs validates the bundled configs against deploy/ringway.schema.json with
 # Python's jsonschema (an implementation independent of the one that wrote the schema).
 if ! python3 -c 'import jsonschema' >/dev/null 2>&1; then

@@ -133,6 +133,12 @@ impl KeyStore {
         })
     }
 
+    /// The hasher of this store (with its server secret), for writers that make new keys in
+    /// the same mode (the portal's self-service keys).
+    pub(crate) fn hasher(&self) -> &Hasher {
+        &self.hasher
+    }
+
     /// The hash mode this store was built with.
     pub fn mode(&self) -> HashMode {
         self.hasher.mode()

@@ -675,18 +675,23 @@ impl BlockCx<'_> {
     ) -> Option<crate::openapi::portal::SignIn> {
         let k = p.keys.as_ref()?;
         let keys = k.get_ref();
-        match keys.sign_in.get_ref().as_str() {
-            "api_key" => {
-                if self.cx.raw.api_keys.is_none() {
-                    errs.at(
-                        keys.sign_in.span(),
-                        self.field("portal.keys.sign_in"),
-                        "self-service keys need an [api_keys] section (the key store)",
-                    );
-                    return None;
-                }
-                Some(crate::openapi::portal::SignIn::ApiKey)
+        // Self-service writes keys while the gateway runs: only the Redis store takes live
+        // writes (the keys file is edited by the CLI and applied on reload), so it is required.
+        let redis_store = self.cx.raw.api_keys.as_ref().and_then(|a| a.store.as_ref());
+        match redis_store {
+            Some(s) if s.get_ref() == "redis" => {}
+            _ => {
+                errs.at(
+                    k.span(),
+                    self.field("portal.keys"),
+                    "self-service keys need the Redis key store: set [api_keys] store = \"redis\" \
+                     (with a [redis] table); the keys file takes no live writes",
+                );
+                return None;
             }
+        }
+        match keys.sign_in.get_ref().as_str() {
+            "api_key" => Some(crate::openapi::portal::SignIn::ApiKey),
             "jwt" => {
                 let Some(policy) = &keys.policy else {
                     errs.at(
@@ -696,7 +701,21 @@ impl BlockCx<'_> {
                     );
                     return None;
                 };
+                let is_jwt = self
+                    .cx
+                    .raw
+                    .policies
+                    .iter()
+                    .any(|(n, p)| n.get_ref() == policy.get_ref() && p.jwt.is_some());
                 match self.cx.policy_ids.get(policy.get_ref()) {
+                    Some(_) if !is_jwt => {
+                        errs.at(
+                            policy.span(),
+                            self.field("portal.keys.policy"),
+                            format!("policy {:?} is not a jwt policy", policy.get_ref()),
+                        );
+                        None
+                    }
                     Some(id) => Some(crate::openapi::portal::SignIn::Jwt(id.0)),
                     None => {
                         errs.at(

@@ -8,8 +8,10 @@
 pub mod faults;
 pub mod grpc;
 pub mod h2;
+pub mod portal;
 pub mod redis;
 pub mod tls;
+pub mod webdriver;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
