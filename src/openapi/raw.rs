@@ -39,6 +39,9 @@ pub struct RawOpenApi {
     /// `"enforce"` (default), `"report"` (log and count, forward anyway) or `"off"`.
     #[schemars(with = "Option<String>")]
     pub validation: Option<Spanned<String>>,
+    /// Per-operation modes that override `validation`: `{ createPet = "report" }`.
+    #[schemars(with = "Option<std::collections::BTreeMap<String, String>>")]
+    pub operation_validation: Option<std::collections::BTreeMap<Spanned<String>, Spanned<String>>>,
     /// Largest body validated (default 1 MiB); a longer one is refused with 413.
     #[schemars(with = "Option<RawSize>")]
     pub max_body: Option<Spanned<RawSize>>,
