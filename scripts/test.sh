@@ -70,6 +70,12 @@ if ! command -v st >/dev/null 2>&1; then
   python3 -m pip install -q schemathesis || echo "schemathesis not installable: tests/openapi_validate.rs will fail under CI" >&2
 fi
 
+# tests/mcp.rs drives the MCP endpoint with an independent client: the official `mcp` Python
+# SDK (Streamable HTTP transport). Under CI=1 the test fails without it; otherwise it skips.
+if ! python3 -c 'import mcp.client.streamable_http' >/dev/null 2>&1; then
+  python3 -m pip install -q mcp || echo "mcp (Python SDK) not installable: tests/mcp.rs will fail under CI" >&2
+fi
+
 # The Redis tests (global limits, quotas, usage, key sync) run against real redis-server
 # processes. Each test starts its own private server when it needs to kill or freeze one; the
 # Redis Cluster (3 masters, made with `redis-cli --cluster create`) is started here once, on

@@ -307,6 +307,16 @@ fn conflicts_and_bad_blocks_are_config_errors_naming_file_line_and_both_sources(
             "unknown mode",
         ),
         (
+            "operation_validation = { listPets = \"loose\" }",
+            "openapi[0].operation_validation.listPets",
+            "unknown mode",
+        ),
+        (
+            "operation_validation = { nope = \"off\" }",
+            "openapi[0].operation_validation.nope",
+            "no operation",
+        ),
+        (
             "security = { nope = \"jwt\" }",
             "openapi[0].security.nope",
             "no security scheme",

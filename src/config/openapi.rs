@@ -304,23 +304,47 @@ impl BlockCx<'_> {
             .map_or(DEFAULT_VALIDATION_MAX_BODY, |m| m.get_ref().0)
     }
 
-    fn mode(&self, errs: &mut Diag) -> Mode {
-        match self
+    /// The operation's validation mode: its `operation_validation` entry, else the block's
+    /// `validation`, else enforce. Unknown words are reported once, by `check_modes`.
+    fn mode(&self, op: &Operation) -> Mode {
+        let own = self
             .block
-            .validation
-            .as_ref()
-            .map(|v| (v, v.get_ref().as_str()))
-        {
-            None | Some((_, "enforce")) => Mode::Enforce,
-            Some((_, "report")) => Mode::Report,
-            Some((_, "off")) => Mode::Off,
-            Some((v, other)) => {
+            .operation_validation
+            .iter()
+            .flatten()
+            .find(|(k, _)| k.get_ref() == &op.id)
+            .map(|(_, v)| v);
+        own.or(self.block.validation.as_ref())
+            .and_then(|v| parse_mode(v.get_ref()))
+            .unwrap_or(Mode::Enforce)
+    }
+
+    /// `validation` and `operation_validation` name known modes and operations.
+    fn check_modes(&self, errs: &mut Diag) {
+        let bad = |v: &Spanned<String>, field: String, errs: &mut Diag| {
+            if parse_mode(v.get_ref()).is_none() {
                 errs.at(
                     v.span(),
-                    self.field("validation"),
-                    format!("unknown mode {other:?} (use \"enforce\", \"report\" or \"off\")"),
+                    field,
+                    format!(
+                        "unknown mode {:?} (use \"enforce\", \"report\" or \"off\")",
+                        v.get_ref()
+                    ),
                 );
-                Mode::Off
+            }
+        };
+        if let Some(v) = &self.block.validation {
+            bad(v, self.field("validation"), errs);
+        }
+        for (k, v) in self.block.operation_validation.iter().flatten() {
+            let field = self.field(&format!("operation_validation.{}", k.get_ref()));
+            bad(v, field.clone(), errs);
+            if !self.api.operations.iter().any(|o| &o.id == k.get_ref()) {
+                errs.at(
+                    k.span(),
+                    field,
+                    format!("the document has no operation {:?}", k.get_ref()),
+                );
             }
         }
     }
@@ -333,7 +357,7 @@ impl BlockCx<'_> {
         ignored: &mut Vec<Ignored>,
         errs: &mut Diag,
     ) -> Option<PolicyId> {
-        let mode = self.mode(errs);
+        let mode = self.mode(op);
         if mode == Mode::Off {
             return None;
         }
@@ -540,6 +564,7 @@ impl BlockCx<'_> {
     /// Block-level checks and the portal / MCP routes.
     fn endpoints(&self, imported: &mut ImportedApi, sink: RouteSink<'_>, errs: &mut Diag) {
         let (routes, specs, origins) = sink;
+        self.check_modes(errs);
         if let Some(p) = &self.block.prefix {
             let s = p.get_ref();
             if !s.is_empty() && (!s.starts_with('/') || s.contains('{')) {
@@ -624,12 +649,30 @@ impl BlockCx<'_> {
                     }
                 }
             }
+            // An operation that is not served (its path cannot be a route) is no tool: a
+            // call could only ever fail. `check` lists it with the operation's pointer.
+            tools.retain(|&ix| {
+                let op = &self.api.operations[ix];
+                let served = imported
+                    .routes
+                    .iter()
+                    .any(|id| routes.get(id.0 as usize).is_some_and(|r| r.name == op.id));
+                if !served {
+                    imported.ignored.push(Ignored {
+                        pointer: op.pointer.clone(),
+                        reason: "not served, so not an MCP tool".into(),
+                    });
+                }
+                served
+            });
             if let Some(path) = path {
                 let server = crate::openapi::mcp::McpServer {
                     path: path.clone(),
                     api: self.api.clone(),
                     tools,
                     prefix: prefix.clone(),
+                    origins: m.origins.clone().unwrap_or_default(),
+                    listed: Default::default(),
                 };
                 let id = RouteId(routes.len() as u32);
                 let bits = Method::Get.bit() | Method::Post.bit() | Method::Delete.bit();
@@ -823,5 +866,14 @@ pub(super) fn unique_names(
                 ),
             );
         }
+    }
+}
+
+fn parse_mode(s: &str) -> Option<Mode> {
+    match s {
+        "enforce" => Some(Mode::Enforce),
+        "report" => Some(Mode::Report),
+        "off" => Some(Mode::Off),
+        _ => None,
     }
 }

@@ -39,6 +39,9 @@ pub struct RawOpenApi {
     /// `"enforce"` (default), `"report"` (log and count, forward anyway) or `"off"`.
     #[schemars(with = "Option<String>")]
     pub validation: Option<Spanned<String>>,
+    /// Per-operation modes that override `validation`: `{ createPet = "report" }`.
+    #[schemars(with = "Option<std::collections::BTreeMap<String, String>>")]
+    pub operation_validation: Option<std::collections::BTreeMap<Spanned<String>, Spanned<String>>>,
     /// Largest body validated (default 1 MiB); a longer one is refused with 413.
     #[schemars(with = "Option<RawSize>")]
     pub max_body: Option<Spanned<RawSize>>,
@@ -74,7 +77,7 @@ pub struct RawPortalKeys {
     pub policy: Option<Spanned<String>>,
 }
 
-/// `mcp = { path, tools }`.
+/// `mcp = { path, tools, origins }`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawMcp {
@@ -84,4 +87,7 @@ pub struct RawMcp {
     /// operationIds exposed as tools (default: every operation).
     #[schemars(with = "Option<Vec<String>>")]
     pub tools: Option<Vec<Spanned<String>>>,
+    /// Browser origins (`https://app.example`, or `"*"`) allowed to call the endpoint besides
+    /// loopback ones; a request with any other `Origin` gets 403 (DNS-rebinding defence).
+    pub origins: Option<Vec<String>>,
 }
