@@ -293,21 +293,21 @@ fn the_python_sdk_lists_calls_and_gets_denials_as_tool_errors() {
     // The denied calls never reached the upstream (only the key-bearing calls did).
     assert!(before >= 3);
 
-    // A bad argument: the route's validation refuses it (400) as a tool error. Until the
-    // validator lands the call is forwarded as written (what holds today).
+    // A bad argument: the route's validation refuses it (400) as a tool error, and the
+    // upstream never sees it.
     let bad = &report["bad_arg"];
-    if bad["isError"] == json!(true) {
-        assert!(
-            bad["text"].as_str().unwrap().starts_with("HTTP 400"),
-            "{bad}"
-        );
-    } else {
-        assert_eq!(
-            bad["structured"]["target"],
-            json!("/v1/pets?limit=many"),
-            "{bad}"
-        );
-    }
+    assert_eq!(bad["isError"], json!(true), "{bad}");
+    assert!(
+        bad["text"].as_str().unwrap().starts_with("HTTP 400"),
+        "{bad}"
+    );
+    assert!(
+        !s.up
+            .requests()
+            .iter()
+            .any(|r| r.target.contains("limit=many")),
+        "the invalid call reached the upstream"
+    );
 }
 
 // ---- raw HTTP: the transport's rules and the JSON-RPC errors ----

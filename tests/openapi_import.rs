@@ -434,3 +434,49 @@ fn an_api_key_in_the_query_is_taken_out_before_forwarding() {
     assert!(!target.contains(&key), "{target}");
     assert!(target.contains("x=1"), "{target}");
 }
+
+#[test]
+fn operation_validation_overrides_the_blocks_mode() {
+    let doc = r#"
+openapi: 3.1.0
+info: { title: Modes, version: "1" }
+paths:
+  /strict:
+    get:
+      operationId: strict
+      parameters: [{ name: n, in: query, schema: { type: integer } }]
+      responses: { "200": { description: ok } }
+  /lenient:
+    get:
+      operationId: lenient
+      parameters: [{ name: n, in: query, schema: { type: integer } }]
+      responses: { "200": { description: ok } }
+  /watched:
+    get:
+      operationId: watched
+      parameters: [{ name: n, in: query, schema: { type: integer } }]
+      responses: { "200": { description: ok } }
+components:
+  securitySchemes:
+    bearer: { type: http, scheme: bearer }
+"#;
+    let up = Upstream::echo();
+    let s = Setup::new(doc);
+    let gw = start(
+        &s,
+        &up,
+        "operation_validation = { lenient = \"off\", watched = \"report\" }",
+    );
+    let r = get(gw.addr, "/v1/strict?n=abc");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    let before = up.count();
+    assert_eq!(get(gw.addr, "/v1/lenient?n=abc").status, 200);
+    assert_eq!(get(gw.addr, "/v1/watched?n=abc").status, 200);
+    assert_eq!(up.count(), before + 2);
+    gw.wait_log(
+        "openapi validation (report mode) of watched",
+        Duration::from_secs(3),
+    );
+    assert!(!gw.logs().contains("of lenient"), "{}", gw.logs());
+}
