@@ -9,6 +9,7 @@
 mod body;
 mod client;
 mod conn;
+mod json_body;
 mod pacer;
 mod recvbuf;
 mod request;
@@ -186,7 +187,7 @@ fn run(args: RunArgs) -> i32 {
         {
             headers.push(("Content-Type".into(), "application/json".into()));
         }
-        request::json_body(args.body_size)
+        json_body::json_body(args.body_size)
     } else {
         vec![b'x'; args.body_size]
     };

@@ -105,31 +105,6 @@ pub fn build_request(
     build_request_with(method, target, headers, &vec![b'x'; body_size])
 }
 
-/// A JSON order document of about `size` bytes (at least ~100): a customer, a note and line
-/// items, the shape `loadtest/scenarios/validated-post.yaml` describes, so a gateway that
-/// validates request bodies accepts every request.
-pub fn json_body(size: usize) -> Vec<u8> {
-    let mut out =
-        String::from(r#"{"customer":"bench-customer-0001","note":"closed-loop load","items":["#);
-    let mut i = 0u32;
-    loop {
-        let item = format!(
-            r#"{}{{"sku":"SKU-{:05}","qty":{},"price":{}.5}}"#,
-            if i == 0 { "" } else { "," },
-            i,
-            1 + i % 9,
-            3 + i % 40
-        );
-        if i > 0 && out.len() + item.len() + 2 > size {
-            break;
-        }
-        out.push_str(&item);
-        i += 1;
-    }
-    out.push_str("]}");
-    out.into_bytes()
-}
-
 /// `build_request` with these body bytes.
 pub fn build_request_with(
     method: &str,
@@ -213,7 +188,7 @@ mod tests {
     #[test]
     fn request_bytes() {
         let t = parse_url("http://127.0.0.1:9000/p").unwrap();
-        let j = json_body(1024);
+        let j = crate::json_body::json_body(1024);
         let v: serde_json::Value = serde_json::from_slice(&j).unwrap();
         assert!(v["items"].as_array().unwrap().len() > 10);
         assert!((900..=1024).contains(&j.len()), "{}", j.len());

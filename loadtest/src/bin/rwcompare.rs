@@ -19,6 +19,8 @@
 mod h2load;
 #[path = "rwcompare/idle.rs"]
 mod idle;
+#[path = "../json_body.rs"]
+mod json_body;
 #[path = "rwcompare/load.rs"]
 mod load;
 #[path = "rwcompare/procfs.rs"]
@@ -393,6 +395,7 @@ fn run_targets(
         method: &method,
         path: &path,
         body_len,
+        json: load.is_some_and(|l| l.json),
         headers: load.map_or(&[][..], |l| &l.headers[..]),
     };
     let upstream_probe = Probe {

@@ -195,6 +195,8 @@ fn validate_json(
             Err(e) => found.push(Violation::new("/body", "json", parse_error(&e))),
             Ok(v) => match super::simd::unjudgeable(&v) {
                 Some(why) => found.push(Violation::new("/body", "json", why)),
+                // `is_valid` first: a valid body (the common case) never builds error paths.
+                None if schema.is_valid(&v) => {}
                 None => {
                     for e in schema.iter_errors(&v).take(super::problem::MAX_FOUND) {
                         found.push(Violation::new(

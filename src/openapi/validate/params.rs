@@ -138,6 +138,11 @@ impl ParamCheck {
             }
         };
         if let Some(s) = &self.schema {
+            // `is_valid` first: it stops at the first failure and builds no error paths, so a
+            // valid value (the common case) never pays for error reporting.
+            if s.is_valid(&value) {
+                return;
+            }
             for e in s.iter_errors(&value).take(super::problem::MAX_FOUND) {
                 out.push(Violation::new(
                     format!("{}{}", self.label, e.instance_path().as_str()),

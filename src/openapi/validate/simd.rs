@@ -210,12 +210,11 @@ pub fn unjudgeable(v: &BorrowedValue<'_>) -> Option<&'static str> {
         BorrowedValue::Static(_) | BorrowedValue::String(_) => None,
         BorrowedValue::Array(a) => a.iter().find_map(unjudgeable),
         BorrowedValue::Object(o) => {
-            let keys: Vec<&str> = o.keys().map(|k| k.as_ref()).collect();
-            let twice = keys.len() <= 32
-                && keys
-                    .iter()
+            // Pairwise, without allocating (this runs on every object of every body).
+            let twice = o.len() <= 32
+                && o.keys()
                     .enumerate()
-                    .any(|(i, k)| keys[i + 1..].contains(k));
+                    .any(|(i, k)| o.keys().skip(i + 1).any(|other| other == k));
             if twice {
                 return Some("the body names an object member twice");
             }

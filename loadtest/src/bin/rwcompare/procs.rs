@@ -296,6 +296,7 @@ pub fn http_status(
     method: &str,
     path: &str,
     body_len: usize,
+    json: bool,
     headers: &[String],
     tls: Option<&TlsFiles>,
 ) -> Result<u16, String> {
@@ -308,12 +309,18 @@ pub fn http_status(
         req.push_str(h);
         req.push_str("\r\n");
     }
-    if body_len > 0 || method == "POST" || method == "PUT" {
-        req.push_str(&format!("Content-Length: {body_len}\r\n"));
+    let body = if json {
+        req.push_str("Content-Type: application/json\r\n");
+        crate::json_body::json_body(body_len)
+    } else {
+        vec![b'x'; body_len]
+    };
+    if !body.is_empty() || method == "POST" || method == "PUT" {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     req.push_str("\r\n");
     let mut bytes = req.into_bytes();
-    bytes.resize(bytes.len() + body_len, b'x');
+    bytes.extend_from_slice(&body);
     s.write_all(&bytes).map_err(|e| e.to_string())?;
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
@@ -343,7 +350,15 @@ pub fn wait_http_ok(
     let mut last: String;
     loop {
         let (method, path) = (probe.method, probe.path);
-        match http_status(addr, method, path, probe.body_len, probe.headers, tls) {
+        match http_status(
+            addr,
+            method,
+            path,
+            probe.body_len,
+            probe.json,
+            probe.headers,
+            tls,
+        ) {
             Ok(200) => return Ok(()),
             Ok(code) => last = format!("status {code}"),
             Err(e) => last = e,

@@ -122,6 +122,8 @@ pub struct Probe<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub body_len: usize,
+    /// The body is the load's JSON document (`[load] json`), sent as application/json.
+    pub json: bool,
     /// Headers the load sends (API keys, tokens), so a policy route answers 200.
     pub headers: &'a [String],
 }
