@@ -609,19 +609,14 @@ impl BlockCx<'_> {
                     prefixes: vec![prefix.clone()],
                     keys,
                 };
-                let id = RouteId(routes.len() as u32);
-                let spec = local_spec(id, PathPattern::Prefix(path.clone()), 0);
-                routes.push(local_route(
-                    id,
-                    format!("openapi:{}:portal", self.api.name),
-                    spec.clone(),
+                let what = format!("the portal of openapi[{}] at {path:?}", self.b);
+                let id = self.push_local(
+                    (&mut *routes, &mut *specs, &mut *origins),
+                    "portal",
+                    (PathPattern::Prefix(path), 0),
                     Action::Portal(Arc::new(portal)),
-                ));
-                specs.push(spec);
-                origins.push(RouteOrigin::OpenApi {
-                    block: self.b,
-                    what: format!("the portal of openapi[{}] at {path:?}", self.b),
-                });
+                    what,
+                );
                 imported.routes.push(id);
             }
         }
@@ -674,23 +669,39 @@ impl BlockCx<'_> {
                     origins: m.origins.clone().unwrap_or_default(),
                     listed: Default::default(),
                 };
-                let id = RouteId(routes.len() as u32);
+                let what = format!("the MCP endpoint of openapi[{}] at {path:?}", self.b);
                 let bits = Method::Get.bit() | Method::Post.bit() | Method::Delete.bit();
-                let spec = local_spec(id, PathPattern::Exact(path.clone()), bits);
-                routes.push(local_route(
-                    id,
-                    format!("openapi:{}:mcp", self.api.name),
-                    spec.clone(),
+                let id = self.push_local(
+                    (&mut *routes, &mut *specs, &mut *origins),
+                    "mcp",
+                    (PathPattern::Exact(path), bits),
                     Action::Mcp(Arc::new(server)),
-                ));
-                specs.push(spec);
-                origins.push(RouteOrigin::OpenApi {
-                    block: self.b,
-                    what: format!("the MCP endpoint of openapi[{}] at {path:?}", self.b),
-                });
+                    what,
+                );
                 imported.routes.push(id);
             }
         }
+    }
+
+    /// Adds the block's portal or MCP route (`kind`), answered by the gateway itself.
+    fn push_local(
+        &self,
+        (routes, specs, origins): RouteSink<'_>,
+        kind: &str,
+        (path, methods): (PathPattern, u16),
+        action: Action,
+        what: String,
+    ) -> RouteId {
+        let id = RouteId(routes.len() as u32);
+        let spec = local_spec(id, path, methods);
+        let name = format!("openapi:{}:{kind}", self.api.name);
+        routes.push(local_route(id, name, spec.clone(), action));
+        specs.push(spec);
+        origins.push(RouteOrigin::OpenApi {
+            block: self.b,
+            what,
+        });
+        id
     }
 
     fn portal_keys(
