@@ -1,10 +1,12 @@
-//! `ringway_openapi_validation_total{api,operation,result}`: what each imported operation's
-//! `validate` policy decided (`passed`, `refused`, or `reported`: failed in report mode and
-//! forwarded anyway).
+//! `ringway_openapi_validation_total{api,operation,result}`: the requests each imported
+//! operation's `validate` policy failed (`refused`, or `reported`: failed in report mode and
+//! forwarded anyway). Requests that pass are not counted here: they are the route's requests
+//! (`ringway_requests_total{route}`) minus these, and counting them would put a write to a
+//! process-wide cache line on every valid request of every worker.
 //!
 //! Counters live in a process-wide registry keyed by (api, operation), so a reload keeps
-//! counting on the same series; recording is one relaxed atomic add (no lock on the request
-//! path; the registry's lock is taken at config compile and scrape only).
+//! counting on the same series; recording a failure is one relaxed atomic add (no lock on the
+//! request path; the registry's lock is taken at config compile and scrape only).
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -15,13 +17,11 @@ use super::render::{family, push_label_value};
 /// One validation's result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Checked {
-    Passed,
     Refused,
     Reported,
 }
 
-const RESULTS: [(Checked, &str); 3] = [
-    (Checked::Passed, "passed"),
+const RESULTS: [(Checked, &str); 2] = [
     (Checked::Refused, "refused"),
     (Checked::Reported, "reported"),
 ];
@@ -31,7 +31,7 @@ const RESULTS: [(Checked, &str); 3] = [
 pub struct ValidationCounters {
     api: Box<str>,
     operation: Box<str>,
-    counts: [AtomicU64; 3],
+    counts: [AtomicU64; 2],
     /// The Unix second a report-mode failure was last logged (one line per second at most).
     logged: AtomicU64,
 }
@@ -92,7 +92,7 @@ pub fn render_validation(out: &mut String) {
     family(
         out,
         name,
-        "OpenAPI request validation by API, operation and result (passed, refused, reported).",
+        "Requests that failed OpenAPI validation, by API, operation and result (refused; reported: forwarded in report mode).",
         "counter",
     );
     for c in list.iter() {

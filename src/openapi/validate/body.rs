@@ -155,10 +155,9 @@ impl BodyCheck {
             .max_by_key(|(s, _)| *s)
             .map(|(_, m)| m);
         let Some(m) = best else {
-            let sent = String::from_utf8_lossy(&ct[..ct.len().min(120)]);
+            // The client's own value is not repeated (problem bodies never quote input).
             return Err(BodyRefusal::Unsupported(format!(
-                "content type {} is not accepted; accepted: {}",
-                sent.split(';').next().unwrap_or("").trim(),
+                "the request's content type is not accepted; accepted: {}",
                 declared()
             )));
         };
