@@ -86,7 +86,7 @@ policies = ["p"]
 proxy = { upstream = "be" }
 TOML
 "$BIN" check --config "$DIR/ringway.toml" >/dev/null
-TCK=$(getconf CLK_TCK)
+. "$(dirname "$0")/wrk-round.sh"
 OUT="$DIR/rows"
 for r in $(seq "$ROUNDS"); do
   for gw in ringway nginx; do
@@ -98,41 +98,7 @@ for r in $(seq "$ROUNDS"); do
       PORT=$NG
     fi
     for _ in $(seq 100); do curl -sf -o /dev/null -H "$HDR" "http://127.0.0.1:$PORT/item" && break; sleep 0.05; done
-    # nginx runs a master and a worker: count every process of the gateway's group.
-    cpu_of() { local s=0; for p in $PID $(pgrep -P $PID || true); do
-      s=$((s + $(awk '{print $14+$15}' /proc/$p/stat))); done; echo $s; }
-    taskset -c 1 wrk -t1 -c50 -d1s -H "$HDR" "http://127.0.0.1:$PORT/item" >/dev/null
-    c0=$(cpu_of)
-    res=$(taskset -c 1 wrk -t1 -c50 -d"${SECS}s" --latency -H "$HDR" "http://127.0.0.1:$PORT/item")
-    c1=$(cpu_of)
-    kill $PID; wait $PID 2>/dev/null || true
-    reqs=$(echo "$res" | grep -oE "^ +[0-9]+ requests" | grep -oE "[0-9]+")
-    rps=$(echo "$res" | awk '/Requests\/sec/ {print $2}')
-    p50=$(echo "$res" | awk '$1=="50%" {print $2}')
-    p99=$(echo "$res" | awk '$1=="99%" {print $2}')
-    non2xx=$(echo "$res" | awk '/Non-2xx/ {print $NF}'); non2xx=${non2xx:-0}
-    echo "$r $gw $rps $reqs $((c1 - c0)) $p50 $p99 $non2xx" >>"$OUT"
-    printf 'round %d %-8s req/s %9s  gateway CPU µs/req %6.2f  p50 %7s  p99 %7s  non-2xx %s\n' \
-      "$r" "$gw" "$rps" "$(python3 -c "print($((c1 - c0))/$TCK*1e6/$reqs)")" "$p50" "$p99" "$non2xx" >&2
+    wrk_round "$r" $gw $PID "$OUT" -H "$HDR" "http://127.0.0.1:$PORT/item"
   done
 done
-python3 - "$OUT" "$TCK" "$MODE" <<'PY'
-import sys, statistics
-def us(t):
-    for suf, f in (("us", 1), ("ms", 1e3), ("s", 1e6)):
-        if t.endswith(suf):
-            return float(t[: -len(suf)]) * f
-    return float(t)
-tck = float(sys.argv[2])
-rows = [l.split() for l in open(sys.argv[1])]
-by = {}
-for r, g, rps, reqs, ticks, p50, p99, bad in rows:
-    by.setdefault(g, []).append((float(rps), int(reqs) / max(int(ticks) / tck, 1e-9), us(p50), us(p99), int(bad)))
-med = {g: [statistics.median(x[i] for x in v) for i in range(4)] + [sum(x[4] for x in v)] for g, v in by.items()}
-print(f"scenario {sys.argv[3]} (wrk -t1 -c50, 1 gateway worker each on CPU 0)")
-print(f"{'gateway':<9}{'req/s':>10}{'req/CPU-s':>12}{'p50 µs':>9}{'p99 µs':>9}{'non-2xx':>9}")
-for g in ("ringway", "nginx"):
-    rps, rcs, p50, p99, bad = med[g]
-    print(f"{g:<9}{rps:>10.0f}{rcs:>12.0f}{p50:>9.0f}{p99:>9.0f}{bad:>9}")
-print(f"ringway / nginx: req/s {med['ringway'][0] / med['nginx'][0]:.3f}, req/CPU-s {med['ringway'][1] / med['nginx'][1]:.3f}")
-PY
+wrk_medians "$OUT" "scenario $MODE (wrk -t1 -c50, 1 gateway worker each on CPU 0)" nginx ringway

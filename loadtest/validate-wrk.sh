@@ -58,7 +58,7 @@ validation = "$mode"
 TOML
   "$BIN" check --config "$DIR/$mode.toml" >/dev/null
 done
-TCK=$(getconf CLK_TCK)
+. "$(dirname "$0")/wrk-round.sh"
 OUT="$DIR/rows"
 for r in $(seq "$ROUNDS"); do
   for mode in off enforce; do
@@ -67,38 +67,7 @@ for r in $(seq "$ROUNDS"); do
       curl -sf -o /dev/null -H 'Content-Type: application/json' --data "$BODY" "http://127.0.0.1:$GW/orders" && break
       sleep 0.05
     done
-    cpu() { awk '{print $14+$15}' /proc/$PID/stat; }
-    taskset -c 1 wrk -t1 -c50 -d1s -s "$DIR/post.lua" "http://127.0.0.1:$GW/orders" >/dev/null
-    c0=$(cpu)
-    res=$(taskset -c 1 wrk -t1 -c50 -d"${SECS}s" --latency -s "$DIR/post.lua" "http://127.0.0.1:$GW/orders")
-    c1=$(cpu)
-    kill $PID; wait $PID 2>/dev/null || true
-    reqs=$(echo "$res" | grep -oE "^ +[0-9]+ requests" | grep -oE "[0-9]+")
-    rps=$(echo "$res" | awk '/Requests\/sec/ {print $2}')
-    p50=$(echo "$res" | awk '$1=="50%" {print $2}')
-    p99=$(echo "$res" | awk '$1=="99%" {print $2}')
-    non2xx=$(echo "$res" | awk '/Non-2xx/ {print $NF}'); non2xx=${non2xx:-0}
-    echo "$r $mode $rps $reqs $((c1 - c0)) $p50 $p99 $non2xx" >>"$OUT"
-    printf 'round %d %-8s req/s %9s  gateway CPU µs/req %6.2f  p50 %7s  p99 %7s  non-2xx %s\n' \
-      "$r" "$mode" "$rps" "$(python3 -c "print($((c1 - c0))/$TCK*1e6/$reqs)")" "$p50" "$p99" "$non2xx" >&2
+    wrk_round "$r" $mode $PID "$OUT" -s "$DIR/post.lua" "http://127.0.0.1:$GW/orders"
   done
 done
-python3 - "$OUT" "$TCK" <<'PY'
-import sys, statistics
-def us(t):
-    for suf, f in (("us", 1), ("ms", 1e3), ("s", 1e6)):
-        if t.endswith(suf):
-            return float(t[: -len(suf)]) * f
-    return float(t)
-tck = float(sys.argv[2])
-by = {}
-for r, g, rps, reqs, ticks, p50, p99, bad in (l.split() for l in open(sys.argv[1])):
-    by.setdefault(g, []).append((float(rps), int(reqs) / max(int(ticks) / tck, 1e-9), us(p50), us(p99), int(bad)))
-med = {g: [statistics.median(x[i] for x in v) for i in range(4)] + [sum(x[4] for x in v)] for g, v in by.items()}
-print("validated 1 KiB JSON POST (wrk -t1 -c50, 1 gateway worker on CPU 0)")
-print(f"{'validation':<11}{'req/s':>10}{'req/CPU-s':>12}{'p50 µs':>9}{'p99 µs':>9}{'non-2xx':>9}")
-for g in ("off", "enforce"):
-    rps, rcs, p50, p99, bad = med[g]
-    print(f"{g:<11}{rps:>10.0f}{rcs:>12.0f}{p50:>9.0f}{p99:>9.0f}{bad:>9}")
-print(f"enforce / off: req/s {med['enforce'][0] / med['off'][0]:.3f}, req/CPU-s {med['enforce'][1] / med['off'][1]:.3f}")
-PY
+wrk_medians "$OUT" "validated 1 KiB JSON POST (wrk -t1 -c50, 1 gateway worker on CPU 0)" off enforce

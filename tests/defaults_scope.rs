@@ -6,34 +6,8 @@ mod common;
 use common::*;
 
 use std::path::Path;
-use std::process::Command;
 
 const SECRET: &str = "an-hmac-secret-of-sufficient-length";
-
-/// Creates a key for `consumer` with `ringway keys` in `keys`; returns the key.
-fn create_key(dir: &Path, keys: &Path, consumer: &str) -> String {
-    let cli = dir.join("cli.toml");
-    std::fs::write(
-        &cli,
-        format!(
-            "[api_keys]\nfile = \"{}\"\nhash = \"hmac-sha256\"\n",
-            keys.display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new(bin())
-        .args(["keys", "create", "--consumer", consumer, "--config"])
-        .arg(&cli)
-        .env("RINGWAY_KEY_SECRET", SECRET)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 fn config(keys: &Path, up: std::net::SocketAddr, default_ci: bool) -> String {
     format!(
@@ -51,7 +25,7 @@ fn config(keys: &Path, up: std::net::SocketAddr, default_ci: bool) -> String {
 fn a_catch_all_route_does_not_escape_a_prefix_default() {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys.toml");
-    let key = create_key(dir.path(), &keys, "alice");
+    let key = create_key(dir.path(), &keys, "alice", Some(SECRET));
     let up = Upstream::echo();
     let gw = Gateway::start_env(
         &config(&keys, up.addr, true),
@@ -104,7 +78,7 @@ fn a_catch_all_route_does_not_escape_a_prefix_default() {
 fn a_case_sensitive_default_covers_only_its_exact_case() {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys.toml");
-    let _ = create_key(dir.path(), &keys, "alice");
+    let _ = create_key(dir.path(), &keys, "alice", Some(SECRET));
     let up = Upstream::echo();
     let gw = Gateway::start_env(
         &config(&keys, up.addr, false),

@@ -88,7 +88,7 @@ fn setup_mcp(block_policies: &str, extra_policies: &str, mcp_extra: &str) -> Set
     let spec = dir.path().join("petstore.yaml");
     std::fs::write(&spec, PETSTORE).unwrap();
     let keys_file = dir.path().join("keys.toml");
-    let key = create_key(dir.path(), &keys_file, "alice");
+    let key = create_key(dir.path(), &keys_file, "alice", Some(SECRET));
     let up = Upstream::echo();
     let config = format!(
         "[api_keys]\nfile = \"{}\"\nhash = \"hmac-sha256\"\n\n{extra_policies}\n{}\n\
@@ -107,30 +107,6 @@ fn setup_mcp(block_policies: &str, extra_policies: &str, mcp_extra: &str) -> Set
         gw,
         up,
     }
-}
-
-fn create_key(dir: &Path, keys_file: &Path, consumer: &str) -> String {
-    let cli = dir.join("cli.toml");
-    std::fs::write(
-        &cli,
-        format!(
-            "[api_keys]\nfile = \"{}\"\nhash = \"hmac-sha256\"\n",
-            keys_file.display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new(bin())
-        .args(["keys", "create", "--consumer", consumer, "--config"])
-        .arg(&cli)
-        .env("RINGWAY_KEY_SECRET", SECRET)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 const ACCEPT: (&str, &str) = ("Accept", "application/json, text/event-stream");

@@ -8,7 +8,6 @@ mod common;
 use common::*;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine;
@@ -81,22 +80,8 @@ impl Setup {
 
     /// Creates an API key for `consumer` with the CLI.
     fn key(&self, consumer: &str) -> String {
-        let cli = self.dir.path().join("cli.toml");
-        std::fs::write(
-            &cli,
-            format!(
-                "[api_keys]\nfile = \"{}\"\nhash = \"sha256\"\n",
-                self.keys().display()
-            ),
-        )
-        .unwrap();
-        let out = Command::new(bin())
-            .args(["keys", "create", "--consumer", consumer, "--config"])
-            .arg(&cli)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        let keys = self.dir.path().join("keys");
+        create_key(self.dir.path(), &keys, consumer, None)
     }
 
     fn config(&self, up: std::net::SocketAddr, block_extra: &str) -> String {

@@ -126,20 +126,8 @@ impl Setup {
 
     /// Creates an API key for `consumer` with the CLI.
     fn key(&self, consumer: &str) -> String {
-        let cli = self.dir.path().join("cli.toml");
         let keys = self.dir.path().join("keys");
-        let text = format!(
-            "[api_keys]\nfile = \"{}\"\nhash = \"sha256\"\n",
-            keys.display()
-        );
-        std::fs::write(&cli, text).unwrap();
-        let out = Command::new(bin())
-            .args(["keys", "create", "--consumer", consumer, "--config"])
-            .arg(&cli)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        create_key(self.dir.path(), &keys, consumer, None)
     }
 }
 

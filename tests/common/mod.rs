@@ -15,7 +15,7 @@ pub mod webdriver;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -1303,4 +1303,34 @@ pub fn read_until_close(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool, D
             Err(_) => return (out, false, t.elapsed()),
         }
     }
+}
+
+/// Creates an API key for `consumer` in the keys file `keys` with the real `ringway keys
+/// create` CLI (a throwaway CLI config in `dir`); returns the key. With `secret` the store
+/// hashes with HMAC-SHA-256 under it (`RINGWAY_KEY_SECRET`), without one with plain SHA-256.
+pub fn create_key(dir: &Path, keys: &Path, consumer: &str, secret: Option<&str>) -> String {
+    let cli = dir.join("cli.toml");
+    let hash = if secret.is_some() {
+        "hmac-sha256"
+    } else {
+        "sha256"
+    };
+    let text = format!(
+        "[api_keys]\nfile = \"{}\"\nhash = \"{hash}\"\n",
+        keys.display()
+    );
+    std::fs::write(&cli, text).unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.args(["keys", "create", "--consumer", consumer, "--config"])
+        .arg(&cli);
+    if let Some(s) = secret {
+        cmd.env("RINGWAY_KEY_SECRET", s);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
