@@ -373,3 +373,46 @@ fn loads_an_outside_tool_cannot_express_exit_2() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn cpu_quota_caps_the_gateway_and_removes_its_cgroup() {
+    // `--cpu-quota 30`: ringway runs in a cgroup limited to 30 % of one CPU, so its CPU time
+    // over the window cannot exceed that share; the group is gone afterwards. Needs root and
+    // a cgroup cpu controller (v2 or v1): skipped with a message otherwise.
+    let Some((code, stdout, stderr)) = rwcompare(&[
+        "proxy-small",
+        "--cpu-quota",
+        "30",
+        "-d",
+        "1s",
+        "--warmup",
+        "300ms",
+        "--only",
+        "ringway",
+        "--json",
+    ]) else {
+        return;
+    };
+    if code == 1 && stderr.contains("--cpu-quota:") {
+        eprintln!("SKIPPED: no writable cgroup cpu controller: {stderr}");
+        return;
+    }
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let quota = v["cpu_quota"].as_str().unwrap_or("");
+    assert!(quota.starts_with("30% of one CPU"), "{v}");
+    let r = &v["targets"]["ringway"];
+    assert_eq!(r["errors"], 0, "{r}");
+    assert!(r["requests"].as_u64().unwrap() > 0, "{r}");
+    let used = r["gateway_cpu_s"].as_f64().unwrap() / r["duration_s"].as_f64().unwrap();
+    // CFS enforces the quota per 100 ms period; the margin covers the window's edges.
+    assert!(used <= 0.30 * 1.25, "gateway used {used:.2} of a CPU: {r}");
+    let dir = quota
+        .split_whitespace()
+        .find_map(|w| w.split("/cpu.").next().filter(|d| d.contains("rwcompare-")))
+        .unwrap_or_else(|| panic!("no cgroup path in {quota}"));
+    assert!(
+        !std::path::Path::new(dir).exists(),
+        "cgroup {dir} left behind"
+    );
+}
