@@ -11,6 +11,8 @@ use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use crate::config::Compiled;
 use crate::request_id::IdGen;
@@ -172,24 +174,65 @@ impl Core {
     }
 }
 
+/// Waits until a parked connection's socket is readable (or failed) or its deadline passed
+/// (`ConnRegistry::wake_expired`): the whole wait is one io_uring poll and a registry entry.
+pub struct ParkWait<'a, F> {
+    pub conns: &'a ConnRegistry,
+    pub key: usize,
+    pub readable: std::pin::Pin<&'a mut F>,
+}
+
+impl<F: std::future::Future> std::future::Future for ParkWait<'_, F> {
+    type Output = ();
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.conns.poll_park(self.key, cx) {
+            return Poll::Ready(());
+        }
+        self.readable.as_mut().poll(cx).map(|_| ())
+    }
+}
+
 /// Open client connections of one worker, so a drain can close the idle ones.
 #[derive(Default)]
 pub struct ConnRegistry {
     slots: RefCell<Vec<Option<ConnSlot>>>,
     free: RefCell<Vec<usize>>,
     open: Cell<usize>,
+    /// Connections that went quiet (parked) since the worker last returned memory.
+    parked: Cell<u64>,
+    /// Connections registered or woken from a park since the last `quiet_after_parking`.
+    activity: Cell<u64>,
+    /// Connections parked right now.
+    parked_now: Cell<usize>,
 }
 
 struct ConnSlot {
     fd: RawFd,
     idle: bool,
+    /// Set while the connection is parked (see `park`).
+    park: Option<Park>,
+}
+
+/// A parked connection's deadline. Parked connections wait on their socket only; their
+/// deadlines are checked by `wake_expired` on the worker's housekeeping tick instead of one
+/// runtime timer each (a monoio timer entry is 640 bytes, more than the rest of the parked
+/// connection).
+struct Park {
+    until: Instant,
+    expired: bool,
+    waker: Option<Waker>,
 }
 
 impl ConnRegistry {
     /// Records an open connection (idle until it reads a head); returns its key.
     pub fn register(&self, fd: RawFd) -> usize {
-        let slot = Some(ConnSlot { fd, idle: true });
+        let slot = Some(ConnSlot {
+            fd,
+            idle: true,
+            park: None,
+        });
         self.open.set(self.open.get() + 1);
+        self.activity.set(self.activity.get() + 1);
         let mut slots = self.slots.borrow_mut();
         match self.free.borrow_mut().pop() {
             Some(i) => {
@@ -219,6 +262,83 @@ impl ConnRegistry {
         if let Some(Some(s)) = self.slots.borrow_mut().get_mut(key) {
             s.idle = idle;
         }
+    }
+
+    /// Parks connection `key` until `until` (its keep-alive or header deadline); its task
+    /// then waits in `ParkWait`.
+    pub fn park(&self, key: usize, until: Instant) {
+        if let Some(Some(s)) = self.slots.borrow_mut().get_mut(key) {
+            if s.park.is_none() {
+                self.parked_now.set(self.parked_now.get() + 1);
+            }
+            s.park = Some(Park {
+                until,
+                expired: false,
+                waker: None,
+            });
+            self.parked.set(self.parked.get() + 1);
+        }
+    }
+
+    /// Ends the park of connection `key` (it woke: bytes, EOF or its deadline).
+    pub fn unpark(&self, key: usize) {
+        if let Some(Some(s)) = self.slots.borrow_mut().get_mut(key) {
+            if s.park.take().is_some() {
+                self.parked_now.set(self.parked_now.get() - 1);
+            }
+        }
+        self.activity.set(self.activity.get() + 1);
+    }
+
+    /// Whether the park of `key` is over (its deadline passed, or it is not parked); if not,
+    /// `cx`'s waker is woken when it is.
+    fn poll_park(&self, key: usize, cx: &Context<'_>) -> bool {
+        let mut slots = self.slots.borrow_mut();
+        let Some(Some(ConnSlot { park: Some(p), .. })) = slots.get_mut(key) else {
+            return true;
+        };
+        if p.expired {
+            return true;
+        }
+        match &p.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => p.waker = Some(cx.waker().clone()),
+        }
+        false
+    }
+
+    /// Wakes the parked connections whose deadline is past `now` (they close, or answer 408
+    /// if no request ever came). Called on the worker's housekeeping tick, so a deadline is
+    /// kept to within that tick.
+    pub fn wake_expired(&self, now: Instant) {
+        if self.parked_now.get() == 0 {
+            return;
+        }
+        let mut woken = Vec::new();
+        for s in self.slots.borrow_mut().iter_mut().flatten() {
+            if let Some(p) = &mut s.park {
+                if !p.expired && p.until <= now {
+                    p.expired = true;
+                    woken.extend(p.waker.take());
+                }
+            }
+        }
+        // Woken after the borrow ends: a waker may run code that touches the registry.
+        for w in woken {
+            w.wake();
+        }
+    }
+
+    /// True once after connections parked and then a whole period (the time since the
+    /// previous call) passed with no connection opened or woken: the moment a burst has
+    /// ended and what it freed can go back to the OS. Resets the counts.
+    pub fn quiet_after_parking(&self) -> bool {
+        let busy = self.activity.replace(0) > 0;
+        if busy || self.parked.get() == 0 {
+            return false;
+        }
+        self.parked.set(0);
+        true
     }
 
     /// Connections registered and not yet unregistered.
@@ -260,6 +380,39 @@ mod tests {
         assert_eq!(r.open(), 1);
         assert_eq!(r.register(12), a, "a freed key is reused");
         assert_eq!(r.open(), 2);
+    }
+
+    #[test]
+    fn parked_connections_wake_at_their_deadline_and_a_quiet_period_is_seen_once() {
+        use std::task::{Context, Wake};
+        struct Flag(std::sync::atomic::AtomicBool);
+        impl Wake for Flag {
+            fn wake(self: Arc<Self>) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let flag = Arc::new(Flag(false.into()));
+        let waker = std::task::Waker::from(flag.clone());
+        let cx = Context::from_waker(&waker);
+        let r = ConnRegistry::default();
+        let k = r.register(10);
+        // Registering was activity: not quiet, and nothing parked yet anyway.
+        assert!(!r.quiet_after_parking());
+        let now = Instant::now();
+        r.park(k, now + std::time::Duration::from_secs(5));
+        assert!(!r.poll_park(k, &cx), "parked until its deadline");
+        r.wake_expired(now);
+        assert!(!flag.0.load(Ordering::SeqCst), "woken before its deadline");
+        r.wake_expired(now + std::time::Duration::from_secs(6));
+        assert!(flag.0.load(Ordering::SeqCst), "not woken at its deadline");
+        assert!(r.poll_park(k, &cx), "the park is over");
+        // Parked, then a period with no connection opened or woken: quiet, once.
+        assert!(r.quiet_after_parking());
+        assert!(!r.quiet_after_parking());
+        r.unpark(k);
+        assert!(!r.quiet_after_parking(), "a wake is activity");
+        // An unparked connection's poll says "over" (nothing to wait for).
+        assert!(r.poll_park(k, &cx));
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod dns;
 pub mod dns_refresh;
 pub mod exchange;
 pub mod handover;
+pub mod heap;
 pub mod http1;
 pub mod http2;
 pub mod io;

@@ -339,6 +339,15 @@ async fn telemetry_loop(core: Rc<Core>) {
         }
         let now = Instant::now();
         if now >= next_flush {
+            core.conns.wake_expired(now);
+            if core.conns.quiet_after_parking() {
+                // A burst has ended: what it left in pooled upstream connections' buffers and
+                // in the allocator's free pages goes back to the OS.
+                for u in &core.generation().upstreams {
+                    u.release_idle_buffers();
+                }
+                crate::heap::give_back();
+            }
             core.telemetry.flush();
             next_flush = now + TELEMETRY_FLUSH;
         }
@@ -390,6 +399,18 @@ async fn accept_loop(
                     core: core.clone(),
                     held,
                 };
+                if let Some(facts) = crate::conn::plain_http1(&core, peer, &ctx) {
+                    // Spawned directly: the task of a plain HTTP/1.1 connection, which lives
+                    // as long as it does, holds only its own wire's state (see `http1`).
+                    let plain = crate::tls::transport::Transport::Plain(stream);
+                    monoio::spawn(crate::conn::serve_connection(
+                        core.clone(),
+                        plain,
+                        facts,
+                        permit,
+                    ));
+                    continue;
+                }
                 let ctx = ctx.clone();
                 monoio::spawn(async move {
                     let core = permit.core.clone();

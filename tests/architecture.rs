@@ -40,6 +40,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("keyed_hash", 0),
     ("io", 0),
     ("log", 0),
+    // The allocator's quiet-time collection and THP setting (no crate imports).
+    ("heap", 0),
     ("privileges", 0),
     ("notify", 0),
     // 1 vocabulary: the wire's words and the config's units and diagnostics.

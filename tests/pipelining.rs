@@ -404,6 +404,82 @@ fn idle_keep_alive_connection_serves_after_buffer_release() {
     assert_eq!(r.text(), "still here");
 }
 
+/// A parked connection (quiet past the grace, so it holds only its socket and a readiness
+/// poll) loses none of the bytes that wake it: two proxied requests and a static one sent in
+/// one write are all answered, in order, and the connection stays usable.
+#[test]
+fn requests_pipelined_into_a_parked_connection_are_all_answered_in_order() {
+    let up = Upstream::echo();
+    let gw = Gateway::start(&cfg(&up));
+    let mut c = Conn::open(gw.addr);
+    assert_eq!(c.request("GET", "/s", &[], b"").status, 200);
+    // Well past the 200 ms grace: the request path has ended and the connection is parked.
+    std::thread::sleep(Duration::from_millis(600));
+    let mut burst = build_request("GET", "/p/one", &[], b"");
+    burst.extend(build_request("POST", "/p/two", &[], b"body-two"));
+    burst.extend(build_request("GET", "/s", &[], b""));
+    c.send(&burst);
+    let r = c.read_response(false).unwrap();
+    assert_eq!(
+        (r.status, r.json()["target"].clone()),
+        (200, "/p/one".into())
+    );
+    let r = c.read_response(false).unwrap();
+    assert_eq!(
+        (r.status, r.json()["target"].clone()),
+        (200, "/p/two".into())
+    );
+    assert_eq!(r.json()["body"], "body-two");
+    let r = c.read_response(false).unwrap();
+    assert_eq!((r.status, r.text()), (200, "static-body".to_string()));
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        c.request("GET", "/s", &[], b"").status,
+        200,
+        "parked again, still serves"
+    );
+}
+
+/// A client that half-closes (sends FIN) while its connection is parked is seen at once: the
+/// gateway closes its side and forgets the connection (the open-connections gauge drops back),
+/// long before the keep-alive timeout.
+#[test]
+fn a_client_half_closing_while_parked_is_closed_and_forgotten() {
+    let gw = Gateway::start_workers(
+        "[timeouts]\nkeepalive = \"60s\"\n\n[[routes]]\nname = \"s\"\npath = \"/s\"\nstatic = { body = \"ok\" }\n",
+        1,
+    );
+    let open = |gw: &Gateway| {
+        metric(
+            &scrape(gw.admin),
+            "ringway_downstream_connections_open",
+            &[],
+        )
+        .unwrap_or(-1.0)
+    };
+    let wait_open = |gw: &Gateway, want: f64| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let v = open(gw);
+            if v == want || Instant::now() > deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let mut c = Conn::open(gw.addr);
+    assert_eq!(c.request("GET", "/s", &[], b"").status, 200);
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(wait_open(&gw, 1.0), 1.0, "the parked connection is open");
+    c.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    // The keep-alive timeout is 60 s, so only noticing the FIN closes it within this bound.
+    assert!(
+        c.is_closed(Duration::from_secs(10)),
+        "the gateway kept it open"
+    );
+    assert_eq!(wait_open(&gw, 0.0), 0.0, "the connection was not forgotten");
+}
+
 /// While the upstream works, the gateway watches the client so a departed one is counted 499.
 /// The next pipelined request arriving during that wait is not a departure: both are answered,
 /// in order, on the same connection.

@@ -50,6 +50,22 @@ fn half_sent_head_gets_408_and_close() {
     );
 }
 
+/// A client that connects and sends nothing is parked (no buffer, no timer of its own) after
+/// the short grace; its header deadline still fires: 408, then close, not before the timeout.
+#[test]
+fn silent_new_connection_gets_408_at_its_header_timeout() {
+    let gw = Gateway::start(&format!("{TIMEOUTS}\n{}", static_route()));
+    let mut s = connect(gw.addr);
+    let (bytes, eof, took) = read_until_close(&mut s, WAIT);
+    let text = String::from_utf8_lossy(&bytes);
+    assert_eq!(first_status(&bytes), 408, "{text}");
+    assert!(eof, "connection not closed after 408 within {WAIT:?}");
+    assert!(
+        took >= Duration::from_millis(400),
+        "408 after {took:?}, before client_header = 500ms"
+    );
+}
+
 #[test]
 fn trickled_head_is_bounded_by_client_header_not_per_read() {
     // Slowloris: one byte every 100ms never completes a head; the head deadline is total. The

@@ -30,6 +30,25 @@ pub struct ListenerCtx {
     pub tls: Option<Arc<ListenerTls>>,
 }
 
+/// The client facts of a connection accepted on `l` when it is served as plain HTTP/1.1 from
+/// its first byte (no TLS, no h2c sniff), decided without waiting; `None` when
+/// `serve_accepted` must look at it first. The accept loop spawns such a connection's
+/// `serve_connection` directly, so its long-lived task holds no room for the other paths.
+pub fn plain_http1(core: &Core, peer: SocketAddr, l: &ListenerCtx) -> Option<ClientFacts> {
+    if l.tls.is_some() {
+        return None;
+    }
+    let gen = core.generation();
+    let now = gen.cfg.listeners.iter().find(|x| x.addr == l.addr);
+    let redirect_https = now.and_then(|x| x.redirect_https);
+    if now.is_some_and(|x| x.h2c) && redirect_https.is_none() {
+        return None;
+    }
+    let mut facts = ClientFacts::new(peer, Scheme::Http);
+    facts.redirect_https = redirect_https;
+    Some(facts)
+}
+
 /// Serves one accepted connection on `listener` until it closes.
 pub async fn serve_accepted(core: Rc<Core>, stream: TcpStream, peer: SocketAddr, l: &ListenerCtx) {
     // What the current generation says about this listener (certificates, redirect, HTTP/2).
@@ -49,14 +68,31 @@ pub async fn serve_accepted(core: Rc<Core>, stream: TcpStream, peer: SocketAddr,
     let Some(start_tls) = &l.tls else {
         let mut facts = ClientFacts::new(peer, Scheme::Http);
         facts.redirect_https = redirect_https;
-        if h2c && redirect_https.is_none() && sniff_h2c(&core, &stream).await {
+        // The sniff is boxed: its timers would otherwise stay in this task's storage for the
+        // connection's life.
+        if h2c && redirect_https.is_none() && Box::pin(sniff_h2c(&core, &stream)).await {
             if let Ok(io) = PollStream::plain(stream) {
-                crate::http2::server::serve(core, io, facts, http2).await;
+                Box::pin(crate::http2::server::serve(core, io, facts, http2)).await;
             }
             return;
         }
-        return super::http1::serve_connection(core, Transport::Plain(stream), facts).await;
+        return super::http1::serve_connection(core, Transport::Plain(stream), facts, ()).await;
     };
+    // Boxed: this task lives as long as the connection, and a parked plain HTTP/1.1
+    // connection should not carry the room the TLS handshake and HTTP/2 states need.
+    Box::pin(serve_tls(core, stream, peer, l, start_tls, now_tls, http2)).await;
+}
+
+/// The TLS listener's part of `serve_accepted`: handshake, then HTTP/1.1 or HTTP/2.
+async fn serve_tls(
+    core: Rc<Core>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    l: &ListenerCtx,
+    start_tls: &Arc<ListenerTls>,
+    now_tls: Option<Arc<ListenerTls>>,
+    http2: Arc<crate::config::http2::Http2Settings>,
+) {
     let settings = now_tls.unwrap_or_else(|| start_tls.clone());
     let config = core.tls.server_config(l.addr, &settings);
     let Ok(conn) = rustls::ServerConnection::new(config) else {
@@ -91,7 +127,7 @@ pub async fn serve_accepted(core: Rc<Core>, stream: TcpStream, peer: SocketAddr,
         }
         return;
     }
-    super::http1::serve_connection(core, Transport::Tls(tls), facts).await;
+    super::http1::serve_connection(core, Transport::Tls(tls), facts, ()).await;
 }
 
 /// Whether a plain connection opens with the HTTP/2 client preface (h2c with prior

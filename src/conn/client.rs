@@ -114,6 +114,12 @@ impl Client {
         }
     }
 
+    /// The socket, for a connection that parks between requests (its buffers and
+    /// per-request state go; `Client::new` makes them again when it wakes).
+    pub fn into_stream(self) -> Transport {
+        self.stream
+    }
+
     pub fn pending(&self) -> usize {
         self.buf.len() - self.pos
     }

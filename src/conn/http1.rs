@@ -14,7 +14,7 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Instant;
 
-use crate::core::{Core, Generation};
+use crate::core::{Core, Generation, ParkWait};
 use crate::exchange::error::{ErrorKind, ProxyError};
 use crate::exchange::model::{ClientFacts, ExchangeFacts};
 use crate::exchange::wire::Outcome;
@@ -38,38 +38,58 @@ struct Conn {
     facts: ClientFacts,
 }
 
+/// What a quiet connection keeps between requests: its socket, the facts about its client and
+/// where its wait stands. Everything else (the `Client` with its buffers and per-request
+/// state, the request-path future) is rebuilt when bytes arrive.
+struct Parked {
+    stream: Transport,
+    facts: ClientFacts,
+    /// Still waiting for the first request (its timeout answers 408).
+    first: bool,
+    /// When the wait ends (keep-alive or first-request header timeout); `None` before the
+    /// connection's first wait.
+    deadline: Option<Instant>,
+}
+
 /// Serves one accepted connection until it closes. Panics are caught here so one bad request
 /// can never take down the worker.
 ///
 /// The request path runs in a boxed future that exists only while the connection is active.
 /// When a keep-alive connection goes quiet (no bytes within `IDLE_GRACE`), that future ends and
-/// hands its `Conn` back; this small task then waits for readability without any buffer, so
-/// an idle connection costs its socket, this task and the `Conn` fields.
-pub async fn serve_connection(core: Rc<Core>, stream: Transport, facts: ClientFacts) {
+/// hands back a `Parked` (socket and client facts only: the `Client`, its buffers and the
+/// future are freed); this small task then waits for readability without any buffer, so an
+/// idle connection costs its socket, this task and one readiness poll.
+///
+/// `hold` is whatever the caller wants kept until the connection ends (the accept loop's
+/// admission permit): owned by the task itself, so spawning the returned future directly
+/// needs no wrapper future (an `async move` around it would store it twice).
+pub fn serve_connection<H: 'static>(
+    core: Rc<Core>,
+    stream: Transport,
+    facts: ClientFacts,
+    hold: H,
+) -> impl std::future::Future<Output = ()> {
     let key = core.conns.register(stream.as_raw_fd());
-    let peer = facts.peer;
-    let mut conn = Conn {
-        client: Client::new(stream, core.generation().cfg.timeouts),
+    let parked = Parked {
+        stream,
         facts,
+        first: true,
+        deadline: None,
     };
-    let mut first = true;
-    let mut wait_until: Option<Instant> = None;
+    // Not an `async fn` taking the stream and facts: those arguments would keep their own
+    // slots in the task beside `parked` for the connection's whole life.
+    serve_parked(core, parked, key, hold)
+}
+
+/// `serve_connection`'s task: alternates between the boxed request path and parking.
+async fn serve_parked<H>(core: Rc<Core>, mut parked: Parked, key: usize, hold: H) {
+    let peer = parked.facts.peer;
     loop {
         // Built inside `Box::pin(..)` directly: a named local would keep its (large) storage in
-        // this task's state across the await.
-        match CatchUnwind(Box::pin(connection_loop(
-            &core, conn, key, first, wait_until,
-        )))
-        .await
-        {
-            Ok(Some(idle)) => {
-                conn = idle.conn;
-                first = idle.first;
-                wait_until = Some(idle.deadline);
-                // Readable, expired or failed: the request path sorts out which.
-                let readable = conn.client.stream.readable();
-                let _ = monoio::time::timeout_at(idle.deadline.into(), readable).await;
-            }
+        // this task's state across the await. The match ends before the park's await, so
+        // its temporaries take no room there either.
+        parked = match CatchUnwind(Box::pin(connection_loop(&core, parked, key))).await {
+            Ok(Some(quiet)) => quiet,
             Ok(None) => break,
             Err(()) => {
                 crate::log::error(&format!(
@@ -78,28 +98,36 @@ pub async fn serve_connection(core: Rc<Core>, stream: Transport, facts: ClientFa
                 ));
                 break;
             }
+        };
+        // Readable, expired or failed: the request path sorts out which.
+        if let Some(deadline) = parked.deadline {
+            core.conns.park(key, deadline);
+            let readable = std::pin::pin!(parked.stream.tcp().readable(false));
+            ParkWait {
+                conns: &core.conns,
+                key,
+                readable,
+            }
+            .await;
+            core.conns.unpark(key);
         }
     }
     core.conns.unregister(key);
-}
-
-/// A connection that went quiet between requests, handed back by the request path.
-struct Idle {
-    conn: Conn,
-    /// Still waiting for the first request (its timeout answers 408).
-    first: bool,
-    /// When the wait ends (keep-alive or first-request header timeout).
-    deadline: Instant,
+    drop(hold);
 }
 
 /// Runs requests on the connection until it closes (`None`) or goes quiet (`Some`).
-async fn connection_loop(
-    core: &Core,
-    mut conn: Conn,
-    key: usize,
-    mut first: bool,
-    mut wait_until: Option<Instant>,
-) -> Option<Idle> {
+async fn connection_loop(core: &Core, parked: Parked, key: usize) -> Option<Parked> {
+    let Parked {
+        stream,
+        facts,
+        mut first,
+        deadline: mut wait_until,
+    } = parked;
+    let mut conn = Conn {
+        client: Client::new(stream, core.generation().cfg.timeouts),
+        facts,
+    };
     loop {
         let c = &mut conn.client;
         if c.pending() == 0 && core.draining() && !core.idle_grace() {
@@ -110,10 +138,11 @@ async fn connection_loop(
         let (head, head_len) = match read_head(core, c, first, wait_until.take()).await {
             Ok(h) => h,
             Err(HeadFail::Quiet(deadline)) => {
-                return Some(Idle {
-                    conn,
+                return Some(Parked {
+                    stream: conn.client.into_stream(),
+                    facts: conn.facts,
                     first,
-                    deadline,
+                    deadline: Some(deadline),
                 })
             }
             Err(HeadFail::Close) => {
@@ -395,5 +424,22 @@ impl<F: std::future::Future> std::future::Future for CatchUnwind<F> {
             Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
             Err(_) => std::task::Poll::Ready(Err(())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The size of the future `f` returns, without calling it.
+    fn output_size<A, B, C, R>(_: impl FnOnce(A, B, C, ()) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    /// A plain HTTP/1.1 connection's task lives as long as the connection, and an idle one is
+    /// little else: it must not carry the request path's state, a runtime timer or room for
+    /// other wires (it was 6.3 KB before those moved out; see loadtest/RESULTS.md).
+    #[test]
+    fn a_connection_task_holds_only_what_a_parked_connection_needs() {
+        let size = output_size(super::serve_connection::<()>);
+        assert!(size <= 1024, "the connection task's future is {size} B");
     }
 }

@@ -10,5 +10,5 @@ pub mod linger;
 pub mod rate;
 pub mod tunnel;
 
-pub use accept::{serve_accepted, ListenerCtx};
+pub use accept::{plain_http1, serve_accepted, ListenerCtx};
 pub use http1::serve_connection;

@@ -167,6 +167,13 @@ impl UpstreamState {
         }
     }
 
+    /// Frees the read buffers of every idle pooled connection (see `IdlePool::release_buffers`).
+    pub fn release_idle_buffers(&self) {
+        for t in &self.targets {
+            t.idle.release_buffers();
+        }
+    }
+
     /// Drops every idle connection to `target` (after one turned out to be stale, its
     /// siblings probably are too: the upstream likely restarted).
     pub fn drop_idle(&self, target: usize) {

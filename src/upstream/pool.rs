@@ -89,6 +89,14 @@ impl IdlePool {
         idle.push_back(Idle { conn, since: now });
     }
 
+    /// Frees the read buffers of the idle connections (a quiet worker giving memory back); a
+    /// connection taken later grows a new one on its first read.
+    pub fn release_buffers(&self) {
+        for entry in self.idle.borrow_mut().iter_mut() {
+            entry.conn.buf = Vec::new();
+        }
+    }
+
     /// Drops every idle connection.
     pub fn clear(&self) {
         self.idle.borrow_mut().clear();
