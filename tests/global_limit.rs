@@ -535,10 +535,12 @@ fn remaining(h: Option<&str>) -> Option<u64> {
 }
 
 /// `exact` mode while clients keep vanishing mid-request (their request sent, the connection
-/// closed before the answer, some with a reset): every tenant that stays sees its own limit
-/// count down exactly (4, 3, 2, 1, 0, then 429s), so no decision went to the wrong request and
-/// the workers' pipelined Redis connections never fell out of step (with `fail_closed`, a
-/// broken connection would show as a 503).
+/// closed before the answer, some with a reset), so the workers' pipelined Redis connections
+/// carry decisions nobody will read interleaved with ones that are awaited: every tenant that
+/// stays sees its own limit count down exactly (4, 3, 2, 1, 0, then 429s), so no decision went
+/// to the wrong request and no connection fell out of step (with `fail_closed`, a broken
+/// connection would show as a 503). Futures dropped mid-call are abused at the client level by
+/// `redis_client.rs`'s `abandoned_calls_never_desync_the_pipelined_connection`.
 #[test]
 fn exact_decisions_stay_with_their_request_while_clients_vanish_mid_call() {
     let r = RedisServer::start();

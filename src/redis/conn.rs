@@ -9,7 +9,10 @@
 //! reach Redis at once, instead of after a hand-off to the writer task and the runtime's next
 //! submission (which waits for every other ready task of the tick). Whatever the socket did not
 //! take stays in the out-buffer for the writer task, which sends whatever has queued in one
-//! write. So a command is always either wholly queued or wholly sent when `submit` returns, and
+//! write. After a caller's own send the connection stays corked until the writer task has run:
+//! callers that come later in the same turn of the runtime queue, and their commands leave
+//! together in one write. So under load a turn costs at most two writes, not one per command
+//! (a send per command would also make Redis read and answer one command at a time). So a command is always either wholly queued or wholly sent when `submit` returns, and
 //! a caller's future, dropped at any await, can never leave a half-written command behind.
 //! TLS connections never write from the caller: one task owns the session (`tls_loop`).
 //!
@@ -61,6 +64,8 @@ struct Inner {
     writer: Cell<Option<Waker>>,
     /// The writer task has a write in flight: nobody else may write until it ends.
     writing: Cell<bool>,
+    /// A caller sent directly and the writer task has not run since: callers queue.
+    corked: Cell<bool>,
     /// Callers may send on the socket themselves (plain TCP; never TLS).
     direct: bool,
     waiting: RefCell<VecDeque<oneshot::Sender<Reply>>>,
@@ -91,10 +96,11 @@ impl Inner {
         }
     }
 
-    /// Resolves once `out` holds bytes to write or the connection is broken.
+    /// Resolves once `out` holds bytes to write, a caller's direct send corked the connection,
+    /// or the connection is broken.
     async fn work(&self) {
         std::future::poll_fn(|cx| {
-            if self.broken.get() || !self.out.borrow().is_empty() {
+            if self.broken.get() || self.corked.get() || !self.out.borrow().is_empty() {
                 Poll::Ready(())
             } else {
                 self.writer.set(Some(cx.waker().clone()));
@@ -124,6 +130,7 @@ impl Conn {
             out: RefCell::new(Vec::with_capacity(4096)),
             writer: Cell::new(None),
             writing: Cell::new(false),
+            corked: Cell::new(false),
             direct: s.tls.is_none(),
             waiting: RefCell::new(VecDeque::new()),
             broken: Cell::new(false),
@@ -225,17 +232,20 @@ impl Conn {
     fn write(&self, cmds: &[&[&[u8]]]) -> Result<(), RedisError> {
         let inner = &*self.inner;
         let mut out = inner.out.borrow_mut();
-        let idle = out.is_empty() && !inner.writing.get();
+        let idle = out.is_empty() && !inner.writing.get() && !inner.corked.get();
         for c in cmds {
             encode_command(&mut out, c);
         }
         if inner.direct && idle {
             // Nothing queued, nothing in flight: these bytes are next on the wire.
             match super::sock::send_now(&inner.sock, &out) {
-                Ok(n) if n == out.len() => out.clear(),
-                // The socket took part of it: the writer task sends the rest, in order,
-                // before anything queued after it.
-                Ok(n) => drop(out.drain(..n)),
+                Ok(n) => {
+                    // The socket may have taken only part of it: the writer task sends the
+                    // rest, in order, before anything queued after it.
+                    drop(out.drain(..n));
+                    // Later callers of this turn queue behind, for one write together.
+                    inner.corked.set(true);
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(_) => {
                     out.clear();
@@ -245,7 +255,7 @@ impl Conn {
                 }
             }
         }
-        let more = !out.is_empty();
+        let more = !out.is_empty() || inner.corked.get();
         drop(out);
         if more {
             inner.wake_writer();
@@ -267,6 +277,10 @@ async fn write_loop(inner: Rc<Inner>, mut wr: OwnedWriteHalf<TcpStream>) {
         inner.work().await;
         if inner.broken.get() {
             return;
+        }
+        inner.corked.set(false);
+        if inner.out.borrow().is_empty() {
+            continue;
         }
         inner.take_out(&mut batch);
         inner.writing.set(true);
