@@ -562,7 +562,7 @@ fn exact_decisions_stay_with_their_request_while_clients_vanish_mid_call() {
                     let req = build_request("GET", "/e", &[("X-Tenant", &tenant)], b"");
                     if let Ok(mut s) = std::net::TcpStream::connect(addr) {
                         let _ = std::io::Write::write_all(&mut s, &req);
-                        if n % 2 == 0 {
+                        if n.is_multiple_of(2) {
                             // A reset rather than a clean close.
                             let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
                         }
@@ -591,7 +591,13 @@ fn exact_decisions_stay_with_their_request_while_clients_vanish_mid_call() {
     stop.store(true, Ordering::Relaxed);
     let vanished: u64 = vanishing.into_iter().map(|h| h.join().unwrap()).sum();
     let want: Vec<(u16, Option<u64>)> = (0..8)
-        .map(|i| if i < 5 { (200, Some(4 - i)) } else { (429, Some(0)) })
+        .map(|i| {
+            if i < 5 {
+                (200, Some(4 - i))
+            } else {
+                (429, Some(0))
+            }
+        })
         .collect();
     for (t, s) in seen.iter().enumerate() {
         assert_eq!(s, &want, "tenant stay-{t}");

@@ -201,10 +201,7 @@ impl Conn {
     }
 
     /// [`Conn::submit`] for one command (the request path's case: no vector of receivers).
-    pub(super) fn submit_one(
-        &self,
-        cmd: &[&[u8]],
-    ) -> Result<oneshot::Receiver<Reply>, RedisError> {
+    pub(super) fn submit_one(&self, cmd: &[&[u8]]) -> Result<oneshot::Receiver<Reply>, RedisError> {
         self.admit(1)?;
         let (tx, rx) = oneshot::channel();
         self.inner.waiting.borrow_mut().push_back(tx);
