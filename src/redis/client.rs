@@ -194,8 +194,8 @@ impl Client {
 
     async fn on_node(&self, addr: SocketAddr, args: &[&[u8]]) -> Result<Value, RedisError> {
         let conn = self.conn(addr).await?;
-        let mut rx = conn.submit(&[args])?;
-        self.reply(rx.pop()).await
+        let rx = conn.submit_one(args)?;
+        self.reply(Some(rx)).await
     }
 
     /// `ASKING` then the command, back to back on one connection to `addr`.

@@ -48,8 +48,24 @@ impl Value {
 
 /// Appends one command (`args[0]` is its name) to `out`.
 pub fn encode_command(out: &mut Vec<u8>, args: &[&[u8]]) {
-    let parts: Vec<BorrowedFrame<'_>> = args.iter().map(|a| BorrowedFrame::BulkString(a)).collect();
-    let frame = BorrowedFrame::Array(&parts);
+    // The request path's commands (a script call with a few keys and arguments) fit on the
+    // stack; longer ones (maintenance, tests) take a heap vector.
+    const STACK: usize = 16;
+    if args.len() <= STACK {
+        let mut parts: [BorrowedFrame<'_>; STACK] = std::array::from_fn(|_| BorrowedFrame::Null);
+        for (p, a) in parts.iter_mut().zip(args) {
+            *p = BorrowedFrame::BulkString(a);
+        }
+        encode_parts(out, &parts[..args.len()]);
+    } else {
+        let parts: Vec<BorrowedFrame<'_>> =
+            args.iter().map(|a| BorrowedFrame::BulkString(a)).collect();
+        encode_parts(out, &parts);
+    }
+}
+
+fn encode_parts(out: &mut Vec<u8>, parts: &[BorrowedFrame<'_>]) {
+    let frame = BorrowedFrame::Array(parts);
     let start = out.len();
     out.resize(start + frame.encode_len(false), 0);
     // The buffer was sized by the same frame's `encode_len`, so encoding cannot run short.

@@ -1,5 +1,6 @@
-//! The one safe way to shut a Redis connection down from outside its tasks: through an owned
-//! duplicate of its descriptor, never a bare number the process may have reused since.
+//! The one safe way to reach a Redis connection's socket from outside its tasks (a caller's
+//! direct send, a shutdown): through an owned duplicate of its descriptor, never a bare number
+//! the process may have reused since.
 
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
@@ -14,5 +15,29 @@ pub(super) fn shutdown(sock: &OwnedFd) {
     // SAFETY: `sock` is an open descriptor owned by the caller; shutdown does not free it.
     unsafe {
         libc::shutdown(sock.as_raw_fd(), libc::SHUT_RDWR);
+    }
+}
+
+/// Sends as much of `buf` as the socket takes now, without waiting: the bytes sent, or
+/// `WouldBlock` when it takes none. Never raises SIGPIPE (a peer that has gone is an error).
+pub(super) fn send_now(sock: &OwnedFd, buf: &[u8]) -> std::io::Result<usize> {
+    loop {
+        // SAFETY: `sock` is an open descriptor owned by the caller; `buf` is valid for reads of
+        // `buf.len()` bytes for the duration of the call, which does not keep the pointer.
+        let n = unsafe {
+            libc::send(
+                sock.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }
