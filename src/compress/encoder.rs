@@ -1,5 +1,6 @@
 //! Streaming encoders with bounded buffers: gzip (flate2's raw deflate on the pure-Rust
-//! zlib-rs backend, with the gzip header and CRC trailer written here), brotli (the
+//! zlib-rs backend, with the gzip header and CRC trailer written here; a whole body of known
+//! length that arrives in one piece is gzipped in one call by libdeflate instead), brotli (the
 //! `brotli` crate's stream state) and zstd (`zstd-safe`'s streaming context, cargo feature
 //! `zstd`).
 //!
@@ -18,6 +19,12 @@
 //!   because an encoder is made and dropped inside one exchange on one worker). Setting one
 //!   up costs about 8 us (gzip: 160 KiB of zeroed tables) and 10 us (zstd) per response,
 //!   15-30% of a 10 KiB response's whole cost (bench/compress.rs).
+//! - gzip, one piece: when the first write holds the whole announced body (a small answer that
+//!   came in one upstream read: the common API response), libdeflate compresses it in one call
+//!   (no streaming state, no second pass over the output). At the same level it writes no
+//!   more bytes than zlib and takes about half of zlib-rs's time on a 10 KiB JSON body
+//!   (bench/compress.rs, "gzip backends"). Its output buffer is the body's compress bound, so
+//!   this path is taken only up to `ONE_SHOT_MAX`; everything else streams through zlib-rs.
 
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 
@@ -37,6 +44,10 @@ const ZSTD_MAX_WINDOW_LOG: u32 = 19;
 const POOL: usize = 4;
 /// Output grows by this much while a coding has more to give.
 const OUT_STEP: usize = 16 * 1024;
+/// The largest whole body gzipped in one call (its output buffer is about this large). An
+/// upstream read is at most 64 KiB (`exchange::body::STREAM_CHUNK`), so in practice that is
+/// the bound; this one keeps the encoder's own promise.
+const ONE_SHOT_MAX: usize = 256 * 1024;
 
 /// The gzip member header (RFC 1952): no name, no mtime, OS unknown.
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
@@ -62,10 +73,13 @@ enum Inner {
 }
 
 struct Gzip {
-    deflate: Compress,
+    /// The streaming state, taken from the pool on the first piece that is not the whole body.
+    deflate: Option<Compress>,
     level: u32,
     crc: Crc,
     started: bool,
+    /// The whole stream was written in one call (libdeflate): nothing more follows.
+    whole: bool,
     /// The stream reached its end: only such a state is reset and pooled. zlib-rs 0.6.9 at
     /// level 1 produced a corrupt next stream from a state reset in the middle of one (an
     /// abandoned response; `pooled_states_start_clean`), so abandoned states are dropped.
@@ -76,6 +90,46 @@ thread_local! {
     /// Reset gzip states of this worker, with their level.
     static GZIP_POOL: std::cell::RefCell<Vec<(u32, Compress)>> =
         const { std::cell::RefCell::new(Vec::new()) };
+    /// This worker's libdeflate compressors, by level (one per level used, about 300 KiB
+    /// each; a compressor keeps nothing between calls).
+    static ONE_SHOT: std::cell::RefCell<[Option<libdeflater::Compressor>; 10]> =
+        const { std::cell::RefCell::new([const { None }; 10]) };
+}
+
+/// Gzips the whole `body` in one call at `level` (0..=9), appending the gzip stream to `out`.
+/// `false` (nothing appended) if it could not (the caller streams instead).
+fn gzip_whole(level: u32, body: &[u8], out: &mut Vec<u8>) -> bool {
+    ONE_SHOT
+        .try_with(|c| {
+            let Ok(mut c) = c.try_borrow_mut() else {
+                return false;
+            };
+            let Some(slot) = c.get_mut(level as usize) else {
+                return false;
+            };
+            let c = match slot {
+                Some(c) => c,
+                None => {
+                    let Ok(lvl) = libdeflater::CompressionLvl::new(level as i32) else {
+                        return false;
+                    };
+                    slot.insert(libdeflater::Compressor::new(lvl))
+                }
+            };
+            let start = out.len();
+            out.resize(start + c.gzip_compress_bound(body.len()), 0);
+            match c.gzip_compress(body, &mut out[start..]) {
+                Ok(n) => {
+                    out.truncate(start + n);
+                    true
+                }
+                Err(_) => {
+                    out.truncate(start);
+                    false
+                }
+            }
+        })
+        .unwrap_or(false)
 }
 
 #[cfg(feature = "zstd")]
@@ -103,11 +157,14 @@ fn recycle(inner: Inner) {
     match inner {
         Inner::Gzip(g) => {
             let Gzip {
-                mut deflate,
+                deflate,
                 level,
                 ended,
                 ..
             } = *g;
+            let Some(mut deflate) = deflate else {
+                return;
+            };
             if !ended {
                 return;
             }
@@ -157,10 +214,11 @@ impl Encoder {
             Coding::Gzip => {
                 let level = policy.gzip_level.min(9);
                 Inner::Gzip(Box::new(Gzip {
-                    deflate: gzip_state(level),
+                    deflate: None,
                     level,
                     crc: Crc::new(),
                     started: false,
+                    whole: false,
                     ended: false,
                 }))
             }
@@ -181,6 +239,7 @@ impl Encoder {
 
     /// Compresses `input`, appending whatever output is ready to `out`.
     pub fn write(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        let whole = self.taken == 0 && self.len == Some(input.len() as u64);
         self.taken = self.taken.saturating_add(input.len() as u64);
         let ok = match &mut self.inner {
             Inner::Plain => {
@@ -190,7 +249,7 @@ impl Encoder {
                 true
             }
             Inner::Failed => true,
-            Inner::Gzip(g) => g.write(input, out),
+            Inner::Gzip(g) => g.write(input, whole, out),
             Inner::Brotli(s) => brotli_run(s, Op::Process, input, out),
             #[cfg(feature = "zstd")]
             Inner::Zstd(c) => zstd_run(c, Op::Process, input, out),
@@ -210,7 +269,7 @@ impl Encoder {
         }
         let ok = match &mut self.inner {
             Inner::Plain | Inner::Failed => true,
-            Inner::Gzip(g) => !g.started || g.run(&[], FlushCompress::Sync, out),
+            Inner::Gzip(g) => !g.started || g.whole || g.run(&[], FlushCompress::Sync, out),
             Inner::Brotli(s) => brotli_run(s, Op::Flush, &[], out),
             #[cfg(feature = "zstd")]
             Inner::Zstd(c) => zstd_run(c, Op::Flush, &[], out),
@@ -256,13 +315,29 @@ impl Gzip {
         }
     }
 
-    fn write(&mut self, input: &[u8], out: &mut Vec<u8>) -> bool {
+    /// `whole`: `input` is the entire body, announced by its length.
+    fn write(&mut self, input: &[u8], whole: bool, out: &mut Vec<u8>) -> bool {
+        if self.whole {
+            return input.is_empty();
+        }
+        if whole && !self.started && input.len() <= ONE_SHOT_MAX {
+            if gzip_whole(self.level, input, out) {
+                self.started = true;
+                self.whole = true;
+                return true;
+            }
+        }
         self.header(out);
         self.crc.update(input);
         self.run(input, FlushCompress::None, out)
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) -> bool {
+        // An empty body needs no streaming state either.
+        if self.whole || (!self.started && gzip_whole(self.level, &[], out)) {
+            self.whole = true;
+            return true;
+        }
         self.header(out);
         if !self.run(&[], FlushCompress::Finish, out) {
             return false;
@@ -275,18 +350,20 @@ impl Gzip {
 
     /// Feeds all of `input` with `flush`, growing `out` while deflate has output ready.
     fn run(&mut self, mut input: &[u8], flush: FlushCompress, out: &mut Vec<u8>) -> bool {
+        let level = self.level;
+        let deflate = self.deflate.get_or_insert_with(|| gzip_state(level));
         loop {
             if out.capacity() - out.len() < 64 {
                 out.reserve(OUT_STEP.max(input.len() / 4));
             }
-            let (before_in, before_out) = (self.deflate.total_in(), self.deflate.total_out());
+            let (before_in, before_out) = (deflate.total_in(), deflate.total_out());
             let spare = out.capacity() - out.len();
-            let status = match self.deflate.compress_vec(input, out, flush) {
+            let status = match deflate.compress_vec(input, out, flush) {
                 Ok(s) => s,
                 Err(_) => return false,
             };
-            let used = (self.deflate.total_in() - before_in) as usize;
-            let produced = (self.deflate.total_out() - before_out) as usize;
+            let used = (deflate.total_in() - before_in) as usize;
+            let produced = (deflate.total_out() - before_out) as usize;
             input = input.get(used..).unwrap_or_default();
             match (status, flush) {
                 (Status::StreamEnd, _) => return true,
