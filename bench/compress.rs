@@ -319,19 +319,23 @@ fn backends(secs: f64) {
                 out.len()
             },
         );
-        row(format!("ringway streaming (zlib-rs) L{level}"), &mut |doc, out| {
-            out.clear();
-            let mut e = Encoder::new(&policy, Coding::Gzip);
-            // Two pieces: the streaming path, as for a chunked body.
-            let half = doc.len() / 2;
-            e.write(&doc[..half], out);
-            e.write(&doc[half..], out);
-            e.finish(out);
-            out.len()
-        });
-        row(format!("nginx: C zlib sized to body L{level}"), &mut |doc, out| {
-            nginx_zlib::gzip(level as i32, doc, out)
-        });
+        row(
+            format!("ringway streaming (zlib-rs) L{level}"),
+            &mut |doc, out| {
+                out.clear();
+                let mut e = Encoder::new(&policy, Coding::Gzip);
+                // Two pieces: the streaming path, as for a chunked body.
+                let half = doc.len() / 2;
+                e.write(&doc[..half], out);
+                e.write(&doc[half..], out);
+                e.finish(out);
+                out.len()
+            },
+        );
+        row(
+            format!("nginx: C zlib sized to body L{level}"),
+            &mut |doc, out| nginx_zlib::gzip(level as i32, doc, out),
+        );
     }
     for level in [4i32, 5, 6, 7] {
         let Ok(lvl) = libdeflater::CompressionLvl::new(level) else {
