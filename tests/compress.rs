@@ -682,7 +682,7 @@ fn gzip_bodies_of_known_and_unknown_length_decode_exactly() {
     }));
     let gw = Gateway::start(&format!(
         "[policies.gz]\ncompress = {{ codings = [\"gzip\"], gzip_level = 5 }}\n\n{}\n\
-         [[routes]]\nprefix = \"/\"\npolicies = [\"gz\"]\nproxy = {{ upstream = \"app\" }}\n",
+         [[routes]]\nname = \"all\"\nprefix = \"/\"\npolicies = [\"gz\"]\nproxy = {{ upstream = \"app\" }}\n",
         upstream_toml("app", &[up.addr])
     ));
     for kind in ["whole", "split", "chunked"] {

@@ -22,11 +22,11 @@
 //! - gzip, whole: a body whose announced length is at most `ONE_SHOT_MAX` (the common API
 //!   answer) is gathered until it is complete (no copy when it comes in one piece) and then
 //!   compressed by libdeflate in one call: no streaming state to reset, no per-piece calls. At
-//!   the same level libdeflate writes no more bytes than zlib and takes about 0.7x the time of
-//!   zlib-rs or of nginx's zlib on a 10 KiB JSON body (bench/compress.rs, "gzip backends").
-//!   While such a body is gathered a flush emits nothing: its head and bytes leave together
-//!   once the body is in (as nginx, which buffers the upstream's answer). A longer or unknown
-//!   length streams through zlib-rs, with flushes as they come.
+//!   the same level libdeflate writes no more bytes than zlib-rs (about as many as nginx's
+//!   zlib) and takes about 0.7x the time of either on a 10 KiB JSON body (bench/compress.rs,
+//!   "gzip backends"). While such a body is gathered a flush emits nothing: its head and bytes
+//!   leave together once the body is in (as nginx, which buffers the upstream's answer). A
+//!   longer or unknown length streams through zlib-rs, with flushes as they come.
 
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 
