@@ -19,12 +19,22 @@ if ! command -v openssl >/dev/null 2>&1; then
   fi
 fi
 
-# The HTTP/2 load-test smoke test drives the gateway with h2load (Debian's nghttp2-client).
+# The HTTP/2 load-test smoke test and `rwcompare --load h2load` drive the gateway with h2load
+# (Debian's nghttp2-client).
 if ! command -v h2load >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client
   else
     echo "h2load not found: install nghttp2-client for the HTTP/2 load-test smoke test" >&2
+  fi
+fi
+
+# loadtest/tests/rwcompare.rs drives HTTP/1.1 scenarios with wrk (`rwcompare --load wrk`).
+if ! command -v wrk >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
+  else
+    echo "wrk not found: install wrk for the outside-load-tool test (required under CI)" >&2
   fi
 fi
 

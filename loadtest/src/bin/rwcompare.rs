@@ -15,6 +15,8 @@
 //! Exit codes: 0 every selected target ran, 1 a target failed or setup failed, 2 bad command
 //! line or scenario, 130 interrupted.
 
+#[path = "rwcompare/cgroup.rs"]
+mod cgroup;
 #[path = "rwcompare/h2load.rs"]
 mod h2load;
 #[path = "rwcompare/idle.rs"]
@@ -39,6 +41,8 @@ mod tls;
 #[path = "../units.rs"]
 #[allow(dead_code)]
 mod units;
+#[path = "rwcompare/wrk.rs"]
+mod wrk;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -106,6 +110,55 @@ struct Cli {
     /// recording metrics costs.
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     metrics: String,
+    /// What drives HTTP/1.1 load: `rwload` (bundled), `wrk` or `h2load` (`h2load --h1`).
+    /// HTTP/2 scenarios always use h2load. Loads a tool cannot express exit with status 2.
+    #[arg(long, default_value = "rwload", value_parser = ["rwload", "wrk", "h2load"])]
+    load: String,
+    /// Cap the gateway (ringway, or all of nginx's processes) at PCT percent of one CPU with
+    /// a cgroup (`cpu.max`, or v1 `cpu.cfs_quota_us`), so that the gateway, not the load tool,
+    /// is the bottleneck on a small machine. Needs root and a cgroup cpu controller.
+    #[arg(long, value_name = "PCT")]
+    cpu_quota: Option<f64>,
+}
+
+/// Why `tool` cannot drive `load` (HTTP/1.1 scenarios), or None.
+fn unsupported(tool: load::Tool, load: &Load, rate_from_nginx: bool) -> Option<String> {
+    use load::Tool;
+    let name = match tool {
+        Tool::Rwload => return None,
+        Tool::Wrk => "wrk",
+        Tool::H2load => "h2load --h1",
+    };
+    if tool == Tool::Wrk && (load.rate.is_some() || rate_from_nginx) {
+        return Some("--load wrk: wrk has no rate control (open loop); use --load h2load (h2load --h1 --rps per connection) or --load rwload".into());
+    }
+    if load.zipf.is_some() {
+        return Some(format!("--load {}: the scenario's Zipf-distributed paths (`zipf`) cannot be expressed with {name}; use --load rwload", tool_arg(tool)));
+    }
+    if let Some(t) = load.tls {
+        if tool == Tool::Wrk {
+            return Some("--load wrk: TLS scenarios are not supported with wrk (it sends the URL's IP as SNI and cannot pin the CA); use --load h2load (keep-alive TLS) or --load rwload".into());
+        }
+        if t.handshakes != scenario::Handshakes::Keepalive || t.version.is_some() {
+            return Some(format!("--load h2load: {name} cannot force a TLS version or a new (or resumed) handshake per request; use --load rwload"));
+        }
+    }
+    if tool == Tool::H2load {
+        let plain = (load.method == "GET" && load.body_size == 0)
+            || (load.method == "POST" && load.body_size > 0);
+        if !plain {
+            return Some(format!("--load h2load: h2load sends GET, or POST with a body (-d); {} with a {} B body cannot be expressed; use --load rwload or wrk", load.method, load.body_size));
+        }
+    }
+    None
+}
+
+fn tool_arg(tool: load::Tool) -> &'static str {
+    match tool {
+        load::Tool::Rwload => "rwload",
+        load::Tool::Wrk => "wrk",
+        load::Tool::H2load => "h2load",
+    }
 }
 
 fn main() {
@@ -248,6 +301,41 @@ fn run(cli: Cli) -> Result<i32, String> {
     if load.as_ref().is_some_and(|l| l.duration.is_zero()) {
         return usage("--duration must be more than 0");
     }
+    let Some(load_tool) = load::Tool::parse(&cli.load) else {
+        return usage("--load must be rwload, wrk or h2load");
+    };
+    let mut load = load;
+    if load_tool != load::Tool::Rwload {
+        match load.as_mut() {
+            None => return usage("--load applies to load scenarios, not idle ones"),
+            Some(l) if l.http2.is_some() && load_tool == load::Tool::Wrk => {
+                return usage("--load wrk: HTTP/2 scenario; wrk speaks HTTP/1.1 only (HTTP/2 scenarios are driven by h2load)")
+            }
+            Some(l) if l.http2.is_some() => {}
+            Some(l) => {
+                if let Some(why) = unsupported(load_tool, l, cli.rate_from_nginx.is_some()) {
+                    return usage(&why);
+                }
+                if load_tool == load::Tool::Wrk {
+                    // wrk's -d takes whole seconds; the CPU window must match what it runs.
+                    let (w, d) = (wrk::whole_seconds(l.warmup), wrk::whole_seconds(l.duration));
+                    if (w, d) != (l.warmup, l.duration) {
+                        progress(&format!(
+                            "wrk takes whole seconds: warmup {:?} -> {w:?}, duration {:?} -> {d:?}",
+                            l.warmup, l.duration
+                        ));
+                    }
+                    l.warmup = w;
+                    l.duration = d;
+                }
+            }
+        }
+    }
+    if let Some(q) = cli.cpu_quota {
+        if !(q.is_finite() && q >= 1.0 && q <= 100.0 * procfs::allowed_cpus().len() as f64) {
+            return usage("--cpu-quota must be a percentage of one CPU, from 1 to 100 x CPUs");
+        }
+    }
 
     let rwload_bin = release_bin(cli.rwload_bin.clone(), "rwload", "--rwload-bin")?;
     let gateway_bin = if selected.contains(&Target::Ringway) {
@@ -267,8 +355,20 @@ fn run(cli: Cli) -> Result<i32, String> {
         eprintln!("rwcompare: {NGINX_HINT}; continuing with the other targets");
     }
 
-    let h2load_bin = match scn.http2 {
-        Some(_) => Some(h2load::ensure_installed()?),
+    let h2load_bin = if scn.http2.is_some() || load_tool == load::Tool::H2load {
+        Some(h2load::ensure_installed()?)
+    } else {
+        None
+    };
+    if load_tool == load::Tool::Wrk {
+        wrk::ensure_installed()?;
+    }
+    let quota = match cli.cpu_quota {
+        Some(p) => {
+            let q = cgroup::Quota::create(p)?;
+            progress(&format!("gateway CPU quota: {}", q.describe));
+            Some(q)
+        }
         None => None,
     };
 
@@ -334,6 +434,8 @@ fn run(cli: Cli) -> Result<i32, String> {
             None => None,
         },
         h2load_bin,
+        load_tool,
+        quota,
     };
 
     let result = run_targets(&cli, &env, &scn, load.as_ref(), &selected);
@@ -356,6 +458,11 @@ fn run(cli: Cli) -> Result<i32, String> {
         load_cpus,
         shared_cpus,
         calibration,
+        load_tool: load_tool.describe(scn.http2.is_some()),
+        cpu_quota: env
+            .quota
+            .as_ref()
+            .map(|q| format!("{}% of one CPU ({})", q.percent, q.describe)),
         rows,
     };
     if cli.json {
@@ -420,6 +527,7 @@ fn run_targets(
             closed.duration, closed.warmup
         ));
         let t = targets::start_nginx(env, scn, up_addr, &probe)?;
+        env.confine(&t)?;
         let o = load::measure(env, &t, &closed, "nginx-max")?;
         drop(t);
         if o.rps <= 0.0 {
@@ -523,6 +631,9 @@ fn run_one(
         Err(e) => return Ok(row(String::new(), Outcome::Failed(e))),
         Ok(t) => t,
     };
+    if let Err(e) = env.confine(&t) {
+        return Ok(row(String::new(), Outcome::Failed(e)));
+    }
     let measured = match (load, &scn.idle) {
         (Some(l), _) => {
             progress(&format!(

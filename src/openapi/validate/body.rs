@@ -22,7 +22,7 @@ use std::cell::RefCell;
 use serde_json::Value;
 
 use super::problem::Violation;
-use super::simd::SimdJson;
+use super::simd::{Doc, SimdTape};
 use crate::http1::{BodyFraming, RequestHead};
 
 /// Deepest JSON nesting accepted in a validated body (serde_json's own default).
@@ -41,11 +41,11 @@ pub(super) struct MediaCheck {
     sub: String,
     /// `+sub`: a request subtype ending in it matches (`application/json` → `+json`).
     plus_sub: String,
-    pub schema: Option<jsonschema::Validator<SimdJson>>,
+    pub schema: Option<jsonschema::Validator<SimdTape>>,
 }
 
 impl MediaCheck {
-    pub fn new(range: &str, schema: Option<jsonschema::Validator<SimdJson>>) -> MediaCheck {
+    pub fn new(range: &str, schema: Option<jsonschema::Validator<SimdTape>>) -> MediaCheck {
         let (typ, sub) = split_media(range.as_bytes()).unwrap_or((b"*", b"*"));
         let lower = |b: &[u8]| String::from_utf8_lossy(b).to_ascii_lowercase();
         let (typ, sub) = (lower(typ), lower(sub));
@@ -175,11 +175,11 @@ impl BodyCheck {
     }
 }
 
-/// Parses `body` with simd-json into borrowed values (nesting at most [`MAX_DEPTH`]) and
-/// validates them in place, appending violations.
+/// Parses `body` with simd-json onto its tape (nesting at most [`MAX_DEPTH`]) and validates
+/// the tape in place, appending violations.
 fn validate_json(
     body: &[u8],
-    schema: &jsonschema::Validator<SimdJson>,
+    schema: &jsonschema::Validator<SimdTape>,
     found: &mut Vec<Violation>,
 ) {
     SCRATCH.with(|s| {
@@ -187,17 +187,28 @@ fn validate_json(
             found.push(Violation::new("/body", "json", "the body parser is busy"));
             return;
         };
-        let (buf, bufs) = &mut *s;
-        buf.clear();
-        buf.extend_from_slice(body);
-        match simd_json::to_borrowed_value_with_buffers(buf, bufs) {
+        let Scratch {
+            input,
+            buffers,
+            tape,
+        } = &mut *s;
+        // simd-json unescapes strings in place, and the body is forwarded as sent: parse a
+        // copy, padded so the parser needs no copy of its own.
+        input.clear();
+        input.extend_from_slice(body);
+        input.resize(body.len() + simd_json::INPUT_PADDING, b' ');
+        let mut nodes = std::mem::replace(tape, simd_json::Tape(Vec::new())).reset();
+        match simd_json::fill_tape_padded(input, body.len(), buffers, &mut nodes) {
             Err(e) => found.push(Violation::new("/body", "json", parse_error(&e))),
-            Ok(v) => match super::simd::unjudgeable(&v) {
-                Some(why) => found.push(Violation::new("/body", "json", why)),
+            Ok(()) => match Doc::prepare(&nodes.0) {
+                Err(why) => found.push(Violation::new("/body", "json", why)),
                 // `is_valid` first: a valid body (the common case) never builds error paths.
-                None if schema.is_valid(&v) => {}
-                None => {
-                    for e in schema.iter_errors(&v).take(super::problem::MAX_FOUND) {
+                Ok(doc) if schema.is_valid(doc.root()) => {}
+                Ok(doc) => {
+                    for e in schema
+                        .iter_errors(doc.root())
+                        .take(super::problem::MAX_FOUND)
+                    {
                         found.push(Violation::new(
                             format!("/body{}", e.instance_path().as_str()),
                             e.kind().keyword(),
@@ -207,11 +218,29 @@ fn validate_json(
                 }
             },
         }
-        if buf.capacity() > KEEP_SCRATCH {
-            *buf = Vec::new();
-            *bufs = simd_json::Buffers::with_max_depth(4096, MAX_DEPTH);
+        *tape = nodes.reset();
+        if input.capacity() > KEEP_SCRATCH {
+            *s = Scratch::default();
         }
     })
+}
+
+/// The per-thread parse state, reused across requests.
+struct Scratch {
+    /// The body's padded copy.
+    input: Vec<u8>,
+    buffers: simd_json::Buffers,
+    tape: simd_json::Tape<'static>,
+}
+
+impl Default for Scratch {
+    fn default() -> Scratch {
+        Scratch {
+            input: Vec::new(),
+            buffers: simd_json::Buffers::with_max_depth(4096, MAX_DEPTH),
+            tape: simd_json::Tape(Vec::new()),
+        }
+    }
 }
 
 /// What and where (byte offset), never quoting the input.
@@ -224,8 +253,7 @@ fn parse_error(e: &simd_json::Error) -> String {
 }
 
 thread_local! {
-    static SCRATCH: RefCell<(Vec<u8>, simd_json::Buffers)> =
-        RefCell::new((Vec::new(), simd_json::Buffers::with_max_depth(4096, MAX_DEPTH)));
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
 /// Parses a JSON body with simd-json into a `serde_json::Value` (nesting at most
@@ -237,14 +265,13 @@ pub fn parse_json(body: &[u8]) -> Result<Value, String> {
         let Ok(mut s) = s.try_borrow_mut() else {
             return Err("the body parser is busy".to_string());
         };
-        let (buf, bufs) = &mut *s;
-        buf.clear();
-        buf.extend_from_slice(body);
-        let out = simd_json::serde::from_slice_with_buffers::<Value>(buf, bufs)
+        let Scratch { input, buffers, .. } = &mut *s;
+        input.clear();
+        input.extend_from_slice(body);
+        let out = simd_json::serde::from_slice_with_buffers::<Value>(input, buffers)
             .map_err(|e| parse_error(&e));
-        if buf.capacity() > KEEP_SCRATCH {
-            *buf = Vec::new();
-            *bufs = simd_json::Buffers::with_max_depth(4096, MAX_DEPTH);
+        if input.capacity() > KEEP_SCRATCH {
+            *s = Scratch::default();
         }
         out
     })

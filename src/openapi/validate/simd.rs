@@ -1,38 +1,130 @@
-//! simd-json's borrowed values as an instance representation for the schema crate, so a JSON
-//! body is validated where simd-json parsed it: strings without escapes borrow the request's
-//! bytes, and no `serde_json::Value` tree is built on the request path.
+//! simd-json's tape as an instance representation for the schema crate, so a JSON body is
+//! validated where simd-json parsed it: no value tree, no per-object map, nothing to drop.
+//! Strings (unescaped in place) borrow the request's copied bytes.
+//!
+//! A tape is a flat array of nodes; an object or array node records how many nodes it spans,
+//! so a child is found by skipping. An object's member lookup is a scan of its keys, which
+//! beats a hash probe for the small objects request bodies are made of; objects wider than
+//! [`WIDE`] members get a hash index when the document is prepared ([`Doc::prepare`]), so a
+//! wide hostile object cannot turn each lookup into a scan of thousands of keys.
 //!
 //! The contract (`jsonschema::json`): accessors are total over JSON; numbers answer as
-//! u64/i64/f64 the way `serde_json` would hold them; a node's identity is its address (stable
-//! while the parsed value lives). `to_value` (a `serde_json::Value` copy) runs on cold paths
-//! only: `enum`/`const` comparisons of containers, `uniqueItems`, error instances.
+//! u64/i64/f64 the way `serde_json` would hold them; a node's identity is its address in the
+//! tape (stable while the document lives). `to_value` (a `serde_json::Value` copy) runs on
+//! cold paths only: `enum`/`const` comparisons of containers, `uniqueItems`, error instances.
 
 use std::borrow::Cow;
 
+use ahash::AHashMap;
 use jsonschema::json::{Array, Json, JsonNumber, Node, NodeIdentity, Object};
 use jsonschema::JsonType;
 use serde_json::Value;
-use simd_json::{BorrowedValue, StaticNode};
+use simd_json::{Node as Item, StaticNode};
+
+/// Objects with more members than this are looked up through a hash index.
+pub const WIDE: usize = 16;
 
 /// The representation marker.
-pub struct SimdJson;
+pub struct SimdTape;
 
-impl Json for SimdJson {
-    type Node<'a> = &'a BorrowedValue<'a>;
-    type PreparedKey = String;
-    type StringBuffer = BorrowedValue<'static>;
+impl Json for SimdTape {
+    type Node<'a> = TapeNode<'a>;
+    type PreparedKey = Box<str>;
+    type StringBuffer = ();
 
-    fn prepare_key(key: &str) -> String {
-        key.to_owned()
+    /// A scan of a small object's keys is what a lookup costs here anyway.
+    const KEYS_PER_LOOKUP: usize = WIDE;
+    /// A tape is a tree.
+    const ACYCLIC: bool = true;
+
+    fn prepare_key(key: &str) -> Box<str> {
+        key.into()
     }
 
-    fn with_string_node<T>(
-        buffer: &mut BorrowedValue<'static>,
-        string: &str,
-        f: impl FnOnce(<Self as Json>::Node<'_>) -> T,
-    ) -> T {
-        *buffer = BorrowedValue::String(Cow::Owned(string.to_owned()));
-        f(buffer)
+    fn with_string_node<T>(_buffer: &mut (), string: &str, f: impl FnOnce(TapeNode<'_>) -> T) -> T {
+        let nodes = [Item::String(string)];
+        let doc = Doc {
+            nodes: &nodes,
+            wide: Vec::new(),
+        };
+        f(TapeNode { doc: &doc, at: 0 })
+    }
+}
+
+/// A parsed document: the tape, and a member index for each wide object (by tape offset, in
+/// tape order).
+pub struct Doc<'a> {
+    nodes: &'a [Item<'a>],
+    wide: Vec<(usize, AHashMap<&'a str, usize>)>,
+}
+
+impl<'a> Doc<'a> {
+    /// Indexes the tape's wide objects and refuses what JSON Schema cannot judge: a number
+    /// past f64's range (simd-json reads `1e999` as infinity) or an object naming a member
+    /// twice (the tape keeps both, and a backend may read the other one than the validator
+    /// did). One pass over the tape.
+    pub fn prepare(nodes: &'a [Item<'a>]) -> Result<Doc<'a>, &'static str> {
+        let mut wide = Vec::new();
+        for (at, node) in nodes.iter().enumerate() {
+            match *node {
+                Item::Static(StaticNode::F64(f)) if !f.is_finite() => {
+                    return Err("the body has a number out of range");
+                }
+                Item::Object { len, .. } if len > WIDE => {
+                    let mut index = AHashMap::with_capacity(len);
+                    for (name, value) in Members::of(nodes, at) {
+                        if index.insert(name, value).is_some() {
+                            return Err(TWICE);
+                        }
+                    }
+                    wide.push((at, index));
+                }
+                Item::Object { len, .. } if len > 1 => {
+                    let mut names = Members::of(nodes, at).map(|(name, _)| name);
+                    while let Some(name) = names.next() {
+                        if names.clone().any(|other| other == name) {
+                            return Err(TWICE);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(Doc { nodes, wide })
+    }
+
+    /// The document's root.
+    pub fn root(&'a self) -> TapeNode<'a> {
+        TapeNode { doc: self, at: 0 }
+    }
+}
+
+const TWICE: &str = "the body names an object member twice";
+
+/// How many tape nodes the value at `node` spans (itself included).
+fn extent(node: &Item<'_>) -> usize {
+    match *node {
+        Item::Object { count, .. } | Item::Array { count, .. } => count + 1,
+        _ => 1,
+    }
+}
+
+/// One value of a document.
+#[derive(Clone, Copy)]
+pub struct TapeNode<'a> {
+    doc: &'a Doc<'a>,
+    at: usize,
+}
+
+impl<'a> TapeNode<'a> {
+    fn item(&self) -> Item<'a> {
+        // `at` always names a node of the tape: the root, or an offset a container's own
+        // counts led to (simd-json's tape is consistent by construction).
+        self.doc
+            .nodes
+            .get(self.at)
+            .copied()
+            .unwrap_or(Item::Static(StaticNode::Null))
     }
 }
 
@@ -69,156 +161,248 @@ impl JsonNumber for SimdNumber {
         Cow::Owned(match self.0 {
             StaticNode::I64(i) => i.into(),
             StaticNode::U64(u) => u.into(),
-            // The parser refuses non-finite numbers (`finite`), so this is total in practice.
+            // `Doc::prepare` refuses non-finite numbers, so this is total in practice.
             StaticNode::F64(f) => serde_json::Number::from_f64(f).unwrap_or_else(|| 0.into()),
             _ => 0.into(),
         })
     }
 }
 
-impl<'a> Node<'a, SimdJson> for &'a BorrowedValue<'a> {
-    type Object = &'a simd_json::borrowed::Object<'a>;
-    type Array = &'a [BorrowedValue<'a>];
+impl<'a> Node<'a, SimdTape> for TapeNode<'a> {
+    type Object = TapeObject<'a>;
+    type Array = TapeArray<'a>;
     type Number = SimdNumber;
 
-    fn as_object(&self) -> Option<Self::Object> {
-        match self {
-            BorrowedValue::Object(o) => Some(o),
+    fn as_object(&self) -> Option<TapeObject<'a>> {
+        match self.item() {
+            Item::Object { len, .. } => Some(TapeObject {
+                doc: self.doc,
+                at: self.at,
+                len,
+            }),
             _ => None,
         }
     }
-    fn as_array(&self) -> Option<Self::Array> {
-        match self {
-            BorrowedValue::Array(a) => Some(a.as_slice()),
+    fn as_array(&self) -> Option<TapeArray<'a>> {
+        match self.item() {
+            Item::Array { len, .. } => Some(TapeArray {
+                doc: self.doc,
+                at: self.at,
+                len,
+            }),
             _ => None,
         }
     }
     fn as_string(&self) -> Option<Cow<'a, str>> {
-        match self {
-            BorrowedValue::String(s) => Some(Cow::Borrowed(s.as_ref())),
+        match self.item() {
+            Item::String(s) => Some(Cow::Borrowed(s)),
             _ => None,
         }
     }
     fn as_number(&self) -> Option<SimdNumber> {
-        match self {
-            BorrowedValue::Static(
-                n @ (StaticNode::I64(_) | StaticNode::U64(_) | StaticNode::F64(_)),
-            ) => Some(SimdNumber(*n)),
+        match self.item() {
+            Item::Static(n @ (StaticNode::I64(_) | StaticNode::U64(_) | StaticNode::F64(_))) => {
+                Some(SimdNumber(n))
+            }
             _ => None,
         }
     }
     fn as_boolean(&self) -> Option<bool> {
-        match self {
-            BorrowedValue::Static(StaticNode::Bool(b)) => Some(*b),
+        match self.item() {
+            Item::Static(StaticNode::Bool(b)) => Some(b),
             _ => None,
         }
     }
     fn is_null(&self) -> bool {
-        matches!(self, BorrowedValue::Static(StaticNode::Null))
+        matches!(self.item(), Item::Static(StaticNode::Null))
     }
     fn json_type(&self) -> JsonType {
-        match self {
-            BorrowedValue::Static(StaticNode::Null) => JsonType::Null,
-            BorrowedValue::Static(StaticNode::Bool(_)) => JsonType::Boolean,
-            BorrowedValue::Static(_) => JsonType::Number,
-            BorrowedValue::String(_) => JsonType::String,
-            BorrowedValue::Array(_) => JsonType::Array,
-            BorrowedValue::Object(_) => JsonType::Object,
+        match self.item() {
+            Item::Static(StaticNode::Null) => JsonType::Null,
+            Item::Static(StaticNode::Bool(_)) => JsonType::Boolean,
+            Item::Static(_) => JsonType::Number,
+            Item::String(_) => JsonType::String,
+            Item::Array { .. } => JsonType::Array,
+            Item::Object { .. } => JsonType::Object,
         }
     }
     fn equals_value(&self, expected: &Value) -> bool {
         // The common `enum` of strings without a copy.
-        match (self, expected) {
-            (BorrowedValue::String(s), Value::String(e)) => s.as_ref() == e.as_str(),
-            (BorrowedValue::String(_), _) | (_, Value::String(_)) => false,
+        match (self.item(), expected) {
+            (Item::String(s), Value::String(e)) => s == e.as_str(),
+            (Item::String(_), _) | (_, Value::String(_)) => false,
             _ => jsonschema::json::cmp::equal(&self.to_value(), expected),
         }
     }
     fn to_value(&self) -> Cow<'a, Value> {
-        Cow::Owned(to_serde(self))
+        Cow::Owned(to_serde(*self))
     }
     fn identity(&self) -> Option<NodeIdentity> {
+        let base = self.doc.nodes.as_ptr() as usize;
         Some(NodeIdentity::new(
-            std::ptr::from_ref::<BorrowedValue<'a>>(*self) as usize,
+            base + self.at * std::mem::size_of::<Item<'_>>(),
         ))
     }
 }
 
 /// A `serde_json::Value` copy (cold paths; depth bounded by the parser).
-fn to_serde(v: &BorrowedValue<'_>) -> Value {
-    match v {
-        BorrowedValue::Static(StaticNode::Null) => Value::Null,
-        BorrowedValue::Static(StaticNode::Bool(b)) => Value::Bool(*b),
-        BorrowedValue::Static(n) => Value::Number(SimdNumber(*n).to_number().into_owned()),
-        BorrowedValue::String(s) => Value::String(s.to_string()),
-        BorrowedValue::Array(a) => Value::Array(a.iter().map(to_serde).collect()),
-        BorrowedValue::Object(o) => Value::Object(
-            o.iter()
+fn to_serde(v: TapeNode<'_>) -> Value {
+    if let Some(o) = v.as_object() {
+        return Value::Object(
+            o.members()
                 .map(|(k, v)| (k.to_string(), to_serde(v)))
                 .collect(),
-        ),
+        );
+    }
+    if let Some(a) = v.as_array() {
+        return Value::Array(a.elements().map(to_serde).collect());
+    }
+    match v.item() {
+        Item::String(s) => Value::String(s.to_string()),
+        Item::Static(StaticNode::Bool(b)) => Value::Bool(b),
+        Item::Static(StaticNode::Null) => Value::Null,
+        Item::Static(n) => Value::Number(SimdNumber(n).to_number().into_owned()),
+        Item::Object { .. } | Item::Array { .. } => Value::Null,
     }
 }
 
-impl<'a> Object<'a, SimdJson> for &'a simd_json::borrowed::Object<'a> {
-    type Node = &'a BorrowedValue<'a>;
+/// An object of a document.
+pub struct TapeObject<'a> {
+    doc: &'a Doc<'a>,
+    at: usize,
+    len: usize,
+}
+
+impl<'a> Object<'a, SimdTape> for TapeObject<'a> {
+    type Node = TapeNode<'a>;
     type MemberName = &'a str;
-    type MembersIter = Members<'a>;
+    type MembersIter = MemberNodes<'a>;
 
     fn len(&self) -> usize {
-        simd_json::borrowed::Object::len(self)
+        self.len
     }
-    fn get(&self, key: &String) -> Option<&'a BorrowedValue<'a>> {
-        simd_json::borrowed::Object::get(self, key.as_str())
+    fn get(&self, key: &Box<str>) -> Option<TapeNode<'a>> {
+        let key: &str = key;
+        let value = if self.len > WIDE {
+            let wide = &self.doc.wide;
+            let i = wide.binary_search_by_key(&self.at, |(at, _)| *at).ok()?;
+            *wide[i].1.get(key)?
+        } else {
+            Members::of(self.doc.nodes, self.at)
+                .find(|(name, _)| *name == key)?
+                .1
+        };
+        Some(TapeNode {
+            doc: self.doc,
+            at: value,
+        })
     }
-    fn members(&self) -> Members<'a> {
-        Members(self.iter())
+    fn members(&self) -> MemberNodes<'a> {
+        MemberNodes {
+            doc: self.doc,
+            members: Members::of(self.doc.nodes, self.at),
+        }
     }
 }
 
-/// An object's members in the parser's order.
-pub struct Members<'a>(halfbrown::Iter<'a, Cow<'a, str>, BorrowedValue<'a>>);
+/// An object's members as the schema crate walks them: names and nodes.
+pub struct MemberNodes<'a> {
+    doc: &'a Doc<'a>,
+    members: Members<'a>,
+}
+
+impl<'a> Iterator for MemberNodes<'a> {
+    type Item = (&'a str, TapeNode<'a>);
+    fn next(&mut self) -> Option<Self::Item> {
+        let (name, at) = self.members.next()?;
+        Some((name, TapeNode { doc: self.doc, at }))
+    }
+}
+
+/// An object's members in the parser's order: each name and its value's tape offset.
+#[derive(Clone)]
+pub struct Members<'a> {
+    nodes: &'a [Item<'a>],
+    /// The next member's name.
+    next: usize,
+    left: usize,
+}
+
+impl<'a> Members<'a> {
+    fn of(nodes: &'a [Item<'a>], object: usize) -> Members<'a> {
+        let left = match nodes.get(object) {
+            Some(Item::Object { len, .. }) => *len,
+            _ => 0,
+        };
+        Members {
+            nodes,
+            next: object + 1,
+            left,
+        }
+    }
+}
 
 impl<'a> Iterator for Members<'a> {
-    type Item = (&'a str, &'a BorrowedValue<'a>);
-    fn next(&mut self) -> Option<Self::Item> {
-        self.0.next().map(|(k, v)| (k.as_ref(), v))
+    type Item = (&'a str, usize);
+    fn next(&mut self) -> Option<(&'a str, usize)> {
+        if self.left == 0 {
+            return None;
+        }
+        let Some(Item::String(name)) = self.nodes.get(self.next) else {
+            self.left = 0;
+            return None;
+        };
+        let value = self.next + 1;
+        let Some(node) = self.nodes.get(value) else {
+            self.left = 0;
+            return None;
+        };
+        self.left -= 1;
+        self.next = value + extent(node);
+        Some((name, value))
     }
 }
 
-impl<'a> Array<'a, SimdJson> for &'a [BorrowedValue<'a>] {
-    type Node = &'a BorrowedValue<'a>;
-    type ElementsIter = std::slice::Iter<'a, BorrowedValue<'a>>;
+/// An array of a document.
+pub struct TapeArray<'a> {
+    doc: &'a Doc<'a>,
+    at: usize,
+    len: usize,
+}
+
+impl<'a> Array<'a, SimdTape> for TapeArray<'a> {
+    type Node = TapeNode<'a>;
+    type ElementsIter = Elements<'a>;
 
     fn len(&self) -> usize {
-        <[BorrowedValue<'a>]>::len(self)
+        self.len
     }
-    fn elements(&self) -> std::slice::Iter<'a, BorrowedValue<'a>> {
-        self.iter()
+    fn elements(&self) -> Elements<'a> {
+        Elements {
+            doc: self.doc,
+            next: self.at + 1,
+            left: self.len,
+        }
     }
 }
 
-/// What the parse let through that JSON Schema cannot judge: a number past f64's range
-/// (simd-json reads `1e999` as infinity) or an object naming a member twice (simd-json keeps
-/// both in an object of up to 32 members, and a backend may read the other one than the
-/// validator did; larger objects keep the last, as `serde_json` does). `None`: neither.
-pub fn unjudgeable(v: &BorrowedValue<'_>) -> Option<&'static str> {
-    match v {
-        BorrowedValue::Static(StaticNode::F64(f)) if !f.is_finite() => {
-            Some("the body has a number out of range")
+/// An array's elements in order.
+pub struct Elements<'a> {
+    doc: &'a Doc<'a>,
+    next: usize,
+    left: usize,
+}
+
+impl<'a> Iterator for Elements<'a> {
+    type Item = TapeNode<'a>;
+    fn next(&mut self) -> Option<TapeNode<'a>> {
+        if self.left == 0 {
+            return None;
         }
-        BorrowedValue::Static(_) | BorrowedValue::String(_) => None,
-        BorrowedValue::Array(a) => a.iter().find_map(unjudgeable),
-        BorrowedValue::Object(o) => {
-            // Pairwise, without allocating (this runs on every object of every body).
-            let twice = o.len() <= 32
-                && o.keys()
-                    .enumerate()
-                    .any(|(i, k)| o.keys().skip(i + 1).any(|other| other == k));
-            if twice {
-                return Some("the body names an object member twice");
-            }
-            o.values().find_map(unjudgeable)
-        }
+        let node = self.doc.nodes.get(self.next)?;
+        let at = self.next;
+        self.left -= 1;
+        self.next += extent(node);
+        Some(TapeNode { doc: self.doc, at })
     }
 }

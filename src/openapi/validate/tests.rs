@@ -708,7 +708,7 @@ components:
     let p = schema::prepare(&api);
     let s = serde_json::json!({"$ref": "#/components/schemas/S"});
     let serde_v = schema::compile::<SerdeJson>(&p, &s, "#/x", &mut Vec::new()).unwrap();
-    let simd_v = schema::compile::<simd::SimdJson>(&p, &s, "#/x", &mut Vec::new()).unwrap();
+    let simd_v = schema::compile::<simd::SimdTape>(&p, &s, "#/x", &mut Vec::new()).unwrap();
     for body in [
         r#"{"i":3}"#,
         r#"{"i":3.0}"#,
@@ -747,12 +747,14 @@ components:
         r#"{"o":{"abc":1}}"#,
         r#"{"o":{"a":1,"b":2,"c":3}}"#,
         r#"{"z":1}"#,
+        // Wide objects (more than `simd::WIDE` members) are looked up through their index.
+        WIDE_INVALID,
         r#"[]"#,
         r#""x""#,
         r#"null"#,
     ] {
         let serde_value: Value = serde_json::from_str(body).unwrap();
-        let want: Vec<(String, String)> = serde_v
+        let mut want: Vec<(String, String)> = serde_v
             .iter_errors(&serde_value)
             .map(|e| {
                 (
@@ -762,9 +764,10 @@ components:
             })
             .collect();
         let mut bytes = body.as_bytes().to_vec();
-        let simd_value = simd_json::to_borrowed_value(&mut bytes).unwrap();
-        let got: Vec<(String, String)> = simd_v
-            .iter_errors(&simd_value)
+        let tape = simd_json::to_tape(&mut bytes).unwrap();
+        let doc = simd::Doc::prepare(&tape.0).unwrap();
+        let mut got: Vec<(String, String)> = simd_v
+            .iter_errors(doc.root())
             .map(|e| {
                 (
                     e.instance_path().to_string(),
@@ -772,9 +775,17 @@ components:
                 )
             })
             .collect();
+        // serde_json's map is sorted; the tape keeps the body's order.
+        want.sort();
+        got.sort();
         assert_eq!(got, want, "{body}");
+        assert_eq!(simd_v.is_valid(doc.root()), serde_v.is_valid(&serde_value));
     }
 }
+
+/// 18 members: undeclared ones, and declared ones with wrong values, in a wide object.
+const WIDE_INVALID: &str = r#"{"z1":1,"z2":2,"z3":3,"z4":4,"z5":5,"z6":6,"z7":7,"z8":8,
+    "z9":9,"z10":10,"z11":11,"z12":12,"z13":13,"z14":14,"i":1.5,"s":"ABCD","b":"x","e":"b"}"#;
 
 #[test]
 fn numbers_past_f64_and_members_named_twice_are_refused() {
@@ -790,6 +801,15 @@ fn numbers_past_f64_and_members_named_twice_are_refused() {
     // A member named twice: the validator and the backend could read different values.
     let twice = br#"{"name":"x","kind":1,"name":5}"#;
     let r = post(&v, Some("application/json"), twice, true);
+    assert_eq!(one(r), pair("/body", "json"));
+    // In a wide object (hash-indexed) too.
+    let wide = format!(
+        r#"{{"name":"x",{}"name":"y"}}"#,
+        (0..40)
+            .map(|i| format!(r#""k{i}":{i},"#))
+            .collect::<String>()
+    );
+    let r = post(&v, Some("application/json"), wide.as_bytes(), true);
     assert_eq!(one(r), pair("/body", "json"));
     let nested = br#"{"name":"x","owner":{"first":"a","first":"b"}}"#;
     assert_eq!(

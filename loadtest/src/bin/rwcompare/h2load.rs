@@ -1,6 +1,7 @@
-//! HTTP/2 load with h2load (nghttp2-client): the command line for one scenario, the readiness
-//! probe over HTTP/2, and h2load's text output turned into a report of rwload's JSON shape
-//! (so the CPU window, merge and report code serve both tools).
+//! Load with h2load (nghttp2-client): HTTP/2 scenarios, and HTTP/1.1 scenarios under
+//! `--load h2load` (`--h1`, one request in flight per connection). The command line for one
+//! scenario, the readiness probe over HTTP/2, and h2load's text output turned into a report of
+//! rwload's JSON shape (so the CPU window, merge and report code serve every tool).
 //!
 //! Latency percentiles come from h2load's `--log-file` (one line per request of the measured
 //! window: start time, status, microseconds to the end of the response), sorted exactly;
@@ -18,6 +19,41 @@ use serde_json::{json, Value};
 use crate::procs::{self, Proc};
 use crate::scenario::{Http2, Load};
 use crate::targets::{Env, Probe};
+
+/// The protocol h2load speaks to the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// The scenario's `[http2]`.
+    H2(Http2),
+    /// `--h1`: HTTP/1.1 keep-alive, one request in flight per connection (`-m 1`), like
+    /// rwload's closed loop; `tls` = HTTPS with ALPN http/1.1.
+    H1 { tls: bool },
+}
+
+impl Proto {
+    fn cleartext(self) -> bool {
+        match self {
+            Proto::H2(h) => h.cleartext,
+            Proto::H1 { tls } => !tls,
+        }
+    }
+
+    fn streams(self) -> usize {
+        match self {
+            Proto::H2(h) => h.streams,
+            Proto::H1 { .. } => 1,
+        }
+    }
+
+    /// What h2load calls the protocol it must have spoken: `h2` (ALPN), `h2c` or `http/1.1`.
+    fn name(self) -> &'static str {
+        match self {
+            Proto::H2(h) if h.cleartext => "h2c",
+            Proto::H2(_) => "h2",
+            Proto::H1 { .. } => "http/1.1",
+        }
+    }
+}
 
 /// What Debian calls the package that ships h2load.
 pub const PACKAGE: &str = "nghttp2-client";
@@ -37,6 +73,15 @@ pub fn find() -> Option<PathBuf> {
 /// h2load, installed with apt-get (as root, once) when it is missing, as the repository's
 /// scripts install their tools.
 pub fn ensure_installed() -> Result<PathBuf, String> {
+    ensure_tool(find, "h2load", PACKAGE)
+}
+
+/// `find()`'s binary, or `package` installed with apt-get (as root) when it is missing.
+pub fn ensure_tool(
+    find: fn() -> Option<PathBuf>,
+    bin: &str,
+    package: &str,
+) -> Result<PathBuf, String> {
     if let Some(p) = find() {
         return Ok(p);
     }
@@ -45,23 +90,23 @@ pub fn ensure_installed() -> Result<PathBuf, String> {
     let apt = Path::new("/usr/bin/apt-get");
     if !(root && apt.is_file()) {
         return Err(format!(
-            "h2load not found: install it with `apt-get install {PACKAGE}`"
+            "{bin} not found: install it with `apt-get install {package}`"
         ));
     }
-    eprintln!("rwcompare: h2load missing: apt-get install -y {PACKAGE}");
+    eprintln!("rwcompare: {bin} missing: apt-get install -y {package}");
     let ok = Command::new(apt)
         .args(["update", "-qq"])
         .status()
         .is_ok_and(|s| s.success())
         && Command::new(apt)
-            .args(["install", "-y", "-qq", PACKAGE])
+            .args(["install", "-y", "-qq", package])
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
             .is_ok_and(|s| s.success());
     match (ok, find()) {
         (true, Some(p)) => Ok(p),
         _ => Err(format!(
-            "apt-get install {PACKAGE} failed: h2load is needed for HTTP/2 scenarios"
+            "apt-get install {package} failed: {bin} is needed for this load"
         )),
     }
 }
@@ -72,14 +117,18 @@ fn ms(d: Duration) -> String {
 }
 
 /// The URL and connection options every h2load run against `addr` shares: TLS offers only
-/// ALPN `h2` with SNI `localhost` (the certificate's name), h2c uses prior knowledge.
-fn target_args(cmd: &mut Command, addr: std::net::SocketAddr, h2: Http2, paths: &[String]) {
+/// ALPN `h2` (or `http/1.1` with `--h1`) with SNI `localhost` (the certificate's name), h2c
+/// uses prior knowledge.
+fn target_args(cmd: &mut Command, addr: std::net::SocketAddr, proto: Proto, paths: &[String]) {
     cmd.arg(format!("--connect-to={addr}"));
-    if !h2.cleartext {
-        cmd.arg("--npn-list=h2");
+    if let Proto::H1 { .. } = proto {
+        cmd.arg("--h1");
     }
-    let scheme = if h2.cleartext { "http" } else { "https" };
-    let host = if h2.cleartext {
+    if !proto.cleartext() {
+        cmd.arg(format!("--npn-list={}", proto.name()));
+    }
+    let scheme = if proto.cleartext() { "http" } else { "https" };
+    let host = if proto.cleartext() {
         addr.ip().to_string()
     } else {
         crate::tls::SERVER_NAME.to_string()
@@ -89,12 +138,18 @@ fn target_args(cmd: &mut Command, addr: std::net::SocketAddr, h2: Http2, paths: 
     }
 }
 
-/// The request body file for POST loads (`-d`), written once per run.
-fn body_file(env: &Env, len: usize) -> Result<PathBuf, String> {
-    let path = env.dir.join(format!("h2load-body-{len}"));
+/// The request body file for POST loads (`-d`), written once per run: `len` bytes of `x`, or
+/// with `json` the JSON document rwload's `--body-json` sends (the same generator).
+pub fn body_file(env: &Env, len: usize, json: bool) -> Result<PathBuf, String> {
+    let kind = if json { "json" } else { "x" };
+    let path = env.dir.join(format!("body-{kind}-{len}"));
     if !path.is_file() {
-        std::fs::write(&path, vec![b'x'; len])
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let body = if json {
+            crate::json_body::json_body(len)
+        } else {
+            vec![b'x'; len]
+        };
+        std::fs::write(&path, body).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     Ok(path)
 }
@@ -104,7 +159,7 @@ pub fn spawn(
     env: &Env,
     addr: std::net::SocketAddr,
     load: &Load,
-    h2: Http2,
+    proto: Proto,
     label: &str,
 ) -> Result<(Proc, PathBuf), String> {
     let bin = env
@@ -115,7 +170,7 @@ pub fn spawn(
     let threads = env.load_cpus.len().clamp(1, load.connections);
     let mut cmd = Command::new(bin);
     cmd.args(["-c", &load.connections.to_string()])
-        .args(["-m", &h2.streams.to_string()])
+        .args(["-m", &proto.streams().to_string()])
         .args(["-t", &threads.to_string()])
         .args(["-D", &ms(load.duration)])
         .args([
@@ -126,16 +181,28 @@ pub fn spawn(
     for h in &load.headers {
         cmd.args(["-H", h]);
     }
+    if load.json && !has_header(&load.headers, "content-type") {
+        cmd.args(["-H", "Content-Type: application/json"]);
+    }
     if load.body_size > 0 {
-        cmd.arg("-d").arg(body_file(env, load.body_size)?);
+        cmd.arg("-d")
+            .arg(body_file(env, load.body_size, load.json)?);
     }
     if let Some(r) = load.rate {
         cmd.arg(format!("--rps={:.3}", r / load.connections as f64));
     }
-    target_args(&mut cmd, addr, h2, &load.paths);
+    target_args(&mut cmd, addr, proto, &load.paths);
     let name = format!("h2load-{label}");
     let p = Proc::spawn(&name, cmd, &env.load_cpus, &env.dir, Duration::from_secs(2))?;
     Ok((p, log))
+}
+
+/// Whether `headers` (`Name: value`) has `name`.
+pub fn has_header(headers: &[String], name: &str) -> bool {
+    headers.iter().any(|h| {
+        h.split_once(':')
+            .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+    })
 }
 
 /// Waits until one HTTP/2 request through `addr` answers 2xx (for h2c listeners that speak no
@@ -153,7 +220,7 @@ pub fn wait_ok(
         .as_ref()
         .ok_or_else(|| format!("h2load not found: apt-get install {PACKAGE}"))?;
     let deadline = Instant::now() + timeout;
-    let want = protocol_name(h2);
+    let want = Proto::H2(h2).name();
     let mut last = String::new();
     while Instant::now() < deadline {
         let mut cmd = Command::new(bin);
@@ -162,9 +229,10 @@ pub fn wait_ok(
             cmd.args(["-H", h]);
         }
         if probe.body_len > 0 {
-            cmd.arg("-d").arg(body_file(env, probe.body_len)?);
+            cmd.arg("-d")
+                .arg(body_file(env, probe.body_len, probe.json)?);
         }
-        target_args(&mut cmd, addr, h2, &[probe.path.to_string()]);
+        target_args(&mut cmd, addr, Proto::H2(h2), &[probe.path.to_string()]);
         let out = cmd
             .output()
             .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
@@ -191,15 +259,6 @@ pub fn wait_ok(
         probe.path,
         proc_.stderr_tail(15)
     ))
-}
-
-/// What h2load calls the protocol it must have spoken: `h2` (ALPN) or `h2c`.
-fn protocol_name(h2: Http2) -> &'static str {
-    if h2.cleartext {
-        "h2c"
-    } else {
-        "h2"
-    }
 }
 
 /// The figures of h2load's summary.
@@ -313,11 +372,12 @@ pub fn log_percentiles(path: &Path) -> Result<[f64; 5], String> {
 
 /// h2load's run as an rwload-shaped JSON report (`driver` = "h2load"; `errors.parse` holds
 /// h2load's failed requests other than timeouts).
-pub fn report(stdout: &str, log: &Path, load: &Load, h2: Http2) -> Result<Value, String> {
+pub fn report(stdout: &str, log: &Path, load: &Load, proto: Proto) -> Result<Value, String> {
     let s = parse_summary(stdout)?;
-    if s.protocol.as_deref() != Some(protocol_name(h2)) {
+    if s.protocol.as_deref() != Some(proto.name()) {
         return Err(format!(
-            "h2load did not speak HTTP/2 (application protocol {:?})",
+            "h2load did not speak {} (application protocol {:?})",
+            proto.name(),
             s.protocol
         ));
     }
@@ -335,9 +395,9 @@ pub fn report(stdout: &str, log: &Path, load: &Load, h2: Http2) -> Result<Value,
     let responses = s.status.iter().sum::<u64>();
     let mut v = json!({
         "mode": if load.rate.is_some() { "open" } else { "closed" },
-        "driver": "h2load",
+        "driver": if let Proto::H1 { .. } = proto { "h2load --h1" } else { "h2load" },
         "connections": load.connections,
-        "streams": h2.streams,
+        "streams": proto.streams(),
         "requests": responses,
         "duration_s": load.duration.as_secs_f64(),
         "rps": s.rps,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::h2load;
+use crate::h2load::{self, Proto};
 use crate::procfs;
 use crate::procs::{self, Proc};
 use crate::scenario::{Handshakes, Load};
@@ -56,14 +56,55 @@ pub struct TlsSummary {
     pub handshakes_resumed: u64,
 }
 
-/// Runs the load against `t` and measures it; `label` names the rwload output files.
-pub fn measure(env: &Env, t: &Running, load: &Load, label: &str) -> Result<Outcome, String> {
-    let (procs_, h2log) = match load.http2 {
-        Some(h2) => {
-            let (p, log) = h2load::spawn(env, t.addr, load, h2, label)?;
-            (vec![p], Some((log, h2)))
+/// The tool that drives HTTP/1.1 load (`--load`); HTTP/2 scenarios always use h2load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    Rwload,
+    Wrk,
+    H2load,
+}
+
+impl Tool {
+    pub fn parse(s: &str) -> Option<Tool> {
+        match s {
+            "rwload" => Some(Tool::Rwload),
+            "wrk" => Some(Tool::Wrk),
+            "h2load" => Some(Tool::H2load),
+            _ => None,
         }
-        None => (spawn_rwload(env, t, load, label)?, None),
+    }
+
+    /// The report header's description of the tool.
+    pub fn describe(self, http2: bool) -> &'static str {
+        match (self, http2) {
+            (_, true) => "h2load (nghttp2-client), HTTP/2",
+            (Tool::Rwload, _) => "rwload (bundled, io_uring)",
+            (Tool::Wrk, _) => "wrk (Debian wrk; -t1, Lua script sets the request, percentiles from wrk's histogram)",
+            (Tool::H2load, _) => "h2load --h1 -m 1 (nghttp2-client; percentiles exact from its per-request log)",
+        }
+    }
+}
+
+/// How a load process's output becomes a report.
+enum Output {
+    Rwload,
+    Wrk,
+    H2load(std::path::PathBuf, Proto),
+}
+
+/// Runs the load against `t` and measures it; `label` names the load tool's output files.
+pub fn measure(env: &Env, t: &Running, load: &Load, label: &str) -> Result<Outcome, String> {
+    let h2 = |proto: Proto| -> Result<(Vec<Proc>, Output), String> {
+        let (p, log) = h2load::spawn(env, t.addr, load, proto, label)?;
+        Ok((vec![p], Output::H2load(log, proto)))
+    };
+    let (procs_, output) = match (load.http2, env.load_tool) {
+        (Some(h), _) => h2(Proto::H2(h))?,
+        (None, Tool::H2load) => h2(Proto::H1 {
+            tls: load.tls.is_some(),
+        })?,
+        (None, Tool::Wrk) => (crate::wrk::spawn(env, t, load, label)?, Output::Wrk),
+        (None, Tool::Rwload) => (spawn_rwload(env, t, load, label)?, Output::Rwload),
     };
     let start = Instant::now();
     let tck = procfs::clk_tck();
@@ -83,11 +124,15 @@ pub fn measure(env: &Env, t: &Running, load: &Load, label: &str) -> Result<Outco
     for p in &procs_ {
         let code = p.wait_exit(deadline)?;
         let out = p.stdout();
-        let v: Value = match &h2log {
-            Some((log, h2)) => h2load::report(&out, log, load, *h2).map_err(|e| {
+        let conns = load.connections / procs_.len().max(1);
+        let v: Value = match &output {
+            Output::H2load(log, proto) => h2load::report(&out, log, load, *proto).map_err(|e| {
                 format!("{}: exit status {code}: {e}\n{}", p.name, p.stderr_tail(10))
             })?,
-            None => serde_json::from_str(out.trim()).map_err(|e| {
+            Output::Wrk => crate::wrk::report(&out, conns).map_err(|e| {
+                format!("{}: exit status {code}: {e}\n{}", p.name, p.stderr_tail(10))
+            })?,
+            Output::Rwload => serde_json::from_str(out.trim()).map_err(|e| {
                 format!(
                     "{}: exit status {code}, no JSON report ({e}): {}",
                     p.name,

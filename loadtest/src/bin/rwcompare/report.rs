@@ -58,6 +58,10 @@ pub struct Report<'a> {
     /// Not enough CPUs to separate gateway and load: both share all of them.
     pub shared_cpus: bool,
     pub calibration: Option<Calibration>,
+    /// `--load`: which tool drove the load.
+    pub load_tool: &'static str,
+    /// `--cpu-quota`: the gateway's CPU cap.
+    pub cpu_quota: Option<String>,
     pub rows: Vec<Row>,
 }
 
@@ -209,7 +213,7 @@ impl Report<'_> {
             self.workers,
             if self.workers > 1 { "s" } else { "" },
             cpus(&self.gateway_cpus),
-            if self.scn.http2.is_some() { "h2load" } else { "rwload" },
+            self.load_tool.split(' ').next().unwrap_or("load"),
             cpus(&self.load_cpus)
         );
         if self.shared_cpus {
@@ -235,6 +239,12 @@ impl Report<'_> {
                 "  rate      {:.0} req/s = {} x nginx's closed-loop maximum {:.0} req/s (measured first)",
                 c.rate, c.fraction, c.nginx_rps
             );
+        }
+        if self.scn.kind == Kind::Load {
+            let _ = writeln!(s, "  tool      {}", self.load_tool);
+        }
+        if let Some(q) = &self.cpu_quota {
+            let _ = writeln!(s, "  quota     gateway capped at {q}");
         }
         let _ = writeln!(s, "  pinning   {}", self.pinning());
         let commit = self.commit.as_deref().unwrap_or("unknown commit");
@@ -507,6 +517,8 @@ impl Report<'_> {
             "idle": idle,
             "tls": self.scn.tls.as_ref().map(tls_shape),
             "http2": self.scn.http2.as_ref().map(http2_shape),
+            "load_tool": self.load_tool,
+            "cpu_quota": self.cpu_quota,
             "rate_from_nginx": self.calibration.as_ref().map(|c| json!({
                 "fraction": c.fraction, "nginx_max_rps": c.nginx_rps, "rate": c.rate
             })),

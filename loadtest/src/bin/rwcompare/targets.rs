@@ -62,6 +62,22 @@ pub struct Env {
     pub h2load_bin: Option<PathBuf>,
     /// `redis = true` scenarios: the private redis-server's `host:port` (`{redis}`).
     pub redis: Option<String>,
+    /// `--load`: what drives HTTP/1.1 load.
+    pub load_tool: crate::load::Tool,
+    /// `--cpu-quota`: the cgroup every started gateway is moved into.
+    pub quota: Option<crate::cgroup::Quota>,
+}
+
+impl Env {
+    /// Moves a started gateway's processes into the `--cpu-quota` cgroup (none for `direct`).
+    pub fn confine(&self, t: &Running) -> Result<(), String> {
+        match &self.quota {
+            Some(q) if t.target != Target::Direct => {
+                t.cpu_pids.iter().try_for_each(|&pid| q.add(pid))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// A started target, stopped on drop.
