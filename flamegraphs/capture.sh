@@ -16,6 +16,9 @@
 # on CPU 0, the load generator and the upstream on CPU 1. Writes
 # flamegraphs/<scenario>-<commit>.svg. Loopback only; bounded (SECONDS_LOAD, default 12 s).
 # CALL_GRAPH=dwarf FREQ=499: unwind with debug info instead of frame pointers.
+# LOAD=wrk: drive a plain-HTTP GET scenario with wrk (-t1 -c50) instead of rwload, so the
+# profile shows the gateway under an outside tool's arrival pattern (issue 15); the file is
+# then flamegraphs/<scenario>-wrk-<commit>.svg.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scenario="${1:-proxy-small}"
@@ -132,8 +135,16 @@ case "$scenario" in
       "${h2_args[@]}" > "$tmp/load.out" &
     ;;
   *)
+    if [ "${LOAD:-rwload}" = wrk ]; then
+      [ "$scheme" = http ] && [ "$method" = GET ] || { echo "LOAD=wrk: plain-HTTP GET scenarios only" >&2; exit 2; }
+      command -v wrk >/dev/null || { echo "wrk missing: apt-get install wrk" >&2; exit 2; }
+      # wrk has no warm-up: perf starts 3 s in, as with rwload's 2 s warm-up.
+      taskset -c "$load_cpu" wrk -t1 -c50 -d "${load_secs}s" "${headers[@]}" \
+        "http://127.0.0.1:$gw_port/item" > "$tmp/load.out" &
+    else
     "$bin/rwload" run --url "$scheme://127.0.0.1:$gw_port/item" "${tls_args[@]}" -c 50 --cpus "$load_cpu" \
       -m "$method" --body-size "$req_body" -d "${load_secs}s" --warmup 2s -q "${headers[@]}" > "$tmp/load.out" &
+    fi
     ;;
 esac
 load=$!
@@ -146,8 +157,10 @@ wait "$load"
 cat "$tmp/load.out"
 
 commit=$(git rev-parse --short HEAD)
-out="flamegraphs/${scenario}-${commit}.svg"
+tag="$scenario"
+[ "${LOAD:-rwload}" = wrk ] && tag="$scenario-wrk"
+out="flamegraphs/${tag}-${commit}.svg"
 perf script -i "$tmp/perf.data" 2> /dev/null | inferno-collapse-perf > "$tmp/folded"
-inferno-flamegraph --title "ringway $scenario @ $commit (1 worker, CPU $gw_cpu)" \
+inferno-flamegraph --title "ringway $tag @ $commit (1 worker, CPU $gw_cpu)" \
   < "$tmp/folded" > "$out"
 echo "wrote $out"
