@@ -1,6 +1,6 @@
 //! Streaming encoders with bounded buffers: gzip (flate2's raw deflate on the pure-Rust
-//! zlib-rs backend, with the gzip header and CRC trailer written here; a whole body of known
-//! length that arrives in one piece is gzipped in one call by libdeflate instead), brotli (the
+//! zlib-rs backend, with the gzip header and CRC trailer written here; a body of known length
+//! up to `ONE_SHOT_MAX` is gathered and gzipped in one call by libdeflate instead), brotli (the
 //! `brotli` crate's stream state) and zstd (`zstd-safe`'s streaming context, cargo feature
 //! `zstd`).
 //!
