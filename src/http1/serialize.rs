@@ -37,6 +37,22 @@ pub fn named_in_connection<'a>(
     })
 }
 
+/// True if some `Connection` header of `headers` names a field that is not hop-by-hop anyway
+/// (`keep-alive` is the usual one): only then must each forwarded field be checked against
+/// the list with `named_in_connection`. Empty list elements are ignored, as RFC 9110 §5.6.1
+/// asks.
+pub fn connection_names_fields<'a>(
+    mut headers: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+) -> bool {
+    headers.any(|(n, v)| {
+        n.eq_ignore_ascii_case(b"connection")
+            && v.split(|&b| b == b',').any(|token| {
+                let t = trim_ows(token);
+                !t.is_empty() && !is_hop_by_hop(t)
+            })
+    })
+}
+
 /// Appends the `Connection` header a response needs: `close` when the connection ends after
 /// it, `keep-alive` when an HTTP/1.0 client keeps it (1.0 closes unless told), nothing when an
 /// HTTP/1.1 connection simply stays open.
@@ -260,6 +276,21 @@ mod tests {
         assert!(named_in_connection(headers.iter().copied(), b"KEEP-ALIVE"));
         assert!(!named_in_connection(headers.iter().copied(), b"host"));
         assert!(!named_in_connection(headers.iter().copied(), b"x-secre"));
+        assert!(connection_names_fields(headers.iter().copied()));
+        for plain in [
+            &[(&b"Connection"[..], &b"keep-alive"[..])][..],
+            &[
+                (b"connection", b" Keep-Alive , ,"),
+                (b"Connection", b"upgrade"),
+            ],
+            &[(b"x-connection", b"x-secret")],
+            &[],
+        ] {
+            assert!(!connection_names_fields(plain.iter().copied()), "{plain:?}");
+        }
+        assert!(connection_names_fields(
+            [(&b"Connection"[..], &b"keep-alive, close"[..])].into_iter()
+        ));
     }
 
     #[test]
