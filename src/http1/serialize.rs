@@ -21,7 +21,13 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
         b"proxy-authenticate",
         b"proxy-authorization",
     ];
-    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+    // Most names are none of these: compare only against those of the same length.
+    match name.len() {
+        2 | 7 | 10 | 16 | 17 | 18 | 19 => HOP_BY_HOP
+            .iter()
+            .any(|h| h.len() == name.len() && h.eq_ignore_ascii_case(name)),
+        _ => false,
+    }
 }
 
 /// True if `name` is listed as a token in any `Connection` header value of `headers`
