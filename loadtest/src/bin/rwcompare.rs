@@ -351,6 +351,10 @@ fn run(cli: Cli) -> Result<i32, String> {
             }
         }
     }
+    if load_tool == load::Tool::Oha && oha::find().is_none() {
+        // Not a Debian package, and a cargo install takes minutes: say how, do not do it.
+        return usage(&format!("--load oha: {}", oha::INSTALL_HINT));
+    }
     if let Some(q) = cli.cpu_quota {
         if !(q.is_finite() && (1.0..=100.0).contains(&q)) {
             return usage("--cpu-quota must be a percentage of each gateway CPU, from 1 to 100");
@@ -383,10 +387,6 @@ fn run(cli: Cli) -> Result<i32, String> {
     if load_tool == load::Tool::Wrk {
         wrk::ensure_installed()?;
     }
-    if load_tool == load::Tool::Oha && oha::find().is_none() {
-        // Not a Debian package, and a cargo install takes minutes: say how, do not do it.
-        return usage(&format!("--load oha: {}", oha::INSTALL_HINT));
-    }
     let allowed = procfs::allowed_cpus();
     if cli.workers > allowed.len() {
         return usage(&format!(
@@ -398,10 +398,19 @@ fn run(cli: Cli) -> Result<i32, String> {
     let gateway_cpus = allowed[..cli.workers].to_vec();
     let mut load_cpus = allowed[cli.workers..].to_vec();
     let shared_cpus = load_cpus.is_empty();
-    if shared_cpus {
+    if shared_cpus && cli.cpu_quota.is_some() {
+        progress(&format!(
+            "{} CPUs for {} gateway workers: the load and upstream share them, and the quota \
+             keeps the gateway the bottleneck (compare req/CPU-s; see loadtest/scaling.sh)",
+            allowed.len(),
+            cli.workers
+        ));
+        load_cpus = allowed.clone();
+    } else if shared_cpus {
         eprintln!(
             "rwcompare: warning: {} CPUs for {} gateway workers leaves none for the load side; \
-             everything shares all CPUs, so the numbers are not a fair comparison",
+             everything shares all CPUs, so the numbers are not a fair comparison \
+             (--cpu-quota keeps the gateway the bottleneck: see loadtest/scaling.sh)",
             allowed.len(),
             cli.workers
         );
