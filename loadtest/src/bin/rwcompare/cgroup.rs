@@ -16,11 +16,22 @@
 //! whose affinity is that one CPU goes there, everything else (ringway's other threads,
 //! nginx's master) into the first CPU's group. v1 places threads one by one (`tasks`); v2
 //! would need a threaded subtree, so there one group of N × PCT is shared (the report says so).
+//!
+//! The groups also get 8× the default CPU weight (v1 `cpu.shares` 8192, v2 `cpu.weight`
+//! 800). Without it, a gateway that shares a CPU with the load tool and the upstream (every
+//! CPU is shared with `--workers 2` on 2 CPUs, or with `--share-cpus`) gets the scheduler's fair
+//! share of that CPU, a third with two other busy threads, before it ever reaches its quota,
+//! and runs in long-delayed bursts that batch many requests per wakeup. With the weight it
+//! runs when it has work, up to its quota, whatever shares its CPU: the quota is what limits
+//! it in every placement (and against other work on the machine), so runs compare.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const PERIOD_US: u64 = 100_000;
+/// 8 × the default weight (v1 `cpu.shares` 1024, v2 `cpu.weight` 100).
+const SHARES_V1: u64 = 8192;
+const WEIGHT_V2: u64 = 800;
 
 /// The run's CPU-limited cgroups, removed on drop.
 pub struct Quota {
@@ -67,7 +78,10 @@ impl Quota {
                 format!("--cpu-quota: cannot create {} (cgroup v2 needs root and a writable /sys/fs/cgroup): {e}", dir.display())
             })?;
             let quota = quota_us(percent * n as f64);
-            let mut describe = format!("cgroup v2 {}/cpu.max = {quota} {PERIOD_US}", dir.display());
+            let mut describe = format!(
+                "cgroup v2 {}/cpu.max = {quota} {PERIOD_US}, cpu.weight {WEIGHT_V2}",
+                dir.display()
+            );
             if n > 1 {
                 describe.push_str(&format!(
                     ", one budget shared by the {n} gateway CPUs (v2: no per-CPU groups)"
@@ -83,6 +97,7 @@ impl Quota {
                 &q.groups[0].1.join("cpu.max"),
                 &format!("{quota} {PERIOD_US}"),
             )?;
+            write(&q.groups[0].1.join("cpu.weight"), &WEIGHT_V2.to_string())?;
             return Ok(q);
         }
         if v1.join("cpu.cfs_quota_us").is_file() {
@@ -110,10 +125,11 @@ impl Quota {
                 let dir = &q.groups[q.groups.len() - 1].1;
                 write(&dir.join("cpu.cfs_period_us"), &PERIOD_US.to_string())?;
                 write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
+                write(&dir.join("cpu.shares"), &SHARES_V1.to_string())?;
             }
             q.describe = if n == 1 {
                 format!(
-                    "cgroup v1 {}/cpu.cfs_quota_us = {quota} per cpu.cfs_period_us {PERIOD_US}",
+                    "cgroup v1 {}/cpu.cfs_quota_us = {quota} per cpu.cfs_period_us {PERIOD_US}, cpu.shares {SHARES_V1}",
                     q.groups[0].1.display()
                 )
             } else {
@@ -123,7 +139,7 @@ impl Quota {
                     .map(|(_, d)| d.display().to_string())
                     .collect();
                 format!(
-                    "cgroup v1 cpu.cfs_quota_us = {quota} per cpu.cfs_period_us {PERIOD_US} in each of {} (one group per gateway CPU, tasks placed by their affinity)",
+                    "cgroup v1 cpu.cfs_quota_us = {quota} per cpu.cfs_period_us {PERIOD_US}, cpu.shares {SHARES_V1}, in each of {} (one group per gateway CPU, tasks placed by their affinity)",
                     dirs.join(", ")
                 )
             };
