@@ -457,11 +457,14 @@ impl Downstream for Client {
     }
 
     fn start_response(&mut self, ex: &Exchange<'_>, resp: &Response<'_>) -> bool {
-        let trace_hex = ex.facts.trace.as_ref().map(|t| t.trace_id_hex());
-        let trace = match (&ex.facts.trace_header, &trace_hex) {
-            (Some(name), Some(hex)) => Some((name.as_bytes(), &hex[..])),
+        // The trace id goes back to the client only where a trace header is configured.
+        let trace_hex = match (&ex.facts.trace_header, &ex.facts.trace) {
+            (Some(name), Some(t)) => Some((name, t.trace_id_hex())),
             _ => None,
         };
+        let trace = trace_hex
+            .as_ref()
+            .map(|(name, hex)| (name.as_bytes(), &hex[..]));
         self.out.clear();
         let parts = ExchangeLines {
             request_id: ex.rid.as_bytes(),

@@ -296,12 +296,9 @@ async fn read_head(
             None => *idle_deadline.get_or_insert_with(|| Instant::now() + cfg.timeouts.keepalive),
         };
         if c.pending() == 0 {
-            // Between requests: the idle wait releases the buffers of connections that stay
-            // quiet, so an idle keep-alive connection costs little more than its task.
-            if c.scratch.capacity() > 0 {
-                c.scratch = Vec::new();
-                c.out = Vec::new();
-            }
+            // Between requests. The connection keeps its buffers through the short grace
+            // period (a busy connection reuses them for the next request without allocating);
+            // one that stays quiet parks and gives them all up (`HeadFail::Quiet`).
             match c
                 .stream
                 .idle_wait(&mut c.buf, &mut c.canceller, IDLE_GRACE, deadline)

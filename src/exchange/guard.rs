@@ -29,6 +29,10 @@ fn policy(cfg: &Compiled, id: Option<PolicyId>) -> Option<&Policy> {
 /// answered before any other policy runs).
 pub fn answer_preflight(ex: &mut Exchange<'_>, cfg: &Compiled) -> Option<(u16, Vec<u8>)> {
     let head = ex.head;
+    // Every other request leaves here before any header is looked up.
+    if head.method != Method::Options {
+        return None;
+    }
     let acrm = head.header("access-control-request-method");
     if !crate::policy::cors::is_preflight(head.method, head.header("origin"), acrm) {
         return None;

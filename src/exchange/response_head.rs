@@ -95,7 +95,7 @@ pub fn filter_response_fields(
     own: Owned,
     out: &mut Vec<u8>,
 ) {
-    let conn_lists_names = resp.header("connection").is_some();
+    let conn_lists_names = http1::connection_names_fields(resp.headers());
     let drop_length = resp.body != BodyFraming::None;
     let fields = resp.headers().filter(|&(n, _)| {
         !(http1::is_hop_by_hop(n)

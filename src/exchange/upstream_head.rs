@@ -196,8 +196,9 @@ fn write_request_line(out: &mut Vec<u8>, u: &UpstreamHead<'_>, p: &ProxyAction) 
 /// trusted proxy sent (an untrusted peer's are dropped unread).
 fn write_end_to_end_fields(out: &mut Vec<u8>, u: &UpstreamHead<'_>) -> Forwarding {
     let h = u.head;
-    // Scanning the Connection header per field only matters when there is one to scan.
-    let conn_lists_names = h.header("connection").is_some();
+    // Scanning the Connection header per field only matters when it names a field that is
+    // not hop-by-hop anyway (a plain `Connection: keep-alive` names none).
+    let conn_lists_names = http1::connection_names_fields(h.headers());
     // Which forwarding headers a trusted proxy sent (an untrusted peer's are dropped unread).
     let mut got = Forwarding::default();
     for (name, value) in h.headers() {

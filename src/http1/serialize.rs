@@ -21,7 +21,13 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
         b"proxy-authenticate",
         b"proxy-authorization",
     ];
-    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+    // Most names are none of these: compare only against those of the same length.
+    match name.len() {
+        2 | 7 | 10 | 16 | 17 | 18 | 19 => HOP_BY_HOP
+            .iter()
+            .any(|h| h.len() == name.len() && h.eq_ignore_ascii_case(name)),
+        _ => false,
+    }
 }
 
 /// True if `name` is listed as a token in any `Connection` header value of `headers`
@@ -34,6 +40,22 @@ pub fn named_in_connection<'a>(
         n.eq_ignore_ascii_case(b"connection")
             && v.split(|&b| b == b',')
                 .any(|token| trim_ows(token).eq_ignore_ascii_case(name))
+    })
+}
+
+/// True if some `Connection` header of `headers` names a field that is not hop-by-hop anyway
+/// (`keep-alive` is the usual one): only then must each forwarded field be checked against
+/// the list with `named_in_connection`. Empty list elements are ignored, as RFC 9110 §5.6.1
+/// asks.
+pub fn connection_names_fields<'a>(
+    mut headers: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+) -> bool {
+    headers.any(|(n, v)| {
+        n.eq_ignore_ascii_case(b"connection")
+            && v.split(|&b| b == b',').any(|token| {
+                let t = trim_ows(token);
+                !t.is_empty() && !is_hop_by_hop(t)
+            })
     })
 }
 
@@ -260,6 +282,21 @@ mod tests {
         assert!(named_in_connection(headers.iter().copied(), b"KEEP-ALIVE"));
         assert!(!named_in_connection(headers.iter().copied(), b"host"));
         assert!(!named_in_connection(headers.iter().copied(), b"x-secre"));
+        assert!(connection_names_fields(headers.iter().copied()));
+        for plain in [
+            &[(&b"Connection"[..], &b"keep-alive"[..])][..],
+            &[
+                (b"connection", b" Keep-Alive , ,"),
+                (b"Connection", b"upgrade"),
+            ],
+            &[(b"x-connection", b"x-secret")],
+            &[],
+        ] {
+            assert!(!connection_names_fields(plain.iter().copied()), "{plain:?}");
+        }
+        assert!(connection_names_fields(
+            [(&b"Connection"[..], &b"keep-alive, close"[..])].into_iter()
+        ));
     }
 
     #[test]
