@@ -6,7 +6,8 @@
 //!
 //! Pinning: the gateway (ringway's N workers, or N nginx workers) on the first N allowed CPUs,
 //! rwload and the upstream on the others (all CPUs shared, with a warning, when none are
-//! left). Every child runs in its own process group and is stopped on exit, error or
+//! left, or on request with `--share-cpus`). `--cpu-quota` caps each gateway CPU's share
+//! (`cgroup.rs`); `--load` picks the HTTP/1.1 load tool (rwload, wrk, h2load, oha). Every child runs in its own process group and is stopped on exit, error or
 //! Ctrl-C; every wait has a deadline.
 //!
 //! The modules live in `src/bin/rwcompare/` (`#[path]`: a binary root's modules would

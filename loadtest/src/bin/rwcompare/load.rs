@@ -83,7 +83,7 @@ impl Tool {
             (Tool::Rwload, _) => "rwload (bundled, io_uring)",
             (Tool::Wrk, _) => "wrk (Debian wrk; -t1, Lua script sets the request, percentiles from wrk's histogram)",
             (Tool::H2load, _) => "h2load --h1 -m 1 (nghttp2-client; percentiles exact from its per-request log)",
-            (Tool::Oha, _) => "oha (crates.io; keep-alive, open loop -q RATE --latency-correction, percentiles from its JSON)",
+            (Tool::Oha, _) => "oha (crates.io; keep-alive; open loop: -q RATE --latency-correction; percentiles from its JSON)",
         }
     }
 }
