@@ -111,7 +111,8 @@ pub async fn idle_wait(
     grace: std::time::Duration,
     deadline: Instant,
 ) -> Result<IdleWake, IoFail> {
-    if Instant::now() >= deadline {
+    let now = Instant::now();
+    if now >= deadline {
         return Err(IoFail::Timeout);
     }
     if buf.capacity() - buf.len() < MIN_READ {
@@ -119,7 +120,7 @@ pub async fn idle_wait(
     }
     let owned = std::mem::take(buf);
     let (len, cap) = (owned.len(), owned.capacity());
-    let grace_end = (Instant::now() + grace).min(deadline);
+    let grace_end = (now + grace).min(deadline);
     let (res, slice) =
         read_until_cancelled(s, owned.slice_mut(len..cap), canceller, grace_end).await;
     *buf = slice.into_inner();

@@ -10,7 +10,7 @@
 
 use std::ops::Range;
 use std::os::fd::AsRawFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::Timeouts;
 use crate::exchange::error::{ErrorKind, ProxyError};
@@ -159,29 +159,32 @@ impl Client {
         self.out.clear();
     }
 
-    /// Writes `out` to the client, counting the bytes for this request's telemetry.
-    pub async fn send(&mut self, out: &mut Vec<u8>, deadline: Instant) -> Result<(), IoFail> {
+    /// Writes `out` to the client within `timeout`, counting the bytes for this request's
+    /// telemetry.
+    pub async fn send(&mut self, out: &mut Vec<u8>, timeout: Duration) -> Result<(), IoFail> {
         let end = out.len();
-        self.send_range(out, 0, end, deadline).await
+        self.send_range(out, 0, end, timeout).await
     }
 
-    /// Writes `buf[start..end]` to the client, counting the bytes (see `send`).
+    /// Writes `buf[start..end]` to the client within `timeout`, counting the bytes (see
+    /// `send`). The clock is read once for the deadline and the rate accounting.
     async fn send_range(
         &mut self,
         buf: &mut Vec<u8>,
         start: usize,
         end: usize,
-        deadline: Instant,
+        timeout: Duration,
     ) -> Result<(), IoFail> {
         let n = end.saturating_sub(start);
         self.bytes_out += n as u64;
+        let began = Instant::now();
+        let deadline = began + timeout;
         let rule = self.timeouts.min_data_rate;
         let Some(budget) = self.tx.budget(&rule, n) else {
             return crate::io::write_range(&mut self.stream, buf, start, end, deadline).await;
         };
         // The rate allowance caps the write's own deadline: a client that stops reading is
         // closed when it falls below the minimum rate, with no timer beyond the write's.
-        let began = Instant::now();
         let by_rate = began + budget;
         let res =
             crate::io::write_range(&mut self.stream, buf, start, end, deadline.min(by_rate)).await;
@@ -203,8 +206,7 @@ impl Client {
             return Ok(());
         }
         let mut out = std::mem::take(&mut self.out);
-        let deadline = Instant::now() + self.timeouts.client_body;
-        let res = self.send(&mut out, deadline).await;
+        let res = self.send(&mut out, self.timeouts.client_body).await;
         out.clear();
         // Keep the buffer for the next request unless a large body grew it.
         if out.capacity() <= 16 * 1024 {
@@ -409,8 +411,7 @@ impl Downstream for Client {
             && self.pending() == 0
         {
             let mut msg = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
-            let deadline = Instant::now() + self.timeouts.client_body;
-            self.send(&mut msg, deadline)
+            self.send(&mut msg, self.timeouts.client_body)
                 .await
                 .map_err(|_| ProxyError::new(ErrorKind::RequestTimeout))?;
         }
@@ -486,8 +487,8 @@ impl Downstream for Client {
         }
         match self.framing {
             Framing::Length(_) if self.out.is_empty() => {
-                let deadline = Instant::now() + self.timeouts.client_body;
-                self.send_range(buf, range.start, range.end, deadline)
+                let timeout = self.timeouts.client_body;
+                self.send_range(buf, range.start, range.end, timeout)
                     .await
                     .map_err(|_| ProxyError::new(ErrorKind::ClientAborted))
             }

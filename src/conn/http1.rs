@@ -402,8 +402,8 @@ async fn send_101(
     let mut out = Vec::with_capacity(fields.len() + up.buf.len() + 32);
     http1::write_response_head(&mut out, 101, &fields, &end);
     out.append(&mut up.buf);
-    let deadline = Instant::now() + c.timeouts.client_body;
-    c.send(&mut out, deadline).await
+    let timeout = c.timeouts.client_body;
+    c.send(&mut out, timeout).await
 }
 
 /// Catches a panic in the wrapped future (the connection task boundary).

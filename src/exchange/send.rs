@@ -105,7 +105,8 @@ async fn attempt_once<D: Downstream>(
     }
     let mut up = acquired.map_err(|e| (e, None))?;
     let sent_at = Instant::now();
-    let res = match send_once(a, ex, down, &mut up, write_head, r.deadline()).await {
+    let send_by = r.deadline().unwrap_or_else(|| sent_at + a.response_timeout);
+    let res = match send_once(a, ex, down, &mut up, write_head, send_by).await {
         Ok(()) => await_response_head(a, ex.head.method, down, &mut up, r.deadline()).await,
         Err(e) => Err(e),
     };
@@ -173,14 +174,15 @@ async fn acquire_for(
     Ok(up)
 }
 
-/// Writes the head (with a buffered body) and streams any other body.
+/// Writes the head (with a buffered body) by `deadline` (the retry budget's, else the response
+/// timeout counted from the attempt's start) and streams any other body.
 async fn send_once<D: Downstream>(
     a: &Attempt<'_>,
     ex: &mut Exchange<'_>,
     down: &mut D,
     up: &mut UpConn,
     write_head: &impl Fn(&str, &Exchange<'_>, &mut Vec<u8>),
-    deadline: Option<Instant>,
+    deadline: Instant,
 ) -> Result<(), ProxyError> {
     let label = a.us.targets.get(up.target).map_or("", |t| t.label.as_str());
     let mut wire = std::mem::take(&mut ex.scratch);
@@ -190,7 +192,6 @@ async fn send_once<D: Downstream>(
             wire.extend_from_slice(&body[..n.min(body.len())]);
         }
     }
-    let deadline = deadline.unwrap_or_else(|| Instant::now() + a.response_timeout);
     let wrote = write_all(&mut up.stream, &mut wire, deadline).await;
     ex.scratch = wire;
     if let Err(e) = wrote {
