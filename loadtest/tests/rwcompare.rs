@@ -23,6 +23,11 @@ fn gateway_bin() -> Option<PathBuf> {
 
 /// Runs rwcompare with `args`; returns (exit code, stdout, stderr).
 fn rwcompare(args: &[&str]) -> Option<(i32, String, String)> {
+    rwcompare_env(args, &[])
+}
+
+/// [`rwcompare`] with extra environment variables (`PATH` without oha).
+fn rwcompare_env(args: &[&str], envs: &[(&str, &str)]) -> Option<(i32, String, String)> {
     let Some(gw) = gateway_bin() else {
         let why = format!(
             "no ringway binary next to {RWCOMPARE}; build it with `cargo build --workspace` \
@@ -45,6 +50,7 @@ fn rwcompare(args: &[&str]) -> Option<(i32, String, String)> {
         .arg("--gateway-bin")
         .arg(&gw)
         .args(["--rwload-bin", RWLOAD])
+        .envs(envs.iter().copied())
         .stdout(std::fs::File::create(&out).unwrap())
         .stderr(std::fs::File::create(&err).unwrap())
         .stdin(Stdio::null())
@@ -365,12 +371,93 @@ fn loads_an_outside_tool_cannot_express_exit_2() {
         (&["h2c", "--load", "wrk"][..], "HTTP/2"),
         (&["tls-resume", "--load", "h2load"][..], "--load rwload"),
         (&["proxy-small", "--load", "ab"][..], "rwload"),
+        (&["cache-mixed", "--load", "oha"][..], "Zipf"),
+        (&["tls-keepalive", "--load", "oha"][..], "--load rwload"),
+        (&["h2c", "--load", "oha"][..], "HTTP/2"),
     ] {
         let Some((code, _, stderr)) = rwcompare(args) else {
             return;
         };
         assert_eq!(code, 2, "{args:?}: {stderr}");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    // oha is not a Debian package and scripts/test.sh does not install it: with no oha on
+    // PATH, `--load oha` says how to get it and exits 2 before starting anything.
+    let empty = tempfile::tempdir().unwrap();
+    let path = empty.path().to_str().unwrap();
+    for args in [
+        &["proxy-small", "--load", "oha", "--rate", "1000"][..],
+        &["proxy-small", "--load", "oha", "--rate-from-nginx", "0.5"][..],
+    ] {
+        let Some((code, stdout, stderr)) = rwcompare_env(args, &[("PATH", path)]) else {
+            return;
+        };
+        assert_eq!(code, 2, "{args:?}: {stdout}{stderr}");
+        assert!(
+            stderr.contains("oha not found on PATH") && stderr.contains("cargo install oha"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("starting"), "nothing started: {stderr}");
+    }
+}
+
+/// oha on PATH (`cargo install oha --locked`; not installed by scripts/test.sh).
+fn oha_on_path() -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("oha").is_file()));
+    if !found {
+        eprintln!(
+            "SKIPPED: oha not on PATH (cargo install oha --locked); the missing-oha error is \
+             covered by loads_an_outside_tool_cannot_express_exit_2"
+        );
+    }
+    found
+}
+
+#[test]
+fn oha_drives_an_open_loop_round_when_installed() {
+    // `--load oha --rate R`: oha -q R --latency-correction over 50 keep-alive connections.
+    // The round must come from oha, run at about the asked rate (a tool that ignored -q
+    // would run closed loop, far above it), with no errors and ordered percentiles.
+    if !oha_on_path() {
+        return;
+    }
+    let Some((code, stdout, stderr)) = rwcompare(&[
+        "proxy-small",
+        "--load",
+        "oha",
+        "--rate",
+        "2000",
+        "--duration",
+        "2s",
+        "--warmup",
+        "300ms",
+        "--only",
+        "ringway,direct",
+        "--json",
+    ]) else {
+        return;
+    };
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let v: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}\nstderr:\n{stderr}"));
+    assert!(
+        v["load_tool"].as_str().unwrap_or("").starts_with("oha"),
+        "{v}"
+    );
+    for t in ["ringway", "direct"] {
+        let r = &v["targets"][t];
+        assert_eq!(r["status"], "ok", "{t}: {r}");
+        assert_eq!(r["load_driver"], "oha", "{t}: {r}");
+        let rps = r["rps"].as_f64().unwrap();
+        assert!(
+            (1500.0..2500.0).contains(&rps),
+            "{t}: open loop at 2000/s: {r}"
+        );
+        assert_eq!(r["errors"], 0, "{t}: {r}");
+        let p50 = r["latency_us"]["p50"].as_f64().unwrap();
+        let p99 = r["latency_us"]["p99"].as_f64().unwrap();
+        assert!(p50 > 0.0 && p99 >= p50 && p99 < 1e6, "{t}: {r}");
     }
 }
 
@@ -415,4 +502,39 @@ fn cpu_quota_caps_the_gateway_and_removes_its_cgroup() {
         !std::path::Path::new(dir).exists(),
         "cgroup {dir} left behind"
     );
+
+    // `--workers 2 --cpu-quota 30`: 30 % of each gateway CPU (cgroup v1: one group per
+    // worker CPU; v2: one budget of 60 %), so 0.6 CPU at most in total; groups removed.
+    let (code, stdout, stderr) = rwcompare(&[
+        "proxy-small",
+        "--workers",
+        "2",
+        "--cpu-quota",
+        "30",
+        "-d",
+        "1s",
+        "--warmup",
+        "300ms",
+        "--only",
+        "ringway",
+        "--json",
+    ])
+    .unwrap();
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let quota = v["cpu_quota"].as_str().unwrap_or("");
+    assert!(quota.starts_with("30% of each of 2 gateway CPUs"), "{v}");
+    let r = &v["targets"]["ringway"];
+    assert_eq!(r["errors"], 0, "{r}");
+    let used = r["gateway_cpu_s"].as_f64().unwrap() / r["duration_s"].as_f64().unwrap();
+    assert!(used <= 0.60 * 1.25, "gateway used {used:.2} CPUs: {r}");
+    for w in quota.split([' ', ',', '(', ')']) {
+        if w.contains("/rwcompare-") {
+            let dir = w.split("/cpu.").next().unwrap_or(w);
+            assert!(
+                !std::path::Path::new(dir).exists(),
+                "cgroup {dir} left behind"
+            );
+        }
+    }
 }

@@ -6,7 +6,8 @@
 //!
 //! Pinning: the gateway (ringway's N workers, or N nginx workers) on the first N allowed CPUs,
 //! rwload and the upstream on the others (all CPUs shared, with a warning, when none are
-//! left). Every child runs in its own process group and is stopped on exit, error or
+//! left, or on request with `--share-cpus`). `--cpu-quota` caps each gateway CPU's share
+//! (`cgroup.rs`); `--load` picks the HTTP/1.1 load tool (rwload, wrk, h2load, oha). Every child runs in its own process group and is stopped on exit, error or
 //! Ctrl-C; every wait has a deadline.
 //!
 //! The modules live in `src/bin/rwcompare/` (`#[path]`: a binary root's modules would
@@ -25,6 +26,8 @@ mod idle;
 mod json_body;
 #[path = "rwcompare/load.rs"]
 mod load;
+#[path = "rwcompare/oha.rs"]
+mod oha;
 #[path = "rwcompare/procfs.rs"]
 mod procfs;
 #[path = "rwcompare/procs.rs"]
@@ -110,15 +113,25 @@ struct Cli {
     /// recording metrics costs.
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     metrics: String,
-    /// What drives HTTP/1.1 load: `rwload` (bundled), `wrk` or `h2load` (`h2load --h1`).
-    /// HTTP/2 scenarios always use h2load. Loads a tool cannot express exit with status 2.
-    #[arg(long, default_value = "rwload", value_parser = ["rwload", "wrk", "h2load"])]
+    /// What drives HTTP/1.1 load: `rwload` (bundled), `wrk`, `h2load` (`h2load --h1`) or
+    /// `oha` (`cargo install oha`; open loop with `-q RATE --latency-correction`, closed loop
+    /// without a rate; with --rate-from-nginx, nginx's closed-loop maximum is measured with
+    /// rwload). HTTP/2 scenarios always use h2load. Loads a tool cannot express, and a
+    /// missing oha, exit with status 2.
+    #[arg(long, default_value = "rwload", value_parser = ["rwload", "wrk", "h2load", "oha"])]
     load: String,
-    /// Cap the gateway (ringway, or all of nginx's processes) at PCT percent of one CPU with
-    /// a cgroup (`cpu.max`, or v1 `cpu.cfs_quota_us`), so that the gateway, not the load tool,
-    /// is the bottleneck on a small machine. Needs root and a cgroup cpu controller.
+    /// Cap the gateway (ringway, or all of nginx's processes) at PCT percent of each of its
+    /// CPUs with cgroups (`cpu.max`, or v1 `cpu.cfs_quota_us`), so that the gateway, not the
+    /// load tool, is the bottleneck on a small machine. With `--workers N`, N x PCT in total:
+    /// on cgroup v1 one group per gateway CPU (each worker capped at PCT of its CPU), on v2
+    /// one shared budget. Needs root and a cgroup cpu controller.
     #[arg(long, value_name = "PCT")]
     cpu_quota: Option<f64>,
+    /// Run the load tool and the upstream on every allowed CPU, the gateway's included, as a
+    /// run with a worker on every CPU must: a 1-worker run then has the same placement as a
+    /// 2-worker one (loadtest/scaling.sh).
+    #[arg(long)]
+    share_cpus: bool,
 }
 
 /// Why `tool` cannot drive `load` (HTTP/1.1 scenarios), or None.
@@ -128,12 +141,16 @@ fn unsupported(tool: load::Tool, load: &Load, rate_from_nginx: bool) -> Option<S
         Tool::Rwload => return None,
         Tool::Wrk => "wrk",
         Tool::H2load => "h2load --h1",
+        Tool::Oha => "oha",
     };
     if tool == Tool::Wrk && (load.rate.is_some() || rate_from_nginx) {
         return Some("--load wrk: wrk has no rate control (open loop); use --load h2load (h2load --h1 --rps per connection) or --load rwload".into());
     }
     if load.zipf.is_some() {
         return Some(format!("--load {}: the scenario's Zipf-distributed paths (`zipf`) cannot be expressed with {name}; use --load rwload", tool_arg(tool)));
+    }
+    if load.tls.is_some() && tool == Tool::Oha {
+        return Some("--load oha: TLS scenarios are not driven with oha here (rwcompare's CA cannot be handed to it); use --load rwload or --load h2load".into());
     }
     if let Some(t) = load.tls {
         if tool == Tool::Wrk {
@@ -158,6 +175,7 @@ fn tool_arg(tool: load::Tool) -> &'static str {
         load::Tool::Rwload => "rwload",
         load::Tool::Wrk => "wrk",
         load::Tool::H2load => "h2load",
+        load::Tool::Oha => "oha",
     }
 }
 
@@ -302,7 +320,7 @@ fn run(cli: Cli) -> Result<i32, String> {
         return usage("--duration must be more than 0");
     }
     let Some(load_tool) = load::Tool::parse(&cli.load) else {
-        return usage("--load must be rwload, wrk or h2load");
+        return usage("--load must be rwload, wrk, h2load or oha");
     };
     let mut load = load;
     if load_tool != load::Tool::Rwload {
@@ -310,6 +328,9 @@ fn run(cli: Cli) -> Result<i32, String> {
             None => return usage("--load applies to load scenarios, not idle ones"),
             Some(l) if l.http2.is_some() && load_tool == load::Tool::Wrk => {
                 return usage("--load wrk: HTTP/2 scenario; wrk speaks HTTP/1.1 only (HTTP/2 scenarios are driven by h2load)")
+            }
+            Some(l) if l.http2.is_some() && load_tool == load::Tool::Oha => {
+                return usage("--load oha: HTTP/2 scenario; HTTP/2 scenarios are driven by h2load (--load applies to HTTP/1.1 ones)")
             }
             Some(l) if l.http2.is_some() => {}
             Some(l) => {
@@ -331,9 +352,13 @@ fn run(cli: Cli) -> Result<i32, String> {
             }
         }
     }
+    if load_tool == load::Tool::Oha && oha::find().is_none() {
+        // Not a Debian package, and a cargo install takes minutes: say how, do not do it.
+        return usage(&format!("--load oha: {}", oha::INSTALL_HINT));
+    }
     if let Some(q) = cli.cpu_quota {
-        if !(q.is_finite() && q >= 1.0 && q <= 100.0 * procfs::allowed_cpus().len() as f64) {
-            return usage("--cpu-quota must be a percentage of one CPU, from 1 to 100 x CPUs");
+        if !(q.is_finite() && (1.0..=100.0).contains(&q)) {
+            return usage("--cpu-quota must be a percentage of each gateway CPU, from 1 to 100");
         }
     }
 
@@ -363,15 +388,6 @@ fn run(cli: Cli) -> Result<i32, String> {
     if load_tool == load::Tool::Wrk {
         wrk::ensure_installed()?;
     }
-    let quota = match cli.cpu_quota {
-        Some(p) => {
-            let q = cgroup::Quota::create(p)?;
-            progress(&format!("gateway CPU quota: {}", q.describe));
-            Some(q)
-        }
-        None => None,
-    };
-
     let allowed = procfs::allowed_cpus();
     if cli.workers > allowed.len() {
         return usage(&format!(
@@ -383,15 +399,36 @@ fn run(cli: Cli) -> Result<i32, String> {
     let gateway_cpus = allowed[..cli.workers].to_vec();
     let mut load_cpus = allowed[cli.workers..].to_vec();
     let shared_cpus = load_cpus.is_empty();
-    if shared_cpus {
+    if shared_cpus && cli.cpu_quota.is_some() {
+        progress(&format!(
+            "{} CPUs for {} gateway workers: the load and upstream share them, and the quota \
+             keeps the gateway the bottleneck (compare req/CPU-s; see loadtest/scaling.sh)",
+            allowed.len(),
+            cli.workers
+        ));
+        load_cpus = allowed.clone();
+    } else if shared_cpus {
         eprintln!(
             "rwcompare: warning: {} CPUs for {} gateway workers leaves none for the load side; \
-             everything shares all CPUs, so the numbers are not a fair comparison",
+             everything shares all CPUs, so the numbers are not a fair comparison \
+             (--cpu-quota keeps the gateway the bottleneck: see loadtest/scaling.sh)",
             allowed.len(),
             cli.workers
         );
         load_cpus = allowed.clone();
     }
+    if cli.share_cpus && !shared_cpus {
+        // Same placement as a run with a worker on every CPU (scaling comparisons).
+        load_cpus = allowed.clone();
+    }
+    let quota = match cli.cpu_quota {
+        Some(p) => {
+            let q = cgroup::Quota::create(p, &gateway_cpus)?;
+            progress(&format!("gateway CPU quota: {}", q.summary()));
+            Some(q)
+        }
+        None => None,
+    };
     let nofile = procs::raise_nofile();
     if let Some(i) = &scn.idle {
         if (i.connections as u64) + 256 > nofile {
@@ -457,12 +494,10 @@ fn run(cli: Cli) -> Result<i32, String> {
         gateway_cpus,
         load_cpus,
         shared_cpus,
+        share_asked: cli.share_cpus,
         calibration,
         load_tool: load_tool.describe(scn.http2.is_some()),
-        cpu_quota: env
-            .quota
-            .as_ref()
-            .map(|q| format!("{}% of one CPU ({})", q.percent, q.describe)),
+        cpu_quota: env.quota.as_ref().map(cgroup::Quota::summary),
         rows,
     };
     if cli.json {
@@ -528,7 +563,16 @@ fn run_targets(
         ));
         let t = targets::start_nginx(env, scn, up_addr, &probe)?;
         env.confine(&t)?;
-        let o = load::measure(env, &t, &closed, "nginx-max")?;
+        // oha calibrates with rwload: the maximum must be nginx's, not the load tool's, and
+        // oha's closed loop (tokio, one thread per load CPU) may top out below nginx.
+        let tool = match env.load_tool {
+            load::Tool::Oha => load::Tool::Rwload,
+            t => t,
+        };
+        if tool != env.load_tool {
+            progress("nginx: its closed-loop maximum is measured with rwload");
+        }
+        let o = load::measure_with(env, tool, &t, &closed, "nginx-max")?;
         drop(t);
         if o.rps <= 0.0 {
             return Err("nginx served nothing in the calibration run".into());
@@ -539,6 +583,7 @@ fn run_targets(
             fraction: f,
             nginx_rps: o.rps,
             rate,
+            tool: tool_arg(tool),
         });
         progress(&format!(
             "nginx max {:.0} req/s: running every target at {rate:.0} req/s",

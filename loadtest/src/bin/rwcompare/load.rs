@@ -62,6 +62,7 @@ pub enum Tool {
     Rwload,
     Wrk,
     H2load,
+    Oha,
 }
 
 impl Tool {
@@ -70,6 +71,7 @@ impl Tool {
             "rwload" => Some(Tool::Rwload),
             "wrk" => Some(Tool::Wrk),
             "h2load" => Some(Tool::H2load),
+            "oha" => Some(Tool::Oha),
             _ => None,
         }
     }
@@ -81,6 +83,7 @@ impl Tool {
             (Tool::Rwload, _) => "rwload (bundled, io_uring)",
             (Tool::Wrk, _) => "wrk (Debian wrk; -t1, Lua script sets the request, percentiles from wrk's histogram)",
             (Tool::H2load, _) => "h2load --h1 -m 1 (nghttp2-client; percentiles exact from its per-request log)",
+            (Tool::Oha, _) => "oha (crates.io; keep-alive; open loop: -q RATE --latency-correction; percentiles from its JSON)",
         }
     }
 }
@@ -89,21 +92,35 @@ impl Tool {
 enum Output {
     Rwload,
     Wrk,
+    Oha,
     H2load(std::path::PathBuf, Proto),
 }
 
 /// Runs the load against `t` and measures it; `label` names the load tool's output files.
 pub fn measure(env: &Env, t: &Running, load: &Load, label: &str) -> Result<Outcome, String> {
+    measure_with(env, env.load_tool, t, load, label)
+}
+
+/// [`measure`] with `tool` instead of the run's `--load` (`--rate-from-nginx` calibrates
+/// with rwload when oha drives the measured runs).
+pub fn measure_with(
+    env: &Env,
+    tool: Tool,
+    t: &Running,
+    load: &Load,
+    label: &str,
+) -> Result<Outcome, String> {
     let h2 = |proto: Proto| -> Result<(Vec<Proc>, Output), String> {
         let (p, log) = h2load::spawn(env, t.addr, load, proto, label)?;
         Ok((vec![p], Output::H2load(log, proto)))
     };
-    let (procs_, output) = match (load.http2, env.load_tool) {
+    let (procs_, output) = match (load.http2, tool) {
         (Some(h), _) => h2(Proto::H2(h))?,
         (None, Tool::H2load) => h2(Proto::H1 {
             tls: load.tls.is_some(),
         })?,
         (None, Tool::Wrk) => (crate::wrk::spawn(env, t, load, label)?, Output::Wrk),
+        (None, Tool::Oha) => (crate::oha::spawn(env, t, load, label)?, Output::Oha),
         (None, Tool::Rwload) => (spawn_rwload(env, t, load, label)?, Output::Rwload),
     };
     let start = Instant::now();
@@ -130,6 +147,9 @@ pub fn measure(env: &Env, t: &Running, load: &Load, label: &str) -> Result<Outco
                 format!("{}: exit status {code}: {e}\n{}", p.name, p.stderr_tail(10))
             })?,
             Output::Wrk => crate::wrk::report(&out, conns).map_err(|e| {
+                format!("{}: exit status {code}: {e}\n{}", p.name, p.stderr_tail(10))
+            })?,
+            Output::Oha => crate::oha::report(&out, conns, load.rate).map_err(|e| {
                 format!("{}: exit status {code}: {e}\n{}", p.name, p.stderr_tail(10))
             })?,
             Output::Rwload => serde_json::from_str(out.trim()).map_err(|e| {

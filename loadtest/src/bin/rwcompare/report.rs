@@ -43,6 +43,8 @@ pub struct Calibration {
     pub fraction: f64,
     pub nginx_rps: f64,
     pub rate: f64,
+    /// The tool that measured nginx's maximum (`rwload` when oha drives the runs).
+    pub tool: &'static str,
 }
 
 pub struct Report<'a> {
@@ -57,6 +59,8 @@ pub struct Report<'a> {
     pub load_cpus: Vec<usize>,
     /// Not enough CPUs to separate gateway and load: both share all of them.
     pub shared_cpus: bool,
+    /// `--share-cpus`: the load shares the gateway's CPUs by request.
+    pub share_asked: bool,
     pub calibration: Option<Calibration>,
     /// `--load`: which tool drove the load.
     pub load_tool: &'static str,
@@ -218,6 +222,8 @@ impl Report<'_> {
         );
         if self.shared_cpus {
             s.push_str(" (shared: not enough CPUs to separate them)");
+        } else if self.share_asked {
+            s.push_str(" (shared: --share-cpus)");
         }
         s
     }
@@ -236,8 +242,8 @@ impl Report<'_> {
         if let Some(c) = &self.calibration {
             let _ = writeln!(
                 s,
-                "  rate      {:.0} req/s = {} x nginx's closed-loop maximum {:.0} req/s (measured first)",
-                c.rate, c.fraction, c.nginx_rps
+                "  rate      {:.0} req/s = {} x nginx's closed-loop maximum {:.0} req/s (measured first, with {})",
+                c.rate, c.fraction, c.nginx_rps, c.tool
             );
         }
         if self.scn.kind == Kind::Load {
@@ -520,14 +526,15 @@ impl Report<'_> {
             "load_tool": self.load_tool,
             "cpu_quota": self.cpu_quota,
             "rate_from_nginx": self.calibration.as_ref().map(|c| json!({
-                "fraction": c.fraction, "nginx_max_rps": c.nginx_rps, "rate": c.rate
+                "fraction": c.fraction, "nginx_max_rps": c.nginx_rps, "rate": c.rate,
+                "measured_with": c.tool
             })),
             "pinning": {
                 "workers": self.workers,
                 "gateway_cpus": self.gateway_cpus,
                 "load_cpus": self.load_cpus,
                 "upstream_cpus": self.load_cpus,
-                "shared": self.shared_cpus,
+                "shared": self.shared_cpus || self.share_asked,
             },
             "machine": self.machine,
             "commit": self.commit,
