@@ -4,19 +4,24 @@
 # per CPU-second. proxy-small's shape: one worker on CPU 0 proxying GET /item to an nginx
 # `return 200` upstream, driven by wrk (50 keep-alive connections) on CPU 1; the counters are
 # zeroed after a 2 s warm-up and dumped after SECONDS of load. Kernel work (the socket calls)
-# is not counted: it is the same for every build of the same request path.
+# is not counted. The gateway runs ~20x slower under valgrind, so its io_uring batches are
+# larger than natively: compare builds with each other, not with native timings.
 #
-#   loadtest/instructions.sh BIN [SECONDS]                 # requests, instructions, per request
-#   loadtest/instructions.sh BIN [SECONDS] --hot FILE      # also writes the functions that
-#                                                          # make up 99 % of them, hottest first
-#
-# `--hot scripts/hot-functions.txt` regenerates the list scripts/cc-hot-order packs together in the
-# release binary (the binary profiled must be a release build of the current code).
+#   loadtest/instructions.sh BIN [SECONDS]            # requests, instructions, per request
+#   loadtest/instructions.sh BIN [SECONDS] --cache    # also simulated L1 misses per request
+#                                                     # (instruction, data read, data write)
+#   loadtest/instructions.sh BIN [SECONDS] --functions N   # and the N costliest functions
 set -euo pipefail
 BIN=$1
 SECS=${2:-5}
-HOT=
-[ "${3:-}" = "--hot" ] && HOT=${4:?--hot needs a file}
+CACHE=
+FUNCS=
+case "${3:-}" in
+  --cache) CACHE=--cache-sim=yes ;;
+  --functions) FUNCS=${4:?--functions needs a count} ;;
+  "") ;;
+  *) echo "unknown option ${3}" >&2; exit 2 ;;
+esac
 for t in valgrind callgrind_control callgrind_annotate wrk nginx curl taskset; do
   command -v $t >/dev/null || { echo "needs $t" >&2; exit 2; }
 done
@@ -50,7 +55,7 @@ cleanup() {
   rm -rf "$DIR"
 }
 trap cleanup EXIT
-taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$DIR/cg.out" "$BIN" \
+taskset -c 0 valgrind --tool=callgrind $CACHE --callgrind-out-file="$DIR/cg.out" "$BIN" \
   --config "$DIR/gw.toml" --workers 1 >"$DIR/gw.log" 2>&1 &
 for _ in $(seq 120); do curl -sf -o /dev/null "http://127.0.0.1:$GW/" && break; sleep 0.5; done
 VG=$(pgrep -f -- "callgrind-out-file=$DIR/cg.out" | head -1)
@@ -62,34 +67,25 @@ callgrind_control -d "$VG" >/dev/null 2>&1
 for _ in $(seq 50); do ls "$DIR"/cg.out.* >/dev/null 2>&1 && break; sleep 0.1; done
 sleep 0.5
 DUMP=$(ls "$DIR"/cg.out.* | head -1)
-IR=$(awk '/^(summary|totals):/ {print $2; exit}' "$DUMP")
+# The summary line holds one total per event (Ir, then with --cache Dr Dw I1mr D1mr D1mw ...).
+read -r -a TOTALS < <(awk '/^(summary|totals):/ {$1 = ""; print; exit}' "$DUMP")
+IR=${TOTALS[0]}
 echo "requests $REQS instructions $IR per_request $((IR / REQS))"
-if [ -n "$HOT" ]; then
-  # Self cost per function (inlined code is counted where it lands), hottest first, down to
-  # 99 % of the total; names as `nm -C` prints them (no hash), from this binary only.
-  # (callgrind files the thread entry points with nearly the whole total as their own cost:
-  # lines over half the total are skipped.)
+if [ -n "$CACHE" ]; then
+  echo "per request: I1 misses $((TOTALS[3] / REQS)), D1 read misses $((TOTALS[4] / REQS)), D1 write misses $((TOTALS[5] / REQS))"
+fi
+if [ -n "$FUNCS" ]; then
+  echo "costliest functions (instructions per request, self):"
   callgrind_annotate --threshold=100 --auto=no "$DUMP" 2>/dev/null |
-    awk -v total="$IR" '
+    awk -v total="$IR" -v reqs="$REQS" '
       /^ *[0-9,]+ +\(/ {
-        line = $0
         n = $1; gsub(/,/, "", n)
-        if (n + 0 > total / 2) next
+        if (n + 0 > total / 2) next   # thread entry points carry nearly the whole total
+        line = $0
         sub(/^ *[0-9,]+ +\( *[0-9.]+%\) +/, "", line)
         sub(/ \[[^]]*\]$/, "", line)
         sub(/^[^:]*:/, "", line)
         cost[line] += n
-        if (!(line in seen)) { seen[line] = 1; order[k++] = line }
       }
-      END {
-        for (i = 0; i < k; i++) print cost[order[i]] "\t" order[i]
-      }' | sort -t "$(printf '\t')" -k1,1 -rn |
-    awk -F '\t' -v total="$IR" '{ print $2; sum += $1; if (sum > 0.99 * total) exit }' >"$DIR/hot"
-  {
-    echo "# Functions of the proxied-request path, hottest first: scripts/cc-hot-order places them"
-    echo "# together in the release binary. Regenerate with"
-    echo "#   loadtest/instructions.sh target/release/ringway 5 --hot scripts/hot-functions.txt"
-    cat "$DIR/hot"
-  } >"$HOT"
-  echo "wrote $(wc -l <"$DIR/hot") functions to $HOT"
+      END { for (f in cost) printf "%8.0f  %s\n", cost[f] / reqs, f }' | sort -rn | head -n "$FUNCS"
 fi

@@ -401,27 +401,16 @@ fn loads_an_outside_tool_cannot_express_exit_2() {
     }
 }
 
-/// oha on PATH (`cargo install oha --locked`; not installed by scripts/test.sh).
-fn oha_on_path() -> bool {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("oha").is_file()));
-    if !found {
-        eprintln!(
-            "SKIPPED: oha not on PATH (cargo install oha --locked); the missing-oha error is \
-             covered by loads_an_outside_tool_cannot_express_exit_2"
-        );
-    }
-    found
-}
-
+// oha is not a Debian package and scripts/test.sh does not build it (minutes of compiling
+// for one benchmark driver), so this runs on request: `cargo install oha --locked`, then
+// `cargo test -p ringway-loadtest --test rwcompare -- --ignored oha`. Without oha it fails.
+// The missing-oha answer is covered by loads_an_outside_tool_cannot_express_exit_2.
 #[test]
-fn oha_drives_an_open_loop_round_when_installed() {
+#[ignore = "needs oha on PATH (cargo install oha --locked)"]
+fn oha_drives_an_open_loop_round() {
     // `--load oha --rate R`: oha -q R --latency-correction over 50 keep-alive connections.
     // The round must come from oha, run at about the asked rate (a tool that ignored -q
     // would run closed loop, far above it), with no errors and ordered percentiles.
-    if !oha_on_path() {
-        return;
-    }
     let Some((code, stdout, stderr)) = rwcompare(&[
         "proxy-small",
         "--load",
