@@ -26,28 +26,8 @@ for t in valgrind callgrind_control callgrind_annotate wrk nginx curl taskset; d
   command -v $t >/dev/null || { echo "needs $t" >&2; exit 2; }
 done
 DIR=$(mktemp -d)
-UP=$((20000 + RANDOM % 20000)) GW=$((UP + 1)) ADM=$((UP + 2))
-cat >"$DIR/nginx.conf" <<NGX
-worker_processes 1; daemon off; pid $DIR/nginx.pid; error_log $DIR/nginx-error.log;
-events { worker_connections 1024; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$UP; location / { return 200 "hello from upstream!"; } } }
-NGX
-cat >"$DIR/gw.toml" <<TOML
-version = 1
-[[listeners]]
-address = "127.0.0.1:$GW"
-[admin]
-address = "127.0.0.1:$ADM"
-[upstreams.be]
-targets = [{ address = "127.0.0.1:$UP" }]
-[[routes]]
-name = "p"
-prefix = "/"
-proxy = { upstream = "be" }
-TOML
-taskset -c 1 nginx -c "$DIR/nginx.conf" &
-NGX=$!
+. "$(dirname "$0")/proxy-small-env.sh"
+proxy_small_env "$DIR"
 VG=
 cleanup() {
   [ -n "$VG" ] && kill -9 "$VG" 2>/dev/null

@@ -132,6 +132,11 @@ struct Cli {
     /// 2-worker one (loadtest/scaling.sh).
     #[arg(long)]
     share_cpus: bool,
+    /// nginx does a plain `proxy_pass` (its default request headers, upstream keep-alive)
+    /// instead of writing the forwarding headers ringway writes (X-Forwarded-*, Forwarded,
+    /// X-Request-Id): the "ringway vs plain nginx" comparison.
+    #[arg(long)]
+    nginx_plain: bool,
 }
 
 /// Why `tool` cannot drive `load` (HTTP/1.1 scenarios), or None.
@@ -473,6 +478,7 @@ fn run(cli: Cli) -> Result<i32, String> {
         h2load_bin,
         load_tool,
         quota,
+        nginx_plain: cli.nginx_plain,
     };
 
     let result = run_targets(&cli, &env, &scn, load.as_ref(), &selected);

@@ -19,7 +19,6 @@
 //! oha is a command-line error (exit 2) naming `cargo install oha --locked`.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -42,11 +41,6 @@ pub fn find() -> Option<PathBuf> {
 /// oha's duration syntax (humantime): whole milliseconds.
 fn ms(d: Duration) -> String {
     format!("{}ms", d.as_millis().max(1))
-}
-
-/// Quotes `s` for `sh -c`.
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// oha's arguments for one instance (everything but the binary) running for `d`.
@@ -116,22 +110,13 @@ pub fn spawn(env: &Env, t: &Running, load: &Load, label: &str) -> Result<Vec<Pro
         let run = |d: Duration| {
             std::iter::once(bin.display().to_string())
                 .chain(args(load, &url, conns, rate, threads, body.as_deref(), d))
-                .map(|a| sh_quote(&a))
                 .collect::<Vec<_>>()
-                .join(" ")
         };
-        let mut cmd = Command::new("/bin/sh");
-        cmd.arg("-c").arg(format!(
-            "{} >/dev/null; exec {}",
-            run(load.warmup),
-            run(load.duration)
-        ));
-        procs_.push(Proc::spawn(
+        procs_.push(crate::procs::spawn_warm_then_measured(
             &format!("oha-{label}-{i}"),
-            cmd,
-            &env.load_cpus,
-            &env.dir,
-            Duration::from_secs(2),
+            &run(load.warmup),
+            &run(load.duration),
+            env,
         )?);
     }
     Ok(procs_)

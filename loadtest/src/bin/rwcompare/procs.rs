@@ -382,3 +382,31 @@ pub fn wait_http_ok(
         sleep(Duration::from_millis(25))?;
     }
 }
+
+/// Quotes `s` for `sh -c`.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// One outside load tool's run as a single process on the load CPUs: `warmup` (a command line,
+/// output discarded), then the shell is replaced by `measured`, whose output is the run's.
+pub fn spawn_warm_then_measured(
+    name: &str,
+    warmup: &[String],
+    measured: &[String],
+    env: &crate::targets::Env,
+) -> Result<Proc, String> {
+    let line = |args: &[String]| {
+        args.iter()
+            .map(|a| sh_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c").arg(format!(
+        "{} >/dev/null; exec {}",
+        line(warmup),
+        line(measured)
+    ));
+    Proc::spawn(name, cmd, &env.load_cpus, &env.dir, Duration::from_secs(2))
+}

@@ -66,6 +66,8 @@ pub struct Env {
     pub load_tool: crate::load::Tool,
     /// `--cpu-quota`: the cgroup every started gateway is moved into.
     pub quota: Option<crate::cgroup::Quota>,
+    /// `--nginx-plain`: nginx proxies without the forwarding headers ringway writes.
+    pub nginx_plain: bool,
 }
 
 impl Env {
@@ -245,6 +247,7 @@ pub fn start_nginx(
         root,
         tls: env.tls.as_ref(),
         http2_on: nginx_version(bin) >= vec![1, 25, 1],
+        plain: env.nginx_plain,
     });
     std::fs::write(&conf, text).map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
     let mut cmd = Command::new(bin);
@@ -466,6 +469,8 @@ pub struct NginxParams<'a> {
     pub tls: Option<&'a TlsFiles>,
     /// nginx 1.25.1 and later: HTTP/2 with `http2 on;` (older: the `http2` listen flag).
     pub http2_on: bool,
+    /// A plain `proxy_pass` (nginx's default request headers), not ringway's header work.
+    pub plain: bool,
 }
 
 /// The nginx config: one worker per ringway worker on the same CPUs, access log off,
@@ -519,10 +524,11 @@ pub fn nginx_config(p: &NginxParams<'_>) -> String {
          keepalive_requests 1000000;\n        keepalive_timeout 60s;\n    }}",
         p.upstream, p.scn.upstream_keepalive
     );
-    s.push_str(
-        "    proxy_http_version 1.1;\n\
-         \x20   proxy_set_header Connection \"\";\n\
-         \x20   # The headers ringway sends upstream, so both gateways do the same work.\n\
+    // Upstream keep-alive needs HTTP/1.1 and no `Connection: close`, in either variant.
+    s.push_str("    proxy_http_version 1.1;\n    proxy_set_header Connection \"\";\n");
+    if !p.plain {
+        s.push_str(
+            "    # The headers ringway sends upstream, so both gateways do the same work.\n\
          \x20   proxy_set_header Host $http_host;\n\
          \x20   proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
          \x20   proxy_set_header X-Forwarded-Proto $scheme;\n\
@@ -530,7 +536,8 @@ pub fn nginx_config(p: &NginxParams<'_>) -> String {
          \x20   proxy_set_header Forwarded \"for=$remote_addr;proto=$scheme;host=\\\"$http_host\\\"\";\n\
          \x20   proxy_set_header X-Request-Id $request_id;\n\
          \x20   add_header X-Request-Id $request_id always;\n",
-    );
+        );
+    }
     // HTTP/2 scenarios: nginx's defaults match ringway's (128 concurrent streams per
     // connection); before 1.25.1 the listen flag, which on a plain port means h2c only.
     let h2 = match (p.scn.http2.is_some(), p.http2_on) {
@@ -658,6 +665,7 @@ mod tests {
             root: true,
             tls: None,
             http2_on: false,
+            plain: false,
         });
         assert!(n.contains("worker_processes 2;"));
         assert!(n.contains("worker_cpu_affinity 1 100;"));
@@ -669,6 +677,33 @@ mod tests {
         assert!(n.contains("location / { proxy_pass http://be; }"));
         assert!(!n.contains("ssl"));
         assert!(!r.contains("[listeners.tls]"));
+        assert!(n.contains("proxy_set_header X-Forwarded-For"));
+        // --nginx-plain: upstream keep-alive kept, the forwarding headers gone.
+        let plain = nginx_config(&NginxParams {
+            scn: &s,
+            addr: a,
+            upstream: u,
+            cpus: &[0],
+            dir: Path::new("/tmp/x"),
+            nofile: 20000,
+            root: true,
+            tls: None,
+            http2_on: false,
+            plain: true,
+        });
+        assert!(plain.contains("proxy_http_version 1.1;"), "{plain}");
+        assert!(
+            plain.contains("proxy_set_header Connection \"\";"),
+            "{plain}"
+        );
+        for gone in [
+            "X-Forwarded",
+            "Forwarded ",
+            "X-Request-Id",
+            "proxy_set_header Host",
+        ] {
+            assert!(!plain.contains(gone), "{gone} in {plain}");
+        }
     }
 
     #[test]
@@ -697,6 +732,7 @@ mod tests {
             root: false,
             tls: None,
             http2_on,
+            plain: false,
         };
         let old = nginx_config(&params(&h2c, false));
         assert!(
@@ -755,6 +791,7 @@ mod tests {
             root: false,
             tls: Some(&files),
             http2_on: false,
+            plain: false,
         });
         for want in [
             "listen 127.0.0.1:8443 ssl reuseport;".to_string(),

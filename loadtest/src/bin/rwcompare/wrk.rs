@@ -12,7 +12,6 @@
 //! no new connection per request: those loads are refused before anything runs.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -110,11 +109,6 @@ end
     s
 }
 
-/// Quotes `s` for `sh -c`.
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
 /// Spawns one warm-up-then-measure wrk per scenario path against `t`.
 pub fn spawn(env: &Env, t: &Running, load: &Load, label: &str) -> Result<Vec<Proc>, String> {
     let bin = find().ok_or_else(|| format!("wrk not found: apt-get install {PACKAGE}"))?;
@@ -126,7 +120,7 @@ pub fn spawn(env: &Env, t: &Running, load: &Load, label: &str) -> Result<Vec<Pro
     for (i, path) in load.paths.iter().enumerate() {
         let conns = load.connections / n + usize::from(i < load.connections % n);
         let run = |d: Duration| {
-            let args = [
+            vec![
                 bin.display().to_string(),
                 "-t1".into(),
                 format!("-c{conns}"),
@@ -135,24 +129,13 @@ pub fn spawn(env: &Env, t: &Running, load: &Load, label: &str) -> Result<Vec<Pro
                 "-s".into(),
                 script_path.display().to_string(),
                 format!("http://{}{path}", t.addr),
-            ];
-            args.iter()
-                .map(|a| sh_quote(a))
-                .collect::<Vec<_>>()
-                .join(" ")
+            ]
         };
-        let mut cmd = Command::new("/bin/sh");
-        cmd.arg("-c").arg(format!(
-            "{} >/dev/null; exec {}",
-            run(load.warmup),
-            run(load.duration)
-        ));
-        procs_.push(Proc::spawn(
+        procs_.push(crate::procs::spawn_warm_then_measured(
             &format!("wrk-{label}-{i}"),
-            cmd,
-            &env.load_cpus,
-            &env.dir,
-            Duration::from_secs(2),
+            &run(load.warmup),
+            &run(load.duration),
+            env,
         )?);
     }
     Ok(procs_)
