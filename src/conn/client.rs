@@ -486,12 +486,10 @@ impl Downstream for Client {
             return Ok(());
         }
         match self.framing {
-            Framing::Length(_) if self.out.is_empty() => {
-                let timeout = self.timeouts.client_body;
-                self.send_range(buf, range.start, range.end, timeout)
-                    .await
-                    .map_err(|_| ProxyError::new(ErrorKind::ClientAborted))
-            }
+            Framing::Length(_) if self.out.is_empty() => self
+                .send_range(buf, range.start, range.end, self.timeouts.client_body)
+                .await
+                .map_err(|_| ProxyError::new(ErrorKind::ClientAborted)),
             Framing::Length(_) => {
                 // First flight: the head and the first body bytes in one write.
                 self.out.extend_from_slice(&buf[range]);

@@ -402,8 +402,7 @@ async fn send_101(
     let mut out = Vec::with_capacity(fields.len() + up.buf.len() + 32);
     http1::write_response_head(&mut out, 101, &fields, &end);
     out.append(&mut up.buf);
-    let timeout = c.timeouts.client_body;
-    c.send(&mut out, timeout).await
+    c.send(&mut out, c.timeouts.client_body).await
 }
 
 /// Catches a panic in the wrapped future (the connection task boundary).

@@ -21,13 +21,20 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
         b"proxy-authenticate",
         b"proxy-authorization",
     ];
-    // Most names are none of these: compare only against those of the same length.
-    match name.len() {
-        2 | 7 | 10 | 16 | 17 | 18 | 19 => HOP_BY_HOP
-            .iter()
-            .any(|h| h.len() == name.len() && h.eq_ignore_ascii_case(name)),
-        _ => false,
-    }
+    // Most names are none of these: a name whose length no entry has is answered without
+    // comparing (the lengths are derived from the list, so it stays the one place to edit).
+    const LENGTHS: u32 = {
+        let mut m = 0u32;
+        let mut i = 0;
+        while i < HOP_BY_HOP.len() {
+            m |= 1 << HOP_BY_HOP[i].len();
+            i += 1;
+        }
+        m
+    };
+    name.len() < 32
+        && LENGTHS & (1 << name.len()) != 0
+        && HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
 /// True if `name` is listed as a token in any `Connection` header value of `headers`
