@@ -79,6 +79,18 @@ pub async fn write_range<S: AsyncWriteRentExt>(
     }
 }
 
+/// Writes all of `buf` without a deadline, for callers that bound the wait themselves (a
+/// dropped write loses `buf`: it comes back empty).
+pub async fn write_untimed<S: AsyncWriteRentExt>(
+    s: &mut S,
+    buf: &mut Vec<u8>,
+) -> Result<(), IoFail> {
+    let owned = std::mem::take(buf);
+    let (res, owned) = s.write_all(owned).await;
+    *buf = owned;
+    res.map(|_| ()).map_err(IoFail::Error)
+}
+
 /// Writes all of `buf`.
 pub async fn write_all<S: AsyncWriteRentExt>(
     s: &mut S,

@@ -11,7 +11,7 @@ use std::time::Instant;
 use monoio::net::TcpStream;
 
 use crate::http1::{self, BodyFraming, Method};
-use crate::io::{read_some, write_all, IoFail};
+use crate::io::{read_some, write_all, write_untimed, IoFail};
 use crate::tls::stream::TlsStream;
 use crate::tls::transport::Transport;
 use crate::tls::upstream::failure_reason;
@@ -106,9 +106,18 @@ async fn attempt_once<D: Downstream>(
     let mut up = acquired.map_err(|e| (e, None))?;
     let sent_at = Instant::now();
     let send_by = r.deadline().unwrap_or_else(|| sent_at + a.response_timeout);
-    let res = match send_once(a, ex, down, &mut up, write_head, send_by).await {
-        Ok(()) => await_response_head(a, ex.head.method, down, &mut up, r.deadline()).await,
-        Err(e) => Err(e),
+    let res = if a.buffered_body.is_some() {
+        send_buffered(a, ex, down, &mut up, write_head, sent_at, send_by).await
+    } else {
+        match send_once(a, ex, down, &mut up, write_head, send_by).await {
+            Ok(()) => {
+                let now = Instant::now();
+                let deadline = r.deadline().unwrap_or(now + a.response_timeout);
+                let read = read_response_head(a.us, &mut up, a.limits, ex.head.method);
+                watch_upstream(read, down, now, deadline).await
+            }
+            Err(e) => Err(e),
+        }
     };
     // Outlier detection sees every attempt, retried or not.
     match &res {
@@ -126,32 +135,59 @@ async fn attempt_once<D: Downstream>(
     }
 }
 
-/// Reads the response head while watching the client: a client that leaves while the upstream
-/// works ends the exchange at once (`ClientAborted`, counted 499; the upstream connection is
-/// dropped, never pooled, since its answer will go unread). The fast path (an answer within
-/// `CLIENT_WATCH_AFTER`) arms one timer, as a plain timed read would.
-async fn await_response_head<D: Downstream>(
+/// The fast path, for a request whose body (if any) is already here: head and body in one
+/// write, then the response head, both under one deadline (the retry budget's, else the
+/// response timeout from `sent_at`) and, while they finish within `CLIENT_WATCH_AFTER`, one
+/// timer. A write that fails on a pooled connection is stale (the upstream closed it while it
+/// idled), so the request may be re-sent on another.
+async fn send_buffered<D: Downstream>(
     a: &Attempt<'_>,
-    method: Method,
+    ex: &mut Exchange<'_>,
     down: &mut D,
     up: &mut UpConn,
-    deadline: Option<Instant>,
+    write_head: &impl Fn(&str, &Exchange<'_>, &mut Vec<u8>),
+    sent_at: Instant,
+    deadline: Instant,
 ) -> Result<http1::ResponseHead, ProxyError> {
-    let now = Instant::now();
-    let deadline = deadline.unwrap_or(now + a.response_timeout);
-    let read = read_response_head(a.us, up, a.limits, method);
-    let mut read = std::pin::pin!(read);
+    let mut wire = std::mem::take(&mut ex.scratch);
+    fill_wire(a, ex, down, up, write_head, &mut wire);
+    let method = ex.head.method;
+    let reused = up.reused;
+    let exchange = async {
+        if let Err(e) = write_untimed(&mut up.stream, &mut wire).await {
+            return Err(write_failed(e, reused));
+        }
+        read_response_head(a.us, up, a.limits, method).await
+    };
+    let res = watch_upstream(exchange, down, sent_at, deadline).await;
+    // Empty if a timeout dropped the write mid-way; the next request allocates anew.
+    ex.scratch = wire;
+    res
+}
+
+/// Waits for `exchange` (the upstream's work) while watching the client: a client that leaves
+/// while the upstream works ends the exchange at once (`ClientAborted`, counted 499; the
+/// upstream connection is dropped, never pooled, since its answer will go unread). The fast
+/// path (done within `CLIENT_WATCH_AFTER` of `now`) arms one timer, as a plain timed
+/// operation would; `deadline` ends the wait with `UpstreamTimeout`.
+async fn watch_upstream<D: Downstream, T>(
+    exchange: impl std::future::Future<Output = Result<T, ProxyError>>,
+    down: &mut D,
+    now: Instant,
+    deadline: Instant,
+) -> Result<T, ProxyError> {
+    let mut exchange = std::pin::pin!(exchange);
     let watch_from = (now + CLIENT_WATCH_AFTER).min(deadline);
     let early = monoio::select! {
-        head = &mut read => Some(head),
+        done = &mut exchange => Some(done),
         _ = monoio::time::sleep_until(watch_from.into()) => None,
     };
-    if let Some(head) = early {
-        return head;
+    if let Some(done) = early {
+        return done;
     }
     let timeout = ProxyError::new(ErrorKind::UpstreamTimeout);
     monoio::select! {
-        head = &mut read => head,
+        done = &mut exchange => done,
         _ = monoio::time::sleep_until(deadline.into()) => Err(timeout),
         _ = down.client_gone() => Err(ProxyError::new(ErrorKind::ClientAborted)),
     }
@@ -184,31 +220,45 @@ async fn send_once<D: Downstream>(
     write_head: &impl Fn(&str, &Exchange<'_>, &mut Vec<u8>),
     deadline: Instant,
 ) -> Result<(), ProxyError> {
-    let label = a.us.targets.get(up.target).map_or("", |t| t.label.as_str());
     let mut wire = std::mem::take(&mut ex.scratch);
-    write_head(label, ex, &mut wire);
+    fill_wire(a, ex, down, up, write_head, &mut wire);
+    let wrote = write_all(&mut up.stream, &mut wire, deadline).await;
+    ex.scratch = wire;
+    if let Err(e) = wrote {
+        return Err(write_failed(e, up.reused));
+    }
+    stream_request_body(ex, down, up, a.response_timeout, a.max_body).await
+}
+
+/// The upstream head, followed by the request body when it is buffered.
+fn fill_wire<D: Downstream>(
+    a: &Attempt<'_>,
+    ex: &Exchange<'_>,
+    down: &D,
+    up: &UpConn,
+    write_head: &impl Fn(&str, &Exchange<'_>, &mut Vec<u8>),
+    wire: &mut Vec<u8>,
+) {
+    let label = a.us.targets.get(up.target).map_or("", |t| t.label.as_str());
+    write_head(label, ex, wire);
     if let Some(n) = a.buffered_body {
         if let Some(body) = down.buffered_body(ex.head, n) {
             wire.extend_from_slice(&body[..n.min(body.len())]);
         }
     }
-    let wrote = write_all(&mut up.stream, &mut wire, deadline).await;
-    ex.scratch = wire;
-    if let Err(e) = wrote {
-        let kind = match e {
-            IoFail::Timeout => ErrorKind::UpstreamTimeout,
-            _ => ErrorKind::UpstreamClosed,
-        };
-        return Err(if up.reused {
-            ProxyError::stale(kind)
-        } else {
-            ProxyError::new(kind)
-        });
+}
+
+/// A failed write of the request: on a pooled connection it is stale (may be re-sent).
+fn write_failed(e: IoFail, reused: bool) -> ProxyError {
+    let kind = match e {
+        IoFail::Timeout => ErrorKind::UpstreamTimeout,
+        _ => ErrorKind::UpstreamClosed,
+    };
+    if reused {
+        ProxyError::stale(kind)
+    } else {
+        ProxyError::new(kind)
     }
-    if a.buffered_body.is_some() {
-        return Ok(());
-    }
-    stream_request_body(ex, down, up, a.response_timeout, a.max_body).await
 }
 
 /// A pooled connection to the balancer's pick, or a fresh one; targets that refuse are
