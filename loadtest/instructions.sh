@@ -10,6 +10,7 @@
 #   loadtest/instructions.sh BIN [SECONDS]            # requests, instructions, per request
 #   loadtest/instructions.sh BIN [SECONDS] --cache    # also simulated L1 misses per request
 #                                                     # (instruction, data read, data write)
+#                                                     # and last-level misses
 #   loadtest/instructions.sh BIN [SECONDS] --functions N   # and the N costliest functions
 set -euo pipefail
 BIN=$1
@@ -53,6 +54,7 @@ IR=${TOTALS[0]}
 echo "requests $REQS instructions $IR per_request $((IR / REQS))"
 if [ -n "$CACHE" ]; then
   echo "per request: I1 misses $((TOTALS[3] / REQS)), D1 read misses $((TOTALS[4] / REQS)), D1 write misses $((TOTALS[5] / REQS))"
+  echo "per request: LL misses: instruction $((TOTALS[6] / REQS)), data read $((TOTALS[7] / REQS)), data write $((TOTALS[8] / REQS))"
 fi
 if [ -n "$FUNCS" ]; then
   echo "costliest functions (instructions per request, self):"

@@ -123,7 +123,7 @@ pub async fn idle_wait(
     grace: std::time::Duration,
     deadline: Instant,
 ) -> Result<IdleWake, IoFail> {
-    let now = Instant::now();
+    let now = crate::deadline_clock::now();
     if now >= deadline {
         return Err(IoFail::Timeout);
     }

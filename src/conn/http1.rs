@@ -15,6 +15,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use crate::core::{Core, Generation, ParkWait};
+use crate::deadline_clock;
 use crate::exchange::error::{ErrorKind, ProxyError};
 use crate::exchange::model::{ClientFacts, ExchangeFacts};
 use crate::exchange::wire::Outcome;
@@ -274,7 +275,7 @@ async fn read_head(
     let cfg = &gen.cfg;
     let limits = cfg.limits;
     let mut head_deadline = if c.pending() > 0 || first {
-        Some(wait_until.unwrap_or_else(|| Instant::now() + cfg.timeouts.client_header))
+        Some(wait_until.unwrap_or_else(|| deadline_clock::now() + cfg.timeouts.client_header))
     } else {
         None
     };
@@ -293,7 +294,9 @@ async fn read_head(
         c.compact();
         let deadline = match head_deadline {
             Some(d) => d,
-            None => *idle_deadline.get_or_insert_with(|| Instant::now() + cfg.timeouts.keepalive),
+            None => {
+                *idle_deadline.get_or_insert_with(|| deadline_clock::now() + cfg.timeouts.keepalive)
+            }
         };
         if c.pending() == 0 {
             // Between requests. The connection keeps its buffers through the short grace
@@ -306,7 +309,7 @@ async fn read_head(
             {
                 Ok(IdleWake::Data) => {
                     if head_deadline.is_none() {
-                        head_deadline = Some(Instant::now() + cfg.timeouts.client_header);
+                        head_deadline = Some(deadline_clock::now() + cfg.timeouts.client_header);
                     }
                     continue;
                 }
@@ -322,7 +325,7 @@ async fn read_head(
         match read_more(&mut c.stream, &mut c.buf, deadline, grow).await {
             Ok(_) => {
                 if head_deadline.is_none() {
-                    head_deadline = Some(Instant::now() + cfg.timeouts.client_header);
+                    head_deadline = Some(deadline_clock::now() + cfg.timeouts.client_header);
                 }
             }
             Err(IoFail::Timeout) if c.pending() > 0 || first => {

@@ -4,7 +4,6 @@
 //! `exchange::response_head`; an HTTP/2 upstream takes the same steps in `exchange::forward_h2`.
 
 use std::rc::Rc;
-use std::time::Instant;
 
 use crate::config::{ProxyAction, Route, UpstreamProtocol};
 use crate::core::{Core, Generation};
@@ -155,7 +154,7 @@ fn finish(method: Method, us: &UpstreamState, mut up: UpConn, resp: &http1::Resp
     if !resp.close && up.buf.is_empty() && method != Method::Head && !announces_forbidden_body(resp)
     {
         up.reused = false;
-        us.put_idle(up, Instant::now());
+        us.put_idle(up, crate::deadline_clock::now());
     }
 }
 

@@ -275,7 +275,7 @@ async fn acquire(
     let mut last = ProxyError::new(ErrorKind::NoHealthyUpstream);
     let mut first = true;
     loop {
-        let now = Instant::now();
+        let now = crate::deadline_clock::now();
         let pick = match us.pick(now, *tried, key) {
             None if one_connect && *tried != 0 => us.pick(now, 0, key),
             p => p,
