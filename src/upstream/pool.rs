@@ -5,18 +5,19 @@
 //! response had ended (a stray response after a 204, a body after a HEAD) would otherwise be
 //! read as the answer to the next, unrelated client's request. `put_idle` refuses a
 //! connection whose read buffer is not empty; `take_idle` checks the socket itself with one
-//! non-blocking `recv(MSG_PEEK)` on every reuse (one syscall, ~0.4 µs of CPU: a few percent
-//! of the gateway's CPU per proxied request). The alternative, an io_uring poll or recv posted while the connection idles,
+//! zero-timeout `poll` on every reuse (`io::quiet`: one syscall, the only one on the fast path,
+//! 4–6 % of the gateway's CPU per proxied request on a VM whose kernel entry is costly; see
+//! loadtest/RESULTS.md). The alternative, an io_uring poll or recv posted while the connection idles,
 //! costs a submission and a completion on every `put_idle` plus a cancel and its completion on
 //! every `take_idle` (monoio cancels a dropped op asynchronously: the connection may not carry
 //! a request, nor its fd be closed and reused, until the cancel has completed), and still
-//! leaves a window between a completion and its reap. The peek reads the kernel's state at
+//! leaves a window between a completion and its reap. The poll reads the kernel's state at
 //! the moment of reuse. Bytes that arrive after it are indistinguishable from the answer to
 //! the new request: no HTTP/1.1 client can close that window, so connections whose responses
 //! invite a late body (after HEAD, a 204 announcing one) are not pooled at all.
 //!
 //! TLS connections (`Transport::Tls`) are pooled the same way. Their check is one
-//! non-blocking `recv` through rustls instead of the peek (`TlsStream::absorb`): TLS 1.3
+//! non-blocking `recv` through rustls instead of the poll (`TlsStream::absorb`): TLS 1.3
 //! servers send records that carry no data at any time (session tickets, key updates), and
 //! those keep the connection; decrypted data, close_notify, EOF or a TLS error drop it.
 
@@ -109,7 +110,7 @@ impl IdlePool {
 }
 
 /// True if an idle pooled connection still looks open: nothing to read (no EOF, no error, no
-/// unsolicited bytes). Pooled connections have no I/O in flight, so the peek never races the
+/// unsolicited bytes). Pooled connections have no I/O in flight, so the poll never races the
 /// runtime. Over TLS, bytes that arrived while idle may be records that carry no data (TLS
 /// 1.3 session tickets, key updates): they are taken through rustls without waiting, and the
 /// connection is dropped only if they decrypt to data, end the session or are not valid TLS.
@@ -117,9 +118,9 @@ fn idle_conn_open(s: &mut Transport) -> bool {
     match s {
         Transport::Plain(t) => {
             use std::os::fd::AsRawFd;
-            crate::io::peek(t.as_raw_fd()) == crate::io::Peeked::Empty
+            crate::io::quiet(t.as_raw_fd())
         }
-        // One non-blocking recv, as the peek: nothing there, or only records without data.
+        // One non-blocking recv instead of the poll: nothing there, or only records without data.
         Transport::Tls(t) => !t.has_buffered() && t.absorb() == Absorbed::Quiet,
     }
 }
