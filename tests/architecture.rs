@@ -39,6 +39,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("json", 0),
     ("keyed_hash", 0),
     ("io", 0),
+    // The coarse clock deadlines come from (no crate imports).
+    ("deadline_clock", 0),
     ("log", 0),
     // The allocator's quiet-time collection and THP setting (no crate imports).
     ("heap", 0),

@@ -45,8 +45,8 @@ pub use serialize::{
     HeadEnd,
 };
 pub use types::{
-    allow_header_value, is_tchar, trim_ows, BodyFraming, HeadError, HeaderSpan, Limits, Method,
-    Span, Version,
+    allow_header_value, is_tchar, is_valid_field, trim_ows, BodyFraming, HeadError, HeaderSpan,
+    Limits, Method, Span, Version,
 };
 pub use value::{is_safe_header_value, MAX_DERIVED_VALUE_LEN};
 

@@ -207,6 +207,16 @@ pub struct HeaderSpan {
     pub value: Span,
 }
 
+/// Whether a parsed header field has the bytes the gateway relies on: a non-empty token name,
+/// and a value with no control byte but HTAB (obs-text allowed). httparse returns only such
+/// fields (pinned by `head::tests::every_byte_in_names_and_values_is_classified`); debug
+/// builds and the head-parser fuzz targets assert it.
+pub fn is_valid_field(name: &[u8], value: &[u8]) -> bool {
+    !name.is_empty()
+        && name.iter().all(|&b| is_tchar(b))
+        && !value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+}
+
 pub fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
