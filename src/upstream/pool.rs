@@ -6,9 +6,9 @@
 //! read as the answer to the next, unrelated client's request. `put_idle` refuses a
 //! connection whose read buffer is not empty; `take_idle` checks the socket itself with one
 //! zero-timeout `poll` on every reuse (`io::quiet`: one syscall, the only one on the fast path,
-//! 4–6 % of the gateway's CPU per proxied request on a VM whose kernel entry is costly; see
-//! loadtest/RESULTS.md). The alternative, an io_uring poll or recv posted while the connection idles,
-//! costs a submission and a completion on every `put_idle` plus a cancel and its completion on
+//! 2–6 % of the gateway's CPU per proxied request on a VM whose kernel entry is costly; see
+//! loadtest/RESULTS.md). The alternative, an io_uring poll or recv posted while the connection
+//! idles, costs a submission and a completion on every `put_idle` plus a cancel and its completion on
 //! every `take_idle` (monoio cancels a dropped op asynchronously: the connection may not carry
 //! a request, nor its fd be closed and reused, until the cancel has completed), and still
 //! leaves a window between a completion and its reap. The poll reads the kernel's state at
