@@ -8,10 +8,10 @@
 //! zero-timeout `poll` on every reuse (`io::quiet`: one syscall, the only one on the fast path,
 //! 2–6 % of the gateway's CPU per proxied request on a VM whose kernel entry is costly; see
 //! loadtest/RESULTS.md). The alternative, an io_uring poll or recv posted while the connection
-//! idles, costs a submission and a completion on every `put_idle` plus a cancel and its completion on
-//! every `take_idle` (monoio cancels a dropped op asynchronously: the connection may not carry
-//! a request, nor its fd be closed and reused, until the cancel has completed), and still
-//! leaves a window between a completion and its reap. The poll reads the kernel's state at
+//! idles, costs a submission and a completion on every `put_idle` plus a cancel and its
+//! completion on every `take_idle` (monoio cancels a dropped op asynchronously: the connection
+//! may not carry a request, nor its fd be closed and reused, until the cancel has completed),
+//! and still leaves a window between a completion and its reap. The poll reads the kernel's state at
 //! the moment of reuse. Bytes that arrive after it are indistinguishable from the answer to
 //! the new request: no HTTP/1.1 client can close that window, so connections whose responses
 //! invite a late body (after HEAD, a 204 announcing one) are not pooled at all.
