@@ -692,6 +692,16 @@ fn stray_body_after_head_response_does_not_leak_into_the_next_request() {
 /// An upstream that answers on its first connection with `first` (after reading one request
 /// head), sets `written` and then only reads; every later connection answers `fresh`.
 fn stray_upstream(first: &'static [&'static [u8]], written: Arc<AtomicBool>) -> RawServer {
+    stray_upstream_logged(first, written, Arc::default())
+}
+
+/// `stray_upstream`, keeping the request lines that reach the first connection after its
+/// answer in `late`, then "(closed)" when the gateway closes it.
+fn stray_upstream_logged(
+    first: &'static [&'static [u8]],
+    written: Arc<AtomicBool>,
+    late: Arc<std::sync::Mutex<Vec<String>>>,
+) -> RawServer {
     let conn_no = Arc::new(AtomicUsize::new(0));
     raw_server(move |mut s| {
         if conn_no.fetch_add(1, Ordering::SeqCst) == 0 {
@@ -708,7 +718,11 @@ fn stray_upstream(first: &'static [&'static [u8]], written: Arc<AtomicBool>) -> 
             }
             written.store(true, Ordering::SeqCst);
             // Whatever arrives on this connection now is not answered.
-            while read_req_head(&s).is_some() {}
+            while let Some(head) = read_req_head(&s) {
+                let line = head.lines().next().unwrap_or_default().to_string();
+                late.lock().unwrap().push(line);
+            }
+            late.lock().unwrap().push("(closed)".into());
             return;
         }
         while read_req_head(&s).is_some() {
@@ -800,6 +814,43 @@ fn bytes_after_a_complete_response_prevent_pooling() {
         );
         assert_eq!(up.accepted.load(Ordering::SeqCst), 2, "{what}");
     }
+}
+
+/// The pool's reuse check happens before the request leaves (`upstream::pool`): a POST, which
+/// may not be re-sent, never reaches a pooled connection that holds stray bytes, and goes on a
+/// fresh one.
+#[test]
+fn a_post_never_goes_on_a_pooled_connection_holding_stray_bytes() {
+    let written = Arc::new(AtomicBool::new(false));
+    let late = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let up = stray_upstream_logged(
+        &[b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", STRAY],
+        written.clone(),
+        late.clone(),
+    );
+    let gw = gateway_one_worker(&upstream_toml("be", &[up.addr]));
+    let a = get(gw.addr, "/p/a");
+    assert_eq!((a.status, a.text().as_str()), (200, "ok"));
+    wait_for("the stray response to be written", || {
+        written.load(Ordering::SeqCst)
+    });
+    let mut c = Conn::open(gw.addr);
+    let b = c.request("POST", "/p/b", &[], b"payload");
+    assert_eq!(
+        (b.status, b.text().as_str()),
+        (200, "fresh"),
+        "the POST got another exchange's bytes"
+    );
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
+    // The gateway dropped the unclean connection: everything sent on it has been read.
+    wait_for("the unclean connection to be closed", || {
+        late.lock().unwrap().last().is_some_and(|l| l == "(closed)")
+    });
+    assert_eq!(
+        *late.lock().unwrap(),
+        ["(closed)"],
+        "the POST was sent on the connection holding stray bytes"
+    );
 }
 
 /// Issue 20: a POST that fails on a pooled connection (the upstream reads it and closes
