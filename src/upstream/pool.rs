@@ -11,8 +11,11 @@
 //! idles, costs a submission and a completion on every `put_idle` plus a cancel and its
 //! completion on every `take_idle` (monoio cancels a dropped op asynchronously: the connection
 //! may not carry a request, nor its fd be closed and reused, until the cancel has completed),
-//! and still leaves a window between a completion and its reap. The poll reads the kernel's
-//! state at the moment of reuse. Bytes that arrive after it are indistinguishable from the
+//! and still leaves a window between a completion and its reap. Posting the response's first
+//! read before the request's write and checking which completed first (io_uring posts them
+//! in order) was built and measured: no system call, but the early read always arms a poll,
+//! which costs as much here (loadtest/RESULTS.md, "by completion order"). The poll reads the
+//! kernel's state at the moment of reuse. Bytes that arrive after it are indistinguishable from the
 //! answer to the new request: no HTTP/1.1 client can close that window, so connections whose
 //! responses invite a late body (after HEAD, a 204 announcing one) are not pooled at all.
 //!
