@@ -90,6 +90,10 @@ struct Cli {
     /// Open loop at R requests per second in total, for every target.
     #[arg(long, short = 'R', conflicts_with = "rate_from_nginx")]
     rate: Option<f64>,
+    /// Load connections in total, instead of the scenario's `[load] connections`
+    /// (loadtest/scaling.sh keeps the connections per worker the same across worker counts).
+    #[arg(long, short = 'c')]
+    connections: Option<usize>,
     /// Measure nginx's closed-loop maximum first, then run every target open loop at this
     /// fraction of it (`0.5`).
     #[arg(long)]
@@ -316,8 +320,17 @@ fn run(cli: Cli) -> Result<i32, String> {
         if cli.rate.is_some() {
             l.rate = cli.rate;
         }
+        if let Some(c) = cli.connections {
+            l.connections = c;
+        }
         l
     });
+    if cli.connections == Some(0) {
+        return usage("--connections must be at least 1");
+    }
+    if cli.connections.is_some() && scn.kind == Kind::Idle {
+        return usage("--connections applies to load scenarios only (idle scenarios set their own count)");
+    }
     if scn.kind == Kind::Idle && (cli.rate.is_some() || cli.rate_from_nginx.is_some()) {
         return usage("--rate and --rate-from-nginx apply to load scenarios only");
     }
