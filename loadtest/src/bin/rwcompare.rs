@@ -329,7 +329,9 @@ fn run(cli: Cli) -> Result<i32, String> {
         return usage("--connections must be at least 1");
     }
     if cli.connections.is_some() && scn.kind == Kind::Idle {
-        return usage("--connections applies to load scenarios only (idle scenarios set their own count)");
+        return usage(
+            "--connections applies to load scenarios only (idle scenarios set their own count)",
+        );
     }
     if scn.kind == Kind::Idle && (cli.rate.is_some() || cli.rate_from_nginx.is_some()) {
         return usage("--rate and --rate-from-nginx apply to load scenarios only");
