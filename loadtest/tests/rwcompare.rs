@@ -114,6 +114,47 @@ fn proxy_small_against_ringway_and_direct() {
     assert!(v["targets"].get("nginx").is_none());
 }
 
+/// `-c N` replaces the scenario's connection count for the load (loadtest/scaling.sh keeps
+/// the connections per worker constant with it); 0 and idle scenarios are refused.
+#[test]
+fn connections_override_the_scenarios_count() {
+    let Some((code, stdout, stderr)) = rwcompare(&[
+        "proxy-small",
+        "-c",
+        "7",
+        "--duration",
+        "500ms",
+        "--warmup",
+        "200ms",
+        "--only",
+        "ringway",
+        "--json",
+    ]) else {
+        return;
+    };
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let v: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}\nstderr:\n{stderr}"));
+    assert_eq!(v["load"]["connections"], 7, "{}", v["load"]);
+    let runs = v["targets"]["ringway"]["rwload"]
+        .as_array()
+        .expect("rwload runs");
+    let opened: u64 = runs
+        .iter()
+        .map(|r| r["connections"].as_u64().unwrap())
+        .sum();
+    assert_eq!(opened, 7, "the load tool's own report: {runs:?}");
+    assert_eq!(v["targets"]["ringway"]["errors"], 0);
+    for bad in [
+        &["proxy-small", "-c", "0"][..],
+        &["idle-conns", "-c", "10"][..],
+    ] {
+        let (code, _, stderr) = rwcompare(bad).unwrap();
+        assert_eq!(code, 2, "{bad:?}: {stderr}");
+        assert!(stderr.contains("--connections"), "{bad:?}: {stderr}");
+    }
+}
+
 #[test]
 fn table_and_bad_arguments() {
     let Some((code, stdout, stderr)) = rwcompare(&[
