@@ -118,23 +118,9 @@ fn proxy_small_against_ringway_and_direct() {
 /// the connections per worker constant with it); 0 and idle scenarios are refused.
 #[test]
 fn connections_override_the_scenarios_count() {
-    let Some((code, stdout, stderr)) = rwcompare(&[
-        "proxy-small",
-        "-c",
-        "7",
-        "--duration",
-        "500ms",
-        "--warmup",
-        "200ms",
-        "--only",
-        "ringway",
-        "--json",
-    ]) else {
+    let Some(v) = short_ringway_round(&["proxy-small", "-c", "7"]) else {
         return;
     };
-    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
-    let v: Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}\nstderr:\n{stderr}"));
     assert_eq!(v["load"]["connections"], 7, "{}", v["load"]);
     let runs = v["targets"]["ringway"]["rwload"]
         .as_array()
@@ -153,6 +139,27 @@ fn connections_override_the_scenarios_count() {
         assert_eq!(code, 2, "{bad:?}: {stderr}");
         assert!(stderr.contains("--connections"), "{bad:?}: {stderr}");
     }
+}
+
+/// A short ringway-only round (`args` plus 500 ms measured after 200 ms of warm-up) that must
+/// succeed, as JSON; `None` where the binaries are not built (see `rwcompare_env`).
+fn short_ringway_round(args: &[&str]) -> Option<Value> {
+    let mut all = args.to_vec();
+    all.extend([
+        "--duration",
+        "500ms",
+        "--warmup",
+        "200ms",
+        "--only",
+        "ringway",
+        "--json",
+    ]);
+    let (code, stdout, stderr) = rwcompare(&all)?;
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    Some(
+        serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}\nstderr:\n{stderr}")),
+    )
 }
 
 #[test]
@@ -192,20 +199,9 @@ fn table_and_bad_arguments() {
 fn policies_scenario_runs_its_policy_chain_without_errors() {
     // The fixtures (API key, keys file, JWT) must keep matching the gateway: a 401 would show
     // up as status_4xx errors.
-    let Some((code, stdout, stderr)) = rwcompare(&[
-        "policies",
-        "--duration",
-        "500ms",
-        "--warmup",
-        "200ms",
-        "--only",
-        "ringway",
-        "--json",
-    ]) else {
+    let Some(v) = short_ringway_round(&["policies"]) else {
         return;
     };
-    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
-    let v: Value = serde_json::from_str(stdout.trim()).unwrap();
     let r = &v["targets"]["ringway"];
     assert!(r["requests"].as_u64().unwrap() > 0, "{r}");
     assert_eq!(r["errors"], 0, "{r}");
