@@ -15,9 +15,10 @@
 //! read before the request's write and checking which completed first (io_uring posts them
 //! in order) was built and measured: no system call, but the early read always arms a poll,
 //! which costs as much here (loadtest/RESULTS.md, "by completion order"). The poll reads the
-//! kernel's state at the moment of reuse. Bytes that arrive after it are indistinguishable from the
-//! answer to the new request: no HTTP/1.1 client can close that window, so connections whose
-//! responses invite a late body (after HEAD, a 204 announcing one) are not pooled at all.
+//! kernel's state at the moment of reuse. Bytes that arrive after it are indistinguishable
+//! from the answer to the new request: no HTTP/1.1 client can close that window, so
+//! connections whose responses invite a late body (after HEAD, a 204 announcing one) are not
+//! pooled at all.
 //!
 //! TLS connections (`Transport::Tls`) are pooled the same way. Their check is one
 //! non-blocking `recv` through rustls instead of the poll (`TlsStream::absorb`): TLS 1.3
