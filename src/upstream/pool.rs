@@ -58,7 +58,7 @@ pub struct IdlePool {
 
 impl IdlePool {
     /// Newest idle connection that has not outlived `idle_timeout` and has nothing to read
-    /// (see the module header: one `recv(MSG_PEEK)` per reuse).
+    /// (see the module header: one zero-timeout `poll` per reuse).
     pub fn take(&self, now: Instant, idle_timeout: Duration) -> Option<UpConn> {
         let mut idle = self.idle.borrow_mut();
         while let Some(entry) = idle.pop_back() {
