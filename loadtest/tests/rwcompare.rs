@@ -115,7 +115,8 @@ fn proxy_small_against_ringway_and_direct() {
 }
 
 /// `-c N` replaces the scenario's connection count for the load (loadtest/scaling.sh keeps
-/// the connections per worker constant with it); 0 and idle scenarios are refused.
+/// the connections per worker constant with it); 0, more than the open-files limit allows,
+/// and idle scenarios are refused.
 #[test]
 fn connections_override_the_scenarios_count() {
     let Some(v) = short_ringway_round(&["proxy-small", "-c", "7"]) else {
@@ -131,8 +132,10 @@ fn connections_override_the_scenarios_count() {
         .sum();
     assert_eq!(opened, 7, "the load tool's own report: {runs:?}");
     assert_eq!(v["targets"]["ringway"]["errors"], 0);
+    // 0, a count no open-files limit allows, and an idle scenario (which sets its own).
     for bad in [
         &["proxy-small", "-c", "0"][..],
+        &["proxy-small", "-c", "1000000000000"][..],
         &["idle-conns", "-c", "10"][..],
     ] {
         let (code, _, stderr) = rwcompare(bad).unwrap();

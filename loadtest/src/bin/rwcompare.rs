@@ -328,6 +328,17 @@ fn run(cli: Cli) -> Result<i32, String> {
     if cli.connections == Some(0) {
         return usage("--connections must be at least 1");
     }
+    if let Some(c) = cli.connections {
+        // The gateway holds a client and an upstream socket for every load connection.
+        let need = (c as u64).saturating_mul(2).saturating_add(256);
+        let nofile = procs::raise_nofile();
+        if need > nofile {
+            return usage(&format!(
+                "--connections {c}: the gateway would need about {need} open files, but only \
+                 {nofile} are allowed (raise the hard limit: ulimit -Hn)"
+            ));
+        }
+    }
     if cli.connections.is_some() && scn.kind == Kind::Idle {
         return usage(
             "--connections applies to load scenarios only (idle scenarios set their own count)",
