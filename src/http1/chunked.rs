@@ -6,7 +6,7 @@
 //! trailer section, keeps the raw trailer lines it checked (`trailers`, for a proxy that passes
 //! them on through `forwardable_trailers`), and stays failed after its first error.
 
-use super::types::is_tchar;
+use super::types::{is_ctl, is_tchar};
 
 /// Longest chunk-size line (size, extensions and CRLF) the decoder accepts.
 const MAX_CHUNK_LINE: usize = 4096;
@@ -254,11 +254,6 @@ pub fn write_last_chunk(out: &mut Vec<u8>, trailers: &[u8]) {
     out.extend_from_slice(b"0\r\n");
     out.extend_from_slice(trailers);
     out.extend_from_slice(b"\r\n");
-}
-
-/// Control characters other than HTAB (includes CR, LF and DEL).
-fn is_ctl(b: u8) -> bool {
-    (b < 0x20 && b != b'\t') || b == 0x7f
 }
 
 /// Appends `{len:x}\r\n`.

@@ -555,9 +555,9 @@ mod tests {
     /// The contract `scan_headers` relies on instead of re-checking every byte: for each of
     /// the 256 byte values, in a request and in a response head, a field holding it (in its
     /// name or in its value) parses exactly when `is_valid_field` accepts it: a token
-    /// character in a name; HTAB, SP, VCHAR or obs-text in a value. Each byte is tried at the start, the middle and after
-    /// 40 bytes, so httparse's vector scanners (16/32-byte blocks) see it as well as its
-    /// scalar tail.
+    /// character in a name; HTAB, SP, VCHAR or obs-text in a value. Each byte is tried at the
+    /// start, the middle and after 40 bytes, so httparse's vector scanners (16/32-byte blocks)
+    /// see it as well as its scalar tail.
     #[test]
     fn every_byte_in_names_and_values_is_classified() {
         use crate::http1::{parse_response_head, Method};

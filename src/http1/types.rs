@@ -212,9 +212,13 @@ pub struct HeaderSpan {
 /// fields (pinned by `head::tests::every_byte_in_names_and_values_is_classified`); debug
 /// builds and the head-parser fuzz targets assert it.
 pub fn is_valid_field(name: &[u8], value: &[u8]) -> bool {
-    !name.is_empty()
-        && name.iter().all(|&b| is_tchar(b))
-        && !value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+    !name.is_empty() && name.iter().all(|&b| is_tchar(b)) && !value.iter().any(|&b| is_ctl(b))
+}
+
+/// A control character other than HTAB (includes CR, LF, NUL and DEL): never allowed in a
+/// field value, a chunk extension or a trailer.
+pub fn is_ctl(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
 }
 
 pub fn is_tchar(b: u8) -> bool {

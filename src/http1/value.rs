@@ -15,6 +15,8 @@
 //!
 //! The empty value and bytes >= 0x80 (UTF-8 text, obs-text) are allowed.
 
+use super::types::is_ctl;
+
 /// Longest derived header value, in bytes.
 pub const MAX_DERIVED_VALUE_LEN: usize = 4096;
 
@@ -28,7 +30,7 @@ pub fn is_safe_header_value(v: &[u8]) -> bool {
             return false;
         }
     }
-    v.iter().all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
+    !v.iter().any(|&b| is_ctl(b))
 }
 
 #[cfg(test)]
