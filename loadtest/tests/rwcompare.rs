@@ -144,19 +144,20 @@ fn connections_override_the_scenarios_count() {
     }
 }
 
+/// The arguments of a short ringway-only round: 500 ms measured after 200 ms of warm-up.
+const SHORT_RINGWAY: &[&str] = &[
+    "--duration",
+    "500ms",
+    "--warmup",
+    "200ms",
+    "--only",
+    "ringway",
+];
+
 /// A short ringway-only round (`args` plus 500 ms measured after 200 ms of warm-up) that must
 /// succeed, as JSON; `None` where the binaries are not built (see `rwcompare_env`).
 fn short_ringway_round(args: &[&str]) -> Option<Value> {
-    let mut all = args.to_vec();
-    all.extend([
-        "--duration",
-        "500ms",
-        "--warmup",
-        "200ms",
-        "--only",
-        "ringway",
-        "--json",
-    ]);
+    let all = [args, SHORT_RINGWAY, &["--json"]].concat();
     let (code, stdout, stderr) = rwcompare(&all)?;
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     Some(
@@ -167,15 +168,8 @@ fn short_ringway_round(args: &[&str]) -> Option<Value> {
 
 #[test]
 fn table_and_bad_arguments() {
-    let Some((code, stdout, stderr)) = rwcompare(&[
-        "proxy-1k-post",
-        "--duration",
-        "500ms",
-        "--warmup",
-        "200ms",
-        "--only",
-        "ringway",
-    ]) else {
+    let Some((code, stdout, stderr)) = rwcompare(&[&["proxy-1k-post"], SHORT_RINGWAY].concat())
+    else {
         return;
     };
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
