@@ -211,23 +211,6 @@ pub fn peek(fd: std::os::fd::RawFd) -> Peeked {
     }
 }
 
-/// Whether `fd` is quiet: nothing to read, no EOF, no error, from one zero-timeout `poll`.
-/// For the pool's reuse check, where data and EOF both mean "do not reuse": cheaper in the
-/// kernel than `peek` (the TCP poll reads the socket's state without taking its lock or
-/// entering the receive path). Only for sockets with no read in flight.
-pub fn quiet(fd: std::os::fd::RawFd) -> bool {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN | libc::POLLRDHUP,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd on a live socket fd the caller owns; timeout 0 never blocks.
-    let n = unsafe { libc::poll(&mut p, 1, 0) };
-    // EINTR cannot happen with a zero timeout; any other failure counts as not quiet (the
-    // connection is dropped, never reused on a guess).
-    n == 0
-}
-
 /// Makes closing `fd` abortive: the kernel sends a reset and drops unsent data instead of
 /// keeping it queued (and the socket alive) for a peer that may never read it. For connections
 /// closed as abusive (refused at accept, too slow to read).

@@ -285,7 +285,7 @@ async fn acquire(
         };
         if first {
             first = false;
-            if let Some(conn) = us.take_idle(t, now) {
+            if let Some(conn) = us.take_idle(t, now).await {
                 return Ok(conn);
             }
         }

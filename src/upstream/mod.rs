@@ -24,6 +24,7 @@ pub mod gate;
 pub mod h2;
 pub mod health;
 pub mod least_request;
+pub mod liveness;
 pub mod pool;
 pub mod report;
 
@@ -156,8 +157,12 @@ impl UpstreamState {
     }
 
     /// A pooled connection to `target` fit to carry a request (`pool.rs`: checked before reuse).
-    pub fn take_idle(&self, target: usize, now: Instant) -> Option<UpConn> {
-        self.targets.get(target)?.idle.take(now, self.idle_timeout)
+    pub async fn take_idle(&self, target: usize, now: Instant) -> Option<UpConn> {
+        self.targets
+            .get(target)?
+            .idle
+            .take(now, self.idle_timeout)
+            .await
     }
 
     /// Returns a connection whose last exchange completed cleanly.

@@ -4,9 +4,10 @@
 //! taken, it has no unread byte, no pending error and no EOF. Bytes an upstream sent after the
 //! response had ended (a stray response after a 204, a body after a HEAD) would otherwise be
 //! read as the answer to the next, unrelated client's request. `put_idle` refuses a
-//! connection whose read buffer is not empty; `take_idle` checks the socket itself with one
-//! zero-timeout `poll` on every reuse (`io::quiet`: one syscall, the only one on the fast path,
-//! 2–6 % of the gateway's CPU per proxied request on a VM whose kernel entry is costly; see
+//! connection whose read buffer is not empty; `take_idle` checks the socket itself on every
+//! reuse with a zero-timeout `poll`, which `liveness` batches: every connection taken in one
+//! turn of the worker's loop shares one system call (one per reuse, the only system call on
+//! the fast path, cost 2–6 % of the gateway's CPU on a VM whose kernel entry is costly; see
 //! loadtest/RESULTS.md). The alternative, an io_uring poll or recv posted while the connection
 //! idles, costs a submission and a completion on every `put_idle` plus a cancel and its
 //! completion on every `take_idle` (monoio cancels a dropped op asynchronously: the connection
@@ -58,24 +59,27 @@ pub struct IdlePool {
 
 impl IdlePool {
     /// Newest idle connection that has not outlived `idle_timeout` and has nothing to read
-    /// (see the module header: one zero-timeout `poll` per reuse).
-    pub fn take(&self, now: Instant, idle_timeout: Duration) -> Option<UpConn> {
-        let mut idle = self.idle.borrow_mut();
-        while let Some(entry) = idle.pop_back() {
-            if now.duration_since(entry.since) < idle_timeout {
-                // Closed by the upstream meanwhile (FIN or RST already here) or holding bytes
-                // nobody asked for: dropped, never handed to a request.
-                let mut conn = entry.conn;
-                if !idle_conn_open(&mut conn.stream) {
-                    continue;
+    /// (see the module header: checked on every reuse).
+    pub async fn take(&self, now: Instant, idle_timeout: Duration) -> Option<UpConn> {
+        loop {
+            let entry = {
+                let mut idle = self.idle.borrow_mut();
+                let entry = idle.pop_back()?;
+                if now.duration_since(entry.since) >= idle_timeout {
+                    // Everything older is staler still.
+                    idle.clear();
+                    return None;
                 }
+                entry
+            };
+            // Closed by the upstream meanwhile (FIN or RST already here) or holding bytes
+            // nobody asked for: dropped, never handed to a request.
+            let mut conn = entry.conn;
+            if idle_conn_open(&mut conn.stream).await {
                 conn.reused = true;
                 return Some(conn);
             }
-            // Everything older is staler still.
-            idle.clear();
         }
-        None
     }
 
     /// Returns a connection whose last exchange completed cleanly, keeping at most `max_idle`
@@ -114,15 +118,15 @@ impl IdlePool {
 }
 
 /// True if an idle pooled connection still looks open: nothing to read (no EOF, no error, no
-/// unsolicited bytes). Pooled connections have no I/O in flight, so the poll never races the
+/// unsolicited bytes). Pooled connections have no I/O in flight, so the check never races the
 /// runtime. Over TLS, bytes that arrived while idle may be records that carry no data (TLS
 /// 1.3 session tickets, key updates): they are taken through rustls without waiting, and the
 /// connection is dropped only if they decrypt to data, end the session or are not valid TLS.
-fn idle_conn_open(s: &mut Transport) -> bool {
+async fn idle_conn_open(s: &mut Transport) -> bool {
     match s {
         Transport::Plain(t) => {
             use std::os::fd::AsRawFd;
-            crate::io::quiet(t.as_raw_fd())
+            super::liveness::quiet(t.as_raw_fd()).await
         }
         // One non-blocking recv instead of the poll: nothing there, or only records without data.
         Transport::Tls(t) => !t.has_buffered() && t.absorb() == Absorbed::Quiet,
