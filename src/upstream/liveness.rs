@@ -13,7 +13,8 @@
 //!
 //! An asker that is dropped (its exchange cancelled) unregisters before its socket can close,
 //! so the poll never looks at a closed or reused descriptor. Slots are reused: after warm-up a
-//! check allocates nothing.
+//! check allocates nothing, and the batch never holds more slots than the worker has exchanges
+//! taking a pooled connection at once (bounded by its connection caps).
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
