@@ -114,22 +114,35 @@ impl Gateway {
 
     /// Starts ringway with extra environment variables (e.g. an API-key HMAC secret).
     pub fn start_env(body: &str, workers: usize, env: &[(&str, &str)]) -> Gateway {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let admin_port = free_port();
-        let config_path = dir.path().join("ringway.toml");
-        std::fs::write(&config_path, with_listener(port, admin_port, body)).unwrap();
-        let mut child = Command::new(bin())
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--workers")
-            .arg(workers.to_string())
-            .envs(env.iter().copied())
+        with_fresh_ports(|port, admin_port| {
+            let dir = tempfile::tempdir().unwrap();
+            let config_path = dir.path().join("ringway.toml");
+            std::fs::write(&config_path, with_listener(port, admin_port, body)).unwrap();
+            let mut program = Command::new(bin());
+            program
+                .arg("--config")
+                .arg(&config_path)
+                .arg("--workers")
+                .arg(workers.to_string())
+                .envs(env.iter().copied());
+            Gateway::spawn(program, dir, config_path, port, admin_port)
+        })
+    }
+
+    /// Spawns `program` (its `--config` already set to `config_path` in `dir`), collects its
+    /// log and waits until it listens on `port`.
+    fn spawn(
+        mut program: Command,
+        dir: tempfile::TempDir,
+        config_path: PathBuf,
+        port: u16,
+        admin_port: u16,
+    ) -> Result<Gateway, String> {
+        program
             .envs(forced_epoll().then_some(("RINGWAY_FORCE_EPOLL", "1")))
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ringway");
+            .stderr(Stdio::piped());
+        let mut child = program.spawn().expect("spawn ringway");
         let logs = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = logs.clone();
@@ -140,30 +153,37 @@ impl Gateway {
                 l.push('\n');
             }
         });
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let mut gw = Gateway {
             child: Some(child),
-            addr,
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
             admin: format!("127.0.0.1:{admin_port}").parse().unwrap(),
             config_path,
             _dir: dir,
             logs,
         };
-        gw.wait_ready();
-        gw
+        match gw.wait_ready() {
+            Ok(()) => Ok(gw),
+            Err(status) => {
+                if gw.logs().contains("Address already in use") {
+                    return Err(gw.logs());
+                }
+                panic!(
+                    "gateway exited ({status}) before listening; logs:\n{}",
+                    gw.logs()
+                );
+            }
+        }
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until the gateway listens; its exit status if it exited first.
+    fn wait_ready(&mut self) -> Result<(), std::process::ExitStatus> {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if listening(self.addr) {
-                return;
+                return Ok(());
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!(
-                    "gateway exited ({status}) before listening; logs:\n{}",
-                    self.logs()
-                );
+                return Err(status);
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -1119,49 +1139,70 @@ impl Gateway {
     /// listener and admin sections. Unlike `start_env` it passes no `--workers`, so the config's
     /// and the default worker count apply.
     pub fn start_with(body: &str, program: Command) -> Gateway {
-        let (port, admin_port) = (free_port(), free_port());
-        Gateway::start_full(
-            &with_listener(port, admin_port, body),
-            port,
-            admin_port,
-            program,
-        )
+        // Rebuilt for every try (a `Command` spawns once per `--config`): program, arguments
+        // and environment carry over.
+        let prog = program.get_program().to_owned();
+        let args: Vec<_> = program.get_args().map(|a| a.to_owned()).collect();
+        let envs: Vec<_> = program
+            .get_envs()
+            .map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned())))
+            .collect();
+        with_fresh_ports(|port, admin_port| {
+            let mut program = Command::new(&prog);
+            program.args(&args);
+            for (k, v) in &envs {
+                match v {
+                    Some(v) => program.env(k, v),
+                    None => program.env_remove(k),
+                };
+            }
+            Gateway::start_text(
+                &with_listener(port, admin_port, body),
+                port,
+                admin_port,
+                program,
+            )
+        })
     }
 
     /// Like `start_with` for a complete config `text` that itself listens on 127.0.0.1:`port`
     /// with the admin API on 127.0.0.1:`admin_port`.
-    pub fn start_full(text: &str, port: u16, admin_port: u16, mut program: Command) -> Gateway {
+    pub fn start_full(text: &str, port: u16, admin_port: u16, program: Command) -> Gateway {
+        match Gateway::start_text(text, port, admin_port, program) {
+            Ok(gw) => gw,
+            Err(logs) => panic!("gateway could not bind its ports; logs:\n{logs}"),
+        }
+    }
+
+    fn start_text(
+        text: &str,
+        port: u16,
+        admin_port: u16,
+        mut program: Command,
+    ) -> Result<Gateway, String> {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("ringway.toml");
         std::fs::write(&config_path, text).unwrap();
-        program
-            .arg("--config")
-            .arg(&config_path)
-            .envs(forced_epoll().then_some(("RINGWAY_FORCE_EPOLL", "1")))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = program.spawn().expect("spawn ringway");
-        let logs = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = logs.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let mut gw = Gateway {
-            child: Some(child),
-            addr: format!("127.0.0.1:{port}").parse().unwrap(),
-            admin: format!("127.0.0.1:{admin_port}").parse().unwrap(),
-            config_path,
-            _dir: dir,
-            logs,
-        };
-        gw.wait_ready();
-        gw
+        program.arg("--config").arg(&config_path);
+        Gateway::spawn(program, dir, config_path, port, admin_port)
     }
+}
+
+/// Runs `start` with two fresh ports (listener, admin), again with new ones when the gateway
+/// could not bind them: `free_port` checks a port, and another process may take it before the
+/// gateway binds it.
+fn with_fresh_ports(mut start: impl FnMut(u16, u16) -> Result<Gateway, String>) -> Gateway {
+    let mut last = None;
+    for _ in 0..3 {
+        match start(free_port(), free_port()) {
+            Ok(gw) => return gw,
+            Err(logs) => last = Some(logs),
+        }
+    }
+    panic!(
+        "gateway could not bind fresh ports three times; last logs:\n{}",
+        last.unwrap_or_default()
+    );
 }
 
 /// Runs the ringway binary with `args` to completion (bounded: killed after `timeout`);
