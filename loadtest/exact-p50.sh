@@ -26,7 +26,8 @@ for t in redis-server taskset python3 curl; do
   command -v $t >/dev/null || { echo "needs $t" >&2; exit 2; }
 done
 DIR=$(mktemp -d)
-UP=$((20000 + RANDOM % 20000)) GW=$((UP + 1)) RDS=$((UP + 2)) ADM=$((UP + 3))
+. "$(dirname "$0")/ports.sh"
+read -r UP GW RDS ADM < <(free_ports 4)
 taskset -c 1 "${PRIO[@]}" "$RWLOAD" upstream --listen "127.0.0.1:$UP" --cpus 1 >/dev/null 2>&1 & UPID=$!
 taskset -c 1 "${PRIO[@]}" redis-server --port "$RDS" --bind 127.0.0.1 --save "" --appendonly no >/dev/null & RED=$!
 trap 'kill $UPID $RED 2>/dev/null; rm -rf "$DIR"' EXIT

@@ -22,7 +22,8 @@ for t in wrk nginx taskset python3 curl; do
 done
 DIR=$(mktemp -d)
 NGSRV=
-UP=$((20000 + RANDOM % 20000)) GW=$((UP + 1)) NG=$((UP + 2))
+. "$(dirname "$0")/ports.sh"
+read -r UP GW NG < <(free_ports 3)
 case $MODE in
   cache-hit)
     UPARGS="--body-size 20"

@@ -15,7 +15,8 @@ for t in wrk nginx redis-server taskset python3 curl; do
   command -v $t >/dev/null || { echo "needs $t" >&2; exit 2; }
 done
 DIR=$(mktemp -d)
-UP=$((20000 + RANDOM % 20000)) GW=$((UP + 1)) RDS=$((UP + 2))
+. "$(dirname "$0")/ports.sh"
+read -r UP GW RDS < <(free_ports 3)
 cat >"$DIR/nginx.conf" <<NGX
 worker_processes 1; daemon off; pid $DIR/nginx.pid; error_log $DIR/nginx-error.log;
 events { worker_connections 1024; }

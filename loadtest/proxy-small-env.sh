@@ -3,9 +3,11 @@
 # proxying everything to one upstream, an admin listener) and DIR/nginx.conf (the upstream: a
 # 20-byte `return 200`), starts that nginx on CPU 1, and sets UP, GW and ADM (the ports) and
 # NGX (nginx's pid; the caller's EXIT trap kills it).
+. "$(dirname "${BASH_SOURCE[0]}")/ports.sh"
+
 proxy_small_env() {
   local dir=$1
-  UP=$((20000 + RANDOM % 20000)) GW=$((UP + 1)) ADM=$((UP + 2))
+  read -r UP GW ADM < <(free_ports 3)
   cat >"$dir/nginx.conf" <<NGX
 worker_processes 1; daemon off; pid $dir/nginx.pid; error_log $dir/nginx-error.log;
 events { worker_connections 1024; }

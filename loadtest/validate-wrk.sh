@@ -15,7 +15,8 @@ for t in wrk taskset python3 curl; do
   command -v $t >/dev/null || { echo "needs $t" >&2; exit 2; }
 done
 DIR=$(mktemp -d)
-UP=$((20000 + RANDOM % 20000)) GW=$((UP + 1))
+. "$(dirname "$0")/ports.sh"
+read -r UP GW < <(free_ports 2)
 taskset -c 1 "$RWLOAD" upstream --listen "127.0.0.1:$UP" --body-size 1KiB >"$DIR/up.log" 2>&1 & UPID=$!
 trap 'kill $UPID 2>/dev/null; rm -rf "$DIR"' EXIT
 # The document: the scenario file's [ringway.files] "orders.yaml".
