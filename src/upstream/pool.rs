@@ -5,10 +5,10 @@
 //! response had ended (a stray response after a 204, a body after a HEAD) would otherwise be
 //! read as the answer to the next, unrelated client's request. `put_idle` refuses a
 //! connection whose read buffer is not empty; `take_idle` checks the socket itself on every
-//! reuse with a zero-timeout `poll`, which `liveness` batches: every connection taken in one
-//! turn of the worker's loop shares one system call (one per reuse, the only system call on
-//! the fast path, cost 2–6 % of the gateway's CPU on a VM whose kernel entry is costly; see
-//! loadtest/RESULTS.md). The alternative, an io_uring poll or recv posted while the connection
+//! reuse with a zero-timeout `poll`, the only system call on the fast path. One call per reuse
+//! cost 2–6 % of the gateway's CPU on a VM whose kernel entry is costly, so `liveness` batches
+//! them: every connection taken in one turn of the worker's loop shares one call (one per
+//! 11–17 reuses under load; see loadtest/RESULTS.md). The alternative, an io_uring poll or recv posted while the connection
 //! idles, costs a submission and a completion on every `put_idle` plus a cancel and its
 //! completion on every `take_idle` (monoio cancels a dropped op asynchronously: the connection
 //! may not carry a request, nor its fd be closed and reused, until the cancel has completed),
