@@ -10,6 +10,9 @@
 //! that, in the same turn. The write reaches the kernel when the turn's submissions go in, as
 //! it did when each task checked its own socket, so, measured from the moment the request
 //! leaves, a batched check is as fresh as one per task: both look within the turn that sends.
+//! The price: the checked writes all go at the end of the turn, which makes io_uring arm more
+//! polls for the response reads that follow (measured in loadtest/RESULTS.md, "The reuse check
+//! batched per loop turn"; the batch still wins).
 //!
 //! An asker that is dropped (its exchange cancelled) unregisters before its socket can close,
 //! so the poll never looks at a closed or reused descriptor. Slots are reused: after warm-up a
@@ -194,10 +197,8 @@ async fn checker() {
             for w in woken.drain(..) {
                 w.wake();
             }
-            let mut inner = b.inner.borrow_mut();
-            if inner.woken.capacity() < woken.capacity() {
-                inner.woken = woken;
-            }
+            // Back for the next batch, with its capacity (nothing ran in between to refill it).
+            b.inner.borrow_mut().woken = woken;
         });
         Poll::<()>::Pending
     })
