@@ -123,7 +123,7 @@ async fn exchange(
 
     // A pooled connection that turns out closed before any answer byte is retried once on a
     // fresh one (the service never saw the request).
-    let mut pooled = us.take_idle(target, Instant::now()).await;
+    let mut pooled = us.take_idle(target, Instant::now());
     loop {
         let reused = pooled.is_some();
         let mut up = match pooled.take() {

@@ -145,7 +145,7 @@ impl Copy {
 
     /// Sends the copy and reads the answer's head (and a small body, to pool the connection).
     async fn exchange(&mut self, us: &UpstreamState, deadline: Instant) -> bool {
-        let mut up = match us.take_idle(self.target, Instant::now()).await {
+        let mut up = match us.take_idle(self.target, Instant::now()) {
             Some(c) => c,
             None => match super::send::connect_one(us, self.target).await {
                 Ok(c) => c,

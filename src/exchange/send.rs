@@ -285,7 +285,7 @@ async fn acquire(
         };
         if first {
             first = false;
-            if let Some(conn) = us.take_idle(t, now).await {
+            if let Some(conn) = us.take_idle(t, now) {
                 return Ok(conn);
             }
         }

@@ -1,348 +1,212 @@
-//! The pool's reuse check for plain TCP connections, batched per turn of the worker's loop:
-//! every connection taken from a pool in one turn is checked by one zero-timeout `poll(2)`
-//! over all of their sockets, instead of one system call each.
+//! The pool's reuse check for plain TCP connections: one zero-timeout `poll(2)` sweeps a
+//! pool's idle sockets, and what it finds is trusted until the end of the worker's current
+//! turn, then forgotten.
 //!
-//! How a batch forms: a task that asks registers its socket and, if no check is due yet,
-//! wakes this worker's checker task (spawned on first use). monoio runs tasks in the order they
-//! were woken, so the checker runs after every task woken before it in this turn, which
-//! register theirs meanwhile. The checker polls every registered socket at once, records each
-//! answer and wakes the askers. A task whose socket is quiet queues its request's write after
-//! that, in the same turn. The write reaches the kernel when the turn's submissions go in, as
-//! it did when each task checked its own socket, so, measured from the moment the request
-//! leaves, a batched check is as fresh as one per task: both look within the turn that sends.
-//! The price: the checked writes all go at the end of the turn, which makes io_uring arm more
-//! polls for the response reads that follow (measured in loadtest/RESULTS.md, "The reuse check
-//! batched per loop turn"; the batch still wins).
+//! How a turn is bounded: the first sweep of a turn opens it and wakes this worker's marker
+//! task (spawned on first use). monoio runs woken tasks in the order they were woken, so the
+//! marker runs after every task already queued in this turn, and closes it. A task that takes
+//! a connection before then uses the sweep's answer and queues its request's write at once;
+//! the write reaches the kernel when the turn's submissions go in. A task that runs after the
+//! marker finds the turn closed and sweeps again. So a connection is trusted only from a look
+//! taken in the turn that sends on it: the same freshness as one check per reuse, judged from
+//! the moment the request leaves. What is swept and found readable, half-closed or failed is
+//! dropped from the pool on the spot.
 //!
-//! An asker that is dropped (its exchange cancelled) unregisters before its socket can close,
-//! so the poll never looks at a closed or reused descriptor. Slots are reused: after warm-up a
-//! check allocates nothing, and the batch never holds more slots than the worker has exchanges
-//! taking a pooled connection at once (bounded by its connection caps).
+//! The sweep is synchronous (no task waits for it), so writes are not held back to the end of
+//! the turn. An earlier design did hold them: every asker registered its socket and waited for
+//! a checker task's batched poll. That made io_uring arm many more polls for the response
+//! reads that followed (loadtest/RESULTS.md, "The reuse check batched per loop turn" and "One
+//! sweep per turn").
+//!
+//! Everything here is per thread and allocation-free after warm-up (one scratch array, bounded
+//! by `SWEEP_MAX`).
 
 use std::cell::{Cell, RefCell};
-use std::future::Future;
 use std::os::fd::RawFd;
-use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 
 /// Readable, half-closed or failed: any of these means "do not reuse".
 const EVENTS: libc::c_short = libc::POLLIN | libc::POLLRDHUP;
 
-/// Checks that `fd` (an idle pooled socket with no I/O in flight) is quiet: nothing to read,
-/// no EOF, no error. Resolves to `true` only then.
-pub fn quiet(fd: RawFd) -> Quiet {
-    Quiet { fd, ticket: None }
+/// Most sockets one sweep looks at (the newest idle ones, which are taken first).
+pub const SWEEP_MAX: usize = 64;
+
+/// What the last sweep said of one idle connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Seen {
+    /// Not swept since it went idle.
+    #[default]
+    Unchecked,
+    /// Quiet when swept in the given turn.
+    Quiet(u64),
+    /// Readable, half-closed or failed: never to carry a request.
+    Busy,
 }
 
-/// The future of one check (see `quiet`).
-pub struct Quiet {
-    fd: RawFd,
-    ticket: Option<usize>,
+impl Seen {
+    /// Quiet in the turn that is still open.
+    pub fn trusted(self) -> bool {
+        matches!(self, Seen::Quiet(t) if TURN.with(|s| s.open.get() && s.number.get() == t))
+    }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum State {
-    Free,
-    Waiting,
-    Done(bool),
-}
-
-struct Slot {
-    fd: RawFd,
-    state: State,
-    waker: Option<Waker>,
-}
-
-/// This worker's checks. Wakers are only ever woken or dropped outside the `RefCell`'s
-/// borrow, so a task torn down by a wake cannot find the batch borrowed.
-struct Batch {
-    inner: RefCell<Inner>,
-    /// The checker task's waker while it waits for work.
-    checker: Cell<Option<Waker>>,
-    /// A checker task exists on this thread.
+/// This worker's turn bookkeeping. Only `Cell`s: a marker torn down while being woken (its
+/// runtime has ended) can run its guard at any point without finding anything borrowed.
+struct Turn {
+    /// The current (or last) turn's number.
+    number: Cell<u64>,
+    /// A sweep has run in this turn and the marker has not closed it yet.
+    open: Cell<bool>,
+    /// The marker task's waker while it waits for the next turn.
+    marker: Cell<Option<std::task::Waker>>,
+    /// A marker task exists on this thread.
     spawned: Cell<bool>,
-    /// The checker has been woken (or spawned) for the waiting sockets.
-    scheduled: Cell<bool>,
-}
-
-/// Every slot ever used, the free ones, the ones waiting for the poll.
-struct Inner {
-    slots: Vec<Slot>,
-    free: Vec<usize>,
-    waiting: Vec<usize>,
-    pollfds: Vec<libc::pollfd>,
-    /// The askers to wake after a poll (kept to reuse its allocation).
-    woken: Vec<Waker>,
-    /// `poll` calls made so far (for the tests: a batch is one call).
-    polls: u64,
+    /// Connections handed out on a sweep's word in this turn, and in the last turn that had
+    /// any: a sweep looks at as many sockets as the last turn took (`sweep_size`).
+    taken: Cell<u32>,
+    last_taken: Cell<u32>,
+    /// `poll` calls made so far (for the tests: a sweep is one call).
+    polls: Cell<u64>,
+    /// The pollfd array of a sweep, kept for its allocation.
+    scratch: RefCell<Vec<libc::pollfd>>,
 }
 
 thread_local! {
-    static BATCH: Batch = const {
-        Batch {
-            inner: RefCell::new(Inner {
-                slots: Vec::new(),
-                free: Vec::new(),
-                waiting: Vec::new(),
-                pollfds: Vec::new(),
-                woken: Vec::new(),
-                polls: 0,
-            }),
-            checker: Cell::new(None),
+    static TURN: Turn = const {
+        Turn {
+            number: Cell::new(0),
+            open: Cell::new(false),
+            marker: Cell::new(None),
             spawned: Cell::new(false),
-            scheduled: Cell::new(false),
+            taken: Cell::new(0),
+            last_taken: Cell::new(0),
+            polls: Cell::new(0),
+            scratch: RefCell::new(Vec::new()),
         }
     };
 }
 
-impl Batch {
-    /// Makes sure a checker will run for the sockets registered so far.
-    fn schedule(&self) {
-        if self.scheduled.replace(true) {
-            return;
-        }
-        if let Some(w) = self.checker.take() {
-            // A checker left by a runtime that has ended may be torn down by this wake; its
-            // guard then clears `spawned`, and a new one is started below.
-            w.wake();
-        }
-        if !self.spawned.get() {
-            self.spawned.set(true);
-            self.scheduled.set(true);
-            monoio::spawn(checker());
-        }
-    }
-}
-
-impl Inner {
-    fn register(&mut self, fd: RawFd, waker: Waker) -> usize {
-        let slot = Slot {
-            fd,
-            state: State::Waiting,
-            waker: Some(waker),
-        };
-        let t = match self.free.pop() {
-            Some(t) => {
-                self.slots[t] = slot;
-                t
-            }
-            None => {
-                self.slots.push(slot);
-                self.slots.len() - 1
-            }
-        };
-        self.waiting.push(t);
-        t
-    }
-
-    /// Frees slot `t`, handing back its waker to be dropped outside the borrow.
-    fn release(&mut self, t: usize) -> Option<Waker> {
-        if self.slots[t].state == State::Waiting {
-            self.waiting.retain(|&w| w != t);
-        }
-        self.slots[t].state = State::Free;
-        self.free.push(t);
-        self.slots[t].waker.take()
-    }
-
-    /// One `poll` over every waiting socket; each asker gets its answer, and its waker moves
-    /// to `woken`.
-    fn run(&mut self) {
-        self.pollfds.clear();
-        for &t in &self.waiting {
-            self.pollfds.push(libc::pollfd {
-                fd: self.slots[t].fd,
-                events: EVENTS,
-                revents: 0,
-            });
-        }
-        // SAFETY: `pollfds` holds `len` initialised entries for sockets whose owners are
-        // waiting on this batch (they unregister before closing); a zero timeout never blocks.
-        let n = unsafe {
-            libc::poll(
-                self.pollfds.as_mut_ptr(),
-                self.pollfds.len() as libc::nfds_t,
-                0,
-            )
-        };
-        self.polls += 1;
-        // A failed poll (EINTR cannot happen with a zero timeout) counts as "not quiet": the
-        // connections are dropped, never reused on a guess.
-        for (i, &t) in self.waiting.iter().enumerate() {
-            let quiet = n >= 0 && self.pollfds[i].revents == 0;
-            let slot = &mut self.slots[t];
-            slot.state = State::Done(quiet);
-            if let Some(w) = slot.waker.take() {
-                self.woken.push(w);
-            }
-        }
-        self.waiting.clear();
-    }
-}
-
-/// This thread's checker: runs one batch each time it is woken.
-async fn checker() {
-    let _guard = CheckerGuard;
-    std::future::poll_fn(|cx| {
-        BATCH.with(|b| {
-            let mut woken = {
-                let mut inner = b.inner.borrow_mut();
-                if !inner.waiting.is_empty() {
-                    inner.run();
-                }
-                std::mem::take(&mut inner.woken)
-            };
-            b.scheduled.set(false);
-            b.checker.set(Some(cx.waker().clone()));
-            for w in woken.drain(..) {
+/// Opens a turn if none is open (waking the marker that will close it) and returns its number.
+fn open_turn() -> u64 {
+    TURN.with(|s| {
+        if !s.open.get() {
+            if let Some(w) = s.marker.take() {
+                // A marker left by a runtime that has ended may be torn down by this wake; its
+                // guard then clears `spawned`, and a new one is started below.
                 w.wake();
             }
-            // Back for the next batch, with its capacity (nothing ran in between to refill it).
-            b.inner.borrow_mut().woken = woken;
+            if !s.spawned.get() {
+                s.spawned.set(true);
+                monoio::spawn(marker());
+            }
+            s.number.set(s.number.get() + 1);
+            s.open.set(true);
+            s.last_taken.set(s.taken.replace(0));
+        }
+        s.number.get()
+    })
+}
+
+/// What one sweep found.
+pub struct Answers {
+    /// The turn the answers hold for.
+    pub turn: u64,
+    quiet: [bool; SWEEP_MAX],
+    len: usize,
+}
+
+impl Answers {
+    /// One answer per socket, in the order they were listed: `true` if quiet.
+    pub fn quiet(&self) -> &[bool] {
+        &self.quiet[..self.len]
+    }
+}
+
+/// A connection was handed out on a sweep's word.
+pub fn taken() {
+    TURN.with(|s| s.taken.set(s.taken.get().saturating_add(1)));
+}
+
+/// How many sockets a sweep should look at: as many as the last turn took, at least one, at
+/// most `SWEEP_MAX`. Looking at every idle socket costs the kernel a socket poll each (most
+/// of which the turn will not take); looking at one per sweep costs a system call per take.
+/// A turn that takes more than this sweeps again.
+fn sweep_size(s: &Turn) -> usize {
+    (s.last_taken.get() as usize).clamp(1, SWEEP_MAX)
+}
+
+/// Sweeps sockets in one `poll`: `fill` lists them, given how many to list (`sweep_size`;
+/// only that many count). A failed
+/// poll answers "not quiet" for all (the connections are dropped, never reused on a guess).
+pub fn sweep(fill: impl FnOnce(&mut Vec<libc::pollfd>, usize)) -> Answers {
+    let turn = open_turn();
+    TURN.with(|s| {
+        let mut fds = s.scratch.borrow_mut();
+        fds.clear();
+        let size = sweep_size(s);
+        fill(&mut fds, size);
+        fds.truncate(size);
+        // SAFETY: `fds` holds `len` initialised entries for sockets the caller owns and keeps
+        // open for the call; a zero timeout never blocks.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
+        s.polls.set(s.polls.get() + 1);
+        // EINTR cannot happen with a zero timeout.
+        let mut quiet = [false; SWEEP_MAX];
+        for (a, p) in quiet.iter_mut().zip(fds.iter()) {
+            *a = n >= 0 && p.revents == 0;
+        }
+        Answers {
+            turn,
+            quiet,
+            len: fds.len(),
+        }
+    })
+}
+
+/// The pollfd for one socket of a sweep.
+pub fn pollfd(fd: RawFd) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: EVENTS,
+        revents: 0,
+    }
+}
+
+/// This thread's marker: closes the open turn each time it runs.
+async fn marker() {
+    let _guard = MarkerGuard;
+    std::future::poll_fn(|cx| {
+        TURN.with(|s| {
+            s.open.set(false);
+            s.marker.set(Some(cx.waker().clone()));
         });
         Poll::<()>::Pending
     })
     .await
 }
 
-/// Lets a new checker be spawned if this one's task is dropped (its runtime ended).
-struct CheckerGuard;
+/// Lets a new marker be spawned if this one's task is dropped (its runtime ended), and closes
+/// the turn it would have closed.
+struct MarkerGuard;
 
-impl Drop for CheckerGuard {
+impl Drop for MarkerGuard {
     fn drop(&mut self) {
-        let _ = BATCH.try_with(|b| {
-            b.spawned.set(false);
-            b.scheduled.set(false);
-            drop(b.checker.take());
+        let _ = TURN.try_with(|s| {
+            s.spawned.set(false);
+            s.open.set(false);
+            drop(s.marker.take());
         });
     }
 }
 
-impl Future for Quiet {
-    type Output = bool;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
-        BATCH.with(|b| {
-            let Some(t) = self.ticket else {
-                let t = b.inner.borrow_mut().register(self.fd, cx.waker().clone());
-                self.ticket = Some(t);
-                b.schedule();
-                return Poll::Pending;
-            };
-            let mut inner = b.inner.borrow_mut();
-            match inner.slots[t].state {
-                State::Done(quiet) => {
-                    let old = inner.release(t);
-                    drop(inner);
-                    drop(old);
-                    self.ticket = None;
-                    Poll::Ready(quiet)
-                }
-                _ => {
-                    let slot = &mut inner.slots[t];
-                    if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                        let old = slot.waker.replace(cx.waker().clone());
-                        drop(inner);
-                        drop(old);
-                    }
-                    Poll::Pending
-                }
-            }
-        })
-    }
-}
-
-impl Drop for Quiet {
-    fn drop(&mut self) {
-        let Some(t) = self.ticket else {
-            return;
-        };
-        // `try_with`: a thread tearing down its locals drops nothing that could still be polled.
-        let _ = BATCH.try_with(|b| {
-            let old = b.inner.borrow_mut().release(t);
-            drop(old);
-        });
-    }
-}
-
+/// `poll` calls made on this thread so far.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-    use std::os::fd::AsRawFd;
+pub fn polls() -> u64 {
+    TURN.with(|s| s.polls.get())
+}
 
-    fn pair() -> (std::net::TcpStream, std::net::TcpStream) {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let a = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (b, _) = l.accept().unwrap();
-        (a, b)
-    }
-
-    fn rt() -> monoio::Runtime<monoio::LegacyDriver> {
-        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .build()
-            .unwrap()
-    }
-
-    /// Three checks started in one turn: one quiet socket, one holding a byte, one whose peer
-    /// closed. Each gets its own answer, from one poll.
-    #[test]
-    fn one_batch_answers_each_socket() {
-        let (quiet_a, _quiet_b) = pair();
-        let (data_a, mut data_b) = pair();
-        let (eof_a, eof_b) = pair();
-        data_b.write_all(b"x").unwrap();
-        drop(eof_b);
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        let before = BATCH.with(|b| b.inner.borrow().polls);
-        let got = rt().block_on(async {
-            let q = monoio::spawn(quiet(quiet_a.as_raw_fd()));
-            let d = monoio::spawn(quiet(data_a.as_raw_fd()));
-            let e = monoio::spawn(quiet(eof_a.as_raw_fd()));
-            (q.await, d.await, e.await)
-        });
-        assert_eq!(got, (true, false, false));
-        assert_eq!(
-            BATCH.with(|b| b.inner.borrow().polls) - before,
-            1,
-            "one poll for the three"
-        );
-    }
-
-    /// An asker dropped before the checker ran is taken out of the batch: the other asker
-    /// still gets its answer, and every slot is free afterwards.
-    #[test]
-    fn a_dropped_asker_leaves_the_batch() {
-        let (a, _a2) = pair();
-        let (b, mut b2) = pair();
-        b2.write_all(b"x").unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        let got = rt().block_on(async {
-            let mut first = Box::pin(quiet(a.as_raw_fd()));
-            let mut cx = Context::from_waker(Waker::noop());
-            assert!(first.as_mut().poll(&mut cx).is_pending());
-            let other = monoio::spawn(quiet(b.as_raw_fd()));
-            drop(first);
-            other.await
-        });
-        assert!(!got, "the other asker's socket holds a byte");
-        BATCH.with(|b| {
-            let b = b.inner.borrow();
-            assert!(b.waiting.is_empty());
-            assert_eq!(b.free.len(), b.slots.len());
-        });
-    }
-
-    /// A thread that runs one runtime after another (a test harness, a restarted worker)
-    /// still gets answers in the second.
-    #[test]
-    fn checks_work_in_a_later_runtime_on_the_same_thread() {
-        let (a, _a2) = pair();
-        assert!(rt().block_on(quiet(a.as_raw_fd())));
-        let (b, mut b2) = pair();
-        b2.write_all(b"x").unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        assert!(!rt().block_on(quiet(b.as_raw_fd())));
-        assert!(rt().block_on(quiet(a.as_raw_fd())));
-    }
+/// A turn is open on this thread.
+#[cfg(test)]
+pub fn turn_open() -> bool {
+    TURN.with(|s| s.open.get())
 }

@@ -157,12 +157,8 @@ impl UpstreamState {
     }
 
     /// A pooled connection to `target` fit to carry a request (`pool.rs`: checked before reuse).
-    pub async fn take_idle(&self, target: usize, now: Instant) -> Option<UpConn> {
-        self.targets
-            .get(target)?
-            .idle
-            .take(now, self.idle_timeout)
-            .await
+    pub fn take_idle(&self, target: usize, now: Instant) -> Option<UpConn> {
+        self.targets.get(target)?.idle.take(now, self.idle_timeout)
     }
 
     /// Returns a connection whose last exchange completed cleanly.

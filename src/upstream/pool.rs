@@ -6,9 +6,10 @@
 //! read as the answer to the next, unrelated client's request. `put_idle` refuses a
 //! connection whose read buffer is not empty; `take_idle` checks the socket itself on every
 //! reuse with a zero-timeout `poll`, the only system call on the fast path. One call per reuse
-//! cost 2–6 % of the gateway's CPU on a VM whose kernel entry is costly, so `liveness` batches
-//! them: every connection taken in one turn of the worker's loop shares one call (one per
-//! 11–17 reuses under load; see loadtest/RESULTS.md). The alternative, an io_uring poll or recv posted while the connection
+//! cost 2–6 % of the gateway's CPU on a VM whose kernel entry is costly, so `liveness` shares
+//! it: one call sweeps the pool's newest idle sockets, and a quiet answer is trusted until the
+//! worker's current turn ends (every connection taken in a turn is covered by a look taken in
+//! that turn, before its request is queued; see loadtest/RESULTS.md). The alternative, an io_uring poll or recv posted while the connection
 //! idles, costs a submission and a completion on every `put_idle` plus a cancel and its
 //! completion on every `take_idle` (monoio cancels a dropped op asynchronously: the connection
 //! may not carry a request, nor its fd be closed and reused, until the cancel has completed),
@@ -30,6 +31,9 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use std::os::fd::AsRawFd;
+
+use super::liveness::{self, Seen};
 use crate::tls::stream::Absorbed;
 use crate::tls::transport::Transport;
 
@@ -49,6 +53,8 @@ pub struct UpConn {
 struct Idle {
     conn: UpConn,
     since: Instant,
+    /// What the last sweep said of it (plain TCP only; see `liveness`).
+    seen: Seen,
 }
 
 /// One target's idle HTTP/1.1 connections on this worker, oldest first.
@@ -60,25 +66,33 @@ pub struct IdlePool {
 impl IdlePool {
     /// Newest idle connection that has not outlived `idle_timeout` and has nothing to read
     /// (see the module header: checked on every reuse).
-    pub async fn take(&self, now: Instant, idle_timeout: Duration) -> Option<UpConn> {
+    pub fn take(&self, now: Instant, idle_timeout: Duration) -> Option<UpConn> {
+        let mut idle = self.idle.borrow_mut();
         loop {
-            let entry = {
-                let mut idle = self.idle.borrow_mut();
-                let entry = idle.pop_back()?;
-                if now.duration_since(entry.since) >= idle_timeout {
-                    // Everything older is staler still.
-                    idle.clear();
-                    return None;
-                }
-                entry
-            };
-            // Closed by the upstream meanwhile (FIN or RST already here) or holding bytes
-            // nobody asked for: dropped, never handed to a request.
-            let mut conn = entry.conn;
-            if idle_conn_open(&mut conn.stream).await {
-                conn.reused = true;
-                return Some(conn);
+            let entry = idle.back()?;
+            if now.duration_since(entry.since) >= idle_timeout {
+                // Everything older is staler still.
+                idle.clear();
+                return None;
             }
+            if matches!(entry.conn.stream, Transport::Plain(_)) && !entry.seen.trusted() {
+                // Stamps the newest idle sockets (this one first) or drops them from the pool.
+                sweep(&mut idle);
+                continue;
+            }
+            let mut conn = idle.pop_back()?.conn;
+            if let Transport::Plain(_) = conn.stream {
+                liveness::taken();
+            }
+            // Over TLS: closed by the upstream meanwhile or holding data nobody asked for:
+            // dropped, never handed to a request.
+            if let Transport::Tls(t) = &mut conn.stream {
+                if t.has_buffered() || t.absorb() != Absorbed::Quiet {
+                    continue;
+                }
+            }
+            conn.reused = true;
+            return Some(conn);
         }
     }
 
@@ -95,7 +109,11 @@ impl IdlePool {
         if idle.len() >= max_idle {
             idle.pop_front();
         }
-        idle.push_back(Idle { conn, since: now });
+        idle.push_back(Idle {
+            conn,
+            since: now,
+            seen: Seen::Unchecked,
+        });
     }
 
     /// Frees the read buffers of the idle connections (a quiet worker giving memory back); a
@@ -117,18 +135,168 @@ impl IdlePool {
     }
 }
 
-/// True if an idle pooled connection still looks open: nothing to read (no EOF, no error, no
-/// unsolicited bytes). Pooled connections have no I/O in flight, so the check never races the
-/// runtime. Over TLS, bytes that arrived while idle may be records that carry no data (TLS
-/// 1.3 session tickets, key updates): they are taken through rustls without waiting, and the
-/// connection is dropped only if they decrypt to data, end the session or are not valid TLS.
-async fn idle_conn_open(s: &mut Transport) -> bool {
-    match s {
-        Transport::Plain(t) => {
-            use std::os::fd::AsRawFd;
-            super::liveness::quiet(t.as_raw_fd()).await
+/// One `liveness::sweep` over the newest plain idle connections not yet trusted in this turn
+/// (the newest first): quiet ones are stamped with the turn, the others (closed by the upstream
+/// meanwhile, FIN or RST already here, or holding bytes nobody asked for) leave the pool.
+fn sweep(idle: &mut VecDeque<Idle>) {
+    let due = |e: &Idle| matches!(e.conn.stream, Transport::Plain(_)) && !e.seen.trusted();
+    let fd = |e: &Idle| match &e.conn.stream {
+        Transport::Plain(t) => t.as_raw_fd(),
+        Transport::Tls(_) => -1,
+    };
+    let answers = liveness::sweep(|fds, size| {
+        for e in idle.iter().rev().filter(|e| due(e)).take(size) {
+            fds.push(liveness::pollfd(fd(e)));
         }
-        // One non-blocking recv instead of the poll: nothing there, or only records without data.
-        Transport::Tls(t) => !t.has_buffered() && t.absorb() == Absorbed::Quiet,
+    });
+    // The same entries in the same order: none was stamped in between.
+    let mut busy = false;
+    let due_now = idle.iter_mut().rev().filter(|e| due(e));
+    for (e, &quiet) in due_now.zip(answers.quiet()) {
+        e.seen = if quiet {
+            Seen::Quiet(answers.turn)
+        } else {
+            Seen::Busy
+        };
+        busy |= !quiet;
+    }
+    if busy {
+        idle.retain(|e| e.seen != Seen::Busy);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::RawFd;
+
+    const AGES: Duration = Duration::from_secs(60);
+
+    fn pair() -> (std::net::TcpStream, std::net::TcpStream) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (b, _) = l.accept().unwrap();
+        (a, b)
+    }
+
+    fn rt() -> monoio::Runtime<monoio::LegacyDriver> {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .build()
+            .unwrap()
+    }
+
+    /// An idle pooled connection over `s` (inside a runtime).
+    fn idle(pool: &IdlePool, s: std::net::TcpStream) -> RawFd {
+        let fd = s.as_raw_fd();
+        let conn = UpConn {
+            stream: Transport::Plain(monoio::net::TcpStream::from_std(s).unwrap()),
+            buf: Vec::new(),
+            target: 0,
+            reused: false,
+            slot: None,
+        };
+        pool.put(conn, Instant::now(), 16);
+        fd
+    }
+
+    fn fd_of(c: &UpConn) -> RawFd {
+        match &c.stream {
+            Transport::Plain(t) => t.as_raw_fd(),
+            Transport::Tls(_) => unreachable!(),
+        }
+    }
+
+    /// Four idle connections, one holding a byte its upstream sent unasked. After a turn that
+    /// took four connections (so a sweep looks at four sockets), three takes in one turn get
+    /// the three quiet ones from a single poll, and the fourth finds the pool empty (the dirty
+    /// one was dropped, never handed out).
+    #[test]
+    fn one_sweep_covers_every_take_in_a_turn() {
+        let warm: Vec<_> = (0..4).map(|_| pair()).collect();
+        let (q1, _p1) = pair();
+        let (dirty, mut pd) = pair();
+        let (q2, _p2) = pair();
+        let (q3, _p3) = pair();
+        pd.write_all(b"HTTP/1.1 200 OK\r\n\r\n").unwrap();
+        rt().block_on(async {
+            let pool = IdlePool::default();
+            let mut peers = Vec::new();
+            for (s, peer) in warm {
+                idle(&pool, s);
+                peers.push(peer);
+            }
+            let mut warmed = 0;
+            while pool.take(Instant::now(), AGES).is_some() {
+                warmed += 1;
+            }
+            assert_eq!(warmed, 4);
+            // The turn ends: the marker runs before this spawned task.
+            monoio::spawn(async {}).await;
+
+            let quiet = [idle(&pool, q1), 0, 0];
+            let _ = idle(&pool, dirty);
+            let quiet = [quiet[0], idle(&pool, q2), idle(&pool, q3)];
+            let before = liveness::polls();
+            let mut got = Vec::new();
+            while let Some(c) = pool.take(Instant::now(), AGES) {
+                assert!(c.reused);
+                got.push(fd_of(&c));
+            }
+            assert_eq!(
+                got,
+                vec![quiet[2], quiet[1], quiet[0]],
+                "newest first, dirty skipped"
+            );
+            assert_eq!(liveness::polls() - before, 1, "one poll for the turn");
+        });
+    }
+
+    /// A quiet answer is trusted only in the turn that got it: a byte that arrives once the
+    /// turn is over is seen by the next take, which sweeps again and drops the connection.
+    #[test]
+    fn a_later_turn_looks_again() {
+        let (a, _pa) = pair();
+        let (b, mut pb) = pair();
+        rt().block_on(async {
+            let pool = IdlePool::default();
+            let b_fd = idle(&pool, b);
+            let a_fd = idle(&pool, a);
+            let before = liveness::polls();
+            let first = pool.take(Instant::now(), AGES).expect("quiet");
+            assert_eq!(fd_of(&first), a_fd);
+            // Both were swept; let the turn end (the marker runs before this spawned task).
+            monoio::spawn(async {}).await;
+            pb.write_all(b"stray").unwrap();
+            assert!(
+                pool.take(Instant::now(), AGES).is_none(),
+                "{b_fd} holds a stray byte"
+            );
+            assert_eq!(liveness::polls() - before, 2, "a new turn, a new look");
+        });
+    }
+
+    /// A runtime's last turn ends with it (monoio runs the queued marker before `block_on`
+    /// returns): the next runtime on the thread opens a turn of its own and checks again.
+    #[test]
+    fn a_later_runtime_on_the_thread_checks_again() {
+        let (a, _pa) = pair();
+        rt().block_on(async {
+            let pool = IdlePool::default();
+            idle(&pool, a);
+            assert!(pool.take(Instant::now(), AGES).is_some());
+            assert!(liveness::turn_open());
+        });
+        assert!(!liveness::turn_open());
+        let (b, mut pb) = pair();
+        let (c, _pc) = pair();
+        pb.write_all(b"x").unwrap();
+        rt().block_on(async {
+            let pool = IdlePool::default();
+            idle(&pool, b);
+            assert!(pool.take(Instant::now(), AGES).is_none());
+            idle(&pool, c);
+            assert!(pool.take(Instant::now(), AGES).is_some());
+        });
     }
 }
