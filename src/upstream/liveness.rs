@@ -136,15 +136,15 @@ fn sweep_size(s: &Turn) -> usize {
 }
 
 /// Sweeps sockets in one `poll`: `fill` lists them, given how many to list (`sweep_size`;
-/// only that many count). A failed
+/// only that many count) and the turn, now open, whose stamps need no new look. A failed
 /// poll answers "not quiet" for all (the connections are dropped, never reused on a guess).
-pub fn sweep(fill: impl FnOnce(&mut Vec<libc::pollfd>, usize)) -> Answers {
+pub fn sweep(fill: impl FnOnce(&mut Vec<libc::pollfd>, usize, u64)) -> Answers {
     let turn = open_turn();
     TURN.with(|s| {
         let mut fds = s.scratch.borrow_mut();
         fds.clear();
         let size = sweep_size(s);
-        fill(&mut fds, size);
+        fill(&mut fds, size, turn);
         fds.truncate(size);
         // SAFETY: `fds` holds `len` initialised entries for sockets the caller owns and keeps
         // open for the call; a zero timeout never blocks.

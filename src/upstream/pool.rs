@@ -31,7 +31,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 use super::liveness::{self, Seen};
 use crate::tls::stream::Absorbed;
@@ -139,25 +139,23 @@ impl IdlePool {
 /// (the newest first): quiet ones are stamped with the turn, the others (closed by the upstream
 /// meanwhile, FIN or RST already here, or holding bytes nobody asked for) leave the pool.
 fn sweep(idle: &mut VecDeque<Idle>) {
-    let due = |e: &Idle| matches!(e.conn.stream, Transport::Plain(_)) && !e.seen.trusted();
-    let fd = |e: &Idle| match &e.conn.stream {
-        Transport::Plain(t) => t.as_raw_fd(),
-        Transport::Tls(_) => -1,
-    };
-    let answers = liveness::sweep(|fds, size| {
-        for e in idle.iter().rev().filter(|e| due(e)).take(size) {
-            fds.push(liveness::pollfd(fd(e)));
+    // Plain and not yet looked at in `turn` (the turn is open while the sweep runs).
+    fn due(e: &Idle, turn: u64) -> Option<RawFd> {
+        match &e.conn.stream {
+            Transport::Plain(t) if e.seen != Seen::Quiet(turn) => Some(t.as_raw_fd()),
+            _ => None,
         }
+    }
+    let answers = liveness::sweep(|fds, size, turn| {
+        let newest = idle.iter().rev().filter_map(|e| due(e, turn));
+        fds.extend(newest.take(size).map(liveness::pollfd));
     });
     // The same entries in the same order: none was stamped in between.
+    let turn = answers.turn;
     let mut busy = false;
-    let due_now = idle.iter_mut().rev().filter(|e| due(e));
-    for (e, &quiet) in due_now.zip(answers.quiet()) {
-        e.seen = if quiet {
-            Seen::Quiet(answers.turn)
-        } else {
-            Seen::Busy
-        };
+    let newest = idle.iter_mut().rev().filter(|e| due(e, turn).is_some());
+    for (e, &quiet) in newest.zip(answers.quiet()) {
+        e.seen = if quiet { Seen::Quiet(turn) } else { Seen::Busy };
         busy |= !quiet;
     }
     if busy {
@@ -169,7 +167,6 @@ fn sweep(idle: &mut VecDeque<Idle>) {
 mod tests {
     use super::*;
     use std::io::Write;
-    use std::os::fd::RawFd;
 
     const AGES: Duration = Duration::from_secs(60);
 
