@@ -29,13 +29,12 @@ use std::task::Poll;
 const EVENTS: libc::c_short = libc::POLLIN | libc::POLLRDHUP;
 
 /// Most sockets one sweep looks at (the newest idle ones, which are taken first).
-pub const SWEEP_MAX: usize = 64;
+const SWEEP_MAX: usize = 64;
 
 /// What the last sweep said of one idle connection.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Seen {
     /// Not swept since it went idle.
-    #[default]
     Unchecked,
     /// Quiet when swept in the given turn.
     Quiet(u64),
@@ -50,8 +49,9 @@ impl Seen {
     }
 }
 
-/// This worker's turn bookkeeping. Only `Cell`s: a marker torn down while being woken (its
-/// runtime has ended) can run its guard at any point without finding anything borrowed.
+/// This worker's turn bookkeeping. `Cell`s, except the scratch array, which only `sweep`
+/// borrows (and wakes nothing meanwhile): a marker torn down while being woken (its runtime
+/// has ended) can run its guard at any point without finding anything borrowed.
 struct Turn {
     /// The current (or last) turn's number.
     number: Cell<u64>,

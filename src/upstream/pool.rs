@@ -9,15 +9,16 @@
 //! cost 2–6 % of the gateway's CPU on a VM whose kernel entry is costly, so `liveness` shares
 //! it: one call sweeps the pool's newest idle sockets, and a quiet answer is trusted until the
 //! worker's current turn ends (every connection taken in a turn is covered by a look taken in
-//! that turn, before its request is queued; see loadtest/RESULTS.md). The alternative, an io_uring poll or recv posted while the connection
-//! idles, costs a submission and a completion on every `put_idle` plus a cancel and its
-//! completion on every `take_idle` (monoio cancels a dropped op asynchronously: the connection
-//! may not carry a request, nor its fd be closed and reused, until the cancel has completed),
-//! and still leaves a window between a completion and its reap. Posting the response's first
-//! read before the request's write and checking which completed first (io_uring posts them
-//! in order) was built and measured: no system call, but the early read always arms a poll,
-//! which costs as much here (loadtest/RESULTS.md, "by completion order"). The poll reads the
-//! kernel's state at the moment of reuse. Bytes that arrive after it are indistinguishable
+//! that turn, before its request is queued; see loadtest/RESULTS.md). The alternative, an
+//! io_uring poll or recv posted while the connection idles, costs a submission and a
+//! completion on every `put_idle` plus a cancel and its completion on every `take_idle`
+//! (monoio cancels a dropped op asynchronously: the connection may not carry a request, nor
+//! its fd be closed and reused, until the cancel has completed), and still leaves a window
+//! between a completion and its reap. Posting the response's first read before the request's
+//! write and checking which completed first (io_uring posts them in order) was built and
+//! measured: no system call, but the early read always arms a poll, which costs as much here
+//! (loadtest/RESULTS.md, "by completion order"). The poll reads the kernel's state in the
+//! turn that sends. Bytes that arrive after it are indistinguishable
 //! from the answer to the new request: no HTTP/1.1 client can close that window, so
 //! connections whose responses invite a late body (after HEAD, a 204 announcing one) are not
 //! pooled at all.
@@ -29,9 +30,8 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
-
 use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
 
 use super::liveness::{self, Seen};
 use crate::tls::stream::Absorbed;
