@@ -212,6 +212,7 @@ impl RedisCluster {
     /// Starts `masters × (1 + replicas)` cluster-enabled servers and joins them with
     /// `redis-cli --cluster create` (`nodes` lists every server; masters come first).
     pub fn start(masters: usize, replicas: usize) -> RedisCluster {
+        remove_stale_cluster_dirs();
         let mut servers = Vec::new();
         let mut nodes = Vec::new();
         let mut dirs = Vec::new();
@@ -294,5 +295,29 @@ impl RedisCluster {
         let mut a = vec!["-c"];
         a.extend_from_slice(args);
         redis_cli(&self.nodes[0], &a)
+    }
+}
+
+/// Removes the data directories of clusters started by test processes that have ended. A
+/// process's own directories outlive it (the shared cluster is never dropped, and its servers
+/// die with the process), so each run clears what earlier runs left in the temp dir.
+fn remove_stale_cluster_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("ringway-cluster-"))
+        else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
