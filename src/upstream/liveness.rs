@@ -43,9 +43,19 @@ pub enum Seen {
 }
 
 impl Seen {
-    /// Quiet in the turn that is still open.
-    pub fn trusted(self) -> bool {
-        matches!(self, Seen::Quiet(t) if TURN.with(|s| s.open.get() && s.number.get() == t))
+    /// Whether a connection stamped `self` may be handed out now: quiet in the turn that is
+    /// still open. A yes is counted as a take (for `sweep_size`).
+    pub fn claim(self) -> bool {
+        let Seen::Quiet(t) = self else {
+            return false;
+        };
+        TURN.with(|s| {
+            let ok = s.open.get() && s.number.get() == t;
+            if ok {
+                s.taken.set(s.taken.get().saturating_add(1));
+            }
+            ok
+        })
     }
 }
 
@@ -120,11 +130,6 @@ impl Answers {
     pub fn quiet(&self) -> &[bool] {
         &self.quiet[..self.len]
     }
-}
-
-/// A connection was handed out on a sweep's word.
-pub fn taken() {
-    TURN.with(|s| s.taken.set(s.taken.get().saturating_add(1)));
 }
 
 /// How many sockets a sweep should look at: as many as the last turn took, at least one, at

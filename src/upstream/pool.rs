@@ -75,15 +75,12 @@ impl IdlePool {
                 idle.clear();
                 return None;
             }
-            if matches!(entry.conn.stream, Transport::Plain(_)) && !entry.seen.trusted() {
+            if matches!(entry.conn.stream, Transport::Plain(_)) && !entry.seen.claim() {
                 // Stamps the newest idle sockets (this one first) or drops them from the pool.
                 sweep(&mut idle);
                 continue;
             }
             let mut conn = idle.pop_back()?.conn;
-            if let Transport::Plain(_) = conn.stream {
-                liveness::taken();
-            }
             // Over TLS: closed by the upstream meanwhile or holding data nobody asked for:
             // dropped, never handed to a request.
             if let Transport::Tls(t) = &mut conn.stream {
