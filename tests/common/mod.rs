@@ -234,13 +234,23 @@ impl Gateway {
     /// Writes `body` as the config, sends SIGHUP and waits for the outcome in the logs.
     /// Returns true when the new generation was accepted.
     pub fn reload(&self, body: &str) -> bool {
+        // The success line names the generation it published. Counting "config reloaded" lines
+        // alone is not enough: the line of a reload made just before (through the admin API)
+        // may still be on its way through the log pipe, and would be taken for this one.
+        let next = self
+            .served_generation()
+            .map(|g| format!(": generation {},", g + 1));
         let ok_before = self.log_count("config reloaded");
         let bad_before = self.log_count("reload failed");
         self.write_config(body);
         self.signal(libc::SIGHUP);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if self.log_count("config reloaded") > ok_before {
+            let done = match &next {
+                Some(line) => self.logs().contains(line.as_str()),
+                None => self.log_count("config reloaded") > ok_before,
+            };
+            if done {
                 return true;
             }
             if self.log_count("reload failed") > bad_before {
@@ -249,6 +259,24 @@ impl Gateway {
             thread::sleep(Duration::from_millis(10));
         }
         panic!("no reload outcome logged; logs:\n{}", self.logs());
+    }
+
+    /// The generation the gateway serves, from the admin API's `/config`; `None` when that does
+    /// not answer (an admin token, a config without the admin API).
+    fn served_generation(&self) -> Option<u64> {
+        let mut s = TcpStream::connect_timeout(&self.admin, Duration::from_secs(1)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.write_all(b"GET /config HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        let text = String::from_utf8_lossy(&raw);
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        if !head.starts_with("HTTP/1.1 200") {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_str(body).ok()?;
+        v["generation"].as_u64()
     }
 
     /// Waits for the process to exit.
