@@ -7,13 +7,21 @@
 //! deadline that is off by one kernel tick changes nothing a client can notice. Latency
 //! measurements (histograms, the access log's durations) keep the precise clock.
 
+use std::cell::Cell;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// A precise instant and the coarse clock's reading taken just before it.
 static BASE: OnceLock<(Instant, Duration)> = OnceLock::new();
 
-fn coarse_since_boot() -> Duration {
+thread_local! {
+    /// The last coarse reading on this thread and the instant made of it: the reading changes
+    /// once per kernel tick, so most calls return the instant without any arithmetic.
+    static LAST: Cell<(libc::time_t, libc::c_long, Option<Instant>)> =
+        const { Cell::new((0, 0, None)) };
+}
+
+fn coarse_reading() -> libc::timespec {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -21,13 +29,26 @@ fn coarse_since_boot() -> Duration {
     // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC_COARSE exists on every Linux this
     // runs on (2.6.32+), so the call cannot fail and leaves `ts` set.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts
+}
+
+fn since_boot(ts: libc::timespec) -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// Now, to within one kernel tick (either side): for computing deadlines only.
 pub fn now() -> Instant {
-    let (base, base_coarse) = *BASE.get_or_init(|| (Instant::now(), coarse_since_boot()));
-    base + coarse_since_boot().saturating_sub(base_coarse)
+    let ts = coarse_reading();
+    LAST.with(|last| match last.get() {
+        (s, ns, Some(at)) if s == ts.tv_sec && ns == ts.tv_nsec => at,
+        _ => {
+            let (base, base_coarse) =
+                *BASE.get_or_init(|| (Instant::now(), since_boot(coarse_reading())));
+            let at = base + since_boot(ts).saturating_sub(base_coarse);
+            last.set((ts.tv_sec, ts.tv_nsec, Some(at)));
+            at
+        }
+    })
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ pub async fn read_more<S: AsyncReadRent>(
     deadline: Instant,
     grow_to: usize,
 ) -> Result<usize, IoFail> {
-    match monoio::time::timeout_at(deadline.into(), read_some(s, buf, grow_to)).await {
+    match crate::deadline::within(deadline, read_some(s, buf, grow_to)).await {
         Err(_) => Err(IoFail::Timeout),
         Ok(res) => res,
     }
@@ -70,7 +70,7 @@ pub async fn write_range<S: AsyncWriteRentExt>(
     }
     let owned = std::mem::take(buf);
     let fut = s.write_all(owned.slice(start..end));
-    match monoio::time::timeout_at(deadline.into(), fut).await {
+    match crate::deadline::within(deadline, fut).await {
         Err(_) => Err(IoFail::Timeout),
         Ok((res, slice)) => {
             *buf = slice.into_inner();
@@ -165,7 +165,7 @@ pub async fn read_until_cancelled<T: IoBufMut>(
     let mut read = std::pin::pin!(read);
     let early = monoio::select! {
         r = &mut read => Some(r),
-        _ = monoio::time::sleep_until(until.into()) => None,
+        _ = crate::deadline::at(until) => None,
     };
     match early {
         Some(r) => r,

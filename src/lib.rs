@@ -18,6 +18,7 @@ pub mod config;
 pub mod conn;
 pub mod control;
 pub mod core;
+pub mod deadline;
 pub mod deadline_clock;
 pub mod dns;
 pub mod dns_refresh;

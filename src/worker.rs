@@ -223,6 +223,8 @@ async fn worker_main(
 ) {
     let core = Rc::new(Core::new(id, shared.clone()));
     crate::core::set_current(&core);
+    // Socket and exchange deadlines list themselves with this tick instead of arming a timer.
+    let _ticks = crate::deadline::start_ticks();
     let mut listener_fds = Vec::new();
     let accepting = Rc::new(Cell::new(0usize));
     let canceller = monoio::io::Canceller::new();

@@ -180,7 +180,7 @@ async fn watch_upstream<D: Downstream, T>(
     let watch_from = (now + CLIENT_WATCH_AFTER).min(deadline);
     let early = monoio::select! {
         done = &mut exchange => Some(done),
-        _ = monoio::time::sleep_until(watch_from.into()) => None,
+        _ = crate::deadline::at(watch_from) => None,
     };
     if let Some(done) = early {
         return done;
@@ -188,7 +188,7 @@ async fn watch_upstream<D: Downstream, T>(
     let timeout = ProxyError::new(ErrorKind::UpstreamTimeout);
     monoio::select! {
         done = &mut exchange => done,
-        _ = monoio::time::sleep_until(deadline.into()) => Err(timeout),
+        _ = crate::deadline::at(deadline) => Err(timeout),
         _ = down.client_gone() => Err(ProxyError::new(ErrorKind::ClientAborted)),
     }
 }

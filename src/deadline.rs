@@ -1,0 +1,384 @@
+//! Deadlines for operations that nearly always finish first (socket reads and writes, the
+//! upstream exchange, the keep-alive read's grace).
+//!
+//! A monoio `Sleep` puts a 640-byte entry into the runtime's timer wheel when first polled and
+//! takes it out on drop: about 300 instructions for a deadline that, on the fast path, never
+//! fires. A [`Deadline`] instead lists its waker in this thread's table of pending deadlines
+//! (one slot taken, one given back) and arms a real `Sleep` only when the worker's tick finds it
+//! due before the tick after next. So an operation that ends within a tick costs a slot, and
+//! one that waits longer still fires at its deadline, to monoio's millisecond.
+//!
+//! The tick runs while a worker's [`Ticks`] guard lives. A thread without one (tests, helper
+//! runtimes) arms every deadline at once, as a plain `Sleep` would.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// How often the tick looks at the pending deadlines. Shorter than the shortest deadline the
+/// fast path sets (the 50 ms client watch of an upstream exchange), so that one is listed too.
+const TICK: Duration = Duration::from_millis(25);
+/// How late a tick may run before a listed deadline could fire late.
+const SLACK: Duration = Duration::from_millis(15);
+
+struct Slot {
+    /// `None` marks a free slot.
+    waker: Option<Waker>,
+    at: Instant,
+    /// The tick run that listed it: a later runtime on the thread never wakes an earlier
+    /// runtime's (leaked) tasks.
+    run: u32,
+}
+
+#[derive(Default)]
+struct Thread {
+    /// A deadline at or before this instant arms its `Sleep` now. `None` while no tick runs
+    /// (or it is parked): every deadline arms at once.
+    arm_before: Cell<Option<Instant>>,
+    /// The parked tick's waker: the first deadline armed while it sleeps wakes it.
+    parked: RefCell<Option<Waker>>,
+    /// A deadline was listed since the last tick.
+    busy: Cell<bool>,
+    /// Counts the tick runs started on this thread.
+    run: Cell<u32>,
+    slots: RefCell<Vec<Slot>>,
+    free: RefCell<Vec<u32>>,
+}
+
+thread_local! {
+    static THREAD: Thread = Thread::default();
+}
+
+/// Keeps the tick running on this thread's runtime; dropping it stops the tick, and every later
+/// deadline on the thread arms its `Sleep` at once.
+pub struct Ticks {
+    stop: Rc<Cell<bool>>,
+    run: u32,
+}
+
+/// Starts the tick on the current monoio runtime (a worker's): call once, keep the guard for
+/// as long as the runtime runs. The tick parks after a tick in which nothing was listed, so an
+/// idle worker is not woken for it.
+pub fn start_ticks() -> Ticks {
+    let stop = Rc::new(Cell::new(false));
+    let run = THREAD.with(|t| {
+        t.run.set(t.run.get().wrapping_add(1));
+        t.arm_before.set(Some(Instant::now() + TICK + SLACK));
+        t.run.get()
+    });
+    let stopped = stop.clone();
+    monoio::spawn(async move {
+        loop {
+            monoio::time::sleep(TICK).await;
+            if stopped.get() {
+                return;
+            }
+            if tick(Instant::now(), run) {
+                continue;
+            }
+            // Nothing listed for a whole tick and nothing pending: sleep until a deadline is
+            // armed without us (it wakes this task), then tick again.
+            THREAD.with(|t| t.arm_before.set(None));
+            let mut parked = false;
+            std::future::poll_fn(|cx| {
+                if parked {
+                    return Poll::Ready(());
+                }
+                parked = true;
+                THREAD.with(|t| *t.parked.borrow_mut() = Some(cx.waker().clone()));
+                Poll::Pending
+            })
+            .await;
+            if stopped.get() {
+                return;
+            }
+            THREAD.with(|t| t.arm_before.set(Some(Instant::now() + TICK + SLACK)));
+        }
+    });
+    Ticks { stop, run }
+}
+
+impl Drop for Ticks {
+    fn drop(&mut self) {
+        self.stop.set(true);
+        let _ = THREAD.try_with(|t| {
+            t.arm_before.set(None);
+            if let Some(w) = t.parked.borrow_mut().take() {
+                w.wake();
+            }
+            // Listed deadlines arm their own `Sleep` when next polled.
+            if let Ok(slots) = t.slots.try_borrow() {
+                for s in slots.iter().filter(|s| s.run == self.run) {
+                    if let Some(w) = &s.waker {
+                        w.wake_by_ref();
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Moves the horizon one tick on and wakes every listed deadline now inside it, so each arms
+/// its `Sleep` before it is due. False when the tick can park: nothing was listed since the
+/// last tick and nothing is pending.
+fn tick(now: Instant, run: u32) -> bool {
+    let horizon = now + TICK + SLACK;
+    THREAD.with(|t| {
+        t.arm_before.set(Some(horizon));
+        let mut pending = false;
+        for s in t.slots.borrow().iter() {
+            if let (Some(w), true) = (&s.waker, s.run == run) {
+                pending = true;
+                if s.at <= horizon {
+                    w.wake_by_ref();
+                }
+            }
+        }
+        t.busy.replace(false) || pending
+    })
+}
+
+fn list(t: &Thread, at: Instant, waker: &Waker) -> u32 {
+    t.busy.set(true);
+    let slot = Slot {
+        waker: Some(waker.clone()),
+        at,
+        run: t.run.get(),
+    };
+    let mut slots = t.slots.borrow_mut();
+    match t.free.borrow_mut().pop() {
+        Some(i) => {
+            slots[i as usize] = slot;
+            i
+        }
+        None => {
+            slots.push(slot);
+            (slots.len() - 1) as u32
+        }
+    }
+}
+
+fn unlist(i: u32) {
+    let _ = THREAD.try_with(|t| {
+        if let Some(s) = t.slots.borrow_mut().get_mut(i as usize) {
+            s.waker = None;
+            t.free.borrow_mut().push(i);
+        }
+    });
+}
+
+enum State {
+    Fresh,
+    Listed(u32),
+    Armed(Pin<Box<monoio::time::Sleep>>),
+}
+
+/// Completes at `at` (like `monoio::time::sleep_until`), cheaply while it is far off.
+pub struct Deadline {
+    at: Instant,
+    state: State,
+}
+
+/// A deadline at `at`.
+pub fn at(at: Instant) -> Deadline {
+    Deadline {
+        at,
+        state: State::Fresh,
+    }
+}
+
+impl Future for Deadline {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        if let State::Armed(s) = &mut this.state {
+            return s.as_mut().poll(cx);
+        }
+        let listed = THREAD.with(|t| {
+            let horizon = t.arm_before.get();
+            if horizon.is_some_and(|h| this.at > h) {
+                match this.state {
+                    State::Listed(i) => {
+                        if let Some(Slot { waker: Some(w), .. }) =
+                            t.slots.borrow_mut().get_mut(i as usize)
+                        {
+                            if !w.will_wake(cx.waker()) {
+                                *w = cx.waker().clone();
+                            }
+                        }
+                    }
+                    _ => this.state = State::Listed(list(t, this.at, cx.waker())),
+                }
+                return true;
+            }
+            if horizon.is_none() {
+                if let Some(w) = t.parked.borrow_mut().take() {
+                    w.wake();
+                }
+            }
+            false
+        });
+        if listed {
+            return Poll::Pending;
+        }
+        if let State::Listed(i) = this.state {
+            unlist(i);
+        }
+        let mut s = Box::pin(monoio::time::sleep_until(this.at.into()));
+        let r = s.as_mut().poll(cx);
+        this.state = State::Armed(s);
+        r
+    }
+}
+
+impl Drop for Deadline {
+    fn drop(&mut self) {
+        if let State::Listed(i) = self.state {
+            unlist(i);
+        }
+    }
+}
+
+/// `fut` ended by `at`: `Err(Elapsed)` if the deadline came first (and `fut` was dropped).
+pub async fn within<F: Future>(at: Instant, fut: F) -> Result<F::Output, Elapsed> {
+    let mut fut = std::pin::pin!(fut);
+    let mut deadline = std::pin::pin!(self::at(at));
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        deadline.as_mut().poll(cx).map(|()| Err(Elapsed))
+    })
+    .await
+}
+
+/// The deadline of [`within`] passed first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed;
+
+/// Pending deadlines listed on this thread (for tests).
+pub fn listed() -> usize {
+    THREAD.with(|t| {
+        t.slots
+            .borrow()
+            .iter()
+            .filter(|s| s.waker.is_some())
+            .count()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rt() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime")
+    }
+
+    /// A far deadline costs a slot, not a timer, and gives it back when the operation wins.
+    #[test]
+    fn a_far_deadline_is_listed_and_unlisted_when_the_operation_wins() {
+        rt().block_on(async {
+            let _ticks = start_ticks();
+            let before = listed();
+            let r = within(Instant::now() + Duration::from_secs(5), async {
+                monoio::time::sleep(Duration::from_millis(5)).await;
+                7
+            })
+            .await;
+            assert_eq!(r, Ok(7));
+            assert_eq!(listed(), before);
+        });
+    }
+
+    /// A far deadline still fires on time: the tick arms it before it is due.
+    #[test]
+    fn a_listed_deadline_fires_at_its_time() {
+        rt().block_on(async {
+            let _ticks = start_ticks();
+            for ms in [30u64, 180, 420] {
+                let start = Instant::now();
+                let r = within(
+                    start + Duration::from_millis(ms),
+                    std::future::pending::<()>(),
+                )
+                .await;
+                let took = start.elapsed();
+                assert_eq!(r, Err(Elapsed));
+                assert!(
+                    took >= Duration::from_millis(ms) && took < Duration::from_millis(ms + 100),
+                    "{ms} ms deadline fired after {took:?}"
+                );
+            }
+            assert_eq!(listed(), 0);
+        });
+    }
+
+    /// An idle worker's tick parks; the next deadline wakes it, and later far deadlines are
+    /// listed again and still fire on time.
+    #[test]
+    fn an_idle_tick_parks_and_the_next_deadline_wakes_it() {
+        rt().block_on(async {
+            let _ticks = start_ticks();
+            monoio::time::sleep(Duration::from_millis(120)).await;
+            assert!(
+                THREAD.with(|t| t.arm_before.get().is_none()),
+                "the tick did not park"
+            );
+            let start = Instant::now();
+            let r = within(
+                start + Duration::from_millis(5),
+                std::future::pending::<()>(),
+            )
+            .await;
+            assert_eq!(r, Err(Elapsed));
+            assert!(start.elapsed() < Duration::from_millis(100));
+            assert!(
+                THREAD.with(|t| t.arm_before.get().is_some()),
+                "the tick did not resume"
+            );
+            let start = Instant::now();
+            let far = within(
+                start + Duration::from_millis(200),
+                std::future::pending::<()>(),
+            );
+            let mut far = std::pin::pin!(far);
+            let polled = std::future::poll_fn(|cx| Poll::Ready(far.as_mut().poll(cx))).await;
+            assert!(polled.is_pending());
+            assert_eq!(listed(), 1, "a far deadline should be listed, not armed");
+            assert_eq!(far.await, Err(Elapsed));
+            let took = start.elapsed();
+            assert!(
+                took >= Duration::from_millis(200) && took < Duration::from_millis(300),
+                "{took:?}"
+            );
+            assert_eq!(listed(), 0);
+        });
+    }
+
+    /// Without a tick on the thread (the guard dropped, or a later runtime), a deadline arms its
+    /// timer at once instead of waiting for a tick that never comes.
+    #[test]
+    fn without_a_tick_a_deadline_still_fires() {
+        rt().block_on(async {
+            drop(start_ticks());
+        });
+        rt().block_on(async {
+            let start = Instant::now();
+            let r = within(
+                start + Duration::from_millis(300),
+                std::future::pending::<()>(),
+            )
+            .await;
+            assert_eq!(r, Err(Elapsed));
+            assert!(start.elapsed() < Duration::from_millis(400));
+        });
+    }
+}
