@@ -33,7 +33,6 @@ struct Slot {
     run: u32,
 }
 
-#[derive(Default)]
 struct Thread {
     /// A deadline at or before this instant arms its `Sleep` now. `None` while no tick runs
     /// (or it is parked): every deadline arms at once.
@@ -49,7 +48,16 @@ struct Thread {
 }
 
 thread_local! {
-    static THREAD: Thread = Thread::default();
+    static THREAD: Thread = const {
+        Thread {
+            arm_before: Cell::new(None),
+            parked: RefCell::new(None),
+            busy: Cell::new(false),
+            run: Cell::new(0),
+            slots: RefCell::new(Vec::new()),
+            free: RefCell::new(Vec::new()),
+        }
+    };
 }
 
 /// Keeps the tick running on this thread's runtime; dropping it stops the tick, and every later
@@ -298,7 +306,8 @@ mod tests {
         });
     }
 
-    /// A far deadline still fires on time: the tick arms it before it is due.
+    /// A far deadline still fires, never early: the tick arms it before it is due. (The upper
+    /// bounds leave room for a loaded test machine; they catch a deadline that is never armed.)
     #[test]
     fn a_listed_deadline_fires_at_its_time() {
         rt().block_on(async {
@@ -313,7 +322,7 @@ mod tests {
                 let took = start.elapsed();
                 assert_eq!(r, Err(Elapsed));
                 assert!(
-                    took >= Duration::from_millis(ms) && took < Duration::from_millis(ms + 100),
+                    took >= Duration::from_millis(ms) && took < Duration::from_millis(ms + 250),
                     "{ms} ms deadline fired after {took:?}"
                 );
             }
@@ -339,7 +348,7 @@ mod tests {
             )
             .await;
             assert_eq!(r, Err(Elapsed));
-            assert!(start.elapsed() < Duration::from_millis(100));
+            assert!(start.elapsed() < Duration::from_millis(250));
             assert!(
                 THREAD.with(|t| t.arm_before.get().is_some()),
                 "the tick did not resume"
@@ -378,7 +387,7 @@ mod tests {
             )
             .await;
             assert_eq!(r, Err(Elapsed));
-            assert!(start.elapsed() < Duration::from_millis(400));
+            assert!(start.elapsed() < Duration::from_millis(550));
         });
     }
 }
