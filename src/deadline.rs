@@ -290,10 +290,23 @@ mod tests {
             .expect("runtime")
     }
 
+    /// `fut`, failing the test (instead of hanging it) if it has not ended within 3 s.
+    async fn bounded<F: Future>(fut: F) -> F::Output {
+        monoio::time::timeout(Duration::from_secs(3), fut)
+            .await
+            .expect("the deadline never fired")
+    }
+
+    /// Runs `f` as a spawned task, as a connection runs: `block_on` polls its own future on
+    /// every turn of the loop, which would re-poll a listed deadline the tick never woke.
+    fn run<F: Future<Output = ()> + 'static>(f: F) {
+        rt().block_on(async { monoio::spawn(f).await });
+    }
+
     /// A far deadline costs a slot, not a timer, and gives it back when the operation wins.
     #[test]
     fn a_far_deadline_is_listed_and_unlisted_when_the_operation_wins() {
-        rt().block_on(async {
+        run(async {
             let _ticks = start_ticks();
             let before = listed();
             let r = within(Instant::now() + Duration::from_secs(5), async {
@@ -310,16 +323,24 @@ mod tests {
     /// bounds leave room for a loaded test machine; they catch a deadline that is never armed.)
     #[test]
     fn a_listed_deadline_fires_at_its_time() {
-        rt().block_on(async {
+        run(async {
             let _ticks = start_ticks();
-            for ms in [30u64, 180, 420] {
-                let start = Instant::now();
-                let r = within(
-                    start + Duration::from_millis(ms),
-                    std::future::pending::<()>(),
-                )
-                .await;
-                let took = start.elapsed();
+            let start = Instant::now();
+            let waits = [30u64, 180, 420].map(|ms| {
+                monoio::spawn(async move {
+                    let at = start + Duration::from_millis(ms);
+                    let r = bounded(within(at, std::future::pending::<()>())).await;
+                    (ms, r, start.elapsed())
+                })
+            });
+            monoio::time::sleep(Duration::from_millis(2)).await;
+            assert_eq!(
+                listed(),
+                2,
+                "the two far deadlines should be listed, not armed"
+            );
+            for w in waits {
+                let (ms, r, took) = w.await;
                 assert_eq!(r, Err(Elapsed));
                 assert!(
                     took >= Duration::from_millis(ms) && took < Duration::from_millis(ms + 250),
@@ -334,7 +355,7 @@ mod tests {
     /// listed again and still fire on time.
     #[test]
     fn an_idle_tick_parks_and_the_next_deadline_wakes_it() {
-        rt().block_on(async {
+        run(async {
             let _ticks = start_ticks();
             monoio::time::sleep(Duration::from_millis(120)).await;
             assert!(
@@ -342,10 +363,10 @@ mod tests {
                 "the tick did not park"
             );
             let start = Instant::now();
-            let r = within(
+            let r = bounded(within(
                 start + Duration::from_millis(5),
                 std::future::pending::<()>(),
-            )
+            ))
             .await;
             assert_eq!(r, Err(Elapsed));
             assert!(start.elapsed() < Duration::from_millis(250));
@@ -362,10 +383,10 @@ mod tests {
             let polled = std::future::poll_fn(|cx| Poll::Ready(far.as_mut().poll(cx))).await;
             assert!(polled.is_pending());
             assert_eq!(listed(), 1, "a far deadline should be listed, not armed");
-            assert_eq!(far.await, Err(Elapsed));
+            assert_eq!(bounded(far).await, Err(Elapsed));
             let took = start.elapsed();
             assert!(
-                took >= Duration::from_millis(200) && took < Duration::from_millis(300),
+                took >= Duration::from_millis(200) && took < Duration::from_millis(450),
                 "{took:?}"
             );
             assert_eq!(listed(), 0);
@@ -379,12 +400,12 @@ mod tests {
         rt().block_on(async {
             drop(start_ticks());
         });
-        rt().block_on(async {
+        run(async {
             let start = Instant::now();
-            let r = within(
+            let r = bounded(within(
                 start + Duration::from_millis(300),
                 std::future::pending::<()>(),
-            )
+            ))
             .await;
             assert_eq!(r, Err(Elapsed));
             assert!(start.elapsed() < Duration::from_millis(550));
