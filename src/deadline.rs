@@ -252,16 +252,34 @@ impl Drop for Deadline {
 }
 
 /// `fut` ended by `at`: `Err(Elapsed)` if the deadline came first (and `fut` was dropped).
-pub async fn within<F: Future>(at: Instant, fut: F) -> Result<F::Output, Elapsed> {
-    let mut fut = std::pin::pin!(fut);
-    let mut deadline = std::pin::pin!(self::at(at));
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+pub fn within<F: Future>(at: Instant, fut: F) -> Within<F> {
+    Within {
+        fut,
+        deadline: self::at(at),
+    }
+}
+
+/// The future of [`within`]: a struct rather than an `async fn`, so the operation's future is
+/// moved into it once instead of again when first polled.
+pub struct Within<F> {
+    fut: F,
+    deadline: Deadline,
+}
+
+impl<F: Future> Future for Within<F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: only `fut` is pinned structurally, and `Within` never moves it out (no `Drop`
+        // of its own, no method hands it out); `Within` is `Unpin` only when `F` is.
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: `this` stays pinned, so its `fut` does too (see above).
+        let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
+        if let Poll::Ready(v) = fut.poll(cx) {
             return Poll::Ready(Ok(v));
         }
-        deadline.as_mut().poll(cx).map(|()| Err(Elapsed))
-    })
-    .await
+        Pin::new(&mut this.deadline).poll(cx).map(|()| Err(Elapsed))
+    }
 }
 
 /// The deadline of [`within`] passed first.
