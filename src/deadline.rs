@@ -31,12 +31,16 @@ struct Slot {
     /// The tick run that listed it: a later runtime on the thread never wakes an earlier
     /// runtime's (leaked) tasks.
     run: u32,
+    /// Fires at the first tick at or after `at` instead of arming a timer (see [`coarse`]).
+    coarse: bool,
 }
 
 struct Thread {
     /// A deadline at or before this instant arms its `Sleep` now. `None` while no tick runs
     /// (or it is parked): every deadline arms at once.
     arm_before: Cell<Option<Instant>>,
+    /// When the tick last ran (or resumed): a coarse deadline at or before it has passed.
+    ticked: Cell<Option<Instant>>,
     /// The parked tick's waker: the first deadline armed while it sleeps wakes it.
     parked: RefCell<Option<Waker>>,
     /// A deadline was listed since the last tick.
@@ -51,6 +55,7 @@ thread_local! {
     static THREAD: Thread = const {
         Thread {
             arm_before: Cell::new(None),
+            ticked: Cell::new(None),
             parked: RefCell::new(None),
             busy: Cell::new(false),
             run: Cell::new(0),
@@ -73,8 +78,10 @@ pub struct Ticks {
 pub fn start_ticks() -> Ticks {
     let stop = Rc::new(Cell::new(false));
     let run = THREAD.with(|t| {
+        let now = Instant::now();
         t.run.set(t.run.get().wrapping_add(1));
-        t.arm_before.set(Some(Instant::now() + TICK + SLACK));
+        t.ticked.set(Some(now));
+        t.arm_before.set(Some(now + TICK + SLACK));
         t.run.get()
     });
     let stopped = stop.clone();
@@ -103,7 +110,11 @@ pub fn start_ticks() -> Ticks {
             if stopped.get() {
                 return;
             }
-            THREAD.with(|t| t.arm_before.set(Some(Instant::now() + TICK + SLACK)));
+            THREAD.with(|t| {
+                let now = Instant::now();
+                t.ticked.set(Some(now));
+                t.arm_before.set(Some(now + TICK + SLACK));
+            });
         }
     });
     Ticks { stop, run }
@@ -130,17 +141,18 @@ impl Drop for Ticks {
 }
 
 /// Moves the horizon one tick on and wakes every listed deadline now inside it, so each arms
-/// its `Sleep` before it is due. False when the tick can park: nothing was listed since the
-/// last tick and nothing is pending.
+/// its `Sleep` before it is due, and every coarse one now passed. False when the tick can
+/// park: nothing was listed since the last tick and nothing is pending.
 fn tick(now: Instant, run: u32) -> bool {
     let horizon = now + TICK + SLACK;
     THREAD.with(|t| {
+        t.ticked.set(Some(now));
         t.arm_before.set(Some(horizon));
         let mut pending = false;
         for s in t.slots.borrow().iter() {
             if let (Some(w), true) = (&s.waker, s.run == run) {
                 pending = true;
-                if s.at <= horizon {
+                if s.at <= if s.coarse { now } else { horizon } {
                     w.wake_by_ref();
                 }
             }
@@ -149,12 +161,13 @@ fn tick(now: Instant, run: u32) -> bool {
     })
 }
 
-fn list(t: &Thread, at: Instant, waker: &Waker) -> u32 {
+fn list(t: &Thread, at: Instant, coarse: bool, waker: &Waker) -> u32 {
     t.busy.set(true);
     let slot = Slot {
         waker: Some(waker.clone()),
         at,
         run: t.run.get(),
+        coarse,
     };
     let mut slots = t.slots.borrow_mut();
     match t.free.borrow_mut().pop() {
@@ -187,6 +200,7 @@ enum State {
 /// Completes at `at` (like `monoio::time::sleep_until`), cheaply while it is far off.
 pub struct Deadline {
     at: Instant,
+    coarse: bool,
     state: State,
 }
 
@@ -194,6 +208,19 @@ pub struct Deadline {
 pub fn at(at: Instant) -> Deadline {
     Deadline {
         at,
+        coarse: false,
+        state: State::Fresh,
+    }
+}
+
+/// A deadline that completes at the first tick at or after `at` (up to one tick, 25 ms, late)
+/// and never arms a timer while the tick runs: for waits whose end only needs to be roughly
+/// on time, such as the grace after which a quiet keep-alive connection gives back its read
+/// buffer. Thousands of connections going quiet together then allocate no timers at all.
+pub fn coarse(at: Instant) -> Deadline {
+    Deadline {
+        at,
+        coarse: true,
         state: State::Fresh,
     }
 }
@@ -208,7 +235,10 @@ impl Future for Deadline {
         }
         let listed = THREAD.with(|t| {
             let horizon = t.arm_before.get();
-            if horizon.is_some_and(|h| this.at > h) {
+            if this.coarse && horizon.is_some() && t.ticked.get().is_some_and(|n| this.at <= n) {
+                return None;
+            }
+            if horizon.is_some_and(|h| this.at > h || this.coarse) {
                 match this.state {
                     State::Listed(i) => {
                         if let Some(Slot { waker: Some(w), .. }) =
@@ -219,22 +249,29 @@ impl Future for Deadline {
                             }
                         }
                     }
-                    _ => this.state = State::Listed(list(t, this.at, cx.waker())),
+                    _ => {
+                        let i = list(t, this.at, this.coarse, cx.waker());
+                        this.state = State::Listed(i);
+                    }
                 }
-                return true;
+                return Some(true);
             }
             if horizon.is_none() {
                 if let Some(w) = t.parked.borrow_mut().take() {
                     w.wake();
                 }
             }
-            false
+            Some(false)
         });
-        if listed {
+        if listed == Some(true) {
             return Poll::Pending;
         }
         if let State::Listed(i) = this.state {
             unlist(i);
+            this.state = State::Fresh;
+        }
+        if listed.is_none() {
+            return Poll::Ready(());
         }
         let mut s = Box::pin(monoio::time::sleep_until(this.at.into()));
         let r = s.as_mut().poll(cx);
@@ -365,6 +402,33 @@ mod tests {
                     "{ms} ms deadline fired after {took:?}"
                 );
             }
+            assert_eq!(listed(), 0);
+        });
+    }
+
+    /// A coarse deadline ends at the first tick at or after it, never before it, and arms no
+    /// timer on the way: it stays listed until then.
+    #[test]
+    fn a_coarse_deadline_ends_at_a_tick_without_a_timer() {
+        run(async {
+            let _ticks = start_ticks();
+            let start = Instant::now();
+            let end = start + Duration::from_millis(10);
+            let wait = monoio::spawn(async move {
+                bounded(coarse(end)).await;
+                start.elapsed()
+            });
+            monoio::time::sleep(Duration::from_millis(2)).await;
+            assert_eq!(
+                listed(),
+                1,
+                "a coarse deadline should be listed even when near"
+            );
+            let took = wait.await;
+            assert!(
+                took >= Duration::from_millis(10) && took < Duration::from_millis(10) + TICK * 10,
+                "coarse 10 ms deadline ended after {took:?}"
+            );
             assert_eq!(listed(), 0);
         });
     }

@@ -151,9 +151,10 @@ pub async fn idle_wait(
     }
 }
 
-/// A read posted until `until`, then cancelled through `canceller`. A read that completed
-/// anyway is returned with its bytes; one cancelled in time fails with ECANCELED and nothing
-/// was consumed, so the stream stays usable (unlike a dropped read).
+/// A read posted until about `until` (up to one worker tick later), then cancelled through
+/// `canceller`. A read that completed anyway is returned with its bytes; one cancelled in time
+/// fails with ECANCELED and nothing was consumed, so the stream stays usable (unlike a dropped
+/// read).
 pub async fn read_until_cancelled<T: IoBufMut>(
     s: &mut monoio::net::TcpStream,
     buf: T,
@@ -165,7 +166,8 @@ pub async fn read_until_cancelled<T: IoBufMut>(
     let mut read = std::pin::pin!(read);
     let early = monoio::select! {
         r = &mut read => Some(r),
-        _ = crate::deadline::at(until) => None,
+        // The end of an idle grace needs no precision: the tick ends it, with no timer.
+        _ = crate::deadline::coarse(until) => None,
     };
     match early {
         Some(r) => r,
