@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_millis(25);
 /// How late a tick may run before a listed deadline could fire late.
 const SLACK: Duration = Duration::from_millis(15);
+/// Slots an empty table keeps; a larger one (a burst of connections going quiet together) is
+/// freed once every slot is free again.
+const KEEP_SLOTS: usize = 256;
 
 struct Slot {
     /// `None` marks a free slot.
@@ -148,13 +151,26 @@ fn tick(now: Instant, run: u32) -> bool {
     THREAD.with(|t| {
         t.ticked.set(Some(now));
         t.arm_before.set(Some(horizon));
-        let mut pending = false;
+        let (mut pending, mut live) = (false, false);
         for s in t.slots.borrow().iter() {
-            if let (Some(w), true) = (&s.waker, s.run == run) {
-                pending = true;
-                if s.at <= if s.coarse { now } else { horizon } {
-                    w.wake_by_ref();
+            if let Some(w) = &s.waker {
+                live = true;
+                if s.run == run {
+                    pending = true;
+                    if s.at <= if s.coarse { now } else { horizon } {
+                        w.wake_by_ref();
+                    }
                 }
+            }
+        }
+        if !live {
+            // Every slot is free: start over, and give a burst's table back.
+            let (mut slots, mut free) = (t.slots.borrow_mut(), t.free.borrow_mut());
+            slots.clear();
+            free.clear();
+            if slots.capacity() > KEEP_SLOTS {
+                *slots = Vec::new();
+                *free = Vec::new();
             }
         }
         t.busy.replace(false) || pending
