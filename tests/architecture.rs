@@ -41,6 +41,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("io", 0),
     // The coarse clock deadlines come from (no crate imports).
     ("deadline_clock", 0),
+    // Deadlines listed with the worker's tick (no crate imports).
+    ("deadline", 0),
     ("log", 0),
     // The allocator's quiet-time collection and THP setting (no crate imports).
     ("heap", 0),
