@@ -23,6 +23,10 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_millis(25);
 /// How late a tick may run before a listed deadline could fire late.
 const SLACK: Duration = Duration::from_millis(15);
+/// Quiet ticks (nothing listed, nothing pending) before the tick parks: a second, so a worker
+/// serving a request now and then keeps listing its deadlines instead of arming a timer (a
+/// boxed `Sleep`) for each.
+const PARK_AFTER: u32 = 40;
 /// Slots an empty table keeps; a larger one (a burst of connections going quiet together) is
 /// freed once every slot is free again.
 const KEEP_SLOTS: usize = 256;
@@ -76,8 +80,8 @@ pub struct Ticks {
 }
 
 /// Starts the tick on the current monoio runtime (a worker's): call once, keep the guard for
-/// as long as the runtime runs. The tick parks after a tick in which nothing was listed, so an
-/// idle worker is not woken for it.
+/// as long as the runtime runs. The tick parks after a second in which nothing was listed, so
+/// an idle worker is not woken for it.
 pub fn start_ticks() -> Ticks {
     let stop = Rc::new(Cell::new(false));
     let run = THREAD.with(|t| {
@@ -89,16 +93,23 @@ pub fn start_ticks() -> Ticks {
     });
     let stopped = stop.clone();
     monoio::spawn(async move {
+        let mut quiet = 0u32;
         loop {
             monoio::time::sleep(TICK).await;
             if stopped.get() {
                 return;
             }
             if tick(Instant::now(), run) {
+                quiet = 0;
                 continue;
             }
-            // Nothing listed for a whole tick and nothing pending: sleep until a deadline is
-            // armed without us (it wakes this task), then tick again.
+            quiet += 1;
+            if quiet < PARK_AFTER {
+                continue;
+            }
+            quiet = 0;
+            // Nothing listed for PARK_AFTER ticks and nothing pending: sleep until a deadline
+            // is armed without us (it wakes this task), then tick again.
             THREAD.with(|t| t.arm_before.set(None));
             let mut parked = false;
             std::future::poll_fn(|cx| {
@@ -455,7 +466,7 @@ mod tests {
     fn an_idle_tick_parks_and_the_next_deadline_wakes_it() {
         run(async {
             let _ticks = start_ticks();
-            monoio::time::sleep(Duration::from_millis(120)).await;
+            monoio::time::sleep(TICK * (PARK_AFTER + 4)).await;
             assert!(
                 THREAD.with(|t| t.arm_before.get().is_none()),
                 "the tick did not park"
