@@ -379,6 +379,27 @@ mod tests {
             .expect("the deadline never fired")
     }
 
+    /// Asserts a wait that was due after `due` ended no earlier, and not grossly later (the
+    /// bound leaves room for a loaded test machine; it catches a deadline never armed).
+    fn assert_ended_after(took: Duration, due: Duration, room: Duration) {
+        assert!(
+            took >= due && took < due + room,
+            "a wait due after {due:?} ended after {took:?}"
+        );
+    }
+
+    /// Waits on a deadline `ms` from now with nothing to race it; how long that took.
+    async fn lone_deadline(ms: u64) -> Duration {
+        let start = Instant::now();
+        let r = bounded(within(
+            start + Duration::from_millis(ms),
+            std::future::pending::<()>(),
+        ))
+        .await;
+        assert_eq!(r, Err(Elapsed));
+        start.elapsed()
+    }
+
     /// Runs `f` as a spawned task, as a connection runs: `block_on` polls its own future on
     /// every turn of the loop, which would re-poll a listed deadline the tick never woke.
     fn run<F: Future<Output = ()> + 'static>(f: F) {
@@ -424,10 +445,7 @@ mod tests {
             for w in waits {
                 let (ms, r, took) = w.await;
                 assert_eq!(r, Err(Elapsed));
-                assert!(
-                    took >= Duration::from_millis(ms) && took < Duration::from_millis(ms + 250),
-                    "{ms} ms deadline fired after {took:?}"
-                );
+                assert_ended_after(took, Duration::from_millis(ms), Duration::from_millis(250));
             }
             assert_eq!(listed(), 0);
         });
@@ -452,10 +470,7 @@ mod tests {
                 "a coarse deadline should be listed even when near"
             );
             let took = wait.await;
-            assert!(
-                took >= Duration::from_millis(10) && took < Duration::from_millis(10) + TICK * 10,
-                "coarse 10 ms deadline ended after {took:?}"
-            );
+            assert_ended_after(took, Duration::from_millis(10), TICK * 10);
             assert_eq!(listed(), 0);
         });
     }
@@ -471,14 +486,11 @@ mod tests {
                 THREAD.with(|t| t.arm_before.get().is_none()),
                 "the tick did not park"
             );
-            let start = Instant::now();
-            let r = bounded(within(
-                start + Duration::from_millis(5),
-                std::future::pending::<()>(),
-            ))
-            .await;
-            assert_eq!(r, Err(Elapsed));
-            assert!(start.elapsed() < Duration::from_millis(250));
+            assert_ended_after(
+                lone_deadline(5).await,
+                Duration::from_millis(5),
+                Duration::from_millis(250),
+            );
             assert!(
                 THREAD.with(|t| t.arm_before.get().is_some()),
                 "the tick did not resume"
@@ -494,10 +506,7 @@ mod tests {
             assert_eq!(listed(), 1, "a far deadline should be listed, not armed");
             assert_eq!(bounded(far).await, Err(Elapsed));
             let took = start.elapsed();
-            assert!(
-                took >= Duration::from_millis(200) && took < Duration::from_millis(450),
-                "{took:?}"
-            );
+            assert_ended_after(took, Duration::from_millis(200), Duration::from_millis(250));
             assert_eq!(listed(), 0);
         });
     }
@@ -510,14 +519,11 @@ mod tests {
             drop(start_ticks());
         });
         run(async {
-            let start = Instant::now();
-            let r = bounded(within(
-                start + Duration::from_millis(300),
-                std::future::pending::<()>(),
-            ))
-            .await;
-            assert_eq!(r, Err(Elapsed));
-            assert!(start.elapsed() < Duration::from_millis(550));
+            assert_ended_after(
+                lone_deadline(300).await,
+                Duration::from_millis(300),
+                Duration::from_millis(250),
+            );
         });
     }
 }
