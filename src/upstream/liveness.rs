@@ -49,14 +49,23 @@ impl Seen {
         let Seen::Quiet(t) = self else {
             return false;
         };
-        TURN.with(|s| {
-            let ok = s.open.get() && s.number.get() == t;
-            if ok {
-                s.taken.set(s.taken.get().saturating_add(1));
-            }
-            ok
-        })
+        let ok = open_turn_number() == Some(t);
+        if ok {
+            count_take();
+        }
+        ok
     }
+}
+
+/// The turn now open on this thread (a sweep opened it and the marker has not closed it yet):
+/// a connection stamped `Seen::Quiet` with this number may be handed out.
+pub fn open_turn_number() -> Option<u64> {
+    TURN.with(|s| s.open.get().then(|| s.number.get()))
+}
+
+/// Counts a connection handed out on a stamp of the open turn (for `sweep_size`).
+pub fn count_take() {
+    TURN.with(|s| s.taken.set(s.taken.get().saturating_add(1)));
 }
 
 /// This worker's turn bookkeeping. `Cell`s, except the scratch array, which only `sweep`

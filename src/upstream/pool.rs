@@ -76,6 +76,19 @@ impl IdlePool {
                 return None;
             }
             if matches!(entry.conn.stream, Transport::Plain(_)) && !entry.seen.claim() {
+                // Connections given back in this turn sit unchecked on top of the ones this
+                // turn's sweep found quiet: the newest of those goes out without a new look.
+                if let Some(i) = trusted_below(&idle) {
+                    if now.duration_since(idle[i].since) >= idle_timeout {
+                        // It and everything older are past their idle timeout.
+                        idle.drain(..=i);
+                        continue;
+                    }
+                    liveness::count_take();
+                    let mut conn = idle.remove(i)?.conn;
+                    conn.reused = true;
+                    return Some(conn);
+                }
                 // Stamps the newest idle sockets (this one first) or drops them from the pool.
                 sweep(&mut idle);
                 continue;
@@ -130,6 +143,23 @@ impl IdlePool {
     pub fn take_from(&self, other: &IdlePool) {
         *self.idle.borrow_mut() = other.idle.take();
     }
+}
+
+/// How far below the newest idle connection `take` looks for one stamped quiet in the open
+/// turn before it sweeps again (a turn gives back about as many connections as it takes).
+const TRUSTED_SCAN: usize = 64;
+
+/// The index of the newest idle connection stamped quiet in the turn still open, among the
+/// `TRUSTED_SCAN` newest. Without this, every connection given back between two takes of one
+/// turn cost the next take a `poll` of its own (2.7 sweeps per loop turn under rwload).
+fn trusted_below(idle: &VecDeque<Idle>) -> Option<usize> {
+    let turn = liveness::open_turn_number()?;
+    let from_back = idle
+        .iter()
+        .rev()
+        .take(TRUSTED_SCAN)
+        .position(|e| e.seen == Seen::Quiet(turn))?;
+    Some(idle.len() - 1 - from_back)
 }
 
 /// One `liveness::sweep` over the newest plain idle connections not yet trusted in this turn
@@ -243,6 +273,51 @@ mod tests {
                 "newest first, dirty skipped"
             );
             assert_eq!(liveness::polls() - before, 1, "one poll for the turn");
+        });
+    }
+
+    /// A connection given back in the middle of a turn sits unchecked on top of the pool. The
+    /// next take of that turn hands out the newest connection the turn's sweep found quiet
+    /// instead of polling again; the one given back is looked at by a later sweep before it
+    /// goes out.
+    #[test]
+    fn a_connection_given_back_mid_turn_costs_no_second_poll() {
+        let warm: Vec<_> = (0..2).map(|_| pair()).collect();
+        let (q1, _p1) = pair();
+        let (q2, _p2) = pair();
+        let (back, mut pb) = pair();
+        rt().block_on(async {
+            let pool = IdlePool::default();
+            let mut peers = Vec::new();
+            for (s, peer) in warm {
+                idle(&pool, s);
+                peers.push(peer);
+            }
+            // A turn that takes two: the next turn's sweep looks at two sockets.
+            while pool.take(Instant::now(), AGES).is_some() {}
+            monoio::spawn(async {}).await;
+
+            let q1 = idle(&pool, q1);
+            let q2 = idle(&pool, q2);
+            let before = liveness::polls();
+            let first = pool.take(Instant::now(), AGES).expect("quiet");
+            assert_eq!(fd_of(&first), q2);
+            // Given back mid-turn, and then its upstream sends a byte nobody asked for.
+            let back = idle(&pool, back);
+            pb.write_all(b"HTTP/1.1 200 OK\r\n\r\n").unwrap();
+            let second = pool.take(Instant::now(), AGES).expect("quiet");
+            assert_eq!(
+                fd_of(&second),
+                q1,
+                "the swept one, not the unchecked one on top"
+            );
+            assert_eq!(liveness::polls() - before, 1, "no second poll in the turn");
+            // Nothing swept is left: the next take looks, and drops the dirty one.
+            assert!(
+                pool.take(Instant::now(), AGES).is_none(),
+                "{back} holds bytes"
+            );
+            assert_eq!(liveness::polls() - before, 2);
         });
     }
 
