@@ -321,6 +321,37 @@ mod tests {
         });
     }
 
+    /// After a turn that took one connection, a turn that takes eight sweeps in growing steps
+    /// (one socket, then two, then six), not once per take.
+    #[test]
+    fn a_busier_turn_than_the_last_sweeps_in_growing_steps() {
+        let (w, _pw) = pair();
+        let pairs: Vec<_> = (0..8).map(|_| pair()).collect();
+        rt().block_on(async {
+            let pool = IdlePool::default();
+            idle(&pool, w);
+            assert!(pool.take(Instant::now(), AGES).is_some());
+            monoio::spawn(async {}).await;
+
+            let mut peers = Vec::new();
+            for (s, peer) in pairs {
+                idle(&pool, s);
+                peers.push(peer);
+            }
+            let before = liveness::polls();
+            let mut n = 0;
+            while pool.take(Instant::now(), AGES).is_some() {
+                n += 1;
+            }
+            assert_eq!(n, 8);
+            assert_eq!(
+                liveness::polls() - before,
+                3,
+                "sweeps of 1, 2 and 6 sockets"
+            );
+        });
+    }
+
     /// A quiet answer is trusted only in the turn that got it: a byte that arrives once the
     /// turn is over is seen by the next take, which sweeps again and drops the connection.
     #[test]
