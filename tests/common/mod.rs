@@ -36,7 +36,10 @@ pub fn refused_port() -> u16 {
 /// kernel's ephemeral range (`ip_local_port_range`), so between this check and the later
 /// bind no `bind(:0)` and no outgoing connection's source port can take it. Ports are never
 /// given twice in one test process: with SO_REUSEPORT two gateways could otherwise bind the
-/// same port and silently split connections.
+/// same port and silently split connections. A port any socket still holds (a connection in
+/// TIME_WAIT, a listener another process shut down but has not closed) is not free either:
+/// the check binds without SO_REUSEADDR, which such sockets make fail, where the listeners the
+/// tests start (SO_REUSEADDR, and SO_REUSEPORT for gateways) would bind beside them.
 pub fn free_port() -> u16 {
     static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
     let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
@@ -58,12 +61,22 @@ pub fn free_port() -> u16 {
         seed ^= seed << 17;
         let port = from + (seed % u64::from(to - from)) as u16;
         let mut given = GIVEN.lock().unwrap();
-        if given.contains(&port) || TcpListener::bind(("127.0.0.1", port)).is_err() {
+        if given.contains(&port) || !nothing_holds(port) {
             continue;
         }
         given.push(port);
         return port;
     }
+}
+
+/// True if no socket is bound to loopback `port`: a bind without SO_REUSEADDR succeeds.
+fn nothing_holds(port: u16) -> bool {
+    use socket2::{Domain, Socket, Type};
+    let Ok(s) = Socket::new(Domain::IPV4, Type::STREAM, None) else {
+        return false;
+    };
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    s.bind(&addr.into()).is_ok()
 }
 
 /// True if something listens on `addr`. A connect to a port nobody has bound yet can succeed
