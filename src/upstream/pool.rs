@@ -150,8 +150,9 @@ impl IdlePool {
 const TRUSTED_SCAN: usize = 64;
 
 /// The index of the newest idle connection stamped quiet in the turn still open, among the
-/// `TRUSTED_SCAN` newest. Without this, every connection given back between two takes of one
-/// turn cost the next take a `poll` of its own (2.7 sweeps per loop turn under rwload).
+/// `TRUSTED_SCAN` newest. Without this, a connection given back between two takes of one turn
+/// cost the next take a `poll` of its own (with the old sizing, 2–3 sweeps per loop turn
+/// under rwload; loadtest/RESULTS.md, "One poll per loop turn").
 fn trusted_below(idle: &VecDeque<Idle>) -> Option<usize> {
     let turn = liveness::open_turn_number()?;
     let from_back = idle
@@ -231,13 +232,31 @@ mod tests {
         }
     }
 
+    /// Runs a turn that takes `n` connections (so the next turn's first sweep looks at `n`
+    /// sockets) and ends it. Returns the peers, to be kept open.
+    async fn turn_that_took(pool: &IdlePool, n: usize) -> Vec<std::net::TcpStream> {
+        let mut peers = Vec::new();
+        for _ in 0..n {
+            let (s, peer) = pair();
+            idle(pool, s);
+            peers.push(peer);
+        }
+        let mut taken = 0;
+        while pool.take(Instant::now(), AGES).is_some() {
+            taken += 1;
+        }
+        assert_eq!(taken, n);
+        // The turn ends: the marker runs before this spawned task.
+        monoio::spawn(async {}).await;
+        peers
+    }
+
     /// Four idle connections, one holding a byte its upstream sent unasked. After a turn that
     /// took four connections (so a sweep looks at four sockets), three takes in one turn get
     /// the three quiet ones from a single poll, and the fourth finds the pool empty (the dirty
     /// one was dropped, never handed out).
     #[test]
     fn one_sweep_covers_every_take_in_a_turn() {
-        let warm: Vec<_> = (0..4).map(|_| pair()).collect();
         let (q1, _p1) = pair();
         let (dirty, mut pd) = pair();
         let (q2, _p2) = pair();
@@ -245,18 +264,7 @@ mod tests {
         pd.write_all(b"HTTP/1.1 200 OK\r\n\r\n").unwrap();
         rt().block_on(async {
             let pool = IdlePool::default();
-            let mut peers = Vec::new();
-            for (s, peer) in warm {
-                idle(&pool, s);
-                peers.push(peer);
-            }
-            let mut warmed = 0;
-            while pool.take(Instant::now(), AGES).is_some() {
-                warmed += 1;
-            }
-            assert_eq!(warmed, 4);
-            // The turn ends: the marker runs before this spawned task.
-            monoio::spawn(async {}).await;
+            let _peers = turn_that_took(&pool, 4).await;
 
             let quiet = [idle(&pool, q1), 0, 0];
             let _ = idle(&pool, dirty);
@@ -282,20 +290,12 @@ mod tests {
     /// goes out.
     #[test]
     fn a_connection_given_back_mid_turn_costs_no_second_poll() {
-        let warm: Vec<_> = (0..2).map(|_| pair()).collect();
         let (q1, _p1) = pair();
         let (q2, _p2) = pair();
         let (back, mut pb) = pair();
         rt().block_on(async {
             let pool = IdlePool::default();
-            let mut peers = Vec::new();
-            for (s, peer) in warm {
-                idle(&pool, s);
-                peers.push(peer);
-            }
-            // A turn that takes two: the next turn's sweep looks at two sockets.
-            while pool.take(Instant::now(), AGES).is_some() {}
-            monoio::spawn(async {}).await;
+            let _peers = turn_that_took(&pool, 2).await;
 
             let q1 = idle(&pool, q1);
             let q2 = idle(&pool, q2);
@@ -325,14 +325,10 @@ mod tests {
     /// (one socket, then two, then six), not once per take.
     #[test]
     fn a_busier_turn_than_the_last_sweeps_in_growing_steps() {
-        let (w, _pw) = pair();
         let pairs: Vec<_> = (0..8).map(|_| pair()).collect();
         rt().block_on(async {
             let pool = IdlePool::default();
-            idle(&pool, w);
-            assert!(pool.take(Instant::now(), AGES).is_some());
-            monoio::spawn(async {}).await;
-
+            let _warm = turn_that_took(&pool, 1).await;
             let mut peers = Vec::new();
             for (s, peer) in pairs {
                 idle(&pool, s);
