@@ -113,7 +113,12 @@ async fn attempt_once<D: Downstream>(
             Ok(()) => {
                 let now = Instant::now();
                 let deadline = r.deadline().unwrap_or(now + a.response_timeout);
-                let read = read_response_head(a.us, &mut up, a.limits, ex.head.method);
+                let read = std::pin::pin!(read_response_head(
+                    a.us,
+                    &mut up,
+                    a.limits,
+                    ex.head.method
+                ));
                 watch_upstream(read, down, now, deadline).await
             }
             Err(e) => Err(e),
@@ -153,13 +158,15 @@ async fn send_buffered<D: Downstream>(
     fill_wire(a, ex, down, up, write_head, &mut wire);
     let method = ex.head.method;
     let reused = up.reused;
-    let exchange = async {
-        if let Err(e) = write_untimed(&mut up.stream, &mut wire).await {
-            return Err(write_failed(e, reused));
-        }
-        read_response_head(a.us, up, a.limits, method).await
+    let res = {
+        let exchange = std::pin::pin!(async {
+            if let Err(e) = write_untimed(&mut up.stream, &mut wire).await {
+                return Err(write_failed(e, reused));
+            }
+            read_response_head(a.us, up, a.limits, method).await
+        });
+        watch_upstream(exchange, down, sent_at, deadline).await
     };
-    let res = watch_upstream(exchange, down, sent_at, deadline).await;
     // Empty if a timeout dropped the write mid-way; the next request allocates anew.
     ex.scratch = wire;
     res
@@ -169,14 +176,15 @@ async fn send_buffered<D: Downstream>(
 /// while the upstream works ends the exchange at once (`ClientAborted`, counted 499; the
 /// upstream connection is dropped, never pooled, since its answer will go unread). The fast
 /// path (done within `CLIENT_WATCH_AFTER` of `now`) arms one timer, as a plain timed
-/// operation would; `deadline` ends the wait with `UpstreamTimeout`.
+/// operation would; `deadline` ends the wait with `UpstreamTimeout`. The caller pins
+/// `exchange` where it builds it: passed by value, its state (~650 bytes) was copied twice
+/// per request, into this future and again into its pinned slot.
 async fn watch_upstream<D: Downstream, T>(
-    exchange: impl std::future::Future<Output = Result<T, ProxyError>>,
+    mut exchange: std::pin::Pin<&mut impl std::future::Future<Output = Result<T, ProxyError>>>,
     down: &mut D,
     now: Instant,
     deadline: Instant,
 ) -> Result<T, ProxyError> {
-    let mut exchange = std::pin::pin!(exchange);
     let watch_from = (now + CLIENT_WATCH_AFTER).min(deadline);
     let early = monoio::select! {
         done = &mut exchange => Some(done),
