@@ -430,10 +430,10 @@ impl<F: std::future::Future> std::future::Future for CatchUnwind<F> {
         if caught.is_err() {
             return std::task::Poll::Ready(Err(()));
         }
-        if done.is_none() {
-            return std::task::Poll::Pending;
+        match done {
+            Some(v) => std::task::Poll::Ready(Ok(v)),
+            None => std::task::Poll::Pending,
         }
-        done.map_or(std::task::Poll::Pending, |v| std::task::Poll::Ready(Ok(v)))
     }
 }
 
