@@ -113,12 +113,8 @@ async fn attempt_once<D: Downstream>(
             Ok(()) => {
                 let now = Instant::now();
                 let deadline = r.deadline().unwrap_or(now + a.response_timeout);
-                let read = std::pin::pin!(read_response_head(
-                    a.us,
-                    &mut up,
-                    a.limits,
-                    ex.head.method
-                ));
+                let read =
+                    std::pin::pin!(read_response_head(a.us, &mut up, a.limits, ex.head.method));
                 watch_upstream(read, down, now, deadline).await
             }
             Err(e) => Err(e),
