@@ -689,6 +689,55 @@ fn stray_body_after_head_response_does_not_leak_into_the_next_request() {
 // ---------------------------------------------------------------------------------------
 // Pool safety: a pooled connection with anything to read never carries another request
 
+#[test]
+fn interim_responses_before_the_final_one_are_dropped() {
+    let up = raw_server(|mut s| {
+        if read_req_head(&s).is_some() {
+            let _ = s.write_all(
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\n\
+                  HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n\
+                  HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal",
+            );
+            thread::sleep(Duration::from_millis(300));
+        }
+    });
+    let gw = gateway(&upstream_toml("be", &[up.addr]), "");
+    let r = get(gw.addr, "/p");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "final");
+}
+
+#[test]
+fn an_endless_stream_of_interim_responses_is_a_502_not_a_wait() {
+    // A hostile upstream answers with `100 Continue` over and over. Interim responses are
+    // read and dropped; without a bound the exchange stayed on them until the response
+    // deadline (30 s), past this client's 10 s read timeout, burning the worker's CPU.
+    let writes = Arc::new(AtomicUsize::new(0));
+    let w = writes.clone();
+    let up = raw_server(move |mut s| {
+        if read_req_head(&s).is_some() {
+            let until = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < until && s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_ok() {
+                w.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    let gw = gateway(&upstream_toml("be", &[up.addr]), "");
+    let r = get(gw.addr, "/p");
+    assert_502(&r, "upstream_bad_response");
+    // The gateway closed the connection: the upstream's writes fail soon after.
+    let seen = writes.load(Ordering::Relaxed);
+    assert!(
+        seen > 32,
+        "the upstream wrote only {seen} interim responses"
+    );
+    wait_for("the upstream's writes to fail", || {
+        let a = writes.load(Ordering::Relaxed);
+        thread::sleep(Duration::from_millis(200));
+        writes.load(Ordering::Relaxed) == a
+    });
+}
+
 /// An upstream that answers on its first connection with `first` (after reading one request
 /// head), sets `written` and then only reads; every later connection answers `fresh`.
 fn stray_upstream(first: &'static [&'static [u8]], written: Arc<AtomicBool>) -> RawServer {

@@ -25,7 +25,9 @@ struct Seen {
 
 /// An h2 server on a loopback port. Paths choose its behaviour: `/slow` answers after 200 ms,
 /// `/hang` never answers, `/reset` resets the stream, `/goaway` ends the connection with
-/// GOAWAY (INTERNAL_ERROR); anything else reads the body and answers `got N bytes`.
+/// GOAWAY (INTERNAL_ERROR), `/interim` sends 100, 102 and 103 before its answer,
+/// `/interim-flood` sends `100 Continue` without end; anything else reads the body and
+/// answers `got N bytes`.
 struct H2Upstream {
     addr: SocketAddr,
     accepts: Arc<AtomicUsize>,
@@ -159,6 +161,24 @@ async fn handle(
         "/nocontent" => {
             let resp = http::Response::builder().status(204).body(()).unwrap();
             let _ = respond.send_response(resp, true);
+            return;
+        }
+        "/interim" => {
+            for status in [100, 102, 103] {
+                let info = http::Response::builder().status(status).body(()).unwrap();
+                let _ = respond.send_informational(info);
+            }
+        }
+        "/interim-flood" => {
+            // Interim responses without end: until the gateway gives up on the stream, or 20 s.
+            let until = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < until {
+                let info = http::Response::builder().status(100).body(()).unwrap();
+                if respond.send_informational(info).is_err() {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
             return;
         }
         "/bigheaders" => {
@@ -333,6 +353,24 @@ fn bodiless_answers_and_oversized_heads() {
     let started = Instant::now();
     assert_eq!(get(gw.addr, "/bigheaders").status, 502);
     assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(get(gw.addr, "/ok").status, 200);
+}
+
+#[test]
+fn interim_responses_are_dropped_and_bounded() {
+    let rt = common::grpc::runtime();
+    let up = H2Upstream::start(&rt, None, None);
+    let gw = Gateway::start_workers(&config(up.addr, ""), 1);
+    // 100, 102 and 103 before the answer: the client gets the final response only.
+    let r = get(gw.addr, "/interim");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "got 0 bytes");
+    // An endless stream of them is a broken upstream: 502 at once, not a wait until the
+    // response deadline (30 s, past this client's 10 s read timeout).
+    let r = get(gw.addr, "/interim-flood");
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("upstream_bad_response"), "{}", r.text());
+    // The connection carries the next request.
     assert_eq!(get(gw.addr, "/ok").status, 200);
 }
 

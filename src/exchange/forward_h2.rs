@@ -41,7 +41,7 @@ use super::error::{ErrorKind, ProxyError};
 use super::model::{Exchange, UpstreamFacts};
 use super::response_head::start_response;
 use super::retry::{self, classify, Retries};
-use super::send::{connect_one, Attempt, RESPONSE_MAX_HEADERS};
+use super::send::{connect_one, Attempt, MAX_INTERIM_RESPONSES, RESPONSE_MAX_HEADERS};
 use super::wire::{Downstream, Outcome};
 
 /// Times a request may move to another connection because its own had died unnoticed.
@@ -474,7 +474,7 @@ async fn send_chunk(
 /// What woke the wait for the response head.
 enum HeadEvent {
     Body(Result<bool, ProxyError>),
-    Head(Result<http::Response<RecvStream>, h2::Error>),
+    Head(Result<http::Response<RecvStream>, ProxyError>),
 }
 
 /// Waits for the response head within the response timeout, watching the client; in duplex
@@ -488,23 +488,24 @@ async fn await_head<D: Downstream>(
     deadline: Instant,
 ) -> Result<Head, ProxyError> {
     let timeout = || ProxyError::new(ErrorKind::UpstreamTimeout);
+    let mut interim = 0;
     loop {
         if call.req_done || !duplex {
             let head = monoio::select! {
-                h = &mut call.resp => h,
+                h = final_response(&mut call.resp, &mut interim) => h,
                 _ = monoio::time::sleep_until(deadline.into()) => return Err(timeout()),
                 _ = down.client_gone() => return Err(ProxyError::new(ErrorKind::ClientAborted)),
             };
-            return head.map(|r| r.into_parts()).map_err(|e| upstream_error(&e));
+            return head.map(|r| r.into_parts());
         }
         let mut data = Vec::with_capacity(STREAM_CHUNK);
         let ev = monoio::select! {
             r = down.read_body(ex.head, &mut data) => HeadEvent::Body(r),
-            h = &mut call.resp => HeadEvent::Head(h),
+            h = final_response(&mut call.resp, &mut interim) => HeadEvent::Head(h),
             _ = monoio::time::sleep_until(deadline.into()) => return Err(timeout()),
         };
         match ev {
-            HeadEvent::Head(h) => return h.map(|r| r.into_parts()).map_err(|e| upstream_error(&e)),
+            HeadEvent::Head(h) => return h.map(|r| r.into_parts()),
             HeadEvent::Body(r) => {
                 let done = r?;
                 forward_chunk(down, call, data, done, a).await?;
@@ -579,6 +580,28 @@ async fn relay_response<D: Downstream>(
 
 /// What an h2 failure before the response head means. A stream the upstream refused, or one
 /// a graceful GOAWAY excluded, was not processed: retryable like a stale connection.
+/// The call's final response. h2 hands over the interim (1xx) ones first; they are dropped and
+/// counted in `interim`, and more than `MAX_INTERIM_RESPONSES` is a broken upstream (502), as
+/// on HTTP/1.1, instead of a stream that keeps the exchange busy until its deadline.
+async fn final_response(
+    resp: &mut ResponseFuture,
+    interim: &mut usize,
+) -> Result<http::Response<RecvStream>, ProxyError> {
+    poll_fn(|cx| {
+        while let std::task::Poll::Ready(Some(Ok(_))) = resp.poll_informational(cx) {
+            *interim += 1;
+            if *interim > MAX_INTERIM_RESPONSES {
+                return std::task::Poll::Ready(Err(ProxyError::new(
+                    ErrorKind::UpstreamBadResponse,
+                )));
+            }
+        }
+        std::future::Future::poll(std::pin::Pin::new(&mut *resp), cx)
+            .map_err(|e| upstream_error(&e))
+    })
+    .await
+}
+
 fn upstream_error(e: &h2::Error) -> ProxyError {
     let refused = e.reason() == Some(h2::Reason::REFUSED_STREAM)
         || (e.is_go_away() && e.is_remote() && e.reason() == Some(h2::Reason::NO_ERROR));

@@ -32,6 +32,12 @@ const CLIENT_WATCH_AFTER: std::time::Duration = std::time::Duration::from_millis
 /// parsing a response allocates no slot array).
 pub const RESPONSE_MAX_HEADERS: usize = 128;
 
+/// Most interim (1xx) responses accepted before the final one. They are read and dropped, so
+/// without a bound an upstream streaming `100 Continue` would keep the exchange, and a worker's
+/// CPU, busy until the response deadline. A long WebDAV operation sending `102 Processing`
+/// every few seconds stays far below it; more is treated as a broken upstream (502).
+pub const MAX_INTERIM_RESPONSES: usize = 32;
+
 /// One upstream request, ready to send: everything the attempts share.
 pub struct Attempt<'a> {
     pub us: &'a UpstreamState,
@@ -438,6 +444,7 @@ pub(super) async fn read_response_head(
     method: Method,
 ) -> Result<http1::ResponseHead, ProxyError> {
     let mut got_any = false;
+    let mut interim = 0;
     loop {
         if !up.buf.is_empty() {
             match http1::parse_response_head(
@@ -449,6 +456,10 @@ pub(super) async fn read_response_head(
                 Ok(Some((head, n))) => {
                     up.buf.drain(..n);
                     if (100..200).contains(&head.status) && head.status != 101 {
+                        interim += 1;
+                        if interim > MAX_INTERIM_RESPONSES {
+                            return Err(ProxyError::new(ErrorKind::UpstreamBadResponse));
+                        }
                         continue;
                     }
                     return Ok(head);
