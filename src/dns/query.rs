@@ -292,4 +292,21 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn compression_pointer_loops_do_not_hang() {
+        // Names that point at themselves or at each other: a parser that follows pointers
+        // without a bound never returns.
+        let mut self_loop = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+        self_loop.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+        self_loop.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 1, 2, 3, 4]);
+        let mut pair = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+        pair.extend_from_slice(&[1, b'a', 0xc0, 18, 0, 1, 0, 1]);
+        pair.extend_from_slice(&[1, b'b', 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 1, 2, 3, 4]);
+        for junk in [self_loop, pair] {
+            if let Ok(p) = Packet::parse(&junk) {
+                assert!(answer_of(&p, 0x1234, "api.test", Family::V4).is_err());
+            }
+        }
+    }
 }
