@@ -578,8 +578,6 @@ async fn relay_response<D: Downstream>(
     down.end_response().await
 }
 
-/// What an h2 failure before the response head means. A stream the upstream refused, or one
-/// a graceful GOAWAY excluded, was not processed: retryable like a stale connection.
 /// The call's final response. h2 hands over the interim (1xx) ones first; they are dropped and
 /// counted in `interim`, and more than `MAX_INTERIM_RESPONSES` is a broken upstream (502), as
 /// on HTTP/1.1, instead of a stream that keeps the exchange busy until its deadline.
@@ -602,6 +600,8 @@ async fn final_response(
     .await
 }
 
+/// What an h2 failure before the response head means. A stream the upstream refused, or one
+/// a graceful GOAWAY excluded, was not processed: retryable like a stale connection.
 fn upstream_error(e: &h2::Error) -> ProxyError {
     let refused = e.reason() == Some(h2::Reason::REFUSED_STREAM)
         || (e.is_go_away() && e.is_remote() && e.reason() == Some(h2::Reason::NO_ERROR));

@@ -34,8 +34,8 @@ pub const RESPONSE_MAX_HEADERS: usize = 128;
 
 /// Most interim (1xx) responses accepted before the final one. They are read and dropped, so
 /// without a bound an upstream streaming `100 Continue` would keep the exchange, and a worker's
-/// CPU, busy until the response deadline. A long WebDAV operation sending `102 Processing`
-/// every few seconds stays far below it; more is treated as a broken upstream (502).
+/// CPU, busy until the response deadline. A few are normal (`100 Continue`, `103 Early Hints`,
+/// an occasional `102 Processing`); more than this is a broken upstream (502).
 pub const MAX_INTERIM_RESPONSES: usize = 32;
 
 /// One upstream request, ready to send: everything the attempts share.
