@@ -1,7 +1,8 @@
 //! Trailer fields pass through the gateway on HTTP/1.1 in both directions (chunked request
 //! trailers reach the upstream; chunked response trailers reach the client), minus the fields
 //! RFC 9110 §6.5.1 keeps out of trailers (framing, routing, authentication), which a client or
-//! upstream could otherwise use to smuggle what the header section decided.
+//! upstream could otherwise use to smuggle what the header section decided, and, from a
+//! client, minus what the gateway or the route's policies write in the header section.
 mod common;
 use common::*;
 
@@ -57,6 +58,48 @@ fn request_trailers_reach_the_upstream_without_forbidden_fields() {
         );
     }
     assert_eq!(up.last().body, b"hello");
+}
+
+#[test]
+fn request_trailers_cannot_carry_what_the_gateway_or_a_policy_writes() {
+    // The header section's client copies of these are dropped or replaced; a trailer must not
+    // bring them back, or an upstream that merges trailers into headers would take a client's
+    // consumer id or address for the gateway's.
+    let up = Upstream::echo();
+    let g = Gateway::start(&format!(
+        "[policies.t]
+transform = {{ request_headers = {{ set = {{ \"x-consumer-id\" = \"gateway-set\" }}, \
+         remove = [\"x-internal-token\"] }} }}\n\n{}\n\
+         [[routes]]\nname = \"t\"\nprefix = \"/\"\npolicies = [\"t\"]\nproxy = {{ upstream = \"u\" }}\n",
+        upstream_toml("u", &[up.addr])
+    ));
+    let mut c = Conn::open(g.addr);
+    c.send(
+        b"POST /t HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n0\r\nx-checksum: 5d41\r\nx-consumer-id: admin\r\n\
+          x-internal-token: t0k3n\r\nx-forwarded-for: 6.6.6.6\r\nforwarded: for=6.6.6.6\r\n\
+          x-request-id: spoofed-id\r\nx-ringway-attempts: 9\r\n\
+          traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n\r\n",
+    );
+    let resp = c.read_response(false).unwrap();
+    assert_eq!(resp.status, 200);
+    up.wait_for_count(1, Duration::from_secs(5));
+    let seen = up.last();
+    assert_eq!(seen.header("x-consumer-id"), Some("gateway-set"));
+    assert_eq!(seen.body, b"hello");
+    let raw = up.raw_text();
+    let tail = &raw[raw.find("\r\n0\r\n").expect("last chunk upstream")..];
+    assert!(tail.contains("x-checksum: 5d41\r\n"), "{raw}");
+    for owned in [
+        "admin",
+        "t0k3n",
+        "6.6.6.6",
+        "spoofed-id",
+        "x-ringway-attempts: 9",
+        "0af7651916cd43dd8448eb211c80319c",
+    ] {
+        assert!(!raw.contains(owned), "{owned} reached the upstream:\n{raw}");
+    }
 }
 
 #[test]

@@ -511,6 +511,13 @@ fn trailers_cross_the_gateway_both_ways() {
         out.send_data(Bytes::from_static(b"hello"), false).unwrap();
         let mut t = http::HeaderMap::new();
         t.insert("x-checksum", http::HeaderValue::from_static("5"));
+        // Fields a trailer may not carry: a credential, and what the gateway writes itself.
+        t.insert(
+            "authorization",
+            http::HeaderValue::from_static("Bearer smuggled"),
+        );
+        t.insert("x-forwarded-for", http::HeaderValue::from_static("6.6.6.6"));
+        t.insert("x-request-id", http::HeaderValue::from_static("spoofed"));
         out.send_trailers(t).unwrap();
         let resp = resp.await.unwrap();
         assert_eq!(resp.status(), 200);
@@ -527,6 +534,12 @@ fn trailers_cross_the_gateway_both_ways() {
     let seen = up.last();
     let sent = seen.trailers.expect("request trailers reach the upstream");
     assert_eq!(sent.get("x-checksum").unwrap(), "5");
+    for owned in ["authorization", "x-forwarded-for", "x-request-id"] {
+        assert!(
+            sent.get(owned).is_none(),
+            "{owned} reached the upstream: {sent:?}"
+        );
+    }
     let got = trailers.expect("response trailers reach the client");
     assert_eq!(got.get("x-digest").unwrap(), "sha-256=abc");
 }

@@ -56,9 +56,9 @@ pub async fn stream_request_body<D: Downstream>(
     ex: &mut Exchange<'_>,
     down: &mut D,
     up: &mut UpConn,
-    timeout: Duration,
-    max_body: u64,
+    a: &super::send::Attempt<'_>,
 ) -> Result<(), ProxyError> {
+    let (timeout, max_body) = (a.response_timeout, a.max_body);
     let chunked = match ex.head.body {
         BodyFraming::None | BodyFraming::CloseDelimited | BodyFraming::Length(0) => return Ok(()),
         BodyFraming::Length(_) => false,
@@ -84,7 +84,7 @@ pub async fn stream_request_body<D: Downstream>(
             if done {
                 let mut trailers = Vec::new();
                 if let Some(t) = down.request_trailers() {
-                    http1::forwardable_trailers(t, &mut trailers);
+                    super::upstream_head::upstream_trailers(t, a.edits, &mut trailers);
                 }
                 http1::write_last_chunk(&mut framed, &trailers);
             }

@@ -101,6 +101,7 @@ pub async fn forward<D: Downstream>(
         response_timeout,
         key: super::traffic::balance_key(us, ex),
         retry: p.retry.as_ref(),
+        edits,
     };
     if us.protocol == UpstreamProtocol::Http2 {
         if tunnel {

@@ -32,6 +32,7 @@ use crate::config::Route;
 use crate::core::Core;
 use crate::http1::{self, HeadError};
 use crate::policy::pipeline::Effects;
+use crate::policy::transform::HeaderEdits;
 use crate::tls::poll::PollStream;
 use crate::upstream::h2::{establish, Opening, Pick, StreamClaim};
 use crate::upstream::UpstreamState;
@@ -274,7 +275,7 @@ async fn start_call<D: Downstream>(
         sent: 0,
     };
     if let (Some(body), false) = (buffered, bodiless) {
-        let trailers = trailers.map(trailer_map);
+        let trailers = trailers.map(|t| trailer_map(t, a.edits));
         send_chunk(&mut call.send, body, trailers.is_none(), deadline)
             .await
             .map_err(Some)?;
@@ -427,7 +428,7 @@ async fn forward_chunk<D: Downstream>(
         return Err(ProxyError::new(ErrorKind::BodyTooLarge));
     }
     let trailers = if done {
-        down.request_trailers().map(trailer_map)
+        down.request_trailers().map(|t| trailer_map(t, a.edits))
     } else {
         None
     };
@@ -723,8 +724,11 @@ pub fn to_response_head(
     }
 }
 
-/// Trailer field lines as an h2 header map.
-fn trailer_map(lines: &[u8]) -> http::HeaderMap {
+/// The client's trailer field lines as an h2 header map, minus what may not reach the upstream
+/// (`upstream_head::upstream_trailers`).
+fn trailer_map(raw: &[u8], edits: Option<&HeaderEdits>) -> http::HeaderMap {
+    let mut lines = Vec::new();
+    super::upstream_head::upstream_trailers(raw, edits, &mut lines);
     let mut map = http::HeaderMap::new();
     for line in lines.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);

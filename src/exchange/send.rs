@@ -54,6 +54,9 @@ pub struct Attempt<'a> {
     pub key: Option<u64>,
     /// The route's retry policy (`exchange::retry`).
     pub retry: Option<&'a crate::resilience::RetryPolicy>,
+    /// The policies' edits of the upstream request's headers; the client's trailers may not
+    /// carry what they touch (`upstream_head::upstream_trailers`).
+    pub edits: Option<&'a crate::policy::transform::HeaderEdits>,
 }
 
 /// Sends the request, retrying as the route's policy says (`exchange::retry`; without one,
@@ -237,7 +240,7 @@ async fn send_once<D: Downstream>(
     if let Err(e) = wrote {
         return Err(write_failed(e, up.reused));
     }
-    stream_request_body(ex, down, up, a.response_timeout, a.max_body).await
+    stream_request_body(ex, down, up, a).await
 }
 
 /// The upstream head, followed by the request body when it is buffered.

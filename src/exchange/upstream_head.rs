@@ -37,6 +37,28 @@ fn managed_request_header(name: &[u8]) -> bool {
     MANAGED.iter().any(|m| m.eq_ignore_ascii_case(name))
 }
 
+/// Appends the client's trailer fields that may reach the upstream, as `name: value\r\n`
+/// lines: those `http1::forwardable_trailers` passes (no framing, routing or credentials),
+/// minus any the gateway writes in the header section itself (forwarding, request id,
+/// attempts, trace context, client certificate) and any the route's edits remove, rename or
+/// set (consumer and claim headers, credentials a policy took off). A trailer may not say
+/// what the header section was not allowed to: an upstream that merges trailers into headers
+/// would otherwise take a client's `X-Consumer-Id` or `X-Forwarded-For` for the gateway's.
+pub fn upstream_trailers(raw: &[u8], edits: Option<&HeaderEdits>, out: &mut Vec<u8>) {
+    let mut passed = Vec::new();
+    http1::forwardable_trailers(raw, &mut passed);
+    for line in passed.split_inclusive(|&b| b == b'\n') {
+        let name = line.split(|&b| b == b':').next().unwrap_or_default();
+        let owned = managed_request_header(name)
+            || name.eq_ignore_ascii_case(b"traceparent")
+            || name.eq_ignore_ascii_case(b"tracestate")
+            || edits.is_some_and(|e| e.touches(name));
+        if !owned {
+            out.extend_from_slice(line);
+        }
+    }
+}
+
 /// The attempt number the upstream sees (1 for the first; a client's copy is dropped).
 pub const ATTEMPTS: &[u8] = b"x-ringway-attempts";
 

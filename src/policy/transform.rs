@@ -261,6 +261,16 @@ impl HeaderEdits {
         self.remove.is_empty() && self.rename.is_empty() && self.add.is_empty()
     }
 
+    /// True if these edits remove, rename (from or to) or set a header named `name`.
+    pub fn touches(&self, name: &[u8]) -> bool {
+        self.remove.iter().any(|r| r.eq_ignore_ascii_case(name))
+            || self
+                .rename
+                .iter()
+                .any(|(from, to)| from.eq_ignore_ascii_case(name) || to.eq_ignore_ascii_case(name))
+            || self.add.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+    }
+
     /// What to do with an existing header: `None` = drop, `Some(name)` = write under this name.
     pub fn map_name<'a>(&'a self, name: &'a [u8]) -> Option<&'a [u8]> {
         if self.remove.iter().any(|r| r.eq_ignore_ascii_case(name)) {
