@@ -128,6 +128,71 @@ fn forwarding_headers_from_a_trusted_proxy_are_kept_and_appended_to() {
     assert_eq!(got.header_all("x-forwarded-host"), ["test"]);
 }
 
+/// What other proxies write about the client or the original request.
+const PEER_CLAIMS: [(&str, &str); 12] = [
+    ("X-Real-IP", "203.0.113.7"),
+    ("True-Client-IP", "203.0.113.7"),
+    ("X-Client-IP", "203.0.113.7"),
+    ("Client-IP", "203.0.113.7"),
+    ("X-Cluster-Client-IP", "203.0.113.7"),
+    ("CF-Connecting-IP", "203.0.113.7"),
+    ("Fastly-Client-IP", "203.0.113.7"),
+    ("X-Original-Forwarded-For", "203.0.113.7"),
+    ("X-Forwarded-Port", "8443"),
+    ("X-Forwarded-Prefix", "/evil"),
+    ("X-Forwarded-Server", "evil.example"),
+    ("X-Forwarded-Uri", "/admin"),
+];
+
+/// Fields IIS, Symfony or Zend read as the request's real target.
+const TARGET_OVERRIDES: [(&str, &str); 3] = [
+    ("X-Original-URL", "/admin"),
+    ("X-Rewrite-URL", "/admin"),
+    ("X-Original-URI", "/admin"),
+];
+
+#[test]
+fn address_claims_and_target_overrides_from_an_untrusted_peer_never_reach_the_upstream() {
+    let up = Upstream::echo();
+    let gw = proxy_gw(&up);
+    let mut sent: Vec<(&str, &str)> = PEER_CLAIMS.to_vec();
+    sent.extend(TARGET_OVERRIDES);
+    sent.push(("X-Kept", "1"));
+    let r = request(gw.addr, "GET", "/open", &sent, b"");
+    assert_eq!(r.status, 200);
+    let got = up.last();
+    assert_eq!(got.header("x-kept"), Some("1"));
+    for (name, _) in PEER_CLAIMS.iter().chain(&TARGET_OVERRIDES) {
+        assert!(
+            got.header(name).is_none(),
+            "{name} reached the upstream: {:?}",
+            got.headers
+        );
+    }
+    assert_eq!(got.header_all("x-forwarded-for"), ["127.0.0.1"]);
+}
+
+#[test]
+fn a_trusted_proxy_may_claim_addresses_but_not_override_the_target() {
+    let up = Upstream::echo();
+    let gw = Gateway::start(&format!(
+        "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n\n{}\n\
+         [[routes]]\nname = \"p\"\nprefix = \"/\"\nproxy = {{ upstream = \"be\" }}\n",
+        upstream_toml("be", &[up.addr])
+    ));
+    let mut sent: Vec<(&str, &str)> = PEER_CLAIMS.to_vec();
+    sent.extend(TARGET_OVERRIDES);
+    let r = request(gw.addr, "GET", "/open", &sent, b"");
+    assert_eq!(r.status, 200);
+    let got = up.last();
+    for (name, value) in PEER_CLAIMS {
+        assert_eq!(got.header(name), Some(value), "{name}: {:?}", got.headers);
+    }
+    for (name, _) in TARGET_OVERRIDES {
+        assert!(got.header(name).is_none(), "{name}: {:?}", got.headers);
+    }
+}
+
 #[test]
 fn client_request_id_is_kept_when_sane() {
     let up = Upstream::echo();

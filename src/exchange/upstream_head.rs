@@ -37,6 +37,59 @@ fn managed_request_header(name: &[u8]) -> bool {
     MANAGED.iter().any(|m| m.eq_ignore_ascii_case(name))
 }
 
+/// What other proxies write about the client or the original request (its address, port,
+/// path prefix): believed only from a peer in `server.trusted_proxies`, like
+/// `X-Forwarded-For`. An untrusted peer's copies are dropped, so a backend that reads
+/// `X-Real-IP` or `True-Client-IP` cannot be told another client address than the one the
+/// gateway decided on, nor build links from a forged `X-Forwarded-Prefix`.
+const PEER_CLAIMS: [&[u8]; 12] = [
+    b"x-real-ip",
+    b"true-client-ip",
+    b"x-client-ip",
+    b"client-ip",
+    b"x-cluster-client-ip",
+    b"cf-connecting-ip",
+    b"fastly-client-ip",
+    b"x-original-forwarded-for",
+    b"x-forwarded-port",
+    b"x-forwarded-prefix",
+    b"x-forwarded-server",
+    b"x-forwarded-uri",
+];
+
+/// Fields some frameworks take for the request's real target (IIS, Symfony and Zend read
+/// `X-Original-URL` / `X-Rewrite-URL`). The gateway routed and authorized the request line,
+/// so nobody, trusted proxy or not, may send the upstream another target beside it: a client
+/// on an open route could otherwise reach a protected one.
+const TARGET_OVERRIDES: [&[u8]; 3] = [b"x-original-url", b"x-rewrite-url", b"x-original-uri"];
+
+/// The lengths present in `names`, as bits: most header names have none of them, and are
+/// answered without a comparison.
+const fn length_mask(names: &[&[u8]]) -> u32 {
+    let mut m = 0u32;
+    let mut i = 0;
+    while i < names.len() {
+        m |= 1 << names[i].len();
+        i += 1;
+    }
+    m
+}
+
+fn listed(name: &[u8], names: &[&[u8]], lengths: u32) -> bool {
+    name.len() < 32
+        && lengths & (1 << name.len()) != 0
+        && names.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// A client field the upstream never gets from this peer (see `PEER_CLAIMS` and
+/// `TARGET_OVERRIDES`).
+fn peer_may_not_say(name: &[u8], trusted_peer: bool) -> bool {
+    const CLAIMS: u32 = length_mask(&PEER_CLAIMS);
+    const OVERRIDES: u32 = length_mask(&TARGET_OVERRIDES);
+    (!trusted_peer && listed(name, &PEER_CLAIMS, CLAIMS))
+        || listed(name, &TARGET_OVERRIDES, OVERRIDES)
+}
+
 /// Appends the client's trailer fields that may reach the upstream, as `name: value\r\n`
 /// lines: those `http1::forwardable_trailers` passes (no framing, routing or credentials),
 /// minus any the gateway writes in the header section itself (forwarding, request id,
@@ -50,6 +103,7 @@ pub fn upstream_trailers(raw: &[u8], edits: Option<&HeaderEdits>, out: &mut Vec<
     for line in passed.split_inclusive(|&b| b == b'\n') {
         let name = line.split(|&b| b == b':').next().unwrap_or_default();
         let owned = managed_request_header(name)
+            || peer_may_not_say(name, false)
             || name.eq_ignore_ascii_case(b"traceparent")
             || name.eq_ignore_ascii_case(b"tracestate")
             || edits.is_some_and(|e| e.touches(name));
@@ -229,6 +283,7 @@ fn write_end_to_end_fields(out: &mut Vec<u8>, u: &UpstreamHead<'_>) -> Forwardin
         }
         if http1::is_hop_by_hop(name)
             || managed_request_header(name)
+            || peer_may_not_say(name, u.trusted_peer)
             || (u.trace.is_some() && name.eq_ignore_ascii_case(b"traceparent"))
             || (conn_lists_names && http1::named_in_connection(h.headers(), name))
         {
