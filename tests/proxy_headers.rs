@@ -144,11 +144,14 @@ const PEER_CLAIMS: [(&str, &str); 12] = [
     ("X-Forwarded-Uri", "/admin"),
 ];
 
-/// Fields IIS, Symfony or Zend read as the request's real target.
-const TARGET_OVERRIDES: [(&str, &str); 3] = [
+/// Fields IIS, Symfony, Zend, Laravel or Rack read as the request's real target or method.
+const TARGET_OVERRIDES: [(&str, &str); 6] = [
     ("X-Original-URL", "/admin"),
     ("X-Rewrite-URL", "/admin"),
     ("X-Original-URI", "/admin"),
+    ("X-HTTP-Method-Override", "DELETE"),
+    ("X-HTTP-Method", "DELETE"),
+    ("X-Method-Override", "DELETE"),
 ];
 
 #[test]

@@ -57,11 +57,20 @@ const PEER_CLAIMS: [&[u8]; 12] = [
     b"x-forwarded-uri",
 ];
 
-/// Fields some frameworks take for the request's real target (IIS, Symfony and Zend read
-/// `X-Original-URL` / `X-Rewrite-URL`). The gateway routed and authorized the request line,
-/// so nobody, trusted proxy or not, may send the upstream another target beside it: a client
-/// on an open route could otherwise reach a protected one.
-const TARGET_OVERRIDES: [&[u8]; 3] = [b"x-original-url", b"x-rewrite-url", b"x-original-uri"];
+/// Fields some frameworks take for the request's real target or method (IIS, Symfony and
+/// Zend read `X-Original-URL` / `X-Rewrite-URL`; Symfony, Laravel and Rack turn a POST into
+/// the method `X-HTTP-Method-Override` names). The gateway routed and authorized the request
+/// line, so nobody, trusted proxy or not, may send the upstream another target or method
+/// beside it: a client on an open route could otherwise reach a protected one, or turn an
+/// anonymous POST into a DELETE.
+const TARGET_OVERRIDES: [&[u8]; 6] = [
+    b"x-original-url",
+    b"x-rewrite-url",
+    b"x-original-uri",
+    b"x-http-method-override",
+    b"x-http-method",
+    b"x-method-override",
+];
 
 /// The lengths present in `names`, as bits: most header names have none of them, and are
 /// answered without a comparison.
