@@ -51,14 +51,16 @@ pub async fn discard_body<D: Downstream>(
 }
 
 /// Streams the request body client → upstream, framed as the client framed it (a length
-/// stays a length; anything else goes chunked).
+/// stays a length; anything else goes chunked). The client's trailers lose what `edits` (the
+/// policies' header edits) and the gateway own (`upstream_head::upstream_trailers`).
 pub async fn stream_request_body<D: Downstream>(
     ex: &mut Exchange<'_>,
     down: &mut D,
     up: &mut UpConn,
-    a: &super::send::Attempt<'_>,
+    timeout: Duration,
+    max_body: u64,
+    edits: Option<&crate::policy::transform::HeaderEdits>,
 ) -> Result<(), ProxyError> {
-    let (timeout, max_body) = (a.response_timeout, a.max_body);
     let chunked = match ex.head.body {
         BodyFraming::None | BodyFraming::CloseDelimited | BodyFraming::Length(0) => return Ok(()),
         BodyFraming::Length(_) => false,
@@ -84,7 +86,7 @@ pub async fn stream_request_body<D: Downstream>(
             if done {
                 let mut trailers = Vec::new();
                 if let Some(t) = down.request_trailers() {
-                    super::upstream_head::upstream_trailers(t, a.edits, &mut trailers);
+                    super::upstream_head::upstream_trailers(t, edits, &mut trailers);
                 }
                 http1::write_last_chunk(&mut framed, &trailers);
             }

@@ -240,7 +240,7 @@ async fn send_once<D: Downstream>(
     if let Err(e) = wrote {
         return Err(write_failed(e, up.reused));
     }
-    stream_request_body(ex, down, up, a).await
+    stream_request_body(ex, down, up, a.response_timeout, a.max_body, a.edits).await
 }
 
 /// The upstream head, followed by the request body when it is buffered.
