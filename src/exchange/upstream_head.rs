@@ -72,27 +72,10 @@ const TARGET_OVERRIDES: [&[u8]; 6] = [
     b"x-method-override",
 ];
 
-/// The lengths present in `names`, as bits: most header names have none of them, and are
-/// answered without a comparison.
-const fn length_mask(names: &[&[u8]]) -> u32 {
-    let mut m = 0u32;
-    let mut i = 0;
-    while i < names.len() {
-        m |= 1 << names[i].len();
-        i += 1;
-    }
-    m
-}
-
-fn listed(name: &[u8], names: &[&[u8]], lengths: u32) -> bool {
-    name.len() < 32
-        && lengths & (1 << name.len()) != 0
-        && names.iter().any(|n| n.eq_ignore_ascii_case(name))
-}
-
 /// A client field the upstream never gets from this peer (see `PEER_CLAIMS` and
 /// `TARGET_OVERRIDES`).
 fn peer_may_not_say(name: &[u8], trusted_peer: bool) -> bool {
+    use http1::{length_mask, listed};
     const CLAIMS: u32 = length_mask(&PEER_CLAIMS);
     const OVERRIDES: u32 = length_mask(&TARGET_OVERRIDES);
     (!trusted_peer && listed(name, &PEER_CLAIMS, CLAIMS))

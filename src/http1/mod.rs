@@ -40,9 +40,9 @@ pub use path::{
 pub use request::{parse_request_head, RequestHead};
 pub use response::{parse_response_head, ResponseHead};
 pub use serialize::{
-    connection_names_fields, end_response_head, is_hop_by_hop, named_in_connection, push_decimal,
-    reason_phrase, write_connection, write_header, write_response_head, write_status_line, Framing,
-    HeadEnd,
+    connection_names_fields, end_response_head, is_hop_by_hop, length_mask, listed,
+    named_in_connection, push_decimal, reason_phrase, write_connection, write_header,
+    write_response_head, write_status_line, Framing, HeadEnd,
 };
 pub use types::{
     allow_header_value, is_tchar, is_valid_field, trim_ows, BodyFraming, HeadError, HeaderSpan,

@@ -21,20 +21,30 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
         b"proxy-authenticate",
         b"proxy-authorization",
     ];
-    // Most names are none of these: a name whose length no entry has is answered without
-    // comparing (the lengths are derived from the list, so it stays the one place to edit).
-    const LENGTHS: u32 = {
-        let mut m = 0u32;
-        let mut i = 0;
-        while i < HOP_BY_HOP.len() {
-            m |= 1 << HOP_BY_HOP[i].len();
-            i += 1;
-        }
-        m
-    };
+    const LENGTHS: u32 = length_mask(&HOP_BY_HOP);
+    listed(name, &HOP_BY_HOP, LENGTHS)
+}
+
+/// The lengths of `names` as bits, for `listed`. Computed from the list itself, so the list
+/// stays the one place to edit.
+pub const fn length_mask(names: &[&[u8]]) -> u32 {
+    let mut m = 0u32;
+    let mut i = 0;
+    while i < names.len() {
+        m |= 1 << names[i].len();
+        i += 1;
+    }
+    m
+}
+
+/// True if `name` is one of `names` (case-insensitive; all shorter than 32 bytes), `lengths`
+/// being their `length_mask`. Most header names are in no such list: a name whose length no
+/// entry has is answered without a comparison.
+#[inline]
+pub fn listed(name: &[u8], names: &[&[u8]], lengths: u32) -> bool {
     name.len() < 32
-        && LENGTHS & (1 << name.len()) != 0
-        && HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+        && lengths & (1 << name.len()) != 0
+        && names.iter().any(|n| n.eq_ignore_ascii_case(name))
 }
 
 /// True if `name` is listed as a token in any `Connection` header value of `headers`
