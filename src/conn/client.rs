@@ -75,7 +75,8 @@ pub struct Client {
     tx: RateMeter,
     /// When the current request's body must be complete (`timeouts.client_body_total`).
     body_deadline: Instant,
-    /// The chunked request body's trailer fields (forwardable ones), once it ended.
+    /// The chunked request body's trailer fields as received, once it ended (filtered on the
+    /// way upstream: `exchange::upstream_head::upstream_trailers`).
     trailers_in: Option<Vec<u8>>,
     /// Trailer fields for the chunked response's last chunk.
     trailers_out: Vec<u8>,
@@ -300,9 +301,7 @@ impl Client {
             self.body_in += used as u64;
             if dec.is_done() {
                 if !dec.trailers().is_empty() {
-                    let mut t = Vec::new();
-                    http1::forwardable_trailers(dec.trailers(), &mut t);
-                    self.trailers_in = Some(t);
+                    self.trailers_in = Some(dec.trailers().to_vec());
                 }
                 break Ok(true);
             }

@@ -108,7 +108,8 @@ pub trait Downstream {
     fn queue_body(&mut self, bytes: &[u8]);
 
     /// Trailer fields (`name: value\r\n` lines) the client sent after its request body, once
-    /// `read_body` has returned `true`. Wires without request trailers have none.
+    /// `read_body` has returned `true`, unfiltered: every way upstream passes them through
+    /// `upstream_head::upstream_trailers`. Wires without request trailers have none.
     fn request_trailers(&self) -> Option<&[u8]> {
         None
     }
