@@ -43,6 +43,13 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Time since the Unix epoch, now, to the clock's resolution (zero before the epoch).
+pub fn unix_now_precise() -> std::time::Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
 /// Nanoseconds since the Unix epoch for `t` (0 before the epoch, saturating far after).
 pub fn unix_nanos(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)

@@ -317,6 +317,27 @@ fn policy_ttl_when_upstream_is_silent_and_respect_cache_control_off() {
 }
 
 #[test]
+fn a_response_crossing_a_second_boundary_keeps_its_whole_ttl() {
+    // The upstream takes 40 ms and the request leaves 20 ms before a second ends: counted in
+    // whole seconds, the response would arrive a second old and be stale under a 1 s TTL.
+    let o = Origin::start(Script {
+        delay: Duration::from_millis(40),
+        ..Script::default()
+    });
+    let gw = gateway(&o, "ttl = \"1s\"");
+    let into_second = || {
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH);
+        Duration::from_nanos(u64::from(now.unwrap().subsec_nanos()))
+    };
+    thread::sleep(Duration::from_millis(980).saturating_sub(into_second()));
+    assert_eq!(get(gw.addr, "/edge").text(), "v1");
+    let r = get(gw.addr, "/edge");
+    assert_eq!(r.text(), "v1", "fresh: {:?}", status_of(&r));
+    assert_cs(&r, "hit");
+    assert_eq!(o.count(), 1);
+}
+
+#[test]
 fn age_from_the_upstream_counts_against_freshness() {
     let o = Origin::start(Script {
         headers: "cache-control: max-age=100\r\nage: 30\r\n".into(),

@@ -261,16 +261,16 @@ pub type NotStored = &'static str;
 /// fresh it is. `per_consumer`: the gateway verified the request's consumer and the key holds
 /// it, so the response is only ever served to that consumer (RFC 9111 3.5 then does not
 /// apply). `fields`: the field lines that would be stored (no `Age`; freshness is computed
-/// from them and `resp`'s `Age`). Times: `request_time` / `response_time` as Unix seconds for
-/// the `Date` / `Age` arithmetic.
+/// from them and `resp`'s `Age`). Times: `request_time` / `response_time` since the Unix
+/// epoch, to the clock's resolution, for the `Date` / `Age` arithmetic.
 pub fn storable(
     policy: &CachePolicy,
     req: &RequestHead,
     per_consumer: bool,
     resp: &ResponseHead,
     fields: &[u8],
-    request_time: u64,
-    response_time: u64,
+    request_time: Duration,
+    response_time: Duration,
 ) -> Result<Freshness, NotStored> {
     if !policy.stores_status(resp.status) {
         return Err("status");
@@ -306,13 +306,15 @@ pub fn storable(
 /// `Expires` − `Date`, else the policy's TTL (always the TTL when the policy does not respect
 /// Cache-Control); the age it arrived with (RFC 9111 4.2.3, from `age`, the upstream's `Age`
 /// value, and the fields' `Date`); its stale bounds (the policy's bounds cap the directives,
-/// and stand in for them when the upstream gives none).
+/// and stand in for them when the upstream gives none). The request and response times keep
+/// their fractions: whole seconds would count a response that crossed a second boundary in
+/// a millisecond as a second old.
 pub fn freshness(
     policy: &CachePolicy,
     fields: &[u8],
     age: Option<&[u8]>,
-    request_time: u64,
-    response_time: u64,
+    request_time: Duration,
+    response_time: Duration,
 ) -> Freshness {
     let policy_stale = |p: Option<Duration>| p.unwrap_or_default();
     if !policy.respect_cache_control {
@@ -335,7 +337,7 @@ pub fn freshness(
         // An Expires that does not parse (e.g. "0") means already expired (RFC 9111 5.3).
         let date = match date {
             Ok(Some(d)) => d,
-            _ => response_time,
+            _ => response_time.as_secs(),
         };
         match expires.and_then(parse_http_date) {
             Some(e) => Duration::from_secs(e.saturating_sub(date).min(MAX_DELTA)),
@@ -346,7 +348,7 @@ pub fn freshness(
     };
     // RFC 9111 4.2.3.
     let date_value = match date {
-        Ok(Some(d)) => d,
+        Ok(Some(d)) => Duration::from_secs(d),
         _ => response_time,
     };
     let apparent_age = response_time.saturating_sub(date_value);
@@ -354,8 +356,10 @@ pub fn freshness(
     let age_value = age
         .and_then(|a| delta(Some(a.trim_ascii())).ok())
         .unwrap_or(0);
-    let corrected_age = age_value.saturating_add(response_delay);
-    let initial_age = apparent_age.max(corrected_age).min(MAX_DELTA);
+    let corrected_age = Duration::from_secs(age_value).saturating_add(response_delay);
+    let initial_age = apparent_age
+        .max(corrected_age)
+        .min(Duration::from_secs(MAX_DELTA));
 
     let must_revalidate = d.must_revalidate || d.proxy_revalidate;
     // s-maxage implies proxy-revalidate: only the response's own stale directives apply.
@@ -373,7 +377,7 @@ pub fn freshness(
     };
     Freshness {
         fresh_for,
-        initial_age: Duration::from_secs(initial_age),
+        initial_age,
         stale_while_revalidate: bound(d.stale_while_revalidate, policy.stale_while_revalidate),
         stale_if_error: bound(d.stale_if_error, policy.stale_if_error),
         must_revalidate: must_revalidate || (d.s_maxage.is_some() && !has_stale(&d)),
@@ -503,8 +507,12 @@ mod tests {
         p
     }
 
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
     fn fresh(fields: &str) -> Freshness {
-        freshness(&policy(), fields.as_bytes(), None, 1000, 1000)
+        freshness(&policy(), fields.as_bytes(), None, secs(1000), secs(1000))
     }
 
     #[test]
@@ -599,28 +607,41 @@ mod tests {
     fn initial_age_from_age_and_date() {
         let p = policy();
         // Age 10, 2 s in flight.
-        let f = freshness(&p, b"x: y\r\n", Some(b"10"), 1000, 1002);
+        let f = freshness(&p, b"x: y\r\n", Some(b"10"), secs(1000), secs(1002));
         assert_eq!(f.initial_age.as_secs(), 12);
         // Apparent age from Date wins when larger.
         let f = freshness(
             &p,
             b"date: Thu, 01 Jan 1970 00:16:00 GMT\r\n",
             Some(b"3"),
-            1000,
-            1000,
+            secs(1000),
+            secs(1000),
         );
         assert_eq!(f.initial_age.as_secs(), 40);
         // A bad Age is ignored, a huge one saturates.
         assert_eq!(
-            freshness(&p, b"", Some(b"x"), 5, 5).initial_age,
+            freshness(&p, b"", Some(b"x"), secs(5), secs(5)).initial_age,
             Duration::ZERO
         );
         assert_eq!(
-            freshness(&p, b"", Some(b"99999999999999999"), 5, 5)
+            freshness(&p, b"", Some(b"99999999999999999"), secs(5), secs(5))
                 .initial_age
                 .as_secs(),
             MAX_DELTA
         );
+    }
+
+    #[test]
+    fn a_response_crossing_a_second_boundary_is_not_a_second_old() {
+        let p = policy();
+        let ms = Duration::from_millis;
+        // Sent at 999.999 s, answered at 1000.001 s, without Date or Age: 2 ms old.
+        let f = freshness(&p, b"x: y\r\n", None, ms(999_999), ms(1_000_001));
+        assert_eq!(f.initial_age, ms(2));
+        // Date has whole seconds: the apparent age counts from the start of that second.
+        let date = b"date: Thu, 01 Jan 1970 00:16:40 GMT\r\n";
+        let f = freshness(&p, date, None, ms(1_000_100), ms(1_000_300));
+        assert_eq!(f.initial_age, ms(300));
     }
 
     #[test]
@@ -632,8 +653,8 @@ mod tests {
             &p,
             b"cache-control: max-age=1, stale-while-revalidate=100, stale-if-error=7\r\n",
             None,
-            0,
-            0,
+            secs(0),
+            secs(0),
         );
         assert_eq!(
             f.stale_while_revalidate.as_secs(),
@@ -641,28 +662,28 @@ mod tests {
             "capped by the policy"
         );
         assert_eq!(f.stale_if_error.as_secs(), 7);
-        let f = freshness(&p, b"cache-control: max-age=1\r\n", None, 0, 0);
+        let f = freshness(&p, b"cache-control: max-age=1\r\n", None, secs(0), secs(0));
         assert_eq!(f.stale_while_revalidate.as_secs(), 30, "policy default");
         let f = freshness(
             &p,
             b"cache-control: max-age=1, must-revalidate, stale-if-error=7\r\n",
             None,
-            0,
-            0,
+            secs(0),
+            secs(0),
         );
         assert!(f.must_revalidate);
         assert_eq!(f.stale_if_error, Duration::ZERO);
-        let f = freshness(&p, b"cache-control: s-maxage=1\r\n", None, 0, 0);
+        let f = freshness(&p, b"cache-control: s-maxage=1\r\n", None, secs(0), secs(0));
         assert!(f.must_revalidate, "s-maxage implies proxy-revalidate");
-        let f = freshness(&p, b"cache-control: no-cache\r\n", None, 0, 0);
+        let f = freshness(&p, b"cache-control: no-cache\r\n", None, secs(0), secs(0));
         assert!(f.no_cache);
         p.respect_cache_control = false;
         let f = freshness(
             &p,
             b"cache-control: no-cache, max-age=5\r\n",
             Some(b"50"),
-            0,
-            0,
+            secs(0),
+            secs(0),
         );
         assert_eq!(
             (f.fresh_for.as_secs(), f.no_cache, f.initial_age),

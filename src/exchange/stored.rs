@@ -110,7 +110,7 @@ pub struct Recorder<'p> {
     per_consumer: bool,
     coding_token: Option<&'static str>,
     /// Unix seconds the request went upstream.
-    request_time: u64,
+    request_time: std::time::Duration,
     pending: Option<Pending>,
     body: Vec<u8>,
     over: bool,
@@ -155,7 +155,7 @@ impl<'p> Recorder<'p> {
             policy,
             per_consumer,
             coding_token,
-            request_time: crate::civil::unix_now(),
+            request_time: crate::civil::unix_now_precise(),
             pending: None,
             body: Vec::new(),
             over: false,
@@ -189,7 +189,7 @@ impl<'p> Recorder<'p> {
             let plain = std::mem::take(&mut fields);
             crate::compress::add_vary(&plain, &mut fields);
         }
-        let response_time = crate::civil::unix_now();
+        let response_time = crate::civil::unix_now_precise();
         let fresh = control::storable(
             self.policy,
             ex.head,
@@ -302,7 +302,7 @@ pub struct Revalidation {
     vary: Box<[Box<[u8]>]>,
     secondary: Box<[u8]>,
     policy: Arc<CachePolicy>,
-    request_time: u64,
+    request_time: std::time::Duration,
 }
 
 impl Revalidation {
@@ -323,7 +323,7 @@ impl Revalidation {
             vary,
             secondary,
             policy,
-            request_time: crate::civil::unix_now(),
+            request_time: crate::civil::unix_now_precise(),
         }
     }
 
@@ -337,7 +337,7 @@ impl Revalidation {
             &fields,
             resp.header("age"),
             self.request_time,
-            crate::civil::unix_now(),
+            crate::civil::unix_now_precise(),
         );
         let field = |n: &[u8]| crate::cache::object::field(&fields, n).map(Box::<[u8]>::from);
         let obj = Arc::new(Object {
