@@ -1,8 +1,8 @@
 //! Trailer fields pass through the gateway on HTTP/1.1 in both directions (chunked request
 //! trailers reach the upstream; chunked response trailers reach the client), minus the fields
 //! RFC 9110 §6.5.1 keeps out of trailers (framing, routing, authentication), which a client or
-//! upstream could otherwise use to smuggle what the header section decided, and, from a
-//! client, minus what the gateway or the route's policies write in the header section.
+//! upstream could otherwise use to smuggle what the header section decided, and, either way,
+//! minus what the gateway or the route's policies write in the header section.
 mod common;
 use common::*;
 
@@ -134,4 +134,63 @@ fn response_trailers_reach_the_client_without_forbidden_fields() {
         "{}",
         String::from_utf8_lossy(&again)
     );
+}
+
+#[test]
+fn response_trailers_cannot_undo_what_the_route_decided() {
+    // The route removes one field and sets another in responses, answers CORS and counts a
+    // rate limit. An upstream trailer must not bring back, override or forge any of that, nor
+    // the request id: a client or a cache that merges trailers would believe it.
+    let up = Upstream::start(Arc::new(|_req, s| {
+        let _ = s.write_all(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+              3\r\nabc\r\n0\r\ngrpc-status: 0\r\nx-internal: db-password\r\n\
+              x-frame-options: ALLOWALL\r\nx-request-id: forged\r\n\
+              access-control-allow-origin: https://evil.example\r\n\
+              ratelimit: \"default\";r=999999;t=0\r\nserver-timing: db;dur=53\r\n\r\n",
+        );
+        Reply::KeepAlive
+    }));
+    let g = Gateway::start(&format!(
+        "[policies.t]\ntransform = {{ response_headers = {{ remove = [\"x-internal\"], \
+         set = {{ \"x-frame-options\" = \"DENY\" }} }} }}\n\n\
+         [policies.web]\ncors = {{ origins = [\"https://app.example.com\"] }}\n\n\
+         [policies.limit]\nrate_limit = {{ key = \"ip\", limits = [{{ requests = 100, per = \"1h\" }}] }}\n\n\
+         {}\n[[routes]]\nname = \"t\"\nprefix = \"/\"\npolicies = [\"t\", \"web\", \"limit\"]\n\
+         proxy = {{ upstream = \"u\" }}\n",
+        upstream_toml("u", &[up.addr])
+    ));
+    let mut c = Conn::open(g.addr);
+    c.send(
+        b"GET /t HTTP/1.1\r\nhost: a\r\norigin: https://app.example.com\r\nte: trailers\r\n\r\n",
+    );
+    let raw = read_until(&mut c, |b| {
+        let text = String::from_utf8_lossy(b);
+        text.find("\r\n0\r\n")
+            .is_some_and(|i| text[i + 2..].contains("\r\n\r\n"))
+    });
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, _) = text.split_once("\r\n\r\n").expect("a response head");
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("x-frame-options: deny"), "{text}");
+    assert!(
+        head.contains("access-control-allow-origin: https://app.example.com"),
+        "{text}"
+    );
+    assert!(head.contains("ratelimit: "), "{text}");
+    let tail = &text[text.rfind("\r\n0\r\n").expect("last chunk") + 2..];
+    assert!(tail.contains("grpc-status: 0\r\n"), "{text}");
+    assert!(tail.contains("server-timing: db;dur=53\r\n"), "{text}");
+    for forged in [
+        "db-password",
+        "ALLOWALL",
+        "forged",
+        "evil.example",
+        "999999",
+    ] {
+        assert!(
+            !tail.contains(forged),
+            "{forged} reached the client:\n{text}"
+        );
+    }
 }

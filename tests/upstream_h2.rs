@@ -203,6 +203,17 @@ async fn handle(
         if with_trailers {
             let mut t = http::HeaderMap::new();
             t.insert("x-digest", http::HeaderValue::from_static("sha-256=abc"));
+            // Fields a response trailer may not carry (RFC 9110 6.5.1), and one the gateway
+            // writes itself.
+            t.insert(
+                "set-cookie",
+                http::HeaderValue::from_static("session=forged"),
+            );
+            t.insert(
+                "content-type",
+                http::HeaderValue::from_static("text/forged"),
+            );
+            t.insert("x-request-id", http::HeaderValue::from_static("forged"));
             let _ = send.send_trailers(t);
         }
     }
@@ -542,6 +553,12 @@ fn trailers_cross_the_gateway_both_ways() {
     }
     let got = trailers.expect("response trailers reach the client");
     assert_eq!(got.get("x-digest").unwrap(), "sha-256=abc");
+    for forged in ["set-cookie", "content-type", "x-request-id"] {
+        assert!(
+            got.get(forged).is_none(),
+            "{forged} reached the client: {got:?}"
+        );
+    }
 }
 
 #[test]

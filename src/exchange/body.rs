@@ -123,13 +123,15 @@ async fn read_upstream(up: &mut UpConn, idle: Duration) -> Result<usize, ProxyEr
 }
 
 /// Streams the upstream body (`from` framing) to the wire, whose response is already started.
-/// `Ok` means the upstream's body ended cleanly and the connection may be pooled.
+/// `Ok` means the upstream's body ended cleanly and the connection may be pooled; it holds the
+/// upstream's raw trailer lines (empty without), for the caller to filter and end the
+/// response with.
 pub async fn stream_response_body<D: Downstream>(
     down: &mut D,
     up: &mut UpConn,
     from: BodyFraming,
     idle: Duration,
-) -> Result<(), ProxyError> {
+) -> Result<Vec<u8>, ProxyError> {
     match from {
         BodyFraming::None | BodyFraming::Length(0) => {}
         BodyFraming::Length(n) => {
@@ -166,12 +168,7 @@ pub async fn stream_response_body<D: Downstream>(
                     }
                 }
                 if dec.is_done() {
-                    let mut trailers = Vec::new();
-                    http1::forwardable_trailers(dec.trailers(), &mut trailers);
-                    if !trailers.is_empty() {
-                        down.queue_trailers(&trailers);
-                    }
-                    break;
+                    return Ok(dec.trailers().to_vec());
                 }
                 down.flush().await?;
                 read_upstream(up, idle).await?;
@@ -199,5 +196,5 @@ pub async fn stream_response_body<D: Downstream>(
             }
         },
     }
-    down.end_response().await
+    Ok(Vec::new())
 }

@@ -14,7 +14,7 @@ use crate::upstream::{UpConn, UpstreamState};
 use super::body::{stream_response_body, STREAM_CHUNK};
 use super::error::{ErrorKind, ProxyError};
 use super::model::Exchange;
-use super::response_head::start_response;
+use super::response_head::{end_with_trailers, start_response};
 pub use super::response_head::{filter_response_fields, Owned};
 use super::send::{send_with_retry, wants_websocket, Attempt};
 use super::upstream_head::{write_upstream_head, UpstreamHead};
@@ -133,7 +133,10 @@ pub async fn forward<D: Downstream>(
     }
     let keep = start_response(core, ex, down, route, fx, &resp)?;
     let streamed = stream_response_body(down, &mut up, resp.body, gen.cfg.timeouts.upstream_idle);
-    let streamed = streamed.await;
+    let streamed = match streamed.await {
+        Ok(trailers) => end_with_trailers(ex, down, route, fx, &trailers).await,
+        Err(e) => Err(e),
+    };
     us.record_response(up.target, resp.status, streamed.as_ref().copied());
     match streamed {
         Ok(()) => {

@@ -40,7 +40,7 @@ use crate::upstream::UpstreamState;
 use super::body::STREAM_CHUNK;
 use super::error::{ErrorKind, ProxyError};
 use super::model::{Exchange, UpstreamFacts};
-use super::response_head::start_response;
+use super::response_head::{end_with_trailers, start_response};
 use super::retry::{self, classify, Retries};
 use super::send::{connect_one, Attempt, MAX_INTERIM_RESPONSES, RESPONSE_MAX_HEADERS};
 use super::wire::{Downstream, Outcome};
@@ -133,7 +133,7 @@ pub async fn forward<D: Downstream>(
             Err(_) => Outcome::Done(false),
         });
     }
-    let relayed = relay_response(ex, down, &mut call, body, ans.idle, a, duplex).await;
+    let relayed = relay_response(ans, ex, down, &mut call, body, a, duplex).await;
     if let Some(t) = target {
         a.us.record_response(t, resp.status, relayed.as_ref().copied());
     }
@@ -524,14 +524,15 @@ enum RelayEvent {
 /// Relays the response body and trailers to the wire (whose response has started), with the
 /// request body still streaming in duplex mode.
 async fn relay_response<D: Downstream>(
+    ans: &Answer<'_>,
     ex: &mut Exchange<'_>,
     down: &mut D,
     call: &mut Call,
     mut body: RecvStream,
-    idle: Duration,
     a: &Attempt<'_>,
     duplex: bool,
 ) -> Result<(), ProxyError> {
+    let idle = ans.idle;
     let aborted = || ProxyError::new(ErrorKind::UpstreamAborted);
     loop {
         let mut data = Vec::new();
@@ -565,18 +566,17 @@ async fn relay_response<D: Downstream>(
         }
     }
     let trailers = poll_fn(|cx| body.poll_trailers(cx));
+    let mut raw = Vec::new();
     match monoio::time::timeout(idle, trailers).await {
         Ok(Ok(Some(map))) => {
-            let mut lines = Vec::new();
             for (n, v) in &map {
-                http1::write_header(&mut lines, n.as_str().as_bytes(), v.as_bytes());
+                http1::write_header(&mut raw, n.as_str().as_bytes(), v.as_bytes());
             }
-            down.queue_trailers(&lines);
         }
         Ok(Ok(None)) => {}
         _ => return Err(aborted()),
     }
-    down.end_response().await
+    end_with_trailers(ex, down, ans.route, ans.fx, &raw).await
 }
 
 /// The call's final response. h2 hands over the interim (1xx) ones first; they are dropped and

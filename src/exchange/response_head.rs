@@ -75,6 +75,14 @@ pub struct Owned {
 }
 
 impl Owned {
+    /// The gateway writes `name` itself: an upstream's copy never reaches the client.
+    pub fn owns(self, name: &[u8]) -> bool {
+        name.eq_ignore_ascii_case(b"x-request-id")
+            || (self.cors && name.len() > 15 && name[..15].eq_ignore_ascii_case(b"access-control-"))
+            || (self.hsts && name.eq_ignore_ascii_case(b"strict-transport-security"))
+            || (self.nosniff && name.eq_ignore_ascii_case(b"x-content-type-options"))
+    }
+
     /// What the gateway writes itself on this exchange's responses on `route`.
     pub fn for_exchange(ex: &Exchange<'_>, route: &Route) -> Owned {
         let security = ex.client.security();
@@ -126,11 +134,7 @@ fn filter_fields<'a>(
     out: &mut Vec<u8>,
 ) {
     for (n, v) in fields {
-        if n.eq_ignore_ascii_case(b"x-request-id")
-            || (own.cors && n.len() > 15 && n[..15].eq_ignore_ascii_case(b"access-control-"))
-            || (own.hsts && n.eq_ignore_ascii_case(b"strict-transport-security"))
-            || (own.nosniff && n.eq_ignore_ascii_case(b"x-content-type-options"))
-        {
+        if own.owns(n) {
             continue;
         }
         match edits {
@@ -151,5 +155,56 @@ fn filter_fields<'a>(
                 http1::write_header(out, name, value);
             }
         }
+    }
+}
+
+/// Ends a response whose body was relayed, with the upstream's trailers (`raw`, `name: value`
+/// lines) after `response_trailers` filtered them.
+pub async fn end_with_trailers<D: Downstream>(
+    ex: &Exchange<'_>,
+    down: &mut D,
+    route: &Route,
+    fx: &Effects,
+    raw: &[u8],
+) -> Result<(), ProxyError> {
+    if !raw.is_empty() {
+        let mut lines = Vec::new();
+        response_trailers(ex, route, fx, raw, &mut lines);
+        if !lines.is_empty() {
+            down.queue_trailers(&lines);
+        }
+    }
+    down.end_response().await
+}
+
+/// The upstream's response trailers (`raw`) the client may get, appended to `out`. A trailer
+/// cannot say what the response head may not (RFC 9110 6.5.1, `http1::forwardable_trailers`),
+/// nor restore or override what the gateway decided: fields it owns (`Owned`), fields the
+/// route's response edits remove, rename or set, fields the policies wrote (rate-limit
+/// counters, `Cache-Status`, CORS), and the trace header.
+pub fn response_trailers(
+    ex: &Exchange<'_>,
+    route: &Route,
+    fx: &Effects,
+    raw: &[u8],
+    out: &mut Vec<u8>,
+) {
+    let mut allowed = Vec::with_capacity(raw.len());
+    http1::forwardable_trailers(raw, &mut allowed);
+    let own = Owned::for_exchange(ex, route);
+    let written = |n: &[u8]| {
+        crate::cache::object::field_lines(&ex.facts.resp_lines)
+            .any(|(w, _)| w.eq_ignore_ascii_case(n))
+    };
+    let trace = ex.facts.trace_header.as_deref().map(str::as_bytes);
+    for (n, v) in crate::cache::object::field_lines(&allowed) {
+        if own.owns(n)
+            || fx.response.touches(n)
+            || written(n)
+            || trace.is_some_and(|t| t.eq_ignore_ascii_case(n))
+        {
+            continue;
+        }
+        http1::write_header(out, n, v);
     }
 }
