@@ -147,7 +147,7 @@ fn response_trailers_cannot_undo_what_the_route_decided() {
               3\r\nabc\r\n0\r\ngrpc-status: 0\r\nx-internal: db-password\r\n\
               x-frame-options: ALLOWALL\r\nx-request-id: forged\r\n\
               access-control-allow-origin: https://evil.example\r\n\
-              ratelimit: \"default\";r=999999;t=0\r\nserver-timing: db;dur=53\r\n\r\n",
+              ratelimit: \"default\";r=999999;t=0\r\ncache-status: ringway; hit\r\nserver-timing: db;dur=53\r\n\r\n",
         );
         Reply::KeepAlive
     }));

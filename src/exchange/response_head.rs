@@ -181,7 +181,8 @@ pub async fn end_with_trailers<D: Downstream>(
 /// cannot say what the response head may not (RFC 9110 6.5.1, `http1::forwardable_trailers`),
 /// nor restore or override what the gateway decided: fields it owns (`Owned`), fields the
 /// route's response edits remove, rename or set, fields the policies wrote (rate-limit
-/// counters, `Cache-Status`, CORS), and the trace header.
+/// counters, CORS), `Cache-Status` (the cache reports in the head, and a trailer could claim a
+/// hit), and the trace header.
 pub fn response_trailers(
     ex: &Exchange<'_>,
     route: &Route,
@@ -199,6 +200,7 @@ pub fn response_trailers(
     let trace = ex.facts.trace_header.as_deref().map(str::as_bytes);
     for (n, v) in crate::cache::object::field_lines(&allowed) {
         if own.owns(n)
+            || n.eq_ignore_ascii_case(b"cache-status")
             || fx.response.touches(n)
             || written(n)
             || trace.is_some_and(|t| t.eq_ignore_ascii_case(n))
