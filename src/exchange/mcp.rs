@@ -113,7 +113,9 @@ pub async fn serve<D: Downstream>(
     if let Body::One(Message::Request { id, method, params }) = &parsed {
         if method == "initialize" {
             let (result, version) = server.initialize(params);
-            let Some(sid) = session::create(&endpoint, version, now) else {
+            let prefix = gen.cfg.conn_limits.ipv6_prefix;
+            let client = crate::admission::group_key(ex.facts.origin.client, prefix);
+            let Some(sid) = session::create(&endpoint, version, client, now) else {
                 let e = RpcError::new(id.clone(), jsonrpc::INTERNAL_ERROR, "no session id");
                 return Ok(reply(core, ex, down, 500, b"", &e.to_value()).await);
             };

@@ -398,7 +398,21 @@ pub struct Conn {
 
 impl Conn {
     pub fn open(addr: SocketAddr) -> Conn {
-        let stream = TcpStream::connect(addr).expect("connect to gateway");
+        Conn::wrap(TcpStream::connect(addr).expect("connect to gateway"))
+    }
+
+    /// A connection from another loopback address (`127.0.0.2`: all of 127/8 is loopback on
+    /// Linux), so the gateway sees another client.
+    pub fn open_from(addr: SocketAddr, local: &str) -> Conn {
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let local: SocketAddr = format!("{local}:0").parse().expect("a local address");
+        sock.bind(&local.into()).expect("bind the local address");
+        sock.connect(&addr.into()).expect("connect to gateway");
+        Conn::wrap(sock.into())
+    }
+
+    fn wrap(stream: TcpStream) -> Conn {
         stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_nodelay(true).unwrap();
