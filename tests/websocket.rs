@@ -102,7 +102,8 @@ fn ws_upstream() -> WsUpstream {
                 let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
                 let greeting = b"welcome";
                 let mut out = format!(
-                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                     Sec-WebSocket-Accept: {accept}\r\nX-Secret: s3cr3t\r\nX-Request-Id: forged\r\n\r\n"
                 )
                 .into_bytes();
                 // Unmasked server text frame, in the same write as the 101.
@@ -284,6 +285,33 @@ fn upstream_refusing_the_upgrade_is_an_ordinary_response() {
         Err(e) => panic!("unexpected handshake error: {e:?}"),
         Ok(_) => panic!("upgrade succeeded although the upstream refused it"),
     }
+}
+
+#[test]
+fn the_101_gets_the_routes_response_edits() {
+    // The upstream's 101 carries X-Secret and a forged X-Request-Id. The route removes the
+    // one and sets X-Frame-Options; the gateway writes its own request id. A 101 is a response
+    // like any other: nothing the route removed may leave through it.
+    let up = ws_upstream();
+    let gw = Gateway::start(&format!(
+        "[policies.t]\ntransform = {{ response_headers = {{ remove = [\"x-secret\"], \
+         set = {{ \"x-frame-options\" = \"DENY\" }} }} }}\n\n{}\n\
+         [[routes]]\nname = \"ws\"\nprefix = \"/ws\"\npolicies = [\"t\"]\nproxy = {{ upstream = \"ws\" }}\n",
+        upstream_toml("ws", &[up.addr])
+    ));
+    let s = TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let url = format!("ws://{}/ws/edited", gw.addr);
+    let (mut ws, resp) = tungstenite::client(url.as_str(), s).expect("handshake via gateway");
+    assert_eq!(resp.status().as_u16(), 101);
+    let h = resp.headers();
+    assert!(h.get("x-secret").is_none(), "{h:?}");
+    assert_eq!(h.get("x-frame-options").unwrap(), "DENY", "{h:?}");
+    let ids: Vec<_> = h.get_all("x-request-id").iter().collect();
+    assert_eq!(ids.len(), 1, "{h:?}");
+    assert_ne!(ids[0], "forged", "{h:?}");
+    expect_greeting(&mut ws);
+    close_cleanly(ws);
 }
 
 #[test]

@@ -17,7 +17,7 @@ use std::time::Instant;
 use crate::core::{Core, Generation, ParkWait};
 use crate::deadline_clock;
 use crate::exchange::error::{ErrorKind, ProxyError};
-use crate::exchange::model::{ClientFacts, ExchangeFacts};
+use crate::exchange::model::{ClientFacts, Exchange, ExchangeFacts};
 use crate::exchange::wire::Outcome;
 use crate::exchange::{begin, pipeline, respond};
 use crate::http1::{self, Framing, HeadEnd, RequestHead, Version};
@@ -355,8 +355,8 @@ async fn handle_request(
     };
     let mut ex = begin::exchange(core, gen, head, facts, start, lent);
     let mut outcome = pipeline::run(core, gen, &mut ex, c).await;
-    if let Outcome::Upgrade(up, resp) = &mut outcome {
-        if send_101(c, up, resp).await.is_err() {
+    if let Outcome::Upgrade(up, fields) = &mut outcome {
+        if send_101(c, &ex, up, fields).await.is_err() {
             outcome = Outcome::Done(false);
         }
     }
@@ -375,35 +375,32 @@ async fn handle_request(
     outcome
 }
 
-/// Answers the client with the upstream's 101 (and whatever the upstream sent after it); the
-/// connection loop then joins the two connections.
+/// Answers the client with a 101 carrying `fields` (`response_head::switching_fields`), the
+/// exchange's own lines (request id, trace id, the policies' lines) and whatever the upstream
+/// sent after its head; the connection loop then joins the two connections.
 async fn send_101(
     c: &mut Client,
+    ex: &Exchange<'_>,
     up: &mut UpConn,
-    resp: &http1::ResponseHead,
+    fields: &[u8],
 ) -> Result<(), IoFail> {
-    let mut fields = Vec::with_capacity(resp.buf.len() + 64);
-    for (n, v) in resp.headers() {
-        if n.eq_ignore_ascii_case(b"connection") || n.eq_ignore_ascii_case(b"upgrade") {
-            continue;
-        }
-        http1::write_header(&mut fields, n, v);
-    }
-    http1::write_header(&mut fields, b"connection", b"upgrade");
-    if let Some(u) = resp.header("upgrade") {
-        http1::write_header(&mut fields, b"upgrade", u);
-    }
+    let trace_hex = match (&ex.facts.trace_header, &ex.facts.trace) {
+        (Some(name), Some(t)) => Some((name, t.trace_id_hex())),
+        _ => None,
+    };
     // Kept open, HTTP/1.1: the writer adds no `Connection` of its own.
     let end = HeadEnd {
         framing: Framing::Bare,
-        request_id: b"",
-        trace: None,
-        lines: b"",
+        request_id: ex.rid.as_bytes(),
+        trace: trace_hex
+            .as_ref()
+            .map(|(name, hex)| (name.as_bytes(), &hex[..])),
+        lines: &ex.facts.resp_lines,
         keep: true,
         version: Version::Http11,
     };
-    let mut out = Vec::with_capacity(fields.len() + up.buf.len() + 32);
-    http1::write_response_head(&mut out, 101, &fields, &end);
+    let mut out = Vec::with_capacity(fields.len() + ex.facts.resp_lines.len() + up.buf.len() + 96);
+    http1::write_response_head(&mut out, 101, fields, &end);
     out.append(&mut up.buf);
     c.send(&mut out, c.timeouts.client_body).await
 }

@@ -14,7 +14,7 @@ use crate::upstream::{UpConn, UpstreamState};
 use super::body::{stream_response_body, STREAM_CHUNK};
 use super::error::{ErrorKind, ProxyError};
 use super::model::Exchange;
-use super::response_head::{end_with_trailers, start_response};
+use super::response_head::{end_with_trailers, start_response, switching_fields};
 pub use super::response_head::{filter_response_fields, Owned};
 use super::send::{send_with_retry, wants_websocket, Attempt};
 use super::upstream_head::{write_upstream_head, UpstreamHead};
@@ -129,7 +129,8 @@ pub async fn forward<D: Downstream>(
             return Err(ProxyError::new(ErrorKind::UpstreamBadResponse));
         }
         us.record_response(up.target, resp.status, Ok(()));
-        return Ok(Outcome::Upgrade(Box::new(up), resp));
+        let fields = switching_fields(ex, route, fx, &resp);
+        return Ok(Outcome::Upgrade(Box::new(up), fields));
     }
     let keep = start_response(core, ex, down, route, fx, &resp)?;
     let streamed = stream_response_body(down, &mut up, resp.body, gen.cfg.timeouts.upstream_idle);

@@ -63,6 +63,27 @@ pub fn start_response<D: Downstream>(
     Ok(keep)
 }
 
+/// The field lines of the client's 101 for the upstream's (`resp`): its end-to-end fields
+/// filtered and edited as `start_response` does for any other answer, then `Connection:
+/// upgrade` and the upstream's `Upgrade`. The 101 is where a WebSocket handshake's
+/// `Sec-WebSocket-Accept` comes back, so the upstream's fields matter; but a removed or
+/// gateway-owned field must not slip out through it.
+pub fn switching_fields(
+    ex: &Exchange<'_>,
+    route: &Route,
+    fx: &Effects,
+    resp: &http1::ResponseHead,
+) -> Vec<u8> {
+    let mut fields = Vec::with_capacity(resp.buf.len() + 64);
+    let edits = (!fx.response.is_empty()).then_some(&fx.response);
+    filter_response_fields(resp, edits, Owned::for_exchange(ex, route), &mut fields);
+    http1::write_header(&mut fields, b"connection", b"upgrade");
+    if let Some(u) = resp.header("upgrade") {
+        http1::write_header(&mut fields, b"upgrade", u);
+    }
+    fields
+}
+
 /// Response fields the gateway writes itself, so an upstream's copies are dropped.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Owned {

@@ -42,10 +42,11 @@ pub struct Response<'a> {
 pub enum Outcome {
     /// Response complete; keep the connection if `true`.
     Done(bool),
-    /// The upstream agreed to switch protocols (WebSocket); the wire answers with the 101 head
-    /// (`ResponseHead`, whose leftover bytes are in the connection's buffer) and joins the two
-    /// connections.
-    Upgrade(Box<UpConn>, ResponseHead),
+    /// The upstream agreed to switch protocols (WebSocket); the wire answers 101 with these
+    /// field lines (`response_head::switching_fields`: the upstream's, filtered and edited like
+    /// any response's) and whatever the upstream sent after its head (in the connection's
+    /// buffer), then joins the two connections.
+    Upgrade(Box<UpConn>, Vec<u8>),
 }
 
 /// One request's client side, as a wire provides it.
