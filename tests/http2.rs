@@ -1060,3 +1060,41 @@ fn a_busy_connection_still_gets_goaway_on_drain() {
     drop(raw);
     assert!(gw.wait_exit(Duration::from_secs(15)).is_some());
 }
+
+/// A 204 has no body and so no length (RFC 9110 8.6). An upstream's `Content-Length: 5` on a
+/// 204 made HTTP/2 clients that check (nghttp2, curl) reset the stream; a 304 and a HEAD
+/// answer keep theirs, which is the length of the representation.
+#[test]
+fn no_content_never_carries_a_length() {
+    let up = Upstream::start(std::sync::Arc::new(
+        |req: &Received, s: &mut std::net::TcpStream| {
+            use std::io::Write;
+            let status = if req.target.ends_with("/204") {
+                "204 No Content"
+            } else if req.target.ends_with("/304") {
+                "304 Not Modified"
+            } else {
+                "200 OK"
+            };
+            let body = if req.method == "GET" && status == "200 OK" {
+                "hello"
+            } else {
+                ""
+            };
+            let _ = write!(s, "HTTP/1.1 {status}\r\nContent-Length: 5\r\n\r\n{body}");
+            Reply::KeepAlive
+        },
+    ));
+    let gw = start_h2c(&routes(&up));
+    let mut c = H2Client::h2c(gw.addr).unwrap();
+    let r = c.get("/p/204").unwrap();
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("content-length"), None, "HTTP/2 204");
+    let r = get(gw.addr, "/p/204");
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("content-length"), None, "HTTP/1.1 204");
+    let r = c.get("/p/304").unwrap();
+    assert_eq!((r.status, r.header("content-length")), (304, Some("5")));
+    let r = request(gw.addr, "HEAD", "/p/200", &[], b"");
+    assert_eq!((r.status, r.header("content-length")), (200, Some("5")));
+}

@@ -125,7 +125,10 @@ pub fn filter_response_fields(
     out: &mut Vec<u8>,
 ) {
     let conn_lists_names = http1::connection_names_fields(resp.headers());
-    let drop_length = resp.body != BodyFraming::None;
+    // A body's length is the gateway's framing; a HEAD or 304 answer keeps the length the
+    // representation has (RFC 9110 8.6); a 1xx or 204 never has one (HTTP/2 clients reset a
+    // 204 that says `content-length`).
+    let drop_length = resp.body != BodyFraming::None || resp.status == 204 || resp.status < 200;
     let fields = resp.headers().filter(|&(n, _)| {
         !(http1::is_hop_by_hop(n)
             || (conn_lists_names && http1::named_in_connection(resp.headers(), n))
