@@ -1217,3 +1217,31 @@ fn clients_dribbling_the_preface_cost_no_cpu() {
     c.wait_stream_end(1, Duration::from_secs(5));
     conns.clear();
 }
+
+/// A graceful GOAWAY (idle timeout, drain) waits for the client to acknowledge its PING. A
+/// client that stays silent, or stops in the middle of a frame, is closed a few seconds after
+/// the GOAWAY instead of holding its connection (and a drain) forever: otherwise 33 bytes per
+/// connection could fill `max_connections`.
+#[test]
+fn silent_clients_are_closed_after_the_idle_goaway() {
+    let up = counting_upstream();
+    let t = Target::start(&up, "idle_timeout = \"1s\"", "");
+    let silent = RawOpts {
+        answer_pings: false,
+        ..RawOpts::default()
+    };
+    let quiet = RawH2::connect_with(t.gw.addr, &[], silent);
+    let mut mid_frame = RawH2::connect_with(t.gw.addr, &[], silent);
+    // Four of a frame header's nine bytes, then nothing.
+    let _ = mid_frame.send(&[0, 0, 9, 1]);
+    let started = Instant::now();
+    for (what, raw) in [("quiet", &quiet), ("mid-frame", &mid_frame)] {
+        assert!(raw.wait_goaway(WAIT).is_some(), "{what}: no GOAWAY");
+        assert!(
+            raw.wait_closed(WAIT),
+            "{what}: still open {:?} after the GOAWAY",
+            started.elapsed()
+        );
+    }
+    t.still_healthy("silent clients");
+}

@@ -4,7 +4,10 @@
 //!
 //! The connection task also watches three things once a second: a drain (GOAWAY with the
 //! last stream id, in-flight streams finish), the idle timeout (no open stream: GOAWAY), and
-//! the flood guard (`flood::Guarded`: GOAWAY ENHANCE_YOUR_CALM and close).
+//! the flood guard (`flood::Guarded`: GOAWAY ENHANCE_YOUR_CALM and close). A graceful GOAWAY
+//! waits for the client's PING acknowledgement before the connection closes; a client that
+//! never sends it (or stalls mid-frame) is closed `GOAWAY_GRACE` after the GOAWAY, once no
+//! stream is open, so silence cannot hold a connection (or a drain) forever.
 //!
 //! Invariants: a stream's task owns its exchange for one config generation (a reload never
 //! touches a stream in flight); panics in a stream are caught at the stream boundary; the
@@ -35,6 +38,9 @@ use super::stream::H2Stream;
 
 /// How often the connection looks at the drain flag and its idle clock.
 const TICK: Duration = Duration::from_secs(1);
+/// How long after a graceful GOAWAY a connection with no open stream may stay: the client's
+/// PING acknowledgement takes one round trip.
+const GOAWAY_GRACE: Duration = Duration::from_secs(3);
 
 /// Most bytes h2 buffers per stream for sending (the rest waits for window and socket).
 const SEND_BUFFER: usize = 64 * 1024;
@@ -84,7 +90,7 @@ async fn drive(core: &Rc<Core>, io: PollStream, facts: Rc<ClientFacts>, s: &Http
     core.telemetry.count(CoreCounter::Http2Connections);
     let open = Rc::new(Cell::new(0usize));
     let mut quiet_since = Some(Instant::now());
-    let mut goaway = false;
+    let mut goaway: Option<Instant> = None;
     // One tick for the connection's life, re-armed when it fires: a client that opens streams
     // more often than once a tick must still see the drain and idle checks.
     let tick = monoio::time::sleep(TICK);
@@ -118,9 +124,19 @@ async fn drive(core: &Rc<Core>, io: PollStream, facts: Rc<ClientFacts>, s: &Http
                     quiet_since = Some(Instant::now());
                 }
                 let idle = quiet_since.is_some_and(|t| t.elapsed() >= s.idle_timeout);
-                if !goaway && (core.draining() || idle) {
-                    goaway = true;
-                    conn.graceful_shutdown();
+                match goaway {
+                    None if core.draining() || idle => {
+                        goaway = Some(Instant::now());
+                        conn.graceful_shutdown();
+                    }
+                    Some(at) if open.get() == 0 && at.elapsed() >= GOAWAY_GRACE => {
+                        // The client never acknowledged: close without waiting longer.
+                        conn.abrupt_shutdown(h2::Reason::NO_ERROR);
+                        let closed = poll_fn(|cx| conn.poll_closed(cx));
+                        let _ = monoio::time::timeout(TICK, closed).await;
+                        break;
+                    }
+                    _ => {}
                 }
             }
         }
