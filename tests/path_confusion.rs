@@ -171,3 +171,44 @@ fn path_options_change_the_rules() {
         "{err}"
     );
 }
+
+/// The same for the host: a protected host route is reached by every spelling of its host a
+/// backend could take for it, or the request is refused; none reaches the catch-all. Before,
+/// `admin.example.com,x` matched no host route and reached the catch-all, with that value in
+/// `X-Forwarded-Host`, whose first list member Express (`trust proxy`) reads as the host.
+#[test]
+fn every_spelling_of_a_protected_host_is_refused_or_protected() {
+    use Want::*;
+    let up = Upstream::echo();
+    let gw = Gateway::start(&format!(
+        "{}\n\
+         [[routes]]\nname = \"admin\"\nhosts = [\"admin.example.com\"]\nprefix = \"/\"\n\
+         static = {{ status = 403, body = \"protected\" }}\n\n\
+         [[routes]]\nname = \"catch-all\"\nprefix = \"/\"\nproxy = {{ upstream = \"app\" }}\n",
+        upstream_toml("app", &[up.addr])
+    ));
+    let cases: &[(&str, Want)] = &[
+        ("admin.example.com", Protected),
+        ("ADMIN.Example.COM", Protected),
+        ("admin.example.com.", Protected),
+        ("admin.example.com:80", Protected),
+        ("admin.example.com,public", Refused),
+        ("admin.example.com;x", Refused),
+        ("admin.example.com=", Refused),
+        ("%61dmin.example.com", Refused),
+        ("[admin.example.com]", Refused),
+        ("admin.example.com\\", Refused),
+    ];
+    for &(host, want) in cases {
+        let req = format!("GET /x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let bytes = raw(gw.addr, req.as_bytes());
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let got = match (first_status(&bytes), text.ends_with("protected")) {
+            (403, true) => Protected,
+            (400, _) => Refused,
+            other => panic!("Host {host:?}: {other:?} reached the catch-all?\n{text}"),
+        };
+        assert_eq!(got, want, "Host {host:?}\n{text}");
+    }
+    assert_eq!(up.count(), 0, "no spelling reached the upstream");
+}

@@ -559,6 +559,17 @@ mod tests {
             ":80",
             "a]b",
             "a\"b",
+            // Sub-delims and escapes: legal in a URI's reg-name, in no DNS name.
+            "admin.example.com,x",
+            "a;b",
+            "a=b",
+            "a!b",
+            "a~b",
+            "%61dmin.example.com",
+            // Brackets hold an IPv6 address only.
+            "[admin.example.com]",
+            "[v1.x]",
+            "[fe80::1%25eth0]",
         ] {
             let raw = format!("GET / HTTP/1.1\r\nHost: {bad}\r\n\r\n");
             assert_eq!(
@@ -574,7 +585,8 @@ mod tests {
             "[::1]:443",
             "127.0.0.1:80",
             "host:",
-            "a_b-c~d%41",
+            "a_b-c",
+            "[2001:db8::1]:8080",
         ] {
             let raw = format!("GET / HTTP/1.1\r\nHost: {good}\r\n\r\n");
             let (h, _) = ok(raw.as_bytes());
