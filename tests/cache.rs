@@ -549,6 +549,26 @@ fn stale_if_error_covers_5xx_and_a_dead_upstream() {
     let r = get(gw.addr, "/");
     assert_eq!((r.status, r.text().as_str()), (200, "v1"));
     assert_cs(&r, "hit; fwd=stale; fwd-status=503; detail=stale-if-error");
+    // An error whose body takes its time: the stored answer does not wait for it.
+    o.set(|s| {
+        s.status = 500;
+        s.chunked = true;
+        s.body_delay = Duration::from_secs(6);
+    });
+    let asked = Instant::now();
+    let r = get(gw.addr, "/");
+    assert_eq!((r.status, r.text().as_str()), (200, "v1"));
+    assert_cs(&r, "hit; fwd=stale; fwd-status=500; detail=stale-if-error");
+    assert!(
+        asked.elapsed() < Duration::from_secs(4),
+        "the stored answer waited {:?} for the upstream's error body",
+        asked.elapsed()
+    );
+    o.set(|s| {
+        s.status = 503;
+        s.chunked = false;
+        s.body_delay = Duration::ZERO;
+    });
     // The upstream hangs up without answering.
     o.set(|s| s.hang_up = true);
     let r = get(gw.addr, "/");

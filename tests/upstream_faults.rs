@@ -865,6 +865,32 @@ fn bytes_after_a_complete_response_prevent_pooling() {
     }
 }
 
+/// A 304 that announces a chunked body it must not have: the upstream may send that body (or
+/// anything) later, after the pool's reuse check, so the connection is never pooled. (A 304's
+/// Content-Length is the representation's and legitimate; `Transfer-Encoding` is not.)
+#[test]
+fn a_304_announcing_a_body_is_not_pooled() {
+    let written = Arc::new(AtomicBool::new(false));
+    let late = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let up = stray_upstream_logged(
+        &[b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n"],
+        written.clone(),
+        late.clone(),
+    );
+    let gw = gateway_one_worker(&upstream_toml("be", &[up.addr]));
+    assert_eq!(get(gw.addr, "/p/a").status, 304);
+    let b = get(gw.addr, "/p/b");
+    assert_eq!((b.status, b.text().as_str()), (200, "fresh"));
+    wait_for("the 304's connection to be closed", || {
+        late.lock().unwrap().last().is_some_and(|l| l == "(closed)")
+    });
+    assert_eq!(
+        *late.lock().unwrap(),
+        ["(closed)"],
+        "a request was sent on the connection after the 304"
+    );
+}
+
 /// The pool's reuse check happens before the request leaves (`upstream::pool`): a POST, which
 /// may not be re-sent, never reaches a pooled connection that holds stray bytes, and goes on a
 /// fresh one.

@@ -133,6 +133,14 @@ pub async fn forward<D: Downstream>(
         return Ok(Outcome::Upgrade(Box::new(up), fields));
     }
     let keep = start_response(core, ex, down, route, fx, &resp)?;
+    if !down.wants_upstream_body() {
+        // A stored answer went out instead; the upstream's body is not waited for.
+        us.record_response(up.target, resp.status, Ok(()));
+        if resp.body == BodyFraming::None {
+            finish(ex.head.method, us, up, &resp);
+        }
+        return Ok(Outcome::Done(keep && down.end_response().await.is_ok()));
+    }
     let streamed = stream_response_body(down, &mut up, resp.body, gen.cfg.timeouts.upstream_idle);
     let streamed = match streamed.await {
         Ok(trailers) => end_with_trailers(ex, down, route, fx, &trailers).await,
@@ -152,8 +160,8 @@ pub async fn forward<D: Downstream>(
 }
 
 /// Pools the upstream connection if nothing can follow the response on it: bytes already in
-/// `up.buf` are not ours to forward. After HEAD, and after a 204 that announces a body it must
-/// not have, the connection is not reused either: such a body may still be in flight, past the
+/// `up.buf` are not ours to forward. After HEAD, and after a 204 or 304 that announces a body
+/// it must not have, the connection is not reused either: such a body may still be in flight, past the
 /// reuse check in `take_idle`, and would answer the next request.
 fn finish(method: Method, us: &UpstreamState, mut up: UpConn, resp: &http1::ResponseHead) {
     if !resp.close && up.buf.is_empty() && method != Method::Head && !announces_forbidden_body(resp)
@@ -163,12 +171,19 @@ fn finish(method: Method, us: &UpstreamState, mut up: UpConn, resp: &http1::Resp
     }
 }
 
-/// A 204 response carrying Content-Length (other than 0) or Transfer-Encoding: RFC 9110
-/// forbids both, and an upstream that sends them may well send the body too.
+/// A 204 carrying Content-Length (other than 0) or Transfer-Encoding, or a 304 carrying
+/// Transfer-Encoding: RFC 9110 forbids them (a 304's Content-Length is the representation's
+/// and allowed), and an upstream that sends them may well send the body too.
 fn announces_forbidden_body(resp: &http1::ResponseHead) -> bool {
-    resp.status == 204
-        && (resp.header("transfer-encoding").is_some()
-            || resp
-                .header("content-length")
-                .is_some_and(|v| v.trim_ascii() != b"0"))
+    let chunked = resp.header("transfer-encoding").is_some();
+    match resp.status {
+        204 => {
+            chunked
+                || resp
+                    .header("content-length")
+                    .is_some_and(|v| v.trim_ascii() != b"0")
+        }
+        304 => chunked,
+        _ => false,
+    }
 }

@@ -122,12 +122,13 @@ pub async fn forward<D: Downstream>(
         a.us.record_head(t, resp.status);
     }
     let keep = start_response(ans.core, ex, down, ans.route, ans.fx, &resp)?;
-    if resp.body == http1::BodyFraming::None {
+    if resp.body == http1::BodyFraming::None || !down.wants_upstream_body() {
         if let Some(t) = target {
             a.us.record_response(t, resp.status, Ok(()));
         }
-        // HEAD, 204, 304: the answer is complete. Whatever the upstream sends after the head
-        // (h2 refuses DATA after a HEAD, some servers send it anyway) is not waited for.
+        // HEAD, 204, 304, or a stored answer sent instead: the answer is complete. Whatever
+        // the upstream sends after the head (h2 refuses DATA after a HEAD, some servers send
+        // it anyway) is not waited for; dropping the stream resets it.
         return Ok(match down.end_response().await {
             Ok(()) => Outcome::Done(keep),
             Err(_) => Outcome::Done(false),

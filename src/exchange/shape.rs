@@ -8,8 +8,9 @@
 //!
 //! While revalidating a stored response (`cache_phase::Revalidation`), an upstream 304, or a
 //! 5xx within the object's stale-if-error bound, is not relayed: the stored response goes to
-//! the client instead and the upstream's (empty or error) body is read and dropped, so the
-//! upstream connection stays poolable.
+//! the client instead, at once. The upstream's body is not read (`wants_upstream_body`): a
+//! 304 has none, and a failing upstream's error body is not worth waiting for, so that
+//! connection is dropped.
 //!
 //! Only routes with a `cache` or `compress` policy pay for this layer; others use the wire
 //! directly.
@@ -319,6 +320,10 @@ impl<D: Downstream> Downstream for Shaped<'_, D> {
 
     fn duplex(&self) -> bool {
         self.inner.duplex()
+    }
+
+    fn wants_upstream_body(&self) -> bool {
+        !self.swallow
     }
 
     async fn flush(&mut self) -> Result<(), ProxyError> {

@@ -121,6 +121,15 @@ pub trait Downstream {
         let _ = fields;
     }
 
+    /// Whether the upstream's response body goes anywhere once the response started. `false`
+    /// when a stored answer went out in its place (a revalidation's 5xx under
+    /// stale-if-error): the forward phase then ends the response at once, without reading a
+    /// body the client will never see (an upstream could drip it for as long as it likes),
+    /// and drops the upstream connection.
+    fn wants_upstream_body(&self) -> bool {
+        true
+    }
+
     /// `read_body` may be dropped while it waits without losing a byte, so the phases can
     /// read the request body and relay the response at once (full duplex, as gRPC
     /// bidirectional streams need). Wires whose reads cannot be cancelled say no.
