@@ -158,6 +158,19 @@ async fn handle(
             return;
         }
         "/slow" => tokio::time::sleep(Duration::from_millis(200)).await,
+        "/headers-then-reset" => {
+            // A head, then the stream fails before any body byte.
+            let resp = http::Response::builder()
+                .status(200)
+                .header("content-length", "10")
+                .body(())
+                .unwrap();
+            if let Ok(mut send) = respond.send_response(resp, false) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                send.send_reset(::h2::Reason::INTERNAL_ERROR);
+            }
+            return;
+        }
         "/nocontent" => {
             let resp = http::Response::builder().status(204).body(()).unwrap();
             let _ = respond.send_response(resp, true);
@@ -559,6 +572,24 @@ fn trailers_cross_the_gateway_both_ways() {
             "{forged} reached the client: {got:?}"
         );
     }
+}
+
+/// The upstream's stream fails after its head, before any body byte: nothing has reached an
+/// HTTP/1.1 client yet (the head waits to leave with the body), so it gets a 502, not a
+/// closed connection without an answer.
+#[test]
+fn a_stream_failing_before_its_body_is_a_502() {
+    let rt = common::grpc::runtime();
+    let up = H2Upstream::start(&rt, None, None);
+    let gw = Gateway::start_workers(&config(up.addr, ""), 1);
+    let r = get(gw.addr, "/headers-then-reset");
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("upstream_aborted"), "{}", r.text());
+    assert_eq!(
+        get(gw.addr, "/ok").status,
+        200,
+        "the next request is served"
+    );
 }
 
 #[test]

@@ -534,6 +534,16 @@ impl Downstream for Client {
         self.write_out().await
     }
 
+    fn retract(&mut self) -> bool {
+        if self.bytes_out > 0 {
+            return false;
+        }
+        self.out.clear();
+        self.framing = Framing::Bare;
+        self.trailers_out.clear();
+        true
+    }
+
     async fn end_response(&mut self) -> Result<(), ProxyError> {
         if self.framing == Framing::Chunked && !self.head_only {
             http1::write_last_chunk(&mut self.out, &self.trailers_out);

@@ -140,10 +140,7 @@ pub async fn forward<D: Downstream>(
     }
     match relayed {
         Ok(()) => Ok(Outcome::Done(keep)),
-        Err(e) => {
-            ex.facts.aborted = Some(e.side());
-            Ok(Outcome::Done(false))
-        }
+        Err(e) => super::forward::failed_after_start(ex, down, e),
     }
 }
 

@@ -326,6 +326,17 @@ impl<D: Downstream> Downstream for Shaped<'_, D> {
         !self.swallow
     }
 
+    fn retract(&mut self) -> bool {
+        // A stored answer (or a 304 to the client's conditional) is the client's whatever the
+        // upstream does next.
+        if self.swallow || self.store_only || !self.inner.retract() {
+            return false;
+        }
+        self.record = None;
+        self.encoder = None;
+        true
+    }
+
     async fn flush(&mut self) -> Result<(), ProxyError> {
         if self.swallow {
             return Ok(());

@@ -121,6 +121,15 @@ pub trait Downstream {
         let _ = fields;
     }
 
+    /// Takes back a started response of which nothing has reached the client yet (its head
+    /// still waits in a buffer for the first body bytes), so that an upstream failure before
+    /// then is answered with an error response (502) instead of a closed connection. `false`
+    /// once any byte has left, or where a started response cannot be taken back (an HTTP/2
+    /// stream's HEADERS are handed to the codec at once: that stream is reset instead).
+    fn retract(&mut self) -> bool {
+        false
+    }
+
     /// Whether the upstream's response body goes anywhere once the response started. `false`
     /// when a stored answer went out in its place (a revalidation's 5xx under
     /// stale-if-error): the forward phase then ends the response at once, without reading a
