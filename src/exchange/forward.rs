@@ -173,8 +173,8 @@ pub fn failed_after_start<D: Downstream>(
 
 /// Pools the upstream connection if nothing can follow the response on it: bytes already in
 /// `up.buf` are not ours to forward. After HEAD, and after a 204 or 304 that announces a body
-/// it must not have, the connection is not reused either: such a body may still be in flight, past the
-/// reuse check in `take_idle`, and would answer the next request.
+/// it must not have, the connection is not reused either: such a body may still be in flight,
+/// past the reuse check in `take_idle`, and would answer the next request.
 fn finish(method: Method, us: &UpstreamState, mut up: UpConn, resp: &http1::ResponseHead) {
     if !resp.close && up.buf.is_empty() && method != Method::Head && !announces_forbidden_body(resp)
     {
