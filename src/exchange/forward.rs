@@ -12,9 +12,11 @@ use crate::policy::pipeline::Effects;
 use crate::upstream::{UpConn, UpstreamState};
 
 use super::body::{stream_response_body, STREAM_CHUNK};
-use super::error::{ErrorKind, ProxyError, Side};
+use super::error::{ErrorKind, ProxyError};
 use super::model::Exchange;
-use super::response_head::{end_with_trailers, start_response, switching_fields};
+use super::response_head::{
+    end_with_trailers, failed_after_start, start_response, switching_fields,
+};
 pub use super::response_head::{filter_response_fields, Owned};
 use super::send::{send_with_retry, wants_websocket, Attempt};
 use super::upstream_head::{write_upstream_head, UpstreamHead};
@@ -154,21 +156,6 @@ pub async fn forward<D: Downstream>(
         }
         Err(e) => failed_after_start(ex, down, e),
     }
-}
-
-/// A response that started and then failed: answered with the error (502) when nothing of it
-/// reached the client yet and the upstream was at fault, else the client connection closes
-/// (an HTTP/1.1 client sees a short body or a missing last chunk).
-pub fn failed_after_start<D: Downstream>(
-    ex: &mut Exchange<'_>,
-    down: &mut D,
-    e: ProxyError,
-) -> Result<Outcome, ProxyError> {
-    if e.side() == Side::Upstream && down.retract() {
-        return Err(e);
-    }
-    ex.facts.aborted = Some(e.side());
-    Ok(Outcome::Done(false))
 }
 
 /// Pools the upstream connection if nothing can follow the response on it: bytes already in

@@ -40,7 +40,7 @@ use crate::upstream::UpstreamState;
 use super::body::STREAM_CHUNK;
 use super::error::{ErrorKind, ProxyError};
 use super::model::{Exchange, UpstreamFacts};
-use super::response_head::{end_with_trailers, start_response};
+use super::response_head::{end_with_trailers, failed_after_start, start_response};
 use super::retry::{self, classify, Retries};
 use super::send::{connect_one, Attempt, MAX_INTERIM_RESPONSES, RESPONSE_MAX_HEADERS};
 use super::wire::{Downstream, Outcome};
@@ -140,7 +140,7 @@ pub async fn forward<D: Downstream>(
     }
     match relayed {
         Ok(()) => Ok(Outcome::Done(keep)),
-        Err(e) => super::forward::failed_after_start(ex, down, e),
+        Err(e) => failed_after_start(ex, down, e),
     }
 }
 

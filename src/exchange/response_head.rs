@@ -11,9 +11,9 @@ use crate::core::Core;
 use crate::http1::{self, BodyFraming};
 use crate::policy::pipeline::Effects;
 
-use super::error::{ErrorKind, ProxyError};
+use super::error::{ErrorKind, ProxyError, Side};
 use super::model::Exchange;
-use super::wire::{BodyLen, Downstream, Response};
+use super::wire::{BodyLen, Downstream, Outcome, Response};
 
 /// Builds the client's response head from the upstream's and starts the response. Returns
 /// whether the client connection stays open; `Err` when a filter's response-headers callback
@@ -180,6 +180,21 @@ fn filter_fields<'a>(
             }
         }
     }
+}
+
+/// A response that started and then failed: answered with the error (502) when nothing of it
+/// reached the client yet and the upstream was at fault, else the client connection closes
+/// (an HTTP/1.1 client sees a short body or a missing last chunk).
+pub fn failed_after_start<D: Downstream>(
+    ex: &mut Exchange<'_>,
+    down: &mut D,
+    e: ProxyError,
+) -> Result<Outcome, ProxyError> {
+    if e.side() == Side::Upstream && down.retract() {
+        return Err(e);
+    }
+    ex.facts.aborted = Some(e.side());
+    Ok(Outcome::Done(false))
 }
 
 /// Ends a response whose body was relayed, with the upstream's trailers (`raw`, `name: value`
