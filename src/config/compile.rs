@@ -318,7 +318,17 @@ fn compile_admin(raw: &RawConfig, listeners: &[Listener], errs: &mut Diag) -> Op
             return None;
         }
     };
-    if let Some(l) = listeners.iter().find(|l| l.addr == addr) {
+    // The same port on the same address, or on a wildcard address (0.0.0.0, [::]) that
+    // covers the other: the second bind would fail at startup.
+    // (`[::]` takes IPv4 too, as Linux binds it dual-stack by default.)
+    let covers = |wild: std::net::IpAddr, other: std::net::IpAddr| {
+        wild.is_unspecified() && (wild.is_ipv6() || other.is_ipv4())
+    };
+    let overlaps = |l: &SocketAddr| {
+        l.port() == addr.port()
+            && (l.ip() == addr.ip() || covers(l.ip(), addr.ip()) || covers(addr.ip(), l.ip()))
+    };
+    if let Some(l) = listeners.iter().find(|l| overlaps(&l.addr)) {
         errs.at(
             span,
             "admin.address",
@@ -335,6 +345,18 @@ fn compile_admin(raw: &RawConfig, listeners: &[Listener], errs: &mut Diag) -> Op
                 t.span(),
                 "admin.token",
                 "token must be at least 16 characters",
+            );
+            None
+        }
+        // A header value loses leading and trailing blanks on the way in, and cannot hold
+        // control characters: such a token could never be presented.
+        Some(t)
+            if t.get_ref().trim() != t.get_ref() || t.get_ref().chars().any(char::is_control) =>
+        {
+            errs.at(
+                t.span(),
+                "admin.token",
+                "token must not start or end with whitespace or hold control characters (no request could present it)",
             );
             None
         }
@@ -383,7 +405,8 @@ pub fn load(path: &Path, generation: u64) -> Result<Compiled, Vec<ConfigError>> 
 
 /// Reads, parses and compiles a config file, drawing on `rt` for state kept across reloads.
 pub fn load_with(path: &Path, generation: u64, rt: &Runtime) -> Result<Compiled, Vec<ConfigError>> {
-    let src = std::fs::read_to_string(path).map_err(|e| {
+    let src = crate::bounded_file::read_to_string(path, crate::bounded_file::MAX_CONFIG_BYTES);
+    let src = src.map_err(|e| {
         vec![ConfigError {
             file: path.to_path_buf(),
             line: 0,
@@ -447,6 +470,46 @@ mod tests {
         let c = check(&src).unwrap();
         assert_eq!(c.routes.len(), 1);
         assert_eq!(c.timeouts.client_header, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn admin_address_and_token_that_could_never_work_are_errors() {
+        let route = "[[routes]]\nname = \"a\"\npath = \"/\"\necho = {}\n";
+        let with = |listener: &str, admin: &str| {
+            format!("[[listeners]]\naddress = \"{listener}\"\n[admin]\n{admin}\n{route}")
+        };
+        // A wildcard listener covers the admin address on its port, and the other way round.
+        for (listener, admin) in [
+            ("0.0.0.0:41083", "127.0.0.1:41083"),
+            ("127.0.0.1:41083", "0.0.0.0:41083"),
+            ("[::]:41083", "127.0.0.1:41083"),
+        ] {
+            let e = first_err(&with(listener, &format!("address = \"{admin}\"")));
+            assert!(
+                e.contains("admin.address") && e.contains("cannot share"),
+                "{e}"
+            );
+        }
+        // Other ports, or an IPv4 wildcard and an IPv6 address, do not meet.
+        for (listener, admin) in [
+            ("0.0.0.0:41083", "127.0.0.1:41084"),
+            ("0.0.0.0:41083", "[::1]:41083"),
+        ] {
+            assert!(check(&with(listener, &format!("address = \"{admin}\""))).is_ok());
+        }
+        // Header values lose their outer blanks: such a token could never be presented.
+        for token in [
+            "0123456789abcdef-secret ",
+            " 0123456789abcdef",
+            "0123456789abcdef\\u0007",
+        ] {
+            let e = first_err(&with("127.0.0.1:0", &format!("token = \"{token}\"")));
+            assert!(
+                e.contains("admin.token") && e.contains("whitespace"),
+                "{token:?}: {e}"
+            );
+        }
+        assert!(check(&with("127.0.0.1:0", "token = \"0123456789abcdef-secret\"")).is_ok());
     }
 
     #[test]
