@@ -11,6 +11,7 @@ pub mod accesslog;
 pub mod admin;
 pub mod admission;
 pub mod apikey;
+pub mod bounded_file;
 pub mod cache;
 pub mod civil;
 pub mod compress;

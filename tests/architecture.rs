@@ -38,6 +38,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("civil", 0),
     ("json", 0),
     ("keyed_hash", 0),
+    // Bounded reads of the regular files a config names (no crate imports).
+    ("bounded_file", 0),
     ("io", 0),
     // The coarse clock deadlines come from (no crate imports).
     ("deadline_clock", 0),

@@ -489,3 +489,69 @@ fn check_system_still_fails_on_config_errors_without_advice() {
     assert_eq!(code, 0);
     assert!(!stdout.contains("somaxconn"), "{stdout}");
 }
+
+/// `check` on a config that names a FIFO or a device (`/dev/zero`) where a file belongs: an
+/// error naming the file, at once. Reading them would wait for a writer forever, or without
+/// end; a reload doing the same would hold the control thread (and SIGTERM) hostage.
+#[test]
+fn a_fifo_or_device_named_as_a_file_is_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("spec.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("key.pem")).unwrap();
+    let run = |config: &std::path::Path| {
+        let mut child = std::process::Command::new(bin())
+            .args(["check", "--config"])
+            .arg(config)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("check still running after 20 s on {}", config.display());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let cases = [
+        (
+            "[[openapi]]\nspec = \"spec.fifo\"\nname = \"a\"\nupstream = \"u\"\nprefix = \"/a\"\n",
+            "spec.fifo",
+        ),
+        (
+            "[policies.j]\njwt = { algorithms = [\"RS256\"], public_key_file = \"key.pem\" }\n",
+            "key.pem",
+        ),
+    ];
+    for (block, file) in cases {
+        let p = dir.path().join("check.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "{LISTENER}[upstreams.u]\ntargets = [{{ address = \"127.0.0.1:9\" }}]\n{block}\
+                 [[routes]]\nname = \"r\"\npath = \"/\"\necho = {{}}\n"
+            ),
+        )
+        .unwrap();
+        let (code, stderr) = run(&p);
+        assert_eq!(code, Some(EXIT_CONFIG), "{stderr}");
+        assert!(
+            stderr.contains(file) && stderr.contains("not a regular file"),
+            "{stderr}"
+        );
+    }
+    // The config file itself.
+    let (code, stderr) = run(&fifo);
+    assert_eq!(code, Some(EXIT_CONFIG), "{stderr}");
+    assert!(stderr.contains("not a regular file"), "{stderr}");
+}

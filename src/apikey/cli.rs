@@ -88,7 +88,7 @@ fn run_file(cmd: &KeysCmd, config: &Path, io: &mut KeysIo<'_>) -> Result<(), Fai
 }
 
 fn read_keys_file(path: &Path) -> Result<Option<String>, String> {
-    match std::fs::read_to_string(path) {
+    match crate::bounded_file::read_to_string(path, crate::bounded_file::MAX_CONFIG_BYTES) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("cannot read keys file {}: {e}", path.display())),

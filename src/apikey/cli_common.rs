@@ -119,7 +119,7 @@ pub(crate) struct Loaded {
 }
 
 pub(crate) fn load_settings(config: &Path) -> Result<Loaded, Fail> {
-    let src = std::fs::read_to_string(config)
+    let src = crate::bounded_file::read_to_string(config, crate::bounded_file::MAX_CONFIG_BYTES)
         .map_err(|e| format!("cannot read config {}: {e}", config.display()))?;
     let main: MainConfig = toml::from_str(&src).map_err(|e| {
         let start = e.span().map(|s| s.start).unwrap_or(0);

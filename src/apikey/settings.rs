@@ -311,7 +311,8 @@ pub fn load_store_with_env(
             }
         };
     }
-    let src = match std::fs::read_to_string(&settings.file) {
+    let max = crate::bounded_file::MAX_CONFIG_BYTES;
+    let src = match crate::bounded_file::read_to_string(&settings.file, max) {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             file_errs.push(file_err(

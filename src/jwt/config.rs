@@ -445,7 +445,8 @@ fn static_keys(raw: &RawJwt, base_dir: &Path, errs: &mut Errs) -> Vec<SourcedKey
         ),
         (None, Some(f)) => {
             let path = base_dir.join(f.get_ref());
-            let material = std::fs::read_to_string(&path)
+            let max = crate::bounded_file::MAX_SMALL_BYTES;
+            let material = crate::bounded_file::read_to_string(&path, max)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))
                 .and_then(|text| parse_pem_public_key(&text));
             single(material, "public_key_file", f.span(), errs);
@@ -455,7 +456,7 @@ fn static_keys(raw: &RawJwt, base_dir: &Path, errs: &mut Errs) -> Vec<SourcedKey
 
     if let Some(f) = &raw.jwks_file {
         let path = base_dir.join(f.get_ref());
-        match std::fs::read(&path)
+        match crate::bounded_file::read(&path, crate::bounded_file::MAX_SMALL_BYTES)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))
             .and_then(|bytes| parse_jwks(&bytes))
         {

@@ -37,16 +37,7 @@ pub const METHODS: [&str; 8] = [
 /// Loads and reads the document at `file`. `name` is the `[[openapi]]` block's name. Errors
 /// are one line each, naming the JSON pointer (or YAML line) at fault.
 pub fn load(file: &Path, name: &str) -> Result<Api, String> {
-    let meta =
-        std::fs::metadata(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(format!(
-            "{} is {} bytes; the limit is {MAX_FILE_BYTES}",
-            file.display(),
-            meta.len()
-        ));
-    }
-    let text = std::fs::read_to_string(file)
+    let text = crate::bounded_file::read_to_string(file, MAX_FILE_BYTES)
         .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let doc = parse_text(&text)?;
     read_api(doc, file, name)

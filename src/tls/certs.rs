@@ -44,11 +44,8 @@ pub enum CertFault {
 /// Reads a file of at most `MAX_FILE` bytes; the error names the file.
 pub fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, String> {
     let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {what} {shown}: {e}"))?;
-    if meta.len() > MAX_FILE {
-        return Err(format!("{what} {shown} is larger than 1 MiB"));
-    }
-    std::fs::read(path).map_err(|e| format!("cannot read {what} {shown}: {e}"))
+    crate::bounded_file::read(path, MAX_FILE)
+        .map_err(|e| format!("cannot read {what} {shown}: {e}"))
 }
 
 /// The certificates of a PEM file, in order; an empty file is an error.
