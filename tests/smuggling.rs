@@ -440,3 +440,59 @@ fn bad_chunk_after_part_of_the_body_was_forwarded() {
     assert_eq!(reqs.len(), 1, "upstream received {reqs:?}");
     assert_eq!(reqs[0].target, MARKER_PATH);
 }
+
+/// An answer that does not need the request body (a cache hit, a CORS preflight, a static
+/// route) must still get past it: otherwise the body is parsed as the next request on the
+/// connection, and its answer goes to whatever request comes next (another client's, behind a
+/// proxy that shares connections). The body is skipped when it is all here, else the
+/// connection closes after the answer.
+#[test]
+fn a_body_nobody_read_is_never_taken_for_the_next_request() {
+    let up = Upstream::echo();
+    let gw = Gateway::start_workers(
+        &format!(
+            "[cache]\nmax_bytes = \"16MiB\"\n\n[policies.c]\ncache = {{ ttl = \"60s\" }}\n\n\
+             [policies.web]\ncors = {{ origins = [\"https://app.example.com\"] }}\n\n{}\n\
+             [[routes]]\nname = \"c\"\nprefix = \"/c\"\npolicies = [\"c\"]\nproxy = {{ upstream = \"be\" }}\n\n\
+             [[routes]]\nname = \"w\"\nprefix = \"/w\"\npolicies = [\"web\"]\nproxy = {{ upstream = \"be\" }}\n\n\
+             [[routes]]\nname = \"p\"\nprefix = \"/\"\nproxy = {{ upstream = \"be\" }}\n",
+            upstream_toml("be", &[up.addr])
+        ),
+        1,
+    );
+    assert_eq!(get(gw.addr, "/c/page").status, 200, "stored");
+    let smuggled = "GET /SMUGGLED HTTP/1.1\r\nX: ";
+    let cases = [
+        (
+            "a GET with a body on a cache route",
+            "GET /c/page HTTP/1.1\r\nHost: t\r\n".to_string(),
+        ),
+        (
+            "a CORS preflight",
+            "OPTIONS /w/x HTTP/1.1\r\nHost: t\r\nOrigin: https://app.example.com\r\n\
+             Access-Control-Request-Method: GET\r\n"
+                .to_string(),
+        ),
+    ];
+    for (what, head) in cases {
+        let mut c = Conn::open(gw.addr);
+        let first = format!("{head}Content-Length: {}\r\n\r\n{smuggled}", smuggled.len());
+        c.send(first.as_bytes());
+        c.send(b"GET /victim HTTP/1.1\r\nHost: t\r\n\r\n");
+        let a = c.read_response(false).expect(what);
+        assert!(a.status < 300, "{what}: {}", a.status);
+        if let Ok(b) = c.read_response(false) {
+            assert_eq!(b.status, 200, "{what}");
+            let echo = b.text();
+            assert!(
+                echo.contains("/victim"),
+                "{what}: the next request got {echo}"
+            );
+        }
+    }
+    let targets: Vec<String> = up.requests().into_iter().map(|r| r.target).collect();
+    assert!(
+        !targets.iter().any(|t| t == "/SMUGGLED"),
+        "the unread body reached the upstream as a request: {targets:?}"
+    );
+}

@@ -125,6 +125,22 @@ impl Client {
         self.buf.len() - self.pos
     }
 
+    /// Whether the current request's body is behind us: read to its end, or (a Content-Length
+    /// body not touched yet, all of it already here) skipped now. A chunked body still to come
+    /// cannot be skipped without decoding it, nor one still arriving.
+    fn settle_body(&mut self) -> bool {
+        match self.body {
+            BodyState::Done => true,
+            BodyState::Length(n) if !self.body_streamed && self.pending() as u64 >= n => {
+                self.pos += n as usize;
+                self.body_in += n;
+                self.body = BodyState::Done;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Drops consumed bytes so reads append after what is still pending.
     pub fn compact(&mut self) {
         if self.pos > 0 {
@@ -449,15 +465,8 @@ impl Downstream for Client {
         }
     }
 
-    fn skip_body(&mut self, head: &RequestHead) -> bool {
-        match head.body {
-            BodyFraming::None | BodyFraming::Length(0) => true,
-            BodyFraming::Length(n) if !self.body_streamed && self.pending() as u64 >= n => {
-                self.pos += n as usize;
-                true
-            }
-            _ => false,
-        }
+    fn skip_body(&mut self, _: &RequestHead) -> bool {
+        self.settle_body()
     }
 
     fn start_response(&mut self, ex: &Exchange<'_>, resp: &Response<'_>) -> bool {
@@ -475,7 +484,15 @@ impl Downstream for Client {
             trace,
             lines: &ex.facts.resp_lines,
         };
-        let (framing, keep) = response_head(&mut self.out, resp, self.version, &parts);
+        // Whatever answers (a cache hit, a preflight, a policy, the upstream), a request body
+        // left unread would be parsed as the next request: it is skipped when it is all here,
+        // else this response closes the connection.
+        let settled = self.settle_body();
+        let resp = Response {
+            keep: resp.keep && settled,
+            ..*resp
+        };
+        let (framing, keep) = response_head(&mut self.out, &resp, self.version, &parts);
         self.framing = framing;
         keep
     }
