@@ -114,6 +114,32 @@ fn bearer(who: &str) -> String {
     format!("Bearer {who}")
 }
 
+/// The service is asked about the path the router matched and the upstream gets (normalized),
+/// never the raw target: a service allowing `/api/public/*` would otherwise pass
+/// `/api/public/../orders`, and the upstream would serve `/api/orders`.
+#[test]
+fn the_service_sees_the_normalized_path() {
+    let (auth, app) = (auth_service(), Upstream::echo());
+    let gw = Gateway::start_workers(&without_limit(config(auth.addr, app.addr, "")), 1);
+    let alice = bearer("alice");
+    for target in [
+        "/api/public/../orders?id=7",
+        "/api/public/..;/orders?id=7",
+        "/api/public//../orders?id=7",
+        "/api/%6frders?id=7",
+    ] {
+        let r = request(gw.addr, "GET", target, &[("Authorization", &alice)], b"");
+        assert_eq!(r.status, 200, "{target}: {}", r.text());
+        let asked = auth.last();
+        assert_eq!(
+            asked.header("x-forwarded-uri"),
+            Some("/api/orders?id=7"),
+            "{target}"
+        );
+        assert_eq!(app.last().target, "/api/orders?id=7", "{target}");
+    }
+}
+
 #[test]
 fn an_allow_copies_the_services_headers_upstream_and_names_the_consumer() {
     let (auth, app) = (auth_service(), Upstream::echo());

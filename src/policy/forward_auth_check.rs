@@ -134,7 +134,15 @@ fn request_lines(p: &ForwardAuth, f: &Facts<'_>) -> Vec<u8> {
     }
     let head = f.head;
     write_header(&mut out, b"x-forwarded-method", head.method_bytes());
-    write_header(&mut out, b"x-forwarded-uri", head.target());
+    // The normalized path (what the router matched and what the upstream gets), never the
+    // raw target: a service that allows `/public/*` must not pass `/public/../admin`.
+    let mut uri = Vec::with_capacity(f.path.len() + 64);
+    uri.extend_from_slice(f.path);
+    if let Some(q) = head.query() {
+        uri.push(b'?');
+        uri.extend_from_slice(q);
+    }
+    write_header(&mut out, b"x-forwarded-uri", &uri);
     let host = head.host.get(&head.buf);
     if !host.is_empty() {
         write_header(&mut out, b"x-forwarded-host", host);
