@@ -1,5 +1,8 @@
 //! The primary cache key: method, host, path, the keyed query parameters, the keyed request
-//! headers and (for authenticated requests not shared across consumers) the consumer.
+//! headers and (for authenticated requests not shared across consumers) the consumer; and
+//! what else decides the upstream's answer: the route that served the request (its conditions
+//! and rewrites), the scheme, and the `Host` value as sent upstream (port, case and trailing
+//! dot included, since an upstream may write them into links and redirects).
 //!
 //! The key is kept as text (`text`, compared on lookup, so a hash collision never serves
 //! another resource) with its 64-bit hash (`hash`, the store's shard and map key). Values from
@@ -34,6 +37,10 @@ pub struct KeyParts<'a> {
     pub head: &'a crate::http1::RequestHead,
     /// The authenticated consumer when responses are kept per consumer.
     pub consumer: Option<&'a str>,
+    /// The route's name, the scheme the client used, and the raw `Host` value.
+    pub route: &'a str,
+    pub scheme: &'a str,
+    pub authority: &'a [u8],
 }
 
 /// The primary key for a cacheable request (HEAD shares GET's key: it is served from it).
@@ -49,7 +56,9 @@ pub fn primary(policy: &CachePolicy, k: &KeyParts<'_>) -> PrimaryKey {
         (QueryKey::Only(names), Some(q)) => {
             let mut first = true;
             for name in names.iter() {
-                let values = crate::http1::query::pairs(q).filter(|(n, _)| n == &&name[..]);
+                // Names compare decoded (`pag%65` is `page` to every upstream).
+                let values = crate::http1::query::pairs(q)
+                    .filter(|(n, _)| crate::http1::query::decoded_is(n, name));
                 for (_, v) in values {
                     t.push(if first { b'?' } else { b'&' });
                     first = false;
@@ -63,6 +72,14 @@ pub fn primary(policy: &CachePolicy, k: &KeyParts<'_>) -> PrimaryKey {
     }
     let resource_len = t.len();
     t.extend_from_slice(b"\0GET");
+    for (what, part) in [
+        (&b"\0route"[..], k.route.as_bytes()),
+        (b"\0scheme", k.scheme.as_bytes()),
+        (b"\0authority", k.authority),
+    ] {
+        t.extend_from_slice(what);
+        push_bounded(&mut t, part);
+    }
     let mut values = Vec::new();
     for name in policy.headers.iter() {
         t.push(0);
@@ -147,8 +164,41 @@ mod tests {
                 query: head.query(),
                 head: &head,
                 consumer,
+                route: "r",
+                scheme: "http",
+                authority: b"a",
             },
         )
+    }
+
+    #[test]
+    fn route_scheme_authority_and_encoded_query_names_count() {
+        let only = policy(QueryKey::Only(vec![b"page".as_slice().into()].into()), &[]);
+        let base = key(&only, "/p?page=2", "", None);
+        // `pag%65` is `page` to the upstream: it is keyed as such.
+        assert_eq!(key(&only, "/p?pag%65=2", "", None).text, base.text);
+        assert_ne!(key(&only, "/p?pag%65=666", "", None), base);
+        let head = req("/p", "");
+        let with = |route: &str, scheme: &str, authority: &[u8]| {
+            primary(
+                &only,
+                &KeyParts {
+                    host: "a",
+                    path: b"/p",
+                    query: None,
+                    head: &head,
+                    consumer: None,
+                    route,
+                    scheme,
+                    authority,
+                },
+            )
+        };
+        let a = with("r", "http", b"a");
+        assert_ne!(a, with("beta", "http", b"a"), "another route");
+        assert_ne!(a, with("r", "https", b"a"), "another scheme");
+        assert_ne!(a, with("r", "http", b"a:6666"), "another port");
+        assert_eq!(a.resource(), with("r", "https", b"a:6666").resource());
     }
 
     #[test]

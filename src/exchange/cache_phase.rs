@@ -35,7 +35,7 @@ use crate::cache::{control, vary, CachePolicy, Fill, Object, Store};
 use crate::compress::{Coding, CompressPolicy};
 use crate::config::{ProxyAction, Route};
 use crate::core::{Core, Generation};
-use crate::http1::{self, Method};
+use crate::http1::{self, BodyFraming, Method};
 use crate::policy::pipeline::{Effects, Policy};
 use crate::policy::transform::HeaderEdits;
 
@@ -79,7 +79,7 @@ pub async fn forward<D: Downstream>(
         let mut shaped = Shaped::new(down, coding, answer);
         return super::forward::forward(core, gen, ex, &mut shaped, route, p, fx).await;
     };
-    let look = Lookup::new(cfg.cache.clone(), policy, ex, coding);
+    let look = Lookup::new(cfg.cache.clone(), policy, ex, &route.name, coding);
     let look = match look {
         Ok(look) => look,
         Err(why) => {
@@ -95,7 +95,7 @@ pub async fn forward<D: Downstream>(
             // stored for it (the key a GET from this client would use: same keyed headers,
             // same consumer).
             if unsafe_method(ex.head.method) && (200..400).contains(&ex.facts.status) {
-                if let Ok((key, _)) = key_of(policy, ex) {
+                if let Ok((key, _)) = key_of(policy, ex, &route.name) {
                     cfg.cache.remove(&key);
                 }
             }
@@ -325,6 +325,7 @@ impl<'p> Lookup<'p> {
         store: Arc<Store>,
         policy: &'p CachePolicy,
         ex: &Exchange<'_>,
+        route: &str,
         coding: Option<(&CompressPolicy, Coding)>,
     ) -> Result<Lookup<'p>, &'static str> {
         let head = ex.head;
@@ -336,13 +337,17 @@ impl<'p> Lookup<'p> {
         if head.header("range").is_some() {
             return Err("range");
         }
+        // The upstream sees a body the key cannot hold: such an answer is never shared.
+        if !matches!(head.body, BodyFraming::None | BodyFraming::Length(0)) {
+            return Err("body");
+        }
         if super::send::wants_websocket(head) || head.upgrade {
             return Err("upgrade");
         }
         if control::request(head).no_store {
             return Err("no-store");
         }
-        let (key, per_consumer) = key_of(policy, ex)?;
+        let (key, per_consumer) = key_of(policy, ex, route)?;
         Ok(Lookup {
             key,
             store,
@@ -472,7 +477,11 @@ impl<'p> Lookup<'p> {
 /// The primary key a GET for `ex`'s target would have, and whether it holds the consumer;
 /// `Err("authorization")` for credentials no gateway policy verified (nobody to key the
 /// answer to, so it must not be shared).
-fn key_of(policy: &CachePolicy, ex: &Exchange<'_>) -> Result<(PrimaryKey, bool), &'static str> {
+fn key_of(
+    policy: &CachePolicy,
+    ex: &Exchange<'_>,
+    route: &str,
+) -> Result<(PrimaryKey, bool), &'static str> {
     let head = ex.head;
     let consumer = ex.facts.consumer.as_deref();
     let credentials = head.header("authorization").is_some() || consumer.is_some();
@@ -487,6 +496,9 @@ fn key_of(policy: &CachePolicy, ex: &Exchange<'_>) -> Result<(PrimaryKey, bool),
         query: head.query(),
         head,
         consumer,
+        route,
+        scheme: ex.facts.origin.scheme.as_str(),
+        authority: head.host.get(&head.buf),
     };
     Ok((
         crate::cache::key::primary(policy, &parts),
