@@ -1270,3 +1270,19 @@ fn an_unkeyed_port_or_body_cannot_poison_the_cache() {
     assert!(!r.text().contains("evil=body"), "{}", r.text());
     assert_cs(&r, "fwd=uri-miss");
 }
+
+/// An answer that varies on a request field the route's policies set (here a transform; a
+/// forward-auth `x-user` or a consumer header in real life) is not stored: its secondary key
+/// would hold the client's value of the field, not the one the upstream saw.
+#[test]
+fn an_answer_varying_on_a_field_the_gateway_set_is_not_stored() {
+    let o = Origin::start(Script {
+        headers: "cache-control: max-age=60\r\nvary: X-User\r\n".into(),
+        ..Script::default()
+    });
+    let guard = "[policies.guard]\ntransform = { request_headers = { set = { \"x-user\" = \"alice\" } } }\n";
+    let gw = Gateway::start(&config(&o, "", guard));
+    let r = get(gw.addr, "/v");
+    assert_cs(&r, "detail=vary-edited");
+    assert_eq!(get(gw.addr, "/v").text(), "v2", "nothing was stored");
+}

@@ -561,3 +561,34 @@ fn jwt_challenges_are_exact() {
     }
     assert_eq!(up.connection_count(), 0);
 }
+
+/// A token read from another header than `Authorization`, without the consumer claim: the
+/// caller is verified but has no name to key a cached answer to, so the answer is never
+/// shared (before, one token's answer was a hit for the next token).
+#[test]
+fn a_verified_caller_without_a_consumer_is_never_served_from_a_shared_cache() {
+    let up = Upstream::echo();
+    let gw = Gateway::start(&format!(
+        "[cache]\nmax_bytes = \"16MiB\"\n\n\
+         [policies.jwt]\njwt = {{ secret = \"{HS_SECRET}\", algorithms = [\"HS256\"], header = \"x-token\" }}\n\n\
+         [policies.c]\ncache = {{ ttl = \"60s\" }}\n\n{}\n\
+         [[routes]]\nname = \"a\"\nprefix = \"/\"\npolicies = [\"jwt\", \"c\"]\nproxy = {{ upstream = \"app\" }}\n",
+        upstream_toml("app", &[up.addr])
+    ));
+    let nameless = |email: &str| {
+        let mut c = claims(json!({ "email": email }));
+        c.as_object_mut().unwrap().remove("sub");
+        hs_token(&c)
+    };
+    let (alice, bob) = (nameless("alice@example.com"), nameless("bob@example.com"));
+    let a = request(gw.addr, "GET", "/me", &[("X-Token", &alice)], b"");
+    assert_eq!(a.status, 200, "{}", a.text());
+    let b = request(gw.addr, "GET", "/me", &[("X-Token", &bob)], b"");
+    assert_eq!(b.status, 200, "{}", b.text());
+    assert!(
+        !b.text().contains(&alice),
+        "bob got alice's answer: {}",
+        b.text()
+    );
+    assert_eq!(up.count(), 2, "both went upstream");
+}

@@ -421,7 +421,7 @@ impl<'p> Lookup<'p> {
             ..CacheStatus::default()
         });
         if ex.head.method == Method::Get {
-            shaped.record = Some(self.recorder(lead));
+            shaped.record = Some(self.recorder(lead).varying_not_on(&fx.upstream));
         }
         if let Some(s) = &stale {
             shaped.revalidating = Some(self.revalidation(s));
@@ -484,7 +484,10 @@ fn key_of(
 ) -> Result<(PrimaryKey, bool), &'static str> {
     let head = ex.head;
     let consumer = ex.facts.consumer.as_deref();
-    let credentials = head.header("authorization").is_some() || consumer.is_some();
+    // Any credential: an Authorization header, or a caller a policy verified (a token read
+    // from another header, a certificate, a forward-auth session) even without a consumer.
+    let credentials =
+        head.header("authorization").is_some() || consumer.is_some() || ex.facts.verified_caller;
     let per_consumer = credentials && !policy.share_across_consumers;
     if per_consumer && consumer.is_none() {
         return Err("authorization");

@@ -170,6 +170,10 @@ pub async fn run_policies<D: Downstream>(
         let tel = &cfg.telemetry;
         // The cache keys authenticated responses per consumer.
         let cache = fx.cache.is_some();
+        ex.facts.verified_caller = caller.key.is_some()
+            || caller.jwt.is_some()
+            || caller.cert.is_some()
+            || caller.external.is_some();
         if tel.access_log.is_some() || tel.tracing.otlp.is_some() || cfg.usage.is_some() || cache {
             ex.facts.consumer = caller.consumer().map(std::sync::Arc::from);
         }

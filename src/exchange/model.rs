@@ -144,6 +144,10 @@ pub struct ExchangeFacts {
     pub rate_limited: Option<bool>,
     /// The authenticated consumer (kept only when the access log, spans or `[usage]` need it).
     pub consumer: Option<std::sync::Arc<str>>,
+    /// A policy verified who the caller is (an API key, a JWT, a client certificate, a
+    /// forward-auth or introspection answer), with or without a consumer name: the cache
+    /// never shares such a request's answer unless told to.
+    pub verified_caller: bool,
     /// Who sent the request (decided once, when its head is complete).
     pub origin: Origin,
     /// Why the request ended badly after its response head went out (client or upstream

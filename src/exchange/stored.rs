@@ -117,6 +117,8 @@ pub struct Recorder<'p> {
     /// The coalescing lead for this key: dropped (waking the waiters) once the answer is
     /// stored or known not to be.
     lead: Option<FillGuard>,
+    /// Request fields the route's policies removed, renamed or set on the way upstream.
+    edited: Vec<Box<[u8]>>,
 }
 
 impl Recorder<'_> {
@@ -160,7 +162,20 @@ impl<'p> Recorder<'p> {
             body: Vec::new(),
             over: false,
             lead,
+            edited: Vec::new(),
         }
+    }
+
+    /// An answer that varies on a request field the route's policies edited (`edits`: a
+    /// forward-auth `x-user`, a consumer header, a removed credential) is not stored: its
+    /// secondary key would hold the client's value of that field, not the one the upstream
+    /// saw, and one user's answer would be served to another.
+    pub fn varying_not_on(mut self, edits: &HeaderEdits) -> Self {
+        let renamed = edits.rename.iter().flat_map(|(f, t)| [&f[..], &t[..]]);
+        let set = edits.add.iter().map(|(n, _)| &n[..]);
+        let removed = edits.remove.iter().map(|n| &n[..]);
+        self.edited = removed.chain(renamed).chain(set).map(Box::from).collect();
+        self
     }
 
     /// Decides from the upstream's head whether the response is stored (`Err`: why not, for
@@ -200,6 +215,10 @@ impl<'p> Recorder<'p> {
             response_time,
         )?;
         let vary = vary::names(&fields).ok_or("vary")?;
+        let edited = |n: &[u8]| self.edited.iter().any(|e| e.eq_ignore_ascii_case(n));
+        if vary.iter().any(|n| edited(n)) {
+            return Err("vary-edited");
+        }
         let secondary = vary::secondary(&vary, ex.head, self.coding_token);
         if let Some(entry) = self.store.get(&self.key) {
             // Bounded variants per key: an upstream varying on a field clients choose freely
