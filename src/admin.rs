@@ -21,6 +21,13 @@
 //! accepting on it (it waits with `poll` and checks `Shared::handed_over` before each accept),
 //! so admin clients reach the new process while the old one drains.
 //!
+//! Browsers: the admin API is not for web pages. A request carrying `Origin` (sent by browsers
+//! on cross-site POSTs and script requests) is refused with 403, so a page the operator
+//! visits cannot purge the cache or reload; and a `Host` that is a dotted name other than one
+//! of `admin.hosts` is refused too (IP addresses and single-label names such as `localhost`
+//! pass), so a page whose name was rebound to this address (DNS rebinding) cannot read it
+//! either. `/health` and `/ready` are exempt.
+//!
 //! Auth: with `admin.token` set, every endpoint except `/health` and `/ready` needs
 //! `Authorization: Bearer <token>`. The token is read when the listener starts (admin changes
 //! take effect on restart) and compared as HMAC-SHA256 digests under a per-process random key,
@@ -63,7 +70,38 @@ struct Ctx {
     /// Keyed digest of `admin.token`; `Some(None)` when a token is set but no digest key
     /// could be made (every protected request is then refused).
     token: Option<Option<[u8; keyed_hash::LEN]>>,
+    /// `admin.hosts`: dotted names accepted in `Host`.
+    hosts: Vec<String>,
     open: AtomicUsize,
+}
+
+impl Ctx {
+    /// Whether `host` (a `Host` value) may name this listener: empty (HTTP/1.0), an IP
+    /// address, a single-label name (`localhost`, a Compose service such as `ringway`), or a
+    /// name in `admin.hosts`, with or without a port. DNS rebinding needs a name the attacker
+    /// controls in public DNS, which always has a dot.
+    fn host_ok(&self, host: &[u8]) -> bool {
+        let Ok(host) = std::str::from_utf8(host) else {
+            return false;
+        };
+        let host = host.trim();
+        if host.is_empty() || host.parse::<std::net::SocketAddr>().is_ok() {
+            return true;
+        }
+        let name = match host.rsplit_once(':') {
+            Some((n, port)) if port.bytes().all(|b| b.is_ascii_digit()) => n,
+            _ => host,
+        };
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        name.parse::<std::net::IpAddr>().is_ok()
+            || (name.starts_with('[')
+                && name.ends_with(']')
+                && name[1..name.len() - 1]
+                    .parse::<std::net::Ipv6Addr>()
+                    .is_ok())
+            || !name.contains('.')
+            || self.hosts.contains(&name)
+    }
 }
 
 /// Releases a connection slot when the connection thread ends (or never started).
@@ -89,11 +127,19 @@ pub fn spawn(
         .as_ref()
         .and_then(|a| a.token.as_deref())
         .map(|t| keyed_hash::digest(t.as_bytes()));
+    let hosts = shared
+        .config
+        .load()
+        .admin
+        .as_ref()
+        .map(|a| a.hosts.clone())
+        .unwrap_or_default();
     let ctx = Arc::new(Ctx {
         shared,
         config_path,
         workers,
         token,
+        hosts,
         open: AtomicUsize::new(0),
     });
     std::thread::Builder::new()
@@ -311,6 +357,10 @@ struct Head {
     method: String,
     path: String,
     auth: Option<Vec<u8>>,
+    /// The request came from a web page: it carries `Origin`.
+    from_page: bool,
+    /// The `Host` value (empty without one).
+    host: Vec<u8>,
     /// Bytes of the head (the body starts there).
     len: usize,
     /// `Content-Length` (0 without one); `Err` when it is malformed or the body is chunked.
@@ -349,6 +399,8 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ()> {
                     .unwrap_or("")
                     .to_string(),
                 auth: find("authorization").map(<[u8]>::to_vec),
+                from_page: find("origin").is_some(),
+                host: find("host").map(<[u8]>::to_vec).unwrap_or_default(),
                 len,
                 body_len,
             }))
@@ -404,6 +456,22 @@ fn handle(ctx: &Ctx, mut s: TcpStream) {
     let mut refused_body = false;
     let reply = match head {
         Err(r) => r,
+        Ok(h) if !matches!(h.path.as_str(), "/health" | "/ready") && h.from_page => {
+            refused_body = true;
+            message(
+                403,
+                "error",
+                "requests from web pages (with Origin) are refused",
+            )
+        }
+        Ok(h) if !matches!(h.path.as_str(), "/health" | "/ready") && !ctx.host_ok(&h.host) => {
+            refused_body = true;
+            message(
+                403,
+                "error",
+                "Host names another site: list it in admin.hosts",
+            )
+        }
         Ok(h) => match (body_limit(&h.method, &h.path), h.body_len) {
             (None, _) => route(ctx, &h.method, &h.path, h.auth.as_deref(), b""),
             (Some(_), Err(why)) => {

@@ -436,3 +436,54 @@ fn connections_beyond_the_cap_get_503_and_slots_come_back() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The admin API is not for web pages. Without a token (the default), a page the operator
+/// visits could POST `/reload` or `/cache/purge` (a `text/plain` POST needs no preflight),
+/// and a page whose name was rebound to 127.0.0.1 could read `/config` and `/metrics`. A
+/// request with `Origin` is refused, and so is a dotted `Host` not in `admin.hosts`; IP
+/// addresses and single-label names (`localhost`, a Compose service) pass, and so do the
+/// probes whatever they carry.
+#[test]
+fn web_pages_cannot_drive_the_admin_api() {
+    let port = free_port();
+    let body =
+        format!("[admin]\naddress = \"127.0.0.1:{port}\"\nhosts = [\"gw-1.internal\"]\n\n{V1}");
+    let gw = Gateway::start(&body);
+    let admin: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let with = |method: &str, path: &str, headers: &[(&str, &str)]| {
+        let mut h = vec![("Connection", "close")];
+        h.extend_from_slice(headers);
+        request(admin, method, path, &h, b"").status
+    };
+    let page = ("Origin", "https://evil.example");
+    assert_eq!(with("POST", "/reload", &[page]), 403);
+    assert_eq!(
+        with(
+            "POST",
+            "/cache/purge",
+            &[page, ("Content-Type", "text/plain")]
+        ),
+        403
+    );
+    assert_eq!(with("GET", "/metrics", &[page]), 403);
+    let rebound = format!("attacker.example:{port}");
+    assert_eq!(with("GET", "/config", &[("Host", &rebound)]), 403);
+    assert_eq!(
+        with("GET", "/config", &[("Host", "ATTACKER.example.")]),
+        403
+    );
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "ringway".to_string(),
+        format!("[::1]:{port}"),
+        format!("gw-1.internal:{port}"),
+        "GW-1.Internal.".to_string(),
+    ] {
+        assert_eq!(with("GET", "/config", &[("Host", &host)]), 200, "{host}");
+    }
+    assert_eq!(with("POST", "/reload", &[("Host", "127.0.0.1")]), 200);
+    // Probes are answered whatever they carry.
+    assert_eq!(with("GET", "/health", &[page, ("Host", &rebound)]), 200);
+    drop(gw);
+}

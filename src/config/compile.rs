@@ -363,7 +363,27 @@ fn compile_admin(raw: &RawConfig, listeners: &[Listener], errs: &mut Diag) -> Op
         Some(t) => Some(t.get_ref().clone()),
         None => None,
     };
-    Some(Admin { addr, token })
+    let mut hosts = Vec::new();
+    for h in a.hosts.iter().flatten() {
+        let name = h.get_ref().to_ascii_lowercase();
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+        if valid {
+            hosts.push(name);
+        } else {
+            errs.at(
+                h.span(),
+                "admin.hosts",
+                format!(
+                    "{:?} is not a host name (letters, digits, '.', '-', '_'; no port)",
+                    h.get_ref()
+                ),
+            );
+        }
+    }
+    Some(Admin { addr, token, hosts })
 }
 
 /// Keyed digest of the config text (HMAC-SHA256 under a per-process random key), as 16 hex

@@ -110,6 +110,9 @@ pub struct MinDataRate {
 pub struct Admin {
     pub addr: SocketAddr,
     pub token: Option<String>,
+    /// Lowercase dotted host names accepted in `Host` (IP addresses and single-label names
+    /// always are).
+    pub hosts: Vec<String>,
 }
 
 impl Compiled {

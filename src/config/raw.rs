@@ -219,9 +219,14 @@ pub struct RawAdmin {
     pub enabled: Option<bool>,
     #[schemars(with = "Option<String>")]
     pub address: Option<Spanned<String>>,
-    /// Bearer token required by mutating endpoints (`POST /reload`).
+    /// Bearer token every endpoint except `/health` and `/ready` requires.
     #[schemars(with = "Option<String>")]
     pub token: Option<Spanned<String>>,
+    /// Dotted host names the admin API answers to (IP addresses and single-label names such
+    /// as `localhost` always pass; another dotted `Host` is refused: the DNS-rebinding
+    /// defence).
+    #[schemars(with = "Option<Vec<String>>")]
+    pub hosts: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
