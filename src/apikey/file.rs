@@ -19,7 +19,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::ops::Range;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use serde::Deserialize;
@@ -388,8 +388,16 @@ pub(crate) fn lock_dir(dir: &Path) -> io::Result<File> {
 }
 
 /// Replaces `path` with `data` atomically: a temp file in the same directory, fsync, rename,
-/// fsync of the directory. A new file gets mode 0600; an existing file keeps its mode.
+/// fsync of the directory. A new file gets mode 0600; an existing file keeps its mode, owner
+/// and group (a keys file `root:ringway 0640` stays readable by the gateway after `keys
+/// create`), and a symlink is written through: the file it names is replaced, the link stays.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    let target = match fs::canonicalize(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => path.to_path_buf(),
+        Err(e) => return Err(e),
+    };
+    let path = target.as_path();
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -397,9 +405,9 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file path"))?;
-    let mode = match fs::metadata(path) {
-        Ok(m) => m.permissions().mode() & 0o7777,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => 0o600,
+    let (mode, owner) = match fs::metadata(path) {
+        Ok(m) => (m.permissions().mode() & 0o7777, Some((m.uid(), m.gid()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => (0o600, None),
         Err(e) => return Err(e),
     };
     let mut nonce = [0u8; 6];
@@ -417,7 +425,15 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(data)?;
-        // Explicit, so the umask does not change an existing file's mode.
+        if let Some((uid, gid)) = owner {
+            // Root can give the file back to its owner; another user can at least keep the
+            // group when it belongs to it. Otherwise the new file is the writer's.
+            if std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).is_err() {
+                let _ = std::os::unix::fs::fchown(&f, None, Some(gid));
+            }
+        }
+        // Explicit, so the umask does not change an existing file's mode (and after the
+        // chown, which may clear set-id bits).
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.sync_all()?;
         fs::rename(&tmp, path)
@@ -637,5 +653,37 @@ mod tests {
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1);
         let _lock = lock_dir(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn atomic_write_keeps_the_group_and_writes_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.toml");
+        write_atomic(&real, b"one").unwrap();
+        // As root (CI), give the file another group, as `root:ringway 0640` would be.
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        if root {
+            std::os::unix::fs::chown(&real, Some(0), Some(65534)).unwrap();
+        }
+        let link = dir.path().join("keys.toml");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        write_atomic(&link, b"two").unwrap();
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(
+            fs::read(&real).unwrap(),
+            b"two",
+            "the named file was replaced"
+        );
+        if root {
+            assert_eq!(
+                fs::metadata(&real).unwrap().gid(),
+                65534,
+                "the group is kept"
+            );
+        }
     }
 }
