@@ -120,20 +120,13 @@ pub fn spawn(
     listener: TcpListener,
     workers: usize,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let token = shared
-        .config
-        .load()
-        .admin
-        .as_ref()
+    let cfg = shared.config.load();
+    let admin = cfg.admin.as_ref();
+    let token = admin
         .and_then(|a| a.token.as_deref())
         .map(|t| keyed_hash::digest(t.as_bytes()));
-    let hosts = shared
-        .config
-        .load()
-        .admin
-        .as_ref()
-        .map(|a| a.hosts.clone())
-        .unwrap_or_default();
+    let hosts = admin.map(|a| a.hosts.clone()).unwrap_or_default();
+    drop(cfg);
     let ctx = Arc::new(Ctx {
         shared,
         config_path,
