@@ -86,6 +86,7 @@ fn policies(c: &mut Criterion) {
                 request_id: "bench",
                 client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
                 client_ip_text: "127.0.0.1",
+                ipv6_prefix: 64,
                 unix_now: ringway::civil::unix_now(),
                 mono_now: ringway::ratelimit::now_ns(),
                 peer_cert: None,

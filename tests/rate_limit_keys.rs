@@ -116,6 +116,28 @@ fn without_a_consumer_the_consumer_key_counts_by_client_ip() {
     assert_eq!(call(&s, "/anon", Some(&s.alice1), "10.0.0.1"), 429);
 }
 
+/// An IPv6 client is counted by its /64 (`limits.ipv6_prefix`): one host holds a whole /64
+/// and could otherwise rotate through it, a fresh quota per address.
+#[test]
+fn ipv6_clients_are_counted_by_their_64() {
+    let s = setup();
+    for client in ["2001:db8:0:1::1", "2001:db8:0:1::2", "2001:db8:0:1:ffff::9"] {
+        assert_eq!(call(&s, "/anon", None, client), 200, "{client}");
+    }
+    assert_eq!(
+        call(&s, "/anon", None, "2001:db8:0:1::77"),
+        429,
+        "another address of the same /64"
+    );
+    assert_eq!(
+        call(&s, "/anon", None, "2001:db8:0:2::1"),
+        200,
+        "another /64"
+    );
+    // IPv4 addresses keep their own quotas.
+    assert_eq!(call(&s, "/anon", None, "10.0.0.9"), 200);
+}
+
 #[test]
 fn api_key_key_gives_each_key_its_own_quota() {
     let s = setup();

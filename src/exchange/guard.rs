@@ -129,6 +129,7 @@ pub async fn run_policies<D: Downstream>(
             request_id: ex.rid.as_str(),
             client_ip,
             client_ip_text: &ip_text,
+            ipv6_prefix: cfg.conn_limits.ipv6_prefix,
             unix_now: crate::civil::unix_now(),
             mono_now: crate::ratelimit::now_ns(),
             peer_cert: ex.client.peer_cert(),

@@ -321,6 +321,10 @@ pub struct Facts<'a> {
     pub client_ip: IpAddr,
     /// `client_ip` as text (for `${client_ip}`).
     pub client_ip_text: &'a str,
+    /// `key = "ip"` limits and quotas count an IPv6 client by this prefix
+    /// (`limits.ipv6_prefix`, /64 by default): one host holds a whole /64 and could rotate
+    /// through it to escape a per-address limit.
+    pub ipv6_prefix: u8,
     /// Unix seconds (JWT times, key expiry).
     pub unix_now: u64,
     /// Monotonic nanoseconds (rate limits).
@@ -763,8 +767,8 @@ fn rate_limit(
     caller: &Caller<'_>,
     fx: &mut Effects,
 ) -> Result<bool, Denial> {
-    let ip_key = ip_bytes(f.client_ip);
-    let key = key_bytes(&rl.key, f, caller, &ip_key);
+    let ip = ip_key(f);
+    let key = key_bytes(&rl.key, f, caller, &ip);
     if let Some(g) = &rl.global {
         let local = crate::ratelimit::global::try_local(
             g,
@@ -806,7 +810,7 @@ fn quota_local(
     caller: &Caller<'_>,
     fx: &mut Effects,
 ) -> Result<(), Denial> {
-    let ip = ip_bytes(f.client_ip);
+    let ip = ip_key(f);
     let key = key_bytes(&q.key, f, caller, &ip);
     let now = i64::try_from(f.unix_now).unwrap_or(i64::MAX);
     if crate::quota::recent::answer(&q.spec, key, now, f.mono_now, &mut fx.response_lines) {
@@ -837,6 +841,20 @@ pub fn global_verdict(
         }
         Verdict::Unavailable => Err(Denial::LimiterUnavailable),
     }
+}
+
+/// The client address a `key = "ip"` limit or quota counts, as bytes: IPv4 as is, IPv6 cut to
+/// `f.ipv6_prefix` bits.
+pub fn ip_key(f: &Facts<'_>) -> ([u8; 17], usize) {
+    let ip = match f.client_ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u32::from(f.ipv6_prefix.clamp(1, 128));
+            let masked = u128::from(v6) & (u128::MAX << (128 - bits));
+            IpAddr::V6(std::net::Ipv6Addr::from(masked))
+        }
+        v4 => v4,
+    };
+    ip_bytes(ip)
 }
 
 /// An address as bytes, without allocating.

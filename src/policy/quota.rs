@@ -114,7 +114,7 @@ pub async fn settle(
     caller: &Caller<'_>,
     fx: &mut Effects,
 ) -> Result<(), Denial> {
-    let ip = super::pipeline::ip_bytes(f.client_ip);
+    let ip = super::pipeline::ip_key(f);
     let key = super::pipeline::key_bytes(&q.key, f, caller, &ip);
     let now = i64::try_from(f.unix_now).unwrap_or(i64::MAX);
     let taken = match client {

@@ -21,7 +21,7 @@ pub async fn settle(
             let Some(g) = &rl.global else {
                 return Ok(());
             };
-            let ip = pipeline::ip_bytes(f.client_ip);
+            let ip = pipeline::ip_key(f);
             let key = pipeline::key_bytes(&rl.key, f, caller, &ip);
             let lines = &mut fx.response_lines;
             let v = crate::ratelimit::global::settle(client, g, &rl.specs, key, lines).await;
