@@ -1239,16 +1239,31 @@ fn a_hit_never_skips_a_rate_limit() {
     assert_eq!(o.count(), 1);
 }
 
-/// What decides the upstream's answer but is not in the key bypasses the cache: a GET's body
-/// (the upstream read it; the key cannot hold it).
+/// What decides the upstream's answer but not the URL is keyed too, or bypasses the cache:
+/// the Host's port (an upstream writes it into links and redirects), and a GET's body (the
+/// upstream read it; the key cannot hold it).
 #[test]
-fn a_get_body_cannot_poison_the_cache() {
+fn an_unkeyed_port_or_body_cannot_poison_the_cache() {
     let up = Upstream::echo();
     let gw = Gateway::start(&format!(
         "[cache]\nmax_bytes = \"16MiB\"\n\n[policies.c]\ncache = {{ ttl = \"60s\" }}\n\n{}\n\
          [[routes]]\nname = \"c\"\nprefix = \"/\"\npolicies = [\"c\"]\nproxy = {{ upstream = \"be\" }}\n",
         upstream_toml("be", &[up.addr])
     ));
+    let host = format!("127.0.0.1:{}", gw.addr.port());
+    let poisoned = request(gw.addr, "GET", "/port", &[("Host", "127.0.0.1:6666")], b"");
+    assert!(
+        poisoned.text().contains("127.0.0.1:6666"),
+        "{}",
+        poisoned.text()
+    );
+    let r = request(gw.addr, "GET", "/port", &[("Host", &host)], b"");
+    assert!(
+        !r.text().contains("6666"),
+        "another port's answer: {}",
+        r.text()
+    );
+
     let fat = request(gw.addr, "GET", "/fat", &[], b"evil=body");
     assert_cs(&fat, "fwd=bypass; detail=body");
     let r = get(gw.addr, "/fat");

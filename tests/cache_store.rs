@@ -438,12 +438,24 @@ fn entries_survive_a_reload_and_a_smaller_bound_evicts_down_to_it() {
     assert!(gw.reload(&config(up.addr, "[cache]\nmax_bytes = \"4MiB\"\n")));
     assert_hits(&gw, &up, "/r/199", 3);
     assert_eq!(cache_stats(gw.admin, None)["objects"], before["objects"]);
-    // A smaller bound evicts down to it at once, and the newest answers are still there.
+    // A smaller bound evicts down to it at once, and what is left still answers. Which
+    // answers are left depends on the shards their keys hash to (each shard gives up its
+    // share), so the test finds one rather than naming it.
     assert!(gw.reload(&config(up.addr, "[cache]\nmax_bytes = \"256KiB\"\n")));
     let after = cache_stats(gw.admin, None);
     assert_eq!(after["max_bytes"], 256 << 10);
     assert!(after["bytes"].as_u64().unwrap() <= 256 << 10, "{after}");
     assert!(after["objects"].as_u64().unwrap() > 0, "{after}");
     assert!(after["evictions"].as_u64().unwrap() > 100, "{after}");
-    assert_hits(&gw, &up, "/r/199", 3);
+    let left = (0..200)
+        .rev()
+        .map(|i| format!("/r/{i}"))
+        .find(|p| {
+            let before = up.count();
+            let hit = is_hit(get(gw.addr, p).header("cache-status").unwrap_or(""));
+            assert_eq!(hit, up.count() == before, "{p}: a hit never goes upstream");
+            hit
+        })
+        .expect("some answer survived the smaller bound");
+    assert_hits(&gw, &up, &left, 3);
 }

@@ -1,7 +1,8 @@
 //! The primary cache key: method, host, path, the keyed query parameters, the keyed request
 //! headers and (for authenticated requests not shared across consumers) the consumer; and
 //! what else decides the upstream's answer: the route that served the request (its conditions
-//! and rewrites) and the scheme.
+//! and rewrites), the scheme, and the `Host` value as sent upstream (port, case and trailing
+//! dot included, since an upstream may write them into links and redirects).
 //!
 //! The key is kept as text (`text`, compared on lookup, so a hash collision never serves
 //! another resource) with its 64-bit hash (`hash`, the store's shard and map key). Values from
@@ -36,9 +37,10 @@ pub struct KeyParts<'a> {
     pub head: &'a crate::http1::RequestHead,
     /// The authenticated consumer when responses are kept per consumer.
     pub consumer: Option<&'a str>,
-    /// The route's name and the scheme the client used.
+    /// The route's name, the scheme the client used, and the raw `Host` value.
     pub route: &'a str,
     pub scheme: &'a str,
+    pub authority: &'a [u8],
 }
 
 /// The primary key for a cacheable request (HEAD shares GET's key: it is served from it).
@@ -73,6 +75,7 @@ pub fn primary(policy: &CachePolicy, k: &KeyParts<'_>) -> PrimaryKey {
     for (what, part) in [
         (&b"\0route"[..], k.route.as_bytes()),
         (b"\0scheme", k.scheme.as_bytes()),
+        (b"\0authority", k.authority),
     ] {
         t.extend_from_slice(what);
         push_bounded(&mut t, part);
@@ -163,19 +166,20 @@ mod tests {
                 consumer,
                 route: "r",
                 scheme: "http",
+                authority: b"a",
             },
         )
     }
 
     #[test]
-    fn route_scheme_and_encoded_query_names_count() {
+    fn route_scheme_authority_and_encoded_query_names_count() {
         let only = policy(QueryKey::Only(vec![b"page".as_slice().into()].into()), &[]);
         let base = key(&only, "/p?page=2", "", None);
         // `pag%65` is `page` to the upstream: it is keyed as such.
         assert_eq!(key(&only, "/p?pag%65=2", "", None).text, base.text);
         assert_ne!(key(&only, "/p?pag%65=666", "", None), base);
         let head = req("/p", "");
-        let with = |route: &str, scheme: &str| {
+        let with = |route: &str, scheme: &str, authority: &[u8]| {
             primary(
                 &only,
                 &KeyParts {
@@ -186,13 +190,15 @@ mod tests {
                     consumer: None,
                     route,
                     scheme,
+                    authority,
                 },
             )
         };
-        let a = with("r", "http");
-        assert_ne!(a, with("beta", "http"), "another route");
-        assert_ne!(a, with("r", "https"), "another scheme");
-        assert_eq!(a.resource(), with("r", "https").resource());
+        let a = with("r", "http", b"a");
+        assert_ne!(a, with("beta", "http", b"a"), "another route");
+        assert_ne!(a, with("r", "https", b"a"), "another scheme");
+        assert_ne!(a, with("r", "http", b"a:6666"), "another port");
+        assert_eq!(a.resource(), with("r", "https", b"a:6666").resource());
     }
 
     #[test]

@@ -501,6 +501,7 @@ fn key_of(
         consumer,
         route,
         scheme: ex.facts.origin.scheme.as_str(),
+        authority: head.host.get(&head.buf),
     };
     Ok((
         crate::cache::key::primary(policy, &parts),
