@@ -17,7 +17,13 @@ fuzz_target!(|data: &[u8]| {
     ) else {
         panic!("the default cache policy compiles");
     };
-    let _ = control::freshness(&policy, data, Some(data), 1_700_000_000, 1_700_000_001);
+    let _ = control::freshness(
+        &policy,
+        data,
+        Some(data),
+        std::time::Duration::from_millis(1_700_000_000_250),
+        std::time::Duration::from_millis(1_700_000_001_100),
+    );
     let names = vary::names(data);
 
     // As the value of request headers (only bytes a header value may hold, bounded).
@@ -28,7 +34,12 @@ fuzz_target!(|data: &[u8]| {
         .take(4096)
         .collect();
     let mut raw = b"GET / HTTP/1.1\r\nhost: a\r\n".to_vec();
-    for name in ["cache-control", "pragma", "accept-encoding", "if-none-match"] {
+    for name in [
+        "cache-control",
+        "pragma",
+        "accept-encoding",
+        "if-none-match",
+    ] {
         raw.extend_from_slice(name.as_bytes());
         raw.extend_from_slice(b": ");
         raw.extend_from_slice(&value);

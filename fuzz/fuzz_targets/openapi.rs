@@ -92,7 +92,11 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Err(r) = v.check(&input) {
         assert!(matches!(r.status, 400 | 413 | 415), "status {}", r.status);
-        assert!(r.problem.len() <= 8192, "problem body of {} bytes", r.problem.len());
+        assert!(
+            r.problem.len() <= 8192,
+            "problem body of {} bytes",
+            r.problem.len()
+        );
         let p: serde_json::Value = serde_json::from_slice(&r.problem).expect("problem is JSON");
         assert_eq!(p["status"], r.status);
     }
