@@ -58,15 +58,17 @@ fn setup() -> Setup {
         "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n\n{api_keys}\n\
          [policies.key]\napi_key = {{}}\n\n\
          [policies.per-consumer]\n{}\n\n[policies.per-key]\n{}\n\n[policies.per-route]\n{}\n\n\
-         [policies.anon-consumer]\n{}\n\n{}{}{}{}",
+         [policies.anon-consumer]\n{}\n\n[policies.per-header]\n{}\n\n{}{}{}{}{}",
         limit("consumer"),
         limit("api_key"),
         limit("route"),
         limit("consumer"),
+        limit("header:x-consumer"),
         route("by-consumer", "\"key\", \"per-consumer\""),
         route("by-key", "\"key\", \"per-key\""),
         route("by-route", "\"per-route\""),
         route("anon", "\"anon-consumer\""),
+        route("by-header", "\"key\", \"per-header\""),
     );
     let gw = Gateway::start_env(&body, 2, &[("RINGWAY_KEY_SECRET", SECRET)]);
     Setup {
@@ -81,11 +83,48 @@ fn setup() -> Setup {
 /// One request on a fresh connection (so both workers take part) with an API key and a client
 /// address.
 fn call(s: &Setup, path: &str, key: Option<&str>, client: &str) -> u16 {
+    call_with(s, path, key, client, &[])
+}
+
+fn call_with(
+    s: &Setup,
+    path: &str,
+    key: Option<&str>,
+    client: &str,
+    extra: &[(&str, &str)],
+) -> u16 {
     let mut headers = vec![("Connection", "close"), ("X-Forwarded-For", client)];
     if let Some(k) = key {
         headers.push(("X-Api-Key", k));
     }
+    headers.extend_from_slice(extra);
     request(s.gw.addr, "GET", path, &headers, b"").status
+}
+
+/// A limit keyed by a header that an earlier policy sets (the API-key policy's `x-consumer`)
+/// counts the value the upstream receives. The client's own copy of that header is replaced on
+/// the way upstream, so counting it would let a caller pick a fresh bucket per request.
+#[test]
+fn a_header_key_counts_the_value_the_gateway_set_not_the_clients_copy() {
+    let s = setup();
+    let a1 = Some(&*s.alice1);
+    for i in 0..3 {
+        let mine = format!("rotated-{i}");
+        let st = call_with(&s, "/by-header", a1, "10.0.0.1", &[("X-Consumer", &mine)]);
+        assert_eq!(st, 200, "request {i}");
+    }
+    // A fourth spelling of the header is still alice: her bucket is used up.
+    let st = call_with(
+        &s,
+        "/by-header",
+        a1,
+        "10.0.0.1",
+        &[("X-Consumer", "rotated-3")],
+    );
+    assert_eq!(st, 429, "the client's x-consumer chose the bucket");
+    // Her other key is the same consumer, so the same bucket; bob has his own.
+    assert_eq!(call(&s, "/by-header", Some(&s.alice2), "10.0.0.2"), 429);
+    assert_eq!(call(&s, "/by-header", Some(&s.bob), "10.0.0.1"), 200);
 }
 
 #[test]

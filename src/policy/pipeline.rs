@@ -742,21 +742,31 @@ fn client_cert<'a>(
 
 /// The bytes a rate limit or quota with key `key` counts this request by: the consumer, API
 /// key id, route or header it names, else the client address (`ip`, from [`ip_bytes`]), so
-/// callers without one do not all share one bucket.
+/// callers without one do not all share one bucket. A header is counted by the value the
+/// upstream receives: when an earlier policy set, removed or renamed it (`edits`), the
+/// client's own copy would let it pick a fresh bucket per request.
 pub fn key_bytes<'k>(
     key: &LimitKey,
     f: &'k Facts<'_>,
     caller: &'k Caller<'_>,
     ip: &'k ([u8; 17], usize),
-) -> &'k [u8] {
-    match key {
+    edits: &HeaderEdits,
+) -> std::borrow::Cow<'k, [u8]> {
+    use std::borrow::Cow;
+    let named = match key {
         LimitKey::Consumer => caller.consumer().map(str::as_bytes),
         LimitKey::ApiKey => caller.key.as_ref().map(|k| k.id.as_bytes()),
         LimitKey::Route => Some(f.route.as_bytes()),
+        LimitKey::Header(h) if edits.touches(h.as_bytes()) => {
+            return match edits.upstream_value(f.head.headers(), h.as_bytes()) {
+                Some(v) => Cow::Owned(v.to_vec()),
+                None => Cow::Borrowed(&ip.0[..ip.1]),
+            };
+        }
         LimitKey::Header(h) => f.head.header(h),
         LimitKey::Ip => None,
-    }
-    .unwrap_or(&ip.0[..ip.1])
+    };
+    Cow::Borrowed(named.unwrap_or(&ip.0[..ip.1]))
 }
 
 /// A rate-limit policy's synchronous part. `Ok(false)`: a global limit must ask Redis
@@ -768,7 +778,8 @@ fn rate_limit(
     fx: &mut Effects,
 ) -> Result<bool, Denial> {
     let ip = ip_key(f);
-    let key = key_bytes(&rl.key, f, caller, &ip);
+    let key = key_bytes(&rl.key, f, caller, &ip, &fx.upstream);
+    let key = &*key;
     if let Some(g) = &rl.global {
         let local = crate::ratelimit::global::try_local(
             g,
@@ -811,7 +822,8 @@ fn quota_local(
     fx: &mut Effects,
 ) -> Result<(), Denial> {
     let ip = ip_key(f);
-    let key = key_bytes(&q.key, f, caller, &ip);
+    let key = key_bytes(&q.key, f, caller, &ip, &fx.upstream);
+    let key = &*key;
     let now = i64::try_from(f.unix_now).unwrap_or(i64::MAX);
     if crate::quota::recent::answer(&q.spec, key, now, f.mono_now, &mut fx.response_lines) {
         fx.rate_limited = Some(false);

@@ -271,6 +271,31 @@ impl HeaderEdits {
             || self.add.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
     }
 
+    /// The value of `name` the upstream receives once these edits apply to `fields` (the
+    /// client's, in order): the last value a policy added, else the first client field that
+    /// keeps the name or is renamed to it. What a limit keyed by a header must count: the
+    /// client's own copy of a field the gateway sets is not what the upstream trusts.
+    pub fn upstream_value<'a, I>(&'a self, fields: I, name: &[u8]) -> Option<&'a [u8]>
+    where
+        I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    {
+        if let Some((_, v)) = self
+            .add
+            .iter()
+            .rev()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            return Some(v);
+        }
+        fields
+            .into_iter()
+            .find(|(n, _)| {
+                self.map_name(n)
+                    .is_some_and(|to| to.eq_ignore_ascii_case(name))
+            })
+            .map(|(_, v)| v)
+    }
+
     /// What to do with an existing header: `None` = drop, `Some(name)` = write under this name.
     pub fn map_name<'a>(&'a self, name: &'a [u8]) -> Option<&'a [u8]> {
         if self.remove.iter().any(|r| r.eq_ignore_ascii_case(name)) {
