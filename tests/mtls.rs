@@ -101,6 +101,15 @@ path = "/pinned"
 proxy = { upstream = "app" }
 policies = ["by_fingerprint"]
 
+[policies.cached]
+cache = { ttl = "60s" }
+
+[[routes]]
+name = "cached"
+path = "/cached"
+proxy = { upstream = "app" }
+policies = ["cached"]
+
 [[routes]]
 name = "open"
 prefix = "/"
@@ -382,6 +391,34 @@ fn xfcc_is_replaced_with_the_verified_certificate() {
     // Without a certificate, the forged header is dropped and none is added.
     assert_eq!(m.get(None, "/open", &forged).status, 200);
     assert!(up.last().header_all("x-forwarded-client-cert").is_empty());
+}
+
+/// The upstream sees who called (`x-forwarded-client-cert`) and may answer per caller, so a
+/// cache on the route must not hand partner A's answer to partner B, nor to a caller without
+/// a certificate.
+#[test]
+fn an_answer_to_a_described_certificate_is_never_served_from_the_shared_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = ClientCa::new(dir.path(), "partners");
+    let a = ca.issue("partner-a", &[], &[]);
+    let b = ca.issue("partner-b", &[], &[]);
+    let up = Upstream::echo();
+    let ca_path = ca.path.clone();
+    let m = start("optional", &up, &a.sha256, dir, &ca_path);
+
+    let first = m.get(Some(&a), "/cached", &[]);
+    assert_eq!(first.status, 200);
+    assert!(first.text().contains("partner-a"), "{}", first.text());
+    for (who, cert) in [("partner-b", Some(&b)), ("no certificate", None)] {
+        let r = m.get(cert, "/cached", &[]);
+        assert_eq!(r.status, 200);
+        assert!(
+            !r.text().contains("partner-a"),
+            "{who} got partner A's answer: {}",
+            r.text()
+        );
+    }
+    assert_eq!(up.count(), 3, "every caller's request went upstream");
 }
 
 #[test]

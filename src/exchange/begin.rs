@@ -62,6 +62,9 @@ pub fn exchange<'a>(
             origin: Origin::decide(client.peer.ip(), client.scheme, head, trusted),
             protocol: client.protocol,
             policy_reply: None,
+            // A certificate described to the upstream (`x-forwarded-client-cert`) identifies
+            // the caller as much as a token does: the cache must not share what it answered.
+            verified_caller: gen.cfg.policies.forward_client_cert && client.peer_cert().is_some(),
             ..ExchangeFacts::default()
         },
     }

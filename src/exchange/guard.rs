@@ -171,7 +171,7 @@ pub async fn run_policies<D: Downstream>(
         let tel = &cfg.telemetry;
         // The cache keys authenticated responses per consumer.
         let cache = fx.cache.is_some();
-        ex.facts.verified_caller = caller.key.is_some()
+        ex.facts.verified_caller |= caller.key.is_some()
             || caller.jwt.is_some()
             || caller.cert.is_some()
             || caller.external.is_some();
