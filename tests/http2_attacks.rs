@@ -544,6 +544,40 @@ fn empty_data_frame_flood_gets_goaway() {
     t.still_healthy("empty DATA flood");
 }
 
+/// PRIORITY frames and frame types HTTP/2 does not define carry nothing the gateway uses, but
+/// each is read and parsed: a stream of them is charged like empty frames.
+#[test]
+fn priority_and_unknown_frame_floods_get_goaway() {
+    let up = counting_upstream();
+    let t = Target::start(&up, "max_empty_frames_per_second = 100", "");
+    for (label, make) in [
+        (
+            "PRIORITY flood",
+            (|i: u32| frame(kind::PRIORITY, 0, 2 * i + 1, &[0, 0, 0, 0, 15])) as fn(u32) -> Vec<u8>,
+        ),
+        ("unknown-type flood", |_| frame(0xfa, 0, 0, b"x")),
+    ] {
+        let mut raw = t.raw(&[]);
+        let sent = flood(&mut raw, (0..10_000u32).map(make), 100);
+        let (g, closed, s) = ended(&raw);
+        eprintln!("{label}: {sent} written, GOAWAY {g:?}");
+        let g = g.unwrap_or_else(|| panic!("{label}: no GOAWAY after {sent} frames: {s:?}"));
+        assert_eq!(g.code, code::ENHANCE_YOUR_CALM, "{label}: {g:?}");
+        assert!(closed, "{label}");
+    }
+    // A browser's handful of PRIORITY frames is nowhere near the budget.
+    let mut raw = t.raw(&[]);
+    for _ in 0..5 {
+        raw.send(&frame(kind::PRIORITY, 0, 1, &[0, 0, 0, 0, 200]))
+            .unwrap();
+    }
+    assert!(raw.request(1, "GET", "/p/after-priority", true));
+    let (s, _) = raw.wait(WAIT, |s| s.closed || s.ended.contains(&1));
+    assert!(s.goaway().is_none() && s.ended.contains(&1), "{s:?}");
+    t.counted(FLOODS, &[("kind", "empty_frames")], "priority flood");
+    t.still_healthy("priority flood");
+}
+
 #[test]
 fn zero_window_client_costs_no_memory_and_its_stream_is_eventually_reset() {
     // The upstream offers 256 MiB; the client's window is 0 and never opens.

@@ -2,7 +2,9 @@
 //! frame header by frame header (9 bytes each; payloads are skipped, never parsed) and the
 //! frames that cost the gateway work without carrying a request are counted against token
 //! buckets: RST_STREAM (Rapid Reset, CVE-2023-44487), PING and SETTINGS (each forces an
-//! answer), and empty DATA / HEADERS / CONTINUATION frames that do not end anything.
+//! answer), and frames that carry nothing: empty DATA / HEADERS / CONTINUATION frames that do
+//! not end anything, PRIORITY frames (RFC 9113 deprecates them; the h2 codec parses and drops
+//! each one) and frame types the codec does not know (it must ignore them).
 //!
 //! `Guarded` wraps the connection's stream: once a budget is spent it stops handing bytes to
 //! the h2 codec and raises `tripped`, and the server answers GOAWAY(ENHANCE_YOUR_CALM).
@@ -94,6 +96,7 @@ pub struct FrameScanner {
 
 const DATA: u8 = 0x0;
 const HEADERS: u8 = 0x1;
+const PRIORITY: u8 = 0x2;
 const RST_STREAM: u8 = 0x3;
 const SETTINGS: u8 = 0x4;
 const PING: u8 = 0x6;
@@ -162,6 +165,10 @@ impl FrameScanner {
             {
                 (&mut self.empty, Flood::EmptyFrames)
             }
+            // Dropped after parsing, so a stream of them is pure work (CVE-2019-9513's
+            // resource loop; browsers send a handful at most).
+            PRIORITY => (&mut self.empty, Flood::EmptyFrames),
+            k if k > CONTINUATION => (&mut self.empty, Flood::EmptyFrames),
             _ => return None,
         };
         (!bucket.take(Instant::now())).then_some(flood)
