@@ -12,7 +12,9 @@
 //! at most [`MAX_BODY`] bytes; answers with the number of objects dropped).
 //!
 //! Concurrency: one accept thread hands each connection to its own short-lived thread, at most
-//! [`MAX_CONNECTIONS`] at once (beyond that a connection gets an immediate 503 and is closed), so
+//! [`MAX_CONNECTIONS`] at once. At the cap, the connection that has waited longest without
+//! delivering its request head is closed to make room (idle sockets cannot lock a probe out);
+//! only when every slot is busy with a request does a new connection get an immediate 503. So
 //! an idle or slow client never delays `/ready` or `/metrics`. Each connection must deliver its
 //! request head (at most [`MAX_REQUEST`] bytes) within [`HEAD_DEADLINE`] in total, and writes
 //! time out after [`WRITE_TIMEOUT`]: a slot is never held longer than that plus the handler.
@@ -73,6 +75,41 @@ struct Ctx {
     /// `admin.hosts`: dotted names accepted in `Host`.
     hosts: Vec<String>,
     open: AtomicUsize,
+    /// Connections still waiting for their request head, oldest first: what the accept loop
+    /// closes to make room at the cap.
+    waiting: std::sync::Mutex<std::collections::VecDeque<(u64, TcpStream)>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+impl Ctx {
+    /// Notes a connection that has not sent its request head yet (an entry it can be closed
+    /// through); `None` when the socket cannot be shared.
+    fn wait_for_head(&self, s: &TcpStream) -> Option<u64> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let shared = s.try_clone().ok()?;
+        self.waiting.lock().ok()?.push_back((id, shared));
+        Some(id)
+    }
+
+    /// The connection `id` has its head (or is done): no longer a candidate to close.
+    fn head_arrived(&self, id: Option<u64>) {
+        if let (Some(id), Ok(mut w)) = (id, self.waiting.lock()) {
+            w.retain(|(i, _)| *i != id);
+        }
+    }
+
+    /// Closes the connection that has waited longest for its head; whether there was one.
+    /// Its thread sees EOF at once and gives its slot back.
+    fn close_oldest_waiting(&self) -> bool {
+        let oldest = self.waiting.lock().ok().and_then(|mut w| w.pop_front());
+        match oldest {
+            Some((_, s)) => {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl Ctx {
@@ -134,6 +171,8 @@ pub fn spawn(
         token,
         hosts,
         open: AtomicUsize::new(0),
+        waiting: Default::default(),
+        next_id: Default::default(),
     });
     std::thread::Builder::new()
         .name("ringway-admin".into())
@@ -178,9 +217,10 @@ fn accept_loop(ctx: &Arc<Ctx>, listener: &TcpListener) {
     }
 }
 
-/// Hands `s` to a connection thread, or answers 503 when [`MAX_CONNECTIONS`] are busy.
+/// Hands `s` to a connection thread. At [`MAX_CONNECTIONS`], the connection that has waited
+/// longest for its request head is closed to make room; with none waiting, `s` gets 503.
 fn dispatch(ctx: &Arc<Ctx>, s: TcpStream) {
-    if ctx.open.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+    if ctx.open.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS && !ctx.close_oldest_waiting() {
         let _slot = Slot(ctx.clone());
         // Best effort, never blocking the accept loop: a fresh socket's send buffer takes this
         // small reply at once. Whatever request bytes already arrived are read first, so the
@@ -424,7 +464,13 @@ fn read_until(s: &mut TcpStream, buf: &mut Vec<u8>, want: usize, deadline: Insta
     true
 }
 
-fn handle(ctx: &Ctx, mut s: TcpStream) {
+fn handle(ctx: &Ctx, s: TcpStream) {
+    let waiting = ctx.wait_for_head(&s);
+    serve(ctx, s, waiting);
+    ctx.head_arrived(waiting);
+}
+
+fn serve(ctx: &Ctx, mut s: TcpStream, waiting: Option<u64>) {
     let _ = s.set_write_timeout(Some(WRITE_TIMEOUT));
     let deadline = Instant::now() + HEAD_DEADLINE;
     let mut buf = Vec::with_capacity(1024);
@@ -441,7 +487,10 @@ fn handle(ctx: &Ctx, mut s: TcpStream) {
         };
         buf.extend_from_slice(&chunk[..n]);
         match parse_head(&buf) {
-            Ok(Some(h)) => break Ok(h),
+            Ok(Some(h)) => {
+                ctx.head_arrived(waiting);
+                break Ok(h);
+            }
             Ok(None) if buf.len() < MAX_REQUEST => continue,
             _ => break Err(message(400, "error", "malformed request")),
         }

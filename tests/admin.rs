@@ -396,44 +396,57 @@ fn check_rejects_bad_admin_settings() {
     assert!(err.contains("admin.token"), "{err}");
 }
 
+/// At most 64 admin connections are served at once (`ringway::admin::MAX_CONNECTIONS`).
+/// Sockets that never send a request head cannot use them up: at the cap, the one that has
+/// waited longest is closed to make room, so a probe or a scrape is still answered.
 #[test]
-fn connections_beyond_the_cap_get_503_and_slots_come_back() {
+fn idle_sockets_at_the_cap_are_closed_oldest_first_and_probes_are_answered() {
     use std::io::Read;
-    // ringway::admin::MAX_CONNECTIONS: at most 64 admin connections are served at once.
     const CAP: usize = 64;
     let gw = Gateway::start(V1);
-    let idle: Vec<TcpStream> = (0..CAP)
+    let mut idle: Vec<TcpStream> = (0..CAP)
         .map(|_| TcpStream::connect(gw.admin).unwrap())
         .collect();
-    // Accepting is sequential, so by the time the 65th is accepted all 64 hold a slot (they
-    // keep it for up to the 5 s head deadline). The 65th is answered at once without being
-    // read: connect and read, sending nothing.
-    let mut extra = TcpStream::connect(gw.admin).unwrap();
-    extra
-        .set_read_timeout(Some(Duration::from_secs(3)))
-        .unwrap();
-    let mut reply = Vec::new();
-    let _ = extra.read_to_end(&mut reply);
-    assert_eq!(
-        first_status(&reply),
-        503,
-        "{}",
-        String::from_utf8_lossy(&reply)
-    );
-    // Closing the idle clients frees their slots.
-    drop(idle);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let ask = |path: &str| {
         let mut c = TcpStream::connect(gw.admin).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        std::io::Write::write_all(&mut c, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        std::io::Write::write_all(&mut c, req.as_bytes()).unwrap();
         let mut r = Vec::new();
         let _ = c.read_to_end(&mut r);
-        if first_status(&r) == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "slots never came back");
-        std::thread::sleep(Duration::from_millis(20));
+        r
+    };
+    // Accepting is sequential, so by now all 64 hold a slot (for up to the 5 s head deadline).
+    for path in ["/ready", "/metrics", "/ready"] {
+        let r = ask(path);
+        assert_eq!(
+            first_status(&r),
+            200,
+            "{path}: {}",
+            String::from_utf8_lossy(&r)
+        );
+    }
+    // The oldest idle socket was closed to make room for the first; that freed a slot for
+    // the others, so every other idle socket is still open.
+    idle[0]
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut b = [0u8; 16];
+    let first = idle[0].read(&mut b);
+    assert!(
+        matches!(&first, Ok(0))
+            || matches!(&first, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the oldest idle socket is still open: {first:?}"
+    );
+    for i in [1, CAP - 1] {
+        idle[i]
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let r = idle[i].read(&mut b);
+        assert!(
+            matches!(&r, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+            "idle socket {i} was closed too: {r:?}"
+        );
     }
 }
 
