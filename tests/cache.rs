@@ -1141,6 +1141,61 @@ fn compressed_variants_are_stored_and_served_without_recompressing() {
     assert_eq!(o.count(), 2);
 }
 
+/// On a compressing route the stored variant is keyed by the coding the gateway negotiated,
+/// so the upstream is asked for that coding alone. Otherwise an upstream that compresses by
+/// itself answers `br, gzip` with gzip, that is stored as the `br` variant, and a client that
+/// accepts only br is served gzip.
+#[test]
+fn the_upstream_is_asked_for_the_negotiated_coding_only() {
+    let up = Upstream::start(Arc::new(|req: &Received, s: &mut std::net::TcpStream| {
+        let body = vec![b'a'; 4000];
+        let gzip_ok = req
+            .header("accept-encoding")
+            .is_some_and(|v| v.contains("gzip"));
+        let (coding, body) = if gzip_ok {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&body).unwrap();
+            ("content-encoding: gzip\r\n", e.finish().unwrap())
+        } else {
+            ("", body)
+        };
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncache-control: max-age=30\r\n\
+             vary: accept-encoding\r\n{coding}content-length: {}\r\n\r\n",
+            body.len()
+        );
+        let _ = s.write_all(head.as_bytes());
+        let _ = s.write_all(&body);
+        Reply::KeepAlive
+    }));
+    let gw = Gateway::start(&format!(
+        "[policies.c]\ncache = {{ }}\n[policies.z]\ncompress = {{ codings = [\"br\", \"gzip\"] }}\n{}\n\
+         [[routes]]\nname = \"r\"\nprefix = \"/\"\npolicies = [\"c\", \"z\"]\nproxy = {{ upstream = \"app\" }}\n",
+        upstream_toml("app", &[up.addr])
+    ));
+    let both = get_h(&gw, "/doc", &[("Accept-Encoding", "br, gzip")]);
+    assert_eq!(both.status, 200);
+    assert_eq!(
+        both.header("content-encoding"),
+        Some("br"),
+        "br is preferred"
+    );
+    assert_eq!(up.last().header("accept-encoding"), Some("br"));
+    let br_only = get_h(&gw, "/doc", &[("Accept-Encoding", "br")]);
+    assert_eq!(br_only.header("content-encoding"), Some("br"));
+    assert_cs(&br_only, "hit");
+    // A client with gzip only gets a variant of its own, asked for as gzip.
+    let gz = get_h(&gw, "/doc", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    assert_eq!(up.last().header("accept-encoding"), Some("gzip"));
+    // And one that accepts no coding is asked for as identity, never handed a stored coding.
+    let plain = get(gw.addr, "/doc");
+    assert_eq!(plain.header("content-encoding"), None);
+    assert_eq!(plain.body, vec![b'a'; 4000]);
+    assert_eq!(up.last().header("accept-encoding"), Some("identity"));
+    assert_eq!(up.count(), 3);
+}
+
 #[test]
 fn http2_clients_get_hits_304s_and_stale_answers_too() {
     let o = Origin::start(Script {

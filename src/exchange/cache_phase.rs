@@ -405,6 +405,14 @@ impl<'p> Lookup<'p> {
         // The cache answers the client's own conditionals; upstream, it asks with its own.
         fx.upstream.push_remove(b"if-none-match");
         fx.upstream.push_remove(b"if-modified-since");
+        // On a compressing route the secondary key holds the negotiated coding, not the
+        // client's `Accept-Encoding`: ask for that coding alone, so whatever the upstream
+        // encodes by itself is acceptable to every client that negotiates the same coding.
+        if let Some(c) = self.coding {
+            fx.upstream.push_remove(b"accept-encoding");
+            fx.upstream
+                .push_add(b"accept-encoding", c.token().as_bytes().to_vec());
+        }
         if let Some(s) = &stale {
             add_validators(&mut fx.upstream, &s.object);
         }
