@@ -392,3 +392,24 @@ fn a_response_broken_off_mid_body_is_logged_with_the_side_that_broke_it() {
     let fine = line("/api/fine");
     assert!(fine.get("aborted").is_none(), "{fine}");
 }
+
+/// A relative `access_log.path` is under the config file's directory, like every other file
+/// the config names, not under whatever directory the gateway happened to start in.
+#[test]
+fn a_relative_log_path_is_under_the_config_files_directory() {
+    let up = Upstream::echo();
+    let name = format!("relative-access-{}.log", std::process::id());
+    let log = format!("[access_log]\nenabled = true\npath = \"{name}\"\n");
+    let gw = Gateway::start(&config(up.addr, &log));
+    assert_eq!(get(gw.addr, "/hello").status, 200);
+    let beside_config = gw.config_path.parent().unwrap().join(&name);
+    let lines = wait_lines(&beside_config, 1);
+    let cwd = std::env::current_dir().unwrap().join(&name);
+    let strayed = cwd.exists();
+    let _ = std::fs::remove_file(&cwd);
+    assert!(!strayed, "the log went to the working directory: {cwd:?}");
+    assert!(
+        lines.first().is_some_and(|l| l.contains("\"/hello\"")),
+        "{lines:?}"
+    );
+}

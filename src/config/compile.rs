@@ -79,7 +79,11 @@ pub fn compile_with(
     let (upstreams, upstream_ids) =
         super::upstreams::compile_upstreams(&raw, file, &timeouts, rt, &dns, &mut errs);
     let admin = compile_admin(&raw, &listeners, &mut errs);
-    let telemetry = super::telemetry::compile_telemetry(&raw, &mut errs);
+    let telemetry = super::telemetry::compile_telemetry(
+        &raw,
+        file.parent().unwrap_or(Path::new(".")),
+        &mut errs,
+    );
     let super::policies::CompiledPolicies {
         mut policies,
         ids: policy_ids,

@@ -174,7 +174,8 @@ pub struct RawAccessLog {
     /// `json` (default) or `combined`.
     #[schemars(with = "Option<String>")]
     pub format: Option<Spanned<String>>,
-    /// A file path; absent or `"-"` means stdout.
+    /// A file path (a relative one is under the config file's directory); absent or `"-"`
+    /// means stdout.
     #[schemars(with = "Option<String>")]
     pub path: Option<Spanned<String>>,
     /// Fraction of requests logged, 0.0..=1.0.

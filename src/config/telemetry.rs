@@ -2,7 +2,7 @@
 //! and trace context (propagation, response header, sampling, OTLP export). Validated here like
 //! every other section, so a bad value names its file, line and field.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::Spanned;
@@ -66,16 +66,18 @@ fn ratio(errs: &mut Diag, v: &Option<Spanned<f64>>, field: &str) -> f64 {
 }
 
 /// `[metrics]`, `[access_log]` and `[tracing]`.
-pub(super) fn compile_telemetry(raw: &RawConfig, errs: &mut Diag) -> Telemetry {
+/// `dir`: the config file's directory, which a relative `access_log.path` is under (like every
+/// other file the config names), whatever directory the gateway was started from.
+pub(super) fn compile_telemetry(raw: &RawConfig, dir: &Path, errs: &mut Diag) -> Telemetry {
     Telemetry {
         metrics: raw.metrics.enabled.unwrap_or(true),
-        access_log: access_log(&raw.access_log, errs),
+        access_log: access_log(&raw.access_log, dir, errs),
         tracing: tracing(&raw.tracing, errs),
     }
 }
 
 /// `[access_log]`: off unless `enabled = true`.
-fn access_log(a: &RawAccessLog, errs: &mut Diag) -> Option<AccessLogSettings> {
+fn access_log(a: &RawAccessLog, dir: &Path, errs: &mut Diag) -> Option<AccessLogSettings> {
     if !a.enabled.unwrap_or(false) {
         return None;
     }
@@ -105,7 +107,7 @@ fn access_log(a: &RawAccessLog, errs: &mut Diag) -> Option<AccessLogSettings> {
             );
             None
         }
-        Some(p) => Some(PathBuf::from(p.get_ref())),
+        Some(p) => Some(dir.join(p.get_ref())),
     };
     Some(AccessLogSettings {
         format,
