@@ -371,7 +371,7 @@ fn watch_upgrade(shared: &Shared, st: &mut Loop) {
         Progress::Failed(why) => {
             st.upgrade = None;
             crate::log::error(&format!(
-                "upgrade failed: the new process {why}; this process keeps serving"
+                "upgrade failed: {why}; this process keeps serving"
             ));
         }
     }

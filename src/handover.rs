@@ -320,15 +320,15 @@ fn read_ready(mut r: std::fs::File) -> Result<u32, String> {
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("reading its readiness: {e}")),
+            Err(e) => return Err(format!("reading the new process's readiness: {e}")),
         }
     }
     if !text.lines().any(|l| l == "READY=1") {
-        return Err("it exited before accepting connections".to_string());
+        return Err("the new process exited before accepting connections".to_string());
     }
     text.lines()
         .find_map(|l| l.strip_prefix("MAINPID=")?.parse().ok())
-        .ok_or_else(|| "its readiness message has no MAINPID".to_string())
+        .ok_or_else(|| "the new process's readiness message has no MAINPID".to_string())
 }
 
 impl Pending {
@@ -341,7 +341,10 @@ impl Pending {
                 Progress::Failed(self.reap("the upgrade watcher stopped".into()))
             }
             Err(mpsc::TryRecvError::Empty) if self.started.elapsed() > READY_TIMEOUT => {
-                Progress::Failed(self.reap(format!("not ready after {}s", READY_TIMEOUT.as_secs())))
+                Progress::Failed(self.reap(format!(
+                    "the new process was not ready after {}s",
+                    READY_TIMEOUT.as_secs()
+                )))
             }
             Err(mpsc::TryRecvError::Empty) => Progress::Waiting,
         }

@@ -470,11 +470,7 @@ impl Downstream for Client {
     }
 
     fn start_response(&mut self, ex: &Exchange<'_>, resp: &Response<'_>) -> bool {
-        // The trace id goes back to the client only where a trace header is configured.
-        let trace_hex = match (&ex.facts.trace_header, &ex.facts.trace) {
-            (Some(name), Some(t)) => Some((name, t.trace_id_hex())),
-            _ => None,
-        };
+        let trace_hex = ex.facts.trace_echo();
         let trace = trace_hex
             .as_ref()
             .map(|(name, hex)| (name.as_bytes(), &hex[..]));

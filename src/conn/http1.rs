@@ -384,10 +384,7 @@ async fn send_101(
     up: &mut UpConn,
     fields: &[u8],
 ) -> Result<(), IoFail> {
-    let trace_hex = match (&ex.facts.trace_header, &ex.facts.trace) {
-        (Some(name), Some(t)) => Some((name, t.trace_id_hex())),
-        _ => None,
-    };
+    let trace_hex = ex.facts.trace_echo();
     // Kept open, HTTP/1.1: the writer adds no `Connection` of its own.
     let end = HeadEnd {
         framing: Framing::Bare,

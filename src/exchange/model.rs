@@ -160,6 +160,17 @@ pub struct ExchangeFacts {
     pub policy_reply: Option<Box<crate::policy::pipeline::LocalReply>>,
 }
 
+impl ExchangeFacts {
+    /// The trace id echoed to the client in `tracing.response_header`: the header's name and
+    /// the id in lowercase hex; `None` without such a header or without a trace.
+    pub fn trace_echo(&self) -> Option<(&str, [u8; 32])> {
+        match (&self.trace_header, &self.trace) {
+            (Some(name), Some(t)) => Some((name, t.trace_id_hex())),
+            _ => None,
+        }
+    }
+}
+
 impl UpstreamFacts {
     /// The upstream facts in `slot` (created for upstream `id` on the first attempt), with
     /// this attempt's failed connects added.

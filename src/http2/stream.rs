@@ -337,10 +337,10 @@ impl Downstream for H2Stream {
         if let Ok(v) = HeaderValue::from_bytes(ex.rid.as_bytes()) {
             map.insert("x-request-id", v);
         }
-        if let (Some(name), Some(t)) = (&ex.facts.trace_header, &ex.facts.trace) {
+        if let Some((name, hex)) = ex.facts.trace_echo() {
             if let (Ok(n), Ok(v)) = (
                 HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_bytes(&t.trace_id_hex()),
+                HeaderValue::from_bytes(&hex),
             ) {
                 map.insert(n, v);
             }
