@@ -958,6 +958,60 @@ fn client_certificates_are_verified_against_the_configured_ca_and_crl() {
     );
 }
 
+/// A resumed session carries the client certificate it was made with and is not verified
+/// again. So once a reload revokes that certificate (a new CRL), a session made before must
+/// not resume: the handshake verifies afresh and is refused. TLS 1.2 session ids and TLS 1.3
+/// with `session_tickets = false` both resume from the worker's session cache.
+#[test]
+fn a_session_made_before_a_revocation_never_resumes_after_it() {
+    for tls12_only in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let server_ca = Ca::new("server CA");
+        server_ca.server(dir.path(), "api", &["api.example.com"], Key::EcdsaP256);
+        let clients = CrlCa::new();
+        std::fs::write(dir.path().join("clients.pem"), &clients.pem).unwrap();
+        std::fs::write(dir.path().join("before.crl.pem"), clients.crl(99)).unwrap();
+        std::fs::write(dir.path().join("after.crl.pem"), clients.crl(1)).unwrap();
+        let partner = clients.client("partner", 1);
+        let tls = |crl: &str| {
+            format!(
+                "{}
+session_tickets = false
+                 client_auth = {{ mode = \"required\", ca = \"{d}/clients.pem\", crl = [\"{d}/{crl}\"] }}",
+                cert_line(&format!("{d}/api.pem"), &format!("{d}/api.key"))
+            )
+        };
+        let g = TlsGateway::start(&tls("before.crl.pem"), 1);
+        // One client config: its session store offers the session on every new connection.
+        let cfg = t::client_config(&ClientOpts {
+            ca_pem: &server_ca.pem,
+            alpn: &[b"http/1.1"],
+            client_cert: Some((partner.0.as_str(), partner.1.as_str())),
+            tls12_only,
+            ..Default::default()
+        });
+        let get = || -> std::io::Result<(u16, bool)> {
+            let mut c = TlsConn::open(g.tls, "api.example.com", &cfg)?;
+            let status = c.get("/")?.status;
+            Ok((status, c.resumed()))
+        };
+        assert_eq!(get().unwrap(), (200, false));
+        assert_eq!(
+            get().unwrap(),
+            (200, true),
+            "tls12_only={tls12_only}: no resumption"
+        );
+
+        assert!(g.reload(&tls("after.crl.pem")), "logs:\n{}", g.gw.logs());
+        let after = get();
+        assert!(
+            after.is_err(),
+            "tls12_only={tls12_only}: a revoked certificate's session was served: {after:?}"
+        );
+    }
+}
+
 /// Records the OCSP response the server staples, verifying the chain normally.
 #[derive(Debug)]
 struct SeeOcsp {

@@ -168,6 +168,7 @@ pub fn compile(
             handshake_timeout,
             certs: summaries,
             session_cache,
+            client_trust: fingerprint,
             description,
             security: Arc::new(security_headers(
                 hsts.flatten(),

@@ -31,6 +31,12 @@ pub struct ListenerTls {
     /// Entries of each worker's session cache (TLS 1.2 session ids, TLS 1.3 without tickets);
     /// 0 = none.
     pub session_cache: usize,
+    /// `client_auth`'s mode and a digest of its CAs and CRLs. A worker keeps its session cache
+    /// across a reload only while this is unchanged: rustls resumes a cached session with the
+    /// client certificate it was made with, without verifying it again, so a session made
+    /// before a CRL revoked that certificate (or before `off` became `required`) must not
+    /// resume after.
+    pub client_trust: String,
     /// One line for `check`: versions, ALPN, resumption, client certificates.
     pub description: String,
     /// The response headers this listener adds to every response.

@@ -49,10 +49,12 @@ impl WorkerTls {
             }
         };
         let slot = &mut slots[i];
-        let keep = slot
-            .cache
-            .as_ref()
-            .filter(|_| slot.settings.session_cache == settings.session_cache);
+        // Sessions resume with the client certificate they were made with, unverified: a
+        // cache made under other client-certificate trust is dropped, not carried over.
+        let keep = slot.cache.as_ref().filter(|_| {
+            slot.settings.session_cache == settings.session_cache
+                && slot.settings.client_trust == settings.client_trust
+        });
         let cache = match (keep, settings.session_cache) {
             (Some(c), _) => Some(c.clone()),
             (None, 0) => None,
