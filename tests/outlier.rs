@@ -151,6 +151,47 @@ fn timeouts_eject() {
     assert!(seen[seen.len() - 4..].iter().all(|(s, _)| *s == 200));
 }
 
+/// `grpc-timeout` is a gRPC client's own deadline. It is honoured for gRPC requests only, and
+/// a timeout it alone caused is not the target's fault: a client asking for answers faster
+/// than a healthy target gives them must not be able to eject it.
+#[test]
+fn a_clients_own_deadline_never_ejects_a_healthy_target() {
+    let a = FaultyUpstream::start("a");
+    let b = FaultyUpstream::start("b");
+    a.set(Fault::SlowFirstByte(Duration::from_millis(100)));
+    b.set(Fault::SlowFirstByte(Duration::from_millis(100)));
+    let gw = Gateway::start(&config(
+        &[a.addr, b.addr],
+        "response_timeout = \"2s\"",
+        "consecutive = 2\non = [\"timeout\"]",
+    ));
+    // Not a gRPC request: the header means nothing, the upstream's own timeout applies.
+    for _ in 0..6 {
+        let r = request(gw.addr, "GET", "/x", &[("grpc-timeout", "10m")], b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // A gRPC request with a 10 ms deadline: it ends early, as the client asked.
+    let grpc = [
+        ("content-type", "application/grpc"),
+        ("grpc-timeout", "10m"),
+    ];
+    for _ in 0..6 {
+        let r = request(gw.addr, "POST", "/x", &grpc, b"\0\0\0\0\0");
+        let status = r.header("grpc-status").map(str::to_string);
+        assert!(
+            r.status == 504 || status.as_deref() == Some("4"),
+            "{} {status:?}: {}",
+            r.status,
+            r.text()
+        );
+    }
+    assert_eq!(ejected_count(&gw), 0, "{}", api(&gw));
+    for t in [a.addr, b.addr] {
+        let s = target(&gw, t);
+        assert!(s["ejections"]["timeout"].as_u64().unwrap_or(0) == 0, "{s}");
+    }
+}
+
 #[test]
 fn a_repeat_ejection_lasts_longer() {
     let a = FaultyUpstream::start("a");

@@ -90,10 +90,13 @@ pub async fn forward<D: Downstream>(
     if let Some(m) = &p.mirror {
         super::mirror::start(gen, m, ex, down, buffered_body, tunnel, &write_head);
     }
-    let response_timeout = match super::grpc::timeout(ex.head) {
-        Some(t) => t.min(us.response_timeout),
-        None => us.response_timeout,
-    };
+    // A gRPC client's own deadline (`grpc-timeout`, honoured for gRPC requests only) may be
+    // shorter than the upstream's: when it is what ends the wait, the target is not at fault.
+    let client_deadline = super::grpc::is_grpc(ex.head)
+        .then(|| super::grpc::timeout(ex.head))
+        .flatten()
+        .filter(|t| *t < us.response_timeout);
+    let response_timeout = client_deadline.unwrap_or(us.response_timeout);
     let attempt = Attempt {
         us,
         upstream,
@@ -101,6 +104,7 @@ pub async fn forward<D: Downstream>(
         buffered_body,
         max_body: route.max_body,
         response_timeout,
+        client_deadline: client_deadline.is_some(),
         key: super::traffic::balance_key(us, ex),
         retry: p.retry.as_ref(),
         edits,

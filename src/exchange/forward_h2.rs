@@ -90,7 +90,7 @@ pub async fn forward<D: Downstream>(
     };
     let started = start_with_retry(a, ex, down, write_head).await;
     if let (Err(e), Some(t)) = (&started, target(ex)) {
-        a.us.record_error(t, e);
+        a.record_error(t, e);
     }
     let (_claim, mut call, head) = started?;
     let (parts, body) = match head {
@@ -103,7 +103,7 @@ pub async fn forward<D: Downstream>(
             let deadline = Instant::now() + a.response_timeout;
             let h = await_head(a, ex, down, &mut call, duplex, deadline).await;
             if let (Err(e), Some(t)) = (&h, target(ex)) {
-                a.us.record_error(t, e);
+                a.record_error(t, e);
             }
             let h = h?;
             if let Some(f) = ex.facts.upstream.as_mut() {
@@ -194,7 +194,7 @@ async fn start_with_retry<D: Downstream>(
             Err(None) => return Err(ProxyError::new(ErrorKind::UpstreamClosed)),
             // Sending a buffered body failed (the stream was reset, no window in time).
             Err(Some(e)) if classify(&e, true).is_some_and(|f| r.retry(f, Some(target))) => {
-                a.us.record_error(target, &e);
+                a.record_error(target, &e);
                 drop(claim);
                 r.backoff().await;
                 continue;
@@ -224,7 +224,7 @@ async fn start_with_retry<D: Downstream>(
             }
             Err(e) if r.stale_resend(&e, target) => {}
             Err(e) if classify(&e, true).is_some_and(|f| r.retry(f, Some(target))) => {
-                a.us.record_error(target, &e);
+                a.record_error(target, &e);
                 r.backoff().await;
             }
             Err(e) => return Err(e),

@@ -50,6 +50,9 @@ pub struct Attempt<'a> {
     /// How long the upstream may take to answer: the upstream's `response_timeout`, or less
     /// when a gRPC client set a shorter `grpc-timeout`.
     pub response_timeout: std::time::Duration,
+    /// `response_timeout` is the gRPC client's shorter deadline: a timeout is the client's
+    /// choice, not the target's fault, and outlier detection does not count it.
+    pub client_deadline: bool,
     /// The request's hashed balancing key (hash upstreams: `exchange::traffic::balance_key`).
     pub key: Option<u64>,
     /// The route's retry policy (`exchange::retry`).
@@ -57,6 +60,17 @@ pub struct Attempt<'a> {
     /// The policies' edits of the upstream request's headers; the client's trailers may not
     /// carry what they touch (`upstream_head::upstream_trailers`).
     pub edits: Option<&'a crate::policy::transform::HeaderEdits>,
+}
+
+impl Attempt<'_> {
+    /// Reports a failed attempt on `target` to outlier detection, except a timeout that only
+    /// the client's own deadline made (a client must not be able to eject a healthy target
+    /// by asking for an answer faster than it can give one).
+    pub fn record_error(&self, target: usize, e: &ProxyError) {
+        if !(self.client_deadline && e.kind == ErrorKind::UpstreamTimeout) {
+            self.us.record_error(target, e);
+        }
+    }
 }
 
 /// Sends the request, retrying as the route's policy says (`exchange::retry`; without one,
@@ -132,7 +146,7 @@ async fn attempt_once<D: Downstream>(
     // Outlier detection sees every attempt, retried or not.
     match &res {
         Ok(resp) => a.us.record_head(up.target, resp.status),
-        Err(e) => a.us.record_error(up.target, e),
+        Err(e) => a.record_error(up.target, e),
     }
     match res {
         Ok(resp) => {
