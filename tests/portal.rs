@@ -617,7 +617,7 @@ fn over_tls_the_session_cookie_is_secure() {
         .text();
     let at = page.find("name=\"csrf\" value=\"").expect("csrf") + "name=\"csrf\" value=\"".len();
     let csrf = format!("csrf={}", &page[at..at + 64]);
-    for (origin, want) in [("http://test", 403), ("https://test", 200)] {
+    for (origin, want) in [("http://localhost", 403), ("https://localhost", 200)] {
         let r = c
             .request(
                 "POST",

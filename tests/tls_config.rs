@@ -958,6 +958,67 @@ fn client_certificates_are_verified_against_the_configured_ca_and_crl() {
     );
 }
 
+/// A connection serves the names of the certificate its handshake chose. A request for a host
+/// that certificate does not serve (domain fronting: a handshake for a public name, a request
+/// for a partner name another listener guards with client certificates) is 421 Misdirected
+/// Request; one for another name the same certificate lists (HTTP/2 coalescing) is served.
+#[test]
+fn a_request_for_a_host_the_connection_was_not_made_for_is_misdirected() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let ca = Ca::new("fronting CA");
+    ca.server(
+        dir.path(),
+        "public",
+        &["a.example.com", "c.example.com"],
+        Key::EcdsaP256,
+    );
+    ca.server(dir.path(), "partner", &["b.example.com"], Key::EcdsaP256);
+    let tls = |strict: &str| {
+        format!(
+            "certificates = [\n  {{ cert = \"{d}/public.pem\", key = \"{d}/public.key\" }},\n  \
+             {{ cert = \"{d}/partner.pem\", key = \"{d}/partner.key\" }},\n]\n\
+             alpn = [\"h2\", \"http/1.1\"]\n{strict}"
+        )
+    };
+    let g = TlsGateway::start(&tls(""), 1);
+    let cfg = client(&ca);
+    let ask = |sni: &str, host: &str| {
+        let mut c = TlsConn::open(g.tls, sni, &cfg).unwrap();
+        c.request("GET", "/", &[("Host", host)], b"").unwrap()
+    };
+    assert_eq!(ask("a.example.com", "a.example.com").status, 200);
+    assert_eq!(
+        ask("a.example.com", "C.Example.Com:443").status,
+        200,
+        "same certificate"
+    );
+    assert_eq!(ask("b.example.com", "b.example.com").status, 200);
+    assert_eq!(ask("a.example.com", "127.0.0.1").status, 200, "an address");
+    for (sni, host) in [
+        ("a.example.com", "b.example.com"),
+        ("b.example.com", "a.example.com"),
+        ("a.example.com", "elsewhere.test"),
+    ] {
+        let r = ask(sni, host);
+        assert_eq!(r.status, 421, "{sni} -> {host}: {}", r.text());
+        assert_eq!(r.json()["code"], "misdirected_request");
+    }
+    // Over HTTP/2 too: a stream for a name the connection's certificate does not serve.
+    let mut h2 = common::h2::H2Client::tls(g.tls, &ca.pem, "a.example.com").expect("h2");
+    h2.authority = "c.example.com".into();
+    assert_eq!(h2.request("GET", "/", &[], b"").unwrap().status, 200);
+    h2.authority = "b.example.com".into();
+    assert_eq!(h2.request("GET", "/", &[], b"").unwrap().status, 421);
+    // The operator can turn the check off (a proxy in front that sends its own server name).
+    assert!(
+        g.reload(&tls("strict_host = false")),
+        "logs:\n{}",
+        g.gw.logs()
+    );
+    assert_eq!(ask("a.example.com", "b.example.com").status, 200);
+}
+
 /// A resumed session carries the client certificate it was made with and is not verified
 /// again. So once a reload revokes that certificate (a new CRL), a session made before must
 /// not resume: the handshake verifies afresh and is refused. TLS 1.2 session ids and TLS 1.3

@@ -841,7 +841,7 @@ fn upper_echo() -> Arc<Handler> {
 /// Upgrades through the gateway on `c` and checks two round trips through the tunnel.
 fn websocket_exchange(c: &mut (impl Read + Write)) {
     c.write_all(
-        b"GET /p/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        b"GET /p/ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
           Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
     )
     .unwrap();

@@ -50,6 +50,9 @@ pub enum ErrorKind {
     ExpectationFailed,
     /// No route matches → 404.
     NoRoute,
+    /// A TLS connection made for another name than the request's host, which none of its
+    /// certificates serves → 421.
+    Misdirected,
     /// Path matched, method did not → 405 (with the `Allow` bits).
     MethodNotAllowed(u16),
     /// Every target of the upstream is backing off → 503.
@@ -173,6 +176,13 @@ impl ErrorKind {
                 "only 'Expect: 100-continue' is supported",
             ),
             ErrorKind::NoRoute => row(404, "not_found", D, false, "no route matches this request"),
+            ErrorKind::Misdirected => row(
+                421,
+                "misdirected_request",
+                D,
+                false,
+                "this connection's certificate does not serve the requested host",
+            ),
             ErrorKind::MethodNotAllowed(_) => row(
                 405,
                 "method_not_allowed",

@@ -65,6 +65,21 @@ pub struct TlsFacts {
     pub security: Option<std::sync::Arc<crate::tls::settings::SecurityHeaders>>,
     /// The client certificate, when one was presented and verified.
     pub peer_cert: Option<crate::tls::client_cert::PeerCert>,
+    /// The server name the client sent (lowercase), if any.
+    pub sni: Option<Box<str>>,
+    /// The listener's certificate selection, to tell whether a request's host is one this
+    /// connection may carry (`SniResolver::authoritative`); `None`: `strict_host = false`.
+    pub authority: Option<std::sync::Arc<crate::tls::sni::SniResolver>>,
+}
+
+impl TlsFacts {
+    /// Whether this connection may carry a request for `host` (routing form: lowercase, no
+    /// port or trailing dot). See `SniResolver::authoritative`.
+    pub fn authoritative(&self, host: &str) -> bool {
+        self.authority
+            .as_ref()
+            .is_none_or(|r| r.authoritative(self.sni.as_deref(), host))
+    }
 }
 
 impl ClientFacts {

@@ -44,6 +44,11 @@ pub fn lookup(cfg: &Compiled, ex: &mut Exchange<'_>) -> Result<Lookup, ProxyErro
         return Err(ProxyError::new(ErrorKind::ExpectationFailed));
     }
     head.host_for_routing(&mut ex.host);
+    if let Some(tls) = ex.client.tls.as_deref() {
+        if !tls.authoritative(&ex.host) {
+            return Err(ProxyError::new(ErrorKind::Misdirected));
+        }
+    }
     Ok(cfg.table.lookup(
         &RouteRequest {
             host: &ex.host,

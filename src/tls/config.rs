@@ -58,6 +58,9 @@ pub struct RawListenerTls {
     pub hsts: Option<Spanned<toml::Value>>,
     /// `x-content-type-options: nosniff` on every response (default true).
     pub nosniff: Option<bool>,
+    /// Answer 421 to a request whose host none of the connection's certificates serves
+    /// (domain fronting: a handshake for one name, a request for another). Default true.
+    pub strict_host: Option<bool>,
 }
 
 /// One certificate entry.
@@ -140,7 +143,7 @@ pub fn compile(
         return None;
     }
     let (entries, summaries) = loaded?;
-    let resolver = sni_resolver(raw, entries, &mut errs)?;
+    let resolver = Arc::new(sni_resolver(raw, entries, &mut errs)?);
     let (mode, fingerprint) = client_auth?;
     let description = describe(raw, tls13_only, &alpn, session_cache, &mode);
     let ticketer = match raw.session_tickets.unwrap_or(true) {
@@ -157,7 +160,7 @@ pub fn compile(
     let parts = ServerParts {
         provider,
         tls13_only,
-        resolver: Arc::new(resolver),
+        resolver: resolver.clone(),
         client_auth: mode,
         alpn,
         ticketer,
@@ -169,6 +172,7 @@ pub fn compile(
             certs: summaries,
             session_cache,
             client_trust: fingerprint,
+            authority: raw.strict_host.unwrap_or(true).then_some(resolver),
             description,
             security: Arc::new(security_headers(
                 hsts.flatten(),

@@ -37,6 +37,8 @@ pub struct ListenerTls {
     /// before a CRL revoked that certificate (or before `off` became `required`) must not
     /// resume after.
     pub client_trust: String,
+    /// The certificate selection, for `authority` (None: `strict_host = false`).
+    pub authority: Option<Arc<SniResolver>>,
     /// One line for `check`: versions, ALPN, resumption, client certificates.
     pub description: String,
     /// The response headers this listener adds to every response.

@@ -133,6 +133,30 @@ impl SniResolver {
         self.wildcard.get(parent)
     }
 
+    /// Whether a connection the client opened for `sni` (the server name it sent, lowercase;
+    /// `None`: it sent none) may carry a request for `host` (lowercase, no port or trailing
+    /// dot): the same name, an IP address, or a name one of the connection's certificates
+    /// lists (HTTP/2 coalescing). Anything else was meant for a certificate, and perhaps
+    /// client-certificate rules, of another listener or server: 421 (RFC 9110 15.5.20).
+    pub fn authoritative(&self, sni: Option<&str>, host: &str) -> bool {
+        if host.is_empty()
+            || sni == Some(host)
+            || host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok()
+        {
+            return true;
+        }
+        let Some(for_host) = self.candidates(host) else {
+            return false;
+        };
+        let serving = sni
+            .and_then(|s| self.candidates(s))
+            .unwrap_or(&self.default);
+        for_host.iter().any(|i| serving.contains(i))
+    }
+
     /// The certificate for `server_name` and the client's signature schemes, or `None` to
     /// refuse the handshake. Exposed for tests and `check`.
     pub fn select(

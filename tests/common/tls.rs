@@ -283,6 +283,9 @@ type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 /// A TLS client connection to the gateway, handshake completed.
 pub struct TlsConn {
     reader: BufReader<Tls>,
+    /// The server name of the handshake: the `Host` a request carries unless it names one
+    /// (the gateway answers 421 to a host the connection's certificate does not serve).
+    sni: String,
 }
 
 impl TlsConn {
@@ -306,6 +309,7 @@ impl TlsConn {
         }
         Ok(TlsConn {
             reader: BufReader::new(s),
+            sni: sni.to_string(),
         })
     }
 
@@ -351,7 +355,13 @@ impl TlsConn {
         extra: &[(&str, &str)],
         body: &[u8],
     ) -> std::io::Result<Response> {
-        self.send(&build_request(method, path, extra, body))?;
+        let host = [("Host", self.sni.as_str())];
+        let named = extra.iter().any(|(n, _)| n.eq_ignore_ascii_case("host"));
+        let extra: Vec<(&str, &str)> = match named {
+            true => extra.to_vec(),
+            false => host.iter().chain(extra).copied().collect(),
+        };
+        self.send(&build_request(method, path, &extra, body))?;
         read_response(&mut self.reader, method == "HEAD")
     }
 
