@@ -5,7 +5,8 @@
 //! - 2xx: allow. The configured `upstream_headers` are copied onto the upstream request, each
 //!   replacing the client's copy (which is dropped even when the service sends none), and
 //!   `consumer_header` becomes `Caller::external`.
-//! - Any other final status: the client gets it, with the `deny_headers` present and the body.
+//! - Any other final status (3xx-5xx): the client gets it, with the `deny_headers` present and
+//!   the body. A status above 599 is no usable answer.
 //! - No usable answer (timeout, down, a bad head or body, a value the gateway will not write):
 //!   503, or the request goes on without the service's headers when `fail_open`.
 //!
@@ -82,7 +83,8 @@ pub async fn settle(
             apply(&allow, caller, fx);
             Ok(())
         }
-        100..=199 => no_answer(p, SubError::BadResponse),
+        // An interim answer, or a status outside HTTP's 1xx-5xx: nothing to pass on.
+        100..=199 | 600.. => no_answer(p, SubError::BadResponse),
         status => {
             let Some(fields) = deny_fields(p, &res) else {
                 return no_answer(p, SubError::BadResponse);
