@@ -909,14 +909,21 @@ fn get_with_cert(
     Ok(c.get("/")?.status)
 }
 
+/// A server certificate for api.example.com (api.pem, api.key) and a client CA (clients.pem)
+/// written into `dir`.
+fn server_and_clients(dir: &std::path::Path) -> (Ca, CrlCa) {
+    let server_ca = Ca::new("server CA");
+    server_ca.server(dir, "api", &["api.example.com"], Key::EcdsaP256);
+    let clients = CrlCa::new();
+    std::fs::write(dir.join("clients.pem"), &clients.pem).unwrap();
+    (server_ca, clients)
+}
+
 #[test]
 fn client_certificates_are_verified_against_the_configured_ca_and_crl() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();
-    let server_ca = Ca::new("server CA");
-    server_ca.server(dir.path(), "api", &["api.example.com"], Key::EcdsaP256);
-    let clients = CrlCa::new();
-    std::fs::write(dir.path().join("clients.pem"), &clients.pem).unwrap();
+    let (server_ca, clients) = server_and_clients(dir.path());
     std::fs::write(dir.path().join("revoked.crl.pem"), clients.crl(2)).unwrap();
     let good = clients.client("good", 1);
     let revoked = clients.client("revoked", 2);
@@ -1028,10 +1035,7 @@ fn a_session_made_before_a_revocation_never_resumes_after_it() {
     for tls12_only in [true, false] {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display();
-        let server_ca = Ca::new("server CA");
-        server_ca.server(dir.path(), "api", &["api.example.com"], Key::EcdsaP256);
-        let clients = CrlCa::new();
-        std::fs::write(dir.path().join("clients.pem"), &clients.pem).unwrap();
+        let (server_ca, clients) = server_and_clients(dir.path());
         std::fs::write(dir.path().join("before.crl.pem"), clients.crl(99)).unwrap();
         std::fs::write(dir.path().join("after.crl.pem"), clients.crl(1)).unwrap();
         let partner = clients.client("partner", 1);
