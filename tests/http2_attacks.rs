@@ -578,6 +578,27 @@ fn priority_and_unknown_frame_floods_get_goaway() {
     t.still_healthy("priority flood");
 }
 
+/// WINDOW_UPDATE frames are what a client sends as it reads data: a stream of them with no
+/// data to account for is charged to a budget (the writes a client reads earn more).
+#[test]
+fn window_update_flood_gets_goaway() {
+    let up = counting_upstream();
+    let t = Target::start(&up, "max_empty_frames_per_second = 100", "");
+    let mut raw = t.raw(&[]);
+    let sent = flood(
+        &mut raw,
+        (0..10_000).map(|_| frame(kind::WINDOW_UPDATE, 0, 0, &1u32.to_be_bytes())),
+        100,
+    );
+    let (g, closed, s) = ended(&raw);
+    eprintln!("WINDOW_UPDATE flood: {sent} written, GOAWAY {g:?}");
+    let g = g.unwrap_or_else(|| panic!("no GOAWAY after {sent} WINDOW_UPDATEs: {s:?}"));
+    assert_eq!(g.code, code::ENHANCE_YOUR_CALM, "{g:?}");
+    assert!(closed);
+    t.counted(FLOODS, &[("kind", "window_updates")], "window update flood");
+    t.still_healthy("window update flood");
+}
+
 #[test]
 fn zero_window_client_costs_no_memory_and_its_stream_is_eventually_reset() {
     // The upstream offers 256 MiB; the client's window is 0 and never opens.

@@ -4,7 +4,9 @@
 //! buckets: RST_STREAM (Rapid Reset, CVE-2023-44487), PING and SETTINGS (each forces an
 //! answer), and frames that carry nothing: empty DATA / HEADERS / CONTINUATION frames that do
 //! not end anything, PRIORITY frames (RFC 9113 deprecates them; the h2 codec parses and drops
-//! each one) and frame types the codec does not know (it must ignore them).
+//! each one) and frame types the codec does not know (it must ignore them). WINDOW_UPDATE frames
+//! are earned by what the gateway sends (one per KiB written, as a client reading the data
+//! would send them), beyond a base budget of the empty-frame rate.
 //!
 //! `Guarded` wraps the connection's stream: once a budget is spent it stops handing bytes to
 //! the h2 codec and raises `tripped`, and the server answers GOAWAY(ENHANCE_YOUR_CALM).
@@ -33,6 +35,7 @@ pub enum Flood {
     Pings,
     Settings,
     EmptyFrames,
+    WindowUpdates,
 }
 
 impl Flood {
@@ -42,6 +45,7 @@ impl Flood {
             Flood::Pings => "pings",
             Flood::Settings => "settings",
             Flood::EmptyFrames => "empty_frames",
+            Flood::WindowUpdates => "window_updates",
         }
     }
 }
@@ -92,7 +96,15 @@ pub struct FrameScanner {
     pings: Bucket,
     settings: Bucket,
     empty: Bucket,
+    window_updates: Bucket,
+    /// WINDOW_UPDATE frames the bytes written so far pay for (`sent`), at most `MAX_CREDIT`.
+    credit: f64,
 }
+
+/// Bytes written that earn one WINDOW_UPDATE frame.
+const BYTES_PER_WINDOW_UPDATE: f64 = 1024.0;
+/// The most WINDOW_UPDATE frames banked from writes.
+const MAX_CREDIT: f64 = 1_000_000.0;
 
 const DATA: u8 = 0x0;
 const HEADERS: u8 = 0x1;
@@ -100,6 +112,7 @@ const PRIORITY: u8 = 0x2;
 const RST_STREAM: u8 = 0x3;
 const SETTINGS: u8 = 0x4;
 const PING: u8 = 0x6;
+const WINDOW_UPDATE: u8 = 0x8;
 const CONTINUATION: u8 = 0x9;
 const FLAG_ACK: u8 = 0x1;
 const FLAG_END_STREAM: u8 = 0x1;
@@ -116,7 +129,15 @@ impl FrameScanner {
             pings: Bucket::new(s.max_pings_per_second),
             settings: Bucket::new(s.max_settings_per_second),
             empty: Bucket::new(s.max_empty_frames_per_second),
+            window_updates: Bucket::new(s.max_empty_frames_per_second),
+            credit: 0.0,
         }
+    }
+
+    /// The gateway wrote `n` bytes to the client: the WINDOW_UPDATEs a reader of them sends
+    /// are paid for.
+    pub fn sent(&mut self, n: usize) {
+        self.credit = (self.credit + n as f64 / BYTES_PER_WINDOW_UPDATE).min(MAX_CREDIT);
     }
 
     /// Scans the next bytes of the stream; the first budget they overspend, if any.
@@ -168,6 +189,11 @@ impl FrameScanner {
             // Dropped after parsing, so a stream of them is pure work (CVE-2019-9513's
             // resource loop; browsers send a handful at most).
             PRIORITY => (&mut self.empty, Flood::EmptyFrames),
+            WINDOW_UPDATE if self.credit >= 1.0 => {
+                self.credit -= 1.0;
+                return None;
+            }
+            WINDOW_UPDATE => (&mut self.window_updates, Flood::WindowUpdates),
             k if k > CONTINUATION => (&mut self.empty, Flood::EmptyFrames),
             _ => return None,
         };
@@ -226,7 +252,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            this.scanner.sent(n);
+        }
+        r
     }
 
     fn poll_write_vectored(
@@ -234,7 +265,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = r {
+            this.scanner.sent(n);
+        }
+        r
     }
 
     fn is_write_vectored(&self) -> bool {

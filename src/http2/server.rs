@@ -179,6 +179,7 @@ fn flood_counter(f: Flood) -> CoreCounter {
         Flood::Pings => CoreCounter::Http2FloodPings,
         Flood::Settings => CoreCounter::Http2FloodSettings,
         Flood::EmptyFrames => CoreCounter::Http2FloodEmptyFrames,
+        Flood::WindowUpdates => CoreCounter::Http2FloodWindowUpdates,
     }
 }
 

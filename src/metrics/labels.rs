@@ -77,11 +77,12 @@ pub enum CoreCounter {
     Http2FloodPings,
     Http2FloodSettings,
     Http2FloodEmptyFrames,
+    Http2FloodWindowUpdates,
 }
 
 impl CoreCounter {
     /// Number of variants (length of counter arrays).
-    pub const COUNT: usize = 24;
+    pub const COUNT: usize = 25;
     /// Every variant, in index order.
     pub const ALL: [CoreCounter; CoreCounter::COUNT] = [
         CoreCounter::AccessLogDropped,
@@ -108,14 +109,16 @@ impl CoreCounter {
         CoreCounter::Http2FloodPings,
         CoreCounter::Http2FloodSettings,
         CoreCounter::Http2FloodEmptyFrames,
+        CoreCounter::Http2FloodWindowUpdates,
     ];
 
     /// HTTP/2 flood counters with their `kind` label.
-    pub const HTTP2_FLOODS: [(&'static str, CoreCounter); 4] = [
+    pub const HTTP2_FLOODS: [(&'static str, CoreCounter); 5] = [
         ("resets", CoreCounter::Http2FloodResets),
         ("pings", CoreCounter::Http2FloodPings),
         ("settings", CoreCounter::Http2FloodSettings),
         ("empty_frames", CoreCounter::Http2FloodEmptyFrames),
+        ("window_updates", CoreCounter::Http2FloodWindowUpdates),
     ];
 
     /// TLS handshake failure counters with their `reason` label.
