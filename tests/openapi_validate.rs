@@ -578,6 +578,86 @@ fn http2_requests_are_validated_the_same_way() {
     assert_eq!(up.count(), 1, "only the valid request reached the upstream");
 }
 
+const PATTERN_SPEC: &str = r##"
+openapi: 3.0.3
+info: { title: Accounts, version: "1.0" }
+paths:
+  /accounts:
+    post:
+      operationId: createAccount
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema:
+              type: object
+              properties:
+                password: { type: string, pattern: "(?=.*[A-Z])(?=.*[0-9])" }
+                code: { type: string, pattern: "^[a-z]+$" }
+                nick: { type: string, not: { pattern: "(?=.*admin)" } }
+      responses: { "201": { description: created } }
+  /tags:
+    post:
+      operationId: setTags
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: { type: array, items: { type: string, pattern: "^(?:a|(?=a)a)*$" } }
+      responses: { "200": { description: ok } }
+"##;
+
+/// A look-around `pattern` is the backtracking engine's: its cost is bounded per value (a
+/// 60 000-byte string against an unanchored look-ahead took 8 s, quadratic) and per request
+/// (5 000 short strings each running to the backtrack limit took 8 s), so no request pins a
+/// worker; a pattern the linear engine runs checks any length.
+#[test]
+fn pattern_checks_cannot_pin_a_worker() {
+    let up = Upstream::echo();
+    let s = Setup::with_spec(PATTERN_SPEC);
+    let config = s
+        .config(&up, "enforce")
+        .replace(r#"max_body = "1KiB""#, r#"max_body = "1MiB""#);
+    let gw = Gateway::start_workers(&config, 1);
+    let post = |path: &str, body: &str| request(gw.addr, "POST", path, &[JSON], body.as_bytes());
+
+    // Allowed: a look-ahead on a plausible value, a linear pattern on a long one.
+    let ok = format!(r#"{{"password":"{}A1","nick":"bob"}}"#, "a".repeat(1000));
+    assert_eq!(post("/accounts", &ok).status, 200);
+    let long_code = format!(r#"{{"code":"{}"}}"#, "z".repeat(200_000));
+    let r = post("/accounts", &long_code);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = post("/accounts", r#"{"password":"weak"}"#);
+    refused(&r, 400, "/body/password", "pattern", "weak password");
+    assert_eq!(up.count(), 2);
+
+    // Hostile: each answered at once, refused, and nothing reaches the upstream.
+    let long_password = format!(r#"{{"password":"{}"}}"#, "a".repeat(60_000));
+    let long_nick = format!(r#"{{"nick":"{}"}}"#, "a".repeat(60_000));
+    let tags: Vec<String> = (0..5000)
+        .map(|i| format!(r#""{}{i}b""#, "a".repeat(30)))
+        .collect();
+    let tags = format!("[{}]", tags.join(","));
+    for (label, path, body, pointer) in [
+        (
+            "a 60 000-byte value",
+            "/accounts",
+            &long_password,
+            "/body/password",
+        ),
+        ("a value under `not`", "/accounts", &long_nick, ""),
+        ("5 000 catastrophic strings", "/tags", &tags, "/body/0"),
+    ] {
+        let before = up.snapshot();
+        let started = Instant::now();
+        let r = post(path, body);
+        let took = started.elapsed();
+        refused(&r, 400, pointer, "pattern", label);
+        assert!(took < Duration::from_secs(2), "{label}: {took:?}");
+        assert_nothing_reached(&gw, &up, before, label);
+    }
+}
+
 /// Where schemathesis's CLI is, if installed.
 fn schemathesis() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;

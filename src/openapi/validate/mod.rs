@@ -9,16 +9,20 @@
 //!
 //! Module map: `schema` (dialects, `$ref`s, formats: schemas become `jsonschema` validators),
 //! `params` (styles, decoding, coercion of path/query/header/cookie parameters), `body`
-//! (content type, size, simd-json parse), `simd` (simd-json's borrowed values as the schema
+//! (content type, size, simd-json parse), `pattern` (the `pattern` keyword under a per-request
+//! budget), `simd` (simd-json's borrowed values as the schema
 //! crate's instance representation), `problem` (the bounded RFC 9457 body).
 //!
 //! Order of a check: every parameter, then the body. A wrong content type (415) or a body
 //! past the limit (413) is refused with that status (parameter violations found on the way
 //! are listed too); any other violation is 400. At most [`MAX_FOUND`] violations are
 //! collected per request (the problem body lists the first [`problem::MAX_LISTED`]).
+//! A `pattern` check that could not be completed within its bounds (`pattern`) refuses the
+//! request even where the schema would have let the failure pass (`not`, an `anyOf` branch).
 
 mod body;
 mod params;
+mod pattern;
 pub mod problem;
 mod schema;
 mod simd;
@@ -171,6 +175,7 @@ impl Validator {
     /// Checks one request.
     pub fn check(&self, input: &Input<'_>) -> Result<(), Refusal> {
         let mut found = Vec::new();
+        pattern::start_request();
         let req = params::Request {
             path: input.path,
             captures: input.captures,
@@ -188,6 +193,10 @@ impl Validator {
             }
             _ => Ok(()),
         };
+        if pattern::unfinished() && !found.iter().any(|v| v.keyword == "pattern") {
+            // Fail closed: the unfinished check passed the schema (inside `not`, say).
+            found.push(Violation::new("", "pattern", pattern::unfinished_message()));
+        }
         found.truncate(MAX_FOUND);
         match refusal {
             Err(BodyRefusal::Unsupported(detail)) => {

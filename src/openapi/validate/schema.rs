@@ -14,6 +14,9 @@
 //! For both dialects: a property marked `readOnly` is taken out of `required` (a client does not
 //! send it), and `format: int32`/`int64` on an integer add the range as `minimum`/`maximum`.
 //!
+//! `pattern` is the budgeted keyword of `super::pattern` (linear engine when it can, a
+//! per-request budget for look-around patterns), registered in place of the crate's own.
+//!
 //! Formats are asserted (date, date-time, email, uuid, ipv4, ...); `byte` is checked as
 //! base64; a format nobody checks is reported in `ignored` with its pointer.
 
@@ -39,8 +42,8 @@ const OPENAPI_FORMATS: &[&str] = &["int32", "int64", "float", "double", "binary"
 /// document with many references is walked once per operation, so keep this finite).
 const MAX_WALK: usize = 20_000;
 
-/// The `fancy-regex` backtracking budget for `pattern` on client input (a catastrophic pattern
-/// fails the one check instead of spinning a worker).
+/// The `fancy-regex` backtracking budget for `patternProperties` on client property names
+/// (`pattern` itself is the budgeted keyword of `super::pattern`).
 const BACKTRACK_LIMIT: usize = 100_000;
 
 /// A document prepared for compiling: rewritten for its dialect, with the draft to use.
@@ -250,6 +253,7 @@ pub(super) fn compile<F: jsonschema::json::Json>(
         .with_base_uri(SCHEMA_URI)
         .should_validate_formats(true)
         .with_pattern_options(PatternOptions::fancy_regex().backtrack_limit(BACKTRACK_LIMIT))
+        .with_keyword("pattern", super::pattern::factory::<F>)
         .with_format("byte", is_base64);
     for f in OPENAPI_FORMATS {
         opts = opts.with_format(*f, |_: &str| true);
