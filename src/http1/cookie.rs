@@ -3,19 +3,25 @@
 //!
 //! Hostile input is expected: any number of crumbs (bounded by the head size limit), crumbs
 //! without `=` (skipped), empty names, huge values, stray whitespace. One linear pass, no
-//! allocation; the first crumb with the name decides. Names compare byte for byte (cookie
+//! allocation; the first crumb with the name decides (`values` lists them all). Names compare byte for byte (cookie
 //! names are case-sensitive); one pair of surrounding double quotes is taken off the value.
 
 /// The value of cookie `name` in one `Cookie` header value, if present.
 pub fn find<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    if name.is_empty() {
-        return None;
-    }
-    header.split(|&b| b == b';').find_map(|crumb| {
-        let eq = crumb.iter().position(|&b| b == b'=')?;
-        let (n, v) = (crumb[..eq].trim_ascii(), crumb[eq + 1..].trim_ascii());
-        (n == name).then(|| unquote(v))
-    })
+    values(header, name).next()
+}
+
+/// Every value of cookie `name` in one `Cookie` header value, in order (a client may send a
+/// name twice; readers that must not pick one over the other count them).
+pub fn values<'a: 'n, 'n>(header: &'a [u8], name: &'n [u8]) -> impl Iterator<Item = &'a [u8]> + 'n {
+    header
+        .split(|&b| b == b';')
+        .filter(move |_| !name.is_empty())
+        .filter_map(move |crumb| {
+            let eq = crumb.iter().position(|&b| b == b'=')?;
+            let (n, v) = (crumb[..eq].trim_ascii(), crumb[eq + 1..].trim_ascii());
+            (n == name).then(|| unquote(v))
+        })
 }
 
 fn unquote(v: &[u8]) -> &[u8] {

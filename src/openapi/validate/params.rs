@@ -5,9 +5,15 @@
 //! - Query (`form` with or without `explode`, `spaceDelimited`, `pipeDelimited`,
 //!   `deepObject`): names and values percent-decoded with `+` read as a space (the form
 //!   encoding browsers and HTTP clients use for query strings); an unknown parameter is
-//!   allowed (OpenAPI does not forbid them); a repeated scalar takes its first occurrence.
+//!   allowed (OpenAPI does not forbid them). Only an exploded array may appear more than
+//!   once: any other parameter given twice (`role=user&role=admin`), a deepObject property
+//!   given twice (`f[a]=1&f[a]=2`) or an exploded object's property given twice is a
+//!   `repeated` violation, since backends differ on which occurrence they read (first, last,
+//!   all) and the one validated must be the only one.
 //! - Header (`simple`): names case-insensitive, repeated lines joined with `,`, not decoded.
-//! - Cookie (`form`): the first cookie of the name, percent-decoded (`+` literal).
+//! - Cookie (`form`): percent-decoded (`+` literal); a name sent twice (in one `Cookie` line
+//!   or across lines) is a `repeated` violation. An object value naming a property twice
+//!   (`k,1,k,2`) is one too, wherever it is.
 //!
 //! Coercion: a string becomes the schema's type: integer/number (JSON number syntax only, so
 //! `0x10`, ` 1` or `1e400` are not numbers), boolean (`true`/`false`), `null` (`null`, when
@@ -189,7 +195,11 @@ impl ParamCheck {
             // Exploded form object: each property is its own query parameter.
             let mut map = Map::new();
             for (prop, types) in props {
-                if let Some(v) = named(q, prop.as_bytes()).next() {
+                let mut values = named(q, prop.as_bytes());
+                if let Some(v) = values.next() {
+                    if values.next().is_some() {
+                        return Err(self.repeated(&pointer_token(prop)));
+                    }
                     let s = self.decode(v, true, prop)?;
                     map.insert(prop.clone(), self.coerce(&s, *types, prop)?);
                 }
@@ -200,6 +210,10 @@ impl ParamCheck {
         let Some(first) = values.next() else {
             return Ok(None);
         };
+        let exploded_array = matches!(self.shape, Shape::Array(_)) && self.explode;
+        if !exploded_array && values.next().is_some() {
+            return Err(self.repeated(""));
+        }
         if first.is_empty() && self.allow_empty {
             return Ok(None);
         }
@@ -237,10 +251,10 @@ impl ParamCheck {
             else {
                 continue;
             };
-            if map.contains_key(prop) {
-                continue;
-            }
             let at = pointer_token(prop);
+            if map.contains_key(prop) {
+                return Err(self.repeated(&at));
+            }
             let s = self.decode(v, true, &at)?;
             let types = self.prop_types(prop);
             map.insert(prop.to_string(), self.coerce(&s, types, &at)?);
@@ -269,14 +283,17 @@ impl ParamCheck {
     }
 
     fn cookie_value(&self, head: &RequestHead) -> Result<Option<Value>, Violation> {
-        let found = head
+        let mut found = head
             .headers()
             .filter(|(n, _)| n.eq_ignore_ascii_case(b"cookie"))
-            .find_map(|(_, v)| crate::http1::cookie::find(v, self.name.as_bytes()));
-        match found {
-            None => Ok(None),
-            Some(raw) => self.parse_delimited(raw, Sep::Byte(b','), false).map(Some),
+            .flat_map(|(_, v)| crate::http1::cookie::values(v, self.name.as_bytes()));
+        let Some(raw) = found.next() else {
+            return Ok(None);
+        };
+        if found.next().is_some() {
+            return Err(self.repeated(""));
         }
+        self.parse_delimited(raw, Sep::Byte(b','), false).map(Some)
     }
 
     /// A value spelled as `a,b,c` (arrays), `k,v,k2,v2` or, exploded, `k=v,k2=v2` (objects),
@@ -320,7 +337,10 @@ impl ParamCheck {
                     let s = self.decode(v, form, &at)?;
                     let types = self.prop_types(&k);
                     let value = self.coerce(&s, types, &at)?;
-                    map.entry(k.into_owned()).or_insert(value);
+                    if map.contains_key(k.as_ref()) {
+                        return Err(self.repeated(&at));
+                    }
+                    map.insert(k.into_owned(), value);
                 }
                 Ok(Value::Object(map))
             }
@@ -363,6 +383,20 @@ impl ParamCheck {
                 format!("the value is not {}", type_names(types)),
             )
         })
+    }
+
+    /// Given more than once where one occurrence is expected.
+    fn repeated(&self, at: &str) -> Violation {
+        let what = if at.is_empty() {
+            "the parameter"
+        } else {
+            "the property"
+        };
+        self.violation(
+            at,
+            "repeated",
+            format!("{what} is given more than once; send it once"),
+        )
     }
 
     fn bad(&self, at: &str, message: &str) -> Violation {
