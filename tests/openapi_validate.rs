@@ -637,6 +637,50 @@ fn repeated_parameters_are_refused_unless_they_are_exploded_arrays() {
     }
 }
 
+const TWO_TYPES_SPEC: &str = r##"
+openapi: 3.0.3
+info: { title: Notes, version: "1.0" }
+paths:
+  /notes:
+    post:
+      operationId: createNote
+      requestBody:
+        required: true
+        content:
+          text/plain: { schema: { type: string } }
+          application/json:
+            schema: { type: object, required: [title], additionalProperties: false, properties: { title: { type: string, maxLength: 5 } } }
+      responses: { "201": { description: created } }
+"##;
+
+/// Two `Content-Type` lines: the validator read the first (`text/plain`: content type only)
+/// while a backend reading the last parsed unvalidated JSON. Refused with 400, whichever
+/// comes first, and a comma-joined list is no media type (415).
+#[test]
+fn a_request_with_two_content_types_is_refused() {
+    let up = Upstream::echo();
+    let s = Setup::with_spec(TWO_TYPES_SPEC);
+    let gw = Gateway::start_workers(&s.config(&up, "enforce"), 1);
+    let body = br#"{"title":"far too long","admin":true}"#;
+    let text = ("Content-Type", "text/plain");
+    let r = request(gw.addr, "POST", "/notes", &[text], body);
+    assert_eq!(r.status, 200, "text is checked by its type: {}", r.text());
+    let r = request(gw.addr, "POST", "/notes", &[JSON], br#"{"title":"hi"}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    for headers in [vec![text, JSON], vec![JSON, text], vec![JSON, JSON]] {
+        let label = format!("{headers:?}");
+        let before = up.snapshot();
+        let r = request(gw.addr, "POST", "/notes", &headers, body);
+        refused(&r, 400, "/header/content-type", "repeated", &label);
+        assert_nothing_reached(&gw, &up, before, &label);
+    }
+    let list = ("Content-Type", "text/plain, application/json");
+    let before = up.snapshot();
+    let r = request(gw.addr, "POST", "/notes", &[list], body);
+    refused(&r, 415, "/header/content-type", "contentType", "a list");
+    assert_nothing_reached(&gw, &up, before, "a list");
+}
+
 const PATTERN_SPEC: &str = r##"
 openapi: 3.0.3
 info: { title: Accounts, version: "1.0" }

@@ -5,6 +5,8 @@
 //! specific range wins: exact `type/sub`, then `type/*+suffix`, then a structured-syntax
 //! suffix (`application/vnd.x+json` under a declared `application/json`), then `type/*`,
 //! then `*/*`. No match → 415; no `Content-Type` on a body → 415 unless `*/*` is declared.
+//! More than one `Content-Type` field is a 400 (`repeated`), body or not: the validator and
+//! the backend could each read a different one. (A comma-joined list is no media type: 415.)
 //!
 //! Only a JSON request content type (`*/json`, `*/*+json`) matched by a media type with a
 //! schema is parsed and validated; any other match checks the content type alone (reported
@@ -114,6 +116,18 @@ impl BodyCheck {
         complete: bool,
         found: &mut Vec<Violation>,
     ) -> Result<(), BodyRefusal> {
+        let mut types = head
+            .headers()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(b"content-type"));
+        if types.next().is_some() && types.next().is_some() {
+            // The validator would read one and the backend may read the other.
+            found.push(Violation::new(
+                "/header/content-type",
+                "repeated",
+                "the Content-Type header is given more than once",
+            ));
+            return Ok(());
+        }
         let present = match head.body {
             BodyFraming::None | BodyFraming::Length(0) => false,
             BodyFraming::Chunked => !(complete && body.is_empty()),
