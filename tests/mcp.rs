@@ -573,6 +573,41 @@ fn arguments_cannot_smuggle() {
     assert_eq!(r["error"]["code"], json!(-32602), "{r}");
 }
 
+/// A path argument of `.` or `..` (or with such a piece, or empty) would be a dot segment
+/// that path normalization resolves into another route (another operation, an unexposed
+/// one, the MCP endpoint itself): refused as invalid params, nothing reaches the upstream.
+#[test]
+fn dot_segment_path_arguments_are_refused() {
+    let s = setup("", "");
+    let mut c = Conn::open(s.gw.addr);
+    let sid = initialize(&mut c, "2025-06-18");
+    let key = s.key.clone();
+    let call = |c: &mut Conn, args: Value| {
+        rpc(
+            c,
+            &sid,
+            &[("X-API-Key", &key)],
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"showPetById","arguments":args}}),
+        )
+        .json()
+    };
+    for bad in [
+        json!("."),
+        json!(".."),
+        json!(""),
+        json!(["a", ".."]),
+        json!({"x": ".."}),
+    ] {
+        let r = call(&mut c, json!({ "petId": bad }));
+        assert_eq!(r["error"]["code"], json!(-32602), "{bad}: {r}");
+        assert_eq!(s.up.count(), 0, "{bad}: reached the upstream");
+    }
+    // Dots inside a value are ordinary characters.
+    let r = call(&mut c, json!({"petId": "v1.2..3"}));
+    assert_eq!(r["result"]["isError"], json!(false), "{r}");
+    assert_eq!(s.up.last().target, "/v1/pets/v1.2..3");
+}
+
 /// Consumer identity from a bearer token: the MCP request's `Authorization` rides on every
 /// call, so the operation's JWT policy sees (and names) the agent's own user.
 #[test]

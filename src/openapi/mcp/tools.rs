@@ -1,8 +1,9 @@
 //! Operations as MCP tools: the tool list (name = `operationId`, description from the
 //! summary and description, an input schema with one property per path/query/header/cookie
 //! parameter and `body` for the JSON request body), the HTTP/1.1 request a `tools/call`
-//! becomes (arguments substituted and percent-encoded by each parameter's style), and the
-//! tool result an answer becomes.
+//! becomes (arguments substituted and percent-encoded by each parameter's style; a path
+//! argument that is empty or a dot segment, whole or as a piece, is refused), and the tool
+//! result an answer becomes.
 //!
 //! Schemas keep their structure: every `$ref` into the document is rewritten to
 //! `#/$defs/<name>` and the referenced schemas are carried in the input schema's `$defs`
@@ -337,6 +338,12 @@ pub fn build_request(
                     ParamIn::Path => {
                         let text = simple(v, p.explode, encode)
                             .ok_or_else(|| format!("argument `{key}`: not a path value"))?;
+                        if !is_path_segment(&text) {
+                            return Err(format!(
+                                "argument `{key}`: a path value cannot be empty, `.` or `..` \
+                                 (nor have such a piece)"
+                            ));
+                        }
                         path = path.replace(&format!("{{{}}}", p.name), &text);
                     }
                     ParamIn::Query => query_pairs(p, v, &mut query)
@@ -473,6 +480,17 @@ pub fn encode(s: &str) -> String {
         }
     }
     out
+}
+
+/// Whether an encoded path argument stays one segment of the operation's own path: `.` and
+/// `..` are left as they are by [`encode`] (unreserved) and would be dot segments that path
+/// normalization resolves into another route, and an empty segment (`//`) may be merged;
+/// so none of these, nor as a piece of an array or object value (`a,..`), is allowed.
+fn is_path_segment(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .split([',', '='])
+            .all(|piece| !piece.is_empty() && piece != "." && piece != "..")
 }
 
 /// A scalar as text (`None` for null, arrays and objects).
