@@ -121,7 +121,12 @@ fn pipelined_requests_over_tls_are_answered_in_order() {
     let mut c = TlsConn::open(gw.addr, "localhost", &pki.client()).expect("handshake");
     let mut all = Vec::new();
     for i in 0..4 {
-        all.extend_from_slice(&build_request("GET", &format!("/p/{i}"), &[], b""));
+        all.extend_from_slice(&build_request(
+            "GET",
+            &format!("/p/{i}"),
+            &[("Host", "localhost")],
+            b"",
+        ));
     }
     c.send(&all).unwrap();
     for i in 0..4 {
@@ -371,7 +376,13 @@ fn a_tls_client_that_leaves_while_the_upstream_works_is_counted_499() {
     ));
     let gw = Gateway::start(&format!("{}{}", pki.tls_table(""), proxy_routes(&up)));
     let mut c = TlsConn::open(gw.addr, "localhost", &pki.client()).unwrap();
-    c.send(&build_request("GET", "/slow", &[], b"")).unwrap();
+    c.send(&build_request(
+        "GET",
+        "/slow",
+        &[("Host", "localhost")],
+        b"",
+    ))
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while up.count() == 0 {
         assert!(Instant::now() < deadline, "never reached the upstream");
