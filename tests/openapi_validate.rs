@@ -681,6 +681,61 @@ fn a_request_with_two_content_types_is_refused() {
     assert_nothing_reached(&gw, &up, before, "a list");
 }
 
+const WILDCARD_SPEC: &str = r##"
+openapi: 3.0.3
+info: { title: Uploads, version: "1.0" }
+paths:
+  /anything:
+    post:
+      operationId: anything
+      requestBody:
+        required: true
+        content:
+          "*/*":
+            schema: { type: object, properties: { size: { type: integer, maximum: 10 } } }
+      responses: { "200": { description: ok } }
+  /app:
+    post:
+      operationId: app
+      requestBody:
+        required: true
+        content:
+          "application/*":
+            schema: { type: object, properties: { size: { type: integer, maximum: 10 } } }
+      responses: { "200": { description: ok } }
+"##;
+
+/// A wildcard media range that carries a schema describes the body whatever its label: a
+/// backend (FastAPI, say) parses it as JSON regardless, so it is validated as JSON with no
+/// `Content-Type`, with `text/plain`, or with an `application/*` type that is not JSON.
+#[test]
+fn a_body_under_a_wildcard_range_with_a_schema_is_validated() {
+    let up = Upstream::echo();
+    let s = Setup::with_spec(WILDCARD_SPEC);
+    let gw = Gateway::start_workers(&s.config(&up, "enforce"), 1);
+    let big = br#"{"size":999}"#;
+    let cases: [(&str, Vec<(&str, &str)>); 4] = [
+        ("/anything", vec![]),
+        ("/anything", vec![("Content-Type", "text/plain")]),
+        ("/app", vec![("Content-Type", "application/x-json")]),
+        ("/app", vec![JSON]),
+    ];
+    for (path, headers) in &cases {
+        let label = format!("{path} {headers:?}");
+        let before = up.snapshot();
+        let r = request(gw.addr, "POST", path, headers, big);
+        refused(&r, 400, "/body/size", "maximum", &label);
+        assert_nothing_reached(&gw, &up, before, &label);
+        let r = request(gw.addr, "POST", path, headers, br#"{"size":5}"#);
+        assert_eq!(r.status, 200, "{label}: {}", r.text());
+    }
+    let before = up.snapshot();
+    let text = [("Content-Type", "text/plain")];
+    let r = request(gw.addr, "POST", "/anything", &text, b"not json");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_nothing_reached(&gw, &up, before, "not json");
+}
+
 const PATTERN_SPEC: &str = r##"
 openapi: 3.0.3
 info: { title: Accounts, version: "1.0" }

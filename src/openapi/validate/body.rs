@@ -148,8 +148,17 @@ impl BodyCheck {
             list.join(", ")
         };
         let Some(ct) = head.header("content-type") else {
-            if self.media.iter().any(|m| m.typ == "*") {
-                return Ok(());
+            if let Some(m) = self.media.iter().find(|m| m.typ == "*") {
+                // An unlabelled body under `*/*`: a schema there still describes it, and a
+                // backend may parse it as JSON whatever the label.
+                return match &m.schema {
+                    Some(schema) if complete => {
+                        validate_json(body, schema, found);
+                        Ok(())
+                    }
+                    Some(_) => Err(BodyRefusal::TooLarge),
+                    None => Ok(()),
+                };
             }
             return Err(BodyRefusal::Unsupported(format!(
                 "the request body has no Content-Type; accepted: {}",
@@ -178,7 +187,11 @@ impl BodyCheck {
         let Some(schema) = &m.schema else {
             return Ok(());
         };
-        if !(sub.eq_ignore_ascii_case(b"json") || ends_with_any_case(sub, b"+json")) {
+        // A declared JSON type is validated as JSON, and so is any body a wildcard range
+        // (`*/*`, `application/*`) with a schema took in: otherwise `text/plain` would carry
+        // an unchecked body to a backend that parses JSON whatever the label.
+        let json = sub.eq_ignore_ascii_case(b"json") || ends_with_any_case(sub, b"+json");
+        if !json && m.sub != "*" {
             return Ok(());
         }
         if !complete {
