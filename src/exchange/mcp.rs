@@ -252,12 +252,17 @@ async fn call(
     tools::tool_result(w.status, content_type, &w.sent, w.truncated)
 }
 
-/// Whether a built request's path is some MCP endpoint's (exact routes).
+/// Whether a built request's path is some MCP endpoint's (exact routes), compared as the
+/// router will see it: normalized (`/a/../mcp` and `//mcp` are `/mcp`).
 fn reaches_mcp(gen: &Generation, request: &[u8]) -> bool {
     let target = request.split(|&b| b == b' ').nth(1).unwrap_or(b"");
-    let path = target.split(|&b| b == b'?').next().unwrap_or(b"");
+    let raw = target.split(|&b| b == b'?').next().unwrap_or(b"");
+    // A path normalization refuses is refused by the router too: it reaches nothing.
+    let Ok(path) = crate::http1::normalize_path_with(raw, &gen.cfg.paths) else {
+        return false;
+    };
     gen.cfg.routes.iter().any(|r| match &r.action {
-        Action::Mcp(m) => m.path.as_bytes() == path,
+        Action::Mcp(m) => m.path.as_bytes() == &path[..],
         _ => false,
     })
 }
