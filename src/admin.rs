@@ -233,15 +233,19 @@ fn dispatch(ctx: &Arc<Ctx>, s: TcpStream) {
         return;
     }
     let slot = Slot(ctx.clone());
+    // Noted here, in accept order, not in the thread: the oldest entry is the oldest socket.
+    let waiting = ctx.wait_for_head(&s);
     let spawned = std::thread::Builder::new()
         .name("ringway-admin-conn".into())
         .spawn(move || {
             let ctx = &*slot.0;
-            handle(ctx, s);
+            serve(ctx, s, waiting);
+            ctx.head_arrived(waiting);
             drop(slot);
         });
     if let Err(e) = spawned {
         // The closure (and its slot) was dropped with the error: the count is already back.
+        ctx.head_arrived(waiting);
         crate::log::warn(&format!("admin: cannot start a connection thread: {e}"));
     }
 }
@@ -462,12 +466,6 @@ fn read_until(s: &mut TcpStream, buf: &mut Vec<u8>, want: usize, deadline: Insta
         }
     }
     true
-}
-
-fn handle(ctx: &Ctx, s: TcpStream) {
-    let waiting = ctx.wait_for_head(&s);
-    serve(ctx, s, waiting);
-    ctx.head_arrived(waiting);
 }
 
 fn serve(ctx: &Ctx, mut s: TcpStream, waiting: Option<u64>) {

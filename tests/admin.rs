@@ -417,7 +417,8 @@ fn idle_sockets_at_the_cap_are_closed_oldest_first_and_probes_are_answered() {
         r
     };
     // Accepting is sequential, so by now all 64 hold a slot (for up to the 5 s head deadline).
-    for path in ["/ready", "/metrics", "/ready"] {
+    // /health, not /ready: under load the workers may still be starting (a 503 of its own).
+    for path in ["/health", "/metrics", "/health"] {
         let r = ask(path);
         assert_eq!(
             first_status(&r),
@@ -426,28 +427,36 @@ fn idle_sockets_at_the_cap_are_closed_oldest_first_and_probes_are_answered() {
             String::from_utf8_lossy(&r)
         );
     }
-    // The oldest idle socket was closed to make room for the first; that freed a slot for
-    // the others, so every other idle socket is still open.
-    idle[0]
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
+    // Room is made oldest first: the oldest idle socket was closed for the first probe. Each
+    // probe closes at most one (how many depends on whether the closed sockets' threads had
+    // ended before the next probe came), and the newest idle socket is never among them.
     let mut b = [0u8; 16];
-    let first = idle[0].read(&mut b);
-    assert!(
-        matches!(&first, Ok(0))
-            || matches!(&first, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
-        "the oldest idle socket is still open: {first:?}"
-    );
-    for i in [1, CAP - 1] {
-        idle[i]
-            .set_read_timeout(Some(Duration::from_millis(200)))
+    let mut open = Vec::new();
+    for (i, sock) in idle.iter_mut().enumerate() {
+        sock.set_read_timeout(Some(Duration::from_millis(if i == 0 { 500 } else { 20 })))
             .unwrap();
-        let r = idle[i].read(&mut b);
+        let r = sock.read(&mut b);
+        let still = matches!(&r, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut));
         assert!(
-            matches!(&r, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
-            "idle socket {i} was closed too: {r:?}"
+            still || matches!(&r, Ok(0)) || r.is_err(),
+            "idle socket {i}: {r:?}"
         );
+        open.push(still);
     }
+    let closed: Vec<usize> = (0..CAP).filter(|&i| !open[i]).collect();
+    assert_eq!(
+        closed.first(),
+        Some(&0),
+        "the oldest idle socket is still open: {closed:?}"
+    );
+    assert!(
+        closed.len() <= 3,
+        "more sockets closed than probes came: {closed:?}"
+    );
+    assert!(
+        closed.iter().enumerate().all(|(k, &i)| k == i),
+        "closed out of age order: {closed:?}"
+    );
 }
 
 /// The admin API is not for web pages. Without a token (the default), a page the operator
