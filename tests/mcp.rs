@@ -135,6 +135,13 @@ fn initialize(c: &mut Conn, version: &str) -> String {
         .to_string()
 }
 
+/// `tools/call` of `name` with `args` on session `sid`, carrying the API key `key`: the
+/// JSON-RPC answer.
+fn call_tool(c: &mut Conn, sid: &str, key: &str, name: &str, args: Value) -> Value {
+    let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":name,"arguments":args}});
+    rpc(c, sid, &[("X-API-Key", key)], body).json()
+}
+
 fn rpc(c: &mut Conn, sid: &str, extra: &[(&str, &str)], body: Value) -> Response {
     let mut h = vec![("Mcp-Session-Id", sid)];
     h.extend_from_slice(extra);
@@ -543,15 +550,7 @@ fn arguments_cannot_smuggle() {
     let mut c = Conn::open(s.gw.addr);
     let sid = initialize(&mut c, "2025-06-18");
     let key = s.key.clone();
-    let call = |c: &mut Conn, args: Value| {
-        rpc(
-            c,
-            &sid,
-            &[("X-API-Key", &key)],
-            json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"showPetById","arguments":args}}),
-        )
-        .json()
-    };
+    let call = |c: &mut Conn, args: Value| call_tool(c, &sid, &key, "showPetById", args);
     let r = call(&mut c, json!({"petId": "1 X\r\nHost: x\r\n\r\nGET admin"}));
     assert_eq!(r["result"]["isError"], json!(false), "{r}");
     let last = s.up.last();
@@ -582,15 +581,7 @@ fn dot_segment_path_arguments_are_refused() {
     let mut c = Conn::open(s.gw.addr);
     let sid = initialize(&mut c, "2025-06-18");
     let key = s.key.clone();
-    let call = |c: &mut Conn, args: Value| {
-        rpc(
-            c,
-            &sid,
-            &[("X-API-Key", &key)],
-            json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"showPetById","arguments":args}}),
-        )
-        .json()
-    };
+    let call = |c: &mut Conn, args: Value| call_tool(c, &sid, &key, "showPetById", args);
     for bad in [
         json!("."),
         json!(".."),
