@@ -627,6 +627,13 @@ fn repeated_parameters_are_refused_unless_they_are_exploded_arrays() {
             vec![("Cookie", "sid=abc"), ("Cookie", "sid=x")],
             "/cookie/sid",
         ),
+        // A scalar header on two lines: validated joined as `1,500`, read by a backend as
+        // either; refused, not joined.
+        (
+            "/search",
+            vec![("X-Count", "1"), ("X-Count", "500")],
+            "/header/X-Count",
+        ),
     ];
     for (path, headers, pointer) in cases {
         let label = format!("{path} {headers:?}");

@@ -10,7 +10,8 @@
 //!   given twice (`f[a]=1&f[a]=2`) or an exploded object's property given twice is a
 //!   `repeated` violation, since backends differ on which occurrence they read (first, last,
 //!   all) and the one validated must be the only one.
-//! - Header (`simple`): names case-insensitive, repeated lines joined with `,`, not decoded.
+//! - Header (`simple`): names case-insensitive, not decoded; an array's repeated lines are
+//!   joined with `,` (an HTTP list), any other parameter on two lines is `repeated`.
 //! - Cookie (`form`): percent-decoded (`+` literal); a name sent twice (in one `Cookie` line
 //!   or across lines) is a `repeated` violation. An object value naming a property twice
 //!   (`k,1,k,2`) is one too, wherever it is.
@@ -264,8 +265,14 @@ impl ParamCheck {
 
     fn header_value(&self, head: &RequestHead) -> Result<Option<Value>, Violation> {
         let mut joined: Option<Vec<u8>> = None;
+        // An array is an HTTP list: its lines join with `,` (RFC 9110 5.3). Any other value
+        // on two lines is ambiguous: validated as `a,b`, a backend may read `a` or `b`.
+        let list = matches!(self.shape, Shape::Array(_));
         for (n, v) in head.headers() {
             if n.eq_ignore_ascii_case(self.name.as_bytes()) {
+                if joined.is_some() && !list {
+                    return Err(self.repeated(""));
+                }
                 let j = joined.get_or_insert_with(Vec::new);
                 if !j.is_empty() {
                     j.push(b',');
