@@ -197,9 +197,12 @@ fn tls_facts(conn: &rustls::Connection, settings: &ListenerTls) -> TlsFacts {
         security: Some(settings.security.clone()),
         // Present only when the listener's verifier accepted it.
         peer_cert: conn.peer_certificates().and_then(PeerCert::from_chain),
+        // Kept only for the host check (`strict_host`): nothing else reads it.
         sni: match conn {
-            rustls::Connection::Server(s) => s.server_name().map(|n| n.to_ascii_lowercase().into()),
-            rustls::Connection::Client(_) => None,
+            rustls::Connection::Server(s) if settings.authority.is_some() => {
+                s.server_name().map(|n| n.to_ascii_lowercase().into())
+            }
+            _ => None,
         },
         authority: settings.authority.clone(),
     }

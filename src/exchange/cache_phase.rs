@@ -405,6 +405,12 @@ impl<'p> Lookup<'p> {
         // The cache answers the client's own conditionals; upstream, it asks with its own.
         fx.upstream.push_remove(b"if-none-match");
         fx.upstream.push_remove(b"if-modified-since");
+        // An answer varying on a field edited so far is not stored (`varying_not_on`). The
+        // coding asked for below is not among them: the secondary key holds exactly it.
+        let (record, _lead) = match ex.head.method == Method::Get {
+            true => (Some(self.recorder(lead).varying_not_on(&fx.upstream)), None),
+            false => (None, lead),
+        };
         // On a compressing route the secondary key holds the negotiated coding, not the
         // client's `Accept-Encoding`: ask for that coding alone, so whatever the upstream
         // encodes by itself is acceptable to every client that negotiates the same coding.
@@ -428,9 +434,7 @@ impl<'p> Lookup<'p> {
             fwd: Some(fwd),
             ..CacheStatus::default()
         });
-        if ex.head.method == Method::Get {
-            shaped.record = Some(self.recorder(lead).varying_not_on(&fx.upstream));
-        }
+        shaped.record = record;
         if let Some(s) = &stale {
             shaped.revalidating = Some(self.revalidation(s));
         }
