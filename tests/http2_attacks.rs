@@ -789,6 +789,70 @@ fn resets_and_pings_below_the_budget_are_not_punished() {
     t.still_healthy("below budget");
 }
 
+/// An upstream that answers with `chunks` pieces of 4 KiB, `gap` apart.
+fn trickling_upstream(chunks: usize, gap: Duration) -> Upstream {
+    Upstream::start(Arc::new(move |_req: &Received, s: &mut TcpStream| {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            chunks * 4096
+        );
+        let _ = s.write_all(head.as_bytes());
+        for _ in 0..chunks {
+            thread::sleep(gap);
+            if s.write_all(&[b'd'; 4096]).is_err() {
+                break;
+            }
+        }
+        Reply::KeepAlive
+    }))
+}
+
+#[test]
+fn a_client_probing_bandwidth_with_a_ping_per_burst_of_data_is_served() {
+    // gRPC clients estimate bandwidth (BDP) with a PING each time data arrives and no probe
+    // is outstanding: about one per round trip while a download runs, beyond a budget of 10
+    // a second, yet each one answers data the gateway sent.
+    let up = trickling_upstream(60, Duration::from_millis(25));
+    let t = Target::start(&up, "max_pings_per_second = 10", "");
+    let mut raw = t.raw(&[]);
+    assert!(raw.request(1, "GET", "/p/download", true));
+    let mut probes = 0u64;
+    let mut last_data = 0;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (s, _) = raw.wait(Duration::from_millis(200), |s| {
+            s.data.get(&1).copied().unwrap_or(0) > last_data || s.ended.contains(&1) || s.closed
+        });
+        if s.ended.contains(&1) || s.closed || !s.goaways.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        last_data = s.data.get(&1).copied().unwrap_or(0);
+        // One probe outstanding at a time: wait for its ACK before the next.
+        let acked = s.ping_acks;
+        assert!(raw.send(&ping_frame(probes)).is_ok());
+        probes += 1;
+        let (s, ok) = raw.wait(WAIT, |s| s.ping_acks > acked || s.closed);
+        assert!(ok && !s.closed, "probe {probes} unanswered: {s:?}");
+        // Keep the stream's and the connection's windows open, as a reader would.
+        let _ = raw.send(&window_update_frame(0, 1 << 20));
+        let _ = raw.send(&window_update_frame(1, 1 << 20));
+    }
+    let s = raw.seen();
+    assert!(
+        s.goaways.is_empty(),
+        "a bandwidth probe was taken for a flood after {probes} probes: {:?}",
+        s.goaways
+    );
+    assert!(
+        probes > 25,
+        "only {probes} probes were sent: the test did not probe"
+    );
+    assert_eq!(s.status_of(1), Some(200), "{s:?}");
+    assert_eq!(s.data.get(&1).copied(), Some(60 * 4096), "{s:?}");
+    assert!(s.ended.contains(&1));
+    t.still_healthy("bandwidth probes");
+}
+
 #[test]
 fn a_header_block_split_over_continuation_frames_is_served() {
     let up = Upstream::echo();

@@ -636,3 +636,134 @@ fn a_reload_keeps_the_http2_connection() {
     assert_eq!(get(gw.addr, "/other").status, 200);
     assert_eq!(up.connections(), 1, "the connection survived the reload");
 }
+
+/// A hand-written HTTP/2 server that answers each request with `:status 200` after sending
+/// `pings` PING frames (no ACK flag) on the connection. Counts connections and how many of
+/// them the gateway ended (EOF or reset while the server was reading).
+struct PingingUpstream {
+    addr: SocketAddr,
+    accepts: Arc<AtomicUsize>,
+    ended_by_gateway: Arc<AtomicUsize>,
+}
+
+impl PingingUpstream {
+    fn start(pings: usize) -> PingingUpstream {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepts = Arc::new(AtomicUsize::new(0));
+        let ended = Arc::new(AtomicUsize::new(0));
+        let (a, e) = (accepts.clone(), ended.clone());
+        std::thread::spawn(move || {
+            for tcp in listener.incoming() {
+                let Ok(tcp) = tcp else { return };
+                a.fetch_add(1, Ordering::SeqCst);
+                let e = e.clone();
+                std::thread::spawn(move || {
+                    if serve_pinging(tcp, pings).is_err() {
+                        e.fetch_add(1, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        PingingUpstream {
+            addr,
+            accepts,
+            ended_by_gateway: ended,
+        }
+    }
+}
+
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len();
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Serves one connection until the gateway ends it: `Err` when it did (EOF or a reset).
+fn serve_pinging(mut tcp: std::net::TcpStream, pings: usize) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    tcp.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let mut preface = [0u8; 24];
+    tcp.read_exact(&mut preface)?;
+    tcp.write_all(&h2_frame(0x4, 0, 0, &[]))?;
+    loop {
+        let mut head = [0u8; 9];
+        tcp.read_exact(&mut head)?;
+        let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+        let (kind, flags) = (head[3], head[4]);
+        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        let mut payload = vec![0u8; len];
+        tcp.read_exact(&mut payload)?;
+        match kind {
+            0x4 if flags & 1 == 0 => tcp.write_all(&h2_frame(0x4, 1, 0, &[]))?,
+            0x6 if flags & 1 == 0 => tcp.write_all(&h2_frame(0x6, 1, 0, &payload))?,
+            0x1 => {
+                let mut out = Vec::new();
+                for i in 0..pings {
+                    out.extend(h2_frame(0x6, 0, 0, &(i as u64).to_be_bytes()));
+                }
+                // HPACK static index 8 is `:status: 200`; END_STREAM | END_HEADERS.
+                out.extend(h2_frame(0x1, 0x5, stream, &[0x88]));
+                tcp.write_all(&out)?;
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn an_upstream_flooding_pings_loses_its_connection_not_the_worker() {
+    let flooding = PingingUpstream::start(2_000);
+    let polite = PingingUpstream::start(1);
+    let cfg = format!(
+        "[upstreams.flood]\ntargets = [{{ address = \"{}\" }}]\nprotocol = \"http2\"\n\
+         [upstreams.polite]\ntargets = [{{ address = \"{}\" }}]\nprotocol = \"http2\"\n\n\
+         [[routes]]\nname = \"flood\"\nprefix = \"/flood\"\nproxy = {{ upstream = \"flood\" }}\n\n\
+         [[routes]]\nname = \"polite\"\nprefix = \"/polite\"\nproxy = {{ upstream = \"polite\" }}\n",
+        flooding.addr, polite.addr
+    );
+    let gw = Gateway::start_workers(&cfg, 1);
+    // An upstream that pings once per answer (a keep-alive or bandwidth probe) keeps its
+    // connection and answers.
+    for _ in 0..3 {
+        assert_eq!(get(gw.addr, "/polite").status, 200);
+    }
+    assert_eq!(polite.accepts.load(Ordering::SeqCst), 1);
+    // 2 000 PINGs before the answer: the gateway stops reading at the budget, closes the
+    // connection and the request fails cleanly instead of being answered by the flood.
+    let started = Instant::now();
+    assert_eq!(get(gw.addr, "/flood").status, 502);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), || flooding
+            .ended_by_gateway
+            .load(Ordering::SeqCst)
+            == 1)
+        .is_some(),
+        "the gateway closed the flooding connection"
+    );
+    let s = scrape_until(
+        gw.admin,
+        "ringway_upstream_http2_flood_closes_total",
+        &[("kind", "pings")],
+        1.0,
+    );
+    assert_eq!(
+        metric(
+            &s,
+            "ringway_upstream_http2_flood_closes_total",
+            &[("kind", "pings")]
+        ),
+        Some(1.0)
+    );
+    // The worker is free, and the polite upstream's connection untouched.
+    assert_eq!(get(gw.addr, "/polite").status, 200);
+    assert_eq!(polite.accepts.load(Ordering::SeqCst), 1);
+    assert_eq!(polite.ended_by_gateway.load(Ordering::SeqCst), 0);
+}

@@ -380,7 +380,8 @@ async fn open(us: &UpstreamState, t: usize, conn: Opening) -> Result<StreamClaim
             return Err(ProxyError::new(ErrorKind::UpstreamTls));
         }
     }
-    let res = establish(conn, io, us.idle_timeout(), deadline).await;
+    let peer = format!("upstream {} target {}", us.name, us.targets[t].addr);
+    let res = establish(conn, io, peer, us.idle_timeout(), deadline).await;
     if let (Ok(claim), Some(slot)) = (&res, slot) {
         claim.hold_slot(slot);
     }

@@ -2,7 +2,8 @@
 //! frame header by frame header (9 bytes each; payloads are skipped, never parsed) and the
 //! frames that cost the gateway work without carrying a request are counted against token
 //! buckets: RST_STREAM (Rapid Reset, CVE-2023-44487), PING and SETTINGS (each forces an
-//! answer), and frames that carry nothing: empty DATA / HEADERS / CONTINUATION frames that do
+//! answer; a PING that follows a DATA or HEADERS frame the gateway wrote is paid for by that
+//! frame, as a bandwidth probe would be), and frames that carry nothing: empty DATA / HEADERS / CONTINUATION frames that do
 //! not end anything, PRIORITY frames (RFC 9113 deprecates them; the h2 codec parses and drops
 //! each one) and frame types the codec does not know (it must ignore them). WINDOW_UPDATE frames
 //! are earned by what the gateway sends (one per KiB written, as a client reading the data
@@ -10,6 +11,12 @@
 //!
 //! `Guarded` wraps the connection's stream: once a budget is spent it stops handing bytes to
 //! the h2 codec and raises `tripped`, and the server answers GOAWAY(ENHANCE_YOUR_CALM).
+//!
+//! The same guard sits on the gateway's HTTP/2 connections to upstreams (`Guarded::upstream`,
+//! `upstream::h2`): an upstream is a peer too, and one that floods PING, SETTINGS, empty or
+//! unknown frames or unpaid WINDOW_UPDATEs would pin the worker every route shares. There the
+//! stream has no preface, RST_STREAM is not charged (a server refusing or cancelling streams
+//! is ending work, not making it), and a trip closes the connection.
 //!
 //! Invariants: the scanner is O(1) per frame and allocation-free; a bucket holds at most one
 //! second's worth of frames, so a burst larger than the per-second rate trips it.
@@ -84,14 +91,67 @@ impl Bucket {
     }
 }
 
-/// Walks frame headers in the inbound byte stream and charges the budgets.
-pub struct FrameScanner {
+/// Finds the frame headers in one direction of a connection's byte stream, fed in pieces of
+/// any size: skips a preface, then each 9-byte header's payload.
+struct FrameWalk {
     /// Preface bytes still to skip.
     preface_left: usize,
     header: [u8; 9],
     have: usize,
     /// Payload bytes of the current frame still to skip.
     skip: u64,
+}
+
+impl FrameWalk {
+    fn new(preface: bool) -> FrameWalk {
+        FrameWalk {
+            preface_left: if preface { PREFACE.len() } else { 0 },
+            header: [0; 9],
+            have: 0,
+            skip: 0,
+        }
+    }
+
+    /// The next complete frame header in `bytes` (which it advances past), as (type, flags,
+    /// payload length); `None` once `bytes` is used up.
+    fn next(&mut self, bytes: &mut &[u8]) -> Option<(u8, u8, u64)> {
+        if self.preface_left > 0 {
+            let n = self.preface_left.min(bytes.len());
+            self.preface_left -= n;
+            *bytes = &bytes[n..];
+        }
+        while !bytes.is_empty() {
+            if self.skip > 0 {
+                let n = usize::try_from(self.skip)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
+                self.skip -= n as u64;
+                *bytes = &bytes[n..];
+                continue;
+            }
+            let n = (9 - self.have).min(bytes.len());
+            self.header[self.have..self.have + n].copy_from_slice(&bytes[..n]);
+            self.have += n;
+            *bytes = &bytes[n..];
+            if self.have == 9 {
+                self.have = 0;
+                let h = self.header;
+                let len = u64::from(h[0]) << 16 | u64::from(h[1]) << 8 | u64::from(h[2]);
+                self.skip = len;
+                return Some((h[3], h[4], len));
+            }
+        }
+        None
+    }
+}
+
+/// Walks frame headers in both directions of one connection: what the peer sends is charged
+/// against the budgets, what the gateway sends pays for the answers a peer owes it.
+pub struct FrameScanner {
+    inbound: FrameWalk,
+    outbound: FrameWalk,
+    /// RST_STREAM frames are charged (a client's; an upstream's are not).
+    charge_resets: bool,
     resets: Bucket,
     pings: Bucket,
     settings: Bucket,
@@ -99,12 +159,18 @@ pub struct FrameScanner {
     window_updates: Bucket,
     /// WINDOW_UPDATE frames the bytes written so far pay for (`sent`), at most `MAX_CREDIT`.
     credit: f64,
+    /// PINGs the DATA and HEADERS frames written so far pay for, at most `MAX_PING_CREDIT`: a
+    /// peer estimating bandwidth (gRPC's BDP probe, one PING per burst of data received, as
+    /// often as once a round trip) is not a flood.
+    ping_credit: u32,
 }
 
 /// Bytes written that earn one WINDOW_UPDATE frame.
 const BYTES_PER_WINDOW_UPDATE: f64 = 1024.0;
 /// The most WINDOW_UPDATE frames banked from writes.
 const MAX_CREDIT: f64 = 1_000_000.0;
+/// The most PINGs banked from frames written.
+const MAX_PING_CREDIT: u32 = 16;
 
 const DATA: u8 = 0x0;
 const HEADERS: u8 = 0x1;
@@ -119,55 +185,49 @@ const FLAG_END_STREAM: u8 = 0x1;
 const FLAG_END_HEADERS: u8 = 0x4;
 
 impl FrameScanner {
+    /// A scanner for a client connection (the client sends the preface).
     pub fn new(s: &Http2Settings) -> FrameScanner {
         FrameScanner {
-            preface_left: PREFACE.len(),
-            header: [0; 9],
-            have: 0,
-            skip: 0,
+            inbound: FrameWalk::new(true),
+            outbound: FrameWalk::new(false),
+            charge_resets: true,
             resets: Bucket::new(s.max_resets_per_second),
             pings: Bucket::new(s.max_pings_per_second),
             settings: Bucket::new(s.max_settings_per_second),
             empty: Bucket::new(s.max_empty_frames_per_second),
             window_updates: Bucket::new(s.max_empty_frames_per_second),
             credit: 0.0,
+            ping_credit: 0,
         }
     }
 
-    /// The gateway wrote `n` bytes to the client: the WINDOW_UPDATEs a reader of them sends
-    /// are paid for.
-    pub fn sent(&mut self, n: usize) {
-        self.credit = (self.credit + n as f64 / BYTES_PER_WINDOW_UPDATE).min(MAX_CREDIT);
+    /// A scanner for a connection to an upstream (the gateway sends the preface): resets
+    /// free, the default budgets otherwise.
+    pub fn upstream() -> FrameScanner {
+        FrameScanner {
+            inbound: FrameWalk::new(false),
+            outbound: FrameWalk::new(true),
+            charge_resets: false,
+            ..FrameScanner::new(&Http2Settings::default())
+        }
+    }
+
+    /// The gateway wrote `bytes` to the peer: the WINDOW_UPDATEs a reader of them sends, and
+    /// a PING per DATA or HEADERS frame among them, are paid for.
+    pub fn sent(&mut self, mut bytes: &[u8]) {
+        self.credit = (self.credit + bytes.len() as f64 / BYTES_PER_WINDOW_UPDATE).min(MAX_CREDIT);
+        while let Some((kind, _, _)) = self.outbound.next(&mut bytes) {
+            if kind == DATA || kind == HEADERS {
+                self.ping_credit = (self.ping_credit + 1).min(MAX_PING_CREDIT);
+            }
+        }
     }
 
     /// Scans the next bytes of the stream; the first budget they overspend, if any.
     pub fn scan(&mut self, mut bytes: &[u8]) -> Option<Flood> {
-        if self.preface_left > 0 {
-            let n = self.preface_left.min(bytes.len());
-            self.preface_left -= n;
-            bytes = &bytes[n..];
-        }
-        while !bytes.is_empty() {
-            if self.skip > 0 {
-                let n = usize::try_from(self.skip)
-                    .unwrap_or(usize::MAX)
-                    .min(bytes.len());
-                self.skip -= n as u64;
-                bytes = &bytes[n..];
-                continue;
-            }
-            let n = (9 - self.have).min(bytes.len());
-            self.header[self.have..self.have + n].copy_from_slice(&bytes[..n]);
-            self.have += n;
-            bytes = &bytes[n..];
-            if self.have == 9 {
-                self.have = 0;
-                let h = self.header;
-                let len = u64::from(h[0]) << 16 | u64::from(h[1]) << 8 | u64::from(h[2]);
-                self.skip = len;
-                if let Some(f) = self.charge(h[3], h[4], len) {
-                    return Some(f);
-                }
+        while let Some((kind, flags, len)) = self.inbound.next(&mut bytes) {
+            if let Some(f) = self.charge(kind, flags, len) {
+                return Some(f);
             }
         }
         None
@@ -175,7 +235,12 @@ impl FrameScanner {
 
     fn charge(&mut self, kind: u8, flags: u8, len: u64) -> Option<Flood> {
         let (bucket, flood) = match kind {
+            RST_STREAM if !self.charge_resets => return None,
             RST_STREAM => (&mut self.resets, Flood::Resets),
+            PING if flags & FLAG_ACK == 0 && self.ping_credit > 0 => {
+                self.ping_credit -= 1;
+                return None;
+            }
             PING if flags & FLAG_ACK == 0 => (&mut self.pings, Flood::Pings),
             SETTINGS if flags & FLAG_ACK == 0 => (&mut self.settings, Flood::Settings),
             DATA if len == 0 && flags & FLAG_END_STREAM == 0 => {
@@ -217,6 +282,15 @@ impl<S> Guarded<S> {
             tripped: Rc::new(Cell::new(None)),
         }
     }
+
+    /// Guards a connection to an upstream (`FrameScanner::upstream`).
+    pub fn upstream(inner: S) -> Guarded<S> {
+        Guarded {
+            inner,
+            scanner: FrameScanner::upstream(),
+            tripped: Rc::new(Cell::new(None)),
+        }
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
@@ -255,7 +329,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
         let this = self.get_mut();
         let r = Pin::new(&mut this.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = r {
-            this.scanner.sent(n);
+            this.scanner.sent(&buf[..n.min(buf.len())]);
         }
         r
     }
@@ -267,8 +341,15 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = r {
-            this.scanner.sent(n);
+        if let Poll::Ready(Ok(mut n)) = r {
+            for b in bufs {
+                let take = n.min(b.len());
+                this.scanner.sent(&b[..take]);
+                n -= take;
+                if n == 0 {
+                    break;
+                }
+            }
         }
         r
     }
@@ -352,5 +433,39 @@ mod tests {
         }
         assert_eq!(s.scan(&frame(DATA, 0, &[])), None);
         assert_eq!(s.scan(&frame(DATA, 0, &[])), Some(Flood::EmptyFrames));
+    }
+
+    #[test]
+    fn an_upstreams_stream_has_no_preface_and_its_resets_are_free() {
+        let mut s = FrameScanner::upstream();
+        // The first bytes are a frame: read as a preface they would hide a flood's start.
+        for _ in 0..1000 {
+            assert_eq!(s.scan(&frame(RST_STREAM, 0, &[0, 0, 0, 8])), None);
+        }
+        let ping = frame(PING, 0, &[0; 8]);
+        let tripped = (0..100).position(|_| s.scan(&ping).is_some());
+        assert_eq!(tripped, Some(10), "the default PING budget");
+    }
+
+    #[test]
+    fn pings_answering_the_gateways_frames_are_free_and_pongs_earn_nothing() {
+        let mut s = FrameScanner::new(&settings(2));
+        assert_eq!(s.scan(PREFACE), None);
+        let ping = frame(PING, 0, &[0; 8]);
+        // A probe after each DATA frame written, 100 times: paid for, whatever the rate.
+        for _ in 0..100 {
+            let mut out = frame(DATA, 0, &[1; 300]);
+            out.extend(frame(PING, FLAG_ACK, &[0; 8]));
+            // Written in two pieces that cut a frame header.
+            s.sent(&out[..4]);
+            s.sent(&out[4..]);
+            assert_eq!(s.scan(&ping), None);
+        }
+        // Only PING ACKs written: the answers to a flood pay for nothing.
+        for _ in 0..50 {
+            s.sent(&frame(PING, FLAG_ACK, &[0; 8]));
+        }
+        let tripped = (0..10).position(|_| s.scan(&ping).is_some());
+        assert_eq!(tripped, Some(2), "the budget of 2 a second, then the trip");
     }
 }

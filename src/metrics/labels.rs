@@ -78,11 +78,16 @@ pub enum CoreCounter {
     Http2FloodSettings,
     Http2FloodEmptyFrames,
     Http2FloodWindowUpdates,
+    /// Upstream HTTP/2 connections closed because the upstream flooded frames, by budget.
+    UpstreamHttp2FloodPings,
+    UpstreamHttp2FloodSettings,
+    UpstreamHttp2FloodEmptyFrames,
+    UpstreamHttp2FloodWindowUpdates,
 }
 
 impl CoreCounter {
     /// Number of variants (length of counter arrays).
-    pub const COUNT: usize = 25;
+    pub const COUNT: usize = 29;
     /// Every variant, in index order.
     pub const ALL: [CoreCounter; CoreCounter::COUNT] = [
         CoreCounter::AccessLogDropped,
@@ -110,6 +115,10 @@ impl CoreCounter {
         CoreCounter::Http2FloodSettings,
         CoreCounter::Http2FloodEmptyFrames,
         CoreCounter::Http2FloodWindowUpdates,
+        CoreCounter::UpstreamHttp2FloodPings,
+        CoreCounter::UpstreamHttp2FloodSettings,
+        CoreCounter::UpstreamHttp2FloodEmptyFrames,
+        CoreCounter::UpstreamHttp2FloodWindowUpdates,
     ];
 
     /// HTTP/2 flood counters with their `kind` label.
@@ -119,6 +128,18 @@ impl CoreCounter {
         ("settings", CoreCounter::Http2FloodSettings),
         ("empty_frames", CoreCounter::Http2FloodEmptyFrames),
         ("window_updates", CoreCounter::Http2FloodWindowUpdates),
+    ];
+
+    /// Upstream HTTP/2 flood counters with their `kind` label (RST_STREAM is not charged on
+    /// an upstream's connection).
+    pub const UPSTREAM_HTTP2_FLOODS: [(&'static str, CoreCounter); 4] = [
+        ("pings", CoreCounter::UpstreamHttp2FloodPings),
+        ("settings", CoreCounter::UpstreamHttp2FloodSettings),
+        ("empty_frames", CoreCounter::UpstreamHttp2FloodEmptyFrames),
+        (
+            "window_updates",
+            CoreCounter::UpstreamHttp2FloodWindowUpdates,
+        ),
     ];
 
     /// TLS handshake failure counters with their `reason` label.

@@ -282,6 +282,19 @@ fn http2_connections(m: &Merged, out: &mut String) {
             m.counter(c)
         );
     }
+    family(
+        out,
+        "ringway_upstream_http2_flood_closes_total",
+        "HTTP/2 connections to upstreams closed because the upstream flooded frames, by the budget spent.",
+        "counter",
+    );
+    for (kind, c) in CoreCounter::UPSTREAM_HTTP2_FLOODS {
+        let _ = writeln!(
+            out,
+            "ringway_upstream_http2_flood_closes_total{{kind=\"{kind}\"}} {}",
+            m.counter(c)
+        );
+    }
 }
 
 /// TLS handshakes completed (full or resumed) and failed (by reason).

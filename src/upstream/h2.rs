@@ -14,7 +14,10 @@
 //!
 //! Each connection's driver (`h2::client::Connection`) runs as its own task on this worker.
 //! When it ends (GOAWAY, reset, EOF, error) the connection is marked closed and leaves the pool
-//! at the next pick. A connection with no open stream for the upstream's `idle_timeout` is
+//! at the next pick. What the upstream sends passes the HTTP/2 flood guard first
+//! (`http2::flood::Guarded::upstream`): an upstream that floods control or empty frames has its
+//! connection closed (its streams fail with 502) and is counted in
+//! `ringway_upstream_http2_flood_closes_total`. A connection with no open stream for the upstream's `idle_timeout` is
 //! closed by its driver (its handle is dropped, h2 ends it). Invariants: everything here is
 //! `!Send`, owned by one worker; a stream slot is released exactly once (`StreamClaim` drop).
 
@@ -27,7 +30,12 @@ use bytes::Bytes;
 use h2::client::SendRequest;
 
 use crate::exchange::error::{ErrorKind, ProxyError};
+use crate::http2::flood::{Flood, Guarded};
+use crate::metrics::CoreCounter;
 use crate::tls::poll::PollStream;
+
+/// The upstream side of a connection, behind the flood guard.
+type Io = Guarded<PollStream>;
 
 /// Per-stream receive window the gateway grants an upstream (bounds memory per stream).
 const STREAM_WINDOW: u32 = 256 * 1024;
@@ -254,11 +262,12 @@ impl H2Pool {
 pub async fn establish(
     opening: Opening,
     io: PollStream,
+    peer: String,
     idle_timeout: Duration,
     deadline: Instant,
 ) -> Result<StreamClaim, ProxyError> {
     let conn = &opening.0;
-    if let Err(e) = handshake(conn, io, idle_timeout, deadline).await {
+    if let Err(e) = handshake(conn, Guarded::upstream(io), peer, idle_timeout, deadline).await {
         conn.close();
         return Err(e);
     }
@@ -270,10 +279,12 @@ pub async fn establish(
 
 async fn handshake(
     conn: &Rc<H2Conn>,
-    io: PollStream,
+    io: Io,
+    peer: String,
     idle_timeout: Duration,
     deadline: Instant,
 ) -> Result<(), ProxyError> {
+    let tripped = io.tripped.clone();
     let mut b = h2::client::Builder::new();
     b.enable_push(false)
         .initial_window_size(STREAM_WINDOW)
@@ -289,7 +300,8 @@ async fn handshake(
     };
     let mut ping = driver.ping_pong();
     *conn.send.borrow_mut() = Some(send);
-    monoio::spawn(drive(driver, Rc::downgrade(conn), idle_timeout));
+    let guard = Guard { tripped, peer };
+    monoio::spawn(drive(driver, guard, Rc::downgrade(conn), idle_timeout));
     let Some(ping) = ping.as_mut() else {
         return Ok(());
     };
@@ -301,24 +313,59 @@ async fn handshake(
     }
 }
 
-/// Drives one connection until it ends, closing it after `idle_timeout` without streams.
+/// What `drive` needs to end a flooding connection: the guard's flag and whom to name.
+struct Guard {
+    tripped: Rc<Cell<Option<Flood>>>,
+    /// `upstream NAME target ADDR`, for the log.
+    peer: String,
+}
+
+/// How a connection's driver stopped.
+enum Ended {
+    Codec(Result<(), h2::Error>),
+    Flood(Flood),
+}
+
+/// Drives one connection until it ends or floods, closing it after `idle_timeout` without
+/// streams.
 async fn drive(
-    mut driver: h2::client::Connection<PollStream, Bytes>,
+    mut driver: h2::client::Connection<Io, Bytes>,
+    guard: Guard,
     conn: Weak<H2Conn>,
     idle_timeout: Duration,
 ) {
     loop {
+        // The guard wakes this task when it trips (its read stays pending from then on).
+        let step = poll_fn(|cx| match guard.tripped.get() {
+            Some(f) => std::task::Poll::Ready(Ended::Flood(f)),
+            None => {
+                std::future::Future::poll(std::pin::Pin::new(&mut driver), cx).map(Ended::Codec)
+            }
+        });
         let ended = monoio::select! {
-            r = poll_fn(|cx| std::pin::Pin::new(&mut driver).poll(cx)) => Some(r),
+            r = step => Some(r),
             _ = monoio::time::sleep(IDLE_TICK) => None,
         };
-        if let Some(r) = ended {
-            if let Err(e) = r {
+        match ended {
+            Some(Ended::Codec(Err(e))) => {
                 if !e.is_go_away() || e.reason() != Some(h2::Reason::NO_ERROR) {
-                    crate::log::info(&format!("upstream HTTP/2 connection ended: {e}"));
+                    crate::log::info(&format!("{}: HTTP/2 connection ended: {e}", guard.peer));
                 }
+                break;
             }
-            break;
+            Some(Ended::Codec(Ok(()))) => break,
+            Some(Ended::Flood(f)) => {
+                crate::log::warn(&format!(
+                    "{}: HTTP/2 connection closed: the upstream flooded {} frames",
+                    guard.peer,
+                    f.as_str()
+                ));
+                if let Some(core) = crate::core::current() {
+                    core.telemetry.count(upstream_flood_counter(f));
+                }
+                break;
+            }
+            None => {}
         }
         if let Some(c) = conn.upgrade() {
             let idle = c.in_flight.get() == 0 && c.idle_since.get().elapsed() >= idle_timeout;
@@ -329,6 +376,16 @@ async fn drive(
     }
     if let Some(c) = conn.upgrade() {
         c.close();
+    }
+}
+
+fn upstream_flood_counter(f: Flood) -> CoreCounter {
+    match f {
+        // Not charged on an upstream's stream; listed so the match stays total.
+        Flood::Resets | Flood::EmptyFrames => CoreCounter::UpstreamHttp2FloodEmptyFrames,
+        Flood::Pings => CoreCounter::UpstreamHttp2FloodPings,
+        Flood::Settings => CoreCounter::UpstreamHttp2FloodSettings,
+        Flood::WindowUpdates => CoreCounter::UpstreamHttp2FloodWindowUpdates,
     }
 }
 
