@@ -823,6 +823,71 @@ fn pattern_checks_cannot_pin_a_worker() {
     }
 }
 
+const PROPERTY_NAME_SPEC: &str = r##"
+openapi: 3.0.3
+info: { title: Labels, version: "1.0" }
+paths:
+  /labels:
+    post:
+      operationId: setLabels
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema:
+              type: object
+              patternProperties: { "#NAME#": { type: integer } }
+      responses: { "200": { description: ok } }
+"##;
+
+/// `patternProperties` run on client property names, which no budget covers inside the schema
+/// crate: a look-around there made one 60 000-byte name cost the worker seconds (quadratic).
+/// Such a document is refused when loaded, naming the schema; a linear `patternProperties`
+/// checks any name at once.
+#[test]
+fn property_name_patterns_run_in_linear_time_or_not_at_all() {
+    let up = Upstream::echo();
+    let lookaround = Setup::with_spec(&PROPERTY_NAME_SPEC.replace("#NAME#", "(?=.*[A-Z])"));
+    let config = lookaround.config(&up, "enforce");
+    let path = lookaround.dir.path().join("ringway.toml");
+    std::fs::write(&path, &config).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("patternProperties") && err.contains("/paths/~1labels/post"),
+        "the error names the keyword and the operation: {err}"
+    );
+
+    let linear = Setup::with_spec(&PROPERTY_NAME_SPEC.replace("#NAME#", "^[a-z]+$"));
+    let config = linear
+        .config(&up, "enforce")
+        .replace(r#"max_body = "1KiB""#, r#"max_body = "1MiB""#);
+    let gw = Gateway::start_workers(&config, 1);
+    let post = |body: &str| request(gw.addr, "POST", "/labels", &[JSON], body.as_bytes());
+    assert_eq!(post(r#"{"size": 3}"#).status, 200);
+    let r = post(r#"{"size": "big"}"#);
+    refused(
+        &r,
+        400,
+        "/body/size",
+        "type",
+        "a value against its name's schema",
+    );
+    let started = Instant::now();
+    let r = post(&format!(r#"{{"{}": "x"}}"#, "a".repeat(200_000)));
+    assert_eq!(r.status, 400, "a 200 000-byte name: {}", r.text());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 /// Where schemathesis's CLI is, if installed.
 fn schemathesis() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;

@@ -42,9 +42,9 @@ const OPENAPI_FORMATS: &[&str] = &["int32", "int64", "float", "double", "binary"
 /// document with many references is walked once per operation, so keep this finite).
 const MAX_WALK: usize = 20_000;
 
-/// The `fancy-regex` backtracking budget for `patternProperties` on client property names
-/// (`pattern` itself is the budgeted keyword of `super::pattern`).
-const BACKTRACK_LIMIT: usize = 100_000;
+/// Compiled size limit for a `patternProperties` pattern (the `regex` crate's default is 10 MiB
+/// per pattern; a document is operator-written, but a few such patterns per operation add up).
+const PROPERTY_PATTERN_SIZE_LIMIT: usize = 1 << 20;
 
 /// A document prepared for compiling: rewritten for its dialect, with the draft to use.
 pub(super) struct Prepared {
@@ -252,7 +252,11 @@ pub(super) fn compile<F: jsonschema::json::Json>(
         .with_registry(&registry)
         .with_base_uri(SCHEMA_URI)
         .should_validate_formats(true)
-        .with_pattern_options(PatternOptions::fancy_regex().backtrack_limit(BACKTRACK_LIMIT))
+        // `patternProperties` (and `additionalProperties` / `unevaluatedProperties` beside
+        // it) run inside the crate on every client property name, where no per-request budget
+        // reaches: only the linear engine runs there, so a look-around is refused when the
+        // document loads (`pattern` runs under its budget, `super::pattern`).
+        .with_pattern_options(PatternOptions::regex().size_limit(PROPERTY_PATTERN_SIZE_LIMIT))
         .with_keyword("pattern", super::pattern::factory::<F>)
         .with_format("byte", is_base64);
     for f in OPENAPI_FORMATS {
@@ -265,7 +269,13 @@ pub(super) fn compile<F: jsonschema::json::Json>(
     let abs = absolute_refs(schema, 0);
     let v = opts.build(&abs).map_err(|e| {
         let inner = e.instance_path().as_str().to_string();
-        format!("{at}{inner}: invalid schema: {}", e.masked())
+        let hint = if inner.contains("/patternProperties/") {
+            " (property names are matched in linear time: a patternProperties pattern may not \
+             use look-around or back-references; `pattern` may, under a per-request budget)"
+        } else {
+            ""
+        };
+        format!("{at}{inner}: invalid schema: {}{hint}", e.masked())
     })?;
     let mut seen = HashSet::new();
     let mut budget = MAX_WALK;
