@@ -96,26 +96,33 @@ pub fn refresh_addresses(shared: &Shared) -> Result<u64, String> {
 /// (`why` goes to the log): DNS answers, the API-key set synced from Redis.
 pub fn recompile_current(shared: &Shared, why: &str) -> Result<u64, String> {
     let current = shared.config.load();
-    let text = current.source_text.clone();
+    let again = Again {
+        text: current.source_text.clone(),
+        files: current.source_files.clone(),
+        why,
+    };
     let path = current.source.clone();
     drop(current);
-    reload_from(shared, &path, Some((text, why)))
+    reload_from(shared, &path, Some(again))
 }
 
-fn reload_from(
-    shared: &Shared,
-    path: &Path,
-    text: Option<(Arc<str>, &str)>,
-) -> Result<u64, String> {
+/// The serving generation's own text and files, compiled again, and why.
+struct Again<'a> {
+    text: Arc<str>,
+    files: Arc<crate::bounded_file::FileSet>,
+    why: &'a str,
+}
+
+fn reload_from(shared: &Shared, path: &Path, again: Option<Again<'_>>) -> Result<u64, String> {
     let mut status = shared
         .reload_lock
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let current = shared.config.load();
     let next = current.generation + 1;
-    let compiled = match &text {
+    let compiled = match &again {
         None => config::load_with(path, next, &shared.runtime),
-        Some((t, _)) => config::load_text(path, t, next, &shared.runtime),
+        Some(a) => config::recompile(path, &a.text, Some(a.files.clone()), next, &shared.runtime),
     };
     let loaded = compiled.and_then(|cfg| match prepare_sinks(shared, &cfg) {
         Ok(()) => Ok(cfg),
@@ -155,8 +162,8 @@ fn reload_from(
             status.loaded_at = crate::civil::unix_now();
             shared.reloads_ok.fetch_add(1, Ordering::Relaxed);
             status.last_error = None;
-            let what = match &text {
-                Some((_, why)) => format!("{why}; config re-compiled"),
+            let what = match &again {
+                Some(a) => format!("{}; config re-compiled", a.why),
                 None => "config reloaded".to_string(),
             };
             crate::log::info(&format!(

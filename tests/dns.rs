@@ -324,3 +324,62 @@ fn family_ipv4_leaves_aaaa_records_out() {
     assert_ne!(code, 0);
     assert!(format!("{out}{err}").contains("dns.family"), "{out}{err}");
 }
+
+/// A DNS change re-compiles the serving generation from its own text and the files that text
+/// named as they were read at the last reload: a keys file edited on disk since then is not
+/// picked up that way (neither a half-written one, which would hold the new addresses back,
+/// nor a finished one, which would skip the operator's `check` and SIGHUP). SIGHUP reads it.
+#[test]
+fn a_dns_change_does_not_pick_up_files_edited_since_the_last_reload() {
+    let (a, b) = pair();
+    let stub = DnsStub::start();
+    stub.set("svc.test", &["127.0.0.2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.toml");
+    let alice = create_key(dir.path(), &keys, "alice", None);
+    let routes = config(&stub, &format!("svc.test:{}", a.addr.port()), "")
+        .replace("prefix = \"/\"\n", "prefix = \"/\"\npolicies = [\"key\"]\n");
+    let body = format!(
+        "[api_keys]\nfile = \"{}\"\nhash = \"sha256\"\n\n\
+         [policies.key]\napi_key = {{ query = \"k\" }}\n\n{routes}",
+        keys.display()
+    );
+    let g = Gateway::start(&body);
+    let call = |key: &str| get(g.addr, &format!("/x?k={key}"));
+    assert_eq!(call(&alice).status, 200);
+    assert_eq!(call(&alice).header("x-upstream"), Some("a"));
+
+    // The operator starts editing the keys file: a new key is in, and the file is half
+    // written. Then the name's answer changes.
+    let bob = create_key(dir.path(), &keys, "bob", None);
+    let finished = std::fs::read_to_string(&keys).unwrap();
+    std::fs::write(&keys, &finished[..finished.len() / 2]).unwrap();
+    stub.set("svc.test", &["127.0.0.3"]);
+    let moved = wait_for(Duration::from_secs(5), || {
+        call(&alice).header("x-upstream") == Some("b")
+    });
+    assert!(moved.is_some(), "traffic never moved: {}", g.logs());
+    assert!(
+        !g.logs().contains("could not be applied"),
+        "the half-written file held the new addresses back: {}",
+        g.logs()
+    );
+    // The file is finished: still not live until a reload says so.
+    std::fs::write(&keys, &finished).unwrap();
+    stub.set("svc.test", &["127.0.0.2"]);
+    assert!(
+        wait_for(Duration::from_secs(5), || call(&alice).header("x-upstream")
+            == Some("a"))
+        .is_some(),
+        "{}",
+        g.logs()
+    );
+    assert_eq!(
+        call(&bob).status,
+        401,
+        "bob's key went live without a reload"
+    );
+    assert!(g.reload(&body), "{}", g.logs());
+    assert_eq!(call(&bob).status, 200);
+    assert!(b.count() > 0);
+}

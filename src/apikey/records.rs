@@ -108,7 +108,7 @@ fn load_snapshot(s: &SyncSettings) -> KeySet {
         }
     };
     let max = crate::bounded_file::MAX_CONFIG_BYTES;
-    let src = match crate::bounded_file::read_to_string(&s.snapshot, max) {
+    let src = match crate::bounded_file::read_fresh_to_string(&s.snapshot, max) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return empty(format!("no key snapshot at {}", s.snapshot.display()))

@@ -155,6 +155,7 @@ pub fn compile_with(
             dns,
             redis,
             source_text: std::sync::Arc::from(src),
+            source_files: Default::default(),
             run_as,
             usage,
             cache: rt.cache.clone(),
@@ -442,16 +443,33 @@ pub fn load_with(path: &Path, generation: u64, rt: &Runtime) -> Result<Compiled,
     load_text(path, &src, generation, rt)
 }
 
-/// Parses and compiles config text that came from `path` (a re-compile of the serving
-/// generation's own text, when a host name's addresses changed).
+/// Parses and compiles config text that came from `path`, reading the files it names from
+/// the disk.
 pub fn load_text(
     path: &Path,
     src: &str,
     generation: u64,
     rt: &Runtime,
 ) -> Result<Compiled, Vec<ConfigError>> {
-    let raw = parse(src, path)?;
-    let cfg = compile_with(raw, src, path, generation, rt)?;
+    recompile(path, src, None, generation, rt)
+}
+
+/// Parses and compiles config text that came from `path`; the files it names are read from
+/// `files` where it holds them (a re-compile of the serving generation: its own text and
+/// files), from the disk otherwise. The result keeps the files it was compiled from.
+pub fn recompile(
+    path: &Path,
+    src: &str,
+    files: Option<std::sync::Arc<crate::bounded_file::FileSet>>,
+    generation: u64,
+    rt: &Runtime,
+) -> Result<Compiled, Vec<ConfigError>> {
+    let (compiled, read) = crate::bounded_file::capture(files, || {
+        let raw = parse(src, path)?;
+        compile_with(raw, src, path, generation, rt)
+    });
+    let mut cfg = compiled?;
+    cfg.source_files = std::sync::Arc::new(read);
     warn_unverified(&cfg);
     Ok(cfg)
 }

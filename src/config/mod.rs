@@ -34,7 +34,7 @@ pub mod traffic;
 pub mod units;
 pub mod upstreams;
 
-pub use compile::{load, load_text, load_with};
+pub use compile::{load, load_text, load_with, recompile};
 pub use errors::ConfigError;
 pub use model::*;
 pub use telemetry::{AccessLogFormat, AccessLogSettings, OtlpSettings, Telemetry, TracingSettings};

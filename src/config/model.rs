@@ -70,8 +70,12 @@ pub struct Compiled {
     /// `[redis]`, when instances share state.
     pub redis: Option<std::sync::Arc<crate::redis::RedisShared>>,
     /// The file content this generation was compiled from: re-compiled as is when a host
-    /// name's addresses change, so an unreviewed edit on disk is never picked up that way.
+    /// name's addresses change or keys arrive from Redis, so an unreviewed edit on disk is
+    /// never picked up that way (with `source_files`).
     pub source_text: std::sync::Arc<str>,
+    /// The files that text named, as this generation read them (keys file, OpenAPI documents,
+    /// certificates, JWT keys, WASM modules): a re-compile reads them from here, not the disk.
+    pub source_files: std::sync::Arc<crate::bounded_file::FileSet>,
     /// `[server] user`/`group`: who a process started as root becomes after binding.
     pub run_as: Option<crate::privileges::RunAs>,
     /// `[usage]`: metering on (needs `[redis]`).

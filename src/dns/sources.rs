@@ -7,7 +7,8 @@ use std::path::Path;
 /// The addresses `name` has in a hosts file (`ADDRESS NAME [ALIASES…]` lines, `#` comments),
 /// in file order without duplicates. A missing or unreadable file has no entries.
 pub fn hosts_lookup(path: &Path, name: &str) -> Vec<IpAddr> {
-    let Ok(text) = crate::bounded_file::read_to_string(path, crate::bounded_file::MAX_SMALL_BYTES)
+    let Ok(text) =
+        crate::bounded_file::read_fresh_to_string(path, crate::bounded_file::MAX_SMALL_BYTES)
     else {
         return Vec::new();
     };
@@ -31,7 +32,8 @@ fn hosts_parse(text: &str, name: &str) -> Vec<IpAddr> {
 
 /// The `nameserver` addresses of a resolv.conf (port 53), in order. Unreadable: none.
 pub fn resolv_conf_servers(path: &Path) -> Vec<SocketAddr> {
-    let Ok(text) = crate::bounded_file::read_to_string(path, crate::bounded_file::MAX_SMALL_BYTES)
+    let Ok(text) =
+        crate::bounded_file::read_fresh_to_string(path, crate::bounded_file::MAX_SMALL_BYTES)
     else {
         return Vec::new();
     };
