@@ -24,6 +24,7 @@ pub mod deadline_clock;
 pub mod dns;
 pub mod dns_refresh;
 pub mod exchange;
+pub mod h2flood;
 pub mod handover;
 pub mod heap;
 pub mod http1;

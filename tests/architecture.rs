@@ -50,6 +50,9 @@ const LAYERS: &[(&str, u8)] = &[
     ("heap", 0),
     ("privileges", 0),
     ("notify", 0),
+    // HTTP/2 frame-rate budgets over a connection's byte stream (no crate imports); the
+    // server's client connections and the upstream pool's connections both wear it.
+    ("h2flood", 0),
     // 1 vocabulary: the wire's words and the config's units and diagnostics.
     ("http1", 1),
     ("query", 1),

@@ -61,8 +61,21 @@ pub struct Http2Settings {
     pub max_empty_frames_per_second: u32,
 }
 
+impl Http2Settings {
+    /// The flood budgets of a connection on this listener.
+    pub fn budgets(&self) -> crate::h2flood::Budgets {
+        crate::h2flood::Budgets {
+            resets: self.max_resets_per_second,
+            pings: self.max_pings_per_second,
+            settings: self.max_settings_per_second,
+            empty_frames: self.max_empty_frames_per_second,
+        }
+    }
+}
+
 impl Default for Http2Settings {
     fn default() -> Self {
+        let budgets = crate::h2flood::Budgets::default();
         Http2Settings {
             max_concurrent_streams: 128,
             max_header_list_size: 16 * 1024,
@@ -70,10 +83,10 @@ impl Default for Http2Settings {
             stream_window: 256 * 1024,
             connection_window: 1024 * 1024,
             idle_timeout: Duration::from_secs(60),
-            max_resets_per_second: 100,
-            max_pings_per_second: 10,
-            max_settings_per_second: 10,
-            max_empty_frames_per_second: 100,
+            max_resets_per_second: budgets.resets,
+            max_pings_per_second: budgets.pings,
+            max_settings_per_second: budgets.settings,
+            max_empty_frames_per_second: budgets.empty_frames,
         }
     }
 }

@@ -139,7 +139,7 @@ async fn serve_tls(
 /// client that dribbles fewer bytes is looked at again with growing pauses, so it cannot make
 /// the worker spin.
 async fn sniff_h2c(core: &Core, tcp: &TcpStream) -> bool {
-    use crate::http2::flood::PREFACE;
+    use crate::h2flood::PREFACE;
     const DECIDES: usize = 3;
     let deadline = Instant::now() + core.generation().cfg.timeouts.client_header;
     let mut first = [0u8; DECIDES];

@@ -30,11 +30,13 @@ use h2::{RecvStream, SendStream};
 
 use crate::config::Route;
 use crate::core::Core;
+use crate::h2flood::Flood;
 use crate::http1::{self, HeadError};
+use crate::metrics::CoreCounter;
 use crate::policy::pipeline::Effects;
 use crate::policy::transform::HeaderEdits;
 use crate::tls::poll::PollStream;
-use crate::upstream::h2::{establish, Opening, Pick, StreamClaim};
+use crate::upstream::h2::{establish, Guard, Opening, Pick, StreamClaim};
 use crate::upstream::UpstreamState;
 
 use super::body::STREAM_CHUNK;
@@ -381,7 +383,8 @@ async fn open(us: &UpstreamState, t: usize, conn: Opening) -> Result<StreamClaim
         }
     }
     let peer = format!("upstream {} target {}", us.name, us.targets[t].addr);
-    let res = establish(conn, io, peer, us.idle_timeout(), deadline).await;
+    let guard = Guard::new(peer, count_flood);
+    let res = establish(conn, io, guard, us.idle_timeout(), deadline).await;
     if let (Ok(claim), Some(slot)) = (&res, slot) {
         claim.hold_slot(slot);
     }
@@ -743,6 +746,20 @@ fn trailer_map(raw: &[u8], edits: Option<&HeaderEdits>) -> http::HeaderMap {
         }
     }
     map
+}
+
+/// Counts an upstream connection closed for a flood, on this worker's telemetry.
+fn count_flood(f: Flood) {
+    let counter = match f {
+        Flood::Pings => CoreCounter::UpstreamHttp2FloodPings,
+        Flood::Settings => CoreCounter::UpstreamHttp2FloodSettings,
+        Flood::WindowUpdates => CoreCounter::UpstreamHttp2FloodWindowUpdates,
+        // RST_STREAM is not charged on an upstream's connection; listed so the match is total.
+        Flood::EmptyFrames | Flood::Resets => CoreCounter::UpstreamHttp2FloodEmptyFrames,
+    };
+    if let Some(core) = crate::core::current() {
+        core.telemetry.count(counter);
+    }
 }
 
 #[cfg(test)]

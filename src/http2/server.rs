@@ -4,7 +4,7 @@
 //!
 //! The connection task also watches three things once a second: a drain (GOAWAY with the
 //! last stream id, in-flight streams finish), the idle timeout (no open stream: GOAWAY), and
-//! the flood guard (`flood::Guarded`: GOAWAY ENHANCE_YOUR_CALM and close). A graceful GOAWAY
+//! the flood guard (`h2flood::Guarded`: GOAWAY ENHANCE_YOUR_CALM and close). A graceful GOAWAY
 //! waits for the client's PING acknowledgement before the connection closes; a client that
 //! never sends it (or stalls mid-frame) is closed `GOAWAY_GRACE` after the GOAWAY, once no
 //! stream is open, so silence cannot hold a connection (or a drain) forever.
@@ -32,9 +32,9 @@ use crate::exchange::{begin, pipeline, respond};
 use crate::metrics::CoreCounter;
 use crate::tls::poll::PollStream;
 
-use super::flood::{Flood, Guarded};
 use super::request::to_head;
 use super::stream::H2Stream;
+use crate::h2flood::{Flood, Guarded};
 
 /// How often the connection looks at the drain flag and its idle clock.
 const TICK: Duration = Duration::from_secs(1);
@@ -69,7 +69,7 @@ pub async fn serve(core: Rc<Core>, io: PollStream, mut facts: ClientFacts, s: Ar
 }
 
 async fn drive(core: &Rc<Core>, io: PollStream, facts: Rc<ClientFacts>, s: &Http2Settings) {
-    let io = Guarded::new(io, s);
+    let io = Guarded::new(io, s.budgets());
     let tripped = io.tripped.clone();
     let mut b = h2::server::Builder::new();
     b.max_concurrent_streams(s.max_concurrent_streams)

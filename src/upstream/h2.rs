@@ -15,10 +15,10 @@
 //! Each connection's driver (`h2::client::Connection`) runs as its own task on this worker.
 //! When it ends (GOAWAY, reset, EOF, error) the connection is marked closed and leaves the pool
 //! at the next pick. What the upstream sends passes the HTTP/2 flood guard first
-//! (`http2::flood::Guarded::upstream`): an upstream that floods control or empty frames has its
-//! connection closed (its streams fail with 502) and is counted in
-//! `ringway_upstream_http2_flood_closes_total`. A connection with no open stream for the upstream's `idle_timeout` is
-//! closed by its driver (its handle is dropped, h2 ends it). Invariants: everything here is
+//! (`h2flood::Guarded::upstream`): an upstream that floods control or empty frames has its
+//! connection closed (its streams fail with 502), a warning logged, and the opener's
+//! `OnFlood` called (it counts the close). A connection with no open stream for the
+//! upstream's `idle_timeout` is closed by its driver (its handle is dropped, h2 ends it). Invariants: everything here is
 //! `!Send`, owned by one worker; a stream slot is released exactly once (`StreamClaim` drop).
 
 use std::cell::{Cell, RefCell};
@@ -30,12 +30,14 @@ use bytes::Bytes;
 use h2::client::SendRequest;
 
 use crate::exchange::error::{ErrorKind, ProxyError};
-use crate::http2::flood::{Flood, Guarded};
-use crate::metrics::CoreCounter;
+use crate::h2flood::{Flood, Guarded};
 use crate::tls::poll::PollStream;
 
 /// The upstream side of a connection, behind the flood guard.
 type Io = Guarded<PollStream>;
+
+/// Called once when a connection is closed for a flood (the opener counts it).
+pub type OnFlood = fn(Flood);
 
 /// Per-stream receive window the gateway grants an upstream (bounds memory per stream).
 const STREAM_WINDOW: u32 = 256 * 1024;
@@ -262,12 +264,12 @@ impl H2Pool {
 pub async fn establish(
     opening: Opening,
     io: PollStream,
-    peer: String,
+    guard: Guard,
     idle_timeout: Duration,
     deadline: Instant,
 ) -> Result<StreamClaim, ProxyError> {
     let conn = &opening.0;
-    if let Err(e) = handshake(conn, Guarded::upstream(io), peer, idle_timeout, deadline).await {
+    if let Err(e) = handshake(conn, io, guard, idle_timeout, deadline).await {
         conn.close();
         return Err(e);
     }
@@ -279,12 +281,13 @@ pub async fn establish(
 
 async fn handshake(
     conn: &Rc<H2Conn>,
-    io: Io,
-    peer: String,
+    io: PollStream,
+    mut guard: Guard,
     idle_timeout: Duration,
     deadline: Instant,
 ) -> Result<(), ProxyError> {
-    let tripped = io.tripped.clone();
+    let io = Guarded::upstream(io);
+    guard.tripped = io.tripped.clone();
     let mut b = h2::client::Builder::new();
     b.enable_push(false)
         .initial_window_size(STREAM_WINDOW)
@@ -300,7 +303,6 @@ async fn handshake(
     };
     let mut ping = driver.ping_pong();
     *conn.send.borrow_mut() = Some(send);
-    let guard = Guard { tripped, peer };
     monoio::spawn(drive(driver, guard, Rc::downgrade(conn), idle_timeout));
     let Some(ping) = ping.as_mut() else {
         return Ok(());
@@ -313,11 +315,23 @@ async fn handshake(
     }
 }
 
-/// What `drive` needs to end a flooding connection: the guard's flag and whom to name.
-struct Guard {
+/// What the driver of a new connection needs to end it on a flood.
+pub struct Guard {
+    /// Set by the guard on the connection's stream (`handshake` wires it).
     tripped: Rc<Cell<Option<Flood>>>,
     /// `upstream NAME target ADDR`, for the log.
     peer: String,
+    on_flood: OnFlood,
+}
+
+impl Guard {
+    pub fn new(peer: String, on_flood: OnFlood) -> Guard {
+        Guard {
+            tripped: Rc::default(),
+            peer,
+            on_flood,
+        }
+    }
 }
 
 /// How a connection's driver stopped.
@@ -356,13 +370,11 @@ async fn drive(
             Some(Ended::Codec(Ok(()))) => break,
             Some(Ended::Flood(f)) => {
                 crate::log::warn(&format!(
-                    "{}: HTTP/2 connection closed: the upstream flooded {} frames",
+                    "{}: HTTP/2 connection closed: the upstream overspent its {} budget (a flood)",
                     guard.peer,
                     f.as_str()
                 ));
-                if let Some(core) = crate::core::current() {
-                    core.telemetry.count(upstream_flood_counter(f));
-                }
+                (guard.on_flood)(f);
                 break;
             }
             None => {}
@@ -376,16 +388,6 @@ async fn drive(
     }
     if let Some(c) = conn.upgrade() {
         c.close();
-    }
-}
-
-fn upstream_flood_counter(f: Flood) -> CoreCounter {
-    match f {
-        // Not charged on an upstream's stream; listed so the match stays total.
-        Flood::Resets | Flood::EmptyFrames => CoreCounter::UpstreamHttp2FloodEmptyFrames,
-        Flood::Pings => CoreCounter::UpstreamHttp2FloodPings,
-        Flood::Settings => CoreCounter::UpstreamHttp2FloodSettings,
-        Flood::WindowUpdates => CoreCounter::UpstreamHttp2FloodWindowUpdates,
     }
 }
 

@@ -12,8 +12,9 @@
 //! `Guarded` wraps the connection's stream: once a budget is spent it stops handing bytes to
 //! the h2 codec and raises `tripped`, and the server answers GOAWAY(ENHANCE_YOUR_CALM).
 //!
-//! The same guard sits on the gateway's HTTP/2 connections to upstreams (`Guarded::upstream`,
-//! `upstream::h2`): an upstream is a peer too, and one that floods PING, SETTINGS, empty or
+//! The HTTP/2 server (`http2::server`) guards every client connection with its listener's
+//! budgets. The same guard sits on the gateway's HTTP/2 connections to upstreams
+//! (`Guarded::upstream`, `upstream::h2`): an upstream is a peer too, and one that floods PING, SETTINGS, empty or
 //! unknown frames or unpaid WINDOW_UPDATEs would pin the worker every route shares. There the
 //! stream has no preface, RST_STREAM is not charged (a server refusing or cancelling streams
 //! is ending work, not making it), and a trip closes the connection.
@@ -30,7 +31,27 @@ use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::config::http2::Http2Settings;
+/// Frames a second each budget allows (the `[listeners.http2]` settings that bound floods).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budgets {
+    pub resets: u32,
+    pub pings: u32,
+    pub settings: u32,
+    /// Empty, PRIORITY and unknown frames; also the base of WINDOW_UPDATE's own bucket.
+    pub empty_frames: u32,
+}
+
+impl Default for Budgets {
+    /// The `[listeners.http2]` defaults.
+    fn default() -> Budgets {
+        Budgets {
+            resets: 100,
+            pings: 10,
+            settings: 10,
+            empty_frames: 100,
+        }
+    }
+}
 
 /// The client connection preface (RFC 9113 §3.4), which precedes the first frame.
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -186,16 +207,16 @@ const FLAG_END_HEADERS: u8 = 0x4;
 
 impl FrameScanner {
     /// A scanner for a client connection (the client sends the preface).
-    pub fn new(s: &Http2Settings) -> FrameScanner {
+    pub fn new(b: Budgets) -> FrameScanner {
         FrameScanner {
             inbound: FrameWalk::new(true),
             outbound: FrameWalk::new(false),
             charge_resets: true,
-            resets: Bucket::new(s.max_resets_per_second),
-            pings: Bucket::new(s.max_pings_per_second),
-            settings: Bucket::new(s.max_settings_per_second),
-            empty: Bucket::new(s.max_empty_frames_per_second),
-            window_updates: Bucket::new(s.max_empty_frames_per_second),
+            resets: Bucket::new(b.resets),
+            pings: Bucket::new(b.pings),
+            settings: Bucket::new(b.settings),
+            empty: Bucket::new(b.empty_frames),
+            window_updates: Bucket::new(b.empty_frames),
             credit: 0.0,
             ping_credit: 0,
         }
@@ -208,7 +229,7 @@ impl FrameScanner {
             inbound: FrameWalk::new(false),
             outbound: FrameWalk::new(true),
             charge_resets: false,
-            ..FrameScanner::new(&Http2Settings::default())
+            ..FrameScanner::new(Budgets::default())
         }
     }
 
@@ -275,10 +296,10 @@ pub struct Guarded<S> {
 }
 
 impl<S> Guarded<S> {
-    pub fn new(inner: S, s: &Http2Settings) -> Guarded<S> {
+    pub fn new(inner: S, b: Budgets) -> Guarded<S> {
         Guarded {
             inner,
-            scanner: FrameScanner::new(s),
+            scanner: FrameScanner::new(b),
             tripped: Rc::new(Cell::new(None)),
         }
     }
@@ -388,16 +409,16 @@ mod tests {
         f
     }
 
-    fn settings(pings: u32) -> Http2Settings {
-        Http2Settings {
-            max_pings_per_second: pings,
-            ..Http2Settings::default()
+    fn settings(pings: u32) -> Budgets {
+        Budgets {
+            pings,
+            ..Budgets::default()
         }
     }
 
     #[test]
     fn a_ping_flood_trips_after_one_seconds_worth() {
-        let mut s = FrameScanner::new(&settings(10));
+        let mut s = FrameScanner::new(settings(10));
         assert_eq!(s.scan(PREFACE), None);
         let ping = frame(PING, 0, &[0; 8]);
         let tripped = (0..100).position(|_| s.scan(&ping).is_some());
@@ -406,7 +427,7 @@ mod tests {
 
     #[test]
     fn acks_and_frames_split_across_reads_are_counted_right() {
-        let mut s = FrameScanner::new(&settings(2));
+        let mut s = FrameScanner::new(settings(2));
         let mut bytes = PREFACE.to_vec();
         for _ in 0..50 {
             bytes.extend(frame(PING, FLAG_ACK, &[0; 8]));
@@ -423,9 +444,9 @@ mod tests {
 
     #[test]
     fn empty_frames_that_end_something_are_free() {
-        let mut s = FrameScanner::new(&Http2Settings {
-            max_empty_frames_per_second: 1,
-            ..Http2Settings::default()
+        let mut s = FrameScanner::new(Budgets {
+            empty_frames: 1,
+            ..Budgets::default()
         });
         s.scan(PREFACE);
         for _ in 0..10 {
@@ -449,7 +470,7 @@ mod tests {
 
     #[test]
     fn pings_answering_the_gateways_frames_are_free_and_pongs_earn_nothing() {
-        let mut s = FrameScanner::new(&settings(2));
+        let mut s = FrameScanner::new(settings(2));
         assert_eq!(s.scan(PREFACE), None);
         let ping = frame(PING, 0, &[0; 8]);
         // A probe after each DATA frame written, 100 times: paid for, whatever the rate.
