@@ -198,38 +198,28 @@ fn downstream_connections(m: &Merged, out: &mut String) {
         );
     }
 
-    family(
+    labelled_counters(
+        m,
         out,
         "ringway_downstream_connections_refused_total",
         "Client connections closed at accept because a connection cap was reached, by cap.",
-        "counter",
+        "reason",
+        &[
+            ("max_connections", CoreCounter::ConnRefusedMax),
+            ("per_ip", CoreCounter::ConnRefusedPerIp),
+        ],
     );
-    for (reason, c) in [
-        ("max_connections", CoreCounter::ConnRefusedMax),
-        ("per_ip", CoreCounter::ConnRefusedPerIp),
-    ] {
-        let _ = writeln!(
-            out,
-            "ringway_downstream_connections_refused_total{{reason=\"{reason}\"}} {}",
-            m.counter(c)
-        );
-    }
-    family(
+    labelled_counters(
+        m,
         out,
         "ringway_slow_client_closes_total",
         "Client connections closed for sending a request body or reading a response too slowly.",
-        "counter",
+        "direction",
+        &[
+            ("request_body", CoreCounter::SlowRequestBody),
+            ("response", CoreCounter::SlowResponse),
+        ],
     );
-    for (direction, c) in [
-        ("request_body", CoreCounter::SlowRequestBody),
-        ("response", CoreCounter::SlowResponse),
-    ] {
-        let _ = writeln!(
-            out,
-            "ringway_slow_client_closes_total{{direction=\"{direction}\"}} {}",
-            m.counter(c)
-        );
-    }
     family(
         out,
         "ringway_tunnel_idle_closes_total",
@@ -269,65 +259,45 @@ fn http2_connections(m: &Merged, out: &mut String) {
         "ringway_http2_protocol_errors_total {}",
         m.counter(CoreCounter::Http2ProtocolErrors)
     );
-    family(
+    labelled_counters(
+        m,
         out,
         "ringway_http2_flood_closes_total",
         "HTTP/2 client connections closed with GOAWAY(ENHANCE_YOUR_CALM), by the budget spent.",
-        "counter",
+        "kind",
+        &CoreCounter::HTTP2_FLOODS,
     );
-    for (kind, c) in CoreCounter::HTTP2_FLOODS {
-        let _ = writeln!(
-            out,
-            "ringway_http2_flood_closes_total{{kind=\"{kind}\"}} {}",
-            m.counter(c)
-        );
-    }
-    family(
+    labelled_counters(
+        m,
         out,
         "ringway_upstream_http2_flood_closes_total",
         "HTTP/2 connections to upstreams closed because the upstream flooded frames, by the budget spent.",
-        "counter",
+        "kind",
+        &CoreCounter::UPSTREAM_HTTP2_FLOODS,
     );
-    for (kind, c) in CoreCounter::UPSTREAM_HTTP2_FLOODS {
-        let _ = writeln!(
-            out,
-            "ringway_upstream_http2_flood_closes_total{{kind=\"{kind}\"}} {}",
-            m.counter(c)
-        );
-    }
 }
 
 /// TLS handshakes completed (full or resumed) and failed (by reason).
 fn tls_handshakes(m: &Merged, out: &mut String) {
-    family(
+    labelled_counters(
+        m,
         out,
         "ringway_tls_handshakes_total",
         "TLS handshakes completed on client connections, by kind (full or resumed).",
-        "counter",
+        "kind",
+        &[
+            ("full", CoreCounter::TlsFull),
+            ("resumed", CoreCounter::TlsResumed),
+        ],
     );
-    for (kind, c) in [
-        ("full", CoreCounter::TlsFull),
-        ("resumed", CoreCounter::TlsResumed),
-    ] {
-        let _ = writeln!(
-            out,
-            "ringway_tls_handshakes_total{{kind=\"{kind}\"}} {}",
-            m.counter(c)
-        );
-    }
-    family(
+    labelled_counters(
+        m,
         out,
         "ringway_tls_handshake_errors_total",
         "TLS handshakes that failed on client connections, by reason.",
-        "counter",
+        "reason",
+        &CoreCounter::TLS_FAILURES,
     );
-    for (reason, c) in CoreCounter::TLS_FAILURES {
-        let _ = writeln!(
-            out,
-            "ringway_tls_handshake_errors_total{{reason=\"{reason}\"}} {}",
-            m.counter(c)
-        );
-    }
 }
 
 /// Access-log lines and trace spans dropped.
@@ -450,6 +420,21 @@ fn micros_as_ms(out: &mut String, us: u64) {
 /// Writes whole microseconds as seconds with six exact decimals.
 fn micros_as_seconds(out: &mut String, us: u64) {
     let _ = write!(out, "{}.{:06}", us / 1_000_000, us % 1_000_000);
+}
+
+/// A counter family whose one label `label` takes the value of each row, with its counter.
+fn labelled_counters(
+    m: &Merged,
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    rows: &[(&str, CoreCounter)],
+) {
+    family(out, name, help, "counter");
+    for &(value, c) in rows {
+        let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {}", m.counter(c));
+    }
 }
 
 pub(super) fn family(out: &mut String, name: &str, help: &str, kind: &str) {
