@@ -1,23 +1,23 @@
-//! Frame-rate budgets for one HTTP/2 connection: the client → gateway byte stream is scanned
-//! frame header by frame header (9 bytes each; payloads are skipped, never parsed) and the
+//! Frame-rate budgets for one HTTP/2 connection. The peer → gateway byte stream is scanned
+//! frame header by frame header (9 bytes each; payloads are skipped, never parsed), and the
 //! frames that cost the gateway work without carrying a request are counted against token
-//! buckets: RST_STREAM (Rapid Reset, CVE-2023-44487), PING and SETTINGS (each forces an
-//! answer; a PING that follows a DATA or HEADERS frame the gateway wrote is paid for by that
-//! frame, as a bandwidth probe would be), and frames that carry nothing: empty DATA / HEADERS / CONTINUATION frames that do
-//! not end anything, PRIORITY frames (RFC 9113 deprecates them; the h2 codec parses and drops
-//! each one) and frame types the codec does not know (it must ignore them). WINDOW_UPDATE frames
-//! are earned by what the gateway sends (one per KiB written, as a client reading the data
-//! would send them), beyond a base budget of the empty-frame rate.
+//! buckets:
+//! - RST_STREAM (Rapid Reset, CVE-2023-44487);
+//! - PING and SETTINGS, each of which forces an answer. A PING that follows a DATA or HEADERS
+//!   frame the gateway wrote is paid for by that frame, as a bandwidth probe would be;
+//! - frames that carry nothing: empty DATA / HEADERS / CONTINUATION frames that end nothing,
+//!   PRIORITY frames (RFC 9113 deprecates them; the h2 codec parses and drops each one) and
+//!   frame types the codec does not know (it must ignore them);
+//! - WINDOW_UPDATE frames beyond those the gateway's writes earn (one per KiB written, as a
+//!   reader of the data would send them), on a bucket of the empty-frame rate.
 //!
 //! `Guarded` wraps the connection's stream: once a budget is spent it stops handing bytes to
-//! the h2 codec and raises `tripped`, and the server answers GOAWAY(ENHANCE_YOUR_CALM).
-//!
-//! The HTTP/2 server (`http2::server`) guards every client connection with its listener's
-//! budgets. The same guard sits on the gateway's HTTP/2 connections to upstreams
-//! (`Guarded::upstream`, `upstream::h2`): an upstream is a peer too, and one that floods PING, SETTINGS, empty or
-//! unknown frames or unpaid WINDOW_UPDATEs would pin the worker every route shares. There the
-//! stream has no preface, RST_STREAM is not charged (a server refusing or cancelling streams
-//! is ending work, not making it), and a trip closes the connection.
+//! the h2 codec and raises `tripped`. The HTTP/2 server (`http2::server`) guards every client
+//! connection with its listener's budgets and answers a trip with GOAWAY(ENHANCE_YOUR_CALM).
+//! The upstream pool (`upstream::h2`) guards its connections with `Guarded::upstream`: an
+//! upstream is a peer too, and one that floods would pin the worker every route shares. There
+//! the stream has no preface, RST_STREAM is free (a server refusing or cancelling streams is
+//! ending work, not making it), and a trip closes the connection.
 //!
 //! Invariants: the scanner is O(1) per frame and allocation-free; a bucket holds at most one
 //! second's worth of frames, so a burst larger than the per-second rate trips it.
@@ -56,7 +56,7 @@ impl Default for Budgets {
 /// The client connection preface (RFC 9113 §3.4), which precedes the first frame.
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// Which budget a client spent.
+/// Which budget a peer spent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flood {
     Resets,
