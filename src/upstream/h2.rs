@@ -18,8 +18,10 @@
 //! (`h2flood::Guarded::upstream`): an upstream that floods control or empty frames has its
 //! connection closed (its streams fail with 502), a warning logged, and the opener's
 //! `OnFlood` called (it counts the close). A connection with no open stream for the
-//! upstream's `idle_timeout` is closed by its driver (its handle is dropped, h2 ends it). Invariants: everything here is
-//! `!Send`, owned by one worker; a stream slot is released exactly once (`StreamClaim` drop).
+//! upstream's `idle_timeout` is closed by its driver (its handle is dropped, h2 ends it).
+//!
+//! Invariants: everything here is `!Send`, owned by one worker; a stream slot is released
+//! exactly once (`StreamClaim` drop).
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
