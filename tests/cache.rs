@@ -586,6 +586,52 @@ fn stale_if_error_covers_5xx_and_a_dead_upstream() {
     assert_cs(&r, "detail=stale-if-error");
 }
 
+/// A stored answer sent after the upstream was asked (a 304 revalidation, stale-if-error)
+/// reaches a client that closes after each request (`Connection: close`, HTTP/1.0) too: it
+/// used to get a closed connection and no bytes.
+#[test]
+fn stale_answers_reach_clients_that_close_after_each_request() {
+    let o = Origin::start(Script {
+        headers: "cache-control: max-age=1, stale-if-error=60\r\n".into(),
+        etag: Some("\"e1\"".into()),
+        not_modified_headers: "cache-control: max-age=1, stale-if-error=60\r\n".into(),
+        ..Script::default()
+    });
+    let gw = gateway(&o, "");
+    assert_eq!(get(gw.addr, "/").text(), "v1");
+    let close = [("Connection", "close")];
+    thread::sleep(Duration::from_millis(1100));
+    let r = get_h(&gw, "/", &close);
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "v1"),
+        "revalidated, Connection: close"
+    );
+    assert_cs(&r, "fwd=stale; fwd-status=304");
+    thread::sleep(Duration::from_millis(1100));
+    let mut c = Conn::open(gw.addr);
+    c.send(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n");
+    let r = c.read_response(false).expect("an answer over HTTP/1.0");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "v1"),
+        "revalidated, HTTP/1.0"
+    );
+    assert_cs(&r, "fwd=stale; fwd-status=304");
+    thread::sleep(Duration::from_millis(1100));
+    o.set(|s| {
+        s.status = 503;
+        s.etag = None;
+    });
+    let r = get_h(&gw, "/", &close);
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "v1"),
+        "stale-if-error, Connection: close"
+    );
+    assert_cs(&r, "fwd=stale; fwd-status=503; detail=stale-if-error");
+}
+
 #[test]
 fn must_revalidate_forbids_stale_on_error() {
     let o = Origin::start(Script {

@@ -145,7 +145,10 @@ pub async fn forward<D: Downstream>(
         if resp.body == BodyFraming::None {
             finish(ex.head.method, us, up, &resp);
         }
-        return Ok(Outcome::Done(keep && down.end_response().await.is_ok()));
+        // End the answer whether or not the connection stays: a stored answer is written
+        // by `end_response` (a `Connection: close` client would otherwise get nothing).
+        let ended = down.end_response().await.is_ok();
+        return Ok(Outcome::Done(keep && ended));
     }
     let streamed = stream_response_body(down, &mut up, resp.body, gen.cfg.timeouts.upstream_idle);
     let streamed = match streamed.await {
