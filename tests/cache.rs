@@ -921,6 +921,19 @@ fn vary_variants_per_key_are_bounded() {
     // Stored variants still answer, each with its own body.
     assert_eq!(get_h(&gw, "/", &[("X-V", "0")]).text(), "v1");
     assert_eq!(get_h(&gw, "/", &[("X-V", "31")]).text(), "v32");
+    drop(gw);
+    // Variants nobody asks for again do not hold the slots once stale: a later variant is
+    // stored in place of a stale one.
+    o.set(|s| s.headers = "cache-control: max-age=1\r\nvary: x-v\r\n".into());
+    let gw = gateway(&o, "");
+    for i in 0..32 {
+        let v = format!("junk-{i}");
+        assert_cs(&get_h(&gw, "/hot", &[("X-V", &v)]), "stored");
+    }
+    assert_cs(&get_h(&gw, "/hot", &[("X-V", "en")]), "detail=vary-limit");
+    thread::sleep(Duration::from_millis(1100));
+    assert_cs(&get_h(&gw, "/hot", &[("X-V", "en")]), "stored");
+    assert_cs(&get_h(&gw, "/hot", &[("X-V", "en")]), "hit");
     // A Vary naming a field per byte is not stored either.
     let names: Vec<String> = (0..40).map(|i| format!("x-{i}")).collect();
     o.set(|s| s.headers = format!("cache-control: max-age=30\r\nvary: {}\r\n", names.join(",")));
@@ -1386,4 +1399,28 @@ fn an_answer_varying_on_a_field_the_gateway_set_is_not_stored() {
     let r = get(gw.addr, "/v");
     assert_cs(&r, "detail=vary-edited");
     assert_eq!(get(gw.addr, "/v").text(), "v2", "nothing was stored");
+}
+
+/// The same for the fields the gateway itself writes upstream: an answer varying on
+/// `X-Forwarded-For` (a per-client answer) was stored under the client's own (absent) header
+/// and served to every other client.
+#[test]
+fn an_answer_varying_on_a_forwarding_header_is_not_stored() {
+    for field in ["X-Forwarded-For", "Forwarded", "X-Request-Id"] {
+        let o = Origin::start(Script {
+            headers: format!("cache-control: max-age=60\r\nvary: {field}\r\n"),
+            ..Script::default()
+        });
+        let gw = gateway(&o, "");
+        let mut c = Conn::open_from(gw.addr, "127.0.0.3");
+        let r = c.request("GET", "/geo", &[], b"");
+        assert_cs(&r, "detail=vary-edited");
+        let mut c = Conn::open_from(gw.addr, "127.0.0.4");
+        let r = c.request("GET", "/geo", &[], b"");
+        assert_eq!(
+            r.text(),
+            "v2",
+            "{field}: another client's answer was served"
+        );
+    }
 }

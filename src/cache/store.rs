@@ -28,8 +28,9 @@
 //! remembered, or was read while in the small queue, goes to the main queue, which evicts
 //! CLOCK-style (a read entry gets another round).
 //!
-//! Variants: one primary key holds at most [`MAX_VARIANTS`] secondary keys (the oldest is
-//! dropped first), so `Vary` on a header a client controls cannot grow one entry without limit.
+//! Variants: one primary key holds at most [`MAX_VARIANTS`] secondary keys (stale ones are
+//! dropped first, then the oldest), so `Vary` on a header a client controls cannot grow one
+//! entry without limit.
 //!
 //! Purge: a scan of every shard (one write lock at a time), O(entries) - about a millisecond
 //! per 100k entries; purges are rare admin actions, so no tag or prefix index costs memory and
@@ -83,6 +84,13 @@ impl Entry {
             .iter()
             .find(|(s, _)| &s[..] == secondary)
             .map(|(_, o)| o)
+    }
+
+    /// Whether any variant is stale at `now` (a new variant may then take its slot).
+    pub fn has_stale(&self, now: Instant) -> bool {
+        self.variants
+            .iter()
+            .any(|(_, o)| o.stale_for(now).is_some())
     }
 
     /// Bytes this entry is counted as.
@@ -467,6 +475,12 @@ impl Store {
                             .collect();
                     }
                 }
+            }
+            if variants.len() >= MAX_VARIANTS {
+                // Stale variants go first, so a burst of variants nobody asks for again cannot
+                // hold the key's slots once it has gone stale.
+                let now = Instant::now();
+                variants.retain(|(_, o)| o.stale_for(now).is_none());
             }
             if variants.len() >= MAX_VARIANTS {
                 let extra = variants.len() + 1 - MAX_VARIANTS;

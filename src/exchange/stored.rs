@@ -215,7 +215,12 @@ impl<'p> Recorder<'p> {
             response_time,
         )?;
         let vary = vary::names(&fields).ok_or("vary")?;
-        let edited = |n: &[u8]| self.edited.iter().any(|e| e.eq_ignore_ascii_case(n));
+        // Fields the gateway itself writes upstream (the client address, the request id)
+        // count as edited too: the upstream saw the gateway's value, not the client's.
+        let edited = |n: &[u8]| {
+            self.edited.iter().any(|e| e.eq_ignore_ascii_case(n))
+                || super::upstream_head::managed_request_header(n)
+        };
         if vary.iter().any(|n| edited(n)) {
             return Err("vary-edited");
         }
@@ -223,8 +228,14 @@ impl<'p> Recorder<'p> {
         if let Some(entry) = self.store.get(&self.key) {
             // Bounded variants per key: an upstream varying on a field clients choose freely
             // (User-Agent, a cookie) cannot turn one URL into thousands of objects.
+            // At the bound, a new variant takes a stale one's slot; while every one is fresh
+            // it is not stored.
             let new_variant = entry.vary != vary || entry.find(&secondary).is_none();
-            if entry.vary == vary && new_variant && entry.variants.len() >= MAX_VARIANTS {
+            if entry.vary == vary
+                && new_variant
+                && entry.variants.len() >= MAX_VARIANTS
+                && !entry.has_stale(Instant::now())
+            {
                 return Err("vary-limit");
             }
         }

@@ -20,7 +20,7 @@ use crate::http1::push_decimal;
 use crate::trace::TraceContext;
 
 /// Headers the proxy always writes itself, so client copies are not forwarded.
-fn managed_request_header(name: &[u8]) -> bool {
+pub(super) fn managed_request_header(name: &[u8]) -> bool {
     const MANAGED: [&[u8]; 11] = [
         b"host",
         b"content-length",
