@@ -212,3 +212,37 @@ fn every_spelling_of_a_protected_host_is_refused_or_protected() {
     }
     assert_eq!(up.count(), 0, "no spelling reached the upstream");
 }
+
+/// The method is part of the match too. `get` is not GET to the router, but Werkzeug, Rack and
+/// others fold it into GET; and a HEAD runs a framework's GET handler. A route for GET only
+/// must not let either through to a broader route: `get` is refused (as nginx does), and HEAD
+/// is answered by the GET route, behind its policies.
+#[test]
+fn method_spellings_cannot_reach_a_catch_all_past_a_get_route() {
+    let up = Upstream::echo();
+    let cfg = format!(
+        "{}\n[[routes]]\nname = \"admin\"\nprefix = \"/admin\"\nmethods = [\"GET\"]\n\
+         static = {{ status = 403, body = \"protected\" }}\n\n\
+         [[routes]]\nname = \"catch-all\"\nprefix = \"/\"\nproxy = {{ upstream = \"app\" }}\n",
+        upstream_toml("app", &[up.addr])
+    );
+    let gw = Gateway::start(&cfg);
+    let send = |line: &str| {
+        let req = format!("{line} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        first_status(&raw(gw.addr, req.as_bytes()))
+    };
+    assert_eq!(send("GET /admin/users"), 403);
+    for method in ["get", "gEt", "Get", "head", "post", "purge"] {
+        assert_eq!(send(&format!("{method} /admin/users")), 400, "{method}");
+    }
+    assert_eq!(
+        send("HEAD /admin/users"),
+        403,
+        "HEAD is answered by the GET route"
+    );
+    assert_eq!(up.count(), 0, "nothing reached the catch-all upstream");
+    // Other methods still fall through as configured, and upper-case extension methods pass.
+    assert_eq!(send("POST /admin/users"), 200);
+    assert_eq!(send("PURGE /anything"), 200);
+    assert_eq!(up.count(), 2);
+}

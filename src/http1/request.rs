@@ -147,6 +147,12 @@ pub fn parse_request_head(
     if method == Method::Connect {
         return Err(HeadError::NotImplemented("CONNECT not supported"));
     }
+    // Methods are case-sensitive, and every registered one is upper case; a backend that
+    // folds `get` into GET would serve a request that matched no GET route (nginx refuses
+    // these too). Known methods are upper case by construction, so only others are looked at.
+    if method == Method::Other && method_bytes.iter().any(u8::is_ascii_lowercase) {
+        return Err(HeadError::BadRequest("method not in upper case"));
+    }
     let (path, query, authority) = target_parts(target, target_bytes, method)?;
 
     let (spare_bytes, mut headers) = super::recycle::take();

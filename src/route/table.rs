@@ -6,6 +6,8 @@ use std::fmt;
 
 use ahash::AHashMap;
 
+use crate::http1::Method;
+
 use super::cond::RouteData;
 use super::conflict::{describe_conflicts, find_ties};
 use super::model::{
@@ -133,7 +135,12 @@ impl RouteTable {
             routes: &self.routes,
             path,
             nsegs: path.iter().filter(|&&b| b == b'/').count(),
-            method_bit: req.method.bit(),
+            // HEAD is GET without the body (RFC 9110 §9.3.2): a route for GET answers it too,
+            // so a HEAD cannot slip past a GET route's policies to a broader route.
+            method_bit: match req.method {
+                Method::Head => Method::Head.bit() | Method::Get.bit(),
+                m => m.bit(),
+            },
             query: req.query,
             headers,
             caps: [(0, 0); MAX_SEGMENTS],
