@@ -630,3 +630,63 @@ fn http10_keep_alive_error_responses_say_keep_alive() {
     assert_eq!(r.status, 404);
     assert!(conn_ended(&mut c, Duration::from_secs(2)));
 }
+
+/// CGI, WSGI, Rack and PHP backends read `X_Consumer` and `X-Consumer` as one variable
+/// (`HTTP_X_CONSUMER`). The underscore spelling of every field the gateway owns upstream is
+/// dropped like the field itself: a client must not set the consumer, its address or the
+/// method that way. Other underscore names pass.
+#[test]
+fn underscore_spellings_of_gateway_owned_fields_are_dropped() {
+    let up = Upstream::echo();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.toml");
+    let bob = create_key(dir.path(), &keys, "bob", None);
+    let cfg = format!(
+        "[api_keys]\nfile = \"{}\"\nhash = \"sha256\"\n\n\
+         [policies.key]\napi_key = {{ headers = [\"x-api-key\"] }}\n\n{}\n\
+         [[routes]]\nname = \"api\"\nprefix = \"/\"\npolicies = [\"key\"]\nproxy = {{ upstream = \"app\" }}\n",
+        keys.display(),
+        upstream_toml("app", &[up.addr])
+    );
+    let gw = Gateway::start(&cfg);
+    let r = request(
+        gw.addr,
+        "POST",
+        "/x",
+        &[
+            ("X-Api-Key", &bob),
+            ("X_Consumer", "alice"),
+            ("x_api_key", "rwk_someone_else"),
+            ("X_Forwarded_For", "6.6.6.6"),
+            ("X_Real_IP", "6.6.6.6"),
+            ("X_HTTP_Method_Override", "DELETE"),
+            ("X_Request_Id", "forged"),
+            ("Transfer_Encoding", "chunked"),
+            ("X_Custom_Thing", "kept"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.last();
+    let names: Vec<String> = seen
+        .headers
+        .iter()
+        .map(|(n, _)| n.to_ascii_lowercase())
+        .collect();
+    for dropped in [
+        "x_consumer",
+        "x_api_key",
+        "x_forwarded_for",
+        "x_real_ip",
+        "x_http_method_override",
+        "x_request_id",
+        "transfer_encoding",
+    ] {
+        assert!(
+            !names.contains(&dropped.to_string()),
+            "{dropped} reached the upstream: {names:?}"
+        );
+    }
+    assert_eq!(seen.header("x-consumer"), Some("bob"));
+    assert_eq!(seen.header("x_custom_thing"), Some("kept"));
+}

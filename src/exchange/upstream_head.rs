@@ -82,6 +82,34 @@ fn peer_may_not_say(name: &[u8], trusted_peer: bool) -> bool {
         || listed(name, &TARGET_OVERRIDES, OVERRIDES)
 }
 
+/// Whether `name`, read with `_` as `-`, is a field the gateway owns on the way upstream
+/// (forwarding, request id, client claims and target overrides, hop-by-hop fields, and what
+/// the route's edits remove, rename or set: consumer and claim headers, credentials). CGI,
+/// WSGI, Rack and PHP backends see `X_Consumer` and `X-Consumer` as one variable
+/// (`HTTP_X_CONSUMER`), so the underscore spelling of an owned field is dropped like the
+/// field itself. Other names with `_` pass.
+fn spells_owned(name: &[u8], edits: Option<&HeaderEdits>, trusted_peer: bool) -> bool {
+    let mut buf = [0u8; 128];
+    let mut long = Vec::new();
+    let hyphened = match buf.get_mut(..name.len()) {
+        Some(b) => b,
+        None => {
+            long.resize(name.len(), 0);
+            &mut long[..]
+        }
+    };
+    for (d, &b) in hyphened.iter_mut().zip(name) {
+        *d = if b == b'_' { b'-' } else { b };
+    }
+    let n = &*hyphened;
+    http1::is_hop_by_hop(n)
+        || managed_request_header(n)
+        || peer_may_not_say(n, trusted_peer)
+        || n.eq_ignore_ascii_case(b"traceparent")
+        || n.eq_ignore_ascii_case(b"tracestate")
+        || edits.is_some_and(|e| e.touches(n))
+}
+
 /// Appends the client's trailer fields that may reach the upstream, as `name: value\r\n`
 /// lines: those `http1::forwardable_trailers` passes (no framing, routing or credentials),
 /// minus any the gateway writes in the header section itself (forwarding, request id,
@@ -98,7 +126,8 @@ pub fn upstream_trailers(raw: &[u8], edits: Option<&HeaderEdits>, out: &mut Vec<
             || peer_may_not_say(name, false)
             || name.eq_ignore_ascii_case(b"traceparent")
             || name.eq_ignore_ascii_case(b"tracestate")
-            || edits.is_some_and(|e| e.touches(name));
+            || edits.is_some_and(|e| e.touches(name))
+            || (name.contains(&b'_') && spells_owned(name, edits, false));
         if !owned {
             out.extend_from_slice(line);
         }
@@ -278,6 +307,7 @@ fn write_end_to_end_fields(out: &mut Vec<u8>, u: &UpstreamHead<'_>) -> Forwardin
             || peer_may_not_say(name, u.trusted_peer)
             || (u.trace.is_some() && name.eq_ignore_ascii_case(b"traceparent"))
             || (conn_lists_names && http1::named_in_connection(h.headers(), name))
+            || (name.contains(&b'_') && spells_owned(name, u.edits, u.trusted_peer))
         {
             continue;
         }
