@@ -416,4 +416,29 @@ fn challenges_and_the_precedence_of_key_sources() {
         "Bearer beats the query parameter"
     );
     assert_eq!(call(&[], Some(&bob)), (200, Some("bob".into())));
+
+    // No key reaches the upstream from any source the policy reads, not only the one that
+    // decided: a second key would name another consumer than the gateway's `x-consumer`.
+    let r = request(
+        gw.addr,
+        "GET",
+        &format!("/api/x?api_key={alice}&z=1"),
+        &[("X-Api-Key", &bob)],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let seen = up.last();
+    assert_eq!(seen.header("x-consumer"), Some("bob"));
+    assert_eq!(seen.target, "/api/x?z=1", "the query key was left on");
+    let r = request(
+        gw.addr,
+        "GET",
+        "/api/x",
+        &[("Authorization", &bb), ("X-Api-Key", &alice)],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let seen = up.last();
+    assert_eq!(seen.header("x-api-key"), None, "the X-Api-Key was left on");
+    assert_eq!(seen.header("authorization"), None);
 }

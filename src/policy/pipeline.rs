@@ -549,12 +549,14 @@ fn api_key<'a>(
             detail: "an API key is required",
         });
     };
-    // The key is a secret: it never travels further than the gateway.
-    match src {
-        KeySource::Bearer => fx.upstream.push_remove(b"authorization"),
-        KeySource::Header(h) => fx.upstream.push_remove(h.as_bytes()),
-        KeySource::Query(name) => {
-            fx.query_remove.push(name.clone());
+    // A key is a secret: none travels further than the gateway, from whichever source the
+    // policy reads (not only the one that decided: a second key beside it would reach the
+    // upstream, naming another consumer than the one the gateway vouches for).
+    for s in &k.sources {
+        match s {
+            KeySource::Bearer => fx.upstream.push_remove(b"authorization"),
+            KeySource::Header(h) => fx.upstream.push_remove(h.as_bytes()),
+            KeySource::Query(name) => fx.query_remove.push(name.clone()),
         }
     }
     // A query value is percent-encoded (`http1::query`'s rule); a decoded key longer than a
