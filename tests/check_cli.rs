@@ -152,6 +152,22 @@ fn zero_duration_is_rejected() {
     );
 }
 
+/// A limit the limiter cannot compute exactly (its span past 2^60 ns, about 36 years) is an
+/// error, not silently clamped into a stricter or looser one than written.
+#[test]
+fn a_limit_past_what_the_limiter_computes_is_an_error() {
+    for limit in [
+        "requests = 1, per = \"10000d\", burst = 1",
+        "requests = 1, per = \"1d\", burst = 100000",
+    ] {
+        let text = format!(
+            "{LISTENER}[policies.rl]\nrate_limit = {{ key = \"ip\", limits = [{{ {limit} }}] }}\n\
+             [[routes]]\nname = \"r\"\nprefix = \"/\"\npolicies = [\"rl\"]\nstatic = {{ body = \"ok\" }}\n"
+        );
+        expect_error(&text, 4, None, "limits[0].per", &["36 years"]);
+    }
+}
+
 #[test]
 fn bad_listener_address() {
     let text = "version = 1\n\n[[listeners]]\nname = \"pub\"\naddress = \"localhost:80\"\n";

@@ -58,17 +58,20 @@ fn setup() -> Setup {
         "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n\n{api_keys}\n\
          [policies.key]\napi_key = {{}}\n\n\
          [policies.per-consumer]\n{}\n\n[policies.per-key]\n{}\n\n[policies.per-route]\n{}\n\n\
-         [policies.anon-consumer]\n{}\n\n[policies.per-header]\n{}\n\n{}{}{}{}{}",
+         [policies.anon-consumer]\n{}\n\n[policies.per-header]\n{}\n\n\
+         [policies.per-tenant]\n{}\n\n{}{}{}{}{}{}",
         limit("consumer"),
         limit("api_key"),
         limit("route"),
         limit("consumer"),
         limit("header:x-consumer"),
+        limit("header:x-tenant"),
         route("by-consumer", "\"key\", \"per-consumer\""),
         route("by-key", "\"key\", \"per-key\""),
         route("by-route", "\"per-route\""),
         route("anon", "\"anon-consumer\""),
         route("by-header", "\"key\", \"per-header\""),
+        route("by-tenant", "\"per-tenant\""),
     );
     let gw = Gateway::start_env(&body, 2, &[("RINGWAY_KEY_SECRET", SECRET)]);
     Setup {
@@ -200,4 +203,25 @@ fn route_key_makes_every_caller_share_one_quota() {
     assert_eq!(call(&s, "/by-route", None, "10.0.0.3"), 200);
     assert_eq!(call(&s, "/by-route", None, "10.0.0.4"), 429);
     assert_eq!(call(&s, "/by-route", Some(&s.alice1), "10.0.0.1"), 429);
+}
+
+/// An empty header value names nobody: it counts by client address like a missing header.
+/// Counted as a key of its own, every client sending it shared one bucket, and one of them
+/// could use it up for all.
+#[test]
+fn an_empty_header_value_counts_by_client_address() {
+    let s = setup();
+    let empty = [("X-Tenant", "")];
+    for client in ["10.1.0.1", "10.1.0.2", "10.1.0.3", "10.1.0.4", "10.1.0.5"] {
+        let st = call_with(&s, "/by-tenant", None, client, &empty);
+        assert_eq!(st, 200, "{client} was counted with the others");
+    }
+    for _ in 0..2 {
+        assert_eq!(call_with(&s, "/by-tenant", None, "10.1.0.1", &empty), 200);
+    }
+    assert_eq!(call_with(&s, "/by-tenant", None, "10.1.0.1", &empty), 429);
+    assert_eq!(
+        call_with(&s, "/by-tenant", None, "10.1.0.1", &[("X-Tenant", "acme")]),
+        200
+    );
 }

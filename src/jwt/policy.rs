@@ -258,8 +258,10 @@ impl JwtPolicy {
         exp: Option<u64>,
         nbf: Option<u64>,
     ) -> Result<Verified, JwtError> {
+        // An empty claim names nobody: the caller is verified without a consumer, as when
+        // the claim is absent (no shared "" consumer for limits and caches).
         let consumer = match claims.get(&self.consumer_claim) {
-            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
             Some(Value::Number(n)) => Some(n.to_string()),
             _ => None,
         };

@@ -761,14 +761,16 @@ pub fn key_bytes<'k>(
         LimitKey::Route => Some(f.route.as_bytes()),
         LimitKey::Header(h) if edits.touches(h.as_bytes()) => {
             return match edits.upstream_value(f.head.headers(), h.as_bytes()) {
-                Some(v) => Cow::Owned(v.to_vec()),
-                None => Cow::Borrowed(&ip.0[..ip.1]),
+                Some(v) if !v.is_empty() => Cow::Owned(v.to_vec()),
+                _ => Cow::Borrowed(&ip.0[..ip.1]),
             };
         }
         LimitKey::Header(h) => f.head.header(h),
         LimitKey::Ip => None,
     };
-    Cow::Borrowed(named.unwrap_or(&ip.0[..ip.1]))
+    // An empty value names nobody: it counts by address like a missing one, or every client
+    // sending it would share (and could exhaust) one bucket.
+    Cow::Borrowed(named.filter(|v| !v.is_empty()).unwrap_or(&ip.0[..ip.1]))
 }
 
 /// A rate-limit policy's synchronous part. `Ok(false)`: a global limit must ask Redis

@@ -284,11 +284,18 @@ fn limit_spec(i: usize, l: &RawLimit, fail: &mut Fail<'_>) -> Option<LimitSpec> 
             }
         },
     };
-    Some(LimitSpec {
+    let spec = LimitSpec {
         requests,
         period,
         burst,
-    })
+    };
+    // Beyond what the limiter computes exactly it would be clamped, silently stricter or
+    // looser than written.
+    if let Err(e) = spec.validate() {
+        fail(l.per.span(), &f("per"), e.to_string());
+        return None;
+    }
+    Some(spec)
 }
 
 #[cfg(test)]
