@@ -1401,6 +1401,52 @@ fn an_answer_varying_on_a_field_the_gateway_set_is_not_stored() {
     assert_eq!(get(gw.addr, "/v").text(), "v2", "nothing was stored");
 }
 
+/// Behind a trusted proxy the upstream sees the scheme and host the proxy forwards, and writes
+/// them into links and redirects: they are part of the key. An answer made for
+/// `X-Forwarded-Proto: http` (a redirect to https) was served to https clients, and one made
+/// for a forged `X-Forwarded-Host` to everyone.
+#[test]
+fn a_trusted_proxys_forwarded_scheme_and_host_are_keyed() {
+    let o = Origin::start(Script {
+        headers: "cache-control: max-age=60\r\n".into(),
+        ..Script::default()
+    });
+    let gw = Gateway::start(&format!(
+        "[server]\ntrusted_proxies = [\"127.0.0.2/32\"]\n\n{}",
+        config(&o, "", "")
+    ));
+    let via_proxy = |headers: &[(&str, &str)]| {
+        let mut c = Conn::open_from(gw.addr, "127.0.0.2");
+        c.request("GET", "/login", headers, b"").text()
+    };
+    assert_eq!(via_proxy(&[("X-Forwarded-Proto", "http")]), "v1");
+    assert_eq!(via_proxy(&[("X-Forwarded-Proto", "http")]), "v1", "stored");
+    assert_eq!(via_proxy(&[("X-Forwarded-Proto", "https")]), "v2");
+    assert_eq!(
+        via_proxy(&[
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "evil.example")
+        ]),
+        "v3"
+    );
+    assert_eq!(
+        via_proxy(&[("Forwarded", "for=10.0.0.1;proto=https;host=evil.example")]),
+        "v4"
+    );
+    assert_eq!(
+        via_proxy(&[("Forwarded", "for=10.0.0.2;proto=https;host=evil.example")]),
+        "v4",
+        "the client address is not part of the key"
+    );
+    // A client that is not a trusted proxy has its forwarding fields dropped: one key.
+    let direct = |headers: &[(&str, &str)]| {
+        let mut c = Conn::open_from(gw.addr, "127.0.0.3");
+        c.request("GET", "/direct", headers, b"").text()
+    };
+    assert_eq!(direct(&[("X-Forwarded-Proto", "http")]), "v5");
+    assert_eq!(direct(&[("X-Forwarded-Proto", "https")]), "v5");
+}
+
 /// The same for the fields the gateway itself writes upstream: an answer varying on
 /// `X-Forwarded-For` (a per-client answer) was stored under the client's own (absent) header
 /// and served to every other client.

@@ -41,6 +41,10 @@ pub struct KeyParts<'a> {
     pub route: &'a str,
     pub scheme: &'a str,
     pub authority: &'a [u8],
+    /// The peer is a trusted proxy: the scheme and host it forwards (`X-Forwarded-Proto`,
+    /// `X-Forwarded-Host`, `Forwarded`'s `proto=` and `host=`) reach the upstream, which
+    /// writes them into links and redirects, so they are part of the key too.
+    pub trusted_peer: bool,
 }
 
 /// The primary key for a cacheable request (HEAD shares GET's key: it is served from it).
@@ -81,6 +85,13 @@ pub fn primary(policy: &CachePolicy, k: &KeyParts<'_>) -> PrimaryKey {
         push_bounded(&mut t, part);
     }
     let mut values = Vec::new();
+    if k.trusted_peer {
+        forwarded_origin(k.head, &mut values);
+        if !values.is_empty() {
+            t.extend_from_slice(b"\0forwarded");
+            push_bounded(&mut t, &values);
+        }
+    }
     for name in policy.headers.iter() {
         t.push(0);
         t.extend_from_slice(name);
@@ -104,6 +115,37 @@ pub fn primary(policy: &CachePolicy, k: &KeyParts<'_>) -> PrimaryKey {
         hash: hash(&t),
         text: t.into(),
         resource_len,
+    }
+}
+
+/// The scheme and host a trusted proxy forwards, each value length-prefixed in arrival order:
+/// every `X-Forwarded-Proto` and `X-Forwarded-Host` value, and the `proto=` and `host=`
+/// parameters of `Forwarded` (its `for=` names the client, which must not split the key).
+fn forwarded_origin(head: &crate::http1::RequestHead, out: &mut Vec<u8>) {
+    out.clear();
+    let mut push = |tag: u8, v: &[u8]| {
+        let v = v.trim_ascii();
+        out.push(tag);
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        out.extend_from_slice(v);
+    };
+    for (n, v) in head.headers() {
+        if n.eq_ignore_ascii_case(b"x-forwarded-proto") {
+            push(b'p', v);
+        } else if n.eq_ignore_ascii_case(b"x-forwarded-host") {
+            push(b'h', v);
+        } else if n.eq_ignore_ascii_case(b"forwarded") {
+            for pair in v.split(|&b| b == b',' || b == b';') {
+                let mut kv = pair.splitn(2, |&b| b == b'=');
+                let name = kv.next().unwrap_or_default().trim_ascii();
+                let value = kv.next().unwrap_or_default();
+                if name.eq_ignore_ascii_case(b"proto") {
+                    push(b'P', value);
+                } else if name.eq_ignore_ascii_case(b"host") {
+                    push(b'H', value);
+                }
+            }
+        }
     }
 }
 
@@ -167,6 +209,7 @@ mod tests {
                 route: "r",
                 scheme: "http",
                 authority: b"a",
+                trusted_peer: true,
             },
         )
     }
@@ -191,6 +234,7 @@ mod tests {
                     route,
                     scheme,
                     authority,
+                    trusted_peer: false,
                 },
             )
         };
@@ -238,5 +282,34 @@ mod tests {
         );
         assert!(huge1.text.len() < 100, "{}", huge1.text.len());
         assert_ne!(huge1, huge2);
+    }
+
+    #[test]
+    fn a_trusted_proxys_forwarded_scheme_and_host_count_its_client_address_does_not() {
+        let p = policy(QueryKey::All, &[]);
+        let base = key(&p, "/login", "x-forwarded-proto: http\r\n", None);
+        assert_ne!(
+            key(&p, "/login", "x-forwarded-proto: https\r\n", None),
+            base
+        );
+        assert_ne!(
+            key(
+                &p,
+                "/login",
+                "x-forwarded-proto: http\r\nx-forwarded-host: evil\r\n",
+                None
+            ),
+            base
+        );
+        let fwd = |v: &str| key(&p, "/login", &format!("forwarded: {v}\r\n"), None);
+        assert_eq!(
+            fwd("for=1.2.3.4;proto=https"),
+            fwd("for=5.6.7.8;proto=https")
+        );
+        assert_ne!(
+            fwd("for=1.2.3.4;proto=https"),
+            fwd("for=1.2.3.4;proto=http")
+        );
+        assert_ne!(fwd("proto=https;host=a"), fwd("proto=https;host=b"));
     }
 }

@@ -514,6 +514,7 @@ fn key_of(
         route,
         scheme: ex.facts.origin.scheme.as_str(),
         authority: head.host.get(&head.buf),
+        trusted_peer: ex.facts.origin.trusted_peer,
     };
     Ok((
         crate::cache::key::primary(policy, &parts),
