@@ -102,12 +102,17 @@ fn spells_owned(name: &[u8], edits: Option<&HeaderEdits>, trusted_peer: bool) ->
         *d = if b == b'_' { b'-' } else { b };
     }
     let n = &*hyphened;
-    http1::is_hop_by_hop(n)
-        || managed_request_header(n)
-        || peer_may_not_say(n, trusted_peer)
-        || n.eq_ignore_ascii_case(b"traceparent")
-        || n.eq_ignore_ascii_case(b"tracestate")
-        || edits.is_some_and(|e| e.touches(n))
+    http1::is_hop_by_hop(n) || gateway_owned(n, edits, trusted_peer)
+}
+
+/// A field the gateway writes upstream itself, or that the peer may not say, or that the
+/// route's edits remove, rename or set: a client's copy never reaches the upstream.
+fn gateway_owned(name: &[u8], edits: Option<&HeaderEdits>, trusted_peer: bool) -> bool {
+    managed_request_header(name)
+        || peer_may_not_say(name, trusted_peer)
+        || name.eq_ignore_ascii_case(b"traceparent")
+        || name.eq_ignore_ascii_case(b"tracestate")
+        || edits.is_some_and(|e| e.touches(name))
 }
 
 /// Appends the client's trailer fields that may reach the upstream, as `name: value\r\n`
@@ -122,11 +127,7 @@ pub fn upstream_trailers(raw: &[u8], edits: Option<&HeaderEdits>, out: &mut Vec<
     http1::forwardable_trailers(raw, &mut passed);
     for line in passed.split_inclusive(|&b| b == b'\n') {
         let name = line.split(|&b| b == b':').next().unwrap_or_default();
-        let owned = managed_request_header(name)
-            || peer_may_not_say(name, false)
-            || name.eq_ignore_ascii_case(b"traceparent")
-            || name.eq_ignore_ascii_case(b"tracestate")
-            || edits.is_some_and(|e| e.touches(name))
+        let owned = gateway_owned(name, edits, false)
             || (name.contains(&b'_') && spells_owned(name, edits, false));
         if !owned {
             out.extend_from_slice(line);

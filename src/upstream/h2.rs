@@ -284,12 +284,12 @@ pub async fn establish(
 async fn handshake(
     conn: &Rc<H2Conn>,
     io: PollStream,
-    mut guard: Guard,
+    guard: Guard,
     idle_timeout: Duration,
     deadline: Instant,
 ) -> Result<(), ProxyError> {
     let io = Guarded::upstream(io);
-    guard.tripped = io.tripped.clone();
+    let tripped = io.tripped.clone();
     let mut b = h2::client::Builder::new();
     b.enable_push(false)
         .initial_window_size(STREAM_WINDOW)
@@ -305,7 +305,13 @@ async fn handshake(
     };
     let mut ping = driver.ping_pong();
     *conn.send.borrow_mut() = Some(send);
-    monoio::spawn(drive(driver, guard, Rc::downgrade(conn), idle_timeout));
+    monoio::spawn(drive(
+        driver,
+        tripped,
+        guard,
+        Rc::downgrade(conn),
+        idle_timeout,
+    ));
     let Some(ping) = ping.as_mut() else {
         return Ok(());
     };
@@ -317,22 +323,17 @@ async fn handshake(
     }
 }
 
-/// What the driver of a new connection needs to end it on a flood.
+/// What the opener tells a new connection's driver for a flood: whom to name in the log,
+/// and whom to tell.
 pub struct Guard {
-    /// Set by the guard on the connection's stream (`handshake` wires it).
-    tripped: Rc<Cell<Option<Flood>>>,
-    /// `upstream NAME target ADDR`, for the log.
+    /// `upstream NAME target ADDR`.
     peer: String,
     on_flood: OnFlood,
 }
 
 impl Guard {
     pub fn new(peer: String, on_flood: OnFlood) -> Guard {
-        Guard {
-            tripped: Rc::default(),
-            peer,
-            on_flood,
-        }
+        Guard { peer, on_flood }
     }
 }
 
@@ -346,13 +347,14 @@ enum Ended {
 /// streams.
 async fn drive(
     mut driver: h2::client::Connection<Io, Bytes>,
+    tripped: Rc<Cell<Option<Flood>>>,
     guard: Guard,
     conn: Weak<H2Conn>,
     idle_timeout: Duration,
 ) {
     loop {
         // The guard wakes this task when it trips (its read stays pending from then on).
-        let step = poll_fn(|cx| match guard.tripped.get() {
+        let step = poll_fn(|cx| match tripped.get() {
             Some(f) => std::task::Poll::Ready(Ended::Flood(f)),
             None => {
                 std::future::Future::poll(std::pin::Pin::new(&mut driver), cx).map(Ended::Codec)
