@@ -282,6 +282,25 @@ fn untouched_responses_pass_through_byte_identical() {
     assert_eq!(r.header("content-encoding"), Some("gzip"));
     assert_eq!(r.body, gzip(&json), "already-encoded body changed");
     assert_eq!(r.framing, "length");
+    // It depends on Accept-Encoding even though the upstream did not say so: a cache behind
+    // the gateway must not hand it to a client without gzip.
+    let vary = r.header_all("vary").join(",").to_ascii_lowercase();
+    assert!(vary.contains("accept-encoding"), "Vary {vary:?}");
+
+    // A client that asks intermediaries not to transform gets the upstream's bytes.
+    let r = get(
+        gw.addr,
+        "/json",
+        ae,
+        &[("Cache-Control", "max-age=0, No-Transform")],
+    );
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("content-encoding").is_none(),
+        "no-transform client got a coding"
+    );
+    assert_eq!(r.body, json);
+    assert_eq!(r.header("content-length"), Some("20000"));
 
     // Below min_bytes, an incompressible type, no-transform.
     for (path, len) in [("/small", 200), ("/png", 20_000), ("/nt", 20_000)] {

@@ -194,3 +194,60 @@ fn response_trailers_cannot_undo_what_the_route_decided() {
         );
     }
 }
+
+/// Digests of the content the upstream sent (`Content-Digest`, `Repr-Digest`, `Content-MD5`)
+/// describe bytes a client of a compressing route never gets: they leave with the head's
+/// `Content-Length` when the gateway compresses, in the trailers as in the head. Other
+/// trailer fields still pass.
+#[test]
+fn digest_trailers_do_not_follow_a_body_the_gateway_compressed() {
+    let up = Upstream::start(Arc::new(|_req, s| {
+        let body = "a".repeat(3000);
+        let _ = s.write_all(
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\
+                 trailer: content-digest, x-rows\r\n\r\n{:x}\r\n{body}\r\n0\r\n\
+                 content-digest: sha-256=:AAAA:\r\ncontent-md5: Q2hlY2sgSW50ZWdyaXR5IQ==\r\n\
+                 x-rows: 3\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        Reply::KeepAlive
+    }));
+    let g = Gateway::start(&format!(
+        "[policies.z]\ncompress = {{ codings = [\"gzip\"] }}\n{}\n[[routes]]\nname = \"t\"\n\
+         prefix = \"/\"\npolicies = [\"z\"]\nproxy = {{ upstream = \"u\" }}\n",
+        upstream_toml("u", &[up.addr])
+    ));
+    let read_tail = |accept: &str| {
+        let mut c = Conn::open(g.addr);
+        c.send(format!("GET /t HTTP/1.1\r\nhost: a\r\nte: trailers\r\n{accept}\r\n").as_bytes());
+        let raw = read_until(&mut c, |b| {
+            let text = String::from_utf8_lossy(b);
+            text.rfind("\r\n0\r\n")
+                .is_some_and(|i| text[i + 2..].contains("\r\n\r\n"))
+        });
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let head = text
+            .split_once("\r\n\r\n")
+            .expect("a head")
+            .0
+            .to_ascii_lowercase();
+        let tail = text[text.rfind("\r\n0\r\n").expect("last chunk") + 2..].to_ascii_lowercase();
+        (head, tail)
+    };
+    let (head, tail) = read_tail("accept-encoding: gzip\r\n");
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    assert!(tail.contains("x-rows: 3\r\n"), "{tail}");
+    assert!(!tail.contains("content-digest"), "{tail}");
+    assert!(!tail.contains("content-md5"), "{tail}");
+    // Uncompressed, the digests hold and pass.
+    let (head, tail) = read_tail("");
+    assert!(!head.contains("content-encoding"), "{head}");
+    assert!(
+        tail.contains("content-digest: sha-256=:aaaa:\r\n"),
+        "{tail}"
+    );
+    assert!(tail.contains("x-rows: 3\r\n"), "{tail}");
+}

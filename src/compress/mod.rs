@@ -18,6 +18,7 @@ pub mod negotiate;
 pub mod policy;
 
 pub use encoder::Encoder;
+use negotiate::has_token;
 pub use negotiate::{negotiate, Coding};
 pub use policy::{CompressPolicy, RawCompress};
 
@@ -74,6 +75,18 @@ pub fn varies(policy: &CompressPolicy, resp: &ResponseHead) -> bool {
     }
 }
 
+/// Whether the upstream encoded the body itself (a `Content-Encoding` other than `identity`).
+/// On a compressing route such an answer still depends on `Accept-Encoding` (the gateway, or
+/// the client, asked for a coding), so it gets `Vary: Accept-Encoding` even when the upstream
+/// did not say so (nginx's `gzip_vary off`, its default): caches behind the gateway, and the
+/// gateway's own, must not hand those bytes to a client that did not ask for them.
+pub fn encoded_upstream(resp: &ResponseHead) -> bool {
+    resp.headers().any(|(name, value)| {
+        name.eq_ignore_ascii_case(b"content-encoding")
+            && !value.trim_ascii().eq_ignore_ascii_case(b"identity")
+    })
+}
+
 /// The body's length as the upstream announced it: from the framing, or (answer to HEAD,
 /// which has none) from its `Content-Length`.
 fn known_length(resp: &ResponseHead) -> Option<u64> {
@@ -88,15 +101,6 @@ fn known_length(resp: &ResponseHead) -> Option<u64> {
             Some(v.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
         }
     }
-}
-
-/// Whether a comma-separated field value has `token` as one of its elements (directive names
-/// compare case-insensitively; `token=value` counts).
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value.split(|&b| b == b',').any(|el| {
-        let name = el.split(|&b| b == b'=').next().unwrap_or_default();
-        name.trim_ascii().eq_ignore_ascii_case(token)
-    })
 }
 
 /// Splits a `name: value\r\n` line into its name and trimmed value.
@@ -128,13 +132,10 @@ pub fn rewrite_fields(coding: Coding, fields: &[u8], out: &mut Vec<u8>) {
             &b"content-length"[..],
             b"content-encoding",
             b"accept-ranges",
-            b"content-md5",
-            b"content-digest",
-            b"repr-digest",
         ]
         .iter()
         .any(|d| name.eq_ignore_ascii_case(d));
-        if drop {
+        if drop || is_digest(name) {
             continue;
         }
         if name.eq_ignore_ascii_case(b"etag") && value.first() == Some(&b'"') {
@@ -149,6 +150,24 @@ pub fn rewrite_fields(coding: Coding, fields: &[u8], out: &mut Vec<u8>) {
         out.extend_from_slice(line);
     }
     crate::http1::write_header(out, b"content-encoding", coding.token().as_bytes());
+}
+
+/// Digests of the content, which no longer hold once the gateway compresses it.
+fn is_digest(name: &[u8]) -> bool {
+    [&b"content-md5"[..], b"content-digest", b"repr-digest"]
+        .iter()
+        .any(|d| name.eq_ignore_ascii_case(d))
+}
+
+/// Trailer field lines of a response the gateway compressed: the upstream's digests of the
+/// content it sent (`Content-Digest`, `Repr-Digest`, `Content-MD5`) are dropped, as in the
+/// head (`rewrite_fields`), since they describe bytes the client never gets.
+pub fn rewrite_trailers(fields: &[u8], out: &mut Vec<u8>) {
+    for line in lines(fields) {
+        if !is_digest(split_line(line).0) {
+            out.extend_from_slice(line);
+        }
+    }
 }
 
 /// Adds `accept-encoding` to the `Vary` among `fields` (merging into an existing `Vary` line,

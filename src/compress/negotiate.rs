@@ -9,6 +9,8 @@
 //!   gateway answers uncompressed rather than 406, as RFC 9110 allows).
 //! - A malformed element (bad q such as `q=2`, `q=0.5555`, `q=abc`, a non-token coding) is
 //!   ignored as if absent: never read as q=1.
+//! - `Cache-Control: no-transform` in the request: identity (the client asked intermediaries
+//!   to leave the content alone).
 //! - No `Accept-Encoding` at all: identity (RFC 9110 allows any coding, but clients that do
 //!   not say what they decode get bytes they can read).
 //! - Only the first `MAX_BYTES` of the field lines and `MAX_ELEMENTS` elements are read; an
@@ -48,8 +50,16 @@ impl Weights {
 }
 
 /// The coding this request gets on a route with `policy`: the acceptable one (q > 0) with the
-/// highest q, ties broken by the policy's preference order; `Identity` when none is.
+/// highest q, ties broken by the policy's preference order; `Identity` when none is, or when
+/// the client asked intermediaries not to transform the content (`Cache-Control:
+/// no-transform`, RFC 9111 5.2.1.6).
 pub fn negotiate(policy: &CompressPolicy, head: &RequestHead) -> Coding {
+    let no_transform = head
+        .headers()
+        .any(|(n, v)| n.eq_ignore_ascii_case(b"cache-control") && has_token(v, b"no-transform"));
+    if no_transform {
+        return Coding::Identity;
+    }
     let mut lines = head
         .headers()
         .filter(|(n, _)| n.eq_ignore_ascii_case(b"accept-encoding"))
@@ -59,6 +69,15 @@ pub fn negotiate(policy: &CompressPolicy, head: &RequestHead) -> Coding {
         return Coding::Identity;
     }
     choose(policy, &weights(lines))
+}
+
+/// Whether a comma-separated field value has `token` as one of its elements (directive names
+/// compare case-insensitively; `token=value` counts).
+pub(super) fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value.split(|&b| b == b',').any(|el| {
+        let name = el.split(|&b| b == b'=').next().unwrap_or_default();
+        name.trim_ascii().eq_ignore_ascii_case(token)
+    })
 }
 
 /// Parses the field lines into weights (first mention of a coding counts).

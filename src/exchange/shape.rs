@@ -149,7 +149,8 @@ impl<D: Downstream> Downstream for Shaped<'_, D> {
             }
         }
         if let Some((policy, coding)) = self.compress {
-            self.vary = crate::compress::varies(policy, resp);
+            self.vary = crate::compress::varies(policy, resp)
+                || (resp.status >= 200 && crate::compress::encoded_upstream(resp));
             if coding != Coding::Identity && crate::compress::applies(policy, coding, resp) {
                 // A known length sizes the coding's window to the body.
                 let len = match resp.body {
@@ -313,8 +314,16 @@ impl<D: Downstream> Downstream for Shaped<'_, D> {
     }
 
     fn queue_trailers(&mut self, fields: &[u8]) {
-        if !self.swallow && !self.store_only {
-            self.inner.queue_trailers(fields)
+        if self.swallow || self.store_only {
+            return;
+        }
+        if self.encoder.is_none() {
+            return self.inner.queue_trailers(fields);
+        }
+        let mut kept = Vec::with_capacity(fields.len());
+        crate::compress::rewrite_trailers(fields, &mut kept);
+        if !kept.is_empty() {
+            self.inner.queue_trailers(&kept)
         }
     }
 
