@@ -1255,6 +1255,69 @@ fn the_upstream_is_asked_for_the_negotiated_coding_only() {
     assert_eq!(up.count(), 3);
 }
 
+/// An upstream that compresses by itself without saying `Vary` (nginx's default,
+/// `gzip_vary off`) on a route that caches and compresses: the gzip answer the fill asked for
+/// is stored under the gzip variant only, and says `Vary: Accept-Encoding`. Before, it was
+/// stored without a coding key and handed to clients that accept no gzip.
+#[test]
+fn an_upstream_compressing_without_vary_is_stored_per_coding() {
+    let up = Upstream::start(Arc::new(|req: &Received, s: &mut std::net::TcpStream| {
+        let body = vec![b'a'; 4000];
+        let gzip_ok = req
+            .header("accept-encoding")
+            .is_some_and(|v| v.contains("gzip"));
+        let (coding, body) = if gzip_ok {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&body).unwrap();
+            ("content-encoding: gzip\r\n", e.finish().unwrap())
+        } else {
+            ("", body)
+        };
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncache-control: max-age=30\r\n\
+             {coding}content-length: {}\r\n\r\n",
+            body.len()
+        );
+        let _ = s.write_all(head.as_bytes());
+        let _ = s.write_all(&body);
+        Reply::KeepAlive
+    }));
+    let gw = Gateway::start(&format!(
+        "[policies.c]\ncache = {{ }}\n[policies.z]\ncompress = {{ codings = [\"br\", \"gzip\"] }}\n{}\n\
+         [[routes]]\nname = \"r\"\nprefix = \"/\"\npolicies = [\"c\", \"z\"]\nproxy = {{ upstream = \"app\" }}\n",
+        upstream_toml("app", &[up.addr])
+    ));
+    let gz = get_h(&gw, "/doc", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    assert!(
+        gz.header_all("vary")
+            .iter()
+            .any(|v| v.to_ascii_lowercase().contains("accept-encoding")),
+        "an answer encoded for one coding varies on Accept-Encoding: {:?}",
+        gz.header_all("vary")
+    );
+    assert_cs(&gz, "stored");
+    let again = get_h(&gw, "/doc", &[("Accept-Encoding", "x-gzip")]);
+    assert_cs(&again, "hit");
+    assert_eq!(again.header("content-encoding"), Some("gzip"));
+    // Clients that accept no gzip get their own variants, never the stored gzip bytes.
+    let plain = get(gw.addr, "/doc");
+    assert_eq!(
+        plain.header("content-encoding"),
+        None,
+        "identity client got gzip"
+    );
+    assert_eq!(plain.body, vec![b'a'; 4000]);
+    assert_eq!(up.last().header("accept-encoding"), Some("identity"));
+    let br = get_h(&gw, "/doc", &[("Accept-Encoding", "br")]);
+    assert_eq!(
+        br.header("content-encoding"),
+        Some("br"),
+        "br client got another coding"
+    );
+    assert_eq!(up.count(), 3);
+}
+
 #[test]
 fn http2_clients_get_hits_304s_and_stale_answers_too() {
     let o = Origin::start(Script {
@@ -1469,4 +1532,64 @@ fn an_answer_varying_on_a_forwarding_header_is_not_stored() {
             "{field}: another client's answer was served"
         );
     }
+}
+
+/// A revalidation answered with a 304 that names another representation (its `ETag` is not
+/// the stored one's) must not relabel the stored body with the new validator (RFC 9111 4.3.4):
+/// a client holding the new tag would then get 304s for the old bytes. The client gets the
+/// stored answer as it was, and the next request fetches the current one in full.
+#[test]
+fn a_304_naming_another_etag_does_not_relabel_the_stored_body() {
+    let served = Arc::new(AtomicUsize::new(0));
+    let sv = served.clone();
+    let up = Upstream::start(Arc::new(
+        move |req: &Received, w: &mut std::net::TcpStream| {
+            if req.header("if-none-match").is_some() {
+                let _ = w.write_all(
+                b"HTTP/1.1 304 Not Modified\r\netag: \"v2\"\r\ncache-control: max-age=30\r\n\r\n",
+            );
+                return Reply::KeepAlive;
+            }
+            let n = sv.fetch_add(1, Ordering::SeqCst) + 1;
+            let _ = write!(
+                w,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncache-control: max-age=1\r\n\
+             etag: \"v{n}\"\r\ncontent-length: 2\r\n\r\nv{n}"
+            );
+            Reply::KeepAlive
+        },
+    ));
+    let gw = Gateway::start(&format!(
+        "[policies.c]\ncache = {{ }}\n{}\n[[routes]]\nname = \"r\"\nprefix = \"/\"\n\
+         policies = [\"c\"]\nproxy = {{ upstream = \"app\" }}\n",
+        upstream_toml("app", &[up.addr])
+    ));
+    let first = get(gw.addr, "/doc");
+    assert_eq!(
+        (first.header("etag"), &first.body[..]),
+        (Some("\"v1\""), &b"v1"[..])
+    );
+    thread::sleep(Duration::from_millis(1100));
+    // Stale: revalidated with If-None-Match "v1", answered 304 with ETag "v2".
+    let second = get(gw.addr, "/doc");
+    assert_eq!(second.status, 200);
+    assert_eq!(&second.body[..], b"v1");
+    assert_eq!(
+        second.header("etag"),
+        Some("\"v1\""),
+        "the old body relabelled"
+    );
+    assert_eq!(up.count(), 2);
+    // The entry was dropped: the next request fetches the current answer, and a client holding
+    // "v2" is never told that the old bytes are what it has.
+    let third = get_h(&gw, "/doc", &[("If-None-Match", "\"v2\"")]);
+    assert_eq!(up.count(), 3);
+    assert_eq!(up.last().header("if-none-match"), None);
+    assert_eq!((third.status, third.header("etag")), (304, Some("\"v2\"")));
+    let fourth = get(gw.addr, "/doc");
+    assert_cs(&fourth, "hit");
+    assert_eq!(
+        (fourth.header("etag"), &fourth.body[..]),
+        (Some("\"v2\""), &b"v2"[..])
+    );
 }

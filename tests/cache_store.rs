@@ -209,6 +209,9 @@ fn purge_by_url_prefix_and_tag_drops_what_it_names_on_every_worker() {
     assert_eq!(purge(gw.admin, r#"{"all":true}"#), 3);
     assert_eq!(cache_stats(gw.admin, None)["objects"], 0);
     assert_miss_then_hits(&gw, &up, "/q/2", 6);
+    // A URL as a browser or a log shows it, with scheme and port, names the same resource.
+    assert_eq!(purge(gw.admin, r#"{"url":"https://TEST:8443/q/2"}"#), 1);
+    assert_miss_then_hits(&gw, &up, "/q/2", 6);
 }
 
 #[test]

@@ -130,6 +130,17 @@ fn kept_from_store(name: &[u8]) -> bool {
     KEEP.iter().any(|k| name.eq_ignore_ascii_case(k)) || crate::http1::is_hop_by_hop(name)
 }
 
+/// Whether an upstream 304 may update the stored response with `stored_etag` (RFC 9111
+/// 4.3.4): a 304 whose `ETag` the stored one does not match (weakly) names another
+/// representation, and must not relabel this one's body with its validator. A 304 without an
+/// `ETag`, or a stored response without one, updates as before.
+pub fn updates_stored(stored_etag: Option<&[u8]>, resp: &ResponseHead) -> bool {
+    match (stored_etag, resp.header("etag")) {
+        (Some(old), Some(new)) => weak_match(old, new),
+        _ => true,
+    }
+}
+
 /// `stored` field lines updated with the fields of an upstream 304 (RFC 9111 4.3.4): each field
 /// the 304 carries replaces the stored ones of that name, except framing fields. An `ETag`
 /// the stored one matches weakly is kept as stored (a compressed variant's weakened tag

@@ -141,7 +141,8 @@ fn split_space(b: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((&b[..i], &b[i + 1..]))
 }
 
-/// `host/path?q` as keys hold it: no scheme, host lowercase.
+/// `host/path?q` as keys hold it: no scheme, no port, host lowercase (so a URL copied from a
+/// browser or a log, `https://Api.Example.com:8443/p`, names what the store keeps).
 fn resource(s: &str) -> Vec<u8> {
     let lower = |n: usize| s.get(..n).map(str::to_ascii_lowercase);
     let s = if lower(7).as_deref() == Some("http://") {
@@ -152,7 +153,8 @@ fn resource(s: &str) -> Vec<u8> {
         s
     };
     let host_end = s.find('/').unwrap_or(s.len());
-    let mut out = s[..host_end].to_ascii_lowercase().into_bytes();
+    let host = crate::http1::strip_port(&s.as_bytes()[..host_end]);
+    let mut out = host.to_ascii_lowercase();
     out.extend_from_slice(&s.as_bytes()[host_end..]);
     out
 }
@@ -228,6 +230,18 @@ mod tests {
             Purge::from_json(br#"{"prefix":"shop.test/p/"}"#),
             Ok(Purge::Prefix(b"shop.test/p/".to_vec()))
         );
+        // The port is not part of what keys hold; an IPv6 host keeps its brackets.
+        for (url, want) in [
+            ("https://Shop.Test:8443/p/1", &b"shop.test/p/1"[..]),
+            ("shop.test:80", b"shop.test"),
+            ("http://[::1]:8080/x?a=1", b"[::1]/x?a=1"),
+        ] {
+            assert_eq!(
+                Purge::from_parts("url", Some(url)),
+                Ok(Purge::Resource(want.to_vec())),
+                "{url}"
+            );
+        }
         assert_eq!(
             Purge::from_json(br#"{"tag":"product-42"}"#),
             Ok(Purge::Tag(b"product-42".to_vec()))

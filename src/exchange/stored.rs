@@ -358,8 +358,15 @@ impl Revalidation {
     }
 
     /// The stored object refreshed by the upstream's 304 (RFC 9111 4.3.4), stored in its place.
+    /// A 304 naming another representation (its `ETag` does not match the stored one) updates
+    /// nothing: this client gets the stored answer as it was, and the entry is dropped so the
+    /// next request fetches the representation the upstream now has.
     pub fn refreshed(&self, resp: &ResponseHead) -> Arc<Object> {
         let old = &self.object;
+        if !conditional::updates_stored(old.etag.as_deref(), resp) {
+            self.store.remove(&self.key);
+            return old.clone();
+        }
         let mut fields = Vec::with_capacity(old.fields.len() + 64);
         conditional::refresh_fields(&old.fields, resp, &mut fields);
         let fresh = control::freshness(

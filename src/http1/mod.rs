@@ -26,6 +26,7 @@ mod request;
 mod response;
 mod serialize;
 mod target;
+pub use target::strip_port;
 mod types;
 mod value;
 

@@ -9,7 +9,7 @@
 use super::types::{HeadError, Method, Span};
 
 /// Removes a `:port` suffix (handles `[v6]:port`).
-pub(super) fn strip_port(raw: &[u8]) -> &[u8] {
+pub fn strip_port(raw: &[u8]) -> &[u8] {
     if raw.first() == Some(&b'[') {
         return match raw.iter().position(|&b| b == b']') {
             Some(i) => &raw[..=i],
