@@ -307,3 +307,36 @@ fn evictions_of_active_keys_are_exported() {
         Some(0.0)
     );
 }
+
+/// A header-keyed limit with the header sent twice: the limit would count one copy while the
+/// upstream reads both, so a caller could charge another tenant's bucket and be served as
+/// itself. The gateway answers 400, nothing reaches the upstream, and the connection stays
+/// usable; one copy is counted as usual.
+#[test]
+fn a_keyed_header_sent_twice_is_refused_not_counted() {
+    let up = Upstream::echo();
+    let gw = Gateway::start(&config(
+        up.addr,
+        "{ key = \"header:x-tenant\", limits = [{ requests = 2, per = \"1h\" }] }",
+        "",
+    ));
+    let mut c = Conn::open(gw.addr);
+    let twice = [("X-Tenant", "victim"), ("x-tenant", "attacker")];
+    for _ in 0..3 {
+        let r = c.request("GET", "/api/x", &twice, b"");
+        assert_eq!(r.status, 400, "{:?}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    }
+    assert_eq!(up.count(), 0, "an ambiguous request reached the upstream");
+    // The victim's bucket was not charged, and the same connection still serves.
+    for _ in 0..2 {
+        let r = c.request("GET", "/api/x", &[("X-Tenant", "victim")], b"");
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(
+        c.request("GET", "/api/x", &[("X-Tenant", "victim")], b"")
+            .status,
+        429
+    );
+    assert_eq!(up.count(), 2);
+}

@@ -40,6 +40,9 @@ pub enum ErrorKind {
     BadHead(HeadError),
     /// Malformed body framing or path from the client → 400.
     BadBody(&'static str),
+    /// A well-formed request a policy cannot read one way only (a field it keys on sent
+    /// twice) → 400; the connection stays usable.
+    AmbiguousRequest(&'static str),
     /// The client closed or reset while sending its body → 400 (it rarely sees it).
     ClientClosedBody,
     /// Client too slow sending the head or body → 408.
@@ -151,6 +154,7 @@ impl ErrorKind {
                 row(h.status(), code, D, true, h.detail())
             }
             ErrorKind::BadBody(d) => row(400, "bad_request", D, true, d),
+            ErrorKind::AmbiguousRequest(d) => row(400, "bad_request", D, false, d),
             ErrorKind::ClientClosedBody => {
                 row(400, "bad_request", D, true, "client closed during body")
             }
@@ -376,6 +380,7 @@ mod tests {
         .collect();
         v.extend([
             ErrorKind::BadBody("bad chunk"),
+            ErrorKind::AmbiguousRequest("keyed header twice"),
             ErrorKind::ClientClosedBody,
             ErrorKind::RequestTimeout,
             ErrorKind::BodyTooLarge,
@@ -417,6 +422,7 @@ mod tests {
             (501, "not_implemented", Downstream, true),
             (505, "http_version_not_supported", Downstream, true),
             (400, "bad_request", Downstream, true),
+            (400, "bad_request", Downstream, false),
             (400, "bad_request", Downstream, true),
             (408, "request_timeout", Downstream, true),
             (413, "payload_too_large", Downstream, true),

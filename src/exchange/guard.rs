@@ -202,6 +202,7 @@ pub async fn run_policies<D: Downstream>(
                     ex.facts.auth_failure = Some(reason);
                     ErrorKind::PolicyFailed(detail)
                 }
+                Denial::BadRequest { detail } => ErrorKind::AmbiguousRequest(detail),
                 Denial::ClientCert(r) => {
                     ex.facts.auth_failure = Some(r.reason());
                     match r {

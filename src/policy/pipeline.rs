@@ -311,6 +311,8 @@ pub enum Denial {
         reason: &'static str,
         detail: &'static str,
     },
+    /// 400: the request is ambiguous to a policy (a field it reads was sent twice).
+    BadRequest { detail: &'static str },
 }
 
 /// The request facts policies read.
@@ -746,31 +748,48 @@ fn client_cert<'a>(
 /// key id, route or header it names, else the client address (`ip`, from [`ip_bytes`]), so
 /// callers without one do not all share one bucket. A header is counted by the value the
 /// upstream receives: when an earlier policy set, removed or renamed it (`edits`), the
-/// client's own copy would let it pick a fresh bucket per request.
+/// client's own copy would let it pick a fresh bucket per request. A client's header sent more
+/// than once is refused (400): the limit would count one copy while the upstream reads
+/// another, so a caller could charge someone else's bucket and be served as itself.
 pub fn key_bytes<'k>(
     key: &LimitKey,
     f: &'k Facts<'_>,
     caller: &'k Caller<'_>,
     ip: &'k ([u8; 17], usize),
     edits: &HeaderEdits,
-) -> std::borrow::Cow<'k, [u8]> {
+) -> Result<std::borrow::Cow<'k, [u8]>, Denial> {
     use std::borrow::Cow;
     let named = match key {
         LimitKey::Consumer => caller.consumer().map(str::as_bytes),
         LimitKey::ApiKey => caller.key.as_ref().map(|k| k.id.as_bytes()),
         LimitKey::Route => Some(f.route.as_bytes()),
         LimitKey::Header(h) if edits.touches(h.as_bytes()) => {
-            return match edits.upstream_value(f.head.headers(), h.as_bytes()) {
+            return Ok(match edits.upstream_value(f.head.headers(), h.as_bytes()) {
                 Some(v) if !v.is_empty() => Cow::Owned(v.to_vec()),
                 _ => Cow::Borrowed(&ip.0[..ip.1]),
-            };
+            });
         }
-        LimitKey::Header(h) => f.head.header(h),
+        LimitKey::Header(h) => {
+            let mut copies = f
+                .head
+                .headers()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(h.as_bytes()))
+                .map(|(_, v)| v.trim_ascii());
+            let first = copies.next();
+            if copies.next().is_some() {
+                return Err(Denial::BadRequest {
+                    detail: "the header a rate limit or quota counts by was sent more than once",
+                });
+            }
+            first
+        }
         LimitKey::Ip => None,
     };
     // An empty value names nobody: it counts by address like a missing one, or every client
     // sending it would share (and could exhaust) one bucket.
-    Cow::Borrowed(named.filter(|v| !v.is_empty()).unwrap_or(&ip.0[..ip.1]))
+    Ok(Cow::Borrowed(
+        named.filter(|v| !v.is_empty()).unwrap_or(&ip.0[..ip.1]),
+    ))
 }
 
 /// A rate-limit policy's synchronous part. `Ok(false)`: a global limit must ask Redis
@@ -782,7 +801,7 @@ fn rate_limit(
     fx: &mut Effects,
 ) -> Result<bool, Denial> {
     let ip = ip_key(f);
-    let key = key_bytes(&rl.key, f, caller, &ip, &fx.upstream);
+    let key = key_bytes(&rl.key, f, caller, &ip, &fx.upstream)?;
     let key = &*key;
     if let Some(g) = &rl.global {
         let local = crate::ratelimit::global::try_local(
@@ -826,7 +845,7 @@ fn quota_local(
     fx: &mut Effects,
 ) -> Result<(), Denial> {
     let ip = ip_key(f);
-    let key = key_bytes(&q.key, f, caller, &ip, &fx.upstream);
+    let key = key_bytes(&q.key, f, caller, &ip, &fx.upstream)?;
     let key = &*key;
     let now = i64::try_from(f.unix_now).unwrap_or(i64::MAX);
     if crate::quota::recent::answer(&q.spec, key, now, f.mono_now, &mut fx.response_lines) {

@@ -115,7 +115,7 @@ pub async fn settle(
     fx: &mut Effects,
 ) -> Result<(), Denial> {
     let ip = super::pipeline::ip_key(f);
-    let key = super::pipeline::key_bytes(&q.key, f, caller, &ip, &fx.upstream);
+    let key = super::pipeline::key_bytes(&q.key, f, caller, &ip, &fx.upstream)?;
     let key = &*key;
     let now = i64::try_from(f.unix_now).unwrap_or(i64::MAX);
     let taken = match client {

@@ -22,7 +22,7 @@ pub async fn settle(
                 return Ok(());
             };
             let ip = pipeline::ip_key(f);
-            let key = pipeline::key_bytes(&rl.key, f, caller, &ip, &fx.upstream);
+            let key = pipeline::key_bytes(&rl.key, f, caller, &ip, &fx.upstream)?;
             let key = &*key;
             let lines = &mut fx.response_lines;
             let v = crate::ratelimit::global::settle(client, g, &rl.specs, key, lines).await;
