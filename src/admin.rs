@@ -113,6 +113,15 @@ impl Ctx {
 }
 
 impl Ctx {
+    /// Whether a request with this `Authorization` value may use the endpoints the token
+    /// guards (always, when no token is configured).
+    fn token_ok(&self, auth: Option<&[u8]>) -> bool {
+        match &self.token {
+            Some(expected) => bearer_matches(auth, expected.as_ref()),
+            None => true,
+        }
+    }
+
     /// Whether `host` (a `Host` value) may name this listener: empty (HTTP/1.0), an IP
     /// address, a single-label name (`localhost`, a Compose service such as `ringway`), or a
     /// name in `admin.hosts`, with or without a port. DNS rebinding needs a name the attacker
@@ -512,6 +521,12 @@ fn serve(ctx: &Ctx, mut s: TcpStream, waiting: Option<u64>) {
                 "Host names another site: list it in admin.hosts",
             )
         }
+        // The token before any body: a client without it must not hold a slot (and lock the
+        // probes out) by announcing a body it never sends.
+        Ok(h) if body_limit(&h.method, &h.path).is_some() && !ctx.token_ok(h.auth.as_deref()) => {
+            refused_body = true;
+            message(401, "error", "admin token required")
+        }
         Ok(h) => match (body_limit(&h.method, &h.path), h.body_len) {
             (None, _) => route(ctx, &h.method, &h.path, h.auth.as_deref(), b""),
             (Some(_), Err(why)) => {
@@ -600,10 +615,8 @@ fn route(ctx: &Ctx, method: &str, path: &str, auth: Option<&[u8]>, body: &[u8]) 
         }
         _ => {}
     }
-    if let Some(expected) = &ctx.token {
-        if !bearer_matches(auth, expected.as_ref()) {
-            return message(401, "error", "admin token required");
-        }
+    if !ctx.token_ok(auth) {
+        return message(401, "error", "admin token required");
     }
     match (method, path) {
         ("GET", "/config") => config(shared),

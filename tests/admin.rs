@@ -509,3 +509,58 @@ fn web_pages_cannot_drive_the_admin_api() {
     assert_eq!(with("GET", "/health", &[page, ("Host", &rebound)]), 200);
     drop(gw);
 }
+
+/// A client without the token announcing a purge body it never sends held an admin slot until
+/// the head deadline (the body was awaited before the token was checked), so 64 of them kept
+/// `/health` and `/ready` at 503 "busy" for as long as they liked. The token is now checked
+/// before any body is read: such a client gets its 401 at once and holds nothing.
+#[test]
+fn clients_without_the_token_cannot_hold_slots_with_unsent_bodies() {
+    use std::io::{Read, Write};
+    let port = free_port();
+    let token = "s3cret-admin-token-0123";
+    let _gw = Gateway::start(&format!(
+        "[admin]\naddress = \"127.0.0.1:{port}\"\ntoken = \"{token}\"\n\n{V1}"
+    ));
+    let admin: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut held: Vec<TcpStream> = (0..80)
+        .map(|_| {
+            let mut c = TcpStream::connect(admin).unwrap();
+            c.write_all(
+                b"POST /cache/purge HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 65536\r\n\r\n",
+            )
+            .unwrap();
+            c
+        })
+        .collect();
+    // Every probe is answered while the 80 wait for nothing.
+    for _ in 0..5 {
+        let r = admin_get(admin, "/health");
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // And each of them was told why, at once.
+    let first = held.first_mut().unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = first.read_to_end(&mut got);
+    assert_eq!(first_status(&got), 401, "{}", String::from_utf8_lossy(&got));
+    // With the token, a purge still works.
+    let mut c = TcpStream::connect(admin).unwrap();
+    let body = br#"{"all":true}"#;
+    c.write_all(
+        format!(
+            "POST /cache/purge HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    c.write_all(body).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    assert_eq!(first_status(&got), 200, "{}", String::from_utf8_lossy(&got));
+}
