@@ -571,3 +571,48 @@ fn a_fifo_or_device_named_as_a_file_is_an_error_not_a_hang() {
     assert_eq!(code, Some(EXIT_CONFIG), "{stderr}");
     assert!(stderr.contains("not a regular file"), "{stderr}");
 }
+
+/// A transform after an authenticating policy (on the route, or with the policy from a
+/// `[[defaults]]` entry, which always runs first) that renames a client's field onto a header
+/// the policy asserts, or adds one beside it, would put the client's value next to the
+/// gateway's upstream: `x-mail: ceo@corp` renamed onto the verified `x-user-email`. That
+/// order is a config error naming the route's policy entry; before the policy, or as `set`,
+/// it is fine.
+#[test]
+fn a_transform_cannot_join_a_header_an_earlier_auth_policy_asserts() {
+    let base = format!(
+        "{LISTENER}[upstreams.u]\ntargets = [{{ address = \"127.0.0.1:9\" }}]\n\
+         [policies.jwt]\njwt = {{ secret = \"{}\", algorithms = [\"HS256\"], \
+         claims_to_headers = {{ email = \"x-user-email\" }} }}\n\
+         [policies.legacy]\ntransform = {{ request_headers = {{ rename = {{ \"x-mail\" = \"X-User-Email\" }} }} }}\n\
+         [policies.extra]\ntransform = {{ request_headers = {{ add = {{ \"x-consumer\" = \"${{header.x-who}}\" }} }} }}\n\
+         [policies.fine]\ntransform = {{ request_headers = {{ set = {{ \"x-consumer\" = \"${{consumer}}\" }} }} }}\n",
+        "k".repeat(32)
+    );
+    let line_of =
+        |text: &str, needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    for (policies, op, header) in [
+        ("[\"jwt\", \"legacy\"]", "renames", "x-user-email"),
+        ("[\"jwt\", \"extra\"]", "adds", "x-consumer"),
+    ] {
+        let text = format!(
+            "{base}[[routes]]\nname = \"c\"\nprefix = \"/c\"\npolicies = {policies}\nproxy = {{ upstream = \"u\" }}\n"
+        );
+        let line = line_of(&text, "policies = [");
+        expect_error(&text, line, None, "policies[1]", &[op, header, "\"jwt\""]);
+    }
+    // From a [[defaults]] entry: the default's policies run first.
+    let text = format!(
+        "{base}[[defaults]]\nprefix = \"/c\"\npolicies = [\"jwt\"]\n\
+         [[routes]]\nname = \"c\"\nprefix = \"/c\"\npolicies = [\"legacy\"]\nproxy = {{ upstream = \"u\" }}\n"
+    );
+    let line = line_of(&text, "policies = [\"legacy\"]");
+    expect_error(&text, line, None, "policies", &["renames", "x-user-email"]);
+    // Before the policy (its removal then covers the renamed field), or as `set`: valid.
+    let ok = format!(
+        "{base}[[routes]]\nname = \"c\"\nprefix = \"/c\"\npolicies = [\"legacy\", \"extra\", \"jwt\", \"fine\"]\n\
+         proxy = {{ upstream = \"u\" }}\n"
+    );
+    let (code, _, stderr) = check_config(&ok);
+    assert_eq!(code, 0, "{stderr}");
+}

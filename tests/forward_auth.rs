@@ -610,3 +610,94 @@ fn tiny_chunks_with_long_extensions_cannot_make_the_gateway_read_ahead_without_b
         "the upstream still gets the whole body"
     );
 }
+
+/// The service is sent `authorization` and `cookie` by default, so it may decide on either. An
+/// allow it gave for a session cookie beside a constant `Authorization: Bearer null` (what
+/// many single-page apps send before login) was cached under the Authorization value alone,
+/// and handed to the next request with that value: no cookie, or another user's. The key now
+/// covers every header the service is sent.
+#[test]
+fn a_cached_allow_is_reused_only_with_the_same_credentials_the_service_saw() {
+    let auth = Upstream::start(Arc::new(|req: &Received, s: &mut std::net::TcpStream| {
+        let who = req
+            .header("cookie")
+            .and_then(|c| c.strip_prefix("session="))
+            .map(str::to_string);
+        let answer = match who {
+            Some(who) => format!(
+                "HTTP/1.1 200 OK\r\nX-User: {who}\r\nX-Consumer: {who}\r\nContent-Length: 0\r\n\r\n"
+            ),
+            None => "HTTP/1.1 401 No\r\nContent-Length: 0\r\n\r\n".to_string(),
+        };
+        let _ = s.write_all(answer.as_bytes());
+        Reply::KeepAlive
+    }));
+    let app = Upstream::echo();
+    let extra = "cache = { key = \"authorization\", ttl = \"30s\" }\n";
+    let gw = Gateway::start_workers(&without_limit(config(auth.addr, app.addr, extra)), 1);
+    let null = ("Authorization", "Bearer null");
+    let r = request(
+        gw.addr,
+        "GET",
+        "/api/x",
+        &[null, ("Cookie", "session=alice")],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(app.last().header_all("x-user"), vec!["alice"]);
+    // The same Authorization without the cookie, or with another user's, is asked again.
+    let r = request(gw.addr, "GET", "/api/x", &[null], b"");
+    assert_eq!(
+        r.status, 401,
+        "alice's allow went to a request without her cookie"
+    );
+    let r = request(
+        gw.addr,
+        "GET",
+        "/api/x",
+        &[null, ("Cookie", "session=mallory")],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(app.last().header_all("x-user"), vec!["mallory"]);
+    assert_eq!(auth.count(), 3);
+    // The same credentials again: the cached allow, as alice.
+    let r = request(
+        gw.addr,
+        "GET",
+        "/api/x",
+        &[null, ("Cookie", "session=alice")],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(app.last().header_all("x-user"), vec!["alice"]);
+    assert_eq!(auth.count(), 3);
+}
+
+/// `consumer_header` names the consumer the gateway goes by (rate limits, `authorize`, the
+/// log). A client's own copy of that header reached the upstream when `upstream_headers` did
+/// not list it: the gateway acted for bob while the upstream read `x-consumer: admin`.
+#[test]
+fn a_clients_copy_of_the_consumer_header_never_reaches_the_upstream() {
+    let (auth, app) = (auth_service(), Upstream::echo());
+    let gw = Gateway::start(&without_limit(config(auth.addr, app.addr, "")));
+    let r = request(
+        gw.addr,
+        "GET",
+        "/api/x",
+        &[
+            ("Authorization", "Bearer bob"),
+            ("X-Consumer", "admin"),
+            ("X_Consumer", "admin"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let seen = app.last();
+    assert_eq!(seen.header_all("x-user"), vec!["bob"]);
+    assert!(
+        !seen.headers.iter().any(|(_, v)| v == "admin"),
+        "{:?}",
+        seen.headers
+    );
+}

@@ -144,6 +144,7 @@ fn answer(token: &str, issuer: &str) -> (u16, &'static str, String) {
         "noclient" => base(json!({"client_id": null})),
         "crlf" => base(json!({"sub": "eve\r\nx-evil: 1"})),
         "svc" => base(json!({"sub": null})),
+        "emptysub" => base(json!({"sub": ""})),
         // `short-<unix time>`: expires then.
         "short" => base(json!({"exp": name.parse::<u64>().unwrap_or(0)})),
         "slow" => {
@@ -337,6 +338,9 @@ fn an_active_token_reaches_the_upstream_as_its_consumer_and_is_asked_once() {
         upstream_header(&app, "x-consumer").as_deref(),
         Some("app-1")
     );
+    // So does an empty `sub`: it names nobody (an empty consumer went upstream before).
+    assert_eq!(call(&mut c, "/api/z", "emptysub-x").status, 200);
+    assert_eq!(app.last().header_all("x-consumer"), ["app-1"]);
     assert!(
         !gw.logs().contains("good-alice"),
         "the token is never logged"

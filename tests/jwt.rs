@@ -319,6 +319,15 @@ fn authorize_enforces_scopes_and_claims_with_403() {
         403
     );
     assert_eq!(call(json!({"scp": ["admin"], "tier": "gold"})).status, 200);
+    // Scopes are separated by spaces only (RFC 6749 3.3): a tab or a no-break space does not
+    // split "read\u{a0}admin" into a grant of `admin`.
+    for joined in ["read\u{a0}admin", "read\tadmin", "read\u{3000}admin"] {
+        assert_eq!(
+            call(json!({"scope": joined, "tier": "gold"})).status,
+            403,
+            "{joined:?}"
+        );
+    }
     assert_eq!(
         get(s.gw.addr, "/admin/x").status,
         401,
@@ -591,4 +600,143 @@ fn a_verified_caller_without_a_consumer_is_never_served_from_a_shared_cache() {
         b.text()
     );
     assert_eq!(up.count(), 2, "both went upstream");
+}
+
+/// A policy reading its token from a custom header: a second copy (here an unsigned `alg:
+/// none` token naming another subject) is refused with 400, and an underscore spelling
+/// (`X_Jwt`, one variable with `x-jwt` to CGI, WSGI and PHP backends) never reaches the
+/// upstream. Before, the first copy was verified and every copy was forwarded, so a backend
+/// reading the last one, or decoding the payload unverified, took the forged identity.
+#[test]
+fn a_custom_token_header_reaches_the_upstream_once_as_verified() {
+    let up = Upstream::echo();
+    let gw = Gateway::start(&format!(
+        "[policies.jwt]\njwt = {{ secret = \"{HS_SECRET}\", algorithms = [\"HS256\"], header = \"x-jwt\" }}\n\n{}\n\
+         [[routes]]\nname = \"j\"\nprefix = \"/j\"\npolicies = [\"jwt\"]\nproxy = {{ upstream = \"app\" }}\n",
+        upstream_toml("app", &[up.addr])
+    ));
+    let good = hs_token(&claims(json!({"sub": "alice"})));
+    let forged = format!(
+        "{}.{}.",
+        enc(br#"{"alg":"none"}"#),
+        enc(json!({"sub": "admin", "exp": now() + 600}).to_string())
+    );
+    let r = request(
+        gw.addr,
+        "GET",
+        "/j/x",
+        &[("x-jwt", &good), ("X-JWT", &forged)],
+        b"",
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        up.count(),
+        0,
+        "a request with two tokens reached the upstream"
+    );
+    let r = request(
+        gw.addr,
+        "GET",
+        "/j/x",
+        &[("x-jwt", &good), ("X_Jwt", &forged)],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.last();
+    let tokens: Vec<&str> = seen
+        .headers
+        .iter()
+        .filter(|(n, _)| n.to_ascii_lowercase().replace('_', "-") == "x-jwt")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(tokens, [good.as_str()], "{:?}", seen.headers);
+    assert_eq!(seen.header("x-consumer"), Some("alice"));
+}
+
+/// A verified token's subject reaches the access log as the consumer. A subject with spaces
+/// forged the fields a split on spaces reads in the `combined` line (nginx writes
+/// `$remote_user` bare), and one with an 8-bit CSI (U+009B) or a right-to-left override
+/// (U+202E) was written raw in the JSON line, for `tail -f` to act on. Both are escaped now.
+#[test]
+fn a_subject_cannot_forge_log_fields_or_drive_a_terminal() {
+    let sub = "alice [01/Jan/2030:00:00:00 +0000] x 200 0 y\u{9b}2J\u{202e}txt";
+    let good = hs_token(&claims(json!({ "sub": sub })));
+    for format in ["combined", "json"] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let up = Upstream::echo();
+        let gw = Gateway::start_workers(
+            &format!(
+                "[access_log]\nenabled = true\nformat = \"{format}\"\npath = \"{}\"\n\n\
+                 [policies.jwt]\njwt = {{ secret = \"{HS_SECRET}\", algorithms = [\"HS256\"] }}\n\n{}\n\
+                 [[routes]]\nname = \"a\"\nprefix = \"/a\"\npolicies = [\"jwt\"]\nproxy = {{ upstream = \"app\" }}\n",
+                path.display(),
+                upstream_toml("app", &[up.addr])
+            ),
+            1,
+        );
+        let r = get_with_token(gw.addr, "/a/x", &good);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let line = loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if let Some(l) = text.lines().next() {
+                break l.to_string();
+            }
+            assert!(std::time::Instant::now() < deadline, "no log line");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert!(
+            !line.contains('\u{9b}') && !line.contains('\u{202e}'),
+            "{line:?}"
+        );
+        if format == "combined" {
+            let fields: Vec<&str> = line.split(' ').collect();
+            assert_eq!(fields[2], "alice\\x20[01/Jan/2030:00:00:00\\x20+0000]\\x20x\\x20200\\x200\\x20y\\xC2\\x9B2J\\xE2\\x80\\xAEtxt", "{line}");
+            assert!(
+                fields[3].starts_with('[') && !fields[3].starts_with("[01/Jan/2030"),
+                "{line}"
+            );
+            assert_eq!(fields[8], "200", "the status field: {line}");
+        } else {
+            assert!(line.contains("\\u009b2J\\u202etxt"), "{line}");
+            let v: Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(v["consumer"], sub);
+        }
+    }
+}
+
+/// A payload naming a member twice is refused: the gateway would go by the last `sub` (or
+/// `exp`), while a backend decoding the forwarded token with a parser that keeps the first
+/// would read another identity, or another expiry, than the one the gateway checked.
+#[test]
+fn a_payload_with_a_repeated_member_is_refused() {
+    let up = RawUpstream::start();
+    let gw = hs_gateway(&up);
+    let key = Key::Hmac(HS_SECRET.as_bytes().to_vec());
+    let signed = |payload: String| {
+        let input = format!(
+            "{}.{}",
+            enc(json!({"alg": "HS256", "typ": "JWT"}).to_string()),
+            enc(payload)
+        );
+        let sig = enc(key.sign("HS256", input.as_bytes()));
+        format!("{input}.{sig}")
+    };
+    let exp = now() + 600;
+    for payload in [
+        format!(r#"{{"sub":"bob","sub":"alice","exp":{exp}}}"#),
+        format!(r#"{{"sub":"alice","exp":1,"exp":{exp}}}"#),
+    ] {
+        let r = get_with_token(gw.addr, "/a/x", &signed(payload.clone()));
+        assert_eq!(r.status, 401, "{payload}");
+    }
+    assert_eq!(up.connection_count(), 0, "{}", up.text());
+    // The same members once each pass.
+    let r = get_with_token(
+        gw.addr,
+        "/a/x",
+        &signed(format!(r#"{{"sub":"alice","exp":{exp}}}"#)),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
 }

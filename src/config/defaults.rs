@@ -118,6 +118,8 @@ fn resolve(
 ) -> (Vec<PolicyId>, Option<PolicyId>) {
     let mut out: Vec<PolicyId> = Vec::new();
     let mut cors = None;
+    // Headers an authenticating policy earlier in the list asserts, and which one.
+    let mut asserted: Vec<(&[u8], &str)> = Vec::new();
     for (i, n) in names.iter().enumerate() {
         let Some(&id) = ids.get(n.get_ref()) else {
             if raw.policies.keys().any(|k| k.get_ref() == n.get_ref()) {
@@ -148,10 +150,46 @@ fn resolve(
                 }
                 cors = Some(id);
             }
-            _ => out.push(id),
+            Some(p) => {
+                out.push(id);
+                if let (Some(errs), Policy::Transform(t)) = (errs.as_deref_mut(), p) {
+                    joins_asserted(t, &asserted, (n, &format!("{field}.policies[{i}]")), errs);
+                }
+                let name = n.get_ref().as_str();
+                asserted.extend(p.asserted_request_headers().into_iter().map(|h| (h, name)));
+            }
+            None => out.push(id),
         }
     }
     (out, cors)
+}
+
+/// A transform after an authenticating policy must not rename a client's field onto a header
+/// that policy asserts, nor add one beside it: the upstream would get the client's value next
+/// to the gateway's (the policy dropped only the copies sent under that name).
+fn joins_asserted(
+    t: &crate::policy::transform::Transform,
+    asserted: &[(&[u8], &str)],
+    (n, at): (&Spanned<String>, &str),
+    errs: &mut Diag,
+) {
+    for (header, op) in t.request_joins() {
+        let Some((_, by)) = asserted
+            .iter()
+            .find(|(h, _)| h.eq_ignore_ascii_case(header))
+        else {
+            continue;
+        };
+        let header = String::from_utf8_lossy(header);
+        errs.at(
+            n.span(),
+            at.to_string(),
+            format!(
+                "transform {:?} {op}s request header {header:?}, which policy {by:?} earlier on                  this route asserts: the upstream would get a client's value beside the                  gateway's; put the transform before {by:?}, use `set`, or choose another name",
+                n.get_ref()
+            ),
+        );
+    }
 }
 
 /// Reports every `[[defaults]]` entry that no route can ever serve a request under.

@@ -46,3 +46,35 @@ pub(crate) fn check_time(
     }
     Ok(())
 }
+
+/// A token's payload members, refusing a member name that appears twice. RFC 7519 4 lets a
+/// parser keep the last duplicate, but a backend that decodes the forwarded token with a
+/// parser keeping the first would read another `sub` or `exp` than the one the gateway
+/// checked (`{"sub":"bob","sub":"alice"}`).
+pub(crate) struct UniqueMembers(pub Map<String, Value>);
+
+impl<'de> serde::Deserialize<'de> for UniqueMembers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = UniqueMembers;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object with unique member names")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut out = Map::new();
+                while let Some((k, v)) = m.next_entry::<String, Value>()? {
+                    if out.contains_key(&k) {
+                        return Err(serde::de::Error::custom("duplicate member"));
+                    }
+                    out.insert(k, v);
+                }
+                Ok(UniqueMembers(out))
+            }
+        }
+        d.deserialize_map(Members)
+    }
+}

@@ -144,8 +144,9 @@ impl JwtPolicy {
     ) -> Result<Verified, JwtError> {
         let payload = self.check_signature(token, snapshot)?;
         // Signature is good: only now is the payload parsed.
-        let claims: Map<String, Value> =
-            serde_json::from_slice(&payload).map_err(|_| JwtError::Malformed)?;
+        let claims = serde_json::from_slice::<super::claims::UniqueMembers>(&payload)
+            .map_err(|_| JwtError::Malformed)?
+            .0;
         let (exp, nbf) = self.check_claims(&claims, now)?;
         self.identity(claims, exp, nbf)
     }
@@ -274,7 +275,14 @@ impl JwtPolicy {
         let mut scopes = Vec::new();
         for name in ["scope", "scp"] {
             match claims.get(name) {
-                Some(Value::String(s)) => scopes.extend(s.split_whitespace().map(String::from)),
+                // RFC 6749 3.3 / RFC 8693 4.2: scopes are separated by spaces (%x20) only; a
+                // tab or a no-break space inside is part of one scope, not a separator, so
+                // "read\u{a0}write" grants neither `read` nor `write`.
+                Some(Value::String(s)) => scopes.extend(
+                    s.split(' ')
+                        .filter(|scope| !scope.is_empty())
+                        .map(String::from),
+                ),
                 Some(Value::Array(list)) => {
                     scopes.extend(list.iter().filter_map(Value::as_str).map(String::from))
                 }

@@ -43,8 +43,10 @@ pub async fn settle(
     services: &impl Services,
 ) -> Result<(), Denial> {
     // Whatever the outcome, a client's own copy of a header the service vouches for never
-    // reaches the upstream.
-    for name in p.upstream_headers.iter() {
+    // reaches the upstream: those it copies upstream, and the one naming the consumer (the
+    // gateway's rate limits, `authorize` and log go by the service's value; an upstream
+    // reading the same name must not get the client's).
+    for name in p.upstream_headers.iter().chain(&p.consumer_header) {
         fx.upstream.push_remove(name.as_bytes());
     }
     let key = p.cache.as_ref().and_then(|c| cache_key(p, c, f));
@@ -238,20 +240,32 @@ thread_local! {
     static TICK: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
-/// The digest of the request's cache key: every value of the key header, in order (the
-/// service sees them all, so a second copy must not ride on the first one's cached allow).
-/// `None` when the request has no such header.
+/// The digest of the request's cache key: every value of the key header and of every other
+/// client header the service is sent (`request_headers`), in order. The service may decide on
+/// any of them (a session cookie beside a constant `Authorization: Bearer null`), so an allow
+/// is reused only for a request that would show the service the same credentials. `None` when
+/// the request has no key header.
 fn cache_key(p: &ForwardAuth, c: &DecisionCacheConfig, f: &Facts<'_>) -> Option<Digest> {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     // The policy id keeps equal credentials under different policies apart too.
     ctx.update(&p.id.to_be_bytes());
     let mut any = false;
-    for (n, v) in f.head.headers() {
-        if n.eq_ignore_ascii_case(c.key.as_bytes()) {
-            // Length-prefixed, so ("ab", "c") and ("a", "bc") differ.
-            ctx.update(&(v.len() as u64).to_be_bytes());
-            ctx.update(v);
-            any = true;
+    let key = std::iter::once(c.key.as_bytes());
+    let sent = p
+        .request_headers
+        .iter()
+        .map(|h| h.as_bytes())
+        .filter(|h| !h.eq_ignore_ascii_case(c.key.as_bytes()));
+    for (i, name) in key.chain(sent).enumerate() {
+        // Which header, then its values length-prefixed: ("ab", "c") and ("a", "bc") differ,
+        // and so does a value moved from one header to another.
+        ctx.update(&(i as u64).to_be_bytes());
+        for (n, v) in f.head.headers() {
+            if n.eq_ignore_ascii_case(name) {
+                ctx.update(&(v.len() as u64).to_be_bytes());
+                ctx.update(v);
+                any |= i == 0;
+            }
         }
     }
     if !any {

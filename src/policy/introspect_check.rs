@@ -460,8 +460,10 @@ fn judge(p: &Introspect, doc: &Map<String, Value>, now: u64) -> Verdict {
             return Verdict::Refused("client_not_allowed");
         }
     }
+    // An empty value names nobody (as an empty JWT claim): the next member is tried, and an
+    // empty consumer never reaches rate limits, `authorize` or the upstream.
     let text = |v: Option<&Value>| match v {
-        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
         Some(Value::Number(n)) => Some(n.to_string()),
         _ => None,
     };

@@ -122,6 +122,27 @@ impl Policy {
         }
     }
 
+    /// Request headers this policy asserts upstream: the consumer and claim headers an
+    /// authenticating policy writes after dropping the client's copies. A later transform
+    /// must not rename or add a client's value onto them (`config::defaults` checks).
+    pub fn asserted_request_headers(&self) -> Vec<&[u8]> {
+        match self {
+            Policy::ApiKey(k) => vec![&*k.consumer_header],
+            Policy::Jwt(j) => std::iter::once(&*j.consumer_header)
+                .chain(j.jwt.forwarded_header_names().map(str::as_bytes))
+                .collect(),
+            Policy::ClientCert(c) => vec![&*c.consumer_header],
+            Policy::Introspect(i) => vec![&*i.consumer_header],
+            Policy::ForwardAuth(f) => f
+                .upstream_headers
+                .iter()
+                .map(|h| h.as_bytes())
+                .chain(f.consumer_header.as_deref().map(str::as_bytes))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The kind, as written in the config (for `check` and `/routes`).
     pub fn kind(&self) -> &'static str {
         match self {
@@ -605,10 +626,21 @@ fn jwt(
     fx: &mut Effects,
     tokens: &mut TokenCache,
 ) -> Result<(), Denial> {
-    let token = f
+    // One token per request: the parser refuses a second `Authorization`; a custom token
+    // header sent twice is refused here, or the upstream could read the copy nobody verified.
+    let name = j.jwt.header_name();
+    let mut copies = f
         .head
-        .header(j.jwt.header_name())
-        .and_then(|v| j.jwt.token_from_header(v));
+        .headers()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+        .map(|(_, v)| v);
+    let raw = copies.next();
+    if copies.next().is_some() {
+        return Err(Denial::BadRequest {
+            detail: "the token header was sent more than once",
+        });
+    }
+    let token = raw.and_then(|v| j.jwt.token_from_header(v));
     // Headers the gateway derives from claims never come from the client.
     for name in j.jwt.forwarded_header_names() {
         fx.upstream.push_remove(name.as_bytes());
@@ -650,6 +682,14 @@ fn jwt(
             for (name, value) in &v.headers {
                 fx.upstream
                     .push_add(name.as_bytes(), value.as_bytes().to_vec());
+            }
+            // A custom token header goes upstream as the copy that was verified, and as the
+            // gateway's: its underscore spelling (`X_Jwt`, one variable with `x-jwt` to CGI,
+            // WSGI and PHP backends) is then dropped like any field the route sets.
+            if let (false, Some(raw)) = (name.eq_ignore_ascii_case("authorization"), raw) {
+                fx.upstream.push_remove(name.as_bytes());
+                fx.upstream
+                    .push_add(name.as_bytes(), raw.trim_ascii().to_vec());
             }
             caller.jwt = Some(v);
             Ok(())

@@ -456,6 +456,18 @@ pub struct Transform {
 }
 
 impl Transform {
+    /// Request headers this transform renames a client field onto, or adds a value to beside
+    /// any already there: `(name, "rename" | "add")`. (`set` replaces, so it is not listed.)
+    pub fn request_joins(&self) -> impl Iterator<Item = (&[u8], &'static str)> {
+        let renamed = self
+            .request
+            .rename
+            .iter()
+            .map(|(_, to)| (&to[..], "rename"));
+        let added = self.request.add.iter().map(|(n, _)| (&n[..], "add"));
+        renamed.chain(added)
+    }
+
     /// Appends this transform's request-header edits to `edits`; `Err` if a value renders
     /// unsafe (the request must then be refused).
     pub fn request_edits(
