@@ -96,10 +96,25 @@ fn absent_or_malformed_traceparent_starts_a_new_trace() {
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",    // truncated
         "garbage",
     ] {
-        let r = request(gw.addr, "GET", "/api/a", &[("traceparent", bad)], b"");
+        let r = request(
+            gw.addr,
+            "GET",
+            "/api/a",
+            &[
+                ("traceparent", bad),
+                ("tracestate", "dd=s:2;o:rum,vendor=abc"),
+            ],
+            b"",
+        );
         assert_eq!(r.status, 200);
         let sent = up.last();
         assert_eq!(sent.header_all("traceparent").len(), 1);
+        // The state belonged to the trace that was not continued (W3C Trace Context 3.3).
+        assert_eq!(
+            sent.header("tracestate"),
+            None,
+            "{bad}: tracestate of a dropped trace"
+        );
         let (_, t, _, _) = parts(sent.header("traceparent").unwrap());
         assert_ne!(
             t, "4bf92f3577b34da6a3ce929d0e0e4736",

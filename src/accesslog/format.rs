@@ -65,9 +65,16 @@ fn json_opt_str(out: &mut Vec<u8>, s: Option<&[u8]>) {
 /// Appends `s` the way nginx `escape=default` does: `"`, `\`, bytes below 0x20 and above 0x7e
 /// become `\xHH`.
 fn combined_escape(out: &mut Vec<u8>, s: &[u8]) {
+    escape_bytes(out, s, false)
+}
+
+/// `combined_escape`, and with `space` a space becomes `\x20` too: for the fields the format
+/// leaves unquoted (`$remote_user`), where a consumer named `a [01/Jan/2030:00:00:00 +0000]
+/// x 200` would otherwise forge the fields a split on spaces reads after it.
+fn escape_bytes(out: &mut Vec<u8>, s: &[u8], space: bool) {
     let mut start = 0;
     for (i, &b) in s.iter().enumerate() {
-        if b == b'"' || b == b'\\' || !(0x20..=0x7e).contains(&b) {
+        if b == b'"' || b == b'\\' || !(0x20..=0x7e).contains(&b) || (space && b == b' ') {
             out.extend_from_slice(&s[start..i]);
             out.extend_from_slice(b"\\x");
             out.push(HEX_UPPER[(b >> 4) as usize]);
@@ -153,7 +160,10 @@ pub fn format_json(r: &LogRecord, out: &mut Vec<u8>) {
 pub fn format_combined(r: &LogRecord, out: &mut Vec<u8>) {
     push_ip(out, r.client);
     out.extend_from_slice(b" - ");
-    combined_opt(out, r.consumer.map(str::as_bytes));
+    match r.consumer.map(str::as_bytes) {
+        Some(c) if !c.is_empty() => escape_bytes(out, c, true),
+        _ => out.push(b'-'),
+    }
     out.extend_from_slice(b" [");
     push_time_local(out, r.time);
     out.extend_from_slice(b"] \"");

@@ -307,6 +307,10 @@ fn write_end_to_end_fields(out: &mut Vec<u8>, u: &UpstreamHead<'_>) -> Forwardin
             || managed_request_header(name)
             || peer_may_not_say(name, u.trusted_peer)
             || (u.trace.is_some() && name.eq_ignore_ascii_case(b"traceparent"))
+            // W3C Trace Context 3.3: a `tracestate` belongs to the `traceparent` it came with;
+            // when that was malformed and the gateway started a new trace, it goes too.
+            || (u.trace.is_some_and(|t| t.parent_span_id.is_none())
+                && name.eq_ignore_ascii_case(b"tracestate"))
             || (conn_lists_names && http1::named_in_connection(h.headers(), name))
             || (name.contains(&b'_') && spells_owned(name, u.edits, u.trusted_peer))
         {
