@@ -289,6 +289,9 @@ fn garbage_responses_are_502() {
         b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello",
         b"HTTP/1.1 200 OK\r\nBad Header: x\r\nContent-Length: 0\r\n\r\n",
         b"\x00\x01\x02\x03 binary junk\r\n\r\n",
+        // RFC 9110 15: no status past 599 means anything to a client or cache.
+        b"HTTP/1.1 600 X\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 999 X\r\nContent-Length: 0\r\n\r\n",
     ];
     for case in cases {
         let up = raw_server(move |mut s| {

@@ -423,3 +423,81 @@ fn upstream_closing_the_session_closes_the_client() {
     }
     assert!(t.elapsed() < Duration::from_secs(3));
 }
+
+/// The client asked for WebSocket; an upstream switching to another protocol (h2c here) must
+/// not get a tunnel, or the client's next bytes (an HTTP/2 preface) would reach it raw,
+/// past routing and policies. The client gets a 502 and the upstream nothing more. A POST
+/// "handshake" (RFC 6455 requires GET) is forwarded as a plain request, not an upgrade.
+#[test]
+fn only_a_get_switching_to_websocket_is_tunnelled() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sn = seen.clone();
+    thread::spawn(move || {
+        for s in l.incoming().take(4) {
+            let Ok(mut s) = s else { return };
+            let sn = sn.clone();
+            thread::spawn(move || {
+                s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                let Some(head) = read_head_exact(&mut s) else {
+                    return;
+                };
+                sn.lock().unwrap().push(head.clone());
+                if header_value(&head, "upgrade").is_some() {
+                    let _ = s.write_all(
+                        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+                    );
+                    let mut rest = Vec::new();
+                    let _ = s.read_to_end(&mut rest);
+                    sn.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&rest).into_owned());
+                } else {
+                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain");
+                }
+            });
+        }
+    });
+    let gw = gateway(addr);
+    let handshake = |method: &str| {
+        let mut c = TcpStream::connect(gw.addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(
+            c,
+            "{method} /ws/x HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .unwrap();
+        let head = read_head_exact(&mut c).unwrap_or_default();
+        // What a client would send next on a switched connection.
+        let _ = c.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        thread::sleep(Duration::from_millis(200));
+        head
+    };
+    let head = handshake("GET");
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    let head = handshake("POST");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    thread::sleep(Duration::from_millis(300));
+    let seen = seen.lock().unwrap().join("\n");
+    assert!(
+        !seen.contains("PRI * HTTP/2.0"),
+        "client bytes reached the upstream:\n{seen}"
+    );
+    let post = seen
+        .lines()
+        .position(|l| l.starts_with("POST"))
+        .expect("the POST");
+    let post_head: Vec<&str> = seen
+        .lines()
+        .skip(post)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert!(
+        !post_head
+            .iter()
+            .any(|l| l.to_ascii_lowercase().starts_with("upgrade:")),
+        "a POST went upstream as an upgrade: {post_head:?}"
+    );
+}

@@ -40,6 +40,14 @@ pub async fn forward<D: Downstream>(
     let _active = super::retry::admit(us)?;
     let tunnel = wants_websocket(ex.head);
     down.continue_body(ex.head).await?;
+    // A `Content-Length` body of up to 64 KiB is gathered before the upstream is asked (nginx
+    // buffers request bodies too): the first read holds only part of one sent with its head,
+    // and a body held whole can be resent. The client's body deadlines apply while it comes.
+    if let BodyFraming::Length(n) = ex.head.body {
+        if n > 0 && n <= STREAM_CHUNK as u64 {
+            down.peek_body(ex.head, n as usize).await?;
+        }
+    }
 
     // A body that is already fully buffered and small rides with the head in one write and
     // can be re-sent: after a stale pooled connection, or by the route's retry policy.
@@ -131,7 +139,12 @@ pub async fn forward<D: Downstream>(
     ex.facts.status = resp.status;
 
     if resp.status == 101 {
-        if !tunnel {
+        // Only the protocol the client asked for (WebSocket) may be switched to: an upstream
+        // switching to another (h2c) would have the client's next bytes bypass routing.
+        let websocket = resp
+            .header("upgrade")
+            .is_some_and(|u| u.trim_ascii().eq_ignore_ascii_case(b"websocket"));
+        if !tunnel || !websocket {
             return Err(ProxyError::new(ErrorKind::UpstreamBadResponse));
         }
         us.record_response(up.target, resp.status, Ok(()));

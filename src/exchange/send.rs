@@ -500,7 +500,9 @@ pub(super) async fn read_response_head(
 /// e.g. h2c would hand the client a raw HTTP/2 connection to the upstream that bypasses
 /// routing and policies ("h2c smuggling").
 pub fn wants_websocket(h: &http1::RequestHead) -> bool {
+    // RFC 6455 4.1: the opening handshake is a GET.
     h.upgrade
+        && h.method == http1::Method::Get
         && h.body == BodyFraming::None
         && h.header("upgrade")
             .is_some_and(|u| u.trim_ascii().eq_ignore_ascii_case(b"websocket"))

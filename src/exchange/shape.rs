@@ -108,6 +108,14 @@ impl<D: Downstream> Downstream for Shaped<'_, D> {
         self.inner.buffered_body(head, max)
     }
 
+    async fn peek_body(
+        &mut self,
+        head: &RequestHead,
+        max: usize,
+    ) -> Result<(&[u8], bool), ProxyError> {
+        self.inner.peek_body(head, max).await
+    }
+
     fn consume_body(&mut self, n: usize) {
         self.inner.consume_body(n)
     }

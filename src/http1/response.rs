@@ -84,7 +84,8 @@ pub fn parse_response_head(
         _ => return Err(HeadError::VersionNotSupported),
     };
     let status = res.code.unwrap_or(0);
-    if !(100..=999).contains(&status) {
+    // RFC 9110 15: status codes are 100..=599; a client or cache has no meaning for the rest.
+    if !(100..=599).contains(&status) {
         return Err(HeadError::BadRequest("invalid status code"));
     }
     let reason = reason_span(head);
