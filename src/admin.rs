@@ -75,15 +75,15 @@ struct Ctx {
     /// `admin.hosts`: dotted names accepted in `Host`.
     hosts: Vec<String>,
     open: AtomicUsize,
-    /// Connections still waiting for their request head, oldest first: what the accept loop
-    /// closes to make room at the cap.
+    /// Connections still waiting for their request head (or draining after a refusal), oldest
+    /// first: what the accept loop closes to make room at the cap.
     waiting: std::sync::Mutex<std::collections::VecDeque<(u64, TcpStream)>>,
     next_id: std::sync::atomic::AtomicU64,
 }
 
 impl Ctx {
-    /// Notes a connection that has not sent its request head yet (an entry it can be closed
-    /// through); `None` when the socket cannot be shared.
+    /// Notes a connection that has not sent its request head yet, or that drains after a
+    /// refusal (an entry it can be closed through); `None` when the socket cannot be shared.
     fn wait_for_head(&self, s: &TcpStream) -> Option<u64> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let shared = s.try_clone().ok()?;
@@ -553,13 +553,17 @@ fn serve(ctx: &Ctx, mut s: TcpStream, waiting: Option<u64>) {
     let _ = s.write_all(&serialize(&reply));
     if refused_body {
         // Read (and drop) what the client still sends for a short while, so closing sends a
-        // FIN it can read the answer before, not a reset that may discard it.
+        // FIN it can read the answer before, not a reset that may discard it. The slot may be
+        // taken back meanwhile, like one waiting for its head: refused clients cannot hold
+        // the probes out for the drain's length.
         let _ = s.shutdown(std::net::Shutdown::Write);
+        let draining = ctx.wait_for_head(&s);
         let until = Instant::now() + REFUSED_DRAIN;
         let mut sink = Vec::new();
         while read_until(&mut s, &mut sink, 1, until) {
             sink.clear();
         }
+        ctx.head_arrived(draining);
     }
 }
 
