@@ -382,14 +382,15 @@ fn upstream_failure_after_streamed_body_does_not_desync_pipelined_request() {
     let up = raw_server(move |s| {
         if read_req_head(&s).is_some() {
             seen.store(true, Ordering::SeqCst);
-            let mut body = [0u8; 40];
+            let mut body = vec![0u8; 70_000];
             let _ = (&s).read_exact(&mut body);
         }
         // Dropped without an answer.
     });
     let gw = gateway(&upstream_toml("be", &[up.addr]), "");
     let mut c = Conn::open(gw.addr);
-    let body = "b".repeat(40);
+    // Over 64 KiB: gathered no more, so streamed (a shorter body is held whole first).
+    let body = "b".repeat(70_000);
     c.send(
         format!(
             "POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
