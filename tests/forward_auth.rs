@@ -50,6 +50,11 @@ fn auth_service() -> Upstream {
             .into_bytes(),
             // A status no HTTP client knows: not something to hand a client.
             "Bearer odd" => b"HTTP/1.1 999 Whatever\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            // Two consumers in one answer: the gateway would act for one, the upstream read
+            // the other.
+            "Bearer two" => b"HTTP/1.1 200 OK\r\nX-User: alice\r\nX-Consumer: alice\r\n\
+                X-Consumer: bob\r\nContent-Length: 0\r\n\r\n"
+                .to_vec(),
             "Bearer ctl" => {
                 b"HTTP/1.1 200 OK\r\nX-User: al\x01ice\r\nContent-Length: 0\r\n\r\n".to_vec()
             }
@@ -490,7 +495,7 @@ fn the_service_sees_the_body_prefix_and_the_upstream_the_whole_body() {
 fn answers_the_gateway_cannot_pass_on_safely_are_refused_with_503() {
     let (auth, app) = (auth_service(), Upstream::echo());
     let gw = Gateway::start(&config(auth.addr, app.addr, ""));
-    for who in ["cr", "long", "ctl", "huge", "endless", "odd"] {
+    for who in ["cr", "long", "ctl", "huge", "endless", "odd", "two"] {
         let t = Instant::now();
         let r = request(
             gw.addr,
@@ -523,7 +528,7 @@ fn answers_the_gateway_cannot_pass_on_safely_are_refused_with_503() {
         "ringway_forward_auth_total",
         &[("policy", "fa"), ("outcome", "error")],
     );
-    assert_eq!(errors, Some(6.0));
+    assert_eq!(errors, Some(7.0));
 }
 
 #[test]

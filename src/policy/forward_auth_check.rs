@@ -170,6 +170,18 @@ fn allow_of(p: &ForwardAuth, res: &SubResponse) -> Option<Allow> {
             }
         }
     }
+    // The consumer is one name: an answer naming two (`x-user: alice`, `x-user: bob`) is not
+    // one the gateway can act on, since its limits and `authorize` would go by one while the
+    // upstream might read the other.
+    if let Some(name) = &p.consumer_header {
+        let named = res
+            .head
+            .headers()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()));
+        if named.count() > 1 {
+            return None;
+        }
+    }
     let identity = match &p.consumer_header {
         None => None,
         Some(name) => match res.head.header(name) {
