@@ -423,3 +423,35 @@ fn a_flapping_target_is_ejected_again_and_again_and_retries_hide_it_from_clients
         statuses.len()
     );
 }
+
+/// A client that can make a target answer 500 (an application error on its own bad input)
+/// could eject it with `on = ["5xx"]`. `on = ["gateway", ...]` counts only 502, 503 and 504,
+/// which the upstream reports about what is behind it: the 500s eject nothing, a run of 503s
+/// still does (under the reason `gateway`).
+#[test]
+fn gateway_errors_eject_and_application_errors_do_not() {
+    let a = FaultyUpstream::start("a");
+    let b = FaultyUpstream::start("b");
+    b.set(Fault::Status(500));
+    let gw = Gateway::start(&config(
+        &[a.addr, b.addr],
+        "",
+        "consecutive = 3\non = [\"gateway\", \"reset\", \"connect\", \"timeout\"]\n\
+         base_ejection_time = \"30s\"\nmax_ejection_percent = 50",
+    ));
+    let seen = served_by(&gw, 20);
+    // Round robin per worker: about half went to b, far more than `consecutive`.
+    let failed = seen.iter().filter(|(s, _)| *s == 500).count();
+    assert!(failed >= 6, "{seen:?}");
+    assert_eq!(ejected_count(&gw), 0, "500s ejected a target: {}", api(&gw));
+    b.set(Fault::Status(503));
+    let seen = served_by(&gw, 20);
+    assert_eq!(
+        seen.iter().filter(|(s, _)| *s == 503).count(),
+        3,
+        "{seen:?}"
+    );
+    let t = target(&gw, b.addr);
+    assert_eq!(t["ejected"], true, "{t}");
+    assert_eq!(t["ejections"]["gateway"], 1, "{t}");
+}

@@ -52,7 +52,8 @@ pub enum RawStatusRange {
 pub struct RawOutlier {
     #[schemars(with = "Option<i64>")]
     pub consecutive: Option<Spanned<i64>>,
-    /// Subset of `["5xx", "reset", "connect", "timeout"]`.
+    /// Subset of `["5xx", "gateway", "reset", "connect", "timeout"]` (`gateway`: 502, 503
+    /// and 504 only; default: all but `gateway`, which `5xx` includes).
     #[schemars(with = "Option<Vec<String>>")]
     pub on: Option<Spanned<Vec<Spanned<String>>>>,
     #[schemars(with = "Option<RawDuration>")]
@@ -247,7 +248,7 @@ fn outlier_policy(
         "",
     );
     let on = match &o.on {
-        None => 0b1111,
+        None => outlier::DEFAULT_ON,
         Some(list) => on_mask(list, field, errs),
     };
     let base = positive(
@@ -296,9 +297,9 @@ fn on_mask(
         errs.at(
             list.span(),
             field("on"),
-            "needs at least one of \"5xx\", \"reset\", \"connect\", \"timeout\"",
+            "needs at least one of \"5xx\", \"gateway\", \"reset\", \"connect\", \"timeout\"",
         );
-        return 0b1111;
+        return outlier::DEFAULT_ON;
     }
     let mut mask = 0u8;
     for (i, k) in list.get_ref().iter().enumerate() {
@@ -308,7 +309,7 @@ fn on_mask(
                 k.span(),
                 field(&format!("on[{i}]")),
                 format!(
-                    "unknown failure kind {:?}: expected \"5xx\", \"reset\", \"connect\" or \"timeout\"",
+                    "unknown failure kind {:?}: expected \"5xx\", \"gateway\", \"reset\", \"connect\" or \"timeout\"",
                     k.get_ref()
                 ),
             ),

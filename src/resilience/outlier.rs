@@ -35,15 +35,23 @@ pub enum Outcome {
     Connect,
     /// No response head within the response timeout.
     Timeout,
+    /// A response head with status 502, 503 or 504: the upstream itself reports a gateway
+    /// failure behind it (Envoy's "gateway errors"), which a client's input rarely provokes.
+    /// Counted as `Status5xx` when the policy counts every 5xx.
+    GatewayError,
 }
 
 /// The failure kinds, in `OutcomeMask` bit order and as written in `on = [...]`.
-pub const KINDS: [(&str, Outcome); 4] = [
+pub const KINDS: [(&str, Outcome); 5] = [
     ("5xx", Outcome::Status5xx),
     ("reset", Outcome::Reset),
     ("connect", Outcome::Connect),
     ("timeout", Outcome::Timeout),
+    ("gateway", Outcome::GatewayError),
 ];
+
+/// `on` when the table leaves it out: every kind but `gateway` (which `5xx` includes).
+pub const DEFAULT_ON: u8 = 0b1111;
 
 impl Outcome {
     /// Bit of this failure kind in `OutlierPolicy::on`, and its index in the reason counters.
@@ -80,6 +88,16 @@ impl OutlierPolicy {
     #[inline]
     pub fn counts(&self, o: Outcome) -> bool {
         o.index().is_some_and(|i| self.on & (1 << i) != 0)
+    }
+
+    /// What a 502/503/504 counts as under this policy: `Status5xx` when it counts every 5xx
+    /// (so the ejection's reason stays `5xx`), else `GatewayError`.
+    #[inline]
+    pub fn kind_of(&self, o: Outcome) -> Outcome {
+        match o {
+            Outcome::GatewayError if self.counts(Outcome::Status5xx) => Outcome::Status5xx,
+            o => o,
+        }
     }
 }
 
@@ -121,7 +139,7 @@ pub struct OutlierState {
     /// Ejections so far (the multiplier of the next ejection time).
     ejections: AtomicU32,
     /// Ejections by reason (`KINDS` order).
-    by_reason: [AtomicU64; 4],
+    by_reason: [AtomicU64; KINDS.len()],
 }
 
 impl OutlierState {
@@ -183,7 +201,7 @@ impl OutlierState {
     }
 
     /// Ejections so far by reason, in `KINDS` order.
-    pub fn ejections_by_reason(&self) -> [u64; 4] {
+    pub fn ejections_by_reason(&self) -> [u64; KINDS.len()] {
         std::array::from_fn(|i| self.by_reason[i].load(Relaxed))
     }
 
@@ -270,7 +288,7 @@ mod tests {
         let t2 = t1 + 61_000;
         assert_eq!(s.eject(&p, Outcome::Timeout, t2), Duration::from_secs(90));
         assert_eq!(s.ejections(), 3);
-        assert_eq!(s.ejections_by_reason(), [1, 1, 0, 1]);
+        assert_eq!(s.ejections_by_reason(), [1, 1, 0, 1, 0]);
         // Longer than max_ejection_time without an ejection: back to the base.
         let t3 = s.ejected_until() + 100_001;
         assert_eq!(s.eject(&p, Outcome::Connect, t3), Duration::from_secs(30));

@@ -74,6 +74,7 @@ impl UpstreamState {
         let Some(t) = self.targets.get(target) else {
             return;
         };
+        let o = p.kind_of(o);
         if t.health.outlier.count(p, o) {
             self.try_eject(target, p, o);
         }
@@ -101,8 +102,10 @@ impl UpstreamState {
     /// `record` for a response head: a 5xx counts now (a retry may follow).
     #[inline]
     pub fn record_head(&self, target: usize, status: u16) {
-        if status >= 500 {
-            self.record(target, Outcome::Status5xx);
+        match status {
+            502..=504 => self.record(target, Outcome::GatewayError),
+            500.. => self.record(target, Outcome::Status5xx),
+            _ => {}
         }
     }
 
