@@ -1200,33 +1200,41 @@ fn compressed_variants_are_stored_and_served_without_recompressing() {
     assert_eq!(o.count(), 2);
 }
 
+/// An upstream that compresses by itself (gzip when `Accept-Encoding` names it, 4000 `a`s
+/// as they are otherwise), with `vary` (a field line, or "") in its answers.
+fn gzipping_upstream(vary: &'static str) -> Upstream {
+    Upstream::start(Arc::new(
+        move |req: &Received, s: &mut std::net::TcpStream| {
+            let body = vec![b'a'; 4000];
+            let gzip_ok = req
+                .header("accept-encoding")
+                .is_some_and(|v| v.contains("gzip"));
+            let (coding, body) = if gzip_ok {
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                e.write_all(&body).unwrap();
+                ("content-encoding: gzip\r\n", e.finish().unwrap())
+            } else {
+                ("", body)
+            };
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncache-control: max-age=30\r\n\
+             {vary}{coding}content-length: {}\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(&body);
+            Reply::KeepAlive
+        },
+    ))
+}
+
 /// On a compressing route the stored variant is keyed by the coding the gateway negotiated,
 /// so the upstream is asked for that coding alone. Otherwise an upstream that compresses by
 /// itself answers `br, gzip` with gzip, that is stored as the `br` variant, and a client that
 /// accepts only br is served gzip.
 #[test]
 fn the_upstream_is_asked_for_the_negotiated_coding_only() {
-    let up = Upstream::start(Arc::new(|req: &Received, s: &mut std::net::TcpStream| {
-        let body = vec![b'a'; 4000];
-        let gzip_ok = req
-            .header("accept-encoding")
-            .is_some_and(|v| v.contains("gzip"));
-        let (coding, body) = if gzip_ok {
-            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            e.write_all(&body).unwrap();
-            ("content-encoding: gzip\r\n", e.finish().unwrap())
-        } else {
-            ("", body)
-        };
-        let head = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncache-control: max-age=30\r\n\
-             vary: accept-encoding\r\n{coding}content-length: {}\r\n\r\n",
-            body.len()
-        );
-        let _ = s.write_all(head.as_bytes());
-        let _ = s.write_all(&body);
-        Reply::KeepAlive
-    }));
+    let up = gzipping_upstream("vary: accept-encoding\r\n");
     let gw = Gateway::start(&format!(
         "[policies.c]\ncache = {{ }}\n[policies.z]\ncompress = {{ codings = [\"br\", \"gzip\"] }}\n{}\n\
          [[routes]]\nname = \"r\"\nprefix = \"/\"\npolicies = [\"c\", \"z\"]\nproxy = {{ upstream = \"app\" }}\n",
@@ -1261,27 +1269,7 @@ fn the_upstream_is_asked_for_the_negotiated_coding_only() {
 /// stored without a coding key and handed to clients that accept no gzip.
 #[test]
 fn an_upstream_compressing_without_vary_is_stored_per_coding() {
-    let up = Upstream::start(Arc::new(|req: &Received, s: &mut std::net::TcpStream| {
-        let body = vec![b'a'; 4000];
-        let gzip_ok = req
-            .header("accept-encoding")
-            .is_some_and(|v| v.contains("gzip"));
-        let (coding, body) = if gzip_ok {
-            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            e.write_all(&body).unwrap();
-            ("content-encoding: gzip\r\n", e.finish().unwrap())
-        } else {
-            ("", body)
-        };
-        let head = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncache-control: max-age=30\r\n\
-             {coding}content-length: {}\r\n\r\n",
-            body.len()
-        );
-        let _ = s.write_all(head.as_bytes());
-        let _ = s.write_all(&body);
-        Reply::KeepAlive
-    }));
+    let up = gzipping_upstream("");
     let gw = Gateway::start(&format!(
         "[policies.c]\ncache = {{ }}\n[policies.z]\ncompress = {{ codings = [\"br\", \"gzip\"] }}\n{}\n\
          [[routes]]\nname = \"r\"\nprefix = \"/\"\npolicies = [\"c\", \"z\"]\nproxy = {{ upstream = \"app\" }}\n",

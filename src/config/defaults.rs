@@ -185,7 +185,9 @@ fn joins_asserted(
             n.span(),
             at.to_string(),
             format!(
-                "transform {:?} {op}s request header {header:?}, which policy {by:?} earlier on                  this route asserts: the upstream would get a client's value beside the                  gateway's; put the transform before {by:?}, use `set`, or choose another name",
+                "transform {:?} {op}s request header {header:?}, which policy {by:?} earlier on \
+                 this route asserts: the upstream would get a client's value beside the \
+                 gateway's; put the transform before {by:?}, use `set`, or choose another name",
                 n.get_ref()
             ),
         );

@@ -685,11 +685,14 @@ fn jwt(
             }
             // A custom token header goes upstream as the copy that was verified, and as the
             // gateway's: its underscore spelling (`X_Jwt`, one variable with `x-jwt` to CGI,
-            // WSGI and PHP backends) is then dropped like any field the route sets.
+            // WSGI and PHP backends) is then dropped like any field the route sets. (A token
+            // past the derived-value bound, 4 KiB, is left as the client sent it.)
+            let raw = raw
+                .map(<[u8]>::trim_ascii)
+                .filter(|r| http1::is_safe_header_value(r));
             if let (false, Some(raw)) = (name.eq_ignore_ascii_case("authorization"), raw) {
                 fx.upstream.push_remove(name.as_bytes());
-                fx.upstream
-                    .push_add(name.as_bytes(), raw.trim_ascii().to_vec());
+                fx.upstream.push_add(name.as_bytes(), raw.to_vec());
             }
             caller.jwt = Some(v);
             Ok(())
