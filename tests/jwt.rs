@@ -708,7 +708,8 @@ fn a_subject_cannot_forge_log_fields_or_drive_a_terminal() {
 
 /// A payload naming a member twice is refused: the gateway would go by the last `sub` (or
 /// `exp`), while a backend decoding the forwarded token with a parser that keeps the first
-/// would read another identity, or another expiry, than the one the gateway checked.
+/// would read another identity, or another expiry, than the one the gateway checked. So is a
+/// JOSE header whose `crit` is null.
 #[test]
 fn a_payload_with_a_repeated_member_is_refused() {
     let up = RawUpstream::start();
@@ -731,6 +732,18 @@ fn a_payload_with_a_repeated_member_is_refused() {
         let r = get_with_token(gw.addr, "/a/x", &signed(payload.clone()));
         assert_eq!(r.status, 401, "{payload}");
     }
+    // A JOSE header with `"crit": null` is a `crit` all the same (RFC 7515 4.1.11 wants an
+    // array of understood names; none is understood here), not an absent one.
+    let crit_null = {
+        let input = format!(
+            "{}.{}",
+            enc(r#"{"alg":"HS256","crit":null}"#),
+            enc(format!(r#"{{"sub":"alice","exp":{exp}}}"#))
+        );
+        let sig = enc(key.sign("HS256", input.as_bytes()));
+        format!("{input}.{sig}")
+    };
+    assert_eq!(get_with_token(gw.addr, "/a/x", &crit_null).status, 401);
     assert_eq!(up.connection_count(), 0, "{}", up.text());
     // The same members once each pass.
     let r = get_with_token(

@@ -59,7 +59,16 @@ impl fmt::Debug for JwtPolicy {
 struct JoseHeader {
     alg: String,
     kid: Option<String>,
-    crit: Option<serde::de::IgnoredAny>,
+    /// Present at all, whatever its value: `"crit": null` is not an absent `crit` (a JSON
+    /// parser mapping null to "absent" would let a header through that RFC 7515 4.1.11 says
+    /// to refuse when its extensions are not understood).
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+}
+
+/// `true` for any value, `null` included (with `#[serde(default)]`: `false` when absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
 }
 
 impl JwtPolicy {
@@ -168,7 +177,7 @@ impl JwtPolicy {
         let header: JoseHeader =
             serde_json::from_slice(&header_json).map_err(|_| JwtError::Malformed)?;
         // No critical extension is understood, so any `crit` must be refused (RFC 7515 4.1.11).
-        if header.crit.is_some() {
+        if header.crit {
             return Err(JwtError::Malformed);
         }
         let alg = Alg::from_name(header.alg.as_bytes()).ok_or(JwtError::BadAlgorithm)?;

@@ -627,6 +627,8 @@ fn malformed_tokens_are_malformed() {
         signed(r#"{"alg":"HS256"}"#, "[1,2]"),
         signed(r#"{"alg":"HS256"}"#, "\"str\""),
         signed(r#"{"alg":"HS256","crit":["exp"],"exp":1}"#, "{}"),
+        signed(r#"{"alg":"HS256","crit":null}"#, "{}"),
+        signed(r#"{"alg":"HS256","crit":[]}"#, "{}"),
         signed(r#"{"alg":"HS256","alg":"HS256"}"#, "{}"),
         "a".repeat(MAX_TOKEN_LEN + 1),
     ];
