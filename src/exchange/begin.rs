@@ -34,12 +34,8 @@ pub fn exchange<'a>(
         .header("x-request-id")
         .and_then(RequestId::from_client)
         .unwrap_or_else(|| core.ids.next_id());
-    let traceparent = head.header("traceparent").filter(|_| {
-        head.headers()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(b"traceparent"))
-            .count()
-            == 1
-    });
+    // Two `traceparent` headers are ambiguous: treated as none (a new trace).
+    let traceparent = head.sole_header("traceparent").ok().flatten();
     let trusted = gen.cfg.policies.trusted_proxies.as_ref();
     let mut resp_lines = lent.resp_lines;
     resp_lines.clear();

@@ -51,6 +51,10 @@ pub struct RequestHead {
     pub expect_other: bool,
 }
 
+/// A header meant to appear once was sent more than once (`RequestHead::sole_header`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Repeated;
+
 impl RequestHead {
     pub fn method_bytes(&self) -> &[u8] {
         self.method_span.get(&self.buf)
@@ -75,6 +79,20 @@ impl RequestHead {
         self.headers()
             .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
             .map(|(_, v)| v)
+    }
+    /// The value of a header the request may carry at most once: `Ok(None)` when absent,
+    /// `Err(Repeated)` when sent twice or more (a reader of one copy and a reader of another
+    /// would disagree, so such a request is ambiguous). One pass over the fields.
+    pub fn sole_header(&self, name: &str) -> Result<Option<&[u8]>, Repeated> {
+        let mut copies = self
+            .headers()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v);
+        let first = copies.next();
+        match copies.next() {
+            Some(_) => Err(Repeated),
+            None => Ok(first),
+        }
     }
     /// Host lowercased with any port and trailing dot removed, into `out` (reused buffer).
     pub fn host_for_routing<'o>(&self, out: &'o mut String) -> &'o str {

@@ -629,17 +629,9 @@ fn jwt(
     // One token per request: the parser refuses a second `Authorization`; a custom token
     // header sent twice is refused here, or the upstream could read the copy nobody verified.
     let name = j.jwt.header_name();
-    let mut copies = f
-        .head
-        .headers()
-        .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-        .map(|(_, v)| v);
-    let raw = copies.next();
-    if copies.next().is_some() {
-        return Err(Denial::BadRequest {
-            detail: "the token header was sent more than once",
-        });
-    }
+    let raw = f.head.sole_header(name).map_err(|_| Denial::BadRequest {
+        detail: "the token header was sent more than once",
+    })?;
     let token = raw.and_then(|v| j.jwt.token_from_header(v));
     // Headers the gateway derives from claims never come from the client.
     for name in j.jwt.forwarded_header_names() {
@@ -812,20 +804,13 @@ pub fn key_bytes<'k>(
                 _ => Cow::Borrowed(&ip.0[..ip.1]),
             });
         }
-        LimitKey::Header(h) => {
-            let mut copies = f
-                .head
-                .headers()
-                .filter(|(n, _)| n.eq_ignore_ascii_case(h.as_bytes()))
-                .map(|(_, v)| v.trim_ascii());
-            let first = copies.next();
-            if copies.next().is_some() {
-                return Err(Denial::BadRequest {
-                    detail: "the header a rate limit or quota counts by was sent more than once",
-                });
-            }
-            first
-        }
+        LimitKey::Header(h) => f
+            .head
+            .sole_header(h)
+            .map_err(|_| Denial::BadRequest {
+                detail: "the header a rate limit or quota counts by was sent more than once",
+            })?
+            .map(<[u8]>::trim_ascii),
         LimitKey::Ip => None,
     };
     // An empty value names nobody: it counts by address like a missing one, or every client
