@@ -1026,6 +1026,90 @@ fn a_request_for_a_host_the_connection_was_not_made_for_is_misdirected() {
     assert_eq!(ask("a.example.com", "b.example.com").status, 200);
 }
 
+/// The partner host is served only by a listener that requires client certificates. A client
+/// without one shook hands on the public listener sending the partner's name as its server
+/// name: with `unknown_server_name = "default"` it got the public certificate, and since it
+/// verifies nothing (`curl -k`), it went on to ask for the partner host. The server name alone
+/// made the connection count as made for that host, so the request was routed to the
+/// partner's upstream. A connection answers only for names one of its listener's
+/// certificates serves: 421, over HTTP/1.1 and HTTP/2, and nothing reaches the upstream.
+#[test]
+fn a_server_name_no_certificate_of_the_listener_serves_does_not_make_it_authoritative() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let ca = Ca::new("fronting CA");
+    ca.server(dir.path(), "public", &["www.example.com"], Key::EcdsaP256);
+    ca.server(
+        dir.path(),
+        "partner",
+        &["partner.example.com"],
+        Key::EcdsaP256,
+    );
+    let clients = CrlCa::new();
+    std::fs::write(dir.path().join("clients.pem"), &clients.pem).unwrap();
+    let up = Upstream::echo();
+    let (public, partner) = (free_port(), free_port());
+    let gw = Gateway::start_workers(
+        &format!(
+            "[[listeners]]\nname = \"public\"\naddress = \"127.0.0.1:{public}\"\n[listeners.tls]\n{}\n\n\
+             [[listeners]]\nname = \"partner\"\naddress = \"127.0.0.1:{partner}\"\n[listeners.tls]\n{}\n\
+             client_auth = {{ mode = \"required\", ca = \"{d}/clients.pem\" }}\n\n{}\n\
+             [[routes]]\nname = \"partner\"\nhosts = [\"partner.example.com\"]\nprefix = \"/\"\n\
+             proxy = {{ upstream = \"app\" }}\n\n[[routes]]\nname = \"marker\"\npath = \"{MARKER_PATH}\"\n\
+             proxy = {{ upstream = \"app\" }}\n\n{ROUTES}",
+            cert_line(&format!("{d}/public.pem"), &format!("{d}/public.key")),
+            cert_line(&format!("{d}/partner.pem"), &format!("{d}/partner.key")),
+            upstream_toml("app", &[up.addr]),
+        ),
+        1,
+    );
+    let (public, partner) = (
+        SocketAddr::from(([127, 0, 0, 1], public)),
+        SocketAddr::from(([127, 0, 0, 1], partner)),
+    );
+    for addr in [public, partner] {
+        wait_for(Duration::from_secs(10), || common::listening(addr))
+            .unwrap_or_else(|| panic!("TLS listener not up; logs:\n{}", gw.logs()));
+    }
+    let careless = t::client_config(&ClientOpts {
+        ca_pem: &ca.pem,
+        alpn: &[b"http/1.1"],
+        verify_nothing: true,
+        ..Default::default()
+    });
+    // The partner listener itself refuses a client without a certificate.
+    assert!(TlsConn::open(partner, "partner.example.com", &careless)
+        .and_then(|mut c| c.get("/"))
+        .is_err());
+    // The public listener serves its own name.
+    let mut c = TlsConn::open(public, "www.example.com", &careless).unwrap();
+    assert_eq!(c.get("/").unwrap().status, 200);
+    let before = up.snapshot();
+    // The partner's name as the server name, on the public listener.
+    let mut c = TlsConn::open(public, "partner.example.com", &careless).unwrap();
+    let r = c
+        .request("GET", "/secret", &[("Host", "partner.example.com")], b"")
+        .unwrap();
+    assert_eq!(r.status, 421, "{}", r.text());
+    assert_eq!(r.json()["code"], "misdirected_request");
+    // No server name at all: the default certificate does not serve the partner either.
+    let mut c = TlsConn::open(public, "127.0.0.1", &careless).unwrap();
+    let r = c
+        .request("GET", "/secret", &[("Host", "partner.example.com")], b"")
+        .unwrap();
+    assert_eq!(r.status, 421, "{}", r.text());
+    // HTTP/2: the same handshake, a stream for the partner's authority.
+    let opts = common::h2::H2Opts {
+        verify_nothing: true,
+        ..Default::default()
+    };
+    let mut h2 =
+        common::h2::H2Client::tls_with(public, &ca.pem, "partner.example.com", opts).expect("h2");
+    h2.authority = "partner.example.com".into();
+    assert_eq!(h2.request("GET", "/secret", &[], b"").unwrap().status, 421);
+    assert_nothing_reached(&gw, &up, before, "a misdirected request");
+}
+
 /// A resumed session carries the client certificate it was made with and is not verified
 /// again. So once a reload revokes that certificate (a new CRL), a session made before must
 /// not resume: the handshake verifies afresh and is refused. TLS 1.2 session ids and TLS 1.3

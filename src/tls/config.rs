@@ -544,6 +544,7 @@ fn load_one(
         SniEntry {
             key: loaded.key,
             names,
+            sans: loaded.sans,
         },
         summary,
     ))

@@ -19,6 +19,9 @@ use rustls::SignatureAlgorithm;
 pub struct SniEntry {
     pub key: Arc<CertifiedKey>,
     pub names: Vec<String>,
+    /// Every DNS name the certificate is valid for (its subjectAltNames, lowercase), a
+    /// superset of `names`: what a client that verifies it accepts it for.
+    pub sans: Vec<String>,
 }
 
 /// Indexes into `SniResolver::keys`, in preference order.
@@ -28,6 +31,8 @@ type Candidates = Box<[usize]>;
 #[derive(Debug)]
 pub struct SniResolver {
     keys: Vec<Arc<CertifiedKey>>,
+    /// Per key: the DNS names its certificate is valid for.
+    sans: Vec<Box<[String]>>,
     exact: HashMap<String, Candidates>,
     /// Keyed by the part after `*.`.
     wildcard: HashMap<String, Candidates>,
@@ -91,6 +96,7 @@ impl SniResolver {
                 .collect()
         };
         let mut r = SniResolver {
+            sans: entries.iter().map(|e| e.sans.clone().into()).collect(),
             exact: finish(exact),
             wildcard: finish(wildcard),
             keys,
@@ -135,12 +141,15 @@ impl SniResolver {
 
     /// Whether a connection the client opened for `sni` (the server name it sent, lowercase;
     /// `None`: it sent none) may carry a request for `host` (lowercase, no port or trailing
-    /// dot): the same name, an IP address, or a name one of the connection's certificates
-    /// lists (HTTP/2 coalescing). Anything else was meant for a certificate, and perhaps
-    /// client-certificate rules, of another listener or server: 421 (RFC 9110 15.5.20).
+    /// dot): an IP address, or a name the certificate the handshake chose is valid for (the
+    /// server name itself, or another name of the same certificate: HTTP/2 coalescing).
+    /// Anything else was meant for a certificate, and perhaps client-certificate rules, of
+    /// another listener or server: 421 (RFC 9110 15.5.20). Sending the host as the server
+    /// name is not enough: with `unknown_server_name = "default"` a client that does not
+    /// verify the certificate can shake hands for any name, including one only another
+    /// listener serves, and gets the default certificate, which is not valid for it.
     pub fn authoritative(&self, sni: Option<&str>, host: &str) -> bool {
         if host.is_empty()
-            || sni == Some(host)
             || host
                 .trim_matches(['[', ']'])
                 .parse::<std::net::IpAddr>()
@@ -148,13 +157,14 @@ impl SniResolver {
         {
             return true;
         }
-        let Some(for_host) = self.candidates(host) else {
-            return false;
-        };
         let serving = sni
             .and_then(|s| self.candidates(s))
             .unwrap_or(&self.default);
-        for_host.iter().any(|i| serving.contains(i))
+        serving.iter().any(|&i| {
+            self.sans[i]
+                .iter()
+                .any(|san| super::certs::covers(san, host))
+        })
     }
 
     /// The certificate for `server_name` and the client's signature schemes, or `None` to
@@ -216,6 +226,7 @@ mod tests {
         SniEntry {
             key: key(names, alg),
             names: names.iter().map(|s| s.to_string()).collect(),
+            sans: names.iter().map(|s| s.to_string()).collect(),
         }
     }
 
@@ -276,6 +287,23 @@ mod tests {
         assert!(r
             .select(Some("api.example.com"), &[S::RSA_PSS_SHA256])
             .is_some());
+    }
+
+    #[test]
+    fn a_connection_serves_only_the_names_of_its_certificates() {
+        let (r, _) = setup(false);
+        assert!(r.authoritative(Some("api.example.com"), "api.example.com"));
+        assert!(r.authoritative(Some("www.example.com"), "www.example.com"));
+        assert!(
+            r.authoritative(None, "api.example.com"),
+            "the default's name"
+        );
+        assert!(r.authoritative(Some("other.test"), "[::1]"));
+        assert!(!r.authoritative(Some("api.example.com"), "other.test"));
+        // The server name alone proves nothing: a client that does not verify the certificate
+        // can send any name and get the default one.
+        assert!(!r.authoritative(Some("partner.test"), "partner.test"));
+        assert!(!r.authoritative(None, "partner.test"));
     }
 
     #[test]

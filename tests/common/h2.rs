@@ -224,6 +224,8 @@ pub struct H2Opts {
     pub stream_window: u32,
     pub connection_window: u32,
     pub timeout: Duration,
+    /// Accept any certificate for any name (an attacker's client).
+    pub verify_nothing: bool,
 }
 
 impl Default for H2Opts {
@@ -232,6 +234,7 @@ impl Default for H2Opts {
             stream_window: 65_535,
             connection_window: 16 << 20,
             timeout: H2_TIMEOUT,
+            verify_nothing: false,
         }
     }
 }
@@ -308,6 +311,7 @@ impl H2Client {
         let cfg = super::tls::client_config(&super::tls::ClientOpts {
             ca_pem,
             alpn: &[b"h2"],
+            verify_nothing: o.verify_nothing,
             ..Default::default()
         });
         let name = rustls::pki_types::ServerName::try_from(server_name.to_string())

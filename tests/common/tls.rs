@@ -185,6 +185,9 @@ pub struct ClientOpts<'a> {
     pub tls12_only: bool,
     /// Only these signature algorithms' certificates (e.g. to force RSA): none = all.
     pub rsa_only: bool,
+    /// Accept whatever certificate the server presents, for any name (an attacker's client,
+    /// or `curl -k`): the handshake succeeds whatever server name was sent.
+    pub verify_nothing: bool,
 }
 
 /// A client configuration; keep it (and reuse it) to resume sessions.
@@ -212,7 +215,13 @@ pub fn client_config(o: &ClientOpts<'_>) -> Arc<rustls::ClientConfig> {
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
         .with_protocol_versions(versions)
         .unwrap();
-    let builder = if o.rsa_only {
+    let builder = if o.verify_nothing {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(VerifyNothing(
+                rustls::crypto::ring::default_provider().signature_verification_algorithms,
+            )))
+    } else if o.rsa_only {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(RsaOnly(
@@ -275,6 +284,43 @@ impl rustls::client::danger::ServerCertVerifier for RsaOnly {
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         use rustls::SignatureScheme as S;
         vec![S::RSA_PSS_SHA256, S::RSA_PSS_SHA384, S::RSA_PKCS1_SHA256]
+    }
+}
+
+/// A verifier that takes any certificate for any name (the signatures of the handshake are
+/// still checked, against the presented certificate).
+#[derive(Debug)]
+struct VerifyNothing(rustls::crypto::WebPkiSupportedAlgorithms);
+
+impl rustls::client::danger::ServerCertVerifier for VerifyNothing {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_schemes()
     }
 }
 
