@@ -351,6 +351,75 @@ fn redis_outage_fails_open_or_closed_and_recovers_without_restart() {
     );
 }
 
+/// A server on the Redis address that answers every command with one integer inside 100 000
+/// nested arrays (400 KB). Such a reply overflowed the stack of the thread that decoded it
+/// (the decoder recursed once per level), aborting the whole gateway: at start on the purge
+/// subscription's thread, and on a worker at the first global-limit request. It is now a
+/// protocol error like any bad reply: the connection is dropped and each limit follows its
+/// `on_redis_error`.
+#[test]
+fn a_hostile_reply_nested_deep_is_refused_and_the_gateway_keeps_serving() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let fake = listener.local_addr().unwrap();
+    let mut reply = b"*1\r\n".repeat(100_000);
+    reply.extend_from_slice(b":1\r\n");
+    let reply = Arc::new(reply);
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let (reply, stop) = (reply.clone(), stop.clone());
+        listener.set_nonblocking(true).unwrap();
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let Ok((mut s, _)) = listener.accept() else {
+                    thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let reply = reply.clone();
+                thread::spawn(move || {
+                    let _ = s.set_nonblocking(false);
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+                    let mut buf = [0u8; 4096];
+                    while matches!(s.read(&mut buf), Ok(n) if n > 0) {
+                        if s.write_all(&reply).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+    }
+    let up = Upstream::fixed(200, "ok", "app");
+    let five = "{ key = \"header:x-tenant\", limits = [{ requests = 5, per = \"1h\" }], scope = \"global\"";
+    let open = format!("{five}, on_redis_error = \"fail_open\" }}");
+    let closed = format!("{five}, mode = \"exact\", on_redis_error = \"fail_closed\" }}");
+    let body = config(
+        &format!("nodes = [\"{fake}\"]"),
+        &unique_prefix("nested"),
+        up.addr,
+        &[("/open", &open), ("/closed", &closed)],
+    );
+    let mut gw = Gateway::start_workers(&body, 1);
+    for _ in 0..3 {
+        let mut c = Conn::open(gw.addr);
+        let r = c.request("GET", "/closed", &[("X-Tenant", "a")], b"");
+        assert_eq!(r.status, 503, "{}", r.text());
+        let r = c.request("GET", "/open", &[("X-Tenant", "a")], b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert!(
+        gw.wait_exit(Duration::from_millis(300)).is_none(),
+        "the gateway died; logs:\n{}",
+        gw.logs()
+    );
+    assert!(
+        gw.logs().contains("arrays nested too deep"),
+        "{}",
+        gw.logs()
+    );
+    stop.store(true, Ordering::Relaxed);
+}
+
 #[test]
 fn headers_are_correct_in_global_mode_and_limits_do_not_charge_each_other() {
     let r = RedisServer::start();

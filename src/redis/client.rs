@@ -51,6 +51,8 @@ struct Node {
     dial_waiters: RefCell<Vec<oneshot::Sender<()>>>,
     retry_at: Cell<Option<Instant>>,
     backoff: Cell<Duration>,
+    /// Why the last dial failed, repeated while backing off (so the log names the reason).
+    last_error: RefCell<String>,
 }
 
 impl Client {
@@ -235,6 +237,7 @@ impl Client {
                     dial_waiters: RefCell::new(Vec::new()),
                     retry_at: Cell::new(None),
                     backoff: Cell::new(BACKOFF_FIRST),
+                    last_error: RefCell::new(String::new()),
                 })
             })
             .clone()
@@ -253,7 +256,10 @@ impl Client {
             }
             if let Some(at) = node.retry_at.get() {
                 if Instant::now() < at {
-                    return Err(RedisError::Unavailable(format!("{addr}: backing off")));
+                    let why = node.last_error.borrow();
+                    return Err(RedisError::Unavailable(format!(
+                        "{addr}: backing off after: {why}"
+                    )));
                 }
             }
             if node.dialing.get() {
@@ -285,7 +291,8 @@ impl Client {
                     *cell = Some(c.clone());
                 }
             }
-            Err(_) => {
+            Err(e) => {
+                *node.last_error.borrow_mut() = e.to_string();
                 let b = node.backoff.get();
                 node.retry_at.set(Some(Instant::now() + b));
                 node.backoff.set((b * 2).min(BACKOFF_MAX));

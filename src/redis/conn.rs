@@ -39,7 +39,7 @@ use monoio::net::TcpStream;
 
 use super::error::RedisError;
 use super::resp::Value;
-use super::resp::{decode_reply, encode_command};
+use super::resp::{decode_reply, encode_command, Scan};
 use super::settings::{RedisSettings, RedisTls};
 use crate::tls::stream::TlsStream;
 
@@ -155,8 +155,12 @@ impl Conn {
                 match monoio::time::timeout(connect_timeout, r).await {
                     Ok(Ok(Ok(_))) => {}
                     Ok(Ok(Err(e))) => {
-                        conn.inner.break_off("setup failed");
-                        return Err(e);
+                        // A refused AUTH or SELECT makes the node unusable, and the reason
+                        // (WRONGPASS, NOAUTH, a bad database) is what an operator needs to read.
+                        let name = String::from_utf8_lossy(args[0]).into_owned();
+                        let why = format!("{addr}: {name} refused: {e}");
+                        conn.inner.break_off(&why);
+                        return Err(RedisError::Unavailable(why));
                     }
                     _ => {
                         conn.inner.break_off("setup timed out");
@@ -339,6 +343,7 @@ pub(super) async fn handshake(
 /// read waits at most until the next reply.
 async fn tls_loop(inner: Rc<Inner>, mut s: TlsStream) {
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut scan = Scan::default();
     let mut chunk = vec![0u8; 16 * 1024];
     let mut batch: Vec<u8> = Vec::with_capacity(4096);
     loop {
@@ -361,7 +366,7 @@ async fn tls_loop(inner: Rc<Inner>, mut s: TlsStream) {
             }
             continue;
         }
-        if !read_and_deliver(&inner, &mut s, &mut chunk, &mut buf).await {
+        if !read_and_deliver(&inner, &mut s, &mut chunk, &mut buf, &mut scan).await {
             return;
         }
     }
@@ -370,7 +375,8 @@ async fn tls_loop(inner: Rc<Inner>, mut s: TlsStream) {
 async fn read_loop(inner: Rc<Inner>, mut rd: OwnedReadHalf<TcpStream>) {
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut chunk = vec![0u8; 16 * 1024];
-    while read_and_deliver(&inner, &mut rd, &mut chunk, &mut buf).await {}
+    let mut scan = Scan::default();
+    while read_and_deliver(&inner, &mut rd, &mut chunk, &mut buf, &mut scan).await {}
 }
 
 /// One read, then every complete reply handed out; `false` once the connection is over.
@@ -379,6 +385,7 @@ async fn read_and_deliver<S: AsyncReadRent>(
     s: &mut S,
     chunk: &mut Vec<u8>,
     buf: &mut Vec<u8>,
+    scan: &mut Scan,
 ) -> bool {
     let (res, c) = s.read(std::mem::take(chunk)).await;
     *chunk = c;
@@ -389,17 +396,17 @@ async fn read_and_deliver<S: AsyncReadRent>(
         }
         Ok(n) => {
             buf.extend_from_slice(&chunk[..n]);
-            deliver(inner, buf).is_ok() && !inner.broken.get()
+            deliver(inner, buf, scan).is_ok() && !inner.broken.get()
         }
     }
 }
 
 /// Hands every complete reply in `buf` to the oldest waiting slot; `Err` when the stream is
 /// unusable (the connection has been broken off).
-fn deliver(inner: &Inner, buf: &mut Vec<u8>) -> Result<(), ()> {
+fn deliver(inner: &Inner, buf: &mut Vec<u8>, scan: &mut Scan) -> Result<(), ()> {
     let mut used = 0;
     loop {
-        match decode_reply(&buf[used..]) {
+        match decode_reply(scan, &buf[used..]) {
             Ok(None) => break,
             Ok(Some((reply, n))) => {
                 used += n;
@@ -415,8 +422,8 @@ fn deliver(inner: &Inner, buf: &mut Vec<u8>) -> Result<(), ()> {
                     }
                 }
             }
-            Err(_) => {
-                inner.break_off("bad reply");
+            Err(e) => {
+                inner.break_off(&e.to_string());
                 return Err(());
             }
         }

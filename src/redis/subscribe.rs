@@ -13,7 +13,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 use super::error::RedisError;
 use super::resp::Value;
-use super::resp::{decode_reply, encode_command};
+use super::resp::{decode_reply, encode_command, Scan};
 use super::shared::RedisShared;
 
 /// Messages kept unread; beyond that the reader stops reading (Redis then drops a subscriber
@@ -91,6 +91,7 @@ async fn read_pushes<S: AsyncReadRent>(
 ) {
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 8 * 1024];
+    let mut scan = Scan::default();
     loop {
         let (res, c) = tcp.read(chunk).await;
         chunk = c;
@@ -99,7 +100,12 @@ async fn read_pushes<S: AsyncReadRent>(
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
         let mut used = 0;
-        while let Ok(Some((reply, n))) = decode_reply(&buf[used..]) {
+        loop {
+            let (reply, n) = match decode_reply(&mut scan, &buf[used..]) {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(_) => return,
+            };
             used += n;
             let Ok(v) = reply else { return };
             if confirmations > 0 {
@@ -111,9 +117,6 @@ async fn read_pushes<S: AsyncReadRent>(
                     return;
                 }
             }
-        }
-        if decode_reply(&buf[used..]).is_err() {
-            return;
         }
         buf.drain(..used);
         if tx.is_closed() {
