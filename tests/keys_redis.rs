@@ -372,6 +372,55 @@ fn a_redis_that_lost_its_data_does_not_wipe_the_keys_and_a_snapshot_restores_it(
     assert!(err.contains("nothing to import"), "{err}");
 }
 
+/// An instance paused (or partitioned) while Redis lost its data misses the loss. The store
+/// was then rebuilt from a snapshot and a key revoked; store versions used to restart at 1, so
+/// after as many writes as before the new store's version equalled the one the instance had
+/// applied, and the instance, which compares versions only, kept accepting the revoked key
+/// for as long as nobody wrote again. A new store now never repeats an old store's version.
+#[test]
+fn an_instance_that_missed_a_data_loss_applies_the_rebuilt_store() {
+    let redis = RedisServer::start();
+    let prefix = "t-keys-epoch";
+    let dir = tempfile::tempdir().unwrap();
+    let cli = cli_config(dir.path(), &redis.addr(), prefix);
+    ok(&cli, &["import"]);
+    let a = ok(&cli, &["create", "--consumer", "a"]);
+    let carol = ok(&cli, &["create", "--consumer", "carol"]);
+    let snap = dir.path().join("snap.toml");
+    let snapshot = format!("snapshot = \"{}\"", snap.display());
+    let up = Upstream::echo();
+    let gw = start(up.addr, &redis.addr(), prefix, &snapshot);
+    until_all(std::slice::from_ref(&gw), &carol, 200, Instant::now());
+    wait_for(Duration::from_secs(5), || snap.exists()).expect("no snapshot written");
+    let version = format!("{prefix}:keys:{{store}}:version");
+    let applied: i64 = redis_cli(&redis.addr(), &["GET", &version])
+        .trim()
+        .parse()
+        .unwrap();
+
+    gw.signal(libc::SIGSTOP);
+    redis_cli(&redis.addr(), &["FLUSHALL"]);
+    let from = snap.display().to_string();
+    ok(&cli, &["import", "--from", &from]);
+    ok(&cli, &["revoke", &key_id(&carol)]);
+    // As many writes as the lost store had seen (the old numbering met the applied version).
+    for i in 0..20 {
+        let now: i64 = redis_cli(&redis.addr(), &["GET", &version])
+            .trim()
+            .parse()
+            .unwrap();
+        if now >= applied {
+            break;
+        }
+        ok(&cli, &["create", "--consumer", &format!("filler{i}")]);
+    }
+    gw.signal(libc::SIGCONT);
+    let t = Instant::now();
+    let took = until_all(std::slice::from_ref(&gw), &carol, 401, t);
+    assert!(took < BOUND, "{took:?}");
+    assert_eq!(status(&gw, &a), 200);
+}
+
 #[test]
 fn concurrent_cli_changes_are_never_lost() {
     let redis = RedisServer::start();

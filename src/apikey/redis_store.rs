@@ -5,7 +5,10 @@
 //! Layout (one hash tag, so everything lives in one cluster slot):
 //! - `{prefix}:keys:{store}:records` - a hash, field = key id, value = the key's record
 //!   (`records::encode_record`: its keys-file table; never the plaintext key);
-//! - `{prefix}:keys:{store}:version` - an integer bumped by every write;
+//! - `{prefix}:keys:{store}:version` - an integer bumped by every write. A new store starts
+//!   at its first writer's clock in milliseconds, not at 1, so a store recreated after Redis
+//!   lost its data never reaches a version the lost one had: an instance that missed the loss
+//!   (paused, partitioned) compares versions only, and must see the new set as a change;
 //! - `{prefix}:keys:{store}:events` - the pub/sub channel; each write publishes its version.
 //!
 //! Invariants: every write is one `keys_write.lua` call that checks the version the writer
@@ -117,9 +120,14 @@ pub async fn write(
     records: &[(String, Vec<u8>)],
 ) -> Result<Written, RedisError> {
     let expected = expected.map(|v| v.to_string()).unwrap_or_default();
-    let mut args: Vec<&[u8]> = Vec::with_capacity(2 + 2 * records.len());
+    let first = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_millis().max(1))
+        .to_string();
+    let mut args: Vec<&[u8]> = Vec::with_capacity(3 + 2 * records.len());
     args.push(expected.as_bytes());
     args.push(k.channel.as_bytes());
+    args.push(first.as_bytes());
     for (id, rec) in records {
         args.push(id.as_bytes());
         args.push(rec);
