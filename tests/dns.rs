@@ -25,6 +25,11 @@ struct DnsStub {
     silent: Arc<AtomicBool>,
     /// Send a reply with the wrong id (pointing elsewhere) before each real one.
     forge: Arc<AtomicBool>,
+    /// Never answer AAAA questions (as some middleboxes drop them).
+    aaaa_silent: Arc<AtomicBool>,
+    /// Answer over UDP with the truncation bit, and over TCP (same port) announce 65 535 bytes
+    /// and send one every 100 ms (for at most 15 s).
+    tcp_drip: Arc<AtomicBool>,
     queries: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
@@ -40,6 +45,8 @@ impl DnsStub {
             ttl: Arc::new(AtomicUsize::new(1)),
             silent: Arc::default(),
             forge: Arc::default(),
+            aaaa_silent: Arc::default(),
+            tcp_drip: Arc::default(),
             queries: Arc::default(),
             stop: Arc::default(),
         };
@@ -51,6 +58,28 @@ impl DnsStub {
             stub.queries.clone(),
             stub.stop.clone(),
         );
+        let (aaaa_silent, tcp_drip) = (stub.aaaa_silent.clone(), stub.tcp_drip.clone());
+        let tcp = std::net::TcpListener::bind(stub.addr).unwrap();
+        let tcp_stop = stub.stop.clone();
+        thread::spawn(move || {
+            use std::io::Write;
+            for mut c in tcp.incoming().flatten() {
+                if tcp_stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let stop = tcp_stop.clone();
+                thread::spawn(move || {
+                    let t = Instant::now();
+                    let _ = c.write_all(&[0xff, 0xff]);
+                    while !stop.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(15) {
+                        if c.write_all(&[0]).is_err() {
+                            return;
+                        }
+                        thread::sleep(Duration::from_millis(100));
+                    }
+                });
+            }
+        });
         thread::spawn(move || {
             let mut buf = [0u8; 1500];
             while !stop.load(Ordering::Relaxed) {
@@ -64,6 +93,17 @@ impl DnsStub {
                 let Ok(q) = Packet::parse(&buf[..n]) else {
                     continue;
                 };
+                let is_aaaa = q.questions[0].qtype == QTYPE::TYPE(TYPE::AAAA);
+                if is_aaaa && aaaa_silent.load(Ordering::Relaxed) {
+                    continue;
+                }
+                if tcp_drip.load(Ordering::Relaxed) {
+                    let mut p = Packet::new_reply(q.id());
+                    p.questions.push(q.questions[0].clone());
+                    p.set_flags(simple_dns::PacketFlag::TRUNCATION);
+                    sock.send_to(&p.build_bytes_vec().unwrap(), from).ok();
+                    continue;
+                }
                 let ttl = ttl.load(Ordering::Relaxed) as u32;
                 let addrs = {
                     let t = table.lock().unwrap();
@@ -253,6 +293,65 @@ fn an_unknown_name_is_a_config_error_naming_the_field() {
         all.contains("check.toml:12:"),
         "the line of the target: {all}"
     );
+}
+
+/// A name server that drops AAAA questions (or refuses them) while answering A made every
+/// name unresolvable: the failed AAAA question threw the A records away, so `check`, start and
+/// reload refused the config. The A records are used, as the C library's resolver does.
+#[test]
+fn a_server_that_drops_aaaa_questions_still_gives_its_a_records() {
+    let (a, _b) = pair();
+    let stub = DnsStub::start();
+    stub.set("svc.test", &["127.0.0.2"]);
+    stub.aaaa_silent.store(true, Ordering::Relaxed);
+    let target = format!("svc.test:{}", a.addr.port());
+    let g = Gateway::start_workers(&config(&stub, &target, ""), 1);
+    assert_eq!(served_by(&g, 3), ["a", "a", "a"]);
+}
+
+/// An answer holding only `0.0.0.0` (or `::`, a multicast or the broadcast address) names no
+/// upstream: a connect to `0.0.0.0` reaches this host's own services. Such addresses are left
+/// out, and a name with nothing else is refused like an unknown one.
+#[test]
+fn unspecified_and_multicast_answers_never_become_targets() {
+    let stub = DnsStub::start();
+    stub.set(
+        "zero.test",
+        &["0.0.0.0", "::", "224.0.0.1", "255.255.255.255"],
+    );
+    let text = format!(
+        "[[listeners]]\nname = \"l\"\naddress = \"127.0.0.1:{}\"\n\n{}",
+        free_port(),
+        config(&stub, "zero.test:80", "")
+    );
+    let (code, out, err) = check_config(&text);
+    let all = format!("{out}{err}");
+    assert_ne!(code, 0, "{all}");
+    assert!(all.contains("no usable A or AAAA record"), "{all}");
+}
+
+/// A truncated UDP answer sends the lookup to TCP, where the server announced 65 535 bytes and
+/// sent one every 100 ms. The read timeout was set once and bounded each read, not the
+/// lookup, so `check` (and a reload, and every name's refresh) waited as long as the server
+/// kept dripping. The lookup now ends at its `timeout`.
+#[test]
+fn a_tcp_answer_dripped_a_byte_at_a_time_ends_at_the_timeout() {
+    let stub = DnsStub::start();
+    stub.set("slow.test", &["127.0.0.2"]);
+    stub.tcp_drip.store(true, Ordering::Relaxed);
+    let text = format!(
+        "[[listeners]]\nname = \"l\"\naddress = \"127.0.0.1:{}\"\n\n{}",
+        free_port(),
+        config(&stub, "slow.test:80", "")
+    );
+    let t = Instant::now();
+    let (code, out, err) = check_config(&text);
+    let took = t.elapsed();
+    let all = format!("{out}{err}");
+    assert_ne!(code, 0, "{all}");
+    assert!(all.contains("slow.test"), "{all}");
+    // Two questions of 300 ms each, with room for a loaded machine; the drip lasts 15 s.
+    assert!(took < Duration::from_secs(5), "check took {took:?}: {all}");
 }
 
 #[test]

@@ -202,42 +202,84 @@ fn fresh_lookup(host: &str, s: &DnsSettings) -> Result<(Vec<IpAddr>, Duration), 
         return system_lookup(host, s.family);
     }
     let mut last_err = String::new();
+    let mut partial = None;
     for server in servers {
         match both_families(server, host, s) {
-            Ok(found) => return Ok(found),
+            Ok((found, true)) => return Ok(found),
+            Ok((found, false)) => {
+                partial.get_or_insert(found);
+            }
             Err(e) => last_err = e,
         }
     }
-    Err(last_err)
+    partial.ok_or(last_err)
 }
 
+/// `host`'s addresses from one server, and whether it answered every question asked. A server
+/// that fails one family but gives addresses for the other (drops or refuses AAAA queries, as
+/// some middleboxes do) still yields those: the caller prefers a server that answered both,
+/// and takes this one's otherwise, as the C library's resolver does.
 fn both_families(
     server: SocketAddr,
     host: &str,
     s: &DnsSettings,
-) -> Result<(Vec<IpAddr>, Duration), String> {
+) -> Result<((Vec<IpAddr>, Duration), bool), String> {
+    let empty = || super::query::Answer {
+        addrs: Vec::new(),
+        ttl: 0,
+    };
     let ask = |f: Family, wanted: bool| match wanted {
         true => lookup(server, host, f, s.timeout),
-        false => Ok(super::query::Answer {
-            addrs: Vec::new(),
-            ttl: 0,
-        }),
+        false => Ok(empty()),
     };
-    let v4 = ask(Family::V4, s.family != Families::Ipv6)?;
-    let v6 = ask(Family::V6, s.family != Families::Ipv4)?;
+    let (v4, v6) = match (
+        ask(Family::V4, s.family != Families::Ipv6),
+        ask(Family::V6, s.family != Families::Ipv4),
+    ) {
+        (Ok(v4), Ok(v6)) => (v4, v6),
+        (Err(e), Err(_)) => return Err(e),
+        (Ok(a), Err(e)) | (Err(e), Ok(a)) if a.addrs.is_empty() => return Err(e),
+        (Ok(v4), Err(_)) => return usable(server, host, v4, empty()).map(|f| (f, false)),
+        (Err(_), Ok(v6)) => return usable(server, host, empty(), v6).map(|f| (f, false)),
+    };
+    usable(server, host, v4, v6).map(|f| (f, true))
+}
+
+/// The addresses of both answers a connection can go to, sorted, with the shorter TTL. An
+/// unspecified (`0.0.0.0`, `::`), multicast or broadcast address names no upstream (a
+/// connect to `0.0.0.0` reaches this host's own services), so an answer holding one is
+/// taken without it.
+fn usable(
+    server: SocketAddr,
+    host: &str,
+    v4: super::query::Answer,
+    v6: super::query::Answer,
+) -> Result<(Vec<IpAddr>, Duration), String> {
     let ttl = [&v4, &v6]
         .iter()
         .filter(|a| !a.addrs.is_empty())
         .map(|a| a.ttl)
         .min()
         .unwrap_or(0);
-    let mut addrs: Vec<IpAddr> = v4.addrs.into_iter().chain(v6.addrs).collect();
+    let mut addrs: Vec<IpAddr> = v4
+        .addrs
+        .into_iter()
+        .chain(v6.addrs)
+        .filter(|ip| !unroutable(ip))
+        .collect();
     if addrs.is_empty() {
-        return Err(format!("{server} has no A or AAAA record for {host}"));
+        return Err(format!(
+            "{server} has no usable A or AAAA record for {host}"
+        ));
     }
     addrs.sort();
     addrs.truncate(MAX_ADDRS);
     Ok((addrs, Duration::from_secs(u64::from(ttl))))
+}
+
+/// An address no upstream can have: unspecified, multicast or the IPv4 broadcast address.
+fn unroutable(ip: &IpAddr) -> bool {
+    ip.is_unspecified() || ip.is_multicast() || matches!(ip, IpAddr::V4(v4) if v4.is_broadcast())
 }
 
 /// The C library's resolver (no TTL: the answer is kept for 30 s).
@@ -247,7 +289,7 @@ fn system_lookup(host: &str, family: Families) -> Result<(Vec<IpAddr>, Duration)
         .map_err(|e| format!("cannot resolve {host}: {e}"))?;
     let mut addrs: Vec<IpAddr> = found
         .map(|a| a.ip())
-        .filter(|ip| family.keeps(ip))
+        .filter(|ip| family.keeps(ip) && !unroutable(ip))
         .collect();
     addrs.sort();
     addrs.dedup();

@@ -126,10 +126,31 @@ fn tcp_exchange(server: SocketAddr, query: &[u8], deadline: Instant) -> Result<V
     framed.extend_from_slice(query);
     s.write_all(&framed).map_err(fail)?;
     let mut len = [0u8; 2];
-    s.read_exact(&mut len).map_err(fail)?;
+    read_by(&mut s, &mut len, deadline).map_err(fail)?;
     let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    s.read_exact(&mut reply).map_err(fail)?;
+    read_by(&mut s, &mut reply, deadline).map_err(fail)?;
     Ok(reply)
+}
+
+/// Fills `buf` before `deadline`. A socket read timeout bounds one `read`, not the whole: a
+/// server dripping a 64 KiB answer a byte at a time would otherwise hold the lookup for 65 536
+/// timeouts, and with it `check`, a reload, or the refresh of every upstream name.
+fn read_by(s: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> std::io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        s.set_read_timeout(Some(left))?;
+        match s.read(&mut buf[filled..]) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// The addresses a reply gives for the question, after checking it answers that question.
