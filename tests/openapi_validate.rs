@@ -644,6 +644,79 @@ fn repeated_parameters_are_refused_unless_they_are_exploded_arrays() {
     }
 }
 
+/// Spellings a validator that reads names and numbers one way let through while common
+/// backends read them another: `X_Count` is `HTTP_X_COUNT` to CGI, WSGI, Rack and PHP, as
+/// `X-Count` is; `1e1` passed `limit <= 50` while `parseInt("1000e-1")` is 1000; and Python's
+/// cookie parser reads `x=1, sid=ab` as a `sid` cookie, PHP `s%69d=ab` as `sid`. Each was
+/// forwarded unvalidated; now each is validated as the parameter (or counted as its second
+/// copy), and refused.
+#[test]
+fn spellings_backends_read_as_the_parameter_are_validated_too() {
+    let up = Upstream::echo();
+    let s = Setup::new(false);
+    let gw = Gateway::start_workers(&s.config(&up, "enforce"), 1);
+    let count = ("X-Count", "1");
+    for (path, headers) in [
+        ("/search", vec![("X_Count", "5")]),
+        ("/items?limit=50", vec![("Cookie", "x=1, sid=abc")]),
+        ("/items/7", vec![]),
+    ] {
+        let r = request(gw.addr, "GET", path, &headers, b"");
+        assert_eq!(r.status, 200, "{path} {headers:?}: {}", r.text());
+    }
+    type Spelled<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str, &'a str);
+    let cases: Vec<Spelled> = vec![
+        (
+            "/search",
+            vec![("X_Count", "500")],
+            "/header/X-Count",
+            "maximum",
+        ),
+        (
+            "/search",
+            vec![("x_count", "0")],
+            "/header/X-Count",
+            "minimum",
+        ),
+        (
+            "/search",
+            vec![count, ("X_Count", "500")],
+            "/header/X-Count",
+            "repeated",
+        ),
+        ("/items?limit=1e1", vec![], "/query/limit", "type"),
+        ("/items?limit=10.0", vec![], "/query/limit", "type"),
+        ("/items?limit=1000e-2", vec![], "/query/limit", "type"),
+        ("/items/1e3", vec![], "/path/itemId", "type"),
+        ("/search?ids=1,2e0", vec![count], "/query/ids/1", "type"),
+        (
+            "/items",
+            vec![("Cookie", "x=1, sid=ab")],
+            "/cookie/sid",
+            "minLength",
+        ),
+        (
+            "/items",
+            vec![("Cookie", "s%69d=ab")],
+            "/cookie/sid",
+            "minLength",
+        ),
+        (
+            "/items",
+            vec![("Cookie", "sid=abc; x=1, sid=zzzz")],
+            "/cookie/sid",
+            "repeated",
+        ),
+    ];
+    for (path, headers, pointer, keyword) in cases {
+        let label = format!("{path} {headers:?}");
+        let before = up.snapshot();
+        let r = request(gw.addr, "GET", path, &headers, b"");
+        refused(&r, 400, pointer, keyword, &label);
+        assert_nothing_reached(&gw, &up, before, &label);
+    }
+}
+
 const TWO_TYPES_SPEC: &str = r##"
 openapi: 3.0.3
 info: { title: Notes, version: "1.0" }

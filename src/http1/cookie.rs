@@ -24,6 +24,41 @@ pub fn values<'a: 'n, 'n>(header: &'a [u8], name: &'n [u8]) -> impl Iterator<Ite
         })
 }
 
+/// Every value some backend's cookie parser may read as cookie `name`, for checks that must
+/// see each one (OpenAPI cookie parameters): the crumbs `values` finds, crumbs whose name is
+/// `name` once percent-decoded (PHP decodes cookie names: `s%69d` is `$_COOKIE['sid']`), and
+/// `name=value` pieces after a `,` inside a crumb (RFC 2109's separator, which Python's
+/// `http.cookies` still splits on: `x=1, sid=ABC` is two cookies there).
+pub fn lenient_values<'a: 'n, 'n>(
+    header: &'a [u8],
+    name: &'n [u8],
+) -> impl Iterator<Item = &'a [u8]> + 'n {
+    let plain = super::pct::Decoding {
+        plus_is_space: false,
+        ignore_case: false,
+    };
+    header
+        .split(|&b| b == b';')
+        .filter(move |_| !name.is_empty())
+        .flat_map(move |crumb| {
+            let eq = crumb.iter().position(|&b| b == b'=');
+            let whole = eq.and_then(|eq| {
+                let (n, v) = (crumb[..eq].trim_ascii(), crumb[eq + 1..].trim_ascii());
+                super::pct::decoded_eq(n, name, plain).then(|| unquote(v))
+            });
+            // Pieces after a comma that read as `name=value` on their own.
+            let hidden = crumb
+                .split(|&b| b == b',')
+                .skip(1)
+                .filter_map(move |piece| {
+                    let eq = piece.iter().position(|&b| b == b'=')?;
+                    let (n, v) = (piece[..eq].trim_ascii(), piece[eq + 1..].trim_ascii());
+                    super::pct::decoded_eq(n, name, plain).then(|| unquote(v))
+                });
+            whole.into_iter().chain(hidden)
+        })
+}
+
 fn unquote(v: &[u8]) -> &[u8] {
     match v {
         [b'"', inner @ .., b'"'] => inner,
@@ -33,7 +68,19 @@ fn unquote(v: &[u8]) -> &[u8] {
 
 #[cfg(test)]
 mod tests {
-    use super::find;
+    use super::{find, lenient_values};
+
+    #[test]
+    fn lenient_values_see_what_other_parsers_read() {
+        let all = |h: &'static [u8], n: &'static [u8]| lenient_values(h, n).collect::<Vec<_>>();
+        assert_eq!(all(b"a=1; sid=ab", b"sid"), [&b"ab"[..]]);
+        assert_eq!(all(b"x=1, sid=ABC", b"sid"), [&b"ABC"[..]]);
+        assert_eq!(all(b"s%69d=ABC", b"sid"), [&b"ABC"[..]]);
+        assert_eq!(all(b"sid=a; x=1, sid=b", b"sid"), [&b"a"[..], b"b"]);
+        // An array value's commas name nothing.
+        assert_eq!(all(b"ids=1,2,3", b"ids"), [&b"1,2,3"[..]]);
+        assert!(all(b"ids=1,2,3", b"2").is_empty());
+    }
 
     #[test]
     fn finds_the_named_cookie() {

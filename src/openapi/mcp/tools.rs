@@ -493,11 +493,18 @@ fn is_path_segment(text: &str) -> bool {
             .all(|piece| !piece.is_empty() && piece != "." && piece != "..")
 }
 
-/// A scalar as text (`None` for null, arrays and objects).
+/// A scalar as text (`None` for null, arrays and objects). A whole number given as `5.0` is
+/// written `5`: it validated as an integer, and the route's own validation (and the backend)
+/// reads an integer parameter's digits only.
 fn scalar(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
+        Value::Number(n) => Some(match n.as_f64() {
+            Some(f) if !n.is_i64() && !n.is_u64() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
+                format!("{}", f as i64)
+            }
+            _ => n.to_string(),
+        }),
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
@@ -662,6 +669,16 @@ paths:
 
     fn op<'a>(api: &'a Api, id: &str) -> &'a Operation {
         api.operations.iter().find(|o| o.id == id).unwrap()
+    }
+
+    #[test]
+    fn whole_numbers_are_written_as_integers() {
+        use serde_json::json;
+        assert_eq!(scalar(&json!(5.0)).as_deref(), Some("5"));
+        assert_eq!(scalar(&json!(-3.0)).as_deref(), Some("-3"));
+        assert_eq!(scalar(&json!(5)).as_deref(), Some("5"));
+        assert_eq!(scalar(&json!(2.5)).as_deref(), Some("2.5"));
+        assert_eq!(scalar(&json!(1e300)).as_deref(), Some("1e+300"));
     }
 
     #[test]

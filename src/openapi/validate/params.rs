@@ -10,14 +10,17 @@
 //!   given twice (`f[a]=1&f[a]=2`) or an exploded object's property given twice is a
 //!   `repeated` violation, since backends differ on which occurrence they read (first, last,
 //!   all) and the one validated must be the only one.
-//! - Header (`simple`): names case-insensitive, not decoded; an array's repeated lines are
-//!   joined with `,` (an HTTP list), any other parameter on two lines is `repeated`.
+//! - Header (`simple`): names case-insensitive with `_` and `-` alike (CGI-style backends read
+//!   `X_Rate` as `X-Rate`), not decoded; an array's repeated lines are joined with `,` (an
+//!   HTTP list), any other parameter on two lines is `repeated`.
 //! - Cookie (`form`): percent-decoded (`+` literal); a name sent twice (in one `Cookie` line
-//!   or across lines) is a `repeated` violation. An object value naming a property twice
-//!   (`k,1,k,2`) is one too, wherever it is.
+//!   or across lines) is a `repeated` violation, counting every spelling some cookie parser
+//!   reads as the name (`http1::cookie::lenient_values`: an encoded name, a `, name=` piece).
+//!   An object value naming a property twice (`k,1,k,2`) is one too, wherever it is.
 //!
-//! Coercion: a string becomes the schema's type: integer/number (JSON number syntax only, so
-//! `0x10`, ` 1` or `1e400` are not numbers), boolean (`true`/`false`), `null` (`null`, when
+//! Coercion: a string becomes the schema's type: number (JSON number syntax only, so `0x10`,
+//! ` 1` or `1e400` are not numbers), integer (digits only: `1e2` and `100.0` are refused, since
+//! backends read them as other values), boolean (`true`/`false`), `null` (`null`, when
 //! the schema allows null), else a string. A union (`oneOf`, a type array) tries number,
 //! boolean, null, then string. A value that coerces to none of its types is a `type`
 //! violation. Arrays split per style and coerce each item with `items`' type; objects
@@ -269,7 +272,7 @@ impl ParamCheck {
         // on two lines is ambiguous: validated as `a,b`, a backend may read `a` or `b`.
         let list = matches!(self.shape, Shape::Array(_));
         for (n, v) in head.headers() {
-            if n.eq_ignore_ascii_case(self.name.as_bytes()) {
+            if same_header(n, self.name.as_bytes()) {
                 if joined.is_some() && !list {
                     return Err(self.repeated(""));
                 }
@@ -293,7 +296,7 @@ impl ParamCheck {
         let mut found = head
             .headers()
             .filter(|(n, _)| n.eq_ignore_ascii_case(b"cookie"))
-            .flat_map(|(_, v)| crate::http1::cookie::values(v, self.name.as_bytes()));
+            .flat_map(|(_, v)| crate::http1::cookie::lenient_values(v, self.name.as_bytes()));
         let Some(raw) = found.next() else {
             return Ok(None);
         };
@@ -538,7 +541,12 @@ pub(super) fn coerce(s: &str, types: u8) -> Option<Value> {
     if types == 0 {
         return Some(Value::String(s.to_string()));
     }
-    if types & (ty::INTEGER | ty::NUMBER) != 0 && looks_numeric(s) {
+    let numeric = match types & (ty::INTEGER | ty::NUMBER) {
+        0 => false,
+        ty::INTEGER => integer_spelling(s) && looks_numeric(s),
+        _ => looks_numeric(s),
+    };
+    if numeric {
         if let Ok(n) = serde_json::from_str::<Number>(s) {
             return Some(Value::Number(n));
         }
@@ -557,6 +565,25 @@ pub(super) fn coerce(s: &str, types: u8) -> Option<Value> {
         return Some(Value::String(s.to_string()));
     }
     None
+}
+
+/// Whether header name `n` is parameter `name`'s header as CGI, WSGI, Rack and PHP read it:
+/// case-insensitive, with `_` and `-` alike (`X_Rate` and `X-Rate` are both `HTTP_X_RATE`).
+/// Every such spelling is a copy of the parameter: validated, and counted for `repeated`.
+fn same_header(n: &[u8], name: &[u8]) -> bool {
+    let fold = |b: u8| match b {
+        b'_' => b'-',
+        b => b.to_ascii_lowercase(),
+    };
+    n.len() == name.len() && n.iter().zip(name).all(|(&a, &b)| fold(a) == fold(b))
+}
+
+/// An integer spelled as integers are: `-?[0-9]+`. `1e2`, `100.0` and `1000e-1` are integers
+/// to JSON Schema, but backends read them differently (`parseInt("1000e-1")` is 1000), so a
+/// parameter typed `integer` only takes digits: the value validated is the value served.
+fn integer_spelling(s: &str) -> bool {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// JSON number syntax's alphabet, starting with `-` or a digit (no whitespace, no `+5`).
@@ -595,6 +622,16 @@ mod tests {
     #[test]
     fn coercion_follows_the_types() {
         assert_eq!(coerce("5", ty::INTEGER), Some(Value::from(5)));
+        assert_eq!(coerce("-5", ty::INTEGER), Some(Value::from(-5)));
+        for other in ["1e2", "100.0", "1000e-1", "-", "+5", "05"] {
+            assert_eq!(coerce(other, ty::INTEGER), None, "{other}");
+        }
+        assert_eq!(coerce("1e2", ty::NUMBER), Some(Value::from(100.0)));
+        assert_eq!(
+            coerce("1e2", ty::INTEGER | ty::STRING),
+            Some(Value::from("1e2"))
+        );
+        assert!(same_header(b"X_Rate", b"x-rate") && !same_header(b"X_Rates", b"x-rate"));
         assert_eq!(coerce("-1.5", ty::NUMBER), Some(Value::from(-1.5)));
         assert_eq!(coerce("abc", ty::INTEGER), None);
         assert_eq!(coerce("0x10", ty::INTEGER), None);
