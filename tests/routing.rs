@@ -320,6 +320,57 @@ fn query_conditions_equals_and_present_are_percent_decoded() {
     assert_eq!(get_route(&gw, "/q/p"), "default");
 }
 
+/// A condition read the first copy of its header, query parameter or cookie while the request
+/// went upstream with every copy: `X-Env: dev` then `X-Env: prod` missed a route guarding
+/// `x-env = prod` and reached the open route, whose backend may read `prod` (PHP reads the
+/// last `admin` of `?admin=0&admin=1`). A repeated field some condition reads is now 400, and
+/// a condition reads the spellings backends read as its name (`X_Env`, `s%69d`, `, sid=`).
+#[test]
+fn conditions_see_every_copy_and_spelling_of_what_they_read() {
+    let cfg = [
+        echo_route("open", "prefix = \"/\""),
+        echo_route("prod", "prefix = \"/\"\nheaders = { \"x-env\" = \"prod\" }"),
+        echo_route("admin", "prefix = \"/a\"\nquery = { \"admin\" = \"1\" }"),
+        echo_route("sid", "prefix = \"/c\"\ncookies = { \"sid\" = \"root\" }"),
+    ]
+    .concat();
+    let gw = Gateway::start(&cfg);
+    // One copy: routed by it, whichever spelling.
+    assert_eq!(hit(&gw, "GET", "/x", &[("X-Env", "dev")]), "open");
+    assert_eq!(hit(&gw, "GET", "/x", &[("X-Env", "prod")]), "prod");
+    assert_eq!(hit(&gw, "GET", "/x", &[("X_Env", "prod")]), "prod");
+    assert_eq!(hit(&gw, "GET", "/a?admin=1", &[]), "admin");
+    assert_eq!(hit(&gw, "GET", "/a?admin=0", &[]), "open");
+    assert_eq!(hit(&gw, "GET", "/c", &[("Cookie", "sid=root")]), "sid");
+    assert_eq!(hit(&gw, "GET", "/c", &[("Cookie", "x=1, sid=root")]), "sid");
+    assert_eq!(hit(&gw, "GET", "/c", &[("Cookie", "s%69d=root")]), "sid");
+    assert_eq!(hit(&gw, "GET", "/c", &[("Cookie", "sid=guest")]), "open");
+    // Two copies: refused, whatever the route would have been.
+    for (path, headers) in [
+        ("/x", vec![("X-Env", "dev"), ("X-Env", "prod")]),
+        ("/x", vec![("X-Env", "dev"), ("X_Env", "prod")]),
+        ("/a?admin=0&admin=1", vec![]),
+        ("/a?admin=0&adm%69n=1", vec![]),
+        ("/c", vec![("Cookie", "sid=guest; sid=root")]),
+        (
+            "/c",
+            vec![("Cookie", "sid=guest"), ("Cookie", "x=1, sid=root")],
+        ),
+    ] {
+        assert_eq!(hit(&gw, "GET", path, &headers), "400", "{path} {headers:?}");
+    }
+    // Fields no condition reads may repeat.
+    assert_eq!(
+        hit(
+            &gw,
+            "GET",
+            "/x?b=1&b=2",
+            &[("X-Other", "1"), ("X-Other", "2")]
+        ),
+        "open"
+    );
+}
+
 #[test]
 fn method_sets_and_405_with_allow() {
     let cfg = [

@@ -13,13 +13,43 @@ use super::model::Exchange;
 /// Header access for the router.
 pub struct HeadHeaders<'a>(pub &'a RequestHead);
 
+/// Route conditions read a header under every spelling a backend may read as its name
+/// (`X_Env` is `HTTP_X_ENV` to CGI, WSGI, Rack and PHP, as `X-Env` is) and a cookie under
+/// every spelling some cookie parser reads as its name (`http1::cookie::lenient_values`), so a
+/// client cannot step around a condition by respelling what the backend acts on.
 impl HeaderSource for HeadHeaders<'_> {
     fn header(&self, lowercase_name: &str) -> Option<&[u8]> {
-        self.0.header(lowercase_name)
+        self.0
+            .headers()
+            .find(|(n, _)| http1::same_field_loosely(n, lowercase_name.as_bytes()))
+            .map(|(_, v)| v)
     }
 
     fn cookie(&self, name: &str) -> Option<&[u8]> {
-        cookie(self.0, name)
+        self.cookies(name).next()
+    }
+
+    fn header_copies(&self, lowercase_name: &str) -> usize {
+        self.0
+            .headers()
+            .filter(|(n, _)| http1::same_field_loosely(n, lowercase_name.as_bytes()))
+            .count()
+    }
+
+    fn cookie_copies(&self, name: &str) -> usize {
+        self.cookies(name).count()
+    }
+}
+
+impl<'h> HeadHeaders<'h> {
+    fn cookies<'n>(&self, name: &'n str) -> impl Iterator<Item = &'h [u8]> + 'n
+    where
+        'h: 'n,
+    {
+        self.0
+            .headers()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(b"cookie"))
+            .flat_map(|(_, v)| http1::cookie::lenient_values(v, name.as_bytes()))
     }
 }
 
@@ -48,6 +78,12 @@ pub fn lookup(cfg: &Compiled, ex: &mut Exchange<'_>) -> Result<Lookup, ProxyErro
         if !tls.authoritative(&ex.host) {
             return Err(ProxyError::new(ErrorKind::Misdirected));
         }
+    }
+    if let Some(detail) = cfg
+        .table
+        .repeated_condition(head.query(), &HeadHeaders(head))
+    {
+        return Err(ProxyError::new(ErrorKind::AmbiguousRequest(detail)));
     }
     Ok(cfg.table.lookup(
         &RouteRequest {

@@ -38,7 +38,7 @@ pub use head::parse_content_length;
 pub use path::{
     normalize_path, normalize_path_with, EscapedSlashes, PathOptions, PathParams, PathReject,
 };
-pub use request::{parse_request_head, Repeated, RequestHead};
+pub use request::{parse_request_head, same_field_loosely, Repeated, RequestHead};
 pub use response::{parse_response_head, ResponseHead};
 pub use serialize::{
     connection_names_fields, end_response_head, is_hop_by_hop, length_mask, listed,

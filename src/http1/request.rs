@@ -328,6 +328,18 @@ impl Drop for RequestHead {
     }
 }
 
+/// Whether field names `a` and `b` name one variable to CGI, WSGI, Rack and PHP backends:
+/// ASCII case ignored, `_` and `-` alike (`X_Rate` and `x-rate` are both `HTTP_X_RATE`).
+/// Checks that must see every copy a backend may read (route conditions, OpenAPI header
+/// parameters) compare names this way.
+pub fn same_field_loosely(a: &[u8], b: &[u8]) -> bool {
+    let fold = |c: u8| match c {
+        b'_' => b'-',
+        c => c.to_ascii_lowercase(),
+    };
+    a.len() == b.len() && a.iter().zip(b).all(|(&x, &y)| fold(x) == fold(y))
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::tests::{err, get_with, ok, parse, post_with};

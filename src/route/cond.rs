@@ -3,7 +3,8 @@
 //!
 //! Query conditions read the query through `http1::query` (its header has the rule): names and
 //! values percent-decoded, `+` literal, `a` alone present with an empty value, the first
-//! occurrence of a name decides.
+//! occurrence of a name decides (a request repeating one is refused before lookup: see
+//! `RouteTable::repeated_condition`).
 
 use super::model::{Cond, RouteId, RouteSpec};
 use super::template::{SegKey, Shape, ShapeKind};

@@ -24,6 +24,9 @@
 //! the first `=` splits name from value, names and values percent-decoded, malformed `%` escapes
 //! kept literally, `+` kept as `+`, `a` alone means present with an empty value, the first
 //! occurrence of a name decides) and its method set contains the request method (0 = any).
+//! Which copy decides never matters to a request that is served: the exchange refuses a request
+//! repeating any field some condition reads (`RouteTable::repeated_condition`) before lookup,
+//! and its `HeaderSource` reads the spellings backends take for a name (`X_Env`, `s%69d`).
 //! When nothing matched but some candidate failed only on the method, the result is
 //! `MethodNotAllowed` with the union of those candidates' method bits (across all host tiers).
 //!

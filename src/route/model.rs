@@ -89,6 +89,17 @@ pub trait HeaderSource {
     fn cookie(&self, name: &str) -> Option<&[u8]> {
         crate::http1::cookie::find(self.header("cookie")?, name.as_bytes())
     }
+
+    /// How many copies of the header the request carries (a condition's header sent twice is
+    /// ambiguous: see `RouteTable::repeated_condition`).
+    fn header_copies(&self, lowercase_name: &str) -> usize {
+        usize::from(self.header(lowercase_name).is_some())
+    }
+
+    /// How many copies of cookie `name` the request carries.
+    fn cookie_copies(&self, name: &str) -> usize {
+        usize::from(self.cookie(name).is_some())
+    }
 }
 
 /// Captured template segments: (param index in the route's template, byte range in the path).

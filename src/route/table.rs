@@ -20,6 +20,10 @@ use super::trie::{Ctx, Trie, MAX_SEGMENTS};
 pub struct RouteTable {
     /// Per-route data in `specs` order; tries refer to routes by index into this.
     routes: Vec<RouteData>,
+    /// Every header, cookie and query name some route's conditions read (deduplicated).
+    cond_headers: Box<[Box<str>]>,
+    cond_cookies: Box<[Box<str>]>,
+    cond_query: Box<[Box<[u8]>]>,
     exact_hosts: AHashMap<Box<str>, Trie>,
     wildcard_hosts: AHashMap<Box<str>, Trie>,
     any_host: Option<Trie>,
@@ -116,13 +120,78 @@ impl RouteTable {
             .map(|(h, l)| (h.into_boxed_str(), Trie::build(&l, &shapes, &routes)))
             .collect();
         let any_host = (!any.is_empty()).then(|| Trie::build(&any, &shapes, &routes));
+        let distinct = |names: Vec<&str>| -> Box<[Box<str>]> {
+            let mut v: Vec<Box<str>> = names.into_iter().map(Box::from).collect();
+            v.sort();
+            v.dedup();
+            v.into()
+        };
+        let cond_headers = distinct(
+            routes
+                .iter()
+                .flat_map(|r| r.headers.iter().map(|(n, _)| &**n))
+                .collect(),
+        );
+        let cond_cookies = distinct(
+            routes
+                .iter()
+                .flat_map(|r| r.cookies.iter().map(|(n, _)| &**n))
+                .collect(),
+        );
+        let mut cond_query: Vec<Box<[u8]>> = routes
+            .iter()
+            .flat_map(|r| r.query.iter().map(|(n, _)| n.clone()))
+            .collect();
+        cond_query.sort();
+        cond_query.dedup();
         Ok(RouteTable {
             routes,
+            cond_headers,
+            cond_cookies,
+            cond_query: cond_query.into(),
             exact_hosts,
             wildcard_hosts,
             any_host,
             order,
         })
+    }
+
+    /// What the request gives more than once among the headers, cookies and query parameters
+    /// any route's conditions read, if anything: the detail of the 400 it gets. A condition
+    /// reads one copy while a backend may read another (PHP the last query parameter, most
+    /// frameworks the first header), so a request that repeats one could be routed as `dev`
+    /// and served as `prod`; it is refused rather than routed on a guess. A table without
+    /// conditions checks nothing.
+    pub fn repeated_condition<H: HeaderSource>(
+        &self,
+        query: Option<&[u8]>,
+        headers: &H,
+    ) -> Option<&'static str> {
+        if self
+            .cond_headers
+            .iter()
+            .any(|n| headers.header_copies(n) > 1)
+        {
+            return Some("a header a route condition reads is sent more than once");
+        }
+        if self
+            .cond_cookies
+            .iter()
+            .any(|n| headers.cookie_copies(n) > 1)
+        {
+            return Some("a cookie a route condition reads is sent more than once");
+        }
+        let q = query.unwrap_or_default();
+        let repeated = |name: &[u8]| {
+            crate::http1::query::pairs(q)
+                .filter(|(n, _)| crate::http1::query::decoded_is(n, name))
+                .nth(1)
+                .is_some()
+        };
+        if !q.is_empty() && self.cond_query.iter().any(|n| repeated(n)) {
+            return Some("a query parameter a route condition reads is sent more than once");
+        }
+        None
     }
 
     pub fn lookup<H: HeaderSource>(&self, req: &RouteRequest<'_>, headers: &H) -> Lookup {

@@ -567,15 +567,11 @@ pub(super) fn coerce(s: &str, types: u8) -> Option<Value> {
     None
 }
 
-/// Whether header name `n` is parameter `name`'s header as CGI, WSGI, Rack and PHP read it:
-/// case-insensitive, with `_` and `-` alike (`X_Rate` and `X-Rate` are both `HTTP_X_RATE`).
-/// Every such spelling is a copy of the parameter: validated, and counted for `repeated`.
+/// Whether header name `n` is parameter `name`'s header as CGI, WSGI, Rack and PHP read it
+/// (`http1::same_field_loosely`). Every such spelling is a copy of the parameter: validated,
+/// and counted for `repeated`.
 fn same_header(n: &[u8], name: &[u8]) -> bool {
-    let fold = |b: u8| match b {
-        b'_' => b'-',
-        b => b.to_ascii_lowercase(),
-    };
-    n.len() == name.len() && n.iter().zip(name).all(|(&a, &b)| fold(a) == fold(b))
+    crate::http1::same_field_loosely(n, name)
 }
 
 /// An integer spelled as integers are: `-?[0-9]+`. `1e2`, `100.0` and `1000e-1` are integers
