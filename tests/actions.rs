@@ -180,6 +180,37 @@ fn echo_describes_the_request() {
     assert!(text.contains("\"version\":\"HTTP/1.0\""), "{text}");
 }
 
+/// Echo reflected the `Cookie` and `Authorization` headers, so any script that could fetch an
+/// echo route read the `HttpOnly` session cookie and cached Basic credentials the browser
+/// attached (cross-site tracing, why `TRACE` is disabled everywhere). Their values are
+/// redacted; that they were sent still shows.
+#[test]
+fn echo_never_reflects_credentials_the_browser_attached() {
+    let gw = Gateway::start(ECHO_ROUTE);
+    let r = request(
+        gw.addr,
+        "GET",
+        "/echo",
+        &[
+            ("Cookie", "session=s3cr3t-cookie"),
+            ("Authorization", "Basic YWxpY2U6czNjcjN0"),
+            ("Proxy-Authorization", "Basic cHJveHk6czNjcjN0"),
+            ("X-Api-Key", "shown-the-page-set-it"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    for secret in ["s3cr3t-cookie", "YWxpY2U6czNjcjN0", "cHJveHk6czNjcjN0"] {
+        assert!(!text.contains(secret), "{text}");
+    }
+    let h = &r.json()["headers"];
+    assert_eq!(h["cookie"], "[redacted]");
+    assert_eq!(h["authorization"], "[redacted]");
+    assert_eq!(h["proxy-authorization"], "[redacted]");
+    assert_eq!(h["x-api-key"], "shown-the-page-set-it");
+}
+
 #[test]
 fn echo_decodes_chunked_body() {
     let gw = Gateway::start(ECHO_ROUTE);
@@ -254,6 +285,27 @@ redirect = { location = "https://example.org/", status = 307, append_path = true
     assert_eq!(r.header("location"), Some("/new"));
     let r = c.request("GET", "/tmp", &[], b"");
     assert_eq!(r.status, 302);
+}
+
+/// A catch-all redirect to a relative `/` with `append_path`, where slashes are kept
+/// (`merge_slashes = false`): `GET //evil.com/x` answered `Location: //evil.com/x`, which a
+/// browser follows to another host. The joined location never starts with two slashes.
+#[test]
+fn an_appended_path_never_turns_a_relative_redirect_into_another_host() {
+    let gw = Gateway::start(
+        "[paths]\nmerge_slashes = false\n\n[[routes]]\nname = \"all\"\nprefix = \"/\"\n\
+         redirect = { location = \"/\", status = 301, append_path = true }\n",
+    );
+    for (target, want) in [
+        ("/a/b?c=d", "/a/b?c=d"),
+        ("//evil.com/x", "/evil.com/x"),
+        ("///evil.com", "/evil.com"),
+        ("/.//evil.com", "/evil.com"),
+    ] {
+        let r = get(gw.addr, target);
+        assert_eq!(r.status, 301, "{target}: {}", r.text());
+        assert_eq!(r.header("location"), Some(want), "{target}");
+    }
 }
 
 fn proxy_cfg(up: &Upstream) -> String {

@@ -51,6 +51,16 @@ pub async fn redirect<D: Downstream>(
             location.push(b'?');
             location.extend_from_slice(q);
         }
+        // A relative location (`/`) followed by a path that starts with slashes (kept when
+        // `merge_slashes = false`: `GET //evil.com/x`) would be `//evil.com/x`, which browsers
+        // read as another host: an open redirect. A leading run of `/` and `\` is one `/`.
+        let run = location
+            .iter()
+            .take_while(|&&b| b == b'/' || b == b'\\')
+            .count();
+        if run > 1 {
+            location.splice(..run, [b'/']);
+        }
     }
     let mut fields = Vec::with_capacity(64 + location.len());
     http1::write_header(&mut fields, b"location", &location);
@@ -106,6 +116,17 @@ pub async fn echo<D: Downstream>(
     Ok(respond::local(core, ex, down, 200, fields, Some(&json)).await)
 }
 
+/// Credentials a browser attaches to a request by itself, which scripts on the page are not
+/// allowed to read (`HttpOnly` cookies, cached Basic credentials). Echoing them would hand
+/// them to any script that can fetch the echo route (cross-site tracing, the reason browsers
+/// and servers gave up `TRACE`), so echo shows only that they were sent.
+fn browser_attached(lowercase_name: &[u8]) -> bool {
+    matches!(
+        lowercase_name,
+        b"cookie" | b"authorization" | b"proxy-authorization"
+    )
+}
+
 fn echo_json(req: &Exchange<'_>, peer: SocketAddr, route: &Route, body: &[u8]) -> Vec<u8> {
     use crate::json::string_into;
     let h = req.head;
@@ -146,6 +167,10 @@ fn echo_json(req: &Exchange<'_>, peer: SocketAddr, route: &Route, body: &[u8]) -
         }
         string_into(&mut o, name);
         o.push(b':');
+        if browser_attached(name) {
+            string_into(&mut o, b"[redacted]");
+            continue;
+        }
         let mut joined = Vec::new();
         for (n, v) in h.headers() {
             if n.eq_ignore_ascii_case(name) {
