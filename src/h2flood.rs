@@ -121,6 +121,9 @@ struct FrameWalk {
     have: usize,
     /// Payload bytes of the current frame still to skip.
     skip: u64,
+    /// A padded DATA frame's (flags, payload length), reported once its first payload byte
+    /// (the pad length) arrives: its data length is what a flood of them is judged by.
+    padded: Option<(u8, u64)>,
 }
 
 impl FrameWalk {
@@ -130,11 +133,15 @@ impl FrameWalk {
             header: [0; 9],
             have: 0,
             skip: 0,
+            padded: None,
         }
     }
 
     /// The next complete frame header in `bytes` (which it advances past), as (type, flags,
-    /// payload length); `None` once `bytes` is used up.
+    /// payload length); `None` once `bytes` is used up. For a DATA frame with the PADDED flag
+    /// the length is that of its data alone (payload less the pad-length byte and the
+    /// padding), known once the first payload byte is in: a frame of nothing but padding is
+    /// as empty as a zero-length one.
     fn next(&mut self, bytes: &mut &[u8]) -> Option<(u8, u8, u64)> {
         if self.preface_left > 0 {
             let n = self.preface_left.min(bytes.len());
@@ -142,6 +149,12 @@ impl FrameWalk {
             *bytes = &bytes[n..];
         }
         while !bytes.is_empty() {
+            if let Some((flags, len)) = self.padded.take() {
+                let pad = u64::from(bytes[0]);
+                *bytes = &bytes[1..];
+                self.skip -= 1;
+                return Some((DATA, flags, len.saturating_sub(1 + pad)));
+            }
             if self.skip > 0 {
                 let n = usize::try_from(self.skip)
                     .unwrap_or(usize::MAX)
@@ -159,6 +172,10 @@ impl FrameWalk {
                 let h = self.header;
                 let len = u64::from(h[0]) << 16 | u64::from(h[1]) << 8 | u64::from(h[2]);
                 self.skip = len;
+                if h[3] == DATA && h[4] & FLAG_PADDED != 0 && len > 0 {
+                    self.padded = Some((h[4], len));
+                    continue;
+                }
                 return Some((h[3], h[4], len));
             }
         }
@@ -204,6 +221,7 @@ const CONTINUATION: u8 = 0x9;
 const FLAG_ACK: u8 = 0x1;
 const FLAG_END_STREAM: u8 = 0x1;
 const FLAG_END_HEADERS: u8 = 0x4;
+const FLAG_PADDED: u8 = 0x8;
 
 impl FrameScanner {
     /// A scanner for a client connection (the client sends the preface).
@@ -454,6 +472,26 @@ mod tests {
         }
         assert_eq!(s.scan(&frame(DATA, 0, &[])), None);
         assert_eq!(s.scan(&frame(DATA, 0, &[])), Some(Flood::EmptyFrames));
+    }
+
+    #[test]
+    fn data_frames_of_padding_alone_are_empty_frames() {
+        let mut s = FrameScanner::new(Budgets {
+            empty_frames: 2,
+            ..Budgets::default()
+        });
+        s.scan(PREFACE);
+        // Padded frames that carry data are free, fed whole or a byte at a time.
+        for _ in 0..10 {
+            let f = frame(DATA, FLAG_PADDED, &[3, b'x', 0, 0, 0]);
+            assert!(f.iter().all(|b| s.scan(std::slice::from_ref(b)).is_none()));
+            assert_eq!(s.scan(&frame(DATA, FLAG_PADDED, &[0, b'y'])), None);
+        }
+        // A pad-length byte and padding, no data: charged like an empty frame.
+        let empty = frame(DATA, FLAG_PADDED, &[4, 0, 0, 0, 0]);
+        assert_eq!(s.scan(&empty), None);
+        assert_eq!(s.scan(&frame(DATA, FLAG_PADDED, &[0])), None);
+        assert_eq!(s.scan(&empty), Some(Flood::EmptyFrames));
     }
 
     #[test]

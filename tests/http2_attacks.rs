@@ -544,6 +544,29 @@ fn empty_data_frame_flood_gets_goaway() {
     t.still_healthy("empty DATA flood");
 }
 
+/// DATA frames with the PADDED flag whose payload is the pad-length byte alone carry no data
+/// either, yet the flood budget only charged zero-length frames: a stream of them was counted
+/// nowhere. They are charged like empty frames.
+#[test]
+fn padding_only_data_frame_flood_gets_goaway() {
+    let up = counting_upstream();
+    let t = Target::start(&up, "max_empty_frames_per_second = 100", "");
+    let mut raw = t.raw(&[]);
+    assert!(raw.request(1, "POST", "/p/empty", false));
+    let sent = flood(
+        &mut raw,
+        (0..10_000).map(|_| frame(kind::DATA, flag::PADDED, 1, &[0])),
+        100,
+    );
+    let (g, closed, s) = ended(&raw);
+    eprintln!("padding-only DATA flood: {sent} written, GOAWAY {g:?}");
+    let g = g.unwrap_or_else(|| panic!("no GOAWAY after {sent} padded DATA frames: {s:?}"));
+    assert_eq!(g.code, code::ENHANCE_YOUR_CALM, "{g:?}");
+    assert!(closed);
+    t.counted(FLOODS, &[("kind", "empty_frames")], "padding-only flood");
+    t.still_healthy("padding-only DATA flood");
+}
+
 /// PRIORITY frames and frame types HTTP/2 does not define carry nothing the gateway uses, but
 /// each is read and parsed: a stream of them is charged like empty frames.
 #[test]
