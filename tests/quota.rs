@@ -232,6 +232,44 @@ fn redis_down_fails_open_or_closed_as_configured() {
     assert!(ok.is_some(), "recovers without a restart");
 }
 
+/// A stalled Redis (frozen: connections open, nothing answers) held every quota request for
+/// the whole command `timeout`: nothing remembered the failure, unlike global limits, which stop
+/// asking for a second. Under load that piles up connections and latency. Now one request per
+/// worker and second waits; the others are answered per `on_redis_error` at once.
+#[test]
+fn a_stalled_redis_costs_one_timeout_per_worker_and_second() {
+    let redis = RedisServer::start();
+    let body = config(&redis, "qt-stall", "UTC", "fail_open").replacen(
+        "[redis]\n",
+        "[redis]\ntimeout = \"400ms\"\n",
+        1,
+    );
+    let gw = Gateway::start_workers(&body, 1);
+    let mut c = Conn::open(gw.addr);
+    assert_eq!(
+        c.request("GET", "/api", &[("x-client", "a")], b"").status,
+        200
+    );
+    redis.pause();
+    let took: Vec<std::time::Duration> = (0..8)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            let r = c.request("GET", "/api", &[("x-client", "a")], b"");
+            assert_eq!(r.status, 200, "fail_open admits: {}", r.text());
+            t.elapsed()
+        })
+        .collect();
+    redis.resume();
+    let waited = took
+        .iter()
+        .filter(|d| **d >= std::time::Duration::from_millis(300))
+        .count();
+    assert!(
+        (1..=2).contains(&waited),
+        "requests that waited for the timeout: {waited} of {took:?}"
+    );
+}
+
 #[test]
 fn a_quota_without_redis_is_a_config_error() {
     let (code, _, err) = check_config(

@@ -105,8 +105,9 @@ pub fn compile(
 }
 
 /// The quota's Redis step for one request: counts it, writes the quota headers, refuses with
-/// 429 when the period's quota is used up. Redis failing (or no client): `fail_open` admits
-/// without quota headers, `fail_closed` refuses with 503 and `Retry-After: 1`.
+/// 429 when the period's quota is used up. Redis failing (or no client, or a failure on this
+/// worker less than a second ago: `quota::recent::redis_down`): `fail_open` admits without
+/// quota headers, `fail_closed` refuses with 503 and `Retry-After: 1`.
 pub async fn settle(
     client: Option<&crate::redis::Client>,
     q: &QuotaCheck,
@@ -119,7 +120,16 @@ pub async fn settle(
     let key = &*key;
     let now = i64::try_from(f.unix_now).unwrap_or(i64::MAX);
     let taken = match client {
-        Some(c) => crate::quota::store::take(c, c.shared(), &q.spec, key, now).await,
+        _ if crate::quota::recent::redis_down(f.mono_now) => Err(
+            crate::redis::RedisError::Unavailable("failed less than a second ago".into()),
+        ),
+        Some(c) => {
+            let taken = crate::quota::store::take(c, c.shared(), &q.spec, key, now).await;
+            if taken.is_err() {
+                crate::quota::recent::mark_down(f.mono_now);
+            }
+            taken
+        }
         None => Err(crate::redis::RedisError::Unavailable("no [redis]".into())),
     };
     match taken {

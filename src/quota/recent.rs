@@ -2,6 +2,11 @@
 //! without another round trip. A client hammering a used-up quota costs Redis one call per key,
 //! worker and second instead of one per request; an operator who raises the limit or clears the
 //! counter is obeyed within that second. An entry never outlives its period.
+//!
+//! It also remembers when a call to Redis last failed on this worker: for a second after, the
+//! worker's quotas do not call (each answers as its `on_redis_error` says at once), so a
+//! stalled Redis costs one `timeout` per worker and second, not one per request, as with
+//! global rate limits (`ratelimit::lease::DOWN_FOR`).
 
 use std::cell::RefCell;
 
@@ -19,7 +24,19 @@ struct Refusal {
 }
 
 thread_local! {
+    /// Monotonic nanoseconds until which this worker does not call Redis for quotas.
+    static DOWN_UNTIL: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     static REFUSED: RefCell<ahash::AHashMap<(usize, u64), Refusal>> = RefCell::new(ahash::AHashMap::new());
+}
+
+/// Whether a Redis call for a quota failed on this worker less than a second before `mono_ns`.
+pub fn redis_down(mono_ns: u64) -> bool {
+    DOWN_UNTIL.with(|d| mono_ns < d.get())
+}
+
+/// Records a failed Redis call at `mono_ns`.
+pub fn mark_down(mono_ns: u64) {
+    DOWN_UNTIL.with(|d| d.set(mono_ns.saturating_add(HOLD_NS)));
 }
 
 fn id(spec: &QuotaSpec, key: &[u8]) -> (usize, u64) {
