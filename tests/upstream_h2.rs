@@ -380,6 +380,86 @@ fn bodiless_answers_and_oversized_heads() {
     assert_eq!(get(gw.addr, "/ok").status, 200);
 }
 
+/// An HTTP/2 upstream written by hand: it acknowledges SETTINGS and PING, and answers every
+/// request stream with the HEADERS block `block` (HPACK, END_STREAM), whatever it is.
+fn raw_h2_upstream(block: Vec<u8>) -> SocketAddr {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let block = block.clone();
+            std::thread::spawn(move || {
+                s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+                let mut preface = [0u8; 24];
+                if s.read_exact(&mut preface).is_err() {
+                    return;
+                }
+                let _ = s.write_all(&common::h2::frame(0x4, 0, 0, &[]));
+                let mut head = [0u8; 9];
+                while s.read_exact(&mut head).is_ok() {
+                    let len = usize::from(head[0]) << 16
+                        | usize::from(head[1]) << 8
+                        | usize::from(head[2]);
+                    let mut payload = vec![0u8; len];
+                    if s.read_exact(&mut payload).is_err() {
+                        return;
+                    }
+                    let stream =
+                        u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+                    let reply = match head[3] {
+                        0x4 if head[4] & 1 == 0 => common::h2::frame(0x4, 1, 0, &[]),
+                        0x6 if head[4] & 1 == 0 => common::h2::frame(0x6, 1, 0, &payload),
+                        0x1 => common::h2::frame(0x1, 0x4 | 0x1, stream, &block),
+                        _ => continue,
+                    };
+                    if s.write_all(&reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A malformed HTTP/2 response (a field name in upper case, a connection-specific field, no
+/// `:status`) is refused by the gateway's side of the stream. It was reported as
+/// `upstream_closed` ("the upstream closed the connection"), which sends an operator looking
+/// for crashes; it is `upstream_bad_response`, as a malformed HTTP/1.1 response is.
+#[test]
+fn a_malformed_response_is_a_bad_response_not_a_close() {
+    // HPACK: `:status: 200` (static index 8), then a literal field without indexing.
+    let literal = |name: &[u8], value: &[u8]| {
+        let mut b = vec![0x00, name.len() as u8];
+        b.extend_from_slice(name);
+        b.push(value.len() as u8);
+        b.extend_from_slice(value);
+        b
+    };
+    for (label, block) in [
+        (
+            "upper-case name",
+            [vec![0x88], literal(b"X-Bad", b"1")].concat(),
+        ),
+        (
+            "connection field",
+            [vec![0x88], literal(b"connection", b"close")].concat(),
+        ),
+        ("no :status", literal(b"x-ok", b"1")),
+    ] {
+        let up = raw_h2_upstream(block);
+        let gw = Gateway::start_workers(&config(up, ""), 1);
+        let r = get(gw.addr, "/x");
+        assert_eq!(r.status, 502, "{label}: {}", r.text());
+        assert!(
+            r.text().contains("upstream_bad_response"),
+            "{label}: {}",
+            r.text()
+        );
+    }
+}
+
 #[test]
 fn interim_responses_are_dropped_and_bounded() {
     let rt = common::grpc::runtime();

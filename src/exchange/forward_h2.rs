@@ -604,12 +604,17 @@ async fn final_response(
 }
 
 /// What an h2 failure before the response head means. A stream the upstream refused, or one
-/// a graceful GOAWAY excluded, was not processed: retryable like a stale connection.
+/// a graceful GOAWAY excluded, was not processed: retryable like a stale connection. A stream
+/// the gateway's side reset as a protocol error got a malformed response (an uppercase or
+/// connection-specific field, no or a bad `:status`): a bad response, as over HTTP/1.1, not
+/// a close.
 fn upstream_error(e: &h2::Error) -> ProxyError {
     let refused = e.reason() == Some(h2::Reason::REFUSED_STREAM)
         || (e.is_go_away() && e.is_remote() && e.reason() == Some(h2::Reason::NO_ERROR));
     if refused {
         ProxyError::not_processed(ErrorKind::UpstreamClosed)
+    } else if !e.is_remote() && e.reason() == Some(h2::Reason::PROTOCOL_ERROR) {
+        ProxyError::new(ErrorKind::UpstreamBadResponse)
     } else if e.is_reset() || e.is_go_away() || e.is_io() {
         ProxyError::new(ErrorKind::UpstreamClosed)
     } else {
