@@ -277,9 +277,7 @@ fn grpc_over_a_tls_listener_with_alpn_h2() {
     let cfg = client_config(&ClientOpts {
         ca_pem: &ca.pem,
         alpn: &[b"h2"],
-        client_cert: None,
-        tls12_only: false,
-        rsa_only: false,
+        ..Default::default()
     });
     let call = |m: &'static str| {
         rt.block_on(async {
