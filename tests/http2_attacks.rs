@@ -524,24 +524,26 @@ fn ping_flood(t: &Target, label: &str) {
     t.still_healthy(label);
 }
 
-#[test]
-fn empty_data_frame_flood_gets_goaway() {
+/// 10 000 copies of one bodiless DATA frame on an open stream: GOAWAY ENHANCE_YOUR_CALM,
+/// counted as an empty-frame flood, and the gateway still serves others.
+fn data_frame_flood_gets_goaway(label: &str, data: Vec<u8>) {
     let up = counting_upstream();
     let t = Target::start(&up, "max_empty_frames_per_second = 100", "");
     let mut raw = t.raw(&[]);
     assert!(raw.request(1, "POST", "/p/empty", false));
-    let sent = flood(
-        &mut raw,
-        (0..10_000).map(|_| frame(kind::DATA, 0, 1, &[])),
-        100,
-    );
+    let sent = flood(&mut raw, (0..10_000).map(|_| data.clone()), 100);
     let (g, closed, s) = ended(&raw);
-    eprintln!("empty DATA flood: {sent} written, GOAWAY {g:?}");
-    let g = g.unwrap_or_else(|| panic!("no GOAWAY after {sent} empty DATA frames: {s:?}"));
+    eprintln!("{label}: {sent} written, GOAWAY {g:?}");
+    let g = g.unwrap_or_else(|| panic!("{label}: no GOAWAY after {sent} frames: {s:?}"));
     assert_eq!(g.code, code::ENHANCE_YOUR_CALM, "{g:?}");
     assert!(closed);
-    t.counted(FLOODS, &[("kind", "empty_frames")], "empty frame flood");
-    t.still_healthy("empty DATA flood");
+    t.counted(FLOODS, &[("kind", "empty_frames")], label);
+    t.still_healthy(label);
+}
+
+#[test]
+fn empty_data_frame_flood_gets_goaway() {
+    data_frame_flood_gets_goaway("empty DATA flood", frame(kind::DATA, 0, 1, &[]));
 }
 
 /// DATA frames with the PADDED flag whose payload is the pad-length byte alone carry no data
@@ -549,22 +551,10 @@ fn empty_data_frame_flood_gets_goaway() {
 /// nowhere. They are charged like empty frames.
 #[test]
 fn padding_only_data_frame_flood_gets_goaway() {
-    let up = counting_upstream();
-    let t = Target::start(&up, "max_empty_frames_per_second = 100", "");
-    let mut raw = t.raw(&[]);
-    assert!(raw.request(1, "POST", "/p/empty", false));
-    let sent = flood(
-        &mut raw,
-        (0..10_000).map(|_| frame(kind::DATA, flag::PADDED, 1, &[0])),
-        100,
+    data_frame_flood_gets_goaway(
+        "padding-only DATA flood",
+        frame(kind::DATA, flag::PADDED, 1, &[0]),
     );
-    let (g, closed, s) = ended(&raw);
-    eprintln!("padding-only DATA flood: {sent} written, GOAWAY {g:?}");
-    let g = g.unwrap_or_else(|| panic!("no GOAWAY after {sent} padded DATA frames: {s:?}"));
-    assert_eq!(g.code, code::ENHANCE_YOUR_CALM, "{g:?}");
-    assert!(closed);
-    t.counted(FLOODS, &[("kind", "empty_frames")], "padding-only flood");
-    t.still_healthy("padding-only DATA flood");
 }
 
 /// PRIORITY frames and frame types HTTP/2 does not define carry nothing the gateway uses, but
