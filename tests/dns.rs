@@ -36,7 +36,15 @@ struct DnsStub {
 
 impl DnsStub {
     fn start() -> DnsStub {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // One port for both: TCP first (the kernel picks it), then UDP on the same number.
+        let (tcp, sock) = (0..100)
+            .find_map(|_| {
+                let tcp = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
+                let port = tcp.local_addr().ok()?.port();
+                let udp = UdpSocket::bind(("127.0.0.1", port)).ok()?;
+                Some((tcp, udp))
+            })
+            .expect("no port free for both UDP and TCP");
         sock.set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
         let stub = DnsStub {
@@ -59,14 +67,16 @@ impl DnsStub {
             stub.stop.clone(),
         );
         let (aaaa_silent, tcp_drip) = (stub.aaaa_silent.clone(), stub.tcp_drip.clone());
-        let tcp = std::net::TcpListener::bind(stub.addr).unwrap();
+        tcp.set_nonblocking(true).unwrap();
         let tcp_stop = stub.stop.clone();
         thread::spawn(move || {
             use std::io::Write;
-            for mut c in tcp.incoming().flatten() {
-                if tcp_stop.load(Ordering::Relaxed) {
-                    return;
-                }
+            while !tcp_stop.load(Ordering::Relaxed) {
+                let Ok((mut c, _)) = tcp.accept() else {
+                    thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let _ = c.set_nonblocking(false);
                 let stop = tcp_stop.clone();
                 thread::spawn(move || {
                     let t = Instant::now();
