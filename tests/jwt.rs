@@ -319,6 +319,16 @@ fn authorize_enforces_scopes_and_claims_with_403() {
         403
     );
     assert_eq!(call(json!({"scp": ["admin"], "tier": "gold"})).status, 200);
+    // A list compares as its joined text, and only a faithful one: an object element is not
+    // dropped to leave `gold`.
+    assert_eq!(
+        call(json!({"scp": ["admin"], "tier": ["gold"]})).status,
+        200
+    );
+    assert_eq!(
+        call(json!({"scp": ["admin"], "tier": [{"x": 1}, "gold"]})).status,
+        403
+    );
     // Scopes are separated by spaces only (RFC 6749 3.3): a tab or a no-break space does not
     // split "read\u{a0}admin" into a grant of `admin`.
     for joined in ["read\u{a0}admin", "read\tadmin", "read\u{3000}admin"] {
@@ -471,6 +481,61 @@ fn claims_that_would_inject_header_lines_are_refused_and_nothing_reaches_the_ups
     assert!(seen.contains("x-team: blue\r\n"), "{seen}");
     assert!(seen.contains("x-user-email: u7@example.com\r\n"), "{seen}");
     assert!(!seen.contains("x-injected"), "{seen}");
+}
+
+/// Array claims were joined with `,` whatever they held: `["viewer,admin"]` reached the
+/// upstream as the two groups `viewer,admin`, `[{"x":1},"admin"]` as `admin` alone (and passed
+/// `authorize` for `admin`), and `${claim.NAME}` dropped different elements than the header
+/// did. One rule now: a list whose text would not be faithful (an element holding `,`, a
+/// nested array or object) is refused like a claim unsafe for a header. And a numeric `sub`
+/// past f64's precision no longer names a consumer (`1e22` was every such subject).
+#[test]
+fn list_claims_reach_the_upstream_only_when_their_text_is_faithful() {
+    let up = RawUpstream::start();
+    let gw = hs_gateway(&up);
+    let t = hs_token(&claims(
+        json!({"sub": "alice", "email": ["a@x.test", "b@x.test"]}),
+    ));
+    let r = get_with_token(gw.addr, "/a/x", &t);
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_for(Duration::from_secs(5), || {
+        up.text().contains("x-user-email")
+    });
+    assert!(
+        up.text()
+            .to_ascii_lowercase()
+            .contains("x-user-email: a@x.test,b@x.test\r\n"),
+        "{}",
+        up.text()
+    );
+    let before = up.text().len();
+    for (what, email) in [
+        ("an element with a comma", json!(["viewer,admin"])),
+        ("an object element", json!([{"x": 1}, "admin"])),
+        ("a nested array", json!([["a"], "b"])),
+    ] {
+        let t = hs_token(&claims(json!({"sub": "alice", "email": email})));
+        let r = get_with_token(gw.addr, "/a/x", &t);
+        assert_eq!(r.status, 401, "{what}: {}", r.text());
+    }
+    // The template reads the claim by the same rule: nothing unfaithful reaches the upstream.
+    let t = hs_token(&claims(json!({"sub": "alice", "team": ["blue,red"]})));
+    let r = get_with_token(gw.addr, "/t/x", &t);
+    assert_ne!(r.status, 500, "{}", r.text());
+    // A subject beyond an exact integer names nobody; an exact one names its consumer.
+    for sub in [json!(1e22), json!(42)] {
+        let t = hs_token(&claims(json!({ "sub": sub })));
+        let r = get_with_token(gw.addr, "/a/x", &t);
+        assert_eq!(r.status, 200, "{sub}: {}", r.text());
+    }
+    wait_for(Duration::from_secs(5), || {
+        up.text().contains("x-consumer: 42")
+    });
+    let seen = up.text()[before..].to_ascii_lowercase();
+    assert!(!seen.contains("blue,red"), "{seen}");
+    assert!(!seen.contains("viewer"), "{seen}");
+    assert!(!seen.contains("x-consumer: 1e"), "{seen}");
+    assert!(seen.contains("x-consumer: 42\r\n"), "{seen}");
 }
 
 #[test]

@@ -397,6 +397,82 @@ fn self_service_keys_with_csrf_and_ownership() {
     assert!(r.text().contains("id=\"credential\""), "signed out");
 }
 
+/// A portal user could mint keys without end (1 500 in a minute in the audit), each one a
+/// record every instance re-reads and recompiles on every change; and rotating a key issued a
+/// successor that never expired, even for a key already expired. Now a consumer holds at
+/// most 20 active portal keys and is issued at most 20 a day; rotation refuses an expired
+/// key and the new key keeps the old one's expiry.
+#[test]
+fn portal_keys_are_bounded_and_rotation_keeps_the_expiry() {
+    let store = KeyStoreFixture::new("t-portal-bounds");
+    let up = Upstream::echo();
+    let spec = write_spec(store.dir.path(), true);
+    let gw = store.gateway(&config(
+        &spec,
+        up.addr,
+        "{ path = \"/docs\", keys = { sign_in = \"api_key\" } }",
+        &store.tables(),
+    ));
+    until_status(&gw, &store.alice, 200);
+    let cli = store.dir.path().join("cli.toml");
+    let short = keys_cli(&cli, &["create", "--consumer", "alice", "--expires", "1s"]);
+    let alice = sign_in(&gw, &store.alice);
+    let (_, csrf) = keys_page(&gw, &alice);
+    // The row of key `id` on the dashboard.
+    let row = |id: &str| {
+        let html = keys_page(&gw, &alice).0;
+        let at = html.find(&format!("<tr id=\"key-{id}\"")).expect("key row");
+        html[at..at + html[at..].find("</tr>").unwrap()].to_string()
+    };
+    let created = |r: &Response| {
+        let html = r.text();
+        let at = html.find("value=\"rwk_").expect("new secret") + "value=\"".len();
+        html[at..at + 56].to_string()
+    };
+
+    // Rotating a key with an expiry: the successor keeps it.
+    let r = post(
+        &gw,
+        "/docs/keys/create",
+        &alice,
+        &format!("csrf={csrf}&expires_days=30"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let thirty = created(&r);
+    let r = post(
+        &gw,
+        "/docs/keys/rotate",
+        &alice,
+        &format!("csrf={csrf}&id={}", key_id(&thirty)),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let successor = created(&r);
+    let successor_row = row(&key_id(&successor));
+    assert!(!successor_row.contains("never"), "{successor_row}");
+    // An expired key is not renewed by rotating it.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let r = post(
+        &gw,
+        "/docs/keys/rotate",
+        &alice,
+        &format!("csrf={csrf}&id={}", key_id(&short)),
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.text().contains("expired"), "{}", r.text());
+
+    // Issued today so far: `short` (by the operator, counted too), `thirty`, `successor`, and
+    // alice's own key from the fixture. The daily bound stops the 21st.
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        statuses.push(post(&gw, "/docs/keys/create", &alice, &format!("csrf={csrf}")).status);
+    }
+    let made = statuses.iter().filter(|&&s| s == 200).count();
+    assert_eq!(made, 16, "{statuses:?}");
+    assert!(statuses[16..].iter().all(|&s| s == 429), "{statuses:?}");
+    // Every key made before the bound still works.
+    assert_eq!(pet_status(&gw, &successor), 200);
+}
+
 #[test]
 fn self_service_needs_the_redis_key_store_and_a_jwt_policy() {
     let dir = tempfile::tempdir().unwrap();

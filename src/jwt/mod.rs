@@ -34,4 +34,4 @@ pub use claims::Verified;
 pub use config::{compile, RawJwt};
 pub use error::JwtError;
 pub use jwks::{JwksFetchers, JwksSource};
-pub use policy::{JwtPolicy, MAX_TOKEN_LEN};
+pub use policy::{claim_text, JwtPolicy, NoText, MAX_TOKEN_LEN};

@@ -270,9 +270,11 @@ impl JwtPolicy {
     ) -> Result<Verified, JwtError> {
         // An empty claim names nobody: the caller is verified without a consumer, as when
         // the claim is absent (no shared "" consumer for limits and caches).
+        // A number names a consumer only as an exact integer: `1e+22` is what two subs that
+        // differ past f64's precision (10000000000000000000001 and ...02) both read as.
         let consumer = match claims.get(&self.consumer_claim) {
             Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-            Some(Value::Number(n)) => Some(n.to_string()),
+            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(n.to_string()),
             _ => None,
         };
         if consumer
@@ -300,8 +302,10 @@ impl JwtPolicy {
         }
         let mut headers = Vec::with_capacity(self.claims_to_headers.len());
         for (claim, header) in &self.claims_to_headers {
-            let Some(value) = claims.get(claim).and_then(header_value) else {
-                continue;
+            let value = match claims.get(claim).map(claim_text) {
+                None | Some(Ok(None)) => continue,
+                Some(Ok(Some(v))) => v,
+                Some(Err(NoText)) => return Err(JwtError::UnsafeClaim),
             };
             if !crate::http1::is_safe_header_value(value.as_bytes()) {
                 return Err(JwtError::UnsafeClaim);
@@ -339,21 +343,36 @@ fn numeric_date(v: &Value) -> Result<u64, JwtError> {
     }
 }
 
-/// A claim as a header value: strings as-is, numbers and booleans in JSON form, arrays joined
-/// with `,`, objects as compact JSON. `None` for null. The caller checks the result with
+/// A claim that has no faithful text form: an array holding an array or an object, or an
+/// element containing `,`. Joined, such a list would read as other elements (`["viewer,admin"]`
+/// as `viewer` and `admin`) or drop some (`[{"x":1},"admin"]` as `admin`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct NoText;
+
+/// The one rule turning a claim into text, wherever the gateway uses it (a `claims_to_headers`
+/// header, `${claim.NAME}`, an `authorize` claim comparison): strings as they are, booleans and
+/// numbers in JSON form, objects as compact JSON, an array as its elements' text joined with
+/// `,` (nulls left out). `Ok(None)` for null. Arrays that cannot be joined faithfully are
+/// `Err(NoText)` (see [`NoText`]). The caller still checks a header value with
 /// `http1::is_safe_header_value`.
-fn header_value(v: &Value) -> Option<String> {
-    fn scalar(v: &Value) -> Option<String> {
-        match v {
-            Value::Null => None,
-            Value::String(s) => Some(s.clone()),
-            Value::Bool(b) => Some(b.to_string()),
-            Value::Number(n) => Some(n.to_string()),
-            other => serde_json::to_string(other).ok(),
-        }
-    }
+pub fn claim_text(v: &Value) -> Result<Option<String>, NoText> {
     match v {
-        Value::Array(list) => Some(list.iter().filter_map(scalar).collect::<Vec<_>>().join(",")),
-        other => scalar(other),
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s.clone())),
+        Value::Bool(b) => Ok(Some(b.to_string())),
+        Value::Number(n) => Ok(Some(n.to_string())),
+        Value::Object(_) => Ok(serde_json::to_string(v).ok()),
+        Value::Array(list) => {
+            let mut out = Vec::with_capacity(list.len());
+            for item in list {
+                match item {
+                    Value::Null => {}
+                    Value::Array(_) | Value::Object(_) => return Err(NoText),
+                    Value::String(s) if s.contains(',') => return Err(NoText),
+                    scalar => out.extend(claim_text(scalar)?),
+                }
+            }
+            Ok(Some(out.join(",")))
+        }
     }
 }

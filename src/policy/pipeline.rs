@@ -493,19 +493,11 @@ fn challenge(fx: &mut Effects, scheme: &str) {
         .extend_from_slice(b" realm=\"ringway\"\r\n");
 }
 
-/// A claim as text: strings as-is, numbers and booleans printed, arrays joined with ",".
+/// A claim as text, by the one rule (`jwt::claim_text`); `None` when absent, null, or an array
+/// with no faithful text form (such a claim matches no `authorize` value and renders no
+/// `${claim.NAME}`).
 pub fn claim_string(v: &Verified, name: &str) -> Option<String> {
-    use serde_json::Value;
-    let one = |x: &Value| match x {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    };
-    match v.claims.get(name)? {
-        Value::Array(items) => Some(items.iter().filter_map(one).collect::<Vec<_>>().join(",")),
-        other => one(other),
-    }
+    crate::jwt::claim_text(v.claims.get(name)?).ok().flatten()
 }
 
 /// Sets the consumer header upstream, replacing any copy the client sent. `Err` (nothing

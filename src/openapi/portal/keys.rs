@@ -38,6 +38,13 @@ pub const SESSION_SECS: u64 = 3600;
 pub const MAX_FORM: u64 = 8 * 1024;
 /// How long a rotated key keeps working, in seconds.
 pub const ROTATE_GRACE: u64 = 24 * 3600;
+/// Most keys one consumer may hold at once through the portal (active: not revoked, not
+/// expired), and most it may be issued (created or rotated) in 24 hours. Every issued key is
+/// a record every instance reads and compiles on each change, so an unbounded portal user
+/// could slow every instance's key sync (and spread requests over self-made keys to escape a
+/// per-key rate limit). Operators issue more with `ringway keys`.
+pub const MAX_ACTIVE_KEYS: usize = 20;
+pub const MAX_ISSUED_PER_DAY: usize = 20;
 /// Days of usage shown.
 const USAGE_DAYS: i64 = 7;
 /// Attempts of a read-check-write when another writer changed the store meanwhile.
@@ -538,6 +545,34 @@ async fn write_change(
     Err((503, "The key store kept changing; try again.".into()))
 }
 
+/// Whether `consumer` may be issued one more key now (see `MAX_ACTIVE_KEYS`); a rotation
+/// retires one key as it issues another, so it only counts against the daily bound.
+fn may_issue(
+    cx: &Ctx<'_>,
+    entries: &[KeyEntry],
+    consumer: &str,
+    rotation: bool,
+) -> Result<(), (u16, String)> {
+    let mine = || entries.iter().filter(|e| e.consumer == consumer);
+    let day_ago = cx.now.saturating_sub(86_400);
+    if mine().filter(|e| e.created > day_ago).count() >= MAX_ISSUED_PER_DAY {
+        return Err((
+            429,
+            format!("{MAX_ISSUED_PER_DAY} keys were issued to you in the last 24 hours, the most the portal issues; try again tomorrow."),
+        ));
+    }
+    let active = mine()
+        .filter(|e| !e.revoked && e.expires.is_none_or(|t| cx.now < t))
+        .count();
+    if !rotation && active >= MAX_ACTIVE_KEYS {
+        return Err((
+            409,
+            format!("You hold {active} active keys, the most the portal issues; revoke one first."),
+        ));
+    }
+    Ok(())
+}
+
 fn new_entry(
     cx: &Ctx<'_>,
     consumer: &str,
@@ -588,7 +623,8 @@ async fn create(
         },
     };
     let k = StoreKeys::new(shared);
-    let res = write_change(cx, client, &k, |_, taken| {
+    let res = write_change(cx, client, &k, |entries, taken| {
+        may_issue(cx, entries, &s.consumer, false)?;
         let (entry, plain) = new_entry(cx, &s.consumer, expires, taken)?;
         let id = entry.id;
         Ok((vec![entry], Done::Created { id, plain }))
@@ -627,10 +663,19 @@ async fn change(
                 format!("Key {id} is revoked; create a new key instead."),
             ));
         }
+        // An expired key is not renewed by rotating it, and the new key keeps the old one's
+        // expiry: rotation replaces a secret, it does not undo an expiry an operator set.
+        if old.expires.is_some_and(|t| t <= cx.now) {
+            return Err((
+                409,
+                format!("Key {id} has expired; create a new key instead."),
+            ));
+        }
+        may_issue(cx, entries, &s.consumer, true)?;
         let old_end = old
             .expires
             .map_or(cx.now + ROTATE_GRACE, |t| t.min(cx.now + ROTATE_GRACE));
-        let (entry, plain) = new_entry(cx, &s.consumer, None, taken)?;
+        let (entry, plain) = new_entry(cx, &s.consumer, old.expires, taken)?;
         let new_id = entry.id;
         old.expires = Some(old_end);
         Ok((
