@@ -3,7 +3,8 @@
 //! re-run on the growing buffer (as the proxy does: `Ok(None)` until complete), so every
 //! prefix must either ask for more or already give the final answer; the chunked decoder is
 //! stateful and is fed the pieces. Inputs are both valid-shaped (structured generators) and
-//! arbitrary or mutated bytes.
+//! arbitrary or mutated bytes. Redis replies (hostile input too: see `redis::resp`) are fed
+//! growing through one resumable `Scan`, as a connection reads them.
 //!
 //! "Same result" means the same head (every field and the consumed length) or an error in
 //! both cases. The error *kind* may differ: a prefix can be refused for what it shows first
@@ -15,6 +16,7 @@ use ringway::http1::{
     normalize_path, parse_request_head, parse_response_head, write_chunk_header, BodyFraming,
     ChunkedDecoder, HeadError, Limits, Method, RequestHead, ResponseHead, Version, LAST_CHUNK,
 };
+use ringway::redis::{decode_reply, Scan, Value};
 
 /// 128 cases per property (a fraction of a second in all); `PROPTEST_CASES=N` runs more.
 fn config() -> ProptestConfig {
@@ -544,5 +546,60 @@ proptest! {
             let twice = normalize_path(&once);
             prop_assert_eq!(twice.as_deref(), Some(&*once));
         }
+    }
+}
+
+// ---- Redis replies ----
+
+/// A RESP2 reply and the value it encodes (error replies stand as `Err(text)`).
+fn resp_value() -> impl Strategy<Value = (Vec<u8>, Value)> {
+    let leaf = prop_oneof![
+        "[a-zA-Z0-9 ]{0,12}".prop_map(|s| (
+            format!("+{s}\r\n").into_bytes(),
+            Value::Status(s.into_bytes())
+        )),
+        any::<i64>().prop_map(|n| (format!(":{n}\r\n").into_bytes(), Value::Int(n))),
+        prop::collection::vec(any::<u8>(), 0..40).prop_map(|b| {
+            let mut r = format!("${}\r\n", b.len()).into_bytes();
+            r.extend_from_slice(&b);
+            r.extend_from_slice(b"\r\n");
+            (r, Value::Bytes(b))
+        }),
+        Just((b"$-1\r\n".to_vec(), Value::Nil)),
+        Just((b"*-1\r\n".to_vec(), Value::Nil)),
+    ];
+    leaf.prop_recursive(4, 32, 6, |inner| {
+        prop::collection::vec(inner, 0..6).prop_map(|items| {
+            let mut r = format!("*{}\r\n", items.len()).into_bytes();
+            let mut vs = Vec::new();
+            for (bytes, v) in items {
+                r.extend(bytes);
+                vs.push(v);
+            }
+            (r, Value::Array(vs))
+        })
+    })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// A reply read a piece at a time through one `Scan` (as a connection reads it) decodes to
+    /// the value it encodes, at the same length, and not before its last byte; so does the
+    /// whole, with a second reply behind it.
+    #[test]
+    fn redis_replies_decode_the_same_at_every_split((bytes, value) in resp_value(), cut in 1usize..7) {
+        let mut scan = Scan::default();
+        let mut end = 0;
+        while end < bytes.len() - 1 {
+            end = (end + cut).min(bytes.len() - 1);
+            prop_assert_eq!(decode_reply(&mut scan, &bytes[..end]).unwrap(), None);
+        }
+        let (got, n) = decode_reply(&mut scan, &bytes).unwrap().unwrap();
+        prop_assert_eq!((got.unwrap(), n), (value.clone(), bytes.len()));
+        let mut two = bytes.clone();
+        two.extend_from_slice(b"+OK\r\n");
+        let (got, n) = decode_reply(&mut Scan::default(), &two).unwrap().unwrap();
+        prop_assert_eq!((got.unwrap(), n), (value, bytes.len()));
     }
 }

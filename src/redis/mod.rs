@@ -30,7 +30,7 @@ mod subscribe;
 pub use client::Client;
 pub use error::RedisError;
 pub use health::{CallTimes, RedisHealth, CALL_BUCKETS_US};
-pub use resp::Value;
+pub use resp::{decode_reply, Scan, Value, MAX_DEPTH};
 pub use runtime::block_on;
 pub use script::Script;
 pub use settings::{compile, RawRedis, RedisSettings};

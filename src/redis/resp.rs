@@ -82,8 +82,9 @@ fn encode_parts(out: &mut Vec<u8>, parts: &[BorrowedFrame<'_>]) {
 /// A reply: a value, or the error reply Redis sent.
 pub type Reply = Result<Value, RedisError>;
 
-/// How deep arrays may nest in a reply. ringway's commands get at most three levels (a
-/// script's array of arrays); anything deeper is a broken or hostile server.
+/// How deep arrays with elements may nest in a reply (an empty array is a leaf: nothing below
+/// it to decode). ringway's commands get at most three levels (a script's array of arrays);
+/// anything deeper is a broken or hostile server.
 pub const MAX_DEPTH: usize = 16;
 
 /// The longest status, error or integer line, and the longest length line.
@@ -289,6 +290,11 @@ mod tests {
         assert!(v.is_ok());
         assert_eq!(used, ok.len());
         assert!(decode_reply(&mut Scan::default(), &nested(MAX_DEPTH + 1)).is_err());
+        // An empty array at the deepest level is a leaf (the fuzz target's first find, which
+        // was the target counting it as a level).
+        let mut leaf = b"*1\r\n".repeat(MAX_DEPTH);
+        leaf.extend_from_slice(b"*0\r\n");
+        assert!(decode_reply(&mut Scan::default(), &leaf).unwrap().is_some());
         assert!(decode_reply(&mut Scan::default(), &nested(100_000)).is_err());
     }
 
