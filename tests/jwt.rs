@@ -430,6 +430,22 @@ fn claims_that_would_inject_header_lines_are_refused_and_nothing_reaches_the_ups
             json!({"sub": "alice\nX-Injected: 1"}),
         ),
         ("/a/x", "sub with NUL", json!({"sub": "alice\u{0}"})),
+        // Unicode line breaks and bidi overrides: a backend's log or page shows another name.
+        (
+            "/a/x",
+            "sub with NEL (U+0085)",
+            json!({"sub": "alice\u{85}X-Injected: 1"}),
+        ),
+        (
+            "/a/x",
+            "sub with a right-to-left override",
+            json!({"sub": "\u{202e}nimda"}),
+        ),
+        (
+            "/t/x",
+            "${claim.team} with an isolate",
+            json!({"sub": "alice", "team": "blue\u{2066}red"}),
+        ),
         (
             "/a/x",
             "sub with a trailing blank",

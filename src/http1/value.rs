@@ -11,9 +11,13 @@
 //! - no control character: bytes 0x00-0x1F (CR, LF, NUL, ...) and 0x7F (DEL) are refused,
 //!   except HTAB inside the value (RFC 9110 field-value);
 //! - no leading or trailing space or tab: a receiver strips them, so `"alice "` would reach the
-//!   upstream as `alice`, a different identity than the one the token names.
+//!   upstream as `alice`, a different identity than the one the token names;
+//! - no Unicode control or bidirectional formatting character spelled in UTF-8: C1 controls
+//!   (U+0080-U+009F, `NEL` among them, a line break to some readers) and the embedding,
+//!   override and isolate characters (U+202A-U+202E, U+2066-U+2069), which make a name display
+//!   as another in a backend's logs or admin pages ("Trojan Source" spoofing).
 //!
-//! The empty value and bytes >= 0x80 (UTF-8 text, obs-text) are allowed.
+//! The empty value and other bytes >= 0x80 (UTF-8 text, obs-text) are allowed.
 
 use super::types::is_ctl;
 
@@ -30,7 +34,17 @@ pub fn is_safe_header_value(v: &[u8]) -> bool {
             return false;
         }
     }
-    !v.iter().any(|&b| is_ctl(b))
+    !v.iter().any(|&b| is_ctl(b)) && !v.windows(2).enumerate().any(|(i, w)| hidden_char(v, i, w))
+}
+
+/// Whether a C1 control or a bidirectional formatting character starts at `v[i]` (`w` is
+/// `v[i..i + 2]`), in UTF-8: C1 is `C2 80`-`C2 9F`; U+202A-U+202E is `E2 80 AA`-`E2 80 AE`,
+/// U+2066-U+2069 is `E2 81 A6`-`E2 81 A9`.
+fn hidden_char(v: &[u8], i: usize, w: &[u8]) -> bool {
+    matches!(
+        (w[0], w[1], v.get(i + 2)),
+        (0xc2, 0x80..=0x9f, _) | (0xe2, 0x80, Some(0xaa..=0xae)) | (0xe2, 0x81, Some(0xa6..=0xa9))
+    )
 }
 
 #[cfg(test)]
@@ -45,6 +59,7 @@ mod tests {
             b"a b",
             b"a\tb",
             "caf\u{e9}".as_bytes(),
+            "\u{a0}x\u{2019}\u{202f}\u{2065}\u{206a}\u{5d0}".as_bytes(),
             b"\xff",
             &[b'a'; MAX_DERIVED_VALUE_LEN],
         ] {
@@ -63,6 +78,12 @@ mod tests {
             b"alice\t",
             b" ",
             &[b'a'; MAX_DERIVED_VALUE_LEN + 1],
+            "a\u{85}b".as_bytes(),
+            "a\u{9f}".as_bytes(),
+            "\u{202e}nimda".as_bytes(),
+            "a\u{202a}b".as_bytes(),
+            "a\u{2066}b".as_bytes(),
+            "a\u{2069}".as_bytes(),
         ] {
             assert!(!is_safe_header_value(bad), "{bad:?}");
         }
