@@ -736,12 +736,15 @@ fn a_custom_token_header_reaches_the_upstream_once_as_verified() {
 
 /// A verified token's subject reaches the access log as the consumer. A subject with spaces
 /// forged the fields a split on spaces reads in the `combined` line (nginx writes
-/// `$remote_user` bare), and one with an 8-bit CSI (U+009B) or a right-to-left override
-/// (U+202E) was written raw in the JSON line, for `tail -f` to act on. Both are escaped now.
+/// `$remote_user` bare); it is escaped. An 8-bit CSI (U+009B) or a right-to-left override
+/// (U+202E) in a subject was written raw in the JSON line, for `tail -f` to act on: such a
+/// subject is now refused outright (a derived value may not carry them), and the same
+/// characters in a client's own header (`User-Agent`) are escaped in both formats.
 #[test]
 fn a_subject_cannot_forge_log_fields_or_drive_a_terminal() {
-    let sub = "alice [01/Jan/2030:00:00:00 +0000] x 200 0 y\u{9b}2J\u{202e}txt";
+    let sub = "alice [01/Jan/2030:00:00:00 +0000] x 200 0 y";
     let good = hs_token(&claims(json!({ "sub": sub })));
+    let ua = "ua\u{9b}2J\u{202e}txt";
     for format in ["combined", "json"] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("access.log");
@@ -756,7 +759,13 @@ fn a_subject_cannot_forge_log_fields_or_drive_a_terminal() {
             ),
             1,
         );
-        let r = get_with_token(gw.addr, "/a/x", &good);
+        let r = request(
+            gw.addr,
+            "GET",
+            "/a/x",
+            &[("Authorization", &bearer(&good)), ("User-Agent", ua)],
+            b"",
+        );
         assert_eq!(r.status, 200, "{}", r.text());
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let line = loop {
@@ -773,17 +782,36 @@ fn a_subject_cannot_forge_log_fields_or_drive_a_terminal() {
         );
         if format == "combined" {
             let fields: Vec<&str> = line.split(' ').collect();
-            assert_eq!(fields[2], "alice\\x20[01/Jan/2030:00:00:00\\x20+0000]\\x20x\\x20200\\x200\\x20y\\xC2\\x9B2J\\xE2\\x80\\xAEtxt", "{line}");
+            assert_eq!(
+                fields[2], "alice\\x20[01/Jan/2030:00:00:00\\x20+0000]\\x20x\\x20200\\x200\\x20y",
+                "{line}"
+            );
             assert!(
                 fields[3].starts_with('[') && !fields[3].starts_with("[01/Jan/2030"),
                 "{line}"
             );
             assert_eq!(fields[8], "200", "the status field: {line}");
+            assert!(line.contains("ua\\xC2\\x9B2J\\xE2\\x80\\xAEtxt"), "{line}");
         } else {
-            assert!(line.contains("\\u009b2J\\u202etxt"), "{line}");
+            assert!(line.contains("ua\\u009b2J\\u202etxt"), "{line}");
             let v: Value = serde_json::from_str(&line).unwrap();
             assert_eq!(v["consumer"], sub);
+            assert_eq!(v["user_agent"], ua);
         }
+    }
+    // The same characters in the subject itself: refused before anything is logged as it.
+    for bad in ["alice\u{9b}2J", "\u{202e}txt"] {
+        let t = hs_token(&claims(json!({ "sub": bad })));
+        let up = Upstream::echo();
+        let gw = Gateway::start_workers(
+            &format!(
+                "[policies.jwt]\njwt = {{ secret = \"{HS_SECRET}\", algorithms = [\"HS256\"] }}\n\n{}\n\
+                 [[routes]]\nname = \"a\"\nprefix = \"/a\"\npolicies = [\"jwt\"]\nproxy = {{ upstream = \"app\" }}\n",
+                upstream_toml("app", &[up.addr])
+            ),
+            1,
+        );
+        assert_eq!(get_with_token(gw.addr, "/a/x", &t).status, 401, "{bad:?}");
     }
 }
 
