@@ -272,7 +272,9 @@ impl ParamCheck {
         // on two lines is ambiguous: validated as `a,b`, a backend may read `a` or `b`.
         let list = matches!(self.shape, Shape::Array(_));
         for (n, v) in head.headers() {
-            if same_header(n, self.name.as_bytes()) {
+            // Every spelling CGI, WSGI, Rack and PHP read as the name (`X_Rate` is `X-Rate`)
+            // is a copy of the parameter: validated, and counted for `repeated`.
+            if crate::http1::same_field_loosely(n, self.name.as_bytes()) {
                 if joined.is_some() && !list {
                     return Err(self.repeated(""));
                 }
@@ -567,13 +569,6 @@ pub(super) fn coerce(s: &str, types: u8) -> Option<Value> {
     None
 }
 
-/// Whether header name `n` is parameter `name`'s header as CGI, WSGI, Rack and PHP read it
-/// (`http1::same_field_loosely`). Every such spelling is a copy of the parameter: validated,
-/// and counted for `repeated`.
-fn same_header(n: &[u8], name: &[u8]) -> bool {
-    crate::http1::same_field_loosely(n, name)
-}
-
 /// An integer spelled as integers are: `-?[0-9]+`. `1e2`, `100.0` and `1000e-1` are integers
 /// to JSON Schema, but backends read them differently (`parseInt("1000e-1")` is 1000), so a
 /// parameter typed `integer` only takes digits: the value validated is the value served.
@@ -627,7 +622,8 @@ mod tests {
             coerce("1e2", ty::INTEGER | ty::STRING),
             Some(Value::from("1e2"))
         );
-        assert!(same_header(b"X_Rate", b"x-rate") && !same_header(b"X_Rates", b"x-rate"));
+        let same = crate::http1::same_field_loosely;
+        assert!(same(b"X_Rate", b"x-rate") && !same(b"X_Rates", b"x-rate"));
         assert_eq!(coerce("-1.5", ty::NUMBER), Some(Value::from(-1.5)));
         assert_eq!(coerce("abc", ty::INTEGER), None);
         assert_eq!(coerce("0x10", ty::INTEGER), None);
