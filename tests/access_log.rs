@@ -344,6 +344,68 @@ fn api_keys_in_the_query_never_reach_the_log_whatever_the_outcome() {
     }
 }
 
+/// Credentials other than API keys travel in queries too: OAuth tokens on redirects, S3 and
+/// GCS presigned URLs. By default their values never reach the log (any case, percent-encoded
+/// or not); `redact_query` replaces the list, and `[]` turns it off.
+#[test]
+fn common_credential_parameters_are_redacted_and_the_list_is_configurable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let up = Upstream::echo();
+    let log = |extra: &str| {
+        config(
+            up.addr,
+            &format!(
+                "[access_log]\nenabled = true\npath = \"{}\"\n{extra}",
+                path.display()
+            ),
+        )
+    };
+    let target = "/api/cb?state=s1&Access_Token=tok-secret-1&X-Amz-Signature=sig-secret-2\
+                  &client%5Fsecret=cs-secret-3&code=code-4";
+    let gw = Gateway::start(&log(""));
+    assert_eq!(get(gw.addr, target).status, 200);
+    // A 404 is logged the same way.
+    assert_eq!(
+        get(gw.addr, &target.replace("/api", "/nowhere")).status,
+        404
+    );
+    let lines = wait_lines(&path, 2);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for l in &lines {
+        for secret in ["tok-secret-1", "sig-secret-2", "cs-secret-3"] {
+            assert!(!l.contains(secret), "{secret} logged: {l}");
+        }
+        assert!(
+            l.contains("?state=s1&Access_Token=REDACTED&X-Amz-Signature=REDACTED")
+                && l.contains("&client%5Fsecret=REDACTED&code=code-4"),
+            "{l}"
+        );
+    }
+
+    // A configured list replaces the built-in one.
+    assert!(gw.reload(&log("redact_query = [\"code\"]\n")));
+    assert_eq!(get(gw.addr, target).status, 200);
+    let lines = wait_lines(&path, 3);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines[2].contains("Access_Token=tok-secret-1") && lines[2].contains("&code=REDACTED"),
+        "{}",
+        lines[2]
+    );
+
+    // A bad name is refused with its field, and the old config keeps serving.
+    assert!(!gw.reload(&log("redact_query = [\"a&b\"]\n")));
+    assert!(
+        gw.logs().contains("access_log.redact_query"),
+        "{}",
+        gw.logs()
+    );
+    assert_eq!(get(gw.addr, target).status, 200);
+    let lines = wait_lines(&path, 4);
+    assert!(lines[3].contains("&code=REDACTED"), "{}", lines[3]);
+}
+
 /// A response that breaks off after its head was sent cannot get an error status any more;
 /// the log line says who broke it. An upstream that promises 100 bytes and closes after 10 is
 /// an upstream abort; a normal response carries no `aborted` field at all.

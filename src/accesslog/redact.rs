@@ -2,7 +2,8 @@
 //! `referer`, in every format, for every outcome).
 //!
 //! Rule: the value of every query parameter whose name is one some `api_key` policy reads a key
-//! from (`Policies::secret_query`, collected at compile time) becomes `REDACTED`; the name stays
+//! from, or one `access_log.redact_query` lists (`Policies::secret_query`, collected at compile
+//! time), becomes `REDACTED`; the name stays
 //! so operators can see a key was sent. Names match as `http1::query::scrub_covers_any_case`
 //! says: percent-decoded, `+` read either way, ASCII case ignored: wider than the policy's own
 //! match, so a near miss is hidden too.

@@ -118,6 +118,13 @@ pub fn compile_with(
         &mut errs,
     );
     super::openapi::unique_names(&raw, &routes, &origins, &mut errs);
+    if let Some(a) = &telemetry.access_log {
+        for name in &a.redact_query {
+            if !policies.secret_query.contains(name) {
+                policies.secret_query.push(name.clone());
+            }
+        }
+    }
     if errs.is_empty() {
         super::defaults::unused_defaults(&raw, &defaults_used, &mut errs);
     }

@@ -181,6 +181,12 @@ pub struct RawAccessLog {
     /// Fraction of requests logged, 0.0..=1.0.
     #[schemars(with = "Option<f64>")]
     pub sample: Option<Spanned<f64>>,
+    /// Query parameter names whose values are logged as `REDACTED` (matched percent-decoded,
+    /// ASCII case ignored), beside every name an `api_key` policy reads. Absent: a built-in
+    /// list of common credential names (`access_token`, `client_secret`, `password`,
+    /// `X-Amz-Signature`, ...); `[]` turns that list off.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub redact_query: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]

@@ -32,7 +32,31 @@ pub struct AccessLogSettings {
     pub path: Option<PathBuf>,
     /// Fraction of requests logged.
     pub sample: f64,
+    /// Query parameter names (as configured, or `DEFAULT_REDACT_QUERY`) whose values are
+    /// logged as `REDACTED`; the compiler adds every `api_key` query name to
+    /// `Policies::secret_query` beside these.
+    pub redact_query: Vec<Box<[u8]>>,
 }
+
+/// Credential-bearing query parameters redacted in access logs unless `redact_query` says
+/// otherwise: OAuth 2.0 and OIDC tokens and client secrets, passwords, and the signatures and
+/// credentials of S3 / GCS presigned URLs. Matched ignoring ASCII case.
+pub const DEFAULT_REDACT_QUERY: &[&str] = &[
+    "access_token",
+    "id_token",
+    "refresh_token",
+    "client_secret",
+    "password",
+    "token",
+    "secret",
+    "signature",
+    "sig",
+    "x-amz-signature",
+    "x-amz-credential",
+    "x-amz-security-token",
+    "x-goog-signature",
+    "x-goog-credential",
+];
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct TracingSettings {
@@ -113,7 +137,43 @@ fn access_log(a: &RawAccessLog, dir: &Path, errs: &mut Diag) -> Option<AccessLog
         format,
         path,
         sample: ratio(errs, &a.sample, "access_log.sample"),
+        redact_query: redact_query(a, errs),
     })
+}
+
+/// `access_log.redact_query`: names a query could carry a secret under. A name must be
+/// non-empty and hold no character that would end it inside a query (`&`, `=`, `#`), nor a
+/// space or control character (it could never match).
+fn redact_query(a: &RawAccessLog, errs: &mut Diag) -> Vec<Box<[u8]>> {
+    let Some(list) = &a.redact_query else {
+        return DEFAULT_REDACT_QUERY
+            .iter()
+            .map(|n| n.as_bytes().into())
+            .collect();
+    };
+    let mut names: Vec<Box<[u8]>> = Vec::with_capacity(list.len());
+    for n in list {
+        let name = n.get_ref();
+        if name.is_empty()
+            || name
+                .bytes()
+                .any(|b| matches!(b, b'&' | b'=' | b'#' | b' ') || b.is_ascii_control())
+        {
+            errs.at(
+                n.span(),
+                "access_log.redact_query",
+                format!(
+                    "{name:?} is not a query parameter name (empty, or holds '&', '=', '#', \
+                     a space or a control character)"
+                ),
+            );
+            continue;
+        }
+        if !names.iter().any(|m| **m == *name.as_bytes()) {
+            names.push(name.as_bytes().into());
+        }
+    }
+    names
 }
 
 /// `[tracing]`, with `[tracing.otlp]` when present.
@@ -230,8 +290,26 @@ mod tests {
                 format: AccessLogFormat::Combined,
                 path: Some(PathBuf::from("/var/log/a.log")),
                 sample: 0.25,
+                redact_query: DEFAULT_REDACT_QUERY
+                    .iter()
+                    .map(|n| n.as_bytes().into())
+                    .collect(),
             })
         );
+        // A configured list replaces the built-in one (deduplicated); `[]` turns it off.
+        let names = |extra: &str| -> Vec<String> {
+            let t = telemetry(&format!("[access_log]\nenabled = true\n{extra}")).unwrap();
+            let a = t.access_log.unwrap();
+            a.redact_query
+                .iter()
+                .map(|n| String::from_utf8(n.to_vec()).unwrap())
+                .collect()
+        };
+        assert_eq!(
+            names("redact_query = [\"code\", \"State\", \"code\"]\n"),
+            ["code", "State"]
+        );
+        assert!(names("redact_query = []\n").is_empty());
         assert!(!t.tracing.propagate);
         assert_eq!(t.tracing.response_header.as_deref(), Some("x-trace-id"));
         assert_eq!(t.tracing.sample_ratio, 0.5);
@@ -270,6 +348,11 @@ mod tests {
         assert_eq!(
             one("[access_log]\nenabled = true\nsample = 1.5\n"),
             "test.toml:5:10: access_log.sample: must be between 0.0 and 1.0"
+        );
+        assert_eq!(
+            one("[access_log]\nenabled = true\nredact_query = [\"ok\", \"a=b\"]\n"),
+            "test.toml:5:23: access_log.redact_query: \"a=b\" is not a query parameter name \
+             (empty, or holds '&', '=', '#', a space or a control character)"
         );
         assert_eq!(
             one("[tracing]\nresponse_header = \"x trace\"\n"),

@@ -42,8 +42,9 @@ pub struct Policies {
     /// Identities of the rate limiters this generation uses; once it is published, the
     /// control thread lets the registry drop every other limiter.
     pub limiter_identities: Vec<String>,
-    /// Every `api_key` policy's `query` parameter name (deduplicated): their values are
-    /// redacted wherever a request target is logged or exported, whatever the outcome.
+    /// Every `api_key` policy's `query` parameter name, and `access_log.redact_query`'s
+    /// (deduplicated): their values are redacted wherever a request target is logged or
+    /// exported, whatever the outcome.
     pub secret_query: Vec<Box<[u8]>>,
     /// `server.forward_client_cert`: the verified client certificate goes upstream in
     /// `x-forwarded-client-cert` (`exchange::client_cert`).
