@@ -739,3 +739,166 @@ fn a_filter_reads_request_properties_in_both_directions() {
     );
     assert_eq!(r.header("x-r-code"), Some("200"));
 }
+
+/// Denies with 403 any request whose `:path` starts with `/w/admin`.
+const PATH_GUARD: &str = r#"
+  (data (i32.const 100) ":path")
+  (data (i32.const 110) "/w/admin")
+  (data (i32.const 130) "guarded")
+  (func $guarded (param $p i32) (param $l i32) (result i32)
+    (local $i i32)
+    (if (i32.lt_u (local.get $l) (i32.const 8)) (then (return (i32.const 0))))
+    (block $done
+      (loop $next
+        (br_if $done (i32.eq (local.get $i) (i32.const 8)))
+        (if (i32.ne (i32.load8_u (i32.add (local.get $p) (local.get $i)))
+                    (i32.load8_u (i32.add (i32.const 110) (local.get $i))))
+          (then (return (i32.const 0))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $next)))
+    (i32.const 1))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (if (i32.eqz (call $get (i32.const 0) (i32.const 100) (i32.const 5) (i32.const 1024) (i32.const 1028)))
+      (then
+        (if (call $guarded (i32.load (i32.const 1024)) (i32.load (i32.const 1028)))
+          (then
+            (drop (call $local (i32.const 403) (i32.const 0) (i32.const 0)
+              (i32.const 130) (i32.const 7) (i32.const 0) (i32.const 0) (i32.const -1)))
+            (return (i32.const 1))))))
+    (i32.const 0))
+"#;
+
+/// A filter that guards a path by `:path` sees the path the router matched and the upstream
+/// gets, not the client's spelling of it: dot segments, doubled slashes and encoded letters
+/// cannot walk past it.
+#[test]
+fn abuse_a_path_guard_in_a_filter_cannot_be_walked_past_by_spelling() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = wasm_file(dir.path(), "guard", &filter(PATH_GUARD));
+    let up = Upstream::echo();
+    let gw = Gateway::start(&config(up.addr, &[("/w", "guard", module_line(&m))]));
+    for target in [
+        "/w/admin",
+        "/w/x/../admin",
+        "/w//admin",
+        "/w/./admin",
+        "/w/%61dmin",
+        "/w/admin?x=1",
+    ] {
+        let r = request(gw.addr, "GET", target, &[], b"");
+        assert_eq!(r.status, 403, "{target}: {}", r.text());
+        assert_eq!(r.text(), "guarded");
+    }
+    assert_eq!(up.count(), 0, "no spelling reached the upstream");
+    let r = request(gw.addr, "GET", "/w/public", &[], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(up.last().target, "/w/public");
+}
+
+/// One worker's instance is discarded when any request's filter fails. Requests that were
+/// upstream at that moment lose their contexts with it: their response hook cannot run, and
+/// the upstream's head must not reach the client unfiltered (here: a header the hook removes).
+#[test]
+fn abuse_another_requests_filter_failure_never_lets_a_response_pass_unfiltered() {
+    let body = r#"
+  (data (i32.const 100) "x-trap")
+  (data (i32.const 110) "x-internal")
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (if (i32.eqz (call $get (i32.const 0) (i32.const 100) (i32.const 6) (i32.const 1024) (i32.const 1028)))
+      (then unreachable))
+    (i32.const 0))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    (drop (call $remove (i32.const 2) (i32.const 110) (i32.const 10)))
+    (i32.const 0))
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let m = wasm_file(dir.path(), "strip", &filter(body));
+    let gate = Gate::new();
+    let g = gate.clone();
+    let up = Upstream::start(std::sync::Arc::new(move |req, s| {
+        if req.target == "/slow" {
+            g.wait(Duration::from_secs(10));
+        }
+        let _ = std::io::Write::write_all(
+            s,
+            b"HTTP/1.1 200 OK\r\nX-Internal: db-password=hunter2\r\nContent-Length: 2\r\n\r\nok",
+        );
+        Reply::KeepAlive
+    }));
+    let gw = Gateway::start_workers(&config(up.addr, &[("/", "strip", module_line(&m))]), 1);
+    // Alone, the hook strips the header.
+    let r = request(gw.addr, "GET", "/fast", &[], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-internal"), None);
+
+    let addr = gw.addr;
+    let slow = std::thread::spawn(move || request(addr, "GET", "/slow", &[], b""));
+    up.wait_for_count(2, Duration::from_secs(5));
+    let r = request(gw.addr, "GET", "/fast", &[("X-Trap", "1")], b"");
+    assert_eq!(r.status, 500, "the trapping request fails");
+    gate.open();
+    let r = slow.join().unwrap();
+    assert_eq!(
+        r.header("x-internal"),
+        None,
+        "an unfiltered head reached the client"
+    );
+    assert_eq!(r.status, 500, "{}", r.text());
+    let labels = [("policy", "strip"), ("reason", "lost")];
+    let s = scrape_until(gw.admin, "ringway_wasm_failures_total", &labels, 1.0);
+    assert_eq!(
+        metric(&s, "ringway_wasm_failures_total", &labels),
+        Some(1.0)
+    );
+    // The worker made a new instance: the next request is filtered again.
+    let r = request(gw.addr, "GET", "/fast", &[], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-internal"), None);
+}
+
+/// A local response with 205 (Reset Content) carries no body, whatever the filter passed.
+#[test]
+fn a_local_205_carries_no_body() {
+    let body = r#"
+  (data (i32.const 130) "this body must not be sent")
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $local (i32.const 205) (i32.const 0) (i32.const 0)
+      (i32.const 130) (i32.const 26) (i32.const 0) (i32.const 0) (i32.const -1)))
+    (i32.const 1))
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let m = wasm_file(dir.path(), "reset", &filter(body));
+    let up = Upstream::echo();
+    let gw = Gateway::start(&config(up.addr, &[("/", "reset", module_line(&m))]));
+    let mut c = Conn::open(gw.addr);
+    c.send(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let raw = String::from_utf8_lossy(&c.read_to_end()).to_string();
+    assert_eq!(raw.matches("HTTP/1.1 205").count(), 2, "{raw}");
+    assert!(!raw.contains("must not be sent"), "{raw}");
+}
+
+/// A forward-auth check after a filter that rewrote `:path` is asked about the path the
+/// upstream will get, not the one the client sent.
+#[test]
+fn forward_auth_after_a_rewriting_filter_judges_the_rewritten_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = wasm_file(dir.path(), "path", &filter(REWRITE_PATH));
+    let (auth, app) = (Upstream::echo(), Upstream::echo());
+    let body = format!(
+        "{}{}\n[policies.rw.wasm]\n{}\n\n\
+         [policies.fa.forward_auth]\nupstream = \"auth\"\npath = \"/check\"\n\n\
+         [[routes]]\nname = \"r\"\nprefix = \"/old\"\npolicies = [\"rw\", \"fa\"]\n\
+         proxy = {{ upstream = \"app\" }}\n",
+        upstream_toml("auth", &[auth.addr]),
+        upstream_toml("app", &[app.addr]),
+        module_line(&m),
+    );
+    let gw = Gateway::start(&body);
+    let r = request(gw.addr, "GET", "/old/alice?q=1", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(app.last().target, "/rewritten?by=wasm");
+    assert_eq!(
+        auth.last().header("x-forwarded-uri"),
+        Some("/rewritten?by=wasm")
+    );
+}

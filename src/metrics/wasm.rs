@@ -27,7 +27,7 @@ pub fn render_wasm(out: &mut String) {
     family(
         out,
         "ringway_wasm_failures_total",
-        "Calls into proxy-wasm filters that failed (each answered 500), by policy and reason: fuel, memory, memory_limit, stack, trap, out_of_bounds, start, configure, paused, bad_path.",
+        "Calls into proxy-wasm filters that failed (each answered 500), by policy and reason: fuel, memory, memory_limit, stack, trap, out_of_bounds, start, configure, paused, bad_path, lost.",
         "counter",
     );
     for ((policy, reason), n) in m.iter() {

@@ -57,7 +57,7 @@ pub async fn settle(
             return Ok(());
         }
     }
-    let lines = request_lines(p, f);
+    let lines = request_lines(p, f, fx.path.as_deref());
     let body = &f.body[..f.body.len().min(p.body_bytes)];
     let req = SubRequest {
         method: p.method,
@@ -126,7 +126,8 @@ fn no_answer(p: &ForwardAuth, e: SubError) -> Result<(), Denial> {
 }
 
 /// The head lines of the call: the configured client headers, then the request's facts.
-fn request_lines(p: &ForwardAuth, f: &Facts<'_>) -> Vec<u8> {
+/// `rewritten`: the path (with its query) an earlier filter set for the upstream.
+fn request_lines(p: &ForwardAuth, f: &Facts<'_>, rewritten: Option<&[u8]>) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     for name in p.request_headers.iter() {
         // Client values passed the request parser (no CR, LF or NUL): written as received.
@@ -139,12 +140,18 @@ fn request_lines(p: &ForwardAuth, f: &Facts<'_>) -> Vec<u8> {
     let head = f.head;
     write_header(&mut out, b"x-forwarded-method", head.method_bytes());
     // The normalized path (what the router matched and what the upstream gets), never the
-    // raw target: a service that allows `/public/*` must not pass `/public/../admin`.
+    // raw target: a service that allows `/public/*` must not pass `/public/../admin`. When an
+    // earlier filter rewrote the path, the service judges the one the upstream will get.
     let mut uri = Vec::with_capacity(f.path.len() + 64);
-    uri.extend_from_slice(f.path);
-    if let Some(q) = head.query() {
-        uri.push(b'?');
-        uri.extend_from_slice(q);
+    match rewritten {
+        Some(p) => uri.extend_from_slice(p),
+        None => {
+            uri.extend_from_slice(f.path);
+            if let Some(q) = head.query() {
+                uri.push(b'?');
+                uri.extend_from_slice(q);
+            }
+        }
     }
     write_header(&mut out, b"x-forwarded-uri", &uri);
     let host = head.host.get(&head.buf);

@@ -106,18 +106,26 @@ fn failed(e: Failure) -> Denial {
     }
 }
 
-/// The request header map the filter starts from.
+/// The request header map the filter starts from. `:path` is the normalized path the router
+/// matched (never the raw target: a filter guarding `/admin` must see `/x/../admin` as that),
+/// or the path an earlier filter set for the upstream.
 fn request_map(f: &Facts<'_>, fx: &Effects) -> HeaderMap {
     let head = f.head;
-    let mut path = if head.path().is_empty() {
-        b"/".to_vec()
-    } else {
-        head.path().to_vec()
+    let path = match &fx.path {
+        Some(p) => p.clone(),
+        None => {
+            let mut path = if f.path.is_empty() {
+                b"/".to_vec()
+            } else {
+                f.path.to_vec()
+            };
+            if let Some(q) = head.query() {
+                path.push(b'?');
+                path.extend_from_slice(q);
+            }
+            path
+        }
     };
-    if let Some(q) = head.query() {
-        path.push(b'?');
-        path.extend_from_slice(q);
-    }
     let mut map: HeaderMap = vec![
         (b":method".to_vec(), head.method_bytes().to_vec()),
         (b":path".to_vec(), path),

@@ -636,8 +636,8 @@ fn define(l: &mut Linker<Host>) -> Result<(), wasmi::errors::LinkerError> {
                 return Ok(status::BAD_ARGUMENT);
             }
             let mut body = read(&c, bp, bl)?;
-            if matches!(status, 204 | 304) {
-                // These statuses carry no body.
+            if matches!(status, 204 | 205 | 304) {
+                // These statuses carry no body (RFC 9110 §15.3.5, §15.3.6, §15.4.5).
                 body.clear();
             }
             let raw = read(&c, hp, hl)?;

@@ -407,6 +407,17 @@ impl Pending {
             }
             let mut guard = slot.live.borrow_mut();
             let Some(live) = guard.as_mut().filter(|l| l.serial == serial) else {
+                // The instance that holds this request's context was discarded while the
+                // request was upstream (another request's failure): the hook cannot run, and
+                // an unfiltered head must not reach the client.
+                drop(guard);
+                let f = Failure::new(
+                    "lost",
+                    "the instance holding this request's context was discarded while the \
+                     request was upstream (another request's filter failed)",
+                );
+                report(&slot.filter, &f);
+                result = Err(f);
                 continue;
             };
             let mut map: HeaderMap = vec![(b":status".to_vec(), status.to_string().into_bytes())];
