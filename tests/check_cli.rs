@@ -616,3 +616,76 @@ fn a_transform_cannot_join_a_header_an_earlier_auth_policy_asserts() {
     let (code, _, stderr) = check_config(&ok);
     assert_eq!(code, 0, "{stderr}");
 }
+
+/// A rewrite is written into the upstream request line: CR/LF there would split it into two
+/// requests (the second one's answer going to the client), a space would end it early, and a
+/// leading `//` reads as a host to many servers. Route paths that could never match a request
+/// path (a query, a fragment, a control character) are refused as well.
+#[test]
+fn rewrites_and_route_paths_that_could_split_or_redirect_the_upstream_request_are_rejected() {
+    let up = "[upstreams.app]\ntargets = [{ address = \"127.0.0.1:9\" }]\n\n";
+    let route = |lines: &str| format!("{LISTENER}{up}[[routes]]\nname = \"r\"\n{lines}");
+    let cases: [(&str, usize, &str, &str); 7] = [
+        (
+            "prefix = \"/a\"\nproxy = { upstream = \"app\", replace_prefix = \"/v2 HTTP/1.1\\r\\nX-Evil: 1\\r\\n\\r\\nGET /x\" }\n",
+            9,
+            "routes[0].proxy.replace_prefix",
+            "control character",
+        ),
+        (
+            "path = \"/a/{id}\"\nproxy = { upstream = \"app\", path = \"/v2\\r\\nX-Evil: 1/{id}\" }\n",
+            9,
+            "routes[0].proxy.path",
+            "control character",
+        ),
+        (
+            "prefix = \"/a\"\nproxy = { upstream = \"app\", replace_prefix = \"//evil.example/x\" }\n",
+            9,
+            "routes[0].proxy.replace_prefix",
+            "\"//\"",
+        ),
+        (
+            "path = \"/a/{id}\"\nproxy = { upstream = \"app\", path = \"/v2?admin=1/{id}\" }\n",
+            9,
+            "routes[0].proxy.path",
+            "'?'",
+        ),
+        (
+            "prefix = \"/a\\r\\nb\"\nproxy = { upstream = \"app\" }\n",
+            8,
+            "routes[0].prefix",
+            "control character",
+        ),
+        (
+            "path = \"/a b\"\nproxy = { upstream = \"app\" }\n",
+            8,
+            "routes[0].path",
+            "space",
+        ),
+        (
+            "path = \"/a#frag\"\nproxy = { upstream = \"app\" }\n",
+            8,
+            "routes[0].path",
+            "'#'",
+        ),
+    ];
+    for (lines, line, field, needle) in cases {
+        expect_error(&route(lines), line, None, field, &[needle]);
+    }
+    // A transform of a header the gateway writes itself would be silently overwritten.
+    let text = format!(
+        "{LISTENER}{up}[policies.shape]\ntransform = {{ request_headers = {{ set = {{ \"x-forwarded-for\" = \"1.2.3.4\" }} }} }}\n\n\
+         [[routes]]\nname = \"r\"\nprefix = \"/a\"\npolicies = [\"shape\"]\nproxy = {{ upstream = \"app\" }}\n"
+    );
+    expect_error(
+        &text,
+        7,
+        None,
+        "request_headers.set.x-forwarded-for",
+        &["written by the gateway"],
+    );
+    // The same fields with plain values are fine.
+    let ok = route("prefix = \"/a\"\nproxy = { upstream = \"app\", replace_prefix = \"/v2\" }\n");
+    let (code, stdout, stderr) = check_config(&ok);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}

@@ -573,6 +573,8 @@ impl BlockCx<'_> {
                     self.field("prefix"),
                     "prefix must start with '/' and hold no template",
                 );
+            } else if let Some(problem) = crate::route::path_literal_problem(s) {
+                errs.at(p.span(), self.field("prefix"), format!("{s:?} {problem}"));
             }
         }
         if !self
@@ -782,11 +784,13 @@ fn endpoint_path(p: &Spanned<String>, field: &str, errs: &mut Diag) -> Option<St
         || s.contains('{')
         || s.contains('}')
         || s.trim_end_matches('/').is_empty()
+        || crate::route::path_literal_problem(s).is_some()
     {
         errs.at(
             p.span(),
             field,
-            "must start with '/', hold no template and not be \"/\" itself",
+            "must start with '/', hold no template, space, control character, '?' or '#', \
+             and not be \"/\" itself",
         );
         return None;
     }

@@ -184,6 +184,20 @@ fn hosts(r: &RawRoute, field: Field<'_>, errs: &mut Diag) -> Vec<HostPattern> {
 
 /// `path` (exact or template) or `prefix`: exactly one.
 fn path_pattern(r: &RawRoute, field: Field<'_>, errs: &mut Diag) -> Option<PathPattern> {
+    for (p, name) in [(&r.path, "path"), (&r.prefix, "prefix")] {
+        if let Some(problem) = p
+            .as_ref()
+            .and_then(|p| route::path_literal_problem(p.get_ref()))
+        {
+            let p = p.as_ref().expect("checked");
+            errs.at(
+                p.span(),
+                field(name),
+                format!("{:?} {problem}", p.get_ref()),
+            );
+            return None;
+        }
+    }
     match (&r.path, &r.prefix) {
         (Some(p), None) => {
             let s = p.get_ref();
@@ -385,6 +399,10 @@ fn rewrite(r: &RawRoute, p: &RawProxy, field: Field<'_>, errs: &mut Diag) -> Rew
                     "set either `path` or strip_prefix / replace_prefix, not both",
                 );
             }
+            if let Some(problem) = rewrite_problem(t.get_ref()) {
+                errs.at(t.span(), field("proxy.path"), problem);
+                return Rewrite::None;
+            }
             match path_rewrite(r, t.get_ref()) {
                 Ok(pieces) => Rewrite::Template(pieces),
                 Err(m) => {
@@ -414,6 +432,8 @@ fn rewrite(r: &RawRoute, p: &RawProxy, field: Field<'_>, errs: &mut Diag) -> Rew
                     field("proxy.replace_prefix"),
                     "replacement must start with '/'",
                 );
+            } else if let Some(problem) = rewrite_problem(with.get_ref()) {
+                errs.at(with.span(), field("proxy.replace_prefix"), problem);
             }
             Rewrite::ReplacePrefix {
                 prefix: prefix(),
@@ -425,6 +445,17 @@ fn rewrite(r: &RawRoute, p: &RawProxy, field: Field<'_>, errs: &mut Diag) -> Rew
             with: String::new(),
         },
     }
+}
+
+/// Why a rewrite (`proxy.path`, `proxy.replace_prefix`) cannot be written into the upstream
+/// request line, or `None`: what a route path cannot hold, and a leading `//`, which servers
+/// and redirect builders read as a host (`//evil.example/x`).
+fn rewrite_problem(s: &str) -> Option<String> {
+    if let Some(problem) = route::path_literal_problem(s) {
+        return Some(format!("{s:?} {problem}"));
+    }
+    s.starts_with("//")
+        .then(|| format!("{s:?} starts with \"//\", which the upstream may read as a host"))
 }
 
 /// `static`: status (no body on 204/304) and headers the gateway does not manage.

@@ -21,21 +21,23 @@ use crate::trace::TraceContext;
 
 /// Headers the proxy always writes itself, so client copies are not forwarded.
 pub(super) fn managed_request_header(name: &[u8]) -> bool {
-    const MANAGED: [&[u8]; 11] = [
-        b"host",
-        b"content-length",
-        b"expect",
-        b"x-forwarded-for",
-        b"x-forwarded-proto",
-        b"x-forwarded-host",
-        b"forwarded",
-        b"x-request-id",
-        ATTEMPTS,
-        MIRROR_MARKER,
-        super::client_cert::XFCC,
-    ];
     MANAGED.iter().any(|m| m.eq_ignore_ascii_case(name))
 }
+
+/// The names `managed_request_header` answers for.
+const MANAGED: [&[u8]; 11] = [
+    b"host",
+    b"content-length",
+    b"expect",
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+    b"forwarded",
+    b"x-request-id",
+    ATTEMPTS,
+    MIRROR_MARKER,
+    super::client_cert::XFCC,
+];
 
 /// What other proxies write about the client or the original request (its address, port,
 /// path prefix): believed only from a peer in `server.trusted_proxies`, like
@@ -433,6 +435,30 @@ fn append_all(out: &mut Vec<u8>, h: &http1::RequestHead, name: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+    /// A transform of a header the gateway writes itself is a config error, for every one
+    /// of them (`policy::transform::GATEWAY_REQUEST_HEADERS` is this list without the
+    /// framing and certificate fields, which the transform compiler refuses on its own).
+    #[test]
+    fn transforms_refuse_every_managed_request_header() {
+        use crate::policy::transform::GATEWAY_REQUEST_HEADERS;
+        let listed = |n: &[u8]| GATEWAY_REQUEST_HEADERS.iter().any(|m| m.as_bytes() == n);
+        for name in GATEWAY_REQUEST_HEADERS {
+            assert!(managed_request_header(name.as_bytes()), "{name}");
+        }
+        let refused_anyway = [
+            &b"host"[..],
+            b"content-length",
+            super::super::client_cert::XFCC,
+        ];
+        for n in super::MANAGED {
+            assert!(
+                listed(n) || refused_anyway.contains(&n),
+                "{}",
+                String::from_utf8_lossy(n)
+            );
+        }
+    }
+
     use super::*;
     use crate::config::UpstreamId;
     use crate::http1::{parse_request_head, Limits};

@@ -283,6 +283,16 @@ impl<'d> Reader<'d> {
             if !path.starts_with('/') {
                 return Err(format!("{at}: a path must start with '/'"));
             }
+            // Parameter names are the spec's own business (they are never matched or sent);
+            // the literal segments are what requests are matched against.
+            let literal = |seg: &&str| !(seg.starts_with('{') && seg.ends_with('}'));
+            if let Some(problem) = path
+                .split('/')
+                .filter(literal)
+                .find_map(crate::route::path_literal_problem)
+            {
+                return Err(format!("{at}: the path {problem}"));
+            }
             let (item, item_at) = self.deref(item, &at)?;
             let Some(obj) = item.as_object() else {
                 return Err(format!("{at}: a path item must be an object"));

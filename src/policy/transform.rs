@@ -548,8 +548,18 @@ pub fn compile(raw: &RawTransform, err: &mut Fail<'_>) -> Option<Transform> {
         failed = true;
         err(span, field, msg);
     };
-    let request = header_ops(raw.request_headers.as_ref(), "request_headers", &mut fail);
-    let response = header_ops(raw.response_headers.as_ref(), "response_headers", &mut fail);
+    let request = header_ops(
+        raw.request_headers.as_ref(),
+        "request_headers",
+        request_header_name,
+        &mut fail,
+    );
+    let response = header_ops(
+        raw.response_headers.as_ref(),
+        "response_headers",
+        header_name,
+        &mut fail,
+    );
     let query = query_ops(raw.query.as_ref(), &mut fail);
     (!failed).then_some(Transform {
         request,
@@ -572,6 +582,37 @@ fn header_name(s: &str) -> Result<Box<[u8]>, String> {
         ));
     }
     Ok(lower.into_bytes().into())
+}
+
+/// The request headers the gateway writes itself, whatever the client sent (forwarded
+/// identity, the request id, retry and mirror markers, `expect`): a transform of one would be
+/// overwritten or dropped, so it is a config error instead of a silent no-op. Kept equal to
+/// `exchange::upstream_head::managed_request_header` by a test there.
+pub const GATEWAY_REQUEST_HEADERS: [&str; 8] = [
+    "expect",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+    "x-request-id",
+    "x-ringway-attempts",
+    "x-ringway-mirror",
+];
+
+/// `header_name`, and not one the gateway writes on upstream requests itself.
+fn request_header_name(s: &str) -> Result<Box<[u8]>, String> {
+    let name = header_name(s)?;
+    if GATEWAY_REQUEST_HEADERS
+        .iter()
+        .any(|m| m.as_bytes() == &*name)
+    {
+        return Err(format!(
+            "`{s}` is written by the gateway itself on every upstream request (see the README, \
+             \"Forwarded identity\"), so it cannot be transformed",
+            s = s.to_ascii_lowercase()
+        ));
+    }
+    Ok(name)
 }
 
 /// Compiles a `name = "template"` map; `name_ok` validates and normalizes keys.
@@ -610,30 +651,29 @@ fn name_list(
     out
 }
 
-fn header_ops(raw: Option<&RawHeaderOps>, dir: &str, fail: &mut Fail<'_>) -> HeaderOps {
+fn header_ops(
+    raw: Option<&RawHeaderOps>,
+    dir: &str,
+    name_ok: fn(&str) -> Result<Box<[u8]>, String>,
+    fail: &mut Fail<'_>,
+) -> HeaderOps {
     let Some(raw) = raw else {
         return HeaderOps::default();
     };
     let mut rename = Vec::new();
     for (k, v) in raw.rename.iter().flatten() {
         let f = format!("{dir}.rename.{}", k.get_ref());
-        let from = header_name(k.get_ref()).map_err(|m| fail(k.span(), &f, m));
-        let to = header_name(v.get_ref()).map_err(|m| fail(v.span(), &f, m));
+        let from = name_ok(k.get_ref()).map_err(|m| fail(k.span(), &f, m));
+        let to = name_ok(v.get_ref()).map_err(|m| fail(v.span(), &f, m));
         if let (Ok(from), Ok(to)) = (from, to) {
             rename.push((from, to));
         }
     }
     HeaderOps {
-        remove: name_list(
-            raw.remove.as_ref(),
-            &format!("{dir}.remove"),
-            header_name,
-            fail,
-        )
-        .into(),
+        remove: name_list(raw.remove.as_ref(), &format!("{dir}.remove"), name_ok, fail).into(),
         rename: rename.into(),
-        set: template_map(raw.set.as_ref(), &format!("{dir}.set"), header_name, fail),
-        add: template_map(raw.add.as_ref(), &format!("{dir}.add"), header_name, fail),
+        set: template_map(raw.set.as_ref(), &format!("{dir}.set"), name_ok, fail),
+        add: template_map(raw.add.as_ref(), &format!("{dir}.add"), name_ok, fail),
     }
 }
 
@@ -946,6 +986,18 @@ mod tests {
             (
                 "[request_headers]\nset = { host = \"x\" }\n",
                 "request_headers.set.host",
+            ),
+            (
+                "[request_headers]\nset = { X-Forwarded-For = \"1.2.3.4\" }\n",
+                "request_headers.set.X-Forwarded-For",
+            ),
+            (
+                "[request_headers]\nremove = [\"x-request-id\"]\n",
+                "request_headers.remove[0]",
+            ),
+            (
+                "[request_headers]\nrename = { x-a = \"expect\" }\n",
+                "request_headers.rename.x-a",
             ),
             (
                 "[response_headers]\nrename = { x-a = \"content-length\" }\n",

@@ -61,4 +61,4 @@ pub use model::{
     RouteRequest, RouteSpec,
 };
 pub use table::RouteTable;
-pub use template::validate_template;
+pub use template::{path_literal_problem, validate_template};

@@ -8,6 +8,21 @@
 
 use super::model::PathPattern;
 
+/// Why `s` cannot be a path literal of the config (a route's `path` or `prefix`, a rewrite),
+/// or `None`. A route matches paths without their query, so `?` and `#` could never match;
+/// in a rewrite, a space or a control character would end or split the upstream request line.
+pub fn path_literal_problem(s: &str) -> Option<&'static str> {
+    if s.bytes().any(|b| b <= 0x20 || b == 0x7f) {
+        Some("holds a space or a control character")
+    } else if s.contains('?') {
+        Some("holds '?': a path carries no query (add query parameters with a transform)")
+    } else if s.contains('#') {
+        Some("holds '#': a fragment never reaches the gateway")
+    } else {
+        None
+    }
+}
+
 /// Checks a path template for the config compiler and returns its parameter names in order
 /// (the catch-all name included, without `*`).
 ///
