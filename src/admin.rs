@@ -14,8 +14,10 @@
 //! Concurrency: one accept thread hands each connection to its own short-lived thread, at most
 //! [`MAX_CONNECTIONS`] at once. At the cap, the connection that has waited longest without
 //! delivering its request head is closed to make room (idle sockets cannot lock a probe out);
-//! only when every slot is busy with a request does a new connection get an immediate 503. So
-//! an idle or slow client never delays `/ready` or `/metrics`. Each connection must deliver its
+//! only when every slot is busy with a request does a new connection get an immediate 503. A
+//! connection reading an announced body counts as waiting too, and `/config` answers 503 at
+//! once while a reload runs instead of waiting for it. So an idle or slow client never delays
+//! `/ready` or `/metrics`. Each connection must deliver its
 //! request head (at most [`MAX_REQUEST`] bytes) within [`HEAD_DEADLINE`] in total, and writes
 //! time out after [`WRITE_TIMEOUT`]: a slot is never held longer than that plus the handler.
 //!
@@ -418,6 +420,23 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ()> {
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(buf) {
         Ok(httparse::Status::Complete(len)) => {
+            // A field the admin API acts on, sent twice, is ambiguous (RFC 9112 §6.3 for
+            // Content-Length; a second Host or Authorization is a confused or hostile client).
+            let once = [
+                "host",
+                "content-length",
+                "authorization",
+                "transfer-encoding",
+            ];
+            if once.iter().any(|name| {
+                req.headers
+                    .iter()
+                    .filter(|h| h.name.eq_ignore_ascii_case(name))
+                    .count()
+                    > 1
+            }) {
+                return Err(());
+            }
             let find = |name: &str| {
                 req.headers
                     .iter()
@@ -542,7 +561,12 @@ fn serve(ctx: &Ctx, mut s: TcpStream, waiting: Option<u64>) {
                 )
             }
             (Some(_), Ok(n)) => {
-                if !read_until(&mut s, &mut buf, h.len + n, deadline) {
+                // A body announced and not sent holds the slot like a head not sent: it may be
+                // closed to make room for a probe (`waiting`).
+                let reading = ctx.wait_for_head(&s);
+                let complete = read_until(&mut s, &mut buf, h.len + n, deadline);
+                ctx.head_arrived(reading);
+                if !complete {
                     return;
                 }
                 let body = &buf[h.len..h.len + n];
@@ -706,11 +730,15 @@ fn bearer_matches(auth: Option<&[u8]>, expected: Option<&[u8; keyed_hash::LEN]>)
 }
 
 fn config(shared: &Shared) -> Reply {
-    let status = shared
-        .reload_lock
-        .lock()
-        .map(|s| s.clone())
-        .unwrap_or_else(|p| p.into_inner().clone());
+    // Never wait for a reload in progress (it may take its time: files, DNS): a client polling
+    // /config must not hold an admin slot, let alone many of them, meanwhile.
+    let status = match shared.reload_lock.try_lock() {
+        Ok(s) => s.clone(),
+        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().clone(),
+        Err(std::sync::TryLockError::WouldBlock) => {
+            return message(503, "error", "a reload is in progress; ask again shortly")
+        }
+    };
     let cfg = shared.config.load();
     let mut b = Vec::new();
     b.extend_from_slice(b"{\"generation\":");

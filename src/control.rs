@@ -36,10 +36,7 @@ pub fn prepare_sinks(shared: &Shared, cfg: &config::Compiled) -> Result<(), Stri
     if let Some(a) = &cfg.telemetry.access_log {
         let target = match &a.path {
             Some(p) => {
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)
+                crate::accesslog::open_append(p)
                     .map_err(|e| format!("access_log.path {}: cannot open: {e}", p.display()))?;
                 LogTarget::File(p.clone())
             }

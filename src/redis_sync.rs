@@ -42,9 +42,26 @@ async fn run(shared: Arc<Shared>) {
     monoio::spawn(crate::key_sync::run(shared.clone()));
     monoio::spawn(purge_fanout(shared.clone()));
     let mut client: Option<Client> = None;
+    // The last generation that metered, and metering a reload switched off (see `Retired`).
+    let mut metered: Option<Arc<crate::config::Compiled>> = None;
+    let mut retired: Option<Retired> = None;
     loop {
         let last = shared.redis_stop.load(Ordering::SeqCst);
         let cfg = shared.config.load_full();
+        if cfg.usage.is_some() && cfg.redis.is_some() {
+            metered = Some(cfg.clone());
+            if let Some(r) = retired.take() {
+                r.client.close();
+            }
+        } else if let Some(m) = metered.take() {
+            retired = Retired::new(m);
+        }
+        if let Some(r) = &retired {
+            if r.flush(&shared, last).await {
+                r.client.close();
+                retired = None;
+            }
+        }
         if let Some(rs) = &cfg.redis {
             let c = match &client {
                 Some(c) if Arc::ptr_eq(c.shared(), rs) => c.clone(),
@@ -177,6 +194,52 @@ async fn purge_subscriber(
                 Err(_) => break,
             }
         }
+    }
+}
+
+/// `[usage]` after a reload removed it (or its `[redis]`): the counts workers took while
+/// metering was on, and hand in over the next ticks, still go to the Redis and under the
+/// settings they were taken with, until nothing is left (or metering comes back and its
+/// flusher takes over). Without this they would wait in the hub, unflushed and unreported.
+struct Retired {
+    cfg: Arc<crate::config::Compiled>,
+    client: Client,
+    since: std::time::Instant,
+}
+
+/// How long a retired flusher keeps going after it found nothing left: the workers' last
+/// hand-offs (every telemetry flush tick) arrive within this.
+const RETIRE_AFTER: Duration = Duration::from_secs(3);
+
+impl Retired {
+    fn new(cfg: Arc<crate::config::Compiled>) -> Option<Retired> {
+        let client = Client::new(cfg.redis.clone()?);
+        Some(Retired {
+            cfg,
+            client,
+            since: std::time::Instant::now(),
+        })
+    }
+
+    /// One round; `true` once it is done (everything confirmed, or the process is stopping).
+    async fn flush(&self, shared: &Shared, last: bool) -> bool {
+        let Some(u) = &self.cfg.usage else {
+            return true;
+        };
+        if last {
+            usage_job(shared, &self.client, u, true).await;
+            return true;
+        }
+        let rs = self.client.shared();
+        let _ = crate::usage::flush::flush_once(&self.client, rs, &shared.usage, u).await;
+        let left = shared
+            .usage
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map_or(0, |s| s.unflushed());
+        left == 0 && self.since.elapsed() >= RETIRE_AFTER
     }
 }
 

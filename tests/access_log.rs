@@ -229,6 +229,60 @@ fn an_unopenable_log_path_fails_the_reload_and_the_old_config_keeps_serving() {
     assert_eq!(get(gw.addr, "/hello").status, 200);
 }
 
+/// A FIFO is a fine log target while a collector reads it. One that nobody reads would block
+/// the open, and with it the reload and SIGTERM behind it: the reload fails at once instead,
+/// naming the field, and the gateway keeps serving and still stops when told.
+#[test]
+fn a_fifo_nobody_reads_fails_the_reload_at_once_and_one_being_read_gets_the_lines() {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("log.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let up = Upstream::echo();
+    let mut gw = Gateway::start(&config(up.addr, ""));
+    let log = format!(
+        "[access_log]\nenabled = true\npath = \"{}\"\n",
+        fifo.display()
+    );
+    let started = Instant::now();
+    assert!(!gw.reload(&config(up.addr, &log)));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let logs = gw.logs();
+    assert!(
+        logs.contains("access_log.path") && logs.contains("FIFO"),
+        "{logs}"
+    );
+    assert_eq!(get(gw.addr, "/hello").status, 200);
+
+    // With a reader, the same config loads and the lines arrive.
+    let mut reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    assert!(gw.reload(&config(up.addr, &log)));
+    assert_eq!(get(gw.addr, "/hello").status, 200);
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&got).contains("/hello") && Instant::now() < deadline {
+        let mut buf = [0u8; 4096];
+        match reader.read(&mut buf) {
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    assert!(
+        String::from_utf8_lossy(&got).contains("\"path\":\"/hello\""),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).is_some());
+}
+
 #[test]
 fn the_logged_client_is_the_one_the_gateway_decided_on() {
     let dir = tempfile::tempdir().unwrap();

@@ -574,3 +574,67 @@ fn clients_without_the_token_cannot_hold_slots_with_unsent_bodies() {
     let _ = c.read_to_end(&mut got);
     assert_eq!(first_status(&got), 200, "{}", String::from_utf8_lossy(&got));
 }
+
+/// Without a token (the default), a purge's body is read after its head: 64 clients that
+/// announce a body and never send it would hold every slot for the whole request deadline,
+/// and the probes would get 503. A connection reading a body is closed to make room, like
+/// one still waiting for its head.
+#[test]
+fn unsent_bodies_without_a_token_do_not_lock_the_probes_out() {
+    use std::io::Write;
+    let gw = Gateway::start(V1);
+    let _held: Vec<TcpStream> = (0..70)
+        .map(|_| {
+            let mut c = TcpStream::connect(gw.admin).unwrap();
+            c.write_all(
+                b"POST /cache/purge HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n{",
+            )
+            .unwrap();
+            c
+        })
+        .collect();
+    // Let every one of them reach its body read.
+    std::thread::sleep(Duration::from_millis(500));
+    for path in ["/health", "/ready", "/health", "/metrics", "/health"] {
+        let r = admin_get(gw.admin, path);
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+    }
+}
+
+/// A field the admin API acts on, sent twice, is refused: which copy would count is
+/// ambiguous (two `Content-Length`s frame the body two ways; two `Host`s pass the rebinding
+/// check with one and mean another).
+#[test]
+fn duplicate_host_length_or_authorization_fields_get_400() {
+    let gw = Gateway::start(V1);
+    for (dup, path) in [
+        ("Host: localhost\r\nHost: evil.example.com", "/config"),
+        (
+            "Host: localhost\r\nContent-Length: 12\r\nContent-Length: 5",
+            "/cache/purge",
+        ),
+        (
+            "Host: localhost\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b",
+            "/config",
+        ),
+    ] {
+        let method = if path == "/cache/purge" {
+            "POST"
+        } else {
+            "GET"
+        };
+        let req = format!("{method} {path} HTTP/1.1\r\n{dup}\r\nConnection: close\r\n\r\n");
+        let r = raw(gw.admin, req.as_bytes());
+        assert_eq!(
+            first_status(&r),
+            400,
+            "{dup}: {}",
+            String::from_utf8_lossy(&r)
+        );
+    }
+    let r = raw(
+        gw.admin,
+        b"GET /config HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(first_status(&r), 200, "{}", String::from_utf8_lossy(&r));
+}

@@ -353,3 +353,34 @@ fn the_export_refuses_bad_dates() {
         assert_eq!(out.status.code(), Some(2), "{from}..{to}");
     }
 }
+
+/// A reload that switches metering off must not lose what was counted while it was on: the
+/// counts the workers still hold are flushed with the settings they were taken under, and
+/// requests after the reload are not counted.
+#[test]
+fn counts_taken_before_a_reload_removes_usage_still_reach_redis() {
+    let redis = RedisServer::start();
+    let route = "[[routes]]\nname = \"r\"\npath = \"/r\"\nstatic = { body = \"ok\" }\n";
+    let metered = format!("{}\n[usage]\n\n{route}", redis_toml(&redis, "ut-off"));
+    let unmetered = format!("{}\n{route}", redis_toml(&redis, "ut-off"));
+    let mut gw = Gateway::start(&metered);
+    let mut c = Conn::open(gw.addr);
+    for _ in 0..50 {
+        let r = c.request("GET", "/r", &[], b"");
+        assert_eq!(r.status, 200);
+    }
+    assert!(gw.reload(&unmetered));
+    for _ in 0..20 {
+        let r = c.request("GET", "/r", &[], b"");
+        assert_eq!(r.status, 200);
+    }
+    let key = (String::new(), "r".to_string(), "2xx".to_string());
+    let counted = || csv_totals(&export(&body_file(&metered), "csv"));
+    let arrived = wait_for(Duration::from_secs(10), || {
+        counted().get(&key).copied() == Some(50)
+    });
+    assert!(arrived.is_some(), "{:?}", counted());
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(15)).is_some());
+    assert_eq!(counted().get(&key).copied(), Some(50), "{:?}", counted());
+}

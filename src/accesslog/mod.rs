@@ -23,4 +23,4 @@ mod writer;
 
 pub use format::{format_combined, format_json};
 pub use record::{LogFormat, LogRecord, LogTarget};
-pub use writer::{AccessLog, CoreLog};
+pub use writer::{open_append, AccessLog, CoreLog};

@@ -159,8 +159,36 @@ impl Output {
     }
 }
 
-fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().append(true).create(true).open(path)
+/// Opens `path` to append log lines: a regular file (created if missing), a device
+/// (`/dev/stdout`) or a FIFO a log collector reads. The open itself never blocks: a FIFO
+/// nobody reads would otherwise hold the caller (the control thread, during a reload, with
+/// SIGTERM waiting behind it) until a reader came; it is an error instead (`ENXIO`). Writes
+/// then block as usual, on the writer thread only.
+pub fn open_append(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ENXIO) => io::Error::new(
+                e.kind(),
+                "a FIFO that no process has open for reading (start its reader first)",
+            ),
+            _ => e,
+        })?;
+    if file.metadata()?.is_dir() {
+        return Err(io::Error::other("a directory"));
+    }
+    // SAFETY: fcntl on a descriptor this function owns; no memory is passed.
+    let fd = file.as_raw_fd();
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(file)
 }
 
 /// The writer thread: owns the output and drains the channel.

@@ -312,16 +312,27 @@ pub fn load_store_with_env(
         };
     }
     let max = crate::bounded_file::MAX_CONFIG_BYTES;
+    // A file that cannot be read is the config's problem: named at `api_keys.file`.
+    let span = raw.file.as_ref().map_or(0..0, |f| f.span());
     let src = match crate::bounded_file::read_to_string(&settings.file, max) {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            file_errs.push(file_err(
-                "keys file does not exist (create keys with `ringway keys create`)".into(),
-            ));
+            table_err(
+                span,
+                "api_keys.file",
+                format!(
+                    "keys file {} does not exist (create keys with `ringway keys create`)",
+                    settings.file.display()
+                ),
+            );
             return None;
         }
         Err(e) => {
-            file_errs.push(file_err(format!("cannot read keys file: {e}")));
+            table_err(
+                span,
+                "api_keys.file",
+                format!("cannot read keys file {}: {e}", settings.file.display()),
+            );
             return None;
         }
     };
@@ -476,12 +487,18 @@ mod tests {
     }
 
     #[test]
-    fn keys_file_problems_name_the_keys_file() {
+    fn keys_file_problems_name_the_config_field_or_the_keys_file() {
         let dir = tempfile::tempdir().unwrap();
+        // A file that cannot be read at all is named at the config's `api_keys.file`.
         let (store, t, f) = load("file = \"nope.toml\"\nhash = \"sha256\"\n", dir.path(), &[]);
-        assert!(store.is_none() && t.is_empty());
-        assert_eq!(f[0].file, dir.path().join("nope.toml"));
-        assert!(f[0].message.contains("does not exist"), "{}", f[0]);
+        assert!(store.is_none() && f.is_empty());
+        assert_eq!((t[0].0, t[0].1.as_str()), (5, "api_keys.file"));
+        assert!(t[0].2.contains("does not exist"), "{}", t[0].2);
+        std::fs::create_dir(dir.path().join("adir")).unwrap();
+        let (store, t, _) = load("file = \"adir\"\nhash = \"sha256\"\n", dir.path(), &[]);
+        assert!(store.is_none());
+        assert_eq!((t[0].0, t[0].1.as_str()), (5, "api_keys.file"));
+        assert!(t[0].2.contains("cannot read keys file"), "{}", t[0].2);
 
         std::fs::write(
             dir.path().join("bad.toml"),
