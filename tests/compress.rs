@@ -87,7 +87,10 @@ fn upstream() -> Upstream {
         if path.starts_with("json") {
             let inm = header(req, "if-none-match").unwrap_or("");
             if inm.contains("\"v1\"") {
-                let _ = s.write_all(b"HTTP/1.1 304 Not Modified\r\netag: \"v1\"\r\n\r\n");
+                // Content-Length of the identity representation, as RFC 9110 allows on a 304.
+                let _ = s.write_all(
+                    b"HTTP/1.1 304 Not Modified\r\netag: \"v1\"\r\ncontent-length: 20000\r\n\r\n",
+                );
             } else if header(req, "range").is_some() {
                 send(
                     "206 Partial Content",
@@ -374,6 +377,24 @@ fn head_conditional_and_range_stay_correct() {
         Some("W/\"v1\""),
         "the validator reached the upstream"
     );
+    // It carries the validator and Vary its 200 had: a strong tag here would give the
+    // client's stored gzip copy a strong validator of the identity bytes. The identity
+    // length goes too.
+    assert_eq!(r.header("etag"), Some("W/\"v1\""));
+    assert!(
+        r.header("content-length").is_none_or(|l| l == "0"),
+        "{:?}",
+        r.header("content-length")
+    );
+    assert!(r
+        .header_all("vary")
+        .join(",")
+        .to_ascii_lowercase()
+        .contains("accept-encoding"));
+    // A client that asked for no coding gets the 304 as the upstream sent it.
+    let r = get(gw.addr, "/json", None, &[("If-None-Match", "\"v1\"")]);
+    assert_eq!(r.status, 304);
+    assert_eq!(r.header("etag"), Some("\"v1\""));
 
     // Range: the upstream's 206 is never compressed.
     let r = get(gw.addr, "/json", ae, &[("Range", "bytes=0-1999")]);

@@ -1062,3 +1062,38 @@ fn run_schemathesis(st: &Path, spec: &str) {
     let logs = gw.logs();
     assert!(!logs.contains("panic"), "{logs}");
 }
+
+/// A `pattern` ECMA 262 refuses (a quantifier on a quantifier) is refused when the document
+/// loads, naming the schema, rather than read the Rust engine's way (`(a{2}){2}`); so is one
+/// too large for the linear engine that uses no look-around (it would otherwise move to the
+/// backtracking engine, which checks only the first 2 048 bytes of a value).
+#[test]
+fn patterns_ecma_refuses_or_too_large_for_the_linear_engine_are_config_errors() {
+    let up = Upstream::echo();
+    for (pattern, needle) in [
+        ("^a{2}{2}$", "a quantifier follows another"),
+        ("^(?:a{1000}){1000}$", "cannot be compiled"),
+    ] {
+        let spec = PROPERTY_NAME_SPEC
+            .replace(
+                "patternProperties: { \"#NAME#\": { type: integer } }",
+                &format!("properties: {{ code: {{ type: string, pattern: \"{pattern}\" }} }}"),
+            )
+            .replace("openapi: 3.0.3", "openapi: 3.1.0");
+        assert!(spec.contains(pattern));
+        let setup = Setup::with_spec(&spec);
+        let path = setup.dir.path().join("ringway.toml");
+        std::fs::write(&path, setup.config(&up, "enforce")).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringway"))
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{pattern}: {err}");
+        assert!(
+            err.contains(needle) && err.contains("/paths/~1labels/post"),
+            "{pattern}: {err}"
+        );
+    }
+}

@@ -152,6 +152,29 @@ pub fn rewrite_fields(coding: Coding, fields: &[u8], out: &mut Vec<u8>) {
     crate::http1::write_header(out, b"content-encoding", coding.token().as_bytes());
 }
 
+/// The client's field lines for a 304 the upstream sent on a compressing route, to a client
+/// that negotiated a coding: its 200 would have been compressed with a weak `ETag` and no
+/// `Content-Length` (`rewrite_fields`), and a 304 must carry the validator the 200 would have
+/// (RFC 9110 §15.4.5), or the client's cache would give its compressed copy a strong one.
+/// Weakening is safe when the 200 would have stayed identity too: weak comparison still
+/// matches, so caches update the stored answer either way.
+pub fn not_modified_fields(fields: &[u8], out: &mut Vec<u8>) {
+    for line in lines(fields) {
+        let (name, value) = split_line(line);
+        if name.eq_ignore_ascii_case(b"content-length") {
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"etag") && value.first() == Some(&b'"') {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": W/");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+            continue;
+        }
+        out.extend_from_slice(line);
+    }
+}
+
 /// Digests of the content, which no longer hold once the gateway compresses it.
 fn is_digest(name: &[u8]) -> bool {
     [&b"content-md5"[..], b"content-digest", b"repr-digest"]

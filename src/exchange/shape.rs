@@ -157,8 +157,10 @@ impl<D: Downstream> Downstream for Shaped<'_, D> {
             }
         }
         if let Some((policy, coding)) = self.compress {
+            // A 304 varies as its 200 would, which it does not describe (no type, no length).
             self.vary = crate::compress::varies(policy, resp)
-                || (resp.status >= 200 && crate::compress::encoded_upstream(resp));
+                || (resp.status >= 200 && crate::compress::encoded_upstream(resp))
+                || resp.status == 304;
             if coding != Coding::Identity && crate::compress::applies(policy, coding, resp) {
                 // A known length sizes the coding's window to the body.
                 let len = match resp.body {
@@ -234,6 +236,11 @@ impl<D: Downstream> Downstream for Shaped<'_, D> {
                 if body != BodyLen::Bare {
                     body = BodyLen::Unknown;
                 }
+            }
+            None if resp.status == 304
+                && matches!(self.compress, Some((_, c)) if c != Coding::Identity) =>
+            {
+                crate::compress::not_modified_fields(resp.fields, &mut fields)
             }
             None => fields.extend_from_slice(resp.fields),
         }

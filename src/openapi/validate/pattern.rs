@@ -100,15 +100,118 @@ pub(super) fn unfinished_message() -> String {
     )
 }
 
+/// Whether the ECMA 262 pattern `p` puts a quantifier right after another (`a{2}{2}`, `a**`,
+/// `a+*`, `a*??`), which ECMA refuses ("nothing to repeat") but the Rust engine reads as a
+/// repetition of the repetition. One `?` after a quantifier makes it lazy and is fine. `{`
+/// that does not open `{n}`, `{n,}` or `{n,m}` is a literal (Annex B), as are characters
+/// inside a class and escaped ones.
+fn stacked_quantifier(p: &str) -> bool {
+    let b = p.as_bytes();
+    // 0: after an atom; 1: after a quantifier; 2: after a quantifier made lazy.
+    let mut state = 0u8;
+    let mut i = 0;
+    let mut in_class = false;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'\\' {
+            i += 2;
+            state = 0;
+            continue;
+        }
+        if in_class {
+            in_class = c != b']';
+            i += 1;
+            continue;
+        }
+        let braces = (c == b'{').then(|| quantifier_braces(&b[i..])).flatten();
+        let quantifier = matches!(c, b'*' | b'+' | b'?') || braces.is_some();
+        if quantifier {
+            match (state, c) {
+                (1, b'?') => state = 2,
+                (1 | 2, _) => return true,
+                _ => state = 1,
+            }
+        } else {
+            state = 0;
+            in_class = c == b'[';
+        }
+        i += braces.unwrap_or(1);
+    }
+    false
+}
+
+/// The length of `{n}`, `{n,}` or `{n,m}` at the start of `b`, if it is one.
+fn quantifier_braces(b: &[u8]) -> Option<usize> {
+    let end = b.iter().position(|&c| c == b'}')?;
+    let inner = &b[1..end];
+    let (lo, hi) = match inner.iter().position(|&c| c == b',') {
+        Some(k) => (&inner[..k], Some(&inner[k + 1..])),
+        None => (inner, None),
+    };
+    let digits = |s: &[u8]| s.iter().all(u8::is_ascii_digit);
+    (!lo.is_empty() && digits(lo) && hi.is_none_or(digits)).then_some(end + 1)
+}
+
+/// Whether `p` (Rust regex syntax) uses what only a backtracking engine runs: look-around
+/// (`(?=`, `(?!`, `(?<=`, `(?<!`) or a back-reference (`\1`..`\9`, `\k<name>`). Escaped
+/// characters and character classes are skipped, so `\(?=` or `[(?=]` do not count.
+fn needs_backtracking(p: &str) -> bool {
+    let b = p.as_bytes();
+    let mut i = 0;
+    let mut in_class = false;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => {
+                if !in_class && matches!(b.get(i + 1), Some(b'1'..=b'9' | b'k')) {
+                    return true;
+                }
+                i += 2;
+                continue;
+            }
+            b'[' => in_class = true,
+            b']' => in_class = false,
+            b'(' if !in_class => {
+                let rest = &b[i + 1..];
+                if [&b"?="[..], b"?!", b"?<=", b"?<!"]
+                    .iter()
+                    .any(|l| rest.starts_with(l))
+                {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    false
+}
+
 impl BudgetedPattern {
     /// Compiles an ECMA 262 `pattern`; `Err` names why it cannot be used.
     pub(super) fn new(pattern: &str) -> Result<BudgetedPattern, String> {
         let translated = jsonschema_regex::to_rust_regex(pattern)
             .map_err(|()| "the pattern is not a valid ECMA 262 regular expression".to_string())?;
-        if let Ok(re) = regex::Regex::new(&translated) {
-            return Ok(BudgetedPattern {
-                engine: Engine::Linear(re),
-            });
+        if stacked_quantifier(pattern) {
+            return Err(
+                "the pattern is not a valid ECMA 262 regular expression (a quantifier \
+                        follows another, as in `a{2}{2}` or `a**`: group the first)"
+                    .to_string(),
+            );
+        }
+        let linear_error = match regex::Regex::new(&translated) {
+            Ok(re) => {
+                return Ok(BudgetedPattern {
+                    engine: Engine::Linear(re),
+                })
+            }
+            Err(e) => e,
+        };
+        // Only what the linear engine cannot do at all goes to the backtracking one: a pattern
+        // that failed for any other reason (a syntax error such as `a{2}{2}`, which ECMA 262
+        // refuses too, or its size) is refused, not handed to an engine that reads it
+        // differently and caps the values it checks.
+        if !needs_backtracking(&translated) {
+            return Err(format!("the pattern cannot be compiled: {linear_error}"));
         }
         fancy_regex::RegexBuilder::new(&translated)
             .backtrack_limit(BACKTRACK_LIMIT)
@@ -209,6 +312,31 @@ mod tests {
         assert!(BudgetedPattern::new("(?=.*[A-Z])").unwrap().backtracks());
         assert!(BudgetedPattern::new(r"^(a)\1$").unwrap().backtracks());
         assert!(BudgetedPattern::new("(").is_err());
+        // What the linear engine refuses for another reason is refused, not handed to the
+        // backtracking engine (which read `a{2}{2}` as `(a{2}){2}` and capped long values).
+        let e = BudgetedPattern::new("^a{2}{2}$").map(|_| ()).unwrap_err();
+        assert!(e.contains("a quantifier follows another"), "{e}");
+        let e = BudgetedPattern::new("^(?:a{1000}){1000}x{5}(b)$")
+            .map(|_| ())
+            .unwrap_err();
+        assert!(e.contains("cannot be compiled"), "{e}");
+        for stacked in ["a**", "a+*", "a{2}{3}", "a*??", "(ab)?+"] {
+            assert!(stacked_quantifier(stacked), "{stacked}");
+        }
+        for fine in [
+            r"a*?b+?c??",
+            "(a{2}){2}",
+            r"a\{2}{2}",
+            "[+*]{2}",
+            "x{a}{2}",
+            "a{2,}?",
+        ] {
+            assert!(!stacked_quantifier(fine), "{fine}");
+        }
+        assert!(!needs_backtracking(r"\(?=x\)[(?!]"));
+        assert!(needs_backtracking(r"(?<!a)b"));
+        assert!(needs_backtracking(r"(?<n>a)\k<n>"));
+        assert!(!needs_backtracking(r"(?<n>a)b"));
         start_request();
         let p = BudgetedPattern::new(r"^\d+$").unwrap();
         assert_eq!(p.matches("123"), Ok(true));
