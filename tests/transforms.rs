@@ -81,6 +81,55 @@ fn header_injection_through_variables_is_refused() {
     assert_eq!(up.last().header_all("x-copy").len(), 1);
 }
 
+/// A template that copies a client header reads one copy, while the upstream would get both:
+/// a header sent twice is ambiguous and gets 400, in a header value and a query value alike.
+/// A copied value the gateway may not send (a C1 control) is the client's fault too: 400,
+/// not the 401 a credential's bad claim gets. Neither reaches the upstream.
+#[test]
+fn a_copied_header_sent_twice_or_unsendable_gets_400() {
+    let up = Upstream::echo();
+    let body = format!(
+        "[policies.t]\ntransform = {{ request_headers = {{ set = {{ \"x-tier\" = \"t=${{header.x-src}}\" }} }} }}\n\n\
+         [policies.q]\ntransform = {{ query = {{ add = {{ \"tier\" = \"${{header.x-src}}\" }} }} }}\n\n{}\n\
+         [[routes]]\nname = \"h\"\nprefix = \"/h\"\npolicies = [\"t\"]\nproxy = {{ upstream = \"app\" }}\n\n\
+         [[routes]]\nname = \"q\"\nprefix = \"/q\"\npolicies = [\"q\"]\nproxy = {{ upstream = \"app\" }}\n",
+        upstream_toml("app", &[up.addr])
+    );
+    let gw = Gateway::start(&body);
+    assert_eq!(
+        request(gw.addr, "GET", "/h", &[("X-Src", "gold")], b"").status,
+        200
+    );
+    assert_eq!(up.last().header("x-tier"), Some("t=gold"));
+    assert_eq!(
+        request(gw.addr, "GET", "/q", &[("X-Src", "gold")], b"").status,
+        200
+    );
+    assert_eq!(up.last().target, "/q?tier=gold");
+    let before = up.count();
+    for path in ["/h", "/q"] {
+        let raw_req = format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nX-Src: gold\r\nx-src: free\r\nConnection: close\r\n\r\n"
+        );
+        let r = raw(gw.addr, raw_req.as_bytes());
+        assert_eq!(
+            first_status(&r),
+            400,
+            "{path}: {}",
+            String::from_utf8_lossy(&r)
+        );
+    }
+    let c1 =
+        b"GET /h HTTP/1.1\r\nHost: x\r\nX-Src: a\xc2\x85b\r\nConnection: close\r\n\r\n".to_vec();
+    let r = raw(gw.addr, &c1);
+    assert_eq!(first_status(&r), 400, "{}", String::from_utf8_lossy(&r));
+    assert_eq!(
+        up.count(),
+        before,
+        "an ambiguous request reached the upstream"
+    );
+}
+
 #[test]
 fn defaults_apply_policies_to_every_route_under_a_prefix() {
     let up = Upstream::echo();

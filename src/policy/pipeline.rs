@@ -21,7 +21,7 @@ use crate::jwt::{JwtPolicy, TokenCache, Verified};
 use crate::policy::client_cert::{CertRefusal, ClientCertPolicy};
 use crate::policy::cors::CorsPolicy;
 use crate::policy::ip::{CidrSet, IpFilter};
-use crate::policy::transform::{HeaderEdits, Transform, Vars};
+use crate::policy::transform::{HeaderEdits, Transform, UnsafeValue, Vars};
 use crate::ratelimit::{LimitSpec, Limiter};
 use crate::tls::client_cert::PeerCert;
 
@@ -414,23 +414,30 @@ pub fn run<'a>(
             Policy::ClientCert(c) => client_cert(c, f, caller, fx)?,
             Policy::Transform(t) => {
                 let vars = RequestVars { ps, f, caller };
-                let rendered = t
+                let mut rendered = t
                     .request_edits(&vars, &mut fx.upstream)
                     .and_then(|()| t.response_edits(&vars, &mut fx.response));
-                if rendered.is_err() {
-                    // Client headers cannot fail the check (the parser refused their control
-                    // characters), so the value came from the caller's credential.
-                    unsafe_credential(caller, fx);
-                    return Err(Denial::Unauthorized {
-                        reason: "unsafe_value",
-                        detail: "the credential carries a value that cannot be forwarded",
-                    });
-                }
-                if t.has_query_ops() {
+                if rendered.is_ok() && t.has_query_ops() {
                     let ops = t.query_ops();
                     fx.query_remove
                         .extend(ops.remove_names().iter().map(|n| n.to_vec()));
-                    ops.render_adds(&vars, &mut fx.query_add);
+                    rendered = ops.render_adds(&vars, &mut fx.query_add);
+                }
+                match rendered {
+                    Ok(()) => {}
+                    Err(UnsafeValue::Credential) => {
+                        unsafe_credential(caller, fx);
+                        return Err(Denial::Unauthorized {
+                            reason: "unsafe_value",
+                            detail: "the credential carries a value that cannot be forwarded",
+                        });
+                    }
+                    Err(UnsafeValue::ClientHeader) => {
+                        return Err(Denial::BadRequest {
+                            detail: "a header the route copies was sent twice, or holds a \
+                                     value that cannot be forwarded",
+                        });
+                    }
                 }
             }
             Policy::Validate(v) => validate(v, f, fx)?,
@@ -963,6 +970,14 @@ impl Vars for RequestVars<'_> {
     }
     fn header(&self, name: &str) -> Option<&[u8]> {
         self.f.head.header(name)
+    }
+    fn header_repeated(&self, name: &str) -> bool {
+        self.f
+            .head
+            .headers()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .nth(1)
+            .is_some()
     }
     fn consumer_meta(&self, name: &str) -> Option<&str> {
         self.consumer_entry()?

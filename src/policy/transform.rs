@@ -11,11 +11,14 @@
 //! After rendering a value is trimmed of surrounding blanks, and
 //! - if it is empty, the header is skipped (`set` still removes the existing headers, so a
 //!   client cannot supply a value the gateway meant to set, e.g. `x-consumer`);
-//! - otherwise it must pass `http1::is_safe_header_value` (no control character but HTAB, at
-//!   most 4096 bytes). A value that fails makes the edit return `UnsafeValue` and the pipeline
-//!   refuses the request with 401: client headers cannot fail it (the parser already refused
-//!   control characters), so only a credential's claim or name can, and nothing it carries
-//!   may inject a header line.
+//! - otherwise it must pass `http1::is_safe_header_value` (no control character but HTAB, no
+//!   C1 or bidi control, at most 4096 bytes). A value that fails makes the edit return
+//!   `UnsafeValue`, saying whose it was: a credential's claim, name or metadata (the pipeline
+//!   answers 401), or a client header the template copies (400). Nothing either carries may
+//!   inject a header line.
+//! - A `${header.NAME}` whose header the client sent twice is ambiguous (which copy the
+//!   template took, and which one the upstream reads, could differ): `UnsafeValue::ClientHeader`
+//!   too, so the request gets 400, as for a duplicate `Authorization`.
 //!
 //! Names are lowercased tokens. Names the gateway owns (hop-by-hop headers, `content-length`,
 //! `host`) cannot be transformed, since changing them would break message framing; nor can
@@ -38,9 +41,16 @@ use toml::Spanned;
 use crate::config::errors::Fail;
 use crate::http1::{is_hop_by_hop, is_safe_header_value, is_tchar, query};
 
-/// A rendered header value failed `http1::is_safe_header_value`.
+/// A template could not be rendered into a value the gateway may send, and whose value was
+/// to blame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct UnsafeValue;
+pub enum UnsafeValue {
+    /// A credential's value (claim, consumer name or metadata) fails
+    /// `http1::is_safe_header_value`: the request is refused with 401.
+    Credential,
+    /// A client header the template copies fails it, or was sent more than once: 400.
+    ClientHeader,
+}
 
 /// `transform = { ... }` inside a named policy table.
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
@@ -96,6 +106,10 @@ pub trait Vars {
     fn claim(&self, name: &str) -> Option<String>;
     /// A request header by lowercase name (first occurrence).
     fn header(&self, name: &str) -> Option<&[u8]>;
+    /// Whether the request carries header `name` (lowercase) more than once.
+    fn header_repeated(&self, _name: &str) -> bool {
+        false
+    }
     /// A metadata value of the consumer (`[consumers.NAME] metadata`), if any.
     fn consumer_meta(&self, _name: &str) -> Option<&str> {
         None
@@ -164,7 +178,16 @@ impl Template {
         self.parts.iter().any(|p| !matches!(p, Part::Lit(_)))
     }
 
-    fn render(&self, vars: &dyn Vars, out: &mut Vec<u8>) {
+    /// Renders into `out`; `Err` when a header it copies was sent twice (which copy would be
+    /// meant is ambiguous).
+    fn render(&self, vars: &dyn Vars, out: &mut Vec<u8>) -> Result<(), UnsafeValue> {
+        for part in self.parts.iter() {
+            if let Part::Header(n) = part {
+                if vars.header_repeated(n) {
+                    return Err(UnsafeValue::ClientHeader);
+                }
+            }
+        }
         for part in self.parts.iter() {
             match part {
                 Part::Lit(b) => out.extend_from_slice(b),
@@ -184,12 +207,41 @@ impl Template {
                 Part::ConsumerGroups => out.extend_from_slice(vars.consumer_groups().as_bytes()),
             }
         }
+        Ok(())
+    }
+
+    /// Whose value made the rendering unsafe: a copied client header that is unsafe on its
+    /// own, or (the rendering is too long) any copied header at all; otherwise the credential.
+    fn culprit(&self, vars: &dyn Vars) -> UnsafeValue {
+        let headers = || {
+            self.parts.iter().filter_map(|p| match p {
+                Part::Header(n) => Some(vars.header(n).unwrap_or(b"")),
+                _ => None,
+            })
+        };
+        let credential_unsafe = self.parts.iter().any(|p| {
+            let v: Option<String> = match p {
+                Part::Consumer => vars.consumer().map(str::to_string),
+                Part::Claim(n) => vars.claim(n),
+                Part::ConsumerMeta(n) => vars.consumer_meta(n).map(str::to_string),
+                Part::ConsumerGroups => Some(vars.consumer_groups()),
+                _ => None,
+            };
+            v.is_some_and(|v| !v.is_empty() && !is_safe_header_value(v.as_bytes()))
+        });
+        if headers().any(|v| !v.is_empty() && !is_safe_header_value(v)) {
+            UnsafeValue::ClientHeader
+        } else if credential_unsafe || headers().next().is_none() {
+            UnsafeValue::Credential
+        } else {
+            UnsafeValue::ClientHeader
+        }
     }
 
     /// The rendered, trimmed header value; `Ok(None)` if it is empty, `Err` if it is unsafe.
     fn header_value(&self, vars: &dyn Vars) -> Result<Option<Vec<u8>>, UnsafeValue> {
         let mut v = Vec::new();
-        self.render(vars, &mut v);
+        self.render(vars, &mut v)?;
         let Some(end) = v.iter().rposition(|&b| b != b' ' && b != b'\t') else {
             return Ok(None);
         };
@@ -199,7 +251,7 @@ impl Template {
         if is_safe_header_value(&v) {
             Ok(Some(v))
         } else {
-            Err(UnsafeValue)
+            Err(self.culprit(vars))
         }
     }
 }
@@ -427,23 +479,35 @@ impl QueryOps {
         &self.remove
     }
 
-    /// Renders the added `(name, value)` pairs (unencoded) into `out`.
-    pub fn render_adds(&self, vars: &dyn Vars, out: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+    /// Renders the added `(name, value)` pairs (unencoded) into `out`; `Err` as for
+    /// `Template::render` (values are percent-encoded later, so any byte is safe).
+    pub fn render_adds(
+        &self,
+        vars: &dyn Vars,
+        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), UnsafeValue> {
         for (name, t) in self.add.iter() {
             let mut v = Vec::new();
-            t.render(vars, &mut v);
+            t.render(vars, &mut v)?;
             if v.is_empty() && t.has_vars() {
                 continue;
             }
             out.push((name.to_vec(), v));
         }
+        Ok(())
     }
 
     /// `render_adds` + `rewrite_query`: appends the new query (without `?`) to `out`.
-    pub fn rewrite(&self, query: Option<&[u8]>, vars: &dyn Vars, out: &mut Vec<u8>) {
+    pub fn rewrite(
+        &self,
+        query: Option<&[u8]>,
+        vars: &dyn Vars,
+        out: &mut Vec<u8>,
+    ) -> Result<(), UnsafeValue> {
         let mut adds = Vec::new();
-        self.render_adds(vars, &mut adds);
+        self.render_adds(vars, &mut adds)?;
         rewrite_query(query, &self.remove, &adds, out);
+        Ok(())
     }
 }
 
@@ -711,6 +775,7 @@ mod tests {
         consumer: Option<&'static str>,
         claims: HashMap<&'static str, &'static str>,
         headers: HashMap<&'static str, &'static [u8]>,
+        repeated: Vec<&'static str>,
     }
 
     impl Vars for TestVars {
@@ -731,6 +796,9 @@ mod tests {
         }
         fn header(&self, name: &str) -> Option<&[u8]> {
             self.headers.get(name).copied()
+        }
+        fn header_repeated(&self, name: &str) -> bool {
+            self.repeated.contains(&name)
         }
     }
 
@@ -866,6 +934,7 @@ mod tests {
             consumer: Some("alice"),
             claims: [("sub", "u-1"), ("https://ex.com/role", "admin")].into(),
             headers: [("user-agent", &b"curl/8"[..])].into(),
+            ..TestVars::default()
         };
         let src = "[request_headers.set]\n\"x-user\" = \"${consumer}\"\n\
                    \"x-info\" = \"id=${request_id} ip=${client_ip} r=${route} sub=${claim.sub} ua=${header.User-Agent}\"\n\
@@ -910,12 +979,12 @@ mod tests {
             let mut edits = HeaderEdits::default();
             assert_eq!(
                 t.request_edits(&vars, &mut edits),
-                Err(UnsafeValue),
+                Err(UnsafeValue::ClientHeader),
                 "{evil:?}"
             );
             assert_eq!(
                 t.response_edits(&vars, &mut edits),
-                Err(UnsafeValue),
+                Err(UnsafeValue::ClientHeader),
                 "{evil:?}"
             );
             assert!(edits.add.is_empty(), "{evil:?}: {:?}", edits.add);
@@ -931,7 +1000,38 @@ mod tests {
         assert_eq!(
             transform("[request_headers]\nadd = { x-copy = \"${header.x}\" }\n")
                 .request_edits(&vars, &mut edits),
-            Err(UnsafeValue)
+            Err(UnsafeValue::ClientHeader)
+        );
+        // A claim is the credential's value: 401, not 400.
+        let vars = TestVars {
+            claims: [("sub", "a\r\nx-evil: 1")].into(),
+            headers: [("x", &b"fine"[..])].into(),
+            ..TestVars::default()
+        };
+        let mut edits = HeaderEdits::default();
+        assert_eq!(
+            transform("[request_headers]\nadd = { x-copy = \"${header.x}/${claim.sub}\" }\n")
+                .request_edits(&vars, &mut edits),
+            Err(UnsafeValue::Credential)
+        );
+        // A copied header sent twice is ambiguous, in a header value and a query value alike.
+        let vars = TestVars {
+            headers: [("x", &b"one"[..])].into(),
+            repeated: vec!["x"],
+            ..TestVars::default()
+        };
+        let mut edits = HeaderEdits::default();
+        assert_eq!(
+            transform("[request_headers]\nadd = { x-copy = \"${header.x}\" }\n")
+                .request_edits(&vars, &mut edits),
+            Err(UnsafeValue::ClientHeader)
+        );
+        let mut adds = Vec::new();
+        assert_eq!(
+            transform("[query]\nadd = { q = \"${header.x}\" }\n")
+                .query_ops()
+                .render_adds(&vars, &mut adds),
+            Err(UnsafeValue::ClientHeader)
         );
         // Tabs and obs-text are fine.
         let vars = TestVars {
@@ -1089,15 +1189,19 @@ mod tests {
         };
         let mut out = Vec::new();
         t.query_ops()
-            .rewrite(Some(b"tenant=evil&debug=1&q=x"), &vars, &mut out);
+            .rewrite(Some(b"tenant=evil&debug=1&q=x"), &vars, &mut out)
+            .unwrap();
         assert_eq!(out, b"q=x&flag=&src=gw&tenant=t%201");
         // A variable without a value adds nothing, yet the client's copy is still removed.
         let mut out = Vec::new();
         t.query_ops()
-            .rewrite(Some(b"tenant=evil"), &TestVars::default(), &mut out);
+            .rewrite(Some(b"tenant=evil"), &TestVars::default(), &mut out)
+            .unwrap();
         assert_eq!(out, b"flag=&src=gw");
         let mut adds = Vec::new();
-        t.query_ops().render_adds(&TestVars::default(), &mut adds);
+        t.query_ops()
+            .render_adds(&TestVars::default(), &mut adds)
+            .unwrap();
         assert_eq!(adds.len(), 2);
     }
 }
