@@ -48,13 +48,35 @@ pub fn well_known(issuer: &str) -> String {
     )
 }
 
-/// A blocking HTTP agent for discovery and key fetches.
+/// A blocking HTTP agent for discovery and key fetches. It follows no redirect: the transport
+/// rule (https, or http to a loopback host) is checked on the URL the config names or the
+/// document lists, and a redirect would lead past it, to keys served over plain http from
+/// anywhere. A 3xx is an error (`refuse_redirect`).
 pub fn agent(user_agent: &str) -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_global(Some(FETCH_TIMEOUT))
         .user_agent(user_agent)
+        .max_redirects(0)
         .build()
         .into()
+}
+
+/// `Err` for a redirect answer (the agent does not follow them), naming where it pointed.
+pub fn refuse_redirect<B>(resp: &ureq::http::Response<B>) -> Result<(), String> {
+    if !resp.status().is_redirection() {
+        return Ok(());
+    }
+    let to = resp
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or("nowhere");
+    let to: String = to.chars().take(200).filter(|c| !c.is_control()).collect();
+    Err(format!(
+        "answered {} with a redirect to {to:?}: redirects are not followed (they could lead \
+         past the https-or-loopback rule); configure the final URL",
+        resp.status().as_u16()
+    ))
 }
 
 /// Fetches and checks `issuer`'s discovery document (blocking: never on a worker).
@@ -65,6 +87,7 @@ pub fn fetch_document(agent: &ureq::Agent, issuer: &str) -> Result<Document, Str
         .header("accept", "application/json")
         .call()
         .map_err(|e| format!("{url}: {e}"))?;
+    refuse_redirect(&resp).map_err(|e| format!("{url}: {e}"))?;
     let body = resp
         .body_mut()
         .with_config()

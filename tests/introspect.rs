@@ -160,6 +160,20 @@ fn answer(token: &str, issuer: &str) -> (u16, &'static str, String) {
                 json!({"active": false}).to_string(),
             )
         }
+        // The same member twice: last-wins parsers read `active: true`, first-wins `false`.
+        "dupactive" => {
+            let (st, ct, body) = base(json!({}));
+            (st, ct, body.replacen('{', "{\"active\":false,", 1))
+        }
+        // A subject past u64: as a float it would read 1e+22, like every neighbour.
+        "bigsub" => {
+            let (st, ct, body) = base(json!({"sub": null}));
+            (
+                st,
+                ct,
+                body.replacen('{', "{\"sub\":10000000000000000000001,", 1),
+            )
+        }
         "html" => (200, "text/html", "<html>busy</html>".into()),
         "oops" => (500, "application/json", "{}".into()),
         _ => (
@@ -582,6 +596,17 @@ fn hostile_tokens_and_answers_never_reach_the_upstream() {
     assert_eq!(r.status, 401);
     assert_eq!(app.count(), 0);
     assert_eq!(idp.asked(), ["crlf-x"]);
+    // An answer with a member twice is not one the gateway can read one way: 503 (the IdP
+    // misbehaves), never the last copy's `active: true`.
+    assert_eq!(get_bearer(gw.addr, "dupactive-x").status, 503);
+    assert_eq!(app.count(), 0);
+    // A numeric subject past u64 names nobody (it would collapse onto 1e+22 with every
+    // neighbour): the consumer comes from `client_id` instead.
+    assert_eq!(get_bearer(gw.addr, "bigsub-x").status, 200);
+    assert_eq!(
+        upstream_header(&app, "x-consumer").as_deref(),
+        Some("app-1")
+    );
 }
 
 #[test]

@@ -390,6 +390,107 @@ fn jwks_url_rotation_picks_up_a_new_key() {
     assert_eq!(call(&first, "k1"), 401, "the rotated-out key is gone");
 }
 
+/// Keys come over https, or http to a loopback host, as the config names them. A redirect
+/// could lead past that rule (to plain http anywhere), so key and discovery fetches follow
+/// none: the fetch fails, says why, and no key from the redirect's target is trusted.
+#[test]
+fn a_jwks_url_that_redirects_is_not_followed() {
+    let key = Key::for_alg("ES256");
+    let doc = json!({"keys": [key.jwk("k1", "ES256")]}).to_string();
+    let target = Upstream::start(Arc::new(move |_req, s| {
+        let _ = write!(
+            s,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{doc}",
+            doc.len()
+        );
+        Reply::KeepAlive
+    }));
+    let to = format!("http://{}/jwks.json", target.addr);
+    let hop = Upstream::start(Arc::new(move |_req, s| {
+        let _ = write!(
+            s,
+            "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n"
+        );
+        Reply::KeepAlive
+    }));
+    let up = Upstream::echo();
+    let body = format!(
+        "[policies.jwt]\njwt = {{ jwks_url = \"http://{}/jwks.json\", algorithms = [\"ES256\"], refresh = \"1h\", min_refresh = \"1s\" }}\n\n{}\n\
+         [[routes]]\nname = \"api\"\nprefix = \"/\"\npolicies = [\"jwt\"]\nproxy = {{ upstream = \"app\" }}\n",
+        hop.addr,
+        upstream_toml("app", &[up.addr])
+    );
+    let gw = Gateway::start(&body);
+    gw.wait_log("redirects are not followed", Duration::from_secs(5));
+    let t = token(&key, "ES256", "k1", &claims(json!({})));
+    assert_eq!(get_with_token(gw.addr, "/x", &t).status, 401);
+    assert_eq!(
+        target.count(),
+        0,
+        "the redirect's target was asked for keys"
+    );
+    assert_eq!(up.count(), 0);
+}
+
+/// A JWKS document is public. With a static `secret` beside a `jwks_url`, HMAC algorithms
+/// are allowed for the secret's sake, but an `oct` key published in the document must not
+/// become a signing key anyone can use. An Ed25519 key of small order (the identity point)
+/// accepts a forged signature for any claims; it is refused when the set is read. The
+/// document's real key and the static secret keep working.
+#[test]
+fn public_hmac_keys_and_small_order_keys_from_a_jwks_never_verify() {
+    let good = Key::for_alg("ES256");
+    let published = b"public-jwks-secret-anyone-can-read".to_vec();
+    let mut identity = vec![0u8; 32];
+    identity[0] = 1;
+    let doc = json!({"keys": [
+        good.jwk("k1", "ES256"),
+        {"kty": "oct", "kid": "pub-oct", "k": enc(&published)},
+        {"kty": "OKP", "crv": "Ed25519", "kid": "ed0", "x": enc(&identity)},
+    ]})
+    .to_string();
+    let jwks = Upstream::start(Arc::new(move |_req, s| {
+        let _ = write!(
+            s,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{doc}",
+            doc.len()
+        );
+        Reply::KeepAlive
+    }));
+    let secret = "a-static-secret-of-enough-length-0123456789";
+    let up = Upstream::echo();
+    let body = format!(
+        "[policies.jwt]\njwt = {{ secret = \"{secret}\", jwks_url = \"http://{}/jwks.json\", refresh = \"1h\", min_refresh = \"1s\" }}\n\n{}\n\
+         [[routes]]\nname = \"api\"\nprefix = \"/\"\npolicies = [\"jwt\"]\nproxy = {{ upstream = \"app\" }}\n",
+        jwks.addr,
+        upstream_toml("app", &[up.addr])
+    );
+    let gw = Gateway::start(&body);
+    let c = claims(json!({"sub": "forged"}));
+    let ok = token(&good, "ES256", "k1", &c);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while get_with_token(gw.addr, "/x", &ok).status != 200 {
+        assert!(Instant::now() < deadline, "initial JWKS fetch");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let with_published = token(&Key::Hmac(published.clone()), "HS256", "pub-oct", &c);
+    assert_eq!(get_with_token(gw.addr, "/x", &with_published).status, 401);
+    let head = enc(json!({"alg": "EdDSA", "typ": "JWT", "kid": "ed0"}).to_string());
+    let mut sig = identity.clone();
+    sig.extend_from_slice(&[0u8; 32]);
+    let forged = format!("{head}.{}.{}", enc(c.to_string()), enc(&sig));
+    assert_eq!(get_with_token(gw.addr, "/x", &forged).status, 401);
+    let with_secret = token(&Key::Hmac(secret.as_bytes().to_vec()), "HS256", "", &c);
+    assert_eq!(get_with_token(gw.addr, "/x", &with_secret).status, 200);
+    assert!(
+        up.requests()
+            .iter()
+            .all(|r| r.header("authorization") != Some(&bearer(&forged)[..])
+                && r.header("authorization") != Some(&bearer(&with_published)[..])),
+        "a forged token reached the upstream"
+    );
+}
+
 const HS_SECRET: &str = "smuggling-test-secret-0123456789abcdef";
 
 /// HS256 policies over a raw upstream that counts connections and bytes: `/a` maps `email` to

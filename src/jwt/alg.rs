@@ -226,6 +226,13 @@ impl KeyMaterial {
         let arr: [u8; 32] = raw
             .try_into()
             .map_err(|_| format!("Ed25519 public key must be 32 bytes, not {}", raw.len()))?;
+        if ed25519_weak(&arr) {
+            return Err(
+                "Ed25519 public key is a point of small order or not canonically encoded: \
+                 anyone could forge signatures it accepts"
+                    .into(),
+            );
+        }
         Ok(KeyMaterial::Ed25519(arr))
     }
 
@@ -239,6 +246,43 @@ impl KeyMaterial {
             KeyMaterial::Ed25519(_) => KeyKind::Ed25519,
         }
     }
+}
+
+/// Whether an Ed25519 public key (its y coordinate, little-endian, and x's sign in the top
+/// bit) is one no honest signer has: a point of order 1, 2, 4 or 8 (for which a signature of
+/// the identity and zero verifies every message), or a y that is not reduced below
+/// p = 2^255 - 19. The small-order y values were computed as the 8-torsion subgroup ([L]P for
+/// a point P with a torsion component); the sign bit is ignored, which also covers x = 0 with
+/// the sign set.
+fn ed25519_weak(key: &[u8; 32]) -> bool {
+    const SMALL_ORDER_Y: [[u8; 32]; 5] = [
+        [0; 32],
+        [
+            1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0,
+        ],
+        [
+            0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef,
+            0x98, 0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88,
+            0x6d, 0x53, 0xfc, 0x05,
+        ],
+        [
+            0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10,
+            0x67, 0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77,
+            0x92, 0xac, 0x03, 0x7a,
+        ],
+        [
+            0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0x7f,
+        ],
+    ];
+    let mut y = *key;
+    y[31] &= 0x7f;
+    // y >= p: the bytes from the top are all 0xff (0x7f in the last), down to a low byte
+    // >= 0xed.
+    let unreduced = y[31] == 0x7f && y[1..31].iter().all(|&b| b == 0xff) && y[0] >= 0xed;
+    unreduced || SMALL_ORDER_Y.contains(&y)
 }
 
 fn strip_leading_zeros(b: &[u8]) -> &[u8] {
@@ -338,5 +382,33 @@ impl Key {
                     .is_ok()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small-order Ed25519 key accepts forged signatures (identity R, zero s) for every
+    /// message; such keys, and unreduced encodings, are refused when read.
+    #[test]
+    fn small_order_and_unreduced_ed25519_keys_are_refused() {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut signed_identity = identity;
+        signed_identity[31] |= 0x80;
+        let mut p = [0xffu8; 32];
+        p[0] = 0xed;
+        p[31] = 0x7f;
+        for weak in [identity, signed_identity, [0u8; 32], p] {
+            assert!(KeyMaterial::ed25519(&weak).is_err(), "{weak:02x?}");
+        }
+        // A real key (RFC 8032 test 1) is fine.
+        let good = [
+            0xd7, 0x5a, 0x98, 0x01, 0x82, 0xb1, 0x0a, 0xb7, 0xd5, 0x4b, 0xfe, 0xd3, 0xc9, 0x64,
+            0x07, 0x3a, 0x0e, 0xe1, 0x72, 0xf3, 0xda, 0xa6, 0x23, 0x25, 0xaf, 0x02, 0x1a, 0x68,
+            0xf7, 0x07, 0x51, 0x1a,
+        ];
+        assert!(KeyMaterial::ed25519(&good).is_ok());
     }
 }

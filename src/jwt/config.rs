@@ -223,6 +223,14 @@ pub fn compile(
         header,
         algorithms,
         static_keys: keys.into_iter().map(|k| k.key).collect(),
+        // HMAC keys from a JWKS document only when `algorithms` names an HMAC one: a static
+        // `secret` beside a `jwks_url` must not make a published `oct` key a signing key.
+        remote_hmac: raw.algorithms.as_ref().is_some_and(|l| {
+            l.get_ref().iter().any(|n| {
+                Alg::from_name(n.get_ref().as_bytes())
+                    .is_some_and(|a| a.key_kind() == KeyKind::Hmac)
+            })
+        }),
         remote,
         issuers,
         audiences,

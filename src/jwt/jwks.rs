@@ -30,8 +30,6 @@ use crate::log;
 
 /// Largest JWKS document accepted.
 const MAX_JWKS_BYTES: u64 = 1 << 20;
-/// Whole-request timeout of one fetch.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One published key set.
 pub struct KeySnapshot {
@@ -170,11 +168,7 @@ impl JwksFetchers {
 }
 
 fn fetch_loop(weak: Weak<JwksSource>, refresh: Duration, min_refresh: Duration) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(FETCH_TIMEOUT))
-        .user_agent("ringway-jwks")
-        .build()
-        .into();
+    let agent = crate::oidc::agent("ringway-jwks");
     let (url, discover) = match weak.upgrade() {
         Some(src) => (src.url.clone(), src.discover),
         None => return,
@@ -285,6 +279,7 @@ fn fetch(agent: &ureq::Agent, url: &str) -> Result<(Vec<u8>, ParsedJwks), String
         .header("accept", "application/json")
         .call()
         .map_err(|e| e.to_string())?;
+    crate::oidc::refuse_redirect(&resp)?;
     let body = resp
         .body_mut()
         .with_config()

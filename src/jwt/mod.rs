@@ -30,6 +30,7 @@ mod tests;
 
 pub use alg::{Alg, AlgSet, KeyKind, ALL_ALGS};
 pub use cache::TokenCache;
+pub(crate) use claims::UniqueMembers;
 pub use claims::Verified;
 pub use config::{compile, RawJwt};
 pub use error::JwtError;

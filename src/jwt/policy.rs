@@ -9,7 +9,7 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::alg::{Alg, AlgSet, Key};
+use super::alg::{Alg, AlgSet, Key, KeyKind};
 use super::cache::{Lookup, TokenCache};
 use super::claims::{check_time, Verified};
 use super::error::JwtError;
@@ -31,6 +31,9 @@ pub struct JwtPolicy {
     pub(super) algorithms: AlgSet,
     pub(super) static_keys: Vec<Key>,
     pub(super) remote: Option<Arc<JwksSource>>,
+    /// Whether HMAC (`oct`) keys from `remote` may verify: only when `algorithms` asks for an
+    /// HMAC algorithm explicitly (anyone can read a JWKS document).
+    pub(super) remote_hmac: bool,
     pub(super) issuers: Vec<String>,
     pub(super) audiences: Vec<String>,
     pub(super) leeway: u64,
@@ -192,6 +195,9 @@ impl JwtPolicy {
         let remote_keys = snapshot.map(|s| s.keys.as_slice()).unwrap_or_default();
         let mut tried = 0;
         let mut valid = false;
+        let remote_keys = remote_keys
+            .iter()
+            .filter(|k| self.remote_hmac || k.material.kind() != KeyKind::Hmac);
         for key in self.static_keys.iter().chain(remote_keys) {
             if !key.accepts(alg) || !key.matches_kid(kid) {
                 continue;

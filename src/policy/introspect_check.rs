@@ -408,7 +408,9 @@ async fn ask(
         // The IdP refused the gateway (bad client credentials) or failed: not the caller's fault.
         return Err(unavailable("introspection_refused"));
     }
-    let Ok(doc) = serde_json::from_slice::<Map<String, Value>>(&answer.body) else {
+    // Duplicate members are refused, as in a JWT payload: `{"active":false,...,"active":true}`
+    // means one thing to a last-wins parser and another to a first-wins one.
+    let Ok(crate::jwt::UniqueMembers(doc)) = serde_json::from_slice(&answer.body) else {
         return Err(unavailable("introspection_bad_answer"));
     };
     Ok(judge(p, &doc, f.unix_now))
@@ -462,9 +464,11 @@ fn judge(p: &Introspect, doc: &Map<String, Value>, now: u64) -> Verdict {
     }
     // An empty value names nobody (as an empty JWT claim): the next member is tried, and an
     // empty consumer never reaches rate limits, `authorize` or the upstream.
+    // A number names a consumer only as an exact integer, as in the `jwt` policy: past u64,
+    // `10000000000000000000001` and `...0002` would both read `1e+22`.
     let text = |v: Option<&Value>| match v {
         Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(n.to_string()),
         _ => None,
     };
     let consumer = text(doc.get(&p.consumer_claim)).or_else(|| text(doc.get("client_id")));
