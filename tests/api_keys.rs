@@ -442,3 +442,41 @@ fn challenges_and_the_precedence_of_key_sources() {
     assert_eq!(seen.header("x-api-key"), None, "the X-Api-Key was left on");
     assert_eq!(seen.header("authorization"), None);
 }
+
+/// Two configs reaching one keys file, one through a symlink in another directory: writers
+/// lock the directory of the file they replace, not of the path as written, so concurrent
+/// `keys create` through either path lose nothing.
+#[test]
+fn concurrent_writers_through_a_symlink_lose_no_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let real_dir = dir.path().join("real");
+    let link_dir = dir.path().join("link");
+    std::fs::create_dir_all(&real_dir).unwrap();
+    std::fs::create_dir_all(&link_dir).unwrap();
+    let real = real_dir.join("keys.toml");
+    std::fs::write(&real, "").unwrap();
+    let link = link_dir.join("keys.toml");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let a = cli_config(&real_dir, &real);
+    let b = cli_config(&link_dir, &link);
+    let workers: Vec<_> = (0..32)
+        .map(|i| {
+            let config = if i % 2 == 0 { a.clone() } else { b.clone() };
+            std::thread::spawn(move || create(&config, &format!("c{i}")))
+        })
+        .collect();
+    let created: Vec<String> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    let (code, listed, err) = keys(&a, &["list"]);
+    assert_eq!(code, 0, "{err}");
+    for key in &created {
+        let id = &key[4..12];
+        assert!(
+            listed.contains(id),
+            "key {id} was printed but lost:\n{listed}"
+        );
+    }
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}

@@ -689,3 +689,38 @@ fn rewrites_and_route_paths_that_could_split_or_redirect_the_upstream_request_ar
     let (code, stdout, stderr) = check_config(&ok);
     assert_eq!(code, 0, "{stdout}{stderr}");
 }
+
+/// A route name is printed in logs, metrics and this very listing: a newline, an escape
+/// sequence or a bidi override in one could forge a route line or hide one from the operator
+/// reviewing it. Such names are refused, in TOML and as an OpenAPI operationId.
+#[test]
+fn route_names_that_could_forge_listing_lines_are_rejected() {
+    for name in [
+        "a\\n    9. admin  *  ANY = /admin -> static 200",
+        "a\\u001b[2Kb",
+        "a\\u202eb",
+        "a\\tb",
+    ] {
+        let text = format!("{LISTENER}[[routes]]\nname = \"{name}\"\npath = \"/x\"\necho = {{}}\n");
+        expect_error(&text, 4, None, "routes[0].name", &["control, tab or bidi"]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.json");
+    std::fs::write(
+        &spec,
+        r#"{"openapi":"3.1.0","info":{"title":"t","version":"1"},"paths":{"/p":{"get":{"operationId":"p\n    9. admin","responses":{"200":{"description":"ok"}}}}}}"#,
+    )
+    .unwrap();
+    let text = format!(
+        "{LISTENER}[upstreams.app]\ntargets = [{{ address = \"127.0.0.1:9\" }}]\n\n\
+         [[openapi]]\nspec = \"{}\"\nupstream = \"app\"\n",
+        spec.display()
+    );
+    let (code, stdout, stderr) = check_config(&text);
+    assert_eq!(code, EXIT_CONFIG, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("/operationId") && stderr.contains("control, tab or bidi"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("9. admin"), "{stdout}");
+}

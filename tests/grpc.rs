@@ -146,6 +146,25 @@ fn gateway_errors_reach_grpc_clients_as_grpc_statuses() {
     call("/echo.Echo/Unary", &[]).unwrap();
     let e = call("/echo.Echo/Unary", &[]).unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    // gRPC-Web over HTTP/1.1 gets its own content type back (its clients check it), with the
+    // status in the head.
+    for (sent, answered) in [
+        ("application/grpc-web+proto", "application/grpc-web"),
+        ("application/grpc-web-text", "application/grpc-web-text"),
+        ("application/grpc", "application/grpc"),
+    ] {
+        let req = format!(
+            "POST /down.Echo/Unary HTTP/1.1\r\nHost: x\r\nContent-Type: {sent}\r\n\
+             X-Grpc-Web: 1\r\nContent-Length: 5\r\nConnection: close\r\n\r\n\0\0\0\0\0"
+        );
+        let text = String::from_utf8_lossy(&raw(gw.addr, req.as_bytes())).to_ascii_lowercase();
+        assert!(text.starts_with("http/1.1 200"), "{sent}: {text}");
+        assert!(
+            text.contains(&format!("content-type: {answered}\r\n")),
+            "{sent}: {text}"
+        );
+        assert!(text.contains("grpc-status: 14\r\n"), "{sent}: {text}");
+    }
 }
 
 const SECRET: &str = "an-hmac-secret-of-32-bytes-or-so";

@@ -201,3 +201,39 @@ fn a_client_cannot_pass_its_request_off_as_a_mirror_copy() {
         copy.raw_head
     );
 }
+
+/// Each shadow has its own in-flight count: copies hanging at one shadow (at its cap) must
+/// not stop the copies another route sends to a healthy shadow.
+#[test]
+fn a_hanging_shadow_does_not_stop_mirroring_to_another() {
+    let (main, hung, healthy) = (
+        FaultyUpstream::start("main"),
+        FaultyUpstream::start("hung"),
+        FaultyUpstream::start("healthy"),
+    );
+    hung.set(Fault::Hang);
+    let body = format!(
+        "{}{}response_timeout = \"20s\"\n{}\n[[routes]]\nname = \"m\"\nprefix = \"/m\"\n\
+         proxy = {{ upstream = \"main\", mirror = {{ upstream = \"shadow\", max_in_flight = 8 }} }}\n\n\
+         [[routes]]\nname = \"k\"\nprefix = \"/k\"\n\
+         proxy = {{ upstream = \"main\", mirror = {{ upstream = \"shadow2\", max_in_flight = 4 }} }}\n",
+        upstream_toml("main", &[main.addr]),
+        upstream_toml("shadow", &[hung.addr]),
+        upstream_toml("shadow2", &[healthy.addr]),
+    );
+    let gw = Gateway::start_workers(&body, 1);
+    for i in 0..20 {
+        assert_eq!(get(gw.addr, &format!("/m/{i}")).status, 200);
+    }
+    assert!(eventually(|| hung.count() == 8), "{}", hung.count());
+    for i in 0..10 {
+        assert_eq!(get(gw.addr, &format!("/k/{i}")).status, 200);
+        let want = i + 1;
+        assert!(
+            eventually(|| healthy.count() == want),
+            "copy {want} to the healthy shadow: {}",
+            healthy.count()
+        );
+    }
+    hung.set(Fault::Ok);
+}

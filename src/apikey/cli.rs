@@ -108,7 +108,11 @@ fn modify(
     io: &mut KeysIo<'_>,
     mut edit: impl FnMut(&str, &[Located]) -> Result<Option<Change>, Fail>,
 ) -> Result<(), Fail> {
-    let dir = match s.file.parent() {
+    // The directory of the file that will be replaced (a symlink's target), not of the path
+    // as written: writers through two links to one file must take the same lock.
+    let target = file::written_path(&s.file)
+        .map_err(|e| format!("cannot resolve keys file {}: {e}", s.file.display()))?;
+    let dir = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };

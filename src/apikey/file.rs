@@ -387,16 +387,23 @@ pub(crate) fn lock_dir(dir: &Path) -> io::Result<File> {
     Ok(f)
 }
 
+/// The file `write_atomic` replaces for `path`: the symlink's target when `path` is one (the
+/// link is kept), else `path`. Writers lock that file's directory, so two writers reaching the
+/// same file through different links still exclude each other.
+pub(crate) fn written_path(path: &Path) -> io::Result<std::path::PathBuf> {
+    match fs::canonicalize(path) {
+        Ok(t) => Ok(t),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(path.to_path_buf()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Replaces `path` with `data` atomically: a temp file in the same directory, fsync, rename,
 /// fsync of the directory. A new file gets mode 0600; an existing file keeps its mode, owner
 /// and group (a keys file `root:ringway 0640` stays readable by the gateway after `keys
 /// create`), and a symlink is written through: the file it names is replaced, the link stays.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    let target = match fs::canonicalize(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => path.to_path_buf(),
-        Err(e) => return Err(e),
-    };
+    let target = written_path(path)?;
     let path = target.as_path();
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,

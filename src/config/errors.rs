@@ -258,6 +258,14 @@ where
     }
 }
 
+/// Whether `name` (a route's, an operation's) can be printed in logs, metrics and `ringway
+/// check`'s listing as it is: no control character (tab included), no C1 control and no
+/// bidirectional override, which could forge or hide a line on an operator's terminal; at
+/// most 4096 bytes.
+pub fn printable_name(name: &str) -> bool {
+    !name.contains('\t') && crate::http1::is_safe_header_value(name.as_bytes())
+}
+
 /// A valid HTTP field name (RFC 9110 token), lowercased; anything else is an error at the
 /// value ("... is not a valid header name").
 pub fn header_name(

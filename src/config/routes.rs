@@ -51,6 +51,15 @@ pub(super) fn compile_routes(
         let name = r.name.get_ref().clone();
         if name.is_empty() {
             errs.at(r.name.span(), field("name"), "route name must not be empty");
+        } else if !super::errors::printable_name(&name) {
+            errs.at(
+                r.name.span(),
+                field("name"),
+                format!(
+                    "{name:?} holds a control, tab or bidi character (a route name is printed \
+                     in logs and `ringway check`, where one could forge or hide a line)"
+                ),
+            );
         }
         if let Some(prev) = seen_names.insert(name.clone(), i) {
             errs.at(

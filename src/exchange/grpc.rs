@@ -21,6 +21,21 @@ pub fn is_grpc(h: &RequestHead) -> bool {
         .is_some_and(|v| v.len() >= 16 && v[..16].eq_ignore_ascii_case(b"application/grpc"))
 }
 
+/// The content type of the gateway's own answer to a gRPC request: gRPC-Web clients need
+/// their own family back (`application/grpc-web` or `-web-text`, the spec's "response
+/// content-type should match the request's"); a plain gRPC client gets `application/grpc`.
+pub fn answer_type(h: &RequestHead) -> &'static [u8] {
+    let t = h.header("content-type").unwrap_or(b"");
+    let starts = |p: &[u8]| t.len() >= p.len() && t[..p.len()].eq_ignore_ascii_case(p);
+    if starts(b"application/grpc-web-text") {
+        b"application/grpc-web-text"
+    } else if starts(b"application/grpc-web") {
+        b"application/grpc-web"
+    } else {
+        b"application/grpc"
+    }
+}
+
 /// gRPC status codes the gateway produces.
 pub mod code {
     pub const CANCELLED: u8 = 1;
@@ -79,9 +94,14 @@ pub fn parse_timeout(v: &[u8]) -> Option<Duration> {
 
 /// Writes the Trailers-Only status fields for an error: content type, `grpc-status`,
 /// `grpc-message`.
-pub fn write_status_fields(fields: &mut Vec<u8>, grpc_status: u8, message: &str) {
+pub fn write_status_fields(
+    fields: &mut Vec<u8>,
+    content_type: &[u8],
+    grpc_status: u8,
+    message: &str,
+) {
     use crate::http1::{push_decimal, write_header};
-    write_header(fields, b"content-type", b"application/grpc");
+    write_header(fields, b"content-type", content_type);
     fields.extend_from_slice(b"grpc-status: ");
     push_decimal(fields, u64::from(grpc_status));
     fields.extend_from_slice(b"\r\n");

@@ -5,12 +5,13 @@
 //! for the shadow's target with its own Host handling, plus `x-ringway-mirror: 1`, and the
 //! body) and handed to `monoio::spawn`; nothing is awaited, so the real request never waits
 //! for, or fails with, the shadow. Only bodies already buffered and at most `max_body` long
-//! are copied (others are skipped and counted); at most `max_in_flight` copies run per worker
-//! (more are dropped and counted). The task is bounded by the shadow's connect plus response
+//! are copied (others are skipped and counted); at most `max_in_flight` copies to one shadow
+//! upstream run per worker (more are dropped and counted; a hung shadow never stops the
+//! copies to another). The task is bounded by the shadow's connect plus response
 //! timeout; it reads the response head, discards a small body and pools the connection when
 //! it can. Outcomes go to `ringway_upstream_mirror_total` (`resilience::mirror_stats`).
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -34,27 +35,49 @@ const MARKER: &[u8] = b"x-ringway-mirror: 1\r\n";
 const DRAIN_MAX: u64 = 64 * 1024;
 
 thread_local! {
-    /// Mirrored requests in flight on this worker.
-    static IN_FLIGHT: Cell<u32> = const { Cell::new(0) };
+    /// Mirrored requests in flight on this worker, per shadow upstream (keyed by its shared
+    /// record's address): a shadow that hangs fills its own cap, never another shadow's.
+    static IN_FLIGHT: RefCell<Vec<(usize, u32)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Counts one mirror in flight on this worker while alive.
-struct Slot;
+/// Counts one mirror in flight to one shadow on this worker while alive.
+struct Slot(usize);
 
 impl Slot {
-    fn take(max: u32) -> Option<Slot> {
-        IN_FLIGHT.with(|c| {
-            (c.get() < max).then(|| {
-                c.set(c.get() + 1);
-                Slot
-            })
+    fn take(shadow: usize, max: u32) -> Option<Slot> {
+        IN_FLIGHT.with(|m| {
+            let mut m = m.borrow_mut();
+            let at = match m.iter().position(|(k, _)| *k == shadow) {
+                Some(at) => at,
+                None => {
+                    m.push((shadow, 0));
+                    m.len() - 1
+                }
+            };
+            let n = &mut m[at].1;
+            if *n >= max {
+                if *n == 0 {
+                    m.swap_remove(at);
+                }
+                return None;
+            }
+            *n += 1;
+            Some(Slot(shadow))
         })
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        IN_FLIGHT.with(|c| c.set(c.get().saturating_sub(1)));
+        IN_FLIGHT.with(|m| {
+            let mut m = m.borrow_mut();
+            if let Some(at) = m.iter().position(|(k, _)| *k == self.0) {
+                m[at].1 = m[at].1.saturating_sub(1);
+                if m[at].1 == 0 {
+                    m.swap_remove(at);
+                }
+            }
+        });
     }
 }
 
@@ -81,7 +104,8 @@ pub fn start<D: Downstream>(
         stats.count(MirrorOutcome::Skipped);
         return;
     };
-    let Some(slot) = Slot::take(m.max_in_flight) else {
+    let shadow = std::sync::Arc::as_ptr(&us.shared) as usize;
+    let Some(slot) = Slot::take(shadow, m.max_in_flight) else {
         stats.count(MirrorOutcome::Dropped);
         return;
     };

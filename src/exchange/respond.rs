@@ -102,7 +102,8 @@ fn grpc_status<'a>(
 ) -> Response<'a> {
     let info = err.info();
     let code = super::grpc::status_for(info.status);
-    super::grpc::write_status_fields(fields, code, info.text);
+    let content_type = super::grpc::answer_type(ex.head);
+    super::grpc::write_status_fields(fields, content_type, code, info.text);
     let body = match ex.client.protocol {
         super::model::Protocol::Http2 => BodyLen::Bare,
         super::model::Protocol::Http1 => BodyLen::Length(0),

@@ -354,6 +354,14 @@ impl<'d> Reader<'d> {
         }
         let text = |k: &str| obj.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         let id = match obj.get("operationId").and_then(Value::as_str) {
+            // It names a route: in logs, metrics and `ringway check`'s listing, where a control
+            // or bidi character could forge or hide a line.
+            Some(id) if !crate::config::errors::printable_name(id) => {
+                return Err(format!(
+                    "{at}/operationId: {id:?} holds a control, tab or bidi character (it names \
+                     a route, printed in logs and `ringway check`)"
+                ));
+            }
             Some(id) if !id.is_empty() => id.to_string(),
             _ => {
                 let made = made_id(method, path);
