@@ -136,8 +136,14 @@ fn utf8(bytes: Vec<u8>) -> io::Result<String> {
     })
 }
 
-/// Bound for a config file, the keys file and its snapshots.
-pub const MAX_CONFIG_BYTES: u64 = 256 << 20;
+/// Bound for a config file. Parsing TOML takes many times the text's size in memory (up to
+/// ~80× for a file of empty arrays), so the bound is what a real config never nears (10 000
+/// routes are ~2 MiB), not what memory could hold once.
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+/// Bound for the keys file, its snapshots and `keys import` sources (~300 000 keys).
+pub const MAX_KEYS_FILE_BYTES: u64 = 64 << 20;
+/// Bound for a WASM module.
+pub const MAX_MODULE_BYTES: u64 = 256 << 20;
 /// Bound for a small referenced file: a PEM key or certificate, a JWK Set, a hosts file.
 pub const MAX_SMALL_BYTES: u64 = 4 << 20;
 

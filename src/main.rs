@@ -126,16 +126,14 @@ fn main() -> ExitCode {
         Some(Cmd::Purge { what, admin, token }) => purge(&cli.config, &what, admin, token),
         Some(Cmd::Config {
             cmd: ConfigCmd::Schema,
-        }) => {
-            print!("{}", config::schema::json_schema());
-            ExitCode::SUCCESS
-        }
+        }) => write_out(&config::schema::json_schema()),
         Some(Cmd::Man) => man_page(),
         Some(Cmd::Completions { shell }) => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();
-            clap_complete::generate(shell, &mut cmd, "ringway", &mut std::io::stdout());
-            ExitCode::SUCCESS
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "ringway", &mut script);
+            write_out(&String::from_utf8_lossy(&script))
         }
         Some(Cmd::Run) | None => run(&cli.config, cli.workers),
     }
@@ -176,8 +174,7 @@ fn usage(path: &Path, from: &str, to: &str, format: UsageFormat) -> ExitCode {
                 UsageFormat::Csv => export::csv(&rows),
                 UsageFormat::Json => export::json(&rows),
             };
-            print!("{text}");
-            ExitCode::SUCCESS
+            write_out(&text)
         }
         Err(e) => {
             eprintln!("error: reading usage from Redis: {e:?}");
@@ -263,8 +260,7 @@ fn purge(path: &Path, what: &PurgeWhat, admin: Option<String>, token: Option<Str
         .unwrap_or(0);
     let reply = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).trim();
     if status == 200 {
-        println!("{reply}");
-        ExitCode::SUCCESS
+        write_out(&format!("{reply}\n"))
     } else {
         eprintln!("error: admin API answered {status}: {reply}");
         ExitCode::from(EXIT_CONFIG)
@@ -319,25 +315,39 @@ The configuration (package default).
 0 after a drain, 1 for configuration errors, 3 when startup fails (address in use, handover or privilege errors).
 "#;
 
+/// Writes a command's whole output to stdout. A stdout that cannot take it (a full disk, a
+/// closed pipe: `| head`) is reported on stderr with exit 3, not a panic and its backtrace.
+fn write_out(text: &str) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringway: cannot write the output: {e}");
+            ExitCode::from(EXIT_STARTUP)
+        }
+    }
+}
+
 /// `system`: `Some(--workers flag)` when `--system` asks for kernel advice after the check.
 fn check(path: &Path, system: Option<Option<usize>>) -> ExitCode {
     match config::load(path, 1) {
         Ok(cfg) => {
-            print!("{}", config::summary::render(&cfg));
-            println!("{}: OK", path.display());
+            let mut text = config::summary::render(&cfg);
+            text.push_str(&format!("{}: OK\n", path.display()));
             if let Some(flag) = system {
                 let n = worker_count(&cfg, flag);
                 let needs = sysinfo::needs(&cfg, n);
-                println!(
-                    "\nkernel settings for {n} workers, {} client connections, {} pooled upstream connections:",
+                text.push_str(&format!(
+                    "\nkernel settings for {n} workers, {} client connections, {} pooled upstream connections:\n",
                     needs.connections, needs.upstream_conns
-                );
-                print!(
-                    "{}",
-                    sysinfo::render(&sysinfo::advise(&needs, &sysinfo::read_system()))
-                );
+                ));
+                text.push_str(&sysinfo::render(&sysinfo::advise(
+                    &needs,
+                    &sysinfo::read_system(),
+                )));
             }
-            ExitCode::SUCCESS
+            write_out(&text)
         }
         Err(errs) => {
             for e in &errs {

@@ -724,3 +724,51 @@ fn route_names_that_could_forge_listing_lines_are_rejected() {
     );
     assert!(!stdout.contains("9. admin"), "{stdout}");
 }
+
+/// A stdout that cannot take the output (a full disk here; a closed pipe behaves the same) is
+/// an error message and exit 3, never a panic with a backtrace.
+#[test]
+fn an_unwritable_stdout_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("check.toml");
+    std::fs::write(
+        &cfg,
+        format!("{LISTENER}[[routes]]\nname = \"a\"\npath = \"/x\"\necho = {{}}\n"),
+    )
+    .unwrap();
+    for args in [
+        vec!["config", "schema"],
+        vec!["completions", "bash"],
+        vec!["check", "--config", cfg.to_str().unwrap()],
+    ] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = std::process::Command::new(bin())
+            .args(&args)
+            .stdout(full)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
+        assert!(err.contains("cannot write the output"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+/// Parsing TOML takes many times the file's size in memory (a 27 MB file of empty arrays
+/// took 2.2 GB), so a config past 16 MiB is refused before it is parsed, at once.
+#[test]
+fn a_config_past_the_size_bound_is_refused_before_parsing() {
+    let mut text = String::from(LISTENER);
+    let line = format!("# {}\n", "x".repeat(1000));
+    while text.len() <= 16 << 20 {
+        text.push_str(&line);
+    }
+    let started = std::time::Instant::now();
+    let (code, _, stderr) = check_config(&text);
+    assert_eq!(code, EXIT_CONFIG, "{stderr}");
+    assert!(stderr.contains("larger than 16777216 bytes"), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}

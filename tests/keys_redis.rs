@@ -517,3 +517,35 @@ fn a_redis_outage_never_cuts_a_client_connection() {
         gw.logs()
     );
 }
+
+/// A version counter nobody's writer would leave (negative, at i64::MAX where INCR fails
+/// after the records were written, not a number) makes a write refuse at once, with nothing
+/// written and the reason said, instead of writing records and then reporting a failure.
+#[test]
+fn a_corrupt_version_counter_refuses_writes_and_writes_nothing() {
+    let redis = RedisServer::start();
+    let prefix = "t-keys-corrupt";
+    let dir = tempfile::tempdir().unwrap();
+    let cli = cli_config(dir.path(), &redis.addr(), prefix);
+    ok(&cli, &["import"]);
+    ok(&cli, &["create", "--consumer", "a"]);
+    let records = format!("{prefix}:keys:{{store}}:records");
+    let version = format!("{prefix}:keys:{{store}}:version");
+    let count = || {
+        redis_cli(&redis.addr(), &["HLEN", &records])
+            .trim()
+            .to_string()
+    };
+    let before = count();
+    for bad in ["-100", "9223372036854775807", "007", "x"] {
+        redis_cli(&redis.addr(), &["SET", &version, bad]);
+        let (code, out, err) = keys(&cli, &["create", "--consumer", "b"]);
+        assert_ne!(code, 0, "{bad}: {out}");
+        // The numbers the CLI reads as a version say why; the others read as a store that
+        // keeps changing, or as unreadable: either way nothing is written.
+        if !matches!(bad, "007" | "x") {
+            assert!(err.contains("version counter"), "{bad}: {err}");
+        }
+        assert_eq!(count(), before, "{bad}: records were written");
+    }
+}

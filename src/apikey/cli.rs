@@ -88,7 +88,7 @@ fn run_file(cmd: &KeysCmd, config: &Path, io: &mut KeysIo<'_>) -> Result<(), Fai
 }
 
 fn read_keys_file(path: &Path) -> Result<Option<String>, String> {
-    match crate::bounded_file::read_to_string(path, crate::bounded_file::MAX_CONFIG_BYTES) {
+    match crate::bounded_file::read_to_string(path, crate::bounded_file::MAX_KEYS_FILE_BYTES) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("cannot read keys file {}: {e}", path.display())),

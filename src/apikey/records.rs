@@ -107,7 +107,7 @@ fn load_snapshot(s: &SyncSettings) -> KeySet {
             mode: s.mode,
         }
     };
-    let max = crate::bounded_file::MAX_CONFIG_BYTES;
+    let max = crate::bounded_file::MAX_KEYS_FILE_BYTES;
     let src = match crate::bounded_file::read_fresh_to_string(&s.snapshot, max) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

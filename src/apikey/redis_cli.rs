@@ -280,12 +280,14 @@ async fn list(cx: &Cx<'_>, io: &mut KeysIo<'_>) -> Result<(), Fail> {
 async fn import(cx: &Cx<'_>, from: Option<&Path>, io: &mut KeysIo<'_>) -> Result<(), Fail> {
     let s = &cx.loaded.settings;
     let path: PathBuf = from.map_or_else(|| s.file.clone(), Path::to_path_buf);
-    let src =
-        match crate::bounded_file::read_to_string(&path, crate::bounded_file::MAX_CONFIG_BYTES) {
-            Ok(t) => Some(t),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(Fail::Msg(format!("cannot read {}: {e}", path.display()))),
-        };
+    let src = match crate::bounded_file::read_to_string(
+        &path,
+        crate::bounded_file::MAX_KEYS_FILE_BYTES,
+    ) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Fail::Msg(format!("cannot read {}: {e}", path.display()))),
+    };
     let entries = match &src {
         Some(t) => file::parse_keys(t, &path, s.mode).map_err(Fail::Config)?,
         None => Vec::new(),

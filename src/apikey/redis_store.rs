@@ -135,6 +135,11 @@ pub async fn write(
     let keys = [k.records.as_bytes(), k.version.as_bytes()];
     match client.eval(&WRITE, &keys, &args).await? {
         Value::Int(v) if v > 0 => Ok(Written::Version(v)),
+        Value::Int(-2) => Err(protocol(
+            "the key store's version counter holds a value no writer puts there (not a \
+             positive integer of at most 15 digits); nothing was written: inspect it, or \
+             delete it and re-import the keys",
+        )),
         Value::Int(_) => Ok(Written::Conflict),
         _ => Err(protocol("unexpected write reply")),
     }

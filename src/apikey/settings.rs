@@ -311,7 +311,7 @@ pub fn load_store_with_env(
             }
         };
     }
-    let max = crate::bounded_file::MAX_CONFIG_BYTES;
+    let max = crate::bounded_file::MAX_KEYS_FILE_BYTES;
     // A file that cannot be read is the config's problem: named at `api_keys.file`.
     let span = raw.file.as_ref().map_or(0..0, |f| f.span());
     let src = match crate::bounded_file::read_to_string(&settings.file, max) {

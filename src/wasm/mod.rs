@@ -149,7 +149,7 @@ pub fn compile(
     let path = base_dir.join(module.get_ref());
     let shown = path.display().to_string();
     let mut refuse = |msg: String| fail(module.span(), "module", format!("{shown}: {msg}"));
-    let bytes = match crate::bounded_file::read(&path, crate::bounded_file::MAX_CONFIG_BYTES) {
+    let bytes = match crate::bounded_file::read(&path, crate::bounded_file::MAX_MODULE_BYTES) {
         Ok(b) => b,
         Err(e) => {
             refuse(format!("cannot read the module: {e}"));
