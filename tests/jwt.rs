@@ -390,6 +390,18 @@ fn jwks_url_rotation_picks_up_a_new_key() {
     assert_eq!(call(&first, "k1"), 401, "the rotated-out key is gone");
 }
 
+/// A server answering every request with the JSON document `doc`.
+fn json_server(doc: String) -> Upstream {
+    Upstream::start(Arc::new(move |_req, s| {
+        let _ = write!(
+            s,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{doc}",
+            doc.len()
+        );
+        Reply::KeepAlive
+    }))
+}
+
 /// Keys come over https, or http to a loopback host, as the config names them. A redirect
 /// could lead past that rule (to plain http anywhere), so key and discovery fetches follow
 /// none: the fetch fails, says why, and no key from the redirect's target is trusted.
@@ -397,14 +409,7 @@ fn jwks_url_rotation_picks_up_a_new_key() {
 fn a_jwks_url_that_redirects_is_not_followed() {
     let key = Key::for_alg("ES256");
     let doc = json!({"keys": [key.jwk("k1", "ES256")]}).to_string();
-    let target = Upstream::start(Arc::new(move |_req, s| {
-        let _ = write!(
-            s,
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{doc}",
-            doc.len()
-        );
-        Reply::KeepAlive
-    }));
+    let target = json_server(doc);
     let to = format!("http://{}/jwks.json", target.addr);
     let hop = Upstream::start(Arc::new(move |_req, s| {
         let _ = write!(
@@ -449,14 +454,7 @@ fn public_hmac_keys_and_small_order_keys_from_a_jwks_never_verify() {
         {"kty": "OKP", "crv": "Ed25519", "kid": "ed0", "x": enc(&identity)},
     ]})
     .to_string();
-    let jwks = Upstream::start(Arc::new(move |_req, s| {
-        let _ = write!(
-            s,
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{doc}",
-            doc.len()
-        );
-        Reply::KeepAlive
-    }));
+    let jwks = json_server(doc);
     let secret = "a-static-secret-of-enough-length-0123456789";
     let up = Upstream::echo();
     let body = format!(

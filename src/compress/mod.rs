@@ -138,16 +138,11 @@ pub fn rewrite_fields(coding: Coding, fields: &[u8], out: &mut Vec<u8>) {
         if drop || is_digest(name) {
             continue;
         }
-        if name.eq_ignore_ascii_case(b"etag") && value.first() == Some(&b'"') {
-            // The compressed bytes are a different representation: a strong validator of the
-            // identity bytes must not validate them (RFC 9110 8.8.3); weak still matches.
-            out.extend_from_slice(name);
-            out.extend_from_slice(b": W/");
-            out.extend_from_slice(value);
-            out.extend_from_slice(b"\r\n");
-            continue;
+        // The compressed bytes are a different representation: a strong validator of the
+        // identity bytes must not validate them (RFC 9110 8.8.3); weak still matches.
+        if !push_weakened_etag(name, value, out) {
+            out.extend_from_slice(line);
         }
-        out.extend_from_slice(line);
     }
     crate::http1::write_header(out, b"content-encoding", coding.token().as_bytes());
 }
@@ -164,15 +159,23 @@ pub fn not_modified_fields(fields: &[u8], out: &mut Vec<u8>) {
         if name.eq_ignore_ascii_case(b"content-length") {
             continue;
         }
-        if name.eq_ignore_ascii_case(b"etag") && value.first() == Some(&b'"') {
-            out.extend_from_slice(name);
-            out.extend_from_slice(b": W/");
-            out.extend_from_slice(value);
-            out.extend_from_slice(b"\r\n");
-            continue;
+        if !push_weakened_etag(name, value, out) {
+            out.extend_from_slice(line);
         }
-        out.extend_from_slice(line);
     }
+}
+
+/// For a strong `ETag` field, writes its weak form (`W/"..."`) and says so; any other field
+/// is left to the caller.
+fn push_weakened_etag(name: &[u8], value: &[u8], out: &mut Vec<u8>) -> bool {
+    if !name.eq_ignore_ascii_case(b"etag") || value.first() != Some(&b'"') {
+        return false;
+    }
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": W/");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+    true
 }
 
 /// Digests of the content, which no longer hold once the gateway compresses it.

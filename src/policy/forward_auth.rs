@@ -27,19 +27,6 @@ pub const ALWAYS_SENT: [&str; 6] = [
     "x-request-id",
 ];
 
-/// Upstream request fields the gateway owns (`exchange::upstream_head` writes them), which a
-/// service's answer may not replace.
-const GATEWAY_OWNED: [&str; 8] = [
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "forwarded",
-    "x-request-id",
-    "x-ringway-attempts",
-    "x-ringway-mirror",
-    "x-forwarded-client-cert",
-];
-
 /// Client headers copied to the service unless `request_headers` says otherwise: the
 /// credentials a service needs to decide.
 const DEFAULT_REQUEST_HEADERS: [&str; 2] = ["authorization", "cookie"];
@@ -303,13 +290,14 @@ pub fn compile(
         &ALWAYS_SENT,
         fail,
     );
-    let upstream_headers = names(
-        &raw.upstream_headers,
-        "upstream_headers",
-        &[],
-        &GATEWAY_OWNED,
-        fail,
-    );
+    // Upstream request fields the gateway owns (`exchange::upstream_head` writes them), which
+    // a service's answer may not replace.
+    let owned: Vec<&str> = super::transform::GATEWAY_REQUEST_HEADERS
+        .iter()
+        .copied()
+        .chain(["x-forwarded-client-cert"])
+        .collect();
+    let upstream_headers = names(&raw.upstream_headers, "upstream_headers", &[], &owned, fail);
     let deny_headers = names(
         &raw.deny_headers,
         "deny_headers",
