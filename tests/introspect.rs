@@ -138,6 +138,7 @@ fn answer(token: &str, issuer: &str) -> (u16, &'static str, String) {
         "good" => base(json!({})),
         "read" => base(json!({"scope": "read"})),
         "expired" => base(json!({"exp": now() - 10})),
+        "notyet" => base(json!({"nbf": now() + 600})),
         "aud" => base(json!({"aud": "other"})),
         "iss" => base(json!({"iss": "https://evil.test"})),
         "client" => base(json!({"client_id": "app-2"})),
@@ -362,12 +363,19 @@ fn an_active_token_reaches_the_upstream_as_its_consumer_and_is_asked_once() {
 }
 
 #[test]
-fn inactive_expired_wrong_audience_and_wrong_issuer_tokens_get_401() {
+fn inactive_expired_not_yet_valid_wrong_audience_and_wrong_issuer_tokens_get_401() {
     let idp = Idp::start(Auth::Basic);
     let app = Upstream::echo();
     let gw = basic_gateway(&idp, &app);
     let mut c = Conn::open(gw.addr);
-    for token in ["inactive-a", "expired-a", "aud-a", "iss-a", "crlf-a"] {
+    for token in [
+        "inactive-a",
+        "expired-a",
+        "aud-a",
+        "iss-a",
+        "crlf-a",
+        "notyet-a",
+    ] {
         let r = call(&mut c, "/api/x", token);
         assert_eq!(r.status, 401, "{token}");
         assert_eq!(
@@ -383,7 +391,7 @@ fn inactive_expired_wrong_audience_and_wrong_issuer_tokens_get_401() {
         Some("Bearer realm=\"ringway\"")
     );
     assert_eq!(app.count(), 0, "nothing refused reached the upstream");
-    assert_eq!(idp.calls(), 5);
+    assert_eq!(idp.calls(), 6);
     // Each refusal is counted by its reason.
     for reason in [
         "inactive_token",
@@ -391,6 +399,7 @@ fn inactive_expired_wrong_audience_and_wrong_issuer_tokens_get_401() {
         "wrong_audience",
         "wrong_issuer",
         "unsafe_consumer",
+        "not_yet_valid",
     ] {
         let labels = [("route", "api"), ("reason", reason)];
         let s = scrape_until(gw.admin, "ringway_auth_failures_total", &labels, 1.0);

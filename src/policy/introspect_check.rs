@@ -416,25 +416,41 @@ async fn ask(
     Ok(judge(p, &doc, f.unix_now))
 }
 
+/// Clock skew allowed between the gateway and the IdP for an answer's `nbf`, in seconds.
+const NBF_LEEWAY: u64 = 60;
+
+/// An answer's `exp` or `nbf`: absent (or null), a non-negative number of seconds, or `Err`.
+fn unix_time(v: Option<&Value>) -> Result<Option<u64>, ()> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.is_finite() && *f >= 0.0)
+                    .map(|f| f as u64)
+            })
+            .map(Some)
+            .ok_or(()),
+        Some(_) => Err(()),
+    }
+}
+
 /// The verdict on a parsed introspection answer at unix time `now`.
 fn judge(p: &Introspect, doc: &Map<String, Value>, now: u64) -> Verdict {
     if doc.get("active") != Some(&Value::Bool(true)) {
         return Verdict::Refused("inactive_token");
     }
-    let exp = match doc.get("exp") {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => match n.as_u64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.is_finite() && *f >= 0.0)
-                .map(|f| f as u64)
-        }) {
-            Some(e) => Some(e),
-            None => return Verdict::Refused("bad_answer"),
-        },
-        Some(_) => return Verdict::Refused("bad_answer"),
+    let (Ok(exp), Ok(nbf)) = (unix_time(doc.get("exp")), unix_time(doc.get("nbf"))) else {
+        return Verdict::Refused("bad_answer");
     };
     if exp.is_some_and(|e| e <= now) {
         return Verdict::Refused("expired");
+    }
+    // An IdP that says `active` should not name a start still ahead (RFC 7662 §2.2); one that
+    // does is believed about the start, with a minute for the two clocks' skew.
+    if nbf.is_some_and(|n| n > now.saturating_add(NBF_LEEWAY)) {
+        return Verdict::Refused("not_yet_valid");
     }
     if let Some(want) = &p.audience {
         let ok = match doc.get("aud") {
@@ -578,6 +594,9 @@ mod tests {
         // No sub: the client id names the consumer; no iss: accepted (the IdP is configured).
         let svc = json!({"active": true, "client_id": 42, "aud": "api"});
         assert_eq!(verdict(svc), Ok((Some("42".into()), vec![])));
+        // A start within the minute of skew allowed is fine.
+        let soon = json!({"active": true, "client_id": "c", "aud": "api", "nbf": 1060});
+        assert_eq!(verdict(soon), Ok((Some("c".into()), vec![])));
         for (doc, why) in [
             (json!({"active": "true", "aud": "api"}), "inactive_token"),
             (json!({"aud": "api"}), "inactive_token"),
@@ -591,6 +610,14 @@ mod tests {
             ),
             (
                 json!({"active": true, "aud": "api", "exp": -5}),
+                "bad_answer",
+            ),
+            (
+                json!({"active": true, "aud": "api", "nbf": 1061}),
+                "not_yet_valid",
+            ),
+            (
+                json!({"active": true, "aud": "api", "nbf": "later"}),
                 "bad_answer",
             ),
             (json!({"active": true}), "wrong_audience"),
