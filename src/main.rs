@@ -168,19 +168,45 @@ fn usage(path: &Path, from: &str, to: &str, format: UsageFormat) -> ExitCode {
         return ExitCode::from(EXIT_USAGE);
     }
     let client = ringway::redis::Client::new(redis.clone());
-    match ringway::redis::block_on(export::read(&client, &redis, a, b)) {
-        Ok(rows) => {
-            let text = match format {
-                UsageFormat::Csv => export::csv(&rows),
-                UsageFormat::Json => export::json(&rows),
-            };
-            write_out(&text)
+    // A day at a time, written as it comes: memory holds one day's cells, whatever the range.
+    let streamed = ringway::redis::block_on(async {
+        let json = matches!(format, UsageFormat::Json);
+        let mut text = String::from(if json { "[" } else { export::CSV_HEADER });
+        let mut first = true;
+        for day in a..=b {
+            let rows = export::read_day(&client, &redis, day).await.map_err(|e| {
+                eprintln!("error: reading usage from Redis: {e:?}");
+                ExitCode::from(EXIT_STARTUP)
+            })?;
+            if json {
+                export::json_objects(&rows, &mut first, &mut text);
+            } else {
+                export::csv_rows(&rows, &mut text);
+            }
+            write_chunk(&text)?;
+            text.clear();
         }
-        Err(e) => {
-            eprintln!("error: reading usage from Redis: {e:?}");
-            ExitCode::from(EXIT_STARTUP)
+        if json {
+            text.push_str("]\n");
         }
+        write_chunk(&text)
+    });
+    match streamed {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => code,
     }
+}
+
+/// `write_out` for one piece of a longer output: `Err` with the exit code once reported.
+fn write_chunk(text: &str) -> Result<(), ExitCode> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| {
+            eprintln!("ringway: cannot write the output: {e}");
+            ExitCode::from(EXIT_STARTUP)
+        })
 }
 
 /// How long `ringway purge` waits for the admin API (connect, write, answer).
@@ -318,14 +344,9 @@ The configuration (package default).
 /// Writes a command's whole output to stdout. A stdout that cannot take it (a full disk, a
 /// closed pipe: `| head`) is reported on stderr with exit 3, not a panic and its backtrace.
 fn write_out(text: &str) -> ExitCode {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+    match write_chunk(text) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ringway: cannot write the output: {e}");
-            ExitCode::from(EXIT_STARTUP)
-        }
+        Err(code) => code,
     }
 }
 

@@ -35,7 +35,8 @@ pub fn parse_day(s: &str) -> Option<i64> {
     (day_label(day) == s).then_some(day)
 }
 
-/// Every row of days `from..=to`, sorted by date, consumer, route, class.
+/// Every row of days `from..=to`, sorted by date, consumer, route, class (for short ranges:
+/// everything is in memory at once; `ringway usage` reads a day at a time).
 pub async fn read(
     client: &Client,
     shared: &RedisShared,
@@ -44,34 +45,39 @@ pub async fn read(
 ) -> Result<Vec<Row>, RedisError> {
     let mut rows = Vec::new();
     for day in from..=to {
-        let date = day_label(day);
-        let key = shared.key("usage", &date, "counts");
-        let v = client
-            .cmd(Some(key.as_bytes()), &[b"HGETALL", key.as_bytes()])
-            .await?;
-        let items = v.into_array().unwrap_or_default();
-        for pair in items.chunks(2) {
-            let (Some(f), Some(n)) = (pair.first(), pair.get(1)) else {
-                continue;
-            };
-            let (Some(cell), Some(requests)) = (f.as_bytes().and_then(field::decode), number(n))
-            else {
-                continue;
-            };
-            rows.push(Row {
-                date: date.clone(),
-                cell,
-                requests,
-            });
-        }
+        rows.extend(read_day(client, shared, day).await?);
+    }
+    Ok(rows)
+}
+
+/// The rows of one day, sorted by consumer, route, class.
+pub async fn read_day(
+    client: &Client,
+    shared: &RedisShared,
+    day: i64,
+) -> Result<Vec<Row>, RedisError> {
+    let mut rows = Vec::new();
+    let date = day_label(day);
+    let key = shared.key("usage", &date, "counts");
+    let v = client
+        .cmd(Some(key.as_bytes()), &[b"HGETALL", key.as_bytes()])
+        .await?;
+    let items = v.into_array().unwrap_or_default();
+    for pair in items.chunks(2) {
+        let (Some(f), Some(n)) = (pair.first(), pair.get(1)) else {
+            continue;
+        };
+        let (Some(cell), Some(requests)) = (f.as_bytes().and_then(field::decode), number(n)) else {
+            continue;
+        };
+        rows.push(Row {
+            date: date.clone(),
+            cell,
+            requests,
+        });
     }
     rows.sort_by(|a, b| {
-        (&a.date, &a.cell.who, &a.cell.route, a.cell.class).cmp(&(
-            &b.date,
-            &b.cell.who,
-            &b.cell.route,
-            b.cell.class,
-        ))
+        (&a.cell.who, &a.cell.route, a.cell.class).cmp(&(&b.cell.who, &b.cell.route, b.cell.class))
     });
     Ok(rows)
 }
@@ -104,42 +110,58 @@ fn csv_field(out: &mut String, s: &str) {
     }
 }
 
+/// The CSV header line (CRLF line ends, as every row).
+pub const CSV_HEADER: &str = "date,consumer,route,status_class,requests\r\n";
+
 /// CSV with a header line: `date,consumer,route,status_class,requests` (CRLF line ends).
 pub fn csv(rows: &[Row]) -> String {
-    let mut out = String::from("date,consumer,route,status_class,requests\r\n");
+    let mut out = String::from(CSV_HEADER);
+    csv_rows(rows, &mut out);
+    out
+}
+
+/// Appends `rows` as CSV lines (no header).
+pub fn csv_rows(rows: &[Row], out: &mut String) {
     for r in rows {
         out.push_str(&r.date);
         out.push(',');
-        csv_field(&mut out, consumer_text(&r.cell.who));
+        csv_field(out, consumer_text(&r.cell.who));
         out.push(',');
-        csv_field(&mut out, r.cell.route.as_deref().unwrap_or(""));
+        csv_field(out, r.cell.route.as_deref().unwrap_or(""));
         out.push_str(&format!(",{}xx,{}\r\n", r.cell.class, r.requests));
     }
-    out
 }
 
 /// A JSON array of `{"date","consumer","route","status_class","requests"}` (consumer and route
 /// `null` when absent; `(other)` as in CSV).
 pub fn json(rows: &[Row]) -> String {
-    let list: Vec<serde_json::Value> = rows
-        .iter()
-        .map(|r| {
-            let consumer = match &r.cell.who {
-                DecodedWho::Anonymous => serde_json::Value::Null,
-                w => consumer_text(w).into(),
-            };
-            serde_json::json!({
-                "date": r.date,
-                "consumer": consumer,
-                "route": r.cell.route,
-                "status_class": format!("{}xx", r.cell.class),
-                "requests": r.requests,
-            })
-        })
-        .collect();
-    let mut s = serde_json::Value::Array(list).to_string();
-    s.push('\n');
+    let mut s = String::from("[");
+    let mut first = true;
+    json_objects(rows, &mut first, &mut s);
+    s.push_str("]\n");
     s
+}
+
+/// Appends `rows` as members of a JSON array being written (`first`: none written yet; a
+/// comma goes before every other one).
+pub fn json_objects(rows: &[Row], first: &mut bool, out: &mut String) {
+    for r in rows {
+        let consumer = match &r.cell.who {
+            DecodedWho::Anonymous => serde_json::Value::Null,
+            w => consumer_text(w).into(),
+        };
+        let obj = serde_json::json!({
+            "date": r.date,
+            "consumer": consumer,
+            "route": r.cell.route,
+            "status_class": format!("{}xx", r.cell.class),
+            "requests": r.requests,
+        });
+        if !std::mem::take(first) {
+            out.push(',');
+        }
+        out.push_str(&obj.to_string());
+    }
 }
 
 #[cfg(test)]
