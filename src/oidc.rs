@@ -71,7 +71,13 @@ pub fn refuse_redirect<B>(resp: &ureq::http::Response<B>) -> Result<(), String> 
         .get("location")
         .and_then(|l| l.to_str().ok())
         .unwrap_or("nowhere");
-    let to: String = to.chars().take(200).filter(|c| !c.is_control()).collect();
+    // The IdP's text goes into the gateway's log: printable ASCII only (a Location is ASCII;
+    // a control or bidi character there could forge or reorder a log line).
+    let to: String = to
+        .chars()
+        .take(200)
+        .filter(char::is_ascii_graphic)
+        .collect();
     Err(format!(
         "answered {} with a redirect to {to:?}: redirects are not followed (they could lead \
          past the https-or-loopback rule); configure the final URL",

@@ -913,6 +913,21 @@ paths:
       responses: { "200": { description: ok } }
 "##;
 
+/// Runs `ringway check` on `setup`'s enforcing config; returns the exit code and stderr.
+fn check_setup(setup: &Setup, up: &Upstream) -> (Option<i32>, String) {
+    let path = setup.dir.path().join("ringway.toml");
+    std::fs::write(&path, setup.config(up, "enforce")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// `patternProperties` run on client property names, which no budget covers inside the schema
 /// crate: a look-around there made one 60 000-byte name cost the worker seconds (quadratic).
 /// Such a document is refused when loaded, naming the schema; a linear `patternProperties`
@@ -921,16 +936,8 @@ paths:
 fn property_name_patterns_run_in_linear_time_or_not_at_all() {
     let up = Upstream::echo();
     let lookaround = Setup::with_spec(&PROPERTY_NAME_SPEC.replace("#NAME#", "(?=.*[A-Z])"));
-    let config = lookaround.config(&up, "enforce");
-    let path = lookaround.dir.path().join("ringway.toml");
-    std::fs::write(&path, &config).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringway"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, err) = check_setup(&lookaround, &up);
+    assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("patternProperties") && err.contains("/paths/~1labels/post"),
         "the error names the keyword and the operation: {err}"
@@ -1081,16 +1088,8 @@ fn patterns_ecma_refuses_or_too_large_for_the_linear_engine_are_config_errors() 
             )
             .replace("openapi: 3.0.3", "openapi: 3.1.0");
         assert!(spec.contains(pattern));
-        let setup = Setup::with_spec(&spec);
-        let path = setup.dir.path().join("ringway.toml");
-        std::fs::write(&path, setup.config(&up, "enforce")).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringway"))
-            .args(["check", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{pattern}: {err}");
+        let (code, err) = check_setup(&Setup::with_spec(&spec), &up);
+        assert_eq!(code, Some(1), "{pattern}: {err}");
         assert!(
             err.contains(needle) && err.contains("/paths/~1labels/post"),
             "{pattern}: {err}"
