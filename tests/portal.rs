@@ -315,15 +315,31 @@ fn self_service_keys_with_csrf_and_ownership() {
     assert!(html.contains(&key_id(&new_key)));
     assert!(!html.contains(&new_key), "shown only once");
 
-    // Alice cannot revoke or rotate bob's key; bob's key keeps working.
+    // Alice cannot revoke or rotate bob's key, and cannot tell it from a key that does not
+    // exist (same status, same message): ids are not an oracle for who holds what. Bob's key
+    // keeps working.
+    let missing_id = "0badf00d";
+    assert_ne!(bob_id, missing_id);
     for action in ["revoke", "rotate"] {
-        let r = post(
+        let theirs = post(
             &gw,
             &format!("/docs/keys/{action}"),
             &alice,
             &format!("csrf={csrf}&id={bob_id}"),
         );
-        assert_eq!(r.status, 403, "{action}: {}", r.text());
+        let nobodys = post(
+            &gw,
+            &format!("/docs/keys/{action}"),
+            &alice,
+            &format!("csrf={csrf}&id={missing_id}"),
+        );
+        assert_eq!(theirs.status, 404, "{action}: {}", theirs.text());
+        assert_eq!(nobodys.status, 404, "{action}: {}", nobodys.text());
+        assert_eq!(
+            theirs.text().replace(&bob_id, "ID"),
+            nobodys.text().replace(missing_id, "ID"),
+            "{action}: another consumer's key must read like a missing one"
+        );
     }
     // Bob's own session's token does not work with alice's session either.
     let bob = sign_in(&gw, &store.bob);

@@ -9,7 +9,7 @@
 //!   change through its key sync within seconds. So self-service needs `[api_keys] store =
 //!   "redis"` (a config error otherwise).
 //! - A consumer only ever touches records whose `consumer` is their own: rotate and revoke
-//!   re-read the record and refuse another consumer's key with 403.
+//!   re-read the record and answer another consumer's key like a missing one (404).
 //! - A new key's secret is shown once, in the response to the POST that made it; it is never
 //!   stored (only its hash) and never shown again; existing keys show id, dates and status.
 //! - The session is an opaque random token in an `HttpOnly; SameSite=Strict` cookie (`Secure`
@@ -646,12 +646,15 @@ async fn change(
     };
     let k = StoreKeys::new(shared);
     let res = write_change(cx, client, &k, |entries, taken| {
-        let Some(old) = entries.iter().find(|e| e.id == id) else {
-            return Err((404, format!("There is no key {id}.")));
+        // Another consumer's key answers exactly like a key that does not exist: ids are
+        // printed in logs and support tickets, and a different answer would tell a signed-in
+        // consumer which ids belong to someone else.
+        let Some(old) = entries
+            .iter()
+            .find(|e| e.id == id && e.consumer == s.consumer)
+        else {
+            return Err((404, format!("You have no key {id}.")));
         };
-        if old.consumer != s.consumer {
-            return Err((403, format!("Key {id} is not one of your keys.")));
-        }
         let mut old = old.clone();
         if sub == "/revoke" {
             old.revoked = true;
