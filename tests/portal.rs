@@ -721,3 +721,49 @@ fn over_tls_the_session_cookie_is_secure() {
         assert_eq!(r.status, want, "{origin}: {}", r.text());
     }
 }
+
+/// Behind a TLS-terminating proxy the browser's origin is `https://host` while the gateway's
+/// listener is plain HTTP: the trusted proxy's `X-Forwarded-Proto` decides the scheme the
+/// same-origin check expects and the cookie's `Secure` flag. A peer that is not trusted cannot
+/// claim https that way.
+#[test]
+fn behind_a_trusted_tls_proxy_the_forwarded_scheme_is_the_browsers() {
+    let store = KeyStoreFixture::new("t-portal-proxy");
+    let up = Upstream::echo();
+    let spec = write_spec(store.dir.path(), true);
+    let portal = "{ path = \"/docs\", keys = { sign_in = \"api_key\" } }";
+    let body = config(&spec, up.addr, portal, &store.tables());
+    let behind = store.gateway(&format!(
+        "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n\n{body}"
+    ));
+    let direct = store.gateway(&body);
+    until_status(&behind, &store.alice, 200);
+    until_status(&direct, &store.alice, 200);
+    let form = format!("credential={}", store.alice);
+    let proxied = |gw: &Gateway, origin: &str| {
+        request(
+            gw.addr,
+            "POST",
+            "/docs/keys/sign-in",
+            &[
+                FORM,
+                ("Host", "portal.example.com"),
+                ("X-Forwarded-Proto", "https"),
+                ("X-Forwarded-For", "203.0.113.9"),
+                ("Origin", origin),
+            ],
+            form.as_bytes(),
+        )
+    };
+    let r = proxied(&behind, "https://portal.example.com");
+    assert_eq!(r.status, 303, "{}", r.text());
+    let set = r.header("set-cookie").expect("session cookie");
+    assert!(set.contains("; Secure"), "{set}");
+    // The proxy said https: an http origin is another origin now.
+    assert_eq!(proxied(&behind, "http://portal.example.com").status, 403);
+    // Without a trusted proxy the claim is the client's own and changes nothing.
+    assert_eq!(proxied(&direct, "https://portal.example.com").status, 403);
+    let r = proxied(&direct, "http://portal.example.com");
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert!(!r.header("set-cookie").unwrap().contains("Secure"));
+}

@@ -44,8 +44,13 @@ pub struct Origin {
     /// The client address: the peer, or, behind trusted proxies, the address their
     /// `X-Forwarded-For` chain names.
     pub client: IpAddr,
-    /// How the client reached this gateway.
+    /// How the connection reached this gateway (the listener's scheme: this hop).
     pub scheme: Scheme,
+    /// How the client reached the first proxy: behind a trusted proxy, the last
+    /// `X-Forwarded-Proto` value when it is `http` or `https` (the one the trusted peer set or
+    /// kept); otherwise `scheme`. Used where the browser's own origin matters (the portal's
+    /// same-origin check and its cookie's `Secure` flag).
+    pub client_scheme: Scheme,
 }
 
 impl Default for Origin {
@@ -56,6 +61,7 @@ impl Default for Origin {
             trusted_peer: false,
             client: none,
             scheme: Scheme::Http,
+            client_scheme: Scheme::Http,
         }
     }
 }
@@ -79,12 +85,35 @@ impl Origin {
             }
             _ => (false, peer),
         };
+        let client_scheme = if trusted_peer {
+            forwarded_proto(head).unwrap_or(scheme)
+        } else {
+            scheme
+        };
         Origin {
             peer,
             trusted_peer,
             client,
             scheme,
+            client_scheme,
         }
+    }
+}
+
+/// The last element of the last `X-Forwarded-Proto` field, if it names `http` or `https`.
+fn forwarded_proto(head: &RequestHead) -> Option<Scheme> {
+    let last = head
+        .headers()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(b"x-forwarded-proto"))
+        .map(|(_, v)| v)
+        .last()?;
+    let v = last.rsplit(|&b| b == b',').next()?.trim_ascii();
+    if v.eq_ignore_ascii_case(b"https") {
+        Some(Scheme::Https)
+    } else if v.eq_ignore_ascii_case(b"http") {
+        Some(Scheme::Http)
+    } else {
+        None
     }
 }
 
@@ -131,5 +160,34 @@ mod tests {
         assert!(o.trusted_peer);
         assert_eq!(o.client, ip("1.2.3.4"));
         assert_eq!(o.scheme.as_str(), "https");
+        assert_eq!(
+            o.client_scheme,
+            Scheme::Https,
+            "no X-Forwarded-Proto: the listener's"
+        );
+    }
+
+    #[test]
+    fn the_client_scheme_is_the_trusted_peers_forwarded_proto_only() {
+        let t = set(&["127.0.0.0/8"]);
+        let cases = [
+            ("X-Forwarded-Proto: https\r\n", Scheme::Https),
+            ("X-Forwarded-Proto: http, HTTPS \r\n", Scheme::Https),
+            (
+                "X-Forwarded-Proto: https\r\nX-Forwarded-Proto: http\r\n",
+                Scheme::Http,
+            ),
+            ("X-Forwarded-Proto: https, gopher\r\n", Scheme::Http),
+            ("", Scheme::Http),
+        ];
+        for (extra, want) in cases {
+            let h = head(extra);
+            let o = Origin::decide(ip("127.0.0.1"), Scheme::Http, &h, Some(&t));
+            assert_eq!(o.client_scheme, want, "{extra:?}");
+            assert_eq!(o.scheme, Scheme::Http, "this hop stays the listener's");
+            // From an untrusted peer the claim is ignored.
+            let o = Origin::decide(ip("192.0.2.1"), Scheme::Http, &h, Some(&t));
+            assert_eq!(o.client_scheme, Scheme::Http, "{extra:?}");
+        }
     }
 }

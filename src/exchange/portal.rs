@@ -75,7 +75,7 @@ pub async fn serve<D: Downstream>(
             metered: cfg.usage.is_some(),
             tokens: &core.tokens,
             now: crate::civil::unix_now(),
-            secure: ex.client.scheme == Scheme::Https,
+            secure: ex.facts.origin.client_scheme == Scheme::Https,
         };
         let req = keys::Req {
             sub,
@@ -138,7 +138,8 @@ fn cross_site(ex: &Exchange<'_>) -> bool {
     let Some(origin) = ex.head.header("origin") else {
         return false;
     };
-    let scheme = ex.client.scheme.as_str().as_bytes();
+    // The browser's scheme: behind a trusted TLS-terminating proxy, the one it forwarded.
+    let scheme = ex.facts.origin.client_scheme.as_str().as_bytes();
     let rest = match origin
         .strip_prefix(scheme)
         .and_then(|r| r.strip_prefix(b"://"))
