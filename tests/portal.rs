@@ -767,3 +767,74 @@ fn behind_a_trusted_tls_proxy_the_forwarded_scheme_is_the_browsers() {
     assert_eq!(r.status, 303, "{}", r.text());
     assert!(!r.header("set-cookie").unwrap().contains("Secure"));
 }
+
+/// Each sign-in is a session record in Redis for up to an hour: a key holder signing in in a
+/// loop is stopped at the per-consumer bound (429 with Retry-After) instead of filling the
+/// Redis every instance shares, and other consumers still sign in.
+#[test]
+fn abuse_sign_ins_in_a_loop_are_bounded_per_consumer() {
+    let store = KeyStoreFixture::new("t-portal-signins");
+    let up = Upstream::echo();
+    let spec = write_spec(store.dir.path(), true);
+    let gw = store.gateway(&config(
+        &spec,
+        up.addr,
+        "{ path = \"/docs\", keys = { sign_in = \"api_key\" } }",
+        &store.tables(),
+    ));
+    until_status(&gw, &store.alice, 200);
+    let sessions = || {
+        store
+            .redis
+            .cli(&["--scan", "--pattern", "t-portal-signins:portal:*:session"])
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .count()
+    };
+    let form = format!("credential={}", store.alice);
+    let mut refused = None;
+    for i in 0..40 {
+        let r = request(
+            gw.addr,
+            "POST",
+            "/docs/keys/sign-in",
+            &[FORM],
+            form.as_bytes(),
+        );
+        if r.status == 429 {
+            refused = Some((i, r));
+            break;
+        }
+        assert_eq!(r.status, 303, "sign-in {i}: {}", r.text());
+    }
+    let (at, r) = refused.expect("sign-ins in a loop are refused at some point");
+    assert_eq!(at, 30, "the bound is 30 sign-ins an hour");
+    assert!(
+        r.header("set-cookie").is_none(),
+        "no session for a refused sign-in"
+    );
+    let wait: u64 = r
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
+    assert!((3000..=3600).contains(&wait), "{wait}");
+    assert!(r.text().contains("Too many sign-ins"), "{}", r.text());
+    assert_eq!(sessions(), 30, "exactly the admitted sessions exist");
+    // More attempts stay refused and make nothing.
+    for _ in 0..5 {
+        let r = request(
+            gw.addr,
+            "POST",
+            "/docs/keys/sign-in",
+            &[FORM],
+            form.as_bytes(),
+        );
+        assert_eq!(r.status, 429);
+    }
+    assert_eq!(sessions(), 30);
+    // Another consumer is not affected.
+    let bob = sign_in(&gw, &store.bob);
+    assert!(!bob.is_empty());
+    assert_eq!(sessions(), 31);
+}

@@ -16,6 +16,9 @@
 //!   over TLS); Redis holds only its hash, with the consumer and a per-session CSRF token,
 //!   under a TTL. Every state-changing POST carries that CSRF token as a form field
 //!   (compared in constant time); `exchange::portal` also refuses a cross-site `Origin`.
+//! - Every Redis record the portal makes is bounded per consumer: keys (`MAX_ACTIVE_KEYS`,
+//!   `MAX_ISSUED_PER_DAY`) and sessions (`MAX_SIGN_INS_PER_HOUR`, each living at most
+//!   `SESSION_SECS`).
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -28,7 +31,9 @@ use crate::apikey::file::{valid_consumer, KeyEntry};
 use crate::apikey::redis_store::{self, StoreKeys, Written};
 use crate::apikey::{records, KeyId, KeyStore, SyncSettings};
 use crate::policy::pipeline::{Policies, Policy};
-use crate::redis::{Client, RedisShared, Value};
+use crate::redis::{Client, RedisShared, Script, Value};
+
+static SIGN_INS: Script = Script::new(include_str!("sign_ins.lua"));
 
 /// Name of the session cookie.
 pub const COOKIE: &str = "ringway_portal";
@@ -45,6 +50,11 @@ pub const ROTATE_GRACE: u64 = 24 * 3600;
 /// per-key rate limit). Operators issue more with `ringway keys`.
 pub const MAX_ACTIVE_KEYS: usize = 20;
 pub const MAX_ISSUED_PER_DAY: usize = 20;
+/// Most sign-ins one consumer may make in `SESSION_SECS` (429 past it). Each sign-in is a
+/// session record in Redis that lives up to `SESSION_SECS`, so this bounds one consumer's
+/// live sessions (at most twice this across a window boundary) and so the Redis memory one
+/// key holder can take by signing in in a loop.
+pub const MAX_SIGN_INS_PER_HOUR: u64 = 30;
 /// Days of usage shown.
 const USAGE_DAYS: i64 = 7;
 /// Attempts of a read-check-write when another writer changed the store meanwhile.
@@ -303,6 +313,24 @@ async fn sign_in(
         Some(t) => (t - cx.now).min(SESSION_SECS),
         None => SESSION_SECS,
     };
+    match count_sign_in(client, shared, &proof.consumer).await {
+        Ok(None) => {}
+        Ok(Some(wait)) => {
+            let mins = wait.div_ceil(60);
+            let mut r = sign_in_page(
+                cx,
+                429,
+                Some(&format!(
+                    "Too many sign-ins for this consumer in the last hour; try again in \
+                     {mins} minute{}.",
+                    if mins == 1 { "" } else { "s" }
+                )),
+            );
+            let _ = write!(Fmt(&mut r.fields), "retry-after: {wait}\r\n");
+            return r;
+        }
+        Err(e) => return error_page(cx, 503, &format!("Cannot start a session: {e}")),
+    }
     let (Some(token), Some(csrf)) = (random_hex(), random_hex()) else {
         return error_page(cx, 503, "The random source failed; try again.");
     };
@@ -332,6 +360,39 @@ async fn sign_in(
         status: 303,
         fields,
         body: String::new(),
+    }
+}
+
+/// Counts a sign-in of `consumer`: `None` when admitted, else the seconds until the
+/// consumer may sign in again (`MAX_SIGN_INS_PER_HOUR`).
+async fn count_sign_in(
+    client: &Client,
+    shared: &RedisShared,
+    consumer: &str,
+) -> Result<Option<u64>, String> {
+    let key = shared.key(
+        "portal",
+        &crate::redis::key_part(consumer.as_bytes()),
+        "sign-ins",
+    );
+    let limit = MAX_SIGN_INS_PER_HOUR.to_string();
+    let window = SESSION_SECS.to_string();
+    let v = client
+        .eval(
+            &SIGN_INS,
+            &[key.as_bytes()],
+            &[limit.as_bytes(), window.as_bytes()],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let parts = v.into_array().unwrap_or_default();
+    match (
+        parts.first().and_then(|x| x.as_int()),
+        parts.get(1).and_then(|x| x.as_int()),
+    ) {
+        (Some(1), _) => Ok(None),
+        (Some(0), Some(wait)) => Ok(Some(u64::try_from(wait).unwrap_or(1).max(1))),
+        _ => Err("the sign-in counter script answered something else".into()),
     }
 }
 
