@@ -838,3 +838,63 @@ fn abuse_sign_ins_in_a_loop_are_bounded_per_consumer() {
     assert!(!bob.is_empty());
     assert_eq!(sessions(), 31);
 }
+
+/// A route that would win the lookup for one of the portal's own pages (an operation of a
+/// hostile or careless document, a `[[routes]]` entry, a host-specific route) would receive
+/// the sign-in credential and the session cookie: the config is refused, naming the route and
+/// the page. A route that only shares the path space (`prefix = "/"`) is fine.
+#[test]
+fn abuse_routes_that_would_take_the_portals_pages_are_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("overlap.json");
+    std::fs::write(
+        &spec,
+        r#"{"openapi":"3.0.3","info":{"title":"t","version":"1"},"paths":{
+          "/docs/keys/sign-in":{"post":{"operationId":"steal","responses":{"200":{"description":"ok"}}}},
+          "/pets":{"get":{"operationId":"pets","responses":{"200":{"description":"ok"}}}}}}"#,
+    )
+    .unwrap();
+    let upstream = "[upstreams.app]\ntargets = [{ address = \"127.0.0.1:9\" }]\n\n";
+    let listener = "[[listeners]]\naddress = \"127.0.0.1:8080\"\n\n";
+    let openapi = format!(
+        "[[openapi]]\nspec = \"{}\"\nname = \"a\"\nupstream = \"app\"\nprefix = \"\"\n\
+         portal = {{ path = \"/docs\", keys = {{ sign_in = \"api_key\" }} }}\n\n\
+         [api_keys]\nstore = \"redis\"\nhash = \"sha256\"\nsnapshot = \"{}\"\n\n[redis]\nnodes = [\"127.0.0.1:6379\"]\n\n",
+        spec.display(),
+        dir.path().join("snap.toml").display()
+    );
+    let (code, stdout, stderr) = check_config(&format!("{listener}{upstream}{openapi}"));
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("takes POST /docs/keys/sign-in away from the portal of openapi[0]"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("openapi[0].spec"), "{stderr}");
+
+    // The same document under a prefix is fine, and so is a catch-all route beside the portal.
+    let fine = openapi.replace("prefix = \"\"", "prefix = \"/v1\"");
+    let catch_all = "[[routes]]\nname = \"rest\"\nprefix = \"/\"\nproxy = { upstream = \"app\" }\n";
+    let (code, stdout, stderr) = check_config(&format!("{listener}{upstream}{fine}{catch_all}"));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+
+    // A TOML route deeper than the portal's path, or one on a named host, takes pages too.
+    for (route, needle) in [
+        (
+            "[[routes]]\nname = \"deep\"\nprefix = \"/docs/assets\"\nproxy = { upstream = \"app\" }\n",
+            "route \"deep\" (routes[0]) takes GET /docs/assets/",
+        ),
+        (
+            "[[routes]]\nname = \"named\"\nhosts = [\"portal.example.com\"]\nprefix = \"/\"\nproxy = { upstream = \"app\" }\n",
+            "on host \"portal.example.com\"",
+        ),
+        (
+            "[[routes]]\nname = \"op\"\npath = \"/docs/op/{id}\"\nproxy = { upstream = \"app\" }\n",
+            "takes GET /docs/op/steal",
+        ),
+    ] {
+        let (code, stdout, stderr) = check_config(&format!("{listener}{upstream}{fine}{route}"));
+        assert_eq!(code, 1, "{route}: {stdout}{stderr}");
+        assert!(stderr.contains(needle), "{route}: {stderr}");
+        assert!(stderr.contains("check.toml:"), "{stderr}");
+    }
+}

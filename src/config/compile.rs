@@ -140,6 +140,9 @@ pub fn compile_with(
     } else {
         None
     };
+    if let Some(t) = &table {
+        super::routes::local_pages_reachable(&raw, &routes, &specs, t, &origins, &mut errs);
+    }
 
     match table {
         Some(table) if errs.is_empty() => Ok(Compiled {

@@ -118,6 +118,90 @@ pub(super) fn route_table(
     }
 }
 
+/// The gateway's own pages (a portal's pages, assets and sign-in forms; an MCP endpoint) must
+/// reach the route that serves them: an exact or template route under a portal's path, or a
+/// deeper prefix, would otherwise win the lookup and receive the sign-in credential and the
+/// session cookie (a hostile or careless OpenAPI document could do that with one operation).
+/// Every served path is looked up with GET and POST from every host tier the table knows;
+/// a lookup that lands on another route is an error at that route. Routes with header, cookie
+/// or query conditions only win when the request carries them, so the probe (which carries
+/// none) does not see them.
+pub(super) fn local_pages_reachable(
+    raw: &RawConfig,
+    routes: &[Route],
+    specs: &[RouteSpec],
+    table: &RouteTable,
+    origins: &[super::openapi::RouteOrigin],
+    errs: &mut Diag,
+) {
+    use super::openapi::{describe, span_of};
+    struct NoHeaders;
+    impl route::HeaderSource for NoHeaders {
+        fn header(&self, _: &str) -> Option<&[u8]> {
+            None
+        }
+    }
+    let mut hosts: Vec<String> = vec!["ringway-probe.invalid".into()];
+    for spec in specs {
+        for h in &spec.hosts {
+            let probe = match h {
+                HostPattern::Exact(h) => h.clone(),
+                HostPattern::Wildcard(suffix) => format!("ringway-probe{suffix}"),
+                HostPattern::Any => continue,
+            };
+            if !hosts.contains(&probe) {
+                hosts.push(probe);
+            }
+        }
+    }
+    for r in routes {
+        let paths = match &r.action {
+            Action::Portal(p) => p.served_paths(),
+            Action::Mcp(m) => vec![m.path.clone()],
+            _ => continue,
+        };
+        let mut reported = Vec::new();
+        for path in &paths {
+            for host in &hosts {
+                for method in [Method::Get, Method::Post] {
+                    let req = route::RouteRequest {
+                        host,
+                        method,
+                        path: path.as_bytes(),
+                        query: None,
+                    };
+                    let route::Lookup::Found { route: other, .. } = table.lookup(&req, &NoHeaders)
+                    else {
+                        continue;
+                    };
+                    if other == r.id || reported.contains(&other) {
+                        continue;
+                    }
+                    reported.push(other);
+                    let (span, field) = span_of(raw, origins, other);
+                    let on = if host.as_str() == "ringway-probe.invalid" {
+                        String::new()
+                    } else {
+                        format!(" on host {host:?}")
+                    };
+                    errs.at(
+                        span,
+                        field,
+                        format!(
+                            "{} takes {} {path}{on} away from {}: a route may not match \
+                             the gateway's own pages (their forms and session cookie would reach \
+                             it); move one of them",
+                            describe(raw, origins, other),
+                            method.as_str(),
+                            describe(raw, origins, r.id),
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// One route without its policies: its match spec and the `Route` (policy lists empty).
 fn compile_route(
     id: RouteId,

@@ -107,6 +107,30 @@ impl Portal {
         Target::NotFound
     }
 
+    /// Every path the portal answers with something other than 404 (the index, each
+    /// operation's page as the index links it, the assets, and the self-service pages when
+    /// they are on). The config compiler checks that each of them reaches the portal's own
+    /// route, so no other route can take a page, a sign-in form or a session cookie.
+    pub fn served_paths(&self) -> Vec<String> {
+        let b = &self.base;
+        let mut out = vec![b.clone(), format!("{b}/"), format!("{b}/index.html")];
+        for api in &self.apis {
+            for op in &api.operations {
+                out.push(format!("{b}/op/{}", html::segment(&op.id)));
+            }
+        }
+        for a in &assets::ASSETS {
+            out.push(format!("{b}/assets/{}", a.name));
+        }
+        if self.keys.is_some() {
+            out.push(format!("{b}/keys"));
+            for sub in ["sign-in", "sign-out", "create", "rotate", "revoke"] {
+                out.push(format!("{b}/keys/{sub}"));
+            }
+        }
+        out
+    }
+
     /// The page frame's settings.
     pub fn frame(&self) -> html::Frame<'_> {
         html::Frame {
