@@ -405,6 +405,24 @@ fn push_log_line(
 }
 
 /// The server span of a sampled request.
+/// Most bytes of a client's method kept in a span (`http.request.method_original`).
+const MAX_SPAN_METHOD: usize = 64;
+/// Most bytes of a request path kept in a span (`url.path`): spans wait in a queue while the
+/// collector is slow, so what a client can put into one is bounded well below a head's size.
+const MAX_SPAN_PATH: usize = 1024;
+
+/// `bytes` as text (invalid UTF-8 replaced), cut to at most `max` bytes at a character
+/// boundary.
+fn bounded_text(bytes: &[u8], max: usize) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(max)]);
+    let mut s = text.into_owned();
+    // A cut inside a multi-byte character shows as U+FFFD (3 bytes): trim back under `max`.
+    while s.len() > max {
+        s.pop();
+    }
+    s
+}
+
 fn span_record(
     t: &TraceContext,
     ex: &Exchange,
@@ -415,20 +433,28 @@ fn span_record(
     let start_ns = wall
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    let method = String::from_utf8_lossy(head.method_bytes()).into_owned();
+    // Span names and the method attribute take known methods only, as the metrics do: a
+    // client's made-up methods would otherwise be a span name each (OpenTelemetry's HTTP
+    // conventions: `_OTHER`, the name `HTTP {route}`, the raw method bounded beside it).
+    let raw = head.method_bytes();
+    let index = usize::from(crate::metrics::method_index(raw));
+    let known = index < usize::from(crate::metrics::METHOD_OTHER);
+    let method = crate::metrics::METHOD_LABELS[index];
     let route_name = done.route.map(|r| r.name.as_str());
+    let verb = if known { method } else { "HTTP" };
     SpanRecord {
         trace_id: t.trace_id,
         span_id: t.span_id,
         parent_span_id: t.parent_span_id,
         name: match route_name {
-            Some(r) => format!("{method} {r}"),
-            None => method.clone(),
+            Some(r) => format!("{verb} {r}"),
+            None => verb.to_string(),
         },
         start_unix_nanos: start_ns,
         end_unix_nanos: start_ns + done.duration.as_nanos() as u64,
-        method,
-        path: String::from_utf8_lossy(head.path()).into_owned(),
+        method: method.to_string(),
+        method_original: (!known).then(|| bounded_text(raw, MAX_SPAN_METHOD)),
+        path: bounded_text(head.path(), MAX_SPAN_PATH),
         route: route_name.map(str::to_string),
         status: done.status,
         upstream: ex

@@ -351,3 +351,67 @@ fn a_collector_that_is_down_costs_only_a_counted_drop() {
     }
     assert_eq!(c.request("GET", "/api/x", &[], b"").status, 200);
 }
+
+/// A client's made-up methods do not become span names or method attributes (each would be a
+/// new span name in the tracing backend, and an 8 KB one at that): they export as `_OTHER`
+/// with the span name `HTTP {route}`, the raw method bounded beside it, and a bounded path.
+#[test]
+fn abuse_made_up_methods_and_long_paths_stay_bounded_in_spans() {
+    let up = Upstream::echo();
+    let col = collector(200);
+    let tracing = format!(
+        "[tracing]\nsample_ratio = 1.0\n[tracing.otlp]\nendpoint = \"http://{}/v1/traces\"\nservice_name = \"edge\"\nflush_interval = \"100ms\"\n",
+        col.addr
+    );
+    let gw = Gateway::start(&config(up.addr, &tracing));
+    let long_method = "X".repeat(5000);
+    let long_path = format!("/api/{}", "p".repeat(3000));
+    let mut sent = vec![("GET".to_string(), "/api/known".to_string())];
+    for i in 0..20 {
+        sent.push((format!("M{i}"), format!("/api/{i}")));
+    }
+    sent.push((long_method.clone(), "/api/long".to_string()));
+    sent.push(("GET".to_string(), long_path.clone()));
+    for (m, p) in &sent {
+        let r = request(gw.addr, m, p, &[("Content-Length", "0")], b"");
+        assert_eq!(
+            r.status,
+            200,
+            "{} {}",
+            &m[..m.len().min(10)],
+            &p[..p.len().min(20)]
+        );
+    }
+    let _ = wait_for(Duration::from_secs(10), || spans(&col).len() >= sent.len());
+    let got = spans(&col);
+    assert_eq!(got.len(), sent.len());
+    let attr = |s: &serde_json::Value, k: &str| {
+        s["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["key"] == k)
+            .map(|a| a["value"]["stringValue"].as_str().unwrap_or("").to_string())
+    };
+    let mut names = std::collections::BTreeSet::new();
+    for s in &got {
+        names.insert(s["name"].as_str().unwrap().to_string());
+        let method = attr(s, "http.request.method").unwrap();
+        match attr(s, "http.request.method_original") {
+            Some(orig) => {
+                assert_eq!(method, "_OTHER");
+                assert!(orig.starts_with('M') || orig.starts_with('X'), "{orig}");
+                assert!(orig.len() <= 64, "{}", orig.len());
+            }
+            None => assert_eq!(method, "GET"),
+        }
+        let path = attr(s, "url.path").unwrap();
+        assert!(path.len() <= 1024, "url.path of {} bytes", path.len());
+        assert!(path.starts_with("/api/"), "{path}");
+    }
+    let want: std::collections::BTreeSet<String> = ["GET api", "HTTP api"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(names, want, "span names");
+}

@@ -522,6 +522,7 @@ mod tests {
             start_unix_nanos: 1_000 + i,
             end_unix_nanos: 2_000 + i,
             method: "GET".into(),
+            method_original: None,
             path: "/users".into(),
             route: Some("users".into()),
             status: 200,

@@ -26,7 +26,10 @@ pub struct SpanRecord {
     pub name: String,
     pub start_unix_nanos: u64,
     pub end_unix_nanos: u64,
+    /// A known method (`GET` ... `PATCH`) or `_OTHER`; never client text beyond those.
     pub method: String,
+    /// The method as the client sent it, when it is not a known one (bounded by the caller).
+    pub method_original: Option<String>,
     pub path: String,
     pub route: Option<String>,
     pub status: u16,
@@ -73,6 +76,10 @@ fn encode_span(s: &SpanRecord, out: &mut Vec<u8>) {
     push_decimal(out, s.end_unix_nanos);
     out.extend_from_slice(b"\",\"attributes\":[");
     attr_str(out, "http.request.method", &s.method);
+    if let Some(m) = &s.method_original {
+        out.push(b',');
+        attr_str(out, "http.request.method_original", m);
+    }
     out.push(b',');
     attr_str(out, "url.path", &s.path);
     if let Some(route) = &s.route {
@@ -132,6 +139,7 @@ mod tests {
             start_unix_nanos: 1_718_000_000_000_000_001,
             end_unix_nanos: u64::MAX,
             method: "GET".into(),
+            method_original: None,
             path: "/users/\"7\"\n".into(),
             route: Some("users".into()),
             status,
