@@ -477,7 +477,7 @@ pub fn client_head(
     filter_response_fields(
         resp,
         None,
-        ringway::exchange::forward::Owned::default(),
+        &ringway::exchange::forward::Owned::default(),
         fields,
     );
     let body = match resp.body {

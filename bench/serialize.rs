@@ -52,7 +52,7 @@ fn from_upstream(out: &mut Vec<u8>, fields: &mut Vec<u8>, resp: &ResponseHead) {
     filter_response_fields(
         resp,
         None,
-        ringway::exchange::forward::Owned::default(),
+        &ringway::exchange::forward::Owned::default(),
         fields,
     );
     let body = match resp.body {

@@ -415,3 +415,27 @@ fn abuse_made_up_methods_and_long_paths_stay_bounded_in_spans() {
         .collect();
     assert_eq!(names, want, "span names");
 }
+
+/// `tracing.response_header` is the gateway's field: an upstream's copy (a stale or forged id)
+/// is dropped, so the client sees exactly one value, the trace id, as with `X-Request-Id`.
+#[test]
+fn an_upstream_copy_of_the_trace_header_is_dropped() {
+    let up = Upstream::start(Arc::new(|_req, s| {
+        let _ = write!(
+            s,
+            "HTTP/1.1 200 OK\r\nX-Trace-Id: upstream-fake\r\nContent-Length: 2\r\n\r\nok"
+        );
+        Reply::KeepAlive
+    }));
+    let gw = Gateway::start(&config(
+        up.addr,
+        "[tracing]\nresponse_header = \"x-trace-id\"\n",
+    ));
+    let r = request(gw.addr, "GET", "/api/x", &[("traceparent", TP)], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header_all("x-trace-id"),
+        vec!["4bf92f3577b34da6a3ce929d0e0e4736"],
+        "one value: the trace id"
+    );
+}

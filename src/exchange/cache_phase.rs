@@ -429,7 +429,7 @@ impl<'p> Lookup<'p> {
             };
             Some((policy, c))
         });
-        let mut shaped = Shaped::new(down, coding, answer);
+        let mut shaped = Shaped::new(down, coding, answer.clone());
         shaped.status = Some(CacheStatus {
             fwd: Some(fwd),
             ..CacheStatus::default()

@@ -29,7 +29,7 @@ pub fn start_response<D: Downstream>(
     let mut fields = std::mem::take(&mut ex.scratch);
     fields.clear();
     let edits = (!fx.response.is_empty()).then_some(&fx.response);
-    filter_response_fields(resp, edits, Owned::for_exchange(ex, route), &mut fields);
+    filter_response_fields(resp, edits, &Owned::for_exchange(ex, route), &mut fields);
     // Filters with a response hook see (and edit) the fields the client would get.
     if let Some(w) = &fx.wasm {
         let end_of_stream = resp.body == BodyFraming::None;
@@ -76,7 +76,7 @@ pub fn switching_fields(
 ) -> Vec<u8> {
     let mut fields = Vec::with_capacity(resp.buf.len() + 64);
     let edits = (!fx.response.is_empty()).then_some(&fx.response);
-    filter_response_fields(resp, edits, Owned::for_exchange(ex, route), &mut fields);
+    filter_response_fields(resp, edits, &Owned::for_exchange(ex, route), &mut fields);
     http1::write_header(&mut fields, b"connection", b"upgrade");
     if let Some(u) = resp.header("upgrade") {
         http1::write_header(&mut fields, b"upgrade", u);
@@ -85,7 +85,7 @@ pub fn switching_fields(
 }
 
 /// Response fields the gateway writes itself, so an upstream's copies are dropped.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Owned {
     /// The route has a CORS policy: every `access-control-*` field.
     pub cors: bool,
@@ -93,12 +93,18 @@ pub struct Owned {
     pub hsts: bool,
     /// The TLS listener sets `x-content-type-options`.
     pub nosniff: bool,
+    /// `tracing.response_header`: the gateway writes the trace id under this name.
+    pub trace: Option<std::rc::Rc<str>>,
 }
 
 impl Owned {
     /// The gateway writes `name` itself: an upstream's copy never reaches the client.
-    pub fn owns(self, name: &[u8]) -> bool {
+    pub fn owns(&self, name: &[u8]) -> bool {
         name.eq_ignore_ascii_case(b"x-request-id")
+            || self
+                .trace
+                .as_deref()
+                .is_some_and(|t| name.eq_ignore_ascii_case(t.as_bytes()))
             || (self.cors && name.len() > 15 && name[..15].eq_ignore_ascii_case(b"access-control-"))
             || (self.hsts && name.eq_ignore_ascii_case(b"strict-transport-security"))
             || (self.nosniff && name.eq_ignore_ascii_case(b"x-content-type-options"))
@@ -111,6 +117,7 @@ impl Owned {
             cors: route.policies_for(&ex.path, &ex.host).1.is_some(),
             hsts: security.is_some_and(|s| s.hsts),
             nosniff: security.is_some_and(|s| s.nosniff),
+            trace: ex.facts.trace_header.clone(),
         }
     }
 }
@@ -121,7 +128,7 @@ impl Owned {
 pub fn filter_response_fields(
     resp: &http1::ResponseHead,
     edits: Option<&crate::policy::transform::HeaderEdits>,
-    own: Owned,
+    own: &Owned,
     out: &mut Vec<u8>,
 ) {
     let conn_lists_names = http1::connection_names_fields(resp.headers());
@@ -143,7 +150,7 @@ pub fn filter_response_fields(
 pub fn filter_stored_fields(
     lines: &[u8],
     edits: Option<&crate::policy::transform::HeaderEdits>,
-    own: Owned,
+    own: &Owned,
     out: &mut Vec<u8>,
 ) {
     filter_fields(crate::cache::object::field_lines(lines), edits, own, out);
@@ -154,7 +161,7 @@ pub fn filter_stored_fields(
 fn filter_fields<'a>(
     fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
     edits: Option<&crate::policy::transform::HeaderEdits>,
-    own: Owned,
+    own: &Owned,
     out: &mut Vec<u8>,
 ) {
     for (n, v) in fields {
@@ -236,13 +243,11 @@ pub fn response_trailers(
         crate::cache::object::field_lines(&ex.facts.resp_lines)
             .any(|(w, _)| w.eq_ignore_ascii_case(n))
     };
-    let trace = ex.facts.trace_header.as_deref().map(str::as_bytes);
     for (n, v) in crate::cache::object::field_lines(&allowed) {
         if own.owns(n)
             || n.eq_ignore_ascii_case(b"cache-status")
             || fx.response.touches(n)
             || written(n)
-            || trace.is_some_and(|t| t.eq_ignore_ascii_case(n))
         {
             continue;
         }

@@ -30,7 +30,7 @@ const MAX_TAGS: usize = 64;
 const MAX_TAG_LEN: usize = 256;
 
 /// What a response served from the store needs from the exchange.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct StoredAnswer<'d> {
     /// The route's response edits for this request.
     pub edits: Option<&'d HeaderEdits>,
@@ -63,10 +63,10 @@ pub fn start_stored<D: Downstream>(
     let status = if not_modified {
         let mut lines = Vec::new();
         conditional::not_modified_fields(obj, &mut lines);
-        filter_stored_fields(&lines, a.edits, a.own, &mut fields);
+        filter_stored_fields(&lines, a.edits, &a.own, &mut fields);
         304
     } else {
-        filter_stored_fields(&obj.fields, a.edits, a.own, &mut fields);
+        filter_stored_fields(&obj.fields, a.edits, &a.own, &mut fields);
         obj.status
     };
     http1::write_header(
@@ -194,7 +194,7 @@ impl<'p> Recorder<'p> {
             }
         }
         let mut fields = Vec::with_capacity(512);
-        filter_response_fields(resp, None, Owned::default(), &mut fields);
+        filter_response_fields(resp, None, &Owned::default(), &mut fields);
         let mut fields = strip(&fields, &[b"age", b"content-length"]);
         if let Some(c) = coding {
             let plain = std::mem::take(&mut fields);
