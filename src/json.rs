@@ -7,7 +7,7 @@ const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 /// sequences become U+FFFD; controls and DEL become `\u00XX`. So do the characters a
 /// terminal or viewer acts on rather than shows, which a client could put in a logged value:
 /// C1 controls (U+0080..U+009F, among them the 8-bit CSI), the line and paragraph separators
-/// and the bidirectional overrides and isolates (U+200E, U+200F, U+2028..U+202E,
+/// and every bidirectional control (U+061C, U+200E, U+200F, U+2028..U+202E,
 /// U+2066..U+2069), which can make `tail -f` run escape sequences or show a line reversed.
 pub fn escape_into(out: &mut Vec<u8>, s: &[u8]) {
     for chunk in s.utf8_chunks() {
@@ -21,7 +21,7 @@ pub fn escape_into(out: &mut Vec<u8>, s: &[u8]) {
                 b'\r' => b"\\r",
                 b'\t' => b"\\t",
                 0..=0x1f | 0x7f => b"",
-                0xc2 | 0xe2 => {
+                0xc2 | 0xd8 | 0xe2 => {
                     let Some((cp, len)) = acting_char(&valid[i..]) else {
                         continue;
                     };
@@ -57,6 +57,8 @@ pub fn escape_into(out: &mut Vec<u8>, s: &[u8]) {
 fn acting_char(s: &[u8]) -> Option<(u32, usize)> {
     match *s {
         [0xc2, c @ 0x80..=0x9f, ..] => Some((u32::from(c), 2)),
+        // U+061C ARABIC LETTER MARK, the one `Bidi_Control` character outside U+2000-U+206F.
+        [0xd8, 0x9c, ..] => Some((0x061c, 2)),
         [0xe2, 0x80, c @ (0x8e | 0x8f | 0xa8..=0xae), ..] => {
             Some((0x2000 + u32::from(c - 0x80), 3))
         }
@@ -88,11 +90,11 @@ mod tests {
         let mut v = Vec::new();
         string_into(
             &mut v,
-            "x\u{9b}2J é \u{202e}txt \u{2028}\u{2066}\u{200f}€\u{a0}".as_bytes(),
+            "x\u{9b}2J é \u{202e}txt \u{2028}\u{2066}\u{200f}\u{61c}€\u{a0}\u{61b}".as_bytes(),
         );
         assert_eq!(
             String::from_utf8(v).unwrap(),
-            "\"x\\u009b2J é \\u202etxt \\u2028\\u2066\\u200f€\u{a0}\""
+            "\"x\\u009b2J é \\u202etxt \\u2028\\u2066\\u200f\\u061c€\u{a0}\u{61b}\""
         );
     }
 }

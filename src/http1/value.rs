@@ -13,9 +13,10 @@
 //! - no leading or trailing space or tab: a receiver strips them, so `"alice "` would reach the
 //!   upstream as `alice`, a different identity than the one the token names;
 //! - no Unicode control or bidirectional formatting character spelled in UTF-8: C1 controls
-//!   (U+0080-U+009F, `NEL` among them, a line break to some readers) and the embedding,
-//!   override and isolate characters (U+202A-U+202E, U+2066-U+2069), which make a name display
-//!   as another in a backend's logs or admin pages ("Trojan Source" spoofing).
+//!   (U+0080-U+009F, `NEL` among them, a line break to some readers) and every Unicode
+//!   `Bidi_Control` character: the marks (U+061C, U+200E, U+200F) and the embedding, override
+//!   and isolate characters (U+202A-U+202E, U+2066-U+2069), which make a name display as
+//!   another in a backend's logs or admin pages ("Trojan Source" spoofing).
 //!
 //! The empty value and other bytes >= 0x80 (UTF-8 text, obs-text) are allowed.
 
@@ -38,12 +39,16 @@ pub fn is_safe_header_value(v: &[u8]) -> bool {
 }
 
 /// Whether a C1 control or a bidirectional formatting character starts at `v[i]` (`w` is
-/// `v[i..i + 2]`), in UTF-8: C1 is `C2 80`-`C2 9F`; U+202A-U+202E is `E2 80 AA`-`E2 80 AE`,
-/// U+2066-U+2069 is `E2 81 A6`-`E2 81 A9`.
+/// `v[i..i + 2]`), in UTF-8: C1 is `C2 80`-`C2 9F`; U+061C is `D8 9C`; U+200E-U+200F is
+/// `E2 80 8E`-`E2 80 8F`; U+202A-U+202E is `E2 80 AA`-`E2 80 AE`; U+2066-U+2069 is
+/// `E2 81 A6`-`E2 81 A9`.
 fn hidden_char(v: &[u8], i: usize, w: &[u8]) -> bool {
     matches!(
         (w[0], w[1], v.get(i + 2)),
-        (0xc2, 0x80..=0x9f, _) | (0xe2, 0x80, Some(0xaa..=0xae)) | (0xe2, 0x81, Some(0xa6..=0xa9))
+        (0xc2, 0x80..=0x9f, _)
+            | (0xd8, 0x9c, _)
+            | (0xe2, 0x80, Some(0x8e | 0x8f | 0xaa..=0xae))
+            | (0xe2, 0x81, Some(0xa6..=0xa9))
     )
 }
 
@@ -83,6 +88,9 @@ mod tests {
             "\u{202e}nimda".as_bytes(),
             "a\u{202a}b".as_bytes(),
             "a\u{2066}b".as_bytes(),
+            "a\u{61c}b".as_bytes(),
+            "a\u{200e}b".as_bytes(),
+            "a\u{200f}b".as_bytes(),
             "a\u{2069}".as_bytes(),
         ] {
             assert!(!is_safe_header_value(bad), "{bad:?}");
