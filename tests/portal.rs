@@ -465,6 +465,24 @@ fn portal_keys_are_bounded_and_rotation_keeps_the_expiry() {
     let successor = created(&r);
     let successor_row = row(&key_id(&successor));
     assert!(!successor_row.contains("never"), "{successor_row}");
+    // The outgoing key says what replaced it and offers no second rotation: rotating it again
+    // (a double submit, the wrong row) would make a replacement that dies with the grace.
+    let old_row = row(&key_id(&thirty));
+    assert!(
+        old_row.contains("rotated (works until it expires)"),
+        "{old_row}"
+    );
+    assert!(!old_row.contains("/rotate"), "{old_row}");
+    assert!(old_row.contains("/revoke"), "{old_row}");
+    let r = post(
+        &gw,
+        "/docs/keys/rotate",
+        &alice,
+        &format!("csrf={csrf}&id={}", key_id(&thirty)),
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.text().contains("already rotated"), "{}", r.text());
+    assert!(!r.text().contains("value=\"rwk_"), "no new key was made");
     // An expired key is not renewed by rotating it.
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let r = post(

@@ -634,6 +634,23 @@ fn may_issue(
     Ok(())
 }
 
+/// Whether `old` is the outgoing half of a portal rotation: another key of the same consumer
+/// was created exactly `ROTATE_GRACE` before `old` stops working and lives at least as long
+/// (rotation sets the old key's end to the new key's creation plus the grace, and gives the
+/// new key the old one's earlier expiry, in one write).
+fn rotated<'e>(mut entries: impl Iterator<Item = &'e KeyEntry>, old: &KeyEntry) -> bool {
+    let Some(end) = old.expires else {
+        return false;
+    };
+    entries.any(|e| {
+        e.id != old.id
+            && e.consumer == old.consumer
+            && e.created >= old.created
+            && e.created.checked_add(ROTATE_GRACE) == Some(end)
+            && e.expires.is_none_or(|x| x >= end)
+    })
+}
+
 fn new_entry(
     cx: &Ctx<'_>,
     consumer: &str,
@@ -735,6 +752,17 @@ async fn change(
                 format!("Key {id} has expired; create a new key instead."),
             ));
         }
+        // Rotating the old half of a rotation again would give the new key the grace end as
+        // its expiry: a double submit would leave a replacement that dies within a day.
+        if rotated(entries.iter(), &old) {
+            return Err((
+                409,
+                format!(
+                    "Key {id} was already rotated and works only until its grace ends; rotate \
+                     its replacement instead."
+                ),
+            ));
+        }
         may_issue(cx, entries, &s.consumer, true)?;
         let old_end = old
             .expires
@@ -829,10 +857,14 @@ async fn dashboard(
              <th scope=\"col\">Actions</th></tr></thead>\n<tbody>\n",
         );
         for e in &mine {
+            let live = !e.revoked && e.expires.is_none_or(|t| cx.now < t);
+            // The outgoing half of a rotation works until its end but is not rotated again.
             let status = if e.revoked {
                 "revoked"
-            } else if e.expires.is_some_and(|t| cx.now >= t) {
+            } else if !live {
                 "expired"
+            } else if rotated(mine.iter().copied(), e) {
+                "rotated (works until it expires)"
             } else {
                 "active"
             };
@@ -850,8 +882,14 @@ async fn dashboard(
                     "<form class=\"inline\" method=\"post\" action=\"{action}/rotate\">\
                      <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
                      <input type=\"hidden\" name=\"id\" value=\"{id}\">\
-                     <button type=\"submit\" class=\"plain\" id=\"rotate-{id}\">Rotate<span class=\"skip\"> key {id}</span></button></form> \
-                     <form class=\"inline\" method=\"post\" action=\"{action}/revoke\">\
+                     <button type=\"submit\" class=\"plain\" id=\"rotate-{id}\">Rotate<span class=\"skip\"> key {id}</span></button></form> ",
+                    id = e.id,
+                );
+            }
+            if live {
+                let _ = write!(
+                    m,
+                    "<form class=\"inline\" method=\"post\" action=\"{action}/revoke\">\
                      <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
                      <input type=\"hidden\" name=\"id\" value=\"{id}\">\
                      <button type=\"submit\" class=\"danger\" id=\"revoke-{id}\">Revoke<span class=\"skip\"> key {id}</span></button></form>",
