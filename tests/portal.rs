@@ -411,6 +411,45 @@ fn self_service_keys_with_csrf_and_ownership() {
         .contains("id=\"credential\""));
     let r = request(gw.addr, "GET", "/docs/keys", &[("Cookie", &alice)], b"");
     assert!(r.text().contains("id=\"credential\""), "signed out");
+
+    // Every change left an audit line naming the consumer, how they signed in and the key
+    // ids; no secret reaches the log.
+    let alice_via = format!("(signed in with key {alice_id})");
+    let wait = std::time::Duration::from_secs(5);
+    gw.wait_log(
+        &format!("portal: consumer alice signed in with key {alice_id}"),
+        wait,
+    );
+    gw.wait_log(
+        &format!(
+            "portal: consumer alice created key {} {alice_via}",
+            key_id(&new_key)
+        ),
+        wait,
+    );
+    gw.wait_log(
+        &format!(
+            "portal: consumer alice rotated key {} (works until unix ",
+            key_id(&new_key)
+        ),
+        wait,
+    );
+    gw.wait_log(
+        &format!(
+            "portal: consumer alice revoked key {} {alice_via}",
+            key_id(&rotated)
+        ),
+        wait,
+    );
+    gw.wait_log(
+        &format!("portal: consumer bob revoked key {bob_id} (signed in with key {bob_id})"),
+        wait,
+    );
+    let logs = gw.logs();
+    for secret in [&store.alice, &store.bob, &new_key, &rotated] {
+        assert!(!logs.contains(secret.as_str()), "a secret reached the log");
+    }
+    assert!(!logs.contains(&csrf), "the CSRF token reached the log");
 }
 
 /// A portal user could mint keys without end (1 500 in a minute in the audit), each one a

@@ -353,6 +353,11 @@ async fn sign_in(
     if let Err(e) = res {
         return error_page(cx, 503, &format!("Cannot start a session: {e}"));
     }
+    crate::log::info(&format!(
+        "portal: consumer {} signed in {}",
+        proof.consumer,
+        signed_in_with(proof.via_key)
+    ));
     let mut fields = Vec::new();
     cookie_line(&mut fields, cx, &token, secs);
     let _ = write!(Fmt(&mut fields), "location: {}\r\n", base_keys(cx));
@@ -792,9 +797,34 @@ async fn finish(
     res: Result<Done, (u16, String)>,
 ) -> Reply {
     match res {
-        Ok(done) => dashboard(cx, client, shared, s, Some(done)).await,
+        Ok(done) => {
+            audit(s, &done);
+            dashboard(cx, client, shared, s, Some(done)).await
+        }
         Err((status, msg)) => error_page(cx, status, &msg),
     }
+}
+
+/// The process log's audit line for a self-service change: who (the consumer and how they
+/// signed in) did what to which key id; never a secret. Changes are bounded per consumer, so
+/// these lines are too.
+fn audit(s: &Session, done: &Done) {
+    let what = match done {
+        Done::Created { id, .. } => format!("created key {id}"),
+        Done::Rotated {
+            old, id, old_end, ..
+        } => format!("rotated key {old} (works until unix {old_end}) to key {id}"),
+        Done::Revoked(id) => format!("revoked key {id}"),
+    };
+    crate::log::info(&format!(
+        "portal: consumer {} {what} (signed in {})",
+        s.consumer,
+        signed_in_with(s.via_key)
+    ));
+}
+
+fn signed_in_with(via: Option<KeyId>) -> String {
+    via.map_or("with a token".to_string(), |k| format!("with key {k}"))
 }
 
 /// The signed-in page: the outcome of the last change (a new key's secret, once), the
