@@ -105,7 +105,9 @@ fn json_lines_have_the_fields_of_each_request() {
     );
     assert!(post["duration_ms"].as_f64().unwrap() >= upstream_ms);
     assert!(post["bytes_in"].as_u64().unwrap() > 5, "head + 5-byte body");
-    assert!(post["bytes_out"].as_u64().unwrap() > r.body.len() as u64);
+    // Body bytes, as nginx's `$body_bytes_sent` and as HTTP/2 counts them (the head is not
+    // included; the response-bytes metric counts it).
+    assert_eq!(post["bytes_out"].as_u64().unwrap(), r.body.len() as u64);
     assert_eq!(post["user_agent"], "test-agent/1.0");
     assert_eq!(post["referer"], "http://r.example/");
     assert!(post["consumer"].is_null());
@@ -115,6 +117,7 @@ fn json_lines_have_the_fields_of_each_request() {
     assert!(nf["route"].is_null());
     assert!(nf["upstream"].is_null());
     assert_eq!(nf["request_id"], miss.header("x-request-id").unwrap());
+    assert_eq!(nf["bytes_out"].as_u64().unwrap(), miss.body.len() as u64);
 }
 
 #[test]
@@ -140,7 +143,14 @@ fn combined_format_and_sampling() {
     assert_eq!(lines.len(), 1);
     let l = &lines[0];
     assert!(l.starts_with("127.0.0.1 - - ["), "{l}");
-    assert!(l.contains("+0000] \"GET /hello?x=1 HTTP/1.1\" 200 "), "{l}");
+    assert!(
+        l.contains(&format!(
+            "+0000] \"GET /hello?x=1 HTTP/1.1\" 200 {} ",
+            r.body.len()
+        )),
+        "$body_bytes_sent is the body's length ({}): {l}",
+        r.body.len()
+    );
     assert!(l.ends_with("\"-\" \"curl/8\""), "{l}");
 
     // sample = 0.0 logs nothing (the reload switches it on the running gateway).

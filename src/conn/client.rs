@@ -61,6 +61,8 @@ pub struct Client {
     /// current request.
     pub(super) body_in: u64,
     pub(super) bytes_out: u64,
+    /// Bytes of the current response's head (written with the first body bytes).
+    pub(super) head_out: u64,
     // --- per request ---
     body: BodyState,
     /// The declared body framing (for lingering and skipping).
@@ -100,6 +102,7 @@ impl Client {
             slow: None,
             body_in: 0,
             bytes_out: 0,
+            head_out: 0,
             body: BodyState::Done,
             body_framing: BodyFraming::None,
             body_streamed: false,
@@ -170,6 +173,7 @@ impl Client {
         self.trailers_out.clear();
         self.body_in = 0;
         self.bytes_out = 0;
+        self.head_out = 0;
         self.rx = RateMeter::default();
         self.tx = RateMeter::default();
         self.body_deadline = start + timeouts.client_body_total;
@@ -489,6 +493,7 @@ impl Downstream for Client {
             ..*resp
         };
         let (framing, keep) = response_head(&mut self.out, &resp, self.version, &parts);
+        self.head_out = self.out.len() as u64;
         self.framing = framing;
         keep
     }

@@ -239,6 +239,7 @@ async fn reject(core: &Core, c: &mut Client, client: &ClientFacts, err: ProxyErr
         status: err.status(),
         bytes_in: c.pending() as u64,
         bytes_out: out.len() as u64,
+        head_out: (out.len() - body.len()) as u64,
         ..ExchangeFacts::default()
     };
     let sent = write_all(&mut c.stream, &mut out, deadline).await;
@@ -362,6 +363,7 @@ async fn handle_request(
     }
     ex.facts.bytes_in = head_len as u64 + c.body_in;
     ex.facts.bytes_out = c.bytes_out;
+    ex.facts.head_out = c.head_out.min(c.bytes_out);
     core.telemetry.on_request(
         (&gen.cfg, &gen.slots),
         &ex.facts,

@@ -142,8 +142,12 @@ pub struct ExchangeFacts {
     pub status: u16,
     /// Request head bytes plus request body bytes read.
     pub bytes_in: u64,
-    /// Bytes written to the client for this request (head and body).
+    /// Bytes written to the client for this request (head and body on HTTP/1.1; DATA payload
+    /// on HTTP/2, whose head is HPACK-compressed into the connection's shared state).
     pub bytes_out: u64,
+    /// Of `bytes_out`, the response head (HTTP/1.1 only): the access log reports body bytes
+    /// (`bytes_out - head_out`, nginx's `$body_bytes_sent`), the metrics the whole.
+    pub head_out: u64,
     pub route: Option<RouteId>,
     pub upstream: Option<UpstreamFacts>,
     /// The trace this request belongs to (when propagation is on).
