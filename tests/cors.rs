@@ -249,3 +249,53 @@ fn the_upstreams_own_cors_headers_are_replaced_or_removed() {
     }
     assert_eq!(up.count(), 3);
 }
+
+/// The gateway's refusals made before the policies run (405 for a method the route does not
+/// serve, 413 for a declared body past the route's bound) carry the route's CORS headers
+/// too, as the 401 and 429 do: a browser app reads the status instead of a network error.
+#[test]
+fn refusals_before_the_policies_carry_cors_headers() {
+    let up = Upstream::echo();
+    let gw = Gateway::start(&format!(
+        "[policies.web]\ncors = {{ origins = [\"https://app.example.com\"], methods = [\"GET\", \"POST\", \"PUT\"] }}\n\n{}\n\
+         [[routes]]\nname = \"small\"\nprefix = \"/small\"\nmethods = [\"GET\", \"POST\"]\nmax_body_bytes = \"1KiB\"\n\
+         policies = [\"web\"]\nproxy = {{ upstream = \"app\" }}\n",
+        upstream_toml("app", &[up.addr])
+    ));
+    let origin = ("Origin", "https://app.example.com");
+    let put = request(gw.addr, "PUT", "/small/x", &[origin], b"x");
+    let big = request(
+        gw.addr,
+        "POST",
+        "/small/x",
+        &[origin, ("Content-Length", "2000")],
+        b"",
+    );
+    for (r, want) in [(&put, 405), (&big, 413)] {
+        assert_eq!(r.status, want, "{}", r.text());
+        assert_eq!(
+            r.header("access-control-allow-origin"),
+            Some("https://app.example.com"),
+            "{want}"
+        );
+        assert!(
+            r.header_all("vary")
+                .join(",")
+                .to_ascii_lowercase()
+                .contains("origin"),
+            "{want}"
+        );
+    }
+    assert_eq!(put.header("allow"), Some("GET, POST"));
+    // Another origin still gets no CORS headers on the refusal.
+    let r = request(
+        gw.addr,
+        "PUT",
+        "/small/x",
+        &[("Origin", "https://evil.example.net")],
+        b"x",
+    );
+    assert_eq!(r.status, 405);
+    assert!(r.header("access-control-allow-origin").is_none());
+    assert_eq!(up.count(), 0, "nothing reached the upstream");
+}

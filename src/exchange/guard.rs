@@ -40,6 +40,39 @@ pub fn answer_preflight(ex: &mut Exchange<'_>, cfg: &Compiled) -> Option<(u16, V
     preflight(ex, cfg, acrm.unwrap_or(b""))
 }
 
+/// Adds CORS headers to a refusal made before the policies ran (`route::resolve`: 405 for a
+/// method the path's routes do not serve, 413 for a declared length past the route's bound),
+/// from the CORS policy of the route the request was for (for a 405, the route the path
+/// belongs to, found as a preflight finds it). A browser app then reads "method not allowed"
+/// or "too large" instead of an opaque network error, as it reads the policies' 401 and 429.
+pub fn cors_on_refusal(ex: &mut Exchange<'_>, cfg: &Compiled) {
+    let head = ex.head;
+    let Some(origin) = head.header("origin") else {
+        return;
+    };
+    let route = ex.facts.route.or_else(|| {
+        Method::ALL.into_iter().find_map(|method| {
+            match cfg.table.lookup(
+                &RouteRequest {
+                    host: &ex.host,
+                    method,
+                    path: &ex.path,
+                    query: head.query(),
+                },
+                &HeadHeaders(head),
+            ) {
+                Lookup::Found { route, .. } => Some(route),
+                _ => None,
+            }
+        })
+    });
+    let Some(route) = route else { return };
+    let (_, route_cors) = cfg.route(route).policies_for(&ex.path, &ex.host);
+    if let Some(Policy::Cors(cors)) = policy(cfg, route_cors) {
+        cors.actual(Some(origin), &mut ex.facts.resp_lines);
+    }
+}
+
 /// The answer to a CORS preflight (status and head so far) if the route serving the requested
 /// method has a CORS policy. `None` = not ours to answer (no such route, or it has no CORS
 /// policy): normal handling.

@@ -59,7 +59,13 @@ async fn phases<D: Downstream>(
         let body = (status != 204).then_some(&b""[..]);
         return Ok(respond::local(core, ex, down, status, &fields, body).await);
     }
-    let route = route::resolve(cfg, ex, lookup)?;
+    let route = match route::resolve(cfg, ex, lookup) {
+        Ok(r) => r,
+        Err(e) => {
+            guard::cors_on_refusal(ex, cfg);
+            return Err(e);
+        }
+    };
     let fx = guard::run_policies(core, gen, ex, down, route).await?;
     match &route.action {
         // Routes with a cache or compress policy take the cache phase, which forwards
