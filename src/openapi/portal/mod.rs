@@ -111,14 +111,11 @@ impl Portal {
     /// operation's page as the index links it, the assets, and the self-service pages when
     /// they are on). The config compiler checks that each of them reaches the portal's own
     /// route, so no other route can take a page, a sign-in form or a session cookie.
-    pub fn served_paths(&self) -> Vec<String> {
+    /// The fixed pages come first; the operation pages (one per operation, so unbounded by
+    /// the gateway) follow, and the second value is where they start.
+    pub fn served_paths(&self) -> (Vec<String>, usize) {
         let b = &self.base;
         let mut out = vec![b.clone(), format!("{b}/"), format!("{b}/index.html")];
-        for api in &self.apis {
-            for op in &api.operations {
-                out.push(format!("{b}/op/{}", html::segment(&op.id)));
-            }
-        }
         for a in &assets::ASSETS {
             out.push(format!("{b}/assets/{}", a.name));
         }
@@ -128,7 +125,13 @@ impl Portal {
                 out.push(format!("{b}/keys/{sub}"));
             }
         }
-        out
+        let fixed = out.len();
+        for api in &self.apis {
+            for op in &api.operations {
+                out.push(format!("{b}/op/{}", html::segment(&op.id)));
+            }
+        }
+        (out, fixed)
     }
 
     /// The page frame's settings.
