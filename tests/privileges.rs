@@ -23,7 +23,10 @@ fn route(body: &str) -> String {
 fn thread_ids(pid: i32) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let status = std::fs::read_to_string(t.unwrap().path().join("status")).unwrap();
+        // A short-lived thread (a blocking helper) can end between the listing and the read.
+        let Ok(status) = std::fs::read_to_string(t.unwrap().path().join("status")) else {
+            continue;
+        };
         let field = |name: &str| {
             status
                 .lines()
