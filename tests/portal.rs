@@ -170,6 +170,10 @@ fn sign_in(gw: &Gateway, key: &str) -> String {
         "{set}"
     );
     assert!(!set.contains("Secure"), "plain HTTP: no Secure flag");
+    assert!(
+        set.contains("; Path=/docs/keys;"),
+        "only the self-service pages get the session: {set}"
+    );
     assert!(!set.contains(key), "the session is not the key");
     set.split(';').next().unwrap().to_string()
 }
@@ -904,13 +908,10 @@ fn abuse_sign_ins_in_a_loop_are_bounded_per_consumer() {
 fn abuse_routes_that_would_take_the_portals_pages_are_a_config_error() {
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("overlap.json");
-    std::fs::write(
-        &spec,
-        r#"{"openapi":"3.0.3","info":{"title":"t","version":"1"},"paths":{
+    let original = r#"{"openapi":"3.0.3","info":{"title":"t","version":"1"},"paths":{
           "/docs/keys/sign-in":{"post":{"operationId":"steal","responses":{"200":{"description":"ok"}}}},
-          "/pets":{"get":{"operationId":"pets","responses":{"200":{"description":"ok"}}}}}}"#,
-    )
-    .unwrap();
+          "/pets":{"get":{"operationId":"pets","responses":{"200":{"description":"ok"}}}}}}"#;
+    std::fs::write(&spec, original).unwrap();
     let upstream = "[upstreams.app]\ntargets = [{ address = \"127.0.0.1:9\" }]\n\n";
     let listener = "[[listeners]]\naddress = \"127.0.0.1:8080\"\n\n";
     let openapi = format!(
@@ -933,6 +934,53 @@ fn abuse_routes_that_would_take_the_portals_pages_are_a_config_error() {
     let catch_all = "[[routes]]\nname = \"rest\"\nprefix = \"/\"\nproxy = { upstream = \"app\" }\n";
     let (code, stdout, stderr) = check_config(&format!("{listener}{upstream}{fine}{catch_all}"));
     assert_eq!(code, 0, "{stdout}{stderr}");
+
+    // Anything under /docs/keys, where the session cookie goes, is the portal's alone, even a
+    // path it does not serve; elsewhere under /docs a route may live (the cookie is not sent).
+    for (extra, needle) in [
+        (
+            "/docs/keys/extra",
+            "could take requests under /docs/keys, where browsers send",
+        ),
+        ("/docs/{page}/x", "could take requests under /docs/keys"),
+    ] {
+        std::fs::write(
+            &spec,
+            format!(
+                r#"{{"openapi":"3.0.3","info":{{"title":"t","version":"1"}},"paths":{{
+                  "{extra}":{{"get":{{"operationId":"grab","responses":{{"200":{{"description":"ok"}}}}}}}},
+                  "/docs/help":{{"get":{{"operationId":"help","responses":{{"200":{{"description":"ok"}}}}}}}}}}}}"#
+            ),
+        )
+        .unwrap();
+        let (code, stdout, stderr) = check_config(&format!("{listener}{upstream}{openapi}"));
+        assert_eq!(code, 1, "{extra}: {stdout}{stderr}");
+        assert!(stderr.contains(needle), "{extra}: {stderr}");
+    }
+    std::fs::write(
+        &spec,
+        r#"{"openapi":"3.0.3","info":{"title":"t","version":"1"},"paths":{
+          "/docs/help":{"get":{"operationId":"help","responses":{"200":{"description":"ok"}}}}}}"#,
+    )
+    .unwrap();
+    let (code, stdout, stderr) = check_config(&format!("{listener}{upstream}{openapi}"));
+    assert_eq!(
+        code, 0,
+        "/docs/help is outside the session's path: {stdout}{stderr}"
+    );
+    // A page is checked as a request for it is routed: the link to an operation named "."
+    // arrives as /docs/op/ once the dot segment is removed, where this route waits.
+    std::fs::write(
+        &spec,
+        r#"{"openapi":"3.0.3","info":{"title":"t","version":"1"},"paths":{
+          "/pets":{"get":{"operationId":".","responses":{"200":{"description":"ok"}}}},
+          "/docs/op/":{"get":{"operationId":"grab","responses":{"200":{"description":"ok"}}}}}}"#,
+    )
+    .unwrap();
+    let (code, stdout, stderr) = check_config(&format!("{listener}{upstream}{openapi}"));
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stderr.contains("takes GET /docs/op/."), "{stderr}");
+    std::fs::write(&spec, original).unwrap();
 
     // A TOML route deeper than the portal's path, or one on a named host, takes pages too.
     for (route, needle) in [

@@ -141,7 +141,7 @@ pub fn compile_with(
         None
     };
     if let Some(t) = &table {
-        super::routes::local_pages_reachable(&raw, &routes, &specs, t, &origins, &mut errs);
+        super::routes::local_pages_reachable(&raw, &routes, &specs, t, &paths, &origins, &mut errs);
     }
 
     match table {

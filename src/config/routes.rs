@@ -135,6 +135,7 @@ pub(super) fn local_pages_reachable(
     routes: &[Route],
     specs: &[RouteSpec],
     table: &RouteTable,
+    paths_opts: &http1::PathOptions,
     origins: &[super::openapi::RouteOrigin],
     errs: &mut Diag,
 ) {
@@ -160,7 +161,12 @@ pub(super) fn local_pages_reachable(
     }
     for r in routes {
         let (paths, fixed) = match &r.action {
-            Action::Portal(p) => p.served_paths(),
+            Action::Portal(p) => {
+                if p.keys.is_some() {
+                    session_subtree_is_the_portals(raw, r, specs, &p.base, origins, errs);
+                }
+                p.served_paths()
+            }
             Action::Mcp(m) => (vec![m.path.clone()], 1),
             _ => continue,
         };
@@ -176,11 +182,16 @@ pub(super) fn local_pages_reachable(
                 if h > 0 && !full && !structural {
                     continue;
                 }
+                // The page as a request for it is routed: normalized with the config's
+                // path options (a link to `/docs/op/.` arrives as `/docs/op/`).
+                let Ok(normalized) = http1::normalize_path_with(path.as_bytes(), paths_opts) else {
+                    continue;
+                };
                 for method in [Method::Get, Method::Post] {
                     let req = route::RouteRequest {
                         host,
                         method,
-                        path: path.as_bytes(),
+                        path: &normalized,
                         query: None,
                     };
                     let route::Lookup::Found { route: other, .. } = table.lookup(&req, &NoHeaders)
@@ -211,6 +222,88 @@ pub(super) fn local_pages_reachable(
                     );
                 }
             }
+        }
+    }
+}
+
+/// With self-service keys on, the browser sends the portal's session cookie to every path
+/// under `{base}/keys`: no route but the portal may be able to take any request there,
+/// whatever its host, methods or conditions (the probe above only sees the pages served).
+fn session_subtree_is_the_portals(
+    raw: &RawConfig,
+    portal: &Route,
+    specs: &[RouteSpec],
+    base: &str,
+    origins: &[super::openapi::RouteOrigin],
+    errs: &mut Diag,
+) {
+    use super::openapi::{describe, span_of};
+    let sub = format!("{base}/keys");
+    let depth = segments(base).len();
+    for spec in specs {
+        if spec.id == portal.id || !takes_subtree(&spec.path, spec.case_insensitive, &sub, depth) {
+            continue;
+        }
+        let (span, field) = span_of(raw, origins, spec.id);
+        errs.at(
+            span,
+            field,
+            format!(
+                "{} could take requests under {sub}, where browsers send {}'s session cookie; \
+                 move one of them",
+                describe(raw, origins, spec.id),
+                describe(raw, origins, portal.id),
+            ),
+        );
+    }
+}
+
+/// The segments of a path or pattern (`/a/b` → `["a", "b"]`; `/` → none).
+fn segments(path: &str) -> Vec<&str> {
+    let p = path.strip_prefix('/').unwrap_or(path);
+    if p.is_empty() {
+        Vec::new()
+    } else {
+        p.split('/').collect()
+    }
+}
+
+/// Whether a route with `pattern` can match `sub` or a path below it and win the lookup over
+/// the portal's prefix route, which is `depth` segments deep (full matches always win;
+/// catch-alls and prefixes win when at least as deep).
+fn takes_subtree(pattern: &PathPattern, case_insensitive: bool, sub: &str, depth: usize) -> bool {
+    let same = |a: &str, b: &str| {
+        if case_insensitive {
+            a.eq_ignore_ascii_case(b)
+        } else {
+            a == b
+        }
+    };
+    let want = segments(sub);
+    let under = |p: &str| {
+        let got = segments(p);
+        got.len() >= want.len() && want.iter().zip(&got).all(|(w, g)| same(w, g))
+    };
+    match pattern {
+        PathPattern::Exact(p) => under(p),
+        PathPattern::Prefix(p) => {
+            let got = segments(p.trim_end_matches('/'));
+            // Below `sub`, or an ancestor of it deep enough to beat the portal's prefix.
+            under(p) || (got.len() >= depth && got.iter().zip(&want).all(|(g, w)| same(g, w)))
+        }
+        PathPattern::Template(t) => {
+            let got = segments(t);
+            for (i, seg) in got.iter().enumerate() {
+                if seg.starts_with("{*") {
+                    // The catch-all takes whatever follows; it wins from `depth` on.
+                    return i >= depth;
+                }
+                match want.get(i) {
+                    Some(w) if !(seg.starts_with('{') || same(seg, w)) => return false,
+                    _ => {}
+                }
+            }
+            got.len() >= want.len()
         }
     }
 }

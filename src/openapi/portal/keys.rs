@@ -416,11 +416,10 @@ async fn sign_out(cx: &Ctx<'_>, client: &Client, s: &Session) -> Reply {
 }
 
 fn cookie_line(fields: &mut Vec<u8>, cx: &Ctx<'_>, token: &str, max_age: u64) {
-    let path = if cx.portal.base.is_empty() {
-        "/"
-    } else {
-        cx.portal.base.as_str()
-    };
+    // Only the self-service pages read the session, so only they are sent it: an operation
+    // or route elsewhere under the portal's path never sees the cookie (and none may exist
+    // under `{base}/keys`: `config::routes::local_pages_reachable`).
+    let path = base_keys(cx);
     let _ = write!(
         Fmt(fields),
         "set-cookie: {COOKIE}={token}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{}\r\n",
