@@ -501,3 +501,143 @@ fn only_a_get_switching_to_websocket_is_tunnelled() {
         "a POST went upstream as an upgrade: {post_head:?}"
     );
 }
+
+/// A plain echo upstream that reads a chunk and writes it all back before reading again (so
+/// it stops reading while its own writes wait): after a 101 it echoes until EOF.
+fn blocking_echo_upstream() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            thread::spawn(move || {
+                if read_head_exact(&mut s).is_none() {
+                    return;
+                }
+                let _ = s.write_all(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+                );
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if s.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Bulk traffic both ways at once through a tunnel on a TLS listener: the client keeps
+/// sending while the upstream echoes, so both directions are full at the same time. The
+/// relay must keep both moving (a relay that waits on one write while the other side
+/// waits on it deadlocks until the idle timeout and loses the data).
+#[test]
+fn tls_tunnel_relays_bulk_traffic_both_ways_at_once() {
+    use common::tls::{client_config, Ca, ClientOpts, Key};
+    let ca = Ca::new("tunnel test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let cert = ca.server(dir.path(), "front", &["localhost"], Key::EcdsaP256);
+    let up = blocking_echo_upstream();
+    let gw = Gateway::start(&format!(
+        "[listeners.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]\n\n\
+         [timeouts]\ntunnel_idle = \"20s\"\n\n{}\n\
+         [[routes]]\nname = \"ws\"\nprefix = \"/ws\"\nproxy = {{ upstream = \"app\" }}\n",
+        cert.cert_path.display(),
+        cert.key_path.display(),
+        upstream_toml("app", &[up])
+    ));
+    let cfg = client_config(&ClientOpts {
+        ca_pem: &ca.pem,
+        alpn: &[b"http/1.1"],
+        ..ClientOpts::default()
+    });
+    let mut tcp = TcpStream::connect(gw.addr).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(cfg, name).unwrap();
+    // The upgrade, on a blocking socket.
+    {
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut s = rustls::Stream::new(&mut conn, &mut tcp);
+        s.write_all(
+            b"GET /ws/x HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(s.read(&mut b).unwrap(), 1, "eof in the 101 head");
+            head.push(b[0]);
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+    }
+    // Then send 24 MiB while reading the echo, never blocking on either.
+    tcp.set_nonblocking(true).unwrap();
+    const TOTAL: usize = 24 << 20;
+    let chunk: Vec<u8> = (0..16 * 1024).map(|i| (i % 251) as u8).collect();
+    let (mut sent, mut got) = (0usize, 0usize);
+    let mut last_move = Instant::now();
+    let mut plain = vec![0u8; 64 * 1024];
+    while got < TOTAL {
+        let mut moved = false;
+        if sent < TOTAL && !conn.wants_write() {
+            let n = conn
+                .writer()
+                .write(&chunk[..chunk.len().min(TOTAL - sent)])
+                .unwrap();
+            sent += n;
+        }
+        while conn.wants_write() {
+            match conn.write_tls(&mut tcp) {
+                Ok(_) => moved = true,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("write: {e}"),
+            }
+        }
+        match conn.read_tls(&mut tcp) {
+            Ok(0) => panic!("the gateway closed the tunnel after {got} of {TOTAL} bytes"),
+            Ok(_) => {
+                conn.process_new_packets().unwrap();
+                loop {
+                    match conn.reader().read(&mut plain) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            assert!(
+                                plain[..n]
+                                    .iter()
+                                    .enumerate()
+                                    .all(|(i, b)| *b == ((got + i) % (16 * 1024) % 251) as u8),
+                                "echo out of order at {got}"
+                            );
+                            got += n;
+                            moved = true;
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("read: {e}"),
+        }
+        if moved {
+            last_move = Instant::now();
+        } else {
+            assert!(
+                last_move.elapsed() < Duration::from_secs(5),
+                "the tunnel stalled: {sent} sent, {got} echoed"
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+    assert_eq!(got, TOTAL);
+}

@@ -15,7 +15,6 @@ use monoio::io::Splitable;
 use monoio::net::TcpStream;
 
 use crate::io::write_all;
-use crate::tls::stream::Absorbed;
 use crate::tls::transport::Transport;
 use crate::upstream::UpConn;
 
@@ -64,92 +63,190 @@ async fn tunnel_plain(client: TcpStream, ups: TcpStream, idle: Duration) -> bool
 }
 
 /// The tunnel when either side speaks TLS. A TLS session cannot be split into two halves
-/// that run concurrently, so one loop waits for either socket to become readable (a wait that
-/// holds no buffer and is safe to drop), then moves what arrived. A TLS side that woke with
-/// only records that carry no data (session tickets, key updates) goes back to waiting
-/// instead of blocking the other direction. Writes apply backpressure as usual.
+/// that run concurrently, so one loop drives both directions without ever awaiting a read or
+/// a write: it moves whatever the sockets take right now (non-blocking `recv`/`send`, rustls's
+/// bounded queues), and when nothing moved it waits for whichever readiness would let
+/// something move (a side readable while its direction has room, writable while bytes or
+/// ciphertext wait for it) or for the idle deadline. A direction stalled by its receiver
+/// therefore never stops the other one (an echo server that stops reading until its own
+/// writes drain would otherwise deadlock with the gateway), and each direction holds at most
+/// `RELAY_BUF` bytes.
 async fn tunnel_tls(mut client: Transport, mut ups: Transport, idle: Duration) -> bool {
-    let (mut from_client, mut from_up) = (Vec::new(), Vec::new());
-    let (mut client_open, mut up_open) = (true, true);
+    let mut c2u = Direction::default();
+    let mut u2c = Direction::default();
     let mut last = Instant::now();
-    while client_open || up_open {
+    loop {
+        let a = c2u.step(&mut client, &mut ups);
+        let b = u2c.step(&mut ups, &mut client);
+        let (Ok(a), Ok(b)) = (a, b) else {
+            return false;
+        };
+        if c2u.closed && u2c.closed {
+            return false;
+        }
+        if a || b {
+            last = Instant::now();
+            continue;
+        }
         let due = last + idle;
-        let step = async {
-            let client_ready = ready(&mut client, client_open);
-            let up_ready = ready(&mut ups, up_open);
+        let woke = {
+            let cr = when(c2u.wants_read(), client.tcp().readable(false));
+            let uw = when(c2u.wants_write(&ups), ups.tcp().writable(false));
+            let ur = when(u2c.wants_read(), ups.tcp().readable(false));
+            let cw = when(u2c.wants_write(&client), client.tcp().writable(false));
             monoio::select! {
-                _ = client_ready => Side::Client,
-                _ = up_ready => Side::Upstream,
-                _ = monoio::time::sleep_until(due.into()) => Side::Idle,
+                _ = cr => true,
+                _ = uw => true,
+                _ = ur => true,
+                _ = cw => true,
+                _ = monoio::time::sleep_until(due.into()) => false,
             }
         };
-        let side = step.await;
-        let moved = match side {
-            Side::Idle => return true,
-            Side::Client if !has_data(&mut client) => continue,
-            Side::Upstream if !has_data(&mut ups) => continue,
-            Side::Client => relay_once(&mut client, &mut ups, &mut from_client, due).await,
-            Side::Upstream => relay_once(&mut ups, &mut client, &mut from_up, due).await,
-        };
-        match (moved, side) {
-            (Some(_), _) => last = Instant::now(),
-            (None, Side::Client) => client_open = false,
-            (None, _) => up_open = false,
+        if !woke {
+            return true;
         }
     }
-    false
 }
 
-/// Completes when `s` has something to read (never, when that side has ended).
-async fn ready(s: &mut Transport, open: bool) {
-    if !open {
+/// Most bytes read from one side and not yet taken by the other, per direction.
+const RELAY_BUF: usize = 64 * 1024;
+
+/// One direction of a TLS tunnel: bytes read from its source that its destination has not
+/// taken yet.
+#[derive(Default)]
+struct Direction {
+    buf: Vec<u8>,
+    /// The source ended (or failed): nothing more is read from it.
+    src_ended: bool,
+    /// The end was passed on (close_notify or a write shutdown): the direction is done.
+    closed: bool,
+}
+
+impl Direction {
+    fn wants_read(&self) -> bool {
+        !self.src_ended && self.buf.len() < RELAY_BUF
+    }
+
+    fn wants_write(&self, dst: &Transport) -> bool {
+        let tls_pending = matches!(dst, Transport::Tls(t) if t.wants_write());
+        !self.closed && (!self.buf.is_empty() || tls_pending || self.src_ended)
+    }
+
+    /// Moves what can move now. `Ok(true)` when anything happened; `Err` when the
+    /// destination failed (the tunnel ends).
+    fn step(&mut self, src: &mut Transport, dst: &mut Transport) -> std::io::Result<bool> {
+        if self.closed {
+            return Ok(false);
+        }
+        let mut moved = false;
+        if self.wants_read() {
+            let room = RELAY_BUF - self.buf.len();
+            match try_read(src, &mut self.buf, room) {
+                Some(0) => {
+                    self.src_ended = true;
+                    moved = true;
+                }
+                Some(_) => moved = true,
+                None => {}
+            }
+        }
+        if !self.buf.is_empty() {
+            let n = try_write(dst, &self.buf)?;
+            if n > 0 {
+                self.buf.drain(..n);
+                moved = true;
+            }
+        } else if let Transport::Tls(t) = dst {
+            t.try_flush()?;
+        }
+        if self.src_ended && self.buf.is_empty() && try_close(dst)? {
+            self.closed = true;
+            moved = true;
+        }
+        Ok(moved)
+    }
+}
+
+/// `fut` when `cond`, else a future that never completes (a `select!` branch switched off).
+async fn when<F: std::future::Future>(cond: bool, fut: F) {
+    if cond {
+        let _ = fut.await;
+    } else {
         std::future::pending::<()>().await;
     }
-    if !s.has_buffered() {
-        let _ = s.readable().await;
-    }
 }
 
-/// After a wake-up: whether a read on `s` would return at once (data, an end or an error).
-/// A TLS side first takes what arrived through rustls without waiting.
-fn has_data(s: &mut Transport) -> bool {
+/// Takes at most `max` bytes from `s` into `dst` without waiting (see
+/// `TlsStream::try_read_plain`): `Some(0)` is the end (EOF or an error), `None` nothing yet.
+fn try_read(s: &mut Transport, dst: &mut Vec<u8>, max: usize) -> Option<usize> {
     match s {
-        Transport::Plain(_) => true,
-        Transport::Tls(t) => matches!(t.absorb(), Absorbed::Plaintext | Absorbed::Ended),
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Side {
-    Client,
-    Upstream,
-    Idle,
-}
-
-/// Reads once from `r` (which is readable) and writes it all to `w`, both by `due`. `None`
-/// when `r` ended (its end is passed on as a write shutdown) or either side failed.
-async fn relay_once<R, W>(r: &mut R, w: &mut W, buf: &mut Vec<u8>, due: Instant) -> Option<usize>
-where
-    R: monoio::io::AsyncReadRent,
-    W: monoio::io::AsyncWriteRent,
-{
-    use monoio::io::AsyncWriteRentExt as _;
-    buf.clear();
-    match crate::io::read_more(r, buf, due, 16 * 1024).await {
-        Ok(n) => {
-            let owned = std::mem::take(buf);
-            let write = w.write_all(owned);
-            match monoio::time::timeout_at(due.into(), write).await {
-                Ok((Ok(_), b)) => {
-                    *buf = b;
-                    Some(n)
-                }
-                _ => None,
+        Transport::Tls(t) => t.try_read_plain(dst, max),
+        Transport::Plain(tcp) => {
+            dst.reserve(max);
+            let spare = dst.spare_capacity_mut();
+            // SAFETY: recv writes at most `max` (<= spare capacity) bytes into the vector's
+            // spare capacity; the socket has no read in flight.
+            let n = unsafe {
+                libc::recv(
+                    tcp.as_raw_fd(),
+                    spare.as_mut_ptr().cast(),
+                    max.min(spare.len()),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            match n {
+                0 => Some(0),
+                // SAFETY: recv initialized `n` bytes past the current length.
+                1.. => unsafe {
+                    dst.set_len(dst.len() + n as usize);
+                    Some(n as usize)
+                },
+                _ => match std::io::Error::last_os_error().kind() {
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => None,
+                    _ => Some(0),
+                },
             }
         }
-        Err(_) => {
-            let _ = w.shutdown().await;
-            None
+    }
+}
+
+/// Writes what `s` takes of `src` now (possibly nothing).
+fn try_write(s: &mut Transport, src: &[u8]) -> std::io::Result<usize> {
+    match s {
+        Transport::Tls(t) => t.try_write_plain(src),
+        Transport::Plain(tcp) => {
+            // SAFETY: sends from a live slice on a socket with no write in flight.
+            let n = unsafe {
+                libc::send(
+                    tcp.as_raw_fd(),
+                    src.as_ptr().cast(),
+                    src.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = std::io::Error::last_os_error();
+            match e.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Ok(0),
+                _ => Err(e),
+            }
+        }
+    }
+}
+
+/// Passes a direction's end on: close_notify on TLS (`false` while it waits to be written),
+/// a write shutdown on TCP.
+fn try_close(s: &mut Transport) -> std::io::Result<bool> {
+    match s {
+        Transport::Tls(t) => t.try_close_notify(),
+        Transport::Plain(tcp) => {
+            // SAFETY: shuts down the write side of a socket this frame owns; the fd stays open.
+            unsafe {
+                libc::shutdown(tcp.as_raw_fd(), libc::SHUT_WR);
+            }
+            Ok(true)
         }
     }
 }

@@ -371,6 +371,97 @@ impl TlsStream {
         Ok(n)
     }
 
+    /// Non-blocking read for relays: appends at most `max` decrypted bytes to `dst`, taking
+    /// what the socket holds without waiting. `Some(n > 0)`: data; `Some(0)`: the stream
+    /// ended (close_notify, EOF or a TLS error); `None`: nothing yet (wait until readable).
+    pub fn try_read_plain(&mut self, dst: &mut Vec<u8>, max: usize) -> Option<usize> {
+        // `Busy`: records without data filled the rounds; what was read is still to be fed.
+        let mut seen = self.absorb();
+        for _ in 0..16 {
+            if seen != Absorbed::Busy {
+                break;
+            }
+            seen = self.absorb();
+        }
+        match seen {
+            Absorbed::Plaintext => {
+                let mut reader = self.tls.reader();
+                let chunk = match reader.fill_buf() {
+                    Ok(c) => c,
+                    Err(_) => return Some(0),
+                };
+                let n = chunk.len().min(max);
+                dst.extend_from_slice(&chunk[..n]);
+                reader.consume(n);
+                Some(n)
+            }
+            Absorbed::Ended => Some(0),
+            Absorbed::Quiet | Absorbed::Busy => None,
+        }
+    }
+
+    /// Non-blocking write for relays: encrypts as much of `src` as rustls's bounded send
+    /// queue takes (possibly nothing) and writes queued ciphertext without waiting (see
+    /// `try_flush`). Returns how much of `src` was taken.
+    pub fn try_write_plain(&mut self, src: &[u8]) -> io::Result<usize> {
+        let n = io::Write::write(&mut self.tls.writer(), src)?;
+        self.try_flush()?;
+        Ok(n)
+    }
+
+    /// Writes queued ciphertext without waiting: `true` once all of it is on the wire,
+    /// `false` when the socket is full (wait until writable). Only for a stream with no
+    /// write in flight (the relays, which never await a write on it).
+    pub fn try_flush(&mut self) -> io::Result<bool> {
+        struct NoWait(std::os::fd::RawFd);
+        impl io::Write for NoWait {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                // SAFETY: sends from a live slice on a socket this stream owns.
+                let n = unsafe {
+                    libc::send(
+                        self.0,
+                        b.as_ptr().cast(),
+                        b.len(),
+                        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                    )
+                };
+                if n < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(n as usize)
+                }
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut out = NoWait(std::os::fd::AsRawFd::as_raw_fd(&self.tcp));
+        while self.tls.wants_write() {
+            match self.tls.write_tls(&mut out) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Whether ciphertext waits to be written.
+    pub fn wants_write(&self) -> bool {
+        self.tls.wants_write()
+    }
+
+    /// Non-blocking close for relays: queues close_notify (once) and writes what it can;
+    /// `true` once it is on the wire.
+    pub fn try_close_notify(&mut self) -> io::Result<bool> {
+        if !self.notified {
+            self.tls.send_close_notify();
+            self.notified = true;
+        }
+        self.try_flush()
+    }
+
     /// Queues close_notify (once) and writes it out.
     pub async fn send_close_notify(&mut self) -> io::Result<()> {
         if !self.notified {
