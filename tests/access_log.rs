@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -538,4 +538,62 @@ fn a_relative_log_path_is_under_the_config_files_directory() {
         lines.first().is_some_and(|l| l.contains("\"/hello\"")),
         "{lines:?}"
     );
+}
+
+/// `bytes_out` is body bytes whatever came before the body: an interim `100 Continue` is not
+/// body, and neither is the head of a 101 (what the tunnel carries afterwards is not in the
+/// request's line).
+#[test]
+fn bytes_out_leaves_out_interim_and_upgrade_heads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let up = Upstream::start(Arc::new(|req, s| {
+        if req.header("upgrade").is_some() {
+            let _ = s.write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            );
+            return Reply::Close;
+        }
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfive!");
+        Reply::KeepAlive
+    }));
+    let log = format!(
+        "[access_log]\nenabled = true\npath = \"{}\"\n",
+        path.display()
+    );
+    let gw = Gateway::start_workers(&config(up.addr, &log), 1);
+    // Expect: 100-continue, then the body once the interim answer came.
+    let mut c = Conn::open(gw.addr);
+    c.send(b"POST /api/c HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    let mut interim = Vec::new();
+    let mut byte = [0u8; 1];
+    while !interim.ends_with(b"\r\n\r\n") {
+        assert_eq!(c.stream.read(&mut byte).unwrap(), 1, "EOF before the 100");
+        interim.push(byte[0]);
+    }
+    assert_eq!(interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    c.send(b"hello");
+    let r = c.read_response(false).expect("response");
+    assert_eq!((r.status, r.body.len()), (200, 5));
+    // An upgrade: the 101 head reaches the client, no body.
+    let mut w = Conn::open(gw.addr);
+    w.send(
+        b"GET /api/ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    let r = w.read_response(true).expect("101");
+    assert_eq!(r.status, 101);
+    drop(w);
+    let lines = wait_lines(&path, 2);
+    let recs: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let post = recs
+        .iter()
+        .find(|v| v["method"] == "POST")
+        .expect("POST line");
+    assert_eq!(post["bytes_out"], 5, "{post}");
+    let ws = recs.iter().find(|v| v["status"] == 101).expect("101 line");
+    assert_eq!(ws["bytes_out"], 0, "{ws}");
 }

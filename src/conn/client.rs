@@ -61,8 +61,11 @@ pub struct Client {
     /// current request.
     pub(super) body_in: u64,
     pub(super) bytes_out: u64,
-    /// Bytes of the current response's head (written with the first body bytes).
+    /// Bytes of the current response's head (written with the first body bytes), with any
+    /// interim `100 Continue` before it.
     pub(super) head_out: u64,
+    /// Bytes of interim responses (`100 Continue`) sent for the current request.
+    interim_out: u64,
     // --- per request ---
     body: BodyState,
     /// The declared body framing (for lingering and skipping).
@@ -103,6 +106,7 @@ impl Client {
             body_in: 0,
             bytes_out: 0,
             head_out: 0,
+            interim_out: 0,
             body: BodyState::Done,
             body_framing: BodyFraming::None,
             body_streamed: false,
@@ -174,6 +178,7 @@ impl Client {
         self.body_in = 0;
         self.bytes_out = 0;
         self.head_out = 0;
+        self.interim_out = 0;
         self.rx = RateMeter::default();
         self.tx = RateMeter::default();
         self.body_deadline = start + timeouts.client_body_total;
@@ -434,6 +439,8 @@ impl Downstream for Client {
             && self.pending() == 0
         {
             let mut msg = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
+            self.interim_out += msg.len() as u64;
+            self.head_out = self.interim_out;
             self.send(&mut msg, self.timeouts.client_body)
                 .await
                 .map_err(|_| ProxyError::new(ErrorKind::RequestTimeout))?;
@@ -493,7 +500,7 @@ impl Downstream for Client {
             ..*resp
         };
         let (framing, keep) = response_head(&mut self.out, &resp, self.version, &parts);
-        self.head_out = self.out.len() as u64;
+        self.head_out = self.interim_out + self.out.len() as u64;
         self.framing = framing;
         keep
     }

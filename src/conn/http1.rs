@@ -400,6 +400,9 @@ async fn send_101(
     };
     let mut out = Vec::with_capacity(fields.len() + ex.facts.resp_lines.len() + up.buf.len() + 96);
     http1::write_response_head(&mut out, 101, fields, &end);
+    // The access log's bytes_out is body bytes: the 101 head is not; what the upstream sent
+    // after its 101 already is tunnel traffic.
+    c.head_out = out.len() as u64;
     out.append(&mut up.buf);
     c.send(&mut out, c.timeouts.client_body).await
 }
