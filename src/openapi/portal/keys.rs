@@ -639,9 +639,11 @@ fn may_issue(
 }
 
 /// Whether `old` is the outgoing half of a portal rotation: another key of the same consumer
-/// was created exactly `ROTATE_GRACE` before `old` stops working and lives at least as long
-/// (rotation sets the old key's end to the new key's creation plus the grace, and gives the
-/// new key the old one's earlier expiry, in one write).
+/// was created exactly `ROTATE_GRACE` before `old` stops working and lives longer (rotation
+/// sets the old key's end to the new key's creation plus the grace and gives the new key the
+/// old one's later expiry, in one write). Two keys made in the same second with the same
+/// one-day expiry are therefore not taken for a rotation; a one-day key made in the same
+/// second as a longer-lived one is (rotating it is then refused; creating a key still works).
 fn rotated<'e>(mut entries: impl Iterator<Item = &'e KeyEntry>, old: &KeyEntry) -> bool {
     let Some(end) = old.expires else {
         return false;
@@ -651,7 +653,7 @@ fn rotated<'e>(mut entries: impl Iterator<Item = &'e KeyEntry>, old: &KeyEntry) 
             && e.consumer == old.consumer
             && e.created >= old.created
             && e.created.checked_add(ROTATE_GRACE) == Some(end)
-            && e.expires.is_none_or(|x| x >= end)
+            && e.expires.is_none_or(|x| x > end)
     })
 }
 
