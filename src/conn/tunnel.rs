@@ -86,6 +86,9 @@ async fn tunnel_tls(mut client: Transport, mut ups: Transport, idle: Duration) -
         }
         if a || b {
             last = Instant::now();
+            // A relay that always has bytes to move never awaits: let the worker's other
+            // connections run between rounds.
+            yield_once().await;
             continue;
         }
         let due = last + idle;
@@ -106,6 +109,20 @@ async fn tunnel_tls(mut client: Transport, mut ups: Transport, idle: Duration) -
             return true;
         }
     }
+}
+
+/// Returns to the scheduler once, queued behind the worker's other ready tasks.
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return std::task::Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await;
 }
 
 /// Most bytes read from one side and not yet taken by the other, per direction.
