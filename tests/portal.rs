@@ -152,6 +152,22 @@ fn self_service_is_off_by_default() {
     );
 }
 
+/// A gateway with self-service keys (sign-in by API key) over a fresh key store whose
+/// `prefix` keeps it apart, once alice's key works. The gateway is first, so it stops first.
+fn keys_portal(prefix: &str) -> (Gateway, Upstream, KeyStoreFixture) {
+    let store = KeyStoreFixture::new(prefix);
+    let up = Upstream::echo();
+    let spec = write_spec(store.dir.path(), true);
+    let gw = store.gateway(&config(
+        &spec,
+        up.addr,
+        "{ path = \"/docs\", keys = { sign_in = \"api_key\" } }",
+        &store.tables(),
+    ));
+    until_status(&gw, &store.alice, 200);
+    (gw, up, store)
+}
+
 /// Signs in with `key`; returns the session cookie (`name=value`).
 fn sign_in(gw: &Gateway, key: &str) -> String {
     let body = format!("credential={key}");
@@ -202,16 +218,7 @@ fn post(gw: &Gateway, path: &str, cookie: &str, body: &str) -> Response {
 
 #[test]
 fn self_service_keys_with_csrf_and_ownership() {
-    let store = KeyStoreFixture::new("t-portal-keys");
-    let up = Upstream::echo();
-    let spec = write_spec(store.dir.path(), true);
-    let gw = store.gateway(&config(
-        &spec,
-        up.addr,
-        "{ path = \"/docs\", keys = { sign_in = \"api_key\" } }",
-        &store.tables(),
-    ));
-    until_status(&gw, &store.alice, 200);
+    let (gw, _up, store) = keys_portal("t-portal-keys");
     assert_eq!(pet_status(&gw, "rwk_00000000_nope"), 401);
 
     // A wrong credential does not sign in.
@@ -463,16 +470,7 @@ fn self_service_keys_with_csrf_and_ownership() {
 /// key and the new key keeps the old one's expiry.
 #[test]
 fn portal_keys_are_bounded_and_rotation_keeps_the_expiry() {
-    let store = KeyStoreFixture::new("t-portal-bounds");
-    let up = Upstream::echo();
-    let spec = write_spec(store.dir.path(), true);
-    let gw = store.gateway(&config(
-        &spec,
-        up.addr,
-        "{ path = \"/docs\", keys = { sign_in = \"api_key\" } }",
-        &store.tables(),
-    ));
-    until_status(&gw, &store.alice, 200);
+    let (gw, _up, store) = keys_portal("t-portal-bounds");
     let cli = store.dir.path().join("cli.toml");
     let short = keys_cli(&cli, &["create", "--consumer", "alice", "--expires", "1s"]);
     let alice = sign_in(&gw, &store.alice);
@@ -854,16 +852,7 @@ fn behind_a_trusted_tls_proxy_the_forwarded_scheme_is_the_browsers() {
 /// Redis every instance shares, and other consumers still sign in.
 #[test]
 fn abuse_sign_ins_in_a_loop_are_bounded_per_consumer() {
-    let store = KeyStoreFixture::new("t-portal-signins");
-    let up = Upstream::echo();
-    let spec = write_spec(store.dir.path(), true);
-    let gw = store.gateway(&config(
-        &spec,
-        up.addr,
-        "{ path = \"/docs\", keys = { sign_in = \"api_key\" } }",
-        &store.tables(),
-    ));
-    until_status(&gw, &store.alice, 200);
+    let (gw, _up, store) = keys_portal("t-portal-signins");
     let sessions = || {
         store
             .redis

@@ -11,7 +11,7 @@ use crate::core::{Core, Generation};
 use crate::http1::Method;
 use crate::policy::client_cert::CertRefusal;
 use crate::policy::pipeline::{self, Caller, Denial, Effects, Facts, Policy, PolicyId};
-use crate::route::{Lookup, RouteRequest};
+use crate::route::{Lookup, RouteId, RouteRequest};
 
 use super::error::{ErrorKind, ProxyError};
 use super::model::Exchange;
@@ -50,27 +50,35 @@ pub fn cors_on_refusal(ex: &mut Exchange<'_>, cfg: &Compiled) {
     let Some(origin) = head.header("origin") else {
         return;
     };
-    let route = ex.facts.route.or_else(|| {
-        Method::ALL.into_iter().find_map(|method| {
-            match cfg.table.lookup(
-                &RouteRequest {
-                    host: &ex.host,
-                    method,
-                    path: &ex.path,
-                    query: head.query(),
-                },
-                &HeadHeaders(head),
-            ) {
-                Lookup::Found { route, .. } => Some(route),
-                _ => None,
-            }
-        })
-    });
-    let Some(route) = route else { return };
+    let Some(route) = ex.facts.route.or_else(|| path_route(ex, cfg, Method::ALL)) else {
+        return;
+    };
     let (_, route_cors) = cfg.route(route).policies_for(&ex.path, &ex.host);
     if let Some(Policy::Cors(cors)) = policy(cfg, route_cors) {
         cors.actual(Some(origin), &mut ex.facts.resp_lines);
     }
+}
+
+/// The first route that serves this request's host and path for one of `methods`, in that
+/// order (a CORS answer belongs to the route the path is for, whatever the method).
+fn path_route(
+    ex: &Exchange<'_>,
+    cfg: &Compiled,
+    methods: impl IntoIterator<Item = Method>,
+) -> Option<RouteId> {
+    let head = ex.head;
+    methods.into_iter().find_map(|method| {
+        let req = RouteRequest {
+            host: &ex.host,
+            method,
+            path: &ex.path,
+            query: head.query(),
+        };
+        match cfg.table.lookup(&req, &HeadHeaders(head)) {
+            Lookup::Found { route, .. } => Some(route),
+            _ => None,
+        }
+    })
 }
 
 /// The answer to a CORS preflight (status and head so far) if the route serving the requested
@@ -81,22 +89,11 @@ fn preflight(ex: &mut Exchange<'_>, cfg: &Compiled, requested: &[u8]) -> Option<
     // The route for the requested method; for a method no route serves, the route the path
     // belongs to (its CORS policy then refuses the method: an answer without CORS headers).
     let requested_method = Method::from_bytes(requested.trim_ascii());
-    let route = std::iter::once(requested_method)
-        .chain(Method::ALL)
-        .find_map(|method| {
-            match cfg.table.lookup(
-                &RouteRequest {
-                    host: &ex.host,
-                    method,
-                    path: &ex.path,
-                    query: head.query(),
-                },
-                &HeadHeaders(head),
-            ) {
-                Lookup::Found { route, .. } => Some(route),
-                _ => None,
-            }
-        })?;
+    let route = path_route(
+        ex,
+        cfg,
+        std::iter::once(requested_method).chain(Method::ALL),
+    )?;
     let (_, route_cors) = cfg.route(route).policies_for(&ex.path, &ex.host);
     let Some(Policy::Cors(cors)) = policy(cfg, route_cors) else {
         return None;
