@@ -641,3 +641,92 @@ fn tls_tunnel_relays_bulk_traffic_both_ways_at_once() {
     }
     assert_eq!(got, TOTAL);
 }
+
+/// A full 16 KiB TLS record split across two reads, followed by many small records in the
+/// same read: the relay must take the plaintext out before feeding rustls more (it refuses
+/// ciphertext once 16 KiB of plaintext wait), not end the direction with a clean close and
+/// drop what it had decrypted.
+#[test]
+fn tls_tunnel_keeps_every_byte_of_mixed_record_sizes() {
+    use common::tls::{client_config, Ca, ClientOpts, Key};
+    let ca = Ca::new("tunnel test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let cert = ca.server(dir.path(), "front", &["localhost"], Key::EcdsaP256);
+    let up = blocking_echo_upstream();
+    let gw = Gateway::start(&format!(
+        "[listeners.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]\n\n{}\n\
+         [[routes]]\nname = \"ws\"\nprefix = \"/ws\"\nproxy = {{ upstream = \"app\" }}\n",
+        cert.cert_path.display(),
+        cert.key_path.display(),
+        upstream_toml("app", &[up])
+    ));
+    let cfg = client_config(&ClientOpts {
+        ca_pem: &ca.pem,
+        alpn: &[b"http/1.1"],
+        ..ClientOpts::default()
+    });
+    let mut tcp = TcpStream::connect(gw.addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(cfg, name).unwrap();
+    {
+        let mut s = rustls::Stream::new(&mut conn, &mut tcp);
+        s.write_all(
+            b"GET /ws/x HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(s.read(&mut b).unwrap(), 1, "eof in the 101 head");
+            head.push(b[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"));
+    }
+    // One 16 KiB record, then 100 records of 100 bytes, as ciphertext.
+    let mut want = Vec::new();
+    let mut wire = Vec::new();
+    let big: Vec<u8> = (0..16 * 1024).map(|i| (i % 253) as u8).collect();
+    conn.writer().write_all(&big).unwrap();
+    want.extend_from_slice(&big);
+    while conn.wants_write() {
+        conn.write_tls(&mut wire).unwrap();
+    }
+    let big_len = wire.len();
+    for i in 0..100u8 {
+        let small = vec![i; 100];
+        conn.writer().write_all(&small).unwrap();
+        want.extend_from_slice(&small);
+        while conn.wants_write() {
+            conn.write_tls(&mut wire).unwrap();
+        }
+    }
+    // All but the big record's last 3 000 bytes, a pause, then the rest with every small one.
+    tcp.write_all(&wire[..big_len - 3000]).unwrap();
+    thread::sleep(Duration::from_millis(200));
+    tcp.write_all(&wire[big_len - 3000..]).unwrap();
+    // The echo of every byte comes back.
+    let mut got = Vec::new();
+    let mut plain = vec![0u8; 64 * 1024];
+    while got.len() < want.len() {
+        match conn.read_tls(&mut tcp) {
+            Ok(0) => panic!(
+                "the tunnel closed after {} of {} bytes",
+                got.len(),
+                want.len()
+            ),
+            Ok(_) => {
+                conn.process_new_packets().unwrap();
+                while let Ok(n) = conn.reader().read(&mut plain) {
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&plain[..n]);
+                }
+            }
+            Err(e) => panic!("read after {} of {} bytes: {e}", got.len(), want.len()),
+        }
+    }
+    assert!(got == want, "the echo differs from what was sent");
+}

@@ -149,8 +149,8 @@ impl Direction {
         !self.closed && (!self.buf.is_empty() || tls_pending || self.src_ended)
     }
 
-    /// Moves what can move now. `Ok(true)` when anything happened; `Err` when the
-    /// destination failed (the tunnel ends).
+    /// Moves what can move now. `Ok(true)` when anything happened; `Err` when either side
+    /// failed (the tunnel ends abruptly: a broken source is not passed on as a clean end).
     fn step(&mut self, src: &mut Transport, dst: &mut Transport) -> std::io::Result<bool> {
         if self.closed {
             return Ok(false);
@@ -158,7 +158,7 @@ impl Direction {
         let mut moved = false;
         if self.wants_read() {
             let room = RELAY_BUF - self.buf.len();
-            match try_read(src, &mut self.buf, room) {
+            match try_read(src, &mut self.buf, room)? {
                 Some(0) => {
                     self.src_ended = true;
                     moved = true;
@@ -194,8 +194,8 @@ async fn when<F: std::future::Future>(cond: bool, fut: F) {
 }
 
 /// Takes at most `max` bytes from `s` into `dst` without waiting (see
-/// `TlsStream::try_read_plain`): `Some(0)` is the end (EOF or an error), `None` nothing yet.
-fn try_read(s: &mut Transport, dst: &mut Vec<u8>, max: usize) -> Option<usize> {
+/// `TlsStream::try_read_plain`): `Some(0)` is the end, `None` nothing yet, `Err` a failure.
+fn try_read(s: &mut Transport, dst: &mut Vec<u8>, max: usize) -> std::io::Result<Option<usize>> {
     match s {
         Transport::Tls(t) => t.try_read_plain(dst, max),
         Transport::Plain(tcp) => {
@@ -212,16 +212,21 @@ fn try_read(s: &mut Transport, dst: &mut Vec<u8>, max: usize) -> Option<usize> {
                 )
             };
             match n {
-                0 => Some(0),
+                0 => Ok(Some(0)),
                 // SAFETY: recv initialized `n` bytes past the current length.
                 1.. => unsafe {
                     dst.set_len(dst.len() + n as usize);
-                    Some(n as usize)
+                    Ok(Some(n as usize))
                 },
-                _ => match std::io::Error::last_os_error().kind() {
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => None,
-                    _ => Some(0),
-                },
+                _ => {
+                    let e = std::io::Error::last_os_error();
+                    match e.kind() {
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => {
+                            Ok(None)
+                        }
+                        _ => Err(e),
+                    }
+                }
             }
         }
     }

@@ -251,15 +251,21 @@ impl TlsStream {
     /// updates at any time; those are processed here and are not data.
     pub fn absorb(&mut self) -> Absorbed {
         for _ in 0..8 {
-            while self.rpos < self.rbuf.len() {
+            // Feed records one at a time and stop at the first plaintext: rustls refuses more
+            // ciphertext once 16 KiB of plaintext wait unread, and that refusal must not be
+            // taken for an end (the rest stays in `rbuf` for the next call).
+            loop {
+                match self.tls.reader().fill_buf() {
+                    Ok(b) if !b.is_empty() => return Absorbed::Plaintext,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    _ => return Absorbed::Ended,
+                }
+                if self.rpos >= self.rbuf.len() {
+                    break;
+                }
                 if self.feed().is_err() {
                     return Absorbed::Ended;
                 }
-            }
-            match self.tls.reader().fill_buf() {
-                Ok(b) if !b.is_empty() => return Absorbed::Plaintext,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                _ => return Absorbed::Ended,
             }
             if self.eof {
                 return Absorbed::Ended;
@@ -373,8 +379,9 @@ impl TlsStream {
 
     /// Non-blocking read for relays: appends at most `max` decrypted bytes to `dst`, taking
     /// what the socket holds without waiting. `Some(n > 0)`: data; `Some(0)`: the stream
-    /// ended (close_notify, EOF or a TLS error); `None`: nothing yet (wait until readable).
-    pub fn try_read_plain(&mut self, dst: &mut Vec<u8>, max: usize) -> Option<usize> {
+    /// ended (close_notify or EOF); `None`: nothing yet (wait until readable); `Err`: a TLS
+    /// or socket error (the relay aborts rather than pass on a clean end).
+    pub fn try_read_plain(&mut self, dst: &mut Vec<u8>, max: usize) -> io::Result<Option<usize>> {
         // `Busy`: records without data filled the rounds; what was read is still to be fed.
         let mut seen = self.absorb();
         for _ in 0..16 {
@@ -386,17 +393,24 @@ impl TlsStream {
         match seen {
             Absorbed::Plaintext => {
                 let mut reader = self.tls.reader();
-                let chunk = match reader.fill_buf() {
-                    Ok(c) => c,
-                    Err(_) => return Some(0),
-                };
+                let chunk = reader.fill_buf()?;
                 let n = chunk.len().min(max);
                 dst.extend_from_slice(&chunk[..n]);
                 reader.consume(n);
-                Some(n)
+                Ok(Some(n))
             }
-            Absorbed::Ended => Some(0),
-            Absorbed::Quiet | Absorbed::Busy => None,
+            // close_notify, or a TCP end without one (as HTTP reads it), is an end; a TLS
+            // error is an error, so a relay does not pass a broken stream on as a clean close.
+            Absorbed::Ended => match self.tls.reader().fill_buf() {
+                _ if self.error.is_some() => Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "TLS error on a relayed stream",
+                )),
+                Ok(_) => Ok(Some(0)),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(Some(0)),
+                Err(e) => Err(e),
+            },
+            Absorbed::Quiet | Absorbed::Busy => Ok(None),
         }
     }
 
