@@ -486,6 +486,14 @@ fn portal_keys_are_bounded_and_rotation_keeps_the_expiry() {
         let at = html.find("value=\"rwk_").expect("new secret") + "value=\"".len();
         html[at..at + 56].to_string()
     };
+    let rotate = |key: &str| {
+        post(
+            &gw,
+            "/docs/keys/rotate",
+            &alice,
+            &format!("csrf={csrf}&id={}", key_id(key)),
+        )
+    };
 
     // Rotating a key with an expiry: the successor keeps it.
     let r = post(
@@ -496,12 +504,7 @@ fn portal_keys_are_bounded_and_rotation_keeps_the_expiry() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let thirty = created(&r);
-    let r = post(
-        &gw,
-        "/docs/keys/rotate",
-        &alice,
-        &format!("csrf={csrf}&id={}", key_id(&thirty)),
-    );
+    let r = rotate(&thirty);
     assert_eq!(r.status, 200, "{}", r.text());
     let successor = created(&r);
     let successor_row = row(&key_id(&successor));
@@ -515,23 +518,13 @@ fn portal_keys_are_bounded_and_rotation_keeps_the_expiry() {
     );
     assert!(!old_row.contains("/rotate"), "{old_row}");
     assert!(old_row.contains("/revoke"), "{old_row}");
-    let r = post(
-        &gw,
-        "/docs/keys/rotate",
-        &alice,
-        &format!("csrf={csrf}&id={}", key_id(&thirty)),
-    );
+    let r = rotate(&thirty);
     assert_eq!(r.status, 409, "{}", r.text());
     assert!(r.text().contains("already rotated"), "{}", r.text());
     assert!(!r.text().contains("value=\"rwk_"), "no new key was made");
     // An expired key is not renewed by rotating it.
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    let r = post(
-        &gw,
-        "/docs/keys/rotate",
-        &alice,
-        &format!("csrf={csrf}&id={}", key_id(&short)),
-    );
+    let r = rotate(&short);
     assert_eq!(r.status, 409, "{}", r.text());
     assert!(r.text().contains("expired"), "{}", r.text());
 

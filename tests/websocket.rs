@@ -539,48 +539,7 @@ fn blocking_echo_upstream() -> SocketAddr {
 /// waits on it deadlocks until the idle timeout and loses the data).
 #[test]
 fn tls_tunnel_relays_bulk_traffic_both_ways_at_once() {
-    use common::tls::{client_config, Ca, ClientOpts, Key};
-    let ca = Ca::new("tunnel test CA");
-    let dir = tempfile::tempdir().unwrap();
-    let cert = ca.server(dir.path(), "front", &["localhost"], Key::EcdsaP256);
-    let up = blocking_echo_upstream();
-    let gw = Gateway::start(&format!(
-        "[listeners.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]\n\n\
-         [timeouts]\ntunnel_idle = \"20s\"\n\n{}\n\
-         [[routes]]\nname = \"ws\"\nprefix = \"/ws\"\nproxy = {{ upstream = \"app\" }}\n",
-        cert.cert_path.display(),
-        cert.key_path.display(),
-        upstream_toml("app", &[up])
-    ));
-    let cfg = client_config(&ClientOpts {
-        ca_pem: &ca.pem,
-        alpn: &[b"http/1.1"],
-        ..ClientOpts::default()
-    });
-    let mut tcp = TcpStream::connect(gw.addr).unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut conn = rustls::ClientConnection::new(cfg, name).unwrap();
-    // The upgrade, on a blocking socket.
-    {
-        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut s = rustls::Stream::new(&mut conn, &mut tcp);
-        s.write_all(
-            b"GET /ws/x HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        )
-        .unwrap();
-        let mut head = Vec::new();
-        let mut b = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            assert_eq!(s.read(&mut b).unwrap(), 1, "eof in the 101 head");
-            head.push(b[0]);
-        }
-        assert!(
-            head.starts_with(b"HTTP/1.1 101"),
-            "{}",
-            String::from_utf8_lossy(&head)
-        );
-    }
+    let (_gw, _dir, mut conn, mut tcp) = upgraded_tls_tunnel();
     // Then send 24 MiB while reading the echo, never blocking on either.
     tcp.set_nonblocking(true).unwrap();
     const TOTAL: usize = 24 << 20;
@@ -648,42 +607,7 @@ fn tls_tunnel_relays_bulk_traffic_both_ways_at_once() {
 /// drop what it had decrypted.
 #[test]
 fn tls_tunnel_keeps_every_byte_of_mixed_record_sizes() {
-    use common::tls::{client_config, Ca, ClientOpts, Key};
-    let ca = Ca::new("tunnel test CA");
-    let dir = tempfile::tempdir().unwrap();
-    let cert = ca.server(dir.path(), "front", &["localhost"], Key::EcdsaP256);
-    let up = blocking_echo_upstream();
-    let gw = Gateway::start(&format!(
-        "[listeners.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]\n\n{}\n\
-         [[routes]]\nname = \"ws\"\nprefix = \"/ws\"\nproxy = {{ upstream = \"app\" }}\n",
-        cert.cert_path.display(),
-        cert.key_path.display(),
-        upstream_toml("app", &[up])
-    ));
-    let cfg = client_config(&ClientOpts {
-        ca_pem: &ca.pem,
-        alpn: &[b"http/1.1"],
-        ..ClientOpts::default()
-    });
-    let mut tcp = TcpStream::connect(gw.addr).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut conn = rustls::ClientConnection::new(cfg, name).unwrap();
-    {
-        let mut s = rustls::Stream::new(&mut conn, &mut tcp);
-        s.write_all(
-            b"GET /ws/x HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        )
-        .unwrap();
-        let mut head = Vec::new();
-        let mut b = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            assert_eq!(s.read(&mut b).unwrap(), 1, "eof in the 101 head");
-            head.push(b[0]);
-        }
-        assert!(head.starts_with(b"HTTP/1.1 101"));
-    }
+    let (_gw, _dir, mut conn, mut tcp) = upgraded_tls_tunnel();
     // One 16 KiB record, then 100 records of 100 bytes, as ciphertext.
     let mut want = Vec::new();
     let mut wire = Vec::new();
@@ -729,4 +653,57 @@ fn tls_tunnel_keeps_every_byte_of_mixed_record_sizes() {
         }
     }
     assert!(got == want, "the echo differs from what was sent");
+}
+
+/// A gateway with a TLS listener whose `/ws` route goes to a `blocking_echo_upstream`, and a
+/// TLS client connection already upgraded through it (the 101 read). Returns what must live
+/// as long as the tunnel.
+fn upgraded_tls_tunnel() -> (
+    Gateway,
+    tempfile::TempDir,
+    rustls::ClientConnection,
+    TcpStream,
+) {
+    use common::tls::{client_config, Ca, ClientOpts, Key};
+    let ca = Ca::new("tunnel test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let cert = ca.server(dir.path(), "front", &["localhost"], Key::EcdsaP256);
+    let up = blocking_echo_upstream();
+    let gw = Gateway::start(&format!(
+        "[listeners.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]\n\n\
+         [timeouts]\ntunnel_idle = \"20s\"\n\n{}\n\
+         [[routes]]\nname = \"ws\"\nprefix = \"/ws\"\nproxy = {{ upstream = \"app\" }}\n",
+        cert.cert_path.display(),
+        cert.key_path.display(),
+        upstream_toml("app", &[up])
+    ));
+    let cfg = client_config(&ClientOpts {
+        ca_pem: &ca.pem,
+        alpn: &[b"http/1.1"],
+        ..ClientOpts::default()
+    });
+    let mut tcp = TcpStream::connect(gw.addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(cfg, name).unwrap();
+    {
+        let mut s = rustls::Stream::new(&mut conn, &mut tcp);
+        s.write_all(
+            b"GET /ws/x HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(s.read(&mut b).unwrap(), 1, "eof in the 101 head");
+            head.push(b[0]);
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+    }
+    (gw, dir, conn, tcp)
 }
