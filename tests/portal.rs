@@ -984,8 +984,18 @@ fn abuse_routes_that_would_take_the_portals_pages_are_a_config_error() {
     assert!(stderr.contains("takes GET /docs/op/."), "{stderr}");
     std::fs::write(&spec, original).unwrap();
 
-    // A TOML route deeper than the portal's path, or one on a named host, takes pages too.
+    // A TOML route deeper than the portal's path, or one on a named host, takes pages too;
+    // on a named host even a shallow route with a condition does (that tier is looked up
+    // before the portal's).
     for (route, needle) in [
+        (
+            "[[routes]]\nname = \"cond\"\nhosts = [\"portal.example.com\"]\nprefix = \"/\"\nquery = { steal = true }\nproxy = { upstream = \"app\" }\n",
+            "route \"cond\" (routes[0]) could take requests under /docs/keys",
+        ),
+        (
+            "[[routes]]\nname = \"put\"\nhosts = [\"*.example.com\"]\npath = \"/{*rest}\"\nmethods = [\"PUT\"]\nproxy = { upstream = \"app\" }\n",
+            "route \"put\" (routes[0]) could take requests under /docs/keys",
+        ),
         (
             "[[routes]]\nname = \"deep\"\nprefix = \"/docs/assets\"\nproxy = { upstream = \"app\" }\n",
             "route \"deep\" (routes[0]) takes GET /docs/assets/",
@@ -1004,4 +1014,50 @@ fn abuse_routes_that_would_take_the_portals_pages_are_a_config_error() {
         assert!(stderr.contains(needle), "{route}: {stderr}");
         assert!(stderr.contains("check.toml:"), "{stderr}");
     }
+}
+
+/// The portal's session cookie never reaches an upstream, whatever route a request that
+/// carried it took: a browser sends it to every path under `/docs/keys`, and a spelling such
+/// as `/docs/keys/..;/help` normalizes to a proxied route. Other cookies pass unchanged.
+#[test]
+fn abuse_the_session_cookie_never_reaches_an_upstream() {
+    let (gw, up, store) = keys_portal("t-portal-strip");
+    let session = sign_in(&gw, &store.alice);
+    for (path, cookie) in [
+        ("/v1/pets", format!("a=1; {session}; b=2")),
+        ("/docs/keys/..;/..;/v1/pets", format!("{session}; a=1; b=2")),
+    ] {
+        let before = up.count();
+        let r = request(
+            gw.addr,
+            "GET",
+            path,
+            &[
+                ("Cookie", cookie.as_str()),
+                ("X-Api-Key", store.alice.as_str()),
+            ],
+            b"",
+        );
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        assert_eq!(up.count(), before + 1, "{path} reached the upstream");
+        let got = up.last();
+        assert_eq!(got.header("cookie"), Some("a=1; b=2"), "{path}");
+    }
+    // A request whose only cookie is the session sends none.
+    let r = request(
+        gw.addr,
+        "GET",
+        "/v1/pets",
+        &[
+            ("Cookie", session.as_str()),
+            ("X-Api-Key", store.alice.as_str()),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert!(
+        up.last().header("cookie").is_none(),
+        "{:?}",
+        up.last().headers
+    );
 }

@@ -241,7 +241,14 @@ fn session_subtree_is_the_portals(
     let sub = format!("{base}/keys");
     let depth = segments(base).len();
     for spec in specs {
-        if spec.id == portal.id || !takes_subtree(&spec.path, spec.case_insensitive, &sub, depth) {
+        // A route on a named host is looked up before any-host routes, so for it the portal's
+        // depth is no defence: any route that can match there takes the request.
+        let named = spec
+            .hosts
+            .iter()
+            .any(|h| !matches!(h, route::HostPattern::Any));
+        let beat = if named { 0 } else { depth };
+        if spec.id == portal.id || !takes_subtree(&spec.path, spec.case_insensitive, &sub, beat) {
             continue;
         }
         let (span, field) = span_of(raw, origins, spec.id);

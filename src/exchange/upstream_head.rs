@@ -318,6 +318,22 @@ fn write_end_to_end_fields(out: &mut Vec<u8>, u: &UpstreamHead<'_>) -> Forwardin
         {
             continue;
         }
+        // The portal's session cookie is the gateway's own: no upstream ever gets it, however
+        // a request that carried it was routed (a browser sends it to every path under
+        // `{portal}/keys`, and some spellings of such a path normalize elsewhere).
+        let stripped;
+        let value = if name.eq_ignore_ascii_case(b"cookie") {
+            match without_portal_cookie(value) {
+                Some(v) if v.is_empty() => continue,
+                Some(v) => {
+                    stripped = v;
+                    &stripped[..]
+                }
+                None => value,
+            }
+        } else {
+            value
+        };
         match u.edits {
             Some(e) => {
                 if let Some(n) = e.map_name(name) {
@@ -335,6 +351,32 @@ fn write_end_to_end_fields(out: &mut Vec<u8>, u: &UpstreamHead<'_>) -> Forwardin
         }
     }
     got
+}
+
+/// A `Cookie` value without the portal's session crumbs (`None`: it has none, send it as
+/// it is; `Some(empty)`: nothing else was in it).
+fn without_portal_cookie(value: &[u8]) -> Option<Vec<u8>> {
+    let name = crate::openapi::portal::keys::COOKIE.as_bytes();
+    if !value.windows(name.len()).any(|w| w == name) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(value.len());
+    for crumb in value.split(|&b| b == b';') {
+        let crumb = crumb.trim_ascii();
+        let crumb_name = crumb
+            .split(|&b| b == b'=')
+            .next()
+            .unwrap_or(b"")
+            .trim_ascii();
+        if crumb.is_empty() || crumb_name == name {
+            continue;
+        }
+        if !out.is_empty() {
+            out.extend_from_slice(b"; ");
+        }
+        out.extend_from_slice(crumb);
+    }
+    Some(out)
 }
 
 /// `X-Forwarded-For/-Proto/-Host` and `Forwarded`: a trusted proxy's chain with this hop
