@@ -232,3 +232,57 @@ pub fn reset_on_close(fd: std::os::fd::RawFd) {
         );
     }
 }
+
+/// Sends as much of `buf` as the socket takes now, without waiting: the bytes sent, or
+/// `WouldBlock` when it takes none. Never raises SIGPIPE (a peer that has gone is an error).
+/// Only for sockets with no write in flight, so it never races the runtime.
+pub fn send_now(fd: std::os::fd::RawFd, buf: &[u8]) -> std::io::Result<usize> {
+    loop {
+        // SAFETY: `fd` is an open socket the caller owns; `buf` is valid for reads of
+        // `buf.len()` bytes for the duration of the call, which does not keep the pointer.
+        let n = unsafe {
+            libc::send(
+                fd,
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Appends at most `max` bytes the socket holds now to `dst`, without waiting: the bytes
+/// read (`0` at EOF), or `WouldBlock` when none are there. Only for sockets with no read in
+/// flight, so it never races the runtime.
+pub fn recv_now(fd: std::os::fd::RawFd, dst: &mut Vec<u8>, max: usize) -> std::io::Result<usize> {
+    dst.reserve(max);
+    loop {
+        let spare = dst.spare_capacity_mut();
+        // SAFETY: recv writes at most `max` (<= the spare capacity) bytes into the vector's
+        // spare capacity, on an open socket the caller owns.
+        let n = unsafe {
+            libc::recv(
+                fd,
+                spare.as_mut_ptr().cast(),
+                max.min(spare.len()),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n >= 0 {
+            // SAFETY: recv initialized `n` bytes past the current length.
+            unsafe { dst.set_len(dst.len() + n as usize) };
+            return Ok(n as usize);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}

@@ -198,37 +198,11 @@ async fn when<F: std::future::Future>(cond: bool, fut: F) {
 fn try_read(s: &mut Transport, dst: &mut Vec<u8>, max: usize) -> std::io::Result<Option<usize>> {
     match s {
         Transport::Tls(t) => t.try_read_plain(dst, max),
-        Transport::Plain(tcp) => {
-            dst.reserve(max);
-            let spare = dst.spare_capacity_mut();
-            // SAFETY: recv writes at most `max` (<= spare capacity) bytes into the vector's
-            // spare capacity; the socket has no read in flight.
-            let n = unsafe {
-                libc::recv(
-                    tcp.as_raw_fd(),
-                    spare.as_mut_ptr().cast(),
-                    max.min(spare.len()),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            match n {
-                0 => Ok(Some(0)),
-                // SAFETY: recv initialized `n` bytes past the current length.
-                1.. => unsafe {
-                    dst.set_len(dst.len() + n as usize);
-                    Ok(Some(n as usize))
-                },
-                _ => {
-                    let e = std::io::Error::last_os_error();
-                    match e.kind() {
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => {
-                            Ok(None)
-                        }
-                        _ => Err(e),
-                    }
-                }
-            }
-        }
+        Transport::Plain(tcp) => match crate::io::recv_now(tcp.as_raw_fd(), dst, max) {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        },
     }
 }
 
@@ -236,25 +210,10 @@ fn try_read(s: &mut Transport, dst: &mut Vec<u8>, max: usize) -> std::io::Result
 fn try_write(s: &mut Transport, src: &[u8]) -> std::io::Result<usize> {
     match s {
         Transport::Tls(t) => t.try_write_plain(src),
-        Transport::Plain(tcp) => {
-            // SAFETY: sends from a live slice on a socket with no write in flight.
-            let n = unsafe {
-                libc::send(
-                    tcp.as_raw_fd(),
-                    src.as_ptr().cast(),
-                    src.len(),
-                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                )
-            };
-            if n >= 0 {
-                return Ok(n as usize);
-            }
-            let e = std::io::Error::last_os_error();
-            match e.kind() {
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Ok(0),
-                _ => Err(e),
-            }
-        }
+        Transport::Plain(tcp) => match crate::io::send_now(tcp.as_raw_fd(), src) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
+            other => other,
+        },
     }
 }
 

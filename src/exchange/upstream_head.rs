@@ -357,9 +357,7 @@ fn write_end_to_end_fields(out: &mut Vec<u8>, u: &UpstreamHead<'_>) -> Forwardin
 /// it is; `Some(empty)`: nothing else was in it).
 fn without_portal_cookie(value: &[u8]) -> Option<Vec<u8>> {
     let name = crate::openapi::portal::keys::COOKIE.as_bytes();
-    if !value.windows(name.len()).any(|w| w == name) {
-        return None;
-    }
+    memchr::memmem::find(value, name)?;
     let mut out = Vec::with_capacity(value.len());
     for crumb in value.split(|&b| b == b';') {
         let crumb = crumb.trim_ascii();

@@ -18,26 +18,7 @@ pub(super) fn shutdown(sock: &OwnedFd) {
     }
 }
 
-/// Sends as much of `buf` as the socket takes now, without waiting: the bytes sent, or
-/// `WouldBlock` when it takes none. Never raises SIGPIPE (a peer that has gone is an error).
+/// Sends as much of `buf` as the socket takes now, without waiting (`io::send_now`).
 pub(super) fn send_now(sock: &OwnedFd, buf: &[u8]) -> std::io::Result<usize> {
-    loop {
-        // SAFETY: `sock` is an open descriptor owned by the caller; `buf` is valid for reads of
-        // `buf.len()` bytes for the duration of the call, which does not keep the pointer.
-        let n = unsafe {
-            libc::send(
-                sock.as_raw_fd(),
-                buf.as_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+    crate::io::send_now(sock.as_raw_fd(), buf)
 }

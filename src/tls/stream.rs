@@ -272,32 +272,16 @@ impl TlsStream {
             }
             self.rbuf.clear();
             self.rpos = 0;
-            self.rbuf.reserve(RECORD_READ);
-            let spare = self.rbuf.capacity();
-            // SAFETY: recv writes at most `spare` bytes into the vector's allocation (empty,
-            // capacity `spare`); the socket has no read in flight that could race it.
-            let n = unsafe {
-                libc::recv(
-                    std::os::fd::AsRawFd::as_raw_fd(&self.tcp),
-                    self.rbuf.as_mut_ptr().cast(),
-                    spare,
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            match n {
-                0 => {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&self.tcp);
+            match crate::io::recv_now(fd, &mut self.rbuf, RECORD_READ) {
+                Ok(0) => {
                     self.eof = true;
                     let _ = self.tls.read_tls(&mut &[][..]);
                     return Absorbed::Ended;
                 }
-                // SAFETY: recv initialized the first `n` (<= spare) bytes.
-                1.. => unsafe { self.rbuf.set_len(n as usize) },
-                _ => {
-                    return match io::Error::last_os_error().kind() {
-                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Absorbed::Quiet,
-                        _ => Absorbed::Ended,
-                    }
-                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Absorbed::Quiet,
+                Err(_) => return Absorbed::Ended,
             }
         }
         Absorbed::Busy
@@ -427,23 +411,11 @@ impl TlsStream {
     /// `false` when the socket is full (wait until writable). Only for a stream with no
     /// write in flight (the relays, which never await a write on it).
     pub fn try_flush(&mut self) -> io::Result<bool> {
+        /// rustls's ciphertext goes out through `io::send_now`: never waits.
         struct NoWait(std::os::fd::RawFd);
         impl io::Write for NoWait {
             fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-                // SAFETY: sends from a live slice on a socket this stream owns.
-                let n = unsafe {
-                    libc::send(
-                        self.0,
-                        b.as_ptr().cast(),
-                        b.len(),
-                        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                    )
-                };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
+                crate::io::send_now(self.0, b)
             }
             fn flush(&mut self) -> io::Result<()> {
                 Ok(())
